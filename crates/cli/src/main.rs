@@ -1,0 +1,40 @@
+//! The `mlctl` binary: glue between the command line and the libraries.
+//!
+//! `main` parses arguments, runs the command, and maps the outcome to an exit code and a
+//! message. Only this crate prints.
+
+mod cli;
+mod commands;
+mod style;
+
+use std::process::ExitCode;
+
+/// An error that has already been reported to the user, carrying the exit code to use.
+#[derive(Debug)]
+pub struct Exit(pub u8);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}", self.0)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+fn main() -> ExitCode {
+    let args = cli::parse();
+    style::init(args.global.no_color);
+    match commands::run(args) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            if let Some(Exit(code)) = err.downcast_ref::<Exit>() {
+                return ExitCode::from(*code);
+            }
+            eprintln!("{} {err}", style::red("error:"));
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! The behaviour suite every mlctl provider must pass

@@ -1,0 +1,1 @@
+//! mlctl's resource graph, fingerprints, plan, apply engine and component traits

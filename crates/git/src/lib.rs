@@ -1,0 +1,1 @@
+//! Reads mlctl manifests at a git revision, provenance and spec diffs

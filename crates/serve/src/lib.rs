@@ -1,0 +1,1 @@
+//! The mlctl inference HTTP server

@@ -1,0 +1,333 @@
+//! serde deserialization from position-keeping [`Node`]s.
+//!
+//! Guarantees: every error carries the position of the node it is about. Unknown fields of a
+//! struct are not fatal: each one is recorded (with a "did you mean") and skipped, so one pass
+//! reports all of them. Type errors stop the document they are in.
+
+use crate::suggest::did_you_mean;
+use crate::yaml::{Node, ScalarType, Span, Value};
+use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor};
+use std::cell::RefCell;
+use std::fmt;
+
+/// A deserialization problem at a position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeError {
+    /// Where (filled in by the innermost node the error passes through).
+    pub span: Option<Span>,
+    /// What is wrong, in the user's words.
+    pub message: String,
+    /// What to do about it.
+    pub hint: Option<String>,
+}
+
+impl DeError {
+    fn at(mut self, span: Span) -> Self {
+        self.span.get_or_insert(span);
+        self
+    }
+}
+
+impl fmt::Display for DeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for DeError {}
+
+/// Rust type names that serde puts in "expected ..." become words a YAML author uses.
+fn expected_words(exp: &str) -> String {
+    match exp {
+        "f32" | "f64" => "a number".into(),
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a non-negative integer".into(),
+        "i8" | "i16" | "i32" | "i64" | "isize" => "an integer".into(),
+        "a boolean" | "a string" => exp.into(),
+        other if other.starts_with("struct ") => "a mapping".into(),
+        other if other.starts_with("a sequence") => "a list".into(),
+        other if other.starts_with("a map") => "a mapping".into(),
+        other => other.into(),
+    }
+}
+
+fn unexpected_words(unexp: de::Unexpected<'_>) -> String {
+    match unexp {
+        de::Unexpected::Map => "a mapping".into(),
+        de::Unexpected::Seq => "a list".into(),
+        de::Unexpected::Unit => "null".into(),
+        de::Unexpected::Str(s) => format!("string \"{s}\""),
+        de::Unexpected::Signed(i) => format!("integer {i}"),
+        de::Unexpected::Unsigned(i) => format!("integer {i}"),
+        de::Unexpected::Float(f) => format!("number {f}"),
+        de::Unexpected::Bool(b) => format!("boolean {b}"),
+        other => other.to_string(),
+    }
+}
+
+impl de::Error for DeError {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        DeError { span: None, message: msg.to_string(), hint: None }
+    }
+
+    fn invalid_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
+        let exp = expected_words(&exp.to_string());
+        DeError { span: None, message: format!("expected {exp}, found {}", unexpected_words(unexp)), hint: None }
+    }
+
+    fn invalid_value(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
+        let exp = expected_words(&exp.to_string());
+        DeError { span: None, message: format!("expected {exp}, found {}", unexpected_words(unexp)), hint: None }
+    }
+
+    fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
+        DeError {
+            span: None,
+            message: format!("unknown value `{variant}`"),
+            hint: Some(match did_you_mean(variant, expected.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`? expected one of: {}", expected.join(", ")),
+                None => format!("expected one of: {}", expected.join(", ")),
+            }),
+        }
+    }
+
+    fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
+        DeError { span: None, message: format!("unknown field `{field}`"), hint: field_hint(field, expected) }
+    }
+
+    fn missing_field(field: &'static str) -> Self {
+        DeError {
+            span: None,
+            message: format!("missing required field `{field}`"),
+            hint: Some(format!("add `{field}:` to this mapping")),
+        }
+    }
+}
+
+fn field_hint(field: &str, expected: &[&str]) -> Option<String> {
+    match did_you_mean(field, expected.iter().copied()) {
+        Some(s) => Some(format!("did you mean `{s}`?")),
+        None if expected.is_empty() => Some("this mapping takes no fields".into()),
+        None => Some(format!("valid fields here: {}", expected.join(", "))),
+    }
+}
+
+/// Deserializes `T` from `node`. Unknown-field problems are pushed to `issues` (and skipped);
+/// the first fatal problem is returned as `Err`.
+pub fn from_node<T: DeserializeOwned>(node: &Node, issues: &RefCell<Vec<DeError>>) -> Result<T, DeError> {
+    T::deserialize(NodeDe { node, issues })
+}
+
+/// A serde deserializer over one node.
+pub struct NodeDe<'a> {
+    node: &'a Node,
+    issues: &'a RefCell<Vec<DeError>>,
+}
+
+impl<'a> NodeDe<'a> {
+    fn scalar(&self) -> Option<(&'a str, ScalarType)> {
+        match &self.node.value {
+            Value::Scalar { text, .. } => Some((text.as_str(), self.node.scalar_type().unwrap_or(ScalarType::Str))),
+            _ => None,
+        }
+    }
+
+    fn any<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, DeError> {
+        let span = self.node.span;
+        let r = match &self.node.value {
+            Value::Scalar { text, .. } => match self.node.scalar_type().unwrap_or(ScalarType::Str) {
+                ScalarType::Null => visitor.visit_unit(),
+                ScalarType::Bool(b) => visitor.visit_bool(b),
+                ScalarType::Int(i) => visitor.visit_i64(i),
+                ScalarType::Float(f) => visitor.visit_f64(f),
+                ScalarType::Str => visitor.visit_str(text),
+            },
+            Value::Seq(items) => visitor.visit_seq(Seq { items: items.iter(), issues: self.issues }),
+            Value::Map(entries) => {
+                visitor.visit_map(Map { entries: entries.iter(), value: None, issues: self.issues, fields: None })
+            }
+        };
+        r.map_err(|e| e.at(span))
+    }
+}
+
+macro_rules! forward_any {
+    ($($name:ident)*) => {
+        $(fn $name<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> { self.any(visitor) })*
+    };
+}
+
+impl<'de> de::Deserializer<'de> for NodeDe<'de> {
+    type Error = DeError;
+
+    forward_any! {
+        deserialize_any deserialize_bool deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64
+        deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64 deserialize_f32 deserialize_f64
+        deserialize_char deserialize_bytes deserialize_byte_buf deserialize_unit deserialize_seq
+        deserialize_map deserialize_ignored_any
+    }
+
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        // Any non-null scalar reads as a string: `version: 1.0` means "1.0" to its author.
+        match self.scalar() {
+            Some((text, st)) if st != ScalarType::Null => visitor.visit_str(text).map_err(|e: DeError| e.at(self.node.span)),
+            _ => self.any(visitor),
+        }
+    }
+
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        if self.node.is_null() {
+            visitor.visit_none()
+        } else {
+            let span = self.node.span;
+            visitor.visit_some(self).map_err(|e| e.at(span))
+        }
+    }
+
+    fn deserialize_unit_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, DeError> {
+        self.any(visitor)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, DeError> {
+        let span = self.node.span;
+        visitor.visit_newtype_struct(self).map_err(|e| e.at(span))
+    }
+
+    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
+        self.any(visitor)
+    }
+
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        self.any(visitor)
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        let span = self.node.span;
+        match &self.node.value {
+            Value::Map(entries) => visitor
+                .visit_map(Map { entries: entries.iter(), value: None, issues: self.issues, fields: Some(fields) })
+                .map_err(|e| e.at(span)),
+            _ => self.any(visitor),
+        }
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        let span = self.node.span;
+        match &self.node.value {
+            Value::Scalar { text, .. } => visitor.visit_enum(text.as_str().into_deserializer()).map_err(|e: DeError| e.at(span)),
+            Value::Map(entries) if entries.len() == 1 => {
+                let (k, v) = &entries[0];
+                visitor.visit_enum(Enum { key: k, value: v, issues: self.issues }).map_err(|e| e.at(span))
+            }
+            _ => Err(DeError {
+                span: Some(span),
+                message: format!("expected a name or a mapping with one key, found {}", self.node.type_name()),
+                hint: None,
+            }),
+        }
+    }
+}
+
+struct Seq<'a> {
+    items: std::slice::Iter<'a, Node>,
+    issues: &'a RefCell<Vec<DeError>>,
+}
+
+impl<'de> SeqAccess<'de> for Seq<'de> {
+    type Error = DeError;
+    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, DeError> {
+        match self.items.next() {
+            Some(node) => seed.deserialize(NodeDe { node, issues: self.issues }).map(Some),
+            None => Ok(None),
+        }
+    }
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.items.len())
+    }
+}
+
+struct Map<'a> {
+    entries: std::slice::Iter<'a, (Node, Node)>,
+    value: Option<&'a Node>,
+    issues: &'a RefCell<Vec<DeError>>,
+    fields: Option<&'static [&'static str]>,
+}
+
+impl<'de> MapAccess<'de> for Map<'de> {
+    type Error = DeError;
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
+        for (k, v) in self.entries.by_ref() {
+            if let Some(fields) = self.fields {
+                let name = k.as_str().unwrap_or_default();
+                if !fields.contains(&name) {
+                    self.issues.borrow_mut().push(DeError {
+                        span: Some(k.span),
+                        message: format!("unknown field `{name}`"),
+                        hint: field_hint(name, fields),
+                    });
+                    continue;
+                }
+            }
+            self.value = Some(v);
+            return seed.deserialize(NodeDe { node: k, issues: self.issues }).map(Some);
+        }
+        Ok(None)
+    }
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
+        let node = self.value.take().ok_or_else(|| de::Error::custom("value without a key"))?;
+        seed.deserialize(NodeDe { node, issues: self.issues })
+    }
+}
+
+struct Enum<'a> {
+    key: &'a Node,
+    value: &'a Node,
+    issues: &'a RefCell<Vec<DeError>>,
+}
+
+impl<'de> de::EnumAccess<'de> for Enum<'de> {
+    type Error = DeError;
+    type Variant = NodeDe<'de>;
+    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Self::Variant), DeError> {
+        let v = seed.deserialize(NodeDe { node: self.key, issues: self.issues }).map_err(|e| e.at(self.key.span))?;
+        Ok((v, NodeDe { node: self.value, issues: self.issues }))
+    }
+}
+
+impl<'de> de::VariantAccess<'de> for NodeDe<'de> {
+    type Error = DeError;
+    fn unit_variant(self) -> Result<(), DeError> {
+        Ok(())
+    }
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, DeError> {
+        seed.deserialize(self)
+    }
+    fn tuple_variant<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
+        self.any(visitor)
+    }
+    fn struct_variant<V: Visitor<'de>>(self, fields: &'static [&'static str], visitor: V) -> Result<V::Value, DeError> {
+        de::Deserializer::deserialize_struct(self, "", fields, visitor)
+    }
+}

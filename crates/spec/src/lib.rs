@@ -1,0 +1,371 @@
+//! mlctl-spec: YAML manifests to a typed, validated [`Spec`], with a position for every node.
+//!
+//! Loading goes in two stages. Stage 1 parses YAML into position-keeping nodes ([`yaml`]) and
+//! deserializes each manifest's `spec` into the typed structs of [`model`] ([`de`]). Stage 2
+//! ([`validate`]) resolves references by name, checks ranges and cross-field rules, and fills
+//! defaults. Both stages collect every problem as a [`Diagnostic`]; a spec with any error
+//! diagnostic is not returned.
+//!
+//! This crate does no I/O of its own: files come through the [`Files`] trait, implemented over
+//! a directory ([`DirFiles`]) here and over a git revision in `mlctl-git`.
+
+pub mod de;
+pub mod diag;
+pub mod env;
+pub mod model;
+pub mod schema;
+pub mod suggest;
+pub mod units;
+pub mod validate;
+pub mod yaml;
+
+pub use diag::{Diagnostic, Severity};
+pub use model::*;
+pub use yaml::{Node, Span};
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The file name of a project's root manifest.
+pub const PROJECT_FILE: &str = "mlctl.yaml";
+
+/// Read access to a project's files, by `/`-separated path relative to the project directory.
+pub trait Files {
+    /// The text of a file; `Ok(None)` when it does not exist.
+    fn read(&self, path: &str) -> std::io::Result<Option<String>>;
+    /// Every file under `dir` (recursively), as paths relative to the project, sorted.
+    /// `Ok(None)` when `dir` is not a directory.
+    fn list(&self, dir: &str) -> std::io::Result<Option<Vec<String>>>;
+}
+
+/// [`Files`] over a directory on disk.
+#[derive(Debug, Clone)]
+pub struct DirFiles {
+    root: PathBuf,
+}
+
+impl DirFiles {
+    /// Files under `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        DirFiles { root: root.into() }
+    }
+}
+
+impl Files for DirFiles {
+    fn read(&self, path: &str) -> std::io::Result<Option<String>> {
+        match std::fs::read_to_string(self.root.join(path)) {
+            Ok(s) => Ok(Some(s)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn list(&self, dir: &str) -> std::io::Result<Option<Vec<String>>> {
+        let base = self.root.join(dir);
+        if !base.is_dir() {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        let mut stack = vec![base];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d)? {
+                let entry = entry?;
+                let p = entry.path();
+                if entry.file_type()?.is_dir() {
+                    stack.push(p);
+                } else if let Ok(rel) = p.strip_prefix(&self.root) {
+                    out.push(rel_string(rel));
+                }
+            }
+        }
+        out.sort();
+        Ok(Some(out))
+    }
+}
+
+fn rel_string(p: &Path) -> String {
+    p.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
+}
+
+/// The kinds of resources (the Project is not a resource).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub enum Kind {
+    /// A versioned table.
+    Dataset,
+    /// Produces a model.
+    TrainingJob,
+    /// A registered model.
+    Model,
+    /// A live deployment.
+    Endpoint,
+    /// Checks an endpoint.
+    Monitor,
+}
+
+impl Kind {
+    /// All kinds, in dependency order.
+    pub const ALL: [Kind; 5] = [Kind::Dataset, Kind::TrainingJob, Kind::Model, Kind::Endpoint, Kind::Monitor];
+
+    /// The `kind:` value in YAML.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Dataset => "Dataset",
+            Kind::TrainingJob => "TrainingJob",
+            Kind::Model => "Model",
+            Kind::Endpoint => "Endpoint",
+            Kind::Monitor => "Monitor",
+        }
+    }
+
+    /// Parses a `kind:` value.
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Lowercase plural for messages ("datasets").
+    pub fn plural(self) -> &'static str {
+        match self {
+            Kind::Dataset => "datasets",
+            Kind::TrainingJob => "training jobs",
+            Kind::Model => "models",
+            Kind::Endpoint => "endpoints",
+            Kind::Monitor => "monitors",
+        }
+    }
+
+    /// Lowercase singular for messages ("training job").
+    pub fn noun(self) -> &'static str {
+        match self {
+            Kind::Dataset => "dataset",
+            Kind::TrainingJob => "training job",
+            Kind::Model => "model",
+            Kind::Endpoint => "endpoint",
+            Kind::Monitor => "monitor",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A resource's address: `Kind/name`, unique within a project.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct ResourceId {
+    /// Its kind.
+    pub kind: Kind,
+    /// Its `metadata.name`.
+    pub name: String,
+}
+
+impl ResourceId {
+    /// A new id.
+    pub fn new(kind: Kind, name: impl Into<String>) -> Self {
+        ResourceId { kind, name: name.into() }
+    }
+
+    /// Parses `Kind/name`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (k, n) = s.split_once('/')?;
+        let kind = Kind::ALL.into_iter().find(|x| x.as_str().eq_ignore_ascii_case(k))?;
+        (!n.is_empty()).then(|| ResourceId::new(kind, n))
+    }
+}
+
+impl fmt::Display for ResourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.kind, self.name)
+    }
+}
+
+/// The body of a resource, by kind.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+#[allow(clippy::large_enum_variant)]
+pub enum ResourceSpec {
+    /// See [`DatasetSpec`].
+    Dataset(DatasetSpec),
+    /// See [`TrainingJobSpec`].
+    TrainingJob(TrainingJobSpec),
+    /// See [`ModelSpec`].
+    Model(ModelSpec),
+    /// See [`EndpointSpec`].
+    Endpoint(EndpointSpec),
+    /// See [`MonitorSpec`].
+    Monitor(MonitorSpec),
+}
+
+/// Where something was written.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Location {
+    /// File relative to the project.
+    pub file: String,
+    /// Position in the file.
+    pub span: Span,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.span.line, self.span.col)
+    }
+}
+
+/// One validated resource.
+#[derive(Debug, Clone)]
+pub struct Resource {
+    /// Its address.
+    pub id: ResourceId,
+    /// Name, labels, annotations.
+    pub metadata: Metadata,
+    /// The typed body, with defaults applied.
+    pub spec: ResourceSpec,
+    /// Where its manifest starts.
+    pub location: Location,
+    /// The manifest's YAML, for positions of any field.
+    pub node: Arc<Node>,
+    /// Resources it reads, in a stable order.
+    pub depends_on: Vec<ResourceId>,
+}
+
+impl Resource {
+    /// The canonical form of what this resource asks for: the typed spec plus labels, as JSON
+    /// with sorted keys. Comments, key order, quoting and annotations do not appear in it.
+    pub fn canonical(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({ "spec": self.spec, "labels": self.metadata.labels });
+        sort_keys(&mut v);
+        v
+    }
+
+    /// The dataset body, if this is a Dataset.
+    pub fn as_dataset(&self) -> Option<&DatasetSpec> {
+        match &self.spec {
+            ResourceSpec::Dataset(d) => Some(d),
+            _ => None,
+        }
+    }
+    /// The training job body, if this is a TrainingJob.
+    pub fn as_training_job(&self) -> Option<&TrainingJobSpec> {
+        match &self.spec {
+            ResourceSpec::TrainingJob(d) => Some(d),
+            _ => None,
+        }
+    }
+    /// The model body, if this is a Model.
+    pub fn as_model(&self) -> Option<&ModelSpec> {
+        match &self.spec {
+            ResourceSpec::Model(d) => Some(d),
+            _ => None,
+        }
+    }
+    /// The endpoint body, if this is an Endpoint.
+    pub fn as_endpoint(&self) -> Option<&EndpointSpec> {
+        match &self.spec {
+            ResourceSpec::Endpoint(d) => Some(d),
+            _ => None,
+        }
+    }
+    /// The monitor body, if this is a Monitor.
+    pub fn as_monitor(&self) -> Option<&MonitorSpec> {
+        match &self.spec {
+            ResourceSpec::Monitor(d) => Some(d),
+            _ => None,
+        }
+    }
+}
+
+/// Recursively sorts object keys (serde_json keeps insertion order with `preserve_order`).
+pub fn sort_keys(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<_> = std::mem::take(map).into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            for (k, mut val) in entries {
+                sort_keys(&mut val);
+                map.insert(k, val);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(sort_keys),
+        _ => {}
+    }
+}
+
+/// The project manifest, validated.
+#[derive(Debug, Clone)]
+pub struct Project {
+    /// `metadata.name`.
+    pub name: String,
+    /// Labels copied onto every resource.
+    pub labels: BTreeMap<String, String>,
+    /// Manifest paths (defaults applied).
+    pub manifests: Vec<String>,
+    /// The default target's name.
+    pub default_target: String,
+    /// Targets by name (an implicit `local` target when none is declared).
+    pub targets: BTreeMap<String, Target>,
+}
+
+impl Project {
+    /// The target named `name`, or the default one; the error lists the targets.
+    pub fn target(&self, name: Option<&str>) -> Result<(&str, &Target), String> {
+        let name = name.unwrap_or(&self.default_target);
+        match self.targets.get_key_value(name) {
+            Some((k, t)) => Ok((k.as_str(), t)),
+            None => {
+                let known: Vec<&str> = self.targets.keys().map(String::as_str).collect();
+                let mut msg = format!("target `{name}` is not defined in {PROJECT_FILE}; defined targets: {}", known.join(", "));
+                if let Some(s) = suggest::did_you_mean(name, known.iter().copied()) {
+                    msg.push_str(&format!(" (did you mean `{s}`?)"));
+                }
+                Err(msg)
+            }
+        }
+    }
+}
+
+/// A whole validated project.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// The project.
+    pub project: Project,
+    /// Every resource, in a stable order (kind, then name).
+    pub resources: Vec<Resource>,
+    /// The text of every file read, by path (for rendering diagnostics later).
+    pub sources: BTreeMap<String, String>,
+}
+
+impl Spec {
+    /// Looks a resource up.
+    pub fn get(&self, id: &ResourceId) -> Option<&Resource> {
+        self.resources.iter().find(|r| &r.id == id)
+    }
+
+    /// Looks a resource up by kind and name.
+    pub fn find(&self, kind: Kind, name: &str) -> Option<&Resource> {
+        self.resources.iter().find(|r| r.id.kind == kind && r.id.name == name)
+    }
+}
+
+/// The result of loading: the spec when there was no error, and every diagnostic.
+#[derive(Debug)]
+pub struct Loaded {
+    /// `Some` when no diagnostic is an error.
+    pub spec: Option<Spec>,
+    /// Errors and warnings, in file order.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Loaded {
+    /// The errors only.
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics.iter().filter(|d| d.is_error())
+    }
+}
+
+/// Loads and validates the project whose `mlctl.yaml` is at the root of `files`.
+pub fn load(files: &dyn Files) -> Loaded {
+    validate::load(files)
+}

@@ -1,0 +1,1 @@
+//! The embedded local target: content-addressed store, SQLite metadata, in-process training, local endpoints

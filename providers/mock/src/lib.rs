@@ -1,0 +1,1 @@
+//! A deterministic, file-backed mock target with injectable faults
