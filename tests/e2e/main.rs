@@ -1,1 +1,7 @@
-fn main(){}
+//! End-to-end tests: drive the built `mlctl` binary in temporary git repositories.
+//!
+//! One test binary for the whole suite (compile once); one module per area. Every test gets
+//! a fresh temporary directory from [`common::TestProject`].
+
+mod common;
+mod validate;

@@ -1,0 +1,135 @@
+//! Helpers shared by the end-to-end tests.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root (where `examples/` lives).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+}
+
+/// A command running the built `mlctl`, with colours off and a clean environment for mlctl's
+/// own variables.
+pub fn mlctl() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mlctl"));
+    cmd.env("NO_COLOR", "1").env_remove("MLCTL_PROJECT");
+    cmd
+}
+
+/// A project in a fresh temporary directory (deleted on drop).
+pub struct TestProject {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestProject {
+    /// An empty project directory.
+    pub fn empty() -> Self {
+        TestProject { dir: tempfile::tempdir().expect("tempdir") }
+    }
+
+    /// A copy of `examples/<name>`.
+    pub fn example(name: &str) -> Self {
+        let p = Self::empty();
+        copy_dir(&repo_root().join("examples").join(name), p.path());
+        p
+    }
+
+    /// A copy of `examples/<name>`, committed to a new git repository.
+    pub fn example_in_git(name: &str) -> Self {
+        let p = Self::example(name);
+        std::fs::write(p.path().join(".gitignore"), ".mlctl/\n").unwrap();
+        p.git(&["init", "-q", "-b", "main"]);
+        p.git(&["config", "user.email", "test@example.com"]);
+        p.git(&["config", "user.name", "Test"]);
+        p.commit_all("initial");
+        p
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file (creating directories).
+    pub fn write(&self, rel: &str, contents: &str) {
+        let path = self.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, contents).unwrap();
+    }
+
+    /// Reads a file.
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path().join(rel)).unwrap()
+    }
+
+    /// Replaces `from` by `to` in a file; panics when `from` is absent (a test bug).
+    pub fn replace(&self, rel: &str, from: &str, to: &str) {
+        let text = self.read(rel);
+        assert!(text.contains(from), "{rel} does not contain {from:?}");
+        self.write(rel, &text.replacen(from, to, 1));
+    }
+
+    /// Runs git in the project.
+    pub fn git(&self, args: &[&str]) -> String {
+        let out = Command::new("git").args(args).current_dir(self.path()).output().expect("git");
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `git add -A && git commit`.
+    pub fn commit_all(&self, message: &str) {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "--allow-empty", "-m", message]);
+    }
+
+    /// `mlctl ARGS` in the project directory.
+    pub fn mlctl(&self, args: &[&str]) -> Run {
+        let out = mlctl().args(args).current_dir(self.path()).output().expect("run mlctl");
+        Run::from(out)
+    }
+}
+
+/// The outcome of one mlctl run.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    /// Asserts the exit code, showing the output when it differs.
+    #[track_caller]
+    pub fn expect_code(self, code: i32) -> Self {
+        assert_eq!(self.code, code, "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        self
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name == ".mlctl" || name == "__pycache__" {
+            continue;
+        }
+        let target = to.join(&name);
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
