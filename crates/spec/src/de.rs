@@ -6,7 +6,9 @@
 
 use crate::suggest::did_you_mean;
 use crate::yaml::{Node, ScalarType, Span, Value};
-use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    self, DeserializeOwned, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor,
+};
 use std::cell::RefCell;
 use std::fmt;
 
@@ -66,17 +68,29 @@ fn unexpected_words(unexp: de::Unexpected<'_>) -> String {
 
 impl de::Error for DeError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        DeError { span: None, message: msg.to_string(), hint: None }
+        DeError {
+            span: None,
+            message: msg.to_string(),
+            hint: None,
+        }
     }
 
     fn invalid_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
         let exp = expected_words(&exp.to_string());
-        DeError { span: None, message: format!("expected {exp}, found {}", unexpected_words(unexp)), hint: None }
+        DeError {
+            span: None,
+            message: format!("expected {exp}, found {}", unexpected_words(unexp)),
+            hint: None,
+        }
     }
 
     fn invalid_value(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
         let exp = expected_words(&exp.to_string());
-        DeError { span: None, message: format!("expected {exp}, found {}", unexpected_words(unexp)), hint: None }
+        DeError {
+            span: None,
+            message: format!("expected {exp}, found {}", unexpected_words(unexp)),
+            hint: None,
+        }
     }
 
     fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
@@ -84,14 +98,21 @@ impl de::Error for DeError {
             span: None,
             message: format!("unknown value `{variant}`"),
             hint: Some(match did_you_mean(variant, expected.iter().copied()) {
-                Some(s) => format!("did you mean `{s}`? expected one of: {}", expected.join(", ")),
+                Some(s) => format!(
+                    "did you mean `{s}`? expected one of: {}",
+                    expected.join(", ")
+                ),
                 None => format!("expected one of: {}", expected.join(", ")),
             }),
         }
     }
 
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
-        DeError { span: None, message: format!("unknown field `{field}`"), hint: field_hint(field, expected) }
+        DeError {
+            span: None,
+            message: format!("unknown field `{field}`"),
+            hint: field_hint(field, expected),
+        }
     }
 
     fn missing_field(field: &'static str) -> Self {
@@ -113,7 +134,10 @@ fn field_hint(field: &str, expected: &[&str]) -> Option<String> {
 
 /// Deserializes `T` from `node`. Unknown-field problems are pushed to `issues` (and skipped);
 /// the first fatal problem is returned as `Err`.
-pub fn from_node<T: DeserializeOwned>(node: &Node, issues: &RefCell<Vec<DeError>>) -> Result<T, DeError> {
+pub fn from_node<T: DeserializeOwned>(
+    node: &Node,
+    issues: &RefCell<Vec<DeError>>,
+) -> Result<T, DeError> {
     T::deserialize(NodeDe { node, issues })
 }
 
@@ -126,7 +150,10 @@ pub struct NodeDe<'a> {
 impl<'a> NodeDe<'a> {
     fn scalar(&self) -> Option<(&'a str, ScalarType)> {
         match &self.node.value {
-            Value::Scalar { text, .. } => Some((text.as_str(), self.node.scalar_type().unwrap_or(ScalarType::Str))),
+            Value::Scalar { text, .. } => Some((
+                text.as_str(),
+                self.node.scalar_type().unwrap_or(ScalarType::Str),
+            )),
             _ => None,
         }
     }
@@ -134,17 +161,25 @@ impl<'a> NodeDe<'a> {
     fn any<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, DeError> {
         let span = self.node.span;
         let r = match &self.node.value {
-            Value::Scalar { text, .. } => match self.node.scalar_type().unwrap_or(ScalarType::Str) {
-                ScalarType::Null => visitor.visit_unit(),
-                ScalarType::Bool(b) => visitor.visit_bool(b),
-                ScalarType::Int(i) => visitor.visit_i64(i),
-                ScalarType::Float(f) => visitor.visit_f64(f),
-                ScalarType::Str => visitor.visit_str(text),
-            },
-            Value::Seq(items) => visitor.visit_seq(Seq { items: items.iter(), issues: self.issues }),
-            Value::Map(entries) => {
-                visitor.visit_map(Map { entries: entries.iter(), value: None, issues: self.issues, fields: None })
+            Value::Scalar { text, .. } => {
+                match self.node.scalar_type().unwrap_or(ScalarType::Str) {
+                    ScalarType::Null => visitor.visit_unit(),
+                    ScalarType::Bool(b) => visitor.visit_bool(b),
+                    ScalarType::Int(i) => visitor.visit_i64(i),
+                    ScalarType::Float(f) => visitor.visit_f64(f),
+                    ScalarType::Str => visitor.visit_str(text),
+                }
             }
+            Value::Seq(items) => visitor.visit_seq(Seq {
+                items: items.iter(),
+                issues: self.issues,
+            }),
+            Value::Map(entries) => visitor.visit_map(Map {
+                entries: entries.iter(),
+                value: None,
+                issues: self.issues,
+                fields: None,
+            }),
         };
         r.map_err(|e| e.at(span))
     }
@@ -169,7 +204,9 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         // Any non-null scalar reads as a string: `version: 1.0` means "1.0" to its author.
         match self.scalar() {
-            Some((text, st)) if st != ScalarType::Null => visitor.visit_str(text).map_err(|e: DeError| e.at(self.node.span)),
+            Some((text, st)) if st != ScalarType::Null => visitor
+                .visit_str(text)
+                .map_err(|e: DeError| e.at(self.node.span)),
             _ => self.any(visitor),
         }
     }
@@ -191,16 +228,28 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
         }
     }
 
-    fn deserialize_unit_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         self.any(visitor)
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         let span = self.node.span;
         visitor.visit_newtype_struct(self).map_err(|e| e.at(span))
     }
 
-    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         self.any(visitor)
     }
 
@@ -222,7 +271,12 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
         let span = self.node.span;
         match &self.node.value {
             Value::Map(entries) => visitor
-                .visit_map(Map { entries: entries.iter(), value: None, issues: self.issues, fields: Some(fields) })
+                .visit_map(Map {
+                    entries: entries.iter(),
+                    value: None,
+                    issues: self.issues,
+                    fields: Some(fields),
+                })
                 .map_err(|e| e.at(span)),
             _ => self.any(visitor),
         }
@@ -236,14 +290,25 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
     ) -> Result<V::Value, DeError> {
         let span = self.node.span;
         match &self.node.value {
-            Value::Scalar { text, .. } => visitor.visit_enum(text.as_str().into_deserializer()).map_err(|e: DeError| e.at(span)),
+            Value::Scalar { text, .. } => visitor
+                .visit_enum(text.as_str().into_deserializer())
+                .map_err(|e: DeError| e.at(span)),
             Value::Map(entries) if entries.len() == 1 => {
                 let (k, v) = &entries[0];
-                visitor.visit_enum(Enum { key: k, value: v, issues: self.issues }).map_err(|e| e.at(span))
+                visitor
+                    .visit_enum(Enum {
+                        key: k,
+                        value: v,
+                        issues: self.issues,
+                    })
+                    .map_err(|e| e.at(span))
             }
             _ => Err(DeError {
                 span: Some(span),
-                message: format!("expected a name or a mapping with one key, found {}", self.node.type_name()),
+                message: format!(
+                    "expected a name or a mapping with one key, found {}",
+                    self.node.type_name()
+                ),
                 hint: None,
             }),
         }
@@ -257,9 +322,17 @@ struct Seq<'a> {
 
 impl<'de> SeqAccess<'de> for Seq<'de> {
     type Error = DeError;
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, DeError> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, DeError> {
         match self.items.next() {
-            Some(node) => seed.deserialize(NodeDe { node, issues: self.issues }).map(Some),
+            Some(node) => seed
+                .deserialize(NodeDe {
+                    node,
+                    issues: self.issues,
+                })
+                .map(Some),
             None => Ok(None),
         }
     }
@@ -277,7 +350,10 @@ struct Map<'a> {
 
 impl<'de> MapAccess<'de> for Map<'de> {
     type Error = DeError;
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, DeError> {
         for (k, v) in self.entries.by_ref() {
             if let Some(fields) = self.fields {
                 let name = k.as_str().unwrap_or_default();
@@ -291,13 +367,24 @@ impl<'de> MapAccess<'de> for Map<'de> {
                 }
             }
             self.value = Some(v);
-            return seed.deserialize(NodeDe { node: k, issues: self.issues }).map(Some);
+            return seed
+                .deserialize(NodeDe {
+                    node: k,
+                    issues: self.issues,
+                })
+                .map(Some);
         }
         Ok(None)
     }
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
-        let node = self.value.take().ok_or_else(|| de::Error::custom("value without a key"))?;
-        seed.deserialize(NodeDe { node, issues: self.issues })
+        let node = self
+            .value
+            .take()
+            .ok_or_else(|| de::Error::custom("value without a key"))?;
+        seed.deserialize(NodeDe {
+            node,
+            issues: self.issues,
+        })
     }
 }
 
@@ -310,9 +397,23 @@ struct Enum<'a> {
 impl<'de> de::EnumAccess<'de> for Enum<'de> {
     type Error = DeError;
     type Variant = NodeDe<'de>;
-    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Self::Variant), DeError> {
-        let v = seed.deserialize(NodeDe { node: self.key, issues: self.issues }).map_err(|e| e.at(self.key.span))?;
-        Ok((v, NodeDe { node: self.value, issues: self.issues }))
+    fn variant_seed<V: DeserializeSeed<'de>>(
+        self,
+        seed: V,
+    ) -> Result<(V::Value, Self::Variant), DeError> {
+        let v = seed
+            .deserialize(NodeDe {
+                node: self.key,
+                issues: self.issues,
+            })
+            .map_err(|e| e.at(self.key.span))?;
+        Ok((
+            v,
+            NodeDe {
+                node: self.value,
+                issues: self.issues,
+            },
+        ))
     }
 }
 
@@ -327,7 +428,11 @@ impl<'de> de::VariantAccess<'de> for NodeDe<'de> {
     fn tuple_variant<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
         self.any(visitor)
     }
-    fn struct_variant<V: Visitor<'de>>(self, fields: &'static [&'static str], visitor: V) -> Result<V::Value, DeError> {
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         de::Deserializer::deserialize_struct(self, "", fields, visitor)
     }
 }

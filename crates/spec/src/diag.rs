@@ -48,8 +48,16 @@ impl Serialize for Span {
 
 impl Diagnostic {
     /// A new error at a position in `file` whose text is `source`.
-    pub fn error(code: &'static str, file: &str, source: &str, span: Option<Span>, message: impl Into<String>) -> Self {
-        let source_line = span.and_then(|s| source.lines().nth(s.line.saturating_sub(1))).map(str::to_string);
+    pub fn error(
+        code: &'static str,
+        file: &str,
+        source: &str,
+        span: Option<Span>,
+        message: impl Into<String>,
+    ) -> Self {
+        let source_line = span
+            .and_then(|s| source.lines().nth(s.line.saturating_sub(1)))
+            .map(str::to_string);
         Diagnostic {
             severity: Severity::Error,
             code,
@@ -96,7 +104,11 @@ impl fmt::Display for Diagnostic {
                 let line_chars = line.chars().count();
                 let start = span.col.saturating_sub(1).min(line_chars);
                 let width = span.len.max(1).min(line_chars.saturating_sub(start).max(1));
-                let indent: String = line.chars().take(start).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
+                let indent: String = line
+                    .chars()
+                    .take(start)
+                    .map(|c| if c == '\t' { '\t' } else { ' ' })
+                    .collect();
                 writeln!(f, "{pad} | {indent}{}", "^".repeat(width))?;
                 if let Some(hint) = &self.hint {
                     writeln!(f, "{pad} = help: {hint}")?;

@@ -15,8 +15,14 @@ pub enum EnvRefError {
 impl std::fmt::Display for EnvRefError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            EnvRefError::Malformed(s) => write!(f, "`{s}` is not a valid reference; write `${{env:NAME}}` with NAME made of A-Z, 0-9 and _"),
-            EnvRefError::Unset(n) => write!(f, "environment variable `{n}` is not set; export it before running mlctl (the spec reads it as `${{env:{n}}}`)"),
+            EnvRefError::Malformed(s) => write!(
+                f,
+                "`{s}` is not a valid reference; write `${{env:NAME}}` with NAME made of A-Z, 0-9 and _"
+            ),
+            EnvRefError::Unset(n) => write!(
+                f,
+                "environment variable `{n}` is not set; export it before running mlctl (the spec reads it as `${{env:{n}}}`)"
+            ),
         }
     }
 }
@@ -48,12 +54,17 @@ pub fn references(value: &str) -> Result<Vec<&str>, EnvRefError> {
 
 /// Whether the whole value is exactly one `${env:NAME}` reference.
 pub fn is_single_reference(value: &str) -> bool {
-    value.starts_with("${env:") && value.ends_with('}') && references(value).map(|r| r.len() == 1).unwrap_or(false)
+    value.starts_with("${env:")
+        && value.ends_with('}')
+        && references(value).map(|r| r.len() == 1).unwrap_or(false)
         && value.matches("${").count() == 1
 }
 
 /// Resolves every reference with `lookup` (normally `std::env::var`).
-pub fn resolve(value: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, EnvRefError> {
+pub fn resolve(
+    value: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, EnvRefError> {
     references(value)?;
     let mut out = String::new();
     let mut rest = value;
@@ -77,7 +88,9 @@ pub fn looks_like_credential(value: &str) -> Option<&'static str> {
     for word in v.split(|c: char| !c.is_ascii_alphanumeric()) {
         if word.len() == 20
             && (word.starts_with("AKIA") || word.starts_with("ASIA"))
-            && word.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+            && word
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
         {
             return Some("an AWS access key id");
         }
@@ -99,7 +112,11 @@ pub fn looks_like_credential(value: &str) -> Option<&'static str> {
         }
     }
     let lower = v.to_ascii_lowercase();
-    if lower.contains("accountkey=") || lower.contains("sharedaccesssignature=") || lower.contains("&sig=") || lower.contains("?sig=") {
+    if lower.contains("accountkey=")
+        || lower.contains("sharedaccesssignature=")
+        || lower.contains("&sig=")
+        || lower.contains("?sig=")
+    {
         return Some("an Azure connection string or SAS token");
     }
     if lower.starts_with("-----begin") && lower.contains("private key") {
@@ -114,15 +131,24 @@ mod tests {
 
     #[test]
     fn references_and_resolution() {
-        assert_eq!(references("a ${env:X_1} b ${env:Y}").unwrap(), vec!["X_1", "Y"]);
+        assert_eq!(
+            references("a ${env:X_1} b ${env:Y}").unwrap(),
+            vec!["X_1", "Y"]
+        );
         assert!(references("${env:}").is_err());
         assert!(references("${foo}").is_err());
         assert!(references("${env:A").is_err());
         assert!(is_single_reference("${env:TOKEN}"));
         assert!(!is_single_reference("Bearer ${env:TOKEN}"));
-        let got = resolve("s3://${env:B}/x", |n| (n == "B").then(|| "bucket".to_string())).unwrap();
+        let got = resolve("s3://${env:B}/x", |n| {
+            (n == "B").then(|| "bucket".to_string())
+        })
+        .unwrap();
         assert_eq!(got, "s3://bucket/x");
-        assert_eq!(resolve("${env:NOPE}", |_| None), Err(EnvRefError::Unset("NOPE".into())));
+        assert_eq!(
+            resolve("${env:NOPE}", |_| None),
+            Err(EnvRefError::Unset("NOPE".into()))
+        );
     }
 
     #[test]

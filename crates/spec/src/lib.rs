@@ -86,11 +86,16 @@ impl Files for DirFiles {
 }
 
 fn rel_string(p: &Path) -> String {
-    p.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
+    p.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// The kinds of resources (the Project is not a resource).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Kind {
     /// A versioned table.
     Dataset,
@@ -106,7 +111,13 @@ pub enum Kind {
 
 impl Kind {
     /// All kinds, in dependency order.
-    pub const ALL: [Kind; 5] = [Kind::Dataset, Kind::TrainingJob, Kind::Model, Kind::Endpoint, Kind::Monitor];
+    pub const ALL: [Kind; 5] = [
+        Kind::Dataset,
+        Kind::TrainingJob,
+        Kind::Model,
+        Kind::Endpoint,
+        Kind::Monitor,
+    ];
 
     /// The `kind:` value in YAML.
     pub fn as_str(self) -> &'static str {
@@ -154,7 +165,9 @@ impl fmt::Display for Kind {
 }
 
 /// A resource's address: `Kind/name`, unique within a project.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct ResourceId {
     /// Its kind.
     pub kind: Kind,
@@ -165,13 +178,18 @@ pub struct ResourceId {
 impl ResourceId {
     /// A new id.
     pub fn new(kind: Kind, name: impl Into<String>) -> Self {
-        ResourceId { kind, name: name.into() }
+        ResourceId {
+            kind,
+            name: name.into(),
+        }
     }
 
     /// Parses `Kind/name`.
     pub fn parse(s: &str) -> Option<Self> {
         let (k, n) = s.split_once('/')?;
-        let kind = Kind::ALL.into_iter().find(|x| x.as_str().eq_ignore_ascii_case(k))?;
+        let kind = Kind::ALL
+            .into_iter()
+            .find(|x| x.as_str().eq_ignore_ascii_case(k))?;
         (!n.is_empty()).then(|| ResourceId::new(kind, n))
     }
 }
@@ -316,7 +334,10 @@ impl Project {
             Some((k, t)) => Ok((k.as_str(), t)),
             None => {
                 let known: Vec<&str> = self.targets.keys().map(String::as_str).collect();
-                let mut msg = format!("target `{name}` is not defined in {PROJECT_FILE}; defined targets: {}", known.join(", "));
+                let mut msg = format!(
+                    "target `{name}` is not defined in {PROJECT_FILE}; defined targets: {}",
+                    known.join(", ")
+                );
                 if let Some(s) = suggest::did_you_mean(name, known.iter().copied()) {
                     msg.push_str(&format!(" (did you mean `{s}`?)"));
                 }
@@ -345,7 +366,9 @@ impl Spec {
 
     /// Looks a resource up by kind and name.
     pub fn find(&self, kind: Kind, name: &str) -> Option<&Resource> {
-        self.resources.iter().find(|r| r.id.kind == kind && r.id.name == name)
+        self.resources
+            .iter()
+            .find(|r| r.id.kind == kind && r.id.name == name)
     }
 }
 

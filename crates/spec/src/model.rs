@@ -45,7 +45,9 @@ pub struct ProjectSpec {
 }
 
 /// Which provider implements a target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, PartialOrd, Ord,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
     /// Embedded: state under `.mlctl/`, training in-process or as child processes, endpoints on 127.0.0.1.
@@ -336,7 +338,11 @@ impl Algorithm {
 
     /// The name used in YAML.
     pub fn as_str(self) -> &'static str {
-        Self::ALL.iter().find(|(_, a)| *a == self).map(|(n, _)| *n).unwrap_or("unknown")
+        Self::ALL
+            .iter()
+            .find(|(_, a)| *a == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("unknown")
     }
 }
 
@@ -570,7 +576,9 @@ pub struct Gate {
 }
 
 /// Registry stages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, PartialOrd, Ord, Hash,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Stage {
     /// Registered, not serving production traffic.

@@ -18,12 +18,19 @@ pub fn distance(a: &str, b: &str) -> usize {
 }
 
 /// The closest candidate when it is close enough to be a plausible typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let limit = (word.chars().count() / 3).max(2);
     candidates
         .into_iter()
         .map(|c| (distance(word, c), c))
-        .filter(|(d, c)| *d <= limit || c.to_lowercase() == word.to_lowercase() || (word.len() >= 4 && c.starts_with(word)))
+        .filter(|(d, c)| {
+            *d <= limit
+                || c.to_lowercase() == word.to_lowercase()
+                || (word.len() >= 4 && c.starts_with(word))
+        })
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
 }
@@ -33,7 +40,10 @@ mod tests {
     use super::*;
     #[test]
     fn suggestions() {
-        assert_eq!(did_you_mean("hyperparameter", ["dataset", "hyperparameters", "tuning"]), Some("hyperparameters"));
+        assert_eq!(
+            did_you_mean("hyperparameter", ["dataset", "hyperparameters", "tuning"]),
+            Some("hyperparameters")
+        );
         assert_eq!(did_you_mean("irs", ["iris"]), Some("iris"));
         assert_eq!(did_you_mean("zzzzzz", ["iris"]), None);
         assert_eq!(distance("kitten", "sitting"), 3);

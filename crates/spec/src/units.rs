@@ -11,20 +11,32 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = s;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         if digits == 0 {
-            return Err(format!("`{s}` is not a duration; write e.g. `30s`, `10m`, `1h30m`"));
+            return Err(format!(
+                "`{s}` is not a duration; write e.g. `30s`, `10m`, `1h30m`"
+            ));
         }
-        let n: f64 = rest[..digits].parse().map_err(|_| format!("`{s}` is not a duration; write e.g. `30s`, `10m`, `1h30m`"))?;
+        let n: f64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("`{s}` is not a duration; write e.g. `30s`, `10m`, `1h30m`"))?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let secs = match &rest[..unit_len] {
             "ms" => n / 1000.0,
             "s" => n,
             "m" => n * 60.0,
             "h" => n * 3600.0,
             "d" => n * 86400.0,
-            _ => return Err(format!("`{s}` is not a duration; units are ms, s, m, h, d (e.g. `10m`)")),
+            _ => {
+                return Err(format!(
+                    "`{s}` is not a duration; units are ms, s, m, h, d (e.g. `10m`)"
+                ));
+            }
         };
         total += Duration::from_secs_f64(secs);
         rest = &rest[unit_len..];
@@ -35,8 +47,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Parses `512Mi`, `4Gi`, `2G`, `1000000` into bytes.
 pub fn parse_memory(s: &str) -> Result<u64, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
-    let n: f64 = s[..split].parse().map_err(|_| format!("`{s}` is not a memory size; write e.g. `512Mi` or `4Gi`"))?;
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let n: f64 = s[..split]
+        .parse()
+        .map_err(|_| format!("`{s}` is not a memory size; write e.g. `512Mi` or `4Gi`"))?;
     let mult: f64 = match &s[split..] {
         "" => 1.0,
         "Ki" => 1024.0,
@@ -47,7 +63,11 @@ pub fn parse_memory(s: &str) -> Result<u64, String> {
         "M" => 1e6,
         "G" => 1e9,
         "T" => 1e12,
-        _ => return Err(format!("`{s}` is not a memory size; units are Ki, Mi, Gi, Ti, K, M, G, T")),
+        _ => {
+            return Err(format!(
+                "`{s}` is not a memory size; units are Ki, Mi, Gi, Ti, K, M, G, T"
+            ));
+        }
     };
     Ok((n * mult) as u64)
 }
@@ -74,7 +94,9 @@ pub fn parse_schedule(s: &str) -> Result<Schedule, String> {
     let fields: Vec<&str> = s.split_whitespace().collect();
     let ranges = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)];
     if fields.len() != 5 {
-        return Err(format!("`{s}` is not a schedule; write `every 1h` or a 5-field cron expression like `0 * * * *`"));
+        return Err(format!(
+            "`{s}` is not a schedule; write `every 1h` or a 5-field cron expression like `0 * * * *`"
+        ));
     }
     for (field, (lo, hi)) in fields.iter().zip(ranges) {
         for part in field.split(',') {
@@ -107,7 +129,10 @@ mod tests {
         assert!(parse_duration("10 minutes").is_err());
         assert_eq!(parse_memory("4Gi").unwrap(), 4 << 30);
         assert!(parse_memory("4GB").is_err());
-        assert_eq!(parse_schedule("every 1h").unwrap(), Schedule::Every(Duration::from_secs(3600)));
+        assert_eq!(
+            parse_schedule("every 1h").unwrap(),
+            Schedule::Every(Duration::from_secs(3600))
+        );
         assert!(parse_schedule("*/5 * * * *").is_ok());
         assert!(parse_schedule("61 * * * *").is_err());
         assert!(parse_schedule("hourly").is_err());

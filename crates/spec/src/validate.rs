@@ -7,7 +7,9 @@ use crate::model::*;
 use crate::suggest::did_you_mean;
 use crate::units;
 use crate::yaml::{self, Node, Span};
-use crate::{Files, Kind, Loaded, Location, PROJECT_FILE, Project, Resource, ResourceId, ResourceSpec, Spec};
+use crate::{
+    Files, Kind, Loaded, Location, PROJECT_FILE, Project, Resource, ResourceId, ResourceSpec, Spec,
+};
 use serde::de::DeserializeOwned;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,13 +21,27 @@ struct Ctx {
 }
 
 impl Ctx {
-    fn err(&mut self, code: &'static str, file: &str, span: Option<Span>, msg: impl Into<String>) -> &mut Diagnostic {
+    fn err(
+        &mut self,
+        code: &'static str,
+        file: &str,
+        span: Option<Span>,
+        msg: impl Into<String>,
+    ) -> &mut Diagnostic {
         let src = self.sources.get(file).map(String::as_str).unwrap_or("");
-        self.diags.push(Diagnostic::error(code, file, src, span, msg));
+        self.diags
+            .push(Diagnostic::error(code, file, src, span, msg));
         self.diags.last_mut().expect("just pushed")
     }
 
-    fn hint(&mut self, code: &'static str, file: &str, span: Option<Span>, msg: impl Into<String>, hint: Option<String>) {
+    fn hint(
+        &mut self,
+        code: &'static str,
+        file: &str,
+        span: Option<Span>,
+        msg: impl Into<String>,
+        hint: Option<String>,
+    ) {
         let d = self.err(code, file, span, msg);
         d.hint = hint;
     }
@@ -63,7 +79,9 @@ impl Ctx {
                 Some(v)
             }
             Err(mut e) => {
-                if e.message.starts_with("unknown field") || e.message.starts_with("missing required field") {
+                if e.message.starts_with("unknown field")
+                    || e.message.starts_with("missing required field")
+                {
                     e.message = format!("{} in {what}", e.message);
                 }
                 self.de_errors(file, issues, Some(e));
@@ -86,12 +104,17 @@ fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some('a'..='z'))
         && name.len() <= 63
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !name.ends_with('-')
 }
 
 pub(crate) fn load(files: &dyn Files) -> Loaded {
-    let mut ctx = Ctx { sources: BTreeMap::new(), diags: Vec::new() };
+    let mut ctx = Ctx {
+        sources: BTreeMap::new(),
+        diags: Vec::new(),
+    };
     let project = load_project(files, &mut ctx);
     let mut docs = Vec::new();
     if let Some(project) = &project {
@@ -105,13 +128,21 @@ pub(crate) fn load(files: &dyn Files) -> Loaded {
         None => resources,
     };
     check_literals(&mut ctx, &resources);
-    ctx.diags.sort_by(|a, b| (a.file.as_str(), a.span).cmp(&(b.file.as_str(), b.span)));
+    ctx.diags
+        .sort_by(|a, b| (a.file.as_str(), a.span).cmp(&(b.file.as_str(), b.span)));
     let ok = !ctx.diags.iter().any(Diagnostic::is_error);
     let spec = match project {
-        Some(project) if ok => Some(Spec { project, resources, sources: ctx.sources }),
+        Some(project) if ok => Some(Spec {
+            project,
+            resources,
+            sources: ctx.sources,
+        }),
         _ => None,
     };
-    Loaded { spec, diagnostics: ctx.diags }
+    Loaded {
+        spec,
+        diagnostics: ctx.diags,
+    }
 }
 
 fn read(files: &dyn Files, path: &str, ctx: &mut Ctx) -> Option<String> {
@@ -129,12 +160,19 @@ fn read(files: &dyn Files, path: &str, ctx: &mut Ctx) -> Option<String> {
 }
 
 fn parse_file(files: &dyn Files, path: &str, ctx: &mut Ctx, is_project_file: bool) -> Vec<Doc> {
-    let Some(text) = read(files, path, ctx) else { return Vec::new() };
+    let Some(text) = read(files, path, ctx) else {
+        return Vec::new();
+    };
     let nodes = match yaml::parse(&text) {
         Ok(nodes) => nodes,
         Err(e) => {
-            ctx.err("yaml-syntax", path, Some(e.span), format!("invalid YAML: {}", e.message))
-                .hint = Some("fix the YAML syntax at this position".into());
+            ctx.err(
+                "yaml-syntax",
+                path,
+                Some(e.span),
+                format!("invalid YAML: {}", e.message),
+            )
+            .hint = Some("fix the YAML syntax at this position".into());
             return Vec::new();
         }
     };
@@ -148,13 +186,23 @@ fn parse_file(files: &dyn Files, path: &str, ctx: &mut Ctx, is_project_file: boo
         let mut fine = true;
         match node.get("apiVersion") {
             None => {
-                ctx.err("missing-field", path, Some(node.span), "missing required field `apiVersion` in manifest")
-                    .hint = Some(format!("add `apiVersion: {API_VERSION}`"));
+                ctx.err(
+                    "missing-field",
+                    path,
+                    Some(node.span),
+                    "missing required field `apiVersion` in manifest",
+                )
+                .hint = Some(format!("add `apiVersion: {API_VERSION}`"));
                 fine = false;
             }
             Some(v) if v.as_str() != Some(API_VERSION) => {
-                ctx.err("bad-api-version", path, Some(v.span), format!("unsupported apiVersion `{}`", v.as_str().unwrap_or("?")))
-                    .hint = Some(format!("this mlctl reads `apiVersion: {API_VERSION}`"));
+                ctx.err(
+                    "bad-api-version",
+                    path,
+                    Some(v.span),
+                    format!("unsupported apiVersion `{}`", v.as_str().unwrap_or("?")),
+                )
+                .hint = Some(format!("this mlctl reads `apiVersion: {API_VERSION}`"));
                 fine = false;
             }
             _ => {}
@@ -162,8 +210,17 @@ fn parse_file(files: &dyn Files, path: &str, ctx: &mut Ctx, is_project_file: boo
         for (k, _) in node.as_map().unwrap_or_default() {
             let key = k.as_str().unwrap_or_default();
             if !["apiVersion", "kind", "metadata", "spec"].contains(&key) {
-                let hint = did_you_mean(key, ["apiVersion", "kind", "metadata", "spec"]).map(|s| format!("did you mean `{s}`?"));
-                ctx.hint("unknown-field", path, Some(k.span), format!("unknown field `{key}` in manifest"), hint.or(Some("a manifest has apiVersion, kind, metadata and spec".into())));
+                let hint = did_you_mean(key, ["apiVersion", "kind", "metadata", "spec"])
+                    .map(|s| format!("did you mean `{s}`?"));
+                ctx.hint(
+                    "unknown-field",
+                    path,
+                    Some(k.span),
+                    format!("unknown field `{key}` in manifest"),
+                    hint.or(Some(
+                        "a manifest has apiVersion, kind, metadata and spec".into(),
+                    )),
+                );
                 fine = false;
             }
         }
@@ -171,8 +228,13 @@ fn parse_file(files: &dyn Files, path: &str, ctx: &mut Ctx, is_project_file: boo
         let kind_str = kind_node.and_then(Node::as_str).unwrap_or("");
         let kind = if kind_str == "Project" {
             if !is_project_file {
-                ctx.err("misplaced-project", path, kind_node.map(|n| n.span), "a Project manifest belongs in mlctl.yaml, not among resource manifests")
-                    .hint = Some("move it to mlctl.yaml at the project root".into());
+                ctx.err(
+                    "misplaced-project",
+                    path,
+                    kind_node.map(|n| n.span),
+                    "a Project manifest belongs in mlctl.yaml, not among resource manifests",
+                )
+                .hint = Some("move it to mlctl.yaml at the project root".into());
                 continue;
             }
             None
@@ -186,8 +248,19 @@ fn parse_file(files: &dyn Files, path: &str, ctx: &mut Ctx, is_project_file: boo
                 }
                 None => {
                     let span = kind_node.map(|n| n.span).or(Some(node.span));
-                    let names = ["Project", "Dataset", "TrainingJob", "Model", "Endpoint", "Monitor"];
-                    let msg = if kind_node.is_none() { "missing required field `kind` in manifest".to_string() } else { format!("unknown kind `{kind_str}`") };
+                    let names = [
+                        "Project",
+                        "Dataset",
+                        "TrainingJob",
+                        "Model",
+                        "Endpoint",
+                        "Monitor",
+                    ];
+                    let msg = if kind_node.is_none() {
+                        "missing required field `kind` in manifest".to_string()
+                    } else {
+                        format!("unknown kind `{kind_str}`")
+                    };
                     let hint = match did_you_mean(kind_str, names) {
                         Some(s) if kind_node.is_some() => format!("did you mean `{s}`?"),
                         _ => format!("kinds are: {}", names.join(", ")),
@@ -198,11 +271,18 @@ fn parse_file(files: &dyn Files, path: &str, ctx: &mut Ctx, is_project_file: boo
             }
         };
         let Some(meta_node) = node.get("metadata") else {
-            ctx.err("missing-field", path, Some(node.span), "missing required field `metadata` in manifest")
-                .hint = Some("add `metadata: {name: ...}`".into());
+            ctx.err(
+                "missing-field",
+                path,
+                Some(node.span),
+                "missing required field `metadata` in manifest",
+            )
+            .hint = Some("add `metadata: {name: ...}`".into());
             continue;
         };
-        let Some(metadata) = ctx.typed::<Metadata>(path, meta_node, "metadata") else { continue };
+        let Some(metadata) = ctx.typed::<Metadata>(path, meta_node, "metadata") else {
+            continue;
+        };
         if !valid_name(&metadata.name) {
             let span = meta_node.get("name").map(|n| n.span);
             ctx.err("bad-name", path, span, format!("invalid name `{}`", metadata.name))
@@ -210,32 +290,57 @@ fn parse_file(files: &dyn Files, path: &str, ctx: &mut Ctx, is_project_file: boo
             fine = false;
         }
         if node.get("spec").is_none() {
-            ctx.err("missing-field", path, Some(node.span), "missing required field `spec` in manifest")
-                .hint = Some("add the `spec:` mapping for this kind".into());
+            ctx.err(
+                "missing-field",
+                path,
+                Some(node.span),
+                "missing required field `spec` in manifest",
+            )
+            .hint = Some("add the `spec:` mapping for this kind".into());
             continue;
         }
         if !fine {
             continue;
         }
-        out.push(Doc { file: path.to_string(), node: Arc::new(node), kind, metadata });
+        out.push(Doc {
+            file: path.to_string(),
+            node: Arc::new(node),
+            kind,
+            metadata,
+        });
     }
     out
 }
 
 fn load_project(files: &dyn Files, ctx: &mut Ctx) -> Option<Project> {
     if matches!(files.read(PROJECT_FILE), Ok(None)) {
-        ctx.err("no-project", PROJECT_FILE, None, format!("no {PROJECT_FILE} in the project directory"))
-            .hint = Some("run `mlctl init DIR` to scaffold a project, or pass --project DIR".into());
+        ctx.err(
+            "no-project",
+            PROJECT_FILE,
+            None,
+            format!("no {PROJECT_FILE} in the project directory"),
+        )
+        .hint = Some("run `mlctl init DIR` to scaffold a project, or pass --project DIR".into());
         return None;
     }
     let mut docs = parse_file(files, PROJECT_FILE, ctx, true);
     if docs.len() != 1 {
         if docs.len() > 1 {
             let span = docs[1].node.span;
-            ctx.err("many-projects", PROJECT_FILE, Some(span), format!("{PROJECT_FILE} must hold exactly one Project manifest"));
+            ctx.err(
+                "many-projects",
+                PROJECT_FILE,
+                Some(span),
+                format!("{PROJECT_FILE} must hold exactly one Project manifest"),
+            );
         } else if !ctx.diags.iter().any(|d| d.file == PROJECT_FILE) {
-            ctx.err("no-project", PROJECT_FILE, None, format!("{PROJECT_FILE} holds no Project manifest"))
-                .hint = Some("start it with `apiVersion: mlctl/v1` and `kind: Project`".into());
+            ctx.err(
+                "no-project",
+                PROJECT_FILE,
+                None,
+                format!("{PROJECT_FILE} holds no Project manifest"),
+            )
+            .hint = Some("start it with `apiVersion: mlctl/v1` and `kind: Project`".into());
         }
         return None;
     }
@@ -243,14 +348,23 @@ fn load_project(files: &dyn Files, ctx: &mut Ctx) -> Option<Project> {
     let name = doc.metadata.name.clone();
     let spec_node = doc.node.get("spec")?;
     let spec: ProjectSpec = ctx.typed(PROJECT_FILE, spec_node, "Project spec")?;
-    let manifests = spec.manifests.clone().unwrap_or_else(|| vec!["ml/".to_string()]);
+    let manifests = spec
+        .manifests
+        .clone()
+        .unwrap_or_else(|| vec!["ml/".to_string()]);
     let mut targets = spec.targets.clone();
     for (tname, target) in &spec.targets {
         let tnode = spec_node.at(&["targets", tname]).unwrap_or(spec_node);
         check_target(ctx, tname, target, tnode);
     }
     if targets.is_empty() {
-        targets.insert("local".into(), Target { provider: "local".into(), ..Target::default() });
+        targets.insert(
+            "local".into(),
+            Target {
+                provider: "local".into(),
+                ..Target::default()
+            },
+        );
     }
     let default_target = match &spec.default_target {
         Some(t) => {
@@ -261,7 +375,13 @@ fn load_project(files: &dyn Files, ctx: &mut Ctx) -> Option<Project> {
                     Some(s) => format!("did you mean `{s}`? defined targets: {}", known.join(", ")),
                     None => format!("defined targets: {}", known.join(", ")),
                 };
-                ctx.hint("unknown-target", PROJECT_FILE, span, format!("default target `{t}` is not defined"), Some(hint));
+                ctx.hint(
+                    "unknown-target",
+                    PROJECT_FILE,
+                    span,
+                    format!("default target `{t}` is not defined"),
+                    Some(hint),
+                );
             }
             t.clone()
         }
@@ -271,7 +391,13 @@ fn load_project(files: &dyn Files, ctx: &mut Ctx) -> Option<Project> {
     if !valid_name(&name) {
         return None;
     }
-    Some(Project { name, labels: doc.metadata.labels, manifests, default_target, targets })
+    Some(Project {
+        name,
+        labels: doc.metadata.labels,
+        manifests,
+        default_target,
+        targets,
+    })
 }
 
 const PROVIDERS: [&str; 4] = ["local", "mock", "sagemaker", "azureml"];
@@ -285,53 +411,124 @@ fn check_target(ctx: &mut Ctx, name: &str, t: &Target, node: &Node) {
         "azureml" => ProviderKind::Azureml,
         other => {
             let hint = match did_you_mean(other, PROVIDERS) {
-                Some(s) => format!("did you mean `{s}`? providers are: {}", PROVIDERS.join(", ")),
+                Some(s) => format!(
+                    "did you mean `{s}`? providers are: {}",
+                    PROVIDERS.join(", ")
+                ),
                 None => format!("providers are: {}", PROVIDERS.join(", ")),
             };
-            ctx.hint("unknown-provider", PROJECT_FILE, span_of("provider"), format!("unknown provider `{other}` for target `{name}`"), Some(hint));
+            ctx.hint(
+                "unknown-provider",
+                PROJECT_FILE,
+                span_of("provider"),
+                format!("unknown provider `{other}` for target `{name}`"),
+                Some(hint),
+            );
             return;
         }
     };
     let (required, allowed): (&[&str], &[&str]) = match provider {
         ProviderKind::Local => (&[], &["root", "components"]),
         ProviderKind::Mock => (&[], &["root", "latency", "faults", "components"]),
-        ProviderKind::Sagemaker => (&["region", "roleArn", "bucket"], &["region", "roleArn", "bucket", "endpointUrl", "components", "root"]),
+        ProviderKind::Sagemaker => (
+            &["region", "roleArn", "bucket"],
+            &[
+                "region",
+                "roleArn",
+                "bucket",
+                "endpointUrl",
+                "components",
+                "root",
+            ],
+        ),
         ProviderKind::Azureml => (
             &["subscription", "resourceGroup", "workspace", "storage"],
-            &["subscription", "resourceGroup", "workspace", "storage", "endpointUrl", "components", "root"],
+            &[
+                "subscription",
+                "resourceGroup",
+                "workspace",
+                "storage",
+                "endpointUrl",
+                "components",
+                "root",
+            ],
         ),
     };
     for field in required {
         if node.get(field).is_none_or(Node::is_null) {
-            ctx.err("missing-field", PROJECT_FILE, node.key("provider").map(|n| n.span).or(Some(node.span)), format!("target `{name}` (provider {}) is missing required field `{field}`", provider.as_str()))
-                .hint = Some(format!("{} targets need: {}", provider.as_str(), required.join(", ")));
+            ctx.err(
+                "missing-field",
+                PROJECT_FILE,
+                node.key("provider").map(|n| n.span).or(Some(node.span)),
+                format!(
+                    "target `{name}` (provider {}) is missing required field `{field}`",
+                    provider.as_str()
+                ),
+            )
+            .hint = Some(format!(
+                "{} targets need: {}",
+                provider.as_str(),
+                required.join(", ")
+            ));
         }
     }
     for (k, _) in node.as_map().unwrap_or_default() {
         let key = k.as_str().unwrap_or_default();
         if key != "provider" && !allowed.contains(&key) {
-            ctx.err("field-not-for-provider", PROJECT_FILE, Some(k.span), format!("field `{key}` does not apply to provider `{}` (target `{name}`)", provider.as_str()))
-                .hint = Some(format!("{} targets take: provider, {}", provider.as_str(), allowed.join(", ")));
+            ctx.err(
+                "field-not-for-provider",
+                PROJECT_FILE,
+                Some(k.span),
+                format!(
+                    "field `{key}` does not apply to provider `{}` (target `{name}`)",
+                    provider.as_str()
+                ),
+            )
+            .hint = Some(format!(
+                "{} targets take: provider, {}",
+                provider.as_str(),
+                allowed.join(", ")
+            ));
         }
     }
-    if let Some(b) = &t.bucket {
-        if !b.starts_with("s3://") && !b.starts_with("${env:") {
-            ctx.err("bad-value", PROJECT_FILE, span_of("bucket"), format!("bucket `{b}` is not an s3:// URL"))
-                .hint = Some("write `s3://bucket/prefix`".into());
-        }
+    if let Some(b) = &t.bucket
+        && !b.starts_with("s3://")
+        && !b.starts_with("${env:")
+    {
+        ctx.err(
+            "bad-value",
+            PROJECT_FILE,
+            span_of("bucket"),
+            format!("bucket `{b}` is not an s3:// URL"),
+        )
+        .hint = Some("write `s3://bucket/prefix`".into());
     }
-    if let Some(l) = &t.latency {
-        if let Err(e) = units::parse_duration(l) {
-            ctx.err("bad-value", PROJECT_FILE, span_of("latency"), e);
-        }
+    if let Some(l) = &t.latency
+        && let Err(e) = units::parse_duration(l)
+    {
+        ctx.err("bad-value", PROJECT_FILE, span_of("latency"), e);
     }
     if let Some(c) = &t.components {
         let cnode = node.get("components").unwrap_or(node);
-        for (comp, _) in c {
-            const COMPONENTS: [&str; 5] = ["dataStore", "trainer", "registry", "deployer", "monitorSink"];
+        for comp in c.keys() {
+            const COMPONENTS: [&str; 5] = [
+                "dataStore",
+                "trainer",
+                "registry",
+                "deployer",
+                "monitorSink",
+            ];
             if !COMPONENTS.contains(&comp.as_str()) {
-                let hint = did_you_mean(comp, COMPONENTS).map(|s| format!("did you mean `{s}`?")).unwrap_or(format!("components are: {}", COMPONENTS.join(", ")));
-                ctx.hint("unknown-field", PROJECT_FILE, cnode.key(comp).map(|n| n.span), format!("unknown component `{comp}` in target `{name}`"), Some(hint));
+                let hint = did_you_mean(comp, COMPONENTS)
+                    .map(|s| format!("did you mean `{s}`?"))
+                    .unwrap_or(format!("components are: {}", COMPONENTS.join(", ")));
+                ctx.hint(
+                    "unknown-field",
+                    PROJECT_FILE,
+                    cnode.key(comp).map(|n| n.span),
+                    format!("unknown component `{comp}` in target `{name}`"),
+                    Some(hint),
+                );
             }
         }
     }
@@ -342,17 +539,31 @@ fn manifest_files(files: &dyn Files, manifests: &[String], ctx: &mut Ctx) -> Vec
     for m in manifests {
         let dir = m.trim_end_matches('/');
         match files.list(dir) {
-            Ok(Some(list)) => out.extend(list.into_iter().filter(|f| f.ends_with(".yaml") || f.ends_with(".yml"))),
+            Ok(Some(list)) => out.extend(
+                list.into_iter()
+                    .filter(|f| f.ends_with(".yaml") || f.ends_with(".yml")),
+            ),
             Ok(None) => match files.read(dir) {
                 Ok(Some(_)) => {
                     out.insert(dir.to_string());
                 }
                 _ => {
                     let span = ctx.sources.get(PROJECT_FILE).and_then(|src| {
-                        src.lines().enumerate().find_map(|(i, l)| l.find(m.as_str()).map(|c| Span { line: i + 1, col: c + 1, len: m.len() }))
+                        src.lines().enumerate().find_map(|(i, l)| {
+                            l.find(m.as_str()).map(|c| Span {
+                                line: i + 1,
+                                col: c + 1,
+                                len: m.len(),
+                            })
+                        })
                     });
-                    ctx.err("missing-manifests", PROJECT_FILE, span, format!("manifest path `{m}` does not exist"))
-                        .hint = Some("create it, or fix spec.manifests in mlctl.yaml".into());
+                    ctx.err(
+                        "missing-manifests",
+                        PROJECT_FILE,
+                        span,
+                        format!("manifest path `{m}` does not exist"),
+                    )
+                    .hint = Some("create it, or fix spec.manifests in mlctl.yaml".into());
                 }
             },
             Err(e) => {
@@ -366,26 +577,59 @@ fn manifest_files(files: &dyn Files, manifests: &[String], ctx: &mut Ctx) -> Vec
 fn resources_from(docs: Vec<Doc>, ctx: &mut Ctx) -> Vec<Resource> {
     let mut out: Vec<Resource> = Vec::new();
     for doc in docs {
-        let (Some(kind), Some(spec_node)) = (doc.kind, doc.node.get("spec")) else { continue };
+        let (Some(kind), Some(spec_node)) = (doc.kind, doc.node.get("spec")) else {
+            continue;
+        };
         let what = format!("{kind} spec");
         let spec = match kind {
-            Kind::Dataset => ctx.typed::<DatasetSpec>(&doc.file, spec_node, &what).map(ResourceSpec::Dataset),
-            Kind::TrainingJob => ctx.typed::<TrainingJobSpec>(&doc.file, spec_node, &what).map(ResourceSpec::TrainingJob),
-            Kind::Model => ctx.typed::<ModelSpec>(&doc.file, spec_node, &what).map(ResourceSpec::Model),
-            Kind::Endpoint => ctx.typed::<EndpointSpec>(&doc.file, spec_node, &what).map(ResourceSpec::Endpoint),
-            Kind::Monitor => ctx.typed::<MonitorSpec>(&doc.file, spec_node, &what).map(ResourceSpec::Monitor),
+            Kind::Dataset => ctx
+                .typed::<DatasetSpec>(&doc.file, spec_node, &what)
+                .map(ResourceSpec::Dataset),
+            Kind::TrainingJob => ctx
+                .typed::<TrainingJobSpec>(&doc.file, spec_node, &what)
+                .map(ResourceSpec::TrainingJob),
+            Kind::Model => ctx
+                .typed::<ModelSpec>(&doc.file, spec_node, &what)
+                .map(ResourceSpec::Model),
+            Kind::Endpoint => ctx
+                .typed::<EndpointSpec>(&doc.file, spec_node, &what)
+                .map(ResourceSpec::Endpoint),
+            Kind::Monitor => ctx
+                .typed::<MonitorSpec>(&doc.file, spec_node, &what)
+                .map(ResourceSpec::Monitor),
         };
         let id = ResourceId::new(kind, doc.metadata.name.clone());
-        let name_span = doc.node.at(&["metadata", "name"]).map(|n| n.span).unwrap_or(doc.node.span);
+        let name_span = doc
+            .node
+            .at(&["metadata", "name"])
+            .map(|n| n.span)
+            .unwrap_or(doc.node.span);
         if let Some(first) = out.iter().find(|r| r.id == id) {
             let first_loc = first.location.to_string();
-            ctx.err("duplicate-name", &doc.file, Some(name_span), format!("{kind} `{}` is defined twice", id.name))
-                .hint = Some(format!("first defined at {first_loc}; names must be unique per kind"));
+            ctx.err(
+                "duplicate-name",
+                &doc.file,
+                Some(name_span),
+                format!("{kind} `{}` is defined twice", id.name),
+            )
+            .hint = Some(format!(
+                "first defined at {first_loc}; names must be unique per kind"
+            ));
             continue;
         }
         let Some(spec) = spec else { continue };
-        let location = Location { file: doc.file.clone(), span: doc.node.span };
-        let mut r = Resource { id, metadata: doc.metadata, spec, location, node: doc.node.clone(), depends_on: Vec::new() };
+        let location = Location {
+            file: doc.file.clone(),
+            span: doc.node.span,
+        };
+        let mut r = Resource {
+            id,
+            metadata: doc.metadata,
+            spec,
+            location,
+            node: doc.node.clone(),
+            depends_on: Vec::new(),
+        };
         check_resource(ctx, &mut r);
         out.push(r);
     }
@@ -401,7 +645,9 @@ fn check_resource(ctx: &mut Ctx, r: &mut Resource) {
         let mut full = vec!["spec"];
         full.extend_from_slice(path);
         // The closest node that exists, so a missing field points at its parent.
-        (0..=full.len()).rev().find_map(|n| node.at(&full[..n]).map(|n| n.span))
+        (0..=full.len())
+            .rev()
+            .find_map(|n| node.at(&full[..n]).map(|n| n.span))
     };
     match &mut r.spec {
         ResourceSpec::Dataset(d) => {
@@ -411,20 +657,41 @@ fn check_resource(ctx: &mut Ctx, r: &mut Resource) {
                         .hint = Some("set `source: data/file.csv` (or s3://, az://, https://), or derive it with `transform`".into());
                 }
                 (Some(_), Some(_)) => {
-                    ctx.err("conflicting-fields", &file, at(&["transform"]), "`source` and `transform` cannot both be set")
-                        .hint = Some("a derived dataset's source is its transform's output; remove `source`".into());
+                    ctx.err(
+                        "conflicting-fields",
+                        &file,
+                        at(&["transform"]),
+                        "`source` and `transform` cannot both be set",
+                    )
+                    .hint = Some(
+                        "a derived dataset's source is its transform's output; remove `source`"
+                            .into(),
+                    );
                 }
                 _ => {}
             }
             if let Some(src) = &d.source {
                 let known = ["s3://", "az://", "https://", "http://", "gs://"];
                 if src.contains("://") && !known.iter().any(|p| src.starts_with(p)) {
-                    ctx.err("bad-value", &file, at(&["source"]), format!("unsupported source scheme in `{src}`"))
-                        .hint = Some("sources are project paths, s3://, az:// or https:// URLs".into());
+                    ctx.err(
+                        "bad-value",
+                        &file,
+                        at(&["source"]),
+                        format!("unsupported source scheme in `{src}`"),
+                    )
+                    .hint = Some("sources are project paths, s3://, az:// or https:// URLs".into());
                 } else if src.starts_with("gs://") {
-                    ctx.err("bad-value", &file, at(&["source"]), "gs:// sources are not supported yet")
-                        .hint = Some("copy the data to a project path, s3://, az:// or https://".into());
-                } else if !src.contains("://") && (src.starts_with('/') || src.split('/').any(|p| p == "..")) {
+                    ctx.err(
+                        "bad-value",
+                        &file,
+                        at(&["source"]),
+                        "gs:// sources are not supported yet",
+                    )
+                    .hint =
+                        Some("copy the data to a project path, s3://, az:// or https://".into());
+                } else if !src.contains("://")
+                    && (src.starts_with('/') || src.split('/').any(|p| p == ".."))
+                {
                     ctx.err("bad-value", &file, at(&["source"]), format!("source `{src}` is outside the project"))
                         .hint = Some("use a path relative to the project directory, so the spec in git is reproducible".into());
                 }
@@ -435,49 +702,93 @@ fn check_resource(ctx: &mut Ctx, r: &mut Resource) {
                     } else if lower.ends_with(".csv") || lower.ends_with(".csv.gz") {
                         d.format = Some(DataFormat::Csv);
                     } else {
-                        ctx.err("missing-field", &file, at(&["source"]), format!("cannot tell the format of `{src}` from its name"))
-                            .hint = Some("add `format: csv` or `format: parquet`".into());
+                        ctx.err(
+                            "missing-field",
+                            &file,
+                            at(&["source"]),
+                            format!("cannot tell the format of `{src}` from its name"),
+                        )
+                        .hint = Some("add `format: csv` or `format: parquet`".into());
                     }
                 }
             } else if d.format.is_none() {
                 d.format = Some(DataFormat::Csv);
             }
-            if let Some(digest) = &d.digest {
-                if digest.len() != 64 || !digest.chars().all(|c| c.is_ascii_hexdigit()) {
-                    ctx.err("bad-value", &file, at(&["digest"]), "digest must be a 64-character blake3 hex digest")
-                        .hint = Some("run `mlctl data digest FILE` to compute it".into());
-                }
+            if let Some(digest) = &d.digest
+                && (digest.len() != 64 || !digest.chars().all(|c| c.is_ascii_hexdigit()))
+            {
+                ctx.err(
+                    "bad-value",
+                    &file,
+                    at(&["digest"]),
+                    "digest must be a 64-character blake3 hex digest",
+                )
+                .hint = Some("run `mlctl data digest FILE` to compute it".into());
             }
-            let columns: Vec<String> = d.schema.as_ref().map(|s| s.columns.iter().map(|c| c.name.clone()).collect()).unwrap_or_default();
+            let columns: Vec<String> = d
+                .schema
+                .as_ref()
+                .map(|s| s.columns.iter().map(|c| c.name.clone()).collect())
+                .unwrap_or_default();
             if let Some(schema) = &d.schema {
                 let mut seen = BTreeSet::new();
                 for (i, c) in schema.columns.iter().enumerate() {
                     let idx = i.to_string();
                     if !seen.insert(c.name.as_str()) {
-                        ctx.err("duplicate-name", &file, at(&["schema", "columns", &idx, "name"]), format!("column `{}` is declared twice", c.name));
+                        ctx.err(
+                            "duplicate-name",
+                            &file,
+                            at(&["schema", "columns", &idx, "name"]),
+                            format!("column `{}` is declared twice", c.name),
+                        );
                     }
-                    if let (Some(lo), Some(hi)) = (c.min, c.max) {
-                        if lo > hi {
-                            ctx.err("out-of-range", &file, at(&["schema", "columns", &idx, "min"]), format!("column `{}`: min {lo} is greater than max {hi}", c.name));
-                        }
+                    if let (Some(lo), Some(hi)) = (c.min, c.max)
+                        && lo > hi
+                    {
+                        ctx.err(
+                            "out-of-range",
+                            &file,
+                            at(&["schema", "columns", &idx, "min"]),
+                            format!("column `{}`: min {lo} is greater than max {hi}", c.name),
+                        );
                     }
-                    if (c.min.is_some() || c.max.is_some()) && !matches!(c.ty, ColumnType::Float | ColumnType::Int) {
-                        ctx.err("conflicting-fields", &file, at(&["schema", "columns", &idx, "min"]), format!("column `{}`: min/max apply to float and int columns only", c.name));
+                    if (c.min.is_some() || c.max.is_some())
+                        && !matches!(c.ty, ColumnType::Float | ColumnType::Int)
+                    {
+                        ctx.err(
+                            "conflicting-fields",
+                            &file,
+                            at(&["schema", "columns", &idx, "min"]),
+                            format!(
+                                "column `{}`: min/max apply to float and int columns only",
+                                c.name
+                            ),
+                        );
                     }
                     match (&c.categories, c.ty) {
                         (Some(_), ty) if ty != ColumnType::Category => {
                             ctx.err("conflicting-fields", &file, at(&["schema", "columns", &idx, "categories"]), format!("column `{}`: categories apply to `type: category` columns only", c.name));
                         }
                         (Some(cats), _) if cats.is_empty() => {
-                            ctx.err("out-of-range", &file, at(&["schema", "columns", &idx, "categories"]), format!("column `{}`: categories list is empty", c.name));
+                            ctx.err(
+                                "out-of-range",
+                                &file,
+                                at(&["schema", "columns", &idx, "categories"]),
+                                format!("column `{}`: categories list is empty", c.name),
+                            );
                         }
                         _ => {}
                     }
                 }
-                if let Some(f) = schema.max_missing_fraction {
-                    if !(0.0..=1.0).contains(&f) {
-                        ctx.err("out-of-range", &file, at(&["schema", "maxMissingFraction"]), format!("maxMissingFraction must be between 0 and 1, got {f}"));
-                    }
+                if let Some(f) = schema.max_missing_fraction
+                    && !(0.0..=1.0).contains(&f)
+                {
+                    ctx.err(
+                        "out-of-range",
+                        &file,
+                        at(&["schema", "maxMissingFraction"]),
+                        format!("maxMissingFraction must be between 0 and 1, got {f}"),
+                    );
                 }
             }
             let check_column = |ctx: &mut Ctx, col: &str, path: &[&str], what: &str| {
@@ -486,25 +797,45 @@ fn check_resource(ctx: &mut Ctx, r: &mut Resource) {
                         Some(s) => format!("did you mean `{s}`? columns: {}", columns.join(", ")),
                         None => format!("columns: {}", columns.join(", ")),
                     };
-                    ctx.hint("unknown-column", &file, at(path), format!("{what} column `{col}` is not in the schema"), Some(hint));
+                    ctx.hint(
+                        "unknown-column",
+                        &file,
+                        at(path),
+                        format!("{what} column `{col}` is not in the schema"),
+                        Some(hint),
+                    );
                 }
             };
             if let Some(t) = &d.target {
                 check_column(ctx, t, &["target"], "target");
             }
             if let Some(split) = &mut d.split {
-                let parts = [("train", Some(split.train)), ("validation", split.validation), ("test", split.test)];
+                let parts = [
+                    ("train", Some(split.train)),
+                    ("validation", split.validation),
+                    ("test", split.test),
+                ];
                 let mut bad = false;
                 for (name, v) in parts {
-                    if let Some(v) = v {
-                        if !(0.0..=1.0).contains(&v) || v.is_nan() {
-                            ctx.err("out-of-range", &file, at(&["split", name]), format!("split.{name} must be between 0 and 1, got {v}"));
-                            bad = true;
-                        }
+                    if let Some(v) = v
+                        && (!(0.0..=1.0).contains(&v) || v.is_nan())
+                    {
+                        ctx.err(
+                            "out-of-range",
+                            &file,
+                            at(&["split", name]),
+                            format!("split.{name} must be between 0 and 1, got {v}"),
+                        );
+                        bad = true;
                     }
                 }
                 if split.train <= 0.0 && !bad {
-                    ctx.err("out-of-range", &file, at(&["split", "train"]), "split.train must be greater than 0");
+                    ctx.err(
+                        "out-of-range",
+                        &file,
+                        at(&["split", "train"]),
+                        "split.train must be greater than 0",
+                    );
                     bad = true;
                 }
                 let val = split.validation.unwrap_or(0.0);
@@ -513,14 +844,33 @@ fn check_resource(ctx: &mut Ctx, r: &mut Resource) {
                         Some(test) => {
                             let sum = split.train + val + test;
                             if (sum - 1.0).abs() > 1e-9 {
-                                ctx.err("out-of-range", &file, at(&["split"]), format!("split ratios must sum to 1, got {}", trim_float(sum)))
-                                    .hint = Some(format!("train {} + validation {} + test {} = {}", split.train, val, test, trim_float(sum)));
+                                ctx.err(
+                                    "out-of-range",
+                                    &file,
+                                    at(&["split"]),
+                                    format!("split ratios must sum to 1, got {}", trim_float(sum)),
+                                )
+                                .hint = Some(format!(
+                                    "train {} + validation {} + test {} = {}",
+                                    split.train,
+                                    val,
+                                    test,
+                                    trim_float(sum)
+                                ));
                             }
                         }
                         None => {
                             let rest = 1.0 - split.train - val;
                             if rest < -1e-9 {
-                                ctx.err("out-of-range", &file, at(&["split"]), format!("split ratios must sum to 1, got {}", trim_float(split.train + val)));
+                                ctx.err(
+                                    "out-of-range",
+                                    &file,
+                                    at(&["split"]),
+                                    format!(
+                                        "split ratios must sum to 1, got {}",
+                                        trim_float(split.train + val)
+                                    ),
+                                );
                             } else {
                                 split.test = Some((rest * 1e9).round() / 1e9);
                             }
@@ -534,44 +884,82 @@ fn check_resource(ctx: &mut Ctx, r: &mut Resource) {
             }
             if let Some(t) = &d.transform {
                 if t.command.trim().is_empty() {
-                    ctx.err("bad-value", &file, at(&["transform", "command"]), "transform.command is empty");
+                    ctx.err(
+                        "bad-value",
+                        &file,
+                        at(&["transform", "command"]),
+                        "transform.command is empty",
+                    );
                 }
                 for (i, input) in t.inputs.iter().enumerate() {
-                    r.depends_on.push(ResourceId::new(Kind::Dataset, input.clone()));
+                    r.depends_on
+                        .push(ResourceId::new(Kind::Dataset, input.clone()));
                     let _ = i;
                 }
             }
         }
         ResourceSpec::TrainingJob(t) => {
-            r.depends_on.push(ResourceId::new(Kind::Dataset, t.dataset.clone()));
+            r.depends_on
+                .push(ResourceId::new(Kind::Dataset, t.dataset.clone()));
             match (&t.algorithm, &t.command) {
                 (None, None) => {
-                    ctx.err("missing-field", &file, at(&[]), format!("training job `{}` needs an `algorithm` or a `command`", r.id.name))
-                        .hint = Some(format!("built-ins: {}; or script mode: `command: python train.py` with `code: train/`", Algorithm::ALL.map(|a| a.0).join(", ")));
+                    ctx.err(
+                        "missing-field",
+                        &file,
+                        at(&[]),
+                        format!(
+                            "training job `{}` needs an `algorithm` or a `command`",
+                            r.id.name
+                        ),
+                    )
+                    .hint = Some(format!(
+                        "built-ins: {}; or script mode: `command: python train.py` with `code: train/`",
+                        Algorithm::ALL.map(|a| a.0).join(", ")
+                    ));
                 }
                 (Some(_), Some(_)) => {
-                    ctx.err("conflicting-fields", &file, at(&["command"]), "`algorithm` and `command` cannot both be set")
-                        .hint = Some("use `algorithm` for a built-in, or `command` (+ `code`) for script mode".into());
+                    ctx.err(
+                        "conflicting-fields",
+                        &file,
+                        at(&["command"]),
+                        "`algorithm` and `command` cannot both be set",
+                    )
+                    .hint = Some(
+                        "use `algorithm` for a built-in, or `command` (+ `code`) for script mode"
+                            .into(),
+                    );
                 }
                 _ => {}
             }
             if t.algorithm.is_some() {
                 for f in ["code", "image"] {
                     if node.at(&["spec", f]).is_some() {
-                        ctx.err("conflicting-fields", &file, at(&[f]), format!("`{f}` applies to script mode (`command`) only"));
+                        ctx.err(
+                            "conflicting-fields",
+                            &file,
+                            at(&[f]),
+                            format!("`{f}` applies to script mode (`command`) only"),
+                        );
                     }
                 }
                 if !t.metrics.is_empty() {
                     ctx.err("conflicting-fields", &file, at(&["metrics"]), "`metrics` regexes apply to script mode only; built-ins report their metrics themselves");
                 }
             }
-            if let Some(code) = &t.code {
-                if code.starts_with('/') || code.split('/').any(|p| p == "..") {
-                    ctx.err("bad-value", &file, at(&["code"]), format!("code `{code}` is outside the project"));
-                }
+            if let Some(code) = &t.code
+                && (code.starts_with('/') || code.split('/').any(|p| p == ".."))
+            {
+                ctx.err(
+                    "bad-value",
+                    &file,
+                    at(&["code"]),
+                    format!("code `{code}` is outside the project"),
+                );
             }
             for (i, m) in t.metrics.iter().enumerate() {
-                let opens = m.regex.matches('(').count() - m.regex.matches("(?").count() - m.regex.matches("\\(").count();
+                let opens = m.regex.matches('(').count()
+                    - m.regex.matches("(?").count()
+                    - m.regex.matches("\\(").count();
                 if opens != 1 {
                     ctx.err("bad-value", &file, at(&["metrics", &i.to_string(), "regex"]), format!("metric `{}`: the regex must have exactly one capture group for the value", m.name))
                         .hint = Some("e.g. `regex: 'rmse=([0-9.]+)'`".into());
@@ -585,41 +973,76 @@ fn check_resource(ctx: &mut Ctx, r: &mut Resource) {
             }
         }
         ResourceSpec::Model(m) => {
-            r.depends_on.push(ResourceId::new(Kind::TrainingJob, m.from.clone()));
+            r.depends_on
+                .push(ResourceId::new(Kind::TrainingJob, m.from.clone()));
             for (i, g) in m.gates.iter().enumerate() {
                 let idx = i.to_string();
                 if g.min.is_none() && g.max.is_none() && g.max_regression.is_none() {
-                    ctx.err("missing-field", &file, at(&["gates", &idx]), format!("gate on `{}` has no threshold", g.metric))
-                        .hint = Some("add `min`, `max` or `maxRegression`".into());
+                    ctx.err(
+                        "missing-field",
+                        &file,
+                        at(&["gates", &idx]),
+                        format!("gate on `{}` has no threshold", g.metric),
+                    )
+                    .hint = Some("add `min`, `max` or `maxRegression`".into());
                 }
-                if let (Some(lo), Some(hi)) = (g.min, g.max) {
-                    if lo > hi {
-                        ctx.err("out-of-range", &file, at(&["gates", &idx, "min"]), format!("gate on `{}`: min {lo} is greater than max {hi}", g.metric));
-                    }
+                if let (Some(lo), Some(hi)) = (g.min, g.max)
+                    && lo > hi
+                {
+                    ctx.err(
+                        "out-of-range",
+                        &file,
+                        at(&["gates", &idx, "min"]),
+                        format!("gate on `{}`: min {lo} is greater than max {hi}", g.metric),
+                    );
                 }
-                if let Some(reg) = g.max_regression {
-                    if reg < 0.0 {
-                        ctx.err("out-of-range", &file, at(&["gates", &idx, "maxRegression"]), format!("gate on `{}`: maxRegression must be at least 0, got {reg}", g.metric));
-                    }
+                if let Some(reg) = g.max_regression
+                    && reg < 0.0
+                {
+                    ctx.err(
+                        "out-of-range",
+                        &file,
+                        at(&["gates", &idx, "maxRegression"]),
+                        format!(
+                            "gate on `{}`: maxRegression must be at least 0, got {reg}",
+                            g.metric
+                        ),
+                    );
                 }
             }
             if m.stage == Some(Stage::Archived) {
-                ctx.err("bad-value", &file, at(&["stage"]), "a new model version cannot go straight to `archived`")
-                    .hint = Some("use `staging` or `production`".into());
+                ctx.err(
+                    "bad-value",
+                    &file,
+                    at(&["stage"]),
+                    "a new model version cannot go straight to `archived`",
+                )
+                .hint = Some("use `staging` or `production`".into());
             }
             m.stage.get_or_insert(Stage::Staging);
             m.approval.get_or_insert(Approval::Auto);
         }
         ResourceSpec::Endpoint(e) => {
-            r.depends_on.push(ResourceId::new(Kind::Model, e.model.clone()));
-            if let Some(n) = e.instances {
-                if n < 1 {
-                    ctx.err("out-of-range", &file, at(&["instances"]), format!("instances must be at least 1, got {n}"));
-                }
+            r.depends_on
+                .push(ResourceId::new(Kind::Model, e.model.clone()));
+            if let Some(n) = e.instances
+                && n < 1
+            {
+                ctx.err(
+                    "out-of-range",
+                    &file,
+                    at(&["instances"]),
+                    format!("instances must be at least 1, got {n}"),
+                );
             }
             e.instances.get_or_insert(1);
             if e.version == Some(0) {
-                ctx.err("out-of-range", &file, at(&["version"]), "registry versions start at 1");
+                ctx.err(
+                    "out-of-range",
+                    &file,
+                    at(&["version"]),
+                    "registry versions start at 1",
+                );
             }
             if let Some(s) = &e.strategy {
                 match s.ty {
@@ -629,13 +1052,23 @@ fn check_resource(ctx: &mut Ctx, r: &mut Resource) {
                                 .hint = Some("e.g. `percent: 10` sends 10% of traffic to the new version during the bake".into());
                         }
                         Some(p) if !(1..=99).contains(&p) => {
-                            ctx.err("out-of-range", &file, at(&["strategy", "percent"]), format!("canary percent must be between 1 and 99, got {p}"));
+                            ctx.err(
+                                "out-of-range",
+                                &file,
+                                at(&["strategy", "percent"]),
+                                format!("canary percent must be between 1 and 99, got {p}"),
+                            );
                         }
                         _ => {}
                     },
                     _ => {
                         if s.percent.is_some() {
-                            ctx.err("conflicting-fields", &file, at(&["strategy", "percent"]), "`percent` applies to the canary strategy only");
+                            ctx.err(
+                                "conflicting-fields",
+                                &file,
+                                at(&["strategy", "percent"]),
+                                "`percent` applies to the canary strategy only",
+                            );
                         }
                     }
                 }
@@ -647,75 +1080,118 @@ fn check_resource(ctx: &mut Ctx, r: &mut Resource) {
                     ctx.err("conflicting-fields", &file, at(&["strategy", "rollback"]), "automatic rollback needs a bake: use `canary` or `blue-green` with `bakeTime`");
                 }
                 if let Some(rb) = &s.rollback {
-                    if let Some(er) = rb.max_error_rate {
-                        if !(0.0..=1.0).contains(&er) {
-                            ctx.err("out-of-range", &file, at(&["strategy", "rollback", "maxErrorRate"]), format!("maxErrorRate must be between 0 and 1, got {er}"));
-                        }
+                    if let Some(er) = rb.max_error_rate
+                        && !(0.0..=1.0).contains(&er)
+                    {
+                        ctx.err(
+                            "out-of-range",
+                            &file,
+                            at(&["strategy", "rollback", "maxErrorRate"]),
+                            format!("maxErrorRate must be between 0 and 1, got {er}"),
+                        );
                     }
-                    if let Some(l) = rb.max_p99_latency_ms {
-                        if l <= 0.0 {
-                            ctx.err("out-of-range", &file, at(&["strategy", "rollback", "maxP99LatencyMs"]), format!("maxP99LatencyMs must be greater than 0, got {l}"));
-                        }
+                    if let Some(l) = rb.max_p99_latency_ms
+                        && l <= 0.0
+                    {
+                        ctx.err(
+                            "out-of-range",
+                            &file,
+                            at(&["strategy", "rollback", "maxP99LatencyMs"]),
+                            format!("maxP99LatencyMs must be greater than 0, got {l}"),
+                        );
                     }
                 }
             }
-            if let Some(c) = &e.capture {
-                if !(0.0..=100.0).contains(&c.sampling_percent) {
-                    ctx.err("out-of-range", &file, at(&["capture", "samplingPercent"]), format!("samplingPercent must be between 0 and 100, got {}", c.sampling_percent));
-                }
+            if let Some(c) = &e.capture
+                && !(0.0..=100.0).contains(&c.sampling_percent)
+            {
+                ctx.err(
+                    "out-of-range",
+                    &file,
+                    at(&["capture", "samplingPercent"]),
+                    format!(
+                        "samplingPercent must be between 0 and 100, got {}",
+                        c.sampling_percent
+                    ),
+                );
             }
-            if let Some(a) = &e.auth {
-                if !env::is_single_reference(&a.token) {
-                    ctx.err("literal-secret", &file, at(&["auth", "token"]), "auth.token must be an environment reference, not a literal")
+            if let Some(a) = &e.auth
+                && !env::is_single_reference(&a.token)
+            {
+                ctx.err("literal-secret", &file, at(&["auth", "token"]), "auth.token must be an environment reference, not a literal")
                         .hint = Some("write `token: ${env:MY_ENDPOINT_TOKEN}` and export the variable where mlctl runs".into());
-                }
             }
             if let Some(c) = &e.compute {
                 check_compute(ctx, &file, &at, c);
             }
         }
         ResourceSpec::Monitor(m) => {
-            r.depends_on.push(ResourceId::new(Kind::Endpoint, m.endpoint.clone()));
+            r.depends_on
+                .push(ResourceId::new(Kind::Endpoint, m.endpoint.clone()));
             if let Some(b) = &m.baseline {
                 r.depends_on.push(ResourceId::new(Kind::Dataset, b.clone()));
             }
-            if let Some(s) = &m.schedule {
-                if let Err(msg) = units::parse_schedule(s) {
-                    ctx.err("bad-value", &file, at(&["schedule"]), msg);
-                }
+            if let Some(s) = &m.schedule
+                && let Err(msg) = units::parse_schedule(s)
+            {
+                ctx.err("bad-value", &file, at(&["schedule"]), msg);
             }
             m.schedule.get_or_insert_with(|| "every 1h".into());
             m.min_samples.get_or_insert(100);
             if let Some(d) = &m.drift {
                 if d.threshold < 0.0 {
-                    ctx.err("out-of-range", &file, at(&["drift", "threshold"]), format!("drift threshold must be at least 0, got {}", d.threshold));
+                    ctx.err(
+                        "out-of-range",
+                        &file,
+                        at(&["drift", "threshold"]),
+                        format!("drift threshold must be at least 0, got {}", d.threshold),
+                    );
                 }
                 for (feat, fd) in &d.features {
-                    if let Some(t) = fd.threshold {
-                        if t < 0.0 {
-                            ctx.err("out-of-range", &file, at(&["drift", "features", feat, "threshold"]), format!("drift threshold for `{feat}` must be at least 0, got {t}"));
-                        }
+                    if let Some(t) = fd.threshold
+                        && t < 0.0
+                    {
+                        ctx.err(
+                            "out-of-range",
+                            &file,
+                            at(&["drift", "features", feat, "threshold"]),
+                            format!("drift threshold for `{feat}` must be at least 0, got {t}"),
+                        );
                     }
                 }
             }
-            if let Some(slo) = &m.slo {
-                if let Some(er) = slo.max_error_rate {
-                    if !(0.0..=1.0).contains(&er) {
-                        ctx.err("out-of-range", &file, at(&["slo", "maxErrorRate"]), format!("maxErrorRate must be between 0 and 1, got {er}"));
-                    }
-                }
+            if let Some(slo) = &m.slo
+                && let Some(er) = slo.max_error_rate
+                && !(0.0..=1.0).contains(&er)
+            {
+                ctx.err(
+                    "out-of-range",
+                    &file,
+                    at(&["slo", "maxErrorRate"]),
+                    format!("maxErrorRate must be between 0 and 1, got {er}"),
+                );
             }
             if m.drift.is_none() && m.slo.is_none() {
-                ctx.err("missing-field", &file, at(&[]), format!("monitor `{}` checks nothing", r.id.name))
-                    .hint = Some("add `drift` and/or `slo`".into());
+                ctx.err(
+                    "missing-field",
+                    &file,
+                    at(&[]),
+                    format!("monitor `{}` checks nothing", r.id.name),
+                )
+                .hint = Some("add `drift` and/or `slo`".into());
             }
-            if let Some(ob) = &m.on_breach {
-                if let Some(n) = &ob.notify {
-                    if !env::is_single_reference(&n.webhook) {
-                        ctx.err("literal-secret", &file, at(&["onBreach", "notify", "webhook"]), "onBreach.notify.webhook must be an environment reference, not a literal URL")
-                            .hint = Some("webhook URLs carry tokens: write `webhook: ${env:ALERT_WEBHOOK}`".into());
-                    }
-                }
+            if let Some(ob) = &m.on_breach
+                && let Some(n) = &ob.notify
+                && !env::is_single_reference(&n.webhook)
+            {
+                ctx.err(
+                    "literal-secret",
+                    &file,
+                    at(&["onBreach", "notify", "webhook"]),
+                    "onBreach.notify.webhook must be an environment reference, not a literal URL",
+                )
+                .hint =
+                    Some("webhook URLs carry tokens: write `webhook: ${env:ALERT_WEBHOOK}`".into());
             }
         }
     }
@@ -728,12 +1204,27 @@ fn trim_float(f: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
-fn check_tuning(ctx: &mut Ctx, file: &str, at: &dyn Fn(&[&str]) -> Option<Span>, tuning: &mut Tuning) {
+fn check_tuning(
+    ctx: &mut Ctx,
+    file: &str,
+    at: &dyn Fn(&[&str]) -> Option<Span>,
+    tuning: &mut Tuning,
+) {
     if let Some(0) = tuning.max_trials {
-        ctx.err("out-of-range", file, at(&["tuning", "maxTrials"]), "maxTrials must be at least 1");
+        ctx.err(
+            "out-of-range",
+            file,
+            at(&["tuning", "maxTrials"]),
+            "maxTrials must be at least 1",
+        );
     }
     if let Some(0) = tuning.parallelism {
-        ctx.err("out-of-range", file, at(&["tuning", "parallelism"]), "parallelism must be at least 1");
+        ctx.err(
+            "out-of-range",
+            file,
+            at(&["tuning", "parallelism"]),
+            "parallelism must be at least 1",
+        );
     }
     if tuning.search_space.is_empty() {
         ctx.err("missing-field", file, at(&["tuning", "searchSpace"]), "tuning.searchSpace is empty")
@@ -744,34 +1235,72 @@ fn check_tuning(ctx: &mut Ctx, file: &str, at: &dyn Fn(&[&str]) -> Option<Span>,
         match (&p.values, p.min, p.max) {
             (Some(v), None, None) => {
                 if v.is_empty() {
-                    ctx.err("out-of-range", file, at(&path), format!("search space `{name}`: values is empty"));
+                    ctx.err(
+                        "out-of-range",
+                        file,
+                        at(&path),
+                        format!("search space `{name}`: values is empty"),
+                    );
                 }
             }
             (Some(_), _, _) => {
-                ctx.err("conflicting-fields", file, at(&path), format!("search space `{name}`: give `values` or `min`/`max`, not both"));
+                ctx.err(
+                    "conflicting-fields",
+                    file,
+                    at(&path),
+                    format!("search space `{name}`: give `values` or `min`/`max`, not both"),
+                );
             }
             (None, Some(lo), Some(hi)) => {
                 if lo >= hi {
-                    ctx.err("out-of-range", file, at(&path), format!("search space `{name}`: min {lo} must be less than max {hi}"));
+                    ctx.err(
+                        "out-of-range",
+                        file,
+                        at(&path),
+                        format!("search space `{name}`: min {lo} must be less than max {hi}"),
+                    );
                 }
                 if p.scale == Some(Scale::Log) && lo <= 0.0 {
-                    ctx.err("out-of-range", file, at(&path), format!("search space `{name}`: a log scale needs min > 0, got {lo}"));
+                    ctx.err(
+                        "out-of-range",
+                        file,
+                        at(&path),
+                        format!("search space `{name}`: a log scale needs min > 0, got {lo}"),
+                    );
                 }
-                if tuning.strategy == TuningStrategy::Grid && p.step.is_none() && p.ty != Some(ParamType::Int) {
+                if tuning.strategy == TuningStrategy::Grid
+                    && p.step.is_none()
+                    && p.ty != Some(ParamType::Int)
+                {
                     ctx.err("missing-field", file, at(&path), format!("search space `{name}`: a grid over a float range needs `step` (or `values`)"));
                 }
-                if let Some(s) = p.step {
-                    if s <= 0.0 {
-                        ctx.err("out-of-range", file, at(&path), format!("search space `{name}`: step must be greater than 0"));
-                    }
+                if let Some(s) = p.step
+                    && s <= 0.0
+                {
+                    ctx.err(
+                        "out-of-range",
+                        file,
+                        at(&path),
+                        format!("search space `{name}`: step must be greater than 0"),
+                    );
                 }
             }
             _ => {
-                ctx.err("missing-field", file, at(&path), format!("search space `{name}` needs `values` or both `min` and `max`"));
+                ctx.err(
+                    "missing-field",
+                    file,
+                    at(&path),
+                    format!("search space `{name}` needs `values` or both `min` and `max`"),
+                );
             }
         }
         if p.ty == Some(ParamType::Categorical) && p.values.is_none() {
-            ctx.err("missing-field", file, at(&path), format!("search space `{name}`: categorical parameters need `values`"));
+            ctx.err(
+                "missing-field",
+                file,
+                at(&path),
+                format!("search space `{name}`: categorical parameters need `values`"),
+            );
         }
     }
     tuning.max_trials.get_or_insert(10);
@@ -780,45 +1309,79 @@ fn check_tuning(ctx: &mut Ctx, file: &str, at: &dyn Fn(&[&str]) -> Option<Span>,
 }
 
 fn check_compute(ctx: &mut Ctx, file: &str, at: &dyn Fn(&[&str]) -> Option<Span>, c: &Compute) {
-    if let Some(cpu) = c.cpu {
-        if cpu <= 0.0 {
-            ctx.err("out-of-range", file, at(&["compute", "cpu"]), format!("compute.cpu must be greater than 0, got {cpu}"));
-        }
+    if let Some(cpu) = c.cpu
+        && cpu <= 0.0
+    {
+        ctx.err(
+            "out-of-range",
+            file,
+            at(&["compute", "cpu"]),
+            format!("compute.cpu must be greater than 0, got {cpu}"),
+        );
     }
-    if let Some(m) = &c.memory {
-        if let Err(e) = units::parse_memory(m) {
-            ctx.err("bad-value", file, at(&["compute", "memory"]), e);
-        }
+    if let Some(m) = &c.memory
+        && let Err(e) = units::parse_memory(m)
+    {
+        ctx.err("bad-value", file, at(&["compute", "memory"]), e);
     }
-    if let Some(t) = &c.timeout {
-        if let Err(e) = units::parse_duration(t) {
-            ctx.err("bad-value", file, at(&["compute", "timeout"]), e);
-        }
+    if let Some(t) = &c.timeout
+        && let Err(e) = units::parse_duration(t)
+    {
+        ctx.err("bad-value", file, at(&["compute", "timeout"]), e);
     }
 }
 
 /// References, cycles and target-independent cross-resource checks.
 fn check_graph(resources: Vec<Resource>, _project: &Project, ctx: &mut Ctx) -> Vec<Resource> {
     let names = |kind: Kind| -> Vec<String> {
-        resources.iter().filter(|r| r.id.kind == kind).map(|r| r.id.name.clone()).collect()
+        resources
+            .iter()
+            .filter(|r| r.id.kind == kind)
+            .map(|r| r.id.name.clone())
+            .collect()
     };
     for r in &resources {
         let refs: Vec<(ResourceId, Vec<String>)> = match &r.spec {
             ResourceSpec::Dataset(d) => d
                 .transform
                 .iter()
-                .flat_map(|t| t.inputs.iter().enumerate().map(|(i, n)| (ResourceId::new(Kind::Dataset, n.clone()), vec!["transform".into(), "inputs".into(), i.to_string()])))
+                .flat_map(|t| {
+                    t.inputs.iter().enumerate().map(|(i, n)| {
+                        (
+                            ResourceId::new(Kind::Dataset, n.clone()),
+                            vec!["transform".into(), "inputs".into(), i.to_string()],
+                        )
+                    })
+                })
                 .collect(),
-            ResourceSpec::TrainingJob(t) => vec![(ResourceId::new(Kind::Dataset, t.dataset.clone()), vec!["dataset".into()])],
-            ResourceSpec::Model(m) => vec![(ResourceId::new(Kind::TrainingJob, m.from.clone()), vec!["from".into()])],
-            ResourceSpec::Endpoint(e) => vec![(ResourceId::new(Kind::Model, e.model.clone()), vec!["model".into()])],
+            ResourceSpec::TrainingJob(t) => vec![(
+                ResourceId::new(Kind::Dataset, t.dataset.clone()),
+                vec!["dataset".into()],
+            )],
+            ResourceSpec::Model(m) => vec![(
+                ResourceId::new(Kind::TrainingJob, m.from.clone()),
+                vec!["from".into()],
+            )],
+            ResourceSpec::Endpoint(e) => vec![(
+                ResourceId::new(Kind::Model, e.model.clone()),
+                vec!["model".into()],
+            )],
             ResourceSpec::Monitor(m) => {
-                let mut v = vec![(ResourceId::new(Kind::Endpoint, m.endpoint.clone()), vec!["endpoint".to_string()])];
+                let mut v = vec![(
+                    ResourceId::new(Kind::Endpoint, m.endpoint.clone()),
+                    vec!["endpoint".to_string()],
+                )];
                 if let Some(b) = &m.baseline {
-                    v.push((ResourceId::new(Kind::Dataset, b.clone()), vec!["baseline".into()]));
+                    v.push((
+                        ResourceId::new(Kind::Dataset, b.clone()),
+                        vec!["baseline".into()],
+                    ));
                 }
                 if let Some(t) = m.on_breach.as_ref().and_then(|o| o.retrain.clone()) {
-                    v.push((ResourceId::new(Kind::TrainingJob, t), vec!["onBreach".into(), "retrain".into()]));
+                    v.push((
+                        ResourceId::new(Kind::TrainingJob, t),
+                        vec!["onBreach".into(), "retrain".into()],
+                    ));
                 }
                 v
             }
@@ -831,13 +1394,26 @@ fn check_graph(resources: Vec<Resource>, _project: &Project, ctx: &mut Ctx) -> V
             full.extend(path.iter().map(String::as_str));
             let span = r.node.at(&full).map(|n| n.span);
             let defined = names(target.kind);
-            let list = if defined.is_empty() { "none".to_string() } else { defined.join(", ") };
+            let list = if defined.is_empty() {
+                "none".to_string()
+            } else {
+                defined.join(", ")
+            };
             let mut d = Diagnostic::error(
                 "unknown-reference",
                 &r.location.file,
-                ctx.sources.get(&r.location.file).map(String::as_str).unwrap_or(""),
+                ctx.sources
+                    .get(&r.location.file)
+                    .map(String::as_str)
+                    .unwrap_or(""),
                 span,
-                format!("{} `{}` is not defined; defined {}: {}", target.kind.noun(), target.name, target.kind.plural(), list),
+                format!(
+                    "{} `{}` is not defined; defined {}: {}",
+                    target.kind.noun(),
+                    target.name,
+                    target.kind.plural(),
+                    list
+                ),
             );
             if let Some(s) = did_you_mean(&target.name, defined.iter().map(String::as_str)) {
                 d.hint = Some(format!("did you mean `{s}`?"));
@@ -845,14 +1421,26 @@ fn check_graph(resources: Vec<Resource>, _project: &Project, ctx: &mut Ctx) -> V
             ctx.diags.push(d);
         }
         // Cross-resource checks that need the referenced resource.
-        if let ResourceSpec::TrainingJob(t) = &r.spec {
-            if let Some(ds) = resources.iter().find(|x| x.id == ResourceId::new(Kind::Dataset, t.dataset.clone())).and_then(Resource::as_dataset) {
-                let supervised = !matches!(t.algorithm, Some(Algorithm::Kmeans) | None);
-                if supervised && ds.target.is_none() {
-                    let span = r.node.at(&["spec", "algorithm"]).map(|n| n.span);
-                    ctx.err("missing-field", &r.location.file, span, format!("{} needs a label column, but dataset `{}` has no `target`", t.algorithm.map(Algorithm::as_str).unwrap_or(""), t.dataset))
-                        .hint = Some(format!("add `target: <column>` to dataset `{}`", t.dataset));
-                }
+        if let ResourceSpec::TrainingJob(t) = &r.spec
+            && let Some(ds) = resources
+                .iter()
+                .find(|x| x.id == ResourceId::new(Kind::Dataset, t.dataset.clone()))
+                .and_then(Resource::as_dataset)
+        {
+            let supervised = !matches!(t.algorithm, Some(Algorithm::Kmeans) | None);
+            if supervised && ds.target.is_none() {
+                let span = r.node.at(&["spec", "algorithm"]).map(|n| n.span);
+                ctx.err(
+                    "missing-field",
+                    &r.location.file,
+                    span,
+                    format!(
+                        "{} needs a label column, but dataset `{}` has no `target`",
+                        t.algorithm.map(Algorithm::as_str).unwrap_or(""),
+                        t.dataset
+                    ),
+                )
+                .hint = Some(format!("add `target: <column>` to dataset `{}`", t.dataset));
             }
         }
     }
@@ -865,8 +1453,16 @@ fn check_graph(resources: Vec<Resource>, _project: &Project, ctx: &mut Ctx) -> V
             key.sort();
             if reported.insert(key) {
                 let span = r.node.at(&["spec", "transform", "inputs"]).map(|n| n.span);
-                ctx.err("cycle", &r.location.file, span, format!("datasets form a cycle: {}", cycle.join(" -> ")))
-                    .hint = Some("a transform cannot read its own output, directly or through other datasets".into());
+                ctx.err(
+                    "cycle",
+                    &r.location.file,
+                    span,
+                    format!("datasets form a cycle: {}", cycle.join(" -> ")),
+                )
+                .hint = Some(
+                    "a transform cannot read its own output, directly or through other datasets"
+                        .into(),
+                );
             }
         }
     }
@@ -902,9 +1498,15 @@ fn find_cycle(resources: &[Resource], start: &str, path: &mut Vec<String>) -> Op
 
 /// Every string value in every file: env reference syntax and literal credentials.
 fn check_literals(ctx: &mut Ctx, _resources: &[Resource]) {
-    let files: Vec<(String, String)> = ctx.sources.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let files: Vec<(String, String)> = ctx
+        .sources
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     for (file, text) in files {
-        let Ok(docs) = yaml::parse(&text) else { continue };
+        let Ok(docs) = yaml::parse(&text) else {
+            continue;
+        };
         for doc in &docs {
             let mut found = Vec::new();
             doc.walk(&mut Vec::new(), &mut |_path, node| {

@@ -22,7 +22,11 @@ pub struct Span {
 
 impl Span {
     fn from_marker(m: &Marker, len: usize) -> Self {
-        Span { line: m.line().max(1), col: m.col() + 1, len }
+        Span {
+            line: m.line().max(1),
+            col: m.col() + 1,
+            len,
+        }
     }
 }
 
@@ -100,12 +104,18 @@ impl Node {
 
     /// Looks a key up in a mapping.
     pub fn get(&self, key: &str) -> Option<&Node> {
-        self.as_map()?.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
+        self.as_map()?
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v)
     }
 
     /// The key node of `key` in a mapping (to point at the key rather than the value).
     pub fn key(&self, key: &str) -> Option<&Node> {
-        self.as_map()?.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(k, _)| k)
+        self.as_map()?
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(k, _)| k)
     }
 
     /// Follows a path of mapping keys and sequence indexes (as decimal strings).
@@ -129,7 +139,11 @@ impl Node {
     /// Resolves a scalar's type (quoted scalars are always strings).
     pub fn scalar_type(&self) -> Option<ScalarType> {
         match &self.value {
-            Value::Scalar { text, plain } => Some(if *plain { resolve_plain(text) } else { ScalarType::Str }),
+            Value::Scalar { text, plain } => Some(if *plain {
+                resolve_plain(text)
+            } else {
+                ScalarType::Str
+            }),
             _ => None,
         }
     }
@@ -157,7 +171,9 @@ impl Node {
                 Some(ScalarType::Null) => J::Null,
                 Some(ScalarType::Bool(b)) => J::Bool(b),
                 Some(ScalarType::Int(i)) => J::from(i),
-                Some(ScalarType::Float(f)) => serde_json::Number::from_f64(f).map(J::Number).unwrap_or(J::String(text.clone())),
+                Some(ScalarType::Float(f)) => serde_json::Number::from_f64(f)
+                    .map(J::Number)
+                    .unwrap_or(J::String(text.clone())),
                 _ => J::String(text.clone()),
             },
             Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
@@ -199,33 +215,36 @@ pub fn resolve_plain(text: &str) -> ScalarType {
         "" | "~" | "null" | "Null" | "NULL" => return ScalarType::Null,
         "true" | "True" | "TRUE" => return ScalarType::Bool(true),
         "false" | "False" | "FALSE" => return ScalarType::Bool(false),
-        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => return ScalarType::Float(f64::INFINITY),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return ScalarType::Float(f64::INFINITY);
+        }
         "-.inf" | "-.Inf" | "-.INF" => return ScalarType::Float(f64::NEG_INFINITY),
         ".nan" | ".NaN" | ".NAN" => return ScalarType::Float(f64::NAN),
         _ => {}
     }
     let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
-    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-        if let Ok(i) = text.parse::<i64>() {
-            return ScalarType::Int(i);
-        }
+    if !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(i) = text.parse::<i64>()
+    {
+        return ScalarType::Int(i);
     }
-    if let Some(hex) = text.strip_prefix("0x") {
-        if let Ok(i) = i64::from_str_radix(hex, 16) {
-            return ScalarType::Int(i);
-        }
+    if let Some(hex) = text.strip_prefix("0x")
+        && let Ok(i) = i64::from_str_radix(hex, 16)
+    {
+        return ScalarType::Int(i);
     }
-    if let Some(oct) = text.strip_prefix("0o") {
-        if let Ok(i) = i64::from_str_radix(oct, 8) {
-            return ScalarType::Int(i);
-        }
+    if let Some(oct) = text.strip_prefix("0o")
+        && let Ok(i) = i64::from_str_radix(oct, 8)
+    {
+        return ScalarType::Int(i);
     }
     let looks_numeric = digits.starts_with(|c: char| c.is_ascii_digit() || c == '.')
-        && digits.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+'));
-    if looks_numeric {
-        if let Ok(f) = text.parse::<f64>() {
-            return ScalarType::Float(f);
-        }
+        && digits
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+'));
+    if looks_numeric && let Ok(f) = text.parse::<f64>() {
+        return ScalarType::Float(f);
     }
     ScalarType::Str
 }
@@ -267,8 +286,17 @@ struct Builder {
 }
 
 enum Frame {
-    Seq { start: Span, anchor: usize, items: Vec<Node> },
-    Map { start: Option<Span>, anchor: usize, entries: Vec<(Node, Node)>, key: Option<Node> },
+    Seq {
+        start: Span,
+        anchor: usize,
+        items: Vec<Node>,
+    },
+    Map {
+        start: Option<Span>,
+        anchor: usize,
+        entries: Vec<(Node, Node)>,
+        key: Option<Node>,
+    },
 }
 
 impl Builder {
@@ -276,22 +304,26 @@ impl Builder {
         match self.stack.last_mut() {
             None => self.docs.push(node),
             Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map { start, entries, key, .. }) => {
+            Some(Frame::Map {
+                start,
+                entries,
+                key,
+                ..
+            }) => {
                 if start.is_none() {
                     *start = Some(node.span);
                 }
                 match key.take() {
                     None => *key = Some(node),
                     Some(k) => {
-                        if self.error.is_none() {
-                            if let Some(name) = k.as_str() {
-                                if entries.iter().any(|(e, _)| e.as_str() == Some(name)) {
-                                    self.error = Some(SyntaxError {
-                                        span: k.span,
-                                        message: format!("duplicate key `{name}` in this mapping"),
-                                    });
-                                }
-                            }
+                        if self.error.is_none()
+                            && let Some(name) = k.as_str()
+                            && entries.iter().any(|(e, _)| e.as_str() == Some(name))
+                        {
+                            self.error = Some(SyntaxError {
+                                span: k.span,
+                                message: format!("duplicate key `{name}` in this mapping"),
+                            });
                         }
                         entries.push((k, node));
                     }
@@ -312,35 +344,68 @@ impl MarkedEventReceiver for Builder {
         match ev {
             Event::Scalar(text, style, anchor, _tag) => {
                 let plain = matches!(style, TScalarStyle::Plain);
-                let quoted = matches!(style, TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted);
+                let quoted = matches!(
+                    style,
+                    TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted
+                );
                 let len = text.chars().count().max(1) + if quoted { 2 } else { 0 };
-                let node = Node { value: Value::Scalar { text, plain }, span: Span::from_marker(&mark, len) };
+                let node = Node {
+                    value: Value::Scalar { text, plain },
+                    span: Span::from_marker(&mark, len),
+                };
                 self.remember(anchor, &node);
                 self.push_node(node);
             }
-            Event::SequenceStart(anchor, _) => {
-                self.stack.push(Frame::Seq { start: Span::from_marker(&mark, 1), anchor, items: Vec::new() })
-            }
-            Event::MappingStart(anchor, _) => {
-                self.stack.push(Frame::Map { start: None, anchor, entries: Vec::new(), key: None })
-            }
+            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq {
+                start: Span::from_marker(&mark, 1),
+                anchor,
+                items: Vec::new(),
+            }),
+            Event::MappingStart(anchor, _) => self.stack.push(Frame::Map {
+                start: None,
+                anchor,
+                entries: Vec::new(),
+                key: None,
+            }),
             Event::SequenceEnd => {
-                if let Some(Frame::Seq { start, anchor, items }) = self.stack.pop() {
-                    let node = Node { value: Value::Seq(items), span: start };
+                if let Some(Frame::Seq {
+                    start,
+                    anchor,
+                    items,
+                }) = self.stack.pop()
+                {
+                    let node = Node {
+                        value: Value::Seq(items),
+                        span: start,
+                    };
                     self.remember(anchor, &node);
                     self.push_node(node);
                 }
             }
             Event::MappingEnd => {
-                if let Some(Frame::Map { start, anchor, entries, .. }) = self.stack.pop() {
+                if let Some(Frame::Map {
+                    start,
+                    anchor,
+                    entries,
+                    ..
+                }) = self.stack.pop()
+                {
                     let span = start.unwrap_or_else(|| Span::from_marker(&mark, 1));
-                    let node = Node { value: Value::Map(entries), span };
+                    let node = Node {
+                        value: Value::Map(entries),
+                        span,
+                    };
                     self.remember(anchor, &node);
                     self.push_node(node);
                 }
             }
             Event::Alias(id) => {
-                let found = self.anchors.iter().rev().find(|(a, _)| *a == id).map(|(_, n)| n.clone());
+                let found = self
+                    .anchors
+                    .iter()
+                    .rev()
+                    .find(|(a, _)| *a == id)
+                    .map(|(_, n)| n.clone());
                 match found {
                     Some(mut node) => {
                         node.span = Span::from_marker(&mark, 1);
@@ -356,7 +421,11 @@ impl MarkedEventReceiver for Builder {
                     }
                 }
             }
-            Event::DocumentStart | Event::DocumentEnd | Event::StreamStart | Event::StreamEnd | Event::Nothing => {}
+            Event::DocumentStart
+            | Event::DocumentEnd
+            | Event::StreamStart
+            | Event::StreamEnd
+            | Event::Nothing => {}
         }
     }
 }
@@ -370,9 +439,30 @@ mod tests {
         let docs = parse("a: 1\nb:\n  - x\n  - {c: 'd'}\n---\nk: v\n").unwrap();
         assert_eq!(docs.len(), 2);
         let d = &docs[0];
-        assert_eq!(d.span, Span { line: 1, col: 1, len: 1 });
-        assert_eq!(d.get("a").unwrap().span, Span { line: 1, col: 4, len: 1 });
-        assert_eq!(d.at(&["b", "1", "c"]).unwrap().span, Span { line: 4, col: 9, len: 3 });
+        assert_eq!(
+            d.span,
+            Span {
+                line: 1,
+                col: 1,
+                len: 1
+            }
+        );
+        assert_eq!(
+            d.get("a").unwrap().span,
+            Span {
+                line: 1,
+                col: 4,
+                len: 1
+            }
+        );
+        assert_eq!(
+            d.at(&["b", "1", "c"]).unwrap().span,
+            Span {
+                line: 4,
+                col: 9,
+                len: 3
+            }
+        );
         assert_eq!(d.key("b").unwrap().span.line, 2);
     }
 
