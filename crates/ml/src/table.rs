@@ -1,0 +1,944 @@
+//! An in-memory columnar table, read from CSV or Parquet.
+//!
+//! A [`Table`] is a list of named, equally long columns. Numbers are kept as `f64` with NaN
+//! for a missing cell ([`ColumnData::Float`]) or as `Option<i64>` ([`ColumnData::Int`]);
+//! booleans as `Option<bool>`; text and categories as `Option<String>`.
+//!
+//! CSV columns get the narrowest type every present value fits: int, then float, then bool
+//! (`true`/`false`, any case), else string. Empty cells and `NA`, `N/A`, `NaN`, `null`,
+//! `None` (any case) are missing.
+
+use mlctl_spec::{ColumnType, DataFormat};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// The values of one column.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ColumnData {
+    /// Floating point numbers; NaN marks a missing cell.
+    Float(Vec<f64>),
+    /// Integers.
+    Int(Vec<Option<i64>>),
+    /// Booleans.
+    Bool(Vec<Option<bool>>),
+    /// Text (free text or categories).
+    Str(Vec<Option<String>>),
+}
+
+/// The type of a column as stored in a [`Table`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnKind {
+    /// [`ColumnData::Float`].
+    Float,
+    /// [`ColumnData::Int`].
+    Int,
+    /// [`ColumnData::Bool`].
+    Bool,
+    /// [`ColumnData::Str`].
+    Str,
+}
+
+impl ColumnKind {
+    /// The name shown to users (the spec's type names).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColumnKind::Float => "float",
+            ColumnKind::Int => "int",
+            ColumnKind::Bool => "bool",
+            ColumnKind::Str => "string",
+        }
+    }
+
+    /// Whether values convert to numbers without loss of meaning.
+    pub fn is_numeric(self) -> bool {
+        !matches!(self, ColumnKind::Str)
+    }
+}
+
+impl fmt::Display for ColumnKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ColumnData {
+    /// Number of cells.
+    pub fn len(&self) -> usize {
+        match self {
+            ColumnData::Float(v) => v.len(),
+            ColumnData::Int(v) => v.len(),
+            ColumnData::Bool(v) => v.len(),
+            ColumnData::Str(v) => v.len(),
+        }
+    }
+
+    /// Whether the column has no cells.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The column's type.
+    pub fn kind(&self) -> ColumnKind {
+        match self {
+            ColumnData::Float(_) => ColumnKind::Float,
+            ColumnData::Int(_) => ColumnKind::Int,
+            ColumnData::Bool(_) => ColumnKind::Bool,
+            ColumnData::Str(_) => ColumnKind::Str,
+        }
+    }
+
+    /// Whether cell `row` is missing.
+    pub fn is_missing(&self, row: usize) -> bool {
+        match self {
+            ColumnData::Float(v) => v[row].is_nan(),
+            ColumnData::Int(v) => v[row].is_none(),
+            ColumnData::Bool(v) => v[row].is_none(),
+            ColumnData::Str(v) => v[row].is_none(),
+        }
+    }
+
+    /// Number of missing cells.
+    pub fn missing_count(&self) -> usize {
+        (0..self.len()).filter(|&i| self.is_missing(i)).count()
+    }
+
+    /// Cell `row` as a number (NaN when missing); strings are parsed, NaN when they do not parse.
+    pub fn f64_at(&self, row: usize) -> f64 {
+        match self {
+            ColumnData::Float(v) => v[row],
+            ColumnData::Int(v) => v[row].map_or(f64::NAN, |x| x as f64),
+            ColumnData::Bool(v) => v[row].map_or(f64::NAN, |b| if b { 1.0 } else { 0.0 }),
+            ColumnData::Str(v) => v[row]
+                .as_deref()
+                .and_then(|s| s.trim().parse::<f64>().ok())
+                .unwrap_or(f64::NAN),
+        }
+    }
+
+    /// The whole column as numbers, or `None` for a string column.
+    pub fn to_f64(&self) -> Option<Vec<f64>> {
+        match self {
+            ColumnData::Str(_) => None,
+            ColumnData::Float(v) => Some(v.clone()),
+            _ => Some((0..self.len()).map(|i| self.f64_at(i)).collect()),
+        }
+    }
+
+    /// Cell `row` as text, `None` when missing. Floats print so that they read back as floats.
+    pub fn string_at(&self, row: usize) -> Option<String> {
+        match self {
+            ColumnData::Float(v) => {
+                let x = v[row];
+                (!x.is_nan()).then(|| format_f64(x))
+            }
+            ColumnData::Int(v) => v[row].map(|x| x.to_string()),
+            ColumnData::Bool(v) => v[row].map(|b| b.to_string()),
+            ColumnData::Str(v) => v[row].clone(),
+        }
+    }
+
+    /// The rows at `indices`, in that order.
+    pub fn take(&self, indices: &[usize]) -> ColumnData {
+        match self {
+            ColumnData::Float(v) => ColumnData::Float(indices.iter().map(|&i| v[i]).collect()),
+            ColumnData::Int(v) => ColumnData::Int(indices.iter().map(|&i| v[i]).collect()),
+            ColumnData::Bool(v) => ColumnData::Bool(indices.iter().map(|&i| v[i]).collect()),
+            ColumnData::Str(v) => ColumnData::Str(indices.iter().map(|&i| v[i].clone()).collect()),
+        }
+    }
+}
+
+/// Formats a float so that it parses back to the same value and reads as a float (`1.0`, not `1`).
+pub fn format_f64(x: f64) -> String {
+    if x.is_finite() && x.fract() == 0.0 && x.abs() < 1e16 {
+        format!("{x:.1}")
+    } else {
+        format!("{x}")
+    }
+}
+
+/// A table: named columns of equal length.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Table {
+    names: Vec<String>,
+    columns: Vec<ColumnData>,
+    rows: usize,
+}
+
+/// Errors reading, writing or building a table.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TableError {
+    /// The file could not be opened, read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The CSV text is malformed (e.g. a row with the wrong number of fields).
+    #[error("{}: line {line}: {message}", path.display())]
+    Csv {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number, 0 when unknown.
+        line: u64,
+        /// What is wrong.
+        message: String,
+    },
+    /// The Parquet file could not be decoded or uses a feature not supported here.
+    #[error("{}: {message}", path.display())]
+    Parquet {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// Two columns have the same name.
+    #[error("column `{0}` appears twice")]
+    DuplicateColumn(String),
+    /// A column's length differs from the others'.
+    #[error("column `{name}` has {len} rows, expected {expected}")]
+    LengthMismatch {
+        /// The column.
+        name: String,
+        /// Its length.
+        len: usize,
+        /// The other columns' length.
+        expected: usize,
+    },
+    /// A column named in a request does not exist.
+    #[error("no column `{name}` (columns: {})", available.join(", "))]
+    NoSuchColumn {
+        /// The requested name.
+        name: String,
+        /// The table's columns.
+        available: Vec<String>,
+    },
+}
+
+impl Table {
+    /// An empty table (no columns, no rows).
+    pub fn new() -> Self {
+        Table::default()
+    }
+
+    /// A table from `(name, column)` pairs; names must be unique and lengths equal.
+    pub fn from_columns(
+        columns: impl IntoIterator<Item = (impl Into<String>, ColumnData)>,
+    ) -> Result<Self, TableError> {
+        let mut t = Table::new();
+        for (name, col) in columns {
+            t.push_column(name, col)?;
+        }
+        Ok(t)
+    }
+
+    /// Appends a column.
+    pub fn push_column(
+        &mut self,
+        name: impl Into<String>,
+        column: ColumnData,
+    ) -> Result<(), TableError> {
+        let name = name.into();
+        if self.names.contains(&name) {
+            return Err(TableError::DuplicateColumn(name));
+        }
+        if !self.columns.is_empty() && column.len() != self.rows {
+            return Err(TableError::LengthMismatch {
+                name,
+                len: column.len(),
+                expected: self.rows,
+            });
+        }
+        self.rows = column.len();
+        self.names.push(name);
+        self.columns.push(column);
+        Ok(())
+    }
+
+    /// Number of rows.
+    pub fn n_rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Number of columns.
+    pub fn n_cols(&self) -> usize {
+        self.columns.len()
+    }
+
+    /// Column names, in order.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// `(name, column)` pairs, in order.
+    pub fn columns(&self) -> impl Iterator<Item = (&str, &ColumnData)> {
+        self.names
+            .iter()
+            .map(String::as_str)
+            .zip(self.columns.iter())
+    }
+
+    /// The position of column `name`.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| n == name)
+    }
+
+    /// Column `name`.
+    pub fn column(&self, name: &str) -> Option<&ColumnData> {
+        self.index_of(name).map(|i| &self.columns[i])
+    }
+
+    /// Column `name`, or an error listing the table's columns.
+    pub fn require(&self, name: &str) -> Result<&ColumnData, TableError> {
+        self.column(name).ok_or_else(|| TableError::NoSuchColumn {
+            name: name.to_string(),
+            available: self.names.clone(),
+        })
+    }
+
+    /// The column at position `i`.
+    pub fn column_at(&self, i: usize) -> &ColumnData {
+        &self.columns[i]
+    }
+
+    /// The rows at `indices` (in that order), all columns.
+    pub fn take(&self, indices: &[usize]) -> Table {
+        Table {
+            names: self.names.clone(),
+            columns: self.columns.iter().map(|c| c.take(indices)).collect(),
+            rows: indices.len(),
+        }
+    }
+
+    /// The first `n` rows.
+    pub fn head(&self, n: usize) -> Table {
+        let idx: Vec<usize> = (0..n.min(self.rows)).collect();
+        self.take(&idx)
+    }
+
+    /// The table without column `name` (unchanged when absent).
+    pub fn without(&self, name: &str) -> Table {
+        let mut t = Table::new();
+        for (n, c) in self.columns() {
+            if n != name {
+                // Names are unique and lengths equal: cannot fail.
+                t.names.push(n.to_string());
+                t.columns.push(c.clone());
+            }
+        }
+        t.rows = self.rows;
+        t
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+
+/// Options for [`read_csv_with`].
+#[derive(Debug, Clone)]
+pub struct CsvOptions {
+    /// Field delimiter (default `,`).
+    pub delimiter: u8,
+    /// Types forced per column instead of inferred (e.g. a category coded as digits).
+    pub types: BTreeMap<String, ColumnKind>,
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        CsvOptions {
+            delimiter: b',',
+            types: BTreeMap::new(),
+        }
+    }
+}
+
+impl CsvOptions {
+    /// Options that read each column with the type a schema declares for it (`category` and
+    /// `string` as text, `int`, `float`, `bool` as such).
+    pub fn from_schema(schema: &mlctl_spec::DataSchema) -> Self {
+        let types = schema
+            .columns
+            .iter()
+            .map(|c| {
+                let kind = match c.ty {
+                    ColumnType::Float => ColumnKind::Float,
+                    ColumnType::Int => ColumnKind::Int,
+                    ColumnType::Bool => ColumnKind::Bool,
+                    ColumnType::Category | ColumnType::String => ColumnKind::Str,
+                };
+                (c.name.clone(), kind)
+            })
+            .collect();
+        CsvOptions {
+            types,
+            ..CsvOptions::default()
+        }
+    }
+}
+
+/// Reads a table in `format`.
+pub fn read(path: impl AsRef<Path>, format: DataFormat) -> Result<Table, TableError> {
+    match format {
+        DataFormat::Csv => read_csv(path),
+        DataFormat::Parquet => read_parquet(path),
+    }
+}
+
+/// The format implied by a file name's extension (`.csv`, `.tsv`, `.parquet`, `.pq`).
+pub fn format_from_path(path: impl AsRef<Path>) -> Option<DataFormat> {
+    let ext = path.as_ref().extension()?.to_str()?.to_ascii_lowercase();
+    match ext.as_str() {
+        "csv" | "tsv" | "txt" => Some(DataFormat::Csv),
+        "parquet" | "pq" => Some(DataFormat::Parquet),
+        _ => None,
+    }
+}
+
+/// Reads a CSV file with a header row, inferring column types.
+pub fn read_csv(path: impl AsRef<Path>) -> Result<Table, TableError> {
+    read_csv_with(path, &CsvOptions::default())
+}
+
+/// Whether a CSV cell means "missing".
+fn is_na(s: &str) -> bool {
+    matches!(
+        s,
+        "" | "NA"
+            | "N/A"
+            | "na"
+            | "n/a"
+            | "NaN"
+            | "nan"
+            | "NAN"
+            | "null"
+            | "NULL"
+            | "Null"
+            | "None"
+            | "none"
+            | "-nan"
+    )
+}
+
+fn parse_bool(s: &str) -> Option<bool> {
+    if s.eq_ignore_ascii_case("true") {
+        Some(true)
+    } else if s.eq_ignore_ascii_case("false") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// The raw cells of one CSV column: concatenated bytes and end offsets.
+struct RawColumn {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl RawColumn {
+    fn get(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        // Validated as UTF-8 when pushed.
+        std::str::from_utf8(&self.bytes[start..self.ends[i]]).unwrap_or("")
+    }
+}
+
+/// Reads a CSV file with a header row, with [`CsvOptions`].
+pub fn read_csv_with(path: impl AsRef<Path>, options: &CsvOptions) -> Result<Table, TableError> {
+    let path = path.as_ref();
+    let file = File::open(path).map_err(|source| TableError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let csv_err = |e: csv::Error| {
+        let line = e.position().map_or(0, |p| p.line());
+        let message = match e.kind() {
+            csv::ErrorKind::UnequalLengths {
+                expected_len, len, ..
+            } => format!("row has {len} fields, the header has {expected_len}"),
+            csv::ErrorKind::Utf8 { .. } => "not valid UTF-8".to_string(),
+            _ => e.to_string(),
+        };
+        TableError::Csv {
+            path: path.to_path_buf(),
+            line,
+            message,
+        }
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(options.delimiter)
+        .has_headers(true)
+        .buffer_capacity(1 << 20)
+        .from_reader(file);
+    let headers: Vec<String> = reader
+        .headers()
+        .map_err(csv_err)?
+        .iter()
+        .map(|h| h.trim().to_string())
+        .collect();
+    let mut raw: Vec<RawColumn> = headers
+        .iter()
+        .map(|_| RawColumn {
+            bytes: Vec::new(),
+            ends: Vec::new(),
+        })
+        .collect();
+    let mut record = csv::StringRecord::new();
+    while reader.read_record(&mut record).map_err(csv_err)? {
+        for (col, field) in raw.iter_mut().zip(record.iter()) {
+            col.bytes.extend_from_slice(field.trim().as_bytes());
+            col.ends.push(col.bytes.len());
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for h in &headers {
+        if !seen.insert(h) {
+            return Err(TableError::DuplicateColumn(h.clone()));
+        }
+    }
+    use rayon::prelude::*;
+    let columns: Vec<ColumnData> = raw
+        .par_iter()
+        .zip(headers.par_iter())
+        .map(|(col, name)| convert_column(col, options.types.get(name).copied()))
+        .collect();
+    Table::from_columns(headers.into_iter().zip(columns))
+}
+
+fn infer_kind(col: &RawColumn) -> ColumnKind {
+    let n = col.ends.len();
+    let mut can_int = true;
+    let mut can_float = true;
+    let mut can_bool = true;
+    for i in 0..n {
+        let s = col.get(i);
+        if is_na(s) {
+            continue;
+        }
+        if can_int && s.parse::<i64>().is_err() {
+            can_int = false;
+        }
+        if can_float && !can_int && s.parse::<f64>().is_err() {
+            can_float = false;
+        }
+        if can_bool && parse_bool(s).is_none() {
+            can_bool = false;
+        }
+        if !can_int && !can_float && !can_bool {
+            return ColumnKind::Str;
+        }
+    }
+    if can_int && !can_bool {
+        ColumnKind::Int
+    } else if can_float && !can_bool {
+        ColumnKind::Float
+    } else if can_bool {
+        // All cells missing: bool would be a guess; call it float.
+        if (0..n).all(|i| is_na(col.get(i))) {
+            ColumnKind::Float
+        } else {
+            ColumnKind::Bool
+        }
+    } else {
+        ColumnKind::Str
+    }
+}
+
+fn convert_column(col: &RawColumn, forced: Option<ColumnKind>) -> ColumnData {
+    let n = col.ends.len();
+    let kind = forced.unwrap_or_else(|| infer_kind(col));
+    match kind {
+        ColumnKind::Int => ColumnData::Int(
+            (0..n)
+                .map(|i| {
+                    let s = col.get(i);
+                    s.parse::<i64>().ok().or_else(|| {
+                        // Forced int: accept integral floats like `3.0`.
+                        s.parse::<f64>()
+                            .ok()
+                            .filter(|x| x.fract() == 0.0 && x.abs() < 9.0e15)
+                            .map(|x| x as i64)
+                    })
+                })
+                .collect(),
+        ),
+        ColumnKind::Float => ColumnData::Float(
+            (0..n)
+                .map(|i| {
+                    let s = col.get(i);
+                    if is_na(s) {
+                        f64::NAN
+                    } else {
+                        fast_parse_f64(s)
+                    }
+                })
+                .collect(),
+        ),
+        ColumnKind::Bool => ColumnData::Bool(
+            (0..n)
+                .map(|i| {
+                    let s = col.get(i);
+                    parse_bool(s).or(match s {
+                        "1" => Some(true),
+                        "0" => Some(false),
+                        _ => None,
+                    })
+                })
+                .collect(),
+        ),
+        ColumnKind::Str => ColumnData::Str(
+            (0..n)
+                .map(|i| {
+                    let s = col.get(i);
+                    (!is_na(s)).then(|| s.to_string())
+                })
+                .collect(),
+        ),
+    }
+}
+
+fn fast_parse_f64(s: &str) -> f64 {
+    s.parse::<f64>().unwrap_or(f64::NAN)
+}
+
+/// Reads a Parquet file (flat schema; snappy or uncompressed). Integers of 32 or 64 bits become
+/// [`ColumnData::Int`], floats and doubles [`ColumnData::Float`], booleans
+/// [`ColumnData::Bool`], byte arrays [`ColumnData::Str`]. Nested columns are refused.
+pub fn read_parquet(path: impl AsRef<Path>) -> Result<Table, TableError> {
+    use parquet::column::reader::ColumnReader;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    let path = path.as_ref();
+    let perr = |e: parquet::errors::ParquetError| TableError::Parquet {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let file = File::open(path).map_err(|source| TableError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let reader = SerializedFileReader::new(file).map_err(perr)?;
+    let meta = reader.metadata();
+    let schema = meta.file_metadata().schema_descr_ptr();
+    let n_cols = schema.num_columns();
+    let mut columns: Vec<ColumnData> = Vec::with_capacity(n_cols);
+    let mut names = Vec::with_capacity(n_cols);
+    for c in 0..n_cols {
+        let descr = schema.column(c);
+        if descr.max_rep_level() > 0 {
+            return Err(TableError::Parquet {
+                path: path.to_path_buf(),
+                message: format!(
+                    "column `{}` is nested (a list or map); only flat tables are supported",
+                    descr.path()
+                ),
+            });
+        }
+        names.push(descr.name().to_string());
+        columns.push(match descr.physical_type() {
+            parquet::basic::Type::BOOLEAN => ColumnData::Bool(Vec::new()),
+            parquet::basic::Type::INT32 | parquet::basic::Type::INT64 => {
+                ColumnData::Int(Vec::new())
+            }
+            parquet::basic::Type::FLOAT | parquet::basic::Type::DOUBLE => {
+                ColumnData::Float(Vec::new())
+            }
+            parquet::basic::Type::BYTE_ARRAY | parquet::basic::Type::FIXED_LEN_BYTE_ARRAY => {
+                ColumnData::Str(Vec::new())
+            }
+            parquet::basic::Type::INT96 => {
+                return Err(TableError::Parquet {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "column `{}` is an INT96 timestamp, which is not supported",
+                        descr.name()
+                    ),
+                });
+            }
+        });
+    }
+    const BATCH: usize = 64 * 1024;
+    for g in 0..reader.num_row_groups() {
+        let rg = reader.get_row_group(g).map_err(perr)?;
+        let rows = rg.metadata().num_rows() as usize;
+        for (c, out) in columns.iter_mut().enumerate() {
+            let max_def = schema.column(c).max_def_level();
+            let mut defs: Vec<i16> = Vec::new();
+            let col_reader = rg.get_column_reader(c).map_err(perr)?;
+            // Reads all records of the chunk; `push` receives (values, def levels or empty).
+            macro_rules! read_all {
+                ($r:expr, $push:expr) => {{
+                    let mut r = $r;
+                    let mut read = 0;
+                    while read < rows {
+                        let mut values = Vec::new();
+                        defs.clear();
+                        let (recs, _, _) = r
+                            .read_records(
+                                BATCH.min(rows - read),
+                                (max_def > 0).then_some(&mut defs),
+                                None,
+                                &mut values,
+                            )
+                            .map_err(perr)?;
+                        if recs == 0 {
+                            break;
+                        }
+                        read += recs;
+                        let mut it = values.into_iter();
+                        if max_def > 0 {
+                            for &d in &defs {
+                                $push(if d == max_def { it.next() } else { None });
+                            }
+                        } else {
+                            for v in it {
+                                $push(Some(v));
+                            }
+                        }
+                    }
+                }};
+            }
+            match (col_reader, out) {
+                (ColumnReader::BoolColumnReader(r), ColumnData::Bool(v)) => {
+                    read_all!(r, |x: Option<bool>| v.push(x))
+                }
+                (ColumnReader::Int32ColumnReader(r), ColumnData::Int(v)) => {
+                    read_all!(r, |x: Option<i32>| v.push(x.map(i64::from)))
+                }
+                (ColumnReader::Int64ColumnReader(r), ColumnData::Int(v)) => {
+                    read_all!(r, |x: Option<i64>| v.push(x))
+                }
+                (ColumnReader::FloatColumnReader(r), ColumnData::Float(v)) => {
+                    read_all!(r, |x: Option<f32>| v.push(x.map_or(f64::NAN, f64::from)))
+                }
+                (ColumnReader::DoubleColumnReader(r), ColumnData::Float(v)) => {
+                    read_all!(r, |x: Option<f64>| v.push(x.unwrap_or(f64::NAN)))
+                }
+                (ColumnReader::ByteArrayColumnReader(r), ColumnData::Str(v)) => {
+                    read_all!(r, |x: Option<parquet::data_type::ByteArray>| v
+                        .push(x.map(|b| String::from_utf8_lossy(b.data()).into_owned())))
+                }
+                (ColumnReader::FixedLenByteArrayColumnReader(r), ColumnData::Str(v)) => {
+                    read_all!(r, |x: Option<parquet::data_type::FixedLenByteArray>| v
+                        .push(x.map(|b| String::from_utf8_lossy(b.data()).into_owned())))
+                }
+                _ => {
+                    return Err(TableError::Parquet {
+                        path: path.to_path_buf(),
+                        message: format!("column {c}: unexpected physical type"),
+                    });
+                }
+            }
+        }
+    }
+    // pandas writes its index as a column; it is not data.
+    let mut t = Table::from_columns(names.into_iter().zip(columns))?;
+    if t.index_of("__index_level_0__").is_some() {
+        t = t.without("__index_level_0__");
+    }
+    Ok(t)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing
+
+/// Writes `table` as CSV with a header row; missing cells are empty.
+pub fn write_csv(table: &Table, path: impl AsRef<Path>) -> Result<(), TableError> {
+    let path = path.as_ref();
+    let io_err = |source| TableError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::create(path).map_err(io_err)?;
+    let mut w = csv::Writer::from_writer(BufWriter::with_capacity(1 << 20, file));
+    let to_table_err = |e: csv::Error| TableError::Csv {
+        path: path.to_path_buf(),
+        line: 0,
+        message: e.to_string(),
+    };
+    w.write_record(table.names()).map_err(to_table_err)?;
+    let mut fields: Vec<String> = vec![String::new(); table.n_cols()];
+    for row in 0..table.n_rows() {
+        for (f, (_, col)) in fields.iter_mut().zip(table.columns()) {
+            *f = col.string_at(row).unwrap_or_default();
+        }
+        w.write_record(&fields).map_err(to_table_err)?;
+    }
+    let mut inner = w.into_inner().map_err(|e| io_err(e.into_error()))?;
+    inner.flush().map_err(io_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn csv_types_are_inferred_and_missing_cells_recognised() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "a.csv",
+            "i,f,b,s,empty\n1,1.5,true,x,\n2,NA,False,,\n,3,TRUE,y z,\n",
+        );
+        let t = read_csv(&p).unwrap();
+        assert_eq!(t.n_rows(), 3);
+        assert_eq!(
+            t.column("i").unwrap(),
+            &ColumnData::Int(vec![Some(1), Some(2), None])
+        );
+        let f = t.column("f").unwrap().to_f64().unwrap();
+        assert_eq!(f[0], 1.5);
+        assert!(f[1].is_nan());
+        assert_eq!(
+            t.column("b").unwrap(),
+            &ColumnData::Bool(vec![Some(true), Some(false), Some(true)])
+        );
+        assert_eq!(
+            t.column("s").unwrap(),
+            &ColumnData::Str(vec![Some("x".into()), None, Some("y z".into())])
+        );
+        assert_eq!(t.column("empty").unwrap().kind(), ColumnKind::Float);
+    }
+
+    #[test]
+    fn csv_round_trips_through_write_csv() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Table::from_columns([
+            ("x", ColumnData::Float(vec![1.0, f64::NAN, -2.25])),
+            ("n", ColumnData::Int(vec![Some(3), None, Some(-1)])),
+            (
+                "c",
+                ColumnData::Str(vec![Some("a,b".into()), Some("\"q\"".into()), None]),
+            ),
+        ])
+        .unwrap();
+        let p = dir.path().join("out.csv");
+        write_csv(&t, &p).unwrap();
+        let back = read_csv(&p).unwrap();
+        assert_eq!(back.names(), t.names());
+        assert_eq!(back.column("n"), t.column("n"));
+        assert_eq!(back.column("c"), t.column("c"));
+        let x = back.column("x").unwrap().to_f64().unwrap();
+        assert_eq!((x[0], x[2]), (1.0, -2.25));
+        assert!(x[1].is_nan());
+    }
+
+    #[test]
+    fn ragged_csv_names_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "bad.csv", "a,b\n1,2\n3\n");
+        let e = read_csv(&p).unwrap_err().to_string();
+        assert!(e.contains("line 3"), "{e}");
+        assert!(e.contains("1 fields, the header has 2"), "{e}");
+    }
+
+    #[test]
+    fn forced_types_keep_digit_categories_as_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "c.csv", "zip,v\n01234,1\n99999,2\n");
+        let mut o = CsvOptions::default();
+        o.types.insert("zip".into(), ColumnKind::Str);
+        let t = read_csv_with(&p, &o).unwrap();
+        assert_eq!(
+            t.column("zip").unwrap().string_at(0).as_deref(),
+            Some("01234")
+        );
+    }
+
+    #[test]
+    fn parquet_is_read_with_nulls() {
+        use parquet::data_type::{ByteArray, ByteArrayType, DoubleType, Int64Type};
+        use parquet::file::properties::WriterProperties;
+        use parquet::file::writer::SerializedFileWriter;
+        use std::sync::Arc;
+
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.parquet");
+        let schema = Arc::new(
+            parquet::schema::parser::parse_message_type(
+                "message t { required double x; optional int64 n; optional binary s (UTF8); }",
+            )
+            .unwrap(),
+        );
+        let props = Arc::new(
+            WriterProperties::builder()
+                .set_compression(parquet::basic::Compression::SNAPPY)
+                .build(),
+        );
+        let mut w = SerializedFileWriter::new(File::create(&p).unwrap(), schema, props).unwrap();
+        let mut rg = w.next_row_group().unwrap();
+        let mut c = rg.next_column().unwrap().unwrap();
+        c.typed::<DoubleType>()
+            .write_batch(&[1.0, 2.0, 3.0], None, None)
+            .unwrap();
+        c.close().unwrap();
+        let mut c = rg.next_column().unwrap().unwrap();
+        c.typed::<Int64Type>()
+            .write_batch(&[7, 9], Some(&[1, 0, 1]), None)
+            .unwrap();
+        c.close().unwrap();
+        let mut c = rg.next_column().unwrap().unwrap();
+        c.typed::<ByteArrayType>()
+            .write_batch(
+                &[ByteArray::from("a"), ByteArray::from("b")],
+                Some(&[1, 1, 0]),
+                None,
+            )
+            .unwrap();
+        c.close().unwrap();
+        rg.close().unwrap();
+        w.close().unwrap();
+
+        let t = read(&p, DataFormat::Parquet).unwrap();
+        assert_eq!(t.n_rows(), 3);
+        assert_eq!(
+            t.column("x").unwrap(),
+            &ColumnData::Float(vec![1.0, 2.0, 3.0])
+        );
+        assert_eq!(
+            t.column("n").unwrap(),
+            &ColumnData::Int(vec![Some(7), None, Some(9)])
+        );
+        assert_eq!(
+            t.column("s").unwrap(),
+            &ColumnData::Str(vec![Some("a".into()), Some("b".into()), None])
+        );
+    }
+
+    #[test]
+    fn take_and_without() {
+        let t = Table::from_columns([
+            ("a", ColumnData::Int(vec![Some(1), Some(2), Some(3)])),
+            ("b", ColumnData::Float(vec![1.0, 2.0, 3.0])),
+        ])
+        .unwrap();
+        let s = t.take(&[2, 0]);
+        assert_eq!(
+            s.column("a").unwrap(),
+            &ColumnData::Int(vec![Some(3), Some(1)])
+        );
+        assert_eq!(t.without("a").names(), &["b".to_string()]);
+        assert!(matches!(
+            Table::from_columns([
+                ("a", ColumnData::Float(vec![1.0])),
+                ("b", ColumnData::Float(vec![]))
+            ]),
+            Err(TableError::LengthMismatch { .. })
+        ));
+        assert!(t.require("zz").unwrap_err().to_string().contains("a, b"));
+    }
+}
