@@ -1,1 +1,19 @@
-//! mlctl's resource graph, fingerprints, plan, apply engine and component traits
+//! mlctl-core: the resource graph, fingerprints, plan, apply engine, and the component traits
+//! providers implement.
+//!
+//! The core never names a concrete provider and never prints: the CLI renders what it returns.
+
+pub mod apply;
+pub mod components;
+pub mod error;
+pub mod fingerprint;
+pub mod gates;
+pub mod graph;
+pub mod plan;
+pub mod state;
+
+pub use components::*;
+pub use error::{ErrorKind, ProviderError};
+pub use fingerprint::Fingerprint;
+pub use plan::{Action, Change, Desired, Plan};
+pub use state::{Health, HistoryEntry, LockError, LockInfo, ObservedResource, StateStore};

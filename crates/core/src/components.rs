@@ -1,0 +1,509 @@
+//! The component traits a provider implements, and the data that crosses them.
+//!
+//! A target is a stack of components (ZenML's idea): [`DataStore`], [`Trainer`], [`Registry`],
+//! [`Deployer`], [`MonitorSink`], plus the [`StateStore`] that keeps observed state and the
+//! apply lock in the target itself. A provider supplies some or all of them; a target may mix
+//! providers. The apply engine ([`crate::apply`]) knows the lifecycle of each kind and calls
+//! these; it never names a concrete provider.
+//!
+//! # Contract (every component)
+//! - Calls are idempotent by name or fingerprint: asking twice for the same thing returns the
+//!   existing thing rather than creating a second one.
+//! - Everything created carries the [`Tags`] it was given.
+//! - Errors are [`ProviderError`]s that say whether a retry can help.
+
+use crate::error::Result;
+use crate::state::{Health, ObservedResource};
+use async_trait::async_trait;
+use mlctl_spec::{Approval, DatasetSpec, EndpointSpec, MonitorSpec, Stage, TrainingJobSpec};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a component can do, so callers never discover `NotSupported` at run time.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Capabilities {
+    /// Built-in algorithms the trainer runs (YAML names).
+    pub algorithms: Vec<String>,
+    /// Whether script mode (`command` + `code`) is supported.
+    pub script_mode: bool,
+    /// Whether hyperparameter tuning is supported.
+    pub tuning: bool,
+    /// Deployment strategies supported (`all-at-once`, `canary`, `blue-green`).
+    pub strategies: Vec<String>,
+    /// Whether drift monitoring is supported.
+    pub drift: bool,
+    /// How often long operations should be polled.
+    pub poll_interval: Duration,
+}
+
+/// Tags put on every resource mlctl creates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tags {
+    /// Project name.
+    pub project: String,
+    /// `Kind/name`.
+    pub resource: String,
+    /// The resource's fingerprint.
+    pub fingerprint: String,
+    /// The commit SHA the spec came from.
+    pub commit: String,
+}
+
+impl Tags {
+    /// As key/value pairs with the `mlctl:` prefix (SageMaker/Azure tag style).
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("mlctl:project".to_string(), self.project.clone()),
+            ("mlctl:resource".to_string(), self.resource.clone()),
+            ("mlctl:fingerprint".to_string(), self.fingerprint.clone()),
+            ("mlctl:commit".to_string(), self.commit.clone()),
+        ])
+    }
+}
+
+/// Context of one operation.
+#[derive(Debug, Clone)]
+pub struct OpContext {
+    /// Project name.
+    pub project: String,
+    /// The project directory on this machine (data and code paths are relative to it).
+    pub project_dir: PathBuf,
+    /// The target's name.
+    pub target: String,
+    /// The commit being applied.
+    pub commit: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Registering a dataset version.
+#[derive(Debug, Clone)]
+pub struct DatasetRequest {
+    /// `metadata.name`.
+    pub name: String,
+    /// The spec (defaults applied).
+    pub spec: DatasetSpec,
+    /// Its fingerprint.
+    pub fingerprint: String,
+    /// Tags.
+    pub tags: Tags,
+    /// Versions of the datasets a `transform` reads, by name.
+    pub inputs: BTreeMap<String, DatasetVersion>,
+}
+
+/// A registered dataset version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DatasetVersion {
+    /// Dataset name.
+    pub name: String,
+    /// Fingerprint of the spec + content.
+    pub fingerprint: String,
+    /// blake3 digest of the content.
+    pub digest: String,
+    /// Where the whole table is stored (provider URI).
+    pub uri: String,
+    /// Row count.
+    pub rows: u64,
+    /// Column names.
+    pub columns: Vec<String>,
+    /// Split parts (`train`, `validation`, `test`) to their URIs.
+    #[serde(default)]
+    pub splits: BTreeMap<String, String>,
+    /// The stored profile (drift baseline), if any.
+    #[serde(default)]
+    pub profile_uri: Option<String>,
+}
+
+/// Content-addressed blobs and dataset versions.
+#[async_trait]
+pub trait DataStore: Send + Sync {
+    /// What this store can do.
+    fn capabilities(&self) -> Capabilities;
+    /// Stores bytes under their blake3 digest; returns the digest (hex). Skips existing blobs.
+    async fn put_blob(&self, bytes: Vec<u8>) -> Result<String>;
+    /// Reads a blob.
+    async fn get_blob(&self, digest: &str) -> Result<Vec<u8>>;
+    /// Whether a blob exists.
+    async fn has_blob(&self, digest: &str) -> Result<bool>;
+    /// Reads, checks and stores a dataset version (idempotent by fingerprint).
+    async fn register_dataset(&self, ctx: &OpContext, req: &DatasetRequest) -> Result<DatasetVersion>;
+    /// Removes a dataset's registration (blobs may be kept for other versions).
+    async fn delete_dataset(&self, ctx: &OpContext, name: &str) -> Result<()>;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Submitting a training job.
+#[derive(Debug, Clone)]
+pub struct TrainingRequest {
+    /// Deterministic job name (from project, resource and fingerprint).
+    pub job_name: String,
+    /// `metadata.name` of the TrainingJob.
+    pub resource: String,
+    /// The spec.
+    pub spec: TrainingJobSpec,
+    /// The dataset version to train on.
+    pub dataset: DatasetVersion,
+    /// The dataset's label column, if any.
+    pub target_column: Option<String>,
+    /// Fingerprint.
+    pub fingerprint: String,
+    /// Tags.
+    pub tags: Tags,
+}
+
+/// A submitted job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobHandle {
+    /// Job name.
+    pub name: String,
+    /// Provider's id (ARN, run id, ...).
+    pub provider_id: String,
+}
+
+/// One tuning trial.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Trial {
+    /// Trial number (1-based).
+    pub number: u32,
+    /// Hyperparameters tried.
+    pub hyperparameters: BTreeMap<String, serde_json::Value>,
+    /// Objective value, if it finished.
+    pub objective: Option<f64>,
+    /// `completed` or `failed`.
+    pub status: String,
+}
+
+/// A finished training job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrainingResult {
+    /// Job name.
+    pub job_name: String,
+    /// Where the model artifact is.
+    pub artifact_uri: String,
+    /// Metrics on the held-out split.
+    pub metrics: BTreeMap<String, f64>,
+    /// The hyperparameters used (the best trial's when tuned).
+    #[serde(default)]
+    pub hyperparameters: BTreeMap<String, serde_json::Value>,
+    /// Tuning trials, if tuned.
+    #[serde(default)]
+    pub trials: Vec<Trial>,
+    /// The tracking run id.
+    #[serde(default)]
+    pub run_id: Option<String>,
+    /// Wall time.
+    #[serde(default)]
+    pub duration_secs: f64,
+}
+
+/// Where a job is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobState {
+    /// Accepted, not started.
+    Pending,
+    /// Running.
+    Running {
+        /// 0..1 when known.
+        progress: Option<f32>,
+        /// What it is doing.
+        message: Option<String>,
+    },
+    /// Done.
+    Completed(TrainingResult),
+    /// Failed, with the reason (exit code and last lines of stderr for scripts).
+    Failed {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Runs training jobs.
+#[async_trait]
+pub trait Trainer: Send + Sync {
+    /// What this trainer can do.
+    fn capabilities(&self) -> Capabilities;
+    /// Starts a job, or finds the existing job with the same name (never starts a second).
+    async fn submit(&self, ctx: &OpContext, req: &TrainingRequest) -> Result<JobHandle>;
+    /// Reads a job's state.
+    async fn poll(&self, ctx: &OpContext, job: &JobHandle) -> Result<JobState>;
+    /// Stops a job.
+    async fn cancel(&self, ctx: &OpContext, job: &JobHandle) -> Result<()>;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// A model version in the registry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelVersion {
+    /// Model name.
+    pub model: String,
+    /// 1, 2, ...
+    pub version: u32,
+    /// Stage.
+    pub stage: Stage,
+    /// Whether approved (manual approval).
+    pub approved: bool,
+    /// Where the artifact is.
+    pub artifact_uri: String,
+    /// Metrics at registration.
+    pub metrics: BTreeMap<String, f64>,
+    /// Fingerprint of the Model resource that registered it.
+    pub fingerprint: String,
+    /// Lineage: run, dataset digest, commit, ...
+    #[serde(default)]
+    pub lineage: BTreeMap<String, String>,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// Registering a version.
+#[derive(Debug, Clone)]
+pub struct RegisterRequest {
+    /// Model name.
+    pub model: String,
+    /// The training result it comes from.
+    pub training: TrainingResult,
+    /// Stage to register in (staging; the engine promotes).
+    pub stage: Stage,
+    /// Approval policy.
+    pub approval: Approval,
+    /// Description.
+    pub description: Option<String>,
+    /// Fingerprint.
+    pub fingerprint: String,
+    /// Lineage.
+    pub lineage: BTreeMap<String, String>,
+    /// Tags.
+    pub tags: Tags,
+}
+
+/// Versions, stages, lineage.
+#[async_trait]
+pub trait Registry: Send + Sync {
+    /// What this registry can do.
+    fn capabilities(&self) -> Capabilities;
+    /// All versions of a model, oldest first (empty when the model does not exist).
+    async fn versions(&self, ctx: &OpContext, model: &str) -> Result<Vec<ModelVersion>>;
+    /// Registers a version (idempotent: a version with the same fingerprint is returned as is).
+    async fn register(&self, ctx: &OpContext, req: &RegisterRequest) -> Result<ModelVersion>;
+    /// Moves a version to a stage; promoting to production archives the previous production version.
+    async fn set_stage(&self, ctx: &OpContext, model: &str, version: u32, stage: Stage) -> Result<ModelVersion>;
+    /// Marks a version approved (manual approval).
+    async fn approve(&self, ctx: &OpContext, model: &str, version: u32) -> Result<ModelVersion>;
+    /// Deletes a model and its versions.
+    async fn delete_model(&self, ctx: &OpContext, model: &str) -> Result<()>;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// One model version serving part of an endpoint's traffic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Variant {
+    /// Model name.
+    pub model: String,
+    /// Registry version.
+    pub version: u32,
+    /// Traffic weight in percent.
+    pub weight: u32,
+}
+
+/// The live state of an endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointStatus {
+    /// Endpoint name.
+    pub name: String,
+    /// Where to call it.
+    pub url: Option<String>,
+    /// Health.
+    pub health: Health,
+    /// Versions serving traffic.
+    pub variants: Vec<Variant>,
+    /// Instance count.
+    pub instances: u32,
+    /// Detail (why degraded, rollout step, ...).
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// Deploying a model version to an endpoint.
+#[derive(Debug, Clone)]
+pub struct EndpointRequest {
+    /// Endpoint name.
+    pub name: String,
+    /// The spec.
+    pub spec: EndpointSpec,
+    /// The version to roll out.
+    pub model: ModelVersion,
+    /// Fingerprint.
+    pub fingerprint: String,
+    /// Tags.
+    pub tags: Tags,
+}
+
+/// A rollout in progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentHandle {
+    /// Endpoint name.
+    pub endpoint: String,
+    /// Provider's id of this rollout.
+    pub id: String,
+}
+
+/// Where a rollout is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeployState {
+    /// Still rolling out (canary baking, instances starting).
+    InProgress {
+        /// What it is doing.
+        message: String,
+    },
+    /// Done and serving.
+    Done(EndpointStatus),
+    /// Rolled back automatically; the old version serves.
+    RolledBack {
+        /// Why.
+        reason: String,
+        /// What serves now.
+        status: EndpointStatus,
+    },
+    /// Failed.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Endpoints, traffic, health.
+#[async_trait]
+pub trait Deployer: Send + Sync {
+    /// What this deployer can do.
+    fn capabilities(&self) -> Capabilities;
+    /// Starts a rollout (create or update) with the spec's strategy.
+    async fn deploy(&self, ctx: &OpContext, req: &EndpointRequest) -> Result<DeploymentHandle>;
+    /// Reads a rollout's state.
+    async fn poll(&self, ctx: &OpContext, handle: &DeploymentHandle) -> Result<DeployState>;
+    /// The live state of an endpoint (`None` when it does not exist).
+    async fn status(&self, ctx: &OpContext, name: &str) -> Result<Option<EndpointStatus>>;
+    /// Puts a previous version back (manual rollback).
+    async fn rollback(&self, ctx: &OpContext, name: &str, to: &ModelVersion) -> Result<EndpointStatus>;
+    /// Deletes an endpoint.
+    async fn delete(&self, ctx: &OpContext, name: &str) -> Result<()>;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Configuring a monitor.
+#[derive(Debug, Clone)]
+pub struct MonitorRequest {
+    /// Monitor name.
+    pub name: String,
+    /// The spec.
+    pub spec: MonitorSpec,
+    /// The endpoint watched.
+    pub endpoint: EndpointStatus,
+    /// The baseline dataset.
+    pub baseline: Option<DatasetVersion>,
+    /// Fingerprint.
+    pub fingerprint: String,
+    /// Tags.
+    pub tags: Tags,
+}
+
+/// A configured monitor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MonitorStatus {
+    /// Monitor name.
+    pub name: String,
+    /// Endpoint watched.
+    pub endpoint: String,
+    /// Schedule as configured.
+    pub schedule: String,
+    /// Health (breached = degraded).
+    pub health: Health,
+}
+
+/// Captured data and monitoring schedules.
+#[async_trait]
+pub trait MonitorSink: Send + Sync {
+    /// What this sink can do.
+    fn capabilities(&self) -> Capabilities;
+    /// Creates or updates a monitor.
+    async fn configure(&self, ctx: &OpContext, req: &MonitorRequest) -> Result<MonitorStatus>;
+    /// Captured records of an endpoint (newest last, at most `limit`).
+    async fn captured(&self, ctx: &OpContext, endpoint: &str, limit: usize) -> Result<Vec<serde_json::Value>>;
+    /// Removes a monitor.
+    async fn remove(&self, ctx: &OpContext, name: &str) -> Result<()>;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+pub use crate::state::StateStore;
+
+/// A target: the components mlctl applies a spec with.
+#[derive(Clone)]
+pub struct Stack {
+    /// The provider name (for messages); mixed stacks list each.
+    pub provider: String,
+    /// Data.
+    pub data: Arc<dyn DataStore>,
+    /// Training.
+    pub trainer: Arc<dyn Trainer>,
+    /// Registry.
+    pub registry: Arc<dyn Registry>,
+    /// Serving.
+    pub deployer: Arc<dyn Deployer>,
+    /// Monitoring.
+    pub monitor: Arc<dyn MonitorSink>,
+    /// Observed state and the lock.
+    pub state: Arc<dyn StateStore>,
+}
+
+impl std::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stack").field("provider", &self.provider).finish_non_exhaustive()
+    }
+}
+
+/// Reads an observed resource's outputs as `T` (the engine stores each kind's result there).
+pub fn outputs<T: for<'de> Deserialize<'de>>(o: &ObservedResource) -> Option<T> {
+    serde_json::from_value(o.outputs.clone()).ok()
+}
+
+/// What a provider needs to build its [`Stack`] for a target.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    /// Project name.
+    pub project: String,
+    /// The project directory on this machine.
+    pub project_dir: PathBuf,
+    /// Target name.
+    pub target_name: String,
+    /// The target's settings, with every `${env:NAME}` already resolved.
+    pub target: mlctl_spec::Target,
+}
+
+impl ProviderConfig {
+    /// The state directory for file-based providers: `root:` from the target (relative to the
+    /// project) or `.mlctl/<target>` in the project.
+    pub fn state_dir(&self) -> PathBuf {
+        match &self.target.root {
+            Some(root) => {
+                let p = PathBuf::from(root);
+                if p.is_absolute() { p } else { self.project_dir.join(p) }
+            }
+            None => self.project_dir.join(".mlctl").join(&self.target_name),
+        }
+    }
+}

@@ -1,0 +1,509 @@
+//! The plan: desired state (spec at a commit) against observed state (the target), as data.
+//!
+//! One [`Plan`] struct is rendered three ways — human text, JSON, Markdown — so the views
+//! cannot drift apart (Terraform's lesson).
+
+use crate::fingerprint::{self, Fingerprint};
+use crate::graph;
+use crate::state::{Health, ObservedResource};
+use mlctl_spec::{Kind, Resource, ResourceId, Spec};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// Version of the JSON plan format (documented in docs/plan-format.md).
+pub const PLAN_FORMAT_VERSION: u32 = 1;
+
+/// A resource as the spec wants it, with its fingerprint.
+#[derive(Debug, Clone)]
+pub struct DesiredResource {
+    /// The validated resource.
+    pub resource: Resource,
+    /// Its fingerprint.
+    pub fingerprint: Fingerprint,
+    /// What the fingerprint was made of (content digests by path, input fingerprints by address).
+    pub inputs: BTreeMap<String, String>,
+}
+
+/// The desired state: every resource in dependency order.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    /// Project name.
+    pub project: String,
+    /// Commit SHA the spec was read at.
+    pub commit: String,
+    /// Resources in dependency order.
+    pub resources: Vec<DesiredResource>,
+}
+
+impl Desired {
+    /// Computes fingerprints in dependency order. `digest` returns the content digest of a
+    /// project-relative path (file or directory).
+    ///
+    /// # Errors
+    /// Every path that could not be read, with the resource that reads it.
+    pub fn new(spec: &Spec, commit: &str, digest: &dyn Fn(&str) -> Result<String, String>) -> Result<Desired, Vec<String>> {
+        let order = graph::topo_order(spec).map_err(|cycle| {
+            vec![format!("resources form a cycle: {}", cycle.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
+        })?;
+        let mut fps: BTreeMap<ResourceId, Fingerprint> = BTreeMap::new();
+        let mut out = Vec::new();
+        let mut errors = Vec::new();
+        for id in order {
+            let Some(r) = spec.get(&id) else { continue };
+            let mut inputs = BTreeMap::new();
+            let mut digests = BTreeMap::new();
+            for (role, path) in fingerprint::content_inputs(r) {
+                match digest(&path) {
+                    Ok(d) => {
+                        digests.insert(path.clone(), d.clone());
+                        inputs.insert(format!("{role}:{path}"), d);
+                    }
+                    Err(e) => errors.push(format!("{id}: cannot read {role} `{path}`: {e}")),
+                }
+            }
+            let mut input_fps = BTreeMap::new();
+            for dep in &r.depends_on {
+                if let Some(fp) = fps.get(dep) {
+                    input_fps.insert(dep.to_string(), fp.clone());
+                    inputs.insert(format!("input:{dep}"), fp.0.clone());
+                }
+            }
+            let fp = fingerprint::compute(r, &input_fps, &digests);
+            fps.insert(id.clone(), fp.clone());
+            out.push(DesiredResource { resource: r.clone(), fingerprint: fp, inputs });
+        }
+        if errors.is_empty() {
+            Ok(Desired { project: spec.project.name.clone(), commit: commit.to_string(), resources: out })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Looks a resource up.
+    pub fn get(&self, id: &ResourceId) -> Option<&DesiredResource> {
+        self.resources.iter().find(|r| &r.resource.id == id)
+    }
+}
+
+/// What a plan does to a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Nothing to do.
+    NoOp,
+    /// Create it.
+    Create,
+    /// Change it in place (a new dataset or model version, an endpoint rollout).
+    Update,
+    /// Make a new one in its place (training jobs are immutable).
+    Replace,
+    /// Remove it (`--prune` or `destroy`).
+    Delete,
+}
+
+impl Action {
+    /// Terraform-style symbol.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Action::NoOp => " ",
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Replace => "-/+",
+            Action::Delete => "-",
+        }
+    }
+
+    /// "will be created", ...
+    fn phrase(self) -> &'static str {
+        match self {
+            Action::NoOp => "is up to date",
+            Action::Create => "will be created",
+            Action::Update => "will be updated in-place",
+            Action::Replace => "must be replaced",
+            Action::Delete => "will be destroyed",
+        }
+    }
+
+    fn legend(self) -> &'static str {
+        match self {
+            Action::NoOp => "no-op",
+            Action::Create => "create",
+            Action::Update => "update in-place",
+            Action::Replace => "replace",
+            Action::Delete => "destroy",
+        }
+    }
+}
+
+/// One changed field of a resource's canonical spec.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldChange {
+    /// Dotted path, e.g. `spec.hyperparameters.C`.
+    pub path: String,
+    /// Value before (absent = added).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old: Option<serde_json::Value>,
+    /// Value after (absent = removed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new: Option<serde_json::Value>,
+}
+
+/// What the plan does to one resource, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Change {
+    /// Address.
+    pub id: ResourceId,
+    /// Action.
+    pub action: Action,
+    /// Why, one line each, in the user's words.
+    pub reasons: Vec<String>,
+    /// Field-level diff of the spec.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diff: Vec<FieldChange>,
+    /// Fingerprint after the change (absent for deletes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// Fingerprint on the target before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_fingerprint: Option<String>,
+}
+
+/// A plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    /// [`PLAN_FORMAT_VERSION`].
+    pub format_version: u32,
+    /// Project.
+    pub project: String,
+    /// Target name.
+    pub target: String,
+    /// Commit SHA the spec was read at.
+    pub commit: String,
+    /// Digest of the observed state the plan was made against; `apply PLAN` refuses to run
+    /// when the target's state no longer matches.
+    pub state_token: String,
+    /// Every resource, in apply order (deletes last, dependants first).
+    pub changes: Vec<Change>,
+    /// Resources on the target that the spec no longer has, left alone without `--prune`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub orphans: Vec<ResourceId>,
+}
+
+/// Digest of observed state, for stale-plan detection.
+pub fn state_token(observed: &[ObservedResource]) -> String {
+    let mut items: Vec<String> = observed.iter().map(|o| format!("{}={}", o.id, o.fingerprint)).collect();
+    items.sort();
+    blake3::hash(items.join("\n").as_bytes()).to_hex()[..16].to_string()
+}
+
+/// Options for [`plan`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlanOptions {
+    /// Delete what the spec no longer has.
+    pub prune: bool,
+    /// Plan the destruction of everything.
+    pub destroy: bool,
+}
+
+/// Computes the plan from desired and observed state.
+pub fn plan(desired: &Desired, observed: &[ObservedResource], target: &str, opts: PlanOptions) -> Plan {
+    let by_id: BTreeMap<&ResourceId, &ObservedResource> = observed.iter().map(|o| (&o.id, o)).collect();
+    let mut changes: Vec<Change> = Vec::new();
+    if !opts.destroy {
+        for d in &desired.resources {
+            let id = &d.resource.id;
+            let change = match by_id.get(id) {
+                None => Change {
+                    id: id.clone(),
+                    action: Action::Create,
+                    reasons: vec![format!("{} `{}` does not exist on target `{target}`", id.kind.noun(), id.name)],
+                    diff: Vec::new(),
+                    fingerprint: Some(d.fingerprint.0.clone()),
+                    previous_fingerprint: None,
+                },
+                Some(o) => change_for(d, o, &changes, target),
+            };
+            changes.push(change);
+        }
+    }
+    let desired_ids: Vec<&ResourceId> = desired.resources.iter().map(|d| &d.resource.id).collect();
+    let mut gone: Vec<&ObservedResource> = observed.iter().filter(|o| opts.destroy || !desired_ids.contains(&&o.id)).collect();
+    // Dependants first: monitors, endpoints, models, jobs, datasets.
+    gone.sort_by(|a, b| b.id.kind.cmp(&a.id.kind).then(a.id.name.cmp(&b.id.name)));
+    let mut orphans = Vec::new();
+    for o in gone {
+        if opts.prune || opts.destroy {
+            let reason = if opts.destroy {
+                "destroy requested".to_string()
+            } else {
+                format!("{} `{}` is no longer in the spec", o.id.kind.noun(), o.id.name)
+            };
+            changes.push(Change {
+                id: o.id.clone(),
+                action: Action::Delete,
+                reasons: vec![reason],
+                diff: Vec::new(),
+                fingerprint: None,
+                previous_fingerprint: Some(o.fingerprint.clone()).filter(|f| !f.is_empty()),
+            });
+        } else {
+            orphans.push(o.id.clone());
+        }
+    }
+    Plan {
+        format_version: PLAN_FORMAT_VERSION,
+        project: desired.project.clone(),
+        target: target.to_string(),
+        commit: desired.commit.clone(),
+        state_token: state_token(observed),
+        changes,
+        orphans,
+    }
+}
+
+fn change_for(d: &DesiredResource, o: &ObservedResource, earlier: &[Change], target: &str) -> Change {
+    let id = &d.resource.id;
+    let mut change = Change {
+        id: id.clone(),
+        action: Action::NoOp,
+        reasons: Vec::new(),
+        diff: Vec::new(),
+        fingerprint: Some(d.fingerprint.0.clone()),
+        previous_fingerprint: Some(o.fingerprint.clone()).filter(|f| !f.is_empty()),
+    };
+    if o.fingerprint.is_empty() {
+        change.action = Action::Create;
+        change.reasons.push(format!("{} `{}` does not exist on target `{target}`", id.kind.noun(), id.name));
+        if let Some(err) = &o.last_error {
+            change.reasons.push(format!("the last apply failed (commit {}): {}", short_sha(&err.commit), err.message));
+        }
+        return change;
+    }
+    if o.fingerprint != d.fingerprint.0 {
+        change.action = if id.kind == Kind::TrainingJob { Action::Replace } else { Action::Update };
+        change.diff = diff_values("", &o.spec, &d.resource.canonical());
+        for f in &change.diff {
+            change.reasons.push(describe_field(id.kind, f));
+        }
+        for (key, new) in &d.inputs {
+            let old = o.inputs.get(key);
+            if old == Some(new) {
+                continue;
+            }
+            if let Some(path) = key.strip_prefix("data:") {
+                change.reasons.push(format!("dataset {} content changed ({path})", id.name));
+            } else if let Some(path) = key.strip_prefix("code:") {
+                change.reasons.push(format!("code dir {path} changed"));
+            } else if let Some(dep) = key.strip_prefix("input:") {
+                let how = earlier.iter().find(|c| c.id.to_string() == dep).map(|c| c.action);
+                match how {
+                    Some(Action::Replace) => change.reasons.push(format!("input {dep} is replaced")),
+                    Some(Action::NoOp) | None => change.reasons.push(format!("input {dep} changed since the last apply")),
+                    Some(_) => change.reasons.push(format!("input {dep} changes")),
+                }
+            }
+        }
+        if let Some(err) = o.last_error.as_ref().filter(|e| e.fingerprint == d.fingerprint.0) {
+            change.reasons.push(format!("the last apply of this version failed (commit {}): {}", short_sha(&err.commit), err.message));
+        }
+        if change.reasons.is_empty() {
+            change.reasons.push("fingerprint changed".into());
+        }
+        return change;
+    }
+    // Same fingerprint: only live drift or ill health make work.
+    if !o.drift.is_empty() {
+        change.action = Action::Update;
+        change.reasons.extend(o.drift.iter().map(|d| format!("drift: {d}")));
+    } else if matches!(o.health, Health::Degraded | Health::Failed) {
+        change.action = Action::Update;
+        let detail = o.outputs.get("message").and_then(|m| m.as_str()).map(|m| format!(": {m}")).unwrap_or_default();
+        change.reasons.push(format!("{} `{}` is {} on the target{detail}; apply repairs it", id.kind.noun(), id.name, o.health.as_str()));
+    }
+    change
+}
+
+fn short_sha(s: &str) -> &str {
+    &s[..s.len().min(7)]
+}
+
+fn show(v: &Option<serde_json::Value>) -> String {
+    match v {
+        None => "(none)".into(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+    }
+}
+
+fn describe_field(kind: Kind, f: &FieldChange) -> String {
+    let path = f.path.strip_prefix("spec.").unwrap_or(&f.path);
+    let (old, new) = (show(&f.old), show(&f.new));
+    if kind == Kind::TrainingJob {
+        if let Some(hp) = path.strip_prefix("hyperparameters.") {
+            return match (&f.old, &f.new) {
+                (None, _) => format!("hyperparameter {hp} added: {new}"),
+                (_, None) => format!("hyperparameter {hp} removed (was {old})"),
+                _ => format!("hyperparameter {hp}: {old} -> {new}"),
+            };
+        }
+    }
+    match (&f.old, &f.new) {
+        (None, _) => format!("{path} added: {new}"),
+        (_, None) => format!("{path} removed (was {old})"),
+        _ => format!("{path}: {old} -> {new}"),
+    }
+}
+
+/// Field-level differences between two JSON values, with dotted paths.
+pub fn diff_values(prefix: &str, old: &serde_json::Value, new: &serde_json::Value) -> Vec<FieldChange> {
+    use serde_json::Value as J;
+    let join = |k: &str| if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
+    match (old, new) {
+        (J::Object(a), J::Object(b)) => {
+            let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            keys.into_iter()
+                .flat_map(|k| match (a.get(k), b.get(k)) {
+                    (Some(x), Some(y)) => diff_values(&join(k), x, y),
+                    (x, y) => vec![FieldChange { path: join(k), old: x.cloned(), new: y.cloned() }],
+                })
+                .collect()
+        }
+        (J::Array(a), J::Array(b)) if a.len() == b.len() => a
+            .iter()
+            .zip(b)
+            .enumerate()
+            .flat_map(|(i, (x, y))| diff_values(&format!("{prefix}[{i}]"), x, y))
+            .collect(),
+        (a, b) if a == b => Vec::new(),
+        (a, b) => {
+            // 1 and 1.0 are the same number to a YAML author.
+            if let (Some(x), Some(y)) = (a.as_f64(), b.as_f64()) {
+                if x == y {
+                    return Vec::new();
+                }
+            }
+            vec![FieldChange { path: prefix.to_string(), old: Some(a.clone()), new: Some(b.clone()) }]
+        }
+    }
+}
+
+impl Plan {
+    /// Changes that do something.
+    pub fn actions(&self) -> impl Iterator<Item = &Change> {
+        self.changes.iter().filter(|c| c.action != Action::NoOp)
+    }
+
+    /// Whether the plan does anything.
+    pub fn has_changes(&self) -> bool {
+        self.actions().next().is_some()
+    }
+
+    /// (add, change, destroy) counted like Terraform: a replace is one add and one destroy.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let mut c = (0, 0, 0);
+        for ch in self.actions() {
+            match ch.action {
+                Action::Create => c.0 += 1,
+                Action::Update => c.1 += 1,
+                Action::Replace => {
+                    c.0 += 1;
+                    c.2 += 1
+                }
+                Action::Delete => c.2 += 1,
+                Action::NoOp => {}
+            }
+        }
+        c
+    }
+
+    /// The summary line.
+    pub fn summary(&self) -> String {
+        if !self.has_changes() {
+            return "No changes. The target matches the spec.".into();
+        }
+        let (a, c, d) = self.counts();
+        format!("Plan: {a} to add, {c} to change, {d} to destroy.")
+    }
+
+    /// Human text (Terraform-like). `paint` styles a symbol for its action (identity for no colour).
+    pub fn render_human(&self, paint: &dyn Fn(Action, &str) -> String) -> String {
+        let mut out = String::new();
+        let commit = short_sha(&self.commit);
+        if !self.has_changes() {
+            let _ = writeln!(out, "No changes. Target `{}` matches the spec at commit {commit} ({} resources up to date).", self.target, self.changes.len());
+            self.render_orphans(&mut out);
+            return out;
+        }
+        let mut used: Vec<Action> = self.actions().map(|c| c.action).collect();
+        used.sort();
+        used.dedup();
+        let _ = writeln!(out, "Resource actions are indicated with the following symbols:");
+        for a in &used {
+            let _ = writeln!(out, "{:>5} {}", paint(*a, a.symbol()), a.legend());
+        }
+        let _ = writeln!(out, "\nmlctl will perform the following actions on target `{}` (commit {commit}):", self.target);
+        for c in self.actions() {
+            let _ = writeln!(out, "\n  # {} {}", c.id, c.action.phrase());
+            for r in &c.reasons {
+                let _ = writeln!(out, "  #   {r}");
+            }
+            let _ = writeln!(out, "{:>5} {}", paint(c.action, c.action.symbol()), c.id);
+        }
+        self.render_orphans(&mut out);
+        let _ = writeln!(out, "\n{}", self.summary());
+        out
+    }
+
+    fn render_orphans(&self, out: &mut String) {
+        if !self.orphans.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nNote: {} resource(s) on the target are no longer in the spec and are left alone: {}.\nRun with --prune to destroy them.",
+                self.orphans.len(),
+                self.orphans.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
+
+    /// Markdown for a pull-request comment.
+    pub fn render_markdown(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "### mlctl plan for `{}` on target `{}` at `{}`\n", self.project, self.target, short_sha(&self.commit));
+        if !self.has_changes() {
+            let _ = writeln!(out, "**No changes.** The target matches the spec.");
+        } else {
+            let _ = writeln!(out, "**{}**\n", self.summary());
+            let _ = writeln!(out, "| | resource | action | why |\n|---|---|---|---|");
+            for c in self.actions() {
+                let why = c.reasons.iter().map(|r| r.replace('|', "\\|")).collect::<Vec<_>>().join("<br>");
+                let _ = writeln!(out, "| `{}` | `{}` | {} | {} |", c.action.symbol(), c.id, c.action.legend(), why);
+            }
+        }
+        if !self.orphans.is_empty() {
+            let _ = writeln!(out, "\n{} resource(s) are no longer in the spec (kept; `--prune` destroys them): {}", self.orphans.len(), self.orphans.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", "));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn field_diffs_use_dotted_paths() {
+        let a = json!({"spec": {"hyperparameters": {"C": 1.0, "max_iter": 200}, "algorithm": "x"}});
+        let b = json!({"spec": {"hyperparameters": {"C": 0.5, "max_iter": 200.0}, "algorithm": "x", "compute": {"cpu": 1}}});
+        let d = diff_values("", &a, &b);
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].path, "spec.compute");
+        assert_eq!(d[1].path, "spec.hyperparameters.C");
+        assert_eq!(describe_field(Kind::TrainingJob, &d[1]), "hyperparameter C: 1.0 -> 0.5");
+    }
+}

@@ -1,0 +1,158 @@
+//! Observed state, history and the apply lock, all kept in the target itself.
+//!
+//! A fresh CI runner with no local files can plan against a cloud target because everything
+//! the plan needs is read back from the target through a [`StateStore`].
+
+use crate::error::Result;
+use async_trait::async_trait;
+use mlctl_spec::ResourceId;
+use serde::{Deserialize, Serialize};
+
+/// How a resource is doing (Argo CD's health).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// Working as applied.
+    Healthy,
+    /// Still converging (training, rolling out).
+    Progressing,
+    /// Exists but not working as applied (crashed endpoint, breached monitor).
+    Degraded,
+    /// The last apply failed.
+    Failed,
+    /// Not known.
+    #[default]
+    Unknown,
+}
+
+impl Health {
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Healthy => "healthy",
+            Health::Progressing => "progressing",
+            Health::Degraded => "degraded",
+            Health::Failed => "failed",
+            Health::Unknown => "unknown",
+        }
+    }
+}
+
+/// What the target holds for one resource: the last successful apply, and the last failure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedResource {
+    /// Address.
+    pub id: ResourceId,
+    /// Fingerprint of the last successful apply (empty when it never succeeded).
+    pub fingerprint: String,
+    /// The canonical spec that was applied (for field diffs).
+    pub spec: serde_json::Value,
+    /// Commit of the last successful apply.
+    pub commit: String,
+    /// RFC 3339 time of the last change.
+    pub updated_at: String,
+    /// Health as recorded (the engine refreshes endpoints' from the deployer).
+    pub health: Health,
+    /// Kind-specific results: DatasetVersion, TrainingResult, ModelVersion, EndpointStatus, MonitorStatus.
+    pub outputs: serde_json::Value,
+    /// What the fingerprint was made of: content digests by path, input fingerprints by
+    /// address. Lets a plan say *why* a fingerprint changed.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub inputs: std::collections::BTreeMap<String, String>,
+    /// The last failed attempt, when it is newer than the last success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<FailedAttempt>,
+    /// Differences between what was applied and what is live (filled by observe, not stored).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<String>,
+}
+
+/// A failed apply of a resource.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailedAttempt {
+    /// The fingerprint that was being applied.
+    pub fingerprint: String,
+    /// Commit.
+    pub commit: String,
+    /// What went wrong.
+    pub message: String,
+    /// RFC 3339.
+    pub at: String,
+}
+
+/// One entry of a resource's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    /// Address.
+    pub id: ResourceId,
+    /// `create`, `update`, `replace`, `delete`, `rollback`, `failed`.
+    pub action: String,
+    /// Fingerprint applied.
+    pub fingerprint: String,
+    /// Commit.
+    pub commit: String,
+    /// RFC 3339.
+    pub at: String,
+    /// Outcome detail (model version, error message, ...).
+    pub detail: String,
+}
+
+/// Who holds the apply lock of a target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LockInfo {
+    /// Random id, for `mlctl force-unlock ID`.
+    pub id: String,
+    /// User name.
+    pub holder: String,
+    /// Host name.
+    pub host: String,
+    /// Process id.
+    pub pid: u32,
+    /// RFC 3339 time it was taken.
+    pub since: String,
+    /// The command line.
+    pub command: String,
+}
+
+impl std::fmt::Display for LockInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{} (pid {}) since {} running `{}` [lock id {}]", self.holder, self.host, self.pid, self.since, self.command, self.id)
+    }
+}
+
+/// Lock failures.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LockError {
+    /// Someone else holds it.
+    Held(LockInfo),
+    /// The store failed.
+    Store(crate::error::ProviderError),
+}
+
+/// Observed state, history and the lock, stored in the target.
+///
+/// # Contract
+/// - `lock` is atomic across processes and machines that share the target (conditional
+///   write, SQLite transaction, ...); it never waits.
+/// - `record` replaces the resource's record and appends to its history.
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    /// Every resource the target holds for `project`.
+    async fn observe(&self, project: &str) -> Result<Vec<ObservedResource>>;
+    /// Stores the record of a resource and appends a history entry.
+    async fn record(&self, project: &str, rec: &ObservedResource, entry: &HistoryEntry) -> Result<()>;
+    /// Removes a resource's record (history is kept) and appends a history entry.
+    async fn forget(&self, project: &str, id: &ResourceId, entry: &HistoryEntry) -> Result<()>;
+    /// A resource's history, oldest first.
+    async fn history(&self, project: &str, id: &ResourceId) -> Result<Vec<HistoryEntry>>;
+    /// Takes the apply lock, or says who holds it.
+    async fn lock(&self, project: &str, info: &LockInfo) -> std::result::Result<(), LockError>;
+    /// Releases the lock if `id` holds it (or unconditionally with `force`).
+    async fn unlock(&self, project: &str, id: &str, force: bool) -> Result<()>;
+    /// The current lock holder, if any.
+    async fn lock_holder(&self, project: &str) -> Result<Option<LockInfo>>;
+}
