@@ -236,6 +236,67 @@ pub trait Trainer: Send + Sync {
     async fn poll(&self, ctx: &OpContext, job: &JobHandle) -> Result<JobState>;
     /// Stops a job.
     async fn cancel(&self, ctx: &OpContext, job: &JobHandle) -> Result<()>;
+    /// Tracked runs (one per job, one per tuning trial), oldest first; `resource` filters by
+    /// TrainingJob name.
+    async fn runs(&self, ctx: &OpContext, resource: Option<&str>) -> Result<Vec<RunRecord>> {
+        let _ = (ctx, resource);
+        Err(crate::error::ProviderError::new(crate::error::ErrorKind::NotSupported, "trainer", "runs", "this trainer does not track runs"))
+    }
+    /// The log of a job (stdout and stderr interleaved), if kept.
+    async fn logs(&self, ctx: &OpContext, job: &str) -> Result<String> {
+        let _ = (ctx, job);
+        Err(crate::error::ProviderError::new(crate::error::ErrorKind::NotSupported, "trainer", "logs", "this trainer does not keep logs"))
+    }
+}
+
+/// A tracked training run (MLflow's run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRecord {
+    /// Run id.
+    pub id: String,
+    /// The job it belongs to.
+    pub job_name: String,
+    /// TrainingJob name.
+    pub resource: String,
+    /// `running`, `completed`, `failed`.
+    pub status: String,
+    /// Hyperparameters.
+    pub params: BTreeMap<String, serde_json::Value>,
+    /// Metrics.
+    pub metrics: BTreeMap<String, f64>,
+    /// Artifact URIs.
+    pub artifacts: Vec<String>,
+    /// Dataset digest.
+    pub data_digest: String,
+    /// Code digest (script mode).
+    #[serde(default)]
+    pub code_digest: Option<String>,
+    /// Commit.
+    pub commit: String,
+    /// RFC 3339.
+    pub started_at: String,
+    /// Wall time.
+    pub duration_secs: f64,
+    /// The parent run, for tuning trials.
+    #[serde(default)]
+    pub parent: Option<String>,
+}
+
+/// A stage change in the registry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StageTransition {
+    /// Model.
+    pub model: String,
+    /// Version.
+    pub version: u32,
+    /// Stage before.
+    pub from: Option<Stage>,
+    /// Stage after.
+    pub to: Stage,
+    /// RFC 3339.
+    pub at: String,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -301,6 +362,11 @@ pub trait Registry: Send + Sync {
     async fn approve(&self, ctx: &OpContext, model: &str, version: u32) -> Result<ModelVersion>;
     /// Deletes a model and its versions.
     async fn delete_model(&self, ctx: &OpContext, model: &str) -> Result<()>;
+    /// Every stage change of a model, oldest first ("which version was in production when").
+    async fn stage_history(&self, ctx: &OpContext, model: &str) -> Result<Vec<StageTransition>> {
+        let _ = (ctx, model);
+        Ok(Vec::new())
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
