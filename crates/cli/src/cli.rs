@@ -54,6 +54,10 @@ pub enum Command {
         /// Directory to create (must be empty or absent).
         dir: PathBuf,
     },
+    /// Serve a model over HTTP (SageMaker/MLflow-compatible /invocations).
+    Serve(crate::commands::serve::ServeArgs),
+    /// Send rows to an endpoint and print the predictions.
+    Predict(crate::commands::serve::PredictArgs),
     /// Print shell completions.
     Completions {
         /// Shell.

@@ -1,6 +1,7 @@
 //! One module per command.
 
 mod init;
+pub mod serve;
 mod validate;
 
 use crate::cli::{Cli, Command};
@@ -16,6 +17,8 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Init { example, dir } => init::run(&example, &dir),
+        Command::Serve(args) => serve::run_serve(&cli.global.project, args),
+        Command::Predict(args) => serve::run_predict(&cli.global.project, args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "mlctl", &mut std::io::stdout());
             Ok(0)
