@@ -1,0 +1,538 @@
+//! Checks a [`Table`] against a declared [`DataSchema`], collecting every failure.
+//!
+//! Rules: declared columns present, no undeclared columns (unless `allowExtraColumns`),
+//! value types, `min`/`max`, `categories`, nullability and `maxMissingFraction`, `minRows`.
+//! Each [`Failure`] names the column and rule and carries up to five example rows
+//! (0-based row indices, as pandas counts them; the CSV line is the row + 2).
+
+use crate::table::{ColumnData, ColumnKind, Table};
+use mlctl_spec::{Column, ColumnType, DataSchema};
+use serde::Serialize;
+use std::collections::HashSet;
+use std::fmt;
+
+/// Most example rows kept per failure.
+pub const MAX_EXAMPLES: usize = 5;
+
+/// The rule a failure broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    /// A declared column is absent.
+    MissingColumn,
+    /// A column is present but not declared.
+    ExtraColumn,
+    /// Values do not have the declared type.
+    Type,
+    /// Values below `min`.
+    Min,
+    /// Values above `max`.
+    Max,
+    /// Values outside `categories`.
+    Categories,
+    /// Missing values in a non-nullable column.
+    Nullable,
+    /// More missing values than `maxMissingFraction`.
+    MaxMissingFraction,
+    /// Fewer rows than `minRows`.
+    MinRows,
+}
+
+impl Rule {
+    /// The rule's name as in the schema (`min`, `categories`, `minRows`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::MissingColumn => "missing column",
+            Rule::ExtraColumn => "allowExtraColumns",
+            Rule::Type => "type",
+            Rule::Min => "min",
+            Rule::Max => "max",
+            Rule::Categories => "categories",
+            Rule::Nullable => "nullable",
+            Rule::MaxMissingFraction => "maxMissingFraction",
+            Rule::MinRows => "minRows",
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One broken rule.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Failure {
+    /// The column, or `None` for table-wide rules (`minRows`).
+    pub column: Option<String>,
+    /// The rule.
+    pub rule: Rule,
+    /// What is wrong, in words.
+    pub message: String,
+    /// Up to [`MAX_EXAMPLES`] offending `(row index, value)` pairs (empty value for a missing cell).
+    pub examples: Vec<(usize, String)>,
+    /// How many rows break the rule (0 for rules about columns).
+    pub count: usize,
+}
+
+/// The result of [`validate`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ValidationReport {
+    /// Whether every rule holds.
+    pub ok: bool,
+    /// Rows checked.
+    pub rows: usize,
+    /// Every broken rule, in column order.
+    pub failures: Vec<Failure>,
+}
+
+impl fmt::Display for ValidationReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.ok {
+            return write!(f, "data is valid ({} rows)", self.rows);
+        }
+        writeln!(
+            f,
+            "data does not match the schema: {} problem{} in {} rows",
+            self.failures.len(),
+            if self.failures.len() == 1 { "" } else { "s" },
+            self.rows
+        )?;
+        for fail in &self.failures {
+            match &fail.column {
+                Some(c) => write!(f, "  column `{c}` [{}]: {}", fail.rule, fail.message)?,
+                None => write!(f, "  [{}]: {}", fail.rule, fail.message)?,
+            }
+            writeln!(f)?;
+            if !fail.examples.is_empty() {
+                let ex: Vec<String> = fail
+                    .examples
+                    .iter()
+                    .map(|(row, v)| {
+                        if v.is_empty() {
+                            format!("row {row}: (missing)")
+                        } else {
+                            format!("row {row}: {v:?}")
+                        }
+                    })
+                    .collect();
+                let more = fail.count.saturating_sub(fail.examples.len());
+                write!(f, "      e.g. {}", ex.join(", "))?;
+                if more > 0 {
+                    write!(f, " and {more} more")?;
+                }
+                writeln!(f)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Collects offending rows for one rule.
+struct Offenders {
+    examples: Vec<(usize, String)>,
+    count: usize,
+}
+
+impl Offenders {
+    fn new() -> Self {
+        Offenders {
+            examples: Vec::new(),
+            count: 0,
+        }
+    }
+
+    fn add(&mut self, row: usize, value: impl FnOnce() -> String) {
+        if self.examples.len() < MAX_EXAMPLES {
+            self.examples.push((row, value()));
+        }
+        self.count += 1;
+    }
+}
+
+/// Checks `table` against `schema`; see the module docs for the rules.
+pub fn validate(table: &Table, schema: &DataSchema) -> ValidationReport {
+    let mut failures = Vec::new();
+    let rows = table.n_rows();
+    if let Some(min_rows) = schema.min_rows
+        && (rows as u64) < min_rows
+    {
+        failures.push(Failure {
+            column: None,
+            rule: Rule::MinRows,
+            message: format!("the table has {rows} rows, at least {min_rows} are required"),
+            examples: Vec::new(),
+            count: 0,
+        });
+    }
+    for col in &schema.columns {
+        match table.column(&col.name) {
+            None => failures.push(Failure {
+                column: Some(col.name.clone()),
+                rule: Rule::MissingColumn,
+                message: format!(
+                    "declared column is not in the data (columns: {})",
+                    table.names().join(", ")
+                ),
+                examples: Vec::new(),
+                count: 0,
+            }),
+            Some(data) => check_column(col, data, schema, &mut failures),
+        }
+    }
+    if !schema.allow_extra_columns.unwrap_or(false) {
+        let declared: HashSet<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
+        for name in table.names() {
+            if !declared.contains(name.as_str()) {
+                failures.push(Failure {
+                    column: Some(name.clone()),
+                    rule: Rule::ExtraColumn,
+                    message: "column is not declared in the schema (set allowExtraColumns: true to allow it)".into(),
+                    examples: Vec::new(),
+                    count: 0,
+                });
+            }
+        }
+    }
+    ValidationReport {
+        ok: failures.is_empty(),
+        rows,
+        failures,
+    }
+}
+
+fn check_column(col: &Column, data: &ColumnData, schema: &DataSchema, out: &mut Vec<Failure>) {
+    let n = data.len();
+    let name = &col.name;
+    let fail = |rule, message: String, o: Offenders| Failure {
+        column: Some(name.clone()),
+        rule,
+        message,
+        examples: o.examples,
+        count: o.count,
+    };
+    let value = |i: usize| data.string_at(i).unwrap_or_default();
+
+    // Missing values.
+    let mut missing = Offenders::new();
+    for i in 0..n {
+        if data.is_missing(i) {
+            missing.add(i, String::new);
+        }
+    }
+    let nullable = col.nullable.unwrap_or(false);
+    let fraction = if n == 0 {
+        0.0
+    } else {
+        missing.count as f64 / n as f64
+    };
+    match (nullable, schema.max_missing_fraction) {
+        (_, Some(max)) if fraction > max => out.push(fail(
+            Rule::MaxMissingFraction,
+            format!(
+                "{} of {n} values are missing ({:.1}%), at most {:.1}% allowed",
+                missing.count,
+                fraction * 100.0,
+                max * 100.0
+            ),
+            missing,
+        )),
+        (false, None) if missing.count > 0 => out.push(fail(
+            Rule::Nullable,
+            format!(
+                "{} missing value{} in a column that is not nullable",
+                missing.count,
+                if missing.count == 1 { "" } else { "s" }
+            ),
+            missing,
+        )),
+        _ => {}
+    }
+
+    // Types.
+    let mut bad_type = Offenders::new();
+    let kind = data.kind();
+    match col.ty {
+        ColumnType::Float => {
+            if kind == ColumnKind::Str {
+                for i in 0..n {
+                    if !data.is_missing(i) && data.f64_at(i).is_nan() {
+                        bad_type.add(i, || value(i));
+                    }
+                }
+            }
+        }
+        ColumnType::Int => match kind {
+            ColumnKind::Int | ColumnKind::Bool => {}
+            ColumnKind::Float | ColumnKind::Str => {
+                for i in 0..n {
+                    if data.is_missing(i) {
+                        continue;
+                    }
+                    let x = data.f64_at(i);
+                    if x.is_nan() || x.fract() != 0.0 {
+                        bad_type.add(i, || value(i));
+                    }
+                }
+            }
+        },
+        ColumnType::Bool => {
+            if kind != ColumnKind::Bool {
+                for i in 0..n {
+                    if data.is_missing(i) {
+                        continue;
+                    }
+                    let v = value(i);
+                    if !matches!(
+                        v.to_ascii_lowercase().as_str(),
+                        "true" | "false" | "0" | "1"
+                    ) {
+                        bad_type.add(i, || v);
+                    }
+                }
+            }
+        }
+        ColumnType::Category | ColumnType::String => {}
+    }
+    if bad_type.count > 0 {
+        out.push(fail(
+            Rule::Type,
+            format!(
+                "{} value{} not of type {}",
+                bad_type.count,
+                if bad_type.count == 1 { " is" } else { "s are" },
+                type_name(col.ty)
+            ),
+            bad_type,
+        ));
+    }
+
+    // Ranges.
+    if col.min.is_some() || col.max.is_some() {
+        let mut below = Offenders::new();
+        let mut above = Offenders::new();
+        for i in 0..n {
+            let x = data.f64_at(i);
+            if x.is_nan() {
+                continue;
+            }
+            if let Some(min) = col.min
+                && x < min
+            {
+                below.add(i, || value(i));
+            }
+            if let Some(max) = col.max
+                && x > max
+            {
+                above.add(i, || value(i));
+            }
+        }
+        if let (Some(min), true) = (col.min, below.count > 0) {
+            out.push(fail(
+                Rule::Min,
+                format!(
+                    "{} value{} below the minimum {min}",
+                    below.count,
+                    plural(below.count)
+                ),
+                below,
+            ));
+        }
+        if let (Some(max), true) = (col.max, above.count > 0) {
+            out.push(fail(
+                Rule::Max,
+                format!(
+                    "{} value{} above the maximum {max}",
+                    above.count,
+                    plural(above.count)
+                ),
+                above,
+            ));
+        }
+    }
+
+    // Categories.
+    if let Some(categories) = &col.categories {
+        let allowed: HashSet<&str> = categories.iter().map(String::as_str).collect();
+        let mut outside = Offenders::new();
+        for i in 0..n {
+            if let Some(v) = data.string_at(i)
+                && !allowed.contains(v.as_str())
+            {
+                outside.add(i, || v);
+            }
+        }
+        if outside.count > 0 {
+            out.push(fail(
+                Rule::Categories,
+                format!(
+                    "{} value{} not among the allowed categories ({})",
+                    outside.count,
+                    plural(outside.count),
+                    categories.join(", ")
+                ),
+                outside,
+            ));
+        }
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn type_name(t: ColumnType) -> &'static str {
+    match t {
+        ColumnType::Float => "float",
+        ColumnType::Int => "int",
+        ColumnType::Bool => "bool",
+        ColumnType::Category => "category",
+        ColumnType::String => "string",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(name: &str, ty: ColumnType) -> Column {
+        Column {
+            name: name.into(),
+            ty,
+            min: None,
+            max: None,
+            categories: None,
+            nullable: None,
+        }
+    }
+
+    fn schema(columns: Vec<Column>) -> DataSchema {
+        DataSchema {
+            columns,
+            min_rows: None,
+            max_missing_fraction: None,
+            allow_extra_columns: None,
+        }
+    }
+
+    fn table() -> Table {
+        Table::from_columns([
+            (
+                "sepal_length",
+                ColumnData::Float(vec![5.1, -1.0, 4.9, f64::NAN, 60.0]),
+            ),
+            (
+                "species",
+                ColumnData::Str(vec![
+                    Some("setosa".into()),
+                    Some("setosa".into()),
+                    Some("daisy".into()),
+                    Some("virginica".into()),
+                    None,
+                ]),
+            ),
+            (
+                "count",
+                ColumnData::Str(vec![
+                    Some("1".into()),
+                    Some("x".into()),
+                    Some("2.5".into()),
+                    Some("3".into()),
+                    Some("4".into()),
+                ]),
+            ),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn valid_table_passes() {
+        let t = table().take(&[0]);
+        let mut s = schema(vec![
+            col("sepal_length", ColumnType::Float),
+            col("species", ColumnType::Category),
+            col("count", ColumnType::Int),
+        ]);
+        s.min_rows = Some(1);
+        let r = validate(&t, &s);
+        assert!(r.ok, "{r}");
+        assert_eq!(r.to_string(), "data is valid (1 rows)");
+    }
+
+    #[test]
+    fn every_failure_is_reported_with_examples() {
+        let mut sl = col("sepal_length", ColumnType::Float);
+        sl.min = Some(0.0);
+        sl.max = Some(10.0);
+        let mut sp = col("species", ColumnType::Category);
+        sp.categories = Some(vec!["setosa".into(), "virginica".into()]);
+        let mut s = schema(vec![
+            sl,
+            sp,
+            col("count", ColumnType::Int),
+            col("petal_width", ColumnType::Float),
+        ]);
+        s.min_rows = Some(10);
+        let r = validate(&table(), &s);
+        assert!(!r.ok);
+        let got: Vec<(Option<&str>, Rule, usize)> = r
+            .failures
+            .iter()
+            .map(|f| (f.column.as_deref(), f.rule, f.count))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (None, Rule::MinRows, 0),
+                (Some("sepal_length"), Rule::Nullable, 1),
+                (Some("sepal_length"), Rule::Min, 1),
+                (Some("sepal_length"), Rule::Max, 1),
+                (Some("species"), Rule::Nullable, 1),
+                (Some("species"), Rule::Categories, 1),
+                (Some("count"), Rule::Type, 2),
+                (Some("petal_width"), Rule::MissingColumn, 0),
+            ]
+        );
+        let cats = &r.failures[5];
+        assert_eq!(cats.examples, vec![(2, "daisy".to_string())]);
+        let text = r.to_string();
+        assert!(text.contains("column `species` [categories]"), "{text}");
+        assert!(text.contains("row 2: \"daisy\""), "{text}");
+        assert!(text.contains("row 1: \"x\", row 2: \"2.5\""), "{text}");
+        assert!(text.contains("[minRows]: the table has 5 rows"), "{text}");
+    }
+
+    #[test]
+    fn extra_columns_and_missing_fraction() {
+        let t = table();
+        let mut c = col("sepal_length", ColumnType::Float);
+        c.nullable = Some(true);
+        let mut s = schema(vec![c]);
+        s.max_missing_fraction = Some(0.1);
+        let r = validate(&t, &s);
+        let rules: Vec<Rule> = r.failures.iter().map(|f| f.rule).collect();
+        assert_eq!(
+            rules,
+            vec![
+                Rule::MaxMissingFraction,
+                Rule::ExtraColumn,
+                Rule::ExtraColumn
+            ]
+        );
+        s.allow_extra_columns = Some(true);
+        s.max_missing_fraction = Some(0.5);
+        assert!(validate(&t, &s).ok);
+    }
+
+    #[test]
+    fn examples_are_capped_at_five() {
+        let t = Table::from_columns([("x", ColumnData::Float(vec![-1.0; 12]))]).unwrap();
+        let mut c = col("x", ColumnType::Float);
+        c.min = Some(0.0);
+        let r = validate(&t, &schema(vec![c]));
+        assert_eq!(r.failures[0].examples.len(), 5);
+        assert_eq!(r.failures[0].count, 12);
+        assert!(r.to_string().contains("and 7 more"));
+    }
+}
