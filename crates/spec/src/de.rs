@@ -15,15 +15,56 @@ use std::fmt;
 /// A deserialization problem at a position.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeError {
+    /// What kind of problem, with its details (for callers that word their own message).
+    pub kind: DeErrorKind,
     /// Where (filled in by the innermost node the error passes through).
     pub span: Option<Span>,
-    /// What is wrong, in the user's words.
-    pub message: String,
     /// What to do about it.
     pub hint: Option<String>,
 }
 
+/// The kinds of [`DeError`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum DeErrorKind {
+    /// A mapping key the struct does not have (`span` points at the key).
+    UnknownField {
+        /// The key as written.
+        field: String,
+    },
+    /// A required key is absent (`span` points at the mapping).
+    MissingField {
+        /// The key.
+        field: String,
+    },
+    /// A name that is not one of an enum's values.
+    UnknownValue {
+        /// The name as written.
+        value: String,
+    },
+    /// A value of the wrong type, or out of the type's range.
+    WrongType {
+        /// What was expected, in words ("an integer").
+        expected: String,
+        /// What was found, in words ("the string \"two\"").
+        found: String,
+    },
+    /// Anything else serde reports.
+    Other {
+        /// serde's message.
+        message: String,
+    },
+}
+
 impl DeError {
+    fn new(kind: DeErrorKind, hint: Option<String>) -> Self {
+        DeError {
+            kind,
+            span: None,
+            hint,
+        }
+    }
+
     fn at(mut self, span: Span) -> Self {
         self.span.get_or_insert(span);
         self
@@ -32,7 +73,15 @@ impl DeError {
 
 impl fmt::Display for DeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        match &self.kind {
+            DeErrorKind::UnknownField { field } => write!(f, "unknown field `{field}`"),
+            DeErrorKind::MissingField { field } => write!(f, "missing required field `{field}`"),
+            DeErrorKind::UnknownValue { value } => write!(f, "unknown value `{value}`"),
+            DeErrorKind::WrongType { expected, found } => {
+                write!(f, "expected {expected}, found {found}")
+            }
+            DeErrorKind::Other { message } => f.write_str(message),
+        }
     }
 }
 
@@ -42,7 +91,10 @@ impl std::error::Error for DeError {}
 fn expected_words(exp: &str) -> String {
     match exp {
         "f32" | "f64" => "a number".into(),
-        "u8" | "u16" | "u32" | "u64" | "usize" => "a non-negative integer".into(),
+        "u8" => "an integer from 0 to 255".into(),
+        "u16" => "an integer from 0 to 65535".into(),
+        "u32" => "an integer from 0 to 4294967295".into(),
+        "u64" | "usize" => "a non-negative integer".into(),
         "i8" | "i16" | "i32" | "i64" | "isize" => "an integer".into(),
         "a boolean" | "a string" => exp.into(),
         other if other.starts_with("struct ") => "a mapping".into(),
@@ -57,70 +109,71 @@ fn unexpected_words(unexp: de::Unexpected<'_>) -> String {
         de::Unexpected::Map => "a mapping".into(),
         de::Unexpected::Seq => "a list".into(),
         de::Unexpected::Unit => "null".into(),
-        de::Unexpected::Str(s) => format!("string \"{s}\""),
-        de::Unexpected::Signed(i) => format!("integer {i}"),
-        de::Unexpected::Unsigned(i) => format!("integer {i}"),
-        de::Unexpected::Float(f) => format!("number {f}"),
-        de::Unexpected::Bool(b) => format!("boolean {b}"),
+        de::Unexpected::Str(s) => format!("the string \"{s}\""),
+        de::Unexpected::Signed(i) => format!("the integer {i}"),
+        de::Unexpected::Unsigned(i) => format!("the integer {i}"),
+        de::Unexpected::Float(f) => format!("the number {f}"),
+        de::Unexpected::Bool(b) => format!("the boolean {b}"),
         other => other.to_string(),
     }
 }
 
+fn wrong_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> DeError {
+    let expected = expected_words(&exp.to_string());
+    let found = unexpected_words(unexp);
+    DeError::new(DeErrorKind::WrongType { expected, found }, None)
+}
+
 impl de::Error for DeError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        DeError {
-            span: None,
-            message: msg.to_string(),
-            hint: None,
-        }
+        DeError::new(
+            DeErrorKind::Other {
+                message: msg.to_string(),
+            },
+            None,
+        )
     }
 
     fn invalid_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        let exp = expected_words(&exp.to_string());
-        DeError {
-            span: None,
-            message: format!("expected {exp}, found {}", unexpected_words(unexp)),
-            hint: None,
-        }
+        wrong_type(unexp, exp)
     }
 
     fn invalid_value(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        let exp = expected_words(&exp.to_string());
-        DeError {
-            span: None,
-            message: format!("expected {exp}, found {}", unexpected_words(unexp)),
-            hint: None,
-        }
+        wrong_type(unexp, exp)
     }
 
     fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
-        DeError {
-            span: None,
-            message: format!("unknown value `{variant}`"),
-            hint: Some(match did_you_mean(variant, expected.iter().copied()) {
-                Some(s) => format!(
-                    "did you mean `{s}`? expected one of: {}",
-                    expected.join(", ")
-                ),
-                None => format!("expected one of: {}", expected.join(", ")),
-            }),
-        }
+        let hint = match did_you_mean(variant, expected.iter().copied()) {
+            Some(s) => format!(
+                "did you mean `{s}`? expected one of: {}",
+                expected.join(", ")
+            ),
+            None => format!("expected one of: {}", expected.join(", ")),
+        };
+        DeError::new(
+            DeErrorKind::UnknownValue {
+                value: variant.to_string(),
+            },
+            Some(hint),
+        )
     }
 
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
-        DeError {
-            span: None,
-            message: format!("unknown field `{field}`"),
-            hint: field_hint(field, expected),
-        }
+        DeError::new(
+            DeErrorKind::UnknownField {
+                field: field.to_string(),
+            },
+            field_hint(field, expected),
+        )
     }
 
     fn missing_field(field: &'static str) -> Self {
-        DeError {
-            span: None,
-            message: format!("missing required field `{field}`"),
-            hint: Some(format!("add `{field}:` to this mapping")),
-        }
+        DeError::new(
+            DeErrorKind::MissingField {
+                field: field.to_string(),
+            },
+            Some(format!("add `{field}:` to this mapping")),
+        )
     }
 }
 
@@ -303,14 +356,10 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
                     })
                     .map_err(|e| e.at(span))
             }
-            _ => Err(DeError {
-                span: Some(span),
-                message: format!(
-                    "expected a name or a mapping with one key, found {}",
-                    self.node.type_name()
-                ),
-                hint: None,
-            }),
+            _ => {
+                let (expected, found) = ("a name".to_string(), self.node.type_name().to_string());
+                Err(DeError::new(DeErrorKind::WrongType { expected, found }, None).at(span))
+            }
         }
     }
 }
@@ -358,11 +407,13 @@ impl<'de> MapAccess<'de> for Map<'de> {
             if let Some(fields) = self.fields {
                 let name = k.as_str().unwrap_or_default();
                 if !fields.contains(&name) {
-                    self.issues.borrow_mut().push(DeError {
-                        span: Some(k.span),
-                        message: format!("unknown field `{name}`"),
-                        hint: field_hint(name, fields),
-                    });
+                    let e = DeError::new(
+                        DeErrorKind::UnknownField {
+                            field: name.to_string(),
+                        },
+                        field_hint(name, fields),
+                    );
+                    self.issues.borrow_mut().push(e.at(k.span));
                     continue;
                 }
             }
@@ -420,7 +471,16 @@ impl<'de> de::EnumAccess<'de> for Enum<'de> {
 impl<'de> de::VariantAccess<'de> for NodeDe<'de> {
     type Error = DeError;
     fn unit_variant(self) -> Result<(), DeError> {
-        Ok(())
+        // `algorithm: {kmeans: 3}` names a value that takes no settings: the `3` is a mistake.
+        if self.node.is_null() {
+            return Ok(());
+        }
+        // No span: `deserialize_enum` points at the whole `{name: ...}` mapping.
+        let (expected, found) = ("a name".to_string(), "a mapping".to_string());
+        Err(DeError::new(
+            DeErrorKind::WrongType { expected, found },
+            None,
+        ))
     }
     fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, DeError> {
         seed.deserialize(self)

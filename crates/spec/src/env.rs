@@ -82,47 +82,108 @@ pub fn resolve(
 
 /// What kind of credential a literal looks like, if any.
 pub fn looks_like_credential(value: &str) -> Option<&'static str> {
-    let v = value.trim();
+    credentials(value).first().map(|(_, what)| *what)
+}
+
+/// `text` with everything that looks like a credential replaced by `*` (one per character,
+/// so a caret under the value still lines up). For diagnostics, which must never echo a
+/// secret, whatever check they come from.
+pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
+    let found = credentials(text);
+    if found.is_empty() {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for (range, _) in found {
+        // Overlapping finds (a key inside a connection string) merge into one masked run.
+        let start = range.start.max(last);
+        if start >= range.end {
+            continue;
+        }
+        out.push_str(&text[last..start]);
+        out.extend(text[start..range.end].chars().map(|_| '*'));
+        last = range.end;
+    }
+    out.push_str(&text[last..]);
+    out.into()
+}
+
+/// Maximal runs of characters matching `keep`, with their byte offsets.
+fn words(text: &str, keep: impl Fn(char) -> bool) -> impl Iterator<Item = (usize, &str)> {
+    let mut out = Vec::new();
+    let mut start = None;
+    for (i, c) in text.char_indices() {
+        match (keep(c), start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                out.push((s, &text[s..i]));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        out.push((s, &text[s..]));
+    }
+    out.into_iter()
+}
+
+/// Every part of `text` that looks like a credential (byte ranges, in order), with what it
+/// looks like.
+fn credentials(text: &str) -> Vec<(std::ops::Range<usize>, &'static str)> {
     let b64 = |c: char| c.is_ascii_alphanumeric() || c == '+' || c == '/';
+    let mut found = Vec::new();
     // AWS access key id: AKIA/ASIA + 16 upper-case letters or digits.
-    for word in v.split(|c: char| !c.is_ascii_alphanumeric()) {
+    for (at, word) in words(text, |c| c.is_ascii_alphanumeric()) {
         if word.len() == 20
             && (word.starts_with("AKIA") || word.starts_with("ASIA"))
             && word
                 .chars()
                 .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
         {
-            return Some("an AWS access key id");
+            found.push((at..at + word.len(), "an AWS access key id"));
         }
     }
     // AWS secret access key: 40 base64 characters mixing cases and digits.
-    for word in v.split(|c: char| !b64(c)) {
+    for (at, word) in words(text, b64) {
         if word.len() == 40
             && word.chars().any(|c| c.is_ascii_uppercase())
             && word.chars().any(|c| c.is_ascii_lowercase())
             && word.chars().any(|c| c.is_ascii_digit())
         {
-            return Some("an AWS secret access key");
+            found.push((at..at + word.len(), "an AWS secret access key"));
         }
     }
     // Azure storage account key: 86 base64 characters + "==".
-    for word in v.split(|c: char| !(b64(c) || c == '=')) {
+    for (at, word) in words(text, |c| b64(c) || c == '=') {
         if word.len() == 88 && word.ends_with("==") && word[..86].chars().all(b64) {
-            return Some("an Azure storage account key");
+            found.push((at..at + word.len(), "an Azure storage account key"));
         }
     }
-    let lower = v.to_ascii_lowercase();
-    if lower.contains("accountkey=")
-        || lower.contains("sharedaccesssignature=")
-        || lower.contains("&sig=")
-        || lower.contains("?sig=")
-    {
-        return Some("an Azure connection string or SAS token");
+    // Azure connection strings and SAS tokens: the secret is the value after the marker.
+    let lower = text.to_ascii_lowercase();
+    for marker in ["accountkey=", "sharedaccesssignature=", "&sig=", "?sig="] {
+        let mut from = 0;
+        while let Some(i) = lower[from..].find(marker) {
+            let start = from + i + marker.len();
+            let end = text[start..]
+                .find([';', '&', ' ', '"', '\''])
+                .map_or(text.len(), |e| start + e);
+            if end > start {
+                found.push((start..end, "an Azure connection string or SAS token"));
+            }
+            from = start;
+        }
     }
-    if lower.starts_with("-----begin") && lower.contains("private key") {
-        return Some("a private key");
+    if lower.trim_start().starts_with("-----begin") && lower.contains("private key") {
+        // The armour line itself is not secret; the base64 lines after it are.
+        let body = text.find('\n').map_or(text.len(), |i| i + 1);
+        let end = lower.find("-----end").unwrap_or(text.len()).max(body);
+        found.push((body..end, "a private key"));
     }
-    None
+    found.sort_by_key(|(r, _)| (r.start, std::cmp::Reverse(r.end)));
+    found
 }
 
 #[cfg(test)]
@@ -160,5 +221,33 @@ mod tests {
         assert!(looks_like_credential("0123456789abcdef0123456789abcdef01234567").is_none());
         assert!(looks_like_credential("arn:aws:iam::123456789012:role/SageMakerRole").is_none());
         assert!(looks_like_credential("logistic_regression").is_none());
+        assert!(
+            looks_like_credential(
+                "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----\n"
+            )
+            .is_some()
+        );
+    }
+
+    #[test]
+    fn redaction_masks_only_the_secret() {
+        assert_eq!(
+            redact("bucket: AKIAIOSFODNN7EXAMPLE # x"),
+            "bucket: ******************** # x"
+        );
+        assert_eq!(redact("no secrets here"), "no secrets here");
+        assert_eq!(
+            redact("AccountName=a;AccountKey=abc/def==;EndpointSuffix=x"),
+            "AccountName=a;AccountKey=*********;EndpointSuffix=x"
+        );
+        assert_eq!(
+            redact("https://a.blob/c?sv=1&sig=XyZ%3D&se=2"),
+            "https://a.blob/c?sv=1&sig=******&se=2"
+        );
+        // Multi-byte text around a secret keeps its characters.
+        assert_eq!(
+            redact("é AKIAIOSFODNN7EXAMPLE é"),
+            "é ******************** é"
+        );
     }
 }

@@ -38,7 +38,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
                 ));
             }
         };
-        total += Duration::from_secs_f64(secs);
+        // `from_secs_f64` and `+=` panic past u64 seconds; a spec must not crash mlctl.
+        let too_long = || format!("`{s}` is too long a duration");
+        let part = Duration::try_from_secs_f64(secs).map_err(|_| too_long())?;
+        total = total.checked_add(part).ok_or_else(too_long)?;
         rest = &rest[unit_len..];
     }
     Ok(total)
@@ -63,9 +66,17 @@ pub fn parse_memory(s: &str) -> Result<u64, String> {
         "M" => 1e6,
         "G" => 1e9,
         "T" => 1e12,
-        _ => {
+        unit => {
+            // `4GB`, `512MB`: the common spelling from other tools.
+            let base = unit.strip_suffix(['B', 'b']).unwrap_or("");
+            if ["K", "M", "G", "T"].contains(&base.to_ascii_uppercase().as_str()) {
+                let (n, b) = (&s[..split], base.to_ascii_uppercase());
+                return Err(format!(
+                    "`{s}` is not a memory size; write `{n}{b}` (powers of 1000) or `{n}{b}i` (powers of 1024)"
+                ));
+            }
             return Err(format!(
-                "`{s}` is not a memory size; units are Ki, Mi, Gi, Ti, K, M, G, T"
+                "`{s}` is not a memory size; units are Ki, Mi, Gi, Ti, K, M, G, T (e.g. `512Mi`)"
             ));
         }
     };
@@ -98,11 +109,14 @@ pub fn parse_schedule(s: &str) -> Result<Schedule, String> {
             "`{s}` is not a schedule; write `every 1h` or a 5-field cron expression like `0 * * * *`"
         ));
     }
-    for (field, (lo, hi)) in fields.iter().zip(ranges) {
+    let names = ["minute", "hour", "day-of-month", "month", "day-of-week"];
+    for ((field, (lo, hi)), what) in fields.iter().zip(ranges).zip(names) {
         for part in field.split(',') {
             let (range, step) = part.split_once('/').unwrap_or((part, "1"));
             if step.parse::<u32>().map(|s| s == 0).unwrap_or(true) {
-                return Err(format!("cron field `{field}` has a bad step"));
+                return Err(format!(
+                    "cron {what} field `{field}` has a bad step; write e.g. `*/15`"
+                ));
             }
             if range == "*" {
                 continue;
@@ -111,7 +125,11 @@ pub fn parse_schedule(s: &str) -> Result<Schedule, String> {
             for v in [a, b] {
                 match v.parse::<u32>() {
                     Ok(n) if (lo..=hi).contains(&n) => {}
-                    _ => return Err(format!("cron field `{field}` is out of range {lo}-{hi}")),
+                    _ => {
+                        return Err(format!(
+                            "cron {what} field `{field}` is not a number from {lo} to {hi}"
+                        ));
+                    }
                 }
             }
         }
@@ -127,6 +145,8 @@ mod tests {
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert!(parse_duration("10 minutes").is_err());
+        assert!(parse_duration("99999999999999999999999999d").is_err());
+        assert!(parse_duration("18446744073709551615s18446744073709551615s").is_err());
         assert_eq!(parse_memory("4Gi").unwrap(), 4 << 30);
         assert!(parse_memory("4GB").is_err());
         assert_eq!(

@@ -1,12 +1,12 @@
 //! Stage 2: from parsed manifests to a validated [`Spec`], collecting every diagnostic.
 
-use crate::de::{DeError, from_node};
+use crate::de::{DeError, DeErrorKind, from_node};
 use crate::diag::Diagnostic;
 use crate::env;
 use crate::model::*;
 use crate::suggest::did_you_mean;
 use crate::units;
-use crate::yaml::{self, Node, Span};
+use crate::yaml::{self, Node, ScalarType, Span, Value};
 use crate::{
     Files, Kind, Loaded, Location, PROJECT_FILE, Project, Resource, ResourceId, ResourceSpec, Spec,
 };
@@ -18,6 +18,22 @@ use std::sync::Arc;
 struct Ctx {
     sources: BTreeMap<String, String>,
     diags: Vec<Diagnostic>,
+    /// Resources that were written but could not be loaded; references to them are not
+    /// reported as undefined (the author misspelled the definition, not the reference).
+    shadows: Vec<Shadow>,
+}
+
+/// What a manifest that failed to load may have declared: `None` means "could be anything".
+#[derive(Debug, Default)]
+struct Shadow {
+    kind: Option<Kind>,
+    name: Option<String>,
+}
+
+impl Shadow {
+    fn covers(&self, id: &ResourceId) -> bool {
+        self.kind.is_none_or(|k| k == id.kind) && self.name.as_ref().is_none_or(|n| *n == id.name)
+    }
 }
 
 impl Ctx {
@@ -46,49 +62,199 @@ impl Ctx {
         d.hint = hint;
     }
 
-    fn de_errors(&mut self, file: &str, issues: Vec<DeError>, fatal: Option<DeError>) {
-        for e in issues.into_iter().chain(fatal) {
-            let code = if e.message.starts_with("unknown field") {
-                "unknown-field"
-            } else if e.message.starts_with("missing required field") {
-                "missing-field"
-            } else if e.message.starts_with("unknown value") {
-                "unknown-value"
-            } else {
-                "wrong-type"
-            };
-            self.hint(code, file, e.span, e.message, e.hint);
-        }
-    }
-
-    /// Deserializes `node` as `T`, reporting problems; `None` on a fatal problem.
-    fn typed<T: DeserializeOwned>(&mut self, file: &str, node: &Node, what: &str) -> Option<T> {
+    /// Deserializes the value of `key` in `parent` (`spec` or `metadata` of a manifest) as
+    /// `T`, reporting every problem with the path of the field it is about; `None` on a
+    /// fatal problem (a wrong type or a missing field).
+    fn typed<T: DeserializeOwned>(
+        &mut self,
+        file: &str,
+        parent: &Node,
+        key: &str,
+        what: &str,
+    ) -> Option<T> {
+        let node = parent.get(key)?;
         let issues = RefCell::new(Vec::new());
         let result = from_node::<T>(node, &issues);
-        let mut issues = issues.into_inner();
-        for i in &mut issues {
-            if i.message.starts_with("unknown field") {
-                i.message = format!("{} in {what}", i.message);
-            }
+        let issues = issues.into_inner();
+        let (value, fatal) = match result {
+            // Unknown fields are reported but the value is kept, so references to this
+            // resource still resolve and no follow-on errors appear.
+            Ok(v) => (Some(v), None),
+            Err(e) => (None, Some(e)),
+        };
+        for e in issues.into_iter().chain(fatal) {
+            self.de_error(file, parent, key, what, e);
         }
-        match result {
-            Ok(v) => {
-                // Unknown fields are reported but the value is kept, so references to this
-                // resource still resolve and no follow-on errors appear.
-                self.de_errors(file, issues, None);
-                Some(v)
+        value
+    }
+
+    fn de_error(&mut self, file: &str, parent: &Node, key: &str, what: &str, e: DeError) {
+        let Some(node) = parent.get(key) else { return };
+        // `field` in `what`, or `what` itself when the problem is the whole value.
+        let subject = |path: &[PathSeg]| {
+            if path.is_empty() {
+                what.to_string()
+            } else {
+                format!("`{}`", dotted(path))
             }
-            Err(mut e) => {
-                if e.message.starts_with("unknown field")
-                    || e.message.starts_with("missing required field")
+        };
+        let mut span = e.span;
+        let mut hint = e.hint;
+        let (code, message) = match e.kind {
+            DeErrorKind::UnknownField { field } => {
+                let mut path = span
+                    .and_then(|s| path_to(node, s, true))
+                    .unwrap_or_default();
+                path.pop();
+                path.push(PathSeg::Key(field));
+                (
+                    "unknown-field",
+                    format!("unknown field `{}` in {what}", dotted(&path)),
+                )
+            }
+            DeErrorKind::MissingField { field } => {
+                let path = span
+                    .and_then(|s| path_to(node, s, false))
+                    .unwrap_or_default();
+                // Point at the key holding the incomplete mapping, not at its first entry.
+                let mut full = vec![key.to_string()];
+                full.extend(path.iter().map(PathSeg::to_string));
+                span =
+                    point_at(parent, &full.iter().map(String::as_str).collect::<Vec<_>>()).or(span);
+                let mut field_path = path;
+                field_path.push(PathSeg::Key(field));
+                (
+                    "missing-field",
+                    format!("missing required field `{}` in {what}", dotted(&field_path)),
+                )
+            }
+            DeErrorKind::UnknownValue { value } => {
+                let path = span
+                    .and_then(|s| path_to(node, s, false))
+                    .unwrap_or_default();
+                (
+                    "unknown-value",
+                    format!("unknown value `{value}` for {}", subject(&path)),
+                )
+            }
+            DeErrorKind::WrongType { expected, found } => {
+                let path = span
+                    .and_then(|s| path_to(node, s, false))
+                    .unwrap_or_default();
+                let value = node.at(&path
+                    .iter()
+                    .map(PathSeg::to_string)
+                    .collect::<Vec<_>>()
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>());
+                if let Some(Node {
+                    value: Value::Scalar { text, plain: false },
+                    ..
+                }) = value
+                    && !matches!(
+                        yaml::resolve_plain(text),
+                        ScalarType::Str | ScalarType::Null
+                    )
                 {
-                    e.message = format!("{} in {what}", e.message);
+                    hint = Some(format!(
+                        "`{text}` is quoted, so it is a string; write it without quotes"
+                    ));
                 }
-                self.de_errors(file, issues, Some(e));
-                None
+                (
+                    "wrong-type",
+                    format!("expected {expected} for {}, found {found}", subject(&path)),
+                )
             }
+            DeErrorKind::Other { message } => {
+                let path = span
+                    .and_then(|s| path_to(node, s, false))
+                    .unwrap_or_default();
+                ("bad-value", format!("{message} (in {})", subject(&path)))
+            }
+        };
+        self.hint(code, file, span, message, hint);
+    }
+
+    fn shadowed(&self, id: &ResourceId) -> bool {
+        self.shadows.iter().any(|s| s.covers(id))
+    }
+}
+
+/// One step of a path into a YAML tree.
+#[derive(Debug, Clone, PartialEq)]
+enum PathSeg {
+    Key(String),
+    Index(usize),
+}
+
+impl std::fmt::Display for PathSeg {
+    /// The form [`Node::at`] takes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PathSeg::Key(k) => f.write_str(k),
+            PathSeg::Index(i) => write!(f, "{i}"),
         }
     }
+}
+
+/// `strategy.rollback.maxErrorRate`, `gates[0].min`: a path as users write it.
+fn dotted(path: &[PathSeg]) -> String {
+    let mut out = String::new();
+    for seg in path {
+        match seg {
+            PathSeg::Key(k) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            PathSeg::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
+/// The path from `root` to the node at `span`: to a mapping key when `key` is true (the path
+/// then ends with that key), else to a value (`root` itself gives an empty path).
+fn path_to(root: &Node, span: Span, key: bool) -> Option<Vec<PathSeg>> {
+    if !key && root.span == span {
+        return Some(Vec::new());
+    }
+    let step = |seg: PathSeg, child: &Node| -> Option<Vec<PathSeg>> {
+        let mut rest = path_to(child, span, key)?;
+        rest.insert(0, seg);
+        Some(rest)
+    };
+    match &root.value {
+        Value::Scalar { .. } => None,
+        Value::Seq(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| step(PathSeg::Index(i), item)),
+        Value::Map(entries) => entries.iter().find_map(|(k, v)| {
+            let name = PathSeg::Key(k.as_str().unwrap_or_default().to_string());
+            if key && k.span == span {
+                return Some(vec![name]);
+            }
+            step(name, v)
+        }),
+    }
+}
+
+/// Where to point for a problem with the node at `path` under `root`. A block mapping or list
+/// spans many lines and starts at its first entry, so the key that holds it is pointed at
+/// instead; anything else (a scalar, a one-line `[...]` or `{...}`) is pointed at directly.
+fn point_at(root: &Node, path: &[&str]) -> Option<Span> {
+    let node = root.at(path)?;
+    if let (Some((last, parent_path)), Value::Map(_) | Value::Seq(_)) =
+        (path.split_last(), &node.value)
+        && let Some(key) = root.at(parent_path).and_then(|p| p.key(last))
+        && node.span.line > key.span.line
+    {
+        return Some(key.span);
+    }
+    Some(node.span)
 }
 
 /// A manifest document after envelope checks.
@@ -114,6 +280,7 @@ pub(crate) fn load(files: &dyn Files) -> Loaded {
     let mut ctx = Ctx {
         sources: BTreeMap::new(),
         diags: Vec::new(),
+        shadows: Vec::new(),
     };
     let project = load_project(files, &mut ctx);
     let mut docs = Vec::new();
@@ -130,6 +297,16 @@ pub(crate) fn load(files: &dyn Files) -> Loaded {
     check_literals(&mut ctx, &resources);
     ctx.diags
         .sort_by(|a, b| (a.file.as_str(), a.span).cmp(&(b.file.as_str(), b.span)));
+    // No diagnostic may echo a secret, whichever check wrote it (a bucket check quoting the
+    // value, a syntax error on the secret's line): mask credential shapes everywhere.
+    for d in &mut ctx.diags {
+        d.message = env::redact(&d.message).into_owned();
+        d.hint = d.hint.as_deref().map(|h| env::redact(h).into_owned());
+        d.source_line = d
+            .source_line
+            .as_deref()
+            .map(|l| env::redact(l).into_owned());
+    }
     let ok = !ctx.diags.iter().any(Diagnostic::is_error);
     let spec = match project {
         Some(project) if ok => Some(Spec {
@@ -160,39 +337,77 @@ fn read(files: &dyn Files, path: &str, ctx: &mut Ctx) -> Option<String> {
 }
 
 fn parse_file(files: &dyn Files, path: &str, ctx: &mut Ctx, is_project_file: bool) -> Vec<Doc> {
+    const ENVELOPE: [&str; 4] = ["apiVersion", "kind", "metadata", "spec"];
     let Some(text) = read(files, path, ctx) else {
         return Vec::new();
     };
     let nodes = match yaml::parse(&text) {
         Ok(nodes) => nodes,
         Err(e) => {
-            ctx.err(
-                "yaml-syntax",
-                path,
-                Some(e.span),
-                format!("invalid YAML: {}", e.message),
-            )
-            .hint = Some("fix the YAML syntax at this position".into());
+            let (code, message) = if e.message.starts_with("duplicate key") {
+                ("duplicate-key", e.message)
+            } else {
+                ("yaml-syntax", format!("invalid YAML: {}", e.message))
+            };
+            let hint = e.hint.unwrap_or_else(|| {
+                "the YAML parser stopped here; the mistake is on this line or just before it".into()
+            });
+            ctx.hint(code, path, Some(e.span), message, Some(hint));
+            // What this file declares is unknown: any reference may be to it.
+            ctx.shadows.push(Shadow::default());
             return Vec::new();
         }
     };
     let mut out = Vec::new();
     for node in nodes {
         if node.as_map().is_none() {
-            ctx.err("not-a-manifest", path, Some(node.span), format!("expected a manifest (a mapping with apiVersion, kind, metadata, spec), found {}", node.type_name()));
+            ctx.err(
+                "not-a-manifest",
+                path,
+                Some(node.span),
+                format!("expected a manifest (a mapping with apiVersion, kind, metadata, spec), found {}", node.type_name()),
+            );
             continue;
         }
-        // Envelope checks, each independent so all are reported.
+        let declared_name = node
+            .at(&["metadata", "name"])
+            .and_then(Node::as_str)
+            .map(str::to_string);
+        // Envelope checks, each independent so all are reported. An unknown key that is a
+        // typo of a required one (`specs`) is reported once, not also as a missing field.
         let mut fine = true;
+        let mut typo_of = BTreeSet::new();
+        for (k, _) in node.as_map().unwrap_or_default() {
+            let key = k.as_str().unwrap_or_default();
+            if !ENVELOPE.contains(&key) {
+                let suggestion = did_you_mean(key, ENVELOPE);
+                typo_of.extend(suggestion);
+                let hint = match suggestion {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => "a manifest has apiVersion, kind, metadata and spec".into(),
+                };
+                ctx.hint(
+                    "unknown-field",
+                    path,
+                    Some(k.span),
+                    format!("unknown field `{key}` in manifest"),
+                    Some(hint),
+                );
+                fine = false;
+            }
+        }
+        let missing = |field: &str| node.get(field).is_none() && !typo_of.contains(field);
         match node.get("apiVersion") {
             None => {
-                ctx.err(
-                    "missing-field",
-                    path,
-                    Some(node.span),
-                    "missing required field `apiVersion` in manifest",
-                )
-                .hint = Some(format!("add `apiVersion: {API_VERSION}`"));
+                if missing("apiVersion") {
+                    ctx.err(
+                        "missing-field",
+                        path,
+                        Some(node.span),
+                        "missing required field `apiVersion` in manifest",
+                    )
+                    .hint = Some(format!("add `apiVersion: {API_VERSION}` as the first line"));
+                }
                 fine = false;
             }
             Some(v) if v.as_str() != Some(API_VERSION) => {
@@ -207,23 +422,6 @@ fn parse_file(files: &dyn Files, path: &str, ctx: &mut Ctx, is_project_file: boo
             }
             _ => {}
         }
-        for (k, _) in node.as_map().unwrap_or_default() {
-            let key = k.as_str().unwrap_or_default();
-            if !["apiVersion", "kind", "metadata", "spec"].contains(&key) {
-                let hint = did_you_mean(key, ["apiVersion", "kind", "metadata", "spec"])
-                    .map(|s| format!("did you mean `{s}`?"));
-                ctx.hint(
-                    "unknown-field",
-                    path,
-                    Some(k.span),
-                    format!("unknown field `{key}` in manifest"),
-                    hint.or(Some(
-                        "a manifest has apiVersion, kind, metadata and spec".into(),
-                    )),
-                );
-                fine = false;
-            }
-        }
         let kind_node = node.get("kind");
         let kind_str = kind_node.and_then(Node::as_str).unwrap_or("");
         let kind = if kind_str == "Project" {
@@ -234,20 +432,29 @@ fn parse_file(files: &dyn Files, path: &str, ctx: &mut Ctx, is_project_file: boo
                     kind_node.map(|n| n.span),
                     "a Project manifest belongs in mlctl.yaml, not among resource manifests",
                 )
-                .hint = Some("move it to mlctl.yaml at the project root".into());
+                .hint =
+                    Some("move it to mlctl.yaml at the project root, or delete this copy".into());
                 continue;
             }
             None
         } else {
             match Kind::parse(kind_str) {
                 Some(k) if !is_project_file => Some(k),
-                Some(_) => {
-                    ctx.err("misplaced-resource", path, kind_node.map(|n| n.span), format!("{PROJECT_FILE} holds only the Project; put the {kind_str} in a manifest directory"))
-                        .hint = Some("list manifest directories in spec.manifests (default `ml/`)".into());
+                Some(k) => {
+                    ctx.err(
+                        "misplaced-resource",
+                        path,
+                        kind_node.map(|n| n.span),
+                        format!("{PROJECT_FILE} holds only the Project; put the {kind_str} in a manifest directory"),
+                    )
+                    .hint = Some("move it to a file under a directory listed in spec.manifests (default `ml/`)".into());
+                    ctx.shadows.push(Shadow {
+                        kind: Some(k),
+                        name: declared_name,
+                    });
                     continue;
                 }
                 None => {
-                    let span = kind_node.map(|n| n.span).or(Some(node.span));
                     let names = [
                         "Project",
                         "Dataset",
@@ -256,50 +463,79 @@ fn parse_file(files: &dyn Files, path: &str, ctx: &mut Ctx, is_project_file: boo
                         "Endpoint",
                         "Monitor",
                     ];
-                    let msg = if kind_node.is_none() {
-                        "missing required field `kind` in manifest".to_string()
-                    } else {
-                        format!("unknown kind `{kind_str}`")
-                    };
-                    let hint = match did_you_mean(kind_str, names) {
-                        Some(s) if kind_node.is_some() => format!("did you mean `{s}`?"),
-                        _ => format!("kinds are: {}", names.join(", ")),
-                    };
-                    ctx.hint("unknown-kind", path, span, msg, Some(hint));
+                    if kind_node.is_some() {
+                        let hint = match did_you_mean(kind_str, names) {
+                            Some(s) => format!("did you mean `{s}`?"),
+                            None => format!("kinds are: {}", names.join(", ")),
+                        };
+                        let span = kind_node.map(|n| n.span);
+                        ctx.hint(
+                            "unknown-kind",
+                            path,
+                            span,
+                            format!("unknown kind `{kind_str}`"),
+                            Some(hint),
+                        );
+                    } else if missing("kind") {
+                        let hint = format!("add `kind:` with one of: {}", names.join(", "));
+                        ctx.hint(
+                            "missing-field",
+                            path,
+                            Some(node.span),
+                            "missing required field `kind` in manifest",
+                            Some(hint),
+                        );
+                    }
+                    ctx.shadows.push(Shadow {
+                        kind: None,
+                        name: declared_name,
+                    });
                     continue;
                 }
             }
         };
-        let Some(meta_node) = node.get("metadata") else {
-            ctx.err(
-                "missing-field",
-                path,
-                Some(node.span),
-                "missing required field `metadata` in manifest",
-            )
-            .hint = Some("add `metadata: {name: ...}`".into());
-            continue;
+        let shadow = Shadow {
+            kind,
+            name: declared_name,
         };
-        let Some(metadata) = ctx.typed::<Metadata>(path, meta_node, "metadata") else {
+        if node.get("metadata").is_none() {
+            if missing("metadata") {
+                ctx.err(
+                    "missing-field",
+                    path,
+                    Some(node.span),
+                    "missing required field `metadata` in manifest",
+                )
+                .hint = Some("add `metadata: {name: ...}`".into());
+            }
+            ctx.shadows.push(shadow);
+            continue;
+        }
+        let Some(metadata) = ctx.typed::<Metadata>(path, &node, "metadata", "metadata") else {
+            ctx.shadows.push(shadow);
             continue;
         };
         if !valid_name(&metadata.name) {
-            let span = meta_node.get("name").map(|n| n.span);
-            ctx.err("bad-name", path, span, format!("invalid name `{}`", metadata.name))
-                .hint = Some("names use lowercase letters, digits and `-`, start with a letter, and are at most 63 characters".into());
+            let span = node.at(&["metadata", "name"]).map(|n| n.span);
+            ctx.err("bad-name", path, span, format!("invalid name `{}`", metadata.name)).hint = Some(
+                "names use lowercase letters, digits and `-`, start with a letter, and are at most 63 characters".into(),
+            );
             fine = false;
         }
         if node.get("spec").is_none() {
-            ctx.err(
-                "missing-field",
-                path,
-                Some(node.span),
-                "missing required field `spec` in manifest",
-            )
-            .hint = Some("add the `spec:` mapping for this kind".into());
-            continue;
+            if missing("spec") {
+                ctx.err(
+                    "missing-field",
+                    path,
+                    Some(node.span),
+                    "missing required field `spec` in manifest",
+                )
+                .hint = Some("add the `spec:` mapping for this kind".into());
+            }
+            fine = false;
         }
         if !fine {
+            ctx.shadows.push(shadow);
             continue;
         }
         out.push(Doc {
@@ -347,7 +583,7 @@ fn load_project(files: &dyn Files, ctx: &mut Ctx) -> Option<Project> {
     let doc = docs.remove(0);
     let name = doc.metadata.name.clone();
     let spec_node = doc.node.get("spec")?;
-    let spec: ProjectSpec = ctx.typed(PROJECT_FILE, spec_node, "Project spec")?;
+    let spec: ProjectSpec = ctx.typed(PROJECT_FILE, &doc.node, "spec", "Project spec")?;
     let manifests = spec
         .manifests
         .clone()
@@ -355,7 +591,11 @@ fn load_project(files: &dyn Files, ctx: &mut Ctx) -> Option<Project> {
     let mut targets = spec.targets.clone();
     for (tname, target) in &spec.targets {
         let tnode = spec_node.at(&["targets", tname]).unwrap_or(spec_node);
-        check_target(ctx, tname, target, tnode);
+        let key_span = spec_node
+            .get("targets")
+            .and_then(|t| t.key(tname))
+            .map(|k| k.span);
+        check_target(ctx, tname, target, tnode, key_span);
     }
     if targets.is_empty() {
         targets.insert(
@@ -402,7 +642,27 @@ fn load_project(files: &dyn Files, ctx: &mut Ctx) -> Option<Project> {
 
 const PROVIDERS: [&str; 4] = ["local", "mock", "sagemaker", "azureml"];
 
-fn check_target(ctx: &mut Ctx, name: &str, t: &Target, node: &Node) {
+/// The YAML name of a strategy type.
+fn strategy_name(ty: StrategyType) -> &'static str {
+    match ty {
+        StrategyType::AllAtOnce => "all-at-once",
+        StrategyType::Canary => "canary",
+        StrategyType::BlueGreen => "blue-green",
+    }
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn and_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+/// Checks one target: a known provider, the fields it needs, none it does not take.
+/// `key_span` is where the target's name is written.
+fn check_target(ctx: &mut Ctx, name: &str, t: &Target, node: &Node, key_span: Option<Span>) {
     let span_of = |f: &str| node.get(f).map(|n| n.span).or(Some(node.span));
     let provider = match t.provider.as_str() {
         "local" => ProviderKind::Local,
@@ -454,27 +714,69 @@ fn check_target(ctx: &mut Ctx, name: &str, t: &Target, node: &Node) {
             ],
         ),
     };
-    for field in required {
-        if node.get(field).is_none_or(Node::is_null) {
-            ctx.err(
-                "missing-field",
-                PROJECT_FILE,
-                node.key("provider").map(|n| n.span).or(Some(node.span)),
-                format!(
-                    "target `{name}` (provider {}) is missing required field `{field}`",
-                    provider.as_str()
-                ),
-            )
-            .hint = Some(format!(
-                "{} targets need: {}",
+    // Keys that are no Target field at all were reported by serde (with a "did you mean");
+    // a required field they are a typo of is not reported again as missing.
+    const TARGET_FIELDS: [&str; 13] = [
+        "provider",
+        "root",
+        "region",
+        "roleArn",
+        "bucket",
+        "endpointUrl",
+        "subscription",
+        "resourceGroup",
+        "workspace",
+        "storage",
+        "latency",
+        "faults",
+        "components",
+    ];
+    let unknown_keys: Vec<&str> = node
+        .as_map()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|(k, _)| k.as_str())
+        .filter(|k| !TARGET_FIELDS.contains(k))
+        .collect();
+    let typo_of: Vec<&str> = unknown_keys
+        .iter()
+        .filter_map(|k| did_you_mean(k, required.iter().copied()))
+        .collect();
+    let missing: Vec<String> = required
+        .iter()
+        .filter(|f| node.get(f).is_none_or(Node::is_null) && !typo_of.contains(f))
+        .map(|f| format!("`{f}`"))
+        .collect();
+    if !missing.is_empty() {
+        let fields = if missing.len() == 1 {
+            "field"
+        } else {
+            "fields"
+        };
+        ctx.err(
+            "missing-field",
+            PROJECT_FILE,
+            key_span.or(Some(node.span)),
+            format!(
+                "target `{name}` (provider {}) is missing required {fields} {}",
                 provider.as_str(),
-                required.join(", ")
-            ));
-        }
+                and_list(&missing)
+            ),
+        )
+        .hint = Some(format!(
+            "{} targets need {}; write account values as `${{env:NAME}}`",
+            provider.as_str(),
+            and_list(
+                &required
+                    .iter()
+                    .map(|f| format!("`{f}`"))
+                    .collect::<Vec<_>>()
+            )
+        ));
     }
     for (k, _) in node.as_map().unwrap_or_default() {
         let key = k.as_str().unwrap_or_default();
-        if key != "provider" && !allowed.contains(&key) {
+        if key != "provider" && !allowed.contains(&key) && !unknown_keys.contains(&key) {
             ctx.err(
                 "field-not-for-provider",
                 PROJECT_FILE,
@@ -534,6 +836,53 @@ fn check_target(ctx: &mut Ctx, name: &str, t: &Target, node: &Node) {
     }
 }
 
+/// Where `entry` is written in mlctl.yaml's `spec.manifests`.
+fn manifest_entry_span(ctx: &Ctx, entry: &str) -> Option<Span> {
+    let docs = yaml::parse(ctx.sources.get(PROJECT_FILE)?).ok()?;
+    let list = docs.first()?.at(&["spec", "manifests"])?;
+    list.as_seq()?
+        .iter()
+        .find(|n| n.as_str() == Some(entry))
+        .map(|n| n.span)
+}
+
+/// The capture groups of a regex: `(` not escaped, not in a `[...]` class, and not `(?...)`
+/// unless named (`(?P<x>` or `(?<x>`).
+fn capture_groups(regex: &str) -> usize {
+    let chars: Vec<char> = regex.chars().collect();
+    let (mut i, mut count, mut in_class) = (0, 0, false);
+    while i < chars.len() {
+        match chars[i] {
+            '\\' => i += 1,
+            ']' if in_class => in_class = false,
+            _ if in_class => {}
+            '[' => {
+                in_class = true;
+                // `[]...]` and `[^]...]`: a `]` first in a class is literal.
+                if chars.get(i + 1) == Some(&'^') {
+                    i += 1;
+                }
+                if chars.get(i + 1) == Some(&']') {
+                    i += 1;
+                }
+            }
+            '(' => {
+                let named = match (chars.get(i + 2), chars.get(i + 3)) {
+                    (Some('P'), Some('<')) => true,
+                    (Some('<'), next) => !matches!(next, Some('=' | '!')),
+                    _ => false,
+                };
+                if chars.get(i + 1) != Some(&'?') || named {
+                    count += 1;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    count
+}
+
 fn manifest_files(files: &dyn Files, manifests: &[String], ctx: &mut Ctx) -> Vec<String> {
     let mut out = BTreeSet::new();
     for m in manifests {
@@ -548,15 +897,7 @@ fn manifest_files(files: &dyn Files, manifests: &[String], ctx: &mut Ctx) -> Vec
                     out.insert(dir.to_string());
                 }
                 _ => {
-                    let span = ctx.sources.get(PROJECT_FILE).and_then(|src| {
-                        src.lines().enumerate().find_map(|(i, l)| {
-                            l.find(m.as_str()).map(|c| Span {
-                                line: i + 1,
-                                col: c + 1,
-                                len: m.len(),
-                            })
-                        })
-                    });
+                    let span = manifest_entry_span(ctx, m);
                     ctx.err(
                         "missing-manifests",
                         PROJECT_FILE,
@@ -577,47 +918,53 @@ fn manifest_files(files: &dyn Files, manifests: &[String], ctx: &mut Ctx) -> Vec
 fn resources_from(docs: Vec<Doc>, ctx: &mut Ctx) -> Vec<Resource> {
     let mut out: Vec<Resource> = Vec::new();
     for doc in docs {
-        let (Some(kind), Some(spec_node)) = (doc.kind, doc.node.get("spec")) else {
-            continue;
-        };
+        let Some(kind) = doc.kind else { continue };
         let what = format!("{kind} spec");
+        let (file, node) = (doc.file.as_str(), doc.node.as_ref());
         let spec = match kind {
             Kind::Dataset => ctx
-                .typed::<DatasetSpec>(&doc.file, spec_node, &what)
+                .typed::<DatasetSpec>(file, node, "spec", &what)
                 .map(ResourceSpec::Dataset),
             Kind::TrainingJob => ctx
-                .typed::<TrainingJobSpec>(&doc.file, spec_node, &what)
+                .typed::<TrainingJobSpec>(file, node, "spec", &what)
                 .map(ResourceSpec::TrainingJob),
             Kind::Model => ctx
-                .typed::<ModelSpec>(&doc.file, spec_node, &what)
+                .typed::<ModelSpec>(file, node, "spec", &what)
                 .map(ResourceSpec::Model),
             Kind::Endpoint => ctx
-                .typed::<EndpointSpec>(&doc.file, spec_node, &what)
+                .typed::<EndpointSpec>(file, node, "spec", &what)
                 .map(ResourceSpec::Endpoint),
             Kind::Monitor => ctx
-                .typed::<MonitorSpec>(&doc.file, spec_node, &what)
+                .typed::<MonitorSpec>(file, node, "spec", &what)
                 .map(ResourceSpec::Monitor),
         };
         let id = ResourceId::new(kind, doc.metadata.name.clone());
-        let name_span = doc
-            .node
-            .at(&["metadata", "name"])
-            .map(|n| n.span)
-            .unwrap_or(doc.node.span);
+        let name_span = |n: &Node| {
+            n.at(&["metadata", "name"])
+                .map(|n| n.span)
+                .unwrap_or(n.span)
+        };
         if let Some(first) = out.iter().find(|r| r.id == id) {
-            let first_loc = first.location.to_string();
+            let first_at = name_span(&first.node);
+            let first_loc = format!("{}:{}:{}", first.location.file, first_at.line, first_at.col);
             ctx.err(
                 "duplicate-name",
-                &doc.file,
-                Some(name_span),
+                file,
+                Some(name_span(node)),
                 format!("{kind} `{}` is defined twice", id.name),
             )
             .hint = Some(format!(
-                "first defined at {first_loc}; names must be unique per kind"
+                "first defined at {first_loc}; names must be unique per kind, so rename one of them"
             ));
             continue;
         }
-        let Some(spec) = spec else { continue };
+        let Some(spec) = spec else {
+            ctx.shadows.push(Shadow {
+                kind: Some(kind),
+                name: Some(id.name),
+            });
+            continue;
+        };
         let location = Location {
             file: doc.file.clone(),
             span: doc.node.span,
@@ -647,7 +994,7 @@ fn check_resource(ctx: &mut Ctx, r: &mut Resource) {
         // The closest node that exists, so a missing field points at its parent.
         (0..=full.len())
             .rev()
-            .find_map(|n| node.at(&full[..n]).map(|n| n.span))
+            .find_map(|n| point_at(&node, &full[..n]))
     };
     match &mut r.spec {
         ResourceSpec::Dataset(d) => {
@@ -957,10 +1304,7 @@ fn check_resource(ctx: &mut Ctx, r: &mut Resource) {
                 );
             }
             for (i, m) in t.metrics.iter().enumerate() {
-                let opens = m.regex.matches('(').count()
-                    - m.regex.matches("(?").count()
-                    - m.regex.matches("\\(").count();
-                if opens != 1 {
+                if capture_groups(&m.regex) != 1 {
                     ctx.err("bad-value", &file, at(&["metrics", &i.to_string(), "regex"]), format!("metric `{}`: the regex must have exactly one capture group for the value", m.name))
                         .hint = Some("e.g. `regex: 'rmse=([0-9.]+)'`".into());
                 }
@@ -1057,7 +1401,8 @@ fn check_resource(ctx: &mut Ctx, r: &mut Resource) {
                                 &file,
                                 at(&["strategy", "percent"]),
                                 format!("canary percent must be between 1 and 99, got {p}"),
-                            );
+                            )
+                            .hint = Some("a canary sends part of the traffic to the new version; to switch all of it at once, use `type: all-at-once`".into());
                         }
                         _ => {}
                     },
@@ -1067,8 +1412,12 @@ fn check_resource(ctx: &mut Ctx, r: &mut Resource) {
                                 "conflicting-fields",
                                 &file,
                                 at(&["strategy", "percent"]),
-                                "`percent` applies to the canary strategy only",
-                            );
+                                format!(
+                                    "`percent` applies to the canary strategy only, not to `{}`",
+                                    strategy_name(s.ty)
+                                ),
+                            )
+                            .hint = Some("remove `percent`, or use `type: canary`".into());
                         }
                     }
                 }
@@ -1387,7 +1736,7 @@ fn check_graph(resources: Vec<Resource>, _project: &Project, ctx: &mut Ctx) -> V
             }
         };
         for (target, path) in refs {
-            if resources.iter().any(|x| x.id == target) {
+            if resources.iter().any(|x| x.id == target) || ctx.shadowed(&target) {
                 continue;
             }
             let mut full = vec!["spec"];
@@ -1430,70 +1779,113 @@ fn check_graph(resources: Vec<Resource>, _project: &Project, ctx: &mut Ctx) -> V
             let supervised = !matches!(t.algorithm, Some(Algorithm::Kmeans) | None);
             if supervised && ds.target.is_none() {
                 let span = r.node.at(&["spec", "algorithm"]).map(|n| n.span);
+                let ds_at = resources
+                    .iter()
+                    .find(|x| x.id.kind == Kind::Dataset && x.id.name == t.dataset)
+                    .map(|x| x.location.file.clone())
+                    .unwrap_or_default();
                 ctx.err(
                     "missing-field",
                     &r.location.file,
                     span,
                     format!(
-                        "{} needs a label column, but dataset `{}` has no `target`",
+                        "algorithm `{}` needs a label column, but dataset `{}` has no `target`",
                         t.algorithm.map(Algorithm::as_str).unwrap_or(""),
                         t.dataset
                     ),
                 )
-                .hint = Some(format!("add `target: <column>` to dataset `{}`", t.dataset));
+                .hint = Some(format!(
+                    "add `target: <label column>` to dataset `{}` in {ds_at}, or use `kmeans`, which needs no labels",
+                    t.dataset
+                ));
             }
         }
     }
-    // Cycles can only form through dataset transforms; report each once with its path.
-    let mut reported = BTreeSet::new();
-    for r in resources.iter().filter(|r| r.id.kind == Kind::Dataset) {
-        let mut path = vec![r.id.name.clone()];
-        if let Some(cycle) = find_cycle(&resources, &r.id.name, &mut path) {
-            let mut key: Vec<String> = cycle.clone();
-            key.sort();
-            if reported.insert(key) {
-                let span = r.node.at(&["spec", "transform", "inputs"]).map(|n| n.span);
-                ctx.err(
-                    "cycle",
-                    &r.location.file,
-                    span,
-                    format!("datasets form a cycle: {}", cycle.join(" -> ")),
-                )
-                .hint = Some(
-                    "a transform cannot read its own output, directly or through other datasets"
-                        .into(),
-                );
-            }
-        }
+    // Cycles can only form through dataset transforms; each is reported once, at the
+    // dataset it was entered from, pointing at the input that closes it.
+    for cycle in find_cycles(&resources) {
+        let (Some(first), Some(next)) = (cycle.first(), cycle.get(1)) else {
+            continue;
+        };
+        let Some(r) = resources
+            .iter()
+            .find(|r| r.id.kind == Kind::Dataset && &r.id.name == first)
+        else {
+            continue;
+        };
+        let index = r
+            .as_dataset()
+            .and_then(|d| d.transform.as_ref())
+            .and_then(|t| t.inputs.iter().position(|i| i == next));
+        let span = match index {
+            Some(i) => r
+                .node
+                .at(&["spec", "transform", "inputs", &i.to_string()])
+                .map(|n| n.span),
+            None => point_at(&r.node, &["spec", "transform", "inputs"]),
+        };
+        ctx.err("cycle", &r.location.file, span, format!("dataset transforms form a cycle: {}", cycle.join(" -> "))).hint =
+            Some("each dataset's transform reads the next one; a transform cannot read its own output, directly or through other datasets".into());
     }
     resources
 }
 
-fn find_cycle(resources: &[Resource], start: &str, path: &mut Vec<String>) -> Option<Vec<String>> {
-    let current = path.last()?.clone();
-    let inputs = resources
+/// Every cycle among dataset transforms, each once, as `a -> b -> ... -> a` where each
+/// dataset reads the next. Depth-first search with three colours: linear in the graph.
+fn find_cycles(resources: &[Resource]) -> Vec<Vec<String>> {
+    let inputs: BTreeMap<&str, Vec<&str>> = resources
         .iter()
-        .find(|r| r.id.kind == Kind::Dataset && r.id.name == current)
-        .and_then(Resource::as_dataset)
-        .and_then(|d| d.transform.as_ref())
-        .map(|t| t.inputs.clone())
-        .unwrap_or_default();
-    for input in inputs {
-        if input == start {
-            let mut cycle = path.clone();
-            cycle.push(input);
-            return Some(cycle);
-        }
-        if path.contains(&input) {
-            continue;
-        }
-        path.push(input);
-        if let Some(c) = find_cycle(resources, start, path) {
-            return Some(c);
+        .filter_map(|r| Some((r.id.name.as_str(), r.as_dataset()?)))
+        .map(|(name, d)| {
+            (
+                name,
+                d.transform
+                    .iter()
+                    .flat_map(|t| t.inputs.iter().map(String::as_str))
+                    .collect(),
+            )
+        })
+        .collect();
+    #[derive(Clone, Copy, PartialEq)]
+    enum Colour {
+        New,
+        OnPath,
+        Done,
+    }
+    fn visit<'a>(
+        name: &'a str,
+        inputs: &BTreeMap<&'a str, Vec<&'a str>>,
+        colour: &mut BTreeMap<&'a str, Colour>,
+        path: &mut Vec<&'a str>,
+        cycles: &mut Vec<Vec<String>>,
+    ) {
+        colour.insert(name, Colour::OnPath);
+        path.push(name);
+        for &next in inputs.get(name).into_iter().flatten() {
+            match colour.get(next).copied() {
+                Some(Colour::New) => visit(next, inputs, colour, path, cycles),
+                Some(Colour::OnPath) => {
+                    let from = path.iter().position(|n| *n == next).unwrap_or(0);
+                    let mut cycle: Vec<String> =
+                        path[from..].iter().map(|n| n.to_string()).collect();
+                    cycle.push(next.to_string());
+                    cycles.push(cycle);
+                }
+                // Done, or not a dataset (reported as an unknown reference).
+                _ => {}
+            }
         }
         path.pop();
+        colour.insert(name, Colour::Done);
     }
-    None
+    let mut colour: BTreeMap<&str, Colour> = inputs.keys().map(|k| (*k, Colour::New)).collect();
+    let mut cycles = Vec::new();
+    for name in inputs.keys() {
+        if colour.get(name) == Some(&Colour::New) {
+            visit(name, &inputs, &mut colour, &mut Vec::new(), &mut cycles);
+        }
+    }
+    cycles
 }
 
 /// Every string value in every file: env reference syntax and literal credentials.
@@ -1509,28 +1901,45 @@ fn check_literals(ctx: &mut Ctx, _resources: &[Resource]) {
         };
         for doc in &docs {
             let mut found = Vec::new();
-            doc.walk(&mut Vec::new(), &mut |_path, node| {
-                if let (Some(s), true) = (node.as_str(), node.as_seq().is_none()) {
-                    if let Err(e) = env::references(s) {
-                        found.push(("bad-env-reference", node.span, e.to_string(), None));
-                    } else if let Some(what) = env::looks_like_credential(s) {
-                        found.push((
-                            "literal-secret",
-                            node.span,
-                            format!("this value looks like {what}; secrets must not be written in the spec"),
-                            Some("remove it from the file (and from git history), rotate it, and write `${env:NAME}` instead".to_string()),
-                        ));
+            doc.walk(&mut Vec::new(), &mut |path, node| {
+                let Some(s) = node.as_str() else { return };
+                // Commands are shell: `${MLCTL_OUTPUT}` there is the shell's, not mlctl's.
+                let is_command = path.last().is_some_and(|k| k == "command");
+                match env::references(s) {
+                    Err(e) if !is_command => found.push(("bad-env-reference", node.span, e.to_string(), None)),
+                    _ => {
+                        if let Some(what) = env::looks_like_credential(s) {
+                            found.push((
+                                "literal-secret",
+                                node.span,
+                                format!("this value looks like {what}; secrets must not be written in the spec"),
+                                Some("remove it from the file (and from git history), rotate it, and write `${env:NAME}` instead".to_string()),
+                            ));
+                        }
                     }
                 }
             });
             for (code, span, msg, hint) in found {
-                let d = ctx.err(code, &file, Some(span), msg);
-                d.hint = hint;
-                // Never echo the secret itself back.
-                if code == "literal-secret" {
-                    d.source_line = None;
-                }
+                ctx.hint(code, &file, Some(span), msg, hint);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counting_capture_groups() {
+        assert_eq!(capture_groups(r"rmse=([0-9.]+)"), 1);
+        assert_eq!(capture_groups(r"(?:loss|rmse)=([0-9.]+)"), 1);
+        assert_eq!(capture_groups(r"\(?x=([0-9]+)"), 1);
+        assert_eq!(capture_groups(r"(?P<v>[0-9]+)"), 1);
+        assert_eq!(capture_groups(r"(?<v>[0-9]+) (?<=a)"), 1);
+        assert_eq!(capture_groups(r"[(]x=([0-9]+)"), 1);
+        assert_eq!(capture_groups(r"[]()]"), 0);
+        assert_eq!(capture_groups(r"(a)(b)"), 2);
+        assert_eq!(capture_groups(r"\(?"), 0);
     }
 }

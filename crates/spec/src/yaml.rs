@@ -256,76 +256,234 @@ pub struct SyntaxError {
     pub span: Span,
     /// What the parser said.
     pub message: String,
+    /// What to do about it, when we can tell.
+    pub hint: Option<String>,
 }
 
+/// The deepest nesting accepted. Manifests nest a handful of levels; the limit keeps every
+/// recursive walk over a [`Node`] (serde, drop, diagnostics) far from the stack's end.
+pub const MAX_DEPTH: usize = 64;
+
+/// The most nodes one text may produce, counting each alias expansion in full (a few aliases
+/// to aliases would otherwise expand to billions of nodes).
+pub const MAX_NODES: usize = 1_000_000;
+
 /// Parses a (possibly multi-document) YAML text. Empty documents are skipped.
+///
+/// Guarantees: never panics and never recurses deeper than [`MAX_DEPTH`], whatever the
+/// input. yaml-rust2's own `Parser::load` recurses once per nesting level (a line of 5000
+/// `- ` overflows the stack), so events are pulled one at a time from its iterative state
+/// machine instead.
 pub fn parse(text: &str) -> Result<Vec<Node>, SyntaxError> {
-    let mut builder = Builder::default();
+    let mut builder = Builder {
+        chars: text.chars().collect(),
+        ..Builder::default()
+    };
     let mut parser = Parser::new_from_str(text);
-    match parser.load(&mut builder, true) {
-        Ok(()) => {}
-        Err(e) => {
-            return Err(SyntaxError {
-                span: Span::from_marker(e.marker(), 1),
-                message: e.info().to_string(),
-            });
+    loop {
+        let (ev, mark) = match parser.next_token() {
+            Ok(next) => next,
+            Err(e) => {
+                let span = Span::from_marker(e.marker(), 1);
+                let message = e.info().to_string();
+                let hint = syntax_hint(text, span, &message);
+                return Err(SyntaxError {
+                    span,
+                    message,
+                    hint,
+                });
+            }
+        };
+        if ev == Event::StreamEnd {
+            break;
         }
-    }
-    if let Some(err) = builder.error {
-        return Err(err);
+        builder.on_event(ev, mark);
+        if let Some(err) = builder.error.take() {
+            return Err(err);
+        }
     }
     Ok(builder.docs.into_iter().filter(|d| !d.is_null()).collect())
 }
 
+/// A hint for the parser's terse messages, from what the text around the error looks like.
+fn syntax_hint(text: &str, at: Span, message: &str) -> Option<String> {
+    // The scanner reports a tab where the token around it started, often a line early.
+    if message.contains("tab") {
+        let tabbed = text
+            .lines()
+            .enumerate()
+            .skip(at.line.saturating_sub(1))
+            .take(2)
+            .find(|(_, l)| {
+                let indent = &l[..l.len() - l.trim_start().len()];
+                indent.contains('\t')
+            });
+        if let Some((i, _)) = tabbed {
+            return Some(format!(
+                "line {} is indented with a tab; YAML indents with spaces only",
+                i + 1
+            ));
+        }
+    }
+    if message.contains("unknown anchor") {
+        return Some("an alias (`*name`) must refer to an anchor (`&name`) defined earlier in the same document".into());
+    }
+    if let Some((open, line_no, col)) = unclosed_bracket(text, at.line) {
+        let close = if open == '[' { ']' } else { '}' };
+        return Some(format!(
+            "the `{open}` at line {line_no}, column {col} is not closed; add `{close}`"
+        ));
+    }
+    if message.contains("mapping values are not allowed") {
+        return Some("check this line's indentation against the lines above, or quote a value that contains `: `".into());
+    }
+    if message.contains("did not find expected key") || message.contains("block mapping") {
+        return Some("check the indentation of this line and the lines above".into());
+    }
+    None
+}
+
+/// The innermost flow bracket still open before line `before` (1-based), with its line and
+/// column. Skips quoted text and comments; good enough to point at a forgotten `]` or `}`.
+fn unclosed_bracket(text: &str, before: usize) -> Option<(char, usize, usize)> {
+    let mut open: Vec<(char, usize, usize)> = Vec::new();
+    for (i, line) in text.lines().take(before.saturating_sub(1)).enumerate() {
+        let mut quote: Option<char> = None;
+        let mut prev = ' ';
+        for (col, c) in line.chars().enumerate() {
+            match quote {
+                Some(q) if c == q => quote = None,
+                Some(_) => {}
+                None => match c {
+                    '#' if prev == ' ' || prev == '\t' => break,
+                    '"' | '\'' if matches!(prev, ' ' | '[' | '{' | ',' | ':') => quote = Some(c),
+                    '[' | '{' => open.push((c, i + 1, col + 1)),
+                    ']' | '}' => {
+                        open.pop();
+                    }
+                    _ => {}
+                },
+            }
+            prev = c;
+        }
+    }
+    open.pop()
+}
+
 #[derive(Default)]
 struct Builder {
+    /// The source, to tell flow collections (`[`, `{`) from block ones by their first character.
+    chars: Vec<char>,
     docs: Vec<Node>,
     stack: Vec<Frame>,
-    anchors: Vec<(usize, Node)>,
+    /// Anchored nodes of the current document: (id, node, node count, height).
+    anchors: Vec<(usize, Node, usize, usize)>,
+    /// Nodes produced so far, alias expansions included.
+    nodes: usize,
     error: Option<SyntaxError>,
 }
 
 enum Frame {
     Seq {
-        start: Span,
+        start: Marker,
+        flow: bool,
         anchor: usize,
         items: Vec<Node>,
+        height: usize,
     },
     Map {
-        start: Option<Span>,
+        start: Marker,
+        flow: bool,
+        first_key: Option<Span>,
         anchor: usize,
         entries: Vec<(Node, Node)>,
         key: Option<Node>,
+        height: usize,
     },
 }
 
+/// How many nodes a tree holds, and how deep it is.
+fn measure(node: &Node) -> (usize, usize) {
+    match &node.value {
+        Value::Scalar { .. } => (1, 1),
+        Value::Seq(items) => items
+            .iter()
+            .map(measure)
+            .fold((1, 1), |(n, h), (cn, ch)| (n + cn, h.max(ch + 1))),
+        Value::Map(entries) => entries
+            .iter()
+            .flat_map(|(k, v)| [measure(k), measure(v)])
+            .fold((1, 1), |(n, h), (cn, ch)| (n + cn, h.max(ch + 1))),
+    }
+}
+
 impl Builder {
-    fn push_node(&mut self, node: Node) {
+    fn fail(&mut self, span: Span, message: String, hint: Option<String>) {
+        if self.error.is_none() {
+            self.error = Some(SyntaxError {
+                span,
+                message,
+                hint,
+            });
+        }
+    }
+
+    /// The span of a collection from its start and end markers: one character for a block
+    /// collection (it spans lines), the whole `[...]` or `{...}` for a flow one on one line.
+    fn collection_span(start: &Marker, flow: bool, end: &Marker) -> Span {
+        let len = if flow && end.line() == start.line() && end.col() >= start.col() {
+            end.col() - start.col() + 1
+        } else {
+            1
+        };
+        Span::from_marker(start, len)
+    }
+
+    fn is_flow_start(&self, mark: &Marker) -> bool {
+        matches!(self.chars.get(mark.index()), Some('[' | '{'))
+    }
+
+    fn push_node(&mut self, node: Node, height: usize) {
         match self.stack.last_mut() {
             None => self.docs.push(node),
-            Some(Frame::Seq { items, .. }) => items.push(node),
+            Some(Frame::Seq {
+                items, height: h, ..
+            }) => {
+                *h = (*h).max(height + 1);
+                items.push(node);
+            }
             Some(Frame::Map {
-                start,
+                first_key,
                 entries,
                 key,
+                height: h,
                 ..
             }) => {
-                if start.is_none() {
-                    *start = Some(node.span);
+                *h = (*h).max(height + 1);
+                if first_key.is_none() {
+                    *first_key = Some(node.span);
                 }
                 match key.take() {
                     None => *key = Some(node),
                     Some(k) => {
-                        if self.error.is_none()
-                            && let Some(name) = k.as_str()
-                            && entries.iter().any(|(e, _)| e.as_str() == Some(name))
-                        {
-                            self.error = Some(SyntaxError {
-                                span: k.span,
-                                message: format!("duplicate key `{name}` in this mapping"),
-                            });
-                        }
+                        let first = k.as_str().and_then(|name| {
+                            entries
+                                .iter()
+                                .find(|(e, _)| e.as_str() == Some(name))
+                                .map(|(e, _)| (name.to_string(), e.span))
+                        });
                         entries.push((k, node));
+                        if let Some((name, first)) = first {
+                            let span = entries.last().map(|(k, _)| k.span).unwrap_or(first);
+                            self.fail(
+                                span,
+                                format!("duplicate key `{name}` in this mapping"),
+                                Some(format!(
+                                    "`{name}` is already set at line {}, column {}; keep only one",
+                                    first.line, first.col
+                                )),
+                            );
+                        }
                     }
                 }
             }
@@ -334,8 +492,36 @@ impl Builder {
 
     fn remember(&mut self, anchor: usize, node: &Node) {
         if anchor > 0 {
-            self.anchors.push((anchor, node.clone()));
+            let (count, height) = measure(node);
+            self.anchors.push((anchor, node.clone(), count, height));
         }
+    }
+
+    /// Counts `n` more nodes; false (and an error) past [`MAX_NODES`].
+    fn count(&mut self, n: usize, at: Span) -> bool {
+        self.nodes = self.nodes.saturating_add(n);
+        if self.nodes > MAX_NODES {
+            self.fail(
+                at,
+                format!("this YAML expands to more than {MAX_NODES} values"),
+                Some("aliases (`*name`) repeat whole subtrees; use fewer of them".into()),
+            );
+            return false;
+        }
+        true
+    }
+
+    /// Opens a collection; false (and an error) past [`MAX_DEPTH`].
+    fn deeper(&mut self, mark: &Marker) -> bool {
+        if self.stack.len() >= MAX_DEPTH {
+            self.fail(
+                Span::from_marker(mark, 1),
+                format!("nesting deeper than {MAX_DEPTH} levels"),
+                Some("manifests nest a few levels; check for a runaway `- - -` or `[[[`".into()),
+            );
+            return false;
+        }
+        true
     }
 }
 
@@ -348,84 +534,119 @@ impl MarkedEventReceiver for Builder {
                     style,
                     TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted
                 );
-                let len = text.chars().count().max(1) + if quoted { 2 } else { 0 };
+                // A scalar's text may span lines; the caret covers its first line only.
+                let first_line = text.lines().next().unwrap_or("");
+                let len = first_line.chars().count().max(1) + if quoted { 2 } else { 0 };
                 let node = Node {
                     value: Value::Scalar { text, plain },
                     span: Span::from_marker(&mark, len),
                 };
+                if !self.count(1, node.span) {
+                    return;
+                }
                 self.remember(anchor, &node);
-                self.push_node(node);
+                self.push_node(node, 1);
             }
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq {
-                start: Span::from_marker(&mark, 1),
-                anchor,
-                items: Vec::new(),
-            }),
-            Event::MappingStart(anchor, _) => self.stack.push(Frame::Map {
-                start: None,
-                anchor,
-                entries: Vec::new(),
-                key: None,
-            }),
+            Event::SequenceStart(anchor, _) => {
+                if self.deeper(&mark) && self.count(1, Span::from_marker(&mark, 1)) {
+                    let flow = self.is_flow_start(&mark);
+                    self.stack.push(Frame::Seq {
+                        start: mark,
+                        flow,
+                        anchor,
+                        items: Vec::new(),
+                        height: 1,
+                    });
+                }
+            }
+            Event::MappingStart(anchor, _) => {
+                if self.deeper(&mark) && self.count(1, Span::from_marker(&mark, 1)) {
+                    let flow = self.is_flow_start(&mark);
+                    self.stack.push(Frame::Map {
+                        start: mark,
+                        flow,
+                        first_key: None,
+                        anchor,
+                        entries: Vec::new(),
+                        key: None,
+                        height: 1,
+                    });
+                }
+            }
             Event::SequenceEnd => {
                 if let Some(Frame::Seq {
                     start,
+                    flow,
                     anchor,
                     items,
+                    height,
                 }) = self.stack.pop()
                 {
                     let node = Node {
                         value: Value::Seq(items),
-                        span: start,
+                        span: Self::collection_span(&start, flow, &mark),
                     };
                     self.remember(anchor, &node);
-                    self.push_node(node);
+                    self.push_node(node, height);
                 }
             }
             Event::MappingEnd => {
                 if let Some(Frame::Map {
                     start,
+                    flow,
+                    first_key,
                     anchor,
                     entries,
+                    height,
                     ..
                 }) = self.stack.pop()
                 {
-                    let span = start.unwrap_or_else(|| Span::from_marker(&mark, 1));
+                    // A block mapping has no character of its own: it starts at its first key.
+                    let span = match first_key {
+                        Some(key) if !flow => key,
+                        _ => Self::collection_span(&start, flow, &mark),
+                    };
                     let node = Node {
                         value: Value::Map(entries),
                         span,
                     };
                     self.remember(anchor, &node);
-                    self.push_node(node);
+                    self.push_node(node, height);
                 }
             }
             Event::Alias(id) => {
+                let at = Span::from_marker(&mark, 1);
                 let found = self
                     .anchors
                     .iter()
                     .rev()
-                    .find(|(a, _)| *a == id)
-                    .map(|(_, n)| n.clone());
+                    .find(|(a, ..)| *a == id)
+                    .map(|(_, n, c, h)| (n.clone(), *c, *h));
                 match found {
-                    Some(mut node) => {
-                        node.span = Span::from_marker(&mark, 1);
-                        self.push_node(node)
-                    }
-                    None => {
-                        if self.error.is_none() {
-                            self.error = Some(SyntaxError {
-                                span: Span::from_marker(&mark, 1),
-                                message: "alias refers to an unknown anchor".into(),
-                            });
+                    Some((mut node, count, height)) => {
+                        if self.stack.len() + height > MAX_DEPTH {
+                            self.fail(
+                                at,
+                                format!("this alias nests deeper than {MAX_DEPTH} levels"),
+                                None,
+                            );
+                            return;
                         }
+                        if !self.count(count, at) {
+                            return;
+                        }
+                        node.span = at;
+                        self.push_node(node, height)
                     }
+                    None => self.fail(
+                        at,
+                        "alias refers to an unknown anchor".into(),
+                        Some("define the anchor (`&name`) earlier in the same document".into()),
+                    ),
                 }
             }
-            Event::DocumentStart
-            | Event::DocumentEnd
-            | Event::StreamStart
-            | Event::StreamEnd
-            | Event::Nothing => {}
+            Event::DocumentStart => self.anchors.clear(),
+            Event::DocumentEnd | Event::StreamStart | Event::StreamEnd | Event::Nothing => {}
         }
     }
 }
