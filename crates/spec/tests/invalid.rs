@@ -1,0 +1,1154 @@
+//! Snapshot tests of invalid specs: each case changes one or two files of a valid project and
+//! snapshots every rendered diagnostic, so a snapshot pins the exact message, `file:line:col`,
+//! the source line with its caret, and the hint.
+//!
+//! Review a new or changed snapshot by reading it as a user would: does it say what is wrong,
+//! point at the right place, and say what to do?
+
+use mlctl_spec::{Files, load};
+use std::collections::BTreeMap;
+
+/// A project held in memory: file path to text.
+struct MemFiles(BTreeMap<String, String>);
+
+impl Files for MemFiles {
+    fn read(&self, path: &str) -> std::io::Result<Option<String>> {
+        Ok(self.0.get(path).cloned())
+    }
+
+    fn list(&self, dir: &str) -> std::io::Result<Option<Vec<String>>> {
+        let prefix = format!("{}/", dir.trim_end_matches('/'));
+        let found: Vec<String> = self
+            .0
+            .keys()
+            .filter(|k| k.starts_with(&prefix))
+            .cloned()
+            .collect();
+        Ok((!found.is_empty()).then_some(found))
+    }
+}
+
+/// Put as a file's text in [`check`] to delete that file from the base project.
+const REMOVED: &str = "<removed>";
+
+const PROJECT: &str = "\
+apiVersion: mlctl/v1
+kind: Project
+metadata:
+  name: iris
+spec:
+  defaultTarget: local
+  targets:
+    local:
+      provider: local
+    test:
+      provider: mock
+";
+
+const DATA: &str = "\
+apiVersion: mlctl/v1
+kind: Dataset
+metadata:
+  name: iris
+spec:
+  source: data/iris.csv
+  target: species
+  schema:
+    columns:
+      - {name: sepal_length, type: float, min: 0, max: 10}
+      - {name: petal_length, type: float, min: 0, max: 10}
+      - {name: species, type: category, categories: [setosa, versicolor, virginica]}
+  split:
+    train: 0.8
+    test: 0.2
+    stratify: species
+";
+
+const TRAIN: &str = "\
+apiVersion: mlctl/v1
+kind: TrainingJob
+metadata:
+  name: iris-train
+spec:
+  dataset: iris
+  algorithm: logistic_regression
+  hyperparameters:
+    C: 1.0
+    max_iter: 200
+  compute:
+    cpu: 1
+    memory: 1Gi
+";
+
+const MODEL: &str = "\
+apiVersion: mlctl/v1
+kind: Model
+metadata:
+  name: iris
+spec:
+  from: iris-train
+  stage: production
+  gates:
+    - {metric: accuracy, min: 0.9}
+";
+
+const ENDPOINT: &str = "\
+apiVersion: mlctl/v1
+kind: Endpoint
+metadata:
+  name: iris
+spec:
+  model: iris
+  instances: 1
+  strategy:
+    type: canary
+    percent: 10
+    bakeTime: 30s
+    rollback:
+      maxErrorRate: 0.05
+  capture:
+    samplingPercent: 100
+";
+
+const MONITOR: &str = "\
+apiVersion: mlctl/v1
+kind: Monitor
+metadata:
+  name: iris-drift
+spec:
+  endpoint: iris
+  baseline: iris
+  schedule: every 1h
+  drift:
+    method: psi
+    threshold: 0.2
+  onBreach:
+    retrain: iris-train
+";
+
+/// The valid project every case starts from.
+fn base() -> BTreeMap<String, String> {
+    [
+        ("mlctl.yaml", PROJECT),
+        ("ml/data.yaml", DATA),
+        ("ml/train.yaml", TRAIN),
+        ("ml/model.yaml", MODEL),
+        ("ml/endpoint.yaml", ENDPOINT),
+        ("ml/monitor.yaml", MONITOR),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// Loads the base project with `files` written over it (or [`REMOVED`]), asserts it is
+/// rejected, and snapshots every diagnostic as a user sees it. Returns the rendered text.
+#[track_caller]
+fn check(name: &str, files: &[(&str, &str)]) -> String {
+    let mut project = base();
+    for (path, text) in files {
+        if *text == REMOVED {
+            project.remove(*path);
+        } else {
+            project.insert(path.to_string(), text.to_string());
+        }
+    }
+    let loaded = load(&MemFiles(project.clone()));
+    assert!(
+        loaded.spec.is_none(),
+        "{name}: an invalid spec was accepted"
+    );
+    assert!(
+        loaded.errors().count() > 0,
+        "{name}: rejected without an error"
+    );
+    for d in &loaded.diagnostics {
+        // A position must point into the file it names, so the caret lands on real text.
+        if let Some(span) = d.span {
+            let text = project
+                .get(&d.file)
+                .unwrap_or_else(|| panic!("{name}: diagnostic names unknown file {}", d.file));
+            let line = text.lines().nth(span.line - 1).unwrap_or_else(|| {
+                panic!("{name}: line {} is past the end of {}", span.line, d.file)
+            });
+            assert!(
+                span.col >= 1 && span.col <= line.chars().count() + 1,
+                "{name}: column {} is outside line {:?}",
+                span.col,
+                line
+            );
+        }
+    }
+    let rendered: String = loaded
+        .diagnostics
+        .iter()
+        .map(|d| d.to_string() + "\n")
+        .collect();
+    let input: String = files
+        .iter()
+        .map(|(path, text)| format!("# {path}\n{text}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    insta::with_settings!({ description => input, omit_expression => true }, {
+        insta::assert_snapshot!(name, rendered);
+    });
+    rendered
+}
+
+/// Every project under `examples/` loads without a diagnostic (they are what `mlctl init`
+/// scaffolds, so a user's first run must be clean).
+#[test]
+fn shipped_examples_are_valid() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&examples).expect("examples/") {
+        let dir = entry.expect("examples/ entry").path();
+        if !dir.join("mlctl.yaml").is_file() {
+            continue;
+        }
+        seen += 1;
+        let loaded = load(&mlctl_spec::DirFiles::new(&dir));
+        let rendered: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
+        assert!(
+            loaded.diagnostics.is_empty(),
+            "{}:\n{}",
+            dir.display(),
+            rendered.join("\n")
+        );
+    }
+    assert!(
+        seen > 0,
+        "no example project found under {}",
+        examples.display()
+    );
+}
+
+/// Shell variables in commands belong to the shell (transforms get `MLCTL_OUTPUT` and
+/// `MLCTL_INPUT_<NAME>` that way): they are not malformed `${env:...}` references.
+#[test]
+fn shell_variables_in_commands_are_accepted() {
+    let mut project = base();
+    project.insert(
+        "ml/clean.yaml".into(),
+        "apiVersion: mlctl/v1\nkind: Dataset\nmetadata:\n  name: clean\nspec:\n  transform:\n    command: python clean.py ${MLCTL_INPUT_IRIS} > ${MLCTL_OUTPUT}/output.csv\n    inputs: [iris]\n".into(),
+    );
+    let loaded = load(&MemFiles(project));
+    let rendered: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
+    assert!(loaded.diagnostics.is_empty(), "{}", rendered.join("\n"));
+}
+
+/// The base project itself must be valid, or every case below would test the wrong thing.
+#[test]
+fn base_project_is_valid() {
+    let loaded = load(&MemFiles(base()));
+    let rendered: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
+    assert!(loaded.diagnostics.is_empty(), "{}", rendered.join("\n"));
+    assert!(loaded.spec.is_some());
+}
+
+// ---------------------------------------------------------------------------------------------
+// YAML and the manifest envelope
+
+#[test]
+fn yaml_syntax_error() {
+    check(
+        "yaml_syntax_error",
+        &[(
+            "ml/train.yaml",
+            "apiVersion: mlctl/v1\nkind: TrainingJob\nmetadata:\n  name: iris-train\nspec:\n  dataset: iris\n  algorithm: [logistic_regression\n  compute: {cpu: 1}\n",
+        )],
+    );
+}
+
+#[test]
+fn yaml_bad_indentation() {
+    check(
+        "yaml_bad_indentation",
+        &[(
+            "ml/model.yaml",
+            "apiVersion: mlctl/v1\nkind: Model\nmetadata:\n  name: iris\nspec:\n  from: iris-train\n   stage: production\n",
+        )],
+    );
+}
+
+#[test]
+fn duplicate_key() {
+    check(
+        "duplicate_key",
+        &[(
+            "ml/train.yaml",
+            "apiVersion: mlctl/v1\nkind: TrainingJob\nmetadata:\n  name: iris-train\nspec:\n  dataset: iris\n  algorithm: logistic_regression\n  dataset: iris\n",
+        )],
+    );
+}
+
+#[test]
+fn unknown_field_with_suggestion() {
+    check(
+        "unknown_field_with_suggestion",
+        &[(
+            "ml/train.yaml",
+            "apiVersion: mlctl/v1\nkind: TrainingJob\nmetadata:\n  name: iris-train\nspec:\n  dataset: iris\n  algorithm: logistic_regression\n  hyperparameter:\n    C: 1.0\n",
+        )],
+    );
+}
+
+#[test]
+fn unknown_field_deep_inside() {
+    check(
+        "unknown_field_deep_inside",
+        &[(
+            "ml/endpoint.yaml",
+            "apiVersion: mlctl/v1\nkind: Endpoint\nmetadata:\n  name: iris\nspec:\n  model: iris\n  strategy:\n    type: canary\n    percent: 10\n    bakeTime: 30s\n    rollback:\n      maxErrorRate: 0.05\n      maxLatencyMs: 100\n",
+        )],
+    );
+}
+
+#[test]
+fn unknown_field_in_envelope() {
+    check(
+        "unknown_field_in_envelope",
+        &[(
+            "ml/model.yaml",
+            "apiVersion: mlctl/v1\nkind: Model\nmetadata:\n  name: iris\nspecs:\n  from: iris-train\n",
+        )],
+    );
+}
+
+#[test]
+fn unknown_kind_with_suggestion() {
+    check(
+        "unknown_kind_with_suggestion",
+        &[(
+            "ml/data.yaml",
+            &DATA.replace("kind: Dataset", "kind: DataSet"),
+        )],
+    );
+}
+
+#[test]
+fn bad_api_version() {
+    check(
+        "bad_api_version",
+        &[(
+            "ml/model.yaml",
+            &MODEL.replace("apiVersion: mlctl/v1", "apiVersion: mlctl/v2"),
+        )],
+    );
+}
+
+#[test]
+fn missing_metadata() {
+    check(
+        "missing_metadata",
+        &[(
+            "ml/model.yaml",
+            "apiVersion: mlctl/v1\nkind: Model\nspec:\n  from: iris-train\n",
+        )],
+    );
+}
+
+#[test]
+fn missing_name() {
+    check(
+        "missing_name",
+        &[(
+            "ml/model.yaml",
+            "apiVersion: mlctl/v1\nkind: Model\nmetadata:\n  labels: {team: ml}\nspec:\n  from: iris-train\n",
+        )],
+    );
+}
+
+#[test]
+fn missing_spec() {
+    check(
+        "missing_spec",
+        &[(
+            "ml/model.yaml",
+            "apiVersion: mlctl/v1\nkind: Model\nmetadata:\n  name: iris\n",
+        )],
+    );
+}
+
+#[test]
+fn invalid_name() {
+    check(
+        "invalid_name",
+        &[(
+            "ml/model.yaml",
+            &MODEL.replace("name: iris", "name: Iris_Model"),
+        )],
+    );
+}
+
+#[test]
+fn document_is_not_a_mapping() {
+    check(
+        "document_is_not_a_mapping",
+        &[("ml/extra.yaml", "- apiVersion: mlctl/v1\n- kind: Dataset\n")],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Names and references
+
+#[test]
+fn duplicate_resource_names() {
+    check(
+        "duplicate_resource_names",
+        &[(
+            "ml/more-data.yaml",
+            "# a second dataset, by mistake with the same name\napiVersion: mlctl/v1\nkind: Dataset\nmetadata:\n  name: iris\nspec:\n  source: data/other.csv\n",
+        )],
+    );
+}
+
+#[test]
+fn duplicate_names_in_one_file() {
+    check(
+        "duplicate_names_in_one_file",
+        &[("ml/model.yaml", &format!("{MODEL}---\n{MODEL}"))],
+    );
+}
+
+#[test]
+fn bad_reference_with_suggestion() {
+    check(
+        "bad_reference_with_suggestion",
+        &[(
+            "ml/train.yaml",
+            &TRAIN.replace("dataset: iris", "dataset: irs"),
+        )],
+    );
+}
+
+#[test]
+fn bad_reference_lists_defined_names() {
+    check(
+        "bad_reference_lists_defined_names",
+        &[(
+            "ml/train.yaml",
+            &TRAIN.replace("dataset: iris", "dataset: penguins"),
+        )],
+    );
+}
+
+#[test]
+fn bad_references_across_kinds() {
+    check(
+        "bad_references_across_kinds",
+        &[(
+            "ml/monitor.yaml",
+            "apiVersion: mlctl/v1\nkind: Monitor\nmetadata:\n  name: iris-drift\nspec:\n  endpoint: iris-live\n  baseline: iris\n  slo: {maxErrorRate: 0.01}\n  onBreach:\n    retrain: train\n",
+        )],
+    );
+}
+
+#[test]
+fn dataset_transform_cycle() {
+    let derived = |name: &str, input: &str| {
+        format!(
+            "apiVersion: mlctl/v1\nkind: Dataset\nmetadata:\n  name: {name}\nspec:\n  transform:\n    command: python clean.py\n    inputs: [{input}]\n"
+        )
+    };
+    check(
+        "dataset_transform_cycle",
+        &[(
+            "ml/derived.yaml",
+            &format!(
+                "{}---\n{}---\n{}",
+                derived("clean", "features"),
+                derived("features", "joined"),
+                derived("joined", "clean")
+            ),
+        )],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Types and enum values
+
+#[test]
+fn wrong_type_string_for_number() {
+    check(
+        "wrong_type_string_for_number",
+        &[(
+            "ml/endpoint.yaml",
+            &ENDPOINT.replace("instances: 1", "instances: two"),
+        )],
+    );
+}
+
+#[test]
+fn wrong_type_list_for_mapping() {
+    check(
+        "wrong_type_list_for_mapping",
+        &[(
+            "ml/train.yaml",
+            &TRAIN.replace(
+                "  hyperparameters:\n    C: 1.0\n    max_iter: 200\n",
+                "  hyperparameters: [C, max_iter]\n",
+            ),
+        )],
+    );
+}
+
+#[test]
+fn wrong_type_mapping_for_string() {
+    check(
+        "wrong_type_mapping_for_string",
+        &[(
+            "ml/train.yaml",
+            &TRAIN.replace("dataset: iris", "dataset: {name: iris}"),
+        )],
+    );
+}
+
+#[test]
+fn wrong_type_in_list_item() {
+    check(
+        "wrong_type_in_list_item",
+        &[(
+            "ml/model.yaml",
+            &MODEL.replace(
+                "{metric: accuracy, min: 0.9}",
+                "{metric: accuracy, min: high}",
+            ),
+        )],
+    );
+}
+
+#[test]
+fn unknown_enum_value_with_suggestion() {
+    check(
+        "unknown_enum_value_with_suggestion",
+        &[(
+            "ml/train.yaml",
+            &TRAIN.replace("logistic_regression", "logistic_regresion"),
+        )],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Datasets
+
+#[test]
+fn split_ratios_do_not_sum_to_one() {
+    check(
+        "split_ratios_do_not_sum_to_one",
+        &[("ml/data.yaml", &DATA.replace("test: 0.2", "test: 0.3"))],
+    );
+}
+
+#[test]
+fn split_ratio_out_of_range() {
+    check(
+        "split_ratio_out_of_range",
+        &[(
+            "ml/data.yaml",
+            &DATA.replace("train: 0.8\n    test: 0.2", "train: 1.5\n    test: -0.5"),
+        )],
+    );
+}
+
+#[test]
+fn stratify_column_not_in_schema() {
+    check(
+        "stratify_column_not_in_schema",
+        &[(
+            "ml/data.yaml",
+            &DATA.replace("stratify: species", "stratify: specie"),
+        )],
+    );
+}
+
+#[test]
+fn target_column_not_in_schema() {
+    check(
+        "target_column_not_in_schema",
+        &[(
+            "ml/data.yaml",
+            &DATA.replace("target: species", "target: label"),
+        )],
+    );
+}
+
+#[test]
+fn supervised_algorithm_without_dataset_target() {
+    check(
+        "supervised_algorithm_without_dataset_target",
+        &[("ml/data.yaml", &DATA.replace("  target: species\n", ""))],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Training jobs
+
+#[test]
+fn algorithm_and_command_both() {
+    check(
+        "algorithm_and_command_both",
+        &[(
+            "ml/train.yaml",
+            &TRAIN.replace(
+                "algorithm: logistic_regression",
+                "algorithm: logistic_regression\n  command: python train.py",
+            ),
+        )],
+    );
+}
+
+#[test]
+fn neither_algorithm_nor_command() {
+    check(
+        "neither_algorithm_nor_command",
+        &[(
+            "ml/train.yaml",
+            &TRAIN.replace("  algorithm: logistic_regression\n", ""),
+        )],
+    );
+}
+
+#[test]
+fn bad_memory() {
+    check(
+        "bad_memory",
+        &[(
+            "ml/train.yaml",
+            &TRAIN.replace("memory: 1Gi", "memory: 4GB"),
+        )],
+    );
+}
+
+const TUNING: &str = "\
+apiVersion: mlctl/v1
+kind: TrainingJob
+metadata:
+  name: iris-train
+spec:
+  dataset: iris
+  algorithm: logistic_regression
+  tuning:
+    strategy: random
+    objective: {metric: accuracy, goal: maximize}
+    maxTrials: 8
+    searchSpace:
+      C: {min: 0.01, max: 10, scale: log}
+";
+
+#[test]
+fn empty_search_space() {
+    check(
+        "empty_search_space",
+        &[(
+            "ml/train.yaml",
+            &TUNING.replace(
+                "    searchSpace:\n      C: {min: 0.01, max: 10, scale: log}\n",
+                "    searchSpace: {}\n",
+            ),
+        )],
+    );
+}
+
+#[test]
+fn log_scale_with_non_positive_min() {
+    check(
+        "log_scale_with_non_positive_min",
+        &[("ml/train.yaml", &TUNING.replace("min: 0.01", "min: 0"))],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Models
+
+#[test]
+fn gate_without_threshold() {
+    check(
+        "gate_without_threshold",
+        &[(
+            "ml/model.yaml",
+            &MODEL.replace("{metric: accuracy, min: 0.9}", "{metric: accuracy}"),
+        )],
+    );
+}
+
+#[test]
+fn gate_min_greater_than_max() {
+    check(
+        "gate_min_greater_than_max",
+        &[(
+            "ml/model.yaml",
+            &MODEL.replace(
+                "{metric: accuracy, min: 0.9}",
+                "{metric: accuracy, min: 0.9, max: 0.8}",
+            ),
+        )],
+    );
+}
+
+#[test]
+fn stage_archived() {
+    check(
+        "stage_archived",
+        &[(
+            "ml/model.yaml",
+            &MODEL.replace("stage: production", "stage: archived"),
+        )],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Endpoints
+
+#[test]
+fn negative_instances() {
+    check(
+        "negative_instances",
+        &[(
+            "ml/endpoint.yaml",
+            &ENDPOINT.replace("instances: 1", "instances: -2"),
+        )],
+    );
+}
+
+#[test]
+fn canary_percent_zero() {
+    check(
+        "canary_percent_zero",
+        &[(
+            "ml/endpoint.yaml",
+            &ENDPOINT.replace("percent: 10", "percent: 0"),
+        )],
+    );
+}
+
+#[test]
+fn canary_percent_150() {
+    check(
+        "canary_percent_150",
+        &[(
+            "ml/endpoint.yaml",
+            &ENDPOINT.replace("percent: 10", "percent: 150"),
+        )],
+    );
+}
+
+#[test]
+fn percent_on_non_canary_strategy() {
+    check(
+        "percent_on_non_canary_strategy",
+        &[(
+            "ml/endpoint.yaml",
+            &ENDPOINT.replace("type: canary", "type: blue-green"),
+        )],
+    );
+}
+
+#[test]
+fn canary_without_percent() {
+    check(
+        "canary_without_percent",
+        &[(
+            "ml/endpoint.yaml",
+            &ENDPOINT.replace("    percent: 10\n", ""),
+        )],
+    );
+}
+
+#[test]
+fn bad_duration() {
+    check(
+        "bad_duration",
+        &[(
+            "ml/endpoint.yaml",
+            &ENDPOINT.replace("bakeTime: 30s", "bakeTime: 10 minutes"),
+        )],
+    );
+}
+
+#[test]
+fn sampling_percent_over_100() {
+    check(
+        "sampling_percent_over_100",
+        &[(
+            "ml/endpoint.yaml",
+            &ENDPOINT.replace("samplingPercent: 100", "samplingPercent: 250"),
+        )],
+    );
+}
+
+#[test]
+fn auth_token_literal() {
+    check(
+        "auth_token_literal",
+        &[(
+            "ml/endpoint.yaml",
+            &format!("{ENDPOINT}  auth:\n    token: let-me-in\n"),
+        )],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Monitors
+
+#[test]
+fn bad_schedule() {
+    check(
+        "bad_schedule",
+        &[(
+            "ml/monitor.yaml",
+            &MONITOR.replace("schedule: every 1h", "schedule: hourly"),
+        )],
+    );
+}
+
+#[test]
+fn bad_cron_schedule() {
+    check(
+        "bad_cron_schedule",
+        &[(
+            "ml/monitor.yaml",
+            &MONITOR.replace("schedule: every 1h", "schedule: \"61 * * * *\""),
+        )],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The project and its targets
+
+#[test]
+fn unknown_provider_with_suggestion() {
+    check(
+        "unknown_provider_with_suggestion",
+        &[(
+            "mlctl.yaml",
+            &PROJECT.replace("provider: mock", "provider: mok"),
+        )],
+    );
+}
+
+#[test]
+fn sagemaker_target_missing_fields() {
+    check(
+        "sagemaker_target_missing_fields",
+        &[(
+            "mlctl.yaml",
+            &format!("{PROJECT}    staging:\n      provider: sagemaker\n"),
+        )],
+    );
+}
+
+#[test]
+fn field_not_for_provider() {
+    check(
+        "field_not_for_provider",
+        &[(
+            "mlctl.yaml",
+            &PROJECT.replace(
+                "      provider: local\n",
+                "      provider: local\n      region: eu-west-1\n",
+            ),
+        )],
+    );
+}
+
+#[test]
+fn default_target_undefined() {
+    check(
+        "default_target_undefined",
+        &[(
+            "mlctl.yaml",
+            &PROJECT.replace("defaultTarget: local", "defaultTarget: tset"),
+        )],
+    );
+}
+
+#[test]
+fn project_manifest_in_manifest_dir() {
+    check(
+        "project_manifest_in_manifest_dir",
+        &[("ml/project.yaml", PROJECT)],
+    );
+}
+
+#[test]
+fn resource_in_project_file() {
+    check(
+        "resource_in_project_file",
+        &[("mlctl.yaml", &format!("{PROJECT}---\n{MODEL}"))],
+    );
+}
+
+#[test]
+fn missing_manifests_dir() {
+    check(
+        "missing_manifests_dir",
+        &[(
+            "mlctl.yaml",
+            &PROJECT.replace("spec:\n", "spec:\n  manifests: [ml/, pipelines/]\n"),
+        )],
+    );
+}
+
+#[test]
+fn no_project_file() {
+    check("no_project_file", &[("mlctl.yaml", REMOVED)]);
+}
+
+#[test]
+fn empty_project_file() {
+    check(
+        "empty_project_file",
+        &[("mlctl.yaml", "# nothing here yet\n")],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Secrets and environment references
+
+const AWS_SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+const AWS_ACCESS_KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
+const AZURE_ACCOUNT_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// Snapshots a case with a literal credential and checks the credential is never echoed.
+#[track_caller]
+fn check_secret(name: &str, files: &[(&str, &str)], secret: &str) {
+    let rendered = check(name, files);
+    assert!(
+        !rendered.contains(secret),
+        "{name}: the secret was echoed:\n{rendered}"
+    );
+}
+
+#[test]
+fn literal_aws_secret_key() {
+    check_secret(
+        "literal_aws_secret_key",
+        &[(
+            "ml/train.yaml",
+            &TRAIN.replace(
+                "max_iter: 200",
+                &format!("aws_secret_access_key: {AWS_SECRET_KEY}"),
+            ),
+        )],
+        AWS_SECRET_KEY,
+    );
+}
+
+#[test]
+fn literal_aws_access_key_id() {
+    let project = format!(
+        "{PROJECT}    staging:\n      provider: sagemaker\n      region: eu-west-1\n      roleArn: \"{AWS_ACCESS_KEY_ID}\"\n      bucket: s3://acme-ml/iris\n"
+    );
+    check_secret(
+        "literal_aws_access_key_id",
+        &[("mlctl.yaml", &project)],
+        AWS_ACCESS_KEY_ID,
+    );
+}
+
+#[test]
+fn literal_azure_account_key() {
+    let project = format!(
+        "{PROJECT}    azure:\n      provider: azureml\n      subscription: ${{env:AZ_SUB}}\n      resourceGroup: ml\n      workspace: ws\n      storage: DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={AZURE_ACCOUNT_KEY}\n"
+    );
+    check_secret(
+        "literal_azure_account_key",
+        &[("mlctl.yaml", &project)],
+        AZURE_ACCOUNT_KEY,
+    );
+}
+
+/// A secret in a field that has its own check (a bucket must be s3://) must not be echoed by
+/// that other check either.
+#[test]
+fn secret_in_a_checked_field_is_not_echoed() {
+    let project = format!(
+        "{PROJECT}    staging:\n      provider: sagemaker\n      region: eu-west-1\n      roleArn: ${{env:ROLE}}\n      bucket: {AWS_SECRET_KEY}\n"
+    );
+    check_secret(
+        "secret_in_a_checked_field_is_not_echoed",
+        &[("mlctl.yaml", &project)],
+        AWS_SECRET_KEY,
+    );
+}
+
+/// A secret on a line with a YAML syntax error must not be echoed by the syntax error.
+#[test]
+fn secret_on_a_syntax_error_line_is_not_echoed() {
+    let train = TRAIN.replace(
+        "max_iter: 200",
+        &format!("aws_secret_access_key: {AWS_SECRET_KEY}: oops"),
+    );
+    check_secret(
+        "secret_on_a_syntax_error_line_is_not_echoed",
+        &[("ml/train.yaml", &train)],
+        AWS_SECRET_KEY,
+    );
+}
+
+#[test]
+fn literal_azure_account_key_alone() {
+    let train = TRAIN.replace(
+        "max_iter: 200",
+        &format!("storage_key: \"{AZURE_ACCOUNT_KEY}\""),
+    );
+    check_secret(
+        "literal_azure_account_key_alone",
+        &[("ml/train.yaml", &train)],
+        AZURE_ACCOUNT_KEY,
+    );
+}
+
+#[test]
+fn malformed_env_reference() {
+    let project = format!(
+        "{PROJECT}    staging:\n      provider: sagemaker\n      region: eu-west-1\n      roleArn: ${{env:}}\n      bucket: s3://${{ENV:BUCKET}}/iris\n"
+    );
+    check("malformed_env_reference", &[("mlctl.yaml", &project)]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wording details
+
+#[test]
+fn spec_is_not_a_mapping() {
+    check(
+        "spec_is_not_a_mapping",
+        &[(
+            "ml/model.yaml",
+            "apiVersion: mlctl/v1\nkind: Model\nmetadata:\n  name: iris\nspec: iris-train\n",
+        )],
+    );
+}
+
+#[test]
+fn quoted_number() {
+    check(
+        "quoted_number",
+        &[(
+            "ml/endpoint.yaml",
+            &ENDPOINT.replace("instances: 1", "instances: \"3\""),
+        )],
+    );
+}
+
+#[test]
+fn port_out_of_range() {
+    check(
+        "port_out_of_range",
+        &[(
+            "ml/endpoint.yaml",
+            &ENDPOINT.replace("instances: 1", "instances: 1\n  port: 70000"),
+        )],
+    );
+}
+
+#[test]
+fn enum_value_with_settings() {
+    check(
+        "enum_value_with_settings",
+        &[(
+            "ml/train.yaml",
+            &TRAIN.replace(
+                "algorithm: logistic_regression",
+                "algorithm: {logistic_regression: {C: 1}}",
+            ),
+        )],
+    );
+}
+
+#[test]
+fn missing_nested_required_field() {
+    check(
+        "missing_nested_required_field",
+        &[(
+            "ml/endpoint.yaml",
+            &ENDPOINT.replace("    type: canary\n", ""),
+        )],
+    );
+}
+
+#[test]
+fn unknown_field_in_target() {
+    check(
+        "unknown_field_in_target",
+        &[(
+            "mlctl.yaml",
+            &format!(
+                "{PROJECT}    staging:\n      provider: sagemaker\n      regoin: eu-west-1\n      roleArn: ${{env:ROLE}}\n      bucket: s3://acme/iris\n"
+            ),
+        )],
+    );
+}
+
+#[test]
+fn metric_regex_without_capture_group() {
+    check(
+        "metric_regex_without_capture_group",
+        &[(
+            "ml/train.yaml",
+            &TRAIN.replace(
+                "  algorithm: logistic_regression\n",
+                "  command: python train.py\n  code: train/\n  metrics:\n    - {name: rmse, regex: 'rmse=[0-9.]+'}\n",
+            ),
+        )],
+    );
+}
+
+#[test]
+fn tab_indentation() {
+    check(
+        "tab_indentation",
+        &[(
+            "ml/model.yaml",
+            &MODEL.replace("  stage: production", "\tstage: production"),
+        )],
+    );
+}
+
+#[test]
+fn alias_to_unknown_anchor() {
+    check(
+        "alias_to_unknown_anchor",
+        &[(
+            "ml/model.yaml",
+            &MODEL.replace("from: iris-train", "from: *trainer"),
+        )],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Collect-all
+
+/// One file with many independent problems: every one is reported, in file order.
+#[test]
+fn multiple_errors_in_one_file() {
+    check(
+        "multiple_errors_in_one_file",
+        &[(
+            "ml/endpoint.yaml",
+            "apiVersion: mlctl/v1\nkind: Endpoint\nmetadata:\n  name: iris\nspec:\n  model: iris\n  instances: 0\n  strategy:\n    type: canary\n    percent: 100\n    bakeTime: soon\n    rollbak:\n      maxErrorRate: 0.05\n  capture:\n    samplingPercent: 120\n  auth:\n    token: hunter2\n",
+        )],
+    );
+}
+
+/// Problems in several files are all reported, sorted by file then position.
+#[test]
+fn errors_in_several_files() {
+    check(
+        "errors_in_several_files",
+        &[
+            (
+                "ml/train.yaml",
+                &TRAIN.replace("logistic_regression", "logistic"),
+            ),
+            (
+                "ml/model.yaml",
+                &MODEL.replace("stage: production", "stage: prod"),
+            ),
+            ("ml/data.yaml", &DATA.replace("test: 0.2", "test: 0.25")),
+        ],
+    );
+}
