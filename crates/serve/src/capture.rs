@@ -1,0 +1,427 @@
+//! Data capture: a sample of requests and responses as JSON lines, for monitoring.
+//!
+//! The request path only decides whether to sample (an atomic counter: exactly `percent` of
+//! requests, evenly spread) and hands the already-parsed rows to a writer thread over a
+//! bounded channel; when the writer falls behind, records are dropped and counted
+//! (`mlctl_capture_dropped_total`), never waited for.
+//!
+//! Files: `<dir>/capture.jsonl` is written; past `max_bytes` it is renamed to
+//! `capture-<unix millis>.jsonl` and the oldest rotated files beyond `max_files` are removed.
+//! One line per request:
+//!
+//! ```json
+//! {"time":"2025-06-01T12:00:00.123Z","model":"iris","version":"3","variant":"v3","status":200,
+//!  "latencyMs":0.08,"columns":["sepal_length",...],"rows":[[5.1,...]],"predictions":["setosa"]}
+//! ```
+//!
+//! Script-mode variants have `"request"` and `"response"` (the JSON bodies as JSON, anything
+//! else as a string) instead of `columns`/`rows`/`predictions`.
+
+use crate::json::{push_number, push_string};
+use crate::predictor::DynPredictor;
+use crate::schema::{ColumnKind, Output};
+use bytes::Bytes;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
+use std::time::{Duration, SystemTime};
+
+/// Where and how much to capture.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CaptureConfig {
+    /// Directory of the capture files.
+    pub dir: PathBuf,
+    /// Share of requests captured, 0..=100.
+    pub percent: f64,
+    /// Rotate the file past this size.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: u64,
+    /// Rotated files kept.
+    #[serde(default = "default_max_files")]
+    pub max_files: usize,
+}
+
+fn default_max_bytes() -> u64 {
+    64 << 20
+}
+fn default_max_files() -> usize {
+    8
+}
+
+impl CaptureConfig {
+    /// Capture `percent` of requests into `dir` with the default rotation.
+    pub fn new(dir: impl Into<PathBuf>, percent: f64) -> Self {
+        CaptureConfig {
+            dir: dir.into(),
+            percent,
+            max_bytes: default_max_bytes(),
+            max_files: default_max_files(),
+        }
+    }
+}
+
+/// Who served a captured request.
+#[derive(Clone)]
+pub struct Source {
+    /// Model name.
+    pub model: String,
+    /// Model version.
+    pub version: String,
+    /// Variant name.
+    pub variant: String,
+    /// The model, to name columns, categories and classes (`None` for script mode).
+    pub predictor: Option<DynPredictor>,
+}
+
+/// What was exchanged.
+pub enum Payload {
+    /// Parsed rows (raw layout) and the predictions.
+    Rows {
+        /// Raw rows.
+        raw: Vec<f64>,
+        /// Predictions (class indices or numbers).
+        predictions: Vec<f64>,
+    },
+    /// Bodies passed through to a script-mode server.
+    Raw {
+        /// Request body.
+        request: Bytes,
+        /// Response body.
+        response: Bytes,
+    },
+}
+
+/// One captured exchange.
+pub struct Record {
+    /// When it was answered.
+    pub time: SystemTime,
+    /// Who answered.
+    pub source: Arc<Source>,
+    /// HTTP status.
+    pub status: u16,
+    /// Time taken.
+    pub latency: Duration,
+    /// Bodies.
+    pub payload: Payload,
+}
+
+/// The sampling front of the capture writer.
+pub struct Capture {
+    tx: SyncSender<Record>,
+    seen: AtomicU64,
+    /// Percent in hundredths (10000 = all).
+    per10k: u64,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Capture {
+    /// Starts the writer thread. `dropped` counts records lost to back-pressure.
+    pub fn start(config: &CaptureConfig, dropped: Arc<AtomicU64>) -> std::io::Result<Capture> {
+        fs::create_dir_all(&config.dir)?;
+        let (tx, rx) = sync_channel(8192);
+        let writer = Writer::open(config.clone())?;
+        std::thread::Builder::new()
+            .name("mlctl-capture".into())
+            .spawn(move || writer.run(rx))?;
+        let per10k = (config.percent.clamp(0.0, 100.0) * 100.0).round() as u64;
+        Ok(Capture {
+            tx,
+            seen: AtomicU64::new(0),
+            per10k,
+            dropped,
+        })
+    }
+
+    /// Whether to capture this request (exactly `percent` of calls, evenly spread).
+    #[inline]
+    pub fn sample(&self) -> bool {
+        if self.per10k == 0 {
+            return false;
+        }
+        if self.per10k >= 10_000 {
+            return true;
+        }
+        let n = self.seen.fetch_add(1, Relaxed);
+        (n + 1) * self.per10k / 10_000 != n * self.per10k / 10_000
+    }
+
+    /// Hands a record to the writer, or drops it when the writer is behind.
+    #[inline]
+    pub fn send(&self, record: Record) {
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(record)
+        {
+            self.dropped.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+struct Writer {
+    config: CaptureConfig,
+    out: BufWriter<File>,
+    size: u64,
+    line: String,
+}
+
+const CURRENT: &str = "capture.jsonl";
+
+impl Writer {
+    fn open(config: CaptureConfig) -> std::io::Result<Writer> {
+        let path = config.dir.join(CURRENT);
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let size = file.metadata()?.len();
+        Ok(Writer {
+            config,
+            out: BufWriter::with_capacity(64 << 10, file),
+            size,
+            line: String::with_capacity(1024),
+        })
+    }
+
+    fn run(mut self, rx: Receiver<Record>) {
+        loop {
+            let rec = match rx.try_recv() {
+                Ok(r) => r,
+                Err(TryRecvError::Empty) => {
+                    // Idle: make what we have visible to readers, then wait.
+                    let _ = self.out.flush();
+                    match rx.recv() {
+                        Ok(r) => r,
+                        Err(_) => break,
+                    }
+                }
+                Err(TryRecvError::Disconnected) => break,
+            };
+            self.line.clear();
+            format_record(&mut self.line, &rec);
+            self.line.push('\n');
+            if self.size > 0 && self.size + self.line.len() as u64 > self.config.max_bytes {
+                if let Err(e) = self.rotate() {
+                    tracing::warn!("capture: cannot rotate {}: {e}", self.config.dir.display());
+                }
+            }
+            if self.out.write_all(self.line.as_bytes()).is_ok() {
+                self.size += self.line.len() as u64;
+            }
+        }
+        let _ = self.out.flush();
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        self.out.flush()?;
+        let millis = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        let mut to = self.config.dir.join(format!("capture-{millis:015}.jsonl"));
+        let mut n = 0;
+        while to.exists() {
+            n += 1;
+            to = self
+                .config
+                .dir
+                .join(format!("capture-{millis:015}-{n}.jsonl"));
+        }
+        fs::rename(self.config.dir.join(CURRENT), &to)?;
+        let rotated = rotated_files(&self.config.dir)?;
+        let excess = rotated.len().saturating_sub(self.config.max_files);
+        for old in &rotated[..excess] {
+            let _ = fs::remove_file(old);
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.config.dir.join(CURRENT))?;
+        self.out = BufWriter::with_capacity(64 << 10, file);
+        self.size = 0;
+        Ok(())
+    }
+}
+
+fn rotated_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("capture-") && n.ends_with(".jsonl"))
+        })
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// The capture files of `dir`, oldest first (rotated ones, then the current one).
+pub fn capture_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v = rotated_files(dir).unwrap_or_default();
+    let current = dir.join(CURRENT);
+    if current.exists() {
+        v.push(current);
+    }
+    v
+}
+
+fn format_record(o: &mut String, r: &Record) {
+    let time = time::OffsetDateTime::from(r.time)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    o.push_str("{\"time\":");
+    push_string(o, &time);
+    o.push_str(",\"model\":");
+    push_string(o, &r.source.model);
+    o.push_str(",\"version\":");
+    push_string(o, &r.source.version);
+    o.push_str(",\"variant\":");
+    push_string(o, &r.source.variant);
+    o.push_str(",\"status\":");
+    push_number(o, r.status as f64);
+    o.push_str(",\"latencyMs\":");
+    push_number(o, (r.latency.as_nanos() as f64 / 1e6 * 1e4).round() / 1e4);
+    match (&r.payload, &r.source.predictor) {
+        (Payload::Rows { raw, predictions }, Some(p)) => {
+            let cols = p.schema().columns();
+            o.push_str(",\"columns\":[");
+            for (j, c) in cols.iter().enumerate() {
+                if j > 0 {
+                    o.push(',');
+                }
+                push_string(o, &c.name);
+            }
+            o.push_str("],\"rows\":[");
+            for (i, row) in raw.chunks(cols.len().max(1)).enumerate() {
+                if i > 0 {
+                    o.push(',');
+                }
+                o.push('[');
+                for (j, (x, c)) in row.iter().zip(cols).enumerate() {
+                    if j > 0 {
+                        o.push(',');
+                    }
+                    match &c.kind {
+                        ColumnKind::Category(cats) if x.is_finite() => {
+                            push_string(o, cats.get(*x as usize).map_or("", |s| s.as_str()))
+                        }
+                        _ => push_number(o, *x),
+                    }
+                }
+                o.push(']');
+            }
+            o.push_str("],\"predictions\":[");
+            for (i, y) in predictions.iter().enumerate() {
+                if i > 0 {
+                    o.push(',');
+                }
+                match p.output() {
+                    Output::Classes(labels) => {
+                        push_string(o, labels.get(*y as usize).map_or("", |s| s.as_str()))
+                    }
+                    Output::Number => push_number(o, *y),
+                }
+            }
+            o.push(']');
+        }
+        (Payload::Raw { request, response }, _) => {
+            o.push_str(",\"request\":");
+            push_body(o, request);
+            o.push_str(",\"response\":");
+            push_body(o, response);
+        }
+        (Payload::Rows { .. }, None) => {}
+    }
+    o.push('}');
+}
+
+/// A body as JSON when it is JSON, else as a string.
+fn push_body(o: &mut String, body: &[u8]) {
+    match std::str::from_utf8(body) {
+        Ok(s) if serde_json::from_str::<&serde_json::value::RawValue>(s).is_ok() => {
+            // Compact: capture lines must stay one line.
+            match serde_json::from_str::<serde_json::Value>(s) {
+                Ok(v) => o.push_str(&v.to_string()),
+                Err(_) => push_string(o, s),
+            }
+        }
+        Ok(s) => push_string(o, s),
+        Err(_) => push_string(o, &String::from_utf8_lossy(body)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampling_is_exact_and_spread() {
+        let c = Capture {
+            tx: sync_channel(1).0,
+            seen: AtomicU64::new(0),
+            per10k: 2500,
+            dropped: Arc::default(),
+        };
+        let picks: Vec<bool> = (0..8).map(|_| c.sample()).collect();
+        assert_eq!(
+            picks,
+            [false, false, false, true, false, false, false, true]
+        );
+    }
+
+    #[test]
+    fn rotates_by_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = CaptureConfig::new(dir.path(), 100.0);
+        cfg.max_bytes = 300;
+        cfg.max_files = 2;
+        let dropped = Arc::new(AtomicU64::new(0));
+        let cap = Capture::start(&cfg, dropped.clone()).unwrap();
+        let source = Arc::new(Source {
+            model: "m".into(),
+            version: "1".into(),
+            variant: "v".into(),
+            predictor: None,
+        });
+        for i in 0..20 {
+            cap.send(Record {
+                time: SystemTime::now(),
+                source: source.clone(),
+                status: 200,
+                latency: Duration::from_micros(i),
+                payload: Payload::Raw {
+                    request: Bytes::from_static(b"{\"a\": [1, 2]}"),
+                    response: Bytes::from_static(b"plain text"),
+                },
+            });
+        }
+        drop(cap);
+        // The writer drains and exits once the sender is gone.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let files = capture_files(dir.path());
+            let lines: usize = files
+                .iter()
+                .map(|f| fs::read_to_string(f).unwrap().lines().count())
+                .sum();
+            if files.len() == 3
+                && lines > 0
+                && fs::read_to_string(files.last().unwrap())
+                    .unwrap()
+                    .lines()
+                    .count()
+                    > 0
+            {
+                let last = fs::read_to_string(files.last().unwrap()).unwrap();
+                let v: serde_json::Value =
+                    serde_json::from_str(last.lines().next().unwrap()).unwrap();
+                assert_eq!(v["request"], serde_json::json!({"a": [1, 2]}));
+                assert_eq!(v["response"], "plain text");
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "files: {files:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(dropped.load(Relaxed), 0);
+    }
+}

@@ -1,0 +1,1055 @@
+//! Request bodies -> rows in the raw layout, checked against the model's input schema.
+//!
+//! JSON shapes (MLflow and SageMaker clients):
+//! - `{"instances": [[...], ...]}` or `{"instances": [{"col": v, ...}, ...]}` (a bare top-level
+//!   array means the same),
+//! - `{"inputs": ...}`: rows as above, or columns `{"col": [v, ...], ...}`,
+//! - `{"dataframe_split": {"columns": [...], "data": [[...]]}}` (also at the top level, the old
+//!   `format=pandas-split`),
+//! - `{"dataframe_records": [{"col": v}, ...]}`.
+//!
+//! CSV: one row per line, with or without a header line (detected, or set with the
+//! `header=present|absent` media-type parameter).
+//!
+//! Values stream straight from the body into one `Vec<f64>`: nothing is built per value.
+//! Every problem becomes an [`InputError`] that names the row and column.
+
+use crate::schema::{Column, ColumnKind, InputSchema};
+use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::fmt;
+
+/// Why a request cannot be served. `status` is the HTTP status to answer with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct InputError {
+    /// 400, 413 or 415.
+    pub status: u16,
+    /// What is wrong, for the client.
+    pub message: String,
+}
+
+impl InputError {
+    /// A 400.
+    pub fn bad(message: impl Into<String>) -> InputError {
+        InputError {
+            status: 400,
+            message: message.into(),
+        }
+    }
+}
+
+/// A body format the server reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `application/json`.
+    Json,
+    /// `text/csv`; `Some(true)` when the media type says `header=present`.
+    Csv {
+        /// Whether the first line is a header (`None`: detect).
+        header: Option<bool>,
+    },
+}
+
+/// The body format of a `Content-Type` header value; 415 for anything else.
+pub fn format_of(content_type: Option<&[u8]>) -> Result<Format, InputError> {
+    let unsupported = |what: &str| InputError {
+        status: 415,
+        message: format!(
+            "unsupported content type {what}: send `Content-Type: application/json` or `Content-Type: text/csv` (curl: -H 'Content-Type: application/json')"
+        ),
+    };
+    let Some(raw) = content_type else {
+        return Err(unsupported("(none)"));
+    };
+    let Ok(ct) = std::str::from_utf8(raw) else {
+        return Err(unsupported("(not text)"));
+    };
+    let mut parts = ct.split(';');
+    let essence = parts.next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        return Ok(Format::Json);
+    }
+    if essence.eq_ignore_ascii_case("text/csv") || essence.eq_ignore_ascii_case("application/csv") {
+        let mut header = None;
+        for p in parts {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            if k.trim().eq_ignore_ascii_case("header") {
+                header = Some(v.trim().trim_matches('"').eq_ignore_ascii_case("present"));
+            }
+        }
+        return Ok(Format::Csv { header });
+    }
+    Err(unsupported(&format!("`{essence}`")))
+}
+
+/// Parses a body into `out` (cleared first); returns the number of rows (at least one).
+pub fn parse(
+    body: &[u8],
+    format: Format,
+    schema: &InputSchema,
+    out: &mut Vec<f64>,
+) -> Result<usize, InputError> {
+    out.clear();
+    let rows = match format {
+        Format::Json => parse_json(body, schema, out)?,
+        Format::Csv { header } => parse_csv(body, header, schema, out)?,
+    };
+    if rows == 0 {
+        return Err(InputError::bad(format!(
+            "the request has no rows; send at least one row with the columns {}",
+            schema.names()
+        )));
+    }
+    debug_assert_eq!(out.len(), rows * schema.width());
+    Ok(rows)
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    instances: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    inputs: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    dataframe_split: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    dataframe_records: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    columns: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    data: Option<&'a RawValue>,
+    #[serde(default, rename = "index")]
+    _index: Option<IgnoredAny>,
+    #[serde(default, rename = "params")]
+    _params: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Split<'a> {
+    #[serde(borrow, default)]
+    columns: Option<Vec<Cow<'a, str>>>,
+    #[serde(borrow)]
+    data: &'a RawValue,
+    #[serde(default, rename = "index")]
+    _index: Option<IgnoredAny>,
+}
+
+const SHAPES: &str = "`instances`, `inputs`, `dataframe_split` or `dataframe_records`";
+
+fn json_error(e: serde_json::Error) -> InputError {
+    InputError::bad(format!("invalid JSON: {e}"))
+}
+
+fn first_byte(v: &RawValue) -> u8 {
+    v.get()
+        .bytes()
+        .find(|b| !b.is_ascii_whitespace())
+        .unwrap_or(b' ')
+}
+
+fn parse_json(body: &[u8], schema: &InputSchema, out: &mut Vec<f64>) -> Result<usize, InputError> {
+    let whole: &RawValue = serde_json::from_slice(body).map_err(json_error)?;
+    let mut ctx = Ctx::new(schema, out);
+    match first_byte(whole) {
+        b'[' => ctx.run(whole, Mode::Rows { mapping: None })?,
+        b'{' => {
+            let env: Envelope = serde_json::from_str(whole.get()).map_err(|e| {
+                InputError::bad(format!("invalid request: {e}; expected one of {SHAPES}"))
+            })?;
+            let given = [
+                env.instances.is_some(),
+                env.inputs.is_some(),
+                env.dataframe_split.is_some(),
+                env.dataframe_records.is_some(),
+                env.data.is_some(),
+            ]
+            .iter()
+            .filter(|x| **x)
+            .count();
+            if given != 1 {
+                let what = if given == 0 {
+                    "has none of"
+                } else {
+                    "has more than one of"
+                };
+                return Err(InputError::bad(format!("the JSON body {what} {SHAPES}")));
+            }
+            if let Some(v) = env.instances.or(env.dataframe_records) {
+                ctx.run(v, Mode::Rows { mapping: None })?;
+            } else if let Some(v) = env.inputs {
+                if first_byte(v) == b'{' {
+                    ctx.run(v, Mode::Columns)?;
+                } else {
+                    ctx.run(v, Mode::Rows { mapping: None })?;
+                }
+            } else if let Some(v) = env.dataframe_split {
+                let split: Split = serde_json::from_str(v.get())
+                    .map_err(|e| InputError::bad(format!("invalid `dataframe_split`: {e}")))?;
+                split_rows(&mut ctx, split.columns.as_deref(), split.data)?;
+            } else if let Some(data) = env.data {
+                let columns: Option<Vec<Cow<str>>> = match env.columns {
+                    Some(c) => Some(
+                        serde_json::from_str(c.get())
+                            .map_err(|e| InputError::bad(format!("invalid `columns`: {e}")))?,
+                    ),
+                    None => None,
+                };
+                split_rows(&mut ctx, columns.as_deref(), data)?;
+            }
+        }
+        _ => {
+            return Err(InputError::bad(format!(
+                "the JSON body must be an object with one of {SHAPES}, or an array of rows"
+            )));
+        }
+    }
+    Ok(ctx.rows)
+}
+
+fn split_rows(
+    ctx: &mut Ctx,
+    columns: Option<&[Cow<str>]>,
+    data: &RawValue,
+) -> Result<(), InputError> {
+    match columns {
+        None => ctx.run(data, Mode::Rows { mapping: None }),
+        Some(cols) => {
+            let mapping = column_mapping(ctx.schema, cols.iter().map(|c| c.as_ref()))?;
+            ctx.run(
+                data,
+                Mode::Rows {
+                    mapping: Some(mapping),
+                },
+            )
+        }
+    }
+}
+
+/// For each given column, its position in the schema (`None`: not an input, ignored).
+fn column_mapping<'a>(
+    schema: &InputSchema,
+    given: impl Iterator<Item = &'a str>,
+) -> Result<Vec<Option<usize>>, InputError> {
+    let mut seen = vec![false; schema.width()];
+    let mut mapping = Vec::new();
+    let mut unknown = Vec::new();
+    for name in given {
+        let p = schema.position(name.trim());
+        if let Some(p) = p {
+            if seen[p] {
+                return Err(InputError::bad(format!("column `{name}` is given twice")));
+            }
+            seen[p] = true;
+        } else {
+            unknown.push(name.to_string());
+        }
+        mapping.push(p);
+    }
+    if let Some((j, _)) = seen
+        .iter()
+        .enumerate()
+        .find(|(j, s)| !**s && !schema.columns()[*j].nullable)
+    {
+        return Err(missing_column(schema, j, &unknown));
+    }
+    Ok(mapping)
+}
+
+fn missing_column(schema: &InputSchema, j: usize, unknown: &[String]) -> InputError {
+    let extra = if unknown.is_empty() {
+        String::new()
+    } else {
+        format!(" (unknown columns given: {})", unknown.join(", "))
+    };
+    InputError::bad(format!(
+        "missing column `{}`; the model takes {}{extra}",
+        schema.columns()[j].name,
+        schema.names()
+    ))
+}
+
+enum Mode {
+    /// A list of rows; positional rows follow `mapping` when given.
+    Rows { mapping: Option<Vec<Option<usize>>> },
+    /// `{"col": [values]}`.
+    Columns,
+}
+
+/// Where values go, and the first error in words (serde's own error only says "custom").
+struct Ctx<'s, 'o> {
+    schema: &'s InputSchema,
+    out: &'o mut Vec<f64>,
+    /// For named rows: `stamp[j] == row + 1` once column `j` of this row is set.
+    stamp: Vec<usize>,
+    rows: usize,
+    error: Option<InputError>,
+}
+
+impl<'s, 'o> Ctx<'s, 'o> {
+    fn new(schema: &'s InputSchema, out: &'o mut Vec<f64>) -> Self {
+        Ctx {
+            schema,
+            out,
+            stamp: vec![0; schema.width()],
+            rows: 0,
+            error: None,
+        }
+    }
+
+    fn fail<E: de::Error>(&mut self, message: String) -> E {
+        let e = E::custom(&message);
+        self.error.get_or_insert(InputError::bad(message));
+        e
+    }
+
+    fn run(&mut self, v: &RawValue, mode: Mode) -> Result<(), InputError> {
+        let mut de = serde_json::Deserializer::from_str(v.get());
+        let r = match &mode {
+            Mode::Rows { mapping } => RowsSeed {
+                ctx: self,
+                mapping: mapping.as_deref(),
+            }
+            .deserialize(&mut de),
+            Mode::Columns => ColumnsSeed { ctx: self }.deserialize(&mut de),
+        };
+        match r {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.error.take().unwrap_or_else(|| json_error(e))),
+        }
+    }
+
+    /// Sets value `j` of the current row from a number.
+    #[inline]
+    fn number<E: de::Error>(&mut self, j: usize, x: f64) -> Result<(), E> {
+        let col = &self.schema.columns()[j];
+        match &col.kind {
+            ColumnKind::Number if x.is_finite() => {
+                self.set(j, x);
+                Ok(())
+            }
+            ColumnKind::Number => Err(self.fail(format!(
+                "row {}, column `{}`: {x} is not a finite number",
+                self.rows, col.name
+            ))),
+            ColumnKind::Category(_) => {
+                // Categories that look like numbers ("2") are still matched.
+                let text = crate::json::number_text(x);
+                self.category(j, &text)
+            }
+        }
+    }
+
+    #[inline]
+    fn category<E: de::Error>(&mut self, j: usize, value: &str) -> Result<(), E> {
+        let col = &self.schema.columns()[j];
+        match &col.kind {
+            ColumnKind::Category(cats) => match col.category_index(value) {
+                Some(k) => {
+                    self.set(j, k as f64);
+                    Ok(())
+                }
+                None => Err(self.fail(format!(
+                    "row {}, column `{}`: unknown category {value:?} (known: {})",
+                    self.rows,
+                    col.name,
+                    cats.join(", ")
+                ))),
+            },
+            ColumnKind::Number => Err(self.fail(format!(
+                "row {}, column `{}`: expected a number, got the string {value:?}",
+                self.rows, col.name
+            ))),
+        }
+    }
+
+    #[inline]
+    fn missing<E: de::Error>(&mut self, j: usize) -> Result<(), E> {
+        let col = &self.schema.columns()[j];
+        if col.nullable {
+            self.set(j, f64::NAN);
+            Ok(())
+        } else {
+            Err(self.fail(format!(
+                "row {}, column `{}`: missing value, and the model takes no missing values there",
+                self.rows, col.name
+            )))
+        }
+    }
+
+    #[inline]
+    fn set(&mut self, j: usize, x: f64) {
+        let w = self.schema.width();
+        self.out[self.rows * w + j] = x;
+        self.stamp[j] = self.rows + 1;
+    }
+
+    fn begin_row(&mut self) {
+        let w = self.schema.width();
+        self.out.resize((self.rows + 1) * w, f64::NAN);
+    }
+
+    /// Checks that every column of the current row was given (named rows).
+    fn end_named_row<E: de::Error>(&mut self) -> Result<(), E> {
+        for j in 0..self.schema.width() {
+            if self.stamp[j] != self.rows + 1 {
+                let col = &self.schema.columns()[j];
+                if !col.nullable {
+                    return Err(self.fail(format!(
+                        "row {} has no column `{}`; the model takes {}",
+                        self.rows,
+                        col.name,
+                        self.schema.names()
+                    )));
+                }
+            }
+        }
+        self.rows += 1;
+        Ok(())
+    }
+}
+
+struct RowsSeed<'c, 's, 'o> {
+    ctx: &'c mut Ctx<'s, 'o>,
+    mapping: Option<&'c [Option<usize>]>,
+}
+
+impl<'de> DeserializeSeed<'de> for RowsSeed<'_, '_, '_> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RowsSeed<'_, '_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of rows")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq
+            .next_element_seed(RowSeed {
+                ctx: &mut *self.ctx,
+                mapping: self.mapping,
+            })?
+            .is_some()
+        {}
+        Ok(())
+    }
+}
+
+struct RowSeed<'c, 's, 'o> {
+    ctx: &'c mut Ctx<'s, 'o>,
+    mapping: Option<&'c [Option<usize>]>,
+}
+
+impl<'de> DeserializeSeed<'de> for RowSeed<'_, '_, '_> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        self.ctx.begin_row();
+        d.deserialize_any(self)
+    }
+}
+
+impl RowSeed<'_, '_, '_> {
+    /// A bare value as a row: only for one-column models.
+    fn scalar<E: de::Error>(self, set: impl FnOnce(&mut Ctx) -> Result<(), E>) -> Result<(), E> {
+        let w = self.ctx.schema.width();
+        if w != 1 || self.mapping.is_some() {
+            let names = self.ctx.schema.names();
+            return Err(self.ctx.fail(format!(
+                "row {}: expected a list of {w} values or an object with the columns {names}",
+                self.ctx.rows
+            )));
+        }
+        set(self.ctx)?;
+        self.ctx.rows += 1;
+        Ok(())
+    }
+}
+
+impl<'de> Visitor<'de> for RowSeed<'_, '_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a row (a list of values or an object of columns)")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let ctx = self.ctx;
+        let expected = self.mapping.map_or(ctx.schema.width(), <[_]>::len);
+        let mut k = 0;
+        loop {
+            let target = if k < expected {
+                Some(self.mapping.map_or(Some(k), |m| m[k]))
+            } else {
+                None
+            };
+            let got = match target {
+                Some(Some(j)) => seq.next_element_seed(ValueSeed { ctx: &mut *ctx, j })?,
+                _ => seq.next_element::<IgnoredAny>()?.map(|_| ()),
+            };
+            if got.is_none() {
+                break;
+            }
+            k += 1;
+        }
+        if k != expected {
+            let names = match self.mapping {
+                Some(_) => "the given `columns`".to_string(),
+                None => ctx.schema.names(),
+            };
+            return Err(ctx.fail(format!(
+                "row {} has {k} values; the model takes {expected} ({names})",
+                ctx.rows
+            )));
+        }
+        ctx.rows += 1;
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let ctx = self.ctx;
+        while let Some(pos) = map.next_key_seed(KeySeed { schema: ctx.schema })? {
+            match pos {
+                Some(j) => map.next_value_seed(ValueSeed { ctx: &mut *ctx, j })?,
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        ctx.end_named_row()
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        self.scalar(|c| c.number(0, v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        self.scalar(|c| c.number(0, v as f64))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        self.scalar(|c| c.number(0, v as f64))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        self.scalar(|c| bool_value(c, 0, v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.scalar(|c| c.category(0, v))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.scalar(|c| c.missing(0))
+    }
+}
+
+fn bool_value<E: de::Error>(ctx: &mut Ctx, j: usize, v: bool) -> Result<(), E> {
+    match ctx.schema.columns()[j].kind {
+        ColumnKind::Number => ctx.number(j, if v { 1.0 } else { 0.0 }),
+        ColumnKind::Category(_) => ctx.category(j, if v { "true" } else { "false" }),
+    }
+}
+
+/// A column name -> its position (without allocating for unescaped names).
+struct KeySeed<'s> {
+    schema: &'s InputSchema,
+}
+
+impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = Option<usize>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<usize>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed<'_> {
+    type Value = Option<usize>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a column name")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<usize>, E> {
+        Ok(self.schema.position(v))
+    }
+}
+
+/// One value of column `j` of the current row.
+struct ValueSeed<'c, 's, 'o> {
+    ctx: &'c mut Ctx<'s, 'o>,
+    j: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for ValueSeed<'_, '_, '_> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ValueSeed<'_, '_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a number, a string or null")
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        self.ctx.number(self.j, v)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        self.ctx.number(self.j, v as f64)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        self.ctx.number(self.j, v as f64)
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        bool_value(self.ctx, self.j, v)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.ctx.category(self.j, v)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.ctx.missing(self.j)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        self.ctx.missing(self.j)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, _seq: A) -> Result<(), A::Error> {
+        Err(self.nested("a list"))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, _map: A) -> Result<(), A::Error> {
+        Err(self.nested("an object"))
+    }
+}
+
+impl ValueSeed<'_, '_, '_> {
+    fn nested<E: de::Error>(self, what: &str) -> E {
+        let col: &Column = &self.ctx.schema.columns()[self.j];
+        let msg = format!(
+            "row {}, column `{}`: expected a {}, got {what}",
+            self.ctx.rows,
+            col.name,
+            col.type_name()
+        );
+        self.ctx.fail(msg)
+    }
+}
+
+/// `{"col": [v, ...], ...}`.
+struct ColumnsSeed<'c, 's, 'o> {
+    ctx: &'c mut Ctx<'s, 'o>,
+}
+
+impl<'de> DeserializeSeed<'de> for ColumnsSeed<'_, '_, '_> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ColumnsSeed<'_, '_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object of columns")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let ctx = self.ctx;
+        let w = ctx.schema.width();
+        // Length of each given column; usize::MAX = not given.
+        let mut lens = vec![usize::MAX; w];
+        while let Some(pos) = map.next_key_seed(KeySeed { schema: ctx.schema })? {
+            match pos {
+                Some(j) => {
+                    let n = map.next_value_seed(ColumnSeed { ctx: &mut *ctx, j })?;
+                    lens[j] = n;
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let n = lens
+            .iter()
+            .copied()
+            .filter(|&l| l != usize::MAX)
+            .max()
+            .unwrap_or(0);
+        for (j, &l) in lens.iter().enumerate() {
+            let col = &ctx.schema.columns()[j];
+            if l == usize::MAX && !col.nullable {
+                ctx.rows = 0;
+                return Err(ctx.fail(format!(
+                    "missing column `{}`; the model takes {}",
+                    col.name,
+                    ctx.schema.names()
+                )));
+            }
+            if l != usize::MAX && l != n {
+                return Err(ctx.fail(format!("column `{}` has {l} values but another column has {n}; columns must have the same length", col.name)));
+            }
+        }
+        ctx.out.resize(n * w, f64::NAN);
+        ctx.rows = n;
+        Ok(())
+    }
+}
+
+/// One column's values: row `i` goes to `out[i * w + j]`.
+struct ColumnSeed<'c, 's, 'o> {
+    ctx: &'c mut Ctx<'s, 'o>,
+    j: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for ColumnSeed<'_, '_, '_> {
+    type Value = usize;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ColumnSeed<'_, '_, '_> {
+    type Value = usize;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of values")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+        let ctx = self.ctx;
+        let w = ctx.schema.width();
+        let mut i = 0;
+        loop {
+            // `rows` doubles as the current row index for messages and `set`.
+            ctx.rows = i;
+            if ctx.out.len() < (i + 1) * w {
+                ctx.out.resize((i + 1) * w, f64::NAN);
+            }
+            if seq
+                .next_element_seed(ValueSeed {
+                    ctx: &mut *ctx,
+                    j: self.j,
+                })?
+                .is_none()
+            {
+                break;
+            }
+            i += 1;
+        }
+        Ok(i)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// CSV
+
+fn parse_csv(
+    body: &[u8],
+    header: Option<bool>,
+    schema: &InputSchema,
+    out: &mut Vec<f64>,
+) -> Result<usize, InputError> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .buffer_capacity(body.len().clamp(64, 64 * 1024))
+        .from_reader(body);
+    let mut rec = csv::ByteRecord::new();
+    let w = schema.width();
+    let mut mapping: Option<Vec<Option<usize>>> = None;
+    let mut first = true;
+    let mut rows = 0;
+    loop {
+        match rdr.read_byte_record(&mut rec) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => return Err(InputError::bad(format!("invalid CSV: {e}"))),
+        }
+        if first {
+            first = false;
+            if header.unwrap_or_else(|| looks_like_header(&rec, schema)) {
+                let names: Vec<&str> = rec
+                    .iter()
+                    .map(|f| std::str::from_utf8(f).unwrap_or(""))
+                    .collect();
+                mapping = Some(column_mapping(schema, names.into_iter())?);
+                continue;
+            }
+        }
+        let expected = mapping.as_ref().map_or(w, Vec::len);
+        if rec.len() != expected {
+            let what = if mapping.is_some() {
+                "the header has"
+            } else {
+                "the model takes"
+            };
+            return Err(InputError::bad(format!(
+                "CSV row {rows} has {} values; {what} {expected} ({})",
+                rec.len(),
+                schema.names()
+            )));
+        }
+        out.resize((rows + 1) * w, f64::NAN);
+        let base = rows * w;
+        for (k, field) in rec.iter().enumerate() {
+            let j = match &mapping {
+                Some(m) => match m[k] {
+                    Some(j) => j,
+                    None => continue,
+                },
+                None => k,
+            };
+            out[base + j] = csv_value(&schema.columns()[j], field, rows)?;
+        }
+        rows += 1;
+    }
+    Ok(rows)
+}
+
+fn is_missing_text(s: &str) -> bool {
+    s.is_empty() || matches!(s, "NaN" | "nan" | "NA" | "N/A" | "null" | "NULL" | "None")
+}
+
+#[inline]
+fn csv_value(col: &Column, field: &[u8], row: usize) -> Result<f64, InputError> {
+    let text = std::str::from_utf8(field)
+        .map_err(|_| {
+            InputError::bad(format!(
+                "CSV row {row}, column `{}`: not UTF-8 text",
+                col.name
+            ))
+        })?
+        .trim();
+    if is_missing_text(text) {
+        return if col.nullable {
+            Ok(f64::NAN)
+        } else {
+            Err(InputError::bad(format!(
+                "CSV row {row}, column `{}`: missing value, and the model takes no missing values there",
+                col.name
+            )))
+        };
+    }
+    match &col.kind {
+        ColumnKind::Number => match text.parse::<f64>() {
+            Ok(x) if x.is_finite() => Ok(x),
+            Ok(_) => Err(InputError::bad(format!(
+                "CSV row {row}, column `{}`: {text:?} is not a finite number",
+                col.name
+            ))),
+            Err(_) => match text {
+                "true" | "True" | "TRUE" => Ok(1.0),
+                "false" | "False" | "FALSE" => Ok(0.0),
+                _ => Err(InputError::bad(format!(
+                    "CSV row {row}, column `{}`: expected a number, got {text:?}",
+                    col.name
+                ))),
+            },
+        },
+        ColumnKind::Category(cats) => match col.category_index(text) {
+            Some(k) => Ok(k as f64),
+            None => Err(InputError::bad(format!(
+                "CSV row {row}, column `{}`: unknown category {text:?} (known: {})",
+                col.name,
+                cats.join(", ")
+            ))),
+        },
+    }
+}
+
+/// A first line is a header when it names a column and holds no number.
+fn looks_like_header(rec: &csv::ByteRecord, schema: &InputSchema) -> bool {
+    let mut names_a_column = false;
+    for f in rec.iter() {
+        let Ok(s) = std::str::from_utf8(f) else {
+            return false;
+        };
+        let s = s.trim();
+        if s.parse::<f64>().is_ok() {
+            return false;
+        }
+        names_a_column |= schema.position(s).is_some();
+    }
+    names_a_column
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::Column;
+
+    fn iris() -> InputSchema {
+        InputSchema::new(vec![
+            Column::number("a"),
+            Column::number("b"),
+            Column::category("c", ["x", "y"]),
+            Column::number("d").nullable(),
+        ])
+    }
+
+    /// Parses and returns the rows, or the error message.
+    fn check(format: Format, body: &str) -> Result<Vec<Vec<f64>>, String> {
+        let mut out = Vec::new();
+        let s = iris();
+        match parse(body.as_bytes(), format, &s, &mut out) {
+            Ok(n) => {
+                assert_eq!(out.len(), n * 4);
+                Ok(out
+                    .chunks(4)
+                    .map(|r| {
+                        r.iter()
+                            .map(|x| if x.is_nan() { -1.0 } else { *x })
+                            .collect()
+                    })
+                    .collect())
+            }
+            Err(e) => Err(e.message),
+        }
+    }
+
+    fn ok(format: Format, body: &str) -> Vec<Vec<f64>> {
+        check(format, body).unwrap_or_else(|e| panic!("{body}: {e}"))
+    }
+
+    fn err(format: Format, body: &str) -> String {
+        check(format, body).expect_err(body)
+    }
+
+    const J: Format = Format::Json;
+    const C: Format = Format::Csv { header: None };
+    const TWO: [[f64; 4]; 2] = [[1.0, 2.0, 1.0, 3.0], [4.0, 5.0, 0.0, -1.0]];
+
+    #[test]
+    fn json_shapes_agree() {
+        let bodies = [
+            r#"{"instances": [[1, 2, "y", 3], [4, 5.0, "x", null]]}"#,
+            r#"[[1, 2, "y", 3], [4, 5.0, "x", null]]"#,
+            r#"{"instances": [{"a": 1, "b": 2, "c": "y", "d": 3}, {"c": "x", "b": 5, "a": 4}]}"#,
+            r#"{"inputs": [[1, 2, "y", 3], [4, 5.0, "x", null]]}"#,
+            r#"{"inputs": {"a": [1, 4], "b": [2, 5], "c": ["y", "x"], "d": [3, null]}}"#,
+            r#"{"dataframe_split": {"columns": ["b", "a", "c", "d", "extra"], "data": [[2, 1, "y", 3, "z"], [5, 4, "x", null, 0]]}}"#,
+            r#"{"dataframe_split": {"data": [[1, 2, "y", 3], [4, 5.0, "x", null]], "index": [0, 1]}}"#,
+            r#"{"columns": ["a", "b", "c", "d"], "data": [[1, 2, "y", 3], [4, 5, "x", null]]}"#,
+            r#"{"dataframe_records": [{"a": 1, "b": 2, "c": "y", "d": 3, "species": "q"}, {"a": 4, "b": 5, "c": "x", "d": null}], "params": {}}"#,
+        ];
+        for b in bodies {
+            assert_eq!(ok(J, b), TWO, "{b}");
+        }
+    }
+
+    #[test]
+    fn csv_with_and_without_header() {
+        assert_eq!(ok(C, "1,2,y,3\n4,5,x,\n"), TWO);
+        assert_eq!(ok(C, "a,b,c,d\n1,2,y,3\r\n4,5,x,NaN"), TWO);
+        assert_eq!(ok(C, "b, a,c,d,species\n2,1,y,3,s\n5,4,x,,s\n"), TWO);
+        assert_eq!(
+            ok(
+                Format::Csv {
+                    header: Some(false)
+                },
+                "1,2,y,3"
+            ),
+            vec![TWO[0].to_vec()]
+        );
+    }
+
+    #[test]
+    fn bad_bodies_name_the_problem() {
+        let cases = [
+            (J, "", "invalid JSON"),
+            (J, "{", "invalid JSON"),
+            (J, "{\"instances\": [[1,2,\"y\",NaN]]}", "invalid JSON"),
+            (J, "{\"rows\": []}", "unknown field `rows`"),
+            (J, "{}", "has none of"),
+            (J, "{\"instances\": []}", "no rows"),
+            (
+                J,
+                "{\"instances\": [[1,2,\"y\"]]}",
+                "row 0 has 3 values; the model takes 4 (a, b, c, d)",
+            ),
+            (
+                J,
+                "{\"instances\": [[1,2,\"y\",1,5]]}",
+                "row 0 has 5 values",
+            ),
+            (
+                J,
+                "{\"instances\": [[1,2,\"y\",1],[1,\"b\",\"y\",1]]}",
+                "row 1, column `b`: expected a number, got the string \"b\"",
+            ),
+            (
+                J,
+                "{\"instances\": [[1,2,\"z\",1]]}",
+                "row 0, column `c`: unknown category \"z\" (known: x, y)",
+            ),
+            (
+                J,
+                "{\"instances\": [[null,2,\"x\",1]]}",
+                "row 0, column `a`: missing value",
+            ),
+            (
+                J,
+                "{\"instances\": [[[1],2,\"x\",1]]}",
+                "row 0, column `a`: expected a number, got a list",
+            ),
+            (
+                J,
+                "{\"instances\": [{\"a\":1,\"bb\":2,\"c\":\"x\"}]}",
+                "row 0 has no column `b`",
+            ),
+            (
+                J,
+                "{\"instances\": [1, 2]}",
+                "row 0: expected a list of 4 values",
+            ),
+            (J, "{\"instances\": [[1e999,2,\"x\",1]]}", "invalid JSON"),
+            (
+                J,
+                "{\"inputs\": {\"a\": [1], \"b\": [1,2], \"c\": [\"x\"]}}",
+                "column `a` has 1 values but another column has 2",
+            ),
+            (
+                J,
+                "{\"dataframe_split\": {\"columns\": [\"a\", \"b\"], \"data\": [[1,2]]}}",
+                "missing column `c`",
+            ),
+            (J, "\"hello\"", "must be an object"),
+            (C, "1,2,y", "CSV row 0 has 3 values; the model takes 4"),
+            (
+                C,
+                "1,2,y,x",
+                "CSV row 0, column `d`: expected a number, got \"x\"",
+            ),
+            (C, "1,inf,y,1", "not a finite number"),
+            (C, ",2,y,1", "CSV row 0, column `a`: missing value"),
+            (C, "a,b,d\n1,2,3", "missing column `c`"),
+            (C, "", "no rows"),
+            (C, "a,b,c,d\n", "no rows"),
+        ];
+        for (f, body, want) in cases {
+            let e = err(f, body);
+            assert!(
+                e.contains(want),
+                "{body:?}: {e:?} does not contain {want:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn content_types() {
+        assert_eq!(
+            format_of(Some(b"application/json; charset=utf-8")),
+            Ok(Format::Json)
+        );
+        assert_eq!(
+            format_of(Some(b"text/csv; header=present")),
+            Ok(Format::Csv { header: Some(true) })
+        );
+        assert_eq!(
+            format_of(Some(b"text/csv")),
+            Ok(Format::Csv { header: None })
+        );
+        assert_eq!(
+            format_of(Some(b"application/x-www-form-urlencoded"))
+                .unwrap_err()
+                .status,
+            415
+        );
+        assert_eq!(format_of(None).unwrap_err().status, 415);
+    }
+}

@@ -1,0 +1,799 @@
+//! The HTTP server: routes, the request path, traffic split and model swaps.
+//!
+//! # Routes
+//! - `POST /invocations` — predictions (see [`crate::parse`] for the accepted bodies);
+//!   answers `{"predictions": [...]}`, or CSV lines with `Accept: text/csv`.
+//! - `GET /ping`, `GET /health` — 200 when every variant with traffic can serve, else 503.
+//! - `GET /metrics` — Prometheus text ([`crate::metrics`]).
+//! - `GET /-/variants` — what serves now ([`ServerInfo`]).
+//! - `PUT /-/variants` — swap models / change weights ([`Variants`]); needs the control token.
+//!
+//! # Guarantees
+//! - A swap never drops a request: the routing table is one pointer ([`ArcSwap`]); a request
+//!   takes the variant it was routed to along with it, and the old model is freed (a script
+//!   child stopped) only when its last request has finished. A reconfiguration that fails (a
+//!   model that does not load, a script that does not start) changes nothing.
+//! - The traffic split is deterministic: a shared counter walks a smooth weighted round-robin
+//!   table, so with weights 90/10 every 100 consecutive requests send exactly 10 to the second
+//!   variant. `X-Mlctl-Variant: NAME` (or SageMaker's `X-Amzn-SageMaker-Target-Variant`)
+//!   picks a variant explicitly, also one with weight 0.
+//! - Auth: with a token, `/invocations` and `/metrics` need `Authorization: Bearer TOKEN`
+//!   (compared in constant time); `/ping` and `/health` stay open for health checks. The
+//!   control token is accepted wherever the token is.
+
+use crate::capture::{self, Capture, CaptureConfig, Payload, Record, Source};
+use crate::config::{ServerInfo, VariantConfig, VariantStatus, Variants, validate};
+use crate::metrics::{Metrics, VariantMetrics};
+use crate::parse::{self, InputError};
+use crate::predictor::DynPredictor;
+use crate::schema::Output;
+use crate::script::Upstream;
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use axum::routing::{get, post};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Instant, SystemTime};
+use tokio::sync::Mutex;
+
+/// Loads a model directory.
+pub type Loader = Arc<dyn Fn(&Path) -> Result<DynPredictor, String> + Send + Sync>;
+
+/// How a server runs.
+#[derive(Clone)]
+pub struct ServerOptions {
+    /// Address to bind (default 127.0.0.1:8080; port 0 picks a free one).
+    pub addr: SocketAddr,
+    /// Largest accepted request body (default 8 MiB); larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Data capture, if any.
+    pub capture: Option<CaptureConfig>,
+    /// Bearer token for `/invocations` and `/metrics`.
+    pub auth_token: Option<String>,
+    /// Token for `PUT /-/variants` (no token: control is disabled).
+    pub control_token: Option<String>,
+    /// How model directories are loaded.
+    pub loader: Loader,
+}
+
+impl std::fmt::Debug for ServerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerOptions")
+            .field("addr", &self.addr)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("capture", &self.capture)
+            .field("auth", &self.auth_token.is_some())
+            .field("control", &self.control_token.is_some())
+            .finish()
+    }
+}
+
+impl ServerOptions {
+    /// Defaults with this loader.
+    pub fn new(loader: Loader) -> Self {
+        ServerOptions {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 8 << 20,
+            capture: None,
+            auth_token: None,
+            control_token: None,
+            loader,
+        }
+    }
+}
+
+enum Backend {
+    Model(DynPredictor),
+    Script(Arc<Upstream>),
+}
+
+/// One loaded variant.
+struct Variant {
+    config: VariantConfig,
+    backend: Backend,
+    metrics: Arc<VariantMetrics>,
+    source: Arc<Source>,
+    /// Pre-encoded class labels (JSON string literals), for the response.
+    labels: Option<Vec<String>>,
+}
+
+impl Variant {
+    fn healthy(&self) -> bool {
+        match &self.backend {
+            Backend::Model(_) => true,
+            Backend::Script(u) => u.healthy(),
+        }
+    }
+}
+
+struct Routing {
+    variants: Vec<Arc<Variant>>,
+    /// Variant index per slot, walked by the request counter.
+    table: Vec<u8>,
+}
+
+/// Smooth weighted round-robin (nginx's), unrolled into a table of `sum(weights)` slots.
+fn split_table(weights: &[u32]) -> Vec<u8> {
+    let total: u64 = weights.iter().map(|&w| w as u64).sum();
+    // Keep the table small: shares are what matter.
+    let g = weights.iter().fold(0u64, |g, &w| gcd(g, w as u64)).max(1);
+    let scaled: Vec<i64> = weights.iter().map(|&w| (w as u64 / g) as i64).collect();
+    let n = (total / g).min(100_000) as usize;
+    let sum: i64 = scaled.iter().sum();
+    let mut current = vec![0i64; weights.len()];
+    let mut table = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut best = 0;
+        for i in 0..scaled.len() {
+            current[i] += scaled[i];
+            if current[i] > current[best] {
+                best = i;
+            }
+        }
+        current[best] -= sum;
+        table.push(best as u8);
+    }
+    table
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// The shared state of a server.
+pub struct App {
+    routing: ArcSwap<Routing>,
+    counter: AtomicU64,
+    metrics: Arc<Metrics>,
+    capture: Option<Capture>,
+    auth: Option<Vec<u8>>,
+    control: Option<Vec<u8>>,
+    max_body: usize,
+    loader: Loader,
+    /// Serializes reconfigurations (the swap itself is lock-free for requests).
+    reconfiguring: Mutex<()>,
+}
+
+impl App {
+    /// Loads the variants and builds the state (no socket yet).
+    pub async fn new(
+        opts: &ServerOptions,
+        variants: Vec<VariantConfig>,
+    ) -> Result<Arc<App>, String> {
+        validate(&variants)?;
+        let metrics = Arc::new(Metrics::default());
+        let dropped = Arc::new(AtomicU64::new(0));
+        let capture = match &opts.capture {
+            Some(c) if c.percent > 0.0 => Some(
+                Capture::start(c, dropped)
+                    .map_err(|e| format!("capture directory {}: {e}", c.dir.display()))?,
+            ),
+            _ => None,
+        };
+        let app = Arc::new(App {
+            routing: ArcSwap::from_pointee(Routing {
+                variants: Vec::new(),
+                table: Vec::new(),
+            }),
+            counter: AtomicU64::new(0),
+            metrics,
+            capture,
+            auth: opts
+                .auth_token
+                .as_ref()
+                .filter(|t| !t.is_empty())
+                .map(|t| t.as_bytes().to_vec()),
+            control: opts
+                .control_token
+                .as_ref()
+                .filter(|t| !t.is_empty())
+                .map(|t| t.as_bytes().to_vec()),
+            max_body: opts.max_body_bytes,
+            loader: opts.loader.clone(),
+            reconfiguring: Mutex::new(()),
+        });
+        app.reconfigure(variants).await?;
+        Ok(app)
+    }
+
+    /// The server's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Replaces the variants (a model swap, a weight change), keeping loaded models and running
+    /// scripts whose configuration is unchanged. On error nothing changes.
+    pub async fn reconfigure(&self, variants: Vec<VariantConfig>) -> Result<(), String> {
+        validate(&variants)?;
+        let _guard = self.reconfiguring.lock().await;
+        let current = self.routing.load_full();
+        let mut loaded = Vec::with_capacity(variants.len());
+        for cfg in variants {
+            let existing = current
+                .variants
+                .iter()
+                .find(|v| v.config.same_backend(&cfg));
+            let v = match existing {
+                Some(old) => Variant {
+                    config: cfg,
+                    backend: match &old.backend {
+                        Backend::Model(p) => Backend::Model(p.clone()),
+                        Backend::Script(u) => Backend::Script(u.clone()),
+                    },
+                    metrics: old.metrics.clone(),
+                    source: old.source.clone(),
+                    labels: old.labels.clone(),
+                },
+                None => self.load(cfg).await?,
+            };
+            v.metrics.set_weight(v.config.weight);
+            loaded.push(Arc::new(v));
+        }
+        for old in &current.variants {
+            if !loaded.iter().any(|v| v.config.name == old.config.name) {
+                old.metrics.set_weight(0);
+            }
+        }
+        let weights: Vec<u32> = loaded.iter().map(|v| v.config.weight).collect();
+        if loaded.len() > u8::MAX as usize {
+            return Err("at most 255 variants".into());
+        }
+        self.routing.store(Arc::new(Routing {
+            table: split_table(&weights),
+            variants: loaded,
+        }));
+        Ok(())
+    }
+
+    async fn load(&self, cfg: VariantConfig) -> Result<Variant, String> {
+        let metrics = self.metrics.variant(&cfg.model, &cfg.version, &cfg.name);
+        let (backend, predictor) = if cfg.command.is_some() {
+            (Backend::Script(Upstream::start(&cfg).await?), None)
+        } else {
+            let dir = cfg.model_dir.clone().unwrap_or_default();
+            let loader = self.loader.clone();
+            let p = tokio::task::spawn_blocking(move || loader(&dir))
+                .await
+                .map_err(|e| format!("loading the model panicked: {e}"))?
+                .map_err(|e| {
+                    format!(
+                        "variant `{}`: cannot load the model in {}: {e}",
+                        cfg.name,
+                        cfg.model_dir.as_deref().unwrap_or(Path::new("")).display()
+                    )
+                })?;
+            (Backend::Model(p.clone()), Some(p))
+        };
+        let labels = predictor.as_ref().and_then(|p| match p.output() {
+            Output::Classes(l) => Some(l.iter().map(|s| crate::json::string_literal(s)).collect()),
+            Output::Number => None,
+        });
+        let source = Arc::new(Source {
+            model: cfg.model.clone(),
+            version: cfg.version.clone(),
+            variant: cfg.name.clone(),
+            predictor,
+        });
+        Ok(Variant {
+            config: cfg,
+            backend,
+            metrics,
+            source,
+            labels,
+        })
+    }
+
+    /// What serves now.
+    pub fn info(&self) -> ServerInfo {
+        let r = self.routing.load();
+        ServerInfo {
+            pid: std::process::id(),
+            server_version: env!("CARGO_PKG_VERSION").to_string(),
+            variants: r
+                .variants
+                .iter()
+                .map(|v| VariantStatus {
+                    config: v.config.clone(),
+                    healthy: v.healthy(),
+                })
+                .collect(),
+        }
+    }
+
+    fn healthy(&self) -> bool {
+        self.routing
+            .load()
+            .variants
+            .iter()
+            .all(|v| v.config.weight == 0 || v.healthy())
+    }
+
+    fn pick(&self, headers: &HeaderMap) -> Result<Arc<Variant>, Response> {
+        let r = self.routing.load();
+        let named = headers
+            .get("x-mlctl-variant")
+            .or_else(|| headers.get("x-amzn-sagemaker-target-variant"));
+        if let Some(name) = named {
+            let name = name.to_str().unwrap_or("");
+            return r
+                .variants
+                .iter()
+                .find(|v| v.config.name == name)
+                .cloned()
+                .ok_or_else(|| {
+                    let known: Vec<&str> =
+                        r.variants.iter().map(|v| v.config.name.as_str()).collect();
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        &format!("no variant named {name:?} (variants: {})", known.join(", ")),
+                    )
+                });
+        }
+        if r.table.is_empty() {
+            return Err(error(StatusCode::SERVICE_UNAVAILABLE, "no model is loaded"));
+        }
+        let n = self.counter.fetch_add(1, Relaxed);
+        Ok(r.variants[r.table[(n % r.table.len() as u64) as usize] as usize].clone())
+    }
+
+    fn authorized(&self, headers: &HeaderMap, allow_auth: bool) -> bool {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            .map(|t| t.trim_ascii());
+        let Some(given) = given else { return false };
+        (allow_auth && self.auth.as_deref().is_some_and(|t| ct_eq(t, given)))
+            || self.control.as_deref().is_some_and(|t| ct_eq(t, given))
+    }
+
+    fn check_auth(&self, headers: &HeaderMap) -> Option<Response> {
+        if self.auth.is_none() || self.authorized(headers, true) {
+            return None;
+        }
+        self.metrics.unauthorized.fetch_add(1, Relaxed);
+        let mut r = error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token: send `Authorization: Bearer TOKEN`",
+        );
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        Some(r)
+    }
+}
+
+/// Constant-time comparison (length leaks, contents do not).
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn error_code(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "BAD_REQUEST",
+        401 => "UNAUTHORIZED",
+        403 => "FORBIDDEN",
+        404 => "NOT_FOUND",
+        413 => "PAYLOAD_TOO_LARGE",
+        415 => "UNSUPPORTED_MEDIA_TYPE",
+        502 => "BAD_GATEWAY",
+        503 => "SERVICE_UNAVAILABLE",
+        _ => "INTERNAL_ERROR",
+    }
+}
+
+/// `{"error_code": ..., "message": ...}`.
+pub fn error(status: StatusCode, message: &str) -> Response {
+    let mut body = String::with_capacity(message.len() + 48);
+    body.push_str("{\"error_code\":\"");
+    body.push_str(error_code(status));
+    body.push_str("\",\"message\":");
+    crate::json::push_string(&mut body, message);
+    body.push('}');
+    json_response(status, body)
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// The router over `app`.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/invocations", post(invocations))
+        .route("/ping", get(ping))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/-/variants", get(get_variants).put(put_variants))
+        .fallback(not_found)
+        .with_state(app)
+}
+
+async fn not_found() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "no such route: use POST /invocations, GET /ping, GET /health or GET /metrics",
+    )
+}
+
+async fn ping(State(app): State<Arc<App>>) -> Response {
+    if app.healthy() {
+        Response::new(Body::from("\n"))
+    } else {
+        error(StatusCode::SERVICE_UNAVAILABLE, "a variant is not ready")
+    }
+}
+
+async fn health(State(app): State<Arc<App>>) -> Response {
+    let info = app.info();
+    let ok = app.healthy();
+    let body = serde_json::json!({"status": if ok { "healthy" } else { "unhealthy" }, "variants": info.variants});
+    json_response(
+        if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        body.to_string(),
+    )
+}
+
+async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if let Some(r) = app.check_auth(&headers) {
+        return r;
+    }
+    let mut r = Response::new(Body::from(app.metrics.render()));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    r
+}
+
+async fn get_variants(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if let Some(r) = app.check_auth(&headers) {
+        return r;
+    }
+    json_response(
+        StatusCode::OK,
+        serde_json::to_string(&app.info()).unwrap_or_default(),
+    )
+}
+
+async fn put_variants(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    if app.control.is_none() {
+        return error(
+            StatusCode::FORBIDDEN,
+            "control is disabled: start the server with MLCTL_CONTROL_TOKEN set to enable PUT /-/variants",
+        );
+    }
+    if !app.authorized(&headers, false) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "PUT /-/variants needs `Authorization: Bearer <control token>`",
+        );
+    }
+    let v: Variants = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid variants: {e}")),
+    };
+    match app.reconfigure(v.variants).await {
+        Ok(()) => json_response(
+            StatusCode::OK,
+            serde_json::to_string(&app.info()).unwrap_or_default(),
+        ),
+        Err(e) => error(StatusCode::BAD_REQUEST, &e),
+    }
+}
+
+async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<Bytes, (StatusCode, String)> {
+    let too_large = || {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than the limit of {limit} bytes"),
+        )
+    };
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        if len > limit as u64 {
+            return Err(too_large());
+        }
+    }
+    match axum::body::to_bytes(body, limit).await {
+        Ok(b) => Ok(b),
+        Err(e) => {
+            let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            while let Some(s) = src {
+                if s.is::<http_body_util::LengthLimitError>() {
+                    return Err(too_large());
+                }
+                src = s.source();
+            }
+            Err((
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the request body: {e}"),
+            ))
+        }
+    }
+}
+
+async fn invocations(State(app): State<Arc<App>>, req: Request) -> Response {
+    let t0 = Instant::now();
+    let (parts, body) = req.into_parts();
+    if let Some(r) = app.check_auth(&parts.headers) {
+        return r;
+    }
+    let variant = match app.pick(&parts.headers) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let body = match read_body(body, &parts.headers, app.max_body).await {
+        Ok(b) => b,
+        Err((status, msg)) => {
+            variant.metrics.observe(status.as_u16(), 0, t0.elapsed());
+            return error(status, &msg);
+        }
+    };
+    let ct = parts.headers.get(header::CONTENT_TYPE);
+    let accept_csv = parts
+        .headers
+        .get(header::ACCEPT)
+        .is_some_and(|a| a.as_bytes().starts_with(b"text/csv"));
+    let response = match &variant.backend {
+        Backend::Model(p) => predict(
+            &app,
+            &variant,
+            p,
+            ct.map(HeaderValue::as_bytes),
+            &body,
+            accept_csv,
+            t0,
+        ),
+        Backend::Script(u) => {
+            proxy(
+                &app,
+                &variant,
+                u,
+                ct,
+                parts.headers.get(header::ACCEPT),
+                body,
+                t0,
+            )
+            .await
+        }
+    };
+    response
+}
+
+fn predict(
+    app: &App,
+    variant: &Variant,
+    p: &DynPredictor,
+    ct: Option<&[u8]>,
+    body: &[u8],
+    accept_csv: bool,
+    t0: Instant,
+) -> Response {
+    let fail = |e: InputError| {
+        let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+        variant.metrics.observe(e.status, 0, t0.elapsed());
+        error(status, &e.message)
+    };
+    let format = match parse::format_of(ct) {
+        Ok(f) => f,
+        Err(e) => return fail(e),
+    };
+    let schema = p.schema();
+    let mut raw = Vec::with_capacity(schema.width() * 4);
+    let rows = match parse::parse(body, format, schema, &mut raw) {
+        Ok(n) => n,
+        Err(e) => return fail(e),
+    };
+    let mut preds = Vec::with_capacity(rows);
+    let result = p.predict(&raw, rows, &mut preds);
+    let bad = match &result {
+        Err(e) => Some(format!("the model failed: {e}")),
+        Ok(()) if preds.len() != rows => Some(format!(
+            "the model returned {} predictions for {rows} rows",
+            preds.len()
+        )),
+        Ok(()) => preds
+            .iter()
+            .position(|y| !y.is_finite())
+            .map(|i| format!("the model produced no finite prediction for row {i}")),
+    };
+    if let Some(msg) = bad {
+        variant.metrics.observe(500, 0, t0.elapsed());
+        return error(StatusCode::INTERNAL_SERVER_ERROR, &msg);
+    }
+    let mut out = String::with_capacity(20 + rows * 12);
+    let labels = variant.labels.as_deref();
+    if accept_csv {
+        for y in &preds {
+            match labels {
+                Some(l) => out.push_str(l.get(*y as usize).map_or("", |s| s.trim_matches('"'))),
+                None => crate::json::push_number(&mut out, *y),
+            }
+            out.push('\n');
+        }
+    } else {
+        out.push_str("{\"predictions\":[");
+        for (i, y) in preds.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            match labels {
+                Some(l) => out.push_str(l.get(*y as usize).map_or("null", String::as_str)),
+                None => crate::json::push_number(&mut out, *y),
+            }
+        }
+        out.push_str("]}");
+    }
+    let elapsed = t0.elapsed();
+    variant.metrics.observe(200, rows, elapsed);
+    if let Some(c) = &app.capture {
+        if c.sample() {
+            c.send(Record {
+                time: SystemTime::now(),
+                source: variant.source.clone(),
+                status: 200,
+                latency: elapsed,
+                payload: Payload::Rows {
+                    raw,
+                    predictions: preds,
+                },
+            });
+        }
+    }
+    let mut r = Response::new(Body::from(out));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(if accept_csv {
+            "text/csv"
+        } else {
+            "application/json"
+        }),
+    );
+    r
+}
+
+async fn proxy(
+    app: &App,
+    variant: &Variant,
+    u: &Upstream,
+    ct: Option<&HeaderValue>,
+    accept: Option<&HeaderValue>,
+    body: Bytes,
+    t0: Instant,
+) -> Response {
+    let ct_str = ct.and_then(|v| v.to_str().ok());
+    let accept = accept.and_then(|v| v.to_str().ok());
+    match u.invoke(ct_str, accept, body.clone()).await {
+        Ok(resp) => {
+            let elapsed = t0.elapsed();
+            variant.metrics.observe(resp.status, 0, elapsed);
+            if let Some(c) = &app.capture {
+                if c.sample() {
+                    c.send(Record {
+                        time: SystemTime::now(),
+                        source: variant.source.clone(),
+                        status: resp.status,
+                        latency: elapsed,
+                        payload: Payload::Raw {
+                            request: body,
+                            response: resp.body.clone(),
+                        },
+                    });
+                }
+            }
+            let mut r = Response::new(Body::from(resp.body));
+            *r.status_mut() = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::BAD_GATEWAY);
+            if let Some(v) = resp
+                .content_type
+                .and_then(|c| HeaderValue::from_str(&c).ok())
+            {
+                r.headers_mut().insert(header::CONTENT_TYPE, v);
+            }
+            r
+        }
+        Err(e) => {
+            variant.metrics.observe(502, 0, t0.elapsed());
+            error(
+                StatusCode::BAD_GATEWAY,
+                &format!("variant `{}`: {e}", variant.config.name),
+            )
+        }
+    }
+}
+
+/// A server listening on a socket.
+pub struct Running {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// The state (for reconfiguration).
+    pub app: Arc<App>,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish, then returns.
+    pub async fn stop(self) -> std::io::Result<()> {
+        let _ = self.shutdown.send(());
+        self.task.await.map_err(std::io::Error::other)?
+    }
+}
+
+/// Binds, loads the variants, and serves in a background task.
+pub async fn start(opts: ServerOptions, variants: Vec<VariantConfig>) -> Result<Running, String> {
+    // Bind first: a taken port is the most common error, and it is cheap to find.
+    let listener = tokio::net::TcpListener::bind(opts.addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", opts.addr))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let app = App::new(&opts, variants).await?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let svc = router(app.clone());
+    let task = tokio::spawn(async move {
+        use axum::serve::ListenerExt;
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(listener, svc)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await
+    });
+    Ok(Running {
+        addr,
+        app,
+        shutdown: tx,
+        task,
+    })
+}
+
+/// The capture files written for a capture directory, oldest first.
+pub fn capture_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    capture::capture_files(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_table;
+
+    #[test]
+    fn split_is_exact_and_interleaved() {
+        let t = split_table(&[90, 10]);
+        assert_eq!(t.len(), 10);
+        assert_eq!(t.iter().filter(|&&i| i == 1).count(), 1);
+        let t = split_table(&[50, 30, 20]);
+        assert_eq!(t.len(), 10);
+        assert_eq!(
+            [0, 1, 2].map(|k| t.iter().filter(|&&i| i == k).count()),
+            [5, 3, 2]
+        );
+        assert_eq!(split_table(&[0, 100]), vec![1]);
+        let t = split_table(&[97, 3]);
+        assert_eq!(t.len(), 100);
+        // Spread, not bunched: no two canary slots next to each other.
+        assert!(t.windows(2).all(|w| !(w[0] == 1 && w[1] == 1)));
+    }
+}
