@@ -17,6 +17,7 @@ pub const API_VERSION: &str = "mlctl/v1";
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Metadata {
     /// Unique per kind within a project: lowercase letters, digits and `-`, starting with a letter.
+    #[schemars(regex(pattern = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"), length(max = 63))]
     pub name: String,
     /// Free-form labels, copied onto every resource mlctl creates as tags.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -78,6 +79,7 @@ impl ProviderKind {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Target {
     /// `local`, `mock`, `sagemaker` or `azureml`.
+    #[schemars(extend("enum" = ["local", "mock", "sagemaker", "azureml"]))]
     pub provider: String,
     /// local, mock: state directory (default `.mlctl/<target>` in the project).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -240,12 +242,15 @@ pub enum ColumnType {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Split {
     /// Fraction of rows for training.
+    #[schemars(range(min = 0, max = 1))]
     pub train: f64,
     /// Fraction for validation (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1))]
     pub validation: Option<f64>,
     /// Fraction for testing (default: the rest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1))]
     pub test: Option<f64>,
     /// Random seed (default 42): the same seed gives the same split.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -627,6 +632,7 @@ pub struct EndpointSpec {
     pub strategy: Option<Strategy>,
     /// Instances (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub instances: Option<i64>,
     /// local: port on 127.0.0.1 (default: allocated and recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -654,6 +660,7 @@ pub struct Strategy {
     pub ty: StrategyType,
     /// canary: percent of traffic to the new version during the bake (1..99).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 99))]
     pub percent: Option<i64>,
     /// canary, blue-green: how long to watch before shifting all traffic, e.g. `10m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -681,6 +688,7 @@ pub enum StrategyType {
 pub struct Rollback {
     /// Largest error fraction (0..1) of the new version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1))]
     pub max_error_rate: Option<f64>,
     /// Largest p99 latency in milliseconds of the new version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -695,6 +703,7 @@ pub struct Rollback {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Capture {
     /// Percent of requests captured (0..100).
+    #[schemars(range(min = 0, max = 100))]
     pub sampling_percent: f64,
     /// Where to write (default: the target's store).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -802,6 +811,7 @@ pub struct Slo {
     pub p99_latency_ms: Option<f64>,
     /// Largest error fraction (0..1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1))]
     pub max_error_rate: Option<f64>,
 }
 
@@ -836,6 +846,7 @@ pub struct Notify {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Envelope<S> {
     /// Always `mlctl/v1`.
+    #[schemars(extend("const" = "mlctl/v1"))]
     pub api_version: String,
     /// Name and labels.
     pub metadata: Metadata,
@@ -843,7 +854,7 @@ pub struct Envelope<S> {
     pub spec: S,
 }
 
-/// Every manifest kind, tagged by `kind` (used for the JSON Schema).
+/// One mlctl manifest, chosen by `kind`: the Project (in `mlctl.yaml`) or a resource (under `ml/`).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind")]
 #[allow(clippy::large_enum_variant)]
