@@ -5,28 +5,11 @@
 //! Review a new or changed snapshot by reading it as a user would: does it say what is wrong,
 //! point at the right place, and say what to do?
 
-use mlctl_spec::{Files, load};
+mod common;
+
+use common::{MemFiles, assert_position_in_file};
+use mlctl_spec::load;
 use std::collections::BTreeMap;
-
-/// A project held in memory: file path to text.
-struct MemFiles(BTreeMap<String, String>);
-
-impl Files for MemFiles {
-    fn read(&self, path: &str) -> std::io::Result<Option<String>> {
-        Ok(self.0.get(path).cloned())
-    }
-
-    fn list(&self, dir: &str) -> std::io::Result<Option<Vec<String>>> {
-        let prefix = format!("{}/", dir.trim_end_matches('/'));
-        let found: Vec<String> = self
-            .0
-            .keys()
-            .filter(|k| k.starts_with(&prefix))
-            .cloned()
-            .collect();
-        Ok((!found.is_empty()).then_some(found))
-    }
-}
 
 /// Put as a file's text in [`check`] to delete that file from the base project.
 const REMOVED: &str = "<removed>";
@@ -163,21 +146,7 @@ fn check(name: &str, files: &[(&str, &str)]) -> String {
         "{name}: rejected without an error"
     );
     for d in &loaded.diagnostics {
-        // A position must point into the file it names, so the caret lands on real text.
-        if let Some(span) = d.span {
-            let text = project
-                .get(&d.file)
-                .unwrap_or_else(|| panic!("{name}: diagnostic names unknown file {}", d.file));
-            let line = text.lines().nth(span.line - 1).unwrap_or_else(|| {
-                panic!("{name}: line {} is past the end of {}", span.line, d.file)
-            });
-            assert!(
-                span.col >= 1 && span.col <= line.chars().count() + 1,
-                "{name}: column {} is outside line {:?}",
-                span.col,
-                line
-            );
-        }
+        assert_position_in_file(d, &project);
     }
     let rendered: String = loaded
         .diagnostics
