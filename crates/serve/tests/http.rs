@@ -1,0 +1,567 @@
+//! The server over real HTTP on 127.0.0.1 (ports from the OS), with small in-test models.
+//! No assertion depends on timing: waits are bounded and generous.
+
+use bytes::Bytes;
+use mlctl_serve::client::{Client, Response};
+use mlctl_serve::metrics::Scrape;
+use mlctl_serve::{
+    Column, DynPredictor, InputSchema, Output, Predictor, ServerOptions, VariantConfig,
+};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Predicts class `answer` for every row; class 2 ("virginica") when the first value is > 5.
+struct Fixed {
+    schema: InputSchema,
+    output: Output,
+    answer: f64,
+    fail: bool,
+}
+
+impl Predictor for Fixed {
+    fn schema(&self) -> &InputSchema {
+        &self.schema
+    }
+    fn output(&self) -> &Output {
+        &self.output
+    }
+    fn predict(&self, raw: &[f64], rows: usize, out: &mut Vec<f64>) -> Result<(), String> {
+        if self.fail {
+            return Err("injected failure".into());
+        }
+        let w = self.schema.width();
+        out.extend((0..rows).map(|i| if raw[i * w] > 5.0 { 2.0 } else { self.answer }));
+        Ok(())
+    }
+}
+
+fn schema() -> InputSchema {
+    InputSchema::new(vec![
+        Column::number("sepal_length"),
+        Column::number("sepal_width"),
+        Column::number("petal_length"),
+        Column::number("petal_width"),
+    ])
+}
+
+/// Model directories named `a`, `b`, `fail` map to in-test models.
+fn loader() -> mlctl_serve::Loader {
+    Arc::new(|dir: &Path| -> Result<DynPredictor, String> {
+        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let (answer, fail) = match name {
+            "a" => (0.0, false),
+            "b" => (1.0, false),
+            "fail" => (0.0, true),
+            _ => return Err(format!("no model in {}", dir.display())),
+        };
+        Ok(Arc::new(Fixed {
+            schema: schema(),
+            output: Output::Classes(vec![
+                "setosa".into(),
+                "versicolor".into(),
+                "virginica".into(),
+            ]),
+            answer,
+            fail,
+        }))
+    })
+}
+
+fn variant(name: &str, dir: &str, weight: u32) -> VariantConfig {
+    let mut v = VariantConfig::model_dir(name, PathBuf::from("/models").join(dir), weight);
+    v.model = "iris".into();
+    v.version = name.into();
+    v
+}
+
+fn options() -> ServerOptions {
+    let mut o = ServerOptions::new(loader());
+    o.addr = "127.0.0.1:0".parse().unwrap();
+    o
+}
+
+struct Server {
+    running: Option<mlctl_serve::Running>,
+    base: String,
+    client: Client,
+}
+
+impl Server {
+    async fn start(opts: ServerOptions, variants: Vec<VariantConfig>) -> Server {
+        let running = mlctl_serve::start(opts, variants)
+            .await
+            .expect("server starts");
+        let base = format!("http://{}", running.addr);
+        Server {
+            running: Some(running),
+            base,
+            client: Client::new(),
+        }
+    }
+
+    async fn post(&self, ct: &str, body: impl Into<Bytes>, extra: &[(&str, &str)]) -> Response {
+        let mut h = vec![("content-type", ct)];
+        h.extend_from_slice(extra);
+        self.client
+            .send(
+                "POST",
+                &format!("{}/invocations", self.base),
+                &h,
+                body.into(),
+                Duration::from_secs(60),
+            )
+            .await
+            .expect("answer")
+    }
+
+    async fn json(&self, body: &str) -> Response {
+        self.post("application/json", body.to_string(), &[]).await
+    }
+
+    async fn get(&self, path: &str, h: &[(&str, &str)]) -> Response {
+        self.client
+            .get(&format!("{}{path}", self.base), h, Duration::from_secs(60))
+            .await
+            .expect("answer")
+    }
+
+    async fn put_variants(&self, token: &str, variants: &[VariantConfig]) -> Response {
+        let body = serde_json::to_vec(&mlctl_serve::Variants {
+            variants: variants.to_vec(),
+        })
+        .unwrap();
+        let auth = format!("Bearer {token}");
+        self.client
+            .send(
+                "PUT",
+                &format!("{}/-/variants", self.base),
+                &[
+                    ("content-type", "application/json"),
+                    ("authorization", &auth),
+                ],
+                body.into(),
+                Duration::from_secs(60),
+            )
+            .await
+            .expect("answer")
+    }
+
+    async fn stop(mut self) {
+        self.running.take().unwrap().stop().await.unwrap();
+    }
+}
+
+fn body_json(r: &Response) -> serde_json::Value {
+    serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.text()))
+}
+
+#[tokio::test]
+async fn every_request_format_predicts() {
+    let s = Server::start(options(), vec![variant("a", "a", 100)]).await;
+    let want = serde_json::json!({"predictions": ["setosa", "virginica"]});
+    let bodies = [
+        (
+            "application/json",
+            r#"{"instances": [[1, 2, 3, 4], [6, 2, 3, 4]]}"#,
+        ),
+        ("application/json", r#"[[1, 2, 3, 4], [6, 2, 3, 4]]"#),
+        (
+            "application/json",
+            r#"{"inputs": [[1, 2, 3, 4], [6, 2, 3, 4]]}"#,
+        ),
+        (
+            "application/json",
+            r#"{"inputs": {"sepal_length": [1, 6], "sepal_width": [2, 2], "petal_length": [3, 3], "petal_width": [4, 4]}}"#,
+        ),
+        (
+            "application/json",
+            r#"{"dataframe_split": {"columns": ["sepal_length", "sepal_width", "petal_length", "petal_width"], "data": [[1, 2, 3, 4], [6, 2, 3, 4]]}}"#,
+        ),
+        (
+            "application/json; format=pandas-records",
+            r#"{"dataframe_records": [{"sepal_length": 1, "sepal_width": 2, "petal_length": 3, "petal_width": 4}, {"sepal_length": 6, "sepal_width": 2, "petal_length": 3, "petal_width": 4}]}"#,
+        ),
+        ("text/csv", "1,2,3,4\n6,2,3,4\n"),
+        (
+            "text/csv",
+            "sepal_length,sepal_width,petal_length,petal_width,species\n1,2,3,4,setosa\n6,2,3,4,virginica\n",
+        ),
+        ("text/csv; header=absent", "1,2,3,4\n6,2,3,4"),
+    ];
+    for (ct, body) in bodies {
+        let r = s.post(ct, body.to_string(), &[]).await;
+        assert_eq!(r.status, 200, "{ct} {body}: {}", r.text());
+        assert_eq!(body_json(&r), want, "{ct} {body}");
+    }
+    // Batches: 1,000 rows in one request.
+    let rows: Vec<String> = (0..1000)
+        .map(|i| format!("[{}, 1, 1, 1]", i % 10))
+        .collect();
+    let r = s
+        .json(&format!("{{\"instances\": [{}]}}", rows.join(",")))
+        .await;
+    assert_eq!(body_json(&r)["predictions"].as_array().unwrap().len(), 1000);
+    // CSV out when asked.
+    let r = s
+        .post("text/csv", "1,2,3,4\n6,2,3,4", &[("accept", "text/csv")])
+        .await;
+    assert_eq!(r.text(), "setosa\nvirginica\n");
+    assert_eq!(s.get("/ping", &[]).await.status, 200);
+    let h = body_json(&s.get("/health", &[]).await);
+    assert_eq!(h["status"], "healthy");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_bodies_get_4xx_with_a_message() {
+    let mut opts = options();
+    opts.max_body_bytes = 64 << 10;
+    let s = Server::start(opts, vec![variant("a", "a", 100)]).await;
+    let huge = format!(
+        "{{\"instances\": [{}]}}",
+        vec!["[1,2,3,4]"; 20_000].join(",")
+    );
+    let garbage: Vec<u8> = (0..5000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let cases: Vec<(&str, Bytes, u16, &str)> = vec![
+        ("application/json", Bytes::from_static(b"{\"instances\": [[1,2,3"), 400, "invalid JSON"),
+        ("application/json", Bytes::from_static(b"{\"instances\": [[1,2,3,NaN]]}"), 400, "invalid JSON"),
+        ("application/json", Bytes::from_static(b"{\"instances\": [[1,2,3]]}"), 400, "row 0 has 3 values; the model takes 4"),
+        ("application/json", Bytes::from_static(b"{\"instances\": [{\"sepal_length\": 1, \"sepal_width\": 2, \"petal_length\": 3, \"petal_widht\": 4}]}"), 400, "row 0 has no column `petal_width`"),
+        ("application/json", Bytes::from_static(b"{\"instances\": [[1,2,3,\"four\"]]}"), 400, "column `petal_width`: expected a number"),
+        ("application/json", Bytes::from_static(b"{\"instances\": [[1,2,3,null]]}"), 400, "missing value"),
+        ("application/json", Bytes::from_static(b"{\"instances\": []}"), 400, "no rows"),
+        ("application/json", Bytes::new(), 400, "invalid JSON"),
+        ("application/json", Bytes::from(garbage.clone()), 400, "invalid JSON"),
+        ("text/csv", Bytes::from(garbage), 400, "CSV"),
+        ("text/csv", Bytes::from_static(b"1,2,3,NaN"), 400, "column `petal_width`: missing value"),
+        ("text/csv", Bytes::from_static(b""), 400, "no rows"),
+        ("text/plain", Bytes::from_static(b"1,2,3,4"), 415, "unsupported content type"),
+        ("application/json", Bytes::from(huge), 413, "larger than the limit"),
+    ];
+    let n = cases.len() as u64;
+    for (ct, body, status, msg) in cases {
+        let r = s.post(ct, body, &[]).await;
+        assert_eq!(r.status, status, "{ct}: {}", r.text());
+        let j = body_json(&r);
+        assert!(j["message"].as_str().unwrap().contains(msg), "{ct}: {j}");
+        assert!(j["error_code"].is_string());
+    }
+    assert_eq!(
+        body_json(&s.json(r#"{"instances": [[1,2,3,4]]}"#).await)["predictions"][0],
+        "setosa",
+        "still serving after all that"
+    );
+    let m = Scrape::parse(&s.get("/metrics", &[]).await.text());
+    assert_eq!(m.variants["a"].client_errors, n);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_model_answers_500_and_counts_it() {
+    let s = Server::start(options(), vec![variant("f", "fail", 100)]).await;
+    let r = s.json(r#"{"instances": [[1,2,3,4]]}"#).await;
+    assert_eq!(r.status, 500);
+    assert!(
+        body_json(&r)["message"]
+            .as_str()
+            .unwrap()
+            .contains("injected failure")
+    );
+    let m = Scrape::parse(&s.get("/metrics", &[]).await.text());
+    assert_eq!(m.variants["f"].error_rate(), 1.0);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn traffic_split_follows_the_weights() {
+    let s = Server::start(
+        options(),
+        vec![variant("blue", "a", 75), variant("green", "b", 25)],
+    )
+    .await;
+    let mut green = 0;
+    for _ in 0..400 {
+        let r = s.json(r#"{"instances": [[1,2,3,4]]}"#).await;
+        if body_json(&r)["predictions"][0] == "versicolor" {
+            green += 1;
+        }
+    }
+    assert_eq!(green, 100);
+    // A variant by name, also with weight 0.
+    let mut o = options();
+    o.control_token = Some("ctl".into());
+    let s2 = Server::start(o, vec![variant("blue", "a", 100), variant("green", "b", 0)]).await;
+    for _ in 0..20 {
+        assert_eq!(
+            body_json(&s2.json(r#"[[1,2,3,4]]"#).await)["predictions"][0],
+            "setosa"
+        );
+    }
+    let r = s2
+        .post(
+            "application/json",
+            "[[1,2,3,4]]",
+            &[("x-mlctl-variant", "green")],
+        )
+        .await;
+    assert_eq!(body_json(&r)["predictions"][0], "versicolor");
+    let r = s2
+        .post(
+            "application/json",
+            "[[1,2,3,4]]",
+            &[("x-mlctl-variant", "nope")],
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    let m = Scrape::parse(&s.get("/metrics", &[]).await.text());
+    assert_eq!((m.variants["blue"].ok, m.variants["green"].ok), (300, 100));
+    s.stop().await;
+    s2.stop().await;
+}
+
+#[tokio::test]
+async fn bearer_token_guards_invocations_and_metrics() {
+    let mut o = options();
+    o.auth_token = Some("s3cret".into());
+    let s = Server::start(o, vec![variant("a", "a", 100)]).await;
+    let body = r#"[[1,2,3,4]]"#;
+    assert_eq!(s.post("application/json", body, &[]).await.status, 401);
+    assert_eq!(
+        s.post(
+            "application/json",
+            body,
+            &[("authorization", "Bearer wrong")]
+        )
+        .await
+        .status,
+        401
+    );
+    assert_eq!(
+        s.post("application/json", body, &[("authorization", "s3cret")])
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        s.post(
+            "application/json",
+            body,
+            &[("authorization", "Bearer s3cret")]
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(s.get("/metrics", &[]).await.status, 401);
+    let m = s
+        .get("/metrics", &[("authorization", "Bearer s3cret")])
+        .await;
+    assert!(
+        m.text().contains("mlctl_unauthorized_total 4"),
+        "{}",
+        m.text()
+    );
+    assert_eq!(
+        s.get("/ping", &[]).await.status,
+        200,
+        "health checks stay open"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swap_under_load_loses_no_request() {
+    let mut o = options();
+    o.control_token = Some("ctl".into());
+    let s = Arc::new(Server::start(o, vec![variant("a", "a", 100)]).await);
+    let clients = 8;
+    let per_client = 300;
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seen = [0usize; 2];
+            for _ in 0..per_client {
+                let r = s.json(r#"{"instances": [[1,2,3,4]]}"#).await;
+                assert_eq!(r.status, 200, "{}", r.text());
+                match body_json(&r)["predictions"][0].as_str() {
+                    Some("setosa") => seen[0] += 1,
+                    Some("versicolor") => seen[1] += 1,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            seen
+        }));
+    }
+    // Swap back and forth while the clients run (a, b, a+b split, ...).
+    let configs = [
+        vec![variant("b", "b", 100)],
+        vec![variant("a", "a", 50), variant("b", "b", 50)],
+        vec![variant("a", "a", 100)],
+    ];
+    let mut swaps = 0;
+    while tasks.iter().any(|t| !t.is_finished()) && swaps < 300 {
+        let r = s.put_variants("ctl", &configs[swaps % 3]).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        swaps += 1;
+    }
+    let mut total = 0;
+    for t in tasks {
+        let seen = t.await.unwrap();
+        total += seen[0] + seen[1];
+    }
+    assert_eq!(total, clients * per_client);
+    assert!(swaps > 0);
+    // A bad swap changes nothing.
+    let r = s.put_variants("ctl", &[variant("x", "missing", 100)]).await;
+    assert_eq!(r.status, 400);
+    assert!(
+        body_json(&r)["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot load the model")
+    );
+    assert_eq!(
+        s.put_variants("wrong", &[variant("a", "a", 100)])
+            .await
+            .status,
+        401
+    );
+    let info: mlctl_serve::ServerInfo =
+        serde_json::from_slice(&s.get("/-/variants", &[]).await.body).unwrap();
+    assert_eq!(info.pid, std::process::id());
+    assert!(!info.variants.is_empty());
+    Arc::try_unwrap(s).ok().unwrap().stop().await;
+}
+
+#[tokio::test]
+async fn capture_writes_sampled_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = options();
+    o.capture = Some(mlctl_serve::capture::CaptureConfig::new(dir.path(), 50.0));
+    let s = Server::start(o, vec![variant("a", "a", 100)]).await;
+    for i in 0..10 {
+        let r = s
+            .json(&format!("{{\"instances\": [[{i}, 2, 3, 4]]}}"))
+            .await;
+        assert_eq!(r.status, 200);
+    }
+    s.stop().await;
+    let path = dir.path().join("capture.jsonl");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let lines = loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if text.lines().count() >= 5 || std::time::Instant::now() > deadline {
+            break text
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .collect::<Vec<_>>();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(lines.len(), 5);
+    let first = &lines[0];
+    assert_eq!(first["model"], "iris");
+    assert_eq!(first["version"], "a");
+    assert_eq!(
+        first["columns"],
+        serde_json::json!(["sepal_length", "sepal_width", "petal_length", "petal_width"])
+    );
+    assert_eq!(first["rows"], serde_json::json!([[1, 2, 3, 4]]));
+    assert_eq!(first["predictions"], serde_json::json!(["setosa"]));
+    assert!(first["time"].as_str().unwrap().ends_with('Z'));
+    assert!(first["latencyMs"].is_number());
+}
+
+fn have_python() -> bool {
+    let ok = std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok || std::env::var_os("CI").is_none(),
+        "python3 is required for script-mode tests under CI"
+    );
+    ok
+}
+
+fn script_variant(name: &str, weight: u32, fail: bool) -> VariantConfig {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let command = if fail {
+        "FAIL=1 exec python3 script_server.py"
+    } else {
+        "exec python3 script_server.py"
+    };
+    VariantConfig {
+        name: name.into(),
+        model: "sum".into(),
+        version: name.into(),
+        weight,
+        model_dir: Some(fixtures.clone()),
+        command: Some(command.into()),
+        code_dir: Some(fixtures),
+    }
+}
+
+#[tokio::test]
+async fn script_mode_is_fronted_with_metrics_capture_and_split() {
+    if !have_python() {
+        eprintln!("skipped: no python3");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = options();
+    o.capture = Some(mlctl_serve::capture::CaptureConfig::new(dir.path(), 100.0));
+    o.control_token = Some("ctl".into());
+    let s = Server::start(
+        o,
+        vec![
+            script_variant("ok", 50, false),
+            script_variant("bad", 50, true),
+        ],
+    )
+    .await;
+    let mut ok = 0;
+    let mut failed = 0;
+    for _ in 0..10 {
+        let r = s.json(r#"{"instances": [[1, 2], [3, 4]]}"#).await;
+        match r.status {
+            200 => {
+                assert_eq!(body_json(&r)["predictions"], serde_json::json!([3, 7]));
+                ok += 1;
+            }
+            500 => failed += 1,
+            other => panic!("{other}: {}", r.text()),
+        }
+    }
+    assert_eq!((ok, failed), (5, 5));
+    let m = Scrape::parse(&s.get("/metrics", &[]).await.text());
+    assert_eq!(m.variants["bad"].error_rate(), 1.0);
+    assert_eq!(m.variants["ok"].error_rate(), 0.0);
+    // Swap the failing script out: its child is stopped, the other keeps running.
+    let r = s
+        .put_variants("ctl", &[script_variant("ok", 100, false)])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    for _ in 0..5 {
+        assert_eq!(s.json(r#"{"instances": [[1, 2]]}"#).await.status, 200);
+    }
+    s.stop().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let text = std::fs::read_to_string(dir.path().join("capture.jsonl")).unwrap_or_default();
+        if text.lines().count() >= 15 || std::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let first: serde_json::Value =
+        serde_json::from_str(text.lines().next().expect("a captured line")).unwrap();
+    assert_eq!(
+        first["request"],
+        serde_json::json!({"instances": [[1, 2], [3, 4]]})
+    );
+}
