@@ -37,9 +37,9 @@ impl Stamp {
         let mtime_ns = meta
             .modified()
             .ok()
-            .and_then(|t| match t.duration_since(std::time::UNIX_EPOCH) {
-                Ok(d) => Some(d.as_nanos() as i64),
-                Err(e) => Some(-(e.duration().as_nanos() as i64)),
+            .map(|t| match t.duration_since(std::time::UNIX_EPOCH) {
+                Ok(d) => d.as_nanos() as i64,
+                Err(e) => -(e.duration().as_nanos() as i64),
             })
             .unwrap_or(0);
         Stamp {

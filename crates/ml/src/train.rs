@@ -1,0 +1,502 @@
+//! [`train`]: one call from a table to a [`PortableModel`].
+
+use crate::algo::{
+    Estimator, Matrix, ParamError, Params, Target, Task, boosting, forest, kmeans, linear,
+    logistic, tree,
+};
+use crate::model::{FORMAT, FORMAT_VERSION, Manifest, Output, PortableModel, WEIGHTS_FILE};
+use crate::preprocess::{EncodeError, Preprocessor, encode_classes};
+use crate::table::{ColumnData, Table, TableError};
+use mlctl_spec::Algorithm;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Integer labels with at most this many distinct values are classes (unless `criterion` or
+/// `loss` says otherwise); with more they are numbers to regress.
+pub const MAX_INT_CLASSES: usize = 20;
+
+/// What to train.
+#[derive(Debug, Clone, Copy)]
+pub struct TrainRequest<'a> {
+    /// The built-in algorithm.
+    pub algorithm: Algorithm,
+    /// Hyperparameters by scikit-learn name.
+    pub hyperparameters: &'a BTreeMap<String, Value>,
+    /// Training rows: the features and (unless k-means) the label column.
+    pub train: &'a Table,
+    /// The label column (required except for k-means, where it is left out of the features).
+    pub target: Option<&'a str>,
+    /// Seed for every random choice (overridden by a `random_state` hyperparameter).
+    pub seed: u64,
+}
+
+/// Why training failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrainError {
+    /// A hyperparameter is unknown or invalid.
+    #[error(transparent)]
+    Hyperparameter(#[from] ParamError),
+    /// The training table is empty.
+    #[error("the training data has no rows")]
+    NoRows,
+    /// A supervised algorithm without a target.
+    #[error("{algorithm} needs a label column: set `target` on the dataset")]
+    TargetRequired {
+        /// The algorithm's name.
+        algorithm: &'static str,
+    },
+    /// The target column does not exist.
+    #[error("label column: {0}")]
+    NoSuchTarget(TableError),
+    /// The label column cannot be used (missing values, one class, text for regression).
+    #[error("{0}")]
+    Label(String),
+    /// Nothing to learn from.
+    #[error("the training data has no feature columns besides the label")]
+    NoFeatures,
+    /// The features could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+}
+
+fn names(algorithm: Algorithm) -> &'static [&'static str] {
+    match algorithm {
+        Algorithm::LinearRegression => linear::PARAMS,
+        Algorithm::LogisticRegression => logistic::PARAMS,
+        Algorithm::DecisionTree => tree::DECISION_TREE_PARAMS,
+        Algorithm::RandomForest => forest::PARAMS,
+        Algorithm::GradientBoosting => boosting::PARAMS,
+        Algorithm::Kmeans => kmeans::PARAMS,
+    }
+}
+
+/// The hyperparameter names `algorithm` accepts.
+pub fn hyperparameter_names(algorithm: Algorithm) -> &'static [&'static str] {
+    names(algorithm)
+}
+
+fn task_of(
+    algorithm: Algorithm,
+    p: &Params<'_>,
+    label: Option<&ColumnData>,
+) -> Result<Task, TrainError> {
+    let explicit = |name: &str| match p.raw(name) {
+        Some(Value::String(s)) if s == "squared_error" => Some(Task::Regression),
+        Some(Value::String(s)) if ["gini", "entropy", "log_loss"].contains(&s.as_str()) => {
+            Some(Task::Classification)
+        }
+        _ => None,
+    };
+    Ok(match algorithm {
+        Algorithm::LinearRegression => Task::Regression,
+        Algorithm::LogisticRegression => Task::Classification,
+        Algorithm::Kmeans => Task::Clustering,
+        Algorithm::DecisionTree | Algorithm::RandomForest | Algorithm::GradientBoosting => {
+            let key = if algorithm == Algorithm::GradientBoosting {
+                "loss"
+            } else {
+                "criterion"
+            };
+            if let Some(t) = explicit(key) {
+                return Ok(t);
+            }
+            match label {
+                Some(ColumnData::Float(_)) => Task::Regression,
+                Some(c @ ColumnData::Int(_)) => {
+                    let distinct: BTreeSet<String> =
+                        (0..c.len()).filter_map(|i| c.string_at(i)).collect();
+                    if distinct.len() <= MAX_INT_CLASSES {
+                        Task::Classification
+                    } else {
+                        Task::Regression
+                    }
+                }
+                _ => Task::Classification,
+            }
+        }
+    })
+}
+
+/// Trains a built-in algorithm. Every column but the target is a feature; text columns are
+/// one-hot encoded, missing numbers filled with the training mean.
+pub fn train(req: TrainRequest<'_>) -> Result<PortableModel, TrainError> {
+    let algo_name = req.algorithm.as_str();
+    let p = Params::new(algo_name, req.hyperparameters, names(req.algorithm))?;
+    let table = req.train;
+    if table.n_rows() == 0 {
+        return Err(TrainError::NoRows);
+    }
+    let label = match req.target {
+        Some(t) => Some(table.require(t).map_err(TrainError::NoSuchTarget)?),
+        None if req.algorithm == Algorithm::Kmeans => None,
+        None => {
+            return Err(TrainError::TargetRequired {
+                algorithm: algo_name,
+            });
+        }
+    };
+    let task = task_of(req.algorithm, &p, label)?;
+    let seed = match p.opt_f64("random_state")? {
+        Some(v) if v >= 0.0 => v as u64,
+        _ => req.seed,
+    };
+    let pre = Preprocessor::fit(table, req.target);
+    if pre.encoded_width() == 0 {
+        return Err(TrainError::NoFeatures);
+    }
+    let data = pre.encode(table)?;
+    let x = Matrix {
+        data: &data,
+        n: table.n_rows(),
+        d: pre.encoded_width(),
+    };
+    let target_name = req.target.unwrap_or_default();
+    let (target, classes) = match (task, label) {
+        (Task::Classification, Some(col)) => {
+            let (y, classes) = encode_classes(col, target_name).map_err(TrainError::Label)?;
+            if classes.len() < 2 {
+                return Err(TrainError::Label(format!(
+                    "the label column `{target_name}` has a single class ({}); a classifier needs at least two",
+                    classes.first().map_or("", String::as_str)
+                )));
+            }
+            let k = classes.len();
+            (Target::Classes { y, k }, classes)
+        }
+        (Task::Regression, Some(col)) => {
+            if col.kind() == crate::table::ColumnKind::Str {
+                return Err(TrainError::Label(format!(
+                    "{algo_name} predicts numbers, but the label column `{target_name}` holds text"
+                )));
+            }
+            let y = col.to_f64().unwrap_or_default();
+            if let Some(i) = y.iter().position(|v| v.is_nan()) {
+                return Err(TrainError::Label(format!(
+                    "the label column `{target_name}` has a missing value in row {i}"
+                )));
+            }
+            (Target::Values(y), Vec::new())
+        }
+        _ => (Target::None, Vec::new()),
+    };
+    let estimator = match (req.algorithm, &target) {
+        (Algorithm::LinearRegression, Target::Values(y)) => {
+            Estimator::Linear(linear::fit(x, y, &p)?)
+        }
+        (Algorithm::LogisticRegression, Target::Classes { y, k }) => {
+            Estimator::Logistic(logistic::fit(x, y, *k, &p)?)
+        }
+        (Algorithm::DecisionTree, _) => Estimator::Tree(tree::fit(x, &target, task, &p, seed)?),
+        (Algorithm::RandomForest, _) => Estimator::Forest(forest::fit(x, &target, task, &p, seed)?),
+        (Algorithm::GradientBoosting, _) => {
+            Estimator::Boosting(boosting::fit(x, &target, task, &p, seed)?)
+        }
+        (Algorithm::Kmeans, _) => Estimator::Kmeans(kmeans::fit(x, &p, seed)?),
+        _ => return Err(TrainError::Label("label does not fit the algorithm".into())),
+    };
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        format_version: FORMAT_VERSION,
+        algorithm: req.algorithm,
+        task,
+        hyperparameters: req.hyperparameters.clone(),
+        inputs: pre.features,
+        output: Output {
+            name: req.target.map(String::from),
+            classes,
+        },
+        metrics: BTreeMap::new(),
+        lineage: BTreeMap::new(),
+        weights: WEIGHTS_FILE.into(),
+        created_by: concat!("mlctl-ml ", env!("CARGO_PKG_VERSION")).into(),
+    };
+    PortableModel::new(manifest, estimator)
+        .map_err(|e| TrainError::Label(format!("internal error building the model: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::evaluate;
+    use crate::model::{InputProblem, Prediction};
+    use crate::split::split;
+    use mlctl_spec::Split;
+    use serde_json::json;
+    use std::path::Path;
+
+    fn iris() -> Table {
+        crate::table::read_csv(Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/iris.csv"))
+            .unwrap()
+    }
+
+    fn iris_split() -> (Table, Table) {
+        let s = split(
+            &iris(),
+            &Split {
+                train: 0.8,
+                validation: None,
+                test: Some(0.2),
+                seed: Some(42),
+                stratify: Some("species".into()),
+            },
+        )
+        .unwrap();
+        (s.train, s.test)
+    }
+
+    fn hp(v: Value) -> BTreeMap<String, Value> {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn fit(
+        algorithm: Algorithm,
+        h: &BTreeMap<String, Value>,
+        t: &Table,
+        target: Option<&str>,
+    ) -> PortableModel {
+        train(TrainRequest {
+            algorithm,
+            hyperparameters: h,
+            train: t,
+            target,
+            seed: 42,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn every_classifier_learns_iris() {
+        let (tr, te) = iris_split();
+        for (algo, h, min_acc) in [
+            (
+                Algorithm::LogisticRegression,
+                json!({"C": 1.0, "max_iter": 200}),
+                0.93,
+            ),
+            (Algorithm::DecisionTree, json!({"max_depth": 4}), 0.9),
+            (Algorithm::RandomForest, json!({"n_estimators": 30}), 0.9),
+            (
+                Algorithm::GradientBoosting,
+                json!({"n_estimators": 30}),
+                0.9,
+            ),
+        ] {
+            let m = fit(algo, &hp(h), &tr, Some("species"));
+            let metrics = evaluate(&m, &te).unwrap();
+            assert!(metrics["accuracy"] >= min_acc, "{algo:?}: {metrics:?}");
+            assert!(metrics["roc_auc"] > 0.95, "{algo:?}: {metrics:?}");
+            assert_eq!(m.classes(), ["setosa", "versicolor", "virginica"]);
+        }
+    }
+
+    #[test]
+    fn save_load_predict_round_trip() {
+        let (tr, te) = iris_split();
+        let mut m = fit(
+            Algorithm::LogisticRegression,
+            &BTreeMap::new(),
+            &tr,
+            Some("species"),
+        );
+        m.set_metrics(evaluate(&m, &te).unwrap());
+        m.lineage_mut()
+            .insert("dataset".into(), "blake3:abc".into());
+        let dir = tempfile::tempdir().unwrap();
+        m.save(dir.path()).unwrap();
+        let back = PortableModel::load(dir.path()).unwrap();
+        assert_eq!(back.manifest(), m.manifest());
+        assert_eq!(back.manifest().lineage["dataset"], "blake3:abc");
+        let rows = vec![
+            vec![json!(5.1), json!(3.5), json!(1.4), json!(0.2)],
+            vec![json!("6.7"), json!(3.0), json!(5.2), json!(2.3)],
+        ];
+        let p = back.predict_rows(&rows).unwrap();
+        assert_eq!(p[0].label(), Some("setosa"));
+        assert_eq!(p[1].label(), Some("virginica"));
+        assert_eq!(
+            serde_json::to_string(&p).unwrap(),
+            r#"["setosa","virginica"]"#
+        );
+        let fast = back
+            .predict_f64(&[5.1, 3.5, 1.4, 0.2, 6.7, 3.0, 5.2, 2.3], 2)
+            .unwrap();
+        assert_eq!(fast, p);
+        let proba = back.predict_proba_f64(&[5.1, 3.5, 1.4, 0.2], 1).unwrap();
+        assert_eq!(proba.len(), 3);
+        assert!(proba[0] > 0.8);
+        // Same predictions as the model before saving.
+        assert_eq!(
+            m.predict_table(&te).unwrap().1,
+            back.predict_table(&te).unwrap().1
+        );
+        let manifest = std::fs::read_to_string(dir.path().join("model.json")).unwrap();
+        assert!(
+            manifest.contains("\"algorithm\": \"logistic_regression\""),
+            "{manifest}"
+        );
+    }
+
+    #[test]
+    fn input_errors_name_row_column_and_problem() {
+        let t = Table::from_columns([
+            ("x", ColumnData::Float(vec![1.0, 2.0, 3.0, 4.0])),
+            (
+                "color",
+                ColumnData::Str(vec![
+                    Some("red".into()),
+                    Some("blue".into()),
+                    Some("red".into()),
+                    Some("blue".into()),
+                ]),
+            ),
+            (
+                "y",
+                ColumnData::Str(vec![
+                    Some("a".into()),
+                    Some("b".into()),
+                    Some("a".into()),
+                    Some("b".into()),
+                ]),
+            ),
+        ])
+        .unwrap();
+        let m = fit(Algorithm::DecisionTree, &BTreeMap::new(), &t, Some("y"));
+        let check = |rows: Vec<Vec<Value>>, want: &str| {
+            let e = m.predict_rows(&rows).unwrap_err();
+            assert_eq!(e.to_string(), want);
+        };
+        check(
+            vec![vec![json!(1.0)]],
+            "row 0: expected 2 values (x, color), got 1",
+        );
+        check(
+            vec![
+                vec![json!(1.0), json!("red")],
+                vec![json!("abc"), json!("red")],
+            ],
+            "row 1, column `x`: expected a number, got \"abc\"",
+        );
+        check(
+            vec![vec![json!(1.0), json!("green")]],
+            "row 0, column `color`: unknown category \"green\" (known: blue, red)",
+        );
+        check(
+            vec![vec![json!(null), json!("red")]],
+            "row 0, column `x`: missing value (null or NaN), but the model was trained without missing values in this column",
+        );
+        let e = m.predict_f64(&[1.0, 5.0], 1).unwrap_err();
+        assert!(
+            matches!(e.problem, InputProblem::BadCategoryIndex { .. }),
+            "{e}"
+        );
+        let e = m.predict_f64(&[1.0, f64::NAN], 1).unwrap_err();
+        assert_eq!(e.problem, InputProblem::Missing);
+        assert!(m.predict_f64(&[1.0], 1).is_err());
+        // Category index 0 is `blue`.
+        assert_eq!(m.predict_f64(&[2.0, 0.0], 1).unwrap()[0].label(), Some("b"));
+    }
+
+    #[test]
+    fn regression_and_clustering() {
+        let n = 200;
+        let mut r = crate::rng::Rng::new(1);
+        let a: Vec<f64> = (0..n).map(|_| r.normal()).collect();
+        let b: Vec<f64> = (0..n).map(|_| r.normal()).collect();
+        let y: Vec<f64> = a
+            .iter()
+            .zip(&b)
+            .map(|(a, b)| 1.0 + 2.0 * a - 3.0 * b)
+            .collect();
+        let t = Table::from_columns([
+            ("a", ColumnData::Float(a)),
+            ("b", ColumnData::Float(b)),
+            ("y", ColumnData::Float(y)),
+        ])
+        .unwrap();
+        let m = fit(Algorithm::LinearRegression, &BTreeMap::new(), &t, Some("y"));
+        let metrics = evaluate(&m, &t).unwrap();
+        assert!(metrics["r2"] > 0.999_999, "{metrics:?}");
+        for (algo, min_r2) in [
+            (Algorithm::GradientBoosting, 0.9),
+            (Algorithm::RandomForest, 0.8),
+            (Algorithm::DecisionTree, 0.8),
+        ] {
+            let m = fit(algo, &BTreeMap::new(), &t, Some("y"));
+            assert_eq!(m.task(), Task::Regression);
+            let metrics = evaluate(&m, &t).unwrap();
+            assert!(metrics["r2"] > min_r2, "{algo:?} {metrics:?}");
+            assert!(matches!(
+                m.predict_f64(&[0.0, 0.0], 1).unwrap()[0],
+                Prediction::Value(_)
+            ));
+        }
+        let m = fit(Algorithm::Kmeans, &hp(json!({"k": 3})), &t, Some("y"));
+        assert_eq!(m.input_names(), ["a", "b"]);
+        let metrics = evaluate(&m, &t).unwrap();
+        assert!(metrics.contains_key("inertia") && metrics.contains_key("silhouette"));
+    }
+
+    #[test]
+    fn request_errors_are_in_the_users_words() {
+        let t = iris();
+        let err = |algorithm, h: Value, target: Option<&str>| {
+            train(TrainRequest {
+                algorithm,
+                hyperparameters: &hp(h),
+                train: &t,
+                target,
+                seed: 1,
+            })
+            .unwrap_err()
+            .to_string()
+        };
+        assert!(
+            err(
+                Algorithm::RandomForest,
+                json!({"n_trees": 3}),
+                Some("species")
+            )
+            .contains("unknown hyperparameter `n_trees` for random_forest")
+        );
+        assert_eq!(
+            err(Algorithm::LogisticRegression, json!({}), None),
+            "logistic_regression needs a label column: set `target` on the dataset"
+        );
+        assert!(
+            err(Algorithm::LogisticRegression, json!({}), Some("kind"))
+                .contains("no column `kind`")
+        );
+        assert!(
+            err(Algorithm::LinearRegression, json!({}), Some("species")).contains("holds text")
+        );
+        assert!(
+            err(
+                Algorithm::LogisticRegression,
+                json!({"C": -1}),
+                Some("species")
+            )
+            .contains("`C` of logistic_regression: must be greater than 0")
+        );
+        let one_class = t.head(10);
+        let e = train(TrainRequest {
+            algorithm: Algorithm::LogisticRegression,
+            hyperparameters: &BTreeMap::new(),
+            train: &one_class,
+            target: Some("species"),
+            seed: 1,
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("single class (setosa)"), "{e}");
+    }
+
+    #[test]
+    fn training_is_deterministic() {
+        let (tr, _) = iris_split();
+        let h = hp(json!({"n_estimators": 5}));
+        let a = fit(Algorithm::RandomForest, &h, &tr, Some("species"));
+        let b = fit(Algorithm::RandomForest, &h, &tr, Some("species"));
+        assert_eq!(a.estimator(), b.estimator());
+    }
+}
