@@ -116,6 +116,7 @@ fn json_output_for_an_invalid_project() {
         "dataset `irs` is not defined; defined datasets: iris"
     );
     assert_eq!(d["hint"], "did you mean `iris`?");
+    assert_eq!(d["sourceLine"], "  dataset: irs");
 }
 
 #[test]

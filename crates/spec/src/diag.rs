@@ -14,8 +14,10 @@ pub enum Severity {
     Warning,
 }
 
-/// One problem in the spec, with its position.
+/// One problem in the spec, with its position. Serializes (for `--output json`) with
+/// camelCase keys like the rest of mlctl's JSON, the span flattened to `line` and `column`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Diagnostic {
     /// Error or warning.
     pub severity: Severity,
