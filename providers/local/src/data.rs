@@ -1,0 +1,567 @@
+//! The local [`DataStore`]: blobs in the object store, dataset versions in `state.db`.
+//!
+//! Registering a dataset: materialise the source (a project file, an `https://` download
+//! pinned by digest, or a `transform` command's output), hash it (with the digest cache, so an
+//! unchanged big file is not re-read), validate it against the schema, profile it, split it,
+//! and store the table, the profile and the parts as blobs. Idempotent by fingerprint: a
+//! version already registered with the same fingerprint is returned without reading anything.
+
+use crate::db::{Db, json};
+use crate::fsutil::{extension, io_at, safe_component, sniff_format};
+use crate::objects::Objects;
+use crate::process::{self, Shell};
+use crate::{PROVIDER, blocking, now};
+use async_trait::async_trait;
+use mlctl_core::components::{Capabilities, DataStore, DatasetRequest, DatasetVersion, OpContext};
+use mlctl_core::error::{ErrorKind, ProviderError, Result};
+use mlctl_ml::digest::{DigestCache, digest_file};
+use mlctl_ml::table::{self, Table};
+use mlctl_spec::{DataFormat, DatasetSpec};
+use rusqlite::{OptionalExtension, params};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// The local [`DataStore`].
+#[derive(Clone)]
+pub struct LocalDataStore {
+    db: Db,
+    objects: Objects,
+    state_dir: PathBuf,
+    digests: Arc<Mutex<DigestCache>>,
+}
+
+impl std::fmt::Debug for LocalDataStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalDataStore")
+            .field("state_dir", &self.state_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn err(kind: ErrorKind, op: &str, message: impl Into<String>) -> ProviderError {
+    ProviderError::new(kind, PROVIDER, op, message)
+}
+
+/// A source ready to be read: a local file and its format.
+struct Materialized {
+    path: PathBuf,
+    format: DataFormat,
+    /// The digest when already known (downloads, transform outputs).
+    digest: Option<String>,
+}
+
+impl LocalDataStore {
+    pub(crate) fn new(db: Db, state_dir: &Path) -> Self {
+        LocalDataStore {
+            db,
+            objects: Objects::new(state_dir),
+            state_dir: state_dir.to_path_buf(),
+            digests: Arc::new(Mutex::new(DigestCache::open(
+                state_dir.join("cache").join("digests.json"),
+            ))),
+        }
+    }
+
+    async fn registered(
+        &self,
+        project: &str,
+        name: &str,
+        fingerprint: &str,
+    ) -> Result<Option<DatasetVersion>> {
+        let (project, name, fingerprint) = (
+            project.to_string(),
+            name.to_string(),
+            fingerprint.to_string(),
+        );
+        let found = self
+            .db
+            .call("find dataset version", move |c| {
+                let v: Option<String> = c
+                    .query_row("SELECT version FROM datasets WHERE project = ?1 AND name = ?2 AND fingerprint = ?3", params![project, name, fingerprint], |r| r.get(0))
+                    .optional()?;
+                Ok(match v {
+                    Some(v) => Some(serde_json::from_str::<DatasetVersion>(&v)?),
+                    None => None,
+                })
+            })
+            .await?;
+        // Only trust the record while its blobs are still there.
+        Ok(found.filter(|v| {
+            std::iter::once(&v.uri)
+                .chain(v.splits.values())
+                .chain(v.profile_uri.iter())
+                .all(|u| Path::new(u).is_file())
+        }))
+    }
+
+    async fn materialize(&self, ctx: &OpContext, req: &DatasetRequest) -> Result<Materialized> {
+        let spec = &req.spec;
+        if let Some(t) = &spec.transform {
+            return self.transform(ctx, req, t).await;
+        }
+        let Some(source) = spec.source.as_deref() else {
+            return Err(err(
+                ErrorKind::Invalid,
+                "register dataset",
+                format!(
+                    "dataset `{}` has neither `source` nor `transform`",
+                    req.name
+                ),
+            ));
+        };
+        if let Some((scheme, _)) = source.split_once("://") {
+            return match scheme {
+                "https" => self.download(source, spec).await,
+                "s3" => Err(err(
+                    ErrorKind::NotSupported,
+                    "register dataset",
+                    format!(
+                        "dataset `{}`: s3:// sources are read by sagemaker targets; the local target reads project files and https:// URLs",
+                        req.name
+                    ),
+                )),
+                "az" => Err(err(
+                    ErrorKind::NotSupported,
+                    "register dataset",
+                    format!(
+                        "dataset `{}`: az:// sources are read by azureml targets; the local target reads project files and https:// URLs",
+                        req.name
+                    ),
+                )),
+                other => Err(err(
+                    ErrorKind::NotSupported,
+                    "register dataset",
+                    format!(
+                        "dataset `{}`: {other}:// sources are not supported; use a project file or an https:// URL",
+                        req.name
+                    ),
+                )),
+            };
+        }
+        let path = ctx.project_dir.join(source);
+        if !path.is_file() {
+            return Err(err(
+                ErrorKind::NotFound,
+                "register dataset",
+                format!(
+                    "dataset `{}`: source {} does not exist (relative to the project directory {})",
+                    req.name,
+                    source,
+                    ctx.project_dir.display()
+                ),
+            ));
+        }
+        let format = spec
+            .format
+            .or_else(|| table::format_from_path(&path))
+            .unwrap_or_else(|| sniff_format(&path));
+        Ok(Materialized {
+            path,
+            format,
+            digest: None,
+        })
+    }
+
+    /// Downloads an `https://` source once: a pinned digest already in the store, or a URL
+    /// fetched before, is not fetched again.
+    async fn download(&self, url: &str, spec: &DatasetSpec) -> Result<Materialized> {
+        let format = spec
+            .format
+            .or_else(|| table::format_from_path(url.split(['?', '#']).next().unwrap_or(url)))
+            .unwrap_or(DataFormat::Csv);
+        if let Some(pinned) = &spec.digest
+            && self.objects.exists(pinned)?
+        {
+            return Ok(Materialized {
+                path: self.objects.path(pinned)?,
+                format,
+                digest: Some(pinned.clone()),
+            });
+        }
+        let url_owned = url.to_string();
+        let previous: Option<String> = self
+            .db
+            .call("find download", move |c| {
+                Ok(c.query_row(
+                    "SELECT digest FROM downloads WHERE url = ?1",
+                    [url_owned],
+                    |r| r.get(0),
+                )
+                .optional()?)
+            })
+            .await?;
+        if let Some(d) =
+            previous.filter(|d| spec.digest.is_none() || spec.digest.as_ref() == Some(d))
+            && self.objects.exists(&d)?
+        {
+            return Ok(Materialized {
+                path: self.objects.path(&d)?,
+                format,
+                digest: Some(d),
+            });
+        }
+        let tmp = self.objects.temp_path("download")?;
+        let (digest, bytes) = fetch(url, &tmp).await?;
+        if let Some(want) = &spec.digest
+            && want != &digest
+        {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(err(
+                ErrorKind::Invalid,
+                "download",
+                format!(
+                    "{url} has digest {digest}, but the spec pins {want}; update `digest:` if the new content is intended"
+                ),
+            ));
+        }
+        let path = self.objects.adopt(&tmp, &digest)?;
+        let (url_owned, d) = (url.to_string(), digest.clone());
+        self.db
+            .call("record download", move |c| {
+                c.execute(
+                    "INSERT INTO downloads (url, digest, bytes, fetched_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (url) DO UPDATE SET digest = excluded.digest, bytes = excluded.bytes, fetched_at = excluded.fetched_at",
+                    params![url_owned, d, bytes as i64, now()],
+                )?;
+                Ok(())
+            })
+            .await?;
+        Ok(Materialized {
+            path,
+            format,
+            digest: Some(digest),
+        })
+    }
+
+    /// Runs a `transform` command with its inputs materialised as files.
+    async fn transform(
+        &self,
+        ctx: &OpContext,
+        req: &DatasetRequest,
+        t: &mlctl_spec::Transform,
+    ) -> Result<Materialized> {
+        let op = "transform";
+        let short = &req.fingerprint[..req.fingerprint.len().min(12)];
+        let work = self.state_dir.join("work").join(&req.name).join(short);
+        let inputs_dir = work.join("inputs");
+        let out_dir = work.join("output");
+        crate::fsutil::remove_tree(&work)?;
+        for d in [&inputs_dir, &out_dir] {
+            std::fs::create_dir_all(d).map_err(|e| io_at("create transform directory", d, e))?;
+        }
+        let mut env = Vec::new();
+        for name in &t.inputs {
+            let Some(input) = req.inputs.get(name) else {
+                return Err(err(
+                    ErrorKind::Precondition,
+                    op,
+                    format!(
+                        "dataset `{}`: input `{name}` has no registered version; apply it first",
+                        req.name
+                    ),
+                ));
+            };
+            let src = PathBuf::from(&input.uri);
+            let file = inputs_dir.join(format!("{name}.{}", extension(sniff_format(&src))));
+            // A copy, not a link: a command that writes to its input must not corrupt the store.
+            std::fs::copy(&src, &file)
+                .map_err(|e| io_at("materialise transform input", &src, e))?;
+            env.push((
+                format!("MLCTL_INPUT_{}", env_name(name)),
+                file.to_string_lossy().into_owned(),
+            ));
+        }
+        let output_name = t.output.clone().unwrap_or_else(|| "output.csv".to_string());
+        let output = out_dir.join(&output_name);
+        if let Some(parent) = output.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| io_at("create transform directory", parent, e))?;
+        }
+        env.push(("MLCTL_OUTPUT".into(), output.to_string_lossy().into_owned()));
+        env.push((
+            "MLCTL_OUTPUT_DIR".into(),
+            out_dir.to_string_lossy().into_owned(),
+        ));
+        env.push(("MLCTL_DATASET".into(), req.name.clone()));
+        let shell = Shell {
+            command: t.command.clone(),
+            cwd: ctx.project_dir.clone(),
+            env,
+            log: work.join("transform.log"),
+        };
+        let (_keep, rx) = tokio::sync::watch::channel(false);
+        let exit = process::run(&shell, |_, _| {}, rx).await?;
+        if !exit.success() {
+            return Err(err(
+                ErrorKind::Failed,
+                op,
+                format!(
+                    "dataset `{}`: {} (log: {})",
+                    req.name,
+                    exit.describe(&format!("transform `{}`", t.command)),
+                    shell.log.display()
+                ),
+            ));
+        }
+        if !output.is_file() {
+            return Err(err(
+                ErrorKind::Failed,
+                op,
+                format!(
+                    "dataset `{}`: transform `{}` succeeded but did not write $MLCTL_OUTPUT ({})",
+                    req.name,
+                    t.command,
+                    output.display()
+                ),
+            ));
+        }
+        let format = req
+            .spec
+            .format
+            .or_else(|| table::format_from_path(&output))
+            .unwrap_or_else(|| sniff_format(&output));
+        Ok(Materialized {
+            path: output,
+            format,
+            digest: None,
+        })
+    }
+}
+
+/// `my-data` -> `MY_DATA`, for environment variable names.
+pub(crate) fn env_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Streams `url` into `dest`, hashing as it goes; returns (digest, bytes).
+async fn fetch(url: &str, dest: &Path) -> Result<(String, u64)> {
+    use tokio::io::AsyncWriteExt;
+    let op = "download";
+    let client = reqwest::Client::builder()
+        .user_agent(concat!("mlctl/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| {
+            err(
+                ErrorKind::Other,
+                op,
+                format!("cannot build an HTTP client: {e}"),
+            )
+        })?;
+    let transient = |e: reqwest::Error| err(ErrorKind::Transient, op, format!("{url}: {e}"));
+    let mut resp = client.get(url).send().await.map_err(transient)?;
+    let status = resp.status();
+    if !status.is_success() {
+        let kind = if status.is_server_error() || status.as_u16() == 429 {
+            ErrorKind::Transient
+        } else if status.as_u16() == 404 {
+            ErrorKind::NotFound
+        } else if status.as_u16() == 401 || status.as_u16() == 403 {
+            ErrorKind::PermissionDenied
+        } else {
+            ErrorKind::Invalid
+        };
+        return Err(err(kind, op, format!("{url}: HTTP {status}")));
+    }
+    let mut file = tokio::fs::File::create(dest)
+        .await
+        .map_err(|e| io_at(op, dest, e))?;
+    let mut hasher = blake3::Hasher::new();
+    let mut bytes = 0u64;
+    while let Some(chunk) = resp.chunk().await.map_err(transient)? {
+        hasher.update(&chunk);
+        bytes += chunk.len() as u64;
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| io_at(op, dest, e))?;
+    }
+    file.sync_data().await.map_err(|e| io_at(op, dest, e))?;
+    Ok((hasher.finalize().to_hex().to_string(), bytes))
+}
+
+/// Everything after materialisation, on a blocking thread.
+fn check_and_store(
+    objects: &Objects,
+    digests: &Mutex<DigestCache>,
+    req: &DatasetRequest,
+    src: Materialized,
+) -> Result<DatasetVersion> {
+    let op = "register dataset";
+    let digest = match src.digest {
+        Some(d) => d,
+        None => {
+            let mut cache = digests.lock().unwrap_or_else(|p| p.into_inner());
+            let d = digest_file(&src.path, Some(&mut cache))
+                .map_err(|e| io_at("hash dataset", &src.path, e))?;
+            // A cache that cannot be saved only costs a re-read next time.
+            let _ = cache.save();
+            d
+        }
+    };
+    if let Some(want) = &req.spec.digest
+        && want != &digest
+    {
+        return Err(err(
+            ErrorKind::Invalid,
+            op,
+            format!(
+                "dataset `{}` has digest {digest}, but the spec pins {want}",
+                req.name
+            ),
+        ));
+    }
+    let table = table::read(&src.path, src.format).map_err(|e| {
+        err(
+            ErrorKind::Invalid,
+            op,
+            format!("dataset `{}`: {e}", req.name),
+        )
+    })?;
+    if let Some(schema) = &req.spec.schema {
+        let report = mlctl_ml::validate::validate(&table, schema);
+        if !report.ok {
+            return Err(err(
+                ErrorKind::Invalid,
+                "validate dataset",
+                format!("dataset `{}` ({}): {report}", req.name, src.path.display()),
+            ));
+        }
+    }
+    if let Some(target) = &req.spec.target
+        && table.column(target).is_none()
+    {
+        return Err(err(
+            ErrorKind::Invalid,
+            op,
+            format!(
+                "dataset `{}`: target column `{target}` is not in the data (columns: {})",
+                req.name,
+                table.names().join(", ")
+            ),
+        ));
+    }
+    let stored = objects.put_file(&src.path, &digest)?;
+    let profile = mlctl_ml::profile::profile(&table);
+    let profile_digest = objects.put_bytes(json(&profile).as_bytes())?;
+    let mut splits = BTreeMap::new();
+    if let Some(split) = &req.spec.split {
+        let parts = mlctl_ml::split::split(&table, split).map_err(|e| {
+            err(
+                ErrorKind::Invalid,
+                "split dataset",
+                format!("dataset `{}`: {e}", req.name),
+            )
+        })?;
+        for (name, part) in [
+            ("train", &parts.train),
+            ("validation", &parts.validation),
+            ("test", &parts.test),
+        ] {
+            if part.n_rows() == 0 {
+                continue;
+            }
+            splits.insert(
+                name.to_string(),
+                store_table(objects, part)?.to_string_lossy().into_owned(),
+            );
+        }
+    }
+    Ok(DatasetVersion {
+        name: req.name.clone(),
+        fingerprint: req.fingerprint.clone(),
+        digest,
+        uri: stored.to_string_lossy().into_owned(),
+        rows: table.n_rows() as u64,
+        columns: table.names().to_vec(),
+        splits,
+        profile_uri: Some(
+            objects
+                .path(&profile_digest)?
+                .to_string_lossy()
+                .into_owned(),
+        ),
+    })
+}
+
+/// Writes a table as CSV into the store; returns its blob path.
+pub(crate) fn store_table(objects: &Objects, t: &Table) -> Result<PathBuf> {
+    let tmp = objects.temp_path("part")?;
+    table::write_csv(t, &tmp).map_err(|e| err(ErrorKind::Other, "write split", e.to_string()))?;
+    let digest = digest_file(&tmp, None).map_err(|e| io_at("hash split", &tmp, e))?;
+    objects.adopt(&tmp, &digest)
+}
+
+#[async_trait]
+impl DataStore for LocalDataStore {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+
+    async fn put_blob(&self, bytes: Vec<u8>) -> Result<String> {
+        let objects = self.objects.clone();
+        blocking("put blob", move || objects.put_bytes(&bytes)).await
+    }
+
+    async fn get_blob(&self, digest: &str) -> Result<Vec<u8>> {
+        let (objects, digest) = (self.objects.clone(), digest.to_string());
+        blocking("get blob", move || objects.get(&digest)).await
+    }
+
+    async fn has_blob(&self, digest: &str) -> Result<bool> {
+        self.objects.exists(digest)
+    }
+
+    async fn register_dataset(
+        &self,
+        ctx: &OpContext,
+        req: &DatasetRequest,
+    ) -> Result<DatasetVersion> {
+        safe_component("dataset", &req.name)?;
+        if let Some(v) = self
+            .registered(&ctx.project, &req.name, &req.fingerprint)
+            .await?
+        {
+            return Ok(v);
+        }
+        let src = self.materialize(ctx, req).await?;
+        let (objects, digests, req2) = (self.objects.clone(), self.digests.clone(), req.clone());
+        let version = blocking("register dataset", move || {
+            check_and_store(&objects, &digests, &req2, src)
+        })
+        .await?;
+        let (project, v) = (ctx.project.clone(), version.clone());
+        self.db
+            .call("record dataset version", move |c| {
+                c.execute(
+                    "INSERT INTO datasets (project, name, fingerprint, digest, version, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (project, name, fingerprint) DO UPDATE SET digest = excluded.digest, version = excluded.version",
+                    params![project, v.name, v.fingerprint, v.digest, json(&v), now()],
+                )?;
+                Ok(())
+            })
+            .await?;
+        Ok(version)
+    }
+
+    async fn delete_dataset(&self, ctx: &OpContext, name: &str) -> Result<()> {
+        let (project, name) = (ctx.project.clone(), name.to_string());
+        // Blobs stay: other versions, runs and registered models may point at them.
+        self.db
+            .call("delete dataset", move |c| {
+                c.execute(
+                    "DELETE FROM datasets WHERE project = ?1 AND name = ?2",
+                    params![project, name],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+}

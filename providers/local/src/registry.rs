@@ -1,0 +1,426 @@
+//! The model registry: versions 1, 2, ... per model, stages, approval, lineage and the history
+//! of stage changes, in `state.db`; artifacts copied to `<state_dir>/registry/<model>/<version>/`
+//! so a version survives the cleanup of the run that produced it.
+
+use crate::db::{Db, DbError, DbResult, json};
+use crate::fsutil::{copy_tree, io_at, remove_tree, safe_component};
+use crate::{PROVIDER, now};
+use async_trait::async_trait;
+use mlctl_core::components::{
+    Capabilities, ModelVersion, OpContext, RegisterRequest, Registry, StageTransition,
+};
+use mlctl_core::error::{ErrorKind, ProviderError, Result};
+use mlctl_spec::{Approval, Stage};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The local [`Registry`].
+#[derive(Debug, Clone)]
+pub struct LocalRegistry {
+    db: Db,
+    root: PathBuf,
+}
+
+impl LocalRegistry {
+    pub(crate) fn new(db: Db, state_dir: &Path) -> Self {
+        LocalRegistry {
+            db,
+            root: state_dir.join("registry"),
+        }
+    }
+
+    async fn find_fingerprint(
+        &self,
+        project: &str,
+        model: &str,
+        fingerprint: &str,
+    ) -> Result<Option<ModelVersion>> {
+        let (project, model, fingerprint) = (
+            project.to_string(),
+            model.to_string(),
+            fingerprint.to_string(),
+        );
+        self.db
+            .call("find model version", move |c| {
+                find_fingerprint(c, &project, &model, &fingerprint)
+            })
+            .await
+    }
+}
+
+fn find_fingerprint(
+    c: &Connection,
+    project: &str,
+    model: &str,
+    fingerprint: &str,
+) -> DbResult<Option<ModelVersion>> {
+    Ok(c.query_row(
+        &format!("SELECT {VERSION_COLUMNS} FROM model_versions WHERE project = ?1 AND model = ?2 AND fingerprint = ?3"),
+        params![project, model, fingerprint],
+        version_from_row,
+    )
+    .optional()?)
+}
+
+fn stage_from(s: &str) -> Stage {
+    match s {
+        "production" => Stage::Production,
+        "archived" => Stage::Archived,
+        _ => Stage::Staging,
+    }
+}
+
+const VERSION_COLUMNS: &str =
+    "model, version, stage, approved, artifact_uri, metrics, fingerprint, lineage, created_at";
+
+fn version_from_row(r: &Row<'_>) -> rusqlite::Result<ModelVersion> {
+    let metrics: String = r.get(5)?;
+    let lineage: String = r.get(7)?;
+    Ok(ModelVersion {
+        model: r.get(0)?,
+        version: r.get::<_, i64>(1)? as u32,
+        stage: stage_from(&r.get::<_, String>(2)?),
+        approved: r.get::<_, i64>(3)? != 0,
+        artifact_uri: r.get(4)?,
+        metrics: serde_json::from_str(&metrics).unwrap_or_default(),
+        fingerprint: r.get(6)?,
+        lineage: serde_json::from_str(&lineage).unwrap_or_default(),
+        created_at: r.get(8)?,
+    })
+}
+
+fn get_version(c: &Connection, project: &str, model: &str, version: u32) -> DbResult<ModelVersion> {
+    c.query_row(
+        &format!("SELECT {VERSION_COLUMNS} FROM model_versions WHERE project = ?1 AND model = ?2 AND version = ?3"),
+        params![project, model, version as i64],
+        version_from_row,
+    )
+    .optional()?
+    .ok_or_else(|| DbError::Provider(not_found(model, version)))
+}
+
+fn not_found(model: &str, version: u32) -> ProviderError {
+    ProviderError::new(
+        ErrorKind::NotFound,
+        PROVIDER,
+        "registry",
+        format!("model `{model}` has no version {version}"),
+    )
+}
+
+fn transition(
+    tx: &Transaction<'_>,
+    project: &str,
+    model: &str,
+    version: u32,
+    from: Option<Stage>,
+    to: Stage,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO stage_transitions (project, model, version, from_stage, to_stage, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![project, model, version as i64, from.map(Stage::as_str), to.as_str(), now()],
+    )?;
+    Ok(())
+}
+
+/// Moves a version to `stage` inside `tx`; promoting to production archives the current one.
+fn move_to_stage(
+    tx: &Transaction<'_>,
+    project: &str,
+    model: &str,
+    version: u32,
+    stage: Stage,
+) -> DbResult<()> {
+    let current = get_version(tx, project, model, version)?;
+    if current.stage == stage {
+        return Ok(());
+    }
+    if stage == Stage::Production {
+        let approval: String = tx.query_row(
+            "SELECT approval FROM model_versions WHERE project = ?1 AND model = ?2 AND version = ?3",
+            params![project, model, version as i64],
+            |r| r.get(0),
+        )?;
+        if approval == "manual" && !current.approved {
+            return Err(DbError::Provider(ProviderError::new(
+                ErrorKind::Precondition,
+                PROVIDER,
+                "set stage",
+                format!(
+                    "model `{model}` v{version} needs approval before production: run `mlctl models approve {model} {version}`"
+                ),
+            )));
+        }
+        let mut st = tx.prepare("SELECT version FROM model_versions WHERE project = ?1 AND model = ?2 AND stage = 'production' AND version != ?3")?;
+        let previous: Vec<i64> = st
+            .query_map(params![project, model, version as i64], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for v in previous {
+            tx.execute("UPDATE model_versions SET stage = 'archived' WHERE project = ?1 AND model = ?2 AND version = ?3", params![project, model, v])?;
+            transition(
+                tx,
+                project,
+                model,
+                v as u32,
+                Some(Stage::Production),
+                Stage::Archived,
+            )?;
+        }
+    }
+    tx.execute(
+        "UPDATE model_versions SET stage = ?4 WHERE project = ?1 AND model = ?2 AND version = ?3",
+        params![project, model, version as i64, stage.as_str()],
+    )?;
+    transition(tx, project, model, version, Some(current.stage), stage)?;
+    Ok(())
+}
+
+/// Lineage the trainer recorded for a run: data and code digests.
+fn run_lineage(c: &Connection, run: &str) -> rusqlite::Result<BTreeMap<String, String>> {
+    let row = c
+        .query_row(
+            "SELECT data_digest, code_digest, job_name FROM runs WHERE id = ?1",
+            [run],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            },
+        )
+        .optional()?;
+    let mut out = BTreeMap::new();
+    if let Some((data, code, job)) = row {
+        out.insert("datasetDigest".to_string(), data);
+        if let Some(code) = code {
+            out.insert("codeDigest".to_string(), code);
+        }
+        out.insert("trainingJob".to_string(), job);
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl Registry for LocalRegistry {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+
+    async fn versions(&self, ctx: &OpContext, model: &str) -> Result<Vec<ModelVersion>> {
+        let (project, model) = (ctx.project.clone(), model.to_string());
+        self.db
+            .call("list versions", move |c| {
+                let mut st = c.prepare(&format!("SELECT {VERSION_COLUMNS} FROM model_versions WHERE project = ?1 AND model = ?2 ORDER BY version"))?;
+                Ok(st.query_map(params![project, model], version_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .await
+    }
+
+    async fn register(&self, ctx: &OpContext, req: &RegisterRequest) -> Result<ModelVersion> {
+        safe_component("model", &req.model)?;
+        // Idempotent: the same fingerprint is the same version.
+        if let Some(v) = self
+            .find_fingerprint(&ctx.project, &req.model, &req.fingerprint)
+            .await?
+        {
+            return Ok(v);
+        }
+        // Copy the artifact outside any transaction, into a staging directory that is renamed
+        // to the version number once the number is allocated.
+        let source = PathBuf::from(&req.training.artifact_uri);
+        let local = !req.training.artifact_uri.contains("://");
+        let model_dir = self.root.join(&req.model);
+        let staging = model_dir.join(format!(
+            ".incoming-{}-{}",
+            std::process::id(),
+            crate::unique_suffix()
+        ));
+        if local {
+            if !source.exists() {
+                return Err(ProviderError::new(
+                    ErrorKind::NotFound,
+                    PROVIDER,
+                    "register model version",
+                    format!(
+                        "the training artifact {} does not exist (was the run directory removed?)",
+                        source.display()
+                    ),
+                ));
+            }
+            let (src, dest) = (
+                source.clone(),
+                if source.is_dir() {
+                    staging.clone()
+                } else {
+                    staging.join(source.file_name().unwrap_or_default())
+                },
+            );
+            crate::blocking("copy model artifact", move || {
+                copy_tree(&src, &dest, &|_| false)
+            })
+            .await?;
+        }
+        let (project, req2, commit, staging2) = (
+            ctx.project.clone(),
+            req.clone(),
+            ctx.commit.clone(),
+            staging.clone(),
+        );
+        let result = self
+            .db
+            .call("register model version", move |c| {
+                let (req, staging) = (req2, staging2);
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                if let Some(v) = find_fingerprint(&tx, &project, &req.model, &req.fingerprint)? {
+                    let _ = remove_tree(&staging);
+                    return Ok(v);
+                }
+                tx.execute(
+                    "INSERT INTO models (project, name, description, created_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (project, name) DO UPDATE SET description = COALESCE(excluded.description, models.description)",
+                    params![project, req.model, req.description, now()],
+                )?;
+                let version: i64 = tx.query_row(
+                    "SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE project = ?1 AND model = ?2",
+                    params![project, req.model],
+                    |r| r.get(0),
+                )?;
+                let artifact_uri = if local {
+                    let dest = model_dir.join(version.to_string());
+                    remove_tree(&dest)?;
+                    std::fs::rename(&staging, &dest).map_err(|e| io_at("store model artifact", &dest, e))?;
+                    let dest = if source.is_dir() { dest } else { dest.join(source.file_name().unwrap_or_default()) };
+                    dest.to_string_lossy().into_owned()
+                } else {
+                    req.training.artifact_uri.clone()
+                };
+                let mut lineage = run_lineage(&tx, req.training.run_id.as_deref().unwrap_or(""))?;
+                lineage.insert("trainingJob".into(), req.training.job_name.clone());
+                lineage.insert("commit".into(), commit.clone());
+                if local {
+                    lineage.insert("trainedArtifact".into(), req.training.artifact_uri.clone());
+                }
+                if let Some(run) = &req.training.run_id {
+                    lineage.insert("run".into(), run.clone());
+                }
+                lineage.extend(req.lineage.clone());
+                let approval = match req.approval {
+                    Approval::Auto => "auto",
+                    Approval::Manual => "manual",
+                };
+                let initial = if req.stage == Stage::Production { Stage::Staging } else { req.stage };
+                tx.execute(
+                    "INSERT INTO model_versions (project, model, version, stage, approval, approved, artifact_uri, metrics, fingerprint, lineage, tags, description, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                    params![
+                        project,
+                        req.model,
+                        version,
+                        initial.as_str(),
+                        approval,
+                        (req.approval == Approval::Auto) as i64,
+                        artifact_uri,
+                        json(&req.training.metrics),
+                        req.fingerprint,
+                        json(&lineage),
+                        json(&req.tags.to_map()),
+                        req.description,
+                        now()
+                    ],
+                )?;
+                transition(&tx, &project, &req.model, version as u32, None, initial)?;
+                if req.stage == Stage::Production {
+                    move_to_stage(&tx, &project, &req.model, version as u32, Stage::Production)?;
+                }
+                let v = get_version(&tx, &project, &req.model, version as u32)?;
+                tx.commit()?;
+                Ok(v)
+            })
+            .await;
+        if result.is_err() {
+            let _ = remove_tree(&staging);
+        }
+        result
+    }
+
+    async fn set_stage(
+        &self,
+        ctx: &OpContext,
+        model: &str,
+        version: u32,
+        stage: Stage,
+    ) -> Result<ModelVersion> {
+        let (project, model) = (ctx.project.clone(), model.to_string());
+        self.db
+            .call("set stage", move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                move_to_stage(&tx, &project, &model, version, stage)?;
+                let v = get_version(&tx, &project, &model, version)?;
+                tx.commit()?;
+                Ok(v)
+            })
+            .await
+    }
+
+    async fn approve(&self, ctx: &OpContext, model: &str, version: u32) -> Result<ModelVersion> {
+        let (project, model) = (ctx.project.clone(), model.to_string());
+        self.db
+            .call("approve", move |c| {
+                let n = c.execute(
+                    "UPDATE model_versions SET approved = 1 WHERE project = ?1 AND model = ?2 AND version = ?3",
+                    params![project, model, version as i64],
+                )?;
+                if n == 0 {
+                    return Err(DbError::Provider(not_found(&model, version)));
+                }
+                get_version(c, &project, &model, version)
+            })
+            .await
+    }
+
+    async fn delete_model(&self, ctx: &OpContext, model: &str) -> Result<()> {
+        safe_component("model", model)?;
+        let (project, model_name) = (ctx.project.clone(), model.to_string());
+        self.db
+            .call("delete model", move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                tx.execute(
+                    "DELETE FROM model_versions WHERE project = ?1 AND model = ?2",
+                    params![project, model_name],
+                )?;
+                tx.execute(
+                    "DELETE FROM stage_transitions WHERE project = ?1 AND model = ?2",
+                    params![project, model_name],
+                )?;
+                tx.execute(
+                    "DELETE FROM models WHERE project = ?1 AND name = ?2",
+                    params![project, model_name],
+                )?;
+                tx.commit()?;
+                Ok(())
+            })
+            .await?;
+        remove_tree(&self.root.join(model))
+    }
+
+    async fn stage_history(&self, ctx: &OpContext, model: &str) -> Result<Vec<StageTransition>> {
+        let (project, model) = (ctx.project.clone(), model.to_string());
+        self.db
+            .call("stage history", move |c| {
+                let mut st = c.prepare("SELECT model, version, from_stage, to_stage, at FROM stage_transitions WHERE project = ?1 AND model = ?2 ORDER BY seq")?;
+                let rows = st.query_map(params![project, model], |r| {
+                    Ok(StageTransition {
+                        model: r.get(0)?,
+                        version: r.get::<_, i64>(1)? as u32,
+                        from: r.get::<_, Option<String>>(2)?.as_deref().map(stage_from),
+                        to: stage_from(&r.get::<_, String>(3)?),
+                        at: r.get(4)?,
+                    })
+                })?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .await
+    }
+}

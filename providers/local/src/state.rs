@@ -1,0 +1,177 @@
+//! Observed state, history and the apply lock, in `state.db`.
+
+use crate::PROVIDER;
+use crate::db::{Db, DbError, json};
+use async_trait::async_trait;
+use mlctl_core::error::{ErrorKind, ProviderError, Result};
+use mlctl_core::state::{HistoryEntry, LockError, LockInfo, ObservedResource, StateStore};
+use mlctl_spec::ResourceId;
+use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
+
+/// The local [`StateStore`].
+#[derive(Debug, Clone)]
+pub struct LocalState {
+    db: Db,
+}
+
+impl LocalState {
+    pub(crate) fn new(db: Db) -> Self {
+        LocalState { db }
+    }
+}
+
+fn insert_history(tx: &Transaction<'_>, project: &str, e: &HistoryEntry) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO history (project, resource, action, fingerprint, commit_sha, at, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![project, e.id.to_string(), e.action, e.fingerprint, e.commit, e.at, e.detail],
+    )?;
+    Ok(())
+}
+
+fn read_lock(conn: &rusqlite::Connection, project: &str) -> rusqlite::Result<Option<LockInfo>> {
+    conn.query_row(
+        "SELECT id, holder, host, pid, since, command FROM apply_lock WHERE project = ?1",
+        [project],
+        |r| {
+            Ok(LockInfo {
+                id: r.get(0)?,
+                holder: r.get(1)?,
+                host: r.get(2)?,
+                pid: r.get::<_, i64>(3)? as u32,
+                since: r.get(4)?,
+                command: r.get(5)?,
+            })
+        },
+    )
+    .optional()
+}
+
+#[async_trait]
+impl StateStore for LocalState {
+    async fn observe(&self, project: &str) -> Result<Vec<ObservedResource>> {
+        let project = project.to_string();
+        let mut out = self
+            .db
+            .call("observe", move |c| {
+                let mut st = c.prepare("SELECT record FROM resources WHERE project = ?1")?;
+                let rows = st.query_map([&project], |r| r.get::<_, String>(0))?;
+                let mut out = Vec::new();
+                for row in rows {
+                    out.push(serde_json::from_str::<ObservedResource>(&row?)?);
+                }
+                Ok(out)
+            })
+            .await?;
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    async fn record(
+        &self,
+        project: &str,
+        rec: &ObservedResource,
+        entry: &HistoryEntry,
+    ) -> Result<()> {
+        let (project, rec, entry) = (project.to_string(), rec.clone(), entry.clone());
+        self.db
+            .call("record", move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                tx.execute(
+                    "INSERT INTO resources (project, resource, record, updated_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (project, resource) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at",
+                    params![project, rec.id.to_string(), json(&rec), rec.updated_at],
+                )?;
+                insert_history(&tx, &project, &entry)?;
+                tx.commit()?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn forget(&self, project: &str, id: &ResourceId, entry: &HistoryEntry) -> Result<()> {
+        let (project, id, entry) = (project.to_string(), id.to_string(), entry.clone());
+        self.db
+            .call("forget", move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                tx.execute(
+                    "DELETE FROM resources WHERE project = ?1 AND resource = ?2",
+                    params![project, id],
+                )?;
+                insert_history(&tx, &project, &entry)?;
+                tx.commit()?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn history(&self, project: &str, id: &ResourceId) -> Result<Vec<HistoryEntry>> {
+        let (project, rid) = (project.to_string(), id.clone());
+        self.db
+            .call("history", move |c| {
+                let mut st = c.prepare(
+                    "SELECT action, fingerprint, commit_sha, at, detail FROM history WHERE project = ?1 AND resource = ?2 ORDER BY seq",
+                )?;
+                let rows = st.query_map(params![project, rid.to_string()], |r| {
+                    Ok(HistoryEntry { id: rid.clone(), action: r.get(0)?, fingerprint: r.get(1)?, commit: r.get(2)?, at: r.get(3)?, detail: r.get(4)? })
+                })?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .await
+    }
+
+    async fn lock(&self, project: &str, info: &LockInfo) -> std::result::Result<(), LockError> {
+        let (project, info) = (project.to_string(), info.clone());
+        let held = self
+            .db
+            .call("lock", move |c| {
+                // An immediate transaction takes SQLite's write lock first, so the check and the
+                // INSERT are one atomic step across processes.
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                if let Some(holder) = read_lock(&tx, &project)? {
+                    return Ok(Some(holder));
+                }
+                tx.execute(
+                    "INSERT INTO apply_lock (project, id, holder, host, pid, since, command) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![project, info.id, info.holder, info.host, info.pid as i64, info.since, info.command],
+                )?;
+                tx.commit()?;
+                Ok(None)
+            })
+            .await
+            .map_err(LockError::Store)?;
+        match held {
+            Some(h) => Err(LockError::Held(h)),
+            None => Ok(()),
+        }
+    }
+
+    async fn unlock(&self, project: &str, id: &str, force: bool) -> Result<()> {
+        let (project, id) = (project.to_string(), id.to_string());
+        self.db
+            .call("unlock", move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                match read_lock(&tx, &project)? {
+                    None => Ok(()),
+                    Some(h) if h.id == id || force => {
+                        tx.execute("DELETE FROM apply_lock WHERE project = ?1", [&project])?;
+                        tx.commit()?;
+                        Ok(())
+                    }
+                    Some(h) => Err(DbError::Provider(ProviderError::new(
+                        ErrorKind::Precondition,
+                        PROVIDER,
+                        "unlock",
+                        format!("the lock is held by {h}, not by lock id {id}; use force-unlock {} if that apply is dead", h.id),
+                    ))),
+                }
+            })
+            .await
+    }
+
+    async fn lock_holder(&self, project: &str) -> Result<Option<LockInfo>> {
+        let project = project.to_string();
+        self.db
+            .call("lock holder", move |c| Ok(read_lock(c, &project)?))
+            .await
+    }
+}

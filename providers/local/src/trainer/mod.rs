@@ -1,0 +1,1040 @@
+//! The local [`Trainer`]: built-in algorithms in-process, scripts as child processes, tuning
+//! trials in parallel, every run tracked in `state.db`.
+//!
+//! # Guarantees
+//! - `submit` returns at once; the job runs on a tokio task (built-ins on a blocking thread).
+//! - Jobs are rows keyed by their deterministic name: a second `submit` of the same name, from
+//!   this process or another, returns the same job instead of starting a second one. A job
+//!   whose row says `running` but whose owning process is gone is re-run (a new attempt) by the
+//!   next `submit` or `poll`; a job that failed is re-run by the next `submit`.
+//! - Every job has a run (MLflow's run: params, metrics, artifacts, data and code digests,
+//!   commit, duration, status, log); every tuning trial has a run whose parent is the job's.
+//!
+//! # Caveats
+//! `cancel` of a job owned by another live process marks it failed; that process's child keeps
+//! running until it ends, and its result is then ignored.
+
+mod builtin;
+mod script;
+pub(crate) mod tuning;
+
+use crate::db::{Db, DbError, DbResult, json};
+use crate::fsutil::io_at;
+use crate::process::note;
+use crate::{PROVIDER, blocking, now, unique_suffix};
+use async_trait::async_trait;
+use mlctl_core::components::{
+    Capabilities, DatasetVersion, JobHandle, JobState, OpContext, RunRecord, Tags, Trainer,
+    TrainingRequest, TrainingResult, Trial,
+};
+use mlctl_core::error::{ErrorKind, ProviderError, Result};
+use mlctl_ml::digest::{DigestCache, digest_path};
+use mlctl_spec::{TrainingJobSpec, TuningStrategy};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tuning::Params;
+
+/// Everything needed to (re-)run a job, stored with it so another process can take it over.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct JobRequest {
+    pub job_name: String,
+    pub resource: String,
+    pub spec: TrainingJobSpec,
+    pub dataset: DatasetVersion,
+    pub target_column: Option<String>,
+    pub fingerprint: String,
+    pub tags: Tags,
+    pub project: String,
+    pub project_dir: PathBuf,
+    pub commit: String,
+}
+
+impl JobRequest {
+    fn mode(&self) -> &'static str {
+        if self.spec.algorithm.is_some() {
+            "builtin"
+        } else {
+            "script"
+        }
+    }
+}
+
+/// One training execution (the job itself, or one tuning trial).
+pub(crate) struct TrialRun<'a> {
+    pub job: &'a JobRequest,
+    pub params: &'a Params,
+    pub run_id: String,
+    pub run_dir: PathBuf,
+    pub log: PathBuf,
+    /// Successive halving: the fraction of the full budget (training rows) for this round.
+    pub budget: Option<f64>,
+}
+
+/// What a training execution produced.
+#[derive(Debug, Clone)]
+pub(crate) struct TrialOutput {
+    pub metrics: BTreeMap<String, f64>,
+    pub model_dir: PathBuf,
+}
+
+/// Jobs this process is running, by `<state dir>\0<job name>`, with their cancel switches.
+static ACTIVE: LazyLock<Mutex<HashMap<String, watch::Sender<bool>>>> =
+    LazyLock::new(Default::default);
+
+fn active() -> std::sync::MutexGuard<'static, HashMap<String, watch::Sender<bool>>> {
+    ACTIVE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Identifies a process across pid reuse: host, pid and the process's start time.
+#[derive(Debug, Clone)]
+struct Owner {
+    host: String,
+    pid: u32,
+    start: i64,
+}
+
+impl Owner {
+    fn me() -> Owner {
+        let host = hostname::get()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "localhost".into());
+        Owner {
+            host,
+            pid: std::process::id(),
+            start: process_start(std::process::id()).unwrap_or(0),
+        }
+    }
+}
+
+/// The start time of a live, non-zombie process (clock ticks since boot), from `/proc`.
+#[cfg(target_os = "linux")]
+fn process_start(pid: u32) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after the last `)`.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    if fields.first() == Some(&"Z") || fields.first() == Some(&"X") {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn process_start(pid: u32) -> Option<i64> {
+    let alive = std::process::Command::new("kill")
+        .args(["-0", "--", &pid.to_string()])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(true);
+    alive.then_some(0)
+}
+
+fn internal(op: &str, message: impl Into<String>) -> ProviderError {
+    ProviderError::new(ErrorKind::Other, PROVIDER, op, message)
+}
+
+/// The local [`Trainer`].
+#[derive(Clone)]
+pub struct LocalTrainer {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for LocalTrainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalTrainer")
+            .field("state_dir", &self.inner.state_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    db: Db,
+    state_dir: PathBuf,
+    me: Owner,
+    code_digests: Mutex<DigestCache>,
+}
+
+/// A tracked run's directory and log.
+#[derive(Debug, Clone)]
+struct RunHandle {
+    id: String,
+    dir: PathBuf,
+    log: PathBuf,
+}
+
+/// How a run ended: its output and the params it used, or why it failed.
+enum RunEnd<'a> {
+    Completed(&'a TrialOutput, &'a Params),
+    Failed(String),
+}
+
+/// What `submit`/`poll` decided about a job row.
+enum Claim {
+    /// Leave it: finished, or running in a live process.
+    Existing,
+    /// Run it (again) as this attempt.
+    Start(i64, Box<JobRequest>),
+}
+
+impl Inner {
+    fn key(&self, job: &str) -> String {
+        format!("{}\0{job}", self.state_dir.display())
+    }
+
+    fn owner_alive(&self, host: &str, pid: i64, start: i64, job: &str) -> bool {
+        if host != self.me.host {
+            // Another machine sharing the directory: nothing to check it with.
+            return true;
+        }
+        if pid == self.me.pid as i64 {
+            return active().contains_key(&self.key(job));
+        }
+        match process_start(pid as u32) {
+            None => false,
+            Some(s) => start == 0 || s == 0 || s == start,
+        }
+    }
+
+    /// Decides, atomically across processes, whether this process (re-)runs job `name`.
+    /// `fresh` is the request of a `submit` (None from `poll`, which re-runs the stored one).
+    fn claim(&self, c: &mut Connection, name: &str, fresh: Option<&JobRequest>) -> DbResult<Claim> {
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let row = tx
+            .query_row("SELECT status, owner_host, owner_pid, owner_start, attempt, request FROM jobs WHERE name = ?1", [name], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?, r.get::<_, i64>(4)?, r.get::<_, String>(5)?))
+            })
+            .optional()?;
+        let me = &self.me;
+        let claim = match row {
+            None => {
+                let Some(req) = fresh else {
+                    return Err(DbError::Provider(ProviderError::new(
+                        ErrorKind::NotFound,
+                        PROVIDER,
+                        "poll",
+                        format!("no training job `{name}` on this target"),
+                    )));
+                };
+                tx.execute(
+                    "INSERT INTO jobs (name, project, resource, fingerprint, mode, status, request, owner_host, owner_pid, owner_start, attempt, submitted_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?7, ?8, ?9, 1, ?10)",
+                    params![name, req.project, req.resource, req.fingerprint, req.mode(), json(req), me.host, me.pid as i64, me.start, now()],
+                )?;
+                Claim::Start(1, Box::new(req.clone()))
+            }
+            Some((status, host, pid, start, attempt, stored)) => {
+                let rerun = match status.as_str() {
+                    "completed" => false,
+                    "failed" => fresh.is_some(),
+                    _ => !self.owner_alive(&host, pid, start, name),
+                };
+                if rerun {
+                    let req: JobRequest = match fresh {
+                        Some(r) => r.clone(),
+                        None => serde_json::from_str(&stored)?,
+                    };
+                    tx.execute(
+                        "UPDATE jobs SET status = 'running', request = ?2, result = NULL, reason = NULL, progress = NULL, message = NULL,
+                         owner_host = ?3, owner_pid = ?4, owner_start = ?5, attempt = ?6, finished_at = NULL WHERE name = ?1",
+                        params![name, json(&req), me.host, me.pid as i64, me.start, attempt + 1],
+                    )?;
+                    Claim::Start(attempt + 1, Box::new(req))
+                } else {
+                    Claim::Existing
+                }
+            }
+        };
+        tx.commit()?;
+        Ok(claim)
+    }
+
+    /// Records a progress note on the job row (fire and forget).
+    fn progress(self: &Arc<Self>, job: &str, attempt: i64, fraction: Option<f32>, message: String) {
+        let (db, job) = (self.db.clone(), job.to_string());
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let _ = db
+                    .call("job progress", move |c| {
+                        c.execute(
+                            "UPDATE jobs SET progress = COALESCE(?3, progress), message = ?4 WHERE name = ?1 AND attempt = ?2 AND status = 'running'",
+                            params![job, attempt, fraction.map(f64::from), message],
+                        )?;
+                        Ok(())
+                    })
+                    .await;
+            });
+        }
+    }
+
+    async fn new_run(
+        &self,
+        job: &JobRequest,
+        parent: Option<&str>,
+        trial: Option<u32>,
+        params: &Params,
+        code_digest: Option<String>,
+    ) -> Result<RunHandle> {
+        let id = format!("run-{}", unique_suffix());
+        let dir = self.state_dir.join("runs").join(&id);
+        std::fs::create_dir_all(&dir).map_err(|e| io_at("create run directory", &dir, e))?;
+        let log = dir.join("train.log");
+        let (job, id2, parent, params, log2) = (
+            job.clone(),
+            id.clone(),
+            parent.map(str::to_string),
+            params.clone(),
+            log.clone(),
+        );
+        self.db
+            .call("start run", move |c| {
+                c.execute(
+                    "INSERT INTO runs (id, project, job_name, resource, status, params, metrics, artifacts, data_digest, code_digest, commit_sha, started_at, parent, trial, log_path)
+                     VALUES (?1, ?2, ?3, ?4, 'running', ?5, '{}', '[]', ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                    params![
+                        id2,
+                        job.project,
+                        job.job_name,
+                        job.resource,
+                        json(&params),
+                        job.dataset.digest,
+                        code_digest,
+                        job.commit,
+                        now(),
+                        parent,
+                        trial.map(i64::from),
+                        log2.to_string_lossy()
+                    ],
+                )?;
+                Ok(())
+            })
+            .await?;
+        Ok(RunHandle { id, dir, log })
+    }
+
+    async fn end_run(&self, id: &str, outcome: RunEnd<'_>, elapsed: Duration) -> Result<()> {
+        let id = id.to_string();
+        let (status, metrics, artifacts, params, error) = match outcome {
+            RunEnd::Completed(out, p) => (
+                "completed",
+                json(&out.metrics),
+                json(&[out.model_dir.to_string_lossy()]),
+                Some(json(p)),
+                None,
+            ),
+            RunEnd::Failed(e) => ("failed", "{}".to_string(), "[]".to_string(), None, Some(e)),
+        };
+        self.db
+            .call("end run", move |c| {
+                c.execute(
+                    "UPDATE runs SET status = ?2, metrics = ?3, artifacts = ?4, params = COALESCE(?5, params), error = ?6, duration_secs = ?7 WHERE id = ?1",
+                    params![id, status, metrics, artifacts, params, error, elapsed.as_secs_f64()],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+}
+
+impl LocalTrainer {
+    pub(crate) fn new(db: Db, state_dir: &Path) -> Self {
+        let state_dir =
+            std::fs::canonicalize(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
+        let code_digests = Mutex::new(DigestCache::open(
+            state_dir.join("cache").join("code-digests.json"),
+        ));
+        LocalTrainer {
+            inner: Arc::new(Inner {
+                db,
+                state_dir,
+                me: Owner::me(),
+                code_digests,
+            }),
+        }
+    }
+
+    async fn claim(&self, name: &str, fresh: Option<JobRequest>) -> Result<()> {
+        let (inner, name2) = (self.inner.clone(), name.to_string());
+        let claim = self
+            .inner
+            .db
+            .call("claim job", move |c| inner.claim(c, &name2, fresh.as_ref()))
+            .await?;
+        if let Claim::Start(attempt, req) = claim {
+            start(self.inner.clone(), *req, attempt);
+        }
+        Ok(())
+    }
+}
+
+/// Runs a claimed job on a tokio task.
+fn start(inner: Arc<Inner>, job: JobRequest, attempt: i64) {
+    let key = inner.key(&job.job_name);
+    let (tx, rx) = watch::channel(false);
+    active().insert(key.clone(), tx);
+    tokio::spawn(async move {
+        let name = job.job_name.clone();
+        let task = tokio::spawn(execute(inner.clone(), Arc::new(job), attempt, rx));
+        let outcome = match task.await {
+            Ok(r) => r,
+            Err(e) => Err(internal(
+                "training",
+                format!("the training task crashed: {e}"),
+            )),
+        };
+        let (status, result, reason) = match &outcome {
+            Ok(r) => ("completed", Some(json(r)), None),
+            Err(e) => ("failed", None, Some(e.message.clone())),
+        };
+        let name2 = name.clone();
+        let _ = inner
+            .db
+            .call("finish job", move |c| {
+                c.execute(
+                    "UPDATE jobs SET status = ?3, result = ?4, reason = ?5, progress = 1, finished_at = ?6 WHERE name = ?1 AND attempt = ?2 AND status = 'running'",
+                    params![name2, attempt, status, result, reason, now()],
+                )?;
+                Ok(())
+            })
+            .await;
+        active().remove(&key);
+    });
+}
+
+/// Runs a job: one training, or a tuning search; tracks the runs.
+async fn execute(
+    inner: Arc<Inner>,
+    job: Arc<JobRequest>,
+    attempt: i64,
+    cancel: watch::Receiver<bool>,
+) -> Result<TrainingResult> {
+    let t0 = Instant::now();
+    let code_digest = match &job.spec.code {
+        Some(code) => {
+            let (path, inner2) = (job.project_dir.join(code), inner.clone());
+            Some(
+                blocking("hash code", move || {
+                    let mut cache = inner2
+                        .code_digests
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    let d = digest_path(&path, Some(&mut cache))
+                        .map_err(|e| io_at("hash code", &path, e))?;
+                    let _ = cache.save();
+                    Ok(d)
+                })
+                .await?,
+            )
+        }
+        None => None,
+    };
+    let base = job.spec.hyperparameters.clone();
+    let parent = inner
+        .new_run(&job, None, None, &base, code_digest.clone())
+        .await?;
+    let (name, run_id, log) = (job.job_name.clone(), parent.id.clone(), parent.log.clone());
+    inner
+        .db
+        .call("job run", move |c| {
+            c.execute(
+                "UPDATE jobs SET run_id = ?3, log_path = ?4 WHERE name = ?1 AND attempt = ?2",
+                params![name, attempt, run_id, log.to_string_lossy()],
+            )?;
+            Ok(())
+        })
+        .await?;
+    note(
+        &parent.log,
+        &format!(
+            "mlctl: job {} attempt {attempt}, run {}, {} training on dataset {} ({})",
+            job.job_name,
+            parent.id,
+            job.mode(),
+            job.dataset.name,
+            job.dataset.digest
+        ),
+    );
+    let progress = {
+        let (inner, name) = (inner.clone(), job.job_name.clone());
+        Arc::new(move |fraction: Option<f32>, msg: String| {
+            inner.progress(&name, attempt, fraction, msg)
+        }) as Arc<dyn Fn(Option<f32>, String) + Send + Sync>
+    };
+    let outcome = match &job.spec.tuning {
+        None => {
+            let t = TrialRun {
+                job: &job,
+                params: &base,
+                run_id: parent.id.clone(),
+                run_dir: parent.dir.clone(),
+                log: parent.log.clone(),
+                budget: None,
+            };
+            let p = progress.clone();
+            run_trial(&t, cancel, Arc::new(move |m| p(None, m)))
+                .await
+                .map(|out| (out, base.clone(), Vec::new()))
+        }
+        Some(_) => tune(&inner, &job, &parent, code_digest, cancel, progress).await,
+    };
+    let elapsed = t0.elapsed();
+    match outcome {
+        Ok((out, params, trials)) => {
+            let artifact = out.model_dir.to_string_lossy().into_owned();
+            inner
+                .end_run(&parent.id, RunEnd::Completed(&out, &params), elapsed)
+                .await?;
+            note(
+                &parent.log,
+                &format!(
+                    "mlctl: completed in {:.1}s; metrics {}",
+                    elapsed.as_secs_f64(),
+                    json(&out.metrics)
+                ),
+            );
+            Ok(TrainingResult {
+                job_name: job.job_name.clone(),
+                artifact_uri: artifact,
+                metrics: out.metrics,
+                hyperparameters: params,
+                trials,
+                run_id: Some(parent.id.clone()),
+                duration_secs: elapsed.as_secs_f64(),
+            })
+        }
+        Err(e) => {
+            inner
+                .end_run(&parent.id, RunEnd::Failed(e.message.clone()), elapsed)
+                .await?;
+            note(
+                &parent.log,
+                &format!(
+                    "mlctl: failed after {:.1}s: {}",
+                    elapsed.as_secs_f64(),
+                    e.message
+                ),
+            );
+            Err(e)
+        }
+    }
+}
+
+async fn run_trial(
+    t: &TrialRun<'_>,
+    cancel: watch::Receiver<bool>,
+    progress: Arc<dyn Fn(String) + Send + Sync>,
+) -> Result<TrialOutput> {
+    if t.job.spec.algorithm.is_some() {
+        let (job, params, run_dir, log, budget) = (
+            t.job.clone(),
+            t.params.clone(),
+            t.run_dir.clone(),
+            t.log.clone(),
+            t.budget,
+        );
+        let run_id = t.run_id.clone();
+        blocking("training", move || {
+            let t = TrialRun {
+                job: &job,
+                params: &params,
+                run_id,
+                run_dir,
+                log,
+                budget,
+            };
+            builtin::run(&t, &cancel)
+        })
+        .await
+    } else {
+        script::run(t, cancel, progress).await
+    }
+}
+
+/// A finished trial: (number, params, run id, output or error).
+type Finished = (
+    u32,
+    Params,
+    String,
+    std::result::Result<TrialOutput, String>,
+);
+
+/// Runs the tuning search; returns the best trial's output and params, and every trial.
+async fn tune(
+    inner: &Arc<Inner>,
+    job: &Arc<JobRequest>,
+    parent: &RunHandle,
+    code_digest: Option<String>,
+    cancel: watch::Receiver<bool>,
+    progress: Arc<dyn Fn(Option<f32>, String) + Send + Sync>,
+) -> Result<(TrialOutput, Params, Vec<Trial>)> {
+    let t = job.spec.tuning.clone().expect("tuning");
+    let objective = t.objective.clone();
+    let candidates = tuning::candidates(&t, &job.spec.hyperparameters)?;
+    let parallel = t.parallelism.unwrap_or(1).max(1) as usize;
+    let rounds: Vec<(Option<f64>, usize)> = if t.strategy == TuningStrategy::Halving {
+        tuning::halving_rounds(candidates.len())
+            .into_iter()
+            .map(|(b, n)| ((b < 1.0).then_some(b), n))
+            .collect()
+    } else {
+        vec![(None, candidates.len())]
+    };
+    let total: usize = rounds.iter().map(|(_, n)| n).sum();
+    note(
+        &parent.log,
+        &format!(
+            "mlctl: tuning ({:?}) {} candidates, {} trials, {parallel} at a time, objective {} ({:?})",
+            t.strategy,
+            candidates.len(),
+            total,
+            objective.metric,
+            objective.goal
+        ),
+    );
+    let objective_of = |r: &std::result::Result<TrialOutput, String>| {
+        r.as_ref()
+            .ok()
+            .and_then(|o| o.metrics.get(&objective.metric).copied())
+            .filter(|x| x.is_finite())
+    };
+    let mut alive: Vec<Params> = candidates;
+    let mut all: Vec<Finished> = Vec::new();
+    let mut last_round: Vec<Finished> = Vec::new();
+    let mut number = 0u32;
+    for (round, (budget, keep)) in rounds.iter().enumerate() {
+        if round > 0 {
+            // Keep the best `keep` of the previous round.
+            let mut ranked: Vec<&Finished> = last_round
+                .iter()
+                .filter(|f| objective_of(&f.3).is_some())
+                .collect();
+            ranked.sort_by(|a, b| {
+                let (x, y) = (
+                    objective_of(&a.3).unwrap_or(0.0),
+                    objective_of(&b.3).unwrap_or(0.0),
+                );
+                if tuning::better(objective.goal, x, y) {
+                    std::cmp::Ordering::Less
+                } else {
+                    std::cmp::Ordering::Greater
+                }
+            });
+            alive = ranked.iter().take(*keep).map(|f| f.1.clone()).collect();
+            if alive.is_empty() {
+                break;
+            }
+        }
+        let batch: Vec<(u32, Params)> = alive
+            .iter()
+            .map(|p| {
+                number += 1;
+                (number, p.clone())
+            })
+            .collect();
+        last_round = run_batch(
+            inner,
+            job,
+            parent,
+            batch,
+            *budget,
+            parallel,
+            code_digest.clone(),
+            cancel.clone(),
+            progress.clone(),
+            all.len(),
+            total,
+        )
+        .await?;
+        all.extend(last_round.iter().cloned());
+        if *cancel.borrow() {
+            return Err(ProviderError::new(
+                ErrorKind::Failed,
+                PROVIDER,
+                "training",
+                "cancelled",
+            ));
+        }
+    }
+    let trials: Vec<Trial> = all
+        .iter()
+        .map(|(n, p, _, r)| Trial {
+            number: *n,
+            hyperparameters: p.clone(),
+            objective: objective_of(r),
+            status: if r.is_ok() { "completed" } else { "failed" }.into(),
+        })
+        .collect();
+    let best = last_round
+        .iter()
+        .filter_map(|f| objective_of(&f.3).map(|o| (o, f)))
+        .fold(None::<(f64, &Finished)>, |best, (o, f)| match best {
+            Some((b, _)) if !tuning::better(objective.goal, o, b) => best,
+            _ => Some((o, f)),
+        });
+    let Some((value, (n, params, run, out))) = best else {
+        let reasons: Vec<String> = all
+            .iter()
+            .map(|(n, _, _, r)| match r {
+                Ok(_) => format!("trial {n}: no `{}` metric reported", objective.metric),
+                Err(e) => format!("trial {n}: {}", e.lines().next().unwrap_or("")),
+            })
+            .collect();
+        return Err(ProviderError::new(
+            ErrorKind::Failed,
+            PROVIDER,
+            "tuning",
+            format!(
+                "no trial produced the objective `{}`:\n{}",
+                objective.metric,
+                reasons.join("\n")
+            ),
+        ));
+    };
+    note(
+        &parent.log,
+        &format!(
+            "mlctl: best trial {n} (run {run}): {} = {value}",
+            objective.metric
+        ),
+    );
+    let out = out.as_ref().map_err(|e| internal("tuning", e.clone()))?;
+    Ok((out.clone(), params.clone(), trials))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_batch(
+    inner: &Arc<Inner>,
+    job: &Arc<JobRequest>,
+    parent: &RunHandle,
+    batch: Vec<(u32, Params)>,
+    budget: Option<f64>,
+    parallel: usize,
+    code_digest: Option<String>,
+    cancel: watch::Receiver<bool>,
+    progress: Arc<dyn Fn(Option<f32>, String) + Send + Sync>,
+    done_before: usize,
+    total: usize,
+) -> Result<Vec<Finished>> {
+    let sem = Arc::new(tokio::sync::Semaphore::new(parallel));
+    let mut set = tokio::task::JoinSet::new();
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(done_before));
+    for (number, params) in batch {
+        let (inner, job, sem, cancel, progress, done) = (
+            inner.clone(),
+            job.clone(),
+            sem.clone(),
+            cancel.clone(),
+            progress.clone(),
+            done.clone(),
+        );
+        let (parent_id, parent_log, code_digest) =
+            (parent.id.clone(), parent.log.clone(), code_digest.clone());
+        set.spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            let t0 = Instant::now();
+            let run = match inner
+                .new_run(&job, Some(&parent_id), Some(number), &params, code_digest)
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => return (number, params, String::new(), Err(e.message)),
+            };
+            let outcome = if *cancel.borrow() {
+                Err("cancelled".to_string())
+            } else {
+                let t = TrialRun {
+                    job: &job,
+                    params: &params,
+                    run_id: run.id.clone(),
+                    run_dir: run.dir.clone(),
+                    log: run.log.clone(),
+                    budget,
+                };
+                run_trial(&t, cancel, Arc::new(|_| {}))
+                    .await
+                    .map_err(|e| e.message)
+            };
+            let recorded = match &outcome {
+                Ok(out) => RunEnd::Completed(out, &params),
+                Err(e) => RunEnd::Failed(e.clone()),
+            };
+            let _ = inner.end_run(&run.id, recorded, t0.elapsed()).await;
+            let line = match &outcome {
+                Ok(out) => format!(
+                    "mlctl: trial {number} (run {}) {} -> {}",
+                    run.id,
+                    json(&params),
+                    json(&out.metrics)
+                ),
+                Err(e) => format!(
+                    "mlctl: trial {number} (run {}) {} failed: {e}",
+                    run.id,
+                    json(&params)
+                ),
+            };
+            note(&parent_log, &line);
+            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            progress(
+                Some(n as f32 / total.max(1) as f32),
+                format!("trial {n}/{total}"),
+            );
+            (number, params, run.id, outcome)
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(r) = set.join_next().await {
+        out.push(r.map_err(|e| internal("tuning", format!("a trial crashed: {e}")))?);
+    }
+    out.sort_by_key(|f| f.0);
+    Ok(out)
+}
+
+fn job_state(
+    status: &str,
+    result: Option<String>,
+    reason: Option<String>,
+    progress: Option<f64>,
+    message: Option<String>,
+) -> DbResult<JobState> {
+    Ok(match status {
+        "completed" => {
+            JobState::Completed(serde_json::from_str(result.as_deref().unwrap_or("null"))?)
+        }
+        "failed" => JobState::Failed {
+            reason: reason.unwrap_or_else(|| "failed".into()),
+        },
+        _ => JobState::Running {
+            progress: progress.map(|p| p as f32),
+            message,
+        },
+    })
+}
+
+fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(RunRecord, String, String, String)> {
+    Ok((
+        RunRecord {
+            id: r.get(0)?,
+            job_name: r.get(1)?,
+            resource: r.get(2)?,
+            status: r.get(3)?,
+            params: BTreeMap::new(),
+            metrics: BTreeMap::new(),
+            artifacts: Vec::new(),
+            data_digest: r.get(7)?,
+            code_digest: r.get(8)?,
+            commit: r.get(9)?,
+            started_at: r.get(10)?,
+            duration_secs: r.get(11)?,
+            parent: r.get(12)?,
+        },
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
+}
+
+#[async_trait]
+impl Trainer for LocalTrainer {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            algorithms: builtin::algorithms(),
+            script_mode: true,
+            tuning: true,
+            poll_interval: Duration::from_millis(200),
+            ..Capabilities::default()
+        }
+    }
+
+    async fn submit(&self, ctx: &OpContext, req: &TrainingRequest) -> Result<JobHandle> {
+        if req.spec.algorithm.is_none() && req.spec.command.is_none() {
+            return Err(ProviderError::new(
+                ErrorKind::Invalid,
+                PROVIDER,
+                "submit",
+                format!(
+                    "training job `{}` needs `algorithm` or `command`",
+                    req.resource
+                ),
+            ));
+        }
+        if let Some(a) = req.spec.algorithm
+            && !builtin::algorithms().iter().any(|n| n == a.as_str())
+        {
+            return Err(ProviderError::new(
+                ErrorKind::NotSupported,
+                PROVIDER,
+                "submit",
+                format!("the local target has no built-in `{}` yet", a.as_str()),
+            ));
+        }
+        let job = JobRequest {
+            job_name: req.job_name.clone(),
+            resource: req.resource.clone(),
+            spec: req.spec.clone(),
+            dataset: req.dataset.clone(),
+            target_column: req.target_column.clone(),
+            fingerprint: req.fingerprint.clone(),
+            tags: req.tags.clone(),
+            project: ctx.project.clone(),
+            project_dir: ctx.project_dir.clone(),
+            commit: ctx.commit.clone(),
+        };
+        self.claim(&req.job_name, Some(job)).await?;
+        Ok(JobHandle {
+            name: req.job_name.clone(),
+            provider_id: req.job_name.clone(),
+        })
+    }
+
+    async fn poll(&self, _ctx: &OpContext, job: &JobHandle) -> Result<JobState> {
+        let name = job.name.clone();
+        let row = self
+            .inner
+            .db
+            .call("poll", move |c| {
+                Ok(c.query_row("SELECT status, result, reason, progress, message, owner_host, owner_pid, owner_start FROM jobs WHERE name = ?1", [name], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get::<_, String>(5)?, r.get::<_, i64>(6)?, r.get::<_, i64>(7)?))
+                })
+                .optional()?)
+            })
+            .await?;
+        let Some((status, result, reason, progress, message, host, pid, start)) = row else {
+            return Err(ProviderError::new(
+                ErrorKind::NotFound,
+                PROVIDER,
+                "poll",
+                format!("no training job `{}` on this target", job.name),
+            ));
+        };
+        if status == "running" && !self.inner.owner_alive(&host, pid, start, &job.name) {
+            // Its process died: run it again here.
+            self.claim(&job.name, None).await?;
+            return Ok(JobState::Running {
+                progress: None,
+                message: Some(format!(
+                    "restarted: the process that ran it (pid {pid}) is gone"
+                )),
+            });
+        }
+        job_state(&status, result, reason, progress, message).map_err(|e| match e {
+            DbError::Sql(e) => crate::db::sql_error("poll", e),
+            DbError::Provider(e) => e,
+        })
+    }
+
+    async fn cancel(&self, _ctx: &OpContext, job: &JobHandle) -> Result<()> {
+        if let Some(tx) = active().get(&self.inner.key(&job.name)) {
+            let _ = tx.send(true);
+        }
+        let name = job.name.clone();
+        self.inner
+            .db
+            .call("cancel", move |c| {
+                let n = c.execute(
+                    "UPDATE jobs SET status = 'failed', reason = 'cancelled', finished_at = ?2 WHERE name = ?1 AND status = 'running'",
+                    params![name, now()],
+                )?;
+                let exists: bool = n > 0 || c.query_row("SELECT 1 FROM jobs WHERE name = ?1", [&name], |_| Ok(())).optional()?.is_some();
+                if !exists {
+                    return Err(DbError::Provider(ProviderError::new(ErrorKind::NotFound, PROVIDER, "cancel", format!("no training job `{name}` on this target"))));
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn runs(&self, ctx: &OpContext, resource: Option<&str>) -> Result<Vec<RunRecord>> {
+        let (project, resource) = (ctx.project.clone(), resource.map(str::to_string));
+        self.inner
+            .db
+            .call("list runs", move |c| {
+                let mut st = c.prepare(
+                    "SELECT id, job_name, resource, status, params, metrics, artifacts, data_digest, code_digest, commit_sha, started_at, duration_secs, parent
+                     FROM runs WHERE project = ?1 AND (?2 IS NULL OR resource = ?2) ORDER BY seq",
+                )?;
+                let rows = st.query_map(params![project, resource], run_from_row)?;
+                let mut out = Vec::new();
+                for row in rows {
+                    let (mut rec, params, metrics, artifacts) = row?;
+                    rec.params = serde_json::from_str(&params)?;
+                    rec.metrics = serde_json::from_str(&metrics)?;
+                    rec.artifacts = serde_json::from_str(&artifacts)?;
+                    out.push(rec);
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn logs(&self, _ctx: &OpContext, job: &str) -> Result<String> {
+        let name = job.to_string();
+        // A job name, or a run id.
+        let logs: Vec<(Option<String>, String)> = self
+            .inner
+            .db
+            .call("logs", move |c| {
+                let run: Option<String> = c
+                    .query_row("SELECT run_id FROM jobs WHERE name = ?1", [&name], |r| {
+                        r.get(0)
+                    })
+                    .optional()?
+                    .flatten();
+                let run = match run {
+                    Some(r) => r,
+                    None => match c
+                        .query_row("SELECT id FROM runs WHERE id = ?1", [&name], |r| {
+                            r.get::<_, String>(0)
+                        })
+                        .optional()?
+                    {
+                        Some(r) => r,
+                        None => {
+                            return Err(DbError::Provider(ProviderError::new(
+                                ErrorKind::NotFound,
+                                PROVIDER,
+                                "logs",
+                                format!("no training job or run `{name}` on this target"),
+                            )));
+                        }
+                    },
+                };
+                let mut out: Vec<(Option<String>, String)> = Vec::new();
+                let own: Option<String> =
+                    c.query_row("SELECT log_path FROM runs WHERE id = ?1", [&run], |r| {
+                        r.get(0)
+                    })?;
+                out.push((None, own.unwrap_or_default()));
+                let mut st = c.prepare(
+                    "SELECT trial, id, log_path FROM runs WHERE parent = ?1 ORDER BY trial, seq",
+                )?;
+                let children = st.query_map([&run], |r| {
+                    Ok((
+                        r.get::<_, Option<i64>>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                    ))
+                })?;
+                for ch in children {
+                    let (trial, id, log) = ch?;
+                    out.push((
+                        Some(format!("trial {} (run {id})", trial.unwrap_or(0))),
+                        log.unwrap_or_default(),
+                    ));
+                }
+                Ok(out)
+            })
+            .await?;
+        let mut text = String::new();
+        for (header, path) in logs {
+            if let Some(h) = header {
+                text.push_str(&format!("\n==> {h} <==\n"));
+            }
+            text.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
+        }
+        Ok(text)
+    }
+}
