@@ -1,0 +1,300 @@
+//! StateStore: records, history, the apply lock.
+
+use crate::{Check, Fixture, attempt, call};
+use mlctl_core::state::FailedAttempt;
+use mlctl_core::{Health, HistoryEntry, LockError, LockInfo, ObservedResource, Stack};
+use mlctl_spec::{Kind, ResourceId};
+use serde_json::json;
+
+fn observed(id: &ResourceId, fingerprint: &str, commit: &str) -> ObservedResource {
+    ObservedResource {
+        id: id.clone(),
+        fingerprint: fingerprint.into(),
+        spec: json!({"spec": {"fingerprint": fingerprint}}),
+        commit: commit.into(),
+        updated_at: "2026-01-01T00:00:00Z".into(),
+        health: Health::Healthy,
+        outputs: json!({"rows": 150, "uri": "x://y"}),
+        inputs: [("data:data/iris.csv".to_string(), "abc".to_string())].into(),
+        last_error: None,
+        drift: Vec::new(),
+    }
+}
+
+fn entry(id: &ResourceId, action: &str, fingerprint: &str) -> HistoryEntry {
+    HistoryEntry {
+        id: id.clone(),
+        action: action.into(),
+        fingerprint: fingerprint.into(),
+        commit: "c".into(),
+        at: "2026-01-01T00:00:00Z".into(),
+        detail: format!("{action} {fingerprint}"),
+    }
+}
+
+/// Records come back as stored, a re-record replaces, history is appended in order and kept
+/// after `forget`, projects do not see each other's records, live drift is never stored.
+pub async fn state_roundtrip(stack: &Stack, fx: &Fixture) {
+    let c = Check::new("state_roundtrip", stack);
+    let project = fx.unique("state");
+    let other = fx.unique("state-other");
+    let st = &stack.state;
+    let ds = ResourceId::new(Kind::Dataset, "iris");
+    let job = ResourceId::new(Kind::TrainingJob, "iris-train");
+
+    let empty = call!(
+        c,
+        "observing a project with nothing applied",
+        st.observe(&project).await
+    );
+    c.ensure(
+        empty.is_empty(),
+        format!("a fresh project must observe no resources, got {empty:?}"),
+    );
+
+    let mut first = observed(&ds, "fp-a", "c1");
+    call!(
+        c,
+        "recording a resource",
+        st.record(&project, &first, &entry(&ds, "create", "fp-a"))
+            .await
+    );
+    let got = call!(c, "observing after record", st.observe(&project).await);
+    c.ensure(
+        got == vec![first.clone()],
+        format!(
+            "observe must return the record exactly as stored: stored {first:?}, observed {got:?}"
+        ),
+    );
+
+    // Drift is computed live by observe and must never come back from storage.
+    let mut with_drift = observed(&job, "fp-j", "c1");
+    with_drift.drift = vec!["instances changed outside mlctl: 1 -> 3".into()];
+    with_drift.last_error = Some(FailedAttempt {
+        fingerprint: "fp-j2".into(),
+        commit: "c2".into(),
+        message: "boom".into(),
+        at: "t".into(),
+    });
+    call!(
+        c,
+        "recording a second resource",
+        st.record(&project, &with_drift, &entry(&job, "create", "fp-j"))
+            .await
+    );
+    let got = call!(c, "observing two resources", st.observe(&project).await);
+    c.ensure(
+        got.len() == 2,
+        format!(
+            "two recorded resources must observe as two, got {}",
+            got.len()
+        ),
+    );
+    let j = got
+        .iter()
+        .find(|o| o.id == job)
+        .unwrap_or_else(|| c.fail("a recorded TrainingJob is missing from observe"));
+    c.ensure(
+        j.drift.is_empty(),
+        "drift is live state: a record's `drift` must not be stored",
+    );
+    c.ensure(
+        j.last_error == with_drift.last_error,
+        format!(
+            "the last failed attempt must round-trip, got {:?}",
+            j.last_error
+        ),
+    );
+
+    first.fingerprint = "fp-b".into();
+    first.commit = "c2".into();
+    call!(
+        c,
+        "re-recording a resource",
+        st.record(&project, &first, &entry(&ds, "update", "fp-b"))
+            .await
+    );
+    let got = call!(c, "observing after re-record", st.observe(&project).await);
+    let d: Vec<&ObservedResource> = got.iter().filter(|o| o.id == ds).collect();
+    c.ensure(
+        d.len() == 1 && d[0].fingerprint == "fp-b",
+        format!("re-recording must replace the record, not add one; observed {d:?}"),
+    );
+
+    let others = call!(c, "observing another project", st.observe(&other).await);
+    c.ensure(
+        others.is_empty(),
+        "records of one project must not appear in another project's observe",
+    );
+
+    call!(
+        c,
+        "forgetting a resource",
+        st.forget(&project, &ds, &entry(&ds, "delete", "")).await
+    );
+    let got = call!(c, "observing after forget", st.observe(&project).await);
+    c.ensure(
+        got.iter().all(|o| o.id != ds) && got.len() == 1,
+        format!("forget must remove exactly that record; observed {got:?}"),
+    );
+
+    let h = call!(c, "reading history", st.history(&project, &ds).await);
+    let actions: Vec<(&str, &str)> = h
+        .iter()
+        .map(|e| (e.action.as_str(), e.fingerprint.as_str()))
+        .collect();
+    c.ensure(
+        actions == vec![("create", "fp-a"), ("update", "fp-b"), ("delete", "")],
+        format!("history must keep every entry, oldest first, and survive forget; got {actions:?}"),
+    );
+    c.ensure(
+        h[0] == entry(&ds, "create", "fp-a"),
+        format!("history entries must round-trip exactly, got {:?}", h[0]),
+    );
+    let none = call!(
+        c,
+        "reading the history of a resource never recorded",
+        st.history(&project, &ResourceId::new(Kind::Model, "never"))
+            .await
+    );
+    c.ensure(
+        none.is_empty(),
+        "a resource never recorded has an empty history",
+    );
+
+    call!(
+        c,
+        "cleaning up",
+        st.forget(&project, &job, &entry(&job, "delete", "")).await
+    );
+}
+
+fn lock_info(id: &str) -> LockInfo {
+    LockInfo {
+        id: id.into(),
+        holder: "conformance".into(),
+        host: "test-host".into(),
+        pid: 4242,
+        since: "2026-01-01T00:00:00Z".into(),
+        command: "mlctl apply".into(),
+    }
+}
+
+/// The lock is exclusive (also under a race), says who holds it, is released only by its
+/// holder or with force, and unlocking a free lock is harmless.
+pub async fn lock_contention(stack: &Stack, fx: &Fixture) {
+    let c = Check::new("lock_contention", stack);
+    let project = fx.unique("lock");
+    let st = &stack.state;
+    let (a, b) = (lock_info("lock-a"), lock_info("lock-b"));
+
+    let h = call!(
+        c,
+        "reading the holder of a free lock",
+        st.lock_holder(&project).await
+    );
+    c.ensure(
+        h.is_none(),
+        format!("a fresh project's lock must be free, held by {h:?}"),
+    );
+    if let Err(e) = st.lock(&project, &a).await {
+        c.fail(format!("taking a free lock must succeed, got {e:?}"));
+    }
+    let h = call!(c, "reading the lock holder", st.lock_holder(&project).await);
+    c.ensure(
+        h.as_ref() == Some(&a),
+        format!("lock_holder must return the holder's LockInfo exactly, got {h:?}"),
+    );
+    match st.lock(&project, &b).await {
+        Err(LockError::Held(holder)) => c.ensure(
+            holder == a,
+            format!("a refused lock must name the holder: expected {a:?}, got {holder:?}"),
+        ),
+        other => c.fail(format!(
+            "taking a held lock must fail with Held(holder), got {other:?}"
+        )),
+    }
+    match st.lock(&project, &a).await {
+        Err(LockError::Held(_)) => {}
+        other => c.fail(format!(
+            "the lock is not re-entrant: taking it again must fail with Held, got {other:?}"
+        )),
+    }
+    // Someone else's id must not release it (an error or a no-op are both fine).
+    let _ = attempt!(st.unlock(&project, &b.id, false).await);
+    let h = call!(c, "reading the lock holder", st.lock_holder(&project).await);
+    c.ensure(
+        h.as_ref() == Some(&a),
+        "unlock with another id (without force) must not release the lock",
+    );
+    call!(
+        c,
+        "releasing the lock by its holder",
+        st.unlock(&project, &a.id, false).await
+    );
+    let h = call!(c, "reading the lock holder", st.lock_holder(&project).await);
+    c.ensure(
+        h.is_none(),
+        format!("unlock by the holder must release the lock, still held by {h:?}"),
+    );
+    call!(
+        c,
+        "unlocking a free lock (must be harmless)",
+        st.unlock(&project, &a.id, false).await
+    );
+
+    if let Err(e) = st.lock(&project, &b).await {
+        c.fail(format!(
+            "a released lock must be free to take again, got {e:?}"
+        ));
+    }
+    call!(
+        c,
+        "force-unlocking with any id",
+        st.unlock(&project, "not-the-holder", true).await
+    );
+    let h = call!(c, "reading the lock holder", st.lock_holder(&project).await);
+    c.ensure(
+        h.is_none(),
+        "force unlock must release the lock whoever holds it",
+    );
+
+    // A race: exactly one winner, and every loser is told who won.
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let st = stack.state.clone();
+        let project = project.clone();
+        set.spawn(async move {
+            let info = lock_info(&format!("racer-{i}"));
+            (info.clone(), st.lock(&project, &info).await)
+        });
+    }
+    let mut winners = Vec::new();
+    let mut losers = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok((info, Ok(()))) => winners.push(info),
+            Ok((_, Err(LockError::Held(holder)))) => losers.push(holder),
+            Ok((_, Err(e))) => c.fail(format!(
+                "a contended lock must succeed or say Held, got {e:?}"
+            )),
+            Err(e) => c.fail(format!("lock panicked: {e}")),
+        }
+    }
+    c.ensure(
+        winners.len() == 1,
+        format!(
+            "exactly one of 8 racing lock attempts must win, {} did",
+            winners.len()
+        ),
+    );
+    c.ensure(
+        losers.iter().all(|h| h == &winners[0]),
+        "every losing lock attempt must name the winner",
+    );
+    call!(
+        c,
+        "cleaning up",
+        st.unlock(&project, &winners[0].id, false).await
+    );
+}
