@@ -1,1 +1,285 @@
-//! A deterministic, file-backed mock target with injectable faults
+//! The mock target: every component (DataStore, Trainer, Registry, Deployer, MonitorSink) and
+//! the StateStore, deterministic and file-backed, with injectable latency and faults. For
+//! mlctl's own tests and for users' CI dry runs.
+//!
+//! ```yaml
+//! targets:
+//!   test:
+//!     provider: mock
+//!     root: .mlctl/test          # default: .mlctl/<target> in the project
+//!     latency: 50ms              # slept on every call
+//!     faults:
+//!       failTraining: [iris-train]     # these TrainingJobs end Failed
+//!       failNthTrainingJob: 2          # the 2nd job submitted to this target fails
+//!       failDeployment: [iris]         # these Endpoints' rollouts fail (canary: roll back)
+//!       throttle: 2                    # the first 2 calls of each operation are throttled
+//!       timeout: [iris-train]          # jobs/rollouts of these resources never finish
+//! ```
+//!
+//! # Behaviour
+//! - State is JSON under the state directory ([`mlctl_core::ProviderConfig::state_dir`]), so
+//!   separate `mlctl` processes see it. Layout: `projects/<project>/resources/*.json` (observed
+//!   state), `projects/<project>/history/*.jsonl` (append-only), `projects/<project>/lock.json`
+//!   (the apply lock), `datasets/`, `jobs/`, `models/`, `endpoints/`, `monitors/`, `captured/`
+//!   and `objects/<aa>/<blake3>` (blobs). Datasets, jobs, models, endpoints and monitors are
+//!   named target-wide, like resources in a cloud account.
+//! - Training jobs finish on their third poll with metrics derived from a hash of the job's
+//!   fingerprint and hyperparameters: stable, and different when a hyperparameter changes.
+//!   Classification accuracy stays within `0.95..0.97`, narrower than a 2-point regression
+//!   gate, so a hyperparameter change never trips such a gate by accident.
+//! - Rollouts are in progress for one poll and done on the second.
+//! - Submitting a job or starting a rollout that is already there returns it; a job that
+//!   failed or was cancelled is started again (a new attempt under the same name), so a re-run
+//!   after a failure converges once the fault is gone.
+//! - Faults: `throttle` is counted per operation per [`stack`] (one per `mlctl` process); the
+//!   Nth submitted job of `failNthTrainingJob` is counted in the target, across processes;
+//!   `failTraining`, `failDeployment` and `timeout` name resources (TrainingJob or Endpoint
+//!   `metadata.name`). The StateStore is never throttled: the apply lock is taken once,
+//!   without retries, like a conditional write to the target's own state.
+//! - Out-of-band changes for drift tests: [`tamper_endpoint`], [`crash_endpoint`],
+//!   [`shift_traffic`]; [`capture`] feeds a monitor captured records.
+
+mod data;
+mod deployer;
+mod monitor;
+mod registry;
+mod state;
+mod store;
+mod trainer;
+
+use mlctl_core::{Capabilities, ErrorKind, Health, ProviderConfig, ProviderError, Stack, Variant};
+use mlctl_spec::Faults;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use store::Store;
+
+/// The provider's name in errors and on the [`Stack`].
+pub const PROVIDER: &str = "mock";
+
+/// How often the engine should poll mock jobs and rollouts.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+type Result<T, E = ProviderError> = std::result::Result<T, E>;
+
+pub(crate) fn err(kind: ErrorKind, op: &str, message: impl Into<String>) -> ProviderError {
+    ProviderError::new(kind, PROVIDER, op, message)
+}
+
+pub(crate) fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Builds the mock stack for a target.
+///
+/// # Errors
+/// `Invalid` when `latency` is not a duration.
+pub fn stack(cfg: &ProviderConfig) -> Result<Stack> {
+    let latency = match cfg.target.latency.as_deref() {
+        Some(l) => mlctl_spec::units::parse_duration(l).map_err(|e| {
+            err(
+                ErrorKind::Invalid,
+                "configure",
+                format!("target `{}`: latency: {e}", cfg.target_name),
+            )
+        })?,
+        None => Duration::ZERO,
+    };
+    let mock = Mock::new(
+        cfg.state_dir(),
+        cfg.target.faults.clone().unwrap_or_default(),
+        latency,
+    );
+    Ok(Stack {
+        provider: PROVIDER.to_string(),
+        data: Arc::new(mock.clone()),
+        trainer: Arc::new(mock.clone()),
+        registry: Arc::new(mock.clone()),
+        deployer: Arc::new(mock.clone()),
+        monitor: Arc::new(mock.clone()),
+        state: Arc::new(mock),
+    })
+}
+
+/// The mock target; one value implements every component trait.
+#[derive(Clone)]
+pub(crate) struct Mock {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    store: Store,
+    faults: Faults,
+    latency: Duration,
+    /// Calls per operation so far, for `throttle`.
+    calls: Mutex<HashMap<&'static str, u32>>,
+}
+
+impl Mock {
+    pub(crate) fn new(dir: PathBuf, faults: Faults, latency: Duration) -> Mock {
+        Mock {
+            inner: Arc::new(Inner {
+                store: Store::new(dir),
+                faults,
+                latency,
+                calls: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub(crate) fn faults(&self) -> &Faults {
+        &self.inner.faults
+    }
+
+    /// Every component call starts here: simulated latency, then the throttling fault.
+    pub(crate) async fn enter(&self, op: &'static str) -> Result<()> {
+        self.pause().await;
+        let Some(limit) = self.inner.faults.throttle.filter(|n| *n > 0) else {
+            return Ok(());
+        };
+        let n = {
+            let mut calls = self.inner.calls.lock().unwrap_or_else(|p| p.into_inner());
+            let n = calls.entry(op).or_insert(0);
+            *n += 1;
+            *n
+        };
+        if n <= limit {
+            return Err(err(
+                ErrorKind::Throttled,
+                op,
+                format!(
+                    "rate exceeded: the mock target throttles the first {limit} call(s) of each operation (faults.throttle); this was call {n}"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Simulated latency only (the state store is never throttled).
+    pub(crate) async fn pause(&self) {
+        if !self.inner.latency.is_zero() {
+            tokio::time::sleep(self.inner.latency).await;
+        }
+    }
+
+    pub(crate) fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            algorithms: mlctl_spec::Algorithm::ALL
+                .iter()
+                .map(|(n, _)| n.to_string())
+                .collect(),
+            script_mode: true,
+            tuning: true,
+            strategies: vec!["all-at-once".into(), "canary".into(), "blue-green".into()],
+            drift: true,
+            poll_interval: POLL_INTERVAL,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Out-of-band changes, for drift and repair tests.
+
+/// Sets an endpoint's instance count behind mlctl's back (someone scaled it by hand).
+///
+/// # Errors
+/// `NotFound` when the endpoint does not exist under `state_dir`.
+pub fn tamper_endpoint(state_dir: &Path, name: &str, instances: u32) -> Result<()> {
+    deployer::tamper(&Store::new(state_dir), name, |e| e.instances = instances)
+}
+
+/// Makes an endpoint unhealthy (health `degraded`, as if its instances crashed); the next plan
+/// shows an update that repairs it.
+///
+/// # Errors
+/// `NotFound` when the endpoint does not exist under `state_dir`.
+pub fn crash_endpoint(state_dir: &Path, name: &str) -> Result<()> {
+    deployer::tamper(&Store::new(state_dir), name, |e| {
+        e.health = Health::Degraded;
+        e.message = Some("instances crashed: 0 of them pass the health check (simulated by mock::crash_endpoint)".into());
+    })
+}
+
+/// Changes which model versions serve an endpoint's traffic behind mlctl's back.
+///
+/// # Errors
+/// `NotFound` when the endpoint does not exist under `state_dir`.
+pub fn shift_traffic(state_dir: &Path, name: &str, variants: Vec<Variant>) -> Result<()> {
+    deployer::tamper(&Store::new(state_dir), name, |e| e.variants = variants)
+}
+
+/// Appends a captured request/response record to an endpoint's capture log (what a live
+/// endpoint with `capture` would write), for monitor tests.
+///
+/// # Errors
+/// I/O errors writing under `state_dir`.
+pub fn capture(state_dir: &Path, endpoint: &str, record: serde_json::Value) -> Result<()> {
+    monitor::append_capture(&Store::new(state_dir), endpoint, &record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn throttling_is_per_operation_and_retryable() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Mock::new(
+            dir.path().into(),
+            Faults {
+                throttle: Some(2),
+                ..Faults::default()
+            },
+            Duration::ZERO,
+        );
+        for _ in 0..2 {
+            let e = m.enter("submit").await.unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Throttled);
+            assert!(e.is_retryable());
+            assert!(e.message.contains("faults.throttle"), "{e}");
+        }
+        m.enter("submit").await.unwrap();
+        assert!(
+            m.enter("deploy").await.is_err(),
+            "each operation has its own count"
+        );
+    }
+
+    #[tokio::test]
+    async fn latency_is_slept_on_every_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Mock::new(
+            dir.path().into(),
+            Faults::default(),
+            Duration::from_millis(30),
+        );
+        let t0 = std::time::Instant::now();
+        m.enter("a").await.unwrap();
+        m.enter("b").await.unwrap();
+        assert!(t0.elapsed() >= Duration::from_millis(60));
+    }
+
+    #[test]
+    fn a_bad_latency_is_a_config_error() {
+        let cfg = ProviderConfig {
+            project: "p".into(),
+            project_dir: "/nonexistent".into(),
+            target_name: "test".into(),
+            target: mlctl_spec::Target {
+                provider: "mock".into(),
+                latency: Some("fast".into()),
+                ..Default::default()
+            },
+        };
+        let e = stack(&cfg).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Invalid);
+        assert!(e.message.contains("target `test`: latency"), "{e}");
+    }
+}

@@ -1,0 +1,346 @@
+//! Content-addressed blobs and dataset versions.
+
+use crate::store::key;
+use crate::{Mock, Result, err, now};
+use async_trait::async_trait;
+use mlctl_core::{
+    Capabilities, DataStore, DatasetRequest, DatasetVersion, ErrorKind, OpContext, Tags,
+};
+use mlctl_spec::DataFormat;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Where a blob lives, relative to the state directory.
+pub(crate) fn blob_path(digest: &str) -> String {
+    // Unchecked digests (from a URI) must not panic or escape the directory.
+    format!(
+        "objects/{}/{}",
+        digest.get(..2).unwrap_or("__"),
+        crate::store::key(digest)
+    )
+}
+
+/// The URI of a blob.
+pub(crate) fn blob_uri(digest: &str) -> String {
+    format!("mock://objects/{digest}")
+}
+
+fn check_digest(op: &str, digest: &str) -> Result<()> {
+    if digest.len() == 64
+        && digest
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
+        Ok(())
+    } else {
+        Err(err(
+            ErrorKind::Invalid,
+            op,
+            format!("`{digest}` is not a blob digest (64 lowercase hex digits of blake3)"),
+        ))
+    }
+}
+
+impl Mock {
+    /// Stores bytes under their digest unless already there (shared by the trainer's artifacts).
+    pub(crate) fn store_blob(&self, op: &str, bytes: &[u8]) -> Result<String> {
+        let digest = blake3::hash(bytes).to_hex().to_string();
+        let rel = blob_path(&digest);
+        if !self.store().path(&rel).exists() {
+            self.store().write_bytes(op, &rel, bytes)?;
+        }
+        Ok(digest)
+    }
+}
+
+/// Every registered version of one dataset.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DatasetRecord {
+    versions: Vec<RegisteredVersion>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RegisteredVersion {
+    version: DatasetVersion,
+    tags: Tags,
+    registered_at: String,
+}
+
+fn dataset_path(name: &str) -> String {
+    format!("datasets/{}.json", key(name))
+}
+
+/// The header and data-row count of CSV text (the mock does not parse quoting).
+fn csv_shape(text: &str) -> (Vec<String>, u64) {
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header = lines
+        .next()
+        .map(|h| {
+            h.split(',')
+                .map(|c| c.trim().trim_matches('"').to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    (header, lines.count() as u64)
+}
+
+impl Mock {
+    /// Reads the dataset's content and describes the version it makes.
+    fn read_dataset(&self, ctx: &OpContext, req: &DatasetRequest) -> Result<DatasetVersion> {
+        let op = "register_dataset";
+        let spec = &req.spec;
+        let declared: Vec<String> = spec
+            .schema
+            .as_ref()
+            .map(|s| s.columns.iter().map(|c| c.name.clone()).collect())
+            .unwrap_or_default();
+        let (digest, uri, rows, columns) = match (&spec.transform, &spec.source) {
+            (Some(t), _) => {
+                // The mock does not run commands: the derived table is named by what went in.
+                let mut h = blake3::Hasher::new();
+                h.update(b"mlctl-mock-transform-v1\n");
+                h.update(t.command.as_bytes());
+                for (name, v) in &req.inputs {
+                    h.update(format!("\n{name}={}", v.digest).as_bytes());
+                }
+                let digest = h.finalize().to_hex().to_string();
+                let first = req.inputs.values().next();
+                let columns = if declared.is_empty() {
+                    first.map(|v| v.columns.clone()).unwrap_or_default()
+                } else {
+                    declared.clone()
+                };
+                (
+                    digest.clone(),
+                    format!("mock://datasets/{}/{}", req.name, &digest[..12]),
+                    first.map_or(0, |v| v.rows),
+                    columns,
+                )
+            }
+            (None, Some(src)) if src.contains("://") => {
+                // Remote data is recorded, not downloaded.
+                let digest = spec
+                    .digest
+                    .clone()
+                    .unwrap_or_else(|| blake3::hash(src.as_bytes()).to_hex().to_string());
+                (digest, src.clone(), 0, declared.clone())
+            }
+            (None, Some(src)) => {
+                let path = ctx.project_dir.join(src);
+                let bytes = std::fs::read(&path).map_err(|e| {
+                    let kind = if e.kind() == std::io::ErrorKind::NotFound {
+                        ErrorKind::NotFound
+                    } else {
+                        ErrorKind::Other
+                    };
+                    err(
+                        kind,
+                        op,
+                        format!(
+                            "dataset `{}`: cannot read source `{src}` ({}): {e}",
+                            req.name,
+                            path.display()
+                        ),
+                    )
+                })?;
+                let format = spec.format.unwrap_or(if src.ends_with(".parquet") {
+                    DataFormat::Parquet
+                } else {
+                    DataFormat::Csv
+                });
+                let (columns, rows) = match format {
+                    DataFormat::Csv => csv_shape(&String::from_utf8_lossy(&bytes)),
+                    // Parquet is not parsed by the mock: columns from the schema, rows unknown.
+                    DataFormat::Parquet => (declared.clone(), 0),
+                };
+                let digest = self.store_blob(op, &bytes)?;
+                (digest.clone(), blob_uri(&digest), rows, columns)
+            }
+            (None, None) => {
+                return Err(err(
+                    ErrorKind::Invalid,
+                    op,
+                    format!(
+                        "dataset `{}` has neither `source` nor `transform`",
+                        req.name
+                    ),
+                ));
+            }
+        };
+        let missing: Vec<&String> = declared.iter().filter(|c| !columns.contains(c)).collect();
+        if !missing.is_empty() && !columns.is_empty() {
+            return Err(err(
+                ErrorKind::Invalid,
+                op,
+                format!(
+                    "dataset `{}`: column(s) {} declared in the schema are not in the data (it has {})",
+                    req.name,
+                    missing
+                        .iter()
+                        .map(|c| format!("`{c}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    columns.join(", ")
+                ),
+            ));
+        }
+        // Rows are 0 when the mock cannot count them (Parquet, remote data).
+        if let Some(min) = spec.schema.as_ref().and_then(|s| s.min_rows)
+            && rows < min
+            && rows > 0
+        {
+            return Err(err(
+                ErrorKind::Invalid,
+                op,
+                format!(
+                    "dataset `{}` has {rows} rows; the schema asks for at least {min}",
+                    req.name
+                ),
+            ));
+        }
+        let mut splits = BTreeMap::new();
+        if let Some(split) = &spec.split {
+            let validation = split.validation.unwrap_or(0.0);
+            let test = split
+                .test
+                .unwrap_or((1.0 - split.train - validation).max(0.0));
+            for (part, share) in [
+                ("train", split.train),
+                ("validation", validation),
+                ("test", test),
+            ] {
+                if share > 0.0 {
+                    splits.insert(part.to_string(), format!("{uri}#{part}"));
+                }
+            }
+        }
+        Ok(DatasetVersion {
+            name: req.name.clone(),
+            fingerprint: req.fingerprint.clone(),
+            digest,
+            uri,
+            rows,
+            columns,
+            splits,
+            profile_uri: None,
+        })
+    }
+}
+
+#[async_trait]
+impl DataStore for Mock {
+    fn capabilities(&self) -> Capabilities {
+        Mock::capabilities(self)
+    }
+
+    async fn put_blob(&self, bytes: Vec<u8>) -> Result<String> {
+        self.enter("put_blob").await?;
+        self.store_blob("put_blob", &bytes)
+    }
+
+    async fn get_blob(&self, digest: &str) -> Result<Vec<u8>> {
+        self.enter("get_blob").await?;
+        check_digest("get_blob", digest)?;
+        match std::fs::read(self.store().path(&blob_path(digest))) {
+            Ok(b) => Ok(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(err(
+                ErrorKind::NotFound,
+                "get_blob",
+                format!(
+                    "blob {digest} is not in the mock store ({})",
+                    self.store().root().display()
+                ),
+            )),
+            Err(e) => Err(crate::store::io_err(
+                "get_blob",
+                &self.store().path(&blob_path(digest)),
+                e,
+            )),
+        }
+    }
+
+    async fn has_blob(&self, digest: &str) -> Result<bool> {
+        self.enter("has_blob").await?;
+        check_digest("has_blob", digest)?;
+        Ok(self.store().path(&blob_path(digest)).exists())
+    }
+
+    async fn register_dataset(
+        &self,
+        ctx: &OpContext,
+        req: &DatasetRequest,
+    ) -> Result<DatasetVersion> {
+        self.enter("register_dataset").await?;
+        let rel = dataset_path(&req.name);
+        // Fast path: this fingerprint is registered, nothing is read.
+        if let Some(rec) = self
+            .store()
+            .read::<DatasetRecord>("register_dataset", &rel)?
+            && let Some(v) = rec
+                .versions
+                .iter()
+                .find(|v| v.version.fingerprint == req.fingerprint)
+        {
+            return Ok(v.version.clone());
+        }
+        let version = self.read_dataset(ctx, req)?;
+        self.store().update(
+            "register_dataset",
+            &rel,
+            |rec: &mut Option<DatasetRecord>| {
+                let rec = rec.get_or_insert_with(DatasetRecord::default);
+                // Someone registered it meanwhile: theirs wins, it is the same content.
+                if let Some(v) = rec
+                    .versions
+                    .iter()
+                    .find(|v| v.version.fingerprint == req.fingerprint)
+                {
+                    return Ok(v.version.clone());
+                }
+                rec.versions.push(RegisteredVersion {
+                    version: version.clone(),
+                    tags: req.tags.clone(),
+                    registered_at: now(),
+                });
+                Ok(version)
+            },
+        )
+    }
+
+    async fn delete_dataset(&self, _ctx: &OpContext, name: &str) -> Result<()> {
+        self.enter("delete_dataset").await?;
+        // Blobs stay: other versions or models may point at them.
+        self.store().update(
+            "delete_dataset",
+            &dataset_path(name),
+            |rec: &mut Option<DatasetRecord>| {
+                *rec = None;
+                Ok(())
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_shape_counts_data_rows() {
+        let (cols, rows) = csv_shape("a,b,\"c\"\n1,2,3\n\n4,5,6\r\n");
+        assert_eq!(cols, vec!["a", "b", "c"]);
+        assert_eq!(rows, 2);
+        assert_eq!(csv_shape(""), (Vec::<String>::new(), 0));
+    }
+
+    #[test]
+    fn digests_are_checked() {
+        assert!(check_digest("x", &"a".repeat(64)).is_ok());
+        assert_eq!(
+            check_digest("x", "../etc/passwd").unwrap_err().kind,
+            ErrorKind::Invalid
+        );
+    }
+}

@@ -1,0 +1,386 @@
+//! Endpoints: rollouts that take one poll, variants and instances, rollback, and hooks for
+//! out-of-band changes.
+
+use crate::data::blob_path;
+use crate::store::{Store, key};
+use crate::{Mock, Result, err, now};
+use async_trait::async_trait;
+use mlctl_core::{
+    Capabilities, DeployState, Deployer, DeploymentHandle, EndpointRequest, EndpointStatus,
+    ErrorKind, Health, ModelVersion, OpContext, Tags, Variant,
+};
+use mlctl_spec::StrategyType;
+use serde::{Deserialize, Serialize};
+
+/// A rollout is done on this poll.
+const POLLS_TO_FINISH: u32 = 2;
+
+/// Rollouts remembered per endpoint.
+const KEEP_ROLLOUTS: usize = 50;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum RolloutState {
+    InProgress,
+    Done,
+    Failed,
+    RolledBack,
+    Superseded,
+    /// `rollback` by hand.
+    ManualRollback,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Rollout {
+    id: String,
+    fingerprint: String,
+    model: String,
+    version: u32,
+    instances: u32,
+    strategy: String,
+    percent: Option<i64>,
+    polls: u32,
+    state: RolloutState,
+    reason: Option<String>,
+    injected_failure: Option<String>,
+    hangs: bool,
+    /// Health before the rollout started, restored when it fails with the old version serving.
+    health_before: Health,
+    started_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct EndpointRecord {
+    pub(crate) name: String,
+    pub(crate) url: String,
+    pub(crate) health: Health,
+    pub(crate) variants: Vec<Variant>,
+    pub(crate) instances: u32,
+    pub(crate) message: Option<String>,
+    /// Fingerprint of the last completed rollout.
+    fingerprint: String,
+    tags: Option<Tags>,
+    created_at: String,
+    seq: u32,
+    rollouts: Vec<Rollout>,
+}
+
+impl EndpointRecord {
+    fn status(&self) -> EndpointStatus {
+        EndpointStatus {
+            name: self.name.clone(),
+            url: Some(self.url.clone()),
+            health: self.health,
+            variants: self.variants.clone(),
+            instances: self.instances,
+            message: self.message.clone(),
+        }
+    }
+
+    fn supersede(&mut self, by: &str) {
+        for r in self
+            .rollouts
+            .iter_mut()
+            .filter(|r| r.state == RolloutState::InProgress)
+        {
+            r.state = RolloutState::Superseded;
+            r.reason = Some(format!("superseded by rollout {by}"));
+        }
+    }
+
+    fn push(&mut self, r: Rollout) {
+        self.rollouts.push(r);
+        if self.rollouts.len() > KEEP_ROLLOUTS {
+            let extra = self.rollouts.len() - KEEP_ROLLOUTS;
+            self.rollouts.drain(..extra);
+        }
+    }
+}
+
+fn endpoint_path(name: &str) -> String {
+    format!("endpoints/{}.json", key(name))
+}
+
+fn no_endpoint(op: &str, name: &str) -> mlctl_core::ProviderError {
+    err(
+        ErrorKind::NotFound,
+        op,
+        format!("endpoint `{name}` does not exist on the mock target"),
+    )
+}
+
+/// Applies an out-of-band change to an endpoint (see the `tamper_*` functions).
+pub(crate) fn tamper(store: &Store, name: &str, f: impl FnOnce(&mut EndpointRecord)) -> Result<()> {
+    let op = "tamper";
+    store.update(
+        op,
+        &endpoint_path(name),
+        |rec: &mut Option<EndpointRecord>| {
+            let e = rec.as_mut().ok_or_else(|| no_endpoint(op, name))?;
+            f(e);
+            Ok(())
+        },
+    )
+}
+
+fn strategy_name(t: StrategyType) -> &'static str {
+    match t {
+        StrategyType::AllAtOnce => "all-at-once",
+        StrategyType::Canary => "canary",
+        StrategyType::BlueGreen => "blue-green",
+    }
+}
+
+fn show(v: &[Variant]) -> String {
+    v.iter()
+        .map(|v| format!("{} v{}", v.model, v.version))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[async_trait]
+impl Deployer for Mock {
+    fn capabilities(&self) -> Capabilities {
+        Mock::capabilities(self)
+    }
+
+    async fn deploy(&self, _ctx: &OpContext, req: &EndpointRequest) -> Result<DeploymentHandle> {
+        let op = "deploy";
+        self.enter(op).await?;
+        let instances = req.spec.instances.unwrap_or(1);
+        let instances = u32::try_from(instances).map_err(|_| {
+            err(
+                ErrorKind::Invalid,
+                op,
+                format!(
+                    "endpoint `{}`: {instances} is not an instance count",
+                    req.name
+                ),
+            )
+        })?;
+        let faults = self.faults();
+        // Like a real deployer, a model whose artifact is not in the store cannot be served.
+        let missing_artifact = req
+            .model
+            .artifact_uri
+            .strip_prefix("mock://objects/")
+            .filter(|digest| digest.len() < 2 || !self.store().path(&blob_path(digest)).exists())
+            .map(|_| {
+                format!(
+                    "{} v{} cannot be loaded: its artifact {} does not exist on the mock target",
+                    req.model.model, req.model.version, req.model.artifact_uri
+                )
+            });
+        self.store().update(
+            op,
+            &endpoint_path(&req.name),
+            |rec: &mut Option<EndpointRecord>| {
+                let e = rec.get_or_insert_with(|| EndpointRecord {
+                    name: req.name.clone(),
+                    url: format!("mock://endpoints/{}", req.name),
+                    health: Health::Progressing,
+                    variants: Vec::new(),
+                    instances: 0,
+                    message: None,
+                    fingerprint: String::new(),
+                    tags: None,
+                    created_at: now(),
+                    seq: 0,
+                    rollouts: Vec::new(),
+                });
+                // A re-run while this very rollout is under way finds it instead of starting another.
+                if let Some(r) = e.rollouts.iter().rev().find(|r| {
+                    r.state == RolloutState::InProgress
+                        && r.fingerprint == req.fingerprint
+                        && r.model == req.model.model
+                        && r.version == req.model.version
+                }) {
+                    return Ok(DeploymentHandle {
+                        endpoint: req.name.clone(),
+                        id: r.id.clone(),
+                    });
+                }
+                e.seq += 1;
+                let id = format!(
+                    "{}-{}-{}",
+                    req.name,
+                    &req.fingerprint[..req.fingerprint.len().min(12)],
+                    e.seq
+                );
+                e.supersede(&id);
+                let strategy = req
+                    .spec
+                    .strategy
+                    .as_ref()
+                    .map_or(StrategyType::AllAtOnce, |s| s.ty);
+                let injected_failure = if faults.fail_deployment.iter().any(|n| n == &req.name) {
+                    Some(format!(
+                        "injected fault: the mock target's faults.failDeployment lists `{}`",
+                        req.name
+                    ))
+                } else {
+                    missing_artifact.clone()
+                };
+                let rollout = Rollout {
+                    id: id.clone(),
+                    fingerprint: req.fingerprint.clone(),
+                    model: req.model.model.clone(),
+                    version: req.model.version,
+                    instances,
+                    strategy: strategy_name(strategy).into(),
+                    percent: req.spec.strategy.as_ref().and_then(|s| s.percent),
+                    polls: 0,
+                    state: RolloutState::InProgress,
+                    reason: None,
+                    injected_failure,
+                    hangs: faults.timeout.iter().any(|n| n == &req.name),
+                    health_before: if e.variants.is_empty() {
+                        Health::Healthy
+                    } else {
+                        e.health
+                    },
+                    started_at: now(),
+                };
+                e.health = Health::Progressing;
+                e.message = Some(format!(
+                    "rolling out {} v{} ({})",
+                    rollout.model, rollout.version, rollout.strategy
+                ));
+                e.tags = Some(req.tags.clone());
+                e.push(rollout);
+                Ok(DeploymentHandle {
+                    endpoint: req.name.clone(),
+                    id,
+                })
+            },
+        )
+    }
+
+    async fn poll(&self, _ctx: &OpContext, handle: &DeploymentHandle) -> Result<DeployState> {
+        let op = "poll_deployment";
+        self.enter(op).await?;
+        self.store().update(op, &endpoint_path(&handle.endpoint), |rec: &mut Option<EndpointRecord>| {
+            let e = rec.as_mut().ok_or_else(|| no_endpoint(op, &handle.endpoint))?;
+            let i = e.rollouts.iter().position(|r| r.id == handle.id).ok_or_else(|| {
+                err(ErrorKind::NotFound, op, format!("endpoint `{}` has no rollout {} on the mock target", handle.endpoint, handle.id))
+            })?;
+            let r = &mut e.rollouts[i];
+            if r.state == RolloutState::InProgress && !r.hangs {
+                r.polls += 1;
+            }
+            let r = e.rollouts[i].clone();
+            match r.state {
+                RolloutState::Done | RolloutState::ManualRollback => return Ok(DeployState::Done(e.status())),
+                RolloutState::Failed | RolloutState::Superseded => {
+                    return Ok(DeployState::Failed { reason: r.reason.unwrap_or_else(|| "failed".into()) });
+                }
+                RolloutState::RolledBack => {
+                    return Ok(DeployState::RolledBack { reason: r.reason.unwrap_or_default(), status: e.status() });
+                }
+                RolloutState::InProgress => {}
+            }
+            if r.hangs {
+                return Ok(DeployState::InProgress {
+                    message: format!("starting {} instance(s) of {} v{} (mock `timeout` fault: this rollout never finishes)", r.instances, r.model, r.version),
+                });
+            }
+            if r.polls < POLLS_TO_FINISH {
+                let message = match (r.strategy.as_str(), r.percent) {
+                    ("canary", Some(p)) => format!("canary: {p}% of traffic on {} v{}, baking", r.model, r.version),
+                    ("blue-green", _) => format!("green fleet of {} v{} starting beside blue", r.model, r.version),
+                    _ => format!("starting {} instance(s) of {} v{}", r.instances, r.model, r.version),
+                };
+                return Ok(DeployState::InProgress { message });
+            }
+            if let Some(reason) = r.injected_failure.clone() {
+                let state = if !e.variants.is_empty() && r.strategy != "all-at-once" { RolloutState::RolledBack } else { RolloutState::Failed };
+                e.rollouts[i].state = state;
+                e.rollouts[i].reason = Some(reason.clone());
+                if e.variants.is_empty() {
+                    // A new endpoint that never served.
+                    e.health = Health::Failed;
+                    e.message = Some(format!("deployment failed: {reason}"));
+                    return Ok(DeployState::Failed { reason });
+                }
+                // The old version keeps serving.
+                e.health = r.health_before;
+                e.message = Some(format!("rollout of {} v{} failed ({reason}); still serving {}", r.model, r.version, show(&e.variants)));
+                return Ok(if state == RolloutState::RolledBack {
+                    DeployState::RolledBack { reason, status: e.status() }
+                } else {
+                    DeployState::Failed { reason }
+                });
+            }
+            e.rollouts[i].state = RolloutState::Done;
+            e.variants = vec![Variant { model: r.model.clone(), version: r.version, weight: 100 }];
+            e.instances = r.instances;
+            e.health = Health::Healthy;
+            e.message = None;
+            e.fingerprint = r.fingerprint.clone();
+            Ok(DeployState::Done(e.status()))
+        })
+    }
+
+    async fn status(&self, _ctx: &OpContext, name: &str) -> Result<Option<EndpointStatus>> {
+        self.enter("status").await?;
+        Ok(self
+            .store()
+            .read::<EndpointRecord>("status", &endpoint_path(name))?
+            .map(|e| e.status()))
+    }
+
+    async fn rollback(
+        &self,
+        _ctx: &OpContext,
+        name: &str,
+        to: &ModelVersion,
+    ) -> Result<EndpointStatus> {
+        let op = "rollback";
+        self.enter(op).await?;
+        self.store().update(
+            op,
+            &endpoint_path(name),
+            |rec: &mut Option<EndpointRecord>| {
+                let e = rec.as_mut().ok_or_else(|| no_endpoint(op, name))?;
+                e.seq += 1;
+                let id = format!("{name}-rollback-{}", e.seq);
+                e.supersede(&id);
+                let instances = e.instances.max(1);
+                e.push(Rollout {
+                    id,
+                    fingerprint: to.fingerprint.clone(),
+                    model: to.model.clone(),
+                    version: to.version,
+                    instances,
+                    strategy: "all-at-once".into(),
+                    percent: None,
+                    polls: 0,
+                    state: RolloutState::ManualRollback,
+                    reason: None,
+                    injected_failure: None,
+                    hangs: false,
+                    health_before: e.health,
+                    started_at: now(),
+                });
+                e.variants = vec![Variant {
+                    model: to.model.clone(),
+                    version: to.version,
+                    weight: 100,
+                }];
+                e.instances = instances;
+                e.health = Health::Healthy;
+                e.message = None;
+                Ok(e.status())
+            },
+        )
+    }
+
+    async fn delete(&self, _ctx: &OpContext, name: &str) -> Result<()> {
+        self.enter("delete_endpoint").await?;
+        self.store()
+            .remove("delete_endpoint", &endpoint_path(name))
+            .map(|_| ())
+    }
+}

@@ -1,0 +1,211 @@
+//! The model registry: versions 1, 2, ... per model, one production version at a time, and
+//! every stage change kept.
+
+use crate::store::key;
+use crate::{Mock, Result, err, now};
+use async_trait::async_trait;
+use mlctl_core::{
+    Capabilities, ErrorKind, ModelVersion, OpContext, RegisterRequest, Registry, StageTransition,
+    Tags,
+};
+use mlctl_spec::{Approval, Stage};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ModelRecord {
+    versions: Vec<ModelVersion>,
+    stages: Vec<StageTransition>,
+    /// Tags and description per version.
+    tags: BTreeMap<u32, Tags>,
+    descriptions: BTreeMap<u32, String>,
+}
+
+impl ModelRecord {
+    /// Moves `version` to `stage`, archiving the production version it replaces.
+    fn move_to(&mut self, model: &str, version: u32, stage: Stage) {
+        let at = now();
+        if stage == Stage::Production {
+            for v in self
+                .versions
+                .iter_mut()
+                .filter(|v| v.stage == Stage::Production && v.version != version)
+            {
+                self.stages.push(StageTransition {
+                    model: model.into(),
+                    version: v.version,
+                    from: Some(v.stage),
+                    to: Stage::Archived,
+                    at: at.clone(),
+                });
+                v.stage = Stage::Archived;
+            }
+        }
+        if let Some(v) = self.versions.iter_mut().find(|v| v.version == version)
+            && v.stage != stage
+        {
+            self.stages.push(StageTransition {
+                model: model.into(),
+                version,
+                from: Some(v.stage),
+                to: stage,
+                at,
+            });
+            v.stage = stage;
+        }
+    }
+
+    fn find(&self, op: &str, model: &str, version: u32) -> Result<usize> {
+        self.versions
+            .iter()
+            .position(|v| v.version == version)
+            .ok_or_else(|| {
+                let have: Vec<String> = self
+                    .versions
+                    .iter()
+                    .map(|v| format!("v{}", v.version))
+                    .collect();
+                err(
+                    ErrorKind::NotFound,
+                    op,
+                    format!(
+                        "model `{model}` has no version {version} on the mock target (it has {})",
+                        if have.is_empty() {
+                            "none".into()
+                        } else {
+                            have.join(", ")
+                        }
+                    ),
+                )
+            })
+    }
+}
+
+fn model_path(model: &str) -> String {
+    format!("models/{}.json", key(model))
+}
+
+fn not_registered(op: &str, model: &str) -> mlctl_core::ProviderError {
+    err(
+        ErrorKind::NotFound,
+        op,
+        format!("model `{model}` is not registered on the mock target"),
+    )
+}
+
+#[async_trait]
+impl Registry for Mock {
+    fn capabilities(&self) -> Capabilities {
+        Mock::capabilities(self)
+    }
+
+    async fn versions(&self, _ctx: &OpContext, model: &str) -> Result<Vec<ModelVersion>> {
+        self.enter("versions").await?;
+        Ok(self
+            .store()
+            .read::<ModelRecord>("versions", &model_path(model))?
+            .map(|r| r.versions)
+            .unwrap_or_default())
+    }
+
+    async fn register(&self, _ctx: &OpContext, req: &RegisterRequest) -> Result<ModelVersion> {
+        let op = "register";
+        self.enter(op).await?;
+        self.store().update(
+            op,
+            &model_path(&req.model),
+            |rec: &mut Option<ModelRecord>| {
+                let rec = rec.get_or_insert_with(ModelRecord::default);
+                if let Some(v) = rec
+                    .versions
+                    .iter()
+                    .find(|v| v.fingerprint == req.fingerprint)
+                {
+                    return Ok(v.clone());
+                }
+                let version = rec.versions.iter().map(|v| v.version).max().unwrap_or(0) + 1;
+                let at = now();
+                rec.versions.push(ModelVersion {
+                    model: req.model.clone(),
+                    version,
+                    stage: Stage::Staging,
+                    approved: req.approval == Approval::Auto,
+                    artifact_uri: req.training.artifact_uri.clone(),
+                    metrics: req.training.metrics.clone(),
+                    fingerprint: req.fingerprint.clone(),
+                    lineage: req.lineage.clone(),
+                    created_at: at.clone(),
+                });
+                rec.stages.push(StageTransition {
+                    model: req.model.clone(),
+                    version,
+                    from: None,
+                    to: Stage::Staging,
+                    at,
+                });
+                rec.tags.insert(version, req.tags.clone());
+                if let Some(d) = &req.description {
+                    rec.descriptions.insert(version, d.clone());
+                }
+                if req.stage != Stage::Staging {
+                    rec.move_to(&req.model, version, req.stage);
+                }
+                let i = rec.find(op, &req.model, version)?;
+                Ok(rec.versions[i].clone())
+            },
+        )
+    }
+
+    async fn set_stage(
+        &self,
+        _ctx: &OpContext,
+        model: &str,
+        version: u32,
+        stage: Stage,
+    ) -> Result<ModelVersion> {
+        let op = "set_stage";
+        self.enter(op).await?;
+        self.store().update(op, &model_path(model), |rec: &mut Option<ModelRecord>| {
+            let rec = rec.as_mut().ok_or_else(|| not_registered(op, model))?;
+            let i = rec.find(op, model, version)?;
+            if stage == Stage::Production && !rec.versions[i].approved {
+                return Err(err(
+                    ErrorKind::Precondition,
+                    op,
+                    format!("model `{model}` v{version} needs approval before it can go to production: run `mlctl models approve {model} {version}`"),
+                ));
+            }
+            rec.move_to(model, version, stage);
+            Ok(rec.versions[i].clone())
+        })
+    }
+
+    async fn approve(&self, _ctx: &OpContext, model: &str, version: u32) -> Result<ModelVersion> {
+        let op = "approve";
+        self.enter(op).await?;
+        self.store()
+            .update(op, &model_path(model), |rec: &mut Option<ModelRecord>| {
+                let rec = rec.as_mut().ok_or_else(|| not_registered(op, model))?;
+                let i = rec.find(op, model, version)?;
+                rec.versions[i].approved = true;
+                Ok(rec.versions[i].clone())
+            })
+    }
+
+    async fn delete_model(&self, _ctx: &OpContext, model: &str) -> Result<()> {
+        self.enter("delete_model").await?;
+        self.store()
+            .remove("delete_model", &model_path(model))
+            .map(|_| ())
+    }
+
+    async fn stage_history(&self, _ctx: &OpContext, model: &str) -> Result<Vec<StageTransition>> {
+        self.enter("stage_history").await?;
+        Ok(self
+            .store()
+            .read::<ModelRecord>("stage_history", &model_path(model))?
+            .map(|r| r.stages)
+            .unwrap_or_default())
+    }
+}
