@@ -191,13 +191,13 @@ pub(crate) async fn run(
 
 async fn stop(pid: Option<u32>, child: &mut tokio::process::Child) {
     #[cfg(unix)]
-    if let Some(pid) = pid.filter(|&p| p > 1) {
-        // The whole group, without unsafe libc calls. The `--` matters: procps' `kill -TERM -N`
-        // parses `-N` as an option and signals every process (pid -1).
-        let _ = tokio::process::Command::new("kill")
-            .args(["-s", "TERM", "--", &format!("-{pid}")])
-            .status()
-            .await;
+    if let Some(pgid) = pid
+        .filter(|&p| p > 1)
+        .and_then(|p| i32::try_from(p).ok())
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        // The whole group: `sh` and whatever it started.
+        let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::TERM);
     }
     let _ = child.start_kill();
 }

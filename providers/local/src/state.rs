@@ -72,7 +72,9 @@ impl StateStore for LocalState {
         rec: &ObservedResource,
         entry: &HistoryEntry,
     ) -> Result<()> {
-        let (project, rec, entry) = (project.to_string(), rec.clone(), entry.clone());
+        let (project, mut rec, entry) = (project.to_string(), rec.clone(), entry.clone());
+        // Drift is live state, found by observe; a stored copy would be stale.
+        rec.drift.clear();
         self.db
             .call("record", move |c| {
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;

@@ -83,10 +83,15 @@ pub(crate) struct TrialOutput {
 }
 
 /// Jobs this process is running, by `<state dir>\0<job name>`, with their cancel switches.
-static ACTIVE: LazyLock<Mutex<HashMap<String, watch::Sender<bool>>>> =
-    LazyLock::new(Default::default);
+static ACTIVE: LazyLock<Mutex<HashMap<String, Active>>> = LazyLock::new(Default::default);
 
-fn active() -> std::sync::MutexGuard<'static, HashMap<String, watch::Sender<bool>>> {
+/// A job attempt running in this process.
+struct Active {
+    attempt: i64,
+    cancel: watch::Sender<bool>,
+}
+
+fn active() -> std::sync::MutexGuard<'static, HashMap<String, Active>> {
     ACTIVE.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -126,12 +131,8 @@ fn process_start(pid: u32) -> Option<i64> {
 
 #[cfg(not(target_os = "linux"))]
 fn process_start(pid: u32) -> Option<i64> {
-    let alive = std::process::Command::new("kill")
-        .args(["-0", "--", &pid.to_string()])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(true);
-    alive.then_some(0)
+    let pid = rustix::process::Pid::from_raw(i32::try_from(pid).ok()?)?;
+    rustix::process::test_kill_process(pid).is_ok().then_some(0)
 }
 
 fn internal(op: &str, message: impl Into<String>) -> ProviderError {
@@ -177,8 +178,8 @@ enum RunEnd<'a> {
 enum Claim {
     /// Leave it: finished, or running in a live process.
     Existing,
-    /// Run it (again) as this attempt.
-    Start(i64, Box<JobRequest>),
+    /// Run it (again) as this attempt; it is already registered as active in this process.
+    Start(i64, Box<JobRequest>, watch::Receiver<bool>),
 }
 
 impl Inner {
@@ -225,7 +226,7 @@ impl Inner {
                      VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?7, ?8, ?9, 1, ?10)",
                     params![name, req.project, req.resource, req.fingerprint, req.mode(), json(req), me.host, me.pid as i64, me.start, now()],
                 )?;
-                Claim::Start(1, Box::new(req.clone()))
+                Claim::Start(1, Box::new(req.clone()), self.register(name, 1))
             }
             Some((status, host, pid, start, attempt, stored)) => {
                 let rerun = match status.as_str() {
@@ -243,14 +244,36 @@ impl Inner {
                          owner_host = ?3, owner_pid = ?4, owner_start = ?5, attempt = ?6, finished_at = NULL WHERE name = ?1",
                         params![name, json(&req), me.host, me.pid as i64, me.start, attempt + 1],
                     )?;
-                    Claim::Start(attempt + 1, Box::new(req))
+                    Claim::Start(attempt + 1, Box::new(req), self.register(name, attempt + 1))
                 } else {
                     Claim::Existing
                 }
             }
         };
-        tx.commit()?;
+        // Registered as active before the commit, so a concurrent submit in this process
+        // never sees a `running` row without its runner.
+        if let Err(e) = tx.commit() {
+            if let Claim::Start(attempt, ..) = &claim {
+                self.unregister(name, *attempt);
+            }
+            return Err(e.into());
+        }
         Ok(claim)
+    }
+
+    fn register(&self, job: &str, attempt: i64) -> watch::Receiver<bool> {
+        let (cancel, rx) = watch::channel(false);
+        active().insert(self.key(job), Active { attempt, cancel });
+        rx
+    }
+
+    /// Forgets attempt `attempt` of `job` (not a newer attempt that replaced it).
+    fn unregister(&self, job: &str, attempt: i64) {
+        let mut map = active();
+        let key = self.key(job);
+        if map.get(&key).is_some_and(|a| a.attempt == attempt) {
+            map.remove(&key);
+        }
     }
 
     /// Records a progress note on the job row (fire and forget).
@@ -364,18 +387,15 @@ impl LocalTrainer {
             .db
             .call("claim job", move |c| inner.claim(c, &name2, fresh.as_ref()))
             .await?;
-        if let Claim::Start(attempt, req) = claim {
-            start(self.inner.clone(), *req, attempt);
+        if let Claim::Start(attempt, req, cancel) = claim {
+            start(self.inner.clone(), *req, attempt, cancel);
         }
         Ok(())
     }
 }
 
 /// Runs a claimed job on a tokio task.
-fn start(inner: Arc<Inner>, job: JobRequest, attempt: i64) {
-    let key = inner.key(&job.job_name);
-    let (tx, rx) = watch::channel(false);
-    active().insert(key.clone(), tx);
+fn start(inner: Arc<Inner>, job: JobRequest, attempt: i64, rx: watch::Receiver<bool>) {
     tokio::spawn(async move {
         let name = job.job_name.clone();
         let task = tokio::spawn(execute(inner.clone(), Arc::new(job), attempt, rx));
@@ -401,7 +421,7 @@ fn start(inner: Arc<Inner>, job: JobRequest, attempt: i64) {
                 Ok(())
             })
             .await;
-        active().remove(&key);
+        inner.unregister(&name, attempt);
     });
 }
 
@@ -927,8 +947,8 @@ impl Trainer for LocalTrainer {
     }
 
     async fn cancel(&self, _ctx: &OpContext, job: &JobHandle) -> Result<()> {
-        if let Some(tx) = active().get(&self.inner.key(&job.name)) {
-            let _ = tx.send(true);
+        if let Some(a) = active().get(&self.inner.key(&job.name)) {
+            let _ = a.cancel.send(true);
         }
         let name = job.name.clone();
         self.inner
