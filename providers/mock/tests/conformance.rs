@@ -8,6 +8,9 @@ use mlctl_core::{EndpointRequest, Stack, TrainingRequest};
 use mlctl_spec::{Faults, Target};
 use std::path::PathBuf;
 
+#[path = "conformance/faults.rs"]
+mod faults;
+
 /// The TrainingJob name the conformance stacks are configured to fail.
 const FAILING_JOB: &str = "conf-made-to-fail";
 
