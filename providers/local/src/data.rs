@@ -44,6 +44,7 @@ fn err(kind: ErrorKind, op: &str, message: impl Into<String>) -> ProviderError {
 }
 
 /// A source ready to be read: a local file and its format.
+#[derive(Debug)]
 struct Materialized {
     path: PathBuf,
     format: DataFormat,
@@ -563,5 +564,80 @@ impl DataStore for LocalDataStore {
                 Ok(())
             })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A one-file HTTP server on 127.0.0.1 that counts the requests it answers.
+    fn serve(body: &'static str) -> (String, Arc<AtomicUsize>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/data/t.csv", listener.local_addr().unwrap());
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        std::thread::spawn(move || {
+            // Bounded: the tests make at most a few requests.
+            for stream in listener.incoming().take(8) {
+                let Ok(mut s) = stream else { continue };
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                counter.fetch_add(1, Ordering::SeqCst);
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        (url, hits)
+    }
+
+    fn spec(url: &str, digest: Option<String>) -> DatasetSpec {
+        DatasetSpec {
+            source: Some(url.into()),
+            format: None,
+            digest,
+            target: None,
+            schema: None,
+            split: None,
+            transform: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn downloads_are_fetched_once_and_pinned_by_digest() {
+        const BODY: &str = "a,b\n1,2\n3,4\n";
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDataStore::new(Db::open(dir.path()).unwrap(), dir.path());
+        let (url, hits) = serve(BODY);
+        let want = blake3::hash(BODY.as_bytes()).to_hex().to_string();
+
+        let first = store.download(&url, &spec(&url, None)).await.unwrap();
+        assert_eq!(first.digest.as_deref(), Some(want.as_str()));
+        assert_eq!(std::fs::read_to_string(&first.path).unwrap(), BODY);
+        assert_eq!(first.format, DataFormat::Csv);
+        // Known URL, and a pinned digest already in the store: no second request.
+        store.download(&url, &spec(&url, None)).await.unwrap();
+        store
+            .download(&url, &spec(&url, Some(want.clone())))
+            .await
+            .unwrap();
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+
+        // A pin that does not match what the server sends is refused.
+        let wrong = "0".repeat(64);
+        let err = store
+            .download(&url, &spec(&url, Some(wrong.clone())))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Invalid);
+        assert!(
+            err.message.contains(&want) && err.message.contains(&wrong),
+            "{err}"
+        );
     }
 }

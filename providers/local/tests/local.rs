@@ -522,7 +522,10 @@ async fn script_mode_end_to_end_with_python() {
         .output()
         .is_err()
     {
-        assert!(std::env::var("CI").is_err(), "python3 is required under CI");
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "python3 is required when CI=true"
+        );
         eprintln!("SKIPPED: python3 is not installed; script mode end to end needs it");
         return;
     }
