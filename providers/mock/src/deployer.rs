@@ -44,7 +44,6 @@ struct Rollout {
     state: RolloutState,
     reason: Option<String>,
     injected_failure: Option<String>,
-    hangs: bool,
     /// Health before the rollout started, restored when it fails with the old version serving.
     health_before: Health,
     started_at: String,
@@ -235,7 +234,6 @@ impl Deployer for Mock {
                     state: RolloutState::InProgress,
                     reason: None,
                     injected_failure,
-                    hangs: faults.timeout.iter().any(|n| n == &req.name),
                     health_before: if e.variants.is_empty() {
                         Health::Healthy
                     } else {
@@ -266,8 +264,10 @@ impl Deployer for Mock {
             let i = e.rollouts.iter().position(|r| r.id == handle.id).ok_or_else(|| {
                 err(ErrorKind::NotFound, op, format!("endpoint `{}` has no rollout {} on the mock target", handle.endpoint, handle.id))
             })?;
+            // Read from the current target config (see the trainer's poll).
+            let hangs = self.faults().timeout.iter().any(|n| n == &handle.endpoint);
             let r = &mut e.rollouts[i];
-            if r.state == RolloutState::InProgress && !r.hangs {
+            if r.state == RolloutState::InProgress && !hangs {
                 r.polls += 1;
             }
             let r = e.rollouts[i].clone();
@@ -281,7 +281,7 @@ impl Deployer for Mock {
                 }
                 RolloutState::InProgress => {}
             }
-            if r.hangs {
+            if hangs {
                 return Ok(DeployState::InProgress {
                     message: format!("starting {} instance(s) of {} v{} (mock `timeout` fault: this rollout never finishes)", r.instances, r.model, r.version),
                 });
@@ -360,7 +360,6 @@ impl Deployer for Mock {
                     state: RolloutState::ManualRollback,
                     reason: None,
                     injected_failure: None,
-                    hangs: false,
                     health_before: e.health,
                     started_at: now(),
                 });

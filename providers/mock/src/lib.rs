@@ -34,7 +34,8 @@
 //! - Faults: `throttle` is counted per operation per [`stack`] (one per `mlctl` process); the
 //!   Nth submitted job of `failNthTrainingJob` is counted in the target, across processes;
 //!   `failTraining`, `failDeployment` and `timeout` name resources (TrainingJob or Endpoint
-//!   `metadata.name`). The StateStore is never throttled: the apply lock is taken once,
+//!   `metadata.name`). `timeout` is read at every poll, so a job or rollout left running by a
+//!   killed process finishes once the fault is removed. The StateStore is never throttled: the apply lock is taken once,
 //!   without retries, like a conditional write to the target's own state.
 //! - Out-of-band changes for drift tests: [`tamper_endpoint`], [`crash_endpoint`],
 //!   [`shift_traffic`]; [`capture`] feeds a monitor captured records.

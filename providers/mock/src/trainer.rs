@@ -55,8 +55,6 @@ struct JobRecord {
     status: Status,
     /// The failure decided at submission by an injected fault.
     injected_failure: Option<String>,
-    /// `timeout` fault: never finishes.
-    hangs: bool,
     result: Option<TrainingResult>,
     failure: Option<String>,
     /// One run per attempt, then the tuning trials of the last attempt.
@@ -175,7 +173,8 @@ impl JobRecord {
         format!("{}-run{}", self.name, self.attempt)
     }
 
-    fn state(&self) -> JobState {
+    /// The job's state; `hangs` when the target's `timeout` fault names its resource now.
+    fn state(&self, hangs: bool) -> JobState {
         match self.status {
             Status::Completed => match &self.result {
                 Some(r) => JobState::Completed(r.clone()),
@@ -189,7 +188,7 @@ impl JobRecord {
             Status::Cancelled => JobState::Failed {
                 reason: format!("training job {} was cancelled", self.name),
             },
-            Status::Running if self.hangs => JobState::Running {
+            Status::Running if hangs => JobState::Running {
                 progress: None,
                 message: Some(
                     "waiting for training capacity (mock `timeout` fault: this job never finishes)"
@@ -385,7 +384,6 @@ impl Trainer for Mock {
                 polls: 0,
                 status: Status::Running,
                 injected_failure,
-                hangs: faults.timeout.iter().any(|r| r == &req.resource),
                 result: None,
                 failure: None,
                 runs,
@@ -412,8 +410,11 @@ impl Trainer for Mock {
                         ),
                     ));
                 };
-                if j.status != Status::Running || j.hangs {
-                    return Ok(j.state());
+                // The fault is read from the current target config, not frozen at submission, so a
+                // job left running by a killed process finishes once the fault is removed.
+                let hangs = self.faults().timeout.iter().any(|r| r == &j.resource);
+                if j.status != Status::Running || hangs {
+                    return Ok(j.state(hangs));
                 }
                 j.polls += 1;
                 if j.polls >= POLLS_TO_FINISH {
@@ -433,7 +434,7 @@ impl Trainer for Mock {
                         j.result = Some(result);
                     }
                 }
-                Ok(j.state())
+                Ok(j.state(false))
             })
     }
 

@@ -209,6 +209,41 @@ async fn a_training_job_that_never_finishes_times_out_is_cancelled_and_can_be_re
     assert!(!r.failed(), "{r:?}");
 }
 
+/// Regression: a job left running under the `timeout` fault by a killed `mlctl` (nobody
+/// cancelled it) must finish once the fault is removed, not hang the next apply forever.
+#[tokio::test]
+async fn a_job_orphaned_under_the_timeout_fault_finishes_once_the_fault_is_gone() {
+    let fx = Fixture::new("test").unwrap();
+    let stuck = stack_with(
+        &fx,
+        Faults {
+            timeout: vec!["iris-train".into()],
+            ..Faults::default()
+        },
+    );
+    let data = stuck
+        .data
+        .register_dataset(&fx.ctx, &fx.dataset_request("iris", "d"))
+        .await
+        .unwrap();
+    let req = fx.training_request("iris-train", "t", data);
+    let job = stuck.trainer.submit(&fx.ctx, &req).await.unwrap();
+    for _ in 0..5 {
+        assert!(matches!(
+            stuck.trainer.poll(&fx.ctx, &job).await.unwrap(),
+            JobState::Running { progress: None, .. }
+        ));
+    }
+    // The process dies here. The next one runs without the fault and finds the same job.
+    let fixed = stack_with(&fx, Faults::default());
+    assert_eq!(fixed.trainer.submit(&fx.ctx, &req).await.unwrap(), job);
+    let mut state = JobState::Pending;
+    for _ in 0..5 {
+        state = fixed.trainer.poll(&fx.ctx, &job).await.unwrap();
+    }
+    assert!(matches!(state, JobState::Completed(_)), "{state:?}");
+}
+
 #[tokio::test]
 async fn a_rollout_that_never_finishes_times_out() {
     let fx = Fixture::new("test").unwrap();
