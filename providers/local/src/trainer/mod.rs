@@ -16,7 +16,6 @@
 
 mod builtin;
 mod script;
-pub(crate) mod tuning;
 
 use crate::db::{Db, DbError, DbResult, json};
 use crate::fsutil::io_at;
@@ -29,6 +28,7 @@ use mlctl_core::components::{
 };
 use mlctl_core::error::{ErrorKind, ProviderError, Result};
 use mlctl_ml::digest::{DigestCache, digest_path};
+use mlctl_ml::tune;
 use mlctl_spec::{TrainingJobSpec, TuningStrategy};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
@@ -37,7 +37,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
-use tuning::Params;
+
+/// Hyperparameters of a run.
+pub(crate) type Params = BTreeMap<String, serde_json::Value>;
 
 /// Everything needed to (re-)run a job, stored with it so another process can take it over.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -574,15 +576,9 @@ async fn run_trial(
     }
 }
 
-/// A finished trial: (number, params, run id, output or error).
-type Finished = (
-    u32,
-    Params,
-    String,
-    std::result::Result<TrialOutput, String>,
-);
-
-/// Runs the tuning search; returns the best trial's output and params, and every trial.
+/// Runs the tuning search with mlctl-ml's tuner (candidates, halving rungs, `parallelism`
+/// worker threads); each trial runs as an async task on this runtime and is tracked as a
+/// run whose parent is the job's. Returns the best trial's output and params, and every trial.
 async fn tune(
     inner: &Arc<Inner>,
     job: &Arc<JobRequest>,
@@ -592,115 +588,177 @@ async fn tune(
     progress: Arc<dyn Fn(Option<f32>, String) + Send + Sync>,
 ) -> Result<(TrialOutput, Params, Vec<Trial>)> {
     let t = job.spec.tuning.clone().expect("tuning");
-    let objective = t.objective.clone();
-    let candidates = tuning::candidates(&t, &job.spec.hyperparameters)?;
-    let parallel = t.parallelism.unwrap_or(1).max(1) as usize;
-    let rounds: Vec<(Option<f64>, usize)> = if t.strategy == TuningStrategy::Halving {
-        tuning::halving_rounds(candidates.len())
-            .into_iter()
-            .map(|(b, n)| ((b < 1.0).then_some(b), n))
-            .collect()
-    } else {
-        vec![(None, candidates.len())]
+    let invalid = |e: mlctl_ml::tune::TuneError| {
+        ProviderError::new(ErrorKind::Invalid, PROVIDER, "tuning", e.to_string())
     };
-    let total: usize = rounds.iter().map(|(_, n)| n).sum();
+    let first = tune::candidates(&t).map_err(invalid)?;
+    // Halving runs further rungs whose size depends on the results; the first rung's is known.
+    let total = (t.strategy != TuningStrategy::Halving).then_some(first.len());
     note(
         &parent.log,
         &format!(
-            "mlctl: tuning ({:?}) {} candidates, {} trials, {parallel} at a time, objective {} ({:?})",
+            "mlctl: tuning ({:?}): {} candidates, {} at a time, objective {} ({:?})",
             t.strategy,
-            candidates.len(),
-            total,
-            objective.metric,
-            objective.goal
+            first.len(),
+            t.parallelism.unwrap_or(1).max(1),
+            t.objective.metric,
+            t.objective.goal
         ),
     );
-    let objective_of = |r: &std::result::Result<TrialOutput, String>| {
-        r.as_ref()
-            .ok()
-            .and_then(|o| o.metrics.get(&objective.metric).copied())
-            .filter(|x| x.is_finite())
-    };
-    let mut alive: Vec<Params> = candidates;
-    let mut all: Vec<Finished> = Vec::new();
-    let mut last_round: Vec<Finished> = Vec::new();
-    let mut number = 0u32;
-    for (round, (budget, keep)) in rounds.iter().enumerate() {
-        if round > 0 {
-            // Keep the best `keep` of the previous round.
-            let mut ranked: Vec<&Finished> = last_round
-                .iter()
-                .filter(|f| objective_of(&f.3).is_some())
-                .collect();
-            ranked.sort_by(|a, b| {
-                let (x, y) = (
-                    objective_of(&a.3).unwrap_or(0.0),
-                    objective_of(&b.3).unwrap_or(0.0),
-                );
-                if tuning::better(objective.goal, x, y) {
-                    std::cmp::Ordering::Less
-                } else {
-                    std::cmp::Ordering::Greater
-                }
-            });
-            alive = ranked.iter().take(*keep).map(|f| f.1.clone()).collect();
-            if alive.is_empty() {
-                break;
+    // Trials by (candidate id, budget bits): their run id and output.
+    type Outputs = HashMap<(usize, u64), (String, std::result::Result<TrialOutput, String>)>;
+    let outputs: Arc<Mutex<Outputs>> = Arc::default();
+    let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let rt = tokio::runtime::Handle::current();
+    let cancelled = cancel.clone();
+    let (inner2, job2, parent2, outputs2, t2) = (
+        inner.clone(),
+        job.clone(),
+        parent.clone(),
+        outputs.clone(),
+        t.clone(),
+    );
+    let outcome = blocking("tuning", move || {
+        let trial = |c: &tune::Candidate| -> std::result::Result<BTreeMap<String, f64>, String> {
+            if *cancel.borrow() {
+                return Err("cancelled".into());
             }
-        }
-        let batch: Vec<(u32, Params)> = alive
-            .iter()
-            .map(|p| {
-                number += 1;
-                (number, p.clone())
-            })
-            .collect();
-        last_round = run_batch(
-            inner,
-            job,
-            parent,
-            batch,
-            *budget,
-            parallel,
-            code_digest.clone(),
-            cancel.clone(),
-            progress.clone(),
-            all.len(),
-            total,
-        )
-        .await?;
-        all.extend(last_round.iter().cloned());
-        if *cancel.borrow() {
-            return Err(ProviderError::new(
-                ErrorKind::Failed,
-                PROVIDER,
-                "training",
-                "cancelled",
-            ));
+            let mut params = job2.spec.hyperparameters.clone();
+            params.extend(c.params.clone());
+            let budget = (c.budget < 1.0).then_some(c.budget);
+            let (inner, job, parent_id, parent_log, code_digest, cancel, progress, started) = (
+                inner2.clone(),
+                job2.clone(),
+                parent2.id.clone(),
+                parent2.log.clone(),
+                code_digest.clone(),
+                cancel.clone(),
+                progress.clone(),
+                started.clone(),
+            );
+            // The trial is async (script mode streams a child's output): run it as a task on
+            // the runtime and wait here, on the tuner's worker thread.
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            rt.spawn(async move {
+                let t0 = Instant::now();
+                let outcome = async {
+                    let run = inner
+                        .new_run(&job, Some(&parent_id), None, &params, code_digest)
+                        .await
+                        .map_err(|e| (String::new(), e.message))?;
+                    let t = TrialRun {
+                        job: &job,
+                        params: &params,
+                        run_id: run.id.clone(),
+                        run_dir: run.dir.clone(),
+                        log: run.log.clone(),
+                        budget,
+                    };
+                    let out = run_trial(&t, cancel, Arc::new(|_| {}))
+                        .await
+                        .map_err(|e| e.message);
+                    let end = match &out {
+                        Ok(o) => RunEnd::Completed(o, &params),
+                        Err(e) => RunEnd::Failed(e.clone()),
+                    };
+                    let _ = inner.end_run(&run.id, end, t0.elapsed()).await;
+                    let line = match &out {
+                        Ok(o) => format!(
+                            "mlctl: trial run {} {} budget {} -> {}",
+                            run.id,
+                            json(&params),
+                            budget.unwrap_or(1.0),
+                            json(&o.metrics)
+                        ),
+                        Err(e) => {
+                            format!("mlctl: trial run {} {} failed: {e}", run.id, json(&params))
+                        }
+                    };
+                    note(&parent_log, &line);
+                    Ok::<_, (String, String)>((run.id, out))
+                }
+                .await;
+                let n = started.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                let fraction = total.map(|t| n as f32 / t.max(1) as f32);
+                progress(
+                    fraction,
+                    match total {
+                        Some(t) => format!("trial {n}/{t}"),
+                        None => format!("trial {n}"),
+                    },
+                );
+                let _ = tx.send(outcome);
+            });
+            let (run_id, out) = rx
+                .blocking_recv()
+                .map_err(|_| "the trial task was dropped".to_string())?
+                .map_err(|(_, e)| e)?;
+            let metrics = out
+                .as_ref()
+                .map(|o| o.metrics.clone())
+                .map_err(Clone::clone);
+            outputs2
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert((c.id, c.budget.to_bits()), (run_id, out));
+            metrics
+        };
+        tune::run(&t2, trial).map_err(invalid)
+    })
+    .await?;
+    if *cancelled.borrow() {
+        return Err(ProviderError::new(
+            ErrorKind::Failed,
+            PROVIDER,
+            "training",
+            "cancelled",
+        ));
+    }
+    let outputs = std::mem::take(&mut *outputs.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut trials = Vec::new();
+    let mut numbered = Vec::new();
+    for (i, tr) in outcome.trials.iter().enumerate() {
+        let mut params = job.spec.hyperparameters.clone();
+        params.extend(tr.candidate.params.clone());
+        trials.push(Trial {
+            number: i as u32 + 1,
+            hyperparameters: params,
+            objective: tr.score(&t.objective),
+            status: if tr.error.is_none() {
+                "completed"
+            } else {
+                "failed"
+            }
+            .into(),
+        });
+        if let Some((run, _)) = outputs.get(&(tr.candidate.id, tr.candidate.budget.to_bits())) {
+            numbered.push((run.clone(), i as i64 + 1));
         }
     }
-    let trials: Vec<Trial> = all
-        .iter()
-        .map(|(n, p, _, r)| Trial {
-            number: *n,
-            hyperparameters: p.clone(),
-            objective: objective_of(r),
-            status: if r.is_ok() { "completed" } else { "failed" }.into(),
+    // Number the trial runs in the tuner's order (they started in whatever order threads ran).
+    inner
+        .db
+        .call("number trials", move |c| {
+            let tx = c.transaction()?;
+            for (run, n) in &numbered {
+                tx.execute("UPDATE runs SET trial = ?2 WHERE id = ?1", params![run, n])?;
+            }
+            tx.commit()?;
+            Ok(())
         })
-        .collect();
-    let best = last_round
-        .iter()
-        .filter_map(|f| objective_of(&f.3).map(|o| (o, f)))
-        .fold(None::<(f64, &Finished)>, |best, (o, f)| match best {
-            Some((b, _)) if !tuning::better(objective.goal, o, b) => best,
-            _ => Some((o, f)),
-        });
-    let Some((value, (n, params, run, out))) = best else {
-        let reasons: Vec<String> = all
+        .await?;
+    let Some(best) = outcome.best_trial() else {
+        let reasons: Vec<String> = outcome
+            .trials
             .iter()
-            .map(|(n, _, _, r)| match r {
-                Ok(_) => format!("trial {n}: no `{}` metric reported", objective.metric),
-                Err(e) => format!("trial {n}: {}", e.lines().next().unwrap_or("")),
+            .enumerate()
+            .map(|(i, tr)| match &tr.error {
+                Some(e) => format!("trial {}: {}", i + 1, e.lines().next().unwrap_or("")),
+                None => format!(
+                    "trial {}: no `{}` metric reported",
+                    i + 1,
+                    t.objective.metric
+                ),
             })
             .collect();
         return Err(ProviderError::new(
@@ -709,108 +767,25 @@ async fn tune(
             "tuning",
             format!(
                 "no trial produced the objective `{}`:\n{}",
-                objective.metric,
+                t.objective.metric,
                 reasons.join("\n")
             ),
         ));
     };
+    let n = outcome.best.unwrap_or(0) + 1;
+    let Some((run, Ok(out))) = outputs.get(&(best.candidate.id, best.candidate.budget.to_bits()))
+    else {
+        return Err(internal("tuning", "the best trial's output is missing"));
+    };
     note(
         &parent.log,
         &format!(
-            "mlctl: best trial {n} (run {run}): {} = {value}",
-            objective.metric
+            "mlctl: best trial {n} (run {run}): {} = {}",
+            t.objective.metric,
+            best.score(&t.objective).unwrap_or(f64::NAN)
         ),
     );
-    let out = out.as_ref().map_err(|e| internal("tuning", e.clone()))?;
-    Ok((out.clone(), params.clone(), trials))
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn run_batch(
-    inner: &Arc<Inner>,
-    job: &Arc<JobRequest>,
-    parent: &RunHandle,
-    batch: Vec<(u32, Params)>,
-    budget: Option<f64>,
-    parallel: usize,
-    code_digest: Option<String>,
-    cancel: watch::Receiver<bool>,
-    progress: Arc<dyn Fn(Option<f32>, String) + Send + Sync>,
-    done_before: usize,
-    total: usize,
-) -> Result<Vec<Finished>> {
-    let sem = Arc::new(tokio::sync::Semaphore::new(parallel));
-    let mut set = tokio::task::JoinSet::new();
-    let done = Arc::new(std::sync::atomic::AtomicUsize::new(done_before));
-    for (number, params) in batch {
-        let (inner, job, sem, cancel, progress, done) = (
-            inner.clone(),
-            job.clone(),
-            sem.clone(),
-            cancel.clone(),
-            progress.clone(),
-            done.clone(),
-        );
-        let (parent_id, parent_log, code_digest) =
-            (parent.id.clone(), parent.log.clone(), code_digest.clone());
-        set.spawn(async move {
-            let _permit = sem.acquire_owned().await;
-            let t0 = Instant::now();
-            let run = match inner
-                .new_run(&job, Some(&parent_id), Some(number), &params, code_digest)
-                .await
-            {
-                Ok(r) => r,
-                Err(e) => return (number, params, String::new(), Err(e.message)),
-            };
-            let outcome = if *cancel.borrow() {
-                Err("cancelled".to_string())
-            } else {
-                let t = TrialRun {
-                    job: &job,
-                    params: &params,
-                    run_id: run.id.clone(),
-                    run_dir: run.dir.clone(),
-                    log: run.log.clone(),
-                    budget,
-                };
-                run_trial(&t, cancel, Arc::new(|_| {}))
-                    .await
-                    .map_err(|e| e.message)
-            };
-            let recorded = match &outcome {
-                Ok(out) => RunEnd::Completed(out, &params),
-                Err(e) => RunEnd::Failed(e.clone()),
-            };
-            let _ = inner.end_run(&run.id, recorded, t0.elapsed()).await;
-            let line = match &outcome {
-                Ok(out) => format!(
-                    "mlctl: trial {number} (run {}) {} -> {}",
-                    run.id,
-                    json(&params),
-                    json(&out.metrics)
-                ),
-                Err(e) => format!(
-                    "mlctl: trial {number} (run {}) {} failed: {e}",
-                    run.id,
-                    json(&params)
-                ),
-            };
-            note(&parent_log, &line);
-            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            progress(
-                Some(n as f32 / total.max(1) as f32),
-                format!("trial {n}/{total}"),
-            );
-            (number, params, run.id, outcome)
-        });
-    }
-    let mut out = Vec::new();
-    while let Some(r) = set.join_next().await {
-        out.push(r.map_err(|e| internal("tuning", format!("a trial crashed: {e}")))?);
-    }
-    out.sort_by_key(|f| f.0);
-    Ok(out)
+    Ok((out.clone(), trials[n - 1].hyperparameters.clone(), trials))
 }
 
 fn job_state(
