@@ -139,6 +139,82 @@ fn show(v: &[Variant]) -> String {
         .join(", ")
 }
 
+/// One poll of rollout `i`: moves it on (in progress for one poll, then done or failed) and
+/// updates what the endpoint serves.
+fn advance(e: &mut EndpointRecord, i: usize, hangs: bool) -> DeployState {
+    if e.rollouts[i].state == RolloutState::InProgress && !hangs {
+        e.rollouts[i].polls += 1;
+    }
+    let r = e.rollouts[i].clone();
+    match r.state {
+        RolloutState::Done | RolloutState::ManualRollback => return DeployState::Done(e.status()),
+        RolloutState::Failed | RolloutState::Superseded => {
+            return DeployState::Failed {
+                reason: r.reason.unwrap_or_else(|| "failed".into()),
+            };
+        }
+        RolloutState::RolledBack => {
+            return DeployState::RolledBack {
+                reason: r.reason.unwrap_or_default(),
+                status: e.status(),
+            };
+        }
+        RolloutState::InProgress => {}
+    }
+    let what = format!("{} v{}", r.model, r.version);
+    if hangs {
+        let message = format!(
+            "starting {} instance(s) of {what} (mock `timeout` fault: this rollout never finishes)",
+            r.instances
+        );
+        return DeployState::InProgress { message };
+    }
+    if r.polls < POLLS_TO_FINISH {
+        let message = match (r.strategy.as_str(), r.percent) {
+            ("canary", Some(p)) => format!("canary: {p}% of traffic on {what}, baking"),
+            ("blue-green", _) => format!("green fleet of {what} starting beside blue"),
+            _ => format!("starting {} instance(s) of {what}", r.instances),
+        };
+        return DeployState::InProgress { message };
+    }
+    if let Some(reason) = r.injected_failure.clone() {
+        e.rollouts[i].reason = Some(reason.clone());
+        if e.variants.is_empty() {
+            // A new endpoint that never served.
+            e.rollouts[i].state = RolloutState::Failed;
+            e.health = Health::Failed;
+            e.message = Some(format!("deployment failed: {reason}"));
+            return DeployState::Failed { reason };
+        }
+        // The old version keeps serving; a canary or blue-green rollout is rolled back.
+        e.health = r.health_before;
+        e.message = Some(format!(
+            "rollout of {what} failed ({reason}); still serving {}",
+            show(&e.variants)
+        ));
+        if r.strategy == "all-at-once" {
+            e.rollouts[i].state = RolloutState::Failed;
+            return DeployState::Failed { reason };
+        }
+        e.rollouts[i].state = RolloutState::RolledBack;
+        return DeployState::RolledBack {
+            reason,
+            status: e.status(),
+        };
+    }
+    e.rollouts[i].state = RolloutState::Done;
+    e.variants = vec![Variant {
+        model: r.model.clone(),
+        version: r.version,
+        weight: 100,
+    }];
+    e.instances = r.instances;
+    e.health = Health::Healthy;
+    e.message = None;
+    e.fingerprint = r.fingerprint;
+    DeployState::Done(e.status())
+}
+
 #[async_trait]
 impl Deployer for Mock {
     fn capabilities(&self) -> Capabilities {
@@ -259,68 +335,29 @@ impl Deployer for Mock {
     async fn poll(&self, _ctx: &OpContext, handle: &DeploymentHandle) -> Result<DeployState> {
         let op = "poll_deployment";
         self.enter(op).await?;
-        self.store().update(op, &endpoint_path(&handle.endpoint), |rec: &mut Option<EndpointRecord>| {
-            let e = rec.as_mut().ok_or_else(|| no_endpoint(op, &handle.endpoint))?;
-            let i = e.rollouts.iter().position(|r| r.id == handle.id).ok_or_else(|| {
-                err(ErrorKind::NotFound, op, format!("endpoint `{}` has no rollout {} on the mock target", handle.endpoint, handle.id))
-            })?;
-            // Read from the current target config (see the trainer's poll).
-            let hangs = self.faults().timeout.iter().any(|n| n == &handle.endpoint);
-            let r = &mut e.rollouts[i];
-            if r.state == RolloutState::InProgress && !hangs {
-                r.polls += 1;
-            }
-            let r = e.rollouts[i].clone();
-            match r.state {
-                RolloutState::Done | RolloutState::ManualRollback => return Ok(DeployState::Done(e.status())),
-                RolloutState::Failed | RolloutState::Superseded => {
-                    return Ok(DeployState::Failed { reason: r.reason.unwrap_or_else(|| "failed".into()) });
-                }
-                RolloutState::RolledBack => {
-                    return Ok(DeployState::RolledBack { reason: r.reason.unwrap_or_default(), status: e.status() });
-                }
-                RolloutState::InProgress => {}
-            }
-            if hangs {
-                return Ok(DeployState::InProgress {
-                    message: format!("starting {} instance(s) of {} v{} (mock `timeout` fault: this rollout never finishes)", r.instances, r.model, r.version),
-                });
-            }
-            if r.polls < POLLS_TO_FINISH {
-                let message = match (r.strategy.as_str(), r.percent) {
-                    ("canary", Some(p)) => format!("canary: {p}% of traffic on {} v{}, baking", r.model, r.version),
-                    ("blue-green", _) => format!("green fleet of {} v{} starting beside blue", r.model, r.version),
-                    _ => format!("starting {} instance(s) of {} v{}", r.instances, r.model, r.version),
-                };
-                return Ok(DeployState::InProgress { message });
-            }
-            if let Some(reason) = r.injected_failure.clone() {
-                let state = if !e.variants.is_empty() && r.strategy != "all-at-once" { RolloutState::RolledBack } else { RolloutState::Failed };
-                e.rollouts[i].state = state;
-                e.rollouts[i].reason = Some(reason.clone());
-                if e.variants.is_empty() {
-                    // A new endpoint that never served.
-                    e.health = Health::Failed;
-                    e.message = Some(format!("deployment failed: {reason}"));
-                    return Ok(DeployState::Failed { reason });
-                }
-                // The old version keeps serving.
-                e.health = r.health_before;
-                e.message = Some(format!("rollout of {} v{} failed ({reason}); still serving {}", r.model, r.version, show(&e.variants)));
-                return Ok(if state == RolloutState::RolledBack {
-                    DeployState::RolledBack { reason, status: e.status() }
-                } else {
-                    DeployState::Failed { reason }
-                });
-            }
-            e.rollouts[i].state = RolloutState::Done;
-            e.variants = vec![Variant { model: r.model.clone(), version: r.version, weight: 100 }];
-            e.instances = r.instances;
-            e.health = Health::Healthy;
-            e.message = None;
-            e.fingerprint = r.fingerprint.clone();
-            Ok(DeployState::Done(e.status()))
-        })
+        // Read from the current target config (see the trainer's poll).
+        let hangs = self.faults().timeout.iter().any(|n| n == &handle.endpoint);
+        self.store().update(
+            op,
+            &endpoint_path(&handle.endpoint),
+            |rec: &mut Option<EndpointRecord>| {
+                let e = rec
+                    .as_mut()
+                    .ok_or_else(|| no_endpoint(op, &handle.endpoint))?;
+                let i = e
+                    .rollouts
+                    .iter()
+                    .position(|r| r.id == handle.id)
+                    .ok_or_else(|| {
+                        let msg = format!(
+                            "endpoint `{}` has no rollout {} on the mock target",
+                            handle.endpoint, handle.id
+                        );
+                        err(ErrorKind::NotFound, op, msg)
+                    })?;
+                Ok(advance(e, i, hangs))
+            },
+        )
     }
 
     async fn status(&self, _ctx: &OpContext, name: &str) -> Result<Option<EndpointStatus>> {
