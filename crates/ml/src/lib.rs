@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! mlctl-ml: tabular data, validation, profiles, drift statistics, built-in trainers, metrics
 //! and the portable model format.
 //!

@@ -291,6 +291,20 @@ mod tests {
     }
 
     #[test]
+    fn logistic_regression_matches_sklearn_on_iris() {
+        // sklearn: LogisticRegression(C=1.0, max_iter=200).fit(X, y).score(X, y) == 0.9733
+        let t = iris();
+        let m = fit(
+            Algorithm::LogisticRegression,
+            &hp(json!({"C": 1.0, "max_iter": 200})),
+            &t,
+            Some("species"),
+        );
+        let acc = evaluate(&m, &t).unwrap()["accuracy"];
+        assert!(acc >= 0.97, "{acc}");
+    }
+
+    #[test]
     fn save_load_predict_round_trip() {
         let (tr, te) = iris_split();
         let mut m = fit(
