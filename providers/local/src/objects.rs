@@ -111,6 +111,13 @@ impl Objects {
         if let Some(dir) = dest.parent() {
             fs::create_dir_all(dir).map_err(|e| io("create object directory", dir, e))?;
         }
+        // Blobs are immutable; read-only keeps a script that writes to a linked input from
+        // corrupting the store (root ignores it, but it is right for everyone else).
+        if let Ok(meta) = fs::metadata(tmp) {
+            let mut perm = meta.permissions();
+            perm.set_readonly(true);
+            let _ = fs::set_permissions(tmp, perm);
+        }
         // Another writer may have stored the same content meanwhile: same bytes, either wins.
         fs::rename(tmp, dest).map_err(|e| {
             let _ = fs::remove_file(tmp);
