@@ -1,0 +1,319 @@
+//! The connection to AWS: clients, the target's bucket and role, and runtime settings.
+
+use crate::error::aws_err;
+use crate::{Options, invalid};
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_sdk_s3::config::Region;
+use mlctl_core::error::Result;
+use mlctl_core::{ProviderConfig, Tags};
+use std::time::Duration;
+
+/// Operations the service behind the endpoint really implements.
+///
+/// Real AWS implements everything. moto (the emulator the tests use) answers some calls with
+/// HTTP 500; with these flags off the provider works around them (documented per flag) so a
+/// whole `apply` runs against moto. The unit tests cover the real calls with SDK mocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Features {
+    /// `UpdateEndpoint`. Off: an endpoint is deleted and created again with the new config.
+    pub update_endpoint: bool,
+    /// `Create/Update/DeleteMonitoringSchedule`. Off: monitors are only recorded in S3.
+    pub monitoring_schedules: bool,
+    /// `DeleteModelPackage` / `DeleteModelPackageGroup`. Off: deleting a model marks its
+    /// versions deleted (and `Rejected`) instead, and they are no longer listed.
+    pub delete_model_packages: bool,
+    /// `StopTrainingJob` / `StopHyperParameterTuningJob`. Off: cancel does nothing.
+    pub stop_jobs: bool,
+    /// `ListTrainingJobsForHyperParameterTuningJob`. Off: a tuning result lists only the best trial.
+    pub list_tuning_trials: bool,
+    /// Create the target's bucket when it is missing (emulators start empty; on AWS the
+    /// bucket is the user's and is never created).
+    pub create_bucket: bool,
+}
+
+impl Features {
+    /// Everything real AWS offers.
+    pub const AWS: Features = Features {
+        update_endpoint: true,
+        monitoring_schedules: true,
+        delete_model_packages: true,
+        stop_jobs: true,
+        list_tuning_trials: true,
+        create_bucket: false,
+    };
+
+    /// What moto 5.x implements.
+    pub const MOTO: Features = Features {
+        update_endpoint: false,
+        monitoring_schedules: false,
+        delete_model_packages: false,
+        stop_jobs: false,
+        list_tuning_trials: false,
+        create_bucket: true,
+    };
+}
+
+/// Runtime knobs of the provider.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Attempts per AWS call, first one included (standard retry mode: throttling, 5xx and
+    /// connection errors are retried with jittered exponential backoff). Env `MLCTL_SM_MAX_ATTEMPTS`, default 8.
+    pub max_attempts: u32,
+    /// First retry delay. Env `MLCTL_SM_BACKOFF_MS`, default 1 s.
+    pub initial_backoff: Duration,
+    /// How often the engine should poll training jobs and rollouts. Env `MLCTL_SM_POLL_MS`, default 15 s.
+    pub poll_interval: Duration,
+    /// Files larger than this are uploaded in parts (64 MiB).
+    pub multipart_threshold: u64,
+    /// Size of each part (16 MiB; S3 allows 10,000 parts, so this grows for huge files).
+    pub part_size: u64,
+    /// What the service implements.
+    pub features: Features,
+}
+
+impl Settings {
+    /// Settings from the environment. The emulator gaps ([`Features::MOTO`]) apply when
+    /// `MLCTL_SM_EMULATOR=moto`, or when `endpoint_url` points at a loopback address and
+    /// `MLCTL_SM_EMULATOR` is not `none`.
+    pub fn from_env(endpoint_url: Option<&str>) -> Settings {
+        let num = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        let emulator = match std::env::var("MLCTL_SM_EMULATOR").ok().as_deref() {
+            Some("moto") => true,
+            Some("none") | Some("aws") => false,
+            _ => endpoint_url.is_some_and(is_loopback),
+        };
+        Settings {
+            max_attempts: num("MLCTL_SM_MAX_ATTEMPTS")
+                .map(|n| n.clamp(1, 50) as u32)
+                .unwrap_or(8),
+            initial_backoff: Duration::from_millis(num("MLCTL_SM_BACKOFF_MS").unwrap_or(1000)),
+            poll_interval: Duration::from_millis(num("MLCTL_SM_POLL_MS").unwrap_or(15_000)),
+            multipart_threshold: 64 << 20,
+            part_size: 16 << 20,
+            features: if emulator {
+                Features::MOTO
+            } else {
+                Features::AWS
+            },
+        }
+    }
+}
+
+fn is_loopback(url: &str) -> bool {
+    let host = url.split("://").nth(1).unwrap_or(url);
+    let host = host.split(['/', '?']).next().unwrap_or("");
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host),
+    };
+    host == "localhost" || host == "::1" || host.starts_with("127.")
+}
+
+/// Clients plus where things go.
+pub(crate) struct Aws {
+    pub s3: aws_sdk_s3::Client,
+    pub sm: aws_sdk_sagemaker::Client,
+    pub bucket: String,
+    /// Key prefix without leading or trailing `/` (may be empty).
+    pub prefix: String,
+    pub role_arn: String,
+    pub region: String,
+    pub endpoint_url: Option<String>,
+    pub settings: Settings,
+}
+
+/// Splits `s3://bucket/some/prefix` into the bucket and the prefix.
+pub(crate) fn parse_s3_uri(uri: &str) -> Option<(String, String)> {
+    let rest = uri.strip_prefix("s3://")?;
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return None;
+    }
+    Some((bucket.to_string(), key.trim_matches('/').to_string()))
+}
+
+impl Aws {
+    /// Connects with the target's settings.
+    pub async fn connect(cfg: &ProviderConfig, options: Options) -> Result<Aws> {
+        let t = &cfg.target;
+        let what = format!("target `{}`", cfg.target_name);
+        let bucket_uri = t.bucket.as_deref().ok_or_else(|| {
+            invalid(
+                "connect",
+                format!(
+                    "{what}: `bucket` is required (e.g. `s3://my-bucket/{}`)",
+                    cfg.project
+                ),
+            )
+        })?;
+        let (bucket, prefix) = parse_s3_uri(bucket_uri).ok_or_else(|| {
+            invalid(
+                "connect",
+                format!("{what}: `bucket` must look like `s3://bucket/prefix`, not `{bucket_uri}`"),
+            )
+        })?;
+        let role_arn = t.role_arn.clone().filter(|r| !r.is_empty()).ok_or_else(|| {
+            invalid("connect", format!("{what}: `roleArn` is required: the IAM role SageMaker assumes to run jobs and endpoints"))
+        })?;
+        let endpoint_url = t.endpoint_url.clone().filter(|u| !u.is_empty());
+        let settings = options
+            .settings
+            .unwrap_or_else(|| Settings::from_env(endpoint_url.as_deref()));
+
+        let retry = RetryConfig::standard()
+            .with_max_attempts(settings.max_attempts)
+            .with_initial_backoff(settings.initial_backoff);
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(retry);
+        if let Some(region) = &t.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        if let Some(url) = &endpoint_url {
+            loader = loader.endpoint_url(url.clone());
+        }
+        if let Some(creds) = options.credentials {
+            loader = loader.credentials_provider(creds);
+        }
+        let sdk = loader.load().await;
+        let region = sdk.region().map(|r| r.to_string()).ok_or_else(|| {
+            invalid(
+                "connect",
+                format!("{what}: no AWS region: set `region` in the target (or AWS_REGION)"),
+            )
+        })?;
+        let mut s3 = aws_sdk_s3::config::Builder::from(&sdk);
+        if endpoint_url.is_some() {
+            // Emulators and VPC endpoints address buckets by path, not by virtual host.
+            s3 = s3.force_path_style(true);
+        }
+        Ok(Aws {
+            s3: aws_sdk_s3::Client::from_conf(s3.build()),
+            sm: aws_sdk_sagemaker::Client::new(&sdk),
+            bucket,
+            prefix,
+            role_arn,
+            region,
+            endpoint_url,
+            settings,
+        })
+    }
+
+    /// A key under the target's prefix.
+    pub fn key(&self, rel: &str) -> String {
+        if self.prefix.is_empty() {
+            rel.to_string()
+        } else {
+            format!("{}/{rel}", self.prefix)
+        }
+    }
+
+    /// `s3://bucket/<key>`.
+    pub fn uri(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.bucket)
+    }
+
+    /// Creates the bucket when it is missing ([`Features::create_bucket`]).
+    pub async fn ensure_bucket(&self) -> Result<()> {
+        if self
+            .s3
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        match self.s3.create_bucket().bucket(&self.bucket).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(e.as_service_error(), Some(se) if se.is_bucket_already_owned_by_you() || se.is_bucket_already_exists()) => {
+                Ok(())
+            }
+            Err(e) => Err(aws_err("CreateBucket", e)),
+        }
+    }
+
+    /// The URL clients call an endpoint at.
+    pub fn invocation_url(&self, endpoint: &str) -> String {
+        match &self.endpoint_url {
+            Some(base) => format!(
+                "{}/endpoints/{endpoint}/invocations",
+                base.trim_end_matches('/')
+            ),
+            None => format!(
+                "https://runtime.sagemaker.{}.amazonaws.com/endpoints/{endpoint}/invocations",
+                self.region
+            ),
+        }
+    }
+}
+
+/// SageMaker tags for a resource: mlctl's four plus `extra`.
+pub(crate) fn sm_tags(tags: &Tags, extra: &[(&str, &str)]) -> Vec<aws_sdk_sagemaker::types::Tag> {
+    let mut map = tags.to_map();
+    for (k, v) in extra {
+        map.insert((*k).to_string(), (*v).to_string());
+    }
+    map.into_iter()
+        .map(|(k, v)| {
+            aws_sdk_sagemaker::types::Tag::builder()
+                .key(k)
+                .value(tag_value(&v))
+                .build()
+        })
+        .collect()
+}
+
+/// Tag values allow letters, digits, spaces and `_ . : / = + - @`, up to 256 characters.
+fn tag_value(v: &str) -> String {
+    v.chars()
+        .map(|c| {
+            if c.is_alphanumeric() || " _.:/=+-@".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(256)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_urls_are_emulators() {
+        assert!(is_loopback("http://127.0.0.1:5000"));
+        assert!(is_loopback("http://localhost:5000/"));
+        assert!(is_loopback("http://[::1]:5000"));
+        assert!(!is_loopback(
+            "https://bucket.vpce-0a1b.s3.eu-west-1.vpce.amazonaws.com"
+        ));
+        assert!(!is_loopback(
+            "https://api.sagemaker.eu-west-1.amazonaws.com"
+        ));
+    }
+
+    #[test]
+    fn bucket_uris_split_into_bucket_and_prefix() {
+        assert_eq!(
+            parse_s3_uri("s3://acme-ml/iris"),
+            Some(("acme-ml".into(), "iris".into()))
+        );
+        assert_eq!(
+            parse_s3_uri("s3://acme-ml/a/b/"),
+            Some(("acme-ml".into(), "a/b".into()))
+        );
+        assert_eq!(
+            parse_s3_uri("s3://acme-ml"),
+            Some(("acme-ml".into(), String::new()))
+        );
+        assert_eq!(parse_s3_uri("acme-ml/iris"), None);
+        assert_eq!(parse_s3_uri("s3:///x"), None);
+    }
+}

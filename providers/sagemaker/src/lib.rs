@@ -1,0 +1,102 @@
+//! The AWS SageMaker target: data, state and the apply lock on S3; training, the model
+//! registry and endpoints on SageMaker.
+//!
+//! [`stack`] builds every component from a target such as
+//!
+//! ```yaml
+//! staging: {provider: sagemaker, region: eu-west-1, roleArn: "${env:MLCTL_SM_ROLE}", bucket: s3://acme-ml/iris}
+//! ```
+//!
+//! Credentials come from the standard AWS chain (environment, profile, SSO, container and
+//! instance roles); they are never logged or printed. `endpointUrl` in the target points both
+//! S3 (path-style) and SageMaker at an emulator or a VPC endpoint.
+//!
+//! Where things live under `s3://bucket/prefix/`:
+//!
+//! | key | what |
+//! |---|---|
+//! | `objects/<blake3>` | content-addressed blobs (datasets, packed code, converted training data) |
+//! | `.mlctl/state/<project>/<Kind>/<name>.json` | observed record of a resource |
+//! | `.mlctl/state/<project>/history/<Kind>/<name>/<time>-<n>.json` | its history |
+//! | `.mlctl/lock/<project>.json` | the apply lock (conditional put) |
+//! | `.mlctl/datasets/<project>/<name>/<fingerprint>.json` | dataset versions |
+//! | `.mlctl/registry/<project>/<model>/...` | metrics files and stage history of model versions |
+//! | `.mlctl/monitors/<project>/<name>.json` | monitor configurations |
+//! | `artifacts/<job>/...` | training output (SageMaker writes `model.tar.gz` there) |
+//! | `capture/<endpoint>/...` | endpoint data capture |
+//!
+//! # Architecture Invariant
+//! The AWS SDK crates are used here and nowhere else in the workspace; the rest of mlctl sees
+//! only the component traits of `mlctl-core`.
+
+mod aws;
+mod data;
+mod deployer;
+mod error;
+mod images;
+mod monitor;
+mod names;
+mod registry;
+mod state;
+mod store;
+mod trainer;
+
+#[cfg(test)]
+mod tests;
+
+pub use aws::{Features, Settings};
+pub use data::S3DataStore;
+pub use deployer::SageMakerDeployer;
+pub use images::{ALGORITHM_MAPPING, default_framework_image};
+pub use monitor::SageMakerMonitorSink;
+pub use registry::SageMakerRegistry;
+pub use state::S3StateStore;
+pub use trainer::SageMakerTrainer;
+
+use aws::Aws;
+use mlctl_core::{ErrorKind, ProviderConfig, ProviderError, Stack};
+use std::sync::Arc;
+
+/// Static credentials, for tests and emulators (real use goes through the AWS chain).
+pub use aws_sdk_s3::config::Credentials;
+
+/// How to build a stack beyond what the target says.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Credentials to use instead of the standard AWS chain.
+    pub credentials: Option<Credentials>,
+    /// Runtime knobs (retries, poll interval, emulator gaps); default [`Settings::from_env`].
+    pub settings: Option<Settings>,
+}
+
+/// Builds the SageMaker stack of a target, with credentials from the standard AWS chain.
+///
+/// # Errors
+/// `Invalid` when the target lacks `bucket` or `roleArn`, or no region is known.
+pub async fn stack(cfg: &ProviderConfig) -> Result<Stack, ProviderError> {
+    stack_with(cfg, Options::default()).await
+}
+
+/// Builds the SageMaker stack of a target with explicit [`Options`].
+///
+/// # Errors
+/// See [`stack`].
+pub async fn stack_with(cfg: &ProviderConfig, options: Options) -> Result<Stack, ProviderError> {
+    let aws = Arc::new(Aws::connect(cfg, options).await?);
+    if aws.settings.features.create_bucket {
+        aws.ensure_bucket().await?;
+    }
+    Ok(Stack {
+        provider: "sagemaker".into(),
+        data: Arc::new(S3DataStore::new(aws.clone())),
+        trainer: Arc::new(SageMakerTrainer::new(aws.clone())),
+        registry: Arc::new(SageMakerRegistry::new(aws.clone())),
+        deployer: Arc::new(SageMakerDeployer::new(aws.clone())),
+        monitor: Arc::new(SageMakerMonitorSink::new(aws.clone())),
+        state: Arc::new(S3StateStore::new(aws)),
+    })
+}
+
+fn invalid(operation: &str, message: impl Into<String>) -> ProviderError {
+    ProviderError::new(ErrorKind::Invalid, "sagemaker", operation, message)
+}

@@ -1,0 +1,350 @@
+//! S3 object helpers over the target's bucket: JSON records, conditional puts, listings and
+//! multipart uploads.
+
+use crate::aws::Aws;
+use crate::error::{aws_err, provider_err};
+use aws_sdk_s3::primitives::{ByteStream, Length};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use mlctl_core::error::Result;
+use mlctl_core::{ErrorKind, ProviderError};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::path::Path;
+
+/// Outcome of a put that must not overwrite.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Created {
+    /// Written.
+    Yes,
+    /// Something already exists at the key (HTTP 412, or 409 for a concurrent writer).
+    AlreadyThere,
+}
+
+impl Aws {
+    /// Reads an object; `None` when it does not exist.
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.get_from(&self.bucket, key).await
+    }
+
+    /// Reads an object of any bucket; `None` when it does not exist.
+    pub async fn get_from(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        match self.s3.get_object().bucket(bucket).key(key).send().await {
+            Ok(out) => {
+                let bytes = out.body.collect().await.map_err(|e| {
+                    provider_err(
+                        ErrorKind::Transient,
+                        "GetObject",
+                        format!("reading s3://{bucket}/{key}: {e}"),
+                    )
+                })?;
+                Ok(Some(bytes.into_bytes().to_vec()))
+            }
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_no_such_key()) => Ok(None),
+            Err(e) => Err(aws_err("GetObject", e)),
+        }
+    }
+
+    /// Reads a JSON object; `None` when it does not exist.
+    pub async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        match self.get(key).await? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                provider_err(
+                    ErrorKind::Invalid,
+                    "GetObject",
+                    format!(
+                        "s3://{}/{key} is not a valid mlctl record: {e}",
+                        self.bucket
+                    ),
+                )
+            }),
+        }
+    }
+
+    /// Writes an object.
+    pub async fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<()> {
+        self.s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .map_err(|e| aws_err("PutObject", e))?;
+        Ok(())
+    }
+
+    /// Writes a JSON object.
+    pub async fn put_json<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
+        self.put(key, to_json(value)?, "application/json").await
+    }
+
+    /// Writes an object only if nothing is at `key` (`If-None-Match: *`).
+    pub async fn put_if_absent(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+    ) -> Result<Created> {
+        let res = self
+            .s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .if_none_match("*")
+            .body(ByteStream::from(bytes))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(Created::Yes),
+            Err(e) => {
+                let status = e.raw_response().map(|r| r.status().as_u16());
+                if matches!(status, Some(412) | Some(409)) {
+                    Ok(Created::AlreadyThere)
+                } else {
+                    Err(aws_err("PutObject", e))
+                }
+            }
+        }
+    }
+
+    /// Whether an object exists.
+    pub async fn exists(&self, key: &str) -> Result<bool> {
+        match self
+            .s3
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error().is_some_and(|se| se.is_not_found())
+                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(aws_err("HeadObject", e)),
+        }
+    }
+
+    /// Deletes an object (a missing one is fine).
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        self.s3
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| aws_err("DeleteObject", e))?;
+        Ok(())
+    }
+
+    /// Every key under `prefix`, in key order.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        self.list_in(&self.bucket, prefix).await
+    }
+
+    /// Every key under `prefix` of any bucket, in key order.
+    pub async fn list_in(&self, bucket: &str, prefix: &str) -> Result<Vec<String>> {
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .s3
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| aws_err("ListObjectsV2", e))?;
+            keys.extend(
+                out.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_string)),
+            );
+            match out.next_continuation_token() {
+                Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// Uploads a local file to `key`, in parts when it is larger than the multipart threshold.
+    pub async fn upload_file(&self, path: &Path, key: &str, content_type: &str) -> Result<()> {
+        let size = tokio::fs::metadata(path)
+            .await
+            .map_err(|e| ProviderError::io("sagemaker", "upload", e))?
+            .len();
+        if size <= self.settings.multipart_threshold {
+            let body = ByteStream::from_path(path).await.map_err(|e| {
+                provider_err(
+                    ErrorKind::Other,
+                    "PutObject",
+                    format!("{}: {e}", path.display()),
+                )
+            })?;
+            self.s3
+                .put_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .content_type(content_type)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| aws_err("PutObject", e))?;
+            return Ok(());
+        }
+        let upload = self
+            .s3
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(|e| aws_err("CreateMultipartUpload", e))?;
+        let upload_id = upload
+            .upload_id()
+            .ok_or_else(|| {
+                provider_err(
+                    ErrorKind::Other,
+                    "CreateMultipartUpload",
+                    "S3 returned no upload id",
+                )
+            })?
+            .to_string();
+        match self.upload_parts(path, key, &upload_id, size).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // Leave no half upload behind (it would be billed until a lifecycle rule runs).
+                let _ = self
+                    .s3
+                    .abort_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(&upload_id)
+                    .send()
+                    .await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn upload_parts(&self, path: &Path, key: &str, upload_id: &str, size: u64) -> Result<()> {
+        // S3 allows 10,000 parts: grow the part size for very large files.
+        let part_size = self
+            .settings
+            .part_size
+            .max(size.div_ceil(10_000))
+            .max(5 << 20);
+        let mut parts = Vec::new();
+        let mut offset = 0u64;
+        let mut number = 1i32;
+        while offset < size {
+            let len = part_size.min(size - offset);
+            let body = ByteStream::read_from()
+                .path(path)
+                .offset(offset)
+                .length(Length::Exact(len))
+                .build()
+                .await
+                .map_err(|e| {
+                    provider_err(
+                        ErrorKind::Other,
+                        "UploadPart",
+                        format!("{}: {e}", path.display()),
+                    )
+                })?;
+            let out = self
+                .s3
+                .upload_part()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .part_number(number)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| aws_err("UploadPart", e))?;
+            parts.push(
+                CompletedPart::builder()
+                    .part_number(number)
+                    .set_e_tag(out.e_tag().map(str::to_string))
+                    .build(),
+            );
+            offset += len;
+            number += 1;
+        }
+        self.s3
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| aws_err("CompleteMultipartUpload", e))?;
+        Ok(())
+    }
+}
+
+/// Serializes a record.
+pub(crate) fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec_pretty(value)
+        .map_err(|e| provider_err(ErrorKind::Other, "serialize", e.to_string()))
+}
+
+/// Runs `f` over `items` with at most `limit` calls at once; results in input order.
+pub(crate) async fn bounded<T, R, F, Fut>(items: Vec<T>, limit: usize, f: F) -> Result<Vec<R>>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = Result<R>> + Send + 'static,
+{
+    let mut set = tokio::task::JoinSet::new();
+    let mut out: Vec<Option<R>> = Vec::with_capacity(items.len());
+    let mut iter = items.into_iter().enumerate();
+    let mut first_err = None;
+    loop {
+        while set.len() < limit.max(1) {
+            match iter.next() {
+                Some((i, item)) => {
+                    out.push(None);
+                    let fut = f(item);
+                    set.spawn(async move { (i, fut.await) });
+                }
+                None => break,
+            }
+        }
+        match set.join_next().await {
+            None => break,
+            Some(Ok((i, Ok(r)))) => out[i] = Some(r),
+            Some(Ok((_, Err(e)))) => {
+                first_err.get_or_insert(e);
+            }
+            Some(Err(join)) => {
+                first_err.get_or_insert(provider_err(
+                    ErrorKind::Other,
+                    "internal",
+                    join.to_string(),
+                ));
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(out.into_iter().flatten().collect()),
+    }
+}

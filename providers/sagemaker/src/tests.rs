@@ -1,0 +1,1 @@
+//! Unit tests against SDK mocks (aws-smithy-mocks): the calls moto does not implement.

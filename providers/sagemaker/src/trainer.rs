@@ -1,0 +1,1653 @@
+//! Training on SageMaker: script mode in a framework container, mlctl's built-ins mapped to
+//! SageMaker's built-in algorithms, and hyperparameter tuning jobs.
+//!
+//! # Guarantees
+//! - Job names are the engine's deterministic names (project, resource, fingerprint), cut to
+//!   SageMaker's limits; `submit` looks the name up first, so a re-run finds the job already
+//!   running (or finished) instead of starting a second one.
+//! - Everything the job reads is content-addressed in the target's bucket: the packed code
+//!   (`objects/<blake3>`), the dataset, and the CSV channels built for built-in algorithms.
+//!
+//! # Caveats
+//! Built-in algorithms read CSV with the label first and no header: the dataset is
+//! downloaded once, converted (categorical labels become class indices, sorted by name) and
+//! split 80/20 into `train` and `validation` channels, so SageMaker reports held-out metrics.
+
+use crate::aws::{Aws, parse_s3_uri, sm_tags};
+use crate::data::put_blob;
+use crate::error::{aws_err, is_not_found, provider_err};
+use crate::images::{algorithm_image, default_framework_image, supported_algorithms};
+use crate::names;
+use async_trait::async_trait;
+use aws_sdk_sagemaker::operation::describe_training_job::DescribeTrainingJobOutput;
+use aws_sdk_sagemaker::types::{
+    AlgorithmSpecification, CategoricalParameterRange, Channel, ContinuousParameterRange,
+    DataSource, HyperParameterAlgorithmSpecification, HyperParameterScalingType,
+    HyperParameterTrainingJobDefinition, HyperParameterTuningJobConfig,
+    HyperParameterTuningJobObjective, HyperParameterTuningJobObjectiveType,
+    HyperParameterTuningJobStatus, HyperParameterTuningJobStrategyType, IntegerParameterRange,
+    MetricDefinition, OutputDataConfig, ParameterRanges, ResourceConfig, ResourceLimits,
+    S3DataDistribution, S3DataSource, S3DataType, SecondaryStatus, StoppingCondition,
+    TrainingInputMode, TrainingInstanceType, TrainingJobStatus,
+};
+use mlctl_core::error::Result;
+use mlctl_core::{
+    Capabilities, ErrorKind, JobHandle, JobState, OpContext, ProviderError, Trainer,
+    TrainingRequest, TrainingResult, Trial,
+};
+use mlctl_spec::{Algorithm, Goal, Param, ParamType, Scale, TrainingJobSpec, TuningStrategy};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The entry script put into the packed code: SageMaker's script mode runs it.
+pub(crate) const ENTRY: &str = "mlctl_entry.sh";
+const DEFAULT_INSTANCE: &str = "ml.m5.large";
+/// SageMaker's longest training run: 28 days.
+const MAX_RUNTIME: u64 = 28 * 24 * 3600;
+
+/// The [`Trainer`] of a SageMaker target.
+pub struct SageMakerTrainer {
+    aws: Arc<Aws>,
+}
+
+/// What a SageMaker job is asked to do: the parts shared by a training job and a tuning job's
+/// training definition.
+struct JobDefinition {
+    image: String,
+    hyperparameters: BTreeMap<String, String>,
+    metric_definitions: Vec<MetricDefinition>,
+    channels: Vec<Channel>,
+    output: OutputDataConfig,
+    resources: ResourceConfig,
+    stopping: StoppingCondition,
+    spot: bool,
+    /// For built-ins: how mlctl hyperparameter names translate (tuning ranges use it).
+    builtin: Option<Builtin>,
+}
+
+/// A built-in algorithm with the facts of its converted data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Prepared {
+    train_uri: String,
+    validation_uri: String,
+    /// Class names by index (empty for regression and clustering).
+    classes: Vec<String>,
+    feature_dim: usize,
+    train_rows: usize,
+    /// Whether the label is a class (classification) rather than a number.
+    classification: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Builtin {
+    algorithm: Algorithm,
+    data: Prepared,
+}
+
+/// How an mlctl hyperparameter becomes a SageMaker one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Translate {
+    /// Same value.
+    Same,
+    /// `1 / (value * n)` (sklearn's `C` -> linear learner's per-sample weight decay).
+    InversePerSample(f64),
+    /// `value / n` (ridge `l2` -> per-sample weight decay).
+    PerSample(f64),
+}
+
+impl Translate {
+    fn apply(self, v: f64) -> f64 {
+        match self {
+            Translate::Same => v,
+            Translate::InversePerSample(n) => 1.0 / (v * n).max(f64::MIN_POSITIVE),
+            Translate::PerSample(n) => v / n.max(1.0),
+        }
+    }
+}
+
+impl SageMakerTrainer {
+    pub(crate) fn new(aws: Arc<Aws>) -> Self {
+        SageMakerTrainer { aws }
+    }
+
+    /// Finds a training job by name (`None` when SageMaker does not know it).
+    async fn find_training(&self, name: &str) -> Result<Option<DescribeTrainingJobOutput>> {
+        match self
+            .aws
+            .sm
+            .describe_training_job()
+            .training_job_name(name)
+            .send()
+            .await
+        {
+            Ok(d) => Ok(Some(d)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(aws_err("DescribeTrainingJob", e)),
+        }
+    }
+
+    async fn definition(&self, ctx: &OpContext, req: &TrainingRequest) -> Result<JobDefinition> {
+        let spec = &req.spec;
+        let sm = spec
+            .compute
+            .as_ref()
+            .and_then(|c| c.overrides.as_ref())
+            .and_then(|o| o.sagemaker.clone())
+            .unwrap_or_default();
+        let max_runtime = spec
+            .compute
+            .as_ref()
+            .and_then(|c| c.timeout.as_deref())
+            .map(|t| {
+                mlctl_spec::units::parse_duration(t)
+                    .map_err(|e| provider_err(ErrorKind::Invalid, "CreateTrainingJob", e))
+            })
+            .transpose()?
+            .map(|d| d.as_secs().clamp(1, MAX_RUNTIME))
+            .unwrap_or(24 * 3600);
+        let spot = sm.spot.unwrap_or(false);
+        let mut stopping = StoppingCondition::builder().max_runtime_in_seconds(max_runtime as i32);
+        if spot {
+            stopping = stopping.max_wait_time_in_seconds(
+                (max_runtime * 2).min(MAX_RUNTIME).max(max_runtime) as i32,
+            );
+        }
+        let resources = ResourceConfig::builder()
+            .instance_type(TrainingInstanceType::from(
+                sm.instance_type.as_deref().unwrap_or(DEFAULT_INSTANCE),
+            ))
+            .instance_count(sm.instance_count.unwrap_or(1).max(1) as i32)
+            .volume_size_in_gb(sm.volume_size_gb.unwrap_or(30).max(1) as i32)
+            .build();
+        let output = OutputDataConfig::builder()
+            .s3_output_path(
+                self.aws
+                    .uri(&self.aws.key(&format!("artifacts/{}", req.resource))),
+            )
+            .build();
+
+        match (&spec.algorithm, &spec.command) {
+            (Some(algorithm), _) => {
+                let image = algorithm_image(*algorithm, &self.aws.region)
+                    .map_err(|m| provider_err(ErrorKind::NotSupported, "CreateTrainingJob", m))?
+                    .ok_or_else(|| {
+                        provider_err(
+                            ErrorKind::NotSupported,
+                            "CreateTrainingJob",
+                            format!(
+                                "no SageMaker `{}` image is known for region {}",
+                                algorithm.as_str(),
+                                self.aws.region
+                            ),
+                        )
+                    })?;
+                let data = self.prepare_builtin(ctx, req, *algorithm).await?;
+                let hyperparameters =
+                    builtin_hyperparameters(*algorithm, &spec.hyperparameters, &data);
+                let validation_channel = if *algorithm == Algorithm::Kmeans {
+                    "test"
+                } else {
+                    "validation"
+                };
+                let channels = vec![
+                    csv_channel("train", &data.train_uri),
+                    csv_channel(validation_channel, &data.validation_uri),
+                ];
+                Ok(JobDefinition {
+                    image,
+                    hyperparameters,
+                    metric_definitions: Vec::new(),
+                    channels,
+                    output,
+                    resources,
+                    stopping: stopping.build(),
+                    spot,
+                    builtin: Some(Builtin {
+                        algorithm: *algorithm,
+                        data,
+                    }),
+                })
+            }
+            (None, Some(command)) => {
+                let image = match &spec.image {
+                    Some(i) => i.clone(),
+                    None => default_framework_image(&self.aws.region).ok_or_else(|| {
+                        provider_err(ErrorKind::Invalid, "CreateTrainingJob", format!("no default training image is known for region {}: set `image:` on the TrainingJob", self.aws.region))
+                    })?,
+                };
+                let code_dir = spec.code.as_ref().map(|c| ctx.project_dir.join(c));
+                let cmd = command.clone();
+                let packed =
+                    tokio::task::spawn_blocking(move || pack_code(code_dir.as_deref(), &cmd))
+                        .await
+                        .map_err(|e| provider_err(ErrorKind::Other, "pack code", e.to_string()))?
+                        .map_err(|e| ProviderError::io("sagemaker", "pack code", e))?;
+                let digest = put_blob(&self.aws, packed, "application/gzip").await?;
+                let code_uri = self.aws.uri(&crate::data::blob_key(&self.aws, &digest));
+                let mut hyperparameters: BTreeMap<String, String> = spec
+                    .hyperparameters
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_string()))
+                    .collect();
+                // The framework containers read these JSON-encoded, as the SageMaker Python SDK writes them.
+                hyperparameters.insert("sagemaker_program".into(), json_str(ENTRY));
+                hyperparameters.insert("sagemaker_submit_directory".into(), json_str(&code_uri));
+                hyperparameters.insert("sagemaker_region".into(), json_str(&self.aws.region));
+                hyperparameters.insert("sagemaker_container_log_level".into(), "20".into());
+                let train_uri = self
+                    .named_copy(&req.dataset.uri, &req.dataset.name, &req.dataset.digest)
+                    .await?;
+                let mut channels = vec![plain_channel("train", &train_uri)];
+                for (part, uri) in &req.dataset.splits {
+                    if part != "train" {
+                        channels.push(plain_channel(part, uri));
+                    }
+                }
+                let metric_definitions = spec
+                    .metrics
+                    .iter()
+                    .map(|m| {
+                        MetricDefinition::builder()
+                            .name(&m.name)
+                            .regex(&m.regex)
+                            .build()
+                    })
+                    .collect();
+                Ok(JobDefinition {
+                    image,
+                    hyperparameters,
+                    metric_definitions,
+                    channels,
+                    output,
+                    resources,
+                    stopping: stopping.build(),
+                    spot,
+                    builtin: None,
+                })
+            }
+            (None, None) => Err(provider_err(
+                ErrorKind::Invalid,
+                "CreateTrainingJob",
+                format!(
+                    "training job `{}` sets neither `algorithm` nor `command`",
+                    req.resource
+                ),
+            )),
+        }
+    }
+
+    /// Gives a content-addressed dataset a readable file name (`<name>.csv`) with a
+    /// server-side copy, so scripts see `/opt/ml/input/data/train/<name>.csv`.
+    async fn named_copy(&self, uri: &str, name: &str, digest: &str) -> Result<String> {
+        let Some((bucket, key)) = parse_s3_uri(uri) else {
+            return Err(provider_err(
+                ErrorKind::Invalid,
+                "CreateTrainingJob",
+                format!("dataset `{name}` is at `{uri}`; SageMaker reads s3:// only"),
+            ));
+        };
+        if bucket != self.aws.bucket || !key.contains("/objects/") && !key.starts_with("objects/") {
+            // Data outside mlctl's store is read where it is.
+            return Ok(uri.to_string());
+        }
+        let file = format!("{}.csv", names::sanitize(name));
+        let dest = self.aws.key(&format!("datasets/{name}/{digest}/{file}"));
+        if !self.aws.exists(&dest).await? {
+            self.aws
+                .s3
+                .copy_object()
+                .bucket(&self.aws.bucket)
+                .key(&dest)
+                .copy_source(format!("{bucket}/{key}"))
+                .send()
+                .await
+                .map_err(|e| aws_err("CopyObject", e))?;
+        }
+        Ok(self
+            .aws
+            .uri(&self.aws.key(&format!("datasets/{name}/{digest}/"))))
+    }
+
+    /// Converts the dataset for a built-in algorithm (once per dataset, algorithm and label).
+    async fn prepare_builtin(
+        &self,
+        ctx: &OpContext,
+        req: &TrainingRequest,
+        algorithm: Algorithm,
+    ) -> Result<Prepared> {
+        let supervised = algorithm != Algorithm::Kmeans;
+        let label = if supervised {
+            Some(req.target_column.clone().ok_or_else(|| {
+                provider_err(
+                    ErrorKind::Invalid,
+                    "CreateTrainingJob",
+                    format!(
+                        "`{}` needs a label: set `target` on dataset `{}`",
+                        algorithm.as_str(),
+                        req.dataset.name
+                    ),
+                )
+            })?)
+        } else {
+            None
+        };
+        let kind = if supervised {
+            "supervised"
+        } else {
+            "unsupervised"
+        };
+        let id = names::hash(
+            &[&req.dataset.digest, kind, label.as_deref().unwrap_or("")],
+            32,
+        );
+        let record = self
+            .aws
+            .key(&format!(".mlctl/training-data/{}/{id}.json", ctx.project));
+        if let Some(p) = self.aws.get_json::<Prepared>(&record).await? {
+            return Ok(p);
+        }
+        let (bucket, key) = parse_s3_uri(&req.dataset.uri).ok_or_else(|| {
+            provider_err(
+                ErrorKind::Invalid,
+                "CreateTrainingJob",
+                format!(
+                    "dataset `{}` is at `{}`, not on S3",
+                    req.dataset.name, req.dataset.uri
+                ),
+            )
+        })?;
+        let bytes = self.aws.get_from(&bucket, &key).await?.ok_or_else(|| {
+            provider_err(
+                ErrorKind::NotFound,
+                "CreateTrainingJob",
+                format!(
+                    "dataset `{}`: {} does not exist",
+                    req.dataset.name, req.dataset.uri
+                ),
+            )
+        })?;
+        let seed = req.dataset.digest.clone();
+        let converted = tokio::task::spawn_blocking(move || {
+            convert_for_builtin(&bytes, label.as_deref(), &seed)
+        })
+        .await
+        .map_err(|e| provider_err(ErrorKind::Other, "convert dataset", e.to_string()))?
+        .map_err(|m| {
+            provider_err(
+                ErrorKind::Invalid,
+                "CreateTrainingJob",
+                format!(
+                    "dataset `{}` for `{}`: {m}",
+                    req.dataset.name,
+                    algorithm.as_str()
+                ),
+            )
+        })?;
+        let train = put_blob(&self.aws, converted.train, "text/csv").await?;
+        let validation = put_blob(&self.aws, converted.validation, "text/csv").await?;
+        let prepared = Prepared {
+            train_uri: self.aws.uri(&crate::data::blob_key(&self.aws, &train)),
+            validation_uri: self.aws.uri(&crate::data::blob_key(&self.aws, &validation)),
+            classes: converted.classes,
+            feature_dim: converted.feature_dim,
+            train_rows: converted.train_rows,
+            classification: converted.classification,
+        };
+        self.aws.put_json(&record, &prepared).await?;
+        Ok(prepared)
+    }
+
+    async fn submit_training(
+        &self,
+        ctx: &OpContext,
+        req: &TrainingRequest,
+        name: &str,
+    ) -> Result<JobHandle> {
+        let def = self.definition(ctx, req).await?;
+        let algorithm = AlgorithmSpecification::builder()
+            .training_image(&def.image)
+            .training_input_mode(TrainingInputMode::File)
+            .set_metric_definitions(
+                (!def.metric_definitions.is_empty()).then_some(def.metric_definitions),
+            )
+            .build();
+        let res = self
+            .aws
+            .sm
+            .create_training_job()
+            .training_job_name(name)
+            .role_arn(&self.aws.role_arn)
+            .algorithm_specification(algorithm)
+            .set_hyper_parameters(Some(def.hyperparameters.into_iter().collect()))
+            .set_input_data_config(Some(def.channels))
+            .output_data_config(def.output)
+            .resource_config(def.resources)
+            .stopping_condition(def.stopping)
+            .enable_managed_spot_training(def.spot)
+            .set_tags(Some(sm_tags(
+                &req.tags,
+                &[("mlctl:dataset", &req.dataset.digest)],
+            )))
+            .send()
+            .await;
+        let err = match res {
+            Ok(out) => {
+                return Ok(JobHandle {
+                    name: name.to_string(),
+                    provider_id: out.training_job_arn().unwrap_or_default().to_string(),
+                });
+            }
+            Err(e) => aws_err("CreateTrainingJob", e),
+        };
+        if err.kind != ErrorKind::AlreadyExists {
+            return Err(err);
+        }
+        // Another runner created it between our lookup and our create.
+        match self.find_training(name).await? {
+            Some(d) => Ok(JobHandle {
+                name: name.to_string(),
+                provider_id: d.training_job_arn().unwrap_or_default().to_string(),
+            }),
+            None => Err(provider_err(
+                ErrorKind::Transient,
+                "CreateTrainingJob",
+                format!("training job {name} exists but cannot be read yet"),
+            )),
+        }
+    }
+
+    async fn submit_tuning(
+        &self,
+        ctx: &OpContext,
+        req: &TrainingRequest,
+        name: &str,
+    ) -> Result<JobHandle> {
+        let Some(tuning) = &req.spec.tuning else {
+            return Err(provider_err(
+                ErrorKind::Other,
+                "CreateHyperParameterTuningJob",
+                "no tuning section",
+            ));
+        };
+        let def = self.definition(ctx, req).await?;
+        let script_mode = def.builtin.is_none();
+        let (objective_metric, goal) = objective(&req.spec, def.builtin.as_ref())?;
+        let mut ranges = ParameterRanges::builder();
+        let mut searched = Vec::new();
+        for (hp, param) in &tuning.search_space {
+            let (sm_name, translate) = match &def.builtin {
+                Some(b) => builtin_name(b.algorithm, hp, &b.data),
+                None => (hp.clone(), Translate::Same),
+            };
+            searched.push(sm_name.clone());
+            match param_range(
+                &sm_name,
+                param,
+                translate,
+                tuning.strategy == TuningStrategy::Grid,
+                script_mode,
+            )
+            .map_err(|m| {
+                provider_err(
+                    ErrorKind::Invalid,
+                    "CreateHyperParameterTuningJob",
+                    format!("searchSpace.{hp}: {m}"),
+                )
+            })? {
+                Range::Categorical(r) => ranges = ranges.categorical_parameter_ranges(r),
+                Range::Integer(r) => ranges = ranges.integer_parameter_ranges(r),
+                Range::Continuous(r) => ranges = ranges.continuous_parameter_ranges(r),
+            }
+        }
+        let strategy = match tuning.strategy {
+            TuningStrategy::Grid => HyperParameterTuningJobStrategyType::Grid,
+            TuningStrategy::Random => HyperParameterTuningJobStrategyType::Random,
+            TuningStrategy::Halving => HyperParameterTuningJobStrategyType::Hyperband,
+            TuningStrategy::Bayesian => HyperParameterTuningJobStrategyType::Bayesian,
+        };
+        let mut limits = ResourceLimits::builder()
+            .max_parallel_training_jobs(tuning.parallelism.unwrap_or(1).max(1) as i32);
+        if tuning.strategy != TuningStrategy::Grid {
+            // Grid search runs the whole grid; SageMaker rejects a job count with it.
+            limits =
+                limits.max_number_of_training_jobs(tuning.max_trials.unwrap_or(10).max(1) as i32);
+        }
+        let config = HyperParameterTuningJobConfig::builder()
+            .strategy(strategy)
+            .hyper_parameter_tuning_job_objective(
+                HyperParameterTuningJobObjective::builder()
+                    .r#type(match goal {
+                        Goal::Maximize => HyperParameterTuningJobObjectiveType::Maximize,
+                        Goal::Minimize => HyperParameterTuningJobObjectiveType::Minimize,
+                    })
+                    .metric_name(objective_metric)
+                    .build(),
+            )
+            .resource_limits(limits.build())
+            .parameter_ranges(ranges.build())
+            .set_random_seed(tuning.seed.map(|s| (s % i32::MAX as u64) as i32))
+            .build();
+        let static_hps: std::collections::HashMap<String, String> = def
+            .hyperparameters
+            .into_iter()
+            .filter(|(k, _)| !searched.contains(k))
+            .collect();
+        let training = HyperParameterTrainingJobDefinition::builder()
+            .algorithm_specification(
+                HyperParameterAlgorithmSpecification::builder()
+                    .training_image(&def.image)
+                    .training_input_mode(TrainingInputMode::File)
+                    .set_metric_definitions(
+                        (!def.metric_definitions.is_empty()).then_some(def.metric_definitions),
+                    )
+                    .build(),
+            )
+            .role_arn(&self.aws.role_arn)
+            .set_static_hyper_parameters(Some(static_hps))
+            .set_input_data_config(Some(def.channels))
+            .output_data_config(def.output)
+            .resource_config(def.resources)
+            .stopping_condition(def.stopping)
+            .enable_managed_spot_training(def.spot)
+            .build();
+        let res = self
+            .aws
+            .sm
+            .create_hyper_parameter_tuning_job()
+            .hyper_parameter_tuning_job_name(name)
+            .hyper_parameter_tuning_job_config(config)
+            .training_job_definition(training)
+            .set_tags(Some(sm_tags(
+                &req.tags,
+                &[("mlctl:dataset", &req.dataset.digest)],
+            )))
+            .send()
+            .await
+            .map_err(|e| aws_err("CreateHyperParameterTuningJob", e))?;
+        Ok(JobHandle {
+            name: name.to_string(),
+            provider_id: res
+                .hyper_parameter_tuning_job_arn()
+                .unwrap_or_default()
+                .to_string(),
+        })
+    }
+
+    async fn poll_training(&self, name: &str) -> Result<JobState> {
+        let d = self.find_training(name).await?.ok_or_else(|| {
+            provider_err(
+                ErrorKind::NotFound,
+                "DescribeTrainingJob",
+                format!("training job {name} does not exist"),
+            )
+        })?;
+        Ok(match d.training_job_status() {
+            Some(TrainingJobStatus::Completed) => JobState::Completed(training_result(&d)),
+            Some(TrainingJobStatus::Failed) => JobState::Failed {
+                reason: d
+                    .failure_reason()
+                    .unwrap_or("SageMaker gave no reason")
+                    .to_string(),
+            },
+            Some(TrainingJobStatus::Stopped) => JobState::Failed {
+                reason: format!(
+                    "the job was stopped{}",
+                    d.failure_reason()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                ),
+            },
+            _ => {
+                let status = d
+                    .secondary_status()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default();
+                let detail = d
+                    .secondary_status_transitions()
+                    .last()
+                    .and_then(|t| t.status_message())
+                    .unwrap_or_default();
+                if matches!(d.secondary_status(), Some(SecondaryStatus::Starting) | None)
+                    && d.training_start_time().is_none()
+                {
+                    JobState::Pending
+                } else {
+                    JobState::Running {
+                        progress: None,
+                        message: Some(format!("{status} {detail}").trim().to_string()),
+                    }
+                }
+            }
+        })
+    }
+
+    async fn poll_tuning(&self, name: &str) -> Result<JobState> {
+        let d = self
+            .aws
+            .sm
+            .describe_hyper_parameter_tuning_job()
+            .hyper_parameter_tuning_job_name(name)
+            .send()
+            .await
+            .map_err(|e| aws_err("DescribeHyperParameterTuningJob", e))?;
+        let counters = d.training_job_status_counters();
+        let done = counters
+            .map(|c| {
+                c.completed().unwrap_or(0)
+                    + c.non_retryable_error().unwrap_or(0)
+                    + c.stopped().unwrap_or(0)
+            })
+            .unwrap_or(0);
+        let max = d
+            .hyper_parameter_tuning_job_config()
+            .and_then(|c| c.resource_limits())
+            .and_then(|l| l.max_number_of_training_jobs())
+            .unwrap_or(0);
+        match d.hyper_parameter_tuning_job_status() {
+            Some(HyperParameterTuningJobStatus::Completed) => {}
+            Some(HyperParameterTuningJobStatus::Failed) => {
+                return Ok(JobState::Failed {
+                    reason: d
+                        .failure_reason()
+                        .unwrap_or("SageMaker gave no reason")
+                        .to_string(),
+                });
+            }
+            Some(HyperParameterTuningJobStatus::Stopped) => {
+                return Ok(JobState::Failed {
+                    reason: "the tuning job was stopped".into(),
+                });
+            }
+            _ => {
+                let progress = (max > 0).then(|| (done as f32 / max as f32).min(1.0));
+                return Ok(JobState::Running {
+                    progress,
+                    message: Some(format!("{done} of {max} trials done")),
+                });
+            }
+        }
+        let best = d.best_training_job();
+        let best_name = best
+            .and_then(|b| b.training_job_name())
+            .unwrap_or_default()
+            .to_string();
+        let mut result = match self.find_training(&best_name).await? {
+            Some(job) => training_result(&job),
+            // Emulators name a placeholder best job that does not exist.
+            None => TrainingResult {
+                job_name: best_name.clone(),
+                artifact_uri: String::new(),
+                metrics: BTreeMap::new(),
+                hyperparameters: BTreeMap::new(),
+                trials: Vec::new(),
+                run_id: best.and_then(|b| b.training_job_arn()).map(str::to_string),
+                duration_secs: 0.0,
+            },
+        };
+        if let Some(obj) = best.and_then(|b| b.final_hyper_parameter_tuning_job_objective_metric())
+        {
+            result
+                .metrics
+                .entry(obj.metric_name().unwrap_or("objective").to_string())
+                .or_insert(obj.value().unwrap_or(f32::NAN) as f64);
+        }
+        if let Some(tuned) = best.and_then(|b| b.tuned_hyper_parameters()) {
+            for (k, v) in tuned {
+                result.hyperparameters.insert(k.clone(), decode_hp(v));
+            }
+        }
+        result.trials = if self.aws.settings.features.list_tuning_trials {
+            self.trials(name).await?
+        } else {
+            Vec::new()
+        };
+        if result.trials.is_empty() {
+            result.trials.push(Trial {
+                number: 1,
+                hyperparameters: result.hyperparameters.clone(),
+                objective: best
+                    .and_then(|b| b.final_hyper_parameter_tuning_job_objective_metric())
+                    .and_then(|m| m.value())
+                    .map(f64::from),
+                status: "completed".into(),
+            });
+        }
+        Ok(JobState::Completed(result))
+    }
+
+    async fn trials(&self, tuning_job: &str) -> Result<Vec<Trial>> {
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .aws
+                .sm
+                .list_training_jobs_for_hyper_parameter_tuning_job()
+                .hyper_parameter_tuning_job_name(tuning_job)
+                .set_next_token(token)
+                .max_results(100)
+                .send()
+                .await
+                .map_err(|e| aws_err("ListTrainingJobsForHyperParameterTuningJob", e))?;
+            for s in page.training_job_summaries() {
+                out.push((
+                    s.creation_time().map(|t| t.secs()).unwrap_or(0),
+                    Trial {
+                        number: 0,
+                        hyperparameters: s
+                            .tuned_hyper_parameters()
+                            .map(|m| m.iter().map(|(k, v)| (k.clone(), decode_hp(v))).collect())
+                            .unwrap_or_default(),
+                        objective: s
+                            .final_hyper_parameter_tuning_job_objective_metric()
+                            .and_then(|m| m.value())
+                            .map(f64::from),
+                        status: if s.training_job_status() == Some(&TrainingJobStatus::Completed) {
+                            "completed".into()
+                        } else {
+                            "failed".into()
+                        },
+                    },
+                ));
+            }
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        out.sort_by_key(|(t, _)| *t);
+        Ok(out
+            .into_iter()
+            .enumerate()
+            .map(|(i, (_, mut t))| {
+                t.number = i as u32 + 1;
+                t
+            })
+            .collect())
+    }
+}
+
+fn is_tuning(job: &JobHandle) -> bool {
+    job.provider_id.contains(":hyper-parameter-tuning-job/")
+}
+
+#[async_trait]
+impl Trainer for SageMakerTrainer {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            algorithms: supported_algorithms(),
+            script_mode: true,
+            tuning: true,
+            poll_interval: self.aws.settings.poll_interval,
+            ..Capabilities::default()
+        }
+    }
+
+    async fn submit(&self, ctx: &OpContext, req: &TrainingRequest) -> Result<JobHandle> {
+        if req.spec.tuning.is_some() {
+            let name = names::job(&req.job_name, names::MAX_TUNING);
+            match self
+                .aws
+                .sm
+                .describe_hyper_parameter_tuning_job()
+                .hyper_parameter_tuning_job_name(&name)
+                .send()
+                .await
+            {
+                Ok(d) => {
+                    return Ok(JobHandle {
+                        name,
+                        provider_id: d
+                            .hyper_parameter_tuning_job_arn()
+                            .unwrap_or_default()
+                            .to_string(),
+                    });
+                }
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(aws_err("DescribeHyperParameterTuningJob", e)),
+            }
+            return self.submit_tuning(ctx, req, &name).await;
+        }
+        let name = names::job(&req.job_name, names::MAX);
+        if let Some(existing) = self.find_training(&name).await? {
+            return Ok(JobHandle {
+                name,
+                provider_id: existing.training_job_arn().unwrap_or_default().to_string(),
+            });
+        }
+        self.submit_training(ctx, req, &name).await
+    }
+
+    async fn poll(&self, _ctx: &OpContext, job: &JobHandle) -> Result<JobState> {
+        if is_tuning(job) {
+            self.poll_tuning(&job.name).await
+        } else {
+            self.poll_training(&job.name).await
+        }
+    }
+
+    async fn cancel(&self, _ctx: &OpContext, job: &JobHandle) -> Result<()> {
+        if !self.aws.settings.features.stop_jobs {
+            return Ok(());
+        }
+        let res = if is_tuning(job) {
+            self.aws
+                .sm
+                .stop_hyper_parameter_tuning_job()
+                .hyper_parameter_tuning_job_name(&job.name)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| aws_err("StopHyperParameterTuningJob", e))
+        } else {
+            self.aws
+                .sm
+                .stop_training_job()
+                .training_job_name(&job.name)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| aws_err("StopTrainingJob", e))
+        };
+        match res {
+            // Already finished or gone: nothing to stop.
+            Err(e) if matches!(e.kind, ErrorKind::Invalid | ErrorKind::NotFound) => Ok(()),
+            other => other,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Results
+
+/// Reads a finished job into mlctl's result.
+fn training_result(d: &DescribeTrainingJobOutput) -> TrainingResult {
+    let raw: Vec<(String, f64)> = d
+        .final_metric_data_list()
+        .iter()
+        .filter_map(|m| Some((m.metric_name()?.to_string(), m.value()? as f64)))
+        .collect();
+    let hyperparameters = d
+        .hyper_parameters()
+        .map(|hps| {
+            hps.iter()
+                .filter(|(k, _)| !k.starts_with("sagemaker_"))
+                .map(|(k, v)| (k.clone(), decode_hp(v)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let duration = match (d.training_start_time(), d.training_end_time()) {
+        (Some(a), Some(b)) => (b.as_secs_f64() - a.as_secs_f64()).max(0.0),
+        _ => d.training_time_in_seconds().unwrap_or(0) as f64,
+    };
+    TrainingResult {
+        job_name: d.training_job_name().unwrap_or_default().to_string(),
+        artifact_uri: d
+            .model_artifacts()
+            .and_then(|a| a.s3_model_artifacts())
+            .unwrap_or_default()
+            .to_string(),
+        metrics: normalize_metrics(&raw),
+        hyperparameters,
+        trials: Vec::new(),
+        run_id: d.training_job_arn().map(str::to_string),
+        duration_secs: duration,
+    }
+}
+
+/// SageMaker's metric names (`validation:multiclass_accuracy`) plus the plain names mlctl's
+/// gates use (`accuracy`), preferring validation over test over train values.
+pub(crate) fn normalize_metrics(raw: &[(String, f64)]) -> BTreeMap<String, f64> {
+    let mut out: BTreeMap<String, f64> = raw.iter().cloned().collect();
+    let plain_given: Vec<String> = raw
+        .iter()
+        .filter(|(k, _)| !k.contains(':'))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for channel in ["train:", "test:", "validation:"] {
+        for (k, v) in raw {
+            let Some(name) = k.strip_prefix(channel) else {
+                continue;
+            };
+            let plain = match name {
+                "multiclass_accuracy" | "binary_classification_accuracy" => "accuracy",
+                "macro_f_beta" => "f1_macro",
+                "binary_f_beta" => "f1",
+                other => other,
+            };
+            if !plain_given.iter().any(|p| p == plain) {
+                out.insert(plain.to_string(), *v);
+            }
+        }
+    }
+    if !out.contains_key("accuracy") {
+        if let Some(err) = out.get("merror").or_else(|| out.get("error")).copied() {
+            out.insert("accuracy".into(), 1.0 - err);
+        }
+    }
+    out
+}
+
+/// A hyperparameter value as JSON: numbers and JSON-encoded strings decode; anything else is text.
+fn decode_hp(v: &str) -> serde_json::Value {
+    serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_string()))
+}
+
+fn json_str(s: &str) -> String {
+    serde_json::Value::String(s.to_string()).to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Built-in algorithms
+
+fn csv_channel(name: &str, uri: &str) -> Channel {
+    Channel::builder()
+        .channel_name(name)
+        .content_type("text/csv")
+        .data_source(DataSource::builder().s3_data_source(s3_source(uri)).build())
+        .build()
+}
+
+fn plain_channel(name: &str, uri: &str) -> Channel {
+    Channel::builder()
+        .channel_name(name)
+        .data_source(DataSource::builder().s3_data_source(s3_source(uri)).build())
+        .build()
+}
+
+fn s3_source(uri: &str) -> S3DataSource {
+    S3DataSource::builder()
+        .s3_data_type(S3DataType::S3Prefix)
+        .s3_uri(uri)
+        .s3_data_distribution_type(S3DataDistribution::FullyReplicated)
+        .build()
+}
+
+fn hp_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn hp_f64(hps: &BTreeMap<String, serde_json::Value>, name: &str) -> Option<f64> {
+    hps.get(name).and_then(|v| {
+        v.as_f64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    })
+}
+
+/// The SageMaker name of an mlctl hyperparameter of a built-in, and how its value translates.
+fn builtin_name(algorithm: Algorithm, name: &str, data: &Prepared) -> (String, Translate) {
+    let n = data.train_rows.max(1) as f64;
+    let (sm, t) = match (algorithm, name) {
+        (Algorithm::LogisticRegression, "C") => ("wd", Translate::InversePerSample(n)),
+        (Algorithm::LinearRegression, "l2") => ("wd", Translate::PerSample(n)),
+        (
+            Algorithm::LinearRegression | Algorithm::LogisticRegression | Algorithm::Kmeans,
+            "max_iter",
+        ) => ("epochs", Translate::Same),
+        (Algorithm::GradientBoosting, "n_estimators") => ("num_round", Translate::Same),
+        (Algorithm::RandomForest, "n_estimators") => ("num_parallel_tree", Translate::Same),
+        (Algorithm::RandomForest, "max_features") => ("colsample_bynode", Translate::Same),
+        (Algorithm::GradientBoosting | Algorithm::RandomForest, "learning_rate") => {
+            ("eta", Translate::Same)
+        }
+        (_, other) => (other, Translate::Same),
+    };
+    (sm.to_string(), t)
+}
+
+/// SageMaker hyperparameters of a built-in: mlctl's names translated, SageMaker's own names
+/// passed through, and the values the data dictates (feature_dim, classes).
+fn builtin_hyperparameters(
+    algorithm: Algorithm,
+    user: &BTreeMap<String, serde_json::Value>,
+    data: &Prepared,
+) -> BTreeMap<String, String> {
+    let mut hps = BTreeMap::new();
+    let k = data.classes.len();
+    match algorithm {
+        Algorithm::LinearRegression | Algorithm::LogisticRegression => {
+            let predictor = match (algorithm, k) {
+                (Algorithm::LinearRegression, _) => "regressor",
+                (_, 0..=2) => "binary_classifier",
+                _ => "multiclass_classifier",
+            };
+            hps.insert("predictor_type".into(), predictor.to_string());
+            if predictor == "multiclass_classifier" {
+                hps.insert("num_classes".into(), k.to_string());
+            }
+            hps.insert("feature_dim".into(), data.feature_dim.to_string());
+            hps.insert(
+                "mini_batch_size".into(),
+                data.train_rows.clamp(1, 1000).to_string(),
+            );
+        }
+        Algorithm::GradientBoosting | Algorithm::RandomForest => {
+            let (objective, metrics) = match (data.classification, k) {
+                (true, 0..=2) => ("binary:logistic", "error,logloss,auc"),
+                (true, _) => ("multi:softprob", "merror,mlogloss"),
+                (false, _) => ("reg:squarederror", "rmse,mae"),
+            };
+            hps.insert("objective".into(), objective.into());
+            hps.insert("eval_metric".into(), metrics.into());
+            if objective == "multi:softprob" {
+                hps.insert("num_class".into(), k.to_string());
+            }
+            if algorithm == Algorithm::RandomForest {
+                // XGBoost's random-forest mode: one round of many parallel trees, no shrinkage.
+                hps.insert("num_round".into(), "1".into());
+                hps.insert("num_parallel_tree".into(), "100".into());
+                hps.insert("eta".into(), "1".into());
+                hps.insert("subsample".into(), "0.8".into());
+                hps.insert("colsample_bynode".into(), "0.8".into());
+            } else {
+                hps.insert("num_round".into(), "100".into());
+            }
+        }
+        Algorithm::Kmeans => {
+            hps.insert("feature_dim".into(), data.feature_dim.to_string());
+            hps.insert(
+                "mini_batch_size".into(),
+                data.train_rows.clamp(1, 5000).to_string(),
+            );
+            hps.insert("k".into(), "8".into());
+        }
+        Algorithm::DecisionTree => {}
+    }
+    for (name, value) in user {
+        let (sm, t) = builtin_name(algorithm, name, data);
+        let text = match (t, hp_f64(user, name)) {
+            (Translate::Same, _) | (_, None) => hp_text(value),
+            (t, Some(v)) => format!("{}", t.apply(v)),
+        };
+        hps.insert(sm, text);
+    }
+    hps
+}
+
+/// The SageMaker objective metric of a tuning job, and its goal.
+fn objective(spec: &TrainingJobSpec, builtin: Option<&Builtin>) -> Result<(String, Goal)> {
+    let Some(tuning) = &spec.tuning else {
+        return Err(provider_err(
+            ErrorKind::Other,
+            "CreateHyperParameterTuningJob",
+            "no tuning section",
+        ));
+    };
+    let metric = tuning.objective.metric.as_str();
+    let goal = tuning.objective.goal;
+    if metric.contains(':') {
+        return Ok((metric.to_string(), goal));
+    }
+    let Some(b) = builtin else {
+        if spec.metrics.iter().any(|m| m.name == metric) {
+            return Ok((metric.to_string(), goal));
+        }
+        return Err(provider_err(
+            ErrorKind::Invalid,
+            "CreateHyperParameterTuningJob",
+            format!(
+                "the tuning objective `{metric}` must be one of the job's `metrics` (SageMaker reads it from the log with that regex)"
+            ),
+        ));
+    };
+    let flip = |g: Goal| {
+        if g == Goal::Maximize {
+            Goal::Minimize
+        } else {
+            Goal::Maximize
+        }
+    };
+    let k = b.data.classes.len();
+    let mapped = match (b.algorithm, metric) {
+        (Algorithm::GradientBoosting | Algorithm::RandomForest, "accuracy") if k > 2 => {
+            Some(("validation:merror", flip(goal)))
+        }
+        (Algorithm::GradientBoosting | Algorithm::RandomForest, "accuracy") => {
+            Some(("validation:error", flip(goal)))
+        }
+        (Algorithm::GradientBoosting | Algorithm::RandomForest, "rmse") => {
+            Some(("validation:rmse", goal))
+        }
+        (Algorithm::GradientBoosting | Algorithm::RandomForest, "mae") => {
+            Some(("validation:mae", goal))
+        }
+        (Algorithm::GradientBoosting | Algorithm::RandomForest, "auc") => {
+            Some(("validation:auc", goal))
+        }
+        (Algorithm::GradientBoosting | Algorithm::RandomForest, "logloss") if k > 2 => {
+            Some(("validation:mlogloss", goal))
+        }
+        (Algorithm::GradientBoosting | Algorithm::RandomForest, "logloss") => {
+            Some(("validation:logloss", goal))
+        }
+        (Algorithm::LogisticRegression, "accuracy") if k > 2 => {
+            Some(("validation:multiclass_accuracy", goal))
+        }
+        (Algorithm::LogisticRegression, "accuracy") => {
+            Some(("validation:binary_classification_accuracy", goal))
+        }
+        (Algorithm::LogisticRegression, "f1_macro") if k > 2 => {
+            Some(("validation:macro_f_beta", goal))
+        }
+        (Algorithm::LogisticRegression, "f1") => Some(("validation:binary_f_beta", goal)),
+        (Algorithm::LinearRegression, "rmse") => Some(("validation:rmse", goal)),
+        (Algorithm::LinearRegression, "mse") => Some(("validation:mse", goal)),
+        (Algorithm::LinearRegression | Algorithm::LogisticRegression, "loss") => {
+            Some(("validation:objective_loss", goal))
+        }
+        (Algorithm::Kmeans, "msd") => Some(("test:msd", goal)),
+        (Algorithm::Kmeans, "ssd") => Some(("test:ssd", goal)),
+        _ => None,
+    };
+    mapped.map(|(m, g)| (m.to_string(), g)).ok_or_else(|| {
+        provider_err(
+            ErrorKind::Invalid,
+            "CreateHyperParameterTuningJob",
+            format!(
+                "SageMaker's `{}` cannot optimise `{metric}`; use its metric name (e.g. `validation:rmse`, see the SageMaker docs of the algorithm)",
+                b.algorithm.as_str()
+            ),
+        )
+    })
+}
+
+enum Range {
+    Categorical(CategoricalParameterRange),
+    Integer(IntegerParameterRange),
+    Continuous(ContinuousParameterRange),
+}
+
+fn num(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+/// A SageMaker parameter range. Grid search takes categorical ranges only, so numeric ranges
+/// with a `step` are expanded into their values.
+fn param_range(
+    name: &str,
+    p: &Param,
+    t: Translate,
+    grid: bool,
+    script_mode: bool,
+) -> std::result::Result<Range, String> {
+    let encode = |v: &serde_json::Value| -> String {
+        match (v, t) {
+            (serde_json::Value::Number(n), t) if t != Translate::Same => {
+                num(t.apply(n.as_f64().unwrap_or(0.0)))
+            }
+            // Framework containers JSON-decode hyperparameters: keep strings quoted.
+            (serde_json::Value::String(s), _) if script_mode => json_str(s),
+            (v, _) => hp_text(v),
+        }
+    };
+    if let Some(values) = &p.values {
+        return Ok(Range::Categorical(
+            CategoricalParameterRange::builder()
+                .name(name)
+                .set_values(Some(values.iter().map(encode).collect()))
+                .build(),
+        ));
+    }
+    let (Some(min), Some(max)) = (p.min, p.max) else {
+        return Err("a range needs `min` and `max` (or `values`)".into());
+    };
+    let (lo, hi) = {
+        let (a, b) = (t.apply(min), t.apply(max));
+        if a <= b { (a, b) } else { (b, a) }
+    };
+    let integer = p.ty == Some(ParamType::Int);
+    if grid {
+        let Some(step) = p.step.filter(|s| *s > 0.0) else {
+            return Err("grid search needs `step` or `values` for numeric ranges".into());
+        };
+        let mut values = Vec::new();
+        let mut x = min;
+        while x <= max + step * 1e-9 && values.len() <= 30 {
+            values.push(num(t.apply(if integer { x.round() } else { x })));
+            x += step;
+        }
+        if values.len() > 30 {
+            return Err("SageMaker's grid search takes at most 30 values per parameter".into());
+        }
+        return Ok(Range::Categorical(
+            CategoricalParameterRange::builder()
+                .name(name)
+                .set_values(Some(values))
+                .build(),
+        ));
+    }
+    let scaling = match p.scale {
+        Some(Scale::Log) => HyperParameterScalingType::Logarithmic,
+        Some(Scale::Linear) => HyperParameterScalingType::Linear,
+        None => HyperParameterScalingType::Auto,
+    };
+    if integer && t == Translate::Same {
+        Ok(Range::Integer(
+            IntegerParameterRange::builder()
+                .name(name)
+                .min_value(num(lo.round()))
+                .max_value(num(hi.round()))
+                .scaling_type(scaling)
+                .build(),
+        ))
+    } else {
+        Ok(Range::Continuous(
+            ContinuousParameterRange::builder()
+                .name(name)
+                .min_value(num(lo))
+                .max_value(num(hi))
+                .scaling_type(scaling)
+                .build(),
+        ))
+    }
+}
+
+/// CSV channels for a built-in algorithm.
+struct Converted {
+    train: Vec<u8>,
+    validation: Vec<u8>,
+    classes: Vec<String>,
+    feature_dim: usize,
+    train_rows: usize,
+    classification: bool,
+}
+
+/// Builds label-first, header-less CSV (SageMaker's built-in format), split 80/20 by a hash
+/// of each row's index and `seed` (deterministic: the same data gives the same split).
+fn convert_for_builtin(
+    bytes: &[u8],
+    label: Option<&str>,
+    seed: &str,
+) -> std::result::Result<Converted, String> {
+    use mlctl_ml::table::ColumnData;
+    let mut tmp = tempfile::Builder::new()
+        .suffix(if bytes.starts_with(b"PAR1") {
+            ".parquet"
+        } else {
+            ".csv"
+        })
+        .tempfile()
+        .map_err(|e| e.to_string())?;
+    tmp.write_all(bytes).map_err(|e| e.to_string())?;
+    tmp.flush().map_err(|e| e.to_string())?;
+    let format = if bytes.starts_with(b"PAR1") {
+        mlctl_spec::DataFormat::Parquet
+    } else {
+        mlctl_spec::DataFormat::Csv
+    };
+    let table = mlctl_ml::table::read(tmp.path(), format).map_err(|e| e.to_string())?;
+    let rows = table.n_rows();
+    if rows < 2 {
+        return Err(format!("has {rows} rows; training needs at least 2"));
+    }
+    // The label column.
+    let (labels, classes, classification): (Vec<f64>, Vec<String>, bool) = match label {
+        None => (Vec::new(), Vec::new(), false),
+        Some(name) => {
+            let col = table.column(name).ok_or_else(|| {
+                format!(
+                    "no label column `{name}` (columns: {})",
+                    table.names().join(", ")
+                )
+            })?;
+            match col {
+                ColumnData::Str(_) | ColumnData::Bool(_) => {
+                    let texts: Vec<String> = (0..rows)
+                        .map(|r| col.string_at(r).unwrap_or_default())
+                        .collect();
+                    let mut classes: Vec<String> = texts.clone();
+                    classes.sort();
+                    classes.dedup();
+                    let idx = texts
+                        .iter()
+                        .map(|t| classes.binary_search(t).unwrap_or(0) as f64)
+                        .collect();
+                    (idx, classes, true)
+                }
+                _ => (
+                    (0..rows).map(|r| col.f64_at(r)).collect(),
+                    Vec::new(),
+                    false,
+                ),
+            }
+        }
+    };
+    let mut features = Vec::new();
+    let mut non_numeric = Vec::new();
+    for (name, col) in table.columns() {
+        if Some(name) == label {
+            continue;
+        }
+        match col {
+            ColumnData::Float(_) | ColumnData::Int(_) => features.push(col),
+            ColumnData::Bool(_) => features.push(col),
+            ColumnData::Str(_) => non_numeric.push(name.to_string()),
+        }
+    }
+    if !non_numeric.is_empty() {
+        return Err(format!(
+            "SageMaker's built-in algorithms take numeric features; {} {} text. Encode {} in a transform, or use script mode",
+            non_numeric.join(", "),
+            if non_numeric.len() == 1 { "is" } else { "are" },
+            if non_numeric.len() == 1 { "it" } else { "them" }
+        ));
+    }
+    if features.is_empty() {
+        return Err("has no feature columns".into());
+    }
+    let mut train = String::new();
+    let mut validation = String::new();
+    let mut train_rows = 0;
+    for r in 0..rows {
+        let held_out =
+            u64::from_str_radix(&names::hash(&[seed, &r.to_string()], 8), 16).unwrap_or(0) % 5 == 0;
+        let out = if held_out {
+            &mut validation
+        } else {
+            &mut train
+        };
+        if !held_out {
+            train_rows += 1;
+        }
+        let mut cells: Vec<String> = Vec::with_capacity(features.len() + 1);
+        if label.is_some() {
+            cells.push(num(labels[r]));
+        }
+        for col in &features {
+            let v = match col {
+                ColumnData::Bool(b) => b[r].map(|b| if b { 1.0 } else { 0.0 }).unwrap_or(f64::NAN),
+                other => other.f64_at(r),
+            };
+            cells.push(if v.is_nan() {
+                String::new()
+            } else {
+                format!("{v}")
+            });
+        }
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    // Both channels must hold data; tiny tables put their first row in both.
+    if validation.is_empty() || train.is_empty() {
+        let first = train
+            .lines()
+            .next()
+            .or_else(|| validation.lines().next())
+            .unwrap_or_default()
+            .to_string()
+            + "\n";
+        if validation.is_empty() {
+            validation = first;
+        } else {
+            train = first;
+            train_rows = 1;
+        }
+    }
+    Ok(Converted {
+        train: train.into_bytes(),
+        validation: validation.into_bytes(),
+        classes,
+        feature_dim: features.len(),
+        train_rows,
+        classification,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Script mode
+
+/// Packs the code directory as a reproducible tar.gz (sorted entries, zero times and owners:
+/// the same code gives the same bytes and so the same blob), plus the entry script that runs
+/// the TrainingJob's `command`.
+pub(crate) fn pack_code(dir: Option<&Path>, command: &str) -> std::io::Result<Vec<u8>> {
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    if let Some(dir) = dir {
+        if dir.is_file() {
+            let name = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            files.push((name, dir.to_path_buf()));
+        } else {
+            collect(dir, dir, &mut files)?;
+        }
+    }
+    files.sort();
+    let gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::default());
+    let mut tar = tar::Builder::new(gz);
+    let add =
+        |tar: &mut tar::Builder<_>, path: &str, mode: u32, data: &[u8]| -> std::io::Result<()> {
+            let mut h = tar::Header::new_ustar();
+            h.set_path(path)?;
+            h.set_size(data.len() as u64);
+            h.set_mode(mode);
+            h.set_mtime(0);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_cksum();
+            tar.append(&h, data)
+        };
+    for (rel, path) in &files {
+        let data = std::fs::read(path)?;
+        let mode = if is_executable(path) { 0o755 } else { 0o644 };
+        add(&mut tar, rel, mode, &data)?;
+    }
+    let entry = format!(
+        "#!/bin/sh\n# Written by mlctl: SageMaker script mode runs this in the code directory.\n# Hyperparameters are in $SM_HPS, data in $SM_CHANNEL_<NAME>, the model goes to $SM_MODEL_DIR.\nexec {command}\n"
+    );
+    add(&mut tar, ENTRY, 0o755, entry.as_bytes())?;
+    tar.into_inner()?.finish()
+}
+
+fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if matches!(
+            name.as_str(),
+            ".git" | "__pycache__" | ".mlctl" | ".venv" | "node_modules" | ".DS_Store"
+        ) {
+            continue;
+        }
+        let path = entry.path();
+        let meta = std::fs::metadata(&path)?;
+        if meta.is_dir() {
+            collect(root, &path, out)?;
+        } else if meta.is_file() {
+            let rel = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join("/");
+            out.push((rel, path));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+#[cfg(not(unix))]
+fn is_executable(_path: &Path) -> bool {
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_get_plain_names() {
+        let m = normalize_metrics(&[
+            ("train:multiclass_accuracy".into(), 0.99),
+            ("validation:multiclass_accuracy".into(), 0.95),
+            ("validation:macro_f_beta".into(), 0.9),
+        ]);
+        assert_eq!(m["accuracy"], 0.95);
+        assert_eq!(m["f1_macro"], 0.9);
+        assert_eq!(m["validation:multiclass_accuracy"], 0.95);
+        let m = normalize_metrics(&[("validation:merror".into(), 0.25)]);
+        assert_eq!(m["accuracy"], 0.75);
+        // A script's own plain metric wins over a channel-prefixed one.
+        let m = normalize_metrics(&[
+            ("accuracy".into(), 0.5),
+            ("validation:accuracy".into(), 0.7),
+        ]);
+        assert_eq!(m["accuracy"], 0.5);
+    }
+
+    #[test]
+    fn packed_code_is_reproducible() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("train.py"), "print('hi')\n").unwrap();
+        std::fs::create_dir(dir.path().join("lib")).unwrap();
+        std::fs::write(dir.path().join("lib/util.py"), "x = 1\n").unwrap();
+        std::fs::create_dir(dir.path().join("__pycache__")).unwrap();
+        std::fs::write(dir.path().join("__pycache__/junk.pyc"), "junk").unwrap();
+        let a = pack_code(Some(dir.path()), "python train.py").unwrap();
+        let b = pack_code(Some(dir.path()), "python train.py").unwrap();
+        assert_eq!(a, b);
+        let mut names = Vec::new();
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&a[..]));
+        for e in archive.entries().unwrap() {
+            let e = e.unwrap();
+            names.push((
+                e.path().unwrap().to_string_lossy().into_owned(),
+                e.header().mode().unwrap(),
+            ));
+        }
+        assert_eq!(
+            names,
+            vec![
+                ("lib/util.py".into(), 0o644),
+                ("train.py".into(), 0o644),
+                (ENTRY.into(), 0o755)
+            ]
+        );
+    }
+
+    #[test]
+    fn builtin_data_is_label_first_without_header() {
+        let csv = "a,b,species\n1,2,setosa\n3,4,virginica\n5,6,setosa\n7,8,versicolor\n9,10,setosa\n11,12,virginica\n";
+        let c = convert_for_builtin(csv.as_bytes(), Some("species"), "seed").unwrap();
+        assert_eq!(c.classes, vec!["setosa", "versicolor", "virginica"]);
+        assert_eq!(c.feature_dim, 2);
+        assert!(c.classification);
+        let all = format!(
+            "{}{}",
+            String::from_utf8(c.train.clone()).unwrap(),
+            String::from_utf8(c.validation.clone()).unwrap()
+        );
+        assert!(all.lines().any(|l| l == "0,1,2"), "{all}");
+        assert!(all.lines().any(|l| l == "1,7,8"), "{all}");
+        assert_eq!(
+            c.train_rows,
+            String::from_utf8(c.train).unwrap().lines().count()
+        );
+        let err = convert_for_builtin(b"name,y\nx,1\nz,2\n", Some("y"), "s")
+            .err()
+            .unwrap();
+        assert!(
+            err.contains("numeric features") && err.contains("name"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn builtin_hyperparameters_translate() {
+        let data = Prepared {
+            train_uri: String::new(),
+            validation_uri: String::new(),
+            classes: vec!["a".into(), "b".into(), "c".into()],
+            feature_dim: 4,
+            train_rows: 120,
+            classification: true,
+        };
+        let user = BTreeMap::from([
+            ("C".to_string(), serde_json::json!(1.0)),
+            ("max_iter".to_string(), serde_json::json!(200)),
+        ]);
+        let hps = builtin_hyperparameters(Algorithm::LogisticRegression, &user, &data);
+        assert_eq!(hps["predictor_type"], "multiclass_classifier");
+        assert_eq!(hps["num_classes"], "3");
+        assert_eq!(hps["feature_dim"], "4");
+        assert_eq!(hps["epochs"], "200");
+        assert!((hps["wd"].parse::<f64>().unwrap() - 1.0 / 120.0).abs() < 1e-12);
+        let user = BTreeMap::from([
+            ("n_estimators".to_string(), serde_json::json!(50)),
+            ("learning_rate".to_string(), serde_json::json!(0.1)),
+        ]);
+        let hps = builtin_hyperparameters(Algorithm::GradientBoosting, &user, &data);
+        assert_eq!(
+            (
+                hps["num_round"].as_str(),
+                hps["eta"].as_str(),
+                hps["objective"].as_str()
+            ),
+            ("50", "0.1", "multi:softprob")
+        );
+        let hps = builtin_hyperparameters(Algorithm::RandomForest, &user, &data);
+        assert_eq!(
+            (hps["num_round"].as_str(), hps["num_parallel_tree"].as_str()),
+            ("1", "50")
+        );
+    }
+
+    #[test]
+    fn grid_ranges_become_categorical() {
+        let p = Param {
+            ty: Some(ParamType::Int),
+            min: Some(2.0),
+            max: Some(6.0),
+            step: Some(2.0),
+            scale: None,
+            values: None,
+        };
+        match param_range("max_depth", &p, Translate::Same, true, false).unwrap() {
+            Range::Categorical(r) => assert_eq!(r.values(), ["2", "4", "6"]),
+            _ => panic!("grid ranges must be categorical"),
+        }
+        let p = Param {
+            ty: None,
+            min: Some(0.01),
+            max: Some(1.0),
+            step: None,
+            scale: Some(Scale::Log),
+            values: None,
+        };
+        assert!(param_range("eta", &p, Translate::Same, true, false).is_err());
+        match param_range("eta", &p, Translate::Same, false, false).unwrap() {
+            Range::Continuous(r) => assert_eq!(
+                (r.min_value(), r.max_value(), r.scaling_type()),
+                (
+                    Some("0.01"),
+                    Some("1"),
+                    Some(&HyperParameterScalingType::Logarithmic)
+                )
+            ),
+            _ => panic!("float ranges are continuous"),
+        }
+    }
+}
