@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 const PARALLEL_THRESHOLD: u64 = 1 << 20;
 
 /// The identity of a file's current version, as far as metadata can tell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stamp {
     size: u64,
     mtime_ns: i64,
@@ -61,11 +61,22 @@ fn inode(_meta: &fs::Metadata) -> u64 {
     0
 }
 
+/// Stored as a JSON array `[size, mtime_ns, inode, digest]`: compact and quick to parse.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct CacheEntry {
-    #[serde(flatten)]
-    stamp: Stamp,
-    digest: String,
+struct CacheEntry(u64, i64, u64, String);
+
+impl CacheEntry {
+    fn new(stamp: Stamp, digest: String) -> Self {
+        CacheEntry(stamp.size, stamp.mtime_ns, stamp.inode, digest)
+    }
+
+    fn stamp(&self) -> Stamp {
+        Stamp {
+            size: self.0,
+            mtime_ns: self.1,
+            inode: self.2,
+        }
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -74,7 +85,7 @@ struct CacheFile {
     entries: HashMap<String, CacheEntry>,
 }
 
-const CACHE_VERSION: u32 = 1;
+const CACHE_VERSION: u32 = 2;
 
 /// Remembers the digests of files by path and metadata, optionally persisted as a JSON file.
 #[derive(Debug, Default)]
@@ -146,12 +157,12 @@ impl DigestCache {
     fn get(&self, key: &str, stamp: Stamp) -> Option<String> {
         self.entries
             .get(key)
-            .filter(|e| e.stamp == stamp)
-            .map(|e| e.digest.clone())
+            .filter(|e| e.stamp() == stamp)
+            .map(|e| e.3.clone())
     }
 
     fn put(&mut self, key: String, stamp: Stamp, digest: String) {
-        self.entries.insert(key, CacheEntry { stamp, digest });
+        self.entries.insert(key, CacheEntry::new(stamp, digest));
         self.dirty = true;
     }
 }
@@ -350,7 +361,7 @@ mod tests {
         assert_eq!(cache.len(), 1);
         // Plant a wrong digest under the same stamp: a cache hit returns it, proving no re-read.
         let key = cache_key(&p);
-        cache.entries.get_mut(&key).unwrap().digest = "planted".into();
+        cache.entries.get_mut(&key).unwrap().3 = "planted".into();
         assert_eq!(digest_path(&p, Some(&mut cache)).unwrap(), "planted");
         // Changing the size invalidates the entry.
         fs::write(&p, "a,b\n1,2\n3,4\n").unwrap();

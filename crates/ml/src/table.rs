@@ -482,7 +482,7 @@ pub fn read_csv_with(path: impl AsRef<Path>, options: &CsvOptions) -> Result<Tab
         .headers()
         .map_err(csv_err)?
         .iter()
-        .map(|h| h.trim().to_string())
+        .map(|h| h.trim_start_matches('\u{feff}').trim().to_string())
         .collect();
     let mut raw: Vec<RawColumn> = headers
         .iter()
