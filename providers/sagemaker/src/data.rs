@@ -13,6 +13,7 @@ use mlctl_core::{
     Capabilities, DataStore, DatasetRequest, DatasetVersion, ErrorKind, OpContext, ProviderError,
 };
 use mlctl_spec::DataFormat;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -60,10 +61,110 @@ fn check_digest(digest: &str) -> Result<()> {
     }
 }
 
-/// Reads a local table's row count and column names (blocking: call from `spawn_blocking`).
-fn read_shape(path: &Path, format: DataFormat) -> std::result::Result<(u64, Vec<String>), String> {
-    let table = mlctl_ml::table::read(path, format).map_err(|e| e.to_string())?;
-    Ok((table.n_rows() as u64, table.names().to_vec()))
+/// A local table, read and checked.
+struct Checked {
+    digest: String,
+    rows: u64,
+    columns: Vec<String>,
+    /// The profile (drift baseline) as JSON.
+    profile: Vec<u8>,
+    /// Split parts as CSV, by name (`train`, `validation`, `test`).
+    splits: Vec<(String, Vec<u8>)>,
+}
+
+/// Hashes, reads and validates a local table, and splits it as the spec says (blocking).
+fn check_local(
+    path: &Path,
+    format: DataFormat,
+    req: &DatasetRequest,
+    source: &str,
+) -> Result<Checked> {
+    let op = "register dataset";
+    let name = &req.name;
+    let digest = mlctl_ml::digest::digest_file(path, None).map_err(|e| {
+        provider_err(
+            io_kind(&e),
+            op,
+            format!("dataset `{name}`: cannot read {source}: {e}"),
+        )
+    })?;
+    if let Some(want) = req.spec.digest.as_ref().filter(|w| **w != digest) {
+        return Err(provider_err(
+            ErrorKind::Invalid,
+            op,
+            format!("dataset `{name}` has digest {digest}, but the spec pins {want}"),
+        ));
+    }
+    let table = mlctl_ml::table::read(path, format)
+        .map_err(|e| provider_err(ErrorKind::Invalid, op, format!("dataset `{name}`: {e}")))?;
+    if let Some(schema) = &req.spec.schema {
+        let report = mlctl_ml::validate::validate(&table, schema);
+        if !report.ok {
+            return Err(provider_err(
+                ErrorKind::Invalid,
+                "validate dataset",
+                format!("dataset `{name}` ({source}): {report}"),
+            ));
+        }
+    }
+    if let Some(target) = req
+        .spec
+        .target
+        .as_ref()
+        .filter(|t| table.column(t).is_none())
+    {
+        return Err(provider_err(
+            ErrorKind::Invalid,
+            op,
+            format!(
+                "dataset `{name}`: target column `{target}` is not in {source} (columns: {})",
+                table.names().join(", ")
+            ),
+        ));
+    }
+    let profile = serde_json::to_vec(&mlctl_ml::profile::profile(&table))
+        .map_err(|e| provider_err(ErrorKind::Other, op, e.to_string()))?;
+    let mut splits = Vec::new();
+    if let Some(split) = &req.spec.split {
+        let parts = mlctl_ml::split::split(&table, split).map_err(|e| {
+            provider_err(
+                ErrorKind::Invalid,
+                "split dataset",
+                format!("dataset `{name}`: {e}"),
+            )
+        })?;
+        for (part, t) in [
+            ("train", &parts.train),
+            ("validation", &parts.validation),
+            ("test", &parts.test),
+        ] {
+            if t.n_rows() == 0 {
+                continue;
+            }
+            let tmp = tempfile::NamedTempFile::new()
+                .map_err(|e| ProviderError::io("sagemaker", "split dataset", e))?;
+            mlctl_ml::table::write_csv(t, tmp.path())
+                .map_err(|e| provider_err(ErrorKind::Other, "split dataset", e.to_string()))?;
+            let bytes = std::fs::read(tmp.path())
+                .map_err(|e| ProviderError::io("sagemaker", "split dataset", e))?;
+            splits.push((part.to_string(), bytes));
+        }
+    }
+    Ok(Checked {
+        digest,
+        rows: table.n_rows() as u64,
+        columns: table.names().to_vec(),
+        profile,
+        splits,
+    })
+}
+
+fn io_kind(e: &std::io::Error) -> ErrorKind {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+        std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+        _ => ErrorKind::Invalid,
+    }
 }
 
 #[async_trait]
@@ -188,38 +289,11 @@ impl DataStore for S3DataStore {
                 .format
                 .or_else(|| mlctl_ml::table::format_from_path(&path))
                 .unwrap_or(DataFormat::Csv);
-            let p = path.clone();
-            let (digest, shape) = tokio::task::spawn_blocking(move || {
-                let digest = mlctl_ml::digest::digest_file(&p, None);
-                let shape = read_shape(&p, format);
-                (digest, shape)
-            })
-            .await
-            .map_err(|e| provider_err(ErrorKind::Other, "register dataset", e.to_string()))?;
-            let digest =
-                digest.map_err(|e| ProviderError::io("sagemaker", "register dataset", e))?;
-            let (rows, columns) = shape.map_err(|e| {
-                provider_err(
-                    ErrorKind::Invalid,
-                    "register dataset",
-                    format!("dataset `{}`: {e}", req.name),
-                )
-            })?;
-            if let Some(target) = &req.spec.target {
-                if !columns.iter().any(|c| c == target) {
-                    return Err(provider_err(
-                        ErrorKind::Invalid,
-                        "register dataset",
-                        format!(
-                            "dataset `{}`: target column `{target}` is not in {} (columns: {})",
-                            req.name,
-                            source,
-                            columns.join(", ")
-                        ),
-                    ));
-                }
-            }
-            let key = blob_key(&self.aws, &digest);
+            let (p, r, src) = (path.clone(), req.clone(), source.clone());
+            let checked = tokio::task::spawn_blocking(move || check_local(&p, format, &r, &src))
+                .await
+                .map_err(|e| provider_err(ErrorKind::Other, "register dataset", e.to_string()))??;
+            let key = blob_key(&self.aws, &checked.digest);
             if !self.aws.exists(&key).await? {
                 let content_type = if format == DataFormat::Csv {
                     "text/csv"
@@ -228,15 +302,21 @@ impl DataStore for S3DataStore {
                 };
                 self.aws.upload_file(&path, &key, content_type).await?;
             }
+            let profile = put_blob(&self.aws, checked.profile, "application/json").await?;
+            let mut splits = BTreeMap::new();
+            for (part, bytes) in checked.splits {
+                let digest = put_blob(&self.aws, bytes, "text/csv").await?;
+                splits.insert(part, self.aws.uri(&blob_key(&self.aws, &digest)));
+            }
             DatasetVersion {
                 name: req.name.clone(),
                 fingerprint: req.fingerprint.clone(),
-                digest,
+                digest: checked.digest,
                 uri: self.aws.uri(&key),
-                rows,
-                columns,
-                splits: Default::default(),
-                profile_uri: None,
+                rows: checked.rows,
+                columns: checked.columns,
+                splits,
+                profile_uri: Some(self.aws.uri(&blob_key(&self.aws, &profile))),
             }
         };
         self.aws.put_json(&record, &version).await?;

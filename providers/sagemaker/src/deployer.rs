@@ -905,14 +905,30 @@ impl Deployer for SageMakerDeployer {
                 }
             }
         }
-        let d = self.describe(&endpoint).await?.ok_or_else(|| {
-            provider_err(
-                ErrorKind::NotFound,
-                "DescribeEndpoint",
-                format!("endpoint {endpoint} disappeared"),
-            )
-        })?;
-        self.status_from(&d, name).await
+        // A rollback is a command someone waits on: return once SageMaker has settled.
+        let t0 = Instant::now();
+        loop {
+            let d = self.describe(&endpoint).await?.ok_or_else(|| {
+                provider_err(
+                    ErrorKind::NotFound,
+                    "DescribeEndpoint",
+                    format!("endpoint {endpoint} disappeared"),
+                )
+            })?;
+            let settling = matches!(
+                d.endpoint_status(),
+                Some(
+                    SmStatus::Creating
+                        | SmStatus::Updating
+                        | SmStatus::SystemUpdating
+                        | SmStatus::RollingBack
+                )
+            );
+            if !settling || t0.elapsed() > Duration::from_secs(3600) {
+                return self.status_from(&d, name).await;
+            }
+            tokio::time::sleep(self.aws.settings.poll_interval).await;
+        }
     }
 
     async fn delete(&self, ctx: &OpContext, name: &str) -> Result<()> {

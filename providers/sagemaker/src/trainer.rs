@@ -130,6 +130,33 @@ impl SageMakerTrainer {
         }
     }
 
+    /// Finds a tuning job by name: its ARN and whether it failed or was stopped.
+    async fn find_tuning(&self, name: &str) -> Result<Option<(String, bool)>> {
+        match self
+            .aws
+            .sm
+            .describe_hyper_parameter_tuning_job()
+            .hyper_parameter_tuning_job_name(name)
+            .send()
+            .await
+        {
+            Ok(d) => Ok(Some((
+                d.hyper_parameter_tuning_job_arn()
+                    .unwrap_or_default()
+                    .to_string(),
+                matches!(
+                    d.hyper_parameter_tuning_job_status(),
+                    Some(
+                        HyperParameterTuningJobStatus::Failed
+                            | HyperParameterTuningJobStatus::Stopped
+                    )
+                ),
+            ))),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(aws_err("DescribeHyperParameterTuningJob", e)),
+        }
+    }
+
     async fn definition(&self, ctx: &OpContext, req: &TrainingRequest) -> Result<JobDefinition> {
         let spec = &req.spec;
         let sm = spec
@@ -340,39 +367,45 @@ impl SageMakerTrainer {
         } else {
             "unsupervised"
         };
-        let id = names::hash(
-            &[&req.dataset.digest, kind, label.as_deref().unwrap_or("")],
-            32,
-        );
+        // The dataset's own train/held-out split when it has one, else the whole table.
+        let splits = &req.dataset.splits;
+        let sources: Vec<String> = match (
+            splits.get("train"),
+            splits.get("validation").or_else(|| splits.get("test")),
+        ) {
+            (Some(train), Some(held_out)) => vec![train.clone(), held_out.clone()],
+            _ => vec![req.dataset.uri.clone()],
+        };
+        let mut id_parts: Vec<&str> = vec![kind, label.as_deref().unwrap_or("")];
+        id_parts.extend(sources.iter().map(String::as_str));
+        let id = names::hash(&id_parts, 32);
         let record = self
             .aws
             .key(&format!(".mlctl/training-data/{}/{id}.json", ctx.project));
         if let Some(p) = self.aws.get_json::<Prepared>(&record).await? {
             return Ok(p);
         }
-        let (bucket, key) = parse_s3_uri(&req.dataset.uri).ok_or_else(|| {
-            provider_err(
-                ErrorKind::Invalid,
-                "CreateTrainingJob",
-                format!(
-                    "dataset `{}` is at `{}`, not on S3",
-                    req.dataset.name, req.dataset.uri
-                ),
-            )
-        })?;
-        let bytes = self.aws.get_from(&bucket, &key).await?.ok_or_else(|| {
-            provider_err(
-                ErrorKind::NotFound,
-                "CreateTrainingJob",
-                format!(
-                    "dataset `{}`: {} does not exist",
-                    req.dataset.name, req.dataset.uri
-                ),
-            )
-        })?;
+        let mut parts = Vec::new();
+        for uri in &sources {
+            let (bucket, key) = parse_s3_uri(uri).ok_or_else(|| {
+                provider_err(
+                    ErrorKind::Invalid,
+                    "CreateTrainingJob",
+                    format!("dataset `{}` is at `{uri}`, not on S3", req.dataset.name),
+                )
+            })?;
+            let bytes = self.aws.get_from(&bucket, &key).await?.ok_or_else(|| {
+                provider_err(
+                    ErrorKind::NotFound,
+                    "CreateTrainingJob",
+                    format!("dataset `{}`: {uri} does not exist", req.dataset.name),
+                )
+            })?;
+            parts.push(bytes);
+        }
         let seed = req.dataset.digest.clone();
         let converted = tokio::task::spawn_blocking(move || {
-            convert_for_builtin(&bytes, label.as_deref(), &seed)
+            convert_for_builtin(&parts, label.as_deref(), &seed)
         })
         .await
         .map_err(|e| provider_err(ErrorKind::Other, "convert dataset", e.to_string()))?
@@ -771,6 +804,18 @@ impl SageMakerTrainer {
     }
 }
 
+/// Attempts of one job before submit gives up.
+const MAX_ATTEMPTS: u32 = 20;
+
+/// The name of a job's `attempt`-th try: the name itself, then `<name>-r2`, `<name>-r3`, ...
+fn attempt_name(base: &str, attempt: u32, max: usize) -> String {
+    if attempt <= 1 {
+        base.to_string()
+    } else {
+        names::with_suffix(base, &format!("r{attempt}"), max)
+    }
+}
+
 fn is_tuning(job: &JobHandle) -> bool {
     job.provider_id.contains(":hyper-parameter-tuning-job/")
 }
@@ -788,38 +833,44 @@ impl Trainer for SageMakerTrainer {
     }
 
     async fn submit(&self, ctx: &OpContext, req: &TrainingRequest) -> Result<JobHandle> {
-        if req.spec.tuning.is_some() {
-            let name = names::job(&req.job_name, names::MAX_TUNING);
-            match self
-                .aws
-                .sm
-                .describe_hyper_parameter_tuning_job()
-                .hyper_parameter_tuning_job_name(&name)
-                .send()
-                .await
-            {
-                Ok(d) => {
+        // SageMaker never frees a job name, so a job that failed is retried under the next
+        // attempt name (`<name>-r2`, ...): a re-run after the cause is fixed starts a new job,
+        // and a re-run while one runs finds it.
+        let tuned = req.spec.tuning.is_some();
+        let max = if tuned { names::MAX_TUNING } else { names::MAX };
+        let base = names::job(&req.job_name, max);
+        for attempt in 1..=MAX_ATTEMPTS {
+            let name = attempt_name(&base, attempt, max);
+            let existing = if tuned {
+                self.find_tuning(&name).await?
+            } else {
+                self.find_training(&name).await?.map(|d| {
+                    let failed = matches!(
+                        d.training_job_status(),
+                        Some(TrainingJobStatus::Failed | TrainingJobStatus::Stopped)
+                    );
+                    (d.training_job_arn().unwrap_or_default().to_string(), failed)
+                })
+            };
+            match existing {
+                Some((_, true)) => continue,
+                Some((arn, false)) => {
                     return Ok(JobHandle {
                         name,
-                        provider_id: d
-                            .hyper_parameter_tuning_job_arn()
-                            .unwrap_or_default()
-                            .to_string(),
+                        provider_id: arn,
                     });
                 }
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(aws_err("DescribeHyperParameterTuningJob", e)),
+                None if tuned => return self.submit_tuning(ctx, req, &name).await,
+                None => return self.submit_training(ctx, req, &name).await,
             }
-            return self.submit_tuning(ctx, req, &name).await;
         }
-        let name = names::job(&req.job_name, names::MAX);
-        if let Some(existing) = self.find_training(&name).await? {
-            return Ok(JobHandle {
-                name,
-                provider_id: existing.training_job_arn().unwrap_or_default().to_string(),
-            });
-        }
-        self.submit_training(ctx, req, &name).await
+        Err(provider_err(
+            ErrorKind::Failed,
+            "CreateTrainingJob",
+            format!(
+                "training job {base} failed {MAX_ATTEMPTS} times; fix the cause and change the TrainingJob (a new fingerprint gets a new name)"
+            ),
+        ))
     }
 
     async fn poll(&self, _ctx: &OpContext, job: &JobHandle) -> Result<JobState> {
@@ -1263,78 +1314,79 @@ struct Converted {
     classification: bool,
 }
 
-/// Builds label-first, header-less CSV (SageMaker's built-in format), split 80/20 by a hash
-/// of each row's index and `seed` (deterministic: the same data gives the same split).
+/// Builds label-first, header-less CSV (SageMaker's built-in format) from the dataset's
+/// train and held-out parts; a single table is split 80/20 by a hash of each row's index and
+/// `seed` (deterministic: the same data gives the same split). Class labels are numbered by
+/// sorted name across all parts.
 fn convert_for_builtin(
-    bytes: &[u8],
+    parts: &[Vec<u8>],
     label: Option<&str>,
     seed: &str,
 ) -> std::result::Result<Converted, String> {
-    use mlctl_ml::table::ColumnData;
-    let mut tmp = tempfile::Builder::new()
-        .suffix(if bytes.starts_with(b"PAR1") {
-            ".parquet"
+    use mlctl_ml::table::{ColumnData, Table};
+    let read = |bytes: &[u8]| -> std::result::Result<Table, String> {
+        let parquet = bytes.starts_with(b"PAR1");
+        let mut tmp = tempfile::Builder::new()
+            .suffix(if parquet { ".parquet" } else { ".csv" })
+            .tempfile()
+            .map_err(|e| e.to_string())?;
+        tmp.write_all(bytes).map_err(|e| e.to_string())?;
+        tmp.flush().map_err(|e| e.to_string())?;
+        let format = if parquet {
+            mlctl_spec::DataFormat::Parquet
         } else {
-            ".csv"
-        })
-        .tempfile()
-        .map_err(|e| e.to_string())?;
-    tmp.write_all(bytes).map_err(|e| e.to_string())?;
-    tmp.flush().map_err(|e| e.to_string())?;
-    let format = if bytes.starts_with(b"PAR1") {
-        mlctl_spec::DataFormat::Parquet
-    } else {
-        mlctl_spec::DataFormat::Csv
+            mlctl_spec::DataFormat::Csv
+        };
+        mlctl_ml::table::read(tmp.path(), format).map_err(|e| e.to_string())
     };
-    let table = mlctl_ml::table::read(tmp.path(), format).map_err(|e| e.to_string())?;
-    let rows = table.n_rows();
+    let tables = parts
+        .iter()
+        .map(|p| read(p))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let Some(first) = tables.first() else {
+        return Err("has no data".into());
+    };
+    let rows: usize = tables.iter().map(Table::n_rows).sum();
     if rows < 2 {
         return Err(format!("has {rows} rows; training needs at least 2"));
     }
-    // The label column.
-    let (labels, classes, classification): (Vec<f64>, Vec<String>, bool) = match label {
-        None => (Vec::new(), Vec::new(), false),
-        Some(name) => {
-            let col = table.column(name).ok_or_else(|| {
+    let label_col = |t: &'_ Table| -> std::result::Result<Option<ColumnData>, String> {
+        match label {
+            None => Ok(None),
+            Some(name) => t.column(name).cloned().map(Some).ok_or_else(|| {
                 format!(
                     "no label column `{name}` (columns: {})",
-                    table.names().join(", ")
+                    t.names().join(", ")
                 )
-            })?;
-            match col {
-                ColumnData::Str(_) | ColumnData::Bool(_) => {
-                    let texts: Vec<String> = (0..rows)
-                        .map(|r| col.string_at(r).unwrap_or_default())
-                        .collect();
-                    let mut classes: Vec<String> = texts.clone();
-                    classes.sort();
-                    classes.dedup();
-                    let idx = texts
-                        .iter()
-                        .map(|t| classes.binary_search(t).unwrap_or(0) as f64)
-                        .collect();
-                    (idx, classes, true)
-                }
-                _ => (
-                    (0..rows).map(|r| col.f64_at(r)).collect(),
-                    Vec::new(),
-                    false,
-                ),
-            }
+            }),
         }
     };
-    let mut features = Vec::new();
-    let mut non_numeric = Vec::new();
-    for (name, col) in table.columns() {
-        if Some(name) == label {
-            continue;
+    let classification = matches!(
+        label_col(first)?,
+        Some(ColumnData::Str(_) | ColumnData::Bool(_))
+    );
+    let mut classes: Vec<String> = Vec::new();
+    if classification {
+        for t in &tables {
+            if let Some(col) = label_col(t)? {
+                classes.extend((0..col.len()).map(|r| col.string_at(r).unwrap_or_default()));
+            }
         }
-        match col {
-            ColumnData::Float(_) | ColumnData::Int(_) => features.push(col),
-            ColumnData::Bool(_) => features.push(col),
-            ColumnData::Str(_) => non_numeric.push(name.to_string()),
-        }
+        classes.sort();
+        classes.dedup();
     }
+    let mut non_numeric = Vec::new();
+    let features: Vec<String> = first
+        .columns()
+        .filter(|(name, _)| Some(*name) != label)
+        .filter_map(|(name, col)| match col {
+            ColumnData::Str(_) => {
+                non_numeric.push(name.to_string());
+                None
+            }
+            _ => Some(name.to_string()),
+        })
+        .collect();
     if !non_numeric.is_empty() {
         return Err(format!(
             "SageMaker's built-in algorithms take numeric features; {} {} text. Encode {} in a transform, or use script mode",
@@ -1346,25 +1398,24 @@ fn convert_for_builtin(
     if features.is_empty() {
         return Err("has no feature columns".into());
     }
-    let mut train = String::new();
-    let mut validation = String::new();
-    let mut train_rows = 0;
-    for r in 0..rows {
-        let held_out =
-            u64::from_str_radix(&names::hash(&[seed, &r.to_string()], 8), 16).unwrap_or(0) % 5 == 0;
-        let out = if held_out {
-            &mut validation
-        } else {
-            &mut train
-        };
-        if !held_out {
-            train_rows += 1;
-        }
+    let line = |t: &Table,
+                lab: &Option<ColumnData>,
+                r: usize|
+     -> std::result::Result<String, String> {
         let mut cells: Vec<String> = Vec::with_capacity(features.len() + 1);
-        if label.is_some() {
-            cells.push(num(labels[r]));
+        if let Some(col) = lab {
+            let y = if classification {
+                let text = col.string_at(r).unwrap_or_default();
+                classes.binary_search(&text).unwrap_or(0) as f64
+            } else {
+                col.f64_at(r)
+            };
+            cells.push(num(y));
         }
-        for col in &features {
+        for f in &features {
+            let col = t
+                .column(f)
+                .ok_or_else(|| format!("a split part lacks column `{f}`"))?;
             let v = match col {
                 ColumnData::Bool(b) => b[r].map(|b| if b { 1.0 } else { 0.0 }).unwrap_or(f64::NAN),
                 other => other.f64_at(r),
@@ -1375,8 +1426,28 @@ fn convert_for_builtin(
                 format!("{v}")
             });
         }
-        out.push_str(&cells.join(","));
-        out.push('\n');
+        Ok(cells.join(",") + "\n")
+    };
+    let mut train = String::new();
+    let mut validation = String::new();
+    let mut train_rows = 0;
+    for (i, t) in tables.iter().enumerate() {
+        let lab = label_col(t)?;
+        for r in 0..t.n_rows() {
+            let held_out = if tables.len() > 1 {
+                i > 0
+            } else {
+                u64::from_str_radix(&names::hash(&[seed, &r.to_string()], 8), 16).unwrap_or(0) % 5
+                    == 0
+            };
+            let text = line(t, &lab, r)?;
+            if held_out {
+                validation.push_str(&text);
+            } else {
+                train.push_str(&text);
+                train_rows += 1;
+            }
+        }
     }
     // Both channels must hold data; tiny tables put their first row in both.
     if validation.is_empty() || train.is_empty() {
@@ -1551,7 +1622,7 @@ mod tests {
     #[test]
     fn builtin_data_is_label_first_without_header() {
         let csv = "a,b,species\n1,2,setosa\n3,4,virginica\n5,6,setosa\n7,8,versicolor\n9,10,setosa\n11,12,virginica\n";
-        let c = convert_for_builtin(csv.as_bytes(), Some("species"), "seed").unwrap();
+        let c = convert_for_builtin(&[csv.as_bytes().to_vec()], Some("species"), "seed").unwrap();
         assert_eq!(c.classes, vec!["setosa", "versicolor", "virginica"]);
         assert_eq!(c.feature_dim, 2);
         assert!(c.classification);
@@ -1566,7 +1637,7 @@ mod tests {
             c.train_rows,
             String::from_utf8(c.train).unwrap().lines().count()
         );
-        let err = convert_for_builtin(b"name,y\nx,1\nz,2\n", Some("y"), "s")
+        let err = convert_for_builtin(&[b"name,y\nx,1\nz,2\n".to_vec()], Some("y"), "s")
             .err()
             .unwrap();
         assert!(
