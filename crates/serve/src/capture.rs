@@ -198,10 +198,11 @@ impl Writer {
             self.line.clear();
             format_record(&mut self.line, &rec);
             self.line.push('\n');
-            if self.size > 0 && self.size + self.line.len() as u64 > self.config.max_bytes {
-                if let Err(e) = self.rotate() {
-                    tracing::warn!("capture: cannot rotate {}: {e}", self.config.dir.display());
-                }
+            if self.size > 0
+                && self.size + self.line.len() as u64 > self.config.max_bytes
+                && let Err(e) = self.rotate()
+            {
+                tracing::warn!("capture: cannot rotate {}: {e}", self.config.dir.display());
             }
             if self.out.write_all(self.line.as_bytes()).is_ok() {
                 self.size += self.line.len() as u64;

@@ -113,3 +113,58 @@ pub fn validate(variants: &[VariantConfig]) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// A server described in a file: `mlctl serve --config FILE` (what local endpoints run; the
+/// variants are re-read on SIGHUP).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServeFile {
+    /// Address to bind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<std::net::IpAddr>,
+    /// Port to bind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// What to serve.
+    pub variants: Vec<VariantConfig>,
+    /// Data capture.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture: Option<crate::capture::CaptureConfig>,
+    /// Largest request body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<usize>,
+}
+
+impl ServeFile {
+    /// Reads a file.
+    pub fn read(path: &std::path::Path) -> Result<ServeFile, String> {
+        let text =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Writes a file atomically (a reload never sees half of it).
+    pub fn write(&self, path: &std::path::Path) -> Result<(), String> {
+        let tmp = path.with_extension("json.tmp");
+        let text = serde_json::to_vec_pretty(self).map_err(|e| e.to_string())?;
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    }
+
+    /// Sets the options the file gives.
+    pub fn apply_to(&self, opts: &mut crate::server::ServerOptions) {
+        if let Some(h) = self.host {
+            opts.addr.set_ip(h);
+        }
+        if let Some(p) = self.port {
+            opts.addr.set_port(p);
+        }
+        if let Some(c) = &self.capture {
+            opts.capture = Some(c.clone());
+        }
+        if let Some(m) = self.max_body_bytes {
+            opts.max_body_bytes = m;
+        }
+    }
+}

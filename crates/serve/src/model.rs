@@ -1,16 +1,77 @@
 //! Loading model directories: the portable model format of `mlctl-ml`.
 
-use crate::predictor::DynPredictor;
+use crate::predictor::{DynPredictor, Predictor};
+use crate::schema::{Column, ColumnKind, InputSchema, Output};
 use crate::server::Loader;
+use mlctl_ml::model::PortableModel;
+use mlctl_ml::preprocess::FeatureKind;
 use std::path::Path;
 use std::sync::Arc;
 
-/// Loads a portable model directory.
+/// A portable model behind the [`Predictor`] boundary.
+pub struct Portable {
+    model: PortableModel,
+    schema: InputSchema,
+    output: Output,
+}
+
+impl Portable {
+    /// Wraps a loaded model.
+    pub fn new(model: PortableModel) -> Portable {
+        let columns = model
+            .manifest()
+            .inputs
+            .iter()
+            .map(|f| Column {
+                name: f.name.clone(),
+                kind: match f.kind {
+                    FeatureKind::Float => ColumnKind::Number,
+                    FeatureKind::Category => ColumnKind::Category(f.categories.clone()),
+                },
+                nullable: f.nullable,
+            })
+            .collect();
+        let output = if model.classes().is_empty() {
+            Output::Number
+        } else {
+            Output::Classes(model.classes().to_vec())
+        };
+        Portable {
+            schema: InputSchema::new(columns),
+            output,
+            model,
+        }
+    }
+
+    /// The model.
+    pub fn model(&self) -> &PortableModel {
+        &self.model
+    }
+}
+
+impl Predictor for Portable {
+    fn schema(&self) -> &InputSchema {
+        &self.schema
+    }
+
+    fn output(&self) -> &Output {
+        &self.output
+    }
+
+    fn predict(&self, raw: &[f64], rows: usize, out: &mut Vec<f64>) -> Result<(), String> {
+        let preds = self
+            .model
+            .predict_f64(raw, rows)
+            .map_err(|e| e.to_string())?;
+        out.extend(preds.iter().map(|p| p.as_f64()));
+        Ok(())
+    }
+}
+
+/// Loads a portable model directory (`model.json` + weights).
 pub fn load(dir: &Path) -> Result<DynPredictor, String> {
-    Err(format!(
-        "{}: portable models cannot be loaded yet",
-        dir.display()
-    ))
+    let model = PortableModel::load(dir).map_err(|e| e.to_string())?;
+    Ok(Arc::new(Portable::new(model)))
 }
 
 /// The loader used by `mlctl serve`.

@@ -11,7 +11,7 @@ use crate::client::{Client, Response};
 use crate::config::VariantConfig;
 use bytes::Bytes;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -23,6 +23,8 @@ pub struct Upstream {
     base: String,
     client: Client,
     healthy: Arc<AtomicBool>,
+    /// The child's pid (0 while restarting), for a synchronous stop on drop.
+    pid: Arc<AtomicU32>,
     stop: watch::Sender<bool>,
 }
 
@@ -77,10 +79,10 @@ async fn wait_ready(
                 "the serve command exited ({status}) before answering /ping"
             ));
         }
-        if let Ok(r) = client.get(&url, &[], Duration::from_secs(2)).await {
-            if r.status == 200 {
-                return Ok(());
-            }
+        if let Ok(r) = client.get(&url, &[], Duration::from_secs(2)).await
+            && r.status == 200
+        {
+            return Ok(());
         }
         if t0.elapsed() > limit {
             return Err(format!(
@@ -104,6 +106,7 @@ impl Upstream {
             return Err(format!("variant `{}`: {e}", cfg.name));
         }
         let healthy = Arc::new(AtomicBool::new(true));
+        let pid = Arc::new(AtomicU32::new(child.id().unwrap_or(0)));
         let (stop, stop_rx) = watch::channel(false);
         tokio::spawn(supervise(
             cfg.clone(),
@@ -112,12 +115,14 @@ impl Upstream {
             client.clone(),
             base.clone(),
             healthy.clone(),
+            pid.clone(),
             stop_rx,
         ));
         Ok(Arc::new(Upstream {
             base,
             client,
             healthy,
+            pid,
             stop,
         }))
     }
@@ -155,10 +160,17 @@ impl Upstream {
 
 impl Drop for Upstream {
     fn drop(&mut self) {
+        // SIGTERM now, so the child goes even when the runtime is shutting down and the
+        // supervisor never runs again; the supervisor escalates to SIGKILL when it can.
+        let pid = self.pid.swap(0, Ordering::Relaxed);
+        if pid != 0 {
+            signal_all(pid, &descendants(pid), rustix::process::Signal::TERM);
+        }
         let _ = self.stop.send(true);
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn supervise(
     cfg: VariantConfig,
     port: u16,
@@ -166,6 +178,7 @@ async fn supervise(
     client: Client,
     base: String,
     healthy: Arc<AtomicBool>,
+    pid: Arc<AtomicU32>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut backoff = Duration::from_millis(500);
@@ -173,6 +186,7 @@ async fn supervise(
         tokio::select! {
             status = child.wait() => {
                 healthy.store(false, Ordering::Relaxed);
+                pid.store(0, Ordering::Relaxed);
                 tracing::warn!("variant `{}`: the serve command exited ({}); restarting in {backoff:?}", cfg.name, status.map(|s| s.to_string()).unwrap_or_default());
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
@@ -182,6 +196,7 @@ async fn supervise(
                 match spawn(&cfg, port) {
                     Ok(mut c) => match wait_ready(&client, &base, &mut c, START_TIMEOUT).await {
                         Ok(()) => {
+                            pid.store(c.id().unwrap_or(0), Ordering::Relaxed);
                             healthy.store(true, Ordering::Relaxed);
                             backoff = Duration::from_millis(500);
                             child = c;

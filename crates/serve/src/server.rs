@@ -314,7 +314,7 @@ impl App {
             .all(|v| v.config.weight == 0 || v.healthy())
     }
 
-    fn pick(&self, headers: &HeaderMap) -> Result<Arc<Variant>, Response> {
+    fn pick(&self, headers: &HeaderMap) -> Result<Arc<Variant>, Box<Response>> {
         let r = self.routing.load();
         let named = headers
             .get("x-mlctl-variant")
@@ -329,14 +329,17 @@ impl App {
                 .ok_or_else(|| {
                     let known: Vec<&str> =
                         r.variants.iter().map(|v| v.config.name.as_str()).collect();
-                    error(
+                    Box::new(error(
                         StatusCode::BAD_REQUEST,
                         &format!("no variant named {name:?} (variants: {})", known.join(", ")),
-                    )
+                    ))
                 });
         }
         if r.table.is_empty() {
-            return Err(error(StatusCode::SERVICE_UNAVAILABLE, "no model is loaded"));
+            return Err(Box::new(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no model is loaded",
+            )));
         }
         let n = self.counter.fetch_add(1, Relaxed);
         Ok(r.variants[r.table[(n % r.table.len() as u64) as usize] as usize].clone())
@@ -511,10 +514,9 @@ async fn read_body(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.parse::<u64>().ok())
+        && len > limit as u64
     {
-        if len > limit as u64 {
-            return Err(too_large());
-        }
+        return Err(too_large());
     }
     match axum::body::to_bytes(body, limit).await {
         Ok(b) => Ok(b),
@@ -542,7 +544,7 @@ async fn invocations(State(app): State<Arc<App>>, req: Request) -> Response {
     }
     let variant = match app.pick(&parts.headers) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let body = match read_body(body, &parts.headers, app.max_body).await {
         Ok(b) => b,
@@ -556,7 +558,8 @@ async fn invocations(State(app): State<Arc<App>>, req: Request) -> Response {
         .headers
         .get(header::ACCEPT)
         .is_some_and(|a| a.as_bytes().starts_with(b"text/csv"));
-    let response = match &variant.backend {
+
+    match &variant.backend {
         Backend::Model(p) => predict(
             &app,
             &variant,
@@ -578,8 +581,7 @@ async fn invocations(State(app): State<Arc<App>>, req: Request) -> Response {
             )
             .await
         }
-    };
-    response
+    }
 }
 
 fn predict(
@@ -648,19 +650,19 @@ fn predict(
     }
     let elapsed = t0.elapsed();
     variant.metrics.observe(200, rows, elapsed);
-    if let Some(c) = &app.capture {
-        if c.sample() {
-            c.send(Record {
-                time: SystemTime::now(),
-                source: variant.source.clone(),
-                status: 200,
-                latency: elapsed,
-                payload: Payload::Rows {
-                    raw,
-                    predictions: preds,
-                },
-            });
-        }
+    if let Some(c) = &app.capture
+        && c.sample()
+    {
+        c.send(Record {
+            time: SystemTime::now(),
+            source: variant.source.clone(),
+            status: 200,
+            latency: elapsed,
+            payload: Payload::Rows {
+                raw,
+                predictions: preds,
+            },
+        });
     }
     let mut r = Response::new(Body::from(out));
     r.headers_mut().insert(
@@ -689,19 +691,19 @@ async fn proxy(
         Ok(resp) => {
             let elapsed = t0.elapsed();
             variant.metrics.observe(resp.status, 0, elapsed);
-            if let Some(c) = &app.capture {
-                if c.sample() {
-                    c.send(Record {
-                        time: SystemTime::now(),
-                        source: variant.source.clone(),
-                        status: resp.status,
-                        latency: elapsed,
-                        payload: Payload::Raw {
-                            request: body,
-                            response: resp.body.clone(),
-                        },
-                    });
-                }
+            if let Some(c) = &app.capture
+                && c.sample()
+            {
+                c.send(Record {
+                    time: SystemTime::now(),
+                    source: variant.source.clone(),
+                    status: resp.status,
+                    latency: elapsed,
+                    payload: Payload::Raw {
+                        request: body,
+                        response: resp.body.clone(),
+                    },
+                });
             }
             let mut r = Response::new(Body::from(resp.body));
             *r.status_mut() = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::BAD_GATEWAY);

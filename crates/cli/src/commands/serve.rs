@@ -1,29 +1,419 @@
-//! `mlctl serve` and `mlctl predict`. (Placeholder: the serving work replaces this.)
+//! `mlctl serve` (an inference server for a model) and `mlctl predict` (call an endpoint).
 
-use anyhow::{Result, bail};
-use clap::Args;
-use std::path::Path;
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, ValueEnum};
+use mlctl_core::{OpContext, ProviderConfig};
+use mlctl_serve::capture::CaptureConfig;
+use mlctl_serve::config::ServeFile;
+use mlctl_serve::{ServerOptions, VariantConfig};
+use mlctl_spec::{DirFiles, Kind, Spec, Stage};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Arguments of `mlctl serve`.
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  mlctl serve iris                      # the production version from the local target's registry
+  mlctl serve iris:3 --port 9000
+  mlctl serve --model-dir path/to/model
+  curl -s localhost:8080/invocations -H 'Content-Type: application/json' -d '{\"instances\": [[5.1, 3.5, 1.4, 0.2]]}'
+
+Routes: POST /invocations (JSON instances/inputs/dataframe_split/dataframe_records, or CSV),
+GET /ping, GET /health, GET /metrics, GET|PUT /-/variants (PUT needs $MLCTL_CONTROL_TOKEN).
+With --config, SIGHUP reloads the file's variants without dropping a request.")]
 pub struct ServeArgs {
-    /// MODEL[:VERSION] from the registry, or a model directory.
-    pub model: String,
+    /// MODEL[:VERSION] from the target's registry (default version: production, else latest).
+    #[arg(required_unless_present_any = ["model_dir", "config"])]
+    pub model: Option<String>,
+    /// Serve this model directory instead of a registry version.
+    #[arg(long, conflicts_with_all = ["model", "config"])]
+    pub model_dir: Option<PathBuf>,
+    /// Serve what this file describes (variants, port, capture); what local endpoints run.
+    #[arg(long, conflicts_with = "model")]
+    pub config: Option<PathBuf>,
+    /// Port (0: any free port).
+    #[arg(long, short = 'p', default_value_t = 8080)]
+    pub port: u16,
+    /// Address to bind; 127.0.0.1 unless you mean to expose the model.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Target whose registry MODEL comes from (default: the project's defaultTarget).
+    #[arg(long, short = 't', env = "MLCTL_TARGET")]
+    pub target: Option<String>,
+    /// Script mode: a command serving /ping and /invocations on $SAGEMAKER_BIND_TO_PORT,
+    /// fronted by this server (runs in --code-dir, gets the model in $SM_MODEL_DIR).
+    #[arg(long)]
+    pub command: Option<String>,
+    /// Script mode: the directory the command runs in.
+    #[arg(long, requires = "command")]
+    pub code_dir: Option<PathBuf>,
+    /// Capture requests and predictions as JSON lines in this directory.
+    #[arg(long)]
+    pub capture_dir: Option<PathBuf>,
+    /// Share of requests captured (percent).
+    #[arg(long, default_value_t = 100.0)]
+    pub capture_percent: f64,
+    /// Largest request body in bytes (larger ones get 413).
+    #[arg(long, default_value_t = 8 << 20)]
+    pub max_body_bytes: usize,
+    /// Environment variable holding the bearer token clients must send (unset: no auth).
+    #[arg(long, default_value = "MLCTL_SERVE_TOKEN")]
+    pub token_env: String,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    pub workers: Option<usize>,
+}
+
+/// How `mlctl predict` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum PredictOutput {
+    /// One prediction per line.
+    #[default]
+    Human,
+    /// The endpoint's JSON answer.
+    Json,
 }
 
 /// Arguments of `mlctl predict`.
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  mlctl predict iris --data rows.csv
+  mlctl predict http://127.0.0.1:8080 --data request.json --output json")]
 pub struct PredictArgs {
-    /// Endpoint name.
+    /// Endpoint name (from the target's endpoint state) or a URL.
     pub endpoint: String,
+    /// Rows to send: a CSV file (header optional) or a JSON request body (`.json`).
+    #[arg(long, short = 'd')]
+    pub data: PathBuf,
+    /// Target the endpoint runs on (default: the project's defaultTarget).
+    #[arg(long, short = 't', env = "MLCTL_TARGET")]
+    pub target: Option<String>,
+    /// Environment variable with the bearer token (default: the one the spec's `auth` names).
+    #[arg(long)]
+    pub token_env: Option<String>,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t)]
+    pub output: PredictOutput,
+}
+
+fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        b.worker_threads(n.max(1));
+    }
+    b.enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// The project's spec from the work tree (serving needs no git revision).
+fn load_spec(project: &Path) -> Result<Spec> {
+    let loaded = mlctl_spec::load(&DirFiles::new(project));
+    match loaded.spec {
+        Some(s) => Ok(s),
+        None => {
+            crate::commands::validate::print_diagnostics(&loaded.diagnostics);
+            bail!("the spec in {} has errors (see above)", project.display())
+        }
+    }
+}
+
+/// The state directory and operation context of a local target.
+fn local_target(
+    project: &Path,
+    spec: &Spec,
+    target: Option<&str>,
+) -> Result<(ProviderConfig, OpContext)> {
+    let (name, t) = spec.project.target(target).map_err(|e| anyhow!(e))?;
+    if t.provider != "local" {
+        bail!(
+            "target `{name}` uses the {} provider; `mlctl serve`/`predict` by name work with local targets (use --model-dir or a URL)",
+            t.provider
+        );
+    }
+    let project_dir = project
+        .canonicalize()
+        .with_context(|| format!("project directory {}", project.display()))?;
+    let cfg = ProviderConfig {
+        project: spec.project.name.clone(),
+        project_dir: project_dir.clone(),
+        target_name: name.to_string(),
+        target: t.clone(),
+    };
+    let ctx = OpContext {
+        project: spec.project.name.clone(),
+        project_dir,
+        target: name.to_string(),
+        commit: String::new(),
+    };
+    Ok((cfg, ctx))
+}
+
+/// `MODEL[:VERSION]` -> (model, version, model directory).
+fn resolve_model(
+    project: &Path,
+    target: Option<&str>,
+    arg: &str,
+) -> Result<(String, u32, PathBuf)> {
+    let (model, version) = match arg.rsplit_once(':') {
+        Some((m, v)) => (
+            m,
+            Some(
+                v.trim_start_matches('v')
+                    .parse::<u32>()
+                    .map_err(|_| anyhow!("`{v}` is not a version number (write MODEL:3)"))?,
+            ),
+        ),
+        None => (arg, None),
+    };
+    let spec = load_spec(project)?;
+    let (cfg, ctx) = local_target(project, &spec, target)?;
+    let exe = std::env::current_exe().context("cannot find the mlctl executable")?;
+    let stack = mlctl_provider_local::stack(&cfg, exe)
+        .map_err(|e| anyhow!("cannot open target `{}`: {e}", cfg.target_name))?;
+    let rt = runtime(Some(1))?;
+    let versions = rt
+        .block_on(stack.registry.versions(&ctx, model))
+        .map_err(|e| anyhow!("{e}"))?;
+    if versions.is_empty() {
+        bail!(
+            "model `{model}` has no versions on target `{}`; run `mlctl apply` first, or serve a directory with --model-dir",
+            cfg.target_name
+        );
+    }
+    let chosen = match version {
+        Some(v) => versions.iter().find(|x| x.version == v).ok_or_else(|| {
+            let known: Vec<String> = versions.iter().map(|x| x.version.to_string()).collect();
+            anyhow!(
+                "model `{model}` has no version {v} (versions: {})",
+                known.join(", ")
+            )
+        })?,
+        None => versions
+            .iter()
+            .rev()
+            .find(|x| x.stage == Stage::Production)
+            .or(versions.last())
+            .expect("not empty"),
+    };
+    Ok((
+        model.to_string(),
+        chosen.version,
+        PathBuf::from(&chosen.artifact_uri),
+    ))
 }
 
 /// Runs `mlctl serve`.
-pub fn run_serve(_project: &Path, _args: ServeArgs) -> Result<u8> {
-    bail!("mlctl serve is not implemented yet")
+pub fn run_serve(project: &Path, args: ServeArgs) -> Result<u8> {
+    let t0 = Instant::now();
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MLCTL_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .try_init();
+    let mut opts = ServerOptions::new(mlctl_serve::model::default_loader());
+    opts.addr = SocketAddr::new(args.host, args.port);
+    opts.max_body_bytes = args.max_body_bytes;
+    opts.auth_token = std::env::var(&args.token_env)
+        .ok()
+        .filter(|t| !t.is_empty());
+    opts.control_token = std::env::var("MLCTL_CONTROL_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    opts.capture = args
+        .capture_dir
+        .as_ref()
+        .map(|d| CaptureConfig::new(d, args.capture_percent));
+    let variants = match (&args.config, &args.model_dir, &args.model) {
+        (Some(path), _, _) => {
+            let file = ServeFile::read(path).map_err(|e| anyhow!(e))?;
+            file.apply_to(&mut opts);
+            file.variants
+        }
+        (None, Some(dir), _) => {
+            let name = dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("model")
+                .to_string();
+            vec![VariantConfig {
+                name: "default".into(),
+                model: name,
+                version: String::new(),
+                weight: 100,
+                model_dir: Some(dir.clone()),
+                command: args.command.clone(),
+                code_dir: args.code_dir.clone(),
+            }]
+        }
+        (None, None, Some(m)) => {
+            let (model, version, dir) = resolve_model(project, args.target.as_deref(), m)?;
+            vec![VariantConfig {
+                name: format!("v{version}"),
+                model,
+                version: version.to_string(),
+                weight: 100,
+                model_dir: Some(dir),
+                command: args.command.clone(),
+                code_dir: args.code_dir.clone(),
+            }]
+        }
+        (None, None, None) => bail!("give MODEL[:VERSION], --model-dir DIR or --config FILE"),
+    };
+    let rt = runtime(args.workers)?;
+    rt.block_on(async move {
+        let running = mlctl_serve::start(opts, variants)
+            .await
+            .map_err(|e| anyhow!(e))?;
+        let what: Vec<String> = running
+            .app
+            .info()
+            .variants
+            .iter()
+            .map(|v| describe(&v.config))
+            .collect();
+        eprintln!(
+            "mlctl serve: {} on http://{} (ready in {} ms)",
+            what.join(", "),
+            running.addr,
+            t0.elapsed().as_millis()
+        );
+        wait_for_signals(&running, args.config.as_deref()).await;
+        eprintln!("mlctl serve: stopping (finishing requests in flight)");
+        running.stop().await.context("server error")?;
+        Ok(0)
+    })
+}
+
+fn describe(v: &VariantConfig) -> String {
+    let mut s = if v.version.is_empty() {
+        v.model.clone()
+    } else {
+        format!("{} v{}", v.model, v.version)
+    };
+    if v.command.is_some() {
+        s.push_str(" (script)");
+    }
+    if v.weight != 100 {
+        s.push_str(&format!(" {}%", v.weight));
+    }
+    s
+}
+
+/// Returns on SIGTERM/SIGINT; reloads the config file on SIGHUP.
+async fn wait_for_signals(running: &mlctl_serve::Running, config: Option<&Path>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = tokio::signal::ctrl_c() => return,
+            _ = hup.recv() => {
+                let Some(path) = config else {
+                    eprintln!("mlctl serve: SIGHUP ignored (no --config file to reload)");
+                    continue;
+                };
+                match ServeFile::read(path) {
+                    Ok(file) => match running.app.reconfigure(file.variants).await {
+                        Ok(()) => eprintln!("mlctl serve: reloaded {}", path.display()),
+                        Err(e) => eprintln!("mlctl serve: reload of {} refused, still serving the previous models: {e}", path.display()),
+                    },
+                    Err(e) => eprintln!("mlctl serve: reload refused: {e}"),
+                }
+            }
+        }
+    }
 }
 
 /// Runs `mlctl predict`.
-pub fn run_predict(_project: &Path, _args: PredictArgs) -> Result<u8> {
-    bail!("mlctl predict is not implemented yet")
+pub fn run_predict(project: &Path, args: PredictArgs) -> Result<u8> {
+    let body = std::fs::read(&args.data)
+        .with_context(|| format!("cannot read {}", args.data.display()))?;
+    let json = args
+        .data
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let content_type = if json { "application/json" } else { "text/csv" };
+    let (url, token_env) = if args.endpoint.starts_with("http://")
+        || args.endpoint.starts_with("https://")
+    {
+        (
+            args.endpoint.trim_end_matches('/').to_string(),
+            args.token_env.clone(),
+        )
+    } else {
+        let spec = load_spec(project)?;
+        let (cfg, _) = local_target(project, &spec, args.target.as_deref())?;
+        let url = mlctl_provider_local::deployer::endpoint_url(&cfg.state_dir(), &args.endpoint).ok_or_else(|| {
+            anyhow!("endpoint `{}` is not deployed on target `{}`; run `mlctl apply` (or pass the endpoint's URL)", args.endpoint, cfg.target_name)
+        })?;
+        // The token variable the spec names, unless given.
+        let from_spec = spec
+            .find(Kind::Endpoint, &args.endpoint)
+            .and_then(|r| r.as_endpoint())
+            .and_then(|e| e.auth.as_ref())
+            .and_then(|a| {
+                mlctl_spec::env::references(&a.token)
+                    .ok()
+                    .and_then(|r| r.first().map(|s| s.to_string()))
+            });
+        (url, args.token_env.clone().or(from_spec))
+    };
+    let token = match &token_env {
+        Some(name) => Some(std::env::var(name).map_err(|_| {
+            anyhow!("environment variable `{name}` (the endpoint's token) is not set")
+        })?),
+        None => None,
+    };
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("content-type", content_type)];
+    if let Some(a) = &auth {
+        headers.push(("authorization", a.as_str()));
+    }
+    let rt = runtime(Some(1))?;
+    let resp = rt
+        .block_on(mlctl_serve::client::Client::new().send(
+            "POST",
+            &format!("{url}/invocations"),
+            &headers,
+            body.into(),
+            Duration::from_secs(120),
+        ))
+        .map_err(|e| anyhow!(e))?;
+    if resp.status != 200 {
+        let msg = serde_json::from_slice::<serde_json::Value>(&resp.body)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_string))
+            .unwrap_or_else(|| resp.text());
+        bail!("the endpoint answered {}: {msg}", resp.status);
+    }
+    match args.output {
+        PredictOutput::Json => println!("{}", resp.text().trim_end()),
+        PredictOutput::Human => {
+            let v: serde_json::Value =
+                serde_json::from_slice(&resp.body).context("the endpoint's answer is not JSON")?;
+            match v.get("predictions").and_then(|p| p.as_array()) {
+                Some(preds) => {
+                    for p in preds {
+                        match p {
+                            serde_json::Value::String(s) => println!("{s}"),
+                            other => println!("{other}"),
+                        }
+                    }
+                }
+                None => println!("{v}"),
+            }
+        }
+    }
+    Ok(0)
 }

@@ -1,0 +1,688 @@
+//! Serving end to end: `mlctl serve` and `mlctl predict` as processes, and the local deployer
+//! supervising real `mlctl serve` processes (the built binary) on 127.0.0.1 with OS-assigned
+//! ports. Nothing here depends on timing for pass/fail: every wait is bounded and generous.
+
+use crate::common::{TestProject, mlctl, repo_root};
+use mlctl_core::{
+    DeployState, Deployer, EndpointRequest, Health, ModelVersion, MonitorSink, OpContext,
+};
+use mlctl_provider_local::deployer::LocalDeployer;
+use mlctl_serve::client::{Client, Response};
+use mlctl_spec::{EndpointSpec, Stage};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+const LIMIT: Duration = Duration::from_secs(300);
+
+/// Trains the iris logistic regression into `dir` (a portable model directory).
+fn iris_model(dir: &Path) -> PathBuf {
+    let table = mlctl_ml::table::read_csv(repo_root().join("examples/iris/data/iris.csv"))
+        .expect("iris.csv");
+    let hp = Default::default();
+    let model = mlctl_ml::train(mlctl_ml::TrainRequest {
+        algorithm: mlctl_spec::Algorithm::LogisticRegression,
+        hyperparameters: &hp,
+        train: &table,
+        target: Some("species"),
+        seed: 42,
+    })
+    .expect("trains");
+    model.save(dir).expect("saves");
+    dir.to_path_buf()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn post(url: &str, ct: &str, body: &str, extra: &[(&str, &str)]) -> Result<Response, String> {
+    let mut h = vec![("content-type", ct)];
+    h.extend_from_slice(extra);
+    Client::new()
+        .send(
+            "POST",
+            &format!("{url}/invocations"),
+            &h,
+            body.to_string().into(),
+            Duration::from_secs(60),
+        )
+        .await
+}
+
+fn json_of(r: &Response) -> serde_json::Value {
+    serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.text()))
+}
+
+/// An `mlctl serve` child, killed on drop.
+struct ServeProcess {
+    child: Child,
+    url: String,
+}
+
+impl ServeProcess {
+    fn start(args: &[&str], env: &[(&str, &str)]) -> ServeProcess {
+        let port = free_port();
+        let mut cmd = mlctl();
+        cmd.arg("serve")
+            .args(args)
+            .args(["--port", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("mlctl serve starts");
+        let url = format!("http://127.0.0.1:{port}");
+        let p = ServeProcess { child, url };
+        rt().block_on(async {
+            let t0 = Instant::now();
+            loop {
+                if let Ok(r) = Client::new()
+                    .get(&format!("{}/ping", p.url), &[], Duration::from_secs(5))
+                    .await
+                {
+                    if r.status == 200 {
+                        break;
+                    }
+                }
+                assert!(t0.elapsed() < LIMIT, "mlctl serve did not come up");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        p
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn serve_a_model_dir_and_predict_from_the_command_line() {
+    let p = TestProject::empty();
+    let model = iris_model(&p.path().join("model"));
+    let server = ServeProcess::start(&["--model-dir", model.to_str().unwrap()], &[]);
+    rt().block_on(async {
+        let r = post(&server.url, "application/json", r#"{"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}"#, &[]).await.unwrap();
+        assert_eq!(json_of(&r), json!({"predictions": ["setosa", "virginica"]}));
+        let r = post(&server.url, "application/json", r#"{"dataframe_split": {"columns": ["sepal_length", "sepal_width", "petal_length", "petal_width"], "data": [[5.1, 3.5, 1.4, 0.2]]}}"#, &[]).await.unwrap();
+        assert_eq!(json_of(&r)["predictions"], json!(["setosa"]));
+        let r = post(&server.url, "application/json", r#"{"instances": [[5.1, 3.5, 1.4]]}"#, &[]).await.unwrap();
+        assert_eq!(r.status, 400);
+        assert!(json_of(&r)["message"].as_str().unwrap().contains("the model takes 4"), "{}", r.text());
+    });
+    // `mlctl predict URL --data file.csv` with the dataset file itself (header, label column).
+    let out = p
+        .mlctl(&[
+            "predict",
+            &server.url,
+            "--data",
+            repo_root()
+                .join("examples/iris/data/iris.csv")
+                .to_str()
+                .unwrap(),
+        ])
+        .expect_code(0);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 150);
+    assert_eq!(lines[0], "setosa");
+    assert_eq!(lines[149], "virginica");
+    p.write("bad.csv", "sepal_length,sepal_width\n1,2\n");
+    let out = p
+        .mlctl(&["predict", &server.url, "--data", "bad.csv"])
+        .expect_code(1);
+    assert!(
+        out.stderr.contains("missing column `petal_length`"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn serve_requires_the_token_from_the_environment() {
+    let p = TestProject::empty();
+    let model = iris_model(&p.path().join("model"));
+    let server = ServeProcess::start(
+        &["--model-dir", model.to_str().unwrap()],
+        &[("MLCTL_SERVE_TOKEN", "t0ken")],
+    );
+    rt().block_on(async {
+        let body = "[[5.1, 3.5, 1.4, 0.2]]";
+        assert_eq!(
+            post(&server.url, "application/json", body, &[])
+                .await
+                .unwrap()
+                .status,
+            401
+        );
+        assert_eq!(
+            post(
+                &server.url,
+                "application/json",
+                body,
+                &[("authorization", "Bearer t0ken")]
+            )
+            .await
+            .unwrap()
+            .status,
+            200
+        );
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The local deployer
+
+/// A target state directory with a deployer whose endpoints are stopped on drop, whatever the
+/// test did.
+struct Target {
+    dir: tempfile::TempDir,
+    deployer: LocalDeployer,
+    ctx: OpContext,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Target {
+    fn new() -> Target {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let ctx = OpContext {
+            project: "p".into(),
+            project_dir: dir.path().to_path_buf(),
+            target: "local".into(),
+            commit: "c0ffee".into(),
+        };
+        Target {
+            deployer: LocalDeployer::new(state, PathBuf::from(env!("CARGO_BIN_EXE_mlctl"))),
+            ctx,
+            rt: rt(),
+            dir,
+        }
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn version(&self, v: u32) -> ModelVersion {
+        let dir = self.dir.path().join(format!("models/iris-{v}"));
+        if !dir.exists() {
+            iris_model(&dir);
+        }
+        version_at(v, &dir)
+    }
+
+    fn request(
+        &self,
+        name: &str,
+        spec: serde_json::Value,
+        model: &ModelVersion,
+    ) -> EndpointRequest {
+        let spec: EndpointSpec = serde_json::from_value(spec).expect("endpoint spec");
+        let fingerprint = format!(
+            "fp-{}-{}",
+            model.version,
+            serde_json::to_string(&spec).unwrap().len()
+        );
+        let tags = mlctl_core::Tags {
+            project: "p".into(),
+            resource: format!("Endpoint/{name}"),
+            fingerprint: fingerprint.clone(),
+            commit: "c0ffee".into(),
+        };
+        EndpointRequest {
+            name: name.into(),
+            spec,
+            model: model.clone(),
+            fingerprint,
+            tags,
+        }
+    }
+
+    /// Deploys and polls until the rollout ends; `during` runs between polls.
+    async fn roll(&self, req: &EndpointRequest, mut during: impl AsyncFnMut()) -> DeployState {
+        let h = self.deployer.deploy(&self.ctx, req).await.expect("deploy");
+        let t0 = Instant::now();
+        loop {
+            match self.deployer.poll(&self.ctx, &h).await.expect("poll") {
+                DeployState::InProgress { message } => {
+                    assert!(t0.elapsed() < LIMIT, "rollout stuck: {message}");
+                    during().await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                s => return s,
+            }
+        }
+    }
+
+    fn pid(&self, name: &str) -> u32 {
+        let rec: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(
+                self.state()
+                    .join("endpoints")
+                    .join(name)
+                    .join("endpoint.json"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        rec["pid"].as_u64().unwrap() as u32
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir(self.state().join("endpoints")) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let Ok(b) = std::fs::read(e.path().join("endpoint.json")) else {
+                continue;
+            };
+            let Ok(rec) = serde_json::from_slice::<serde_json::Value>(&b) else {
+                continue;
+            };
+            if let Some(pid) = rec["pid"].as_u64().filter(|p| *p > 1) {
+                let _ = std::process::Command::new("kill")
+                    .args(["-9", "--", &format!("-{pid}")])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+    }
+}
+
+fn version_at(v: u32, dir: &Path) -> ModelVersion {
+    ModelVersion {
+        model: "iris".into(),
+        version: v,
+        stage: Stage::Production,
+        approved: true,
+        artifact_uri: dir.to_string_lossy().into_owned(),
+        metrics: Default::default(),
+        fingerprint: format!("model-{v}"),
+        lineage: Default::default(),
+        created_at: String::new(),
+    }
+}
+
+fn serving(s: &mlctl_core::EndpointStatus) -> Vec<(u32, u32)> {
+    s.variants.iter().map(|v| (v.version, v.weight)).collect()
+}
+
+fn done(s: DeployState) -> mlctl_core::EndpointStatus {
+    match s {
+        DeployState::Done(s) => s,
+        other => panic!("expected Done, got {other:?}"),
+    }
+}
+
+const ROW: &str = r#"{"instances": [[5.1, 3.5, 1.4, 0.2]]}"#;
+
+#[test]
+fn kill_9_shows_degraded_and_the_next_deploy_repairs_it() {
+    let t = Target::new();
+    t.rt.block_on(async {
+        let v1 = t.version(1);
+        let req = t.request("iris", json!({"model": "iris"}), &v1);
+        let s = done(t.roll(&req, async || {}).await);
+        assert_eq!((s.health, serving(&s)), (Health::Healthy, vec![(1, 100)]));
+        let url = s.url.clone().unwrap();
+        assert_eq!(
+            post(&url, "application/json", ROW, &[])
+                .await
+                .unwrap()
+                .status,
+            200
+        );
+
+        let pid = t.pid("iris");
+        std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap();
+        // Bounded wait for the kernel to finish it off.
+        let t0 = Instant::now();
+        let status = loop {
+            let s = t.deployer.status(&t.ctx, "iris").await.unwrap().unwrap();
+            if s.health != Health::Healthy || t0.elapsed() > LIMIT {
+                break s;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(status.health, Health::Degraded);
+        let msg = status.message.unwrap();
+        assert!(
+            msg.contains("not running") && msg.contains("mlctl apply"),
+            "{msg}"
+        );
+
+        // The engine re-plans a degraded endpoint and deploys again: that repairs it.
+        let s = done(t.roll(&req, async || {}).await);
+        assert_eq!((s.health, serving(&s)), (Health::Healthy, vec![(1, 100)]));
+        assert_eq!(
+            s.url.as_deref(),
+            Some(url.as_str()),
+            "the recorded port is kept"
+        );
+        assert_ne!(t.pid("iris"), pid);
+        assert_eq!(
+            json_of(&post(&url, "application/json", ROW, &[]).await.unwrap())["predictions"],
+            json!(["setosa"])
+        );
+
+        t.deployer.delete(&t.ctx, "iris").await.unwrap();
+        assert!(t.deployer.status(&t.ctx, "iris").await.unwrap().is_none());
+        assert!(
+            post(&url, "application/json", ROW, &[]).await.is_err(),
+            "the server is stopped"
+        );
+    });
+}
+
+fn have_python() -> bool {
+    let ok = std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok || std::env::var_os("CI").is_none(),
+        "python3 is required for script-mode tests under CI"
+    );
+    ok
+}
+
+fn script_dir() -> String {
+    repo_root()
+        .join("crates/serve/tests/fixtures")
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn canary_with_a_failing_version_rolls_back_automatically() {
+    if !have_python() {
+        return;
+    }
+    let t = Target::new();
+    t.rt.block_on(async {
+        let v1 = t.version(1);
+        let s = done(t.roll(&t.request("iris", json!({"model": "iris"}), &v1), async || {}).await);
+        let url = s.url.unwrap();
+        // v2 is served by a script whose /invocations answers 500.
+        let v2 = version_at(2, Path::new(&script_dir()));
+        let spec = json!({
+            "model": "iris",
+            "strategy": {"type": "canary", "percent": 50, "bakeTime": "10m", "rollback": {"maxErrorRate": 0.05}},
+            "serve": {"command": "FAIL=1 exec python3 script_server.py", "code": script_dir()},
+        });
+        let mut sent = 0;
+        let state = t
+            .roll(&t.request("iris", spec, &v2), async || {
+                // Traffic while the canary bakes; every second request goes to v2.
+                for _ in 0..4 {
+                    let r = post(&url, "application/json", ROW, &[]).await.unwrap();
+                    assert!(r.status == 200 || r.status == 500, "{}", r.text());
+                    sent += 1;
+                }
+                assert!(sent < 20_000, "no rollback after {sent} requests");
+            })
+            .await;
+        let DeployState::RolledBack { reason, status } = state else { panic!("expected RolledBack, got {state:?}") };
+        assert!(reason.contains("maxErrorRate"), "{reason}");
+        assert_eq!(serving(&status), vec![(1, 100)]);
+        for _ in 0..20 {
+            assert_eq!(post(&url, "application/json", ROW, &[]).await.unwrap().status, 200, "v1 serves everything again");
+        }
+        let live = t.deployer.status(&t.ctx, "iris").await.unwrap().unwrap();
+        assert_eq!((live.health, serving(&live)), (Health::Healthy, vec![(1, 100)]));
+    });
+}
+
+#[test]
+fn a_healthy_canary_is_promoted_and_blue_green_switches_without_dropping_requests() {
+    let t = Target::new();
+    t.rt.block_on(async {
+        let (v1, v2, v3) = (t.version(1), t.version(2), t.version(3));
+        let url = done(t.roll(&t.request("iris", json!({"model": "iris"}), &v1), async || {}).await).url.unwrap();
+        let canary = json!({"model": "iris", "strategy": {"type": "canary", "percent": 20, "bakeTime": "1s", "rollback": {"maxErrorRate": 0.05, "maxP99LatencyMs": 10000}}});
+        let mut failures = 0;
+        let s = done(
+            t.roll(&t.request("iris", canary, &v2), async || {
+                for _ in 0..5 {
+                    if post(&url, "application/json", ROW, &[]).await.map(|r| r.status) != Ok(200) {
+                        failures += 1;
+                    }
+                }
+            })
+            .await,
+        );
+        assert_eq!(serving(&s), vec![(2, 100)]);
+        let blue_green = json!({"model": "iris", "strategy": {"type": "blue-green", "bakeTime": "1s"}});
+        let s = done(
+            t.roll(&t.request("iris", blue_green, &v3), async || {
+                for _ in 0..5 {
+                    if post(&url, "application/json", ROW, &[]).await.map(|r| r.status) != Ok(200) {
+                        failures += 1;
+                    }
+                }
+            })
+            .await,
+        );
+        assert_eq!(serving(&s), vec![(3, 100)]);
+        assert_eq!(failures, 0);
+        // Manual rollback to v1.
+        let s = t.deployer.rollback(&t.ctx, "iris", &v1).await.unwrap();
+        assert_eq!((s.health, serving(&s)), (Health::Healthy, vec![(1, 100)]));
+    });
+}
+
+#[test]
+fn updates_under_load_lose_no_request() {
+    let t = Target::new();
+    t.rt.block_on(async {
+        let versions: Vec<ModelVersion> = (1..=3).map(|v| t.version(v)).collect();
+        let url = done(
+            t.roll(
+                &t.request("iris", json!({"model": "iris"}), &versions[0]),
+                async || {},
+            )
+            .await,
+        )
+        .url
+        .unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut clients = Vec::new();
+        for _ in 0..4 {
+            let (url, stop) = (url.clone(), stop.clone());
+            clients.push(tokio::spawn(async move {
+                let (mut ok, mut bad) = (0u32, Vec::new());
+                // Bounded: at most 20k requests per client.
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && ok < 20_000 {
+                    match post(&url, "application/json", ROW, &[]).await {
+                        Ok(r) if r.status == 200 => ok += 1,
+                        other => bad.push(format!("{:?}", other.map(|r| (r.status, r.text())))),
+                    }
+                }
+                (ok, bad)
+            }));
+        }
+        for round in 0..6 {
+            let v = &versions[(round + 1) % 3];
+            let s = done(
+                t.roll(&t.request("iris", json!({"model": "iris"}), v), async || {})
+                    .await,
+            );
+            assert_eq!(serving(&s), vec![(v.version, 100)]);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut total = 0;
+        for c in clients {
+            let (ok, bad) = c.await.unwrap();
+            assert!(bad.is_empty(), "failed requests during swaps: {bad:?}");
+            total += ok;
+        }
+        assert!(total > 0);
+    });
+}
+
+#[test]
+fn capture_and_auth_follow_the_spec() {
+    let t = Target::new();
+    t.rt.block_on(async {
+        // The token comes from the environment variable the spec names; one unique to this test.
+        let var = "MLCTL_E2E_SERVE_TOKEN_CAPTURE";
+        assert!(std::env::var(var).is_err(), "{var} must not be set outside this test");
+        let v1 = t.version(1);
+        let spec = json!({"model": "iris", "capture": {"samplingPercent": 100}, "auth": {"token": format!("${{env:{var}}}")}});
+        let req = t.request("iris", spec, &v1);
+        // Unset variable: the deploy is refused with a message naming it, before anything starts.
+        let e = t.deployer.deploy(&t.ctx, &req).await.unwrap_err();
+        assert!(e.message.contains(var), "{}", e.message);
+        let mut with_token = req.clone();
+        with_token.spec.auth = Some(mlctl_spec::Auth { token: "literal-for-test".into() });
+        let s = done(t.roll(&with_token, async || {}).await);
+        let url = s.url.unwrap();
+        assert_eq!(post(&url, "application/json", ROW, &[]).await.unwrap().status, 401);
+        for _ in 0..3 {
+            let r = post(&url, "text/csv", "5.1,3.5,1.4,0.2", &[("authorization", "Bearer literal-for-test")]).await.unwrap();
+            assert_eq!(r.status, 200);
+        }
+        let sink = mlctl_provider_local::monitor::LocalMonitorSink::new(t.state());
+        let t0 = Instant::now();
+        let records = loop {
+            let r = sink.captured(&t.ctx, "iris", 10).await.unwrap();
+            if r.len() >= 3 || t0.elapsed() > LIMIT {
+                break r;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(records.len(), 3);
+        assert_eq!(records[0]["version"], "1");
+        assert_eq!(records[0]["rows"], json!([[5.1, 3.5, 1.4, 0.2]]));
+        assert_eq!(records[0]["predictions"], json!(["setosa"]));
+        // The token never lands in the endpoint's files.
+        for f in ["endpoint.json", "server.json", "serve.log"] {
+            let text = std::fs::read_to_string(t.state().join("endpoints/iris").join(f)).unwrap_or_default();
+            assert!(!text.contains("literal-for-test"), "{f} holds the token");
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The conformance suite's deployer checks, on the local target with the real binary.
+
+struct LocalHooks {
+    state: PathBuf,
+}
+
+#[async_trait::async_trait]
+impl mlctl_conformance::Hooks for LocalHooks {
+    fn failing_deployment(&self, req: &EndpointRequest) -> Option<EndpointRequest> {
+        let mut bad = req.clone();
+        bad.model.artifact_uri = "/nonexistent/model/dir".into();
+        Some(bad)
+    }
+
+    async fn crash_endpoint(&self, name: &str) -> bool {
+        let path = self
+            .state
+            .join("endpoints")
+            .join(name)
+            .join("endpoint.json");
+        let Ok(b) = std::fs::read(path) else {
+            return false;
+        };
+        let rec: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        let pid = rec["pid"].as_u64().unwrap_or(0);
+        pid > 1
+            && std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status()
+                .is_ok_and(|s| s.success())
+    }
+}
+
+fn conformance_target() -> (mlctl_conformance::Fixture, mlctl_core::Stack, LocalHooks) {
+    let fx = mlctl_conformance::Fixture::new("local").expect("fixture");
+    let cfg = fx.provider_config(mlctl_spec::Target {
+        provider: "local".into(),
+        ..Default::default()
+    });
+    let hooks = LocalHooks {
+        state: cfg.state_dir(),
+    };
+    let stack = mlctl_provider_local::stack(&cfg, PathBuf::from(env!("CARGO_BIN_EXE_mlctl")))
+        .expect("local stack");
+    (fx, stack, hooks)
+}
+
+/// Stops every endpoint process of a state directory (after a failed check too).
+struct StopEndpoints(PathBuf);
+
+impl Drop for StopEndpoints {
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir(self.0.join("endpoints")) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if let Ok(rec) = std::fs::read(e.path().join("endpoint.json"))
+                .map(|b| serde_json::from_slice::<serde_json::Value>(&b).unwrap_or_default())
+            {
+                if let Some(pid) = rec["pid"].as_u64().filter(|p| *p > 1) {
+                    let _ = std::process::Command::new("kill")
+                        .args(["-9", "--", &format!("-{pid}")])
+                        .stderr(Stdio::null())
+                        .status();
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn conformance_deployer_lifecycle_on_local() {
+    let (fx, stack, hooks) = conformance_target();
+    let _stop = StopEndpoints(hooks.state.clone());
+    rt().block_on(mlctl_conformance::deployer_lifecycle(&stack, &fx));
+}
+
+#[test]
+fn conformance_deployer_failure_on_local() {
+    let (fx, stack, hooks) = conformance_target();
+    let _stop = StopEndpoints(hooks.state.clone());
+    rt().block_on(mlctl_conformance::deployer_failure_reports_reason(
+        &stack, &fx, &hooks,
+    ));
+}
+
+#[test]
+fn conformance_monitor_on_local() {
+    let (fx, stack, hooks) = conformance_target();
+    let _stop = StopEndpoints(hooks.state.clone());
+    rt().block_on(mlctl_conformance::monitor_configure_remove(&stack, &fx));
+}
+
+#[test]
+fn conformance_apply_repairs_a_crashed_endpoint_on_local() {
+    let (fx, stack, hooks) = conformance_target();
+    let _stop = StopEndpoints(hooks.state.clone());
+    rt().block_on(mlctl_conformance::apply_repairs_drift(&stack, &fx, &hooks));
+}
