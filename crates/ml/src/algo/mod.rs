@@ -253,9 +253,10 @@ impl<'a> Matrix<'a> {
     }
 }
 
-/// A fitted model's weights.
+/// A fitted model's weights, serialized as `{"type": "...", "weights": {...}}` (tag first, so
+/// large forests load without buffering).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", content = "weights", rename_all = "snake_case")]
 pub enum Estimator {
     /// Linear regression.
     Linear(linear::Linear),
