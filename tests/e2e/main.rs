@@ -4,5 +4,6 @@
 //! a fresh temporary directory from [`common::TestProject`].
 
 mod common;
+mod reconcile;
 mod validate;
 mod serve;

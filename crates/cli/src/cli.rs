@@ -36,8 +36,149 @@ pub enum Output {
     Markdown,
 }
 
+/// Which target.
+#[derive(Debug, Args, Clone)]
+pub struct TargetArgs {
+    /// Target name from mlctl.yaml (default: the project's defaultTarget).
+    #[arg(long, short = 't', env = "MLCTL_TARGET")]
+    pub target: Option<String>,
+}
+
+/// Which revision of the spec.
+#[derive(Debug, Args, Clone)]
+pub struct RevArgs {
+    /// Git revision to read the spec at.
+    #[arg(long, default_value = "HEAD")]
+    pub rev: String,
+    /// Plan from the work tree even when it has uncommitted changes.
+    #[arg(long)]
+    pub allow_dirty: bool,
+}
+
+/// How an apply runs.
+#[derive(Debug, Args, Clone)]
+pub struct ApplyArgs {
+    /// Wait this long for the target's lock (e.g. `30s`); default: fail at once.
+    #[arg(long, default_value = "0s")]
+    pub lock_timeout: String,
+    /// Resources applied at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Show what apply would change on a target.
+    Plan {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        rev: RevArgs,
+        /// Also plan to destroy what the spec no longer has.
+        #[arg(long)]
+        prune: bool,
+        /// Output format.
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+        /// Exit 0 when there is nothing to do, 2 when there are changes, 1 on error.
+        #[arg(long)]
+        detailed_exitcode: bool,
+        /// Save the plan (JSON) for `mlctl apply FILE`.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Make the target match the spec (asks for confirmation on a terminal).
+    Apply {
+        /// A plan saved with `mlctl plan --out`: apply exactly that plan.
+        plan_file: Option<PathBuf>,
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        rev: RevArgs,
+        /// Also destroy what the spec no longer has.
+        #[arg(long)]
+        prune: bool,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        auto_approve: bool,
+        #[command(flatten)]
+        apply: ApplyArgs,
+    },
+    /// Plan and apply without asking: the CI verb.
+    Reconcile {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        rev: RevArgs,
+        /// Also destroy what the spec no longer has.
+        #[arg(long)]
+        prune: bool,
+        #[command(flatten)]
+        apply: ApplyArgs,
+    },
+    /// Destroy everything mlctl manages for this project on a target.
+    Destroy {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        auto_approve: bool,
+        #[command(flatten)]
+        apply: ApplyArgs,
+    },
+    /// Per resource: in sync or not, health, last commit applied.
+    Status {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        rev: RevArgs,
+        /// Output format (human or json).
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Semantic diff of the spec between two revisions (REV2 defaults to the work tree).
+    Diff {
+        /// Older revision.
+        rev1: String,
+        /// Newer revision.
+        rev2: Option<String>,
+        /// Output format (human or json).
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Every applied version of a resource, with its commit.
+    History {
+        /// `Kind/name`, or a name that is unique across kinds.
+        resource: String,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Output format (human or json).
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Release a target's lock left by a dead apply.
+    ForceUnlock {
+        /// The lock id shown in the "locked by" message.
+        id: String,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// The model registry: list, show, approve.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// Tracked training runs: list, show, compare.
+    #[command(subcommand)]
+    Runs(RunsCommand),
+    /// Put an endpoint back on an earlier model version.
+    Rollback {
+        /// Endpoint name.
+        endpoint: String,
+        /// Registry version to return to (default: the version served before the current one).
+        #[arg(long)]
+        to: Option<u32>,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
     /// Check the spec: every problem with file:line:col, exit 1 on any error.
     Validate {
         /// Output format (human or json).
@@ -62,6 +203,76 @@ pub enum Command {
     Completions {
         /// Shell.
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Registered models and their versions.
+    List {
+        /// Only this model.
+        name: Option<String>,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Output format (human or json).
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
+    /// One model: versions, stages, metrics, lineage, production history.
+    Show {
+        /// Model name.
+        name: String,
+        /// Only this version.
+        #[arg(value_name = "VERSION")]
+        model_version: Option<u32>,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Output format (human or json).
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Approve a version waiting for manual approval (the next apply promotes it).
+    Approve {
+        /// Model name.
+        name: String,
+        /// Version.
+        #[arg(value_name = "VERSION")]
+        model_version: u32,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// Tracked runs, newest last.
+    List {
+        /// Only runs of this TrainingJob.
+        #[arg(long)]
+        job: Option<String>,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Output format (human or json).
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
+    /// One run: params, metrics, artifacts, digests, commit.
+    Show {
+        /// Run id (a unique prefix is enough).
+        id: String,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Output format (human or json).
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Runs side by side: params and metrics that differ.
+    Compare {
+        /// Run ids (unique prefixes).
+        #[arg(required = true, num_args = 2..)]
+        ids: Vec<String>,
+        #[command(flatten)]
+        target: TargetArgs,
     },
 }
 

@@ -5,6 +5,8 @@
 
 mod cli;
 mod commands;
+mod progress;
+mod session;
 mod style;
 
 use std::process::ExitCode;

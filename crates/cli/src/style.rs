@@ -34,10 +34,6 @@ pub fn yellow(s: &str) -> String {
 pub fn bold(s: &str) -> String {
     paint("1", s)
 }
-/// Dim.
-pub fn dim(s: &str) -> String {
-    paint("2", s)
-}
 /// Whether colours are on.
 pub fn enabled() -> bool {
     *COLOR.get().unwrap_or(&false)

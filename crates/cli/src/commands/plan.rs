@@ -1,0 +1,231 @@
+//! `mlctl plan`, `apply`, `reconcile`, `destroy`.
+
+use crate::cli::{ApplyArgs, Output, RevArgs, TargetArgs};
+use crate::progress::Progress;
+use crate::session::{self, Session};
+use crate::style;
+use anyhow::{Context, Result, anyhow, bail};
+use mlctl_core::apply::{self, ApplyOptions, Lock, Outcome};
+use mlctl_core::plan::{self as planner, Action, Plan, PlanOptions};
+use mlctl_core::{LockError, LockInfo, ObservedResource};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn paint(a: Action, s: &str) -> String {
+    match a {
+        Action::Create => style::green(s),
+        Action::Update => style::yellow(s),
+        Action::Replace | Action::Delete => style::red(s),
+        Action::NoOp => s.to_string(),
+    }
+}
+
+fn render(plan: &Plan, output: Output) -> Result<String> {
+    Ok(match output {
+        Output::Human => plan.render_human(&paint),
+        Output::Json => serde_json::to_string_pretty(plan)? + "\n",
+        Output::Markdown => plan.render_markdown(),
+    })
+}
+
+fn observe(s: &Session, opts: &ApplyOptions) -> Result<Vec<ObservedResource>> {
+    s.rt.block_on(apply::observe(&s.stack, &s.ctx, opts)).map_err(|e| anyhow!("cannot read the state of target `{}`: {e}", s.target_name))
+}
+
+/// `mlctl plan`.
+pub fn plan(project: &Path, target: &TargetArgs, rev: &RevArgs, prune: bool, output: Output, detailed: bool, out: Option<&Path>) -> Result<u8> {
+    let s = session::open(project, target, rev)?;
+    let desired = s.desired()?;
+    let observed = observe(&s, &ApplyOptions::default())?;
+    let plan = planner::plan(&desired, &observed, &s.target_name, PlanOptions { prune, destroy: false });
+    print!("{}", render(&plan, output)?);
+    if let Some(out) = out {
+        std::fs::write(out, serde_json::to_string_pretty(&plan)? + "\n").with_context(|| format!("cannot write {}", out.display()))?;
+        if output == Output::Human {
+            println!("\nSaved the plan to {}. Apply exactly this plan with: mlctl apply {}", out.display(), out.display());
+        }
+    }
+    Ok(if detailed && plan.has_changes() { 2 } else { 0 })
+}
+
+fn lock_info() -> LockInfo {
+    let id = blake3::hash(format!("{}-{:?}-{}", std::process::id(), std::time::SystemTime::now(), rand_seed()).as_bytes()).to_hex()[..16].to_string();
+    LockInfo {
+        id,
+        holder: std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "unknown".into()),
+        host: hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "unknown".into()),
+        pid: std::process::id(),
+        since: time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    }
+}
+
+fn rand_seed() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+}
+
+/// Takes the target's lock, waiting up to `timeout`.
+fn take_lock(s: &Session, timeout: &str) -> Result<Lock> {
+    let timeout = mlctl_spec::units::parse_duration(timeout).map_err(|e| anyhow!("--lock-timeout: {e}"))?;
+    let info = lock_info();
+    let t0 = Instant::now();
+    loop {
+        match s.rt.block_on(Lock::acquire(&s.stack, &s.ctx.project, info.clone())) {
+            Ok(lock) => return Ok(lock),
+            Err(LockError::Held(holder)) if t0.elapsed() < timeout => {
+                let _ = holder;
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            Err(LockError::Held(holder)) => bail!(
+                "target `{}` is locked by {}@{} (pid {}) since {}, running `{}`\n  Another apply is in progress. Wait for it, or pass --lock-timeout 10m to wait.\n  If that process is gone, release the lock with: mlctl force-unlock {} --target {}",
+                s.target_name,
+                holder.holder,
+                holder.host,
+                holder.pid,
+                holder.since,
+                holder.command,
+                holder.id,
+                s.target_name
+            ),
+            Err(LockError::Store(e)) => bail!("cannot take the lock of target `{}`: {e}", s.target_name),
+        }
+    }
+}
+
+fn confirm(s: &Session, what: &str) -> Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        bail!("{what} needs confirmation, but there is no terminal to ask on; pass --auto-approve (or use `mlctl reconcile` in CI)");
+    }
+    print!("\nDo you want to {what} on target `{}`?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ", s.target_name);
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(answer.trim() == "yes")
+}
+
+struct Mode {
+    prune: bool,
+    destroy: bool,
+    auto_approve: bool,
+    verb: &'static str,
+}
+
+/// `mlctl apply`, `reconcile` and `destroy` share this.
+fn run(s: Session, mode: Mode, args: &ApplyArgs, saved: Option<Plan>) -> Result<u8> {
+    let opts = ApplyOptions { concurrency: args.concurrency.max(1), ..ApplyOptions::default() };
+    let desired = s.desired()?;
+    // Plan under the lock, so what is applied is what was shown.
+    let lock = take_lock(&s, &args.lock_timeout)?;
+    let result = (|| -> Result<u8> {
+        let observed = observe(&s, &opts)?;
+        let plan = match saved {
+            Some(saved) => {
+                check_saved(&s, &saved, &desired, &observed)?;
+                saved
+            }
+            None => planner::plan(&desired, &observed, &s.target_name, PlanOptions { prune: mode.prune, destroy: mode.destroy }),
+        };
+        print!("{}", plan.render_human(&paint));
+        if !plan.has_changes() {
+            return Ok(0);
+        }
+        if !mode.auto_approve && !confirm(&s, mode.verb)? {
+            println!("\nApply cancelled.");
+            return Ok(1);
+        }
+        println!();
+        let reporter = Arc::new(Progress::new());
+        let report = s.rt.block_on(apply::apply(&s.stack, &s.ctx, &desired, &plan, &observed, &opts, reporter));
+        let (mut added, mut changed, mut destroyed, mut failed, mut skipped) = (0, 0, 0, 0, 0);
+        for (id, outcome) in &report.results {
+            let action = plan.changes.iter().find(|c| &c.id == id).map(|c| c.action);
+            match (outcome, action) {
+                (Outcome::Applied(_), Some(Action::Create)) => added += 1,
+                (Outcome::Applied(_), Some(Action::Update)) => changed += 1,
+                (Outcome::Applied(_), Some(Action::Replace)) => {
+                    added += 1;
+                    destroyed += 1
+                }
+                (Outcome::Applied(_), Some(Action::Delete)) => destroyed += 1,
+                (Outcome::Failed(_), _) => failed += 1,
+                (Outcome::Skipped(_), _) => skipped += 1,
+                _ => {}
+            }
+        }
+        if report.failed() {
+            eprintln!(
+                "\n{} {failed} failed, {skipped} not attempted; {added} added, {changed} changed, {destroyed} destroyed.\nFix the cause and run the same command again: finished work is kept and not repeated.",
+                style::red("Apply failed:")
+            );
+            Ok(1)
+        } else {
+            println!("\n{} Resources: {added} added, {changed} changed, {destroyed} destroyed.", style::green("Apply complete!"));
+            Ok(0)
+        }
+    })();
+    let released = s.rt.block_on(lock.release());
+    let code = result?;
+    released.map_err(|e| anyhow!("the apply finished but releasing the lock failed: {e}"))?;
+    Ok(code)
+}
+
+/// Refuses a saved plan that no longer fits the target or the spec.
+fn check_saved(s: &Session, saved: &Plan, desired: &planner::Desired, observed: &[ObservedResource]) -> Result<()> {
+    if saved.format_version != planner::PLAN_FORMAT_VERSION {
+        bail!("the plan file has format version {}, this mlctl reads {}; make the plan again", saved.format_version, planner::PLAN_FORMAT_VERSION);
+    }
+    if saved.project != s.spec.project.name || saved.target != s.target_name {
+        bail!("the plan is for project `{}` on target `{}`, not `{}` on `{}`", saved.project, saved.target, s.spec.project.name, s.target_name);
+    }
+    let now = planner::state_token(observed);
+    if now != saved.state_token {
+        bail!(
+            "target `{}` changed since this plan was made (state {} then, {} now); run `mlctl plan --out FILE` again",
+            s.target_name,
+            saved.state_token,
+            now
+        );
+    }
+    for c in saved.actions() {
+        if let Some(fp) = &c.fingerprint {
+            let current = desired.get(&c.id).map(|d| d.fingerprint.0.as_str());
+            if current != Some(fp.as_str()) {
+                bail!("{} is no longer what the plan was made from (its data or code changed); run `mlctl plan --out FILE` again", c.id);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `mlctl apply [PLAN]`.
+pub fn apply_cmd(project: &Path, plan_file: Option<&Path>, target: &TargetArgs, rev: &RevArgs, prune: bool, auto_approve: bool, args: &ApplyArgs) -> Result<u8> {
+    match plan_file {
+        Some(file) => {
+            let text = std::fs::read_to_string(file).with_context(|| format!("cannot read plan file {}", file.display()))?;
+            let saved: Plan = serde_json::from_str(&text).map_err(|e| anyhow!("{} is not a plan made by `mlctl plan --out`: {e}", file.display()))?;
+            let target = TargetArgs { target: Some(saved.target.clone()) };
+            let rev = RevArgs { rev: saved.commit.clone(), allow_dirty: false };
+            let s = session::open(project, &target, &rev)?;
+            // A saved plan was reviewed already: applying it is the approval.
+            run(s, Mode { prune: false, destroy: false, auto_approve: true, verb: "apply this plan" }, args, Some(saved))
+        }
+        None => {
+            let s = session::open(project, target, rev)?;
+            run(s, Mode { prune, destroy: false, auto_approve, verb: "perform these actions" }, args, None)
+        }
+    }
+}
+
+/// `mlctl reconcile`.
+pub fn reconcile(project: &Path, target: &TargetArgs, rev: &RevArgs, prune: bool, args: &ApplyArgs) -> Result<u8> {
+    let s = session::open(project, target, rev)?;
+    run(s, Mode { prune, destroy: false, auto_approve: true, verb: "reconcile" }, args, None)
+}
+
+/// `mlctl destroy`.
+pub fn destroy(project: &Path, target: &TargetArgs, auto_approve: bool, args: &ApplyArgs) -> Result<u8> {
+    let s = session::open(project, target, &RevArgs { rev: "HEAD".into(), allow_dirty: true })?;
+    run(s, Mode { prune: true, destroy: true, auto_approve, verb: "destroy all resources" }, args, None)
+}

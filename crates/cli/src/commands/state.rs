@@ -1,0 +1,182 @@
+//! `mlctl status`, `history`, `force-unlock`, `diff`.
+
+use crate::cli::{Output, RevArgs, TargetArgs};
+use crate::session;
+use crate::style;
+use anyhow::{Result, anyhow, bail};
+use mlctl_core::apply::{self, ApplyOptions};
+use mlctl_core::plan::{self as planner, Action, PlanOptions};
+use mlctl_core::{Health, ObservedResource};
+use mlctl_spec::ResourceId;
+use std::path::Path;
+
+fn short(s: &str) -> &str {
+    &s[..s.len().min(7)]
+}
+
+/// `mlctl status`.
+pub fn status(project: &Path, target: &TargetArgs, rev: &RevArgs, output: Output) -> Result<u8> {
+    let s = session::open(project, target, rev)?;
+    let desired = s.desired()?;
+    let observed = s.rt.block_on(apply::observe(&s.stack, &s.ctx, &ApplyOptions::default())).map_err(|e| anyhow!("cannot read target `{}`: {e}", s.target_name))?;
+    let plan = planner::plan(&desired, &observed, &s.target_name, PlanOptions::default());
+    let rows: Vec<serde_json::Value> = plan
+        .changes
+        .iter()
+        .map(|c| {
+            let o = observed.iter().find(|o| o.id == c.id);
+            let sync = match (c.action, o) {
+                (Action::NoOp, _) => "synced",
+                (_, None) => "missing",
+                (_, Some(o)) if o.fingerprint.is_empty() => "missing",
+                _ => "out-of-sync",
+            };
+            let health = o.map(|o| if o.last_error.is_some() && c.action != Action::NoOp { Health::Failed } else { o.health }).unwrap_or(Health::Unknown);
+            serde_json::json!({
+                "resource": c.id.to_string(),
+                "sync": sync,
+                "health": health.as_str(),
+                "lastAppliedCommit": o.map(|o| o.commit.clone()).filter(|c| !c.is_empty()),
+                "updatedAt": o.map(|o| o.updated_at.clone()),
+                "reasons": if c.action == Action::NoOp { Vec::new() } else { c.reasons.clone() },
+                "lastError": o.and_then(|o| o.last_error.as_ref().map(|e| e.message.clone())),
+            })
+        })
+        .collect();
+    let lock = s.rt.block_on(s.stack.state.lock_holder(&s.ctx.project)).map_err(|e| anyhow!("cannot read the lock of target `{}`: {e}", s.target_name))?;
+    if output == Output::Json {
+        let out = serde_json::json!({
+            "lock": lock,
+            "project": s.spec.project.name,
+            "target": s.target_name,
+            "commit": s.commit.sha,
+            "resources": rows,
+            "orphans": plan.orphans.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("Target `{}` against commit {} ({})\n", s.target_name, s.commit.short_sha, s.commit.summary);
+        println!("{:<28} {:<12} {:<12} {:<8} {}", "RESOURCE", "SYNC", "HEALTH", "COMMIT", "UPDATED");
+        for r in &rows {
+            let sync = r["sync"].as_str().unwrap_or("");
+            let sync_s = match sync {
+                "synced" => style::green(&format!("{sync:<12}")),
+                _ => style::yellow(&format!("{sync:<12}")),
+            };
+            let health = r["health"].as_str().unwrap_or("");
+            let health_s = match health {
+                "healthy" => style::green(&format!("{health:<12}")),
+                "progressing" | "unknown" => format!("{health:<12}"),
+                _ => style::red(&format!("{health:<12}")),
+            };
+            println!(
+                "{:<28} {} {} {:<8} {}",
+                r["resource"].as_str().unwrap_or(""),
+                sync_s,
+                health_s,
+                short(r["lastAppliedCommit"].as_str().unwrap_or("-")),
+                r["updatedAt"].as_str().unwrap_or("-")
+            );
+            for reason in r["reasons"].as_array().into_iter().flatten() {
+                println!("    {}", reason.as_str().unwrap_or(""));
+            }
+        }
+        if let Some(l) = &lock {
+            println!("\nLocked by {l}");
+        }
+        if !plan.orphans.is_empty() {
+            println!("\nNot in the spec (kept; `mlctl apply --prune` destroys them): {}", plan.orphans.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "));
+        }
+    }
+    Ok(0)
+}
+
+/// Finds a resource by `Kind/name` or by a name unique across kinds.
+pub fn resolve_resource(arg: &str, known: &[ResourceId]) -> Result<ResourceId> {
+    if let Some(id) = ResourceId::parse(arg) {
+        return Ok(id);
+    }
+    let matches: Vec<&ResourceId> = known.iter().filter(|id| id.name == arg).collect();
+    match matches.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => {
+            let list: Vec<String> = known.iter().map(ToString::to_string).collect();
+            bail!("no resource named `{arg}`; known: {}", if list.is_empty() { "none".into() } else { list.join(", ") })
+        }
+        many => bail!(
+            "`{arg}` names several resources ({}); write Kind/name, e.g. {}",
+            many.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(", "),
+            many[0]
+        ),
+    }
+}
+
+/// `mlctl history`.
+pub fn history(project: &Path, resource: &str, target: &TargetArgs, output: Output) -> Result<u8> {
+    let s = session::open_target(project, target)?;
+    let mut known: Vec<ResourceId> = s.spec.resources.iter().map(|r| r.id.clone()).collect();
+    let observed: Vec<ObservedResource> = s.rt.block_on(s.stack.state.observe(&s.ctx.project)).map_err(|e| anyhow!("{e}"))?;
+    known.extend(observed.into_iter().map(|o| o.id));
+    known.sort();
+    known.dedup();
+    let id = resolve_resource(resource, &known)?;
+    let entries = s.rt.block_on(s.stack.state.history(&s.ctx.project, &id)).map_err(|e| anyhow!("{e}"))?;
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+        return Ok(0);
+    }
+    if entries.is_empty() {
+        println!("{id} has never been applied to target `{}`.", s.target_name);
+        return Ok(0);
+    }
+    println!("History of {id} on target `{}`:\n", s.target_name);
+    println!("{:<26} {:<9} {:<8} {:<13} {}", "TIME", "ACTION", "COMMIT", "FINGERPRINT", "DETAIL");
+    for e in entries {
+        println!("{:<26} {:<9} {:<8} {:<13} {}", e.at, e.action, short(&e.commit), &e.fingerprint[..e.fingerprint.len().min(12)], e.detail);
+    }
+    Ok(0)
+}
+
+/// `mlctl force-unlock`.
+pub fn force_unlock(project: &Path, id: &str, target: &TargetArgs) -> Result<u8> {
+    let s = session::open_target(project, target)?;
+    let holder = s.rt.block_on(s.stack.state.lock_holder(&s.ctx.project)).map_err(|e| anyhow!("{e}"))?;
+    match holder {
+        None => bail!("target `{}` is not locked; nothing to do", s.target_name),
+        Some(h) if h.id != id => bail!("target `{}` is locked with id {}, not {id}: held by {}", s.target_name, h.id, h),
+        Some(h) => {
+            s.rt.block_on(s.stack.state.unlock(&s.ctx.project, id, true)).map_err(|e| anyhow!("{e}"))?;
+            println!("Released the lock of target `{}` (was held by {}).", s.target_name, h);
+            Ok(0)
+        }
+    }
+}
+
+/// `mlctl diff`.
+pub fn diff(project: &Path, rev1: &str, rev2: Option<&str>, output: Output) -> Result<u8> {
+    let repo = mlctl_git::Repo::discover(project).map_err(|e| anyhow!("{e}"))?;
+    let load = |rev: Option<&str>| -> Result<(String, mlctl_spec::Spec)> {
+        let (label, loaded) = match rev {
+            Some(rev) => {
+                let (c, l) = repo.load_at(rev).map_err(|e| anyhow!("{e}"))?;
+                (c.short_sha.clone(), l)
+            }
+            None => ("work tree".to_string(), mlctl_spec::load(&repo.work_tree_files())),
+        };
+        crate::commands::validate::print_diagnostics(&loaded.diagnostics);
+        let spec = loaded.spec.ok_or_else(|| anyhow!("the spec at {label} has errors; fix them to diff"))?;
+        Ok((label, spec))
+    };
+    let (a_label, a) = load(Some(rev1))?;
+    let (b_label, b) = load(rev2)?;
+    let d = mlctl_git::spec_diff(&a, &b);
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&d)?);
+    } else if d.is_empty() {
+        println!("No spec changes between {a_label} and {b_label}.");
+    } else {
+        println!("Spec changes from {a_label} to {b_label}:\n");
+        print!("{d}");
+    }
+    Ok(0)
+}

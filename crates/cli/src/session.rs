@@ -1,0 +1,184 @@
+//! Opening a project for a command: the spec at a revision, the target, its component stack.
+
+use crate::Exit;
+use crate::cli::{RevArgs, TargetArgs};
+use crate::commands::validate::print_diagnostics;
+use anyhow::{Context, Result, anyhow, bail};
+use mlctl_core::plan::Desired;
+use mlctl_core::{OpContext, ProviderConfig, Stack};
+use mlctl_git::{Commit, Repo};
+use mlctl_spec::{DirFiles, ProviderKind, Spec, Target};
+use std::path::{Path, PathBuf};
+
+/// A loaded project on a target.
+pub struct Session {
+    /// The project directory (canonical).
+    pub project_dir: PathBuf,
+    /// The validated spec.
+    pub spec: Spec,
+    /// The commit the spec was read at.
+    pub commit: Commit,
+    /// Target name.
+    pub target_name: String,
+    /// The target's components.
+    pub stack: Stack,
+    /// Context for component calls.
+    pub ctx: OpContext,
+    /// The async runtime.
+    pub rt: tokio::runtime::Runtime,
+}
+
+/// The tokio runtime every command uses.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+}
+
+/// Loads the spec (at `rev`, or from the work tree with `--allow-dirty`) and opens the target.
+pub fn open(project: &Path, target: &TargetArgs, rev: &RevArgs) -> Result<Session> {
+    let repo = Repo::discover(project).map_err(|e| anyhow!("{e}"))?;
+    let project_dir = repo.project_dir().to_path_buf();
+    let (commit, loaded, dirty) = if rev.allow_dirty {
+        let dirty = !repo.dirty_files().map_err(|e| anyhow!("{e}"))?.is_empty();
+        let commit = repo.head_commit().map_err(|e| anyhow!("{e}"))?;
+        (commit, mlctl_spec::load(&DirFiles::new(&project_dir)), dirty)
+    } else {
+        if rev.rev == "HEAD" {
+            repo.ensure_clean(false).map_err(|e| anyhow!("{e}"))?;
+        }
+        let (commit, loaded) = repo.load_at(&rev.rev).map_err(|e| anyhow!("{e}"))?;
+        (commit, loaded, false)
+    };
+    print_diagnostics(&loaded.diagnostics);
+    let Some(spec) = loaded.spec else {
+        let n = loaded.errors().count();
+        eprintln!("error: the spec at {} has {n} error{}; nothing was changed", commit.short_sha, if n == 1 { "" } else { "s" });
+        return Err(Exit(1).into());
+    };
+    let (target_name, target_cfg) = spec.project.target(target.target.as_deref()).map_err(|e| anyhow!(e))?;
+    let target_name = target_name.to_string();
+    let target_cfg = target_cfg.clone();
+    let rt = runtime()?;
+    let stack = build_stack(&spec, &project_dir, &target_name, &target_cfg, &rt)?;
+    let ctx = OpContext {
+        project: spec.project.name.clone(),
+        project_dir: project_dir.clone(),
+        target: target_name.clone(),
+        commit: commit.sha.clone(),
+    };
+    let _ = dirty;
+    Ok(Session { project_dir, spec, commit, target_name, stack, ctx, rt })
+}
+
+/// Opens a target without a git revision (registry/run commands read only the target).
+pub fn open_target(project: &Path, target: &TargetArgs) -> Result<Session> {
+    open(project, target, &RevArgs { rev: "HEAD".into(), allow_dirty: true })
+}
+
+/// Resolves every `${env:NAME}` of a target's settings.
+fn resolve_target(name: &str, t: &Target) -> Result<Target> {
+    let mut t = t.clone();
+    let fields: [(&str, &mut Option<String>); 10] = [
+        ("root", &mut t.root),
+        ("region", &mut t.region),
+        ("roleArn", &mut t.role_arn),
+        ("bucket", &mut t.bucket),
+        ("endpointUrl", &mut t.endpoint_url),
+        ("subscription", &mut t.subscription),
+        ("resourceGroup", &mut t.resource_group),
+        ("workspace", &mut t.workspace),
+        ("storage", &mut t.storage),
+        ("latency", &mut t.latency),
+    ];
+    for (field, value) in fields {
+        if let Some(v) = value {
+            *v = mlctl_spec::env::resolve(v, |n| std::env::var(n).ok())
+                .map_err(|e| anyhow!("target `{name}`, field `{field}`: {e}"))?;
+        }
+    }
+    Ok(t)
+}
+
+fn provider_kind(t: &Target) -> Option<ProviderKind> {
+    match t.provider.as_str() {
+        "local" => Some(ProviderKind::Local),
+        "mock" => Some(ProviderKind::Mock),
+        "sagemaker" => Some(ProviderKind::Sagemaker),
+        "azureml" => Some(ProviderKind::Azureml),
+        _ => None,
+    }
+}
+
+fn single_stack(cfg: &ProviderConfig, rt: &tokio::runtime::Runtime) -> Result<Stack> {
+    let _ = rt;
+    match provider_kind(&cfg.target) {
+        Some(ProviderKind::Mock) => mlctl_provider_mock::stack(cfg).map_err(|e| anyhow!("cannot open target `{}`: {e}", cfg.target_name)),
+        Some(ProviderKind::Local) => {
+            let exe = std::env::current_exe().context("cannot find the mlctl executable")?;
+            mlctl_provider_local::stack(cfg, exe).map_err(|e| anyhow!("cannot open target `{}`: {e}", cfg.target_name))
+        }
+        Some(ProviderKind::Sagemaker) => bail!(
+            "target `{}` uses the sagemaker provider, which this build of mlctl does not include yet",
+            cfg.target_name
+        ),
+        Some(ProviderKind::Azureml) => bail!(
+            "target `{}` uses the azureml provider, which is not implemented yet; use a local, mock or sagemaker target",
+            cfg.target_name
+        ),
+        None => bail!("target `{}` has an unknown provider `{}`", cfg.target_name, cfg.target.provider),
+    }
+}
+
+/// Builds a target's stack, taking components from other targets where `components:` says so.
+pub fn build_stack(spec: &Spec, project_dir: &Path, name: &str, target: &Target, rt: &tokio::runtime::Runtime) -> Result<Stack> {
+    let cfg = |name: &str, t: &Target| -> Result<ProviderConfig> {
+        Ok(ProviderConfig {
+            project: spec.project.name.clone(),
+            project_dir: project_dir.to_path_buf(),
+            target_name: name.to_string(),
+            target: resolve_target(name, t)?,
+        })
+    };
+    let mut stack = single_stack(&cfg(name, target)?, rt)?;
+    for (component, other) in target.components.iter().flatten() {
+        let (other_name, other_target) = spec.project.target(Some(other)).map_err(|e| anyhow!("target `{name}`, component `{component}`: {e}"))?;
+        if other_target.components.is_some() {
+            bail!("target `{name}` takes its {component} from `{other_name}`, which itself mixes components; point at a plain target");
+        }
+        let from = single_stack(&cfg(other_name, other_target)?, rt)?;
+        match component.as_str() {
+            "dataStore" => stack.data = from.data,
+            "trainer" => stack.trainer = from.trainer,
+            "registry" => stack.registry = from.registry,
+            "deployer" => stack.deployer = from.deployer,
+            "monitorSink" => stack.monitor = from.monitor,
+            other => bail!("target `{name}`: unknown component `{other}`"),
+        }
+        stack.provider = format!("{}+{}", stack.provider, from.provider);
+    }
+    Ok(stack)
+}
+
+impl Session {
+    /// Desired state: fingerprints over the spec and the content of data and code.
+    pub fn desired(&self) -> Result<Desired> {
+        let cache_file = self.project_dir.join(".mlctl").join("cache").join("digests.json");
+        let cache = std::sync::Mutex::new(mlctl_ml::digest::DigestCache::open(cache_file));
+        let dir = self.project_dir.clone();
+        let digest = |rel: &str| -> Result<String, String> {
+            let path = dir.join(rel);
+            let mut cache = cache.lock().map_err(|_| "digest cache poisoned".to_string())?;
+            mlctl_ml::digest::digest_path(&path, Some(&mut cache)).map_err(|e| format!("{}: {e}", path.display()))
+        };
+        let desired = Desired::new(&self.spec, &self.commit.sha, &digest).map_err(|errs| {
+            for e in &errs {
+                eprintln!("error: {e}");
+            }
+            anyhow!("cannot compute fingerprints: {} file(s) could not be read", errs.len())
+        })?;
+        if let Ok(mut c) = cache.lock() {
+            // A cache that cannot be saved only costs time on the next run.
+            let _ = c.save();
+        }
+        Ok(desired)
+    }
+}
