@@ -551,21 +551,20 @@ impl SageMakerDeployer {
             .sum();
         if instances == 0 {
             // Some services (and moto after a weight change) omit the counts: the config has them.
-            if let Some(config) = d.endpoint_config_name() {
-                if let Ok(c) = self
+            if let Some(config) = d.endpoint_config_name()
+                && let Ok(c) = self
                     .aws
                     .sm
                     .describe_endpoint_config()
                     .endpoint_config_name(config)
                     .send()
                     .await
-                {
-                    instances = c
-                        .production_variants()
-                        .iter()
-                        .map(|v| v.initial_instance_count().unwrap_or(0).max(0) as u32)
-                        .sum();
-                }
+            {
+                instances = c
+                    .production_variants()
+                    .iter()
+                    .map(|v| v.initial_instance_count().unwrap_or(0).max(0) as u32)
+                    .sum();
             }
         }
         let status = d.endpoint_status();
@@ -627,12 +626,11 @@ impl Deployer for SageMakerDeployer {
         if req.spec.auth.is_some() {
             tracing::warn!(endpoint = %req.name, "`auth` is not applied on sagemaker: SageMaker endpoints are called with AWS SigV4 credentials (IAM)");
         }
-        if let Some(rb) = req.spec.strategy.as_ref().and_then(|s| s.rollback.as_ref()) {
-            if (rb.max_error_rate.is_some() || rb.max_p99_latency_ms.is_some())
-                && rb.alarms.is_empty()
-            {
-                tracing::warn!(endpoint = %req.name, "SageMaker rolls back on CloudWatch alarms only: name alarms in `strategy.rollback.alarms` to watch maxErrorRate / maxP99LatencyMs");
-            }
+        if let Some(rb) = req.spec.strategy.as_ref().and_then(|s| s.rollback.as_ref())
+            && (rb.max_error_rate.is_some() || rb.max_p99_latency_ms.is_some())
+            && rb.alarms.is_empty()
+        {
+            tracing::warn!(endpoint = %req.name, "SageMaker rolls back on CloudWatch alarms only: name alarms in `strategy.rollback.alarms` to watch maxErrorRate / maxP99LatencyMs");
         }
         let endpoint = names::resource(&ctx.project, &req.name);
         let tags = Self::tags_for(&req.tags, &req.model.model, req.model.version);
@@ -719,10 +717,10 @@ impl Deployer for SageMakerDeployer {
                 } else if matches!(status, Some(SmStatus::InService | SmStatus::OutOfService)) {
                     self.update(&endpoint, &config, req.spec.strategy.as_ref(), &tags)
                         .await?;
-                    if let Some(arn) = d.endpoint_arn() {
-                        if self.aws.settings.features.update_endpoint {
-                            self.tag(arn, &tags).await?;
-                        }
+                    if let Some(arn) = d.endpoint_arn()
+                        && self.aws.settings.features.update_endpoint
+                    {
+                        self.tag(arn, &tags).await?;
                     }
                 } else {
                     return Err(provider_err(
@@ -898,10 +896,10 @@ impl Deployer for SageMakerDeployer {
             let config = self.ensure_config(&endpoint, &plan, &tags).await?;
             if config != live {
                 self.update(&endpoint, &config, None, &tags).await?;
-                if self.aws.settings.features.update_endpoint {
-                    if let Some(arn) = d.endpoint_arn() {
-                        self.tag(arn, &tags).await?;
-                    }
+                if self.aws.settings.features.update_endpoint
+                    && let Some(arn) = d.endpoint_arn()
+                {
+                    self.tag(arn, &tags).await?;
                 }
             }
         }

@@ -975,10 +975,10 @@ pub(crate) fn normalize_metrics(raw: &[(String, f64)]) -> BTreeMap<String, f64> 
             }
         }
     }
-    if !out.contains_key("accuracy") {
-        if let Some(err) = out.get("merror").or_else(|| out.get("error")).copied() {
-            out.insert("accuracy".into(), 1.0 - err);
-        }
+    if !out.contains_key("accuracy")
+        && let Some(err) = out.get("merror").or_else(|| out.get("error")).copied()
+    {
+        out.insert("accuracy".into(), 1.0 - err);
     }
     out
 }
@@ -1437,8 +1437,9 @@ fn convert_for_builtin(
             let held_out = if tables.len() > 1 {
                 i > 0
             } else {
-                u64::from_str_radix(&names::hash(&[seed, &r.to_string()], 8), 16).unwrap_or(0) % 5
-                    == 0
+                u64::from_str_radix(&names::hash(&[seed, &r.to_string()], 8), 16)
+                    .unwrap_or(0)
+                    .is_multiple_of(5)
             };
             let text = line(t, &lab, r)?;
             if held_out {

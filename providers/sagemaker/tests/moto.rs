@@ -314,7 +314,7 @@ async fn large_datasets_upload_in_parts() {
             "{},{},{}\n",
             i,
             i * 7 % 1000,
-            if i % 3 == 0 { "x" } else { "y" }
+            if i.is_multiple_of(3) { "x" } else { "y" }
         ));
         i += 1;
     }
