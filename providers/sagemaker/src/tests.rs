@@ -1095,3 +1095,66 @@ async fn sub_hourly_monitors_are_rejected_before_any_call() {
     assert_eq!(err.kind, ErrorKind::Invalid);
     assert!(err.message.contains("every 10m"), "{err}");
 }
+
+#[tokio::test]
+async fn rollback_to_a_live_variant_moves_the_traffic_with_weights() {
+    let two_variants = |w1: f32, w2: f32| {
+        DescribeEndpointOutput::builder()
+            .endpoint_name("proj-iris")
+            .endpoint_arn("arn:aws:sagemaker:us-east-1:123456789012:endpoint/proj-iris")
+            .endpoint_config_name("proj-iris-cab")
+            .endpoint_status(SmStatus::InService)
+            .production_variants(
+                ProductionVariantSummary::builder()
+                    .variant_name("v1")
+                    .current_weight(w1)
+                    .current_instance_count(1)
+                    .build(),
+            )
+            .production_variants(
+                ProductionVariantSummary::builder()
+                    .variant_name("v2")
+                    .current_weight(w2)
+                    .current_instance_count(1)
+                    .build(),
+            )
+            .build()
+    };
+    let describe = mock!(Sm::describe_endpoint)
+        .sequence()
+        .output(move || two_variants(0.1, 0.9))
+        .output(move || two_variants(1.0, 0.0))
+        .build();
+    let weights = mock!(Sm::update_endpoint_weights_and_capacities)
+        .match_requests(|r| {
+            let w: Vec<_> = r.desired_weights_and_capacities().iter().map(|d| (d.variant_name().unwrap_or_default(), d.desired_weight())).collect();
+            r.endpoint_name() == Some("proj-iris") && w == [("v1", Some(1.0)), ("v2", Some(0.0))]
+        })
+        .then_output(|| aws_sdk_sagemaker::operation::update_endpoint_weights_and_capacities::UpdateEndpointWeightsAndCapacitiesOutput::builder().build());
+    let tags = model_tag();
+    let deployer = SageMakerDeployer::new(aws(&[], &[&describe, &weights, &tags], Features::AWS));
+    let status = deployer
+        .rollback(&ctx(), "iris", &model_version(1))
+        .await
+        .expect("rollback");
+    assert_eq!(
+        weights.num_calls(),
+        1,
+        "one UpdateEndpointWeightsAndCapacities, no redeploy"
+    );
+    assert_eq!(
+        status.variants,
+        vec![
+            Variant {
+                model: "iris".into(),
+                version: 1,
+                weight: 100
+            },
+            Variant {
+                model: "iris".into(),
+                version: 2,
+                weight: 0
+            }
+        ]
+    );
+}

@@ -350,13 +350,7 @@ async fn training_jobs_and_endpoints_are_tagged() {
         .expect("register");
     let req = fx.training_request("tagged", "tagged", data);
     let job = stack.trainer.submit(&fx.ctx, &req).await.expect("submit");
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(REGION))
-        .endpoint_url(&env.url)
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
-        .load()
-        .await;
-    let sm = aws_sdk_sagemaker::Client::new(&sdk);
+    let sm = sagemaker_client(&env.url).await;
     let tags = sm
         .list_tags()
         .resource_arn(&job.provider_id)
@@ -406,5 +400,226 @@ async fn training_jobs_and_endpoints_are_tagged() {
         d.algorithm_specification()
             .and_then(|a| a.training_image())
             .is_some_and(|i| i.ends_with("/linear-learner:1"))
+    );
+}
+
+/// A SageMaker client on moto, to read back what the provider created.
+async fn sagemaker_client(url: &str) -> aws_sdk_sagemaker::Client {
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(REGION))
+        .endpoint_url(url)
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
+        .load()
+        .await;
+    aws_sdk_sagemaker::Client::new(&sdk)
+}
+
+/// `tuning` becomes a HyperParameterTuningJob (≤ 32-character name) with the strategy,
+/// objective and ranges mapped; a re-submit finds it; the result carries the best trial.
+#[tokio::test]
+async fn tuning_runs_as_a_hyperparameter_tuning_job() {
+    let Some(env) = env("tuning").await else {
+        return;
+    };
+    let (stack, fx) = (&env.stack, &env.fx);
+    let data = stack
+        .data
+        .register_dataset(&fx.ctx, &fx.dataset_request("iris", "tuning"))
+        .await
+        .expect("register");
+    let mut req = fx.training_request("iris-train", "tuning", data);
+    req.spec.algorithm = Some(mlctl_spec::Algorithm::GradientBoosting);
+    req.spec.tuning = Some(mlctl_spec::Tuning {
+        strategy: mlctl_spec::TuningStrategy::Bayesian,
+        objective: mlctl_spec::Objective {
+            metric: "accuracy".into(),
+            goal: mlctl_spec::Goal::Maximize,
+        },
+        max_trials: Some(6),
+        parallelism: Some(2),
+        seed: Some(7),
+        search_space: [
+            (
+                "learning_rate".to_string(),
+                mlctl_spec::Param {
+                    ty: None,
+                    min: Some(0.01),
+                    max: Some(0.3),
+                    step: None,
+                    scale: Some(mlctl_spec::Scale::Log),
+                    values: None,
+                },
+            ),
+            (
+                "max_depth".to_string(),
+                mlctl_spec::Param {
+                    ty: Some(mlctl_spec::ParamType::Int),
+                    min: Some(2.0),
+                    max: Some(8.0),
+                    step: None,
+                    scale: None,
+                    values: None,
+                },
+            ),
+        ]
+        .into(),
+    });
+    let job = stack
+        .trainer
+        .submit(&fx.ctx, &req)
+        .await
+        .expect("submit tuning");
+    assert!(
+        job.name.len() <= 32,
+        "tuning job names are at most 32 characters: {}",
+        job.name
+    );
+    assert!(
+        job.provider_id.contains(":hyper-parameter-tuning-job/"),
+        "{}",
+        job.provider_id
+    );
+    assert_eq!(
+        stack
+            .trainer
+            .submit(&fx.ctx, &req)
+            .await
+            .expect("re-submit"),
+        job,
+        "a re-run finds the tuning job"
+    );
+
+    let sm = sagemaker_client(&env.url).await;
+    let d = sm
+        .describe_hyper_parameter_tuning_job()
+        .hyper_parameter_tuning_job_name(&job.name)
+        .send()
+        .await
+        .expect("describe");
+    let config = d.hyper_parameter_tuning_job_config().expect("config");
+    assert_eq!(config.strategy().map(|s| s.as_str()), Some("Bayesian"));
+    let objective = config
+        .hyper_parameter_tuning_job_objective()
+        .expect("objective");
+    // XGBoost reports `merror` for multi-class data: maximising accuracy is minimising it.
+    assert_eq!(
+        (
+            objective.metric_name(),
+            objective.r#type().map(|t| t.as_str())
+        ),
+        (Some("validation:merror"), Some("Minimize"))
+    );
+    let ranges = config.parameter_ranges().expect("ranges");
+    assert_eq!(ranges.continuous_parameter_ranges()[0].name(), Some("eta"));
+    assert_eq!(
+        ranges.integer_parameter_ranges()[0].name(),
+        Some("max_depth")
+    );
+    assert_eq!(
+        config
+            .resource_limits()
+            .and_then(|l| l.max_number_of_training_jobs()),
+        Some(6)
+    );
+    let statics = d
+        .training_job_definition()
+        .and_then(|t| t.static_hyper_parameters())
+        .expect("static hyperparameters");
+    assert_eq!(
+        statics.get("objective").map(String::as_str),
+        Some("multi:softprob")
+    );
+    assert!(
+        !statics.contains_key("eta"),
+        "searched hyperparameters are not static"
+    );
+
+    match stack.trainer.poll(&fx.ctx, &job).await.expect("poll") {
+        JobState::Completed(r) => assert_eq!(
+            r.trials.len(),
+            1,
+            "moto lists no trials: the best one is reported"
+        ),
+        other => panic!("moto completes tuning jobs at once, got {other:?}"),
+    }
+}
+
+/// Script mode: the code directory is packed reproducibly into the bucket and the job runs it
+/// in the framework container through SageMaker's `sagemaker_program` contract.
+#[tokio::test]
+async fn script_mode_uploads_the_code_and_runs_the_command() {
+    let Some(env) = env("script").await else {
+        return;
+    };
+    let (stack, fx) = (&env.stack, &env.fx);
+    fx.write(
+        "src/train.py",
+        "import json, os\nprint(json.loads(os.environ['SM_HPS']))\n",
+    )
+    .expect("write");
+    let data = stack
+        .data
+        .register_dataset(&fx.ctx, &fx.dataset_request("iris", "script"))
+        .await
+        .expect("register");
+    let mut req = fx.training_request("script", "script", data);
+    req.spec.algorithm = None;
+    req.spec.command = Some("python train.py".into());
+    req.spec.code = Some("src".into());
+    req.spec.metrics = vec![mlctl_spec::MetricDefinition {
+        name: "accuracy".into(),
+        regex: "accuracy=([0-9.]+)".into(),
+    }];
+    let job = stack.trainer.submit(&fx.ctx, &req).await.expect("submit");
+
+    let sm = sagemaker_client(&env.url).await;
+    let d = sm
+        .describe_training_job()
+        .training_job_name(&job.name)
+        .send()
+        .await
+        .expect("describe");
+    let hps = d.hyper_parameters().expect("hyperparameters");
+    assert_eq!(
+        hps.get("sagemaker_program").map(String::as_str),
+        Some("\"mlctl_entry.sh\"")
+    );
+    assert_eq!(hps.get("C").map(String::as_str), Some("1.0"));
+    let code = hps
+        .get("sagemaker_submit_directory")
+        .expect("code location");
+    let code: String = serde_json::from_str(code).expect("JSON-encoded");
+    let digest = code.rsplit('/').next().expect("digest").to_string();
+    let packed = stack
+        .data
+        .get_blob(&digest)
+        .await
+        .expect("the packed code is in the bucket");
+    let mut names = Vec::new();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&packed[..]));
+    for e in archive.entries().expect("tar") {
+        names.push(
+            e.expect("entry")
+                .path()
+                .expect("path")
+                .to_string_lossy()
+                .into_owned(),
+        );
+    }
+    assert_eq!(names, ["train.py", "mlctl_entry.sh"]);
+    assert!(
+        d.algorithm_specification()
+            .and_then(|a| a.training_image())
+            .is_some_and(|i| i.contains("sagemaker-scikit-learn")),
+        "the default framework image"
+    );
+    let channel = d.input_data_config()[0]
+        .data_source()
+        .and_then(|s| s.s3_data_source())
+        .and_then(|s| s.s3_uri())
+        .expect("train channel");
+    assert!(
+        channel.contains("/datasets/iris/"),
+        "scripts read the dataset under a readable name: {channel}"
     );
 }
