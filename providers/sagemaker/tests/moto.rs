@@ -623,3 +623,150 @@ async fn script_mode_uploads_the_code_and_runs_the_command() {
         "scripts read the dataset under a readable name: {channel}"
     );
 }
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read example") {
+        let entry = entry.expect("entry");
+        let dest = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), &dest).expect("copy");
+        }
+    }
+}
+
+/// `examples/iris` on a sagemaker target: plan, apply, a re-plan with nothing to do (read back
+/// from S3 and SageMaker alone), then destroy.
+#[tokio::test]
+async fn examples_iris_applies_replans_clean_and_destroys() {
+    use mlctl_core::apply::{self, ApplyOptions, Silent};
+    use mlctl_core::plan::{self, Desired, PlanOptions};
+    let Some(env) = env("iris").await else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/iris"),
+        dir.path(),
+    );
+    let loaded = mlctl_spec::load(&mlctl_spec::DirFiles::new(dir.path()));
+    let errors: Vec<String> = loaded.errors().map(|d| d.message.clone()).collect();
+    let spec = loaded
+        .spec
+        .unwrap_or_else(|| panic!("examples/iris must validate: {errors:?}"));
+    let commit = Fixture::commit(1);
+    let desired = Desired::new(&spec, &commit, &|rel: &str| {
+        conformance::digest_path(&dir.path().join(rel))
+    })
+    .expect("fingerprints");
+    let cfg = mlctl_core::ProviderConfig {
+        project: spec.project.name.clone(),
+        project_dir: dir.path().to_path_buf(),
+        target_name: "staging".into(),
+        target: target(&env.url, "mlctl-iris"),
+    };
+    let options = Options {
+        credentials: Some(Credentials::new("testing", "testing", None, None, "moto")),
+        settings: Some(settings()),
+    };
+    let mut stack = stack_with(&cfg, options).await.expect("stack");
+    stack.trainer = Arc::new(MotoTrainer(stack.trainer.clone()));
+    let ctx = OpContext {
+        project: cfg.project.clone(),
+        project_dir: cfg.project_dir.clone(),
+        target: "staging".into(),
+        commit: commit.clone(),
+    };
+    let opts = ApplyOptions {
+        retry_base: Duration::from_millis(10),
+        timeout: Duration::from_secs(120),
+        ..ApplyOptions::default()
+    };
+
+    let observed = apply::observe(&stack, &ctx, &opts).await.expect("observe");
+    let p = plan::plan(&desired, &observed, "staging", PlanOptions::default());
+    assert_eq!(p.actions().count(), 5, "everything is created");
+    let report = apply::apply(
+        &stack,
+        &ctx,
+        &desired,
+        &p,
+        &observed,
+        &opts,
+        Arc::new(Silent),
+    )
+    .await;
+    assert!(!report.failed(), "apply: {:?}", report.results);
+
+    // A fresh stack (a new CI runner) sees no changes.
+    let fresh = {
+        let options = Options {
+            credentials: Some(Credentials::new("testing", "testing", None, None, "moto")),
+            settings: Some(settings()),
+        };
+        let mut s = stack_with(&cfg, options).await.expect("stack");
+        s.trainer = Arc::new(MotoTrainer(s.trainer.clone()));
+        s
+    };
+    let observed = apply::observe(&fresh, &ctx, &opts).await.expect("observe");
+    assert!(
+        observed.iter().all(|o| o.drift.is_empty()),
+        "no drift right after apply: {observed:?}"
+    );
+    let p = plan::plan(&desired, &observed, "staging", PlanOptions::default());
+    let pending: Vec<String> = p
+        .actions()
+        .map(|c| format!("{} {:?} {:?}", c.id, c.action, c.reasons))
+        .collect();
+    assert!(pending.is_empty(), "re-plan must be empty, got {pending:?}");
+    let live = fresh
+        .deployer
+        .status(&ctx, "iris")
+        .await
+        .expect("status")
+        .expect("the endpoint exists");
+    assert_eq!(live.variants.len(), 1);
+    assert_eq!(live.health, mlctl_core::Health::Healthy);
+
+    let empty = Desired {
+        project: ctx.project.clone(),
+        commit: Fixture::commit(2),
+        resources: Vec::new(),
+    };
+    let p = plan::plan(
+        &empty,
+        &observed,
+        "staging",
+        PlanOptions {
+            prune: false,
+            destroy: true,
+        },
+    );
+    let report = apply::apply(&fresh, &ctx, &empty, &p, &observed, &opts, Arc::new(Silent)).await;
+    assert!(!report.failed(), "destroy: {:?}", report.results);
+    assert!(
+        apply::observe(&fresh, &ctx, &opts)
+            .await
+            .expect("observe")
+            .is_empty(),
+        "destroy leaves nothing recorded"
+    );
+    assert!(
+        fresh
+            .deployer
+            .status(&ctx, "iris")
+            .await
+            .expect("status")
+            .is_none(),
+        "the endpoint is gone"
+    );
+    assert!(
+        fresh
+            .registry
+            .versions(&ctx, "iris")
+            .await
+            .expect("versions")
+            .is_empty(),
+        "the model is gone"
+    );
+}
