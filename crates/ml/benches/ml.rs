@@ -171,8 +171,21 @@ fn fit(algorithm: &str, train_csv: &Path, test_csv: &Path, n_estimators: usize) 
     .expect("train");
     let fit_s = t1.elapsed().as_secs_f64();
     let metrics = evaluate(&model, &test_t).expect("evaluate");
+    // Save and load: what a serving process pays at start.
+    let dir = std::env::temp_dir().join(format!("mlctl-bench-model-{}", std::process::id()));
+    model.save(&dir).expect("save");
+    let bytes: u64 = std::fs::read_dir(&dir)
+        .expect("list model")
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    let t2 = Instant::now();
+    let loaded = mlctl_ml::PortableModel::load(&dir).expect("load");
+    let load_s = t2.elapsed().as_secs_f64();
+    assert_eq!(loaded.manifest(), model.manifest());
+    let _ = std::fs::remove_dir_all(&dir);
     println!(
-        "{{\"algorithm\": \"{algorithm}\", \"fit_seconds\": {fit_s:.3}, \"read_seconds\": {read_s:.3}, \"accuracy\": {:.4}}}",
+        "{{\"algorithm\": \"{algorithm}\", \"fit_seconds\": {fit_s:.3}, \"read_seconds\": {read_s:.3}, \"accuracy\": {:.4}, \"model_bytes\": {bytes}, \"load_seconds\": {load_s:.3}}}",
         metrics["accuracy"]
     );
 }

@@ -920,6 +920,48 @@ mod tests {
     }
 
     #[test]
+    fn parquet_written_by_pandas_is_read() {
+        // pandas 3 + pyarrow, snappy: doubles, nullable ints, bools, strings, a categorical
+        // (dictionary) column, int32, and the index column pandas adds.
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/pandas.parquet");
+        let t = read_parquet(&p).unwrap();
+        assert_eq!(t.names(), ["x", "n", "b", "s", "cat", "i32"]);
+        let x = t.column("x").unwrap().to_f64().unwrap();
+        assert_eq!((x[0], x[2], x[3]), (1.5, 3.25, 4.0));
+        assert!(x[1].is_nan());
+        assert_eq!(
+            t.column("n").unwrap(),
+            &ColumnData::Int(vec![Some(1), None, Some(3), Some(4)])
+        );
+        assert_eq!(
+            t.column("b").unwrap(),
+            &ColumnData::Bool(vec![Some(true), Some(false), None, Some(true)])
+        );
+        assert_eq!(
+            t.column("s").unwrap(),
+            &ColumnData::Str(vec![
+                Some("a".into()),
+                None,
+                Some("c".into()),
+                Some("a".into())
+            ])
+        );
+        assert_eq!(
+            t.column("cat").unwrap(),
+            &ColumnData::Str(vec![
+                Some("red".into()),
+                Some("blue".into()),
+                Some("red".into()),
+                None
+            ])
+        );
+        assert_eq!(
+            t.column("i32").unwrap(),
+            &ColumnData::Int(vec![Some(1), Some(2), Some(3), Some(4)])
+        );
+    }
+
+    #[test]
     fn take_and_without() {
         let t = Table::from_columns([
             ("a", ColumnData::Int(vec![Some(1), Some(2), Some(3)])),
