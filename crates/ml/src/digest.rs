@@ -6,7 +6,7 @@
 //!   `<file digest>  <relative path>` per regular file below it, sorted by relative path
 //!   (`/`-separated, bytewise). It depends only on the paths and contents, not on timestamps,
 //!   permissions or the order the file system lists entries in. Empty directories do not count.
-//!   Symbolic links are followed.
+//!   Symbolic links are followed; a link to an enclosing directory is an error.
 //! * A [`DigestCache`] remembers `(path, size, mtime_ns, inode) -> digest`, so an unchanged
 //!   file is not read again.
 //!
@@ -250,10 +250,25 @@ fn list_files(root: &Path) -> io::Result<Vec<(String, PathBuf)>> {
             };
             let p = entry.path();
             let mut ft = entry.file_type()?;
-            if ft.is_symlink() {
+            let linked = ft.is_symlink();
+            if linked {
                 ft = fs::metadata(&p).map_err(|e| with_path(e, &p))?.file_type();
             }
             if ft.is_dir() {
+                // A link back to an enclosing directory would loop forever.
+                if linked {
+                    let target = fs::canonicalize(&p).map_err(|e| with_path(e, &p))?;
+                    let here = fs::canonicalize(&dir).map_err(|e| with_path(e, &dir))?;
+                    if here.starts_with(&target) {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            format!(
+                                "{}: symbolic link to an enclosing directory (a cycle)",
+                                p.display()
+                            ),
+                        ));
+                    }
+                }
                 stack.push((child_rel, p));
             } else if ft.is_file() {
                 out.push((child_rel, p));
@@ -382,6 +397,22 @@ mod tests {
         assert_eq!(digest_path(dir.path(), Some(&mut cache)).unwrap(), plain);
         assert_eq!(cache.len(), 20);
         assert_eq!(digest_path(dir.path(), Some(&mut cache)).unwrap(), plain);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlink_cycles_are_errors_and_links_are_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("a")).unwrap();
+        fs::write(dir.path().join("a/f"), "x").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("a/f"), dir.path().join("g")).unwrap();
+        let with_link = digest_path(dir.path(), None).unwrap();
+        fs::remove_file(dir.path().join("g")).unwrap();
+        fs::write(dir.path().join("g"), "x").unwrap();
+        assert_eq!(with_link, digest_path(dir.path(), None).unwrap());
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("a/loop")).unwrap();
+        let e = digest_path(dir.path(), None).unwrap_err().to_string();
+        assert!(e.contains("cycle"), "{e}");
     }
 
     #[test]

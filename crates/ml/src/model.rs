@@ -554,6 +554,7 @@ impl PortableModel {
         &self,
         features: &[f64],
         n_rows: usize,
+        check: bool,
         mut each: impl FnMut(&[f64]),
     ) -> Result<(), InputError> {
         let w_in = self.pre.features.len();
@@ -573,8 +574,10 @@ impl PortableModel {
             let (enc, out) = buf.split_at_mut(w_enc);
             for r in 0..n_rows {
                 let raw = &features[r * w_in..(r + 1) * w_in];
-                for (j, &x) in raw.iter().enumerate() {
-                    self.check_raw(r, j, x)?;
+                if check {
+                    for (j, &x) in raw.iter().enumerate() {
+                        self.check_raw(r, j, x)?;
+                    }
                 }
                 self.pre.encode_raw_row(raw, enc);
                 self.estimator.predict_row(enc, out);
@@ -602,7 +605,7 @@ impl PortableModel {
         n_rows: usize,
     ) -> Result<Vec<Prediction>, InputError> {
         let mut preds = Vec::with_capacity(n_rows);
-        self.run_f64(features, n_rows, |out| {
+        self.run_f64(features, n_rows, true, |out| {
             preds.push(self.make_prediction(out))
         })?;
         Ok(preds)
@@ -636,7 +639,7 @@ impl PortableModel {
     ) -> Result<Vec<f64>, InputError> {
         self.require_classifier()?;
         let mut probs = Vec::with_capacity(n_rows * self.n_out);
-        self.run_f64(features, n_rows, |out| probs.extend_from_slice(out))?;
+        self.run_f64(features, n_rows, true, |out| probs.extend_from_slice(out))?;
         Ok(probs)
     }
 
@@ -652,17 +655,12 @@ impl PortableModel {
         let n = table.n_rows();
         let mut preds = Vec::with_capacity(n);
         let mut scores = Vec::with_capacity(n * self.n_out);
-        self.run_f64(&raw, n, |out| {
+        // `raw_matrix` has checked every value: nothing left to fail.
+        let checked = self.run_f64(&raw, n, false, |out| {
             preds.push(self.make_prediction(out));
             scores.extend_from_slice(out);
-        })
-        .map_err(|e| match e.problem {
-            InputProblem::Missing => EncodeError::Missing {
-                column: e.column.unwrap_or_default(),
-                row: e.row,
-            },
-            _ => EncodeError::MissingColumn(e.to_string()),
-        })?;
+        });
+        debug_assert!(checked.is_ok());
         Ok((preds, scores))
     }
 
