@@ -176,6 +176,10 @@ pub enum InputProblem {
     Missing,
     /// Probabilities asked of a model that is not a classifier.
     NotAClassifier,
+    /// A record (JSON object) without an input column.
+    MissingColumn,
+    /// A record that is not a JSON object.
+    NotARecord,
 }
 
 impl fmt::Display for InputError {
@@ -212,6 +216,8 @@ impl fmt::Display for InputError {
             InputProblem::NotAClassifier => {
                 f.write_str("probabilities are only available from classifiers")
             }
+            InputProblem::MissingColumn => f.write_str("the record has no value for this column"),
+            InputProblem::NotARecord => f.write_str("expected an object of column: value pairs"),
         }
     }
 }
@@ -596,6 +602,36 @@ impl PortableModel {
         let mut preds = Vec::with_capacity(rows.len());
         self.run_rows(rows, |out| preds.push(self.make_prediction(out)))?;
         Ok(preds)
+    }
+
+    /// Predicts records (JSON objects keyed by column name, as in `dataframe_records`); keys
+    /// that are not inputs are ignored, a missing input is an error.
+    pub fn predict_records(&self, records: &[Value]) -> Result<Vec<Prediction>, InputError> {
+        let mut rows: Vec<Vec<Value>> = Vec::with_capacity(records.len());
+        for (r, rec) in records.iter().enumerate() {
+            let Value::Object(map) = rec else {
+                return Err(InputError {
+                    row: r,
+                    column: None,
+                    problem: InputProblem::NotARecord,
+                });
+            };
+            let mut row = Vec::with_capacity(self.input_names.len());
+            for name in &self.input_names {
+                match map.get(name) {
+                    Some(v) => row.push(v.clone()),
+                    None => {
+                        return Err(InputError {
+                            row: r,
+                            column: Some(name.clone()),
+                            problem: InputProblem::MissingColumn,
+                        });
+                    }
+                }
+            }
+            rows.push(row);
+        }
+        self.predict_rows(&rows)
     }
 
     /// Predicts raw rows: `features` is row-major, `n_rows` x inputs (see the module docs).
