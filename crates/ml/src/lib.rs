@@ -7,7 +7,8 @@
 //! (the drift baseline), [`split::split`] it. The training path: [`train`] a built-in
 //! algorithm into a [`model::PortableModel`], [`metrics::evaluate`] it on the held-out part,
 //! [`model::PortableModel::save`] it for serving. [`tune`] generates and runs hyperparameter
-//! trials; [`drift::drift`] compares live data with a baseline profile.
+//! trials for anything (script mode too); [`tune_builtin`] runs them for a built-in.
+//! [`drift::drift`] compares live data with a baseline profile.
 //!
 //! Architecture invariant: this crate knows nothing about targets, providers or HTTP; it
 //! reads and writes only the paths it is given.
@@ -30,4 +31,7 @@ pub mod validate;
 pub use algo::Task;
 pub use model::{InputError, PortableModel, Prediction};
 pub use table::{ColumnData, Table};
-pub use train::{TrainError, TrainRequest, hyperparameter_names, train};
+pub use train::{
+    TrainError, TrainRequest, TuneRequest, hyperparameter_names, merge_hyperparameters, train,
+    tune as tune_builtin,
+};

@@ -6,8 +6,10 @@ use crate::algo::{
 };
 use crate::model::{FORMAT, FORMAT_VERSION, Manifest, Output, PortableModel, WEIGHTS_FILE};
 use crate::preprocess::{EncodeError, Preprocessor, encode_classes};
+use crate::rng::Rng;
 use crate::table::{ColumnData, Table, TableError};
-use mlctl_spec::Algorithm;
+use crate::tune::{self, Candidate, TuneError, TuningOutcome};
+use mlctl_spec::{Algorithm, Tuning};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -58,6 +60,102 @@ pub enum TrainError {
     /// The features could not be encoded.
     #[error(transparent)]
     Encode(#[from] EncodeError),
+    /// The tuning search space is invalid.
+    #[error(transparent)]
+    Tuning(#[from] TuneError),
+    /// No trial reported the tuning objective's metric.
+    #[error("no trial reported the objective metric `{metric}` (metrics: {})", available.join(", "))]
+    Objective {
+        /// The objective's metric.
+        metric: String,
+        /// The metrics trials did report.
+        available: Vec<String>,
+    },
+    /// Every tuning trial failed; the first failure.
+    #[error("every tuning trial failed; the first: {0}")]
+    AllTrialsFailed(String),
+}
+
+/// A tuning run of a built-in algorithm.
+#[derive(Debug, Clone, Copy)]
+pub struct TuneRequest<'a> {
+    /// The built-in algorithm.
+    pub algorithm: Algorithm,
+    /// Fixed hyperparameters; each candidate's values are merged over them.
+    pub hyperparameters: &'a BTreeMap<String, Value>,
+    /// Search space, strategy, objective, trials, parallelism, seed.
+    pub tuning: &'a Tuning,
+    /// Rows to fit each trial on.
+    pub train: &'a Table,
+    /// Rows each trial is scored on (the validation split; the test split if there is none).
+    pub validation: &'a Table,
+    /// The label column.
+    pub target: Option<&'a str>,
+    /// Seed for training (each trial uses the same).
+    pub seed: u64,
+}
+
+/// The fixed hyperparameters with a candidate's values merged over them.
+pub fn merge_hyperparameters(
+    fixed: &BTreeMap<String, Value>,
+    candidate: &Candidate,
+) -> BTreeMap<String, Value> {
+    let mut hp = fixed.clone();
+    hp.extend(candidate.params.iter().map(|(k, v)| (k.clone(), v.clone())));
+    hp
+}
+
+/// Tunes a built-in: trains every candidate on `train` (successive-halving rungs with a budget
+/// below 1 train on that share of the rows, a seeded sample), scores it with
+/// [`crate::metrics::evaluate`] on `validation`, and returns every trial and the best.
+/// Train the final model with [`merge_hyperparameters`] of the best trial.
+pub fn tune(req: TuneRequest<'_>) -> Result<TuningOutcome, TrainError> {
+    // Check names once, up front, rather than failing every trial the same way.
+    let valid = names(req.algorithm);
+    for name in req.tuning.search_space.keys() {
+        if !valid.contains(&name.as_str()) {
+            let mut all = req.hyperparameters.clone();
+            all.insert(name.clone(), Value::Null);
+            Params::new(req.algorithm.as_str(), &all, valid)?;
+        }
+    }
+    let n = req.train.n_rows();
+    let mut order: Vec<usize> = (0..n).collect();
+    Rng::new(req.seed).shuffle(&mut order);
+    let outcome = tune::run(req.tuning, |c: &Candidate| {
+        let hp = merge_hyperparameters(req.hyperparameters, c);
+        let subset;
+        let rows = if c.budget < 1.0 {
+            let m = ((n as f64 * c.budget).ceil() as usize).clamp(1, n);
+            let mut idx = order[..m].to_vec();
+            idx.sort_unstable();
+            subset = req.train.take(&idx);
+            &subset
+        } else {
+            req.train
+        };
+        let model = train(TrainRequest {
+            algorithm: req.algorithm,
+            hyperparameters: &hp,
+            train: rows,
+            target: req.target,
+            seed: req.seed,
+        })
+        .map_err(|e| e.to_string())?;
+        crate::metrics::evaluate(&model, req.validation).map_err(|e| e.to_string())
+    })?;
+    if outcome.best.is_none() {
+        if let Some(ok) = outcome.trials.iter().find_map(|t| t.metrics.as_ref()) {
+            return Err(TrainError::Objective {
+                metric: req.tuning.objective.metric.clone(),
+                available: ok.keys().cloned().collect(),
+            });
+        }
+        if let Some(e) = outcome.trials.iter().find_map(|t| t.error.clone()) {
+            return Err(TrainError::AllTrialsFailed(e));
+        }
+    }
+    Ok(outcome)
 }
 
 fn names(algorithm: Algorithm) -> &'static [&'static str] {
@@ -503,6 +601,72 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("single class (setosa)"), "{e}");
+    }
+
+    #[test]
+    fn tuning_a_builtin_picks_the_best_trial() {
+        let (tr, te) = iris_split();
+        let tuning: Tuning = serde_json::from_value(json!({
+            "strategy": "grid",
+            "objective": {"metric": "accuracy", "goal": "maximize"},
+            "parallelism": 2,
+            "searchSpace": {"max_depth": {"values": [1, 3]}}
+        }))
+        .unwrap();
+        let fixed = BTreeMap::new();
+        let req = TuneRequest {
+            algorithm: Algorithm::DecisionTree,
+            hyperparameters: &fixed,
+            tuning: &tuning,
+            train: &tr,
+            validation: &te,
+            target: Some("species"),
+            seed: 1,
+        };
+        let out = tune(req).unwrap();
+        assert_eq!(out.trials.len(), 2);
+        let best = out.best_trial().unwrap();
+        assert_eq!(best.candidate.params["max_depth"], json!(3));
+        assert!(best.metrics.as_ref().unwrap()["accuracy"] > 0.9);
+
+        let mut halving = tuning.clone();
+        halving.strategy = mlctl_spec::TuningStrategy::Halving;
+        halving.max_trials = Some(3);
+        halving.search_space =
+            serde_json::from_value(json!({"max_depth": {"type": "int", "min": 1, "max": 4}}))
+                .unwrap();
+        let out = tune(TuneRequest {
+            tuning: &halving,
+            ..req
+        })
+        .unwrap();
+        assert_eq!(out.trials.len(), 4);
+        assert_eq!(out.best_trial().unwrap().candidate.budget, 1.0);
+
+        let mut wrong = tuning.clone();
+        wrong.objective.metric = "rmse".into();
+        let e = tune(TuneRequest {
+            tuning: &wrong,
+            ..req
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("no trial reported the objective metric `rmse` (metrics: accuracy"),
+            "{e}"
+        );
+        let mut bad = tuning.clone();
+        bad.search_space = serde_json::from_value(json!({"depth": {"values": [1]}})).unwrap();
+        let e = tune(TuneRequest {
+            tuning: &bad,
+            ..req
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("unknown hyperparameter `depth` for decision_tree"),
+            "{e}"
+        );
     }
 
     #[test]
