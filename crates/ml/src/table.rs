@@ -458,6 +458,28 @@ pub fn read_csv_with(path: impl AsRef<Path>, options: &CsvOptions) -> Result<Tab
         path: path.to_path_buf(),
         source,
     })?;
+    csv_from_reader(file, path, options)
+}
+
+/// The name errors give to in-memory data.
+const IN_MEMORY: &str = "<in-memory data>";
+
+/// Reads a table from bytes in memory (e.g. an object fetched from a store). Errors name
+/// `<in-memory data>` as the file.
+pub fn read_bytes(bytes: &[u8], format: DataFormat) -> Result<Table, TableError> {
+    match format {
+        DataFormat::Csv => csv_from_reader(bytes, Path::new(IN_MEMORY), &CsvOptions::default()),
+        DataFormat::Parquet => {
+            parquet_from(bytes::Bytes::copy_from_slice(bytes), Path::new(IN_MEMORY))
+        }
+    }
+}
+
+fn csv_from_reader(
+    file: impl io::Read,
+    path: &Path,
+    options: &CsvOptions,
+) -> Result<Table, TableError> {
     let csv_err = |e: csv::Error| {
         let line = e.position().map_or(0, |p| p.line());
         let message = match e.kind() {
@@ -613,18 +635,25 @@ fn fast_parse_f64(s: &str) -> f64 {
 /// [`ColumnData::Int`], floats and doubles [`ColumnData::Float`], booleans
 /// [`ColumnData::Bool`], byte arrays [`ColumnData::Str`]. Nested columns are refused.
 pub fn read_parquet(path: impl AsRef<Path>) -> Result<Table, TableError> {
-    use parquet::column::reader::ColumnReader;
-    use parquet::file::reader::{FileReader, SerializedFileReader};
-
     let path = path.as_ref();
-    let perr = |e: parquet::errors::ParquetError| TableError::Parquet {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    };
     let file = File::open(path).map_err(|source| TableError::Io {
         path: path.to_path_buf(),
         source,
     })?;
+    parquet_from(file, path)
+}
+
+fn parquet_from<R: parquet::file::reader::ChunkReader + 'static>(
+    file: R,
+    path: &Path,
+) -> Result<Table, TableError> {
+    use parquet::column::reader::ColumnReader;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    let perr = |e: parquet::errors::ParquetError| TableError::Parquet {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
     let reader = SerializedFileReader::new(file).map_err(perr)?;
     let meta = reader.metadata();
     let schema = meta.file_metadata().schema_descr_ptr();
@@ -959,6 +988,21 @@ mod tests {
             t.column("i32").unwrap(),
             &ColumnData::Int(vec![Some(1), Some(2), Some(3), Some(4)])
         );
+    }
+
+    #[test]
+    fn tables_are_read_from_memory() {
+        let t = read_bytes(b"a,b\n1,x\n", DataFormat::Csv).unwrap();
+        assert_eq!(t.names(), ["a", "b"]);
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/pandas.parquet");
+        let bytes = std::fs::read(&p).unwrap();
+        // Debug output, because NaN != NaN.
+        assert_eq!(
+            format!("{:?}", read_bytes(&bytes, DataFormat::Parquet).unwrap()),
+            format!("{:?}", read_parquet(&p).unwrap())
+        );
+        let e = read_bytes(b"not parquet", DataFormat::Parquet).unwrap_err();
+        assert!(e.to_string().starts_with("<in-memory data>: "), "{e}");
     }
 
     #[test]
