@@ -631,7 +631,7 @@ fn fast_parse_f64(s: &str) -> f64 {
     s.parse::<f64>().unwrap_or(f64::NAN)
 }
 
-/// Reads a Parquet file (flat schema; snappy or uncompressed). Integers of 32 or 64 bits become
+/// Reads a Parquet file (flat schema; uncompressed, snappy, zstd, gzip or lz4). Integers of 32 or 64 bits become
 /// [`ColumnData::Int`], floats and doubles [`ColumnData::Float`], booleans
 /// [`ColumnData::Bool`], byte arrays [`ColumnData::Str`]. Nested columns are refused.
 pub fn read_parquet(path: impl AsRef<Path>) -> Result<Table, TableError> {
@@ -886,6 +886,43 @@ mod tests {
             t.column("zip").unwrap().string_at(0).as_deref(),
             Some("01234")
         );
+    }
+
+    #[test]
+    fn parquet_codecs() {
+        use parquet::basic::{Compression, GzipLevel, ZstdLevel};
+        use parquet::data_type::DoubleType;
+        use parquet::file::properties::WriterProperties;
+        use parquet::file::writer::SerializedFileWriter;
+        use std::sync::Arc;
+
+        let dir = tempfile::tempdir().unwrap();
+        for codec in [
+            Compression::ZSTD(ZstdLevel::default()),
+            Compression::GZIP(GzipLevel::default()),
+            Compression::LZ4_RAW,
+            Compression::UNCOMPRESSED,
+        ] {
+            let p = dir.path().join("c.parquet");
+            let schema = Arc::new(
+                parquet::schema::parser::parse_message_type("message t { required double x; }")
+                    .unwrap(),
+            );
+            let props = Arc::new(WriterProperties::builder().set_compression(codec).build());
+            let mut w =
+                SerializedFileWriter::new(File::create(&p).unwrap(), schema, props).unwrap();
+            let mut rg = w.next_row_group().unwrap();
+            let mut c = rg.next_column().unwrap().unwrap();
+            let xs: Vec<f64> = (0..1000).map(f64::from).collect();
+            c.typed::<DoubleType>()
+                .write_batch(&xs, None, None)
+                .unwrap();
+            c.close().unwrap();
+            rg.close().unwrap();
+            w.close().unwrap();
+            let t = read_parquet(&p).unwrap();
+            assert_eq!(t.column("x").unwrap(), &ColumnData::Float(xs), "{codec:?}");
+        }
     }
 
     #[test]
