@@ -8,7 +8,10 @@
 //!
 //! # Contract (every component)
 //! - Calls are idempotent by name or fingerprint: asking twice for the same thing returns the
-//!   existing thing rather than creating a second one.
+//!   existing thing rather than creating a second one. Submitting the name of a failed or
+//!   cancelled job starts a new attempt under that name (so a re-run converges).
+//! - Deletes succeed when there is nothing to delete (`delete_dataset`, `delete_model`,
+//!   `Deployer::delete`, `MonitorSink::remove`, unlocking a free lock).
 //! - Everything created carries the [`Tags`] it was given.
 //! - Errors are [`ProviderError`]s that say whether a retry can help.
 
@@ -130,7 +133,11 @@ pub trait DataStore: Send + Sync {
     /// Whether a blob exists.
     async fn has_blob(&self, digest: &str) -> Result<bool>;
     /// Reads, checks and stores a dataset version (idempotent by fingerprint).
-    async fn register_dataset(&self, ctx: &OpContext, req: &DatasetRequest) -> Result<DatasetVersion>;
+    async fn register_dataset(
+        &self,
+        ctx: &OpContext,
+        req: &DatasetRequest,
+    ) -> Result<DatasetVersion>;
     /// Removes a dataset's registration (blobs may be kept for other versions).
     async fn delete_dataset(&self, ctx: &OpContext, name: &str) -> Result<()>;
 }
@@ -240,12 +247,22 @@ pub trait Trainer: Send + Sync {
     /// TrainingJob name.
     async fn runs(&self, ctx: &OpContext, resource: Option<&str>) -> Result<Vec<RunRecord>> {
         let _ = (ctx, resource);
-        Err(crate::error::ProviderError::new(crate::error::ErrorKind::NotSupported, "trainer", "runs", "this trainer does not track runs"))
+        Err(crate::error::ProviderError::new(
+            crate::error::ErrorKind::NotSupported,
+            "trainer",
+            "runs",
+            "this trainer does not track runs",
+        ))
     }
     /// The log of a job (stdout and stderr interleaved), if kept.
     async fn logs(&self, ctx: &OpContext, job: &str) -> Result<String> {
         let _ = (ctx, job);
-        Err(crate::error::ProviderError::new(crate::error::ErrorKind::NotSupported, "trainer", "logs", "this trainer does not keep logs"))
+        Err(crate::error::ProviderError::new(
+            crate::error::ErrorKind::NotSupported,
+            "trainer",
+            "logs",
+            "this trainer does not keep logs",
+        ))
     }
 }
 
@@ -357,7 +374,13 @@ pub trait Registry: Send + Sync {
     /// Registers a version (idempotent: a version with the same fingerprint is returned as is).
     async fn register(&self, ctx: &OpContext, req: &RegisterRequest) -> Result<ModelVersion>;
     /// Moves a version to a stage; promoting to production archives the previous production version.
-    async fn set_stage(&self, ctx: &OpContext, model: &str, version: u32, stage: Stage) -> Result<ModelVersion>;
+    async fn set_stage(
+        &self,
+        ctx: &OpContext,
+        model: &str,
+        version: u32,
+        stage: Stage,
+    ) -> Result<ModelVersion>;
     /// Marks a version approved (manual approval).
     async fn approve(&self, ctx: &OpContext, model: &str, version: u32) -> Result<ModelVersion>;
     /// Deletes a model and its versions.
@@ -462,7 +485,12 @@ pub trait Deployer: Send + Sync {
     /// The live state of an endpoint (`None` when it does not exist).
     async fn status(&self, ctx: &OpContext, name: &str) -> Result<Option<EndpointStatus>>;
     /// Puts a previous version back (manual rollback).
-    async fn rollback(&self, ctx: &OpContext, name: &str, to: &ModelVersion) -> Result<EndpointStatus>;
+    async fn rollback(
+        &self,
+        ctx: &OpContext,
+        name: &str,
+        to: &ModelVersion,
+    ) -> Result<EndpointStatus>;
     /// Deletes an endpoint.
     async fn delete(&self, ctx: &OpContext, name: &str) -> Result<()>;
 }
@@ -508,9 +536,25 @@ pub trait MonitorSink: Send + Sync {
     /// Creates or updates a monitor.
     async fn configure(&self, ctx: &OpContext, req: &MonitorRequest) -> Result<MonitorStatus>;
     /// Captured records of an endpoint (newest last, at most `limit`).
-    async fn captured(&self, ctx: &OpContext, endpoint: &str, limit: usize) -> Result<Vec<serde_json::Value>>;
-    /// Removes a monitor.
+    async fn captured(
+        &self,
+        ctx: &OpContext,
+        endpoint: &str,
+        limit: usize,
+    ) -> Result<Vec<serde_json::Value>>;
+    /// Removes a monitor (succeeds when there is nothing to remove).
     async fn remove(&self, ctx: &OpContext, name: &str) -> Result<()>;
+    /// The live state of a monitor (`None` when it does not exist). Sinks that cannot read a
+    /// monitor back return `NotSupported`, and the engine then trusts its own record.
+    async fn status(&self, ctx: &OpContext, name: &str) -> Result<Option<MonitorStatus>> {
+        let _ = (ctx, name);
+        Err(crate::error::ProviderError::new(
+            crate::error::ErrorKind::NotSupported,
+            "monitor",
+            "status",
+            "this monitor sink cannot read monitors back",
+        ))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -538,7 +582,9 @@ pub struct Stack {
 
 impl std::fmt::Debug for Stack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Stack").field("provider", &self.provider).finish_non_exhaustive()
+        f.debug_struct("Stack")
+            .field("provider", &self.provider)
+            .finish_non_exhaustive()
     }
 }
 
@@ -567,7 +613,11 @@ impl ProviderConfig {
         match &self.target.root {
             Some(root) => {
                 let p = PathBuf::from(root);
-                if p.is_absolute() { p } else { self.project_dir.join(p) }
+                if p.is_absolute() {
+                    p
+                } else {
+                    self.project_dir.join(p)
+                }
             }
             None => self.project_dir.join(".mlctl").join(&self.target_name),
         }

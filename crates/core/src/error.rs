@@ -46,13 +46,26 @@ pub struct ProviderError {
 
 impl ProviderError {
     /// A new error.
-    pub fn new(kind: ErrorKind, provider: impl Into<String>, operation: impl Into<String>, message: impl Into<String>) -> Self {
-        ProviderError { kind, provider: provider.into(), operation: operation.into(), message: message.into() }
+    pub fn new(
+        kind: ErrorKind,
+        provider: impl Into<String>,
+        operation: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        ProviderError {
+            kind,
+            provider: provider.into(),
+            operation: operation.into(),
+            message: message.into(),
+        }
     }
 
     /// Whether retrying the same call may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self.kind, ErrorKind::Throttled | ErrorKind::Timeout | ErrorKind::Transient)
+        matches!(
+            self.kind,
+            ErrorKind::Throttled | ErrorKind::Timeout | ErrorKind::Transient
+        )
     }
 
     /// An I/O error from a local operation.

@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 const SCHEME: &str = "mlctl-fingerprint-v1";
 
 /// A resource's fingerprint (hex blake3).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Fingerprint(pub String);
 
 impl Fingerprint {
@@ -33,10 +35,10 @@ pub fn content_inputs(r: &Resource) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
     match &r.spec {
         ResourceSpec::Dataset(d) => {
-            if let Some(src) = &d.source {
-                if !src.contains("://") {
-                    out.push(("data", src.clone()));
-                }
+            if let Some(src) = &d.source
+                && !src.contains("://")
+            {
+                out.push(("data", src.clone()));
             }
             if let Some(code) = d.transform.as_ref().and_then(|t| t.code.clone()) {
                 out.push(("code", code));
@@ -61,7 +63,11 @@ pub fn content_inputs(r: &Resource) -> Vec<(&'static str, String)> {
 ///
 /// `inputs` are the fingerprints of the resources this one depends on (by address), `digests`
 /// the content digests of [`content_inputs`] (by path).
-pub fn compute(r: &Resource, inputs: &BTreeMap<String, Fingerprint>, digests: &BTreeMap<String, String>) -> Fingerprint {
+pub fn compute(
+    r: &Resource,
+    inputs: &BTreeMap<String, Fingerprint>,
+    digests: &BTreeMap<String, String>,
+) -> Fingerprint {
     let mut h = blake3::Hasher::new();
     let mut field = |name: &str, value: &str| {
         h.update(&(name.len() as u64).to_le_bytes());
@@ -71,7 +77,10 @@ pub fn compute(r: &Resource, inputs: &BTreeMap<String, Fingerprint>, digests: &B
     };
     field("scheme", SCHEME);
     field("id", &r.id.to_string());
-    field("spec", &serde_json::to_string(&r.canonical()).unwrap_or_default());
+    field(
+        "spec",
+        &serde_json::to_string(&r.canonical()).unwrap_or_default(),
+    );
     for (id, fp) in inputs {
         field(&format!("input:{id}"), &fp.0);
     }
@@ -103,7 +112,10 @@ mod tests {
     #[test]
     fn names_keep_the_fingerprint() {
         let fp = Fingerprint("0123456789abcdef".repeat(4));
-        assert_eq!(deterministic_name("iris", "train", &fp, 63), "iris-train-0123456789ab");
+        assert_eq!(
+            deterministic_name("iris", "train", &fp, 63),
+            "iris-train-0123456789ab"
+        );
         let long = deterministic_name(&"p".repeat(40), &"n".repeat(40), &fp, 63);
         assert_eq!(long.len(), 63);
         assert!(long.ends_with("-0123456789ab"));

@@ -8,7 +8,11 @@ use std::collections::BTreeMap;
 /// Whether larger values of a metric are better (losses and errors are smaller-is-better).
 pub fn higher_is_better(metric: &str) -> bool {
     let m = metric.to_ascii_lowercase();
-    !["loss", "rmse", "mse", "mae", "error", "inertia", "latency", "mape"].iter().any(|k| m.contains(k))
+    ![
+        "loss", "rmse", "mse", "mae", "error", "inertia", "latency", "mape",
+    ]
+    .iter()
+    .any(|k| m.contains(k))
 }
 
 /// One gate's verdict.
@@ -44,46 +48,83 @@ impl std::fmt::Display for GateReport {
             if i > 0 {
                 f.write_str("; ")?;
             }
-            let value = r.value.map(|v| format!("{v:.4}")).unwrap_or_else(|| "missing".into());
-            write!(f, "{} {} {} (got {value})", if r.passed { "PASS" } else { "FAIL" }, r.metric, r.rule)?;
+            let value = r
+                .value
+                .map(|v| format!("{v:.4}"))
+                .unwrap_or_else(|| "missing".into());
+            write!(
+                f,
+                "{} {} {} (got {value})",
+                if r.passed { "PASS" } else { "FAIL" },
+                r.metric,
+                r.rule
+            )?;
         }
         Ok(())
     }
 }
 
 /// Evaluates gates against a candidate's metrics and the current production version.
-pub fn evaluate(gates: &[Gate], metrics: &BTreeMap<String, f64>, production: Option<&ModelVersion>) -> GateReport {
+pub fn evaluate(
+    gates: &[Gate],
+    metrics: &BTreeMap<String, f64>,
+    production: Option<&ModelVersion>,
+) -> GateReport {
     let mut results = Vec::new();
     for g in gates {
         let value = metrics.get(&g.metric).copied();
-        let missing = |rule: String| GateResult { metric: g.metric.clone(), rule: format!("{rule} (metric not reported by training)"), value: None, passed: false };
+        let missing = |rule: String| GateResult {
+            metric: g.metric.clone(),
+            rule: format!("{rule} (metric not reported by training)"),
+            value: None,
+            passed: false,
+        };
         if let Some(min) = g.min {
             results.push(match value {
-                Some(v) => GateResult { metric: g.metric.clone(), rule: format!(">= {min}"), value, passed: v >= min },
+                Some(v) => GateResult {
+                    metric: g.metric.clone(),
+                    rule: format!(">= {min}"),
+                    value,
+                    passed: v >= min,
+                },
                 None => missing(format!(">= {min}")),
             });
         }
         if let Some(max) = g.max {
             results.push(match value {
-                Some(v) => GateResult { metric: g.metric.clone(), rule: format!("<= {max}"), value, passed: v <= max },
+                Some(v) => GateResult {
+                    metric: g.metric.clone(),
+                    rule: format!("<= {max}"),
+                    value,
+                    passed: v <= max,
+                },
                 None => missing(format!("<= {max}")),
             });
         }
         if let Some(reg) = g.max_regression {
-            let prod = production.and_then(|p| p.metrics.get(&g.metric).copied().map(|m| (p.version, m)));
+            let prod =
+                production.and_then(|p| p.metrics.get(&g.metric).copied().map(|m| (p.version, m)));
             results.push(match (value, prod) {
                 (None, _) => missing(format!("not worse than production by more than {reg}")),
                 (Some(_), None) => GateResult {
                     metric: g.metric.clone(),
-                    rule: format!("not worse than production by more than {reg} (no production version yet)"),
+                    rule: format!(
+                        "not worse than production by more than {reg} (no production version yet)"
+                    ),
                     value,
                     passed: true,
                 },
                 (Some(v), Some((pv, p))) => {
-                    let worse_by = if higher_is_better(&g.metric) { p - v } else { v - p };
+                    let worse_by = if higher_is_better(&g.metric) {
+                        p - v
+                    } else {
+                        v - p
+                    };
                     GateResult {
                         metric: g.metric.clone(),
-                        rule: format!("not worse than production v{pv} ({p:.4}) by more than {reg}"),
+                        rule: format!(
+                            "not worse than production v{pv} ({p:.4}) by more than {reg}"
+                        ),
                         value,
                         passed: worse_by <= reg + 1e-12,
                     }
@@ -116,12 +157,25 @@ mod tests {
     #[test]
     fn thresholds_and_regression() {
         let gates = vec![
-            Gate { metric: "accuracy".into(), min: Some(0.9), max: None, max_regression: Some(0.02) },
-            Gate { metric: "log_loss".into(), min: None, max: None, max_regression: Some(0.05) },
+            Gate {
+                metric: "accuracy".into(),
+                min: Some(0.9),
+                max: None,
+                max_regression: Some(0.02),
+            },
+            Gate {
+                metric: "log_loss".into(),
+                min: None,
+                max: None,
+                max_regression: Some(0.05),
+            },
         ];
         let m = BTreeMap::from([("accuracy".into(), 0.93), ("log_loss".into(), 0.3)]);
         let r = evaluate(&gates, &m, Some(&prod(0.96)));
-        assert_eq!(r.results.iter().map(|r| r.passed).collect::<Vec<_>>(), vec![true, false, false]);
+        assert_eq!(
+            r.results.iter().map(|r| r.passed).collect::<Vec<_>>(),
+            vec![true, false, false]
+        );
         let r = evaluate(&gates, &m, None);
         assert!(r.passed());
         let missing = evaluate(&gates[..1], &BTreeMap::new(), None);

@@ -19,7 +19,11 @@ pub fn topo_order(spec: &Spec) -> Result<Vec<ResourceId>, Vec<ResourceId>> {
             dependants.entry(d).or_default().push(&r.id);
         }
     }
-    let mut ready: BTreeSet<&ResourceId> = indegree.iter().filter(|(_, n)| **n == 0).map(|(id, _)| *id).collect();
+    let mut ready: BTreeSet<&ResourceId> = indegree
+        .iter()
+        .filter(|(_, n)| **n == 0)
+        .map(|(id, _)| *id)
+        .collect();
     let mut out = Vec::new();
     while let Some(id) = ready.pop_first() {
         out.push(id.clone());
@@ -34,7 +38,11 @@ pub fn topo_order(spec: &Spec) -> Result<Vec<ResourceId>, Vec<ResourceId>> {
     if out.len() == spec.resources.len() {
         Ok(out)
     } else {
-        Err(indegree.into_iter().filter(|(_, n)| *n > 0).map(|(id, _)| id.clone()).collect())
+        Err(indegree
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(id, _)| id.clone())
+            .collect())
     }
 }
 

@@ -42,9 +42,20 @@ impl Desired {
     ///
     /// # Errors
     /// Every path that could not be read, with the resource that reads it.
-    pub fn new(spec: &Spec, commit: &str, digest: &dyn Fn(&str) -> Result<String, String>) -> Result<Desired, Vec<String>> {
+    pub fn new(
+        spec: &Spec,
+        commit: &str,
+        digest: &dyn Fn(&str) -> Result<String, String>,
+    ) -> Result<Desired, Vec<String>> {
         let order = graph::topo_order(spec).map_err(|cycle| {
-            vec![format!("resources form a cycle: {}", cycle.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
+            vec![format!(
+                "resources form a cycle: {}",
+                cycle
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )]
         })?;
         let mut fps: BTreeMap<ResourceId, Fingerprint> = BTreeMap::new();
         let mut out = Vec::new();
@@ -71,10 +82,18 @@ impl Desired {
             }
             let fp = fingerprint::compute(r, &input_fps, &digests);
             fps.insert(id.clone(), fp.clone());
-            out.push(DesiredResource { resource: r.clone(), fingerprint: fp, inputs });
+            out.push(DesiredResource {
+                resource: r.clone(),
+                fingerprint: fp,
+                inputs,
+            });
         }
         if errors.is_empty() {
-            Ok(Desired { project: spec.project.name.clone(), commit: commit.to_string(), resources: out })
+            Ok(Desired {
+                project: spec.project.name.clone(),
+                commit: commit.to_string(),
+                resources: out,
+            })
         } else {
             Err(errors)
         }
@@ -194,7 +213,10 @@ pub struct Plan {
 
 /// Digest of observed state, for stale-plan detection.
 pub fn state_token(observed: &[ObservedResource]) -> String {
-    let mut items: Vec<String> = observed.iter().map(|o| format!("{}={}", o.id, o.fingerprint)).collect();
+    let mut items: Vec<String> = observed
+        .iter()
+        .map(|o| format!("{}={}", o.id, o.fingerprint))
+        .collect();
     items.sort();
     blake3::hash(items.join("\n").as_bytes()).to_hex()[..16].to_string()
 }
@@ -209,8 +231,14 @@ pub struct PlanOptions {
 }
 
 /// Computes the plan from desired and observed state.
-pub fn plan(desired: &Desired, observed: &[ObservedResource], target: &str, opts: PlanOptions) -> Plan {
-    let by_id: BTreeMap<&ResourceId, &ObservedResource> = observed.iter().map(|o| (&o.id, o)).collect();
+pub fn plan(
+    desired: &Desired,
+    observed: &[ObservedResource],
+    target: &str,
+    opts: PlanOptions,
+) -> Plan {
+    let by_id: BTreeMap<&ResourceId, &ObservedResource> =
+        observed.iter().map(|o| (&o.id, o)).collect();
     let mut changes: Vec<Change> = Vec::new();
     if !opts.destroy {
         for d in &desired.resources {
@@ -219,7 +247,11 @@ pub fn plan(desired: &Desired, observed: &[ObservedResource], target: &str, opts
                 None => Change {
                     id: id.clone(),
                     action: Action::Create,
-                    reasons: vec![format!("{} `{}` does not exist on target `{target}`", id.kind.noun(), id.name)],
+                    reasons: vec![format!(
+                        "{} `{}` does not exist on target `{target}`",
+                        id.kind.noun(),
+                        id.name
+                    )],
                     diff: Vec::new(),
                     fingerprint: Some(d.fingerprint.0.clone()),
                     previous_fingerprint: None,
@@ -230,7 +262,10 @@ pub fn plan(desired: &Desired, observed: &[ObservedResource], target: &str, opts
         }
     }
     let desired_ids: Vec<&ResourceId> = desired.resources.iter().map(|d| &d.resource.id).collect();
-    let mut gone: Vec<&ObservedResource> = observed.iter().filter(|o| opts.destroy || !desired_ids.contains(&&o.id)).collect();
+    let mut gone: Vec<&ObservedResource> = observed
+        .iter()
+        .filter(|o| opts.destroy || !desired_ids.contains(&&o.id))
+        .collect();
     // Dependants first: monitors, endpoints, models, jobs, datasets.
     gone.sort_by(|a, b| b.id.kind.cmp(&a.id.kind).then(a.id.name.cmp(&b.id.name)));
     let mut orphans = Vec::new();
@@ -239,7 +274,11 @@ pub fn plan(desired: &Desired, observed: &[ObservedResource], target: &str, opts
             let reason = if opts.destroy {
                 "destroy requested".to_string()
             } else {
-                format!("{} `{}` is no longer in the spec", o.id.kind.noun(), o.id.name)
+                format!(
+                    "{} `{}` is no longer in the spec",
+                    o.id.kind.noun(),
+                    o.id.name
+                )
             };
             changes.push(Change {
                 id: o.id.clone(),
@@ -264,7 +303,12 @@ pub fn plan(desired: &Desired, observed: &[ObservedResource], target: &str, opts
     }
 }
 
-fn change_for(d: &DesiredResource, o: &ObservedResource, earlier: &[Change], target: &str) -> Change {
+fn change_for(
+    d: &DesiredResource,
+    o: &ObservedResource,
+    earlier: &[Change],
+    target: &str,
+) -> Change {
     let id = &d.resource.id;
     let mut change = Change {
         id: id.clone(),
@@ -276,14 +320,26 @@ fn change_for(d: &DesiredResource, o: &ObservedResource, earlier: &[Change], tar
     };
     if o.fingerprint.is_empty() {
         change.action = Action::Create;
-        change.reasons.push(format!("{} `{}` does not exist on target `{target}`", id.kind.noun(), id.name));
+        change.reasons.push(format!(
+            "{} `{}` does not exist on target `{target}`",
+            id.kind.noun(),
+            id.name
+        ));
         if let Some(err) = &o.last_error {
-            change.reasons.push(format!("the last apply failed (commit {}): {}", short_sha(&err.commit), err.message));
+            change.reasons.push(format!(
+                "the last apply failed (commit {}): {}",
+                short_sha(&err.commit),
+                err.message
+            ));
         }
         return change;
     }
     if o.fingerprint != d.fingerprint.0 {
-        change.action = if id.kind == Kind::TrainingJob { Action::Replace } else { Action::Update };
+        change.action = if id.kind == Kind::TrainingJob {
+            Action::Replace
+        } else {
+            Action::Update
+        };
         change.diff = diff_values("", &o.spec, &d.resource.canonical());
         for f in &change.diff {
             change.reasons.push(describe_field(id.kind, f));
@@ -294,20 +350,37 @@ fn change_for(d: &DesiredResource, o: &ObservedResource, earlier: &[Change], tar
                 continue;
             }
             if let Some(path) = key.strip_prefix("data:") {
-                change.reasons.push(format!("dataset {} content changed ({path})", id.name));
+                change
+                    .reasons
+                    .push(format!("dataset {} content changed ({path})", id.name));
             } else if let Some(path) = key.strip_prefix("code:") {
                 change.reasons.push(format!("code dir {path} changed"));
             } else if let Some(dep) = key.strip_prefix("input:") {
-                let how = earlier.iter().find(|c| c.id.to_string() == dep).map(|c| c.action);
+                let how = earlier
+                    .iter()
+                    .find(|c| c.id.to_string() == dep)
+                    .map(|c| c.action);
                 match how {
-                    Some(Action::Replace) => change.reasons.push(format!("input {dep} is replaced")),
-                    Some(Action::NoOp) | None => change.reasons.push(format!("input {dep} changed since the last apply")),
+                    Some(Action::Replace) => {
+                        change.reasons.push(format!("input {dep} is replaced"))
+                    }
+                    Some(Action::NoOp) | None => change
+                        .reasons
+                        .push(format!("input {dep} changed since the last apply")),
                     Some(_) => change.reasons.push(format!("input {dep} changes")),
                 }
             }
         }
-        if let Some(err) = o.last_error.as_ref().filter(|e| e.fingerprint == d.fingerprint.0) {
-            change.reasons.push(format!("the last apply of this version failed (commit {}): {}", short_sha(&err.commit), err.message));
+        if let Some(err) = o
+            .last_error
+            .as_ref()
+            .filter(|e| e.fingerprint == d.fingerprint.0)
+        {
+            change.reasons.push(format!(
+                "the last apply of this version failed (commit {}): {}",
+                short_sha(&err.commit),
+                err.message
+            ));
         }
         if change.reasons.is_empty() {
             change.reasons.push("fingerprint changed".into());
@@ -317,11 +390,23 @@ fn change_for(d: &DesiredResource, o: &ObservedResource, earlier: &[Change], tar
     // Same fingerprint: only live drift or ill health make work.
     if !o.drift.is_empty() {
         change.action = Action::Update;
-        change.reasons.extend(o.drift.iter().map(|d| format!("drift: {d}")));
+        change
+            .reasons
+            .extend(o.drift.iter().map(|d| format!("drift: {d}")));
     } else if matches!(o.health, Health::Degraded | Health::Failed) {
         change.action = Action::Update;
-        let detail = o.outputs.get("message").and_then(|m| m.as_str()).map(|m| format!(": {m}")).unwrap_or_default();
-        change.reasons.push(format!("{} `{}` is {} on the target{detail}; apply repairs it", id.kind.noun(), id.name, o.health.as_str()));
+        let detail = o
+            .outputs
+            .get("message")
+            .and_then(|m| m.as_str())
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default();
+        change.reasons.push(format!(
+            "{} `{}` is {} on the target{detail}; apply repairs it",
+            id.kind.noun(),
+            id.name,
+            o.health.as_str()
+        ));
     }
     change
 }
@@ -341,14 +426,14 @@ fn show(v: &Option<serde_json::Value>) -> String {
 fn describe_field(kind: Kind, f: &FieldChange) -> String {
     let path = f.path.strip_prefix("spec.").unwrap_or(&f.path);
     let (old, new) = (show(&f.old), show(&f.new));
-    if kind == Kind::TrainingJob {
-        if let Some(hp) = path.strip_prefix("hyperparameters.") {
-            return match (&f.old, &f.new) {
-                (None, _) => format!("hyperparameter {hp} added: {new}"),
-                (_, None) => format!("hyperparameter {hp} removed (was {old})"),
-                _ => format!("hyperparameter {hp}: {old} -> {new}"),
-            };
-        }
+    if kind == Kind::TrainingJob
+        && let Some(hp) = path.strip_prefix("hyperparameters.")
+    {
+        return match (&f.old, &f.new) {
+            (None, _) => format!("hyperparameter {hp} added: {new}"),
+            (_, None) => format!("hyperparameter {hp} removed (was {old})"),
+            _ => format!("hyperparameter {hp}: {old} -> {new}"),
+        };
     }
     match (&f.old, &f.new) {
         (None, _) => format!("{path} added: {new}"),
@@ -358,9 +443,19 @@ fn describe_field(kind: Kind, f: &FieldChange) -> String {
 }
 
 /// Field-level differences between two JSON values, with dotted paths.
-pub fn diff_values(prefix: &str, old: &serde_json::Value, new: &serde_json::Value) -> Vec<FieldChange> {
+pub fn diff_values(
+    prefix: &str,
+    old: &serde_json::Value,
+    new: &serde_json::Value,
+) -> Vec<FieldChange> {
     use serde_json::Value as J;
-    let join = |k: &str| if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
+    let join = |k: &str| {
+        if prefix.is_empty() {
+            k.to_string()
+        } else {
+            format!("{prefix}.{k}")
+        }
+    };
     match (old, new) {
         (J::Object(a), J::Object(b)) => {
             let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
@@ -369,7 +464,11 @@ pub fn diff_values(prefix: &str, old: &serde_json::Value, new: &serde_json::Valu
             keys.into_iter()
                 .flat_map(|k| match (a.get(k), b.get(k)) {
                     (Some(x), Some(y)) => diff_values(&join(k), x, y),
-                    (x, y) => vec![FieldChange { path: join(k), old: x.cloned(), new: y.cloned() }],
+                    (x, y) => vec![FieldChange {
+                        path: join(k),
+                        old: x.cloned(),
+                        new: y.cloned(),
+                    }],
                 })
                 .collect()
         }
@@ -382,12 +481,16 @@ pub fn diff_values(prefix: &str, old: &serde_json::Value, new: &serde_json::Valu
         (a, b) if a == b => Vec::new(),
         (a, b) => {
             // 1 and 1.0 are the same number to a YAML author.
-            if let (Some(x), Some(y)) = (a.as_f64(), b.as_f64()) {
-                if x == y {
-                    return Vec::new();
-                }
+            if let (Some(x), Some(y)) = (a.as_f64(), b.as_f64())
+                && x == y
+            {
+                return Vec::new();
             }
-            vec![FieldChange { path: prefix.to_string(), old: Some(a.clone()), new: Some(b.clone()) }]
+            vec![FieldChange {
+                path: prefix.to_string(),
+                old: Some(a.clone()),
+                new: Some(b.clone()),
+            }]
         }
     }
 }
@@ -435,18 +538,30 @@ impl Plan {
         let mut out = String::new();
         let commit = short_sha(&self.commit);
         if !self.has_changes() {
-            let _ = writeln!(out, "No changes. Target `{}` matches the spec at commit {commit} ({} resources up to date).", self.target, self.changes.len());
+            let _ = writeln!(
+                out,
+                "No changes. Target `{}` matches the spec at commit {commit} ({} resources up to date).",
+                self.target,
+                self.changes.len()
+            );
             self.render_orphans(&mut out);
             return out;
         }
         let mut used: Vec<Action> = self.actions().map(|c| c.action).collect();
         used.sort();
         used.dedup();
-        let _ = writeln!(out, "Resource actions are indicated with the following symbols:");
+        let _ = writeln!(
+            out,
+            "Resource actions are indicated with the following symbols:"
+        );
         for a in &used {
             let _ = writeln!(out, "{:>5} {}", paint(*a, a.symbol()), a.legend());
         }
-        let _ = writeln!(out, "\nmlctl will perform the following actions on target `{}` (commit {commit}):", self.target);
+        let _ = writeln!(
+            out,
+            "\nmlctl will perform the following actions on target `{}` (commit {commit}):",
+            self.target
+        );
         for c in self.actions() {
             let _ = writeln!(out, "\n  # {} {}", c.id, c.action.phrase());
             for r in &c.reasons {
@@ -465,7 +580,11 @@ impl Plan {
                 out,
                 "\nNote: {} resource(s) on the target are no longer in the spec and are left alone: {}.\nRun with --prune to destroy them.",
                 self.orphans.len(),
-                self.orphans.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                self.orphans
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
     }
@@ -473,19 +592,46 @@ impl Plan {
     /// Markdown for a pull-request comment.
     pub fn render_markdown(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "### mlctl plan for `{}` on target `{}` at `{}`\n", self.project, self.target, short_sha(&self.commit));
+        let _ = writeln!(
+            out,
+            "### mlctl plan for `{}` on target `{}` at `{}`\n",
+            self.project,
+            self.target,
+            short_sha(&self.commit)
+        );
         if !self.has_changes() {
             let _ = writeln!(out, "**No changes.** The target matches the spec.");
         } else {
             let _ = writeln!(out, "**{}**\n", self.summary());
             let _ = writeln!(out, "| | resource | action | why |\n|---|---|---|---|");
             for c in self.actions() {
-                let why = c.reasons.iter().map(|r| r.replace('|', "\\|")).collect::<Vec<_>>().join("<br>");
-                let _ = writeln!(out, "| `{}` | `{}` | {} | {} |", c.action.symbol(), c.id, c.action.legend(), why);
+                let why = c
+                    .reasons
+                    .iter()
+                    .map(|r| r.replace('|', "\\|"))
+                    .collect::<Vec<_>>()
+                    .join("<br>");
+                let _ = writeln!(
+                    out,
+                    "| `{}` | `{}` | {} | {} |",
+                    c.action.symbol(),
+                    c.id,
+                    c.action.legend(),
+                    why
+                );
             }
         }
         if !self.orphans.is_empty() {
-            let _ = writeln!(out, "\n{} resource(s) are no longer in the spec (kept; `--prune` destroys them): {}", self.orphans.len(), self.orphans.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", "));
+            let _ = writeln!(
+                out,
+                "\n{} resource(s) are no longer in the spec (kept; `--prune` destroys them): {}",
+                self.orphans.len(),
+                self.orphans
+                    .iter()
+                    .map(|o| format!("`{o}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
         }
         out
     }
@@ -504,6 +650,9 @@ mod tests {
         assert_eq!(d.len(), 2);
         assert_eq!(d[0].path, "spec.compute");
         assert_eq!(d[1].path, "spec.hyperparameters.C");
-        assert_eq!(describe_field(Kind::TrainingJob, &d[1]), "hyperparameter C: 1.0 -> 0.5");
+        assert_eq!(
+            describe_field(Kind::TrainingJob, &d[1]),
+            "hyperparameter C: 1.0 -> 0.5"
+        );
     }
 }

@@ -63,7 +63,8 @@ pub struct ObservedResource {
     /// The last failed attempt, when it is newer than the last success.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<FailedAttempt>,
-    /// Differences between what was applied and what is live (filled by observe, not stored).
+    /// Differences between what was applied and what is live (filled by observe; a state store
+    /// never stores it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drift: Vec<String>,
 }
@@ -120,7 +121,11 @@ pub struct LockInfo {
 
 impl std::fmt::Display for LockInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}@{} (pid {}) since {} running `{}` [lock id {}]", self.holder, self.host, self.pid, self.since, self.command, self.id)
+        write!(
+            f,
+            "{}@{} (pid {}) since {} running `{}` [lock id {}]",
+            self.holder, self.host, self.pid, self.since, self.command, self.id
+        )
     }
 }
 
@@ -144,7 +149,12 @@ pub trait StateStore: Send + Sync {
     /// Every resource the target holds for `project`.
     async fn observe(&self, project: &str) -> Result<Vec<ObservedResource>>;
     /// Stores the record of a resource and appends a history entry.
-    async fn record(&self, project: &str, rec: &ObservedResource, entry: &HistoryEntry) -> Result<()>;
+    async fn record(
+        &self,
+        project: &str,
+        rec: &ObservedResource,
+        entry: &HistoryEntry,
+    ) -> Result<()>;
     /// Removes a resource's record (history is kept) and appends a history entry.
     async fn forget(&self, project: &str, id: &ResourceId, entry: &HistoryEntry) -> Result<()>;
     /// A resource's history, oldest first.
