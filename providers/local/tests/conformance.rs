@@ -53,13 +53,9 @@ checks! {
     registry_approval();
 }
 
-/// Ignored: the check requires `artifact_uri == training.artifact_uri`, while the local
-/// registry deliberately copies each version's artifact to `registry/<model>/<version>/` so it
-/// outlives the run directory (lineage `trainedArtifact` keeps the original). Every other
-/// step of the check (versions, stages, history, delete) is covered by
-/// `registry_versions_stages_approval_and_history` in tests/local.rs.
+/// The local registry copies each version's artifact to `registry/<model>/<version>/` so it
+/// outlives the run directory; lineage `trainedArtifact` keeps the original, as the suite asks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "conformance expects the training artifact URI; the local registry stores a copy"]
 async fn registry_versions_and_stages() {
     let (fx, stack) = local();
     conformance::registry_versions_and_stages(&stack, &fx).await;
