@@ -7,7 +7,10 @@ use std::process::{Command, Output};
 
 /// The repository root (where `examples/` lives).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
 }
 
 /// A command running the built `mlctl`, with colours off and a clean environment for mlctl's
@@ -26,7 +29,9 @@ pub struct TestProject {
 impl TestProject {
     /// An empty project directory.
     pub fn empty() -> Self {
-        TestProject { dir: tempfile::tempdir().expect("tempdir") }
+        TestProject {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
     }
 
     /// A copy of `examples/<name>`.
@@ -72,8 +77,16 @@ impl TestProject {
 
     /// Runs git in the project.
     pub fn git(&self, args: &[&str]) -> String {
-        let out = Command::new("git").args(args).current_dir(self.path()).output().expect("git");
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(self.path())
+            .output()
+            .expect("git");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -85,7 +98,11 @@ impl TestProject {
 
     /// `mlctl ARGS` in the project directory.
     pub fn mlctl(&self, args: &[&str]) -> Run {
-        let out = mlctl().args(args).current_dir(self.path()).output().expect("run mlctl");
+        let out = mlctl()
+            .args(args)
+            .current_dir(self.path())
+            .output()
+            .expect("run mlctl");
         Run::from(out)
     }
 }
@@ -112,7 +129,11 @@ impl Run {
     /// Asserts the exit code, showing the output when it differs.
     #[track_caller]
     pub fn expect_code(self, code: i32) -> Self {
-        assert_eq!(self.code, code, "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, code,
+            "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 }

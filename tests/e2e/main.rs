@@ -5,5 +5,6 @@
 
 mod common;
 mod reconcile;
-mod validate;
+mod sagemaker;
 mod serve;
+mod validate;

@@ -16,8 +16,14 @@ fn iris_on_mock() -> TestProject {
 fn redact(s: &str) -> String {
     let mut out = String::new();
     for word in s.split_inclusive(|c: char| !c.is_ascii_hexdigit()) {
-        let (hex, rest) = word.split_at(word.trim_end_matches(|c: char| !c.is_ascii_hexdigit()).len());
-        if hex.len() >= 7 && hex.chars().all(|c| c.is_ascii_hexdigit()) && hex.chars().any(|c| c.is_ascii_digit()) {
+        let (hex, rest) = word.split_at(
+            word.trim_end_matches(|c: char| !c.is_ascii_hexdigit())
+                .len(),
+        );
+        if hex.len() >= 7
+            && hex.chars().all(|c| c.is_ascii_hexdigit())
+            && hex.chars().any(|c| c.is_ascii_digit())
+        {
             out.push_str("<sha>");
         } else {
             out.push_str(hex);
@@ -30,13 +36,25 @@ fn redact(s: &str) -> String {
 #[test]
 fn first_apply_creates_everything_then_nothing_to_do() {
     let p = iris_on_mock();
-    let plan = p.mlctl(&["plan", "--target", "test", "--detailed-exitcode"]).expect_code(2);
+    let plan = p
+        .mlctl(&["plan", "--target", "test", "--detailed-exitcode"])
+        .expect_code(2);
     insta::assert_snapshot!("first_plan", redact(&plan.stdout));
     let apply = p.mlctl(&["reconcile", "--target", "test"]).expect_code(0);
-    assert!(apply.stdout.contains("Apply complete! Resources: 5 added, 0 changed, 0 destroyed."), "{}", apply.stdout);
-    let again = p.mlctl(&["plan", "--target", "test", "--detailed-exitcode"]).expect_code(0);
+    assert!(
+        apply
+            .stdout
+            .contains("Apply complete! Resources: 5 added, 0 changed, 0 destroyed."),
+        "{}",
+        apply.stdout
+    );
+    let again = p
+        .mlctl(&["plan", "--target", "test", "--detailed-exitcode"])
+        .expect_code(0);
     assert!(again.stdout.starts_with("No changes."), "{}", again.stdout);
-    let status = p.mlctl(&["status", "--target", "test", "-o", "json"]).expect_code(0);
+    let status = p
+        .mlctl(&["status", "--target", "test", "-o", "json"])
+        .expect_code(0);
     let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
     for r in status["resources"].as_array().unwrap() {
         assert_eq!(r["sync"], "synced", "{r}");
@@ -50,17 +68,45 @@ fn hyperparameter_change_replans_the_job_and_its_dependants_only() {
     p.mlctl(&["reconcile", "--target", "test"]).expect_code(0);
     p.replace("ml/train.yaml", "C: 1.0", "C: 0.5");
     p.commit_all("lower C");
-    let plan = p.mlctl(&["plan", "--target", "test", "--detailed-exitcode"]).expect_code(2);
+    let plan = p
+        .mlctl(&["plan", "--target", "test", "--detailed-exitcode"])
+        .expect_code(2);
     insta::assert_snapshot!("hyperparameter_change", redact(&plan.stdout));
-    assert!(!plan.stdout.contains("Dataset/iris"), "the dataset must be left alone:\n{}", plan.stdout);
+    assert!(
+        !plan.stdout.contains("Dataset/iris"),
+        "the dataset must be left alone:\n{}",
+        plan.stdout
+    );
     let apply = p.mlctl(&["reconcile", "--target", "test"]).expect_code(0);
-    assert!(apply.stdout.contains("Resources: 1 added, 3 changed, 1 destroyed."), "{}", apply.stdout);
-    p.mlctl(&["plan", "--target", "test", "--detailed-exitcode"]).expect_code(0);
+    assert!(
+        apply
+            .stdout
+            .contains("Resources: 1 added, 3 changed, 1 destroyed."),
+        "{}",
+        apply.stdout
+    );
+    p.mlctl(&["plan", "--target", "test", "--detailed-exitcode"])
+        .expect_code(0);
     // The model registry has a second version; the first is archived.
-    let models = p.mlctl(&["models", "list", "--target", "test", "-o", "json"]).expect_code(0);
+    let models = p
+        .mlctl(&["models", "list", "--target", "test", "-o", "json"])
+        .expect_code(0);
     let models: serde_json::Value = serde_json::from_str(&models.stdout).unwrap();
-    let stages: Vec<(u64, String)> = models.as_array().unwrap().iter().map(|v| (v["version"].as_u64().unwrap(), v["stage"].as_str().unwrap().to_string())).collect();
-    assert_eq!(stages, vec![(1, "archived".to_string()), (2, "production".to_string())]);
+    let stages: Vec<(u64, String)> = models
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["version"].as_u64().unwrap(),
+                v["stage"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        stages,
+        vec![(1, "archived".to_string()), (2, "production".to_string())]
+    );
 }
 
 #[test]
@@ -69,43 +115,99 @@ fn a_comment_or_key_reorder_plans_nothing() {
     p.mlctl(&["reconcile", "--target", "test"]).expect_code(0);
     p.replace("ml/train.yaml", "  hyperparameters:\n    C: 1.0\n    max_iter: 200\n", "  # tuned by hand\n  hyperparameters:\n    max_iter: 200   # enough for iris\n    C: 1.0\n");
     p.commit_all("comments only");
-    let plan = p.mlctl(&["plan", "--target", "test", "--detailed-exitcode"]).expect_code(0);
+    let plan = p
+        .mlctl(&["plan", "--target", "test", "--detailed-exitcode"])
+        .expect_code(0);
     assert!(plan.stdout.starts_with("No changes."), "{}", plan.stdout);
 }
 
 #[test]
 fn an_injected_failure_leaves_dependants_untouched_and_a_rerun_converges() {
     let p = iris_on_mock();
-    p.replace("mlctl.yaml", "      provider: mock\n", "      provider: mock\n      faults:\n        failTraining: [iris-train]\n");
+    p.replace(
+        "mlctl.yaml",
+        "      provider: mock\n",
+        "      provider: mock\n      faults:\n        failTraining: [iris-train]\n",
+    );
     p.commit_all("inject a training failure");
     let run = p.mlctl(&["reconcile", "--target", "test"]).expect_code(1);
-    assert!(run.stderr.contains("Apply failed: 1 failed, 3 not attempted; 1 added"), "{}", run.stderr);
-    assert!(run.stderr.contains("TrainingJob/iris-train"), "{}", run.stderr);
-    assert!(run.stderr.contains("not attempted: TrainingJob/iris-train did not apply"), "{}", run.stderr);
-    let status = p.mlctl(&["status", "--target", "test", "-o", "json"]).expect_code(0);
+    assert!(
+        run.stderr
+            .contains("Apply failed: 1 failed, 3 not attempted; 1 added"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("TrainingJob/iris-train"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("not attempted: TrainingJob/iris-train did not apply"),
+        "{}",
+        run.stderr
+    );
+    let status = p
+        .mlctl(&["status", "--target", "test", "-o", "json"])
+        .expect_code(0);
     let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
-    let sync: Vec<(String, String)> = status["resources"].as_array().unwrap().iter().map(|r| (r["resource"].as_str().unwrap().to_string(), r["sync"].as_str().unwrap().to_string())).collect();
+    let sync: Vec<(String, String)> = status["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["resource"].as_str().unwrap().to_string(),
+                r["sync"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
     assert_eq!(
         sync,
-        [("Dataset/iris", "synced"), ("TrainingJob/iris-train", "missing"), ("Model/iris", "missing"), ("Endpoint/iris", "missing"), ("Monitor/iris-drift", "missing")]
-            .map(|(a, b)| (a.to_string(), b.to_string()))
+        [
+            ("Dataset/iris", "synced"),
+            ("TrainingJob/iris-train", "missing"),
+            ("Model/iris", "missing"),
+            ("Endpoint/iris", "missing"),
+            ("Monitor/iris-drift", "missing")
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string()))
     );
     // The plan says why the job is planned again.
     let plan = p.mlctl(&["plan", "--target", "test"]).expect_code(0);
-    assert!(plan.stdout.contains("the last apply failed"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("the last apply failed"),
+        "{}",
+        plan.stdout
+    );
 
-    p.replace("mlctl.yaml", "      faults:\n        failTraining: [iris-train]\n", "");
+    p.replace(
+        "mlctl.yaml",
+        "      faults:\n        failTraining: [iris-train]\n",
+        "",
+    );
     p.commit_all("remove the fault");
     let run = p.mlctl(&["reconcile", "--target", "test"]).expect_code(0);
-    assert!(run.stdout.contains("Resources: 4 added, 0 changed, 0 destroyed."), "{}", run.stdout);
-    p.mlctl(&["plan", "--target", "test", "--detailed-exitcode"]).expect_code(0);
+    assert!(
+        run.stdout
+            .contains("Resources: 4 added, 0 changed, 0 destroyed."),
+        "{}",
+        run.stdout
+    );
+    p.mlctl(&["plan", "--target", "test", "--detailed-exitcode"])
+        .expect_code(0);
 }
 
 #[test]
 fn a_second_apply_fails_on_the_lock_and_nothing_is_duplicated() {
     let p = iris_on_mock();
     // The first apply hangs in training (injected timeout), holding the lock.
-    p.replace("mlctl.yaml", "      provider: mock\n", "      provider: mock\n      faults:\n        timeout: [iris-train]\n");
+    p.replace(
+        "mlctl.yaml",
+        "      provider: mock\n",
+        "      provider: mock\n      faults:\n        timeout: [iris-train]\n",
+    );
     p.commit_all("training never finishes");
     let mut first = mlctl()
         .args(["reconcile", "--target", "test"])
@@ -117,7 +219,11 @@ fn a_second_apply_fails_on_the_lock_and_nothing_is_duplicated() {
     let mut held = false;
     for _ in 0..600 {
         let s = p.mlctl(&["status", "--target", "test", "-o", "json", "--allow-dirty"]);
-        if s.code == 0 && serde_json::from_str::<serde_json::Value>(&s.stdout).map(|v| !v["lock"].is_null()).unwrap_or(false) {
+        if s.code == 0
+            && serde_json::from_str::<serde_json::Value>(&s.stdout)
+                .map(|v| !v["lock"].is_null())
+                .unwrap_or(false)
+        {
             held = true;
             break;
         }
@@ -125,56 +231,122 @@ fn a_second_apply_fails_on_the_lock_and_nothing_is_duplicated() {
     }
     assert!(held, "the first apply never took the lock");
     let second = p.mlctl(&["reconcile", "--target", "test"]).expect_code(1);
-    assert!(second.stderr.contains("target `test` is locked by"), "{}", second.stderr);
-    assert!(second.stderr.contains("mlctl force-unlock"), "{}", second.stderr);
-    let lock_id = second.stderr.split("mlctl force-unlock ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    assert!(
+        second.stderr.contains("target `test` is locked by"),
+        "{}",
+        second.stderr
+    );
+    assert!(
+        second.stderr.contains("mlctl force-unlock"),
+        "{}",
+        second.stderr
+    );
+    let lock_id = second
+        .stderr
+        .split("mlctl force-unlock ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
 
     // The first apply dies without releasing the lock; force-unlock frees the target.
     first.kill().unwrap();
     first.wait().unwrap();
     p.mlctl(&["reconcile", "--target", "test"]).expect_code(1);
-    let unlock = p.mlctl(&["force-unlock", &lock_id, "--target", "test"]).expect_code(0);
-    assert!(unlock.stdout.contains("Released the lock"), "{}", unlock.stdout);
+    let unlock = p
+        .mlctl(&["force-unlock", &lock_id, "--target", "test"])
+        .expect_code(0);
+    assert!(
+        unlock.stdout.contains("Released the lock"),
+        "{}",
+        unlock.stdout
+    );
 
-    p.replace("mlctl.yaml", "      faults:\n        timeout: [iris-train]\n", "");
+    p.replace(
+        "mlctl.yaml",
+        "      faults:\n        timeout: [iris-train]\n",
+        "",
+    );
     p.commit_all("training works again");
     p.mlctl(&["reconcile", "--target", "test"]).expect_code(0);
     // One dataset registration, one training job: nothing applied twice.
-    let hist = p.mlctl(&["history", "Dataset/iris", "--target", "test", "-o", "json"]).expect_code(0);
+    let hist = p
+        .mlctl(&["history", "Dataset/iris", "--target", "test", "-o", "json"])
+        .expect_code(0);
     let hist: serde_json::Value = serde_json::from_str(&hist.stdout).unwrap();
-    assert_eq!(hist.as_array().unwrap().iter().filter(|e| e["action"] == "create").count(), 1, "{hist}");
-    let runs = p.mlctl(&["history", "TrainingJob/iris-train", "--target", "test", "-o", "json"]).expect_code(0);
+    assert_eq!(
+        hist.as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "create")
+            .count(),
+        1,
+        "{hist}"
+    );
+    let runs = p
+        .mlctl(&[
+            "history",
+            "TrainingJob/iris-train",
+            "--target",
+            "test",
+            "-o",
+            "json",
+        ])
+        .expect_code(0);
     let runs: serde_json::Value = serde_json::from_str(&runs.stdout).unwrap();
-    assert_eq!(runs.as_array().unwrap().iter().filter(|e| e["action"] == "create").count(), 1, "{runs}");
+    assert_eq!(
+        runs.as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "create")
+            .count(),
+        1,
+        "{runs}"
+    );
 }
 
 #[test]
 fn a_saved_plan_applies_exactly_and_is_refused_when_the_target_moved() {
     let p = iris_on_mock();
-    p.mlctl(&["plan", "--target", "test", "--out", "plan.json"]).expect_code(0);
+    p.mlctl(&["plan", "--target", "test", "--out", "plan.json"])
+        .expect_code(0);
     let apply = p.mlctl(&["apply", "plan.json"]).expect_code(0);
     assert!(apply.stdout.contains("5 added"), "{}", apply.stdout);
 
     p.replace("ml/train.yaml", "C: 1.0", "C: 2.0");
     p.commit_all("C=2");
-    p.mlctl(&["plan", "--target", "test", "--out", "plan.json"]).expect_code(0);
+    p.mlctl(&["plan", "--target", "test", "--out", "plan.json"])
+        .expect_code(0);
     // Someone else applies first: the saved plan is stale.
     p.mlctl(&["reconcile", "--target", "test"]).expect_code(0);
     let stale = p.mlctl(&["apply", "plan.json"]).expect_code(1);
-    assert!(stale.stderr.contains("changed since this plan was made"), "{}", stale.stderr);
+    assert!(
+        stale.stderr.contains("changed since this plan was made"),
+        "{}",
+        stale.stderr
+    );
 }
 
 #[test]
 fn plan_renders_json_and_markdown_from_the_same_plan() {
     let p = iris_on_mock();
-    let json = p.mlctl(&["plan", "--target", "test", "-o", "json"]).expect_code(0);
+    let json = p
+        .mlctl(&["plan", "--target", "test", "-o", "json"])
+        .expect_code(0);
     let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(v["formatVersion"], 1);
     assert_eq!(v["target"], "test");
     assert_eq!(v["changes"].as_array().unwrap().len(), 5);
-    assert_eq!(v["changes"][0]["id"], serde_json::json!({"kind": "Dataset", "name": "iris"}));
+    assert_eq!(
+        v["changes"][0]["id"],
+        serde_json::json!({"kind": "Dataset", "name": "iris"})
+    );
     assert_eq!(v["changes"][0]["action"], "create");
-    let md = p.mlctl(&["plan", "--target", "test", "-o", "markdown"]).expect_code(0);
+    let md = p
+        .mlctl(&["plan", "--target", "test", "-o", "markdown"])
+        .expect_code(0);
     insta::assert_snapshot!("markdown_plan", redact(&md.stdout));
 }
 
@@ -185,20 +357,35 @@ fn a_dirty_work_tree_is_refused_unless_allowed() {
     let run = p.mlctl(&["plan", "--target", "test"]).expect_code(1);
     assert!(run.stderr.contains("ml/train.yaml"), "{}", run.stderr);
     assert!(run.stderr.contains("--allow-dirty"), "{}", run.stderr);
-    let run = p.mlctl(&["plan", "--target", "test", "--allow-dirty"]).expect_code(0);
-    assert!(run.stdout.contains("TrainingJob/iris-train will be created"), "{}", run.stdout);
+    let run = p
+        .mlctl(&["plan", "--target", "test", "--allow-dirty"])
+        .expect_code(0);
+    assert!(
+        run.stdout
+            .contains("TrainingJob/iris-train will be created"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]
 fn destroy_removes_everything_in_reverse_order() {
     let p = iris_on_mock();
     p.mlctl(&["reconcile", "--target", "test"]).expect_code(0);
-    let run = p.mlctl(&["destroy", "--target", "test", "--auto-approve"]).expect_code(0);
-    assert!(run.stdout.contains("0 added, 0 changed, 5 destroyed"), "{}", run.stdout);
+    let run = p
+        .mlctl(&["destroy", "--target", "test", "--auto-approve"])
+        .expect_code(0);
+    assert!(
+        run.stdout.contains("0 added, 0 changed, 5 destroyed"),
+        "{}",
+        run.stdout
+    );
     let monitor = run.stderr.find("Monitor/iris-drift").unwrap();
     let dataset = run.stderr.find("Dataset/iris").unwrap();
     assert!(monitor < dataset, "dependants go first:\n{}", run.stderr);
-    let plan = p.mlctl(&["plan", "--target", "test", "--detailed-exitcode"]).expect_code(2);
+    let plan = p
+        .mlctl(&["plan", "--target", "test", "--detailed-exitcode"])
+        .expect_code(2);
     assert!(plan.stdout.contains("Plan: 5 to add"), "{}", plan.stdout);
 }
 
@@ -210,11 +397,25 @@ fn removed_resources_are_kept_unless_pruned() {
     let monitor_start = endpoint.find("---\n").unwrap();
     p.write("ml/endpoint.yaml", &endpoint[..monitor_start]);
     p.commit_all("drop the monitor");
-    let plan = p.mlctl(&["plan", "--target", "test", "--detailed-exitcode"]).expect_code(0);
-    assert!(plan.stdout.contains("Monitor/iris-drift"), "{}", plan.stdout);
+    let plan = p
+        .mlctl(&["plan", "--target", "test", "--detailed-exitcode"])
+        .expect_code(0);
+    assert!(
+        plan.stdout.contains("Monitor/iris-drift"),
+        "{}",
+        plan.stdout
+    );
     assert!(plan.stdout.contains("--prune"), "{}", plan.stdout);
-    let pruned = p.mlctl(&["plan", "--target", "test", "--prune", "--detailed-exitcode"]).expect_code(2);
-    assert!(pruned.stdout.contains("Monitor/iris-drift will be destroyed"), "{}", pruned.stdout);
+    let pruned = p
+        .mlctl(&["plan", "--target", "test", "--prune", "--detailed-exitcode"])
+        .expect_code(2);
+    assert!(
+        pruned
+            .stdout
+            .contains("Monitor/iris-drift will be destroyed"),
+        "{}",
+        pruned.stdout
+    );
 }
 
 #[test]
@@ -223,6 +424,10 @@ fn diff_between_revisions_names_fields() {
     p.replace("ml/train.yaml", "C: 1.0", "C: 0.25");
     p.commit_all("C");
     let run = p.mlctl(&["diff", "HEAD~1", "HEAD"]).expect_code(0);
-    assert!(run.stdout.contains("TrainingJob/iris-train"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("TrainingJob/iris-train"),
+        "{}",
+        run.stdout
+    );
     assert!(run.stdout.contains("hyperparameters.C"), "{}", run.stdout);
 }

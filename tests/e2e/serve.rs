@@ -187,6 +187,57 @@ fn serve_requires_the_token_from_the_environment() {
     });
 }
 
+#[test]
+fn sighup_reloads_the_config_file_and_keeps_serving_on_a_bad_one() {
+    let p = TestProject::empty();
+    let model = iris_model(&p.path().join("model"));
+    let config = p.path().join("server.json");
+    let write = |name: &str, version: &str| {
+        let v = json!({"variants": [{"name": name, "model": "iris", "version": version, "weight": 100, "modelDir": model}]});
+        std::fs::write(&config, v.to_string()).unwrap();
+    };
+    write("v1", "1");
+    let server = ServeProcess::start(&["--config", config.to_str().unwrap()], &[]);
+    let variants = |url: String| async move {
+        let r = Client::new()
+            .get(&format!("{url}/-/variants"), &[], Duration::from_secs(10))
+            .await
+            .unwrap();
+        json_of(&r)["variants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["name"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let hup = |pid: u32| {
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .unwrap()
+    };
+    rt().block_on(async {
+        assert_eq!(variants(server.url.clone()).await, ["v1"]);
+        write("v2", "2");
+        hup(server.child.id());
+        let t0 = Instant::now();
+        while variants(server.url.clone()).await != ["v2"] {
+            assert!(t0.elapsed() < LIMIT, "SIGHUP did not reload");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // A broken file is refused; the server keeps serving what it had.
+        std::fs::write(&config, "{ not json").unwrap();
+        hup(server.child.id());
+        for _ in 0..20 {
+            let r = post(&server.url, "application/json", ROW, &[])
+                .await
+                .unwrap();
+            assert_eq!(r.status, 200);
+        }
+        assert_eq!(variants(server.url.clone()).await, ["v2"]);
+    });
+}
+
 // ---------------------------------------------------------------------------------------------
 // The local deployer
 

@@ -17,7 +17,13 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct Global {
     /// The project directory (holding mlctl.yaml).
-    #[arg(long, short = 'C', global = true, default_value = ".", env = "MLCTL_PROJECT")]
+    #[arg(
+        long,
+        short = 'C',
+        global = true,
+        default_value = ".",
+        env = "MLCTL_PROJECT"
+    )]
     pub project: PathBuf,
     /// Never use colours (also: NO_COLOR=1).
     #[arg(long, global = true)]

@@ -30,7 +30,10 @@ pub struct Session {
 
 /// The tokio runtime every command uses.
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 /// Loads the spec (at `rev`, or from the work tree with `--allow-dirty`) and opens the target.
@@ -40,7 +43,11 @@ pub fn open(project: &Path, target: &TargetArgs, rev: &RevArgs) -> Result<Sessio
     let (commit, loaded, dirty) = if rev.allow_dirty {
         let dirty = !repo.dirty_files().map_err(|e| anyhow!("{e}"))?.is_empty();
         let commit = repo.head_commit().map_err(|e| anyhow!("{e}"))?;
-        (commit, mlctl_spec::load(&DirFiles::new(&project_dir)), dirty)
+        (
+            commit,
+            mlctl_spec::load(&DirFiles::new(&project_dir)),
+            dirty,
+        )
     } else {
         if rev.rev == "HEAD" {
             repo.ensure_clean(false).map_err(|e| anyhow!("{e}"))?;
@@ -51,10 +58,17 @@ pub fn open(project: &Path, target: &TargetArgs, rev: &RevArgs) -> Result<Sessio
     print_diagnostics(&loaded.diagnostics);
     let Some(spec) = loaded.spec else {
         let n = loaded.errors().count();
-        eprintln!("error: the spec at {} has {n} error{}; nothing was changed", commit.short_sha, if n == 1 { "" } else { "s" });
+        eprintln!(
+            "error: the spec at {} has {n} error{}; nothing was changed",
+            commit.short_sha,
+            if n == 1 { "" } else { "s" }
+        );
         return Err(Exit(1).into());
     };
-    let (target_name, target_cfg) = spec.project.target(target.target.as_deref()).map_err(|e| anyhow!(e))?;
+    let (target_name, target_cfg) = spec
+        .project
+        .target(target.target.as_deref())
+        .map_err(|e| anyhow!(e))?;
     let target_name = target_name.to_string();
     let target_cfg = target_cfg.clone();
     let rt = runtime()?;
@@ -66,12 +80,27 @@ pub fn open(project: &Path, target: &TargetArgs, rev: &RevArgs) -> Result<Sessio
         commit: commit.sha.clone(),
     };
     let _ = dirty;
-    Ok(Session { project_dir, spec, commit, target_name, stack, ctx, rt })
+    Ok(Session {
+        project_dir,
+        spec,
+        commit,
+        target_name,
+        stack,
+        ctx,
+        rt,
+    })
 }
 
 /// Opens a target without a git revision (registry/run commands read only the target).
 pub fn open_target(project: &Path, target: &TargetArgs) -> Result<Session> {
-    open(project, target, &RevArgs { rev: "HEAD".into(), allow_dirty: true })
+    open(
+        project,
+        target,
+        &RevArgs {
+            rev: "HEAD".into(),
+            allow_dirty: true,
+        },
+    )
 }
 
 /// Resolves every `${env:NAME}` of a target's settings.
@@ -109,27 +138,43 @@ fn provider_kind(t: &Target) -> Option<ProviderKind> {
 }
 
 fn single_stack(cfg: &ProviderConfig, rt: &tokio::runtime::Runtime) -> Result<Stack> {
-    let _ = rt;
     match provider_kind(&cfg.target) {
-        Some(ProviderKind::Mock) => mlctl_provider_mock::stack(cfg).map_err(|e| anyhow!("cannot open target `{}`: {e}", cfg.target_name)),
+        Some(ProviderKind::Mock) => mlctl_provider_mock::stack(cfg)
+            .map_err(|e| anyhow!("cannot open target `{}`: {e}", cfg.target_name)),
         Some(ProviderKind::Local) => {
             let exe = std::env::current_exe().context("cannot find the mlctl executable")?;
-            mlctl_provider_local::stack(cfg, exe).map_err(|e| anyhow!("cannot open target `{}`: {e}", cfg.target_name))
+            mlctl_provider_local::stack(cfg, exe)
+                .map_err(|e| anyhow!("cannot open target `{}`: {e}", cfg.target_name))
         }
+        #[cfg(feature = "sagemaker")]
+        Some(ProviderKind::Sagemaker) => rt
+            .block_on(mlctl_provider_sagemaker::stack(cfg))
+            .map_err(|e| anyhow!("cannot open target `{}`: {e}", cfg.target_name)),
+        #[cfg(not(feature = "sagemaker"))]
         Some(ProviderKind::Sagemaker) => bail!(
-            "target `{}` uses the sagemaker provider, which this build of mlctl does not include yet",
+            "target `{}` uses the sagemaker provider, which this build of mlctl leaves out; rebuild with the `sagemaker` feature",
             cfg.target_name
         ),
         Some(ProviderKind::Azureml) => bail!(
             "target `{}` uses the azureml provider, which is not implemented yet; use a local, mock or sagemaker target",
             cfg.target_name
         ),
-        None => bail!("target `{}` has an unknown provider `{}`", cfg.target_name, cfg.target.provider),
+        None => bail!(
+            "target `{}` has an unknown provider `{}`",
+            cfg.target_name,
+            cfg.target.provider
+        ),
     }
 }
 
 /// Builds a target's stack, taking components from other targets where `components:` says so.
-pub fn build_stack(spec: &Spec, project_dir: &Path, name: &str, target: &Target, rt: &tokio::runtime::Runtime) -> Result<Stack> {
+pub fn build_stack(
+    spec: &Spec,
+    project_dir: &Path,
+    name: &str,
+    target: &Target,
+    rt: &tokio::runtime::Runtime,
+) -> Result<Stack> {
     let cfg = |name: &str, t: &Target| -> Result<ProviderConfig> {
         Ok(ProviderConfig {
             project: spec.project.name.clone(),
@@ -140,9 +185,14 @@ pub fn build_stack(spec: &Spec, project_dir: &Path, name: &str, target: &Target,
     };
     let mut stack = single_stack(&cfg(name, target)?, rt)?;
     for (component, other) in target.components.iter().flatten() {
-        let (other_name, other_target) = spec.project.target(Some(other)).map_err(|e| anyhow!("target `{name}`, component `{component}`: {e}"))?;
+        let (other_name, other_target) = spec
+            .project
+            .target(Some(other))
+            .map_err(|e| anyhow!("target `{name}`, component `{component}`: {e}"))?;
         if other_target.components.is_some() {
-            bail!("target `{name}` takes its {component} from `{other_name}`, which itself mixes components; point at a plain target");
+            bail!(
+                "target `{name}` takes its {component} from `{other_name}`, which itself mixes components; point at a plain target"
+            );
         }
         let from = single_stack(&cfg(other_name, other_target)?, rt)?;
         match component.as_str() {
@@ -161,19 +211,29 @@ pub fn build_stack(spec: &Spec, project_dir: &Path, name: &str, target: &Target,
 impl Session {
     /// Desired state: fingerprints over the spec and the content of data and code.
     pub fn desired(&self) -> Result<Desired> {
-        let cache_file = self.project_dir.join(".mlctl").join("cache").join("digests.json");
+        let cache_file = self
+            .project_dir
+            .join(".mlctl")
+            .join("cache")
+            .join("digests.json");
         let cache = std::sync::Mutex::new(mlctl_ml::digest::DigestCache::open(cache_file));
         let dir = self.project_dir.clone();
         let digest = |rel: &str| -> Result<String, String> {
             let path = dir.join(rel);
-            let mut cache = cache.lock().map_err(|_| "digest cache poisoned".to_string())?;
-            mlctl_ml::digest::digest_path(&path, Some(&mut cache)).map_err(|e| format!("{}: {e}", path.display()))
+            let mut cache = cache
+                .lock()
+                .map_err(|_| "digest cache poisoned".to_string())?;
+            mlctl_ml::digest::digest_path(&path, Some(&mut cache))
+                .map_err(|e| format!("{}: {e}", path.display()))
         };
         let desired = Desired::new(&self.spec, &self.commit.sha, &digest).map_err(|errs| {
             for e in &errs {
                 eprintln!("error: {e}");
             }
-            anyhow!("cannot compute fingerprints: {} file(s) could not be read", errs.len())
+            anyhow!(
+                "cannot compute fingerprints: {} file(s) could not be read",
+                errs.len()
+            )
         })?;
         if let Ok(mut c) = cache.lock() {
             // A cache that cannot be saved only costs time on the next run.

@@ -15,7 +15,11 @@ pub fn init(force_off: bool) {
 }
 
 fn paint(code: &str, s: &str) -> String {
-    if *COLOR.get().unwrap_or(&false) { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() }
+    if *COLOR.get().unwrap_or(&false) {
+        format!("\x1b[{code}m{s}\x1b[0m")
+    } else {
+        s.to_string()
+    }
 }
 
 /// Red, bold.

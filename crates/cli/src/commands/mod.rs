@@ -20,21 +20,72 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Init { example, dir } => init::run(&example, &dir),
-        Command::Plan { target, rev, prune, output, detailed_exitcode, out } => {
-            plan::plan(&cli.global.project, &target, &rev, prune, output, detailed_exitcode, out.as_deref())
+        Command::Plan {
+            target,
+            rev,
+            prune,
+            output,
+            detailed_exitcode,
+            out,
+        } => plan::plan(
+            &cli.global.project,
+            &target,
+            &rev,
+            prune,
+            output,
+            detailed_exitcode,
+            out.as_deref(),
+        ),
+        Command::Apply {
+            plan_file,
+            target,
+            rev,
+            prune,
+            auto_approve,
+            apply,
+        } => plan::apply_cmd(
+            &cli.global.project,
+            plan_file.as_deref(),
+            &target,
+            &rev,
+            prune,
+            auto_approve,
+            &apply,
+        ),
+        Command::Reconcile {
+            target,
+            rev,
+            prune,
+            apply,
+        } => plan::reconcile(&cli.global.project, &target, &rev, prune, &apply),
+        Command::Destroy {
+            target,
+            auto_approve,
+            apply,
+        } => plan::destroy(&cli.global.project, &target, auto_approve, &apply),
+        Command::Status {
+            target,
+            rev,
+            output,
+        } => state::status(&cli.global.project, &target, &rev, output),
+        Command::Diff { rev1, rev2, output } => {
+            state::diff(&cli.global.project, &rev1, rev2.as_deref(), output)
         }
-        Command::Apply { plan_file, target, rev, prune, auto_approve, apply } => {
-            plan::apply_cmd(&cli.global.project, plan_file.as_deref(), &target, &rev, prune, auto_approve, &apply)
+        Command::History {
+            resource,
+            target,
+            output,
+        } => state::history(&cli.global.project, &resource, &target, output),
+        Command::ForceUnlock { id, target } => {
+            state::force_unlock(&cli.global.project, &id, &target)
         }
-        Command::Reconcile { target, rev, prune, apply } => plan::reconcile(&cli.global.project, &target, &rev, prune, &apply),
-        Command::Destroy { target, auto_approve, apply } => plan::destroy(&cli.global.project, &target, auto_approve, &apply),
-        Command::Status { target, rev, output } => state::status(&cli.global.project, &target, &rev, output),
-        Command::Diff { rev1, rev2, output } => state::diff(&cli.global.project, &rev1, rev2.as_deref(), output),
-        Command::History { resource, target, output } => state::history(&cli.global.project, &resource, &target, output),
-        Command::ForceUnlock { id, target } => state::force_unlock(&cli.global.project, &id, &target),
         Command::Models(cmd) => registry::models(&cli.global.project, cmd),
         Command::Runs(cmd) => registry::runs(&cli.global.project, cmd),
-        Command::Rollback { endpoint, to, target } => registry::rollback(&cli.global.project, &endpoint, to, &target),
+        Command::Rollback {
+            endpoint,
+            to,
+            target,
+        } => registry::rollback(&cli.global.project, &endpoint, to, &target),
         Command::Serve(args) => serve::run_serve(&cli.global.project, args),
         Command::Predict(args) => serve::run_predict(&cli.global.project, args),
         Command::Completions { shell } => {

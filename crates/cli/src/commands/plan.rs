@@ -31,48 +31,93 @@ fn render(plan: &Plan, output: Output) -> Result<String> {
 }
 
 fn observe(s: &Session, opts: &ApplyOptions) -> Result<Vec<ObservedResource>> {
-    s.rt.block_on(apply::observe(&s.stack, &s.ctx, opts)).map_err(|e| anyhow!("cannot read the state of target `{}`: {e}", s.target_name))
+    s.rt.block_on(apply::observe(&s.stack, &s.ctx, opts))
+        .map_err(|e| anyhow!("cannot read the state of target `{}`: {e}", s.target_name))
 }
 
 /// `mlctl plan`.
-pub fn plan(project: &Path, target: &TargetArgs, rev: &RevArgs, prune: bool, output: Output, detailed: bool, out: Option<&Path>) -> Result<u8> {
+pub fn plan(
+    project: &Path,
+    target: &TargetArgs,
+    rev: &RevArgs,
+    prune: bool,
+    output: Output,
+    detailed: bool,
+    out: Option<&Path>,
+) -> Result<u8> {
     let s = session::open(project, target, rev)?;
     let desired = s.desired()?;
     let observed = observe(&s, &ApplyOptions::default())?;
-    let plan = planner::plan(&desired, &observed, &s.target_name, PlanOptions { prune, destroy: false });
+    let plan = planner::plan(
+        &desired,
+        &observed,
+        &s.target_name,
+        PlanOptions {
+            prune,
+            destroy: false,
+        },
+    );
     print!("{}", render(&plan, output)?);
     if let Some(out) = out {
-        std::fs::write(out, serde_json::to_string_pretty(&plan)? + "\n").with_context(|| format!("cannot write {}", out.display()))?;
+        std::fs::write(out, serde_json::to_string_pretty(&plan)? + "\n")
+            .with_context(|| format!("cannot write {}", out.display()))?;
         if output == Output::Human {
-            println!("\nSaved the plan to {}. Apply exactly this plan with: mlctl apply {}", out.display(), out.display());
+            println!(
+                "\nSaved the plan to {}. Apply exactly this plan with: mlctl apply {}",
+                out.display(),
+                out.display()
+            );
         }
     }
     Ok(if detailed && plan.has_changes() { 2 } else { 0 })
 }
 
 fn lock_info() -> LockInfo {
-    let id = blake3::hash(format!("{}-{:?}-{}", std::process::id(), std::time::SystemTime::now(), rand_seed()).as_bytes()).to_hex()[..16].to_string();
+    let id = blake3::hash(
+        format!(
+            "{}-{:?}-{}",
+            std::process::id(),
+            std::time::SystemTime::now(),
+            rand_seed()
+        )
+        .as_bytes(),
+    )
+    .to_hex()[..16]
+        .to_string();
     LockInfo {
         id,
-        holder: std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "unknown".into()),
-        host: hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "unknown".into()),
+        holder: std::env::var("USER")
+            .or_else(|_| std::env::var("USERNAME"))
+            .unwrap_or_else(|_| "unknown".into()),
+        host: hostname::get()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "unknown".into()),
         pid: std::process::id(),
-        since: time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        since: time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
     }
 }
 
 fn rand_seed() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
 }
 
 /// Takes the target's lock, waiting up to `timeout`.
 fn take_lock(s: &Session, timeout: &str) -> Result<Lock> {
-    let timeout = mlctl_spec::units::parse_duration(timeout).map_err(|e| anyhow!("--lock-timeout: {e}"))?;
+    let timeout =
+        mlctl_spec::units::parse_duration(timeout).map_err(|e| anyhow!("--lock-timeout: {e}"))?;
     let info = lock_info();
     let t0 = Instant::now();
     loop {
-        match s.rt.block_on(Lock::acquire(&s.stack, &s.ctx.project, info.clone())) {
+        match s
+            .rt
+            .block_on(Lock::acquire(&s.stack, &s.ctx.project, info.clone()))
+        {
             Ok(lock) => return Ok(lock),
             Err(LockError::Held(holder)) if t0.elapsed() < timeout => {
                 let _ = holder;
@@ -89,16 +134,23 @@ fn take_lock(s: &Session, timeout: &str) -> Result<Lock> {
                 holder.id,
                 s.target_name
             ),
-            Err(LockError::Store(e)) => bail!("cannot take the lock of target `{}`: {e}", s.target_name),
+            Err(LockError::Store(e)) => {
+                bail!("cannot take the lock of target `{}`: {e}", s.target_name)
+            }
         }
     }
 }
 
 fn confirm(s: &Session, what: &str) -> Result<bool> {
     if !std::io::stdin().is_terminal() {
-        bail!("{what} needs confirmation, but there is no terminal to ask on; pass --auto-approve (or use `mlctl reconcile` in CI)");
+        bail!(
+            "{what} needs confirmation, but there is no terminal to ask on; pass --auto-approve (or use `mlctl reconcile` in CI)"
+        );
     }
-    print!("\nDo you want to {what} on target `{}`?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ", s.target_name);
+    print!(
+        "\nDo you want to {what} on target `{}`?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ",
+        s.target_name
+    );
     std::io::stdout().flush()?;
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
@@ -114,7 +166,10 @@ struct Mode {
 
 /// `mlctl apply`, `reconcile` and `destroy` share this.
 fn run(s: Session, mode: Mode, args: &ApplyArgs, saved: Option<Plan>) -> Result<u8> {
-    let opts = ApplyOptions { concurrency: args.concurrency.max(1), ..ApplyOptions::default() };
+    let opts = ApplyOptions {
+        concurrency: args.concurrency.max(1),
+        ..ApplyOptions::default()
+    };
     let desired = s.desired()?;
     // Plan under the lock, so what is applied is what was shown.
     let lock = take_lock(&s, &args.lock_timeout)?;
@@ -125,7 +180,15 @@ fn run(s: Session, mode: Mode, args: &ApplyArgs, saved: Option<Plan>) -> Result<
                 check_saved(&s, &saved, &desired, &observed)?;
                 saved
             }
-            None => planner::plan(&desired, &observed, &s.target_name, PlanOptions { prune: mode.prune, destroy: mode.destroy }),
+            None => planner::plan(
+                &desired,
+                &observed,
+                &s.target_name,
+                PlanOptions {
+                    prune: mode.prune,
+                    destroy: mode.destroy,
+                },
+            ),
         };
         print!("{}", plan.render_human(&paint));
         if !plan.has_changes() {
@@ -137,7 +200,9 @@ fn run(s: Session, mode: Mode, args: &ApplyArgs, saved: Option<Plan>) -> Result<
         }
         println!();
         let reporter = Arc::new(Progress::new());
-        let report = s.rt.block_on(apply::apply(&s.stack, &s.ctx, &desired, &plan, &observed, &opts, reporter));
+        let report = s.rt.block_on(apply::apply(
+            &s.stack, &s.ctx, &desired, &plan, &observed, &opts, reporter,
+        ));
         let (mut added, mut changed, mut destroyed, mut failed, mut skipped) = (0, 0, 0, 0, 0);
         for (id, outcome) in &report.results {
             let action = plan.changes.iter().find(|c| &c.id == id).map(|c| c.action);
@@ -161,7 +226,10 @@ fn run(s: Session, mode: Mode, args: &ApplyArgs, saved: Option<Plan>) -> Result<
             );
             Ok(1)
         } else {
-            println!("\n{} Resources: {added} added, {changed} changed, {destroyed} destroyed.", style::green("Apply complete!"));
+            println!(
+                "\n{} Resources: {added} added, {changed} changed, {destroyed} destroyed.",
+                style::green("Apply complete!")
+            );
             Ok(0)
         }
     })();
@@ -172,12 +240,27 @@ fn run(s: Session, mode: Mode, args: &ApplyArgs, saved: Option<Plan>) -> Result<
 }
 
 /// Refuses a saved plan that no longer fits the target or the spec.
-fn check_saved(s: &Session, saved: &Plan, desired: &planner::Desired, observed: &[ObservedResource]) -> Result<()> {
+fn check_saved(
+    s: &Session,
+    saved: &Plan,
+    desired: &planner::Desired,
+    observed: &[ObservedResource],
+) -> Result<()> {
     if saved.format_version != planner::PLAN_FORMAT_VERSION {
-        bail!("the plan file has format version {}, this mlctl reads {}; make the plan again", saved.format_version, planner::PLAN_FORMAT_VERSION);
+        bail!(
+            "the plan file has format version {}, this mlctl reads {}; make the plan again",
+            saved.format_version,
+            planner::PLAN_FORMAT_VERSION
+        );
     }
     if saved.project != s.spec.project.name || saved.target != s.target_name {
-        bail!("the plan is for project `{}` on target `{}`, not `{}` on `{}`", saved.project, saved.target, s.spec.project.name, s.target_name);
+        bail!(
+            "the plan is for project `{}` on target `{}`, not `{}` on `{}`",
+            saved.project,
+            saved.target,
+            s.spec.project.name,
+            s.target_name
+        );
     }
     let now = planner::state_token(observed);
     if now != saved.state_token {
@@ -192,7 +275,10 @@ fn check_saved(s: &Session, saved: &Plan, desired: &planner::Desired, observed: 
         if let Some(fp) = &c.fingerprint {
             let current = desired.get(&c.id).map(|d| d.fingerprint.0.as_str());
             if current != Some(fp.as_str()) {
-                bail!("{} is no longer what the plan was made from (its data or code changed); run `mlctl plan --out FILE` again", c.id);
+                bail!(
+                    "{} is no longer what the plan was made from (its data or code changed); run `mlctl plan --out FILE` again",
+                    c.id
+                );
             }
         }
     }
@@ -200,32 +286,109 @@ fn check_saved(s: &Session, saved: &Plan, desired: &planner::Desired, observed: 
 }
 
 /// `mlctl apply [PLAN]`.
-pub fn apply_cmd(project: &Path, plan_file: Option<&Path>, target: &TargetArgs, rev: &RevArgs, prune: bool, auto_approve: bool, args: &ApplyArgs) -> Result<u8> {
+pub fn apply_cmd(
+    project: &Path,
+    plan_file: Option<&Path>,
+    target: &TargetArgs,
+    rev: &RevArgs,
+    prune: bool,
+    auto_approve: bool,
+    args: &ApplyArgs,
+) -> Result<u8> {
     match plan_file {
         Some(file) => {
-            let text = std::fs::read_to_string(file).with_context(|| format!("cannot read plan file {}", file.display()))?;
-            let saved: Plan = serde_json::from_str(&text).map_err(|e| anyhow!("{} is not a plan made by `mlctl plan --out`: {e}", file.display()))?;
-            let target = TargetArgs { target: Some(saved.target.clone()) };
-            let rev = RevArgs { rev: saved.commit.clone(), allow_dirty: false };
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read plan file {}", file.display()))?;
+            let saved: Plan = serde_json::from_str(&text).map_err(|e| {
+                anyhow!(
+                    "{} is not a plan made by `mlctl plan --out`: {e}",
+                    file.display()
+                )
+            })?;
+            let target = TargetArgs {
+                target: Some(saved.target.clone()),
+            };
+            let rev = RevArgs {
+                rev: saved.commit.clone(),
+                allow_dirty: false,
+            };
             let s = session::open(project, &target, &rev)?;
             // A saved plan was reviewed already: applying it is the approval.
-            run(s, Mode { prune: false, destroy: false, auto_approve: true, verb: "apply this plan" }, args, Some(saved))
+            run(
+                s,
+                Mode {
+                    prune: false,
+                    destroy: false,
+                    auto_approve: true,
+                    verb: "apply this plan",
+                },
+                args,
+                Some(saved),
+            )
         }
         None => {
             let s = session::open(project, target, rev)?;
-            run(s, Mode { prune, destroy: false, auto_approve, verb: "perform these actions" }, args, None)
+            run(
+                s,
+                Mode {
+                    prune,
+                    destroy: false,
+                    auto_approve,
+                    verb: "perform these actions",
+                },
+                args,
+                None,
+            )
         }
     }
 }
 
 /// `mlctl reconcile`.
-pub fn reconcile(project: &Path, target: &TargetArgs, rev: &RevArgs, prune: bool, args: &ApplyArgs) -> Result<u8> {
+pub fn reconcile(
+    project: &Path,
+    target: &TargetArgs,
+    rev: &RevArgs,
+    prune: bool,
+    args: &ApplyArgs,
+) -> Result<u8> {
     let s = session::open(project, target, rev)?;
-    run(s, Mode { prune, destroy: false, auto_approve: true, verb: "reconcile" }, args, None)
+    run(
+        s,
+        Mode {
+            prune,
+            destroy: false,
+            auto_approve: true,
+            verb: "reconcile",
+        },
+        args,
+        None,
+    )
 }
 
 /// `mlctl destroy`.
-pub fn destroy(project: &Path, target: &TargetArgs, auto_approve: bool, args: &ApplyArgs) -> Result<u8> {
-    let s = session::open(project, target, &RevArgs { rev: "HEAD".into(), allow_dirty: true })?;
-    run(s, Mode { prune: true, destroy: true, auto_approve, verb: "destroy all resources" }, args, None)
+pub fn destroy(
+    project: &Path,
+    target: &TargetArgs,
+    auto_approve: bool,
+    args: &ApplyArgs,
+) -> Result<u8> {
+    let s = session::open(
+        project,
+        target,
+        &RevArgs {
+            rev: "HEAD".into(),
+            allow_dirty: true,
+        },
+    )?;
+    run(
+        s,
+        Mode {
+            prune: true,
+            destroy: true,
+            auto_approve,
+            verb: "destroy all resources",
+        },
+        args,
+        None,
+    )
 }

@@ -10,26 +10,58 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 fn metrics_line(m: &std::collections::BTreeMap<String, f64>) -> String {
-    m.iter().map(|(k, v)| format!("{k}={v:.4}")).collect::<Vec<_>>().join(" ")
+    m.iter()
+        .map(|(k, v)| format!("{k}={v:.4}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The first few metrics, for one-line listings (`show` prints them all).
+fn metrics_short(m: &std::collections::BTreeMap<String, f64>) -> String {
+    let mut s = m
+        .iter()
+        .take(4)
+        .map(|(k, v)| format!("{k}={v:.4}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    if m.len() > 4 {
+        s.push_str(&format!(" (+{} more)", m.len() - 4));
+    }
+    s
 }
 
 /// Model names: from the spec, plus any the target's state knows.
 fn model_names(s: &Session) -> Vec<String> {
-    let mut names: BTreeSet<String> = s.spec.resources.iter().filter(|r| r.id.kind == Kind::Model).map(|r| r.id.name.clone()).collect();
+    let mut names: BTreeSet<String> = s
+        .spec
+        .resources
+        .iter()
+        .filter(|r| r.id.kind == Kind::Model)
+        .map(|r| r.id.name.clone())
+        .collect();
     if let Ok(obs) = s.rt.block_on(s.stack.state.observe(&s.ctx.project)) {
-        names.extend(obs.into_iter().filter(|o| o.id.kind == Kind::Model).map(|o| o.id.name));
+        names.extend(
+            obs.into_iter()
+                .filter(|o| o.id.kind == Kind::Model)
+                .map(|o| o.id.name),
+        );
     }
     names.into_iter().collect()
 }
 
 fn versions(s: &Session, model: &str) -> Result<Vec<ModelVersion>> {
-    s.rt.block_on(s.stack.registry.versions(&s.ctx, model)).map_err(|e| anyhow!("{e}"))
+    s.rt.block_on(s.stack.registry.versions(&s.ctx, model))
+        .map_err(|e| anyhow!("{e}"))
 }
 
 /// `mlctl models ...`.
 pub fn models(project: &Path, cmd: ModelsCommand) -> Result<u8> {
     match cmd {
-        ModelsCommand::List { name, target, output } => {
+        ModelsCommand::List {
+            name,
+            target,
+            output,
+        } => {
             let s = session::open_target(project, &target)?;
             let names = match name {
                 Some(n) => vec![n],
@@ -47,17 +79,37 @@ pub fn models(project: &Path, cmd: ModelsCommand) -> Result<u8> {
                 println!("No registered models on target `{}`.", s.target_name);
                 return Ok(0);
             }
-            println!("{:<20} {:>7} {:<11} {:<9} {:<26} METRICS", "MODEL", "VERSION", "STAGE", "APPROVED", "CREATED");
+            println!(
+                "{:<20} {:>7} {:<11} {:<9} {:<26} METRICS",
+                "MODEL", "VERSION", "STAGE", "APPROVED", "CREATED"
+            );
             for v in all {
-                println!("{:<20} {:>7} {:<11} {:<9} {:<26} {}", v.model, v.version, v.stage.as_str(), if v.approved { "yes" } else { "no" }, v.created_at, metrics_line(&v.metrics));
+                println!(
+                    "{:<20} {:>7} {:<11} {:<9} {:<26} {}",
+                    v.model,
+                    v.version,
+                    v.stage.as_str(),
+                    if v.approved { "yes" } else { "no" },
+                    v.created_at,
+                    metrics_short(&v.metrics)
+                );
             }
             Ok(0)
         }
-        ModelsCommand::Show { name, model_version: version, target, output } => {
+        ModelsCommand::Show {
+            name,
+            model_version: version,
+            target,
+            output,
+        } => {
             let s = session::open_target(project, &target)?;
             let mut vs = versions(&s, &name)?;
             if vs.is_empty() {
-                bail!("model `{name}` has no versions on target `{}`; known models: {}", s.target_name, model_names(&s).join(", "));
+                bail!(
+                    "model `{name}` has no versions on target `{}`; known models: {}",
+                    s.target_name,
+                    model_names(&s).join(", ")
+                );
             }
             if let Some(v) = version {
                 vs.retain(|x| x.version == v);
@@ -65,13 +117,30 @@ pub fn models(project: &Path, cmd: ModelsCommand) -> Result<u8> {
                     bail!("model `{name}` has no version {v}");
                 }
             }
-            let history = s.rt.block_on(s.stack.registry.stage_history(&s.ctx, &name)).map_err(|e| anyhow!("{e}"))?;
+            let history =
+                s.rt.block_on(s.stack.registry.stage_history(&s.ctx, &name))
+                    .map_err(|e| anyhow!("{e}"))?;
             if output == Output::Json {
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"versions": vs, "stageHistory": history}))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"versions": vs, "stageHistory": history})
+                    )?
+                );
                 return Ok(0);
             }
             for v in &vs {
-                println!("{} v{} ({}{})", v.model, v.version, v.stage.as_str(), if v.approved { ", approved" } else { ", not approved" });
+                println!(
+                    "{} v{} ({}{})",
+                    v.model,
+                    v.version,
+                    v.stage.as_str(),
+                    if v.approved {
+                        ", approved"
+                    } else {
+                        ", not approved"
+                    }
+                );
                 println!("  created:   {}", v.created_at);
                 println!("  artifact:  {}", v.artifact_uri);
                 println!("  metrics:   {}", metrics_line(&v.metrics));
@@ -83,15 +152,32 @@ pub fn models(project: &Path, cmd: ModelsCommand) -> Result<u8> {
             if !history.is_empty() {
                 println!("Stage history:");
                 for h in history {
-                    println!("  {}  v{}: {} -> {}", h.at, h.version, h.from.map(|f| f.as_str()).unwrap_or("(new)"), h.to.as_str());
+                    println!(
+                        "  {}  v{}: {} -> {}",
+                        h.at,
+                        h.version,
+                        h.from.map(|f| f.as_str()).unwrap_or("(new)"),
+                        h.to.as_str()
+                    );
                 }
             }
             Ok(0)
         }
-        ModelsCommand::Approve { name, model_version: version, target } => {
+        ModelsCommand::Approve {
+            name,
+            model_version: version,
+            target,
+        } => {
             let s = session::open_target(project, &target)?;
-            let v = s.rt.block_on(s.stack.registry.approve(&s.ctx, &name, version)).map_err(|e| anyhow!("{e}"))?;
-            println!("Approved {} v{} (now in {}). Run `mlctl apply` to promote it as the spec says.", v.model, v.version, v.stage.as_str());
+            let v =
+                s.rt.block_on(s.stack.registry.approve(&s.ctx, &name, version))
+                    .map_err(|e| anyhow!("{e}"))?;
+            println!(
+                "Approved {} v{} (now in {}). Run `mlctl apply` to promote it as the spec says.",
+                v.model,
+                v.version,
+                v.stage.as_str()
+            );
             Ok(0)
         }
     }
@@ -102,21 +188,28 @@ fn find_run<'a>(runs: &'a [RunRecord], id: &str) -> Result<&'a RunRecord> {
     match found.as_slice() {
         [one] => Ok(one),
         [] => bail!("no run with id `{id}`; `mlctl runs list` shows them"),
-        _ => bail!("run id prefix `{id}` is ambiguous ({} runs); give more characters", found.len()),
+        _ => bail!(
+            "run id prefix `{id}` is ambiguous ({} runs); give more characters",
+            found.len()
+        ),
     }
 }
 
 /// `mlctl runs ...`.
 pub fn runs(project: &Path, cmd: RunsCommand) -> Result<u8> {
     let target = match &cmd {
-        RunsCommand::List { target, .. } | RunsCommand::Show { target, .. } | RunsCommand::Compare { target, .. } => target.clone(),
+        RunsCommand::List { target, .. }
+        | RunsCommand::Show { target, .. }
+        | RunsCommand::Compare { target, .. } => target.clone(),
     };
     let s = session::open_target(project, &target)?;
     let job = match &cmd {
         RunsCommand::List { job, .. } => job.clone(),
         _ => None,
     };
-    let runs = s.rt.block_on(s.stack.trainer.runs(&s.ctx, job.as_deref())).map_err(|e| anyhow!("{e}"))?;
+    let runs =
+        s.rt.block_on(s.stack.trainer.runs(&s.ctx, job.as_deref()))
+            .map_err(|e| anyhow!("{e}"))?;
     match cmd {
         RunsCommand::List { output, .. } => {
             if output == Output::Json {
@@ -127,7 +220,10 @@ pub fn runs(project: &Path, cmd: RunsCommand) -> Result<u8> {
                 println!("No runs on target `{}`.", s.target_name);
                 return Ok(0);
             }
-            println!("{:<14} {:<18} {:<10} {:<8} {:>8} METRICS", "RUN", "JOB", "STATUS", "COMMIT", "SECONDS");
+            println!(
+                "{:<14} {:<18} {:<10} {:<8} {:>8} METRICS",
+                "RUN", "JOB", "STATUS", "COMMIT", "SECONDS"
+            );
             for r in &runs {
                 println!(
                     "{:<14} {:<18} {:<10} {:<8} {:>8.2} {}",
@@ -136,7 +232,7 @@ pub fn runs(project: &Path, cmd: RunsCommand) -> Result<u8> {
                     r.status,
                     &r.commit[..r.commit.len().min(7)],
                     r.duration_secs,
-                    metrics_line(&r.metrics)
+                    metrics_short(&r.metrics)
                 );
             }
             Ok(0)
@@ -153,7 +249,10 @@ pub fn runs(project: &Path, cmd: RunsCommand) -> Result<u8> {
                 println!("  trial of:     {p}");
             }
             println!("  commit:       {}", r.commit);
-            println!("  started:      {}  ({:.2}s)", r.started_at, r.duration_secs);
+            println!(
+                "  started:      {}  ({:.2}s)",
+                r.started_at, r.duration_secs
+            );
             println!("  data digest:  {}", r.data_digest);
             if let Some(c) = &r.code_digest {
                 println!("  code digest:  {c}");
@@ -172,7 +271,10 @@ pub fn runs(project: &Path, cmd: RunsCommand) -> Result<u8> {
             Ok(0)
         }
         RunsCommand::Compare { ids, .. } => {
-            let picked: Vec<&RunRecord> = ids.iter().map(|id| find_run(&runs, id)).collect::<Result<_>>()?;
+            let picked: Vec<&RunRecord> = ids
+                .iter()
+                .map(|id| find_run(&runs, id))
+                .collect::<Result<_>>()?;
             let mut params: BTreeSet<&String> = BTreeSet::new();
             let mut metrics: BTreeSet<&String> = BTreeSet::new();
             for r in &picked {
@@ -185,8 +287,15 @@ pub fn runs(project: &Path, cmd: RunsCommand) -> Result<u8> {
             }
             println!();
             for p in params {
-                let vals: Vec<String> = picked.iter().map(|r| r.params.get(p).map(|v| v.to_string()).unwrap_or("-".into())).collect();
-                let mark = if vals.windows(2).any(|w| w[0] != w[1]) { "*" } else { " " };
+                let vals: Vec<String> = picked
+                    .iter()
+                    .map(|r| r.params.get(p).map(|v| v.to_string()).unwrap_or("-".into()))
+                    .collect();
+                let mark = if vals.windows(2).any(|w| w[0] != w[1]) {
+                    "*"
+                } else {
+                    " "
+                };
                 print!("{mark}param {:<15}", p);
                 for v in vals {
                     print!(" {v:>14}");
@@ -196,7 +305,13 @@ pub fn runs(project: &Path, cmd: RunsCommand) -> Result<u8> {
             for m in metrics {
                 print!(" {:<21}", m);
                 for r in &picked {
-                    print!(" {:>14}", r.metrics.get(m).map(|v| format!("{v:.4}")).unwrap_or("-".into()));
+                    print!(
+                        " {:>14}",
+                        r.metrics
+                            .get(m)
+                            .map(|v| format!("{v:.4}"))
+                            .unwrap_or("-".into())
+                    );
                 }
                 println!();
             }
@@ -206,17 +321,36 @@ pub fn runs(project: &Path, cmd: RunsCommand) -> Result<u8> {
 }
 
 /// `mlctl rollback ENDPOINT [--to VERSION]`.
-pub fn rollback(project: &Path, endpoint: &str, to: Option<u32>, target: &TargetArgs) -> Result<u8> {
+pub fn rollback(
+    project: &Path,
+    endpoint: &str,
+    to: Option<u32>,
+    target: &TargetArgs,
+) -> Result<u8> {
     let s = session::open_target(project, target)?;
     let id = ResourceId::new(Kind::Endpoint, endpoint);
-    let observed = s.rt.block_on(s.stack.state.observe(&s.ctx.project)).map_err(|e| anyhow!("{e}"))?;
+    let observed =
+        s.rt.block_on(s.stack.state.observe(&s.ctx.project))
+            .map_err(|e| anyhow!("{e}"))?;
     let Some(rec) = observed.iter().find(|o| o.id == id) else {
-        bail!("endpoint `{endpoint}` has never been applied to target `{}`", s.target_name);
+        bail!(
+            "endpoint `{endpoint}` has never been applied to target `{}`",
+            s.target_name
+        );
     };
-    let live = s.rt.block_on(s.stack.deployer.status(&s.ctx, endpoint)).map_err(|e| anyhow!("{e}"))?;
+    let live =
+        s.rt.block_on(s.stack.deployer.status(&s.ctx, endpoint))
+            .map_err(|e| anyhow!("{e}"))?;
     let current: Option<EndpointStatus> = live.or_else(|| outputs(rec));
-    let Some(current) = current else { bail!("endpoint `{endpoint}` does not exist on target `{}`", s.target_name) };
-    let Some(serving) = current.variants.iter().max_by_key(|v| v.weight) else { bail!("endpoint `{endpoint}` serves no model") };
+    let Some(current) = current else {
+        bail!(
+            "endpoint `{endpoint}` does not exist on target `{}`",
+            s.target_name
+        )
+    };
+    let Some(serving) = current.variants.iter().max_by_key(|v| v.weight) else {
+        bail!("endpoint `{endpoint}` serves no model")
+    };
     let all = versions(&s, &serving.model)?;
     let to_version = match to {
         Some(v) => all.iter().find(|x| x.version == v).ok_or_else(|| anyhow!("model `{}` has no version {v}", serving.model))?,
@@ -228,20 +362,38 @@ pub fn rollback(project: &Path, endpoint: &str, to: Option<u32>, target: &Target
             .ok_or_else(|| anyhow!("endpoint `{endpoint}` serves {} v{}, and there is no earlier version to roll back to", serving.model, serving.version))?,
     };
     if to_version.version == serving.version {
-        bail!("endpoint `{endpoint}` already serves {} v{}", serving.model, serving.version);
+        bail!(
+            "endpoint `{endpoint}` already serves {} v{}",
+            serving.model,
+            serving.version
+        );
     }
-    let status = s.rt.block_on(s.stack.deployer.rollback(&s.ctx, endpoint, to_version)).map_err(|e| anyhow!("{e}"))?;
+    let status =
+        s.rt.block_on(s.stack.deployer.rollback(&s.ctx, endpoint, to_version))
+            .map_err(|e| anyhow!("{e}"))?;
     let entry = HistoryEntry {
         id: id.clone(),
         action: "rollback".into(),
         fingerprint: rec.fingerprint.clone(),
         commit: rec.commit.clone(),
-        at: time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-        detail: format!("rolled back from {} v{} to v{} by hand", serving.model, serving.version, to_version.version),
+        at: time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        detail: format!(
+            "rolled back from {} v{} to v{} by hand",
+            serving.model, serving.version, to_version.version
+        ),
     };
     // The record keeps what git asked for, so the next plan shows the rollback as drift.
-    s.rt.block_on(s.stack.state.record(&s.ctx.project, rec, &entry)).map_err(|e| anyhow!("rolled back, but recording it failed: {e}"))?;
-    println!("Rolled back endpoint `{endpoint}` from {} v{} to v{}{}.", serving.model, serving.version, to_version.version, status.url.map(|u| format!(" ({u})")).unwrap_or_default());
+    s.rt.block_on(s.stack.state.record(&s.ctx.project, rec, &entry))
+        .map_err(|e| anyhow!("rolled back, but recording it failed: {e}"))?;
+    println!(
+        "Rolled back endpoint `{endpoint}` from {} v{} to v{}{}.",
+        serving.model,
+        serving.version,
+        to_version.version,
+        status.url.map(|u| format!(" ({u})")).unwrap_or_default()
+    );
     println!(
         "\nNote: the spec in git still asks for v{} (applied at commit {}). The next `mlctl apply` will roll forward again.\nTo keep this version, revert that change in git:\n    git revert {}",
         serving.version,

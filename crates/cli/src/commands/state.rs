@@ -18,7 +18,9 @@ fn short(s: &str) -> &str {
 pub fn status(project: &Path, target: &TargetArgs, rev: &RevArgs, output: Output) -> Result<u8> {
     let s = session::open(project, target, rev)?;
     let desired = s.desired()?;
-    let observed = s.rt.block_on(apply::observe(&s.stack, &s.ctx, &ApplyOptions::default())).map_err(|e| anyhow!("cannot read target `{}`: {e}", s.target_name))?;
+    let observed =
+        s.rt.block_on(apply::observe(&s.stack, &s.ctx, &ApplyOptions::default()))
+            .map_err(|e| anyhow!("cannot read target `{}`: {e}", s.target_name))?;
     let plan = planner::plan(&desired, &observed, &s.target_name, PlanOptions::default());
     let rows: Vec<serde_json::Value> = plan
         .changes
@@ -31,7 +33,15 @@ pub fn status(project: &Path, target: &TargetArgs, rev: &RevArgs, output: Output
                 (_, Some(o)) if o.fingerprint.is_empty() => "missing",
                 _ => "out-of-sync",
             };
-            let health = o.map(|o| if o.last_error.is_some() && c.action != Action::NoOp { Health::Failed } else { o.health }).unwrap_or(Health::Unknown);
+            let health = o
+                .map(|o| {
+                    if o.last_error.is_some() && c.action != Action::NoOp {
+                        Health::Failed
+                    } else {
+                        o.health
+                    }
+                })
+                .unwrap_or(Health::Unknown);
             serde_json::json!({
                 "resource": c.id.to_string(),
                 "sync": sync,
@@ -43,7 +53,9 @@ pub fn status(project: &Path, target: &TargetArgs, rev: &RevArgs, output: Output
             })
         })
         .collect();
-    let lock = s.rt.block_on(s.stack.state.lock_holder(&s.ctx.project)).map_err(|e| anyhow!("cannot read the lock of target `{}`: {e}", s.target_name))?;
+    let lock =
+        s.rt.block_on(s.stack.state.lock_holder(&s.ctx.project))
+            .map_err(|e| anyhow!("cannot read the lock of target `{}`: {e}", s.target_name))?;
     if output == Output::Json {
         let out = serde_json::json!({
             "lock": lock,
@@ -55,8 +67,14 @@ pub fn status(project: &Path, target: &TargetArgs, rev: &RevArgs, output: Output
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!("Target `{}` against commit {} ({})\n", s.target_name, s.commit.short_sha, s.commit.summary);
-        println!("{:<28} {:<12} {:<12} {:<8} {}", "RESOURCE", "SYNC", "HEALTH", "COMMIT", "UPDATED");
+        println!(
+            "Target `{}` against commit {} ({})\n",
+            s.target_name, s.commit.short_sha, s.commit.summary
+        );
+        println!(
+            "{:<28} {:<12} {:<12} {:<8} UPDATED",
+            "RESOURCE", "SYNC", "HEALTH", "COMMIT"
+        );
         for r in &rows {
             let sync = r["sync"].as_str().unwrap_or("");
             let sync_s = match sync {
@@ -85,7 +103,14 @@ pub fn status(project: &Path, target: &TargetArgs, rev: &RevArgs, output: Output
             println!("\nLocked by {l}");
         }
         if !plan.orphans.is_empty() {
-            println!("\nNot in the spec (kept; `mlctl apply --prune` destroys them): {}", plan.orphans.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "));
+            println!(
+                "\nNot in the spec (kept; `mlctl apply --prune` destroys them): {}",
+                plan.orphans
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
         }
     }
     Ok(0)
@@ -101,11 +126,21 @@ pub fn resolve_resource(arg: &str, known: &[ResourceId]) -> Result<ResourceId> {
         [one] => Ok((*one).clone()),
         [] => {
             let list: Vec<String> = known.iter().map(ToString::to_string).collect();
-            bail!("no resource named `{arg}`; known: {}", if list.is_empty() { "none".into() } else { list.join(", ") })
+            bail!(
+                "no resource named `{arg}`; known: {}",
+                if list.is_empty() {
+                    "none".into()
+                } else {
+                    list.join(", ")
+                }
+            )
         }
         many => bail!(
             "`{arg}` names several resources ({}); write Kind/name, e.g. {}",
-            many.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(", "),
+            many.iter()
+                .map(|m| m.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
             many[0]
         ),
     }
@@ -115,12 +150,16 @@ pub fn resolve_resource(arg: &str, known: &[ResourceId]) -> Result<ResourceId> {
 pub fn history(project: &Path, resource: &str, target: &TargetArgs, output: Output) -> Result<u8> {
     let s = session::open_target(project, target)?;
     let mut known: Vec<ResourceId> = s.spec.resources.iter().map(|r| r.id.clone()).collect();
-    let observed: Vec<ObservedResource> = s.rt.block_on(s.stack.state.observe(&s.ctx.project)).map_err(|e| anyhow!("{e}"))?;
+    let observed: Vec<ObservedResource> =
+        s.rt.block_on(s.stack.state.observe(&s.ctx.project))
+            .map_err(|e| anyhow!("{e}"))?;
     known.extend(observed.into_iter().map(|o| o.id));
     known.sort();
     known.dedup();
     let id = resolve_resource(resource, &known)?;
-    let entries = s.rt.block_on(s.stack.state.history(&s.ctx.project, &id)).map_err(|e| anyhow!("{e}"))?;
+    let entries =
+        s.rt.block_on(s.stack.state.history(&s.ctx.project, &id))
+            .map_err(|e| anyhow!("{e}"))?;
     if output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&entries)?);
         return Ok(0);
@@ -130,9 +169,19 @@ pub fn history(project: &Path, resource: &str, target: &TargetArgs, output: Outp
         return Ok(0);
     }
     println!("History of {id} on target `{}`:\n", s.target_name);
-    println!("{:<26} {:<9} {:<8} {:<13} {}", "TIME", "ACTION", "COMMIT", "FINGERPRINT", "DETAIL");
+    println!(
+        "{:<26} {:<9} {:<8} {:<13} DETAIL",
+        "TIME", "ACTION", "COMMIT", "FINGERPRINT"
+    );
     for e in entries {
-        println!("{:<26} {:<9} {:<8} {:<13} {}", e.at, e.action, short(&e.commit), &e.fingerprint[..e.fingerprint.len().min(12)], e.detail);
+        println!(
+            "{:<26} {:<9} {:<8} {:<13} {}",
+            e.at,
+            e.action,
+            short(&e.commit),
+            &e.fingerprint[..e.fingerprint.len().min(12)],
+            e.detail
+        );
     }
     Ok(0)
 }
@@ -140,13 +189,24 @@ pub fn history(project: &Path, resource: &str, target: &TargetArgs, output: Outp
 /// `mlctl force-unlock`.
 pub fn force_unlock(project: &Path, id: &str, target: &TargetArgs) -> Result<u8> {
     let s = session::open_target(project, target)?;
-    let holder = s.rt.block_on(s.stack.state.lock_holder(&s.ctx.project)).map_err(|e| anyhow!("{e}"))?;
+    let holder =
+        s.rt.block_on(s.stack.state.lock_holder(&s.ctx.project))
+            .map_err(|e| anyhow!("{e}"))?;
     match holder {
         None => bail!("target `{}` is not locked; nothing to do", s.target_name),
-        Some(h) if h.id != id => bail!("target `{}` is locked with id {}, not {id}: held by {}", s.target_name, h.id, h),
+        Some(h) if h.id != id => bail!(
+            "target `{}` is locked with id {}, not {id}: held by {}",
+            s.target_name,
+            h.id,
+            h
+        ),
         Some(h) => {
-            s.rt.block_on(s.stack.state.unlock(&s.ctx.project, id, true)).map_err(|e| anyhow!("{e}"))?;
-            println!("Released the lock of target `{}` (was held by {}).", s.target_name, h);
+            s.rt.block_on(s.stack.state.unlock(&s.ctx.project, id, true))
+                .map_err(|e| anyhow!("{e}"))?;
+            println!(
+                "Released the lock of target `{}` (was held by {}).",
+                s.target_name, h
+            );
             Ok(0)
         }
     }
@@ -161,10 +221,15 @@ pub fn diff(project: &Path, rev1: &str, rev2: Option<&str>, output: Output) -> R
                 let (c, l) = repo.load_at(rev).map_err(|e| anyhow!("{e}"))?;
                 (c.short_sha.clone(), l)
             }
-            None => ("work tree".to_string(), mlctl_spec::load(&repo.work_tree_files())),
+            None => (
+                "work tree".to_string(),
+                mlctl_spec::load(&repo.work_tree_files()),
+            ),
         };
         crate::commands::validate::print_diagnostics(&loaded.diagnostics);
-        let spec = loaded.spec.ok_or_else(|| anyhow!("the spec at {label} has errors; fix them to diff"))?;
+        let spec = loaded
+            .spec
+            .ok_or_else(|| anyhow!("the spec at {label} has errors; fix them to diff"))?;
         Ok((label, spec))
     };
     let (a_label, a) = load(Some(rev1))?;

@@ -3,7 +3,7 @@
 use crate::cli::Output;
 use crate::style;
 use anyhow::Result;
-use mlctl_spec::{DirFiles, Diagnostic, Kind, Spec};
+use mlctl_spec::{Diagnostic, DirFiles, Kind, Spec};
 use std::path::Path;
 
 /// Prints diagnostics to stderr, coloured when allowed.
@@ -13,7 +13,9 @@ pub fn print_diagnostics(diags: &[Diagnostic]) {
         let text = if style::enabled() {
             let (head, rest) = text.split_once('\n').unwrap_or((&text, ""));
             let head = match head.split_once(':') {
-                Some((sev, msg)) if sev.starts_with("error") => format!("{}:{}", style::red(sev), style::bold(msg)),
+                Some((sev, msg)) if sev.starts_with("error") => {
+                    format!("{}:{}", style::red(sev), style::bold(msg))
+                }
                 Some((sev, msg)) => format!("{}:{}", style::yellow(sev), style::bold(msg)),
                 None => head.to_string(),
             };
@@ -60,7 +62,12 @@ pub fn run(project: &Path, output: Output) -> Result<u8> {
                     style::green("ok:"),
                     spec.project.name,
                     summary(spec),
-                    spec.project.targets.keys().cloned().collect::<Vec<_>>().join(", ")
+                    spec.project
+                        .targets
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
                 None => eprintln!(
                     "{} the spec has {errors} error{}; nothing was changed",
