@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-200}
 cargo build --release -q -p mlctl-cli
-MLCTL="$PWD/target/release/mlctl"
+MLCTL="${CARGO_TARGET_DIR:-$PWD/target}/release/mlctl"
 if ! command -v hyperfine >/dev/null; then
   (apt-get update -qq && apt-get install -y -qq hyperfine) >/dev/null 2>&1 || true
 fi
