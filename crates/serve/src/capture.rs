@@ -25,8 +25,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::time::{Duration, SystemTime};
 
 /// Where and how much to capture.
@@ -111,25 +112,41 @@ pub struct Record {
 
 /// The sampling front of the capture writer.
 pub struct Capture {
-    tx: SyncSender<Record>,
+    shared: Arc<Queue>,
     seen: AtomicU64,
     /// Percent in hundredths (10000 = all).
     per10k: u64,
     dropped: Arc<AtomicU64>,
 }
 
+/// Records waiting for the writer. The writer takes the whole batch every [`BATCH_EVERY`], so
+/// a request never wakes a thread (a wake-up per request costs more than the record).
+struct Queue {
+    records: Mutex<Vec<Record>>,
+    closed: AtomicBool,
+}
+
+/// How often the writer takes the queued records.
+const BATCH_EVERY: Duration = Duration::from_millis(20);
+/// Records queued at most; more are dropped (and counted) until the writer catches up.
+const MAX_QUEUED: usize = 1 << 16;
+
 impl Capture {
     /// Starts the writer thread. `dropped` counts records lost to back-pressure.
     pub fn start(config: &CaptureConfig, dropped: Arc<AtomicU64>) -> std::io::Result<Capture> {
         fs::create_dir_all(&config.dir)?;
-        let (tx, rx) = sync_channel(8192);
+        let shared = Arc::new(Queue {
+            records: Mutex::new(Vec::with_capacity(1024)),
+            closed: AtomicBool::new(false),
+        });
         let writer = Writer::open(config.clone())?;
+        let queue = shared.clone();
         std::thread::Builder::new()
             .name("mlctl-capture".into())
-            .spawn(move || writer.run(rx))?;
+            .spawn(move || writer.run(&queue))?;
         let per10k = (config.percent.clamp(0.0, 100.0) * 100.0).round() as u64;
         Ok(Capture {
-            tx,
+            shared,
             seen: AtomicU64::new(0),
             per10k,
             dropped,
@@ -149,13 +166,27 @@ impl Capture {
         (n + 1) * self.per10k / 10_000 != n * self.per10k / 10_000
     }
 
-    /// Hands a record to the writer, or drops it when the writer is behind.
+    /// Queues a record for the writer, or drops it when the writer is behind.
     #[inline]
     pub fn send(&self, record: Record) {
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(record)
-        {
+        let mut q = self
+            .shared
+            .records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if q.len() < MAX_QUEUED {
+            q.push(record);
+        } else {
+            drop(q);
             self.dropped.fetch_add(1, Relaxed);
         }
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        // The writer writes what is queued, then exits.
+        self.shared.closed.store(true, Relaxed);
     }
 }
 
@@ -164,6 +195,36 @@ struct Writer {
     out: BufWriter<File>,
     size: u64,
     line: String,
+    clock: Clock,
+}
+
+/// RFC 3339 times, formatting the date part once per second.
+#[derive(Default)]
+struct Clock {
+    second: u64,
+    prefix: String,
+}
+
+impl Clock {
+    fn push(&mut self, o: &mut String, t: SystemTime) {
+        let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        if self.prefix.is_empty() || d.as_secs() != self.second {
+            self.second = d.as_secs();
+            let dt = time::OffsetDateTime::from_unix_timestamp(d.as_secs() as i64)
+                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+            self.prefix = format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+                dt.year(),
+                dt.month() as u8,
+                dt.day(),
+                dt.hour(),
+                dt.minute(),
+                dt.second()
+            );
+        }
+        o.push_str(&self.prefix);
+        let _ = std::fmt::Write::write_fmt(o, format_args!(".{:06}Z", d.subsec_micros()));
+    }
 }
 
 const CURRENT: &str = "capture.jsonl";
@@ -178,37 +239,46 @@ impl Writer {
             out: BufWriter::with_capacity(64 << 10, file),
             size,
             line: String::with_capacity(1024),
+            clock: Clock::default(),
         })
     }
 
-    fn run(mut self, rx: Receiver<Record>) {
+    fn run(mut self, queue: &Queue) {
+        // Linux nice values are per thread: below the request threads, so a burst of
+        // formatting never delays an answer (when it falls behind, records are dropped).
+        let _ = rustix::process::setpriority_process(None, 10);
+        let mut batch = Vec::with_capacity(1024);
         loop {
-            let rec = match rx.try_recv() {
-                Ok(r) => r,
-                Err(TryRecvError::Empty) => {
-                    // Idle: make what we have visible to readers, then wait.
-                    let _ = self.out.flush();
-                    match rx.recv() {
-                        Ok(r) => r,
-                        Err(_) => break,
-                    }
-                }
-                Err(TryRecvError::Disconnected) => break,
-            };
-            self.line.clear();
-            format_record(&mut self.line, &rec);
-            self.line.push('\n');
-            if self.size > 0
-                && self.size + self.line.len() as u64 > self.config.max_bytes
-                && let Err(e) = self.rotate()
-            {
-                tracing::warn!("capture: cannot rotate {}: {e}", self.config.dir.display());
+            let closed = queue.closed.load(Relaxed);
+            std::mem::swap(
+                &mut batch,
+                &mut *queue.records.lock().unwrap_or_else(|e| e.into_inner()),
+            );
+            for rec in batch.drain(..) {
+                self.write(&rec);
             }
-            if self.out.write_all(self.line.as_bytes()).is_ok() {
-                self.size += self.line.len() as u64;
+            // Visible to readers within a batch period.
+            let _ = self.out.flush();
+            if closed {
+                break;
             }
+            std::thread::sleep(BATCH_EVERY);
         }
-        let _ = self.out.flush();
+    }
+
+    fn write(&mut self, rec: &Record) {
+        self.line.clear();
+        format_record(&mut self.line, rec, &mut self.clock);
+        self.line.push('\n');
+        if self.size > 0
+            && self.size + self.line.len() as u64 > self.config.max_bytes
+            && let Err(e) = self.rotate()
+        {
+            tracing::warn!("capture: cannot rotate {}: {e}", self.config.dir.display());
+        }
+        if self.out.write_all(self.line.as_bytes()).is_ok() {
+            self.size += self.line.len() as u64;
+        }
     }
 
     fn rotate(&mut self) -> std::io::Result<()> {
@@ -266,12 +336,10 @@ pub fn capture_files(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-fn format_record(o: &mut String, r: &Record) {
-    let time = time::OffsetDateTime::from(r.time)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
-    o.push_str("{\"time\":");
-    push_string(o, &time);
+fn format_record(o: &mut String, r: &Record, clock: &mut Clock) {
+    o.push_str("{\"time\":\"");
+    clock.push(o, r.time);
+    o.push('"');
     o.push_str(",\"model\":");
     push_string(o, &r.source.model);
     o.push_str(",\"version\":");
@@ -358,7 +426,10 @@ mod tests {
     #[test]
     fn sampling_is_exact_and_spread() {
         let c = Capture {
-            tx: sync_channel(1).0,
+            shared: Arc::new(Queue {
+                records: Mutex::new(Vec::new()),
+                closed: AtomicBool::new(false),
+            }),
             seen: AtomicU64::new(0),
             per10k: 2500,
             dropped: Arc::default(),

@@ -15,9 +15,9 @@ pub fn push_number(out: &mut String, x: f64) {
     if !x.is_finite() {
         out.push_str("null");
     } else if x.fract() == 0.0 && x.abs() < 1e15 {
-        let _ = write!(out, "{}", x as i64);
+        out.push_str(itoa::Buffer::new().format(x as i64));
     } else {
-        let _ = write!(out, "{x}");
+        out.push_str(ryu::Buffer::new().format_finite(x));
     }
 }
 

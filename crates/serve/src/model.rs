@@ -3,6 +3,7 @@
 use crate::predictor::{DynPredictor, Predictor};
 use crate::schema::{Column, ColumnKind, InputSchema, Output};
 use crate::server::Loader;
+use mlctl_ml::algo::argmax;
 use mlctl_ml::model::PortableModel;
 use mlctl_ml::preprocess::FeatureKind;
 use std::path::Path;
@@ -31,7 +32,8 @@ impl Portable {
                 nullable: f.nullable,
             })
             .collect();
-        let output = if model.classes().is_empty() {
+        let output = if model.task() != mlctl_ml::Task::Classification || model.classes().is_empty()
+        {
             Output::Number
         } else {
             Output::Classes(model.classes().to_vec())
@@ -59,11 +61,21 @@ impl Predictor for Portable {
     }
 
     fn predict(&self, raw: &[f64], rows: usize, out: &mut Vec<f64>) -> Result<(), String> {
-        let preds = self
-            .model
-            .predict_f64(raw, rows)
-            .map_err(|e| e.to_string())?;
-        out.extend(preds.iter().map(|p| p.as_f64()));
+        if let Output::Classes(labels) = &self.output {
+            // Probabilities and the model's own argmax: no per-row label handles, whose shared
+            // reference counts would bounce between cores.
+            let probs = self
+                .model
+                .predict_proba_f64(raw, rows)
+                .map_err(|e| e.to_string())?;
+            out.extend(probs.chunks(labels.len().max(1)).map(|p| argmax(p) as f64));
+        } else {
+            let preds = self
+                .model
+                .predict_f64(raw, rows)
+                .map_err(|e| e.to_string())?;
+            out.extend(preds.iter().map(|p| p.as_f64()));
+        }
         Ok(())
     }
 }
