@@ -8,7 +8,7 @@ set -euo pipefail
 example="${1:-iris}"
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cargo build --release -p mlctl-cli --manifest-path "$repo/Cargo.toml"
-mlctl="$repo/target/release/mlctl"
+mlctl="${CARGO_TARGET_DIR:-$repo/target}/release/mlctl"
 dir="${MLCTL_EXAMPLE_DIR:-$(mktemp -d)/$example}"
 "$mlctl" init --example "$example" "$dir"
 cd "$dir"
