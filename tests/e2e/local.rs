@@ -14,12 +14,27 @@ struct LocalIris {
 impl LocalIris {
     fn new() -> LocalIris {
         let p = TestProject::example("iris");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        p.replace("ml/endpoint.yaml", "  port: 8765\n", &format!("  port: {port}\n"));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        p.replace(
+            "ml/endpoint.yaml",
+            "  port: 8765\n",
+            &format!("  port: {port}\n"),
+        );
         let endpoint = p.read("ml/endpoint.yaml");
         let start = endpoint.find("  strategy:\n").unwrap();
         let end = endpoint.find("  capture:\n").unwrap();
-        p.write("ml/endpoint.yaml", &format!("{}  strategy: {{type: all-at-once}}\n{}", &endpoint[..start], &endpoint[end..]));
+        p.write(
+            "ml/endpoint.yaml",
+            &format!(
+                "{}  strategy: {{type: all-at-once}}\n{}",
+                &endpoint[..start],
+                &endpoint[end..]
+            ),
+        );
         std::fs::write(p.path().join(".gitignore"), ".mlctl/\n").unwrap();
         p.git(&["init", "-q", "-b", "main"]);
         p.git(&["config", "user.email", "test@example.com"]);
@@ -30,7 +45,8 @@ impl LocalIris {
 
     fn predict(&self, body: &str) -> String {
         use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("endpoint listens");
+        let mut s =
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("endpoint listens");
         write!(s, "POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
@@ -38,9 +54,22 @@ impl LocalIris {
     }
 
     fn production_versions(&self) -> Vec<(u64, String)> {
-        let models = self.p.mlctl(&["models", "list", "-o", "json"]).expect_code(0);
+        let models = self
+            .p
+            .mlctl(&["models", "list", "-o", "json"])
+            .expect_code(0);
         let models: serde_json::Value = serde_json::from_str(&models.stdout).unwrap();
-        models.as_array().unwrap().iter().map(|v| (v["version"].as_u64().unwrap(), v["stage"].as_str().unwrap().to_string())).collect()
+        models
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                (
+                    v["version"].as_u64().unwrap(),
+                    v["stage"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
     }
 }
 
@@ -54,10 +83,18 @@ impl Drop for LocalIris {
 fn iris_trains_registers_serves_and_retrains_exactly_once() {
     let t = LocalIris::new();
     let run = t.p.mlctl(&["apply", "--auto-approve"]).expect_code(0);
-    assert!(run.stdout.contains("5 added"), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("5 added"),
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
     assert!(run.stderr.contains("gates passed"), "{}", run.stderr);
     let reply = t.predict(r#"{"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}"#);
-    assert!(reply.contains(r#"{"predictions":["setosa","virginica"]}"#), "{reply}");
+    assert!(
+        reply.contains(r#"{"predictions":["setosa","virginica"]}"#),
+        "{reply}"
+    );
     assert_eq!(t.production_versions(), vec![(1, "production".to_string())]);
 
     // A second apply does nothing.
@@ -73,7 +110,10 @@ fn iris_trains_registers_serves_and_retrains_exactly_once() {
     let runs: serde_json::Value = serde_json::from_str(&runs.stdout).unwrap();
     assert_eq!(runs.as_array().unwrap().len(), 2, "{runs}");
     assert_eq!(runs[1]["params"]["C"], 0.5, "{runs}");
-    assert_eq!(t.production_versions(), vec![(1, "archived".to_string()), (2, "production".to_string())]);
+    assert_eq!(
+        t.production_versions(),
+        vec![(1, "archived".to_string()), (2, "production".to_string())]
+    );
     let reply = t.predict(r#"{"inputs": [[5.1, 3.5, 1.4, 0.2]]}"#);
     assert!(reply.contains(r#"{"predictions":["setosa"]}"#), "{reply}");
 }
@@ -83,25 +123,53 @@ fn a_failed_gate_keeps_the_production_version_serving() {
     let t = LocalIris::new();
     t.p.mlctl(&["apply", "--auto-approve"]).expect_code(0);
     // A gate the model cannot pass (iris' held-out accuracy is 0.9667).
-    t.p.replace("ml/model.yaml", "{metric: accuracy, min: 0.9}", "{metric: accuracy, min: 0.99}");
+    t.p.replace(
+        "ml/model.yaml",
+        "{metric: accuracy, min: 0.9}",
+        "{metric: accuracy, min: 0.99}",
+    );
     t.p.commit_all("impossible gate");
     let run = t.p.mlctl(&["apply", "--auto-approve"]).expect_code(1);
-    assert!(run.stderr.contains("evaluation gates failed: FAIL accuracy >= 0.99"), "{}", run.stderr);
-    assert!(run.stderr.contains("production stays at v1"), "{}", run.stderr);
-    assert!(run.stderr.contains("not attempted: Model/iris did not apply"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("evaluation gates failed: FAIL accuracy >= 0.99"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("production stays at v1"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("not attempted: Model/iris did not apply"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(t.production_versions(), vec![(1, "production".to_string())]);
     let reply = t.predict(r#"{"instances": [[6.7, 3.0, 5.2, 2.3]]}"#);
-    assert!(reply.contains(r#"{"predictions":["virginica"]}"#), "{reply}");
+    assert!(
+        reply.contains(r#"{"predictions":["virginica"]}"#),
+        "{reply}"
+    );
 }
 
 #[test]
 fn bad_data_is_reported_with_column_rule_and_rows() {
     let t = LocalIris::new();
-    let data = t.p.read("data/iris.csv").replacen("5.1,3.5,1.4,0.2,setosa", "5.1,3.5,1.4,0.2,daisy", 1);
+    let data =
+        t.p.read("data/iris.csv")
+            .replacen("5.1,3.5,1.4,0.2,setosa", "5.1,3.5,1.4,0.2,daisy", 1);
     t.p.write("data/iris.csv", &data);
     t.p.commit_all("a bad row");
     let run = t.p.mlctl(&["apply", "--auto-approve"]).expect_code(1);
     assert!(run.stderr.contains("species"), "{}", run.stderr);
     assert!(run.stderr.contains("daisy"), "{}", run.stderr);
-    assert!(run.stderr.contains("not attempted: Dataset/iris did not apply"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("not attempted: Dataset/iris did not apply"),
+        "{}",
+        run.stderr
+    );
 }

@@ -9,10 +9,14 @@ fn moto_url() -> Option<String> {
     match std::env::var("MLCTL_MOTO_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("MLCTL_MOTO_URL is not set and CI=true: the moto emulator must run in CI (.ci/run starts it)")
+            panic!(
+                "MLCTL_MOTO_URL is not set and CI=true: the moto emulator must run in CI (.ci/run starts it)"
+            )
         }
         _ => {
-            eprintln!("skipped: MLCTL_MOTO_URL is not set; start moto with: eval \"$(.ci/sagemaker-emulator.sh start)\"");
+            eprintln!(
+                "skipped: MLCTL_MOTO_URL is not set; start moto with: eval \"$(.ci/sagemaker-emulator.sh start)\""
+            );
             None
         }
     }
@@ -41,7 +45,10 @@ fn iris_applies_to_sagemaker_on_moto_and_converges() {
             .args(args)
             .current_dir(p.path())
             .env("MLCTL_MOTO_URL", &url)
-            .env("MLCTL_SM_ROLE", "arn:aws:iam::123456789012:role/SageMakerRole")
+            .env(
+                "MLCTL_SM_ROLE",
+                "arn:aws:iam::123456789012:role/SageMakerRole",
+            )
             .env("MLCTL_SM_BUCKET", "mlctl-e2e-cli")
             .env("MLCTL_SM_POLL_MS", "50")
             .env("AWS_ACCESS_KEY_ID", "testing")
@@ -54,11 +61,21 @@ fn iris_applies_to_sagemaker_on_moto_and_converges() {
     let plan = run(&["plan", "--target", "staging", "--detailed-exitcode"]).expect_code(2);
     assert!(plan.stdout.contains("Plan: 5 to add"), "{}", plan.stdout);
     let apply = run(&["reconcile", "--target", "staging"]).expect_code(0);
-    assert!(apply.stdout.contains("5 added"), "{}\n{}", apply.stdout, apply.stderr);
+    assert!(
+        apply.stdout.contains("5 added"),
+        "{}\n{}",
+        apply.stdout,
+        apply.stderr
+    );
     // A fresh runner: no local files, the state is read back from S3.
     std::fs::remove_dir_all(p.path().join(".mlctl")).ok();
     let again = run(&["plan", "--target", "staging", "--detailed-exitcode"]).expect_code(0);
     assert!(again.stdout.starts_with("No changes."), "{}", again.stdout);
     let destroy = run(&["destroy", "--target", "staging", "--auto-approve"]).expect_code(0);
-    assert!(destroy.stdout.contains("5 destroyed"), "{}\n{}", destroy.stdout, destroy.stderr);
+    assert!(
+        destroy.stdout.contains("5 destroyed"),
+        "{}\n{}",
+        destroy.stdout,
+        destroy.stderr
+    );
 }

@@ -94,9 +94,10 @@ impl ServeProcess {
                 if let Ok(r) = Client::new()
                     .get(&format!("{}/ping", p.url), &[], Duration::from_secs(5))
                     .await
-                    && r.status == 200 {
-                        break;
-                    }
+                    && r.status == 200
+                {
+                    break;
+                }
                 assert!(t0.elapsed() < LIMIT, "mlctl serve did not come up");
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
@@ -694,12 +695,13 @@ impl Drop for StopEndpoints {
         for e in entries.flatten() {
             if let Ok(rec) = std::fs::read(e.path().join("endpoint.json"))
                 .map(|b| serde_json::from_slice::<serde_json::Value>(&b).unwrap_or_default())
-                && let Some(pid) = rec["pid"].as_u64().filter(|p| *p > 1) {
-                    let _ = std::process::Command::new("kill")
-                        .args(["-9", "--", &format!("-{pid}")])
-                        .stderr(Stdio::null())
-                        .status();
-                }
+                && let Some(pid) = rec["pid"].as_u64().filter(|p| *p > 1)
+            {
+                let _ = std::process::Command::new("kill")
+                    .args(["-9", "--", &format!("-{pid}")])
+                    .stderr(Stdio::null())
+                    .status();
+            }
         }
     }
 }
