@@ -117,6 +117,7 @@ pub struct Capture {
     /// Percent in hundredths (10000 = all).
     per10k: u64,
     dropped: Arc<AtomicU64>,
+    writer: Option<std::thread::JoinHandle<()>>,
 }
 
 /// Records waiting for the writer. The writer takes the whole batch every [`BATCH_EVERY`], so
@@ -141,7 +142,7 @@ impl Capture {
         });
         let writer = Writer::open(config.clone())?;
         let queue = shared.clone();
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("mlctl-capture".into())
             .spawn(move || writer.run(&queue))?;
         let per10k = (config.percent.clamp(0.0, 100.0) * 100.0).round() as u64;
@@ -150,6 +151,7 @@ impl Capture {
             seen: AtomicU64::new(0),
             per10k,
             dropped,
+            writer: Some(handle),
         })
     }
 
@@ -187,6 +189,10 @@ impl Drop for Capture {
     fn drop(&mut self) {
         // The writer writes what is queued, then exits.
         self.shared.closed.store(true, Relaxed);
+        // Wait for it, so a server that stops loses nothing it had answered.
+        if let Some(h) = self.writer.take() {
+            let _ = h.join();
+        }
     }
 }
 
@@ -433,6 +439,7 @@ mod tests {
             seen: AtomicU64::new(0),
             per10k: 2500,
             dropped: Arc::default(),
+            writer: None,
         };
         let picks: Vec<bool> = (0..8).map(|_| c.sample()).collect();
         assert_eq!(
