@@ -11,8 +11,9 @@
 //!
 //! # Architecture invariants
 //! - Nothing here prints: logs go through `tracing`; the binary decides where they end up.
-//! - The request path takes no lock and allocates only the parsed rows, the predictions and
-//!   the response body.
+//! - The request path allocates only the parsed rows, the predictions and the response
+//!   body, and takes no lock except one short push onto the capture queue when a request is
+//!   sampled for capture.
 
 pub mod capture;
 pub mod client;
