@@ -306,10 +306,19 @@ fn is_serve(pid: u32) -> bool {
 
 /// Stops a server and its children: SIGTERM to the group, SIGKILL after 10 s.
 async fn stop_process(pid: u32) {
-    if pid == 0 || !alive(pid) || !is_serve(pid) {
+    let Some(p) = pid_of(pid).filter(|_| pid > 1) else {
+        return;
+    };
+    if !alive(pid) {
+        // A server killed with -9 leaves its script-mode children running in its group. No
+        // process has its pid any more, so a group with that id can only be what remains of
+        // ours (Linux reserves a group's id while it has members).
+        let _ = rustix::process::kill_process_group(p, rustix::process::Signal::KILL);
         return;
     }
-    let Some(p) = pid_of(pid) else { return };
+    if !is_serve(pid) {
+        return;
+    }
     let _ = rustix::process::kill_process_group(p, rustix::process::Signal::TERM);
     let t0 = Instant::now();
     while alive(pid) && t0.elapsed() < Duration::from_secs(10) {
