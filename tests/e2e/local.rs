@@ -173,3 +173,40 @@ fn bad_data_is_reported_with_column_rule_and_rows() {
         run.stderr
     );
 }
+
+#[test]
+fn rollback_returns_to_the_previous_version_and_git_still_wins() {
+    let t = LocalIris::new();
+    t.p.mlctl(&["apply", "--auto-approve"]).expect_code(0);
+    t.p.replace("ml/train.yaml", "C: 1.0", "C: 0.5");
+    t.p.commit_all("C=0.5");
+    t.p.mlctl(&["apply", "--auto-approve"]).expect_code(0);
+    let run = t.p.mlctl(&["rollback", "iris"]).expect_code(0);
+    assert!(
+        run.stdout
+            .contains("Rolled back endpoint `iris` from iris v2 to v1"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("git revert"), "{}", run.stdout);
+    // The rollback is recorded, and the next plan shows the spec asking for v2 again.
+    let history =
+        t.p.mlctl(&["history", "Endpoint/iris", "-o", "json"])
+            .expect_code(0);
+    let history: serde_json::Value = serde_json::from_str(&history.stdout).unwrap();
+    assert_eq!(
+        history.as_array().unwrap().last().unwrap()["action"],
+        "rollback",
+        "{history}"
+    );
+    let plan = t.p.mlctl(&["plan", "--detailed-exitcode"]).expect_code(2);
+    assert!(
+        plan.stdout.contains(
+            "drift: serving versions changed outside mlctl: iris v2 100% -> iris v1 100%"
+        ),
+        "{}",
+        plan.stdout
+    );
+    t.p.mlctl(&["apply", "--auto-approve"]).expect_code(0);
+    t.p.mlctl(&["plan", "--detailed-exitcode"]).expect_code(0);
+}
