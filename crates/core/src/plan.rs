@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-/// Version of the JSON plan format (documented in docs/plan-format.md).
+/// Version of the JSON plan format (documented in `crates/core/docs/plan-format.md`).
 pub const PLAN_FORMAT_VERSION: u32 = 1;
 
 /// A resource as the spec wants it, with its fingerprint.
