@@ -944,30 +944,22 @@ impl Deployer for SageMakerDeployer {
             Err(e) => return Err(aws_err("DeleteEndpoint", e)),
         }
         let fam = family(&endpoint);
-        let mut token = None;
-        let mut configs = Vec::new();
-        loop {
-            let page = self
-                .aws
-                .sm
-                .list_endpoint_configs()
-                .name_contains(&fam)
-                .set_next_token(token)
-                .max_results(100)
-                .send()
-                .await
-                .map_err(|e| aws_err("ListEndpointConfigs", e))?;
-            configs.extend(
-                page.endpoint_configs()
-                    .iter()
-                    .map(|c| c.endpoint_config_name().unwrap_or_default().to_string())
-                    .filter(|n| is_config_of(&fam, n)),
-            );
-            token = page.next_token().map(str::to_string);
-            if token.is_none() {
-                break;
-            }
-        }
+        let configs: Vec<String> = self
+            .aws
+            .sm
+            .list_endpoint_configs()
+            .name_contains(&fam)
+            .max_results(100)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| aws_err("ListEndpointConfigs", e))?
+            .iter()
+            .map(|c| c.endpoint_config_name().unwrap_or_default().to_string())
+            .filter(|n| is_config_of(&fam, n))
+            .collect();
         for c in configs {
             match self
                 .aws
@@ -982,30 +974,22 @@ impl Deployer for SageMakerDeployer {
                 Err(e) => return Err(aws_err("DeleteEndpointConfig", e)),
             }
         }
-        let mut token = None;
-        let mut models = Vec::new();
-        loop {
-            let page = self
-                .aws
-                .sm
-                .list_models()
-                .name_contains(&fam)
-                .set_next_token(token)
-                .max_results(100)
-                .send()
-                .await
-                .map_err(|e| aws_err("ListModels", e))?;
-            models.extend(
-                page.models()
-                    .iter()
-                    .map(|m| m.model_name().unwrap_or_default().to_string())
-                    .filter(|n| is_model_of(&fam, n)),
-            );
-            token = page.next_token().map(str::to_string);
-            if token.is_none() {
-                break;
-            }
-        }
+        let models: Vec<String> = self
+            .aws
+            .sm
+            .list_models()
+            .name_contains(&fam)
+            .max_results(100)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| aws_err("ListModels", e))?
+            .iter()
+            .map(|m| m.model_name().unwrap_or_default().to_string())
+            .filter(|n| is_model_of(&fam, n))
+            .collect();
         for m in models {
             match self.aws.sm.delete_model().model_name(&m).send().await {
                 Ok(_) => {}
