@@ -200,6 +200,40 @@ fn health_of(status: Option<&SmStatus>) -> Health {
 }
 
 impl SageMakerDeployer {
+    /// Sends all of an endpoint's traffic to `variant` (weight 1, every other variant 0):
+    /// how traffic moved by hand is put back, and how a rollback to a loaded variant is done.
+    async fn route_all_to(
+        &self,
+        endpoint: &str,
+        d: &DescribeEndpointOutput,
+        variant: &str,
+    ) -> Result<()> {
+        let weights = d
+            .production_variants()
+            .iter()
+            .map(|v| {
+                let w = if v.variant_name() == Some(variant) {
+                    1.0
+                } else {
+                    0.0
+                };
+                DesiredWeightAndCapacity::builder()
+                    .variant_name(v.variant_name().unwrap_or_default())
+                    .desired_weight(w)
+                    .build()
+            })
+            .collect();
+        self.aws
+            .sm
+            .update_endpoint_weights_and_capacities()
+            .endpoint_name(endpoint)
+            .set_desired_weights_and_capacities(Some(weights))
+            .send()
+            .await
+            .map_err(|e| aws_err("UpdateEndpointWeightsAndCapacities", e))?;
+        Ok(())
+    }
+
     pub(crate) fn new(aws: Arc<Aws>) -> Self {
         SageMakerDeployer { aws }
     }
@@ -690,29 +724,7 @@ impl Deployer for SageMakerDeployer {
                         }
                     });
                     if drifted && status == Some(SmStatus::InService) {
-                        let weights = d
-                            .production_variants()
-                            .iter()
-                            .map(|v| {
-                                let w = if v.variant_name() == Some(plan.variant.as_str()) {
-                                    1.0
-                                } else {
-                                    0.0
-                                };
-                                DesiredWeightAndCapacity::builder()
-                                    .variant_name(v.variant_name().unwrap_or_default())
-                                    .desired_weight(w)
-                                    .build()
-                            })
-                            .collect();
-                        self.aws
-                            .sm
-                            .update_endpoint_weights_and_capacities()
-                            .endpoint_name(&endpoint)
-                            .set_desired_weights_and_capacities(Some(weights))
-                            .send()
-                            .await
-                            .map_err(|e| aws_err("UpdateEndpointWeightsAndCapacities", e))?;
+                        self.route_all_to(&endpoint, &d, &plan.variant).await?;
                     }
                 } else if matches!(status, Some(SmStatus::InService | SmStatus::OutOfService)) {
                     self.update(&endpoint, &config, req.spec.strategy.as_ref(), &tags)
@@ -815,29 +827,7 @@ impl Deployer for SageMakerDeployer {
             .any(|v| v.variant_name() == Some(wanted.as_str()))
             && d.production_variants().len() > 1
         {
-            let weights = d
-                .production_variants()
-                .iter()
-                .map(|v| {
-                    let w = if v.variant_name() == Some(wanted.as_str()) {
-                        1.0
-                    } else {
-                        0.0
-                    };
-                    DesiredWeightAndCapacity::builder()
-                        .variant_name(v.variant_name().unwrap_or_default())
-                        .desired_weight(w)
-                        .build()
-                })
-                .collect();
-            self.aws
-                .sm
-                .update_endpoint_weights_and_capacities()
-                .endpoint_name(&endpoint)
-                .set_desired_weights_and_capacities(Some(weights))
-                .send()
-                .await
-                .map_err(|e| aws_err("UpdateEndpointWeightsAndCapacities", e))?;
+            self.route_all_to(&endpoint, &d, &wanted).await?;
         } else {
             // Otherwise deploy the old version with the live config's shape.
             let live = d.endpoint_config_name().unwrap_or_default();
