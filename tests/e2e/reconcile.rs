@@ -431,3 +431,25 @@ fn diff_between_revisions_names_fields() {
     );
     assert!(run.stdout.contains("hyperparameters.C"), "{}", run.stdout);
 }
+
+#[test]
+fn an_unknown_target_or_an_unset_variable_is_a_clear_error() {
+    let p = iris_on_mock();
+    let run = p.mlctl(&["plan", "--target", "nope"]).expect_code(1);
+    assert_eq!(
+        run.stderr.trim(),
+        "error: target `nope` is not defined in mlctl.yaml; defined targets: azure, local, staging, test"
+    );
+    let run = mlctl()
+        .args(["plan", "--target", "staging"])
+        .current_dir(p.path())
+        .env_remove("MLCTL_SM_ROLE")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1));
+    assert_eq!(
+        stderr.trim(),
+        "error: target `staging`, field `roleArn`: environment variable `MLCTL_SM_ROLE` is not set; export it before running mlctl (the spec reads it as `${env:MLCTL_SM_ROLE}`)"
+    );
+}
