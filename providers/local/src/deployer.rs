@@ -527,17 +527,31 @@ impl LocalDeployer {
 
     /// Whether the recorded process is up and is the one answering on the port.
     async fn running(&self, dir: &Path, rec: &Record) -> std::result::Result<ServerInfo, String> {
-        if !alive(rec.pid) {
-            return Err(format!(
+        let not_running = || {
+            format!(
                 "the serve process (pid {}) is not running: it crashed or was stopped",
                 rec.pid
-            ));
+            )
+        };
+        if !alive(rec.pid) {
+            return Err(not_running());
         }
         let control = control_token(dir).map_err(|e| e.message)?;
-        let info = self
-            .info(rec, &control)
-            .await
-            .map_err(|e| format!("the serve process (pid {}) does not answer: {e}", rec.pid))?;
+        let info = match self.info(rec, &control).await {
+            Ok(info) => info,
+            Err(e) => {
+                // A process that is being killed closes its sockets a moment before it is
+                // reaped: look again before calling it unresponsive rather than dead.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if !alive(rec.pid) {
+                    return Err(not_running());
+                }
+                return Err(format!(
+                    "the serve process (pid {}) does not answer: {e}",
+                    rec.pid
+                ));
+            }
+        };
         if info.pid != rec.pid {
             return Err(format!(
                 "port {} is answered by another process (pid {}), not the endpoint's server (pid {})",
