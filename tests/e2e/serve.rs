@@ -672,10 +672,7 @@ impl mlctl_conformance::Hooks for LocalHooks {
 
 fn conformance_target() -> (mlctl_conformance::Fixture, mlctl_core::Stack, LocalHooks) {
     let fx = mlctl_conformance::Fixture::new("local").expect("fixture");
-    let cfg = fx.provider_config(mlctl_spec::Target {
-        provider: "local".into(),
-        ..Default::default()
-    });
+    let cfg = fx.provider_config(mlctl_spec::Target::local());
     let hooks = LocalHooks {
         state: cfg.state_dir(),
     };

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use mlctl_core::plan::Desired;
 use mlctl_core::{OpContext, ProviderConfig, Stack};
 use mlctl_git::{Commit, Repo};
-use mlctl_spec::{DirFiles, ProviderKind, Spec, Target};
+use mlctl_spec::{Component, DirFiles, ProviderKind, Spec, Target};
 use std::path::{Path, PathBuf};
 
 /// A loaded project on a target.
@@ -106,63 +106,37 @@ pub fn open_target(project: &Path, target: &TargetArgs) -> Result<Session> {
 /// Resolves every `${env:NAME}` of a target's settings.
 fn resolve_target(name: &str, t: &Target) -> Result<Target> {
     let mut t = t.clone();
-    let fields: [(&str, &mut Option<String>); 10] = [
-        ("root", &mut t.root),
-        ("region", &mut t.region),
-        ("roleArn", &mut t.role_arn),
-        ("bucket", &mut t.bucket),
-        ("endpointUrl", &mut t.endpoint_url),
-        ("subscription", &mut t.subscription),
-        ("resourceGroup", &mut t.resource_group),
-        ("workspace", &mut t.workspace),
-        ("storage", &mut t.storage),
-        ("latency", &mut t.latency),
-    ];
-    for (field, value) in fields {
-        if let Some(v) = value {
-            *v = mlctl_spec::env::resolve(v, |n| std::env::var(n).ok())
-                .map_err(|e| anyhow!("target `{name}`, field `{field}`: {e}"))?;
-        }
+    for (field, value) in t.settings_mut() {
+        *value = mlctl_spec::env::resolve(value, |n| std::env::var(n).ok())
+            .map_err(|e| anyhow!("target `{name}`, field `{field}`: {e}"))?;
     }
     Ok(t)
 }
 
-fn provider_kind(t: &Target) -> Option<ProviderKind> {
-    match t.provider.as_str() {
-        "local" => Some(ProviderKind::Local),
-        "mock" => Some(ProviderKind::Mock),
-        "sagemaker" => Some(ProviderKind::Sagemaker),
-        "azureml" => Some(ProviderKind::Azureml),
-        _ => None,
-    }
-}
-
 fn single_stack(cfg: &ProviderConfig, rt: &tokio::runtime::Runtime) -> Result<Stack> {
-    match provider_kind(&cfg.target) {
-        Some(ProviderKind::Mock) => mlctl_provider_mock::stack(cfg)
-            .map_err(|e| anyhow!("cannot open target `{}`: {e}", cfg.target_name)),
-        Some(ProviderKind::Local) => {
+    let open_err =
+        |e: mlctl_core::ProviderError| anyhow!("cannot open target `{}`: {e}", cfg.target_name);
+    match cfg.target.provider() {
+        ProviderKind::Mock => mlctl_provider_mock::stack(cfg).map_err(open_err),
+        ProviderKind::Local => {
             let exe = std::env::current_exe().context("cannot find the mlctl executable")?;
-            mlctl_provider_local::stack(cfg, exe)
-                .map_err(|e| anyhow!("cannot open target `{}`: {e}", cfg.target_name))
+            mlctl_provider_local::stack(cfg, exe).map_err(open_err)
         }
         #[cfg(feature = "sagemaker")]
-        Some(ProviderKind::Sagemaker) => rt
+        ProviderKind::Sagemaker => rt
             .block_on(mlctl_provider_sagemaker::stack(cfg))
-            .map_err(|e| anyhow!("cannot open target `{}`: {e}", cfg.target_name)),
+            .map_err(open_err),
         #[cfg(not(feature = "sagemaker"))]
-        Some(ProviderKind::Sagemaker) => bail!(
-            "target `{}` uses the sagemaker provider, which this build of mlctl leaves out; rebuild with the `sagemaker` feature",
-            cfg.target_name
-        ),
-        Some(ProviderKind::Azureml) => bail!(
+        ProviderKind::Sagemaker => {
+            let _ = rt;
+            bail!(
+                "target `{}` uses the sagemaker provider, which this build of mlctl leaves out; rebuild with the `sagemaker` feature",
+                cfg.target_name
+            )
+        }
+        ProviderKind::Azureml => bail!(
             "target `{}` uses the azureml provider, which is not implemented yet; use a local, mock or sagemaker target",
             cfg.target_name
-        ),
-        None => bail!(
-            "target `{}` has an unknown provider `{}`",
-            cfg.target_name,
-            cfg.target.provider
         ),
     }
 }
@@ -184,24 +158,24 @@ pub fn build_stack(
         })
     };
     let mut stack = single_stack(&cfg(name, target)?, rt)?;
-    for (component, other) in target.components.iter().flatten() {
+    for (component, other) in target.components() {
         let (other_name, other_target) = spec
             .project
             .target(Some(other))
-            .map_err(|e| anyhow!("target `{name}`, component `{component}`: {e}"))?;
-        if other_target.components.is_some() {
+            .map_err(|e| anyhow!("target `{name}`, component `{}`: {e}", component.as_str()))?;
+        if !other_target.components().is_empty() {
             bail!(
-                "target `{name}` takes its {component} from `{other_name}`, which itself mixes components; point at a plain target"
+                "target `{name}` takes its {} from `{other_name}`, which itself mixes components; point at a plain target",
+                component.as_str()
             );
         }
         let from = single_stack(&cfg(other_name, other_target)?, rt)?;
-        match component.as_str() {
-            "dataStore" => stack.data = from.data,
-            "trainer" => stack.trainer = from.trainer,
-            "registry" => stack.registry = from.registry,
-            "deployer" => stack.deployer = from.deployer,
-            "monitorSink" => stack.monitor = from.monitor,
-            other => bail!("target `{name}`: unknown component `{other}`"),
+        match component {
+            Component::DataStore => stack.data = from.data,
+            Component::Trainer => stack.trainer = from.trainer,
+            Component::Registry => stack.registry = from.registry,
+            Component::Deployer => stack.deployer = from.deployer,
+            Component::MonitorSink => stack.monitor = from.monitor,
         }
         stack.provider = format!("{}+{}", stack.provider, from.provider);
     }

@@ -7,7 +7,7 @@
 //! # async fn example() {
 //! use mlctl_conformance::{Fixture, NoHooks};
 //! let fx = Fixture::new("test").unwrap();
-//! let target = mlctl_spec::Target { provider: "mock".into(), ..Default::default() };
+//! let target = mlctl_spec::Target::mock();
 //! # let build = |_cfg: &mlctl_core::ProviderConfig| -> mlctl_core::Stack { unimplemented!() };
 //! let stack = build(&fx.provider_config(target)); // e.g. mlctl_provider_mock::stack(..)
 //! mlctl_conformance::run_all(&stack, &fx, &NoHooks).await;

@@ -610,7 +610,7 @@ impl ProviderConfig {
     /// The state directory for file-based providers: `root:` from the target (relative to the
     /// project) or `.mlctl/<target>` in the project.
     pub fn state_dir(&self) -> PathBuf {
-        match &self.target.root {
+        match self.target.root() {
             Some(root) => {
                 let p = PathBuf::from(root);
                 if p.is_absolute() {

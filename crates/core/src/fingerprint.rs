@@ -4,7 +4,7 @@
 //! keys: a YAML comment, key order or quoting changes nothing), the fingerprints of its inputs,
 //! and the content digests of the files it reads (data, code). Same fingerprint = nothing to do.
 
-use mlctl_spec::{Resource, ResourceSpec};
+use mlctl_spec::Resource;
 use std::collections::BTreeMap;
 
 /// Version of the fingerprint scheme; bump it to invalidate every fingerprint on purpose.
@@ -29,40 +29,10 @@ impl std::fmt::Display for Fingerprint {
     }
 }
 
-/// Files a resource reads, whose content is part of its fingerprint: (role, project-relative path).
-/// Roles: `data` (a dataset source), `code` (a script-mode code dir or transform code).
-pub fn content_inputs(r: &Resource) -> Vec<(&'static str, String)> {
-    let mut out = Vec::new();
-    match &r.spec {
-        ResourceSpec::Dataset(d) => {
-            if let Some(src) = &d.source
-                && !src.contains("://")
-            {
-                out.push(("data", src.clone()));
-            }
-            if let Some(code) = d.transform.as_ref().and_then(|t| t.code.clone()) {
-                out.push(("code", code));
-            }
-        }
-        ResourceSpec::TrainingJob(t) => {
-            if let Some(code) = &t.code {
-                out.push(("code", code.clone()));
-            }
-        }
-        ResourceSpec::Endpoint(e) => {
-            if let Some(code) = e.serve.as_ref().and_then(|s| s.code.clone()) {
-                out.push(("code", code));
-            }
-        }
-        _ => {}
-    }
-    out
-}
-
 /// Computes a fingerprint.
 ///
 /// `inputs` are the fingerprints of the resources this one depends on (by address), `digests`
-/// the content digests of [`content_inputs`] (by path).
+/// the content digests of the files it reads (its spec's `content_inputs()`, by path).
 pub fn compute(
     r: &Resource,
     inputs: &BTreeMap<String, Fingerprint>,

@@ -64,8 +64,9 @@ impl Desired {
             let Some(r) = spec.get(&id) else { continue };
             let mut inputs = BTreeMap::new();
             let mut digests = BTreeMap::new();
-            for (role, path) in fingerprint::content_inputs(r) {
-                match digest(&path) {
+            for input in r.spec.content_inputs() {
+                let (role, path) = (input.role.as_str(), &input.path);
+                match digest(path) {
                     Ok(d) => {
                         digests.insert(path.clone(), d.clone());
                         inputs.insert(format!("{role}:{path}"), d);

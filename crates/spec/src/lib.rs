@@ -245,8 +245,33 @@ pub struct Resource {
     pub location: Location,
     /// The manifest's YAML, for positions of any field.
     pub node: Arc<Node>,
-    /// Resources it reads, in a stable order.
+    /// Resources that must be applied before it (its ordering [`Reference`]s), sorted.
     pub depends_on: Vec<ResourceId>,
+}
+
+impl ResourceSpec {
+    /// Every reference by name this spec makes: the one list both the graph (its edges are the
+    /// references that order) and the validator (unknown names) read.
+    pub fn references(&self) -> Vec<Reference> {
+        match self {
+            ResourceSpec::Dataset(s) => s.references(),
+            ResourceSpec::TrainingJob(s) => s.references(),
+            ResourceSpec::Model(s) => s.references(),
+            ResourceSpec::Endpoint(s) => s.references(),
+            ResourceSpec::Monitor(s) => s.references(),
+        }
+    }
+
+    /// Every project file or directory this spec reads (fingerprinted by content).
+    pub fn content_inputs(&self) -> Vec<ContentInput> {
+        match self {
+            ResourceSpec::Dataset(s) => s.content_inputs(),
+            ResourceSpec::TrainingJob(s) => s.content_inputs(),
+            ResourceSpec::Model(s) => s.content_inputs(),
+            ResourceSpec::Endpoint(s) => s.content_inputs(),
+            ResourceSpec::Monitor(s) => s.content_inputs(),
+        }
+    }
 }
 
 impl Resource {
@@ -327,25 +352,48 @@ pub struct Project {
 }
 
 impl Project {
-    /// The target named `name`, or the default one; the error lists the targets.
-    pub fn target(&self, name: Option<&str>) -> Result<(&str, &Target), String> {
+    /// The target named `name`, or the default one.
+    ///
+    /// # Errors
+    /// [`UnknownTarget`] (which lists the defined targets) when there is no such target.
+    pub fn target(&self, name: Option<&str>) -> Result<(&str, &Target), UnknownTarget> {
         let name = name.unwrap_or(&self.default_target);
-        match self.targets.get_key_value(name) {
-            Some((k, t)) => Ok((k.as_str(), t)),
-            None => {
-                let known: Vec<&str> = self.targets.keys().map(String::as_str).collect();
-                let mut msg = format!(
-                    "target `{name}` is not defined in {PROJECT_FILE}; defined targets: {}",
-                    known.join(", ")
-                );
-                if let Some(s) = suggest::did_you_mean(name, known.iter().copied()) {
-                    msg.push_str(&format!(" (did you mean `{s}`?)"));
-                }
-                Err(msg)
-            }
-        }
+        self.targets
+            .get_key_value(name)
+            .map(|(k, t)| (k.as_str(), t))
+            .ok_or_else(|| UnknownTarget {
+                name: name.to_string(),
+                defined: self.targets.keys().cloned().collect(),
+            })
     }
 }
+
+/// A `--target` (or component source) that the project does not define.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownTarget {
+    /// The name asked for.
+    pub name: String,
+    /// The targets the project defines.
+    pub defined: Vec<String>,
+}
+
+impl fmt::Display for UnknownTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "target `{}` is not defined in {PROJECT_FILE}; defined targets: {}",
+            self.name,
+            self.defined.join(", ")
+        )?;
+        if let Some(s) = suggest::did_you_mean(&self.name, self.defined.iter().map(String::as_str))
+        {
+            write!(f, " (did you mean `{s}`?)")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for UnknownTarget {}
 
 /// A whole validated project.
 #[derive(Debug, Clone)]

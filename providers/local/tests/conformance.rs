@@ -8,10 +8,7 @@ use std::path::PathBuf;
 
 fn local() -> (Fixture, Stack) {
     let fx = Fixture::new("local").expect("fixture");
-    let target = Target {
-        provider: "local".into(),
-        ..Target::default()
-    };
+    let target = Target::local();
     let stack = mlctl_provider_local::stack(&fx.provider_config(target), PathBuf::from("mlctl"))
         .expect("local stack");
     (fx, stack)

@@ -103,10 +103,7 @@ fn stack_for(dir: &Path) -> Stack {
         project: "demo".into(),
         project_dir: dir.to_path_buf(),
         target_name: "local".into(),
-        target: Target {
-            provider: "local".into(),
-            ..Target::default()
-        },
+        target: Target::local(),
     };
     mlctl_provider_local::stack(&cfg, PathBuf::from("mlctl")).unwrap()
 }

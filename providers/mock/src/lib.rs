@@ -79,7 +79,18 @@ pub(crate) fn now() -> String {
 /// # Errors
 /// `Invalid` when `latency` is not a duration.
 pub fn stack(cfg: &ProviderConfig) -> Result<Stack> {
-    let latency = match cfg.target.latency.as_deref() {
+    let mlctl_spec::Target::Mock(target) = &cfg.target else {
+        return Err(err(
+            ErrorKind::Invalid,
+            "configure",
+            format!(
+                "target `{}` uses provider `{}`, not mock",
+                cfg.target_name,
+                cfg.target.provider().as_str()
+            ),
+        ));
+    };
+    let latency = match target.latency.as_deref() {
         Some(l) => mlctl_spec::units::parse_duration(l).map_err(|e| {
             err(
                 ErrorKind::Invalid,
@@ -91,7 +102,7 @@ pub fn stack(cfg: &ProviderConfig) -> Result<Stack> {
     };
     let mock = Mock::new(
         cfg.state_dir(),
-        cfg.target.faults.clone().unwrap_or_default(),
+        target.faults.clone().unwrap_or_default(),
         latency,
     );
     Ok(Stack {
@@ -273,11 +284,10 @@ mod tests {
             project: "p".into(),
             project_dir: "/nonexistent".into(),
             target_name: "test".into(),
-            target: mlctl_spec::Target {
-                provider: "mock".into(),
+            target: mlctl_spec::Target::Mock(mlctl_spec::MockTarget {
                 latency: Some("fast".into()),
                 ..Default::default()
-            },
+            }),
         };
         let e = stack(&cfg).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Invalid);

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use mlctl_conformance::{self as conformance, Fixture, Hooks, NoHooks};
 use mlctl_core::{EndpointRequest, Stack, TrainingRequest};
-use mlctl_spec::{Faults, Target};
+use mlctl_spec::{Faults, MockTarget, Target};
 use std::path::PathBuf;
 
 #[path = "conformance/faults.rs"]
@@ -23,12 +23,11 @@ fn faults() -> Faults {
 
 fn setup(faults: Faults, latency: Option<&str>) -> (Fixture, Stack, MockHooks) {
     let fx = Fixture::new("test").expect("fixture");
-    let target = Target {
-        provider: "mock".into(),
+    let target = Target::Mock(MockTarget {
         faults: Some(faults),
         latency: latency.map(str::to_string),
-        ..Target::default()
-    };
+        ..MockTarget::default()
+    });
     let cfg = fx.provider_config(target);
     let stack = mlctl_provider_mock::stack(&cfg).expect("mock stack");
     let hooks = MockHooks {

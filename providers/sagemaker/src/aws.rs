@@ -140,24 +140,24 @@ pub(crate) fn parse_s3_uri(uri: &str) -> Option<(String, String)> {
 impl Aws {
     /// Connects with the target's settings.
     pub async fn connect(cfg: &ProviderConfig, options: Options) -> Result<Aws> {
-        let t = &cfg.target;
         let what = format!("target `{}`", cfg.target_name);
-        let bucket_uri = t.bucket.as_deref().ok_or_else(|| {
-            invalid(
+        let mlctl_spec::Target::Sagemaker(t) = &cfg.target else {
+            return Err(invalid(
                 "connect",
                 format!(
-                    "{what}: `bucket` is required (e.g. `s3://my-bucket/{}`)",
-                    cfg.project
+                    "{what} uses provider `{}`, not sagemaker",
+                    cfg.target.provider().as_str()
                 ),
-            )
-        })?;
+            ));
+        };
+        let bucket_uri = t.bucket.as_str();
         let (bucket, prefix) = parse_s3_uri(bucket_uri).ok_or_else(|| {
             invalid(
                 "connect",
                 format!("{what}: `bucket` must look like `s3://bucket/prefix`, not `{bucket_uri}`"),
             )
         })?;
-        let role_arn = t.role_arn.clone().filter(|r| !r.is_empty()).ok_or_else(|| {
+        let role_arn = Some(t.role_arn.clone()).filter(|r| !r.is_empty()).ok_or_else(|| {
             invalid("connect", format!("{what}: `roleArn` is required: the IAM role SageMaker assumes to run jobs and endpoints"))
         })?;
         let endpoint_url = t.endpoint_url.clone().filter(|u| !u.is_empty());
@@ -169,8 +169,8 @@ impl Aws {
             .with_max_attempts(settings.max_attempts)
             .with_initial_backoff(settings.initial_backoff);
         let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(retry);
-        if let Some(region) = &t.region {
-            loader = loader.region(Region::new(region.clone()));
+        if !t.region.is_empty() {
+            loader = loader.region(Region::new(t.region.clone()));
         }
         if let Some(url) = &endpoint_url {
             loader = loader.endpoint_url(url.clone());

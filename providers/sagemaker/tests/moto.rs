@@ -98,14 +98,13 @@ fn settings() -> Settings {
 }
 
 fn target(url: &str, bucket: &str) -> Target {
-    Target {
-        provider: "sagemaker".into(),
-        region: Some(REGION.into()),
-        role_arn: Some(ROLE.into()),
-        bucket: Some(format!("s3://{bucket}/mlctl")),
+    Target::Sagemaker(mlctl_spec::SagemakerTarget {
+        region: REGION.into(),
+        role_arn: ROLE.into(),
+        bucket: format!("s3://{bucket}/mlctl"),
         endpoint_url: Some(url.into()),
-        ..Target::default()
-    }
+        ..Default::default()
+    })
 }
 
 async fn build(url: &str, fx: &Fixture, bucket: &str, settings: Settings) -> Stack {

@@ -126,10 +126,10 @@ fn local_target(
     target: Option<&str>,
 ) -> Result<(ProviderConfig, OpContext)> {
     let (name, t) = spec.project.target(target).map_err(|e| anyhow!(e))?;
-    if t.provider != "local" {
+    if t.provider() != mlctl_spec::ProviderKind::Local {
         bail!(
             "target `{name}` uses the {} provider; `mlctl serve`/`predict` by name work with local targets (use --model-dir or a URL)",
-            t.provider
+            t.provider().as_str()
         );
     }
     let project_dir = project

@@ -8,23 +8,22 @@ use mlctl_core::{
     Action, Health, JobHandle, JobState, LockInfo, OpContext, ProviderConfig, Stack,
     TrainingRequest, Variant,
 };
-use mlctl_spec::{Faults, Kind, ResourceId, Target};
+use mlctl_spec::{Faults, Kind, MockTarget, ResourceId, Target};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
 fn stack_with(fx: &Fixture, faults: Faults) -> Stack {
-    let target = Target {
-        provider: "mock".into(),
+    let target = Target::Mock(MockTarget {
         faults: Some(faults),
-        ..Target::default()
-    };
+        ..MockTarget::default()
+    });
     mlctl_provider_mock::stack(&fx.provider_config(target)).expect("mock stack")
 }
 
 fn state_dir(fx: &Fixture) -> std::path::PathBuf {
-    fx.provider_config(Target::default()).state_dir()
+    fx.provider_config(Target::mock()).state_dir()
 }
 
 fn opts() -> ApplyOptions {
@@ -415,11 +414,10 @@ fn child_stack(dir: &Path) -> Stack {
         project: "race".into(),
         project_dir: dir.to_path_buf(),
         target_name: "test".into(),
-        target: Target {
-            provider: "mock".into(),
+        target: Target::Mock(MockTarget {
             root: Some(dir.display().to_string()),
-            ..Target::default()
-        },
+            ..MockTarget::default()
+        }),
     };
     mlctl_provider_mock::stack(&cfg).unwrap()
 }

@@ -1,0 +1,173 @@
+//! `kind: Dataset`: a versioned table.
+
+use super::*;
+
+/// `kind: Dataset` — a versioned table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DatasetSpec {
+    /// Where the data is: a path relative to the project, `s3://`, `az://` or `https://`.
+    /// Not allowed with `transform` (the transform's output is the source).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// `csv` or `parquet`; default from the source's extension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<DataFormat>,
+    /// Expected blake3 digest of a remote source (pins an `https://` download).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// The label column (supervised learning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Columns and rules the data must satisfy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<DataSchema>,
+    /// Train/validation/test split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<Split>,
+    /// Derive this dataset from others with a command (like a DVC stage).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<Transform>,
+}
+
+/// File formats for tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DataFormat {
+    /// Comma-separated values with a header row.
+    Csv,
+    /// Apache Parquet.
+    Parquet,
+}
+
+/// The declared shape of a table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DataSchema {
+    /// Columns, in order.
+    pub columns: Vec<Column>,
+    /// Fewest rows accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_rows: Option<u64>,
+    /// Largest fraction of missing cells per column (0..1). Default 0 for non-nullable columns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_missing_fraction: Option<f64>,
+    /// Whether columns not listed are allowed (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_extra_columns: Option<bool>,
+}
+
+/// One column of a table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Column {
+    /// Column name as in the file header.
+    pub name: String,
+    /// Value type.
+    #[serde(rename = "type")]
+    pub ty: ColumnType,
+    /// Smallest allowed value (numbers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// Largest allowed value (numbers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// Allowed values (categories).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub categories: Option<Vec<String>>,
+    /// Whether missing values are allowed (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nullable: Option<bool>,
+}
+
+/// Column value types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnType {
+    /// 64-bit float.
+    Float,
+    /// 64-bit integer.
+    Int,
+    /// true/false.
+    Bool,
+    /// One of a fixed set of strings.
+    Category,
+    /// Free text.
+    String,
+}
+
+/// How rows are split into train / validation / test.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Split {
+    /// Fraction of rows for training.
+    #[schemars(range(min = 0, max = 1))]
+    pub train: f64,
+    /// Fraction for validation (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1))]
+    pub validation: Option<f64>,
+    /// Fraction for testing (default: the rest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1))]
+    pub test: Option<f64>,
+    /// Random seed (default 42): the same seed gives the same split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Keep class proportions of this column in every part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stratify: Option<String>,
+}
+
+/// A derived dataset: run `command` with the inputs, read `output`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Transform {
+    /// Shell command, run in the project directory with `MLCTL_INPUT_<NAME>` and `MLCTL_OUTPUT` set.
+    pub command: String,
+    /// Datasets read by the command.
+    #[serde(default)]
+    pub inputs: Vec<String>,
+    /// Code directory or file whose content is part of the fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// File the command writes (relative to its output directory), default `output.csv`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+}
+
+impl DatasetSpec {
+    /// The datasets a `transform` reads.
+    pub fn references(&self) -> Vec<Reference> {
+        self.transform
+            .iter()
+            .flat_map(|t| {
+                t.inputs.iter().enumerate().map(|(i, n)| {
+                    Reference::to(
+                        crate::Kind::Dataset,
+                        n,
+                        &["transform", "inputs", &i.to_string()],
+                        true,
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// A project-path source (URLs are read by the target, not digested here) and the
+    /// transform's code.
+    pub fn content_inputs(&self) -> Vec<ContentInput> {
+        let mut out = Vec::new();
+        if let Some(src) = self.source.as_deref().filter(|s| !s.contains("://")) {
+            out.push(ContentInput::new(ContentRole::Data, src, &["source"]));
+        }
+        if let Some(code) = self.transform.as_ref().and_then(|t| t.code.as_deref()) {
+            out.push(ContentInput::new(
+                ContentRole::Code,
+                code,
+                &["transform", "code"],
+            ));
+        }
+        out
+    }
+}

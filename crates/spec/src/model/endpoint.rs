@@ -1,0 +1,135 @@
+//! `kind: Endpoint`: a live deployment of a Model.
+
+use super::*;
+
+/// `kind: Endpoint` — a live deployment of a Model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EndpointSpec {
+    /// The Model to serve (its production version, or its latest when the model has no stage).
+    pub model: String,
+    /// Pin a registry version instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    /// How updates roll out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<Strategy>,
+    /// Instances (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub instances: Option<i64>,
+    /// local: port on 127.0.0.1 (default: allocated and recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Request/response capture for monitoring.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture: Option<Capture>,
+    /// Who may call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<Auth>,
+    /// Script mode: serve with a command implementing the SageMaker inference contract.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serve: Option<ServeCommand>,
+    /// Resources per instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute: Option<Compute>,
+}
+
+/// Rollout strategy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Strategy {
+    /// `all-at-once` (default), `canary` or `blue-green`.
+    #[serde(rename = "type")]
+    pub ty: StrategyType,
+    /// canary: percent of traffic to the new version during the bake (1..99).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 99))]
+    pub percent: Option<i64>,
+    /// canary, blue-green: how long to watch before shifting all traffic, e.g. `10m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bake_time: Option<String>,
+    /// Roll back automatically when these are crossed during the bake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<Rollback>,
+}
+
+/// Strategy types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum StrategyType {
+    /// Replace at once.
+    AllAtOnce,
+    /// Shift a percentage, bake, then shift the rest.
+    Canary,
+    /// Start the new fleet beside the old, then switch.
+    BlueGreen,
+}
+
+/// Automatic rollback thresholds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Rollback {
+    /// Largest error fraction (0..1) of the new version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1))]
+    pub max_error_rate: Option<f64>,
+    /// Largest p99 latency in milliseconds of the new version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_p99_latency_ms: Option<f64>,
+    /// Cloud alarms that trigger a rollback (SageMaker CloudWatch alarm names).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alarms: Vec<String>,
+}
+
+/// Data capture.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Capture {
+    /// Percent of requests captured (0..100).
+    #[schemars(range(min = 0, max = 100))]
+    pub sampling_percent: f64,
+    /// Where to write (default: the target's store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+}
+
+/// Endpoint authentication.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Auth {
+    /// Bearer token, always `${env:NAME}`.
+    pub token: String,
+}
+
+/// Script-mode serving.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServeCommand {
+    /// Command that serves `/ping` and `/invocations` on `$SAGEMAKER_BIND_TO_PORT`.
+    pub command: String,
+    /// Code directory (fingerprinted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+impl EndpointSpec {
+    /// The model it serves.
+    pub fn references(&self) -> Vec<Reference> {
+        vec![Reference::to(
+            crate::Kind::Model,
+            &self.model,
+            &["model"],
+            true,
+        )]
+    }
+
+    /// Script-mode serving code.
+    pub fn content_inputs(&self) -> Vec<ContentInput> {
+        self.serve
+            .iter()
+            .filter_map(|s| s.code.as_deref())
+            .map(|c| ContentInput::new(ContentRole::Code, c, &["serve", "code"]))
+            .collect()
+    }
+}

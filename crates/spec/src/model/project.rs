@@ -1,0 +1,283 @@
+//! `kind: Project` and its targets.
+
+use super::*;
+
+/// `kind: Project` — the root of a project, in `mlctl.yaml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProjectSpec {
+    /// Files or directories (relative to the project) holding the resource manifests. Default `[ml/]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifests: Option<Vec<String>>,
+    /// The target used when `--target` is not given. Default: the only target, or `local`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_target: Option<String>,
+    /// Named targets to apply the spec to.
+    #[serde(default)]
+    pub targets: BTreeMap<String, Target>,
+}
+
+/// Which provider implements a target.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, PartialOrd, Ord,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// Embedded: state under `.mlctl/`, training in-process or as child processes, endpoints on 127.0.0.1.
+    Local,
+    /// Deterministic in-file target for tests and dry runs, with injectable faults.
+    Mock,
+    /// AWS SageMaker + S3.
+    Sagemaker,
+    /// Azure Machine Learning + Blob Storage.
+    Azureml,
+}
+
+impl ProviderKind {
+    /// Every provider, in the order docs list them.
+    pub const ALL: [ProviderKind; 4] = [
+        ProviderKind::Local,
+        ProviderKind::Mock,
+        ProviderKind::Sagemaker,
+        ProviderKind::Azureml,
+    ];
+
+    /// Parses the YAML name.
+    pub fn parse(s: &str) -> Option<ProviderKind> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    /// The name used in YAML.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Local => "local",
+            ProviderKind::Mock => "mock",
+            ProviderKind::Sagemaker => "sagemaker",
+            ProviderKind::Azureml => "azureml",
+        }
+    }
+}
+
+/// The components of a target (ZenML's stack), by the name used in `components:`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, PartialOrd, Ord,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum Component {
+    /// Blobs and dataset versions.
+    DataStore,
+    /// Training jobs and tuning.
+    Trainer,
+    /// Model versions and stages.
+    Registry,
+    /// Endpoints.
+    Deployer,
+    /// Captured data and monitors.
+    MonitorSink,
+}
+
+impl Component {
+    /// Every component, in stack order.
+    pub const ALL: [Component; 5] = [
+        Component::DataStore,
+        Component::Trainer,
+        Component::Registry,
+        Component::Deployer,
+        Component::MonitorSink,
+    ];
+
+    /// The name used in YAML.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Component::DataStore => "dataStore",
+            Component::Trainer => "trainer",
+            Component::Registry => "registry",
+            Component::Deployer => "deployer",
+            Component::MonitorSink => "monitorSink",
+        }
+    }
+}
+
+/// Components taken from another target (a stack may mix providers), e.g. `{deployer: local}`:
+/// component to target name.
+pub type ComponentMap = BTreeMap<Component, String>;
+
+/// A target: where a spec is applied, tagged by `provider`. Each provider takes its own
+/// fields, so a field another provider takes is an error here, not a setting silently unused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "provider", rename_all = "lowercase")]
+pub enum Target {
+    /// Embedded: state under `.mlctl/`, training in-process or as child processes, endpoints on 127.0.0.1.
+    Local(LocalTarget),
+    /// Deterministic in-file target for tests and dry runs, with injectable faults.
+    Mock(MockTarget),
+    /// AWS SageMaker + S3.
+    Sagemaker(SagemakerTarget),
+    /// Azure Machine Learning + Blob Storage.
+    Azureml(AzuremlTarget),
+}
+
+impl Target {
+    /// A local target with defaults.
+    pub fn local() -> Target {
+        Target::Local(LocalTarget::default())
+    }
+
+    /// A mock target with defaults.
+    pub fn mock() -> Target {
+        Target::Mock(MockTarget::default())
+    }
+
+    /// Which provider implements it.
+    pub fn provider(&self) -> ProviderKind {
+        match self {
+            Target::Local(_) => ProviderKind::Local,
+            Target::Mock(_) => ProviderKind::Mock,
+            Target::Sagemaker(_) => ProviderKind::Sagemaker,
+            Target::Azureml(_) => ProviderKind::Azureml,
+        }
+    }
+
+    /// Components taken from other targets (empty for a plain target).
+    pub fn components(&self) -> &ComponentMap {
+        match self {
+            Target::Local(t) => &t.components,
+            Target::Mock(t) => &t.components,
+            Target::Sagemaker(t) => &t.components,
+            Target::Azureml(t) => &t.components,
+        }
+    }
+
+    /// `root:`, the directory for the target's files on this machine, as written.
+    pub fn root(&self) -> Option<&str> {
+        match self {
+            Target::Local(t) => t.root.as_deref(),
+            Target::Mock(t) => t.root.as_deref(),
+            Target::Sagemaker(t) => t.root.as_deref(),
+            Target::Azureml(t) => t.root.as_deref(),
+        }
+    }
+
+    /// Every string setting, mutably, with its YAML name: `${env:NAME}` is resolved in each.
+    pub fn settings_mut(&mut self) -> Vec<(&'static str, &mut String)> {
+        let mut out: Vec<(&'static str, &mut String)> = Vec::new();
+        match self {
+            Target::Local(t) => out.extend(t.root.as_mut().map(|v| ("root", v))),
+            Target::Mock(t) => {
+                out.extend(t.root.as_mut().map(|v| ("root", v)));
+                out.extend(t.latency.as_mut().map(|v| ("latency", v)));
+            }
+            Target::Sagemaker(t) => {
+                out.push(("region", &mut t.region));
+                out.push(("roleArn", &mut t.role_arn));
+                out.push(("bucket", &mut t.bucket));
+                out.extend(t.endpoint_url.as_mut().map(|v| ("endpointUrl", v)));
+                out.extend(t.root.as_mut().map(|v| ("root", v)));
+            }
+            Target::Azureml(t) => {
+                out.push(("subscription", &mut t.subscription));
+                out.push(("resourceGroup", &mut t.resource_group));
+                out.push(("workspace", &mut t.workspace));
+                out.push(("storage", &mut t.storage));
+                out.extend(t.endpoint_url.as_mut().map(|v| ("endpointUrl", v)));
+                out.extend(t.root.as_mut().map(|v| ("root", v)));
+            }
+        }
+        out
+    }
+}
+
+/// `provider: local`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LocalTarget {
+    /// State directory (default `.mlctl/<target>` in the project).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+    /// Components taken from another target, e.g. `{trainer: cloud}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub components: ComponentMap,
+}
+
+/// `provider: mock`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MockTarget {
+    /// State directory (default `.mlctl/<target>` in the project).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+    /// Simulated latency of each operation, e.g. `50ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<String>,
+    /// Injected faults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faults: Option<Faults>,
+    /// Components taken from another target.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub components: ComponentMap,
+}
+
+/// `provider: sagemaker`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SagemakerTarget {
+    /// AWS region.
+    pub region: String,
+    /// Execution role ARN, usually `${env:...}`.
+    pub role_arn: String,
+    /// `s3://bucket/prefix` for state, data, code and artifacts.
+    pub bucket: String,
+    /// Override the service endpoint (emulators, VPC endpoints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_url: Option<String>,
+    /// Directory for the target's files on this machine (default `.mlctl/<target>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+    /// Components taken from another target.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub components: ComponentMap,
+}
+
+/// `provider: azureml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AzuremlTarget {
+    /// Subscription id.
+    pub subscription: String,
+    /// Resource group.
+    pub resource_group: String,
+    /// Workspace name.
+    pub workspace: String,
+    /// Blob container URL for data.
+    pub storage: String,
+    /// Override the service endpoint (emulators, private endpoints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_url: Option<String>,
+    /// Directory for the target's files on this machine (default `.mlctl/<target>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+    /// Components taken from another target.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub components: ComponentMap,
+}
+
+/// Faults injected by the mock provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Faults {
+    /// Fail the training job of these resources (names).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fail_training: Vec<String>,
+    /// Fail the Nth training job submitted on this target (1-based, counted across runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_nth_training_job: Option<u32>,
+    /// Fail the deployment of these endpoints (names).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fail_deployment: Vec<String>,
+    /// Answer the first N calls of every operation with a throttling error (retryable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<u32>,
+    /// Make operations on these resources time out (names).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timeout: Vec<String>,
+}

@@ -1,0 +1,92 @@
+//! `kind: Model`: a registered, versioned model.
+
+use super::*;
+
+/// `kind: Model` — a registered, versioned model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ModelSpec {
+    /// The TrainingJob that produces it.
+    pub from: String,
+    /// Checks a new version must pass to be registered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<Gate>,
+    /// The stage a new version goes to (default `staging`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<Stage>,
+    /// `auto` (default) promotes at once; `manual` waits for `mlctl models approve`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
+    /// Shown in the registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// A gate on one metric: `min`, `max`, and/or `maxRegression` against production.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Gate {
+    /// Metric name (on the held-out split).
+    pub metric: String,
+    /// The metric must be at least this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// The metric must be at most this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// Not worse than the current production version by more than this (absolute).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_regression: Option<f64>,
+}
+
+/// Registry stages.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, PartialOrd, Ord, Hash,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// Registered, not serving production traffic.
+    Staging,
+    /// The version endpoints serve.
+    Production,
+    /// Retired.
+    Archived,
+}
+
+impl Stage {
+    /// The name used in YAML and output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Staging => "staging",
+            Stage::Production => "production",
+            Stage::Archived => "archived",
+        }
+    }
+}
+
+/// Approval policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Approval {
+    /// Promote when the gates pass.
+    Auto,
+    /// Wait for a person.
+    Manual,
+}
+
+impl ModelSpec {
+    /// The training job whose result it registers.
+    pub fn references(&self) -> Vec<Reference> {
+        vec![Reference::to(
+            crate::Kind::TrainingJob,
+            &self.from,
+            &["from"],
+            true,
+        )]
+    }
+
+    /// A Model reads no files of its own.
+    pub fn content_inputs(&self) -> Vec<ContentInput> {
+        Vec::new()
+    }
+}

@@ -1,0 +1,141 @@
+//! `kind: Endpoint`: version, strategy, capture, auth and compute.
+
+use super::Ctx;
+use crate::model::*;
+use crate::yaml::Span;
+use crate::{env, units};
+
+/// Checks one Endpoint's ranges and cross-field rules and fills its defaults.
+pub(super) fn check(
+    ctx: &mut Ctx,
+    file: &str,
+    at: &dyn Fn(&[&str]) -> Option<Span>,
+    e: &mut EndpointSpec,
+) {
+    if let Some(n) = e.instances
+        && n < 1
+    {
+        ctx.err(
+            "out-of-range",
+            file,
+            at(&["instances"]),
+            format!("instances must be at least 1, got {n}"),
+        );
+    }
+    e.instances.get_or_insert(1);
+    if e.version == Some(0) {
+        ctx.err(
+            "out-of-range",
+            file,
+            at(&["version"]),
+            "registry versions start at 1",
+        );
+    }
+    if let Some(s) = &e.strategy {
+        match s.ty {
+            StrategyType::Canary => match s.percent {
+                None => {
+                    ctx.err("missing-field", file, at(&["strategy"]), "a canary strategy needs `percent`")
+                        .hint = Some("e.g. `percent: 10` sends 10% of traffic to the new version during the bake".into());
+                }
+                Some(p) if !(1..=99).contains(&p) => {
+                    ctx.err(
+                        "out-of-range",
+                        file,
+                        at(&["strategy", "percent"]),
+                        format!("canary percent must be between 1 and 99, got {p}"),
+                    )
+                    .hint = Some("a canary sends part of the traffic to the new version; to switch all of it at once, use `type: all-at-once`".into());
+                }
+                _ => {}
+            },
+            _ => {
+                if s.percent.is_some() {
+                    ctx.err(
+                        "conflicting-fields",
+                        file,
+                        at(&["strategy", "percent"]),
+                        format!(
+                            "`percent` applies to the canary strategy only, not to `{}`",
+                            strategy_name(s.ty)
+                        ),
+                    )
+                    .hint = Some("remove `percent`, or use `type: canary`".into());
+                }
+            }
+        }
+        if let Some(b) = &s.bake_time {
+            if let Err(msg) = units::parse_duration(b) {
+                ctx.err("bad-value", file, at(&["strategy", "bakeTime"]), msg);
+            }
+        } else if s.ty == StrategyType::AllAtOnce && s.rollback.is_some() {
+            ctx.err(
+                "conflicting-fields",
+                file,
+                at(&["strategy", "rollback"]),
+                "automatic rollback needs a bake: use `canary` or `blue-green` with `bakeTime`",
+            );
+        }
+        if let Some(rb) = &s.rollback {
+            if let Some(er) = rb.max_error_rate
+                && !(0.0..=1.0).contains(&er)
+            {
+                ctx.err(
+                    "out-of-range",
+                    file,
+                    at(&["strategy", "rollback", "maxErrorRate"]),
+                    format!("maxErrorRate must be between 0 and 1, got {er}"),
+                );
+            }
+            if let Some(l) = rb.max_p99_latency_ms
+                && l <= 0.0
+            {
+                ctx.err(
+                    "out-of-range",
+                    file,
+                    at(&["strategy", "rollback", "maxP99LatencyMs"]),
+                    format!("maxP99LatencyMs must be greater than 0, got {l}"),
+                );
+            }
+        }
+    }
+    if let Some(c) = &e.capture
+        && !(0.0..=100.0).contains(&c.sampling_percent)
+    {
+        ctx.err(
+            "out-of-range",
+            file,
+            at(&["capture", "samplingPercent"]),
+            format!(
+                "samplingPercent must be between 0 and 100, got {}",
+                c.sampling_percent
+            ),
+        );
+    }
+    if let Some(a) = &e.auth
+        && !env::is_single_reference(&a.token)
+    {
+        ctx.err(
+            "literal-secret",
+            file,
+            at(&["auth", "token"]),
+            "auth.token must be an environment reference, not a literal",
+        )
+        .hint = Some(
+            "write `token: ${env:MY_ENDPOINT_TOKEN}` and export the variable where mlctl runs"
+                .into(),
+        );
+    }
+    if let Some(c) = &e.compute {
+        super::training::check_compute(ctx, file, at, c);
+    }
+}
+
+/// The YAML name of a strategy type.
+fn strategy_name(ty: StrategyType) -> &'static str {
+    match ty {
+        StrategyType::AllAtOnce => "all-at-once",
+        StrategyType::Canary => "canary",
+        StrategyType::BlueGreen => "blue-green",
+    }
+}

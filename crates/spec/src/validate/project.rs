@@ -1,0 +1,400 @@
+//! `kind: Project` in `mlctl.yaml`: manifests, the default target and each target.
+//!
+//! A target is a [`Target`] tagged by `provider`: its fields are the provider's own struct's,
+//! so a field another provider takes is reported as not applying, rather than kept and unused.
+
+use super::files::{Doc, parse_file};
+use super::{Ctx, and_list, point_at, valid_name};
+use crate::model::*;
+use crate::suggest::did_you_mean;
+use crate::units;
+use crate::yaml::{Node, Span, Value};
+use crate::{Files, PROJECT_FILE, Project};
+use std::collections::BTreeMap;
+
+pub(super) fn load_project(files: &dyn Files, ctx: &mut Ctx) -> Option<Project> {
+    if matches!(files.read(PROJECT_FILE), Ok(None)) {
+        ctx.err(
+            "no-project",
+            PROJECT_FILE,
+            None,
+            format!("no {PROJECT_FILE} in the project directory"),
+        )
+        .hint = Some("run `mlctl init DIR` to scaffold a project, or pass --project DIR".into());
+        return None;
+    }
+    let mut docs = parse_file(files, PROJECT_FILE, ctx, true);
+    if docs.len() != 1 {
+        if docs.len() > 1 {
+            let span = docs[1].node.span;
+            ctx.err(
+                "many-projects",
+                PROJECT_FILE,
+                Some(span),
+                format!("{PROJECT_FILE} must hold exactly one Project manifest"),
+            );
+        } else if !ctx.diags.iter().any(|d| d.file == PROJECT_FILE) {
+            ctx.err(
+                "no-project",
+                PROJECT_FILE,
+                None,
+                format!("{PROJECT_FILE} holds no Project manifest"),
+            )
+            .hint = Some("start it with `apiVersion: mlctl/v1` and `kind: Project`".into());
+        }
+        return None;
+    }
+    let doc: Doc = docs.remove(0);
+    let name = doc.metadata.name.clone();
+    let spec_node = doc.node.get("spec")?;
+    // Targets are read one by one below, by their provider's struct.
+    let without_targets = Node {
+        value: match &spec_node.value {
+            Value::Map(entries) => Value::Map(
+                entries
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != Some("targets"))
+                    .cloned()
+                    .collect(),
+            ),
+            other => other.clone(),
+        },
+        span: spec_node.span,
+    };
+    let holder = |path: &[String]| {
+        let mut full = vec!["spec"];
+        full.extend(path.iter().map(String::as_str));
+        point_at(&doc.node, &full)
+    };
+    let spec: ProjectSpec =
+        ctx.typed_node(PROJECT_FILE, &without_targets, "Project spec", &holder)?;
+    let manifests = spec
+        .manifests
+        .clone()
+        .unwrap_or_else(|| vec!["ml/".to_string()]);
+    let mut targets = BTreeMap::new();
+    let mut all_read = true;
+    if let Some(tnode) = spec_node.get("targets") {
+        match tnode.as_map() {
+            Some(entries) => {
+                for (k, v) in entries {
+                    let tname = k.as_str().unwrap_or_default().to_string();
+                    match read_target(ctx, &tname, v, k.span) {
+                        Some(t) => {
+                            targets.insert(tname, t);
+                        }
+                        None => all_read = false,
+                    }
+                }
+            }
+            None if tnode.is_null() => {}
+            None => {
+                ctx.err(
+                    "wrong-type",
+                    PROJECT_FILE,
+                    Some(tnode.span),
+                    format!(
+                        "expected a mapping for `targets`, found {}",
+                        tnode.type_name()
+                    ),
+                )
+                .hint = Some("write `targets: {local: {provider: local}}`".into());
+                all_read = false;
+            }
+        }
+    }
+    if targets.is_empty() && all_read {
+        targets.insert("local".into(), Target::local());
+    }
+    for (tname, target) in &targets {
+        check_components(ctx, tname, target, spec_node, &targets);
+    }
+    let default_target = match &spec.default_target {
+        Some(t) => {
+            if !targets.contains_key(t) && all_read {
+                let span = spec_node.get("defaultTarget").map(|n| n.span);
+                let known: Vec<&str> = targets.keys().map(String::as_str).collect();
+                let hint = match did_you_mean(t, known.iter().copied()) {
+                    Some(s) => format!("did you mean `{s}`? defined targets: {}", known.join(", ")),
+                    None => format!("defined targets: {}", known.join(", ")),
+                };
+                ctx.hint(
+                    "unknown-target",
+                    PROJECT_FILE,
+                    span,
+                    format!("default target `{t}` is not defined"),
+                    Some(hint),
+                );
+            }
+            t.clone()
+        }
+        None if targets.contains_key("local") || targets.len() != 1 => "local".to_string(),
+        None => targets.keys().next().cloned().unwrap_or_default(),
+    };
+    if !valid_name(&name) {
+        return None;
+    }
+    Some(Project {
+        name,
+        labels: doc.metadata.labels,
+        manifests,
+        default_target,
+        targets,
+    })
+}
+
+/// The fields a provider's target struct takes, and which of them are required: read from
+/// the struct's own schema, so this list cannot drift from the struct.
+fn target_fields(p: ProviderKind) -> (Vec<String>, Vec<String>) {
+    let schema = match p {
+        ProviderKind::Local => schemars::schema_for!(LocalTarget),
+        ProviderKind::Mock => schemars::schema_for!(MockTarget),
+        ProviderKind::Sagemaker => schemars::schema_for!(SagemakerTarget),
+        ProviderKind::Azureml => schemars::schema_for!(AzuremlTarget),
+    };
+    let names = |key: &str| -> Vec<String> {
+        match schema.get(key) {
+            Some(serde_json::Value::Object(props)) => props.keys().cloned().collect(),
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    (names("properties"), names("required"))
+}
+
+/// Reads one target: a known provider, the fields it needs, none it does not take.
+/// `key_span` is where the target's name is written.
+fn read_target(ctx: &mut Ctx, name: &str, node: &Node, key_span: Span) -> Option<Target> {
+    let Some(entries) = node.as_map() else {
+        ctx.err(
+            "wrong-type",
+            PROJECT_FILE,
+            Some(node.span),
+            format!(
+                "expected a mapping for target `{name}`, found {}",
+                node.type_name()
+            ),
+        )
+        .hint =
+            Some("write `provider: local` (or mock, sagemaker, azureml) and its settings".into());
+        return None;
+    };
+    let providers: Vec<&str> = ProviderKind::ALL.iter().map(|p| p.as_str()).collect();
+    let Some(pnode) = node.get("provider") else {
+        ctx.err(
+            "missing-field",
+            PROJECT_FILE,
+            Some(key_span),
+            format!("target `{name}` has no `provider`"),
+        )
+        .hint = Some(format!(
+            "add `provider:` with one of: {}",
+            providers.join(", ")
+        ));
+        return None;
+    };
+    let written = pnode.as_str().unwrap_or_default();
+    let Some(provider) = ProviderKind::parse(written) else {
+        let hint = match did_you_mean(written, providers.iter().copied()) {
+            Some(s) => format!(
+                "did you mean `{s}`? providers are: {}",
+                providers.join(", ")
+            ),
+            None => format!("providers are: {}", providers.join(", ")),
+        };
+        ctx.hint(
+            "unknown-provider",
+            PROJECT_FILE,
+            Some(pnode.span),
+            format!("unknown provider `{written}` for target `{name}`"),
+            Some(hint),
+        );
+        return None;
+    };
+    let (allowed, required) = target_fields(provider);
+    let any_provider: Vec<String> = ProviderKind::ALL
+        .iter()
+        .flat_map(|p| target_fields(*p).0)
+        .collect();
+    let mut fine = true;
+    let mut body = Vec::new();
+    let mut typo_of = Vec::new();
+    for (k, v) in entries {
+        let key = k.as_str().unwrap_or_default();
+        if key == "provider" {
+            continue;
+        }
+        if allowed.iter().any(|a| a == key) {
+            body.push((k.clone(), v.clone()));
+        } else if any_provider.iter().any(|a| a == key) {
+            ctx.err(
+                "field-not-for-provider",
+                PROJECT_FILE,
+                Some(k.span),
+                format!(
+                    "field `{key}` does not apply to provider `{}` (target `{name}`)",
+                    provider.as_str()
+                ),
+            )
+            .hint = Some(format!(
+                "{} targets take: provider, {}",
+                provider.as_str(),
+                allowed.join(", ")
+            ));
+            fine = false;
+        } else {
+            let suggestion = did_you_mean(key, allowed.iter().map(String::as_str));
+            typo_of.extend(suggestion.map(str::to_string));
+            let hint = match suggestion {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!(
+                    "{} targets take: provider, {}",
+                    provider.as_str(),
+                    allowed.join(", ")
+                ),
+            };
+            ctx.hint(
+                "unknown-field",
+                PROJECT_FILE,
+                Some(k.span),
+                format!("unknown field `targets.{name}.{key}` in Project spec"),
+                Some(hint),
+            );
+            fine = false;
+        }
+    }
+    // A required field that an unknown key is a typo of was reported with that key.
+    let missing: Vec<String> = required
+        .iter()
+        .filter(|f| node.get(f).is_none_or(Node::is_null) && !typo_of.contains(f))
+        .map(|f| format!("`{f}`"))
+        .collect();
+    if !missing.is_empty() {
+        let fields = if missing.len() == 1 {
+            "field"
+        } else {
+            "fields"
+        };
+        ctx.err(
+            "missing-field",
+            PROJECT_FILE,
+            Some(key_span),
+            format!(
+                "target `{name}` (provider {}) is missing required {fields} {}",
+                provider.as_str(),
+                and_list(&missing)
+            ),
+        )
+        .hint = Some(format!(
+            "{} targets need {}; write account values as `${{env:NAME}}`",
+            provider.as_str(),
+            and_list(
+                &required
+                    .iter()
+                    .map(|f| format!("`{f}`"))
+                    .collect::<Vec<_>>()
+            )
+        ));
+        return None;
+    }
+    if !typo_of.is_empty() {
+        return None;
+    }
+    let body = Node {
+        value: Value::Map(body),
+        span: node.span,
+    };
+    let what = format!("target `{name}`");
+    let holder = |_: &[String]| Some(key_span);
+    let target = match provider {
+        ProviderKind::Local => ctx
+            .typed_node::<LocalTarget>(PROJECT_FILE, &body, &what, &holder)
+            .map(Target::Local),
+        ProviderKind::Mock => ctx
+            .typed_node::<MockTarget>(PROJECT_FILE, &body, &what, &holder)
+            .map(Target::Mock),
+        ProviderKind::Sagemaker => ctx
+            .typed_node::<SagemakerTarget>(PROJECT_FILE, &body, &what, &holder)
+            .map(Target::Sagemaker),
+        ProviderKind::Azureml => ctx
+            .typed_node::<AzuremlTarget>(PROJECT_FILE, &body, &what, &holder)
+            .map(Target::Azureml),
+    }?;
+    let span_of = |f: &str| node.get(f).map(|n| n.span).or(Some(node.span));
+    match &target {
+        Target::Sagemaker(t) => {
+            if !t.bucket.starts_with("s3://") && !t.bucket.starts_with("${env:") {
+                ctx.err(
+                    "bad-value",
+                    PROJECT_FILE,
+                    span_of("bucket"),
+                    format!("bucket `{}` is not an s3:// URL", t.bucket),
+                )
+                .hint = Some("write `s3://bucket/prefix`".into());
+                fine = false;
+            }
+        }
+        Target::Mock(t) => {
+            if let Some(l) = &t.latency
+                && let Err(e) = units::parse_duration(l)
+            {
+                ctx.err("bad-value", PROJECT_FILE, span_of("latency"), e);
+                fine = false;
+            }
+        }
+        Target::Local(_) | Target::Azureml(_) => {}
+    }
+    fine.then_some(target)
+}
+
+/// `components:` names targets that exist and are plain (a component comes from a target
+/// that does not itself borrow components).
+fn check_components(
+    ctx: &mut Ctx,
+    name: &str,
+    target: &Target,
+    spec_node: &Node,
+    targets: &BTreeMap<String, Target>,
+) {
+    let cnode = spec_node.at(&["targets", name, "components"]);
+    for (component, from) in target.components() {
+        let span = cnode
+            .and_then(|c| c.get(component.as_str()))
+            .map(|n| n.span);
+        match targets.get(from) {
+            None => {
+                let known: Vec<&str> = targets.keys().map(String::as_str).collect();
+                let hint = match did_you_mean(from, known.iter().copied()) {
+                    Some(s) => format!("did you mean `{s}`? defined targets: {}", known.join(", ")),
+                    None => format!("defined targets: {}", known.join(", ")),
+                };
+                ctx.hint(
+                    "unknown-target",
+                    PROJECT_FILE,
+                    span,
+                    format!(
+                        "target `{name}` takes its {} from target `{from}`, which is not defined",
+                        component.as_str()
+                    ),
+                    Some(hint),
+                );
+            }
+            Some(other) if !other.components().is_empty() => {
+                ctx.err(
+                    "bad-value",
+                    PROJECT_FILE,
+                    span,
+                    format!(
+                        "target `{name}` takes its {} from `{from}`, which itself takes components from other targets",
+                        component.as_str()
+                    ),
+                )
+                .hint = Some("point at a plain target (one without `components`)".into());
+            }
+            Some(_) => {}
+        }
+    }
+}
