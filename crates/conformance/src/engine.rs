@@ -2,7 +2,8 @@
 //! project, end to end.
 
 use crate::{Check, Fixture, Hooks, call};
-use mlctl_core::apply::{self, ApplyReport, Lock, Outcome, Silent};
+use mlctl_core::Lock;
+use mlctl_core::apply::{self, ApplyReport, Outcome, Silent};
 use mlctl_core::plan::{self, Desired, PlanOptions};
 use mlctl_core::{
     Action, Change, EndpointStatus, Health, LockInfo, ModelVersion, ObservedResource, OpContext,
@@ -112,7 +113,7 @@ impl<'a> Run<'a> {
     }
 
     async fn observe(&self) -> Vec<ObservedResource> {
-        let r = apply::observe(self.stack, &self.fx.ctx, &self.fx.apply_options()).await;
+        let r = mlctl_core::observe(self.stack, &self.fx.ctx, &self.fx.apply_options()).await;
         self.c.ok(r, "observing the target")
     }
 
@@ -144,7 +145,14 @@ impl<'a> Run<'a> {
     }
 
     /// Plans and applies; the report must have no failures.
-    async fn converge(&self, desired: &Desired, what: &str) -> ApplyReport {
+    async fn converge(&self, desired: &Desired, what: &str) {
+        // `converge_report` has checked it.
+        let report = self.converge_report(desired, what).await;
+        debug_assert!(!report.failed());
+    }
+
+    /// [`Run::converge`], returning the (successful) report.
+    async fn converge_report(&self, desired: &Desired, what: &str) -> ApplyReport {
         let (p, observed) = self.plan(desired, PlanOptions::default()).await;
         let report = self.apply(desired, &p, &observed).await;
         self.c.ensure(
@@ -572,7 +580,9 @@ pub async fn apply_isolates_failures(stack: &Stack, fx: &Fixture) {
 
     fx.set_accuracy_gate("0.5");
     let d2 = fx.desired(&Fixture::commit(2));
-    let report = run.converge(&d2, "re-run after fixing the gate").await;
+    let report = run
+        .converge_report(&d2, "re-run after fixing the gate")
+        .await;
     let o = run.outcome(&report, &id(Kind::TrainingJob, "iris-train"));
     c.ensure(
         *o == Outcome::NoOp,

@@ -18,27 +18,41 @@
 use crate::error::Result;
 use crate::state::{Health, ObservedResource};
 use async_trait::async_trait;
-use mlctl_spec::{Approval, DatasetSpec, EndpointSpec, MonitorSpec, Stage, TrainingJobSpec};
+use mlctl_spec::{
+    Algorithm, Approval, DatasetSpec, EndpointSpec, MonitorSpec, Stage, StrategyType,
+    TrainingJobSpec, TuningStrategy,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// What a component can do, so callers never discover `NotSupported` at run time.
+/// What a component can do, so the engine and the CLI never discover `NotSupported` at run
+/// time: they ask here first. Each component fills in the part that concerns it and leaves the
+/// rest at its default (nothing supported).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Capabilities {
-    /// Built-in algorithms the trainer runs (YAML names).
-    pub algorithms: Vec<String>,
-    /// Whether script mode (`command` + `code`) is supported.
+    /// Trainer: the built-in algorithms it runs.
+    pub algorithms: Vec<Algorithm>,
+    /// Trainer: whether script mode (`command` + `code`) runs.
     pub script_mode: bool,
-    /// Whether hyperparameter tuning is supported.
-    pub tuning: bool,
-    /// Deployment strategies supported (`all-at-once`, `canary`, `blue-green`).
-    pub strategies: Vec<String>,
-    /// Whether drift monitoring is supported.
-    pub drift: bool,
-    /// How often long operations should be polled.
+    /// Trainer: the tuning strategies it runs (empty: no tuning).
+    pub tuning_strategies: Vec<TuningStrategy>,
+    /// Trainer: whether `cancel` stops a running job (an emulator may only pretend).
+    pub cancel: bool,
+    /// Trainer: whether `runs` lists tracked runs.
+    pub runs: bool,
+    /// Trainer: whether `logs` returns a job's log.
+    pub logs: bool,
+    /// Registry: whether `stage_history` is kept.
+    pub stage_history: bool,
+    /// Deployer: the rollout strategies it carries out.
+    pub strategies: Vec<StrategyType>,
+    /// Monitor sink: whether `status` reads a monitor back from the target (otherwise the
+    /// engine can only trust its own record).
+    pub monitor_status: bool,
+    /// How often long operations should be polled (zero: the engine's default).
     pub poll_interval: Duration,
 }
 
@@ -386,9 +400,15 @@ pub trait Registry: Send + Sync {
     /// Deletes a model and its versions.
     async fn delete_model(&self, ctx: &OpContext, model: &str) -> Result<()>;
     /// Every stage change of a model, oldest first ("which version was in production when").
+    /// Only called when [`Capabilities::stage_history`] is set.
     async fn stage_history(&self, ctx: &OpContext, model: &str) -> Result<Vec<StageTransition>> {
         let _ = (ctx, model);
-        Ok(Vec::new())
+        Err(crate::error::ProviderError::new(
+            crate::error::ErrorKind::NotSupported,
+            "registry",
+            "stage_history",
+            "this registry keeps no stage history",
+        ))
     }
 }
 

@@ -9,11 +9,14 @@ pub mod error;
 pub mod fingerprint;
 pub mod gates;
 pub mod graph;
+pub mod observe;
 pub mod plan;
+mod reconcile;
 pub mod state;
 
 pub use components::*;
 pub use error::{ErrorKind, ProviderError};
 pub use fingerprint::Fingerprint;
+pub use observe::observe;
 pub use plan::{Action, Change, Desired, Plan};
-pub use state::{Health, HistoryEntry, LockError, LockInfo, ObservedResource, StateStore};
+pub use state::{Health, HistoryEntry, Lock, LockError, LockInfo, ObservedResource, StateStore};

@@ -166,3 +166,39 @@ pub trait StateStore: Send + Sync {
     /// The current lock holder, if any.
     async fn lock_holder(&self, project: &str) -> Result<Option<LockInfo>>;
 }
+
+/// The apply lock of a target, held for the duration of an apply.
+pub struct Lock {
+    stack: crate::components::Stack,
+    project: String,
+    info: LockInfo,
+}
+
+impl Lock {
+    /// Takes the lock or says who holds it.
+    pub async fn acquire(
+        stack: &crate::components::Stack,
+        project: &str,
+        info: LockInfo,
+    ) -> std::result::Result<Lock, LockError> {
+        stack.state.lock(project, &info).await?;
+        Ok(Lock {
+            stack: stack.clone(),
+            project: project.to_string(),
+            info,
+        })
+    }
+
+    /// The lock's id.
+    pub fn id(&self) -> &str {
+        &self.info.id
+    }
+
+    /// Releases the lock.
+    pub async fn release(self) -> Result<()> {
+        self.stack
+            .state
+            .unlock(&self.project, &self.info.id, false)
+            .await
+    }
+}

@@ -998,7 +998,7 @@ fn same_source(a: &VariantConfig, b: &VariantConfig) -> bool {
 impl Deployer for LocalDeployer {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            strategies: vec!["all-at-once".into(), "canary".into(), "blue-green".into()],
+            strategies: StrategyType::ALL.to_vec(),
             poll_interval: Duration::from_millis(250),
             ..Capabilities::default()
         }

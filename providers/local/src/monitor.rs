@@ -97,10 +97,7 @@ pub fn read_captured(dir: &Path, limit: usize) -> std::io::Result<Vec<serde_json
 #[async_trait]
 impl MonitorSink for LocalMonitorSink {
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            drift: true,
-            ..Capabilities::default()
-        }
+        Capabilities::default()
     }
 
     async fn configure(&self, _ctx: &OpContext, req: &MonitorRequest) -> Result<MonitorStatus> {

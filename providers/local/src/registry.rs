@@ -205,7 +205,10 @@ fn run_lineage(c: &Connection, run: &str) -> rusqlite::Result<BTreeMap<String, S
 #[async_trait]
 impl Registry for LocalRegistry {
     fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
+        Capabilities {
+            stage_history: true,
+            ..Capabilities::default()
+        }
     }
 
     async fn versions(&self, ctx: &OpContext, model: &str) -> Result<Vec<ModelVersion>> {

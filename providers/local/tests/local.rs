@@ -884,7 +884,7 @@ async fn builtins_train_evaluate_and_save_a_portable_model() {
             .trainer
             .capabilities()
             .algorithms
-            .contains(&"random_forest".to_string())
+            .contains(&mlctl_spec::Algorithm::RandomForest)
     );
     let logs = p.stack.trainer.logs(&p.ctx, "job-logreg").await.unwrap();
     assert!(logs.contains("rows (test split)"), "{logs}");

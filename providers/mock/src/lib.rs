@@ -183,14 +183,15 @@ impl Mock {
 
     pub(crate) fn capabilities(&self) -> Capabilities {
         Capabilities {
-            algorithms: mlctl_spec::Algorithm::ALL
-                .iter()
-                .map(|(n, _)| n.to_string())
-                .collect(),
+            algorithms: mlctl_spec::Algorithm::ALL.iter().map(|(_, a)| *a).collect(),
             script_mode: true,
-            tuning: true,
-            strategies: vec!["all-at-once".into(), "canary".into(), "blue-green".into()],
-            drift: true,
+            tuning_strategies: mlctl_spec::TuningStrategy::ALL.to_vec(),
+            cancel: true,
+            runs: true,
+            logs: true,
+            stage_history: true,
+            strategies: mlctl_spec::StrategyType::ALL.to_vec(),
+            monitor_status: false,
             poll_interval: POLL_INTERVAL,
         }
     }

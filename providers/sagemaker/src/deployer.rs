@@ -640,7 +640,7 @@ impl SageMakerDeployer {
 impl Deployer for SageMakerDeployer {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            strategies: vec!["all-at-once".into(), "canary".into(), "blue-green".into()],
+            strategies: StrategyType::ALL.to_vec(),
             poll_interval: self.aws.settings.poll_interval,
             ..Capabilities::default()
         }

@@ -174,12 +174,12 @@ pub(crate) fn monitor_image(region: &str) -> Option<String> {
     )
 }
 
-/// The algorithms a SageMaker target runs, by YAML name.
-pub(crate) fn supported_algorithms() -> Vec<String> {
+/// The algorithms a SageMaker target runs.
+pub(crate) fn supported_algorithms() -> Vec<Algorithm> {
     ALGORITHM_MAPPING
         .iter()
         .filter(|(_, sm, _)| sm.is_some())
-        .map(|(n, _, _)| n.to_string())
+        .filter_map(|(n, _, _)| Algorithm::ALL.iter().find(|(a, _)| a == n).map(|(_, a)| *a))
         .collect()
 }
 

@@ -245,7 +245,6 @@ impl SageMakerMonitorSink {
 impl MonitorSink for SageMakerMonitorSink {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            drift: self.aws.settings.features.monitoring_schedules,
             poll_interval: self.aws.settings.poll_interval,
             ..Capabilities::default()
         }

@@ -826,7 +826,8 @@ impl Trainer for SageMakerTrainer {
         Capabilities {
             algorithms: supported_algorithms(),
             script_mode: true,
-            tuning: true,
+            tuning_strategies: TuningStrategy::ALL.to_vec(),
+            cancel: self.aws.settings.features.stop_jobs,
             poll_interval: self.aws.settings.poll_interval,
             ..Capabilities::default()
         }

@@ -682,7 +682,9 @@ async fn examples_iris_applies_replans_clean_and_destroys() {
         ..ApplyOptions::default()
     };
 
-    let observed = apply::observe(&stack, &ctx, &opts).await.expect("observe");
+    let observed = mlctl_core::observe(&stack, &ctx, &opts)
+        .await
+        .expect("observe");
     let p = plan::plan(&desired, &observed, "staging", PlanOptions::default());
     assert_eq!(p.actions().count(), 5, "everything is created");
     let report = apply::apply(
@@ -707,7 +709,9 @@ async fn examples_iris_applies_replans_clean_and_destroys() {
         s.trainer = Arc::new(MotoTrainer(s.trainer.clone()));
         s
     };
-    let observed = apply::observe(&fresh, &ctx, &opts).await.expect("observe");
+    let observed = mlctl_core::observe(&fresh, &ctx, &opts)
+        .await
+        .expect("observe");
     assert!(
         observed.iter().all(|o| o.drift.is_empty()),
         "no drift right after apply: {observed:?}"
@@ -744,7 +748,7 @@ async fn examples_iris_applies_replans_clean_and_destroys() {
     let report = apply::apply(&fresh, &ctx, &empty, &p, &observed, &opts, Arc::new(Silent)).await;
     assert!(!report.failed(), "destroy: {:?}", report.results);
     assert!(
-        apply::observe(&fresh, &ctx, &opts)
+        mlctl_core::observe(&fresh, &ctx, &opts)
             .await
             .expect("observe")
             .is_empty(),

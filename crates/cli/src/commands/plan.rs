@@ -5,7 +5,8 @@ use crate::progress::Progress;
 use crate::session::{self, Session};
 use crate::style;
 use anyhow::{Context, Result, anyhow, bail};
-use mlctl_core::apply::{self, ApplyOptions, Lock, Outcome};
+use mlctl_core::Lock;
+use mlctl_core::apply::{self, ApplyOptions, Outcome};
 use mlctl_core::plan::{self as planner, Action, Plan, PlanOptions};
 use mlctl_core::{LockError, LockInfo, ObservedResource};
 use std::io::{BufRead, IsTerminal, Write};
@@ -31,7 +32,7 @@ fn render(plan: &Plan, output: Output) -> Result<String> {
 }
 
 fn observe(s: &Session, opts: &ApplyOptions) -> Result<Vec<ObservedResource>> {
-    s.rt.block_on(apply::observe(&s.stack, &s.ctx, opts))
+    s.rt.block_on(mlctl_core::observe(&s.stack, &s.ctx, opts))
         .map_err(|e| anyhow!("cannot read the state of target `{}`: {e}", s.target_name))
 }
 

@@ -117,9 +117,16 @@ pub fn models(project: &Path, cmd: ModelsCommand) -> Result<u8> {
                     bail!("model `{name}` has no version {v}");
                 }
             }
-            let history =
-                s.rt.block_on(s.stack.registry.stage_history(&s.ctx, &name))
-                    .map_err(|e| anyhow!("{e}"))?;
+            // `None` (JSON null) when the registry keeps no stage history, which is not the
+            // same as a model whose stage never changed.
+            let history = if s.stack.registry.capabilities().stage_history {
+                Some(
+                    s.rt.block_on(s.stack.registry.stage_history(&s.ctx, &name))
+                        .map_err(|e| anyhow!("{e}"))?,
+                )
+            } else {
+                None
+            };
             if output == Output::Json {
                 println!(
                     "{}",
@@ -149,17 +156,19 @@ pub fn models(project: &Path, cmd: ModelsCommand) -> Result<u8> {
                 }
                 println!();
             }
-            if !history.is_empty() {
-                println!("Stage history:");
-                for h in history {
-                    println!(
-                        "  {}  v{}: {} -> {}",
-                        h.at,
-                        h.version,
-                        h.from.map(|f| f.as_str()).unwrap_or("(new)"),
-                        h.to.as_str()
-                    );
-                }
+            match &history {
+                None => println!("(target `{}` keeps no stage history)", s.target_name),
+                Some(h) if h.is_empty() => {}
+                Some(_) => println!("Stage history:"),
+            }
+            for h in history.into_iter().flatten() {
+                println!(
+                    "  {}  v{}: {} -> {}",
+                    h.at,
+                    h.version,
+                    h.from.map(|f| f.as_str()).unwrap_or("(new)"),
+                    h.to.as_str()
+                );
             }
             Ok(0)
         }
@@ -207,6 +216,13 @@ pub fn runs(project: &Path, cmd: RunsCommand) -> Result<u8> {
         RunsCommand::List { job, .. } => job.clone(),
         _ => None,
     };
+    if !s.stack.trainer.capabilities().runs {
+        bail!(
+            "the trainer of target `{}` ({}) does not track runs; the registry (`mlctl models show`) still has each version's metrics and lineage",
+            s.target_name,
+            s.stack.provider
+        );
+    }
     let runs =
         s.rt.block_on(s.stack.trainer.runs(&s.ctx, job.as_deref()))
             .map_err(|e| anyhow!("{e}"))?;

@@ -4,7 +4,7 @@ use crate::cli::{Output, RevArgs, TargetArgs};
 use crate::session;
 use crate::style;
 use anyhow::{Result, anyhow, bail};
-use mlctl_core::apply::{self, ApplyOptions};
+use mlctl_core::apply::ApplyOptions;
 use mlctl_core::plan::{self as planner, Action, PlanOptions};
 use mlctl_core::{Health, ObservedResource};
 use mlctl_spec::ResourceId;
@@ -19,8 +19,12 @@ pub fn status(project: &Path, target: &TargetArgs, rev: &RevArgs, output: Output
     let s = session::open(project, target, rev)?;
     let desired = s.desired()?;
     let observed =
-        s.rt.block_on(apply::observe(&s.stack, &s.ctx, &ApplyOptions::default()))
-            .map_err(|e| anyhow!("cannot read target `{}`: {e}", s.target_name))?;
+        s.rt.block_on(mlctl_core::observe(
+            &s.stack,
+            &s.ctx,
+            &ApplyOptions::default(),
+        ))
+        .map_err(|e| anyhow!("cannot read target `{}`: {e}", s.target_name))?;
     let plan = planner::plan(&desired, &observed, &s.target_name, PlanOptions::default());
     let rows: Vec<serde_json::Value> = plan
         .changes

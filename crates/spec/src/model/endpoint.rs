@@ -66,6 +66,24 @@ pub enum StrategyType {
     BlueGreen,
 }
 
+impl StrategyType {
+    /// Every strategy.
+    pub const ALL: [StrategyType; 3] = [
+        StrategyType::AllAtOnce,
+        StrategyType::Canary,
+        StrategyType::BlueGreen,
+    ];
+
+    /// The name used in YAML.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StrategyType::AllAtOnce => "all-at-once",
+            StrategyType::Canary => "canary",
+            StrategyType::BlueGreen => "blue-green",
+        }
+    }
+}
+
 /// Automatic rollback thresholds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

@@ -118,6 +118,26 @@ pub enum TuningStrategy {
     Bayesian,
 }
 
+impl TuningStrategy {
+    /// Every strategy.
+    pub const ALL: [TuningStrategy; 4] = [
+        TuningStrategy::Grid,
+        TuningStrategy::Random,
+        TuningStrategy::Halving,
+        TuningStrategy::Bayesian,
+    ];
+
+    /// The name used in YAML.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TuningStrategy::Grid => "grid",
+            TuningStrategy::Random => "random",
+            TuningStrategy::Halving => "halving",
+            TuningStrategy::Bayesian => "bayesian",
+        }
+    }
+}
+
 /// The metric a tuning job optimises.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

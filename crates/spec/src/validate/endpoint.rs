@@ -57,7 +57,7 @@ pub(super) fn check(
                         at(&["strategy", "percent"]),
                         format!(
                             "`percent` applies to the canary strategy only, not to `{}`",
-                            strategy_name(s.ty)
+                            s.ty.as_str()
                         ),
                     )
                     .hint = Some("remove `percent`, or use `type: canary`".into());
@@ -128,14 +128,5 @@ pub(super) fn check(
     }
     if let Some(c) = &e.compute {
         super::training::check_compute(ctx, file, at, c);
-    }
-}
-
-/// The YAML name of a strategy type.
-fn strategy_name(ty: StrategyType) -> &'static str {
-    match ty {
-        StrategyType::AllAtOnce => "all-at-once",
-        StrategyType::Canary => "canary",
-        StrategyType::BlueGreen => "blue-green",
     }
 }

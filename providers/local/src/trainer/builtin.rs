@@ -22,8 +22,8 @@ use tokio::sync::watch;
 const SEED: u64 = 42;
 
 /// The built-ins this target runs (YAML names).
-pub(crate) fn algorithms() -> Vec<String> {
-    Algorithm::ALL.iter().map(|(n, _)| n.to_string()).collect()
+pub(crate) fn algorithms() -> Vec<Algorithm> {
+    Algorithm::ALL.iter().map(|(_, a)| *a).collect()
 }
 
 fn invalid(message: String) -> ProviderError {

@@ -838,7 +838,10 @@ impl Trainer for LocalTrainer {
         Capabilities {
             algorithms: builtin::algorithms(),
             script_mode: true,
-            tuning: true,
+            tuning_strategies: TuningStrategy::ALL.to_vec(),
+            cancel: true,
+            runs: true,
+            logs: true,
             poll_interval: Duration::from_millis(200),
             ..Capabilities::default()
         }
@@ -857,7 +860,7 @@ impl Trainer for LocalTrainer {
             ));
         }
         if let Some(a) = req.spec.algorithm
-            && !builtin::algorithms().iter().any(|n| n == a.as_str())
+            && !builtin::algorithms().contains(&a)
         {
             return Err(ProviderError::new(
                 ErrorKind::NotSupported,

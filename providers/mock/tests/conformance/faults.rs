@@ -44,7 +44,9 @@ async fn apply_with(
         commit: desired.commit.clone(),
         ..fx.ctx.clone()
     };
-    let observed = apply::observe(stack, &ctx, opts).await.expect("observe");
+    let observed = mlctl_core::observe(stack, &ctx, opts)
+        .await
+        .expect("observe");
     let p = plan::plan(desired, &observed, "test", PlanOptions::default());
     apply::apply(stack, &ctx, desired, &p, &observed, opts, Arc::new(Silent)).await
 }
@@ -102,7 +104,7 @@ async fn fail_training_stops_dependants_and_a_rerun_without_the_fault_converges(
 
     // The fault removed from the target config (a new process reading mlctl.yaml).
     let fixed = stack_with(&fx, Faults::default());
-    let observed = apply::observe(&fixed, &fx.ctx, &opts()).await.unwrap();
+    let observed = mlctl_core::observe(&fixed, &fx.ctx, &opts()).await.unwrap();
     let p = plan::plan(&d, &observed, "test", PlanOptions::default());
     let tj = p
         .changes
@@ -336,7 +338,7 @@ async fn traffic_shifted_by_hand_is_drift_and_captured_data_is_readable() {
         }],
     )
     .unwrap();
-    let observed = apply::observe(&stack, &fx.ctx, &opts()).await.unwrap();
+    let observed = mlctl_core::observe(&stack, &fx.ctx, &opts()).await.unwrap();
     let p = plan::plan(&d, &observed, "test", PlanOptions::default());
     let ep = p
         .changes

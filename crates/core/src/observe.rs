@@ -1,0 +1,81 @@
+//! Observed state: what the target recorded, refreshed with what is live (endpoint health and
+//! hand-made changes, monitors deleted outside mlctl).
+
+use crate::apply::ApplyOptions;
+use crate::components::*;
+use crate::error::Result;
+use crate::reconcile::show_variants;
+use crate::retry;
+use crate::state::{Health, ObservedResource};
+use mlctl_spec::Kind;
+
+/// Reads the target's state and refreshes it with live status (endpoint health and drift).
+pub async fn observe(
+    stack: &Stack,
+    ctx: &OpContext,
+    opts: &ApplyOptions,
+) -> Result<Vec<ObservedResource>> {
+    let mut observed = retry!(opts, stack.state.observe(&ctx.project).await)?;
+    for o in observed
+        .iter_mut()
+        .filter(|o| o.id.kind == Kind::Endpoint && !o.fingerprint.is_empty())
+    {
+        let recorded: Option<EndpointStatus> = outputs(o);
+        let live = retry!(opts, stack.deployer.status(ctx, &o.id.name).await)?;
+        match (live, recorded) {
+            (None, _) => {
+                o.health = Health::Degraded;
+                o.drift.push(format!(
+                    "endpoint `{}` no longer exists on the target (deleted outside mlctl?)",
+                    o.id.name
+                ));
+            }
+            (Some(live), recorded) => {
+                if live.health != Health::Healthy {
+                    o.health = live.health;
+                    if let serde_json::Value::Object(map) = &mut o.outputs {
+                        map.insert(
+                            "message".into(),
+                            live.message.clone().unwrap_or_default().into(),
+                        );
+                    }
+                }
+                if let Some(rec) = recorded {
+                    if rec.variants != live.variants {
+                        o.drift.push(format!(
+                            "serving versions changed outside mlctl: {} -> {}",
+                            show_variants(&rec.variants),
+                            show_variants(&live.variants)
+                        ));
+                    }
+                    if rec.instances != live.instances {
+                        o.drift.push(format!(
+                            "instances changed outside mlctl: {} -> {}",
+                            rec.instances, live.instances
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    // A sink that cannot read monitors back leaves the engine only its own record.
+    let monitors_readable = stack.monitor.capabilities().monitor_status;
+    for o in observed
+        .iter_mut()
+        .filter(|o| o.id.kind == Kind::Monitor && !o.fingerprint.is_empty() && monitors_readable)
+    {
+        match retry!(opts, stack.monitor.status(ctx, &o.id.name).await) {
+            Ok(None) => {
+                o.health = Health::Degraded;
+                o.drift.push(format!(
+                    "monitor `{}` no longer exists on the target (deleted outside mlctl?)",
+                    o.id.name
+                ));
+            }
+            Ok(Some(live)) if live.health != Health::Healthy => o.health = live.health,
+            Ok(Some(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(observed)
+}

@@ -1,0 +1,140 @@
+//! `kind: Endpoint`: rolls the chosen model version out with the spec's strategy and polls the
+//! rollout to the end (a canary's bake included).
+
+use super::Applied;
+use crate::apply::poll::{Poll, PollOutcome, poll_until};
+use crate::apply::{Shared, output_of, tags, to_json};
+use crate::components::*;
+use crate::error::{ErrorKind, ProviderError, Result};
+use crate::plan::DesiredResource;
+use crate::retry;
+use mlctl_spec::{Approval, EndpointSpec, Kind, ResourceId, Stage};
+
+/// Makes the target hold what `spec` asks for.
+pub(crate) async fn reconcile(
+    sh: &Shared,
+    d: &DesiredResource,
+    spec: &EndpointSpec,
+) -> Result<Applied> {
+    let id = &d.resource.id;
+    let model_id = ResourceId::new(Kind::Model, spec.model.clone());
+    let model: ModelVersion = match spec.version {
+        Some(v) => {
+            let versions = retry!(
+                &sh.opts,
+                sh.stack.registry.versions(&sh.ctx, &spec.model).await
+            )?;
+            versions
+                .into_iter()
+                .find(|x| x.version == v)
+                .ok_or_else(|| {
+                    ProviderError::new(
+                        ErrorKind::NotFound,
+                        sh.stack.provider.clone(),
+                        "deploy",
+                        format!("model `{}` has no version {v}", spec.model),
+                    )
+                })?
+        }
+        None => output_of(sh, &model_id)?,
+    };
+    if model.stage == Stage::Staging && model_needs_approval(sh, &model_id) && !model.approved {
+        return Err(ProviderError::new(
+            ErrorKind::Precondition,
+            "mlctl",
+            "deploy",
+            format!(
+                "model `{}` v{} is waiting for approval; run `mlctl models approve {} {}` then apply again",
+                model.model, model.version, model.model, model.version
+            ),
+        ));
+    }
+    let req = EndpointRequest {
+        name: id.name.clone(),
+        spec: spec.clone(),
+        model: model.clone(),
+        fingerprint: d.fingerprint.0.clone(),
+        tags: tags(sh, d),
+    };
+    let deployer = &sh.stack.deployer;
+    let handle = retry!(&sh.opts, deployer.deploy(&sh.ctx, &req).await)?;
+    let timeout = spec
+        .compute
+        .as_ref()
+        .and_then(|c| c.timeout.as_deref())
+        .and_then(|t| mlctl_spec::units::parse_duration(t).ok())
+        .unwrap_or(sh.opts.timeout);
+    let outcome = poll_until(sh, id, &deployer.capabilities(), timeout, || async {
+        Ok(
+            match retry!(&sh.opts, deployer.poll(&sh.ctx, &handle).await)? {
+                DeployState::InProgress { message } => Poll::Pending(message),
+                done => Poll::Ready(done),
+            },
+        )
+    })
+    .await?;
+    let failed = |message: String| {
+        ProviderError::new(
+            ErrorKind::Failed,
+            sh.stack.provider.clone(),
+            "deploy",
+            message,
+        )
+    };
+    match outcome {
+        PollOutcome::Ready(DeployState::Done(status)) => {
+            let detail = format!(
+                "serving {} v{}{}",
+                model.model,
+                model.version,
+                status
+                    .url
+                    .as_ref()
+                    .map(|u| format!(" at {u}"))
+                    .unwrap_or_default()
+            );
+            let health = status.health;
+            Ok(Applied::new(detail, to_json(&status), health))
+        }
+        PollOutcome::Ready(DeployState::RolledBack { reason, status }) => Err(failed(format!(
+            "rollout of {} v{} was rolled back: {reason}; still serving {}",
+            model.model,
+            model.version,
+            show_variants(&status.variants)
+        ))),
+        PollOutcome::Ready(DeployState::Failed { reason }) => Err(failed(format!(
+            "deployment of {} v{} failed: {reason}",
+            model.model, model.version
+        ))),
+        PollOutcome::Ready(DeployState::InProgress { message }) => Err(failed(message)),
+        PollOutcome::TimedOut => Err(ProviderError::new(
+            ErrorKind::Timeout,
+            sh.stack.provider.clone(),
+            "deploy",
+            format!("rollout did not finish within {timeout:?}"),
+        )),
+    }
+}
+
+fn model_needs_approval(sh: &Shared, model: &ResourceId) -> bool {
+    sh.desired
+        .get(model)
+        .and_then(|d| d.resource.as_model())
+        .is_some_and(|m| m.approval == Some(Approval::Manual))
+}
+
+/// `iris v2 90%, iris v3 10%`.
+pub(crate) fn show_variants(v: &[Variant]) -> String {
+    if v.is_empty() {
+        return "(none)".into();
+    }
+    v.iter()
+        .map(|v| format!("{} v{} {}%", v.model, v.version, v.weight))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Deletes the endpoint.
+pub(crate) async fn delete(sh: &Shared, name: &str) -> Result<()> {
+    retry!(&sh.opts, sh.stack.deployer.delete(&sh.ctx, name).await)
+}

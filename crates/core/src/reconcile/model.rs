@@ -1,0 +1,105 @@
+//! `kind: Model`: evaluates the gates, registers a version (once per fingerprint) and promotes
+//! it, unless manual approval is pending.
+
+use super::Applied;
+use crate::apply::{Shared, output_of, tags, to_json};
+use crate::components::*;
+use crate::error::{ErrorKind, ProviderError, Result};
+use crate::gates;
+use crate::plan::DesiredResource;
+use crate::retry;
+use crate::state::Health;
+use mlctl_spec::*;
+use std::collections::BTreeMap;
+
+/// Makes the target hold what `spec` asks for.
+pub(crate) async fn reconcile(
+    sh: &Shared,
+    d: &DesiredResource,
+    spec: &ModelSpec,
+) -> Result<Applied> {
+    let id = &d.resource.id;
+    let training: TrainingResult =
+        output_of(sh, &ResourceId::new(Kind::TrainingJob, spec.from.clone()))?;
+    let versions = retry!(
+        &sh.opts,
+        sh.stack.registry.versions(&sh.ctx, &id.name).await
+    )?;
+    let want_stage = spec.stage.unwrap_or(Stage::Staging);
+    let approval = spec.approval.unwrap_or(Approval::Auto);
+    // Idempotent re-apply: this fingerprint is already registered.
+    let existing = versions
+        .iter()
+        .find(|v| v.fingerprint == d.fingerprint.0)
+        .cloned();
+    let production = versions.iter().find(|v| v.stage == Stage::Production);
+    let version = match existing {
+        Some(v) => v,
+        None => {
+            let report = gates::evaluate(&spec.gates, &training.metrics, production);
+            if !report.passed() {
+                let keep = production
+                    .map(|p| format!("; production stays at v{}", p.version))
+                    .unwrap_or_default();
+                return Err(ProviderError::new(
+                    ErrorKind::Invalid,
+                    "mlctl",
+                    "gates",
+                    format!("evaluation gates failed: {report}{keep}"),
+                ));
+            }
+            if !spec.gates.is_empty() {
+                sh.progress(id, format!("gates passed: {report}"));
+            }
+            let mut lineage = BTreeMap::from([
+                ("trainingJob".to_string(), training.job_name.clone()),
+                ("commit".to_string(), sh.ctx.commit.clone()),
+            ]);
+            if let Some(run) = &training.run_id {
+                lineage.insert("run".into(), run.clone());
+            }
+            let req = RegisterRequest {
+                model: id.name.clone(),
+                training: training.clone(),
+                stage: Stage::Staging,
+                approval,
+                description: spec.description.clone(),
+                fingerprint: d.fingerprint.0.clone(),
+                lineage,
+                tags: tags(sh, d),
+            };
+            retry!(&sh.opts, sh.stack.registry.register(&sh.ctx, &req).await)?
+        }
+    };
+    let version = if want_stage == Stage::Production && version.stage != Stage::Production {
+        if approval == Approval::Manual && !version.approved {
+            let detail = format!(
+                "registered v{} in staging; waiting for approval: run `mlctl models approve {} {}`",
+                version.version, id.name, version.version
+            );
+            return Ok(Applied::new(detail, to_json(&version), Health::Progressing));
+        }
+        retry!(
+            &sh.opts,
+            sh.stack
+                .registry
+                .set_stage(&sh.ctx, &id.name, version.version, Stage::Production)
+                .await
+        )?
+    } else {
+        version
+    };
+    Ok(Applied::new(
+        format!("v{} in {}", version.version, version.stage.as_str()),
+        to_json(&version),
+        Health::Healthy,
+    ))
+}
+
+/// Deletes the model and its versions from the registry.
+pub(crate) async fn delete(sh: &Shared, name: &str) -> Result<()> {
+    retry!(
+        &sh.opts,
+        sh.stack.registry.delete_model(&sh.ctx, name).await
+    )
+}
