@@ -61,6 +61,7 @@ async fn post(url: &str, ct: &str, body: &str, extra: &[(&str, &str)]) -> Result
             Duration::from_secs(60),
         )
         .await
+        .map_err(|e| e.to_string())
 }
 
 fn json_of(r: &Response) -> serde_json::Value {

@@ -4,7 +4,7 @@ use crate::Exit;
 use crate::cli::{RevArgs, TargetArgs};
 use crate::commands::validate::print_diagnostics;
 use anyhow::{Context, Result, anyhow, bail};
-use mlctl_core::plan::Desired;
+use mlctl_core::plan::{Desired, DigestError};
 use mlctl_core::{OpContext, ProviderConfig, Stack};
 use mlctl_git::{Commit, Repo};
 use mlctl_spec::{Component, DirFiles, ProviderKind, Spec, Target};
@@ -40,20 +40,14 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 pub fn open(project: &Path, target: &TargetArgs, rev: &RevArgs) -> Result<Session> {
     let repo = Repo::discover(project).map_err(|e| anyhow!("{e}"))?;
     let project_dir = repo.project_dir().to_path_buf();
-    let (commit, loaded, dirty) = if rev.allow_dirty {
-        let dirty = !repo.dirty_files().map_err(|e| anyhow!("{e}"))?.is_empty();
+    let (commit, loaded) = if rev.allow_dirty {
         let commit = repo.head_commit().map_err(|e| anyhow!("{e}"))?;
-        (
-            commit,
-            mlctl_spec::load(&DirFiles::new(&project_dir)),
-            dirty,
-        )
+        (commit, mlctl_spec::load(&DirFiles::new(&project_dir)))
     } else {
         if rev.rev == "HEAD" {
             repo.ensure_clean(false).map_err(|e| anyhow!("{e}"))?;
         }
-        let (commit, loaded) = repo.load_at(&rev.rev).map_err(|e| anyhow!("{e}"))?;
-        (commit, loaded, false)
+        repo.load_at(&rev.rev).map_err(|e| anyhow!("{e}"))?
     };
     print_diagnostics(&loaded.diagnostics);
     let Some(spec) = loaded.spec else {
@@ -79,7 +73,6 @@ pub fn open(project: &Path, target: &TargetArgs, rev: &RevArgs) -> Result<Sessio
         target: target_name.clone(),
         commit: commit.sha.clone(),
     };
-    let _ = dirty;
     Ok(Session {
         project_dir,
         spec,
@@ -113,6 +106,7 @@ fn resolve_target(name: &str, t: &Target) -> Result<Target> {
     Ok(t)
 }
 
+#[cfg_attr(not(feature = "sagemaker"), allow(unused_variables))]
 fn single_stack(cfg: &ProviderConfig, rt: &tokio::runtime::Runtime) -> Result<Stack> {
     let open_err =
         |e: mlctl_core::ProviderError| anyhow!("cannot open target `{}`: {e}", cfg.target_name);
@@ -127,13 +121,10 @@ fn single_stack(cfg: &ProviderConfig, rt: &tokio::runtime::Runtime) -> Result<St
             .block_on(mlctl_provider_sagemaker::stack(cfg))
             .map_err(open_err),
         #[cfg(not(feature = "sagemaker"))]
-        ProviderKind::Sagemaker => {
-            let _ = rt;
-            bail!(
-                "target `{}` uses the sagemaker provider, which this build of mlctl leaves out; rebuild with the `sagemaker` feature",
-                cfg.target_name
-            )
-        }
+        ProviderKind::Sagemaker => bail!(
+            "target `{}` uses the sagemaker provider, which this build of mlctl leaves out; rebuild with the `sagemaker` feature",
+            cfg.target_name
+        ),
         ProviderKind::Azureml => bail!(
             "target `{}` uses the azureml provider, which is not implemented yet; use a local, mock or sagemaker target",
             cfg.target_name
@@ -192,23 +183,14 @@ impl Session {
             .join("digests.json");
         let cache = std::sync::Mutex::new(mlctl_ml::digest::DigestCache::open(cache_file));
         let dir = self.project_dir.clone();
-        let digest = |rel: &str| -> Result<String, String> {
+        let digest = |rel: &str| -> Result<String, DigestError> {
             let path = dir.join(rel);
-            let mut cache = cache
-                .lock()
-                .map_err(|_| "digest cache poisoned".to_string())?;
+            let mut cache = cache.lock().map_err(|_| "digest cache poisoned")?;
             mlctl_ml::digest::digest_path(&path, Some(&mut cache))
-                .map_err(|e| format!("{}: {e}", path.display()))
+                .map_err(|e| format!("{}: {e}", path.display()).into())
         };
-        let desired = Desired::new(&self.spec, &self.commit.sha, &digest).map_err(|errs| {
-            for e in &errs {
-                eprintln!("error: {e}");
-            }
-            anyhow!(
-                "cannot compute fingerprints: {} file(s) could not be read",
-                errs.len()
-            )
-        })?;
+        let desired = Desired::new(&self.spec, &self.commit.sha, &digest)
+            .context("cannot compute fingerprints")?;
         if let Ok(mut c) = cache.lock() {
             // A cache that cannot be saved only costs time on the next run.
             let _ = c.save();

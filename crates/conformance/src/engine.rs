@@ -60,6 +60,7 @@ impl<'a> Run<'a> {
             );
         }
         let info = LockInfo {
+            format_version: mlctl_core::state::FORMAT_VERSION,
             id: fx.unique(name),
             holder: LOCK_HOLDER.into(),
             host: "conformance".into(),

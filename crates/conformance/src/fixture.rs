@@ -132,40 +132,13 @@ impl Default for Params {
     }
 }
 
-/// The content digest of a project path, as mlctl computes it: blake3 of a file's bytes; for
-/// a directory, blake3 over `mlctl-dir-v1` and one `<digest>  <relative path>` line per file.
-pub fn digest_path(path: &Path) -> Result<String, String> {
-    if path.is_file() {
-        return std::fs::read(path)
-            .map(|b| blake3::hash(&b).to_hex().to_string())
-            .map_err(|e| e.to_string());
-    }
-    let mut files = Vec::new();
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))? {
-            let p = entry.map_err(|e| e.to_string())?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if let Ok(rel) = p.strip_prefix(path) {
-                let rel = rel
-                    .components()
-                    .map(|c| c.as_os_str().to_string_lossy())
-                    .collect::<Vec<_>>()
-                    .join("/");
-                files.push((rel, p));
-            }
-        }
-    }
-    files.sort();
-    let mut text = String::from("mlctl-dir-v1\n");
-    for (rel, p) in files {
-        let d = std::fs::read(&p)
-            .map(|b| blake3::hash(&b).to_hex().to_string())
-            .map_err(|e| e.to_string())?;
-        text.push_str(&format!("{d}  {rel}\n"));
-    }
-    Ok(blake3::hash(text.as_bytes()).to_hex().to_string())
+/// The content digest of a project path, as mlctl computes it (`mlctl_ml::digest`, without
+/// the stat cache).
+///
+/// # Errors
+/// The path cannot be read.
+pub fn digest_path(path: &Path) -> std::io::Result<String> {
+    mlctl_ml::digest::digest_path(path, None)
 }
 
 /// A fixture project on disk plus the context and limits the checks use.
@@ -352,14 +325,10 @@ impl Fixture {
     /// When the fixture does not validate or its files cannot be read.
     pub fn desired(&self, commit: &str) -> Desired {
         let spec = self.spec();
-        Desired::new(&spec, commit, &|rel: &str| digest_path(&self.dir.join(rel))).unwrap_or_else(
-            |e| {
-                panic!(
-                    "conformance fixture: cannot compute fingerprints: {}",
-                    e.join("; ")
-                )
-            },
-        )
+        Desired::new(&spec, commit, &|rel: &str| {
+            digest_path(&self.dir.join(rel)).map_err(Into::into)
+        })
+        .unwrap_or_else(|e| panic!("conformance fixture: cannot compute fingerprints: {e}"))
     }
 
     /// Options for the apply engine: quick retries, [`Fixture::timeout`] per long operation.

@@ -70,27 +70,23 @@ pub trait Hooks: Send + Sync {
     /// Turns `req` into a request whose job fails when it runs (a script that exits non-zero, a
     /// resource the mock target is configured to fail, ...). Keep `job_name`: the check then
     /// submits the original `req` under that name and expects a new attempt that succeeds.
-    fn failing_training(&self, req: &TrainingRequest) -> Option<TrainingRequest> {
-        let _ = req;
+    fn failing_training(&self, _req: &TrainingRequest) -> Option<TrainingRequest> {
         None
     }
 
     /// Turns `req` into a request whose rollout fails. Keep `name`: the check then deploys the
     /// original `req` to the same endpoint and expects it to succeed.
-    fn failing_deployment(&self, req: &EndpointRequest) -> Option<EndpointRequest> {
-        let _ = req;
+    fn failing_deployment(&self, _req: &EndpointRequest) -> Option<EndpointRequest> {
         None
     }
 
     /// Changes endpoint `name`'s instance count behind mlctl's back; `false` when unsupported.
-    async fn scale_endpoint(&self, name: &str, instances: u32) -> bool {
-        let _ = (name, instances);
+    async fn scale_endpoint(&self, _name: &str, _instances: u32) -> bool {
         false
     }
 
     /// Makes endpoint `name` unhealthy behind mlctl's back; `false` when unsupported.
-    async fn crash_endpoint(&self, name: &str) -> bool {
-        let _ = name;
+    async fn crash_endpoint(&self, _name: &str) -> bool {
         false
     }
 }

@@ -8,6 +8,7 @@ use serde_json::json;
 
 fn observed(id: &ResourceId, fingerprint: &str, commit: &str) -> ObservedResource {
     ObservedResource {
+        format_version: mlctl_core::state::FORMAT_VERSION,
         id: id.clone(),
         fingerprint: fingerprint.into(),
         spec: json!({"spec": {"fingerprint": fingerprint}}),
@@ -23,6 +24,7 @@ fn observed(id: &ResourceId, fingerprint: &str, commit: &str) -> ObservedResourc
 
 fn entry(id: &ResourceId, action: &str, fingerprint: &str) -> HistoryEntry {
     HistoryEntry {
+        format_version: mlctl_core::state::FORMAT_VERSION,
         id: id.clone(),
         action: action.into(),
         fingerprint: fingerprint.into(),
@@ -171,6 +173,7 @@ pub async fn state_roundtrip(stack: &Stack, fx: &Fixture) {
 
 fn lock_info(id: &str) -> LockInfo {
     LockInfo {
+        format_version: mlctl_core::state::FORMAT_VERSION,
         id: id.into(),
         holder: "conformance".into(),
         host: "test-host".into(),

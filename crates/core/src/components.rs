@@ -259,8 +259,7 @@ pub trait Trainer: Send + Sync {
     async fn cancel(&self, ctx: &OpContext, job: &JobHandle) -> Result<()>;
     /// Tracked runs (one per job, one per tuning trial), oldest first; `resource` filters by
     /// TrainingJob name.
-    async fn runs(&self, ctx: &OpContext, resource: Option<&str>) -> Result<Vec<RunRecord>> {
-        let _ = (ctx, resource);
+    async fn runs(&self, _ctx: &OpContext, _resource: Option<&str>) -> Result<Vec<RunRecord>> {
         Err(crate::error::ProviderError::new(
             crate::error::ErrorKind::NotSupported,
             "trainer",
@@ -269,8 +268,7 @@ pub trait Trainer: Send + Sync {
         ))
     }
     /// The log of a job (stdout and stderr interleaved), if kept.
-    async fn logs(&self, ctx: &OpContext, job: &str) -> Result<String> {
-        let _ = (ctx, job);
+    async fn logs(&self, _ctx: &OpContext, _job: &str) -> Result<String> {
         Err(crate::error::ProviderError::new(
             crate::error::ErrorKind::NotSupported,
             "trainer",
@@ -401,8 +399,7 @@ pub trait Registry: Send + Sync {
     async fn delete_model(&self, ctx: &OpContext, model: &str) -> Result<()>;
     /// Every stage change of a model, oldest first ("which version was in production when").
     /// Only called when [`Capabilities::stage_history`] is set.
-    async fn stage_history(&self, ctx: &OpContext, model: &str) -> Result<Vec<StageTransition>> {
-        let _ = (ctx, model);
+    async fn stage_history(&self, _ctx: &OpContext, _model: &str) -> Result<Vec<StageTransition>> {
         Err(crate::error::ProviderError::new(
             crate::error::ErrorKind::NotSupported,
             "registry",
@@ -566,8 +563,7 @@ pub trait MonitorSink: Send + Sync {
     async fn remove(&self, ctx: &OpContext, name: &str) -> Result<()>;
     /// The live state of a monitor (`None` when it does not exist). Sinks that cannot read a
     /// monitor back return `NotSupported`, and the engine then trusts its own record.
-    async fn status(&self, ctx: &OpContext, name: &str) -> Result<Option<MonitorStatus>> {
-        let _ = (ctx, name);
+    async fn status(&self, _ctx: &OpContext, _name: &str) -> Result<Option<MonitorStatus>> {
         Err(crate::error::ProviderError::new(
             crate::error::ErrorKind::NotSupported,
             "monitor",

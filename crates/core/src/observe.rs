@@ -16,6 +16,9 @@ pub async fn observe(
     opts: &ApplyOptions,
 ) -> Result<Vec<ObservedResource>> {
     let mut observed = retry!(opts, stack.state.observe(&ctx.project).await)?;
+    for o in &observed {
+        crate::state::check_format(&format!("the record of {}", o.id), o.format_version)?;
+    }
     for o in observed
         .iter_mut()
         .filter(|o| o.id.kind == Kind::Endpoint && !o.fingerprint.is_empty())

@@ -14,6 +14,72 @@ use std::fmt::Write as _;
 /// Version of the JSON plan format (documented in `crates/core/docs/plan-format.md`).
 pub const PLAN_FORMAT_VERSION: u32 = 1;
 
+/// Why a file's content digest could not be taken (what the digest function reports).
+pub type DigestError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A file a resource reads that could not be digested.
+#[derive(Debug)]
+pub struct UnreadableInput {
+    /// The resource that reads it.
+    pub id: ResourceId,
+    /// `data` or `code`.
+    pub role: &'static str,
+    /// Project-relative path, as written.
+    pub path: String,
+    /// Why.
+    pub source: DigestError,
+}
+
+/// Why desired state could not be computed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DesiredError {
+    /// Files that could not be read, every one of them.
+    Unreadable(Vec<UnreadableInput>),
+    /// Resources that form a cycle (the validator rejects these first).
+    Cycle(Vec<ResourceId>),
+}
+
+impl std::fmt::Display for DesiredError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DesiredError::Unreadable(inputs) => {
+                // A few examples and a count, never an unbounded list.
+                const SHOWN: usize = 10;
+                write!(f, "{} file(s) could not be read:", inputs.len())?;
+                for i in inputs.iter().take(SHOWN) {
+                    write!(
+                        f,
+                        "\n  {}: cannot read {} `{}`: {}",
+                        i.id, i.role, i.path, i.source
+                    )?;
+                }
+                if inputs.len() > SHOWN {
+                    write!(f, "\n  ... and {} more", inputs.len() - SHOWN)?;
+                }
+                Ok(())
+            }
+            DesiredError::Cycle(ids) => write!(
+                f,
+                "resources form a cycle: {}",
+                ids.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+}
+
+impl std::error::Error for DesiredError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            DesiredError::Unreadable(inputs) => inputs.first().map(|i| &*i.source as _),
+            DesiredError::Cycle(_) => None,
+        }
+    }
+}
+
 /// A resource as the spec wants it, with its fingerprint.
 #[derive(Debug, Clone)]
 pub struct DesiredResource {
@@ -41,22 +107,14 @@ impl Desired {
     /// project-relative path (file or directory).
     ///
     /// # Errors
-    /// Every path that could not be read, with the resource that reads it.
+    /// [`DesiredError`]: every path that could not be read, with the resource that reads it
+    /// (or a cycle, which the validator already rules out).
     pub fn new(
         spec: &Spec,
         commit: &str,
-        digest: &dyn Fn(&str) -> Result<String, String>,
-    ) -> Result<Desired, Vec<String>> {
-        let order = graph::topo_order(spec).map_err(|cycle| {
-            vec![format!(
-                "resources form a cycle: {}",
-                cycle
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )]
-        })?;
+        digest: &dyn Fn(&str) -> Result<String, DigestError>,
+    ) -> Result<Desired, DesiredError> {
+        let order = graph::topo_order(spec).map_err(DesiredError::Cycle)?;
         let mut fps: BTreeMap<ResourceId, Fingerprint> = BTreeMap::new();
         let mut out = Vec::new();
         let mut errors = Vec::new();
@@ -71,7 +129,12 @@ impl Desired {
                         digests.insert(path.clone(), d.clone());
                         inputs.insert(format!("{role}:{path}"), d);
                     }
-                    Err(e) => errors.push(format!("{id}: cannot read {role} `{path}`: {e}")),
+                    Err(source) => errors.push(UnreadableInput {
+                        id: id.clone(),
+                        role,
+                        path: path.clone(),
+                        source,
+                    }),
                 }
             }
             let mut input_fps = BTreeMap::new();
@@ -96,7 +159,7 @@ impl Desired {
                 resources: out,
             })
         } else {
-            Err(errors)
+            Err(DesiredError::Unreadable(errors))
         }
     }
 

@@ -8,6 +8,69 @@ use async_trait::async_trait;
 use mlctl_spec::ResourceId;
 use serde::{Deserialize, Serialize};
 
+/// The format version of a record persisted in a target: the core's records
+/// ([`ObservedResource`], [`HistoryEntry`], [`LockInfo`]) and each provider's own. A record
+/// written before versions existed reads as 1; a new record gets [`FORMAT_VERSION`]. Readers
+/// refuse records newer than they know ([`check_format`]) rather than misread them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct FormatVersion(pub u32);
+
+impl FormatVersion {
+    /// What a record without a version is.
+    pub fn legacy() -> FormatVersion {
+        FormatVersion(1)
+    }
+}
+
+impl Default for FormatVersion {
+    fn default() -> FormatVersion {
+        FORMAT_VERSION
+    }
+}
+
+/// The format this mlctl writes, and the newest it reads.
+pub const FORMAT_VERSION: FormatVersion = FormatVersion(1);
+
+/// Refuses a record written in a newer format than this mlctl reads.
+///
+/// # Errors
+/// `NotSupported`, naming the record and both versions.
+pub fn check_format(what: &str, version: FormatVersion) -> Result<()> {
+    let FormatVersion(version) = version;
+    let FormatVersion(newest) = FORMAT_VERSION;
+    if version > newest {
+        return Err(crate::error::ProviderError::new(
+            crate::error::ErrorKind::NotSupported,
+            "mlctl",
+            "read state",
+            format!(
+                "{what} was written by a newer mlctl (state format {version}; this one reads up to {newest}); upgrade mlctl"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// [`check_format`] on a JSON record, before it is read as its type (whose fields a newer
+/// format may have changed): its `formatVersion`, or 1 when it has none.
+///
+/// # Errors
+/// See [`check_format`].
+pub fn check_format_json(what: &str, json: &[u8]) -> Result<()> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Peek {
+        #[serde(default = "FormatVersion::legacy")]
+        format_version: FormatVersion,
+    }
+    match serde_json::from_slice::<Peek>(json) {
+        Ok(p) => check_format(what, p.format_version),
+        // Not an object: the caller's own parse reports it.
+        Err(_) => Ok(()),
+    }
+}
+
 /// How a resource is doing (Argo CD's health).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -42,6 +105,9 @@ impl Health {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ObservedResource {
+    /// [`FORMAT_VERSION`] when written.
+    #[serde(default = "FormatVersion::legacy")]
+    pub format_version: FormatVersion,
     /// Address.
     pub id: ResourceId,
     /// Fingerprint of the last successful apply (empty when it never succeeded).
@@ -87,6 +153,9 @@ pub struct FailedAttempt {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryEntry {
+    /// [`FORMAT_VERSION`] when written.
+    #[serde(default = "FormatVersion::legacy")]
+    pub format_version: FormatVersion,
     /// Address.
     pub id: ResourceId,
     /// `create`, `update`, `replace`, `delete`, `rollback`, `failed`.
@@ -105,6 +174,9 @@ pub struct HistoryEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LockInfo {
+    /// [`FORMAT_VERSION`] when written.
+    #[serde(default = "FormatVersion::legacy")]
+    pub format_version: FormatVersion,
     /// Random id, for `mlctl force-unlock ID`.
     pub id: String,
     /// User name.
@@ -200,5 +272,22 @@ impl Lock {
             .state
             .unlock(&self.project, &self.info.id, false)
             .await
+    }
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+
+    #[test]
+    fn records_without_a_version_read_as_version_1_and_newer_ones_are_refused() {
+        assert!(check_format_json("r", br#"{"id": 1}"#).is_ok());
+        assert!(check_format_json("r", br#"{"formatVersion": 1}"#).is_ok());
+        let e = check_format_json("the record of Endpoint/iris", br#"{"formatVersion": 7}"#)
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            "the record of Endpoint/iris was written by a newer mlctl (state format 7; this one reads up to 1); upgrade mlctl"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! A minimal HTTP/1 client for talking to local servers (`mlctl predict`, the local deployer,
 //! script-mode upstreams). Plain `http://` only: everything it reaches is on this machine.
 
+use crate::ServeError;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
@@ -60,6 +61,19 @@ impl Client {
         headers: &[(&str, &str)],
         body: Bytes,
         timeout: Duration,
+    ) -> Result<Response, ServeError> {
+        self.exchange(method, url, headers, body, timeout)
+            .await
+            .map_err(ServeError::Http)
+    }
+
+    async fn exchange(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+        timeout: Duration,
     ) -> Result<Response, String> {
         let mut req = Request::builder().method(method).uri(url);
         for (k, v) in headers {
@@ -104,7 +118,7 @@ impl Client {
         url: &str,
         headers: &[(&str, &str)],
         timeout: Duration,
-    ) -> Result<Response, String> {
+    ) -> Result<Response, ServeError> {
         self.send("GET", url, headers, Bytes::new(), timeout).await
     }
 }

@@ -3,6 +3,7 @@
 //! The same JSON is the body of `PUT /-/variants`, the `variants` of a `--config` file, and the
 //! answer of `GET /-/variants`, so the local deployer and a user's `curl` speak one format.
 
+use crate::ServeError;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -90,7 +91,14 @@ pub struct ServerInfo {
 }
 
 /// Checks a set of variants: names unique and non-empty, one source each, some traffic.
-pub fn validate(variants: &[VariantConfig]) -> Result<(), String> {
+///
+/// # Errors
+/// [`ServeError::Config`] saying what is wrong.
+pub fn validate(variants: &[VariantConfig]) -> Result<(), ServeError> {
+    check_variants(variants).map_err(ServeError::Config)
+}
+
+fn check_variants(variants: &[VariantConfig]) -> Result<(), String> {
     if variants.is_empty() {
         return Err("no variants: give at least one model".into());
     }
@@ -119,6 +127,9 @@ pub fn validate(variants: &[VariantConfig]) -> Result<(), String> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServeFile {
+    /// Format of this file ([`SERVE_FILE_FORMAT`] when written; 1 when absent).
+    #[serde(default = "legacy_format")]
+    pub format_version: u32,
     /// Address to bind.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<std::net::IpAddr>,
@@ -135,21 +146,54 @@ pub struct ServeFile {
     pub max_body_bytes: Option<usize>,
 }
 
+/// The `server.json` format this mlctl writes, and the newest it reads.
+pub const SERVE_FILE_FORMAT: u32 = 1;
+
+fn legacy_format() -> u32 {
+    1
+}
+
 impl ServeFile {
     /// Reads a file.
-    pub fn read(path: &std::path::Path) -> Result<ServeFile, String> {
-        let text =
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))
+    ///
+    /// # Errors
+    /// The file cannot be read, or is not a server file.
+    pub fn read(path: &std::path::Path) -> Result<ServeFile, ServeError> {
+        let text = std::fs::read(path).map_err(|source| ServeError::File {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let file: ServeFile =
+            serde_json::from_slice(&text).map_err(|source| ServeError::Format {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        if file.format_version > SERVE_FILE_FORMAT {
+            return Err(ServeError::Config(format!(
+                "{} was written by a newer mlctl (format {}; this one reads up to {SERVE_FILE_FORMAT}); upgrade mlctl",
+                path.display(),
+                file.format_version
+            )));
+        }
+        Ok(file)
     }
 
     /// Writes a file atomically (a reload never sees half of it).
-    pub fn write(&self, path: &std::path::Path) -> Result<(), String> {
+    ///
+    /// # Errors
+    /// The file cannot be written.
+    pub fn write(&self, path: &std::path::Path) -> Result<(), ServeError> {
         let tmp = path.with_extension("json.tmp");
-        let text = serde_json::to_vec_pretty(self).map_err(|e| e.to_string())?;
+        let text = serde_json::to_vec_pretty(self).map_err(|source| ServeError::Format {
+            path: path.to_path_buf(),
+            source,
+        })?;
         std::fs::write(&tmp, text)
             .and_then(|()| std::fs::rename(&tmp, path))
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+            .map_err(|source| ServeError::File {
+                path: path.to_path_buf(),
+                source,
+            })
     }
 
     /// Sets the options the file gives.

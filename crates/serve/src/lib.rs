@@ -18,6 +18,7 @@
 pub mod capture;
 pub mod client;
 pub mod config;
+mod error;
 mod json;
 pub mod metrics;
 pub mod model;
@@ -28,6 +29,7 @@ pub mod script;
 pub mod server;
 
 pub use config::{ServerInfo, VariantConfig, VariantStatus, Variants};
+pub use error::ServeError;
 pub use predictor::{DynPredictor, Predictor};
 pub use schema::{Column, ColumnKind, InputSchema, Output};
 pub use server::{App, Loader, Running, ServerOptions, start};

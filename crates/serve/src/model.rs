@@ -1,5 +1,6 @@
 //! Loading model directories: the portable model format of `mlctl-ml`.
 
+use crate::ServeError;
 use crate::predictor::{DynPredictor, Predictor};
 use crate::schema::{Column, ColumnKind, InputSchema, Output};
 use crate::server::Loader;
@@ -60,20 +61,20 @@ impl Predictor for Portable {
         &self.output
     }
 
-    fn predict(&self, raw: &[f64], rows: usize, out: &mut Vec<f64>) -> Result<(), String> {
+    fn predict(&self, raw: &[f64], rows: usize, out: &mut Vec<f64>) -> Result<(), ServeError> {
         if let Output::Classes(labels) = &self.output {
             // Probabilities and the model's own argmax: no per-row label handles, whose shared
             // reference counts would bounce between cores.
             let probs = self
                 .model
                 .predict_proba_f64(raw, rows)
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| ServeError::Predict(e.to_string()))?;
             out.extend(probs.chunks(labels.len().max(1)).map(|p| argmax(p) as f64));
         } else {
             let preds = self
                 .model
                 .predict_f64(raw, rows)
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| ServeError::Predict(e.to_string()))?;
             out.extend(preds.iter().map(|p| p.as_f64()));
         }
         Ok(())
@@ -81,8 +82,11 @@ impl Predictor for Portable {
 }
 
 /// Loads a portable model directory (`model.json` + weights).
-pub fn load(dir: &Path) -> Result<DynPredictor, String> {
-    let model = PortableModel::load(dir).map_err(|e| e.to_string())?;
+///
+/// # Errors
+/// Why the model cannot be read (the caller names the variant).
+pub fn load(dir: &Path) -> Result<DynPredictor, Box<dyn std::error::Error + Send + Sync>> {
+    let model = PortableModel::load(dir)?;
     Ok(Arc::new(Portable::new(model)))
 }
 

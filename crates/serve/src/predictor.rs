@@ -1,5 +1,6 @@
 //! The boundary between the HTTP layer and a model.
 
+use crate::ServeError;
 use crate::schema::{InputSchema, Output};
 use std::sync::Arc;
 
@@ -18,7 +19,7 @@ pub trait Predictor: Send + Sync + 'static {
     /// What predictions are.
     fn output(&self) -> &Output;
     /// Predicts `rows` rows.
-    fn predict(&self, raw: &[f64], rows: usize, out: &mut Vec<f64>) -> Result<(), String>;
+    fn predict(&self, raw: &[f64], rows: usize, out: &mut Vec<f64>) -> Result<(), ServeError>;
 }
 
 /// A shared predictor.

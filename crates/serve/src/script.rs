@@ -7,6 +7,7 @@
 //! doubling to 30 s) and the variant reports unhealthy meanwhile. Dropping the [`Upstream`]
 //! stops the child and its descendants (SIGTERM, then SIGKILL after 5 s).
 
+use crate::ServeError;
 use crate::client::{Client, Response};
 use crate::config::VariantConfig;
 use bytes::Bytes;
@@ -96,14 +97,17 @@ async fn wait_ready(
 
 impl Upstream {
     /// Starts the child and waits until it is ready.
-    pub async fn start(cfg: &VariantConfig) -> Result<Arc<Upstream>, String> {
-        let port = free_port().map_err(|e| format!("no free port: {e}"))?;
+    ///
+    /// # Errors
+    /// [`ServeError::Backend`]: the command did not start, or did not answer `/ping` in time.
+    pub async fn start(cfg: &VariantConfig) -> Result<Arc<Upstream>, ServeError> {
+        let port = free_port().map_err(|e| ServeError::Backend(format!("no free port: {e}")))?;
         let base = format!("http://127.0.0.1:{port}");
         let client = Client::new();
-        let mut child = spawn(cfg, port)?;
+        let mut child = spawn(cfg, port).map_err(ServeError::Backend)?;
         if let Err(e) = wait_ready(&client, &base, &mut child, START_TIMEOUT).await {
             stop_tree(&mut child).await;
-            return Err(format!("variant `{}`: {e}", cfg.name));
+            return Err(ServeError::Backend(format!("variant `{}`: {e}", cfg.name)));
         }
         let healthy = Arc::new(AtomicBool::new(true));
         let pid = Arc::new(AtomicU32::new(child.id().unwrap_or(0)));
@@ -138,7 +142,7 @@ impl Upstream {
         content_type: Option<&str>,
         accept: Option<&str>,
         body: Bytes,
-    ) -> Result<Response, String> {
+    ) -> Result<Response, ServeError> {
         let mut headers = Vec::with_capacity(2);
         if let Some(ct) = content_type {
             headers.push(("content-type", ct));

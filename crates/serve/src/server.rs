@@ -21,6 +21,7 @@
 //!   (compared in constant time); `/ping` and `/health` stay open for health checks. The
 //!   control token is accepted wherever the token is.
 
+use crate::ServeError;
 use crate::capture::{self, Capture, CaptureConfig, Payload, Record, Source};
 use crate::config::{ServerInfo, VariantConfig, VariantStatus, Variants, validate};
 use crate::metrics::{Metrics, VariantMetrics};
@@ -43,7 +44,9 @@ use std::time::{Instant, SystemTime};
 use tokio::sync::Mutex;
 
 /// Loads a model directory.
-pub type Loader = Arc<dyn Fn(&Path) -> Result<DynPredictor, String> + Send + Sync>;
+pub type Loader = Arc<
+    dyn Fn(&Path) -> Result<DynPredictor, Box<dyn std::error::Error + Send + Sync>> + Send + Sync,
+>;
 
 /// How a server runs.
 #[derive(Clone)]
@@ -165,17 +168,20 @@ impl App {
     pub async fn new(
         opts: &ServerOptions,
         variants: Vec<VariantConfig>,
-    ) -> Result<Arc<App>, String> {
+    ) -> Result<Arc<App>, ServeError> {
         validate(&variants)?;
         let metrics = Arc::new(Metrics::default());
         let dropped = Arc::new(AtomicU64::new(0));
-        let capture = match &opts.capture {
-            Some(c) if c.percent > 0.0 => Some(
-                Capture::start(c, dropped)
-                    .map_err(|e| format!("capture directory {}: {e}", c.dir.display()))?,
-            ),
-            _ => None,
-        };
+        let capture =
+            match &opts.capture {
+                Some(c) if c.percent > 0.0 => Some(Capture::start(c, dropped).map_err(
+                    |source| ServeError::File {
+                        path: c.dir.clone(),
+                        source,
+                    },
+                )?),
+                _ => None,
+            };
         let app = Arc::new(App {
             routing: ArcSwap::from_pointee(Routing {
                 variants: Vec::new(),
@@ -209,7 +215,10 @@ impl App {
 
     /// Replaces the variants (a model swap, a weight change), keeping loaded models and running
     /// scripts whose configuration is unchanged. On error nothing changes.
-    pub async fn reconfigure(&self, variants: Vec<VariantConfig>) -> Result<(), String> {
+    ///
+    /// # Errors
+    /// An invalid configuration, or a variant that cannot be loaded or started.
+    pub async fn reconfigure(&self, variants: Vec<VariantConfig>) -> Result<(), ServeError> {
         validate(&variants)?;
         let _guard = self.reconfiguring.lock().await;
         let current = self.routing.load_full();
@@ -242,7 +251,7 @@ impl App {
         }
         let weights: Vec<u32> = loaded.iter().map(|v| v.config.weight).collect();
         if loaded.len() > u8::MAX as usize {
-            return Err("at most 255 variants".into());
+            return Err(ServeError::Config("at most 255 variants".into()));
         }
         self.routing.store(Arc::new(Routing {
             table: split_table(&weights),
@@ -251,23 +260,22 @@ impl App {
         Ok(())
     }
 
-    async fn load(&self, cfg: VariantConfig) -> Result<Variant, String> {
+    async fn load(&self, cfg: VariantConfig) -> Result<Variant, ServeError> {
         let metrics = self.metrics.variant(&cfg.model, &cfg.version, &cfg.name);
         let (backend, predictor) = if cfg.command.is_some() {
             (Backend::Script(Upstream::start(&cfg).await?), None)
         } else {
             let dir = cfg.model_dir.clone().unwrap_or_default();
             let loader = self.loader.clone();
+            let model_err = |source| ServeError::Model {
+                variant: cfg.name.clone(),
+                dir: cfg.model_dir.clone().unwrap_or_default(),
+                source,
+            };
             let p = tokio::task::spawn_blocking(move || loader(&dir))
                 .await
-                .map_err(|e| format!("loading the model panicked: {e}"))?
-                .map_err(|e| {
-                    format!(
-                        "variant `{}`: cannot load the model in {}: {e}",
-                        cfg.name,
-                        cfg.model_dir.as_deref().unwrap_or(Path::new("")).display()
-                    )
-                })?;
+                .map_err(|e| model_err(format!("loading panicked: {e}").into()))?
+                .map_err(model_err)?;
             (Backend::Model(p.clone()), Some(p))
         };
         let labels = predictor.as_ref().and_then(|p| match p.output() {
@@ -495,7 +503,7 @@ async fn put_variants(State(app): State<Arc<App>>, headers: HeaderMap, body: Byt
             StatusCode::OK,
             serde_json::to_string(&app.info()).unwrap_or_default(),
         ),
-        Err(e) => error(StatusCode::BAD_REQUEST, &e),
+        Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
     }
 }
 
@@ -744,12 +752,22 @@ impl Running {
 }
 
 /// Binds, loads the variants, and serves in a background task.
-pub async fn start(opts: ServerOptions, variants: Vec<VariantConfig>) -> Result<Running, String> {
+///
+/// # Errors
+/// The address cannot be bound, or the variants cannot be loaded.
+pub async fn start(
+    opts: ServerOptions,
+    variants: Vec<VariantConfig>,
+) -> Result<Running, ServeError> {
     // Bind first: a taken port is the most common error, and it is cheap to find.
+    let bind = |source| ServeError::Bind {
+        addr: opts.addr,
+        source,
+    };
     let listener = tokio::net::TcpListener::bind(opts.addr)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", opts.addr))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        .map_err(bind)?;
+    let addr = listener.local_addr().map_err(bind)?;
     let app = App::new(&opts, variants).await?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let svc = router(app.clone());

@@ -26,9 +26,14 @@ impl Predictor for Fixed {
     fn output(&self) -> &Output {
         &self.output
     }
-    fn predict(&self, raw: &[f64], rows: usize, out: &mut Vec<f64>) -> Result<(), String> {
+    fn predict(
+        &self,
+        raw: &[f64],
+        rows: usize,
+        out: &mut Vec<f64>,
+    ) -> Result<(), mlctl_serve::ServeError> {
         if self.fail {
-            return Err("injected failure".into());
+            return Err(mlctl_serve::ServeError::Predict("injected failure".into()));
         }
         let w = self.schema.width();
         out.extend((0..rows).map(|i| if raw[i * w] > 5.0 { 2.0 } else { self.answer }));
@@ -47,25 +52,27 @@ fn schema() -> InputSchema {
 
 /// Model directories named `a`, `b`, `fail` map to in-test models.
 fn loader() -> mlctl_serve::Loader {
-    Arc::new(|dir: &Path| -> Result<DynPredictor, String> {
-        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let (answer, fail) = match name {
-            "a" => (0.0, false),
-            "b" => (1.0, false),
-            "fail" => (0.0, true),
-            _ => return Err(format!("no model in {}", dir.display())),
-        };
-        Ok(Arc::new(Fixed {
-            schema: schema(),
-            output: Output::Classes(vec![
-                "setosa".into(),
-                "versicolor".into(),
-                "virginica".into(),
-            ]),
-            answer,
-            fail,
-        }))
-    })
+    Arc::new(
+        |dir: &Path| -> Result<DynPredictor, Box<dyn std::error::Error + Send + Sync>> {
+            let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let (answer, fail) = match name {
+                "a" => (0.0, false),
+                "b" => (1.0, false),
+                "fail" => (0.0, true),
+                _ => return Err(format!("no model in {}", dir.display()).into()),
+            };
+            Ok(Arc::new(Fixed {
+                schema: schema(),
+                output: Output::Classes(vec![
+                    "setosa".into(),
+                    "versicolor".into(),
+                    "virginica".into(),
+                ]),
+                answer,
+                fail,
+            }))
+        },
+    )
 }
 
 fn variant(name: &str, dir: &str, weight: u32) -> VariantConfig {

@@ -2,8 +2,56 @@
 
 use std::time::Duration;
 
+/// A value that is not a duration, memory size or schedule; the message says what to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitError {
+    /// What is wrong and what to write instead, quoting the value.
+    pub message: String,
+}
+
+impl std::fmt::Display for UnitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for UnitError {}
+
+impl From<UnitError> for String {
+    fn from(e: UnitError) -> String {
+        e.message
+    }
+}
+
+fn typed<T>(r: Result<T, String>) -> Result<T, UnitError> {
+    r.map_err(|message| UnitError { message })
+}
+
 /// Parses `90s`, `10m`, `1h30m`, `500ms`, `2d`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+///
+/// # Errors
+/// A [`UnitError`] naming the value and the units there are.
+pub fn parse_duration(s: &str) -> Result<Duration, UnitError> {
+    typed(duration(s))
+}
+
+/// Parses `512Mi`, `4Gi`, `2G`, `1000000` into bytes.
+///
+/// # Errors
+/// A [`UnitError`] naming the value and the units there are.
+pub fn parse_memory(s: &str) -> Result<u64, UnitError> {
+    typed(memory(s))
+}
+
+/// Parses `every 15m` or a 5-field cron expression (`0 * * * *`).
+///
+/// # Errors
+/// A [`UnitError`] naming the field that is wrong.
+pub fn parse_schedule(s: &str) -> Result<Schedule, UnitError> {
+    typed(schedule(s))
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if s.is_empty() {
         return Err("empty duration".into());
@@ -47,8 +95,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
-/// Parses `512Mi`, `4Gi`, `2G`, `1000000` into bytes.
-pub fn parse_memory(s: &str) -> Result<u64, String> {
+fn memory(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -92,11 +139,10 @@ pub enum Schedule {
     Cron(String),
 }
 
-/// Parses `every 15m` or a 5-field cron expression (`0 * * * *`).
-pub fn parse_schedule(s: &str) -> Result<Schedule, String> {
+fn schedule(s: &str) -> Result<Schedule, String> {
     let s = s.trim();
     if let Some(d) = s.strip_prefix("every ") {
-        let d = parse_duration(d)?;
+        let d = duration(d)?;
         if d < Duration::from_secs(60) {
             return Err(format!("schedule `{s}` is shorter than one minute"));
         }

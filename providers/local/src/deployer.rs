@@ -179,6 +179,9 @@ impl From<&SampleRecord> for VariantSample {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Record {
+    /// Format of this record (`mlctl_core::state::FORMAT_VERSION` when written).
+    #[serde(default = "mlctl_core::state::FormatVersion::legacy")]
+    format_version: mlctl_core::state::FormatVersion,
     name: String,
     host: String,
     port: u16,
@@ -219,13 +222,16 @@ fn unix_now() -> f64 {
 fn read_record(dir: &Path) -> Result<Option<Record>> {
     let path = dir.join("endpoint.json");
     match std::fs::read(&path) {
-        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
-            err(
-                ErrorKind::Other,
-                "read endpoint state",
-                format!("{}: {e}", path.display()),
-            )
-        }),
+        Ok(b) => {
+            mlctl_core::state::check_format_json(&path.display().to_string(), &b)?;
+            serde_json::from_slice(&b).map(Some).map_err(|e| {
+                err(
+                    ErrorKind::Other,
+                    "read endpoint state",
+                    format!("{}: {e}", path.display()),
+                )
+            })
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io("read endpoint state", &path, e)),
     }
@@ -416,6 +422,7 @@ fn weighted(v: &VariantConfig, weight: u32) -> VariantConfig {
 impl LocalDeployer {
     fn serve_file(&self, dir: &Path, rec: &Record, capture_percent: Option<f64>) -> ServeFile {
         ServeFile {
+            format_version: mlctl_serve::config::SERVE_FILE_FORMAT,
             host: rec.host.parse().ok(),
             port: Some(rec.port),
             variants: rec.variants.clone(),
@@ -430,7 +437,7 @@ impl LocalDeployer {
     async fn start_process(&self, dir: &Path, rec: &mut Record, wanted: &Wanted) -> Result<()> {
         let file = self.serve_file(dir, rec, wanted.capture_percent);
         file.write(&dir.join("server.json"))
-            .map_err(|e| err(ErrorKind::Other, "deploy", e))?;
+            .map_err(|e| err(ErrorKind::Other, "deploy", e.to_string()))?;
         let control = control_token(dir)?;
         let log_path = dir.join("serve.log");
         let log = std::fs::OpenOptions::new()
@@ -514,7 +521,8 @@ impl LocalDeployer {
                 &[("authorization", &auth)],
                 Duration::from_secs(10),
             )
-            .await?;
+            .await
+            .map_err(|e| e.to_string())?;
         if r.status != 200 {
             return Err(format!(
                 "GET /-/variants answered {}: {}",
@@ -589,7 +597,7 @@ impl LocalDeployer {
                 START_TIMEOUT + Duration::from_secs(10),
             )
             .await
-            .map_err(|e| err(ErrorKind::Transient, "deploy", e))?;
+            .map_err(|e| err(ErrorKind::Transient, "deploy", e.to_string()))?;
         if r.status != 200 {
             rec.variants = previous;
             let msg = serde_json::from_slice::<serde_json::Value>(&r.body)
@@ -605,7 +613,7 @@ impl LocalDeployer {
             ));
         }
         file.write(&dir.join("server.json"))
-            .map_err(|e| err(ErrorKind::Other, "deploy", e))?;
+            .map_err(|e| err(ErrorKind::Other, "deploy", e.to_string()))?;
         Ok(())
     }
 
@@ -619,7 +627,8 @@ impl LocalDeployer {
                 &[("authorization", &auth)],
                 Duration::from_secs(10),
             )
-            .await?;
+            .await
+            .map_err(|e| e.to_string())?;
         if r.status != 200 {
             return Err(format!("GET /metrics answered {}", r.status));
         }
@@ -753,6 +762,7 @@ impl LocalDeployer {
             .unwrap_or_default();
         push_history(&mut history, &wanted.variant);
         let mut rec = Record {
+            format_version: Default::default(),
             name: dir
                 .file_name()
                 .and_then(|n| n.to_str())
@@ -1023,6 +1033,7 @@ impl Deployer for LocalDeployer {
             // The rollout ran and failed: poll says so (the previous version, if any, serves).
             Err(e) if matches!(e.kind, ErrorKind::Failed | ErrorKind::Timeout) => {
                 let mut rec = read_record(&dir)?.unwrap_or_else(|| Record {
+                    format_version: Default::default(),
                     name: req.name.clone(),
                     host: wanted.host.clone(),
                     port: wanted.port.unwrap_or(0),

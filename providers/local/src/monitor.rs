@@ -19,6 +19,9 @@ pub struct LocalMonitorSink {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StoredMonitor {
+    /// Format of this record (`mlctl_core::state::FORMAT_VERSION` when written).
+    #[serde(default = "mlctl_core::state::FormatVersion::legacy")]
+    pub format_version: mlctl_core::state::FormatVersion,
     /// Monitor name.
     pub name: String,
     /// The endpoint watched.
@@ -49,14 +52,17 @@ impl LocalMonitorSink {
     pub fn stored(&self, name: &str) -> Result<Option<StoredMonitor>> {
         let path = self.path(name);
         match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
-                ProviderError::new(
-                    ErrorKind::Other,
-                    "local",
-                    "read monitor",
-                    format!("{}: {e}", path.display()),
-                )
-            }),
+            Ok(b) => {
+                mlctl_core::state::check_format_json(&path.display().to_string(), &b)?;
+                serde_json::from_slice(&b).map(Some).map_err(|e| {
+                    ProviderError::new(
+                        ErrorKind::Other,
+                        "local",
+                        "read monitor",
+                        format!("{}: {e}", path.display()),
+                    )
+                })
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(ProviderError::io("local", "read monitor", e)),
         }
@@ -102,6 +108,7 @@ impl MonitorSink for LocalMonitorSink {
 
     async fn configure(&self, _ctx: &OpContext, req: &MonitorRequest) -> Result<MonitorStatus> {
         let stored = StoredMonitor {
+            format_version: Default::default(),
             name: req.name.clone(),
             endpoint: req.endpoint.name.clone(),
             spec: req.spec.clone(),

@@ -34,6 +34,7 @@ fn read_lock(conn: &rusqlite::Connection, project: &str) -> rusqlite::Result<Opt
         [project],
         |r| {
             Ok(LockInfo {
+                format_version: mlctl_core::state::FORMAT_VERSION,
                 id: r.get(0)?,
                 holder: r.get(1)?,
                 host: r.get(2)?,
@@ -114,7 +115,8 @@ impl StateStore for LocalState {
                     "SELECT action, fingerprint, commit_sha, at, detail FROM history WHERE project = ?1 AND resource = ?2 ORDER BY seq",
                 )?;
                 let rows = st.query_map(params![project, rid.to_string()], |r| {
-                    Ok(HistoryEntry { id: rid.clone(), action: r.get(0)?, fingerprint: r.get(1)?, commit: r.get(2)?, at: r.get(3)?, detail: r.get(4)? })
+                    // History rows are columns: their format is the database's (`user_version`).
+                    Ok(HistoryEntry { format_version: mlctl_core::state::FORMAT_VERSION, id: rid.clone(), action: r.get(0)?, fingerprint: r.get(1)?, commit: r.get(2)?, at: r.get(3)?, detail: r.get(4)? })
                 })?;
                 Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
             })

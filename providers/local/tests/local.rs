@@ -728,6 +728,7 @@ async fn the_lock_is_exclusive_across_stacks_on_one_directory() {
     let p = Project::new();
     let other = stack_for(p.path());
     let info = |id: &str| LockInfo {
+        format_version: mlctl_core::state::FORMAT_VERSION,
         id: id.into(),
         holder: "me".into(),
         host: "h".into(),
@@ -779,6 +780,7 @@ async fn state_records_observe_and_history() {
     let p = Project::new();
     let id = ResourceId::new(Kind::Dataset, "iris");
     let rec = ObservedResource {
+        format_version: mlctl_core::state::FORMAT_VERSION,
         id: id.clone(),
         fingerprint: "fp1".into(),
         spec: serde_json::json!({"source": "x.csv"}),
@@ -791,6 +793,7 @@ async fn state_records_observe_and_history() {
         drift: Vec::new(),
     };
     let entry = |action: &str| HistoryEntry {
+        format_version: mlctl_core::state::FORMAT_VERSION,
         id: id.clone(),
         action: action.into(),
         fingerprint: "fp1".into(),

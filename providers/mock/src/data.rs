@@ -57,6 +57,9 @@ impl Mock {
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct DatasetRecord {
+    /// Format of this record (`mlctl_core::state::FORMAT_VERSION` when written).
+    #[serde(default = "mlctl_core::state::FormatVersion::legacy")]
+    format_version: mlctl_core::state::FormatVersion,
     versions: Vec<RegisteredVersion>,
 }
 

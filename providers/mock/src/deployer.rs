@@ -52,6 +52,9 @@ struct Rollout {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct EndpointRecord {
+    /// Format of this record (`mlctl_core::state::FORMAT_VERSION` when written).
+    #[serde(default = "mlctl_core::state::FormatVersion::legacy")]
+    pub(crate) format_version: mlctl_core::state::FormatVersion,
     pub(crate) name: String,
     pub(crate) url: String,
     pub(crate) health: Health,
@@ -253,6 +256,7 @@ impl Deployer for Mock {
             &endpoint_path(&req.name),
             |rec: &mut Option<EndpointRecord>| {
                 let e = rec.get_or_insert_with(|| EndpointRecord {
+                    format_version: Default::default(),
                     name: req.name.clone(),
                     url: format!("mock://endpoints/{}", req.name),
                     health: Health::Progressing,

@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct MonitorRecord {
+    /// Format of this record (`mlctl_core::state::FORMAT_VERSION` when written).
+    #[serde(default = "mlctl_core::state::FormatVersion::legacy")]
+    format_version: mlctl_core::state::FormatVersion,
     status: MonitorStatus,
     fingerprint: String,
     tags: Tags,
@@ -60,6 +63,7 @@ impl MonitorSink for Mock {
                     health: Health::Healthy,
                 };
                 *rec = Some(MonitorRecord {
+                    format_version: Default::default(),
                     status: status.clone(),
                     fingerprint: req.fingerprint.clone(),
                     tags: req.tags.clone(),

@@ -15,6 +15,9 @@ use std::collections::BTreeMap;
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ModelRecord {
+    /// Format of this record (`mlctl_core::state::FORMAT_VERSION` when written).
+    #[serde(default = "mlctl_core::state::FormatVersion::legacy")]
+    format_version: mlctl_core::state::FormatVersion,
     versions: Vec<ModelVersion>,
     stages: Vec<StageTransition>,
     /// Tags and description per version.

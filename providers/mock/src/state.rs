@@ -179,6 +179,7 @@ mod tests {
 
     fn info(id: &str) -> LockInfo {
         LockInfo {
+            format_version: mlctl_core::state::FORMAT_VERSION,
             id: id.into(),
             holder: "ci".into(),
             host: "h".into(),

@@ -68,9 +68,12 @@ impl Store {
     pub(crate) fn read<T: DeserializeOwned>(&self, op: &str, rel: &str) -> Result<Option<T>> {
         let path = self.path(rel);
         match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| damaged(op, &path, &e)),
+            Ok(bytes) => {
+                mlctl_core::state::check_format_json(&path.display().to_string(), &bytes)?;
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| damaged(op, &path, &e))
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_err(op, &path, e)),
         }
@@ -185,7 +188,10 @@ impl Store {
                 Err(e) => return Err(io_err(op, &path, e)),
             };
             let mut value: Option<T> = match &before {
-                Some(b) => Some(serde_json::from_slice(b).map_err(|e| damaged(op, &path, &e))?),
+                Some(b) => {
+                    mlctl_core::state::check_format_json(&path.display().to_string(), b)?;
+                    Some(serde_json::from_slice(b).map_err(|e| damaged(op, &path, &e))?)
+                }
                 None => None,
             };
             let out = f(&mut value)?;

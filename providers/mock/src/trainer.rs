@@ -36,6 +36,9 @@ enum Status {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct JobRecord {
+    /// Format of this record (`mlctl_core::state::FORMAT_VERSION` when written).
+    #[serde(default = "mlctl_core::state::FormatVersion::legacy")]
+    format_version: mlctl_core::state::FormatVersion,
     name: String,
     provider_id: String,
     resource: String,
@@ -64,6 +67,9 @@ struct JobRecord {
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Counters {
+    /// Format of this record (`mlctl_core::state::FORMAT_VERSION` when written).
+    #[serde(default = "mlctl_core::state::FormatVersion::legacy")]
+    format_version: mlctl_core::state::FormatVersion,
     submitted: u64,
 }
 
@@ -368,6 +374,7 @@ impl Trainer for Mock {
             };
             runs.push(run);
             let job = JobRecord {
+                format_version: Default::default(),
                 name: req.job_name.clone(),
                 provider_id: format!("mock-job-{n}"),
                 resource: req.resource.clone(),

@@ -34,6 +34,9 @@ pub struct SageMakerMonitorSink {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct MonitorRecord {
+    /// Format of this record (`mlctl_core::state::FORMAT_VERSION` when written).
+    #[serde(default = "mlctl_core::state::FormatVersion::legacy")]
+    format_version: mlctl_core::state::FormatVersion,
     name: String,
     endpoint: String,
     schedule: String,
@@ -271,6 +274,7 @@ impl MonitorSink for SageMakerMonitorSink {
             None
         };
         let record = MonitorRecord {
+            format_version: Default::default(),
             name: req.name.clone(),
             endpoint: req.endpoint.name.clone(),
             schedule: schedule.clone(),

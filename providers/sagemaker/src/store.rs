@@ -48,16 +48,22 @@ impl Aws {
     pub async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         match self.get(key).await? {
             None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                provider_err(
-                    ErrorKind::Invalid,
-                    "GetObject",
-                    format!(
-                        "s3://{}/{key} is not a valid mlctl record: {e}",
-                        self.bucket
-                    ),
-                )
-            }),
+            Some(bytes) => {
+                mlctl_core::state::check_format_json(
+                    &format!("s3://{}/{key}", self.bucket),
+                    &bytes,
+                )?;
+                serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                    provider_err(
+                        ErrorKind::Invalid,
+                        "GetObject",
+                        format!(
+                            "s3://{}/{key} is not a valid mlctl record: {e}",
+                            self.bucket
+                        ),
+                    )
+                })
+            }
         }
     }
 

@@ -223,6 +223,7 @@ async fn a_fresh_runner_reads_state_and_lock_from_s3() {
         .await
         .expect("register");
     let rec = mlctl_core::ObservedResource {
+        format_version: mlctl_core::state::FORMAT_VERSION,
         id: mlctl_spec::ResourceId::new(mlctl_spec::Kind::Dataset, "iris"),
         fingerprint: data.fingerprint.clone(),
         spec: serde_json::json!({"source": "data/iris.csv"}),
@@ -235,6 +236,7 @@ async fn a_fresh_runner_reads_state_and_lock_from_s3() {
         drift: Vec::new(),
     };
     let entry = mlctl_core::HistoryEntry {
+        format_version: mlctl_core::state::FORMAT_VERSION,
         id: rec.id.clone(),
         action: "create".into(),
         fingerprint: rec.fingerprint.clone(),
@@ -248,6 +250,7 @@ async fn a_fresh_runner_reads_state_and_lock_from_s3() {
         .await
         .expect("record");
     let lock = mlctl_core::LockInfo {
+        format_version: mlctl_core::state::FORMAT_VERSION,
         id: "lock-1".into(),
         holder: "ci".into(),
         host: "runner-1".into(),
@@ -280,6 +283,7 @@ async fn a_fresh_runner_reads_state_and_lock_from_s3() {
         .lock(
             &fx.ctx.project,
             &mlctl_core::LockInfo {
+                format_version: mlctl_core::state::FORMAT_VERSION,
                 id: "lock-2".into(),
                 ..lock.clone()
             },
@@ -655,7 +659,7 @@ async fn examples_iris_applies_replans_clean_and_destroys() {
         .unwrap_or_else(|| panic!("examples/iris must validate: {errors:?}"));
     let commit = Fixture::commit(1);
     let desired = Desired::new(&spec, &commit, &|rel: &str| {
-        conformance::digest_path(&dir.path().join(rel))
+        conformance::digest_path(&dir.path().join(rel)).map_err(Into::into)
     })
     .expect("fingerprints");
     let cfg = mlctl_core::ProviderConfig {

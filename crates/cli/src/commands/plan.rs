@@ -86,6 +86,7 @@ fn lock_info() -> LockInfo {
     .to_hex()[..16]
         .to_string();
     LockInfo {
+        format_version: mlctl_core::state::FORMAT_VERSION,
         id,
         holder: std::env::var("USER")
             .or_else(|_| std::env::var("USERNAME"))
@@ -120,8 +121,7 @@ fn take_lock(s: &Session, timeout: &str) -> Result<Lock> {
             .block_on(Lock::acquire(&s.stack, &s.ctx.project, info.clone()))
         {
             Ok(lock) => return Ok(lock),
-            Err(LockError::Held(holder)) if t0.elapsed() < timeout => {
-                let _ = holder;
+            Err(LockError::Held(_)) if t0.elapsed() < timeout => {
                 std::thread::sleep(Duration::from_millis(250));
             }
             Err(LockError::Held(holder)) => bail!(

@@ -388,6 +388,7 @@ pub fn rollback(
         s.rt.block_on(s.stack.deployer.rollback(&s.ctx, endpoint, to_version))
             .map_err(|e| anyhow!("{e}"))?;
     let entry = HistoryEntry {
+        format_version: mlctl_core::state::FORMAT_VERSION,
         id: id.clone(),
         action: "rollback".into(),
         fingerprint: rec.fingerprint.clone(),

@@ -323,6 +323,7 @@ async fn run_change(sh: &Shared, change: &Change, d: Option<&DesiredResource>) -
     };
     // Record the outcome in the target.
     let entry = |action: &str, detail: &str, fp: &str| HistoryEntry {
+        format_version: crate::state::FORMAT_VERSION,
         id: change.id.clone(),
         action: action.to_string(),
         fingerprint: fp.to_string(),
@@ -357,6 +358,7 @@ async fn run_change(sh: &Shared, change: &Change, d: Option<&DesiredResource>) -
                 .cloned()
                 .unwrap_or_default();
             let rec = ObservedResource {
+                format_version: crate::state::FORMAT_VERSION,
                 id: change.id.clone(),
                 fingerprint: d.fingerprint.0.clone(),
                 spec: d.resource.canonical(),
@@ -398,6 +400,7 @@ async fn run_change(sh: &Shared, change: &Change, d: Option<&DesiredResource>) -
                 .get(&change.id)
                 .cloned()
                 .unwrap_or(ObservedResource {
+                    format_version: crate::state::FORMAT_VERSION,
                     id: change.id.clone(),
                     fingerprint: String::new(),
                     spec: serde_json::Value::Null,

@@ -456,6 +456,7 @@ fn child_process() {
             commit: "c".into(),
         };
         let info = LockInfo {
+            format_version: mlctl_core::state::FORMAT_VERSION,
             id: format!("child-{id}"),
             holder: "t".into(),
             host: "h".into(),
