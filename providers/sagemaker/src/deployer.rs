@@ -202,24 +202,25 @@ fn health_of(status: Option<&SmStatus>) -> Health {
 impl SageMakerDeployer {
     /// Sends all of an endpoint's traffic to `variant` (weight 1, every other variant 0):
     /// how traffic moved by hand is put back, and how a rollback to a loaded variant is done.
+    /// Puts all traffic on `variant`, and (with `instances`) sets its instance count: what
+    /// repairs traffic or capacity moved by hand without a new endpoint config.
     async fn route_all_to(
         &self,
         endpoint: &str,
         d: &DescribeEndpointOutput,
         variant: &str,
+        instances: Option<i32>,
     ) -> Result<()> {
         let weights = d
             .production_variants()
             .iter()
             .map(|v| {
-                let w = if v.variant_name() == Some(variant) {
-                    1.0
-                } else {
-                    0.0
-                };
+                let chosen = v.variant_name() == Some(variant);
+                let w = if chosen { 1.0 } else { 0.0 };
                 DesiredWeightAndCapacity::builder()
                     .variant_name(v.variant_name().unwrap_or_default())
                     .desired_weight(w)
+                    .set_desired_instance_count(instances.filter(|_| chosen))
                     .build()
             })
             .collect();
@@ -714,17 +715,20 @@ impl Deployer for SageMakerDeployer {
                     self.delete_and_wait(&endpoint).await?;
                     self.create_endpoint(&endpoint, &config, &tags).await?;
                 } else if live == config {
-                    // Already applied. Put traffic back on the applied variant if it was moved.
+                    // Already applied. Put traffic and capacity back on the applied variant if
+                    // they were moved by hand.
                     let drifted = d.production_variants().iter().any(|v| {
                         let w = v.current_weight().unwrap_or(1.0);
                         if v.variant_name() == Some(plan.variant.as_str()) {
-                            w <= 0.0
+                            let count = v.current_instance_count().or(v.desired_instance_count());
+                            w <= 0.0 || count.is_some_and(|n| n != plan.instances)
                         } else {
                             w > 0.0
                         }
                     });
                     if drifted && status == Some(SmStatus::InService) {
-                        self.route_all_to(&endpoint, &d, &plan.variant).await?;
+                        self.route_all_to(&endpoint, &d, &plan.variant, Some(plan.instances))
+                            .await?;
                     }
                 } else if matches!(status, Some(SmStatus::InService | SmStatus::OutOfService)) {
                     self.update(&endpoint, &config, req.spec.strategy.as_ref(), &tags)
@@ -827,7 +831,7 @@ impl Deployer for SageMakerDeployer {
             .any(|v| v.variant_name() == Some(wanted.as_str()))
             && d.production_variants().len() > 1
         {
-            self.route_all_to(&endpoint, &d, &wanted).await?;
+            self.route_all_to(&endpoint, &d, &wanted, None).await?;
         } else {
             // Otherwise deploy the old version with the live config's shape.
             let live = d.endpoint_config_name().unwrap_or_default();
