@@ -2,7 +2,7 @@
 
 use crate::registry::register_request;
 use crate::trainer::trained;
-use crate::{Check, Fixture, Hooks, call, wait_rollout};
+use crate::{Check, Fixture, Hooks, NO_HOOK, call, wait_rollout};
 use mlctl_core::{
     DeployState, EndpointRequest, EndpointStatus, Health, ModelVersion, Stack, Variant,
 };
@@ -177,8 +177,7 @@ pub async fn deployer_failure_reports_reason(stack: &Stack, fx: &Fixture, hooks:
         .failing_deployment(&fx.endpoint_request(&name, "endpoint-fail", probe))
         .is_none()
     {
-        c.skip("no Hooks::failing_deployment for this provider");
-        return;
+        c.fail(NO_HOOK.replace("{hook}", "failing_deployment"))
     }
     let (v1, _) = two_versions(&c, stack, fx, &model).await;
     let good = fx.endpoint_request(&name, "endpoint-fail", v1.clone());

@@ -1,7 +1,7 @@
 //! The engine on this provider: `mlctl_core::plan` + `mlctl_core::apply` over the fixture
 //! project, end to end.
 
-use crate::{Check, Fixture, Hooks, call};
+use crate::{Check, Fixture, Hooks, NO_HOOK, call};
 use mlctl_core::Lock;
 use mlctl_core::apply::{self, ApplyReport, Outcome, Silent};
 use mlctl_core::plan::{self, Desired, PlanOptions};
@@ -600,81 +600,88 @@ pub async fn apply_isolates_failures(stack: &Stack, fx: &Fixture) {
     run.finish().await;
 }
 
-/// Changes made behind mlctl's back (instances scaled, an endpoint crashed) show up in the
-/// plan as drift with a reason, and apply repairs them. Needs [`Hooks::scale_endpoint`] and
-/// [`Hooks::crash_endpoint`].
-pub async fn apply_repairs_drift(stack: &Stack, fx: &Fixture, hooks: &dyn Hooks) {
-    let run = Run::start("apply_repairs_drift", stack, fx).await;
+/// An endpoint scaled behind mlctl's back shows up in the plan as instance drift with a
+/// reason, changes only the endpoint, and apply restores the spec's count. Needs
+/// [`Hooks::scale_endpoint`].
+pub async fn apply_repairs_instance_drift(stack: &Stack, fx: &Fixture, hooks: &dyn Hooks) {
+    let run = Run::start("apply_repairs_instance_drift", stack, fx).await;
     let c = &run.c;
     let d = fx.desired(&Fixture::commit(1));
     run.converge(&d, "first apply").await;
     let ep = id(Kind::Endpoint, "iris");
-
-    if hooks.scale_endpoint("iris", 3).await {
-        let observed = run.observe().await;
-        let o = observed
-            .iter()
-            .find(|o| o.id == ep)
-            .unwrap_or_else(|| c.fail("the endpoint must be observed"));
-        c.ensure(
-            o.drift.iter().any(|d| d.contains("instances")),
-            format!(
-                "scaling an endpoint by hand must show as drift in instances, got {:?}",
-                o.drift
-            ),
-        );
-        let (p, _) = run.plan(&d, PlanOptions::default()).await;
-        run.expect_action(
-            &p,
-            &ep,
-            Action::Update,
-            "drift:",
-            "after scaling the endpoint by hand",
-        );
-        c.ensure(
-            p.actions().count() == 1,
-            "drift on the endpoint must change only the endpoint",
-        );
-        run.converge(&d, "repairing instance drift").await;
-        run.expect_no_changes(&d, "after repairing instance drift")
-            .await;
-        let live = run
-            .endpoint()
-            .await
-            .unwrap_or_else(|| c.fail("the repaired endpoint must exist"));
-        c.ensure(
-            live.instances == 1,
-            format!("repair must restore 1 instance, has {}", live.instances),
-        );
-    } else {
-        c.skip("no Hooks::scale_endpoint for this provider: instance drift not checked");
+    if !hooks.scale_endpoint("iris", 3).await {
+        c.fail(NO_HOOK.replace("{hook}", "scale_endpoint"));
     }
+    let observed = run.observe().await;
+    let o = observed
+        .iter()
+        .find(|o| o.id == ep)
+        .unwrap_or_else(|| c.fail("the endpoint must be observed"));
+    c.ensure(
+        o.drift.iter().any(|d| d.contains("instances")),
+        format!(
+            "scaling an endpoint by hand must show as drift in instances, got {:?}",
+            o.drift
+        ),
+    );
+    let (p, _) = run.plan(&d, PlanOptions::default()).await;
+    run.expect_action(
+        &p,
+        &ep,
+        Action::Update,
+        "drift:",
+        "after scaling the endpoint by hand",
+    );
+    c.ensure(
+        p.actions().count() == 1,
+        "drift on the endpoint must change only the endpoint",
+    );
+    run.converge(&d, "repairing instance drift").await;
+    run.expect_no_changes(&d, "after repairing instance drift")
+        .await;
+    let live = run
+        .endpoint()
+        .await
+        .unwrap_or_else(|| c.fail("the repaired endpoint must exist"));
+    c.ensure(
+        live.instances == 1,
+        format!("repair must restore 1 instance, has {}", live.instances),
+    );
+    run.finish().await;
+}
 
-    if hooks.crash_endpoint("iris").await {
-        let (p, _) = run.plan(&d, PlanOptions::default()).await;
-        run.expect_action(
-            &p,
-            &ep,
-            Action::Update,
-            "degraded",
-            "after the endpoint crashed",
-        );
-        run.converge(&d, "repairing a crashed endpoint").await;
-        run.expect_no_changes(&d, "after repairing a crashed endpoint")
-            .await;
-        let live = run
-            .endpoint()
-            .await
-            .unwrap_or_else(|| c.fail("the repaired endpoint must exist"));
-        c.ensure(
-            live.health == Health::Healthy,
-            format!(
-                "repair must make the endpoint healthy, is {:?}",
-                live.health
-            ),
-        );
-    } else {
-        c.skip("no Hooks::crash_endpoint for this provider: health repair not checked");
+/// An endpoint that crashed behind mlctl's back shows up in the plan as degraded, and apply
+/// makes it healthy again. Needs [`Hooks::crash_endpoint`].
+pub async fn apply_repairs_crashed_endpoint(stack: &Stack, fx: &Fixture, hooks: &dyn Hooks) {
+    let run = Run::start("apply_repairs_crashed_endpoint", stack, fx).await;
+    let c = &run.c;
+    let d = fx.desired(&Fixture::commit(1));
+    run.converge(&d, "first apply").await;
+    let ep = id(Kind::Endpoint, "iris");
+    if !hooks.crash_endpoint("iris").await {
+        c.fail(NO_HOOK.replace("{hook}", "crash_endpoint"));
     }
+    let (p, _) = run.plan(&d, PlanOptions::default()).await;
+    run.expect_action(
+        &p,
+        &ep,
+        Action::Update,
+        "degraded",
+        "after the endpoint crashed",
+    );
+    run.converge(&d, "repairing a crashed endpoint").await;
+    run.expect_no_changes(&d, "after repairing a crashed endpoint")
+        .await;
+    let live = run
+        .endpoint()
+        .await
+        .unwrap_or_else(|| c.fail("the repaired endpoint must exist"));
+    c.ensure(
+        live.health == Health::Healthy,
+        format!(
+            "repair must make the endpoint healthy, is {:?}",
+            live.health
+        ),
+    );
     run.finish().await;
 }

@@ -1,31 +1,34 @@
 //! The behaviour suite every mlctl provider must pass (object_store's pattern): async free
 //! functions that take a [`Stack`] and a [`Fixture`] and panic, naming the behaviour, when the
-//! provider gets it wrong. Each provider calls them from its own tests: the mock on every
-//! `cargo test`, cloud providers against their emulators.
+//! provider gets it wrong.
 //!
-//! ```no_run
-//! # async fn example() {
-//! use mlctl_conformance::{Fixture, NoHooks};
-//! let fx = Fixture::new("test").unwrap();
-//! let target = mlctl_spec::Target::mock();
-//! # let build = |_cfg: &mlctl_core::ProviderConfig| -> mlctl_core::Stack { unimplemented!() };
-//! let stack = build(&fx.provider_config(target)); // e.g. mlctl_provider_mock::stack(..)
-//! mlctl_conformance::run_all(&stack, &fx, &NoHooks).await;
-//! # }
+//! The suite owns its list of checks ([`CHECKS`]). A provider's tests call
+//! [`conformance_tests!`] once, which makes one `#[test]` per check, each on its own fixture so
+//! they run in parallel. A provider skips a check only by naming it with a reason; the test is
+//! then `#[ignore]`d with that reason, so `cargo test` prints the skip:
+//!
+//! ```ignore
+//! async fn setup(check: &'static str) -> Option<mlctl_conformance::Setup> { ... }
+//!
+//! mlctl_conformance::conformance_tests! {
+//!     setup: setup,
+//!     skip: {
+//!         apply_repairs_instance_drift: "endpoints run one process per instance; ...",
+//!     },
+//! }
 //! ```
 //!
-//! Suites, so a provider opts into what it implements: [`run_state_suite`], [`run_data_suite`],
-//! [`run_trainer_suite`], [`run_registry_suite`], [`run_deployer_suite`],
-//! [`run_monitor_suite`], [`run_engine_suite`] (plan + apply end to end), and [`run_all`]. Or
-//! call single checks, one test each, so they run in parallel on separate fixtures.
+//! A check added to the suite runs on every provider at once; a skip of a name that is not a
+//! check is a compile error.
 //!
 //! # Assumptions
 //! - The stack's target holds nothing of the fixture's project at the start, or only what an
 //!   earlier run of the suite left (the engine checks destroy leftovers first). Checks use
 //!   their own object names (`conf-...`), so they may share one stack, one after another.
 //! - Failure injection and out-of-band changes are provider-specific: the caller supplies them
-//!   through [`Hooks`]. A hook that returns `None`/`false` skips its check, with a note on
-//!   stderr; nothing is failed for it.
+//!   through [`Hooks`]. A check whose hook the provider lacks fails; skip it instead.
+//! - What a component may lack is read from its `capabilities()` (run tracking, stage
+//!   history), never discovered from a `NotSupported` error.
 //! - Retryable errors (throttling, timeouts, 5xx) are retried a few times by every check, as
 //!   the apply engine would; anything else fails the check.
 
@@ -43,7 +46,10 @@ pub use data::{
     datastore_blobs,
 };
 pub use deployer::{deployer_failure_reports_reason, deployer_lifecycle};
-pub use engine::{apply_converges, apply_isolates_failures, apply_repairs_drift};
+pub use engine::{
+    apply_converges, apply_isolates_failures, apply_repairs_crashed_endpoint,
+    apply_repairs_instance_drift,
+};
 pub use fixture::{Fixture, PROJECT, digest_path};
 pub use monitor::monitor_configure_remove;
 pub use registry::{registry_approval, registry_versions_and_stages};
@@ -53,6 +59,9 @@ pub use trainer::{
     trainer_unknown_job,
 };
 
+#[doc(hidden)]
+pub use tokio as __tokio;
+
 use async_trait::async_trait;
 use mlctl_core::{
     DeployState, DeploymentHandle, EndpointRequest, JobHandle, JobState, ProviderError, Stack,
@@ -61,10 +70,227 @@ use mlctl_core::{
 use std::fmt::Display;
 use std::time::{Duration, Instant};
 
+/// The suite's checks, in the order [`run_all`] runs them: the one list from which
+/// [`conformance_tests!`] makes a test per check for every provider. Each entry says whether
+/// the check takes the provider's [`Hooks`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __with_checks {
+    ($then:ident ! { $($args:tt)* }) => {
+        $crate::$then! { $($args)* ;
+            plain state_roundtrip,
+            plain lock_contention,
+            plain datastore_blobs,
+            plain dataset_register_idempotent,
+            plain dataset_missing_source_fails,
+            plain dataset_schema_violation_fails,
+            plain trainer_submit_is_idempotent,
+            hooked trainer_failure_reports_reason,
+            plain trainer_cancel,
+            plain trainer_unknown_job,
+            plain registry_versions_and_stages,
+            plain registry_approval,
+            plain deployer_lifecycle,
+            hooked deployer_failure_reports_reason,
+            plain monitor_configure_remove,
+            plain apply_converges,
+            plain apply_isolates_failures,
+            hooked apply_repairs_instance_drift,
+            hooked apply_repairs_crashed_endpoint,
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __check_names {
+    ( ; $($kind:ident $check:ident),* $(,)?) => {
+        /// Every check of the suite, by name.
+        pub const CHECKS: &[&str] = &[$(stringify!($check)),*];
+    };
+}
+__with_checks!(__check_names! {});
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __call_check {
+    (plain, $check:ident, $s:ident) => {
+        $crate::$check(&$s.stack, &$s.fx).await
+    };
+    (hooked, $check:ident, $s:ident) => {
+        $crate::$check(&$s.stack, &$s.fx, &*$s.hooks).await
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __run_all {
+    ($stack:ident, $fx:ident, $hooks:ident, $skip:ident ; $($kind:ident $check:ident),* $(,)?) => {{
+        let s = $crate::SetupRef { stack: $stack, fx: $fx, hooks: $hooks };
+        $(
+            if !$skip.contains(&stringify!($check)) {
+                $crate::__call_check!($kind, $check, s);
+            }
+        )*
+    }};
+}
+
+/// Runs every check on one stack, one after another, except those named in `skip` (which a
+/// caller names with its reason in [`conformance_tests!`] too).
+pub async fn run_all(stack: &Stack, fx: &Fixture, hooks: &dyn Hooks, skip: &[&str]) {
+    __with_checks!(__run_all! { stack, fx, hooks, skip })
+}
+
+/// A check's world, borrowed (for [`run_all`]).
+#[doc(hidden)]
+pub struct SetupRef<'a> {
+    pub stack: &'a Stack,
+    pub fx: &'a Fixture,
+    pub hooks: &'a dyn Hooks,
+}
+
+/// What a provider's test gives each check: a fresh fixture, the stack under test, its hooks,
+/// and anything to hold while the check runs (a turn on a shared emulator, a cleanup on drop).
+pub struct Setup {
+    /// The fixture project.
+    pub fx: Fixture,
+    /// The provider's stack over the fixture.
+    pub stack: Stack,
+    /// How to make things go wrong on this provider.
+    pub hooks: Box<dyn Hooks>,
+    /// Dropped after the check.
+    pub guard: Option<Box<dyn std::any::Any + Send>>,
+}
+
+/// One `#[test]` per check of the suite for a provider: `setup` is an async fn taking the
+/// check's name and returning `Option<Setup>` (`None` only where an emulator is absent outside
+/// CI, after saying so on stderr). `skip` names checks the provider cannot run, each with the
+/// reason, which `cargo test` prints next to the ignored test.
+#[macro_export]
+macro_rules! conformance_tests {
+    (setup: $setup:path $(, skip: { $($skip:ident : $why:literal),* $(,)? })? $(,)?) => {
+        $crate::__skips_then_tests!($setup ; () ; $($($skip : $why),*)?);
+        // A skip must name a check of the suite.
+        $($(const _: () = assert!(
+            $crate::__is_check(stringify!($skip)),
+            "`skip` names a check the suite does not have"
+        );)*)?
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_tests {
+    ($setup:path ; $skips:tt ; $($kind:ident $check:ident),* $(,)?) => {
+        $( $crate::__conformance_test!($setup ; $skips ; $kind $check); )*
+    };
+}
+
+// One test for one check, `#[ignore]`d with its reason when the provider skips it. The skips
+// arrive as a nested list `([name : "why"] ([name : "why"] ()))`; a skip is found by a
+// matcher made for this check (`__pick`), whose first pattern holds the check's name.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_test {
+    ($setup:path ; $skips:tt ; $kind:ident $check:ident) => {
+        macro_rules! __pick {
+            (([$check : $why:literal] $rest:tt)) => {
+                #[test]
+                #[ignore = $why]
+                fn $check() {
+                    $crate::__runtime().block_on(async {
+                        let Some(setup) = $setup(stringify!($check)).await else {
+                            return;
+                        };
+                        let s = setup.borrow();
+                        $crate::__call_check!($kind, $check, s);
+                        drop(setup);
+                    });
+                }
+            };
+            (([$other:ident : $why:literal] $rest:tt)) => {
+                __pick!($rest);
+            };
+            (()) => {
+                #[test]
+                fn $check() {
+                    $crate::__runtime().block_on(async {
+                        let Some(setup) = $setup(stringify!($check)).await else {
+                            return;
+                        };
+                        let s = setup.borrow();
+                        $crate::__call_check!($kind, $check, s);
+                        drop(setup);
+                    });
+                }
+            };
+        }
+        __pick!($skips);
+    };
+}
+
+// Turns a provider's flat `skip: {a: "why", b: "why"}` into the nested list, then makes the
+// tests.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __skips_then_tests {
+    ($setup:path ; $acc:tt ;) => {
+        $crate::__with_checks!(__conformance_tests! { $setup ; $acc });
+    };
+    ($setup:path ; $acc:tt ; $skip:ident : $why:literal $(, $($rest:tt)*)?) => {
+        $crate::__skips_then_tests!($setup ; ([$skip : $why] $acc) ; $($($rest)*)?);
+    };
+}
+
+#[doc(hidden)]
+pub const fn __is_check(name: &str) -> bool {
+    let mut i = 0;
+    while i < CHECKS.len() {
+        let (a, b) = (CHECKS[i].as_bytes(), name.as_bytes());
+        if a.len() == b.len() {
+            let mut j = 0;
+            while j < a.len() && a[j] == b[j] {
+                j += 1;
+            }
+            if j == a.len() {
+                return true;
+            }
+        }
+        i += 1;
+    }
+    false
+}
+
+/// The runtime a generated check runs on: 2 worker threads, what CI has.
+#[doc(hidden)]
+pub fn __runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime for the check")
+}
+
+impl Setup {
+    /// The parts a check reads.
+    #[doc(hidden)]
+    pub fn borrow(&self) -> SetupRef<'_> {
+        SetupRef {
+            stack: &self.stack,
+            fx: &self.fx,
+            hooks: &*self.hooks,
+        }
+    }
+}
+
+/// A check that needs a hook the provider does not implement.
+pub(crate) const NO_HOOK: &str = "this provider's Hooks::{hook} answers that it cannot do this; implement the hook, or skip the check with the reason in conformance_tests!";
+
 /// Provider-specific ways to make things go wrong, supplied by the provider's own test.
 ///
-/// Every method defaults to "cannot do that" (`None` / `false`), which skips the check that
-/// needs it.
+/// Every method defaults to "cannot do that" (`None` / `false`). A check that needs a hook the
+/// provider lacks fails, naming the hook: the provider either implements it or skips that
+/// check, with its reason, in [`conformance_tests!`].
 #[async_trait]
 pub trait Hooks: Send + Sync {
     /// Turns `req` into a request whose job fails when it runs (a script that exits non-zero, a
@@ -91,69 +317,11 @@ pub trait Hooks: Send + Sync {
     }
 }
 
-/// No hooks: the checks that need them are skipped.
+/// No hooks: a provider using it skips the checks that need them.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoHooks;
 
 impl Hooks for NoHooks {}
-
-/// Runs the StateStore checks: records and history, the apply lock.
-pub async fn run_state_suite(stack: &Stack, fx: &Fixture) {
-    state_roundtrip(stack, fx).await;
-    lock_contention(stack, fx).await;
-}
-
-/// Runs the DataStore checks: blobs, dataset registration, bad data.
-pub async fn run_data_suite(stack: &Stack, fx: &Fixture) {
-    datastore_blobs(stack, fx).await;
-    dataset_register_idempotent(stack, fx).await;
-    dataset_missing_source_fails(stack, fx).await;
-    dataset_schema_violation_fails(stack, fx).await;
-}
-
-/// Runs the Trainer checks (uses the DataStore to register the training data).
-pub async fn run_trainer_suite(stack: &Stack, fx: &Fixture, hooks: &dyn Hooks) {
-    trainer_submit_is_idempotent(stack, fx).await;
-    trainer_failure_reports_reason(stack, fx, hooks).await;
-    trainer_cancel(stack, fx).await;
-    trainer_unknown_job(stack, fx).await;
-}
-
-/// Runs the Registry checks (trains one job for a real artifact).
-pub async fn run_registry_suite(stack: &Stack, fx: &Fixture) {
-    registry_versions_and_stages(stack, fx).await;
-    registry_approval(stack, fx).await;
-}
-
-/// Runs the Deployer checks (trains and registers first).
-pub async fn run_deployer_suite(stack: &Stack, fx: &Fixture, hooks: &dyn Hooks) {
-    deployer_lifecycle(stack, fx).await;
-    deployer_failure_reports_reason(stack, fx, hooks).await;
-}
-
-/// Runs the MonitorSink checks (deploys an endpoint first).
-pub async fn run_monitor_suite(stack: &Stack, fx: &Fixture) {
-    monitor_configure_remove(stack, fx).await;
-}
-
-/// Runs plan + apply end to end on the fixture project: create, no-op re-plan, replace on a
-/// hyperparameter change, failure isolation, drift repair, destroy.
-pub async fn run_engine_suite(stack: &Stack, fx: &Fixture, hooks: &dyn Hooks) {
-    apply_converges(stack, fx).await;
-    apply_isolates_failures(stack, fx).await;
-    apply_repairs_drift(stack, fx, hooks).await;
-}
-
-/// Every check, suite by suite.
-pub async fn run_all(stack: &Stack, fx: &Fixture, hooks: &dyn Hooks) {
-    run_state_suite(stack, fx).await;
-    run_data_suite(stack, fx).await;
-    run_trainer_suite(stack, fx, hooks).await;
-    run_registry_suite(stack, fx).await;
-    run_deployer_suite(stack, fx, hooks).await;
-    run_monitor_suite(stack, fx).await;
-    run_engine_suite(stack, fx, hooks).await;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Helpers shared by the checks.
@@ -196,13 +364,6 @@ impl Check {
                 e.kind
             )),
         }
-    }
-
-    pub(crate) fn skip(&self, why: impl Display) {
-        eprintln!(
-            "conformance check `{}` skipped on provider `{}`: {why}",
-            self.name, self.provider
-        );
     }
 }
 

@@ -1,6 +1,6 @@
 //! Trainer: idempotent submission, completion with metrics, failure with a reason, cancel.
 
-use crate::{Check, Fixture, Hooks, attempt, call, wait_job};
+use crate::{Check, Fixture, Hooks, NO_HOOK, attempt, call, wait_job};
 use mlctl_core::{DatasetVersion, ErrorKind, JobHandle, JobState, Stack, TrainingResult};
 
 /// Registers the fixture's iris table for training (idempotent, shared by checks).
@@ -129,6 +129,10 @@ pub async fn trainer_submit_is_idempotent(stack: &Stack, fx: &Fixture) {
         )),
     }
 
+    // Run tracking is checked where the trainer says it tracks runs.
+    if !stack.trainer.capabilities().runs {
+        return;
+    }
     match attempt!(stack.trainer.runs(&fx.ctx, Some("conf-idem")).await) {
         Ok(runs) => {
             let top: Vec<_> = runs
@@ -150,10 +154,9 @@ pub async fn trainer_submit_is_idempotent(stack: &Stack, fx: &Fixture) {
                 ),
             );
         }
-        Err(e) if e.kind == ErrorKind::NotSupported => {
-            c.skip("runs() is not supported; run tracking not checked")
-        }
-        Err(e) => c.fail(format!("runs() failed: {e}")),
+        Err(e) => c.fail(format!(
+            "runs() failed although the trainer's capabilities say it tracks runs: {e}"
+        )),
     }
 }
 
@@ -164,8 +167,7 @@ pub async fn trainer_failure_reports_reason(stack: &Stack, fx: &Fixture, hooks: 
     let dataset = training_data(&c, stack, fx).await;
     let good = fx.training_request("conf-fail", "failing-job", dataset);
     let Some(bad) = hooks.failing_training(&good) else {
-        c.skip("no Hooks::failing_training for this provider");
-        return;
+        c.fail(NO_HOOK.replace("{hook}", "failing_training"))
     };
     let job = call!(
         c,

@@ -13,7 +13,7 @@
 //! - Deletes succeed when there is nothing to delete (`delete_dataset`, `delete_model`,
 //!   `Deployer::delete`, `MonitorSink::remove`, unlocking a free lock).
 //! - Everything created carries the [`Tags`] it was given.
-//! - Errors are [`ProviderError`]s that say whether a retry can help.
+//! - Errors are [`crate::ProviderError`]s that say whether a retry can help.
 
 use crate::error::Result;
 use crate::state::{Health, ObservedResource};
@@ -140,19 +140,43 @@ pub struct DatasetVersion {
 pub trait DataStore: Send + Sync {
     /// What this store can do.
     fn capabilities(&self) -> Capabilities;
-    /// Stores bytes under their blake3 digest; returns the digest (hex). Skips existing blobs.
+    /// Stores bytes under their blake3 digest; returns the digest (hex).
+    ///
+    /// # Contract
+    /// Atomic (no reader sees part of a blob); putting the same bytes again stores nothing new
+    /// and returns the same digest. Checked by `datastore_blobs`.
     async fn put_blob(&self, bytes: Vec<u8>) -> Result<String>;
     /// Reads a blob.
+    ///
+    /// # Contract
+    /// Returns exactly the bytes put; an unknown digest is `NotFound`. Checked by
+    /// `datastore_blobs`.
     async fn get_blob(&self, digest: &str) -> Result<Vec<u8>>;
     /// Whether a blob exists.
+    ///
+    /// # Contract
+    /// `false` (not an error) for an unknown digest. Checked by `datastore_blobs`.
     async fn has_blob(&self, digest: &str) -> Result<bool>;
-    /// Reads, checks and stores a dataset version (idempotent by fingerprint).
+    /// Reads, checks and stores a dataset version.
+    ///
+    /// # Contract
+    /// - The data is read: digest, rows, columns and the split parts come back.
+    /// - The same fingerprint returns the same version; a new fingerprint a new one.
+    /// - A missing source or data that breaks the schema is a permanent error (`Invalid` or
+    ///   `NotFound`, never retryable) naming the file or the column.
+    ///
+    /// Checked by `dataset_register_idempotent`, `dataset_missing_source_fails`,
+    /// `dataset_schema_violation_fails`.
     async fn register_dataset(
         &self,
         ctx: &OpContext,
         req: &DatasetRequest,
     ) -> Result<DatasetVersion>;
     /// Removes a dataset's registration (blobs may be kept for other versions).
+    ///
+    /// # Contract
+    /// Deleting an unknown or already deleted dataset succeeds. Checked by
+    /// `dataset_register_idempotent`.
     async fn delete_dataset(&self, ctx: &OpContext, name: &str) -> Result<()>;
 }
 
@@ -251,14 +275,35 @@ pub enum JobState {
 pub trait Trainer: Send + Sync {
     /// What this trainer can do.
     fn capabilities(&self) -> Capabilities;
-    /// Starts a job, or finds the existing job with the same name (never starts a second).
+    /// Starts a job, or finds the existing job with the same name.
+    ///
+    /// # Contract
+    /// - Never starts a second job for a name, also when called concurrently; after the job
+    ///   completed it returns that job and its result, without training again.
+    /// - A name whose last attempt failed or was cancelled starts a new attempt, so a re-run
+    ///   after the cause is fixed converges.
+    ///
+    /// Checked by `trainer_submit_is_idempotent`, `trainer_failure_reports_reason`.
     async fn submit(&self, ctx: &OpContext, req: &TrainingRequest) -> Result<JobHandle>;
     /// Reads a job's state.
+    ///
+    /// # Contract
+    /// A completed job has metrics and an artifact; a failed one a non-empty reason; a job
+    /// never submitted is `NotFound`. Checked by `trainer_submit_is_idempotent`,
+    /// `trainer_failure_reports_reason`, `trainer_unknown_job`.
     async fn poll(&self, ctx: &OpContext, job: &JobHandle) -> Result<JobState>;
     /// Stops a job.
+    ///
+    /// # Contract
+    /// Accepted for a running job, which then ends (failed, or completed if it won the race);
+    /// only called when [`Capabilities::cancel`] is set. Checked by `trainer_cancel`.
     async fn cancel(&self, ctx: &OpContext, job: &JobHandle) -> Result<()>;
     /// Tracked runs (one per job, one per tuning trial), oldest first; `resource` filters by
-    /// TrainingJob name.
+    /// TrainingJob name. Only called when [`Capabilities::runs`] is set.
+    ///
+    /// # Contract
+    /// A job submitted many times has one run, `completed` once the job is. Checked by
+    /// `trainer_submit_is_idempotent`.
     async fn runs(&self, _ctx: &OpContext, _resource: Option<&str>) -> Result<Vec<RunRecord>> {
         Err(crate::error::ProviderError::new(
             crate::error::ErrorKind::NotSupported,
@@ -267,7 +312,8 @@ pub trait Trainer: Send + Sync {
             "this trainer does not track runs",
         ))
     }
-    /// The log of a job (stdout and stderr interleaved), if kept.
+    /// The log of a job (stdout and stderr interleaved). Only called when
+    /// [`Capabilities::logs`] is set.
     async fn logs(&self, _ctx: &OpContext, _job: &str) -> Result<String> {
         Err(crate::error::ProviderError::new(
             crate::error::ErrorKind::NotSupported,
@@ -381,11 +427,25 @@ pub struct RegisterRequest {
 pub trait Registry: Send + Sync {
     /// What this registry can do.
     fn capabilities(&self) -> Capabilities;
-    /// All versions of a model, oldest first (empty when the model does not exist).
+    /// All versions of a model, oldest first.
+    ///
+    /// # Contract
+    /// Empty (not an error) when the model does not exist or was deleted. Checked by
+    /// `registry_versions_and_stages`.
     async fn versions(&self, ctx: &OpContext, model: &str) -> Result<Vec<ModelVersion>>;
-    /// Registers a version (idempotent: a version with the same fingerprint is returned as is).
+    /// Registers a version.
+    ///
+    /// # Contract
+    /// A fingerprint registered before returns that version as is; a new fingerprint gets
+    /// the next version number. With `approval: manual` the version is not approved. Checked
+    /// by `registry_versions_and_stages`, `registry_approval`.
     async fn register(&self, ctx: &OpContext, req: &RegisterRequest) -> Result<ModelVersion>;
-    /// Moves a version to a stage; promoting to production archives the previous production version.
+    /// Moves a version to a stage.
+    ///
+    /// # Contract
+    /// Promoting to production archives the previous production version; promoting the
+    /// production version again changes nothing; an unknown version is `NotFound`. Checked
+    /// by `registry_versions_and_stages`.
     async fn set_stage(
         &self,
         ctx: &OpContext,
@@ -394,11 +454,23 @@ pub trait Registry: Send + Sync {
         stage: Stage,
     ) -> Result<ModelVersion>;
     /// Marks a version approved (manual approval).
+    ///
+    /// # Contract
+    /// Approving twice is harmless; an unknown version is `NotFound`. Checked by
+    /// `registry_approval`.
     async fn approve(&self, ctx: &OpContext, model: &str, version: u32) -> Result<ModelVersion>;
     /// Deletes a model and its versions.
+    ///
+    /// # Contract
+    /// Deleting an unknown model succeeds; afterwards `versions` is empty. Checked by
+    /// `registry_versions_and_stages`.
     async fn delete_model(&self, ctx: &OpContext, model: &str) -> Result<()>;
     /// Every stage change of a model, oldest first ("which version was in production when").
     /// Only called when [`Capabilities::stage_history`] is set.
+    ///
+    /// # Contract
+    /// Each promotion and the archiving it causes appear once, in order. Checked by
+    /// `registry_versions_and_stages`.
     async fn stage_history(&self, _ctx: &OpContext, _model: &str) -> Result<Vec<StageTransition>> {
         Err(crate::error::ProviderError::new(
             crate::error::ErrorKind::NotSupported,
@@ -496,12 +568,33 @@ pub trait Deployer: Send + Sync {
     /// What this deployer can do.
     fn capabilities(&self) -> Capabilities;
     /// Starts a rollout (create or update) with the spec's strategy.
+    ///
+    /// # Contract
+    /// - Deploying what already serves changes nothing (and repairs traffic or capacity
+    ///   moved by hand, or a crashed endpoint).
+    /// - Deploying a new version to a live endpoint updates it with the spec's strategy.
+    /// - After a failed rollout, deploying a good request to the same endpoint succeeds.
+    ///
+    /// Checked by `deployer_lifecycle`, `deployer_failure_reports_reason`,
+    /// `apply_repairs_instance_drift`, `apply_repairs_crashed_endpoint`.
     async fn deploy(&self, ctx: &OpContext, req: &EndpointRequest) -> Result<DeploymentHandle>;
     /// Reads a rollout's state.
+    ///
+    /// # Contract
+    /// A rollout ends `Done` with the live status, or `Failed`/`RolledBack` with a non-empty
+    /// reason. Checked by `deployer_lifecycle`, `deployer_failure_reports_reason`.
     async fn poll(&self, ctx: &OpContext, handle: &DeploymentHandle) -> Result<DeployState>;
-    /// The live state of an endpoint (`None` when it does not exist).
+    /// The live state of an endpoint.
+    ///
+    /// # Contract
+    /// `None` (not an error) when it does not exist; what serves, how many instances and
+    /// the health as they are now, including changes made outside mlctl. Checked by
+    /// `deployer_lifecycle`, `apply_repairs_instance_drift`, `apply_repairs_crashed_endpoint`.
     async fn status(&self, ctx: &OpContext, name: &str) -> Result<Option<EndpointStatus>>;
     /// Puts a previous version back (manual rollback).
+    ///
+    /// # Contract
+    /// Afterwards that version serves all traffic. Checked by `deployer_lifecycle`.
     async fn rollback(
         &self,
         ctx: &OpContext,
@@ -509,6 +602,10 @@ pub trait Deployer: Send + Sync {
         to: &ModelVersion,
     ) -> Result<EndpointStatus>;
     /// Deletes an endpoint.
+    ///
+    /// # Contract
+    /// Deleting an unknown endpoint succeeds; afterwards `status` is `None`. Checked by
+    /// `deployer_lifecycle`.
     async fn delete(&self, ctx: &OpContext, name: &str) -> Result<()>;
 }
 
@@ -551,6 +648,10 @@ pub trait MonitorSink: Send + Sync {
     /// What this sink can do.
     fn capabilities(&self) -> Capabilities;
     /// Creates or updates a monitor.
+    ///
+    /// # Contract
+    /// Configuring the same monitor again is idempotent. Checked by
+    /// `monitor_configure_remove`.
     async fn configure(&self, ctx: &OpContext, req: &MonitorRequest) -> Result<MonitorStatus>;
     /// Captured records of an endpoint (newest last, at most `limit`).
     async fn captured(
@@ -559,10 +660,13 @@ pub trait MonitorSink: Send + Sync {
         endpoint: &str,
         limit: usize,
     ) -> Result<Vec<serde_json::Value>>;
-    /// Removes a monitor (succeeds when there is nothing to remove).
+    /// Removes a monitor.
+    ///
+    /// # Contract
+    /// Succeeds when there is nothing to remove. Checked by `monitor_configure_remove`.
     async fn remove(&self, ctx: &OpContext, name: &str) -> Result<()>;
-    /// The live state of a monitor (`None` when it does not exist). Sinks that cannot read a
-    /// monitor back return `NotSupported`, and the engine then trusts its own record.
+    /// The live state of a monitor (`None` when it does not exist). Only called when
+    /// [`Capabilities::monitor_status`] is set; otherwise the engine trusts its own record.
     async fn status(&self, _ctx: &OpContext, _name: &str) -> Result<Option<MonitorStatus>> {
         Err(crate::error::ProviderError::new(
             crate::error::ErrorKind::NotSupported,

@@ -211,31 +211,52 @@ pub enum LockError {
 }
 
 /// Observed state, history and the lock, stored in the target.
-///
-/// # Contract
-/// - `lock` is atomic across processes and machines that share the target (conditional
-///   write, SQLite transaction, ...); it never waits.
-/// - `record` replaces the resource's record and appends to its history.
 #[async_trait]
 pub trait StateStore: Send + Sync {
     /// Every resource the target holds for `project`.
+    ///
+    /// # Contract
+    /// Records come back as stored, `drift` empty (live drift is found by
+    /// [`crate::observe()`], never stored); another project's records never appear. Checked
+    /// by `state_roundtrip`.
     async fn observe(&self, project: &str) -> Result<Vec<ObservedResource>>;
     /// Stores the record of a resource and appends a history entry.
+    ///
+    /// # Contract
+    /// Replaces the resource's record; both writes happen or neither. Checked by
+    /// `state_roundtrip`.
     async fn record(
         &self,
         project: &str,
         rec: &ObservedResource,
         entry: &HistoryEntry,
     ) -> Result<()>;
-    /// Removes a resource's record (history is kept) and appends a history entry.
+    /// Removes a resource's record and appends a history entry.
+    ///
+    /// # Contract
+    /// The history stays; forgetting an unknown resource succeeds. Checked by
+    /// `state_roundtrip`.
     async fn forget(&self, project: &str, id: &ResourceId, entry: &HistoryEntry) -> Result<()>;
     /// A resource's history, oldest first.
+    ///
+    /// # Contract
+    /// Entries in the order they were appended; empty for an unknown resource. Checked by
+    /// `state_roundtrip`.
     async fn history(&self, project: &str, id: &ResourceId) -> Result<Vec<HistoryEntry>>;
     /// Takes the apply lock, or says who holds it.
+    ///
+    /// # Contract
+    /// Atomic across processes and machines that share the target (a conditional write, an
+    /// SQLite transaction): of racing callers exactly one wins; it never waits. Checked by
+    /// `lock_contention`.
     async fn lock(&self, project: &str, info: &LockInfo) -> std::result::Result<(), LockError>;
     /// Releases the lock if `id` holds it (or unconditionally with `force`).
+    ///
+    /// # Contract
+    /// Another holder's lock is not released without `force`; unlocking a free lock
+    /// succeeds. Checked by `lock_contention`.
     async fn unlock(&self, project: &str, id: &str, force: bool) -> Result<()>;
-    /// The current lock holder, if any.
+    /// The current lock holder, if any. Checked by `lock_contention`.
     async fn lock_holder(&self, project: &str) -> Result<Option<LockInfo>>;
 }
 

@@ -3,7 +3,7 @@
 //! throttling and latency.
 
 use async_trait::async_trait;
-use mlctl_conformance::{self as conformance, Fixture, Hooks, NoHooks};
+use mlctl_conformance::{self as conformance, Fixture, Hooks};
 use mlctl_core::{EndpointRequest, Stack, TrainingRequest};
 use mlctl_spec::{Faults, MockTarget, Target};
 use std::path::PathBuf;
@@ -74,49 +74,21 @@ impl Hooks for MockHooks {
     }
 }
 
-macro_rules! checks {
-    ($($name:ident),* $(,)?) => {$(
-        #[tokio::test]
-        async fn $name() {
-            let (fx, stack, _hooks) = mock();
-            conformance::$name(&stack, &fx).await;
-        }
-    )*};
+/// Every check of the suite on a fresh mock target; the mock can inject every fault and
+/// out-of-band change the suite asks for, so it skips none.
+async fn conformance_setup(_check: &'static str) -> Option<conformance::Setup> {
+    let (fx, stack, hooks) = mock();
+    Some(conformance::Setup {
+        fx,
+        stack,
+        hooks: Box::new(hooks),
+        guard: None,
+    })
 }
 
-macro_rules! hooked_checks {
-    ($($name:ident),* $(,)?) => {$(
-        #[tokio::test]
-        async fn $name() {
-            let (fx, stack, hooks) = mock();
-            conformance::$name(&stack, &fx, &hooks).await;
-        }
-    )*};
+conformance::conformance_tests! {
+    setup: conformance_setup,
 }
-
-checks!(
-    state_roundtrip,
-    lock_contention,
-    datastore_blobs,
-    dataset_register_idempotent,
-    dataset_missing_source_fails,
-    dataset_schema_violation_fails,
-    trainer_submit_is_idempotent,
-    trainer_cancel,
-    trainer_unknown_job,
-    registry_versions_and_stages,
-    registry_approval,
-    deployer_lifecycle,
-    monitor_configure_remove,
-    apply_converges,
-    apply_isolates_failures,
-);
-
-hooked_checks!(
-    trainer_failure_reports_reason,
-    deployer_failure_reports_reason,
-    apply_repairs_drift
-);
 
 /// Everything at once on one stack, with every call throttled twice and slowed down: the
 /// checks and the engine must ride out retryable errors.
@@ -129,13 +101,5 @@ async fn whole_suite_under_throttling_and_latency() {
         },
         Some("1ms"),
     );
-    conformance::run_all(&stack, &fx, &hooks).await;
-}
-
-/// The suite runs without hooks too (the hooked checks skip).
-#[tokio::test]
-async fn suite_without_hooks_skips_what_it_cannot_inject() {
-    let (fx, stack, _) = mock();
-    conformance::run_trainer_suite(&stack, &fx, &NoHooks).await;
-    conformance::run_deployer_suite(&stack, &fx, &NoHooks).await;
+    conformance::run_all(&stack, &fx, &hooks, &[]).await;
 }

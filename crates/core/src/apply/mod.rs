@@ -1,6 +1,7 @@
 //! The apply engine: walks a plan in dependency order and makes the target match. This module
-//! is the scheduler and the recorder; each kind's lifecycle is in [`crate::reconcile`], the
-//! error policy in [`retry`], waiting for long operations in [`poll`].
+//! is the scheduler and the recorder; each kind's lifecycle is in `reconcile/<kind>.rs`, the
+//! error policy in `apply/policy.rs` ([`crate::retry!`]), waiting for long operations in
+//! `apply/poll.rs`.
 //!
 //! # Guarantees
 //! - Independent branches run concurrently (bounded by [`ApplyOptions::concurrency`]).
