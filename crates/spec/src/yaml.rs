@@ -5,7 +5,9 @@
 //! deserializes typed structs from those nodes with [`crate::de`]. Every value in a manifest can
 //! then be pointed at: unknown fields, wrong types, bad references, out-of-range values.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
@@ -265,20 +267,19 @@ pub struct SyntaxError {
 pub const MAX_DEPTH: usize = 64;
 
 /// The most nodes one text may produce, counting each alias expansion in full (a few aliases
-/// to aliases would otherwise expand to billions of nodes).
+/// to aliases would otherwise expand to billions of nodes). This also bounds the memory a
+/// parsed text takes, whatever its size.
 pub const MAX_NODES: usize = 1_000_000;
 
 /// Parses a (possibly multi-document) YAML text. Empty documents are skipped.
 ///
 /// Guarantees: never panics and never recurses deeper than [`MAX_DEPTH`], whatever the
-/// input. yaml-rust2's own `Parser::load` recurses once per nesting level (a line of 5000
-/// `- ` overflows the stack), so events are pulled one at a time from its iterative state
-/// machine instead.
+/// input; time and memory grow linearly with the text (a mapping of 100,000 keys is checked
+/// for duplicates with a hash index, not by scanning its keys for every key). yaml-rust2's own
+/// `Parser::load` recurses once per nesting level (a line of 5000 `- ` overflows the stack), so
+/// events are pulled one at a time from its iterative state machine instead.
 pub fn parse(text: &str) -> Result<Vec<Node>, SyntaxError> {
-    let mut builder = Builder {
-        chars: text.chars().collect(),
-        ..Builder::default()
-    };
+    let mut builder = Builder::new(text);
     let mut parser = Parser::new_from_str(text);
     loop {
         let (ev, mark) = match parser.next_token() {
@@ -370,10 +371,12 @@ fn unclosed_bracket(text: &str, before: usize) -> Option<(char, usize, usize)> {
     open.pop()
 }
 
-#[derive(Default)]
-struct Builder {
+struct Builder<'t> {
     /// The source, to tell flow collections (`[`, `{`) from block ones by their first character.
-    chars: Vec<char>,
+    text: &'t str,
+    /// A position in `text` as (character index, byte offset): markers count characters, and
+    /// collections start in text order, so moving forward from the last one is linear overall.
+    cursor: (usize, usize),
     docs: Vec<Node>,
     stack: Vec<Frame>,
     /// Anchored nodes of the current document: (id, node, node count, height).
@@ -398,8 +401,41 @@ enum Frame {
         anchor: usize,
         entries: Vec<(Node, Node)>,
         key: Option<Node>,
+        /// Built once the mapping is large enough for scanning its keys to cost more than
+        /// hashing them.
+        index: Option<KeyIndex>,
         height: usize,
     },
+}
+
+/// Mappings with fewer entries than this find duplicate keys by scanning them.
+const INDEX_FROM: usize = 16;
+
+/// The string keys of one mapping, by hash: entry positions, so each key is stored once.
+#[derive(Default)]
+struct KeyIndex {
+    by_hash: HashMap<u64, Vec<usize>>,
+}
+
+impl KeyIndex {
+    fn hash(key: &str) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        h.finish()
+    }
+
+    fn insert(&mut self, key: &str, at: usize) {
+        self.by_hash.entry(Self::hash(key)).or_default().push(at);
+    }
+
+    /// The position of the entry whose key is `key`.
+    fn find(&self, key: &str, entries: &[(Node, Node)]) -> Option<usize> {
+        self.by_hash
+            .get(&Self::hash(key))?
+            .iter()
+            .copied()
+            .find(|&i| entries[i].0.as_str() == Some(key))
+    }
 }
 
 /// How many nodes a tree holds, and how deep it is.
@@ -417,7 +453,19 @@ fn measure(node: &Node) -> (usize, usize) {
     }
 }
 
-impl Builder {
+impl<'t> Builder<'t> {
+    fn new(text: &'t str) -> Self {
+        Builder {
+            text,
+            cursor: (0, 0),
+            docs: Vec::new(),
+            stack: Vec::new(),
+            anchors: Vec::new(),
+            nodes: 0,
+            error: None,
+        }
+    }
+
     fn fail(&mut self, span: Span, message: String, hint: Option<String>) {
         if self.error.is_none() {
             self.error = Some(SyntaxError {
@@ -439,8 +487,25 @@ impl Builder {
         Span::from_marker(start, len)
     }
 
-    fn is_flow_start(&self, mark: &Marker) -> bool {
-        matches!(self.chars.get(mark.index()), Some('[' | '{'))
+    fn is_flow_start(&mut self, mark: &Marker) -> bool {
+        let want = mark.index();
+        if want < self.cursor.0 {
+            self.cursor = (0, 0);
+        }
+        let (mut chars, mut bytes) = self.cursor;
+        let text = self.text;
+        let mut rest = text[bytes..].chars();
+        while chars < want {
+            match rest.next() {
+                Some(c) => {
+                    chars += 1;
+                    bytes += c.len_utf8();
+                }
+                None => break,
+            }
+        }
+        self.cursor = (chars, bytes);
+        matches!(rest.next(), Some('[' | '{'))
     }
 
     fn push_node(&mut self, node: Node, height: usize) {
@@ -456,6 +521,7 @@ impl Builder {
                 first_key,
                 entries,
                 key,
+                index,
                 height: h,
                 ..
             }) => {
@@ -463,28 +529,47 @@ impl Builder {
                 if first_key.is_none() {
                     *first_key = Some(node.span);
                 }
-                match key.take() {
-                    None => *key = Some(node),
-                    Some(k) => {
-                        let first = k.as_str().and_then(|name| {
-                            entries
-                                .iter()
-                                .find(|(e, _)| e.as_str() == Some(name))
-                                .map(|(e, _)| (name.to_string(), e.span))
-                        });
-                        entries.push((k, node));
-                        if let Some((name, first)) = first {
-                            let span = entries.last().map(|(k, _)| k.span).unwrap_or(first);
-                            self.fail(
-                                span,
-                                format!("duplicate key `{name}` in this mapping"),
-                                Some(format!(
-                                    "`{name}` is already set at line {}, column {}; keep only one",
-                                    first.line, first.col
-                                )),
-                            );
+                let Some(k) = key.take() else {
+                    *key = Some(node);
+                    return;
+                };
+                let first = k.as_str().and_then(|name| {
+                    let at = match index {
+                        Some(ix) => ix.find(name, entries),
+                        None => entries.iter().position(|(e, _)| e.as_str() == Some(name)),
+                    }?;
+                    Some((name.to_string(), entries[at].0.span))
+                });
+                if let Some((name, first)) = first {
+                    let span = k.span;
+                    self.fail(
+                        span,
+                        format!("duplicate key `{name}` in this mapping"),
+                        Some(format!(
+                            "`{name}` is already set at line {}, column {}; keep only one",
+                            first.line, first.col
+                        )),
+                    );
+                    return;
+                }
+                entries.push((k, node));
+                let n = entries.len();
+                match index {
+                    Some(ix) => {
+                        if let Some(name) = entries[n - 1].0.as_str() {
+                            ix.insert(name, n - 1);
                         }
                     }
+                    None if n >= INDEX_FROM => {
+                        let mut ix = KeyIndex::default();
+                        for (i, (e, _)) in entries.iter().enumerate() {
+                            if let Some(name) = e.as_str() {
+                                ix.insert(name, i);
+                            }
+                        }
+                        *index = Some(ix);
+                    }
+                    None => {}
                 }
             }
         }
@@ -525,7 +610,7 @@ impl Builder {
     }
 }
 
-impl MarkedEventReceiver for Builder {
+impl MarkedEventReceiver for Builder<'_> {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         match ev {
             Event::Scalar(text, style, anchor, _tag) => {
@@ -569,6 +654,7 @@ impl MarkedEventReceiver for Builder {
                         anchor,
                         entries: Vec::new(),
                         key: None,
+                        index: None,
                         height: 1,
                     });
                 }
@@ -702,6 +788,35 @@ mod tests {
         let err = parse("a: 1\na: 2\n").unwrap_err();
         assert_eq!(err.span.line, 2);
         assert!(err.message.contains("duplicate key `a`"));
+    }
+
+    /// Past a handful of keys, duplicates are found through a hash index: still found, still
+    /// pointing at the second key and naming the first.
+    #[test]
+    fn duplicate_keys_in_a_large_mapping() {
+        let mut text: String = (0..100).map(|i| format!("k{i}: {i}\n")).collect();
+        text.push_str("k7: again\n");
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.span.line, 101);
+        assert!(
+            err.message.contains("duplicate key `k7`"),
+            "{}",
+            err.message
+        );
+        assert!(err.hint.unwrap().contains("line 8, column 1"));
+        let distinct: String = (0..1000).map(|i| format!("k{i}: {i}\n")).collect();
+        assert_eq!(parse(&distinct).unwrap()[0].as_map().unwrap().len(), 1000);
+    }
+
+    /// Flow collections are told from block ones by their first character, found by character
+    /// index: text before them with multi-byte characters must not shift the lookup.
+    #[test]
+    fn flow_collections_after_multibyte_text() {
+        let docs = parse("é: ü\nlist: [a, b]\nmap: {c: d}\nblock:\n  - x\n").unwrap();
+        let d = &docs[0];
+        assert_eq!(d.get("list").unwrap().span.len, 6);
+        assert_eq!(d.get("map").unwrap().span.len, 6);
+        assert_eq!(d.get("block").unwrap().span.len, 1);
     }
 
     #[test]
