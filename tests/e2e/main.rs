@@ -9,4 +9,5 @@ mod local;
 mod reconcile;
 mod sagemaker;
 mod serve;
+mod support;
 mod validate;

@@ -44,7 +44,7 @@ fn first_apply_creates_everything_then_nothing_to_do() {
     assert!(
         apply
             .stdout
-            .contains("Apply complete! Resources: 5 added, 0 changed, 0 destroyed."),
+            .contains("Apply complete! Resources: 4 added, 0 changed, 0 destroyed."),
         "{}",
         apply.stdout
     );
@@ -81,7 +81,7 @@ fn hyperparameter_change_replans_the_job_and_its_dependants_only() {
     assert!(
         apply
             .stdout
-            .contains("Resources: 1 added, 3 changed, 1 destroyed."),
+            .contains("Resources: 1 added, 2 changed, 1 destroyed."),
         "{}",
         apply.stdout
     );
@@ -133,7 +133,7 @@ fn an_injected_failure_leaves_dependants_untouched_and_a_rerun_converges() {
     let run = p.mlctl(&["reconcile", "--target", "test"]).expect_code(1);
     assert!(
         run.stderr
-            .contains("Apply failed: 1 failed, 3 not attempted; 1 added"),
+            .contains("Apply failed: 1 failed, 2 not attempted; 1 added"),
         "{}",
         run.stderr
     );
@@ -170,7 +170,6 @@ fn an_injected_failure_leaves_dependants_untouched_and_a_rerun_converges() {
             ("TrainingJob/iris-train", "missing"),
             ("Model/iris", "missing"),
             ("Endpoint/iris", "missing"),
-            ("Monitor/iris-drift", "missing")
         ]
         .map(|(a, b)| (a.to_string(), b.to_string()))
     );
@@ -191,7 +190,7 @@ fn an_injected_failure_leaves_dependants_untouched_and_a_rerun_converges() {
     let run = p.mlctl(&["reconcile", "--target", "test"]).expect_code(0);
     assert!(
         run.stdout
-            .contains("Resources: 4 added, 0 changed, 0 destroyed."),
+            .contains("Resources: 3 added, 0 changed, 0 destroyed."),
         "{}",
         run.stdout
     );
@@ -313,7 +312,7 @@ fn a_saved_plan_applies_exactly_and_is_refused_when_the_target_moved() {
     p.mlctl(&["plan", "--target", "test", "--out", "plan.json"])
         .expect_code(0);
     let apply = p.mlctl(&["apply", "plan.json"]).expect_code(0);
-    assert!(apply.stdout.contains("5 added"), "{}", apply.stdout);
+    assert!(apply.stdout.contains("4 added"), "{}", apply.stdout);
 
     p.replace("ml/train.yaml", "C: 1.0", "C: 2.0");
     p.commit_all("C=2");
@@ -338,7 +337,7 @@ fn plan_renders_json_and_markdown_from_the_same_plan() {
     let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(v["formatVersion"], 1);
     assert_eq!(v["target"], "test");
-    assert_eq!(v["changes"].as_array().unwrap().len(), 5);
+    assert_eq!(v["changes"].as_array().unwrap().len(), 4);
     assert_eq!(
         v["changes"][0]["id"],
         serde_json::json!({"kind": "Dataset", "name": "iris"})
@@ -376,43 +375,35 @@ fn destroy_removes_everything_in_reverse_order() {
         .mlctl(&["destroy", "--target", "test", "--auto-approve"])
         .expect_code(0);
     assert!(
-        run.stdout.contains("0 added, 0 changed, 5 destroyed"),
+        run.stdout.contains("0 added, 0 changed, 4 destroyed"),
         "{}",
         run.stdout
     );
-    let monitor = run.stderr.find("Monitor/iris-drift").unwrap();
+    let endpoint = run.stderr.find("Endpoint/iris").unwrap();
     let dataset = run.stderr.find("Dataset/iris").unwrap();
-    assert!(monitor < dataset, "dependants go first:\n{}", run.stderr);
+    assert!(endpoint < dataset, "dependants go first:\n{}", run.stderr);
     let plan = p
         .mlctl(&["plan", "--target", "test", "--detailed-exitcode"])
         .expect_code(2);
-    assert!(plan.stdout.contains("Plan: 5 to add"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("Plan: 4 to add"), "{}", plan.stdout);
 }
 
 #[test]
 fn removed_resources_are_kept_unless_pruned() {
     let p = iris_on_mock();
     p.mlctl(&["reconcile", "--target", "test"]).expect_code(0);
-    let endpoint = p.read("ml/endpoint.yaml");
-    let monitor_start = endpoint.find("---\n").unwrap();
-    p.write("ml/endpoint.yaml", &endpoint[..monitor_start]);
-    p.commit_all("drop the monitor");
+    std::fs::remove_file(p.path().join("ml/endpoint.yaml")).unwrap();
+    p.commit_all("drop the endpoint");
     let plan = p
         .mlctl(&["plan", "--target", "test", "--detailed-exitcode"])
         .expect_code(0);
-    assert!(
-        plan.stdout.contains("Monitor/iris-drift"),
-        "{}",
-        plan.stdout
-    );
+    assert!(plan.stdout.contains("Endpoint/iris"), "{}", plan.stdout);
     assert!(plan.stdout.contains("--prune"), "{}", plan.stdout);
     let pruned = p
         .mlctl(&["plan", "--target", "test", "--prune", "--detailed-exitcode"])
         .expect_code(2);
     assert!(
-        pruned
-            .stdout
-            .contains("Monitor/iris-drift will be destroyed"),
+        pruned.stdout.contains("Endpoint/iris will be destroyed"),
         "{}",
         pruned.stdout
     );

@@ -294,6 +294,7 @@ impl Target {
         );
         let tags = mlctl_core::Tags {
             project: "p".into(),
+            labels: Default::default(),
             resource: format!("Endpoint/{name}"),
             fingerprint: fingerprint.clone(),
             commit: "c0ffee".into(),

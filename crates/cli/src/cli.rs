@@ -184,12 +184,19 @@ pub enum Command {
         to: Option<u32>,
         #[command(flatten)]
         target: TargetArgs,
+        /// Wait this long for the target's lock (e.g. `30s`); default: fail at once.
+        #[arg(long, default_value = "0s")]
+        lock_timeout: String,
     },
     /// Check the spec: every problem with file:line:col, exit 1 on any error.
     Validate {
         /// Output format (human or json).
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Output,
+        /// Also check that this target honours every field the spec writes (no credentials or
+        /// connection needed).
+        #[arg(long, short = 't')]
+        target: Option<String>,
     },
     /// Print the JSON Schema of mlctl manifests (for editors).
     Schema,
@@ -210,6 +217,13 @@ pub enum Command {
         /// Shell.
         shell: clap_complete::Shell,
     },
+    /// Print the support matrix (every spec field x every provider), as committed in
+    /// docs/support-matrix.md.
+    #[command(hide = true)]
+    SupportMatrix,
+    /// Run a program within compute limits (how the local target starts script-mode jobs).
+    #[command(name = "__limit", hide = true)]
+    Limit(crate::commands::limit::LimitArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -246,6 +260,9 @@ pub enum ModelsCommand {
         model_version: u32,
         #[command(flatten)]
         target: TargetArgs,
+        /// Wait this long for the target's lock (e.g. `30s`); default: fail at once.
+        #[arg(long, default_value = "0s")]
+        lock_timeout: String,
     },
 }
 

@@ -8,6 +8,7 @@ mod commands;
 mod progress;
 mod session;
 mod style;
+mod support;
 
 use std::process::ExitCode;
 

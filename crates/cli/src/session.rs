@@ -174,6 +174,31 @@ pub fn build_stack(
 }
 
 impl Session {
+    /// Refuses to go on when the target does not honour a field the spec writes: every such
+    /// field is reported at once, at its position, with what to do instead. Returns the notes
+    /// the target wants shown with the plan.
+    pub fn ensure_supported(&self) -> Result<Vec<String>> {
+        let (_, target) = self
+            .spec
+            .project
+            .target(Some(&self.target_name))
+            .map_err(|e| anyhow!(e))?;
+        let ts = crate::support::for_stack(&self.spec, &self.target_name, target, &self.stack);
+        let diags = crate::support::refusals(&self.spec, &self.target_name, &ts);
+        if diags.is_empty() {
+            return Ok(ts.notes().to_vec());
+        }
+        print_diagnostics(&diags);
+        eprintln!(
+            "error: target `{}` does not honour {} field{} of the spec at {}; nothing was changed",
+            self.target_name,
+            diags.len(),
+            if diags.len() == 1 { "" } else { "s" },
+            self.commit.short_sha
+        );
+        Err(Exit(1).into())
+    }
+
     /// Desired state: fingerprints over the spec and the content of data and code.
     pub fn desired(&self) -> Result<Desired> {
         let cache_file = self

@@ -183,6 +183,7 @@ impl<'a> Run<'a> {
         let desired = Desired {
             project: self.fx.ctx.project.clone(),
             commit: Fixture::commit(99),
+            labels: Default::default(),
             resources: Vec::new(),
         };
         let p = plan::plan(

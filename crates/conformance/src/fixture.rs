@@ -354,6 +354,7 @@ impl Fixture {
             resource: resource.into(),
             fingerprint: fingerprint.into(),
             commit: self.ctx.commit.clone(),
+            labels: Default::default(),
         }
     }
 

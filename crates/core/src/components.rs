@@ -31,8 +31,11 @@ use std::time::Duration;
 /// What a component can do, so the engine and the CLI never discover `NotSupported` at run
 /// time: they ask here first. Each component fills in the part that concerns it and leaves the
 /// rest at its default (nothing supported).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct Capabilities {
+    /// Which spec fields of its kind (the Dataset's for a data store, ...) the component
+    /// honours or refuses; see [`crate::support`]. A field it does not declare is refused.
+    pub fields: crate::support::FieldRules,
     /// Trainer: the built-in algorithms it runs.
     pub algorithms: Vec<Algorithm>,
     /// Trainer: whether script mode (`command` + `code`) runs.
@@ -54,6 +57,9 @@ pub struct Capabilities {
     pub monitor_status: bool,
     /// How often long operations should be polled (zero: the engine's default).
     pub poll_interval: Duration,
+    /// What a user should know before applying to this target, shown with every plan (an
+    /// emulator's gaps, say). Never a substitute for refusing a field it cannot honour.
+    pub notes: Vec<String>,
 }
 
 /// Tags put on every resource mlctl creates.
@@ -67,17 +73,24 @@ pub struct Tags {
     pub fingerprint: String,
     /// The commit SHA the spec came from.
     pub commit: String,
+    /// The user's labels: the project's `metadata.labels` and the resource's (which win).
+    /// Keys never start with `mlctl:`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 impl Tags {
-    /// As key/value pairs with the `mlctl:` prefix (SageMaker/Azure tag style).
+    /// As key/value pairs (SageMaker/Azure tag style): mlctl's own under the `mlctl:` prefix,
+    /// and the labels as written.
     pub fn to_map(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
+        let mut map = self.labels.clone();
+        map.extend([
             ("mlctl:project".to_string(), self.project.clone()),
             ("mlctl:resource".to_string(), self.resource.clone()),
             ("mlctl:fingerprint".to_string(), self.fingerprint.clone()),
             ("mlctl:commit".to_string(), self.commit.clone()),
-        ])
+        ]);
+        map
     }
 }
 

@@ -13,6 +13,7 @@ pub mod observe;
 pub mod plan;
 mod reconcile;
 pub mod state;
+pub mod support;
 
 pub use components::*;
 pub use error::{ErrorKind, ProviderError};

@@ -98,6 +98,8 @@ pub struct Desired {
     pub project: String,
     /// Commit SHA the spec was read at.
     pub commit: String,
+    /// The project's labels, put on every resource with the resource's own.
+    pub labels: BTreeMap<String, String>,
     /// Resources in dependency order.
     pub resources: Vec<DesiredResource>,
 }
@@ -156,6 +158,7 @@ impl Desired {
             Ok(Desired {
                 project: spec.project.name.clone(),
                 commit: commit.to_string(),
+                labels: spec.project.labels.clone(),
                 resources: out,
             })
         } else {
@@ -273,6 +276,9 @@ pub struct Plan {
     /// Resources on the target that the spec no longer has, left alone without `--prune`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub orphans: Vec<ResourceId>,
+    /// What the target says a user should know before applying (an emulator's gaps).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// Digest of observed state, for stale-plan detection.
@@ -364,6 +370,7 @@ pub fn plan(
         state_token: state_token(observed),
         changes,
         orphans,
+        notes: Vec::new(),
     }
 }
 
@@ -609,6 +616,7 @@ impl Plan {
                 self.changes.len()
             );
             self.render_orphans(&mut out);
+            self.render_notes(&mut out);
             return out;
         }
         let mut used: Vec<Action> = self.actions().map(|c| c.action).collect();
@@ -634,8 +642,15 @@ impl Plan {
             let _ = writeln!(out, "{:>5} {}", paint(c.action, c.action.symbol()), c.id);
         }
         self.render_orphans(&mut out);
+        self.render_notes(&mut out);
         let _ = writeln!(out, "\n{}", self.summary());
         out
+    }
+
+    fn render_notes(&self, out: &mut String) {
+        for n in &self.notes {
+            let _ = writeln!(out, "\nNote on target `{}`: {n}", self.target);
+        }
     }
 
     fn render_orphans(&self, out: &mut String) {
@@ -684,6 +699,9 @@ impl Plan {
                     why
                 );
             }
+        }
+        for n in &self.notes {
+            let _ = writeln!(out, "\n> **Note on target `{}`:** {n}", self.target);
         }
         if !self.orphans.is_empty() {
             let _ = writeln!(

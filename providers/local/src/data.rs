@@ -290,6 +290,7 @@ impl LocalDataStore {
             cwd: ctx.project_dir.clone(),
             env,
             log: work.join("transform.log"),
+            limits: None,
         };
         let (_keep, rx) = tokio::sync::watch::channel(false);
         let exit = process::run(&shell, |_, _| {}, rx).await?;
@@ -503,7 +504,10 @@ pub(crate) fn store_table(objects: &Objects, t: &Table) -> Result<PathBuf> {
 #[async_trait]
 impl DataStore for LocalDataStore {
     fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
+        Capabilities {
+            fields: crate::support::field_rules(),
+            ..Capabilities::default()
+        }
     }
 
     async fn put_blob(&self, bytes: Vec<u8>) -> Result<String> {
@@ -538,13 +542,13 @@ impl DataStore for LocalDataStore {
             check_and_store(&objects, &digests, &req2, src)
         })
         .await?;
-        let (project, v) = (ctx.project.clone(), version.clone());
+        let (project, v, tags) = (ctx.project.clone(), version.clone(), req.tags.to_map());
         self.db
             .call("record dataset version", move |c| {
                 c.execute(
-                    "INSERT INTO datasets (project, name, fingerprint, digest, version, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT (project, name, fingerprint) DO UPDATE SET digest = excluded.digest, version = excluded.version",
-                    params![project, v.name, v.fingerprint, v.digest, json(&v), now()],
+                    "INSERT INTO datasets (project, name, fingerprint, digest, version, created_at, tags) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (project, name, fingerprint) DO UPDATE SET digest = excluded.digest, version = excluded.version, tags = excluded.tags",
+                    params![project, v.name, v.fingerprint, v.digest, json(&v), now(), json(&tags)],
                 )?;
                 Ok(())
             })

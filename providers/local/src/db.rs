@@ -145,6 +145,11 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX stage_transitions_by_model ON stage_transitions (project, model, seq);
     "#,
+    // 2: dataset versions carry their tags (mlctl's and the user's labels), as jobs and model
+    // versions already did.
+    r#"
+    ALTER TABLE datasets ADD COLUMN tags TEXT NOT NULL DEFAULT '{}';
+    "#,
 ];
 
 /// Errors inside a database closure: SQLite's, or ours (a missing row, bad JSON).

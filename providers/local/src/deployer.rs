@@ -37,6 +37,7 @@
 //! `Degraded` with the reason, so the next `mlctl apply` re-plans the endpoint and starts it
 //! again. [`Deployer::delete`] stops the process group (SIGTERM, then SIGKILL after 10 s).
 
+use crate::compute::Limits;
 use async_trait::async_trait;
 use mlctl_core::error::{ErrorKind, ProviderError, Result};
 use mlctl_core::*;
@@ -45,6 +46,7 @@ use mlctl_serve::config::{ServeFile, ServerInfo, VariantConfig, Variants};
 use mlctl_serve::metrics::{Scrape, VariantSample};
 use mlctl_spec::StrategyType;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -198,6 +200,12 @@ struct Record {
     rollout: Option<Rollout>,
     fingerprint: String,
     updated_at: String,
+    /// The limits the server process was started with (`compute`).
+    #[serde(default, skip_serializing_if = "Limits::is_none")]
+    limits: Limits,
+    /// The endpoint's tags: mlctl's and the user's labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    tags: BTreeMap<String, String>,
 }
 
 impl Record {
@@ -378,6 +386,8 @@ struct Wanted {
     token: Option<String>,
     auth_ref: Option<String>,
     capture_percent: Option<f64>,
+    /// `compute`: the server process's CPUs, memory and threads.
+    limits: Limits,
 }
 
 impl Wanted {
@@ -387,7 +397,12 @@ impl Wanted {
             .as_deref()
             .map(|t| blake3::hash(t.as_bytes()).to_hex().to_string())
             .unwrap_or_default();
-        let key = format!("{}|{port}|{token}|{:?}", self.host, self.capture_percent);
+        let mut key = format!("{}|{port}|{token}|{:?}", self.host, self.capture_percent);
+        // Limits are part of what the process was started with (records made before limits
+        // existed keep their key).
+        if self.limits.any() {
+            key.push_str(&format!("|{:?}", self.limits));
+        }
         blake3::hash(key.as_bytes()).to_hex()[..16].to_string()
     }
 }
@@ -446,17 +461,34 @@ impl LocalDeployer {
             .open(&log_path)
             .map_err(|e| io("open log", &log_path, e))?;
         let log2 = log.try_clone().map_err(|e| io("open log", &log_path, e))?;
-        let mut cmd = std::process::Command::new(&self.serve_exe);
-        cmd.arg("serve")
-            .arg("--config")
-            .arg(dir.join("server.json"));
-        cmd.env("MLCTL_CONTROL_TOKEN", &control)
-            .env("NO_COLOR", "1");
-        match &wanted.token {
-            Some(t) => cmd.env("MLCTL_SERVE_TOKEN", t),
-            None => cmd.env_remove("MLCTL_SERVE_TOKEN"),
+        let serve: Vec<std::ffi::OsString> = vec![
+            self.serve_exe.clone().into(),
+            "serve".into(),
+            "--config".into(),
+            dir.join("server.json").into(),
+            "--token-env".into(),
+            "MLCTL_SERVE_TOKEN".into(),
+        ];
+        // Through `mlctl __limit` when `compute` asks for limits (it becomes `mlctl serve`).
+        let mut cmd = if wanted.limits.any() {
+            let (exe, args) = wanted.limits.wrap(&self.serve_exe, &serve);
+            let mut c = std::process::Command::new(exe);
+            c.args(args);
+            c
+        } else {
+            let mut c = std::process::Command::new(&serve[0]);
+            c.args(&serve[1..]);
+            c
         };
-        cmd.arg("--token-env").arg("MLCTL_SERVE_TOKEN");
+        // A scrubbed environment: the server (and a script-mode serving command it starts)
+        // gets what a program needs, never the deploying shell's credentials.
+        cmd.env_clear()
+            .envs(crate::process::child_env())
+            .env("MLCTL_CONTROL_TOKEN", &control)
+            .env("NO_COLOR", "1");
+        if let Some(t) = &wanted.token {
+            cmd.env("MLCTL_SERVE_TOKEN", t);
+        }
         cmd.current_dir(dir)
             .stdin(std::process::Stdio::null())
             .stdout(log)
@@ -734,6 +766,7 @@ impl LocalDeployer {
                 .map(|a| a.token.clone())
                 .filter(|t| mlctl_spec::env::is_single_reference(t)),
             capture_percent: req.spec.capture.as_ref().map(|c| c.sampling_percent),
+            limits: Limits::of(req.spec.compute.as_ref()),
         })
     }
 
@@ -778,6 +811,11 @@ impl LocalDeployer {
             rollout: None,
             fingerprint: fingerprint.to_string(),
             updated_at: now_rfc3339(),
+            tags: existing
+                .as_ref()
+                .map(|r| r.tags.clone())
+                .unwrap_or_default(),
+            limits: wanted.limits,
         };
         self.start_process(dir, &mut rec, wanted).await?;
         Ok(rec)
@@ -822,11 +860,13 @@ impl LocalDeployer {
                 max_error_rate: None,
                 max_p99_ms: None,
             });
+            rec.tags = req.tags.to_map();
             write_record(dir, &rec)?;
             return Ok(());
         }
         let mut rec = existing.expect("reuse implies a record");
         rec.fingerprint = req.fingerprint.clone();
+        rec.tags = req.tags.to_map();
         let new = wanted.variant.clone();
         let old = primary(&rec.variants)
             .cloned()
@@ -1008,6 +1048,7 @@ fn same_source(a: &VariantConfig, b: &VariantConfig) -> bool {
 impl Deployer for LocalDeployer {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
+            fields: crate::support::field_rules(),
             strategies: StrategyType::ALL.to_vec(),
             poll_interval: Duration::from_millis(250),
             ..Capabilities::default()
@@ -1045,6 +1086,8 @@ impl Deployer for LocalDeployer {
                     rollout: None,
                     fingerprint: req.fingerprint.clone(),
                     updated_at: now_rfc3339(),
+                    tags: req.tags.to_map(),
+                    limits: wanted.limits,
                 });
                 rec.rollout = Some(Rollout {
                     id,
@@ -1256,6 +1299,7 @@ impl Deployer for LocalDeployer {
                 token,
                 auth_ref: rec.auth_ref.clone(),
                 capture_percent: capture,
+                limits: rec.limits,
             };
             stop_process(rec.pid).await;
             self.start_process(&dir, &mut rec, &wanted).await?;

@@ -23,6 +23,7 @@
 pub mod deployer;
 pub mod monitor;
 
+mod compute;
 mod data;
 mod db;
 mod fsutil;
@@ -30,11 +31,13 @@ mod objects;
 mod process;
 mod registry;
 mod state;
+mod support;
 mod trainer;
 
 pub use data::LocalDataStore;
 pub use registry::LocalRegistry;
 pub use state::LocalState;
+pub use support::field_rules;
 pub use trainer::LocalTrainer;
 
 use mlctl_core::components::{ProviderConfig, Stack};
@@ -47,7 +50,8 @@ pub(crate) const PROVIDER: &str = "local";
 
 /// Builds the local stack for a target: every component over one state directory.
 ///
-/// `serve_exe` is the `mlctl` binary, which the deployer starts as `mlctl serve`.
+/// `serve_exe` is the `mlctl` binary, which the deployer starts as `mlctl serve` and the
+/// trainer uses to run script-mode jobs within their compute limits (`mlctl __limit`).
 ///
 /// # Errors
 /// The state directory cannot be created, or `state.db` cannot be opened or migrated.
@@ -57,7 +61,7 @@ pub fn stack(cfg: &ProviderConfig, serve_exe: PathBuf) -> Result<Stack, Provider
     Ok(Stack {
         provider: PROVIDER.to_string(),
         data: Arc::new(LocalDataStore::new(db.clone(), &state_dir)),
-        trainer: Arc::new(LocalTrainer::new(db.clone(), &state_dir)),
+        trainer: Arc::new(LocalTrainer::new(db.clone(), &state_dir, serve_exe.clone())),
         registry: Arc::new(LocalRegistry::new(db.clone(), &state_dir)),
         deployer: Arc::new(deployer::LocalDeployer::new(state_dir.clone(), serve_exe)),
         monitor: Arc::new(monitor::LocalMonitorSink::new(state_dir.clone())),

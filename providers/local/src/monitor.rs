@@ -103,7 +103,10 @@ pub fn read_captured(dir: &Path, limit: usize) -> std::io::Result<Vec<serde_json
 #[async_trait]
 impl MonitorSink for LocalMonitorSink {
     fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
+        Capabilities {
+            fields: crate::support::field_rules(),
+            ..Capabilities::default()
+        }
     }
 
     async fn configure(&self, _ctx: &OpContext, req: &MonitorRequest) -> Result<MonitorStatus> {

@@ -1,8 +1,14 @@
 //! Runs user commands (`sh -c`) as child processes: output streamed line by line into a log
 //! file that is kept, the last lines of stderr remembered for the error message, and the
 //! whole process group stopped on cancel.
+//!
+//! A command gets a scrubbed environment ([`child_env`]): the variables a program needs to
+//! run on this machine (PATH, HOME, locale, proxies, a Python or Conda environment, ...) and
+//! what mlctl sets for the job; never the rest of mlctl's environment, where cloud
+//! credentials and tokens live.
 
 use crate::PROVIDER;
+use crate::compute::Limits;
 use mlctl_core::error::{ProviderError, Result};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -27,10 +33,53 @@ pub(crate) struct Shell {
     pub command: String,
     /// Working directory.
     pub cwd: PathBuf,
-    /// Variables added to the inherited environment.
+    /// Variables set for the command, on top of [`child_env`].
     pub env: Vec<(String, String)>,
     /// The log file (appended to; stdout and stderr interleaved as they arrive).
     pub log: PathBuf,
+    /// Resource limits, applied by running the command through `mlctl __limit` (the path of
+    /// the mlctl executable comes with them).
+    pub limits: Option<(PathBuf, Limits)>,
+}
+
+/// Variables a command inherits from mlctl's environment, by name; `LC_*` too. Everything
+/// else (AWS_*, AZURE_*, tokens, `${env:...}` secrets of the spec) stays out.
+pub(crate) const INHERITED: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TMPDIR",
+    "TMP",
+    "TEMP",
+    "TERM",
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "VIRTUAL_ENV",
+    "CONDA_PREFIX",
+    "CONDA_DEFAULT_ENV",
+    "LD_LIBRARY_PATH",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+];
+
+/// The part of this process's environment a child command inherits ([`INHERITED`] and
+/// `LC_*`).
+pub(crate) fn child_env() -> Vec<(String, String)> {
+    std::env::vars()
+        .filter(|(k, _)| INHERITED.contains(&k.as_str()) || k.starts_with("LC_"))
+        .collect()
 }
 
 /// How a command ended.
@@ -92,9 +141,22 @@ pub(crate) async fn run(
         .open(&shell.log)
         .await
         .map_err(|e| io("open log file", e))?;
-    let mut cmd = tokio::process::Command::new("sh");
-    cmd.arg("-c")
-        .arg(&shell.command)
+    let program = ["sh".into(), "-c".into(), shell.command.clone().into()];
+    let mut cmd = match &shell.limits {
+        Some((mlctl, limits)) if limits.any() => {
+            let (exe, args) = limits.wrap(mlctl, &program);
+            let mut c = tokio::process::Command::new(exe);
+            c.args(args);
+            c
+        }
+        _ => {
+            let mut c = tokio::process::Command::new(&program[0]);
+            c.args(&program[1..]);
+            c
+        }
+    };
+    cmd.env_clear()
+        .envs(child_env())
         .current_dir(&shell.cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -230,6 +292,7 @@ mod tests {
             cwd: dir.path().to_path_buf(),
             env: vec![("GREETING".into(), "hi".into())],
             log: dir.path().join("logs/run.log"),
+            limits: None,
         };
         let (_tx, rx) = watch::channel(false);
         let mut lines = Vec::new();
@@ -254,6 +317,7 @@ mod tests {
             cwd: dir.path().to_path_buf(),
             env: vec![],
             log: dir.path().join("log"),
+            limits: None,
         };
         let (tx, rx) = watch::channel(false);
         let t0 = std::time::Instant::now();

@@ -206,6 +206,7 @@ fn run_lineage(c: &Connection, run: &str) -> rusqlite::Result<BTreeMap<String, S
 impl Registry for LocalRegistry {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
+            fields: crate::support::field_rules(),
             stage_history: true,
             ..Capabilities::default()
         }

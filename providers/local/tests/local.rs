@@ -49,6 +49,7 @@ impl Project {
             resource: resource.into(),
             fingerprint: fp.into(),
             commit: "c0ffee".into(),
+            labels: Default::default(),
         }
     }
 

@@ -75,20 +75,6 @@ fn dataset_path(name: &str) -> String {
     format!("datasets/{}.json", key(name))
 }
 
-/// The header and data-row count of CSV text (the mock does not parse quoting).
-fn csv_shape(text: &str) -> (Vec<String>, u64) {
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header = lines
-        .next()
-        .map(|h| {
-            h.split(',')
-                .map(|c| c.trim().trim_matches('"').to_string())
-                .collect()
-        })
-        .unwrap_or_default();
-    (header, lines.count() as u64)
-}
-
 impl Mock {
     /// Reads the dataset's content and describes the version it makes.
     fn read_dataset(&self, ctx: &OpContext, req: &DatasetRequest) -> Result<DatasetVersion> {
@@ -153,11 +139,39 @@ impl Mock {
                 } else {
                     DataFormat::Csv
                 });
-                let (columns, rows) = match format {
-                    DataFormat::Csv => csv_shape(&String::from_utf8_lossy(&bytes)),
-                    // Parquet is not parsed by the mock: columns from the schema, rows unknown.
-                    DataFormat::Parquet => (declared.clone(), 0),
-                };
+                // The data is read and checked as every target checks it, so a dry run on the
+                // mock fails where a real apply would.
+                let table = mlctl_ml::table::read_bytes(&bytes, format).map_err(|e| {
+                    err(
+                        ErrorKind::Invalid,
+                        op,
+                        format!("dataset `{}` ({src}): {e}", req.name),
+                    )
+                })?;
+                if let Some(schema) = &spec.schema {
+                    let report = mlctl_ml::validate::validate(&table, schema);
+                    if !report.ok {
+                        return Err(err(
+                            ErrorKind::Invalid,
+                            "validate dataset",
+                            format!("dataset `{}` ({src}): {report}", req.name),
+                        ));
+                    }
+                }
+                if let Some(target) = &spec.target
+                    && table.column(target).is_none()
+                {
+                    return Err(err(
+                        ErrorKind::Invalid,
+                        op,
+                        format!(
+                            "dataset `{}`: target column `{target}` is not in the data (columns: {})",
+                            req.name,
+                            table.names().join(", ")
+                        ),
+                    ));
+                }
+                let (columns, rows) = (table.names().to_vec(), table.n_rows() as u64);
                 let digest = self.store_blob(op, &bytes)?;
                 (digest.clone(), blob_uri(&digest), rows, columns)
             }
@@ -329,14 +343,6 @@ impl DataStore for Mock {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn csv_shape_counts_data_rows() {
-        let (cols, rows) = csv_shape("a,b,\"c\"\n1,2,3\n\n4,5,6\r\n");
-        assert_eq!(cols, vec!["a", "b", "c"]);
-        assert_eq!(rows, 2);
-        assert_eq!(csv_shape(""), (Vec::<String>::new(), 0));
-    }
 
     #[test]
     fn digests_are_checked() {

@@ -40,6 +40,8 @@
 //! - Out-of-band changes for drift tests: [`tamper_endpoint`], [`crash_endpoint`],
 //!   [`shift_traffic`]; [`capture`] feeds a monitor captured records.
 
+mod support;
+pub use support::field_rules;
 mod data;
 mod deployer;
 mod monitor;
@@ -183,6 +185,7 @@ impl Mock {
 
     pub(crate) fn capabilities(&self) -> Capabilities {
         Capabilities {
+            fields: support::field_rules(),
             algorithms: mlctl_spec::Algorithm::ALL.iter().map(|(_, a)| *a).collect(),
             script_mode: true,
             tuning_strategies: mlctl_spec::TuningStrategy::ALL.to_vec(),
@@ -193,6 +196,7 @@ impl Mock {
             strategies: mlctl_spec::StrategyType::ALL.to_vec(),
             monitor_status: false,
             poll_interval: POLL_INTERVAL,
+            notes: Vec::new(),
         }
     }
 }

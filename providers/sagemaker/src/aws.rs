@@ -125,6 +125,8 @@ pub(crate) struct Aws {
     pub region: String,
     pub endpoint_url: Option<String>,
     pub settings: Settings,
+    /// The target's settings as written (resolved), for what the target declares.
+    pub target: mlctl_spec::SagemakerTarget,
 }
 
 /// Splits `s3://bucket/some/prefix` into the bucket and the prefix.
@@ -199,6 +201,7 @@ impl Aws {
             region,
             endpoint_url,
             settings,
+            target: t.clone(),
         })
     }
 

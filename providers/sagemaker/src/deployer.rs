@@ -641,6 +641,7 @@ impl SageMakerDeployer {
 impl Deployer for SageMakerDeployer {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
+            fields: crate::support::field_rules(&self.aws.target),
             strategies: StrategyType::ALL.to_vec(),
             poll_interval: self.aws.settings.poll_interval,
             ..Capabilities::default()
@@ -861,11 +862,20 @@ impl Deployer for SageMakerDeployer {
                     .unwrap_or_default()
                     .to_string()
             };
+            // The user's labels stay as the endpoint has them.
+            let labels = tags_now
+                .tags()
+                .iter()
+                .filter_map(|t| Some((t.key()?, t.value().unwrap_or_default())))
+                .filter(|(k, _)| !k.starts_with("mlctl:") && !k.starts_with("aws:"))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
             let mlctl_tags = Tags {
                 project: ctx.project.clone(),
                 resource: format!("Endpoint/{name}"),
                 fingerprint: get("mlctl:fingerprint"),
                 commit: ctx.commit.clone(),
+                labels,
             };
             let tags = Self::tags_for(&mlctl_tags, &to.model, to.version);
             let model = self.ensure_model(ctx, &endpoint, to, &tags).await?;

@@ -39,6 +39,7 @@ mod names;
 mod registry;
 mod state;
 mod store;
+mod support;
 mod trainer;
 
 #[cfg(test)]
@@ -51,6 +52,7 @@ pub use images::{ALGORITHM_MAPPING, default_framework_image};
 pub use monitor::SageMakerMonitorSink;
 pub use registry::SageMakerRegistry;
 pub use state::S3StateStore;
+pub use support::field_rules;
 pub use trainer::SageMakerTrainer;
 
 use aws::Aws;

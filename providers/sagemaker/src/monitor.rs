@@ -248,6 +248,7 @@ impl SageMakerMonitorSink {
 impl MonitorSink for SageMakerMonitorSink {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
+            fields: crate::support::field_rules(&self.aws.target),
             poll_interval: self.aws.settings.poll_interval,
             ..Capabilities::default()
         }

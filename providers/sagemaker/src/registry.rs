@@ -368,6 +368,7 @@ impl SageMakerRegistry {
 impl Registry for SageMakerRegistry {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
+            fields: crate::support::field_rules(&self.aws.target),
             stage_history: true,
             poll_interval: self.aws.settings.poll_interval,
             ..Capabilities::default()

@@ -68,6 +68,7 @@ fn tags(resource: &str) -> Tags {
         resource: resource.into(),
         fingerprint: "f1ng3rpr1nt".into(),
         commit: "c0ffee".into(),
+        labels: Default::default(),
     }
 }
 
@@ -115,6 +116,12 @@ fn aws(s3: &[&Rule], sm: &[&Rule], features: Features) -> Arc<Aws> {
             multipart_threshold: 64 << 20,
             part_size: 16 << 20,
             features,
+        },
+        target: mlctl_spec::SagemakerTarget {
+            region: "us-east-1".into(),
+            role_arn: ROLE.into(),
+            bucket: "s3://bkt/p".into(),
+            ..Default::default()
         },
     })
 }

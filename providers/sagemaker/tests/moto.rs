@@ -783,6 +783,7 @@ async fn examples_iris_applies_replans_clean_and_destroys() {
     let empty = Desired {
         project: ctx.project.clone(),
         commit: Fixture::commit(2),
+        labels: Default::default(),
         resources: Vec::new(),
     };
     let p = plan::plan(

@@ -1,6 +1,7 @@
 //! One module per command.
 
 mod init;
+pub mod limit;
 mod plan;
 mod registry;
 pub mod serve;
@@ -14,7 +15,9 @@ use clap::CommandFactory;
 /// Runs a command; returns the exit code.
 pub fn run(cli: Cli) -> Result<u8> {
     match cli.command {
-        Command::Validate { output } => validate::run(&cli.global.project, output),
+        Command::Validate { output, target } => {
+            validate::run(&cli.global.project, output, target.as_deref())
+        }
         Command::Schema => {
             print!("{}", mlctl_spec::schema::json_schema());
             Ok(0)
@@ -85,9 +88,15 @@ pub fn run(cli: Cli) -> Result<u8> {
             endpoint,
             to,
             target,
-        } => registry::rollback(&cli.global.project, &endpoint, to, &target),
+            lock_timeout,
+        } => registry::rollback(&cli.global.project, &endpoint, to, &target, &lock_timeout),
         Command::Serve(args) => serve::run_serve(&cli.global.project, args),
         Command::Predict(args) => serve::run_predict(&cli.global.project, args),
+        Command::Limit(args) => limit::run(args),
+        Command::SupportMatrix => {
+            print!("{}", crate::support::matrix());
+            Ok(0)
+        }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "mlctl", &mut std::io::stdout());
             Ok(0)

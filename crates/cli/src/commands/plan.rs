@@ -47,9 +47,10 @@ pub fn plan(
     out: Option<&Path>,
 ) -> Result<u8> {
     let s = session::open(project, target, rev)?;
+    let notes = s.ensure_supported()?;
     let desired = s.desired()?;
     let observed = observe(&s, &ApplyOptions::default())?;
-    let plan = planner::plan(
+    let mut plan = planner::plan(
         &desired,
         &observed,
         &s.target_name,
@@ -58,6 +59,7 @@ pub fn plan(
             destroy: false,
         },
     );
+    plan.notes = notes;
     print!("{}", render(&plan, output)?);
     if let Some(out) = out {
         std::fs::write(out, serde_json::to_string_pretty(&plan)? + "\n")
@@ -107,6 +109,22 @@ fn rand_seed() -> u128 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0)
+}
+
+/// Runs `f` holding the target's lock (taken within `timeout`), releasing it afterwards: what
+/// every command that changes a target does, so two of them never interleave.
+pub fn with_lock<T>(s: &Session, timeout: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let lock = take_lock(s, timeout)?;
+    let result = f();
+    let released = s.rt.block_on(lock.release());
+    let value = result?;
+    released.map_err(|e| {
+        anyhow!(
+            "done, but releasing the lock of target `{}` failed: {e}",
+            s.target_name
+        )
+    })?;
+    Ok(value)
 }
 
 /// Takes the target's lock, waiting up to `timeout`.
@@ -167,14 +185,20 @@ struct Mode {
 
 /// `mlctl apply`, `reconcile` and `destroy` share this.
 fn run(s: Session, mode: Mode, args: &ApplyArgs, saved: Option<Plan>) -> Result<u8> {
+    // What a target cannot honour is refused before anything is created; destroying what an
+    // older spec made needs no such check.
+    let notes = if mode.destroy {
+        Vec::new()
+    } else {
+        s.ensure_supported()?
+    };
     let opts = ApplyOptions {
         concurrency: args.concurrency.max(1),
         ..ApplyOptions::default()
     };
     let desired = s.desired()?;
     // Plan under the lock, so what is applied is what was shown.
-    let lock = take_lock(&s, &args.lock_timeout)?;
-    let result = (|| -> Result<u8> {
+    with_lock(&s, &args.lock_timeout, || {
         let observed = observe(&s, &opts)?;
         let plan = match saved {
             Some(saved) => {
@@ -191,6 +215,8 @@ fn run(s: Session, mode: Mode, args: &ApplyArgs, saved: Option<Plan>) -> Result<
                 },
             ),
         };
+        let mut plan = plan;
+        plan.notes = notes;
         print!("{}", plan.render_human(&paint));
         if !plan.has_changes() {
             return Ok(0);
@@ -233,11 +259,7 @@ fn run(s: Session, mode: Mode, args: &ApplyArgs, saved: Option<Plan>) -> Result<
             );
             Ok(0)
         }
-    })();
-    let released = s.rt.block_on(lock.release());
-    let code = result?;
-    released.map_err(|e| anyhow!("the apply finished but releasing the lock failed: {e}"))?;
-    Ok(code)
+    })
 }
 
 /// Refuses a saved plan that no longer fits the target or the spec.

@@ -176,11 +176,13 @@ pub fn models(project: &Path, cmd: ModelsCommand) -> Result<u8> {
             name,
             model_version: version,
             target,
+            lock_timeout,
         } => {
             let s = session::open_target(project, &target)?;
-            let v =
+            let v = crate::commands::plan::with_lock(&s, &lock_timeout, || {
                 s.rt.block_on(s.stack.registry.approve(&s.ctx, &name, version))
-                    .map_err(|e| anyhow!("{e}"))?;
+                    .map_err(|e| anyhow!("{e}"))
+            })?;
             println!(
                 "Approved {} v{} (now in {}). Run `mlctl apply` to promote it as the spec says.",
                 v.model,
@@ -342,8 +344,14 @@ pub fn rollback(
     endpoint: &str,
     to: Option<u32>,
     target: &TargetArgs,
+    lock_timeout: &str,
 ) -> Result<u8> {
     let s = session::open_target(project, target)?;
+    crate::commands::plan::with_lock(&s, lock_timeout, || rollback_locked(&s, endpoint, to))
+}
+
+/// [`rollback`] with the target's lock held.
+fn rollback_locked(s: &session::Session, endpoint: &str, to: Option<u32>) -> Result<u8> {
     let id = ResourceId::new(Kind::Endpoint, endpoint);
     let observed =
         s.rt.block_on(s.stack.state.observe(&s.ctx.project))
@@ -367,7 +375,7 @@ pub fn rollback(
     let Some(serving) = current.variants.iter().max_by_key(|v| v.weight) else {
         bail!("endpoint `{endpoint}` serves no model")
     };
-    let all = versions(&s, &serving.model)?;
+    let all = versions(s, &serving.model)?;
     let to_version = match to {
         Some(v) => all.iter().find(|x| x.version == v).ok_or_else(|| anyhow!("model `{}` has no version {v}", serving.model))?,
         None => all

@@ -2,7 +2,7 @@
 
 use crate::cli::Output;
 use crate::style;
-use anyhow::Result;
+use anyhow::{Result, anyhow};
 use mlctl_spec::{Diagnostic, DirFiles, Kind, Spec};
 use std::path::Path;
 
@@ -39,9 +39,19 @@ pub fn summary(spec: &Spec) -> String {
         .join(", ")
 }
 
-pub fn run(project: &Path, output: Output) -> Result<u8> {
-    let loaded = mlctl_spec::load(&DirFiles::new(project));
+pub fn run(project: &Path, output: Output, target: Option<&str>) -> Result<u8> {
+    let mut loaded = mlctl_spec::load(&DirFiles::new(project));
+    if let (Some(name), Some(spec)) = (target, &loaded.spec) {
+        let (name, t) = spec.project.target(Some(name)).map_err(|e| anyhow!(e))?;
+        let ts = crate::support::for_config(spec, name, t)?;
+        let refusals = crate::support::refusals(spec, name, &ts);
+        loaded.diagnostics.extend(refusals);
+    }
     let errors = loaded.errors().count();
+    // Refusals make the spec unusable on that target, like any error.
+    if errors > 0 {
+        loaded.spec = None;
+    }
     match output {
         Output::Json => {
             let out = serde_json::json!({

@@ -450,11 +450,14 @@ pub(crate) fn output_of<T: for<'de> serde::Deserialize<'de>>(
 }
 
 pub(crate) fn tags(sh: &Shared, d: &DesiredResource) -> Tags {
+    let mut labels = sh.desired.labels.clone();
+    labels.extend(d.resource.metadata.labels.clone());
     Tags {
         project: sh.ctx.project.clone(),
         resource: d.resource.id.to_string(),
         fingerprint: d.fingerprint.0.clone(),
         commit: sh.ctx.commit.clone(),
+        labels,
     }
 }
 

@@ -7,6 +7,7 @@
 
 use super::{TrialOutput, TrialRun};
 use crate::PROVIDER;
+use crate::compute::Limits;
 use crate::fsutil::sniff_format;
 use crate::process::note;
 use mlctl_core::error::{ErrorKind, ProviderError, Result};
@@ -120,12 +121,24 @@ pub(crate) fn run(t: &TrialRun<'_>, cancel: &watch::Receiver<bool>) -> Result<Tr
         target: job.target_column.as_deref(),
         seed: SEED,
     };
-    let mut model =
-        mlctl_ml::train(req).map_err(|e| invalid(format!("{}: {e}", algorithm.as_str())))?;
-    let fit_secs = t0.elapsed().as_secs_f64();
-    let metrics = mlctl_ml::metrics::evaluate(&model, &test)
-        .map_err(|e| invalid(format!("evaluation on the held-out rows: {e}")))?;
-    model.set_metrics(metrics.clone());
+    // `compute.cpu` and `overrides.local.threads`: the built-in's threads.
+    let fit = || {
+        let mut model =
+            mlctl_ml::train(req).map_err(|e| invalid(format!("{}: {e}", algorithm.as_str())))?;
+        let fit_secs = t0.elapsed().as_secs_f64();
+        let metrics = mlctl_ml::metrics::evaluate(&model, &test)
+            .map_err(|e| invalid(format!("evaluation on the held-out rows: {e}")))?;
+        model.set_metrics(metrics.clone());
+        Ok::<_, ProviderError>((model, metrics, fit_secs))
+    };
+    let (mut model, metrics, fit_secs) = match Limits::of(job.spec.compute.as_ref()).threads {
+        Some(n) => rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .map_err(|e| invalid(format!("cannot start {n} training threads: {e}")))?
+            .install(fit)?,
+        None => fit()?,
+    };
     let lineage = model.lineage_mut();
     lineage.insert("run".into(), t.run_id.clone());
     lineage.insert("trainingJob".into(), job.job_name.clone());

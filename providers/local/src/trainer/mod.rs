@@ -75,6 +75,8 @@ pub(crate) struct TrialRun<'a> {
     pub log: PathBuf,
     /// Successive halving: the fraction of the full budget (training rows) for this round.
     pub budget: Option<f64>,
+    /// The mlctl executable, which runs script-mode commands within their `compute` limits.
+    pub mlctl: PathBuf,
 }
 
 /// What a training execution produced.
@@ -160,6 +162,8 @@ struct Inner {
     state_dir: PathBuf,
     me: Owner,
     code_digests: Mutex<DigestCache>,
+    /// The mlctl executable (`mlctl __limit` applies a job's compute limits).
+    mlctl: PathBuf,
 }
 
 /// A tracked run's directory and log.
@@ -366,7 +370,7 @@ impl Inner {
 }
 
 impl LocalTrainer {
-    pub(crate) fn new(db: Db, state_dir: &Path) -> Self {
+    pub(crate) fn new(db: Db, state_dir: &Path, mlctl: PathBuf) -> Self {
         let state_dir =
             std::fs::canonicalize(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
         let code_digests = Mutex::new(DigestCache::open(
@@ -378,6 +382,7 @@ impl LocalTrainer {
                 state_dir,
                 me: Owner::me(),
                 code_digests,
+                mlctl,
             }),
         }
     }
@@ -495,6 +500,7 @@ async fn execute(
                 run_dir: parent.dir.clone(),
                 log: parent.log.clone(),
                 budget: None,
+                mlctl: inner.mlctl.clone(),
             };
             let p = progress.clone();
             run_trial(&t, cancel, Arc::new(move |m| p(None, m)))
@@ -551,12 +557,13 @@ async fn run_trial(
     progress: Arc<dyn Fn(String) + Send + Sync>,
 ) -> Result<TrialOutput> {
     if t.job.spec.algorithm.is_some() {
-        let (job, params, run_dir, log, budget) = (
+        let (job, params, run_dir, log, budget, mlctl) = (
             t.job.clone(),
             t.params.clone(),
             t.run_dir.clone(),
             t.log.clone(),
             t.budget,
+            t.mlctl.clone(),
         );
         let run_id = t.run_id.clone();
         blocking("training", move || {
@@ -567,6 +574,7 @@ async fn run_trial(
                 run_dir,
                 log,
                 budget,
+                mlctl,
             };
             builtin::run(&t, &cancel)
         })
@@ -653,6 +661,7 @@ async fn tune(
                         run_dir: run.dir.clone(),
                         log: run.log.clone(),
                         budget,
+                        mlctl: inner.mlctl.clone(),
                     };
                     let out = run_trial(&t, cancel, Arc::new(|_| {}))
                         .await
@@ -836,6 +845,7 @@ fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(RunRecord, String, S
 impl Trainer for LocalTrainer {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
+            fields: crate::support::field_rules(),
             algorithms: builtin::algorithms(),
             script_mode: true,
             tuning_strategies: TuningStrategy::ALL.to_vec(),

@@ -299,11 +299,13 @@ pub(crate) async fn run(
     };
     let regexes = MetricRegexes::compile(t.job)?;
     let (cwd, env) = prepare(t)?;
+    let limits = crate::compute::Limits::of(t.job.spec.compute.as_ref());
     let shell = Shell {
         command: command.clone(),
         cwd,
         env,
         log: t.log.clone(),
+        limits: Some((t.mlctl.clone(), limits)),
     };
     let scraped = Arc::new(Mutex::new(BTreeMap::new()));
     let sink = scraped.clone();

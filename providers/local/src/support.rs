@@ -1,0 +1,159 @@
+//! What the local target honours of the spec, field by field (see `mlctl_core::support`).
+//! Every component of the local stack declares from this one table.
+
+use mlctl_core::support::{FieldRules, Refusal, Support, number, source_schemes};
+use mlctl_spec::{Kind, Resource};
+use std::sync::OnceLock;
+
+/// The cores this machine gives mlctl.
+pub(crate) fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn no_gpu() -> Support {
+    Support::check("honoured as 0; refused above 0", |_, _, node| {
+        (number(node).unwrap_or(0.0) > 0.0).then(|| {
+            Refusal::new(
+                "the local target runs without GPUs",
+                "remove `compute.gpu` for local targets, or train on a sagemaker target",
+            )
+        })
+    })
+}
+
+fn cpu_limit() -> Support {
+    Support::check(
+        "honoured: the process is pinned to ceil(cpu) cores of this machine, and its thread pools sized to match; refused above this machine's cores",
+        |_, _, node| {
+            let cpu = number(node)?;
+            let have = cores();
+            (cpu.ceil() as usize > have).then(|| {
+                Refusal::new(
+                    format!("compute.cpu asks for {cpu} cores; this machine has {have}"),
+                    format!("ask for at most {have}, or run on a cloud target"),
+                )
+            })
+        },
+    )
+}
+
+fn is_script_mode(r: &Resource) -> bool {
+    r.as_training_job().is_some_and(|t| t.command.is_some())
+}
+
+/// The local target's declarations for every kind.
+pub fn field_rules() -> FieldRules {
+    static RULES: OnceLock<FieldRules> = OnceLock::new();
+    RULES.get_or_init(build).clone()
+}
+
+fn build() -> FieldRules {
+    let mut r = FieldRules::new();
+    for kind in Kind::ALL {
+        r = r.with(
+            &format!("{kind}.metadata.labels"),
+            Support::honoured_as("tags on the resource's records in the target's state"),
+        );
+    }
+    r = r
+        // Datasets
+        .with(
+            "Dataset.spec.source",
+            source_schemes(
+                "local",
+                &["", "https"],
+                "copy the data into the project (pin a download with `digest`), or apply this dataset on a target that reads it",
+            ),
+        )
+        .with("Dataset.spec.format", Support::Honoured)
+        .with("Dataset.spec.digest", Support::Honoured)
+        .with("Dataset.spec.target", Support::Honoured)
+        .with_all("Dataset.spec.schema", Support::Honoured)
+        .with_all("Dataset.spec.split", Support::Honoured)
+        .with_all("Dataset.spec.transform", Support::Honoured)
+        // Training
+        .with("TrainingJob.spec.algorithm", Support::Honoured)
+        .with("TrainingJob.spec.command", Support::Honoured)
+        .with("TrainingJob.spec.code", Support::Honoured)
+        .with(
+            "TrainingJob.spec.image",
+            Support::not_applicable(
+                "the local target runs the command on this machine, with the tools on its PATH; `image` is for cloud targets",
+            ),
+        )
+        .with("TrainingJob.spec.hyperparameters", Support::Honoured)
+        .with_all("TrainingJob.spec.metrics", Support::Honoured)
+        .with(
+            "TrainingJob.spec.tuning.strategy",
+            Support::one_of(
+                vec!["grid", "random", "halving"],
+                "tuning strategy",
+                "use `random` or `halving` on the local target; Bayesian optimisation runs on sagemaker targets".into(),
+            ),
+        )
+        .with_all("TrainingJob.spec.tuning", Support::Honoured)
+        .with("TrainingJob.spec.compute.cpu", cpu_limit())
+        .with(
+            "TrainingJob.spec.compute.memory",
+            Support::check(
+                "honoured for script mode (the job's processes get a data-size limit, RLIMIT_DATA); refused for built-ins, which train inside mlctl",
+                |_, r, _| {
+                    (!is_script_mode(r)).then(|| {
+                        Refusal::new(
+                            "a built-in trains inside the mlctl process, where a memory limit would stop mlctl itself",
+                            "remove `compute.memory` for local targets, or train in script mode (`command` + `code`)",
+                        )
+                    })
+                },
+            ),
+        )
+        .with("TrainingJob.spec.compute.gpu", no_gpu())
+        .with(
+            "TrainingJob.spec.compute.overrides.local.threads",
+            Support::honoured_as("worker threads of a built-in; OMP_NUM_THREADS and friends for a script"),
+        )
+        // Registry
+        .with("Model.spec.description", Support::Honoured)
+        // Endpoints
+        .with_all("Endpoint.spec.strategy", Support::Honoured)
+        .with(
+            "Endpoint.spec.strategy.rollback.alarms",
+            Support::refused(
+                "CloudWatch alarms exist on SageMaker only",
+                "use `maxErrorRate` and `maxP99LatencyMs`, which the local target judges itself",
+            ),
+        )
+        .with(
+            "Endpoint.spec.instances",
+            Support::check("honoured as 1 (one `mlctl serve` process); refused above 1", |_, _, node| {
+                (number(node).unwrap_or(1.0) > 1.0).then(|| {
+                    Refusal::new(
+                        "a local endpoint runs one server process",
+                        "use `instances: 1` on local targets (the process uses every core it may), or scale on a cloud target",
+                    )
+                })
+            }),
+        )
+        .with("Endpoint.spec.port", Support::Honoured)
+        .with("Endpoint.spec.capture.samplingPercent", Support::Honoured)
+        .with(
+            "Endpoint.spec.capture.destination",
+            Support::refused(
+                "the local target writes captured data to its own store (the endpoint's directory under the target's state), where monitors read it",
+                "leave `destination` out for local targets",
+            ),
+        )
+        .with("Endpoint.spec.auth.token", Support::Honoured)
+        .with_all("Endpoint.spec.serve", Support::Honoured)
+        .with("Endpoint.spec.compute.cpu", cpu_limit())
+        .with(
+            "Endpoint.spec.compute.memory",
+            Support::honoured_as("each server process gets a data-size limit (RLIMIT_DATA)"),
+        )
+        .with("Endpoint.spec.compute.gpu", no_gpu())
+        .with(
+            "Endpoint.spec.compute.overrides.local.threads",
+            Support::honoured_as("worker threads of each server process"),
+        );
+    r
+}

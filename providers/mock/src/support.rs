@@ -1,0 +1,36 @@
+//! What the mock target does with the spec, field by field (see `mlctl_core::support`): it
+//! simulates what a real target would do, records it, and reflects it in its observed state;
+//! data is read and checked for real, so a dry run fails where an apply would.
+
+use mlctl_core::support::{FieldRules, Support};
+use mlctl_spec::Kind;
+use std::sync::OnceLock;
+
+/// The mock's declarations for every kind.
+pub fn field_rules() -> FieldRules {
+    static RULES: OnceLock<FieldRules> = OnceLock::new();
+    RULES.get_or_init(build).clone()
+}
+
+fn build() -> FieldRules {
+    let mut r = FieldRules::new();
+    for kind in Kind::ALL {
+        r = r.with(
+            &format!("{kind}.metadata.labels"),
+            Support::honoured_as("recorded with each resource's tags in the mock's files"),
+        );
+    }
+    r.with(
+        "Dataset.spec.source",
+        Support::honoured_as("project files are read; URLs are recorded, not fetched"),
+    )
+    .with("Dataset.spec.format", Support::Honoured)
+    .with("Dataset.spec.target", Support::Honoured)
+    .with_all("Dataset.spec.schema", Support::Honoured)
+    .with("Dataset.spec.digest", Support::Simulated)
+    .with_all("Dataset.spec.split", Support::Simulated)
+    .with_all("Dataset.spec.transform", Support::Simulated)
+    .with_all("TrainingJob.spec", Support::Simulated)
+    .with("Model.spec.description", Support::Simulated)
+    .with_all("Endpoint.spec", Support::Simulated)
+}
