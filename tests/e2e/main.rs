@@ -6,6 +6,7 @@
 mod common;
 mod conformance;
 mod local;
+mod paths;
 mod reconcile;
 mod sagemaker;
 mod serve;

@@ -5,6 +5,7 @@
 
 mod cli;
 mod commands;
+mod paths;
 mod progress;
 mod session;
 mod style;

@@ -183,6 +183,18 @@ impl Session {
             .project
             .target(Some(&self.target_name))
             .map_err(|e| anyhow!(e))?;
+        let escapes = crate::paths::escapes(&self.spec, &self.project_dir);
+        if !escapes.is_empty() {
+            print_diagnostics(&escapes);
+            eprintln!(
+                "error: {} path{} of the spec at {} lead{} outside the project; nothing was changed",
+                escapes.len(),
+                if escapes.len() == 1 { "" } else { "s" },
+                self.commit.short_sha,
+                if escapes.len() == 1 { "s" } else { "" },
+            );
+            return Err(Exit(1).into());
+        }
         let ts = crate::support::for_stack(&self.spec, &self.target_name, target, &self.stack);
         let diags = crate::support::refusals(&self.spec, &self.target_name, &ts);
         if diags.is_empty() {

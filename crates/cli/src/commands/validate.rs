@@ -41,6 +41,10 @@ pub fn summary(spec: &Spec) -> String {
 
 pub fn run(project: &Path, output: Output, target: Option<&str>) -> Result<u8> {
     let mut loaded = mlctl_spec::load(&DirFiles::new(project));
+    if let Some(spec) = &loaded.spec {
+        let escapes = crate::paths::escapes(spec, project);
+        loaded.diagnostics.extend(escapes);
+    }
     if let (Some(name), Some(spec)) = (target, &loaded.spec) {
         let (name, t) = spec.project.target(Some(name)).map_err(|e| anyhow!(e))?;
         let ts = crate::support::for_config(spec, name, t)?;

@@ -1,0 +1,82 @@
+//! No path of the spec reaches outside the project, after symlinks are resolved.
+
+use crate::common::*;
+
+/// A file outside the project, standing for `~/.aws/credentials`.
+fn outside_secret() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("credentials");
+    std::fs::write(&file, "[default]\naws_secret_access_key = not-for-mlctl\n").unwrap();
+    (dir, file)
+}
+
+#[test]
+fn a_link_out_of_a_code_dir_is_refused_before_anything_runs() {
+    let (_outside, secret) = outside_secret();
+    let p = TestProject::example("housing");
+    std::os::unix::fs::symlink(&secret, p.path().join("src/creds")).unwrap();
+    let run = p.mlctl(&["validate"]).expect_code(1);
+    assert!(
+        run.stderr.contains("error[path-outside-project]: `code` of TrainingJob/housing-train (`src/`) holds links to paths outside the project: src/creds -> "),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("--> ml/train.yaml:"), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("not-for-mlctl"),
+        "the linked file's content must never be shown"
+    );
+    // Through plan too, in a git repository.
+    let g = TestProject::example_in_git("housing");
+    std::os::unix::fs::symlink(&secret, g.path().join("src/creds")).unwrap();
+    g.commit_all("a link out");
+    let run = g.mlctl(&["plan"]).expect_code(1);
+    assert!(
+        run.stderr.contains("path-outside-project"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("lead outside the project; nothing was changed")
+            || run
+                .stderr
+                .contains("leads outside the project; nothing was changed"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_source_that_links_out_of_the_project_is_refused() {
+    let (_outside, secret) = outside_secret();
+    let p = TestProject::example("iris");
+    let data = p.path().join("data/iris.csv");
+    std::fs::remove_file(&data).unwrap();
+    std::os::unix::fs::symlink(&secret, &data).unwrap();
+    let run = p.mlctl(&["validate"]).expect_code(1);
+    assert!(
+        run.stderr
+            .contains("`source` of Dataset/iris is `data/iris.csv`, which resolves to "),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("outside the project"), "{}", run.stderr);
+}
+
+#[test]
+fn a_dotdot_source_is_refused_as_written() {
+    let p = TestProject::example("iris");
+    p.replace(
+        "ml/data.yaml",
+        "source: data/iris.csv",
+        "source: ../iris.csv",
+    );
+    let run = p.mlctl(&["validate"]).expect_code(1);
+    assert!(
+        run.stderr
+            .contains("source `../iris.csv` is outside the project"),
+        "{}",
+        run.stderr
+    );
+}
