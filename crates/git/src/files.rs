@@ -18,8 +18,9 @@ const MODE_SYMLINK: i32 = 0o120000;
 ///
 /// # Guarantees
 /// - Paths are `/`-separated and relative to the project directory; `.` and `..` are resolved
-///   lexically, and `..` may leave the project but never the repository (that reads as absent).
-/// - Symbolic links committed in the tree are followed when they stay inside the repository;
+///   lexically. A path that leaves the project directory, as written or through a symbolic
+///   link, is an error (`PermissionDenied`): nothing of the spec reaches outside the project.
+/// - Symbolic links committed in the tree are followed when they stay inside the project;
 ///   a link to an absolute path is an error (its target is not in the commit).
 /// - [`list`](mlctl_spec::Files::list) returns blobs (and links) only, sorted, as
 ///   [`mlctl_spec::DirFiles`] does; submodules are skipped.
@@ -86,7 +87,12 @@ impl<'r> TreeFiles<'r> {
         }
         let mut full = self.prefix.clone();
         if !push_components(&mut full, path) {
-            return Ok(None);
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{path} leads outside the repository; keep what the spec reads inside the project"
+                ),
+            ));
         }
         self.lookup(full, path)
     }
@@ -96,6 +102,15 @@ impl<'r> TreeFiles<'r> {
     fn lookup(&self, mut path: Vec<String>, asked: &str) -> io::Result<Option<Found<'r>>> {
         let mut hops = 0;
         'restart: loop {
+            if !path.starts_with(&self.prefix) {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!(
+                        "{asked} leads outside the project directory (to `{}` in the repository); keep what the spec reads inside the project",
+                        path.join("/")
+                    ),
+                ));
+            }
             let mut tree = self.root.clone();
             for i in 0..path.len() {
                 let (id, kind, mode) = match tree.get_name(&path[i]) {

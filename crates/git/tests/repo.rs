@@ -210,9 +210,9 @@ fn diff_shows_added_removed_resources_and_project_changes() {
     assert_eq!(
         diff.to_string(),
         "~ Project\n    targets.staging.region: \"eu-west-1\" -> \"us-east-1\"\n\
-         + Dataset/iris-copy\n- Endpoint/iris\n- Monitor/iris-drift"
+         + Dataset/iris-copy\n- Endpoint/iris"
     );
-    assert_eq!(diff.summary(), "1 added, 1 changed, 2 removed");
+    assert_eq!(diff.summary(), "1 added, 1 changed, 1 removed");
     // And back: the reverse diff mirrors it.
     let back = spec_diff(&spec_at(&repo, "HEAD"), &spec_at(&repo, "HEAD~1"));
     assert_eq!(back.removed, diff.added);
@@ -244,11 +244,21 @@ fn project_in_a_subdirectory_of_the_repository() {
             "ml/train.yaml"
         ]
     );
-    assert_eq!(
-        files.read("../../../README.md").unwrap().as_deref(),
-        Some("monorepo\n")
-    );
-    assert_eq!(files.read("../../../../outside").unwrap(), None);
+    // Nothing of the spec reaches outside the project: not the rest of the repository, not
+    // above it.
+    for outside in [
+        "../../../README.md",
+        "../../../../outside",
+        "../iris2/x.yaml",
+    ] {
+        let e = files.read(outside).unwrap_err();
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::PermissionDenied,
+            "{outside}: {e}"
+        );
+        assert!(e.to_string().contains("outside the"), "{e}");
+    }
     assert_eq!(files.read("nope.yaml").unwrap(), None);
     assert_eq!(files.list("nope").unwrap(), None);
     assert_eq!(files.list("mlctl.yaml").unwrap(), None);
@@ -293,12 +303,15 @@ fn tree_files_agree_with_the_work_tree_when_clean() {
 
 #[cfg(unix)]
 #[test]
-fn committed_symlinks_are_followed_inside_the_repository() {
+fn committed_symlinks_are_followed_inside_the_project_only() {
     let t = TestRepo::iris("proj");
     std::os::unix::fs::symlink("iris.csv", t.project().join("data/current.csv")).unwrap();
     std::os::unix::fs::symlink("data", t.project().join("latest")).unwrap();
     std::os::unix::fs::symlink("/etc/hostname", t.project().join("abs")).unwrap();
     std::os::unix::fs::symlink("loop", t.project().join("loop")).unwrap();
+    // In the repository, but outside the project.
+    std::fs::write(t.dir.path().join("secret.txt"), "not the project's\n").unwrap();
+    std::os::unix::fs::symlink("../secret.txt", t.project().join("out")).unwrap();
     t.commit("links");
     let repo = t.open();
     let files = repo.files_at(&repo.head_commit().unwrap()).unwrap();
@@ -328,6 +341,13 @@ fn committed_symlinks_are_followed_inside_the_repository() {
             .unwrap_err()
             .to_string()
             .contains("symbolic links")
+    );
+    let e = files.read("out").unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied);
+    assert!(
+        e.to_string()
+            .contains("out leads outside the project directory"),
+        "{e}"
     );
 }
 
