@@ -7,7 +7,9 @@
 set -euo pipefail
 example="${1:-iris}"
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cargo build --release -p mlctl-cli --manifest-path "$repo/Cargo.toml"
+# The local and mock targets only: the cloud providers' SDKs are most of a full build (build
+# them with `cargo build --release -p mlctl-cli`, whose default features include sagemaker).
+cargo build --release -p mlctl-cli --no-default-features --manifest-path "$repo/Cargo.toml"
 mlctl="${CARGO_TARGET_DIR:-$repo/target}/release/mlctl"
 dir="${MLCTL_EXAMPLE_DIR:-$(mktemp -d)/$example}"
 "$mlctl" init --example "$example" "$dir"
