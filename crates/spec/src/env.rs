@@ -1,7 +1,51 @@
-//! `${env:NAME}` references and literal-credential detection.
+//! `${env:NAME}` references, where mlctl resolves them, and literal-credential detection.
 //!
 //! Secrets and per-environment values are written as `${env:NAME}` and resolved at apply time,
-//! never stored or printed. A literal that looks like a cloud credential is an error.
+//! never stored or printed, in the fields [`resolvable_fields`] lists and nowhere else (the
+//! validator rejects a reference anywhere else). A literal that looks like a cloud credential
+//! is an error.
+
+/// The fields where mlctl resolves `${env:NAME}`: `Kind.path.to.field`, with `*` for any one
+/// key (a target's name, a hyperparameter's name). The validator rejects a reference in any
+/// other field, and the engine resolves exactly these, so the two read this one list.
+///
+/// - `Project.spec.targets.*.*`: every string setting of a target (`region`, `roleArn`,
+///   `bucket`, `root`, ...; see [`crate::Target::settings_mut`]);
+/// - `Dataset.spec.source`: where the data is;
+/// - `TrainingJob.spec.image`: the container image of a script-mode job;
+/// - `TrainingJob.spec.hyperparameters.*`: a hyperparameter given as a string;
+/// - `Endpoint.spec.auth.token`: the bearer token (always a reference);
+/// - `Endpoint.spec.capture.destination`: where captured requests go;
+/// - `Monitor.spec.onBreach.notify.webhook`: the webhook URL (always a reference).
+///
+/// Commands (`command` anywhere) are run by a shell, which reads `$NAME` itself.
+pub fn resolvable_fields() -> &'static [&'static str] {
+    &[
+        "Project.spec.targets.*.*",
+        "Dataset.spec.source",
+        "TrainingJob.spec.image",
+        "TrainingJob.spec.hyperparameters.*",
+        "Endpoint.spec.auth.token",
+        "Endpoint.spec.capture.destination",
+        "Monitor.spec.onBreach.notify.webhook",
+    ]
+}
+
+/// Whether `${env:NAME}` is resolved in the field at `path` (from the manifest's root, e.g.
+/// `["spec", "source"]`) of a manifest of kind `kind` (`Project`, `Dataset`, ...).
+pub fn is_resolvable<S: AsRef<str>>(kind: &str, path: &[S]) -> bool {
+    resolvable_fields().iter().any(|field| {
+        let mut segs = field.split('.');
+        segs.next() == Some(kind) && {
+            let pattern: Vec<&str> = segs.collect();
+            pattern.len() == path.len()
+                && pattern
+                    .iter()
+                    .zip(path)
+                    .all(|(p, s)| *p == "*" || *p == s.as_ref())
+        }
+    })
+}
 
 /// A problem with a value's env references.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,6 +254,26 @@ mod tests {
             resolve("${env:NOPE}", |_| None),
             Err(EnvRefError::Unset("NOPE".into()))
         );
+    }
+
+    #[test]
+    fn resolvable_positions() {
+        assert!(is_resolvable("Dataset", &["spec", "source"]));
+        assert!(is_resolvable(
+            "Project",
+            &["spec", "targets", "aws", "roleArn"]
+        ));
+        assert!(is_resolvable(
+            "TrainingJob",
+            &["spec", "hyperparameters", "lr"]
+        ));
+        assert!(!is_resolvable("TrainingJob", &["spec", "hyperparameters"]));
+        assert!(!is_resolvable("Dataset", &["metadata", "name"]));
+        assert!(!is_resolvable("Model", &["spec", "source"]));
+        assert!(!is_resolvable(
+            "Project",
+            &["spec", "targets", "aws", "components", "trainer"]
+        ));
     }
 
     #[test]

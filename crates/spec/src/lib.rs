@@ -9,18 +9,22 @@
 //! This crate does no I/O of its own: files come through the [`Files`] trait, implemented over
 //! a directory ([`DirFiles`]) here and over a git revision in `mlctl-git`.
 
+pub mod builtins;
 pub mod de;
 pub mod diag;
 pub mod env;
+pub mod metrics;
 pub mod model;
 pub mod schema;
 pub mod suggest;
+pub mod text;
 pub mod units;
 pub mod validate;
 pub mod yaml;
 
 pub use diag::{Diagnostic, Severity};
 pub use model::*;
+pub use text::{InvalidUtf8, decode_utf8};
 pub use yaml::{Node, Span};
 
 use std::collections::BTreeMap;
@@ -34,6 +38,10 @@ pub const PROJECT_FILE: &str = "mlctl.yaml";
 /// Read access to a project's files, by `/`-separated path relative to the project directory.
 pub trait Files {
     /// The text of a file; `Ok(None)` when it does not exist.
+    ///
+    /// Decode with [`decode_utf8`] and return its error converted to an `io::Error`: the
+    /// loader then reports a file that is not UTF-8 at the line and column of its first bad
+    /// byte. A leading byte-order mark may be left in; the loader skips it.
     fn read(&self, path: &str) -> std::io::Result<Option<String>>;
     /// Every file under `dir` (recursively), as paths relative to the project, sorted.
     /// `Ok(None)` when `dir` is not a directory.
@@ -55,8 +63,8 @@ impl DirFiles {
 
 impl Files for DirFiles {
     fn read(&self, path: &str) -> std::io::Result<Option<String>> {
-        match std::fs::read_to_string(self.root.join(path)) {
-            Ok(s) => Ok(Some(s)),
+        match std::fs::read(self.root.join(path)) {
+            Ok(bytes) => Ok(Some(decode_utf8(path, bytes)?)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
@@ -383,7 +391,7 @@ impl fmt::Display for UnknownTarget {
             f,
             "target `{}` is not defined in {PROJECT_FILE}; defined targets: {}",
             self.name,
-            self.defined.join(", ")
+            suggest::list(&self.defined)
         )?;
         if let Some(s) = suggest::did_you_mean(&self.name, self.defined.iter().map(String::as_str))
         {

@@ -1,4 +1,4 @@
-//! "Did you mean" suggestions.
+//! "Did you mean" suggestions, and lists of valid values short enough to read.
 
 /// Edit distance between two strings (case-insensitive), counting characters.
 pub fn distance(a: &str, b: &str) -> usize {
@@ -35,9 +35,61 @@ pub fn did_you_mean<'a>(
         .map(|(_, c)| c)
 }
 
+/// The most values [`list`] writes out; the rest are counted.
+pub const MAX_LISTED: usize = 10;
+
+/// `a, b, c`: the values comma-separated, or the first [`MAX_LISTED`] of them and a count
+/// (`a, b, ... j and 3,987 more`). Every message or hint that lists a set of values (defined
+/// names, columns, valid fields, providers) goes through this, so none grows with the set.
+pub fn list<S: AsRef<str>>(values: impl IntoIterator<Item = S>) -> String {
+    let mut out = String::new();
+    let mut more = 0usize;
+    for (i, v) in values.into_iter().enumerate() {
+        if i < MAX_LISTED {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(v.as_ref());
+        } else {
+            more += 1;
+        }
+    }
+    if more > 0 {
+        out.push_str(&format!(" and {} more", thousands(more)));
+    }
+    out
+}
+
+/// `3987` as `3,987`.
+pub fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_lists_are_cut_and_counted() {
+        assert_eq!(list(["a", "b"]), "a, b");
+        assert_eq!(list(Vec::<String>::new()), "");
+        let many: Vec<String> = (0..3997).map(|i| format!("c{i}")).collect();
+        assert_eq!(
+            list(&many),
+            "c0, c1, c2, c3, c4, c5, c6, c7, c8, c9 and 3,987 more"
+        );
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(thousands(999), "999");
+    }
+
     #[test]
     fn suggestions() {
         assert_eq!(

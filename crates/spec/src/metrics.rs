@@ -1,0 +1,264 @@
+//! The metrics built-in algorithms report: one table with each metric's name, meaning,
+//! direction and the families of model that report it.
+//!
+//! This is the one list. The validator checks a Model's gates and a tuning objective on a
+//! built-in job against it; mlctl-ml's tests check that its evaluation reports exactly these
+//! names; `docs/metrics.md` is generated from it ([`markdown`]). Script-mode jobs report any
+//! metric they like (`metrics.json` or `metrics` regexes), so none of this applies to them.
+
+use crate::builtins;
+use crate::{Algorithm, ColumnType};
+
+/// What a model predicts, which decides the metrics it is scored with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    /// A class from a fixed set.
+    Classification,
+    /// A number.
+    Regression,
+    /// A cluster.
+    Clustering,
+}
+
+impl Family {
+    /// Every family.
+    pub const ALL: [Family; 3] = [
+        Family::Classification,
+        Family::Regression,
+        Family::Clustering,
+    ];
+
+    /// `classification`, `regression` or `clustering`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Classification => "classification",
+            Family::Regression => "regression",
+            Family::Clustering => "clustering",
+        }
+    }
+}
+
+/// Which way a metric improves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Larger is better (accuracy, r2).
+    HigherIsBetter,
+    /// Smaller is better (losses and errors).
+    LowerIsBetter,
+}
+
+impl Direction {
+    /// `higher` or `lower`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::HigherIsBetter => "higher",
+            Direction::LowerIsBetter => "lower",
+        }
+    }
+}
+
+/// One metric a built-in reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metric {
+    /// Its name, as gates and objectives write it (scikit-learn's).
+    pub name: &'static str,
+    /// What it measures, in one line (and when it is absent).
+    pub meaning: &'static str,
+    /// Which way is better.
+    pub direction: Direction,
+    /// The families of model that report it.
+    pub families: &'static [Family],
+}
+
+const C: &[Family] = &[Family::Classification];
+const R: &[Family] = &[Family::Regression];
+const K: &[Family] = &[Family::Clustering];
+
+/// Every metric built-ins report, classification first, then regression, then clustering.
+pub const METRICS: &[Metric] = &[
+    Metric {
+        name: "accuracy",
+        meaning: "fraction of rows whose predicted class is the true one",
+        direction: Direction::HigherIsBetter,
+        families: C,
+    },
+    Metric {
+        name: "precision_macro",
+        meaning: "precision of each class, averaged with equal weight per class",
+        direction: Direction::HigherIsBetter,
+        families: C,
+    },
+    Metric {
+        name: "recall_macro",
+        meaning: "recall of each class, averaged with equal weight per class",
+        direction: Direction::HigherIsBetter,
+        families: C,
+    },
+    Metric {
+        name: "f1_macro",
+        meaning: "F1 score of each class, averaged with equal weight per class",
+        direction: Direction::HigherIsBetter,
+        families: C,
+    },
+    Metric {
+        name: "precision_weighted",
+        meaning: "precision of each class, averaged weighted by the class's share of rows",
+        direction: Direction::HigherIsBetter,
+        families: C,
+    },
+    Metric {
+        name: "recall_weighted",
+        meaning: "recall of each class, averaged weighted by the class's share of rows",
+        direction: Direction::HigherIsBetter,
+        families: C,
+    },
+    Metric {
+        name: "f1_weighted",
+        meaning: "F1 score of each class, averaged weighted by the class's share of rows",
+        direction: Direction::HigherIsBetter,
+        families: C,
+    },
+    Metric {
+        name: "roc_auc",
+        meaning: "area under the ROC curve (binary, or one-vs-rest averaged over classes); absent when the held-out rows hold a single class",
+        direction: Direction::HigherIsBetter,
+        families: C,
+    },
+    Metric {
+        name: "log_loss",
+        meaning: "cross-entropy of the predicted class probabilities",
+        direction: Direction::LowerIsBetter,
+        families: C,
+    },
+    Metric {
+        name: "rmse",
+        meaning: "root mean squared error, in the label's unit",
+        direction: Direction::LowerIsBetter,
+        families: R,
+    },
+    Metric {
+        name: "mse",
+        meaning: "mean squared error",
+        direction: Direction::LowerIsBetter,
+        families: R,
+    },
+    Metric {
+        name: "mae",
+        meaning: "mean absolute error, in the label's unit",
+        direction: Direction::LowerIsBetter,
+        families: R,
+    },
+    Metric {
+        name: "r2",
+        meaning: "coefficient of determination: 1 is a perfect fit, 0 no better than the mean",
+        direction: Direction::HigherIsBetter,
+        families: R,
+    },
+    Metric {
+        name: "inertia",
+        meaning: "sum of squared distances from each row to its cluster's centroid",
+        direction: Direction::LowerIsBetter,
+        families: K,
+    },
+    Metric {
+        name: "silhouette",
+        meaning: "mean silhouette coefficient (-1 to 1) on a sample of at most 2,000 rows; absent with fewer than two clusters",
+        direction: Direction::HigherIsBetter,
+        families: K,
+    },
+];
+
+/// The metric named `name`.
+pub fn metric(name: &str) -> Option<&'static Metric> {
+    METRICS.iter().find(|m| m.name == name)
+}
+
+/// The metrics a model of `family` reports, in table order.
+pub fn reported_by(family: Family) -> impl Iterator<Item = &'static Metric> {
+    METRICS.iter().filter(move |m| m.families.contains(&family))
+}
+
+/// Whether larger values of `name` are better; `None` for a metric no built-in reports.
+pub fn higher_is_better(name: &str) -> Option<bool> {
+    metric(name).map(|m| m.direction == Direction::HigherIsBetter)
+}
+
+/// The families a tree-based built-in trains for a label column of type `label` (`None`
+/// when the spec does not say): as mlctl-ml decides, a float label is regressed, text, a
+/// category or a boolean classified, and an integer label classified when it holds at most
+/// 20 distinct values, which only the data can tell.
+pub fn families_for_label(label: Option<ColumnType>) -> &'static [Family] {
+    match label {
+        Some(ColumnType::Float) => &[Family::Regression],
+        Some(ColumnType::Category | ColumnType::String | ColumnType::Bool) => {
+            &[Family::Classification]
+        }
+        Some(ColumnType::Int) | None => &[Family::Classification, Family::Regression],
+    }
+}
+
+/// `docs/metrics.md`: the table as Markdown, and which built-in reports which family.
+pub fn markdown() -> String {
+    let mut out = String::from(
+        "# Metrics of built-in algorithms\n\n\
+         <!-- Generated from crates/spec/src/metrics.rs (`mlctl_spec::metrics::METRICS`); do not edit.\n     \
+         Regenerate with: UPDATE_DOCS=1 cargo test -p mlctl-spec --test docs -->\n\n\
+         A built-in training job (`algorithm:`) scores its model on the held-out split (the\n\
+         validation split, else the test split) and reports these metrics. A Model's\n\
+         `gates[].metric` and a job's `tuning.objective.metric` must name one its algorithm\n\
+         reports; `mlctl validate` says which when one does not. Script-mode jobs (`command:`)\n\
+         report whatever their script writes, so any name goes there.\n\n",
+    );
+    for family in Family::ALL {
+        out.push_str(&format!("## {}\n\n", capitalized(family.as_str())));
+        out.push_str("| Metric | Better | Meaning |\n|---|---|---|\n");
+        for m in reported_by(family) {
+            out.push_str(&format!(
+                "| `{}` | {} | {} |\n",
+                m.name,
+                m.direction.as_str(),
+                m.meaning
+            ));
+        }
+        out.push('\n');
+    }
+    out.push_str("## Which algorithm reports which\n\n| Algorithm | Metrics |\n|---|---|\n");
+    for (name, a) in Algorithm::ALL {
+        let fams: Vec<&str> = builtins::families(a).iter().map(|f| f.as_str()).collect();
+        let how = match builtins::task_hyperparameter(a) {
+            Some(key) => format!(
+                "{}: set by `{key}` if given, else by the dataset's `target` column (float: regression; category, string, bool: classification; int: classification with at most 20 distinct values)",
+                fams.join(" or ")
+            ),
+            None => fams.join(" or "),
+        };
+        out.push_str(&format!("| `{name}` | {how} |\n"));
+    }
+    out
+}
+
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_reports_something_and_names_are_unique() {
+        for f in Family::ALL {
+            assert!(reported_by(f).next().is_some(), "{f:?}");
+        }
+        let mut names: Vec<&str> = METRICS.iter().map(|m| m.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), METRICS.len());
+        assert_eq!(higher_is_better("rmse"), Some(false));
+        assert_eq!(higher_is_better("accuracy"), Some(true));
+        assert_eq!(higher_is_better("my_score"), None);
+    }
+}
