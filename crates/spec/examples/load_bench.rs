@@ -1,5 +1,7 @@
-//! Times `mlctl_spec::load` on generated projects held in memory, and prints the peak resident
-//! memory of the process. Not a test: timings depend on the machine.
+//! Times `mlctl_spec::load` on generated projects (written to a temporary directory and read
+//! with `DirFiles`), and prints the peak resident memory of the process, which includes the
+//! generator's copy of the text until it is written out. Not a test: timings depend on the
+//! machine.
 //!
 //! ```text
 //! cargo run --release -p mlctl-spec --example load_bench -- keys 100000
@@ -16,29 +18,8 @@
 //! - `text MB`: one manifest file of about MB megabytes, made of Datasets with a 4 KB note
 //!   each (few nodes per megabyte).
 
-use mlctl_spec::Files;
-use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::Instant;
-
-struct MemFiles(BTreeMap<String, String>);
-
-impl Files for MemFiles {
-    fn read(&self, path: &str) -> std::io::Result<Option<String>> {
-        Ok(self.0.get(path).cloned())
-    }
-
-    fn list(&self, dir: &str) -> std::io::Result<Option<Vec<String>>> {
-        let prefix = format!("{}/", dir.trim_end_matches('/'));
-        let found: Vec<String> = self
-            .0
-            .keys()
-            .filter(|k| k.starts_with(&prefix))
-            .cloned()
-            .collect();
-        Ok((!found.is_empty()).then_some(found))
-    }
-}
 
 const PROJECT: &str = "apiVersion: mlctl/v1\nkind: Project\nmetadata:\n  name: bench\nspec:\n  targets:\n    local: {provider: local}\n";
 
@@ -112,12 +93,8 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mode = args.first().map(String::as_str).unwrap_or("keys");
     let n: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(100_000);
-    let mut files = BTreeMap::from([("mlctl.yaml".to_string(), PROJECT.to_string())]);
     let manifest = match mode {
-        "keys" => {
-            files.insert("ml/data.yaml".into(), DATASET.into());
-            many_keys(n)
-        }
+        "keys" => many_keys(n),
         "docs" => many_docs(n << 20),
         "list" => one_list(n << 20),
         "text" => long_notes(n << 20),
@@ -126,9 +103,22 @@ fn main() {
             std::process::exit(2);
         }
     };
+    // On disk, read through `DirFiles` as `mlctl validate` does, so the only copy of the text
+    // in memory is the loader's.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let write = |path: &str, text: &str| {
+        let p = dir.path().join(path);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    };
+    write("mlctl.yaml", PROJECT);
+    if mode == "keys" {
+        write("ml/data.yaml", DATASET);
+    }
+    write("ml/bench.yaml", &manifest);
     let size = manifest.len();
-    files.insert("ml/bench.yaml".into(), manifest);
-    let files = MemFiles(files);
+    drop(manifest);
+    let files = mlctl_spec::DirFiles::new(dir.path());
     let start = Instant::now();
     let loaded = mlctl_spec::load(&files);
     let took = start.elapsed();

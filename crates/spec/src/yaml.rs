@@ -165,6 +165,65 @@ impl Node {
         }
     }
 
+    /// The node's type and a short rendering of it, for messages: "a list `[Model]`", "the
+    /// string `abc`", "null". Long values are cut at 40 characters.
+    pub fn describe(&self) -> String {
+        if self.is_null() {
+            return "null".into();
+        }
+        let mut text = String::new();
+        self.flow(&mut text, 41);
+        if text.chars().count() > 40 {
+            text = text.chars().take(39).collect::<String>() + "…";
+        }
+        let what = match self.type_name() {
+            "a string" => "the string",
+            "a number" | "an integer" => "the number",
+            "a boolean" => "the boolean",
+            other => other,
+        };
+        format!("{what} `{text}`")
+    }
+
+    /// Writes the node in YAML flow style into `out`, stopping soon after `out` has `max`
+    /// characters (the caller cuts the rest).
+    fn flow(&self, out: &mut String, max: usize) {
+        let full = |out: &String| out.chars().count() >= max;
+        match &self.value {
+            Value::Scalar { text, .. } => {
+                out.extend(text.lines().next().unwrap_or_default().chars().take(max))
+            }
+            Value::Seq(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if full(out) {
+                        return;
+                    }
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    item.flow(out, max);
+                }
+                out.push(']');
+            }
+            Value::Map(entries) => {
+                out.push('{');
+                for (i, (k, v)) in entries.iter().enumerate() {
+                    if full(out) {
+                        return;
+                    }
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    k.flow(out, max);
+                    out.push_str(": ");
+                    v.flow(out, max);
+                }
+                out.push('}');
+            }
+        }
+    }
+
     /// Converts to JSON (for canonical forms and schema checks).
     pub fn to_json(&self) -> serde_json::Value {
         use serde_json::Value as J;
@@ -613,7 +672,10 @@ impl<'t> Builder<'t> {
 impl MarkedEventReceiver for Builder<'_> {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         match ev {
-            Event::Scalar(text, style, anchor, _tag) => {
+            Event::Scalar(mut text, style, anchor, _tag) => {
+                // The scanner grows scalars a character at a time; a parsed manifest keeps
+                // every one, so spare capacity would add up.
+                text.shrink_to_fit();
                 let plain = matches!(style, TScalarStyle::Plain);
                 let quoted = matches!(
                     style,
@@ -669,7 +731,11 @@ impl MarkedEventReceiver for Builder<'_> {
                 }) = self.stack.pop()
                 {
                     let node = Node {
-                        value: Value::Seq(items),
+                        value: Value::Seq({
+                            let mut items = items;
+                            items.shrink_to_fit();
+                            items
+                        }),
                         span: Self::collection_span(&start, flow, &mark),
                     };
                     self.remember(anchor, &node);
@@ -693,7 +759,11 @@ impl MarkedEventReceiver for Builder<'_> {
                         _ => Self::collection_span(&start, flow, &mark),
                     };
                     let node = Node {
-                        value: Value::Map(entries),
+                        value: Value::Map({
+                            let mut entries = entries;
+                            entries.shrink_to_fit();
+                            entries
+                        }),
                         span,
                     };
                     self.remember(anchor, &node);
