@@ -1,10 +1,13 @@
 //! serde deserialization from position-keeping [`Node`]s.
 //!
-//! Guarantees: every error carries the position of the node it is about. Unknown fields of a
-//! struct are not fatal: each one is recorded (with a "did you mean") and skipped, so one pass
-//! reports all of them. Type errors stop the document they are in.
+//! Guarantees: every error carries the position of the node it is about, and its path from the
+//! node deserialized (tracked on the way down, so no error costs a search of the tree). Unknown
+//! fields of a struct are not fatal: each one is recorded (with a "did you mean") and skipped,
+//! so one pass reports all of them. Type errors stop the document they are in. A number that
+//! is not finite (`.nan`, `.inf`) is a type error wherever a number is read: nothing in a spec
+//! means "not a number", and serde_json would silently turn it into null.
 
-use crate::suggest::did_you_mean;
+use crate::suggest::{did_you_mean, list};
 use crate::yaml::{Node, ScalarType, Span, Value};
 use serde::de::{
     self, DeserializeOwned, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor,
@@ -19,8 +22,73 @@ pub struct DeError {
     pub kind: DeErrorKind,
     /// Where (filled in by the innermost node the error passes through).
     pub span: Option<Span>,
+    /// The path from the node deserialized to the node `span` points at (for an unknown
+    /// field, ending with that field).
+    pub path: Box<[PathSeg]>,
     /// What to do about it.
     pub hint: Option<String>,
+}
+
+/// One step of a path into a YAML tree.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PathSeg {
+    /// A mapping key.
+    Key(String),
+    /// A list index.
+    Index(usize),
+}
+
+impl fmt::Display for PathSeg {
+    /// The form [`Node::at`] takes.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PathSeg::Key(k) => f.write_str(k),
+            PathSeg::Index(i) => write!(f, "{i}"),
+        }
+    }
+}
+
+/// Where a deserializer is: a path kept as links to its parent's, so going down costs nothing
+/// and only an error turns it into a [`PathSeg`] list.
+#[derive(Clone, Copy)]
+struct Trail<'t> {
+    parent: Option<&'t Trail<'t>>,
+    seg: Option<Seg<'t>>,
+}
+
+#[derive(Clone, Copy)]
+enum Seg<'t> {
+    Key(&'t str),
+    Index(usize),
+}
+
+impl<'t> Trail<'t> {
+    const ROOT: Trail<'static> = Trail {
+        parent: None,
+        seg: None,
+    };
+
+    fn child(&'t self, seg: Seg<'t>) -> Trail<'t> {
+        Trail {
+            parent: Some(self),
+            seg: Some(seg),
+        }
+    }
+
+    fn path(&self) -> Vec<PathSeg> {
+        let mut out = Vec::new();
+        let mut at = Some(self);
+        while let Some(t) = at {
+            match t.seg {
+                Some(Seg::Key(k)) => out.push(PathSeg::Key(k.to_string())),
+                Some(Seg::Index(i)) => out.push(PathSeg::Index(i)),
+                None => {}
+            }
+            at = t.parent;
+        }
+        out.reverse();
+        out
+    }
 }
 
 /// The kinds of [`DeError`].
@@ -31,6 +99,8 @@ pub enum DeErrorKind {
     UnknownField {
         /// The key as written.
         field: String,
+        /// The valid field it is likely a typo of, if any.
+        suggestion: Option<&'static str>,
     },
     /// A required key is absent (`span` points at the mapping).
     MissingField {
@@ -61,12 +131,17 @@ impl DeError {
         DeError {
             kind,
             span: None,
+            path: Box::default(),
             hint,
         }
     }
 
-    fn at(mut self, span: Span) -> Self {
-        self.span.get_or_insert(span);
+    /// Sets the position (and path) unless an inner node already did.
+    fn at(mut self, span: Span, trail: &Trail<'_>) -> Self {
+        if self.span.is_none() {
+            self.span = Some(span);
+            self.path = trail.path().into();
+        }
         self
     }
 }
@@ -74,7 +149,7 @@ impl DeError {
 impl fmt::Display for DeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
-            DeErrorKind::UnknownField { field } => write!(f, "unknown field `{field}`"),
+            DeErrorKind::UnknownField { field, .. } => write!(f, "unknown field `{field}`"),
             DeErrorKind::MissingField { field } => write!(f, "missing required field `{field}`"),
             DeErrorKind::UnknownValue { value } => write!(f, "unknown value `{value}`"),
             DeErrorKind::WrongType { expected, found } => {
@@ -144,11 +219,8 @@ impl de::Error for DeError {
 
     fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
         let hint = match did_you_mean(variant, expected.iter().copied()) {
-            Some(s) => format!(
-                "did you mean `{s}`? expected one of: {}",
-                expected.join(", ")
-            ),
-            None => format!("expected one of: {}", expected.join(", ")),
+            Some(s) => format!("did you mean `{s}`? expected one of: {}", list(expected)),
+            None => format!("expected one of: {}", list(expected)),
         };
         DeError::new(
             DeErrorKind::UnknownValue {
@@ -162,6 +234,7 @@ impl de::Error for DeError {
         DeError::new(
             DeErrorKind::UnknownField {
                 field: field.to_string(),
+                suggestion: did_you_mean(field, expected.iter().copied()),
             },
             field_hint(field, expected),
         )
@@ -181,7 +254,7 @@ fn field_hint(field: &str, expected: &[&str]) -> Option<String> {
     match did_you_mean(field, expected.iter().copied()) {
         Some(s) => Some(format!("did you mean `{s}`?")),
         None if expected.is_empty() => Some("this mapping takes no fields".into()),
-        None => Some(format!("valid fields here: {}", expected.join(", "))),
+        None => Some(format!("valid fields here: {}", list(expected))),
     }
 }
 
@@ -191,16 +264,32 @@ pub fn from_node<T: DeserializeOwned>(
     node: &Node,
     issues: &RefCell<Vec<DeError>>,
 ) -> Result<T, DeError> {
-    T::deserialize(NodeDe { node, issues })
+    T::deserialize(NodeDe {
+        node,
+        issues,
+        trail: Trail::ROOT,
+    })
 }
 
 /// A serde deserializer over one node.
-pub struct NodeDe<'a> {
+pub struct NodeDe<'a, 't> {
     node: &'a Node,
-    issues: &'a RefCell<Vec<DeError>>,
+    issues: &'t RefCell<Vec<DeError>>,
+    trail: Trail<'t>,
 }
 
-impl<'a> NodeDe<'a> {
+/// The error for a number that is not finite.
+fn not_finite(text: &str) -> DeError {
+    DeError::new(
+        DeErrorKind::WrongType {
+            expected: "a finite number".into(),
+            found: format!("`{text}`"),
+        },
+        Some("write a number; to leave a setting unset, leave the field out".into()),
+    )
+}
+
+impl<'a, 't> NodeDe<'a, 't> {
     fn scalar(&self) -> Option<(&'a str, ScalarType)> {
         match &self.node.value {
             Value::Scalar { text, .. } => Some((
@@ -219,22 +308,25 @@ impl<'a> NodeDe<'a> {
                     ScalarType::Null => visitor.visit_unit(),
                     ScalarType::Bool(b) => visitor.visit_bool(b),
                     ScalarType::Int(i) => visitor.visit_i64(i),
+                    ScalarType::Float(f) if !f.is_finite() => Err(not_finite(text)),
                     ScalarType::Float(f) => visitor.visit_f64(f),
                     ScalarType::Str => visitor.visit_str(text),
                 }
             }
             Value::Seq(items) => visitor.visit_seq(Seq {
-                items: items.iter(),
+                items: items.iter().enumerate(),
                 issues: self.issues,
+                trail: &self.trail,
             }),
             Value::Map(entries) => visitor.visit_map(Map {
                 entries: entries.iter(),
                 value: None,
                 issues: self.issues,
                 fields: None,
+                trail: &self.trail,
             }),
         };
-        r.map_err(|e| e.at(span))
+        r.map_err(|e| e.at(span, &self.trail))
     }
 }
 
@@ -244,7 +336,7 @@ macro_rules! forward_any {
     };
 }
 
-impl<'de> de::Deserializer<'de> for NodeDe<'de> {
+impl<'de> de::Deserializer<'de> for NodeDe<'de, '_> {
     type Error = DeError;
 
     forward_any! {
@@ -259,7 +351,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
         match self.scalar() {
             Some((text, st)) if st != ScalarType::Null => visitor
                 .visit_str(text)
-                .map_err(|e: DeError| e.at(self.node.span)),
+                .map_err(|e: DeError| e.at(self.node.span, &self.trail)),
             _ => self.any(visitor),
         }
     }
@@ -276,8 +368,8 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
         if self.node.is_null() {
             visitor.visit_none()
         } else {
-            let span = self.node.span;
-            visitor.visit_some(self).map_err(|e| e.at(span))
+            let (span, trail) = (self.node.span, self.trail);
+            visitor.visit_some(self).map_err(|e| e.at(span, &trail))
         }
     }
 
@@ -294,8 +386,10 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
         _name: &'static str,
         visitor: V,
     ) -> Result<V::Value, DeError> {
-        let span = self.node.span;
-        visitor.visit_newtype_struct(self).map_err(|e| e.at(span))
+        let (span, trail) = (self.node.span, self.trail);
+        visitor
+            .visit_newtype_struct(self)
+            .map_err(|e| e.at(span, &trail))
     }
 
     fn deserialize_tuple<V: Visitor<'de>>(
@@ -329,8 +423,9 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
                     value: None,
                     issues: self.issues,
                     fields: Some(fields),
+                    trail: &self.trail,
                 })
-                .map_err(|e| e.at(span)),
+                .map_err(|e| e.at(span, &self.trail)),
             _ => self.any(visitor),
         }
     }
@@ -345,7 +440,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
         match &self.node.value {
             Value::Scalar { text, .. } => visitor
                 .visit_enum(text.as_str().into_deserializer())
-                .map_err(|e: DeError| e.at(span)),
+                .map_err(|e: DeError| e.at(span, &self.trail)),
             Value::Map(entries) if entries.len() == 1 => {
                 let (k, v) = &entries[0];
                 visitor
@@ -353,33 +448,39 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
                         key: k,
                         value: v,
                         issues: self.issues,
+                        trail: &self.trail,
                     })
-                    .map_err(|e| e.at(span))
+                    .map_err(|e| e.at(span, &self.trail))
             }
             _ => {
                 let (expected, found) = ("a name".to_string(), self.node.type_name().to_string());
-                Err(DeError::new(DeErrorKind::WrongType { expected, found }, None).at(span))
+                Err(
+                    DeError::new(DeErrorKind::WrongType { expected, found }, None)
+                        .at(span, &self.trail),
+                )
             }
         }
     }
 }
 
-struct Seq<'a> {
-    items: std::slice::Iter<'a, Node>,
-    issues: &'a RefCell<Vec<DeError>>,
+struct Seq<'a, 't> {
+    items: std::iter::Enumerate<std::slice::Iter<'a, Node>>,
+    issues: &'t RefCell<Vec<DeError>>,
+    trail: &'t Trail<'t>,
 }
 
-impl<'de> SeqAccess<'de> for Seq<'de> {
+impl<'de> SeqAccess<'de> for Seq<'de, '_> {
     type Error = DeError;
     fn next_element_seed<T: DeserializeSeed<'de>>(
         &mut self,
         seed: T,
     ) -> Result<Option<T::Value>, DeError> {
         match self.items.next() {
-            Some(node) => seed
+            Some((i, node)) => seed
                 .deserialize(NodeDe {
                     node,
                     issues: self.issues,
+                    trail: self.trail.child(Seg::Index(i)),
                 })
                 .map(Some),
             None => Ok(None),
@@ -390,64 +491,72 @@ impl<'de> SeqAccess<'de> for Seq<'de> {
     }
 }
 
-struct Map<'a> {
+struct Map<'a, 't> {
     entries: std::slice::Iter<'a, (Node, Node)>,
-    value: Option<&'a Node>,
-    issues: &'a RefCell<Vec<DeError>>,
+    /// The value of the key just read, and the key's text (for the value's path).
+    value: Option<(&'a Node, &'a str)>,
+    issues: &'t RefCell<Vec<DeError>>,
     fields: Option<&'static [&'static str]>,
+    trail: &'t Trail<'t>,
 }
 
-impl<'de> MapAccess<'de> for Map<'de> {
+impl<'de> MapAccess<'de> for Map<'de, '_> {
     type Error = DeError;
     fn next_key_seed<K: DeserializeSeed<'de>>(
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, DeError> {
         for (k, v) in self.entries.by_ref() {
-            if let Some(fields) = self.fields {
-                let name = k.as_str().unwrap_or_default();
-                if !fields.contains(&name) {
-                    let e = DeError::new(
-                        DeErrorKind::UnknownField {
-                            field: name.to_string(),
-                        },
-                        field_hint(name, fields),
-                    );
-                    self.issues.borrow_mut().push(e.at(k.span));
-                    continue;
-                }
+            let name = k.as_str().unwrap_or_default();
+            if let Some(fields) = self.fields
+                && !fields.contains(&name)
+            {
+                let mut e = DeError::new(
+                    DeErrorKind::UnknownField {
+                        field: name.to_string(),
+                        suggestion: did_you_mean(name, fields.iter().copied()),
+                    },
+                    field_hint(name, fields),
+                );
+                e.span = Some(k.span);
+                e.path = self.trail.child(Seg::Key(name)).path().into();
+                self.issues.borrow_mut().push(e);
+                continue;
             }
-            self.value = Some(v);
+            self.value = Some((v, name));
             return seed
                 .deserialize(NodeDe {
                     node: k,
                     issues: self.issues,
+                    trail: self.trail.child(Seg::Key(name)),
                 })
                 .map(Some);
         }
         Ok(None)
     }
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
-        let node = self
+        let (node, name) = self
             .value
             .take()
             .ok_or_else(|| de::Error::custom("value without a key"))?;
         seed.deserialize(NodeDe {
             node,
             issues: self.issues,
+            trail: self.trail.child(Seg::Key(name)),
         })
     }
 }
 
-struct Enum<'a> {
+struct Enum<'a, 't> {
     key: &'a Node,
     value: &'a Node,
-    issues: &'a RefCell<Vec<DeError>>,
+    issues: &'t RefCell<Vec<DeError>>,
+    trail: &'t Trail<'t>,
 }
 
-impl<'de> de::EnumAccess<'de> for Enum<'de> {
+impl<'de, 't> de::EnumAccess<'de> for Enum<'de, 't> {
     type Error = DeError;
-    type Variant = NodeDe<'de>;
+    type Variant = NodeDe<'de, 't>;
     fn variant_seed<V: DeserializeSeed<'de>>(
         self,
         seed: V,
@@ -456,19 +565,21 @@ impl<'de> de::EnumAccess<'de> for Enum<'de> {
             .deserialize(NodeDe {
                 node: self.key,
                 issues: self.issues,
+                trail: *self.trail,
             })
-            .map_err(|e| e.at(self.key.span))?;
+            .map_err(|e| e.at(self.key.span, self.trail))?;
         Ok((
             v,
             NodeDe {
                 node: self.value,
                 issues: self.issues,
+                trail: *self.trail,
             },
         ))
     }
 }
 
-impl<'de> de::VariantAccess<'de> for NodeDe<'de> {
+impl<'de> de::VariantAccess<'de> for NodeDe<'de, '_> {
     type Error = DeError;
     fn unit_variant(self) -> Result<(), DeError> {
         // `algorithm: {kmeans: 3}` names a value that takes no settings: the `3` is a mistake.

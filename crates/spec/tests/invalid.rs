@@ -1121,3 +1121,461 @@ fn errors_in_several_files() {
         ],
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Built-in hyperparameters (the table is mlctl_spec::builtins)
+
+#[test]
+fn unknown_hyperparameter_with_suggestion() {
+    check(
+        "unknown_hyperparameter_with_suggestion",
+        &[(
+            "ml/train.yaml",
+            &TRAIN.replace("max_iter: 200", "max_iters: 200"),
+        )],
+    );
+}
+
+#[test]
+fn hyperparameter_of_the_wrong_type() {
+    check(
+        "hyperparameter_of_the_wrong_type",
+        &[(
+            "ml/train.yaml",
+            &TRAIN.replace("C: 1.0", "C: high\n    fit_intercept: maybe"),
+        )],
+    );
+}
+
+#[test]
+fn hyperparameters_out_of_range() {
+    check(
+        "hyperparameters_out_of_range",
+        &[
+            ("ml/train.yaml", &TRAIN.replace("C: 1.0", "C: 0")),
+            (
+                "ml/boost.yaml",
+                "apiVersion: mlctl/v1\nkind: TrainingJob\nmetadata:\n  name: boost\nspec:\n  dataset: iris\n  algorithm: gradient_boosting\n  hyperparameters:\n    learning_rate: -0.1\n    max_depth: 0\n    subsample: 1.5\n    loss: hinge\n",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn two_names_for_one_hyperparameter() {
+    check(
+        "two_names_for_one_hyperparameter",
+        &[(
+            "ml/cluster.yaml",
+            "apiVersion: mlctl/v1\nkind: TrainingJob\nmetadata:\n  name: clusters\nspec:\n  dataset: iris\n  algorithm: kmeans\n  hyperparameters:\n    n_clusters: 3\n    k: 3\n",
+        )],
+    );
+}
+
+/// Script mode passes hyperparameters to the script, which may take anything.
+#[test]
+fn script_mode_takes_any_hyperparameters() {
+    let mut project = base();
+    project.insert(
+        "ml/train.yaml".into(),
+        TRAIN.replace(
+            "  algorithm: logistic_regression\n  hyperparameters:\n    C: 1.0\n",
+            "  command: python train.py\n  code: train/\n  hyperparameters:\n    C: -5\n    layers: [64, 32]\n    anything_at_all: yes\n",
+        ),
+    );
+    let loaded = load(&MemFiles(project));
+    let rendered: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
+    assert!(loaded.diagnostics.is_empty(), "{}", rendered.join("\n"));
+}
+
+#[test]
+fn search_space_over_an_unknown_hyperparameter() {
+    check(
+        "search_space_over_an_unknown_hyperparameter",
+        &[(
+            "ml/train.yaml",
+            &TUNING.replace(
+                "      C: {min: 0.01, max: 10, scale: log}",
+                "      c: {min: 0.01, max: 10, scale: log}\n      depth: {values: [1, 2]}",
+            ),
+        )],
+    );
+}
+
+#[test]
+fn search_space_outside_the_valid_range() {
+    check(
+        "search_space_outside_the_valid_range",
+        &[(
+            "ml/train.yaml",
+            &TUNING
+                .replace("algorithm: logistic_regression", "algorithm: random_forest")
+                .replace(
+                    "      C: {min: 0.01, max: 10, scale: log}",
+                    "      max_depth: {type: int, min: 0, max: 8}\n      min_samples_leaf: {min: 1, max: 10}\n      max_features: {values: [sqrt, 0.5, all]}\n      bootstrap: {min: 0, max: 1}",
+                ),
+        )],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics of built-ins (the table is mlctl_spec::metrics)
+
+#[test]
+fn gate_on_a_metric_the_algorithm_does_not_report() {
+    check(
+        "gate_on_a_metric_the_algorithm_does_not_report",
+        &[(
+            "ml/model.yaml",
+            &MODEL.replace(
+                "    - {metric: accuracy, min: 0.9}\n",
+                "    - {metric: accuracy, min: 0.9}\n    - {metric: rmse, max: 0.5}\n    - {metric: f1, min: 0.8}\n",
+            ),
+        )],
+    );
+}
+
+/// A tree-based built-in classifies or regresses by its label's type: a category label makes
+/// it a classifier, which reports no rmse.
+#[test]
+fn gate_on_a_regression_metric_of_a_classifier() {
+    check(
+        "gate_on_a_regression_metric_of_a_classifier",
+        &[
+            (
+                "ml/train.yaml",
+                &TRAIN
+                    .replace("algorithm: logistic_regression", "algorithm: random_forest")
+                    .replace("    C: 1.0\n    max_iter: 200\n", "    n_estimators: 50\n"),
+            ),
+            (
+                "ml/model.yaml",
+                &MODEL.replace("{metric: accuracy, min: 0.9}", "{metric: rmse, max: 0.5}"),
+            ),
+        ],
+    );
+}
+
+#[test]
+fn tuning_objective_the_algorithm_does_not_report() {
+    check(
+        "tuning_objective_the_algorithm_does_not_report",
+        &[(
+            "ml/train.yaml",
+            &TUNING.replace(
+                "{metric: accuracy, goal: maximize}",
+                "{metric: auc, goal: maximize}",
+            ),
+        )],
+    );
+}
+
+/// Where the spec cannot tell a classifier from a regressor (no schema), a metric of either
+/// is accepted; script-mode jobs may report any metric.
+#[test]
+fn metrics_that_may_be_reported_are_accepted() {
+    let mut project = base();
+    project.insert(
+        "ml/data.yaml".into(),
+        "apiVersion: mlctl/v1\nkind: Dataset\nmetadata:\n  name: iris\nspec:\n  source: data/iris.csv\n  target: species\n".into(),
+    );
+    project.insert(
+        "ml/train.yaml".into(),
+        TRAIN
+            .replace("algorithm: logistic_regression", "algorithm: decision_tree")
+            .replace("    C: 1.0\n    max_iter: 200\n", "    max_depth: 3\n"),
+    );
+    project.insert(
+        "ml/model.yaml".into(),
+        MODEL.replace(
+            "    - {metric: accuracy, min: 0.9}\n",
+            "    - {metric: accuracy, min: 0.9}\n    - {metric: rmse, max: 1}\n",
+        ),
+    );
+    project.insert(
+        "ml/script.yaml".into(),
+        "apiVersion: mlctl/v1\nkind: TrainingJob\nmetadata:\n  name: script\nspec:\n  dataset: iris\n  command: python train.py\n  code: train/\n  tuning:\n    strategy: random\n    objective: {metric: my_score, goal: maximize}\n    searchSpace:\n      lr: {min: 0.001, max: 0.1}\n---\napiVersion: mlctl/v1\nkind: Model\nmetadata:\n  name: script\nspec:\n  from: script\n  gates:\n    - {metric: my_score, min: 0.5}\n".into(),
+    );
+    let loaded = load(&MemFiles(project));
+    let rendered: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
+    assert!(loaded.diagnostics.is_empty(), "{}", rendered.join("\n"));
+}
+
+#[test]
+fn tuning_goal_against_the_metric_direction_is_a_warning() {
+    let mut project = base();
+    project.insert(
+        "ml/train.yaml".into(),
+        TUNING.replace(
+            "{metric: accuracy, goal: maximize}",
+            "{metric: log_loss, goal: maximize}",
+        ),
+    );
+    let loaded = load(&MemFiles(project));
+    assert!(loaded.spec.is_some());
+    let rendered: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
+    insta::assert_snapshot!(rendered.join("\n"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ports and numbers
+
+#[test]
+fn two_endpoints_on_one_port() {
+    let second = ENDPOINT
+        .replace("name: iris", "name: iris-b")
+        .replace("instances: 1", "instances: 1\n  port: 8080");
+    check(
+        "two_endpoints_on_one_port",
+        &[
+            (
+                "ml/endpoint.yaml",
+                &ENDPOINT.replace("instances: 1", "instances: 1\n  port: 8080"),
+            ),
+            ("ml/endpoint-b.yaml", &second),
+        ],
+    );
+}
+
+#[test]
+fn port_zero() {
+    check(
+        "port_zero",
+        &[(
+            "ml/endpoint.yaml",
+            &ENDPOINT.replace("instances: 1", "instances: 1\n  port: 0"),
+        )],
+    );
+}
+
+/// `.nan` and `.inf` are numbers to YAML, and meaningless in every numeric field: each is
+/// reported where it is written, whatever the field.
+#[test]
+fn not_a_number_and_infinity() {
+    check(
+        "not_a_number_and_infinity",
+        &[
+            (
+                "ml/data.yaml",
+                &DATA.replace("train: 0.8\n    test: 0.2", "train: .nan\n    test: 0.2"),
+            ),
+            ("ml/model.yaml", &MODEL.replace("min: 0.9", "min: -.inf")),
+            (
+                "ml/endpoint.yaml",
+                &ENDPOINT.replace("samplingPercent: 100", "samplingPercent: .NaN"),
+            ),
+            ("ml/train.yaml", &TRAIN.replace("C: 1.0", "C: .inf")),
+            (
+                "ml/monitor.yaml",
+                &MONITOR.replace("threshold: 0.2", "threshold: .inf"),
+            ),
+        ],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages stay readable
+
+/// A set of thousands of values (columns here) is shown as ten and a count, so a typo in a
+/// wide table still gives a short diagnostic.
+#[test]
+fn thousands_of_columns_give_a_short_diagnostic() {
+    let mut data = String::from(
+        "apiVersion: mlctl/v1\nkind: Dataset\nmetadata:\n  name: iris\nspec:\n  source: data/wide.csv\n  target: column_42x\n  schema:\n    columns:\n",
+    );
+    for i in 0..5000 {
+        data.push_str(&format!("      - {{name: column_{i}, type: float}}\n"));
+    }
+    let mut project = base();
+    project.insert("ml/data.yaml".into(), data);
+    let loaded = load(&MemFiles(project));
+    let errors: Vec<String> = loaded.errors().map(ToString::to_string).collect();
+    let target = errors
+        .iter()
+        .find(|e| e.contains("target column `column_42x`"))
+        .expect("the target typo is reported");
+    assert!(target.len() < 2048, "{} bytes:\n{target}", target.len());
+    assert!(target.contains("did you mean `column_42`?"), "{target}");
+    assert!(target.contains("and 4,990 more"), "{target}");
+}
+
+#[test]
+fn kind_is_a_list() {
+    check(
+        "kind_is_a_list",
+        &[(
+            "ml/model.yaml",
+            &MODEL.replace("kind: Model", "kind: [Model]"),
+        )],
+    );
+}
+
+/// An unknown key that is a likely typo of a field is reported once, as an unknown field with
+/// "did you mean": not also as the field missing.
+#[test]
+fn typo_of_a_needed_field_is_reported_once() {
+    check(
+        "typo_of_a_needed_field_is_reported_once",
+        &[
+            (
+                "ml/data.yaml",
+                &DATA.replace("source: data/iris.csv", "sorce: data/iris.csv"),
+            ),
+            (
+                "ml/train.yaml",
+                &TRAIN.replace(
+                    "algorithm: logistic_regression",
+                    "algoritm: logistic_regression",
+                ),
+            ),
+            (
+                "ml/model.yaml",
+                &MODEL.replace(
+                    "{metric: accuracy, min: 0.9}",
+                    "{metric: accuracy, mn: 0.9}",
+                ),
+            ),
+            ("ml/monitor.yaml", &MONITOR.replace("  drift:", "  drfit:")),
+            (
+                "ml/endpoint.yaml",
+                &ENDPOINT.replace("model: iris", "modle: iris"),
+            ),
+        ],
+    );
+}
+
+/// A dataset whose `target` is misspelled does not also make its training job "need a label".
+#[test]
+fn typo_of_a_dataset_target_is_reported_once() {
+    check(
+        "typo_of_a_dataset_target_is_reported_once",
+        &[(
+            "ml/data.yaml",
+            &DATA.replace("  target: species", "  taget: species"),
+        )],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Webhooks and environment references
+
+#[test]
+fn webhook_that_is_not_a_url() {
+    check(
+        "webhook_that_is_not_a_url",
+        &[(
+            "ml/monitor.yaml",
+            &format!("{MONITOR}    notify:\n      webhook: hello\n"),
+        )],
+    );
+}
+
+#[test]
+fn webhook_written_as_a_literal_url() {
+    check(
+        "webhook_written_as_a_literal_url",
+        &[(
+            "ml/monitor.yaml",
+            &format!("{MONITOR}    notify:\n      webhook: https://hooks.example.com/T000/B000\n"),
+        )],
+    );
+}
+
+#[test]
+fn env_reference_where_it_is_not_resolved() {
+    check(
+        "env_reference_where_it_is_not_resolved",
+        &[
+            (
+                "ml/data.yaml",
+                &DATA
+                    .replace(
+                        "  name: iris\n",
+                        "  name: iris\n  labels: {owner: \"${env:USER}\"}\n",
+                    )
+                    .replace("{name: petal_length,", "{name: \"${env:COLUMN}\","),
+            ),
+            (
+                "ml/clean.yaml",
+                "apiVersion: mlctl/v1\nkind: Dataset\nmetadata:\n  name: clean\nspec:\n  transform:\n    command: python clean.py --token ${env:TOKEN} > $MLCTL_OUTPUT/output.csv\n    inputs: [iris]\n",
+            ),
+        ],
+    );
+}
+
+/// Every field mlctl resolves takes a reference without complaint.
+#[test]
+fn env_references_where_they_are_resolved() {
+    let mut project = base();
+    project.insert(
+        "mlctl.yaml".into(),
+        format!(
+            "{PROJECT}    aws:\n      provider: sagemaker\n      region: ${{env:AWS_REGION}}\n      roleArn: ${{env:ROLE}}\n      bucket: s3://${{env:BUCKET}}/iris\n    fake:\n      provider: mock\n      latency: ${{env:LATENCY}}\n"
+        ),
+    );
+    project.insert(
+        "ml/data.yaml".into(),
+        DATA.replace(
+            "source: data/iris.csv",
+            "source: s3://${env:BUCKET}/iris.csv",
+        ),
+    );
+    project.insert(
+        "ml/script.yaml".into(),
+        "apiVersion: mlctl/v1\nkind: TrainingJob\nmetadata:\n  name: script\nspec:\n  dataset: iris\n  command: python train.py\n  code: train/\n  image: ${env:IMAGE}\n  hyperparameters:\n    api_key: ${env:API_KEY}\n".into(),
+    );
+    project.insert(
+        "ml/endpoint.yaml".into(),
+        ENDPOINT.replace(
+            "  capture:\n    samplingPercent: 100\n",
+            "  capture:\n    samplingPercent: 100\n    destination: s3://${env:BUCKET}/capture\n  auth:\n    token: ${env:TOKEN}\n",
+        ),
+    );
+    project.insert(
+        "ml/monitor.yaml".into(),
+        format!("{MONITOR}    notify:\n      webhook: ${{env:ALERT_WEBHOOK}}\n"),
+    );
+    let loaded = load(&MemFiles(project));
+    let rendered: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
+    assert!(loaded.diagnostics.is_empty(), "{}", rendered.join("\n"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encodings
+
+/// Some Windows editors start UTF-8 files with a byte-order mark: it is not part of the YAML.
+#[test]
+fn byte_order_marks_are_accepted() {
+    let project: BTreeMap<String, String> = base()
+        .into_iter()
+        .map(|(path, text)| (path, format!("\u{FEFF}{text}")))
+        .collect();
+    let loaded = load(&MemFiles(project));
+    let rendered: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
+    assert!(loaded.diagnostics.is_empty(), "{}", rendered.join("\n"));
+    assert_eq!(loaded.spec.expect("valid").resources.len(), 5);
+}
+
+/// A manifest that is not UTF-8 is reported at its first bad byte, and nothing else is said
+/// about it: the model that refers to the job it defines gets no "not defined" error.
+#[test]
+fn invalid_utf8_is_reported_at_the_first_bad_byte() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (path, text) in base() {
+        let p = dir.path().join(&path);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    }
+    // `café` saved as Latin-1: é is the single byte 0xE9.
+    let (head, tail) = TRAIN.split_at(TRAIN.find("  compute:").expect("compute"));
+    let train = [head.as_bytes(), b"  # tuned by Ren\xe9e\n", tail.as_bytes()].concat();
+    std::fs::write(dir.path().join("ml/train.yaml"), train).expect("write");
+    let loaded = load(&mlctl_spec::DirFiles::new(dir.path()));
+    let rendered: String = loaded
+        .diagnostics
+        .iter()
+        .map(|d| d.to_string() + "\n")
+        .collect();
+    assert_eq!(loaded.diagnostics.len(), 1, "{rendered}");
+    insta::assert_snapshot!(rendered);
+}

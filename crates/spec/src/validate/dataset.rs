@@ -2,7 +2,7 @@
 
 use super::{Ctx, trim_float};
 use crate::model::*;
-use crate::suggest::did_you_mean;
+use crate::suggest::{did_you_mean, list};
 use crate::yaml::Span;
 use std::collections::BTreeSet;
 
@@ -15,6 +15,7 @@ pub(super) fn check(
     d: &mut DatasetSpec,
 ) {
     match (&d.source, &d.transform) {
+        (None, None) if ctx.mistyped(&["source"]) || ctx.mistyped(&["transform"]) => {}
         (None, None) => {
             ctx.err("missing-field", file, at(&[]), format!("dataset `{}` needs a `source` or a `transform`", name))
                 .hint = Some("set `source: data/file.csv` (or s3://, az://, https://), or derive it with `transform`".into());
@@ -64,7 +65,7 @@ pub(super) fn check(
                     .into(),
             );
         }
-        if d.format.is_none() {
+        if d.format.is_none() && !ctx.mistyped(&["format"]) {
             let lower = src.to_ascii_lowercase();
             if lower.ends_with(".parquet") || lower.ends_with(".pq") {
                 d.format = Some(DataFormat::Parquet);
@@ -171,8 +172,8 @@ pub(super) fn check(
     let check_column = |ctx: &mut Ctx, col: &str, path: &[&str], what: &str| {
         if !columns.is_empty() && !columns.iter().any(|c| c == col) {
             let hint = match did_you_mean(col, columns.iter().map(String::as_str)) {
-                Some(s) => format!("did you mean `{s}`? columns: {}", columns.join(", ")),
-                None => format!("columns: {}", columns.join(", ")),
+                Some(s) => format!("did you mean `{s}`? columns: {}", list(&columns)),
+                None => format!("columns: {}", list(&columns)),
             };
             ctx.hint(
                 "unknown-column",

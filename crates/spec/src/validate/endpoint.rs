@@ -31,9 +31,19 @@ pub(super) fn check(
             "registry versions start at 1",
         );
     }
+    if e.port == Some(0) {
+        ctx.err(
+            "out-of-range",
+            file,
+            at(&["port"]),
+            "port 0 is not a port an endpoint can listen on",
+        )
+        .hint = Some("leave `port` out to let mlctl pick a free one".into());
+    }
     if let Some(s) = &e.strategy {
         match s.ty {
             StrategyType::Canary => match s.percent {
+                None if ctx.mistyped(&["strategy", "percent"]) => {}
                 None => {
                     ctx.err("missing-field", file, at(&["strategy"]), "a canary strategy needs `percent`")
                         .hint = Some("e.g. `percent: 10` sends 10% of traffic to the new version during the bake".into());
@@ -68,7 +78,10 @@ pub(super) fn check(
             if let Err(msg) = units::parse_duration(b) {
                 ctx.err("bad-value", file, at(&["strategy", "bakeTime"]), msg);
             }
-        } else if s.ty == StrategyType::AllAtOnce && s.rollback.is_some() {
+        } else if s.ty == StrategyType::AllAtOnce
+            && s.rollback.is_some()
+            && !ctx.mistyped(&["strategy", "bakeTime"])
+        {
             ctx.err(
                 "conflicting-fields",
                 file,

@@ -1,9 +1,11 @@
 //! Reading the project's files: which manifests there are, their YAML, and each document's
 //! envelope (`apiVersion`, `kind`, `metadata`, `spec`).
 
-use super::{Ctx, Shadow, valid_name};
+use super::{Ctx, Shadow, Source, secrets, valid_name};
+use crate::diag::Diagnostic;
 use crate::model::*;
-use crate::suggest::did_you_mean;
+use crate::suggest::{did_you_mean, list};
+use crate::text::{InvalidUtf8, strip_bom};
 use crate::yaml::{self, Node, Span};
 use crate::{Files, Kind, PROJECT_FILE};
 use std::collections::BTreeSet;
@@ -28,7 +30,10 @@ pub(super) fn parse_file(
     let Some(text) = read(files, path, ctx) else {
         return Vec::new();
     };
-    let nodes = match yaml::parse(&text) {
+    let parsed = yaml::parse(&text);
+    // Kept once, for diagnostics and for `Spec::sources`.
+    ctx.sources.insert(path.to_string(), Source::new(text));
+    let nodes = match parsed {
         Ok(nodes) => nodes,
         Err(e) => {
             let (code, message) = if e.message.starts_with("duplicate key") {
@@ -47,6 +52,7 @@ pub(super) fn parse_file(
     };
     let mut out = Vec::new();
     for node in nodes {
+        secrets::check_doc(ctx, path, &node);
         if node.as_map().is_none() {
             ctx.err(
                 "not-a-manifest",
@@ -98,19 +104,53 @@ pub(super) fn parse_file(
                 fine = false;
             }
             Some(v) if v.as_str() != Some(API_VERSION) => {
-                ctx.err(
-                    "bad-api-version",
-                    path,
-                    Some(v.span),
-                    format!("unsupported apiVersion `{}`", v.as_str().unwrap_or("?")),
-                )
-                .hint = Some(format!("this mlctl reads `apiVersion: {API_VERSION}`"));
+                let message = match v.as_str() {
+                    Some(s) if !v.is_null() => format!("unsupported apiVersion `{s}`"),
+                    _ => format!("expected an API version, found {}", v.describe()),
+                };
+                ctx.err("bad-api-version", path, Some(v.span), message).hint =
+                    Some(format!("this mlctl reads `apiVersion: {API_VERSION}`"));
                 fine = false;
             }
             _ => {}
         }
         let kind_node = node.get("kind");
         let kind_str = kind_node.and_then(Node::as_str).unwrap_or("");
+        const KINDS: [&str; 6] = [
+            "Project",
+            "Dataset",
+            "TrainingJob",
+            "Model",
+            "Endpoint",
+            "Monitor",
+        ];
+        // `kind: [Model]`, `kind: {a: b}` or `kind:`: say what was found, not "unknown kind ``".
+        if let Some(k) = kind_node.filter(|k| k.as_str().is_none() || k.is_null()) {
+            let only = k.as_seq().and_then(|items| match items {
+                [one] => one.as_str().filter(|s| KINDS.contains(s)),
+                _ => None,
+            });
+            let (message, hint) = match only {
+                Some(name) => (
+                    format!("expected a kind name, found {}", k.describe()),
+                    format!("write `kind: {name}`, without brackets"),
+                ),
+                None if k.is_null() => (
+                    "`kind` is empty".to_string(),
+                    format!("write one of: {}", list(KINDS)),
+                ),
+                None => (
+                    format!("expected a kind name, found {}", k.describe()),
+                    format!("write one of: {}", list(KINDS)),
+                ),
+            };
+            ctx.hint("wrong-type", path, Some(k.span), message, Some(hint));
+            ctx.shadows.push(Shadow {
+                kind: only.and_then(Kind::parse),
+                name: declared_name,
+            });
+            continue;
+        }
         let kind = if kind_str == "Project" {
             if !is_project_file {
                 ctx.err(
@@ -142,18 +182,11 @@ pub(super) fn parse_file(
                     continue;
                 }
                 None => {
-                    let names = [
-                        "Project",
-                        "Dataset",
-                        "TrainingJob",
-                        "Model",
-                        "Endpoint",
-                        "Monitor",
-                    ];
+                    let names = KINDS;
                     if kind_node.is_some() {
                         let hint = match did_you_mean(kind_str, names) {
                             Some(s) => format!("did you mean `{s}`?"),
-                            None => format!("kinds are: {}", names.join(", ")),
+                            None => format!("kinds are: {}", list(names)),
                         };
                         let span = kind_node.map(|n| n.span);
                         ctx.hint(
@@ -164,7 +197,7 @@ pub(super) fn parse_file(
                             Some(hint),
                         );
                     } else if missing("kind") {
-                        let hint = format!("add `kind:` with one of: {}", names.join(", "));
+                        let hint = format!("add `kind:` with one of: {}", list(names));
                         ctx.hint(
                             "missing-field",
                             path,
@@ -237,7 +270,7 @@ pub(super) fn parse_file(
 
 /// Where `entry` is written in mlctl.yaml's `spec.manifests`.
 pub(super) fn manifest_entry_span(ctx: &Ctx, entry: &str) -> Option<Span> {
-    let docs = yaml::parse(ctx.sources.get(PROJECT_FILE)?).ok()?;
+    let docs = yaml::parse(ctx.source(PROJECT_FILE)?).ok()?;
     let list = docs.first()?.at(&["spec", "manifests"])?;
     list.as_seq()?
         .iter()
@@ -281,15 +314,38 @@ pub(super) fn manifest_files(
     out.into_iter().collect()
 }
 
+/// The text of `path` (without a byte-order mark), or `None` after reporting why it cannot be
+/// read. A file that is not UTF-8 is reported at its first bad byte, and what it may declare is
+/// unknown, so references to anything are not reported as undefined.
 pub(super) fn read(files: &dyn Files, path: &str, ctx: &mut Ctx) -> Option<String> {
     match files.read(path) {
-        Ok(Some(text)) => {
-            ctx.sources.insert(path.to_string(), text.clone());
-            Some(text)
-        }
+        Ok(Some(text)) => Some(strip_bom(text)),
         Ok(None) => None,
         Err(e) => {
-            ctx.err("io", path, None, format!("cannot read {path}: {e}"));
+            match InvalidUtf8::in_io_error(&e) {
+                Some(bad) => {
+                    let span = Span {
+                        line: bad.line,
+                        col: bad.col,
+                        len: 1,
+                    };
+                    let d = Diagnostic::error_on_line(
+                        "not-utf8",
+                        path,
+                        Some(&bad.line_text),
+                        Some(span),
+                        format!("{path} is not valid UTF-8 (byte 0x{:02X} here)", bad.byte),
+                    )
+                    .with_hint(
+                        "mlctl reads manifests as UTF-8; this file looks saved in another encoding (Latin-1, Windows-1252): save it as UTF-8",
+                    );
+                    ctx.diags.push(d);
+                    ctx.shadows.push(Shadow::default());
+                }
+                None => {
+                    ctx.err("io", path, None, format!("cannot read {path}: {e}"));
+                }
+            }
             None
         }
     }

@@ -3,15 +3,18 @@
 
 use super::files::Doc;
 use super::{Ctx, Shadow, dataset, endpoint, model, monitor, point_at, training};
-use crate::diag::Diagnostic;
+use crate::builtins;
+use crate::metrics::{self, Direction, Family};
 use crate::model::*;
-use crate::suggest::did_you_mean;
+use crate::suggest::{did_you_mean, list};
 use crate::yaml::{Node, Span};
 use crate::{Kind, Location, Resource, ResourceId, ResourceSpec};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 pub(super) fn resources_from(docs: Vec<Doc>, ctx: &mut Ctx) -> Vec<Resource> {
     let mut out: Vec<Resource> = Vec::new();
+    // Position in `out` of each resource, so a name defined twice is found without a scan.
+    let mut seen: HashMap<ResourceId, usize> = HashMap::new();
     for doc in docs {
         let Some(kind) = doc.kind else { continue };
         let what = format!("{kind} spec");
@@ -33,13 +36,15 @@ pub(super) fn resources_from(docs: Vec<Doc>, ctx: &mut Ctx) -> Vec<Resource> {
                 .typed::<MonitorSpec>(file, node, "spec", &what)
                 .map(ResourceSpec::Monitor),
         };
+        let typos = std::mem::take(&mut ctx.last_typos);
         let id = ResourceId::new(kind, doc.metadata.name.clone());
         let name_span = |n: &Node| {
             n.at(&["metadata", "name"])
                 .map(|n| n.span)
                 .unwrap_or(n.span)
         };
-        if let Some(first) = out.iter().find(|r| r.id == id) {
+        if let Some(&i) = seen.get(&id) {
+            let first = &out[i];
             let first_at = name_span(&first.node);
             let first_loc = format!("{}:{}:{}", first.location.file, first_at.line, first_at.col);
             ctx.err(
@@ -60,6 +65,9 @@ pub(super) fn resources_from(docs: Vec<Doc>, ctx: &mut Ctx) -> Vec<Resource> {
             });
             continue;
         };
+        if !typos.is_empty() {
+            ctx.typos.insert(id.clone(), typos);
+        }
         let location = Location {
             file: doc.file.clone(),
             span: doc.node.span,
@@ -72,7 +80,10 @@ pub(super) fn resources_from(docs: Vec<Doc>, ctx: &mut Ctx) -> Vec<Resource> {
             node: doc.node.clone(),
             depends_on: Vec::new(),
         };
+        ctx.current = Some(r.id.clone());
         check_resource(ctx, &mut r);
+        ctx.current = None;
+        seen.insert(r.id.clone(), out.len());
         out.push(r);
     }
     out.sort_by(|a, b| a.id.cmp(&b.id));
@@ -113,90 +124,150 @@ fn check_resource(ctx: &mut Ctx, r: &mut Resource) {
 
 /// References, cycles and target-independent cross-resource checks.
 pub(super) fn check_graph(resources: Vec<Resource>, ctx: &mut Ctx) -> Vec<Resource> {
-    let names = |kind: Kind| -> Vec<String> {
-        resources
-            .iter()
-            .filter(|r| r.id.kind == kind)
-            .map(|r| r.id.name.clone())
-            .collect()
-    };
+    let by_id: HashMap<&ResourceId, &Resource> = resources.iter().map(|r| (&r.id, r)).collect();
+    // Defined names per kind, in name order (resources are sorted by id).
+    let mut names: BTreeMap<Kind, Vec<&str>> = BTreeMap::new();
+    for r in &resources {
+        names.entry(r.id.kind).or_default().push(&r.id.name);
+    }
     for r in &resources {
         for Reference { target, path, .. } in r.spec.references() {
-            if resources.iter().any(|x| x.id == target) || ctx.shadowed(&target) {
+            if by_id.contains_key(&target) || ctx.shadowed(&target) {
                 continue;
             }
             let mut full = vec!["spec"];
             full.extend(path.iter().map(String::as_str));
             let span = r.node.at(&full).map(|n| n.span);
-            let defined = names(target.kind);
-            let list = if defined.is_empty() {
+            let defined = names.get(&target.kind).map(Vec::as_slice).unwrap_or(&[]);
+            let listed = if defined.is_empty() {
                 "none".to_string()
             } else {
-                defined.join(", ")
+                list(defined)
             };
-            let mut d = Diagnostic::error(
+            let hint = did_you_mean(&target.name, defined.iter().copied())
+                .map(|s| format!("did you mean `{s}`?"));
+            ctx.hint(
                 "unknown-reference",
                 &r.location.file,
-                ctx.sources
-                    .get(&r.location.file)
-                    .map(String::as_str)
-                    .unwrap_or(""),
                 span,
                 format!(
-                    "{} `{}` is not defined; defined {}: {}",
+                    "{} `{}` is not defined; defined {}: {listed}",
                     target.kind.noun(),
                     target.name,
                     target.kind.plural(),
-                    list
                 ),
+                hint,
             );
-            if let Some(s) = did_you_mean(&target.name, defined.iter().map(String::as_str)) {
-                d.hint = Some(format!("did you mean `{s}`?"));
-            }
-            ctx.diags.push(d);
         }
         // Cross-resource checks that need the referenced resource.
-        if let ResourceSpec::TrainingJob(t) = &r.spec
-            && let Some(ds) = resources
-                .iter()
-                .find(|x| x.id == ResourceId::new(Kind::Dataset, t.dataset.clone()))
-                .and_then(Resource::as_dataset)
-        {
-            let supervised = !matches!(t.algorithm, Some(Algorithm::Kmeans) | None);
-            if supervised && ds.target.is_none() {
-                let span = r.node.at(&["spec", "algorithm"]).map(|n| n.span);
-                let ds_at = resources
-                    .iter()
-                    .find(|x| x.id.kind == Kind::Dataset && x.id.name == t.dataset)
-                    .map(|x| x.location.file.clone())
-                    .unwrap_or_default();
-                ctx.err(
-                    "missing-field",
-                    &r.location.file,
-                    span,
-                    format!(
-                        "algorithm `{}` needs a label column, but dataset `{}` has no `target`",
-                        t.algorithm.map(Algorithm::as_str).unwrap_or(""),
-                        t.dataset
-                    ),
-                )
-                .hint = Some(format!(
-                    "add `target: <label column>` to dataset `{}` in {ds_at}, or use `kmeans`, which needs no labels",
-                    t.dataset
-                ));
+        match &r.spec {
+            ResourceSpec::TrainingJob(t) => {
+                let ds_id = ResourceId::new(Kind::Dataset, t.dataset.clone());
+                if let Some(ds_res) = by_id.get(&ds_id)
+                    && let Some(ds) = ds_res.as_dataset()
+                {
+                    let supervised = !matches!(t.algorithm, Some(Algorithm::Kmeans) | None);
+                    if supervised && ds.target.is_none() && !ctx.mistyped_in(&ds_id, &["target"]) {
+                        let span = r.node.at(&["spec", "algorithm"]).map(|n| n.span);
+                        ctx.err(
+                            "missing-field",
+                            &r.location.file,
+                            span,
+                            format!(
+                                "algorithm `{}` needs a label column, but dataset `{}` has no `target`",
+                                t.algorithm.map(Algorithm::as_str).unwrap_or(""),
+                                t.dataset
+                            ),
+                        )
+                        .hint = Some(format!(
+                            "add `target: <label column>` to dataset `{}` in {}, or use `kmeans`, which needs no labels",
+                            t.dataset, ds_res.location.file
+                        ));
+                    }
+                }
+                if let Some(tuning) = &t.tuning
+                    && let Some(reports) = Reports::of(&r.id.name, t, &by_id)
+                {
+                    let metric = &tuning.objective.metric;
+                    let span = r
+                        .node
+                        .at(&["spec", "tuning", "objective", "metric"])
+                        .map(|n| n.span);
+                    if !reports.has(metric) {
+                        ctx.hint(
+                            "unknown-metric",
+                            &r.location.file,
+                            span,
+                            format!(
+                                "tuning objective `{metric}`: {} does not report it",
+                                reports.subject
+                            ),
+                            Some(reports.hint(metric)),
+                        );
+                    } else if let Some(m) = metrics::metric(metric) {
+                        let wrong = match (tuning.objective.goal, m.direction) {
+                            (Goal::Maximize, Direction::LowerIsBetter) => Some("minimize"),
+                            (Goal::Minimize, Direction::HigherIsBetter) => Some("maximize"),
+                            _ => None,
+                        };
+                        if let Some(goal) = wrong {
+                            let span = r
+                                .node
+                                .at(&["spec", "tuning", "objective", "goal"])
+                                .map(|n| n.span);
+                            let d = ctx.err(
+                                "objective-direction",
+                                &r.location.file,
+                                span,
+                                format!(
+                                    "tuning looks for the worst `{metric}`: {} is better",
+                                    m.direction.as_str()
+                                ),
+                            );
+                            d.hint = Some(format!("write `goal: {goal}`"));
+                            d.severity = crate::Severity::Warning;
+                        }
+                    }
+                }
             }
+            ResourceSpec::Model(m) => {
+                let job = by_id.get(&ResourceId::new(Kind::TrainingJob, m.from.clone()));
+                let reports = job
+                    .and_then(|j| Some((j, j.as_training_job()?)))
+                    .and_then(|(j, t)| Reports::of(&j.id.name, t, &by_id));
+                if let Some(reports) = reports {
+                    for (i, g) in m.gates.iter().enumerate() {
+                        if reports.has(&g.metric) {
+                            continue;
+                        }
+                        let span = r
+                            .node
+                            .at(&["spec", "gates", &i.to_string(), "metric"])
+                            .map(|n| n.span);
+                        ctx.hint(
+                            "unknown-metric",
+                            &r.location.file,
+                            span,
+                            format!(
+                                "gate on `{}`: {} does not report it",
+                                g.metric, reports.subject
+                            ),
+                            Some(reports.hint(&g.metric)),
+                        );
+                    }
+                }
+            }
+            _ => {}
         }
     }
+    check_ports(&resources, ctx);
     // Cycles can only form through dataset transforms; each is reported once, at the
     // dataset it was entered from, pointing at the input that closes it.
     for cycle in find_cycles(&resources) {
         let (Some(first), Some(next)) = (cycle.first(), cycle.get(1)) else {
             continue;
         };
-        let Some(r) = resources
-            .iter()
-            .find(|r| r.id.kind == Kind::Dataset && &r.id.name == first)
-        else {
+        let Some(r) = by_id.get(&ResourceId::new(Kind::Dataset, first.clone())) else {
             continue;
         };
         let index = r
@@ -210,10 +281,180 @@ pub(super) fn check_graph(resources: Vec<Resource>, ctx: &mut Ctx) -> Vec<Resour
                 .map(|n| n.span),
             None => point_at(&r.node, &["spec", "transform", "inputs"]),
         };
-        ctx.err("cycle", &r.location.file, span, format!("dataset transforms form a cycle: {}", cycle.join(" -> "))).hint =
+        // A cycle through thousands of datasets is shown by its ends.
+        let shown = if cycle.len() > 10 {
+            format!(
+                "{} -> ... ({} more) -> {}",
+                cycle[..8].join(" -> "),
+                crate::suggest::thousands(cycle.len() - 9),
+                cycle[cycle.len() - 1]
+            )
+        } else {
+            cycle.join(" -> ")
+        };
+        ctx.err("cycle", &r.location.file, span, format!("dataset transforms form a cycle: {shown}")).hint =
             Some("each dataset's transform reads the next one; a transform cannot read its own output, directly or through other datasets".into());
     }
+    drop(by_id);
     resources
+}
+
+/// Two endpoints cannot listen on one port: the second one written (in file order) is
+/// reported, naming where the first is.
+fn check_ports(resources: &[Resource], ctx: &mut Ctx) {
+    let mut with_port: Vec<(&Resource, u16)> = resources
+        .iter()
+        .filter_map(|r| Some((r, r.as_endpoint()?.port?)))
+        .filter(|(_, p)| *p != 0)
+        .collect();
+    with_port.sort_by(|a, b| {
+        (a.0.location.file.as_str(), a.0.location.span)
+            .cmp(&(b.0.location.file.as_str(), b.0.location.span))
+    });
+    let mut first: HashMap<u16, &Resource> = HashMap::new();
+    for (r, port) in with_port {
+        let span_of = |r: &Resource| r.node.at(&["spec", "port"]).map(|n| n.span);
+        match first.get(&port) {
+            None => {
+                first.insert(port, r);
+            }
+            Some(other) => {
+                let at = span_of(other).unwrap_or(other.location.span);
+                ctx.err(
+                    "duplicate-port",
+                    &r.location.file,
+                    span_of(r),
+                    format!(
+                        "port {port} is already taken by endpoint `{}` ({}:{}:{})",
+                        other.id.name, other.location.file, at.line, at.col
+                    ),
+                )
+                .hint = Some(
+                    "give each endpoint its own port, or leave `port` out to let mlctl pick a free one"
+                        .into(),
+                );
+            }
+        }
+    }
+}
+
+/// What a built-in training job reports, and why: for gates and tuning objectives.
+struct Reports {
+    /// `training job `iris-train` (logistic_regression)`.
+    subject: String,
+    /// The families it may train (two when the spec cannot tell).
+    families: Vec<Family>,
+    /// Why those families, for the hint ("`species`, the target column of dataset `iris`, is
+    /// a category"); empty when the algorithm alone decides.
+    why: String,
+    algorithm: Algorithm,
+}
+
+impl Reports {
+    /// `None` for a script-mode job, which reports any metric it likes.
+    fn of(
+        name: &str,
+        t: &TrainingJobSpec,
+        by_id: &HashMap<&ResourceId, &Resource>,
+    ) -> Option<Self> {
+        let algorithm = t.algorithm?;
+        let subject = format!("training job `{name}` ({})", algorithm.as_str());
+        let fixed = builtins::families(algorithm);
+        let (families, why) = match builtins::task_hyperparameter(algorithm) {
+            None => (fixed.to_vec(), String::new()),
+            Some(key) => {
+                let tuned = t
+                    .tuning
+                    .as_ref()
+                    .is_some_and(|tu| tu.search_space.contains_key(key));
+                let set = t
+                    .hyperparameters
+                    .get(key)
+                    .and_then(serde_json::Value::as_str)
+                    .and_then(|v| Some((v, builtins::family_of_task_value(v)?)));
+                let dataset = by_id
+                    .get(&ResourceId::new(Kind::Dataset, t.dataset.clone()))
+                    .and_then(|r| r.as_dataset());
+                let label = dataset.and_then(|d| {
+                    let target = d.target.as_deref()?;
+                    let column = d
+                        .schema
+                        .as_ref()?
+                        .columns
+                        .iter()
+                        .find(|c| c.name == target)?;
+                    Some((target, column.ty))
+                });
+                match (tuned, set, label) {
+                    (true, _, _) => (fixed.to_vec(), format!("`{key}` is tuned")),
+                    (false, Some((v, f)), _) => (vec![f], format!("`{key}: {v}`")),
+                    (false, None, Some((target, ty))) => (
+                        metrics::families_for_label(Some(ty)).to_vec(),
+                        format!(
+                            "`{target}`, the target column of dataset `{}`, is {}",
+                            t.dataset,
+                            match ty {
+                                ColumnType::Float => "a float",
+                                ColumnType::Int =>
+                                    "an int (classified with at most 20 distinct values, else regressed)",
+                                ColumnType::Bool => "a bool",
+                                ColumnType::Category => "a category",
+                                ColumnType::String => "a string",
+                            }
+                        ),
+                    ),
+                    (false, None, None) => (
+                        fixed.to_vec(),
+                        format!(
+                            "dataset `{}` declares no type for its target column",
+                            t.dataset
+                        ),
+                    ),
+                }
+            }
+        };
+        Some(Reports {
+            subject,
+            families,
+            why,
+            algorithm,
+        })
+    }
+
+    fn names(&self) -> Vec<&'static str> {
+        metrics::METRICS
+            .iter()
+            .filter(|m| m.families.iter().any(|f| self.families.contains(f)))
+            .map(|m| m.name)
+            .collect()
+    }
+
+    fn has(&self, metric: &str) -> bool {
+        self.names().contains(&metric)
+    }
+
+    fn hint(&self, metric: &str) -> String {
+        let names = self.names();
+        let did = did_you_mean(metric, names.iter().copied())
+            .map(|s| format!("did you mean `{s}`? "))
+            .unwrap_or_default();
+        let what = match self.families.as_slice() {
+            [Family::Classification] => "trains a classifier here",
+            [Family::Regression] => "trains a regressor here",
+            [Family::Clustering] => "clusters rows",
+            _ => "trains a classifier or a regressor here",
+        };
+        let alg = self.algorithm.as_str();
+        let why = if self.why.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", self.why)
+        };
+        format!(
+            "{did}{alg} {what}{why}, which reports: {}; see docs/metrics.md",
+            list(&names)
+        )
+    }
 }
 
 /// Every cycle among dataset transforms, each once, as `a -> b -> ... -> a` where each

@@ -21,21 +21,66 @@ mod project;
 mod secrets;
 mod training;
 
-use crate::de::{DeError, DeErrorKind, from_node};
+use crate::de::{DeError, DeErrorKind, PathSeg, from_node};
 use crate::diag::Diagnostic;
 use crate::env;
 use crate::yaml::{self, Node, ScalarType, Span, Value};
 use crate::{Files, Kind, Loaded, ResourceId, Spec};
 use serde::de::DeserializeOwned;
-use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::cell::{OnceCell, RefCell};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 pub(crate) struct Ctx {
-    sources: BTreeMap<String, String>,
+    /// Every file read, by path: kept once, and indexed by line on the first diagnostic.
+    sources: BTreeMap<String, Source>,
     diags: Vec<Diagnostic>,
+    /// Diagnostics of the walk over every value ([`secrets`]), which runs as each file is
+    /// parsed but is reported after the checks of the fields themselves at the same place.
+    value_diags: Vec<Diagnostic>,
     /// Resources that were written but could not be loaded; references to them are not
     /// reported as undefined (the author misspelled the definition, not the reference).
     shadows: Vec<Shadow>,
+    /// Per resource, the fields (paths under `spec`, as [`Node::at`] takes them) that an
+    /// unknown key is likely a typo of: a check that would report such a field as missing
+    /// stays silent, since the unknown-field error already says what to fix.
+    typos: HashMap<ResourceId, BTreeSet<Vec<String>>>,
+    /// The typos found by the last [`Ctx::typed_node`].
+    last_typos: BTreeSet<Vec<String>>,
+    /// The resource whose rules are being checked, for [`Ctx::mistyped`].
+    current: Option<ResourceId>,
+}
+
+/// A file's text and, once a diagnostic needs it, where each line starts.
+struct Source {
+    text: String,
+    line_starts: OnceCell<Vec<usize>>,
+}
+
+impl Source {
+    fn new(text: String) -> Self {
+        Source {
+            text,
+            line_starts: OnceCell::new(),
+        }
+    }
+
+    /// Line `n` (1-based) as `str::lines` gives it, without scanning the text each time.
+    fn line(&self, n: usize) -> Option<&str> {
+        let starts = self.line_starts.get_or_init(|| {
+            std::iter::once(0)
+                .chain(self.text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect()
+        });
+        let start = *starts.get(n.checked_sub(1)?)?;
+        if start >= self.text.len() {
+            return None;
+        }
+        let end = starts
+            .get(n)
+            .map_or(self.text.len(), |next| next.saturating_sub(1));
+        let line = &self.text[start..end];
+        Some(line.strip_suffix('\r').unwrap_or(line))
+    }
 }
 
 /// What a manifest that failed to load may have declared: `None` means "could be anything".
@@ -52,6 +97,23 @@ impl Shadow {
 }
 
 impl Ctx {
+    fn new() -> Self {
+        Ctx {
+            sources: BTreeMap::new(),
+            diags: Vec::new(),
+            value_diags: Vec::new(),
+            shadows: Vec::new(),
+            typos: HashMap::new(),
+            last_typos: BTreeSet::new(),
+            current: None,
+        }
+    }
+
+    /// The text of a file read so far.
+    fn source(&self, file: &str) -> Option<&str> {
+        self.sources.get(file).map(|s| s.text.as_str())
+    }
+
     fn err(
         &mut self,
         code: &'static str,
@@ -59,9 +121,9 @@ impl Ctx {
         span: Option<Span>,
         msg: impl Into<String>,
     ) -> &mut Diagnostic {
-        let src = self.sources.get(file).map(String::as_str).unwrap_or("");
-        self.diags
-            .push(Diagnostic::error(code, file, src, span, msg));
+        let line = span.and_then(|s| self.sources.get(file)?.line(s.line));
+        let d = Diagnostic::error_on_line(code, file, line, span, msg);
+        self.diags.push(d);
         self.diags.last_mut().expect("just pushed")
     }
 
@@ -75,6 +137,22 @@ impl Ctx {
     ) {
         let d = self.err(code, file, span, msg);
         d.hint = hint;
+    }
+
+    /// Whether an unknown key of the resource being checked is likely a typo of the field at
+    /// `path` (under `spec`): then its absence is not reported again.
+    fn mistyped(&self, path: &[&str]) -> bool {
+        self.current
+            .as_ref()
+            .is_some_and(|id| self.mistyped_in(id, path))
+    }
+
+    /// [`Ctx::mistyped`] for a given resource.
+    fn mistyped_in(&self, id: &ResourceId, path: &[&str]) -> bool {
+        self.typos.get(id).is_some_and(|t| {
+            t.iter()
+                .any(|p| p.iter().map(String::as_str).eq(path.iter().copied()))
+        })
     }
 
     /// Deserializes the value of `key` in `parent` (`spec` or `metadata` of a manifest) as
@@ -99,7 +177,8 @@ impl Ctx {
     }
 
     /// [`Ctx::typed`] for a node on its own; `holder` says where to point for a mapping
-    /// (by its path under `node`) that lacks a required field.
+    /// (by its path under `node`) that lacks a required field. The fields unknown keys are
+    /// likely typos of are left in `last_typos`.
     fn typed_node<T: DeserializeOwned>(
         &mut self,
         file: &str,
@@ -110,12 +189,36 @@ impl Ctx {
         let issues = RefCell::new(Vec::new());
         let result = from_node::<T>(node, &issues);
         let issues = issues.into_inner();
+        self.last_typos = issues
+            .iter()
+            .filter_map(|e| match &e.kind {
+                DeErrorKind::UnknownField {
+                    suggestion: Some(s),
+                    ..
+                } => {
+                    let mut p: Vec<String> = e.path.iter().map(PathSeg::to_string).collect();
+                    p.pop();
+                    p.push(s.to_string());
+                    Some(p)
+                }
+                _ => None,
+            })
+            .collect();
         let (value, fatal) = match result {
             // Unknown fields are reported but the value is kept, so references to this
             // resource still resolve and no follow-on errors appear.
             Ok(v) => (Some(v), None),
             Err(e) => (None, Some(e)),
         };
+        // A required field that an unknown key is a typo of was reported with that key.
+        let fatal = fatal.filter(|e| match &e.kind {
+            DeErrorKind::MissingField { field } => {
+                let mut p: Vec<String> = e.path.iter().map(PathSeg::to_string).collect();
+                p.push(field.clone());
+                !self.last_typos.contains(&p)
+            }
+            _ => true,
+        });
         for e in issues.into_iter().chain(fatal) {
             self.de_error(file, node, what, e, holder);
         }
@@ -140,22 +243,13 @@ impl Ctx {
         };
         let mut span = e.span;
         let mut hint = e.hint;
+        let path = e.path.into_vec();
         let (code, message) = match e.kind {
-            DeErrorKind::UnknownField { field } => {
-                let mut path = span
-                    .and_then(|s| path_to(node, s, true))
-                    .unwrap_or_default();
-                path.pop();
-                path.push(PathSeg::Key(field));
-                (
-                    "unknown-field",
-                    format!("unknown field `{}` in {what}", dotted(&path)),
-                )
-            }
+            DeErrorKind::UnknownField { .. } => (
+                "unknown-field",
+                format!("unknown field `{}` in {what}", dotted(&path)),
+            ),
             DeErrorKind::MissingField { field } => {
-                let path = span
-                    .and_then(|s| path_to(node, s, false))
-                    .unwrap_or_default();
                 let at: Vec<String> = path.iter().map(PathSeg::to_string).collect();
                 span = holder(&at).or(span);
                 let mut field_path = path;
@@ -165,26 +259,13 @@ impl Ctx {
                     format!("missing required field `{}` in {what}", dotted(&field_path)),
                 )
             }
-            DeErrorKind::UnknownValue { value } => {
-                let path = span
-                    .and_then(|s| path_to(node, s, false))
-                    .unwrap_or_default();
-                (
-                    "unknown-value",
-                    format!("unknown value `{value}` for {}", subject(&path)),
-                )
-            }
+            DeErrorKind::UnknownValue { value } => (
+                "unknown-value",
+                format!("unknown value `{value}` for {}", subject(&path)),
+            ),
             DeErrorKind::WrongType { expected, found } => {
-                let path = span
-                    .and_then(|s| path_to(node, s, false))
-                    .unwrap_or_default();
-                let value = node.at(&path
-                    .iter()
-                    .map(PathSeg::to_string)
-                    .collect::<Vec<_>>()
-                    .iter()
-                    .map(String::as_str)
-                    .collect::<Vec<_>>());
+                let segs: Vec<String> = path.iter().map(PathSeg::to_string).collect();
+                let value = node.at(&segs.iter().map(String::as_str).collect::<Vec<_>>());
                 if let Some(Node {
                     value: Value::Scalar { text, plain: false },
                     ..
@@ -204,9 +285,6 @@ impl Ctx {
                 )
             }
             DeErrorKind::Other { message } => {
-                let path = span
-                    .and_then(|s| path_to(node, s, false))
-                    .unwrap_or_default();
                 ("bad-value", format!("{message} (in {})", subject(&path)))
             }
         };
@@ -215,23 +293,6 @@ impl Ctx {
 
     fn shadowed(&self, id: &ResourceId) -> bool {
         self.shadows.iter().any(|s| s.covers(id))
-    }
-}
-
-/// One step of a path into a YAML tree.
-#[derive(Debug, Clone, PartialEq)]
-enum PathSeg {
-    Key(String),
-    Index(usize),
-}
-
-impl std::fmt::Display for PathSeg {
-    /// The form [`Node::at`] takes.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PathSeg::Key(k) => f.write_str(k),
-            PathSeg::Index(i) => write!(f, "{i}"),
-        }
     }
 }
 
@@ -250,33 +311,6 @@ fn dotted(path: &[PathSeg]) -> String {
         }
     }
     out
-}
-
-/// The path from `root` to the node at `span`: to a mapping key when `key` is true (the path
-/// then ends with that key), else to a value (`root` itself gives an empty path).
-fn path_to(root: &Node, span: Span, key: bool) -> Option<Vec<PathSeg>> {
-    if !key && root.span == span {
-        return Some(Vec::new());
-    }
-    let step = |seg: PathSeg, child: &Node| -> Option<Vec<PathSeg>> {
-        let mut rest = path_to(child, span, key)?;
-        rest.insert(0, seg);
-        Some(rest)
-    };
-    match &root.value {
-        Value::Scalar { .. } => None,
-        Value::Seq(items) => items
-            .iter()
-            .enumerate()
-            .find_map(|(i, item)| step(PathSeg::Index(i), item)),
-        Value::Map(entries) => entries.iter().find_map(|(k, v)| {
-            let name = PathSeg::Key(k.as_str().unwrap_or_default().to_string());
-            if key && k.span == span {
-                return Some(vec![name]);
-            }
-            step(name, v)
-        }),
-    }
 }
 
 /// Where to point for a problem with the node at `path` under `root`. A block mapping or list
@@ -305,11 +339,7 @@ fn valid_name(name: &str) -> bool {
 }
 
 pub(crate) fn load(files: &dyn Files) -> Loaded {
-    let mut ctx = Ctx {
-        sources: BTreeMap::new(),
-        diags: Vec::new(),
-        shadows: Vec::new(),
-    };
+    let mut ctx = Ctx::new();
     let project = project::load_project(files, &mut ctx);
     let mut docs = Vec::new();
     if let Some(project) = &project {
@@ -322,25 +352,29 @@ pub(crate) fn load(files: &dyn Files) -> Loaded {
         Some(_) => graph::check_graph(resources, &mut ctx),
         None => resources,
     };
-    secrets::check_literals(&mut ctx);
+    let value_diags = std::mem::take(&mut ctx.value_diags);
+    ctx.diags.extend(value_diags);
     ctx.diags
         .sort_by(|a, b| (a.file.as_str(), a.span).cmp(&(b.file.as_str(), b.span)));
     // No diagnostic may echo a secret, whichever check wrote it (a bucket check quoting the
-    // value, a syntax error on the secret's line): mask credential shapes everywhere.
+    // value, a syntax error on the secret's line): mask credential shapes everywhere (source
+    // lines are masked when the diagnostic is made, before a long one is cut to a window).
+    // Nor may one grow with the input: messages and hints are capped.
     for d in &mut ctx.diags {
         d.message = env::redact(&d.message).into_owned();
         d.hint = d.hint.as_deref().map(|h| env::redact(h).into_owned());
-        d.source_line = d
-            .source_line
-            .as_deref()
-            .map(|l| env::redact(l).into_owned());
+        d.bound();
     }
     let ok = !ctx.diags.iter().any(Diagnostic::is_error);
     let spec = match project {
         Some(project) if ok => Some(Spec {
             project,
             resources,
-            sources: ctx.sources,
+            sources: ctx
+                .sources
+                .into_iter()
+                .map(|(path, s)| (path, s.text))
+                .collect(),
         }),
         _ => None,
     };
@@ -350,12 +384,12 @@ pub(crate) fn load(files: &dyn Files) -> Loaded {
     }
 }
 
-/// `a`, `a and b`, `a, b and c`.
+/// `a`, `a and b`, `a, b and c` (for the few fields of one mapping).
 fn and_list(items: &[String]) -> String {
     match items {
         [] => String::new(),
         [one] => one.clone(),
-        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+        [init @ .., last] => format!("{} and {last}", crate::suggest::list(init)),
     }
 }
 

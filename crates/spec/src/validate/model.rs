@@ -13,7 +13,10 @@ pub(super) fn check(
 ) {
     for (i, g) in m.gates.iter().enumerate() {
         let idx = i.to_string();
-        if g.min.is_none() && g.max.is_none() && g.max_regression.is_none() {
+        let mistyped = ["min", "max", "maxRegression"]
+            .iter()
+            .any(|f| ctx.mistyped(&["gates", &idx, f]));
+        if g.min.is_none() && g.max.is_none() && g.max_regression.is_none() && !mistyped {
             ctx.err(
                 "missing-field",
                 file,

@@ -53,7 +53,8 @@ pub(super) fn check(
             format!("maxErrorRate must be between 0 and 1, got {er}"),
         );
     }
-    if m.drift.is_none() && m.slo.is_none() {
+    if m.drift.is_none() && m.slo.is_none() && !ctx.mistyped(&["drift"]) && !ctx.mistyped(&["slo"])
+    {
         ctx.err(
             "missing-field",
             file,
@@ -66,12 +67,28 @@ pub(super) fn check(
         && let Some(n) = &ob.notify
         && !env::is_single_reference(&n.webhook)
     {
-        ctx.err(
-            "literal-secret",
-            file,
-            at(&["onBreach", "notify", "webhook"]),
-            "onBreach.notify.webhook must be an environment reference, not a literal URL",
-        )
-        .hint = Some("webhook URLs carry tokens: write `webhook: ${env:ALERT_WEBHOOK}`".into());
+        let at = at(&["onBreach", "notify", "webhook"]);
+        let url = ["https://", "http://"]
+            .iter()
+            .any(|p| n.webhook.to_ascii_lowercase().starts_with(p));
+        if url {
+            ctx.err(
+                "literal-secret",
+                file,
+                at,
+                "onBreach.notify.webhook must be an environment reference, not a literal URL",
+            )
+            .hint = Some("webhook URLs carry tokens: write `webhook: ${env:ALERT_WEBHOOK}`".into());
+        } else {
+            ctx.err(
+                "bad-value",
+                file,
+                at,
+                "onBreach.notify.webhook is neither a URL nor an environment reference",
+            )
+            .hint = Some(
+                "write `webhook: ${env:ALERT_WEBHOOK}` and export ALERT_WEBHOOK=https://... (the URL mlctl POSTs the breach report to) where mlctl runs".into(),
+            );
+        }
     }
 }

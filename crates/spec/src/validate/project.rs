@@ -6,7 +6,7 @@
 use super::files::{Doc, parse_file};
 use super::{Ctx, and_list, point_at, valid_name};
 use crate::model::*;
-use crate::suggest::did_you_mean;
+use crate::suggest::{did_you_mean, list};
 use crate::units;
 use crate::yaml::{Node, Span, Value};
 use crate::{Files, PROJECT_FILE, Project};
@@ -115,8 +115,8 @@ pub(super) fn load_project(files: &dyn Files, ctx: &mut Ctx) -> Option<Project> 
                 let span = spec_node.get("defaultTarget").map(|n| n.span);
                 let known: Vec<&str> = targets.keys().map(String::as_str).collect();
                 let hint = match did_you_mean(t, known.iter().copied()) {
-                    Some(s) => format!("did you mean `{s}`? defined targets: {}", known.join(", ")),
-                    None => format!("defined targets: {}", known.join(", ")),
+                    Some(s) => format!("did you mean `{s}`? defined targets: {}", list(&known)),
+                    None => format!("defined targets: {}", list(&known)),
                 };
                 ctx.hint(
                     "unknown-target",
@@ -190,20 +190,14 @@ fn read_target(ctx: &mut Ctx, name: &str, node: &Node, key_span: Span) -> Option
             Some(key_span),
             format!("target `{name}` has no `provider`"),
         )
-        .hint = Some(format!(
-            "add `provider:` with one of: {}",
-            providers.join(", ")
-        ));
+        .hint = Some(format!("add `provider:` with one of: {}", list(&providers)));
         return None;
     };
     let written = pnode.as_str().unwrap_or_default();
     let Some(provider) = ProviderKind::parse(written) else {
         let hint = match did_you_mean(written, providers.iter().copied()) {
-            Some(s) => format!(
-                "did you mean `{s}`? providers are: {}",
-                providers.join(", ")
-            ),
-            None => format!("providers are: {}", providers.join(", ")),
+            Some(s) => format!("did you mean `{s}`? providers are: {}", list(&providers)),
+            None => format!("providers are: {}", list(&providers)),
         };
         ctx.hint(
             "unknown-provider",
@@ -242,7 +236,7 @@ fn read_target(ctx: &mut Ctx, name: &str, node: &Node, key_span: Span) -> Option
             .hint = Some(format!(
                 "{} targets take: provider, {}",
                 provider.as_str(),
-                allowed.join(", ")
+                list(&allowed)
             ));
             fine = false;
         } else {
@@ -253,7 +247,7 @@ fn read_target(ctx: &mut Ctx, name: &str, node: &Node, key_span: Span) -> Option
                 None => format!(
                     "{} targets take: provider, {}",
                     provider.as_str(),
-                    allowed.join(", ")
+                    list(&allowed)
                 ),
             };
             ctx.hint(
@@ -338,7 +332,9 @@ fn read_target(ctx: &mut Ctx, name: &str, node: &Node, key_span: Span) -> Option
             }
         }
         Target::Mock(t) => {
+            // `${env:...}` is resolved at apply time, so only a literal can be checked here.
             if let Some(l) = &t.latency
+                && !l.contains("${env:")
                 && let Err(e) = units::parse_duration(l)
             {
                 ctx.err("bad-value", PROJECT_FILE, span_of("latency"), e);
@@ -368,8 +364,8 @@ fn check_components(
             None => {
                 let known: Vec<&str> = targets.keys().map(String::as_str).collect();
                 let hint = match did_you_mean(from, known.iter().copied()) {
-                    Some(s) => format!("did you mean `{s}`? defined targets: {}", known.join(", ")),
-                    None => format!("defined targets: {}", known.join(", ")),
+                    Some(s) => format!("did you mean `{s}`? defined targets: {}", list(&known)),
+                    None => format!("defined targets: {}", list(&known)),
                 };
                 ctx.hint(
                     "unknown-target",

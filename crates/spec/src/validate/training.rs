@@ -1,7 +1,9 @@
 //! `kind: TrainingJob`: algorithm or script mode, metrics, tuning and compute.
 
 use super::Ctx;
+use crate::builtins::{self, ParamKind};
 use crate::model::*;
+use crate::suggest::{did_you_mean, list};
 use crate::units;
 use crate::yaml::{Node, Span};
 
@@ -15,6 +17,7 @@ pub(super) fn check(
     node: &Node,
 ) {
     match (&t.algorithm, &t.command) {
+        (None, None) if ctx.mistyped(&["algorithm"]) || ctx.mistyped(&["command"]) => {}
         (None, None) => {
             ctx.err(
                 "missing-field",
@@ -27,7 +30,7 @@ pub(super) fn check(
             )
             .hint = Some(format!(
                 "built-ins: {}; or script mode: `command: python train.py` with `code: train/`",
-                Algorithm::ALL.map(|a| a.0).join(", ")
+                list(Algorithm::ALL.map(|a| a.0))
             ));
         }
         (Some(_), Some(_)) => {
@@ -82,8 +85,14 @@ pub(super) fn check(
             .hint = Some("e.g. `regex: 'rmse=([0-9.]+)'`".into());
         }
     }
+    if let Some(algorithm) = t.algorithm {
+        check_hyperparameters(ctx, file, node, algorithm, t);
+    }
     if let Some(tuning) = &mut t.tuning {
         check_tuning(ctx, file, at, tuning);
+        if let Some(algorithm) = t.algorithm {
+            check_search_space(ctx, file, node, algorithm, tuning);
+        }
     }
     if let Some(c) = &t.compute {
         check_compute(ctx, file, at, c);
@@ -112,7 +121,7 @@ fn check_tuning(
             "parallelism must be at least 1",
         );
     }
-    if tuning.search_space.is_empty() {
+    if tuning.search_space.is_empty() && !ctx.mistyped(&["tuning", "searchSpace"]) {
         ctx.err("missing-field", file, at(&["tuning", "searchSpace"]), "tuning.searchSpace is empty")
             .hint = Some("name at least one hyperparameter to search, e.g. `C: {min: 0.01, max: 10, scale: log}`".into());
     }
@@ -157,6 +166,7 @@ fn check_tuning(
                 if tuning.strategy == TuningStrategy::Grid
                     && p.step.is_none()
                     && p.ty != Some(ParamType::Int)
+                    && !ctx.mistyped(&["tuning", "searchSpace", name, "step"])
                 {
                     ctx.err("missing-field", file, at(&path), format!("search space `{name}`: a grid over a float range needs `step` (or `values`)"));
                 }
@@ -171,6 +181,9 @@ fn check_tuning(
                     );
                 }
             }
+            _ if ["values", "min", "max"]
+                .iter()
+                .any(|f| ctx.mistyped(&["tuning", "searchSpace", name, f])) => {}
             _ => {
                 ctx.err(
                     "missing-field",
@@ -180,7 +193,10 @@ fn check_tuning(
                 );
             }
         }
-        if p.ty == Some(ParamType::Categorical) && p.values.is_none() {
+        if p.ty == Some(ParamType::Categorical)
+            && p.values.is_none()
+            && !ctx.mistyped(&["tuning", "searchSpace", name, "values"])
+        {
             ctx.err(
                 "missing-field",
                 file,
@@ -192,6 +208,199 @@ fn check_tuning(
     tuning.max_trials.get_or_insert(10);
     tuning.parallelism.get_or_insert(1);
     tuning.seed.get_or_insert(42);
+}
+
+/// A built-in's hyperparameters: names it takes, values of the type and in the range its
+/// trainer accepts (the table is [`builtins`]). Walks the written mapping, so each problem
+/// points at its key or value without a lookup per entry.
+fn check_hyperparameters(
+    ctx: &mut Ctx,
+    file: &str,
+    node: &Node,
+    algorithm: Algorithm,
+    t: &TrainingJobSpec,
+) {
+    let Some(entries) = node.at(&["spec", "hyperparameters"]).and_then(Node::as_map) else {
+        return;
+    };
+    let alg = algorithm.as_str();
+    for (k, v) in entries {
+        let name = k.as_str().unwrap_or_default();
+        let Some(h) = builtins::hyperparameter(algorithm, name) else {
+            unknown_hyperparameter(ctx, file, k.span, algorithm, name, "");
+            continue;
+        };
+        let Some(value) = t.hyperparameters.get(name) else {
+            continue;
+        };
+        if let Err(bad) = h.check(value) {
+            let code = if bad.wrong_type {
+                "wrong-type"
+            } else {
+                "out-of-range"
+            };
+            ctx.err(
+                code,
+                file,
+                Some(v.span),
+                format!("hyperparameter `{name}` of {alg} {}", bad.message),
+            )
+            .hint = Some(format!("`{name}`: {}; default {}", h.meaning, h.default));
+        }
+    }
+    for (a, b) in builtins::aliases(algorithm) {
+        if let (Some(_), Some(second)) = (
+            entries.iter().position(|(k, _)| k.as_str() == Some(a)),
+            entries.iter().find(|(k, _)| k.as_str() == Some(b)),
+        ) {
+            ctx.err(
+                "conflicting-fields",
+                file,
+                Some(second.0.span),
+                format!("`{a}` and `{b}` are two names for one setting of {alg}"),
+            )
+            .hint = Some(format!("give `{a}` or `{b}`, not both"));
+        }
+    }
+}
+
+fn unknown_hyperparameter(
+    ctx: &mut Ctx,
+    file: &str,
+    span: Span,
+    algorithm: Algorithm,
+    name: &str,
+    where_: &str,
+) {
+    let names = builtins::names(algorithm);
+    let takes = format!("{} takes: {}", algorithm.as_str(), list(names));
+    let hint = match did_you_mean(name, names.iter().copied()) {
+        Some(s) => format!("did you mean `{s}`? {takes}"),
+        None => format!(
+            "{takes}; for other settings, use script mode (`command`), which takes any hyperparameters"
+        ),
+    };
+    ctx.hint(
+        "unknown-hyperparameter",
+        file,
+        Some(span),
+        format!(
+            "unknown hyperparameter `{name}` {where_}for {}",
+            algorithm.as_str()
+        ),
+        Some(hint),
+    );
+}
+
+/// A built-in's search space: names it takes, and values and ranges inside what it accepts.
+fn check_search_space(
+    ctx: &mut Ctx,
+    file: &str,
+    node: &Node,
+    algorithm: Algorithm,
+    tuning: &Tuning,
+) {
+    let Some(entries) = node
+        .at(&["spec", "tuning", "searchSpace"])
+        .and_then(Node::as_map)
+    else {
+        return;
+    };
+    let alg = algorithm.as_str();
+    for (k, pnode) in entries {
+        let name = k.as_str().unwrap_or_default();
+        let Some(h) = builtins::hyperparameter(algorithm, name) else {
+            unknown_hyperparameter(ctx, file, k.span, algorithm, name, "in the search space ");
+            continue;
+        };
+        let Some(p) = tuning.search_space.get(name) else {
+            continue;
+        };
+        let takes = format!(
+            "`{name}` of {alg} takes {}; default {}",
+            h.kind.describe(),
+            h.default
+        );
+        let span_of = |field: &str| pnode.get(field).map(|n| n.span).or(Some(pnode.span));
+        if let Some(values) = &p.values {
+            let items = pnode
+                .get("values")
+                .and_then(Node::as_seq)
+                .unwrap_or_default();
+            for (i, v) in values.iter().enumerate() {
+                if let Err(bad) = h.check(v) {
+                    let span = items.get(i).map(|n| n.span).or(span_of("values"));
+                    ctx.err(
+                        if bad.wrong_type {
+                            "wrong-type"
+                        } else {
+                            "out-of-range"
+                        },
+                        file,
+                        span,
+                        format!("search space `{name}`: a value {}", bad.message),
+                    )
+                    .hint = Some(takes.clone());
+                }
+            }
+            continue;
+        }
+        match h.kind.range_is_integer() {
+            None => {
+                if p.min.is_some() || p.max.is_some() {
+                    ctx.err(
+                        "bad-value",
+                        file,
+                        span_of("min"),
+                        format!("search space `{name}`: {alg}'s `{name}` is not a number, so it has no range"),
+                    )
+                    .hint = Some(format!(
+                        "search it over `values` instead: `{name}: {{values: {}}}`; it takes {}",
+                        h.kind.example_values(),
+                        h.kind.describe()
+                    ));
+                }
+            }
+            Some(integer) => {
+                let ints = p.ty == Some(ParamType::Int);
+                if integer && !ints && (p.min.is_some() || p.max.is_some()) {
+                    ctx.err(
+                        "bad-value",
+                        file,
+                        span_of("type"),
+                        format!("search space `{name}`: {alg}'s `{name}` takes whole numbers, but this range is searched as floats"),
+                    )
+                    .hint = Some("add `type: int` to search whole numbers".into());
+                }
+                // An int search over `max_features` is a count (at least 1), a float one a
+                // fraction (at most 1).
+                let kind = match (h.kind, ints) {
+                    (ParamKind::Features, true) => ParamKind::Int { min: 1, max: None },
+                    (ParamKind::Features, false) => ParamKind::Float {
+                        min: builtins::Bound::Exclusive(0.0),
+                        max: builtins::Bound::Inclusive(1.0),
+                    },
+                    (k, _) => k,
+                };
+                for (field, v) in [("min", p.min), ("max", p.max)] {
+                    let Some(v) = v else { continue };
+                    // Reported already: a log scale needs min > 0.
+                    if field == "min" && p.scale == Some(Scale::Log) && v <= 0.0 {
+                        continue;
+                    }
+                    if let Err(bad) = kind.check_number(v) {
+                        ctx.err(
+                            "out-of-range",
+                            file,
+                            span_of(field),
+                            format!("search space `{name}`: `{field}` {}", bad.message),
+                        )
+                        .hint = Some(takes.clone());
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Checks compute resources (TrainingJobs and Endpoints share them).
