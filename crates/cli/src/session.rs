@@ -122,7 +122,7 @@ fn single_stack(cfg: &ProviderConfig, rt: &tokio::runtime::Runtime) -> Result<St
             .map_err(open_err),
         #[cfg(not(feature = "sagemaker"))]
         ProviderKind::Sagemaker => bail!(
-            "target `{}` uses the sagemaker provider, which this build of mlctl leaves out; rebuild with the `sagemaker` feature",
+            "target `{}` uses the sagemaker provider, which this build of mlctl leaves out; build it in with `cargo build --release -p mlctl-cli` (the `sagemaker` feature is on by default)",
             cfg.target_name
         ),
         ProviderKind::Azureml => bail!(

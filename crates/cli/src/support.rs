@@ -41,7 +41,7 @@ fn rules_of(target: &Target) -> Result<FieldRules> {
         Target::Sagemaker(t) => mlctl_provider_sagemaker::field_rules(t),
         #[cfg(not(feature = "sagemaker"))]
         Target::Sagemaker(_) => bail!(
-            "this build of mlctl leaves out the sagemaker provider; rebuild with the `sagemaker` feature"
+            "this build of mlctl leaves out the sagemaker provider; build it in with `cargo build --release -p mlctl-cli` (the `sagemaker` feature is on by default)"
         ),
         Target::Azureml(_) => bail!(
             "the azureml provider is not implemented yet; use a local, mock or sagemaker target"
