@@ -1,5 +1,10 @@
 //! Evaluation metrics, with scikit-learn's definitions and names.
 //!
+//! The names reported per task are listed once, with their meaning and direction, in
+//! `mlctl_spec::metrics` (what gates and tuning objectives are validated against, and what
+//! `docs/metrics.md` is generated from); `tests/spec_tables.rs` checks this module reports
+//! exactly those:
+//!
 //! * classification: `accuracy`, `precision_macro`, `recall_macro`, `f1_macro`,
 //!   `precision_weighted`, `recall_weighted`, `f1_weighted`, `roc_auc` (binary, or macro
 //!   one-vs-rest), `log_loss`;

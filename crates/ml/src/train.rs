@@ -158,18 +158,13 @@ pub fn tune(req: TuneRequest<'_>) -> Result<TuningOutcome, TrainError> {
     Ok(outcome)
 }
 
+/// The one list of what each built-in takes is mlctl-spec's (`mlctl_spec::builtins`), which the
+/// validator checks specs against; the trainers read only those names.
 fn names(algorithm: Algorithm) -> &'static [&'static str] {
-    match algorithm {
-        Algorithm::LinearRegression => linear::PARAMS,
-        Algorithm::LogisticRegression => logistic::PARAMS,
-        Algorithm::DecisionTree => tree::DECISION_TREE_PARAMS,
-        Algorithm::RandomForest => forest::PARAMS,
-        Algorithm::GradientBoosting => boosting::PARAMS,
-        Algorithm::Kmeans => kmeans::PARAMS,
-    }
+    mlctl_spec::builtins::names(algorithm)
 }
 
-/// The hyperparameter names `algorithm` accepts.
+/// The hyperparameter names `algorithm` accepts: those of `mlctl_spec::builtins`'s table.
 pub fn hyperparameter_names(algorithm: Algorithm) -> &'static [&'static str] {
     names(algorithm)
 }

@@ -71,21 +71,6 @@ impl Boosting {
     }
 }
 
-/// Hyperparameter names of `gradient_boosting`.
-pub const PARAMS: &[&str] = &[
-    "n_estimators",
-    "learning_rate",
-    "loss",
-    "max_depth",
-    "min_samples_split",
-    "min_samples_leaf",
-    "max_features",
-    "subsample",
-    "l2_regularization",
-    "max_bins",
-    "random_state",
-];
-
 /// Fits gradient-boosted trees.
 pub fn fit(
     x: Matrix<'_>,

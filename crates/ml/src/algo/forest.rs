@@ -37,20 +37,6 @@ impl Forest {
     }
 }
 
-/// Hyperparameter names of `random_forest`.
-pub const PARAMS: &[&str] = &[
-    "n_estimators",
-    "criterion",
-    "max_depth",
-    "min_samples_split",
-    "min_samples_leaf",
-    "max_features",
-    "bootstrap",
-    "max_bins",
-    "n_jobs",
-    "random_state",
-];
-
 /// Fits a random forest.
 pub fn fit(
     x: Matrix<'_>,

@@ -46,16 +46,6 @@ fn nearest(centers: &[f64], d: usize, x: &[f64]) -> (usize, f64) {
     best
 }
 
-/// Hyperparameter names of `kmeans`.
-pub const PARAMS: &[&str] = &[
-    "n_clusters",
-    "k",
-    "max_iter",
-    "tol",
-    "n_init",
-    "random_state",
-];
-
 /// Fits k-means.
 pub fn fit(x: Matrix<'_>, p: &Params<'_>, seed: u64) -> Result<KMeans, ParamError> {
     if p.has("k") && p.has("n_clusters") {
@@ -223,7 +213,12 @@ mod tests {
         };
         let map: BTreeMap<String, serde_json::Value> =
             [("k".to_string(), serde_json::json!(3))].into();
-        let p = Params::new("kmeans", &map, PARAMS).unwrap();
+        let p = Params::new(
+            "kmeans",
+            &map,
+            mlctl_spec::builtins::names(mlctl_spec::Algorithm::Kmeans),
+        )
+        .unwrap();
         let m = fit(x, &p, 1).unwrap();
         assert_eq!(m.k(), 3);
         assert_eq!(m, fit(x, &p, 1).unwrap());

@@ -24,9 +24,6 @@ impl Linear {
     }
 }
 
-/// Hyperparameter names of `linear_regression`.
-pub const PARAMS: &[&str] = &["alpha", "l2", "fit_intercept"];
-
 /// Column means of `x`.
 pub(crate) fn column_means(x: Matrix<'_>) -> Vec<f64> {
     let mut m = vec![0.0; x.d];
@@ -183,7 +180,12 @@ mod tests {
             d: 3,
         };
         let map = BTreeMap::new();
-        let p = Params::new("linear_regression", &map, PARAMS).unwrap();
+        let p = Params::new(
+            "linear_regression",
+            &map,
+            mlctl_spec::builtins::names(mlctl_spec::Algorithm::LinearRegression),
+        )
+        .unwrap();
         let m = fit(x, &y, &p).unwrap();
         for (i, yi) in y.iter().enumerate() {
             assert!((m.predict(x.row(i)) - yi).abs() < 1e-6);
@@ -202,7 +204,12 @@ mod tests {
             d: 1,
         };
         let map = [("alpha".to_string(), serde_json::json!(1000.0))].into();
-        let p = Params::new("linear_regression", &map, PARAMS).unwrap();
+        let p = Params::new(
+            "linear_regression",
+            &map,
+            mlctl_spec::builtins::names(mlctl_spec::Algorithm::LinearRegression),
+        )
+        .unwrap();
         let m = fit(x, &y, &p).unwrap();
         assert!(m.coef[0] < 1.5 && m.coef[0] > 0.0, "{m:?}");
     }

@@ -38,17 +38,6 @@ impl Logistic {
     }
 }
 
-/// Hyperparameter names of `logistic_regression`.
-pub const PARAMS: &[&str] = &[
-    "C",
-    "max_iter",
-    "tol",
-    "fit_intercept",
-    "penalty",
-    "solver",
-    "random_state",
-];
-
 /// Fits a multinomial logistic regression on class indices `y` (`k` classes).
 pub fn fit(x: Matrix<'_>, y: &[usize], k: usize, p: &Params<'_>) -> Result<Logistic, ParamError> {
     let c = p.positive("C", 1.0)?;
@@ -295,7 +284,12 @@ mod tests {
             d: 2,
         };
         let map = BTreeMap::new();
-        let p = Params::new("logistic_regression", &map, PARAMS).unwrap();
+        let p = Params::new(
+            "logistic_regression",
+            &map,
+            mlctl_spec::builtins::names(mlctl_spec::Algorithm::LogisticRegression),
+        )
+        .unwrap();
         let m = fit(x, &y, 3, &p).unwrap();
         let mut out = [0.0; 3];
         let mut right = 0;

@@ -648,17 +648,6 @@ pub(crate) fn criterion(p: &Params<'_>, task: Task) -> Result<Criterion, ParamEr
     }
 }
 
-/// Hyperparameter names of `decision_tree`.
-pub const DECISION_TREE_PARAMS: &[&str] = &[
-    "criterion",
-    "max_depth",
-    "min_samples_split",
-    "min_samples_leaf",
-    "max_features",
-    "max_bins",
-    "random_state",
-];
-
 /// Fits a single decision tree.
 pub fn fit(
     x: Matrix<'_>,
