@@ -203,11 +203,11 @@ pub fn markdown() -> String {
         "# Metrics of built-in algorithms\n\n\
          <!-- Generated from crates/spec/src/metrics.rs (`mlctl_spec::metrics::METRICS`); do not edit.\n     \
          Regenerate with: UPDATE_DOCS=1 cargo test -p mlctl-spec --test docs -->\n\n\
-         A built-in training job (`algorithm:`) scores its model on the held-out split (the\n\
-         validation split, else the test split) and reports these metrics. A Model's\n\
-         `gates[].metric` and a job's `tuning.objective.metric` must name one its algorithm\n\
-         reports; `mlctl validate` says which when one does not. Script-mode jobs (`command:`)\n\
-         report whatever their script writes, so any name goes there.\n\n",
+         A built-in training job (`algorithm:`) scores its model on the rows held out from\n\
+         training and reports these metrics. A Model's `gates[].metric` and a job's\n\
+         `tuning.objective.metric` must name one its algorithm reports; `mlctl validate` says\n\
+         which when one does not. Script-mode jobs (`command:`) report whatever their script\n\
+         writes, so any name goes there.\n\n",
     );
     for family in Family::ALL {
         out.push_str(&format!("## {}\n\n", capitalized(family.as_str())));

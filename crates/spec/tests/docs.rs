@@ -1,0 +1,52 @@
+//! `docs/metrics.md` is generated from the table of metrics in `mlctl_spec::metrics`, so the
+//! page and what the validator checks cannot drift apart.
+
+use std::path::{Path, PathBuf};
+
+fn committed_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/metrics.md")
+}
+
+/// Fails when the table changed and the page was not regenerated.
+/// `UPDATE_DOCS=1 cargo test -p mlctl-spec --test docs` rewrites it.
+#[test]
+fn metrics_page_is_current() {
+    let current = mlctl_spec::metrics::markdown();
+    let path = committed_path();
+    if std::env::var_os("UPDATE_DOCS").is_some() {
+        std::fs::create_dir_all(path.parent().expect("docs/")).expect("create docs/");
+        std::fs::write(&path, &current).expect("write docs/metrics.md");
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    if committed == current {
+        return;
+    }
+    let (line, ours, theirs) = committed
+        .lines()
+        .zip(current.lines())
+        .enumerate()
+        .find(|(_, (a, b))| a != b)
+        .map(|(i, (a, b))| (i + 1, a, b))
+        .unwrap_or((
+            committed.lines().count().min(current.lines().count()) + 1,
+            "<end>",
+            "<more lines>",
+        ));
+    panic!(
+        "docs/metrics.md is stale: the table in crates/spec/src/metrics.rs changed since it was \
+         generated. Regenerate it and commit the result:\n\n    \
+         UPDATE_DOCS=1 cargo test -p mlctl-spec --test docs\n\n\
+         first difference, line {line}:\n  committed: {ours}\n  current:   {theirs}"
+    );
+}
+
+/// Every metric of the table is on the page, with its direction.
+#[test]
+fn metrics_page_lists_every_metric() {
+    let page = mlctl_spec::metrics::markdown();
+    for m in mlctl_spec::metrics::METRICS {
+        let row = format!("| `{}` | {} |", m.name, m.direction.as_str());
+        assert!(page.contains(&row), "no row for {}", m.name);
+    }
+}
