@@ -5,12 +5,14 @@
 //!
 //! ```text
 //! cargo run --release -p mlctl-spec --example load_bench -- keys 100000
+//! cargo run --release -p mlctl-spec --example load_bench -- badkeys 100000
 //! cargo run --release -p mlctl-spec --example load_bench -- docs 50
 //! cargo run --release -p mlctl-spec --example load_bench -- list 50
 //! cargo run --release -p mlctl-spec --example load_bench -- text 50
 //! ```
 //!
 //! - `keys N`: one TrainingJob (script mode) with N hyperparameters: one mapping of N keys.
+//! - `badkeys N`: the same with a built-in algorithm, which takes none of them: N errors.
 //! - `docs MB`: one manifest file of about MB megabytes, made of many small Datasets (about
 //!   20,000 documents and 900,000 nodes for 50 MB, under [`mlctl_spec::yaml::MAX_NODES`]).
 //! - `list MB`: one Dataset whose category column lists its categories one per line, about
@@ -25,9 +27,14 @@ const PROJECT: &str = "apiVersion: mlctl/v1\nkind: Project\nmetadata:\n  name: b
 
 const DATASET: &str = "apiVersion: mlctl/v1\nkind: Dataset\nmetadata:\n  name: data\nspec:\n  source: data/train.csv\n";
 
-fn many_keys(n: usize) -> String {
-    let mut s = String::from(
-        "apiVersion: mlctl/v1\nkind: TrainingJob\nmetadata:\n  name: train\nspec:\n  dataset: data\n  command: python train.py\n  code: train/\n  hyperparameters:\n",
+fn many_keys(n: usize, builtin: bool) -> String {
+    let mode = if builtin {
+        "  algorithm: kmeans\n"
+    } else {
+        "  command: python train.py\n  code: train/\n"
+    };
+    let mut s = format!(
+        "apiVersion: mlctl/v1\nkind: TrainingJob\nmetadata:\n  name: train\nspec:\n  dataset: data\n{mode}  hyperparameters:\n",
     );
     for i in 0..n {
         let _ = writeln!(s, "    param_{i}: {i}");
@@ -94,12 +101,13 @@ fn main() {
     let mode = args.first().map(String::as_str).unwrap_or("keys");
     let n: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let manifest = match mode {
-        "keys" => many_keys(n),
+        "keys" => many_keys(n, false),
+        "badkeys" => many_keys(n, true),
         "docs" => many_docs(n << 20),
         "list" => one_list(n << 20),
         "text" => long_notes(n << 20),
         other => {
-            eprintln!("unknown mode `{other}`: use keys, docs, list or text");
+            eprintln!("unknown mode `{other}`: use keys, badkeys, docs, list or text");
             std::process::exit(2);
         }
     };
@@ -112,7 +120,7 @@ fn main() {
         std::fs::write(p, text).expect("write");
     };
     write("mlctl.yaml", PROJECT);
-    if mode == "keys" {
+    if mode.ends_with("keys") {
         write("ml/data.yaml", DATASET);
     }
     write("ml/bench.yaml", &manifest);

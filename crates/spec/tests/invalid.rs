@@ -1578,4 +1578,11 @@ fn invalid_utf8_is_reported_at_the_first_bad_byte() {
         .collect();
     assert_eq!(loaded.diagnostics.len(), 1, "{rendered}");
     insta::assert_snapshot!(rendered);
+
+    // Listed by itself in spec.manifests, it is still found (and reported the same way).
+    let project = PROJECT.replace("spec:\n", "spec:\n  manifests: [ml/train.yaml]\n");
+    std::fs::write(dir.path().join("mlctl.yaml"), project).expect("write");
+    let loaded = load(&mlctl_spec::DirFiles::new(dir.path()));
+    let codes: Vec<&str> = loaded.diagnostics.iter().map(|d| d.code).collect();
+    assert_eq!(codes, ["not-utf8"], "{:?}", loaded.diagnostics);
 }

@@ -295,6 +295,10 @@ pub(super) fn manifest_files(
                 Ok(Some(_)) => {
                     out.insert(dir.to_string());
                 }
+                // It exists; reading it reports where it is not UTF-8.
+                Err(e) if InvalidUtf8::in_io_error(&e).is_some() => {
+                    out.insert(dir.to_string());
+                }
                 _ => {
                     let span = manifest_entry_span(ctx, m);
                     ctx.err(

@@ -114,6 +114,18 @@ impl Ctx {
         self.sources.get(file).map(|s| s.text.as_str())
     }
 
+    /// An error at `span` of `file`, with its source line, not yet reported.
+    fn diagnostic(
+        &self,
+        code: &'static str,
+        file: &str,
+        span: Option<Span>,
+        msg: impl Into<String>,
+    ) -> Diagnostic {
+        let line = span.and_then(|s| self.sources.get(file)?.line(s.line));
+        Diagnostic::error_on_line(code, file, line, span, msg)
+    }
+
     fn err(
         &mut self,
         code: &'static str,
@@ -121,8 +133,7 @@ impl Ctx {
         span: Option<Span>,
         msg: impl Into<String>,
     ) -> &mut Diagnostic {
-        let line = span.and_then(|s| self.sources.get(file)?.line(s.line));
-        let d = Diagnostic::error_on_line(code, file, line, span, msg);
+        let d = self.diagnostic(code, file, span, msg);
         self.diags.push(d);
         self.diags.last_mut().expect("just pushed")
     }
@@ -397,4 +408,31 @@ fn and_list(items: &[String]) -> String {
 fn trim_float(f: f64) -> String {
     let s = format!("{:.6}", f);
     s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The line index gives exactly what `str::lines` gives, without rescanning the text.
+    #[test]
+    fn indexed_lines_are_str_lines() {
+        for text in [
+            "",
+            "a",
+            "a\n",
+            "a\nb",
+            "a\r\nb\r\n",
+            "\n\nx\n",
+            "é\nü\r\n\r\nz",
+        ] {
+            let src = Source::new(text.to_string());
+            let expected: Vec<&str> = text.lines().collect();
+            let got: Vec<&str> = (1..=expected.len() + 1)
+                .filter_map(|n| src.line(n))
+                .collect();
+            assert_eq!(got, expected, "{text:?}");
+            assert_eq!(src.line(0), None);
+        }
+    }
 }

@@ -56,10 +56,9 @@ pub(super) fn check_doc(ctx: &mut Ctx, file: &str, doc: &Node) {
         }
     });
     for (code, span, msg, hint) in found {
-        ctx.hint(code, file, Some(span), msg, hint);
-        if let Some(d) = ctx.diags.pop() {
-            ctx.value_diags.push(d);
-        }
+        let mut d = ctx.diagnostic(code, file, Some(span), msg);
+        d.hint = hint;
+        ctx.value_diags.push(d);
     }
 }
 
