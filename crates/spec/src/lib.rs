@@ -7,7 +7,12 @@
 //! diagnostic is not returned.
 //!
 //! This crate does no I/O of its own: files come through the [`Files`] trait, implemented over
-//! a directory ([`DirFiles`]) here and over a git revision in `mlctl-git`.
+//! a directory ([`DirFiles`]) here and over a git revision in `mlctl-git`; both decode with
+//! [`decode_utf8`].
+//!
+//! The lists other crates share with the validator live here, once each: the built-ins'
+//! hyperparameters ([`builtins`]), the metrics they report ([`metrics`]), and the fields where
+//! `${env:NAME}` is resolved ([`env::resolvable_fields`]).
 
 pub mod builtins;
 pub mod de;

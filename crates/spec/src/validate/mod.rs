@@ -4,12 +4,20 @@
 //! - [`files`]: reading manifest files and their envelopes (`apiVersion`, `kind`, `metadata`);
 //! - [`project`]: the Project and its targets;
 //! - [`dataset`], [`training`], [`model`], [`endpoint`], [`monitor`]: one kind each, its ranges,
-//!   cross-field rules and defaults;
-//! - [`graph`]: references between resources (from each spec's `references()`) and cycles;
-//! - [`secrets`]: `${env:NAME}` syntax and literal credentials in every value.
+//!   cross-field rules and defaults (a built-in's hyperparameters against
+//!   [`crate::builtins`]);
+//! - [`graph`]: references between resources (from each spec's `references()`), cycles, and
+//!   rules across resources (gates and objectives against [`crate::metrics`], ports);
+//! - [`secrets`]: `${env:NAME}` syntax, where it is resolved, and literal credentials in every
+//!   value.
 //!
 //! Everything reports into one [`Ctx`], which collects every diagnostic rather than stopping
-//! at the first.
+//! at the first, and says nothing twice: a file that cannot be read or parsed shadows what it
+//! may define, and an unknown key that is a typo of a field silences that field's absence.
+//!
+//! Guarantees: time and memory grow linearly with the input. Each file's text is kept once
+//! and indexed by line on the first diagnostic; every value is checked as its file is
+//! parsed; errors carry their path from the deserializer; resources are found by id.
 
 mod dataset;
 mod endpoint;
