@@ -130,9 +130,10 @@ pub(super) fn check_graph(resources: Vec<Resource>, ctx: &mut Ctx) -> Vec<Resour
     for r in &resources {
         names.entry(r.id.kind).or_default().push(&r.id.name);
     }
+    let shadows = ctx.shadow_index();
     for r in &resources {
         for Reference { target, path, .. } in r.spec.references() {
-            if by_id.contains_key(&target) || ctx.shadowed(&target) {
+            if by_id.contains_key(&target) || shadows.cover(&target) {
                 continue;
             }
             let mut full = vec!["spec"];

@@ -98,9 +98,26 @@ struct Shadow {
     name: Option<String>,
 }
 
-impl Shadow {
-    fn covers(&self, id: &ResourceId) -> bool {
-        self.kind.is_none_or(|k| k == id.kind) && self.name.as_ref().is_none_or(|n| *n == id.name)
+/// Every [`Shadow`], indexed so a reference is checked against them in constant time.
+#[derive(Default)]
+struct Shadows(std::collections::HashSet<(Option<Kind>, Option<String>)>);
+
+impl Shadows {
+    fn new(shadows: &[Shadow]) -> Self {
+        Shadows(shadows.iter().map(|s| (s.kind, s.name.clone())).collect())
+    }
+
+    /// Whether a manifest that failed to load may have declared `id`.
+    fn cover(&self, id: &ResourceId) -> bool {
+        let name = Some(id.name.clone());
+        [
+            (Some(id.kind), name.clone()),
+            (Some(id.kind), None),
+            (None, name),
+            (None, None),
+        ]
+        .iter()
+        .any(|k| self.0.contains(k))
     }
 }
 
@@ -169,8 +186,8 @@ impl Ctx {
     /// [`Ctx::mistyped`] for a given resource.
     fn mistyped_in(&self, id: &ResourceId, path: &[&str]) -> bool {
         self.typos.get(id).is_some_and(|t| {
-            t.iter()
-                .any(|p| p.iter().map(String::as_str).eq(path.iter().copied()))
+            let key: Vec<String> = path.iter().map(|s| s.to_string()).collect();
+            t.contains(&key)
         })
     }
 
@@ -310,8 +327,9 @@ impl Ctx {
         self.hint(code, file, span, message, hint);
     }
 
-    fn shadowed(&self, id: &ResourceId) -> bool {
-        self.shadows.iter().any(|s| s.covers(id))
+    /// The shadows so far, indexed (call once all files are read).
+    fn shadow_index(&self) -> Shadows {
+        Shadows::new(&self.shadows)
     }
 }
 
