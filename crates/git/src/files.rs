@@ -175,12 +175,10 @@ impl<'r> TreeFiles<'r> {
 impl mlctl_spec::Files for TreeFiles<'_> {
     fn read(&self, path: &str) -> io::Result<Option<String>> {
         match self.read_bytes(path)? {
-            Some(bytes) => String::from_utf8(bytes).map(Some).map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{path} is not UTF-8 text"),
-                )
-            }),
+            // Invalid UTF-8 is reported at the line and column of the first bad byte.
+            Some(bytes) => mlctl_spec::decode_utf8(path, bytes)
+                .map(Some)
+                .map_err(io::Error::from),
             None => Ok(None),
         }
     }

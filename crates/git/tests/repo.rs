@@ -567,3 +567,21 @@ fn project_directory_names_are_literal_not_patterns() {
     std::fs::write(t.dir.path().join("my proj1x/other.txt"), "x\n").unwrap();
     assert_eq!(repo.dirty_files().unwrap(), ["ml/train.yaml"]);
 }
+
+/// A committed manifest that is not UTF-8 is reported at the first bad byte, as on disk.
+#[test]
+fn a_manifest_that_is_not_utf8_is_reported_at_the_bad_byte() {
+    let t = TestRepo::iris("");
+    let mut bytes = b"apiVersion: mlctl/v1\nkind: Dataset\nmetadata:\n  name: caf".to_vec();
+    bytes.extend([0xe9, b'\n']);
+    std::fs::write(t.project().join("ml/extra.yaml"), bytes).unwrap();
+    t.commit("latin-1 in a manifest");
+    let repo = t.open();
+    let (_, loaded) = repo.load_at("HEAD").unwrap();
+    let errors: Vec<_> = loaded.errors().collect();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    let e = errors[0];
+    assert_eq!(e.code, "not-utf8", "{e}");
+    assert_eq!(e.file, "ml/extra.yaml");
+    assert_eq!(e.span.map(|s| (s.line, s.col)), Some((4, 12)), "{e}");
+}
