@@ -142,3 +142,69 @@ fn validate_target_lists_a_cloud_targets_refusals_without_credentials() {
     // The local target honours all of it.
     p.mlctl(&["validate", "--target", "local"]).expect_code(0);
 }
+
+/// `${env:NAME}` in a field where mlctl resolves it (here a dataset's `source`): an unset
+/// variable stops plan at its position; set, the target reads the value while the state keeps
+/// the reference.
+#[test]
+fn env_references_in_resource_fields_are_resolved_for_the_target_and_never_stored() {
+    let p = TestProject::example_in_git("iris");
+    p.replace(
+        "ml/data.yaml",
+        "source: data/iris.csv",
+        "source: ${env:IRIS_DATA}",
+    );
+    p.replace(
+        "ml/data.yaml",
+        "  target: species\n",
+        "  format: csv\n  target: species\n",
+    );
+    p.commit_all("data from the environment");
+    let run = Run::from(
+        mlctl()
+            .args(["plan", "--target", "test"])
+            .current_dir(p.path())
+            .env_remove("IRIS_DATA")
+            .output()
+            .unwrap(),
+    )
+    .expect_code(1);
+    assert!(
+        run.stderr.contains("error[env-unset]: `source` of Dataset/iris: environment variable `IRIS_DATA` is not set"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("--> ml/data.yaml:"), "{}", run.stderr);
+    let run = Run::from(
+        mlctl()
+            .args(["reconcile", "--target", "test"])
+            .current_dir(p.path())
+            .env("IRIS_DATA", "data/iris.csv")
+            .output()
+            .unwrap(),
+    )
+    .expect_code(0);
+    assert!(run.stdout.contains("Apply complete!"), "{}", run.stdout);
+    // The target's record keeps the reference, and the plan is stable.
+    let mut records = String::new();
+    let mut dirs = vec![p.path().join(".mlctl/test")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.path().is_dir() {
+                dirs.push(e.path());
+            } else if e.path().to_string_lossy().contains("/resources/") {
+                records.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+            }
+        }
+    }
+    assert!(records.contains("${env:IRIS_DATA}"), "{records}");
+    let plan = Run::from(
+        mlctl()
+            .args(["plan", "--target", "test", "--detailed-exitcode"])
+            .current_dir(p.path())
+            .env("IRIS_DATA", "data/iris.csv")
+            .output()
+            .unwrap(),
+    );
+    plan.expect_code(0);
+}

@@ -18,7 +18,13 @@ pub fn escapes(spec: &Spec, project_dir: &Path) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for r in &spec.resources {
         for input in r.spec.content_inputs() {
-            let path = project_dir.join(&input.path);
+            // A `${env:...}` path is checked where it points; an unset one is reported apart.
+            let Ok(resolved_path) =
+                mlctl_spec::env::resolve(&input.path, |n| std::env::var(n).ok())
+            else {
+                continue;
+            };
+            let path = project_dir.join(&resolved_path);
             // A missing input is reported where it is read, with its own message.
             let Ok(resolved) = path.canonicalize() else {
                 continue;

@@ -183,6 +183,35 @@ impl Session {
             .project
             .target(Some(&self.target_name))
             .map_err(|e| anyhow!(e))?;
+        let unset: Vec<mlctl_spec::Diagnostic> =
+            mlctl_core::env::unset(&self.spec, &|n| std::env::var(n).ok())
+                .into_iter()
+                .map(|u| {
+                    let source = self
+                        .spec
+                        .sources
+                        .get(&u.location.file)
+                        .map(String::as_str)
+                        .unwrap_or("");
+                    mlctl_spec::Diagnostic::error(
+                        "env-unset",
+                        &u.location.file,
+                        source,
+                        Some(u.location.span),
+                        format!("`{}` of {}: {}", u.field, u.id, u.error),
+                    )
+                })
+                .collect();
+        if !unset.is_empty() {
+            print_diagnostics(&unset);
+            eprintln!(
+                "error: {} environment reference{} of the spec at {} cannot be resolved; nothing was changed",
+                unset.len(),
+                if unset.len() == 1 { "" } else { "s" },
+                self.commit.short_sha
+            );
+            return Err(Exit(1).into());
+        }
         let escapes = crate::paths::escapes(&self.spec, &self.project_dir);
         if !escapes.is_empty() {
             print_diagnostics(&escapes);
@@ -221,6 +250,9 @@ impl Session {
         let cache = std::sync::Mutex::new(mlctl_ml::digest::DigestCache::open(cache_file));
         let dir = self.project_dir.clone();
         let digest = |rel: &str| -> Result<String, DigestError> {
+            // A `${env:...}` source is read where its value points (plan checked it is set).
+            let rel = mlctl_spec::env::resolve(rel, |n| std::env::var(n).ok())
+                .map_err(|e| e.to_string())?;
             let path = dir.join(rel);
             let mut cache = cache.lock().map_err(|_| "digest cache poisoned")?;
             mlctl_ml::digest::digest_path(&path, Some(&mut cache))

@@ -5,6 +5,7 @@
 
 pub mod apply;
 pub mod components;
+pub mod env;
 pub mod error;
 pub mod fingerprint;
 pub mod gates;

@@ -71,14 +71,8 @@ impl std::fmt::Display for DesiredError {
     }
 }
 
-impl std::error::Error for DesiredError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            DesiredError::Unreadable(inputs) => inputs.first().map(|i| &*i.source as _),
-            DesiredError::Cycle(_) => None,
-        }
-    }
-}
+// No `source`: the message already lists every unreadable input with its own reason.
+impl std::error::Error for DesiredError {}
 
 /// A resource as the spec wants it, with its fingerprint.
 #[derive(Debug, Clone)]

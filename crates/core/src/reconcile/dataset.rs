@@ -24,7 +24,8 @@ pub(crate) async fn reconcile(
     }
     let req = DatasetRequest {
         name: id.name.clone(),
-        spec: spec.clone(),
+        // The request holds the values of `${env:...}` references; the spec keeps them.
+        spec: crate::env::resolved(mlctl_spec::Kind::Dataset, spec)?,
         fingerprint: d.fingerprint.0.clone(),
         tags: tags(sh, d),
         inputs,

@@ -51,7 +51,8 @@ pub(crate) async fn reconcile(
     }
     let req = EndpointRequest {
         name: id.name.clone(),
-        spec: spec.clone(),
+        // The request holds the values of `${env:...}` references; the spec keeps them.
+        spec: crate::env::resolved(mlctl_spec::Kind::Endpoint, spec)?,
         model: model.clone(),
         fingerprint: d.fingerprint.0.clone(),
         tags: tags(sh, d),

@@ -27,7 +27,8 @@ pub(crate) async fn reconcile(
     };
     let req = MonitorRequest {
         name: id.name.clone(),
-        spec: spec.clone(),
+        // The request holds the values of `${env:...}` references; the spec keeps them.
+        spec: crate::env::resolved(mlctl_spec::Kind::Monitor, spec)?,
         endpoint,
         baseline,
         fingerprint: d.fingerprint.0.clone(),

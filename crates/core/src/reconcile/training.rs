@@ -32,7 +32,8 @@ pub(crate) async fn reconcile(
     let req = TrainingRequest {
         job_name,
         resource: id.name.clone(),
-        spec: spec.clone(),
+        // The request holds the values of `${env:...}` references; the spec keeps them.
+        spec: crate::env::resolved(mlctl_spec::Kind::TrainingJob, spec)?,
         dataset,
         target_column,
         fingerprint: d.fingerprint.0.clone(),
