@@ -80,3 +80,26 @@ fn a_dotdot_source_is_refused_as_written() {
         run.stderr
     );
 }
+
+#[test]
+fn a_manifest_linked_from_outside_the_project_is_refused() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(
+        outside.path().join("extra.yaml"),
+        "apiVersion: mlctl/v1\nkind: Dataset\nmetadata: {name: extra}\nspec: {source: data/iris.csv}\n",
+    )
+    .unwrap();
+    let p = TestProject::example("iris");
+    std::os::unix::fs::symlink(
+        outside.path().join("extra.yaml"),
+        p.path().join("ml/extra.yaml"),
+    )
+    .unwrap();
+    let run = p.mlctl(&["validate"]).expect_code(1);
+    assert!(
+        run.stderr
+            .contains("ml/extra.yaml leads outside the project directory"),
+        "{}",
+        run.stderr
+    );
+}

@@ -66,9 +66,32 @@ impl DirFiles {
     }
 }
 
+impl DirFiles {
+    /// Refuses a path that resolves (symlinks followed) outside the project directory.
+    fn inside(&self, asked: &str, p: &Path) -> std::io::Result<()> {
+        let (Ok(root), Ok(real)) = (self.root.canonicalize(), p.canonicalize()) else {
+            // Missing: the caller reports it as absent.
+            return Ok(());
+        };
+        if real.starts_with(&root) {
+            Ok(())
+        } else {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "{asked} leads outside the project directory (to {}); keep what the spec reads inside the project",
+                    real.display()
+                ),
+            ))
+        }
+    }
+}
+
 impl Files for DirFiles {
     fn read(&self, path: &str) -> std::io::Result<Option<String>> {
-        match std::fs::read(self.root.join(path)) {
+        let p = self.root.join(path);
+        self.inside(path, &p)?;
+        match std::fs::read(&p) {
             Ok(bytes) => Ok(Some(decode_utf8(path, bytes)?)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
@@ -80,12 +103,14 @@ impl Files for DirFiles {
         if !base.is_dir() {
             return Ok(None);
         }
+        self.inside(dir, &base)?;
         let mut out = Vec::new();
         let mut stack = vec![base];
         while let Some(d) = stack.pop() {
             for entry in std::fs::read_dir(&d)? {
                 let entry = entry?;
                 let p = entry.path();
+                // Links are listed, not walked: reading one checks where it leads.
                 if entry.file_type()?.is_dir() {
                     stack.push(p);
                 } else if let Ok(rel) = p.strip_prefix(&self.root) {
