@@ -254,6 +254,18 @@ fn a_second_apply_fails_on_the_lock_and_nothing_is_duplicated() {
     first.kill().unwrap();
     first.wait().unwrap();
     p.mlctl(&["reconcile", "--target", "test"]).expect_code(1);
+    // Commands that change the target by hand wait for the same lock.
+    for cmd in [
+        &["models", "approve", "iris", "1", "--target", "test"][..],
+        &["rollback", "iris", "--target", "test"],
+    ] {
+        let run = p.mlctl(cmd).expect_code(1);
+        assert!(
+            run.stderr.contains("target `test` is locked by"),
+            "{cmd:?}: {}",
+            run.stderr
+        );
+    }
     let unlock = p
         .mlctl(&["force-unlock", &lock_id, "--target", "test"])
         .expect_code(0);
