@@ -78,6 +78,36 @@ pub struct VariantStatus {
     pub healthy: bool,
 }
 
+/// What `GET /health` tells a caller without the control token about a variant: enough to see
+/// what serves and whether it is ready, never the model directory, the command or the code
+/// directory (paths and command lines say more about the machine than a health check needs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VariantHealth {
+    /// Variant name.
+    pub name: String,
+    /// Model name.
+    pub model: String,
+    /// Model version.
+    pub version: String,
+    /// Traffic weight.
+    pub weight: u32,
+    /// Whether it can serve.
+    pub healthy: bool,
+}
+
+impl From<&VariantStatus> for VariantHealth {
+    fn from(v: &VariantStatus) -> Self {
+        VariantHealth {
+            name: v.config.name.clone(),
+            model: v.config.model.clone(),
+            version: v.config.version.clone(),
+            weight: v.config.weight,
+            healthy: v.healthy,
+        }
+    }
+}
+
 /// `GET /-/variants`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

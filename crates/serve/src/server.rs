@@ -19,11 +19,13 @@
 //!   picks a variant explicitly, also one with weight 0.
 //! - Auth: with a token, `/invocations` and `/metrics` need `Authorization: Bearer TOKEN`
 //!   (compared in constant time); `/ping` and `/health` stay open for health checks. The
-//!   control token is accepted wherever the token is.
+//!   control token is accepted wherever the token is. `/health` without the control token
+//!   names each variant's model, version, weight and readiness only; with it, the full
+//!   configuration (model directory, command, code directory).
 
 use crate::ServeError;
 use crate::capture::{self, Capture, CaptureConfig, Payload, Record, Source};
-use crate::config::{ServerInfo, VariantConfig, VariantStatus, Variants, validate};
+use crate::config::{ServerInfo, VariantConfig, VariantHealth, VariantStatus, Variants, validate};
 use crate::metrics::{Metrics, VariantMetrics};
 use crate::parse::{self, InputError};
 use crate::predictor::DynPredictor;
@@ -445,10 +447,18 @@ async fn ping(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-async fn health(State(app): State<Arc<App>>) -> Response {
+async fn health(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let info = app.info();
     let ok = app.healthy();
-    let body = serde_json::json!({"status": if ok { "healthy" } else { "unhealthy" }, "variants": info.variants});
+    let status = if ok { "healthy" } else { "unhealthy" };
+    // Open to anyone (load balancers, probes): only names, versions, weights and readiness.
+    // Commands, code and model directories are for the holder of the control token.
+    let body = if app.authorized(&headers, false) {
+        serde_json::json!({"status": status, "variants": info.variants})
+    } else {
+        let variants: Vec<VariantHealth> = info.variants.iter().map(VariantHealth::from).collect();
+        serde_json::json!({"status": status, "variants": variants})
+    };
     json_response(
         if ok {
             StatusCode::OK

@@ -379,6 +379,67 @@ async fn bearer_token_guards_invocations_and_metrics() {
     s.stop().await;
 }
 
+/// `/health` is open, so it says only what serves and whether it is ready; the model
+/// directory, command and code directory are for the holder of the control token.
+#[tokio::test]
+async fn health_without_the_control_token_shows_no_paths_or_commands() {
+    let mut o = options();
+    o.auth_token = Some("client-token".into());
+    o.control_token = Some("control-token".into());
+    let mut script = variant("b", "b", 0);
+    script.command = Some("python3 serve.py --secret-flag".into());
+    script.code_dir = Some(PathBuf::from("/srv/code"));
+    // Script variants need python; the server is tested with model variants and the script's
+    // fields through the two views' types below.
+    let s = Server::start(o, vec![variant("a", "a", 100), variant("b", "b", 0)]).await;
+    let open = [
+        vec![],
+        vec![("authorization", "Bearer wrong")],
+        // The client token opens /invocations, not the server's configuration.
+        vec![("authorization", "Bearer client-token")],
+    ];
+    for headers in &open {
+        let r = s.get("/health", headers).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let h = body_json(&r);
+        assert_eq!(h["status"], "healthy");
+        assert_eq!(
+            h["variants"],
+            serde_json::json!([
+                {"name": "a", "model": "iris", "version": "a", "weight": 100, "healthy": true},
+                {"name": "b", "model": "iris", "version": "b", "weight": 0, "healthy": true},
+            ]),
+            "{headers:?}"
+        );
+        assert!(!r.text().contains("/models"), "{}", r.text());
+    }
+    let r = s
+        .get("/health", &[("authorization", "Bearer control-token")])
+        .await;
+    let h = body_json(&r);
+    assert_eq!(h["variants"][0]["modelDir"], "/models/a", "{h}");
+    assert_eq!(h["variants"][0]["healthy"], true, "{h}");
+    // The full view carries a script variant's command and code directory.
+    let full = serde_json::to_value(mlctl_serve::VariantStatus {
+        config: script.clone(),
+        healthy: true,
+    })
+    .unwrap();
+    let summary = serde_json::to_value(mlctl_serve::VariantHealth::from(
+        &mlctl_serve::VariantStatus {
+            config: script,
+            healthy: true,
+        },
+    ))
+    .unwrap();
+    assert_eq!(full["command"], "python3 serve.py --secret-flag");
+    assert_eq!(
+        summary,
+        serde_json::json!({"name": "b", "model": "iris", "version": "b", "weight": 0, "healthy": true})
+    );
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swap_under_load_loses_no_request() {
     let mut o = options();
