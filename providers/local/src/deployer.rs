@@ -445,6 +445,8 @@ impl LocalDeployer {
                 .filter(|p| *p > 0.0)
                 .map(|p| mlctl_serve::capture::CaptureConfig::new(dir.join("capture"), p)),
             max_body_bytes: None,
+            reuse_port: false,
+            control: None,
         }
     }
 
