@@ -125,14 +125,21 @@ fn build() -> FieldRules {
         )
         .with(
             "Endpoint.spec.instances",
-            Support::check("honoured as 1 (one `mlctl serve` process); refused above 1", |_, _, node| {
-                (number(node).unwrap_or(1.0) > 1.0).then(|| {
-                    Refusal::new(
-                        "a local endpoint runs one server process",
-                        "use `instances: 1` on local targets (the process uses every core it may), or scale on a cloud target",
-                    )
-                })
-            }),
+            Support::check(
+                "honoured: that many `mlctl serve` processes share the endpoint's port (the kernel spreads connections over them); refused above 64",
+                |_, _, node| {
+                    let n = number(node)?;
+                    (n > crate::deployer::MAX_INSTANCES as f64).then(|| {
+                        Refusal::new(
+                            format!(
+                                "instances: {n} server processes on one machine, each loading the model; the local target runs at most {}",
+                                crate::deployer::MAX_INSTANCES
+                            ),
+                            "ask for fewer (each process uses every core it may), or scale on a cloud target",
+                        )
+                    })
+                },
+            ),
         )
         .with("Endpoint.spec.port", Support::Honoured)
         .with("Endpoint.spec.capture.samplingPercent", Support::Honoured)
