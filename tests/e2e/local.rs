@@ -255,6 +255,82 @@ fn instances_share_one_port_and_apply_restarts_a_killed_one() {
     }
 }
 
+/// `capture.destination`: the servers write captured requests into that directory (one
+/// subdirectory per process), the endpoint's record says where, and the monitor sink reads
+/// them from there. A URL is refused by plan for the local target.
+#[test]
+fn capture_goes_to_the_destination_directory() {
+    let t = LocalIris::new();
+    t.p.replace(
+        "ml/endpoint.yaml",
+        "    samplingPercent: 100\n",
+        "    samplingPercent: 100\n    destination: captured/iris\n",
+    );
+    // Captured data in the work tree is not part of the spec.
+    std::fs::write(t.p.path().join(".gitignore"), ".mlctl/\ncaptured/\n").unwrap();
+    t.p.commit_all("capture into the project");
+    t.p.mlctl(&["apply", "--auto-approve"]).expect_code(0);
+    let dest = t.p.path().join("captured/iris").canonicalize().unwrap();
+    assert_eq!(
+        std::path::Path::new(t.record()["captureDir"].as_str().unwrap())
+            .canonicalize()
+            .unwrap(),
+        dest
+    );
+    for _ in 0..3 {
+        let reply = t.predict(r#"{"instances": [[6.7, 3.0, 5.2, 2.3]]}"#);
+        assert!(reply.contains("virginica"), "{reply}");
+    }
+    let sink = mlctl_provider_local::monitor::LocalMonitorSink::new(t.state());
+    let ctx = mlctl_core::OpContext {
+        project: "iris".into(),
+        project_dir: t.p.path().to_path_buf(),
+        target: "local".into(),
+        commit: String::new(),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    let records = loop {
+        let r = rt
+            .block_on(mlctl_core::MonitorSink::captured(&sink, &ctx, "iris", 10))
+            .unwrap();
+        if r.len() >= 3 || t0.elapsed() > std::time::Duration::from_secs(300) {
+            break r;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(records.len(), 3, "{records:?}");
+    assert_eq!(records[0]["predictions"], serde_json::json!(["virginica"]));
+    // Written there, by the one server process in its own subdirectory; nothing in the
+    // target's store.
+    let files = mlctl_serve::capture::capture_files(&dest);
+    assert!(!files.is_empty());
+    assert!(
+        files.iter().all(|f| f.parent() != Some(dest.as_path())),
+        "{files:?}"
+    );
+    assert!(!t.endpoint_dir().join("capture").exists());
+
+    // A URL is refused before anything changes, at its position.
+    t.p.replace(
+        "ml/endpoint.yaml",
+        "destination: captured/iris",
+        "destination: s3://bucket/capture",
+    );
+    t.p.commit_all("capture to a URL");
+    let run = t.p.mlctl(&["plan"]).expect_code(1);
+    assert!(
+        run.stderr
+            .contains("does not honour `capture.destination` of Endpoint/iris")
+            && run.stderr.contains("not to `s3://bucket/capture`"),
+        "{}",
+        run.stderr
+    );
+}
+
 #[test]
 fn iris_trains_registers_serves_and_retrains_exactly_once() {
     let t = LocalIris::new();

@@ -1,6 +1,7 @@
 //! Local monitoring: monitor configs under `<state_dir>/monitors/`, and the endpoints' captured
 //! requests (JSON lines written by each of the endpoint's server processes under
-//! `<state_dir>/endpoints/<name>/capture/<pid>/`, see `mlctl_serve::capture`).
+//! `<state_dir>/endpoints/<name>/capture/<pid>/`, or the spec's `capture.destination`; see
+//! `mlctl_serve::capture` and [`crate::deployer::capture_dir`]).
 
 use async_trait::async_trait;
 use mlctl_core::error::{ErrorKind, ProviderError, Result};

@@ -145,9 +145,17 @@ fn build() -> FieldRules {
         .with("Endpoint.spec.capture.samplingPercent", Support::Honoured)
         .with(
             "Endpoint.spec.capture.destination",
-            Support::refused(
-                "the local target writes captured data to its own store (the endpoint's directory under the target's state), where monitors read it",
-                "leave `destination` out for local targets",
+            Support::check(
+                "honoured for directories (relative to the project, or absolute), where monitors read it too; URLs refused",
+                |_, _, node| {
+                    let d = node.as_str()?;
+                    d.contains("://").then(|| {
+                        Refusal::new(
+                            format!("the local target writes captured data to a directory on this machine, not to `{d}`"),
+                            "give a directory (relative to the project, or absolute), or leave `destination` out for the endpoint's own directory in the target's state",
+                        )
+                    })
+                },
             ),
         )
         .with("Endpoint.spec.auth.token", Support::Honoured)

@@ -71,7 +71,7 @@ impl LocalDeployer {
                 mlctl_serve::capture::CaptureConfig {
                     // Each process its own files: processes sharing the port never share one.
                     per_process: true,
-                    ..mlctl_serve::capture::CaptureConfig::new(dir.join("capture"), p)
+                    ..mlctl_serve::capture::CaptureConfig::new(rec.capture_dir_in(dir), p)
                 }
             }),
             max_body_bytes: None,
@@ -373,6 +373,7 @@ impl LocalDeployer {
             instances: wanted.instances.max(1),
             launch: wanted.launch_key(port),
             auth_ref: wanted.auth_ref.clone(),
+            capture_dir: wanted.capture_dir.clone(),
             variants,
             history,
             rollout: None,

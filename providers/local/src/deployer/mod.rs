@@ -14,7 +14,7 @@
 //! serve.log       the servers' stdout and stderr
 //! serve.pid       their process ids
 //! capture/<pid>/  captured requests (JSON lines) of each process, when the spec asks for
-//!                 capture
+//!                 capture and gives no `destination` (else under the destination)
 //! ```
 //!
 //! # How changes roll out
@@ -108,10 +108,15 @@ pub fn endpoint_url(state_dir: &Path, name: &str) -> Option<String> {
         .map(|r| r.url())
 }
 
-/// The capture directory of an endpoint (each process writes in its own `<pid>/` below it;
-/// `mlctl_serve::capture::capture_streams` lists them).
+/// Where an endpoint's servers write captured requests: the spec's `capture.destination`
+/// as deployed, else `capture/` in the endpoint's directory. Each process writes in its own
+/// `<pid>/` below it (`mlctl_serve::capture::capture_streams` lists them).
 pub fn capture_dir(state_dir: &Path, name: &str) -> PathBuf {
-    endpoint_dir(state_dir, name).join("capture")
+    let dir = endpoint_dir(state_dir, name);
+    match read_record(&dir) {
+        Ok(Some(rec)) => rec.capture_dir_in(&dir),
+        _ => dir.join("capture"),
+    }
 }
 
 fn err(kind: ErrorKind, op: &str, msg: impl Into<String>) -> ProviderError {
@@ -218,6 +223,9 @@ struct Record {
     /// The spec's `auth.token` reference (`${env:NAME}`), never the token itself.
     #[serde(default)]
     auth_ref: Option<String>,
+    /// `capture.destination`, resolved; `None`: `capture/` in the endpoint's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    capture_dir: Option<PathBuf>,
     /// What the server serves (as last set).
     variants: Vec<VariantConfig>,
     /// Versions served, oldest first.
@@ -260,6 +268,13 @@ impl Record {
     fn set_processes(&mut self, processes: Vec<Process>) {
         self.pid = processes.first().map_or(0, |p| p.pid);
         self.processes = processes;
+    }
+
+    /// Where the servers write captured requests (`dir` is the endpoint's directory).
+    fn capture_dir_in(&self, dir: &Path) -> PathBuf {
+        self.capture_dir
+            .clone()
+            .unwrap_or_else(|| dir.join("capture"))
     }
 }
 
@@ -347,6 +362,8 @@ struct Wanted {
     token: Option<String>,
     auth_ref: Option<String>,
     capture_percent: Option<f64>,
+    /// `capture.destination`, resolved (`None`: the endpoint's own directory).
+    capture_dir: Option<PathBuf>,
     /// `compute`: the server process's CPUs, memory and threads.
     limits: Limits,
     /// How many server processes (`instances`).
@@ -365,6 +382,9 @@ impl Wanted {
         // existed keep their key).
         if self.limits.any() {
             key.push_str(&format!("|{:?}", self.limits));
+        }
+        if let Some(d) = &self.capture_dir {
+            key.push_str(&format!("|capture:{}", d.display()));
         }
         blake3::hash(key.as_bytes()).to_hex()[..16].to_string()
     }
@@ -422,6 +442,26 @@ impl LocalDeployer {
                 ),
             ));
         }
+        let capture_dir = match req
+            .spec
+            .capture
+            .as_ref()
+            .and_then(|c| c.destination.as_deref())
+        {
+            None => None,
+            Some(d) if d.contains("://") => {
+                return Err(err(
+                    ErrorKind::Invalid,
+                    "deploy",
+                    format!(
+                        "endpoint `{}`: capture.destination `{d}` is a URL; the local target writes captured data to a directory (give a path, or leave `destination` out)",
+                        req.name
+                    ),
+                ));
+            }
+            // Relative to the project, like every path of the spec (an absolute one stays).
+            Some(d) => Some(ctx.project_dir.join(d)),
+        };
         Ok(Wanted {
             variant: variant_for(&req.model, req.spec.serve.as_ref(), &ctx.project_dir),
             host: "127.0.0.1".into(),
@@ -435,6 +475,7 @@ impl LocalDeployer {
                 .map(|a| a.token.clone())
                 .filter(|t| mlctl_spec::env::is_single_reference(t)),
             capture_percent: req.spec.capture.as_ref().map(|c| c.sampling_percent),
+            capture_dir,
             limits: Limits::of(req.spec.compute.as_ref()),
             instances: instances as u32,
         })
@@ -467,6 +508,7 @@ impl LocalDeployer {
             token,
             auth_ref: rec.auth_ref.clone(),
             capture_percent,
+            capture_dir: rec.capture_dir.clone(),
             limits: rec.limits,
             instances: rec.instances,
         })
@@ -751,6 +793,7 @@ impl Deployer for LocalDeployer {
                     instances: wanted.instances,
                     launch: String::new(),
                     auth_ref: wanted.auth_ref.clone(),
+                    capture_dir: wanted.capture_dir.clone(),
                     variants: Vec::new(),
                     history: Vec::new(),
                     rollout: None,
