@@ -2,7 +2,7 @@
 //! supervising real `mlctl serve` processes (the built binary) on 127.0.0.1 with OS-assigned
 //! ports. Nothing here depends on timing for pass/fail: every wait is bounded and generous.
 
-use crate::common::{TestProject, have_python, kill_endpoints, mlctl, repo_root};
+use crate::common::{TestProject, endpoint_pids, have_python, kill_endpoints, mlctl, repo_root};
 use mlctl_core::{
     DeployState, Deployer, EndpointRequest, Health, ModelVersion, MonitorSink, OpContext,
 };
@@ -337,6 +337,11 @@ impl Target {
         .unwrap();
         rec["pid"].as_u64().unwrap() as u32
     }
+
+    /// The server process ids of endpoint `name`, recorded or announced.
+    fn pids(&self, name: &str) -> Vec<u32> {
+        endpoint_pids(&self.state().join("endpoints").join(name))
+    }
 }
 
 impl Drop for Target {
@@ -487,6 +492,55 @@ fn canary_with_a_failing_version_rolls_back_automatically() {
         }
         let live = t.deployer.status(&t.ctx, "iris").await.unwrap().unwrap();
         assert_eq!((live.health, serving(&live), live.instances), (Health::Healthy, vec![(1, 100)], 2));
+    });
+}
+
+/// A change that needs new server processes (here the capture share) together with a new
+/// version and a canary: the new processes start with the version that serves now, and the
+/// new one is rolled out on them as a canary, not switched to at once.
+#[test]
+fn new_launch_settings_and_a_new_version_still_roll_out_as_a_canary() {
+    let t = Target::new();
+    t.rt.block_on(async {
+        let (v1, v2) = (t.version(1), t.version(2));
+        let before = json!({"model": "iris", "instances": 2, "capture": {"samplingPercent": 10}});
+        done(t.roll(&t.request("iris", before, &v1), async || {}).await);
+        let old_pids = t.pids("iris");
+        assert_eq!(old_pids.len(), 2, "{old_pids:?}");
+        let after = json!({
+            "model": "iris",
+            "instances": 2,
+            "capture": {"samplingPercent": 50},
+            "strategy": {"type": "canary", "percent": 20, "bakeTime": "10m", "rollback": {"maxErrorRate": 0.05}},
+        });
+        let h = t.deployer.deploy(&t.ctx, &t.request("iris", after, &v2)).await.expect("deploy");
+        match t.deployer.poll(&t.ctx, &h).await.expect("poll") {
+            DeployState::InProgress { message } => {
+                assert!(message.contains("canary v2 at 20%"), "{message}")
+            }
+            other => panic!("expected the canary to bake, got {other:?}"),
+        }
+        let s = t.deployer.status(&t.ctx, "iris").await.unwrap().unwrap();
+        assert_eq!(
+            (s.health, serving(&s), s.instances),
+            (Health::Progressing, vec![(1, 80), (2, 20)], 2)
+        );
+        // New processes, with the new capture share.
+        let new_pids = t.pids("iris");
+        assert_eq!(new_pids.len(), 2, "{new_pids:?}");
+        assert!(new_pids.iter().all(|p| !old_pids.contains(p)), "{old_pids:?} -> {new_pids:?}");
+        let file = mlctl_serve::config::ServeFile::read(&t.state().join("endpoints/iris/server.json")).unwrap();
+        assert_eq!(file.capture.map(|c| c.percent), Some(50.0));
+        // Both versions answer meanwhile.
+        let url = s.url.unwrap();
+        for _ in 0..10 {
+            assert_eq!(post(&url, "application/json", ROW, &[]).await.unwrap().status, 200);
+        }
+        // The same version all at once ends the bake (no waiting for it in a test).
+        let now = json!({"model": "iris", "instances": 2, "capture": {"samplingPercent": 50}});
+        let s = done(t.roll(&t.request("iris", now, &v2), async || {}).await);
+        assert_eq!((s.health, serving(&s)), (Health::Healthy, vec![(2, 100)]));
+        assert_eq!(t.pids("iris"), new_pids, "no relaunch for the same settings");
     });
 }
 

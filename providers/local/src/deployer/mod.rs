@@ -34,9 +34,11 @@
 //!   once; the old one stays loaded during `bakeTime` (watched like a canary, rolled back to
 //!   instantly) and is then stopped.
 //!
-//! A first deploy, an endpoint with no process serving, or a change of port, token, capture or
-//! limits starts new processes with the new version instead (a change of those stops the old
-//! processes first).
+//! A first deploy, or an endpoint with no process serving, starts new processes with the new
+//! version. A change of port, token, capture or limits needs new processes too: they are
+//! started with the version that serves now and the new settings, and a canary or blue-green
+//! strategy then rolls the new version out on them as above (all-at-once starts them with
+//! the new version at once).
 //!
 //! # Supervision
 //! [`Deployer::status`] checks every process (alive, not a zombie, answering on its control
@@ -545,8 +547,22 @@ impl LocalDeployer {
                 self.scale(dir, &mut rec, &wanted, live).await?;
                 rec
             }
-            // Nothing serves (a first deploy, a repair), or new launch settings: start with the
-            // new version.
+            // New launch settings and a new version, with a strategy to honour: new processes
+            // serve what serves now, then the strategy rolls the new version out on them.
+            (Some(rec), Some(_))
+                if serving
+                    && kind != StrategyType::AllAtOnce
+                    && primary(&rec.variants).is_some_and(|o| !same_source(o, &wanted.variant)) =>
+            {
+                let served = rec.variants.clone();
+                let fresh = self
+                    .launch(dir, Some(rec), &wanted, served, &req.fingerprint)
+                    .await?;
+                write_record(dir, &fresh)?;
+                fresh
+            }
+            // Nothing serves (a first deploy, a repair), or all at once: start with the new
+            // version.
             (existing, _) => {
                 let mut rec = self
                     .launch(
