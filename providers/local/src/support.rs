@@ -70,11 +70,28 @@ fn build() -> FieldRules {
         .with("Dataset.spec.target", Support::Honoured)
         .with_all("Dataset.spec.schema", Support::Honoured)
         .with_all("Dataset.spec.split", Support::Honoured)
+        .with(
+            "Dataset.spec.transform.code",
+            Support::honoured_as(
+                "part of the fingerprint; a path or symbolic link leading out of the project is refused at apply",
+            ),
+        )
+        .with(
+            "Dataset.spec.transform.output",
+            Support::honoured_as(
+                "relative to the transform's output directory; an absolute path, `..` or a link out of it is refused at apply",
+            ),
+        )
         .with_all("Dataset.spec.transform", Support::Honoured)
         // Training
         .with("TrainingJob.spec.algorithm", Support::Honoured)
         .with("TrainingJob.spec.command", Support::Honoured)
-        .with("TrainingJob.spec.code", Support::Honoured)
+        .with(
+            "TrainingJob.spec.code",
+            Support::honoured_as(
+                "copied into the run directory without `.git`, `.mlctl` and `.env` files; a path or symbolic link leading out of the project is refused at apply",
+            ),
+        )
         .with(
             "TrainingJob.spec.image",
             Support::not_applicable(
@@ -159,6 +176,12 @@ fn build() -> FieldRules {
             ),
         )
         .with("Endpoint.spec.auth.token", Support::Honoured)
+        .with(
+            "Endpoint.spec.serve.code",
+            Support::honoured_as(
+                "the serving command runs in it, in place; a path or symbolic link leading out of the project is refused at apply",
+            ),
+        )
         .with_all("Endpoint.spec.serve", Support::Honoured)
         .with("Endpoint.spec.compute.cpu", cpu_limit())
         .with(

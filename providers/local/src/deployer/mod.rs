@@ -392,24 +392,35 @@ impl Wanted {
     }
 }
 
+/// The variant serving `model`; a script's `serve.code` is resolved inside the project
+/// (symlinks followed), and refused when it lands outside.
 fn variant_for(
+    name: &str,
     model: &ModelVersion,
     serve: Option<&mlctl_spec::ServeCommand>,
     project_dir: &Path,
-) -> VariantConfig {
-    VariantConfig {
+) -> Result<VariantConfig> {
+    let code_dir = match serve {
+        None => None,
+        Some(s) => Some(match &s.code {
+            None => project_dir.to_path_buf(),
+            Some(c) => crate::fsutil::resolve_in_project(
+                project_dir,
+                c,
+                &format!("endpoint `{name}`"),
+                "serve.code",
+            )?,
+        }),
+    };
+    Ok(VariantConfig {
         name: format!("v{}", model.version),
         model: model.model.clone(),
         version: model.version.to_string(),
         weight: 100,
         model_dir: Some(PathBuf::from(&model.artifact_uri)),
         command: serve.map(|s| s.command.clone()),
-        code_dir: serve.map(|s| {
-            s.code
-                .as_ref()
-                .map_or_else(|| project_dir.to_path_buf(), |c| project_dir.join(c))
-        }),
-    }
+        code_dir,
+    })
 }
 
 fn weighted(v: &VariantConfig, weight: u32) -> VariantConfig {
@@ -465,7 +476,12 @@ impl LocalDeployer {
             Some(d) => Some(ctx.project_dir.join(d)),
         };
         Ok(Wanted {
-            variant: variant_for(&req.model, req.spec.serve.as_ref(), &ctx.project_dir),
+            variant: variant_for(
+                &req.name,
+                &req.model,
+                req.spec.serve.as_ref(),
+                &ctx.project_dir,
+            )?,
             host: "127.0.0.1".into(),
             port: req.spec.port,
             token,
