@@ -1,6 +1,6 @@
 //! What reaches the commands a local target runs (training scripts, transforms, serving
-//! commands): the project's own files, never one a link or a `../` leads to outside it, and
-//! no `.env` files.
+//! commands): the project's own files, never one a link or a `../` leads to outside it, no
+//! `.env` files, and a scrubbed environment without the deploying shell's credentials.
 
 use crate::common::*;
 use std::path::{Path, PathBuf};
@@ -240,4 +240,87 @@ fn paths_that_resolve_outside_the_project_are_refused_at_apply() {
         !p.state().join("endpoints/ep/instances").exists(),
         "no server started"
     );
+}
+
+/// Training scripts, transforms and serving commands get the scrubbed environment: what a
+/// program needs (PATH, HOME), never mlctl's cloud credentials or the `${env:...}` secrets of
+/// the spec.
+#[test]
+fn scripts_transforms_and_serving_commands_get_a_scrubbed_environment() {
+    let secrets = [
+        ("AWS_SECRET_ACCESS_KEY", "aws-secret-e2e-7f3a"),
+        ("AZURE_CLIENT_SECRET", "azure-secret-e2e-91bc"),
+        ("MLCTL_E2E_SCRUB_TOKEN", "endpoint-token-e2e-c0de"),
+    ];
+    let serve = have_python();
+    let dumps = tempfile::tempdir().unwrap();
+    let serve_dump = dumps.path().join("serve-env.txt");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let transform = "\
+apiVersion: mlctl/v1
+kind: Dataset
+metadata:
+  name: derived
+spec:
+  target: species
+  transform:
+    command: env > \"$MLCTL_OUTPUT_DIR/env.txt\" && cp \"$MLCTL_INPUT_IRIS\" \"$MLCTL_OUTPUT\"
+    inputs: [iris]
+";
+    let model = "apiVersion: mlctl/v1\nkind: Model\nmetadata:\n  name: m\nspec:\n  from: train\n  stage: production\n  approval: auto\n";
+    let endpoint = format!(
+        "apiVersion: mlctl/v1\nkind: Endpoint\nmetadata:\n  name: ep\nspec:\n  model: m\n  port: {port}\n  auth:\n    token: ${{env:MLCTL_E2E_SCRUB_TOKEN}}\n  serve:\n    command: env > '{}' && exec python3 script_server.py\n    code: serve\n",
+        serve_dump.display()
+    );
+    let script =
+        std::fs::read_to_string(repo_root().join("crates/serve/tests/fixtures/script_server.py"))
+            .unwrap();
+    let mut files: Vec<(&str, &str)> = vec![
+        ("ml/derived.yaml", transform),
+        ("src/train.sh", TRAIN_SH),
+        ("ml/model.yaml", model),
+    ];
+    let train = training_job("src");
+    files.push(("ml/train.yaml", &train));
+    if serve {
+        files.push(("ml/endpoint.yaml", &endpoint));
+        files.push(("serve/script_server.py", &script));
+    }
+    let p = Project::new(&files);
+    let mut cmd = mlctl();
+    cmd.args(["apply", "--auto-approve"])
+        .current_dir(p.p.path());
+    for (k, v) in secrets {
+        cmd.env(k, v);
+    }
+    Run::from(cmd.output().unwrap()).expect_code(0);
+
+    let mut dumped = vec![
+        find(&p.state().join("work"), "env.txt"),
+        find(&p.state().join("runs"), "env.txt"),
+    ];
+    if serve {
+        dumped.push(vec![serve_dump]);
+    }
+    for files in dumped {
+        assert_eq!(files.len(), 1, "one environment dump each: {files:?}");
+        let env = std::fs::read_to_string(&files[0]).unwrap();
+        for (name, value) in secrets {
+            assert!(
+                !env.contains(value),
+                "{name}'s value reached {}:\n{env}",
+                files[0].display()
+            );
+        }
+        assert!(
+            env.lines().any(|l| l.starts_with("PATH="))
+                && env.lines().any(|l| l.starts_with("HOME=")),
+            "{}:\n{env}",
+            files[0].display()
+        );
+    }
 }
