@@ -154,3 +154,67 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Every server process id of a local endpoint: those `endpoint.json` records (`processes`,
+/// or the one `pid` of an older record) and those announced in `instances/` (started by hand
+/// beside them).
+pub fn endpoint_pids(endpoint_dir: &Path) -> Vec<u32> {
+    let mut pids = Vec::new();
+    if let Ok(b) = std::fs::read(endpoint_dir.join("endpoint.json"))
+        && let Ok(rec) = serde_json::from_slice::<serde_json::Value>(&b)
+    {
+        match rec["processes"].as_array() {
+            Some(ps) => pids.extend(ps.iter().filter_map(|p| p["pid"].as_u64())),
+            None => pids.extend(rec["pid"].as_u64()),
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(endpoint_dir.join("instances")) {
+        for e in entries.flatten() {
+            if let Some(pid) = e
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".json"))
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                pids.push(pid);
+            }
+        }
+    }
+    let mut pids: Vec<u32> = pids
+        .into_iter()
+        .filter(|p| *p > 1)
+        .map(|p| p as u32)
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
+/// Kills the process group of every endpoint server under a local target's state directory
+/// (best effort: a group may be gone already). For test guards, whatever the test did.
+pub fn kill_endpoints(state_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(state_dir.join("endpoints")) else {
+        return;
+    };
+    for e in entries.flatten() {
+        for pid in endpoint_pids(&e.path()) {
+            let _ = Command::new("kill")
+                .args(["-9", "--", &format!("-{pid}")])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// Whether python3 runs here (script-mode tests need it; under CI it must).
+pub fn have_python() -> bool {
+    let ok = Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok || std::env::var_os("CI").is_none(),
+        "python3 is required for script-mode tests under CI"
+    );
+    ok
+}

@@ -2,15 +2,25 @@
 //! `mlctl_conformance::conformance_tests!`). It lives with the end-to-end tests because the
 //! local deployer starts the real `mlctl serve` binary.
 
+use crate::common::{endpoint_pids, kill_endpoints};
 use mlctl_conformance::{self as conformance, Fixture, Hooks};
 use mlctl_core::{EndpointRequest, TrainingRequest};
 use std::path::PathBuf;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 
 /// How the local target is made to fail: a script that exits non-zero, a model directory that
-/// does not exist, and a `kill -9` of an endpoint's server.
+/// does not exist, a `kill -9` of an endpoint's servers; and how its instance count is changed
+/// behind mlctl's back: servers killed, or started by hand from the endpoint's `server.json`.
 struct LocalHooks {
     state: PathBuf,
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rfind(')')
+            .is_some_and(|i| stat[i + 1..].trim_start().starts_with('Z'))
+    })
 }
 
 #[async_trait::async_trait]
@@ -28,22 +38,77 @@ impl Hooks for LocalHooks {
         Some(bad)
     }
 
-    async fn crash_endpoint(&self, name: &str) -> bool {
-        let path = self
-            .state
-            .join("endpoints")
-            .join(name)
-            .join("endpoint.json");
-        let Ok(b) = std::fs::read(path) else {
+    async fn scale_endpoint(&self, name: &str, instances: u32) -> bool {
+        let dir = self.state.join("endpoints").join(name);
+        let mut running: Vec<u32> = endpoint_pids(&dir)
+            .into_iter()
+            .filter(|p| alive(*p))
+            .collect();
+        while running.len() > instances as usize {
+            let pid = running.pop().unwrap_or_default();
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+        let Ok(control) = std::fs::read_to_string(dir.join("control.token")) else {
             return false;
         };
-        let rec: serde_json::Value = serde_json::from_slice(&b).unwrap_or_default();
-        let pid = rec["pid"].as_u64().unwrap_or(0);
-        pid > 1
-            && std::process::Command::new("kill")
-                .args(["-9", &pid.to_string()])
-                .status()
-                .is_ok_and(|s| s.success())
+        let rec: serde_json::Value = std::fs::read(dir.join("endpoint.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let mut started = Vec::new();
+        while running.len() + started.len() < instances as usize {
+            // What a person would run: another server from the endpoint's own config.
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_mlctl"));
+            cmd.args(["serve", "--config"])
+                .arg(dir.join("server.json"))
+                .args(["--token-env", "MLCTL_SERVE_TOKEN"])
+                .env("MLCTL_CONTROL_TOKEN", control.trim())
+                .current_dir(&dir)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            if let Some(var) = rec["authRef"]
+                .as_str()
+                .and_then(|r| r.strip_prefix("${env:"))
+                .and_then(|r| r.strip_suffix('}'))
+            {
+                cmd.env("MLCTL_SERVE_TOKEN", std::env::var(var).unwrap_or_default());
+            }
+            // Its own group, so the guard's group kill stops it like mlctl's own.
+            std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+            let Ok(mut child) = cmd.spawn() else {
+                return false;
+            };
+            started.push(child.id());
+            std::thread::spawn(move || {
+                let _ = child.wait();
+            });
+        }
+        // Ready once announced (bounded, generous).
+        let t0 = std::time::Instant::now();
+        while !started
+            .iter()
+            .all(|pid| dir.join("instances").join(format!("{pid}.json")).exists())
+        {
+            if t0.elapsed() > std::time::Duration::from_secs(300)
+                || !started.iter().all(|p| alive(*p))
+            {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        true
+    }
+
+    async fn crash_endpoint(&self, name: &str) -> bool {
+        let pids = endpoint_pids(&self.state.join("endpoints").join(name));
+        !pids.is_empty()
+            && pids.iter().all(|pid| {
+                Command::new("kill")
+                    .args(["-9", &pid.to_string()])
+                    .status()
+                    .is_ok_and(|s| s.success())
+            })
     }
 }
 
@@ -52,21 +117,7 @@ struct StopEndpoints(PathBuf);
 
 impl Drop for StopEndpoints {
     fn drop(&mut self) {
-        let Ok(entries) = std::fs::read_dir(self.0.join("endpoints")) else {
-            return;
-        };
-        for e in entries.flatten() {
-            if let Ok(rec) = std::fs::read(e.path().join("endpoint.json"))
-                .map(|b| serde_json::from_slice::<serde_json::Value>(&b).unwrap_or_default())
-                && let Some(pid) = rec["pid"].as_u64().filter(|p| *p > 1)
-            {
-                // Best effort: the group may be gone already.
-                let _ = std::process::Command::new("kill")
-                    .args(["-9", "--", &format!("-{pid}")])
-                    .stderr(Stdio::null())
-                    .status();
-            }
-        }
+        kill_endpoints(&self.0);
     }
 }
 
@@ -88,7 +139,4 @@ async fn local_setup(_check: &'static str) -> Option<conformance::Setup> {
 
 conformance::conformance_tests! {
     setup: local_setup,
-    skip: {
-        apply_repairs_instance_drift: "a local endpoint is one server process, so nothing outside mlctl can change its instance count",
-    },
 }

@@ -76,7 +76,259 @@ impl LocalIris {
 impl Drop for LocalIris {
     fn drop(&mut self) {
         let _ = self.p.mlctl(&["destroy", "--auto-approve"]);
+        // Whatever destroy left (a test that failed half way).
+        kill_endpoints(&self.state());
     }
+}
+
+impl LocalIris {
+    /// The local target's state directory.
+    fn state(&self) -> std::path::PathBuf {
+        self.p.path().join(".mlctl/local")
+    }
+
+    fn endpoint_dir(&self) -> std::path::PathBuf {
+        self.state().join("endpoints/iris")
+    }
+
+    fn record(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.endpoint_dir().join("endpoint.json")).unwrap())
+            .unwrap()
+    }
+
+    fn control_token(&self) -> String {
+        std::fs::read_to_string(self.endpoint_dir().join("control.token"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// `mlctl status -o json`'s row for the endpoint.
+    fn endpoint_status(&self) -> serde_json::Value {
+        let run = self.p.mlctl(&["status", "-o", "json"]).expect_code(0);
+        let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        v["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == "Endpoint/iris")
+            .cloned()
+            .unwrap_or_else(|| panic!("no Endpoint/iris in {v}"))
+    }
+}
+
+/// `GET path` on 127.0.0.1:`port` over a new connection: (status, body).
+fn get(port: u16, path: &str, token: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connects");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+fn pid_of_answer(body: &str) -> u64 {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    v["pid"].as_u64().unwrap()
+}
+
+fn alive(pid: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rfind(')')
+            .is_some_and(|i| stat[i + 1..].trim_start().starts_with('Z'))
+    })
+}
+
+/// `instances: 3`: three `mlctl serve` processes share the endpoint's port, each reachable
+/// alone on its control port; one killed behind mlctl's back shows as degraded, "2 of 3", in
+/// status and plan, and the next apply starts a third again.
+#[test]
+fn instances_share_one_port_and_apply_restarts_a_killed_one() {
+    let t = LocalIris::new();
+    t.p.replace("ml/endpoint.yaml", "  instances: 1\n", "  instances: 3\n");
+    t.p.commit_all("three instances");
+    t.p.mlctl(&["apply", "--auto-approve"]).expect_code(0);
+    let token = t.control_token();
+    let rec = t.record();
+    let processes = rec["processes"].as_array().unwrap().clone();
+    assert_eq!(processes.len(), 3, "{rec}");
+    let mut pids = Vec::new();
+    for p in &processes {
+        // Each process answers as itself on its own control port.
+        let port = p["controlPort"].as_u64().unwrap() as u16;
+        let (status, body) = get(port, "/-/variants", &token);
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(pid_of_answer(&body), p["pid"].as_u64().unwrap());
+        pids.push(p["pid"].as_u64().unwrap());
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    assert_eq!(pids.len(), 3, "three distinct processes: {pids:?}");
+    // The shared port reaches all three (the kernel picks one per connection).
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..3000 {
+        let (status, body) = get(t.port, "/-/variants", &token);
+        assert_eq!(status, 200, "{body}");
+        seen.insert(pid_of_answer(&body));
+        if seen.len() == 3 {
+            break;
+        }
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), pids);
+    let reply = t.predict(r#"{"instances": [[5.1, 3.5, 1.4, 0.2]]}"#);
+    assert!(reply.contains(r#"{"predictions":["setosa"]}"#), "{reply}");
+
+    // One dies behind mlctl's back.
+    let victim = pids[1];
+    std::process::Command::new("kill")
+        .args(["-9", &victim.to_string()])
+        .status()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    let status = loop {
+        let s = t.endpoint_status();
+        if s["health"] == "degraded" || t0.elapsed() > std::time::Duration::from_secs(300) {
+            break s;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(status["health"], "degraded", "{status}");
+    let reasons = status["reasons"].to_string();
+    assert!(reasons.contains("2 of 3 server processes run"), "{reasons}");
+    assert!(reasons.contains(&format!("pid {victim}")), "{reasons}");
+    let plan = t.p.mlctl(&["plan", "--detailed-exitcode"]).expect_code(2);
+    assert!(
+        plan.stdout.contains("2 of 3 server processes run"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("instances changed outside mlctl: 3 -> 2"),
+        "{}",
+        plan.stdout
+    );
+    // The others kept serving meanwhile.
+    let reply = t.predict(r#"{"instances": [[5.1, 3.5, 1.4, 0.2]]}"#);
+    assert!(reply.contains(r#"{"predictions":["setosa"]}"#), "{reply}");
+
+    t.p.mlctl(&["apply", "--auto-approve"]).expect_code(0);
+    let rec = t.record();
+    let now: Vec<u64> = rec["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["pid"].as_u64().unwrap())
+        .collect();
+    assert_eq!(now.len(), 3, "{rec}");
+    assert!(!now.contains(&victim), "{now:?}");
+    assert!(now.iter().all(|p| alive(*p)), "{now:?}");
+    // The two that survived are kept, not restarted.
+    assert!(
+        pids.iter()
+            .filter(|p| **p != victim)
+            .all(|p| now.contains(p)),
+        "{pids:?} -> {now:?}"
+    );
+    assert_eq!(t.endpoint_status()["health"], "healthy");
+    t.p.mlctl(&["plan", "--detailed-exitcode"]).expect_code(0);
+
+    // Destroy stops all of them.
+    t.p.mlctl(&["destroy", "--auto-approve"]).expect_code(0);
+    let t0 = std::time::Instant::now();
+    while now.iter().any(|p| alive(*p)) {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(300),
+            "still running: {now:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// `capture.destination`: the servers write captured requests into that directory (one
+/// subdirectory per process), the endpoint's record says where, and the monitor sink reads
+/// them from there. A URL is refused by plan for the local target.
+#[test]
+fn capture_goes_to_the_destination_directory() {
+    let t = LocalIris::new();
+    t.p.replace(
+        "ml/endpoint.yaml",
+        "    samplingPercent: 100\n",
+        "    samplingPercent: 100\n    destination: captured/iris\n",
+    );
+    // Captured data in the work tree is not part of the spec.
+    std::fs::write(t.p.path().join(".gitignore"), ".mlctl/\ncaptured/\n").unwrap();
+    t.p.commit_all("capture into the project");
+    t.p.mlctl(&["apply", "--auto-approve"]).expect_code(0);
+    let dest = t.p.path().join("captured/iris").canonicalize().unwrap();
+    assert_eq!(
+        std::path::Path::new(t.record()["captureDir"].as_str().unwrap())
+            .canonicalize()
+            .unwrap(),
+        dest
+    );
+    for _ in 0..3 {
+        let reply = t.predict(r#"{"instances": [[6.7, 3.0, 5.2, 2.3]]}"#);
+        assert!(reply.contains("virginica"), "{reply}");
+    }
+    let sink = mlctl_provider_local::monitor::LocalMonitorSink::new(t.state());
+    let ctx = mlctl_core::OpContext {
+        project: "iris".into(),
+        project_dir: t.p.path().to_path_buf(),
+        target: "local".into(),
+        commit: String::new(),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    let records = loop {
+        let r = rt
+            .block_on(mlctl_core::MonitorSink::captured(&sink, &ctx, "iris", 10))
+            .unwrap();
+        if r.len() >= 3 || t0.elapsed() > std::time::Duration::from_secs(300) {
+            break r;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(records.len(), 3, "{records:?}");
+    assert_eq!(records[0]["predictions"], serde_json::json!(["virginica"]));
+    // Written there, by the one server process in its own subdirectory; nothing in the
+    // target's store.
+    let files = mlctl_serve::capture::capture_files(&dest);
+    assert!(!files.is_empty());
+    assert!(
+        files.iter().all(|f| f.parent() != Some(dest.as_path())),
+        "{files:?}"
+    );
+    assert!(!t.endpoint_dir().join("capture").exists());
+
+    // A URL is refused before anything changes, at its position.
+    t.p.replace(
+        "ml/endpoint.yaml",
+        "destination: captured/iris",
+        "destination: s3://bucket/capture",
+    );
+    t.p.commit_all("capture to a URL");
+    let run = t.p.mlctl(&["plan"]).expect_code(1);
+    assert!(
+        run.stderr
+            .contains("does not honour `capture.destination` of Endpoint/iris")
+            && run.stderr.contains("not to `s3://bucket/capture`"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

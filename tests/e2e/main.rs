@@ -4,6 +4,7 @@
 //! a fresh temporary directory from [`common::TestProject`].
 
 mod common;
+mod confinement;
 mod conformance;
 mod local;
 mod paths;

@@ -2,7 +2,7 @@
 //! supervising real `mlctl serve` processes (the built binary) on 127.0.0.1 with OS-assigned
 //! ports. Nothing here depends on timing for pass/fail: every wait is bounded and generous.
 
-use crate::common::{TestProject, mlctl, repo_root};
+use crate::common::{TestProject, endpoint_pids, have_python, kill_endpoints, mlctl, repo_root};
 use mlctl_core::{
     DeployState, Deployer, EndpointRequest, Health, ModelVersion, MonitorSink, OpContext,
 };
@@ -337,27 +337,16 @@ impl Target {
         .unwrap();
         rec["pid"].as_u64().unwrap() as u32
     }
+
+    /// The server process ids of endpoint `name`, recorded or announced.
+    fn pids(&self, name: &str) -> Vec<u32> {
+        endpoint_pids(&self.state().join("endpoints").join(name))
+    }
 }
 
 impl Drop for Target {
     fn drop(&mut self) {
-        let Ok(entries) = std::fs::read_dir(self.state().join("endpoints")) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let Ok(b) = std::fs::read(e.path().join("endpoint.json")) else {
-                continue;
-            };
-            let Ok(rec) = serde_json::from_slice::<serde_json::Value>(&b) else {
-                continue;
-            };
-            if let Some(pid) = rec["pid"].as_u64().filter(|p| *p > 1) {
-                let _ = std::process::Command::new("kill")
-                    .args(["-9", "--", &format!("-{pid}")])
-                    .stderr(Stdio::null())
-                    .status();
-            }
-        }
+        kill_endpoints(&self.state());
     }
 }
 
@@ -449,25 +438,20 @@ fn kill_9_shows_degraded_and_the_next_deploy_repairs_it() {
     });
 }
 
-fn have_python() -> bool {
-    let ok = std::process::Command::new("python3")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok || std::env::var_os("CI").is_none(),
-        "python3 is required for script-mode tests under CI"
-    );
-    ok
+/// The script-mode test server, copied into the target's project (`serve.code` must be
+/// inside it); returns the directory, relative to the project.
+fn script_dir(t: &Target) -> &'static str {
+    let dir = t.dir.path().join("script");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        repo_root().join("crates/serve/tests/fixtures/script_server.py"),
+        dir.join("script_server.py"),
+    )
+    .unwrap();
+    "script"
 }
 
-fn script_dir() -> String {
-    repo_root()
-        .join("crates/serve/tests/fixtures")
-        .to_string_lossy()
-        .into_owned()
-}
-
+/// Two server processes share the port, so the canary is judged on their metrics added up.
 #[test]
 fn canary_with_a_failing_version_rolls_back_automatically() {
     if !have_python() {
@@ -476,19 +460,22 @@ fn canary_with_a_failing_version_rolls_back_automatically() {
     let t = Target::new();
     t.rt.block_on(async {
         let v1 = t.version(1);
-        let s = done(t.roll(&t.request("iris", json!({"model": "iris"}), &v1), async || {}).await);
+        let s = done(t.roll(&t.request("iris", json!({"model": "iris", "instances": 2}), &v1), async || {}).await);
+        assert_eq!(s.instances, 2);
         let url = s.url.unwrap();
         // v2 is served by a script whose /invocations answers 500.
-        let v2 = version_at(2, Path::new(&script_dir()));
+        let code = script_dir(&t);
+        let v2 = version_at(2, &t.dir.path().join(code));
         let spec = json!({
             "model": "iris",
+            "instances": 2,
             "strategy": {"type": "canary", "percent": 50, "bakeTime": "10m", "rollback": {"maxErrorRate": 0.05}},
-            "serve": {"command": "FAIL=1 exec python3 script_server.py", "code": script_dir()},
+            "serve": {"command": "FAIL=1 exec python3 script_server.py", "code": code},
         });
         let mut sent = 0;
         let state = t
             .roll(&t.request("iris", spec, &v2), async || {
-                // Traffic while the canary bakes; every second request goes to v2.
+                // Traffic while the canary bakes; each process sends every second request to v2.
                 for _ in 0..4 {
                     let r = post(&url, "application/json", ROW, &[]).await.unwrap();
                     assert!(r.status == 200 || r.status == 500, "{}", r.text());
@@ -504,7 +491,56 @@ fn canary_with_a_failing_version_rolls_back_automatically() {
             assert_eq!(post(&url, "application/json", ROW, &[]).await.unwrap().status, 200, "v1 serves everything again");
         }
         let live = t.deployer.status(&t.ctx, "iris").await.unwrap().unwrap();
-        assert_eq!((live.health, serving(&live)), (Health::Healthy, vec![(1, 100)]));
+        assert_eq!((live.health, serving(&live), live.instances), (Health::Healthy, vec![(1, 100)], 2));
+    });
+}
+
+/// A change that needs new server processes (here the capture share) together with a new
+/// version and a canary: the new processes start with the version that serves now, and the
+/// new one is rolled out on them as a canary, not switched to at once.
+#[test]
+fn new_launch_settings_and_a_new_version_still_roll_out_as_a_canary() {
+    let t = Target::new();
+    t.rt.block_on(async {
+        let (v1, v2) = (t.version(1), t.version(2));
+        let before = json!({"model": "iris", "instances": 2, "capture": {"samplingPercent": 10}});
+        done(t.roll(&t.request("iris", before, &v1), async || {}).await);
+        let old_pids = t.pids("iris");
+        assert_eq!(old_pids.len(), 2, "{old_pids:?}");
+        let after = json!({
+            "model": "iris",
+            "instances": 2,
+            "capture": {"samplingPercent": 50},
+            "strategy": {"type": "canary", "percent": 20, "bakeTime": "10m", "rollback": {"maxErrorRate": 0.05}},
+        });
+        let h = t.deployer.deploy(&t.ctx, &t.request("iris", after, &v2)).await.expect("deploy");
+        match t.deployer.poll(&t.ctx, &h).await.expect("poll") {
+            DeployState::InProgress { message } => {
+                assert!(message.contains("canary v2 at 20%"), "{message}")
+            }
+            other => panic!("expected the canary to bake, got {other:?}"),
+        }
+        let s = t.deployer.status(&t.ctx, "iris").await.unwrap().unwrap();
+        assert_eq!(
+            (s.health, serving(&s), s.instances),
+            (Health::Progressing, vec![(1, 80), (2, 20)], 2)
+        );
+        // New processes, with the new capture share.
+        let new_pids = t.pids("iris");
+        assert_eq!(new_pids.len(), 2, "{new_pids:?}");
+        assert!(new_pids.iter().all(|p| !old_pids.contains(p)), "{old_pids:?} -> {new_pids:?}");
+        let file = mlctl_serve::config::ServeFile::read(&t.state().join("endpoints/iris/server.json")).unwrap();
+        assert_eq!(file.capture.map(|c| c.percent), Some(50.0));
+        // Both versions answer meanwhile.
+        let url = s.url.unwrap();
+        for _ in 0..10 {
+            assert_eq!(post(&url, "application/json", ROW, &[]).await.unwrap().status, 200);
+        }
+        // The same version all at once ends the bake (no waiting for it in a test).
+        let now = json!({"model": "iris", "instances": 2, "capture": {"samplingPercent": 50}});
+        let s = done(t.roll(&t.request("iris", now, &v2), async || {}).await);
+        assert_eq!((s.health, serving(&s)), (Health::Healthy, vec![(2, 100)]));
+        assert_eq!(t.pids("iris"), new_pids, "no relaunch for the same settings");
     });
 }
 

@@ -452,13 +452,16 @@ fn change_for(
         }
         return change;
     }
-    // Same fingerprint: only live drift or ill health make work.
+    // Same fingerprint: only live drift or ill health make work; both are said (a server
+    // process that died is drift in the instance count *and* the reason the endpoint is
+    // degraded).
     if !o.drift.is_empty() {
         change.action = Action::Update;
         change
             .reasons
             .extend(o.drift.iter().map(|d| format!("drift: {d}")));
-    } else if matches!(o.health, Health::Degraded | Health::Failed) {
+    }
+    if matches!(o.health, Health::Degraded | Health::Failed) {
         change.action = Action::Update;
         let detail = o
             .outputs

@@ -7,6 +7,9 @@
 //!
 //! Files: `<dir>/capture.jsonl` is written; past `max_bytes` it is renamed to
 //! `capture-<unix millis>.jsonl` and the oldest rotated files beyond `max_files` are removed.
+//! With [`CaptureConfig::per_process`], each server process writes the same files in its own
+//! `<dir>/<pid>/` instead, so servers sharing a port and a capture directory never write to
+//! one file; [`capture_streams`] lists every writer's files for a reader to merge.
 //! One line per request:
 //!
 //! ```json
@@ -41,9 +44,12 @@ pub struct CaptureConfig {
     /// Rotate the file past this size.
     #[serde(default = "default_max_bytes")]
     pub max_bytes: u64,
-    /// Rotated files kept.
+    /// Rotated files kept (per process with `per_process`).
     #[serde(default = "default_max_files")]
     pub max_files: usize,
+    /// Write into `dir/<pid>/` rather than `dir` itself.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub per_process: bool,
 }
 
 fn default_max_bytes() -> u64 {
@@ -61,6 +67,16 @@ impl CaptureConfig {
             percent,
             max_bytes: default_max_bytes(),
             max_files: default_max_files(),
+            per_process: false,
+        }
+    }
+
+    /// The directory this process writes in.
+    pub fn own_dir(&self) -> PathBuf {
+        if self.per_process {
+            self.dir.join(std::process::id().to_string())
+        } else {
+            self.dir.clone()
         }
     }
 }
@@ -135,6 +151,11 @@ const MAX_QUEUED: usize = 1 << 16;
 impl Capture {
     /// Starts the writer thread. `dropped` counts records lost to back-pressure.
     pub fn start(config: &CaptureConfig, dropped: Arc<AtomicU64>) -> std::io::Result<Capture> {
+        let config = &CaptureConfig {
+            dir: config.own_dir(),
+            per_process: false,
+            ..config.clone()
+        };
         fs::create_dir_all(&config.dir)?;
         let shared = Arc::new(Queue {
             records: Mutex::new(Vec::with_capacity(1024)),
@@ -332,14 +353,40 @@ fn rotated_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(v)
 }
 
-/// The capture files of `dir`, oldest first (rotated ones, then the current one).
-pub fn capture_files(dir: &Path) -> Vec<PathBuf> {
+/// The files of one writer in `dir`, oldest first (rotated ones, then the current one).
+fn stream_files(dir: &Path) -> Vec<PathBuf> {
     let mut v = rotated_files(dir).unwrap_or_default();
     let current = dir.join(CURRENT);
     if current.exists() {
         v.push(current);
     }
     v
+}
+
+/// Every writer's files under a capture directory: the files in `dir` itself (a server
+/// without `per_process`), then each `dir/<pid>/`; each list oldest first, empty ones left
+/// out. Records of different writers interleave in time: merge them by their `time`.
+pub fn capture_streams(dir: &Path) -> Vec<Vec<PathBuf>> {
+    let mut out = vec![stream_files(dir)];
+    let mut subdirs: Vec<PathBuf> = fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
+    subdirs.sort();
+    out.extend(subdirs.iter().map(|d| stream_files(d)));
+    out.retain(|files| !files.is_empty());
+    out
+}
+
+/// Every capture file under `dir`, writer by writer ([`capture_streams`]), each writer's
+/// oldest first.
+pub fn capture_files(dir: &Path) -> Vec<PathBuf> {
+    capture_streams(dir).into_iter().flatten().collect()
 }
 
 fn format_record(o: &mut String, r: &Record, clock: &mut Clock) {
@@ -446,6 +493,38 @@ mod tests {
             picks,
             [false, false, false, true, false, false, false, true]
         );
+    }
+
+    #[test]
+    fn per_process_capture_writes_in_its_own_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = CaptureConfig {
+            per_process: true,
+            ..CaptureConfig::new(dir.path(), 100.0)
+        };
+        let own = dir.path().join(std::process::id().to_string());
+        assert_eq!(cfg.own_dir(), own);
+        let cap = Capture::start(&cfg, Arc::default()).unwrap();
+        cap.send(Record {
+            time: SystemTime::now(),
+            source: Arc::new(Source {
+                model: "m".into(),
+                version: "1".into(),
+                variant: "v".into(),
+                predictor: None,
+            }),
+            status: 200,
+            latency: Duration::from_micros(1),
+            payload: Payload::Raw {
+                request: Bytes::from_static(b"{}"),
+                response: Bytes::from_static(b"{}"),
+            },
+        });
+        // Dropping it writes what is queued.
+        drop(cap);
+        assert!(!dir.path().join(CURRENT).exists());
+        assert_eq!(capture_streams(dir.path()), vec![vec![own.join(CURRENT)]]);
+        assert_eq!(capture_files(dir.path()), vec![own.join(CURRENT)]);
     }
 
     #[test]

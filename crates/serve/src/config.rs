@@ -78,6 +78,36 @@ pub struct VariantStatus {
     pub healthy: bool,
 }
 
+/// What `GET /health` tells a caller without the control token about a variant: enough to see
+/// what serves and whether it is ready, never the model directory, the command or the code
+/// directory (paths and command lines say more about the machine than a health check needs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VariantHealth {
+    /// Variant name.
+    pub name: String,
+    /// Model name.
+    pub model: String,
+    /// Model version.
+    pub version: String,
+    /// Traffic weight.
+    pub weight: u32,
+    /// Whether it can serve.
+    pub healthy: bool,
+}
+
+impl From<&VariantStatus> for VariantHealth {
+    fn from(v: &VariantStatus) -> Self {
+        VariantHealth {
+            name: v.config.name.clone(),
+            model: v.config.model.clone(),
+            version: v.config.version.clone(),
+            weight: v.config.weight,
+            healthy: v.healthy,
+        }
+    }
+}
+
 /// `GET /-/variants`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -144,10 +174,93 @@ pub struct ServeFile {
     /// Largest request body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_body_bytes: Option<usize>,
+    /// Bind the port with `SO_REUSEPORT`, so several servers started from this file share it
+    /// and the kernel spreads connections over them. Off unless asked: without it a second
+    /// server on a taken port fails to start, which is what a lone server wants.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reuse_port: bool,
+    /// A private control listener beside the shared port (see [`ControlListener`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<ControlListener>,
 }
 
-/// The `server.json` format this mlctl writes, and the newest it reads.
-pub const SERVE_FILE_FORMAT: u32 = 1;
+/// A second listener of one server process, on 127.0.0.1 and a port the OS picks, answering
+/// the same routes as the shared port. When several processes share a port, a request to it
+/// lands on any one of them; a request to a process's control port reaches that process, so
+/// it is where its variants are set and its metrics read.
+///
+/// Once it serves, the process announces itself in `dir/<pid>.json` ([`Announcement`]) and
+/// removes the file when it stops cleanly (a killed process leaves it behind: readers check
+/// that the process lives and answers as itself).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ControlListener {
+    /// Where the process writes its announcement.
+    pub dir: PathBuf,
+}
+
+/// `<dir>/<pid>.json` of a [`ControlListener`]: which process serves, and where to reach it
+/// alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Announcement {
+    /// Format of this file ([`SERVE_FILE_FORMAT`] when written; 1 when absent).
+    #[serde(default = "legacy_format")]
+    pub format_version: u32,
+    /// The server's process id.
+    pub pid: u32,
+    /// Its control address (127.0.0.1 and the port the OS picked).
+    pub control: std::net::SocketAddr,
+}
+
+impl Announcement {
+    /// The announcement file of process `pid` in `dir`.
+    pub fn path(dir: &std::path::Path, pid: u32) -> PathBuf {
+        dir.join(format!("{pid}.json"))
+    }
+
+    /// Every announcement in `dir` that can be read (torn or foreign files are skipped; a
+    /// missing directory has none).
+    pub fn read_all(dir: &std::path::Path) -> Vec<Announcement> {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        let mut out: Vec<Announcement> = entries
+            .flatten()
+            .filter(|e| e.file_name().to_str().is_some_and(|n| n.ends_with(".json")))
+            .filter_map(|e| std::fs::read(e.path()).ok())
+            .filter_map(|b| serde_json::from_slice::<Announcement>(&b).ok())
+            .filter(|a| a.format_version <= SERVE_FILE_FORMAT)
+            .collect();
+        out.sort_by_key(|a| a.pid);
+        out
+    }
+
+    /// Writes the file atomically (a reader never sees half of it).
+    ///
+    /// # Errors
+    /// The directory or the file cannot be written.
+    pub fn write(&self, dir: &std::path::Path) -> Result<(), ServeError> {
+        let path = Announcement::path(dir, self.pid);
+        let file_err = |source| ServeError::File {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(file_err)?;
+        let tmp = dir.join(format!(".{}.json.tmp", self.pid));
+        let text = serde_json::to_vec(self).map_err(|source| ServeError::Format {
+            path: path.clone(),
+            source,
+        })?;
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(file_err)
+    }
+}
+
+/// The `server.json` format this mlctl writes, and the newest it reads (2: `reusePort`,
+/// `control`, `capture.perProcess`).
+pub const SERVE_FILE_FORMAT: u32 = 2;
 
 fn legacy_format() -> u32 {
     1
@@ -209,6 +322,10 @@ impl ServeFile {
         }
         if let Some(m) = self.max_body_bytes {
             opts.max_body_bytes = m;
+        }
+        opts.reuse_port |= self.reuse_port;
+        if let Some(c) = &self.control {
+            opts.control = Some(c.clone());
         }
     }
 }

@@ -228,6 +228,19 @@ impl VariantSample {
         }
     }
 
+    /// Adds `other`'s counters (another process serving the same variant).
+    pub fn add(&mut self, other: &VariantSample) {
+        self.ok += other.ok;
+        self.client_errors += other.client_errors;
+        self.server_errors += other.server_errors;
+        if self.buckets.len() < other.buckets.len() {
+            self.buckets.resize(other.buckets.len(), 0);
+        }
+        for (b, o) in self.buckets.iter_mut().zip(&other.buckets) {
+            *b += o;
+        }
+    }
+
     /// Share of requests answered with 5xx (0 when there were none).
     pub fn error_rate(&self) -> f64 {
         let n = self.requests();
@@ -263,6 +276,14 @@ pub struct Scrape {
 }
 
 impl Scrape {
+    /// Adds another server's page: the counters of variants with the same name are summed,
+    /// so the processes sharing an endpoint's port read as one server.
+    pub fn add(&mut self, other: &Scrape) {
+        for (name, sample) in &other.variants {
+            self.variants.entry(name.clone()).or_default().add(sample);
+        }
+    }
+
     /// Reads the lines this server writes (not a general Prometheus parser).
     pub fn parse(text: &str) -> Scrape {
         let mut s = Scrape::default();
@@ -336,5 +357,26 @@ mod tests {
         let later = blue.clone();
         assert_eq!(later.since(blue).requests(), 0);
         assert_eq!(later.since(blue).p99_ms(), None);
+    }
+
+    #[test]
+    fn pages_of_several_processes_add_up() {
+        let one = Metrics::default();
+        for _ in 0..9 {
+            one.variant("iris", "2", "v2")
+                .observe(200, 1, Duration::from_micros(200));
+        }
+        let two = Metrics::default();
+        two.variant("iris", "2", "v2")
+            .observe(500, 1, Duration::from_micros(20_000));
+        two.variant("iris", "1", "v1")
+            .observe(200, 1, Duration::from_micros(50));
+        let mut total = Scrape::parse(&one.render());
+        total.add(&Scrape::parse(&two.render()));
+        let v2 = &total.variants["v2"];
+        assert_eq!((v2.ok, v2.server_errors, v2.requests()), (9, 1, 10));
+        assert_eq!(v2.error_rate(), 0.1);
+        assert_eq!(v2.p99_ms(), Some(25.0));
+        assert_eq!(total.variants["v1"].requests(), 1);
     }
 }

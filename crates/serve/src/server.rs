@@ -19,11 +19,16 @@
 //!   picks a variant explicitly, also one with weight 0.
 //! - Auth: with a token, `/invocations` and `/metrics` need `Authorization: Bearer TOKEN`
 //!   (compared in constant time); `/ping` and `/health` stay open for health checks. The
-//!   control token is accepted wherever the token is.
+//!   control token is accepted wherever the token is. `/health` without the control token
+//!   names each variant's model, version, weight and readiness only; with it, the full
+//!   configuration (model directory, command, code directory).
 
 use crate::ServeError;
 use crate::capture::{self, Capture, CaptureConfig, Payload, Record, Source};
-use crate::config::{ServerInfo, VariantConfig, VariantStatus, Variants, validate};
+use crate::config::{
+    Announcement, ControlListener, ServerInfo, VariantConfig, VariantHealth, VariantStatus,
+    Variants, validate,
+};
 use crate::metrics::{Metrics, VariantMetrics};
 use crate::parse::{self, InputError};
 use crate::predictor::DynPredictor;
@@ -61,6 +66,10 @@ pub struct ServerOptions {
     pub auth_token: Option<String>,
     /// Token for `PUT /-/variants` (no token: control is disabled).
     pub control_token: Option<String>,
+    /// Bind `addr` with `SO_REUSEPORT`, sharing the port with other servers that do too.
+    pub reuse_port: bool,
+    /// A private control listener, announced in its directory ([`ControlListener`]).
+    pub control: Option<ControlListener>,
     /// How model directories are loaded.
     pub loader: Loader,
 }
@@ -73,6 +82,8 @@ impl std::fmt::Debug for ServerOptions {
             .field("capture", &self.capture)
             .field("auth", &self.auth_token.is_some())
             .field("control", &self.control_token.is_some())
+            .field("reuse_port", &self.reuse_port)
+            .field("control_listener", &self.control)
             .finish()
     }
 }
@@ -86,6 +97,8 @@ impl ServerOptions {
             capture: None,
             auth_token: None,
             control_token: None,
+            reuse_port: false,
+            control: None,
             loader,
         }
     }
@@ -445,10 +458,18 @@ async fn ping(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-async fn health(State(app): State<Arc<App>>) -> Response {
+async fn health(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let info = app.info();
     let ok = app.healthy();
-    let body = serde_json::json!({"status": if ok { "healthy" } else { "unhealthy" }, "variants": info.variants});
+    let status = if ok { "healthy" } else { "unhealthy" };
+    // Open to anyone (load balancers, probes): only names, versions, weights and readiness.
+    // Commands, code and model directories are for the holder of the control token.
+    let body = if app.authorized(&headers, false) {
+        serde_json::json!({"status": status, "variants": info.variants})
+    } else {
+        let variants: Vec<VariantHealth> = info.variants.iter().map(VariantHealth::from).collect();
+        serde_json::json!({"status": status, "variants": variants})
+    };
     json_response(
         if ok {
             StatusCode::OK
@@ -733,60 +754,124 @@ async fn proxy(
     }
 }
 
-/// A server listening on a socket.
+/// A server listening on a socket (and on its control port, when it has one).
 pub struct Running {
     /// The bound address.
     pub addr: SocketAddr,
+    /// The private control address, when [`ServerOptions::control`] asked for one.
+    pub control_addr: Option<SocketAddr>,
     /// The state (for reconfiguration).
     pub app: Arc<App>,
-    shutdown: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The announcement file written for the control listener.
+    announced: Option<std::path::PathBuf>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl Running {
-    /// Stops accepting, lets in-flight requests finish, then returns.
+    /// Stops accepting, lets in-flight requests finish, then returns. The announcement goes
+    /// first, so nobody looks for this process once it stops answering.
     pub async fn stop(self) -> std::io::Result<()> {
-        let _ = self.shutdown.send(());
-        self.task.await.map_err(std::io::Error::other)?
+        if let Some(path) = &self.announced {
+            let _ = std::fs::remove_file(path);
+        }
+        let _ = self.shutdown.send(true);
+        let mut result = Ok(());
+        for task in self.tasks {
+            let r = task.await.map_err(std::io::Error::other).and_then(|r| r);
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result
     }
 }
 
-/// Binds, loads the variants, and serves in a background task.
-///
-/// # Errors
-/// The address cannot be bound, or the variants cannot be loaded.
-pub async fn start(
-    opts: ServerOptions,
-    variants: Vec<VariantConfig>,
-) -> Result<Running, ServeError> {
-    // Bind first: a taken port is the most common error, and it is cheap to find.
-    let bind = |source| ServeError::Bind {
-        addr: opts.addr,
-        source,
+/// A listening socket on `addr`, sharing the port with `SO_REUSEPORT` when asked.
+fn listen(addr: SocketAddr, reuse_port: bool) -> std::io::Result<tokio::net::TcpListener> {
+    if !reuse_port {
+        let std = std::net::TcpListener::bind(addr)?;
+        std.set_nonblocking(true)?;
+        return tokio::net::TcpListener::from_std(std);
+    }
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
     };
-    let listener = tokio::net::TcpListener::bind(opts.addr)
-        .await
-        .map_err(bind)?;
-    let addr = listener.local_addr().map_err(bind)?;
-    let app = App::new(&opts, variants).await?;
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let svc = router(app.clone());
-    let task = tokio::spawn(async move {
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+fn serve_on(
+    listener: tokio::net::TcpListener,
+    app: Arc<App>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    let svc = router(app);
+    tokio::spawn(async move {
         use axum::serve::ListenerExt;
         let listener = listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
         axum::serve(listener, svc)
             .with_graceful_shutdown(async move {
-                let _ = rx.await;
+                let _ = stop.wait_for(|stopped| *stopped).await;
             })
             .await
-    });
+    })
+}
+
+/// Binds, loads the variants, and serves in a background task. With a control listener, the
+/// process is announced once it serves.
+///
+/// # Errors
+/// An address cannot be bound, the variants cannot be loaded, or the announcement cannot be
+/// written.
+pub async fn start(
+    opts: ServerOptions,
+    variants: Vec<VariantConfig>,
+) -> Result<Running, ServeError> {
+    // Bind first: a taken port is the most common error, and it is cheap to find.
+    let bind = |addr| move |source| ServeError::Bind { addr, source };
+    let listener = listen(opts.addr, opts.reuse_port).map_err(bind(opts.addr))?;
+    let addr = listener.local_addr().map_err(bind(opts.addr))?;
+    let control = match &opts.control {
+        Some(c) => {
+            let at = SocketAddr::from(([127, 0, 0, 1], 0));
+            let l = listen(at, false).map_err(bind(at))?;
+            let bound = l.local_addr().map_err(bind(at))?;
+            Some((l, bound, c.dir.clone()))
+        }
+        None => None,
+    };
+    let app = App::new(&opts, variants).await?;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let mut tasks = vec![serve_on(listener, app.clone(), rx.clone())];
+    let mut control_addr = None;
+    let mut announced = None;
+    if let Some((l, bound, dir)) = control {
+        tasks.push(serve_on(l, app.clone(), rx));
+        control_addr = Some(bound);
+        let a = Announcement {
+            format_version: crate::config::SERVE_FILE_FORMAT,
+            pid: std::process::id(),
+            control: bound,
+        };
+        if let Err(e) = a.write(&dir) {
+            let _ = tx.send(true);
+            return Err(e);
+        }
+        announced = Some(Announcement::path(&dir, a.pid));
+    }
     Ok(Running {
         addr,
+        control_addr,
         app,
+        announced,
         shutdown: tx,
-        task,
+        tasks,
     })
 }
 

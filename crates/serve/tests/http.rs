@@ -379,6 +379,118 @@ async fn bearer_token_guards_invocations_and_metrics() {
     s.stop().await;
 }
 
+/// `/health` is open, so it says only what serves and whether it is ready; the model
+/// directory, command and code directory are for the holder of the control token.
+#[tokio::test]
+async fn health_without_the_control_token_shows_no_paths_or_commands() {
+    let mut o = options();
+    o.auth_token = Some("client-token".into());
+    o.control_token = Some("control-token".into());
+    let mut script = variant("b", "b", 0);
+    script.command = Some("python3 serve.py --secret-flag".into());
+    script.code_dir = Some(PathBuf::from("/srv/code"));
+    // Script variants need python; the server is tested with model variants and the script's
+    // fields through the two views' types below.
+    let s = Server::start(o, vec![variant("a", "a", 100), variant("b", "b", 0)]).await;
+    let open = [
+        vec![],
+        vec![("authorization", "Bearer wrong")],
+        // The client token opens /invocations, not the server's configuration.
+        vec![("authorization", "Bearer client-token")],
+    ];
+    for headers in &open {
+        let r = s.get("/health", headers).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let h = body_json(&r);
+        assert_eq!(h["status"], "healthy");
+        assert_eq!(
+            h["variants"],
+            serde_json::json!([
+                {"name": "a", "model": "iris", "version": "a", "weight": 100, "healthy": true},
+                {"name": "b", "model": "iris", "version": "b", "weight": 0, "healthy": true},
+            ]),
+            "{headers:?}"
+        );
+        assert!(!r.text().contains("/models"), "{}", r.text());
+    }
+    let r = s
+        .get("/health", &[("authorization", "Bearer control-token")])
+        .await;
+    let h = body_json(&r);
+    assert_eq!(h["variants"][0]["modelDir"], "/models/a", "{h}");
+    assert_eq!(h["variants"][0]["healthy"], true, "{h}");
+    // The full view carries a script variant's command and code directory.
+    let full = serde_json::to_value(mlctl_serve::VariantStatus {
+        config: script.clone(),
+        healthy: true,
+    })
+    .unwrap();
+    let summary = serde_json::to_value(mlctl_serve::VariantHealth::from(
+        &mlctl_serve::VariantStatus {
+            config: script,
+            healthy: true,
+        },
+    ))
+    .unwrap();
+    assert_eq!(full["command"], "python3 serve.py --secret-flag");
+    assert_eq!(
+        summary,
+        serde_json::json!({"name": "b", "model": "iris", "version": "b", "weight": 0, "healthy": true})
+    );
+    s.stop().await;
+}
+
+/// With `reuse_port`, a second server binds the first one's port; without it, it cannot. A
+/// control listener answers on its own port and is announced while the server runs.
+#[tokio::test]
+async fn servers_share_a_port_with_reuse_port_and_announce_their_control_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let announce = dir.path().join("instances");
+    let mut o = options();
+    o.reuse_port = true;
+    o.control = Some(mlctl_serve::config::ControlListener {
+        dir: announce.clone(),
+    });
+    let first = Server::start(o, vec![variant("a", "a", 100)]).await;
+    let addr = first.running.as_ref().unwrap().addr;
+    let control = first.running.as_ref().unwrap().control_addr.unwrap();
+    assert_ne!(control.port(), addr.port());
+    let announced = mlctl_serve::config::Announcement::read_all(&announce);
+    assert_eq!(announced.len(), 1);
+    assert_eq!(announced[0].pid, std::process::id());
+    assert_eq!(announced[0].control, control);
+    // The control port answers the same routes as the shared one.
+    let r = first
+        .client
+        .get(
+            &format!("http://{control}/ping"),
+            &[],
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+
+    let mut lone = options();
+    lone.addr = addr;
+    let e = mlctl_serve::start(lone, vec![variant("b", "b", 100)])
+        .await
+        .err()
+        .expect("a server without reuse_port cannot share the port");
+    assert!(e.to_string().contains("cannot listen on"), "{e}");
+    let mut sharing = options();
+    sharing.addr = addr;
+    sharing.reuse_port = true;
+    let second = Server::start(sharing, vec![variant("b", "b", 100)]).await;
+    assert_eq!(second.running.as_ref().unwrap().addr, addr);
+    second.stop().await;
+    first.stop().await;
+    assert!(
+        mlctl_serve::config::Announcement::read_all(&announce).is_empty(),
+        "a clean stop removes the announcement"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swap_under_load_loses_no_request() {
     let mut o = options();

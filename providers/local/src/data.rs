@@ -140,13 +140,19 @@ impl LocalDataStore {
                 )),
             };
         }
-        let path = ctx.project_dir.join(source);
+        // Symlinks followed: a link out of the project is refused, not read.
+        let path = crate::fsutil::resolve_in_project(
+            &ctx.project_dir,
+            source,
+            &format!("dataset `{}`", req.name),
+            "source",
+        )?;
         if !path.is_file() {
             return Err(err(
                 ErrorKind::NotFound,
                 "register dataset",
                 format!(
-                    "dataset `{}`: source {} does not exist (relative to the project directory {})",
+                    "dataset `{}`: source {} is not a file (relative to the project directory {})",
                     req.name,
                     source,
                     ctx.project_dir.display()
@@ -243,6 +249,26 @@ impl LocalDataStore {
         t: &mlctl_spec::Transform,
     ) -> Result<Materialized> {
         let op = "transform";
+        let what = format!("dataset `{}`", req.name);
+        // The code is part of the fingerprint; it must be the project's own.
+        if let Some(code) = &t.code {
+            crate::fsutil::resolve_in_project(&ctx.project_dir, code, &what, "transform.code")?;
+        }
+        let output_name = t.output.clone().unwrap_or_else(|| "output.csv".to_string());
+        let output_path = Path::new(&output_name);
+        if output_path.is_absolute()
+            || output_path
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(err(
+                ErrorKind::Invalid,
+                op,
+                format!(
+                    "{what}: `transform.output` {output_name} must be a relative path inside the transform's output directory ($MLCTL_OUTPUT_DIR), without `..` (write e.g. `output: features.csv`)"
+                ),
+            ));
+        }
         let short = &req.fingerprint[..req.fingerprint.len().min(12)];
         let work = self.state_dir.join("work").join(&req.name).join(short);
         let inputs_dir = work.join("inputs");
@@ -273,7 +299,6 @@ impl LocalDataStore {
                 file.to_string_lossy().into_owned(),
             ));
         }
-        let output_name = t.output.clone().unwrap_or_else(|| "output.csv".to_string());
         let output = out_dir.join(&output_name);
         if let Some(parent) = output.parent() {
             std::fs::create_dir_all(parent)
@@ -305,6 +330,16 @@ impl LocalDataStore {
                     shell.log.display()
                 ),
             ));
+        }
+        if output.exists() {
+            // The command may have left a link there: what is read must be its own output.
+            crate::fsutil::resolve_inside(
+                &out_dir,
+                "the transform's output directory",
+                &output_name,
+                &what,
+                "transform.output",
+            )?;
         }
         if !output.is_file() {
             return Err(err(

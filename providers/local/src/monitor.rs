@@ -1,6 +1,7 @@
 //! Local monitoring: monitor configs under `<state_dir>/monitors/`, and the endpoints' captured
-//! requests (JSON lines written by the endpoint's server under
-//! `<state_dir>/endpoints/<name>/capture/`, see `mlctl_serve::capture`).
+//! requests (JSON lines written by each of the endpoint's server processes under
+//! `<state_dir>/endpoints/<name>/capture/<pid>/`, or the spec's `capture.destination`; see
+//! `mlctl_serve::capture` and [`crate::deployer::capture_dir`]).
 
 use async_trait::async_trait;
 use mlctl_core::error::{ErrorKind, ProviderError, Result};
@@ -73,12 +74,28 @@ fn schedule_of(spec: &mlctl_spec::MonitorSpec) -> String {
     spec.schedule.clone().unwrap_or_else(|| "every 1h".into())
 }
 
-/// The last `limit` records of the capture files in `dir`, oldest first. Lines that are not
-/// JSON (a torn last line while the server writes) are skipped.
+/// The last `limit` records of the capture files in `dir`, oldest first. Each server process
+/// writes its own files (`mlctl_serve::capture::capture_streams`); their records are merged by
+/// time, newest last. Lines that are not JSON (a torn last line while a server writes) are
+/// skipped.
 pub fn read_captured(dir: &Path, limit: usize) -> std::io::Result<Vec<serde_json::Value>> {
     let mut out: Vec<serde_json::Value> = Vec::new();
+    for files in mlctl_serve::capture::capture_streams(dir) {
+        out.extend(stream_tail(&files, limit)?);
+    }
+    // RFC 3339 times in one format (UTC, microseconds) order as text; the sort is stable, so
+    // one writer's records keep their order.
+    out.sort_by(|a, b| a["time"].as_str().cmp(&b["time"].as_str()));
+    let excess = out.len().saturating_sub(limit);
+    out.drain(..excess);
+    Ok(out)
+}
+
+/// The last `limit` records of one writer's files (oldest first).
+fn stream_tail(files: &[PathBuf], limit: usize) -> std::io::Result<Vec<serde_json::Value>> {
+    let mut out: Vec<serde_json::Value> = Vec::new();
     // Newest file first, until we have enough.
-    for file in mlctl_serve::capture::capture_files(dir).iter().rev() {
+    for file in files.iter().rev() {
         if out.len() >= limit {
             break;
         }
@@ -163,6 +180,41 @@ impl MonitorSink for LocalMonitorSink {
 #[cfg(test)]
 mod tests {
     use super::read_captured;
+
+    #[test]
+    fn merges_the_files_of_every_server_process_by_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = |n: u32, t: &str| format!("{{\"n\":{n},\"time\":\"2025-06-01T12:00:{t}Z\"}}\n");
+        // Before per-process files: the directory itself.
+        std::fs::write(dir.path().join("capture.jsonl"), line(1, "00.000001")).unwrap();
+        std::fs::create_dir_all(dir.path().join("100")).unwrap();
+        std::fs::create_dir_all(dir.path().join("200")).unwrap();
+        std::fs::write(
+            dir.path().join("100/capture-000000000000001.jsonl"),
+            line(2, "01.000000"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("100/capture.jsonl"),
+            line(4, "03.000000") + &line(6, "05.000000"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("200/capture.jsonl"),
+            line(3, "02.000000") + &line(5, "04.000000") + "{\"torn",
+        )
+        .unwrap();
+        let n = |v: Vec<serde_json::Value>| {
+            v.iter()
+                .map(|x| x["n"].as_u64().unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            n(read_captured(dir.path(), 100).unwrap()),
+            vec![1, 2, 3, 4, 5, 6]
+        );
+        assert_eq!(n(read_captured(dir.path(), 3).unwrap()), vec![4, 5, 6]);
+    }
 
     #[test]
     fn reads_the_newest_records_across_rotated_files() {

@@ -70,11 +70,28 @@ fn build() -> FieldRules {
         .with("Dataset.spec.target", Support::Honoured)
         .with_all("Dataset.spec.schema", Support::Honoured)
         .with_all("Dataset.spec.split", Support::Honoured)
+        .with(
+            "Dataset.spec.transform.code",
+            Support::honoured_as(
+                "part of the fingerprint; a path or symbolic link leading out of the project is refused at apply",
+            ),
+        )
+        .with(
+            "Dataset.spec.transform.output",
+            Support::honoured_as(
+                "relative to the transform's output directory; an absolute path, `..` or a link out of it is refused at apply",
+            ),
+        )
         .with_all("Dataset.spec.transform", Support::Honoured)
         // Training
         .with("TrainingJob.spec.algorithm", Support::Honoured)
         .with("TrainingJob.spec.command", Support::Honoured)
-        .with("TrainingJob.spec.code", Support::Honoured)
+        .with(
+            "TrainingJob.spec.code",
+            Support::honoured_as(
+                "copied into the run directory without `.git`, `.mlctl` and `.env` files; a path or symbolic link leading out of the project is refused at apply",
+            ),
+        )
         .with(
             "TrainingJob.spec.image",
             Support::not_applicable(
@@ -125,25 +142,46 @@ fn build() -> FieldRules {
         )
         .with(
             "Endpoint.spec.instances",
-            Support::check("honoured as 1 (one `mlctl serve` process); refused above 1", |_, _, node| {
-                (number(node).unwrap_or(1.0) > 1.0).then(|| {
-                    Refusal::new(
-                        "a local endpoint runs one server process",
-                        "use `instances: 1` on local targets (the process uses every core it may), or scale on a cloud target",
-                    )
-                })
-            }),
+            Support::check(
+                "honoured: that many `mlctl serve` processes share the endpoint's port (the kernel spreads connections over them); refused above 64",
+                |_, _, node| {
+                    let n = number(node)?;
+                    (n > crate::deployer::MAX_INSTANCES as f64).then(|| {
+                        Refusal::new(
+                            format!(
+                                "instances: {n} server processes on one machine, each loading the model; the local target runs at most {}",
+                                crate::deployer::MAX_INSTANCES
+                            ),
+                            "ask for fewer (each process uses every core it may), or scale on a cloud target",
+                        )
+                    })
+                },
+            ),
         )
         .with("Endpoint.spec.port", Support::Honoured)
         .with("Endpoint.spec.capture.samplingPercent", Support::Honoured)
         .with(
             "Endpoint.spec.capture.destination",
-            Support::refused(
-                "the local target writes captured data to its own store (the endpoint's directory under the target's state), where monitors read it",
-                "leave `destination` out for local targets",
+            Support::check(
+                "honoured for directories (relative to the project, or absolute), where monitors read it too; URLs refused",
+                |_, _, node| {
+                    let d = node.as_str()?;
+                    d.contains("://").then(|| {
+                        Refusal::new(
+                            format!("the local target writes captured data to a directory on this machine, not to `{d}`"),
+                            "give a directory (relative to the project, or absolute), or leave `destination` out for the endpoint's own directory in the target's state",
+                        )
+                    })
+                },
             ),
         )
         .with("Endpoint.spec.auth.token", Support::Honoured)
+        .with(
+            "Endpoint.spec.serve.code",
+            Support::honoured_as(
+                "the serving command runs in it, in place; a path or symbolic link leading out of the project is refused at apply",
+            ),
+        )
         .with_all("Endpoint.spec.serve", Support::Honoured)
         .with("Endpoint.spec.compute.cpu", cpu_limit())
         .with(

@@ -276,8 +276,12 @@ pub fn run_serve(project: &Path, args: ServeArgs) -> Result<u8> {
             .iter()
             .map(|v| describe(&v.config))
             .collect();
+        let control = running
+            .control_addr
+            .map(|a| format!(", control on http://{a}"))
+            .unwrap_or_default();
         eprintln!(
-            "mlctl serve: {} on http://{} (ready in {} ms)",
+            "mlctl serve: {} on http://{}{control} (ready in {} ms)",
             what.join(", "),
             running.addr,
             t0.elapsed().as_millis()

@@ -442,7 +442,14 @@ async fn execute(
     let t0 = Instant::now();
     let code_digest = match &job.spec.code {
         Some(code) => {
-            let (path, inner2) = (job.project_dir.join(code), inner.clone());
+            // Resolved (symlinks followed) and kept inside the project before anything reads it.
+            let path = crate::fsutil::resolve_in_project(
+                &job.project_dir,
+                code,
+                &format!("training job `{}`", job.resource),
+                "code",
+            )?;
+            let inner2 = inner.clone();
             Some(
                 blocking("hash code", move || {
                     let mut cache = inner2

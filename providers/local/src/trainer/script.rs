@@ -190,7 +190,12 @@ fn prepare(t: &TrialRun<'_>) -> Result<(PathBuf, Vec<(String, String)>)> {
     // Code.
     let cwd = match &job.spec.code {
         Some(code) => {
-            let src = job.project_dir.join(code);
+            let src = crate::fsutil::resolve_in_project(
+                &job.project_dir,
+                code,
+                &format!("training job `{}`", job.resource),
+                "code",
+            )?;
             let dest = run.join("code");
             if src.is_file() {
                 copy_tree(

@@ -1,60 +1,78 @@
 //! Local endpoints: supervised `mlctl serve` processes on 127.0.0.1.
 //!
-//! An endpoint is one `mlctl serve --config server.json` process, started detached (its own
-//! process group, so it outlives the `mlctl apply` that started it), with its state under
-//! `<state_dir>/endpoints/<name>/`:
+//! An endpoint is `instances` processes of `mlctl serve --config server.json` sharing one
+//! port (`SO_REUSEPORT`: the kernel spreads connections over them), each started detached (its
+//! own process group, so it outlives the `mlctl apply` that started it) and reachable alone on
+//! a private control port ([`processes`]). Its state is under `<state_dir>/endpoints/<name>/`:
 //!
 //! ```text
-//! endpoint.json   what serves, on which port, the process id, version history, the rollout
-//! server.json     the server's config (variants, port, capture); rewritten before every change
-//! control.token   the token of the server's control route (mode 0600)
-//! serve.log       the server's stdout and stderr
-//! serve.pid       its process id
-//! capture/        captured requests (JSON lines), when the spec asks for capture
+//! endpoint.json   what serves, on which port, every process (pid, control port), version
+//!                 history, the rollout
+//! server.json     the servers' config (variants, port, capture); rewritten before every change
+//! control.token   the token of the servers' control route (mode 0600)
+//! instances/      <pid>.json per running process: its control address (written by the process)
+//! serve.log       the servers' stdout and stderr
+//! serve.pid       their process ids
+//! capture/<pid>/  captured requests (JSON lines) of each process, when the spec asks for
+//!                 capture and gives no `destination` (else under the destination)
 //! ```
 //!
 //! # How changes roll out
-//! Model versions are *variants* of the running server, changed through its control route
-//! (`PUT /-/variants`), which swaps one pointer: no request is dropped, and a version that
-//! fails to load changes nothing.
+//! Model versions are *variants* of the running servers, changed through their control route
+//! (`PUT /-/variants` on every process's control port), which swaps one pointer: no request is
+//! dropped, and a version that fails to load changes nothing (a process that refuses it puts
+//! the others back).
 //! - all-at-once: the new version takes 100% in one swap.
 //! - canary: the new version gets `percent` of the traffic beside the old one; during
-//!   `bakeTime` each [`Deployer::poll`] reads the server's `/metrics` and compares the new
-//!   version's 5xx rate and p99 latency (since the bake started) with the `rollback`
-//!   thresholds. Crossed: the old version takes 100% again ([`DeployState::RolledBack`]).
-//!   Not crossed by the end of the bake: the new version takes 100%.
+//!   `bakeTime` each [`Deployer::poll`] reads every process's `/metrics`, adds them up, and
+//!   compares the new version's 5xx rate and p99 latency (since the bake started) with the
+//!   `rollback` thresholds. Crossed: the old version takes 100% again
+//!   ([`DeployState::RolledBack`]). Not crossed by the end of the bake: the new version takes
+//!   100%.
 //! - blue-green: the new version is started beside the old with no traffic (a script-mode
 //!   version is a new child process), checked healthy, then all traffic switches to it at
 //!   once; the old one stays loaded during `bakeTime` (watched like a canary, rolled back to
 //!   instantly) and is then stopped.
 //!
-//! A first deploy, a dead process, or a change of port, token or capture starts a new
-//! process instead (a change of those stops the old process first).
+//! A first deploy, or an endpoint with no process serving, starts new processes with the new
+//! version. A change of port, token, capture or limits needs new processes too: they are
+//! started with the version that serves now and the new settings, and a canary or blue-green
+//! strategy then rolls the new version out on them as above (all-at-once starts them with
+//! the new version at once).
 //!
 //! # Supervision
-//! [`Deployer::status`] checks the process (alive, not a zombie, answering `/ping`, and the
-//! answering server's pid is the recorded one). A crashed or killed server is reported
-//! `Degraded` with the reason, so the next `mlctl apply` re-plans the endpoint and starts it
-//! again. [`Deployer::delete`] stops the process group (SIGTERM, then SIGKILL after 10 s).
+//! [`Deployer::status`] checks every process (alive, not a zombie, answering on its control
+//! port as itself) and that the shared port is answered by one of them. Fewer than
+//! `instances` serving is reported `Degraded` with the reason ("2 of 3 server processes run"),
+//! so the next `mlctl apply` re-plans the endpoint and starts the missing ones beside the
+//! others; more (started by hand from `server.json`) shows as instance drift and the apply
+//! stops the extras. [`Deployer::delete`] stops every process group (SIGTERM, then SIGKILL
+//! after 10 s).
+
+mod fleet;
+mod processes;
 
 use crate::compute::Limits;
 use async_trait::async_trait;
 use mlctl_core::error::{ErrorKind, ProviderError, Result};
 use mlctl_core::*;
 use mlctl_serve::client::Client;
-use mlctl_serve::config::{ServeFile, ServerInfo, VariantConfig, Variants};
-use mlctl_serve::metrics::{Scrape, VariantSample};
+use mlctl_serve::config::{ServeFile, VariantConfig};
+use mlctl_serve::metrics::VariantSample;
 use mlctl_spec::StrategyType;
+use processes::{Process, announced, log_tail, stop_all};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 const PROVIDER: &str = "local";
 /// Longest wait for a new server (or a script-mode child) to answer.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// Canary bake when the spec gives none.
 const DEFAULT_CANARY_BAKE: Duration = Duration::from_secs(60);
+/// Most server processes of one endpoint (`instances`): each loads the model.
+pub(crate) const MAX_INSTANCES: i64 = 64;
 
 /// Runs endpoints as child processes of `serve_exe` (the `mlctl` binary).
 pub struct LocalDeployer {
@@ -92,9 +110,15 @@ pub fn endpoint_url(state_dir: &Path, name: &str) -> Option<String> {
         .map(|r| r.url())
 }
 
-/// The capture directory of an endpoint.
+/// Where an endpoint's servers write captured requests: the spec's `capture.destination`
+/// as deployed, else `capture/` in the endpoint's directory. Each process writes in its own
+/// `<pid>/` below it (`mlctl_serve::capture::capture_streams` lists them).
 pub fn capture_dir(state_dir: &Path, name: &str) -> PathBuf {
-    endpoint_dir(state_dir, name).join("capture")
+    let dir = endpoint_dir(state_dir, name);
+    match read_record(&dir) {
+        Ok(Some(rec)) => rec.capture_dir_in(&dir),
+        _ => dir.join("capture"),
+    }
 }
 
 fn err(kind: ErrorKind, op: &str, msg: impl Into<String>) -> ProviderError {
@@ -187,12 +211,23 @@ struct Record {
     name: String,
     host: String,
     port: u16,
+    /// The first of `processes` (what records had before there were several).
     pid: u32,
-    /// Digest of what needs a new process when it changes (address, token, capture).
+    /// Every server process; empty in records written before `instances` was honoured,
+    /// whose one process is `pid`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    processes: Vec<Process>,
+    /// How many processes should serve (the spec's `instances`).
+    #[serde(default = "one")]
+    instances: u32,
+    /// Digest of what needs new processes when it changes (address, token, capture, limits).
     launch: String,
     /// The spec's `auth.token` reference (`${env:NAME}`), never the token itself.
     #[serde(default)]
     auth_ref: Option<String>,
+    /// `capture.destination`, resolved; `None`: `capture/` in the endpoint's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    capture_dir: Option<PathBuf>,
     /// What the server serves (as last set).
     variants: Vec<VariantConfig>,
     /// Versions served, oldest first.
@@ -208,9 +243,40 @@ struct Record {
     tags: BTreeMap<String, String>,
 }
 
+fn one() -> u32 {
+    1
+}
+
 impl Record {
     fn url(&self) -> String {
         format!("http://{}:{}", self.host, self.port)
+    }
+
+    /// The recorded processes (a record from before `processes` has its one `pid`).
+    fn processes(&self) -> Vec<Process> {
+        if self.processes.is_empty() {
+            (self.pid > 0)
+                .then_some(Process {
+                    pid: self.pid,
+                    control_port: None,
+                })
+                .into_iter()
+                .collect()
+        } else {
+            self.processes.clone()
+        }
+    }
+
+    fn set_processes(&mut self, processes: Vec<Process>) {
+        self.pid = processes.first().map_or(0, |p| p.pid);
+        self.processes = processes;
+    }
+
+    /// Where the servers write captured requests (`dir` is the endpoint's directory).
+    fn capture_dir_in(&self, dir: &Path) -> PathBuf {
+        self.capture_dir
+            .clone()
+            .unwrap_or_else(|| dir.join("capture"))
     }
 }
 
@@ -289,94 +355,6 @@ fn control_token(dir: &Path) -> Result<String> {
     Ok(token)
 }
 
-// ---------------------------------------------------------------------------------------------
-// Processes
-
-fn pid_of(pid: u32) -> Option<rustix::process::Pid> {
-    rustix::process::Pid::from_raw(i32::try_from(pid).ok()?)
-}
-
-/// Whether `pid` runs (and is not a zombie waiting to be reaped).
-fn alive(pid: u32) -> bool {
-    let Some(p) = pid_of(pid) else { return false };
-    if rustix::process::test_kill_process(p).is_err() {
-        return false;
-    }
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rfind(')')
-            .is_some_and(|i| stat[i + 1..].trim_start().starts_with('Z')),
-        Err(_) => true,
-    }
-}
-
-/// Whether `pid` looks like an `mlctl serve` (guards against a reused pid; true without /proc).
-fn is_serve(pid: u32) -> bool {
-    match std::fs::read(format!("/proc/{pid}/cmdline")) {
-        Ok(cmd) => cmd.split(|b| *b == 0).any(|a| a == b"serve"),
-        Err(_) => true,
-    }
-}
-
-/// Stops a server and its children: SIGTERM to the group, SIGKILL after 10 s.
-async fn stop_process(pid: u32) {
-    let Some(p) = pid_of(pid).filter(|_| pid > 1) else {
-        return;
-    };
-    if !alive(pid) {
-        // A server killed with -9 leaves its script-mode children running in its group. No
-        // process has its pid any more, so a group with that id can only be what remains of
-        // ours (Linux reserves a group's id while it has members).
-        let _ = rustix::process::kill_process_group(p, rustix::process::Signal::KILL);
-        return;
-    }
-    if !is_serve(pid) {
-        return;
-    }
-    let _ = rustix::process::kill_process_group(p, rustix::process::Signal::TERM);
-    let t0 = Instant::now();
-    while alive(pid) && t0.elapsed() < Duration::from_secs(10) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    if alive(pid) {
-        let _ = rustix::process::kill_process_group(p, rustix::process::Signal::KILL);
-        let t0 = Instant::now();
-        while alive(pid) && t0.elapsed() < Duration::from_secs(5) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-fn log_tail(dir: &Path) -> String {
-    let text = std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default();
-    let lines: Vec<&str> = text
-        .lines()
-        .rev()
-        .take(8)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    if lines.is_empty() {
-        "(the log is empty)".into()
-    } else {
-        lines.join("\n")
-    }
-}
-
-fn free_port() -> Result<u16> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| {
-            err(
-                ErrorKind::Transient,
-                "allocate port",
-                format!("no free port on 127.0.0.1: {e}"),
-            )
-        })
-}
-
 /// What a deploy wants, worked out from the request.
 #[derive(Clone)]
 struct Wanted {
@@ -386,8 +364,12 @@ struct Wanted {
     token: Option<String>,
     auth_ref: Option<String>,
     capture_percent: Option<f64>,
+    /// `capture.destination`, resolved (`None`: the endpoint's own directory).
+    capture_dir: Option<PathBuf>,
     /// `compute`: the server process's CPUs, memory and threads.
     limits: Limits,
+    /// How many server processes (`instances`).
+    instances: u32,
 }
 
 impl Wanted {
@@ -403,28 +385,42 @@ impl Wanted {
         if self.limits.any() {
             key.push_str(&format!("|{:?}", self.limits));
         }
+        if let Some(d) = &self.capture_dir {
+            key.push_str(&format!("|capture:{}", d.display()));
+        }
         blake3::hash(key.as_bytes()).to_hex()[..16].to_string()
     }
 }
 
+/// The variant serving `model`; a script's `serve.code` is resolved inside the project
+/// (symlinks followed), and refused when it lands outside.
 fn variant_for(
+    name: &str,
     model: &ModelVersion,
     serve: Option<&mlctl_spec::ServeCommand>,
     project_dir: &Path,
-) -> VariantConfig {
-    VariantConfig {
+) -> Result<VariantConfig> {
+    let code_dir = match serve {
+        None => None,
+        Some(s) => Some(match &s.code {
+            None => project_dir.to_path_buf(),
+            Some(c) => crate::fsutil::resolve_in_project(
+                project_dir,
+                c,
+                &format!("endpoint `{name}`"),
+                "serve.code",
+            )?,
+        }),
+    };
+    Ok(VariantConfig {
         name: format!("v{}", model.version),
         model: model.model.clone(),
         version: model.version.to_string(),
         weight: 100,
         model_dir: Some(PathBuf::from(&model.artifact_uri)),
         command: serve.map(|s| s.command.clone()),
-        code_dir: serve.map(|s| {
-            s.code
-                .as_ref()
-                .map_or_else(|| project_dir.to_path_buf(), |c| project_dir.join(c))
-        }),
-    }
+        code_dir,
+    })
 }
 
 fn weighted(v: &VariantConfig, weight: u32) -> VariantConfig {
@@ -435,311 +431,6 @@ fn weighted(v: &VariantConfig, weight: u32) -> VariantConfig {
 }
 
 impl LocalDeployer {
-    fn serve_file(&self, dir: &Path, rec: &Record, capture_percent: Option<f64>) -> ServeFile {
-        ServeFile {
-            format_version: mlctl_serve::config::SERVE_FILE_FORMAT,
-            host: rec.host.parse().ok(),
-            port: Some(rec.port),
-            variants: rec.variants.clone(),
-            capture: capture_percent
-                .filter(|p| *p > 0.0)
-                .map(|p| mlctl_serve::capture::CaptureConfig::new(dir.join("capture"), p)),
-            max_body_bytes: None,
-        }
-    }
-
-    /// Starts the server process for `rec` and waits until it answers as itself.
-    async fn start_process(&self, dir: &Path, rec: &mut Record, wanted: &Wanted) -> Result<()> {
-        let file = self.serve_file(dir, rec, wanted.capture_percent);
-        file.write(&dir.join("server.json"))
-            .map_err(|e| err(ErrorKind::Other, "deploy", e.to_string()))?;
-        let control = control_token(dir)?;
-        let log_path = dir.join("serve.log");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| io("open log", &log_path, e))?;
-        let log2 = log.try_clone().map_err(|e| io("open log", &log_path, e))?;
-        let serve: Vec<std::ffi::OsString> = vec![
-            self.serve_exe.clone().into(),
-            "serve".into(),
-            "--config".into(),
-            dir.join("server.json").into(),
-            "--token-env".into(),
-            "MLCTL_SERVE_TOKEN".into(),
-        ];
-        // Through `mlctl __limit` when `compute` asks for limits (it becomes `mlctl serve`).
-        let mut cmd = if wanted.limits.any() {
-            let (exe, args) = wanted.limits.wrap(&self.serve_exe, &serve);
-            let mut c = std::process::Command::new(exe);
-            c.args(args);
-            c
-        } else {
-            let mut c = std::process::Command::new(&serve[0]);
-            c.args(&serve[1..]);
-            c
-        };
-        // A scrubbed environment: the server (and a script-mode serving command it starts)
-        // gets what a program needs, never the deploying shell's credentials.
-        cmd.env_clear()
-            .envs(crate::process::child_env())
-            .env("MLCTL_CONTROL_TOKEN", &control)
-            .env("NO_COLOR", "1");
-        if let Some(t) = &wanted.token {
-            cmd.env("MLCTL_SERVE_TOKEN", t);
-        }
-        cmd.current_dir(dir)
-            .stdin(std::process::Stdio::null())
-            .stdout(log)
-            .stderr(log2);
-        // Its own process group: it outlives `mlctl apply`, and stopping the group stops
-        // script-mode children too.
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let mut child = cmd.spawn().map_err(|e| {
-            err(
-                ErrorKind::Other,
-                "deploy",
-                format!("cannot start {} serve: {e}", self.serve_exe.display()),
-            )
-        })?;
-        let pid = child.id();
-        // Reap it when it exits while we are still around (no zombie that looks alive).
-        std::thread::spawn(move || {
-            let _ = child.wait();
-        });
-        let _ = std::fs::write(dir.join("serve.pid"), format!("{pid}\n"));
-        rec.pid = pid;
-        let t0 = Instant::now();
-        loop {
-            if !alive(pid) {
-                return Err(err(
-                    ErrorKind::Failed,
-                    "deploy",
-                    format!(
-                        "the server exited while starting; last lines of {}:\n{}",
-                        log_path.display(),
-                        log_tail(dir)
-                    ),
-                ));
-            }
-            if let Ok(info) = self.info(rec, &control).await
-                && info.pid == pid
-            {
-                return Ok(());
-            }
-            if t0.elapsed() > START_TIMEOUT {
-                stop_process(pid).await;
-                return Err(err(
-                    ErrorKind::Timeout,
-                    "deploy",
-                    format!(
-                        "the server did not answer within {START_TIMEOUT:?}; last lines of {}:\n{}",
-                        log_path.display(),
-                        log_tail(dir)
-                    ),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    async fn info(&self, rec: &Record, control: &str) -> std::result::Result<ServerInfo, String> {
-        let auth = format!("Bearer {control}");
-        let r = self
-            .client
-            .get(
-                &format!("{}/-/variants", rec.url()),
-                &[("authorization", &auth)],
-                Duration::from_secs(10),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        if r.status != 200 {
-            return Err(format!(
-                "GET /-/variants answered {}: {}",
-                r.status,
-                r.text()
-            ));
-        }
-        serde_json::from_slice(&r.body).map_err(|e| e.to_string())
-    }
-
-    /// Whether the recorded process is up and is the one answering on the port.
-    async fn running(&self, dir: &Path, rec: &Record) -> std::result::Result<ServerInfo, String> {
-        let not_running = || {
-            format!(
-                "the serve process (pid {}) is not running: it crashed or was stopped",
-                rec.pid
-            )
-        };
-        if !alive(rec.pid) {
-            return Err(not_running());
-        }
-        let control = control_token(dir).map_err(|e| e.message)?;
-        let info = match self.info(rec, &control).await {
-            Ok(info) => info,
-            Err(e) => {
-                // A process that is being killed closes its sockets a moment before it is
-                // reaped: look again before calling it unresponsive rather than dead.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                if !alive(rec.pid) {
-                    return Err(not_running());
-                }
-                return Err(format!(
-                    "the serve process (pid {}) does not answer: {e}",
-                    rec.pid
-                ));
-            }
-        };
-        if info.pid != rec.pid {
-            return Err(format!(
-                "port {} is answered by another process (pid {}), not the endpoint's server (pid {})",
-                rec.port, info.pid, rec.pid
-            ));
-        }
-        Ok(info)
-    }
-
-    /// Sets the server's variants (one pointer swap in the server), persisting them first so a
-    /// restart serves the same.
-    async fn set_variants(
-        &self,
-        dir: &Path,
-        rec: &mut Record,
-        variants: Vec<VariantConfig>,
-        capture_percent: Option<f64>,
-    ) -> Result<()> {
-        let previous = std::mem::replace(&mut rec.variants, variants.clone());
-        let file = self.serve_file(dir, rec, capture_percent);
-        let control = control_token(dir)?;
-        let body = serde_json::to_vec(&Variants { variants })
-            .map_err(|e| err(ErrorKind::Other, "deploy", e.to_string()))?;
-        let auth = format!("Bearer {control}");
-        let r = self
-            .client
-            .send(
-                "PUT",
-                &format!("{}/-/variants", rec.url()),
-                &[
-                    ("authorization", &auth),
-                    ("content-type", "application/json"),
-                ],
-                body.into(),
-                START_TIMEOUT + Duration::from_secs(10),
-            )
-            .await
-            .map_err(|e| err(ErrorKind::Transient, "deploy", e.to_string()))?;
-        if r.status != 200 {
-            rec.variants = previous;
-            let msg = serde_json::from_slice::<serde_json::Value>(&r.body)
-                .ok()
-                .and_then(|v| v["message"].as_str().map(str::to_string))
-                .unwrap_or_else(|| r.text());
-            return Err(err(
-                ErrorKind::Failed,
-                "deploy",
-                format!(
-                    "the server refused the new version (the previous one keeps serving): {msg}"
-                ),
-            ));
-        }
-        file.write(&dir.join("server.json"))
-            .map_err(|e| err(ErrorKind::Other, "deploy", e.to_string()))?;
-        Ok(())
-    }
-
-    async fn scrape(&self, dir: &Path, rec: &Record) -> std::result::Result<Scrape, String> {
-        let control = control_token(dir).map_err(|e| e.message)?;
-        let auth = format!("Bearer {control}");
-        let r = self
-            .client
-            .get(
-                &format!("{}/metrics", rec.url()),
-                &[("authorization", &auth)],
-                Duration::from_secs(10),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        if r.status != 200 {
-            return Err(format!("GET /metrics answered {}", r.status));
-        }
-        Ok(Scrape::parse(&r.text()))
-    }
-
-    fn status_of(
-        &self,
-        rec: &Record,
-        health: Health,
-        message: Option<String>,
-        live: Option<&ServerInfo>,
-    ) -> EndpointStatus {
-        let variants: Vec<Variant> = match live {
-            Some(info) => info
-                .variants
-                .iter()
-                .map(|v| &v.config)
-                .filter(|v| v.weight > 0)
-                .map(to_variant)
-                .collect(),
-            None => rec
-                .variants
-                .iter()
-                .filter(|v| v.weight > 0)
-                .map(to_variant)
-                .collect(),
-        };
-        EndpointStatus {
-            name: rec.name.clone(),
-            url: Some(rec.url()),
-            health,
-            variants,
-            instances: 1,
-            message,
-        }
-    }
-
-    async fn live_status(&self, dir: &Path, rec: &Record) -> EndpointStatus {
-        match self.running(dir, rec).await {
-            Err(why) => {
-                let msg = format!(
-                    "{why}; `mlctl apply` starts it again (log: {})",
-                    dir.join("serve.log").display()
-                );
-                self.status_of(rec, Health::Degraded, Some(msg), None)
-            }
-            Ok(info) => {
-                let unhealthy: Vec<&str> = info
-                    .variants
-                    .iter()
-                    .filter(|v| v.config.weight > 0 && !v.healthy)
-                    .map(|v| v.config.name.as_str())
-                    .collect();
-                let baking = rec
-                    .rollout
-                    .as_ref()
-                    .is_some_and(|r| r.phase == Phase::Baking);
-                let (health, msg) = if !unhealthy.is_empty() {
-                    (
-                        Health::Degraded,
-                        Some(format!(
-                            "variant {} is not ready (its serve command exited; the server restarts it)",
-                            unhealthy.join(", ")
-                        )),
-                    )
-                } else if baking {
-                    (
-                        Health::Progressing,
-                        Some("a rollout is in progress".to_string()),
-                    )
-                } else {
-                    (Health::Healthy, None)
-                };
-                self.status_of(rec, health, msg, Some(&info))
-            }
-        }
-    }
-
     fn wanted(&self, ctx: &OpContext, req: &EndpointRequest) -> Result<Wanted> {
         let token = match &req.spec.auth {
             Some(a) => Some(
@@ -753,8 +444,44 @@ impl LocalDeployer {
             ),
             None => None,
         };
+        let instances = req.spec.instances.unwrap_or(1);
+        if !(1..=MAX_INSTANCES).contains(&instances) {
+            return Err(err(
+                ErrorKind::Invalid,
+                "deploy",
+                format!(
+                    "endpoint `{}`: instances is {instances}; a local endpoint runs 1 to {MAX_INSTANCES} server processes",
+                    req.name
+                ),
+            ));
+        }
+        let capture_dir = match req
+            .spec
+            .capture
+            .as_ref()
+            .and_then(|c| c.destination.as_deref())
+        {
+            None => None,
+            Some(d) if d.contains("://") => {
+                return Err(err(
+                    ErrorKind::Invalid,
+                    "deploy",
+                    format!(
+                        "endpoint `{}`: capture.destination `{d}` is a URL; the local target writes captured data to a directory (give a path, or leave `destination` out)",
+                        req.name
+                    ),
+                ));
+            }
+            // Relative to the project, like every path of the spec (an absolute one stays).
+            Some(d) => Some(ctx.project_dir.join(d)),
+        };
         Ok(Wanted {
-            variant: variant_for(&req.model, req.spec.serve.as_ref(), &ctx.project_dir),
+            variant: variant_for(
+                &req.name,
+                &req.model,
+                req.spec.serve.as_ref(),
+                &ctx.project_dir,
+            )?,
             host: "127.0.0.1".into(),
             port: req.spec.port,
             token,
@@ -766,60 +493,45 @@ impl LocalDeployer {
                 .map(|a| a.token.clone())
                 .filter(|t| mlctl_spec::env::is_single_reference(t)),
             capture_percent: req.spec.capture.as_ref().map(|c| c.sampling_percent),
+            capture_dir,
             limits: Limits::of(req.spec.compute.as_ref()),
+            instances: instances as u32,
         })
     }
 
-    /// Starts a fresh process serving only `wanted.variant` (first deploy, repair, relaunch).
-    async fn launch(
+    /// What a recorded endpoint was launched with, serving `variant`: to start its processes
+    /// again without a spec (a rollback).
+    fn wanted_from_record(
         &self,
-        dir: &Path,
-        existing: Option<Record>,
-        wanted: &Wanted,
-        fingerprint: &str,
-    ) -> Result<Record> {
-        if let Some(old) = &existing {
-            stop_process(old.pid).await;
-        }
-        let port = match wanted
-            .port
-            .or(existing.as_ref().map(|r| r.port))
-            .filter(|p| *p != 0)
-        {
-            Some(p) => p,
-            None => free_port()?,
+        rec: &Record,
+        variant: &VariantConfig,
+        capture_percent: Option<f64>,
+    ) -> Result<Wanted> {
+        let token = match &rec.auth_ref {
+            Some(r) => Some(
+                mlctl_spec::env::resolve(r, |n| std::env::var(n).ok()).map_err(|e| {
+                    err(
+                        ErrorKind::Invalid,
+                        "rollback",
+                        format!("endpoint `{}`, auth.token: {e}", rec.name),
+                    )
+                })?,
+            ),
+            None => None,
         };
-        let mut history = existing
-            .as_ref()
-            .map(|r| r.history.clone())
-            .unwrap_or_default();
-        push_history(&mut history, &wanted.variant);
-        let mut rec = Record {
-            format_version: Default::default(),
-            name: dir
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default()
-                .to_string(),
-            host: wanted.host.clone(),
-            port,
-            pid: 0,
-            launch: wanted.launch_key(port),
-            auth_ref: wanted.auth_ref.clone(),
-            variants: vec![weighted(&wanted.variant, 100)],
-            history,
-            rollout: None,
-            fingerprint: fingerprint.to_string(),
-            updated_at: now_rfc3339(),
-            tags: existing
-                .as_ref()
-                .map(|r| r.tags.clone())
-                .unwrap_or_default(),
-            limits: wanted.limits,
-        };
-        self.start_process(dir, &mut rec, wanted).await?;
-        Ok(rec)
+        Ok(Wanted {
+            variant: variant.clone(),
+            host: rec.host.clone(),
+            port: Some(rec.port),
+            token,
+            auth_ref: rec.auth_ref.clone(),
+            capture_percent,
+            capture_dir: rec.capture_dir.clone(),
+            limits: rec.limits,
+            instances: rec.instances,
+        })
     }
+
     /// Carries out a rollout up to where [`Deployer::poll`] takes over (the bake).
     async fn roll_out(
         &self,
@@ -833,38 +545,68 @@ impl LocalDeployer {
         let strategy = req.spec.strategy.as_ref();
         let kind = strategy.map_or(StrategyType::AllAtOnce, |s| s.ty);
 
-        // No server to update in place: start one with the new version.
-        let reuse = match &existing {
-            Some(rec) => {
-                let port_ok = wanted.port.is_none_or(|p| p == rec.port);
-                port_ok
-                    && rec.launch == wanted.launch_key(rec.port)
-                    && self.running(dir, rec).await.is_ok()
-            }
-            None => false,
+        let live = match &existing {
+            Some(rec) => Some(self.live(dir, rec).await),
+            None => None,
         };
-        if !reuse {
-            let mut rec = self
-                .launch(dir, existing, &wanted, &req.fingerprint)
-                .await?;
-            rec.rollout = Some(Rollout {
-                id: id.to_string(),
-                strategy: "all-at-once".into(),
-                new: wanted.variant.clone(),
-                old: None,
-                phase: Phase::Done,
-                percent: 100,
-                bake_secs: 0.0,
-                bake_started: unix_now(),
-                baseline: SampleRecord::default(),
-                max_error_rate: None,
-                max_p99_ms: None,
-            });
-            rec.tags = req.tags.to_map();
-            write_record(dir, &rec)?;
-            return Ok(());
-        }
-        let mut rec = existing.expect("reuse implies a record");
+        let serving = live.as_ref().is_some_and(|l| !l.up.is_empty());
+        let same_launch = existing.as_ref().is_some_and(|rec| {
+            wanted.port.is_none_or(|p| p == rec.port)
+                && rec.launch == wanted.launch_key(rec.port)
+                // A server from before control ports cannot be joined by more.
+                && (wanted.instances <= 1
+                    || rec.processes().iter().all(|p| p.control_port.is_some()))
+        });
+        let mut rec = match (existing, live) {
+            // Update in place, after bringing the process count to the spec's.
+            (Some(mut rec), Some(live)) if serving && same_launch => {
+                self.scale(dir, &mut rec, &wanted, live).await?;
+                rec
+            }
+            // New launch settings and a new version, with a strategy to honour: new processes
+            // serve what serves now, then the strategy rolls the new version out on them.
+            (Some(rec), Some(_))
+                if serving
+                    && kind != StrategyType::AllAtOnce
+                    && primary(&rec.variants).is_some_and(|o| !same_source(o, &wanted.variant)) =>
+            {
+                let served = rec.variants.clone();
+                let fresh = self
+                    .launch(dir, Some(rec), &wanted, served, &req.fingerprint)
+                    .await?;
+                write_record(dir, &fresh)?;
+                fresh
+            }
+            // Nothing serves (a first deploy, a repair), or all at once: start with the new
+            // version.
+            (existing, _) => {
+                let mut rec = self
+                    .launch(
+                        dir,
+                        existing,
+                        &wanted,
+                        vec![weighted(&wanted.variant, 100)],
+                        &req.fingerprint,
+                    )
+                    .await?;
+                rec.rollout = Some(Rollout {
+                    id: id.to_string(),
+                    strategy: "all-at-once".into(),
+                    new: wanted.variant.clone(),
+                    old: None,
+                    phase: Phase::Done,
+                    percent: 100,
+                    bake_secs: 0.0,
+                    bake_started: unix_now(),
+                    baseline: SampleRecord::default(),
+                    max_error_rate: None,
+                    max_p99_ms: None,
+                });
+                rec.tags = req.tags.to_map();
+                write_record(dir, &rec)?;
+                return Ok(());
+            }
+        };
         rec.fingerprint = req.fingerprint.clone();
         rec.tags = req.tags.to_map();
         let new = wanted.variant.clone();
@@ -916,7 +658,7 @@ impl LocalDeployer {
                 )
                 .await?;
                 let base = self
-                    .scrape(dir, &rec)
+                    .scrape(dir, &rec, &rec.processes())
                     .await
                     .ok()
                     .and_then(|s| s.variants.get(&new.name).cloned())
@@ -937,16 +679,16 @@ impl LocalDeployer {
                     wanted.capture_percent,
                 )
                 .await?;
-                let control = control_token(dir)?;
-                let info = self
-                    .info(&rec, &control)
+                let infos = self
+                    .infos(dir, &rec, &rec.processes())
                     .await
                     .map_err(|e| err(ErrorKind::Transient, "deploy", e))?;
-                if !info
-                    .variants
-                    .iter()
-                    .any(|v| v.config.name == new.name && v.healthy)
-                {
+                let green_everywhere = infos.iter().all(|info| {
+                    info.variants
+                        .iter()
+                        .any(|v| v.config.name == new.name && v.healthy)
+                });
+                if !green_everywhere {
                     self.set_variants(
                         dir,
                         &mut rec,
@@ -974,7 +716,7 @@ impl LocalDeployer {
                 match bake {
                     Some(b) if !b.is_zero() => {
                         let base = self
-                            .scrape(dir, &rec)
+                            .scrape(dir, &rec, &rec.processes())
                             .await
                             .ok()
                             .and_then(|s| s.variants.get(&new.name).cloned())
@@ -1079,8 +821,11 @@ impl Deployer for LocalDeployer {
                     host: wanted.host.clone(),
                     port: wanted.port.unwrap_or(0),
                     pid: 0,
+                    processes: Vec::new(),
+                    instances: wanted.instances,
                     launch: String::new(),
                     auth_ref: wanted.auth_ref.clone(),
+                    capture_dir: wanted.capture_dir.clone(),
                     variants: Vec::new(),
                     history: Vec::new(),
                     rollout: None,
@@ -1139,7 +884,8 @@ impl Deployer for LocalDeployer {
             }
             Phase::Baking => {}
         }
-        if let Err(why) = self.running(&dir, &rec).await {
+        let live = self.live(&dir, &rec).await;
+        if let Some(why) = live.shortfall(rec.instances) {
             let reason = format!(
                 "{why} during the rollout; last lines of the log:\n{}",
                 log_tail(&dir)
@@ -1151,9 +897,11 @@ impl Deployer for LocalDeployer {
             write_record(&dir, &rec)?;
             return Ok(DeployState::Failed { reason });
         }
+        // The processes that serve are the ones to judge and to switch.
+        rec.set_processes(live.processes());
         let capture = capture_percent_of(&dir);
         let scrape = self
-            .scrape(&dir, &rec)
+            .scrape(&dir, &rec, &rec.processes())
             .await
             .map_err(|e| err(ErrorKind::Transient, "poll", e))?;
         let now_sample = scrape
@@ -1274,35 +1022,26 @@ impl Deployer for LocalDeployer {
             target.code_dir = c.code_dir.clone();
         }
         let capture = capture_percent_of(&dir);
-        if self.running(&dir, &rec).await.is_ok() {
+        let live = self.live(&dir, &rec).await;
+        if live.up.is_empty() {
+            // Nothing serves: start the processes again with the old version. Launch settings
+            // are kept.
+            let wanted = self.wanted_from_record(&rec, &target, capture)?;
+            let rollout = rec.rollout.clone();
+            let fingerprint = rec.fingerprint.clone();
+            rec = self
+                .launch(&dir, Some(rec), &wanted, vec![target.clone()], &fingerprint)
+                .await?;
+            rec.rollout = rollout;
+        } else {
+            if live.shortfall(rec.instances).is_some() {
+                let wanted = self.wanted_from_record(&rec, &target, capture)?;
+                self.scale(&dir, &mut rec, &wanted, live).await?;
+            } else {
+                rec.set_processes(live.processes());
+            }
             self.set_variants(&dir, &mut rec, vec![target.clone()], capture)
                 .await?;
-        } else {
-            // The server is down: start it with the old version. Launch settings are kept.
-            rec.variants = vec![target.clone()];
-            let token = match &rec.auth_ref {
-                Some(r) => Some(
-                    mlctl_spec::env::resolve(r, |n| std::env::var(n).ok()).map_err(|e| {
-                        err(
-                            ErrorKind::Invalid,
-                            "rollback",
-                            format!("endpoint `{name}`, auth.token: {e}"),
-                        )
-                    })?,
-                ),
-                None => None,
-            };
-            let wanted = Wanted {
-                variant: target.clone(),
-                host: rec.host.clone(),
-                port: Some(rec.port),
-                token,
-                auth_ref: rec.auth_ref.clone(),
-                capture_percent: capture,
-                limits: rec.limits,
-            };
-            stop_process(rec.pid).await;
-            self.start_process(&dir, &mut rec, &wanted).await?;
         }
         push_history(&mut rec.history, &target);
         if let Some(r) = rec.rollout.as_mut()
@@ -1319,8 +1058,9 @@ impl Deployer for LocalDeployer {
 
     async fn delete(&self, _ctx: &OpContext, name: &str) -> Result<()> {
         let dir = self.dir(name);
-        if let Some(rec) = read_record(&dir)? {
-            stop_process(rec.pid).await;
+        match read_record(&dir)? {
+            Some(rec) => self.stop_everything(&dir, &rec).await,
+            None => stop_all(&dir, &announced(&dir)).await,
         }
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
