@@ -149,19 +149,20 @@ fn code_packaging_leaves_out_env_files_and_never_follows_a_link_out_of_the_proje
     assert!(find(&p.state(), ".env").is_empty());
     assert!(find(&p.state(), ".env.production").is_empty());
 
-    // A link in the code directory to a file outside the project: the job fails naming it,
-    // and the file is never copied.
+    // A link in the code directory to a file outside the project: plan refuses it, naming
+    // it (the local trainer refuses it too, should anything get past plan: the fsutil unit
+    // tests), and the file is never copied.
     p.link("src/creds", &secret);
     p.p.commit_all("a link to credentials");
     let run = p.p.mlctl(&["apply", "--auto-approve"]).expect_code(1);
     let real_secret = secret.canonicalize().unwrap();
     assert!(
-        run.stderr.contains("creds is a symbolic link to")
-            && run.stderr.contains(&real_secret.display().to_string())
-            && run.stderr.contains("it is not copied"),
+        run.stderr.contains("holds links to paths outside the project: src/creds -> ")
+            && run.stderr.contains(&real_secret.display().to_string()),
         "{}",
         run.stderr
     );
+    assert!(!run.stderr.contains("secret-from-outside"), "{}", run.stderr);
     assert!(find(&p.state(), "creds").is_empty());
     for f in find(&p.state().join("runs"), "files.txt") {
         assert!(!std::fs::read_to_string(f).unwrap().contains("creds"));
@@ -169,7 +170,7 @@ fn code_packaging_leaves_out_env_files_and_never_follows_a_link_out_of_the_proje
 }
 
 #[test]
-fn paths_that_resolve_outside_the_project_are_refused_at_apply() {
+fn paths_that_resolve_outside_the_project_are_refused_before_anything_runs() {
     let outside = tempfile::tempdir().unwrap();
     std::fs::write(outside.path().join("train.sh"), TRAIN_SH).unwrap();
     std::fs::copy(
@@ -185,8 +186,8 @@ fn paths_that_resolve_outside_the_project_are_refused_at_apply() {
     let run = p.p.mlctl(&["apply", "--auto-approve"]).expect_code(1);
     assert!(
         run.stderr
-            .contains("training job `train`: `code` src resolves to")
-            && run.stderr.contains("outside the project directory"),
+            .contains("`code` of TrainingJob/train is `src`, which resolves to")
+            && run.stderr.contains("outside the project"),
         "{}",
         run.stderr
     );
@@ -203,8 +204,8 @@ fn paths_that_resolve_outside_the_project_are_refused_at_apply() {
     let run = p.p.mlctl(&["apply", "--auto-approve"]).expect_code(1);
     assert!(
         run.stderr
-            .contains("dataset `iris`: `source` data/iris.csv resolves to")
-            && run.stderr.contains("outside the project directory"),
+            .contains("`source` of Dataset/iris is `data/iris.csv`, which resolves to")
+            && run.stderr.contains("outside the project"),
         "{}",
         run.stderr
     );
@@ -231,8 +232,8 @@ fn paths_that_resolve_outside_the_project_are_refused_at_apply() {
     let run = p.p.mlctl(&["apply", "--auto-approve"]).expect_code(1);
     assert!(
         run.stderr
-            .contains(&format!("endpoint `ep`: `serve.code` {up} resolves to"))
-            && run.stderr.contains("outside the project directory"),
+            .contains(&format!("`serve.code` of Endpoint/ep is `{up}`, which resolves to"))
+            && run.stderr.contains("outside the project"),
         "{}",
         run.stderr
     );
