@@ -157,12 +157,17 @@ fn code_packaging_leaves_out_env_files_and_never_follows_a_link_out_of_the_proje
     let run = p.p.mlctl(&["apply", "--auto-approve"]).expect_code(1);
     let real_secret = secret.canonicalize().unwrap();
     assert!(
-        run.stderr.contains("holds links to paths outside the project: src/creds -> ")
+        run.stderr
+            .contains("holds links to paths outside the project: src/creds -> ")
             && run.stderr.contains(&real_secret.display().to_string()),
         "{}",
         run.stderr
     );
-    assert!(!run.stderr.contains("secret-from-outside"), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("secret-from-outside"),
+        "{}",
+        run.stderr
+    );
     assert!(find(&p.state(), "creds").is_empty());
     for f in find(&p.state().join("runs"), "files.txt") {
         assert!(!std::fs::read_to_string(f).unwrap().contains("creds"));
@@ -231,9 +236,9 @@ fn paths_that_resolve_outside_the_project_are_refused_before_anything_runs() {
     ]);
     let run = p.p.mlctl(&["apply", "--auto-approve"]).expect_code(1);
     assert!(
-        run.stderr
-            .contains(&format!("`serve.code` of Endpoint/ep is `{up}`, which resolves to"))
-            && run.stderr.contains("outside the project"),
+        run.stderr.contains(&format!(
+            "`serve.code` of Endpoint/ep is `{up}`, which resolves to"
+        )) && run.stderr.contains("outside the project"),
         "{}",
         run.stderr
     );
