@@ -269,8 +269,6 @@ impl TargetSupport {
         &self.notes
     }
 
-    /// The declarations of a stack's components (which may come from different providers).
-
     /// How this target treats `field` of a resource of `kind`: the component's declaration,
     /// else the engine's, else `None` (undeclared, which [`check`] refuses).
     pub fn support(&self, kind: Kind, field: &str) -> Option<Support> {
