@@ -40,7 +40,7 @@ fn iris_applies_to_sagemaker_on_moto_and_converges() {
     p.replace(
         "mlctl.yaml",
         "      region: eu-west-1\n      roleArn: ${env:MLCTL_SM_ROLE}\n      bucket: s3://${env:MLCTL_SM_BUCKET}/iris\n",
-        "      region: us-east-1\n      roleArn: ${env:MLCTL_SM_ROLE}\n      bucket: s3://${env:MLCTL_SM_BUCKET}/iris\n      endpointUrl: ${env:MLCTL_MOTO_URL}\n",
+        "      region: us-east-1\n      roleArn: ${env:MLCTL_SM_ROLE}\n      bucket: s3://${env:MLCTL_SM_BUCKET}/iris\n      endpointUrl: ${env:MLCTL_MOTO_URL}\n      emulator: moto\n",
     );
     std::fs::write(p.path().join(".gitignore"), ".mlctl/\n").unwrap();
     p.git(&["init", "-q", "-b", "main"]);

@@ -173,6 +173,7 @@ impl DataStore for S3DataStore {
         Capabilities {
             fields: crate::support::field_rules(&self.aws.target),
             poll_interval: self.aws.settings.poll_interval,
+            notes: self.aws.features.notes(),
             ..Capabilities::default()
         }
     }

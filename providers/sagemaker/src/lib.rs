@@ -29,11 +29,14 @@
 //! The AWS SDK crates are used here and nowhere else in the workspace; the rest of mlctl sees
 //! only the component traits of `mlctl-core`.
 
+mod alarms;
 mod aws;
+mod builtins;
 mod data;
 mod deployer;
 mod error;
 mod images;
+mod instances;
 mod monitor;
 mod names;
 mod registry;
@@ -41,6 +44,7 @@ mod state;
 mod store;
 mod support;
 mod trainer;
+mod tuning;
 
 #[cfg(test)]
 mod tests;
@@ -85,7 +89,7 @@ pub async fn stack(cfg: &ProviderConfig) -> Result<Stack, ProviderError> {
 /// See [`stack`].
 pub async fn stack_with(cfg: &ProviderConfig, options: Options) -> Result<Stack, ProviderError> {
     let aws = Arc::new(Aws::connect(cfg, options).await?);
-    if aws.settings.features.create_bucket {
+    if aws.features.create_bucket {
         aws.ensure_bucket().await?;
     }
     Ok(Stack {

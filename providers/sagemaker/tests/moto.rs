@@ -13,9 +13,9 @@
 //!   artifact: [`MotoTrainer`] adds the metrics a real job would report (and nothing else), so
 //!   the registry, gates and endpoints downstream have something to work with.
 //! - Endpoints are `InService` at once; `UpdateEndpoint`, `CreateMonitoringSchedule`,
-//!   `DeleteModelPackage(Group)` and `StopTrainingJob` answer 500. The stack runs with
-//!   `Features::MOTO`, which works around them; the real calls are covered by the unit tests
-//!   with SDK mocks (`src/tests.rs`).
+//!   `DeleteModelPackage(Group)` and `StopTrainingJob` answer 500. The target says
+//!   `emulator: moto`, so the provider works around them; the real calls are covered by the
+//!   unit tests with SDK mocks (`src/tests.rs`).
 
 use async_trait::async_trait;
 use mlctl_conformance::{self as conformance, Fixture};
@@ -23,7 +23,7 @@ use mlctl_core::{
     Capabilities, JobHandle, JobState, OpContext, ProviderError, RunRecord, Stack, Trainer,
     TrainingRequest,
 };
-use mlctl_provider_sagemaker::{Credentials, Features, Options, Settings, stack_with};
+use mlctl_provider_sagemaker::{Credentials, Options, Settings, stack_with};
 use mlctl_spec::Target;
 use std::io::Write;
 use std::sync::Arc;
@@ -86,14 +86,14 @@ async fn reset(url: &str) {
     );
 }
 
-/// Settings for moto: its gaps, fast polling, few retries (its 500s are permanent).
+/// Settings for moto: fast polling, few retries (its 500s are permanent). Its gaps come from
+/// the target's `emulator: moto`.
 fn settings() -> Settings {
     Settings {
         max_attempts: 2,
         initial_backoff: Duration::from_millis(10),
         poll_interval: Duration::from_millis(20),
-        features: Features::MOTO,
-        ..Settings::from_env(None)
+        ..Settings::from_env()
     }
 }
 
@@ -103,6 +103,7 @@ fn target(url: &str, bucket: &str) -> Target {
         role_arn: ROLE.into(),
         bucket: format!("s3://{bucket}/mlctl"),
         endpoint_url: Some(url.into()),
+        emulator: Some(mlctl_spec::Emulator::Moto),
         ..Default::default()
     })
 }
@@ -477,6 +478,8 @@ async fn tuning_runs_as_a_hyperparameter_tuning_job() {
         .expect("register");
     let mut req = fx.training_request("iris-train", "tuning", data);
     req.spec.algorithm = Some(mlctl_spec::Algorithm::GradientBoosting);
+    // The fixture's `C` is logistic regression's; XGBoost has no such hyperparameter.
+    req.spec.hyperparameters = [("max_bins".to_string(), serde_json::json!(64))].into();
     req.spec.tuning = Some(mlctl_spec::Tuning {
         strategy: mlctl_spec::TuningStrategy::Bayesian,
         objective: mlctl_spec::Objective {
@@ -661,15 +664,85 @@ async fn script_mode_uploads_the_code_and_runs_the_command() {
             .is_some_and(|i| i.contains("sagemaker-scikit-learn")),
         "the default framework image"
     );
-    let channel = d.input_data_config()[0]
-        .data_source()
-        .and_then(|s| s.s3_data_source())
-        .and_then(|s| s.s3_uri())
-        .expect("train channel");
-    assert!(
-        channel.contains("/datasets/iris/"),
-        "scripts read the dataset under a readable name: {channel}"
+    // The fixture's dataset is split train/test: each part is its own channel, so the script
+    // never sees the test rows in `train` (as on the local target).
+    let channels: std::collections::BTreeMap<String, String> = d
+        .input_data_config()
+        .iter()
+        .map(|c| {
+            let uri = c
+                .data_source()
+                .and_then(|s| s.s3_data_source())
+                .and_then(|s| s.s3_uri())
+                .unwrap_or_default();
+            (
+                c.channel_name().unwrap_or_default().to_string(),
+                uri.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        channels.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["test", "train"]
     );
+    let s3 = s3_client(&env.url).await;
+    let mut rows = std::collections::BTreeMap::new();
+    for (part, uri) in &channels {
+        assert!(
+            uri.contains("/datasets/iris/"),
+            "scripts read the data under a readable name: {uri}"
+        );
+        let (bucket, prefix) = uri
+            .strip_prefix("s3://")
+            .and_then(|r| r.split_once('/'))
+            .expect("an s3 uri");
+        let listed = s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .send()
+            .await
+            .expect("list the channel");
+        let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+        assert_eq!(keys.len(), 1, "one file per channel: {keys:?}");
+        assert!(keys[0].ends_with(&format!("/{part}.csv")), "{keys:?}");
+        let body = s3
+            .get_object()
+            .bucket(bucket)
+            .key(keys[0])
+            .send()
+            .await
+            .expect("get")
+            .body
+            .collect()
+            .await
+            .expect("body")
+            .into_bytes();
+        rows.insert(
+            part.clone(),
+            body.iter().filter(|b| **b == b'\n').count() - 1,
+        );
+    }
+    assert_eq!(
+        rows,
+        [("test".to_string(), 30), ("train".to_string(), 120)].into(),
+        "train holds the train split only"
+    );
+}
+
+/// An S3 client on moto, to read back what the provider stored.
+async fn s3_client(url: &str) -> aws_sdk_s3::Client {
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(REGION))
+        .endpoint_url(url)
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
+        .load()
+        .await;
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    )
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
@@ -735,7 +808,7 @@ async fn examples_iris_applies_replans_clean_and_destroys() {
         .await
         .expect("observe");
     let p = plan::plan(&desired, &observed, "staging", PlanOptions::default());
-    assert_eq!(p.actions().count(), 5, "everything is created");
+    assert_eq!(p.actions().count(), 4, "everything is created");
     let report = apply::apply(
         &stack,
         &ctx,
