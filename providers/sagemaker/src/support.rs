@@ -11,30 +11,6 @@ use mlctl_spec::{
 /// Longest wait SageMaker allows between the steps of a rollout (`WaitIntervalInSeconds`).
 pub(crate) const MAX_BAKE_SECS: u64 = 3600;
 
-fn remote_source(r: &Resource) -> bool {
-    r.as_dataset()
-        .and_then(|d| d.source.as_deref())
-        .is_some_and(|s| s.starts_with("s3://"))
-}
-
-/// Honoured for project files, which mlctl reads, checks and splits before uploading; refused
-/// for s3:// sources, which this target passes to SageMaker as they are.
-fn read_locally(what: &'static str) -> Support {
-    Support::check(
-        format!(
-            "honoured for project files; refused for s3:// sources, which are not read ({what})"
-        ),
-        move |_, r, _| {
-            remote_source(r).then(|| {
-                Refusal::new(
-                    format!("the sagemaker target passes an s3:// source to SageMaker without reading it, so it cannot apply `{what}`"),
-                    "copy the data into the project (mlctl uploads it), or remove the setting for this dataset",
-                )
-            })
-        },
-    )
-}
-
 /// `compute.cpu`, `memory` and `gpu` (`field`) of a training job or an endpoint: they choose
 /// the instance type, or must be provided by the one named (see `instances`).
 fn compute_by_instance_type(use_: crate::instances::Use, field: &'static str) -> Support {
@@ -359,17 +335,28 @@ pub fn field_rules(_target: &SagemakerTarget) -> FieldRules {
     r = r
         .with(
             "Dataset.spec.source",
-            source_schemes(
-                "sagemaker",
-                &["", "s3"],
-                "copy the data into the project or to s3://",
+            Support::check(
+                "honoured for project files and s3:// objects (read and checked alike, up to 2 GiB: MLCTL_SM_MAX_S3_SOURCE_MB); other sources refused",
+                {
+                    let schemes = source_schemes(
+                        "sagemaker",
+                        &["", "s3"],
+                        "copy the data into the project or to s3://",
+                    );
+                    move |spec, r, node| schemes.refuse(spec, r, node)
+                },
             ),
         )
-        .with("Dataset.spec.format", read_locally("format"))
-        .with("Dataset.spec.digest", read_locally("digest"))
-        .with("Dataset.spec.target", read_locally("target"))
-        .with_all("Dataset.spec.schema", read_locally("schema"))
-        .with_all("Dataset.spec.split", read_locally("split"))
+        // An s3:// object is read and checked like a project file (up to
+        // MLCTL_SM_MAX_S3_SOURCE_MB, 2 GiB by default).
+        .with("Dataset.spec.format", Support::Honoured)
+        .with(
+            "Dataset.spec.digest",
+            Support::honoured_as("the blake3 of the data, a project file or an s3:// object alike"),
+        )
+        .with("Dataset.spec.target", Support::Honoured)
+        .with_all("Dataset.spec.schema", Support::Honoured)
+        .with_all("Dataset.spec.split", Support::Honoured)
         .with_all(
             "Dataset.spec.transform",
             Support::refused(

@@ -1175,6 +1175,7 @@ async fn model_packages_are_created_tagged_with_lineage_and_fingerprint() {
                 .cloned()
                 .unwrap_or_default();
             r.model_package_group_name() == Some("proj-iris")
+                && tags.get("team") == Some(&"ml-platform")
                 && r.model_approval_status() == Some(&ModelApprovalStatus::PendingManualApproval)
                 && r.client_token().is_some()
                 && tags.get("mlctl:project") == Some(&"proj")
@@ -1228,10 +1229,9 @@ async fn model_packages_are_created_tagged_with_lineage_and_fingerprint() {
         &[&group, &list, &job, &create, &describe],
         Features::AWS,
     ));
-    let v = registry
-        .register(&ctx(), &register_request())
-        .await
-        .expect("register");
+    let mut req = register_request();
+    req.tags.labels.insert("team".into(), "ml-platform".into());
+    let v = registry.register(&ctx(), &req).await.expect("register");
     assert_eq!(
         create.num_calls(),
         1,
