@@ -73,13 +73,22 @@ fn iris_applies_to_sagemaker_on_moto_and_converges() {
         apply.stdout,
         apply.stderr
     );
-    // The example's rollback thresholds are CloudWatch alarms on the endpoint's variant.
+    // The example's rollback thresholds are CloudWatch alarms on the endpoint's variant
+    // (`v<version>`: the version depends on what this moto registered before).
+    let names = alarms(&url, "iris-iris-");
+    let variant = names
+        .first()
+        .and_then(|n| n.strip_prefix("iris-iris-"))
+        .and_then(|n| n.split('-').next())
+        .unwrap_or_default()
+        .to_string();
     assert_eq!(
-        alarms(&url, "iris-iris-"),
+        names,
         [
-            "iris-iris-v1-mlctl-error-rate",
-            "iris-iris-v1-mlctl-p99-latency"
-        ]
+            format!("iris-iris-{variant}-mlctl-error-rate"),
+            format!("iris-iris-{variant}-mlctl-p99-latency")
+        ],
+        "one alarm per threshold on the variant"
     );
     // A fresh runner: no local files, the state is read back from S3.
     std::fs::remove_dir_all(p.path().join(".mlctl")).ok();
