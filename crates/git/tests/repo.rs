@@ -210,9 +210,9 @@ fn diff_shows_added_removed_resources_and_project_changes() {
     assert_eq!(
         diff.to_string(),
         "~ Project\n    targets.staging.region: \"eu-west-1\" -> \"us-east-1\"\n\
-         + Dataset/iris-copy\n- Endpoint/iris\n- Monitor/iris-drift"
+         + Dataset/iris-copy\n- Endpoint/iris"
     );
-    assert_eq!(diff.summary(), "1 added, 1 changed, 2 removed");
+    assert_eq!(diff.summary(), "1 added, 1 changed, 1 removed");
     // And back: the reverse diff mirrors it.
     let back = spec_diff(&spec_at(&repo, "HEAD"), &spec_at(&repo, "HEAD~1"));
     assert_eq!(back.removed, diff.added);
