@@ -30,17 +30,10 @@ fn iris_applies_to_sagemaker_on_moto_and_converges() {
     let model = p.read("ml/model.yaml");
     let gates = model.find("  gates:").unwrap();
     p.write("ml/model.yaml", &model[..gates]);
-    // SageMaker rolls back on CloudWatch alarms; this target does not make alarms from
-    // thresholds, and plan refuses them.
-    p.replace(
-        "ml/endpoint.yaml",
-        "      maxErrorRate: 0.05\n      maxP99LatencyMs: 100\n",
-        "      alarms: [iris-5xx]\n",
-    );
     p.replace(
         "mlctl.yaml",
         "      region: eu-west-1\n      roleArn: ${env:MLCTL_SM_ROLE}\n      bucket: s3://${env:MLCTL_SM_BUCKET}/iris\n",
-        "      region: us-east-1\n      roleArn: ${env:MLCTL_SM_ROLE}\n      bucket: s3://${env:MLCTL_SM_BUCKET}/iris\n      endpointUrl: ${env:MLCTL_MOTO_URL}\n",
+        "      region: us-east-1\n      roleArn: ${env:MLCTL_SM_ROLE}\n      bucket: s3://${env:MLCTL_SM_BUCKET}/iris\n      endpointUrl: ${env:MLCTL_MOTO_URL}\n      emulator: moto\n",
     );
     std::fs::write(p.path().join(".gitignore"), ".mlctl/\n").unwrap();
     p.git(&["init", "-q", "-b", "main"]);
@@ -67,12 +60,35 @@ fn iris_applies_to_sagemaker_on_moto_and_converges() {
     };
     let plan = run(&["plan", "--target", "staging", "--detailed-exitcode"]).expect_code(2);
     assert!(plan.stdout.contains("Plan: 4 to add"), "{}", plan.stdout);
+    assert!(
+        plan.stdout
+            .contains("emulator mode (moto): endpoints are replaced"),
+        "the plan says what differs in emulator mode: {}",
+        plan.stdout
+    );
     let apply = run(&["reconcile", "--target", "staging"]).expect_code(0);
     assert!(
         apply.stdout.contains("4 added"),
         "{}\n{}",
         apply.stdout,
         apply.stderr
+    );
+    // The example's rollback thresholds are CloudWatch alarms on the endpoint's variant
+    // (`v<version>`: the version depends on what this moto registered before).
+    let names = alarms(&url, "iris-iris-");
+    let variant = names
+        .first()
+        .and_then(|n| n.strip_prefix("iris-iris-"))
+        .and_then(|n| n.split('-').next())
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(
+        names,
+        [
+            format!("iris-iris-{variant}-mlctl-error-rate"),
+            format!("iris-iris-{variant}-mlctl-p99-latency")
+        ],
+        "one alarm per threshold on the variant"
     );
     // A fresh runner: no local files, the state is read back from S3.
     std::fs::remove_dir_all(p.path().join(".mlctl")).ok();
@@ -85,4 +101,38 @@ fn iris_applies_to_sagemaker_on_moto_and_converges() {
         destroy.stdout,
         destroy.stderr
     );
+    assert!(
+        alarms(&url, "iris-iris-").is_empty(),
+        "the alarms go with the endpoint"
+    );
+}
+
+/// The names of the CloudWatch alarms starting with `prefix` in moto, asked in CloudWatch's
+/// Query protocol (the CLI's tests carry no AWS SDK; moto does not check signatures).
+fn alarms(url: &str, prefix: &str) -> Vec<String> {
+    use std::io::{Read, Write};
+    let hostport = url
+        .split("://")
+        .nth(1)
+        .unwrap_or(url)
+        .trim_end_matches('/')
+        .to_string();
+    let body = format!("Action=DescribeAlarms&Version=2010-08-01&AlarmNamePrefix={prefix}");
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: {hostport}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/monitoring/aws4_request, SignedHeaders=host, Signature=0\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut s = std::net::TcpStream::connect(&hostport).expect("moto answers");
+    s.write_all(request.as_bytes()).expect("send");
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).expect("read");
+    assert!(reply.starts_with("HTTP/1.1 200"), "DescribeAlarms: {reply}");
+    reply
+        .split("<AlarmName>")
+        .skip(1)
+        .filter_map(|r| r.split("</AlarmName>").next())
+        .map(str::to_string)
+        .collect()
 }

@@ -12,8 +12,10 @@ use std::time::Duration;
 /// Operations the service behind the endpoint really implements.
 ///
 /// Real AWS implements everything. moto (the emulator the tests use) answers some calls with
-/// HTTP 500; with these flags off the provider works around them (documented per flag) so a
-/// whole `apply` runs against moto. The unit tests cover the real calls with SDK mocks.
+/// HTTP 500; a target with `emulator: moto` works around them (documented per flag) so a
+/// whole `apply` runs against moto, and says so with every plan ([`Features::notes`]). The
+/// unit tests cover the real calls with SDK mocks. The target's `emulator` setting is the
+/// only switch: an `endpointUrl` alone (a VPC endpoint, a proxy on localhost) is real AWS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Features {
     /// `UpdateEndpoint`. Off: an endpoint is deleted and created again with the new config.
@@ -52,6 +54,50 @@ impl Features {
         list_tuning_trials: false,
         create_bucket: true,
     };
+
+    /// The features of the service a target names: its `emulator`'s, else real AWS.
+    pub fn of(target: &mlctl_spec::SagemakerTarget) -> Features {
+        match target.emulator {
+            Some(mlctl_spec::Emulator::Moto) => Features::MOTO,
+            None => Features::AWS,
+        }
+    }
+
+    /// What differs from real AWS, one line each, for the notes shown with every plan
+    /// (empty on AWS).
+    pub fn notes(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut add = |differs: bool, text: &str| {
+            if differs {
+                out.push(format!("emulator mode (moto): {text}"));
+            }
+        };
+        add(
+            !self.update_endpoint,
+            "endpoints are replaced (deleted and created again) instead of updated, so canary and blue-green rollouts and the CloudWatch alarms that would roll them back are not exercised (the alarms are still created, tagged and deleted)",
+        );
+        add(
+            !self.stop_jobs,
+            "cancel does not stop training or tuning jobs",
+        );
+        add(
+            !self.delete_model_packages,
+            "deleting a model marks its package versions deleted and Rejected instead of deleting them",
+        );
+        add(
+            !self.monitoring_schedules,
+            "monitors are recorded on S3 without a monitoring schedule",
+        );
+        add(
+            !self.list_tuning_trials,
+            "a tuning result lists only the best trial",
+        );
+        add(
+            self.create_bucket,
+            "the target's bucket is created when it is missing",
+        );
+        out
+    }
 }
 
 /// Runtime knobs of the provider.
@@ -68,24 +114,23 @@ pub struct Settings {
     pub multipart_threshold: u64,
     /// Size of each part (16 MiB; S3 allows 10,000 parts, so this grows for huge files).
     pub part_size: u64,
-    /// What the service implements.
-    pub features: Features,
+    /// The largest `s3://` dataset source that is read to check it (digest, schema, split);
+    /// a larger one is refused with what to do instead. Env `MLCTL_SM_MAX_S3_SOURCE_MB`,
+    /// default [`DEFAULT_MAX_S3_SOURCE`].
+    pub max_s3_source: u64,
 }
 
+/// The default cap on an `s3://` dataset source that is read: 2 GiB (it is streamed to a
+/// temporary file, then read as a table, so memory and disk need about as much again).
+pub const DEFAULT_MAX_S3_SOURCE: u64 = 2 << 30;
+
 impl Settings {
-    /// Settings from the environment. The emulator gaps ([`Features::MOTO`]) apply when
-    /// `MLCTL_SM_EMULATOR=moto`, or when `endpoint_url` points at a loopback address and
-    /// `MLCTL_SM_EMULATOR` is not `none`.
-    pub fn from_env(endpoint_url: Option<&str>) -> Settings {
+    /// Settings from the environment.
+    pub fn from_env() -> Settings {
         let num = |name: &str| {
             std::env::var(name)
                 .ok()
                 .and_then(|v| v.trim().parse::<u64>().ok())
-        };
-        let emulator = match std::env::var("MLCTL_SM_EMULATOR").ok().as_deref() {
-            Some("moto") => true,
-            Some("none") | Some("aws") => false,
-            _ => endpoint_url.is_some_and(is_loopback),
         };
         Settings {
             max_attempts: num("MLCTL_SM_MAX_ATTEMPTS")
@@ -95,29 +140,19 @@ impl Settings {
             poll_interval: Duration::from_millis(num("MLCTL_SM_POLL_MS").unwrap_or(15_000)),
             multipart_threshold: 64 << 20,
             part_size: 16 << 20,
-            features: if emulator {
-                Features::MOTO
-            } else {
-                Features::AWS
-            },
+            max_s3_source: num("MLCTL_SM_MAX_S3_SOURCE_MB")
+                .map(|mb| mb.saturating_mul(1 << 20))
+                .unwrap_or(DEFAULT_MAX_S3_SOURCE),
         }
     }
-}
-
-fn is_loopback(url: &str) -> bool {
-    let host = url.split("://").nth(1).unwrap_or(url);
-    let host = host.split(['/', '?']).next().unwrap_or("");
-    let host = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host),
-    };
-    host == "localhost" || host == "::1" || host.starts_with("127.")
 }
 
 /// Clients plus where things go.
 pub(crate) struct Aws {
     pub s3: aws_sdk_s3::Client,
     pub sm: aws_sdk_sagemaker::Client,
+    /// Alarms made from endpoints' rollback thresholds.
+    pub cw: aws_sdk_cloudwatch::Client,
     pub bucket: String,
     /// Key prefix without leading or trailing `/` (may be empty).
     pub prefix: String,
@@ -125,6 +160,8 @@ pub(crate) struct Aws {
     pub region: String,
     pub endpoint_url: Option<String>,
     pub settings: Settings,
+    /// What the service implements (the target's `emulator`).
+    pub features: Features,
     /// The target's settings as written (resolved), for what the target declares.
     pub target: mlctl_spec::SagemakerTarget,
 }
@@ -163,9 +200,15 @@ impl Aws {
             invalid("connect", format!("{what}: `roleArn` is required: the IAM role SageMaker assumes to run jobs and endpoints"))
         })?;
         let endpoint_url = t.endpoint_url.clone().filter(|u| !u.is_empty());
-        let settings = options
-            .settings
-            .unwrap_or_else(|| Settings::from_env(endpoint_url.as_deref()));
+        if t.emulator.is_some() && endpoint_url.is_none() {
+            return Err(invalid(
+                "connect",
+                format!(
+                    "{what}: `emulator` is set but `endpointUrl` is not: point `endpointUrl` at the emulator (e.g. http://127.0.0.1:5000), or remove `emulator` for real AWS"
+                ),
+            ));
+        }
+        let settings = options.settings.unwrap_or_else(Settings::from_env);
 
         let retry = RetryConfig::standard()
             .with_max_attempts(settings.max_attempts)
@@ -195,12 +238,14 @@ impl Aws {
         Ok(Aws {
             s3: aws_sdk_s3::Client::from_conf(s3.build()),
             sm: aws_sdk_sagemaker::Client::new(&sdk),
+            cw: aws_sdk_cloudwatch::Client::new(&sdk),
             bucket,
             prefix,
             role_arn,
             region,
             endpoint_url,
             settings,
+            features: Features::of(t),
             target: t.clone(),
         })
     }
@@ -255,17 +300,39 @@ impl Aws {
     }
 }
 
-/// SageMaker tags for a resource: mlctl's four plus `extra`.
-pub(crate) fn sm_tags(tags: &Tags, extra: &[(&str, &str)]) -> Vec<aws_sdk_sagemaker::types::Tag> {
+/// The most tags AWS puts on one resource.
+pub(crate) const MAX_TAGS: usize = 50;
+
+/// How many tags of its own mlctl puts on what a resource of `kind` creates (its four, plus
+/// `mlctl:dataset` on jobs, `mlctl:model` on packages, `mlctl:model` and `mlctl:version` on
+/// endpoints and their alarms, `mlctl:endpoint` on schedules); 0 for datasets, which are S3
+/// objects whose tags are recorded instead.
+pub(crate) fn own_tags(kind: mlctl_spec::Kind) -> usize {
+    match kind {
+        mlctl_spec::Kind::Dataset => 0,
+        mlctl_spec::Kind::Endpoint => 6,
+        _ => 5,
+    }
+}
+
+/// The AWS tags of a resource: mlctl's four, `extra`, and the labels (checked against AWS's
+/// rules at plan time; values are made safe here all the same).
+pub(crate) fn tag_pairs(tags: &Tags, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut map = tags.to_map();
     for (k, v) in extra {
         map.insert((*k).to_string(), (*v).to_string());
     }
-    map.into_iter()
+    map.into_iter().map(|(k, v)| (k, tag_value(&v))).collect()
+}
+
+/// SageMaker tags for a resource: see [`tag_pairs`].
+pub(crate) fn sm_tags(tags: &Tags, extra: &[(&str, &str)]) -> Vec<aws_sdk_sagemaker::types::Tag> {
+    tag_pairs(tags, extra)
+        .into_iter()
         .map(|(k, v)| {
             aws_sdk_sagemaker::types::Tag::builder()
                 .key(k)
-                .value(tag_value(&v))
+                .value(v)
                 .build()
         })
         .collect()
@@ -290,16 +357,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn loopback_urls_are_emulators() {
-        assert!(is_loopback("http://127.0.0.1:5000"));
-        assert!(is_loopback("http://localhost:5000/"));
-        assert!(is_loopback("http://[::1]:5000"));
-        assert!(!is_loopback(
-            "https://bucket.vpce-0a1b.s3.eu-west-1.vpce.amazonaws.com"
-        ));
-        assert!(!is_loopback(
-            "https://api.sagemaker.eu-west-1.amazonaws.com"
-        ));
+    fn only_the_emulator_setting_switches_emulator_mode() {
+        // A loopback endpoint is just an endpoint (a proxy, a tunnel): real AWS behaviour.
+        let mut t = mlctl_spec::SagemakerTarget {
+            endpoint_url: Some("http://127.0.0.1:5000".into()),
+            ..Default::default()
+        };
+        assert_eq!(Features::of(&t), Features::AWS);
+        assert!(
+            Features::AWS.notes().is_empty(),
+            "real AWS has nothing to note"
+        );
+        t.emulator = Some(mlctl_spec::Emulator::Moto);
+        assert_eq!(Features::of(&t), Features::MOTO);
+        let notes = Features::MOTO.notes();
+        for want in ["replaced", "canary", "alarms", "cancel does not stop"] {
+            assert!(notes.iter().any(|n| n.contains(want)), "{want}: {notes:?}");
+        }
     }
 
     #[test]

@@ -2,8 +2,13 @@
 //!
 //! Blobs live at `objects/<blake3>` under the target's prefix and are never overwritten (an
 //! existing key is skipped after a HeadObject). A dataset version is a JSON record at
-//! `.mlctl/datasets/<project>/<name>/<fingerprint>.json`; registering the same fingerprint
-//! again returns that record without reading the data.
+//! `.mlctl/datasets/<project>/<name>/<fingerprint>.json` (with the Dataset's tags: S3 objects
+//! take only 10); registering the same fingerprint again returns that record without reading
+//! the data.
+//!
+//! A project file and an `s3://` object are checked the same way (digest pin, schema, target
+//! column, split): an object is streamed to a temporary file first, up to
+//! [`crate::aws::Settings::max_s3_source`], and stored content-addressed like a project file.
 
 use crate::aws::{Aws, parse_s3_uri};
 use crate::error::{aws_err, provider_err};
@@ -13,9 +18,11 @@ use mlctl_core::{
     Capabilities, DataStore, DatasetRequest, DatasetVersion, ErrorKind, OpContext, ProviderError,
 };
 use mlctl_spec::DataFormat;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
 
 /// The [`DataStore`] of a SageMaker target.
 pub struct S3DataStore {
@@ -58,6 +65,134 @@ fn check_digest(digest: &str) -> Result<()> {
             "blob",
             format!("`{digest}` is not a blake3 digest (64 hex digits)"),
         ))
+    }
+}
+
+/// A dataset version as recorded on S3: the version, and the tags of the Dataset that
+/// registered it (its blobs are S3 objects, which take only 10 tags).
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredVersion {
+    #[serde(flatten)]
+    version: DatasetVersion,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    tags: BTreeMap<String, String>,
+}
+
+/// An `s3://` source read into a temporary file.
+struct Fetched {
+    bucket: String,
+    key: String,
+    size: u64,
+    file: tempfile::NamedTempFile,
+}
+
+/// S3 copies one object in one request up to 5 GiB; larger ones are uploaded in parts.
+const COPY_LIMIT: u64 = 5 << 30;
+
+impl S3DataStore {
+    /// Streams an `s3://` source object to a temporary file (never whole in memory), refusing
+    /// one larger than [`crate::aws::Settings::max_s3_source`].
+    async fn fetch_source(&self, req: &DatasetRequest, source: &str) -> Result<Fetched> {
+        let op = "register dataset";
+        let name = &req.name;
+        let (bucket, key) = parse_s3_uri(source)
+            .filter(|(_, k)| !k.is_empty() && !source.ends_with('/'))
+            .ok_or_else(|| {
+                provider_err(
+                    ErrorKind::Invalid,
+                    op,
+                    format!("dataset `{name}`: `{source}` names no object; point `source` at one CSV or Parquet object (s3://bucket/path/data.csv)"),
+                )
+            })?;
+        let out = match self
+            .aws
+            .s3
+            .get_object()
+            .bucket(&bucket)
+            .key(&key)
+            .send()
+            .await
+        {
+            Ok(o) => o,
+            Err(e)
+                if e.as_service_error().is_some_and(|se| se.is_no_such_key())
+                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) =>
+            {
+                return Err(provider_err(
+                    ErrorKind::NotFound,
+                    op,
+                    format!(
+                        "dataset `{name}`: {source} does not exist (a prefix of several files is not read: point `source` at one CSV or Parquet object)"
+                    ),
+                ));
+            }
+            Err(e) => return Err(aws_err("GetObject", e)),
+        };
+        let size = out.content_length().unwrap_or(0).max(0) as u64;
+        let cap = self.aws.settings.max_s3_source;
+        let too_big = |size: u64| {
+            provider_err(
+                ErrorKind::Invalid,
+                op,
+                format!(
+                    "dataset `{name}`: {source} is {}, more than the {} mlctl reads to check a dataset (digest, schema, split); raise MLCTL_SM_MAX_S3_SOURCE_MB, or register a smaller file",
+                    mib(size),
+                    mib(cap)
+                ),
+            )
+        };
+        if size > cap {
+            return Err(too_big(size));
+        }
+        let suffix = Path::new(&key)
+            .extension()
+            .map(|e| format!(".{}", e.to_string_lossy()))
+            .unwrap_or_default();
+        let file = tempfile::Builder::new()
+            .prefix("mlctl-s3-source-")
+            .suffix(&suffix)
+            .tempfile()
+            .map_err(|e| ProviderError::io("sagemaker", op, e))?;
+        let mut writer = tokio::fs::File::from_std(
+            file.reopen()
+                .map_err(|e| ProviderError::io("sagemaker", op, e))?,
+        );
+        let mut body = out.body;
+        let mut read = 0u64;
+        while let Some(chunk) = body.try_next().await.map_err(|e| {
+            provider_err(
+                ErrorKind::Transient,
+                "GetObject",
+                format!("reading {source}: {e}"),
+            )
+        })? {
+            read += chunk.len() as u64;
+            if read > cap {
+                return Err(too_big(read));
+            }
+            writer
+                .write_all(&chunk)
+                .await
+                .map_err(|e| ProviderError::io("sagemaker", op, e))?;
+        }
+        writer
+            .flush()
+            .await
+            .map_err(|e| ProviderError::io("sagemaker", op, e))?;
+        Ok(Fetched {
+            bucket,
+            key,
+            size: read,
+            file,
+        })
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+        b => format!("{b} bytes"),
     }
 }
 
@@ -173,6 +308,7 @@ impl DataStore for S3DataStore {
         Capabilities {
             fields: crate::support::field_rules(&self.aws.target),
             poll_interval: self.aws.settings.poll_interval,
+            notes: self.aws.features.notes(),
             ..Capabilities::default()
         }
     }
@@ -227,54 +363,7 @@ impl DataStore for S3DataStore {
                 ));
             }
         };
-        let columns_from_schema = || {
-            req.spec
-                .schema
-                .as_ref()
-                .map(|s| s.columns.iter().map(|c| c.name.clone()).collect())
-                .unwrap_or_default()
-        };
-        let version = if source.starts_with("s3://") {
-            // Recorded as is: the data stays where it is and SageMaker reads it from there.
-            let (bucket, key) = parse_s3_uri(&source).ok_or_else(|| {
-                provider_err(
-                    ErrorKind::Invalid,
-                    "register dataset",
-                    format!("`{source}` is not an s3:// URI"),
-                )
-            })?;
-            let etag = match self
-                .aws
-                .s3
-                .head_object()
-                .bucket(&bucket)
-                .key(&key)
-                .send()
-                .await
-            {
-                Ok(h) => h.e_tag().unwrap_or_default().trim_matches('"').to_string(),
-                // A prefix (a folder of files) has no object of its own.
-                Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
-                    String::new()
-                }
-                Err(e) => return Err(aws_err("HeadObject", e)),
-            };
-            let digest = req
-                .spec
-                .digest
-                .clone()
-                .unwrap_or_else(|| crate::names::hash(&[&source, &etag], 64));
-            DatasetVersion {
-                name: req.name.clone(),
-                fingerprint: req.fingerprint.clone(),
-                digest,
-                uri: source.clone(),
-                rows: 0,
-                columns: columns_from_schema(),
-                splits: Default::default(),
-                profile_uri: None,
-            }
-        } else if source.contains("://") {
+        if source.contains("://") && !source.starts_with("s3://") {
             return Err(provider_err(
                 ErrorKind::NotSupported,
                 "register dataset",
@@ -283,45 +372,75 @@ impl DataStore for S3DataStore {
                     req.name
                 ),
             ));
+        }
+        // An s3:// object is read (streamed to a temporary file) and checked exactly as a
+        // project file is; what is kept is a content-addressed copy, so the version never
+        // changes under a training job when the source object does.
+        let fetched = if source.starts_with("s3://") {
+            Some(self.fetch_source(req, &source).await?)
         } else {
-            let path: PathBuf = ctx.project_dir.join(&source);
-            let format = req
-                .spec
-                .format
-                .or_else(|| mlctl_ml::table::format_from_path(&path))
-                .unwrap_or(DataFormat::Csv);
-            let (p, r, src) = (path.clone(), req.clone(), source.clone());
-            let checked = tokio::task::spawn_blocking(move || check_local(&p, format, &r, &src))
-                .await
-                .map_err(|e| provider_err(ErrorKind::Other, "register dataset", e.to_string()))??;
-            let key = blob_key(&self.aws, &checked.digest);
-            if !self.aws.exists(&key).await? {
-                let content_type = if format == DataFormat::Csv {
-                    "text/csv"
-                } else {
-                    "application/octet-stream"
-                };
-                self.aws.upload_file(&path, &key, content_type).await?;
-            }
-            let profile = put_blob(&self.aws, checked.profile, "application/json").await?;
-            let mut splits = BTreeMap::new();
-            for (part, bytes) in checked.splits {
-                let digest = put_blob(&self.aws, bytes, "text/csv").await?;
-                splits.insert(part, self.aws.uri(&blob_key(&self.aws, &digest)));
-            }
-            DatasetVersion {
-                name: req.name.clone(),
-                fingerprint: req.fingerprint.clone(),
-                digest: checked.digest,
-                uri: self.aws.uri(&key),
-                rows: checked.rows,
-                columns: checked.columns,
-                splits,
-                profile_uri: Some(self.aws.uri(&blob_key(&self.aws, &profile))),
-            }
+            None
         };
-        self.aws.put_json(&record, &version).await?;
-        Ok(version)
+        let path: PathBuf = match &fetched {
+            Some(f) => f.file.path().to_path_buf(),
+            None => ctx.project_dir.join(&source),
+        };
+        let format = req
+            .spec
+            .format
+            .or_else(|| mlctl_ml::table::format_from_path(Path::new(&source)))
+            .unwrap_or(DataFormat::Csv);
+        let (p, r, src) = (path.clone(), req.clone(), source.clone());
+        let checked = tokio::task::spawn_blocking(move || check_local(&p, format, &r, &src))
+            .await
+            .map_err(|e| provider_err(ErrorKind::Other, "register dataset", e.to_string()))??;
+        let key = blob_key(&self.aws, &checked.digest);
+        if !self.aws.exists(&key).await? {
+            let content_type = if format == DataFormat::Csv {
+                "text/csv"
+            } else {
+                "application/octet-stream"
+            };
+            match &fetched {
+                Some(f) if f.size < COPY_LIMIT => {
+                    self.aws
+                        .s3
+                        .copy_object()
+                        .bucket(&self.aws.bucket)
+                        .key(&key)
+                        .copy_source(format!("{}/{}", f.bucket, f.key))
+                        .content_type(content_type)
+                        .send()
+                        .await
+                        .map_err(|e| aws_err("CopyObject", e))?;
+                }
+                _ => self.aws.upload_file(&path, &key, content_type).await?,
+            }
+        }
+        let profile = put_blob(&self.aws, checked.profile, "application/json").await?;
+        let mut splits = BTreeMap::new();
+        for (part, bytes) in checked.splits {
+            let digest = put_blob(&self.aws, bytes, "text/csv").await?;
+            splits.insert(part, self.aws.uri(&blob_key(&self.aws, &digest)));
+        }
+        let version = DatasetVersion {
+            name: req.name.clone(),
+            fingerprint: req.fingerprint.clone(),
+            digest: checked.digest,
+            uri: self.aws.uri(&key),
+            rows: checked.rows,
+            columns: checked.columns,
+            splits,
+            profile_uri: Some(self.aws.uri(&blob_key(&self.aws, &profile))),
+        };
+        // S3 objects take only 10 tags: the Dataset's tags (mlctl's and its labels) are kept
+        // with the version instead.
+        let stored = StoredVersion {
+            version,
+            tags: req.tags.to_map(),
+        };
+        self.aws.put_json(&record, &stored).await?;
+        Ok(stored.version)
     }
 
     async fn delete_dataset(&self, ctx: &OpContext, name: &str) -> Result<()> {

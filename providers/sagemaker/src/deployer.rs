@@ -13,15 +13,16 @@
 //! | canary | `CANARY`, `percent` of capacity (default 10), baking `bakeTime` (default 10m) |
 //! | blue-green | `LINEAR`, 50% of capacity per step, `bakeTime` between steps (default 5m) |
 //!
-//! `rollback.alarms` become the `AutoRollbackConfiguration`. SageMaker watches CloudWatch
-//! alarms only: `maxErrorRate` / `maxP99LatencyMs` need an alarm named in `alarms`.
+//! SageMaker rolls back on CloudWatch alarms only: `maxErrorRate` / `maxP99LatencyMs` become
+//! alarms mlctl creates on the new variant (see `alarms`), named in the
+//! `AutoRollbackConfiguration` with the user's `rollback.alarms`.
 //!
 //! # Guarantees
 //! After every rollout, [`Deployer::poll`] reads the endpoint back: when SageMaker finished
 //! with a config other than the one applied (an automatic rollback, which SageMaker does
 //! silently), the rollout is reported as [`DeployState::RolledBack`] with the config in service.
 
-use crate::aws::{Aws, sm_tags};
+use crate::aws::{Aws, sm_tags, tag_pairs};
 use crate::error::{aws_err, is_not_found, provider_err};
 use crate::names;
 use async_trait::async_trait;
@@ -42,7 +43,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const DEFAULT_INSTANCE: &str = "ml.m5.large";
 /// SageMaker's longest baking period.
 const MAX_WAIT: u64 = 3600;
 
@@ -58,6 +58,8 @@ struct ConfigPlan {
     model: String,
     instances: i32,
     instance_type: String,
+    /// `VolumeSizeInGB` (`compute.overrides.sagemaker.volumeSizeGb`); `None`: SageMaker's default.
+    volume_gb: Option<i32>,
     capture: Option<(i32, String)>,
 }
 
@@ -68,16 +70,18 @@ impl ConfigPlan {
             .as_ref()
             .map(|(p, d)| format!("{p}:{d}"))
             .unwrap_or_default();
-        let hash = names::hash(
-            &[
-                &self.variant,
-                &self.model,
-                &self.instances.to_string(),
-                &self.instance_type,
-                &capture,
-            ],
-            12,
-        );
+        let instances = self.instances.to_string();
+        let volume = self.volume_gb.map(|v| v.to_string());
+        let mut parts: Vec<&str> = vec![
+            &self.variant,
+            &self.model,
+            &instances,
+            &self.instance_type,
+            &capture,
+        ];
+        // Only when set, so configs written before volumes were set keep their names.
+        parts.extend(volume.as_deref());
+        let hash = names::hash(&parts, 12);
         format!("{family}-c{hash}")
     }
 }
@@ -125,8 +129,12 @@ fn secs(s: Option<&str>, default: u64) -> Result<u64> {
     }
 }
 
-/// SageMaker's deployment config for a strategy.
-pub(crate) fn deployment_config(strategy: Option<&Strategy>) -> Result<DeploymentConfig> {
+/// SageMaker's deployment config for a strategy: its traffic routing, and a rollback on the
+/// user's `rollback.alarms` and mlctl's own `alarms` (made from the thresholds).
+pub(crate) fn deployment_config(
+    strategy: Option<&Strategy>,
+    alarms: &[String],
+) -> Result<DeploymentConfig> {
     let ty = strategy.map(|s| s.ty).unwrap_or(StrategyType::AllAtOnce);
     let bake = strategy.and_then(|s| s.bake_time.as_deref());
     let routing = match ty {
@@ -161,13 +169,12 @@ pub(crate) fn deployment_config(strategy: Option<&Strategy>) -> Result<Deploymen
         .build();
     let alarms: Vec<Alarm> = strategy
         .and_then(|s| s.rollback.as_ref())
-        .map(|r| {
-            r.alarms
-                .iter()
-                .map(|a| Alarm::builder().alarm_name(a).build())
-                .collect()
-        })
-        .unwrap_or_default();
+        .map(|r| r.alarms.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .chain(alarms)
+        .map(|a| Alarm::builder().alarm_name(a).build())
+        .collect();
     let mut config = DeploymentConfig::builder().blue_green_update_policy(policy);
     if !alarms.is_empty() {
         config = config.auto_rollback_configuration(
@@ -398,6 +405,7 @@ impl SageMakerDeployer {
                 plan.instance_type.as_str(),
             ))
             .initial_variant_weight(1.0)
+            .set_volume_size_in_gb(plan.volume_gb)
             .build();
         let capture = plan.capture.as_ref().map(|(percent, dest)| {
             DataCaptureConfig::builder()
@@ -486,15 +494,17 @@ impl SageMakerDeployer {
         Ok(())
     }
 
-    /// Points a live endpoint at another config with the strategy's guardrails.
+    /// Points a live endpoint at another config with the strategy's guardrails; `alarms` are
+    /// mlctl's own, watched with the strategy's.
     async fn update(
         &self,
         endpoint: &str,
         config: &str,
         strategy: Option<&Strategy>,
+        alarms: &[String],
         tags: &[Tag],
     ) -> Result<()> {
-        if !self.aws.settings.features.update_endpoint {
+        if !self.aws.features.update_endpoint {
             // The emulator has no UpdateEndpoint: replace the endpoint instead.
             self.delete_and_wait(endpoint).await?;
             return self.create_endpoint(endpoint, config, tags).await;
@@ -504,7 +514,7 @@ impl SageMakerDeployer {
             .update_endpoint()
             .endpoint_name(endpoint)
             .endpoint_config_name(config)
-            .deployment_config(deployment_config(strategy)?)
+            .deployment_config(deployment_config(strategy, alarms)?)
             .send()
             .await
             .map_err(|e| aws_err("UpdateEndpoint", e))?;
@@ -644,6 +654,7 @@ impl Deployer for SageMakerDeployer {
             fields: crate::support::field_rules(&self.aws.target),
             strategies: StrategyType::ALL.to_vec(),
             poll_interval: self.aws.settings.poll_interval,
+            notes: self.aws.features.notes(),
             ..Capabilities::default()
         }
     }
@@ -659,26 +670,26 @@ impl Deployer for SageMakerDeployer {
                 ),
             ));
         }
-        if req.spec.auth.is_some() {
-            tracing::warn!(endpoint = %req.name, "`auth` is not applied on sagemaker: SageMaker endpoints are called with AWS SigV4 credentials (IAM)");
-        }
-        if let Some(rb) = req.spec.strategy.as_ref().and_then(|s| s.rollback.as_ref())
-            && (rb.max_error_rate.is_some() || rb.max_p99_latency_ms.is_some())
-            && rb.alarms.is_empty()
-        {
-            tracing::warn!(endpoint = %req.name, "SageMaker rolls back on CloudWatch alarms only: name alarms in `strategy.rollback.alarms` to watch maxErrorRate / maxP99LatencyMs");
-        }
         let endpoint = names::resource(&ctx.project, &req.name);
         let tags = Self::tags_for(&req.tags, &req.model.model, req.model.version);
         let model = self.ensure_model(ctx, &endpoint, &req.model, &tags).await?;
-        let instance_type = req
+        let sm = req
             .spec
             .compute
             .as_ref()
             .and_then(|c| c.overrides.as_ref())
-            .and_then(|o| o.sagemaker.as_ref())
-            .and_then(|s| s.instance_type.clone())
-            .unwrap_or_else(|| DEFAULT_INSTANCE.to_string());
+            .and_then(|o| o.sagemaker.as_ref());
+        let instance_type = crate::instances::endpoint_instance(req.spec.compute.as_ref())
+            .map_err(|m| {
+                provider_err(
+                    ErrorKind::Invalid,
+                    "CreateEndpointConfig",
+                    format!("endpoint `{}`: {m}", req.name),
+                )
+            })?;
+        let volume_gb = sm
+            .and_then(|s| s.volume_size_gb)
+            .map(|v| v.clamp(1, i32::MAX as u32) as i32);
         let capture = match &req.spec.capture {
             Some(c) => {
                 let dest = match &c.destination {
@@ -703,9 +714,23 @@ impl Deployer for SageMakerDeployer {
             model,
             instances: req.spec.instances.unwrap_or(1).clamp(1, i32::MAX as i64) as i32,
             instance_type,
+            volume_gb,
             capture,
         };
         let config = self.ensure_config(&endpoint, &plan, &tags).await?;
+        // The thresholds' alarms exist (and only those) before a rollout names them.
+        let rollback = req.spec.strategy.as_ref().and_then(|s| s.rollback.as_ref());
+        let alarms = crate::alarms::wanted(&endpoint, &plan.variant, rollback);
+        let version = req.model.version.to_string();
+        let alarm_tags = tag_pairs(
+            &req.tags,
+            &[
+                ("mlctl:model", &req.model.model),
+                ("mlctl:version", &version),
+            ],
+        );
+        crate::alarms::apply(&self.aws, &endpoint, &plan.variant, &alarms, &alarm_tags).await?;
+        let alarm_names: Vec<String> = alarms.into_iter().map(|a| a.name).collect();
         match self.describe(&endpoint).await? {
             None => self.create_endpoint(&endpoint, &config, &tags).await?,
             Some(d) => {
@@ -732,10 +757,16 @@ impl Deployer for SageMakerDeployer {
                             .await?;
                     }
                 } else if matches!(status, Some(SmStatus::InService | SmStatus::OutOfService)) {
-                    self.update(&endpoint, &config, req.spec.strategy.as_ref(), &tags)
-                        .await?;
+                    self.update(
+                        &endpoint,
+                        &config,
+                        req.spec.strategy.as_ref(),
+                        &alarm_names,
+                        &tags,
+                    )
+                    .await?;
                     if let Some(arn) = d.endpoint_arn()
-                        && self.aws.settings.features.update_endpoint
+                        && self.aws.features.update_endpoint
                     {
                         self.tag(arn, &tags).await?;
                     }
@@ -886,7 +917,8 @@ impl Deployer for SageMakerDeployer {
                 instance_type: first
                     .and_then(|v| v.instance_type())
                     .map(|t| t.as_str().to_string())
-                    .unwrap_or_else(|| DEFAULT_INSTANCE.into()),
+                    .unwrap_or_else(|| crate::instances::DEFAULT_ENDPOINT.into()),
+                volume_gb: first.and_then(|v| v.volume_size_in_gb()),
                 capture: c
                     .data_capture_config()
                     .filter(|d| d.enable_capture() == Some(true))
@@ -899,8 +931,8 @@ impl Deployer for SageMakerDeployer {
             };
             let config = self.ensure_config(&endpoint, &plan, &tags).await?;
             if config != live {
-                self.update(&endpoint, &config, None, &tags).await?;
-                if self.aws.settings.features.update_endpoint
+                self.update(&endpoint, &config, None, &[], &tags).await?;
+                if self.aws.features.update_endpoint
                     && let Some(arn) = d.endpoint_arn()
                 {
                     self.tag(arn, &tags).await?;
@@ -947,6 +979,7 @@ impl Deployer for SageMakerDeployer {
             Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(aws_err("DeleteEndpoint", e)),
         }
+        crate::alarms::delete_all(&self.aws, &endpoint).await?;
         let fam = family(&endpoint);
         let configs: Vec<String> = self
             .aws
@@ -1017,6 +1050,7 @@ mod tests {
             model: "m".into(),
             instances: 1,
             instance_type: "ml.m5.large".into(),
+            volume_gb: None,
             capture: None,
         };
         let config = plan.name(&fam);
@@ -1041,7 +1075,11 @@ mod tests {
                 alarms: vec!["p99-high".into()],
             }),
         };
-        let c = deployment_config(Some(&canary)).unwrap();
+        let c = deployment_config(
+            Some(&canary),
+            &["iris-iris-v2-mlctl-error-rate".to_string()],
+        )
+        .unwrap();
         let r = c
             .blue_green_update_policy()
             .and_then(|p| p.traffic_routing_configuration())
@@ -1049,11 +1087,15 @@ mod tests {
         assert_eq!(r.r#type(), Some(&TrafficRoutingConfigType::Canary));
         assert_eq!(r.canary_size().map(|s| s.value()), Some(Some(10)));
         assert_eq!(r.wait_interval_in_seconds(), Some(30));
-        assert_eq!(
-            c.auto_rollback_configuration().unwrap().alarms()[0].alarm_name(),
-            Some("p99-high")
-        );
-        let c = deployment_config(None).unwrap();
+        let alarms: Vec<_> = c
+            .auto_rollback_configuration()
+            .unwrap()
+            .alarms()
+            .iter()
+            .map(|a| a.alarm_name().unwrap_or_default())
+            .collect();
+        assert_eq!(alarms, ["p99-high", "iris-iris-v2-mlctl-error-rate"]);
+        let c = deployment_config(None, &[]).unwrap();
         let r = c
             .blue_green_update_policy()
             .and_then(|p| p.traffic_routing_configuration())
@@ -1066,7 +1108,7 @@ mod tests {
             bake_time: Some("2h".into()),
             rollback: None,
         };
-        let c = deployment_config(Some(&bg)).unwrap();
+        let c = deployment_config(Some(&bg), &[]).unwrap();
         let r = c
             .blue_green_update_policy()
             .and_then(|p| p.traffic_routing_configuration())

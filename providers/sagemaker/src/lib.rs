@@ -8,8 +8,9 @@
 //! ```
 //!
 //! Credentials come from the standard AWS chain (environment, profile, SSO, container and
-//! instance roles); they are never logged or printed. `endpointUrl` in the target points both
-//! S3 (path-style) and SageMaker at an emulator or a VPC endpoint.
+//! instance roles); they are never logged or printed. `endpointUrl` in the target points S3
+//! (path-style), SageMaker and CloudWatch at an emulator or a VPC endpoint; `emulator: moto`
+//! says it is moto, whose gaps the provider then works around (see [`Features`]).
 //!
 //! Where things live under `s3://bucket/prefix/`:
 //!
@@ -19,7 +20,7 @@
 //! | `.mlctl/state/<project>/<Kind>/<name>.json` | observed record of a resource |
 //! | `.mlctl/state/<project>/history/<Kind>/<name>/<time>-<n>.json` | its history |
 //! | `.mlctl/lock/<project>.json` | the apply lock (conditional put) |
-//! | `.mlctl/datasets/<project>/<name>/<fingerprint>.json` | dataset versions |
+//! | `.mlctl/datasets/<project>/<name>/<fingerprint>.json` | dataset versions, with the Dataset's tags |
 //! | `.mlctl/registry/<project>/<model>/...` | metrics files and stage history of model versions |
 //! | `.mlctl/monitors/<project>/<name>.json` | monitor configurations |
 //! | `artifacts/<job>/...` | training output (SageMaker writes `model.tar.gz` there) |
@@ -29,11 +30,14 @@
 //! The AWS SDK crates are used here and nowhere else in the workspace; the rest of mlctl sees
 //! only the component traits of `mlctl-core`.
 
+mod alarms;
 mod aws;
+mod builtins;
 mod data;
 mod deployer;
 mod error;
 mod images;
+mod instances;
 mod monitor;
 mod names;
 mod registry;
@@ -41,6 +45,7 @@ mod state;
 mod store;
 mod support;
 mod trainer;
+mod tuning;
 
 #[cfg(test)]
 mod tests;
@@ -67,7 +72,8 @@ pub use aws_sdk_s3::config::Credentials;
 pub struct Options {
     /// Credentials to use instead of the standard AWS chain.
     pub credentials: Option<Credentials>,
-    /// Runtime knobs (retries, poll interval, emulator gaps); default [`Settings::from_env`].
+    /// Runtime knobs (retries, poll interval, the s3:// source cap); default
+    /// [`Settings::from_env`]. What the service implements comes from the target's `emulator`.
     pub settings: Option<Settings>,
 }
 
@@ -85,7 +91,7 @@ pub async fn stack(cfg: &ProviderConfig) -> Result<Stack, ProviderError> {
 /// See [`stack`].
 pub async fn stack_with(cfg: &ProviderConfig, options: Options) -> Result<Stack, ProviderError> {
     let aws = Arc::new(Aws::connect(cfg, options).await?);
-    if aws.settings.features.create_bucket {
+    if aws.features.create_bucket {
         aws.ensure_bucket().await?;
     }
     Ok(Stack {

@@ -250,6 +250,7 @@ impl MonitorSink for SageMakerMonitorSink {
         Capabilities {
             fields: crate::support::field_rules(&self.aws.target),
             poll_interval: self.aws.settings.poll_interval,
+            notes: self.aws.features.notes(),
             ..Capabilities::default()
         }
     }
@@ -268,7 +269,7 @@ impl MonitorSink for SageMakerMonitorSink {
             )
         })?;
         let schedule_name = names::resource(&ctx.project, &req.name);
-        let created = if self.aws.settings.features.monitoring_schedules {
+        let created = if self.aws.features.monitoring_schedules {
             self.schedule(ctx, req, &schedule_name, &expression).await?;
             Some(schedule_name)
         } else {
@@ -365,7 +366,7 @@ impl MonitorSink for SageMakerMonitorSink {
     }
 
     async fn remove(&self, ctx: &OpContext, name: &str) -> Result<()> {
-        if self.aws.settings.features.monitoring_schedules {
+        if self.aws.features.monitoring_schedules {
             let schedule_name = names::resource(&ctx.project, name);
             match self
                 .aws

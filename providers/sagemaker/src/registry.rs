@@ -371,6 +371,7 @@ impl Registry for SageMakerRegistry {
             fields: crate::support::field_rules(&self.aws.target),
             stage_history: true,
             poll_interval: self.aws.settings.poll_interval,
+            notes: self.aws.features.notes(),
             ..Capabilities::default()
         }
     }
@@ -550,7 +551,7 @@ impl Registry for SageMakerRegistry {
 
     async fn delete_model(&self, ctx: &OpContext, model: &str) -> Result<()> {
         let packages = self.packages(&ctx.project, model).await?;
-        if self.aws.settings.features.delete_model_packages {
+        if self.aws.features.delete_model_packages {
             for p in &packages {
                 match self
                     .aws

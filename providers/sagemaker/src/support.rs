@@ -2,81 +2,361 @@
 //! Every component declares from this one table; what SageMaker cannot do is refused here, at
 //! plan time, instead of failing (or being dropped) in the middle of an apply.
 
+use crate::builtins::Family;
 use mlctl_core::support::{FieldRules, Refusal, Support, number, source_schemes};
-use mlctl_spec::{Kind, Resource, SagemakerTarget};
+use mlctl_spec::{
+    Algorithm, Kind, Node, Resource, SagemakerTarget, Spec, TrainingJobSpec, TuningStrategy,
+};
 
 /// Longest wait SageMaker allows between the steps of a rollout (`WaitIntervalInSeconds`).
 pub(crate) const MAX_BAKE_SECS: u64 = 3600;
 
-fn remote_source(r: &Resource) -> bool {
-    r.as_dataset()
-        .and_then(|d| d.source.as_deref())
-        .is_some_and(|s| s.starts_with("s3://"))
-}
-
-/// Honoured for project files, which mlctl reads, checks and splits before uploading; refused
-/// for s3:// sources, which this target passes to SageMaker as they are.
-fn read_locally(what: &'static str) -> Support {
+/// `compute.cpu`, `memory` and `gpu` (`field`) of a training job or an endpoint: they choose
+/// the instance type, or must be provided by the one named (see `instances`).
+fn compute_by_instance_type(use_: crate::instances::Use, field: &'static str) -> Support {
     Support::check(
-        format!(
-            "honoured for project files; refused for s3:// sources, which are not read ({what})"
-        ),
+        "honoured: without `compute.overrides.sagemaker.instanceType`, the job or endpoint runs on the smallest ml.* instance type in mlctl's table (c5, m5, r5; g4dn and p3 only when gpu > 0) with at least the cpu, memory and gpu asked: fewest vCPUs, then least memory; refused when none has them. With a named type: honoured when it provides them, refused when the table lists it with less, and taken as provided for a type the table does not list",
         move |_, r, _| {
-            remote_source(r).then(|| {
-                Refusal::new(
-                    format!("the sagemaker target passes an s3:// source to SageMaker without reading it, so it cannot apply `{what}`"),
-                    "copy the data into the project (mlctl uploads it), or remove the setting for this dataset",
-                )
-            })
-        },
-    )
-}
-
-fn compute_by_instance_type() -> Support {
-    Support::check(
-        "honoured when `compute.overrides.sagemaker.instanceType` names the instance that provides it; refused otherwise",
-        |_, r, _| {
             let compute = r
                 .as_training_job()
                 .and_then(|t| t.compute.as_ref())
-                .or_else(|| r.as_endpoint().and_then(|e| e.compute.as_ref()));
-            let named = compute
-                .and_then(|c| c.overrides.as_ref())
-                .and_then(|o| o.sagemaker.as_ref())
-                .is_some_and(|s| s.instance_type.is_some());
-            (!named).then(|| {
-                Refusal::new(
-                    "SageMaker provides resources by instance type, and this target does not choose one from cpu, memory or gpu",
-                    "name the instance type in `compute.overrides.sagemaker.instanceType` (e.g. `ml.m5.xlarge`)",
-                )
-            })
+                .or_else(|| r.as_endpoint().and_then(|e| e.compute.as_ref()))?;
+            // Each refusal once: at the first field written when nothing fits, at each field
+            // the named instance lacks.
+            let u = crate::instances::refusal(Some(compute), use_)?;
+            u.fields
+                .contains(&field)
+                .then(|| Refusal::new(u.why, u.instead))
         },
     )
+}
+
+/// A TrainingJob's built-in algorithm, when SageMaker runs it as one of its own.
+fn builtin(t: &TrainingJobSpec) -> Option<(Algorithm, Family)> {
+    let a = t.algorithm?;
+    Some((a, Family::of(a)?))
+}
+
+/// "a, b and c" (at most `max`, then "...").
+fn listed(items: &[String], max: usize) -> String {
+    let mut shown: Vec<String> = items.iter().take(max).map(|i| format!("`{i}`")).collect();
+    if items.len() > max {
+        shown.push("...".into());
+    }
+    shown.join(", ")
+}
+
+fn hyperparameter_refusal(r: &Resource) -> Option<Refusal> {
+    let t = r.as_training_job()?;
+    let (a, family) = builtin(t)?;
+    let bad = crate::builtins::hyperparameter_refusals(a, &t.hyperparameters);
+    if bad.is_empty() {
+        return None;
+    }
+    let mut instead: Vec<String> = Vec::new();
+    for (_, i) in &bad {
+        if !instead.contains(i) {
+            instead.push(i.clone());
+        }
+    }
+    Some(Refusal::new(
+        format!(
+            "SageMaker's {} cannot take {}: {}",
+            family.name(),
+            if bad.len() == 1 {
+                "this hyperparameter"
+            } else {
+                "these hyperparameters"
+            },
+            bad.iter()
+                .map(|(w, _)| w.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        instead.join("; "),
+    ))
+}
+
+fn grid_larger_than_max_trials(r: &Resource) -> Option<Refusal> {
+    let tuning = r.as_training_job()?.tuning.as_ref()?;
+    if tuning.strategy != TuningStrategy::Grid {
+        return None;
+    }
+    let max = tuning.max_trials?;
+    // A parameter that cannot be expanded is refused at that parameter.
+    let size = crate::tuning::grid_size(tuning).ok()?;
+    (size > max as usize).then(|| {
+        Refusal::new(
+            format!(
+                "SageMaker's grid search runs every combination: {size} trials here, more than `maxTrials: {max}`"
+            ),
+            format!(
+                "raise `maxTrials` to {size}, search fewer values, or use `strategy: random` or `bayesian` to sample {max} of them"
+            ),
+        )
+    })
+}
+
+fn objective_refusal(spec: &Spec, r: &Resource) -> Option<Refusal> {
+    let t = r.as_training_job()?;
+    let objective = &t.tuning.as_ref()?.objective;
+    let metric = objective.metric.as_str();
+    let Some((a, family)) = builtin(t) else {
+        if t.algorithm.is_some() {
+            return None; // refused at `algorithm`
+        }
+        let names: Vec<String> = t.metrics.iter().map(|m| m.name.clone()).collect();
+        return (!names.iter().any(|n| n == metric)).then(|| {
+            Refusal::new(
+                format!(
+                    "in script mode SageMaker reads the objective from the job's log with one of its `metrics`, and `{metric}` is not one of them{}",
+                    if names.is_empty() { String::new() } else { format!(" ({})", listed(&names, 8)) }
+                ),
+                format!("add `{{name: {metric}, regex: ...}}` to the TrainingJob's `metrics`, or optimise one it has"),
+            )
+        });
+    };
+    let shapes = crate::builtins::plan_shapes(spec, r, a);
+    if shapes.iter().any(|s| {
+        crate::builtins::objective(a, *s, metric, objective.goal, &t.hyperparameters).is_some()
+    }) {
+        return None;
+    }
+    let mut can: Vec<String> = Vec::new();
+    for s in &shapes {
+        for o in crate::builtins::objectives(a, *s, &t.hyperparameters) {
+            if !can.contains(&o) {
+                can.push(o);
+            }
+        }
+    }
+    Some(Refusal::new(
+        format!(
+            "SageMaker's {} cannot optimise `{metric}` for this job; it optimises {}",
+            family.name(),
+            listed(&can, 12)
+        ),
+        "optimise one of those",
+    ))
+}
+
+/// The searched parameter a node of `r` belongs to: its name, the key of the node in it
+/// (`min`, `step`, ...) and whether it is the parameter's first field (where refusals about
+/// the whole parameter point, so each is reported once).
+fn search_param<'a>(r: &'a Resource, node: &Node) -> Option<(&'a str, &'a str, bool)> {
+    let space = r.node.get("spec")?.get("tuning")?.get("searchSpace")?;
+    for (name, param) in space.as_map()? {
+        for (i, (k, v)) in param.as_map().unwrap_or_default().iter().enumerate() {
+            if std::ptr::eq(v, node) {
+                return Some((name.as_str()?, k.as_str()?, i == 0));
+            }
+        }
+    }
+    None
+}
+
+fn search_param_refusal(r: &Resource, node: &Node) -> Option<Refusal> {
+    let t = r.as_training_job()?;
+    let tuning = t.tuning.as_ref()?;
+    let (name, key, first) = search_param(r, node)?;
+    let p = tuning.search_space.get(name)?;
+    if first
+        && let Some((a, _)) = builtin(t)
+        && let Err((why, instead)) = crate::builtins::resolve(a, name)
+    {
+        return Some(Refusal::new(
+            format!("searched hyperparameter {why}"),
+            instead,
+        ));
+    }
+    let grid = tuning.strategy == TuningStrategy::Grid;
+    let values = match crate::tuning::expanded(name, p, grid) {
+        Ok(v) => v,
+        Err(e) => {
+            return first.then(|| {
+                Refusal::new(
+                    format!("`{name}` cannot be searched: {e}"),
+                    "give `step` or `values` (grid search takes lists only), or fix the range",
+                )
+            });
+        }
+    }?;
+    let n = values.len();
+    let at = if p.values.is_some() {
+        key == "values"
+    } else if p.step.is_some() {
+        key == "step"
+    } else {
+        first
+    };
+    (n > crate::tuning::MAX_VALUES && at).then(|| {
+        let how = if p.values.is_some() {
+            "lists"
+        } else {
+            "searches a stepped range as the list of its values, and"
+        };
+        Refusal::new(
+            format!(
+                "SageMaker {how} takes at most {} values per parameter; `{name}` has {n}",
+                crate::tuning::MAX_VALUES
+            ),
+            if p.values.is_some() {
+                "list at most 30 values".to_string()
+            } else if grid {
+                "use a larger `step` (at most 30 values)".to_string()
+            } else {
+                "use a larger `step` (at most 30 values), or remove `step` to search the range continuously".to_string()
+            },
+        )
+    })
+}
+
+fn gate_refusal(spec: &Spec, r: &Resource, node: &Node) -> Option<Refusal> {
+    let metric = node.as_str()?;
+    let from = &r.as_model()?.from;
+    let job = spec.find(Kind::TrainingJob, from)?;
+    let t = job.as_training_job()?;
+    let (reports, how) = match builtin(t) {
+        Some((a, family)) => {
+            let mut all: Vec<String> = Vec::new();
+            for s in crate::builtins::plan_shapes(spec, job, a) {
+                for m in crate::builtins::gate_metrics(a, s, &t.hyperparameters) {
+                    if !all.contains(&m) {
+                        all.push(m);
+                    }
+                }
+            }
+            (
+                all,
+                format!("trains with SageMaker's {}, which reports", family.name()),
+            )
+        }
+        None if t.algorithm.is_some() => return None,
+        None => {
+            let raw: Vec<(String, f64)> = t.metrics.iter().map(|m| (m.name.clone(), 0.0)).collect();
+            (
+                crate::trainer::normalize_metrics(&raw)
+                    .into_keys()
+                    .collect(),
+                "runs in script mode and reports only its `metrics`:".to_string(),
+            )
+        }
+    };
+    if reports.iter().any(|m| m == metric) {
+        return None;
+    }
+    // Plain names first: they are what people gate on.
+    let mut shown = reports.clone();
+    shown.sort_by_key(|m| (m.contains(':'), m.clone()));
+    Some(Refusal::new(
+        format!(
+            "TrainingJob `{from}` {how} {}, not `{metric}`, so this gate could never pass",
+            if shown.is_empty() {
+                "nothing".to_string()
+            } else {
+                listed(&shown, 12)
+            }
+        ),
+        if builtin(t).is_some() {
+            format!(
+                "gate on one of those, or train in script mode and report `{metric}` in `metrics`"
+            )
+        } else {
+            format!("add `{metric}` to the TrainingJob's `metrics`, or gate on one it reports")
+        },
+    ))
+}
+
+/// SageMaker's tag rules for the labels a resource gets (the project's and its own).
+fn label_refusal(spec: &Spec, r: &Resource) -> Option<Refusal> {
+    let mut labels = spec.project.labels.clone();
+    labels.extend(r.metadata.labels.clone());
+    let allowed = |c: char| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c);
+    let mut problems = Vec::new();
+    for (k, v) in &labels {
+        if k.is_empty() || k.chars().count() > 128 {
+            problems.push(format!(
+                "key `{k}` has {} characters (1 to 128)",
+                k.chars().count()
+            ));
+        }
+        if v.chars().count() > 256 {
+            problems.push(format!(
+                "the value of `{k}` has {} characters (at most 256)",
+                v.chars().count()
+            ));
+        }
+        if let Some(c) = k.chars().find(|c| !allowed(*c)) {
+            problems.push(format!("key `{k}` has `{c}`"));
+        }
+        if let Some(c) = v.chars().find(|c| !allowed(*c)) {
+            problems.push(format!("the value of `{k}` has `{c}`"));
+        }
+        if k.to_ascii_lowercase().starts_with("aws:") {
+            problems.push(format!(
+                "key `{k}` starts with `aws:`, which AWS keeps for itself"
+            ));
+        }
+    }
+    let own = crate::aws::own_tags(r.id.kind);
+    if own > 0 && labels.len() + own > crate::aws::MAX_TAGS {
+        problems.push(format!(
+            "{} labels and mlctl's {own} tags make {} tags, and AWS allows {} per resource",
+            labels.len(),
+            labels.len() + own,
+            crate::aws::MAX_TAGS
+        ));
+    }
+    (!problems.is_empty()).then(|| {
+        Refusal::new(
+            format!("these labels are not valid AWS tags: {}", problems.join("; ")),
+            format!(
+                "use keys of up to 128 and values of up to 256 letters, digits, spaces and _ . : / = + - @, no `aws:` prefix, and at most {} labels (the project's included)",
+                crate::aws::MAX_TAGS - own.max(6)
+            ),
+        )
+    })
 }
 
 /// A SageMaker target's declarations for every kind.
 pub fn field_rules(_target: &SagemakerTarget) -> FieldRules {
     let mut r = FieldRules::new();
     for kind in Kind::ALL {
+        let note = if kind == Kind::Dataset {
+            "recorded with the dataset version on S3 (S3 objects take only 10 tags); SageMaker's tag rules apply, so the same labels work on every kind"
+        } else {
+            "AWS tags on everything the resource creates (jobs, model package groups and packages, models, endpoint configs, endpoints, alarms, schedules) and in its records on S3; refused when they break SageMaker's tag rules (keys up to 128 characters, values up to 256, letters, digits, spaces and _ . : / = + - @, no `aws:` prefix, 50 tags with mlctl's own)"
+        };
         r = r.with(
             &format!("{kind}.metadata.labels"),
-            Support::honoured_as("AWS tags on what the resource creates (jobs, model packages, endpoints, schedules) and in its records on S3"),
+            Support::check(note, |spec, r, _| label_refusal(spec, r)),
         );
     }
     r = r
         .with(
             "Dataset.spec.source",
-            source_schemes(
-                "sagemaker",
-                &["", "s3"],
-                "copy the data into the project or to s3://",
+            Support::check(
+                "honoured for project files and s3:// objects (read and checked alike, up to 2 GiB: MLCTL_SM_MAX_S3_SOURCE_MB); other sources refused",
+                {
+                    let schemes = source_schemes(
+                        "sagemaker",
+                        &["", "s3"],
+                        "copy the data into the project or to s3://",
+                    );
+                    move |spec, r, node| schemes.refuse(spec, r, node)
+                },
             ),
         )
-        .with("Dataset.spec.format", read_locally("format"))
-        .with("Dataset.spec.digest", read_locally("digest"))
-        .with("Dataset.spec.target", read_locally("target"))
-        .with_all("Dataset.spec.schema", read_locally("schema"))
-        .with_all("Dataset.spec.split", read_locally("split"))
+        // An s3:// object is read and checked like a project file (up to
+        // MLCTL_SM_MAX_S3_SOURCE_MB, 2 GiB by default).
+        .with("Dataset.spec.format", Support::Honoured)
+        .with(
+            "Dataset.spec.digest",
+            Support::honoured_as("the blake3 of the data, a project file or an s3:// object alike"),
+        )
+        .with("Dataset.spec.target", Support::Honoured)
+        .with_all("Dataset.spec.schema", Support::Honoured)
+        .with_all("Dataset.spec.split", Support::Honoured)
         .with_all(
             "Dataset.spec.transform",
             Support::refused(
@@ -98,34 +378,48 @@ pub fn field_rules(_target: &SagemakerTarget) -> FieldRules {
         .with("TrainingJob.spec.command", Support::Honoured)
         .with("TrainingJob.spec.code", Support::Honoured)
         .with("TrainingJob.spec.image", Support::Honoured)
-        .with("TrainingJob.spec.hyperparameters", Support::Honoured)
+        .with(
+            "TrainingJob.spec.hyperparameters",
+            Support::check(
+                "honoured: script mode gets them as written; a built-in's mlctl names become SageMaker's (C -> wd, n_estimators -> num_round, fit_intercept -> use_bias, ...) and SageMaker's own names pass through; a name SageMaker's algorithm has no equivalent for is refused",
+                |_, r, _| hyperparameter_refusal(r),
+            ),
+        )
         .with_all("TrainingJob.spec.metrics", Support::honoured_as("SageMaker MetricDefinitions"))
         .with(
             "TrainingJob.spec.tuning.strategy",
-            Support::honoured_as("a HyperParameterTuningJob: grid, random and bayesian as named, halving as Hyperband"),
+            Support::check(
+                "a HyperParameterTuningJob: grid, random and bayesian as named, halving as Hyperband; a grid larger than `maxTrials` is refused (SageMaker's grid search runs every combination)",
+                |_, r, _| grid_larger_than_max_trials(r),
+            ),
+        )
+        .with(
+            "TrainingJob.spec.tuning.objective.metric",
+            Support::check(
+                "honoured: in script mode one of the job's `metrics`; for a built-in, a metric SageMaker's algorithm optimises (accuracy, f1, f1_macro, rmse, ... mapped to its own names, or those names themselves); refused otherwise",
+                |spec, r, _| objective_refusal(spec, r),
+            ),
+        )
+        .with_all(
+            "TrainingJob.spec.tuning.searchSpace",
+            Support::check(
+                "honoured: a stepped range (`step`, and every range in grid search) is searched as the list of its values, at most 30; a built-in's mlctl names become SageMaker's; refused otherwise",
+                |_, r, node| search_param_refusal(r, node),
+            ),
         )
         .with_all("TrainingJob.spec.tuning", Support::Honoured)
         .with(
-            "TrainingJob.spec.tuning.searchSpace.*.step",
-            Support::check(
-                "honoured for grid search; refused with the other strategies",
-                |_, r, _| {
-                    let grid = r
-                        .as_training_job()
-                        .and_then(|t| t.tuning.as_ref())
-                        .is_some_and(|t| t.strategy == mlctl_spec::TuningStrategy::Grid);
-                    (!grid).then(|| {
-                        Refusal::new(
-                            "SageMaker samples continuous and integer ranges without a step, except in grid search",
-                            "remove `step`, list the values in `values`, or use `strategy: grid`",
-                        )
-                    })
-                },
-            ),
+            "TrainingJob.spec.compute.cpu",
+            compute_by_instance_type(crate::instances::Use::Training, "cpu"),
         )
-        .with("TrainingJob.spec.compute.cpu", compute_by_instance_type())
-        .with("TrainingJob.spec.compute.memory", compute_by_instance_type())
-        .with("TrainingJob.spec.compute.gpu", compute_by_instance_type())
+        .with(
+            "TrainingJob.spec.compute.memory",
+            compute_by_instance_type(crate::instances::Use::Training, "memory"),
+        )
+        .with(
+            "TrainingJob.spec.compute.gpu",
+            compute_by_instance_type(crate::instances::Use::Training, "gpu"),
+        )
         .with(
             "TrainingJob.spec.compute.overrides.sagemaker.instanceType",
             Support::Honoured,
@@ -141,6 +435,13 @@ pub fn field_rules(_target: &SagemakerTarget) -> FieldRules {
         .with(
             "TrainingJob.spec.compute.overrides.sagemaker.spot",
             Support::honoured_as("managed spot training, waiting up to twice the timeout"),
+        )
+        .with(
+            "Model.spec.gates[].metric",
+            Support::check(
+                "honoured for metrics the TrainingJob reports on SageMaker: a built-in's algorithm metrics (and mlctl's plain names for them: accuracy, f1_macro, ...), a script's `metrics`; refused otherwise",
+                gate_refusal,
+            ),
         )
         .with(
             "Model.spec.description",
@@ -165,17 +466,11 @@ pub fn field_rules(_target: &SagemakerTarget) -> FieldRules {
         )
         .with(
             "Endpoint.spec.strategy.rollback.maxErrorRate",
-            Support::refused(
-                "SageMaker rolls back on CloudWatch alarms only, and this target does not create alarms from thresholds",
-                "create a CloudWatch alarm on the endpoint and name it in `strategy.rollback.alarms`",
-            ),
+            Support::honoured_as("a CloudWatch alarm mlctl creates on the new variant (`<endpoint>-<variant>-mlctl-error-rate`: metric math Invocation5XXErrors / Invocations over 1 min), named in the rollout's AutoRollbackConfiguration, deleted with the endpoint or the threshold"),
         )
         .with(
             "Endpoint.spec.strategy.rollback.maxP99LatencyMs",
-            Support::refused(
-                "SageMaker rolls back on CloudWatch alarms only, and this target does not create alarms from thresholds",
-                "create a CloudWatch alarm on the endpoint and name it in `strategy.rollback.alarms`",
-            ),
+            Support::honoured_as("a CloudWatch alarm mlctl creates on the new variant (`<endpoint>-<variant>-mlctl-p99-latency`: ModelLatency p99 over 1 min, in microseconds), named in the rollout's AutoRollbackConfiguration, deleted with the endpoint or the threshold"),
         )
         .with(
             "Endpoint.spec.strategy.rollback.alarms",
@@ -227,9 +522,18 @@ pub fn field_rules(_target: &SagemakerTarget) -> FieldRules {
                 "remove `serve` for this target, or serve the model on a local target",
             ),
         )
-        .with("Endpoint.spec.compute.cpu", compute_by_instance_type())
-        .with("Endpoint.spec.compute.memory", compute_by_instance_type())
-        .with("Endpoint.spec.compute.gpu", compute_by_instance_type())
+        .with(
+            "Endpoint.spec.compute.cpu",
+            compute_by_instance_type(crate::instances::Use::Hosting, "cpu"),
+        )
+        .with(
+            "Endpoint.spec.compute.memory",
+            compute_by_instance_type(crate::instances::Use::Hosting, "memory"),
+        )
+        .with(
+            "Endpoint.spec.compute.gpu",
+            compute_by_instance_type(crate::instances::Use::Hosting, "gpu"),
+        )
         .with(
             "Endpoint.spec.compute.overrides.sagemaker.instanceType",
             Support::Honoured,
@@ -243,9 +547,17 @@ pub fn field_rules(_target: &SagemakerTarget) -> FieldRules {
         )
         .with(
             "Endpoint.spec.compute.overrides.sagemaker.volumeSizeGb",
-            Support::refused(
-                "this target does not set an endpoint's storage volume",
-                "remove `volumeSizeGb` for endpoints",
+            Support::check(
+                "the production variant's VolumeSizeInGB (1 to 512; instance types with EBS storage, not those with local NVMe such as ml.*d)",
+                |_, _, node| {
+                    let gb = number(node)?;
+                    (!(1.0..=512.0).contains(&gb)).then(|| {
+                        Refusal::new(
+                            format!("SageMaker endpoint volumes are 1 to 512 GB, not {gb}"),
+                            "give a size from 1 to 512, or remove `volumeSizeGb` for SageMaker's default",
+                        )
+                    })
+                },
             ),
         )
         .with(
@@ -256,4 +568,292 @@ pub fn field_rules(_target: &SagemakerTarget) -> FieldRules {
             ),
         );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    //! Plan-time checks, data-driven: a spec in, the refusals (field and reason) out.
+
+    use super::*;
+    use mlctl_core::support::{TargetSupport, check};
+
+    const PROJECT: &str = "\
+apiVersion: mlctl/v1
+kind: Project
+metadata:
+  name: p
+spec:
+  targets:
+    sm:
+      provider: sagemaker
+      region: us-east-1
+      roleArn: arn:aws:iam::123456789012:role/mlctl
+      bucket: s3://bkt/p
+";
+
+    const DATASET: &str = "\
+apiVersion: mlctl/v1
+kind: Dataset
+metadata:
+  name: iris
+spec:
+  source: data/iris.csv
+  target: species
+  schema:
+    columns:
+      - {name: a, type: float}
+      - {name: species, type: category, categories: [x, y, z]}
+---
+";
+
+    /// The refusals of `manifests` (with the dataset above) on a SageMaker target, as
+    /// `field: why (instead)`.
+    fn refusals(manifests: &str) -> Vec<String> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("mlctl.yaml"), PROJECT).expect("write");
+        std::fs::create_dir_all(dir.path().join("ml")).expect("mkdir");
+        std::fs::create_dir_all(dir.path().join("data")).expect("mkdir");
+        std::fs::write(dir.path().join("data/iris.csv"), "a,species\n1,x\n").expect("write");
+        std::fs::write(
+            dir.path().join("ml/all.yaml"),
+            format!("{DATASET}{manifests}"),
+        )
+        .expect("write");
+        let loaded = mlctl_spec::load(&mlctl_spec::DirFiles::new(dir.path()));
+        let errors: Vec<String> = loaded.errors().map(|d| d.message.clone()).collect();
+        let spec = loaded
+            .spec
+            .unwrap_or_else(|| panic!("the spec must validate: {errors:?}"));
+        let target = SagemakerTarget::default();
+        let ts = TargetSupport::new(
+            Kind::ALL.map(|k| (k, "sagemaker".to_string(), field_rules(&target))),
+        );
+        check(&spec, &ts)
+            .into_iter()
+            .map(|r| format!("{}: {} ({})", r.field, r.refusal.why, r.refusal.instead))
+            .collect()
+    }
+
+    fn job(spec: &str) -> String {
+        format!(
+            "apiVersion: mlctl/v1\nkind: TrainingJob\nmetadata:\n  name: t\nspec:\n  dataset: iris\n{spec}---\n"
+        )
+    }
+
+    /// Each case: the manifests, and a fragment of each refusal expected (none: honoured).
+    fn expect(manifests: &str, want: &[&[&str]]) {
+        let got = refusals(manifests);
+        assert_eq!(got.len(), want.len(), "{manifests}\n{got:#?}");
+        for (g, w) in got.iter().zip(want) {
+            for part in *w {
+                assert!(g.contains(part), "`{part}` not in `{g}`");
+            }
+        }
+    }
+
+    #[test]
+    fn compute_chooses_an_instance_type_or_is_refused() {
+        expect(
+            &job("  algorithm: logistic_regression\n  compute: {cpu: 4, memory: 16Gi}\n"),
+            &[],
+        );
+        expect(
+            &job("  algorithm: logistic_regression\n  compute: {cpu: 128, memory: 16Gi}\n"),
+            &[&["compute.cpu:", "128 vCPUs", "instanceType"]],
+        );
+        expect(
+            &job(
+                "  algorithm: logistic_regression\n  compute:\n    cpu: 4\n    gpu: 1\n    overrides: {sagemaker: {instanceType: ml.m5.large}}\n",
+            ),
+            &[
+                &["compute.cpu:", "4 vCPUs (it has 2)", "`ml.g4dn.xlarge`"],
+                &["compute.gpu:", "1 GPU (it has 0)"],
+            ],
+        );
+        expect(
+            &job(
+                "  algorithm: logistic_regression\n  compute:\n    cpu: 4\n    overrides: {sagemaker: {instanceType: ml.trn1.2xlarge}}\n",
+            ),
+            &[],
+        );
+    }
+
+    #[test]
+    fn builtin_hyperparameters_translate_or_are_refused_by_name() {
+        expect(
+            &job(
+                "  algorithm: logistic_regression\n  hyperparameters: {C: 0.5, fit_intercept: false, max_iter: 100}\n",
+            ),
+            &[],
+        );
+        expect(
+            &job(
+                "  algorithm: gradient_boosting\n  hyperparameters: {n_estimators: 50, gamma: 0.1, min_samples_split: 4}\n",
+            ),
+            &[&[
+                "hyperparameters:",
+                "XGBoost",
+                "`min_samples_split`",
+                "min_child_weight",
+            ]],
+        );
+        expect(
+            &job("  algorithm: kmeans\n  hyperparameters: {n_clusters: 3, epochz: 2}\n"),
+            &[&["`epochz` is neither", "k-means"]],
+        );
+    }
+
+    #[test]
+    fn tuning_steps_grids_and_objectives_are_checked_at_plan_time() {
+        let tuned = |strategy: &str, extra: &str, space: &str| {
+            job(&format!(
+                "  algorithm: gradient_boosting\n  tuning:\n    strategy: {strategy}\n{extra}    objective: {{metric: accuracy, goal: maximize}}\n    searchSpace:\n{space}"
+            ))
+        };
+        // A step gives a list of values: fine up to 30, refused above with the count.
+        expect(
+            &tuned(
+                "random",
+                "",
+                "      learning_rate: {min: 0.1, max: 1.0, step: 0.1}\n",
+            ),
+            &[],
+        );
+        expect(
+            &tuned(
+                "bayesian",
+                "",
+                "      learning_rate: {min: 0.0, max: 1.0, step: 0.01}\n",
+            ),
+            &[&["tuning.searchSpace.*.step:", "at most 30", "has 101"]],
+        );
+        // SageMaker's grid runs every combination.
+        expect(
+            &tuned(
+                "grid",
+                "    maxTrials: 4\n",
+                "      max_depth: {type: int, min: 2, max: 4}\n      learning_rate: {values: [0.1, 0.2, 0.3]}\n",
+            ),
+            &[&[
+                "tuning.strategy:",
+                "9 trials",
+                "maxTrials: 4",
+                "raise `maxTrials` to 9",
+            ]],
+        );
+        expect(
+            &tuned(
+                "random",
+                "",
+                "      min_samples_leaf: {type: int, min: 1, max: 4}\n",
+            ),
+            &[&["searched hyperparameter `min_samples_leaf`"]],
+        );
+        // The objective: what the algorithm optimises for this (3-class) label.
+        let objective = |algorithm: &str, metric: &str| {
+            job(&format!(
+                "  algorithm: {algorithm}\n  tuning:\n    strategy: random\n    objective: {{metric: {metric}, goal: maximize}}\n    searchSpace:\n      max_iter: {{type: int, min: 10, max: 50}}\n"
+            ))
+        };
+        expect(&objective("logistic_regression", "f1_macro"), &[]);
+        expect(
+            &objective("logistic_regression", "rmse"),
+            &[&[
+                "objective.metric:",
+                "linear-learner cannot optimise `rmse`",
+                "`accuracy`",
+                "`f1_macro`",
+            ]],
+        );
+        expect(
+            &objective("logistic_regression", "f1"),
+            &[&["cannot optimise `f1`"]],
+        );
+        let script = job(
+            "  command: python train.py\n  metrics: [{name: acc, regex: 'acc=([0-9.]+)'}]\n  tuning:\n    strategy: random\n    objective: {metric: accuracy, goal: maximize}\n    searchSpace:\n      lr: {min: 0.1, max: 1.0}\n",
+        );
+        expect(
+            &script,
+            &[&["objective.metric:", "not one of them (`acc`)"]],
+        );
+    }
+
+    #[test]
+    fn gates_must_be_on_metrics_the_job_reports() {
+        let model = |algorithm: &str, metric: &str| {
+            format!(
+                "{}apiVersion: mlctl/v1\nkind: Model\nmetadata:\n  name: m\nspec:\n  from: t\n  gates:\n    - {{metric: {metric}, min: 0.5}}\n",
+                job(&format!("  algorithm: {algorithm}\n"))
+            )
+        };
+        expect(&model("logistic_regression", "accuracy"), &[]);
+        expect(&model("logistic_regression", "f1_macro"), &[]);
+        expect(&model("gradient_boosting", "mlogloss"), &[]);
+        expect(
+            &model("gradient_boosting", "f1_macro"),
+            &[&[
+                "gates[].metric:",
+                "XGBoost, which reports",
+                "`accuracy`",
+                "not `f1_macro`",
+                "could never pass",
+            ]],
+        );
+        expect(
+            &model("kmeans", "accuracy"),
+            &[&["k-means", "`msd`", "not `accuracy`"]],
+        );
+    }
+
+    #[test]
+    fn labels_follow_aws_tag_rules() {
+        let labelled = |labels: &str| {
+            format!(
+                "apiVersion: mlctl/v1\nkind: Endpoint\nmetadata:\n  name: e\n  labels: {labels}\nspec:\n  model: m\n---\n{}apiVersion: mlctl/v1\nkind: Model\nmetadata:\n  name: m\nspec:\n  from: t\n",
+                job("  algorithm: logistic_regression\n")
+            )
+        };
+        expect(&labelled("{team: ml-platform, cost-centre: '42/a'}"), &[]);
+        expect(
+            &labelled("{'aws:team': x, ok: 'a,b'}"),
+            &[&[
+                "metadata.labels:",
+                "starts with `aws:`",
+                "the value of `ok` has `,`",
+            ]],
+        );
+        let many: Vec<String> = (0..45).map(|i| format!("l{i}: v")).collect();
+        expect(
+            &labelled(&format!("{{{}}}", many.join(", "))),
+            &[&[
+                "45 labels and mlctl's 6 tags make 51 tags",
+                "at most 44 labels",
+            ]],
+        );
+    }
+
+    #[test]
+    fn endpoint_thresholds_and_volumes_are_honoured() {
+        let endpoint = |spec: &str| {
+            format!(
+                "apiVersion: mlctl/v1\nkind: Endpoint\nmetadata:\n  name: e\nspec:\n  model: m\n{spec}---\n{}apiVersion: mlctl/v1\nkind: Model\nmetadata:\n  name: m\nspec:\n  from: t\n",
+                job("  algorithm: logistic_regression\n")
+            )
+        };
+        expect(
+            &endpoint(
+                "  strategy:\n    type: canary\n    percent: 10\n    rollback: {maxErrorRate: 0.05, maxP99LatencyMs: 100}\n  compute:\n    overrides: {sagemaker: {volumeSizeGb: 64}}\n",
+            ),
+            &[],
+        );
+        expect(
+            &endpoint(
+                "  compute:\n    overrides: {sagemaker: {volumeSizeGb: 1000, instanceCount: 2}}\n",
+            ),
+            &[
+                &["volumeSizeGb:", "1 to 512 GB, not 1000"],
+                &["instanceCount:", "`instances`"],
+            ],
+        );
+    }
 }

@@ -79,8 +79,34 @@ fn interceptor(rules: &[&Rule]) -> MockResponseInterceptor {
     )
 }
 
-/// A provider connection whose clients answer from `s3` and `sm` rules only.
+/// A provider connection whose clients answer from `s3` and `sm` rules only (CloudWatch
+/// finds no alarms and accepts every change).
 fn aws(s3: &[&Rule], sm: &[&Rule], features: Features) -> Arc<Aws> {
+    aws_with_cw(s3, sm, &[&no_alarms(), &alarms_deleted()], features)
+}
+
+fn no_alarms() -> Rule {
+    mock!(aws_sdk_cloudwatch::Client::describe_alarms)
+        .sequence()
+        .output(|| {
+            aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsOutput::builder().build()
+        })
+        .repeatedly()
+        .build()
+}
+
+fn alarms_deleted() -> Rule {
+    mock!(aws_sdk_cloudwatch::Client::delete_alarms)
+        .sequence()
+        .output(|| {
+            aws_sdk_cloudwatch::operation::delete_alarms::DeleteAlarmsOutput::builder().build()
+        })
+        .repeatedly()
+        .build()
+}
+
+/// [`aws`] with CloudWatch answering from `cw` rules.
+fn aws_with_cw(s3: &[&Rule], sm: &[&Rule], cw: &[&Rule], features: Features) -> Arc<Aws> {
     let creds = aws_sdk_s3::config::Credentials::new("AKIDTEST", "secret", None, None, "test");
     let retry = aws_sdk_s3::config::retry::RetryConfig::standard()
         .with_max_attempts(3)
@@ -101,9 +127,24 @@ fn aws(s3: &[&Rule], sm: &[&Rule], features: Features) -> Arc<Aws> {
         .http_client(create_mock_http_client())
         .interceptor(interceptor(sm))
         .build();
+    let cw_conf = aws_sdk_cloudwatch::Config::builder()
+        .behavior_version(aws_sdk_cloudwatch::config::BehaviorVersion::latest())
+        .region(aws_sdk_cloudwatch::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "AKIDTEST", "secret", None, None, "test",
+        ))
+        .retry_config(
+            aws_sdk_cloudwatch::config::retry::RetryConfig::standard()
+                .with_max_attempts(3)
+                .with_initial_backoff(Duration::from_millis(1)),
+        )
+        .http_client(create_mock_http_client())
+        .interceptor(interceptor(cw))
+        .build();
     Arc::new(Aws {
         s3: aws_sdk_s3::Client::from_conf(s3_conf),
         sm: aws_sdk_sagemaker::Client::from_conf(sm_conf),
+        cw: aws_sdk_cloudwatch::Client::from_conf(cw_conf),
         bucket: "bkt".into(),
         prefix: "p".into(),
         role_arn: ROLE.into(),
@@ -115,8 +156,9 @@ fn aws(s3: &[&Rule], sm: &[&Rule], features: Features) -> Arc<Aws> {
             poll_interval: Duration::from_millis(1),
             multipart_threshold: 64 << 20,
             part_size: 16 << 20,
-            features,
+            max_s3_source: crate::aws::DEFAULT_MAX_S3_SOURCE,
         },
+        features,
         target: mlctl_spec::SagemakerTarget {
             region: "us-east-1".into(),
             role_arn: ROLE.into(),
@@ -805,6 +847,288 @@ async fn update_endpoint_rolls_out_with_the_canary_deployment_config() {
     }
 }
 
+/// `maxErrorRate` and `maxP99LatencyMs` become CloudWatch alarms on the new variant (metric
+/// math on 5XX errors per invocation; p99 ModelLatency in microseconds), tagged like the
+/// endpoint, named in the rollout's AutoRollbackConfiguration with the user's alarms; the
+/// old variant's alarm is deleted.
+#[tokio::test]
+async fn rollback_thresholds_become_alarms_the_canary_rolls_back_on() {
+    let packages = mock!(Sm::list_model_packages)
+        .match_requests(|r| r.model_package_group_name() == Some("proj-iris"))
+        .then_output(|| {
+            ListModelPackagesOutput::builder()
+                .model_package_summary_list(
+                    ModelPackageSummary::builder()
+                        .model_package_version(2)
+                        .model_package_arn("arn:pkg/proj-iris/2")
+                        .build(),
+                )
+                .build()
+        });
+    let package = mock!(Sm::describe_model_package).then_output(|| {
+        DescribeModelPackageOutput::builder()
+            .inference_specification(
+                InferenceSpecification::builder()
+                    .containers(
+                        ModelPackageContainerDefinition::builder()
+                            .image("img:1")
+                            .model_data_url("s3://bkt/p/artifacts/v2.tar.gz")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build()
+    });
+    let describe_model = mock!(Sm::describe_model)
+        .sequence()
+        .http_status(400, not_found("model"))
+        .build();
+    let create_model = mock!(Sm::create_model)
+        .match_requests(|r| {
+            r.execution_role_arn() == Some(ROLE)
+                && r.primary_container().and_then(|c| c.model_data_url())
+                    == Some("s3://bkt/p/artifacts/v2.tar.gz")
+                && r.model_name()
+                    .is_some_and(|n| n.starts_with("proj-iris-v2-"))
+                && r.tags()
+                    .iter()
+                    .any(|t| t.key() == Some("mlctl:model") && t.value() == Some("iris"))
+        })
+        .then_output(|| CreateModelOutput::builder().build());
+    let describe_config = mock!(Sm::describe_endpoint_config)
+        .sequence()
+        .http_status(400, not_found("endpoint configuration"))
+        .build();
+    let create_config = mock!(Sm::create_endpoint_config)
+        .match_requests(|r| r.production_variants()[0].volume_size_in_gb() == Some(64))
+        .then_output(|| CreateEndpointConfigOutput::builder().build());
+    let describe = mock!(Sm::describe_endpoint)
+        .then_output(|| endpoint_output(SmStatus::InService, "proj-iris-cold", 1));
+    let wanted = [
+        "p99-high",
+        "proj-iris-v2-mlctl-error-rate",
+        "proj-iris-v2-mlctl-p99-latency",
+    ];
+    let update = mock!(Sm::update_endpoint)
+        .match_requests(move |r| {
+            let alarms: Vec<_> = r
+                .deployment_config()
+                .and_then(|d| d.auto_rollback_configuration())
+                .map(|a| a.alarms().iter().filter_map(|x| x.alarm_name()).collect())
+                .unwrap_or_default();
+            alarms == wanted
+        })
+        .then_output(|| UpdateEndpointOutput::builder().build());
+    let add_tags = mock!(Sm::add_tags).then_output(|| AddTagsOutput::builder().build());
+    use aws_sdk_cloudwatch::Client as Cw;
+    use aws_sdk_cloudwatch::types::MetricAlarm;
+    let labelled = |tags: &[aws_sdk_cloudwatch::types::Tag]| {
+        let t: HashMap<&str, &str> = tags
+            .iter()
+            .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default()))
+            .collect();
+        t.get("team") == Some(&"ml-platform")
+            && t.get("mlctl:resource") == Some(&"Endpoint/iris")
+            && t.get("mlctl:version") == Some(&"2")
+    };
+    let error_rate = mock!(Cw::put_metric_alarm)
+        .match_requests(move |r| {
+            fn dims(q: &aws_sdk_cloudwatch::types::MetricDataQuery) -> Vec<(&str, &str)> {
+                q.metric_stat()
+                    .and_then(|m| m.metric())
+                    .map(|m| {
+                        m.dimensions()
+                            .iter()
+                            .map(|d| (d.name().unwrap_or_default(), d.value().unwrap_or_default()))
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default()
+            }
+            let m = r.metrics();
+            r.alarm_name() == Some("proj-iris-v2-mlctl-error-rate")
+                && r.threshold() == Some(0.05)
+                && m.len() == 3
+                && m[0]
+                    .metric_stat()
+                    .and_then(|s| s.metric())
+                    .and_then(|m| m.metric_name())
+                    == Some("Invocation5XXErrors")
+                && m[1]
+                    .metric_stat()
+                    .and_then(|s| s.metric())
+                    .and_then(|m| m.metric_name())
+                    == Some("Invocations")
+                && dims(&m[0]) == [("EndpointName", "proj-iris"), ("VariantName", "v2")]
+                && m[0]
+                    .metric_stat()
+                    .and_then(|s| s.metric())
+                    .and_then(|m| m.namespace())
+                    == Some("AWS/SageMaker")
+                && m[2].expression() == Some("IF(invocations > 0, errors / invocations, 0)")
+                && m[2].return_data() == Some(true)
+                && labelled(r.tags())
+        })
+        .then_output(|| {
+            aws_sdk_cloudwatch::operation::put_metric_alarm::PutMetricAlarmOutput::builder().build()
+        });
+    let latency = mock!(Cw::put_metric_alarm)
+        .match_requests(move |r| {
+            r.alarm_name() == Some("proj-iris-v2-mlctl-p99-latency")
+                && r.metric_name() == Some("ModelLatency")
+                && r.namespace() == Some("AWS/SageMaker")
+                && r.extended_statistic() == Some("p99")
+                && r.threshold() == Some(250_000.0)
+                && r.dimensions().len() == 2
+                && labelled(r.tags())
+        })
+        .then_output(|| {
+            aws_sdk_cloudwatch::operation::put_metric_alarm::PutMetricAlarmOutput::builder().build()
+        });
+    let alarm = |name: &str| {
+        MetricAlarm::builder()
+            .alarm_name(name)
+            .alarm_arn(format!(
+                "arn:aws:cloudwatch:us-east-1:123456789012:alarm:{name}"
+            ))
+            .build()
+    };
+    let by_name = mock!(Cw::describe_alarms)
+        .match_requests(|r| !r.alarm_names().is_empty())
+        .then_output(move || {
+            aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsOutput::builder()
+                .metric_alarms(alarm("proj-iris-v2-mlctl-error-rate"))
+                .metric_alarms(alarm("proj-iris-v2-mlctl-p99-latency"))
+                .build()
+        });
+    let by_prefix = mock!(Cw::describe_alarms)
+        .match_requests(|r| r.alarm_name_prefix() == Some("proj-iris-v"))
+        .then_output(move || {
+            aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsOutput::builder()
+                .metric_alarms(alarm("proj-iris-v1-mlctl-error-rate"))
+                .metric_alarms(alarm("proj-iris-v2-mlctl-error-rate"))
+                .metric_alarms(alarm("proj-iris-v2-mlctl-p99-latency"))
+                .build()
+        });
+    let tag = mock!(Cw::tag_resource)
+        .match_requests(move |r| labelled(r.tags()))
+        .sequence()
+        .output(|| {
+            aws_sdk_cloudwatch::operation::tag_resource::TagResourceOutput::builder().build()
+        })
+        .times(2)
+        .build();
+    let delete_stale = mock!(Cw::delete_alarms)
+        .match_requests(|r| r.alarm_names() == ["proj-iris-v1-mlctl-error-rate"])
+        .then_output(|| {
+            aws_sdk_cloudwatch::operation::delete_alarms::DeleteAlarmsOutput::builder().build()
+        });
+    let deployer = SageMakerDeployer::new(aws_with_cw(
+        &[],
+        &[
+            &packages,
+            &package,
+            &describe_model,
+            &create_model,
+            &describe_config,
+            &create_config,
+            &describe,
+            &update,
+            &add_tags,
+        ],
+        &[
+            &error_rate,
+            &latency,
+            &by_name,
+            &by_prefix,
+            &tag,
+            &delete_stale,
+        ],
+        Features::AWS,
+    ));
+    let mut req = canary_request();
+    if let Some(rb) = req.spec.strategy.as_mut().and_then(|s| s.rollback.as_mut()) {
+        rb.max_error_rate = Some(0.05);
+        rb.max_p99_latency_ms = Some(250.0);
+    }
+    req.spec.compute = Some(mlctl_spec::Compute {
+        overrides: Some(mlctl_spec::ComputeOverrides {
+            sagemaker: Some(mlctl_spec::SagemakerCompute {
+                volume_size_gb: Some(64),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    req.tags.labels.insert("team".into(), "ml-platform".into());
+    deployer.deploy(&ctx(), &req).await.expect("deploy");
+    for (rule, what) in [
+        (&error_rate, "PutMetricAlarm (error rate)"),
+        (&latency, "PutMetricAlarm (p99 latency)"),
+        (&delete_stale, "DeleteAlarms of the old variant's alarm"),
+        (&create_config, "CreateEndpointConfig with VolumeSizeInGB"),
+        (&update, "UpdateEndpoint naming every alarm"),
+    ] {
+        assert_eq!(
+            rule.num_calls(),
+            1,
+            "{what} must be called once with the expected request"
+        );
+    }
+    assert_eq!(
+        tag.num_calls(),
+        2,
+        "both alarms tagged again (PutMetricAlarm keeps old tags)"
+    );
+}
+
+/// Deleting an endpoint deletes its alarms.
+#[tokio::test]
+async fn deleting_an_endpoint_deletes_its_alarms() {
+    use aws_sdk_cloudwatch::Client as Cw;
+    let delete = mock!(Sm::delete_endpoint).then_output(|| {
+        aws_sdk_sagemaker::operation::delete_endpoint::DeleteEndpointOutput::builder().build()
+    });
+    let configs = mock!(Sm::list_endpoint_configs).then_output(|| {
+        aws_sdk_sagemaker::operation::list_endpoint_configs::ListEndpointConfigsOutput::builder()
+            .build()
+    });
+    let models = mock!(Sm::list_models).then_output(|| {
+        aws_sdk_sagemaker::operation::list_models::ListModelsOutput::builder().build()
+    });
+    let listed = mock!(Cw::describe_alarms).then_output(|| {
+        aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsOutput::builder()
+            .metric_alarms(
+                aws_sdk_cloudwatch::types::MetricAlarm::builder()
+                    .alarm_name("proj-iris-v3-mlctl-p99-latency")
+                    .build(),
+            )
+            .metric_alarms(
+                aws_sdk_cloudwatch::types::MetricAlarm::builder()
+                    .alarm_name("proj-iris-v3-someone-elses")
+                    .build(),
+            )
+            .build()
+    });
+    let gone = mock!(Cw::delete_alarms)
+        .match_requests(|r| r.alarm_names() == ["proj-iris-v3-mlctl-p99-latency"])
+        .then_output(|| {
+            aws_sdk_cloudwatch::operation::delete_alarms::DeleteAlarmsOutput::builder().build()
+        });
+    let deployer = SageMakerDeployer::new(aws_with_cw(
+        &[],
+        &[&delete, &configs, &models],
+        &[&listed, &gone],
+        Features::AWS,
+    ));
+    deployer.delete(&ctx(), "iris").await.expect("delete");
+    assert_eq!(
+        gone.num_calls(),
+        1,
+        "only mlctl's alarm of the endpoint is deleted"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Registry
 
@@ -851,6 +1175,7 @@ async fn model_packages_are_created_tagged_with_lineage_and_fingerprint() {
                 .cloned()
                 .unwrap_or_default();
             r.model_package_group_name() == Some("proj-iris")
+                && tags.get("team") == Some(&"ml-platform")
                 && r.model_approval_status() == Some(&ModelApprovalStatus::PendingManualApproval)
                 && r.client_token().is_some()
                 && tags.get("mlctl:project") == Some(&"proj")
@@ -904,10 +1229,9 @@ async fn model_packages_are_created_tagged_with_lineage_and_fingerprint() {
         &[&group, &list, &job, &create, &describe],
         Features::AWS,
     ));
-    let v = registry
-        .register(&ctx(), &register_request())
-        .await
-        .expect("register");
+    let mut req = register_request();
+    req.tags.labels.insert("team".into(), "ml-platform".into());
+    let v = registry.register(&ctx(), &req).await.expect("register");
     assert_eq!(
         create.num_calls(),
         1,

@@ -14,28 +14,29 @@
 //! split 80/20 into `train` and `validation` channels, so SageMaker reports held-out metrics.
 
 use crate::aws::{Aws, parse_s3_uri, sm_tags};
+use crate::builtins::{DataFacts, Shape, Translate};
 use crate::data::put_blob;
 use crate::error::{aws_err, is_not_found, provider_err};
 use crate::images::{algorithm_image, default_framework_image, supported_algorithms};
 use crate::names;
+use crate::tuning::{Range, num, param_range};
 use async_trait::async_trait;
 use aws_sdk_sagemaker::operation::describe_training_job::DescribeTrainingJobOutput;
 use aws_sdk_sagemaker::types::{
-    AlgorithmSpecification, CategoricalParameterRange, Channel, ContinuousParameterRange,
-    DataSource, HyperParameterAlgorithmSpecification, HyperParameterScalingType,
+    AlgorithmSpecification, Channel, DataSource, HyperParameterAlgorithmSpecification,
     HyperParameterTrainingJobDefinition, HyperParameterTuningJobConfig,
     HyperParameterTuningJobObjective, HyperParameterTuningJobObjectiveType,
-    HyperParameterTuningJobStatus, HyperParameterTuningJobStrategyType, IntegerParameterRange,
-    MetricDefinition, OutputDataConfig, ParameterRanges, ResourceConfig, ResourceLimits,
-    S3DataDistribution, S3DataSource, S3DataType, SecondaryStatus, StoppingCondition,
-    TrainingInputMode, TrainingInstanceType, TrainingJobStatus,
+    HyperParameterTuningJobStatus, HyperParameterTuningJobStrategyType, MetricDefinition,
+    OutputDataConfig, ParameterRanges, ResourceConfig, ResourceLimits, S3DataDistribution,
+    S3DataSource, S3DataType, SecondaryStatus, StoppingCondition, TrainingInputMode,
+    TrainingInstanceType, TrainingJobStatus,
 };
 use mlctl_core::error::Result;
 use mlctl_core::{
     Capabilities, ErrorKind, JobHandle, JobState, OpContext, ProviderError, Trainer,
     TrainingRequest, TrainingResult, Trial,
 };
-use mlctl_spec::{Algorithm, Goal, Param, ParamType, Scale, TrainingJobSpec, TuningStrategy};
+use mlctl_spec::{Algorithm, Goal, TrainingJobSpec, TuningStrategy};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -44,7 +45,6 @@ use std::sync::Arc;
 
 /// The entry script put into the packed code: SageMaker's script mode runs it.
 pub(crate) const ENTRY: &str = "mlctl_entry.sh";
-const DEFAULT_INSTANCE: &str = "ml.m5.large";
 /// SageMaker's longest training run: 28 days.
 const MAX_RUNTIME: u64 = 28 * 24 * 3600;
 
@@ -86,27 +86,6 @@ struct Prepared {
 struct Builtin {
     algorithm: Algorithm,
     data: Prepared,
-}
-
-/// How an mlctl hyperparameter becomes a SageMaker one.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Translate {
-    /// Same value.
-    Same,
-    /// `1 / (value * n)` (sklearn's `C` -> linear learner's per-sample weight decay).
-    InversePerSample(f64),
-    /// `value / n` (ridge `l2` -> per-sample weight decay).
-    PerSample(f64),
-}
-
-impl Translate {
-    fn apply(self, v: f64) -> f64 {
-        match self {
-            Translate::Same => v,
-            Translate::InversePerSample(n) => 1.0 / (v * n).max(f64::MIN_POSITIVE),
-            Translate::PerSample(n) => v / n.max(1.0),
-        }
-    }
 }
 
 impl SageMakerTrainer {
@@ -183,10 +162,15 @@ impl SageMakerTrainer {
                 (max_runtime * 2).min(MAX_RUNTIME).max(max_runtime) as i32,
             );
         }
+        let instance = crate::instances::training_instance(spec.compute.as_ref()).map_err(|m| {
+            provider_err(
+                ErrorKind::Invalid,
+                "CreateTrainingJob",
+                format!("training job `{}`: {m}", req.resource),
+            )
+        })?;
         let resources = ResourceConfig::builder()
-            .instance_type(TrainingInstanceType::from(
-                sm.instance_type.as_deref().unwrap_or(DEFAULT_INSTANCE),
-            ))
+            .instance_type(TrainingInstanceType::from(instance.as_str()))
             .instance_count(sm.instance_count.unwrap_or(1).max(1) as i32)
             .volume_size_in_gb(sm.volume_size_gb.unwrap_or(30).max(1) as i32)
             .build();
@@ -214,7 +198,15 @@ impl SageMakerTrainer {
                     })?;
                 let data = self.prepare_builtin(ctx, req, *algorithm).await?;
                 let hyperparameters =
-                    builtin_hyperparameters(*algorithm, &spec.hyperparameters, &data);
+                    builtin_hyperparameters(*algorithm, &spec.hyperparameters, &data).map_err(
+                        |m| {
+                            provider_err(
+                                ErrorKind::Invalid,
+                                "CreateTrainingJob",
+                                format!("training job `{}`: hyperparameters: {m}", req.resource),
+                            )
+                        },
+                    )?;
                 let validation_channel = if *algorithm == Algorithm::Kmeans {
                     "test"
                 } else {
@@ -251,8 +243,9 @@ impl SageMakerTrainer {
                 let packed =
                     tokio::task::spawn_blocking(move || pack_code(code_dir.as_deref(), &cmd))
                         .await
-                        .map_err(|e| provider_err(ErrorKind::Other, "pack code", e.to_string()))?
-                        .map_err(|e| ProviderError::io("sagemaker", "pack code", e))?;
+                        .map_err(|e| {
+                            provider_err(ErrorKind::Other, "pack code", e.to_string())
+                        })??;
                 let digest = put_blob(&self.aws, packed, "application/gzip").await?;
                 let code_uri = self.aws.uri(&crate::data::blob_key(&self.aws, &digest));
                 let mut hyperparameters: BTreeMap<String, String> = spec
@@ -265,13 +258,27 @@ impl SageMakerTrainer {
                 hyperparameters.insert("sagemaker_submit_directory".into(), json_str(&code_uri));
                 hyperparameters.insert("sagemaker_region".into(), json_str(&self.aws.region));
                 hyperparameters.insert("sagemaker_container_log_level".into(), "20".into());
-                let train_uri = self
-                    .named_copy(&req.dataset.uri, &req.dataset.name, &req.dataset.digest)
-                    .await?;
-                let mut channels = vec![plain_channel("train", &train_uri)];
-                for (part, uri) in &req.dataset.splits {
-                    if part != "train" {
-                        channels.push(plain_channel(part, uri));
+                // As on the local target: a split dataset gives one channel per part (the
+                // script never sees the test rows in `train`), else the whole table is `train`.
+                let mut channels = Vec::new();
+                if req.dataset.splits.is_empty() {
+                    let file = format!("{}.csv", names::sanitize(&req.dataset.name));
+                    let uri = self
+                        .named_copy(
+                            &req.dataset.uri,
+                            &req.dataset.name,
+                            &req.dataset.digest,
+                            &file,
+                        )
+                        .await?;
+                    channels.push(plain_channel("train", &uri));
+                } else {
+                    for (part, uri) in &req.dataset.splits {
+                        let digest = uri.rsplit('/').next().unwrap_or_default();
+                        let uri = self
+                            .named_copy(uri, &req.dataset.name, digest, &format!("{part}.csv"))
+                            .await?;
+                        channels.push(plain_channel(part, &uri));
                     }
                 }
                 let metric_definitions = spec
@@ -307,9 +314,10 @@ impl SageMakerTrainer {
         }
     }
 
-    /// Gives a content-addressed dataset a readable file name (`<name>.csv`) with a
-    /// server-side copy, so scripts see `/opt/ml/input/data/train/<name>.csv`.
-    async fn named_copy(&self, uri: &str, name: &str, digest: &str) -> Result<String> {
+    /// Gives a content-addressed table a readable file name (`file`) with a server-side copy
+    /// under `datasets/<name>/<digest>/`, so scripts see `/opt/ml/input/data/<channel>/<file>`;
+    /// returns that prefix (one object under it: the channel).
+    async fn named_copy(&self, uri: &str, name: &str, digest: &str, file: &str) -> Result<String> {
         let Some((bucket, key)) = parse_s3_uri(uri) else {
             return Err(provider_err(
                 ErrorKind::Invalid,
@@ -321,7 +329,6 @@ impl SageMakerTrainer {
             // Data outside mlctl's store is read where it is.
             return Ok(uri.to_string());
         }
-        let file = format!("{}.csv", names::sanitize(name));
         let dest = self.aws.key(&format!("datasets/{name}/{digest}/{file}"));
         if !self.aws.exists(&dest).await? {
             self.aws
@@ -512,25 +519,40 @@ impl SageMakerTrainer {
         let mut ranges = ParameterRanges::builder();
         let mut searched = Vec::new();
         for (hp, param) in &tuning.search_space {
-            let (sm_name, translate) = match &def.builtin {
-                Some(b) => builtin_name(b.algorithm, hp, &b.data),
-                None => (hp.clone(), Translate::Same),
-            };
-            searched.push(sm_name.clone());
-            match param_range(
-                &sm_name,
-                param,
-                translate,
-                tuning.strategy == TuningStrategy::Grid,
-                script_mode,
-            )
-            .map_err(|m| {
+            let invalid = |m: String| {
                 provider_err(
                     ErrorKind::Invalid,
                     "CreateHyperParameterTuningJob",
                     format!("searchSpace.{hp}: {m}"),
                 )
-            })? {
+            };
+            let (sm_name, translate, facts) = match &def.builtin {
+                Some(b) => {
+                    let (sm, t) = crate::builtins::resolve(b.algorithm, hp)
+                        .map_err(|(why, instead)| invalid(format!("{why} ({instead})")))?;
+                    (sm, t, b.data.facts())
+                }
+                None => (
+                    hp.clone(),
+                    Translate::Same,
+                    DataFacts {
+                        rows: 0,
+                        features: 0,
+                    },
+                ),
+            };
+            searched.push(sm_name.clone());
+            match param_range(
+                hp,
+                &sm_name,
+                param,
+                tuning.strategy,
+                translate,
+                facts,
+                script_mode,
+            )
+            .map_err(invalid)?
+            {
                 Range::Categorical(r) => ranges = ranges.categorical_parameter_ranges(r),
                 Range::Integer(r) => ranges = ranges.integer_parameter_ranges(r),
                 Range::Continuous(r) => ranges = ranges.continuous_parameter_ranges(r),
@@ -733,7 +755,7 @@ impl SageMakerTrainer {
                 result.hyperparameters.insert(k.clone(), decode_hp(v));
             }
         }
-        result.trials = if self.aws.settings.features.list_tuning_trials {
+        result.trials = if self.aws.features.list_tuning_trials {
             self.trials(name).await?
         } else {
             Vec::new()
@@ -828,8 +850,9 @@ impl Trainer for SageMakerTrainer {
             algorithms: supported_algorithms(),
             script_mode: true,
             tuning_strategies: TuningStrategy::ALL.to_vec(),
-            cancel: self.aws.settings.features.stop_jobs,
+            cancel: self.aws.features.stop_jobs,
             poll_interval: self.aws.settings.poll_interval,
+            notes: self.aws.features.notes(),
             ..Capabilities::default()
         }
     }
@@ -884,7 +907,7 @@ impl Trainer for SageMakerTrainer {
     }
 
     async fn cancel(&self, _ctx: &OpContext, job: &JobHandle) -> Result<()> {
-        if !self.aws.settings.features.stop_jobs {
+        if !self.aws.features.stop_jobs {
             return Ok(());
         }
         let res = if is_tuning(job) {
@@ -1020,56 +1043,39 @@ fn s3_source(uri: &str) -> S3DataSource {
         .build()
 }
 
-fn hp_text(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
+impl Prepared {
+    fn facts(&self) -> DataFacts {
+        DataFacts {
+            rows: self.train_rows,
+            features: self.feature_dim,
+        }
+    }
+
+    fn shape(&self, algorithm: Algorithm) -> Shape {
+        crate::builtins::shape_of(algorithm, self.classification, self.classes.len())
     }
 }
 
-fn hp_f64(hps: &BTreeMap<String, serde_json::Value>, name: &str) -> Option<f64> {
-    hps.get(name).and_then(|v| {
-        v.as_f64()
-            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-    })
-}
-
-/// The SageMaker name of an mlctl hyperparameter of a built-in, and how its value translates.
-fn builtin_name(algorithm: Algorithm, name: &str, data: &Prepared) -> (String, Translate) {
-    let n = data.train_rows.max(1) as f64;
-    let (sm, t) = match (algorithm, name) {
-        (Algorithm::LogisticRegression, "C") => ("wd", Translate::InversePerSample(n)),
-        (Algorithm::LinearRegression, "l2") => ("wd", Translate::PerSample(n)),
-        (
-            Algorithm::LinearRegression | Algorithm::LogisticRegression | Algorithm::Kmeans,
-            "max_iter",
-        ) => ("epochs", Translate::Same),
-        (Algorithm::GradientBoosting, "n_estimators") => ("num_round", Translate::Same),
-        (Algorithm::RandomForest, "n_estimators") => ("num_parallel_tree", Translate::Same),
-        (Algorithm::RandomForest, "max_features") => ("colsample_bynode", Translate::Same),
-        (Algorithm::GradientBoosting | Algorithm::RandomForest, "learning_rate") => {
-            ("eta", Translate::Same)
-        }
-        (_, other) => (other, Translate::Same),
-    };
-    (sm.to_string(), t)
-}
-
-/// SageMaker hyperparameters of a built-in: mlctl's names translated, SageMaker's own names
-/// passed through, and the values the data dictates (feature_dim, classes).
+/// SageMaker hyperparameters of a built-in: mlctl's names translated and SageMaker's own
+/// passed through (both from `builtins::HYPERPARAMETERS`), over the values the data dictates
+/// (feature_dim, classes).
+///
+/// # Errors
+/// A name or value the table refuses (plan refuses them first).
 fn builtin_hyperparameters(
     algorithm: Algorithm,
     user: &BTreeMap<String, serde_json::Value>,
     data: &Prepared,
-) -> BTreeMap<String, String> {
+) -> std::result::Result<BTreeMap<String, String>, String> {
     let mut hps = BTreeMap::new();
     let k = data.classes.len();
+    let shape = data.shape(algorithm);
     match algorithm {
         Algorithm::LinearRegression | Algorithm::LogisticRegression => {
-            let predictor = match (algorithm, k) {
-                (Algorithm::LinearRegression, _) => "regressor",
-                (_, 0..=2) => "binary_classifier",
-                _ => "multiclass_classifier",
+            let predictor = match shape {
+                Shape::Regression => "regressor",
+                Shape::Multiclass => "multiclass_classifier",
+                _ => "binary_classifier",
             };
             hps.insert("predictor_type".into(), predictor.to_string());
             if predictor == "multiclass_classifier" {
@@ -1082,14 +1088,17 @@ fn builtin_hyperparameters(
             );
         }
         Algorithm::GradientBoosting | Algorithm::RandomForest => {
-            let (objective, metrics) = match (data.classification, k) {
-                (true, 0..=2) => ("binary:logistic", "error,logloss,auc"),
-                (true, _) => ("multi:softprob", "merror,mlogloss"),
-                (false, _) => ("reg:squarederror", "rmse,mae"),
+            let objective = match shape {
+                Shape::Binary => "binary:logistic",
+                Shape::Multiclass => "multi:softprob",
+                _ => "reg:squarederror",
             };
             hps.insert("objective".into(), objective.into());
-            hps.insert("eval_metric".into(), metrics.into());
-            if objective == "multi:softprob" {
+            hps.insert(
+                "eval_metric".into(),
+                crate::builtins::xgboost_default_metrics(shape).into(),
+            );
+            if shape == Shape::Multiclass {
                 hps.insert("num_class".into(), k.to_string());
             }
             if algorithm == Algorithm::RandomForest {
@@ -1110,21 +1119,29 @@ fn builtin_hyperparameters(
                 data.train_rows.clamp(1, 5000).to_string(),
             );
             hps.insert("k".into(), "8".into());
+            // Both of the metrics mlctl maps (`msd`, `ssd`); SageMaker reports only msd by default.
+            hps.insert("eval_metrics".into(), r#"["msd","ssd"]"#.into());
         }
         Algorithm::DecisionTree => {}
     }
     for (name, value) in user {
-        let (sm, t) = builtin_name(algorithm, name, data);
-        let text = match (t, hp_f64(user, name)) {
-            (Translate::Same, _) | (_, None) => hp_text(value),
-            (t, Some(v)) => format!("{}", t.apply(v)),
-        };
+        let (sm, t) = crate::builtins::resolve(algorithm, name)
+            .map_err(|(why, instead)| format!("{why} ({instead})"))?;
+        let text = t
+            .apply_value(value, data.facts())
+            .map_err(|e| format!("`{name}` {e}"))?;
         hps.insert(sm, text);
     }
-    hps
+    // XGBoost uses `max_bin` with its histogram method only.
+    if hps.contains_key("max_bin") && !user.contains_key("tree_method") {
+        hps.entry("tree_method".into())
+            .or_insert_with(|| "hist".into());
+    }
+    Ok(hps)
 }
 
-/// The SageMaker objective metric of a tuning job, and its goal.
+/// The SageMaker objective metric of a tuning job, and its goal (`builtins::objective` for
+/// built-ins; one of `metrics` in script mode).
 fn objective(spec: &TrainingJobSpec, builtin: Option<&Builtin>) -> Result<(String, Goal)> {
     let Some(tuning) = &spec.tuning else {
         return Err(provider_err(
@@ -1135,9 +1152,6 @@ fn objective(spec: &TrainingJobSpec, builtin: Option<&Builtin>) -> Result<(Strin
     };
     let metric = tuning.objective.metric.as_str();
     let goal = tuning.objective.goal;
-    if metric.contains(':') {
-        return Ok((metric.to_string(), goal));
-    }
     let Some(b) = builtin else {
         if spec.metrics.iter().any(|m| m.name == metric) {
             return Ok((metric.to_string(), goal));
@@ -1150,160 +1164,21 @@ fn objective(spec: &TrainingJobSpec, builtin: Option<&Builtin>) -> Result<(Strin
             ),
         ));
     };
-    let flip = |g: Goal| {
-        if g == Goal::Maximize {
-            Goal::Minimize
-        } else {
-            Goal::Maximize
-        }
-    };
-    let k = b.data.classes.len();
-    let mapped = match (b.algorithm, metric) {
-        (Algorithm::GradientBoosting | Algorithm::RandomForest, "accuracy") if k > 2 => {
-            Some(("validation:merror", flip(goal)))
-        }
-        (Algorithm::GradientBoosting | Algorithm::RandomForest, "accuracy") => {
-            Some(("validation:error", flip(goal)))
-        }
-        (Algorithm::GradientBoosting | Algorithm::RandomForest, "rmse") => {
-            Some(("validation:rmse", goal))
-        }
-        (Algorithm::GradientBoosting | Algorithm::RandomForest, "mae") => {
-            Some(("validation:mae", goal))
-        }
-        (Algorithm::GradientBoosting | Algorithm::RandomForest, "auc") => {
-            Some(("validation:auc", goal))
-        }
-        (Algorithm::GradientBoosting | Algorithm::RandomForest, "logloss") if k > 2 => {
-            Some(("validation:mlogloss", goal))
-        }
-        (Algorithm::GradientBoosting | Algorithm::RandomForest, "logloss") => {
-            Some(("validation:logloss", goal))
-        }
-        (Algorithm::LogisticRegression, "accuracy") if k > 2 => {
-            Some(("validation:multiclass_accuracy", goal))
-        }
-        (Algorithm::LogisticRegression, "accuracy") => {
-            Some(("validation:binary_classification_accuracy", goal))
-        }
-        (Algorithm::LogisticRegression, "f1_macro") if k > 2 => {
-            Some(("validation:macro_f_beta", goal))
-        }
-        (Algorithm::LogisticRegression, "f1") => Some(("validation:binary_f_beta", goal)),
-        (Algorithm::LinearRegression, "rmse") => Some(("validation:rmse", goal)),
-        (Algorithm::LinearRegression, "mse") => Some(("validation:mse", goal)),
-        (Algorithm::LinearRegression | Algorithm::LogisticRegression, "loss") => {
-            Some(("validation:objective_loss", goal))
-        }
-        (Algorithm::Kmeans, "msd") => Some(("test:msd", goal)),
-        (Algorithm::Kmeans, "ssd") => Some(("test:ssd", goal)),
-        _ => None,
-    };
-    mapped.map(|(m, g)| (m.to_string(), g)).ok_or_else(|| {
-        provider_err(
-            ErrorKind::Invalid,
-            "CreateHyperParameterTuningJob",
-            format!(
-                "SageMaker's `{}` cannot optimise `{metric}`; use its metric name (e.g. `validation:rmse`, see the SageMaker docs of the algorithm)",
-                b.algorithm.as_str()
-            ),
-        )
-    })
-}
-
-enum Range {
-    Categorical(CategoricalParameterRange),
-    Integer(IntegerParameterRange),
-    Continuous(ContinuousParameterRange),
-}
-
-fn num(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{}", v as i64)
-    } else {
-        format!("{v}")
-    }
-}
-
-/// A SageMaker parameter range. Grid search takes categorical ranges only, so numeric ranges
-/// with a `step` are expanded into their values.
-fn param_range(
-    name: &str,
-    p: &Param,
-    t: Translate,
-    grid: bool,
-    script_mode: bool,
-) -> std::result::Result<Range, String> {
-    let encode = |v: &serde_json::Value| -> String {
-        match (v, t) {
-            (serde_json::Value::Number(n), t) if t != Translate::Same => {
-                num(t.apply(n.as_f64().unwrap_or(0.0)))
-            }
-            // Framework containers JSON-decode hyperparameters: keep strings quoted.
-            (serde_json::Value::String(s), _) if script_mode => json_str(s),
-            (v, _) => hp_text(v),
-        }
-    };
-    if let Some(values) = &p.values {
-        return Ok(Range::Categorical(
-            CategoricalParameterRange::builder()
-                .name(name)
-                .set_values(Some(values.iter().map(encode).collect()))
-                .build(),
-        ));
-    }
-    let (Some(min), Some(max)) = (p.min, p.max) else {
-        return Err("a range needs `min` and `max` (or `values`)".into());
-    };
-    let (lo, hi) = {
-        let (a, b) = (t.apply(min), t.apply(max));
-        if a <= b { (a, b) } else { (b, a) }
-    };
-    let integer = p.ty == Some(ParamType::Int);
-    if grid {
-        let Some(step) = p.step.filter(|s| *s > 0.0) else {
-            return Err("grid search needs `step` or `values` for numeric ranges".into());
-        };
-        let mut values = Vec::new();
-        let mut x = min;
-        while x <= max + step * 1e-9 && values.len() <= 30 {
-            values.push(num(t.apply(if integer { x.round() } else { x })));
-            x += step;
-        }
-        if values.len() > 30 {
-            return Err("SageMaker's grid search takes at most 30 values per parameter".into());
-        }
-        return Ok(Range::Categorical(
-            CategoricalParameterRange::builder()
-                .name(name)
-                .set_values(Some(values))
-                .build(),
-        ));
-    }
-    let scaling = match p.scale {
-        Some(Scale::Log) => HyperParameterScalingType::Logarithmic,
-        Some(Scale::Linear) => HyperParameterScalingType::Linear,
-        None => HyperParameterScalingType::Auto,
-    };
-    if integer && t == Translate::Same {
-        Ok(Range::Integer(
-            IntegerParameterRange::builder()
-                .name(name)
-                .min_value(num(lo.round()))
-                .max_value(num(hi.round()))
-                .scaling_type(scaling)
-                .build(),
-        ))
-    } else {
-        Ok(Range::Continuous(
-            ContinuousParameterRange::builder()
-                .name(name)
-                .min_value(num(lo))
-                .max_value(num(hi))
-                .scaling_type(scaling)
-                .build(),
-        ))
-    }
+    let shape = b.data.shape(b.algorithm);
+    crate::builtins::objective(b.algorithm, shape, metric, goal, &spec.hyperparameters).ok_or_else(
+        || {
+            provider_err(
+                ErrorKind::Invalid,
+                "CreateHyperParameterTuningJob",
+                format!(
+                    "SageMaker's `{}` cannot optimise `{metric}` for this data; it optimises {}",
+                    b.algorithm.as_str(),
+                    crate::builtins::objectives(b.algorithm, shape, &spec.hyperparameters)
+                        .join(", ")
+                ),
+            )
+        },
+    )
 }
 
 /// CSV channels for a built-in algorithm.
@@ -1484,7 +1359,19 @@ fn convert_for_builtin(
 /// Packs the code directory as a reproducible tar.gz (sorted entries, zero times and owners:
 /// the same code gives the same bytes and so the same blob), plus the entry script that runs
 /// the TrainingJob's `command`.
-pub(crate) fn pack_code(dir: Option<&Path>, command: &str) -> std::io::Result<Vec<u8>> {
+///
+/// # Guarantees
+/// - Nothing from outside the code directory is packed: a symbolic link is followed only when
+///   it resolves inside the directory; one that points outside (or nowhere) fails, naming the
+///   link and its target.
+/// - `.git`, `.mlctl`, `.env` and `.env.*` (secrets, history, mlctl's own state) are left out
+///   at any depth, as are caches (`__pycache__`, `.venv`, `node_modules`, `.DS_Store`).
+pub(crate) fn pack_code(dir: Option<&Path>, command: &str) -> Result<Vec<u8>> {
+    let io = |what: &Path, e: std::io::Error| {
+        let mut err = ProviderError::io("sagemaker", "pack code", e);
+        err.message = format!("{}: {}", what.display(), err.message);
+        err
+    };
     let mut files: Vec<(String, PathBuf)> = Vec::new();
     if let Some(dir) = dir {
         if dir.is_file() {
@@ -1494,7 +1381,9 @@ pub(crate) fn pack_code(dir: Option<&Path>, command: &str) -> std::io::Result<Ve
                 .unwrap_or_default();
             files.push((name, dir.to_path_buf()));
         } else {
-            collect(dir, dir, &mut files)?;
+            let root = dir.canonicalize().map_err(|e| io(dir, e))?;
+            let mut visited = vec![root.clone()];
+            collect(dir, &root, "", &mut visited, &mut files)?;
         }
     }
     files.sort();
@@ -1516,40 +1405,97 @@ pub(crate) fn pack_code(dir: Option<&Path>, command: &str) -> std::io::Result<Ve
             tar.append(&h, data)
         };
     for (rel, path) in &files {
-        let data = std::fs::read(path)?;
+        let data = std::fs::read(path).map_err(|e| io(path, e))?;
         let mode = if is_executable(path) { 0o755 } else { 0o644 };
-        add(&mut tar, rel, mode, &data)?;
+        add(&mut tar, rel, mode, &data).map_err(|e| io(path, e))?;
     }
     let entry = format!(
         "#!/bin/sh\n# Written by mlctl: SageMaker script mode runs this in the code directory.\n# Hyperparameters are in $SM_HPS, data in $SM_CHANNEL_<NAME>, the model goes to $SM_MODEL_DIR.\nexec {command}\n"
     );
-    add(&mut tar, ENTRY, 0o755, entry.as_bytes())?;
-    tar.into_inner()?.finish()
+    let packed = add(&mut tar, ENTRY, 0o755, entry.as_bytes())
+        .and_then(|()| tar.into_inner())
+        .and_then(|gz| gz.finish());
+    packed.map_err(|e| io(Path::new(ENTRY), e))
 }
 
-fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
+/// Whether a file or directory name is left out of the packed code (see [`pack_code`]).
+fn left_out(name: &str) -> bool {
+    matches!(
+        name,
+        ".git" | ".mlctl" | ".env" | "__pycache__" | ".venv" | "node_modules" | ".DS_Store"
+    ) || name.starts_with(".env.")
+}
+
+/// Adds the files under `dir` to `out` by their path in the code directory (`rel`, `/`-joined:
+/// `dir` is `code.join(rel)`). `root` is the code directory resolved, and `visited` the
+/// directories already walked (a link back up would loop).
+fn collect(
+    code: &Path,
+    root: &Path,
+    rel: &str,
+    visited: &mut Vec<PathBuf>,
+    out: &mut Vec<(String, PathBuf)>,
+) -> Result<()> {
+    let io = |what: &Path, e: std::io::Error| {
+        let mut err = ProviderError::io("sagemaker", "pack code", e);
+        err.message = format!("{}: {}", what.display(), err.message);
+        err
+    };
+    let dir = if rel.is_empty() {
+        code.to_path_buf()
+    } else {
+        code.join(rel)
+    };
+    let entries = std::fs::read_dir(&dir)
+        .map_err(|e| io(&dir, e))?
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(|e| io(&dir, e))?;
+    for entry in entries {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if matches!(
-            name.as_str(),
-            ".git" | "__pycache__" | ".mlctl" | ".venv" | "node_modules" | ".DS_Store"
-        ) {
+        if left_out(&name) {
             continue;
         }
+        let rel = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
         let path = entry.path();
-        let meta = std::fs::metadata(&path)?;
+        let meta = std::fs::symlink_metadata(&path).map_err(|e| io(&path, e))?;
+        let real = if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&path).map_err(|e| io(&path, e))?;
+            match path.canonicalize() {
+                Ok(resolved) if resolved.starts_with(root) => resolved,
+                resolved => {
+                    return Err(provider_err(
+                        ErrorKind::Invalid,
+                        "pack code",
+                        format!(
+                            "code directory `{}`: `{rel}` is a symbolic link to `{}`, which is {}; mlctl packs nothing from outside the code directory. Copy what it points to into the code directory, or remove the link",
+                            code.display(),
+                            target.display(),
+                            if resolved.is_ok() {
+                                "outside the code directory"
+                            } else {
+                                "missing"
+                            }
+                        ),
+                    ));
+                }
+            }
+        } else {
+            path.clone()
+        };
+        let meta = std::fs::metadata(&real).map_err(|e| io(&path, e))?;
         if meta.is_dir() {
-            collect(root, &path, out)?;
+            let canonical = real.canonicalize().map_err(|e| io(&path, e))?;
+            if visited.contains(&canonical) {
+                continue;
+            }
+            visited.push(canonical);
+            collect(code, root, &rel, visited, out)?;
         } else if meta.is_file() {
-            let rel = path
-                .strip_prefix(root)
-                .unwrap_or(&path)
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                .collect::<Vec<_>>()
-                .join("/");
-            out.push((rel, path));
+            out.push((rel, real));
         }
     }
     Ok(())
@@ -1622,6 +1568,77 @@ mod tests {
         );
     }
 
+    fn packed_names(packed: &[u8]) -> Vec<String> {
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(packed));
+        archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn packed_code_leaves_out_secrets_and_history_at_any_depth() {
+        let dir = tempfile::tempdir().unwrap();
+        let code = dir.path().join("src");
+        for (path, text) in [
+            ("train.py", "print(1)\n"),
+            (".env", "AWS_SECRET_ACCESS_KEY=x\n"),
+            (".env.local", "TOKEN=x\n"),
+            (".envrc.py", "kept: not a dotenv file\n"),
+            ("lib/.env.production", "TOKEN=y\n"),
+            ("lib/util.py", "x = 1\n"),
+            ("lib/.git/config", "[core]\n"),
+            (".mlctl/state.db", "x"),
+            ("lib/.mlctl/cache", "x"),
+        ] {
+            let p = code.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        // A link that stays inside the code directory is followed.
+        #[cfg(unix)]
+        std::os::unix::fs::symlink("lib/util.py", code.join("util_link.py")).unwrap();
+        let packed = pack_code(Some(&code), "python train.py").unwrap();
+        let mut want = vec![".envrc.py", "lib/util.py", "train.py"];
+        if cfg!(unix) {
+            want.push("util_link.py");
+        }
+        want.push(ENTRY);
+        assert_eq!(packed_names(&packed), want);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn packed_code_never_follows_a_link_out_of_the_code_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let code = dir.path().join("src");
+        std::fs::create_dir_all(code.join("conf")).unwrap();
+        std::fs::write(code.join("train.py"), "print(1)\n").unwrap();
+        let outside = dir.path().join("credentials");
+        std::fs::write(&outside, "secret\n").unwrap();
+        std::os::unix::fs::symlink(&outside, code.join("conf/creds")).unwrap();
+        let err = pack_code(Some(&code), "python train.py").unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Invalid);
+        assert!(
+            err.message.contains("`conf/creds`")
+                && err.message.contains(&outside.display().to_string())
+                && err.message.contains("outside the code directory")
+                && err.message.contains("remove the link"),
+            "{err}"
+        );
+        assert!(!err.message.contains("secret"), "{err}");
+        // A link to a directory outside, and a dangling link, fail the same way.
+        std::fs::remove_file(code.join("conf/creds")).unwrap();
+        std::os::unix::fs::symlink(dir.path(), code.join("up")).unwrap();
+        let err = pack_code(Some(&code), "python train.py").unwrap_err();
+        assert!(err.message.contains("`up`"), "{err}");
+        std::fs::remove_file(code.join("up")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("gone"), code.join("gone")).unwrap();
+        let err = pack_code(Some(&code), "python train.py").unwrap_err();
+        assert!(err.message.contains("missing"), "{err}");
+    }
+
     #[test]
     fn builtin_data_is_label_first_without_header() {
         let csv = "a,b,species\n1,2,setosa\n3,4,virginica\n5,6,setosa\n7,8,versicolor\n9,10,setosa\n11,12,virginica\n";
@@ -1662,66 +1679,49 @@ mod tests {
         let user = BTreeMap::from([
             ("C".to_string(), serde_json::json!(1.0)),
             ("max_iter".to_string(), serde_json::json!(200)),
+            ("fit_intercept".to_string(), serde_json::json!(false)),
         ]);
-        let hps = builtin_hyperparameters(Algorithm::LogisticRegression, &user, &data);
+        let hps = builtin_hyperparameters(Algorithm::LogisticRegression, &user, &data).unwrap();
         assert_eq!(hps["predictor_type"], "multiclass_classifier");
         assert_eq!(hps["num_classes"], "3");
         assert_eq!(hps["feature_dim"], "4");
         assert_eq!(hps["epochs"], "200");
+        assert_eq!(hps["use_bias"], "false");
         assert!((hps["wd"].parse::<f64>().unwrap() - 1.0 / 120.0).abs() < 1e-12);
         let user = BTreeMap::from([
             ("n_estimators".to_string(), serde_json::json!(50)),
             ("learning_rate".to_string(), serde_json::json!(0.1)),
+            ("max_bins".to_string(), serde_json::json!(64)),
         ]);
-        let hps = builtin_hyperparameters(Algorithm::GradientBoosting, &user, &data);
+        let hps = builtin_hyperparameters(Algorithm::GradientBoosting, &user, &data).unwrap();
         assert_eq!(
             (
                 hps["num_round"].as_str(),
                 hps["eta"].as_str(),
-                hps["objective"].as_str()
+                hps["objective"].as_str(),
+                hps["max_bin"].as_str(),
+                hps["tree_method"].as_str(),
             ),
-            ("50", "0.1", "multi:softprob")
+            ("50", "0.1", "multi:softprob", "64", "hist")
         );
-        let hps = builtin_hyperparameters(Algorithm::RandomForest, &user, &data);
+        let user = BTreeMap::from([
+            ("n_estimators".to_string(), serde_json::json!(50)),
+            ("max_features".to_string(), serde_json::json!("sqrt")),
+        ]);
+        let hps = builtin_hyperparameters(Algorithm::RandomForest, &user, &data).unwrap();
         assert_eq!(
-            (hps["num_round"].as_str(), hps["num_parallel_tree"].as_str()),
-            ("1", "50")
-        );
-    }
-
-    #[test]
-    fn grid_ranges_become_categorical() {
-        let p = Param {
-            ty: Some(ParamType::Int),
-            min: Some(2.0),
-            max: Some(6.0),
-            step: Some(2.0),
-            scale: None,
-            values: None,
-        };
-        match param_range("max_depth", &p, Translate::Same, true, false).unwrap() {
-            Range::Categorical(r) => assert_eq!(r.values(), ["2", "4", "6"]),
-            _ => panic!("grid ranges must be categorical"),
-        }
-        let p = Param {
-            ty: None,
-            min: Some(0.01),
-            max: Some(1.0),
-            step: None,
-            scale: Some(Scale::Log),
-            values: None,
-        };
-        assert!(param_range("eta", &p, Translate::Same, true, false).is_err());
-        match param_range("eta", &p, Translate::Same, false, false).unwrap() {
-            Range::Continuous(r) => assert_eq!(
-                (r.min_value(), r.max_value(), r.scaling_type()),
-                (
-                    Some("0.01"),
-                    Some("1"),
-                    Some(&HyperParameterScalingType::Logarithmic)
-                )
+            (
+                hps["num_round"].as_str(),
+                hps["num_parallel_tree"].as_str(),
+                hps["colsample_bynode"].as_str()
             ),
-            _ => panic!("float ranges are continuous"),
-        }
+            ("1", "50", "0.5")
+        );
+        let user = BTreeMap::from([("n_clusters".to_string(), serde_json::json!(3))]);
+        let hps = builtin_hyperparameters(Algorithm::Kmeans, &user, &data).unwrap();
+        assert_eq!(hps["k"], "3");
+        let user = BTreeMap::from([("min_samples_split".to_string(), serde_json::json!(4))]);
+        let err = builtin_hyperparameters(Algorithm::GradientBoosting, &user, &data).unwrap_err();
+        assert!(err.contains("min_samples_split"), "{err}");
     }
 }

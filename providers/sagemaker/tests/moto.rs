@@ -13,9 +13,9 @@
 //!   artifact: [`MotoTrainer`] adds the metrics a real job would report (and nothing else), so
 //!   the registry, gates and endpoints downstream have something to work with.
 //! - Endpoints are `InService` at once; `UpdateEndpoint`, `CreateMonitoringSchedule`,
-//!   `DeleteModelPackage(Group)` and `StopTrainingJob` answer 500. The stack runs with
-//!   `Features::MOTO`, which works around them; the real calls are covered by the unit tests
-//!   with SDK mocks (`src/tests.rs`).
+//!   `DeleteModelPackage(Group)` and `StopTrainingJob` answer 500. The target says
+//!   `emulator: moto`, so the provider works around them; the real calls are covered by the
+//!   unit tests with SDK mocks (`src/tests.rs`).
 
 use async_trait::async_trait;
 use mlctl_conformance::{self as conformance, Fixture};
@@ -23,7 +23,7 @@ use mlctl_core::{
     Capabilities, JobHandle, JobState, OpContext, ProviderError, RunRecord, Stack, Trainer,
     TrainingRequest,
 };
-use mlctl_provider_sagemaker::{Credentials, Features, Options, Settings, stack_with};
+use mlctl_provider_sagemaker::{Credentials, Options, Settings, stack_with};
 use mlctl_spec::Target;
 use std::io::Write;
 use std::sync::Arc;
@@ -86,14 +86,14 @@ async fn reset(url: &str) {
     );
 }
 
-/// Settings for moto: its gaps, fast polling, few retries (its 500s are permanent).
+/// Settings for moto: fast polling, few retries (its 500s are permanent). Its gaps come from
+/// the target's `emulator: moto`.
 fn settings() -> Settings {
     Settings {
         max_attempts: 2,
         initial_backoff: Duration::from_millis(10),
         poll_interval: Duration::from_millis(20),
-        features: Features::MOTO,
-        ..Settings::from_env(None)
+        ..Settings::from_env()
     }
 }
 
@@ -103,6 +103,7 @@ fn target(url: &str, bucket: &str) -> Target {
         role_arn: ROLE.into(),
         bucket: format!("s3://{bucket}/mlctl"),
         endpoint_url: Some(url.into()),
+        emulator: Some(mlctl_spec::Emulator::Moto),
         ..Default::default()
     })
 }
@@ -477,6 +478,8 @@ async fn tuning_runs_as_a_hyperparameter_tuning_job() {
         .expect("register");
     let mut req = fx.training_request("iris-train", "tuning", data);
     req.spec.algorithm = Some(mlctl_spec::Algorithm::GradientBoosting);
+    // The fixture's `C` is logistic regression's; XGBoost has no such hyperparameter.
+    req.spec.hyperparameters = [("max_bins".to_string(), serde_json::json!(64))].into();
     req.spec.tuning = Some(mlctl_spec::Tuning {
         strategy: mlctl_spec::TuningStrategy::Bayesian,
         objective: mlctl_spec::Objective {
@@ -661,15 +664,85 @@ async fn script_mode_uploads_the_code_and_runs_the_command() {
             .is_some_and(|i| i.contains("sagemaker-scikit-learn")),
         "the default framework image"
     );
-    let channel = d.input_data_config()[0]
-        .data_source()
-        .and_then(|s| s.s3_data_source())
-        .and_then(|s| s.s3_uri())
-        .expect("train channel");
-    assert!(
-        channel.contains("/datasets/iris/"),
-        "scripts read the dataset under a readable name: {channel}"
+    // The fixture's dataset is split train/test: each part is its own channel, so the script
+    // never sees the test rows in `train` (as on the local target).
+    let channels: std::collections::BTreeMap<String, String> = d
+        .input_data_config()
+        .iter()
+        .map(|c| {
+            let uri = c
+                .data_source()
+                .and_then(|s| s.s3_data_source())
+                .and_then(|s| s.s3_uri())
+                .unwrap_or_default();
+            (
+                c.channel_name().unwrap_or_default().to_string(),
+                uri.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        channels.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["test", "train"]
     );
+    let s3 = s3_client(&env.url).await;
+    let mut rows = std::collections::BTreeMap::new();
+    for (part, uri) in &channels {
+        assert!(
+            uri.contains("/datasets/iris/"),
+            "scripts read the data under a readable name: {uri}"
+        );
+        let (bucket, prefix) = uri
+            .strip_prefix("s3://")
+            .and_then(|r| r.split_once('/'))
+            .expect("an s3 uri");
+        let listed = s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .send()
+            .await
+            .expect("list the channel");
+        let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+        assert_eq!(keys.len(), 1, "one file per channel: {keys:?}");
+        assert!(keys[0].ends_with(&format!("/{part}.csv")), "{keys:?}");
+        let body = s3
+            .get_object()
+            .bucket(bucket)
+            .key(keys[0])
+            .send()
+            .await
+            .expect("get")
+            .body
+            .collect()
+            .await
+            .expect("body")
+            .into_bytes();
+        rows.insert(
+            part.clone(),
+            body.iter().filter(|b| **b == b'\n').count() - 1,
+        );
+    }
+    assert_eq!(
+        rows,
+        [("test".to_string(), 30), ("train".to_string(), 120)].into(),
+        "train holds the train split only"
+    );
+}
+
+/// An S3 client on moto, to read back what the provider stored.
+async fn s3_client(url: &str) -> aws_sdk_s3::Client {
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(REGION))
+        .endpoint_url(url)
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
+        .load()
+        .await;
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    )
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
@@ -822,4 +895,351 @@ async fn examples_iris_applies_replans_clean_and_destroys() {
             .is_empty(),
         "the model is gone"
     );
+}
+
+/// An `s3://` source is read and checked exactly as a project file: digest, schema, target,
+/// split parts uploaded, a content-addressed copy; a pinned digest that differs, a schema
+/// violation and an object above the size cap fail with what to do. The version's record on
+/// S3 keeps the Dataset's tags (S3 objects take only 10).
+#[tokio::test]
+async fn s3_sources_are_read_and_checked_like_project_files() {
+    let Some(env) = env("s3_source").await else {
+        return;
+    };
+    let (stack, fx) = (&env.stack, &env.fx);
+    let bucket = "mlctl-s3-source";
+    let s3 = s3_client(&env.url).await;
+    let csv = std::fs::read_to_string(fx.dir().join("data/iris.csv")).expect("fixture data");
+    s3.put_object()
+        .bucket(bucket)
+        .key("raw/iris.csv")
+        .body(csv.clone().into_bytes().into())
+        .send()
+        .await
+        .expect("put the source object");
+    let mut req = fx.dataset_request("iris", "s3");
+    req.spec.source = Some(format!("s3://{bucket}/raw/iris.csv"));
+    req.tags.labels.insert("team".into(), "ml-platform".into());
+    let v = stack
+        .data
+        .register_dataset(&fx.ctx, &req)
+        .await
+        .expect("register an s3:// source");
+    assert_eq!(v.digest, blake3::hash(csv.as_bytes()).to_hex().as_str());
+    assert_eq!(v.rows, 150);
+    assert!(
+        v.uri.ends_with(&format!("/objects/{}", v.digest)),
+        "{}",
+        v.uri
+    );
+    assert_eq!(
+        v.splits.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["test", "train"]
+    );
+    assert!(v.profile_uri.is_some());
+    let record = s3
+        .get_object()
+        .bucket(bucket)
+        .key(format!(
+            "mlctl/.mlctl/datasets/{}/iris/{}.json",
+            fx.ctx.project, req.fingerprint
+        ))
+        .send()
+        .await
+        .expect("the version's record")
+        .body
+        .collect()
+        .await
+        .expect("body")
+        .into_bytes();
+    let record: serde_json::Value = serde_json::from_slice(&record).expect("json");
+    assert_eq!(record["tags"]["team"], "ml-platform");
+    assert_eq!(record["tags"]["mlctl:resource"], "Dataset/iris");
+    assert_eq!(record["digest"], v.digest.as_str());
+
+    // A pinned digest that differs, and a schema the data breaks.
+    let mut pinned = fx.dataset_request("iris", "s3-pinned");
+    pinned.spec.source = req.spec.source.clone();
+    pinned.spec.digest = Some("0".repeat(64));
+    let err = stack
+        .data
+        .register_dataset(&fx.ctx, &pinned)
+        .await
+        .expect_err("the digest differs");
+    assert!(err.message.contains("pins"), "{err}");
+    let mut strict = fx.dataset_request("iris", "s3-strict");
+    strict.spec.source = req.spec.source.clone();
+    if let Some(schema) = strict.spec.schema.as_mut() {
+        schema.min_rows = Some(1000);
+    }
+    let err = stack
+        .data
+        .register_dataset(&fx.ctx, &strict)
+        .await
+        .expect_err("too few rows");
+    assert_eq!(err.kind, mlctl_core::ErrorKind::Invalid);
+    assert!(
+        err.message.contains("s3://mlctl-s3-source/raw/iris.csv"),
+        "{err}"
+    );
+
+    // Above the cap: refused before it is read, saying how to raise it.
+    let small = Settings {
+        max_s3_source: 1024,
+        ..settings()
+    };
+    let capped = build(&env.url, fx, bucket, small).await;
+    let mut big = fx.dataset_request("iris", "s3-big");
+    big.spec.source = req.spec.source.clone();
+    let err = capped
+        .data
+        .register_dataset(&fx.ctx, &big)
+        .await
+        .expect_err("above the cap");
+    assert!(
+        err.message.contains("MLCTL_SM_MAX_S3_SOURCE_MB") && err.message.contains("1024 bytes"),
+        "{err}"
+    );
+    // A missing object says so.
+    let mut missing = fx.dataset_request("iris", "s3-missing");
+    missing.spec.source = Some(format!("s3://{bucket}/raw/nope.csv"));
+    let err = stack
+        .data
+        .register_dataset(&fx.ctx, &missing)
+        .await
+        .expect_err("missing");
+    assert_eq!(err.kind, mlctl_core::ErrorKind::NotFound);
+}
+
+/// The user's labels are on everything the provider creates (training job, model package
+/// group, SageMaker model, endpoint config, endpoint, alarms), and an endpoint's rollback
+/// thresholds are CloudWatch alarms on its variant that go when the endpoint goes. (Tags on
+/// model packages are covered by the SDK-mock tests: moto answers 500 to them.)
+#[tokio::test]
+async fn labels_are_on_everything_and_thresholds_are_alarms() {
+    let Some(env) = env("labels").await else {
+        return;
+    };
+    let (stack, fx) = (&env.stack, &env.fx);
+    let label = |mut t: mlctl_core::Tags| {
+        t.labels.insert("team".into(), "ml-platform".into());
+        t
+    };
+    let data = stack
+        .data
+        .register_dataset(&fx.ctx, &fx.dataset_request("iris", "labels"))
+        .await
+        .expect("register");
+    let mut train = fx.training_request("iris-train", "labels", data);
+    train.tags = label(train.tags);
+    let job = stack.trainer.submit(&fx.ctx, &train).await.expect("submit");
+    let JobState::Completed(result) = stack.trainer.poll(&fx.ctx, &job).await.expect("poll") else {
+        panic!("moto completes jobs at once");
+    };
+    let register = mlctl_core::RegisterRequest {
+        model: "iris".into(),
+        training: result,
+        stage: mlctl_spec::Stage::Production,
+        approval: mlctl_spec::Approval::Auto,
+        description: None,
+        fingerprint: fx.fingerprint("labels-model"),
+        lineage: Default::default(),
+        tags: label(fx.tags("Model/iris", &fx.fingerprint("labels-model"))),
+    };
+    let version = stack
+        .registry
+        .register(&fx.ctx, &register)
+        .await
+        .expect("register the model");
+    let mut deploy = fx.endpoint_request("iris", "labels", version);
+    deploy.tags = label(deploy.tags);
+    deploy.spec.strategy = Some(mlctl_spec::Strategy {
+        ty: mlctl_spec::StrategyType::Canary,
+        percent: Some(10),
+        bake_time: Some("30s".into()),
+        rollback: Some(mlctl_spec::Rollback {
+            max_error_rate: Some(0.05),
+            max_p99_latency_ms: Some(100.0),
+            alarms: Vec::new(),
+        }),
+    });
+    stack
+        .deployer
+        .deploy(&fx.ctx, &deploy)
+        .await
+        .expect("deploy");
+
+    let sm = sagemaker_client(&env.url).await;
+    let tags_of = |arn: String| {
+        let sm = sm.clone();
+        async move {
+            sm.list_tags()
+                .resource_arn(&arn)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("list tags of {arn}: {e:?}"))
+                .tags()
+                .iter()
+                .map(|t| {
+                    (
+                        t.key().unwrap_or_default().to_string(),
+                        t.value().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect::<std::collections::BTreeMap<_, _>>()
+        }
+    };
+    let endpoint = sm
+        .describe_endpoint()
+        .endpoint_name("conformance-iris")
+        .send()
+        .await
+        .expect("endpoint");
+    let config = sm
+        .describe_endpoint_config()
+        .endpoint_config_name(endpoint.endpoint_config_name().unwrap_or_default())
+        .send()
+        .await
+        .expect("config");
+    let model = sm
+        .describe_model()
+        .model_name(
+            config.production_variants()[0]
+                .model_name()
+                .unwrap_or_default(),
+        )
+        .send()
+        .await
+        .expect("model");
+    let group = sm
+        .describe_model_package_group()
+        .model_package_group_name("conformance-iris")
+        .send()
+        .await
+        .expect("group");
+    for (what, arn) in [
+        ("training job", job.provider_id.clone()),
+        (
+            "model package group",
+            group
+                .model_package_group_arn()
+                .unwrap_or_default()
+                .to_string(),
+        ),
+        ("model", model.model_arn().unwrap_or_default().to_string()),
+        (
+            "endpoint config",
+            config.endpoint_config_arn().unwrap_or_default().to_string(),
+        ),
+        (
+            "endpoint",
+            endpoint.endpoint_arn().unwrap_or_default().to_string(),
+        ),
+    ] {
+        let tags = tags_of(arn).await;
+        assert_eq!(
+            tags.get("team").map(String::as_str),
+            Some("ml-platform"),
+            "{what}: {tags:?}"
+        );
+        assert!(tags.contains_key("mlctl:fingerprint"), "{what}: {tags:?}");
+    }
+
+    let cw = cloudwatch_client(&env.url).await;
+    let alarms = cw
+        .describe_alarms()
+        .alarm_name_prefix("conformance-iris-")
+        .send()
+        .await
+        .expect("describe alarms");
+    let by_name: std::collections::BTreeMap<&str, &aws_sdk_cloudwatch::types::MetricAlarm> = alarms
+        .metric_alarms()
+        .iter()
+        .map(|a| (a.alarm_name().unwrap_or_default(), a))
+        .collect();
+    assert_eq!(
+        by_name.keys().copied().collect::<Vec<_>>(),
+        [
+            "conformance-iris-v1-mlctl-error-rate",
+            "conformance-iris-v1-mlctl-p99-latency"
+        ]
+    );
+    let latency = by_name["conformance-iris-v1-mlctl-p99-latency"];
+    assert_eq!(
+        (
+            latency.metric_name(),
+            latency.extended_statistic(),
+            latency.threshold()
+        ),
+        (Some("ModelLatency"), Some("p99"), Some(100_000.0)),
+        "p99 in microseconds"
+    );
+    let rate = by_name["conformance-iris-v1-mlctl-error-rate"];
+    assert_eq!(rate.threshold(), Some(0.05));
+    assert_eq!(rate.metrics().len(), 3, "metric math: errors / invocations");
+    for a in by_name.values() {
+        let tags = cw
+            .list_tags_for_resource()
+            .resource_arn(a.alarm_arn().unwrap_or_default())
+            .send()
+            .await
+            .expect("alarm tags");
+        assert!(
+            tags.tags()
+                .iter()
+                .any(|t| t.key() == Some("team") && t.value() == Some("ml-platform")),
+            "{tags:?}"
+        );
+    }
+
+    // Thresholds removed: the alarms go on the next deploy. Put back: they return; the
+    // endpoint deleted: they go with it.
+    let mut plain = deploy.clone();
+    plain.spec.strategy = None;
+    stack
+        .deployer
+        .deploy(&fx.ctx, &plain)
+        .await
+        .expect("deploy without thresholds");
+    let count = |cw: aws_sdk_cloudwatch::Client| async move {
+        cw.describe_alarms()
+            .alarm_name_prefix("conformance-iris-")
+            .send()
+            .await
+            .expect("describe alarms")
+            .metric_alarms()
+            .len()
+    };
+    assert_eq!(
+        count(cw.clone()).await,
+        0,
+        "removed thresholds leave no alarm"
+    );
+    stack
+        .deployer
+        .deploy(&fx.ctx, &deploy)
+        .await
+        .expect("deploy again");
+    assert_eq!(count(cw.clone()).await, 2);
+    stack
+        .deployer
+        .delete(&fx.ctx, "iris")
+        .await
+        .expect("delete");
+    assert_eq!(
+        count(cw.clone()).await,
+        0,
+        "the endpoint's alarms go with it"
+    );
+}
+
+/// A CloudWatch client on moto.
+async fn cloudwatch_client(url: &str) -> aws_sdk_cloudwatch::Client {
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(REGION))
+        .endpoint_url(url)
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
+        .load()
+        .await;
+    aws_sdk_cloudwatch::Client::new(&sdk)
 }

@@ -230,12 +230,25 @@ pub struct SagemakerTarget {
     /// Override the service endpoint (emulators, VPC endpoints).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint_url: Option<String>,
+    /// The service behind `endpointUrl` is this emulator: the provider works around its gaps
+    /// (and every plan says which). Without it every endpoint is treated as real AWS, a
+    /// loopback one included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emulator: Option<Emulator>,
     /// Directory for the target's files on this machine (default `.mlctl/<target>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<String>,
     /// Components taken from another target.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub components: ComponentMap,
+}
+
+/// An emulator a SageMaker target can run against, for tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Emulator {
+    /// moto (`moto_server`): S3, SageMaker and CloudWatch on one port, with some calls missing.
+    Moto,
 }
 
 /// `provider: azureml`.
