@@ -14,7 +14,7 @@
 //! - `keys N`: one TrainingJob (script mode) with N hyperparameters: one mapping of N keys.
 //! - `badkeys N`: the same with a built-in algorithm, which takes none of them: N errors.
 //! - `docs MB`: one manifest file of about MB megabytes, made of many small Datasets (about
-//!   20,000 documents and 900,000 nodes for 50 MB, under [`mlctl_spec::yaml::MAX_NODES`]).
+//!   20,000 documents and 900,000 nodes for 50 MB, within [`mlctl_spec::yaml::node_budget`]).
 //! - `list MB`: one Dataset whose category column lists its categories one per line, about
 //!   MB megabytes (about 530,000 list items for 50 MB).
 //! - `text MB`: one manifest file of about MB megabytes, made of Datasets with a 4 KB note

@@ -325,10 +325,18 @@ pub struct SyntaxError {
 /// recursive walk over a [`Node`] (serde, drop, diagnostics) far from the stack's end.
 pub const MAX_DEPTH: usize = 64;
 
-/// The most nodes one text may produce, counting each alias expansion in full (a few aliases
-/// to aliases would otherwise expand to billions of nodes). This also bounds the memory a
-/// parsed text takes, whatever its size.
+/// The most nodes one text may produce beyond what its length allows anyway, counting each
+/// alias expansion in full (a few aliases to aliases would otherwise expand to billions of
+/// nodes). Without aliases a text cannot hold more than one node per two bytes (`[a,a,...]`),
+/// so the budget is this plus half the text's length: plain YAML is never refused however many
+/// documents it has, and aliases can at most double what the text could hold. This bounds the
+/// memory a parsed text takes to a multiple of its size.
 pub const MAX_NODES: usize = 1_000_000;
+
+/// The node budget of `text`: [`MAX_NODES`] plus one per two bytes.
+pub fn node_budget(text: &str) -> usize {
+    MAX_NODES.saturating_add(text.len() / 2)
+}
 
 /// Parses a (possibly multi-document) YAML text. Empty documents are skipped.
 ///
@@ -442,6 +450,8 @@ struct Builder<'t> {
     anchors: Vec<(usize, Node, usize, usize)>,
     /// Nodes produced so far, alias expansions included.
     nodes: usize,
+    /// The most nodes this text may produce: [`node_budget`].
+    budget: usize,
     error: Option<SyntaxError>,
 }
 
@@ -521,6 +531,7 @@ impl<'t> Builder<'t> {
             stack: Vec::new(),
             anchors: Vec::new(),
             nodes: 0,
+            budget: node_budget(text),
             error: None,
         }
     }
@@ -641,13 +652,17 @@ impl<'t> Builder<'t> {
         }
     }
 
-    /// Counts `n` more nodes; false (and an error) past [`MAX_NODES`].
+    /// Counts `n` more nodes; false (and an error) past the budget.
     fn count(&mut self, n: usize, at: Span) -> bool {
         self.nodes = self.nodes.saturating_add(n);
-        if self.nodes > MAX_NODES {
+        if self.nodes > self.budget {
+            let budget = self.budget;
             self.fail(
                 at,
-                format!("this YAML expands to more than {MAX_NODES} values"),
+                format!(
+                    "this YAML expands to more than {} values",
+                    crate::suggest::thousands(budget)
+                ),
                 Some("aliases (`*name`) repeat whole subtrees; use fewer of them".into()),
             );
             return false;

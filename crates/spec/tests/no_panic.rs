@@ -496,6 +496,19 @@ fn deep_block_nesting_is_an_error_not_a_stack_overflow() {
 }
 
 #[test]
+fn plain_yaml_is_never_refused_for_its_number_of_values() {
+    // 1.35 million values in 150,000 documents, no alias: more than the alias budget alone.
+    let text: String = (0..150_000)
+        .map(|i| format!("---\nname: d{i}\nlist: [a, b, c, d]\n"))
+        .collect();
+    let docs = yaml::parse(&text).expect("plain YAML parses");
+    assert_eq!(docs.len(), 150_000);
+    // The densest plain text, `[a,a,...]`: one value per two bytes.
+    let dense = format!("[{}a]", "a,".repeat(1_500_000));
+    assert!(yaml::parse(&dense).is_ok());
+}
+
+#[test]
 fn alias_bombs_are_refused() {
     let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
     for i in 1..12 {
