@@ -7,7 +7,7 @@
 //! is not finite (`.nan`, `.inf`) is a type error wherever a number is read: nothing in a spec
 //! means "not a number", and serde_json would silently turn it into null.
 
-use crate::suggest::{did_you_mean, list};
+use crate::suggest::{did_you_mean, hint_among, list};
 use crate::yaml::{Node, ScalarType, Span, Value};
 use serde::de::{
     self, DeserializeOwned, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor,
@@ -218,10 +218,7 @@ impl de::Error for DeError {
     }
 
     fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
-        let hint = match did_you_mean(variant, expected.iter().copied()) {
-            Some(s) => format!("did you mean `{s}`? expected one of: {}", list(expected)),
-            None => format!("expected one of: {}", list(expected)),
-        };
+        let hint = hint_among(variant, expected, "expected one of");
         DeError::new(
             DeErrorKind::UnknownValue {
                 value: variant.to_string(),

@@ -35,6 +35,15 @@ pub fn did_you_mean<'a>(
         .map(|(_, c)| c)
 }
 
+/// The hint for a name that is not among `known`: `did you mean `x`? {what}: a, b, c` when one
+/// is close, else `{what}: a, b, c` (bounded by [`list`]).
+pub fn hint_among(word: &str, known: &[&str], what: &str) -> String {
+    match did_you_mean(word, known.iter().copied()) {
+        Some(s) => format!("did you mean `{s}`? {what}: {}", list(known)),
+        None => format!("{what}: {}", list(known)),
+    }
+}
+
 /// The most values [`list`] writes out; the rest are counted.
 pub const MAX_LISTED: usize = 10;
 

@@ -2,7 +2,7 @@
 
 use super::{Ctx, trim_float};
 use crate::model::*;
-use crate::suggest::{did_you_mean, list};
+use crate::suggest::hint_among;
 use crate::yaml::Span;
 use std::collections::BTreeSet;
 
@@ -171,10 +171,8 @@ pub(super) fn check(
     }
     let check_column = |ctx: &mut Ctx, col: &str, path: &[&str], what: &str| {
         if !columns.is_empty() && !columns.iter().any(|c| c == col) {
-            let hint = match did_you_mean(col, columns.iter().map(String::as_str)) {
-                Some(s) => format!("did you mean `{s}`? columns: {}", list(&columns)),
-                None => format!("columns: {}", list(&columns)),
-            };
+            let known: Vec<&str> = columns.iter().map(String::as_str).collect();
+            let hint = hint_among(col, &known, "columns");
             ctx.hint(
                 "unknown-column",
                 file,

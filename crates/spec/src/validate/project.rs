@@ -6,7 +6,7 @@
 use super::files::{Doc, parse_file};
 use super::{Ctx, and_list, point_at, valid_name};
 use crate::model::*;
-use crate::suggest::{did_you_mean, list};
+use crate::suggest::{did_you_mean, hint_among, list};
 use crate::units;
 use crate::yaml::{Node, Span, Value};
 use crate::{Files, PROJECT_FILE, Project};
@@ -114,10 +114,7 @@ pub(super) fn load_project(files: &dyn Files, ctx: &mut Ctx) -> Option<Project> 
             if !targets.contains_key(t) && all_read {
                 let span = spec_node.get("defaultTarget").map(|n| n.span);
                 let known: Vec<&str> = targets.keys().map(String::as_str).collect();
-                let hint = match did_you_mean(t, known.iter().copied()) {
-                    Some(s) => format!("did you mean `{s}`? defined targets: {}", list(&known)),
-                    None => format!("defined targets: {}", list(&known)),
-                };
+                let hint = hint_among(t, &known, "defined targets");
                 ctx.hint(
                     "unknown-target",
                     PROJECT_FILE,
@@ -195,10 +192,7 @@ fn read_target(ctx: &mut Ctx, name: &str, node: &Node, key_span: Span) -> Option
     };
     let written = pnode.as_str().unwrap_or_default();
     let Some(provider) = ProviderKind::parse(written) else {
-        let hint = match did_you_mean(written, providers.iter().copied()) {
-            Some(s) => format!("did you mean `{s}`? providers are: {}", list(&providers)),
-            None => format!("providers are: {}", list(&providers)),
-        };
+        let hint = hint_among(written, &providers, "providers are");
         ctx.hint(
             "unknown-provider",
             PROJECT_FILE,
@@ -363,10 +357,7 @@ fn check_components(
         match targets.get(from) {
             None => {
                 let known: Vec<&str> = targets.keys().map(String::as_str).collect();
-                let hint = match did_you_mean(from, known.iter().copied()) {
-                    Some(s) => format!("did you mean `{s}`? defined targets: {}", list(&known)),
-                    None => format!("defined targets: {}", list(&known)),
-                };
+                let hint = hint_among(from, &known, "defined targets");
                 ctx.hint(
                     "unknown-target",
                     PROJECT_FILE,
