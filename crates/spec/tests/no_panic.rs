@@ -536,3 +536,30 @@ fn huge_numbers_in_units_are_errors() {
     let train = "apiVersion: mlctl/v1\nkind: Endpoint\nmetadata: {name: e}\nspec:\n  model: m\n  strategy: {type: canary, percent: 5, bakeTime: 99999999999999999999d}\n  compute: {memory: 99999999999999999999999Gi, timeout: 18446744073709551615s18446744073709551615s}\n";
     load_everywhere(train);
 }
+
+#[test]
+fn a_long_chain_of_transforms_is_walked_without_recursion() {
+    // d0 <- d1 <- ... <- d{N-1}, and d0 reads d{N-1}: one cycle through every dataset. A
+    // recursive walk needs a stack frame per dataset and overflows a test thread's stack.
+    const N: usize = 20_000;
+    let mut text = String::new();
+    for i in 0..N {
+        let input = (i + N - 1) % N;
+        text.push_str(&format!(
+            "---\napiVersion: mlctl/v1\nkind: Dataset\nmetadata: {{name: d{i}}}\nspec:\n  transform: {{command: python t.py, inputs: [d{input}], output: out/d{i}.csv}}\n"
+        ));
+    }
+    let files = MemFiles::new([("mlctl.yaml", PROJECT), ("ml/chain.yaml", text.as_str())]);
+    let loaded = load(&files);
+    let cycles: Vec<_> = loaded
+        .diagnostics
+        .iter()
+        .filter(|d| d.message.contains("cycle"))
+        .collect();
+    assert_eq!(cycles.len(), 1, "{:?}", loaded.diagnostics.first());
+    assert!(
+        cycles[0].message.len() < 500,
+        "the cycle is shown by its ends: {}",
+        cycles[0].message
+    );
+}

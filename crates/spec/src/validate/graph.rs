@@ -483,37 +483,39 @@ fn find_cycles(resources: &[Resource]) -> Vec<Vec<String>> {
         OnPath,
         Done,
     }
-    fn visit<'a>(
-        name: &'a str,
-        inputs: &BTreeMap<&'a str, Vec<&'a str>>,
-        colour: &mut BTreeMap<&'a str, Colour>,
-        path: &mut Vec<&'a str>,
-        cycles: &mut Vec<Vec<String>>,
-    ) {
-        colour.insert(name, Colour::OnPath);
-        path.push(name);
-        for &next in inputs.get(name).into_iter().flatten() {
+    // Depth-first, with an explicit stack of (dataset, next input to follow): a chain of
+    // transforms as long as the project is must not become as many stack frames.
+    let mut colour: BTreeMap<&str, Colour> = inputs.keys().map(|k| (*k, Colour::New)).collect();
+    let mut cycles = Vec::new();
+    let mut stack: Vec<(&str, usize)> = Vec::new();
+    for &root in inputs.keys() {
+        if colour.get(root) != Some(&Colour::New) {
+            continue;
+        }
+        colour.insert(root, Colour::OnPath);
+        stack.push((root, 0));
+        while let Some(&mut (name, ref mut i)) = stack.last_mut() {
+            let Some(&next) = inputs.get(name).and_then(|v| v.get(*i)) else {
+                colour.insert(name, Colour::Done);
+                stack.pop();
+                continue;
+            };
+            *i += 1;
             match colour.get(next).copied() {
-                Some(Colour::New) => visit(next, inputs, colour, path, cycles),
+                Some(Colour::New) => {
+                    colour.insert(next, Colour::OnPath);
+                    stack.push((next, 0));
+                }
                 Some(Colour::OnPath) => {
-                    let from = path.iter().position(|n| *n == next).unwrap_or(0);
+                    let from = stack.iter().position(|(n, _)| *n == next).unwrap_or(0);
                     let mut cycle: Vec<String> =
-                        path[from..].iter().map(|n| n.to_string()).collect();
+                        stack[from..].iter().map(|(n, _)| n.to_string()).collect();
                     cycle.push(next.to_string());
                     cycles.push(cycle);
                 }
                 // Done, or not a dataset (reported as an unknown reference).
                 _ => {}
             }
-        }
-        path.pop();
-        colour.insert(name, Colour::Done);
-    }
-    let mut colour: BTreeMap<&str, Colour> = inputs.keys().map(|k| (*k, Colour::New)).collect();
-    let mut cycles = Vec::new();
-    for name in inputs.keys() {
-        if colour.get(name) == Some(&Colour::New) {
-            visit(name, &inputs, &mut colour, &mut Vec::new(), &mut cycles);
         }
     }
     cycles
