@@ -108,7 +108,8 @@ impl Diagnostic {
         self
     }
 
-    /// Caps the message and hint at [`MAX_TEXT`] characters (for text set after construction).
+    /// Masks credentials in the message and hint and caps them at [`MAX_TEXT`] characters (for
+    /// text set after construction).
     pub fn bound(&mut self) {
         self.message = truncate(std::mem::take(&mut self.message));
         self.hint = self.hint.take().map(truncate);
@@ -127,7 +128,13 @@ impl Diagnostic {
 }
 
 /// `text` cut to [`MAX_TEXT`] characters, saying how much was left out.
+/// Masks credential shapes, then caps at [`MAX_TEXT`] characters: in that order, so a secret
+/// that straddles the cut is still recognised and masked whole.
 fn truncate(text: String) -> String {
+    let text = match crate::env::redact(&text) {
+        std::borrow::Cow::Borrowed(_) => text,
+        std::borrow::Cow::Owned(masked) => masked,
+    };
     match text.char_indices().nth(MAX_TEXT) {
         None => text,
         Some((cut, _)) => {
@@ -210,6 +217,19 @@ impl fmt::Display for Diagnostic {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A credential that straddles the cap is masked whole before the text is cut, so not even
+    /// its first characters are shown.
+    #[test]
+    fn a_secret_at_the_cut_is_masked_not_halved() {
+        let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+        let text = format!("{} {secret} tail", "x".repeat(MAX_TEXT - 20));
+        let d = Diagnostic::error("c", "f.yaml", "", None, text.clone()).with_hint(text);
+        for shown in [&d.message, d.hint.as_ref().expect("hint")] {
+            assert!(!shown.contains(&secret[..12]), "{shown}");
+            assert!(shown.contains("more characters"), "{shown}");
+        }
+    }
 
     /// A diagnostic on a very long line shows a window around the caret, and the caret still
     /// lands under the text it points at.

@@ -171,8 +171,11 @@ impl Node {
         if self.is_null() {
             return "null".into();
         }
+        // Rendered well past the cut and masked before it, so a credential that straddles the
+        // 40th character is still recognised.
         let mut text = String::new();
-        self.flow(&mut text, 41);
+        self.flow(&mut text, 400);
+        let mut text = crate::env::redact(&text).into_owned();
         if text.chars().count() > 40 {
             text = text.chars().take(39).collect::<String>() + "…";
         }

@@ -943,6 +943,22 @@ fn secret_in_a_checked_field_is_not_echoed() {
     );
 }
 
+/// A value quoted in a message is cut at 40 characters; a key longer than that is masked
+/// before the cut, so not even its first characters are echoed.
+#[test]
+fn a_long_secret_quoted_in_a_message_is_masked_before_the_cut() {
+    let doc = format!(
+        "apiVersion: mlctl/v1\nkind: [{AZURE_ACCOUNT_KEY}]\nmetadata: {{name: x}}\nspec: {{}}\n"
+    );
+    let loaded = load(&MemFiles::new([
+        ("mlctl.yaml", PROJECT),
+        ("ml/x.yaml", doc.as_str()),
+    ]));
+    let rendered: String = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
+    assert!(rendered.contains("kind"), "{rendered}");
+    assert!(!rendered.contains(&AZURE_ACCOUNT_KEY[..12]), "{rendered}");
+}
+
 /// A secret on a line with a YAML syntax error must not be echoed by the syntax error.
 #[test]
 fn secret_on_a_syntax_error_line_is_not_echoed() {

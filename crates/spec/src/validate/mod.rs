@@ -31,7 +31,6 @@ mod training;
 
 use crate::de::{DeError, DeErrorKind, PathSeg, from_node};
 use crate::diag::Diagnostic;
-use crate::env;
 use crate::yaml::{self, Node, ScalarType, Span, Value};
 use crate::{Files, Kind, Loaded, ResourceId, Spec};
 use serde::de::DeserializeOwned;
@@ -398,8 +397,6 @@ pub(crate) fn load(files: &dyn Files) -> Loaded {
     // lines are masked when the diagnostic is made, before a long one is cut to a window).
     // Nor may one grow with the input: messages and hints are capped.
     for d in &mut ctx.diags {
-        d.message = env::redact(&d.message).into_owned();
-        d.hint = d.hint.as_deref().map(|h| env::redact(h).into_owned());
         d.bound();
     }
     let ok = !ctx.diags.iter().any(Diagnostic::is_error);
