@@ -103,3 +103,36 @@ fn a_manifest_linked_from_outside_the_project_is_refused() {
         run.stderr
     );
 }
+
+#[test]
+fn a_manifest_entry_that_cannot_be_read_says_why_not_that_it_is_missing() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(
+        outside.path().join("extra.yaml"),
+        "apiVersion: mlctl/v1\nkind: Dataset\nmetadata: {name: extra}\nspec: {source: data/iris.csv}\n",
+    )
+    .unwrap();
+    let p = TestProject::example("iris");
+    std::os::unix::fs::symlink(
+        outside.path().join("extra.yaml"),
+        p.path().join("extra.yaml"),
+    )
+    .unwrap();
+    p.replace(
+        "mlctl.yaml",
+        "manifests: [ml/]",
+        "manifests: [ml/, extra.yaml]",
+    );
+    // A training job on the dataset the unreadable file would declare.
+    p.replace("ml/train.yaml", "dataset: iris", "dataset: extra");
+    let run = p.mlctl(&["validate"]).expect_code(1);
+    assert!(
+        run.stderr.contains("cannot read manifest `extra.yaml`")
+            && run.stderr.contains("leads outside the project directory"),
+        "{}",
+        run.stderr
+    );
+    // Not "does not exist", and no follow-on error for what the file may declare.
+    assert!(!run.stderr.contains("does not exist"), "{}", run.stderr);
+    assert!(!run.stderr.contains("is not defined"), "{}", run.stderr);
+}

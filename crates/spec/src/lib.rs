@@ -57,23 +57,29 @@ pub trait Files {
 #[derive(Debug, Clone)]
 pub struct DirFiles {
     root: PathBuf,
+    /// `root` with its links resolved, the first time a path is checked.
+    real_root: std::sync::OnceLock<Option<PathBuf>>,
 }
 
 impl DirFiles {
     /// Files under `root`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        DirFiles { root: root.into() }
+        DirFiles {
+            root: root.into(),
+            real_root: std::sync::OnceLock::new(),
+        }
     }
 }
 
 impl DirFiles {
     /// Refuses a path that resolves (symlinks followed) outside the project directory.
     fn inside(&self, asked: &str, p: &Path) -> std::io::Result<()> {
-        let (Ok(root), Ok(real)) = (self.root.canonicalize(), p.canonicalize()) else {
+        let root = self.real_root.get_or_init(|| self.root.canonicalize().ok());
+        let (Some(root), Ok(real)) = (root, p.canonicalize()) else {
             // Missing: the caller reports it as absent.
             return Ok(());
         };
-        if real.starts_with(&root) {
+        if real.starts_with(root) {
             Ok(())
         } else {
             Err(std::io::Error::new(

@@ -299,7 +299,19 @@ pub(super) fn manifest_files(
                 Err(e) if InvalidUtf8::in_io_error(&e).is_some() => {
                     out.insert(dir.to_string());
                 }
-                _ => {
+                // It exists but cannot be read: a link out of the project, no permission.
+                Err(e) => {
+                    let span = manifest_entry_span(ctx, m);
+                    ctx.err(
+                        "io",
+                        PROJECT_FILE,
+                        span,
+                        format!("cannot read manifest `{m}`: {e}"),
+                    );
+                    // What it declares is unknown: any reference may be to it.
+                    ctx.shadows.push(Shadow::default());
+                }
+                Ok(None) => {
                     let span = manifest_entry_span(ctx, m);
                     ctx.err(
                         "missing-manifests",
@@ -344,12 +356,13 @@ pub(super) fn read(files: &dyn Files, path: &str, ctx: &mut Ctx) -> Option<Strin
                         "mlctl reads manifests as UTF-8; this file looks saved in another encoding (Latin-1, Windows-1252): save it as UTF-8",
                     );
                     ctx.diags.push(d);
-                    ctx.shadows.push(Shadow::default());
                 }
                 None => {
                     ctx.err("io", path, None, format!("cannot read {path}: {e}"));
                 }
             }
+            // What the file declares is unknown: any reference may be to it.
+            ctx.shadows.push(Shadow::default());
             None
         }
     }
