@@ -36,12 +36,17 @@ pub struct Diagnostic {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_line: Option<String>,
     /// How many characters of the line come before `source_line`'s first one (non-zero only for
-    /// a windowed long line): the caret goes under column `span.col - source_offset`.
-    #[serde(skip)]
+    /// a windowed long line): the caret goes under column `span.col - source_offset`. In JSON
+    /// only when non-zero, so a reader can place a windowed line's column.
+    #[serde(skip_serializing_if = "is_zero")]
     pub source_offset: usize,
     /// What to do about it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Serialize for Span {
@@ -254,6 +259,19 @@ mod tests {
             "{rendered}"
         );
         assert!(rendered.len() < 1000, "{rendered}");
+        // In JSON, the offset places the column in the shown window.
+        let json = serde_json::to_value(&d).unwrap();
+        let offset = json["sourceOffset"].as_u64().unwrap() as usize;
+        let window = json["sourceLine"].as_str().unwrap();
+        let col = json["column"].as_u64().unwrap() as usize;
+        assert!(
+            window
+                .chars()
+                .skip(col - 1 - offset)
+                .collect::<String>()
+                .starts_with("needle"),
+            "{json}"
+        );
     }
 
     #[test]
