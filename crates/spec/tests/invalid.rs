@@ -1602,3 +1602,35 @@ fn invalid_utf8_is_reported_at_the_first_bad_byte() {
     let codes: Vec<&str> = loaded.diagnostics.iter().map(|d| d.code).collect();
     assert_eq!(codes, ["not-utf8"], "{:?}", loaded.diagnostics);
 }
+
+/// Every path a resource reads, and a transform's output, is refused as written when it is
+/// absolute or climbs out with `..`, whichever field it is in.
+#[test]
+fn paths_outside_the_project_in_every_field() {
+    let derived = "---\napiVersion: mlctl/v1\nkind: Dataset\nmetadata:\n  name: features\nspec:\n  transform:\n    command: python make.py\n    inputs: [iris]\n    code: ../shared/lib\n    output: ../features.csv\n";
+    let data = format!("{DATA}{derived}");
+    let endpoint = ENDPOINT.replace(
+        "  instances: 1\n",
+        "  instances: 1\n  serve:\n    command: python serve.py\n    code: /opt/serve\n",
+    );
+    let train = TRAIN.replace(
+        "  algorithm: logistic_regression\n  hyperparameters:\n    C: 1.0\n    max_iter: 200\n",
+        "  command: python train.py\n  code: src/../../elsewhere\n",
+    );
+    let rendered = check(
+        "paths_outside_the_project_in_every_field",
+        &[
+            ("ml/data.yaml", &data),
+            ("ml/endpoint.yaml", &endpoint),
+            ("ml/train.yaml", &train),
+        ],
+    );
+    for expected in [
+        "transform.code `../shared/lib` is outside the project",
+        "transform.output `../features.csv` is outside the transform's output directory",
+        "serve.code `/opt/serve` is outside the project",
+        "code `src/../../elsewhere` is outside the project",
+    ] {
+        assert!(rendered.contains(expected), "{expected}\n{rendered}");
+    }
+}

@@ -51,19 +51,6 @@ pub(super) fn check(
                 "gs:// sources are not supported yet",
             )
             .hint = Some("copy the data to a project path, s3://, az:// or https://".into());
-        } else if !src.contains("://")
-            && (src.starts_with('/') || src.split('/').any(|p| p == ".."))
-        {
-            ctx.err(
-                "bad-value",
-                file,
-                at(&["source"]),
-                format!("source `{src}` is outside the project"),
-            )
-            .hint = Some(
-                "use a path relative to the project directory, so the spec in git is reproducible"
-                    .into(),
-            );
         }
         if d.format.is_none() && !ctx.mistyped(&["format"]) {
             let lower = src.to_ascii_lowercase();

@@ -114,6 +114,7 @@ fn check_resource(ctx: &mut Ctx, r: &mut Resource) {
         ResourceSpec::Endpoint(s) => endpoint::check(ctx, &file, &at, s),
         ResourceSpec::Monitor(s) => monitor::check(ctx, &file, &at, &name, s),
     }
+    check_paths(ctx, &file, &at, r);
     r.depends_on = r
         .spec
         .references()
@@ -123,6 +124,46 @@ fn check_resource(ctx: &mut Ctx, r: &mut Resource) {
         .collect();
     r.depends_on.sort();
     r.depends_on.dedup();
+}
+
+/// Every path the resource reads (its `content_inputs()`: `source`, `code`, `transform.code`,
+/// `serve.code`) and the transform's `output` stay inside, as written: no absolute path and no
+/// `..`. Links that lead out are the plan's to find, where the files are.
+fn check_paths(ctx: &mut Ctx, file: &str, at: &dyn Fn(&[&str]) -> Option<Span>, r: &Resource) {
+    let escapes = |p: &str| p.starts_with('/') || p.split('/').any(|part| part == "..");
+    for input in r.spec.content_inputs() {
+        if escapes(&input.path) {
+            let field: Vec<&str> = input.field.iter().map(String::as_str).collect();
+            ctx.err(
+                "bad-value",
+                file,
+                at(&field),
+                format!(
+                    "{} `{}` is outside the project",
+                    field.join("."),
+                    input.path
+                ),
+            )
+            .hint = Some(
+                "use a path relative to the project directory, so the spec in git is reproducible"
+                    .into(),
+            );
+        }
+    }
+    let output = r
+        .as_dataset()
+        .and_then(|d| d.transform.as_ref())
+        .and_then(|t| t.output.as_deref());
+    if let Some(out) = output.filter(|o| escapes(o)) {
+        ctx.err(
+            "bad-value",
+            file,
+            at(&["transform", "output"]),
+            format!("transform.output `{out}` is outside the transform's output directory"),
+        )
+        .hint =
+            Some("name a file relative to $MLCTL_OUTPUT_DIR, e.g. `output: features.csv`".into());
+    }
 }
 
 /// References, cycles and target-independent cross-resource checks.

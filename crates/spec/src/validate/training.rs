@@ -61,16 +61,6 @@ pub(super) fn check(
             ctx.err("conflicting-fields", file, at(&["metrics"]), "`metrics` regexes apply to script mode only; built-ins report their metrics themselves");
         }
     }
-    if let Some(code) = &t.code
-        && (code.starts_with('/') || code.split('/').any(|p| p == ".."))
-    {
-        ctx.err(
-            "bad-value",
-            file,
-            at(&["code"]),
-            format!("code `{code}` is outside the project"),
-        );
-    }
     for (i, m) in t.metrics.iter().enumerate() {
         if capture_groups(&m.regex) != 1 {
             ctx.err(
