@@ -5,8 +5,13 @@ use mlctl_spec::Gate;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// Whether larger values of a metric are better (losses and errors are smaller-is-better).
+/// Whether larger values of a metric are better: as the built-ins' metric table says for the
+/// metrics it lists (docs/metrics.md), else guessed from the name of a script's own metric
+/// (losses and errors are smaller-is-better).
 pub fn higher_is_better(metric: &str) -> bool {
+    if let Some(known) = mlctl_spec::metrics::higher_is_better(metric) {
+        return known;
+    }
     let m = metric.to_ascii_lowercase();
     ![
         "loss", "rmse", "mse", "mae", "error", "inertia", "latency", "mape",
@@ -138,6 +143,23 @@ pub fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn direction_comes_from_the_metric_table_then_the_name() {
+        // The table: every built-in metric.
+        for m in mlctl_spec::metrics::METRICS {
+            assert_eq!(
+                higher_is_better(m.name),
+                m.direction == mlctl_spec::metrics::Direction::HigherIsBetter,
+                "{}",
+                m.name
+            );
+        }
+        // A script's own metrics, by name.
+        assert!(higher_is_better("val_auc"));
+        assert!(!higher_is_better("val_loss"));
+        assert!(!higher_is_better("p99_latency_ms"));
+    }
     use mlctl_spec::Stage;
 
     fn prod(acc: f64) -> ModelVersion {

@@ -249,28 +249,6 @@ impl Node {
             ),
         }
     }
-
-    /// Visits every node, depth first, with its path.
-    pub fn walk<'a>(&'a self, path: &mut Vec<String>, f: &mut dyn FnMut(&[String], &'a Node)) {
-        f(path, self);
-        match &self.value {
-            Value::Scalar { .. } => {}
-            Value::Seq(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    path.push(i.to_string());
-                    item.walk(path, f);
-                    path.pop();
-                }
-            }
-            Value::Map(entries) => {
-                for (k, v) in entries {
-                    path.push(k.as_str().unwrap_or_default().to_string());
-                    v.walk(path, f);
-                    path.pop();
-                }
-            }
-        }
-    }
 }
 
 /// YAML 1.2 core schema resolution of a plain scalar.

@@ -142,7 +142,24 @@ pub(super) fn load_project(files: &dyn Files, ctx: &mut Ctx) -> Option<Project> 
 
 /// The fields a provider's target struct takes, and which of them are required: read from
 /// the struct's own schema, so this list cannot drift from the struct.
-fn target_fields(p: ProviderKind) -> (Vec<String>, Vec<String>) {
+/// The fields a provider's target takes and those it requires, from its JSON Schema (built
+/// once per process: every target of every load asks).
+fn target_fields(p: ProviderKind) -> &'static (Vec<String>, Vec<String>) {
+    static FIELDS: std::sync::OnceLock<Vec<(ProviderKind, (Vec<String>, Vec<String>))>> =
+        std::sync::OnceLock::new();
+    let all = FIELDS.get_or_init(|| {
+        ProviderKind::ALL
+            .iter()
+            .map(|p| (*p, schema_fields(*p)))
+            .collect()
+    });
+    all.iter()
+        .find(|(q, _)| *q == p)
+        .map(|(_, f)| f)
+        .expect("every provider is in ProviderKind::ALL")
+}
+
+fn schema_fields(p: ProviderKind) -> (Vec<String>, Vec<String>) {
     let schema = match p {
         ProviderKind::Local => schemars::schema_for!(LocalTarget),
         ProviderKind::Mock => schemars::schema_for!(MockTarget),
@@ -203,10 +220,9 @@ fn read_target(ctx: &mut Ctx, name: &str, node: &Node, key_span: Span) -> Option
         return None;
     };
     let (allowed, required) = target_fields(provider);
-    let any_provider: Vec<String> = ProviderKind::ALL
+    let any_provider = ProviderKind::ALL
         .iter()
-        .flat_map(|p| target_fields(*p).0)
-        .collect();
+        .flat_map(|p| target_fields(*p).0.iter());
     let mut fine = true;
     let mut body = Vec::new();
     let mut typo_of = Vec::new();
@@ -217,7 +233,7 @@ fn read_target(ctx: &mut Ctx, name: &str, node: &Node, key_span: Span) -> Option
         }
         if allowed.iter().any(|a| a == key) {
             body.push((k.clone(), v.clone()));
-        } else if any_provider.iter().any(|a| a == key) {
+        } else if any_provider.clone().any(|a| a == key) {
             ctx.err(
                 "field-not-for-provider",
                 PROJECT_FILE,
@@ -230,7 +246,7 @@ fn read_target(ctx: &mut Ctx, name: &str, node: &Node, key_span: Span) -> Option
             .hint = Some(format!(
                 "{} targets take: provider, {}",
                 provider.as_str(),
-                list(&allowed)
+                list(allowed)
             ));
             fine = false;
         } else {
@@ -241,7 +257,7 @@ fn read_target(ctx: &mut Ctx, name: &str, node: &Node, key_span: Span) -> Option
                 None => format!(
                     "{} targets take: provider, {}",
                     provider.as_str(),
-                    list(&allowed)
+                    list(allowed)
                 ),
             };
             ctx.hint(
