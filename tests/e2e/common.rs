@@ -206,15 +206,24 @@ pub fn kill_endpoints(state_dir: &Path) {
     }
 }
 
-/// Whether python3 runs here (script-mode tests need it; under CI it must).
-pub fn have_python() -> bool {
+/// Whether python3 runs here (script-mode tests need it; under CI it must). When it does not,
+/// says which part of `test` is skipped, straight to stderr past the harness's capture, so the
+/// skip shows in the test output.
+pub fn have_python(test: &str, skipped: &str) -> bool {
     let ok = Command::new("python3")
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
     assert!(
         ok || std::env::var_os("CI").is_none(),
-        "python3 is required for script-mode tests under CI"
+        "{test}: python3 is required for script-mode tests under CI"
     );
+    if !ok {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "{test}: SKIPPED {skipped}: python3 is not installed"
+        );
+    }
     ok
 }

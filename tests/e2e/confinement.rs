@@ -257,7 +257,10 @@ fn scripts_transforms_and_serving_commands_get_a_scrubbed_environment() {
         ("AZURE_CLIENT_SECRET", "azure-secret-e2e-91bc"),
         ("MLCTL_E2E_SCRUB_TOKEN", "endpoint-token-e2e-c0de"),
     ];
-    let serve = have_python();
+    let serve = have_python(
+        "scripts_transforms_and_serving_commands_get_a_scrubbed_environment",
+        "the script-mode server's part",
+    );
     let dumps = tempfile::tempdir().unwrap();
     let serve_dump = dumps.path().join("serve-env.txt");
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -454,7 +454,10 @@ fn script_dir(t: &Target) -> &'static str {
 /// Two server processes share the port, so the canary is judged on their metrics added up.
 #[test]
 fn canary_with_a_failing_version_rolls_back_automatically() {
-    if !have_python() {
+    if !have_python(
+        "canary_with_a_failing_version_rolls_back_automatically",
+        "the whole test",
+    ) {
         return;
     }
     let t = Target::new();
