@@ -37,11 +37,8 @@ fn a_link_out_of_a_code_dir_is_refused_before_anything_runs() {
         run.stderr
     );
     assert!(
-        run.stderr
-            .contains("lead outside the project; nothing was changed")
-            || run
-                .stderr
-                .contains("leads outside the project; nothing was changed"),
+        run.stderr.contains("outside the project (the spec at")
+            && run.stderr.contains("; nothing was changed"),
         "{}",
         run.stderr
     );

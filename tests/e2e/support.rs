@@ -82,7 +82,7 @@ error[refused-by-target]: target `local` (local) does not honour `compute.gpu` o
         );
         assert!(
             run.stderr
-                .contains("error: target `local` does not honour 2 fields of the spec at"),
+                .contains("error: target `local` does not honour 2 fields (the spec at"),
             "{}",
             run.stderr
         );
@@ -159,6 +159,12 @@ fn env_references_in_resource_fields_are_resolved_for_the_target_and_never_store
         "  target: species\n",
         "  format: csv\n  target: species\n",
     );
+    // The value has a name of its own, so the records can be searched for it.
+    std::fs::copy(
+        p.path().join("data/iris.csv"),
+        p.path().join("data/iris-from-env-7c1.csv"),
+    )
+    .unwrap();
     p.commit_all("data from the environment");
     let run = Run::from(
         mlctl()
@@ -179,7 +185,7 @@ fn env_references_in_resource_fields_are_resolved_for_the_target_and_never_store
         mlctl()
             .args(["reconcile", "--target", "test"])
             .current_dir(p.path())
-            .env("IRIS_DATA", "data/iris.csv")
+            .env("IRIS_DATA", "data/iris-from-env-7c1.csv")
             .output()
             .unwrap(),
     )
@@ -198,13 +204,55 @@ fn env_references_in_resource_fields_are_resolved_for_the_target_and_never_store
         }
     }
     assert!(records.contains("${env:IRIS_DATA}"), "{records}");
+    assert!(!records.contains("iris-from-env-7c1"), "{records}");
     let plan = Run::from(
         mlctl()
             .args(["plan", "--target", "test", "--detailed-exitcode"])
             .current_dir(p.path())
-            .env("IRIS_DATA", "data/iris.csv")
+            .env("IRIS_DATA", "data/iris-from-env-7c1.csv")
             .output()
             .unwrap(),
     );
     plan.expect_code(0);
+}
+
+/// An unset variable and a refused field are both reported by one plan, with one summary, so
+/// a user fixes everything in one go.
+#[test]
+fn every_reason_a_plan_stops_is_reported_at_once() {
+    let p = TestProject::example_in_git("iris");
+    p.replace(
+        "ml/data.yaml",
+        "source: data/iris.csv",
+        "source: ${env:IRIS_DATA}",
+    );
+    p.replace(
+        "ml/data.yaml",
+        "  target: species\n",
+        "  format: csv\n  target: species\n",
+    );
+    p.replace("ml/train.yaml", "  compute:\n", "  compute:\n    gpu: 1\n");
+    p.commit_all("two reasons to stop");
+    let run = Run::from(
+        mlctl()
+            .args(["plan"])
+            .current_dir(p.path())
+            .env_remove("IRIS_DATA")
+            .output()
+            .unwrap(),
+    )
+    .expect_code(1);
+    assert!(run.stderr.contains("error[env-unset]"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("error[refused-by-target]") && run.stderr.contains("`compute.gpu`"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(
+            "error: 1 environment reference cannot be resolved; target `local` does not honour 1 field (the spec at"
+        ),
+        "{}",
+        run.stderr
+    );
 }

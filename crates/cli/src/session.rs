@@ -202,39 +202,47 @@ impl Session {
                     )
                 })
                 .collect();
-        if !unset.is_empty() {
-            print_diagnostics(&unset);
-            eprintln!(
-                "error: {} environment reference{} of the spec at {} cannot be resolved; nothing was changed",
-                unset.len(),
-                if unset.len() == 1 { "" } else { "s" },
-                self.commit.short_sha
-            );
-            return Err(Exit(1).into());
-        }
         let escapes = crate::paths::escapes(&self.spec, &self.project_dir);
-        if !escapes.is_empty() {
-            print_diagnostics(&escapes);
-            eprintln!(
-                "error: {} path{} of the spec at {} lead{} outside the project; nothing was changed",
-                escapes.len(),
-                if escapes.len() == 1 { "" } else { "s" },
-                self.commit.short_sha,
-                if escapes.len() == 1 { "s" } else { "" },
-            );
-            return Err(Exit(1).into());
-        }
         let ts = crate::support::for_stack(&self.spec, &self.target_name, target, &self.stack);
-        let diags = crate::support::refusals(&self.spec, &self.target_name, &ts);
-        if diags.is_empty() {
+        let refusals = crate::support::refusals(&self.spec, &self.target_name, &ts);
+        if unset.is_empty() && escapes.is_empty() && refusals.is_empty() {
             return Ok(ts.notes().to_vec());
         }
-        print_diagnostics(&diags);
+        // Everything that stops this run, at once: a user fixes all of it in one go.
+        let plural =
+            |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        let mut why = Vec::new();
+        if !unset.is_empty() {
+            why.push(format!(
+                "{} cannot be resolved",
+                plural(
+                    unset.len(),
+                    "environment reference",
+                    "environment references"
+                )
+            ));
+        }
+        if !escapes.is_empty() {
+            why.push(format!(
+                "{} outside the project",
+                plural(escapes.len(), "path leads", "paths lead")
+            ));
+        }
+        if !refusals.is_empty() {
+            why.push(format!(
+                "target `{}` does not honour {}",
+                self.target_name,
+                plural(refusals.len(), "field", "fields")
+            ));
+        }
+        let mut all = unset;
+        all.extend(escapes);
+        all.extend(refusals);
+        all.sort_by(|a, b| (a.file.as_str(), a.span).cmp(&(b.file.as_str(), b.span)));
+        print_diagnostics(&all);
         eprintln!(
-            "error: target `{}` does not honour {} field{} of the spec at {}; nothing was changed",
-            self.target_name,
-            diags.len(),
-            if diags.len() == 1 { "" } else { "s" },
+            "error: {} (the spec at {}); nothing was changed",
+            why.join("; "),
             self.commit.short_sha
         );
         Err(Exit(1).into())
