@@ -400,6 +400,39 @@ fn destroy_removes_everything_in_reverse_order() {
     assert!(plan.stdout.contains("Plan: 4 to add"), "{}", plan.stdout);
 }
 
+/// Tearing down reads no data: a `${env:...}` source that is no longer set does not stop it.
+#[test]
+fn destroy_needs_neither_the_data_nor_its_variables() {
+    let p = iris_on_mock();
+    p.replace(
+        "ml/data.yaml",
+        "source: data/iris.csv",
+        "source: ${env:IRIS_DATA}",
+    );
+    p.replace(
+        "ml/data.yaml",
+        "  target: species\n",
+        "  format: csv\n  target: species\n",
+    );
+    p.commit_all("data from the environment");
+    let run = |args: &[&str], data: Option<&str>| {
+        let mut cmd = mlctl();
+        cmd.args(args).current_dir(p.path()).env_remove("IRIS_DATA");
+        if let Some(d) = data {
+            cmd.env("IRIS_DATA", d);
+        }
+        Run::from(cmd.output().unwrap())
+    };
+    run(&["reconcile", "--target", "test"], Some("data/iris.csv")).expect_code(0);
+    let destroyed = run(&["destroy", "--target", "test", "--auto-approve"], None).expect_code(0);
+    assert!(
+        destroyed.stdout.contains("0 added, 0 changed, 4 destroyed"),
+        "{}\n{}",
+        destroyed.stdout,
+        destroyed.stderr
+    );
+}
+
 #[test]
 fn removed_resources_are_kept_unless_pruned() {
     let p = iris_on_mock();

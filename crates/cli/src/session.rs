@@ -248,6 +248,14 @@ impl Session {
         Err(Exit(1).into())
     }
 
+    /// Desired state for `destroy`, which deletes what the target has and creates nothing: no
+    /// data or code is read, so a deleted data file or an unset `${env:...}` source does not
+    /// stand in the way of tearing down.
+    pub fn desired_unread(&self) -> Result<Desired> {
+        Desired::new(&self.spec, &self.commit.sha, &|_| Ok("unread".to_string()))
+            .context("cannot order the spec's resources")
+    }
+
     /// Desired state: fingerprints over the spec and the content of data and code.
     pub fn desired(&self) -> Result<Desired> {
         let cache_file = self

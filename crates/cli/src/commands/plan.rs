@@ -196,7 +196,11 @@ fn run(s: Session, mode: Mode, args: &ApplyArgs, saved: Option<Plan>) -> Result<
         concurrency: args.concurrency.max(1),
         ..ApplyOptions::default()
     };
-    let desired = s.desired()?;
+    let desired = if mode.destroy {
+        s.desired_unread()?
+    } else {
+        s.desired()?
+    };
     // Plan under the lock, so what is applied is what was shown.
     with_lock(&s, &args.lock_timeout, || {
         let observed = observe(&s, &opts)?;
