@@ -41,6 +41,14 @@ fn is_script_mode(r: &Resource) -> bool {
     r.as_training_job().is_some_and(|t| t.command.is_some())
 }
 
+/// The tuning strategies the local trainer runs: the trainer's capabilities and the
+/// `tuning.strategy` rule both read this, so they cannot disagree.
+pub(crate) const TUNING_STRATEGIES: &[mlctl_spec::TuningStrategy] = &[
+    mlctl_spec::TuningStrategy::Grid,
+    mlctl_spec::TuningStrategy::Random,
+    mlctl_spec::TuningStrategy::Halving,
+];
+
 /// The local target's declarations for every kind.
 pub fn field_rules() -> FieldRules {
     static RULES: OnceLock<FieldRules> = OnceLock::new();
@@ -103,7 +111,7 @@ fn build() -> FieldRules {
         .with(
             "TrainingJob.spec.tuning.strategy",
             Support::one_of(
-                vec!["grid", "random", "halving"],
+                TUNING_STRATEGIES.iter().map(|s| s.as_str()).collect(),
                 "tuning strategy",
                 "use `random` or `halving` on the local target; Bayesian optimisation runs on sagemaker targets".into(),
             ),

@@ -145,8 +145,8 @@ pub(super) fn load_project(files: &dyn Files, ctx: &mut Ctx) -> Option<Project> 
 /// The fields a provider's target takes and those it requires, from its JSON Schema (built
 /// once per process: every target of every load asks).
 fn target_fields(p: ProviderKind) -> &'static (Vec<String>, Vec<String>) {
-    static FIELDS: std::sync::OnceLock<Vec<(ProviderKind, (Vec<String>, Vec<String>))>> =
-        std::sync::OnceLock::new();
+    type Fields = (Vec<String>, Vec<String>);
+    static FIELDS: std::sync::OnceLock<Vec<(ProviderKind, Fields)>> = std::sync::OnceLock::new();
     let all = FIELDS.get_or_init(|| {
         ProviderKind::ALL
             .iter()

@@ -855,7 +855,7 @@ impl Trainer for LocalTrainer {
             fields: crate::support::field_rules(),
             algorithms: builtin::algorithms(),
             script_mode: true,
-            tuning_strategies: TuningStrategy::ALL.to_vec(),
+            tuning_strategies: crate::support::TUNING_STRATEGIES.to_vec(),
             cancel: true,
             runs: true,
             logs: true,
