@@ -38,7 +38,7 @@ fn rules_of(target: &Target) -> Result<FieldRules> {
         Target::Local(_) => mlctl_provider_local::field_rules(),
         Target::Mock(_) => mlctl_provider_mock::field_rules(),
         #[cfg(feature = "sagemaker")]
-        Target::Sagemaker(t) => mlctl_provider_sagemaker::field_rules(t),
+        Target::Sagemaker(_) => mlctl_provider_sagemaker::field_rules(),
         #[cfg(not(feature = "sagemaker"))]
         Target::Sagemaker(_) => bail!(
             "this build of mlctl leaves out the sagemaker provider; build it in with `cargo build --release -p mlctl-cli` (the `sagemaker` feature is on by default)"
@@ -298,9 +298,7 @@ fn cell(s: &support::Support, notes: &mut Vec<String>) -> String {
 
 #[cfg(feature = "sagemaker")]
 fn sagemaker_rules() -> Option<FieldRules> {
-    Some(mlctl_provider_sagemaker::field_rules(
-        &mlctl_spec::SagemakerTarget::default(),
-    ))
+    Some(mlctl_provider_sagemaker::field_rules())
 }
 
 #[cfg(not(feature = "sagemaker"))]

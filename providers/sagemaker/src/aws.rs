@@ -162,8 +162,6 @@ pub(crate) struct Aws {
     pub settings: Settings,
     /// What the service implements (the target's `emulator`).
     pub features: Features,
-    /// The target's settings as written (resolved), for what the target declares.
-    pub target: mlctl_spec::SagemakerTarget,
 }
 
 /// Splits `s3://bucket/some/prefix` into the bucket and the prefix.
@@ -246,7 +244,6 @@ impl Aws {
             endpoint_url,
             settings,
             features: Features::of(t),
-            target: t.clone(),
         })
     }
 

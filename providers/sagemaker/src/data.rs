@@ -306,7 +306,7 @@ fn io_kind(e: &std::io::Error) -> ErrorKind {
 impl DataStore for S3DataStore {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            fields: crate::support::field_rules(&self.aws.target),
+            fields: crate::support::field_rules(),
             poll_interval: self.aws.settings.poll_interval,
             notes: self.aws.features.notes(),
             ..Capabilities::default()

@@ -651,7 +651,7 @@ impl SageMakerDeployer {
 impl Deployer for SageMakerDeployer {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            fields: crate::support::field_rules(&self.aws.target),
+            fields: crate::support::field_rules(),
             strategies: StrategyType::ALL.to_vec(),
             poll_interval: self.aws.settings.poll_interval,
             notes: self.aws.features.notes(),

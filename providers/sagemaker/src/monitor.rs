@@ -248,7 +248,7 @@ impl SageMakerMonitorSink {
 impl MonitorSink for SageMakerMonitorSink {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            fields: crate::support::field_rules(&self.aws.target),
+            fields: crate::support::field_rules(),
             poll_interval: self.aws.settings.poll_interval,
             notes: self.aws.features.notes(),
             ..Capabilities::default()

@@ -368,7 +368,7 @@ impl SageMakerRegistry {
 impl Registry for SageMakerRegistry {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            fields: crate::support::field_rules(&self.aws.target),
+            fields: crate::support::field_rules(),
             stage_history: true,
             poll_interval: self.aws.settings.poll_interval,
             notes: self.aws.features.notes(),

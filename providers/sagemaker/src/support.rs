@@ -4,9 +4,7 @@
 
 use crate::builtins::Family;
 use mlctl_core::support::{FieldRules, Refusal, Support, number, source_schemes};
-use mlctl_spec::{
-    Algorithm, Kind, Node, Resource, SagemakerTarget, Spec, TrainingJobSpec, TuningStrategy,
-};
+use mlctl_spec::{Algorithm, Kind, Node, Resource, Spec, TrainingJobSpec, TuningStrategy};
 
 /// Longest wait SageMaker allows between the steps of a rollout (`WaitIntervalInSeconds`).
 pub(crate) const MAX_BAKE_SECS: u64 = 3600;
@@ -318,8 +316,15 @@ fn label_refusal(spec: &Spec, r: &Resource) -> Option<Refusal> {
     })
 }
 
-/// A SageMaker target's declarations for every kind.
-pub fn field_rules(_target: &SagemakerTarget) -> FieldRules {
+/// A SageMaker target's declarations for every kind (the same for every SageMaker target:
+/// what depends on the target, such as `emulator: moto`, is in the components' notes). Built
+/// once per process.
+pub fn field_rules() -> FieldRules {
+    static RULES: std::sync::OnceLock<FieldRules> = std::sync::OnceLock::new();
+    RULES.get_or_init(build).clone()
+}
+
+fn build() -> FieldRules {
     let mut r = FieldRules::new();
     for kind in Kind::ALL {
         let note = if kind == Kind::Dataset {
@@ -628,10 +633,7 @@ spec:
         let Some(spec) = loaded.spec else {
             return errors;
         };
-        let target = SagemakerTarget::default();
-        let ts = TargetSupport::new(
-            Kind::ALL.map(|k| (k, "sagemaker".to_string(), field_rules(&target))),
-        );
+        let ts = TargetSupport::new(Kind::ALL.map(|k| (k, "sagemaker".to_string(), field_rules())));
         check(&spec, &ts)
             .into_iter()
             .map(|r| format!("{}: {} ({})", r.field, r.refusal.why, r.refusal.instead))

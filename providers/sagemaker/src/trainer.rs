@@ -846,7 +846,7 @@ fn is_tuning(job: &JobHandle) -> bool {
 impl Trainer for SageMakerTrainer {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            fields: crate::support::field_rules(&self.aws.target),
+            fields: crate::support::field_rules(),
             algorithms: supported_algorithms(),
             script_mode: true,
             tuning_strategies: TuningStrategy::ALL.to_vec(),
