@@ -159,12 +159,6 @@ fn aws_with_cw(s3: &[&Rule], sm: &[&Rule], cw: &[&Rule], features: Features) -> 
             max_s3_source: crate::aws::DEFAULT_MAX_S3_SOURCE,
         },
         features,
-        target: mlctl_spec::SagemakerTarget {
-            region: "us-east-1".into(),
-            role_arn: ROLE.into(),
-            bucket: "s3://bkt/p".into(),
-            ..Default::default()
-        },
     })
 }
 
