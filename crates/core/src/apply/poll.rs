@@ -24,6 +24,15 @@ pub(crate) enum PollOutcome<T> {
     TimedOut,
 }
 
+/// How long to wait for a job or rollout: the spec's `compute.timeout` (the validator has
+/// checked it is a duration), else the apply's default.
+pub(crate) fn timeout_of(sh: &Shared, compute: Option<&mlctl_spec::Compute>) -> Duration {
+    compute
+        .and_then(|c| c.timeout.as_deref())
+        .and_then(|t| mlctl_spec::units::parse_duration(t).ok())
+        .unwrap_or(sh.opts.timeout)
+}
+
 /// How often to poll: [`super::ApplyOptions::poll_interval`] when set, else the component's
 /// own interval (500 ms when it names none).
 pub(crate) fn poll_every(sh: &Shared, caps: &Capabilities) -> Duration {

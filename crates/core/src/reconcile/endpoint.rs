@@ -2,7 +2,7 @@
 //! rollout to the end (a canary's bake included).
 
 use super::Applied;
-use crate::apply::poll::{Poll, PollOutcome, poll_until};
+use crate::apply::poll::{Poll, PollOutcome, poll_until, timeout_of};
 use crate::apply::{Shared, output_of, tags, to_json};
 use crate::components::*;
 use crate::error::{ErrorKind, ProviderError, Result};
@@ -59,12 +59,7 @@ pub(crate) async fn reconcile(
     };
     let deployer = &sh.stack.deployer;
     let handle = retry!(&sh.opts, deployer.deploy(&sh.ctx, &req).await)?;
-    let timeout = spec
-        .compute
-        .as_ref()
-        .and_then(|c| c.timeout.as_deref())
-        .and_then(|t| mlctl_spec::units::parse_duration(t).ok())
-        .unwrap_or(sh.opts.timeout);
+    let timeout = timeout_of(sh, spec.compute.as_ref());
     let outcome = poll_until(sh, id, &deployer.capabilities(), timeout, || async {
         Ok(
             match retry!(&sh.opts, deployer.poll(&sh.ctx, &handle).await)? {

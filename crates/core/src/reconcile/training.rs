@@ -3,7 +3,7 @@
 //! cancelled.
 
 use super::Applied;
-use crate::apply::poll::{Poll, PollOutcome, poll_until};
+use crate::apply::poll::{Poll, PollOutcome, poll_until, timeout_of};
 use crate::apply::{Shared, output_of, tags, to_json};
 use crate::components::*;
 use crate::error::{ErrorKind, ProviderError, Result};
@@ -42,12 +42,7 @@ pub(crate) async fn reconcile(
     let trainer = &sh.stack.trainer;
     let handle = retry!(&sh.opts, trainer.submit(&sh.ctx, &req).await)?;
     sh.progress(id, format!("training job {} submitted", handle.name));
-    let timeout = spec
-        .compute
-        .as_ref()
-        .and_then(|c| c.timeout.as_deref())
-        .and_then(|t| mlctl_spec::units::parse_duration(t).ok())
-        .unwrap_or(sh.opts.timeout);
+    let timeout = timeout_of(sh, spec.compute.as_ref());
     let outcome = poll_until(sh, id, &trainer.capabilities(), timeout, || async {
         Ok(
             match retry!(&sh.opts, trainer.poll(&sh.ctx, &handle).await)? {
