@@ -227,3 +227,12 @@ pub fn have_python(test: &str, skipped: &str) -> bool {
     }
     ok
 }
+
+/// Whether process `pid` is running (a zombie, exited but not yet reaped, is not).
+pub fn alive(pid: impl std::fmt::Display) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rfind(')')
+            .is_some_and(|i| stat[i + 1..].trim_start().starts_with('Z'))
+    })
+}

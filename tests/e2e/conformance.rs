@@ -2,7 +2,7 @@
 //! `mlctl_conformance::conformance_tests!`). It lives with the end-to-end tests because the
 //! local deployer starts the real `mlctl serve` binary.
 
-use crate::common::{endpoint_pids, kill_endpoints};
+use crate::common::{alive, endpoint_pids, kill_endpoints};
 use mlctl_conformance::{self as conformance, Fixture, Hooks};
 use mlctl_core::{EndpointRequest, TrainingRequest};
 use std::path::PathBuf;
@@ -13,14 +13,6 @@ use std::process::{Command, Stdio};
 /// behind mlctl's back: servers killed, or started by hand from the endpoint's `server.json`.
 struct LocalHooks {
     state: PathBuf,
-}
-
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        !stat
-            .rfind(')')
-            .is_some_and(|i| stat[i + 1..].trim_start().starts_with('Z'))
-    })
 }
 
 #[async_trait::async_trait]

@@ -141,14 +141,6 @@ fn pid_of_answer(body: &str) -> u64 {
     v["pid"].as_u64().unwrap()
 }
 
-fn alive(pid: u64) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        !stat
-            .rfind(')')
-            .is_some_and(|i| stat[i + 1..].trim_start().starts_with('Z'))
-    })
-}
-
 /// `instances: 3`: three `mlctl serve` processes share the endpoint's port, each reachable
 /// alone on its control port; one killed behind mlctl's back shows as degraded, "2 of 3", in
 /// status and plan, and the next apply starts a third again.
