@@ -1382,8 +1382,8 @@ pub(crate) fn pack_code(dir: Option<&Path>, command: &str) -> Result<Vec<u8>> {
             files.push((name, dir.to_path_buf()));
         } else {
             let root = dir.canonicalize().map_err(|e| io(dir, e))?;
-            let mut visited = vec![root.clone()];
-            collect(dir, &root, "", &mut visited, &mut files)?;
+            let mut within = vec![root.clone()];
+            collect(dir, &root, "", &mut within, &mut files)?;
         }
     }
     files.sort();
@@ -1418,22 +1418,32 @@ pub(crate) fn pack_code(dir: Option<&Path>, command: &str) -> Result<Vec<u8>> {
     packed.map_err(|e| io(Path::new(ENTRY), e))
 }
 
-/// Whether a file or directory name is left out of the packed code (see [`pack_code`]).
+/// Whether a file or directory name is left out of the packed code (see [`pack_code`]): the
+/// same names the local target leaves out when it copies code.
 fn left_out(name: &str) -> bool {
     matches!(
         name,
-        ".git" | ".mlctl" | ".env" | "__pycache__" | ".venv" | "node_modules" | ".DS_Store"
+        ".git"
+            | ".mlctl"
+            | ".env"
+            | "__pycache__"
+            | ".venv"
+            | "node_modules"
+            | ".ipynb_checkpoints"
+            | ".DS_Store"
     ) || name.starts_with(".env.")
 }
 
 /// Adds the files under `dir` to `out` by their path in the code directory (`rel`, `/`-joined:
-/// `dir` is `code.join(rel)`). `root` is the code directory resolved, and `visited` the
-/// directories already walked (a link back up would loop).
+/// `dir` is `code.join(rel)`), in name order. `root` is the code directory resolved, and
+/// `within` the resolved directories being walked, outermost first: a link to one of them
+/// would loop, and is refused. A link to a directory elsewhere in the code directory is packed
+/// under the link's name too, as the local target copies it. Dangling links are left out.
 fn collect(
     code: &Path,
     root: &Path,
     rel: &str,
-    visited: &mut Vec<PathBuf>,
+    within: &mut Vec<PathBuf>,
     out: &mut Vec<(String, PathBuf)>,
 ) -> Result<()> {
     let io = |what: &Path, e: std::io::Error| {
@@ -1446,10 +1456,11 @@ fn collect(
     } else {
         code.join(rel)
     };
-    let entries = std::fs::read_dir(&dir)
+    let mut entries = std::fs::read_dir(&dir)
         .map_err(|e| io(&dir, e))?
         .collect::<std::io::Result<Vec<_>>>()
         .map_err(|e| io(&dir, e))?;
+    entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let name = entry.file_name().to_string_lossy().into_owned();
         if left_out(&name) {
@@ -1466,6 +1477,8 @@ fn collect(
             let target = std::fs::read_link(&path).map_err(|e| io(&path, e))?;
             match path.canonicalize() {
                 Ok(resolved) if resolved.starts_with(root) => resolved,
+                // Dangling: nothing to pack.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 resolved => {
                     return Err(provider_err(
                         ErrorKind::Invalid,
@@ -1477,7 +1490,7 @@ fn collect(
                             if resolved.is_ok() {
                                 "outside the code directory"
                             } else {
-                                "missing"
+                                "unreadable"
                             }
                         ),
                     ));
@@ -1489,11 +1502,20 @@ fn collect(
         let meta = std::fs::metadata(&real).map_err(|e| io(&path, e))?;
         if meta.is_dir() {
             let canonical = real.canonicalize().map_err(|e| io(&path, e))?;
-            if visited.contains(&canonical) {
-                continue;
+            if within.iter().any(|d| d.starts_with(&canonical)) {
+                return Err(provider_err(
+                    ErrorKind::Invalid,
+                    "pack code",
+                    format!(
+                        "code directory `{}`: `{rel}` is a symbolic link to a directory it is in: packing it would never end. Remove the link",
+                        code.display()
+                    ),
+                ));
             }
-            visited.push(canonical);
-            collect(code, root, &rel, visited, out)?;
+            within.push(canonical);
+            let walked = collect(code, root, &rel, within, out);
+            within.pop();
+            walked?;
         } else if meta.is_file() {
             out.push((rel, real));
         }
@@ -1634,9 +1656,35 @@ mod tests {
         let err = pack_code(Some(&code), "python train.py").unwrap_err();
         assert!(err.message.contains("`up`"), "{err}");
         std::fs::remove_file(code.join("up")).unwrap();
+        // A dangling link is left out, as the local target leaves it out when it copies code.
         std::os::unix::fs::symlink(dir.path().join("gone"), code.join("gone")).unwrap();
+        let packed = pack_code(Some(&code), "python train.py").unwrap();
+        assert!(!packed_names(&packed).contains(&"gone".to_string()));
+    }
+
+    /// A link to a directory inside the code directory packs its files under both names,
+    /// whichever the directory lists first; a link to a directory it is in is refused.
+    #[cfg(unix)]
+    #[test]
+    fn packed_code_follows_links_inside_the_code_dir_whatever_the_listing_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let code = dir.path().join("src");
+        std::fs::create_dir_all(code.join("lib")).unwrap();
+        std::fs::write(code.join("lib/util.py"), "X = 1\n").unwrap();
+        // One link sorts before the directory, one after.
+        std::os::unix::fs::symlink(code.join("lib"), code.join("a_lib")).unwrap();
+        std::os::unix::fs::symlink(code.join("lib"), code.join("z_lib")).unwrap();
+        let packed = pack_code(Some(&code), "python train.py").unwrap();
+        let names = packed_names(&packed);
+        for want in ["a_lib/util.py", "lib/util.py", "z_lib/util.py"] {
+            assert!(names.contains(&want.to_string()), "{want} not in {names:?}");
+        }
+        std::os::unix::fs::symlink(&code, code.join("lib/loop")).unwrap();
         let err = pack_code(Some(&code), "python train.py").unwrap_err();
-        assert!(err.message.contains("missing"), "{err}");
+        assert!(
+            err.message.contains("`a_lib/loop`") && err.message.contains("never end"),
+            "{err}"
+        );
     }
 
     #[test]
