@@ -332,3 +332,51 @@ spec:
         );
     }
 }
+
+/// `compute` on the local target is enforced on a script-mode job: pinned to `ceil(cpu)` CPUs,
+/// its data segment capped at `memory`, the thread pools sized, as the job itself sees them.
+#[test]
+fn compute_limits_are_what_a_script_mode_job_sees() {
+    let limits_sh = r#"grep Cpus_allowed_list /proc/self/status > "$SM_MODEL_DIR/limits.txt"
+echo "data_kb=$(ulimit -d)" >> "$SM_MODEL_DIR/limits.txt"
+echo "omp=$OMP_NUM_THREADS" >> "$SM_MODEL_DIR/limits.txt"
+echo '{"accuracy": 1.0}' > "$SM_MODEL_DIR/metrics.json"
+"#;
+    let job = training_job("src") + "  compute:\n    cpu: 1\n    memory: 512Mi\n";
+    let p = Project::new(&[("ml/train.yaml", &job), ("src/train.sh", limits_sh)]);
+    p.p.mlctl(&["apply", "--auto-approve"]).expect_code(0);
+    let found = find(&p.state(), "limits.txt");
+    let seen = std::fs::read_to_string(found.first().expect("the job wrote limits.txt")).unwrap();
+    let cpus = seen
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim();
+    assert!(
+        cpus.parse::<usize>().is_ok(),
+        "pinned to one CPU, got `{cpus}`"
+    );
+    assert!(seen.contains(&format!("data_kb={}", 512 * 1024)), "{seen}");
+    assert!(seen.contains("omp=1"), "{seen}");
+}
+
+/// Processes given consecutive slots are pinned to different CPUs when there are enough.
+#[test]
+fn cpu_offsets_give_side_by_side_processes_their_own_cpus() {
+    let pinned = |offset: &str| {
+        let out = mlctl()
+            .args(["__limit", "--cpus", "1", "--cpu-offset", offset, "--"])
+            .args(["grep", "Cpus_allowed_list", "/proc/self/status"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (first, second) = (pinned("0"), pinned("1"));
+    if cores >= 2 {
+        assert_ne!(first, second);
+    } else {
+        assert_eq!(first, second, "one CPU: the offset wraps round");
+    }
+}

@@ -56,11 +56,22 @@ impl Limits {
         !self.any()
     }
 
-    /// `mlctl __limit ... -- program args...`: the program run within these limits.
-    pub(crate) fn wrap(&self, mlctl: &Path, program: &[OsString]) -> (OsString, Vec<OsString>) {
+    /// `mlctl __limit ... -- program args...`: the program run within these limits. `slot`
+    /// numbers processes that run side by side (an endpoint's instances, parallel trials):
+    /// slot `k` is pinned to the `k`-th share of `cpus` CPUs, wrapping round, so they do not
+    /// all crowd onto the first ones.
+    pub(crate) fn wrap(
+        &self,
+        mlctl: &Path,
+        program: &[OsString],
+        slot: usize,
+    ) -> (OsString, Vec<OsString>) {
         let mut args: Vec<OsString> = vec!["__limit".into()];
         if let Some(c) = self.cpus {
             args.extend(["--cpus".into(), c.to_string().into()]);
+            if slot > 0 {
+                args.extend(["--cpu-offset".into(), (slot * c).to_string().into()]);
+            }
         }
         if let Some(m) = self.memory {
             args.extend(["--memory".into(), m.to_string().into()]);
@@ -100,8 +111,35 @@ mod tests {
                 threads: Some(3)
             }
         );
-        let (exe, args) = Limits::of(Some(&c)).wrap(Path::new("/bin/mlctl"), &["sh".into()]);
+        let (exe, args) = Limits::of(Some(&c)).wrap(Path::new("/bin/mlctl"), &["sh".into()], 0);
         assert_eq!(exe, "/bin/mlctl");
         assert_eq!(args, ["__limit", "--threads", "3", "--", "sh"]);
+    }
+
+    /// Processes side by side get consecutive shares of the CPUs, not all the first ones.
+    #[test]
+    fn each_slot_is_pinned_to_its_own_share_of_the_cpus() {
+        let c: Compute = serde_json::from_value(serde_json::json!({"cpu": 2})).unwrap();
+        let limits = Limits::of(Some(&c));
+        let (_, first) = limits.wrap(Path::new("mlctl"), &["sh".into()], 0);
+        assert_eq!(
+            first,
+            ["__limit", "--cpus", "2", "--threads", "2", "--", "sh"]
+        );
+        let (_, third) = limits.wrap(Path::new("mlctl"), &["sh".into()], 2);
+        assert_eq!(
+            third,
+            [
+                "__limit",
+                "--cpus",
+                "2",
+                "--cpu-offset",
+                "4",
+                "--threads",
+                "2",
+                "--",
+                "sh"
+            ]
+        );
     }
 }

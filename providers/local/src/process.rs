@@ -37,9 +37,10 @@ pub(crate) struct Shell {
     pub env: Vec<(String, String)>,
     /// The log file (appended to; stdout and stderr interleaved as they arrive).
     pub log: PathBuf,
-    /// Resource limits, applied by running the command through `mlctl __limit` (the path of
-    /// the mlctl executable comes with them).
-    pub limits: Option<(PathBuf, Limits)>,
+    /// Resource limits, applied by running the command through `mlctl __limit`: the path of
+    /// the mlctl executable, the limits, and the slot among processes running side by side
+    /// (see [`Limits::wrap`]).
+    pub limits: Option<(PathBuf, Limits, usize)>,
 }
 
 /// Variables a command inherits from mlctl's environment, by name; `LC_*` too. Everything
@@ -143,8 +144,8 @@ pub(crate) async fn run(
         .map_err(|e| io("open log file", e))?;
     let program = ["sh".into(), "-c".into(), shell.command.clone().into()];
     let mut cmd = match &shell.limits {
-        Some((mlctl, limits)) if limits.any() => {
-            let (exe, args) = limits.wrap(mlctl, &program);
+        Some((mlctl, limits, slot)) if limits.any() => {
+            let (exe, args) = limits.wrap(mlctl, &program, *slot);
             let mut c = tokio::process::Command::new(exe);
             c.args(args);
             c

@@ -23,7 +23,7 @@ fn no_gpu() -> Support {
 
 fn cpu_limit() -> Support {
     Support::check(
-        "honoured: the process is pinned to ceil(cpu) cores of this machine, and its thread pools sized to match; refused above this machine's cores",
+        "honoured: a script-mode job or endpoint server is pinned to ceil(cpu) of this machine's CPUs, with its thread pools sized to match (instances and parallel trials each take the next ceil(cpu) CPUs, wrapping round when together they ask for more than the machine has); a built-in trains on ceil(cpu) threads; refused above this machine's cores",
         |_, _, node| {
             let cpu = number(node)?;
             let have = cores();

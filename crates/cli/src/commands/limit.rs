@@ -24,6 +24,10 @@ pub struct LimitArgs {
     /// Pin to this many of the CPUs this process may use.
     #[arg(long)]
     cpus: Option<usize>,
+    /// Start at this one of the CPUs this process may use (counting from 0, wrapping round),
+    /// so processes given consecutive shares of `--cpus` each get their own CPUs.
+    #[arg(long, default_value_t = 0)]
+    cpu_offset: usize,
     /// Largest data size in bytes (RLIMIT_DATA): allocations past it fail.
     #[arg(long)]
     memory: Option<u64>,
@@ -39,19 +43,18 @@ pub fn run(args: LimitArgs) -> Result<u8> {
     if let Some(n) = args.cpus {
         let allowed = rustix::thread::sched_getaffinity(None)
             .context("cannot read the CPUs this process may use")?;
-        let mut pinned = rustix::thread::CpuSet::new();
-        let mut taken = 0;
-        for cpu in 0..rustix::thread::CpuSet::MAX_CPU {
-            if taken == n {
-                break;
-            }
-            if allowed.is_set(cpu) {
-                pinned.set(cpu);
-                taken += 1;
-            }
+        let usable: Vec<usize> = (0..rustix::thread::CpuSet::MAX_CPU)
+            .filter(|cpu| allowed.is_set(*cpu))
+            .collect();
+        if usable.len() < n {
+            bail!(
+                "compute.cpu asks for {n} CPUs; this process may use {}",
+                usable.len()
+            );
         }
-        if taken < n {
-            bail!("compute.cpu asks for {n} CPUs; this process may use {taken}");
+        let mut pinned = rustix::thread::CpuSet::new();
+        for i in 0..n {
+            pinned.set(usable[(args.cpu_offset + i) % usable.len()]);
         }
         rustix::thread::sched_setaffinity(None, &pinned)
             .context("cannot pin to the CPUs compute.cpu asks for")?;

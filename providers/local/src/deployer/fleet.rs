@@ -85,11 +85,14 @@ impl LocalDeployer {
 
     /// Starts one server process from `server.json` (written from `rec`) and waits until it
     /// answers on its control port as itself.
+    /// Starts one server process; `slot` is its place among the endpoint's instances, which
+    /// picks its share of the CPUs when `compute.cpu` pins them.
     pub(super) async fn start_process(
         &self,
         dir: &Path,
         rec: &Record,
         wanted: &Wanted,
+        slot: usize,
     ) -> Result<Process> {
         let file = self.serve_file(dir, rec, wanted.capture_percent);
         file.write(&dir.join("server.json"))
@@ -112,7 +115,7 @@ impl LocalDeployer {
         ];
         // Through `mlctl __limit` when `compute` asks for limits (it becomes `mlctl serve`).
         let mut cmd = if wanted.limits.any() {
-            let (exe, args) = wanted.limits.wrap(&self.serve_exe, &serve);
+            let (exe, args) = wanted.limits.wrap(&self.serve_exe, &serve, slot);
             let mut c = std::process::Command::new(exe);
             c.args(args);
             c
@@ -319,7 +322,7 @@ impl LocalDeployer {
         rec.set_processes(up.clone());
         write_record(dir, rec)?;
         while up.len() < n {
-            let p = self.start_process(dir, rec, wanted).await?;
+            let p = self.start_process(dir, rec, wanted, up.len()).await?;
             up.push(p);
             rec.set_processes(up.clone());
             write_record(dir, rec)?;
@@ -386,8 +389,8 @@ impl LocalDeployer {
             limits: wanted.limits,
         };
         let mut started: Vec<Process> = Vec::new();
-        for _ in 0..rec.instances {
-            match self.start_process(dir, &rec, wanted).await {
+        for slot in 0..rec.instances {
+            match self.start_process(dir, &rec, wanted, slot as usize).await {
                 Ok(p) => started.push(p),
                 Err(e) => {
                     stop_all(dir, &started).await;

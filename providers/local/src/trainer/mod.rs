@@ -77,6 +77,9 @@ pub(crate) struct TrialRun<'a> {
     pub budget: Option<f64>,
     /// The mlctl executable, which runs script-mode commands within their `compute` limits.
     pub mlctl: PathBuf,
+    /// Which of the trials running side by side this is (0 for a single run): its share of
+    /// the CPUs when `compute.cpu` pins them.
+    pub slot: usize,
 }
 
 /// What a training execution produced.
@@ -508,6 +511,7 @@ async fn execute(
                 log: parent.log.clone(),
                 budget: None,
                 mlctl: inner.mlctl.clone(),
+                slot: 0,
             };
             let p = progress.clone();
             run_trial(&t, cancel, Arc::new(move |m| p(None, m)))
@@ -582,6 +586,7 @@ async fn run_trial(
                 log,
                 budget,
                 mlctl,
+                slot: 0,
             };
             builtin::run(&t, &cancel)
         })
@@ -624,6 +629,12 @@ async fn tune(
     type Outputs = HashMap<(usize, u64), (String, std::result::Result<TrialOutput, String>)>;
     let outputs: Arc<Mutex<Outputs>> = Arc::default();
     let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // Which of the `parallelism` trials running side by side each one is: a trial takes a
+    // free slot and gives it back, so pinned trials never share CPUs.
+    let slots = Arc::new(Mutex::new(vec![
+        false;
+        t.parallelism.unwrap_or(1).max(1) as usize
+    ]));
     let rt = tokio::runtime::Handle::current();
     let cancelled = cancel.clone();
     let (inner2, job2, parent2, outputs2, t2) = (
@@ -641,6 +652,13 @@ async fn tune(
             let mut params = job2.spec.hyperparameters.clone();
             params.extend(c.params.clone());
             let budget = (c.budget < 1.0).then_some(c.budget);
+            let slot = {
+                let mut taken = slots.lock().unwrap_or_else(|p| p.into_inner());
+                // The tuner runs at most `parallelism` trials at once: one is always free.
+                let free = taken.iter().position(|b| !*b).unwrap_or(0);
+                taken[free] = true;
+                free
+            };
             let (inner, job, parent_id, parent_log, code_digest, cancel, progress, started) = (
                 inner2.clone(),
                 job2.clone(),
@@ -669,6 +687,7 @@ async fn tune(
                         log: run.log.clone(),
                         budget,
                         mlctl: inner.mlctl.clone(),
+                        slot,
                     };
                     let out = run_trial(&t, cancel, Arc::new(|_| {}))
                         .await
@@ -705,8 +724,9 @@ async fn tune(
                 );
                 let _ = tx.send(outcome);
             });
-            let (run_id, out) = rx
-                .blocking_recv()
+            let received = rx.blocking_recv();
+            slots.lock().unwrap_or_else(|p| p.into_inner())[slot] = false;
+            let (run_id, out) = received
                 .map_err(|_| "the trial task was dropped".to_string())?
                 .map_err(|(_, e)| e)?;
             let metrics = out

@@ -310,7 +310,7 @@ pub(crate) async fn run(
         cwd,
         env,
         log: t.log.clone(),
-        limits: Some((t.mlctl.clone(), limits)),
+        limits: Some((t.mlctl.clone(), limits, t.slot)),
     };
     let scraped = Arc::new(Mutex::new(BTreeMap::new()));
     let sink = scraped.clone();
