@@ -82,8 +82,29 @@ struct StoredVersion {
 struct Fetched {
     bucket: String,
     key: String,
+    /// The ETag of the version that was read: the copy is made of that version only.
+    etag: Option<String>,
     size: u64,
     file: tempfile::NamedTempFile,
+}
+
+/// `bucket/key` for CopyObject's `x-amz-copy-source`, which S3 reads URL-encoded: every byte
+/// but unreserved characters and `/` is percent-encoded, so a key with a space, `+`, `%` or
+/// non-ASCII names the object it is.
+fn copy_source(bucket: &str, key: &str) -> String {
+    let mut out = String::with_capacity(bucket.len() + key.len() + 1);
+    for b in bucket
+        .bytes()
+        .chain(std::iter::once(b'/'))
+        .chain(key.bytes())
+    {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// S3 copies one object in one request up to 5 GiB; larger ones are uploaded in parts.
@@ -129,6 +150,7 @@ impl S3DataStore {
             Err(e) => return Err(aws_err("GetObject", e)),
         };
         let size = out.content_length().unwrap_or(0).max(0) as u64;
+        let etag = out.e_tag().map(str::to_string);
         let cap = self.aws.settings.max_s3_source;
         let too_big = |size: u64| {
             provider_err(
@@ -182,6 +204,7 @@ impl S3DataStore {
         Ok(Fetched {
             bucket,
             key,
+            etag,
             size: read,
             file,
         })
@@ -403,16 +426,33 @@ impl DataStore for S3DataStore {
             };
             match &fetched {
                 Some(f) if f.size < COPY_LIMIT => {
-                    self.aws
+                    // Only the version that was checked: if the object changed since, the
+                    // copy is refused (412) rather than storing other bytes under this digest.
+                    let copied = self
+                        .aws
                         .s3
                         .copy_object()
                         .bucket(&self.aws.bucket)
                         .key(&key)
-                        .copy_source(format!("{}/{}", f.bucket, f.key))
+                        .copy_source(copy_source(&f.bucket, &f.key))
+                        .set_copy_source_if_match(f.etag.clone())
                         .content_type(content_type)
                         .send()
-                        .await
-                        .map_err(|e| aws_err("CopyObject", e))?;
+                        .await;
+                    match copied {
+                        Ok(_) => {}
+                        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => {
+                            return Err(provider_err(
+                                ErrorKind::Transient,
+                                "register dataset",
+                                format!(
+                                    "dataset `{}`: {source} changed while mlctl was checking it; apply again to check the new version",
+                                    req.name
+                                ),
+                            ));
+                        }
+                        Err(e) => return Err(aws_err("CopyObject", e)),
+                    }
                 }
                 _ => self.aws.upload_file(&path, &key, content_type).await?,
             }
@@ -452,5 +492,19 @@ impl DataStore for S3DataStore {
             self.aws.delete(&key).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::copy_source;
+
+    #[test]
+    fn copy_sources_are_url_encoded_except_the_slashes() {
+        assert_eq!(copy_source("b", "data/iris.csv"), "b/data/iris.csv");
+        assert_eq!(
+            copy_source("b", "my data/a+b%c é.csv"),
+            "b/my%20data/a%2Bb%25c%20%C3%A9.csv"
+        );
     }
 }

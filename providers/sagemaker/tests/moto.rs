@@ -897,7 +897,8 @@ async fn examples_iris_applies_replans_clean_and_destroys() {
     );
 }
 
-/// An `s3://` source is read and checked exactly as a project file: digest, schema, target,
+/// An `s3://` source (its key with a space and a `+`, which the copy must encode) is read and
+/// checked exactly as a project file: digest, schema, target,
 /// split parts uploaded, a content-addressed copy; a pinned digest that differs, a schema
 /// violation and an object above the size cap fail with what to do. The version's record on
 /// S3 keeps the Dataset's tags (S3 objects take only 10).
@@ -912,13 +913,13 @@ async fn s3_sources_are_read_and_checked_like_project_files() {
     let csv = std::fs::read_to_string(fx.dir().join("data/iris.csv")).expect("fixture data");
     s3.put_object()
         .bucket(bucket)
-        .key("raw/iris.csv")
+        .key("raw data/iris+v1.csv")
         .body(csv.clone().into_bytes().into())
         .send()
         .await
         .expect("put the source object");
     let mut req = fx.dataset_request("iris", "s3");
-    req.spec.source = Some(format!("s3://{bucket}/raw/iris.csv"));
+    req.spec.source = Some(format!("s3://{bucket}/raw data/iris+v1.csv"));
     req.tags.labels.insert("team".into(), "ml-platform".into());
     let v = stack
         .data
@@ -979,7 +980,8 @@ async fn s3_sources_are_read_and_checked_like_project_files() {
         .expect_err("too few rows");
     assert_eq!(err.kind, mlctl_core::ErrorKind::Invalid);
     assert!(
-        err.message.contains("s3://mlctl-s3-source/raw/iris.csv"),
+        err.message
+            .contains("s3://mlctl-s3-source/raw data/iris+v1.csv"),
         "{err}"
     );
 
