@@ -117,13 +117,23 @@ pub(super) async fn stop_process(pid: u32) {
     if !is_serve(pid) {
         return;
     }
-    let _ = rustix::process::kill_process_group(p, rustix::process::Signal::TERM);
+    // mlctl starts every server as the leader of its own group; one that is not (started by
+    // hand and announced) is signalled itself, so it is stopped all the same.
+    let leader = rustix::process::getpgid(Some(p)).is_ok_and(|g| g == p);
+    let signal = |sig| {
+        let _ = if leader {
+            rustix::process::kill_process_group(p, sig)
+        } else {
+            rustix::process::kill_process(p, sig)
+        };
+    };
+    signal(rustix::process::Signal::TERM);
     let t0 = Instant::now();
     while alive(pid) && t0.elapsed() < Duration::from_secs(10) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     if alive(pid) {
-        let _ = rustix::process::kill_process_group(p, rustix::process::Signal::KILL);
+        signal(rustix::process::Signal::KILL);
         let t0 = Instant::now();
         while alive(pid) && t0.elapsed() < Duration::from_secs(5) {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -220,6 +230,26 @@ pub(super) fn write_pid_file(dir: &Path, processes: &[Process]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server that shares its parent's process group (started by hand, not by mlctl) is
+    /// stopped by its own pid: signalling "its group" would reach nothing.
+    #[tokio::test]
+    async fn a_server_that_leads_no_group_is_stopped_by_pid() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 30", "serve"])
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        assert!(is_serve(pid) && alive(pid));
+        let t0 = Instant::now();
+        stop_process(pid).await;
+        let _ = child.wait();
+        assert!(!alive(pid));
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "stopped at once, not after a wait"
+        );
+    }
 
     #[test]
     fn dead_announcements_are_forgotten() {
