@@ -979,7 +979,8 @@ impl Deployer for SageMakerDeployer {
             Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(aws_err("DeleteEndpoint", e)),
         }
-        crate::alarms::delete_all(&self.aws, &endpoint).await?;
+        // The alarms last: a CloudWatch failure must not leave the configs and models behind
+        // (it still fails the delete, which the next apply repeats).
         let fam = family(&endpoint);
         let configs: Vec<String> = self
             .aws
@@ -1034,7 +1035,7 @@ impl Deployer for SageMakerDeployer {
                 Err(e) => return Err(aws_err("DeleteModel", e)),
             }
         }
-        Ok(())
+        crate::alarms::delete_all(&self.aws, &endpoint).await
     }
 }
 
