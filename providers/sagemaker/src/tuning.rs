@@ -112,11 +112,6 @@ pub(crate) fn param_range(
             .iter()
             .map(|v| match (v, t) {
                 (Value::String(s), Translate::Same) if script_mode => Ok(json_str(s)),
-                (Value::Number(n), t)
-                    if t != Translate::Same && t != Translate::FeatureFraction =>
-                {
-                    Ok(num(t.apply(n.as_f64().unwrap_or(0.0), false, facts)))
-                }
                 (v, t) => t.apply_value(v, facts),
             })
             .collect::<Result<Vec<_>, String>>()?;
