@@ -236,6 +236,43 @@ pub(crate) struct Unfit {
     pub instead: String,
 }
 
+/// Why the instance type `compute.overrides.sagemaker.instanceType` names cannot be used for
+/// `use_` (mlctl's table lists it, and SageMaker does not offer it there), and what to use
+/// instead; `None` when it can, or when the table does not list it.
+pub(crate) fn not_offered(compute: Option<&Compute>, use_: Use) -> Option<(String, String)> {
+    let name = compute?
+        .overrides
+        .as_ref()?
+        .sagemaker
+        .as_ref()?
+        .instance_type
+        .as_deref()?;
+    let i = find(name)?;
+    if use_.offered(i) {
+        return None;
+    }
+    let ask = Ask {
+        cpu: Some(i.vcpus as f64),
+        memory: Some((i.memory_gib * GIB) as u64),
+        gpu: Some(i.gpus),
+    };
+    let instead = match smallest(&ask, use_) {
+        Some(s) => format!(
+            "name one SageMaker offers for {}, such as `{}`",
+            use_.what(),
+            s.name
+        ),
+        None => format!("name one SageMaker offers for {}", use_.what()),
+    };
+    Some((
+        format!(
+            "SageMaker does not offer instance type `{name}` for {}",
+            use_.what()
+        ),
+        instead,
+    ))
+}
+
 /// Why `compute` cannot be served, and what to do instead; `None` when it can.
 pub(crate) fn refusal(compute: Option<&Compute>, use_: Use) -> Option<Unfit> {
     let ask = match Ask::of(compute) {

@@ -29,6 +29,22 @@ fn compute_by_instance_type(use_: crate::instances::Use, field: &'static str) ->
     )
 }
 
+/// `compute.overrides.sagemaker.instanceType`: honoured, unless mlctl's table knows SageMaker
+/// does not offer the type for this use (`ml.c5.large` for training).
+fn named_instance_type(use_: crate::instances::Use) -> Support {
+    Support::check(
+        "honoured: the job or endpoint runs on this instance type; refused when SageMaker does not offer it for training (or for endpoints)",
+        move |_, r, _| {
+            let compute = r
+                .as_training_job()
+                .and_then(|t| t.compute.as_ref())
+                .or_else(|| r.as_endpoint().and_then(|e| e.compute.as_ref()));
+            let (why, instead) = crate::instances::not_offered(compute, use_)?;
+            Some(Refusal::new(why, instead))
+        },
+    )
+}
+
 /// A TrainingJob's built-in algorithm, when SageMaker runs it as one of its own.
 fn builtin(t: &TrainingJobSpec) -> Option<(Algorithm, Family)> {
     let a = t.algorithm?;
@@ -427,7 +443,7 @@ fn build() -> FieldRules {
         )
         .with(
             "TrainingJob.spec.compute.overrides.sagemaker.instanceType",
-            Support::Honoured,
+            named_instance_type(crate::instances::Use::Training),
         )
         .with(
             "TrainingJob.spec.compute.overrides.sagemaker.instanceCount",
@@ -541,7 +557,7 @@ fn build() -> FieldRules {
         )
         .with(
             "Endpoint.spec.compute.overrides.sagemaker.instanceType",
-            Support::Honoured,
+            named_instance_type(crate::instances::Use::Hosting),
         )
         .with(
             "Endpoint.spec.compute.overrides.sagemaker.instanceCount",
@@ -681,6 +697,17 @@ spec:
                 "  algorithm: logistic_regression\n  compute:\n    cpu: 4\n    overrides: {sagemaker: {instanceType: ml.trn1.2xlarge}}\n",
             ),
             &[],
+        );
+        // A type SageMaker hosts on but does not train on.
+        expect(
+            &job(
+                "  algorithm: logistic_regression\n  compute:\n    overrides: {sagemaker: {instanceType: ml.c5.large}}\n",
+            ),
+            &[&[
+                "compute.overrides.sagemaker.instanceType:",
+                "does not offer instance type `ml.c5.large` for training",
+                "such as `ml.m5.large`",
+            ]],
         );
     }
 
