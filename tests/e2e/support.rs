@@ -143,6 +143,46 @@ fn validate_target_lists_a_cloud_targets_refusals_without_credentials() {
     p.mlctl(&["validate", "--target", "local"]).expect_code(0);
 }
 
+/// A project label that AWS cannot take as a tag is refused once, at the project's own
+/// `metadata.labels` in `mlctl.yaml`, not once per resource that would inherit it.
+#[test]
+fn a_project_label_the_target_cannot_tag_is_refused_at_the_project() {
+    let p = TestProject::example("iris");
+    p.replace(
+        "mlctl.yaml",
+        "    team: ml-platform\n",
+        "    aws:team: ml-platform\n",
+    );
+    let run = Run::from(
+        mlctl()
+            .args(["validate", "--target", "staging", "-o", "json"])
+            .current_dir(p.path())
+            .env_remove("MLCTL_SM_ROLE")
+            .env_remove("MLCTL_SM_BUCKET")
+            .output()
+            .expect("run mlctl"),
+    )
+    .expect_code(1);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    let refused: Vec<&serde_json::Value> = v["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["code"] == "refused-by-target")
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:#?}");
+    let d = refused[0];
+    let message = d["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("`metadata.labels` of Project/iris") && message.contains("aws:"),
+        "{d:#?}"
+    );
+    assert_eq!(d["file"], "mlctl.yaml", "{d:#?}");
+    assert_eq!(d["line"], 6, "{d:#?}");
+    // The local target takes any label.
+    p.mlctl(&["validate", "--target", "local"]).expect_code(0);
+}
+
 /// `${env:NAME}` in a field where mlctl resolves it (here a dataset's `source`): an unset
 /// variable stops plan at its position; set, the target reads the value while the state keeps
 /// the reference.

@@ -94,7 +94,7 @@ pub fn diagnostics(spec: &Spec, target_name: &str, refusals: &[FieldRefusal]) ->
                 Some(r.location.span),
                 format!(
                     "target `{target_name}` ({}) does not honour `{}` of {}: {}",
-                    r.provider, r.field, r.id, r.refusal.why
+                    r.provider, r.field, r.subject, r.refusal.why
                 ),
             )
             .with_hint(r.refusal.instead.clone())

@@ -281,13 +281,11 @@ fn gate_refusal(spec: &Spec, r: &Resource, node: &Node) -> Option<Refusal> {
     ))
 }
 
-/// SageMaker's tag rules for the labels a resource gets (the project's and its own).
-fn label_refusal(spec: &Spec, r: &Resource) -> Option<Refusal> {
-    let mut labels = spec.project.labels.clone();
-    labels.extend(r.metadata.labels.clone());
+/// What breaks SageMaker's tag rules in `labels` (keys and values; the count is apart).
+fn tag_problems<'a>(labels: impl IntoIterator<Item = (&'a String, &'a String)>) -> Vec<String> {
     let allowed = |c: char| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c);
     let mut problems = Vec::new();
-    for (k, v) in &labels {
+    for (k, v) in labels {
         if k.is_empty() || k.chars().count() > 128 {
             problems.push(format!(
                 "key `{k}` has {} characters (1 to 128)",
@@ -312,15 +310,12 @@ fn label_refusal(spec: &Spec, r: &Resource) -> Option<Refusal> {
             ));
         }
     }
-    let own = crate::aws::own_tags(r.id.kind);
-    if own > 0 && labels.len() + own > crate::aws::MAX_TAGS {
-        problems.push(format!(
-            "{} labels and mlctl's {own} tags make {} tags, and AWS allows {} per resource",
-            labels.len(),
-            labels.len() + own,
-            crate::aws::MAX_TAGS
-        ));
-    }
+    problems
+}
+
+/// The refusal for `problems` with labels, if any; `own` is how many tags of its own mlctl
+/// adds where they go.
+fn tag_refusal(problems: Vec<String>, own: usize) -> Option<Refusal> {
     (!problems.is_empty()).then(|| {
         Refusal::new(
             format!("these labels are not valid AWS tags: {}", problems.join("; ")),
@@ -330,6 +325,50 @@ fn label_refusal(spec: &Spec, r: &Resource) -> Option<Refusal> {
             ),
         )
     })
+}
+
+/// The project's labels, which go on everything every resource creates: checked once, at the
+/// project, whether or not resources have labels of their own.
+fn project_label_refusal(spec: &Spec) -> Option<Refusal> {
+    let labels = &spec.project.labels;
+    let own = Kind::ALL
+        .into_iter()
+        .map(crate::aws::own_tags)
+        .max()
+        .unwrap_or(0);
+    let mut problems = tag_problems(labels);
+    if labels.len() + own > crate::aws::MAX_TAGS {
+        problems.push(format!(
+            "{} labels and mlctl's {own} tags make {} tags, and AWS allows {} per resource",
+            labels.len(),
+            labels.len() + own,
+            crate::aws::MAX_TAGS
+        ));
+    }
+    tag_refusal(problems, own)
+}
+
+/// A resource's own labels (those the project's are reported at the project), and the count
+/// of the tags it gets with the project's.
+fn label_refusal(spec: &Spec, r: &Resource) -> Option<Refusal> {
+    let own_labels = r
+        .metadata
+        .labels
+        .iter()
+        .filter(|(k, v)| spec.project.labels.get(*k) != Some(*v));
+    let mut problems = tag_problems(own_labels);
+    let mut labels = spec.project.labels.clone();
+    labels.extend(r.metadata.labels.clone());
+    let own = crate::aws::own_tags(r.id.kind);
+    if own > 0 && labels.len() + own > crate::aws::MAX_TAGS {
+        problems.push(format!(
+            "{} labels and mlctl's {own} tags make {} tags, and AWS allows {} per resource",
+            labels.len(),
+            labels.len() + own,
+            crate::aws::MAX_TAGS
+        ));
+    }
+    tag_refusal(problems, own)
 }
 
 /// A SageMaker target's declarations for every kind (the same for every SageMaker target:
@@ -353,6 +392,7 @@ fn build() -> FieldRules {
             Support::check(note, |spec, r, _| label_refusal(spec, r)),
         );
     }
+    r = r.with_project("metadata.labels", project_label_refusal);
     r = r
         .with(
             "Dataset.spec.source",
@@ -630,8 +670,13 @@ spec:
     /// The refusals of `manifests` (with the dataset above) on a SageMaker target, as
     /// `field: why (instead)`.
     fn refusals(manifests: &str) -> Vec<String> {
+        refusals_in(PROJECT, manifests)
+    }
+
+    /// [`refusals`] with another `mlctl.yaml`.
+    fn refusals_in(project: &str, manifests: &str) -> Vec<String> {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("mlctl.yaml"), PROJECT).expect("write");
+        std::fs::write(dir.path().join("mlctl.yaml"), project).expect("write");
         std::fs::create_dir_all(dir.path().join("ml")).expect("mkdir");
         std::fs::create_dir_all(dir.path().join("data")).expect("mkdir");
         std::fs::write(dir.path().join("data/iris.csv"), "a,species\n1,x\n").expect("write");
@@ -859,6 +904,21 @@ spec:
                 "the value of `ok` has `,`",
             ]],
         );
+        // The project's labels go on every resource: refused once, at the project, whether
+        // or not the resources have labels of their own.
+        let project = PROJECT.replace("  name: p\n", "  name: p\n  labels: {'aws:team': x}\n");
+        let unlabelled = format!(
+            "{}apiVersion: mlctl/v1\nkind: Model\nmetadata:\n  name: m\nspec:\n  from: t\n",
+            job("  algorithm: logistic_regression\n")
+        );
+        for manifests in [unlabelled, labelled("{team: ml-platform}")] {
+            let got = refusals_in(&project, &manifests);
+            assert_eq!(got.len(), 1, "{got:#?}");
+            assert!(
+                got[0].starts_with("metadata.labels:") && got[0].contains("starts with `aws:`"),
+                "{got:#?}"
+            );
+        }
         let many: Vec<String> = (0..45).map(|i| format!("l{i}: v")).collect();
         expect(
             &labelled(&format!("{{{}}}", many.join(", "))),

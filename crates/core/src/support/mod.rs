@@ -8,13 +8,17 @@
 //! references, timeouts) are declared once in [`engine`]. [`check`] walks the fields a spec
 //! actually writes and returns every refusal at once; a field nobody declares is refused too.
 //!
+//! The Project's own fields that reach a target (its `metadata.labels`, which become tags of
+//! every resource) are checked once, by [`FieldRules::with_project`] checks, at their place in
+//! `mlctl.yaml`.
+//!
 //! The same declarations generate `docs/support-matrix.md` (field x provider), so the table
 //! cannot drift from what plan enforces.
 
 pub mod engine;
 pub mod fields;
 
-use mlctl_spec::{Kind, Location, Node, Resource, ResourceId, Spec};
+use mlctl_spec::{Kind, Location, Node, Resource, Spec};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -143,10 +147,28 @@ impl fmt::Debug for Support {
     }
 }
 
+/// A check of one field of the Project (`metadata.labels`) on a target: the refusal, if any.
+pub type ProjectCheck = Arc<dyn Fn(&Spec) -> Option<Refusal> + Send + Sync>;
+
+/// The Project fields a target may check ([`FieldRules::with_project`]).
+pub const PROJECT_FIELDS: [&str; 1] = ["metadata.labels"];
+
 /// A component's declarations, by field path (`Endpoint.spec.auth.token`, see
-/// [`fields::leaf_fields`]).
-#[derive(Debug, Clone, Default)]
-pub struct FieldRules(BTreeMap<String, Support>);
+/// [`fields::leaf_fields`]), and its checks of Project fields.
+#[derive(Clone, Default)]
+pub struct FieldRules {
+    fields: BTreeMap<String, Support>,
+    project: BTreeMap<&'static str, ProjectCheck>,
+}
+
+impl fmt::Debug for FieldRules {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FieldRules")
+            .field("fields", &self.fields)
+            .field("project", &self.project.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
 
 impl FieldRules {
     /// No declarations.
@@ -165,7 +187,26 @@ impl FieldRules {
             fields::leaf_fields().iter().any(|f| f == field),
             "declared support for `{field}`, which is not a field of the spec"
         );
-        self.0.insert(field.to_string(), support);
+        self.fields.insert(field.to_string(), support);
+        self
+    }
+
+    /// Checks a field of the Project (one of [`PROJECT_FIELDS`]) when the spec writes it: once,
+    /// at its place in `mlctl.yaml`, however many resources it reaches.
+    ///
+    /// # Panics
+    /// When `field` is not one of [`PROJECT_FIELDS`].
+    #[must_use]
+    pub fn with_project(
+        mut self,
+        field: &'static str,
+        check: impl Fn(&Spec) -> Option<Refusal> + Send + Sync + 'static,
+    ) -> FieldRules {
+        assert!(
+            PROJECT_FIELDS.contains(&field),
+            "declared a check of Project `{field}`, which targets do not check"
+        );
+        self.project.insert(field, Arc::new(check));
         self
     }
 
@@ -191,7 +232,9 @@ impl FieldRules {
             if f == prefix || f.starts_with(&under) || f.starts_with(&list) {
                 found = true;
                 if !skip(f) {
-                    self.0.entry(f.clone()).or_insert_with(|| support.clone());
+                    self.fields
+                        .entry(f.clone())
+                        .or_insert_with(|| support.clone());
                 }
             }
         }
@@ -209,20 +252,20 @@ impl FieldRules {
 
     /// The declaration of `field`, if any.
     pub fn get(&self, field: &str) -> Option<&Support> {
-        self.0.get(field)
+        self.fields.get(field)
     }
 
     /// Every declaration.
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Support)> {
-        self.0.iter()
+        self.fields.iter()
     }
 }
 
-/// A field of one resource that the target will not honour.
+/// A field of one resource, or of the Project, that the target will not honour.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldRefusal {
-    /// The resource.
-    pub id: ResourceId,
+    /// Whose field: a resource (`Endpoint/iris`) or the Project (`Project/iris`).
+    pub subject: String,
     /// The field as users write it: `strategy.rollback.maxErrorRate`.
     pub field: String,
     /// Where it is written.
@@ -278,6 +321,19 @@ impl TargetSupport {
             .or_else(|| engine::rules().get(field).cloned())
     }
 
+    /// The Project checks of every component, each (field, provider) once.
+    fn project_checks(&self) -> Vec<(&'static str, String, ProjectCheck)> {
+        let mut out: Vec<(&'static str, String, ProjectCheck)> = Vec::new();
+        for (provider, rules) in self.by_kind.values() {
+            for (field, check) in &rules.project {
+                if !out.iter().any(|(f, p, _)| f == field && p == provider) {
+                    out.push((field, provider.clone(), check.clone()));
+                }
+            }
+        }
+        out
+    }
+
     fn provider(&self, kind: Kind) -> &str {
         self.by_kind
             .get(&kind)
@@ -301,7 +357,7 @@ pub fn check(spec: &Spec, target: &TargetSupport) -> Vec<FieldRefusal> {
             };
             if let Some(refusal) = refusal {
                 out.push(FieldRefusal {
-                    id: r.id.clone(),
+                    subject: r.id.to_string(),
                     field: fields::user_path(&path),
                     location: Location {
                         file: r.location.file.clone(),
@@ -313,10 +369,45 @@ pub fn check(spec: &Spec, target: &TargetSupport) -> Vec<FieldRefusal> {
             }
         }
     }
+    out.extend(check_project(spec, target));
     out.sort_by(|a, b| {
         (a.location.file.as_str(), a.location.span)
             .cmp(&(b.location.file.as_str(), b.location.span))
     });
+    out
+}
+
+/// The refusals of the Project fields `spec` writes, each once.
+fn check_project(spec: &Spec, target: &TargetSupport) -> Vec<FieldRefusal> {
+    let checks = target.project_checks();
+    if checks.is_empty() {
+        return Vec::new();
+    }
+    let Some(doc) = spec
+        .sources
+        .get(mlctl_spec::PROJECT_FILE)
+        .and_then(|text| mlctl_spec::yaml::parse(text).ok())
+        .and_then(|docs| docs.into_iter().next())
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (field, provider, check) in checks {
+        let path: Vec<&str> = field.split('.').collect();
+        let Some(node) = doc.at(&path) else { continue };
+        if let Some(refusal) = check(spec) {
+            out.push(FieldRefusal {
+                subject: format!("Project/{}", spec.project.name),
+                field: field.to_string(),
+                location: Location {
+                    file: mlctl_spec::PROJECT_FILE.to_string(),
+                    span: fields::key_span(&doc, node).unwrap_or(node.span),
+                },
+                provider,
+                refusal,
+            });
+        }
+    }
     out
 }
 
