@@ -489,3 +489,51 @@ fn an_unknown_target_or_an_unset_variable_is_a_clear_error() {
         "error: target `staging`, field `roleArn`: environment variable `MLCTL_SM_ROLE` is not set; export it before running mlctl (the spec reads it as `${env:MLCTL_SM_ROLE}`)"
     );
 }
+
+/// The first version of a Model has nothing to regress from: its `maxRegression` gate says
+/// "not evaluated" in apply and status instead of passing, and `requireBaseline` refuses it.
+#[test]
+fn a_regression_gate_without_a_baseline_is_not_evaluated_or_refuses() {
+    let p = iris_on_mock();
+    let apply = p.mlctl(&["reconcile", "--target", "test"]).expect_code(0);
+    let said = format!("{}{}", apply.stdout, apply.stderr);
+    assert!(
+        said.contains("NOT EVALUATED accuracy") && said.contains("no baseline"),
+        "{said}"
+    );
+    // The verdict stays with the version.
+    let show = p
+        .mlctl(&["models", "show", "iris", "--target", "test"])
+        .expect_code(0);
+    assert!(
+        show.stdout.contains("NOT EVALUATED accuracy") && show.stdout.contains("no baseline"),
+        "{}",
+        show.stdout
+    );
+
+    let p = iris_on_mock();
+    p.replace(
+        "ml/model.yaml",
+        "maxRegression: 0.02}",
+        "maxRegression: 0.02, requireBaseline: true}",
+    );
+    p.commit_all("require a baseline");
+    let plan = p.mlctl(&["plan", "--target", "test"]).expect_code(0);
+    assert!(
+        plan.stdout
+            .contains("with `requireBaseline` a new version is refused"),
+        "{}",
+        plan.stdout
+    );
+    let apply = p.mlctl(&["reconcile", "--target", "test"]);
+    let said = format!("{}{}", apply.stdout, apply.stderr);
+    assert_ne!(apply.code, 0, "{said}");
+    assert!(
+        said.contains("FAIL accuracy") && said.contains("`requireBaseline` is set"),
+        "{said}"
+    );
+    let models = p
+        .mlctl(&["models", "list", "--target", "test", "-o", "json"])
+        .expect_code(0);
+    assert!(!models.stdout.contains("\"version\""), "{}", models.stdout);
+}

@@ -404,6 +404,7 @@ impl Fixture {
             target_column: Some("species".into()),
             tags: self.tags(&format!("TrainingJob/{resource}"), &fingerprint),
             fingerprint,
+            split: None,
         }
     }
 

@@ -212,6 +212,34 @@ pub struct TrainingRequest {
     pub fingerprint: String,
     /// Tags.
     pub tags: Tags,
+    /// The dataset's `split` (seed and stratification), which rows a trainer carves for
+    /// validation or testing follow when the dataset has no such part.
+    pub split: Option<mlctl_spec::Split>,
+}
+
+/// The rows a run was trained, compared and scored on, so a metric can be traced to its data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Evaluation {
+    /// blake3 digest of the dataset version.
+    pub data_digest: String,
+    /// Rows trained on.
+    pub train_rows: u64,
+    /// Rows tuning candidates were compared on (tuned jobs only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_rows: Option<u64>,
+    /// Where the validation rows came from: `validation split` or how they were carved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_from: Option<String>,
+    /// Rows the held-out (test) metrics were scored on.
+    pub test_rows: u64,
+    /// Where the test rows came from: `test split` or how they were carved.
+    pub test_from: String,
+    /// The seed of every carve and shuffle.
+    pub seed: u64,
+    /// Which rows this run's `metrics` are on: `test` (what gates judge) or `validation` (a
+    /// tuning trial's, what candidates are compared by).
+    pub scored_on: String,
 }
 
 /// A submitted job.
@@ -260,6 +288,9 @@ pub struct TrainingResult {
     /// Wall time.
     #[serde(default)]
     pub duration_secs: f64,
+    /// The rows `metrics` were scored on, when the trainer reports them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<Box<Evaluation>>,
 }
 
 /// Where a job is.
@@ -369,6 +400,9 @@ pub struct RunRecord {
     /// The parent run, for tuning trials.
     #[serde(default)]
     pub parent: Option<String>,
+    /// The rows it was trained and scored on, when the trainer reports them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<Evaluation>,
 }
 
 /// A stage change in the registry.

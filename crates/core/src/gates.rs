@@ -1,23 +1,39 @@
 //! Evaluation gates: checks a new model version must pass before it is registered.
 
 use crate::components::ModelVersion;
-use mlctl_spec::Gate;
+use mlctl_spec::metrics::Direction;
+use mlctl_spec::{Gate, Stage};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// Whether larger values of a metric are better: as the built-ins' metric table says for the
-/// metrics it lists (docs/metrics.md), else guessed from the name of a script's own metric
-/// (losses and errors are smaller-is-better).
-pub fn higher_is_better(metric: &str) -> bool {
-    if let Some(known) = mlctl_spec::metrics::higher_is_better(metric) {
-        return known;
+/// What a `maxRegression` gate compares against: the version in production for the Model,
+/// else its newest approved version.
+#[derive(Debug, Clone, Copy)]
+pub struct Baseline<'a> {
+    /// The version.
+    pub version: &'a ModelVersion,
+    /// `production` or `newest approved`.
+    pub why: &'static str,
+}
+
+impl<'a> Baseline<'a> {
+    /// The baseline among a Model's versions, if it has one.
+    pub fn among(versions: &'a [ModelVersion]) -> Option<Self> {
+        if let Some(v) = versions.iter().find(|v| v.stage == Stage::Production) {
+            return Some(Baseline {
+                version: v,
+                why: "production",
+            });
+        }
+        versions
+            .iter()
+            .filter(|v| v.approved && v.stage != Stage::Archived)
+            .max_by_key(|v| v.version)
+            .map(|v| Baseline {
+                version: v,
+                why: "newest approved",
+            })
     }
-    let m = metric.to_ascii_lowercase();
-    ![
-        "loss", "rmse", "mse", "mae", "error", "inertia", "latency", "mape",
-    ]
-    .iter()
-    .any(|k| m.contains(k))
 }
 
 /// One gate's verdict.
@@ -31,6 +47,8 @@ pub struct GateResult {
     pub value: Option<f64>,
     /// Whether it passed.
     pub passed: bool,
+    /// False when the gate could not be judged (no baseline) and was let through.
+    pub evaluated: bool,
 }
 
 /// Every gate's verdict.
@@ -57,82 +75,99 @@ impl std::fmt::Display for GateReport {
                 .value
                 .map(|v| format!("{v:.4}"))
                 .unwrap_or_else(|| "missing".into());
-            write!(
-                f,
-                "{} {} {} (got {value})",
-                if r.passed { "PASS" } else { "FAIL" },
-                r.metric,
-                r.rule
-            )?;
+            let verdict = match (r.evaluated, r.passed) {
+                (false, _) => "NOT EVALUATED",
+                (true, true) => "PASS",
+                (true, false) => "FAIL",
+            };
+            write!(f, "{verdict} {} {} (got {value})", r.metric, r.rule)?;
         }
         Ok(())
     }
 }
 
-/// Evaluates gates against a candidate's metrics and the current production version.
+/// Evaluates gates against a candidate's metrics and the Model's baseline. `direction`
+/// says which way each metric is better, as the spec declares it (validation refuses a
+/// `maxRegression` gate whose metric has none; an undeclared one here fails the gate).
 pub fn evaluate(
     gates: &[Gate],
     metrics: &BTreeMap<String, f64>,
-    production: Option<&ModelVersion>,
+    baseline: Option<Baseline<'_>>,
+    direction: &dyn Fn(&str) -> Option<Direction>,
 ) -> GateReport {
     let mut results = Vec::new();
     for g in gates {
         let value = metrics.get(&g.metric).copied();
+        let result = |rule: String, passed: bool| GateResult {
+            metric: g.metric.clone(),
+            rule,
+            value,
+            passed,
+            evaluated: true,
+        };
         let missing = |rule: String| GateResult {
             metric: g.metric.clone(),
             rule: format!("{rule} (metric not reported by training)"),
             value: None,
             passed: false,
+            evaluated: true,
         };
         if let Some(min) = g.min {
             results.push(match value {
-                Some(v) => GateResult {
-                    metric: g.metric.clone(),
-                    rule: format!(">= {min}"),
-                    value,
-                    passed: v >= min,
-                },
+                Some(v) => result(format!(">= {min}"), v >= min),
                 None => missing(format!(">= {min}")),
             });
         }
         if let Some(max) = g.max {
             results.push(match value {
-                Some(v) => GateResult {
-                    metric: g.metric.clone(),
-                    rule: format!("<= {max}"),
-                    value,
-                    passed: v <= max,
-                },
+                Some(v) => result(format!("<= {max}"), v <= max),
                 None => missing(format!("<= {max}")),
             });
         }
         if let Some(reg) = g.max_regression {
-            let prod =
-                production.and_then(|p| p.metrics.get(&g.metric).copied().map(|m| (p.version, m)));
-            results.push(match (value, prod) {
-                (None, _) => missing(format!("not worse than production by more than {reg}")),
-                (Some(_), None) => GateResult {
-                    metric: g.metric.clone(),
-                    rule: format!(
-                        "not worse than production by more than {reg} (no production version yet)"
-                    ),
-                    value,
-                    passed: true,
-                },
-                (Some(v), Some((pv, p))) => {
-                    let worse_by = if higher_is_better(&g.metric) {
-                        p - v
-                    } else {
-                        v - p
+            let base = baseline.and_then(|b| {
+                b.version
+                    .metrics
+                    .get(&g.metric)
+                    .copied()
+                    .map(|m| (b.version.version, b.why, m))
+            });
+            let required = g.require_baseline == Some(true);
+            results.push(match (value, base, direction(&g.metric)) {
+                (None, _, _) => missing(format!("not worse than the baseline by more than {reg}")),
+                (Some(_), None, _) => {
+                    let why = match baseline {
+                        Some(b) => format!(
+                            "no baseline: v{} ({}) has no `{}`",
+                            b.version.version, b.why, g.metric
+                        ),
+                        None => "no baseline: no version in production or approved".to_string(),
                     };
                     GateResult {
                         metric: g.metric.clone(),
-                        rule: format!(
-                            "not worse than production v{pv} ({p:.4}) by more than {reg}"
-                        ),
+                        rule: if required {
+                            format!("not worse than the baseline by more than {reg} ({why}, and `requireBaseline` is set)")
+                        } else {
+                            format!("not worse than the baseline by more than {reg} ({why}: gate not evaluated)")
+                        },
                         value,
-                        passed: worse_by <= reg + 1e-12,
+                        passed: !required,
+                        evaluated: required,
                     }
+                }
+                (Some(_), Some(_), None) => result(
+                    format!("not worse than the baseline by more than {reg} (the spec does not say whether larger `{}` is better)", g.metric),
+                    false,
+                ),
+                (Some(v), Some((bv, why, b)), Some(dir)) => {
+                    let worse_by = match dir {
+                        Direction::HigherIsBetter => b - v,
+                        Direction::LowerIsBetter => v - b,
+                    };
+                    result(
+                        format!("not worse than v{bv} ({why}, {b:.4}) by more than {reg}"),
+                        worse_by <= reg + 1e-12,
+                    )
                 }
             });
         }
@@ -143,24 +178,6 @@ pub fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn direction_comes_from_the_metric_table_then_the_name() {
-        // The table: every built-in metric.
-        for m in mlctl_spec::metrics::METRICS {
-            assert_eq!(
-                higher_is_better(m.name),
-                m.direction == mlctl_spec::metrics::Direction::HigherIsBetter,
-                "{}",
-                m.name
-            );
-        }
-        // A script's own metrics, by name.
-        assert!(higher_is_better("val_auc"));
-        assert!(!higher_is_better("val_loss"));
-        assert!(!higher_is_better("p99_latency_ms"));
-    }
-    use mlctl_spec::Stage;
 
     fn prod(acc: f64) -> ModelVersion {
         ModelVersion {
@@ -176,31 +193,101 @@ mod tests {
         }
     }
 
+    fn version(v: u32, stage: Stage, approved: bool, acc: f64) -> ModelVersion {
+        ModelVersion {
+            version: v,
+            stage,
+            approved,
+            metrics: BTreeMap::from([("accuracy".into(), acc)]),
+            ..prod(0.0)
+        }
+    }
+
+    fn gate(metric: &str, max_regression: f64) -> Gate {
+        Gate {
+            metric: metric.into(),
+            min: None,
+            max: None,
+            max_regression: Some(max_regression),
+            require_baseline: None,
+        }
+    }
+
+    fn vocabulary(m: &str) -> Option<Direction> {
+        mlctl_spec::metrics::metric(m).map(|m| m.direction)
+    }
+
     #[test]
-    fn thresholds_and_regression() {
+    fn thresholds_and_regression_against_production() {
         let gates = vec![
             Gate {
-                metric: "accuracy".into(),
                 min: Some(0.9),
-                max: None,
-                max_regression: Some(0.02),
+                ..gate("accuracy", 0.02)
             },
-            Gate {
-                metric: "log_loss".into(),
-                min: None,
-                max: None,
-                max_regression: Some(0.05),
-            },
+            gate("log_loss", 0.05),
         ];
         let m = BTreeMap::from([("accuracy".into(), 0.93), ("log_loss".into(), 0.3)]);
-        let r = evaluate(&gates, &m, Some(&prod(0.96)));
+        let versions = [prod(0.96)];
+        let r = evaluate(&gates, &m, Baseline::among(&versions), &vocabulary);
         assert_eq!(
             r.results.iter().map(|r| r.passed).collect::<Vec<_>>(),
-            vec![true, false, false]
+            vec![true, false, false],
+            "{r}"
         );
-        let r = evaluate(&gates, &m, None);
-        assert!(r.passed());
-        let missing = evaluate(&gates[..1], &BTreeMap::new(), None);
+        let missing = evaluate(&gates[..1], &BTreeMap::new(), None, &vocabulary);
         assert!(!missing.passed());
+    }
+
+    /// Production first; without it the newest approved version (a rejected or unapproved
+    /// newer one does not count); with neither the gate says it was not evaluated.
+    #[test]
+    fn the_baseline_is_production_else_the_newest_approved_version() {
+        let staged = [
+            version(1, Stage::Staging, true, 0.80),
+            version(2, Stage::Staging, true, 0.95),
+            version(3, Stage::Staging, false, 0.50),
+        ];
+        let b = Baseline::among(&staged).unwrap();
+        assert_eq!((b.version.version, b.why), (2, "newest approved"));
+        let with_prod = [staged[1].clone(), version(4, Stage::Production, true, 0.85)];
+        let b = Baseline::among(&with_prod).unwrap();
+        assert_eq!((b.version.version, b.why), (4, "production"));
+
+        let m = BTreeMap::from([("accuracy".into(), 0.90)]);
+        let g = [gate("accuracy", 0.02)];
+        // 0.90 vs the newest approved 0.95: a regression of 0.05.
+        assert!(!evaluate(&g, &m, Baseline::among(&staged), &vocabulary).passed());
+        // Against production (0.85) it is an improvement.
+        assert!(evaluate(&g, &m, Baseline::among(&with_prod), &vocabulary).passed());
+
+        let none = [version(1, Stage::Staging, false, 0.99)];
+        let r = evaluate(&g, &m, Baseline::among(&none), &vocabulary);
+        assert!(r.passed() && !r.results[0].evaluated, "{r}");
+        assert!(r.to_string().starts_with("NOT EVALUATED accuracy"), "{r}");
+        assert!(r.to_string().contains("no baseline"), "{r}");
+        let required = [Gate {
+            require_baseline: Some(true),
+            ..gate("accuracy", 0.02)
+        }];
+        let r = evaluate(&required, &m, None, &vocabulary);
+        assert!(!r.passed(), "{r}");
+        assert!(r.to_string().contains("requireBaseline"), "{r}");
+    }
+
+    /// The direction is what the spec declares, never the name: a script's `val_loss`
+    /// declared `maximize` is judged as larger-is-better.
+    #[test]
+    fn regression_follows_the_declared_direction() {
+        let g = [gate("val_loss", 0.01)];
+        let mut base = prod(0.0);
+        base.metrics = BTreeMap::from([("val_loss".into(), 0.50)]);
+        let versions = [base];
+        let m = BTreeMap::from([("val_loss".into(), 0.40)]);
+        let maximize = |_: &str| Some(Direction::HigherIsBetter);
+        let minimize = |_: &str| Some(Direction::LowerIsBetter);
+        assert!(!evaluate(&g, &m, Baseline::among(&versions), &maximize).passed());
+        assert!(evaluate(&g, &m, Baseline::among(&versions), &minimize).passed());
+        let undeclared = |_: &str| None;
+        assert!(!evaluate(&g, &m, Baseline::among(&versions), &undeclared).passed());
     }
 }

@@ -322,6 +322,12 @@ pub fn plan(
                 },
                 Some(o) => change_for(d, o, &changes, target),
             };
+            let mut change = change;
+            if change.action != Action::NoOp {
+                change
+                    .reasons
+                    .extend(baseline_notes(d, by_id.get(id).copied()));
+            }
             changes.push(change);
         }
     }
@@ -366,6 +372,50 @@ pub fn plan(
         orphans,
         notes: Vec::new(),
     }
+}
+
+/// What a Model's `maxRegression` gates will compare against, from the recorded state: the
+/// version the Model last left in production or approved, or none, when the gate will not be
+/// evaluated (or, with `requireBaseline`, will refuse the version).
+fn baseline_notes(d: &DesiredResource, o: Option<&ObservedResource>) -> Vec<String> {
+    let Some(m) = d.resource.as_model() else {
+        return Vec::new();
+    };
+    let exists = o.is_some_and(|o| !o.fingerprint.is_empty());
+    let recorded = o
+        .map(|o| &o.outputs)
+        .filter(|v| {
+            v["stage"] == "production" || (v["approved"] == true && v["stage"] != "archived")
+        })
+        .and_then(|v| Some((v["version"].as_u64()?, v["stage"].as_str()?)));
+    m.gates
+        .iter()
+        .filter(|g| g.max_regression.is_some())
+        .map(|g| match recorded {
+            // The registry may hold a baseline the recorded version is not.
+            None if exists => format!(
+                "the maxRegression gate on `{}` compares against the version in production, else the newest approved (with neither it is not evaluated)",
+                g.metric
+            ),
+            Some((v, stage)) => format!(
+                "the maxRegression gate on `{}` compares against v{v} ({})",
+                g.metric,
+                if stage == "production" {
+                    "production"
+                } else {
+                    "newest approved"
+                }
+            ),
+            None if g.require_baseline == Some(true) => format!(
+                "no baseline for the maxRegression gate on `{}`: with `requireBaseline` a new version is refused until one is in production or approved",
+                g.metric
+            ),
+            None => format!(
+                "no baseline: the maxRegression gate on `{}` will not be evaluated (no version in production or approved yet)",
+                g.metric
+            ),
+        })
+        .collect()
 }
 
 fn change_for(

@@ -183,6 +183,29 @@ pub fn higher_is_better(name: &str) -> Option<bool> {
     metric(name).map(|m| m.direction == Direction::HigherIsBetter)
 }
 
+/// Which way `name` is better for the metrics of training job `job`, as declared, never
+/// guessed: a script's own `metrics:` definition (`goal`), else the vocabulary, else the
+/// job's tuning objective on that metric. `None`: the spec does not say.
+pub fn direction_in(job: &crate::TrainingJobSpec, name: &str) -> Option<Direction> {
+    let of_goal = |g: crate::Goal| match g {
+        crate::Goal::Maximize => Direction::HigherIsBetter,
+        crate::Goal::Minimize => Direction::LowerIsBetter,
+    };
+    let declared = (job.algorithm.is_none())
+        .then(|| job.metrics.iter().find(|m| m.name == name))
+        .flatten()
+        .and_then(|m| m.goal);
+    declared
+        .map(of_goal)
+        .or_else(|| metric(name).map(|m| m.direction))
+        .or_else(|| {
+            job.tuning
+                .as_ref()
+                .filter(|t| t.objective.metric == name)
+                .map(|t| of_goal(t.objective.goal))
+        })
+}
+
 /// The families a tree-based built-in trains for a label column of type `label` (`None`
 /// when the spec does not say): as mlctl-ml decides, a float label is regressed, text, a
 /// category or a boolean classified, and an integer label classified when it holds at most
@@ -207,7 +230,30 @@ pub fn markdown() -> String {
          training and reports these metrics. A Model's `gates[].metric` and a job's\n\
          `tuning.objective.metric` must name one its algorithm reports; `mlctl validate` says\n\
          which when one does not. Script-mode jobs (`command:`) report whatever their script\n\
-         writes, so any name goes there.\n\n",
+         writes; a script metric that is not in this vocabulary needs `goal: maximize` or\n\
+         `goal: minimize` in the job's `metrics:` (nothing is guessed from a name), and one\n\
+         that is keeps the direction below.\n\n\
+         ## Which rows a metric is on\n\n\
+         The test rows are held out: gates judge metrics on them. A tuned job compares its\n\
+         candidates on validation rows and scores only the chosen one on the test rows (in\n\
+         script mode a trial gets the `train` and `validation` channels, and the chosen\n\
+         candidate is trained again with `train` and `test`).\n\n\
+         | Dataset parts | Untuned: scored on | Tuned: compared on / scored on |\n\
+         |---|---|---|\n\
+         | train, validation, test | test | validation / test |\n\
+         | train, test | test | 20% carved from train / test |\n\
+         | train, validation | validation | validation / 20% carved from train |\n\
+         | none | 20% carved | 20% carved from the rest / 20% carved |\n\n\
+         Carves are seeded and stratified as the dataset's `split` says (seed 42, not\n\
+         stratified, without one). Each run records its row counts, where they came from, the\n\
+         seed and the data digest: `mlctl runs show RUN`. This is the local target; SageMaker's\n\
+         tuning job reports its best trial's validation metrics, so plan refuses gates on a\n\
+         tuned job there (docs/support-matrix.md).\n\n\
+         ## Regression gates\n\n\
+         `maxRegression` compares with the Model's version in production, else its newest\n\
+         approved version. With neither, the gate is reported as `NOT EVALUATED` (\"no\n\
+         baseline\") in plan, apply and `mlctl models show`, and lets the version through,\n\
+         unless the gate sets `requireBaseline: true`.\n\n",
     );
     for family in Family::ALL {
         out.push_str(&format!("## {}\n\n", capitalized(family.as_str())));

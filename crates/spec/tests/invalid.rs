@@ -1082,6 +1082,46 @@ fn metric_regex_without_capture_group() {
     );
 }
 
+/// A script's own metric says which way is better; nothing is guessed from its name. A
+/// vocabulary name keeps the published direction.
+#[test]
+fn script_metric_without_or_against_its_direction() {
+    check(
+        "script_metric_without_or_against_its_direction",
+        &[(
+            "ml/train.yaml",
+            &TRAIN.replace(
+                "  algorithm: logistic_regression\n",
+                "  command: python train.py\n  code: train/\n  metrics:\n    - {name: val_score, regex: 'score=([0-9.]+)'}\n    - {name: rmse, regex: 'rmse=([0-9.]+)', goal: maximize}\n    - {name: val_loss, regex: 'loss=([0-9.]+)', goal: minimize}\n",
+            ),
+        )],
+    );
+}
+
+/// `maxRegression` needs the metric's direction; `requireBaseline` needs `maxRegression`.
+#[test]
+fn regression_gate_needs_a_direction_and_require_baseline_a_regression_gate() {
+    check(
+        "regression_gate_needs_a_direction_and_require_baseline_a_regression_gate",
+        &[
+            (
+                "ml/train.yaml",
+                &TRAIN.replace(
+                    "  algorithm: logistic_regression\n",
+                    "  command: python train.py\n  code: train/\n",
+                ),
+            ),
+            (
+                "ml/model.yaml",
+                &MODEL.replace(
+                    "    - {metric: accuracy, min: 0.9}\n",
+                    "    - {metric: auc, maxRegression: 0.01}\n    - {metric: accuracy, min: 0.9, requireBaseline: true}\n",
+                ),
+            ),
+        ],
+    );
+}
+
 #[test]
 fn tab_indentation() {
     check(

@@ -150,6 +150,10 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE datasets ADD COLUMN tags TEXT NOT NULL DEFAULT '{}';
     "#,
+    // The rows a run was trained and scored on (JSON `Evaluation`).
+    r#"
+    ALTER TABLE runs ADD COLUMN evaluation TEXT;
+    "#,
 ];
 
 /// Errors inside a database closure: SQLite's, or ours (a missing row, bad JSON).

@@ -83,6 +83,7 @@ impl Project {
             target_column: Some("y".into()),
             fingerprint: format!("fp-{job}"),
             tags: self.tags("TrainingJob/train", job),
+            split: None,
         }
     }
 
@@ -381,6 +382,7 @@ async fn resubmitting_a_job_name_returns_the_same_job() {
     spec.metrics = vec![mlctl_spec::MetricDefinition {
         name: "score".into(),
         regex: r"score=([0-9.]+)".into(),
+        goal: Some(mlctl_spec::Goal::Maximize),
     }];
     let req = p.training("job-once", spec, ds);
     let a = p.stack.trainer.submit(&p.ctx, &req).await.unwrap();
@@ -461,11 +463,19 @@ async fn tuning_runs_every_trial_and_picks_the_best() {
         .await
         .unwrap();
     // The score peaks at x = 3.
-    let mut spec = script(r#"echo "score=$(( 10 - (SM_HP_X - 3) * (SM_HP_X - 3) ))""#);
-    spec.metrics = vec![mlctl_spec::MetricDefinition {
-        name: "score".into(),
-        regex: r"score=(-?[0-9]+)".into(),
-    }];
+    let mut spec = script(
+        r#"echo "score=$(( 10 - (SM_HP_X - 3) * (SM_HP_X - 3) ))"; echo "test_channel=${SM_CHANNEL_TEST:+1}0"; echo "validation_channel=${SM_CHANNEL_VALIDATION:+1}0""#,
+    );
+    let metric = |name: &str| mlctl_spec::MetricDefinition {
+        name: name.into(),
+        regex: format!(r"{name}=(-?[0-9]+)"),
+        goal: Some(mlctl_spec::Goal::Maximize),
+    };
+    spec.metrics = vec![
+        metric("score"),
+        metric("test_channel"),
+        metric("validation_channel"),
+    ];
     spec.tuning = Some(mlctl_spec::Tuning {
         strategy: mlctl_spec::TuningStrategy::Grid,
         objective: mlctl_spec::Objective {
@@ -511,6 +521,118 @@ async fn tuning_runs_every_trial_and_picks_the_best() {
     );
     let logs = p.stack.trainer.logs(&p.ctx, "job-tune").await.unwrap();
     assert!(logs.contains("best trial"), "{logs}");
+    // Trials see train and validation; only the chosen candidate's run sees test (`10` is
+    // a channel that is there, `0` one that is not).
+    for t in runs.iter().filter(|r| r.parent.is_some()) {
+        assert_eq!(t.metrics["test_channel"], 0.0, "{t:?}");
+        assert_eq!(t.metrics["validation_channel"], 10.0, "{t:?}");
+        assert_eq!(t.evaluation.as_ref().unwrap().scored_on, "validation");
+    }
+    assert_eq!(r.metrics["test_channel"], 10.0, "{:?}", r.metrics);
+    assert_eq!(r.metrics["validation_channel"], 0.0, "{:?}", r.metrics);
+    let e = r.evaluation.expect("the rows are recorded");
+    assert_eq!(e.scored_on, "test");
+    assert_eq!(
+        (e.train_rows, e.validation_rows, e.test_rows),
+        (6, Some(2), 2)
+    );
+    assert!(e.test_from.starts_with("carved: 20% of the table"), "{e:?}");
+}
+
+/// Rows where the two candidates disagree: a depth-1 tree learns the rule `x > 0`; a deep
+/// tree also memorises six flipped training labels. The validation rows follow the rule at
+/// exactly those six points, so the shallow tree wins there (1.0 against 0.5); the test rows
+/// are the training rows, flips included, so the deep tree would win on them (1.0 against
+/// 0.85). Selecting on the test split picks the deep tree; mlctl must pick the shallow one and
+/// report its held-out test accuracy, 0.85.
+#[tokio::test]
+async fn tuning_selects_on_validation_and_scores_only_the_chosen_model_on_test() {
+    let p = Project::new();
+    let flipped = [-15, -10, -5, 5, 10, 15];
+    let label = |x: i32, flip: bool| if (x > 0) != flip { "pos" } else { "neg" };
+    let mut train = String::from("x,y\n");
+    for x in -20..20 {
+        train.push_str(&format!("{x},{}\n", label(x, flipped.contains(&x))));
+    }
+    let mut validation = String::from("x,y\n");
+    for x in flipped.iter().chain(&[-18, -12, 2, 8, 12, 18]) {
+        validation.push_str(&format!("{x},{}\n", label(*x, false)));
+    }
+    let train_path = p.write("data/train.csv", &train);
+    let validation_path = p.write("data/validation.csv", &validation);
+    let test_path = p.write("data/test.csv", &train);
+    let mut ds = p
+        .dataset("data", csv_spec("data/train.csv"), "fp")
+        .await
+        .unwrap();
+    ds.splits = BTreeMap::from([
+        (
+            "train".to_string(),
+            train_path.to_string_lossy().into_owned(),
+        ),
+        (
+            "validation".to_string(),
+            validation_path.to_string_lossy().into_owned(),
+        ),
+        ("test".to_string(), test_path.to_string_lossy().into_owned()),
+    ]);
+    let mut spec = builtin(mlctl_spec::Algorithm::DecisionTree, serde_json::json!({}));
+    spec.tuning = Some(mlctl_spec::Tuning {
+        strategy: mlctl_spec::TuningStrategy::Grid,
+        objective: mlctl_spec::Objective {
+            metric: "accuracy".into(),
+            goal: mlctl_spec::Goal::Maximize,
+        },
+        max_trials: None,
+        parallelism: Some(2),
+        seed: None,
+        search_space: BTreeMap::from([(
+            "max_depth".to_string(),
+            mlctl_spec::Param {
+                ty: Some(mlctl_spec::ParamType::Int),
+                min: None,
+                max: None,
+                step: None,
+                scale: None,
+                values: Some(vec![1.into(), 10.into()]),
+            },
+        )]),
+    });
+    let h = p
+        .stack
+        .trainer
+        .submit(&p.ctx, &p.training("job-leak", spec, ds))
+        .await
+        .unwrap();
+    let JobState::Completed(r) = p.wait(&h).await else {
+        panic!(
+            "{}",
+            p.stack.trainer.logs(&p.ctx, "job-leak").await.unwrap()
+        )
+    };
+    let objective = |depth: i64| {
+        r.trials
+            .iter()
+            .find(|t| t.hyperparameters["max_depth"] == depth)
+            .and_then(|t| t.objective)
+    };
+    // Trials are compared on validation rows.
+    assert_eq!(objective(1), Some(1.0), "{:?}", r.trials);
+    assert_eq!(objective(10), Some(0.5), "{:?}", r.trials);
+    // The validation winner, scored once on the held-out test rows.
+    assert_eq!(r.hyperparameters["max_depth"], 1);
+    assert_eq!(r.metrics["accuracy"], 0.85, "{:?}", r.metrics);
+    let model = mlctl_ml::PortableModel::load(&r.artifact_uri).unwrap();
+    assert_eq!(model.manifest().metrics, r.metrics);
+    let e = r.evaluation.expect("the rows are recorded");
+    assert_eq!(
+        (e.train_rows, e.validation_rows, e.test_rows),
+        (40, Some(12), 40)
+    );
+    assert_eq!(
+        (e.validation_from.as_deref(), e.test_from.as_str()),
+        (Some("validation split"), "test split")
+    );
 }
 
 #[tokio::test]
@@ -572,6 +694,7 @@ print("progress to stderr", file=sys.stderr)
     spec.metrics = vec![mlctl_spec::MetricDefinition {
         name: "rmse".into(),
         regex: r"rmse=([0-9.]+)".into(),
+        goal: None,
     }];
     let h = p
         .stack
@@ -641,6 +764,7 @@ fn result_with_artifact(p: &Project, name: &str, acc: f64) -> TrainingResult {
         trials: Vec::new(),
         run_id: None,
         duration_secs: 0.1,
+        evaluation: None,
     }
 }
 
@@ -891,7 +1015,13 @@ async fn builtins_train_evaluate_and_save_a_portable_model() {
             .contains(&mlctl_spec::Algorithm::RandomForest)
     );
     let logs = p.stack.trainer.logs(&p.ctx, "job-logreg").await.unwrap();
-    assert!(logs.contains("rows (test split)"), "{logs}");
+    assert!(logs.contains("held-out test rows (test split)"), "{logs}");
+    let e = r.evaluation.expect("the rows are recorded");
+    assert_eq!(
+        (e.test_from.as_str(), e.validation_rows),
+        ("test split", None)
+    );
+    assert_eq!(e.train_rows + e.test_rows, 200);
 }
 
 #[tokio::test]
@@ -936,6 +1066,18 @@ async fn halving_tunes_a_builtin_and_records_every_trial() {
     assert_eq!(r.trials.len(), 9 + 3 + 1, "{:?}", r.trials);
     let best = r.trials.last().unwrap();
     assert_eq!(r.hyperparameters, best.hyperparameters);
-    assert_eq!(Some(r.metrics["accuracy"]), best.objective);
+    // Trials are compared on rows carved from train (the dataset has no split); the chosen
+    // model's metrics are on the held-out test rows carved before that.
+    let e = r.evaluation.clone().expect("the rows are recorded");
+    assert_eq!(e.test_rows, 60, "{e:?}");
+    assert_eq!(e.validation_rows, Some(48), "{e:?}");
+    assert_eq!(e.train_rows, 192, "{e:?}");
+    assert!(
+        e.validation_from
+            .as_deref()
+            .unwrap()
+            .starts_with("carved: 20% of the rest of the table, seed 42"),
+        "{e:?}"
+    );
     assert_eq!(p.stack.trainer.runs(&p.ctx, None).await.unwrap().len(), 14);
 }

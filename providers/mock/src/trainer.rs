@@ -271,6 +271,7 @@ impl JobRecord {
                     started_at: self.submitted_at.clone(),
                     duration_secs: 0.0,
                     parent: Some(parent.clone()),
+                    evaluation: None,
                 });
                 trials.push(Trial {
                     number,
@@ -309,6 +310,7 @@ impl JobRecord {
             trials,
             run_id: Some(self.run_id()),
             duration_secs: unix_ms().saturating_sub(self.submitted_unix_ms) as f64 / 1000.0,
+            evaluation: None,
         };
         (result, bytes)
     }
@@ -371,6 +373,7 @@ impl Trainer for Mock {
                 started_at: submitted_at.clone(),
                 duration_secs: 0.0,
                 parent: None,
+                evaluation: None,
             };
             runs.push(run);
             let job = JobRecord {

@@ -230,6 +230,16 @@ fn gate_refusal(spec: &Spec, r: &Resource, node: &Node) -> Option<Refusal> {
     let from = &r.as_model()?.from;
     let job = spec.find(Kind::TrainingJob, from)?;
     let t = job.as_training_job()?;
+    if t.tuning.is_some() {
+        return Some(Refusal::new(
+            format!(
+                "TrainingJob `{from}` is tuned, and on SageMaker its metrics are the best trial's on the validation channel the tuning job chose it by: a gate on `{metric}` would judge the selection itself, not rows held out from it"
+            ),
+            format!(
+                "train `{from}` without `tuning` (the chosen values in `hyperparameters`), or tune on the local target, which scores only the chosen model on held-out test rows"
+            ),
+        ));
+    }
     let (reports, how) = match builtin(t) {
         Some((a, family)) => {
             let mut all: Vec<String> = Vec::new();
@@ -500,7 +510,7 @@ fn build() -> FieldRules {
         .with(
             "Model.spec.gates[].metric",
             Support::check(
-                "honoured for metrics the TrainingJob reports on SageMaker: a built-in's algorithm metrics (and mlctl's plain names for them: accuracy, f1_macro, ...), a script's `metrics`; refused otherwise",
+                "honoured for metrics the TrainingJob reports on SageMaker: a built-in's algorithm metrics (and mlctl's plain names for them: accuracy, f1_macro, ...), a script's `metrics`; refused otherwise, and refused for a tuned job (its metrics are the selection's own, on the validation channel)",
                 gate_refusal,
             ),
         )
@@ -848,11 +858,27 @@ spec:
             ]],
         );
         let script = job(
-            "  command: python train.py\n  metrics: [{name: acc, regex: 'acc=([0-9.]+)'}]\n  tuning:\n    strategy: random\n    objective: {metric: accuracy, goal: maximize}\n    searchSpace:\n      lr: {min: 0.1, max: 1.0}\n",
+            "  command: python train.py\n  metrics: [{name: acc, regex: 'acc=([0-9.]+)', goal: maximize}]\n  tuning:\n    strategy: random\n    objective: {metric: accuracy, goal: maximize}\n    searchSpace:\n      lr: {min: 0.1, max: 1.0}\n",
         );
         expect(
             &script,
             &[&["objective.metric:", "not one of them (`acc`)"]],
+        );
+    }
+
+    /// A tuned job's metrics on SageMaker are the ones its best trial was chosen by: gating
+    /// on them would judge the selection, so the gate is refused.
+    #[test]
+    fn gates_on_a_tuned_job_are_refused() {
+        let manifests = format!(
+            "{}apiVersion: mlctl/v1\nkind: Model\nmetadata:\n  name: m\nspec:\n  from: t\n  gates:\n    - {{metric: accuracy, min: 0.5}}\n",
+            job(
+                "  algorithm: gradient_boosting\n  tuning:\n    strategy: random\n    objective: {metric: accuracy, goal: maximize}\n    searchSpace:\n      max_depth: {type: int, min: 2, max: 6}\n"
+            )
+        );
+        expect(
+            &manifests,
+            &[&["gates[].metric:", "is tuned", "held-out test rows"]],
         );
     }
 

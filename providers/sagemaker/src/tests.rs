@@ -199,6 +199,7 @@ fn training_request() -> TrainingRequest {
         target_column: Some("species".into()),
         fingerprint: "f1ng3rpr1nt".into(),
         tags: tags("TrainingJob/train"),
+        split: None,
     }
 }
 
@@ -1137,6 +1138,7 @@ fn register_request() -> RegisterRequest {
             trials: Vec::new(),
             run_id: None,
             duration_secs: 1.0,
+            evaluation: None,
         },
         stage: Stage::Staging,
         approval: Approval::Manual,

@@ -741,6 +741,7 @@ impl SageMakerTrainer {
                 trials: Vec::new(),
                 run_id: best.and_then(|b| b.training_job_arn()).map(str::to_string),
                 duration_secs: 0.0,
+                evaluation: None,
             },
         };
         if let Some(obj) = best.and_then(|b| b.final_hyper_parameter_tuning_job_objective_metric())
@@ -972,6 +973,7 @@ fn training_result(d: &DescribeTrainingJobOutput) -> TrainingResult {
         trials: Vec::new(),
         run_id: d.training_job_arn().map(str::to_string),
         duration_secs: duration,
+        evaluation: None,
     }
 }
 

@@ -620,6 +620,7 @@ async fn script_mode_uploads_the_code_and_runs_the_command() {
     req.spec.metrics = vec![mlctl_spec::MetricDefinition {
         name: "accuracy".into(),
         regex: "accuracy=([0-9.]+)".into(),
+        goal: None,
     }];
     let job = stack.trainer.submit(&fx.ctx, &req).await.expect("submit");
 

@@ -275,6 +275,27 @@ pub fn runs(project: &Path, cmd: RunsCommand) -> Result<u8> {
             if let Some(c) = &r.code_digest {
                 println!("  code digest:  {c}");
             }
+            if let Some(e) = &r.evaluation {
+                println!("  rows:");
+                println!("    train:      {}", e.train_rows);
+                if let (Some(n), Some(from)) = (e.validation_rows, &e.validation_from) {
+                    println!("    validation: {n} ({from})");
+                }
+                println!("    test:       {} ({})", e.test_rows, e.test_from);
+                println!("    seed:       {}", e.seed);
+                println!(
+                    "    scored on:  {}{}",
+                    e.scored_on,
+                    if e.scored_on == "validation" {
+                        " (a tuning trial: candidates are compared on validation rows; only the chosen one is scored on test)"
+                    } else {
+                        " (held out: what gates judge)"
+                    }
+                );
+                if e.data_digest != r.data_digest {
+                    println!("    data digest: {}", e.data_digest);
+                }
+            }
             println!("  params:");
             for (k, v) in &r.params {
                 println!("    {k} = {v}");

@@ -33,10 +33,23 @@ pub(crate) async fn reconcile(
         .find(|v| v.fingerprint == d.fingerprint.0)
         .cloned();
     let production = versions.iter().find(|v| v.stage == Stage::Production);
+    // Said with the result when a gate could not be judged, so `apply` and `status` show it.
+    let mut unjudged = None;
     let version = match existing {
         Some(v) => v,
         None => {
-            let report = gates::evaluate(&spec.gates, &training.metrics, production);
+            // Which way each metric is better, as the training job's spec declares it.
+            let job_id = ResourceId::new(Kind::TrainingJob, spec.from.clone());
+            let job = sh
+                .desired
+                .get(&job_id)
+                .and_then(|j| j.resource.as_training_job());
+            let direction = |metric: &str| match job {
+                Some(job) => metrics::direction_in(job, metric),
+                None => metrics::metric(metric).map(|m| m.direction),
+            };
+            let baseline = gates::Baseline::among(&versions);
+            let report = gates::evaluate(&spec.gates, &training.metrics, baseline, &direction);
             if !report.passed() {
                 let keep = production
                     .map(|p| format!("; production stays at v{}", p.version))
@@ -51,12 +64,28 @@ pub(crate) async fn reconcile(
             if !spec.gates.is_empty() {
                 sh.progress(id, format!("gates passed: {report}"));
             }
+            let skipped: Vec<String> = report
+                .results
+                .iter()
+                .filter(|r| !r.evaluated)
+                .map(|r| format!("`{}` maxRegression", r.metric))
+                .collect();
+            if !skipped.is_empty() {
+                unjudged = Some(format!(
+                    "no baseline: gate not evaluated ({})",
+                    skipped.join(", ")
+                ));
+            }
             let mut lineage = BTreeMap::from([
                 ("trainingJob".to_string(), training.job_name.clone()),
                 ("commit".to_string(), sh.ctx.commit.clone()),
             ]);
             if let Some(run) = &training.run_id {
                 lineage.insert("run".into(), run.clone());
+            }
+            // The verdicts stay with the version (`mlctl models show`), "not evaluated" included.
+            if !spec.gates.is_empty() {
+                lineage.insert("gates".into(), report.to_string());
             }
             let req = RegisterRequest {
                 model: id.name.clone(),
@@ -73,10 +102,13 @@ pub(crate) async fn reconcile(
     };
     let version = if want_stage == Stage::Production && version.stage != Stage::Production {
         if approval == Approval::Manual && !version.approved {
-            let detail = format!(
+            let mut detail = format!(
                 "registered v{} in staging; waiting for approval: run `mlctl models approve {} {}`",
                 version.version, id.name, version.version
             );
+            if let Some(u) = &unjudged {
+                detail = format!("{detail}; {u}");
+            }
             return Ok(Applied::new(detail, to_json(&version), Health::Progressing));
         }
         retry!(
@@ -89,11 +121,11 @@ pub(crate) async fn reconcile(
     } else {
         version
     };
-    Ok(Applied::new(
-        format!("v{} in {}", version.version, version.stage.as_str()),
-        to_json(&version),
-        Health::Healthy,
-    ))
+    let mut detail = format!("v{} in {}", version.version, version.stage.as_str());
+    if let Some(u) = &unjudged {
+        detail = format!("{detail}; {u}");
+    }
+    Ok(Applied::new(detail, to_json(&version), Health::Healthy))
 }
 
 /// Deletes the model and its versions from the registry.

@@ -23,11 +23,9 @@ pub(crate) async fn reconcile(
     let id = &d.resource.id;
     let ds_id = ResourceId::new(Kind::Dataset, spec.dataset.clone());
     let dataset: DatasetVersion = output_of(sh, &ds_id)?;
-    let target_column = sh
-        .desired
-        .get(&ds_id)
-        .and_then(|d| d.resource.as_dataset())
-        .and_then(|ds| ds.target.clone());
+    let ds_spec = sh.desired.get(&ds_id).and_then(|d| d.resource.as_dataset());
+    let target_column = ds_spec.and_then(|ds| ds.target.clone());
+    let split = ds_spec.and_then(|ds| ds.split.clone());
     let job_name = deterministic_name(&sh.ctx.project, &id.name, &d.fingerprint, 63);
     let req = TrainingRequest {
         job_name,
@@ -38,6 +36,7 @@ pub(crate) async fn reconcile(
         target_column,
         fingerprint: d.fingerprint.0.clone(),
         tags: tags(sh, d),
+        split,
     };
     let trainer = &sh.stack.trainer;
     let handle = retry!(&sh.opts, trainer.submit(&sh.ctx, &req).await)?;

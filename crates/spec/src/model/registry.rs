@@ -34,9 +34,15 @@ pub struct Gate {
     /// The metric must be at most this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max: Option<f64>,
-    /// Not worse than the current production version by more than this (absolute).
+    /// Not worse than the baseline by more than this (absolute): the version in production
+    /// for this Model, else its newest approved version. With neither, the gate is not
+    /// evaluated (and says so), unless `requireBaseline` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_regression: Option<f64>,
+    /// Refuse a new version when `maxRegression` has no baseline to compare against (default
+    /// false: the first version is registered with "no baseline: gate not evaluated").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_baseline: Option<bool>,
 }
 
 /// Registry stages.

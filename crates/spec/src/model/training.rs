@@ -81,6 +81,11 @@ pub struct MetricDefinition {
     pub name: String,
     /// Regex with one capture group for the value.
     pub regex: String,
+    /// Whether larger (`maximize`) or smaller (`minimize`) values are better: what a
+    /// `maxRegression` gate compares by. Required unless the name is in the published metric
+    /// vocabulary (docs/metrics.md), whose direction it then must agree with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goal: Option<Goal>,
 }
 
 /// Hyperparameter tuning.

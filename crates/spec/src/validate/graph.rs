@@ -277,6 +277,34 @@ pub(super) fn check_graph(resources: Vec<Resource>, ctx: &mut Ctx) -> Vec<Resour
             }
             ResourceSpec::Model(m) => {
                 let job = by_id.get(&ResourceId::new(Kind::TrainingJob, m.from.clone()));
+                // A regression is worse in one direction: the job's spec must say which.
+                if let Some((j, t)) = job.and_then(|j| Some((j, j.as_training_job()?))) {
+                    for (i, g) in m.gates.iter().enumerate() {
+                        if g.max_regression.is_none()
+                            || metrics::direction_in(t, &g.metric).is_some()
+                            || t.algorithm.is_some()
+                        {
+                            continue;
+                        }
+                        let span = r
+                            .node
+                            .at(&["spec", "gates", &i.to_string(), "maxRegression"])
+                            .map(|n| n.span);
+                        ctx.err(
+                            "missing-field",
+                            &r.location.file,
+                            span,
+                            format!(
+                                "gate on `{}`: maxRegression needs to know whether larger `{}` is better, and training job `{}` does not say",
+                                g.metric, g.metric, j.id.name
+                            ),
+                        )
+                        .hint = Some(format!(
+                            "declare it in {}: `metrics: [{{name: {}, regex: '...', goal: maximize}}]` (or `minimize`)",
+                            j.location.file, g.metric
+                        ));
+                    }
+                }
                 let reports = job
                     .and_then(|j| Some((j, j.as_training_job()?)))
                     .and_then(|(j, t)| Reports::of(&j.id.name, t, &by_id));

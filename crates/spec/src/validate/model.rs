@@ -35,6 +35,18 @@ pub(super) fn check(
                 format!("gate on `{}`: min {lo} is greater than max {hi}", g.metric),
             );
         }
+        if g.require_baseline == Some(true) && g.max_regression.is_none() {
+            ctx.err(
+                "conflicting-fields",
+                file,
+                at(&["gates", &idx, "requireBaseline"]),
+                format!(
+                    "gate on `{}`: `requireBaseline` applies to a `maxRegression` gate",
+                    g.metric
+                ),
+            )
+            .hint = Some("add `maxRegression`, or drop `requireBaseline`".into());
+        }
         if let Some(reg) = g.max_regression
             && reg < 0.0
         {

@@ -74,6 +74,7 @@ pub(super) fn check(
             )
             .hint = Some("e.g. `regex: 'rmse=([0-9.]+)'`".into());
         }
+        check_metric_goal(ctx, file, at, i, m);
     }
     if let Some(algorithm) = t.algorithm {
         check_hyperparameters(ctx, file, node, algorithm, t);
@@ -86,6 +87,64 @@ pub(super) fn check(
     }
     if let Some(c) = &t.compute {
         check_compute(ctx, file, at, c);
+    }
+}
+
+/// A script's metric says which way is better: a `maxRegression` gate compares by it, and
+/// nothing is guessed from the name. A name in the vocabulary has its published direction.
+fn check_metric_goal(
+    ctx: &mut Ctx,
+    file: &str,
+    at: &dyn Fn(&[&str]) -> Option<Span>,
+    i: usize,
+    m: &MetricDefinition,
+) {
+    let idx = i.to_string();
+    let known = crate::metrics::metric(&m.name);
+    match (m.goal, known) {
+        (None, None) if !ctx.mistyped(&["metrics", &idx, "goal"]) => {
+            ctx.err(
+                "missing-field",
+                file,
+                at(&["metrics", &idx]),
+                format!(
+                    "metric `{}` needs `goal: maximize` or `goal: minimize`: it is not in the metric vocabulary, so mlctl cannot tell which way is better",
+                    m.name
+                ),
+            )
+            .hint = Some(format!(
+                "add `goal: maximize` if larger `{}` is better, `goal: minimize` if smaller is (the vocabulary: docs/metrics.md)",
+                m.name
+            ));
+        }
+        (Some(goal), Some(k)) => {
+            let agrees = match goal {
+                Goal::Maximize => k.direction == crate::metrics::Direction::HigherIsBetter,
+                Goal::Minimize => k.direction == crate::metrics::Direction::LowerIsBetter,
+            };
+            if !agrees {
+                ctx.err(
+                    "bad-value",
+                    file,
+                    at(&["metrics", &idx, "goal"]),
+                    format!(
+                        "metric `{}`: `goal: {}` contradicts the metric vocabulary, where {} `{}` is better",
+                        m.name,
+                        match goal {
+                            Goal::Maximize => "maximize",
+                            Goal::Minimize => "minimize",
+                        },
+                        k.direction.as_str(),
+                        m.name
+                    ),
+                )
+                .hint = Some(format!(
+                    "drop `goal` (the vocabulary decides), or rename the metric if it means something else than `{}`",
+                    k.meaning
+                ));
+            }
+        }
+        _ => {}
     }
 }
 

@@ -1,20 +1,19 @@
 //! Built-in algorithms, trained in-process with mlctl-ml and evaluated on the held-out split.
 //!
-//! Training rows: the dataset's `train` part (the whole table without a split). Evaluation
-//! rows: `test`, else `validation`, else a seeded 80/20 split of the training rows, so a
-//! model always has held-out metrics for its gates. The artifact is mlctl-ml's portable model
-//! directory (`model.json` manifest with metrics and lineage, plus weights).
+//! The rows come from [`super::evaluation`]: a tuning trial is scored on validation rows, the
+//! job's model on held-out test rows (for a tuned job, only the chosen candidate, by
+//! [`hold_out`]). The artifact is mlctl-ml's portable model directory (`model.json` manifest
+//! with metrics and lineage, plus weights).
 
+use super::evaluation::Rows;
 use super::{TrialOutput, TrialRun};
 use crate::PROVIDER;
 use crate::compute::Limits;
-use crate::fsutil::sniff_format;
 use crate::process::note;
 use mlctl_core::error::{ErrorKind, ProviderError, Result};
 use mlctl_ml::Table;
 use mlctl_ml::rng::Rng;
-use mlctl_ml::table;
-use mlctl_spec::{Algorithm, Split};
+use mlctl_spec::Algorithm;
 use std::path::Path;
 use std::time::Instant;
 use tokio::sync::watch;
@@ -29,18 +28,6 @@ pub(crate) fn algorithms() -> Vec<Algorithm> {
 
 fn invalid(message: String) -> ProviderError {
     ProviderError::new(ErrorKind::Invalid, PROVIDER, "training", message)
-}
-
-fn read(uri: &str) -> Result<Table> {
-    let p = Path::new(uri);
-    table::read(p, sniff_format(p)).map_err(|e| {
-        ProviderError::new(
-            ErrorKind::Other,
-            PROVIDER,
-            "training",
-            format!("cannot read training data: {e}"),
-        )
-    })
 }
 
 /// The first `fraction` of the rows in a seeded shuffle (successive halving's small budgets).
@@ -68,48 +55,32 @@ pub(crate) fn run(t: &TrialRun<'_>, cancel: &watch::Receiver<bool>) -> Result<Tr
             "cancelled",
         ));
     }
-    let splits = &job.dataset.splits;
-    let (mut train, test, held_out) = match (
-        splits.get("train"),
-        splits.get("test").or_else(|| splits.get("validation")),
-    ) {
-        (Some(train), Some(test)) => (
-            read(train)?,
-            read(test)?,
-            if splits.contains_key("test") {
-                "test split"
-            } else {
-                "validation split"
-            },
-        ),
-        (train, _) => {
-            let whole = read(train.unwrap_or(&job.dataset.uri))?;
-            let split = Split {
-                train: 0.8,
-                validation: None,
-                test: Some(0.2),
-                seed: Some(SEED),
-                stratify: None,
-            };
-            let parts =
-                mlctl_ml::split::split(&whole, &split).map_err(|e| invalid(e.to_string()))?;
-            (
-                parts.train,
-                parts.test,
-                "20% of the training rows (the dataset has no test split)",
-            )
-        }
+    let Some(rows) = t.rows.as_deref() else {
+        return Err(invalid("no training rows were prepared".into()));
     };
+    // A tuning trial is compared on the validation rows; only the chosen candidate is
+    // scored on the held-out test rows (`hold_out`).
+    let (eval, held_out, record) = match (t.trial, &rows.validation) {
+        (true, Some(v)) => (v, "validation rows", rows.trial_record()),
+        (true, None) => return Err(invalid("a tuning trial needs validation rows".into())),
+        (false, _) => (&rows.test, "held-out test rows", rows.record.clone()),
+    };
+    let mut train = rows.train.clone();
     if let Some(b) = t.budget {
         train = subsample(&train, b);
     }
     note(
         &t.log,
         &format!(
-            "mlctl: {} on {} rows, held out: {} rows ({held_out}); hyperparameters {}",
+            "mlctl: {} on {} rows, scored on {} {held_out} ({}); hyperparameters {}",
             algorithm.as_str(),
             train.n_rows(),
-            test.n_rows(),
+            eval.n_rows(),
+            if t.trial {
+                record.validation_from.as_deref().unwrap_or("")
+            } else {
+                record.test_from.as_str()
+            },
             crate::db::json(t.params)
         ),
     );
@@ -126,8 +97,8 @@ pub(crate) fn run(t: &TrialRun<'_>, cancel: &watch::Receiver<bool>) -> Result<Tr
         let mut model =
             mlctl_ml::train(req).map_err(|e| invalid(format!("{}: {e}", algorithm.as_str())))?;
         let fit_secs = t0.elapsed().as_secs_f64();
-        let metrics = mlctl_ml::metrics::evaluate(&model, &test)
-            .map_err(|e| invalid(format!("evaluation on the held-out rows: {e}")))?;
+        let metrics = mlctl_ml::metrics::evaluate(&model, eval)
+            .map_err(|e| invalid(format!("evaluation on the {held_out}: {e}")))?;
         model.set_metrics(metrics.clone());
         Ok::<_, ProviderError>((model, metrics, fit_secs))
     };
@@ -157,12 +128,51 @@ pub(crate) fn run(t: &TrialRun<'_>, cancel: &watch::Receiver<bool>) -> Result<Tr
     note(
         &t.log,
         &format!(
-            "mlctl: fitted in {fit_secs:.3}s; held-out metrics {}",
+            "mlctl: fitted in {fit_secs:.3}s; metrics on the {held_out} {}",
             crate::db::json(&metrics)
         ),
     );
     Ok(TrialOutput {
         metrics,
         model_dir: dir,
+        evaluation: Some(record),
+    })
+}
+
+/// Scores a tuning search's chosen model on the held-out test rows, as the job's model in
+/// `dir`: the metrics gates judge. The trial's own copy keeps its validation metrics.
+pub(crate) fn hold_out(
+    rows: &Rows,
+    chosen: &TrialOutput,
+    dir: &Path,
+    log: &Path,
+) -> Result<TrialOutput> {
+    let saving = |e: mlctl_ml::model::ModelError| {
+        ProviderError::new(
+            ErrorKind::Other,
+            PROVIDER,
+            "training",
+            format!("cannot save the chosen model: {e}"),
+        )
+    };
+    let mut model = mlctl_ml::model::PortableModel::load(&chosen.model_dir).map_err(saving)?;
+    let metrics = mlctl_ml::metrics::evaluate(&model, &rows.test)
+        .map_err(|e| invalid(format!("evaluation on the held-out test rows: {e}")))?;
+    model.set_metrics(metrics.clone());
+    let dir = dir.join("model");
+    model.save(&dir).map_err(saving)?;
+    note(
+        log,
+        &format!(
+            "mlctl: the chosen model on {} held-out test rows ({}): {}",
+            rows.test.n_rows(),
+            rows.record.test_from,
+            crate::db::json(&metrics)
+        ),
+    );
+    Ok(TrialOutput {
+        metrics,
+        model_dir: dir,
+        evaluation: Some(rows.record.clone()),
     })
 }

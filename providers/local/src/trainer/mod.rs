@@ -15,6 +15,7 @@
 //! running until it ends, and its result is then ignored.
 
 mod builtin;
+mod evaluation;
 mod script;
 
 use crate::db::{Db, DbError, DbResult, json};
@@ -23,8 +24,8 @@ use crate::process::note;
 use crate::{PROVIDER, blocking, now, unique_suffix};
 use async_trait::async_trait;
 use mlctl_core::components::{
-    Capabilities, DatasetVersion, JobHandle, JobState, OpContext, RunRecord, Tags, Trainer,
-    TrainingRequest, TrainingResult, Trial,
+    Capabilities, DatasetVersion, Evaluation, JobHandle, JobState, OpContext, RunRecord, Tags,
+    Trainer, TrainingRequest, TrainingResult, Trial,
 };
 use mlctl_core::error::{ErrorKind, ProviderError, Result};
 use mlctl_ml::digest::{DigestCache, digest_path};
@@ -54,6 +55,9 @@ pub(crate) struct JobRequest {
     pub project: String,
     pub project_dir: PathBuf,
     pub commit: String,
+    /// The dataset's `split` (the seed and stratification of carved rows).
+    #[serde(default)]
+    pub split: Option<mlctl_spec::Split>,
 }
 
 impl JobRequest {
@@ -80,6 +84,10 @@ pub(crate) struct TrialRun<'a> {
     /// Which of the trials running side by side this is (0 for a single run): its share of
     /// the CPUs when `compute.cpu` pins them.
     pub slot: usize,
+    /// The rows to train and score on (built-ins; script mode when tuned, as channels).
+    pub rows: Option<Arc<evaluation::Rows>>,
+    /// A tuning trial: scored on the validation rows, with no test rows or channel.
+    pub trial: bool,
 }
 
 /// What a training execution produced.
@@ -87,6 +95,8 @@ pub(crate) struct TrialRun<'a> {
 pub(crate) struct TrialOutput {
     pub metrics: BTreeMap<String, f64>,
     pub model_dir: PathBuf,
+    /// The rows the metrics are on, when mlctl chose them.
+    pub evaluation: Option<Evaluation>,
 }
 
 /// Jobs this process is running, by `<state dir>\0<job name>`, with their cancel switches.
@@ -350,21 +360,29 @@ impl Inner {
 
     async fn end_run(&self, id: &str, outcome: RunEnd<'_>, elapsed: Duration) -> Result<()> {
         let id = id.to_string();
-        let (status, metrics, artifacts, params, error) = match outcome {
+        let (status, metrics, artifacts, params, error, evaluation) = match outcome {
             RunEnd::Completed(out, p) => (
                 "completed",
                 json(&out.metrics),
                 json(&[out.model_dir.to_string_lossy()]),
                 Some(json(p)),
                 None,
+                out.evaluation.as_ref().map(json),
             ),
-            RunEnd::Failed(e) => ("failed", "{}".to_string(), "[]".to_string(), None, Some(e)),
+            RunEnd::Failed(e) => (
+                "failed",
+                "{}".to_string(),
+                "[]".to_string(),
+                None,
+                Some(e),
+                None,
+            ),
         };
         self.db
             .call("end run", move |c| {
                 c.execute(
-                    "UPDATE runs SET status = ?2, metrics = ?3, artifacts = ?4, params = COALESCE(?5, params), error = ?6, duration_secs = ?7 WHERE id = ?1",
-                    params![id, status, metrics, artifacts, params, error, elapsed.as_secs_f64()],
+                    "UPDATE runs SET status = ?2, metrics = ?3, artifacts = ?4, params = COALESCE(?5, params), error = ?6, duration_secs = ?7, evaluation = ?8 WHERE id = ?1",
+                    params![id, status, metrics, artifacts, params, error, elapsed.as_secs_f64(), evaluation],
                 )?;
                 Ok(())
             })
@@ -501,25 +519,77 @@ async fn execute(
             inner.progress(&name, attempt, fraction, msg)
         }) as Arc<dyn Fn(Option<f32>, String) + Send + Sync>
     };
-    let outcome = match &job.spec.tuning {
-        None => {
-            let t = TrialRun {
-                job: &job,
-                params: &base,
-                run_id: parent.id.clone(),
-                run_dir: parent.dir.clone(),
-                log: parent.log.clone(),
-                budget: None,
-                mlctl: inner.mlctl.clone(),
-                slot: 0,
-            };
-            let p = progress.clone();
-            run_trial(&t, cancel, Arc::new(move |m| p(None, m)))
-                .await
-                .map(|out| (out, base.clone(), Vec::new()))
+    let outcome = async {
+        let tuned = job.spec.tuning.is_some();
+        // Built-ins always, script mode when tuned: mlctl decides which rows are held out.
+        let rows = if job.spec.algorithm.is_some() || tuned {
+            let j = job.clone();
+            Some(Arc::new(
+                blocking("split", move || evaluation::rows(&j, tuned)).await?,
+            ))
+        } else {
+            None
+        };
+        if let Some(r) = &rows {
+            note(&parent.log, &format!("mlctl: rows {}", json(&r.record)));
         }
-        Some(_) => tune(&inner, &job, &parent, code_digest, cancel, progress).await,
-    };
+        let p = progress.clone();
+        let job_run = |params, rows| TrialRun {
+            job: &job,
+            params,
+            run_id: parent.id.clone(),
+            run_dir: parent.dir.clone(),
+            log: parent.log.clone(),
+            budget: None,
+            mlctl: inner.mlctl.clone(),
+            slot: 0,
+            rows,
+            trial: false,
+        };
+        let Some(_) = &job.spec.tuning else {
+            let out = run_trial(
+                &job_run(&base, rows),
+                cancel,
+                Arc::new(move |m| p(None, m)),
+            )
+            .await?;
+            return Ok((out, base.clone(), Vec::new()));
+        };
+        let (chosen, params, trials) = tune(
+            &inner,
+            &job,
+            &parent,
+            code_digest,
+            cancel.clone(),
+            progress,
+            rows.clone(),
+        )
+        .await?;
+        let Some(rows) = rows else {
+            return Err(internal("tuning", "no rows were prepared"));
+        };
+        // Only the chosen candidate meets the test rows.
+        let out = if job.spec.algorithm.is_some() {
+            let (dir, log) = (parent.dir.clone(), parent.log.clone());
+            blocking("held-out score", move || {
+                builtin::hold_out(&rows, &chosen, &dir, &log)
+            })
+            .await?
+        } else {
+            note(
+                &parent.log,
+                "mlctl: training the chosen candidate again with the test channel (trials saw train and validation only)",
+            );
+            run_trial(
+                &job_run(&params, Some(rows)),
+                cancel,
+                Arc::new(move |m| p(None, m)),
+            )
+            .await?
+        };
+        Ok((out, params, trials))
+    }
+    .await;
     let elapsed = t0.elapsed();
     match outcome {
         Ok((out, params, trials)) => {
@@ -543,6 +613,7 @@ async fn execute(
                 trials,
                 run_id: Some(parent.id.clone()),
                 duration_secs: elapsed.as_secs_f64(),
+                evaluation: out.evaluation.map(Box::new),
             })
         }
         Err(e) => {
@@ -568,13 +639,15 @@ async fn run_trial(
     progress: Arc<dyn Fn(String) + Send + Sync>,
 ) -> Result<TrialOutput> {
     if t.job.spec.algorithm.is_some() {
-        let (job, params, run_dir, log, budget, mlctl) = (
+        let (job, params, run_dir, log, budget, mlctl, rows, trial) = (
             t.job.clone(),
             t.params.clone(),
             t.run_dir.clone(),
             t.log.clone(),
             t.budget,
             t.mlctl.clone(),
+            t.rows.clone(),
+            t.trial,
         );
         let run_id = t.run_id.clone();
         blocking("training", move || {
@@ -587,6 +660,8 @@ async fn run_trial(
                 budget,
                 mlctl,
                 slot: 0,
+                rows,
+                trial,
             };
             builtin::run(&t, &cancel)
         })
@@ -606,6 +681,7 @@ async fn tune(
     code_digest: Option<String>,
     cancel: watch::Receiver<bool>,
     progress: Arc<dyn Fn(Option<f32>, String) + Send + Sync>,
+    rows: Option<Arc<evaluation::Rows>>,
 ) -> Result<(TrialOutput, Params, Vec<Trial>)> {
     let t = job.spec.tuning.clone().expect("tuning");
     let invalid = |e: mlctl_ml::tune::TuneError| {
@@ -644,104 +720,123 @@ async fn tune(
         outputs.clone(),
         t.clone(),
     );
-    let outcome = blocking("tuning", move || {
-        let trial = |c: &tune::Candidate| -> std::result::Result<BTreeMap<String, f64>, String> {
-            if *cancel.borrow() {
-                return Err("cancelled".into());
-            }
-            let mut params = job2.spec.hyperparameters.clone();
-            params.extend(c.params.clone());
-            let budget = (c.budget < 1.0).then_some(c.budget);
-            let slot = {
-                let mut taken = slots.lock().unwrap_or_else(|p| p.into_inner());
-                // The tuner runs at most `parallelism` trials at once: one is always free.
-                let free = taken.iter().position(|b| !*b).unwrap_or(0);
-                taken[free] = true;
-                free
-            };
-            let (inner, job, parent_id, parent_log, code_digest, cancel, progress, started) = (
-                inner2.clone(),
-                job2.clone(),
-                parent2.id.clone(),
-                parent2.log.clone(),
-                code_digest.clone(),
-                cancel.clone(),
-                progress.clone(),
-                started.clone(),
-            );
-            // The trial is async (script mode streams a child's output): run it as a task on
-            // the runtime and wait here, on the tuner's worker thread.
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            rt.spawn(async move {
-                let t0 = Instant::now();
-                let outcome = async {
-                    let run = inner
-                        .new_run(&job, Some(&parent_id), None, &params, code_digest)
-                        .await
-                        .map_err(|e| (String::new(), e.message))?;
-                    let t = TrialRun {
-                        job: &job,
-                        params: &params,
-                        run_id: run.id.clone(),
-                        run_dir: run.dir.clone(),
-                        log: run.log.clone(),
-                        budget,
-                        mlctl: inner.mlctl.clone(),
-                        slot,
+    let outcome =
+        blocking("tuning", move || {
+            let trial =
+                |c: &tune::Candidate| -> std::result::Result<BTreeMap<String, f64>, String> {
+                    if *cancel.borrow() {
+                        return Err("cancelled".into());
+                    }
+                    let mut params = job2.spec.hyperparameters.clone();
+                    params.extend(c.params.clone());
+                    let budget = (c.budget < 1.0).then_some(c.budget);
+                    let slot = {
+                        let mut taken = slots.lock().unwrap_or_else(|p| p.into_inner());
+                        // The tuner runs at most `parallelism` trials at once: one is always free.
+                        let free = taken.iter().position(|b| !*b).unwrap_or(0);
+                        taken[free] = true;
+                        free
                     };
-                    let out = run_trial(&t, cancel, Arc::new(|_| {}))
-                        .await
-                        .map_err(|e| e.message);
-                    let end = match &out {
-                        Ok(o) => RunEnd::Completed(o, &params),
-                        Err(e) => RunEnd::Failed(e.clone()),
-                    };
-                    let _ = inner.end_run(&run.id, end, t0.elapsed()).await;
-                    let line = match &out {
-                        Ok(o) => format!(
-                            "mlctl: trial run {} {} budget {} -> {}",
-                            run.id,
-                            json(&params),
-                            budget.unwrap_or(1.0),
-                            json(&o.metrics)
-                        ),
-                        Err(e) => {
-                            format!("mlctl: trial run {} {} failed: {e}", run.id, json(&params))
+                    let (
+                        inner,
+                        job,
+                        parent_id,
+                        parent_log,
+                        code_digest,
+                        cancel,
+                        progress,
+                        started,
+                        rows,
+                    ) = (
+                        inner2.clone(),
+                        job2.clone(),
+                        parent2.id.clone(),
+                        parent2.log.clone(),
+                        code_digest.clone(),
+                        cancel.clone(),
+                        progress.clone(),
+                        started.clone(),
+                        rows.clone(),
+                    );
+                    // The trial is async (script mode streams a child's output): run it as a task on
+                    // the runtime and wait here, on the tuner's worker thread.
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    rt.spawn(async move {
+                        let t0 = Instant::now();
+                        let outcome = async {
+                            let run = inner
+                                .new_run(&job, Some(&parent_id), None, &params, code_digest)
+                                .await
+                                .map_err(|e| (String::new(), e.message))?;
+                            let t = TrialRun {
+                                job: &job,
+                                params: &params,
+                                run_id: run.id.clone(),
+                                run_dir: run.dir.clone(),
+                                log: run.log.clone(),
+                                budget,
+                                mlctl: inner.mlctl.clone(),
+                                slot,
+                                rows,
+                                trial: true,
+                            };
+                            let out = run_trial(&t, cancel, Arc::new(|_| {}))
+                                .await
+                                .map_err(|e| e.message);
+                            let end = match &out {
+                                Ok(o) => RunEnd::Completed(o, &params),
+                                Err(e) => RunEnd::Failed(e.clone()),
+                            };
+                            let _ = inner.end_run(&run.id, end, t0.elapsed()).await;
+                            let line = match &out {
+                                Ok(o) => format!(
+                                    "mlctl: trial run {} {} budget {} -> {}",
+                                    run.id,
+                                    json(&params),
+                                    budget.unwrap_or(1.0),
+                                    json(&o.metrics)
+                                ),
+                                Err(e) => {
+                                    format!(
+                                        "mlctl: trial run {} {} failed: {e}",
+                                        run.id,
+                                        json(&params)
+                                    )
+                                }
+                            };
+                            note(&parent_log, &line);
+                            Ok::<_, (String, String)>((run.id, out))
                         }
-                    };
-                    note(&parent_log, &line);
-                    Ok::<_, (String, String)>((run.id, out))
-                }
-                .await;
-                let n = started.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                let fraction = total.map(|t| n as f32 / t.max(1) as f32);
-                progress(
-                    fraction,
-                    match total {
-                        Some(t) => format!("trial {n}/{t}"),
-                        None => format!("trial {n}"),
-                    },
-                );
-                let _ = tx.send(outcome);
-            });
-            let received = rx.blocking_recv();
-            slots.lock().unwrap_or_else(|p| p.into_inner())[slot] = false;
-            let (run_id, out) = received
-                .map_err(|_| "the trial task was dropped".to_string())?
-                .map_err(|(_, e)| e)?;
-            let metrics = out
-                .as_ref()
-                .map(|o| o.metrics.clone())
-                .map_err(Clone::clone);
-            outputs2
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert((c.id, c.budget.to_bits()), (run_id, out));
-            metrics
-        };
-        tune::run(&t2, trial).map_err(invalid)
-    })
-    .await?;
+                        .await;
+                        let n = started.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                        let fraction = total.map(|t| n as f32 / t.max(1) as f32);
+                        progress(
+                            fraction,
+                            match total {
+                                Some(t) => format!("trial {n}/{t}"),
+                                None => format!("trial {n}"),
+                            },
+                        );
+                        let _ = tx.send(outcome);
+                    });
+                    let received = rx.blocking_recv();
+                    slots.lock().unwrap_or_else(|p| p.into_inner())[slot] = false;
+                    let (run_id, out) = received
+                        .map_err(|_| "the trial task was dropped".to_string())?
+                        .map_err(|(_, e)| e)?;
+                    let metrics = out
+                        .as_ref()
+                        .map(|o| o.metrics.clone())
+                        .map_err(Clone::clone);
+                    outputs2
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert((c.id, c.budget.to_bits()), (run_id, out));
+                    metrics
+                };
+            tune::run(&t2, trial).map_err(invalid)
+        })
+        .await?;
     if *cancelled.borrow() {
         return Err(ProviderError::new(
             ErrorKind::Failed,
@@ -861,6 +956,9 @@ fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(RunRecord, String, S
             started_at: r.get(10)?,
             duration_secs: r.get(11)?,
             parent: r.get(12)?,
+            evaluation: r
+                .get::<_, Option<String>>(13)?
+                .and_then(|e| serde_json::from_str(&e).ok()),
         },
         r.get(4)?,
         r.get(5)?,
@@ -917,6 +1015,7 @@ impl Trainer for LocalTrainer {
             project: ctx.project.clone(),
             project_dir: ctx.project_dir.clone(),
             commit: ctx.commit.clone(),
+            split: req.split.clone(),
         };
         self.claim(&req.job_name, Some(job)).await?;
         Ok(JobHandle {
@@ -988,7 +1087,7 @@ impl Trainer for LocalTrainer {
             .db
             .call("list runs", move |c| {
                 let mut st = c.prepare(
-                    "SELECT id, job_name, resource, status, params, metrics, artifacts, data_digest, code_digest, commit_sha, started_at, duration_secs, parent
+                    "SELECT id, job_name, resource, status, params, metrics, artifacts, data_digest, code_digest, commit_sha, started_at, duration_secs, parent, evaluation
                      FROM runs WHERE project = ?1 AND (?2 IS NULL OR resource = ?2) ORDER BY seq",
                 )?;
                 let rows = st.query_map(params![project, resource], run_from_row)?;

@@ -150,7 +150,29 @@ fn prepare(t: &TrialRun<'_>) -> Result<(PathBuf, Vec<(String, String)>)> {
     }
     // Channels.
     let mut channels: BTreeMap<String, PathBuf> = BTreeMap::new();
-    if job.dataset.splits.is_empty() {
+    if let Some(rows) = t.rows.as_deref() {
+        // Tuned: a trial sees train and validation, the chosen candidate's run train and
+        // test, so the test rows never take part in choosing.
+        let second = if t.trial {
+            ("validation", rows.validation.as_ref())
+        } else {
+            ("test", Some(&rows.test))
+        };
+        for (part, table) in [("train", Some(&rows.train)), second] {
+            let Some(table) = table else { continue };
+            let dir = data.join(part);
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| io_at("create channel directory", &dir, e))?;
+            let file = dir.join(format!("{part}.csv"));
+            mlctl_ml::table::write_csv(table, &file).map_err(|e| {
+                failed(format!(
+                    "cannot write the `{part}` channel {}: {e}",
+                    file.display()
+                ))
+            })?;
+            channels.insert(part.into(), dir);
+        }
+    } else if job.dataset.splits.is_empty() {
         let src = PathBuf::from(&job.dataset.uri);
         let file = data.join("train").join(format!(
             "{}.{}",
@@ -353,6 +375,13 @@ pub(crate) async fn run(
     Ok(TrialOutput {
         metrics,
         model_dir: model,
+        evaluation: t.rows.as_deref().map(|r| {
+            if t.trial {
+                r.trial_record()
+            } else {
+                r.record.clone()
+            }
+        }),
     })
 }
 

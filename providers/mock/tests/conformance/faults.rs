@@ -434,6 +434,7 @@ fn child_job(name: &str) -> TrainingRequest {
         target_column: None,
         tags: mlctl_core::Tags { project: "race".into(), resource: "TrainingJob/race".into(), fingerprint: fp.clone(), commit: "c".into(), labels: Default::default() },
         fingerprint: fp,
+        split: None,
     }
 }
 
