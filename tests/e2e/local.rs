@@ -354,6 +354,17 @@ fn iris_trains_registers_serves_and_retrains_exactly_once() {
     let runs: serde_json::Value = serde_json::from_str(&runs.stdout).unwrap();
     assert_eq!(runs.as_array().unwrap().len(), 2, "{runs}");
     assert_eq!(runs[1]["params"]["C"], 0.5, "{runs}");
+    // Each run says which rows its metrics are on: iris' 150 rows split 80/20.
+    let id = runs[1]["id"].as_str().unwrap();
+    let show = t.p.mlctl(&["runs", "show", id]).expect_code(0);
+    for line in [
+        "train:      120",
+        "test:       30 (test split)",
+        "seed:       42",
+        "scored on:  test (held out: what gates judge)",
+    ] {
+        assert!(show.stdout.contains(line), "`{line}` not in\n{}", show.stdout);
+    }
     assert_eq!(
         t.production_versions(),
         vec![(1, "archived".to_string()), (2, "production".to_string())]
