@@ -363,7 +363,11 @@ fn iris_trains_registers_serves_and_retrains_exactly_once() {
         "seed:       42",
         "scored on:  test (held out: what gates judge)",
     ] {
-        assert!(show.stdout.contains(line), "`{line}` not in\n{}", show.stdout);
+        assert!(
+            show.stdout.contains(line),
+            "`{line}` not in\n{}",
+            show.stdout
+        );
     }
     assert_eq!(
         t.production_versions(),

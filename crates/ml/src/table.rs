@@ -643,7 +643,22 @@ pub fn read_parquet(path: impl AsRef<Path>) -> Result<Table, TableError> {
     parquet_from(file, path)
 }
 
+/// Decodes a Parquet file. The `parquet` crate panics on some corrupt pages (a dictionary
+/// page shorter than it says, a data page before its dictionary): those are a corrupt file
+/// here, not a crash (found by `crates/fuzz`).
 fn parquet_from<R: parquet::file::reader::ChunkReader + 'static>(
+    file: R,
+    path: &Path,
+) -> Result<Table, TableError> {
+    crate::guard::catch_quietly(|| parquet_unguarded(file, path)).unwrap_or_else(|message| {
+        Err(TableError::Parquet {
+            path: path.to_path_buf(),
+            message: format!("the file is corrupt (the Parquet decoder failed: {message})"),
+        })
+    })
+}
+
+fn parquet_unguarded<R: parquet::file::reader::ChunkReader + 'static>(
     file: R,
     path: &Path,
 ) -> Result<Table, TableError> {
@@ -1040,6 +1055,21 @@ mod tests {
         );
         let e = read_bytes(b"not parquet", DataFormat::Parquet).unwrap_err();
         assert!(e.to_string().starts_with("<in-memory data>: "), "{e}");
+    }
+
+    /// Files the fuzzer found the `parquet` crate panicking on: a corrupt file is an error.
+    #[test]
+    fn a_corrupt_parquet_file_is_an_error_not_a_crash() {
+        for name in [
+            "corrupt-dictionary.parquet",
+            "short-dictionary-page.parquet",
+        ] {
+            let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("testdata")
+                .join(name);
+            let e = read_parquet(&p).unwrap_err();
+            assert!(e.to_string().contains("the file is corrupt"), "{name}: {e}");
+        }
     }
 
     #[test]
