@@ -167,7 +167,7 @@ mod tests {
             model: "m".into(),
             version: 3,
             stage: Stage::Production,
-            approved: true,
+            approval: crate::components::ApprovalStatus::Approved,
             artifact_uri: String::new(),
             metrics: BTreeMap::from([("accuracy".into(), acc), ("log_loss".into(), 0.2)]),
             fingerprint: String::new(),

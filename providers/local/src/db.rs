@@ -150,6 +150,12 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE datasets ADD COLUMN tags TEXT NOT NULL DEFAULT '{}';
     "#,
+    // 3: a version can be rejected as well as approved (SageMaker's ModelApprovalStatus:
+    // `pendingManualApproval`, `approved`, `rejected`); `approved` is kept in step with it.
+    r#"
+    ALTER TABLE model_versions ADD COLUMN approval_status TEXT NOT NULL DEFAULT 'pendingManualApproval';
+    UPDATE model_versions SET approval_status = 'approved' WHERE approved != 0;
+    "#,
 ];
 
 /// Errors inside a database closure: SQLite's, or ours (a missing row, bad JSON).

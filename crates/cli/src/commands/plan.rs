@@ -59,7 +59,7 @@ pub fn plan(
             destroy: false,
         },
     );
-    plan.notes = notes;
+    plan.notes.extend(notes);
     print!("{}", render(&plan, output)?);
     if let Some(out) = out {
         std::fs::write(out, serde_json::to_string_pretty(&plan)? + "\n")
@@ -220,7 +220,7 @@ fn run(s: Session, mode: Mode, args: &ApplyArgs, saved: Option<Plan>) -> Result<
             ),
         };
         let mut plan = plan;
-        plan.notes = notes;
+        plan.notes.extend(notes);
         print!("{}", plan.render_human(&paint));
         if !plan.has_changes() {
             return Ok(0);
