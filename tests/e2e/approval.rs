@@ -113,7 +113,8 @@ impl ManualIris {
             plan.stdout
         );
         let plan = self.json(&["plan"]);
-        assert_eq!(plan["approvals"][0]["resource"], "Model/iris", "{plan}");
+        assert_eq!(plan["approvals"][0]["id"]["kind"], "Model", "{plan}");
+        assert_eq!(plan["approvals"][0]["id"]["name"], "iris", "{plan}");
         assert_eq!(plan["approvals"][0]["version"], v, "{plan}");
         assert_eq!(
             plan["approvals"][0]["status"], "pendingManualApproval",
@@ -150,7 +151,11 @@ fn approve_deploy_reject_and_approve_again(target: &'static str) {
 
     // 2. Approve; the next apply promotes and deploys v1 with no change to the spec.
     let approved = t.run(&["models", "approve", "iris", "1"]).expect_code(0);
-    assert!(approved.stdout.contains("Approved iris v1"), "{}", approved.stdout);
+    assert!(
+        approved.stdout.contains("Approved iris v1"),
+        "{}",
+        approved.stdout
+    );
     let plan = t.run(&["plan"]).expect_code(0);
     assert!(
         plan.stdout
@@ -159,7 +164,12 @@ fn approve_deploy_reject_and_approve_again(target: &'static str) {
         plan.stdout
     );
     let run = t.apply().expect_code(0);
-    assert!(run.stdout.contains("serving iris v1"), "{}", run.stdout);
+    assert!(
+        run.stderr.contains("serving iris v1"),
+        "{}{}",
+        run.stdout,
+        run.stderr
+    );
     assert_eq!(
         t.versions(),
         vec![(1, "production".into(), "approved".into())]
@@ -180,7 +190,11 @@ fn approve_deploy_reject_and_approve_again(target: &'static str) {
     t.new_model_version("Iris species classifier, second cut");
     t.expect_waiting(2);
     let rejected = t.run(&["models", "reject", "iris", "2"]).expect_code(0);
-    assert!(rejected.stdout.contains("Rejected iris v2"), "{}", rejected.stdout);
+    assert!(
+        rejected.stdout.contains("Rejected iris v2"),
+        "{}",
+        rejected.stdout
+    );
     let plan = t.run(&["plan"]).expect_code(0);
     assert!(
         plan.stdout
@@ -234,7 +248,12 @@ fn approve_deploy_reject_and_approve_again(target: &'static str) {
     t.expect_waiting(3);
     t.run(&["models", "approve", "iris", "3"]).expect_code(0);
     let run = t.apply().expect_code(0);
-    assert!(run.stdout.contains("serving iris v3"), "{}", run.stdout);
+    assert!(
+        run.stderr.contains("serving iris v3"),
+        "{}{}",
+        run.stdout,
+        run.stderr
+    );
     assert_eq!(
         t.versions(),
         vec![
@@ -264,7 +283,9 @@ fn status_shows_the_url_of_a_local_endpoint_on_an_allocated_port() {
     t.p.commit_all("auto approval");
     t.apply().expect_code(0);
     let endpoint = t.status_of("Endpoint/iris");
-    let url = endpoint["url"].as_str().unwrap_or_else(|| panic!("{endpoint}"));
+    let url = endpoint["url"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{endpoint}"));
     let port: u16 = url
         .strip_prefix("http://127.0.0.1:")
         .and_then(|p| p.parse().ok())
