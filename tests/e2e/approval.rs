@@ -298,3 +298,28 @@ fn status_shows_the_url_of_a_local_endpoint_on_an_allocated_port() {
         human.stdout
     );
 }
+
+/// A value out of range is cited by the line of the file, header counted, and the data row,
+/// the same on every target that reads the data.
+#[test]
+fn data_errors_cite_the_file_line_and_the_data_row() {
+    for target in ["test", "local"] {
+        let p = TestProject::example_in_git("iris");
+        // Data row 6, line 7 of the file.
+        p.replace(
+            "data/iris.csv",
+            "5.4,3.9,1.7,0.4,setosa\n",
+            "54,3.9,1.7,0.4,setosa\n",
+        );
+        p.commit_all("a typo in row 6");
+        let run = p
+            .mlctl(&["apply", "--auto-approve", "--target", target])
+            .expect_code(1);
+        let out = format!("{}{}", run.stdout, run.stderr);
+        assert!(
+            out.contains("line 7 of data/iris.csv (data row 6): \"54.0\"")
+                || out.contains("line 7 of data/iris.csv (data row 6): \"54\""),
+            "{target}: {out}"
+        );
+    }
+}
