@@ -177,11 +177,12 @@ async fn schema_violations_report_column_rule_and_example_rows() {
     let m = &err.message;
     for want in [
         "column `x` [min]",
-        "row 1: \"-5\"",
+        // Rows say the file line, header counted, and the data row.
+        "line 3 of data/t.csv (data row 2): \"-5\"",
         "column `kind` [categories]",
-        "row 2: \"zzz\"",
+        "line 4 of data/t.csv (data row 3): \"zzz\"",
         "column `y` [nullable]",
-        "row 3: (missing)",
+        "line 5 of data/t.csv (data row 4): (missing)",
         "[minRows]",
     ] {
         assert!(m.contains(want), "missing {want:?} in:\n{m}");
