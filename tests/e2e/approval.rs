@@ -323,3 +323,55 @@ fn data_errors_cite_the_file_line_and_the_data_row() {
         );
     }
 }
+
+/// A failure the target no longer shows (the spec went back to what is applied) is dropped
+/// from status and from the target's state, even by an apply with nothing to do.
+#[test]
+fn a_resolved_failure_leaves_status_and_state() {
+    let p = TestProject::example_in_git("iris");
+    p.mlctl(&["apply", "--auto-approve", "--target", "test"])
+        .expect_code(0);
+    p.replace(
+        "mlctl.yaml",
+        "      provider: mock\n",
+        "      provider: mock\n      faults:\n        failDeployment: [iris]\n",
+    );
+    p.commit_all("rollouts fail");
+    p.replace("ml/endpoint.yaml", "  instances: 1\n", "  instances: 2\n");
+    p.commit_all("two instances");
+    p.mlctl(&["apply", "--auto-approve", "--target", "test"])
+        .expect_code(1);
+    let status = |p: &TestProject| -> serde_json::Value {
+        let run = p
+            .mlctl(&["status", "--target", "test", "-o", "json"])
+            .expect_code(0);
+        let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        v["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == "Endpoint/iris")
+            .cloned()
+            .unwrap()
+    };
+    assert!(!status(&p)["lastError"].is_null(), "{}", status(&p));
+
+    // Back to one instance: the endpoint is what the spec says; nothing to apply.
+    p.git(&["revert", "--no-edit", "HEAD"]);
+    let run = p
+        .mlctl(&["apply", "--auto-approve", "--target", "test"])
+        .expect_code(0);
+    assert!(run.stdout.contains("No changes"), "{}", run.stdout);
+    let endpoint = status(&p);
+    assert!(endpoint["lastError"].is_null(), "{endpoint}");
+    assert_eq!(endpoint["health"], "healthy", "{endpoint}");
+    let history = p
+        .mlctl(&["history", "Endpoint/iris", "--target", "test", "-o", "json"])
+        .expect_code(0);
+    let history: serde_json::Value = serde_json::from_str(&history.stdout).unwrap();
+    let last = history.as_array().unwrap().last().unwrap();
+    assert_eq!(
+        last["action"], "resolved",
+        "the state forgot the error: {history}"
+    );
+}

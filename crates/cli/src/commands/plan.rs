@@ -223,6 +223,19 @@ fn run(s: Session, mode: Mode, args: &ApplyArgs, saved: Option<Plan>) -> Result<
         plan.notes.extend(notes);
         print!("{}", plan.render_human(&paint));
         if !plan.has_changes() {
+            // Nothing to do, but a failure recorded before no longer applies: the engine
+            // drops it (an all no-op apply changes nothing else).
+            if observed.iter().any(|o| o.last_error.is_some()) {
+                let _ = s.rt.block_on(apply::apply(
+                    &s.stack,
+                    &s.ctx,
+                    &desired,
+                    &plan,
+                    &observed,
+                    &opts,
+                    Arc::new(apply::Silent),
+                ));
+            }
             return Ok(0);
         }
         if !mode.auto_approve && !confirm(&s, mode.verb)? {
