@@ -355,7 +355,7 @@ fn version_at(v: u32, dir: &Path) -> ModelVersion {
         model: "iris".into(),
         version: v,
         stage: Stage::Production,
-        approved: true,
+        approval: mlctl_core::ApprovalStatus::Approved,
         artifact_uri: dir.to_string_lossy().into_owned(),
         metrics: Default::default(),
         fingerprint: format!("model-{v}"),

@@ -251,8 +251,21 @@ pub enum ModelsCommand {
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Output,
     },
-    /// Approve a version waiting for manual approval (the next apply promotes it).
+    /// Approve a version waiting for manual approval (the next apply promotes and deploys it).
     Approve {
+        /// Model name.
+        name: String,
+        /// Version.
+        #[arg(value_name = "VERSION")]
+        model_version: u32,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Wait this long for the target's lock (e.g. `30s`); default: fail at once.
+        #[arg(long, default_value = "0s")]
+        lock_timeout: String,
+    },
+    /// Reject a version: it is never promoted or deployed (a later version can be approved).
+    Reject {
         /// Model name.
         name: String,
         /// Version.

@@ -166,7 +166,7 @@ pub async fn deployer_failure_reports_reason(stack: &Stack, fx: &Fixture, hooks:
         model: model.clone(),
         version: 1,
         stage: Stage::Production,
-        approved: true,
+        approval: mlctl_core::ApprovalStatus::Approved,
         artifact_uri: String::new(),
         metrics: Default::default(),
         fingerprint: String::new(),

@@ -2,7 +2,9 @@
 
 use crate::trainer::trained;
 use crate::{Check, Fixture, attempt, call};
-use mlctl_core::{ErrorKind, ModelVersion, RegisterRequest, Stack, TrainingResult};
+use mlctl_core::{
+    ApprovalStatus, Decision, ErrorKind, ModelVersion, RegisterRequest, Stack, TrainingResult,
+};
 use mlctl_spec::{Approval, Stage};
 use std::collections::BTreeMap;
 
@@ -65,8 +67,11 @@ pub async fn registry_versions_and_stages(stack: &Stack, fx: &Fixture) {
         ),
     );
     c.ensure(
-        v1.approved,
-        "a version registered with approval `auto` is approved",
+        v1.approval == ApprovalStatus::Approved,
+        format!(
+            "a version registered with approval `auto` is approved, got {:?}",
+            v1.approval
+        ),
     );
     c.ensure(
         v1.metrics == training.metrics,
@@ -207,55 +212,188 @@ pub async fn registry_versions_and_stages(stack: &Stack, fx: &Fixture) {
     );
 }
 
-/// A version registered with manual approval is not approved until `approve`.
+/// What a call must fail with: `kind`, or the check fails saying `what`.
+fn expect_err<T: std::fmt::Debug>(
+    c: &Check,
+    what: &str,
+    kind: ErrorKind,
+    r: Result<T, mlctl_core::ProviderError>,
+) {
+    match r {
+        Err(e) => c.ensure(
+            e.kind == kind,
+            format!("{what} must fail with {kind:?}, got {:?}: {e}", e.kind),
+        ),
+        Ok(v) => c.fail(format!("{what} must fail with {kind:?}, got {v:?}")),
+    }
+}
+
+fn approval_of(vs: &[ModelVersion], version: u32) -> Option<ApprovalStatus> {
+    vs.iter().find(|v| v.version == version).map(|v| v.approval)
+}
+
+/// SageMaker's ModelApprovalStatus lifecycle: a version registered with manual approval is
+/// pending, cannot go to production until approved, and reads back as decided; a rejected
+/// version cannot be approved or promoted, the production version cannot be rejected, and a
+/// later version of a model with a rejected one can still be approved.
 pub async fn registry_approval(stack: &Stack, fx: &Fixture) {
     let c = Check::new("registry_approval", stack);
     let training = trained(&c, stack, fx).await;
     let model = fx.unique("model-approval");
     let reg = &stack.registry;
     let req = register_request(fx, &model, "model-manual", &training, Approval::Manual);
-    let v = call!(
+    let v1 = call!(
         c,
         "registering with manual approval",
         reg.register(&fx.ctx, &req).await
     );
     c.ensure(
-        !v.approved,
-        "a version registered with approval `manual` must not be approved yet",
+        v1.approval == ApprovalStatus::PendingManualApproval,
+        format!(
+            "a version registered with approval `manual` must be pending, got {:?}",
+            v1.approval
+        ),
+    );
+    let again = call!(
+        c,
+        "registering the pending fingerprint again",
+        reg.register(&fx.ctx, &req).await
+    );
+    c.ensure(
+        again.approval == ApprovalStatus::PendingManualApproval && again.version == v1.version,
+        "registering a pending fingerprint again returns it, still pending",
+    );
+    expect_err(
+        &c,
+        "promoting a pending version to production",
+        ErrorKind::Precondition,
+        attempt!(
+            reg.set_stage(&fx.ctx, &model, v1.version, Stage::Production)
+                .await
+        ),
     );
     let a = call!(
         c,
         "approving the version",
-        reg.approve(&fx.ctx, &model, v.version).await
+        reg.decide(&fx.ctx, &model, v1.version, Decision::Approve)
+            .await
     );
     c.ensure(
-        a.approved && a.version == v.version,
+        a.approval == ApprovalStatus::Approved && a.version == v1.version,
         "approve must return the version, approved",
+    );
+    call!(
+        c,
+        "approving it again (harmless)",
+        reg.decide(&fx.ctx, &model, v1.version, Decision::Approve)
+            .await
     );
     let vs = call!(c, "listing versions", reg.versions(&fx.ctx, &model).await);
     c.ensure(
-        vs.iter().any(|x| x.version == v.version && x.approved),
-        "an approved version must stay approved",
+        approval_of(&vs, v1.version) == Some(ApprovalStatus::Approved),
+        format!(
+            "an approved version must read back approved, got {:?}",
+            approval_of(&vs, v1.version)
+        ),
     );
     let p = call!(
         c,
         "promoting the approved version",
-        reg.set_stage(&fx.ctx, &model, v.version, Stage::Production)
+        reg.set_stage(&fx.ctx, &model, v1.version, Stage::Production)
             .await
     );
     c.ensure(
         p.stage == Stage::Production,
         "an approved version can go to production",
     );
-    match attempt!(reg.approve(&fx.ctx, &model, 99).await) {
-        Err(e) => c.ensure(
-            e.kind == ErrorKind::NotFound,
-            format!(
-                "approving a version that does not exist must fail with NotFound, got {:?}",
-                e.kind
-            ),
+    expect_err(
+        &c,
+        "rejecting the production version",
+        ErrorKind::Precondition,
+        attempt!(
+            reg.decide(&fx.ctx, &model, v1.version, Decision::Reject)
+                .await
         ),
-        Ok(v) => c.fail(format!("approving version 99 must fail, got {v:?}")),
-    }
+    );
+
+    // A second version, rejected: never approved or promoted, and the registry says so.
+    let req2 = register_request(fx, &model, "model-manual-2", &training, Approval::Manual);
+    let v2 = call!(
+        c,
+        "registering a second version",
+        reg.register(&fx.ctx, &req2).await
+    );
+    let r = call!(
+        c,
+        "rejecting the second version",
+        reg.decide(&fx.ctx, &model, v2.version, Decision::Reject)
+            .await
+    );
+    c.ensure(
+        r.approval == ApprovalStatus::Rejected && r.version == v2.version,
+        "reject must return the version, rejected",
+    );
+    call!(
+        c,
+        "rejecting it again (harmless)",
+        reg.decide(&fx.ctx, &model, v2.version, Decision::Reject)
+            .await
+    );
+    let vs = call!(c, "listing versions", reg.versions(&fx.ctx, &model).await);
+    c.ensure(
+        approval_of(&vs, v2.version) == Some(ApprovalStatus::Rejected),
+        format!(
+            "a rejected version must read back rejected, got {:?}",
+            approval_of(&vs, v2.version)
+        ),
+    );
+    c.ensure(
+        vs.iter()
+            .any(|v| v.version == v1.version && v.stage == Stage::Production),
+        "rejecting another version leaves production alone",
+    );
+    expect_err(
+        &c,
+        "approving a rejected version",
+        ErrorKind::Precondition,
+        attempt!(
+            reg.decide(&fx.ctx, &model, v2.version, Decision::Approve)
+                .await
+        ),
+    );
+    expect_err(
+        &c,
+        "promoting a rejected version",
+        ErrorKind::Precondition,
+        attempt!(
+            reg.set_stage(&fx.ctx, &model, v2.version, Stage::Production)
+                .await
+        ),
+    );
+
+    // A later version can still be approved.
+    let req3 = register_request(fx, &model, "model-manual-3", &training, Approval::Manual);
+    let v3 = call!(
+        c,
+        "registering a third version",
+        reg.register(&fx.ctx, &req3).await
+    );
+    let a3 = call!(
+        c,
+        "approving the version after a rejected one",
+        reg.decide(&fx.ctx, &model, v3.version, Decision::Approve)
+            .await
+    );
+    c.ensure(
+        a3.approval == ApprovalStatus::Approved,
+        "a version after a rejected one can be approved",
+    );
+
+    expect_err(
+        &c,
+        "approving a version that does not exist",
+        ErrorKind::NotFound,
+        attempt!(reg.decide(&fx.ctx, &model, 99, Decision::Approve).await),
+    );
     call!(c, "cleaning up", reg.delete_model(&fx.ctx, &model).await);
 }

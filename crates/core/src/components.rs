@@ -423,9 +423,69 @@ pub struct StageTransition {
 
 // ---------------------------------------------------------------------------------------------
 
+/// Where a version stands with its reviewers: SageMaker's `ModelApprovalStatus` vocabulary.
+///
+/// A version registered with `approval: auto` is [`Approved`](ApprovalStatus::Approved) at
+/// once; with `approval: manual` it is
+/// [`PendingManualApproval`](ApprovalStatus::PendingManualApproval) until `mlctl models
+/// approve` or `mlctl models reject`. Only an approved version goes to production or is
+/// deployed; a rejected one never is (a later version can still be approved).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "camelCase")]
+pub enum ApprovalStatus {
+    /// Registered with manual approval; nobody has decided yet.
+    PendingManualApproval,
+    /// May go to production and be deployed.
+    Approved,
+    /// Never deployed.
+    Rejected,
+}
+
+impl ApprovalStatus {
+    /// `pendingManualApproval`, `approved`, `rejected` (as in JSON).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalStatus::PendingManualApproval => "pendingManualApproval",
+            ApprovalStatus::Approved => "approved",
+            ApprovalStatus::Rejected => "rejected",
+        }
+    }
+
+    /// The status a new version starts with under `approval`.
+    pub fn initial(approval: Approval) -> ApprovalStatus {
+        match approval {
+            Approval::Auto => ApprovalStatus::Approved,
+            Approval::Manual => ApprovalStatus::PendingManualApproval,
+        }
+    }
+}
+
+/// A reviewer's decision on a version (`mlctl models approve` / `reject`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Let it go to production.
+    Approve,
+    /// Never deploy it.
+    Reject,
+}
+
+impl Decision {
+    /// The status the version has after the decision.
+    pub fn status(self) -> ApprovalStatus {
+        match self {
+            Decision::Approve => ApprovalStatus::Approved,
+            Decision::Reject => ApprovalStatus::Rejected,
+        }
+    }
+}
+
 /// A model version in the registry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(
+    rename_all = "camelCase",
+    from = "wire::ModelVersionWire",
+    into = "wire::ModelVersionWire"
+)]
 pub struct ModelVersion {
     /// Model name.
     pub model: String,
@@ -433,8 +493,9 @@ pub struct ModelVersion {
     pub version: u32,
     /// Stage.
     pub stage: Stage,
-    /// Whether approved (manual approval).
-    pub approved: bool,
+    /// Whether reviewers let it go to production (JSON `approvalStatus`; records written
+    /// before it existed have only `approved`, read as approved or pending).
+    pub approval: ApprovalStatus,
     /// Where the artifact is.
     pub artifact_uri: String,
     /// Metrics at registration.
@@ -442,10 +503,131 @@ pub struct ModelVersion {
     /// Fingerprint of the Model resource that registered it.
     pub fingerprint: String,
     /// Lineage: run, dataset digest, commit, ...
-    #[serde(default)]
     pub lineage: BTreeMap<String, String>,
     /// RFC 3339.
     pub created_at: String,
+}
+
+impl ModelVersion {
+    /// Whether it may go to production and be deployed.
+    pub fn approved(&self) -> bool {
+        self.approval == ApprovalStatus::Approved
+    }
+
+    /// Refuses a decision the registry must not record, the same on every provider:
+    /// approving a rejected version (a rejected version is never deployed: register a new
+    /// one) and rejecting the production version (promote or roll back first). Deciding
+    /// what is already decided is harmless.
+    ///
+    /// # Errors
+    /// `Precondition`, saying what to do instead.
+    pub fn check_decision(&self, provider: &str, decision: Decision) -> Result<()> {
+        let (model, version) = (&self.model, self.version);
+        let refuse = |message: String| {
+            Err(crate::error::ProviderError::new(
+                crate::error::ErrorKind::Precondition,
+                provider,
+                "approval",
+                message,
+            ))
+        };
+        match decision {
+            Decision::Approve if self.approval == ApprovalStatus::Rejected => refuse(format!(
+                "model `{model}` v{version} was rejected, and a rejected version is never deployed; register a new version (change the training or its data) and approve that one"
+            )),
+            Decision::Reject if self.stage == Stage::Production => refuse(format!(
+                "model `{model}` v{version} is in production and cannot be rejected; promote another version first (or roll the endpoint back with `mlctl rollback`)"
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses promoting a version to production unless it is approved.
+    ///
+    /// # Errors
+    /// `Precondition`, with the command that decides.
+    pub fn check_promotion(&self, provider: &str, stage: Stage) -> Result<()> {
+        if stage != Stage::Production || self.approved() {
+            return Ok(());
+        }
+        let (model, version) = (&self.model, self.version);
+        let message = match self.approval {
+            ApprovalStatus::Rejected => format!(
+                "model `{model}` v{version} was rejected and cannot go to production; register a new version"
+            ),
+            _ => format!(
+                "model `{model}` v{version} is waiting for approval and cannot go to production yet: run `mlctl models approve {model} {version}`"
+            ),
+        };
+        Err(crate::error::ProviderError::new(
+            crate::error::ErrorKind::Precondition,
+            provider,
+            "set stage",
+            message,
+        ))
+    }
+}
+
+mod wire {
+    //! [`ModelVersion`](super::ModelVersion) as stored: `approvalStatus`, and `approved` as
+    //! well, so records stay readable by an mlctl that knows only `approved`.
+    use super::*;
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub(super) struct ModelVersionWire {
+        model: String,
+        version: u32,
+        stage: Stage,
+        #[serde(default)]
+        approved: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        approval_status: Option<ApprovalStatus>,
+        artifact_uri: String,
+        metrics: BTreeMap<String, f64>,
+        fingerprint: String,
+        #[serde(default)]
+        lineage: BTreeMap<String, String>,
+        created_at: String,
+    }
+
+    impl From<ModelVersionWire> for ModelVersion {
+        fn from(w: ModelVersionWire) -> ModelVersion {
+            let approval = w.approval_status.unwrap_or(if w.approved {
+                ApprovalStatus::Approved
+            } else {
+                ApprovalStatus::PendingManualApproval
+            });
+            ModelVersion {
+                model: w.model,
+                version: w.version,
+                stage: w.stage,
+                approval,
+                artifact_uri: w.artifact_uri,
+                metrics: w.metrics,
+                fingerprint: w.fingerprint,
+                lineage: w.lineage,
+                created_at: w.created_at,
+            }
+        }
+    }
+
+    impl From<ModelVersion> for ModelVersionWire {
+        fn from(v: ModelVersion) -> ModelVersionWire {
+            ModelVersionWire {
+                approved: v.approved(),
+                approval_status: Some(v.approval),
+                model: v.model,
+                version: v.version,
+                stage: v.stage,
+                artifact_uri: v.artifact_uri,
+                metrics: v.metrics,
+                fingerprint: v.fingerprint,
+                lineage: v.lineage,
+                created_at: v.created_at,
+            }
+        }
+    }
 }
 
 /// Registering a version.
@@ -483,16 +665,18 @@ pub trait Registry: Send + Sync {
     /// Registers a version.
     ///
     /// # Contract
-    /// A fingerprint registered before returns that version as is; a new fingerprint gets
-    /// the next version number. With `approval: manual` the version is not approved. Checked
-    /// by `registry_versions_and_stages`, `registry_approval`.
+    /// A fingerprint registered before returns that version as is (approval status
+    /// included); a new fingerprint gets the next version number, with
+    /// [`ApprovalStatus::initial`] of the request's approval. Checked by
+    /// `registry_versions_and_stages`, `registry_approval`.
     async fn register(&self, ctx: &OpContext, req: &RegisterRequest) -> Result<ModelVersion>;
     /// Moves a version to a stage.
     ///
     /// # Contract
     /// Promoting to production archives the previous production version; promoting the
-    /// production version again changes nothing; an unknown version is `NotFound`. Checked
-    /// by `registry_versions_and_stages`.
+    /// production version again changes nothing; an unknown version is `NotFound`; a version
+    /// that is not approved is refused by [`ModelVersion::check_promotion`]. Checked by
+    /// `registry_versions_and_stages`, `registry_approval`.
     async fn set_stage(
         &self,
         ctx: &OpContext,
@@ -500,12 +684,22 @@ pub trait Registry: Send + Sync {
         version: u32,
         stage: Stage,
     ) -> Result<ModelVersion>;
-    /// Marks a version approved (manual approval).
+    /// Records a reviewer's decision on a version: [`Decision::Approve`] makes it
+    /// `Approved`, [`Decision::Reject`] makes it `Rejected`, and returns the version.
     ///
     /// # Contract
-    /// Approving twice is harmless; an unknown version is `NotFound`. Checked by
-    /// `registry_approval`.
-    async fn approve(&self, ctx: &OpContext, model: &str, version: u32) -> Result<ModelVersion>;
+    /// Deciding the same twice is harmless; an unknown version is `NotFound`; what
+    /// [`ModelVersion::check_decision`] refuses (approving a rejected version, rejecting the
+    /// production one) is refused with its error and changes nothing; `versions` reads the
+    /// decision back. A version that is not approved cannot go to production
+    /// ([`ModelVersion::check_promotion`] in `set_stage`). Checked by `registry_approval`.
+    async fn decide(
+        &self,
+        ctx: &OpContext,
+        model: &str,
+        version: u32,
+        decision: Decision,
+    ) -> Result<ModelVersion>;
     /// Deletes a model and its versions.
     ///
     /// # Contract

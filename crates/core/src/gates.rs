@@ -27,7 +27,7 @@ impl<'a> Baseline<'a> {
         }
         versions
             .iter()
-            .filter(|v| v.approved && v.stage != Stage::Archived)
+            .filter(|v| v.approved() && v.stage != Stage::Archived)
             .max_by_key(|v| v.version)
             .map(|v| Baseline {
                 version: v,
@@ -184,7 +184,7 @@ mod tests {
             model: "m".into(),
             version: 3,
             stage: Stage::Production,
-            approved: true,
+            approval: crate::components::ApprovalStatus::Approved,
             artifact_uri: String::new(),
             metrics: BTreeMap::from([("accuracy".into(), acc), ("log_loss".into(), 0.2)]),
             fingerprint: String::new(),
@@ -197,7 +197,11 @@ mod tests {
         ModelVersion {
             version: v,
             stage,
-            approved,
+            approval: if approved {
+                crate::components::ApprovalStatus::Approved
+            } else {
+                crate::components::ApprovalStatus::PendingManualApproval
+            },
             metrics: BTreeMap::from([("accuracy".into(), acc)]),
             ..prod(0.0)
         }

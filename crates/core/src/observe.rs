@@ -1,5 +1,5 @@
-//! Observed state: what the target recorded, refreshed with what is live (endpoint health and
-//! hand-made changes, monitors deleted outside mlctl).
+//! Observed state: what the target recorded, refreshed with what is live (endpoint health,
+//! URL and hand-made changes, model versions' approval, monitors deleted outside mlctl).
 
 use crate::apply::ApplyOptions;
 use crate::components::*;
@@ -9,7 +9,14 @@ use crate::retry;
 use crate::state::{Health, ObservedResource};
 use mlctl_spec::Kind;
 
-/// Reads the target's state and refreshes it with live status (endpoint health and drift).
+/// Reads the target's state and refreshes it with live status (endpoint health and drift,
+/// model versions as the registry has them now).
+///
+/// # Guarantees
+/// A Model's recorded outputs are replaced by its version as the registry reads it back, so
+/// an approval or rejection made since the last apply (`mlctl models approve`, or in the
+/// registry's own UI) is what the plan and the endpoint that deploys it see; its health is
+/// Progressing while the version waits for approval and Degraded once it is rejected.
 pub async fn observe(
     stack: &Stack,
     ctx: &OpContext,
@@ -18,6 +25,35 @@ pub async fn observe(
     let mut observed = retry!(opts, stack.state.observe(&ctx.project).await)?;
     for o in &observed {
         crate::state::check_format(&format!("the record of {}", o.id), o.format_version)?;
+    }
+    for o in observed
+        .iter_mut()
+        .filter(|o| o.id.kind == Kind::Model && !o.fingerprint.is_empty())
+    {
+        let Some(recorded) = outputs::<ModelVersion>(o) else {
+            continue;
+        };
+        let versions = retry!(opts, stack.registry.versions(ctx, &o.id.name).await)?;
+        match versions.into_iter().find(|v| v.version == recorded.version) {
+            None => {
+                o.health = Health::Degraded;
+                o.drift.push(format!(
+                    "model `{}` v{} is no longer in the registry (deleted outside mlctl?)",
+                    o.id.name, recorded.version
+                ));
+            }
+            Some(live) => {
+                match live.approval {
+                    ApprovalStatus::PendingManualApproval => o.health = Health::Progressing,
+                    ApprovalStatus::Rejected => o.health = Health::Degraded,
+                    // Progressing when it waited at the last apply: the plan promotes it.
+                    ApprovalStatus::Approved => {}
+                }
+                if let Ok(live) = serde_json::to_value(&live) {
+                    o.outputs = live;
+                }
+            }
+        }
     }
     for o in observed
         .iter_mut()
@@ -34,6 +70,10 @@ pub async fn observe(
                 ));
             }
             (Some(live), recorded) => {
+                // Where it answers now (a port the deployer allocated, an address it moved to).
+                if let (Some(url), serde_json::Value::Object(map)) = (&live.url, &mut o.outputs) {
+                    map.insert("url".into(), url.clone().into());
+                }
                 if live.health != Health::Healthy {
                     o.health = live.health;
                     if let serde_json::Value::Object(map) = &mut o.outputs {

@@ -3,6 +3,7 @@
 //! One [`Plan`] struct is rendered three ways — human text, JSON, Markdown — so the views
 //! cannot drift apart (Terraform's lesson).
 
+use crate::components::{ApprovalStatus, ModelVersion, outputs};
 use crate::fingerprint::{self, Fingerprint};
 use crate::graph;
 use crate::state::{Health, ObservedResource};
@@ -273,6 +274,51 @@ pub struct Plan {
     /// What the target says a user should know before applying (an emulator's gaps).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Model versions the spec asks for that wait for a reviewer or were rejected: no apply
+    /// moves them on, `mlctl models approve` or `reject` does.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<ApprovalNote>,
+}
+
+/// A model version the spec asks for that is not approved (yet).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalNote {
+    /// The Model resource.
+    pub id: ResourceId,
+    /// Its version in the registry.
+    pub version: u32,
+    /// `pendingManualApproval` or `rejected`.
+    pub status: ApprovalStatus,
+    /// One line for the user, with the command to run.
+    pub message: String,
+}
+
+/// What a Model's observed record says a reviewer has to do (or did): `None` when its version
+/// is approved, or the record is not a Model's.
+pub fn approval_note(o: &ObservedResource) -> Option<ApprovalNote> {
+    if o.id.kind != Kind::Model || o.fingerprint.is_empty() {
+        return None;
+    }
+    let v: ModelVersion = outputs(o)?;
+    let (name, n) = (&o.id.name, v.version);
+    let message = match v.approval {
+        ApprovalStatus::Approved => return None,
+        ApprovalStatus::PendingManualApproval => format!(
+            "{} v{n} is waiting for approval: run `mlctl models approve {name} {n}` (or `mlctl models reject {name} {n}`)",
+            o.id
+        ),
+        ApprovalStatus::Rejected => format!(
+            "{} v{n} was rejected and is never deployed; change the training or its data to register a new version",
+            o.id
+        ),
+    };
+    Some(ApprovalNote {
+        id: o.id.clone(),
+        version: n,
+        status: v.approval,
+        message,
+    })
 }
 
 /// Digest of observed state, for stale-plan detection.
@@ -338,6 +384,15 @@ pub fn plan(
         .collect();
     // Dependants first: monitors, endpoints, models, jobs, datasets.
     gone.sort_by(|a, b| b.id.kind.cmp(&a.id.kind).then(a.id.name.cmp(&b.id.name)));
+    // Only for the version the spec asks for: a new fingerprint registers a new version.
+    let approvals = desired
+        .resources
+        .iter()
+        .filter(|_| !opts.destroy)
+        .filter_map(|d| by_id.get(&d.resource.id).map(|o| (d, o)))
+        .filter(|(d, o)| o.fingerprint == d.fingerprint.0)
+        .filter_map(|(_, o)| approval_note(o))
+        .collect();
     let mut orphans = Vec::new();
     for o in gone {
         if opts.prune || opts.destroy {
@@ -371,6 +426,7 @@ pub fn plan(
         changes,
         orphans,
         notes: Vec::new(),
+        approvals,
     }
 }
 
@@ -385,7 +441,9 @@ fn baseline_notes(d: &DesiredResource, o: Option<&ObservedResource>) -> Vec<Stri
     let recorded = o
         .map(|o| &o.outputs)
         .filter(|v| {
-            v["stage"] == "production" || (v["approved"] == true && v["stage"] != "archived")
+            v["stage"] == "production"
+                || ((v["approvalStatus"] == "approved" || v["approved"] == true)
+                    && v["stage"] != "archived")
         })
         .and_then(|v| Some((v["version"].as_u64()?, v["stage"].as_str()?)));
     m.gates
@@ -510,6 +568,22 @@ fn change_for(
         change
             .reasons
             .extend(o.drift.iter().map(|d| format!("drift: {d}")));
+    }
+    if id.kind == Kind::Model
+        && let Some(v) = outputs::<ModelVersion>(o)
+    {
+        // Waiting at the last apply, approved since: apply promotes it.
+        if v.approved() && o.health == Health::Progressing {
+            change.action = Action::Update;
+            change.reasons.push(format!(
+                "{id} v{} was approved since the last apply; apply promotes it",
+                v.version
+            ));
+        }
+        // A rejected or waiting version is the reviewers' to move on (`approvals`), not apply's.
+        if v.approval != ApprovalStatus::Approved {
+            return change;
+        }
     }
     if matches!(o.health, Health::Degraded | Health::Failed) {
         change.action = Action::Update;
@@ -662,6 +736,7 @@ impl Plan {
                 self.target,
                 self.changes.len()
             );
+            self.render_approvals(&mut out);
             self.render_orphans(&mut out);
             self.render_notes(&mut out);
             return out;
@@ -688,10 +763,17 @@ impl Plan {
             }
             let _ = writeln!(out, "{:>5} {}", paint(c.action, c.action.symbol()), c.id);
         }
+        self.render_approvals(&mut out);
         self.render_orphans(&mut out);
         self.render_notes(&mut out);
         let _ = writeln!(out, "\n{}", self.summary());
         out
+    }
+
+    fn render_approvals(&self, out: &mut String) {
+        for a in &self.approvals {
+            let _ = writeln!(out, "\n{}", a.message);
+        }
     }
 
     fn render_notes(&self, out: &mut String) {
@@ -746,6 +828,9 @@ impl Plan {
                     why
                 );
             }
+        }
+        for a in &self.approvals {
+            let _ = writeln!(out, "\n> **Approval:** {}", a.message);
         }
         for n in &self.notes {
             let _ = writeln!(out, "\n> **Note on target `{}`:** {n}", self.target);

@@ -126,7 +126,8 @@ pub struct ObservedResource {
     /// address. Lets a plan say *why* a fingerprint changed.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub inputs: std::collections::BTreeMap<String, String>,
-    /// The last failed attempt, when it is newer than the last success.
+    /// The last failed attempt, when it is newer than the last success and the resource was
+    /// not found up to date since (an apply that finds it so drops the error).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<FailedAttempt>,
     /// Differences between what was applied and what is live (filled by observe; a state store
@@ -158,7 +159,8 @@ pub struct HistoryEntry {
     pub format_version: FormatVersion,
     /// Address.
     pub id: ResourceId,
-    /// `create`, `update`, `replace`, `delete`, `rollback`, `failed`.
+    /// `create`, `update`, `replace`, `delete`, `rollback`, `failed`, `resolved` (a last
+    /// error dropped because a later plan found the resource up to date).
     pub action: String,
     /// Fingerprint applied.
     pub fingerprint: String,

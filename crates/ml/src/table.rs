@@ -168,6 +168,26 @@ pub struct Table {
     names: Vec<String>,
     columns: Vec<ColumnData>,
     rows: usize,
+    lines: FileLines,
+}
+
+/// Which line of its file each row starts on, for messages ([`Table::file_line`]).
+/// Provenance, not content: two tables with the same columns are equal wherever they came from.
+#[derive(Debug, Clone, Default)]
+enum FileLines {
+    /// Not read from lines of text (Parquet, a table built or derived in memory).
+    #[default]
+    Unknown,
+    /// Row `i` is on line `i + 2`: a header line, then one line per row.
+    AfterHeader,
+    /// Each row's line, where blank lines or quoted line breaks moved them.
+    Listed(Vec<u64>),
+}
+
+impl PartialEq for FileLines {
+    fn eq(&self, _other: &FileLines) -> bool {
+        true
+    }
 }
 
 /// Errors reading, writing or building a table.
@@ -309,12 +329,23 @@ impl Table {
         &self.columns[i]
     }
 
+    /// The 1-based line of the file that 0-based `row` starts on, header counted (CSV);
+    /// `None` when the table was not read from lines of text.
+    pub fn file_line(&self, row: usize) -> Option<u64> {
+        match &self.lines {
+            FileLines::Unknown => None,
+            FileLines::AfterHeader => Some(row as u64 + 2),
+            FileLines::Listed(lines) => lines.get(row).copied(),
+        }
+    }
+
     /// The rows at `indices` (in that order), all columns.
     pub fn take(&self, indices: &[usize]) -> Table {
         Table {
             names: self.names.clone(),
             columns: self.columns.iter().map(|c| c.take(indices)).collect(),
             rows: indices.len(),
+            lines: FileLines::Unknown,
         }
     }
 
@@ -335,6 +366,7 @@ impl Table {
             }
         }
         t.rows = self.rows;
+        t.lines = self.lines.clone();
         t
     }
 }
@@ -475,6 +507,34 @@ pub fn read_bytes(bytes: &[u8], format: DataFormat) -> Result<Table, TableError>
     }
 }
 
+/// A reader that notes where every line break is, so a record's byte offset (which csv
+/// reports) becomes the line it is on, whatever the line endings.
+struct LineIndex<R> {
+    inner: R,
+    offset: u64,
+    breaks: Vec<u64>,
+}
+
+impl<R> LineIndex<R> {
+    /// The 1-based line of the byte at `offset`.
+    fn line_of(&self, offset: u64) -> u64 {
+        self.breaks.partition_point(|b| *b < offset) as u64 + 1
+    }
+}
+
+impl<R: io::Read> io::Read for LineIndex<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for (i, b) in buf[..n].iter().enumerate() {
+            if *b == b'\n' {
+                self.breaks.push(self.offset + i as u64);
+            }
+        }
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
 fn csv_from_reader(
     file: impl io::Read,
     path: &Path,
@@ -499,7 +559,11 @@ fn csv_from_reader(
         .delimiter(options.delimiter)
         .has_headers(true)
         .buffer_capacity(1 << 20)
-        .from_reader(file);
+        .from_reader(LineIndex {
+            inner: file,
+            offset: 0,
+            breaks: Vec::new(),
+        });
     let headers: Vec<String> = reader
         .headers()
         .map_err(csv_err)?
@@ -514,12 +578,23 @@ fn csv_from_reader(
         })
         .collect();
     let mut record = csv::StringRecord::new();
+    let mut lines: Vec<u64> = Vec::new();
     while reader.read_record(&mut record).map_err(csv_err)? {
         for (col, field) in raw.iter_mut().zip(record.iter()) {
             col.bytes.extend_from_slice(field.trim().as_bytes());
             col.ends.push(col.bytes.len());
         }
+        // The record's last byte is just before where the reader is now (its line break, a
+        // `\r` of `\r\n`, or the end of the input); its first line is that line less the
+        // line breaks inside quoted fields. Blank lines before it are not its own.
+        let end = reader.position().byte().saturating_sub(1);
+        let breaks: u64 = record
+            .iter()
+            .map(|f| f.bytes().filter(|b| *b == b'\n').count() as u64)
+            .sum();
+        lines.push(reader.get_ref().line_of(end).saturating_sub(breaks));
     }
+    let after_header = lines.iter().enumerate().all(|(i, l)| *l == i as u64 + 2);
     let mut seen = std::collections::HashSet::new();
     for h in &headers {
         if !seen.insert(h) {
@@ -532,7 +607,13 @@ fn csv_from_reader(
         .zip(headers.par_iter())
         .map(|(col, name)| convert_column(col, options.types.get(name).copied()))
         .collect();
-    Table::from_columns(headers.into_iter().zip(columns))
+    let mut table = Table::from_columns(headers.into_iter().zip(columns))?;
+    table.lines = if after_header {
+        FileLines::AfterHeader
+    } else {
+        FileLines::Listed(lines)
+    };
+    Ok(table)
 }
 
 fn infer_kind(col: &RawColumn) -> ColumnKind {

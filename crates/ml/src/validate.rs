@@ -2,8 +2,11 @@
 //!
 //! Rules: declared columns present, no undeclared columns (unless `allowExtraColumns`),
 //! value types, `min`/`max`, `categories`, nullability and `maxMissingFraction`, `minRows`.
-//! Each [`Failure`] names the column and rule and carries up to five example rows
-//! (0-based row indices, as pandas counts them; the CSV line is the row + 2).
+//! Each [`Failure`] names the column and rule and carries up to five [`Example`]s, each with
+//! its 0-based row index (as pandas counts) and, for a CSV file, the file line it is on
+//! (header counted, so data row 6 is usually line 7). Messages say both, and which they
+//! count: "line 7 of data/iris.csv (data row 6)", or "data row 6" where a file has no lines
+//! (Parquet).
 
 use crate::table::{ColumnData, ColumnKind, Table};
 use mlctl_spec::{Column, ColumnType, DataSchema};
@@ -70,10 +73,47 @@ pub struct Failure {
     pub rule: Rule,
     /// What is wrong, in words.
     pub message: String,
-    /// Up to [`MAX_EXAMPLES`] offending `(row index, value)` pairs (empty value for a missing cell).
-    pub examples: Vec<(usize, String)>,
+    /// Up to [`MAX_EXAMPLES`] offending rows.
+    pub examples: Vec<Example>,
     /// How many rows break the rule (0 for rules about columns).
     pub count: usize,
+}
+
+/// One offending row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Example {
+    /// 0-based index among the data rows (the header is not a row).
+    pub row: usize,
+    /// 1-based line of the file the row starts on, header counted; `None` when the table
+    /// was not read from lines of text (Parquet, a derived table).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    /// The value as written (empty for a missing cell).
+    pub value: String,
+}
+
+impl fmt::Display for Example {
+    /// `line 7 (data row 6): "x"`, or `data row 6: (missing)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe(None))
+    }
+}
+
+impl Example {
+    /// `line 7 of data/iris.csv (data row 6): "x"` with `file`, else without the file.
+    pub fn describe(&self, file: Option<&str>) -> String {
+        let data_row = self.row + 1;
+        let at = match (self.line, file) {
+            (Some(line), Some(file)) => format!("line {line} of {file} (data row {data_row})"),
+            (Some(line), None) => format!("line {line} (data row {data_row})"),
+            (None, _) => format!("data row {data_row}"),
+        };
+        if self.value.is_empty() {
+            format!("{at}: (missing)")
+        } else {
+            format!("{at}: {:?}", self.value)
+        }
+    }
 }
 
 /// The result of [`validate`].
@@ -81,6 +121,10 @@ pub struct Failure {
 pub struct ValidationReport {
     /// Whether every rule holds.
     pub ok: bool,
+    /// The file the table was read from, as the user wrote it (named in each example's
+    /// line); see [`ValidationReport::in_file`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
     /// Rows checked.
     pub rows: usize,
     /// Every broken rule, in column order.
@@ -109,13 +153,7 @@ impl fmt::Display for ValidationReport {
                 let ex: Vec<String> = fail
                     .examples
                     .iter()
-                    .map(|(row, v)| {
-                        if v.is_empty() {
-                            format!("row {row}: (missing)")
-                        } else {
-                            format!("row {row}: {v:?}")
-                        }
-                    })
+                    .map(|e| e.describe(self.file.as_deref()))
                     .collect();
                 let more = fail.count.saturating_sub(fail.examples.len());
                 write!(f, "      e.g. {}", ex.join(", "))?;
@@ -126,6 +164,15 @@ impl fmt::Display for ValidationReport {
             }
         }
         Ok(())
+    }
+}
+
+impl ValidationReport {
+    /// Names the file the table came from, so examples say "line 7 of data/iris.csv".
+    #[must_use]
+    pub fn in_file(mut self, file: impl Into<String>) -> ValidationReport {
+        self.file = Some(file.into());
+        self
     }
 }
 
@@ -195,8 +242,14 @@ pub fn validate(table: &Table, schema: &DataSchema) -> ValidationReport {
             }
         }
     }
+    for f in &mut failures {
+        for e in &mut f.examples {
+            e.line = table.file_line(e.row);
+        }
+    }
     ValidationReport {
         ok: failures.is_empty(),
+        file: None,
         rows,
         failures,
     }
@@ -209,7 +262,15 @@ fn check_column(col: &Column, data: &ColumnData, schema: &DataSchema, out: &mut 
         column: Some(name.clone()),
         rule,
         message,
-        examples: o.examples,
+        examples: o
+            .examples
+            .into_iter()
+            .map(|(row, value)| Example {
+                row,
+                line: None,
+                value,
+            })
+            .collect(),
         count: o.count,
     };
     let value = |i: usize| data.string_at(i).unwrap_or_default();
@@ -495,11 +556,22 @@ mod tests {
             ]
         );
         let cats = &r.failures[5];
-        assert_eq!(cats.examples, vec![(2, "daisy".to_string())]);
+        assert_eq!(
+            cats.examples,
+            vec![Example {
+                row: 2,
+                line: None,
+                value: "daisy".to_string()
+            }]
+        );
         let text = r.to_string();
         assert!(text.contains("column `species` [categories]"), "{text}");
-        assert!(text.contains("row 2: \"daisy\""), "{text}");
-        assert!(text.contains("row 1: \"x\", row 2: \"2.5\""), "{text}");
+        // Built in memory: no file lines, so the data row (1-based) and only that.
+        assert!(text.contains("data row 3: \"daisy\""), "{text}");
+        assert!(
+            text.contains("data row 2: \"x\", data row 3: \"2.5\""),
+            "{text}"
+        );
         assert!(text.contains("[minRows]: the table has 5 rows"), "{text}");
     }
 
@@ -534,5 +606,51 @@ mod tests {
         assert_eq!(r.failures[0].examples.len(), 5);
         assert_eq!(r.failures[0].count, 12);
         assert!(r.to_string().contains("and 7 more"));
+    }
+
+    /// Data errors say which they count: the file line, header counted, and the data row.
+    #[test]
+    fn examples_from_a_csv_name_the_file_line_with_the_header_counted() {
+        let csv = "x,y\n1,a\n2,b\n3,c\n4,d\n5,e\n-6,f\n";
+        let t = crate::table::read_bytes(csv.as_bytes(), mlctl_spec::DataFormat::Csv).unwrap();
+        let mut c = col("x", ColumnType::Float);
+        c.min = Some(0.0);
+        let mut s = schema(vec![c, col("y", ColumnType::Category)]);
+        s.allow_extra_columns = Some(true);
+        let r = validate(&t, &s).in_file("data/iris.csv");
+        let text = r.to_string();
+        assert!(
+            text.contains("line 7 of data/iris.csv (data row 6): \"-6.0\"")
+                || text.contains("line 7 of data/iris.csv (data row 6): \"-6\""),
+            "{text}"
+        );
+    }
+
+    /// A blank line or a quoted line break moves the rows after it down the file; the last
+    /// row is on its line with or without a final line break.
+    #[test]
+    fn file_lines_follow_blank_lines_and_quoted_line_breaks() {
+        for csv in [
+            "x,note\n1,\"two\nlines\"\n\n-3,c\n",
+            "x,note\n1,\"two\nlines\"\n\n-3,c",
+            "x,note\r\n1,\"two\r\nlines\"\r\n\r\n-3,c\r\n",
+        ] {
+            let t = crate::table::read_bytes(csv.as_bytes(), mlctl_spec::DataFormat::Csv).unwrap();
+            assert_eq!(
+                (t.file_line(0), t.file_line(1)),
+                (Some(2), Some(5)),
+                "{csv:?}"
+            );
+        }
+        let plain = crate::table::read_bytes(b"x\n1\n2", mlctl_spec::DataFormat::Csv).unwrap();
+        assert_eq!((plain.file_line(0), plain.file_line(1)), (Some(2), Some(3)));
+        let csv = "x,note\n1,\"two\nlines\"\n\n-3,c\n";
+        let t = crate::table::read_bytes(csv.as_bytes(), mlctl_spec::DataFormat::Csv).unwrap();
+        let mut c = col("x", ColumnType::Float);
+        c.min = Some(0.0);
+        let mut s = schema(vec![c]);
+        s.allow_extra_columns = Some(true);
+        let text = validate(&t, &s).to_string();
+        assert!(text.contains("line 5 (data row 2)"), "{text}");
     }
 }

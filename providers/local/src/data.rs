@@ -463,7 +463,12 @@ fn check_and_store(
         )
     })?;
     if let Some(schema) = &req.spec.schema {
-        let report = mlctl_ml::validate::validate(&table, schema);
+        let report = mlctl_ml::validate::validate(&table, schema).in_file(
+            req.spec
+                .source
+                .clone()
+                .unwrap_or_else(|| src.path.display().to_string()),
+        );
         if !report.ok {
             return Err(err(
                 ErrorKind::Invalid,

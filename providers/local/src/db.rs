@@ -150,9 +150,15 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE datasets ADD COLUMN tags TEXT NOT NULL DEFAULT '{}';
     "#,
-    // The rows a run was trained and scored on (JSON `Evaluation`).
+    // 3: the rows a run was trained and scored on (JSON `Evaluation`).
     r#"
     ALTER TABLE runs ADD COLUMN evaluation TEXT;
+    "#,
+    // 4: a version can be rejected as well as approved (SageMaker's ModelApprovalStatus:
+    // `pendingManualApproval`, `approved`, `rejected`); `approved` is kept in step with it.
+    r#"
+    ALTER TABLE model_versions ADD COLUMN approval_status TEXT NOT NULL DEFAULT 'pendingManualApproval';
+    UPDATE model_versions SET approval_status = 'approved' WHERE approved != 0;
     "#,
 ];
 

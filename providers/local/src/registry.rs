@@ -7,7 +7,8 @@ use crate::fsutil::{copy_tree, io_at, remove_tree, safe_component};
 use crate::{PROVIDER, now};
 use async_trait::async_trait;
 use mlctl_core::components::{
-    Capabilities, ModelVersion, OpContext, RegisterRequest, Registry, StageTransition,
+    ApprovalStatus, Capabilities, Decision, ModelVersion, OpContext, RegisterRequest, Registry,
+    StageTransition,
 };
 use mlctl_core::error::{ErrorKind, ProviderError, Result};
 use mlctl_spec::{Approval, Stage};
@@ -71,8 +72,15 @@ fn stage_from(s: &str) -> Stage {
     }
 }
 
-const VERSION_COLUMNS: &str =
-    "model, version, stage, approved, artifact_uri, metrics, fingerprint, lineage, created_at";
+const VERSION_COLUMNS: &str = "model, version, stage, approval_status, artifact_uri, metrics, fingerprint, lineage, created_at";
+
+fn approval_from(s: &str) -> ApprovalStatus {
+    match s {
+        "approved" => ApprovalStatus::Approved,
+        "rejected" => ApprovalStatus::Rejected,
+        _ => ApprovalStatus::PendingManualApproval,
+    }
+}
 
 fn version_from_row(r: &Row<'_>) -> rusqlite::Result<ModelVersion> {
     let metrics: String = r.get(5)?;
@@ -81,7 +89,7 @@ fn version_from_row(r: &Row<'_>) -> rusqlite::Result<ModelVersion> {
         model: r.get(0)?,
         version: r.get::<_, i64>(1)? as u32,
         stage: stage_from(&r.get::<_, String>(2)?),
-        approved: r.get::<_, i64>(3)? != 0,
+        approval: approval_from(&r.get::<_, String>(3)?),
         artifact_uri: r.get(4)?,
         metrics: serde_json::from_str(&metrics).unwrap_or_default(),
         fingerprint: r.get(6)?,
@@ -136,22 +144,8 @@ fn move_to_stage(
     if current.stage == stage {
         return Ok(());
     }
+    current.check_promotion(PROVIDER, stage)?;
     if stage == Stage::Production {
-        let approval: String = tx.query_row(
-            "SELECT approval FROM model_versions WHERE project = ?1 AND model = ?2 AND version = ?3",
-            params![project, model, version as i64],
-            |r| r.get(0),
-        )?;
-        if approval == "manual" && !current.approved {
-            return Err(DbError::Provider(ProviderError::new(
-                ErrorKind::Precondition,
-                PROVIDER,
-                "set stage",
-                format!(
-                    "model `{model}` v{version} needs approval before production: run `mlctl models approve {model} {version}`"
-                ),
-            )));
-        }
         let mut st = tx.prepare("SELECT version FROM model_versions WHERE project = ?1 AND model = ?2 AND stage = 'production' AND version != ?3")?;
         let previous: Vec<i64> = st
             .query_map(params![project, model, version as i64], |r| r.get(0))?
@@ -316,8 +310,8 @@ impl Registry for LocalRegistry {
                 };
                 let initial = if req.stage == Stage::Production { Stage::Staging } else { req.stage };
                 tx.execute(
-                    "INSERT INTO model_versions (project, model, version, stage, approval, approved, artifact_uri, metrics, fingerprint, lineage, tags, description, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                    "INSERT INTO model_versions (project, model, version, stage, approval, approved, approval_status, artifact_uri, metrics, fingerprint, lineage, tags, description, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                     params![
                         project,
                         req.model,
@@ -325,6 +319,7 @@ impl Registry for LocalRegistry {
                         initial.as_str(),
                         approval,
                         (req.approval == Approval::Auto) as i64,
+                        ApprovalStatus::initial(req.approval).as_str(),
                         artifact_uri,
                         json(&req.training.metrics),
                         req.fingerprint,
@@ -368,18 +363,27 @@ impl Registry for LocalRegistry {
             .await
     }
 
-    async fn approve(&self, ctx: &OpContext, model: &str, version: u32) -> Result<ModelVersion> {
+    async fn decide(
+        &self,
+        ctx: &OpContext,
+        model: &str,
+        version: u32,
+        decision: Decision,
+    ) -> Result<ModelVersion> {
         let (project, model) = (ctx.project.clone(), model.to_string());
         self.db
-            .call("approve", move |c| {
-                let n = c.execute(
-                    "UPDATE model_versions SET approved = 1 WHERE project = ?1 AND model = ?2 AND version = ?3",
-                    params![project, model, version as i64],
+            .call("record an approval decision", move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let current = get_version(&tx, &project, &model, version)?;
+                current.check_decision(PROVIDER, decision)?;
+                let status = decision.status();
+                tx.execute(
+                    "UPDATE model_versions SET approval_status = ?4, approved = ?5 WHERE project = ?1 AND model = ?2 AND version = ?3",
+                    params![project, model, version as i64, status.as_str(), (status == ApprovalStatus::Approved) as i64],
                 )?;
-                if n == 0 {
-                    return Err(DbError::Provider(not_found(&model, version)));
-                }
-                get_version(c, &project, &model, version)
+                let v = get_version(&tx, &project, &model, version)?;
+                tx.commit()?;
+                Ok(v)
             })
             .await
     }

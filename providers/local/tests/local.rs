@@ -178,11 +178,12 @@ async fn schema_violations_report_column_rule_and_example_rows() {
     let m = &err.message;
     for want in [
         "column `x` [min]",
-        "row 1: \"-5\"",
+        // Rows say the file line, header counted, and the data row.
+        "line 3 of data/t.csv (data row 2): \"-5\"",
         "column `kind` [categories]",
-        "row 2: \"zzz\"",
+        "line 4 of data/t.csv (data row 3): \"zzz\"",
         "column `y` [nullable]",
-        "row 3: (missing)",
+        "line 5 of data/t.csv (data row 4): (missing)",
         "[minRows]",
     ] {
         assert!(m.contains(want), "missing {want:?} in:\n{m}");
@@ -785,7 +786,7 @@ async fn registry_versions_stages_approval_and_history() {
     assert!(r.versions(&p.ctx, "clf").await.unwrap().is_empty());
     let v1 = r.register(&p.ctx, &reg("a", Approval::Auto)).await.unwrap();
     assert_eq!(
-        (v1.version, v1.stage, v1.approved),
+        (v1.version, v1.stage, v1.approved()),
         (1, Stage::Staging, true)
     );
     // Idempotent by fingerprint.
@@ -800,14 +801,19 @@ async fn registry_versions_stages_approval_and_history() {
         .register(&p.ctx, &reg("b", Approval::Manual))
         .await
         .unwrap();
-    assert_eq!((v2.version, v2.approved), (2, false));
+    assert_eq!((v2.version, v2.approved()), (2, false));
     let err = r
         .set_stage(&p.ctx, "clf", 2, Stage::Production)
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Precondition);
     assert!(err.message.contains("mlctl models approve clf 2"), "{err}");
-    assert!(r.approve(&p.ctx, "clf", 2).await.unwrap().approved);
+    assert!(
+        r.decide(&p.ctx, "clf", 2, mlctl_core::Decision::Approve)
+            .await
+            .unwrap()
+            .approved()
+    );
     let v2 = r
         .set_stage(&p.ctx, "clf", 2, Stage::Production)
         .await
@@ -840,7 +846,10 @@ async fn registry_versions_stages_approval_and_history() {
         ]
     );
     assert_eq!(
-        r.approve(&p.ctx, "clf", 9).await.unwrap_err().kind,
+        r.decide(&p.ctx, "clf", 9, mlctl_core::Decision::Approve)
+            .await
+            .unwrap_err()
+            .kind,
         ErrorKind::NotFound
     );
     r.delete_model(&p.ctx, "clf").await.unwrap();

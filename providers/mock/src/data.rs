@@ -149,7 +149,8 @@ impl Mock {
                     )
                 })?;
                 if let Some(schema) = &spec.schema {
-                    let report = mlctl_ml::validate::validate(&table, schema);
+                    let report =
+                        mlctl_ml::validate::validate(&table, schema).in_file(src.to_string());
                     if !report.ok {
                         return Err(err(
                             ErrorKind::Invalid,

@@ -5,10 +5,10 @@ use crate::store::key;
 use crate::{Mock, Result, err, now};
 use async_trait::async_trait;
 use mlctl_core::{
-    Capabilities, ErrorKind, ModelVersion, OpContext, RegisterRequest, Registry, StageTransition,
-    Tags,
+    ApprovalStatus, Capabilities, Decision, ErrorKind, ModelVersion, OpContext, RegisterRequest,
+    Registry, StageTransition, Tags,
 };
-use mlctl_spec::{Approval, Stage};
+use mlctl_spec::Stage;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -133,7 +133,7 @@ impl Registry for Mock {
                     model: req.model.clone(),
                     version,
                     stage: Stage::Staging,
-                    approved: req.approval == Approval::Auto,
+                    approval: ApprovalStatus::initial(req.approval),
                     artifact_uri: req.training.artifact_uri.clone(),
                     metrics: req.training.metrics.clone(),
                     fingerprint: req.fingerprint.clone(),
@@ -169,29 +169,31 @@ impl Registry for Mock {
     ) -> Result<ModelVersion> {
         let op = "set_stage";
         self.enter(op).await?;
-        self.store().update(op, &model_path(model), |rec: &mut Option<ModelRecord>| {
-            let rec = rec.as_mut().ok_or_else(|| not_registered(op, model))?;
-            let i = rec.find(op, model, version)?;
-            if stage == Stage::Production && !rec.versions[i].approved {
-                return Err(err(
-                    ErrorKind::Precondition,
-                    op,
-                    format!("model `{model}` v{version} needs approval before it can go to production: run `mlctl models approve {model} {version}`"),
-                ));
-            }
-            rec.move_to(model, version, stage);
-            Ok(rec.versions[i].clone())
-        })
+        self.store()
+            .update(op, &model_path(model), |rec: &mut Option<ModelRecord>| {
+                let rec = rec.as_mut().ok_or_else(|| not_registered(op, model))?;
+                let i = rec.find(op, model, version)?;
+                rec.versions[i].check_promotion(crate::PROVIDER, stage)?;
+                rec.move_to(model, version, stage);
+                Ok(rec.versions[i].clone())
+            })
     }
 
-    async fn approve(&self, _ctx: &OpContext, model: &str, version: u32) -> Result<ModelVersion> {
-        let op = "approve";
+    async fn decide(
+        &self,
+        _ctx: &OpContext,
+        model: &str,
+        version: u32,
+        decision: Decision,
+    ) -> Result<ModelVersion> {
+        let op = "decide";
         self.enter(op).await?;
         self.store()
             .update(op, &model_path(model), |rec: &mut Option<ModelRecord>| {
                 let rec = rec.as_mut().ok_or_else(|| not_registered(op, model))?;
                 let i = rec.find(op, model, version)?;
-                rec.versions[i].approved = true;
+                rec.versions[i].check_decision(crate::PROVIDER, decision)?;
+                rec.versions[i].approval = decision.status();
                 Ok(rec.versions[i].clone())
             })
     }

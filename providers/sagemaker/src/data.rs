@@ -256,7 +256,7 @@ fn check_local(
     let table = mlctl_ml::table::read(path, format)
         .map_err(|e| provider_err(ErrorKind::Invalid, op, format!("dataset `{name}`: {e}")))?;
     if let Some(schema) = &req.spec.schema {
-        let report = mlctl_ml::validate::validate(&table, schema);
+        let report = mlctl_ml::validate::validate(&table, schema).in_file(source.to_string());
         if !report.ok {
             return Err(provider_err(
                 ErrorKind::Invalid,

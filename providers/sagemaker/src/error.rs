@@ -8,7 +8,7 @@ use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use mlctl_core::{ErrorKind, ProviderError};
 
-const PROVIDER: &str = "sagemaker";
+pub(crate) const PROVIDER: &str = "sagemaker";
 
 /// The [`ErrorKind`] of an AWS error code (with its message and HTTP status for the codes
 /// AWS reuses: SageMaker reports a missing resource as a `ValidationException`).

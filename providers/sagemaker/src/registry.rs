@@ -1,18 +1,25 @@
 //! The model registry on SageMaker: a ModelPackageGroup per Model, a ModelPackage per version.
 //!
-//! Stages map onto `ModelApprovalStatus` (what SageMaker pipelines and Studio act on):
+//! A package's `ModelApprovalStatus` is the version's approval, in SageMaker's own words, so
+//! a decision taken in SageMaker Studio (or by a pipeline) is what mlctl reads back, and one
+//! taken with `mlctl models approve`/`reject` is what Studio shows:
 //!
 //! | mlctl | ModelApprovalStatus |
 //! |---|---|
-//! | production | `Approved` |
-//! | staging | `PendingManualApproval` (approved or not: see `mlctl:approved`) |
-//! | archived | `Rejected` |
+//! | `approval: auto`, or approved | `Approved` |
+//! | `approval: manual`, not decided yet | `PendingManualApproval` |
+//! | rejected (never deployed) | `Rejected` |
 //!
-//! The exact stage, the approval, the fingerprint, lineage and metrics are kept in the
-//! package's `CustomerMetadataProperties` (`mlctl:*`, `lineage:*`, `metric:*`), so a fresh
+//! The stage (staging, production, archived), the fingerprint, lineage and metrics are kept in
+//! the package's `CustomerMetadataProperties` (`mlctl:*`, `lineage:*`, `metric:*`), so a fresh
 //! runner reads everything back from SageMaker. All metrics are also written as a JSON file in
 //! S3 and linked as the package's model-quality statistics. Stage changes are appended under
 //! `.mlctl/registry/<project>/<model>/stages/`.
+//!
+//! Packages written before this mapping (no `mlctl:registryFormat`) kept the stage in the
+//! status (production `Approved`, staging `PendingManualApproval`, archived `Rejected`) and
+//! the approval in `mlctl:approved`; they are read that way, and rewritten in the new one the
+//! next time their stage or approval changes.
 
 use crate::aws::{Aws, sm_tags};
 use crate::error::{aws_err, is_not_found, provider_err};
@@ -26,15 +33,19 @@ use aws_sdk_sagemaker::types::{
 };
 use mlctl_core::error::Result;
 use mlctl_core::{
-    Capabilities, ErrorKind, ModelVersion, OpContext, RegisterRequest, Registry, StageTransition,
+    ApprovalStatus, Capabilities, Decision, ErrorKind, ModelVersion, OpContext, RegisterRequest,
+    Registry, StageTransition,
 };
-use mlctl_spec::{Approval, Stage};
+use mlctl_spec::Stage;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 const FINGERPRINT: &str = "mlctl:fingerprint";
 const STAGE: &str = "mlctl:stage";
 const APPROVED: &str = "mlctl:approved";
+/// `2`: the approval is the package's `ModelApprovalStatus` (see the module doc).
+const FORMAT: &str = "mlctl:registryFormat";
+const FORMAT_2: &str = "2";
 const DELETED: &str = "mlctl:deleted";
 const METRICS_FILE: &str = "mlctl:metricsFile";
 /// SageMaker allows 50 metadata entries per package.
@@ -53,11 +64,22 @@ struct Package {
     deleted: bool,
 }
 
-pub(crate) fn status_of(stage: Stage) -> ModelApprovalStatus {
-    match stage {
-        Stage::Production => ModelApprovalStatus::Approved,
-        Stage::Staging => ModelApprovalStatus::PendingManualApproval,
-        Stage::Archived => ModelApprovalStatus::Rejected,
+/// The package status that says `approval`.
+pub(crate) fn status_of(approval: ApprovalStatus) -> ModelApprovalStatus {
+    match approval {
+        ApprovalStatus::Approved => ModelApprovalStatus::Approved,
+        ApprovalStatus::PendingManualApproval => ModelApprovalStatus::PendingManualApproval,
+        ApprovalStatus::Rejected => ModelApprovalStatus::Rejected,
+    }
+}
+
+/// The approval a package status says (a status SageMaker adds later reads as pending: it
+/// is not an approval).
+pub(crate) fn approval_of(status: Option<&ModelApprovalStatus>) -> ApprovalStatus {
+    match status {
+        Some(ModelApprovalStatus::Approved) => ApprovalStatus::Approved,
+        Some(ModelApprovalStatus::Rejected) => ApprovalStatus::Rejected,
+        _ => ApprovalStatus::PendingManualApproval,
     }
 }
 
@@ -102,10 +124,17 @@ fn to_package(model: &str, d: &DescribeModelPackageOutput) -> Option<Package> {
             _ => Stage::Staging,
         },
     };
-    let approved = metadata
-        .get(APPROVED)
-        .map(|v| v == "true")
-        .unwrap_or(status == Some(&ModelApprovalStatus::Approved));
+    let approval = if metadata.get(FORMAT).is_some_and(|f| f == FORMAT_2) {
+        approval_of(status)
+    } else {
+        // Written before the status carried the approval.
+        match metadata.get(APPROVED).map(String::as_str) {
+            Some("true") => ApprovalStatus::Approved,
+            Some(_) => ApprovalStatus::PendingManualApproval,
+            None if status == Some(&ModelApprovalStatus::Approved) => ApprovalStatus::Approved,
+            None => ApprovalStatus::PendingManualApproval,
+        }
+    };
     let metrics = metadata
         .iter()
         .filter_map(|(k, v)| {
@@ -139,7 +168,7 @@ fn to_package(model: &str, d: &DescribeModelPackageOutput) -> Option<Package> {
             model: model.to_string(),
             version: d.model_package_version()?.max(0) as u32,
             stage,
-            approved,
+            approval,
             artifact_uri,
             metrics,
             fingerprint: metadata.get(FINGERPRINT).cloned().unwrap_or_default(),
@@ -288,18 +317,23 @@ impl SageMakerRegistry {
         Ok((image, env))
     }
 
-    /// Writes a package's stage/approval, keeping the rest of its metadata (moto replaces the
-    /// whole map on update, AWS merges: sending the whole map works with both).
+    /// Writes a package's stage and approval, keeping the rest of its metadata (moto replaces
+    /// the whole map on update, AWS merges: sending the whole map works with both).
     async fn update(
         &self,
         p: &Package,
         stage: Stage,
-        approved: bool,
+        approval: ApprovalStatus,
         extra: &[(&str, &str)],
     ) -> Result<()> {
         let mut metadata = p.metadata.clone();
         metadata.insert(STAGE.into(), stage.as_str().into());
-        metadata.insert(APPROVED.into(), approved.to_string());
+        metadata.insert(FORMAT.into(), FORMAT_2.into());
+        // For an mlctl that reads only `mlctl:approved`.
+        metadata.insert(
+            APPROVED.into(),
+            (approval == ApprovalStatus::Approved).to_string(),
+        );
         for (k, v) in extra {
             metadata.insert((*k).to_string(), meta_value(v));
         }
@@ -307,7 +341,7 @@ impl SageMakerRegistry {
             .sm
             .update_model_package()
             .model_package_arn(&p.arn)
-            .model_approval_status(status_of(stage))
+            .model_approval_status(status_of(approval))
             .set_customer_metadata_properties(Some(metadata))
             .send()
             .await
@@ -411,11 +445,15 @@ impl Registry for SageMakerRegistry {
         let record = serde_json::json!({"metrics": req.training.metrics, "lineage": req.lineage, "fingerprint": req.fingerprint, "trainingJob": req.training.job_name});
         self.aws.put_json(&metrics_key, &record).await?;
 
-        let approved = req.approval == Approval::Auto;
+        let approval = ApprovalStatus::initial(req.approval);
         let mut metadata: HashMap<String, String> = HashMap::from([
             (FINGERPRINT.to_string(), req.fingerprint.clone()),
             (STAGE.to_string(), req.stage.as_str().to_string()),
-            (APPROVED.to_string(), approved.to_string()),
+            (FORMAT.to_string(), FORMAT_2.to_string()),
+            (
+                APPROVED.to_string(),
+                (approval == ApprovalStatus::Approved).to_string(),
+            ),
             (
                 METRICS_FILE.to_string(),
                 meta_value(&self.aws.uri(&metrics_key)),
@@ -463,7 +501,7 @@ impl Registry for SageMakerRegistry {
             .create_model_package()
             .model_package_group_name(&group)
             .set_model_package_description(req.description.clone())
-            .model_approval_status(status_of(req.stage))
+            .model_approval_status(status_of(approval))
             .inference_specification(inference)
             .model_metrics(quality)
             .set_customer_metadata_properties(Some(metadata))
@@ -502,12 +540,14 @@ impl Registry for SageMakerRegistry {
         stage: Stage,
     ) -> Result<ModelVersion> {
         let (all, idx) = self.find(&ctx.project, model, version).await?;
+        let p = &all[idx];
+        p.version.check_promotion(crate::error::PROVIDER, stage)?;
         if stage == Stage::Production {
             for other in all
                 .iter()
                 .filter(|p| p.version.version != version && p.version.stage == Stage::Production)
             {
-                self.update(other, Stage::Archived, other.version.approved, &[])
+                self.update(other, Stage::Archived, other.version.approval, &[])
                     .await?;
                 self.transition(
                     &ctx.project,
@@ -519,33 +559,33 @@ impl Registry for SageMakerRegistry {
                 .await?;
             }
         }
-        let p = &all[idx];
         if p.version.stage != stage {
-            self.update(
-                p,
-                stage,
-                p.version.approved || stage == Stage::Production,
-                &[],
-            )
-            .await?;
+            self.update(p, stage, p.version.approval, &[]).await?;
             self.transition(&ctx.project, model, version, Some(p.version.stage), stage)
                 .await?;
         }
         let mut v = p.version.clone();
         v.stage = stage;
-        v.approved = p.version.approved || stage == Stage::Production;
         Ok(v)
     }
 
-    async fn approve(&self, ctx: &OpContext, model: &str, version: u32) -> Result<ModelVersion> {
+    async fn decide(
+        &self,
+        ctx: &OpContext,
+        model: &str,
+        version: u32,
+        decision: Decision,
+    ) -> Result<ModelVersion> {
         let (all, idx) = self.find(&ctx.project, model, version).await?;
         let p = &all[idx];
-        if !p.version.approved {
-            self.update(p, p.version.stage, true, &[("mlctl:approvedAt", &now())])
+        p.version.check_decision(crate::error::PROVIDER, decision)?;
+        let status = decision.status();
+        if p.version.approval != status {
+            self.update(p, p.version.stage, status, &[("mlctl:decidedAt", &now())])
                 .await?;
         }
         let mut v = p.version.clone();
-        v.approved = true;
+        v.approval = status;
         Ok(v)
     }
 
@@ -581,7 +621,7 @@ impl Registry for SageMakerRegistry {
             }
         } else {
             for p in packages.iter().filter(|p| !p.deleted) {
-                self.update(p, Stage::Archived, p.version.approved, &[(DELETED, "true")])
+                self.update(p, Stage::Archived, p.version.approval, &[(DELETED, "true")])
                     .await?;
             }
         }

@@ -28,6 +28,7 @@ use aws_sdk_sagemaker::operation::list_model_packages::ListModelPackagesOutput;
 use aws_sdk_sagemaker::operation::list_tags::ListTagsOutput;
 use aws_sdk_sagemaker::operation::stop_training_job::StopTrainingJobOutput;
 use aws_sdk_sagemaker::operation::update_endpoint::UpdateEndpointOutput;
+use aws_sdk_sagemaker::operation::update_model_package::UpdateModelPackageOutput;
 use aws_sdk_sagemaker::operation::update_monitoring_schedule::UpdateMonitoringScheduleOutput;
 use aws_sdk_sagemaker::types::{
     AlgorithmSpecification, EndpointStatus as SmStatus, InferenceSpecification, MetricData,
@@ -36,9 +37,10 @@ use aws_sdk_sagemaker::types::{
 };
 use aws_smithy_mocks::{MockResponseInterceptor, Rule, RuleMode, create_mock_http_client, mock};
 use mlctl_core::{
-    DatasetVersion, DeployState, Deployer, DeploymentHandle, EndpointRequest, EndpointStatus,
-    ErrorKind, Health, JobHandle, JobState, ModelVersion, MonitorRequest, MonitorSink, OpContext,
-    RegisterRequest, Registry, Tags, Trainer, TrainingRequest, TrainingResult, Variant,
+    ApprovalStatus, DatasetVersion, Decision, DeployState, Deployer, DeploymentHandle,
+    EndpointRequest, EndpointStatus, ErrorKind, Health, JobHandle, JobState, ModelVersion,
+    MonitorRequest, MonitorSink, OpContext, RegisterRequest, Registry, Tags, Trainer,
+    TrainingRequest, TrainingResult, Variant,
 };
 use mlctl_spec::{
     Algorithm, Approval, EndpointSpec, MonitorSpec, Rollback, Stage, Strategy, StrategyType,
@@ -632,7 +634,7 @@ fn model_version(version: u32) -> ModelVersion {
         model: "iris".into(),
         version,
         stage: Stage::Production,
-        approved: true,
+        approval: mlctl_core::ApprovalStatus::Approved,
         artifact_uri: "s3://bkt/p/artifacts/model.tar.gz".into(),
         metrics: BTreeMap::new(),
         fingerprint: "mfp".into(),
@@ -1180,7 +1182,7 @@ async fn model_packages_are_created_tagged_with_lineage_and_fingerprint() {
                 && tags.get("mlctl:commit") == Some(&"c0ffee")
                 && meta.get("mlctl:fingerprint").map(String::as_str) == Some("mfp")
                 && meta.get("mlctl:stage").map(String::as_str) == Some("staging")
-                && meta.get("mlctl:approved").map(String::as_str) == Some("false")
+                && meta.get("mlctl:registryFormat").map(String::as_str) == Some("2")
                 && meta.get("lineage:commit").map(String::as_str) == Some("c0ffee")
                 && meta.get("metric:accuracy").map(String::as_str) == Some("0.95")
                 && r.inference_specification()
@@ -1200,7 +1202,7 @@ async fn model_packages_are_created_tagged_with_lineage_and_fingerprint() {
             .model_approval_status(ModelApprovalStatus::PendingManualApproval)
             .customer_metadata_properties("mlctl:fingerprint", "mfp")
             .customer_metadata_properties("mlctl:stage", "staging")
-            .customer_metadata_properties("mlctl:approved", "false")
+            .customer_metadata_properties("mlctl:registryFormat", "2")
             .customer_metadata_properties("metric:accuracy", "0.95")
             .customer_metadata_properties("lineage:commit", "c0ffee")
             .inference_specification(
@@ -1233,7 +1235,10 @@ async fn model_packages_are_created_tagged_with_lineage_and_fingerprint() {
         1,
         "CreateModelPackage with mlctl's tags and metadata"
     );
-    assert_eq!((v.version, v.stage, v.approved), (1, Stage::Staging, false));
+    assert_eq!(
+        (v.version, v.stage, v.approval),
+        (1, Stage::Staging, ApprovalStatus::PendingManualApproval)
+    );
     assert_eq!(v.metrics, BTreeMap::from([("accuracy".to_string(), 0.95)]));
     assert_eq!(v.lineage.get("commit").map(String::as_str), Some("c0ffee"));
     assert_eq!(
@@ -1293,15 +1298,167 @@ async fn deleting_a_model_deletes_its_packages_and_group() {
     assert_eq!((delete.num_calls(), delete_group.num_calls()), (2, 1));
 }
 
-#[test]
-fn stages_map_to_approval_statuses() {
-    use crate::registry::status_of;
-    assert_eq!(status_of(Stage::Production), ModelApprovalStatus::Approved);
+/// A package of group `proj-iris` as DescribeModelPackage returns it, in mlctl's current
+/// format: the approval in `ModelApprovalStatus`, the stage in the metadata.
+fn package(version: i32, status: ModelApprovalStatus, stage: &str) -> DescribeModelPackageOutput {
+    DescribeModelPackageOutput::builder()
+        .model_package_arn(format!("arn:pkg/proj-iris/{version}"))
+        .model_package_version(version)
+        .model_approval_status(status)
+        .customer_metadata_properties("mlctl:fingerprint", format!("mfp{version}"))
+        .customer_metadata_properties("mlctl:stage", stage)
+        .customer_metadata_properties("mlctl:registryFormat", "2")
+        .build()
+}
+
+fn one_package_listed(version: i32) -> Rule {
+    mock!(Sm::list_model_packages).then_output(move || {
+        ListModelPackagesOutput::builder()
+            .model_package_summary_list(
+                ModelPackageSummary::builder()
+                    .model_package_arn(format!("arn:pkg/proj-iris/{version}"))
+                    .build(),
+            )
+            .build()
+    })
+}
+
+/// The `UpdateModelPackage` mlctl must send for a decision: the status SageMaker shows in
+/// Studio, the stage untouched, the rest of the metadata kept.
+fn update_to(status: ModelApprovalStatus) -> Rule {
+    mock!(Sm::update_model_package)
+        .match_requests(move |r| {
+            let meta = r
+                .customer_metadata_properties()
+                .cloned()
+                .unwrap_or_default();
+            r.model_package_arn() == Some("arn:pkg/proj-iris/1")
+                && r.model_approval_status() == Some(&status)
+                && meta.get("mlctl:stage").map(String::as_str) == Some("staging")
+                && meta.get("mlctl:fingerprint").map(String::as_str) == Some("mfp1")
+                && meta.get("mlctl:registryFormat").map(String::as_str) == Some("2")
+        })
+        .then_output(|| UpdateModelPackageOutput::builder().build())
+}
+
+#[tokio::test]
+async fn approving_a_pending_package_sets_model_approval_status_approved() {
+    let list = one_package_listed(1);
+    let describe = mock!(Sm::describe_model_package)
+        .then_output(|| package(1, ModelApprovalStatus::PendingManualApproval, "staging"));
+    let update = update_to(ModelApprovalStatus::Approved);
+    let registry = SageMakerRegistry::new(aws(&[], &[&list, &describe, &update], Features::AWS));
+    let v = registry
+        .decide(&ctx(), "iris", 1, Decision::Approve)
+        .await
+        .expect("approve");
+    assert_eq!(update.num_calls(), 1, "UpdateModelPackage(Approved)");
     assert_eq!(
-        status_of(Stage::Staging),
-        ModelApprovalStatus::PendingManualApproval
+        (v.version, v.stage, v.approval),
+        (1, Stage::Staging, ApprovalStatus::Approved)
     );
-    assert_eq!(status_of(Stage::Archived), ModelApprovalStatus::Rejected);
+}
+
+#[tokio::test]
+async fn rejecting_a_pending_package_sets_model_approval_status_rejected() {
+    let list = one_package_listed(1);
+    let describe = mock!(Sm::describe_model_package)
+        .then_output(|| package(1, ModelApprovalStatus::PendingManualApproval, "staging"));
+    let update = update_to(ModelApprovalStatus::Rejected);
+    let registry = SageMakerRegistry::new(aws(&[], &[&list, &describe, &update], Features::AWS));
+    let v = registry
+        .decide(&ctx(), "iris", 1, Decision::Reject)
+        .await
+        .expect("reject");
+    assert_eq!(update.num_calls(), 1, "UpdateModelPackage(Rejected)");
+    assert_eq!(v.approval, ApprovalStatus::Rejected);
+}
+
+#[tokio::test]
+async fn a_rejected_package_is_read_back_rejected_and_cannot_be_approved_or_promoted() {
+    let list = mock!(Sm::list_model_packages)
+        .match_requests(|r| r.model_package_group_name() == Some("proj-iris"))
+        .then_output(|| {
+            ListModelPackagesOutput::builder()
+                .model_package_summary_list(
+                    ModelPackageSummary::builder()
+                        .model_package_arn("arn:pkg/proj-iris/1")
+                        .build(),
+                )
+                .build()
+        });
+    // Rejected in SageMaker Studio: mlctl reads SageMaker's word.
+    let describe = mock!(Sm::describe_model_package)
+        .then_output(|| package(1, ModelApprovalStatus::Rejected, "staging"));
+    let registry = SageMakerRegistry::new(aws(&[], &[&list, &describe], Features::AWS));
+    let vs = registry.versions(&ctx(), "iris").await.expect("versions");
+    assert_eq!(
+        vs.iter()
+            .map(|v| (v.version, v.approval))
+            .collect::<Vec<_>>(),
+        vec![(1, ApprovalStatus::Rejected)]
+    );
+    let err = registry
+        .decide(&ctx(), "iris", 1, Decision::Approve)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Precondition);
+    assert!(err.message.contains("was rejected"), "{err}");
+    let err = registry
+        .set_stage(&ctx(), "iris", 1, Stage::Production)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Precondition);
+}
+
+#[tokio::test]
+async fn a_package_approved_in_studio_reads_back_approved() {
+    let list = one_package_listed(1);
+    let describe = mock!(Sm::describe_model_package)
+        .then_output(|| package(1, ModelApprovalStatus::Approved, "staging"));
+    let registry = SageMakerRegistry::new(aws(&[], &[&list, &describe], Features::AWS));
+    let vs = registry.versions(&ctx(), "iris").await.expect("versions");
+    assert_eq!(
+        vs.iter()
+            .map(|v| (v.version, v.stage, v.approval))
+            .collect::<Vec<_>>(),
+        vec![(1, Stage::Staging, ApprovalStatus::Approved)]
+    );
+}
+
+#[tokio::test]
+async fn a_package_from_before_the_approval_mapping_reads_its_approval_from_metadata() {
+    let list = one_package_listed(1);
+    // The old mapping: staging was PendingManualApproval whatever the approval.
+    let describe = mock!(Sm::describe_model_package).then_output(|| {
+        DescribeModelPackageOutput::builder()
+            .model_package_arn("arn:pkg/proj-iris/1")
+            .model_package_version(1)
+            .model_approval_status(ModelApprovalStatus::PendingManualApproval)
+            .customer_metadata_properties("mlctl:stage", "staging")
+            .customer_metadata_properties("mlctl:approved", "true")
+            .build()
+    });
+    let registry = SageMakerRegistry::new(aws(&[], &[&list, &describe], Features::AWS));
+    let vs = registry.versions(&ctx(), "iris").await.expect("versions");
+    assert_eq!(vs[0].approval, ApprovalStatus::Approved);
+}
+
+#[test]
+fn approvals_map_to_model_approval_statuses_and_back() {
+    use crate::registry::{approval_of, status_of};
+    for (approval, status) in [
+        (ApprovalStatus::Approved, ModelApprovalStatus::Approved),
+        (
+            ApprovalStatus::PendingManualApproval,
+            ModelApprovalStatus::PendingManualApproval,
+        ),
+        (ApprovalStatus::Rejected, ModelApprovalStatus::Rejected),
+    ] {
+        assert_eq!(status_of(approval), status);
+        assert_eq!(approval_of(Some(&status)), approval);
+    }
+    assert_eq!(approval_of(None), ApprovalStatus::PendingManualApproval);
 }
 
 // ---------------------------------------------------------------------------------------------

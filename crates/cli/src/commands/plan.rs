@@ -59,7 +59,7 @@ pub fn plan(
             destroy: false,
         },
     );
-    plan.notes = notes;
+    plan.notes.extend(notes);
     print!("{}", render(&plan, output)?);
     if let Some(out) = out {
         std::fs::write(out, serde_json::to_string_pretty(&plan)? + "\n")
@@ -220,9 +220,22 @@ fn run(s: Session, mode: Mode, args: &ApplyArgs, saved: Option<Plan>) -> Result<
             ),
         };
         let mut plan = plan;
-        plan.notes = notes;
+        plan.notes.extend(notes);
         print!("{}", plan.render_human(&paint));
         if !plan.has_changes() {
+            // Nothing to do, but a failure recorded before no longer applies: the engine
+            // drops it (an all no-op apply changes nothing else).
+            if observed.iter().any(|o| o.last_error.is_some()) {
+                let _ = s.rt.block_on(apply::apply(
+                    &s.stack,
+                    &s.ctx,
+                    &desired,
+                    &plan,
+                    &observed,
+                    &opts,
+                    Arc::new(apply::Silent),
+                ));
+            }
             return Ok(0);
         }
         if !mode.auto_approve && !confirm(&s, mode.verb)? {

@@ -3,7 +3,9 @@
 use crate::cli::{ModelsCommand, Output, RunsCommand, TargetArgs};
 use crate::session::{self, Session};
 use anyhow::{Result, anyhow, bail};
-use mlctl_core::{EndpointStatus, HistoryEntry, ModelVersion, RunRecord, outputs};
+use mlctl_core::{
+    ApprovalStatus, Decision, EndpointStatus, HistoryEntry, ModelVersion, RunRecord, outputs,
+};
 use mlctl_spec::Stage;
 use mlctl_spec::{Kind, ResourceId};
 use std::collections::BTreeSet;
@@ -80,16 +82,16 @@ pub fn models(project: &Path, cmd: ModelsCommand) -> Result<u8> {
                 return Ok(0);
             }
             println!(
-                "{:<20} {:>7} {:<11} {:<9} {:<26} METRICS",
-                "MODEL", "VERSION", "STAGE", "APPROVED", "CREATED"
+                "{:<20} {:>7} {:<11} {:<22} {:<26} METRICS",
+                "MODEL", "VERSION", "STAGE", "APPROVAL", "CREATED"
             );
             for v in all {
                 println!(
-                    "{:<20} {:>7} {:<11} {:<9} {:<26} {}",
+                    "{:<20} {:>7} {:<11} {:<22} {:<26} {}",
                     v.model,
                     v.version,
                     v.stage.as_str(),
-                    if v.approved { "yes" } else { "no" },
+                    v.approval.as_str(),
                     v.created_at,
                     metrics_short(&v.metrics)
                 );
@@ -142,10 +144,10 @@ pub fn models(project: &Path, cmd: ModelsCommand) -> Result<u8> {
                     v.model,
                     v.version,
                     v.stage.as_str(),
-                    if v.approved {
-                        ", approved"
-                    } else {
-                        ", not approved"
+                    match v.approval {
+                        ApprovalStatus::Approved => ", approved",
+                        ApprovalStatus::PendingManualApproval => ", waiting for approval",
+                        ApprovalStatus::Rejected => ", rejected",
                     }
                 );
                 println!("  created:   {}", v.created_at);
@@ -174,24 +176,62 @@ pub fn models(project: &Path, cmd: ModelsCommand) -> Result<u8> {
         }
         ModelsCommand::Approve {
             name,
-            model_version: version,
+            model_version,
             target,
             lock_timeout,
-        } => {
-            let s = session::open_target(project, &target)?;
-            let v = crate::commands::plan::with_lock(&s, &lock_timeout, || {
-                s.rt.block_on(s.stack.registry.approve(&s.ctx, &name, version))
-                    .map_err(|e| anyhow!("{e}"))
-            })?;
-            println!(
-                "Approved {} v{} (now in {}). Run `mlctl apply` to promote it as the spec says.",
-                v.model,
-                v.version,
-                v.stage.as_str()
-            );
-            Ok(0)
-        }
+        } => decide(
+            project,
+            &name,
+            model_version,
+            &target,
+            &lock_timeout,
+            Decision::Approve,
+        ),
+        ModelsCommand::Reject {
+            name,
+            model_version,
+            target,
+            lock_timeout,
+        } => decide(
+            project,
+            &name,
+            model_version,
+            &target,
+            &lock_timeout,
+            Decision::Reject,
+        ),
     }
+}
+
+/// `mlctl models approve|reject MODEL VERSION`: records the decision in the target's
+/// registry, under the target's lock (an apply reading the version meanwhile would act on a
+/// decision half made).
+fn decide(
+    project: &Path,
+    name: &str,
+    version: u32,
+    target: &TargetArgs,
+    lock_timeout: &str,
+    decision: Decision,
+) -> Result<u8> {
+    let s = session::open_target(project, target)?;
+    let v = crate::commands::plan::with_lock(&s, lock_timeout, || {
+        s.rt.block_on(s.stack.registry.decide(&s.ctx, name, version, decision))
+            .map_err(|e| anyhow!("{e}"))
+    })?;
+    match decision {
+        Decision::Approve => println!(
+            "Approved {} v{} (in {}). The next `mlctl apply` promotes and deploys it as the spec says; no change to the spec is needed.",
+            v.model,
+            v.version,
+            v.stage.as_str()
+        ),
+        Decision::Reject => println!(
+            "Rejected {} v{}: it will never be promoted or deployed. To register a new version, change the training or its data and apply.",
+            v.model, v.version
+        ),
+    }
+    Ok(0)
 }
 
 fn find_run<'a>(runs: &'a [RunRecord], id: &str) -> Result<&'a RunRecord> {
@@ -397,14 +437,26 @@ fn rollback_locked(s: &session::Session, endpoint: &str, to: Option<u32>) -> Res
         bail!("endpoint `{endpoint}` serves no model")
     };
     let all = versions(s, &serving.model)?;
+    // A version that is not approved is never deployed, by rollback either.
     let to_version = match to {
-        Some(v) => all.iter().find(|x| x.version == v).ok_or_else(|| anyhow!("model `{}` has no version {v}", serving.model))?,
+        Some(v) => {
+            let found = all.iter().find(|x| x.version == v).ok_or_else(|| anyhow!("model `{}` has no version {v}", serving.model))?;
+            if !found.approved() {
+                bail!(
+                    "model `{}` v{v} is {} and is never deployed; roll back to an approved version (`mlctl models list` shows them)",
+                    serving.model,
+                    if found.approval == ApprovalStatus::Rejected { "rejected" } else { "waiting for approval" }
+                );
+            }
+            found
+        }
         None => all
             .iter()
+            .filter(|v| v.approved())
             .filter(|v| v.version < serving.version && v.stage != Stage::Staging)
             .max_by_key(|v| v.version)
-            .or_else(|| all.iter().filter(|v| v.version < serving.version).max_by_key(|v| v.version))
-            .ok_or_else(|| anyhow!("endpoint `{endpoint}` serves {} v{}, and there is no earlier version to roll back to", serving.model, serving.version))?,
+            .or_else(|| all.iter().filter(|v| v.approved() && v.version < serving.version).max_by_key(|v| v.version))
+            .ok_or_else(|| anyhow!("endpoint `{endpoint}` serves {} v{}, and there is no earlier approved version to roll back to", serving.model, serving.version))?,
     };
     if to_version.version == serving.version {
         bail!(

@@ -6,8 +6,8 @@ use crate::style;
 use anyhow::{Result, anyhow, bail};
 use mlctl_core::apply::ApplyOptions;
 use mlctl_core::plan::{self as planner, Action, PlanOptions};
-use mlctl_core::{Health, ObservedResource};
-use mlctl_spec::ResourceId;
+use mlctl_core::{EndpointStatus, Health, ObservedResource, outputs};
+use mlctl_spec::{Kind, ResourceId};
 use std::path::Path;
 
 fn short(s: &str) -> &str {
@@ -46,14 +46,25 @@ pub fn status(project: &Path, target: &TargetArgs, rev: &RevArgs, output: Output
                     }
                 })
                 .unwrap_or(Health::Unknown);
+            // An endpoint's URL as it serves now (observe refreshed it from the deployer),
+            // port allocated at apply included.
+            let url = o
+                .filter(|o| o.id.kind == Kind::Endpoint)
+                .and_then(outputs::<EndpointStatus>)
+                .and_then(|e| e.url);
             serde_json::json!({
                 "resource": c.id.to_string(),
                 "sync": sync,
                 "health": health.as_str(),
                 "lastAppliedCommit": o.map(|o| o.commit.clone()).filter(|c| !c.is_empty()),
                 "updatedAt": o.map(|o| o.updated_at.clone()),
+                "url": url,
+                "message": plan.approvals.iter().find(|a| a.id == c.id).map(|a| a.message.clone()),
                 "reasons": if c.action == Action::NoOp { Vec::new() } else { c.reasons.clone() },
-                "lastError": o.and_then(|o| o.last_error.as_ref().map(|e| e.message.clone())),
+                // An error the target no longer shows (it matches the spec) is resolved.
+                "lastError": o
+                    .filter(|_| c.action != Action::NoOp)
+                    .and_then(|o| o.last_error.as_ref().map(|e| e.message.clone())),
             })
         })
         .collect();
@@ -99,6 +110,12 @@ pub fn status(project: &Path, target: &TargetArgs, rev: &RevArgs, output: Output
                 short(r["lastAppliedCommit"].as_str().unwrap_or("-")),
                 r["updatedAt"].as_str().unwrap_or("-")
             );
+            if let Some(url) = r["url"].as_str() {
+                println!("    serving at {url}");
+            }
+            if let Some(message) = r["message"].as_str() {
+                println!("    {message}");
+            }
             for reason in r["reasons"].as_array().into_iter().flatten() {
                 println!("    {}", reason.as_str().unwrap_or(""));
             }

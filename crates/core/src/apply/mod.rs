@@ -187,6 +187,7 @@ pub async fn apply(
     let pending: Vec<&Change> = plan.changes.iter().collect();
     let mut started: BTreeSet<ResourceId> = BTreeSet::new();
     let mut running = tokio::task::JoinSet::new();
+    let mut resolved: Vec<ObservedResource> = Vec::new();
     let deps_of = |id: &ResourceId| -> Vec<ResourceId> {
         desired
             .get(id)
@@ -244,6 +245,9 @@ pub async fn apply(
             started.insert(c.id.clone());
             if c.action == Action::NoOp {
                 results.insert(c.id.clone(), Outcome::NoOp);
+                if let Some(o) = observed_with_error(&shared, &c.id) {
+                    resolved.push(o);
+                }
                 continue;
             }
             let change = (*c).clone();
@@ -292,6 +296,9 @@ pub async fn apply(
             }
         }
     }
+    for rec in resolved {
+        forget_error(&shared, rec).await;
+    }
     ApplyReport {
         results: plan
             .changes
@@ -299,6 +306,38 @@ pub async fn apply(
             .map(|c| (c.id.clone(), results.remove(&c.id).unwrap_or(Outcome::NoOp)))
             .collect(),
     }
+}
+
+/// The observed record of `id` when it carries a last error.
+fn observed_with_error(sh: &Shared, id: &ResourceId) -> Option<ObservedResource> {
+    sh.observed
+        .get(id)
+        .filter(|o| o.last_error.is_some())
+        .cloned()
+}
+
+/// Drops the last error of a resource the plan found up to date: whatever failed no longer
+/// applies (the spec moved on, or the target healed), so status and state stop saying it.
+/// Best effort, like recording a failure: the apply's outcome does not depend on it.
+async fn forget_error(sh: &Shared, mut rec: ObservedResource) {
+    let Some(err) = rec.last_error.take() else {
+        return;
+    };
+    rec.drift.clear();
+    let entry = HistoryEntry {
+        format_version: crate::state::FORMAT_VERSION,
+        id: rec.id.clone(),
+        action: "resolved".into(),
+        fingerprint: rec.fingerprint.clone(),
+        commit: sh.ctx.commit.clone(),
+        at: now(),
+        detail: format!(
+            "up to date; the failure of commit {} no longer applies: {}",
+            &err.commit[..err.commit.len().min(7)],
+            err.message
+        ),
+    };
+    let _ = sh.stack.state.record(&sh.ctx.project, &rec, &entry).await;
 }
 
 async fn run_change(sh: &Shared, change: &Change, d: Option<&DesiredResource>) -> Outcome {

@@ -8,7 +8,7 @@ use crate::components::*;
 use crate::error::{ErrorKind, ProviderError, Result};
 use crate::plan::DesiredResource;
 use crate::retry;
-use mlctl_spec::{Approval, EndpointSpec, Kind, ResourceId, Stage};
+use mlctl_spec::{EndpointSpec, Kind, ResourceId};
 
 /// Makes the target hold what `spec` asks for.
 pub(crate) async fn reconcile(
@@ -38,15 +38,23 @@ pub(crate) async fn reconcile(
         }
         None => output_of(sh, &model_id)?,
     };
-    if model.stage == Stage::Staging && model_needs_approval(sh, &model_id) && !model.approved {
+    // A version that is not approved is never deployed, whatever the stage.
+    let (m, v) = (&model.model, model.version);
+    let refused = match model.approval {
+        ApprovalStatus::Approved => None,
+        ApprovalStatus::PendingManualApproval => Some(format!(
+            "model `{m}` v{v} is waiting for approval; run `mlctl models approve {m} {v}` then apply again"
+        )),
+        ApprovalStatus::Rejected => Some(format!(
+            "model `{m}` v{v} was rejected and is never deployed; pin an approved `version:` in the endpoint, or register a new version of the model"
+        )),
+    };
+    if let Some(message) = refused {
         return Err(ProviderError::new(
             ErrorKind::Precondition,
             "mlctl",
             "deploy",
-            format!(
-                "model `{}` v{} is waiting for approval; run `mlctl models approve {} {}` then apply again",
-                model.model, model.version, model.model, model.version
-            ),
+            message,
         ));
     }
     let req = EndpointRequest {
@@ -110,13 +118,6 @@ pub(crate) async fn reconcile(
             format!("rollout did not finish within {timeout:?}"),
         )),
     }
-}
-
-fn model_needs_approval(sh: &Shared, model: &ResourceId) -> bool {
-    sh.desired
-        .get(model)
-        .and_then(|d| d.resource.as_model())
-        .is_some_and(|m| m.approval == Some(Approval::Manual))
 }
 
 /// `iris v2 90%, iris v3 10%`.

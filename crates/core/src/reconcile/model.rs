@@ -1,5 +1,6 @@
 //! `kind: Model`: evaluates the gates, registers a version (once per fingerprint) and promotes
-//! it, unless manual approval is pending.
+//! it once it is approved: at once with `approval: auto`; with `approval: manual` it waits
+//! (Progressing) until `mlctl models approve`, and a rejected version is never promoted.
 
 use super::Applied;
 use crate::apply::{Shared, output_of, tags, to_json};
@@ -101,23 +102,39 @@ pub(crate) async fn reconcile(
         }
     };
     let version = if want_stage == Stage::Production && version.stage != Stage::Production {
-        if approval == Approval::Manual && !version.approved {
-            let mut detail = format!(
-                "registered v{} in staging; waiting for approval: run `mlctl models approve {} {}`",
-                version.version, id.name, version.version
-            );
-            if let Some(u) = &unjudged {
-                detail = format!("{detail}; {u}");
+        match version.approval {
+            ApprovalStatus::PendingManualApproval => {
+                let mut detail = format!(
+                    "registered v{} in staging; waiting for approval: run `mlctl models approve {} {}` (or `mlctl models reject {} {}`)",
+                    version.version, id.name, version.version, id.name, version.version
+                );
+                if let Some(u) = &unjudged {
+                    detail = format!("{detail}; {u}");
+                }
+                return Ok(Applied::new(detail, to_json(&version), Health::Progressing));
             }
-            return Ok(Applied::new(detail, to_json(&version), Health::Progressing));
+            ApprovalStatus::Rejected => {
+                let keep = production
+                    .map(|p| format!("; production stays at v{}", p.version))
+                    .unwrap_or_default();
+                return Err(ProviderError::new(
+                    ErrorKind::Precondition,
+                    "mlctl",
+                    "promote",
+                    format!(
+                        "model `{}` v{} was rejected and is never deployed{keep}; to register a new version, change the training or its data and apply again",
+                        id.name, version.version
+                    ),
+                ));
+            }
+            ApprovalStatus::Approved => retry!(
+                &sh.opts,
+                sh.stack
+                    .registry
+                    .set_stage(&sh.ctx, &id.name, version.version, Stage::Production)
+                    .await
+            )?,
         }
-        retry!(
-            &sh.opts,
-            sh.stack
-                .registry
-                .set_stage(&sh.ctx, &id.name, version.version, Stage::Production)
-                .await
-        )?
     } else {
         version
     };
