@@ -1059,6 +1059,8 @@ async fn labels_are_on_everything_and_thresholds_are_alarms() {
         ty: mlctl_spec::StrategyType::Canary,
         percent: Some(10),
         bake_time: Some("30s".into()),
+        min_requests: Some(0),
+        max_bake_time: None,
         rollback: Some(mlctl_spec::Rollback {
             max_error_rate: Some(0.05),
             max_p99_latency_ms: Some(100.0),
