@@ -179,7 +179,9 @@ mod tests {
     #[test]
     fn a_canary_without_traffic_waits_then_rolls_back_saying_how_many_requests_it_had() {
         let r = rules(100);
-        assert!(matches!(judge(&r, &healthy(0), 61 * SEC, "v2"), Verdict::Wait(m) if m.contains("waiting for 100 more requests")));
+        assert!(
+            matches!(judge(&r, &healthy(0), 61 * SEC, "v2"), Verdict::Wait(m) if m.contains("waiting for 100 more requests"))
+        );
         let Verdict::RollBack(why) = judge(&r, &healthy(7), 300 * SEC, "v2") else {
             panic!("a canary short of traffic at maxBakeTime must roll back")
         };
@@ -190,7 +192,10 @@ mod tests {
     #[test]
     fn a_canary_with_enough_healthy_traffic_is_promoted_when_the_bake_ends_not_before() {
         let r = rules(100);
-        assert!(matches!(judge(&r, &healthy(500), 59 * SEC, "v2"), Verdict::Wait(_)));
+        assert!(matches!(
+            judge(&r, &healthy(500), 59 * SEC, "v2"),
+            Verdict::Wait(_)
+        ));
         assert_eq!(judge(&r, &healthy(100), 60 * SEC, "v2"), Verdict::Promote);
         // Traffic that arrives late, within maxBakeTime, still promotes it.
         assert_eq!(judge(&r, &healthy(100), 200 * SEC, "v2"), Verdict::Promote);
@@ -198,7 +203,10 @@ mod tests {
 
     #[test]
     fn min_requests_zero_promotes_without_traffic() {
-        assert_eq!(judge(&rules(0), &healthy(0), 60 * SEC, "v2"), Verdict::Promote);
+        assert_eq!(
+            judge(&rules(0), &healthy(0), 60 * SEC, "v2"),
+            Verdict::Promote
+        );
     }
 
     #[test]
@@ -211,7 +219,10 @@ mod tests {
         let Verdict::RollBack(why) = judge(&rules(100), &slow, SEC, "v2") else {
             panic!("a p99 above the threshold must roll back")
         };
-        assert!(why.contains("p99 latency of v2 is above maxP99LatencyMs 100 ms"), "{why}");
+        assert!(
+            why.contains("p99 latency of v2 is above maxP99LatencyMs 100 ms"),
+            "{why}"
+        );
     }
 
     #[test]
@@ -224,7 +235,10 @@ mod tests {
         let Verdict::RollBack(why) = judge(&rules(100), &failing, SEC, "v2") else {
             panic!("an error rate above the threshold must roll back")
         };
-        assert!(why.contains("error rate 10.0% of 10 requests to v2"), "{why}");
+        assert!(
+            why.contains("error rate 10.0% of 10 requests to v2"),
+            "{why}"
+        );
     }
 
     #[test]
@@ -234,12 +248,18 @@ mod tests {
         }))
         .unwrap();
         let r = BakeRules::of(&s, Duration::from_secs(60)).unwrap();
-        assert_eq!((r.bake, r.max_bake, r.min_requests), (30 * SEC, 30 * SEC, 100));
+        assert_eq!(
+            (r.bake, r.max_bake, r.min_requests),
+            (30 * SEC, 30 * SEC, 100)
+        );
         let s: Strategy = serde_json::from_value(serde_json::json!({
             "type": "canary", "percent": 10, "minRequests": 5, "maxBakeTime": "2m"
         }))
         .unwrap();
         let r = BakeRules::of(&s, Duration::from_secs(60)).unwrap();
-        assert_eq!((r.bake, r.max_bake, r.min_requests), (60 * SEC, 120 * SEC, 5));
+        assert_eq!(
+            (r.bake, r.max_bake, r.min_requests),
+            (60 * SEC, 120 * SEC, 5)
+        );
     }
 }

@@ -749,12 +749,10 @@ fn max_bake_time_without_a_bake_or_a_traffic_requirement() {
             ),
             (
                 "ml/other.yaml",
-                &ENDPOINT
-                    .replace("name: iris\n", "name: other\n")
-                    .replace(
-                        "    bakeTime: 30s\n",
-                        "    bakeTime: 30s\n    minRequests: 0\n    maxBakeTime: 1h\n",
-                    ),
+                &ENDPOINT.replace("name: iris\n", "name: other\n").replace(
+                    "    bakeTime: 30s\n",
+                    "    bakeTime: 30s\n    minRequests: 0\n    maxBakeTime: 1h\n",
+                ),
             ),
         ],
     );
@@ -766,10 +764,12 @@ fn traffic_rules_on_a_blue_green_strategy() {
         "traffic_rules_on_a_blue_green_strategy",
         &[(
             "ml/endpoint.yaml",
-            &ENDPOINT.replace("type: canary\n    percent: 10\n", "type: blue-green\n").replace(
-                "    bakeTime: 30s\n",
-                "    bakeTime: 30s\n    minRequests: 10\n    maxBakeTime: 1h\n",
-            ),
+            &ENDPOINT
+                .replace("type: canary\n    percent: 10\n", "type: blue-green\n")
+                .replace(
+                    "    bakeTime: 30s\n",
+                    "    bakeTime: 30s\n    minRequests: 10\n    maxBakeTime: 1h\n",
+                ),
         )],
     );
 }

@@ -5,11 +5,11 @@ use crate::data::blob_path;
 use crate::store::{Store, key};
 use crate::{Mock, Result, err, now};
 use async_trait::async_trait;
+use mlctl_core::bake::{BakeRules, BakeSample, Verdict, judge};
 use mlctl_core::{
     Capabilities, DeployState, Deployer, DeploymentHandle, EndpointRequest, EndpointStatus,
     ErrorKind, Health, ModelVersion, OpContext, Tags, Variant,
 };
-use mlctl_core::bake::{BakeRules, BakeSample, Verdict, judge};
 use mlctl_spec::{SimulatedTraffic, StrategyType};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -419,7 +419,11 @@ impl Deployer for Mock {
                 let bake = match req.spec.strategy.as_ref() {
                     Some(s) if s.ty == StrategyType::Canary && !e.variants.is_empty() => {
                         Some(Bake::of(s).map_err(|m| {
-                            err(ErrorKind::Invalid, op, format!("endpoint `{}`: {m}", req.name))
+                            err(
+                                ErrorKind::Invalid,
+                                op,
+                                format!("endpoint `{}`: {m}", req.name),
+                            )
                         })?)
                     }
                     _ => None,

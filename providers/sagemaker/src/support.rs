@@ -547,7 +547,7 @@ fn build() -> FieldRules {
             "Endpoint.spec.strategy.maxBakeTime",
             Support::refused(
                 "a SageMaker canary bakes exactly `bakeTime`; there is no waiting for traffic to extend",
-                "remove `maxBakeTime` (with `minRequests: 0` there is nothing to wait for)",
+                "remove `maxBakeTime`; with `minRequests: 0` there is nothing to wait for",
             ),
         )
         .with("Endpoint.spec.strategy.percent", Support::Honoured)

@@ -227,7 +227,9 @@ fn check_traffic_rules(
                     s.bake_time.as_deref().unwrap_or_default()
                 ),
             )
-            .hint = Some("a canary bakes at least `bakeTime`; make maxBakeTime at least as long".into());
+            .hint = Some(
+                "a canary bakes at least `bakeTime`; make maxBakeTime at least as long".into(),
+            );
         }
         _ => {}
     }

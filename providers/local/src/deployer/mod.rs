@@ -58,8 +58,8 @@ mod processes;
 
 use crate::compute::Limits;
 use async_trait::async_trait;
-use mlctl_core::error::{ErrorKind, ProviderError, Result};
 use mlctl_core::bake::{BakeRules, BakeSample, Verdict, judge};
+use mlctl_core::error::{ErrorKind, ProviderError, Result};
 use mlctl_core::*;
 use mlctl_serve::client::Client;
 use mlctl_serve::config::{ServeFile, VariantConfig};
@@ -579,7 +579,13 @@ impl LocalDeployer {
             && wanted.port.is_none_or(|p| p == rec.port)
             && rec.launch == wanted.launch_key(rec.port)
             && rec.instances == wanted.instances;
-        if !same || self.live(dir, &rec).await.shortfall(rec.instances).is_some() {
+        if !same
+            || self
+                .live(dir, &rec)
+                .await
+                .shortfall(rec.instances)
+                .is_some()
+        {
             return Ok(None);
         }
         Ok(Some(rollout.id.clone()))
