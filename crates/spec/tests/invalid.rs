@@ -775,6 +775,19 @@ fn traffic_rules_on_a_blue_green_strategy() {
 }
 
 #[test]
+fn mock_traffic_out_of_range() {
+    check(
+        "mock_traffic_out_of_range",
+        &[(
+            "mlctl.yaml",
+            &format!(
+                "{PROJECT}      traffic:\n        iris: {{requestsPerPoll: 10, errorRate: 1.5, p99LatencyMs: -1}}\n"
+            ),
+        )],
+    );
+}
+
+#[test]
 fn bad_duration() {
     check(
         "bad_duration",

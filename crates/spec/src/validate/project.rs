@@ -368,7 +368,7 @@ fn read_target(ctx: &mut Ctx, name: &str, node: &Node, key_span: Span) -> Option
                     fine = false;
                 }
                 if let Some(l) = t.p99_latency_ms
-                    && !(l >= 0.0)
+                    && (l.is_nan() || l < 0.0)
                 {
                     ctx.err(
                         "out-of-range",
