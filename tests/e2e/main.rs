@@ -4,6 +4,7 @@
 //! a fresh temporary directory from [`common::TestProject`].
 
 mod approval;
+mod canary;
 mod common;
 mod confinement;
 mod conformance;

@@ -553,7 +553,7 @@ fn a_healthy_canary_is_promoted_and_blue_green_switches_without_dropping_request
     t.rt.block_on(async {
         let (v1, v2, v3) = (t.version(1), t.version(2), t.version(3));
         let url = done(t.roll(&t.request("iris", json!({"model": "iris"}), &v1), async || {}).await).url.unwrap();
-        let canary = json!({"model": "iris", "strategy": {"type": "canary", "percent": 20, "bakeTime": "1s", "rollback": {"maxErrorRate": 0.05, "maxP99LatencyMs": 10000}}});
+        let canary = json!({"model": "iris", "strategy": {"type": "canary", "percent": 20, "bakeTime": "1s", "maxBakeTime": "5m", "minRequests": 3, "rollback": {"maxErrorRate": 0.05, "maxP99LatencyMs": 10000}}});
         let mut failures = 0;
         let s = done(
             t.roll(&t.request("iris", canary, &v2), async || {

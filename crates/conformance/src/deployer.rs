@@ -6,7 +6,7 @@ use crate::{Check, Fixture, Hooks, NO_HOOK, call, wait_rollout};
 use mlctl_core::{
     DeployState, EndpointRequest, EndpointStatus, Health, ModelVersion, Stack, Variant,
 };
-use mlctl_spec::{Approval, Stage};
+use mlctl_spec::{Approval, Stage, Strategy, StrategyType};
 
 /// Registers two versions of a fresh model (v1 in production) for deployment checks.
 pub(crate) async fn two_versions(
@@ -204,6 +204,67 @@ pub async fn deployer_failure_reports_reason(stack: &Stack, fx: &Fixture, hooks:
         &v1,
         "after a failed rollout is followed by a good one",
     );
+    call!(
+        c,
+        "cleaning up",
+        stack.deployer.delete(&fx.ctx, &name).await
+    );
+    call!(
+        c,
+        "cleaning up",
+        stack.registry.delete_model(&fx.ctx, &model).await
+    );
+}
+
+/// A canary whose new version gets no traffic is not promoted: it waits out `maxBakeTime`,
+/// then rolls back saying how many of the `minRequests` it had, and the old version serves
+/// all traffic again. No request is sent to the endpoint, so no hook is needed.
+pub async fn canary_without_traffic_rolls_back(stack: &Stack, fx: &Fixture) {
+    let c = Check::new("canary_without_traffic_rolls_back", stack);
+    let model = fx.unique("canary-model");
+    let (v1, v2) = two_versions(&c, stack, fx, &model).await;
+    let name = fx.unique("endpoint-canary");
+    let req1 = fx.endpoint_request(&name, "canary-1", v1.clone());
+    deploy_done(&c, stack, fx, &req1, "create").await;
+    let mut req2 = fx.endpoint_request(&name, "canary-2", v2.clone());
+    req2.spec.strategy = Some(Strategy {
+        ty: StrategyType::Canary,
+        percent: Some(50),
+        bake_time: Some("1s".into()),
+        min_requests: Some(5),
+        max_bake_time: Some("2s".into()),
+        rollback: None,
+    });
+    let handle = call!(
+        c,
+        "starting a canary of v2",
+        stack.deployer.deploy(&fx.ctx, &req2).await
+    );
+    match wait_rollout(&c, stack, fx, &handle).await {
+        DeployState::RolledBack { reason, status } => {
+            c.ensure(
+                reason.contains("0 of the 5 requests"),
+                format!("the reason must say the canary had 0 of the 5 requests, got `{reason}`"),
+            );
+            c.ensure(
+                status.variants == serving(&v1),
+                format!(
+                    "after the rollback v1 must serve all traffic, got {:?}",
+                    status.variants
+                ),
+            );
+        }
+        other => c.fail(format!(
+            "a canary that served no request must not be promoted; it must end RolledBack, got {other:?}"
+        )),
+    }
+    let live = call!(
+        c,
+        "status after the rollback",
+        stack.deployer.status(&fx.ctx, &name).await
+    );
+    let live = live.unwrap_or_else(|| c.fail("the endpoint vanished after the rollback"));
+    check_serves(&c, &live, &v1, "status after a canary without traffic");
     call!(
         c,
         "cleaning up",

@@ -45,7 +45,9 @@ pub use data::{
     dataset_missing_source_fails, dataset_register_idempotent, dataset_schema_violation_fails,
     datastore_blobs,
 };
-pub use deployer::{deployer_failure_reports_reason, deployer_lifecycle};
+pub use deployer::{
+    canary_without_traffic_rolls_back, deployer_failure_reports_reason, deployer_lifecycle,
+};
 pub use engine::{
     apply_converges, apply_isolates_failures, apply_repairs_crashed_endpoint,
     apply_repairs_instance_drift,
@@ -92,6 +94,7 @@ macro_rules! __with_checks {
             plain registry_approval,
             plain deployer_lifecycle,
             hooked deployer_failure_reports_reason,
+            plain canary_without_traffic_rolls_back,
             plain monitor_configure_remove,
             plain apply_converges,
             plain apply_isolates_failures,

@@ -822,8 +822,13 @@ pub trait Deployer: Send + Sync {
     /// Reads a rollout's state.
     ///
     /// # Contract
-    /// A rollout ends `Done` with the live status, or `Failed`/`RolledBack` with a non-empty
-    /// reason. Checked by `deployer_lifecycle`, `deployer_failure_reports_reason`.
+    /// - A rollout ends `Done` with the live status, or `Failed`/`RolledBack` with a non-empty
+    ///   reason. Checked by `deployer_lifecycle`, `deployer_failure_reports_reason`.
+    /// - A canary is promoted only after its new version served `minRequests` requests within
+    ///   the rollback thresholds ([`crate::bake::judge`]); one that did not by `maxBakeTime`
+    ///   ends `RolledBack`, saying how many it had, with the old version serving all traffic.
+    ///   A deployer that cannot count them refuses the fields in its `support.rs`. Checked by
+    ///   `canary_without_traffic_rolls_back`.
     async fn poll(&self, ctx: &OpContext, handle: &DeploymentHandle) -> Result<DeployState>;
     /// The live state of an endpoint.
     ///

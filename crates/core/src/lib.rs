@@ -4,6 +4,7 @@
 //! The core never names a concrete provider and never prints: the CLI renders what it returns.
 
 pub mod apply;
+pub mod bake;
 pub mod components;
 pub mod env;
 pub mod error;

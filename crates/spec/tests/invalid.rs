@@ -725,6 +725,69 @@ fn canary_without_percent() {
 }
 
 #[test]
+fn canary_traffic_rules_out_of_range() {
+    check(
+        "canary_traffic_rules_out_of_range",
+        &[(
+            "ml/endpoint.yaml",
+            &ENDPOINT.replace(
+                "    bakeTime: 30s\n",
+                "    bakeTime: 30s\n    minRequests: -5\n    maxBakeTime: 10s\n",
+            ),
+        )],
+    );
+}
+
+#[test]
+fn max_bake_time_without_a_bake_or_a_traffic_requirement() {
+    check(
+        "max_bake_time_without_a_bake_or_a_traffic_requirement",
+        &[
+            (
+                "ml/endpoint.yaml",
+                &ENDPOINT.replace("    bakeTime: 30s\n", "    maxBakeTime: 1h\n"),
+            ),
+            (
+                "ml/other.yaml",
+                &ENDPOINT.replace("name: iris\n", "name: other\n").replace(
+                    "    bakeTime: 30s\n",
+                    "    bakeTime: 30s\n    minRequests: 0\n    maxBakeTime: 1h\n",
+                ),
+            ),
+        ],
+    );
+}
+
+#[test]
+fn traffic_rules_on_a_blue_green_strategy() {
+    check(
+        "traffic_rules_on_a_blue_green_strategy",
+        &[(
+            "ml/endpoint.yaml",
+            &ENDPOINT
+                .replace("type: canary\n    percent: 10\n", "type: blue-green\n")
+                .replace(
+                    "    bakeTime: 30s\n",
+                    "    bakeTime: 30s\n    minRequests: 10\n    maxBakeTime: 1h\n",
+                ),
+        )],
+    );
+}
+
+#[test]
+fn mock_traffic_out_of_range() {
+    check(
+        "mock_traffic_out_of_range",
+        &[(
+            "mlctl.yaml",
+            &format!(
+                "{PROJECT}      traffic:\n        iris: {{requestsPerPoll: 10, errorRate: 1.5, p99LatencyMs: -1}}\n"
+            ),
+        )],
+    );
+}
+
+#[test]
 fn bad_duration() {
     check(
         "bad_duration",

@@ -142,6 +142,10 @@ fn build() -> FieldRules {
         // Endpoints
         .with_all("Endpoint.spec.strategy", Support::Honoured)
         .with(
+            "Endpoint.spec.strategy.minRequests",
+            Support::honoured_as("counted from the servers' /metrics (every process, added up) since the bake started; the bake is recorded in the endpoint's state, so an apply killed mid-bake is resumed by the next one"),
+        )
+        .with(
             "Endpoint.spec.strategy.rollback.alarms",
             Support::refused(
                 "CloudWatch alarms exist on SageMaker only",

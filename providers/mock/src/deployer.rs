@@ -5,15 +5,20 @@ use crate::data::blob_path;
 use crate::store::{Store, key};
 use crate::{Mock, Result, err, now};
 use async_trait::async_trait;
+use mlctl_core::bake::{BakeRules, BakeSample, Verdict, judge};
 use mlctl_core::{
     Capabilities, DeployState, Deployer, DeploymentHandle, EndpointRequest, EndpointStatus,
     ErrorKind, Health, ModelVersion, OpContext, Tags, Variant,
 };
-use mlctl_spec::StrategyType;
+use mlctl_spec::{SimulatedTraffic, StrategyType};
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 /// A rollout is done on this poll.
 const POLLS_TO_FINISH: u32 = 2;
+
+/// A canary's bake when the spec gives no `bakeTime` (the local target's).
+const DEFAULT_BAKE: Duration = Duration::from_secs(60);
 
 /// Rollouts remembered per endpoint.
 const KEEP_ROLLOUTS: usize = 50;
@@ -47,6 +52,76 @@ struct Rollout {
     /// Health before the rollout started, restored when it fails with the old version serving.
     health_before: Health,
     started_at: String,
+    /// A canary beside a serving version: judged on simulated traffic (`None` for other
+    /// rollouts and in records from before canaries were judged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    bake: Option<Bake>,
+}
+
+/// A canary's bake on simulated time: each poll stands for `bake_secs / POLLS_TO_FINISH`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Bake {
+    bake_secs: f64,
+    max_bake_secs: f64,
+    min_requests: u64,
+    max_error_rate: Option<f64>,
+    max_p99_ms: Option<f64>,
+    /// What the new version served so far.
+    requests: u64,
+    server_errors: u64,
+    p99_ms: Option<f64>,
+}
+
+impl Bake {
+    fn of(strategy: &mlctl_spec::Strategy) -> std::result::Result<Bake, String> {
+        let r = BakeRules::of(strategy, DEFAULT_BAKE)?;
+        Ok(Bake {
+            bake_secs: r.bake.as_secs_f64(),
+            max_bake_secs: r.max_bake.as_secs_f64(),
+            min_requests: r.min_requests,
+            max_error_rate: r.max_error_rate,
+            max_p99_ms: r.max_p99_ms,
+            requests: 0,
+            server_errors: 0,
+            p99_ms: None,
+        })
+    }
+
+    fn rules(&self) -> BakeRules {
+        BakeRules {
+            bake: Duration::from_secs_f64(self.bake_secs),
+            max_bake: Duration::from_secs_f64(self.max_bake_secs),
+            min_requests: self.min_requests,
+            max_error_rate: self.max_error_rate,
+            max_p99_ms: self.max_p99_ms,
+        }
+    }
+
+    /// One poll's traffic.
+    fn serve(&mut self, traffic: Option<&SimulatedTraffic>) {
+        let Some(t) = traffic.filter(|t| t.requests_per_poll > 0) else {
+            return;
+        };
+        self.requests += t.requests_per_poll;
+        self.server_errors +=
+            (t.requests_per_poll as f64 * t.error_rate.unwrap_or(0.0)).round() as u64;
+        let p99 = t.p99_latency_ms.unwrap_or(1.0);
+        self.p99_ms = Some(self.p99_ms.map_or(p99, |p| p.max(p99)));
+    }
+
+    fn sample(&self) -> BakeSample {
+        BakeSample {
+            requests: self.requests,
+            server_errors: self.server_errors,
+            p99_ms: self.p99_ms,
+        }
+    }
+
+    /// Simulated time after `polls` polls.
+    fn elapsed(&self, polls: u32) -> Duration {
+        Duration::from_secs_f64(self.bake_secs * f64::from(polls) / f64::from(POLLS_TO_FINISH))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -142,9 +217,14 @@ fn show(v: &[Variant]) -> String {
         .join(", ")
 }
 
-/// One poll of rollout `i`: moves it on (in progress for one poll, then done or failed) and
-/// updates what the endpoint serves.
-fn advance(e: &mut EndpointRecord, i: usize, hangs: bool) -> DeployState {
+/// One poll of rollout `i`: moves it on (in progress for one poll, then done or failed; a
+/// canary as its bake is judged, on `traffic`) and updates what the endpoint serves.
+fn advance(
+    e: &mut EndpointRecord,
+    i: usize,
+    hangs: bool,
+    traffic: Option<&SimulatedTraffic>,
+) -> DeployState {
     if e.rollouts[i].state == RolloutState::InProgress && !hangs {
         e.rollouts[i].polls += 1;
     }
@@ -172,7 +252,39 @@ fn advance(e: &mut EndpointRecord, i: usize, hangs: bool) -> DeployState {
         );
         return DeployState::InProgress { message };
     }
-    if r.polls < POLLS_TO_FINISH {
+    if let Some(bake) = e.rollouts[i].bake.as_mut()
+        && r.injected_failure.is_none()
+    {
+        bake.serve(traffic);
+        let verdict = judge(
+            &bake.rules(),
+            &bake.sample(),
+            bake.elapsed(r.polls),
+            &format!("v{}", r.version),
+        );
+        match verdict {
+            Verdict::Promote => {}
+            Verdict::Wait(progress) => {
+                let p = r.percent.unwrap_or(10);
+                return DeployState::InProgress {
+                    message: format!("canary: {p}% of traffic on {what}: {progress}"),
+                };
+            }
+            Verdict::RollBack(reason) => {
+                e.rollouts[i].state = RolloutState::RolledBack;
+                e.rollouts[i].reason = Some(reason.clone());
+                e.health = r.health_before;
+                e.message = Some(format!(
+                    "canary of {what} rolled back ({reason}); still serving {}",
+                    show(&e.variants)
+                ));
+                return DeployState::RolledBack {
+                    reason,
+                    status: e.status(),
+                };
+            }
+        }
+    } else if r.polls < POLLS_TO_FINISH {
         let message = match (r.strategy.as_str(), r.percent) {
             ("canary", Some(p)) => format!("canary: {p}% of traffic on {what}, baking"),
             ("blue-green", _) => format!("green fleet of {what} starting beside blue"),
@@ -302,6 +414,20 @@ impl Deployer for Mock {
                 } else {
                     missing_artifact.clone()
                 };
+                // A canary beside a serving version is judged; a first deploy has nothing
+                // to roll back to, so it serves the new version at once, as on a real target.
+                let bake = match req.spec.strategy.as_ref() {
+                    Some(s) if s.ty == StrategyType::Canary && !e.variants.is_empty() => {
+                        Some(Bake::of(s).map_err(|m| {
+                            err(
+                                ErrorKind::Invalid,
+                                op,
+                                format!("endpoint `{}`: {m}", req.name),
+                            )
+                        })?)
+                    }
+                    _ => None,
+                };
                 let rollout = Rollout {
                     id: id.clone(),
                     fingerprint: req.fingerprint.clone(),
@@ -320,6 +446,7 @@ impl Deployer for Mock {
                         e.health
                     },
                     started_at: now(),
+                    bake,
                 };
                 e.health = Health::Progressing;
                 e.message = Some(format!(
@@ -341,6 +468,7 @@ impl Deployer for Mock {
         self.enter(op).await?;
         // Read from the current target config (see the trainer's poll).
         let hangs = self.faults().timeout.iter().any(|n| n == &handle.endpoint);
+        let traffic = self.traffic(&handle.endpoint);
         self.store().update(
             op,
             &endpoint_path(&handle.endpoint),
@@ -359,7 +487,7 @@ impl Deployer for Mock {
                         );
                         err(ErrorKind::NotFound, op, msg)
                     })?;
-                Ok(advance(e, i, hangs))
+                Ok(advance(e, i, hangs, traffic))
             },
         )
     }
@@ -403,6 +531,7 @@ impl Deployer for Mock {
                     injected_failure: None,
                     health_before: e.health,
                     started_at: now(),
+                    bake: None,
                 });
                 e.variants = vec![Variant {
                     model: to.model.clone(),

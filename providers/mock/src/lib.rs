@@ -14,6 +14,8 @@
 //!       failDeployment: [iris]         # these Endpoints' rollouts fail (canary: roll back)
 //!       throttle: 2                    # the first 2 calls of each operation are throttled
 //!       timeout: [iris-train]          # jobs/rollouts of these resources never finish
+//!     traffic:                         # what canaries of these endpoints are sent
+//!       iris: {requestsPerPoll: 60, errorRate: 0.0, p99LatencyMs: 12}
 //! ```
 //!
 //! # Behaviour
@@ -27,7 +29,11 @@
 //!   fingerprint and hyperparameters: stable, and different when a hyperparameter changes.
 //!   Classification accuracy stays within `0.95..0.97`, narrower than a 2-point regression
 //!   gate, so a hyperparameter change never trips such a gate by accident.
-//! - Rollouts are in progress for one poll and done on the second.
+//! - Rollouts are in progress for one poll and done on the second. A canary beside a serving
+//!   version is judged like a real one ([`mlctl_core::bake::judge`]) on simulated time: its
+//!   bake takes two polls, each poll standing for half of `bakeTime`, and its new version
+//!   serves the endpoint's `traffic` each poll (none when the endpoint is not listed), so
+//!   it waits for `minRequests` up to `maxBakeTime` and rolls back on a threshold crossed.
 //! - Submitting a job or starting a rollout that is already there returns it; a job that
 //!   failed or was cancelled is started again (a new attempt under the same name), so a re-run
 //!   after a failure converges once the fault is gone.
@@ -51,8 +57,8 @@ mod store;
 mod trainer;
 
 use mlctl_core::{Capabilities, ErrorKind, Health, ProviderConfig, ProviderError, Stack, Variant};
-use mlctl_spec::Faults;
-use std::collections::HashMap;
+use mlctl_spec::{Faults, SimulatedTraffic};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -106,7 +112,8 @@ pub fn stack(cfg: &ProviderConfig) -> Result<Stack> {
         cfg.state_dir(),
         target.faults.clone().unwrap_or_default(),
         latency,
-    );
+    )
+    .with_traffic(target.traffic.clone());
     Ok(Stack {
         provider: PROVIDER.to_string(),
         data: Arc::new(mock.clone()),
@@ -127,6 +134,8 @@ pub(crate) struct Mock {
 pub(crate) struct Inner {
     store: Store,
     faults: Faults,
+    /// `traffic`: simulated requests to canaries, by endpoint.
+    traffic: BTreeMap<String, SimulatedTraffic>,
     latency: Duration,
     /// Calls per operation so far, for `throttle`.
     calls: Mutex<HashMap<&'static str, u32>>,
@@ -138,10 +147,24 @@ impl Mock {
             inner: Arc::new(Inner {
                 store: Store::new(dir),
                 faults,
+                traffic: BTreeMap::new(),
                 latency,
                 calls: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// The same mock, sending `traffic` to canaries (before it is shared).
+    pub(crate) fn with_traffic(mut self, traffic: BTreeMap<String, SimulatedTraffic>) -> Mock {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.traffic = traffic;
+        }
+        self
+    }
+
+    /// What endpoint `name`'s canaries are sent (`None`: nothing).
+    pub(crate) fn traffic(&self, name: &str) -> Option<&SimulatedTraffic> {
+        self.inner.traffic.get(name)
     }
 
     pub(crate) fn store(&self) -> &Store {

@@ -1070,6 +1070,8 @@ mod tests {
             ty: StrategyType::Canary,
             percent: Some(10),
             bake_time: Some("30s".into()),
+            min_requests: Some(0),
+            max_bake_time: None,
             rollback: Some(mlctl_spec::Rollback {
                 max_error_rate: None,
                 max_p99_latency_ms: None,
@@ -1107,6 +1109,8 @@ mod tests {
             ty: StrategyType::BlueGreen,
             percent: None,
             bake_time: Some("2h".into()),
+            min_requests: None,
+            max_bake_time: None,
             rollback: None,
         };
         let c = deployment_config(Some(&bg), &[]).unwrap();

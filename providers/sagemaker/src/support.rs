@@ -4,7 +4,9 @@
 
 use crate::builtins::Family;
 use mlctl_core::support::{FieldRules, Refusal, Support, number, source_schemes};
-use mlctl_spec::{Algorithm, Kind, Node, Resource, Spec, TrainingJobSpec, TuningStrategy};
+use mlctl_spec::{
+    Algorithm, Kind, Node, Resource, Spec, StrategyType, TrainingJobSpec, TuningStrategy,
+};
 
 /// Longest wait SageMaker allows between the steps of a rollout (`WaitIntervalInSeconds`).
 pub(crate) const MAX_BAKE_SECS: u64 = 3600;
@@ -518,7 +520,46 @@ fn build() -> FieldRules {
             "Model.spec.description",
             Support::honoured_as("the model package's description"),
         )
-        .with("Endpoint.spec.strategy.type", Support::Honoured)
+        .with(
+            "Endpoint.spec.strategy.type",
+            Support::check(
+                "honoured; a canary only with `minRequests: 0` (SageMaker shifts the rest of the traffic when the bake ends, whatever traffic the canary had)",
+                |_, r, _| {
+                    let s = r.as_endpoint()?.strategy.as_ref()?;
+                    (s.ty == StrategyType::Canary && s.min_requests.is_none()).then(|| {
+                        Refusal::new(
+                            format!(
+                                "a canary is promoted only after it served `minRequests` requests (default {}); SageMaker shifts the rest of the traffic when the bake ends, whatever traffic the canary had, and mlctl cannot hold that shift",
+                                mlctl_spec::Strategy::DEFAULT_MIN_REQUESTS
+                            ),
+                            "write `minRequests: 0` under `strategy` to accept a promotion without a traffic requirement (the `rollback` alarms still judge the requests that come), or use `type: blue-green`",
+                        )
+                    })
+                },
+            ),
+        )
+        .with(
+            "Endpoint.spec.strategy.minRequests",
+            Support::check(
+                "honoured for 0 only (SageMaker promotes a canary when its bake ends, whatever traffic it had); refused above 0",
+                |_, _, node| {
+                    let n = number(node)?;
+                    (n > 0.0).then(|| {
+                        Refusal::new(
+                            format!("SageMaker cannot hold a canary until it served {n} requests: it shifts the rest of the traffic when the bake ends"),
+                            "write `minRequests: 0` (the `rollback` alarms still judge the requests that come), or send the canary its traffic within `bakeTime`",
+                        )
+                    })
+                },
+            ),
+        )
+        .with(
+            "Endpoint.spec.strategy.maxBakeTime",
+            Support::refused(
+                "a SageMaker canary bakes exactly `bakeTime`; there is no waiting for traffic to extend",
+                "remove `maxBakeTime`; with `minRequests: 0` there is nothing to wait for",
+            ),
+        )
         .with("Endpoint.spec.strategy.percent", Support::Honoured)
         .with(
             "Endpoint.spec.strategy.bakeTime",
@@ -965,7 +1006,7 @@ spec:
         };
         expect(
             &endpoint(
-                "  strategy:\n    type: canary\n    percent: 10\n    rollback: {maxErrorRate: 0.05, maxP99LatencyMs: 100}\n  compute:\n    overrides: {sagemaker: {volumeSizeGb: 64}}\n",
+                "  strategy:\n    type: canary\n    percent: 10\n    minRequests: 0\n    rollback: {maxErrorRate: 0.05, maxP99LatencyMs: 100}\n  compute:\n    overrides: {sagemaker: {volumeSizeGb: 64}}\n",
             ),
             &[],
         );
@@ -978,5 +1019,29 @@ spec:
                 &["instanceCount:", "`instances`"],
             ],
         );
+    }
+
+    /// SageMaker promotes a canary when its bake ends whatever traffic it had: a traffic
+    /// requirement (written, or the default one) is refused, never accepted and ignored.
+    #[test]
+    fn a_canary_traffic_requirement_is_refused() {
+        let endpoint = |strategy: &str| {
+            format!(
+                "apiVersion: mlctl/v1\nkind: Endpoint\nmetadata:\n  name: e\nspec:\n  model: m\n  strategy:\n    type: canary\n    percent: 10\n    bakeTime: 10m\n{strategy}---\n{}apiVersion: mlctl/v1\nkind: Model\nmetadata:\n  name: m\nspec:\n  from: t\n",
+                job("  algorithm: logistic_regression\n")
+            )
+        };
+        expect(
+            &endpoint(""),
+            &[&["type:", "default 100", "write `minRequests: 0`"]],
+        );
+        expect(
+            &endpoint("    minRequests: 50\n    maxBakeTime: 1h\n"),
+            &[
+                &["minRequests:", "served 50 requests"],
+                &["maxBakeTime:", "bakes exactly `bakeTime`"],
+            ],
+        );
+        expect(&endpoint("    minRequests: 0\n"), &[]);
     }
 }

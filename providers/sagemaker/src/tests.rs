@@ -653,6 +653,8 @@ fn canary_request() -> EndpointRequest {
                 ty: StrategyType::Canary,
                 percent: Some(10),
                 bake_time: Some("30s".into()),
+                min_requests: Some(0),
+                max_bake_time: None,
                 rollback: Some(Rollback {
                     max_error_rate: None,
                     max_p99_latency_ms: None,

@@ -252,6 +252,7 @@ conformance::conformance_tests! {
         trainer_failure_reports_reason: "moto completes every training job at once; a failed job is covered by the SDK-mock unit tests (src/tests.rs)",
         deployer_failure_reports_reason: "moto puts every endpoint InService at once; a rollout SageMaker rolled back is covered by the SDK-mock unit tests (src/tests.rs)",
         apply_repairs_crashed_endpoint: "a moto endpoint cannot be made unhealthy (it is InService at once and stays so); on AWS a Failed endpoint is replaced on the next apply",
+        canary_without_traffic_rolls_back: "SageMaker promotes a canary when its bake ends whatever traffic it had, so its support.rs refuses `minRequests` above 0 (and a canary without `minRequests: 0`) at plan",
     },
 }
 
@@ -1060,6 +1061,8 @@ async fn labels_are_on_everything_and_thresholds_are_alarms() {
         ty: mlctl_spec::StrategyType::Canary,
         percent: Some(10),
         bake_time: Some("30s".into()),
+        min_requests: Some(0),
+        max_bake_time: None,
         rollback: Some(mlctl_spec::Rollback {
             max_error_rate: Some(0.05),
             max_p99_latency_ms: Some(100.0),

@@ -49,9 +49,24 @@ pub struct Strategy {
     /// canary, blue-green: how long to watch before shifting all traffic, e.g. `10m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bake_time: Option<String>,
+    /// canary: requests the new version must have served during the bake before it is
+    /// promoted (default 100; 0 promotes without traffic). Fewer by the end of the bake: the
+    /// rollout waits, up to `maxBakeTime`, then rolls back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub min_requests: Option<i64>,
+    /// canary: longest the bake may last while it waits for `minRequests`, e.g. `1h`
+    /// (default: `bakeTime`, so a canary short of traffic rolls back when the bake ends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bake_time: Option<String>,
     /// Roll back automatically when these are crossed during the bake.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<Rollback>,
+}
+
+impl Strategy {
+    /// canary: the `minRequests` a canary must serve when the spec gives none.
+    pub const DEFAULT_MIN_REQUESTS: u64 = 100;
 }
 
 /// Strategy types.

@@ -212,6 +212,10 @@ pub struct MockTarget {
     /// Injected faults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub faults: Option<Faults>,
+    /// Simulated requests to endpoints (by name) while a canary bakes; an endpoint not
+    /// listed gets none, as a real one nobody calls.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub traffic: BTreeMap<String, SimulatedTraffic>,
     /// Components taken from another target.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub components: ComponentMap,
@@ -272,6 +276,21 @@ pub struct AzuremlTarget {
     /// Components taken from another target.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub components: ComponentMap,
+}
+
+/// What a mock endpoint's new version is sent, and how it does, during a canary's bake.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SimulatedTraffic {
+    /// Requests the new version serves per poll of the rollout (a bake lasts two polls).
+    pub requests_per_poll: u64,
+    /// Share of them answered with a server error (0..1, default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1))]
+    pub error_rate: Option<f64>,
+    /// Their p99 latency in milliseconds (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_latency_ms: Option<f64>,
 }
 
 /// Faults injected by the mock provider.

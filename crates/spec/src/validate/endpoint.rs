@@ -89,6 +89,7 @@ pub(super) fn check(
                 "automatic rollback needs a bake: use `canary` or `blue-green` with `bakeTime`",
             );
         }
+        check_traffic_rules(ctx, file, at, s);
         if let Some(rb) = &s.rollback {
             if let Some(er) = rb.max_error_rate
                 && !(0.0..=1.0).contains(&er)
@@ -141,5 +142,95 @@ pub(super) fn check(
     }
     if let Some(c) = &e.compute {
         super::training::check_compute(ctx, file, at, c);
+    }
+}
+
+/// `minRequests` and `maxBakeTime`: a canary's traffic requirement and how long it may wait
+/// for it.
+fn check_traffic_rules(
+    ctx: &mut Ctx,
+    file: &str,
+    at: &dyn Fn(&[&str]) -> Option<Span>,
+    s: &Strategy,
+) {
+    if s.ty != StrategyType::Canary {
+        for (field, set) in [
+            ("minRequests", s.min_requests.is_some()),
+            ("maxBakeTime", s.max_bake_time.is_some()),
+        ] {
+            if set {
+                ctx.err(
+                    "conflicting-fields",
+                    file,
+                    at(&["strategy", field]),
+                    format!(
+                        "`{field}` applies to the canary strategy only, not to `{}`",
+                        s.ty.as_str()
+                    ),
+                )
+                .hint = Some(format!("remove `{field}`, or use `type: canary`"));
+            }
+        }
+        return;
+    }
+    if let Some(n) = s.min_requests
+        && n < 0
+    {
+        ctx.err(
+            "out-of-range",
+            file,
+            at(&["strategy", "minRequests"]),
+            format!("minRequests must be 0 or more, got {n}"),
+        )
+        .hint = Some("0 promotes the canary at the end of the bake whatever traffic it had".into());
+    }
+    let Some(max) = &s.max_bake_time else {
+        return;
+    };
+    let max_at = at(&["strategy", "maxBakeTime"]);
+    let max = match units::parse_duration(max) {
+        Ok(d) => d,
+        Err(msg) => {
+            ctx.err("bad-value", file, max_at, msg);
+            return;
+        }
+    };
+    if s.min_requests == Some(0) {
+        ctx.err(
+            "conflicting-fields",
+            file,
+            max_at,
+            "maxBakeTime is how long a canary waits for `minRequests`; with `minRequests: 0` it never waits",
+        )
+        .hint = Some("remove `maxBakeTime`, or ask for traffic with `minRequests`".into());
+        return;
+    }
+    match s.bake_time.as_deref().map(units::parse_duration) {
+        None if ctx.mistyped(&["strategy", "bakeTime"]) => {}
+        None => {
+            ctx.err(
+                "missing-field",
+                file,
+                max_at,
+                "maxBakeTime extends the bake while the canary waits for traffic, and there is no `bakeTime`",
+            )
+            .hint = Some("give `bakeTime` too, e.g. `bakeTime: 10m` with `maxBakeTime: 1h`".into());
+        }
+        Some(Ok(bake)) if max < bake => {
+            ctx.err(
+                "out-of-range",
+                file,
+                max_at,
+                format!(
+                    "maxBakeTime ({}) is shorter than bakeTime ({})",
+                    s.max_bake_time.as_deref().unwrap_or_default(),
+                    s.bake_time.as_deref().unwrap_or_default()
+                ),
+            )
+            .hint = Some(
+                "a canary bakes at least `bakeTime`; make maxBakeTime at least as long".into(),
+            );
+        }
+        _ => {}
     }
 }

@@ -350,6 +350,35 @@ fn read_target(ctx: &mut Ctx, name: &str, node: &Node, key_span: Span) -> Option
                 ctx.err("bad-value", PROJECT_FILE, span_of("latency"), e);
                 fine = false;
             }
+            for (endpoint, t) in &t.traffic {
+                let at = |field: &str| {
+                    node.at(&["traffic", endpoint, field])
+                        .map(|n| n.span)
+                        .or(Some(node.span))
+                };
+                if let Some(r) = t.error_rate
+                    && !(0.0..=1.0).contains(&r)
+                {
+                    ctx.err(
+                        "out-of-range",
+                        PROJECT_FILE,
+                        at("errorRate"),
+                        format!("errorRate must be between 0 and 1, got {r}"),
+                    );
+                    fine = false;
+                }
+                if let Some(l) = t.p99_latency_ms
+                    && (l.is_nan() || l < 0.0)
+                {
+                    ctx.err(
+                        "out-of-range",
+                        PROJECT_FILE,
+                        at("p99LatencyMs"),
+                        format!("p99LatencyMs must be 0 or more, got {l}"),
+                    );
+                    fine = false;
+                }
+            }
         }
         Target::Local(_) | Target::Azureml(_) => {}
     }

@@ -604,7 +604,7 @@ impl LocalDeployer {
         let baking = rec
             .rollout
             .as_ref()
-            .is_some_and(|r| r.phase == super::Phase::Baking);
+            .filter(|r| r.phase == super::Phase::Baking);
         let (health, msg) = if !unhealthy.is_empty() {
             (
                 Health::Degraded,
@@ -613,10 +613,13 @@ impl LocalDeployer {
                     unhealthy.join(", ")
                 )),
             )
-        } else if baking {
+        } else if let Some(r) = baking {
             (
                 Health::Progressing,
-                Some("a rollout is in progress".to_string()),
+                Some(format!(
+                    "the {} of v{} is baking; the apply that started it judges it, or the next `mlctl apply` if that one stopped",
+                    r.strategy, r.new.version
+                )),
             )
         } else {
             (Health::Healthy, None)

@@ -23,12 +23,16 @@
 //! dropped, and a version that fails to load changes nothing (a process that refuses it puts
 //! the others back).
 //! - all-at-once: the new version takes 100% in one swap.
-//! - canary: the new version gets `percent` of the traffic beside the old one; during
-//!   `bakeTime` each [`Deployer::poll`] reads every process's `/metrics`, adds them up, and
-//!   compares the new version's 5xx rate and p99 latency (since the bake started) with the
-//!   `rollback` thresholds. Crossed: the old version takes 100% again
-//!   ([`DeployState::RolledBack`]). Not crossed by the end of the bake: the new version takes
-//!   100%.
+//! - canary: the new version gets `percent` of the traffic beside the old one; during the
+//!   bake each [`Deployer::poll`] reads every process's `/metrics`, adds them up, and judges
+//!   the new version's requests, 5xx rate and p99 latency since the bake started
+//!   ([`mlctl_core::bake::judge`]). A `rollback` threshold crossed: the old version takes
+//!   100% again ([`DeployState::RolledBack`]). After `bakeTime` with at least `minRequests`
+//!   served: the new version takes 100%. Short of requests, it waits up to `maxBakeTime`,
+//!   then rolls back saying how many it had. The bake (start, baseline counters, rules) is
+//!   recorded in `endpoint.json`, so an apply that stops mid-bake (killed) leaves nothing
+//!   unjudged for good: the next apply's deploy of the same request finds the baking rollout
+//!   and resumes judging it where it was.
 //! - blue-green: the new version is started beside the old with no traffic (a script-mode
 //!   version is a new child process), checked healthy, then all traffic switches to it at
 //!   once; the old one stays loaded during `bakeTime` (watched like a canary, rolled back to
@@ -54,6 +58,7 @@ mod processes;
 
 use crate::compute::Limits;
 use async_trait::async_trait;
+use mlctl_core::bake::{BakeRules, BakeSample, Verdict, judge};
 use mlctl_core::error::{ErrorKind, ProviderError, Result};
 use mlctl_core::*;
 use mlctl_serve::client::Client;
@@ -169,6 +174,27 @@ struct Rollout {
     baseline: SampleRecord,
     max_error_rate: Option<f64>,
     max_p99_ms: Option<f64>,
+    /// canary: requests the new version must serve before it is promoted (0 in records
+    /// from before `minRequests`, which promoted without traffic).
+    #[serde(default)]
+    min_requests: u64,
+    /// canary: the longest bake while waiting for `min_requests` (0: `bake_secs`).
+    #[serde(default)]
+    max_bake_secs: f64,
+}
+
+impl Rollout {
+    /// The rules its bake is judged by.
+    fn rules(&self) -> BakeRules {
+        let bake = Duration::from_secs_f64(self.bake_secs.max(0.0));
+        BakeRules {
+            bake,
+            max_bake: Duration::from_secs_f64(self.max_bake_secs.max(0.0)).max(bake),
+            min_requests: self.min_requests,
+            max_error_rate: self.max_error_rate,
+            max_p99_ms: self.max_p99_ms,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -532,6 +558,39 @@ impl LocalDeployer {
         })
     }
 
+    /// The id of this very request's rollout when it is still baking with every process up:
+    /// the apply that started it stopped (killed, timed out) before judging it. A re-run
+    /// resumes judging it from the recorded bake (its start, its baseline counters) instead
+    /// of starting the bake again.
+    async fn baking_rollout(
+        &self,
+        dir: &Path,
+        req: &EndpointRequest,
+        wanted: &Wanted,
+    ) -> Result<Option<String>> {
+        let Some(rec) = read_record(dir)? else {
+            return Ok(None);
+        };
+        let Some(rollout) = rec.rollout.as_ref().filter(|r| r.phase == Phase::Baking) else {
+            return Ok(None);
+        };
+        let same = rec.fingerprint == req.fingerprint
+            && same_source(&rollout.new, &wanted.variant)
+            && wanted.port.is_none_or(|p| p == rec.port)
+            && rec.launch == wanted.launch_key(rec.port)
+            && rec.instances == wanted.instances;
+        if !same
+            || self
+                .live(dir, &rec)
+                .await
+                .shortfall(rec.instances)
+                .is_some()
+        {
+            return Ok(None);
+        }
+        Ok(Some(rollout.id.clone()))
+    }
+
     /// Carries out a rollout up to where [`Deployer::poll`] takes over (the bake).
     async fn roll_out(
         &self,
@@ -601,6 +660,8 @@ impl LocalDeployer {
                     baseline: SampleRecord::default(),
                     max_error_rate: None,
                     max_p99_ms: None,
+                    min_requests: 0,
+                    max_bake_secs: 0.0,
                 });
                 rec.tags = req.tags.to_map();
                 write_record(dir, &rec)?;
@@ -636,6 +697,8 @@ impl LocalDeployer {
             baseline: SampleRecord::default(),
             max_error_rate: rollback.and_then(|r| r.max_error_rate),
             max_p99_ms: rollback.and_then(|r| r.max_p99_latency_ms),
+            min_requests: 0,
+            max_bake_secs: 0.0,
         };
         match (&old, kind) {
             // Same version (or nothing to compare against): make it the only one.
@@ -663,9 +726,15 @@ impl LocalDeployer {
                     .ok()
                     .and_then(|s| s.variants.get(&new.name).cloned())
                     .unwrap_or_default();
+                let rules = strategy
+                    .map(|s| BakeRules::of(s, DEFAULT_CANARY_BAKE))
+                    .transpose()
+                    .map_err(|e| err(ErrorKind::Invalid, "deploy", e))?;
                 rollout.phase = Phase::Baking;
                 rollout.percent = percent;
                 rollout.bake_secs = bake.unwrap_or(DEFAULT_CANARY_BAKE).as_secs_f64();
+                rollout.min_requests = rules.as_ref().map_or(0, |r| r.min_requests);
+                rollout.max_bake_secs = rules.map_or(0.0, |r| r.max_bake.as_secs_f64());
                 rollout.baseline = (&base).into();
                 rollout.bake_started = unix_now();
             }
@@ -807,6 +876,12 @@ impl Deployer for LocalDeployer {
             &req.fingerprint[..req.fingerprint.len().min(12)],
             unix_now() as u64
         );
+        if let Some(id) = self.baking_rollout(&dir, req, &wanted).await? {
+            return Ok(DeploymentHandle {
+                endpoint: req.name.clone(),
+                id,
+            });
+        }
         let handle = DeploymentHandle {
             endpoint: req.name.clone(),
             id: id.clone(),
@@ -846,6 +921,8 @@ impl Deployer for LocalDeployer {
                     baseline: SampleRecord::default(),
                     max_error_rate: None,
                     max_p99_ms: None,
+                    min_requests: 0,
+                    max_bake_secs: 0.0,
                 });
                 write_record(&dir, &rec)?;
                 Ok(handle)
@@ -910,78 +987,58 @@ impl Deployer for LocalDeployer {
             .cloned()
             .unwrap_or_default();
         let delta = now_sample.since(&VariantSample::from(&rollout.baseline));
-        let n = delta.requests();
-        let rate = delta.error_rate();
-        let p99 = delta.p99_ms();
-        let mut breach = None;
-        if let Some(max) = rollout.max_error_rate
-            && n > 0
-            && rate > max
-        {
-            breach = Some(format!(
-                "error rate {:.1}% of {n} requests to v{} is above maxErrorRate {:.1}%",
-                rate * 100.0,
-                rollout.new.version,
-                max * 100.0
-            ));
-        }
-        if let (Some(max), Some(p99), None) = (rollout.max_p99_ms, p99, &breach)
-            && p99 > max
-        {
-            breach = Some(format!(
-                "p99 latency of v{} is above {max} ms (bucket up to {p99} ms) over {n} requests",
-                rollout.new.version
-            ));
-        }
-        if let Some(reason) = breach {
-            let back = rollout
-                .old
-                .clone()
-                .map(|o| vec![weighted(&o, 100)])
-                .unwrap_or_default();
-            if !back.is_empty() {
-                self.set_variants(&dir, &mut rec, back, capture).await?;
-            }
-            rollout.phase = Phase::RolledBack {
-                reason: reason.clone(),
-            };
-            rec.rollout = Some(rollout);
-            rec.updated_at = now_rfc3339();
-            write_record(&dir, &rec)?;
-            return Ok(DeployState::RolledBack {
-                reason,
-                status: self.live_status(&dir, &rec).await,
-            });
-        }
-        let elapsed = unix_now() - rollout.bake_started;
-        if elapsed >= rollout.bake_secs {
-            self.set_variants(&dir, &mut rec, vec![weighted(&rollout.new, 100)], capture)
-                .await?;
-            push_history(&mut rec.history, &rollout.new);
-            rollout.phase = Phase::Done;
-            rec.rollout = Some(rollout);
-            rec.updated_at = now_rfc3339();
-            write_record(&dir, &rec)?;
-            return Ok(DeployState::Done(self.live_status(&dir, &rec).await));
-        }
-        let what = if rollout.strategy == "canary" {
-            format!("canary v{} at {}%", rollout.new.version, rollout.percent)
-        } else {
-            format!(
-                "v{} live, v{} on standby",
-                rollout.new.version,
-                rollout.old.as_ref().map_or("?", |o| o.version.as_str())
-            )
+        let sample = BakeSample {
+            requests: delta.requests(),
+            server_errors: delta.server_errors,
+            p99_ms: delta.p99_ms(),
         };
-        let p99 = p99.map_or("-".to_string(), |p| format!("<= {p} ms"));
-        Ok(DeployState::InProgress {
-            message: format!(
-                "{what}: {n} requests, {:.1}% errors, p99 {p99}; baked {:.0}s of {:.0}s",
-                rate * 100.0,
-                elapsed,
-                rollout.bake_secs
-            ),
-        })
+        let elapsed = Duration::from_secs_f64((unix_now() - rollout.bake_started).max(0.0));
+        let version = format!("v{}", rollout.new.version);
+        match judge(&rollout.rules(), &sample, elapsed, &version) {
+            Verdict::RollBack(reason) => {
+                let back = rollout
+                    .old
+                    .clone()
+                    .map(|o| vec![weighted(&o, 100)])
+                    .unwrap_or_default();
+                if !back.is_empty() {
+                    self.set_variants(&dir, &mut rec, back, capture).await?;
+                }
+                rollout.phase = Phase::RolledBack {
+                    reason: reason.clone(),
+                };
+                rec.rollout = Some(rollout);
+                rec.updated_at = now_rfc3339();
+                write_record(&dir, &rec)?;
+                Ok(DeployState::RolledBack {
+                    reason,
+                    status: self.live_status(&dir, &rec).await,
+                })
+            }
+            Verdict::Promote => {
+                self.set_variants(&dir, &mut rec, vec![weighted(&rollout.new, 100)], capture)
+                    .await?;
+                push_history(&mut rec.history, &rollout.new);
+                rollout.phase = Phase::Done;
+                rec.rollout = Some(rollout);
+                rec.updated_at = now_rfc3339();
+                write_record(&dir, &rec)?;
+                Ok(DeployState::Done(self.live_status(&dir, &rec).await))
+            }
+            Verdict::Wait(progress) => {
+                let what = if rollout.strategy == "canary" {
+                    format!("canary {version} at {}%", rollout.percent)
+                } else {
+                    format!(
+                        "{version} live, v{} on standby",
+                        rollout.old.as_ref().map_or("?", |o| o.version.as_str())
+                    )
+                };
+                Ok(DeployState::InProgress {
+                    message: format!("{what}: {progress}"),
+                })
+            }
+        }
     }
 
     async fn status(&self, _ctx: &OpContext, name: &str) -> Result<Option<EndpointStatus>> {
