@@ -404,6 +404,7 @@ mod tests {
             max: None,
             categories: None,
             nullable: None,
+            role: None,
         }
     }
 

@@ -197,6 +197,7 @@ fn training_request() -> TrainingRequest {
             profile_uri: None,
         },
         target_column: Some("species".into()),
+        schema: None,
         fingerprint: "f1ng3rpr1nt".into(),
         tags: tags("TrainingJob/train"),
     }
@@ -665,6 +666,7 @@ fn canary_request() -> EndpointRequest {
             auth: None,
             serve: None,
             compute: None,
+            enforce: None,
         },
         model: model_version(2),
         fingerprint: "efp".into(),

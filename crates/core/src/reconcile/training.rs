@@ -23,11 +23,9 @@ pub(crate) async fn reconcile(
     let id = &d.resource.id;
     let ds_id = ResourceId::new(Kind::Dataset, spec.dataset.clone());
     let dataset: DatasetVersion = output_of(sh, &ds_id)?;
-    let target_column = sh
-        .desired
-        .get(&ds_id)
-        .and_then(|d| d.resource.as_dataset())
-        .and_then(|ds| ds.target.clone());
+    let ds_spec = sh.desired.get(&ds_id).and_then(|d| d.resource.as_dataset());
+    let target_column = ds_spec.and_then(|ds| ds.target.clone());
+    let schema = ds_spec.and_then(|ds| ds.schema.clone());
     let job_name = deterministic_name(&sh.ctx.project, &id.name, &d.fingerprint, 63);
     let req = TrainingRequest {
         job_name,
@@ -36,6 +34,7 @@ pub(crate) async fn reconcile(
         spec: crate::env::resolved(mlctl_spec::Kind::TrainingJob, spec)?,
         dataset,
         target_column,
+        schema,
         fingerprint: d.fingerprint.0.clone(),
         tags: tags(sh, d),
     };
