@@ -80,6 +80,7 @@ impl LocalDeployer {
             control: Some(ControlListener {
                 dir: announce_dir(dir),
             }),
+            enforce: rec.enforce,
         }
     }
 
@@ -387,6 +388,7 @@ impl LocalDeployer {
                 .map(|r| r.tags.clone())
                 .unwrap_or_default(),
             limits: wanted.limits,
+            enforce: wanted.enforce,
         };
         let mut started: Vec<Process> = Vec::new();
         for slot in 0..rec.instances {
