@@ -197,6 +197,8 @@ impl From<&SampleRecord> for VariantSample {
             client_errors: s.client_errors,
             server_errors: s.server_errors,
             buckets: s.buckets.clone(),
+            // A canary's baseline judges errors and latency, not signature warnings.
+            signature_warnings: 0,
         }
     }
 }
