@@ -3,6 +3,7 @@
 //! One test binary for the whole suite (compile once); one module per area. Every test gets
 //! a fresh temporary directory from [`common::TestProject`].
 
+mod columns;
 mod common;
 mod confinement;
 mod conformance;

@@ -34,8 +34,11 @@ pub async fn observe(
                 ));
             }
             (Some(live), recorded) => {
-                if live.health != Health::Healthy {
-                    o.health = live.health;
+                // A healthy endpoint may have something to say too (signature warnings).
+                if live.health != Health::Healthy || live.message.is_some() {
+                    if live.health != Health::Healthy {
+                        o.health = live.health;
+                    }
                     if let serde_json::Value::Object(map) = &mut o.outputs {
                         map.insert(
                             "message".into(),

@@ -54,6 +54,12 @@ pub fn status(project: &Path, target: &TargetArgs, rev: &RevArgs, output: Output
                 "updatedAt": o.map(|o| o.updated_at.clone()),
                 "reasons": if c.action == Action::NoOp { Vec::new() } else { c.reasons.clone() },
                 "lastError": o.and_then(|o| o.last_error.as_ref().map(|e| e.message.clone())),
+                // What the target says about the live resource (an endpoint's degradation,
+                // or its signature warnings).
+                "message": o
+                    .and_then(|o| o.outputs.get("message"))
+                    .and_then(|m| m.as_str())
+                    .filter(|m| !m.is_empty()),
             })
         })
         .collect();
@@ -101,6 +107,9 @@ pub fn status(project: &Path, target: &TargetArgs, rev: &RevArgs, output: Output
             );
             for reason in r["reasons"].as_array().into_iter().flatten() {
                 println!("    {}", reason.as_str().unwrap_or(""));
+            }
+            if let Some(m) = r["message"].as_str() {
+                println!("    {m}");
             }
         }
         if let Some(l) = &lock {
