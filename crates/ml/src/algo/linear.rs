@@ -110,9 +110,9 @@ pub fn fit_weighted(
         (true, Some(ws)) => {
             let total: f64 = ws.iter().sum::<f64>().max(f64::MIN_POSITIVE);
             let mut m = vec![0.0; d];
-            for i in 0..n {
+            for (i, wi) in ws.iter().enumerate().take(n) {
                 for (a, v) in m.iter_mut().zip(x.row(i)) {
-                    *a += ws[i] * v;
+                    *a += wi * v;
                 }
             }
             m.iter_mut().for_each(|a| *a /= total);
