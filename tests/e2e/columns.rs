@@ -276,3 +276,39 @@ fn enforcing_a_signature_for_a_script_mode_model_is_refused_at_plan() {
     );
     assert!(out.contains("set `enforce: off`"), "{out}");
 }
+
+/// On SageMaker, what its built-in algorithms and endpoints cannot do is refused at plan
+/// (here `validate --target`, which needs no credentials): sample weights, an int column
+/// taken as categorical, and an endpoint that enforces a signature.
+#[test]
+fn sagemaker_refuses_weights_int_categories_and_enforcement_at_plan() {
+    let t = Loans::new();
+    t.p.write(
+        "mlctl.yaml",
+        "apiVersion: mlctl/v1\nkind: Project\nmetadata: {name: loans}\nspec:\n  manifests: [ml/]\n  defaultTarget: local\n  targets:\n    local: {provider: local}\n    staging: {provider: sagemaker, region: eu-west-1, roleArn: \"${env:MLCTL_SM_ROLE}\", bucket: \"s3://loans-bucket/loans\"}\n",
+    );
+    t.p.replace(
+        "ml/loans.yaml",
+        "      - {name: income, type: float, min: 0, max: 20}\n",
+        "      - {name: income, type: float, min: 0, max: 20}\n      - {name: w, type: float, min: 0, role: weight}\n",
+    );
+    t.p.replace(
+        "ml/endpoint.yaml",
+        "  strategy:",
+        "  enforce: warn\n  strategy:",
+    );
+    t.p.commit_all("loans on sagemaker");
+    let run =
+        t.p.mlctl(&["validate", "--target", "staging"])
+            .expect_code(1);
+    let out = format!("{}{}", run.stdout, run.stderr);
+    for expected in [
+        "mlctl does not pass sample weights to SageMaker's built-in algorithms",
+        "SageMaker's built-in algorithms take the int column `term_months` as a number",
+        "signature enforcement `warn` is not available here",
+    ] {
+        assert!(out.contains(expected), "{expected:?} in\n{out}");
+    }
+    // The local target honours all three.
+    t.p.mlctl(&["validate", "--target", "local"]).expect_code(0);
+}
