@@ -918,4 +918,54 @@ mod tests {
         s.columns[4].role = Some(ColumnRole::Ignore);
         assert!(fit_loans(Algorithm::DecisionTree, &s).is_ok());
     }
+
+    #[test]
+    fn a_weight_of_two_counts_a_row_twice_in_logistic_regression() {
+        // Weighting row i by 2 fits what duplicating it fits (no penalty, so the number of
+        // rows does not move the optimum).
+        let x: Vec<f64> = (0..30)
+            .map(|i| f64::from(i % 10) + f64::from(i / 10) * 0.1)
+            .collect();
+        // Not separable (every fifth label flipped), so the optimum is finite.
+        let y: Vec<i64> = (0..30)
+            .map(|i| i64::from((i % 10 >= 4) != (i % 5 == 0)))
+            .collect();
+        let w: Vec<f64> = (0..30)
+            .map(|i| if i % 7 == 0 { 2.0 } else { 1.0 })
+            .collect();
+        let weighted = Table::from_columns([
+            ("x", ColumnData::Float(x.clone())),
+            ("w", ColumnData::Float(w.clone())),
+            ("y", ColumnData::Int(y.iter().map(|v| Some(*v)).collect())),
+        ])
+        .unwrap();
+        let dup: Vec<usize> = (0..30).flat_map(|i| vec![i; w[i] as usize]).collect();
+        let duplicated = weighted.take(&dup);
+        let s = schema(json!([
+            {"name": "x", "type": "float"},
+            {"name": "w", "type": "float", "role": "weight"},
+            {"name": "y", "type": "int"},
+        ]));
+        let mut ignored = s.clone();
+        ignored.columns[1].role = Some(ColumnRole::Ignore);
+        let h = hp(json!({"penalty": "none", "max_iter": 500, "tol": 1e-8}));
+        let proba = |t: &Table, schema: &DataSchema| {
+            let m = train(TrainRequest {
+                algorithm: Algorithm::LogisticRegression,
+                hyperparameters: &h,
+                train: t,
+                target: Some("y"),
+                seed: 42,
+                schema: Some(schema),
+            })
+            .unwrap();
+            m.predict_proba(&[vec![json!(3.7)]]).unwrap()[0][1]
+        };
+        let (a, b) = (proba(&weighted, &s), proba(&duplicated, &ignored));
+        assert!((a - b).abs() < 1e-3, "weighted {a} vs duplicated {b}");
+        assert!(
+            (a - proba(&weighted, &ignored)).abs() > 1e-3,
+            "the weights changed nothing"
+        );
+    }
 }
