@@ -27,6 +27,7 @@ fn iris_model(dir: &Path) -> PathBuf {
         train: &table,
         target: Some("species"),
         seed: 42,
+        schema: None,
     })
     .expect("trains");
     model.save(dir).expect("saves");

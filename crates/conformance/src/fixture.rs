@@ -402,6 +402,7 @@ impl Fixture {
             spec,
             dataset,
             target_column: Some("species".into()),
+            schema: None,
             tags: self.tags(&format!("TrainingJob/{resource}"), &fingerprint),
             fingerprint,
             split: None,

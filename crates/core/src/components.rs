@@ -19,7 +19,7 @@ use crate::error::Result;
 use crate::state::{Health, ObservedResource};
 use async_trait::async_trait;
 use mlctl_spec::{
-    Algorithm, Approval, DatasetSpec, EndpointSpec, MonitorSpec, Stage, StrategyType,
+    Algorithm, Approval, DataSchema, DatasetSpec, EndpointSpec, MonitorSpec, Stage, StrategyType,
     TrainingJobSpec, TuningStrategy,
 };
 use serde::{Deserialize, Serialize};
@@ -208,6 +208,9 @@ pub struct TrainingRequest {
     pub dataset: DatasetVersion,
     /// The dataset's label column, if any.
     pub target_column: Option<String>,
+    /// The dataset's schema, if it has one: column roles (what a built-in trains on),
+    /// categories and the signature the model carries.
+    pub schema: Option<DataSchema>,
     /// Fingerprint.
     pub fingerprint: String,
     /// Tags.

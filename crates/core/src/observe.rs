@@ -74,8 +74,11 @@ pub async fn observe(
                 if let (Some(url), serde_json::Value::Object(map)) = (&live.url, &mut o.outputs) {
                     map.insert("url".into(), url.clone().into());
                 }
-                if live.health != Health::Healthy {
-                    o.health = live.health;
+                // A healthy endpoint may have something to say too (signature warnings).
+                if live.health != Health::Healthy || live.message.is_some() {
+                    if live.health != Health::Healthy {
+                        o.health = live.health;
+                    }
                     if let serde_json::Value::Object(map) = &mut o.outputs {
                         map.insert(
                             "message".into(),

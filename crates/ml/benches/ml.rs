@@ -167,6 +167,7 @@ fn fit(algorithm: &str, train_csv: &Path, test_csv: &Path, n_estimators: usize) 
         train: &train_t,
         target: Some("label"),
         seed: 0,
+        schema: None,
     })
     .expect("train");
     let fit_s = t1.elapsed().as_secs_f64();
@@ -200,6 +201,7 @@ fn predict() {
         train: &iris,
         target: Some("species"),
         seed: 0,
+        schema: None,
     })
     .expect("train");
     let row = vec![vec![

@@ -53,6 +53,10 @@ pub struct Manifest {
     pub hyperparameters: BTreeMap<String, Value>,
     /// Input columns, in the order predictions take them.
     pub inputs: Vec<Feature>,
+    /// Columns of the training data that are not inputs (`role: id`, `ignore`, `weight`):
+    /// requests may carry them and the model ignores them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub passthrough: Vec<Passthrough>,
     /// What the model predicts.
     pub output: Output,
     /// Evaluation metrics (held-out split), filled in after training.
@@ -67,8 +71,18 @@ pub struct Manifest {
     pub created_by: String,
 }
 
+/// A column of the training data the model does not take.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Passthrough {
+    /// Column name.
+    pub name: String,
+    /// Its role in the Dataset schema: `id`, `ignore` or `weight`.
+    pub role: String,
+}
+
 /// The model's output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Output {
     /// The label column (absent for clustering).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -76,6 +90,28 @@ pub struct Output {
     /// Class names, in probability order (classification only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub classes: Vec<String>,
+    /// The label column's type in the data (`int`, `float`, `bool`, `string`), so class
+    /// names of a numeric or bool label are written back as numbers or bools (`0`, not
+    /// `"0"`). Absent (models written before it): text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_type: Option<String>,
+}
+
+impl Output {
+    /// Class `i` as a JSON literal: a number or bool for such a label, else a string.
+    pub fn class_json(&self, i: usize) -> Option<String> {
+        let c = self.classes.get(i)?;
+        let typed = match self.label_type.as_deref() {
+            Some("int" | "float") => c.parse::<f64>().is_ok_and(f64::is_finite),
+            Some("bool") => c == "true" || c == "false",
+            _ => false,
+        };
+        Some(if typed {
+            c.clone()
+        } else {
+            serde_json::Value::String(c.clone()).to_string()
+        })
+    }
 }
 
 /// One prediction.
@@ -677,6 +713,32 @@ impl PortableModel {
         let mut probs = Vec::with_capacity(n_rows * self.n_out);
         self.run_f64(features, n_rows, true, |out| probs.extend_from_slice(out))?;
         Ok(probs)
+    }
+
+    /// Scores of raw rows (probabilities for a classifier, else the value or cluster),
+    /// appended to `out`, `n_outputs` per row. Unlike [`PortableModel::predict_f64`], NaN is
+    /// accepted in every column and imputed as a missing value (the training mean of a
+    /// number, no category of a categorical): what an endpoint that does not enforce the
+    /// signature sends for a value it could not read. Category indices must be in range.
+    pub fn scores_f64(
+        &self,
+        features: &[f64],
+        n_rows: usize,
+        out: &mut Vec<f64>,
+    ) -> Result<(), InputError> {
+        let w_in = self.pre.features.len();
+        if w_in > 0 && features.len() == n_rows * w_in {
+            // Nullability aside, the checks of strict input: a category index in range.
+            for (r, row) in features.chunks_exact(w_in).enumerate() {
+                for (j, (f, &x)) in self.pre.features.iter().zip(row).enumerate() {
+                    if f.kind == FeatureKind::Category && !x.is_nan() {
+                        self.check_raw(r, j, x)?;
+                    }
+                }
+            }
+        }
+        out.reserve(n_rows * self.n_out);
+        self.run_f64(features, n_rows, false, |s| out.extend_from_slice(s))
     }
 
     /// Raw input rows (see the module docs) of `table`'s input columns.

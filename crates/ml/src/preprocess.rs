@@ -10,6 +10,7 @@
 //! serving encodes exactly as training did.
 
 use crate::table::{ColumnData, ColumnKind, Table};
+use mlctl_spec::{ColumnRole, ColumnType, DataSchema};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
 
@@ -39,6 +40,16 @@ pub struct Feature {
     /// The value used for a missing number (the training mean).
     #[serde(default)]
     pub fill: f64,
+    /// The column's type in the data (`float`, `int`, `bool`, `category`, `string`): an
+    /// `int` input takes whole numbers only. Absent in models written before signatures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
+    /// Smallest value the Dataset schema allows (shown with the signature).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// Largest value the Dataset schema allows (shown with the signature).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
 }
 
 impl Feature {
@@ -102,12 +113,51 @@ pub enum EncodeError {
 impl Preprocessor {
     /// Fits on every column of `table` except `exclude` (the label).
     pub fn fit(table: &Table, exclude: Option<&str>) -> Preprocessor {
+        Preprocessor::fit_schema(table, exclude, None)
+    }
+
+    /// Fits on the feature columns: with a schema, the declared columns with `role: feature`
+    /// (undeclared extra columns, ids, ignored and weight columns are not features) and a
+    /// column with declared `categories` is categorical over exactly those, whatever its
+    /// storage type; without one, every column of `table` except `exclude` (the label).
+    pub fn fit_schema(
+        table: &Table,
+        exclude: Option<&str>,
+        schema: Option<&DataSchema>,
+    ) -> Preprocessor {
         let mut features = Vec::new();
         for (name, col) in table.columns() {
             if Some(name) == exclude {
                 continue;
             }
+            let declared = match schema {
+                Some(s) => match s.column(name) {
+                    Some(c) if c.role() == ColumnRole::Feature => Some(c),
+                    _ => continue,
+                },
+                None => None,
+            };
             let nullable = col.missing_count() > 0;
+            let storage = Some(
+                declared
+                    .map(|c| type_name(c.ty))
+                    .unwrap_or(col.kind().as_str())
+                    .to_string(),
+            );
+            let (min, max) = declared.map_or((None, None), |c| (c.min, c.max));
+            if let Some(cats) = declared.and_then(|c| c.categories.as_ref()) {
+                features.push(Feature {
+                    name: name.to_string(),
+                    kind: FeatureKind::Category,
+                    categories: cats.clone(),
+                    nullable,
+                    fill: 0.0,
+                    storage,
+                    min,
+                    max,
+                });
+                continue;
+            }
             let f = match col.kind() {
                 ColumnKind::Str => {
                     let mut cats = BTreeSet::new();
@@ -122,6 +172,9 @@ impl Preprocessor {
                         categories: cats.into_iter().collect(),
                         nullable,
                         fill: 0.0,
+                        storage,
+                        min,
+                        max,
                     }
                 }
                 _ => {
@@ -139,6 +192,9 @@ impl Preprocessor {
                         categories: Vec::new(),
                         nullable,
                         fill: if n > 0 { sum / n as f64 } else { 0.0 },
+                        storage,
+                        min,
+                        max,
                     }
                 }
             };
@@ -264,6 +320,17 @@ impl Preprocessor {
             self.encode_raw_row(&raw[i * w..(i + 1) * w], &mut out[i * d..(i + 1) * d]);
         }
         Ok(out)
+    }
+}
+
+/// The spec's name of a column type.
+fn type_name(ty: ColumnType) -> &'static str {
+    match ty {
+        ColumnType::Float => "float",
+        ColumnType::Int => "int",
+        ColumnType::Bool => "bool",
+        ColumnType::Category => "category",
+        ColumnType::String => "string",
     }
 }
 

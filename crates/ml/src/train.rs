@@ -9,7 +9,7 @@ use crate::preprocess::{EncodeError, Preprocessor, encode_classes};
 use crate::rng::Rng;
 use crate::table::{ColumnData, Table, TableError};
 use crate::tune::{self, Candidate, TuneError, TuningOutcome};
-use mlctl_spec::{Algorithm, Tuning};
+use mlctl_spec::{Algorithm, ColumnRole, DataSchema, Tuning};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -30,6 +30,10 @@ pub struct TrainRequest<'a> {
     pub target: Option<&'a str>,
     /// Seed for every random choice (overridden by a `random_state` hyperparameter).
     pub seed: u64,
+    /// The Dataset's schema: which columns are features (`role`), which are categorical
+    /// (`categories`, int columns included), the sample weight, and the signature's types
+    /// and ranges. Without one, every column but the target is a feature.
+    pub schema: Option<&'a DataSchema>,
 }
 
 /// Why training failed.
@@ -60,6 +64,9 @@ pub enum TrainError {
     /// The features could not be encoded.
     #[error(transparent)]
     Encode(#[from] EncodeError),
+    /// The sample weight column cannot be used (missing, negative, or the algorithm takes none).
+    #[error("sample weights: {0}")]
+    Weight(String),
     /// The tuning search space is invalid.
     #[error(transparent)]
     Tuning(#[from] TuneError),
@@ -93,6 +100,8 @@ pub struct TuneRequest<'a> {
     pub target: Option<&'a str>,
     /// Seed for training (each trial uses the same).
     pub seed: u64,
+    /// The Dataset's schema (see [`TrainRequest::schema`]).
+    pub schema: Option<&'a DataSchema>,
 }
 
 /// The fixed hyperparameters with a candidate's values merged over them.
@@ -140,6 +149,7 @@ pub fn tune(req: TuneRequest<'_>) -> Result<TuningOutcome, TrainError> {
             train: rows,
             target: req.target,
             seed: req.seed,
+            schema: req.schema,
         })
         .map_err(|e| e.to_string())?;
         crate::metrics::evaluate(&model, req.validation).map_err(|e| e.to_string())
@@ -234,10 +244,11 @@ pub fn train(req: TrainRequest<'_>) -> Result<PortableModel, TrainError> {
         Some(v) if v >= 0.0 => v as u64,
         _ => req.seed,
     };
-    let pre = Preprocessor::fit(table, req.target);
+    let pre = Preprocessor::fit_schema(table, req.target, req.schema);
     if pre.encoded_width() == 0 {
         return Err(TrainError::NoFeatures);
     }
+    let weights = sample_weights(req.algorithm, table, req.schema)?;
     let data = pre.encode(table)?;
     let x = Matrix {
         data: &data,
@@ -275,10 +286,10 @@ pub fn train(req: TrainRequest<'_>) -> Result<PortableModel, TrainError> {
     };
     let estimator = match (req.algorithm, &target) {
         (Algorithm::LinearRegression, Target::Values(y)) => {
-            Estimator::Linear(linear::fit(x, y, &p)?)
+            Estimator::Linear(linear::fit_weighted(x, y, weights.as_deref(), &p)?)
         }
         (Algorithm::LogisticRegression, Target::Classes { y, k }) => {
-            Estimator::Logistic(logistic::fit(x, y, *k, &p)?)
+            Estimator::Logistic(logistic::fit_weighted(x, y, *k, weights.as_deref(), &p)?)
         }
         (Algorithm::DecisionTree, _) => Estimator::Tree(tree::fit(x, &target, task, &p, seed)?),
         (Algorithm::RandomForest, _) => Estimator::Forest(forest::fit(x, &target, task, &p, seed)?),
@@ -295,8 +306,13 @@ pub fn train(req: TrainRequest<'_>) -> Result<PortableModel, TrainError> {
         task,
         hyperparameters: req.hyperparameters.clone(),
         inputs: pre.features,
+        passthrough: passthrough(table, req.target, req.schema),
         output: Output {
             name: req.target.map(String::from),
+            label_type: match (task, label) {
+                (Task::Classification, Some(col)) => Some(col.kind().as_str().to_string()),
+                _ => None,
+            },
             classes,
         },
         metrics: BTreeMap::new(),
@@ -306,6 +322,71 @@ pub fn train(req: TrainRequest<'_>) -> Result<PortableModel, TrainError> {
     };
     PortableModel::new(manifest, estimator)
         .map_err(|e| TrainError::Label(format!("internal error building the model: {e}")))
+}
+
+/// The `role: weight` column's values, for an algorithm that takes them (the validator
+/// refuses the others; this is the same rule, for callers that skip it).
+fn sample_weights(
+    algorithm: Algorithm,
+    table: &Table,
+    schema: Option<&DataSchema>,
+) -> Result<Option<Vec<f64>>, TrainError> {
+    let Some(w) = schema.and_then(DataSchema::weight_column) else {
+        return Ok(None);
+    };
+    if !mlctl_spec::builtins::takes_sample_weights(algorithm) {
+        return Err(TrainError::Weight(format!(
+            "{} cannot train with sample weights (column `{}` has `role: weight`)",
+            algorithm.as_str(),
+            w.name
+        )));
+    }
+    let col = table
+        .column(&w.name)
+        .ok_or_else(|| TrainError::Weight(format!("the data has no column `{}`", w.name)))?;
+    let values = col.to_f64().unwrap_or_default();
+    if let Some(i) = values.iter().position(|v| !(v.is_finite() && *v >= 0.0)) {
+        return Err(TrainError::Weight(format!(
+            "column `{}`, row {i}: {} is not a weight (a number >= 0)",
+            w.name,
+            col.string_at(i).unwrap_or_else(|| "a missing value".into())
+        )));
+    }
+    if values.iter().all(|v| *v == 0.0) {
+        return Err(TrainError::Weight(format!(
+            "every row of column `{}` has weight 0",
+            w.name
+        )));
+    }
+    Ok(Some(values))
+}
+
+/// The columns of `table` that the schema declares as not features (ids, ignored, weight).
+fn passthrough(
+    table: &Table,
+    target: Option<&str>,
+    schema: Option<&DataSchema>,
+) -> Vec<crate::model::Passthrough> {
+    let Some(schema) = schema else {
+        return Vec::new();
+    };
+    table
+        .names()
+        .iter()
+        .filter(|n| Some(n.as_str()) != target)
+        .filter_map(|n| {
+            let role = match schema.column(n)?.role() {
+                ColumnRole::Feature => return None,
+                ColumnRole::Id => "id",
+                ColumnRole::Ignore => "ignore",
+                ColumnRole::Weight => "weight",
+            };
+            Some(crate::model::Passthrough {
+                name: n.clone(),
+                role: role.into(),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -354,6 +435,7 @@ mod tests {
             train: t,
             target,
             seed: 42,
+            schema: None,
         })
         .unwrap()
     }
@@ -554,6 +636,7 @@ mod tests {
                 train: &t,
                 target,
                 seed: 1,
+                schema: None,
             })
             .unwrap_err()
             .to_string()
@@ -592,6 +675,7 @@ mod tests {
             train: &one_class,
             target: Some("species"),
             seed: 1,
+            schema: None,
         })
         .unwrap_err()
         .to_string();
@@ -617,6 +701,7 @@ mod tests {
             validation: &te,
             target: Some("species"),
             seed: 1,
+            schema: None,
         };
         let out = tune(req).unwrap();
         assert_eq!(out.trials.len(), 2);
@@ -671,5 +756,216 @@ mod tests {
         let a = fit(Algorithm::RandomForest, &h, &tr, Some("species"));
         let b = fit(Algorithm::RandomForest, &h, &tr, Some("species"));
         assert_eq!(a.estimator(), b.estimator());
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Column roles, categorical ints, sample weights.
+
+    fn schema(yaml_columns: serde_json::Value) -> DataSchema {
+        serde_json::from_value(json!({ "columns": yaml_columns })).unwrap()
+    }
+
+    /// A loan table: an id (unique text), an int code with declared categories, a text
+    /// category, a number, a weight and an int 0/1 label.
+    fn loans() -> Table {
+        let n = 40;
+        let id = (0..n).map(|i| Some(format!("L{i:03}"))).collect();
+        let term = (0..n).map(|i| Some([12, 24, 36][i % 3])).collect();
+        let grade = (0..n)
+            .map(|i| Some(["a", "b"][(i / 3) % 2].to_string()))
+            .collect();
+        let income = (0..n).map(|i| (i % 7) as f64).collect();
+        let w = (0..n).map(|i| 1.0 + (i % 2) as f64).collect();
+        let y = (0..n).map(|i| Some(i64::from(i % 3 == 0))).collect();
+        Table::from_columns([
+            ("id", ColumnData::Str(id)),
+            ("term", ColumnData::Int(term)),
+            ("grade", ColumnData::Str(grade)),
+            ("income", ColumnData::Float(income)),
+            ("w", ColumnData::Float(w)),
+            ("y", ColumnData::Int(y)),
+            ("extra", ColumnData::Float(vec![0.0; n])),
+        ])
+        .unwrap()
+    }
+
+    fn loan_schema() -> DataSchema {
+        schema(json!([
+            {"name": "id", "type": "string", "role": "id"},
+            {"name": "term", "type": "int", "categories": ["12", "24", "36", "60"]},
+            {"name": "grade", "type": "category"},
+            {"name": "income", "type": "float", "min": 0, "max": 10},
+            {"name": "w", "type": "float", "role": "weight"},
+            {"name": "y", "type": "int"},
+        ]))
+    }
+
+    fn fit_loans(algorithm: Algorithm, s: &DataSchema) -> Result<PortableModel, TrainError> {
+        let h = BTreeMap::new();
+        train(TrainRequest {
+            algorithm,
+            hyperparameters: &h,
+            train: &loans(),
+            target: Some("y"),
+            seed: 42,
+            schema: Some(s),
+        })
+    }
+
+    #[test]
+    fn only_declared_feature_columns_are_inputs() {
+        let m = fit_loans(Algorithm::LogisticRegression, &loan_schema()).unwrap();
+        // `id` (role id), `w` (role weight) and `extra` (undeclared) are not inputs.
+        assert_eq!(m.input_names(), ["term", "grade", "income"]);
+        let passthrough: Vec<(&str, &str)> = m
+            .manifest()
+            .passthrough
+            .iter()
+            .map(|p| (p.name.as_str(), p.role.as_str()))
+            .collect();
+        assert_eq!(passthrough, [("id", "id"), ("w", "weight")]);
+    }
+
+    #[test]
+    fn an_int_column_with_categories_is_categorical_over_the_declared_values() {
+        let m = fit_loans(Algorithm::LogisticRegression, &loan_schema()).unwrap();
+        let term = &m.manifest().inputs[0];
+        assert_eq!(term.kind, crate::preprocess::FeatureKind::Category);
+        // 60 never occurs in training, but it is declared: it is a category all the same.
+        assert_eq!(term.categories, ["12", "24", "36", "60"]);
+        assert_eq!(term.storage.as_deref(), Some("int"));
+        assert!(
+            m.predict_rows(&[vec![json!(60), json!("a"), json!(3.0)]])
+                .is_ok()
+        );
+        let e = m
+            .predict_rows(&[vec![json!(48), json!("a"), json!(3.0)]])
+            .unwrap_err();
+        assert!(
+            matches!(e.problem, InputProblem::UnknownCategory { .. }),
+            "{e}"
+        );
+        let income = &m.manifest().inputs[2];
+        assert_eq!((income.min, income.max), (Some(0.0), Some(10.0)));
+    }
+
+    #[test]
+    fn an_int_label_keeps_its_type() {
+        let m = fit_loans(Algorithm::LogisticRegression, &loan_schema()).unwrap();
+        let out = &m.manifest().output;
+        assert_eq!(out.label_type.as_deref(), Some("int"));
+        assert_eq!(out.class_json(1).as_deref(), Some("1"));
+        let iris = fit(
+            Algorithm::DecisionTree,
+            &BTreeMap::new(),
+            &iris(),
+            Some("species"),
+        );
+        assert_eq!(
+            iris.manifest().output.class_json(0).as_deref(),
+            Some("\"setosa\"")
+        );
+    }
+
+    #[test]
+    fn sample_weights_change_the_fit() {
+        // y = 2x, plus one outlier row; with weight 0 on the outlier the fit is exact.
+        let x: Vec<f64> = (0..10).map(f64::from).collect();
+        let mut y: Vec<f64> = x.iter().map(|v| 2.0 * v).collect();
+        y[9] = 100.0;
+        let w: Vec<f64> = (0..10).map(|i| if i == 9 { 0.0 } else { 1.0 }).collect();
+        let t = Table::from_columns([
+            ("x", ColumnData::Float(x)),
+            ("w", ColumnData::Float(w)),
+            ("y", ColumnData::Float(y)),
+        ])
+        .unwrap();
+        let s = schema(json!([
+            {"name": "x", "type": "float"},
+            {"name": "w", "type": "float", "role": "weight"},
+            {"name": "y", "type": "float"},
+        ]));
+        let h = BTreeMap::new();
+        let mut ignored = s.clone();
+        ignored.columns[1].role = Some(ColumnRole::Ignore);
+        let predict_9 = |schema: Option<&DataSchema>| {
+            let m = train(TrainRequest {
+                algorithm: Algorithm::LinearRegression,
+                hyperparameters: &h,
+                train: &t,
+                target: Some("y"),
+                seed: 42,
+                schema,
+            })
+            .unwrap();
+            m.predict_rows(&[vec![json!(9.0)]]).unwrap()[0].as_f64()
+        };
+        assert!((predict_9(Some(&s)) - 18.0).abs() < 1e-6);
+        // With `w` ignored, the outlier pulls the fit.
+        let unweighted = predict_9(Some(&ignored));
+        assert!((unweighted - 18.0).abs() > 1.0, "{unweighted}");
+    }
+
+    #[test]
+    fn weights_are_refused_for_an_algorithm_that_takes_none() {
+        let e = fit_loans(Algorithm::DecisionTree, &loan_schema()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("decision_tree cannot train with sample weights (column `w`"),
+            "{e}"
+        );
+        let mut s = loan_schema();
+        s.columns[4].role = Some(ColumnRole::Ignore);
+        assert!(fit_loans(Algorithm::DecisionTree, &s).is_ok());
+    }
+
+    #[test]
+    fn a_weight_of_two_counts_a_row_twice_in_logistic_regression() {
+        // Weighting row i by 2 fits what duplicating it fits (no penalty, so the number of
+        // rows does not move the optimum).
+        let x: Vec<f64> = (0..30)
+            .map(|i| f64::from(i % 10) + f64::from(i / 10) * 0.1)
+            .collect();
+        // Not separable (every fifth label flipped), so the optimum is finite.
+        let y: Vec<i64> = (0..30)
+            .map(|i| i64::from((i % 10 >= 4) != (i % 5 == 0)))
+            .collect();
+        let w: Vec<f64> = (0..30)
+            .map(|i| if i % 7 == 0 { 2.0 } else { 1.0 })
+            .collect();
+        let weighted = Table::from_columns([
+            ("x", ColumnData::Float(x.clone())),
+            ("w", ColumnData::Float(w.clone())),
+            ("y", ColumnData::Int(y.iter().map(|v| Some(*v)).collect())),
+        ])
+        .unwrap();
+        let dup: Vec<usize> = (0..30).flat_map(|i| vec![i; w[i] as usize]).collect();
+        let duplicated = weighted.take(&dup);
+        let s = schema(json!([
+            {"name": "x", "type": "float"},
+            {"name": "w", "type": "float", "role": "weight"},
+            {"name": "y", "type": "int"},
+        ]));
+        let mut ignored = s.clone();
+        ignored.columns[1].role = Some(ColumnRole::Ignore);
+        let h = hp(json!({"penalty": "none", "max_iter": 500, "tol": 1e-8}));
+        let proba = |t: &Table, schema: &DataSchema| {
+            let m = train(TrainRequest {
+                algorithm: Algorithm::LogisticRegression,
+                hyperparameters: &h,
+                train: t,
+                target: Some("y"),
+                seed: 42,
+                schema: Some(schema),
+            })
+            .unwrap();
+            m.predict_proba(&[vec![json!(3.7)]]).unwrap()[0][1]
+        };
+        let (a, b) = (proba(&weighted, &s), proba(&duplicated, &ignored));
+        assert!((a - b).abs() < 1e-3, "weighted {a} vs duplicated {b}");
+        assert!(
+            (a - proba(&weighted, &ignored)).abs() > 1e-3,
+            "the weights changed nothing"
+        );
     }
 }

@@ -465,6 +465,7 @@ mod tests {
             max: None,
             categories: None,
             nullable: None,
+            role: None,
         }
     }
 

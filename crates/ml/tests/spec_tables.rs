@@ -60,6 +60,7 @@ fn fit(algorithm: Algorithm, hp: &BTreeMap<String, Value>, family: Family) -> Re
         train: &table,
         target,
         seed: 1,
+        schema: None,
     })
     .map(|_| ())
     .map_err(|e| e.to_string())
@@ -172,6 +173,7 @@ fn evaluation_reports_the_metrics_the_spec_lists() {
             train: &table,
             target,
             seed: 1,
+            schema: None,
         })
         .expect("trains");
         let reported: BTreeSet<String> = evaluate(&model, &table)
@@ -200,6 +202,7 @@ fn label_types_decide_the_family_as_the_trainer_does() {
             train: &table,
             target: Some(target),
             seed: 1,
+            schema: None,
         })
         .expect("trains");
         let family = match model.task() {

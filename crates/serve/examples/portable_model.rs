@@ -24,6 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         train: &table,
         target: Some(label),
         seed: 42,
+        schema: None,
     })?;
     model.save(out)?;
     println!("wrote {out}");

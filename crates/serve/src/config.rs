@@ -182,6 +182,15 @@ pub struct ServeFile {
     /// A private control listener beside the shared port (see [`ControlListener`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control: Option<ControlListener>,
+    /// What to do with a request that breaks the model's input signature (the Endpoint's
+    /// `enforce`); written only when not `strict`, so older servers refuse a file they
+    /// would not honour.
+    #[serde(default, skip_serializing_if = "is_strict")]
+    pub enforce: mlctl_spec::Enforce,
+}
+
+fn is_strict(e: &mlctl_spec::Enforce) -> bool {
+    *e == mlctl_spec::Enforce::Strict
 }
 
 /// A second listener of one server process, on 127.0.0.1 and a port the OS picks, answering
@@ -327,5 +336,6 @@ impl ServeFile {
         if let Some(c) = &self.control {
             opts.control = Some(c.clone());
         }
+        opts.enforce = self.enforce;
     }
 }

@@ -5,6 +5,8 @@
 //! - `mlctl_rows_total` — rows predicted,
 //! - `mlctl_request_duration_seconds` — histogram of time from body read to response,
 //! - `mlctl_variant_weight` — the variant's current traffic weight (percent),
+//! - `mlctl_signature_warnings_total` — requests answered although they broke the model's
+//!   input signature (an endpoint with `enforce: warn`),
 //!
 //! plus `mlctl_capture_dropped_total` and `mlctl_unauthorized_total`. [`Scrape`] reads the
 //! text back (the local deployer watches a canary with it).
@@ -33,6 +35,7 @@ pub struct VariantMetrics {
     buckets: [AtomicU64; BUCKETS_US.len() + 1],
     sum_us: AtomicU64,
     weight: AtomicU64,
+    signature_warnings: AtomicU64,
 }
 
 impl VariantMetrics {
@@ -46,6 +49,7 @@ impl VariantMetrics {
             buckets: Default::default(),
             sum_us: AtomicU64::new(0),
             weight: AtomicU64::new(0),
+            signature_warnings: AtomicU64::new(0),
         }
     }
 
@@ -68,6 +72,11 @@ impl VariantMetrics {
             .unwrap_or(BUCKETS_US.len());
         self.buckets[b].fetch_add(1, Relaxed);
         self.sum_us.fetch_add(us, Relaxed);
+    }
+
+    /// Counts a request answered although it broke the input signature (`enforce: warn`).
+    pub fn signature_warning(&self) {
+        self.signature_warnings.fetch_add(1, Relaxed);
     }
 
     /// Sets the weight gauge.
@@ -180,6 +189,15 @@ impl Metrics {
                 m.weight.load(Relaxed)
             );
         }
+        o.push_str("# HELP mlctl_signature_warnings_total Requests answered although they broke the model's input signature (enforce: warn).\n# TYPE mlctl_signature_warnings_total counter\n");
+        for m in &vs {
+            let _ = writeln!(
+                o,
+                "mlctl_signature_warnings_total{{{}}} {}",
+                m.labels,
+                m.signature_warnings.load(Relaxed)
+            );
+        }
         let _ = writeln!(
             o,
             "# HELP mlctl_capture_dropped_total Capture records dropped (writer behind).\n# TYPE mlctl_capture_dropped_total counter\nmlctl_capture_dropped_total {}",
@@ -205,6 +223,8 @@ pub struct VariantSample {
     pub server_errors: u64,
     /// Cumulative bucket counts, aligned with [`BUCKETS_US`] then +Inf.
     pub buckets: Vec<u64>,
+    /// Requests answered although they broke the input signature (`enforce: warn`).
+    pub signature_warnings: u64,
 }
 
 impl VariantSample {
@@ -219,6 +239,9 @@ impl VariantSample {
             ok: self.ok.saturating_sub(earlier.ok),
             client_errors: self.client_errors.saturating_sub(earlier.client_errors),
             server_errors: self.server_errors.saturating_sub(earlier.server_errors),
+            signature_warnings: self
+                .signature_warnings
+                .saturating_sub(earlier.signature_warnings),
             buckets: self
                 .buckets
                 .iter()
@@ -233,6 +256,7 @@ impl VariantSample {
         self.ok += other.ok;
         self.client_errors += other.client_errors;
         self.server_errors += other.server_errors;
+        self.signature_warnings += other.signature_warnings;
         if self.buckets.len() < other.buckets.len() {
             self.buckets.resize(other.buckets.len(), 0);
         }
@@ -315,6 +339,7 @@ impl Scrape {
                     _ => {}
                 },
                 "mlctl_request_duration_seconds_bucket" => e.buckets.push(value as u64),
+                "mlctl_signature_warnings_total" => e.signature_warnings = value as u64,
                 _ => {}
             }
         }

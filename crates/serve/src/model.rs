@@ -31,6 +31,7 @@ impl Portable {
                     FeatureKind::Category => ColumnKind::Category(f.categories.clone()),
                 },
                 nullable: f.nullable,
+                integer: f.kind == FeatureKind::Float && f.storage.as_deref() == Some("int"),
             })
             .collect();
         let output = if model.task() != mlctl_ml::Task::Classification || model.classes().is_empty()
@@ -62,22 +63,43 @@ impl Predictor for Portable {
     }
 
     fn predict(&self, raw: &[f64], rows: usize, out: &mut Vec<f64>) -> Result<(), ServeError> {
+        let fail = |e: mlctl_ml::model::InputError| ServeError::Predict(e.to_string());
         if let Output::Classes(labels) = &self.output {
             // Probabilities and the model's own argmax: no per-row label handles, whose shared
             // reference counts would bounce between cores.
-            let probs = self
-                .model
-                .predict_proba_f64(raw, rows)
-                .map_err(|e| ServeError::Predict(e.to_string()))?;
+            let mut probs = Vec::new();
+            self.model.scores_f64(raw, rows, &mut probs).map_err(fail)?;
             out.extend(probs.chunks(labels.len().max(1)).map(|p| argmax(p) as f64));
         } else {
-            let preds = self
-                .model
-                .predict_f64(raw, rows)
-                .map_err(|e| ServeError::Predict(e.to_string()))?;
-            out.extend(preds.iter().map(|p| p.as_f64()));
+            // Regression values and cluster indices are the scores themselves.
+            self.model.scores_f64(raw, rows, out).map_err(fail)?;
         }
         Ok(())
+    }
+
+    fn has_probabilities(&self) -> bool {
+        matches!(self.output, Output::Classes(_))
+    }
+
+    fn predict_proba(
+        &self,
+        raw: &[f64],
+        rows: usize,
+        out: &mut Vec<f64>,
+    ) -> Result<(), ServeError> {
+        if !self.has_probabilities() {
+            return Err(ServeError::Predict(
+                "probabilities are only available from classifiers".into(),
+            ));
+        }
+        self.model
+            .scores_f64(raw, rows, out)
+            .map_err(|e| ServeError::Predict(e.to_string()))
+    }
+
+    fn class_literals(&self) -> Option<Vec<String>> {
+        let out = &self.model.manifest().output;
+        (0..out.classes.len()).map(|i| out.class_json(i)).collect()
     }
 }
 

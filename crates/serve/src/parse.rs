@@ -86,25 +86,59 @@ pub fn format_of(content_type: Option<&[u8]>) -> Result<Format, InputError> {
 }
 
 /// Parses a body into `out` (cleared first); returns the number of rows (at least one).
+/// Every value that breaks the signature is an error (the endpoint's `enforce: strict`).
 pub fn parse(
     body: &[u8],
     format: Format,
     schema: &InputSchema,
     out: &mut Vec<f64>,
 ) -> Result<usize, InputError> {
+    parse_request(body, format, schema, false, out).map(|p| p.rows)
+}
+
+/// A parsed request, beyond its rows in `out`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Parsed {
+    /// Rows (at least one).
+    pub rows: usize,
+    /// Values that broke the signature and were taken as missing (lenient parsing only).
+    pub warnings: usize,
+    /// The first of them in words (row, column, value), for the response header.
+    pub first_warning: Option<String>,
+    /// `"params": {"predict_method": "predict_proba"}` (MLflow's inference parameter):
+    /// the client asks for class probabilities.
+    pub predict_proba: bool,
+}
+
+/// Parses a body into `out` (cleared first). With `lenient` (the endpoint's `enforce: warn`
+/// or `off`), a value that breaks the signature (an unknown category, a wrong type, a
+/// missing value or column) becomes NaN, a missing value the model imputes, and is counted
+/// in [`Parsed::warnings`]; a body whose shape cannot be read is an error either way.
+pub fn parse_request(
+    body: &[u8],
+    format: Format,
+    schema: &InputSchema,
+    lenient: bool,
+    out: &mut Vec<f64>,
+) -> Result<Parsed, InputError> {
     out.clear();
-    let rows = match format {
-        Format::Json => parse_json(body, schema, out)?,
-        Format::Csv { header } => parse_csv(body, header, schema, out)?,
+    let mut parsed = match format {
+        Format::Json => parse_json(body, schema, lenient, out)?,
+        Format::Csv { header } => parse_csv(body, header, schema, lenient, out)?,
     };
-    if rows == 0 {
+    if parsed.rows == 0 {
         return Err(InputError::bad(format!(
             "the request has no rows; send at least one row with the columns {}",
             schema.names()
         )));
     }
-    debug_assert_eq!(out.len(), rows * schema.width());
-    Ok(rows)
+    if let Some(w) = &mut parsed.first_warning
+        && parsed.warnings > 1
+    {
+        w.push_str(&format!(" (and {} more)", parsed.warnings - 1));
+    }
+    debug_assert_eq!(out.len(), parsed.rows * schema.width());
+    Ok(parsed)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -127,8 +161,40 @@ struct Envelope<'a> {
     data: Option<&'a RawValue>,
     #[serde(default, rename = "index")]
     _index: Option<IgnoredAny>,
-    #[serde(default, rename = "params")]
-    _params: Option<IgnoredAny>,
+    #[serde(borrow, default)]
+    params: Option<&'a RawValue>,
+}
+
+/// `predict_method`: MLflow's documented inference parameter for scikit-learn style models.
+const PREDICT_METHODS: &str = "`predict` (the default) or `predict_proba`";
+
+/// Reads `params`: only `predict_method` means something to mlctl's models; anything else
+/// is refused rather than ignored.
+fn predict_proba_param(params: &RawValue) -> Result<bool, InputError> {
+    let map: std::collections::BTreeMap<Cow<str>, serde_json::Value> =
+        serde_json::from_str(params.get()).map_err(|e| {
+            InputError::bad(format!(
+                "invalid `params`: {e}; send an object such as {{\"predict_method\": \"predict_proba\"}}"
+            ))
+        })?;
+    let mut proba = false;
+    for (k, v) in &map {
+        match (k.as_ref(), v.as_str()) {
+            ("predict_method", Some("predict")) => proba = false,
+            ("predict_method", Some("predict_proba")) => proba = true,
+            ("predict_method", _) => {
+                return Err(InputError::bad(format!(
+                    "`params.predict_method` is {v}; use {PREDICT_METHODS}"
+                )));
+            }
+            (other, _) => {
+                return Err(InputError::bad(format!(
+                    "unknown inference parameter `{other}`; mlctl models take `predict_method`: {PREDICT_METHODS}"
+                )));
+            }
+        }
+    }
+    Ok(proba)
 }
 
 #[derive(Deserialize)]
@@ -155,9 +221,16 @@ fn first_byte(v: &RawValue) -> u8 {
         .unwrap_or(b' ')
 }
 
-fn parse_json(body: &[u8], schema: &InputSchema, out: &mut Vec<f64>) -> Result<usize, InputError> {
+fn parse_json(
+    body: &[u8],
+    schema: &InputSchema,
+    lenient: bool,
+    out: &mut Vec<f64>,
+) -> Result<Parsed, InputError> {
     let whole: &RawValue = serde_json::from_slice(body).map_err(json_error)?;
     let mut ctx = Ctx::new(schema, out);
+    ctx.lenient = lenient;
+    let mut predict_proba = false;
     match first_byte(whole) {
         b'[' => ctx.run(whole, Mode::Rows { mapping: None })?,
         b'{' => {
@@ -181,6 +254,9 @@ fn parse_json(body: &[u8], schema: &InputSchema, out: &mut Vec<f64>) -> Result<u
                     "has more than one of"
                 };
                 return Err(InputError::bad(format!("the JSON body {what} {SHAPES}")));
+            }
+            if let Some(p) = env.params {
+                predict_proba = predict_proba_param(p)?;
             }
             if let Some(v) = env.instances.or(env.dataframe_records) {
                 ctx.run(v, Mode::Rows { mapping: None })?;
@@ -211,7 +287,12 @@ fn parse_json(body: &[u8], schema: &InputSchema, out: &mut Vec<f64>) -> Result<u
             )));
         }
     }
-    Ok(ctx.rows)
+    Ok(Parsed {
+        rows: ctx.rows,
+        warnings: ctx.warnings,
+        first_warning: ctx.first_warning,
+        predict_proba,
+    })
 }
 
 fn split_rows(
@@ -222,22 +303,27 @@ fn split_rows(
     match columns {
         None => ctx.run(data, Mode::Rows { mapping: None }),
         Some(cols) => {
-            let mapping = column_mapping(ctx.schema, cols.iter().map(|c| c.as_ref()))?;
+            let (mapping, missing) =
+                column_mapping(ctx.schema, cols.iter().map(|c| c.as_ref()), ctx.lenient)?;
             ctx.run(
                 data,
                 Mode::Rows {
                     mapping: Some(mapping),
                 },
-            )
+            )?;
+            ctx.missing_columns(&missing);
+            Ok(())
         }
     }
 }
 
-/// For each given column, its position in the schema (`None`: not an input, ignored).
+/// For each given column, its position in the schema (`None`: not an input, ignored), and
+/// (`lenient` only; else an error) the inputs missing from them that take no missing value.
 fn column_mapping<'a>(
     schema: &InputSchema,
     given: impl Iterator<Item = &'a str>,
-) -> Result<Vec<Option<usize>>, InputError> {
+    lenient: bool,
+) -> Result<(Vec<Option<usize>>, Vec<usize>), InputError> {
     let mut seen = vec![false; schema.width()];
     let mut mapping = Vec::new();
     let mut unknown = Vec::new();
@@ -253,14 +339,15 @@ fn column_mapping<'a>(
         }
         mapping.push(p);
     }
-    if let Some((j, _)) = seen
-        .iter()
-        .enumerate()
-        .find(|(j, s)| !**s && !schema.columns()[*j].nullable)
+    let missing: Vec<usize> = (0..schema.width())
+        .filter(|&j| !seen[j] && !schema.columns()[j].nullable)
+        .collect();
+    if let Some(&j) = missing.first()
+        && !lenient
     {
         return Err(missing_column(schema, j, &unknown));
     }
-    Ok(mapping)
+    Ok((mapping, missing))
 }
 
 fn missing_column(schema: &InputSchema, j: usize, unknown: &[String]) -> InputError {
@@ -289,6 +376,10 @@ struct Ctx<'s, 'o> {
     out: &'o mut Vec<f64>,
     /// For named rows: `stamp[j] == row + 1` once column `j` of this row is set.
     stamp: Vec<usize>,
+    /// Breaks of the signature are counted, not errors.
+    lenient: bool,
+    warnings: usize,
+    first_warning: Option<String>,
     rows: usize,
     error: Option<InputError>,
 }
@@ -301,6 +392,35 @@ impl<'s, 'o> Ctx<'s, 'o> {
             stamp: vec![0; schema.width()],
             rows: 0,
             error: None,
+            lenient: false,
+            warnings: 0,
+            first_warning: None,
+        }
+    }
+
+    /// A value that breaks the signature: an error, or (lenient) a missing value and a warning.
+    #[cold]
+    fn soft<E: de::Error>(&mut self, j: usize, message: String) -> Result<(), E> {
+        if !self.lenient {
+            return Err(self.fail(message));
+        }
+        self.warn(message);
+        self.set(j, f64::NAN);
+        Ok(())
+    }
+
+    #[cold]
+    fn warn(&mut self, message: String) {
+        self.warnings += 1;
+        self.first_warning.get_or_insert(message);
+    }
+
+    /// Lenient only: every row lacked these columns (they are NaN already).
+    fn missing_columns(&mut self, missing: &[usize]) {
+        for &j in missing {
+            let name = &self.schema.columns()[j].name;
+            self.warnings += self.rows.saturating_sub(1);
+            self.warn(format!("missing column `{name}`"));
         }
     }
 
@@ -331,14 +451,24 @@ impl<'s, 'o> Ctx<'s, 'o> {
     fn number<E: de::Error>(&mut self, j: usize, x: f64) -> Result<(), E> {
         let col = &self.schema.columns()[j];
         match &col.kind {
-            ColumnKind::Number if x.is_finite() => {
+            ColumnKind::Number if x.is_finite() && (!col.integer || x.fract() == 0.0) => {
                 self.set(j, x);
                 Ok(())
             }
-            ColumnKind::Number => Err(self.fail(format!(
-                "row {}, column `{}`: {x} is not a finite number",
-                self.rows, col.name
-            ))),
+            ColumnKind::Number if x.is_finite() => {
+                let msg = format!(
+                    "row {}, column `{}`: expected an int, got {x}",
+                    self.rows, col.name
+                );
+                self.soft(j, msg)
+            }
+            ColumnKind::Number => {
+                let msg = format!(
+                    "row {}, column `{}`: {x} is not a finite number",
+                    self.rows, col.name
+                );
+                self.soft(j, msg)
+            }
             ColumnKind::Category(_) => {
                 // Categories that look like numbers ("2") are still matched.
                 let text = crate::json::number_text(x);
@@ -356,17 +486,23 @@ impl<'s, 'o> Ctx<'s, 'o> {
                     self.set(j, k as f64);
                     Ok(())
                 }
-                None => Err(self.fail(format!(
-                    "row {}, column `{}`: unknown category {value:?} (known: {})",
-                    self.rows,
-                    col.name,
-                    cats.join(", ")
-                ))),
+                None => {
+                    let msg = format!(
+                        "row {}, column `{}`: unknown category {value:?} (known: {})",
+                        self.rows,
+                        col.name,
+                        crate::schema::known(cats)
+                    );
+                    self.soft(j, msg)
+                }
             },
-            ColumnKind::Number => Err(self.fail(format!(
-                "row {}, column `{}`: expected a number, got the string {value:?}",
-                self.rows, col.name
-            ))),
+            ColumnKind::Number => {
+                let msg = format!(
+                    "row {}, column `{}`: expected a number, got the string {value:?}",
+                    self.rows, col.name
+                );
+                self.soft(j, msg)
+            }
         }
     }
 
@@ -377,10 +513,11 @@ impl<'s, 'o> Ctx<'s, 'o> {
             self.set(j, f64::NAN);
             Ok(())
         } else {
-            Err(self.fail(format!(
+            let msg = format!(
                 "row {}, column `{}`: missing value, and the model takes no missing values there",
                 self.rows, col.name
-            )))
+            );
+            self.soft(j, msg)
         }
     }
 
@@ -402,12 +539,16 @@ impl<'s, 'o> Ctx<'s, 'o> {
             if self.stamp[j] != self.rows + 1 {
                 let col = &self.schema.columns()[j];
                 if !col.nullable {
-                    return Err(self.fail(format!(
+                    let msg = format!(
                         "row {} has no column `{}`; the model takes {}",
                         self.rows,
                         col.name,
                         self.schema.names()
-                    )));
+                    );
+                    if !self.lenient {
+                        return Err(self.fail(msg));
+                    }
+                    self.warn(msg);
                 }
             }
         }
@@ -675,12 +816,17 @@ impl<'de> Visitor<'de> for ColumnsSeed<'_, '_, '_> {
         for (j, &l) in lens.iter().enumerate() {
             let col = &ctx.schema.columns()[j];
             if l == usize::MAX && !col.nullable {
-                ctx.rows = 0;
-                return Err(ctx.fail(format!(
+                let msg = format!(
                     "missing column `{}`; the model takes {}",
                     col.name,
                     ctx.schema.names()
-                )));
+                );
+                if !ctx.lenient {
+                    ctx.rows = 0;
+                    return Err(ctx.fail(msg));
+                }
+                ctx.warnings += n.saturating_sub(1);
+                ctx.warn(msg);
             }
             if l != usize::MAX && l != n {
                 return Err(ctx.fail(format!("column `{}` has {l} values but another column has {n}; columns must have the same length", col.name)));
@@ -742,8 +888,11 @@ fn parse_csv(
     body: &[u8],
     header: Option<bool>,
     schema: &InputSchema,
+    lenient: bool,
     out: &mut Vec<f64>,
-) -> Result<usize, InputError> {
+) -> Result<Parsed, InputError> {
+    let mut parsed = Parsed::default();
+    let mut missing = Vec::new();
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -767,7 +916,9 @@ fn parse_csv(
                     .iter()
                     .map(|f| std::str::from_utf8(f).unwrap_or(""))
                     .collect();
-                mapping = Some(column_mapping(schema, names.into_iter())?);
+                let (m, gone) = column_mapping(schema, names.into_iter(), lenient)?;
+                mapping = Some(m);
+                missing = gone;
                 continue;
             }
         }
@@ -794,11 +945,26 @@ fn parse_csv(
                 },
                 None => k,
             };
-            out[base + j] = csv_value(&schema.columns()[j], field, rows)?;
+            out[base + j] = match csv_value(&schema.columns()[j], field, rows) {
+                Ok(x) => x,
+                Err(e) if lenient && e.status == 400 => {
+                    parsed.warnings += 1;
+                    parsed.first_warning.get_or_insert(e.message);
+                    f64::NAN
+                }
+                Err(e) => return Err(e),
+            };
         }
         rows += 1;
     }
-    Ok(rows)
+    for &j in &missing {
+        parsed.warnings += rows;
+        parsed
+            .first_warning
+            .get_or_insert_with(|| format!("missing column `{}`", schema.columns()[j].name));
+    }
+    parsed.rows = rows;
+    Ok(parsed)
 }
 
 fn is_missing_text(s: &str) -> bool {
@@ -827,6 +993,12 @@ fn csv_value(col: &Column, field: &[u8], row: usize) -> Result<f64, InputError> 
     }
     match &col.kind {
         ColumnKind::Number => match text.parse::<f64>() {
+            Ok(x) if x.is_finite() && col.integer && x.fract() != 0.0 => {
+                Err(InputError::bad(format!(
+                    "CSV row {row}, column `{}`: expected an int, got {text}",
+                    col.name
+                )))
+            }
             Ok(x) if x.is_finite() => Ok(x),
             Ok(_) => Err(InputError::bad(format!(
                 "CSV row {row}, column `{}`: {text:?} is not a finite number",
@@ -846,7 +1018,7 @@ fn csv_value(col: &Column, field: &[u8], row: usize) -> Result<f64, InputError> 
             None => Err(InputError::bad(format!(
                 "CSV row {row}, column `{}`: unknown category {text:?} (known: {})",
                 col.name,
-                cats.join(", ")
+                crate::schema::known(cats)
             ))),
         },
     }
@@ -1051,5 +1223,101 @@ mod tests {
             415
         );
         assert_eq!(format_of(None).unwrap_err().status, 415);
+    }
+
+    /// Parses leniently (`enforce: warn`): rows with NaN for -1, and the warnings.
+    fn lenient(format: Format, body: &str) -> Result<(Vec<Vec<f64>>, Parsed), String> {
+        let mut out = Vec::new();
+        let s = iris();
+        let p =
+            parse_request(body.as_bytes(), format, &s, true, &mut out).map_err(|e| e.message)?;
+        let rows = out
+            .chunks(4)
+            .map(|r| {
+                r.iter()
+                    .map(|x| if x.is_nan() { -1.0 } else { *x })
+                    .collect()
+            })
+            .collect();
+        Ok((rows, p))
+    }
+
+    #[test]
+    fn lenient_parsing_takes_a_broken_value_as_missing_and_counts_it() {
+        // An unknown category, a string in a number column, a missing column.
+        let (rows, p) = lenient(
+            Format::Json,
+            r#"{"dataframe_records": [{"a": 1, "b": 2, "c": "zzz"}, {"a": "x", "c": "y"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(rows, [[1.0, 2.0, -1.0, -1.0], [-1.0, -1.0, 1.0, -1.0]]);
+        assert_eq!(p.warnings, 3);
+        assert_eq!(
+            p.first_warning.as_deref(),
+            Some("row 0, column `c`: unknown category \"zzz\" (known: x, y) (and 2 more)")
+        );
+        // The same body is a 400 when the signature is enforced.
+        let e = check(
+            Format::Json,
+            r#"{"dataframe_records": [{"a": 1, "b": 2, "c": "zzz"}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "row 0, column `c`: unknown category \"zzz\" (known: x, y)"
+        );
+        // A missing column in a header, leniently: every row counts.
+        let (_, p) = lenient(Format::Csv { header: Some(true) }, "a,c\n1,x\n2,y\n").unwrap();
+        assert_eq!(p.warnings, 2);
+        assert_eq!(
+            p.first_warning.as_deref(),
+            Some("missing column `b` (and 1 more)")
+        );
+        // A shape that cannot be read is an error either way.
+        assert!(lenient(Format::Json, r#"{"instances": [[1, 2]]}"#).is_err());
+    }
+
+    #[test]
+    fn an_int_column_takes_whole_numbers_only() {
+        let s = InputSchema::new(vec![Column::number("n").integer()]);
+        let mut out = Vec::new();
+        assert!(parse(br#"{"instances": [[3]]}"#, Format::Json, &s, &mut out).is_ok());
+        let e = parse(br#"{"instances": [[2.5]]}"#, Format::Json, &s, &mut out).unwrap_err();
+        assert_eq!(e.message, "row 0, column `n`: expected an int, got 2.5");
+        let e = parse(b"2.5\n", Format::Csv { header: None }, &s, &mut out).unwrap_err();
+        assert_eq!(e.message, "CSV row 0, column `n`: expected an int, got 2.5");
+    }
+
+    #[test]
+    fn mlflow_params_ask_for_probabilities() {
+        let s = iris();
+        let mut out = Vec::new();
+        let body =
+            |params: &str| format!(r#"{{"instances": [[1, 2, "x", null]], "params": {params}}}"#);
+        let p = |params: &str, out: &mut Vec<f64>| {
+            parse_request(body(params).as_bytes(), Format::Json, &s, false, out)
+        };
+        assert!(
+            p(r#"{"predict_method": "predict_proba"}"#, &mut out)
+                .unwrap()
+                .predict_proba
+        );
+        assert!(
+            !p(r#"{"predict_method": "predict"}"#, &mut out)
+                .unwrap()
+                .predict_proba
+        );
+        let e = p(r#"{"temperature": 0.5}"#, &mut out).unwrap_err();
+        assert!(
+            e.message
+                .contains("unknown inference parameter `temperature`"),
+            "{e}"
+        );
+        let e = p(r#"{"predict_method": "transform"}"#, &mut out).unwrap_err();
+        assert!(
+            e.message
+                .contains("use `predict` (the default) or `predict_proba`"),
+            "{e}"
+        );
     }
 }

@@ -20,6 +20,8 @@ pub struct Column {
     pub kind: ColumnKind,
     /// Whether a missing value (null, empty CSV field, NaN) is accepted.
     pub nullable: bool,
+    /// A number column that takes whole numbers only (an `int` column in training).
+    pub integer: bool,
 }
 
 impl Column {
@@ -29,6 +31,7 @@ impl Column {
             name: name.into(),
             kind: ColumnKind::Number,
             nullable: false,
+            integer: false,
         }
     }
 
@@ -41,7 +44,14 @@ impl Column {
             name: name.into(),
             kind: ColumnKind::Category(categories.into_iter().map(Into::into).collect()),
             nullable: false,
+            integer: false,
         }
+    }
+
+    /// The same column, taking whole numbers only.
+    pub fn integer(mut self) -> Column {
+        self.integer = true;
+        self
     }
 
     /// The same column, accepting missing values.
@@ -118,6 +128,21 @@ impl InputSchema {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+/// The known categories for a message: the first ten and a count of the rest.
+pub(crate) fn known(categories: &[String]) -> String {
+    const SHOWN: usize = 10;
+    let mut s = categories
+        .iter()
+        .take(SHOWN)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if categories.len() > SHOWN {
+        s.push_str(&format!(", and {} more", categories.len() - SHOWN));
+    }
+    s
 }
 
 /// What a model's predictions are.

@@ -70,6 +70,8 @@ pub struct ServerOptions {
     pub reuse_port: bool,
     /// A private control listener, announced in its directory ([`ControlListener`]).
     pub control: Option<ControlListener>,
+    /// What a request that breaks the model's input signature gets (default strict: 400).
+    pub enforce: mlctl_spec::Enforce,
     /// How model directories are loaded.
     pub loader: Loader,
 }
@@ -84,6 +86,7 @@ impl std::fmt::Debug for ServerOptions {
             .field("control", &self.control_token.is_some())
             .field("reuse_port", &self.reuse_port)
             .field("control_listener", &self.control)
+            .field("enforce", &self.enforce)
             .finish()
     }
 }
@@ -99,6 +102,7 @@ impl ServerOptions {
             control_token: None,
             reuse_port: false,
             control: None,
+            enforce: mlctl_spec::Enforce::Strict,
             loader,
         }
     }
@@ -171,6 +175,7 @@ pub struct App {
     auth: Option<Vec<u8>>,
     control: Option<Vec<u8>>,
     max_body: usize,
+    enforce: mlctl_spec::Enforce,
     loader: Loader,
     /// Serializes reconfigurations (the swap itself is lock-free for requests).
     reconfiguring: Mutex<()>,
@@ -214,6 +219,7 @@ impl App {
                 .filter(|t| !t.is_empty())
                 .map(|t| t.as_bytes().to_vec()),
             max_body: opts.max_body_bytes,
+            enforce: opts.enforce,
             loader: opts.loader.clone(),
             reconfiguring: Mutex::new(()),
         });
@@ -292,7 +298,11 @@ impl App {
             (Backend::Model(p.clone()), Some(p))
         };
         let labels = predictor.as_ref().and_then(|p| match p.output() {
-            Output::Classes(l) => Some(l.iter().map(|s| crate::json::string_literal(s)).collect()),
+            Output::Classes(l) => Some(
+                p.class_literals()
+                    .filter(|typed| typed.len() == l.len())
+                    .unwrap_or_else(|| l.iter().map(|s| crate::json::string_literal(s)).collect()),
+            ),
             Output::Number => None,
         });
         let source = Arc::new(Source {
@@ -595,7 +605,10 @@ async fn invocations(State(app): State<Arc<App>>, req: Request) -> Response {
             p,
             ct.map(HeaderValue::as_bytes),
             &body,
-            accept_csv,
+            Answer {
+                csv: accept_csv,
+                proba: wants_proba(parts.uri.query()),
+            },
             t0,
         ),
         Backend::Script(u) => {
@@ -613,15 +626,51 @@ async fn invocations(State(app): State<Arc<App>>, req: Request) -> Response {
     }
 }
 
+/// How to answer a prediction request.
+#[derive(Clone, Copy)]
+struct Answer {
+    /// `Accept: text/csv`.
+    csv: bool,
+    /// `?predict_method=predict_proba`: class probabilities (also asked by the body's MLflow
+    /// `params`).
+    proba: bool,
+}
+
+/// `?predict_method=predict_proba` in the query string (MLflow's inference parameter, for
+/// bodies without `params`, such as CSV).
+fn wants_proba(query: Option<&str>) -> bool {
+    query.is_some_and(|q| q.split('&').any(|kv| kv == "predict_method=predict_proba"))
+}
+
+/// A header value from a message: visible ASCII only, at most 200 bytes.
+fn header_text(message: &str) -> HeaderValue {
+    let mut s: String = message
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if s.len() > 200 {
+        s.truncate(197);
+        s.push_str("...");
+    }
+    HeaderValue::from_str(&s).unwrap_or(HeaderValue::from_static("?"))
+}
+
 fn predict(
     app: &App,
     variant: &Variant,
     p: &DynPredictor,
     ct: Option<&[u8]>,
     body: &[u8],
-    accept_csv: bool,
+    answer: Answer,
     t0: Instant,
 ) -> Response {
+    let accept_csv = answer.csv;
     let fail = |e: InputError| {
         let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
         variant.metrics.observe(e.status, 0, t0.elapsed());
@@ -633,12 +682,24 @@ fn predict(
     };
     let schema = p.schema();
     let mut raw = Vec::with_capacity(schema.width() * 4);
-    let rows = match parse::parse(body, format, schema, &mut raw) {
-        Ok(n) => n,
+    let lenient = app.enforce != mlctl_spec::Enforce::Strict;
+    let parsed = match parse::parse_request(body, format, schema, lenient, &mut raw) {
+        Ok(parsed) => parsed,
         Err(e) => return fail(e),
     };
+    let rows = parsed.rows;
+    if (answer.proba || parsed.predict_proba) && !p.has_probabilities() {
+        return fail(InputError::bad(
+            "this model is not a classifier, so it has no class probabilities; ask without `predict_method: predict_proba`",
+        ));
+    }
     let mut preds = Vec::with_capacity(rows);
     let result = p.predict(&raw, rows, &mut preds);
+    let mut probs = Vec::new();
+    let result = match result {
+        Ok(()) if answer.proba || parsed.predict_proba => p.predict_proba(&raw, rows, &mut probs),
+        other => other,
+    };
     let bad = match &result {
         Err(e) => Some(format!("the model failed: {e}")),
         Ok(()) if preds.len() != rows => Some(format!(
@@ -656,7 +717,22 @@ fn predict(
     }
     let mut out = String::with_capacity(20 + rows * 12);
     let labels = variant.labels.as_deref();
-    if accept_csv {
+    let k = labels.map_or(0, <[String]>::len);
+    if !probs.is_empty() && probs.len() != rows * k {
+        variant.metrics.observe(500, 0, t0.elapsed());
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!(
+                "the model returned {} probabilities for {rows} rows of {k} classes",
+                probs.len()
+            ),
+        );
+    }
+    if !probs.is_empty() {
+        // MLflow's `predict_proba` answer: one list of class probabilities per row, in the
+        // order of `classes` (also shown by `mlctl models show`).
+        write_probabilities(&mut out, &probs, k, labels.unwrap_or_default(), accept_csv);
+    } else if accept_csv {
         for y in &preds {
             match labels {
                 Some(l) => out.push_str(l.get(*y as usize).map_or("", |s| s.trim_matches('"'))),
@@ -679,6 +755,10 @@ fn predict(
     }
     let elapsed = t0.elapsed();
     variant.metrics.observe(200, rows, elapsed);
+    let warned = parsed.warnings > 0 && app.enforce == mlctl_spec::Enforce::Warn;
+    if warned {
+        variant.metrics.signature_warning();
+    }
     if let Some(c) = &app.capture
         && c.sample()
     {
@@ -702,7 +782,50 @@ fn predict(
             "application/json"
         }),
     );
+    if warned {
+        let h = r.headers_mut();
+        h.insert(
+            "x-mlctl-signature-warnings",
+            HeaderValue::from(parsed.warnings as u64),
+        );
+        if let Some(w) = &parsed.first_warning {
+            h.insert("x-mlctl-signature-warning", header_text(w));
+        }
+    }
     r
+}
+
+/// `{"predictions": [[p, ...], ...], "classes": [...]}` (or CSV lines of probabilities).
+fn write_probabilities(out: &mut String, probs: &[f64], k: usize, labels: &[String], csv: bool) {
+    if csv {
+        for row in probs.chunks(k.max(1)) {
+            for (i, p) in row.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                crate::json::push_number(out, *p);
+            }
+            out.push('\n');
+        }
+        return;
+    }
+    out.push_str("{\"predictions\":[");
+    for (r, row) in probs.chunks(k.max(1)).enumerate() {
+        if r > 0 {
+            out.push(',');
+        }
+        out.push('[');
+        for (i, p) in row.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            crate::json::push_number(out, *p);
+        }
+        out.push(']');
+    }
+    out.push_str("],\"classes\":[");
+    out.push_str(&labels.join(","));
+    out.push_str("]}");
 }
 
 async fn proxy(

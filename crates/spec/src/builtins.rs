@@ -615,6 +615,15 @@ pub fn families(algorithm: Algorithm) -> &'static [Family] {
     }
 }
 
+/// The built-ins that train with sample weights (a Dataset column with `role: weight`); the
+/// others are refused at validation. The one list both the validator and `mlctl-ml` read.
+pub const WEIGHTED: &[Algorithm] = &[Algorithm::LinearRegression, Algorithm::LogisticRegression];
+
+/// Whether `algorithm` trains with sample weights (see [`WEIGHTED`]).
+pub fn takes_sample_weights(algorithm: Algorithm) -> bool {
+    WEIGHTED.contains(&algorithm)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

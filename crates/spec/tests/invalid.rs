@@ -1737,3 +1737,52 @@ fn paths_outside_the_project_in_every_field() {
         assert!(rendered.contains(expected), "{expected}\n{rendered}");
     }
 }
+
+/// Column roles: the label cannot be an id, one weight column at most, a weight is a number,
+/// and int categories are whole numbers.
+#[test]
+fn column_roles_and_int_categories() {
+    let data = DATA.replace(
+        "      - {name: species, type: category, categories: [setosa, versicolor, virginica]}\n",
+        "      - {name: species, type: category, categories: [setosa, versicolor, virginica], role: id}\n      - {name: term, type: int, categories: [12, 24, 3.5]}\n      - {name: w1, type: float, role: weight}\n      - {name: w2, type: category, role: weight}\n      - {name: note, type: string, categories: [a]}\n",
+    );
+    let rendered = check(
+        "column_roles_and_int_categories",
+        &[("ml/data.yaml", &data)],
+    );
+    for expected in [
+        "column `species` is the dataset's `target`, so it cannot have `role: id`",
+        "column `term` is `type: int`, but its categories include 3.5",
+        "column `w2` is a second `role: weight` column (`w1` is the first)",
+        "column `w2` is a sample weight, so it must be a number column without categories",
+        "column `note`: categories apply to `type: category` and `type: int` columns only",
+    ] {
+        assert!(rendered.contains(expected), "{expected}\n{rendered}");
+    }
+}
+
+/// A weight column with a built-in that cannot train with weights is refused at the
+/// TrainingJob's `algorithm`, naming those that can.
+#[test]
+fn sample_weights_with_an_algorithm_that_takes_none() {
+    let data = DATA.replace(
+        "      - {name: species,",
+        "      - {name: w, type: float, min: 0, role: weight}\n      - {name: species,",
+    );
+    let train = TRAIN.replace(
+        "  algorithm: logistic_regression\n  hyperparameters:\n    C: 1.0\n    max_iter: 200\n",
+        "  algorithm: random_forest\n",
+    );
+    let rendered = check(
+        "sample_weights_with_an_algorithm_that_takes_none",
+        &[("ml/data.yaml", &data), ("ml/train.yaml", &train)],
+    );
+    assert!(
+        rendered.contains("algorithm `random_forest` cannot train with sample weights, but column `w` of dataset `iris` has `role: weight`"),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains("use linear_regression or logistic_regression"),
+        "{rendered}"
+    );
+}

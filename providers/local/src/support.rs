@@ -77,6 +77,18 @@ fn build() -> FieldRules {
         .with("Dataset.spec.digest", Support::Honoured)
         .with("Dataset.spec.target", Support::Honoured)
         .with_all("Dataset.spec.schema", Support::Honoured)
+        .with(
+            "Dataset.spec.schema.columns[].role",
+            Support::honoured_as(
+                "built-in algorithms train on `feature` columns only (never ids, ignored columns or columns the schema does not list), with the `weight` column as sample weights (linear and logistic regression; the others are refused at validation); the model's signature lists the columns it ignores. Script mode gets every column, as the data has them",
+            ),
+        )
+        .with(
+            "Dataset.spec.schema.columns[].categories",
+            Support::honoured_as(
+                "checked in the data; a built-in one-hot encodes the column over exactly these values (int columns too), and the endpoint refuses any other value",
+            ),
+        )
         .with_all("Dataset.spec.split", Support::Honoured)
         .with(
             "Dataset.spec.transform.code",
@@ -188,6 +200,20 @@ fn build() -> FieldRules {
             ),
         )
         .with("Endpoint.spec.auth.token", Support::Honoured)
+        .with(
+            "Endpoint.spec.enforce",
+            Support::check(
+                "honoured for built-in models: `strict` answers 400 naming the row, column and value; `warn` predicts with the value as missing, sets the X-Mlctl-Signature-Warnings header and counts it in the endpoint's status; `off` predicts without counting. Refused (but `off`) for models served by your own code",
+                |spec, r, node| {
+                    (node.as_str() != Some("off") && mlctl_core::support::serves_user_code(spec, r)).then(|| {
+                        Refusal::new(
+                            "this endpoint serves the model with your own code (script mode or `serve`), which reads requests itself, so mlctl cannot check them against a signature",
+                            "set `enforce: off` and check inputs in your serving code, or serve a built-in model",
+                        )
+                    })
+                },
+            ),
+        )
         .with(
             "Endpoint.spec.serve.code",
             Support::honoured_as(

@@ -81,6 +81,7 @@ impl Project {
             spec,
             dataset,
             target_column: Some("y".into()),
+            schema: None,
             fingerprint: format!("fp-{job}"),
             tags: self.tags("TrainingJob/train", job),
             split: None,
@@ -161,6 +162,7 @@ async fn schema_violations_report_column_rule_and_example_rows() {
         max: None,
         categories: categories.map(|c| c.into_iter().map(String::from).collect()),
         nullable: None,
+        role: None,
     };
     let mut spec = csv_spec("data/t.csv");
     spec.schema = Some(DataSchema {

@@ -27,6 +27,10 @@ fn build() -> FieldRules {
     .with("Dataset.spec.format", Support::Honoured)
     .with("Dataset.spec.target", Support::Honoured)
     .with_all("Dataset.spec.schema", Support::Honoured)
+    .with(
+        "Dataset.spec.schema.columns[].role",
+        Support::honoured_as("checked and recorded; the mock's simulated training fits no model"),
+    )
     .with("Dataset.spec.digest", Support::Simulated)
     .with_all("Dataset.spec.split", Support::Simulated)
     .with_all("Dataset.spec.transform", Support::Simulated)

@@ -429,6 +429,49 @@ fn build() -> FieldRules {
         )
         .with("Dataset.spec.target", Support::Honoured)
         .with_all("Dataset.spec.schema", Support::Honoured)
+        .with(
+            "Dataset.spec.schema.columns[].role",
+            Support::check(
+                "honoured for `feature`, `id` and `ignore`: SageMaker's built-in algorithms get the `feature` columns only (script mode gets every column); `weight` refused",
+                |_, _, node| {
+                    (node.as_str() == Some("weight")).then(|| {
+                        Refusal::new(
+                            "mlctl does not pass sample weights to SageMaker's built-in algorithms",
+                            "make the column `role: ignore` for this target, or train on a local target (linear and logistic regression take weights)",
+                        )
+                    })
+                },
+            ),
+        )
+        .with(
+            "Dataset.spec.schema.columns[].categories",
+            Support::check(
+                "honoured for `type: category` columns (checked in the data); refused on `type: int` columns",
+                |_, r, node| {
+                    let ds = r.as_dataset()?;
+                    let col = ds.schema.as_ref()?.columns.iter().find(|c| {
+                        c.ty == mlctl_spec::ColumnType::Int
+                            && c.categories.is_some()
+                            && r.node
+                                .at(&["spec", "schema", "columns"])
+                                .and_then(|cols| cols.as_seq())
+                                .is_some_and(|cols| {
+                                    cols.iter().any(|n| {
+                                        n.get("name").and_then(Node::as_str) == Some(c.name.as_str())
+                                            && n.get("categories").is_some_and(|x| std::ptr::eq(x, node))
+                                    })
+                                })
+                    })?;
+                    Some(Refusal::new(
+                        format!(
+                            "SageMaker's built-in algorithms take the int column `{}` as a number, not as one of its categories",
+                            col.name
+                        ),
+                        "one-hot encode it in a transform before SageMaker trains on it, or train on a local target",
+                    ))
+                },
+            ),
+        )
         .with_all("Dataset.spec.split", Support::Honoured)
         .with_all(
             "Dataset.spec.transform",
@@ -625,6 +668,14 @@ fn build() -> FieldRules {
             Support::refused(
                 "SageMaker endpoints are called with AWS credentials (SigV4), not a bearer token",
                 "remove `auth` for this target and give callers `sagemaker:InvokeEndpoint` on the endpoint in IAM",
+            ),
+        )
+        .with(
+            "Endpoint.spec.enforce",
+            Support::one_of(
+                vec!["off"],
+                "signature enforcement",
+                "SageMaker endpoints serve the algorithm's container, which reads requests its own way and knows no mlctl signature: set `enforce: off` for this target, or serve the model on a local target".into(),
             ),
         )
         .with_all(

@@ -383,8 +383,22 @@ impl SageMakerTrainer {
             (Some(train), Some(held_out)) => vec![train.clone(), held_out.clone()],
             _ => vec![req.dataset.uri.clone()],
         };
+        // With a schema, only its `role: feature` columns are features (ids, ignored and
+        // undeclared columns are left out of the converted data).
+        let features: Option<Vec<String>> = req.schema.as_ref().map(|s| {
+            s.columns
+                .iter()
+                .filter(|c| c.role() == mlctl_spec::ColumnRole::Feature)
+                .filter(|c| Some(&c.name) != label.as_ref())
+                .map(|c| c.name.clone())
+                .collect()
+        });
+        let features_key = features
+            .as_ref()
+            .map(|f| format!("features:{}", f.join(",")));
         let mut id_parts: Vec<&str> = vec![kind, label.as_deref().unwrap_or("")];
         id_parts.extend(sources.iter().map(String::as_str));
+        id_parts.extend(features_key.as_deref());
         let id = names::hash(&id_parts, 32);
         let record = self
             .aws
@@ -412,7 +426,7 @@ impl SageMakerTrainer {
         }
         let seed = req.dataset.digest.clone();
         let converted = tokio::task::spawn_blocking(move || {
-            convert_for_builtin(&parts, label.as_deref(), &seed)
+            convert_for_builtin(&parts, label.as_deref(), features.as_deref(), &seed)
         })
         .await
         .map_err(|e| provider_err(ErrorKind::Other, "convert dataset", e.to_string()))?
@@ -1200,6 +1214,7 @@ struct Converted {
 fn convert_for_builtin(
     parts: &[Vec<u8>],
     label: Option<&str>,
+    only: Option<&[String]>,
     seed: &str,
 ) -> std::result::Result<Converted, String> {
     use mlctl_ml::table::{ColumnData, Table};
@@ -1258,6 +1273,7 @@ fn convert_for_builtin(
     let features: Vec<String> = first
         .columns()
         .filter(|(name, _)| Some(*name) != label)
+        .filter(|(name, _)| only.is_none_or(|o| o.iter().any(|f| f == name)))
         .filter_map(|(name, col)| match col {
             ColumnData::Str(_) => {
                 non_numeric.push(name.to_string());
@@ -1692,7 +1708,8 @@ mod tests {
     #[test]
     fn builtin_data_is_label_first_without_header() {
         let csv = "a,b,species\n1,2,setosa\n3,4,virginica\n5,6,setosa\n7,8,versicolor\n9,10,setosa\n11,12,virginica\n";
-        let c = convert_for_builtin(&[csv.as_bytes().to_vec()], Some("species"), "seed").unwrap();
+        let c =
+            convert_for_builtin(&[csv.as_bytes().to_vec()], Some("species"), None, "seed").unwrap();
         assert_eq!(c.classes, vec!["setosa", "versicolor", "virginica"]);
         assert_eq!(c.feature_dim, 2);
         assert!(c.classification);
@@ -1707,13 +1724,22 @@ mod tests {
             c.train_rows,
             String::from_utf8(c.train).unwrap().lines().count()
         );
-        let err = convert_for_builtin(&[b"name,y\nx,1\nz,2\n".to_vec()], Some("y"), "s")
+        let err = convert_for_builtin(&[b"name,y\nx,1\nz,2\n".to_vec()], Some("y"), None, "s")
             .err()
             .unwrap();
         assert!(
             err.contains("numeric features") && err.contains("name"),
             "{err}"
         );
+        // A text id column that is not a feature is left out instead of refused.
+        let c = convert_for_builtin(
+            &[b"name,x,y\nx,1,1\nz,2,2\n".to_vec()],
+            Some("y"),
+            Some(&["x".to_string()]),
+            "s",
+        )
+        .unwrap();
+        assert_eq!(c.feature_dim, 1);
     }
 
     #[test]

@@ -130,10 +130,25 @@ pub fn models(project: &Path, cmd: ModelsCommand) -> Result<u8> {
                 None
             };
             if output == Output::Json {
+                // Each version with its signature (`null` when the artifact carries none).
+                let versions: Vec<serde_json::Value> = vs
+                    .iter()
+                    .map(|v| {
+                        let mut j = serde_json::to_value(v).unwrap_or_default();
+                        if let Some(o) = j.as_object_mut() {
+                            o.insert(
+                                "signature".into(),
+                                signature_of(&v.artifact_uri)
+                                    .map_or(serde_json::Value::Null, |m| signature_json(&m)),
+                            );
+                        }
+                        j
+                    })
+                    .collect();
                 println!(
                     "{}",
                     serde_json::to_string_pretty(
-                        &serde_json::json!({"versions": vs, "stageHistory": history})
+                        &serde_json::json!({"versions": versions, "stageHistory": history})
                     )?
                 );
                 return Ok(0);
@@ -155,6 +170,12 @@ pub fn models(project: &Path, cmd: ModelsCommand) -> Result<u8> {
                 println!("  metrics:   {}", metrics_line(&v.metrics));
                 for (k, val) in &v.lineage {
                     println!("  {k:<10} {val}");
+                }
+                match signature_of(&v.artifact_uri) {
+                    Some(m) => print!("{}", signature_text(&m)),
+                    None => println!(
+                        "  signature: none (not an mlctl model directory: a script-mode model or a remote artifact)"
+                    ),
                 }
                 println!();
             }
@@ -499,4 +520,91 @@ fn rollback_locked(s: &session::Session, endpoint: &str, to: Option<u32>) -> Res
         &rec.commit[..rec.commit.len().min(12)]
     );
     Ok(0)
+}
+
+/// The manifest of a model version whose artifact is an mlctl model directory on this machine.
+fn signature_of(artifact_uri: &str) -> Option<mlctl_ml::model::Manifest> {
+    if artifact_uri.contains("://") {
+        return None;
+    }
+    let path = std::path::Path::new(artifact_uri).join(mlctl_ml::model::MANIFEST_FILE);
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+/// At most ten values, then a count.
+fn few(values: &[String]) -> String {
+    let mut s = values
+        .iter()
+        .take(10)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if values.len() > 10 {
+        s.push_str(&format!(", and {} more", values.len() - 10));
+    }
+    s
+}
+
+/// The input signature and output as `models show` prints them.
+fn signature_text(m: &mlctl_ml::model::Manifest) -> String {
+    use mlctl_ml::preprocess::FeatureKind;
+    use std::fmt::Write as _;
+    let mut o = String::from("  signature:\n");
+    let width = m.inputs.iter().map(|f| f.name.len()).max().unwrap_or(0);
+    for f in &m.inputs {
+        let storage = f.storage.as_deref().unwrap_or(match f.kind {
+            FeatureKind::Float => "float",
+            FeatureKind::Category => "category",
+        });
+        let mut desc = storage.to_string();
+        if f.kind == FeatureKind::Category {
+            let _ = write!(desc, ", categorical: {}", few(&f.categories));
+        }
+        match (f.min, f.max) {
+            (Some(lo), Some(hi)) => {
+                let _ = write!(desc, ", {lo}..{hi}");
+            }
+            (Some(lo), None) => {
+                let _ = write!(desc, ", >= {lo}");
+            }
+            (None, Some(hi)) => {
+                let _ = write!(desc, ", <= {hi}");
+            }
+            (None, None) => {}
+        }
+        if f.nullable {
+            desc.push_str(", nullable");
+        }
+        let _ = writeln!(o, "    {:<width$}  {desc}", f.name);
+    }
+    if !m.passthrough.is_empty() {
+        let cols: Vec<String> = m
+            .passthrough
+            .iter()
+            .map(|p| format!("{} ({})", p.name, p.role))
+            .collect();
+        let _ = writeln!(o, "    not inputs: {}", cols.join(", "));
+    }
+    let label = m.output.name.as_deref().unwrap_or("cluster");
+    if m.output.classes.is_empty() {
+        let _ = writeln!(o, "    output: {label}");
+    } else {
+        let _ = writeln!(
+            o,
+            "    output: {label}, {} classes ({}): {}",
+            m.output.classes.len(),
+            m.output.label_type.as_deref().unwrap_or("string"),
+            few(&m.output.classes)
+        );
+    }
+    o
+}
+
+/// The signature in `models show --output json`: inputs as the manifest has them.
+fn signature_json(m: &mlctl_ml::model::Manifest) -> serde_json::Value {
+    serde_json::json!({
+        "inputs": m.inputs,
+        "notInputs": m.passthrough,
+        "output": m.output,
+    })
 }

@@ -59,7 +59,19 @@ pub fn status(project: &Path, target: &TargetArgs, rev: &RevArgs, output: Output
                 "lastAppliedCommit": o.map(|o| o.commit.clone()).filter(|c| !c.is_empty()),
                 "updatedAt": o.map(|o| o.updated_at.clone()),
                 "url": url,
-                "message": plan.approvals.iter().find(|a| a.id == c.id).map(|a| a.message.clone()),
+                // A decision the Model waits for, else what the target says about the live
+                // resource (an endpoint's degradation, or its signature warnings).
+                "message": plan
+                    .approvals
+                    .iter()
+                    .find(|a| a.id == c.id)
+                    .map(|a| a.message.clone())
+                    .or_else(|| {
+                        o.and_then(|o| o.outputs.get("message"))
+                            .and_then(|m| m.as_str())
+                            .filter(|m| !m.is_empty())
+                            .map(str::to_string)
+                    }),
                 "reasons": if c.action == Action::NoOp { Vec::new() } else { c.reasons.clone() },
                 // An error the target no longer shows (it matches the spec) is resolved.
                 "lastError": o
@@ -118,6 +130,9 @@ pub fn status(project: &Path, target: &TargetArgs, rev: &RevArgs, output: Output
             }
             for reason in r["reasons"].as_array().into_iter().flatten() {
                 println!("    {}", reason.as_str().unwrap_or(""));
+            }
+            if let Some(m) = r["message"].as_str() {
+                println!("    {m}");
             }
         }
         if let Some(l) = &lock {

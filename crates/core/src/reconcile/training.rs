@@ -26,6 +26,7 @@ pub(crate) async fn reconcile(
     let ds_spec = sh.desired.get(&ds_id).and_then(|d| d.resource.as_dataset());
     let target_column = ds_spec.and_then(|ds| ds.target.clone());
     let split = ds_spec.and_then(|ds| ds.split.clone());
+    let schema = ds_spec.and_then(|ds| ds.schema.clone());
     let job_name = deterministic_name(&sh.ctx.project, &id.name, &d.fingerprint, 63);
     let req = TrainingRequest {
         job_name,
@@ -34,6 +35,7 @@ pub(crate) async fn reconcile(
         spec: crate::env::resolved(mlctl_spec::Kind::TrainingJob, spec)?,
         dataset,
         target_column,
+        schema,
         fingerprint: d.fingerprint.0.clone(),
         tags: tags(sh, d),
         split,

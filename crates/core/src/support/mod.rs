@@ -18,7 +18,7 @@
 pub mod engine;
 pub mod fields;
 
-use mlctl_spec::{Kind, Location, Node, Resource, Spec};
+use mlctl_spec::{Kind, Location, Node, Resource, ResourceId, Spec};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -340,6 +340,22 @@ impl TargetSupport {
             .map(|(p, _)| p.as_str())
             .unwrap_or("?")
     }
+}
+
+/// Whether an Endpoint serves a model through the user's own code: a `serve` command, or a
+/// Model trained in script mode (no built-in `algorithm`), whose inputs mlctl cannot check.
+pub fn serves_user_code(spec: &Spec, endpoint: &Resource) -> bool {
+    let Some(e) = endpoint.as_endpoint() else {
+        return false;
+    };
+    if e.serve.is_some() {
+        return true;
+    }
+    spec.get(&ResourceId::new(Kind::Model, e.model.clone()))
+        .and_then(Resource::as_model)
+        .and_then(|m| spec.get(&ResourceId::new(Kind::TrainingJob, m.from.clone())))
+        .and_then(Resource::as_training_job)
+        .is_some_and(|t| t.algorithm.is_none())
 }
 
 /// Every field `spec` writes that `target` will not honour, in file order: all of them at once,

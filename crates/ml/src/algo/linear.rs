@@ -77,6 +77,18 @@ pub(crate) fn cholesky_solve(a: &[f64], b: &[f64], d: usize) -> Option<Vec<f64>>
 
 /// Fits a linear regression.
 pub fn fit(x: Matrix<'_>, y: &[f64], p: &Params<'_>) -> Result<Linear, ParamError> {
+    fit_weighted(x, y, None, p)
+}
+
+/// Fits a linear regression with sample weights (`None`: every row weighs 1), as
+/// scikit-learn's `fit(X, y, sample_weight)`: weighted least squares, weighted means for the
+/// intercept.
+pub fn fit_weighted(
+    x: Matrix<'_>,
+    y: &[f64],
+    weights: Option<&[f64]>,
+    p: &Params<'_>,
+) -> Result<Linear, ParamError> {
     if p.has("alpha") && p.has("l2") {
         return Err(p.error("l2", "give either `alpha` or `l2`, not both"));
     }
@@ -91,10 +103,22 @@ pub fn fit(x: Matrix<'_>, y: &[f64], p: &Params<'_>) -> Result<Linear, ParamErro
     let fit_intercept = p.bool("fit_intercept", true)?;
     let d = x.d;
     let n = x.n;
-    let (mx, my) = if fit_intercept {
-        (column_means(x), y.iter().sum::<f64>() / n.max(1) as f64)
-    } else {
-        (vec![0.0; d], 0.0)
+    let w = |i: usize| weights.map_or(1.0, |w| w[i]);
+    let (mx, my) = match (fit_intercept, weights) {
+        (false, _) => (vec![0.0; d], 0.0),
+        (true, None) => (column_means(x), y.iter().sum::<f64>() / n.max(1) as f64),
+        (true, Some(ws)) => {
+            let total: f64 = ws.iter().sum::<f64>().max(f64::MIN_POSITIVE);
+            let mut m = vec![0.0; d];
+            for (i, wi) in ws.iter().enumerate().take(n) {
+                for (a, v) in m.iter_mut().zip(x.row(i)) {
+                    *a += wi * v;
+                }
+            }
+            m.iter_mut().for_each(|a| *a /= total);
+            let my = ws.iter().zip(y).map(|(a, b)| a * b).sum::<f64>() / total;
+            (m, my)
+        }
     };
     // X'X and X'y over centred data, in parallel chunks.
     let (xtx, xty) = (0..n)
@@ -105,15 +129,17 @@ pub fn fit(x: Matrix<'_>, y: &[f64], p: &Params<'_>) -> Result<Linear, ParamErro
                 for (r, (v, m)) in row.iter_mut().zip(x.row(i).iter().zip(&mx)) {
                     *r = v - m;
                 }
-                let yi = y[i] - my;
+                let wi = w(i);
+                let yi = (y[i] - my) * wi;
                 for j in 0..d {
                     let rj = row[j];
                     if rj == 0.0 {
                         continue;
                     }
                     b[j] += rj * yi;
+                    let wrj = wi * rj;
                     for k in 0..=j {
-                        a[j * d + k] += rj * row[k];
+                        a[j * d + k] += wrj * row[k];
                     }
                 }
                 (a, b, row)

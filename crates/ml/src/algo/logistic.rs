@@ -40,6 +40,18 @@ impl Logistic {
 
 /// Fits a multinomial logistic regression on class indices `y` (`k` classes).
 pub fn fit(x: Matrix<'_>, y: &[usize], k: usize, p: &Params<'_>) -> Result<Logistic, ParamError> {
+    fit_weighted(x, y, k, None, p)
+}
+
+/// Fits a multinomial logistic regression with sample weights (`None`: every row weighs 1),
+/// as scikit-learn's `fit(X, y, sample_weight)`: each row's loss counts `weight` times.
+pub fn fit_weighted(
+    x: Matrix<'_>,
+    y: &[usize],
+    k: usize,
+    weights: Option<&[f64]>,
+    p: &Params<'_>,
+) -> Result<Logistic, ParamError> {
     let c = p.positive("C", 1.0)?;
     let max_iter = p.usize_min("max_iter", 100, 1)?;
     let tol = p.positive("tol", 1e-4)?;
@@ -87,6 +99,7 @@ pub fn fit(x: Matrix<'_>, y: &[usize], k: usize, p: &Params<'_>) -> Result<Logis
                 let start = ci * CHUNK;
                 for (r, row) in block.chunks(d.max(1)).enumerate() {
                     let yi = y[start + r];
+                    let wi = weights.map_or(1.0, |w| w[start + r]);
                     for (cl, lg) in logits.iter_mut().enumerate() {
                         let wc = &w[cl * width..cl * width + d];
                         *lg =
@@ -95,9 +108,9 @@ pub fn fit(x: Matrix<'_>, y: &[usize], k: usize, p: &Params<'_>) -> Result<Logis
                     let m = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                     let s: f64 = logits.iter().map(|l| (l - m).exp()).sum();
                     let lse = m + s.ln();
-                    loss += lse - logits[yi];
+                    loss += wi * (lse - logits[yi]);
                     for (cl, lg) in logits.iter().enumerate() {
-                        let resid = (lg - lse).exp() - if cl == yi { 1.0 } else { 0.0 };
+                        let resid = wi * ((lg - lse).exp() - if cl == yi { 1.0 } else { 0.0 });
                         let gc = &mut g[cl * width..(cl + 1) * width];
                         for (gj, xj) in gc[..d].iter_mut().zip(row) {
                             *gj += resid * xj;

@@ -52,9 +52,22 @@ pub struct DataSchema {
     /// Largest fraction of missing cells per column (0..1). Default 0 for non-nullable columns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_missing_fraction: Option<f64>,
-    /// Whether columns not listed are allowed (default false).
+    /// Whether columns not listed are allowed (default false). Columns not listed are never
+    /// features: a model trains on declared `role: feature` columns only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_extra_columns: Option<bool>,
+}
+
+impl DataSchema {
+    /// The declared column `name`.
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// The column with `role: weight`, if any (validation allows at most one).
+    pub fn weight_column(&self) -> Option<&Column> {
+        self.columns.iter().find(|c| c.role() == ColumnRole::Weight)
+    }
 }
 
 /// One column of a table.
@@ -72,12 +85,39 @@ pub struct Column {
     /// Largest allowed value (numbers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max: Option<f64>,
-    /// Allowed values (categories).
+    /// Allowed values (categories), on `category` and `int` columns. A column with
+    /// categories is categorical to the model (one-hot encoded over exactly these values),
+    /// whatever its storage type: `term_months: [12, 24, 36, 60]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub categories: Option<Vec<String>>,
     /// Whether missing values are allowed (default false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nullable: Option<bool>,
+    /// What the column is to a model (default `feature`): only features are trained on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<ColumnRole>,
+}
+
+impl Column {
+    /// The role, `feature` when not given.
+    pub fn role(&self) -> ColumnRole {
+        self.role.unwrap_or(ColumnRole::Feature)
+    }
+}
+
+/// What a column is to a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnRole {
+    /// An input the model trains on and predicts from.
+    Feature,
+    /// An identifier: kept in the data (and in captured requests, to join predictions to
+    /// labels), never trained on; an endpoint accepts and ignores it.
+    Id,
+    /// Kept in the data, never trained on.
+    Ignore,
+    /// A sample weight (a number >= 0) for training; not a feature. At most one per dataset.
+    Weight,
 }
 
 /// Column value types.

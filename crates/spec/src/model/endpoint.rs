@@ -33,6 +33,26 @@ pub struct EndpointSpec {
     /// Resources per instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compute: Option<Compute>,
+    /// What the endpoint does with a request that breaks the model's input signature (an
+    /// unknown category, a missing column, a wrong type): `strict` (default) answers 400
+    /// naming the row, column and value; `warn` predicts anyway (an unknown or missing value
+    /// as missing) and says so in the `X-Mlctl-Signature-Warnings` response header and the
+    /// endpoint's status; `off` predicts anyway without counting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforce: Option<Enforce>,
+}
+
+/// How an endpoint enforces the model's input signature.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Enforce {
+    /// A request that breaks the signature is a 400.
+    #[default]
+    Strict,
+    /// Predict anyway; count it and say so in a response header.
+    Warn,
+    /// Predict anyway.
+    Off,
 }
 
 /// Rollout strategy.

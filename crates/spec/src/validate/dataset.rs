@@ -123,16 +123,38 @@ pub(super) fn check(
                 );
             }
             match (&c.categories, c.ty) {
-                (Some(_), ty) if ty != ColumnType::Category => {
+                (Some(_), ty) if !matches!(ty, ColumnType::Category | ColumnType::Int) => {
                     ctx.err(
                         "conflicting-fields",
                         file,
                         at(&["schema", "columns", &idx, "categories"]),
                         format!(
-                            "column `{}`: categories apply to `type: category` columns only",
+                            "column `{}`: categories apply to `type: category` and `type: int` columns only",
                             c.name
                         ),
+                    )
+                    .hint = Some(
+                        "use `type: category` for a fixed set of text values, or `type: int` for coded numbers"
+                            .into(),
                     );
+                }
+                (Some(cats), ColumnType::Int) if cats.iter().any(|v| v.parse::<i64>().is_err()) => {
+                    let bad: Vec<&str> = cats
+                        .iter()
+                        .filter(|v| v.parse::<i64>().is_err())
+                        .map(String::as_str)
+                        .collect();
+                    ctx.err(
+                        "bad-value",
+                        file,
+                        at(&["schema", "columns", &idx, "categories"]),
+                        format!(
+                            "column `{}` is `type: int`, but its categories include {}",
+                            c.name,
+                            crate::suggest::list(&bad)
+                        ),
+                    )
+                    .hint = Some("list whole numbers, or make the column `type: category`".into());
                 }
                 (Some(cats), _) if cats.is_empty() => {
                     ctx.err(
@@ -145,6 +167,7 @@ pub(super) fn check(
                 _ => {}
             }
         }
+        check_roles(ctx, file, at, schema, d.target.as_deref());
         if let Some(f) = schema.max_missing_fraction
             && !(0.0..=1.0).contains(&f)
         {
@@ -254,5 +277,100 @@ pub(super) fn check(
             at(&["transform", "command"]),
             "transform.command is empty",
         );
+    }
+}
+
+/// Column roles: one weight column at most, numeric and not the label; the label is a feature
+/// column as far as roles go (it is the model's output, not an input).
+fn check_roles(
+    ctx: &mut Ctx,
+    file: &str,
+    at: &dyn Fn(&[&str]) -> Option<Span>,
+    schema: &DataSchema,
+    target: Option<&str>,
+) {
+    let mut weight: Option<&str> = None;
+    for (i, c) in schema.columns.iter().enumerate() {
+        let idx = i.to_string();
+        let path = ["schema", "columns", idx.as_str(), "role"];
+        let role = c.role();
+        if role != ColumnRole::Feature && target == Some(c.name.as_str()) {
+            ctx.err(
+                "conflicting-fields",
+                file,
+                at(&path),
+                format!(
+                    "column `{}` is the dataset's `target`, so it cannot have `role: {}`",
+                    c.name,
+                    role_name(role)
+                ),
+            )
+            .hint = Some("remove `role` from the label column, or choose another `target`".into());
+        }
+        if role != ColumnRole::Weight {
+            continue;
+        }
+        if let Some(first) = weight {
+            ctx.err(
+                "conflicting-fields",
+                file,
+                at(&path),
+                format!(
+                    "column `{}` is a second `role: weight` column (`{first}` is the first)",
+                    c.name
+                ),
+            )
+            .hint = Some(
+                "a dataset has one sample weight: keep one, make the others `role: ignore`".into(),
+            );
+        }
+        weight.get_or_insert(c.name.as_str());
+        if !matches!(c.ty, ColumnType::Float | ColumnType::Int) || c.categories.is_some() {
+            ctx.err(
+                "conflicting-fields",
+                file,
+                at(&path),
+                format!(
+                    "column `{}` is a sample weight, so it must be a number column without categories",
+                    c.name
+                ),
+            )
+            .hint = Some("make it `type: float` (or `int`), or give it another role".into());
+        }
+        if c.min.is_some_and(|m| m < 0.0) {
+            ctx.err(
+                "out-of-range",
+                file,
+                at(&["schema", "columns", &idx, "min"]),
+                format!(
+                    "column `{}` is a sample weight; weights cannot be negative",
+                    c.name
+                ),
+            )
+            .hint = Some("set `min: 0`".into());
+        }
+        if c.nullable == Some(true) {
+            ctx.err(
+                "conflicting-fields",
+                file,
+                at(&["schema", "columns", &idx, "nullable"]),
+                format!(
+                    "column `{}` is a sample weight; every row needs one",
+                    c.name
+                ),
+            )
+            .hint =
+                Some("remove `nullable: true` (fill missing weights with 1 in a transform)".into());
+        }
+    }
+}
+
+/// A role as written in YAML.
+pub(crate) fn role_name(role: ColumnRole) -> &'static str {
+    match role {
+        ColumnRole::Feature => "feature",
+        ColumnRole::Id => "id",
+        ColumnRole::Ignore => "ignore",
+        ColumnRole::Weight => "weight",
     }
 }

@@ -229,6 +229,34 @@ pub(super) fn check_graph(resources: Vec<Resource>, ctx: &mut Ctx) -> Vec<Resour
                             t.dataset, ds_res.location.file
                         ));
                     }
+                    if let (Some(a), Some(w)) = (
+                        t.algorithm,
+                        ds.schema.as_ref().and_then(|s| s.weight_column()),
+                    ) && !crate::builtins::takes_sample_weights(a)
+                    {
+                        let span = r.node.at(&["spec", "algorithm"]).map(|n| n.span);
+                        let can: Vec<&str> = crate::builtins::WEIGHTED
+                            .iter()
+                            .map(|a| a.as_str())
+                            .collect();
+                        ctx.err(
+                            "conflicting-fields",
+                            &r.location.file,
+                            span,
+                            format!(
+                                "algorithm `{}` cannot train with sample weights, but column `{}` of dataset `{}` has `role: weight`",
+                                a.as_str(),
+                                w.name,
+                                t.dataset
+                            ),
+                        )
+                        .hint = Some(format!(
+                            "use {} (they take weights), or make `{}` `role: ignore` in {}",
+                            can.join(" or "),
+                            w.name,
+                            ds_res.location.file
+                        ));
+                    }
                 }
                 if let Some(tuning) = &t.tuning
                     && let Some(reports) = Reports::of(&r.id.name, t, &by_id)

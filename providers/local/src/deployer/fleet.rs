@@ -80,6 +80,7 @@ impl LocalDeployer {
             control: Some(ControlListener {
                 dir: announce_dir(dir),
             }),
+            enforce: rec.enforce,
         }
     }
 
@@ -387,6 +388,7 @@ impl LocalDeployer {
                 .map(|r| r.tags.clone())
                 .unwrap_or_default(),
             limits: wanted.limits,
+            enforce: wanted.enforce,
         };
         let mut started: Vec<Process> = Vec::new();
         for slot in 0..rec.instances {
@@ -622,9 +624,30 @@ impl LocalDeployer {
                 )),
             )
         } else {
-            (Health::Healthy, None)
+            (
+                Health::Healthy,
+                self.signature_warnings(dir, rec, &live).await,
+            )
         };
         self.status_of(rec, health, msg, &live)
+    }
+
+    /// With `enforce: warn`, how many requests broke the model's input signature, summed
+    /// over the processes (`None` when none did, or the endpoint enforces it).
+    async fn signature_warnings(&self, dir: &Path, rec: &Record, live: &Live) -> Option<String> {
+        if rec.enforce != mlctl_spec::Enforce::Warn {
+            return None;
+        }
+        let processes: Vec<Process> = live.up.iter().map(|(p, _)| *p).collect();
+        let scrape = self.scrape(dir, rec, &processes).await.ok()?;
+        let n: u64 = scrape.variants.values().map(|v| v.signature_warnings).sum();
+        (n > 0).then(|| {
+            format!(
+                "{n} request{} broke the model's input signature and {} answered anyway (enforce: warn); each such answer names the first problem in its X-Mlctl-Signature-Warning header",
+                if n == 1 { "" } else { "s" },
+                if n == 1 { "was" } else { "were" },
+            )
+        })
     }
 
     /// Stops every process the endpoint knows of (recorded or announced).

@@ -64,7 +64,7 @@ use mlctl_core::*;
 use mlctl_serve::client::Client;
 use mlctl_serve::config::{ServeFile, VariantConfig};
 use mlctl_serve::metrics::VariantSample;
-use mlctl_spec::StrategyType;
+use mlctl_spec::{Enforce, StrategyType};
 use processes::{Process, announced, log_tail, stop_all};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -223,6 +223,8 @@ impl From<&SampleRecord> for VariantSample {
             client_errors: s.client_errors,
             server_errors: s.server_errors,
             buckets: s.buckets.clone(),
+            // A canary's baseline judges errors and latency, not signature warnings.
+            signature_warnings: 0,
         }
     }
 }
@@ -264,6 +266,9 @@ struct Record {
     /// The limits the server process was started with (`compute`).
     #[serde(default, skip_serializing_if = "Limits::is_none")]
     limits: Limits,
+    /// `enforce`: what the servers do with a request that breaks the model's signature.
+    #[serde(default, skip_serializing_if = "is_strict")]
+    enforce: Enforce,
     /// The endpoint's tags: mlctl's and the user's labels.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     tags: BTreeMap<String, String>,
@@ -396,6 +401,12 @@ struct Wanted {
     limits: Limits,
     /// How many server processes (`instances`).
     instances: u32,
+    /// `enforce` (signature enforcement).
+    enforce: Enforce,
+}
+
+fn is_strict(e: &Enforce) -> bool {
+    *e == Enforce::Strict
 }
 
 impl Wanted {
@@ -413,6 +424,10 @@ impl Wanted {
         }
         if let Some(d) = &self.capture_dir {
             key.push_str(&format!("|capture:{}", d.display()));
+        }
+        // Strict is what servers did before `enforce` existed: their key stays.
+        if self.enforce != Enforce::Strict {
+            key.push_str(&format!("|enforce:{:?}", self.enforce));
         }
         blake3::hash(key.as_bytes()).to_hex()[..16].to_string()
     }
@@ -522,6 +537,7 @@ impl LocalDeployer {
             capture_dir,
             limits: Limits::of(req.spec.compute.as_ref()),
             instances: instances as u32,
+            enforce: req.spec.enforce.unwrap_or_default(),
         })
     }
 
@@ -555,6 +571,7 @@ impl LocalDeployer {
             capture_dir: rec.capture_dir.clone(),
             limits: rec.limits,
             instances: rec.instances,
+            enforce: rec.enforce,
         })
     }
 
@@ -908,6 +925,7 @@ impl Deployer for LocalDeployer {
                     updated_at: now_rfc3339(),
                     tags: req.tags.to_map(),
                     limits: wanted.limits,
+                    enforce: wanted.enforce,
                 });
                 rec.rollout = Some(Rollout {
                     id,

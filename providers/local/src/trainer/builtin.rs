@@ -91,6 +91,7 @@ pub(crate) fn run(t: &TrialRun<'_>, cancel: &watch::Receiver<bool>) -> Result<Tr
         train: &train,
         target: job.target_column.as_deref(),
         seed: SEED,
+        schema: job.schema.as_ref(),
     };
     // `compute.cpu` and `overrides.local.threads`: the built-in's threads.
     let fit = || {

@@ -50,6 +50,9 @@ pub(crate) struct JobRequest {
     pub spec: TrainingJobSpec,
     pub dataset: DatasetVersion,
     pub target_column: Option<String>,
+    /// Absent in jobs stored before column roles: every column but the target is a feature.
+    #[serde(default)]
+    pub schema: Option<mlctl_spec::DataSchema>,
     pub fingerprint: String,
     pub tags: Tags,
     pub project: String,
@@ -1010,6 +1013,7 @@ impl Trainer for LocalTrainer {
             spec: req.spec.clone(),
             dataset: req.dataset.clone(),
             target_column: req.target_column.clone(),
+            schema: req.schema.clone(),
             fingerprint: req.fingerprint.clone(),
             tags: req.tags.clone(),
             project: ctx.project.clone(),

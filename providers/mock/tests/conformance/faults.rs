@@ -432,6 +432,7 @@ fn child_job(name: &str) -> TrainingRequest {
         spec: serde_json::from_value(serde_json::json!({"dataset": "d", "algorithm": "logistic_regression"})).unwrap(),
         dataset: serde_json::from_value(serde_json::json!({"name": "d", "fingerprint": "f", "digest": "0", "uri": "u", "rows": 1, "columns": []})).unwrap(),
         target_column: None,
+        schema: None,
         tags: mlctl_core::Tags { project: "race".into(), resource: "TrainingJob/race".into(), fingerprint: fp.clone(), commit: "c".into(), labels: Default::default() },
         fingerprint: fp,
         split: None,
