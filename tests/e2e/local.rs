@@ -324,6 +324,70 @@ fn capture_goes_to_the_destination_directory() {
 }
 
 #[test]
+fn labels_update_in_place_without_retraining() {
+    let t = LocalIris::new();
+    t.p.mlctl(&["apply", "--auto-approve"]).expect_code(0);
+    let pids = endpoint_pids(&t.endpoint_dir());
+    assert!(!pids.is_empty());
+
+    // Labels on the job and the endpoint, a new model description: none changes a result.
+    t.p.replace(
+        "ml/train.yaml",
+        "  name: iris-train\n",
+        "  name: iris-train\n  labels: {owner: alice}\n",
+    );
+    t.p.replace(
+        "ml/endpoint.yaml",
+        "  name: iris\n",
+        "  name: iris\n  labels: {tier: gold}\n",
+    );
+    t.p.replace(
+        "ml/model.yaml",
+        "description: Iris species classifier",
+        "description: Iris classifier, v2 wording",
+    );
+    t.p.commit_all("labels and a description");
+    let plan = t.p.mlctl(&["plan"]).expect_code(0);
+    for expected in [
+        "# TrainingJob/iris-train will be updated in-place",
+        "labels.owner added: alice (in place: no retraining)",
+        "# Model/iris will be updated in-place",
+        "description: Iris species classifier -> Iris classifier, v2 wording (in place: no new version)",
+        "# Endpoint/iris will be updated in-place",
+        "labels.tier added: gold (in place: no redeploy)",
+        "Plan: 0 to add, 3 to change, 0 to destroy.",
+    ] {
+        assert!(
+            plan.stdout.contains(expected),
+            "{expected}\n{}",
+            plan.stdout
+        );
+    }
+    assert!(!plan.stdout.contains("must be replaced"), "{}", plan.stdout);
+
+    let run = t.p.mlctl(&["apply", "--auto-approve"]).expect_code(0);
+    assert!(run.stderr.contains("updated in place"), "{}", run.stderr);
+    // No new run, no new model version, the same server processes.
+    let runs = t.p.mlctl(&["runs", "list", "-o", "json"]).expect_code(0);
+    let runs: serde_json::Value = serde_json::from_str(&runs.stdout).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
+    assert_eq!(t.production_versions(), vec![(1, "production".to_string())]);
+    assert_eq!(endpoint_pids(&t.endpoint_dir()), pids);
+    // The labels are the endpoint's tags now.
+    assert_eq!(t.record()["tags"]["tier"], "gold", "{}", t.record());
+    let again = t.p.mlctl(&["plan"]).expect_code(0);
+    assert!(again.stdout.starts_with("No changes."), "{}", again.stdout);
+
+    // Taking a label off is in place too, and takes the tag off.
+    t.p.replace("ml/endpoint.yaml", "  labels: {tier: gold}\n", "");
+    t.p.commit_all("no tier");
+    let run = t.p.mlctl(&["apply", "--auto-approve"]).expect_code(0);
+    assert!(run.stderr.contains("updated in place"), "{}", run.stderr);
+    assert!(t.record()["tags"].get("tier").is_none(), "{}", t.record());
+    assert_eq!(endpoint_pids(&t.endpoint_dir()), pids);
+}
+
+#[test]
 fn iris_trains_registers_serves_and_retrains_exactly_once() {
     let t = LocalIris::new();
     let run = t.p.mlctl(&["apply", "--auto-approve"]).expect_code(0);

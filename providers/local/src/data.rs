@@ -12,7 +12,9 @@ use crate::objects::Objects;
 use crate::process::{self, Shell};
 use crate::{PROVIDER, blocking, now};
 use async_trait::async_trait;
-use mlctl_core::components::{Capabilities, DataStore, DatasetRequest, DatasetVersion, OpContext};
+use mlctl_core::components::{
+    Capabilities, DataStore, DatasetRequest, DatasetVersion, InPlaceRequest, OpContext,
+};
 use mlctl_core::error::{ErrorKind, ProviderError, Result};
 use mlctl_ml::digest::{DigestCache, digest_file};
 use mlctl_ml::table::{self, Table};
@@ -589,6 +591,31 @@ impl DataStore for LocalDataStore {
             })
             .await?;
         Ok(version)
+    }
+
+    async fn update_in_place(&self, ctx: &OpContext, req: &InPlaceRequest) -> Result<()> {
+        let (project, name, fp, tags) = (
+            ctx.project.clone(),
+            req.name.clone(),
+            req.fingerprint.clone(),
+            json(&req.tags.to_map()),
+        );
+        let n = self
+            .db
+            .call("update dataset tags", move |c| {
+                Ok(c.execute(
+                    "UPDATE datasets SET tags = ?4 WHERE project = ?1 AND name = ?2 AND fingerprint = ?3",
+                    params![project, name, fp, tags],
+                )?)
+            })
+            .await?;
+        if n == 0 {
+            return Err(crate::gone(
+                "update dataset tags",
+                format!("dataset `{}`", req.name),
+            ));
+        }
+        Ok(())
     }
 
     async fn delete_dataset(&self, ctx: &OpContext, name: &str) -> Result<()> {

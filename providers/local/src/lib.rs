@@ -70,6 +70,18 @@ pub fn stack(cfg: &ProviderConfig, serve_exe: PathBuf) -> Result<Stack, Provider
 }
 
 /// Now, RFC 3339 (UTC).
+/// What exists no more on the target (a record deleted by hand, say).
+pub(crate) fn gone(op: &str, what: String) -> mlctl_core::ProviderError {
+    mlctl_core::ProviderError::new(
+        mlctl_core::ErrorKind::NotFound,
+        PROVIDER,
+        op,
+        format!(
+            "{what} is not on this target any more; run `mlctl apply` with a change that rebuilds it"
+        ),
+    )
+}
+
 pub(crate) fn now() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)

@@ -60,7 +60,9 @@ fn build() -> FieldRules {
     for kind in Kind::ALL {
         r = r.with(
             &format!("{kind}.metadata.labels"),
-            Support::honoured_as("tags on the resource's records in the target's state"),
+            Support::honoured_as(
+                "tags on the resource's records in the target's state; a change updates them in place (nothing retrains or restarts)",
+            ),
         );
     }
     r = r
@@ -138,7 +140,10 @@ fn build() -> FieldRules {
             Support::honoured_as("worker threads of a built-in; OMP_NUM_THREADS and friends for a script"),
         )
         // Registry
-        .with("Model.spec.description", Support::Honoured)
+        .with(
+            "Model.spec.description",
+            Support::honoured_as("the version's description in the registry; a change updates it in place"),
+        )
         // Endpoints
         .with_all("Endpoint.spec.strategy", Support::Honoured)
         .with(

@@ -5,6 +5,7 @@ use crate::{Mock, Result, err, now};
 use async_trait::async_trait;
 use mlctl_core::{
     Capabilities, DataStore, DatasetRequest, DatasetVersion, ErrorKind, OpContext, Tags,
+    components::InPlaceRequest,
 };
 use mlctl_spec::DataFormat;
 use serde::{Deserialize, Serialize};
@@ -322,6 +323,27 @@ impl DataStore for Mock {
                     registered_at: now(),
                 });
                 Ok(version)
+            },
+        )
+    }
+
+    async fn update_in_place(&self, _ctx: &OpContext, req: &InPlaceRequest) -> Result<()> {
+        self.enter("update_in_place").await?;
+        let op = "update dataset tags";
+        self.store().update(
+            op,
+            &dataset_path(&req.name),
+            |rec: &mut Option<DatasetRecord>| {
+                let v = rec
+                    .as_mut()
+                    .and_then(|r| {
+                        r.versions
+                            .iter_mut()
+                            .find(|v| v.version.fingerprint == req.fingerprint)
+                    })
+                    .ok_or_else(|| crate::gone(op, format!("dataset `{}`", req.name)))?;
+                v.tags = req.tags.clone();
+                Ok(())
             },
         )
     }

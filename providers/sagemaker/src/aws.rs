@@ -175,6 +175,37 @@ pub(crate) fn parse_s3_uri(uri: &str) -> Option<(String, String)> {
 }
 
 impl Aws {
+    /// Updates the tags of a SageMaker resource in place: AddTags overwrites the keys it
+    /// names (mlctl's and the labels) and keeps the rest (`mlctl:dataset`, `mlctl:model`, ...);
+    /// DeleteTags takes the labels in `removed` off.
+    pub(crate) async fn retag(&self, arn: &str, tags: &Tags, removed: &[String]) -> Result<()> {
+        // A key both removed and set (a label that moved from the resource to the project)
+        // stays.
+        let set = tag_pairs(tags, &[]);
+        let removed: Vec<String> = removed
+            .iter()
+            .filter(|k| !set.iter().any(|(s, _)| s == *k))
+            .cloned()
+            .collect();
+        self.sm
+            .add_tags()
+            .resource_arn(arn)
+            .set_tags(Some(sm_tags(tags, &[])))
+            .send()
+            .await
+            .map_err(|e| aws_err("AddTags", e))?;
+        if !removed.is_empty() {
+            self.sm
+                .delete_tags()
+                .resource_arn(arn)
+                .set_tag_keys(Some(removed))
+                .send()
+                .await
+                .map_err(|e| aws_err("DeleteTags", e))?;
+        }
+        Ok(())
+    }
+
     /// Connects with the target's settings.
     pub async fn connect(cfg: &ProviderConfig, options: Options) -> Result<Aws> {
         let what = format!("target `{}`", cfg.target_name);

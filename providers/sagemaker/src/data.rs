@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use mlctl_core::error::Result;
 use mlctl_core::{
     Capabilities, DataStore, DatasetRequest, DatasetVersion, ErrorKind, OpContext, ProviderError,
+    components::InPlaceRequest,
 };
 use mlctl_spec::DataFormat;
 use serde::{Deserialize, Serialize};
@@ -481,6 +482,23 @@ impl DataStore for S3DataStore {
         };
         self.aws.put_json(&record, &stored).await?;
         Ok(stored.version)
+    }
+
+    async fn update_in_place(&self, ctx: &OpContext, req: &InPlaceRequest) -> Result<()> {
+        let record = self.version_key(&ctx.project, &req.name, &req.fingerprint);
+        let Some(mut stored) = self.aws.get_json::<StoredVersion>(&record).await? else {
+            return Err(provider_err(
+                ErrorKind::NotFound,
+                "update dataset tags",
+                format!(
+                    "dataset `{}` has no version {} on S3 any more; run `mlctl apply` with a change that registers it again",
+                    req.name,
+                    &req.fingerprint[..req.fingerprint.len().min(12)]
+                ),
+            ));
+        };
+        stored.tags = req.tags.to_map();
+        self.aws.put_json(&record, &stored).await
     }
 
     async fn delete_dataset(&self, ctx: &OpContext, name: &str) -> Result<()> {

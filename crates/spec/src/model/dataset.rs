@@ -137,6 +137,11 @@ pub struct Transform {
 }
 
 impl DatasetSpec {
+    /// Fields of this kind (under `spec`) that change what it carries, not what it produces:
+    /// a change to one updates the resource in place and never re-reads, re-validates or re-splits the data. Every other field
+    /// is part of the fingerprint. (`metadata.labels` is in place on every kind.)
+    pub const IN_PLACE: &'static [&'static str] = &[];
+
     /// The datasets a `transform` reads.
     pub fn references(&self) -> Vec<Reference> {
         self.transform

@@ -1056,6 +1056,20 @@ impl Deployer for LocalDeployer {
         Ok(self.live_status(&dir, &rec).await)
     }
 
+    async fn update_in_place(&self, _ctx: &OpContext, req: &InPlaceRequest) -> Result<()> {
+        // The tags live in the record only: the serving processes never see them, so none
+        // is restarted.
+        let dir = self.dir(&req.name);
+        let Some(mut rec) = read_record(&dir)? else {
+            return Err(crate::gone(
+                "update endpoint tags",
+                format!("endpoint `{}`", req.name),
+            ));
+        };
+        rec.tags = req.tags.to_map();
+        write_record(&dir, &rec)
+    }
+
     async fn delete(&self, _ctx: &OpContext, name: &str) -> Result<()> {
         let dir = self.dir(name);
         match read_record(&dir)? {
