@@ -518,3 +518,90 @@ fn rollback_returns_to_the_previous_version_and_git_still_wins() {
     t.p.mlctl(&["apply", "--auto-approve"]).expect_code(0);
     t.p.mlctl(&["plan", "--detailed-exitcode"]).expect_code(0);
 }
+
+#[test]
+fn rev_trains_on_the_data_of_that_revision_not_the_work_tree() {
+    let t = LocalIris::new();
+    let old = t.p.git(&["rev-parse", "HEAD"]).trim().to_string();
+    // The data doubles in a later commit; the work tree has it too.
+    let data = t.p.read("data/iris.csv");
+    let rows: String = data.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    t.p.write("data/iris.csv", &format!("{data}{rows}"));
+    t.p.commit_all("twice the data");
+
+    let run =
+        t.p.mlctl(&["apply", "--rev", &old, "--auto-approve"])
+            .expect_code(0);
+    let out = format!("{}{}", run.stdout, run.stderr);
+    assert!(out.contains("150 rows"), "{out}");
+    assert!(!out.contains("300 rows"), "{out}");
+    assert_eq!(
+        t.p.read("data/iris.csv").lines().count(),
+        301,
+        "the work tree is left alone"
+    );
+
+    // HEAD has other data: the plan says so and retrains on it.
+    let plan = t.p.mlctl(&["plan"]).expect_code(0);
+    assert!(
+        plan.stdout
+            .contains("dataset iris content changed (data/iris.csv)"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("TrainingJob/iris-train must be replaced"),
+        "{}",
+        plan.stdout
+    );
+    let run = t.p.mlctl(&["apply", "--auto-approve"]).expect_code(0);
+    let out = format!("{}{}", run.stdout, run.stderr);
+    assert!(out.contains("300 rows"), "{out}");
+}
+
+#[test]
+fn rev_refuses_data_that_revision_does_not_track_unless_allow_dirty() {
+    let t = LocalIris::new();
+    // The spec points at an ignored copy of the data: never in git.
+    t.p.write(".gitignore", ".mlctl/\ndata/local.csv\n");
+    std::fs::copy(
+        t.p.path().join("data/iris.csv"),
+        t.p.path().join("data/local.csv"),
+    )
+    .unwrap();
+    t.p.replace(
+        "ml/data.yaml",
+        "source: data/iris.csv",
+        "source: data/local.csv",
+    );
+    t.p.commit_all("read an ignored file");
+    let ignored = t.p.git(&["rev-parse", "HEAD"]).trim().to_string();
+    t.p.write("NOTES.md", "later\n");
+    t.p.commit_all("a later commit");
+
+    let run = t.p.mlctl(&["plan", "--rev", &ignored]).expect_code(1);
+    for expected in [
+        "ml/data.yaml:7:",
+        "`source` of Dataset/iris is `data/local.csv`, which is not tracked in git at commit",
+        "pass --allow-dirty to read it from the work tree",
+        "nothing was changed",
+    ] {
+        assert!(run.stderr.contains(expected), "{expected}\n{}", run.stderr);
+    }
+
+    let run =
+        t.p.mlctl(&["plan", "--rev", &ignored, "--allow-dirty"])
+            .expect_code(0);
+    assert!(
+        run.stderr
+            .contains("read from the work tree as it is now: data/local.csv"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stdout.contains("Dataset/iris will be created"),
+        "{}",
+        run.stdout
+    );
+}

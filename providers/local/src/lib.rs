@@ -63,7 +63,10 @@ pub fn stack(cfg: &ProviderConfig, serve_exe: PathBuf) -> Result<Stack, Provider
         data: Arc::new(LocalDataStore::new(db.clone(), &state_dir)),
         trainer: Arc::new(LocalTrainer::new(db.clone(), &state_dir, serve_exe.clone())),
         registry: Arc::new(LocalRegistry::new(db.clone(), &state_dir)),
-        deployer: Arc::new(deployer::LocalDeployer::new(state_dir.clone(), serve_exe)),
+        deployer: Arc::new(
+            deployer::LocalDeployer::new(state_dir.clone(), serve_exe)
+                .writing_under(cfg.project_dir.clone()),
+        ),
         monitor: Arc::new(monitor::LocalMonitorSink::new(state_dir.clone())),
         state: Arc::new(LocalState::new(db)),
     })

@@ -80,6 +80,9 @@ pub struct LocalDeployer {
     pub state_dir: PathBuf,
     /// The `mlctl` executable used to serve.
     pub serve_exe: PathBuf,
+    /// The project directory relative `capture.destination`s are under (default: the
+    /// operation's `project_dir`, which with `--rev` is a snapshot that only holds inputs).
+    pub project_dir: Option<PathBuf>,
     client: Client,
 }
 
@@ -87,10 +90,17 @@ impl LocalDeployer {
     /// A deployer keeping its state under `state_dir/endpoints`.
     pub fn new(state_dir: PathBuf, serve_exe: PathBuf) -> Self {
         LocalDeployer {
+            project_dir: None,
             state_dir,
             serve_exe,
             client: Client::new(),
         }
+    }
+
+    /// Writes relative capture destinations under `project_dir`.
+    pub fn writing_under(mut self, project_dir: PathBuf) -> Self {
+        self.project_dir = Some(project_dir);
+        self
     }
 
     fn dir(&self, name: &str) -> PathBuf {
@@ -473,7 +483,12 @@ impl LocalDeployer {
                 ));
             }
             // Relative to the project, like every path of the spec (an absolute one stays).
-            Some(d) => Some(ctx.project_dir.join(d)),
+            Some(d) => Some(
+                self.project_dir
+                    .as_ref()
+                    .unwrap_or(&ctx.project_dir)
+                    .join(d),
+            ),
         };
         Ok(Wanted {
             variant: variant_for(
