@@ -605,3 +605,136 @@ fn rev_refuses_data_that_revision_does_not_track_unless_allow_dirty() {
         run.stdout
     );
 }
+
+/// What the test data server sends; a test changes it between requests.
+#[derive(Default)]
+struct Served {
+    body: String,
+    etag: Option<String>,
+    last_modified: Option<String>,
+}
+
+/// An HTTP data server on 127.0.0.1 (HEAD and GET, one request per connection).
+fn data_server() -> (String, std::sync::Arc<std::sync::Mutex<Served>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/iris.csv", listener.local_addr().unwrap());
+    let served = std::sync::Arc::new(std::sync::Mutex::new(Served::default()));
+    let state = served.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut first = String::new();
+            let _ = reader.read_line(&mut first);
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let s = state.lock().unwrap();
+            let mut head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/csv\r\nContent-Length: {}\r\nConnection: close\r\n",
+                s.body.len()
+            );
+            if let Some(e) = &s.etag {
+                head.push_str(&format!("ETag: {e}\r\n"));
+            }
+            if let Some(m) = &s.last_modified {
+                head.push_str(&format!("Last-Modified: {m}\r\n"));
+            }
+            head.push_str("\r\n");
+            let _ = stream.write_all(head.as_bytes());
+            if first.starts_with("GET") {
+                let _ = stream.write_all(s.body.as_bytes());
+            }
+        }
+    });
+    (url, served)
+}
+
+#[test]
+fn http_source_retrains_when_its_etag_or_last_modified_changes() {
+    let t = LocalIris::new();
+    let (url, served) = data_server();
+    let data = t.p.read("data/iris.csv");
+    let rows: String = data.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    let doubled = format!("{data}{rows}");
+    *served.lock().unwrap() = Served {
+        body: data.clone(),
+        etag: Some("\"v1\"".into()),
+        last_modified: None,
+    };
+    t.p.replace(
+        "ml/data.yaml",
+        "source: data/iris.csv",
+        &format!("source: {url}"),
+    );
+    t.p.commit_all("data from a server");
+    let run = t.p.mlctl(&["apply", "--auto-approve"]).expect_code(0);
+    assert!(run.stderr.contains("150 rows"), "{}", run.stderr);
+    let again = t.p.mlctl(&["plan"]).expect_code(0);
+    assert!(again.stdout.starts_with("No changes."), "{}", again.stdout);
+
+    // New data upstream, with a new ETag: the plan says so, and apply reads it and retrains.
+    {
+        let mut s = served.lock().unwrap();
+        s.body = doubled.clone();
+        s.etag = Some("\"v2\"".into());
+    }
+    let plan = t.p.mlctl(&["plan"]).expect_code(0);
+    for expected in [
+        &format!("dataset iris data changed upstream ({url}: etag \"v1\" -> etag \"v2\")"),
+        "TrainingJob/iris-train must be replaced",
+    ] {
+        assert!(
+            plan.stdout.contains(expected),
+            "{expected}\n{}",
+            plan.stdout
+        );
+    }
+    let run = t.p.mlctl(&["apply", "--auto-approve"]).expect_code(0);
+    assert!(run.stderr.contains("300 rows"), "{}", run.stderr);
+    let runs = t.p.mlctl(&["runs", "list", "-o", "json"]).expect_code(0);
+    let runs: serde_json::Value = serde_json::from_str(&runs.stdout).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 2, "{runs}");
+
+    // Without an ETag, Last-Modified versions the data.
+    {
+        let mut s = served.lock().unwrap();
+        s.etag = None;
+        s.last_modified = Some("Tue, 01 Dec 2026 10:00:00 GMT".into());
+    }
+    t.p.mlctl(&["apply", "--auto-approve"]).expect_code(0);
+    served.lock().unwrap().last_modified = Some("Tue, 01 Dec 2026 11:00:00 GMT".into());
+    let plan = t.p.mlctl(&["plan"]).expect_code(0);
+    assert!(
+        plan.stdout.contains(
+            "last-modified Tue, 01 Dec 2026 10:00:00 GMT -> last-modified Tue, 01 Dec 2026 11:00:00 GMT"
+        ),
+        "{}",
+        plan.stdout
+    );
+
+    // With neither, nothing can tell a change: refused at plan, with what to do.
+    served.lock().unwrap().last_modified = None;
+    let plan = t.p.mlctl(&["plan"]).expect_code(1);
+    for expected in [
+        "sends neither an ETag nor a Last-Modified header",
+        "pin the content with `digest:`",
+    ] {
+        assert!(
+            plan.stderr.contains(expected),
+            "{expected}\n{}",
+            plan.stderr
+        );
+    }
+    // A pinned digest needs no header: it is the version.
+    let pin = blake3::hash(doubled.as_bytes()).to_hex().to_string();
+    t.p.replace(
+        "ml/data.yaml",
+        &format!("source: {url}"),
+        &format!("source: {url}\n  digest: {pin}"),
+    );
+    t.p.commit_all("pinned");
+    t.p.mlctl(&["apply", "--auto-approve"]).expect_code(0);
+}

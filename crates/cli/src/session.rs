@@ -316,6 +316,15 @@ impl Session {
         let cache = std::sync::Mutex::new(mlctl_ml::digest::DigestCache::open(cache_file));
         let dir = self.source_dir.clone();
         let digest = |rel: &str| -> Result<String, DigestError> {
+            if rel.contains("://") {
+                // A remote source: its version upstream, as the target reads it.
+                let url = mlctl_spec::env::resolve(rel, |n| std::env::var(n).ok())
+                    .map_err(|e| e.to_string())?;
+                return self
+                    .rt
+                    .block_on(self.stack.data.source_version(&self.ctx, &url))
+                    .map_err(|e| e.message.into());
+            }
             // A `${env:...}` source is read where its value points (plan checked it is set).
             let rel = mlctl_spec::env::resolve(rel, |n| std::env::var(n).ok())
                 .map_err(|e| e.to_string())?;

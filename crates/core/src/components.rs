@@ -225,6 +225,20 @@ pub trait DataStore: Send + Sync {
         ctx: &OpContext,
         req: &DatasetRequest,
     ) -> Result<DatasetVersion>;
+    /// The version of a remote `source` (`s3://`, `https://`) as this store would read it
+    /// now, called at plan time for a Dataset that pins no `digest:`: an S3 VersionId or ETag,
+    /// an HTTP ETag or Last-Modified. It goes into the fingerprint, so a change upstream reads
+    /// the data again and retrains what depends on it.
+    ///
+    /// # Contract
+    /// - Reads no content; the same object gives the same version, a changed one another.
+    /// - A source whose changes cannot be told (an HTTP server that sends neither ETag nor
+    ///   Last-Modified) is `Invalid`, saying to pin `digest:`; a scheme the store does not
+    ///   read is `NotSupported`.
+    ///
+    /// Checked by the e2e tests `http_source_retrains_when_its_etag_or_last_modified_changes` and
+    /// `s3_source_retrains_when_the_object_changes`.
+    async fn source_version(&self, ctx: &OpContext, source: &str) -> Result<String>;
     /// Removes a dataset's registration (blobs may be kept for other versions).
     ///
     /// # Contract

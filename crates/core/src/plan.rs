@@ -118,7 +118,10 @@ pub struct Desired {
 
 impl Desired {
     /// Computes fingerprints in dependency order. `digest` returns the content digest of a
-    /// project-relative path (file or directory).
+    /// project-relative path (file or directory), or, for a Dataset's remote `source`
+    /// (`s3://`, `https://`) that pins no `digest:`, the version the target would read now
+    /// ([`crate::components::DataStore::source_version`]): a new version upstream is a new
+    /// fingerprint, so the data is read again and what trains on it retrains.
     ///
     /// # Errors
     /// [`DesiredError`]: every path that could not be read, with the resource that reads it
@@ -147,6 +150,25 @@ impl Desired {
                         id: id.clone(),
                         role,
                         path: path.clone(),
+                        source,
+                    }),
+                }
+            }
+            if let Some(url) = r
+                .as_dataset()
+                .filter(|d| d.digest.is_none())
+                .and_then(|d| d.source.as_deref())
+                .filter(|s| s.contains("://"))
+            {
+                match digest(url) {
+                    Ok(v) => {
+                        digests.insert(url.to_string(), v.clone());
+                        inputs.insert(format!("remote:{url}"), v);
+                    }
+                    Err(source) => errors.push(UnreadableInput {
+                        id: id.clone(),
+                        role: "data",
+                        path: url.to_string(),
                         source,
                     }),
                 }
@@ -449,6 +471,12 @@ fn change_for(
                 change
                     .reasons
                     .push(format!("dataset {} content changed ({path})", id.name));
+            } else if let Some(url) = key.strip_prefix("remote:") {
+                let was = old.map(String::as_str).unwrap_or("(none)");
+                change.reasons.push(format!(
+                    "dataset {} data changed upstream ({url}: {was} -> {new})",
+                    id.name
+                ));
             } else if let Some(path) = key.strip_prefix("code:") {
                 change.reasons.push(format!("code dir {path} changed"));
             } else if let Some(dep) = key.strip_prefix("input:") {

@@ -116,6 +116,9 @@ impl LocalDataStore {
         if let Some((scheme, _)) = source.split_once("://") {
             return match scheme {
                 "https" => self.download(source, spec).await,
+                "http" if crate::support::is_loopback_http(source) => {
+                    self.download(source, spec).await
+                }
                 "s3" => Err(err(
                     ErrorKind::NotSupported,
                     "register dataset",
@@ -172,8 +175,8 @@ impl LocalDataStore {
         })
     }
 
-    /// Downloads an `https://` source once: a pinned digest already in the store, or a URL
-    /// fetched before, is not fetched again.
+    /// Downloads an `https://` source: a pinned digest already in the store is not fetched
+    /// again.
     async fn download(&self, url: &str, spec: &DatasetSpec) -> Result<Materialized> {
         let format = spec
             .format
@@ -188,28 +191,8 @@ impl LocalDataStore {
                 digest: Some(pinned.clone()),
             });
         }
-        let url_owned = url.to_string();
-        let previous: Option<String> = self
-            .db
-            .call("find download", move |c| {
-                Ok(c.query_row(
-                    "SELECT digest FROM downloads WHERE url = ?1",
-                    [url_owned],
-                    |r| r.get(0),
-                )
-                .optional()?)
-            })
-            .await?;
-        if let Some(d) =
-            previous.filter(|d| spec.digest.is_none() || spec.digest.as_ref() == Some(d))
-            && self.objects.exists(&d)?
-        {
-            return Ok(Materialized {
-                path: self.objects.path(&d)?,
-                format,
-                digest: Some(d),
-            });
-        }
+        // Unpinned, the URL is read again: the plan saw a new version upstream (its ETag or
+        // Last-Modified is in the fingerprint), so the last download is not it.
         let tmp = self.objects.temp_path("download")?;
         let (digest, bytes) = fetch(url, &tmp).await?;
         if let Some(want) = &spec.digest
@@ -381,6 +364,82 @@ pub(crate) fn env_name(name: &str) -> String {
         .collect()
 }
 
+/// `url` without the user and password it may carry, for messages (never stored or printed).
+pub(crate) fn shown(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            format!("{scheme}://{host}{path}")
+        }
+        None => url.to_string(),
+    }
+}
+
+/// The version of an `https://` source, from a HEAD request: its ETag, or else its
+/// Last-Modified. A server that sends neither cannot say when the data changes, so the
+/// Dataset must pin `digest:`.
+async fn http_version(url: &str) -> Result<String> {
+    let op = "check source version";
+    let client = reqwest::Client::builder()
+        .user_agent(concat!("mlctl/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| {
+            err(
+                ErrorKind::Other,
+                op,
+                format!("cannot build an HTTP client: {e}"),
+            )
+        })?;
+    let resp = client.head(url).send().await.map_err(|e| {
+        err(
+            ErrorKind::Transient,
+            op,
+            format!("{}: {}", shown(url), e.without_url()),
+        )
+    })?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(err(
+            status_kind(status),
+            op,
+            format!("{}: HTTP {status}", shown(url)),
+        ));
+    }
+    let header = |name: reqwest::header::HeaderName| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    if let Some(etag) = header(reqwest::header::ETAG) {
+        return Ok(format!("etag {etag}"));
+    }
+    if let Some(modified) = header(reqwest::header::LAST_MODIFIED) {
+        return Ok(format!("last-modified {modified}"));
+    }
+    Err(err(
+        ErrorKind::Invalid,
+        op,
+        format!(
+            "{} sends neither an ETag nor a Last-Modified header, so mlctl cannot tell when its data changes; pin the content with `digest:` in the Dataset (the blake3 of the file, e.g. from `b3sum`; a wrong pin is refused at apply with the digest it found)",
+            shown(url)
+        ),
+    ))
+}
+
+fn status_kind(status: reqwest::StatusCode) -> ErrorKind {
+    if status.is_server_error() || status.as_u16() == 429 {
+        ErrorKind::Transient
+    } else if status.as_u16() == 404 {
+        ErrorKind::NotFound
+    } else if status.as_u16() == 401 || status.as_u16() == 403 {
+        ErrorKind::PermissionDenied
+    } else {
+        ErrorKind::Invalid
+    }
+}
+
 /// Streams `url` into `dest`, hashing as it goes; returns (digest, bytes).
 async fn fetch(url: &str, dest: &Path) -> Result<(String, u64)> {
     use tokio::io::AsyncWriteExt;
@@ -395,7 +454,13 @@ async fn fetch(url: &str, dest: &Path) -> Result<(String, u64)> {
                 format!("cannot build an HTTP client: {e}"),
             )
         })?;
-    let transient = |e: reqwest::Error| err(ErrorKind::Transient, op, format!("{url}: {e}"));
+    let transient = |e: reqwest::Error| {
+        err(
+            ErrorKind::Transient,
+            op,
+            format!("{}: {}", shown(url), e.without_url()),
+        )
+    };
     let mut resp = client.get(url).send().await.map_err(transient)?;
     let status = resp.status();
     if !status.is_success() {
@@ -408,7 +473,7 @@ async fn fetch(url: &str, dest: &Path) -> Result<(String, u64)> {
         } else {
             ErrorKind::Invalid
         };
-        return Err(err(kind, op, format!("{url}: HTTP {status}")));
+        return Err(err(kind, op, format!("{}: HTTP {status}", shown(url))));
     }
     let mut file = tokio::fs::File::create(dest)
         .await
@@ -616,6 +681,25 @@ impl DataStore for LocalDataStore {
             ));
         }
         Ok(())
+    }
+
+    async fn source_version(&self, _ctx: &OpContext, source: &str) -> Result<String> {
+        match source.split_once("://").map(|(scheme, _)| scheme) {
+            Some("https") => http_version(source).await,
+            Some("http") if crate::support::is_loopback_http(source) => http_version(source).await,
+            Some(scheme) => Err(err(
+                ErrorKind::NotSupported,
+                "source version",
+                format!(
+                    "{scheme}:// sources are not read by the local target; use a project file or an https:// URL"
+                ),
+            )),
+            None => Err(err(
+                ErrorKind::Invalid,
+                "source version",
+                format!("`{source}` is a project file, digested by content"),
+            )),
+        }
     }
 
     async fn delete_dataset(&self, ctx: &OpContext, name: &str) -> Result<()> {

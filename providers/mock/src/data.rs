@@ -348,6 +348,15 @@ impl DataStore for Mock {
         )
     }
 
+    async fn source_version(&self, _ctx: &OpContext, source: &str) -> Result<String> {
+        self.enter("source_version").await?;
+        // The mock reads no remote data: every URL has one simulated version.
+        Ok(format!(
+            "simulated {}",
+            &blake3::hash(source.as_bytes()).to_hex()[..12]
+        ))
+    }
+
     async fn delete_dataset(&self, _ctx: &OpContext, name: &str) -> Result<()> {
         self.enter("delete_dataset").await?;
         // Blobs stay: other versions or models may point at them.

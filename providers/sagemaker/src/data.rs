@@ -501,6 +501,53 @@ impl DataStore for S3DataStore {
         self.aws.put_json(&record, &stored).await
     }
 
+    async fn source_version(&self, _ctx: &OpContext, source: &str) -> Result<String> {
+        let op = "source version";
+        let Some((bucket, key)) = parse_s3_uri(source).filter(|(_, k)| !k.is_empty()) else {
+            return Err(provider_err(
+                ErrorKind::NotSupported,
+                op,
+                format!(
+                    "the sagemaker target reads project files and s3:// objects, not `{source}`"
+                ),
+            ));
+        };
+        match self
+            .aws
+            .s3
+            .head_object()
+            .bucket(&bucket)
+            .key(&key)
+            .send()
+            .await
+        {
+            // A versioned bucket names the version; otherwise the ETag changes with the
+            // content.
+            Ok(h) => match (h.version_id().filter(|v| *v != "null"), h.e_tag()) {
+                (Some(v), _) => Ok(format!("version-id {v}")),
+                (None, Some(etag)) => Ok(format!("etag {etag}")),
+                (None, None) => Err(provider_err(
+                    ErrorKind::Invalid,
+                    op,
+                    format!(
+                        "{source} has neither a VersionId nor an ETag; pin its content with `digest:` in the Dataset"
+                    ),
+                )),
+            },
+            Err(e)
+                if e.as_service_error().is_some_and(|se| se.is_not_found())
+                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) =>
+            {
+                Err(provider_err(
+                    ErrorKind::NotFound,
+                    op,
+                    format!("{source} does not exist; point `source` at one CSV or Parquet object"),
+                ))
+            }
+            Err(e) => Err(aws_err("HeadObject", e)),
+        }
+    }
+
     async fn delete_dataset(&self, ctx: &OpContext, name: &str) -> Result<()> {
         // Blobs stay: other versions and training jobs' lineage point at them.
         let dir = self
