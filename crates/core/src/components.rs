@@ -237,7 +237,7 @@ pub trait DataStore: Send + Sync {
     ///   read is `NotSupported`.
     ///
     /// Checked by the e2e tests `http_source_retrains_when_its_etag_or_last_modified_changes` and
-    /// `s3_source_retrains_when_the_object_changes`.
+    /// `s3_source_retrains_when_the_object_changes_and_labels_retag_in_place`.
     async fn source_version(&self, ctx: &OpContext, source: &str) -> Result<String>;
     /// Removes a dataset's registration (blobs may be kept for other versions).
     ///
