@@ -759,7 +759,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn downloads_are_fetched_once_and_pinned_by_digest() {
+    async fn downloads_are_fetched_again_unless_pinned_by_digest() {
         const BODY: &str = "a,b\n1,2\n3,4\n";
         let dir = tempfile::tempdir().unwrap();
         let store = LocalDataStore::new(Db::open(dir.path()).unwrap(), dir.path());
@@ -770,13 +770,16 @@ mod tests {
         assert_eq!(first.digest.as_deref(), Some(want.as_str()));
         assert_eq!(std::fs::read_to_string(&first.path).unwrap(), BODY);
         assert_eq!(first.format, DataFormat::Csv);
-        // Known URL, and a pinned digest already in the store: no second request.
+        // Unpinned, a download happens because the plan saw a new version upstream: the URL
+        // is read again, never answered from the last download.
         store.download(&url, &spec(&url, None)).await.unwrap();
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+        // A pinned digest already in the store: no request.
         store
             .download(&url, &spec(&url, Some(want.clone())))
             .await
             .unwrap();
-        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
 
         // A pin that does not match what the server sends is refused.
         let wrong = "0".repeat(64);
