@@ -884,7 +884,7 @@ mod in_place {
             .collect()
     }
 
-    fn change<'a>(p: &'a Plan, kind: Kind) -> &'a Change {
+    fn change(p: &Plan, kind: Kind) -> &Change {
         p.changes.iter().find(|c| c.id.kind == kind).unwrap()
     }
 
