@@ -198,8 +198,11 @@ fn training_job_tags(url: &str, needle: &str) -> String {
 fn s3_source_retrains_when_the_object_changes_and_labels_retag_in_place() {
     let Some(url) = moto_url() else { return };
     let p = TestProject::example("iris");
-    // A dataset on S3 and the job that trains on it.
-    std::fs::remove_file(p.path().join("ml/model.yaml")).unwrap();
+    // A dataset on S3, the job that trains on it and its model (moto's jobs report no
+    // metrics: no gates).
+    let model = p.read("ml/model.yaml");
+    let gates = model.find("  gates:").unwrap();
+    p.write("ml/model.yaml", &model[..gates]);
     std::fs::remove_file(p.path().join("ml/endpoint.yaml")).unwrap();
     let bucket = "mlctl-e2e-source";
     let key = format!(
@@ -266,13 +269,24 @@ fn s3_source_retrains_when_the_object_changes_and_labels_retag_in_place() {
     let apply = run(&["apply", "--target", "staging", "--auto-approve"]).expect_code(0);
     assert!(apply.stderr.contains("300 rows"), "{}", apply.stderr);
 
-    // A label on the job: AddTags on the job that exists, no new job.
+    // A label on the job and the model, a new description: AddTags on the job and the
+    // model package that exist, no new job, no new version.
     p.replace(
         "ml/train.yaml",
         "  name: iris-train\n",
         "  name: iris-train\n  labels: {owner: alice}\n",
     );
-    p.commit_all("a label");
+    p.replace(
+        "ml/model.yaml",
+        "  name: iris\n",
+        "  name: iris\n  labels: {owner: alice}\n",
+    );
+    p.replace(
+        "ml/model.yaml",
+        "description: Iris species classifier",
+        "description: Iris classifier, v2 wording",
+    );
+    p.commit_all("labels and a description");
     let plan = run(&["plan", "--target", "staging"]).expect_code(0);
     assert!(
         plan.stdout
@@ -298,6 +312,11 @@ fn s3_source_retrains_when_the_object_changes_and_labels_retag_in_place() {
     assert!(
         tags.contains("\"owner\"") && tags.contains("\"alice\""),
         "{tags}"
+    );
+    assert!(
+        status.stdout.contains("0 added, 2 changed"),
+        "{}",
+        status.stdout
     );
     let again = run(&["plan", "--target", "staging"]).expect_code(0);
     assert!(again.stdout.starts_with("No changes."), "{}", again.stdout);

@@ -162,6 +162,10 @@ pub struct DatasetRequest {
     pub tags: Tags,
     /// Versions of the datasets a `transform` reads, by name.
     pub inputs: BTreeMap<String, DatasetVersion>,
+    /// The version of a remote `source` the plan saw ([`DataStore::source_version`]; `None`
+    /// for project files and pinned digests): the store reads that version or fails, so the
+    /// data registered is the data the fingerprint names.
+    pub source_version: Option<String>,
 }
 
 /// A registered dataset version.

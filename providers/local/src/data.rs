@@ -115,9 +115,13 @@ impl LocalDataStore {
         };
         if let Some((scheme, _)) = source.split_once("://") {
             return match scheme {
-                "https" => self.download(source, spec).await,
+                "https" => {
+                    self.download(source, spec, req.source_version.as_deref())
+                        .await
+                }
                 "http" if crate::support::is_loopback_http(source) => {
-                    self.download(source, spec).await
+                    self.download(source, spec, req.source_version.as_deref())
+                        .await
                 }
                 "s3" => Err(err(
                     ErrorKind::NotSupported,
@@ -177,7 +181,15 @@ impl LocalDataStore {
 
     /// Downloads an `https://` source: a pinned digest already in the store is not fetched
     /// again.
-    async fn download(&self, url: &str, spec: &DatasetSpec) -> Result<Materialized> {
+    ///
+    /// `planned` is the version the plan saw ([`http_version`]): a server that now answers
+    /// with another is refused, so what is registered is what the fingerprint names.
+    async fn download(
+        &self,
+        url: &str,
+        spec: &DatasetSpec,
+        planned: Option<&str>,
+    ) -> Result<Materialized> {
         let format = spec
             .format
             .or_else(|| table::format_from_path(url.split(['?', '#']).next().unwrap_or(url)))
@@ -194,7 +206,21 @@ impl LocalDataStore {
         // Unpinned, the URL is read again: the plan saw a new version upstream (its ETag or
         // Last-Modified is in the fingerprint), so the last download is not it.
         let tmp = self.objects.temp_path("download")?;
-        let (digest, bytes) = fetch(url, &tmp).await?;
+        let (digest, bytes, version) = fetch(url, &tmp).await?;
+        if let Some(planned) = planned
+            && version.as_deref() != Some(planned)
+        {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(err(
+                ErrorKind::Precondition,
+                "download",
+                format!(
+                    "{} changed since the plan (the plan saw {planned}, the download has {}); run `mlctl plan` again to see the new data",
+                    shown(url),
+                    version.as_deref().unwrap_or("no version")
+                ),
+            ));
+        }
         if let Some(want) = &spec.digest
             && want != &digest
         {
@@ -406,17 +432,8 @@ async fn http_version(url: &str) -> Result<String> {
             format!("{}: HTTP {status}", shown(url)),
         ));
     }
-    let header = |name: reqwest::header::HeaderName| {
-        resp.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    if let Some(etag) = header(reqwest::header::ETAG) {
-        return Ok(format!("etag {etag}"));
-    }
-    if let Some(modified) = header(reqwest::header::LAST_MODIFIED) {
-        return Ok(format!("last-modified {modified}"));
+    if let Some(version) = version_of(resp.headers()) {
+        return Ok(version);
     }
     Err(err(
         ErrorKind::Invalid,
@@ -440,8 +457,21 @@ fn status_kind(status: reqwest::StatusCode) -> ErrorKind {
     }
 }
 
-/// Streams `url` into `dest`, hashing as it goes; returns (digest, bytes).
-async fn fetch(url: &str, dest: &Path) -> Result<(String, u64)> {
+/// The version an HTTP response names: its ETag, or else its Last-Modified.
+fn version_of(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    let get = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+    };
+    get(reqwest::header::ETAG)
+        .map(|e| format!("etag {e}"))
+        .or_else(|| get(reqwest::header::LAST_MODIFIED).map(|m| format!("last-modified {m}")))
+}
+
+/// Streams `url` into `dest`, hashing as it goes; returns (digest, bytes, the response's
+/// version).
+async fn fetch(url: &str, dest: &Path) -> Result<(String, u64, Option<String>)> {
     use tokio::io::AsyncWriteExt;
     let op = "download";
     let client = reqwest::Client::builder()
@@ -475,6 +505,7 @@ async fn fetch(url: &str, dest: &Path) -> Result<(String, u64)> {
         };
         return Err(err(kind, op, format!("{}: HTTP {status}", shown(url))));
     }
+    let version = version_of(resp.headers());
     let mut file = tokio::fs::File::create(dest)
         .await
         .map_err(|e| io_at(op, dest, e))?;
@@ -488,7 +519,7 @@ async fn fetch(url: &str, dest: &Path) -> Result<(String, u64)> {
             .map_err(|e| io_at(op, dest, e))?;
     }
     file.sync_data().await.map_err(|e| io_at(op, dest, e))?;
-    Ok((hasher.finalize().to_hex().to_string(), bytes))
+    Ok((hasher.finalize().to_hex().to_string(), bytes, version))
 }
 
 /// Everything after materialisation, on a blocking thread.
@@ -766,25 +797,33 @@ mod tests {
         let (url, hits) = serve(BODY);
         let want = blake3::hash(BODY.as_bytes()).to_hex().to_string();
 
-        let first = store.download(&url, &spec(&url, None)).await.unwrap();
+        let first = store.download(&url, &spec(&url, None), None).await.unwrap();
         assert_eq!(first.digest.as_deref(), Some(want.as_str()));
         assert_eq!(std::fs::read_to_string(&first.path).unwrap(), BODY);
         assert_eq!(first.format, DataFormat::Csv);
         // Unpinned, a download happens because the plan saw a new version upstream: the URL
         // is read again, never answered from the last download.
-        store.download(&url, &spec(&url, None)).await.unwrap();
+        store.download(&url, &spec(&url, None), None).await.unwrap();
         assert_eq!(hits.load(Ordering::SeqCst), 2);
         // A pinned digest already in the store: no request.
         store
-            .download(&url, &spec(&url, Some(want.clone())))
+            .download(&url, &spec(&url, Some(want.clone())), None)
             .await
             .unwrap();
         assert_eq!(hits.load(Ordering::SeqCst), 2);
 
+        // A download that is not the version the plan saw is refused, not registered.
+        let err = store
+            .download(&url, &spec(&url, None), Some("etag \"v1\""))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Precondition);
+        assert!(err.message.contains("changed since the plan"), "{err}");
+
         // A pin that does not match what the server sends is refused.
         let wrong = "0".repeat(64);
         let err = store
-            .download(&url, &spec(&url, Some(wrong.clone())))
+            .download(&url, &spec(&url, Some(wrong.clone())), None)
             .await
             .unwrap_err();
         assert_eq!(err.kind, ErrorKind::Invalid);

@@ -32,6 +32,9 @@ pub struct Features {
     /// Create the target's bucket when it is missing (emulators start empty; on AWS the
     /// bucket is the user's and is never created).
     pub create_bucket: bool,
+    /// `AddTags` / `DeleteTags` on a model package (moto answers 500). Off: a label changed
+    /// in place is put on the package's group, not on the package.
+    pub tag_model_packages: bool,
 }
 
 impl Features {
@@ -43,6 +46,7 @@ impl Features {
         stop_jobs: true,
         list_tuning_trials: true,
         create_bucket: false,
+        tag_model_packages: true,
     };
 
     /// What moto 5.x implements.
@@ -53,6 +57,7 @@ impl Features {
         stop_jobs: false,
         list_tuning_trials: false,
         create_bucket: true,
+        tag_model_packages: false,
     };
 
     /// The features of the service a target names: its `emulator`'s, else real AWS.
@@ -95,6 +100,10 @@ impl Features {
         add(
             self.create_bucket,
             "the target's bucket is created when it is missing",
+        );
+        add(
+            !self.tag_model_packages,
+            "a label changed in place is put on a model's package group, not on its package versions (moto cannot tag them)",
         );
         out
     }

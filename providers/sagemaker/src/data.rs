@@ -126,16 +126,27 @@ impl S3DataStore {
                     format!("dataset `{name}`: `{source}` names no object; point `source` at one CSV or Parquet object (s3://bucket/path/data.csv)"),
                 )
             })?;
-        let out = match self
-            .aws
-            .s3
-            .get_object()
-            .bucket(&bucket)
-            .key(&key)
-            .send()
-            .await
-        {
+        // Exactly the version the plan saw: that VersionId, or the object only while it has
+        // that ETag.
+        let planned = req.source_version.as_deref();
+        let mut get = self.aws.s3.get_object().bucket(&bucket).key(&key);
+        if let Some(v) = planned.and_then(|p| p.strip_prefix("version-id ")) {
+            get = get.version_id(v);
+        } else if let Some(etag) = planned.and_then(|p| p.strip_prefix("etag ")) {
+            get = get.if_match(etag);
+        }
+        let out = match get.send().await {
             Ok(o) => o,
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => {
+                return Err(provider_err(
+                    ErrorKind::Precondition,
+                    op,
+                    format!(
+                        "dataset `{name}`: {source} changed since the plan (the plan saw {}); run `mlctl plan` again to see the new data",
+                        planned.unwrap_or_default()
+                    ),
+                ));
+            }
             Err(e)
                 if e.as_service_error().is_some_and(|se| se.is_no_such_key())
                     || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) =>

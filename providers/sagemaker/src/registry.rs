@@ -384,7 +384,9 @@ impl Registry for SageMakerRegistry {
         let (all, i) = self.find(&ctx.project, &req.name, version.version).await?;
         let p = &all[i];
         let tags = &req.tags;
-        self.aws.retag(&p.arn, tags, &req.removed_labels).await?;
+        if self.aws.features.tag_model_packages {
+            self.aws.retag(&p.arn, tags, &req.removed_labels).await?;
+        }
         let group = names::resource(&ctx.project, &req.name);
         let group_arn = self
             .aws
