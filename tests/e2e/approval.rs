@@ -77,20 +77,18 @@ impl ManualIris {
             .collect()
     }
 
-    /// A new Model fingerprint, so the next apply registers a new version.
-    fn new_model_version(&self, description: &str) {
+    /// A new Model fingerprint, so the next apply registers a new version: a gate's threshold
+    /// changes (a description alone is updated in place and registers nothing).
+    fn new_model_version(&self, why: &str, f1_min: &str) {
         let model = self.p.read("ml/model.yaml");
         let line = model
             .lines()
-            .find(|l| l.starts_with("  description:"))
+            .find(|l| l.contains("metric: f1_macro"))
             .unwrap()
             .to_string();
-        self.p.replace(
-            "ml/model.yaml",
-            &line,
-            &format!("  description: {description}"),
-        );
-        self.p.commit_all(description);
+        let lower = format!("    - {{metric: f1_macro, min: {f1_min}}}");
+        self.p.replace("ml/model.yaml", &line, &lower);
+        self.p.commit_all(why);
     }
 
     /// Apply stops at the new version `v`, and plan and status say so with the command.
@@ -187,7 +185,7 @@ fn approve_deploy_reject_and_approve_again(target: &'static str) {
     t.run(&["plan", "--detailed-exitcode"]).expect_code(0);
 
     // 3. A new version, rejected: never deployed, and plan and status say so.
-    t.new_model_version("Iris species classifier, second cut");
+    t.new_model_version("a second version", "0.84");
     t.expect_waiting(2);
     let rejected = t.run(&["models", "reject", "iris", "2"]).expect_code(0);
     assert!(
@@ -244,7 +242,7 @@ fn approve_deploy_reject_and_approve_again(target: &'static str) {
     );
 
     // 5. A later version can still be approved and deployed.
-    t.new_model_version("Iris species classifier, third cut");
+    t.new_model_version("a third version", "0.83");
     t.expect_waiting(3);
     t.run(&["models", "approve", "iris", "3"]).expect_code(0);
     let run = t.apply().expect_code(0);

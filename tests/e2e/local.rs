@@ -324,6 +324,70 @@ fn capture_goes_to_the_destination_directory() {
 }
 
 #[test]
+fn labels_update_in_place_without_retraining() {
+    let t = LocalIris::new();
+    t.p.mlctl(&["apply", "--auto-approve"]).expect_code(0);
+    let pids = endpoint_pids(&t.endpoint_dir());
+    assert!(!pids.is_empty());
+
+    // Labels on the job and the endpoint, a new model description: none changes a result.
+    t.p.replace(
+        "ml/train.yaml",
+        "  name: iris-train\n",
+        "  name: iris-train\n  labels: {owner: alice}\n",
+    );
+    t.p.replace(
+        "ml/endpoint.yaml",
+        "  name: iris\n",
+        "  name: iris\n  labels: {tier: gold}\n",
+    );
+    t.p.replace(
+        "ml/model.yaml",
+        "description: Iris species classifier",
+        "description: Iris classifier, v2 wording",
+    );
+    t.p.commit_all("labels and a description");
+    let plan = t.p.mlctl(&["plan"]).expect_code(0);
+    for expected in [
+        "# TrainingJob/iris-train will be updated in-place",
+        "labels.owner added: alice (in place: no retraining)",
+        "# Model/iris will be updated in-place",
+        "description: Iris species classifier -> Iris classifier, v2 wording (in place: no new version)",
+        "# Endpoint/iris will be updated in-place",
+        "labels.tier added: gold (in place: no redeploy)",
+        "Plan: 0 to add, 3 to change, 0 to destroy.",
+    ] {
+        assert!(
+            plan.stdout.contains(expected),
+            "{expected}\n{}",
+            plan.stdout
+        );
+    }
+    assert!(!plan.stdout.contains("must be replaced"), "{}", plan.stdout);
+
+    let run = t.p.mlctl(&["apply", "--auto-approve"]).expect_code(0);
+    assert!(run.stderr.contains("updated in place"), "{}", run.stderr);
+    // No new run, no new model version, the same server processes.
+    let runs = t.p.mlctl(&["runs", "list", "-o", "json"]).expect_code(0);
+    let runs: serde_json::Value = serde_json::from_str(&runs.stdout).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
+    assert_eq!(t.production_versions(), vec![(1, "production".to_string())]);
+    assert_eq!(endpoint_pids(&t.endpoint_dir()), pids);
+    // The labels are the endpoint's tags now.
+    assert_eq!(t.record()["tags"]["tier"], "gold", "{}", t.record());
+    let again = t.p.mlctl(&["plan"]).expect_code(0);
+    assert!(again.stdout.starts_with("No changes."), "{}", again.stdout);
+
+    // Taking a label off is in place too, and takes the tag off.
+    t.p.replace("ml/endpoint.yaml", "  labels: {tier: gold}\n", "");
+    t.p.commit_all("no tier");
+    let run = t.p.mlctl(&["apply", "--auto-approve"]).expect_code(0);
+    assert!(run.stderr.contains("updated in place"), "{}", run.stderr);
+    assert!(t.record()["tags"].get("tier").is_none(), "{}", t.record());
+    assert_eq!(endpoint_pids(&t.endpoint_dir()), pids);
+}
+
+#[test]
 fn iris_trains_registers_serves_and_retrains_exactly_once() {
     let t = LocalIris::new();
     let run = t.p.mlctl(&["apply", "--auto-approve"]).expect_code(0);
@@ -468,4 +532,224 @@ fn rollback_returns_to_the_previous_version_and_git_still_wins() {
     );
     t.p.mlctl(&["apply", "--auto-approve"]).expect_code(0);
     t.p.mlctl(&["plan", "--detailed-exitcode"]).expect_code(0);
+}
+
+#[test]
+fn rev_trains_on_the_data_of_that_revision_not_the_work_tree() {
+    let t = LocalIris::new();
+    let old = t.p.git(&["rev-parse", "HEAD"]).trim().to_string();
+    // The data doubles in a later commit; the work tree has it too.
+    let data = t.p.read("data/iris.csv");
+    let rows: String = data.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    t.p.write("data/iris.csv", &format!("{data}{rows}"));
+    t.p.commit_all("twice the data");
+
+    let run =
+        t.p.mlctl(&["apply", "--rev", &old, "--auto-approve"])
+            .expect_code(0);
+    let out = format!("{}{}", run.stdout, run.stderr);
+    assert!(out.contains("150 rows"), "{out}");
+    assert!(!out.contains("300 rows"), "{out}");
+    assert_eq!(
+        t.p.read("data/iris.csv").lines().count(),
+        301,
+        "the work tree is left alone"
+    );
+
+    // HEAD has other data: the plan says so and retrains on it.
+    let plan = t.p.mlctl(&["plan"]).expect_code(0);
+    assert!(
+        plan.stdout
+            .contains("dataset iris content changed (data/iris.csv)"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("TrainingJob/iris-train must be replaced"),
+        "{}",
+        plan.stdout
+    );
+    let run = t.p.mlctl(&["apply", "--auto-approve"]).expect_code(0);
+    let out = format!("{}{}", run.stdout, run.stderr);
+    assert!(out.contains("300 rows"), "{out}");
+}
+
+#[test]
+fn rev_refuses_data_that_revision_does_not_track_unless_allow_dirty() {
+    let t = LocalIris::new();
+    // The spec points at an ignored copy of the data: never in git.
+    t.p.write(".gitignore", ".mlctl/\ndata/local.csv\n");
+    std::fs::copy(
+        t.p.path().join("data/iris.csv"),
+        t.p.path().join("data/local.csv"),
+    )
+    .unwrap();
+    t.p.replace(
+        "ml/data.yaml",
+        "source: data/iris.csv",
+        "source: data/local.csv",
+    );
+    t.p.commit_all("read an ignored file");
+    let ignored = t.p.git(&["rev-parse", "HEAD"]).trim().to_string();
+    t.p.write("NOTES.md", "later\n");
+    t.p.commit_all("a later commit");
+
+    let run = t.p.mlctl(&["plan", "--rev", &ignored]).expect_code(1);
+    for expected in [
+        "ml/data.yaml:7:",
+        "`source` of Dataset/iris is `data/local.csv`, which is not tracked in git at commit",
+        "pass --allow-dirty to read it from the work tree",
+        "nothing was changed",
+    ] {
+        assert!(run.stderr.contains(expected), "{expected}\n{}", run.stderr);
+    }
+
+    let run =
+        t.p.mlctl(&["plan", "--rev", &ignored, "--allow-dirty"])
+            .expect_code(0);
+    assert!(
+        run.stderr
+            .contains("read from the work tree as it is now: data/local.csv"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stdout.contains("Dataset/iris will be created"),
+        "{}",
+        run.stdout
+    );
+}
+
+/// What the test data server sends; a test changes it between requests.
+#[derive(Default)]
+struct Served {
+    body: String,
+    etag: Option<String>,
+    last_modified: Option<String>,
+}
+
+/// An HTTP data server on 127.0.0.1 (HEAD and GET, one request per connection).
+fn data_server() -> (String, std::sync::Arc<std::sync::Mutex<Served>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/iris.csv", listener.local_addr().unwrap());
+    let served = std::sync::Arc::new(std::sync::Mutex::new(Served::default()));
+    let state = served.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut first = String::new();
+            let _ = reader.read_line(&mut first);
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let s = state.lock().unwrap();
+            let mut head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/csv\r\nContent-Length: {}\r\nConnection: close\r\n",
+                s.body.len()
+            );
+            if let Some(e) = &s.etag {
+                head.push_str(&format!("ETag: {e}\r\n"));
+            }
+            if let Some(m) = &s.last_modified {
+                head.push_str(&format!("Last-Modified: {m}\r\n"));
+            }
+            head.push_str("\r\n");
+            let _ = stream.write_all(head.as_bytes());
+            if first.starts_with("GET") {
+                let _ = stream.write_all(s.body.as_bytes());
+            }
+        }
+    });
+    (url, served)
+}
+
+#[test]
+fn http_source_retrains_when_its_etag_or_last_modified_changes() {
+    let t = LocalIris::new();
+    let (url, served) = data_server();
+    let data = t.p.read("data/iris.csv");
+    let rows: String = data.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    let doubled = format!("{data}{rows}");
+    *served.lock().unwrap() = Served {
+        body: data.clone(),
+        etag: Some("\"v1\"".into()),
+        last_modified: None,
+    };
+    t.p.replace(
+        "ml/data.yaml",
+        "source: data/iris.csv",
+        &format!("source: {url}"),
+    );
+    t.p.commit_all("data from a server");
+    let run = t.p.mlctl(&["apply", "--auto-approve"]).expect_code(0);
+    assert!(run.stderr.contains("150 rows"), "{}", run.stderr);
+    let again = t.p.mlctl(&["plan"]).expect_code(0);
+    assert!(again.stdout.starts_with("No changes."), "{}", again.stdout);
+
+    // New data upstream, with a new ETag: the plan says so, and apply reads it and retrains.
+    {
+        let mut s = served.lock().unwrap();
+        s.body = doubled.clone();
+        s.etag = Some("\"v2\"".into());
+    }
+    let plan = t.p.mlctl(&["plan"]).expect_code(0);
+    for expected in [
+        &format!("dataset iris data changed upstream ({url}: etag \"v1\" -> etag \"v2\")"),
+        "TrainingJob/iris-train must be replaced",
+    ] {
+        assert!(
+            plan.stdout.contains(expected),
+            "{expected}\n{}",
+            plan.stdout
+        );
+    }
+    let run = t.p.mlctl(&["apply", "--auto-approve"]).expect_code(0);
+    assert!(run.stderr.contains("300 rows"), "{}", run.stderr);
+    let runs = t.p.mlctl(&["runs", "list", "-o", "json"]).expect_code(0);
+    let runs: serde_json::Value = serde_json::from_str(&runs.stdout).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 2, "{runs}");
+
+    // Without an ETag, Last-Modified versions the data.
+    {
+        let mut s = served.lock().unwrap();
+        s.etag = None;
+        s.last_modified = Some("Tue, 01 Dec 2026 10:00:00 GMT".into());
+    }
+    t.p.mlctl(&["apply", "--auto-approve"]).expect_code(0);
+    served.lock().unwrap().last_modified = Some("Tue, 01 Dec 2026 11:00:00 GMT".into());
+    let plan = t.p.mlctl(&["plan"]).expect_code(0);
+    assert!(
+        plan.stdout.contains(
+            "last-modified Tue, 01 Dec 2026 10:00:00 GMT -> last-modified Tue, 01 Dec 2026 11:00:00 GMT"
+        ),
+        "{}",
+        plan.stdout
+    );
+
+    // With neither, nothing can tell a change: refused at plan, with what to do.
+    served.lock().unwrap().last_modified = None;
+    let plan = t.p.mlctl(&["plan"]).expect_code(1);
+    for expected in [
+        "sends neither an ETag nor a Last-Modified header",
+        "pin the content with `digest:`",
+    ] {
+        assert!(
+            plan.stderr.contains(expected),
+            "{expected}\n{}",
+            plan.stderr
+        );
+    }
+    // A pinned digest needs no header: it is the version.
+    let pin = blake3::hash(doubled.as_bytes()).to_hex().to_string();
+    t.p.replace(
+        "ml/data.yaml",
+        &format!("source: {url}"),
+        &format!("source: {url}\n  digest: {pin}"),
+    );
+    t.p.commit_all("pinned");
+    t.p.mlctl(&["apply", "--auto-approve"]).expect_code(0);
 }

@@ -136,3 +136,189 @@ fn alarms(url: &str, prefix: &str) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// One request to moto (no signature is checked); returns the whole reply.
+fn moto_request(url: &str, service: &str, request_line: &str, headers: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let hostport = url
+        .split("://")
+        .nth(1)
+        .unwrap_or(url)
+        .trim_end_matches('/')
+        .to_string();
+    let request = format!(
+        "{request_line} HTTP/1.1\r\nHost: {hostport}\r\n{headers}\
+         Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut s = std::net::TcpStream::connect(&hostport).expect("moto answers");
+    s.write_all(request.as_bytes()).expect("send");
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).expect("read");
+    reply
+}
+
+/// Writes an S3 object in moto (path style), creating its bucket.
+fn put_object(url: &str, bucket: &str, key: &str, body: &str) {
+    moto_request(url, "s3", &format!("PUT /{bucket}"), "", "");
+    let reply = moto_request(url, "s3", &format!("PUT /{bucket}/{key}"), "", body);
+    assert!(reply.starts_with("HTTP/1.1 200"), "PutObject: {reply}");
+}
+
+/// The tags of the training job whose ARN contains `needle` (ListTrainingJobs and ListTags,
+/// JSON protocol).
+fn training_job_tags(url: &str, needle: &str) -> String {
+    let json = "Content-Type: application/x-amz-json-1.1\r\n";
+    let jobs = moto_request(
+        url,
+        "sagemaker",
+        "POST /",
+        &format!("{json}X-Amz-Target: SageMaker.ListTrainingJobs\r\n"),
+        "{}",
+    );
+    let arn = jobs
+        .split("\"TrainingJobArn\": \"")
+        .chain(jobs.split("\"TrainingJobArn\":\""))
+        .skip(1)
+        .filter_map(|r| r.split('"').next())
+        .find(|a| a.contains(needle))
+        .unwrap_or_else(|| panic!("no training job with {needle}: {jobs}"))
+        .to_string();
+    moto_request(
+        url,
+        "sagemaker",
+        "POST /",
+        &format!("{json}X-Amz-Target: SageMaker.ListTags\r\n"),
+        &format!("{{\"ResourceArn\": \"{arn}\"}}"),
+    )
+}
+
+#[test]
+fn s3_source_retrains_when_the_object_changes_and_labels_retag_in_place() {
+    let Some(url) = moto_url() else { return };
+    let p = TestProject::example("iris");
+    // A dataset on S3, the job that trains on it and its model (moto's jobs report no
+    // metrics: no gates).
+    let model = p.read("ml/model.yaml");
+    let gates = model.find("  gates:").unwrap();
+    p.write("ml/model.yaml", &model[..gates]);
+    std::fs::remove_file(p.path().join("ml/endpoint.yaml")).unwrap();
+    let bucket = "mlctl-e2e-source";
+    let key = format!(
+        "iris-{}.csv",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let data = p.read("data/iris.csv");
+    put_object(&url, bucket, &key, &data);
+    p.replace(
+        "ml/data.yaml",
+        "source: data/iris.csv",
+        &format!("source: s3://{bucket}/{key}"),
+    );
+    p.replace(
+        "mlctl.yaml",
+        "      region: eu-west-1\n      roleArn: ${env:MLCTL_SM_ROLE}\n      bucket: s3://${env:MLCTL_SM_BUCKET}/iris\n",
+        "      region: us-east-1\n      roleArn: ${env:MLCTL_SM_ROLE}\n      bucket: s3://${env:MLCTL_SM_BUCKET}/iris-s3-source\n      endpointUrl: ${env:MLCTL_MOTO_URL}\n      emulator: moto\n",
+    );
+    std::fs::write(p.path().join(".gitignore"), ".mlctl/\n").unwrap();
+    p.git(&["init", "-q", "-b", "main"]);
+    p.git(&["config", "user.email", "test@example.com"]);
+    p.git(&["config", "user.name", "Test"]);
+    p.commit_all("iris from s3 on moto");
+    let run = |args: &[&str]| {
+        let out = mlctl()
+            .args(args)
+            .current_dir(p.path())
+            .env("MLCTL_MOTO_URL", &url)
+            .env(
+                "MLCTL_SM_ROLE",
+                "arn:aws:iam::123456789012:role/SageMakerRole",
+            )
+            .env("MLCTL_SM_BUCKET", "mlctl-e2e-cli")
+            .env("MLCTL_SM_POLL_MS", "50")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .output()
+            .unwrap();
+        Run::from(out)
+    };
+    let apply = run(&["apply", "--target", "staging", "--auto-approve"]).expect_code(0);
+    assert!(apply.stderr.contains("150 rows"), "{}", apply.stderr);
+    let again = run(&["plan", "--target", "staging"]).expect_code(0);
+    assert!(again.stdout.starts_with("No changes."), "{}", again.stdout);
+
+    // The object changes upstream: a new ETag, "data changed", a new training job.
+    let rows: String = data.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    put_object(&url, bucket, &key, &format!("{data}{rows}"));
+    let plan = run(&["plan", "--target", "staging"]).expect_code(0);
+    for expected in [
+        &format!("dataset iris data changed upstream (s3://{bucket}/{key}: etag "),
+        "TrainingJob/iris-train must be replaced",
+    ] {
+        assert!(
+            plan.stdout.contains(expected),
+            "{expected}\n{}",
+            plan.stdout
+        );
+    }
+    let apply = run(&["apply", "--target", "staging", "--auto-approve"]).expect_code(0);
+    assert!(apply.stderr.contains("300 rows"), "{}", apply.stderr);
+
+    // A label on the job and the model, a new description: AddTags on the job and the
+    // model package that exist, no new job, no new version.
+    p.replace(
+        "ml/train.yaml",
+        "  name: iris-train\n",
+        "  name: iris-train\n  labels: {owner: alice}\n",
+    );
+    p.replace(
+        "ml/model.yaml",
+        "  name: iris\n",
+        "  name: iris\n  labels: {owner: alice}\n",
+    );
+    p.replace(
+        "ml/model.yaml",
+        "description: Iris species classifier",
+        "description: Iris classifier, v2 wording",
+    );
+    p.commit_all("labels and a description");
+    let plan = run(&["plan", "--target", "staging"]).expect_code(0);
+    assert!(
+        plan.stdout
+            .contains("labels.owner added: alice (in place: no retraining)"),
+        "{}",
+        plan.stdout
+    );
+    let fp = |plan: &str| {
+        plan.split("iris-train-")
+            .nth(1)
+            .map(|s| s[..12].to_string())
+            .unwrap_or_default()
+    };
+    let status = run(&["apply", "--target", "staging", "--auto-approve"]).expect_code(0);
+    assert!(
+        status.stderr.contains("updated in place"),
+        "{}",
+        status.stderr
+    );
+    let job = fp(&apply.stderr);
+    assert!(!job.is_empty(), "{}", apply.stderr);
+    let tags = training_job_tags(&url, &format!("iris-train-{job}"));
+    assert!(
+        tags.contains("\"owner\"") && tags.contains("\"alice\""),
+        "{tags}"
+    );
+    assert!(
+        status.stdout.contains("0 added, 2 changed"),
+        "{}",
+        status.stdout
+    );
+    let again = run(&["plan", "--target", "staging"]).expect_code(0);
+    assert!(again.stdout.starts_with("No changes."), "{}", again.stdout);
+    run(&["destroy", "--target", "staging", "--auto-approve"]).expect_code(0);
+}

@@ -53,10 +53,12 @@ pub struct TargetArgs {
 /// Which revision of the spec.
 #[derive(Debug, Args, Clone)]
 pub struct RevArgs {
-    /// Git revision to read the spec at.
+    /// Git revision to read the spec at; at a commit other than HEAD, its data and code are
+    /// read from that commit too.
     #[arg(long, default_value = "HEAD")]
     pub rev: String,
-    /// Plan from the work tree even when it has uncommitted changes.
+    /// Plan from the work tree even when it has uncommitted changes; with `--rev`, read the
+    /// files that revision does not track from the work tree as they are now.
     #[arg(long)]
     pub allow_dirty: bool,
 }

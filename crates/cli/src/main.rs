@@ -7,6 +7,7 @@ mod cli;
 mod commands;
 mod paths;
 mod progress;
+mod revision;
 mod session;
 mod style;
 mod support;

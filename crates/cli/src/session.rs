@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 pub struct Session {
     /// The project directory (canonical).
     pub project_dir: PathBuf,
+    /// Where the spec's data and code are read: the project directory, or, for a commit other
+    /// than HEAD, a snapshot of that commit's files (`revision.rs`).
+    pub source_dir: PathBuf,
     /// The validated spec.
     pub spec: Spec,
     /// The commit the spec was read at.
@@ -40,9 +43,9 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 pub fn open(project: &Path, target: &TargetArgs, rev: &RevArgs) -> Result<Session> {
     let repo = Repo::discover(project).map_err(|e| anyhow!("{e}"))?;
     let project_dir = repo.project_dir().to_path_buf();
-    let (commit, loaded) = if rev.allow_dirty {
-        let commit = repo.head_commit().map_err(|e| anyhow!("{e}"))?;
-        (commit, mlctl_spec::load(&DirFiles::new(&project_dir)))
+    let head = repo.head_commit().map_err(|e| anyhow!("{e}"))?;
+    let (commit, loaded) = if rev.allow_dirty && rev.rev == "HEAD" {
+        (head.clone(), mlctl_spec::load(&DirFiles::new(&project_dir)))
     } else {
         if rev.rev == "HEAD" {
             repo.ensure_clean(false).map_err(|e| anyhow!("{e}"))?;
@@ -59,6 +62,11 @@ pub fn open(project: &Path, target: &TargetArgs, rev: &RevArgs) -> Result<Sessio
         );
         return Err(Exit(1).into());
     };
+    let source_dir = if commit.sha == head.sha {
+        project_dir.clone()
+    } else {
+        snapshot(&repo, &spec, &commit, &project_dir, rev.allow_dirty)?
+    };
     let (target_name, target_cfg) = spec
         .project
         .target(target.target.as_deref())
@@ -69,12 +77,13 @@ pub fn open(project: &Path, target: &TargetArgs, rev: &RevArgs) -> Result<Sessio
     let stack = build_stack(&spec, &project_dir, &target_name, &target_cfg, &rt)?;
     let ctx = OpContext {
         project: spec.project.name.clone(),
-        project_dir: project_dir.clone(),
+        project_dir: source_dir.clone(),
         target: target_name.clone(),
         commit: commit.sha.clone(),
     };
     Ok(Session {
         project_dir,
+        source_dir,
         spec,
         commit,
         target_name,
@@ -82,6 +91,47 @@ pub fn open(project: &Path, target: &TargetArgs, rev: &RevArgs) -> Result<Sessio
         ctx,
         rt,
     })
+}
+
+/// The data and code of `spec` as they are in `commit`, in a snapshot directory; what the
+/// commit does not track is refused, or with `allow_dirty` taken from the work tree.
+fn snapshot(
+    repo: &Repo,
+    spec: &Spec,
+    commit: &Commit,
+    project_dir: &Path,
+    allow_dirty: bool,
+) -> Result<PathBuf> {
+    let dest = crate::revision::snapshot_dir(project_dir, commit);
+    let untracked =
+        crate::revision::snapshot(repo, spec, commit, &dest).map_err(|e| anyhow!("{e}"))?;
+    if untracked.diagnostics.is_empty() {
+        return Ok(dest);
+    }
+    if !allow_dirty {
+        print_diagnostics(&untracked.diagnostics);
+        let n = untracked.paths.len();
+        eprintln!(
+            "error: {n} file{} the spec at {} reads {} not tracked in git at that commit; nothing was changed",
+            if n == 1 { "" } else { "s" },
+            commit.short_sha,
+            if n == 1 { "is" } else { "are" }
+        );
+        return Err(Exit(1).into());
+    }
+    crate::revision::copy_from_work_tree(project_dir, &untracked.paths, &dest)
+        .with_context(|| format!("cannot copy work-tree files into {}", dest.display()))?;
+    eprintln!(
+        "warning: --allow-dirty: {} not tracked at commit {}, read from the work tree as it is now: {}",
+        if untracked.paths.len() == 1 {
+            "this file is"
+        } else {
+            "these files are"
+        },
+        commit.short_sha,
+        mlctl_spec::suggest::list(&untracked.paths)
+    );
+    Ok(dest)
 }
 
 /// Opens a target without a git revision (registry/run commands read only the target).
@@ -264,8 +314,17 @@ impl Session {
             .join("cache")
             .join("digests.json");
         let cache = std::sync::Mutex::new(mlctl_ml::digest::DigestCache::open(cache_file));
-        let dir = self.project_dir.clone();
+        let dir = self.source_dir.clone();
         let digest = |rel: &str| -> Result<String, DigestError> {
+            if rel.contains("://") {
+                // A remote source: its version upstream, as the target reads it.
+                let url = mlctl_spec::env::resolve(rel, |n| std::env::var(n).ok())
+                    .map_err(|e| e.to_string())?;
+                return self
+                    .rt
+                    .block_on(self.stack.data.source_version(&self.ctx, &url))
+                    .map_err(|e| e.message.into());
+            }
             // A `${env:...}` source is read where its value points (plan checked it is set).
             let rel = mlctl_spec::env::resolve(rel, |n| std::env::var(n).ok())
                 .map_err(|e| e.to_string())?;

@@ -379,6 +379,7 @@ impl Fixture {
             spec,
             fingerprint,
             inputs: Default::default(),
+            source_version: None,
         }
     }
 

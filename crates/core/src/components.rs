@@ -107,6 +107,46 @@ pub struct OpContext {
     pub commit: String,
 }
 
+/// Updating, where it stands, what a resource carries but does not depend on: its tags (the
+/// labels) and, for a model, its description. Nothing is read, trained, registered or
+/// deployed: the fingerprint did not change.
+#[derive(Debug, Clone)]
+pub struct InPlaceRequest {
+    /// `metadata.name`.
+    pub name: String,
+    /// The fingerprint of what exists (unchanged).
+    pub fingerprint: String,
+    /// What the last apply recorded for it: the kind's [`DatasetVersion`], [`TrainingResult`],
+    /// [`ModelVersion`], [`EndpointStatus`] or [`MonitorStatus`].
+    pub outputs: serde_json::Value,
+    /// The tags it carries from now on.
+    pub tags: Tags,
+    /// Labels it carried before and no longer does: their tags are removed.
+    pub removed_labels: Vec<String>,
+    /// A Model's description (`None` for other kinds, or when it has none).
+    pub description: Option<String>,
+}
+
+impl InPlaceRequest {
+    /// The recorded result, typed; `Invalid` when the record is not of that kind.
+    ///
+    /// # Errors
+    /// `Precondition` when the record holds no such result (apply the resource in full first).
+    pub fn outputs_as<T: for<'de> Deserialize<'de>>(&self, provider: &str) -> Result<T> {
+        serde_json::from_value(self.outputs.clone()).map_err(|e| {
+            crate::error::ProviderError::new(
+                crate::error::ErrorKind::Precondition,
+                provider.to_string(),
+                "update in place",
+                format!(
+                    "`{}` has no usable record of its last apply ({e}); run `mlctl apply` with a change that rebuilds it",
+                    self.name
+                ),
+            )
+        })
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 
 /// Registering a dataset version.
@@ -122,6 +162,10 @@ pub struct DatasetRequest {
     pub tags: Tags,
     /// Versions of the datasets a `transform` reads, by name.
     pub inputs: BTreeMap<String, DatasetVersion>,
+    /// The version of a remote `source` the plan saw ([`DataStore::source_version`]; `None`
+    /// for project files and pinned digests): the store reads that version or fails, so the
+    /// data registered is the data the fingerprint names.
+    pub source_version: Option<String>,
 }
 
 /// A registered dataset version.
@@ -185,12 +229,33 @@ pub trait DataStore: Send + Sync {
         ctx: &OpContext,
         req: &DatasetRequest,
     ) -> Result<DatasetVersion>;
+    /// The version of a remote `source` (`s3://`, `https://`) as this store would read it
+    /// now, called at plan time for a Dataset that pins no `digest:`: an S3 VersionId or ETag,
+    /// an HTTP ETag or Last-Modified. It goes into the fingerprint, so a change upstream reads
+    /// the data again and retrains what depends on it.
+    ///
+    /// # Contract
+    /// - Reads no content; the same object gives the same version, a changed one another.
+    /// - A source whose changes cannot be told (an HTTP server that sends neither ETag nor
+    ///   Last-Modified) is `Invalid`, saying to pin `digest:`; a scheme the store does not
+    ///   read is `NotSupported`.
+    ///
+    /// Checked by the e2e tests `http_source_retrains_when_its_etag_or_last_modified_changes` and
+    /// `s3_source_retrains_when_the_object_changes_and_labels_retag_in_place`.
+    async fn source_version(&self, ctx: &OpContext, source: &str) -> Result<String>;
     /// Removes a dataset's registration (blobs may be kept for other versions).
     ///
     /// # Contract
     /// Deleting an unknown or already deleted dataset succeeds. Checked by
     /// `dataset_register_idempotent`.
     async fn delete_dataset(&self, ctx: &OpContext, name: &str) -> Result<()>;
+    /// Updates the tags of the registered version with `req.fingerprint`.
+    ///
+    /// # Contract
+    /// Afterwards what the last apply made for this resource carries `req.tags` (and none of
+    /// `req.removed_labels`); nothing is read again. Checked by the e2e test
+    /// `labels_update_in_place_without_retraining`.
+    async fn update_in_place(&self, ctx: &OpContext, req: &InPlaceRequest) -> Result<()>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -345,6 +410,13 @@ pub trait Trainer: Send + Sync {
     /// Accepted for a running job, which then ends (failed, or completed if it won the race);
     /// only called when [`Capabilities::cancel`] is set. Checked by `trainer_cancel`.
     async fn cancel(&self, ctx: &OpContext, job: &JobHandle) -> Result<()>;
+    /// Updates the tags of the job recorded in `req.outputs` (a [`TrainingResult`]).
+    ///
+    /// # Contract
+    /// Afterwards what the last apply made for this resource carries `req.tags` (and none of
+    /// `req.removed_labels`); nothing is trained. Checked by the e2e test
+    /// `labels_update_in_place_without_retraining`.
+    async fn update_in_place(&self, ctx: &OpContext, req: &InPlaceRequest) -> Result<()>;
     /// Tracked runs (one per job, one per tuning trial), oldest first; `resource` filters by
     /// TrainingJob name. Only called when [`Capabilities::runs`] is set.
     ///
@@ -709,6 +781,14 @@ pub trait Registry: Send + Sync {
     /// Deleting an unknown model succeeds; afterwards `versions` is empty. Checked by
     /// `registry_versions_and_stages`.
     async fn delete_model(&self, ctx: &OpContext, model: &str) -> Result<()>;
+    /// Updates the tags and description of the version recorded in `req.outputs` (a
+    /// [`ModelVersion`]).
+    ///
+    /// # Contract
+    /// Afterwards what the last apply made for this resource carries `req.tags` (and none of
+    /// `req.removed_labels`) and `req.description`; nothing is registered. Checked by the e2e test
+    /// `labels_update_in_place_without_retraining`.
+    async fn update_in_place(&self, ctx: &OpContext, req: &InPlaceRequest) -> Result<()>;
     /// Every stage change of a model, oldest first ("which version was in production when").
     /// Only called when [`Capabilities::stage_history`] is set.
     ///
@@ -856,6 +936,13 @@ pub trait Deployer: Send + Sync {
     /// Deleting an unknown endpoint succeeds; afterwards `status` is `None`. Checked by
     /// `deployer_lifecycle`.
     async fn delete(&self, ctx: &OpContext, name: &str) -> Result<()>;
+    /// Updates the tags of endpoint `req.name` and of what serves it.
+    ///
+    /// # Contract
+    /// Afterwards what the last apply made for this resource carries `req.tags` (and none of
+    /// `req.removed_labels`); nothing is deployed or restarted. Checked by the e2e test
+    /// `labels_update_in_place_without_retraining`.
+    async fn update_in_place(&self, ctx: &OpContext, req: &InPlaceRequest) -> Result<()>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -914,6 +1001,13 @@ pub trait MonitorSink: Send + Sync {
     /// # Contract
     /// Succeeds when there is nothing to remove. Checked by `monitor_configure_remove`.
     async fn remove(&self, ctx: &OpContext, name: &str) -> Result<()>;
+    /// Updates the tags of monitor `req.name`.
+    ///
+    /// # Contract
+    /// Afterwards what the last apply made for this resource carries `req.tags` (and none of
+    /// `req.removed_labels`); nothing is reconfigured. Checked by the e2e test
+    /// `labels_update_in_place_without_retraining`.
+    async fn update_in_place(&self, ctx: &OpContext, req: &InPlaceRequest) -> Result<()>;
     /// The live state of a monitor (`None` when it does not exist). Only called when
     /// [`Capabilities::monitor_status`] is set; otherwise the engine trusts its own record.
     async fn status(&self, _ctx: &OpContext, _name: &str) -> Result<Option<MonitorStatus>> {

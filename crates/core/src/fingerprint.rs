@@ -3,6 +3,10 @@
 //! Fingerprint = blake3 over the kind, the canonical spec (typed, defaults applied, sorted
 //! keys: a YAML comment, key order or quoting changes nothing), the fingerprints of its inputs,
 //! and the content digests of the files it reads (data, code). Same fingerprint = nothing to do.
+//!
+//! Only what changes a result is hashed ([`mlctl_spec::Resource::fingerprinted`]): labels and
+//! each kind's `IN_PLACE` fields (a Model's `description`) are left out, so changing one is an
+//! in-place update of tags and descriptions, never a retraining, a new version or a redeploy.
 
 use mlctl_spec::Resource;
 use std::collections::BTreeMap;
@@ -49,7 +53,7 @@ pub fn compute(
     field("id", &r.id.to_string());
     field(
         "spec",
-        &serde_json::to_string(&r.canonical()).unwrap_or_default(),
+        &serde_json::to_string(&r.fingerprinted()).unwrap_or_default(),
     );
     for (id, fp) in inputs {
         field(&format!("input:{id}"), &fp.0);

@@ -84,6 +84,24 @@ pub struct DesiredResource {
     pub fingerprint: Fingerprint,
     /// What the fingerprint was made of (content digests by path, input fingerprints by address).
     pub inputs: BTreeMap<String, String>,
+    /// What is recorded on the target and diffed against: the canonical spec with the labels
+    /// the resource's tags carry (the project's and its own, which win).
+    pub canonical: serde_json::Value,
+}
+
+impl DesiredResource {
+    /// The labels its tags carry: the project's and its own (which win).
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        labels_of(&self.canonical)
+    }
+}
+
+/// The `labels` of a recorded canonical spec (empty for a record without them).
+pub fn labels_of(canonical: &serde_json::Value) -> BTreeMap<String, String> {
+    canonical
+        .get("labels")
+        .and_then(|l| serde_json::from_value(l.clone()).ok())
+        .unwrap_or_default()
 }
 
 /// The desired state: every resource in dependency order.
@@ -101,7 +119,10 @@ pub struct Desired {
 
 impl Desired {
     /// Computes fingerprints in dependency order. `digest` returns the content digest of a
-    /// project-relative path (file or directory).
+    /// project-relative path (file or directory), or, for a Dataset's remote `source`
+    /// (`s3://`, `https://`) that pins no `digest:`, the version the target would read now
+    /// ([`crate::components::DataStore::source_version`]): a new version upstream is a new
+    /// fingerprint, so the data is read again and what trains on it retrains.
     ///
     /// # Errors
     /// [`DesiredError`]: every path that could not be read, with the resource that reads it
@@ -134,6 +155,25 @@ impl Desired {
                     }),
                 }
             }
+            if let Some(url) = r
+                .as_dataset()
+                .filter(|d| d.digest.is_none())
+                .and_then(|d| d.source.as_deref())
+                .filter(|s| s.contains("://"))
+            {
+                match digest(url) {
+                    Ok(v) => {
+                        digests.insert(url.to_string(), v.clone());
+                        inputs.insert(format!("remote:{url}"), v);
+                    }
+                    Err(source) => errors.push(UnreadableInput {
+                        id: id.clone(),
+                        role: "data",
+                        path: url.to_string(),
+                        source,
+                    }),
+                }
+            }
             let mut input_fps = BTreeMap::new();
             for dep in &r.depends_on {
                 if let Some(fp) = fps.get(dep) {
@@ -143,10 +183,15 @@ impl Desired {
             }
             let fp = fingerprint::compute(r, &input_fps, &digests);
             fps.insert(id.clone(), fp.clone());
+            let mut canonical = r.canonical();
+            let mut labels = spec.project.labels.clone();
+            labels.extend(r.metadata.labels.clone());
+            canonical["labels"] = serde_json::json!(labels);
             out.push(DesiredResource {
                 resource: r.clone(),
                 fingerprint: fp,
                 inputs,
+                canonical,
             });
         }
         if errors.is_empty() {
@@ -249,6 +294,11 @@ pub struct Change {
     /// Fingerprint on the target before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_fingerprint: Option<String>,
+    /// The fingerprint is unchanged and only fields that update in place differ (labels, a
+    /// Model's description): apply changes the tags and descriptions of what exists and
+    /// retrains, re-registers and redeploys nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub in_place: bool,
 }
 
 /// A plan.
@@ -365,6 +415,7 @@ pub fn plan(
                     diff: Vec::new(),
                     fingerprint: Some(d.fingerprint.0.clone()),
                     previous_fingerprint: None,
+                    in_place: false,
                 },
                 Some(o) => change_for(d, o, &changes, target),
             };
@@ -412,6 +463,7 @@ pub fn plan(
                 diff: Vec::new(),
                 fingerprint: None,
                 previous_fingerprint: Some(o.fingerprint.clone()).filter(|f| !f.is_empty()),
+                in_place: false,
             });
         } else {
             orphans.push(o.id.clone());
@@ -490,6 +542,7 @@ fn change_for(
         diff: Vec::new(),
         fingerprint: Some(d.fingerprint.0.clone()),
         previous_fingerprint: Some(o.fingerprint.clone()).filter(|f| !f.is_empty()),
+        in_place: false,
     };
     if o.fingerprint.is_empty() {
         change.action = Action::Create;
@@ -513,7 +566,7 @@ fn change_for(
         } else {
             Action::Update
         };
-        change.diff = diff_values("", &o.spec, &d.resource.canonical());
+        change.diff = diff_values("", &o.spec, &d.canonical);
         for f in &change.diff {
             change.reasons.push(describe_field(id.kind, f));
         }
@@ -526,6 +579,12 @@ fn change_for(
                 change
                     .reasons
                     .push(format!("dataset {} content changed ({path})", id.name));
+            } else if let Some(url) = key.strip_prefix("remote:") {
+                let was = old.map(String::as_str).unwrap_or("(none)");
+                change.reasons.push(format!(
+                    "dataset {} data changed upstream ({url}: {was} -> {new})",
+                    id.name
+                ));
             } else if let Some(path) = key.strip_prefix("code:") {
                 change.reasons.push(format!("code dir {path} changed"));
             } else if let Some(dep) = key.strip_prefix("input:") {
@@ -560,9 +619,21 @@ fn change_for(
         }
         return change;
     }
-    // Same fingerprint: only live drift or ill health make work; both are said (a server
-    // process that died is drift in the instance count *and* the reason the endpoint is
-    // degraded).
+    // Same fingerprint: what differs can only be fields that update in place.
+    change.diff = diff_values("", &o.spec, &d.canonical);
+    if !change.diff.is_empty() {
+        change.action = Action::Update;
+        change.in_place = true;
+        for f in &change.diff {
+            change.reasons.push(format!(
+                "{} (in place: {})",
+                describe_field(id.kind, f),
+                in_place_promise(id.kind)
+            ));
+        }
+    }
+    // Only live drift or ill health make other work; both are said (a server process that
+    // died is drift in the instance count *and* the reason the endpoint is degraded).
     if !o.drift.is_empty() {
         change.action = Action::Update;
         change
@@ -601,6 +672,17 @@ fn change_for(
         ));
     }
     change
+}
+
+/// What an in-place update of `kind` leaves alone, in the user's words.
+fn in_place_promise(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Dataset => "the data is not read again",
+        Kind::TrainingJob => "no retraining",
+        Kind::Model => "no new version",
+        Kind::Endpoint => "no redeploy",
+        Kind::Monitor => "the checks stay as they are",
+    }
 }
 
 fn short_sha(s: &str) -> &str {
@@ -868,5 +950,125 @@ mod tests {
             describe_field(Kind::TrainingJob, &d[1]),
             "hyperparameter C: 1.0 -> 0.5"
         );
+    }
+}
+
+#[cfg(test)]
+mod in_place {
+    //! Only fields that change a result change a fingerprint; the rest plan as in place.
+    use super::*;
+    use crate::state::{FORMAT_VERSION, Health, ObservedResource};
+
+    struct Mem(BTreeMap<&'static str, String>);
+    impl mlctl_spec::Files for Mem {
+        fn read(&self, path: &str) -> std::io::Result<Option<String>> {
+            Ok(self.0.get(path).cloned())
+        }
+        fn list(&self, dir: &str) -> std::io::Result<Option<Vec<String>>> {
+            let prefix = format!("{}/", dir.trim_end_matches('/'));
+            Ok(Some(
+                self.0
+                    .keys()
+                    .filter(|k| k.starts_with(&prefix))
+                    .map(|k| k.to_string())
+                    .collect(),
+            ))
+        }
+    }
+
+    /// The iris project with `job_labels` on the job, `description` on the model and `c` as C.
+    fn desired(job_labels: &str, description: &str, c: f64) -> Desired {
+        let files = Mem(BTreeMap::from([
+            (
+                "mlctl.yaml",
+                "apiVersion: mlctl/v1\nkind: Project\nmetadata: {name: iris, labels: {org: acme}}\nspec: {}\n"
+                    .to_string(),
+            ),
+            (
+                "ml/all.yaml",
+                format!(
+                    "apiVersion: mlctl/v1\nkind: Dataset\nmetadata: {{name: iris}}\nspec: {{source: data/iris.csv, target: species}}\n---\n\
+                     apiVersion: mlctl/v1\nkind: TrainingJob\nmetadata: {{name: train{job_labels}}}\nspec: {{dataset: iris, algorithm: logistic_regression, hyperparameters: {{C: {c}}}}}\n---\n\
+                     apiVersion: mlctl/v1\nkind: Model\nmetadata: {{name: iris}}\nspec: {{from: train, description: {description}}}\n"
+                ),
+            ),
+        ]));
+        let loaded = mlctl_spec::load(&files);
+        let spec = loaded
+            .spec
+            .unwrap_or_else(|| panic!("{:?}", loaded.diagnostics));
+        Desired::new(&spec, "c0ffee", &|_| Ok("d1".to_string())).unwrap()
+    }
+
+    fn applied(d: &Desired) -> Vec<ObservedResource> {
+        d.resources
+            .iter()
+            .map(|r| ObservedResource {
+                format_version: FORMAT_VERSION,
+                id: r.resource.id.clone(),
+                fingerprint: r.fingerprint.0.clone(),
+                spec: r.canonical.clone(),
+                commit: "c0ffee".into(),
+                updated_at: String::new(),
+                health: Health::Healthy,
+                outputs: serde_json::Value::Null,
+                inputs: r.inputs.clone(),
+                last_error: None,
+                drift: Vec::new(),
+            })
+            .collect()
+    }
+
+    fn change(p: &Plan, kind: Kind) -> &Change {
+        p.changes.iter().find(|c| c.id.kind == kind).unwrap()
+    }
+
+    #[test]
+    fn labels_and_a_description_change_no_fingerprint_and_plan_in_place() {
+        let before = desired("", "first", 1.0);
+        let after = desired(", labels: {team: ml}", "second", 1.0);
+        for (a, b) in before.resources.iter().zip(&after.resources) {
+            assert_eq!(a.fingerprint, b.fingerprint, "{}", a.resource.id);
+        }
+        let p = plan(&after, &applied(&before), "t", PlanOptions::default());
+        let job = change(&p, Kind::TrainingJob);
+        assert_eq!((job.action, job.in_place), (Action::Update, true));
+        assert_eq!(
+            job.reasons,
+            ["labels.team added: ml (in place: no retraining)"]
+        );
+        let model = change(&p, Kind::Model);
+        assert_eq!((model.action, model.in_place), (Action::Update, true));
+        assert_eq!(
+            model.reasons,
+            ["description: first -> second (in place: no new version)"]
+        );
+        assert_eq!(change(&p, Kind::Dataset).action, Action::NoOp);
+        assert_eq!(p.counts(), (0, 2, 0));
+    }
+
+    #[test]
+    fn the_project_labels_are_the_tags_of_every_resource() {
+        let d = desired(", labels: {org: mine}", "x", 1.0);
+        let job = &d.resources[1];
+        assert_eq!(job.labels()["org"], "mine", "the resource's own label wins");
+        assert_eq!(d.resources[0].labels()["org"], "acme");
+    }
+
+    #[test]
+    fn a_hyperparameter_still_retrains_and_says_so() {
+        let before = desired("", "first", 1.0);
+        let after = desired(", labels: {team: ml}", "first", 0.5);
+        let p = plan(&after, &applied(&before), "t", PlanOptions::default());
+        let job = change(&p, Kind::TrainingJob);
+        assert_eq!((job.action, job.in_place), (Action::Replace, false));
+        assert!(
+            job.reasons
+                .contains(&"hyperparameter C: 1 -> 0.5".to_string()),
+            "{:?}",
+            job.reasons
+        );
+        let model = change(&p, Kind::Model);
+        assert_eq!((model.action, model.in_place), (Action::Update, false));
     }
 }

@@ -138,6 +138,20 @@ pub enum GitError {
         files: Vec<DirtyFile>,
     },
 
+    /// A file of a commit could not be read from git or written to a snapshot directory.
+    #[error("cannot copy `{path}` of commit {short_sha} to {}: {source}", dest.display())]
+    Export {
+        /// The project-relative path.
+        path: String,
+        /// The commit.
+        short_sha: String,
+        /// Where it was being written.
+        dest: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// Any other libgit2 failure (a corrupt object, an unreadable index, ...).
     #[error("git: {context}: {source}")]
     Git {

@@ -322,6 +322,70 @@ impl Repo {
         Ok(TreeFiles::new(&self.repo, tree, &self.prefix))
     }
 
+    /// Writes the project files under each of `paths` (a file or a directory, relative to the
+    /// project) as they are in `commit` into `dest`, at the same relative paths, so a command
+    /// at an older revision reads that revision's data and code, never today's. Returns the
+    /// paths the commit does not have (not tracked in git then), which are not written.
+    ///
+    /// # Guarantees
+    /// A file already in `dest` with the same bytes is left alone (a snapshot is reused);
+    /// each file is written whole or not at all (a temporary file, then a rename).
+    ///
+    /// # Errors
+    /// [`GitError::Export`] when a blob cannot be read or a file cannot be written;
+    /// [`GitError::UnknownRevision`] when the commit is not in this repository.
+    pub fn export(
+        &self,
+        commit: &Commit,
+        paths: &[String],
+        dest: &Path,
+    ) -> Result<Vec<String>, GitError> {
+        use mlctl_spec::Files as _;
+        let files = self.files_at(commit)?;
+        let fail = |path: &str, source: std::io::Error| GitError::Export {
+            path: path.to_string(),
+            short_sha: commit.short_sha.clone(),
+            dest: dest.to_path_buf(),
+            source,
+        };
+        let mut untracked = Vec::new();
+        for path in paths {
+            let path = path.trim_end_matches('/');
+            let listed = if files.is_dir(path).map_err(|e| fail(path, e))? {
+                files
+                    .list(path)
+                    .map_err(|e| fail(path, e))?
+                    .unwrap_or_default()
+            } else {
+                vec![path.to_string()]
+            };
+            let mut found = false;
+            for file in listed {
+                let Some(bytes) = files.read_bytes(&file).map_err(|e| fail(&file, e))? else {
+                    continue;
+                };
+                found = true;
+                let out = dest.join(&file);
+                if std::fs::read(&out).is_ok_and(|b| b == bytes) {
+                    continue;
+                }
+                let write = || -> std::io::Result<()> {
+                    if let Some(parent) = out.parent() {
+                        std::fs::create_dir_all(parent)?;
+                    }
+                    let tmp = out.with_extension("mlctl-tmp");
+                    std::fs::write(&tmp, &bytes)?;
+                    std::fs::rename(&tmp, &out)
+                };
+                write().map_err(|e| fail(&file, e))?;
+            }
+            if !found {
+                untracked.push(path.to_string());
+            }
+        }
+        Ok(untracked)
+    }
+
     /// Resolves `rev` and loads the project as it is in that commit.
     ///
     /// # Errors

@@ -306,6 +306,18 @@ impl ResourceSpec {
         }
     }
 
+    /// The fields under `spec` that update in place: the kind's `IN_PLACE` list
+    /// ([`ModelSpec::IN_PLACE`], ...).
+    pub fn in_place_fields(&self) -> &'static [&'static str] {
+        match self {
+            ResourceSpec::Dataset(_) => DatasetSpec::IN_PLACE,
+            ResourceSpec::TrainingJob(_) => TrainingJobSpec::IN_PLACE,
+            ResourceSpec::Model(_) => ModelSpec::IN_PLACE,
+            ResourceSpec::Endpoint(_) => EndpointSpec::IN_PLACE,
+            ResourceSpec::Monitor(_) => MonitorSpec::IN_PLACE,
+        }
+    }
+
     /// Every project file or directory this spec reads (fingerprinted by content).
     pub fn content_inputs(&self) -> Vec<ContentInput> {
         match self {
@@ -324,6 +336,23 @@ impl Resource {
     pub fn canonical(&self) -> serde_json::Value {
         let mut v = serde_json::json!({ "spec": self.spec, "labels": self.metadata.labels });
         sort_keys(&mut v);
+        v
+    }
+
+    /// What the fingerprint hashes: [`Resource::canonical`] without the fields that update in
+    /// place (`labels`, and the kind's `IN_PLACE` fields), so a label or a description never
+    /// retrains, re-registers or redeploys anything.
+    ///
+    /// `labels` stays as an empty map rather than going away, so a resource without labels
+    /// keeps the fingerprint it had before labels became in place (no retraining on upgrade).
+    pub fn fingerprinted(&self) -> serde_json::Value {
+        let mut v = self.canonical();
+        v["labels"] = serde_json::json!({});
+        if let Some(spec) = v.get_mut("spec").and_then(|s| s.as_object_mut()) {
+            for field in self.spec.in_place_fields() {
+                spec.remove(*field);
+            }
+        }
         v
     }
 

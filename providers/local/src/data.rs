@@ -12,7 +12,9 @@ use crate::objects::Objects;
 use crate::process::{self, Shell};
 use crate::{PROVIDER, blocking, now};
 use async_trait::async_trait;
-use mlctl_core::components::{Capabilities, DataStore, DatasetRequest, DatasetVersion, OpContext};
+use mlctl_core::components::{
+    Capabilities, DataStore, DatasetRequest, DatasetVersion, InPlaceRequest, OpContext,
+};
 use mlctl_core::error::{ErrorKind, ProviderError, Result};
 use mlctl_ml::digest::{DigestCache, digest_file};
 use mlctl_ml::table::{self, Table};
@@ -113,7 +115,14 @@ impl LocalDataStore {
         };
         if let Some((scheme, _)) = source.split_once("://") {
             return match scheme {
-                "https" => self.download(source, spec).await,
+                "https" => {
+                    self.download(source, spec, req.source_version.as_deref())
+                        .await
+                }
+                "http" if crate::support::is_loopback_http(source) => {
+                    self.download(source, spec, req.source_version.as_deref())
+                        .await
+                }
                 "s3" => Err(err(
                     ErrorKind::NotSupported,
                     "register dataset",
@@ -170,9 +179,17 @@ impl LocalDataStore {
         })
     }
 
-    /// Downloads an `https://` source once: a pinned digest already in the store, or a URL
-    /// fetched before, is not fetched again.
-    async fn download(&self, url: &str, spec: &DatasetSpec) -> Result<Materialized> {
+    /// Downloads an `https://` source: a pinned digest already in the store is not fetched
+    /// again.
+    ///
+    /// `planned` is the version the plan saw ([`http_version`]): a server that now answers
+    /// with another is refused, so what is registered is what the fingerprint names.
+    async fn download(
+        &self,
+        url: &str,
+        spec: &DatasetSpec,
+        planned: Option<&str>,
+    ) -> Result<Materialized> {
         let format = spec
             .format
             .or_else(|| table::format_from_path(url.split(['?', '#']).next().unwrap_or(url)))
@@ -186,30 +203,24 @@ impl LocalDataStore {
                 digest: Some(pinned.clone()),
             });
         }
-        let url_owned = url.to_string();
-        let previous: Option<String> = self
-            .db
-            .call("find download", move |c| {
-                Ok(c.query_row(
-                    "SELECT digest FROM downloads WHERE url = ?1",
-                    [url_owned],
-                    |r| r.get(0),
-                )
-                .optional()?)
-            })
-            .await?;
-        if let Some(d) =
-            previous.filter(|d| spec.digest.is_none() || spec.digest.as_ref() == Some(d))
-            && self.objects.exists(&d)?
-        {
-            return Ok(Materialized {
-                path: self.objects.path(&d)?,
-                format,
-                digest: Some(d),
-            });
-        }
+        // Unpinned, the URL is read again: the plan saw a new version upstream (its ETag or
+        // Last-Modified is in the fingerprint), so the last download is not it.
         let tmp = self.objects.temp_path("download")?;
-        let (digest, bytes) = fetch(url, &tmp).await?;
+        let (digest, bytes, version) = fetch(url, &tmp).await?;
+        if let Some(planned) = planned
+            && version.as_deref() != Some(planned)
+        {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(err(
+                ErrorKind::Precondition,
+                "download",
+                format!(
+                    "{} changed since the plan (the plan saw {planned}, the download has {}); run `mlctl plan` again to see the new data",
+                    shown(url),
+                    version.as_deref().unwrap_or("no version")
+                ),
+            ));
+        }
         if let Some(want) = &spec.digest
             && want != &digest
         {
@@ -379,8 +390,88 @@ pub(crate) fn env_name(name: &str) -> String {
         .collect()
 }
 
-/// Streams `url` into `dest`, hashing as it goes; returns (digest, bytes).
-async fn fetch(url: &str, dest: &Path) -> Result<(String, u64)> {
+/// `url` without the user and password it may carry, for messages (never stored or printed).
+pub(crate) fn shown(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            format!("{scheme}://{host}{path}")
+        }
+        None => url.to_string(),
+    }
+}
+
+/// The version of an `https://` source, from a HEAD request: its ETag, or else its
+/// Last-Modified. A server that sends neither cannot say when the data changes, so the
+/// Dataset must pin `digest:`.
+async fn http_version(url: &str) -> Result<String> {
+    let op = "check source version";
+    let client = reqwest::Client::builder()
+        .user_agent(concat!("mlctl/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| {
+            err(
+                ErrorKind::Other,
+                op,
+                format!("cannot build an HTTP client: {e}"),
+            )
+        })?;
+    let resp = client.head(url).send().await.map_err(|e| {
+        err(
+            ErrorKind::Transient,
+            op,
+            format!("{}: {}", shown(url), e.without_url()),
+        )
+    })?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(err(
+            status_kind(status),
+            op,
+            format!("{}: HTTP {status}", shown(url)),
+        ));
+    }
+    if let Some(version) = version_of(resp.headers()) {
+        return Ok(version);
+    }
+    Err(err(
+        ErrorKind::Invalid,
+        op,
+        format!(
+            "{} sends neither an ETag nor a Last-Modified header, so mlctl cannot tell when its data changes; pin the content with `digest:` in the Dataset (the blake3 of the file, e.g. from `b3sum`; a wrong pin is refused at apply with the digest it found)",
+            shown(url)
+        ),
+    ))
+}
+
+fn status_kind(status: reqwest::StatusCode) -> ErrorKind {
+    if status.is_server_error() || status.as_u16() == 429 {
+        ErrorKind::Transient
+    } else if status.as_u16() == 404 {
+        ErrorKind::NotFound
+    } else if status.as_u16() == 401 || status.as_u16() == 403 {
+        ErrorKind::PermissionDenied
+    } else {
+        ErrorKind::Invalid
+    }
+}
+
+/// The version an HTTP response names: its ETag, or else its Last-Modified.
+fn version_of(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    let get = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+    };
+    get(reqwest::header::ETAG)
+        .map(|e| format!("etag {e}"))
+        .or_else(|| get(reqwest::header::LAST_MODIFIED).map(|m| format!("last-modified {m}")))
+}
+
+/// Streams `url` into `dest`, hashing as it goes; returns (digest, bytes, the response's
+/// version).
+async fn fetch(url: &str, dest: &Path) -> Result<(String, u64, Option<String>)> {
     use tokio::io::AsyncWriteExt;
     let op = "download";
     let client = reqwest::Client::builder()
@@ -393,7 +484,13 @@ async fn fetch(url: &str, dest: &Path) -> Result<(String, u64)> {
                 format!("cannot build an HTTP client: {e}"),
             )
         })?;
-    let transient = |e: reqwest::Error| err(ErrorKind::Transient, op, format!("{url}: {e}"));
+    let transient = |e: reqwest::Error| {
+        err(
+            ErrorKind::Transient,
+            op,
+            format!("{}: {}", shown(url), e.without_url()),
+        )
+    };
     let mut resp = client.get(url).send().await.map_err(transient)?;
     let status = resp.status();
     if !status.is_success() {
@@ -406,8 +503,9 @@ async fn fetch(url: &str, dest: &Path) -> Result<(String, u64)> {
         } else {
             ErrorKind::Invalid
         };
-        return Err(err(kind, op, format!("{url}: HTTP {status}")));
+        return Err(err(kind, op, format!("{}: HTTP {status}", shown(url))));
     }
+    let version = version_of(resp.headers());
     let mut file = tokio::fs::File::create(dest)
         .await
         .map_err(|e| io_at(op, dest, e))?;
@@ -421,7 +519,7 @@ async fn fetch(url: &str, dest: &Path) -> Result<(String, u64)> {
             .map_err(|e| io_at(op, dest, e))?;
     }
     file.sync_data().await.map_err(|e| io_at(op, dest, e))?;
-    Ok((hasher.finalize().to_hex().to_string(), bytes))
+    Ok((hasher.finalize().to_hex().to_string(), bytes, version))
 }
 
 /// Everything after materialisation, on a blocking thread.
@@ -596,6 +694,50 @@ impl DataStore for LocalDataStore {
         Ok(version)
     }
 
+    async fn update_in_place(&self, ctx: &OpContext, req: &InPlaceRequest) -> Result<()> {
+        let (project, name, fp, tags) = (
+            ctx.project.clone(),
+            req.name.clone(),
+            req.fingerprint.clone(),
+            json(&req.tags.to_map()),
+        );
+        let n = self
+            .db
+            .call("update dataset tags", move |c| {
+                Ok(c.execute(
+                    "UPDATE datasets SET tags = ?4 WHERE project = ?1 AND name = ?2 AND fingerprint = ?3",
+                    params![project, name, fp, tags],
+                )?)
+            })
+            .await?;
+        if n == 0 {
+            return Err(crate::gone(
+                "update dataset tags",
+                format!("dataset `{}`", req.name),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn source_version(&self, _ctx: &OpContext, source: &str) -> Result<String> {
+        match source.split_once("://").map(|(scheme, _)| scheme) {
+            Some("https") => http_version(source).await,
+            Some("http") if crate::support::is_loopback_http(source) => http_version(source).await,
+            Some(scheme) => Err(err(
+                ErrorKind::NotSupported,
+                "source version",
+                format!(
+                    "{scheme}:// sources are not read by the local target; use a project file or an https:// URL"
+                ),
+            )),
+            None => Err(err(
+                ErrorKind::Invalid,
+                "source version",
+                format!("`{source}` is a project file, digested by content"),
+            )),
+        }
+    }
+
     async fn delete_dataset(&self, ctx: &OpContext, name: &str) -> Result<()> {
         let (project, name) = (ctx.project.clone(), name.to_string());
         // Blobs stay: other versions, runs and registered models may point at them.
@@ -653,29 +795,40 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn downloads_are_fetched_once_and_pinned_by_digest() {
+    async fn downloads_are_fetched_again_unless_pinned_by_digest() {
         const BODY: &str = "a,b\n1,2\n3,4\n";
         let dir = tempfile::tempdir().unwrap();
         let store = LocalDataStore::new(Db::open(dir.path()).unwrap(), dir.path());
         let (url, hits) = serve(BODY);
         let want = blake3::hash(BODY.as_bytes()).to_hex().to_string();
 
-        let first = store.download(&url, &spec(&url, None)).await.unwrap();
+        let first = store.download(&url, &spec(&url, None), None).await.unwrap();
         assert_eq!(first.digest.as_deref(), Some(want.as_str()));
         assert_eq!(std::fs::read_to_string(&first.path).unwrap(), BODY);
         assert_eq!(first.format, DataFormat::Csv);
-        // Known URL, and a pinned digest already in the store: no second request.
-        store.download(&url, &spec(&url, None)).await.unwrap();
+        // Unpinned, a download happens because the plan saw a new version upstream: the URL
+        // is read again, never answered from the last download.
+        store.download(&url, &spec(&url, None), None).await.unwrap();
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+        // A pinned digest already in the store: no request.
         store
-            .download(&url, &spec(&url, Some(want.clone())))
+            .download(&url, &spec(&url, Some(want.clone())), None)
             .await
             .unwrap();
-        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+
+        // A download that is not the version the plan saw is refused, not registered.
+        let err = store
+            .download(&url, &spec(&url, None), Some("etag \"v1\""))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Precondition);
+        assert!(err.message.contains("changed since the plan"), "{err}");
 
         // A pin that does not match what the server sends is refused.
         let wrong = "0".repeat(64);
         let err = store
-            .download(&url, &spec(&url, Some(wrong.clone())))
+            .download(&url, &spec(&url, Some(wrong.clone())), None)
             .await
             .unwrap_err();
         assert_eq!(err.kind, ErrorKind::Invalid);

@@ -63,13 +63,28 @@ pub fn stack(cfg: &ProviderConfig, serve_exe: PathBuf) -> Result<Stack, Provider
         data: Arc::new(LocalDataStore::new(db.clone(), &state_dir)),
         trainer: Arc::new(LocalTrainer::new(db.clone(), &state_dir, serve_exe.clone())),
         registry: Arc::new(LocalRegistry::new(db.clone(), &state_dir)),
-        deployer: Arc::new(deployer::LocalDeployer::new(state_dir.clone(), serve_exe)),
+        deployer: Arc::new(
+            deployer::LocalDeployer::new(state_dir.clone(), serve_exe)
+                .writing_under(cfg.project_dir.clone()),
+        ),
         monitor: Arc::new(monitor::LocalMonitorSink::new(state_dir.clone())),
         state: Arc::new(LocalState::new(db)),
     })
 }
 
 /// Now, RFC 3339 (UTC).
+/// What exists no more on the target (a record deleted by hand, say).
+pub(crate) fn gone(op: &str, what: String) -> mlctl_core::ProviderError {
+    mlctl_core::ProviderError::new(
+        mlctl_core::ErrorKind::NotFound,
+        PROVIDER,
+        op,
+        format!(
+            "{what} is not on this target any more; run `mlctl apply` with a change that rebuilds it"
+        ),
+    )
+}
+
 pub(crate) fn now() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)

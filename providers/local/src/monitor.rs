@@ -153,6 +153,34 @@ impl MonitorSink for LocalMonitorSink {
         })
     }
 
+    async fn update_in_place(&self, _ctx: &OpContext, req: &InPlaceRequest) -> Result<()> {
+        let op = "update monitor tags";
+        let path = self.path(&req.name);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(crate::gone(op, format!("monitor `{}`", req.name)));
+            }
+            Err(e) => return Err(ProviderError::io("local", op, e)),
+        };
+        mlctl_core::state::check_format_json(&path.display().to_string(), &bytes)?;
+        let mut stored: StoredMonitor = serde_json::from_slice(&bytes).map_err(|e| {
+            ProviderError::new(
+                ErrorKind::Other,
+                "local",
+                op,
+                format!("{}: {e}", path.display()),
+            )
+        })?;
+        stored.tags = req.tags.clone();
+        let write = || -> std::io::Result<()> {
+            let tmp = path.with_extension("json.tmp");
+            std::fs::write(&tmp, serde_json::to_vec_pretty(&stored)?)?;
+            std::fs::rename(&tmp, &path)
+        };
+        write().map_err(|e| ProviderError::io("local", op, e))
+    }
+
     async fn captured(
         &self,
         _ctx: &OpContext,

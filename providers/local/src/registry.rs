@@ -7,8 +7,8 @@ use crate::fsutil::{copy_tree, io_at, remove_tree, safe_component};
 use crate::{PROVIDER, now};
 use async_trait::async_trait;
 use mlctl_core::components::{
-    ApprovalStatus, Capabilities, Decision, ModelVersion, OpContext, RegisterRequest, Registry,
-    StageTransition,
+    ApprovalStatus, Capabilities, Decision, InPlaceRequest, ModelVersion, OpContext,
+    RegisterRequest, Registry, StageTransition,
 };
 use mlctl_core::error::{ErrorKind, ProviderError, Result};
 use mlctl_spec::{Approval, Stage};
@@ -204,6 +204,41 @@ impl Registry for LocalRegistry {
             stage_history: true,
             ..Capabilities::default()
         }
+    }
+
+    async fn update_in_place(&self, ctx: &OpContext, req: &InPlaceRequest) -> Result<()> {
+        let op = "update model tags";
+        let version: ModelVersion = req.outputs_as(PROVIDER)?;
+        let (project, model, v, tags, description) = (
+            ctx.project.clone(),
+            req.name.clone(),
+            version.version,
+            json(&req.tags.to_map()),
+            req.description.clone(),
+        );
+        let n = self
+            .db
+            .call(op, move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let n = tx.execute(
+                    "UPDATE model_versions SET tags = ?4, description = ?5 WHERE project = ?1 AND model = ?2 AND version = ?3",
+                    params![project, model, v, tags, description],
+                )?;
+                tx.execute(
+                    "UPDATE models SET description = ?3 WHERE project = ?1 AND name = ?2",
+                    params![project, model, description],
+                )?;
+                tx.commit()?;
+                Ok(n)
+            })
+            .await?;
+        if n == 0 {
+            return Err(crate::gone(
+                op,
+                format!("model `{}` v{}", req.name, version.version),
+            ));
+        }
+        Ok(())
     }
 
     async fn versions(&self, ctx: &OpContext, model: &str) -> Result<Vec<ModelVersion>> {

@@ -60,19 +60,14 @@ fn build() -> FieldRules {
     for kind in Kind::ALL {
         r = r.with(
             &format!("{kind}.metadata.labels"),
-            Support::honoured_as("tags on the resource's records in the target's state"),
+            Support::honoured_as(
+                "tags on the resource's records in the target's state; a change updates them in place (nothing retrains or restarts)",
+            ),
         );
     }
     r = r
         // Datasets
-        .with(
-            "Dataset.spec.source",
-            source_schemes(
-                "local",
-                &["", "https"],
-                "copy the data into the project (pin a download with `digest`), or apply this dataset on a target that reads it",
-            ),
-        )
+        .with("Dataset.spec.source", source_support())
         .with("Dataset.spec.format", Support::Honoured)
         .with("Dataset.spec.digest", Support::Honoured)
         .with("Dataset.spec.target", Support::Honoured)
@@ -150,7 +145,10 @@ fn build() -> FieldRules {
             Support::honoured_as("worker threads of a built-in; OMP_NUM_THREADS and friends for a script"),
         )
         // Registry
-        .with("Model.spec.description", Support::Honoured)
+        .with(
+            "Model.spec.description",
+            Support::honoured_as("the version's description in the registry; a change updates it in place"),
+        )
         // Endpoints
         .with_all("Endpoint.spec.strategy", Support::Honoured)
         .with(
@@ -232,4 +230,41 @@ fn build() -> FieldRules {
             Support::honoured_as("worker threads of each server process"),
         );
     r
+}
+
+/// Project files and `https://` URLs, and plain `http://` only to this machine (a data
+/// server on 127.0.0.1, `localhost` or `[::1]`), where nothing crosses a network.
+fn source_support() -> Support {
+    let schemes = source_schemes(
+        "local",
+        &["", "https"],
+        "copy the data into the project (pin a download with `digest`), or apply this dataset on a target that reads it",
+    );
+    let Support::Check { check, .. } = schemes else {
+        return schemes;
+    };
+    Support::check(
+        "honoured for project files, https:// URLs and http:// URLs to this machine (127.0.0.1, localhost, [::1]); a URL's version (ETag, else Last-Modified) is part of the fingerprint, and one that sends neither needs `digest:`; other sources refused",
+        move |spec, r, node| {
+            let src = node.as_str()?;
+            if is_loopback_http(src) {
+                return None;
+            }
+            check(spec, r, node)
+        },
+    )
+}
+
+/// Whether `src` is a plain `http://` URL to this machine.
+pub(crate) fn is_loopback_http(src: &str) -> bool {
+    let Some(rest) = src.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    matches!(host, "127.0.0.1" | "localhost" | "::1")
 }

@@ -65,6 +65,7 @@ impl Project {
             fingerprint: fp.into(),
             tags: self.tags(&format!("Dataset/{name}"), fp),
             inputs: BTreeMap::new(),
+            source_version: None,
         };
         self.stack.data.register_dataset(&self.ctx, &req).await
     }
@@ -242,6 +243,7 @@ async fn datasets_are_stored_split_profiled_and_idempotent() {
         fingerprint: "fp1".into(),
         tags: p.tags("Dataset/t", "fp1"),
         inputs: BTreeMap::new(),
+        source_version: None,
     };
     assert_eq!(other.data.register_dataset(&p.ctx, &req).await.unwrap(), v);
 }
@@ -313,6 +315,7 @@ async fn transforms_get_their_inputs_and_failures_show_stderr() {
         fingerprint: fp.into(),
         tags: p.tags("Dataset/clean", fp),
         inputs: BTreeMap::from([("raw-data".to_string(), raw.clone())]),
+        source_version: None,
     };
     let v = p
         .stack

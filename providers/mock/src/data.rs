@@ -5,6 +5,7 @@ use crate::{Mock, Result, err, now};
 use async_trait::async_trait;
 use mlctl_core::{
     Capabilities, DataStore, DatasetRequest, DatasetVersion, ErrorKind, OpContext, Tags,
+    components::InPlaceRequest,
 };
 use mlctl_spec::DataFormat;
 use serde::{Deserialize, Serialize};
@@ -325,6 +326,36 @@ impl DataStore for Mock {
                 Ok(version)
             },
         )
+    }
+
+    async fn update_in_place(&self, _ctx: &OpContext, req: &InPlaceRequest) -> Result<()> {
+        self.enter("update_in_place").await?;
+        let op = "update dataset tags";
+        self.store().update(
+            op,
+            &dataset_path(&req.name),
+            |rec: &mut Option<DatasetRecord>| {
+                let v = rec
+                    .as_mut()
+                    .and_then(|r| {
+                        r.versions
+                            .iter_mut()
+                            .find(|v| v.version.fingerprint == req.fingerprint)
+                    })
+                    .ok_or_else(|| crate::gone(op, format!("dataset `{}`", req.name)))?;
+                v.tags = req.tags.clone();
+                Ok(())
+            },
+        )
+    }
+
+    async fn source_version(&self, _ctx: &OpContext, source: &str) -> Result<String> {
+        self.enter("source_version").await?;
+        // The mock reads no remote data: every URL has one simulated version.
+        Ok(format!(
+            "simulated {}",
+            &blake3::hash(source.as_bytes()).to_hex()[..12]
+        ))
     }
 
     async fn delete_dataset(&self, _ctx: &OpContext, name: &str) -> Result<()> {

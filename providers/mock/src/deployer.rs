@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use mlctl_core::bake::{BakeRules, BakeSample, Verdict, judge};
 use mlctl_core::{
     Capabilities, DeployState, Deployer, DeploymentHandle, EndpointRequest, EndpointStatus,
-    ErrorKind, Health, ModelVersion, OpContext, Tags, Variant,
+    ErrorKind, Health, ModelVersion, OpContext, Tags, Variant, components::InPlaceRequest,
 };
 use mlctl_spec::{SimulatedTraffic, StrategyType};
 use serde::{Deserialize, Serialize};
@@ -542,6 +542,22 @@ impl Deployer for Mock {
                 e.health = Health::Healthy;
                 e.message = None;
                 Ok(e.status())
+            },
+        )
+    }
+
+    async fn update_in_place(&self, _ctx: &OpContext, req: &InPlaceRequest) -> Result<()> {
+        self.enter("update_in_place").await?;
+        let op = "update endpoint tags";
+        self.store().update(
+            op,
+            &endpoint_path(&req.name),
+            |rec: &mut Option<EndpointRecord>| {
+                let rec = rec
+                    .as_mut()
+                    .ok_or_else(|| crate::gone(op, format!("endpoint `{}`", req.name)))?;
+                rec.tags = Some(req.tags.clone());
+                Ok(())
             },
         )
     }

@@ -76,6 +76,17 @@ pub(crate) fn err(kind: ErrorKind, op: &str, message: impl Into<String>) -> Prov
     ProviderError::new(kind, PROVIDER, op, message)
 }
 
+/// What exists no more on the mock target (a record deleted by hand, say).
+pub(crate) fn gone(op: &str, what: String) -> ProviderError {
+    err(
+        ErrorKind::NotFound,
+        op,
+        format!(
+            "{what} is not on the mock target any more; run `mlctl apply` with a change that rebuilds it"
+        ),
+    )
+}
+
 pub(crate) fn now() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)

@@ -5,6 +5,7 @@ use crate::{Mock, Result, now};
 use async_trait::async_trait;
 use mlctl_core::{
     Capabilities, Health, MonitorRequest, MonitorSink, MonitorStatus, OpContext, Tags,
+    components::InPlaceRequest,
 };
 use serde::{Deserialize, Serialize};
 
@@ -92,6 +93,22 @@ impl MonitorSink for Mock {
             self.store().read_log("captured", &capture_path(endpoint))?;
         let skip = all.len().saturating_sub(limit);
         Ok(all.split_off(skip))
+    }
+
+    async fn update_in_place(&self, _ctx: &OpContext, req: &InPlaceRequest) -> Result<()> {
+        self.enter("update_in_place").await?;
+        let op = "update monitor tags";
+        self.store().update(
+            op,
+            &monitor_path(&req.name),
+            |rec: &mut Option<MonitorRecord>| {
+                let rec = rec
+                    .as_mut()
+                    .ok_or_else(|| crate::gone(op, format!("monitor `{}`", req.name)))?;
+                rec.tags = req.tags.clone();
+                Ok(())
+            },
+        )
     }
 
     async fn remove(&self, _ctx: &OpContext, name: &str) -> Result<()> {

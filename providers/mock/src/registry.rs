@@ -6,7 +6,7 @@ use crate::{Mock, Result, err, now};
 use async_trait::async_trait;
 use mlctl_core::{
     ApprovalStatus, Capabilities, Decision, ErrorKind, ModelVersion, OpContext, RegisterRequest,
-    Registry, StageTransition, Tags,
+    Registry, StageTransition, Tags, components::InPlaceRequest,
 };
 use mlctl_spec::Stage;
 use serde::{Deserialize, Serialize};
@@ -196,6 +196,30 @@ impl Registry for Mock {
                 rec.versions[i].approval = decision.status();
                 Ok(rec.versions[i].clone())
             })
+    }
+
+    async fn update_in_place(&self, _ctx: &OpContext, req: &InPlaceRequest) -> Result<()> {
+        self.enter("update_in_place").await?;
+        let op = "update model tags";
+        let version: ModelVersion = req.outputs_as(crate::PROVIDER)?;
+        self.store().update(
+            op,
+            &model_path(&req.name),
+            |rec: &mut Option<ModelRecord>| {
+                let rec = rec
+                    .as_mut()
+                    .filter(|r| r.versions.iter().any(|v| v.version == version.version))
+                    .ok_or_else(|| {
+                        crate::gone(op, format!("model `{}` v{}", req.name, version.version))
+                    })?;
+                rec.tags.insert(version.version, req.tags.clone());
+                match &req.description {
+                    Some(d) => rec.descriptions.insert(version.version, d.clone()),
+                    None => rec.descriptions.remove(&version.version),
+                };
+                Ok(())
+            },
+        )
     }
 
     async fn delete_model(&self, _ctx: &OpContext, model: &str) -> Result<()> {

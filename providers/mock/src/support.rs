@@ -17,7 +17,9 @@ fn build() -> FieldRules {
     for kind in Kind::ALL {
         r = r.with(
             &format!("{kind}.metadata.labels"),
-            Support::honoured_as("recorded with each resource's tags in the mock's files"),
+            Support::honoured_as(
+                "recorded with each resource's tags in the mock's files; a change updates them in place",
+            ),
         );
     }
     r.with(

@@ -6,7 +6,7 @@ use crate::{Mock, Result, err, now};
 use async_trait::async_trait;
 use mlctl_core::{
     Capabilities, DatasetVersion, ErrorKind, JobHandle, JobState, OpContext, RunRecord, Tags,
-    Trainer, TrainingRequest, TrainingResult, Trial,
+    Trainer, TrainingRequest, TrainingResult, Trial, components::InPlaceRequest,
 };
 use mlctl_spec::{Algorithm, Goal, Param, ParamType, Scale, TrainingJobSpec};
 use serde::{Deserialize, Serialize};
@@ -446,6 +446,23 @@ impl Trainer for Mock {
                 }
                 Ok(j.state(false))
             })
+    }
+
+    async fn update_in_place(&self, _ctx: &OpContext, req: &InPlaceRequest) -> Result<()> {
+        self.enter("update_in_place").await?;
+        let op = "update job tags";
+        let result: TrainingResult = req.outputs_as(crate::PROVIDER)?;
+        self.store().update(
+            op,
+            &job_path(&result.job_name),
+            |rec: &mut Option<JobRecord>| {
+                let rec = rec
+                    .as_mut()
+                    .ok_or_else(|| crate::gone(op, format!("training job {}", result.job_name)))?;
+                rec.tags = req.tags.clone();
+                Ok(())
+            },
+        )
     }
 
     async fn cancel(&self, _ctx: &OpContext, job: &JobHandle) -> Result<()> {

@@ -32,6 +32,9 @@ pub struct Features {
     /// Create the target's bucket when it is missing (emulators start empty; on AWS the
     /// bucket is the user's and is never created).
     pub create_bucket: bool,
+    /// `AddTags` / `DeleteTags` on a model package (moto answers 500). Off: a label changed
+    /// in place is put on the package's group, not on the package.
+    pub tag_model_packages: bool,
 }
 
 impl Features {
@@ -43,6 +46,7 @@ impl Features {
         stop_jobs: true,
         list_tuning_trials: true,
         create_bucket: false,
+        tag_model_packages: true,
     };
 
     /// What moto 5.x implements.
@@ -53,6 +57,7 @@ impl Features {
         stop_jobs: false,
         list_tuning_trials: false,
         create_bucket: true,
+        tag_model_packages: false,
     };
 
     /// The features of the service a target names: its `emulator`'s, else real AWS.
@@ -95,6 +100,10 @@ impl Features {
         add(
             self.create_bucket,
             "the target's bucket is created when it is missing",
+        );
+        add(
+            !self.tag_model_packages,
+            "a label changed in place is put on a model's package group, not on its package versions (moto cannot tag them)",
         );
         out
     }
@@ -175,6 +184,37 @@ pub(crate) fn parse_s3_uri(uri: &str) -> Option<(String, String)> {
 }
 
 impl Aws {
+    /// Updates the tags of a SageMaker resource in place: AddTags overwrites the keys it
+    /// names (mlctl's and the labels) and keeps the rest (`mlctl:dataset`, `mlctl:model`, ...);
+    /// DeleteTags takes the labels in `removed` off.
+    pub(crate) async fn retag(&self, arn: &str, tags: &Tags, removed: &[String]) -> Result<()> {
+        // A key both removed and set (a label that moved from the resource to the project)
+        // stays.
+        let set = tag_pairs(tags, &[]);
+        let removed: Vec<String> = removed
+            .iter()
+            .filter(|k| !set.iter().any(|(s, _)| s == *k))
+            .cloned()
+            .collect();
+        self.sm
+            .add_tags()
+            .resource_arn(arn)
+            .set_tags(Some(sm_tags(tags, &[])))
+            .send()
+            .await
+            .map_err(|e| aws_err("AddTags", e))?;
+        if !removed.is_empty() {
+            self.sm
+                .delete_tags()
+                .resource_arn(arn)
+                .set_tag_keys(Some(removed))
+                .send()
+                .await
+                .map_err(|e| aws_err("DeleteTags", e))?;
+        }
+        Ok(())
+    }
+
     /// Connects with the target's settings.
     pub async fn connect(cfg: &ProviderConfig, options: Options) -> Result<Aws> {
         let what = format!("target `{}`", cfg.target_name);

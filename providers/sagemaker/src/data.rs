@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use mlctl_core::error::Result;
 use mlctl_core::{
     Capabilities, DataStore, DatasetRequest, DatasetVersion, ErrorKind, OpContext, ProviderError,
+    components::InPlaceRequest,
 };
 use mlctl_spec::DataFormat;
 use serde::{Deserialize, Serialize};
@@ -125,16 +126,27 @@ impl S3DataStore {
                     format!("dataset `{name}`: `{source}` names no object; point `source` at one CSV or Parquet object (s3://bucket/path/data.csv)"),
                 )
             })?;
-        let out = match self
-            .aws
-            .s3
-            .get_object()
-            .bucket(&bucket)
-            .key(&key)
-            .send()
-            .await
-        {
+        // Exactly the version the plan saw: that VersionId, or the object only while it has
+        // that ETag.
+        let planned = req.source_version.as_deref();
+        let mut get = self.aws.s3.get_object().bucket(&bucket).key(&key);
+        if let Some(v) = planned.and_then(|p| p.strip_prefix("version-id ")) {
+            get = get.version_id(v);
+        } else if let Some(etag) = planned.and_then(|p| p.strip_prefix("etag ")) {
+            get = get.if_match(etag);
+        }
+        let out = match get.send().await {
             Ok(o) => o,
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => {
+                return Err(provider_err(
+                    ErrorKind::Precondition,
+                    op,
+                    format!(
+                        "dataset `{name}`: {source} changed since the plan (the plan saw {}); run `mlctl plan` again to see the new data",
+                        planned.unwrap_or_default()
+                    ),
+                ));
+            }
             Err(e)
                 if e.as_service_error().is_some_and(|se| se.is_no_such_key())
                     || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) =>
@@ -481,6 +493,70 @@ impl DataStore for S3DataStore {
         };
         self.aws.put_json(&record, &stored).await?;
         Ok(stored.version)
+    }
+
+    async fn update_in_place(&self, ctx: &OpContext, req: &InPlaceRequest) -> Result<()> {
+        let record = self.version_key(&ctx.project, &req.name, &req.fingerprint);
+        let Some(mut stored) = self.aws.get_json::<StoredVersion>(&record).await? else {
+            return Err(provider_err(
+                ErrorKind::NotFound,
+                "update dataset tags",
+                format!(
+                    "dataset `{}` has no version {} on S3 any more; run `mlctl apply` with a change that registers it again",
+                    req.name,
+                    &req.fingerprint[..req.fingerprint.len().min(12)]
+                ),
+            ));
+        };
+        stored.tags = req.tags.to_map();
+        self.aws.put_json(&record, &stored).await
+    }
+
+    async fn source_version(&self, _ctx: &OpContext, source: &str) -> Result<String> {
+        let op = "source version";
+        let Some((bucket, key)) = parse_s3_uri(source).filter(|(_, k)| !k.is_empty()) else {
+            return Err(provider_err(
+                ErrorKind::NotSupported,
+                op,
+                format!(
+                    "the sagemaker target reads project files and s3:// objects, not `{source}`"
+                ),
+            ));
+        };
+        match self
+            .aws
+            .s3
+            .head_object()
+            .bucket(&bucket)
+            .key(&key)
+            .send()
+            .await
+        {
+            // A versioned bucket names the version; otherwise the ETag changes with the
+            // content.
+            Ok(h) => match (h.version_id().filter(|v| *v != "null"), h.e_tag()) {
+                (Some(v), _) => Ok(format!("version-id {v}")),
+                (None, Some(etag)) => Ok(format!("etag {etag}")),
+                (None, None) => Err(provider_err(
+                    ErrorKind::Invalid,
+                    op,
+                    format!(
+                        "{source} has neither a VersionId nor an ETag; pin its content with `digest:` in the Dataset"
+                    ),
+                )),
+            },
+            Err(e)
+                if e.as_service_error().is_some_and(|se| se.is_not_found())
+                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) =>
+            {
+                Err(provider_err(
+                    ErrorKind::NotFound,
+                    op,
+                    format!("{source} does not exist; point `source` at one CSV or Parquet object"),
+                ))
+            }
+            Err(e) => Err(aws_err("HeadObject", e)),
+        }
     }
 
     async fn delete_dataset(&self, ctx: &OpContext, name: &str) -> Result<()> {

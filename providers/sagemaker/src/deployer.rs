@@ -36,7 +36,7 @@ use aws_sdk_sagemaker::types::{
 use mlctl_core::error::Result;
 use mlctl_core::{
     Capabilities, DeployState, Deployer, DeploymentHandle, EndpointRequest, EndpointStatus,
-    ErrorKind, Health, ModelVersion, OpContext, Tags, Variant,
+    ErrorKind, Health, ModelVersion, OpContext, Tags, Variant, components::InPlaceRequest,
 };
 use mlctl_spec::{Strategy, StrategyType};
 use std::collections::HashMap;
@@ -963,6 +963,32 @@ impl Deployer for SageMakerDeployer {
             }
             tokio::time::sleep(self.aws.settings.poll_interval).await;
         }
+    }
+
+    async fn update_in_place(&self, ctx: &OpContext, req: &InPlaceRequest) -> Result<()> {
+        let endpoint = names::resource(&ctx.project, &req.name);
+        let d = match self
+            .aws
+            .sm
+            .describe_endpoint()
+            .endpoint_name(&endpoint)
+            .send()
+            .await
+        {
+            Ok(d) => d,
+            Err(e) if is_not_found(&e) => {
+                return Err(provider_err(
+                    ErrorKind::NotFound,
+                    "update endpoint tags",
+                    format!(
+                        "endpoint {endpoint} is not on SageMaker any more; run `mlctl apply` with a change that deploys it again"
+                    ),
+                ));
+            }
+            Err(e) => return Err(aws_err("DescribeEndpoint", e)),
+        };
+        let arn = d.endpoint_arn().unwrap_or_default();
+        self.aws.retag(arn, &req.tags, &req.removed_labels).await
     }
 
     async fn delete(&self, ctx: &OpContext, name: &str) -> Result<()> {

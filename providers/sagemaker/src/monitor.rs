@@ -18,6 +18,7 @@ use aws_sdk_sagemaker::types::{
 use mlctl_core::error::Result;
 use mlctl_core::{
     Capabilities, ErrorKind, Health, MonitorRequest, MonitorSink, MonitorStatus, OpContext,
+    components::InPlaceRequest,
 };
 use mlctl_spec::units::{Schedule, parse_schedule};
 use serde::{Deserialize, Serialize};
@@ -363,6 +364,27 @@ impl MonitorSink for SageMakerMonitorSink {
         }
         newest_first.reverse();
         Ok(newest_first)
+    }
+
+    async fn update_in_place(&self, ctx: &OpContext, req: &InPlaceRequest) -> Result<()> {
+        // The record on S3 keeps no tags; the monitoring schedule, when there is one, does.
+        let record: Option<MonitorRecord> = self
+            .aws
+            .get_json(&self.record_key(&ctx.project, &req.name))
+            .await?;
+        let Some(schedule) = record.and_then(|r| r.monitoring_schedule) else {
+            return Ok(());
+        };
+        let d = self
+            .aws
+            .sm
+            .describe_monitoring_schedule()
+            .monitoring_schedule_name(&schedule)
+            .send()
+            .await
+            .map_err(|e| aws_err("DescribeMonitoringSchedule", e))?;
+        let arn = d.monitoring_schedule_arn().unwrap_or_default();
+        self.aws.retag(arn, &req.tags, &req.removed_labels).await
     }
 
     async fn remove(&self, ctx: &OpContext, name: &str) -> Result<()> {

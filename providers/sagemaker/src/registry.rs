@@ -34,7 +34,7 @@ use aws_sdk_sagemaker::types::{
 use mlctl_core::error::Result;
 use mlctl_core::{
     ApprovalStatus, Capabilities, Decision, ErrorKind, ModelVersion, OpContext, RegisterRequest,
-    Registry, StageTransition,
+    Registry, StageTransition, components::InPlaceRequest,
 };
 use mlctl_spec::Stage;
 use std::collections::HashMap;
@@ -46,6 +46,8 @@ const APPROVED: &str = "mlctl:approved";
 /// `2`: the approval is the package's `ModelApprovalStatus` (see the module doc).
 const FORMAT: &str = "mlctl:registryFormat";
 const FORMAT_2: &str = "2";
+/// A description changed after registration (SageMaker cannot change a package's own).
+const DESCRIPTION: &str = "mlctl:description";
 const DELETED: &str = "mlctl:deleted";
 const METRICS_FILE: &str = "mlctl:metricsFile";
 /// SageMaker allows 50 metadata entries per package.
@@ -408,6 +410,56 @@ impl Registry for SageMakerRegistry {
             notes: self.aws.features.notes(),
             ..Capabilities::default()
         }
+    }
+
+    async fn update_in_place(&self, ctx: &OpContext, req: &InPlaceRequest) -> Result<()> {
+        let version: ModelVersion = req.outputs_as("sagemaker")?;
+        let (all, i) = self.find(&ctx.project, &req.name, version.version).await?;
+        let p = &all[i];
+        let tags = &req.tags;
+        if self.aws.features.tag_model_packages {
+            self.aws.retag(&p.arn, tags, &req.removed_labels).await?;
+        }
+        let group = names::resource(&ctx.project, &req.name);
+        let group_arn = self
+            .aws
+            .sm
+            .describe_model_package_group()
+            .model_package_group_name(&group)
+            .send()
+            .await
+            .map_err(|e| aws_err("DescribeModelPackageGroup", e))?
+            .model_package_group_arn()
+            .unwrap_or_default()
+            .to_string();
+        self.aws
+            .retag(&group_arn, tags, &req.removed_labels)
+            .await?;
+        // SageMaker cannot change a package's own description: a changed one is kept in its
+        // metadata as `mlctl:description`. The whole map is sent (moto replaces it, AWS
+        // merges), and a removed description is also named for removal (AWS).
+        let mut metadata = p.metadata.clone();
+        let removed = match &req.description {
+            Some(d) => {
+                metadata.insert(DESCRIPTION.into(), meta_value(d));
+                None
+            }
+            None => metadata
+                .remove(DESCRIPTION)
+                .map(|_| vec![DESCRIPTION.to_string()]),
+        };
+        if metadata != p.metadata {
+            self.aws
+                .sm
+                .update_model_package()
+                .model_package_arn(&p.arn)
+                .set_customer_metadata_properties(Some(metadata))
+                .set_customer_metadata_properties_to_remove(removed)
+                .send()
+                .await
+                .map_err(|e| aws_err("UpdateModelPackage", e))?;
+        }
+        Ok(())
     }
 
     async fn versions(&self, ctx: &OpContext, model: &str) -> Result<Vec<ModelVersion>> {

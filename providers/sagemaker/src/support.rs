@@ -395,9 +395,9 @@ fn build() -> FieldRules {
     let mut r = FieldRules::new();
     for kind in Kind::ALL {
         let note = if kind == Kind::Dataset {
-            "recorded with the dataset version on S3 (S3 objects take only 10 tags); SageMaker's tag rules apply, so the same labels work on every kind"
+            "recorded with the dataset version on S3 (S3 objects take only 10 tags), and updated there in place; SageMaker's tag rules apply, so the same labels work on every kind"
         } else {
-            "AWS tags on everything the resource creates (jobs, model package groups and packages, models, endpoint configs, endpoints, alarms, schedules) and in its records on S3; refused when they break SageMaker's tag rules (keys up to 128 characters, values up to 256, letters, digits, spaces and _ . : / = + - @, no `aws:` prefix, 50 tags with mlctl's own)"
+            "AWS tags on everything the resource creates (jobs, model package groups and packages, models, endpoint configs, endpoints, alarms, schedules) and in its records on S3; a change is applied in place with AddTags/DeleteTags on the job, the model package and its group, the endpoint and the monitoring schedule (an endpoint's configs, models and alarms keep theirs until the next rollout), and nothing retrains or redeploys; refused when they break SageMaker's tag rules (keys up to 128 characters, values up to 256, letters, digits, spaces and _ . : / = + - @, no `aws:` prefix, 50 tags with mlctl's own)"
         };
         r = r.with(
             &format!("{kind}.metadata.labels"),
@@ -561,7 +561,9 @@ fn build() -> FieldRules {
         )
         .with(
             "Model.spec.description",
-            Support::honoured_as("the model package's description"),
+            Support::honoured_as(
+                "the model package's description; SageMaker cannot change it afterwards, so a changed description is kept in place in the package's metadata as `mlctl:description`",
+            ),
         )
         .with(
             "Endpoint.spec.strategy.type",

@@ -34,7 +34,7 @@ use aws_sdk_sagemaker::types::{
 use mlctl_core::error::Result;
 use mlctl_core::{
     Capabilities, ErrorKind, JobHandle, JobState, OpContext, ProviderError, Trainer,
-    TrainingRequest, TrainingResult, Trial,
+    TrainingRequest, TrainingResult, Trial, components::InPlaceRequest,
 };
 use mlctl_spec::{Algorithm, Goal, TrainingJobSpec, TuningStrategy};
 use serde::{Deserialize, Serialize};
@@ -919,6 +919,25 @@ impl Trainer for SageMakerTrainer {
         } else {
             self.poll_training(&job.name).await
         }
+    }
+
+    async fn update_in_place(&self, _ctx: &OpContext, req: &InPlaceRequest) -> Result<()> {
+        let result: TrainingResult = req.outputs_as("sagemaker")?;
+        let name = &result.job_name;
+        let arn = match self.find_training(name).await? {
+            Some(d) => d.training_job_arn().map(str::to_string),
+            None => self.find_tuning(name).await?.map(|(arn, _)| arn),
+        };
+        let Some(arn) = arn.filter(|a| !a.is_empty()) else {
+            return Err(provider_err(
+                ErrorKind::NotFound,
+                "update job tags",
+                format!(
+                    "training job {name} is not on SageMaker any more; run `mlctl apply` with a change that trains it again"
+                ),
+            ));
+        };
+        self.aws.retag(&arn, &req.tags, &req.removed_labels).await
     }
 
     async fn cancel(&self, _ctx: &OpContext, job: &JobHandle) -> Result<()> {

@@ -174,6 +174,13 @@ impl Trainer for MotoTrainer {
     async fn cancel(&self, ctx: &OpContext, job: &JobHandle) -> Result<(), ProviderError> {
         self.0.cancel(ctx, job).await
     }
+    async fn update_in_place(
+        &self,
+        ctx: &OpContext,
+        req: &mlctl_core::components::InPlaceRequest,
+    ) -> Result<(), ProviderError> {
+        self.0.update_in_place(ctx, req).await
+    }
     async fn runs(
         &self,
         ctx: &OpContext,

@@ -346,14 +346,7 @@ async fn run_change(sh: &Shared, change: &Change, d: Option<&DesiredResource>) -
         (Action::Delete, _) => reconcile::delete(sh, &change.id)
             .await
             .map(|()| "destroyed".to_string()),
-        (_, Some(d)) => reconcile::reconcile(sh, d).await.map(|applied| {
-            health = applied.health;
-            sh.outputs
-                .lock()
-                .expect("outputs lock")
-                .insert(change.id.clone(), applied.outputs);
-            applied.detail
-        }),
+        (_, Some(d)) => apply_one(sh, change, d, &mut health).await,
         (_, None) => Err(ProviderError::new(
             ErrorKind::Other,
             "mlctl",
@@ -401,7 +394,7 @@ async fn run_change(sh: &Shared, change: &Change, d: Option<&DesiredResource>) -
                 format_version: crate::state::FORMAT_VERSION,
                 id: change.id.clone(),
                 fingerprint: d.fingerprint.0.clone(),
-                spec: d.resource.canonical(),
+                spec: d.canonical.clone(),
                 commit: sh.ctx.commit.clone(),
                 updated_at: now(),
                 health,
@@ -470,6 +463,49 @@ async fn run_change(sh: &Shared, change: &Change, d: Option<&DesiredResource>) -
             Outcome::Failed(message)
         }
     }
+}
+
+/// Reconciles `d` in full, or in place when only in-place fields changed; both when a
+/// resource with a label change also has drift to repair.
+async fn apply_one(
+    sh: &Shared,
+    change: &Change,
+    d: &DesiredResource,
+    health: &mut Health,
+) -> Result<String> {
+    let observed = sh.observed.get(&change.id);
+    let repair = observed.is_some_and(|o| {
+        !o.drift.is_empty() || matches!(o.health, Health::Degraded | Health::Failed)
+    });
+    let mut detail = Vec::new();
+    if !change.in_place || repair {
+        let applied = reconcile::reconcile(sh, d).await?;
+        *health = applied.health;
+        sh.outputs
+            .lock()
+            .expect("outputs lock")
+            .insert(change.id.clone(), applied.outputs);
+        detail.push(applied.detail);
+    } else if let Some(o) = observed {
+        *health = o.health;
+    }
+    if change.in_place
+        && let Some(o) = observed
+    {
+        let outputs = reconcile::update_in_place(sh, d, o).await?;
+        if !repair {
+            sh.outputs
+                .lock()
+                .expect("outputs lock")
+                .insert(change.id.clone(), outputs);
+        }
+        let fields: Vec<&str> = change.diff.iter().map(|f| f.path.as_str()).collect();
+        detail.push(format!(
+            "updated in place ({}); nothing rebuilt",
+            mlctl_spec::suggest::list(fields)
+        ));
+    }
+    Ok(detail.join("; "))
 }
 
 pub(crate) fn output_of<T: for<'de> serde::Deserialize<'de>>(

@@ -29,6 +29,11 @@ pub(crate) async fn reconcile(
         fingerprint: d.fingerprint.0.clone(),
         tags: tags(sh, d),
         inputs,
+        source_version: spec
+            .source
+            .as_ref()
+            .and_then(|url| d.inputs.get(&format!("remote:{url}")))
+            .cloned(),
     };
     let v = retry!(
         &sh.opts,

@@ -18,9 +18,11 @@ mod training;
 pub(crate) use endpoint::show_variants;
 
 use crate::apply::Shared;
+use crate::components::InPlaceRequest;
 use crate::error::Result;
 use crate::plan::DesiredResource;
-use crate::state::Health;
+use crate::retry;
+use crate::state::{Health, ObservedResource};
 use mlctl_spec::{Kind, ResourceId, ResourceSpec};
 
 /// What reconciling one resource left behind.
@@ -54,6 +56,37 @@ pub(crate) async fn reconcile(sh: &Shared, d: &DesiredResource) -> Result<Applie
         ResourceSpec::Endpoint(spec) => endpoint::reconcile(sh, d, spec).await,
         ResourceSpec::Monitor(spec) => monitor::reconcile(sh, d, spec).await,
     }
+}
+
+/// Updates in place what only the in-place fields changed for (labels become tags, a Model's
+/// description): the fingerprint is the recorded one, so nothing is rebuilt. Returns the
+/// recorded outputs, unchanged.
+pub(crate) async fn update_in_place(
+    sh: &Shared,
+    d: &DesiredResource,
+    o: &ObservedResource,
+) -> Result<serde_json::Value> {
+    let now = d.labels();
+    let req = InPlaceRequest {
+        name: d.resource.id.name.clone(),
+        fingerprint: d.fingerprint.0.clone(),
+        outputs: o.outputs.clone(),
+        tags: crate::apply::tags(sh, d),
+        removed_labels: crate::plan::labels_of(&o.spec)
+            .into_keys()
+            .filter(|k| !now.contains_key(k))
+            .collect(),
+        description: d.resource.as_model().and_then(|m| m.description.clone()),
+    };
+    let (ctx, s) = (&sh.ctx, &sh.stack);
+    match d.resource.id.kind {
+        Kind::Dataset => retry!(&sh.opts, s.data.update_in_place(ctx, &req).await),
+        Kind::TrainingJob => retry!(&sh.opts, s.trainer.update_in_place(ctx, &req).await),
+        Kind::Model => retry!(&sh.opts, s.registry.update_in_place(ctx, &req).await),
+        Kind::Endpoint => retry!(&sh.opts, s.deployer.update_in_place(ctx, &req).await),
+        Kind::Monitor => retry!(&sh.opts, s.monitor.update_in_place(ctx, &req).await),
+    }?;
+    Ok(o.outputs.clone())
 }
 
 /// Deletes one resource from the target.

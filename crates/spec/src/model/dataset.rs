@@ -7,13 +7,16 @@ use super::*;
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DatasetSpec {
     /// Where the data is: a path relative to the project, `s3://`, `az://` or `https://`.
-    /// Not allowed with `transform` (the transform's output is the source).
+    /// Not allowed with `transform` (the transform's output is the source). A project file is
+    /// versioned by its content; a URL by what the target reads at plan time (an S3
+    /// VersionId or ETag, an HTTP ETag or Last-Modified), so a change upstream retrains.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     /// `csv` or `parquet`; default from the source's extension.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<DataFormat>,
-    /// Expected blake3 digest of a remote source (pins an `https://` download).
+    /// Expected blake3 digest of a remote source: pins a download, and is its version (an
+    /// `https://` source whose server sends neither ETag nor Last-Modified needs one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
     /// The label column (supervised learning).
@@ -177,6 +180,11 @@ pub struct Transform {
 }
 
 impl DatasetSpec {
+    /// Fields of this kind (under `spec`) that change what it carries, not what it produces:
+    /// a change to one updates the resource in place and never re-reads, re-validates or re-splits the data. Every other field
+    /// is part of the fingerprint. (`metadata.labels` is in place on every kind.)
+    pub const IN_PLACE: &'static [&'static str] = &[];
+
     /// The datasets a `transform` reads.
     pub fn references(&self) -> Vec<Reference> {
         self.transform

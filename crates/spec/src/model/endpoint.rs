@@ -167,6 +167,11 @@ pub struct ServeCommand {
 }
 
 impl EndpointSpec {
+    /// Fields of this kind (under `spec`) that change what it carries, not what it produces:
+    /// a change to one updates the resource in place and never redeploys. Every other field
+    /// is part of the fingerprint. (`metadata.labels` is in place on every kind.)
+    pub const IN_PLACE: &'static [&'static str] = &[];
+
     /// The model it serves.
     pub fn references(&self) -> Vec<Reference> {
         vec![Reference::to(

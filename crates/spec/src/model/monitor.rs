@@ -109,6 +109,11 @@ pub struct Notify {
 }
 
 impl MonitorSpec {
+    /// Fields of this kind (under `spec`) that change what it carries, not what it produces:
+    /// a change to one updates the resource in place and never reconfigures the checks. Every other field
+    /// is part of the fingerprint. (`metadata.labels` is in place on every kind.)
+    pub const IN_PLACE: &'static [&'static str] = &[];
+
     /// The endpoint watched, the baseline dataset, and the job a breach retrains (which it
     /// does not wait for).
     pub fn references(&self) -> Vec<Reference> {

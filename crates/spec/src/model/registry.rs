@@ -81,6 +81,11 @@ pub enum Approval {
 }
 
 impl ModelSpec {
+    /// Fields of this kind (under `spec`) that change what it carries, not what it produces:
+    /// a change to one updates the resource in place and never registers a new version. Every other field
+    /// is part of the fingerprint. (`metadata.labels` is in place on every kind.)
+    pub const IN_PLACE: &'static [&'static str] = &["description"];
+
     /// The training job whose result it registers.
     pub fn references(&self) -> Vec<Reference> {
         vec![Reference::to(

@@ -288,6 +288,11 @@ pub struct LocalCompute {
 }
 
 impl TrainingJobSpec {
+    /// Fields of this kind (under `spec`) that change what it carries, not what it produces:
+    /// a change to one updates the resource in place and never retrains. Every other field
+    /// is part of the fingerprint. (`metadata.labels` is in place on every kind.)
+    pub const IN_PLACE: &'static [&'static str] = &[];
+
     /// The dataset it trains on.
     pub fn references(&self) -> Vec<Reference> {
         vec![Reference::to(

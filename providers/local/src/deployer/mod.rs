@@ -85,6 +85,9 @@ pub struct LocalDeployer {
     pub state_dir: PathBuf,
     /// The `mlctl` executable used to serve.
     pub serve_exe: PathBuf,
+    /// The project directory relative `capture.destination`s are under (default: the
+    /// operation's `project_dir`, which with `--rev` is a snapshot that only holds inputs).
+    pub project_dir: Option<PathBuf>,
     client: Client,
 }
 
@@ -92,10 +95,17 @@ impl LocalDeployer {
     /// A deployer keeping its state under `state_dir/endpoints`.
     pub fn new(state_dir: PathBuf, serve_exe: PathBuf) -> Self {
         LocalDeployer {
+            project_dir: None,
             state_dir,
             serve_exe,
             client: Client::new(),
         }
+    }
+
+    /// Writes relative capture destinations under `project_dir`.
+    pub fn writing_under(mut self, project_dir: PathBuf) -> Self {
+        self.project_dir = Some(project_dir);
+        self
     }
 
     fn dir(&self, name: &str) -> PathBuf {
@@ -514,7 +524,12 @@ impl LocalDeployer {
                 ));
             }
             // Relative to the project, like every path of the spec (an absolute one stays).
-            Some(d) => Some(ctx.project_dir.join(d)),
+            Some(d) => Some(
+                self.project_dir
+                    .as_ref()
+                    .unwrap_or(&ctx.project_dir)
+                    .join(d),
+            ),
         };
         Ok(Wanted {
             variant: variant_for(
@@ -1129,6 +1144,20 @@ impl Deployer for LocalDeployer {
         rec.updated_at = now_rfc3339();
         write_record(&dir, &rec)?;
         Ok(self.live_status(&dir, &rec).await)
+    }
+
+    async fn update_in_place(&self, _ctx: &OpContext, req: &InPlaceRequest) -> Result<()> {
+        // The tags live in the record only: the serving processes never see them, so none
+        // is restarted.
+        let dir = self.dir(&req.name);
+        let Some(mut rec) = read_record(&dir)? else {
+            return Err(crate::gone(
+                "update endpoint tags",
+                format!("endpoint `{}`", req.name),
+            ));
+        };
+        rec.tags = req.tags.to_map();
+        write_record(&dir, &rec)
     }
 
     async fn delete(&self, _ctx: &OpContext, name: &str) -> Result<()> {

@@ -24,8 +24,8 @@ use crate::process::note;
 use crate::{PROVIDER, blocking, now, unique_suffix};
 use async_trait::async_trait;
 use mlctl_core::components::{
-    Capabilities, DatasetVersion, Evaluation, JobHandle, JobState, OpContext, RunRecord, Tags,
-    Trainer, TrainingRequest, TrainingResult, Trial,
+    Capabilities, DatasetVersion, Evaluation, InPlaceRequest, JobHandle, JobState, OpContext,
+    RunRecord, Tags, Trainer, TrainingRequest, TrainingResult, Trial,
 };
 use mlctl_core::error::{ErrorKind, ProviderError, Result};
 use mlctl_ml::digest::{DigestCache, digest_path};
@@ -1062,6 +1062,39 @@ impl Trainer for LocalTrainer {
             DbError::Sql(e) => crate::db::sql_error("poll", e),
             DbError::Provider(e) => e,
         })
+    }
+
+    async fn update_in_place(&self, _ctx: &OpContext, req: &InPlaceRequest) -> Result<()> {
+        let op = "update job tags";
+        let result: TrainingResult = req.outputs_as(PROVIDER)?;
+        let (name, tags) = (result.job_name.clone(), req.tags.clone());
+        let found = self
+            .inner
+            .db
+            .call(op, move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let request: Option<String> = tx
+                    .query_row("SELECT request FROM jobs WHERE name = ?1", [&name], |r| {
+                        r.get(0)
+                    })
+                    .optional()?;
+                let Some(request) = request else {
+                    return Ok(false);
+                };
+                let mut request: JobRequest = serde_json::from_str(&request)?;
+                request.tags = tags;
+                tx.execute(
+                    "UPDATE jobs SET request = ?2 WHERE name = ?1",
+                    params![name, crate::db::json(&request)],
+                )?;
+                tx.commit()?;
+                Ok(true)
+            })
+            .await?;
+        if !found {
+            return Err(crate::gone(op, format!("training job {}", result.job_name)));
+        }
+        Ok(())
     }
 
     async fn cancel(&self, _ctx: &OpContext, job: &JobHandle) -> Result<()> {
