@@ -67,6 +67,8 @@ impl<'a> Run<'a> {
             pid: std::process::id(),
             since: "2026-01-01T00:00:00Z".into(),
             command: format!("conformance {name}"),
+            boot_id: None,
+            process_start: None,
         };
         let lock = match Lock::acquire(stack, &fx.ctx.project, info).await {
             Ok(l) => l,

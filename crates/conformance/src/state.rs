@@ -180,6 +180,8 @@ fn lock_info(id: &str) -> LockInfo {
         pid: 4242,
         since: "2026-01-01T00:00:00Z".into(),
         command: "mlctl apply".into(),
+        boot_id: None,
+        process_start: None,
     }
 }
 
@@ -300,4 +302,99 @@ pub async fn lock_contention(stack: &Stack, fx: &Fixture) {
         "cleaning up",
         st.unlock(&project, &winners[0].id, false).await
     );
+}
+
+/// A lock whose holder provably died on this machine (same host and boot, its process gone)
+/// is taken over by the next [`mlctl_core::Lock::acquire`], which says whose it was; a live
+/// holder's lock, and one from another host or boot, are never taken.
+pub async fn lock_takeover(stack: &Stack, fx: &Fixture) {
+    let c = Check::new("lock_takeover", stack);
+    let project = fx.unique("takeover");
+    let st = &stack.state;
+    let here = mlctl_core::host::host_name();
+    let boot = mlctl_core::host::boot_id();
+    if boot.is_none() {
+        // Nothing is provable without /proc: the lock is then only released by force-unlock.
+        return;
+    }
+    // A process that has exited: its pid, with a start time it no longer has.
+    let mut child = std::process::Command::new("true")
+        .spawn()
+        .expect("start a short-lived process");
+    let dead_pid = child.id();
+    let _ = child.wait();
+    let holder =
+        |id: &str, host: &str, boot: Option<String>, pid: u32, start: Option<u64>| LockInfo {
+            host: host.into(),
+            pid,
+            boot_id: boot,
+            process_start: start,
+            ..lock_info(id)
+        };
+    let me = std::process::id();
+    let my_start = mlctl_core::host::process_start(me);
+
+    // A live holder (this very process) keeps its lock.
+    let live = holder("live", &here, boot.clone(), me, my_start);
+    let r = st.lock(&project, &live).await;
+    c.ensure(
+        r.is_ok(),
+        format!("taking a free lock must succeed, got {r:?}"),
+    );
+    match mlctl_core::Lock::acquire(stack, &project, lock_info("next")).await {
+        Err(LockError::Held(h)) => c.ensure(
+            h.id == "live",
+            format!("the holder must be the live one, got {h}"),
+        ),
+        Ok(_) => c.ensure(false, "a live holder's lock must never be taken over"),
+        Err(LockError::Store(e)) => c.ensure(false, format!("the store failed: {e}")),
+    }
+    call!(c, "releasing", st.unlock(&project, "live", false).await);
+
+    // Another host's lock proves nothing here, even with a pid that does not exist here.
+    let remote = holder("remote", "another-host", boot.clone(), dead_pid, Some(1));
+    let r = st.lock(&project, &remote).await;
+    c.ensure(
+        r.is_ok(),
+        format!("taking a free lock must succeed, got {r:?}"),
+    );
+    c.ensure(
+        matches!(
+            mlctl_core::Lock::acquire(stack, &project, lock_info("next")).await,
+            Err(LockError::Held(_))
+        ),
+        "another host's lock must not be taken over",
+    );
+    call!(c, "releasing", st.unlock(&project, "remote", true).await);
+
+    // The dead holder's lock is taken over, and the lock says from whom.
+    let dead = holder("dead", &here, boot.clone(), dead_pid, Some(1));
+    let r = st.lock(&project, &dead).await;
+    c.ensure(
+        r.is_ok(),
+        format!("taking a free lock must succeed, got {r:?}"),
+    );
+    match mlctl_core::Lock::acquire(stack, &project, lock_info("next")).await {
+        Ok(lock) => {
+            c.ensure(
+                lock.taken_over()
+                    .is_some_and(|(h, why)| h.id == "dead" && why.contains("exited")),
+                format!(
+                    "the takeover must name the dead holder, got {:?}",
+                    lock.taken_over()
+                ),
+            );
+            let h = call!(c, "reading the holder", st.lock_holder(&project).await);
+            c.ensure(
+                h.as_ref().is_some_and(|h| h.id == "next"),
+                format!("after a takeover the new lock holds, got {h:?}"),
+            );
+            let released = lock.release().await;
+            c.ensure(released.is_ok(), format!("releasing failed: {released:?}"));
+        }
+        Err(e) => c.ensure(
+            false,
+            format!("a dead holder's lock must be taken over, got {e:?}"),
+        ),
+    }
 }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod fingerprint;
 pub mod gates;
 pub mod graph;
+pub mod host;
 pub mod observe;
 pub mod plan;
 mod reconcile;

@@ -191,6 +191,45 @@ pub struct LockInfo {
     pub since: String,
     /// The command line.
     pub command: String,
+    /// The holder's machine boot (`host::boot_id`), so a lock from before a reboot, or a pid
+    /// reused since, is never taken for the holder's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
+    /// The holder process's start time (`host::process_start`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_start: Option<u64>,
+}
+
+impl LockInfo {
+    /// A lock for this process: `id` and the command line; who, where and since when filled in.
+    pub fn for_this_process(id: String, command: String) -> LockInfo {
+        let pid = std::process::id();
+        LockInfo {
+            format_version: FORMAT_VERSION,
+            id,
+            holder: std::env::var("USER")
+                .or_else(|_| std::env::var("USERNAME"))
+                .unwrap_or_else(|_| "unknown".into()),
+            host: crate::host::host_name(),
+            pid,
+            since: time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            command,
+            boot_id: crate::host::boot_id(),
+            process_start: crate::host::process_start(pid),
+        }
+    }
+
+    /// Why the holder is provably gone (same host and boot, its process ended), if it is.
+    pub fn holder_gone(&self) -> Option<String> {
+        crate::host::provably_gone(
+            &self.host,
+            self.boot_id.as_deref(),
+            self.pid,
+            self.process_start,
+        )
+    }
 }
 
 impl std::fmt::Display for LockInfo {
@@ -267,21 +306,50 @@ pub struct Lock {
     stack: crate::components::Stack,
     project: String,
     info: LockInfo,
+    taken_over: Option<(LockInfo, String)>,
 }
 
 impl Lock {
     /// Takes the lock or says who holds it.
+    ///
+    /// A lock whose holder is provably gone (it ran on this host in this boot and its process
+    /// has ended: an apply killed with SIGKILL) is taken over, and [`Lock::taken_over`] says
+    /// whose and why. A live holder's lock, or one this machine cannot judge (another host,
+    /// another boot, no `/proc`), is never taken: that is what `force-unlock` is for.
+    ///
+    /// The takeover releases the dead holder's lock by its id, which every store does only
+    /// while that id holds it, then takes the lock as usual: of two processes recovering at
+    /// once, exactly one wins and the other sees the winner as the (live) holder.
     pub async fn acquire(
         stack: &crate::components::Stack,
         project: &str,
         info: LockInfo,
     ) -> std::result::Result<Lock, LockError> {
-        stack.state.lock(project, &info).await?;
+        let taken_over = match stack.state.lock(project, &info).await {
+            Ok(()) => None,
+            Err(LockError::Held(holder)) => {
+                let Some(why) = holder.holder_gone() else {
+                    return Err(LockError::Held(holder));
+                };
+                // Another recoverer may have released it first and taken it: then it is
+                // theirs, and `lock` below says so.
+                let _ = stack.state.unlock(project, &holder.id, false).await;
+                stack.state.lock(project, &info).await?;
+                Some((holder, why))
+            }
+            Err(e) => return Err(e),
+        };
         Ok(Lock {
             stack: stack.clone(),
             project: project.to_string(),
             info,
+            taken_over,
         })
+    }
+
+    /// The lock this one replaced, and why its holder was known to be gone.
+    pub fn taken_over(&self) -> Option<&(LockInfo, String)> {
+        self.taken_over.as_ref()
     }
 
     /// The lock's id.

@@ -160,6 +160,12 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE model_versions ADD COLUMN approval_status TEXT NOT NULL DEFAULT 'pendingManualApproval';
     UPDATE model_versions SET approval_status = 'approved' WHERE approved != 0;
     "#,
+    // 5: the lock holder's boot and process start time, so a lock whose holder provably died
+    // on this machine is taken over without `force-unlock`.
+    r#"
+    ALTER TABLE apply_lock ADD COLUMN boot_id TEXT;
+    ALTER TABLE apply_lock ADD COLUMN process_start INTEGER;
+    "#,
 ];
 
 /// Errors inside a database closure: SQLite's, or ours (a missing row, bad JSON).

@@ -30,7 +30,7 @@ fn insert_history(tx: &Transaction<'_>, project: &str, e: &HistoryEntry) -> rusq
 
 fn read_lock(conn: &rusqlite::Connection, project: &str) -> rusqlite::Result<Option<LockInfo>> {
     conn.query_row(
-        "SELECT id, holder, host, pid, since, command FROM apply_lock WHERE project = ?1",
+        "SELECT id, holder, host, pid, since, command, boot_id, process_start FROM apply_lock WHERE project = ?1",
         [project],
         |r| {
             Ok(LockInfo {
@@ -41,6 +41,8 @@ fn read_lock(conn: &rusqlite::Connection, project: &str) -> rusqlite::Result<Opt
                 pid: r.get::<_, i64>(3)? as u32,
                 since: r.get(4)?,
                 command: r.get(5)?,
+                boot_id: r.get(6)?,
+                process_start: r.get::<_, Option<i64>>(7)?.map(|t| t as u64),
             })
         },
     )
@@ -135,8 +137,8 @@ impl StateStore for LocalState {
                     return Ok(Some(holder));
                 }
                 tx.execute(
-                    "INSERT INTO apply_lock (project, id, holder, host, pid, since, command) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    params![project, info.id, info.holder, info.host, info.pid as i64, info.since, info.command],
+                    "INSERT INTO apply_lock (project, id, holder, host, pid, since, command, boot_id, process_start) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    params![project, info.id, info.holder, info.host, info.pid as i64, info.since, info.command, info.boot_id, info.process_start.map(|t| t as i64)],
                 )?;
                 tx.commit()?;
                 Ok(None)

@@ -186,6 +186,8 @@ mod tests {
             pid: 1,
             since: "t".into(),
             command: "mlctl apply".into(),
+            boot_id: None,
+            process_start: None,
         }
     }
 

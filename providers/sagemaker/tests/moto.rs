@@ -311,6 +311,8 @@ async fn a_fresh_runner_reads_state_and_lock_from_s3() {
         pid: 1,
         since: "2026-01-01T00:00:00Z".into(),
         command: "mlctl apply".into(),
+        boot_id: None,
+        process_start: None,
     };
     stack
         .state

@@ -87,21 +87,7 @@ fn lock_info() -> LockInfo {
     )
     .to_hex()[..16]
         .to_string();
-    LockInfo {
-        format_version: mlctl_core::state::FORMAT_VERSION,
-        id,
-        holder: std::env::var("USER")
-            .or_else(|_| std::env::var("USERNAME"))
-            .unwrap_or_else(|_| "unknown".into()),
-        host: hostname::get()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| "unknown".into()),
-        pid: std::process::id(),
-        since: time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default(),
-        command: std::env::args().collect::<Vec<_>>().join(" "),
-    }
+    LockInfo::for_this_process(id, std::env::args().collect::<Vec<_>>().join(" "))
 }
 
 fn rand_seed() -> u128 {
@@ -138,12 +124,20 @@ fn take_lock(s: &Session, timeout: &str) -> Result<Lock> {
             .rt
             .block_on(Lock::acquire(&s.stack, &s.ctx.project, info.clone()))
         {
-            Ok(lock) => return Ok(lock),
+            Ok(lock) => {
+                if let Some((dead, why)) = lock.taken_over() {
+                    eprintln!(
+                        "mlctl: took over the lock of target `{}` from {}@{} (pid {}, `{}`, lock id {}): {why}",
+                        s.target_name, dead.holder, dead.host, dead.pid, dead.command, dead.id
+                    );
+                }
+                return Ok(lock);
+            }
             Err(LockError::Held(_)) if t0.elapsed() < timeout => {
                 std::thread::sleep(Duration::from_millis(250));
             }
             Err(LockError::Held(holder)) => bail!(
-                "target `{}` is locked by {}@{} (pid {}) since {}, running `{}`\n  Another apply is in progress. Wait for it, or pass --lock-timeout 10m to wait.\n  If that process is gone, release the lock with: mlctl force-unlock {} --target {}",
+                "target `{}` is locked by {}@{} (pid {}) since {}, running `{}`\n  Another apply is in progress. Wait for it, or pass --lock-timeout 10m to wait.\n  (A holder that died on this machine is taken over by itself; this one runs elsewhere or is alive.)\n  If that process is gone, release the lock with: mlctl force-unlock {} --target {}",
                 s.target_name,
                 holder.holder,
                 holder.host,

@@ -465,6 +465,8 @@ fn child_process() {
             pid: std::process::id(),
             since: "s".into(),
             command: "c".into(),
+            boot_id: None,
+            process_start: None,
         };
         let won = stack.state.lock("race", &info).await.is_ok();
         let own = stack
