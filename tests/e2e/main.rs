@@ -9,6 +9,7 @@ mod columns;
 mod common;
 mod confinement;
 mod conformance;
+mod limits;
 mod local;
 mod paths;
 mod reconcile;

@@ -9,6 +9,7 @@
 //! (Parquet).
 
 use crate::table::{ColumnData, ColumnKind, Table};
+use mlctl_spec::suggest::{list, quote, thousands};
 use mlctl_spec::{Column, ColumnType, DataSchema};
 use serde::Serialize;
 use std::collections::HashSet;
@@ -16,6 +17,10 @@ use std::fmt;
 
 /// Most example rows kept per failure.
 pub const MAX_EXAMPLES: usize = 5;
+
+/// Most failures a report writes out; the rest are counted (a file of 10,000 undeclared
+/// columns says so in a few lines, not 10,000).
+pub const MAX_SHOWN_FAILURES: usize = 20;
 
 /// The rule a failure broke.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -143,9 +148,9 @@ impl fmt::Display for ValidationReport {
             if self.failures.len() == 1 { "" } else { "s" },
             self.rows
         )?;
-        for fail in &self.failures {
+        for fail in self.failures.iter().take(MAX_SHOWN_FAILURES) {
             match &fail.column {
-                Some(c) => write!(f, "  column `{c}` [{}]: {}", fail.rule, fail.message)?,
+                Some(c) => write!(f, "  column `{}` [{}]: {}", quote(c), fail.rule, fail.message)?,
                 None => write!(f, "  [{}]: {}", fail.rule, fail.message)?,
             }
             writeln!(f)?;
@@ -162,6 +167,24 @@ impl fmt::Display for ValidationReport {
                 }
                 writeln!(f)?;
             }
+        }
+        let hidden = &self.failures[self.failures.len().min(MAX_SHOWN_FAILURES)..];
+        if !hidden.is_empty() {
+            let extra = hidden
+                .iter()
+                .filter(|h| h.rule == Rule::ExtraColumn)
+                .filter_map(|h| h.column.as_deref());
+            let extra_n = extra.clone().count();
+            write!(f, "  … and {} more problems", thousands(hidden.len()))?;
+            if extra_n > 0 {
+                write!(
+                    f,
+                    ", {} of them undeclared columns ({})",
+                    thousands(extra_n),
+                    list(extra)
+                )?;
+            }
+            writeln!(f)?;
         }
         Ok(())
     }
@@ -192,7 +215,8 @@ impl Offenders {
 
     fn add(&mut self, row: usize, value: impl FnOnce() -> String) {
         if self.examples.len() < MAX_EXAMPLES {
-            self.examples.push((row, value()));
+            let value = value();
+            self.examples.push((row, quote(&value).into_owned()));
         }
         self.count += 1;
     }
@@ -220,7 +244,7 @@ pub fn validate(table: &Table, schema: &DataSchema) -> ValidationReport {
                 rule: Rule::MissingColumn,
                 message: format!(
                     "declared column is not in the data (columns: {})",
-                    table.names().join(", ")
+                    list(table.names())
                 ),
                 examples: Vec::new(),
                 count: 0,
@@ -431,7 +455,7 @@ fn check_column(col: &Column, data: &ColumnData, schema: &DataSchema, out: &mut 
                     "{} value{} not among the allowed categories ({})",
                     outside.count,
                     plural(outside.count),
-                    categories.join(", ")
+                    list(categories)
                 ),
                 outside,
             ));
@@ -596,6 +620,30 @@ mod tests {
         s.allow_extra_columns = Some(true);
         s.max_missing_fraction = Some(0.5);
         assert!(validate(&t, &s).ok);
+    }
+
+    /// Issue 11: 10,000 undeclared columns of 10 KB names each made a report of megabytes.
+    #[test]
+    fn a_report_stays_short_however_many_columns_and_however_long_the_values() {
+        let long = "v".repeat(10_000);
+        let names: Vec<String> = (0..10_000).map(|i| format!("{}{i}", &long[..300])).collect();
+        let t = Table::from_columns(
+            names
+                .iter()
+                .map(|n| (n.as_str(), ColumnData::Str(vec![Some(long.clone())]))),
+        )
+        .unwrap();
+        let mut c = col(&names[0], ColumnType::Float);
+        c.min = Some(0.0);
+        let s = schema(vec![c, col("absent", ColumnType::Float)]);
+        let text = validate(&t, &s).to_string();
+        assert!(text.len() < 16 * 1024, "{} bytes", text.len());
+        assert!(text.contains("value truncated: 10,000 bytes"), "{text}");
+        assert!(
+            text.contains("and 9,981 more problems, 9,981 of them undeclared columns"),
+            "{text}"
+        );
+        assert!(text.contains("and 9,971 more)"), "{text}");
     }
 
     #[test]
