@@ -144,11 +144,19 @@ impl fmt::Display for ValidationReport {
         writeln!(
             f,
             "data does not match the schema: {} problem{} in {} rows",
-            self.failures.len(),
+            thousands(self.failures.len()),
             if self.failures.len() == 1 { "" } else { "s" },
-            self.rows
+            thousands(self.rows)
         )?;
-        for fail in self.failures.iter().take(MAX_SHOWN_FAILURES) {
+        // Undeclared columns are one line however many (a file of 10,000 columns says so in
+        // a line, not 10,000); other failures are shown up to MAX_SHOWN_FAILURES and counted.
+        let is_extra = |x: &&Failure| x.rule == Rule::ExtraColumn;
+        let grouped = self.failures.iter().filter(is_extra).count() > 1;
+        let (extra, other): (Vec<&Failure>, Vec<&Failure>) = self
+            .failures
+            .iter()
+            .partition(|x| grouped && is_extra(x));
+        for fail in other.iter().take(MAX_SHOWN_FAILURES) {
             match &fail.column {
                 Some(c) => write!(f, "  column `{}` [{}]: {}", quote(c), fail.rule, fail.message)?,
                 None => write!(f, "  [{}]: {}", fail.rule, fail.message)?,
@@ -168,23 +176,23 @@ impl fmt::Display for ValidationReport {
                 writeln!(f)?;
             }
         }
-        let hidden = &self.failures[self.failures.len().min(MAX_SHOWN_FAILURES)..];
-        if !hidden.is_empty() {
-            let extra = hidden
-                .iter()
-                .filter(|h| h.rule == Rule::ExtraColumn)
-                .filter_map(|h| h.column.as_deref());
-            let extra_n = extra.clone().count();
-            write!(f, "  … and {} more problems", thousands(hidden.len()))?;
-            if extra_n > 0 {
-                write!(
-                    f,
-                    ", {} of them undeclared columns ({})",
-                    thousands(extra_n),
-                    list(extra)
-                )?;
-            }
-            writeln!(f)?;
+        if other.len() > MAX_SHOWN_FAILURES {
+            writeln!(
+                f,
+                "  … and {} more problems",
+                thousands(other.len() - MAX_SHOWN_FAILURES)
+            )?;
+        }
+        if !extra.is_empty() {
+            let names = extra.iter().filter_map(|x| x.column.as_deref());
+            writeln!(
+                f,
+                "  {} column{} [{}]: not declared in the schema (set allowExtraColumns: true to allow them): {}",
+                thousands(extra.len()),
+                plural(extra.len()),
+                Rule::ExtraColumn,
+                list(names)
+            )?;
         }
         Ok(())
     }
@@ -640,10 +648,10 @@ mod tests {
         assert!(text.len() < 16 * 1024, "{} bytes", text.len());
         assert!(text.contains("value truncated: 10,000 bytes"), "{text}");
         assert!(
-            text.contains("and 9,981 more problems, 9,981 of them undeclared columns"),
+            text.contains("9,999 columns [allowExtraColumns]: not declared in the schema"),
             "{text}"
         );
-        assert!(text.contains("and 9,971 more)"), "{text}");
+        assert!(text.ends_with(" and 9,989 more\n"), "{text}");
     }
 
     #[test]
