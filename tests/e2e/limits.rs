@@ -70,6 +70,18 @@ fn write_wide_csv(p: &TestProject, columns: usize) {
     );
 }
 
+/// `c0,x0,x1,...`: one line of about `bytes` bytes, no line break, every name distinct.
+fn one_line_of(bytes: usize) -> String {
+    use std::fmt::Write;
+    let mut line = String::from("c0");
+    let mut i = 0;
+    while line.len() < bytes {
+        let _ = write!(line, ",x{i}");
+        i += 1;
+    }
+    line
+}
+
 #[test]
 fn a_ten_megabyte_line_is_refused_in_a_few_lines_and_leaves_state_and_history_small() {
     for target in ["local", "test"] {
@@ -79,12 +91,16 @@ fn a_ten_megabyte_line_is_refused_in_a_few_lines_and_leaves_state_and_history_sm
         apply(&p, target).expect_code(0);
         let before = footprint(&p, target);
 
-        // 10 MiB without a line break: a header of 1.3 million fields.
-        p.write("data/wide.csv", &"c0,wxyz12,".repeat(1 << 20));
+        // 10 MiB without a line break: a header of 1.3 million distinct fields.
+        p.write("data/wide.csv", &one_line_of(10 << 20));
         p.commit_all("no line breaks");
         let run = apply(&p, target).expect_code(1);
         let out = format!("{}{}", run.stdout, run.stderr);
-        assert!(output_len(&run) < MAX_OUTPUT, "{target}: {} bytes", out.len());
+        assert!(
+            output_len(&run) < MAX_OUTPUT,
+            "{target}: {} bytes",
+            out.len()
+        );
         assert!(
             out.contains("data/wide.csv: line 1: longer than 1,048,576 bytes")
                 && out.contains("raise the Dataset's `limits.maxLineBytes`"),
@@ -109,10 +125,16 @@ fn a_wide_csv_names_the_column_limit_reports_in_a_few_lines_and_passes_once_allo
         write_wide_csv(&p, 12_000);
         p.commit_all("12,000 columns");
         let run = apply(&p, target).expect_code(1);
-        assert!(output_len(&run) < MAX_OUTPUT, "{target}: {}", run.stderr.len());
+        assert!(
+            output_len(&run) < MAX_OUTPUT,
+            "{target}: {}",
+            run.stderr.len()
+        );
         assert!(
             run.stderr.contains("line 1: the header has 12,000 columns")
-                && run.stderr.contains("raise the Dataset's `limits.maxColumns` (now 10,000)"),
+                && run
+                    .stderr
+                    .contains("raise the Dataset's `limits.maxColumns` (now 10,000)"),
             "{target}: {}",
             run.stderr
         );
@@ -122,7 +144,11 @@ fn a_wide_csv_names_the_column_limit_reports_in_a_few_lines_and_passes_once_allo
         p.commit_all("raise the limit");
         let before = footprint(&p, target);
         let run = apply(&p, target).expect_code(1);
-        assert!(output_len(&run) < MAX_OUTPUT, "{target}: {}", run.stderr.len());
+        assert!(
+            output_len(&run) < MAX_OUTPUT,
+            "{target}: {}",
+            run.stderr.len()
+        );
         assert!(
             run.stderr.contains(
                 "11,999 columns [allowExtraColumns]: not declared in the schema (set allowExtraColumns: true to allow them): c1, c2,"

@@ -551,9 +551,7 @@ pub fn read_bytes_limited(
     let path = Path::new(file);
     limits.check_size(path, bytes.len() as u64)?;
     match format {
-        DataFormat::Csv => {
-            csv_from_reader(bytes, path, &CsvOptions::default().with_limits(limits))
-        }
+        DataFormat::Csv => csv_from_reader(bytes, path, &CsvOptions::default().with_limits(limits)),
         DataFormat::Parquet => {
             let t = parquet_from(bytes::Bytes::copy_from_slice(bytes), path)?;
             limits.check_columns(path, None, t.n_cols())?;
@@ -1159,23 +1157,40 @@ mod tests {
             max_columns: 3,
             max_file_bytes: 1000,
         };
-        let long = write(dir.path(), "long.csv", &format!("a,b\n1,2\n{}\n", "9".repeat(100)));
-        let e = read_limited(&long, DataFormat::Csv, limits).unwrap_err().to_string();
+        let long = write(
+            dir.path(),
+            "long.csv",
+            &format!("a,b\n1,2\n{}\n", "9".repeat(100)),
+        );
+        let e = read_limited(&long, DataFormat::Csv, limits)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.ends_with("long.csv: line 3: longer than 64 bytes; if the file is right, raise the Dataset's `limits.maxLineBytes` (now 64)"),
             "{e}"
         );
         let wide = write(dir.path(), "wide.csv", "a,b,c,d\n1,2,3,4\n");
-        let e = read_limited(&wide, DataFormat::Csv, limits).unwrap_err().to_string();
+        let e = read_limited(&wide, DataFormat::Csv, limits)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("wide.csv: line 1: the header has 4 columns; if the file is right, raise the Dataset's `limits.maxColumns` (now 3)"), "{e}");
         let big = write(dir.path(), "big.csv", &"a\n1\n".repeat(400));
-        let e = read_limited(&big, DataFormat::Csv, limits).unwrap_err().to_string();
+        let e = read_limited(&big, DataFormat::Csv, limits)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("big.csv: the file has 1,600 bytes; if the file is right, raise the Dataset's `limits.maxFileBytes` (now 1,000)"), "{e}");
         let e = read_bytes_limited(b"a,b,c,d\n", DataFormat::Csv, "data/x.csv", limits)
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("data/x.csv: line 1: the header has 4"), "{e}");
-        let ok = read_limited(&wide, DataFormat::Csv, ReadLimits { max_columns: 4, ..limits });
+        let ok = read_limited(
+            &wide,
+            DataFormat::Csv,
+            ReadLimits {
+                max_columns: 4,
+                ..limits
+            },
+        );
         assert_eq!(ok.unwrap().n_cols(), 4);
     }
 

@@ -152,13 +152,17 @@ impl fmt::Display for ValidationReport {
         // a line, not 10,000); other failures are shown up to MAX_SHOWN_FAILURES and counted.
         let is_extra = |x: &&Failure| x.rule == Rule::ExtraColumn;
         let grouped = self.failures.iter().filter(is_extra).count() > 1;
-        let (extra, other): (Vec<&Failure>, Vec<&Failure>) = self
-            .failures
-            .iter()
-            .partition(|x| grouped && is_extra(x));
+        let (extra, other): (Vec<&Failure>, Vec<&Failure>) =
+            self.failures.iter().partition(|x| grouped && is_extra(x));
         for fail in other.iter().take(MAX_SHOWN_FAILURES) {
             match &fail.column {
-                Some(c) => write!(f, "  column `{}` [{}]: {}", quote(c), fail.rule, fail.message)?,
+                Some(c) => write!(
+                    f,
+                    "  column `{}` [{}]: {}",
+                    quote(c),
+                    fail.rule,
+                    fail.message
+                )?,
                 None => write!(f, "  [{}]: {}", fail.rule, fail.message)?,
             }
             writeln!(f)?;
@@ -634,7 +638,9 @@ mod tests {
     #[test]
     fn a_report_stays_short_however_many_columns_and_however_long_the_values() {
         let long = "v".repeat(10_000);
-        let names: Vec<String> = (0..10_000).map(|i| format!("{}{i}", &long[..300])).collect();
+        let names: Vec<String> = (0..10_000)
+            .map(|i| format!("{}{i}", &long[..300]))
+            .collect();
         let t = Table::from_columns(
             names
                 .iter()

@@ -16,7 +16,10 @@ pub(crate) fn keep_error(state_dir: &Path, id: &ResourceId, text: &str) -> Resul
     let io = |e| ProviderError::io(PROVIDER, "keep error log", e);
     std::fs::create_dir_all(&dir).map_err(io)?;
     // Names are validated (no `/`); the kind/name separator becomes `-`.
-    let file = dir.join(format!("{}.error.log", id.to_string().replace(['/', '\\'], "-")));
+    let file = dir.join(format!(
+        "{}.error.log",
+        id.to_string().replace(['/', '\\'], "-")
+    ));
     let shown = mlctl_spec::suggest::clip(text, MAX_ERROR_LOG);
     let tmp = file.with_extension("log.tmp");
     std::fs::write(&tmp, shown.as_bytes()).map_err(io)?;
@@ -39,6 +42,9 @@ mod tests {
         assert!(kept.ends_with("(value truncated: 3,145,728 bytes)"));
         keep_error(dir.path(), &id, "short").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "short");
-        assert_eq!(std::fs::read_dir(dir.path().join("logs")).unwrap().count(), 1);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("logs")).unwrap().count(),
+            1
+        );
     }
 }

@@ -121,9 +121,15 @@ impl Mock {
                 let path = ctx.project_dir.join(src);
                 let limits = mlctl_ml::table::ReadLimits::of(spec.limits.as_ref());
                 if let Ok(meta) = std::fs::metadata(&path) {
-                    limits.check_size(std::path::Path::new(src), meta.len()).map_err(|e| {
-                        err(ErrorKind::Invalid, op, format!("dataset `{}`: {e}", req.name))
-                    })?;
+                    limits
+                        .check_size(std::path::Path::new(src), meta.len())
+                        .map_err(|e| {
+                            err(
+                                ErrorKind::Invalid,
+                                op,
+                                format!("dataset `{}`: {e}", req.name),
+                            )
+                        })?;
                 }
                 let bytes = std::fs::read(&path).map_err(|e| {
                     let kind = if e.kind() == std::io::ErrorKind::NotFound {
@@ -150,7 +156,11 @@ impl Mock {
                 // mock fails where a real apply would.
                 let table = mlctl_ml::table::read_bytes_limited(&bytes, format, src, limits)
                     .map_err(|e| {
-                        err(ErrorKind::Invalid, op, format!("dataset `{}`: {e}", req.name))
+                        err(
+                            ErrorKind::Invalid,
+                            op,
+                            format!("dataset `{}`: {e}", req.name),
+                        )
                     })?;
                 if let Some(schema) = &spec.schema {
                     let report =

@@ -581,7 +581,10 @@ mod tests {
     #[test]
     fn a_recorded_error_is_a_bounded_summary_naming_where_the_rest_is() {
         let long = format!("dataset `wide`: {}", "x".repeat(10 << 20));
-        let s = summarize(&long, "full error: /p/.mlctl/local/logs/Dataset-wide.error.log");
+        let s = summarize(
+            &long,
+            "full error: /p/.mlctl/local/logs/Dataset-wide.error.log",
+        );
         assert!(s.len() <= MAX_RECORDED_ERROR, "{}", s.len());
         assert!(s.starts_with("dataset `wide`: xxx"));
         assert!(
