@@ -10,6 +10,7 @@ mod common;
 mod confinement;
 mod conformance;
 mod crash;
+mod limits;
 mod local;
 mod paths;
 mod reconcile;

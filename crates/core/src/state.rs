@@ -254,6 +254,21 @@ pub enum LockError {
 /// Observed state, history and the lock, stored in the target.
 #[async_trait]
 pub trait StateStore: Send + Sync {
+    /// Keeps the full text of an error too long for state and history (which keep a summary
+    /// of at most [`crate::apply::MAX_RECORDED_ERROR`] bytes) in the target's log store,
+    /// replacing the resource's previous one, and says where it is, for the summary to name.
+    ///
+    /// # Contract
+    /// What is kept is bounded (cut at a size cap, saying so); `None` (the default) when the
+    /// target keeps no such log, and the summary then says the full text was not kept.
+    async fn keep_error_log(
+        &self,
+        _project: &str,
+        _id: &ResourceId,
+        _text: &str,
+    ) -> Result<Option<String>> {
+        Ok(None)
+    }
     /// Every resource the target holds for `project`.
     ///
     /// # Contract

@@ -8,7 +8,8 @@
 //! (`true`/`false`, any case), else string. Empty cells and `NA`, `N/A`, `NaN`, `null`,
 //! `None` (any case) are missing.
 
-use mlctl_spec::{ColumnType, DataFormat};
+use mlctl_spec::suggest::{list, quote, thousands};
+use mlctl_spec::{ColumnType, DataFormat, DataLimits};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -220,11 +221,31 @@ pub enum TableError {
         /// What is wrong.
         message: String,
     },
+    /// The file breaks one of the [`ReadLimits`] (a line, the header's columns, the file's
+    /// size): says which, where, and the Dataset setting that raises it.
+    #[error(
+        "{}: {}{what}; if the file is right, raise the Dataset's `limits.{setting}` (now {})",
+        path.display(),
+        line.map(|l| format!("line {l}: ")).unwrap_or_default(),
+        thousands(*limit as usize)
+    )]
+    Limit {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line, when the limit is about one.
+        line: Option<u64>,
+        /// The Dataset setting (`maxLineBytes`, `maxColumns`, `maxFileBytes`).
+        setting: &'static str,
+        /// Its value.
+        limit: u64,
+        /// What broke it, in words.
+        what: String,
+    },
     /// Two columns have the same name.
-    #[error("column `{0}` appears twice")]
+    #[error("column `{}` appears twice", quote(.0))]
     DuplicateColumn(String),
     /// A column's length differs from the others'.
-    #[error("column `{name}` has {len} rows, expected {expected}")]
+    #[error("column `{}` has {len} rows, expected {expected}", quote(name))]
     LengthMismatch {
         /// The column.
         name: String,
@@ -234,7 +255,7 @@ pub enum TableError {
         expected: usize,
     },
     /// A column named in a request does not exist.
-    #[error("no column `{name}` (columns: {})", available.join(", "))]
+    #[error("no column `{}` (columns: {})", quote(name), list(available))]
     NoSuchColumn {
         /// The requested name.
         name: String,
@@ -381,6 +402,8 @@ pub struct CsvOptions {
     pub delimiter: u8,
     /// Types forced per column instead of inferred (e.g. a category coded as digits).
     pub types: BTreeMap<String, ColumnKind>,
+    /// What the reader accepts (default: none, for files mlctl wrote itself).
+    pub limits: ReadLimits,
 }
 
 impl Default for CsvOptions {
@@ -388,7 +411,70 @@ impl Default for CsvOptions {
         CsvOptions {
             delimiter: b',',
             types: BTreeMap::new(),
+            limits: ReadLimits::NONE,
         }
+    }
+}
+
+/// The most a reader takes from a data file, so a malformed file (no line breaks, a header
+/// of millions of fields, a huge file) fails early with an error naming the setting, instead
+/// of filling memory and every message with its content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadLimits {
+    /// Bytes of one line of CSV text (`limits.maxLineBytes`).
+    pub max_line_bytes: u64,
+    /// Columns of a table (`limits.maxColumns`).
+    pub max_columns: u64,
+    /// Bytes of the file (`limits.maxFileBytes`).
+    pub max_file_bytes: u64,
+}
+
+impl ReadLimits {
+    /// No limits: for files mlctl wrote itself (splits, captures).
+    pub const NONE: ReadLimits = ReadLimits {
+        max_line_bytes: u64::MAX,
+        max_columns: u64::MAX,
+        max_file_bytes: u64::MAX,
+    };
+
+    /// A Dataset's `limits`, with the defaults of [`DataLimits`] for what it leaves out.
+    pub fn of(limits: Option<&DataLimits>) -> ReadLimits {
+        let d = DataLimits::default();
+        let l = limits.unwrap_or(&d);
+        ReadLimits {
+            max_line_bytes: l.line_bytes(),
+            max_columns: l.columns(),
+            max_file_bytes: l.file_bytes(),
+        }
+    }
+
+    /// The error for a file of `size` bytes, when that is more than allowed (for a reader
+    /// that checks the size before it reads).
+    pub fn check_size(&self, path: &Path, size: u64) -> Result<(), TableError> {
+        if size > self.max_file_bytes {
+            return Err(TableError::Limit {
+                path: path.to_path_buf(),
+                line: None,
+                setting: "maxFileBytes",
+                limit: self.max_file_bytes,
+                what: format!("the file has {} bytes", thousands(size as usize)),
+            });
+        }
+        Ok(())
+    }
+
+    /// The error for a table of `n` columns, when that is more than allowed.
+    fn check_columns(&self, path: &Path, line: Option<u64>, n: usize) -> Result<(), TableError> {
+        if n as u64 > self.max_columns {
+            return Err(TableError::Limit {
+                path: path.to_path_buf(),
+                line,
+                setting: "maxColumns",
+                limit: self.max_columns,
+                what: format!("the header has {} columns", thousands(n)),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -414,6 +500,13 @@ impl CsvOptions {
             ..CsvOptions::default()
         }
     }
+
+    /// These options with `limits`.
+    #[must_use]
+    pub fn with_limits(mut self, limits: ReadLimits) -> Self {
+        self.limits = limits;
+        self
+    }
 }
 
 /// Reads a table in `format`.
@@ -421,6 +514,49 @@ pub fn read(path: impl AsRef<Path>, format: DataFormat) -> Result<Table, TableEr
     match format {
         DataFormat::Csv => read_csv(path),
         DataFormat::Parquet => read_parquet(path),
+    }
+}
+
+/// Reads a table in `format` that a user supplied (a Dataset's source), within `limits`.
+pub fn read_limited(
+    path: impl AsRef<Path>,
+    format: DataFormat,
+    limits: ReadLimits,
+) -> Result<Table, TableError> {
+    let path = path.as_ref();
+    let size = std::fs::metadata(path)
+        .map_err(|source| TableError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .len();
+    limits.check_size(path, size)?;
+    match format {
+        DataFormat::Csv => read_csv_with(path, &CsvOptions::default().with_limits(limits)),
+        DataFormat::Parquet => {
+            let t = read_parquet(path)?;
+            limits.check_columns(path, None, t.n_cols())?;
+            Ok(t)
+        }
+    }
+}
+
+/// [`read_bytes`] within `limits`; errors name `file`.
+pub fn read_bytes_limited(
+    bytes: &[u8],
+    format: DataFormat,
+    file: &str,
+    limits: ReadLimits,
+) -> Result<Table, TableError> {
+    let path = Path::new(file);
+    limits.check_size(path, bytes.len() as u64)?;
+    match format {
+        DataFormat::Csv => csv_from_reader(bytes, path, &CsvOptions::default().with_limits(limits)),
+        DataFormat::Parquet => {
+            let t = parquet_from(bytes::Bytes::copy_from_slice(bytes), path)?;
+            limits.check_columns(path, None, t.n_cols())?;
+            Ok(t)
+        }
     }
 }
 
@@ -509,10 +645,16 @@ pub fn read_bytes(bytes: &[u8], format: DataFormat) -> Result<Table, TableError>
 
 /// A reader that notes where every line break is, so a record's byte offset (which csv
 /// reports) becomes the line it is on, whatever the line endings.
+///
+/// It also stops at a line longer than `max_line` bytes (an I/O error for csv; `too_long`
+/// says which line), so a file without line breaks is never buffered whole.
 struct LineIndex<R> {
     inner: R,
     offset: u64,
     breaks: Vec<u64>,
+    max_line: u64,
+    line_len: u64,
+    too_long: Option<u64>,
 }
 
 impl<R> LineIndex<R> {
@@ -524,10 +666,20 @@ impl<R> LineIndex<R> {
 
 impl<R: io::Read> io::Read for LineIndex<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.too_long.is_some() {
+            return Err(io::Error::other("line too long"));
+        }
         let n = self.inner.read(buf)?;
         for (i, b) in buf[..n].iter().enumerate() {
             if *b == b'\n' {
                 self.breaks.push(self.offset + i as u64);
+                self.line_len = 0;
+            } else {
+                self.line_len += 1;
+                if self.line_len > self.max_line {
+                    self.too_long = Some(self.breaks.len() as u64 + 1);
+                    return Err(io::Error::other("line too long"));
+                }
             }
         }
         self.offset += n as u64;
@@ -563,13 +715,33 @@ fn csv_from_reader(
             inner: file,
             offset: 0,
             breaks: Vec::new(),
+            max_line: options.limits.max_line_bytes,
+            line_len: 0,
+            too_long: None,
         });
-    let headers: Vec<String> = reader
-        .headers()
-        .map_err(csv_err)?
-        .iter()
-        .map(|h| h.trim_start_matches('\u{feff}').trim().to_string())
-        .collect();
+    let limits = options.limits;
+    // A line over the limit shows as an I/O error of csv's; say which limit instead.
+    let fail = |index: &LineIndex<_>, e: csv::Error| match index.too_long {
+        Some(line) => TableError::Limit {
+            path: path.to_path_buf(),
+            line: Some(line),
+            setting: "maxLineBytes",
+            limit: limits.max_line_bytes,
+            what: format!(
+                "longer than {} bytes",
+                thousands(limits.max_line_bytes as usize)
+            ),
+        },
+        None => csv_err(e),
+    };
+    let headers: Vec<String> = match reader.headers() {
+        Ok(h) => h
+            .iter()
+            .map(|h| h.trim_start_matches('\u{feff}').trim().to_string())
+            .collect(),
+        Err(e) => return Err(fail(reader.get_ref(), e)),
+    };
+    limits.check_columns(path, Some(1), headers.len())?;
     let mut raw: Vec<RawColumn> = headers
         .iter()
         .map(|_| RawColumn {
@@ -579,7 +751,12 @@ fn csv_from_reader(
         .collect();
     let mut record = csv::StringRecord::new();
     let mut lines: Vec<u64> = Vec::new();
-    while reader.read_record(&mut record).map_err(csv_err)? {
+    loop {
+        match reader.read_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => return Err(fail(reader.get_ref(), e)),
+        }
         for (col, field) in raw.iter_mut().zip(record.iter()) {
             col.bytes.extend_from_slice(field.trim().as_bytes());
             col.ends.push(col.bytes.len());
@@ -969,6 +1146,52 @@ mod tests {
         let e = read_csv(&p).unwrap_err().to_string();
         assert!(e.contains("line 3"), "{e}");
         assert!(e.contains("1 fields, the header has 2"), "{e}");
+    }
+
+    /// Issue 11: a file without line breaks was buffered whole and quoted in every message.
+    #[test]
+    fn read_limits_name_the_file_the_line_and_the_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = ReadLimits {
+            max_line_bytes: 64,
+            max_columns: 3,
+            max_file_bytes: 1000,
+        };
+        let long = write(
+            dir.path(),
+            "long.csv",
+            &format!("a,b\n1,2\n{}\n", "9".repeat(100)),
+        );
+        let e = read_limited(&long, DataFormat::Csv, limits)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.ends_with("long.csv: line 3: longer than 64 bytes; if the file is right, raise the Dataset's `limits.maxLineBytes` (now 64)"),
+            "{e}"
+        );
+        let wide = write(dir.path(), "wide.csv", "a,b,c,d\n1,2,3,4\n");
+        let e = read_limited(&wide, DataFormat::Csv, limits)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("wide.csv: line 1: the header has 4 columns; if the file is right, raise the Dataset's `limits.maxColumns` (now 3)"), "{e}");
+        let big = write(dir.path(), "big.csv", &"a\n1\n".repeat(400));
+        let e = read_limited(&big, DataFormat::Csv, limits)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("big.csv: the file has 1,600 bytes; if the file is right, raise the Dataset's `limits.maxFileBytes` (now 1,000)"), "{e}");
+        let e = read_bytes_limited(b"a,b,c,d\n", DataFormat::Csv, "data/x.csv", limits)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("data/x.csv: line 1: the header has 4"), "{e}");
+        let ok = read_limited(
+            &wide,
+            DataFormat::Csv,
+            ReadLimits {
+                max_columns: 4,
+                ..limits
+            },
+        );
+        assert_eq!(ok.unwrap().n_cols(), 4);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! (Parquet).
 
 use crate::table::{ColumnData, ColumnKind, Table};
+use mlctl_spec::suggest::{list, quote, thousands};
 use mlctl_spec::{Column, ColumnType, DataSchema};
 use serde::Serialize;
 use std::collections::HashSet;
@@ -16,6 +17,10 @@ use std::fmt;
 
 /// Most example rows kept per failure.
 pub const MAX_EXAMPLES: usize = 5;
+
+/// Most failures a report writes out; the rest are counted (a file of 10,000 undeclared
+/// columns says so in a few lines, not 10,000).
+pub const MAX_SHOWN_FAILURES: usize = 20;
 
 /// The rule a failure broke.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -139,13 +144,25 @@ impl fmt::Display for ValidationReport {
         writeln!(
             f,
             "data does not match the schema: {} problem{} in {} rows",
-            self.failures.len(),
+            thousands(self.failures.len()),
             if self.failures.len() == 1 { "" } else { "s" },
-            self.rows
+            thousands(self.rows)
         )?;
-        for fail in &self.failures {
+        // Undeclared columns are one line however many (a file of 10,000 columns says so in
+        // a line, not 10,000); other failures are shown up to MAX_SHOWN_FAILURES and counted.
+        let is_extra = |x: &&Failure| x.rule == Rule::ExtraColumn;
+        let grouped = self.failures.iter().filter(is_extra).count() > 1;
+        let (extra, other): (Vec<&Failure>, Vec<&Failure>) =
+            self.failures.iter().partition(|x| grouped && is_extra(x));
+        for fail in other.iter().take(MAX_SHOWN_FAILURES) {
             match &fail.column {
-                Some(c) => write!(f, "  column `{c}` [{}]: {}", fail.rule, fail.message)?,
+                Some(c) => write!(
+                    f,
+                    "  column `{}` [{}]: {}",
+                    quote(c),
+                    fail.rule,
+                    fail.message
+                )?,
                 None => write!(f, "  [{}]: {}", fail.rule, fail.message)?,
             }
             writeln!(f)?;
@@ -162,6 +179,24 @@ impl fmt::Display for ValidationReport {
                 }
                 writeln!(f)?;
             }
+        }
+        if other.len() > MAX_SHOWN_FAILURES {
+            writeln!(
+                f,
+                "  … and {} more problems",
+                thousands(other.len() - MAX_SHOWN_FAILURES)
+            )?;
+        }
+        if !extra.is_empty() {
+            let names = extra.iter().filter_map(|x| x.column.as_deref());
+            writeln!(
+                f,
+                "  {} column{} [{}]: not declared in the schema (set allowExtraColumns: true to allow them): {}",
+                thousands(extra.len()),
+                plural(extra.len()),
+                Rule::ExtraColumn,
+                list(names)
+            )?;
         }
         Ok(())
     }
@@ -192,7 +227,8 @@ impl Offenders {
 
     fn add(&mut self, row: usize, value: impl FnOnce() -> String) {
         if self.examples.len() < MAX_EXAMPLES {
-            self.examples.push((row, value()));
+            let value = value();
+            self.examples.push((row, quote(&value).into_owned()));
         }
         self.count += 1;
     }
@@ -220,7 +256,7 @@ pub fn validate(table: &Table, schema: &DataSchema) -> ValidationReport {
                 rule: Rule::MissingColumn,
                 message: format!(
                     "declared column is not in the data (columns: {})",
-                    table.names().join(", ")
+                    list(table.names())
                 ),
                 examples: Vec::new(),
                 count: 0,
@@ -431,7 +467,7 @@ fn check_column(col: &Column, data: &ColumnData, schema: &DataSchema, out: &mut 
                     "{} value{} not among the allowed categories ({})",
                     outside.count,
                     plural(outside.count),
-                    categories.join(", ")
+                    list(categories)
                 ),
                 outside,
             ));
@@ -596,6 +632,32 @@ mod tests {
         s.allow_extra_columns = Some(true);
         s.max_missing_fraction = Some(0.5);
         assert!(validate(&t, &s).ok);
+    }
+
+    /// Issue 11: 10,000 undeclared columns of 10 KB names each made a report of megabytes.
+    #[test]
+    fn a_report_stays_short_however_many_columns_and_however_long_the_values() {
+        let long = "v".repeat(10_000);
+        let names: Vec<String> = (0..10_000)
+            .map(|i| format!("{}{i}", &long[..300]))
+            .collect();
+        let t = Table::from_columns(
+            names
+                .iter()
+                .map(|n| (n.as_str(), ColumnData::Str(vec![Some(long.clone())]))),
+        )
+        .unwrap();
+        let mut c = col(&names[0], ColumnType::Float);
+        c.min = Some(0.0);
+        let s = schema(vec![c, col("absent", ColumnType::Float)]);
+        let text = validate(&t, &s).to_string();
+        assert!(text.len() < 16 * 1024, "{} bytes", text.len());
+        assert!(text.contains("value truncated: 10,000 bytes"), "{text}");
+        assert!(
+            text.contains("9,999 columns [allowExtraColumns]: not declared in the schema"),
+            "{text}"
+        );
+        assert!(text.ends_with(" and 9,989 more\n"), "{text}");
     }
 
     #[test]

@@ -58,7 +58,7 @@ pub fn list<S: AsRef<str>>(values: impl IntoIterator<Item = S>) -> String {
             if i > 0 {
                 out.push_str(", ");
             }
-            out.push_str(v.as_ref());
+            out.push_str(&quote(v.as_ref()));
         } else {
             more += 1;
         }
@@ -67,6 +67,33 @@ pub fn list<S: AsRef<str>>(values: impl IntoIterator<Item = S>) -> String {
         out.push_str(&format!(" and {} more", thousands(more)));
     }
     out
+}
+
+/// The most bytes of one user value (a cell, a column name, a file's line) a message quotes;
+/// the rest is cut by [`clip`].
+pub const MAX_QUOTED: usize = 200;
+
+/// `text` when it has at most `max` bytes, else its first `max` bytes (cut at a character
+/// boundary) and `… (value truncated: 10,485,760 bytes)`. Every message that quotes user data
+/// goes through this (or [`quote`]), so none grows with the data.
+pub fn clip(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    std::borrow::Cow::Owned(format!(
+        "{}… (value truncated: {} bytes)",
+        &text[..cut],
+        thousands(text.len())
+    ))
+}
+
+/// [`clip`] at [`MAX_QUOTED`] bytes.
+pub fn quote(text: &str) -> std::borrow::Cow<'_, str> {
+    clip(text, MAX_QUOTED)
 }
 
 /// `3987` as `3,987`.
@@ -96,6 +123,12 @@ mod tests {
             "c0, c1, c2, c3, c4, c5, c6, c7, c8, c9 and 3,987 more"
         );
         assert_eq!(thousands(1_234_567), "1,234,567");
+        let long = "é".repeat(300);
+        let shown = list([long.as_str()]);
+        assert!(shown.ends_with("… (value truncated: 600 bytes)"), "{shown}");
+        assert!(shown.len() < MAX_QUOTED + 40);
+        assert_eq!(clip("abc", 3), "abc");
+        assert_eq!(clip("abcd", 3), "abc… (value truncated: 4 bytes)");
         assert_eq!(thousands(999), "999");
     }
 

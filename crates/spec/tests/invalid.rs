@@ -510,6 +510,20 @@ fn split_ratios_do_not_sum_to_one() {
 }
 
 #[test]
+fn data_limit_of_zero() {
+    check(
+        "data_limit_of_zero",
+        &[(
+            "ml/data.yaml",
+            &DATA.replace(
+                "  split:\n",
+                "  limits: {maxLineBytes: 0, maxColumns: 20000}\n  split:\n",
+            ),
+        )],
+    );
+}
+
+#[test]
 fn split_ratio_out_of_range() {
     check(
         "split_ratio_out_of_range",

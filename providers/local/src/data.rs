@@ -553,7 +553,8 @@ fn check_and_store(
             ),
         ));
     }
-    let table = table::read(&src.path, src.format).map_err(|e| {
+    let limits = table::ReadLimits::of(req.spec.limits.as_ref());
+    let table = table::read_limited(&src.path, src.format, limits).map_err(|e| {
         err(
             ErrorKind::Invalid,
             op,
@@ -584,7 +585,7 @@ fn check_and_store(
             format!(
                 "dataset `{}`: target column `{target}` is not in the data (columns: {})",
                 req.name,
-                table.names().join(", ")
+                mlctl_spec::suggest::list(table.names())
             ),
         ));
     }
@@ -791,6 +792,7 @@ mod tests {
             schema: None,
             split: None,
             transform: None,
+            limits: None,
         }
     }
 

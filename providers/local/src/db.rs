@@ -236,6 +236,11 @@ impl std::fmt::Debug for Db {
 }
 
 impl Db {
+    /// The state directory `state.db` is in.
+    pub(crate) fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
     /// Opens (creating and migrating as needed) `state.db` in `state_dir`.
     pub(crate) fn open(state_dir: &Path) -> Result<Db> {
         std::fs::create_dir_all(state_dir)

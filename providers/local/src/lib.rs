@@ -10,6 +10,8 @@
 //!                                dataset versions, jobs, runs, the model registry
 //!   objects/<2 hex>/<blake3>     content-addressed blobs (datasets, splits, profiles)
 //!   cache/digests.json           size+mtime cache of file digests
+//!   logs/<Kind>-<name>.error.log the full text of a resource's last error too long for
+//!                                state and history (which name this file), capped
 //!   runs/<run id>/               script-mode run directories (SageMaker's /opt/ml layout), logs
 //!   registry/<model>/<version>/  registered model artifacts
 //!   work/                        transform working directories
@@ -27,6 +29,7 @@ mod compute;
 mod data;
 mod db;
 mod fsutil;
+mod logs;
 mod objects;
 mod process;
 mod registry;

@@ -51,6 +51,15 @@ fn read_lock(conn: &rusqlite::Connection, project: &str) -> rusqlite::Result<Opt
 
 #[async_trait]
 impl StateStore for LocalState {
+    async fn keep_error_log(
+        &self,
+        _project: &str,
+        id: &ResourceId,
+        text: &str,
+    ) -> Result<Option<String>> {
+        crate::logs::keep_error(self.db.dir(), id, text).map(Some)
+    }
+
     async fn observe(&self, project: &str) -> Result<Vec<ObservedResource>> {
         let project = project.to_string();
         let mut out = self

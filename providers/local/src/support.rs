@@ -85,6 +85,7 @@ fn build() -> FieldRules {
             ),
         )
         .with_all("Dataset.spec.split", Support::Honoured)
+        .with_all("Dataset.spec.limits", Support::Honoured)
         .with(
             "Dataset.spec.transform.code",
             Support::honoured_as(

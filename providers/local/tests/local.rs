@@ -121,6 +121,7 @@ fn csv_spec(source: &str) -> DatasetSpec {
         schema: None,
         split: None,
         transform: None,
+        limits: None,
     }
 }
 
@@ -308,6 +309,7 @@ async fn transforms_get_their_inputs_and_failures_show_stderr() {
             code: None,
             output: None,
         }),
+        limits: None,
     };
     let req = |spec, fp: &str| DatasetRequest {
         name: "clean".into(),

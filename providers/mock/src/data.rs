@@ -119,6 +119,18 @@ impl Mock {
             }
             (None, Some(src)) => {
                 let path = ctx.project_dir.join(src);
+                let limits = mlctl_ml::table::ReadLimits::of(spec.limits.as_ref());
+                if let Ok(meta) = std::fs::metadata(&path) {
+                    limits
+                        .check_size(std::path::Path::new(src), meta.len())
+                        .map_err(|e| {
+                            err(
+                                ErrorKind::Invalid,
+                                op,
+                                format!("dataset `{}`: {e}", req.name),
+                            )
+                        })?;
+                }
                 let bytes = std::fs::read(&path).map_err(|e| {
                     let kind = if e.kind() == std::io::ErrorKind::NotFound {
                         ErrorKind::NotFound
@@ -142,13 +154,14 @@ impl Mock {
                 });
                 // The data is read and checked as every target checks it, so a dry run on the
                 // mock fails where a real apply would.
-                let table = mlctl_ml::table::read_bytes(&bytes, format).map_err(|e| {
-                    err(
-                        ErrorKind::Invalid,
-                        op,
-                        format!("dataset `{}` ({src}): {e}", req.name),
-                    )
-                })?;
+                let table = mlctl_ml::table::read_bytes_limited(&bytes, format, src, limits)
+                    .map_err(|e| {
+                        err(
+                            ErrorKind::Invalid,
+                            op,
+                            format!("dataset `{}`: {e}", req.name),
+                        )
+                    })?;
                 if let Some(schema) = &spec.schema {
                     let report =
                         mlctl_ml::validate::validate(&table, schema).in_file(src.to_string());
@@ -169,7 +182,7 @@ impl Mock {
                         format!(
                             "dataset `{}`: target column `{target}` is not in the data (columns: {})",
                             req.name,
-                            table.names().join(", ")
+                            mlctl_spec::suggest::list(table.names())
                         ),
                     ));
                 }
@@ -196,12 +209,8 @@ impl Mock {
                 format!(
                     "dataset `{}`: column(s) {} declared in the schema are not in the data (it has {})",
                     req.name,
-                    missing
-                        .iter()
-                        .map(|c| format!("`{c}`"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    columns.join(", ")
+                    mlctl_spec::suggest::list(missing.iter().map(|c| format!("`{c}`"))),
+                    mlctl_spec::suggest::list(&columns)
                 ),
             ));
         }

@@ -35,6 +35,8 @@ fn build() -> FieldRules {
     )
     .with("Dataset.spec.digest", Support::Simulated)
     .with_all("Dataset.spec.split", Support::Simulated)
+    // Project files are read for real, as on every target (remote data is not read).
+    .with_all("Dataset.spec.limits", Support::Honoured)
     .with_all("Dataset.spec.transform", Support::Simulated)
     .with_all("TrainingJob.spec", Support::Simulated)
     .with("Model.spec.description", Support::Simulated)

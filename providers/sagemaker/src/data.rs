@@ -265,7 +265,8 @@ fn check_local(
             format!("dataset `{name}` has digest {digest}, but the spec pins {want}"),
         ));
     }
-    let table = mlctl_ml::table::read(path, format)
+    let limits = mlctl_ml::table::ReadLimits::of(req.spec.limits.as_ref());
+    let table = mlctl_ml::table::read_limited(path, format, limits)
         .map_err(|e| provider_err(ErrorKind::Invalid, op, format!("dataset `{name}`: {e}")))?;
     if let Some(schema) = &req.spec.schema {
         let report = mlctl_ml::validate::validate(&table, schema).in_file(source.to_string());
@@ -288,7 +289,7 @@ fn check_local(
             op,
             format!(
                 "dataset `{name}`: target column `{target}` is not in {source} (columns: {})",
-                table.names().join(", ")
+                mlctl_spec::suggest::list(table.names())
             ),
         ));
     }

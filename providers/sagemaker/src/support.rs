@@ -473,6 +473,7 @@ fn build() -> FieldRules {
             ),
         )
         .with_all("Dataset.spec.split", Support::Honoured)
+        .with_all("Dataset.spec.limits", Support::Honoured)
         .with_all(
             "Dataset.spec.transform",
             Support::refused(

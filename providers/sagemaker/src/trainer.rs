@@ -1269,7 +1269,7 @@ fn convert_for_builtin(
             Some(name) => t.column(name).cloned().map(Some).ok_or_else(|| {
                 format!(
                     "no label column `{name}` (columns: {})",
-                    t.names().join(", ")
+                    mlctl_spec::suggest::list(t.names())
                 )
             }),
         }

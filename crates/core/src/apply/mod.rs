@@ -308,6 +308,39 @@ pub async fn apply(
     }
 }
 
+/// Most bytes of an error kept in state and history (`lastError`, a `failed` entry) and
+/// shown as the resource's outcome; a longer one is cut there, and its full text goes to the
+/// target's log store ([`crate::state::StateStore::keep_error_log`]), which the summary names.
+pub const MAX_RECORDED_ERROR: usize = 4096;
+
+/// `message` when it fits in [`MAX_RECORDED_ERROR`] bytes, else its start, its size and where
+/// the full text is (or that the target keeps none): what state, history and the outcome
+/// carry, so a failure quoting megabytes of data never grows them by as much.
+async fn error_summary(sh: &Shared, id: &ResourceId, message: &str) -> String {
+    if message.len() <= MAX_RECORDED_ERROR {
+        return message.to_string();
+    }
+    let kept = match sh
+        .stack
+        .state
+        .keep_error_log(&sh.ctx.project, id, message)
+        .await
+    {
+        Ok(Some(path)) => format!("full error: {path}"),
+        Ok(None) => "the target keeps no error log, so the rest is not kept".to_string(),
+        Err(e) => format!("keeping the full error failed: {}", e.message),
+    };
+    summarize(message, &kept)
+}
+
+/// The start of `message` and `(kept)`, within [`MAX_RECORDED_ERROR`] bytes.
+fn summarize(message: &str, kept: &str) -> String {
+    let kept = mlctl_spec::suggest::clip(kept, 512);
+    // Room for the cut's note, the line break and the parentheses.
+    let room = MAX_RECORDED_ERROR - kept.len() - 64;
+    format!("{}\n({kept})", mlctl_spec::suggest::clip(message, room))
+}
+
 /// The observed record of `id` when it carries a last error.
 fn observed_with_error(sh: &Shared, id: &ResourceId) -> Option<ObservedResource> {
     sh.observed
@@ -426,7 +459,7 @@ async fn run_change(sh: &Shared, change: &Change, d: Option<&DesiredResource>) -
             }
         }
         (Err(e), d) => {
-            let message = e.message.clone();
+            let message = error_summary(sh, &change.id, &e.message).await;
             let fp = d.map(|d| d.fingerprint.0.clone()).unwrap_or_default();
             let mut rec = sh
                 .observed
@@ -538,4 +571,28 @@ pub(crate) fn tags(sh: &Shared, d: &DesiredResource) -> Tags {
 
 pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 11: a 63 MB error was stored in state and history whole.
+    #[test]
+    fn a_recorded_error_is_a_bounded_summary_naming_where_the_rest_is() {
+        let long = format!("dataset `wide`: {}", "x".repeat(10 << 20));
+        let s = summarize(
+            &long,
+            "full error: /p/.mlctl/local/logs/Dataset-wide.error.log",
+        );
+        assert!(s.len() <= MAX_RECORDED_ERROR, "{}", s.len());
+        assert!(s.starts_with("dataset `wide`: xxx"));
+        assert!(
+            s.ends_with("(value truncated: 10,485,776 bytes)\n(full error: /p/.mlctl/local/logs/Dataset-wide.error.log)"),
+            "{}",
+            &s[s.len() - 200..]
+        );
+        let s = summarize(&long, &"y".repeat(5000));
+        assert!(s.len() <= MAX_RECORDED_ERROR, "{}", s.len());
+    }
 }

@@ -31,6 +31,52 @@ pub struct DatasetSpec {
     /// Derive this dataset from others with a command (like a DVC stage).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transform: Option<Transform>,
+    /// The most the target reads from the data file (a line, columns, the file's size); a
+    /// file past one fails with an error naming it. Raise one for data that is right.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<DataLimits>,
+}
+
+/// How much a reader takes from a Dataset's file before refusing it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DataLimits {
+    /// Bytes of one line of a CSV file (default 1 MiB: 1048576).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_line_bytes: Option<u64>,
+    /// Columns of the table (default 10000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_columns: Option<u64>,
+    /// Bytes of the file (default 16 GiB: 17179869184).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_file_bytes: Option<u64>,
+}
+
+impl DataLimits {
+    /// `maxLineBytes` when not given.
+    pub const DEFAULT_MAX_LINE_BYTES: u64 = 1 << 20;
+    /// `maxColumns` when not given.
+    pub const DEFAULT_MAX_COLUMNS: u64 = 10_000;
+    /// `maxFileBytes` when not given.
+    pub const DEFAULT_MAX_FILE_BYTES: u64 = 16 << 30;
+
+    /// `maxLineBytes`, or its default.
+    pub fn line_bytes(&self) -> u64 {
+        self.max_line_bytes.unwrap_or(Self::DEFAULT_MAX_LINE_BYTES)
+    }
+
+    /// `maxColumns`, or its default.
+    pub fn columns(&self) -> u64 {
+        self.max_columns.unwrap_or(Self::DEFAULT_MAX_COLUMNS)
+    }
+
+    /// `maxFileBytes`, or its default.
+    pub fn file_bytes(&self) -> u64 {
+        self.max_file_bytes.unwrap_or(Self::DEFAULT_MAX_FILE_BYTES)
+    }
 }
 
 /// File formats for tables.
@@ -182,8 +228,9 @@ pub struct Transform {
 impl DatasetSpec {
     /// Fields of this kind (under `spec`) that change what it carries, not what it produces:
     /// a change to one updates the resource in place and never re-reads, re-validates or re-splits the data. Every other field
-    /// is part of the fingerprint. (`metadata.labels` is in place on every kind.)
-    pub const IN_PLACE: &'static [&'static str] = &[];
+    /// is part of the fingerprint. (`metadata.labels` is in place on every kind.) `limits`
+    /// decide whether a file is read, never what is read from it.
+    pub const IN_PLACE: &'static [&'static str] = &["limits"];
 
     /// The datasets a `transform` reads.
     pub fn references(&self) -> Vec<Reference> {

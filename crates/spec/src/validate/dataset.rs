@@ -268,6 +268,25 @@ pub(super) fn check(
             check_column(ctx, &s, &["split", "stratify"], "stratify");
         }
     }
+    if let Some(limits) = &d.limits {
+        for (field, value) in [
+            ("maxLineBytes", limits.max_line_bytes),
+            ("maxColumns", limits.max_columns),
+            ("maxFileBytes", limits.max_file_bytes),
+        ] {
+            if value == Some(0) {
+                ctx.err(
+                    "bad-value",
+                    file,
+                    at(&["limits", field]),
+                    format!("limits.{field} must be at least 1"),
+                )
+                .hint = Some(format!(
+                    "leave `{field}` out for its default, or give the most the data needs"
+                ));
+            }
+        }
+    }
     if let Some(t) = &d.transform
         && t.command.trim().is_empty()
     {
