@@ -223,6 +223,26 @@ impl Default for ConnectionLimits {
 }
 
 impl ConnectionLimits {
+    /// The Endpoint's `server` settings (validated: a value that does not parse takes the
+    /// default).
+    pub fn from_spec(s: &mlctl_spec::ServerSettings) -> Self {
+        let d = ConnectionLimits::default();
+        let ms = |v: &Option<String>, default: u64| {
+            v.as_deref()
+                .and_then(|v| mlctl_spec::units::parse_duration(v).ok())
+                .map_or(default, |t| t.as_millis() as u64)
+        };
+        ConnectionLimits {
+            header_timeout_ms: ms(&s.header_timeout, d.header_timeout_ms),
+            idle_timeout_ms: ms(&s.idle_timeout, d.idle_timeout_ms),
+            body_timeout_ms: ms(&s.body_timeout, d.body_timeout_ms),
+            max_connections: s
+                .max_connections
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(d.max_connections),
+        }
+    }
+
     /// [`ConnectionLimits::header_timeout_ms`].
     pub fn header_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.header_timeout_ms.max(1))
