@@ -696,7 +696,9 @@ async fn closed_soon(conn: &mut tokio::net::TcpStream) -> bool {
 }
 
 fn addr_of(url: &str) -> String {
-    url.trim_start_matches("http://").trim_end_matches('/').to_string()
+    url.trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string()
 }
 
 #[test]
@@ -705,29 +707,64 @@ fn serve_disconnects_slow_and_idle_clients_and_answers_errors_as_json() {
     let p = TestProject::empty();
     let model = iris_model(&p.path().join("model"));
     let server = ServeProcess::start(
-        &["--model-dir", model.to_str().unwrap(), "--header-timeout", "1s", "--idle-timeout", "1s"],
+        &[
+            "--model-dir",
+            model.to_str().unwrap(),
+            "--header-timeout",
+            "1s",
+            "--idle-timeout",
+            "1s",
+        ],
         &[],
     );
     rt().block_on(async {
         let addr = addr_of(&server.url);
         // Half a request head, then nothing: cut off at the header timeout.
         let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
-        slow.write_all(b"POST /invocations HTTP/1.1\r\nhost: x\r\n").await.unwrap();
+        slow.write_all(b"POST /invocations HTTP/1.1\r\nhost: x\r\n")
+            .await
+            .unwrap();
         // A keep-alive connection that goes quiet after one request: cut off when idle.
         let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
-        idle.write_all(b"GET /ping HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        idle.write_all(b"GET /ping HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
         // Meanwhile, valid requests are answered.
-        let r = post(&server.url, "application/json", ROW, &[]).await.unwrap();
+        let r = post(&server.url, "application/json", ROW, &[])
+            .await
+            .unwrap();
         assert_eq!(r.status, 200, "{}", r.text());
         assert!(closed_soon(&mut slow).await, "slow head closed");
         assert!(closed_soon(&mut idle).await, "idle connection closed");
         // Unknown routes and methods answer the JSON error shape like every other error.
         let c = Client::new();
-        let r = c.get(&format!("{}/invocations", server.url), &[], Duration::from_secs(60)).await.unwrap();
-        assert_eq!((r.status, json_of(&r)["error_code"].as_str()), (405, Some("METHOD_NOT_ALLOWED")));
-        let r = c.get(&format!("{}/nowhere", server.url), &[], Duration::from_secs(60)).await.unwrap();
-        assert_eq!((r.status, json_of(&r)["error_code"].as_str()), (404, Some("NOT_FOUND")));
-        let r = post(&server.url, "application/json", ROW, &[]).await.unwrap();
+        let r = c
+            .get(
+                &format!("{}/invocations", server.url),
+                &[],
+                Duration::from_secs(60),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.status, json_of(&r)["error_code"].as_str()),
+            (405, Some("METHOD_NOT_ALLOWED"))
+        );
+        let r = c
+            .get(
+                &format!("{}/nowhere", server.url),
+                &[],
+                Duration::from_secs(60),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.status, json_of(&r)["error_code"].as_str()),
+            (404, Some("NOT_FOUND"))
+        );
+        let r = post(&server.url, "application/json", ROW, &[])
+            .await
+            .unwrap();
         assert_eq!(r.status, 200, "{}", r.text());
     });
 }

@@ -1796,7 +1796,12 @@ fn endpoint_server_limits_out_of_range() {
             "apiVersion: mlctl/v1\nkind: Endpoint\nmetadata:\n  name: iris\nspec:\n  model: iris\n  server:\n    headerTimeout: 0s\n    idleTimeout: soon\n    bodyTimeout: 2h\n    maxConnections: 0\n",
         )],
     );
-    for field in ["headerTimeout", "idleTimeout", "bodyTimeout", "maxConnections"] {
+    for field in [
+        "headerTimeout",
+        "idleTimeout",
+        "bodyTimeout",
+        "maxConnections",
+    ] {
         assert!(text.contains(field), "{field} is named: {text}");
     }
 }
