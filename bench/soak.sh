@@ -9,8 +9,9 @@
 #   - idle clients: one request, then silence on the keep-alive connection (reopened when cut);
 #   - stalled bodies: a Content-Length promising more than is sent.
 # It prints what each kind got (statuses, connections the server closed), the 5xx count, and
-# the server's RSS and open file descriptors at the start, at the end of the load, and after
-# the idle timeout has passed (every hostile connection should be gone by then).
+# the server's RSS and open file descriptors at the start, half way through (the connections
+# the hostile clients hold then), at the end of the load and after the idle timeout (back to
+# where it started: nothing leaked).
 #
 # Usage: bench/soak.sh      (DURATION=600 PROFILE=release HEADER=2s IDLE=5s BODY=2s MAXCONN=256
 #                            VALID=8 MALFORMED=4 SLOW=50 IDLERS=100 STALLED=10)
@@ -52,7 +53,7 @@ sample() { # $1 label: RSS and fds of the server
 }
 START=$(sample "start")
 log "soaking for ${DURATION}s on port $PORT"
-python3 - "$PORT" "$DURATION" >"$WORK/driver.txt" <<'EOF'
+python3 - "$PORT" "$DURATION" >"$WORK/driver.txt" <<'EOF' &
 import asyncio, collections, os, sys, time
 port, duration = int(sys.argv[1]), float(sys.argv[2])
 n = {k: int(os.environ[k]) for k in ("VALID", "MALFORMED", "SLOW", "IDLERS", "STALLED")}
@@ -167,6 +168,10 @@ for kind in ("valid", "malformed", "slowloris", "idle", "stalled"):
     print(f"{kind:10} " + ", ".join(f"{s}: {c}" for s, c in sorted(stats[kind].items(), key=str)) + longest)
 print(f"5xx answers: {five}")
 EOF
+DRIVER=$!
+sleep "$(python3 -c "print($DURATION / 2)")"
+MID=$(sample "half way through")
+wait "$DRIVER"
 END=$(sample "end of load")
 secs=$(python3 -c "import re,sys; v='$IDLE'; m=re.fullmatch(r'(\d+)(ms|s|m)',v); print(int(m[1])*{'ms':0.001,'s':1,'m':60}[m[2]]+2)")
 sleep "$secs"
@@ -174,5 +179,5 @@ DRAINED=$(sample "after the idle timeout")
 echo
 cat "$WORK/driver.txt"
 echo
-echo "$START"; echo "$END"; echo "$DRAINED"
+echo "$START"; echo "$MID"; echo "$END"; echo "$DRAINED"
 echo "server still answering: $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/ping")"
