@@ -677,3 +677,119 @@ fn capture_and_auth_follow_the_spec() {
         }
     });
 }
+
+// --- Hostile clients (issue 11).
+
+/// Whether the server closes `conn` within 10 s (reading whatever it still sends).
+async fn closed_soon(conn: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(n) = conn.read(&mut buf).await {
+            if n == 0 {
+                return;
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+fn addr_of(url: &str) -> String {
+    url.trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string()
+}
+
+#[test]
+fn serve_disconnects_slow_and_idle_clients_and_answers_errors_as_json() {
+    use tokio::io::AsyncWriteExt;
+    let p = TestProject::empty();
+    let model = iris_model(&p.path().join("model"));
+    let server = ServeProcess::start(
+        &[
+            "--model-dir",
+            model.to_str().unwrap(),
+            "--header-timeout",
+            "1s",
+            "--idle-timeout",
+            "1s",
+        ],
+        &[],
+    );
+    rt().block_on(async {
+        let addr = addr_of(&server.url);
+        // Half a request head, then nothing: cut off at the header timeout.
+        let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        slow.write_all(b"POST /invocations HTTP/1.1\r\nhost: x\r\n")
+            .await
+            .unwrap();
+        // A keep-alive connection that goes quiet after one request: cut off when idle.
+        let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        idle.write_all(b"GET /ping HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        // Meanwhile, valid requests are answered.
+        let r = post(&server.url, "application/json", ROW, &[])
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(closed_soon(&mut slow).await, "slow head closed");
+        assert!(closed_soon(&mut idle).await, "idle connection closed");
+        // Unknown routes and methods answer the JSON error shape like every other error.
+        let c = Client::new();
+        let r = c
+            .get(
+                &format!("{}/invocations", server.url),
+                &[],
+                Duration::from_secs(60),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.status, json_of(&r)["error_code"].as_str()),
+            (405, Some("METHOD_NOT_ALLOWED"))
+        );
+        let r = c
+            .get(
+                &format!("{}/nowhere", server.url),
+                &[],
+                Duration::from_secs(60),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.status, json_of(&r)["error_code"].as_str()),
+            (404, Some("NOT_FOUND"))
+        );
+        let r = post(&server.url, "application/json", ROW, &[])
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+    });
+}
+
+#[test]
+fn server_limits_in_the_spec_reach_every_server_process() {
+    let t = Target::new();
+    t.rt.block_on(async {
+        let v1 = t.version(1);
+        let spec = json!({"model": "iris", "instances": 2});
+        done(t.roll(&t.request("iris", spec, &v1), async || {}).await);
+        let before = t.pids("iris");
+        let spec = json!({"model": "iris", "instances": 2, "server": {"idleTimeout": "1s", "maxConnections": 8}});
+        let s = done(t.roll(&t.request("iris", spec, &v1), async || {}).await);
+        // New launch settings: new processes, started with the limits.
+        let after = t.pids("iris");
+        assert!(after.iter().all(|p| !before.contains(p)), "{before:?} -> {after:?}");
+        let file = mlctl_serve::config::ServeFile::read(&t.state().join("endpoints/iris/server.json")).unwrap();
+        let limits = file.limits.expect("limits written");
+        assert_eq!((limits.idle_timeout_ms, limits.max_connections), (1000, 8));
+        assert_eq!(limits.header_timeout_ms, mlctl_serve::config::ConnectionLimits::default().header_timeout_ms);
+        let url = s.url.unwrap();
+        let mut idle = tokio::net::TcpStream::connect(addr_of(&url)).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut idle, b"GET /ping HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        assert!(closed_soon(&mut idle).await, "an idle connection is closed after idleTimeout");
+        assert_eq!(post(&url, "application/json", ROW, &[]).await.unwrap().status, 200);
+    });
+}

@@ -187,6 +187,76 @@ pub struct ServeFile {
     /// would not honour.
     #[serde(default, skip_serializing_if = "is_strict")]
     pub enforce: mlctl_spec::Enforce,
+    /// Connection deadlines and cap (the Endpoint's `server`); written only when given, so
+    /// older servers refuse a file they would not honour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<ConnectionLimits>,
+}
+
+/// How long a client may take and how many may be connected at once (see [`crate::conn`]).
+/// A field left out of a file takes its default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ConnectionLimits {
+    /// Longest a request's headers may take to arrive, from the connection's start or the
+    /// request's first byte (default 10 s); then the connection is closed.
+    pub header_timeout_ms: u64,
+    /// Longest a keep-alive connection may sit between requests (default 60 s).
+    pub idle_timeout_ms: u64,
+    /// Longest a request's whole body may take to arrive once its headers have (default
+    /// 30 s); then the request is answered 408 and the connection closed.
+    pub body_timeout_ms: u64,
+    /// Most connections served at once per listener (default 1024); the next waits to be
+    /// accepted until one closes.
+    pub max_connections: u32,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            header_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            body_timeout_ms: 30_000,
+            max_connections: 1024,
+        }
+    }
+}
+
+impl ConnectionLimits {
+    /// The Endpoint's `server` settings (validated: a value that does not parse takes the
+    /// default).
+    pub fn from_spec(s: &mlctl_spec::ServerSettings) -> Self {
+        let d = ConnectionLimits::default();
+        let ms = |v: &Option<String>, default: u64| {
+            v.as_deref()
+                .and_then(|v| mlctl_spec::units::parse_duration(v).ok())
+                .map_or(default, |t| t.as_millis() as u64)
+        };
+        ConnectionLimits {
+            header_timeout_ms: ms(&s.header_timeout, d.header_timeout_ms),
+            idle_timeout_ms: ms(&s.idle_timeout, d.idle_timeout_ms),
+            body_timeout_ms: ms(&s.body_timeout, d.body_timeout_ms),
+            max_connections: s
+                .max_connections
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(d.max_connections),
+        }
+    }
+
+    /// [`ConnectionLimits::header_timeout_ms`].
+    pub fn header_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.header_timeout_ms.max(1))
+    }
+
+    /// [`ConnectionLimits::idle_timeout_ms`].
+    pub fn idle_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.idle_timeout_ms.max(1))
+    }
+
+    /// [`ConnectionLimits::body_timeout_ms`].
+    pub fn body_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.body_timeout_ms.max(1))
+    }
 }
 
 fn is_strict(e: &mlctl_spec::Enforce) -> bool {
@@ -337,5 +407,8 @@ impl ServeFile {
             opts.control = Some(c.clone());
         }
         opts.enforce = self.enforce;
+        if let Some(l) = self.limits {
+            opts.limits = l;
+        }
     }
 }

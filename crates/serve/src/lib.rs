@@ -18,6 +18,7 @@
 pub mod capture;
 pub mod client;
 pub mod config;
+pub mod conn;
 mod error;
 mod json;
 pub mod metrics;

@@ -26,8 +26,8 @@
 use crate::ServeError;
 use crate::capture::{self, Capture, CaptureConfig, Payload, Record, Source};
 use crate::config::{
-    Announcement, ControlListener, ServerInfo, VariantConfig, VariantHealth, VariantStatus,
-    Variants, validate,
+    Announcement, ConnectionLimits, ControlListener, ServerInfo, VariantConfig, VariantHealth,
+    VariantStatus, Variants, validate,
 };
 use crate::metrics::{Metrics, VariantMetrics};
 use crate::parse::{self, InputError};
@@ -72,6 +72,8 @@ pub struct ServerOptions {
     pub control: Option<ControlListener>,
     /// What a request that breaks the model's input signature gets (default strict: 400).
     pub enforce: mlctl_spec::Enforce,
+    /// Connection deadlines and cap.
+    pub limits: ConnectionLimits,
     /// How model directories are loaded.
     pub loader: Loader,
 }
@@ -87,6 +89,7 @@ impl std::fmt::Debug for ServerOptions {
             .field("reuse_port", &self.reuse_port)
             .field("control_listener", &self.control)
             .field("enforce", &self.enforce)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -103,6 +106,7 @@ impl ServerOptions {
             reuse_port: false,
             control: None,
             enforce: mlctl_spec::Enforce::Strict,
+            limits: ConnectionLimits::default(),
             loader,
         }
     }
@@ -175,6 +179,8 @@ pub struct App {
     auth: Option<Vec<u8>>,
     control: Option<Vec<u8>>,
     max_body: usize,
+    body_timeout: std::time::Duration,
+    limits: ConnectionLimits,
     enforce: mlctl_spec::Enforce,
     loader: Loader,
     /// Serializes reconfigurations (the swap itself is lock-free for requests).
@@ -219,6 +225,8 @@ impl App {
                 .filter(|t| !t.is_empty())
                 .map(|t| t.as_bytes().to_vec()),
             max_body: opts.max_body_bytes,
+            body_timeout: opts.limits.body_timeout(),
+            limits: opts.limits,
             enforce: opts.enforce,
             loader: opts.loader.clone(),
             reconfiguring: Mutex::new(()),
@@ -412,6 +420,8 @@ fn error_code(status: StatusCode) -> &'static str {
         401 => "UNAUTHORIZED",
         403 => "FORBIDDEN",
         404 => "NOT_FOUND",
+        405 => "METHOD_NOT_ALLOWED",
+        408 => "REQUEST_TIMEOUT",
         413 => "PAYLOAD_TOO_LARGE",
         415 => "UNSUPPORTED_MEDIA_TYPE",
         502 => "BAD_GATEWAY",
@@ -450,6 +460,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(metrics))
         .route("/-/variants", get(get_variants).put(put_variants))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(app)
 }
 
@@ -457,6 +468,17 @@ async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
         "no such route: use POST /invocations, GET /ping, GET /health or GET /metrics",
+    )
+}
+
+/// axum adds the `Allow` header naming the methods the route takes.
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &format!(
+            "{} does not take {method}: see the Allow header (POST /invocations, GET /ping, GET /health, GET /metrics)",
+            uri.path()
+        ),
     )
 }
 
@@ -538,10 +560,12 @@ async fn put_variants(State(app): State<Arc<App>>, headers: HeaderMap, body: Byt
     }
 }
 
+/// The whole body, at most `limit` bytes, within `timeout`.
 async fn read_body(
     body: Body,
     headers: &HeaderMap,
     limit: usize,
+    timeout: std::time::Duration,
 ) -> Result<Bytes, (StatusCode, String)> {
     let too_large = || {
         (
@@ -557,7 +581,16 @@ async fn read_body(
     {
         return Err(too_large());
     }
-    match axum::body::to_bytes(body, limit).await {
+    let Ok(read) = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await else {
+        return Err((
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body did not arrive within {} ms",
+                timeout.as_millis()
+            ),
+        ));
+    };
+    match read {
         Ok(b) => Ok(b),
         Err(e) => {
             let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&e);
@@ -585,11 +618,17 @@ async fn invocations(State(app): State<Arc<App>>, req: Request) -> Response {
         Ok(v) => v,
         Err(r) => return *r,
     };
-    let body = match read_body(body, &parts.headers, app.max_body).await {
+    let body = match read_body(body, &parts.headers, app.max_body, app.body_timeout).await {
         Ok(b) => b,
         Err((status, msg)) => {
             variant.metrics.observe(status.as_u16(), 0, t0.elapsed());
-            return error(status, &msg);
+            let mut r = error(status, &msg);
+            if status == StatusCode::REQUEST_TIMEOUT {
+                // The rest of the body may still come: this connection is done.
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            return r;
         }
     };
     let ct = parts.headers.get(header::CONTENT_TYPE);
@@ -930,20 +969,10 @@ fn listen(addr: SocketAddr, reuse_port: bool) -> std::io::Result<tokio::net::Tcp
 fn serve_on(
     listener: tokio::net::TcpListener,
     app: Arc<App>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<std::io::Result<()>> {
-    let svc = router(app);
-    tokio::spawn(async move {
-        use axum::serve::ListenerExt;
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        axum::serve(listener, svc)
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|stopped| *stopped).await;
-            })
-            .await
-    })
+    let limits = app.limits;
+    tokio::spawn(crate::conn::serve(listener, router(app), limits, stop))
 }
 
 /// Binds, loads the variants, and serves in a background task. With a control listener, the

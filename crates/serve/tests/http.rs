@@ -684,3 +684,248 @@ async fn script_mode_is_fronted_with_metrics_capture_and_split() {
         serde_json::json!({"instances": [[1, 2], [3, 4]]})
     );
 }
+
+// --- Hostile clients (issue 11): every connection is bounded in time and number, and the
+// server keeps answering valid requests while it sheds the rest.
+
+use mlctl_serve::config::ConnectionLimits;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Generous bound for "the server acts within": the limits in these tests are 1 s.
+const WITHIN: Duration = Duration::from_secs(10);
+
+fn limited(limits: ConnectionLimits) -> ServerOptions {
+    let mut o = options();
+    o.limits = limits;
+    o
+}
+
+impl Server {
+    /// A raw connection, for a client that misbehaves.
+    async fn connect(&self) -> TcpStream {
+        TcpStream::connect(self.running.as_ref().unwrap().addr)
+            .await
+            .expect("connects")
+    }
+
+    /// A valid prediction still succeeds.
+    async fn still_predicts(&self) {
+        let r = self.json(r#"{"instances": [[5.1, 3.5, 1.4, 0.2]]}"#).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+}
+
+/// Whether the server closes `conn` within `within` (reading whatever it still sends).
+async fn closed_within(conn: &mut TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(within, async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// Sends one request and reads its answer (head and `Content-Length` body), within `within`.
+async fn exchange(conn: &mut TcpStream, request: &str, within: Duration) -> Option<String> {
+    conn.write_all(request.as_bytes()).await.ok()?;
+    read_answer(conn, within).await
+}
+
+async fn read_answer(conn: &mut TcpStream, within: Duration) -> Option<String> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(within, async {
+        loop {
+            let text = String::from_utf8_lossy(&got).into_owned();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let len = text[..end]
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap())
+                    })
+                    .unwrap_or(0);
+                if got.len() >= end + 4 + len {
+                    return Some(text);
+                }
+            }
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+const PING: &str = "GET /ping HTTP/1.1\r\nhost: test\r\n\r\n";
+
+#[tokio::test]
+async fn slowloris_headers_are_cut_off_at_the_header_timeout() {
+    let s = Server::start(
+        limited(ConnectionLimits {
+            header_timeout_ms: 1000,
+            ..ConnectionLimits::default()
+        }),
+        vec![variant("a", "a", 1)],
+    )
+    .await;
+    // A head of 100 bytes at one byte per 250 ms would take 25 s to arrive.
+    let head = format!(
+        "GET /ping HTTP/1.1\r\nhost: test\r\nx-slow: {}\r\n\r\n",
+        "z".repeat(60)
+    );
+    let mut conn = s.connect().await;
+    let (mut rd, mut wr) = conn.split();
+    let dribble = async {
+        for b in head.as_bytes() {
+            if wr.write_all(&[*b]).await.is_err() {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        true
+    };
+    let closed = async {
+        let mut buf = [0u8; 256];
+        matches!(rd.read(&mut buf).await, Ok(0) | Err(_))
+    };
+    let outcome = tokio::time::timeout(WITHIN, async {
+        tokio::select! {
+            sent_all = dribble => !sent_all,
+            closed = closed => closed,
+        }
+    })
+    .await;
+    assert_eq!(outcome, Ok(true), "the slow connection is closed");
+
+    // A connection that sends nothing at all is closed too.
+    let mut silent = s.connect().await;
+    assert!(closed_within(&mut silent, WITHIN).await);
+    s.still_predicts().await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    let s = Server::start(
+        limited(ConnectionLimits {
+            // Longer than the bound below: only the idle timeout can close it in time.
+            header_timeout_ms: 60_000,
+            idle_timeout_ms: 1000,
+            ..ConnectionLimits::default()
+        }),
+        vec![variant("a", "a", 1)],
+    )
+    .await;
+    let mut conn = s.connect().await;
+    let answer = exchange(&mut conn, PING, WITHIN).await.expect("answered");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        closed_within(&mut conn, WITHIN).await,
+        "idle connection closed"
+    );
+    s.still_predicts().await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_stalled_body_is_answered_408_and_the_connection_closed() {
+    let s = Server::start(
+        limited(ConnectionLimits {
+            body_timeout_ms: 1000,
+            ..ConnectionLimits::default()
+        }),
+        vec![variant("a", "a", 1)],
+    )
+    .await;
+    let mut conn = s.connect().await;
+    // Promises 100 bytes, sends 10, then nothing.
+    let stalled = "POST /invocations HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"instance";
+    let answer = exchange(&mut conn, stalled, WITHIN)
+        .await
+        .expect("answered");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let body = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
+    let json: serde_json::Value = serde_json::from_str(body).expect("JSON error body");
+    assert_eq!(json["error_code"], "REQUEST_TIMEOUT");
+    assert!(closed_within(&mut conn, WITHIN).await);
+    s.still_predicts().await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn over_the_connection_cap_a_connection_waits_while_open_ones_are_served() {
+    let s = Server::start(
+        limited(ConnectionLimits {
+            max_connections: 2,
+            ..ConnectionLimits::default()
+        }),
+        vec![variant("a", "a", 1)],
+    )
+    .await;
+    let mut first = s.connect().await;
+    let mut second = s.connect().await;
+    for conn in [&mut first, &mut second] {
+        let a = exchange(conn, PING, WITHIN).await.expect("answered");
+        assert!(a.starts_with("HTTP/1.1 200"), "{a}");
+    }
+    // The third is not accepted while two are open...
+    let mut third = s.connect().await;
+    third.write_all(PING.as_bytes()).await.unwrap();
+    assert_eq!(
+        read_answer(&mut third, Duration::from_millis(500)).await,
+        None,
+        "over the cap: not served yet"
+    );
+    // ...while the open ones go on being served...
+    let a = exchange(&mut second, PING, WITHIN).await.expect("answered");
+    assert!(a.starts_with("HTTP/1.1 200"), "{a}");
+    // ...and it is served as soon as one closes.
+    drop(first);
+    let a = read_answer(&mut third, WITHIN).await.expect("answered");
+    assert!(a.starts_with("HTTP/1.1 200"), "{a}");
+    drop((second, third));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_the_json_error_shape() {
+    let s = Server::start(options(), vec![variant("a", "a", 1)]).await;
+    let r = s.get("/nowhere", &[]).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(body_json(&r)["error_code"], "NOT_FOUND");
+    assert_eq!(r.content_type.as_deref(), Some("application/json"));
+
+    let r = s.get("/invocations", &[]).await;
+    assert_eq!(r.status, 405);
+    let json = body_json(&r);
+    assert_eq!(json["error_code"], "METHOD_NOT_ALLOWED");
+    assert!(json["message"].as_str().unwrap().contains("/invocations"));
+    assert_eq!(r.content_type.as_deref(), Some("application/json"));
+
+    let mut conn = s.connect().await;
+    let a = exchange(
+        &mut conn,
+        "DELETE /ping HTTP/1.1\r\nhost: test\r\n\r\n",
+        WITHIN,
+    )
+    .await
+    .expect("answered");
+    assert!(a.starts_with("HTTP/1.1 405"), "{a}");
+    assert!(
+        a.to_ascii_lowercase().contains("\r\nallow: get,head"),
+        "{a}"
+    );
+    s.still_predicts().await;
+    s.stop().await;
+}

@@ -1800,3 +1800,22 @@ fn sample_weights_with_an_algorithm_that_takes_none() {
         "{rendered}"
     );
 }
+
+#[test]
+fn endpoint_server_limits_out_of_range() {
+    let text = check(
+        "endpoint_server_limits_out_of_range",
+        &[(
+            "ml/endpoint.yaml",
+            "apiVersion: mlctl/v1\nkind: Endpoint\nmetadata:\n  name: iris\nspec:\n  model: iris\n  server:\n    headerTimeout: 0s\n    idleTimeout: soon\n    bodyTimeout: 2h\n    maxConnections: 0\n",
+        )],
+    );
+    for field in [
+        "headerTimeout",
+        "idleTimeout",
+        "bodyTimeout",
+        "maxConnections",
+    ] {
+        assert!(text.contains(field), "{field} is named: {text}");
+    }
+}

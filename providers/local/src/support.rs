@@ -199,6 +199,12 @@ fn build() -> FieldRules {
             ),
         )
         .with("Endpoint.spec.auth.token", Support::Honoured)
+        .with_all(
+            "Endpoint.spec.server",
+            Support::honoured_as(
+                "by every server process: a connection whose headers are late, or that idles too long, is closed; a late body is answered 408; past maxConnections a connection waits to be accepted",
+            ),
+        )
         .with(
             "Endpoint.spec.enforce",
             Support::check(

@@ -682,6 +682,13 @@ fn build() -> FieldRules {
             ),
         )
         .with_all(
+            "Endpoint.spec.server",
+            Support::refused(
+                "SageMaker endpoints sit behind AWS's own front end, whose connection timeouts and limits are not set per endpoint",
+                "remove `server` for this target, and bound calls in the client (the SDK's read timeout); serve on a local target to set them",
+            ),
+        )
+        .with_all(
             "Endpoint.spec.serve",
             Support::refused(
                 "SageMaker endpoints serve the registered model's container, not a serving command",

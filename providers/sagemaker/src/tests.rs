@@ -672,6 +672,7 @@ fn canary_request() -> EndpointRequest {
             serve: None,
             compute: None,
             enforce: None,
+            server: None,
         },
         model: model_version(2),
         fingerprint: "efp".into(),

@@ -57,6 +57,18 @@ pub struct ServeArgs {
     /// Largest request body in bytes (larger ones get 413).
     #[arg(long, default_value_t = 8 << 20)]
     pub max_body_bytes: usize,
+    /// Longest a request's headers may take to arrive (slower clients are disconnected).
+    #[arg(long, default_value = "10s", value_parser = duration_arg)]
+    pub header_timeout: Duration,
+    /// Longest a keep-alive connection may sit idle between requests.
+    #[arg(long, default_value = "60s", value_parser = duration_arg)]
+    pub idle_timeout: Duration,
+    /// Longest a request's body may take to arrive (then 408).
+    #[arg(long, default_value = "30s", value_parser = duration_arg)]
+    pub body_timeout: Duration,
+    /// Most connections served at once; further ones wait to be accepted.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
     /// Environment variable holding the bearer token clients must send (unset: no auth).
     #[arg(long, default_value = "MLCTL_SERVE_TOKEN")]
     pub token_env: String,
@@ -95,6 +107,14 @@ pub struct PredictArgs {
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t)]
     pub output: PredictOutput,
+}
+
+fn duration_arg(s: &str) -> Result<Duration, String> {
+    match mlctl_spec::units::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be longer than 0s".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime> {
@@ -218,6 +238,12 @@ pub fn run_serve(project: &Path, args: ServeArgs) -> Result<u8> {
     let mut opts = ServerOptions::new(mlctl_serve::model::default_loader());
     opts.addr = SocketAddr::new(args.host, args.port);
     opts.max_body_bytes = args.max_body_bytes;
+    opts.limits = mlctl_serve::config::ConnectionLimits {
+        header_timeout_ms: args.header_timeout.as_millis() as u64,
+        idle_timeout_ms: args.idle_timeout.as_millis() as u64,
+        body_timeout_ms: args.body_timeout.as_millis() as u64,
+        max_connections: args.max_connections,
+    };
     opts.auth_token = std::env::var(&args.token_env)
         .ok()
         .filter(|t| !t.is_empty());

@@ -40,6 +40,39 @@ pub struct EndpointSpec {
     /// endpoint's status; `off` predicts anyway without counting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enforce: Option<Enforce>,
+    /// How the endpoint's servers bound their clients: how long a request may take to
+    /// arrive, how long a connection may idle, how many may be open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerSettings>,
+}
+
+/// Connection limits of an endpoint's servers; a field left out takes its default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServerSettings {
+    /// Longest a request's headers may take to arrive, e.g. `10s` (default); a client that
+    /// sends them slower (slowloris) is disconnected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_timeout: Option<String>,
+    /// Longest a keep-alive connection may sit idle between requests, e.g. `60s` (default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<String>,
+    /// Longest a request's body may take to arrive once its headers have, e.g. `30s`
+    /// (default); a slower one is answered 408.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_timeout: Option<String>,
+    /// Most connections a server process holds open at once (default 1024); a further one
+    /// waits to be accepted until one closes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65536))]
+    pub max_connections: Option<i64>,
+}
+
+impl ServerSettings {
+    /// Largest `maxConnections`.
+    pub const MAX_CONNECTIONS: i64 = 65536;
+    /// Longest any of the timeouts may be.
+    pub const MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
 }
 
 /// How an endpoint enforces the model's input signature.

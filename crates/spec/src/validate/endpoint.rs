@@ -143,6 +143,56 @@ pub(super) fn check(
     if let Some(c) = &e.compute {
         super::training::check_compute(ctx, file, at, c);
     }
+    if let Some(srv) = &e.server {
+        check_server(ctx, file, at, srv);
+    }
+}
+
+/// `server`: timeouts between 1 ms and an hour, a connection cap in range.
+fn check_server(
+    ctx: &mut Ctx,
+    file: &str,
+    at: &dyn Fn(&[&str]) -> Option<Span>,
+    s: &ServerSettings,
+) {
+    let timeouts = [
+        ("headerTimeout", &s.header_timeout),
+        ("idleTimeout", &s.idle_timeout),
+        ("bodyTimeout", &s.body_timeout),
+    ];
+    for (field, value) in timeouts {
+        let Some(v) = value else { continue };
+        match units::parse_duration(v) {
+            Err(msg) => {
+                ctx.err("bad-value", file, at(&["server", field]), msg);
+            }
+            Ok(d) if d.is_zero() || d > ServerSettings::MAX_TIMEOUT => {
+                ctx.err(
+                    "out-of-range",
+                    file,
+                    at(&["server", field]),
+                    format!("{field} must be longer than 0s and at most 1h, got `{v}`"),
+                )
+                .hint = Some(format!(
+                    "leave `{field}` out for the default, or give e.g. `30s`"
+                ));
+            }
+            Ok(_) => {}
+        }
+    }
+    if let Some(n) = s.max_connections
+        && !(1..=ServerSettings::MAX_CONNECTIONS).contains(&n)
+    {
+        ctx.err(
+            "out-of-range",
+            file,
+            at(&["server", "maxConnections"]),
+            format!(
+                "maxConnections must be between 1 and {}, got {n}",
+                ServerSettings::MAX_CONNECTIONS
+            ),
+        );
+    }
 }
 
 /// `minRequests` and `maxBakeTime`: a canary's traffic requirement and how long it may wait

@@ -81,6 +81,7 @@ impl LocalDeployer {
                 dir: announce_dir(dir),
             }),
             enforce: rec.enforce,
+            limits: rec.server,
         }
     }
 
@@ -389,6 +390,7 @@ impl LocalDeployer {
                 .unwrap_or_default(),
             limits: wanted.limits,
             enforce: wanted.enforce,
+            server: wanted.server,
         };
         let mut started: Vec<Process> = Vec::new();
         for slot in 0..rec.instances {

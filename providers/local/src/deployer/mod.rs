@@ -62,7 +62,7 @@ use mlctl_core::bake::{BakeRules, BakeSample, Verdict, judge};
 use mlctl_core::error::{ErrorKind, ProviderError, Result};
 use mlctl_core::*;
 use mlctl_serve::client::Client;
-use mlctl_serve::config::{ServeFile, VariantConfig};
+use mlctl_serve::config::{ConnectionLimits, ServeFile, VariantConfig};
 use mlctl_serve::metrics::VariantSample;
 use mlctl_spec::{Enforce, StrategyType};
 use processes::{Process, announced, log_tail, stop_all};
@@ -279,6 +279,9 @@ struct Record {
     /// `enforce`: what the servers do with a request that breaks the model's signature.
     #[serde(default, skip_serializing_if = "is_strict")]
     enforce: Enforce,
+    /// `server`: the connection limits the server processes were started with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    server: Option<ConnectionLimits>,
     /// The endpoint's tags: mlctl's and the user's labels.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     tags: BTreeMap<String, String>,
@@ -413,6 +416,8 @@ struct Wanted {
     instances: u32,
     /// `enforce` (signature enforcement).
     enforce: Enforce,
+    /// `server` (connection limits; `None`: the server's defaults).
+    server: Option<ConnectionLimits>,
 }
 
 fn is_strict(e: &Enforce) -> bool {
@@ -438,6 +443,10 @@ impl Wanted {
         // Strict is what servers did before `enforce` existed: their key stays.
         if self.enforce != Enforce::Strict {
             key.push_str(&format!("|enforce:{:?}", self.enforce));
+        }
+        // Likewise the servers' default limits.
+        if let Some(l) = &self.server {
+            key.push_str(&format!("|server:{l:?}"));
         }
         blake3::hash(key.as_bytes()).to_hex()[..16].to_string()
     }
@@ -553,6 +562,7 @@ impl LocalDeployer {
             limits: Limits::of(req.spec.compute.as_ref()),
             instances: instances as u32,
             enforce: req.spec.enforce.unwrap_or_default(),
+            server: req.spec.server.as_ref().map(ConnectionLimits::from_spec),
         })
     }
 
@@ -587,6 +597,7 @@ impl LocalDeployer {
             limits: rec.limits,
             instances: rec.instances,
             enforce: rec.enforce,
+            server: rec.server,
         })
     }
 
@@ -941,6 +952,7 @@ impl Deployer for LocalDeployer {
                     tags: req.tags.to_map(),
                     limits: wanted.limits,
                     enforce: wanted.enforce,
+                    server: wanted.server,
                 });
                 rec.rollout = Some(Rollout {
                     id,
