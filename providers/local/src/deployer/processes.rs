@@ -168,7 +168,31 @@ pub(super) fn log_tail(dir: &Path) -> String {
 }
 
 /// A free port on 127.0.0.1 for an endpoint that names none.
+///
+/// Taken below the kernel's ephemeral range (`ip_local_port_range`): a port the OS hands out
+/// for `bind(0)` may meanwhile become the source port of some outgoing connection, and the
+/// server's own bind a moment later then fails with "address in use" (seen under parallel
+/// tests). Falls back to `bind(0)` when that range is too small to pick from.
 pub(super) fn free_port() -> Result<u16> {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    const FROM: u32 = 10_000;
+    if low > FROM + 1_000 {
+        let span = low - FROM;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let start = (nanos ^ std::process::id().wrapping_mul(2_654_435_761)) % span;
+        for i in 0..span.min(2_000) {
+            let port = (FROM + (start + i * 7919) % span) as u16;
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return Ok(port);
+            }
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
