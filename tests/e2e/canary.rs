@@ -34,28 +34,7 @@ impl Canary {
     }
 
     fn new(target: &'static str, strategy: &str, target_settings: &str) -> Canary {
-        let p = TestProject::example("iris");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        p.replace(
-            "ml/endpoint.yaml",
-            "  port: 8765\n",
-            &format!("  port: {port}\n"),
-        );
-        let endpoint = p.read("ml/endpoint.yaml");
-        let start = endpoint.find("  strategy:\n").unwrap();
-        let end = endpoint.find("  capture:\n").unwrap();
-        p.write(
-            "ml/endpoint.yaml",
-            &format!(
-                "{}  strategy: {strategy}\n{}",
-                &endpoint[..start],
-                &endpoint[end..]
-            ),
-        );
+        let (p, port) = iris_on_a_free_port(strategy);
         if !target_settings.is_empty() {
             p.replace(
                 "mlctl.yaml",

@@ -236,3 +236,44 @@ pub fn alive(pid: impl std::fmt::Display) -> bool {
             .is_some_and(|i| stat[i + 1..].trim_start().starts_with('Z'))
     })
 }
+
+/// A port on 127.0.0.1 that nothing listens on, below the kernel's ephemeral range, so no
+/// outgoing connection takes it before the endpoint binds it.
+pub fn free_listen_port() -> u16 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let start = nanos ^ std::process::id().wrapping_mul(2_654_435_761);
+    for i in 0..5_000u32 {
+        let port = (20_000 + (start.wrapping_add(i.wrapping_mul(7919))) % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 between 20000 and 32000");
+}
+
+/// The iris example (not yet in git) on a free port, its endpoint rolled out with
+/// `strategy` (e.g. `{type: all-at-once}`: the example's 30 s canary bake is for people).
+pub fn iris_on_a_free_port(strategy: &str) -> (TestProject, u16) {
+    let p = TestProject::example("iris");
+    let port = free_listen_port();
+    p.replace(
+        "ml/endpoint.yaml",
+        "  port: 8765\n",
+        &format!("  port: {port}\n"),
+    );
+    let endpoint = p.read("ml/endpoint.yaml");
+    let start = endpoint.find("  strategy:\n").unwrap();
+    let end = endpoint.find("  capture:\n").unwrap();
+    p.write(
+        "ml/endpoint.yaml",
+        &format!(
+            "{}  strategy: {strategy}\n{}",
+            &endpoint[..start],
+            &endpoint[end..]
+        ),
+    );
+    (p, port)
+}

@@ -34,28 +34,7 @@ impl Rng {
 /// The iris example, rolled out all at once (a canary's bake would dominate every trial), on
 /// a free port, in git.
 fn project(target: &str) -> TestProject {
-    let p = TestProject::example("iris");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    p.replace(
-        "ml/endpoint.yaml",
-        "  port: 8765\n",
-        &format!("  port: {port}\n"),
-    );
-    let endpoint = p.read("ml/endpoint.yaml");
-    let start = endpoint.find("  strategy:\n").unwrap();
-    let end = endpoint.find("  capture:\n").unwrap();
-    p.write(
-        "ml/endpoint.yaml",
-        &format!(
-            "{}  strategy: {{type: all-at-once}}\n{}",
-            &endpoint[..start],
-            &endpoint[end..]
-        ),
-    );
+    let (p, _port) = iris_on_a_free_port("{type: all-at-once}");
     p.replace(
         "mlctl.yaml",
         "  defaultTarget: local\n",

@@ -13,28 +13,7 @@ struct LocalIris {
 
 impl LocalIris {
     fn new() -> LocalIris {
-        let p = TestProject::example("iris");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        p.replace(
-            "ml/endpoint.yaml",
-            "  port: 8765\n",
-            &format!("  port: {port}\n"),
-        );
-        let endpoint = p.read("ml/endpoint.yaml");
-        let start = endpoint.find("  strategy:\n").unwrap();
-        let end = endpoint.find("  capture:\n").unwrap();
-        p.write(
-            "ml/endpoint.yaml",
-            &format!(
-                "{}  strategy: {{type: all-at-once}}\n{}",
-                &endpoint[..start],
-                &endpoint[end..]
-            ),
-        );
+        let (p, port) = iris_on_a_free_port("{type: all-at-once}");
         std::fs::write(p.path().join(".gitignore"), ".mlctl/\n").unwrap();
         p.git(&["init", "-q", "-b", "main"]);
         p.git(&["config", "user.email", "test@example.com"]);
