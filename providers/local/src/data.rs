@@ -402,12 +402,9 @@ pub(crate) fn shown(url: &str) -> String {
     }
 }
 
-/// The version of an `https://` source, from a HEAD request: its ETag, or else its
-/// Last-Modified. A server that sends neither cannot say when the data changes, so the
-/// Dataset must pin `digest:`.
-async fn http_version(url: &str) -> Result<String> {
-    let op = "check source version";
-    let client = reqwest::Client::builder()
+/// The HTTP client that reads remote sources (HEAD for their version, GET for their bytes).
+fn http_client(op: &str) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
         .user_agent(concat!("mlctl/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| {
@@ -416,7 +413,15 @@ async fn http_version(url: &str) -> Result<String> {
                 op,
                 format!("cannot build an HTTP client: {e}"),
             )
-        })?;
+        })
+}
+
+/// The version of an `https://` source, from a HEAD request: its ETag, or else its
+/// Last-Modified. A server that sends neither cannot say when the data changes, so the
+/// Dataset must pin `digest:`.
+async fn http_version(url: &str) -> Result<String> {
+    let op = "check source version";
+    let client = http_client(op)?;
     let resp = client.head(url).send().await.map_err(|e| {
         err(
             ErrorKind::Transient,
@@ -474,16 +479,7 @@ fn version_of(headers: &reqwest::header::HeaderMap) -> Option<String> {
 async fn fetch(url: &str, dest: &Path) -> Result<(String, u64, Option<String>)> {
     use tokio::io::AsyncWriteExt;
     let op = "download";
-    let client = reqwest::Client::builder()
-        .user_agent(concat!("mlctl/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| {
-            err(
-                ErrorKind::Other,
-                op,
-                format!("cannot build an HTTP client: {e}"),
-            )
-        })?;
+    let client = http_client(op)?;
     let transient = |e: reqwest::Error| {
         err(
             ErrorKind::Transient,
