@@ -40,24 +40,7 @@ fn iris_applies_to_sagemaker_on_moto_and_converges() {
     p.git(&["config", "user.email", "test@example.com"]);
     p.git(&["config", "user.name", "Test"]);
     p.commit_all("iris on moto");
-    let run = |args: &[&str]| {
-        let out = mlctl()
-            .args(args)
-            .current_dir(p.path())
-            .env("MLCTL_MOTO_URL", &url)
-            .env(
-                "MLCTL_SM_ROLE",
-                "arn:aws:iam::123456789012:role/SageMakerRole",
-            )
-            .env("MLCTL_SM_BUCKET", "mlctl-e2e-cli")
-            .env("MLCTL_SM_POLL_MS", "50")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_REGION", "us-east-1")
-            .output()
-            .unwrap();
-        Run::from(out)
-    };
+    let run = |args: &[&str]| on_moto(&p, &url, args);
     let plan = run(&["plan", "--target", "staging", "--detailed-exitcode"]).expect_code(2);
     assert!(plan.stdout.contains("Plan: 4 to add"), "{}", plan.stdout);
     assert!(
@@ -229,24 +212,7 @@ fn s3_source_retrains_when_the_object_changes_and_labels_retag_in_place() {
     p.git(&["config", "user.email", "test@example.com"]);
     p.git(&["config", "user.name", "Test"]);
     p.commit_all("iris from s3 on moto");
-    let run = |args: &[&str]| {
-        let out = mlctl()
-            .args(args)
-            .current_dir(p.path())
-            .env("MLCTL_MOTO_URL", &url)
-            .env(
-                "MLCTL_SM_ROLE",
-                "arn:aws:iam::123456789012:role/SageMakerRole",
-            )
-            .env("MLCTL_SM_BUCKET", "mlctl-e2e-cli")
-            .env("MLCTL_SM_POLL_MS", "50")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_REGION", "us-east-1")
-            .output()
-            .unwrap();
-        Run::from(out)
-    };
+    let run = |args: &[&str]| on_moto(&p, &url, args);
     let apply = run(&["apply", "--target", "staging", "--auto-approve"]).expect_code(0);
     assert!(apply.stderr.contains("150 rows"), "{}", apply.stderr);
     let again = run(&["plan", "--target", "staging"]).expect_code(0);
@@ -321,4 +287,25 @@ fn s3_source_retrains_when_the_object_changes_and_labels_retag_in_place() {
     let again = run(&["plan", "--target", "staging"]).expect_code(0);
     assert!(again.stdout.starts_with("No changes."), "{}", again.stdout);
     run(&["destroy", "--target", "staging", "--auto-approve"]).expect_code(0);
+}
+
+/// Runs mlctl in `p` against the moto emulator at `url`, with the test role, bucket and
+/// credentials moto accepts.
+fn on_moto(p: &TestProject, url: &str, args: &[&str]) -> Run {
+    let out = mlctl()
+        .args(args)
+        .current_dir(p.path())
+        .env("MLCTL_MOTO_URL", url)
+        .env(
+            "MLCTL_SM_ROLE",
+            "arn:aws:iam::123456789012:role/SageMakerRole",
+        )
+        .env("MLCTL_SM_BUCKET", "mlctl-e2e-cli")
+        .env("MLCTL_SM_POLL_MS", "50")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    Run::from(out)
 }
