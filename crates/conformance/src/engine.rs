@@ -69,6 +69,8 @@ impl<'a> Run<'a> {
             command: format!("conformance {name}"),
             boot_id: None,
             process_start: None,
+            heartbeat: None,
+            lease_seconds: None,
         };
         let lock = match Lock::acquire(stack, &fx.ctx.project, info).await {
             Ok(l) => l,

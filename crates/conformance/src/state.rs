@@ -182,6 +182,8 @@ fn lock_info(id: &str) -> LockInfo {
         command: "mlctl apply".into(),
         boot_id: None,
         process_start: None,
+        heartbeat: None,
+        lease_seconds: None,
     }
 }
 
@@ -396,5 +398,178 @@ pub async fn lock_takeover(stack: &Stack, fx: &Fixture) {
             false,
             format!("a dead holder's lock must be taken over, got {e:?}"),
         ),
+    }
+}
+
+/// A lock's lease: a lock whose holder has not renewed it for longer than its lease is taken
+/// over from any machine, saying so; a renewed one, and one without a lease from another
+/// host, are not. [`StateStore::swap_lock`] is a compare-and-swap: it fails from a stale
+/// lock, never takes a free one, and of racing swaps from the same lock exactly one lands.
+pub async fn lock_lease(stack: &Stack, fx: &Fixture) {
+    let c = Check::new("lock_lease", stack);
+    let project = fx.unique("lease");
+    let st = &stack.state;
+    let at = |ago: i64| {
+        (time::OffsetDateTime::now_utc() - time::Duration::seconds(ago))
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("format a time")
+    };
+    // Another machine's holder: nothing about its process is provable from here.
+    let remote = |id: &str, beat: Option<String>, lease: Option<u64>| LockInfo {
+        host: "another-host".into(),
+        boot_id: Some("another-boot".into()),
+        pid: 1,
+        heartbeat: beat,
+        lease_seconds: lease,
+        ..lock_info(id)
+    };
+
+    // A fresh heartbeat holds.
+    let fresh = remote("fresh", Some(at(5)), Some(120));
+    call!(
+        c,
+        "taking a free lock",
+        lock_or_fail(st, &project, &fresh).await
+    );
+    c.ensure(
+        matches!(
+            mlctl_core::Lock::acquire(stack, &project, lock_info("next")).await,
+            Err(LockError::Held(h)) if h.id == "fresh"
+        ),
+        "a lock renewed within its lease must never be taken over",
+    );
+
+    // A swap from a stale copy (another heartbeat) fails; from the lock as it is, it lands.
+    let stale = LockInfo {
+        heartbeat: Some(at(60)),
+        ..fresh.clone()
+    };
+    let renewed = LockInfo {
+        heartbeat: Some(at(0)),
+        ..fresh.clone()
+    };
+    let r = call!(
+        c,
+        "swapping from a stale lock",
+        st.swap_lock(&project, &stale, &renewed).await
+    );
+    c.ensure(
+        !r,
+        "a swap from a lock that changed since it was read must fail",
+    );
+    let r = call!(
+        c,
+        "renewing",
+        st.swap_lock(&project, &fresh, &renewed).await
+    );
+    c.ensure(r, "a swap from the lock as it is must land");
+    let h = call!(c, "reading the holder", st.lock_holder(&project).await);
+    c.ensure(
+        h.as_ref().is_some_and(|h| h.same_lease(&renewed)),
+        format!("after a renewal the holder has the new heartbeat, got {h:?}"),
+    );
+    call!(c, "releasing", st.unlock(&project, "fresh", false).await);
+
+    // A swap never takes a free lock.
+    let r = call!(
+        c,
+        "swapping a free lock",
+        st.swap_lock(&project, &fresh, &renewed).await
+    );
+    c.ensure(!r, "a swap must not take a free lock");
+    let h = call!(c, "reading the holder", st.lock_holder(&project).await);
+    c.ensure(h.is_none(), format!("the lock must stay free, got {h:?}"));
+
+    // A lock without a lease from another host is never taken: that is force-unlock's.
+    let legacy = remote("legacy", None, None);
+    call!(
+        c,
+        "taking a free lock",
+        lock_or_fail(st, &project, &legacy).await
+    );
+    c.ensure(
+        matches!(
+            mlctl_core::Lock::acquire(stack, &project, lock_info("next")).await,
+            Err(LockError::Held(_))
+        ),
+        "a lock without a lease from another host must not be taken over",
+    );
+    call!(c, "releasing", st.unlock(&project, "legacy", true).await);
+
+    // Racing swaps from the same lock: exactly one lands.
+    let expired = remote("expired", Some(at(600)), Some(120));
+    call!(
+        c,
+        "taking a free lock",
+        lock_or_fail(st, &project, &expired).await
+    );
+    let mut racers = Vec::new();
+    for i in 0..4 {
+        let (st, project, expired) = (st.clone(), project.clone(), expired.clone());
+        racers.push(tokio::spawn(async move {
+            let mine = lock_info(&format!("racer-{i}"));
+            st.swap_lock(&project, &expired, &mine).await
+        }));
+    }
+    let mut landed = 0;
+    for r in racers {
+        match r.await {
+            Ok(Ok(true)) => landed += 1,
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => c.ensure(false, format!("a racing swap failed: {e}")),
+            Err(e) => c.ensure(false, format!("a racing swap panicked: {e}")),
+        }
+    }
+    c.ensure(
+        landed == 1,
+        format!("exactly one of 4 racing swaps must land, {landed} did"),
+    );
+    call!(c, "releasing", st.unlock(&project, "", true).await);
+
+    // An expired lease is taken over, and the takeover says why.
+    call!(
+        c,
+        "taking a free lock",
+        lock_or_fail(st, &project, &expired).await
+    );
+    match mlctl_core::Lock::acquire(stack, &project, lock_info("next")).await {
+        Ok(lock) => {
+            c.ensure(
+                lock.taken_over()
+                    .is_some_and(|(h, why)| h.id == "expired" && why.contains("lease expired")),
+                format!(
+                    "the takeover must name the holder and its expired lease, got {:?}",
+                    lock.taken_over()
+                ),
+            );
+            let h = call!(c, "reading the holder", st.lock_holder(&project).await);
+            c.ensure(
+                h.as_ref().is_some_and(|h| h.id == "next"),
+                format!("after a takeover the new lock holds, got {h:?}"),
+            );
+            let released = lock.release().await;
+            c.ensure(released.is_ok(), format!("releasing failed: {released:?}"));
+        }
+        Err(e) => c.ensure(
+            false,
+            format!("a lock whose lease expired must be taken over, got {e:?}"),
+        ),
+    }
+}
+
+async fn lock_or_fail(
+    st: &std::sync::Arc<dyn mlctl_core::StateStore>,
+    project: &str,
+    info: &LockInfo,
+) -> mlctl_core::error::Result<()> {
+    match st.lock(project, info).await {
+        Ok(()) => Ok(()),
+        Err(LockError::Store(e)) => Err(e),
+        Err(LockError::Held(h)) => Err(mlctl_core::ProviderError::new(
+            mlctl_core::ErrorKind::Precondition,
+            "conformance",
+            "lock",
+            format!("a free lock was expected, it is held by {h}"),
+        )),
     }
 }

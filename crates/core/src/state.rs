@@ -7,6 +7,9 @@ use crate::error::Result;
 use async_trait::async_trait;
 use mlctl_spec::ResourceId;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 /// The format version of a record persisted in a target: the core's records
 /// ([`ObservedResource`], [`HistoryEntry`], [`LockInfo`]) and each provider's own. A record
@@ -198,7 +201,23 @@ pub struct LockInfo {
     /// The holder process's start time (`host::process_start`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process_start: Option<u64>,
+    /// When the holder last renewed the lock (RFC 3339, the holder's clock). A live holder
+    /// renews it every [`LOCK_RENEW_EVERY`]; `None` for a lock from an mlctl without leases,
+    /// which never expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat: Option<String>,
+    /// How long after its last heartbeat the lock holds without a renewal: after that its
+    /// holder is taken to be gone, wherever it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_seconds: Option<u64>,
 }
+
+/// How long a lock holds without a renewal ([`LockInfo::lease_seconds`] of a new lock).
+pub const LOCK_LEASE: Duration = Duration::from_secs(120);
+
+/// How often the holder of a lock renews it: six renewals fit in a lease, so a few lost to a
+/// slow store or a busy machine never let it expire.
+pub const LOCK_RENEW_EVERY: Duration = Duration::from_secs(20);
 
 impl LockInfo {
     /// A lock for this process: `id` and the command line; who, where and since when filled in.
@@ -212,16 +231,18 @@ impl LockInfo {
                 .unwrap_or_else(|_| "unknown".into()),
             host: crate::host::host_name(),
             pid,
-            since: time::OffsetDateTime::now_utc()
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default(),
+            since: now_rfc3339(),
             command,
             boot_id: crate::host::boot_id(),
             process_start: crate::host::process_start(pid),
+            heartbeat: Some(now_rfc3339()),
+            lease_seconds: Some(LOCK_LEASE.as_secs()),
         }
     }
 
-    /// Why the holder is provably gone (same host and boot, its process ended), if it is.
+    /// Why the holder is known to be gone, if it is: it ran on this host in this boot and its
+    /// process has ended, or its lease expired (it has not renewed the lock for longer than
+    /// [`LockInfo::lease_seconds`], wherever it ran).
     pub fn holder_gone(&self) -> Option<String> {
         crate::host::provably_gone(
             &self.host,
@@ -229,7 +250,36 @@ impl LockInfo {
             self.pid,
             self.process_start,
         )
+        .or_else(|| self.lease_expired(time::OffsetDateTime::now_utc()))
     }
+
+    /// Why the lease has expired at `now`, if it has. A lock without a heartbeat or lease
+    /// (an older mlctl's) never expires.
+    pub fn lease_expired(&self, now: time::OffsetDateTime) -> Option<String> {
+        use time::format_description::well_known::Rfc3339;
+        let beat = time::OffsetDateTime::parse(self.heartbeat.as_deref()?, &Rfc3339).ok()?;
+        let lease = time::Duration::seconds(i64::try_from(self.lease_seconds?).ok()?);
+        let silent = now - beat;
+        (silent > lease).then(|| {
+            format!(
+                "its lease expired: no heartbeat for {} s, more than its lease of {} s (last heartbeat {})",
+                silent.whole_seconds(),
+                lease.whole_seconds(),
+                self.heartbeat.as_deref().unwrap_or_default()
+            )
+        })
+    }
+
+    /// Whether `other` is this very lock as it was read: the same id and heartbeat.
+    pub fn same_lease(&self, other: &LockInfo) -> bool {
+        self.id == other.id && self.heartbeat == other.heartbeat
+    }
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 impl std::fmt::Display for LockInfo {
@@ -314,27 +364,48 @@ pub trait StateStore: Send + Sync {
     async fn unlock(&self, project: &str, id: &str, force: bool) -> Result<()>;
     /// The current lock holder, if any. Checked by `lock_contention`.
     async fn lock_holder(&self, project: &str) -> Result<Option<LockInfo>>;
+    /// Replaces the lock with `new` if it is still `expected` ([`LockInfo::same_lease`]: the
+    /// same id and heartbeat); `Ok(false)` when it is not (released, renewed or taken by
+    /// someone else meanwhile). A holder renews its lease with it, and a takeover replaces an
+    /// expired or dead holder's lock with it.
+    ///
+    /// # Contract
+    /// Atomic compare-and-swap (an SQLite transaction, a put conditional on the object's
+    /// ETag): of racing swaps from the same `expected` exactly one succeeds, and a free lock
+    /// is never taken by a swap. Checked by `lock_lease`.
+    async fn swap_lock(&self, project: &str, expected: &LockInfo, new: &LockInfo) -> Result<bool>;
 }
 
 /// The apply lock of a target, held for the duration of an apply.
+///
+/// While it is held, a task renews its lease every [`LOCK_RENEW_EVERY`], so a holder that
+/// stops renewing (killed, or its machine gone) loses it after [`LOCK_LEASE`] and the next
+/// apply anywhere takes over. If a renewal finds the lock taken by someone else (this process
+/// stalled longer than its lease), [`Lock::lost`] says so from then on: the engine starts
+/// nothing more and [`Lock::release`] fails, so the apply ends with an error.
 pub struct Lock {
     stack: crate::components::Stack,
     project: String,
     info: LockInfo,
     taken_over: Option<(LockInfo, String)>,
+    lost: Arc<AtomicBool>,
+    lost_to: Arc<std::sync::Mutex<Option<String>>>,
+    renewer: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Lock {
     /// Takes the lock or says who holds it.
     ///
-    /// A lock whose holder is provably gone (it ran on this host in this boot and its process
-    /// has ended: an apply killed with SIGKILL) is taken over, and [`Lock::taken_over`] says
-    /// whose and why. A live holder's lock, or one this machine cannot judge (another host,
-    /// another boot, no `/proc`), is never taken: that is what `force-unlock` is for.
+    /// A lock whose holder is known to be gone is taken over, and [`Lock::taken_over`] says
+    /// whose and why: its holder ran on this host in this boot and its process has ended (an
+    /// apply killed with SIGKILL), or its lease expired (it has not renewed the lock for
+    /// longer than its lease, wherever it ran). A live holder's lock is never taken; one this
+    /// machine cannot judge (a lock without a lease from another host) is released only by
+    /// `force-unlock`.
     ///
-    /// The takeover releases the dead holder's lock by its id, which every store does only
-    /// while that id holds it, then takes the lock as usual: of two processes recovering at
-    /// once, exactly one wins and the other sees the winner as the (live) holder.
+    /// The takeover is one compare-and-swap ([`StateStore::swap_lock`]) from the lock as it
+    /// was read: of two processes recovering at once exactly one wins, and a holder that
+    /// renewed meanwhile keeps its lock.
     pub async fn acquire(
         stack: &crate::components::Stack,
         project: &str,
@@ -346,19 +417,42 @@ impl Lock {
                 let Some(why) = holder.holder_gone() else {
                     return Err(LockError::Held(holder));
                 };
-                // Another recoverer may have released it first and taken it: then it is
-                // theirs, and `lock` below says so.
-                let _ = stack.state.unlock(project, &holder.id, false).await;
-                stack.state.lock(project, &info).await?;
+                if !stack
+                    .state
+                    .swap_lock(project, &holder, &info)
+                    .await
+                    .map_err(LockError::Store)?
+                {
+                    // Someone else recovered first, or the holder renewed or released it.
+                    return match stack.state.lock_holder(project).await {
+                        Ok(Some(now)) => Err(LockError::Held(now)),
+                        Ok(None) => Box::pin(Self::acquire(stack, project, info)).await,
+                        Err(e) => Err(LockError::Store(e)),
+                    };
+                }
                 Some((holder, why))
             }
             Err(e) => return Err(e),
         };
+        let lost = Arc::new(AtomicBool::new(false));
+        let lost_to = Arc::new(std::sync::Mutex::new(None));
+        let renewer = info.lease_seconds.is_some().then(|| {
+            tokio::spawn(renew(
+                stack.clone(),
+                project.to_string(),
+                info.clone(),
+                lost.clone(),
+                lost_to.clone(),
+            ))
+        });
         Ok(Lock {
             stack: stack.clone(),
             project: project.to_string(),
             info,
             taken_over,
+            lost,
+            lost_to,
+            renewer,
         })
     }
 
@@ -372,8 +466,38 @@ impl Lock {
         &self.info.id
     }
 
+    /// Set once a renewal found the lock taken by someone else; the engine reads it
+    /// ([`crate::apply::ApplyOptions::lock_lost`]).
+    pub fn lost(&self) -> Arc<AtomicBool> {
+        self.lost.clone()
+    }
+
     /// Releases the lock.
-    pub async fn release(self) -> Result<()> {
+    ///
+    /// # Errors
+    /// When the lock was lost while held (saying to whom), or the store fails.
+    pub async fn release(mut self) -> Result<()> {
+        if let Some(r) = self.renewer.take() {
+            r.abort();
+            let _ = r.await;
+        }
+        if self.lost.load(Ordering::SeqCst) {
+            let to = self
+                .lost_to
+                .lock()
+                .ok()
+                .and_then(|l| l.clone())
+                .unwrap_or_else(|| "someone else".into());
+            return Err(crate::error::ProviderError::new(
+                crate::error::ErrorKind::Precondition,
+                "mlctl",
+                "lock",
+                format!(
+                    "the apply lock was lost while this apply held it: this process did not renew its lease for longer than {} s, and {to} took it over; what this apply did is recorded, so run plan again to see where things stand",
+                    self.info.lease_seconds.unwrap_or_default()
+                ),
+            ));
+        }
         self.stack
             .state
             .unlock(&self.project, &self.info.id, false)
@@ -381,9 +505,92 @@ impl Lock {
     }
 }
 
+impl Drop for Lock {
+    fn drop(&mut self) {
+        if let Some(r) = self.renewer.take() {
+            r.abort();
+        }
+    }
+}
+
+/// Renews the lease of `held` every [`LOCK_RENEW_EVERY`] until aborted, or until the lock
+/// turns out to be someone else's (then `lost` is set). A failed renewal (the store did not
+/// answer) is tried again on the next tick: the lease outlasts several.
+async fn renew(
+    stack: crate::components::Stack,
+    project: String,
+    mut held: LockInfo,
+    lost: Arc<AtomicBool>,
+    lost_to: Arc<std::sync::Mutex<Option<String>>>,
+) {
+    loop {
+        tokio::time::sleep(LOCK_RENEW_EVERY).await;
+        let next = LockInfo {
+            heartbeat: Some(now_rfc3339()),
+            ..held.clone()
+        };
+        match stack.state.swap_lock(&project, &held, &next).await {
+            Ok(true) => held = next,
+            Ok(false) => {
+                let now = match stack.state.lock_holder(&project).await {
+                    Ok(now) => now,
+                    Err(_) => continue,
+                };
+                // Still our id: an earlier renewal landed though its answer was lost. Ids
+                // are random per apply, so nobody else holds a lock with ours.
+                if let Some(h) = &now
+                    && h.id == held.id
+                {
+                    held = h.clone();
+                    continue;
+                }
+                let who = now.map_or("nobody (it was released)".to_string(), |h| h.to_string());
+                eprintln!(
+                    "mlctl: the apply lock of project `{project}` was lost to {who}; nothing more is started"
+                );
+                if let Ok(mut l) = lost_to.lock() {
+                    *l = Some(who);
+                }
+                lost.store(true, Ordering::SeqCst);
+                return;
+            }
+            Err(_) => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod format_tests {
     use super::*;
+
+    #[test]
+    fn a_lease_expires_only_after_its_length_without_a_heartbeat() {
+        use time::macros::datetime;
+        let lock = LockInfo {
+            heartbeat: Some("2026-12-01T10:00:00Z".into()),
+            lease_seconds: Some(120),
+            ..LockInfo::for_this_process("x".into(), "mlctl apply".into())
+        };
+        assert_eq!(lock.lease_expired(datetime!(2026-12-01 10:02:00 UTC)), None);
+        let why = lock
+            .lease_expired(datetime!(2026-12-01 10:02:01 UTC))
+            .unwrap();
+        assert_eq!(
+            why,
+            "its lease expired: no heartbeat for 121 s, more than its lease of 120 s (last heartbeat 2026-12-01T10:00:00Z)"
+        );
+        // Without a heartbeat or a lease (an older mlctl's lock) it never expires.
+        let legacy = LockInfo {
+            heartbeat: None,
+            ..lock.clone()
+        };
+        assert_eq!(legacy.lease_expired(datetime!(2030-01-01 0:00 UTC)), None);
+        let no_lease = LockInfo {
+            lease_seconds: None,
+            ..lock
+        };
+        assert_eq!(no_lease.lease_expired(datetime!(2030-01-01 0:00 UTC)), None);
+    }
 
     #[test]
     fn records_without_a_version_read_as_version_1_and_newer_ones_are_refused() {

@@ -166,6 +166,12 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE apply_lock ADD COLUMN boot_id TEXT;
     ALTER TABLE apply_lock ADD COLUMN process_start INTEGER;
     "#,
+    // 6: the lock's lease: its holder renews the heartbeat, and a lock whose lease expired is
+    // taken over from any machine.
+    r#"
+    ALTER TABLE apply_lock ADD COLUMN heartbeat TEXT;
+    ALTER TABLE apply_lock ADD COLUMN lease_seconds INTEGER;
+    "#,
 ];
 
 /// Errors inside a database closure: SQLite's, or ours (a missing row, bad JSON).

@@ -30,7 +30,7 @@ fn insert_history(tx: &Transaction<'_>, project: &str, e: &HistoryEntry) -> rusq
 
 fn read_lock(conn: &rusqlite::Connection, project: &str) -> rusqlite::Result<Option<LockInfo>> {
     conn.query_row(
-        "SELECT id, holder, host, pid, since, command, boot_id, process_start FROM apply_lock WHERE project = ?1",
+        "SELECT id, holder, host, pid, since, command, boot_id, process_start, heartbeat, lease_seconds FROM apply_lock WHERE project = ?1",
         [project],
         |r| {
             Ok(LockInfo {
@@ -43,6 +43,8 @@ fn read_lock(conn: &rusqlite::Connection, project: &str) -> rusqlite::Result<Opt
                 command: r.get(5)?,
                 boot_id: r.get(6)?,
                 process_start: r.get::<_, Option<i64>>(7)?.map(|t| t as u64),
+                heartbeat: r.get(8)?,
+                lease_seconds: r.get::<_, Option<i64>>(9)?.map(|t| t as u64),
             })
         },
     )
@@ -146,8 +148,8 @@ impl StateStore for LocalState {
                     return Ok(Some(holder));
                 }
                 tx.execute(
-                    "INSERT INTO apply_lock (project, id, holder, host, pid, since, command, boot_id, process_start) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                    params![project, info.id, info.holder, info.host, info.pid as i64, info.since, info.command, info.boot_id, info.process_start.map(|t| t as i64)],
+                    "INSERT INTO apply_lock (project, id, holder, host, pid, since, command, boot_id, process_start, heartbeat, lease_seconds) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    params![project, info.id, info.holder, info.host, info.pid as i64, info.since, info.command, info.boot_id, info.process_start.map(|t| t as i64), info.heartbeat, info.lease_seconds.map(|t| t as i64)],
                 )?;
                 tx.commit()?;
                 Ok(None)
@@ -187,6 +189,26 @@ impl StateStore for LocalState {
         let project = project.to_string();
         self.db
             .call("lock holder", move |c| Ok(read_lock(c, &project)?))
+            .await
+    }
+
+    async fn swap_lock(&self, project: &str, expected: &LockInfo, new: &LockInfo) -> Result<bool> {
+        let (project, expected, new) = (project.to_string(), expected.clone(), new.clone());
+        self.db
+            .call("swap lock", move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                match read_lock(&tx, &project)? {
+                    Some(now) if now.same_lease(&expected) => {
+                        tx.execute(
+                            "UPDATE apply_lock SET id = ?2, holder = ?3, host = ?4, pid = ?5, since = ?6, command = ?7, boot_id = ?8, process_start = ?9, heartbeat = ?10, lease_seconds = ?11 WHERE project = ?1",
+                            params![project, new.id, new.holder, new.host, new.pid as i64, new.since, new.command, new.boot_id, new.process_start.map(|t| t as i64), new.heartbeat, new.lease_seconds.map(|t| t as i64)],
+                        )?;
+                        tx.commit()?;
+                        Ok(true)
+                    }
+                    _ => Ok(false),
+                }
+            })
             .await
     }
 }

@@ -878,6 +878,8 @@ async fn the_lock_is_exclusive_across_stacks_on_one_directory() {
         command: "mlctl apply".into(),
         boot_id: None,
         process_start: None,
+        heartbeat: None,
+        lease_seconds: None,
     };
     p.stack.state.lock("demo", &info("one")).await.unwrap();
     match other.state.lock("demo", &info("two")).await {

@@ -169,6 +169,22 @@ impl StateStore for Mock {
         self.pause().await;
         self.store().read("lock holder", &lock_path(project))
     }
+
+    async fn swap_lock(&self, project: &str, expected: &LockInfo, new: &LockInfo) -> Result<bool> {
+        self.pause().await;
+        let store = self.store();
+        let rel = lock_path(project);
+        // Under the same file lock as `unlock`; the write replaces the file in one rename.
+        store.locked("swap lock", &rel, || {
+            match store.read::<LockInfo>("swap lock", &rel)? {
+                Some(now) if now.same_lease(expected) => {
+                    store.write("swap lock", &rel, new)?;
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
+        })
+    }
 }
 
 #[cfg(test)]
@@ -188,6 +204,8 @@ mod tests {
             command: "mlctl apply".into(),
             boot_id: None,
             process_start: None,
+            heartbeat: None,
+            lease_seconds: None,
         }
     }
 

@@ -6,6 +6,9 @@
 //!   entry: appends never rewrite, so concurrent writers cannot lose entries)
 //! - lock: `.mlctl/lock/<project>.json`, created with `If-None-Match: *` (S3's conditional
 //!   write: exactly one of two racing writers gets it; the other gets 412 and reads the holder).
+//!   Renewing its lease and taking it over are puts with `If-Match` on the ETag read, and
+//!   releasing it a delete with `If-Match`, so a lock that changed hands meanwhile is never
+//!   overwritten or deleted.
 
 use crate::aws::Aws;
 use crate::error::provider_err;
@@ -168,10 +171,14 @@ impl StateStore for S3StateStore {
 
     async fn unlock(&self, project: &str, id: &str, force: bool) -> Result<()> {
         let key = self.lock_key(project);
-        match self.aws.get_json::<LockInfo>(&key).await? {
+        match self.aws.get_json_tagged::<LockInfo>(&key).await? {
             None => Ok(()),
-            Some(holder) if force || holder.id == id => self.aws.delete(&key).await,
-            Some(holder) => Err(provider_err(
+            Some(_) if force => self.aws.delete(&key).await,
+            // Conditional on what was read: a lock taken over meanwhile is not deleted.
+            Some((holder, etag)) if holder.id == id => {
+                self.aws.delete_if_match(&key, &etag).await.map(|_| ())
+            }
+            Some((holder, _)) => Err(provider_err(
                 ErrorKind::Precondition,
                 "unlock",
                 format!("the lock is held by {holder}, not by lock id {id}"),
@@ -181,5 +188,18 @@ impl StateStore for S3StateStore {
 
     async fn lock_holder(&self, project: &str) -> Result<Option<LockInfo>> {
         self.aws.get_json::<LockInfo>(&self.lock_key(project)).await
+    }
+
+    async fn swap_lock(&self, project: &str, expected: &LockInfo, new: &LockInfo) -> Result<bool> {
+        let key = self.lock_key(project);
+        match self.aws.get_json_tagged::<LockInfo>(&key).await? {
+            // Conditional on the ETag read: of two swaps from the same lock one lands.
+            Some((now, etag)) if now.same_lease(expected) => {
+                self.aws
+                    .put_if_match(&key, to_json(new)?, "application/json", &etag)
+                    .await
+            }
+            _ => Ok(false),
+        }
     }
 }

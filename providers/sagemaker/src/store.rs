@@ -116,6 +116,88 @@ impl Aws {
         }
     }
 
+    /// Reads a JSON object with its ETag, for a write conditional on it; `None` when it does
+    /// not exist.
+    pub async fn get_json_tagged<T: DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<(T, String)>> {
+        let bucket = &self.bucket;
+        let out = match self.s3.get_object().bucket(bucket).key(key).send().await {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_no_such_key()) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(aws_err("GetObject", e)),
+        };
+        let etag = out.e_tag().unwrap_or_default().to_string();
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| {
+                provider_err(
+                    ErrorKind::Transient,
+                    "GetObject",
+                    format!("reading s3://{bucket}/{key}: {e}"),
+                )
+            })?
+            .into_bytes();
+        mlctl_core::state::check_format_json(&format!("s3://{bucket}/{key}"), &bytes)?;
+        let value = serde_json::from_slice(&bytes).map_err(|e| {
+            provider_err(
+                ErrorKind::Invalid,
+                "GetObject",
+                format!("s3://{bucket}/{key} is not a valid mlctl record: {e}"),
+            )
+        })?;
+        Ok(Some((value, etag)))
+    }
+
+    /// Overwrites an object only if it is still the one with `etag` (`If-Match`); `false`
+    /// when it changed or is gone.
+    pub async fn put_if_match(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+        etag: &str,
+    ) -> Result<bool> {
+        let res = self
+            .s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .if_match(etag)
+            .body(ByteStream::from(bytes))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if precondition_failed(&e) => Ok(false),
+            Err(e) => Err(aws_err("PutObject", e)),
+        }
+    }
+
+    /// Deletes an object only if it is still the one with `etag` (`If-Match`); `false` when
+    /// it changed or is gone.
+    pub async fn delete_if_match(&self, key: &str, etag: &str) -> Result<bool> {
+        let res = self
+            .s3
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .if_match(etag)
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if precondition_failed(&e) => Ok(false),
+            Err(e) => Err(aws_err("DeleteObject", e)),
+        }
+    }
+
     /// Whether an object exists.
     pub async fn exists(&self, key: &str) -> Result<bool> {
         match self
@@ -353,4 +435,15 @@ where
         Some(e) => Err(e),
         None => Ok(out.into_iter().flatten().collect()),
     }
+}
+
+/// Whether a conditional request failed its condition: 412, 409 for a concurrent writer, or
+/// 404 for an `If-Match` on an object that is gone.
+fn precondition_failed<E>(
+    e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> bool {
+    matches!(
+        e.raw_response().map(|r| r.status().as_u16()),
+        Some(412) | Some(409) | Some(404)
+    )
 }

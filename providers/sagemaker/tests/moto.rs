@@ -313,6 +313,8 @@ async fn a_fresh_runner_reads_state_and_lock_from_s3() {
         command: "mlctl apply".into(),
         boot_id: None,
         process_start: None,
+        heartbeat: None,
+        lease_seconds: None,
     };
     stack
         .state

@@ -99,9 +99,15 @@ fn rand_seed() -> u128 {
 
 /// Runs `f` holding the target's lock (taken within `timeout`), releasing it afterwards: what
 /// every command that changes a target does, so two of them never interleave.
-pub fn with_lock<T>(s: &Session, timeout: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+///
+/// `f` gets the flag that says the lock was lost while held ([`Lock::lost`]).
+pub fn with_lock<T>(
+    s: &Session,
+    timeout: &str,
+    f: impl FnOnce(Arc<std::sync::atomic::AtomicBool>) -> Result<T>,
+) -> Result<T> {
     let lock = take_lock(s, timeout)?;
-    let result = f();
+    let result = f(lock.lost());
     let released = s.rt.block_on(lock.release());
     let value = result?;
     released.map_err(|e| {
@@ -137,13 +143,18 @@ fn take_lock(s: &Session, timeout: &str) -> Result<Lock> {
                 std::thread::sleep(Duration::from_millis(250));
             }
             Err(LockError::Held(holder)) => bail!(
-                "target `{}` is locked by {}@{} (pid {}) since {}, running `{}`\n  Another apply is in progress. Wait for it, or pass --lock-timeout 10m to wait.\n  (A holder that died on this machine is taken over by itself; this one runs elsewhere or is alive.)\n  If that process is gone, release the lock with: mlctl force-unlock {} --target {}",
+                "target `{}` is locked by {}@{} (pid {}) since {}, running `{}`{}\n  Another apply is in progress. Wait for it, or pass --lock-timeout 10m to wait.\n  (A holder that died on this machine, or whose lease ran out, is taken over by itself; this one is alive or renews its lease.)\n  If that process is gone, release the lock with: mlctl force-unlock {} --target {}",
                 s.target_name,
                 holder.holder,
                 holder.host,
                 holder.pid,
                 holder.since,
                 holder.command,
+                match (&holder.heartbeat, holder.lease_seconds) {
+                    (Some(beat), Some(lease)) =>
+                        format!("; last heartbeat {beat}, lease {lease} s"),
+                    _ => " (an older mlctl's lock, without a lease)".to_string(),
+                },
                 holder.id,
                 s.target_name
             ),
@@ -196,7 +207,11 @@ fn run(s: Session, mode: Mode, args: &ApplyArgs, saved: Option<Plan>) -> Result<
         s.desired()?
     };
     // Plan under the lock, so what is applied is what was shown.
-    with_lock(&s, &args.lock_timeout, || {
+    with_lock(&s, &args.lock_timeout, |lost| {
+        let opts = ApplyOptions {
+            lock_lost: Some(lost),
+            ..opts
+        };
         let observed = observe(&s, &opts)?;
         let plan = match saved {
             Some(saved) => {

@@ -236,7 +236,7 @@ fn decide(
     decision: Decision,
 ) -> Result<u8> {
     let s = session::open_target(project, target)?;
-    let v = crate::commands::plan::with_lock(&s, lock_timeout, || {
+    let v = crate::commands::plan::with_lock(&s, lock_timeout, |_| {
         s.rt.block_on(s.stack.registry.decide(&s.ctx, name, version, decision))
             .map_err(|e| anyhow!("{e}"))
     })?;
@@ -429,7 +429,7 @@ pub fn rollback(
     lock_timeout: &str,
 ) -> Result<u8> {
     let s = session::open_target(project, target)?;
-    crate::commands::plan::with_lock(&s, lock_timeout, || rollback_locked(&s, endpoint, to))
+    crate::commands::plan::with_lock(&s, lock_timeout, |_| rollback_locked(&s, endpoint, to))
 }
 
 /// [`rollback`] with the target's lock held.

@@ -42,6 +42,9 @@ pub struct ApplyOptions {
     pub retry_base: Duration,
     /// Longest wait for one training job or rollout when the spec sets no timeout.
     pub timeout: Duration,
+    /// Set when the apply lock was lost while held ([`crate::state::Lock::lost`]): nothing
+    /// more is started, what runs finishes.
+    pub lock_lost: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Default for ApplyOptions {
@@ -52,6 +55,7 @@ impl Default for ApplyOptions {
             retries: 5,
             retry_base: Duration::from_millis(200),
             timeout: Duration::from_secs(24 * 3600),
+            lock_lost: None,
         }
     }
 }
@@ -243,6 +247,22 @@ pub async fn apply(
                 continue;
             }
             started.insert(c.id.clone());
+            if opts
+                .lock_lost
+                .as_ref()
+                .is_some_and(|l| l.load(std::sync::atomic::Ordering::SeqCst))
+            {
+                let outcome = Outcome::Skipped(
+                    "not attempted: the apply lock was lost to another apply".into(),
+                );
+                shared.reporter.event(ApplyEvent::Finished {
+                    id: c.id.clone(),
+                    outcome: outcome.clone(),
+                    elapsed: Duration::ZERO,
+                });
+                results.insert(c.id.clone(), outcome);
+                continue;
+            }
             if c.action == Action::NoOp {
                 results.insert(c.id.clone(), Outcome::NoOp);
                 if let Some(o) = observed_with_error(&shared, &c.id) {

@@ -467,6 +467,8 @@ fn child_process() {
             command: "c".into(),
             boot_id: None,
             process_start: None,
+            heartbeat: None,
+            lease_seconds: None,
         };
         let won = stack.state.lock("race", &info).await.is_ok();
         let own = stack
@@ -542,4 +544,68 @@ fn separate_processes_share_state_and_exactly_one_gets_the_lock() {
         None,
     ));
     assert_eq!(runs.unwrap().len(), 5);
+}
+
+/// A held lock renews its own lease: after a renewal period its heartbeat is newer, so a
+/// long apply never looks expired to another machine.
+#[tokio::test(start_paused = true)]
+async fn a_held_lock_renews_its_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = child_stack(dir.path());
+    let info = LockInfo::for_this_process("renewing".into(), "mlctl apply".into());
+    let first = info.heartbeat.clone();
+    let lock = mlctl_core::Lock::acquire(&stack, "race", info)
+        .await
+        .unwrap();
+    // Paused time: sleeping advances the clock at once, and the renewer runs meanwhile. (The
+    // heartbeat is wall-clock time with nanoseconds, so a renewal always changes it.)
+    tokio::time::sleep(mlctl_core::state::LOCK_RENEW_EVERY + Duration::from_secs(1)).await;
+    let mut now = None;
+    for _ in 0..100 {
+        now = stack.state.lock_holder("race").await.unwrap();
+        if now.as_ref().is_some_and(|h| h.heartbeat != first) {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let now = now.expect("the lock is still held");
+    assert_eq!(now.id, "renewing");
+    assert_ne!(now.heartbeat, first, "the heartbeat was renewed");
+    assert!(!lock.lost().load(std::sync::atomic::Ordering::SeqCst));
+    lock.release().await.unwrap();
+    assert!(stack.state.lock_holder("race").await.unwrap().is_none());
+}
+
+/// A holder that finds at its next renewal that its lock was taken over (it stalled past its
+/// lease) says so: nothing more is started, and releasing fails naming the new holder, while
+/// the new holder's lock stays.
+#[tokio::test(start_paused = true)]
+async fn a_lock_taken_over_from_a_stalled_holder_is_known_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = child_stack(dir.path());
+    let info = LockInfo::for_this_process("stalled".into(), "mlctl apply".into());
+    let lock = mlctl_core::Lock::acquire(&stack, "race", info.clone())
+        .await
+        .unwrap();
+    // What a takeover after an expired lease does: one swap from the lock as read.
+    let other = LockInfo {
+        id: "other".into(),
+        host: "another-host".into(),
+        ..info.clone()
+    };
+    assert!(stack.state.swap_lock("race", &info, &other).await.unwrap());
+    tokio::time::sleep(mlctl_core::state::LOCK_RENEW_EVERY + Duration::from_secs(1)).await;
+    let lost = lock.lost();
+    for _ in 0..100 {
+        if lost.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(lost.load(std::sync::atomic::Ordering::SeqCst));
+    let e = lock.release().await.unwrap_err();
+    assert!(e.message.contains("lock was lost"), "{e}");
+    assert!(e.message.contains("another-host"), "{e}");
+    let holder = stack.state.lock_holder("race").await.unwrap().unwrap();
+    assert_eq!(holder.id, "other", "the new holder keeps its lock");
 }
