@@ -277,3 +277,14 @@ pub fn iris_on_a_free_port(strategy: &str) -> (TestProject, u16) {
     );
     (p, port)
 }
+
+/// `POST path` with a JSON `body` to 127.0.0.1:`port`, on a connection of its own: the whole
+/// response, status line first.
+pub fn http_post(port: u16, path: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("endpoint listens");
+    write!(s, "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}

@@ -23,13 +23,7 @@ impl LocalIris {
     }
 
     fn predict(&self, body: &str) -> String {
-        use std::io::{Read, Write};
-        let mut s =
-            std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("endpoint listens");
-        write!(s, "POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
+        http_post(self.port, "/invocations", body)
     }
 
     fn production_versions(&self) -> Vec<(u64, String)> {
