@@ -209,12 +209,18 @@ fn trials(target: &str, trials: u64) {
             );
         }
     }
+    // What the re-runs found left running by a killed apply and stopped (each says so in
+    // the log of what it stopped).
+    let strays = std::fs::read_to_string(p.path().join(".mlctl/local/endpoints/iris/serve.log"))
+        .unwrap_or_default()
+        .matches("mlctl: stopped server process")
+        .count();
     p.mlctl(&["destroy", "--auto-approve"]).expect_code(0);
     if target == "local" {
         assert_eq!(servers(&p), 0, "destroy left a server running");
     }
     eprintln!(
-        "crash harness on `{target}`: {trials} trials (seed {seed}, kills within {window} ms of a {full} ms apply), all converged without a person; kill points:"
+        "crash harness on `{target}`: {trials} trials (seed {seed}, kills within {window} ms of a {full} ms apply), all converged without a person; {strays} half-started servers stopped; kill points:"
     );
     for (point, n) in &points {
         eprintln!("  {n:>4}  {point}");

@@ -16,5 +16,6 @@ mod paths;
 mod reconcile;
 mod sagemaker;
 mod serve;
+mod strays;
 mod support;
 mod validate;

@@ -327,6 +327,10 @@ impl LocalDataStore {
             env,
             log: work.join("transform.log"),
             limits: None,
+            recorded: Some((
+                self.state_dir.join("procs"),
+                format!("transform of Dataset/{}", req.name),
+            )),
         };
         let (_keep, rx) = tokio::sync::watch::channel(false);
         let exit = process::run(&shell, |_, _| {}, rx).await?;

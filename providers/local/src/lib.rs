@@ -15,6 +15,7 @@
 //!   runs/<run id>/               script-mode run directories (SageMaker's /opt/ml layout), logs
 //!   registry/<model>/<version>/  registered model artifacts
 //!   work/                        transform working directories
+//!   procs/<pid>.json             transforms and script-mode runs while they run (`strays`)
 //!   tmp/                         temporary files renamed into place
 //! ```
 //!
@@ -34,6 +35,7 @@ mod objects;
 mod process;
 mod registry;
 mod state;
+mod strays;
 mod support;
 mod trainer;
 

@@ -41,6 +41,9 @@ pub(crate) struct Shell {
     /// the mlctl executable, the limits, and the slot among processes running side by side
     /// (see [`Limits::wrap`]).
     pub limits: Option<(PathBuf, Limits, usize)>,
+    /// Where the running command is recorded (see [`crate::strays`]), and what it is, so the
+    /// next run stops it if the mlctl that started it is killed and it keeps running.
+    pub recorded: Option<(PathBuf, String)>,
 }
 
 /// Variables a command inherits from mlctl's environment, by name; `LC_*` too. Everything
@@ -128,8 +131,8 @@ fn io(op: &str, e: std::io::Error) -> ProviderError {
 /// Runs `shell`, calling `on_line` for every output line, until it exits or `cancel` turns true.
 pub(crate) async fn run(
     shell: &Shell,
-    mut on_line: impl FnMut(Stream, &str) + Send,
-    mut cancel: watch::Receiver<bool>,
+    on_line: impl FnMut(Stream, &str) + Send,
+    cancel: watch::Receiver<bool>,
 ) -> Result<Exit> {
     if let Some(dir) = shell.log.parent() {
         tokio::fs::create_dir_all(dir)
@@ -142,6 +145,10 @@ pub(crate) async fn run(
         .open(&shell.log)
         .await
         .map_err(|e| io("open log file", e))?;
+    // What an earlier, killed mlctl left running is stopped before anything new starts.
+    if let Some((dir, _)) = &shell.recorded {
+        crate::strays::stop_orphans(dir, std::time::Duration::from_secs(10)).await;
+    }
     let program = ["sh".into(), "-c".into(), shell.command.clone().into()];
     let mut cmd = match &shell.limits {
         Some((mlctl, limits, slot)) if limits.any() => {
@@ -169,7 +176,7 @@ pub(crate) async fn run(
     // Its own process group, so a cancel stops what `sh` started too.
     #[cfg(unix)]
     cmd.process_group(0);
-    let mut child = cmd.spawn().map_err(|e| {
+    let child = cmd.spawn().map_err(|e| {
         let mut err = io("start command", e);
         err.message = format!(
             "could not start `sh -c {}` in {}: {}",
@@ -179,6 +186,27 @@ pub(crate) async fn run(
         );
         err
     })?;
+    let pid = child.id();
+    if let (Some((dir, what)), Some(pid)) = (&shell.recorded, pid) {
+        crate::strays::record(
+            dir,
+            &crate::strays::Spawn::of_child(pid, what, Some(&shell.log)),
+        );
+    }
+    let exit = supervise(child, &mut log, on_line, cancel).await;
+    if let (Some((dir, _)), Some(pid)) = (&shell.recorded, pid) {
+        crate::strays::forget(dir, pid);
+    }
+    exit
+}
+
+/// Streams the output of `child` into `log` and `on_line` until it exits or is cancelled.
+async fn supervise(
+    mut child: tokio::process::Child,
+    log: &mut tokio::fs::File,
+    mut on_line: impl FnMut(Stream, &str) + Send,
+    mut cancel: watch::Receiver<bool>,
+) -> Result<Exit> {
     let pid = child.id();
     let mut out = BufReader::new(child.stdout.take().expect("piped stdout"));
     let mut err = BufReader::new(child.stderr.take().expect("piped stderr"));
@@ -294,6 +322,7 @@ mod tests {
             env: vec![("GREETING".into(), "hi".into())],
             log: dir.path().join("logs/run.log"),
             limits: None,
+            recorded: None,
         };
         let (_tx, rx) = watch::channel(false);
         let mut lines = Vec::new();
@@ -319,6 +348,7 @@ mod tests {
             env: vec![],
             log: dir.path().join("log"),
             limits: None,
+            recorded: None,
         };
         let (tx, rx) = watch::channel(false);
         let t0 = std::time::Instant::now();

@@ -4,7 +4,7 @@
 
 use super::processes::{
     Process, alive, announce_dir, announced, announcement, ensure_port_free, forget, free_port,
-    is_serve, log_tail, stop_all, stop_process, write_pid_file,
+    is_serve, log_tail, record_spawn, spawned, stop_all, stop_process, write_pid_file,
 };
 use super::{
     LocalDeployer, Record, START_TIMEOUT, Wanted, control_token, err, io, now_rfc3339,
@@ -150,6 +150,7 @@ impl LocalDeployer {
             )
         })?;
         let pid = child.id();
+        record_spawn(dir, pid, &rec.name);
         // Reap it when it exits while we are still around (no zombie that looks alive).
         std::thread::spawn(move || {
             let _ = child.wait();
@@ -652,10 +653,11 @@ impl LocalDeployer {
         })
     }
 
-    /// Stops every process the endpoint knows of (recorded or announced).
+    /// Stops every process the endpoint knows of (recorded, announced, or recorded as
+    /// started).
     pub(super) async fn stop_everything(&self, dir: &Path, rec: &Record) {
         let mut all = rec.processes();
-        for a in announced(dir) {
+        for a in announced(dir).into_iter().chain(spawned(dir)) {
             if all.iter().all(|p| p.pid != a.pid) {
                 all.push(a);
             }

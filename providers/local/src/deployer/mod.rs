@@ -912,6 +912,12 @@ impl Deployer for LocalDeployer {
     async fn deploy(&self, ctx: &OpContext, req: &EndpointRequest) -> Result<DeploymentHandle> {
         let dir = self.dir(&req.name);
         std::fs::create_dir_all(&dir).map_err(|e| io("deploy", &dir, e))?;
+        // A server that a killed apply started and never recorded goes first: it would hold
+        // the port, or serve on an old one forever.
+        let recorded = read_record(&dir)?
+            .map(|r| r.processes())
+            .unwrap_or_default();
+        processes::stop_half_started(&dir, &recorded).await;
         let wanted = self.wanted(ctx, req)?;
         let id = format!(
             "{}-{}-{}",
@@ -1176,7 +1182,11 @@ impl Deployer for LocalDeployer {
         let dir = self.dir(name);
         match read_record(&dir)? {
             Some(rec) => self.stop_everything(&dir, &rec).await,
-            None => stop_all(&dir, &announced(&dir)).await,
+            None => {
+                let mut all = announced(&dir);
+                all.extend(processes::spawned(&dir));
+                stop_all(&dir, &all).await
+            }
         }
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),

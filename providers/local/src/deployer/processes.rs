@@ -63,9 +63,62 @@ pub(super) fn announced(dir: &Path) -> Vec<Process> {
         .collect()
 }
 
-/// Removes the announcement of `pid` (gone already is fine).
+/// Removes the announcement of `pid` and the record of its start (gone already is fine).
 pub(super) fn forget(dir: &Path, pid: u32) {
     let _ = std::fs::remove_file(Announcement::path(&announce_dir(dir), pid));
+    crate::strays::forget(&spawn_dir(dir), pid);
+}
+
+/// Where the endpoint's server processes are recorded the moment they are started, before
+/// they serve ([`crate::strays::Spawn`]).
+pub(super) fn spawn_dir(dir: &Path) -> PathBuf {
+    dir.join("spawned")
+}
+
+/// Records a server process just started (see [`stop_half_started`]).
+pub(super) fn record_spawn(dir: &Path, pid: u32, name: &str) {
+    crate::strays::record(
+        &spawn_dir(dir),
+        &crate::strays::Spawn::of_child(
+            pid,
+            format!("server of Endpoint/{name}"),
+            Some(&dir.join("serve.log")),
+        ),
+    );
+}
+
+/// Stops the server processes that an apply started and then died before it recorded them
+/// in `endpoint.json` (killed while they were starting): their starter is provably gone and
+/// `recorded` (the endpoint's processes) does not name them. Left running, one would hold
+/// the port, or serve on an old one forever. Returns what was stopped, one line each (also
+/// noted in `serve.log`).
+pub(super) async fn stop_half_started(dir: &Path, recorded: &[Process]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (s, why) in crate::strays::orphans(&spawn_dir(dir)) {
+        if recorded.iter().any(|p| p.pid == s.pid) {
+            continue;
+        }
+        crate::strays::stop_group(&s, Duration::from_secs(10)).await;
+        let line = format!(
+            "mlctl: stopped server process {} that mlctl pid {} started and never recorded: {why}",
+            s.pid, s.parent_pid
+        );
+        crate::process::note(&dir.join("serve.log"), &line);
+        forget(dir, s.pid);
+        lines.push(line);
+    }
+    lines
+}
+
+/// Every server process recorded as started in `dir` that still runs, whoever started it.
+pub(super) fn spawned(dir: &Path) -> Vec<Process> {
+    crate::strays::running(&spawn_dir(dir))
+        .into_iter()
+        .map(|s| Process {
+            pid: s.pid,
+            control_port: None,
+        })
+        .collect()
 }
 
 /// The announcement of `pid`, once it has written one.

@@ -91,6 +91,8 @@ pub(crate) struct TrialRun<'a> {
     pub rows: Option<Arc<evaluation::Rows>>,
     /// A tuning trial: scored on the validation rows, with no test rows or channel.
     pub trial: bool,
+    /// Where a script-mode command is recorded while it runs ([`crate::strays`]).
+    pub procs: PathBuf,
 }
 
 /// What a training execution produced.
@@ -548,6 +550,7 @@ async fn execute(
             slot: 0,
             rows,
             trial: false,
+            procs: inner.state_dir.join("procs"),
         };
         let Some(_) = &job.spec.tuning else {
             let out = run_trial(
@@ -642,7 +645,7 @@ async fn run_trial(
     progress: Arc<dyn Fn(String) + Send + Sync>,
 ) -> Result<TrialOutput> {
     if t.job.spec.algorithm.is_some() {
-        let (job, params, run_dir, log, budget, mlctl, rows, trial) = (
+        let (job, params, run_dir, log, budget, mlctl, rows, trial, procs) = (
             t.job.clone(),
             t.params.clone(),
             t.run_dir.clone(),
@@ -651,6 +654,7 @@ async fn run_trial(
             t.mlctl.clone(),
             t.rows.clone(),
             t.trial,
+            t.procs.clone(),
         );
         let run_id = t.run_id.clone();
         blocking("training", move || {
@@ -665,6 +669,7 @@ async fn run_trial(
                 slot: 0,
                 rows,
                 trial,
+                procs,
             };
             builtin::run(&t, &cancel)
         })
@@ -782,6 +787,7 @@ async fn tune(
                                 slot,
                                 rows,
                                 trial: true,
+                                procs: inner.state_dir.join("procs"),
                             };
                             let out = run_trial(&t, cancel, Arc::new(|_| {}))
                                 .await

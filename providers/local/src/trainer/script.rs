@@ -333,6 +333,13 @@ pub(crate) async fn run(
         env,
         log: t.log.clone(),
         limits: Some((t.mlctl.clone(), limits, t.slot)),
+        recorded: Some((
+            t.procs.clone(),
+            format!(
+                "script of TrainingJob/{} (run {})",
+                t.job.resource, t.run_id
+            ),
+        )),
     };
     let scraped = Arc::new(Mutex::new(BTreeMap::new()));
     let sink = scraped.clone();
