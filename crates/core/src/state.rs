@@ -314,6 +314,15 @@ pub trait StateStore: Send + Sync {
     async fn unlock(&self, project: &str, id: &str, force: bool) -> Result<()>;
     /// The current lock holder, if any. Checked by `lock_contention`.
     async fn lock_holder(&self, project: &str) -> Result<Option<LockInfo>>;
+    /// The target's key for secret digests ([`crate::secrets`]): 32 random bytes, made on
+    /// first use and kept in the target, for every project on it.
+    ///
+    /// # Contract
+    /// Made once: every later call, from this process or any other sharing the target,
+    /// returns the same key, also when the first callers race (a conditional write, an
+    /// SQLite transaction: the loser reads the winner's key). Checked by
+    /// `digest_key_is_made_once`.
+    async fn digest_key(&self) -> Result<crate::secrets::DigestKey>;
 }
 
 /// The apply lock of a target, held for the duration of an apply.

@@ -166,6 +166,15 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE apply_lock ADD COLUMN boot_id TEXT;
     ALTER TABLE apply_lock ADD COLUMN process_start INTEGER;
     "#,
+    // 6: the target's key for digests of secrets (`mlctl_core::secrets`): one row, made on
+    // first use.
+    r#"
+    CREATE TABLE target_keys (
+        name        TEXT PRIMARY KEY,       -- `secret-digest`
+        key         TEXT NOT NULL,          -- 64 hex digits
+        created_at  TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// Errors inside a database closure: SQLite's, or ours (a missing row, bad JSON).
