@@ -14,6 +14,7 @@ mod limits;
 mod local;
 mod paths;
 mod reconcile;
+mod rotation;
 mod sagemaker;
 mod serve;
 mod support;
