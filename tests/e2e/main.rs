@@ -16,6 +16,7 @@ mod paths;
 mod reconcile;
 mod rotation;
 mod sagemaker;
+mod secrets_scan;
 mod serve;
 mod support;
 mod validate;
