@@ -98,13 +98,144 @@ impl TestProject {
 
     /// `mlctl ARGS` in the project directory.
     pub fn mlctl(&self, args: &[&str]) -> Run {
+        self.mlctl_with(args, &[])
+    }
+
+    /// `mlctl ARGS` in the project directory, with `env` set on top of the test's own.
+    pub fn mlctl_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let out = mlctl()
             .args(args)
+            .envs(env.iter().copied())
             .current_dir(self.path())
             .output()
             .expect("run mlctl");
         Run::from(out)
     }
+}
+
+/// The HTTP status of one iris prediction on the endpoint at `port` with `token` as its
+/// bearer token; 0 when the connection failed or no status came back.
+pub fn predict_status(port: u16, token: &str) -> u16 {
+    use std::io::{Read, Write};
+    const ROW: &str = r#"{"instances": [[5.1, 3.5, 1.4, 0.2]]}"#;
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return 0;
+    };
+    if write!(
+        s,
+        "POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{ROW}",
+        ROW.len()
+    )
+    .is_err()
+    {
+        return 0;
+    }
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A value that stands for a credential in a test: random-looking and unique to this run, so
+/// finding it anywhere means it leaked.
+pub fn secret_value(label: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let seed = format!("{label}-{nanos}-{}-{:p}", std::process::id(), &nanos);
+    format!("{label}{}", &blake3::hash(seed.as_bytes()).to_hex()[..24])
+}
+
+/// Where any of `needles` occurs under `dir`: every file's bytes (`-wal` and `-shm` files
+/// of a database included), and every row of every SQLite database as text. One line per hit,
+/// naming the file (and table) and which needle, never the needle's value.
+pub fn find_leaks(dir: &Path, needles: &[(&str, &str)]) -> Vec<String> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if !meta.is_file() {
+                continue;
+            }
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            for (what, value) in needles {
+                if contains(&bytes, value.as_bytes()) {
+                    hits.push(format!("{what} in {}", path.display()));
+                }
+            }
+            if bytes.starts_with(b"SQLite format 3\0") {
+                for (table, text) in sqlite_dump(&path) {
+                    for (what, value) in needles {
+                        if text.contains(value) {
+                            hits.push(format!("{what} in table {table} of {}", path.display()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    hits.sort();
+    hits.dedup();
+    hits
+}
+
+/// Whether `needle` occurs in `haystack`.
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Every table of the SQLite database at `path`, each as the text of all its rows (what
+/// `sqlite3 .dump` would show of it, WAL included).
+fn sqlite_dump(path: &Path) -> Vec<(String, String)> {
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+    let conn = rusqlite::Connection::open_with_flags(path, flags)
+        .unwrap_or_else(|e| panic!("open {} to scan it: {e}", path.display()));
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .and_then(|mut st| {
+            st.query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()
+        })
+        .unwrap_or_else(|e| panic!("list the tables of {}: {e}", path.display()));
+    let mut out = Vec::new();
+    for table in tables {
+        let mut st = conn
+            .prepare(&format!("SELECT * FROM \"{table}\""))
+            .unwrap_or_else(|e| panic!("read table {table} of {}: {e}", path.display()));
+        let columns = st.column_count();
+        let mut text = String::new();
+        let mut rows = st.query([]).unwrap();
+        while let Some(row) = rows.next().unwrap() {
+            for i in 0..columns {
+                match row.get_ref(i).unwrap() {
+                    rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                        text.push_str(&String::from_utf8_lossy(t))
+                    }
+                    other => text.push_str(&format!("{other:?}")),
+                }
+                text.push('\t');
+            }
+            text.push('\n');
+        }
+        out.push((table, text));
+    }
+    out
 }
 
 /// The outcome of one mlctl run.

@@ -110,6 +110,50 @@ fn hyperparameter_change_replans_the_job_and_its_dependants_only() {
 }
 
 #[test]
+fn a_new_secret_value_is_planned_by_the_variable_name_and_the_mock_records_it() {
+    let p = iris_on_mock();
+    p.replace(
+        "ml/endpoint.yaml",
+        "  capture:\n",
+        "  auth:\n    token: ${env:IRIS_TOKEN}\n  capture:\n",
+    );
+    p.commit_all("require a token");
+    let (a, b) = (secret_value("tokenA"), secret_value("tokenB"));
+    let with = |args: &[&str], token: &str| p.mlctl_with(args, &[("IRIS_TOKEN", token)]);
+    with(&["reconcile", "--target", "test"], &a).expect_code(0);
+    let same = with(&["plan", "--target", "test", "--detailed-exitcode"], &a).expect_code(0);
+    assert!(same.stdout.starts_with("No changes."), "{}", same.stdout);
+    let plan = with(&["plan", "--target", "test", "--detailed-exitcode"], &b).expect_code(2);
+    insta::assert_snapshot!("secret_change", redact(&plan.stdout));
+    let planned = with(&["plan", "--target", "test", "-o", "json"], &b).expect_code(0);
+    let planned: serde_json::Value = serde_json::from_str(&planned.stdout).unwrap();
+    let fingerprint = planned["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"]["kind"] == "Endpoint")
+        .map(|c| c["fingerprint"].clone())
+        .unwrap_or_else(|| panic!("{planned}"));
+    let apply = with(&["reconcile", "--target", "test"], &b).expect_code(0);
+    assert!(
+        apply.stdout.contains("0 added, 1 changed, 0 destroyed"),
+        "{}",
+        apply.stdout
+    );
+    let after = with(&["plan", "--target", "test", "--detailed-exitcode"], &b).expect_code(0);
+    assert!(after.stdout.starts_with("No changes."), "{}", after.stdout);
+    // The mock rolled the endpoint out again under the new fingerprint, and kept no token.
+    let record: serde_json::Value =
+        serde_json::from_str(&p.read(".mlctl/test/endpoints/iris.json")).unwrap();
+    assert_eq!(record["fingerprint"], fingerprint, "{record}");
+    let leaks = find_leaks(
+        &p.path().join(".mlctl"),
+        &[("token A", a.as_str()), ("token B", b.as_str())],
+    );
+    assert!(leaks.is_empty(), "{leaks:#?}");
+}
+
+#[test]
 fn a_comment_or_key_reorder_plans_nothing() {
     let p = iris_on_mock();
     p.mlctl(&["reconcile", "--target", "test"]).expect_code(0);

@@ -5,7 +5,7 @@
 
 use crate::common::*;
 
-fn moto_url() -> Option<String> {
+pub(crate) fn moto_url() -> Option<String> {
     match std::env::var("MLCTL_MOTO_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
@@ -121,7 +121,13 @@ fn alarms(url: &str, prefix: &str) -> Vec<String> {
 }
 
 /// One request to moto (no signature is checked); returns the whole reply.
-fn moto_request(url: &str, service: &str, request_line: &str, headers: &str, body: &str) -> String {
+pub(crate) fn moto_request(
+    url: &str,
+    service: &str,
+    request_line: &str,
+    headers: &str,
+    body: &str,
+) -> String {
     use std::io::{Read, Write};
     let hostport = url
         .split("://")
@@ -292,6 +298,11 @@ fn s3_source_retrains_when_the_object_changes_and_labels_retag_in_place() {
 /// Runs mlctl in `p` against the moto emulator at `url`, with the test role, bucket and
 /// credentials moto accepts.
 fn on_moto(p: &TestProject, url: &str, args: &[&str]) -> Run {
+    on_moto_with(p, url, args, &[])
+}
+
+/// [`on_moto`] with `env` set on top (moto checks no signature: any credentials do).
+pub(crate) fn on_moto_with(p: &TestProject, url: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
     let out = mlctl()
         .args(args)
         .current_dir(p.path())
@@ -305,6 +316,7 @@ fn on_moto(p: &TestProject, url: &str, args: &[&str]) -> Run {
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_REGION", "us-east-1")
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     Run::from(out)

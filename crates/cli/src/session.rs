@@ -333,7 +333,13 @@ impl Session {
             mlctl_ml::digest::digest_path(&path, Some(&mut cache))
                 .map_err(|e| format!("{}: {e}", path.display()).into())
         };
-        let desired = Desired::new(&self.spec, &self.commit.sha, &digest)
+        // A secret's value is in the fingerprint as a keyed digest only (`mlctl_core::secrets`).
+        let key = self
+            .rt
+            .block_on(self.stack.state.digest_key())
+            .context("cannot read the target's secret-digest key")?;
+        let secret = |name: &str| std::env::var(name).ok().map(|v| key.digest(&v));
+        let desired = Desired::with_secrets(&self.spec, &self.commit.sha, &digest, &secret)
             .context("cannot compute fingerprints")?;
         if let Ok(mut c) = cache.lock() {
             // A cache that cannot be saved only costs time on the next run.

@@ -55,7 +55,9 @@ pub use engine::{
 pub use fixture::{Fixture, PROJECT, digest_path};
 pub use monitor::monitor_configure_remove;
 pub use registry::{registry_approval, registry_versions_and_stages};
-pub use state::{lock_contention, lock_lease, lock_takeover, state_roundtrip};
+pub use state::{
+    digest_key_is_made_once, lock_contention, lock_lease, lock_takeover, state_roundtrip,
+};
 pub use trainer::{
     trainer_cancel, trainer_failure_reports_reason, trainer_submit_is_idempotent,
     trainer_unknown_job,
@@ -84,6 +86,7 @@ macro_rules! __with_checks {
             plain lock_contention,
             plain lock_takeover,
             plain lock_lease,
+            plain digest_key_is_made_once,
             plain datastore_blobs,
             plain dataset_register_idempotent,
             plain dataset_missing_source_fails,

@@ -573,3 +573,36 @@ async fn lock_or_fail(
         )),
     }
 }
+
+/// The target's secret-digest key is made once: callers racing to make it, and every caller
+/// after them, get the same key, so a secret's digest (and the fingerprint of what reads it)
+/// is the same from every process that plans against the target.
+pub async fn digest_key_is_made_once(stack: &Stack, _fx: &Fixture) {
+    let c = Check::new("digest_key_is_made_once", stack);
+    let st = &stack.state;
+    // Four first users at once, on one runtime: each call is under way before any ends.
+    let (a, b, d, e) = tokio::join!(
+        st.digest_key(),
+        st.digest_key(),
+        st.digest_key(),
+        st.digest_key()
+    );
+    let keys: Vec<_> = [a, b, d, e]
+        .into_iter()
+        .map(|r| c.ok(r, "making the digest key while others make it too"))
+        .collect();
+    let again = call!(c, "reading the digest key again", st.digest_key().await);
+    c.ensure(
+        keys.iter().all(|k| *k == again),
+        "every caller must get the same digest key, the racing first ones included",
+    );
+    c.ensure(
+        again != mlctl_core::secrets::DigestKey::from_bytes([0; 32]),
+        "the digest key must be random, not zeros",
+    );
+    let (a, b) = (again.digest("token-a"), again.digest("token-b"));
+    c.ensure(
+        a != b && !a.contains("token-a"),
+        format!("digests must tell values apart and never hold them: {a}, {b}"),
+    );
+}

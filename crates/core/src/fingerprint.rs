@@ -2,7 +2,8 @@
 //!
 //! Fingerprint = blake3 over the kind, the canonical spec (typed, defaults applied, sorted
 //! keys: a YAML comment, key order or quoting changes nothing), the fingerprints of its inputs,
-//! and the content digests of the files it reads (data, code). Same fingerprint = nothing to do.
+//! the content digests of the files it reads (data, code), and the keyed digests of the secrets
+//! it reads (`${env:NAME}` values, [`crate::secrets`]). Same fingerprint = nothing to do.
 //!
 //! Only what changes a result is hashed ([`mlctl_spec::Resource::fingerprinted`]): labels and
 //! each kind's `IN_PLACE` fields (a Model's `description`) are left out, so changing one is an
@@ -36,11 +37,15 @@ impl std::fmt::Display for Fingerprint {
 /// Computes a fingerprint.
 ///
 /// `inputs` are the fingerprints of the resources this one depends on (by address), `digests`
-/// the content digests of the files it reads (its spec's `content_inputs()`, by path).
+/// the content digests of the files it reads (its spec's `content_inputs()`, by path), and
+/// `secrets` the keyed digests of the `${env:NAME}` values it reads, by variable
+/// ([`crate::secrets`]): never a value. A resource that reads none keeps the fingerprint it
+/// had before secrets were fingerprinted.
 pub fn compute(
     r: &Resource,
     inputs: &BTreeMap<String, Fingerprint>,
     digests: &BTreeMap<String, String>,
+    secrets: &BTreeMap<String, String>,
 ) -> Fingerprint {
     let mut h = blake3::Hasher::new();
     let mut field = |name: &str, value: &str| {
@@ -60,6 +65,9 @@ pub fn compute(
     }
     for (path, digest) in digests {
         field(&format!("content:{path}"), digest);
+    }
+    for (name, digest) in secrets {
+        field(&format!("{}{name}", crate::secrets::INPUT_PREFIX), digest);
     }
     Fingerprint(h.finalize().to_hex().to_string())
 }

@@ -15,6 +15,7 @@ pub mod host;
 pub mod observe;
 pub mod plan;
 mod reconcile;
+pub mod secrets;
 pub mod state;
 pub mod support;
 

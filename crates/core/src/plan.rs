@@ -132,6 +132,23 @@ impl Desired {
         commit: &str,
         digest: &dyn Fn(&str) -> Result<String, DigestError>,
     ) -> Result<Desired, DesiredError> {
+        Desired::with_secrets(spec, commit, digest, &|_| None)
+    }
+
+    /// [`Desired::new`], with the values of the `${env:NAME}` references each resource reads
+    /// in its fingerprint: `secret` gives a variable's keyed digest
+    /// ([`crate::secrets::DigestKey::digest`] of its value), `None` when it is unset (the
+    /// component that needs it says so). The digests are among the resource's `inputs` as
+    /// `secret:NAME`, so a plan names the secret that changed; a value is never kept.
+    ///
+    /// # Errors
+    /// See [`Desired::new`].
+    pub fn with_secrets(
+        spec: &Spec,
+        commit: &str,
+        digest: &dyn Fn(&str) -> Result<String, DigestError>,
+        secret: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Desired, DesiredError> {
         let order = graph::topo_order(spec).map_err(DesiredError::Cycle)?;
         let mut fps: BTreeMap<ResourceId, Fingerprint> = BTreeMap::new();
         let mut out = Vec::new();
@@ -181,7 +198,14 @@ impl Desired {
                     inputs.insert(format!("input:{dep}"), fp.0.clone());
                 }
             }
-            let fp = fingerprint::compute(r, &input_fps, &digests);
+            let mut secrets = BTreeMap::new();
+            for name in crate::secrets::referenced(r) {
+                if let Some(d) = secret(&name) {
+                    inputs.insert(format!("{}{name}", crate::secrets::INPUT_PREFIX), d.clone());
+                    secrets.insert(name, d);
+                }
+            }
+            let fp = fingerprint::compute(r, &input_fps, &digests, &secrets);
             fps.insert(id.clone(), fp.clone());
             let mut canonical = r.canonical();
             let mut labels = spec.project.labels.clone();
@@ -585,6 +609,11 @@ fn change_for(
                     "dataset {} data changed upstream ({url}: {was} -> {new})",
                     id.name
                 ));
+            } else if let Some(name) = key.strip_prefix(crate::secrets::INPUT_PREFIX) {
+                change.reasons.push(match old {
+                    Some(_) => format!("secret `{name}` changed"),
+                    None => format!("secret `{name}` was not read at the last apply"),
+                });
             } else if let Some(path) = key.strip_prefix("code:") {
                 change.reasons.push(format!("code dir {path} changed"));
             } else if let Some(dep) = key.strip_prefix("input:") {
@@ -601,6 +630,17 @@ fn change_for(
                         .push(format!("input {dep} changed since the last apply")),
                     Some(_) => change.reasons.push(format!("input {dep} changes")),
                 }
+            }
+        }
+        // A secret read at the last apply and not now: unset, or no longer referenced (which
+        // the field diff above says).
+        for key in o.inputs.keys() {
+            if let Some(name) = key.strip_prefix(crate::secrets::INPUT_PREFIX)
+                && !d.inputs.contains_key(key)
+            {
+                change
+                    .reasons
+                    .push(format!("secret `{name}` is no longer read"));
             }
         }
         if let Some(err) = o
@@ -998,6 +1038,77 @@ mod in_place {
             .spec
             .unwrap_or_else(|| panic!("{:?}", loaded.diagnostics));
         Desired::new(&spec, "c0ffee", &|_| Ok("d1".to_string())).unwrap()
+    }
+
+    /// A job whose hyperparameter `bucket` reads `${env:BUCKET}`, set to `value` (or unset),
+    /// digested under one key.
+    fn desired_reading_secret(value: Option<&str>) -> Desired {
+        let files = Mem(BTreeMap::from([
+            (
+                "mlctl.yaml",
+                "apiVersion: mlctl/v1\nkind: Project\nmetadata: {name: iris}\nspec: {}\n".to_string(),
+            ),
+            (
+                "ml/all.yaml",
+                "apiVersion: mlctl/v1\nkind: Dataset\nmetadata: {name: iris}\nspec: {source: data/iris.csv, target: species}\n---\n\
+                 apiVersion: mlctl/v1\nkind: TrainingJob\nmetadata: {name: train}\nspec: {dataset: iris, command: python3 train.py, hyperparameters: {bucket: '${env:BUCKET}'}}\n"
+                    .to_string(),
+            ),
+        ]));
+        let loaded = mlctl_spec::load(&files);
+        let spec = loaded
+            .spec
+            .unwrap_or_else(|| panic!("{:?}", loaded.diagnostics));
+        let key = crate::secrets::DigestKey::from_bytes([9; 32]);
+        Desired::with_secrets(&spec, "c0ffee", &|_| Ok("d1".to_string()), &|name| {
+            (name == "BUCKET")
+                .then_some(value)
+                .flatten()
+                .map(|v| key.digest(v))
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_changed_secret_is_named_and_an_unchanged_one_plans_nothing() {
+        let before = desired_reading_secret(Some("bucket-a"));
+        let job = &before.resources[1];
+        assert!(
+            job.inputs.keys().any(|k| k == "secret:BUCKET"),
+            "{:?}",
+            job.inputs
+        );
+        assert!(!job.inputs.values().any(|v| v.contains("bucket-a")));
+
+        let same = plan(
+            &desired_reading_secret(Some("bucket-a")),
+            &applied(&before),
+            "t",
+            PlanOptions::default(),
+        );
+        assert!(!same.has_changes(), "{:?}", same.changes);
+
+        let p = plan(
+            &desired_reading_secret(Some("bucket-b")),
+            &applied(&before),
+            "t",
+            PlanOptions::default(),
+        );
+        let job = change(&p, Kind::TrainingJob);
+        assert_eq!(job.action, Action::Replace);
+        assert_eq!(job.reasons, ["secret `BUCKET` changed"]);
+        assert_eq!(change(&p, Kind::Dataset).action, Action::NoOp);
+
+        let unset = plan(
+            &desired_reading_secret(None),
+            &applied(&before),
+            "t",
+            PlanOptions::default(),
+        );
+        assert_eq!(
+            change(&unset, Kind::TrainingJob).reasons,
+            ["secret `BUCKET` is no longer read"]
+        );
     }
 
     fn applied(d: &Desired) -> Vec<ObservedResource> {

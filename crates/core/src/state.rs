@@ -374,6 +374,15 @@ pub trait StateStore: Send + Sync {
     /// ETag): of racing swaps from the same `expected` exactly one succeeds, and a free lock
     /// is never taken by a swap. Checked by `lock_lease`.
     async fn swap_lock(&self, project: &str, expected: &LockInfo, new: &LockInfo) -> Result<bool>;
+    /// The target's key for secret digests ([`crate::secrets`]): 32 random bytes, made on
+    /// first use and kept in the target, for every project on it.
+    ///
+    /// # Contract
+    /// Made once: every later call, from this process or any other sharing the target,
+    /// returns the same key, also when the first callers race (a conditional write, an
+    /// SQLite transaction: the loser reads the winner's key). Checked by
+    /// `digest_key_is_made_once`.
+    async fn digest_key(&self) -> Result<crate::secrets::DigestKey>;
 }
 
 /// The apply lock of a target, held for the duration of an apply.

@@ -67,6 +67,39 @@ pub struct Variants {
     pub variants: Vec<VariantConfig>,
 }
 
+/// `PUT /-/auth`: a new bearer token for a running server (a rotation, without a restart).
+///
+/// Its `Debug` never shows the token.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthUpdate {
+    /// The token to accept from now on.
+    pub token: String,
+    /// Keep accepting the token that was current until now (one, not every earlier one):
+    /// the first step of a rotation over several processes, so that no process refuses the
+    /// new token while another has not got it yet. `false` accepts `token` only.
+    #[serde(default)]
+    pub keep_previous: bool,
+}
+
+impl std::fmt::Debug for AuthUpdate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthUpdate")
+            .field("token", &"..")
+            .field("keep_previous", &self.keep_previous)
+            .finish()
+    }
+}
+
+/// What `PUT /-/auth` answers: how many tokens the server accepts now (1, or 2 during a
+/// rotation), never which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthState {
+    /// 1 or 2.
+    pub accepted: u32,
+}
+
 /// A variant's live state, as `GET /-/variants` reports it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

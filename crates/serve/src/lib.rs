@@ -29,7 +29,9 @@ pub mod schema;
 pub mod script;
 pub mod server;
 
-pub use config::{ServerInfo, VariantConfig, VariantHealth, VariantStatus, Variants};
+pub use config::{
+    AuthState, AuthUpdate, ServerInfo, VariantConfig, VariantHealth, VariantStatus, Variants,
+};
 pub use error::ServeError;
 pub use predictor::{DynPredictor, Predictor};
 pub use schema::{Column, ColumnKind, InputSchema, Output};

@@ -7,6 +7,9 @@
 //! - `GET /metrics` — Prometheus text ([`crate::metrics`]).
 //! - `GET /-/variants` — what serves now ([`ServerInfo`]).
 //! - `PUT /-/variants` — swap models / change weights ([`Variants`]); needs the control token.
+//! - `PUT /-/auth` — a new bearer token ([`AuthUpdate`]), kept in memory only; needs the
+//!   control token. A rotation over several processes sets the new token beside the old in
+//!   every one (`keepPrevious`), then alone in every one, so no valid request is refused.
 //!
 //! # Guarantees
 //! - A swap never drops a request: the routing table is one pointer ([`ArcSwap`]); a request
@@ -18,7 +21,8 @@
 //!   variant. `X-Mlctl-Variant: NAME` (or SageMaker's `X-Amzn-SageMaker-Target-Variant`)
 //!   picks a variant explicitly, also one with weight 0.
 //! - Auth: with a token, `/invocations` and `/metrics` need `Authorization: Bearer TOKEN`
-//!   (compared in constant time); `/ping` and `/health` stay open for health checks. The
+//!   (compared in constant time; during a rotation, the one before is accepted too, see
+//!   `PUT /-/auth`); `/ping` and `/health` stay open for health checks. The
 //!   control token is accepted wherever the token is. `/health` without the control token
 //!   names each variant's model, version, weight and readiness only; with it, the full
 //!   configuration (model directory, command, code directory).
@@ -26,8 +30,8 @@
 use crate::ServeError;
 use crate::capture::{self, Capture, CaptureConfig, Payload, Record, Source};
 use crate::config::{
-    Announcement, ConnectionLimits, ControlListener, ServerInfo, VariantConfig, VariantHealth,
-    VariantStatus, Variants, validate,
+    Announcement, AuthState, AuthUpdate, ConnectionLimits, ControlListener, ServerInfo,
+    VariantConfig, VariantHealth, VariantStatus, Variants, validate,
 };
 use crate::metrics::{Metrics, VariantMetrics};
 use crate::parse::{self, InputError};
@@ -176,7 +180,8 @@ pub struct App {
     counter: AtomicU64,
     metrics: Arc<Metrics>,
     capture: Option<Capture>,
-    auth: Option<Vec<u8>>,
+    /// The bearer tokens accepted; `None`: the server was started open, and stays so.
+    auth: Option<ArcSwap<Tokens>>,
     control: Option<Vec<u8>>,
     max_body: usize,
     body_timeout: std::time::Duration,
@@ -185,6 +190,25 @@ pub struct App {
     loader: Loader,
     /// Serializes reconfigurations (the swap itself is lock-free for requests).
     reconfiguring: Mutex<()>,
+}
+
+/// The bearer tokens a server accepts: the current one and, during a rotation, the one before.
+struct Tokens {
+    current: Vec<u8>,
+    previous: Option<Vec<u8>>,
+}
+
+impl Tokens {
+    fn accepts(&self, given: &[u8]) -> bool {
+        // Both compared, always: how long the check takes says nothing about which matched.
+        let current = ct_eq(&self.current, given);
+        let previous = self.previous.as_deref().is_some_and(|p| ct_eq(p, given));
+        current | previous
+    }
+
+    fn count(&self) -> u32 {
+        1 + u32::from(self.previous.is_some())
+    }
 }
 
 impl App {
@@ -214,11 +238,12 @@ impl App {
             counter: AtomicU64::new(0),
             metrics,
             capture,
-            auth: opts
-                .auth_token
-                .as_ref()
-                .filter(|t| !t.is_empty())
-                .map(|t| t.as_bytes().to_vec()),
+            auth: opts.auth_token.as_ref().filter(|t| !t.is_empty()).map(|t| {
+                ArcSwap::from_pointee(Tokens {
+                    current: t.as_bytes().to_vec(),
+                    previous: None,
+                })
+            }),
             control: opts
                 .control_token
                 .as_ref()
@@ -390,8 +415,44 @@ impl App {
             .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
             .map(|t| t.trim_ascii());
         let Some(given) = given else { return false };
-        (allow_auth && self.auth.as_deref().is_some_and(|t| ct_eq(t, given)))
+        (allow_auth && self.auth.as_ref().is_some_and(|t| t.load().accepts(given)))
             || self.control.as_deref().is_some_and(|t| ct_eq(t, given))
+    }
+
+    /// Sets the bearer token ([`AuthUpdate`]): one pointer swap, so a request is checked
+    /// against the tokens before or after it, never a mix.
+    ///
+    /// # Errors
+    /// A message when the server was started without a token (it would open to everyone
+    /// who does not send one: that takes a restart), or `token` is empty.
+    pub fn set_auth(&self, update: &AuthUpdate) -> Result<AuthState, String> {
+        let Some(auth) = &self.auth else {
+            return Err(
+                "this server was started without a bearer token; start it again with --token-env to require one".into(),
+            );
+        };
+        if update.token.trim().is_empty() {
+            return Err("the new bearer token is empty; send a token".into());
+        }
+        let token = update.token.as_bytes();
+        let mut accepted = 0;
+        auth.rcu(|now| {
+            let previous = if !update.keep_previous {
+                None
+            } else if ct_eq(&now.current, token) {
+                // Already current: a repeated first step keeps what it kept.
+                now.previous.clone()
+            } else {
+                Some(now.current.clone())
+            };
+            let next = Tokens {
+                current: token.to_vec(),
+                previous,
+            };
+            accepted = next.count();
+            next
+        });
+        Ok(AuthState { accepted })
     }
 
     fn check_auth(&self, headers: &HeaderMap) -> Option<Response> {
@@ -459,6 +520,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/-/variants", get(get_variants).put(put_variants))
+        .route("/-/auth", axum::routing::put(put_auth))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(app)
@@ -557,6 +619,42 @@ async fn put_variants(State(app): State<Arc<App>>, headers: HeaderMap, body: Byt
             serde_json::to_string(&app.info()).unwrap_or_default(),
         ),
         Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
+    }
+}
+
+async fn put_auth(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    if app.control.is_none() {
+        return error(
+            StatusCode::FORBIDDEN,
+            "control is disabled: start the server with MLCTL_CONTROL_TOKEN set to enable PUT /-/auth",
+        );
+    }
+    if !app.authorized(&headers, false) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "PUT /-/auth needs `Authorization: Bearer <control token>`",
+        );
+    }
+    // The body is never quoted back: it holds a token.
+    let update: AuthUpdate = match serde_json::from_slice(&body) {
+        Ok(u) => u,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "invalid auth update at line {} column {}: send {{\"token\": \"...\", \"keepPrevious\": false}}",
+                    e.line(),
+                    e.column()
+                ),
+            );
+        }
+    };
+    match app.set_auth(&update) {
+        Ok(state) => json_response(
+            StatusCode::OK,
+            serde_json::to_string(&state).unwrap_or_default(),
+        ),
+        Err(message) => error(StatusCode::CONFLICT, &message),
     }
 }
 

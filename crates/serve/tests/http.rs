@@ -379,6 +379,122 @@ async fn bearer_token_guards_invocations_and_metrics() {
     s.stop().await;
 }
 
+/// A rotation: `PUT /-/auth` with `keepPrevious` accepts the new token beside the old, then
+/// without it the new one only; only the control token may change it, the body is never
+/// echoed, and a server started open stays open.
+#[tokio::test]
+async fn the_bearer_token_rotates_without_a_restart() {
+    let mut o = options();
+    o.auth_token = Some("token-old".into());
+    o.control_token = Some("control-token".into());
+    let s = Server::start(o, vec![variant("a", "a", 100)]).await;
+    let status = |token: &'static str| {
+        let s = &s;
+        async move {
+            let auth = format!("Bearer {token}");
+            s.post(
+                "application/json",
+                "[[1,2,3,4]]",
+                &[("authorization", &auth)],
+            )
+            .await
+            .status
+        }
+    };
+    let put = |token: &'static str, body: serde_json::Value| {
+        let s = &s;
+        async move {
+            let auth = format!("Bearer {token}");
+            s.client
+                .send(
+                    "PUT",
+                    &format!("{}/-/auth", s.base),
+                    &[
+                        ("content-type", "application/json"),
+                        ("authorization", &auth),
+                    ],
+                    serde_json::to_vec(&body).unwrap().into(),
+                    Duration::from_secs(60),
+                )
+                .await
+                .expect("answer")
+        }
+    };
+    assert_eq!(status("token-old").await, 200);
+    assert_eq!(status("token-new").await, 401);
+
+    // Neither the client token nor a wrong one changes the token.
+    for who in ["token-old", "wrong"] {
+        let r = put(who, serde_json::json!({"token": "token-evil"})).await;
+        assert_eq!(r.status, 401, "{}", r.text());
+    }
+    assert_eq!(status("token-evil").await, 401);
+
+    // Step one: both work.
+    let r = put(
+        "control-token",
+        serde_json::json!({"token": "token-new", "keepPrevious": true}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(body_json(&r), serde_json::json!({"accepted": 2}));
+    assert!(!r.text().contains("token-"), "{}", r.text());
+    assert_eq!(status("token-old").await, 200);
+    assert_eq!(status("token-new").await, 200);
+    // Repeated (a re-run of an interrupted rotation): still both, never a third.
+    let r = put(
+        "control-token",
+        serde_json::json!({"token": "token-new", "keepPrevious": true}),
+    )
+    .await;
+    assert_eq!(body_json(&r), serde_json::json!({"accepted": 2}));
+    assert_eq!(status("token-old").await, 200);
+
+    // Step two: the new one only.
+    let r = put("control-token", serde_json::json!({"token": "token-new"})).await;
+    assert_eq!(body_json(&r), serde_json::json!({"accepted": 1}));
+    assert_eq!(status("token-old").await, 401);
+    assert_eq!(status("token-new").await, 200);
+
+    // A broken body is refused without being quoted back.
+    let r = put("control-token", serde_json::json!({"tokn": "token-typo"})).await;
+    assert_eq!(r.status, 400);
+    assert!(!r.text().contains("token-typo"), "{}", r.text());
+    let r = put("control-token", serde_json::json!({"token": " "})).await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert_eq!(status("token-new").await, 200);
+    s.stop().await;
+
+    // Started open: a token cannot be switched on under running clients.
+    let mut o = options();
+    o.control_token = Some("control-token".into());
+    let s = Server::start(o, vec![variant("a", "a", 100)]).await;
+    let r = s
+        .client
+        .send(
+            "PUT",
+            &format!("{}/-/auth", s.base),
+            &[
+                ("content-type", "application/json"),
+                ("authorization", "Bearer control-token"),
+            ],
+            serde_json::to_vec(&serde_json::json!({"token": "t"}))
+                .unwrap()
+                .into(),
+            Duration::from_secs(60),
+        )
+        .await
+        .expect("answer");
+    assert_eq!(r.status, 409);
+    assert!(
+        r.text().contains("started without a bearer token"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(s.json("[[1,2,3,4]]").await.status, 200);
+    s.stop().await;
+}
+
 /// `/health` is open, so it says only what serves and whether it is ready; the model
 /// directory, command and code directory are for the holder of the control token.
 #[tokio::test]

@@ -172,6 +172,15 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE apply_lock ADD COLUMN heartbeat TEXT;
     ALTER TABLE apply_lock ADD COLUMN lease_seconds INTEGER;
     "#,
+    // 7: the target's key for digests of secrets (`mlctl_core::secrets`): one row, made on
+    // first use.
+    r#"
+    CREATE TABLE target_keys (
+        name        TEXT PRIMARY KEY,       -- `secret-digest`
+        key         TEXT NOT NULL,          -- 64 hex digits
+        created_at  TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// Errors inside a database closure: SQLite's, or ours (a missing row, bad JSON).

@@ -4,6 +4,7 @@ use crate::PROVIDER;
 use crate::db::{Db, DbError, json};
 use async_trait::async_trait;
 use mlctl_core::error::{ErrorKind, ProviderError, Result};
+use mlctl_core::secrets::{DigestKey, StoredDigestKey};
 use mlctl_core::state::{HistoryEntry, LockError, LockInfo, ObservedResource, StateStore};
 use mlctl_spec::ResourceId;
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
@@ -210,5 +211,65 @@ impl StateStore for LocalState {
                 }
             })
             .await
+    }
+
+    async fn digest_key(&self) -> Result<DigestKey> {
+        let fresh = StoredDigestKey::generate()?;
+        let where_ = format!(
+            "{} (table target_keys)",
+            self.db.dir().join("state.db").display()
+        );
+        let stored: String = self
+            .db
+            .call("digest key", move |c| {
+                let read = |c: &rusqlite::Connection| {
+                    c.query_row(
+                        "SELECT key FROM target_keys WHERE name = 'secret-digest'",
+                        [],
+                        |r| r.get::<_, String>(0),
+                    )
+                    .optional()
+                };
+                // Read first: once the key exists, nothing is written (a read-only state dir).
+                if let Some(key) = read(c)? {
+                    return Ok(key);
+                }
+                // Insert-if-absent and read back in one write transaction: of two processes
+                // making the key at once, both read the one that was inserted first.
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                tx.execute(
+                    "INSERT OR IGNORE INTO target_keys (name, key, created_at) VALUES ('secret-digest', ?1, ?2)",
+                    params![fresh.key, fresh.created_at],
+                )?;
+                let key = read(&tx)?.unwrap_or_default();
+                tx.commit()?;
+                Ok(key)
+            })
+            .await?;
+        DigestKey::read_stored(&stored, &where_)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Separate connections, as separate processes have: of many first users, all read the
+    /// key the first one inserted.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn racing_first_users_of_a_fresh_target_get_one_digest_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut handles = Vec::new();
+        for _ in 0..8 {
+            let state = LocalState::new(Db::open(dir.path()).unwrap());
+            handles.push(tokio::spawn(async move { state.digest_key().await }));
+        }
+        let mut keys = Vec::new();
+        for h in handles {
+            keys.push(h.await.unwrap().unwrap());
+        }
+        assert!(keys.windows(2).all(|w| w[0] == w[1]));
+        let later = LocalState::new(Db::open(dir.path()).unwrap());
+        assert_eq!(later.digest_key().await.unwrap(), keys[0]);
     }
 }

@@ -350,6 +350,17 @@ impl Deployer for Mock {
                 ),
             )
         })?;
+        // Like the local deployer, the token is read here (a new value is a new fingerprint,
+        // so a new rollout is recorded), and never kept.
+        if let Some(a) = &req.spec.auth {
+            mlctl_spec::env::resolve(&a.token, |n| std::env::var(n).ok()).map_err(|e| {
+                err(
+                    ErrorKind::Invalid,
+                    op,
+                    format!("endpoint `{}`, auth.token: {e}", req.name),
+                )
+            })?;
+        }
         let faults = self.faults();
         // Like a real deployer, a model whose artifact is not in the store cannot be served.
         let missing_artifact = req

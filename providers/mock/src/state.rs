@@ -3,6 +3,7 @@
 use crate::store::{io_err, key};
 use crate::{Mock, Result, err};
 use async_trait::async_trait;
+use mlctl_core::secrets::{DigestKey, StoredDigestKey};
 use mlctl_core::{ErrorKind, HistoryEntry, LockError, LockInfo, ObservedResource, StateStore};
 use mlctl_spec::ResourceId;
 use std::fs;
@@ -32,6 +33,9 @@ fn history_path(project: &str, id: &ResourceId) -> String {
         resource_file(id)
     )
 }
+
+/// The target's key for secret digests (one for every project on the target).
+const DIGEST_KEY: &str = "digest-key.json";
 
 fn lock_path(project: &str) -> String {
     format!("{}/lock.json", project_dir(project))
@@ -184,6 +188,34 @@ impl StateStore for Mock {
                 _ => Ok(false),
             }
         })
+    }
+
+    async fn digest_key(&self) -> Result<DigestKey> {
+        self.pause().await;
+        let store = self.store();
+        let where_ = store.path(DIGEST_KEY).display().to_string();
+        if let Some(k) = store.read::<StoredDigestKey>("digest key", DIGEST_KEY)? {
+            return k.key(&where_);
+        }
+        // Made and read under the document's lock: racing first users read the same key.
+        let stored = store.update(
+            "digest key",
+            DIGEST_KEY,
+            |k: &mut Option<StoredDigestKey>| {
+                if k.is_none() {
+                    *k = Some(StoredDigestKey::generate()?);
+                }
+                Ok(k.clone())
+            },
+        )?;
+        match stored {
+            Some(k) => k.key(&where_),
+            None => Err(err(
+                ErrorKind::Other,
+                "digest key",
+                format!("{where_} was not written; check that the directory is writable"),
+            )),
+        }
     }
 }
 

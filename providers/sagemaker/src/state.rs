@@ -15,6 +15,7 @@ use crate::error::provider_err;
 use crate::store::{Created, bounded, to_json};
 use async_trait::async_trait;
 use mlctl_core::error::Result;
+use mlctl_core::secrets::{DigestKey, StoredDigestKey};
 use mlctl_core::{ErrorKind, HistoryEntry, LockError, LockInfo, ObservedResource, StateStore};
 use mlctl_spec::{Kind, ResourceId};
 use std::sync::Arc;
@@ -200,6 +201,30 @@ impl StateStore for S3StateStore {
                     .await
             }
             _ => Ok(false),
+        }
+    }
+
+    async fn digest_key(&self) -> Result<DigestKey> {
+        let key = self.aws.key(".mlctl/digest-key.json");
+        let where_ = format!("s3://{}/{key}", self.aws.bucket);
+        // Read first: a plan with read-only credentials needs no write once the key exists.
+        if let Some(k) = self.aws.get_json::<StoredDigestKey>(&key).await? {
+            return k.key(&where_);
+        }
+        // Of two first users, one creates it and the other reads that one.
+        let fresh = StoredDigestKey::generate()?;
+        self.aws
+            .put_if_absent(&key, to_json(&fresh)?, "application/json")
+            .await?;
+        match self.aws.get_json::<StoredDigestKey>(&key).await? {
+            Some(k) => k.key(&where_),
+            None => Err(provider_err(
+                ErrorKind::Other,
+                "digest key",
+                format!(
+                    "{where_} is missing right after it was written; check the bucket's lifecycle rules"
+                ),
+            )),
         }
     }
 }

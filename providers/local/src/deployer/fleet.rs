@@ -12,7 +12,9 @@ use super::{
 };
 use mlctl_core::error::{ErrorKind, Result};
 use mlctl_core::*;
-use mlctl_serve::config::{ControlListener, ServeFile, ServerInfo, VariantConfig, Variants};
+use mlctl_serve::config::{
+    AuthUpdate, ControlListener, ServeFile, ServerInfo, VariantConfig, Variants,
+};
 use mlctl_serve::metrics::Scrape;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -478,6 +480,74 @@ impl LocalDeployer {
             ));
         }
         Ok(())
+    }
+
+    /// Gives every process of `processes` the bearer token `token` through its control port
+    /// (`PUT /-/auth`, kept in the process's memory only), beside the one it has when
+    /// `keep_previous`, else alone. `Ok(false)` when a process is too old to take one (it
+    /// answers 404): then only new processes can carry the new token.
+    ///
+    /// A rotation calls this twice over every process, first keeping the previous token and
+    /// then not: between the two steps every process takes both, so a client that switched to
+    /// the new token is never refused, and the old token stops working only once every
+    /// process takes the new one.
+    pub(super) async fn set_token(
+        &self,
+        dir: &Path,
+        rec: &Record,
+        processes: &[Process],
+        token: &str,
+        keep_previous: bool,
+    ) -> Result<bool> {
+        let control = control_token(dir)?;
+        let auth = format!("Bearer {control}");
+        let body = serde_json::to_vec(&AuthUpdate {
+            token: token.to_string(),
+            keep_previous,
+        })
+        .map_err(|e| err(ErrorKind::Other, "deploy", e.to_string()))?;
+        for p in processes {
+            let r = self
+                .client
+                .send(
+                    "PUT",
+                    &format!("{}/-/auth", p.control_url(&rec.url())),
+                    &[
+                        ("authorization", &auth),
+                        ("content-type", "application/json"),
+                    ],
+                    body.clone().into(),
+                    Duration::from_secs(10),
+                )
+                .await
+                .map_err(|e| {
+                    err(
+                        ErrorKind::Transient,
+                        "deploy",
+                        format!("cannot give the server (pid {}) the new token: {e}", p.pid),
+                    )
+                })?;
+            match r.status {
+                200 => {}
+                404 | 405 => return Ok(false),
+                status => {
+                    // The answer never holds the token (the server does not echo it).
+                    let msg = serde_json::from_slice::<serde_json::Value>(&r.body)
+                        .ok()
+                        .and_then(|v| v["message"].as_str().map(str::to_string))
+                        .unwrap_or_else(|| r.text());
+                    return Err(err(
+                        ErrorKind::Failed,
+                        "deploy",
+                        format!(
+                            "the server (pid {}) refused the new token (HTTP {status}: {msg}); apply again, or `mlctl destroy` the endpoint to start it afresh",
+                            p.pid
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(true)
     }
 
     /// What every process of `processes` serves now (all of them must answer).

@@ -38,8 +38,15 @@
 //!   once; the old one stays loaded during `bakeTime` (watched like a canary, rolled back to
 //!   instantly) and is then stopped.
 //!
+//! A new bearer token (the value behind `auth.token` changed: its keyed digest is in the
+//! fingerprint) rotates in the running processes, with no restart and no refused request:
+//! every process first takes the new token beside the old (`PUT /-/auth` on its control
+//! port), then the new one alone. The token lives in the processes' memory and in the
+//! environment of the ones mlctl starts, never in a file: a process started later (a repair,
+//! a scale-up) gets it from the resolved reference.
+//!
 //! A first deploy, or an endpoint with no process serving, starts new processes with the new
-//! version. A change of port, token, capture or limits needs new processes too: they are
+//! version. A change of port, of auth on or off, capture or limits needs new processes too: they are
 //! started with the version that serves now and the new settings, and a canary or blue-green
 //! strategy then rolls the new version out on them as above (all-at-once starts them with
 //! the new version at once).
@@ -258,7 +265,9 @@ struct Record {
     /// How many processes should serve (the spec's `instances`).
     #[serde(default = "one")]
     instances: u32,
-    /// Digest of what needs new processes when it changes (address, token, capture, limits).
+    /// Digest of what needs new processes when it changes (address, whether there is a
+    /// token, capture, limits). Records written before tokens rotated in place hold a hash of
+    /// the token here instead (`Wanted::legacy_launch_key`).
     launch: String,
     /// The spec's `auth.token` reference (`${env:NAME}`), never the token itself.
     #[serde(default)]
@@ -425,13 +434,22 @@ fn is_strict(e: &Enforce) -> bool {
 }
 
 impl Wanted {
+    /// What the processes were started with that only new processes can change. Whether
+    /// there is a token is; which token is not (it rotates in place, [`Self::legacy_launch_key`]).
     fn launch_key(&self, port: u16) -> String {
-        let token = self
-            .token
-            .as_deref()
-            .map(|t| blake3::hash(t.as_bytes()).to_hex().to_string())
-            .unwrap_or_default();
-        let mut key = format!("{}|{port}|{token}|{:?}", self.host, self.capture_percent);
+        let auth = if self.token.is_some() { "auth" } else { "" };
+        self.launch_key_with(port, auth)
+    }
+
+    /// The key of a record written before tokens rotated in place, which held an (unkeyed)
+    /// hash of the token: a record with it was launched with this very token.
+    fn legacy_launch_key(&self, port: u16) -> Option<String> {
+        let token = self.token.as_deref()?;
+        Some(self.launch_key_with(port, blake3::hash(token.as_bytes()).to_hex().as_ref()))
+    }
+
+    fn launch_key_with(&self, port: u16, auth: &str) -> String {
+        let mut key = format!("{}|{port}|{auth}|{:?}", self.host, self.capture_percent);
         // Limits are part of what the process was started with (records made before limits
         // existed keep their key).
         if self.limits.any() {
@@ -652,17 +670,39 @@ impl LocalDeployer {
             None => None,
         };
         let serving = live.as_ref().is_some_and(|l| !l.up.is_empty());
-        let same_launch = existing.as_ref().is_some_and(|rec| {
+        let mut same_launch = existing.as_ref().is_some_and(|rec| {
             wanted.port.is_none_or(|p| p == rec.port)
-                && rec.launch == wanted.launch_key(rec.port)
+                && (rec.launch == wanted.launch_key(rec.port)
+                    || Some(&rec.launch) == wanted.legacy_launch_key(rec.port).as_ref())
                 // A server from before control ports cannot be joined by more.
                 && (wanted.instances <= 1
                     || rec.processes().iter().all(|p| p.control_port.is_some()))
         });
+        // The token rotates in the running processes (see `set_token`): first the new one
+        // beside the old everywhere, here; the old one is dropped once the count is right.
+        // Processes too old to take a token keep serving if they were started with this very
+        // token (their record says so), and are replaced otherwise.
+        if let (Some(rec), Some(live), Some(token)) = (&existing, &live, &wanted.token)
+            && serving
+            && same_launch
+        {
+            let started_with_it = Some(&rec.launch) == wanted.legacy_launch_key(rec.port).as_ref();
+            same_launch = self
+                .set_token(dir, rec, &live.processes(), token, true)
+                .await?
+                || started_with_it;
+        }
         let mut rec = match (existing, live) {
             // Update in place, after bringing the process count to the spec's.
             (Some(mut rec), Some(live)) if serving && same_launch => {
                 self.scale(dir, &mut rec, &wanted, live).await?;
+                if let Some(token) = &wanted.token {
+                    // Processes started by `scale` got the new token alone already.
+                    self.set_token(dir, &rec, &rec.processes(), token, false)
+                        .await?;
+                }
+                rec.launch = wanted.launch_key(rec.port);
+                rec.auth_ref = wanted.auth_ref.clone();
                 rec
             }
             // New launch settings and a new version, with a strategy to honour: new processes
