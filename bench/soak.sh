@@ -19,7 +19,7 @@
 # through, at the end of the load and after the idle timeout (back to where it started:
 # nothing leaked), with the RSS at the end against the warm-up's.
 #
-# Usage: bench/soak.sh      (DURATION=600 SWAPS=30 WARMUP=60 PROFILE=release HEADER=2s
+# Usage: bench/soak.sh      (DURATION=600 SWAPS=30 WARMUP=60 PROFILE=release MLCTL_BIN= HEADER=2s
 #                            IDLE=5s BODY=2s MAXCONN=256 CAPTURE=1 VALID=8 MALFORMED=4
 #                            SLOW=50 IDLERS=100 STALLED=10)
 # Needs: cargo, git, python3, curl.
@@ -43,11 +43,15 @@ cleanup() {
 trap cleanup EXIT
 log() { printf '== %s\n' "$*" >&2; }
 
-flag=(); [ "$PROFILE" = release ] && flag=(--release)
-log "building mlctl ($PROFILE)"
-cargo build -q "${flag[@]}" -p mlctl-cli
-TARGET=$(cargo metadata -q --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-MLCTL="$TARGET/$([ "$PROFILE" = release ] && echo release || echo debug)/mlctl"
+if [ -n "${MLCTL_BIN:-}" ]; then
+  MLCTL="$MLCTL_BIN" # an mlctl built beforehand (say, of another commit)
+else
+  flag=(); [ "$PROFILE" = release ] && flag=(--release)
+  log "building mlctl ($PROFILE)"
+  cargo build -q "${flag[@]}" -p mlctl-cli
+  TARGET=$(cargo metadata -q --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+  MLCTL="$TARGET/$([ "$PROFILE" = release ] && echo release || echo debug)/mlctl"
+fi
 
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cp -r "$REPO/examples/iris" "$P"
