@@ -117,6 +117,25 @@ pub async fn dataset_register_idempotent(stack: &Stack, fx: &Fixture) {
         v.rows == 150,
         format!("iris.csv has 150 data rows, the version says {}", v.rows),
     );
+    // The profile a Monitor's baseline is: stored with the version, one entry per column.
+    let profile = call!(
+        c,
+        "reading the version's profile",
+        stack.data.read_profile(&fx.ctx, &v).await
+    );
+    let profiled: Option<serde_json::Value> = profile
+        .as_deref()
+        .and_then(|b| serde_json::from_slice(b).ok());
+    c.ensure(
+        profiled
+            .as_ref()
+            .and_then(|p| p["columns"].as_array())
+            .is_some_and(|cols| cols.len() == 5),
+        format!(
+            "the version must have a profile with one entry per column (a Monitor's baseline), got {}",
+            profile.map_or("none".to_string(), |b| String::from_utf8_lossy(&b).chars().take(200).collect())
+        ),
+    );
     let cols = [
         "sepal_length",
         "sepal_width",

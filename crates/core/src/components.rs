@@ -256,6 +256,17 @@ pub trait DataStore: Send + Sync {
     /// `req.removed_labels`); nothing is read again. Checked by the e2e test
     /// `labels_update_in_place_without_retraining`.
     async fn update_in_place(&self, ctx: &OpContext, req: &InPlaceRequest) -> Result<()>;
+    /// The stored profile of a dataset version (`DatasetVersion::profile_uri`: the JSON of
+    /// `mlctl_ml::profile::Profile`), the baseline a Monitor judges live traffic against.
+    ///
+    /// # Contract
+    /// The bytes stored when the version was registered; `None` for a version registered
+    /// without a profile. Checked by `dataset_register_idempotent`.
+    async fn read_profile(
+        &self,
+        ctx: &OpContext,
+        version: &DatasetVersion,
+    ) -> Result<Option<Vec<u8>>>;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -695,6 +695,30 @@ impl DataStore for LocalDataStore {
         Ok(version)
     }
 
+    async fn read_profile(
+        &self,
+        _ctx: &OpContext,
+        version: &DatasetVersion,
+    ) -> Result<Option<Vec<u8>>> {
+        let Some(uri) = &version.profile_uri else {
+            return Ok(None);
+        };
+        let path = std::path::PathBuf::from(uri);
+        match tokio::fs::read(&path).await {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(err(
+                ErrorKind::NotFound,
+                "read profile",
+                format!(
+                    "the profile of dataset `{}` ({}) is gone from the object store; apply the dataset again (a change to it re-registers it)",
+                    version.name,
+                    path.display()
+                ),
+            )),
+            Err(e) => Err(io_at("read profile", &path, e)),
+        }
+    }
+
     async fn update_in_place(&self, ctx: &OpContext, req: &InPlaceRequest) -> Result<()> {
         let (project, name, fp, tags) = (
             ctx.project.clone(),

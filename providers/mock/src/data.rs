@@ -86,6 +86,7 @@ impl Mock {
             .as_ref()
             .map(|s| s.columns.iter().map(|c| c.name.clone()).collect())
             .unwrap_or_default();
+        let mut profile_uri = None;
         let (digest, uri, rows, columns) = match (&spec.transform, &spec.source) {
             (Some(t), _) => {
                 // The mock does not run commands: the derived table is named by what went in.
@@ -188,6 +189,10 @@ impl Mock {
                 }
                 let (columns, rows) = (table.names().to_vec(), table.n_rows() as u64);
                 let digest = self.store_blob(op, &bytes)?;
+                // The profile a Monitor's baseline is, as every target stores it.
+                let profile = serde_json::to_vec(&mlctl_ml::profile::profile(&table))
+                    .map_err(|e| err(ErrorKind::Other, op, e.to_string()))?;
+                profile_uri = Some(blob_uri(&self.store_blob(op, &profile)?));
                 (digest.clone(), blob_uri(&digest), rows, columns)
             }
             (None, None) => {
@@ -252,7 +257,7 @@ impl Mock {
             rows,
             columns,
             splits,
-            profile_uri: None,
+            profile_uri,
         })
     }
 }
@@ -335,6 +340,22 @@ impl DataStore for Mock {
                 Ok(version)
             },
         )
+    }
+
+    async fn read_profile(
+        &self,
+        _ctx: &OpContext,
+        version: &DatasetVersion,
+    ) -> Result<Option<Vec<u8>>> {
+        self.enter("read_profile").await?;
+        match version
+            .profile_uri
+            .as_deref()
+            .and_then(|u| u.strip_prefix("mock://objects/"))
+        {
+            Some(digest) => self.get_blob(digest).await.map(Some),
+            None => Ok(None),
+        }
     }
 
     async fn update_in_place(&self, _ctx: &OpContext, req: &InPlaceRequest) -> Result<()> {

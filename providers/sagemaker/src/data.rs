@@ -496,6 +496,37 @@ impl DataStore for S3DataStore {
         Ok(stored.version)
     }
 
+    async fn read_profile(
+        &self,
+        _ctx: &OpContext,
+        version: &DatasetVersion,
+    ) -> Result<Option<Vec<u8>>> {
+        let Some(uri) = &version.profile_uri else {
+            return Ok(None);
+        };
+        let Some((bucket, key)) = crate::aws::parse_s3_uri(uri) else {
+            return Err(provider_err(
+                ErrorKind::Invalid,
+                "read profile",
+                format!(
+                    "the profile of dataset `{}` is at `{uri}`, not an s3:// URI",
+                    version.name
+                ),
+            ));
+        };
+        match self.aws.get_from(&bucket, &key).await? {
+            Some(b) => Ok(Some(b)),
+            None => Err(provider_err(
+                ErrorKind::NotFound,
+                "read profile",
+                format!(
+                    "the profile of dataset `{}` ({uri}) is gone; apply the dataset again",
+                    version.name
+                ),
+            )),
+        }
+    }
+
     async fn update_in_place(&self, ctx: &OpContext, req: &InPlaceRequest) -> Result<()> {
         let record = self.version_key(&ctx.project, &req.name, &req.fingerprint);
         let Some(mut stored) = self.aws.get_json::<StoredVersion>(&record).await? else {
