@@ -12,6 +12,7 @@ mod conformance;
 mod crash;
 mod limits;
 mod local;
+mod monitor;
 mod paths;
 mod reconcile;
 mod rotation;

@@ -177,6 +177,9 @@ pub enum Command {
     /// Tracked training runs: list, show, compare.
     #[command(subcommand)]
     Runs(RunsCommand),
+    /// Monitors: evaluate them now, and read what they found.
+    #[command(subcommand)]
+    Monitor(MonitorCommand),
     /// Put an endpoint back on an earlier model version.
     Rollback {
         /// Endpoint name.
@@ -311,6 +314,37 @@ pub enum RunsCommand {
         ids: Vec<String>,
         #[command(flatten)]
         target: TargetArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MonitorCommand {
+    /// Evaluate monitors now: drift of the endpoint's captured traffic against the baseline,
+    /// per feature. The result is stored in the target (see `mlctl monitor history`).
+    Run {
+        /// Monitors to evaluate (default: every Monitor of the spec).
+        monitors: Vec<String>,
+        /// The captured traffic judged: a duration (`1h`, `30m`) or the newest N records.
+        #[arg(long, default_value = "1h")]
+        window: String,
+        /// Exit 1 when a monitor is breached (for CI schedules and cron jobs).
+        #[arg(long)]
+        fail_on_breach: bool,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Output format (human or json).
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
+    /// A monitor's past evaluations, oldest first.
+    History {
+        /// Monitor name.
+        monitor: String,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Output format (human or json).
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
     },
 }
 

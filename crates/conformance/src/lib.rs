@@ -56,7 +56,8 @@ pub use fixture::{Fixture, PROJECT, digest_path};
 pub use monitor::monitor_configure_remove;
 pub use registry::{registry_approval, registry_versions_and_stages};
 pub use state::{
-    digest_key_is_made_once, lock_contention, lock_lease, lock_takeover, state_roundtrip,
+    digest_key_is_made_once, lock_contention, lock_lease, lock_takeover, monitor_results_roundtrip,
+    state_roundtrip,
 };
 pub use trainer::{
     trainer_cancel, trainer_failure_reports_reason, trainer_submit_is_idempotent,
@@ -87,6 +88,7 @@ macro_rules! __with_checks {
             plain lock_takeover,
             plain lock_lease,
             plain digest_key_is_made_once,
+            plain monitor_results_roundtrip,
             plain datastore_blobs,
             plain dataset_register_idempotent,
             plain dataset_missing_source_fails,

@@ -606,3 +606,54 @@ pub async fn digest_key_is_made_once(stack: &Stack, _fx: &Fixture) {
         format!("digests must tell values apart and never hold them: {a}, {b}"),
     );
 }
+
+/// A monitor's evaluations are a time series: appended in order, read back oldest first,
+/// never mixed with another monitor's.
+pub async fn monitor_results_roundtrip(stack: &Stack, fx: &Fixture) {
+    let c = Check::new("monitor_results_roundtrip", stack);
+    let project = fx.unique("monitor-results");
+    let st = &stack.state;
+    let result = |monitor: &str, n: u64| mlctl_core::monitoring::MonitorResult {
+        format_version: mlctl_core::state::FORMAT_VERSION,
+        monitor: monitor.into(),
+        endpoint: "iris".into(),
+        at: format!("2026-01-01T00:00:{n:02}Z"),
+        commit: "c".into(),
+        window: "last 100 records".into(),
+        rows: n,
+        min_samples: 1,
+        baseline: "iris@0123456789ab".into(),
+        verdict: mlctl_core::monitoring::Verdict::Healthy,
+        summary: format!("evaluation {n}"),
+        features: Vec::new(),
+    };
+    let none = call!(
+        c,
+        "reading a monitor never evaluated",
+        st.monitor_results(&project, "drift").await
+    );
+    c.ensure(
+        none.is_empty(),
+        format!("a monitor never evaluated has no results, got {none:?}"),
+    );
+    for (m, n) in [("drift", 1), ("other", 2), ("drift", 3)] {
+        call!(
+            c,
+            "recording a result",
+            st.record_monitor_result(&project, &result(m, n)).await
+        );
+    }
+    let drift = call!(
+        c,
+        "reading the results",
+        st.monitor_results(&project, "drift").await
+    );
+    c.ensure(
+        drift.iter().map(|r| r.rows).collect::<Vec<_>>() == vec![1, 3],
+        format!("the results of `drift` oldest first, and only its own, got {drift:?}"),
+    );
+    c.ensure(
+        drift.first() == Some(&result("drift", 1)),
+        "a result reads back as recorded",
+    );
+}

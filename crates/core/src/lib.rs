@@ -12,6 +12,7 @@ pub mod fingerprint;
 pub mod gates;
 pub mod graph;
 pub mod host;
+pub mod monitoring;
 pub mod observe;
 pub mod plan;
 mod reconcile;

@@ -123,5 +123,41 @@ pub async fn observe(
             Err(e) => return Err(e),
         }
     }
+    // A monitor is as healthy as its last evaluation says (`mlctl monitor run`): never
+    // evaluated, or short of data, is not healthy.
+    for o in observed
+        .iter_mut()
+        .filter(|o| o.id.kind == Kind::Monitor && !o.fingerprint.is_empty())
+    {
+        let last = retry!(
+            opts,
+            stack.state.monitor_results(&ctx.project, &o.id.name).await
+        )?
+        .pop();
+        let (health, message) = match &last {
+            None => (
+                Health::Unknown,
+                format!(
+                    "never evaluated: `mlctl monitor run {}` evaluates it",
+                    o.id.name
+                ),
+            ),
+            Some(r) => (
+                match r.verdict {
+                    crate::monitoring::Verdict::Healthy => Health::Healthy,
+                    crate::monitoring::Verdict::Breached => Health::Degraded,
+                    crate::monitoring::Verdict::InsufficientData => Health::Unknown,
+                },
+                format!("{} (evaluated {})", r.summary, r.at),
+            ),
+        };
+        // A deleted or degraded monitor stays so.
+        if o.health == Health::Healthy || o.health == Health::Unknown {
+            o.health = health;
+        }
+        if let Some(out) = o.outputs.as_object_mut() {
+            out.insert("message".into(), serde_json::Value::String(message));
+        }
+    }
     Ok(observed)
 }

@@ -383,6 +383,27 @@ pub trait StateStore: Send + Sync {
     /// SQLite transaction: the loser reads the winner's key). Checked by
     /// `digest_key_is_made_once`.
     async fn digest_key(&self) -> Result<crate::secrets::DigestKey>;
+    /// Appends one evaluation of a monitor to its time series.
+    ///
+    /// # Contract
+    /// Appends never overwrite (concurrent writers lose nothing), and
+    /// [`StateStore::monitor_results`] returns it after every earlier one. Checked by
+    /// `monitor_results_roundtrip`.
+    async fn record_monitor_result(
+        &self,
+        project: &str,
+        result: &crate::monitoring::MonitorResult,
+    ) -> Result<()>;
+    /// A monitor's evaluations, oldest first (empty for one never evaluated).
+    ///
+    /// # Contract
+    /// In the order they were recorded; another monitor's are never among them. Checked by
+    /// `monitor_results_roundtrip`.
+    async fn monitor_results(
+        &self,
+        project: &str,
+        monitor: &str,
+    ) -> Result<Vec<crate::monitoring::MonitorResult>>;
 }
 
 /// The apply lock of a target, held for the duration of an apply.

@@ -181,6 +181,17 @@ const MIGRATIONS: &[&str] = &[
         created_at  TEXT NOT NULL
     );
     "#,
+    // 8: monitor evaluations, a time series per monitor (`mlctl monitor run`).
+    r#"
+    CREATE TABLE monitor_results (
+        seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+        project  TEXT NOT NULL,
+        monitor  TEXT NOT NULL,
+        at       TEXT NOT NULL,
+        result   TEXT NOT NULL
+    );
+    CREATE INDEX monitor_results_by_monitor ON monitor_results (project, monitor, seq);
+    "#,
 ];
 
 /// Errors inside a database closure: SQLite's, or ours (a missing row, bad JSON).

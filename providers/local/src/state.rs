@@ -213,6 +213,44 @@ impl StateStore for LocalState {
             .await
     }
 
+    async fn record_monitor_result(
+        &self,
+        project: &str,
+        result: &mlctl_core::monitoring::MonitorResult,
+    ) -> Result<()> {
+        let (project, result) = (project.to_string(), result.clone());
+        self.db
+            .call("record monitor result", move |c| {
+                c.execute(
+                    "INSERT INTO monitor_results (project, monitor, at, result) VALUES (?1, ?2, ?3, ?4)",
+                    params![project, result.monitor, result.at, json(&result)],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn monitor_results(
+        &self,
+        project: &str,
+        monitor: &str,
+    ) -> Result<Vec<mlctl_core::monitoring::MonitorResult>> {
+        let (project, monitor) = (project.to_string(), monitor.to_string());
+        self.db
+            .call("monitor results", move |c| {
+                let mut st = c.prepare(
+                    "SELECT result FROM monitor_results WHERE project = ?1 AND monitor = ?2 ORDER BY seq",
+                )?;
+                let rows = st.query_map(params![project, monitor], |r| r.get::<_, String>(0))?;
+                let mut out = Vec::new();
+                for text in rows {
+                    out.push(serde_json::from_str(&text?)?);
+                }
+                Ok(out)
+            })
+            .await
+    }
+
     async fn digest_key(&self) -> Result<DigestKey> {
         let fresh = StoredDigestKey::generate()?;
         let where_ = format!(

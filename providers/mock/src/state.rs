@@ -26,6 +26,14 @@ fn record_path(project: &str, id: &ResourceId) -> String {
     )
 }
 
+fn monitor_results_path(project: &str, monitor: &str) -> String {
+    format!(
+        "{}/monitor-results/{}.jsonl",
+        project_dir(project),
+        key(monitor)
+    )
+}
+
 fn history_path(project: &str, id: &ResourceId) -> String {
     format!(
         "{}/history/{}.jsonl",
@@ -188,6 +196,29 @@ impl StateStore for Mock {
                 _ => Ok(false),
             }
         })
+    }
+
+    async fn record_monitor_result(
+        &self,
+        project: &str,
+        result: &mlctl_core::monitoring::MonitorResult,
+    ) -> Result<()> {
+        self.pause().await;
+        self.store().append(
+            "record monitor result",
+            &monitor_results_path(project, &result.monitor),
+            result,
+        )
+    }
+
+    async fn monitor_results(
+        &self,
+        project: &str,
+        monitor: &str,
+    ) -> Result<Vec<mlctl_core::monitoring::MonitorResult>> {
+        self.pause().await;
+        self.store()
+            .read_log("monitor results", &monitor_results_path(project, monitor))
     }
 
     async fn digest_key(&self) -> Result<DigestKey> {

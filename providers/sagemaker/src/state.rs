@@ -53,6 +53,10 @@ impl S3StateStore {
         )
     }
 
+    fn monitor_results_dir(&self, project: &str, monitor: &str) -> String {
+        format!("{}/monitor-results/{monitor}/", self.dir(project))
+    }
+
     fn lock_key(&self, project: &str) -> String {
         self.aws.key(&format!(".mlctl/lock/{project}.json"))
     }
@@ -202,6 +206,41 @@ impl StateStore for S3StateStore {
             }
             _ => Ok(false),
         }
+    }
+
+    async fn record_monitor_result(
+        &self,
+        project: &str,
+        result: &mlctl_core::monitoring::MonitorResult,
+    ) -> Result<()> {
+        // One object per result, like history: appends never rewrite.
+        let key = format!(
+            "{}{}.json",
+            self.monitor_results_dir(project, &result.monitor),
+            history_stamp()
+        );
+        self.aws.put_json(&key, result).await
+    }
+
+    async fn monitor_results(
+        &self,
+        project: &str,
+        monitor: &str,
+    ) -> Result<Vec<mlctl_core::monitoring::MonitorResult>> {
+        let keys = self
+            .aws
+            .list(&self.monitor_results_dir(project, monitor))
+            .await?;
+        let aws = self.aws.clone();
+        let results = bounded(keys, 16, move |key: String| {
+            let aws = aws.clone();
+            async move {
+                aws.get_json::<mlctl_core::monitoring::MonitorResult>(&key)
+                    .await
+            }
+        })
+        .await?;
+        Ok(results.into_iter().flatten().collect())
     }
 
     async fn digest_key(&self) -> Result<DigestKey> {

@@ -2,6 +2,7 @@
 
 mod init;
 pub mod limit;
+mod monitor;
 mod plan;
 mod registry;
 pub mod serve;
@@ -84,6 +85,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         }
         Command::Models(cmd) => registry::models(&cli.global.project, cmd),
         Command::Runs(cmd) => registry::runs(&cli.global.project, cmd),
+        Command::Monitor(cmd) => monitor::monitor(&cli.global.project, cmd),
         Command::Rollback {
             endpoint,
             to,

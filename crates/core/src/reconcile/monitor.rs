@@ -37,8 +37,8 @@ pub(crate) async fn reconcile(
     let status = retry!(&sh.opts, sh.stack.monitor.configure(&sh.ctx, &req).await)?;
     Ok(Applied::new(
         format!(
-            "watching endpoint {} ({})",
-            status.endpoint, status.schedule
+            "watching endpoint {}; `mlctl monitor run {}` evaluates it",
+            status.endpoint, id.name
         ),
         to_json(&status),
         Health::Healthy,

@@ -5,12 +5,9 @@ use super::{FieldRules, Support};
 use mlctl_spec::Kind;
 use std::sync::OnceLock;
 
-/// Monitors are configured, but nothing evaluates them yet: a monitor could only report
-/// healthy. Until it does, every setting that asks for an evaluation is refused.
-const NO_EVALUATION: &str = "mlctl does not evaluate monitors yet: no drift, SLO or breach would ever be computed, so the monitor could only report healthy";
-const NO_EVALUATION_INSTEAD: &str =
-    "remove the Monitor for now; `mlctl monitor run` will evaluate it when it exists";
-
+/// What `mlctl monitor run` does not do yet: SLOs, schedules and breach actions.
+const NOT_YET: &str = "mlctl does not act on this yet: `mlctl monitor run` judges drift only, so this setting would be accepted and ignored";
+const NOT_YET_INSTEAD: &str = "remove it for now; run `mlctl monitor run --fail-on-breach` from a CI schedule or cron job to act on a breach";
 /// The engine's declarations.
 pub fn rules() -> &'static FieldRules {
     static RULES: OnceLock<FieldRules> = OnceLock::new();
@@ -53,25 +50,14 @@ pub fn rules() -> &'static FieldRules {
             .with("Endpoint.spec.version", Support::Honoured)
             .with("Monitor.spec.endpoint", Support::Honoured)
             .with("Monitor.spec.baseline", Support::Honoured)
-            .with_all_own(
-                "Monitor.spec.drift",
-                Support::refused(NO_EVALUATION, NO_EVALUATION_INSTEAD),
-            )
-            .with_all_own(
-                "Monitor.spec.slo",
-                Support::refused(NO_EVALUATION, NO_EVALUATION_INSTEAD),
-            )
-            .with(
-                "Monitor.spec.schedule",
-                Support::refused(NO_EVALUATION, NO_EVALUATION_INSTEAD),
-            )
-            .with(
-                "Monitor.spec.minSamples",
-                Support::refused(NO_EVALUATION, NO_EVALUATION_INSTEAD),
-            )
+            // Evaluated by `mlctl monitor run`, with the same code on every target.
+            .with_all_own("Monitor.spec.drift", Support::Honoured)
+            .with("Monitor.spec.minSamples", Support::Honoured)
+            .with_all_own("Monitor.spec.slo", Support::refused(NOT_YET, NOT_YET_INSTEAD))
+            .with("Monitor.spec.schedule", Support::refused(NOT_YET, NOT_YET_INSTEAD))
             .with_all_own(
                 "Monitor.spec.onBreach",
-                Support::refused(NO_EVALUATION, NO_EVALUATION_INSTEAD),
+                Support::refused(NOT_YET, NOT_YET_INSTEAD),
             )
     })
 }

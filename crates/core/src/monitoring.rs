@@ -1,0 +1,576 @@
+//! Evaluating a Monitor: the live window of an endpoint's captured traffic judged against
+//! the baseline dataset's profile, with the same code on every target.
+//!
+//! The target supplies two things through its components: the captured records
+//! ([`crate::components::MonitorSink::captured`]) and the baseline's stored profile
+//! ([`crate::components::DataStore::read_profile`]). Everything else happens here:
+//!
+//! - [`rows_of`] reads a captured record in any of the formats targets write: mlctl's own
+//!   (`columns`/`rows`/`predictions`), a script-mode record (`request`/`response` bodies),
+//!   and SageMaker's data-capture JSON lines (`captureData.endpointInput`, CSV or JSON,
+//!   plain or base64). Rows without column names are matched to the features by position.
+//! - [`Window`]: the last N records, or those of the last duration.
+//! - [`evaluate`]: below `minSamples` rows the verdict is [`Verdict::InsufficientData`], never
+//!   healthy; otherwise every feature column (never the label or an id) is checked with
+//!   `mlctl_ml::drift`, and any drifted feature is a breach.
+
+use crate::state::{FORMAT_VERSION, FormatVersion};
+use mlctl_ml::profile::{ColumnStats, Profile};
+use mlctl_ml::table::{ColumnData, Table};
+use mlctl_spec::MonitorSpec;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Rows needed before drift is judged when the spec sets no `minSamples`.
+pub const DEFAULT_MIN_SAMPLES: u64 = 100;
+
+/// Which captured records a run judges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    /// The newest N records.
+    Last(usize),
+    /// The records of the last duration (at most [`Window::MAX_RECORDS`] of them).
+    Since(Duration),
+}
+
+impl Window {
+    /// The most records a time window reads.
+    pub const MAX_RECORDS: usize = 1_000_000;
+
+    /// Parses `--window`: a count (`5000`) or a duration (`1h`, `30m`).
+    ///
+    /// # Errors
+    /// A message saying what is accepted.
+    pub fn parse(s: &str) -> Result<Window, String> {
+        if let Ok(n) = s.trim().parse::<usize>() {
+            if n == 0 {
+                return Err("--window 0 would judge nothing; give a count of records (1000) or a duration (1h)".into());
+            }
+            return Ok(Window::Last(n));
+        }
+        mlctl_spec::units::parse_duration(s)
+            .map(Window::Since)
+            .map_err(|e| {
+                format!(
+                    "--window `{s}`: give a count of records (1000) or a duration (1h, 30m): {e}"
+                )
+            })
+    }
+
+    /// How many records to ask the target for.
+    pub fn limit(&self) -> usize {
+        match self {
+            Window::Last(n) => *n,
+            Window::Since(_) => Self::MAX_RECORDS,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Window::Last(n) => format!("last {n} records"),
+            Window::Since(d) => format!("last {}", humantime(*d)),
+        }
+    }
+}
+
+fn humantime(d: Duration) -> String {
+    let s = d.as_secs();
+    if s > 0 && s.is_multiple_of(86_400) {
+        format!("{}d", s / 86_400)
+    } else if s > 0 && s.is_multiple_of(3600) {
+        format!("{}h", s / 3600)
+    } else if s > 0 && s.is_multiple_of(60) {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// The verdict of one evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Verdict {
+    /// Enough rows, and nothing drifted.
+    Healthy,
+    /// A check failed.
+    Breached,
+    /// Fewer rows than `minSamples`: nothing can be said.
+    InsufficientData,
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Verdict::Healthy => "healthy",
+            Verdict::Breached => "breached",
+            Verdict::InsufficientData => "insufficient data",
+        })
+    }
+}
+
+/// The drift check of one feature, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FeatureResult {
+    /// The column.
+    pub feature: String,
+    /// The method used (`psi`, `ks`, ...).
+    pub method: String,
+    /// Its statistic (a p-value for the tests that give one); `None` when not computable.
+    pub statistic: Option<f64>,
+    /// The threshold it was compared with.
+    pub threshold: f64,
+    /// Whether the feature drifted.
+    pub drifted: bool,
+    /// Rows of the window with a value for it.
+    pub rows: u64,
+    /// Why the method changed or the statistic is missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// One evaluation of a monitor: what was judged and what came out, stored as a time series
+/// in the target's state store ([`crate::state::StateStore::record_monitor_result`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MonitorResult {
+    /// [`FORMAT_VERSION`] when written.
+    #[serde(default = "FormatVersion::legacy")]
+    pub format_version: FormatVersion,
+    /// The monitor.
+    pub monitor: String,
+    /// The endpoint watched.
+    pub endpoint: String,
+    /// When it was evaluated (RFC 3339).
+    pub at: String,
+    /// The commit of the spec it was evaluated with.
+    pub commit: String,
+    /// The window, in words (`last 1h`, `last 1000 records`).
+    pub window: String,
+    /// Rows in the window.
+    pub rows: u64,
+    /// Rows needed to judge.
+    pub min_samples: u64,
+    /// The baseline dataset (name and fingerprint).
+    pub baseline: String,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// The verdict in a sentence.
+    pub summary: String,
+    /// Per feature; empty with insufficient data.
+    #[serde(default)]
+    pub features: Vec<FeatureResult>,
+}
+
+/// A captured record's rows: column names when the record has them, and each row's values.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CapturedRows {
+    /// When the request was served (RFC 3339), if the record says.
+    pub time: Option<String>,
+    /// Column names, when the record names them.
+    pub columns: Option<Vec<String>>,
+    /// The rows (each a list of values).
+    pub rows: Vec<Vec<serde_json::Value>>,
+}
+
+/// The rows of one captured record, in whichever format the target wrote it; `None` for a
+/// record without request rows (a failed request, an unreadable body).
+pub fn rows_of(record: &serde_json::Value) -> Option<CapturedRows> {
+    use serde_json::Value;
+    // mlctl's own format.
+    if let Some(rows) = record.get("rows").and_then(Value::as_array) {
+        let columns = record.get("columns").and_then(Value::as_array).map(|c| {
+            c.iter()
+                .map(|v| v.as_str().unwrap_or_default().to_string())
+                .collect()
+        });
+        return Some(CapturedRows {
+            time: record
+                .get("time")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            columns,
+            rows: rows.iter().map(row_values).collect(),
+        });
+    }
+    // A script-mode variant: the request body as JSON.
+    if let Some(req) = record.get("request") {
+        let mut out = body_rows(req)?;
+        out.time = record
+            .get("time")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        return Some(out);
+    }
+    // SageMaker's data capture.
+    let input = record.get("captureData")?.get("endpointInput")?;
+    let data = input.get("data")?.as_str()?;
+    let encoding = input
+        .get("encoding")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_ascii_uppercase();
+    let content_type = input
+        .get("observedContentType")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let text = if encoding == "BASE64" {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .ok()?;
+        String::from_utf8(bytes).ok()?
+    } else {
+        data.to_string()
+    };
+    let mut out = if content_type.contains("json") || encoding == "JSON" {
+        body_rows(&serde_json::from_str(&text).ok()?)?
+    } else {
+        // CSV without a header, one row a line.
+        CapturedRows {
+            time: None,
+            columns: None,
+            rows: text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| l.split(',').map(csv_value).collect())
+                .collect(),
+        }
+    };
+    out.time = record
+        .get("eventMetadata")
+        .and_then(|m| m.get("inferenceTime"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    Some(out)
+}
+
+fn csv_value(cell: &str) -> serde_json::Value {
+    let cell = cell.trim().trim_matches('"');
+    match cell.parse::<f64>() {
+        Ok(x) => serde_json::Number::from_f64(x)
+            .map(serde_json::Value::Number)
+            .unwrap_or(serde_json::Value::Null),
+        Err(_) if cell.is_empty() => serde_json::Value::Null,
+        Err(_) => serde_json::Value::String(cell.to_string()),
+    }
+}
+
+fn row_values(row: &serde_json::Value) -> Vec<serde_json::Value> {
+    match row {
+        serde_json::Value::Array(values) => values.clone(),
+        other => vec![other.clone()],
+    }
+}
+
+/// Rows of a request body: `{"instances": [[...]]}`, `{"columns": [...], "data": [[...]]}`,
+/// `{"instances": [{"name": value}]}` or a bare list of rows.
+fn body_rows(body: &serde_json::Value) -> Option<CapturedRows> {
+    use serde_json::Value;
+    let (columns, rows) = match body {
+        Value::Object(o) => {
+            if let Some(data) = o.get("data").and_then(Value::as_array) {
+                let columns = o.get("columns").and_then(Value::as_array).map(|c| {
+                    c.iter()
+                        .map(|v| v.as_str().unwrap_or_default().to_string())
+                        .collect::<Vec<_>>()
+                });
+                (columns, data.clone())
+            } else {
+                (
+                    None,
+                    o.get("instances")
+                        .or_else(|| o.get("inputs"))
+                        .and_then(Value::as_array)?
+                        .clone(),
+                )
+            }
+        }
+        Value::Array(rows) => (None, rows.clone()),
+        _ => return None,
+    };
+    // Rows given as objects name their columns.
+    if columns.is_none()
+        && let Some(Value::Object(first)) = rows.first()
+    {
+        let names: Vec<String> = first.keys().cloned().collect();
+        let rows = rows
+            .iter()
+            .map(|r| {
+                names
+                    .iter()
+                    .map(|n| r.get(n).cloned().unwrap_or(Value::Null))
+                    .collect()
+            })
+            .collect();
+        return Some(CapturedRows {
+            time: None,
+            columns: Some(names),
+            rows,
+        });
+    }
+    Some(CapturedRows {
+        time: None,
+        columns,
+        rows: rows.iter().map(row_values).collect(),
+    })
+}
+
+/// The rows of `records` within `window` as a table of the `features`, typed by the
+/// baseline's profile (numeric or categorical). Rows without names are matched to
+/// `features` by position. Returns the table and the records' count.
+pub fn live_table(
+    records: &[serde_json::Value],
+    window: Window,
+    now: time::OffsetDateTime,
+    profile: &Profile,
+    features: &[String],
+) -> (Table, usize) {
+    let since = match window {
+        Window::Since(d) => Some(now - d),
+        Window::Last(_) => None,
+    };
+    let numeric: Vec<bool> = features
+        .iter()
+        .map(|f| {
+            matches!(
+                profile.column(f).map(|c| &c.stats),
+                Some(ColumnStats::Numeric { .. })
+            )
+        })
+        .collect();
+    let mut nums: Vec<Vec<f64>> = vec![Vec::new(); features.len()];
+    let mut strs: Vec<Vec<Option<String>>> = vec![Vec::new(); features.len()];
+    let mut used = 0usize;
+    let mut skipped = 0usize;
+    for record in records {
+        let Some(captured) = rows_of(record) else {
+            continue;
+        };
+        if let (Some(since), Some(t)) = (since, captured.time.as_deref()) {
+            let at = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339);
+            if at.is_ok_and(|at| at < since) {
+                skipped += 1;
+                continue;
+            }
+        }
+        used += 1;
+        // Where each feature is in this record's rows.
+        let at: Vec<Option<usize>> = match &captured.columns {
+            Some(cols) => features
+                .iter()
+                .map(|f| cols.iter().position(|c| c == f))
+                .collect(),
+            None => (0..features.len()).map(Some).collect(),
+        };
+        for row in &captured.rows {
+            for (i, pos) in at.iter().enumerate() {
+                let v = pos.and_then(|p| row.get(p));
+                if numeric[i] {
+                    nums[i].push(match v {
+                        Some(serde_json::Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
+                        Some(serde_json::Value::String(s)) => s.parse().unwrap_or(f64::NAN),
+                        Some(serde_json::Value::Bool(b)) => f64::from(u8::from(*b)),
+                        _ => f64::NAN,
+                    });
+                } else {
+                    strs[i].push(match v {
+                        Some(serde_json::Value::String(s)) => Some(s.clone()),
+                        Some(serde_json::Value::Null) | None => None,
+                        Some(other) => Some(other.to_string()),
+                    });
+                }
+            }
+        }
+    }
+    let _ = skipped;
+    let columns = features.iter().enumerate().map(|(i, f)| {
+        let data = if numeric[i] {
+            ColumnData::Float(std::mem::take(&mut nums[i]))
+        } else {
+            ColumnData::Str(std::mem::take(&mut strs[i]))
+        };
+        (f.clone(), data)
+    });
+    let table = Table::from_columns(columns.collect::<Vec<_>>()).unwrap_or_default();
+    (table, used)
+}
+
+/// What an evaluation needs.
+pub struct Evaluation<'a> {
+    /// The monitor's name.
+    pub name: &'a str,
+    /// Its spec (`${env:...}` resolved or not: only the checks are read).
+    pub spec: &'a MonitorSpec,
+    /// The baseline dataset, for the record (`name@fingerprint12`).
+    pub baseline: String,
+    /// The baseline's profile.
+    pub profile: &'a Profile,
+    /// The feature columns (the baseline's columns without the label and ids).
+    pub features: &'a [String],
+    /// The captured records, oldest first.
+    pub records: &'a [serde_json::Value],
+    /// The window judged.
+    pub window: Window,
+    /// Now.
+    pub now: time::OffsetDateTime,
+    /// The commit of the spec.
+    pub commit: String,
+}
+
+/// Judges the window (see the module docs).
+pub fn evaluate(e: &Evaluation<'_>) -> MonitorResult {
+    let (table, _) = live_table(e.records, e.window, e.now, e.profile, e.features);
+    let rows = table.n_rows() as u64;
+    let min_samples = e.spec.min_samples.unwrap_or(DEFAULT_MIN_SAMPLES);
+    let mut result = MonitorResult {
+        format_version: FORMAT_VERSION,
+        monitor: e.name.to_string(),
+        endpoint: e.spec.endpoint.clone(),
+        at: e
+            .now
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        commit: e.commit.clone(),
+        window: e.window.describe(),
+        rows,
+        min_samples,
+        baseline: e.baseline.clone(),
+        verdict: Verdict::InsufficientData,
+        summary: String::new(),
+        features: Vec::new(),
+    };
+    if rows < min_samples {
+        result.summary = format!(
+            "insufficient data: {rows} rows in the {}, fewer than minSamples {min_samples}; send traffic (with capture on), or widen --window",
+            result.window
+        );
+        return result;
+    }
+    let report = drift_of(e.profile, &table, e.spec, e.features);
+    result.features = report;
+    let drifted: Vec<&str> = result
+        .features
+        .iter()
+        .filter(|f| f.drifted)
+        .map(|f| f.feature.as_str())
+        .collect();
+    if drifted.is_empty() {
+        result.verdict = Verdict::Healthy;
+        result.summary = format!(
+            "healthy: no drift in {} features over {rows} rows ({})",
+            result.features.len(),
+            result.window
+        );
+    } else {
+        result.verdict = Verdict::Breached;
+        result.summary = format!(
+            "drift in {} of {} features ({}) over {rows} rows ({})",
+            drifted.len(),
+            result.features.len(),
+            drifted.join(", "),
+            result.window
+        );
+    }
+    result
+}
+
+/// The drift of every feature in `features`, as the spec configures it.
+fn drift_of(
+    profile: &Profile,
+    table: &Table,
+    spec: &MonitorSpec,
+    features: &[String],
+) -> Vec<FeatureResult> {
+    let config = spec.drift.clone().unwrap_or_else(default_drift);
+    // Only the feature columns: the baseline without the label and ids.
+    let baseline = Profile {
+        rows: profile.rows,
+        columns: profile
+            .columns
+            .iter()
+            .filter(|c| features.contains(&c.name))
+            .cloned()
+            .collect(),
+    };
+    let report = mlctl_ml::drift::drift(&baseline, table, &config);
+    report
+        .features
+        .into_iter()
+        .map(|f| FeatureResult {
+            feature: f.feature,
+            method: mlctl_ml::drift::method_name(f.method).to_string(),
+            statistic: f.statistic.is_finite().then_some(f.statistic),
+            threshold: f.threshold,
+            drifted: f.drifted,
+            rows: f.sample_count,
+            note: f.note,
+        })
+        .collect()
+}
+
+fn default_drift() -> mlctl_spec::Drift {
+    mlctl_spec::Drift {
+        method: mlctl_spec::DriftMethod::Psi,
+        threshold: 0.2,
+        features: BTreeMap::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_capture_format_gives_its_rows() {
+        let mlctl = json!({"time": "2026-01-01T00:00:00Z", "columns": ["a", "b"], "rows": [[1.0, "x"]], "predictions": [0]});
+        let r = rows_of(&mlctl).unwrap();
+        assert_eq!(
+            r.columns.as_deref(),
+            Some(&["a".to_string(), "b".to_string()][..])
+        );
+        assert_eq!(r.rows, vec![vec![json!(1.0), json!("x")]]);
+        assert_eq!(r.time.as_deref(), Some("2026-01-01T00:00:00Z"));
+
+        let script =
+            json!({"time": "t", "request": {"instances": [{"a": 2.0, "b": "y"}]}, "response": {}});
+        let r = rows_of(&script).unwrap();
+        assert_eq!(
+            r.columns.as_deref(),
+            Some(&["a".to_string(), "b".to_string()][..])
+        );
+        assert_eq!(r.rows, vec![vec![json!(2.0), json!("y")]]);
+
+        let sm_csv = json!({"captureData": {"endpointInput": {"observedContentType": "text/csv", "mode": "INPUT", "data": "5.1,3.5\n6.0,2.9", "encoding": "CSV"}, "endpointOutput": {"observedContentType": "text/csv", "mode": "OUTPUT", "data": "0\n1", "encoding": "CSV"}}, "eventMetadata": {"eventId": "e", "inferenceTime": "2026-01-01T00:00:01Z"}, "eventVersion": "0"});
+        let r = rows_of(&sm_csv).unwrap();
+        assert_eq!(r.columns, None);
+        assert_eq!(r.rows.len(), 2);
+        assert_eq!(r.rows[1], vec![json!(6.0), json!(2.9)]);
+        assert_eq!(r.time.as_deref(), Some("2026-01-01T00:00:01Z"));
+
+        use base64::Engine as _;
+        let body =
+            base64::engine::general_purpose::STANDARD.encode(br#"{"instances": [[1.5, 2.5]]}"#);
+        let sm_json = json!({"captureData": {"endpointInput": {"observedContentType": "application/json", "mode": "INPUT", "data": body, "encoding": "BASE64"}}, "eventMetadata": {"inferenceTime": "t"}});
+        assert_eq!(
+            rows_of(&sm_json).unwrap().rows,
+            vec![vec![json!(1.5), json!(2.5)]]
+        );
+
+        assert_eq!(rows_of(&json!({"status": 500})), None);
+    }
+
+    #[test]
+    fn a_window_is_a_count_or_a_duration() {
+        assert_eq!(Window::parse("500"), Ok(Window::Last(500)));
+        assert_eq!(
+            Window::parse("1h"),
+            Ok(Window::Since(Duration::from_secs(3600)))
+        );
+        assert!(Window::parse("0").is_err());
+        assert!(Window::parse("soon").unwrap_err().contains("1h"));
+    }
+}
