@@ -1,5 +1,6 @@
-//! `docs/metrics.md` is generated from the table of metrics in `mlctl_spec::metrics`, so the
-//! page and what the validator checks cannot drift apart.
+//! `docs/metrics.md` is generated from the table of metrics in `mlctl_spec::metrics`, and
+//! `docs/drift.md` from the drift methods (`mlctl_spec::DriftMethod`), so the pages and what
+//! the code checks cannot drift apart.
 
 use std::path::{Path, PathBuf};
 
@@ -47,6 +48,28 @@ fn metrics_page_is_current() {
         "the table in crates/spec/src/metrics.rs",
         &mlctl_spec::metrics::markdown(),
     );
+}
+
+#[test]
+fn drift_page_is_current() {
+    check_page(
+        "drift.md",
+        "the drift methods in crates/spec/src/model/monitor.rs or crates/spec/src/drift.rs",
+        &mlctl_spec::drift::markdown(),
+    );
+}
+
+/// Every drift method is on the page with its default threshold, and both halves of the
+/// default rule are.
+#[test]
+fn drift_page_lists_every_method() {
+    let page = mlctl_spec::drift::markdown();
+    for m in mlctl_spec::DriftMethod::ALL {
+        let row = format!("| `{}` | ", m.name());
+        assert!(page.contains(&row), "no row for {}", m.name());
+    }
+    assert!(page.contains("| <= 1000 | `ks` 0.05 |"), "{page}");
+    assert!(page.contains("| > 1000 | `wasserstein` 0.1 |"), "{page}");
 }
 
 /// Every metric of the table is on the page, with its direction.
