@@ -12,9 +12,8 @@ metadata:
 spec:
   endpoint: iris
   minSamples: 100
-  drift:
-    method: psi
-    threshold: 0.2
+  # No method: each feature gets the one Evidently's DataDriftPreset would pick.
+  drift: {}
 ";
 
 /// The iris rows (features only), as in the training data.
@@ -175,6 +174,11 @@ fn traffic_like_the_training_data_is_healthy_and_one_shifted_feature_is_a_breach
     let r = m.run("300");
     assert_eq!(r["verdict"], "breached", "{r}");
     assert_eq!(drifted(&r), ["petal_length"], "{r}");
+    // With no method in the spec, Evidently's rule for a baseline of 150 rows: the KS test.
+    let petal = &r["features"][2];
+    assert_eq!(petal["method"], "ks", "{r}");
+    assert!(petal["pValue"].as_f64().unwrap() < 0.05, "{r}");
+    assert_eq!(r["datasetDrift"]["drifted"], false, "one feature of four: {r}");
     let st = m.monitor_status();
     assert_eq!(st["health"], "degraded", "{st}");
     assert!(

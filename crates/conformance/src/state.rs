@@ -626,6 +626,7 @@ pub async fn monitor_results_roundtrip(stack: &Stack, fx: &Fixture) {
         verdict: mlctl_core::monitoring::Verdict::Healthy,
         summary: format!("evaluation {n}"),
         features: Vec::new(),
+        dataset_drift: None,
     };
     let none = call!(
         c,

@@ -117,8 +117,12 @@ pub struct FeatureResult {
     pub feature: String,
     /// The method used (`psi`, `ks`, ...).
     pub method: String,
-    /// Its statistic (a p-value for the tests that give one); `None` when not computable.
+    /// Its statistic (KS D, chi-squared, Z, or the distance); `None` when not computable.
     pub statistic: Option<f64>,
+    /// The p-value of a test (`ks`, `chi_squared`, `z_test`): it drifts when below the
+    /// threshold. `None` for a distance, which drifts at or above it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_value: Option<f64>,
     /// The threshold it was compared with.
     pub threshold: f64,
     /// Whether the feature drifted.
@@ -161,6 +165,22 @@ pub struct MonitorResult {
     /// Per feature; empty with insufficient data.
     #[serde(default)]
     pub features: Vec<FeatureResult>,
+    /// Whether the dataset as a whole drifted (Evidently's "dataset drift": at least `share`
+    /// of the features drifted). A breach is any drifted feature; this says how widely.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset_drift: Option<DatasetDrift>,
+}
+
+/// Drift of the dataset as a whole.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DatasetDrift {
+    /// At least `share` of the features drifted.
+    pub drifted: bool,
+    /// The share of checked features that drifted.
+    pub drifted_share: f64,
+    /// The share at which the dataset drifts (`drift.share`, default 0.5).
+    pub share: f64,
 }
 
 /// A captured record's rows: column names when the record has them, and each row's values.
@@ -441,6 +461,7 @@ pub fn evaluate(e: &Evaluation<'_>) -> MonitorResult {
         verdict: Verdict::InsufficientData,
         summary: String::new(),
         features: Vec::new(),
+        dataset_drift: None,
     };
     if rows < min_samples {
         result.summary = format!(
@@ -449,8 +470,9 @@ pub fn evaluate(e: &Evaluation<'_>) -> MonitorResult {
         );
         return result;
     }
-    let report = drift_of(e.profile, &table, e.spec, e.features);
-    result.features = report;
+    let (features, dataset) = drift_of(e.profile, &table, e.spec, e.features);
+    result.features = features;
+    result.dataset_drift = Some(dataset);
     let drifted: Vec<&str> = result
         .features
         .iter()
@@ -477,46 +499,47 @@ pub fn evaluate(e: &Evaluation<'_>) -> MonitorResult {
     result
 }
 
-/// The drift of every feature in `features`, as the spec configures it.
+/// The drift of every feature in `features`, as the spec configures it (without a `drift`
+/// section: each feature gets the method Evidently's DataDriftPreset would pick).
 fn drift_of(
     profile: &Profile,
     table: &Table,
     spec: &MonitorSpec,
     features: &[String],
-) -> Vec<FeatureResult> {
-    let config = spec.drift.clone().unwrap_or_else(default_drift);
-    // Only the feature columns: the baseline without the label and ids.
-    let baseline = Profile {
-        rows: profile.rows,
-        columns: profile
-            .columns
-            .iter()
-            .filter(|c| features.contains(&c.name))
-            .cloned()
-            .collect(),
+) -> (Vec<FeatureResult>, DatasetDrift) {
+    let config = spec.drift.clone().unwrap_or(mlctl_spec::Drift {
+        method: None,
+        threshold: None,
+        share: None,
+        features: BTreeMap::new(),
+    });
+    let only: Vec<&str> = features.iter().map(String::as_str).collect();
+    let report = mlctl_ml::drift::drift_features(
+        profile,
+        table,
+        &config,
+        mlctl_ml::drift::Features::Only(&only),
+    );
+    let dataset = DatasetDrift {
+        drifted: report.dataset_drifted,
+        drifted_share: report.drifted_share,
+        share: report.share,
     };
-    let report = mlctl_ml::drift::drift(&baseline, table, &config);
-    report
+    let features = report
         .features
         .into_iter()
         .map(|f| FeatureResult {
             feature: f.feature,
-            method: mlctl_ml::drift::method_name(f.method).to_string(),
+            method: f.method.name().to_string(),
             statistic: f.statistic.is_finite().then_some(f.statistic),
+            p_value: f.p_value.filter(|p| p.is_finite()),
             threshold: f.threshold,
             drifted: f.drifted,
             rows: f.sample_count,
             note: f.note,
         })
-        .collect()
-}
-
-fn default_drift() -> mlctl_spec::Drift {
-    mlctl_spec::Drift {
-        method: mlctl_spec::DriftMethod::Psi,
-        threshold: 0.2,
-        features: BTreeMap::new(),
-    }
+        .collect();
+    (features, dataset)
 }
 
 #[cfg(test)]

@@ -1,34 +1,74 @@
-//! Drift: compares a baseline [`Profile`] with a sample of new data, feature by feature.
+//! Drift: compares a baseline [`Profile`] with a sample of new data, feature by feature, and
+//! the dataset as a whole.
 //!
 //! | method | numeric features | categorical features | drifted when |
 //! |---|---|---|---|
-//! | `psi` | over the baseline's histogram bins | over the categories | statistic > threshold |
-//! | `ks` | sup \|F_base - F_sample\|, F_base from the 101 percentiles | falls back to `jensen_shannon` | statistic > threshold |
-//! | `wasserstein` | W1 between quantile functions / baseline std | falls back to `jensen_shannon` | statistic > threshold |
-//! | `jensen_shannon` | JS distance (base 2, 0..1) over the histogram bins | over the categories | statistic > threshold |
-//! | `chi_squared` | p-value of the chi-squared test over the histogram bins | over the categories | p-value < threshold |
+//! | `ks` | two-sample KS p-value; F_base from the 101 percentiles (exact from the value counts of a column of few values), n = baseline rows | falls back to `chi_squared` | p-value < threshold |
+//! | `chi_squared` | chi-squared test p-value over the bins | over the categories | p-value < threshold |
+//! | `z_test` | two-proportion Z-test p-value (at most 2 values) | same; more values fall back to `chi_squared` | p-value < threshold |
+//! | `wasserstein` | W1 between quantile functions / baseline std (population, >= 0.001) | falls back to `jensen_shannon` | statistic >= threshold |
+//! | `jensen_shannon` | JS distance (natural log, 0..0.833) over the bins | over the categories | statistic >= threshold |
+//! | `psi` | over the bins | over the categories | statistic >= threshold |
+//! | `l_infinity` | max \|p_base - p_sample\| over the bins | over the categories | statistic >= threshold |
 //!
-//! Proportions are floored at 1e-4 for PSI and smoothed (+0.5 per bin) for the chi-squared
-//! expectation, so empty bins do not give infinities. Missing values are left out of every
-//! statistic.
+//! "The bins" of a numeric feature are its values when the baseline has at most
+//! [`MAX_LEVELS`](crate::profile::MAX_LEVELS) distinct ones (as Evidently does), else the
+//! baseline histogram's bins (values outside its range count in the first or last). A
+//! value the baseline never had is its own category.
+//!
+//! **Defaults.** A feature with no method configured gets Evidently's DataDriftPreset choice
+//! ([`DriftMethod::default_for`]: by baseline rows, <= 1000 tests, > 1000 distances; a numeric
+//! feature with <= 5 distinct values, baseline and sample together, counts as categorical;
+//! a binary one gets `z_test` in small data) with that method's default threshold (0.05 for
+//! tests, 0.1 for distances). The dataset drifts when at least `share` (default
+//! [`DEFAULT_SHARE`]) of the checked features drift. The rules are on `docs/drift.md`,
+//! verified against <https://docs-old.evidentlyai.com/reference/data-drift-algorithm>.
+//!
+//! Proportions are floored at 1e-4 for PSI, and a category the baseline never had is
+//! expected at half a baseline row by the chi-squared test, so neither gives infinities (a
+//! stray new value is not drift; many are).
+//! Missing values are left out of every statistic. Cost: one sort of each sampled numeric
+//! column; no allocation per row (features are checked in parallel).
 
-use crate::profile::{ColumnProfile, ColumnStats, Histogram, Profile, quantile_sorted};
-use crate::stats::chi2_sf;
-use crate::table::{ColumnData, Table};
-use mlctl_spec::{Drift, DriftMethod};
+use crate::profile::{ColumnProfile, ColumnStats, Histogram, Level, Profile, quantile_sorted};
+use crate::stats::{chi2_sf, ks_two_sample_p, normal_two_sided_p};
+use crate::table::{ColumnData, Table, format_f64};
+use mlctl_spec::{Drift, DriftMethod, FeatureKind};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt;
+
+/// The share of checked features that must drift for the dataset to drift when `Drift.share`
+/// is unset (Evidently's `drift_share`).
+pub const DEFAULT_SHARE: f64 = 0.5;
+
+/// Which columns of the baseline are features to check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Features<'a> {
+    /// Every baseline column.
+    All,
+    /// Only these (a name the baseline lacks is reported as drifted, with a note).
+    Only(&'a [&'a str]),
+    /// Every baseline column but these (the label, ids).
+    Except(&'a [&'a str]),
+}
 
 /// The drift check of one feature.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[must_use]
 pub struct FeatureReport {
     /// Column name.
     pub feature: String,
-    /// The method used (may differ from the configured one; see `note`).
+    /// The method used: the configured one, the default for this feature when none is, or its
+    /// fallback (see `note`).
     pub method: DriftMethod,
-    /// The statistic (a p-value for `chi_squared`); NaN (`null`) when it could not be computed.
+    /// The statistic: KS D, the chi-squared statistic, Z, or the distance. NaN (`null`) when
+    /// it could not be computed.
     pub statistic: f64,
+    /// The p-value of a test (`ks`, `chi_squared`, `z_test`), compared with the threshold;
+    /// `None` for a distance, whose `statistic` is compared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p_value: Option<f64>,
     /// The threshold it was compared with.
     pub threshold: f64,
     /// Whether the feature drifted.
@@ -40,34 +80,66 @@ pub struct FeatureReport {
     pub note: Option<String>,
 }
 
+impl FeatureReport {
+    /// The value compared with the threshold: the p-value of a test, else the statistic.
+    pub fn score(&self) -> f64 {
+        self.p_value.unwrap_or(self.statistic)
+    }
+}
+
 /// The drift check of a sample.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[must_use]
 pub struct DriftReport {
-    /// Whether any feature drifted.
-    pub drifted: bool,
-    /// One entry per checked feature, in baseline order.
+    /// Whether at least `share` of the checked features drifted (false with no features).
+    pub dataset_drifted: bool,
+    /// Drifted features / checked features (0 with no features).
+    pub drifted_share: f64,
+    /// The share it was compared with.
+    pub share: f64,
+    /// One entry per checked feature, in baseline order (then names of `Features::Only`
+    /// missing from the baseline).
     pub features: Vec<FeatureReport>,
+}
+
+impl DriftReport {
+    /// The features that drifted.
+    pub fn drifted_features(&self) -> impl Iterator<Item = &FeatureReport> {
+        self.features.iter().filter(|r| r.drifted)
+    }
 }
 
 impl fmt::Display for DriftReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.features.iter().filter(|r| r.drifted).count();
-        writeln!(f, "{n} of {} features drifted", self.features.len())?;
-        for r in &self.features {
-            let cmp = if r.method == DriftMethod::ChiSquared {
-                "<"
+        let n = self.drifted_features().count();
+        writeln!(
+            f,
+            "{}: {n} of {} features drifted ({:.0}%; the dataset drifts at {:.0}%)",
+            if self.dataset_drifted {
+                "dataset drifted"
             } else {
-                ">"
-            };
+                "no dataset drift"
+            },
+            self.features.len(),
+            self.drifted_share * 100.0,
+            self.share * 100.0
+        )?;
+        for r in &self.features {
             write!(
                 f,
-                "  {} {}: {} = {:.4} (drift if {cmp} {})",
+                "  {} {}: {} ",
                 if r.drifted { "!" } else { " " },
                 r.feature,
-                method_name(r.method),
-                r.statistic,
-                r.threshold
+                r.method.name()
             )?;
+            match r.p_value {
+                Some(p) => write!(
+                    f,
+                    "p-value = {p:.4} (drift if < {}), statistic {:.4}",
+                    r.threshold, r.statistic
+                )?,
+                None => write!(f, "= {:.4} (drift if >= {})", r.statistic, r.threshold)?,
+            }
             if let Some(note) = &r.note {
                 write!(f, " [{note}]")?;
             }
@@ -77,61 +149,133 @@ impl fmt::Display for DriftReport {
     }
 }
 
+/// The two-sided p-value of a two-sample KS statistic `d` between `n1` and `n2` values
+/// (asymptotic, as scipy's `ks_2samp(method='asymp')`; see the crate's `stats`).
+pub fn ks_p_value(d: f64, n1: u64, n2: u64) -> f64 {
+    ks_two_sample_p(d, n1, n2)
+}
+
 /// The name of a method as in YAML.
 pub fn method_name(m: DriftMethod) -> &'static str {
-    match m {
-        DriftMethod::Psi => "psi",
-        DriftMethod::Ks => "ks",
-        DriftMethod::Wasserstein => "wasserstein",
-        DriftMethod::JensenShannon => "jensen_shannon",
-        DriftMethod::ChiSquared => "chi_squared",
-    }
+    m.name()
 }
 
-/// Compares `sample` with `baseline` for every baseline column not ignored in `config`.
-/// A baseline column absent from the sample is reported as drifted with a note.
+/// Compares `sample` with `baseline` for every baseline column not ignored in `config`
+/// ([`drift_features`] with [`Features::All`]).
 pub fn drift(baseline: &Profile, sample: &Table, config: &Drift) -> DriftReport {
-    let mut features = Vec::new();
-    for base in &baseline.columns {
-        let over = config.features.get(&base.name);
-        if over.and_then(|o| o.ignore).unwrap_or(false) {
-            continue;
+    drift_features(baseline, sample, config, Features::All)
+}
+
+/// Compares `sample` with `baseline` for the baseline columns `features` selects and `config`
+/// does not ignore. A feature absent from the sample (or, named in `Features::Only`, from the
+/// baseline) is reported as drifted with a note.
+pub fn drift_features(
+    baseline: &Profile,
+    sample: &Table,
+    config: &Drift,
+    features: Features<'_>,
+) -> DriftReport {
+    use rayon::prelude::*;
+    let selected = |name: &str| match features {
+        Features::All => true,
+        Features::Only(names) => names.contains(&name),
+        Features::Except(names) => !names.contains(&name),
+    };
+    let ignored = |name: &str| {
+        config
+            .features
+            .get(name)
+            .and_then(|o| o.ignore)
+            .unwrap_or(false)
+    };
+    let checked: Vec<&ColumnProfile> = baseline
+        .columns
+        .iter()
+        .filter(|c| selected(&c.name) && !ignored(&c.name))
+        .collect();
+    let mut reports: Vec<FeatureReport> = checked
+        .par_iter()
+        .map(|base| {
+            let over = config.features.get(&base.name);
+            let method = over.and_then(|o| o.method).or(config.method);
+            let threshold = over.and_then(|o| o.threshold).or(config
+                .threshold
+                .filter(|_| over.and_then(|o| o.method).is_none()));
+            match sample.column(&base.name) {
+                None => missing(
+                    &base.name,
+                    method,
+                    threshold,
+                    "column is missing from the sample",
+                ),
+                Some(data) => feature_drift(base, data, method, threshold),
+            }
+        })
+        .collect();
+    if let Features::Only(names) = features {
+        for name in names {
+            if baseline.column(name).is_none() && !ignored(name) {
+                reports.push(missing(
+                    name,
+                    config.method,
+                    config.threshold,
+                    "column is missing from the baseline profile: profile the baseline dataset \
+                     again with this feature",
+                ));
+            }
         }
-        let method = over.and_then(|o| o.method).unwrap_or(config.method);
-        let threshold = over.and_then(|o| o.threshold).unwrap_or(config.threshold);
-        let report = match sample.column(&base.name) {
-            None => FeatureReport {
-                feature: base.name.clone(),
-                method,
-                statistic: f64::NAN,
-                threshold,
-                drifted: true,
-                sample_count: 0,
-                note: Some("column is missing from the sample".into()),
-            },
-            Some(data) => feature_drift(base, data, method, threshold),
-        };
-        features.push(report);
     }
+    let share = config.share.unwrap_or(DEFAULT_SHARE);
+    let drifted = reports.iter().filter(|r| r.drifted).count();
+    let drifted_share = if reports.is_empty() {
+        0.0
+    } else {
+        drifted as f64 / reports.len() as f64
+    };
     DriftReport {
-        drifted: features.iter().any(|f| f.drifted),
-        features,
+        dataset_drifted: !reports.is_empty() && drifted_share >= share,
+        drifted_share,
+        share,
+        features: reports,
     }
 }
 
-/// Compares one column of new data with its baseline profile.
+fn missing(
+    name: &str,
+    method: Option<DriftMethod>,
+    threshold: Option<f64>,
+    note: &str,
+) -> FeatureReport {
+    let method = method.unwrap_or(DriftMethod::JensenShannon);
+    FeatureReport {
+        feature: name.to_string(),
+        method,
+        statistic: f64::NAN,
+        p_value: None,
+        threshold: threshold.unwrap_or(method.default_threshold()),
+        drifted: true,
+        sample_count: 0,
+        note: Some(note.into()),
+    }
+}
+
+/// Compares one column of new data with its baseline profile, with `method` (default: the
+/// one Evidently would choose for it) and `threshold` (default: the method's).
 pub fn feature_drift(
     base: &ColumnProfile,
     data: &ColumnData,
-    method: DriftMethod,
-    threshold: f64,
+    method: Option<DriftMethod>,
+    threshold: Option<f64>,
 ) -> FeatureReport {
+    let baseline_rows = base.count;
     let mut note = None;
-    let (method, statistic, sample_count) = match &base.stats {
+    let (method, statistic, p_value, sample_count) = match &base.stats {
         ColumnStats::Numeric {
             std,
             quantiles,
             histogram,
+            distinct,
+            levels,
             ..
         } => {
             let mut values: Vec<f64> = (0..data.len())
@@ -140,97 +284,168 @@ pub fn feature_drift(
                 .collect();
             values.sort_unstable_by(f64::total_cmp);
             let n = values.len() as u64;
-            let stat = if values.is_empty() || quantiles.is_empty() {
-                note = Some("no values to compare".to_string());
-                f64::NAN
-            } else {
-                match method {
-                    DriftMethod::Psi => {
-                        let (e, a) = binned(histogram, &values);
-                        psi(&e, &a)
-                    }
-                    DriftMethod::JensenShannon => {
-                        let (e, a) = binned(histogram, &values);
-                        js_distance(&e, &a)
-                    }
-                    DriftMethod::ChiSquared => {
-                        let expected: Vec<f64> =
-                            histogram.counts.iter().map(|&c| c as f64).collect();
-                        let observed: Vec<f64> = histogram
-                            .count(values.iter().copied())
-                            .into_iter()
-                            .map(|c| c as f64)
-                            .collect();
-                        chi_squared_p(&expected, &observed)
-                    }
-                    DriftMethod::Ks => ks_vs_quantiles(quantiles, &values),
-                    DriftMethod::Wasserstein => {
-                        let w = wasserstein_vs_quantiles(quantiles, &values);
-                        if *std > 0.0 { w / std } else { w }
-                    }
-                }
+            let union = match distinct {
+                // Distinct values of baseline and sample together.
+                Some(_) if !levels.is_empty() => levels.len() as u64 + new_values(levels, &values),
+                Some(d) => *d,
+                // A profile stored before distinct values were counted: numeric as before.
+                None => u64::MAX,
             };
-            (method, stat, n)
+            let method = method.unwrap_or_else(|| {
+                DriftMethod::default_for(baseline_rows, FeatureKind::Numeric, union)
+            });
+            if values.is_empty() || quantiles.is_empty() {
+                note = Some("no values to compare".to_string());
+                (method, f64::NAN, None, n)
+            } else {
+                let (stat, p) = match method {
+                    DriftMethod::Ks => {
+                        let d = if levels.is_empty() {
+                            ks_vs_quantiles(quantiles, &values)
+                        } else {
+                            ks_vs_levels(levels, &values)
+                        };
+                        (d, Some(ks_two_sample_p(d, baseline_rows, n)))
+                    }
+                    DriftMethod::Wasserstein => {
+                        let w = if levels.is_empty() {
+                            wasserstein_vs_quantiles(quantiles, &values)
+                        } else {
+                            wasserstein_vs_levels(levels, &values)
+                        };
+                        (w / population_std(*std, baseline_rows).max(0.001), None)
+                    }
+                    m => {
+                        let (e, o) = if levels.is_empty() {
+                            histogram_counts(histogram, &values)
+                        } else {
+                            level_counts(levels, &values)
+                        };
+                        let (stat, p, fallback) = compare_counts(m, &e, &o);
+                        note = fallback;
+                        (stat, p)
+                    }
+                };
+                (method, stat, p, n)
+            }
         }
         ColumnStats::Categorical {
             frequencies, other, ..
         } => {
+            let (e, o, n) = category_counts(frequencies, *other, data);
+            let distinct = e
+                .iter()
+                .zip(&o)
+                .filter(|(a, b)| **a > 0.0 || **b > 0.0)
+                .count() as u64;
             let method = match method {
-                DriftMethod::Ks | DriftMethod::Wasserstein => {
+                Some(m @ (DriftMethod::Ks | DriftMethod::Wasserstein)) => {
+                    let instead = if m == DriftMethod::Ks {
+                        DriftMethod::ChiSquared
+                    } else {
+                        DriftMethod::JensenShannon
+                    };
                     note = Some(format!(
-                        "{} needs numbers; used jensen_shannon for this categorical feature",
-                        method_name(method)
+                        "{} needs numbers; used {} for this categorical feature",
+                        m.name(),
+                        instead.name()
                     ));
-                    DriftMethod::JensenShannon
+                    instead
                 }
-                m => m,
+                Some(m) => m,
+                None => DriftMethod::default_for(baseline_rows, FeatureKind::Categorical, distinct),
             };
-            // Categories: the baseline's, then "other" (unlisted or new values).
-            let index: BTreeMap<&str, usize> = frequencies
-                .keys()
-                .enumerate()
-                .map(|(i, k)| (k.as_str(), i))
-                .collect();
-            let k = frequencies.len() + 1;
-            let mut expected: Vec<f64> = frequencies.values().map(|&c| c as f64).collect();
-            expected.push(*other as f64);
-            let mut observed = vec![0.0; k];
-            let mut n = 0u64;
-            for i in 0..data.len() {
-                if let Some(v) = data.string_at(i) {
-                    n += 1;
-                    observed[index.get(v.as_str()).copied().unwrap_or(k - 1)] += 1.0;
-                }
-            }
-            let stat = if n == 0 {
+            if n == 0 || baseline_rows == 0 {
                 note = Some("no values to compare".to_string());
-                f64::NAN
+                (method, f64::NAN, None, n)
             } else {
-                match method {
-                    DriftMethod::Psi => psi(&normalise(&expected), &normalise(&observed)),
-                    DriftMethod::ChiSquared => chi_squared_p(&expected, &observed),
-                    _ => js_distance(&normalise(&expected), &normalise(&observed)),
-                }
-            };
-            (method, stat, n)
+                let (stat, p, fallback) = compare_counts(method, &e, &o);
+                note = note.or(fallback);
+                (method, stat, p, n)
+            }
         }
     };
-    let drifted = if statistic.is_nan() {
-        false
-    } else if method == DriftMethod::ChiSquared {
-        statistic < threshold
-    } else {
-        statistic > threshold
+    // A z_test on more than two values ran as chi_squared (see compare_counts).
+    let method = match (&note, method) {
+        (Some(n), DriftMethod::ZTest) if n.starts_with("z_test") => DriftMethod::ChiSquared,
+        _ => method,
+    };
+    let threshold = threshold.unwrap_or(method.default_threshold());
+    let drifted = match p_value {
+        Some(p) => p < threshold,
+        None => statistic >= threshold,
     };
     FeatureReport {
         feature: base.name.clone(),
         method,
         statistic,
+        p_value,
         threshold,
         drifted,
         sample_count,
         note,
     }
+}
+
+/// The statistic, p-value (tests only) and a note of a method that compares counts per
+/// category or bin. `expected` are baseline counts, `observed` sample counts, cell by cell.
+fn compare_counts(
+    method: DriftMethod,
+    expected: &[f64],
+    observed: &[f64],
+) -> (f64, Option<f64>, Option<String>) {
+    let (e, o) = (normalise(expected), normalise(observed));
+    match method {
+        DriftMethod::Psi => (psi(&e, &o), None, None),
+        DriftMethod::JensenShannon => (js_distance(&e, &o), None, None),
+        DriftMethod::LInfinity => (l_infinity(&e, &o), None, None),
+        DriftMethod::ZTest => {
+            let cells: Vec<(f64, f64)> = expected
+                .iter()
+                .zip(observed)
+                .filter(|(a, b)| **a > 0.0 || **b > 0.0)
+                .map(|(a, b)| (*a, *b))
+                .collect();
+            if cells.len() > 2 {
+                let (stat, p) = chi_squared(expected, observed);
+                return (
+                    stat,
+                    Some(p),
+                    Some(format!(
+                        "z_test compares two values; this feature has {}, so chi_squared was used",
+                        cells.len()
+                    )),
+                );
+            }
+            let (z, p) = z_test(&cells);
+            (z, Some(p), None)
+        }
+        // Ks and Wasserstein never get here (numeric ones are computed from the sorted
+        // values, categorical ones fall back before).
+        _ => {
+            let (stat, p) = chi_squared(expected, observed);
+            (stat, Some(p), None)
+        }
+    }
+}
+
+/// Z statistic and two-sided p-value of the two-proportion Z-test (pooled variance) of at
+/// most two cells of (baseline count, sample count); the proportion compared is the second
+/// cell's. One cell (a single value on both sides) gives Z = 0 and p = 1.
+pub fn z_test(cells: &[(f64, f64)]) -> (f64, f64) {
+    let n1: f64 = cells.iter().map(|c| c.0).sum();
+    let n2: f64 = cells.iter().map(|c| c.1).sum();
+    if cells.len() < 2 || n1 == 0.0 || n2 == 0.0 {
+        return (0.0, 1.0);
+    }
+    let (p1, p2) = (cells[1].0 / n1, cells[1].1 / n2);
+    let pooled = (cells[1].0 + cells[1].1) / (n1 + n2);
+    let var = pooled * (1.0 - pooled) * (1.0 / n1 + 1.0 / n2);
+    if var <= 0.0 {
+        return (0.0, 1.0);
+    }
+    let z = (p1 - p2) / var.sqrt();
+    (z, normal_two_sided_p(z))
 }
 
 fn normalise(counts: &[f64]) -> Vec<f64> {
@@ -241,15 +456,110 @@ fn normalise(counts: &[f64]) -> Vec<f64> {
     counts.iter().map(|c| c / total).collect()
 }
 
-/// Baseline and sample proportions over the baseline histogram's bins.
-fn binned(h: &Histogram, sorted: &[f64]) -> (Vec<f64>, Vec<f64>) {
-    let e: Vec<f64> = h.counts.iter().map(|&c| c as f64).collect();
-    let a: Vec<f64> = h
+/// The standard deviation with n rather than n - 1 (numpy's `np.std`, which Evidently
+/// normalises Wasserstein by) from the profile's sample standard deviation.
+fn population_std(sample_std: f64, n: u64) -> f64 {
+    if n < 2 || sample_std.is_nan() {
+        return 0.0;
+    }
+    sample_std * ((n - 1) as f64 / n as f64).sqrt()
+}
+
+/// Baseline and sample counts over the baseline histogram's bins.
+fn histogram_counts(h: &Histogram, sorted: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let e = h.counts.iter().map(|&c| c as f64).collect();
+    let o = h
         .count(sorted.iter().copied())
         .into_iter()
         .map(|c| c as f64)
         .collect();
-    (normalise(&e), normalise(&a))
+    (e, o)
+}
+
+/// Sample values (distinct) that are not among the baseline's levels.
+fn new_values(levels: &[Level], sorted: &[f64]) -> u64 {
+    let mut new = 0;
+    let mut i = 0;
+    while i < sorted.len() {
+        let x = sorted[i];
+        let run = sorted[i..].partition_point(|&v| v == x);
+        if levels.binary_search_by(|l| l.value.total_cmp(&x)).is_err() {
+            new += 1;
+        }
+        i += run;
+    }
+    new
+}
+
+/// Baseline and sample counts per value: the baseline's levels, then each new sample value.
+fn level_counts(levels: &[Level], sorted: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let mut e: Vec<f64> = levels.iter().map(|l| l.count as f64).collect();
+    let mut o = vec![0.0; levels.len()];
+    let mut i = 0;
+    while i < sorted.len() {
+        let x = sorted[i];
+        let run = sorted[i..].partition_point(|&v| v == x);
+        match levels.binary_search_by(|l| l.value.total_cmp(&x)) {
+            Ok(k) => o[k] += run as f64,
+            Err(_) => {
+                e.push(0.0);
+                o.push(run as f64);
+            }
+        }
+        i += run;
+    }
+    (e, o)
+}
+
+/// Baseline and sample counts per category: the baseline's, its `other` (categories past
+/// the profile's limit), then each category only the sample has. With a baseline `other`,
+/// unlisted sample values count there (they may be among those categories).
+fn category_counts(
+    frequencies: &std::collections::BTreeMap<String, u64>,
+    other: u64,
+    data: &ColumnData,
+) -> (Vec<f64>, Vec<f64>, u64) {
+    let index: HashMap<&str, usize> = frequencies
+        .keys()
+        .enumerate()
+        .map(|(i, k)| (k.as_str(), i))
+        .collect();
+    let k = frequencies.len();
+    let mut e: Vec<f64> = frequencies.values().map(|&c| c as f64).collect();
+    e.push(other as f64);
+    let mut o = vec![0.0; k + 1];
+    let mut new: HashMap<String, usize> = HashMap::new();
+    let mut n = 0u64;
+    let mut count = |v: &str| {
+        n += 1;
+        let cell = match index.get(v) {
+            Some(&i) => i,
+            None if other > 0 => k,
+            None => match new.get(v) {
+                Some(&i) => i,
+                None => {
+                    e.push(0.0);
+                    o.push(0.0);
+                    new.insert(v.to_string(), o.len() - 1);
+                    o.len() - 1
+                }
+            },
+        };
+        o[cell] += 1.0;
+    };
+    match data {
+        ColumnData::Str(v) => v.iter().flatten().for_each(|s| count(s)),
+        ColumnData::Bool(v) => v
+            .iter()
+            .flatten()
+            .for_each(|b| count(if *b { "true" } else { "false" })),
+        ColumnData::Int(v) => v.iter().flatten().for_each(|x| count(&x.to_string())),
+        ColumnData::Float(v) => v
+            .iter()
+            .filter(|x| !x.is_nan())
+            .for_each(|x| count(&format_f64(*x))),
+    }
+    (e, o, n)
 }
 
 /// Population stability index of proportions `actual` against `expected`.
@@ -265,38 +575,56 @@ pub fn psi(expected: &[f64], actual: &[f64]) -> f64 {
         .sum()
 }
 
-/// Jensen–Shannon distance (square root of the divergence, base 2; between 0 and 1).
+/// Jensen–Shannon distance: the square root of the divergence, natural log (scipy's
+/// `jensenshannon` default, which Evidently uses), between 0 and sqrt(ln 2) = 0.833.
 pub fn js_distance(p: &[f64], q: &[f64]) -> f64 {
     let kl = |a: &[f64], m: &[f64]| -> f64 {
         a.iter()
             .zip(m)
             .filter(|(x, _)| **x > 0.0)
-            .map(|(x, y)| x * (x / y).log2())
+            .map(|(x, y)| x * (x / y).ln())
             .sum()
     };
     let m: Vec<f64> = p.iter().zip(q).map(|(a, b)| 0.5 * (a + b)).collect();
     (0.5 * kl(p, &m) + 0.5 * kl(q, &m)).max(0.0).sqrt()
 }
 
-/// p-value of the chi-squared goodness-of-fit test of `observed` counts against the
-/// proportions of `expected` counts (smoothed by +0.5 per cell).
-pub fn chi_squared_p(expected: &[f64], observed: &[f64]) -> f64 {
-    let n_obs: f64 = observed.iter().sum();
-    let smoothed: Vec<f64> = expected.iter().map(|e| e + 0.5).collect();
-    let total: f64 = smoothed.iter().sum();
-    // Cells empty in both are not evidence of anything.
-    let cells: Vec<(f64, f64)> = smoothed
+/// L-infinity distance: the largest absolute difference of two proportion vectors.
+pub fn l_infinity(p: &[f64], q: &[f64]) -> f64 {
+    p.iter()
+        .zip(q)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max)
+}
+
+/// Statistic and p-value of the chi-squared goodness-of-fit test of `observed` counts against
+/// the proportions of `expected` counts. Cells empty in both are left out; a cell only the
+/// sample has is expected at half a baseline row, so the statistic stays finite.
+pub fn chi_squared(expected: &[f64], observed: &[f64]) -> (f64, f64) {
+    let cells: Vec<(f64, f64)> = expected
         .iter()
         .zip(observed)
-        .zip(expected)
-        .filter(|((_, o), e)| **o > 0.0 || **e > 0.0)
-        .map(|((s, o), _)| (s / total * n_obs, *o))
+        .filter(|(e, o)| **e > 0.0 || **o > 0.0)
+        .map(|(e, o)| (if *e > 0.0 { *e } else { 0.5 }, *o))
         .collect();
+    let n_obs: f64 = observed.iter().sum();
+    let total: f64 = cells.iter().map(|c| c.0).sum();
     if cells.len() < 2 || n_obs == 0.0 {
-        return 1.0;
+        return (0.0, 1.0);
     }
-    let stat: f64 = cells.iter().map(|(e, o)| (o - e) * (o - e) / e).sum();
-    chi2_sf(stat, (cells.len() - 1) as f64)
+    let stat: f64 = cells
+        .iter()
+        .map(|(e, o)| {
+            let e = e / total * n_obs;
+            (o - e) * (o - e) / e
+        })
+        .sum();
+    (stat, chi2_sf(stat, (cells.len() - 1) as f64))
+}
+
+/// p-value of [`chi_squared`].
+pub fn chi_squared_p(expected: &[f64], observed: &[f64]) -> f64 {
+    chi_squared(expected, observed).1
 }
 
 /// The baseline CDF at `x` from its percentiles (piecewise linear, right-continuous at ties).
@@ -345,6 +673,51 @@ pub fn ks_vs_quantiles(quantiles: &[f64], sorted: &[f64]) -> f64 {
     d
 }
 
+/// The two step CDFs (baseline levels, sorted sample) at every point either jumps, as
+/// (x, F_base(x), F_sample(x)), in increasing x.
+fn merged_steps(levels: &[Level], sorted: &[f64]) -> Vec<(f64, f64, f64)> {
+    let nb: f64 = levels.iter().map(|l| l.count as f64).sum();
+    let ns = sorted.len() as f64;
+    let mut out = Vec::with_capacity(levels.len() + 16);
+    let (mut li, mut si) = (0, 0);
+    let (mut cb, mut cs) = (0.0, 0.0);
+    while li < levels.len() || si < sorted.len() {
+        let x = match (levels.get(li), sorted.get(si)) {
+            (Some(l), Some(&s)) => l.value.min(s),
+            (Some(l), None) => l.value,
+            (None, Some(&s)) => s,
+            (None, None) => unreachable!(),
+        };
+        while li < levels.len() && levels[li].value <= x {
+            cb += levels[li].count as f64;
+            li += 1;
+        }
+        let run = sorted[si..].partition_point(|&v| v <= x);
+        cs += run as f64;
+        si += run;
+        out.push((x, cb / nb, cs / ns));
+    }
+    out
+}
+
+/// Kolmogorov–Smirnov statistic of a sorted sample against a baseline of few values (exact).
+pub fn ks_vs_levels(levels: &[Level], sorted: &[f64]) -> f64 {
+    merged_steps(levels, sorted)
+        .iter()
+        .map(|(_, b, s)| (b - s).abs())
+        .fold(0.0, f64::max)
+}
+
+/// Wasserstein-1 distance between a baseline of few values and a sorted sample (exact: the
+/// integral of |F_base - F_sample|).
+pub fn wasserstein_vs_levels(levels: &[Level], sorted: &[f64]) -> f64 {
+    let steps = merged_steps(levels, sorted);
+    steps
+        .windows(2)
+        .map(|w| (w[0].1 - w[0].2).abs() * (w[1].0 - w[0].0))
+        .sum()
+}
+
 /// Wasserstein-1 distance between the baseline (percentiles) and a sorted sample.
 pub fn wasserstein_vs_quantiles(quantiles: &[f64], sorted: &[f64]) -> f64 {
     const STEPS: usize = 1000;
@@ -364,6 +737,7 @@ mod tests {
     use crate::profile::profile;
     use crate::rng::Rng;
     use mlctl_spec::FeatureDrift;
+    use std::collections::BTreeMap;
 
     fn normal_table(n: usize, shift: f64, seed: u64, cats: &[&str]) -> Table {
         let mut r = Rng::new(seed);
@@ -376,47 +750,233 @@ mod tests {
 
     fn config(method: DriftMethod, threshold: f64) -> Drift {
         Drift {
-            method,
-            threshold,
+            method: Some(method),
+            threshold: Some(threshold),
+            share: None,
             features: BTreeMap::new(),
         }
     }
 
+    fn defaults() -> Drift {
+        Drift {
+            method: None,
+            threshold: None,
+            share: None,
+            features: BTreeMap::new(),
+        }
+    }
+
+    fn strings(values: &[&str]) -> ColumnData {
+        ColumnData::Str(values.iter().map(|v| Some(v.to_string())).collect())
+    }
+
     #[test]
     fn same_distribution_does_not_drift_shifted_one_does() {
-        let base = profile(&normal_table(5000, 0.0, 1, &["a", "b"]));
-        let same = normal_table(2000, 0.0, 2, &["a", "b"]);
+        let base = profile(&normal_table(5000, 0.0, 1, &["a", "b", "d"]));
+        let same = normal_table(2000, 0.0, 2, &["a", "b", "d"]);
         let moved = normal_table(2000, 1.0, 3, &["a", "b", "c"]);
         for (method, threshold) in [
             (DriftMethod::Psi, 0.2),
-            (DriftMethod::Ks, 0.1),
+            (DriftMethod::Ks, 0.01),
             (DriftMethod::Wasserstein, 0.3),
             (DriftMethod::JensenShannon, 0.1),
             (DriftMethod::ChiSquared, 0.01),
+            (DriftMethod::LInfinity, 0.05),
         ] {
             let r = drift(&base, &same, &config(method, threshold));
-            assert!(!r.drifted, "{method:?} on same data:\n{r}");
+            assert!(
+                r.drifted_features().next().is_none(),
+                "{method:?} on same data:\n{r}"
+            );
             let r = drift(&base, &moved, &config(method, threshold));
             assert!(r.features[0].drifted, "{method:?} on shifted data:\n{r}");
             assert!(
                 r.features[1].drifted,
                 "{method:?} with a new category:\n{r}"
             );
+            assert!(r.dataset_drifted, "{r}");
         }
     }
 
     #[test]
-    fn ks_and_wasserstein_match_their_definitions() {
+    fn ks_reports_the_statistic_and_its_p_value() {
         let base = profile(&normal_table(20000, 0.0, 1, &["a"]));
         let moved = normal_table(20000, 0.5, 2, &["a"]);
-        let r = drift(&base, &moved, &config(DriftMethod::Ks, 0.1));
+        let r = drift(&base, &moved, &config(DriftMethod::Ks, 0.05));
         // KS between N(0,1) and N(0.5,1) is 2*Phi(0.25)-1 = 0.1974.
         assert!((r.features[0].statistic - 0.1974).abs() < 0.02, "{r}");
+        assert!(r.features[0].p_value.unwrap() < 1e-10, "{r}");
+        let same = normal_table(20000, 0.0, 3, &["a"]);
+        let r = drift(&base, &same, &config(DriftMethod::Ks, 0.05));
+        assert!(r.features[0].p_value.unwrap() > 0.05, "{r}");
+        // A categorical feature cannot be KS-tested: the chi-squared test is used instead.
+        assert_eq!(r.features[1].method, DriftMethod::ChiSquared);
+        assert!(r.features[1].note.is_some());
+    }
+
+    #[test]
+    fn wasserstein_is_normalised_by_the_baseline_std() {
+        let base = profile(&normal_table(20000, 0.0, 1, &["a"]));
+        let moved = normal_table(20000, 0.5, 2, &["a"]);
         let r = drift(&base, &moved, &config(DriftMethod::Wasserstein, 0.1));
         // W1 between N(0,1) and N(0.5,1) is 0.5 (std 1).
         assert!((r.features[0].statistic - 0.5).abs() < 0.05, "{r}");
+        assert_eq!(r.features[0].p_value, None);
         assert_eq!(r.features[1].method, DriftMethod::JensenShannon);
         assert!(r.features[1].note.is_some());
+    }
+
+    /// Hand-computed: baseline (0.5, 0.3, 0.2), sample (0.3, 0.3, 0.4):
+    /// PSI = (0.3-0.5) ln(0.3/0.5) + 0 + (0.4-0.2) ln(0.4/0.2) = 0.1022 + 0.1386 = 0.2408.
+    #[test]
+    fn psi_and_l_infinity_by_hand() {
+        let base = [0.5, 0.3, 0.2];
+        let sample = [0.3, 0.3, 0.4];
+        let expected = -0.2 * (0.6f64).ln() + 0.2 * 2f64.ln();
+        assert!((psi(&base, &sample) - expected).abs() < 1e-12);
+        assert!((psi(&base, &sample) - 0.2408).abs() < 1e-4);
+        assert!((l_infinity(&base, &sample) - 0.2).abs() < 1e-12);
+        // Disjoint distributions are as far apart as JS (natural log) allows: sqrt(ln 2).
+        assert!((js_distance(&[1.0, 0.0], &[0.0, 1.0]) - 2f64.ln().sqrt()).abs() < 1e-12);
+    }
+
+    /// Through `drift`, on categories: 50/30/20 baseline rows, 30/30/40 sample rows.
+    #[test]
+    fn psi_on_categories_is_over_their_proportions() {
+        let mut rows = vec!["a"; 50];
+        rows.extend(["b"; 30]);
+        rows.extend(["c"; 20]);
+        let base = profile(&Table::from_columns([("c", strings(&rows))]).unwrap());
+        let mut rows = vec!["a"; 30];
+        rows.extend(["b"; 30]);
+        rows.extend(["c"; 40]);
+        let sample = Table::from_columns([("c", strings(&rows))]).unwrap();
+        let r = drift(&base, &sample, &config(DriftMethod::Psi, 0.2));
+        assert!((r.features[0].statistic - 0.2408).abs() < 1e-4, "{r}");
+        assert!(r.features[0].drifted);
+        let r = drift(&base, &sample, &config(DriftMethod::LInfinity, 0.25));
+        assert!((r.features[0].statistic - 0.2).abs() < 1e-12, "{r}");
+        assert!(!r.features[0].drifted);
+    }
+
+    /// 40/100 vs 55/100 (pooled p = 0.475): z = -0.15 / sqrt(0.475 * 0.525 * 0.02)
+    /// = -2.12398, p = 2 * scipy.stats.norm.sf(|z|) = 0.0336721.
+    #[test]
+    fn z_test_by_hand() {
+        let (z, p) = z_test(&[(60.0, 45.0), (40.0, 55.0)]);
+        assert!((z - (-2.123_976_976_214_366_5)).abs() < 1e-12, "{z}");
+        assert!((p - 0.033_672_068_856_345_77).abs() < 1e-12, "{p}");
+        assert_eq!(z_test(&[(10.0, 7.0)]), (0.0, 1.0));
+    }
+
+    /// A value the baseline never had is expected at half a baseline row: one stray value is
+    /// not drift, many are, and neither is infinite.
+    #[test]
+    fn a_new_category_counts_without_making_chi_squared_infinite() {
+        let (stat, p) = chi_squared(&[50.0, 50.0, 0.0], &[50.0, 49.0, 1.0]);
+        assert!(stat.is_finite() && p > 0.05, "{stat} {p}");
+        let (stat, p) = chi_squared(&[50.0, 50.0, 0.0], &[40.0, 40.0, 20.0]);
+        assert!(stat.is_finite() && p < 1e-10, "{stat} {p}");
+    }
+
+    /// Evidently's rule: <= 1000 baseline rows get tests, more get distances; a numeric
+    /// feature of <= 5 values is categorical, a binary one gets the Z-test in small data.
+    #[test]
+    fn default_methods_follow_evidently() {
+        let table = |n: usize, seed: u64| {
+            let mut r = Rng::new(seed);
+            let x: Vec<f64> = (0..n).map(|_| r.normal()).collect();
+            let few: Vec<Option<i64>> = (0..n).map(|_| Some(r.index(4) as i64)).collect();
+            let flag: Vec<Option<bool>> = (0..n).map(|_| Some(r.index(2) == 1)).collect();
+            let c: Vec<Option<String>> = (0..n)
+                .map(|_| Some(["a", "b", "c"][r.index(3)].to_string()))
+                .collect();
+            Table::from_columns([
+                ("x", ColumnData::Float(x)),
+                ("few", ColumnData::Int(few)),
+                ("flag", ColumnData::Bool(flag)),
+                ("c", ColumnData::Str(c)),
+            ])
+            .unwrap()
+        };
+        let methods = |rows: usize| -> Vec<(DriftMethod, f64)> {
+            let r = drift(&profile(&table(rows, 1)), &table(500, 2), &defaults());
+            r.features.iter().map(|f| (f.method, f.threshold)).collect()
+        };
+        use DriftMethod::*;
+        assert_eq!(
+            methods(1000),
+            [
+                (Ks, 0.05),
+                (ChiSquared, 0.05),
+                (ZTest, 0.05),
+                (ChiSquared, 0.05)
+            ]
+        );
+        assert_eq!(
+            methods(1001),
+            [
+                (Wasserstein, 0.1),
+                (JensenShannon, 0.1),
+                (JensenShannon, 0.1),
+                (JensenShannon, 0.1)
+            ]
+        );
+    }
+
+    /// Six distinct values in baseline and sample together make a numeric feature numeric.
+    #[test]
+    fn distinct_values_are_counted_over_baseline_and_sample() {
+        let ints = |v: &[i64]| {
+            Table::from_columns([("x", ColumnData::Int(v.iter().map(|&x| Some(x)).collect()))])
+                .unwrap()
+        };
+        let base = profile(&ints(&[1, 2, 3, 4, 5, 1, 2, 3]));
+        let r = drift(&base, &ints(&[1, 2, 3, 4, 5]), &defaults());
+        assert_eq!(r.features[0].method, DriftMethod::ChiSquared);
+        let r = drift(&base, &ints(&[1, 2, 3, 4, 6]), &defaults());
+        assert_eq!(r.features[0].method, DriftMethod::Ks);
+    }
+
+    #[test]
+    fn dataset_drifts_at_the_configured_share() {
+        let base = profile(&normal_table(2000, 0.0, 1, &["a", "b"]));
+        // x moves, c does not: half the features drift.
+        let sample = normal_table(2000, 1.0, 2, &["a", "b"]);
+        let r = drift(&base, &sample, &defaults());
+        assert_eq!(r.drifted_share, 0.5, "{r}");
+        assert!(r.dataset_drifted, "at least the default share of 0.5:\n{r}");
+        let mut cfg = defaults();
+        cfg.share = Some(0.6);
+        let r = drift(&base, &sample, &cfg);
+        assert!(!r.dataset_drifted, "{r}");
+        assert!(
+            r.to_string()
+                .starts_with("no dataset drift: 1 of 2 features drifted"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn only_the_selected_features_are_checked() {
+        let base = profile(&normal_table(1000, 0.0, 1, &["a"]));
+        let sample = normal_table(100, 5.0, 2, &["a"]);
+        let r = drift_features(&base, &sample, &defaults(), Features::Except(&["x"]));
+        let names: Vec<&str> = r.features.iter().map(|f| f.feature.as_str()).collect();
+        assert_eq!(names, ["c"]);
+        assert!(!r.dataset_drifted, "x moved, but it is not a feature:\n{r}");
+        let r = drift_features(&base, &sample, &defaults(), Features::Only(&["x", "age"]));
+        let names: Vec<&str> = r.features.iter().map(|f| f.feature.as_str()).collect();
+        assert_eq!(names, ["x", "age"]);
+        assert!(r.features[1].drifted);
+        assert!(
+            r.features[1]
+                .note
+                .as_deref()
+                .unwrap()
+                .contains("baseline profile"),
+            "{r}"
+        );
     }
 
     #[test]
@@ -434,11 +994,35 @@ mod tests {
         let only_c = normal_table(100, 0.0, 1, &["a"]).without("x");
         let r = drift(&base, &only_c, &cfg);
         assert_eq!(r.features.len(), 1);
-        assert!(r.drifted);
+        assert!(r.dataset_drifted);
         assert_eq!(
             r.features[0].note.as_deref(),
             Some("column is missing from the sample")
         );
         assert!(r.to_string().contains("1 of 1 features drifted"));
+    }
+
+    /// A feature's own method does not take the threshold written for `drift.method`.
+    #[test]
+    fn a_feature_method_uses_its_own_default_threshold() {
+        let base = profile(&normal_table(1000, 0.0, 1, &["a"]));
+        let mut cfg = config(DriftMethod::Psi, 0.2);
+        cfg.features.insert(
+            "x".into(),
+            FeatureDrift {
+                method: Some(DriftMethod::Ks),
+                threshold: None,
+                ignore: None,
+            },
+        );
+        let r = drift(&base, &normal_table(100, 0.0, 2, &["a"]), &cfg);
+        assert_eq!(
+            (r.features[0].method, r.features[0].threshold),
+            (DriftMethod::Ks, 0.05)
+        );
+        assert_eq!(
+            (r.features[1].method, r.features[1].threshold),
+            (DriftMethod::Psi, 0.2)
+        );
     }
 }

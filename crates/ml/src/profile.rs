@@ -3,7 +3,9 @@
 //!
 //! Numeric columns (float, int) get count, missing, mean, std, min, max, the 101 percentiles
 //! (0, 1, ..., 100, linear interpolation like numpy's default) and a histogram of
-//! [`HISTOGRAM_BINS`] equal-width bins between min and max. Bool and text columns get category
+//! [`HISTOGRAM_BINS`] equal-width bins between min and max, their number of distinct values,
+//! and the count of each value when there are at most [`MAX_LEVELS`] (so drift can compare a
+//! column of few values value by value). Bool and text columns get category
 //! frequencies (the [`MAX_CATEGORIES`] most frequent; the rest are summed in `other`).
 
 use crate::table::{ColumnData, Table};
@@ -12,6 +14,9 @@ use std::collections::{BTreeMap, HashMap};
 
 /// Bins of a numeric histogram.
 pub const HISTOGRAM_BINS: usize = 20;
+/// Most distinct values of a numeric column whose counts are kept (Evidently compares a
+/// numeric column with at most 20 distinct reference values value by value).
+pub const MAX_LEVELS: usize = 20;
 /// Most categories listed per column.
 pub const MAX_CATEGORIES: usize = 1000;
 
@@ -63,6 +68,13 @@ pub enum ColumnStats {
         quantiles: Vec<f64>,
         /// Equal-width histogram between min and max.
         histogram: Histogram,
+        /// Number of distinct values; `None` in a profile stored before mlctl counted them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        distinct: Option<u64>,
+        /// Each value and its count, in increasing order, when there are at most
+        /// [`MAX_LEVELS`]; empty otherwise.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        levels: Vec<Level>,
     },
     /// A categorical (text or bool) column.
     Categorical {
@@ -73,6 +85,15 @@ pub enum ColumnStats {
         /// Count of values not listed in `frequencies`.
         other: u64,
     },
+}
+
+/// One value of a numeric column with few values, and how often it occurs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Level {
+    /// The value.
+    pub value: f64,
+    /// Rows holding it.
+    pub count: u64,
 }
 
 /// A histogram with fixed bin edges: bin `i` holds `edges[i] <= x < edges[i + 1]` (the last bin
@@ -193,6 +214,8 @@ fn numeric_stats(values: &mut [f64]) -> ColumnStats {
                 edges: Vec::new(),
                 counts: Vec::new(),
             },
+            distinct: Some(0),
+            levels: Vec::new(),
         };
     }
     values.sort_unstable_by(f64::total_cmp);
@@ -218,6 +241,7 @@ fn numeric_stats(values: &mut [f64]) -> ColumnStats {
         edges,
     };
     histogram.counts = histogram.count(values.iter().copied());
+    let (distinct, levels) = levels_of_sorted(values, MAX_LEVELS);
     ColumnStats::Numeric {
         mean,
         std: var.sqrt(),
@@ -225,7 +249,33 @@ fn numeric_stats(values: &mut [f64]) -> ColumnStats {
         max,
         quantiles,
         histogram,
+        distinct: Some(distinct),
+        levels,
     }
+}
+
+/// The number of distinct values of sorted, NaN-free `values`, and each value with its count
+/// when there are at most `max_levels` (else no levels).
+pub fn levels_of_sorted(values: &[f64], max_levels: usize) -> (u64, Vec<Level>) {
+    let mut distinct = 0u64;
+    let mut levels = Vec::new();
+    let mut i = 0;
+    while i < values.len() {
+        let x = values[i];
+        let run = values[i..].partition_point(|&v| v == x);
+        distinct += 1;
+        if levels.len() <= max_levels {
+            levels.push(Level {
+                value: x,
+                count: run as u64,
+            });
+        }
+        i += run;
+    }
+    if levels.len() > max_levels {
+        levels.clear();
+    }
+    (distinct, levels)
 }
 
 #[cfg(test)]
@@ -249,6 +299,8 @@ mod tests {
             max,
             quantiles,
             histogram,
+            distinct,
+            levels,
         } = &c.stats
         else {
             panic!("not numeric")
@@ -260,11 +312,53 @@ mod tests {
         assert_eq!(histogram.counts.len(), HISTOGRAM_BINS);
         assert_eq!(histogram.counts.iter().sum::<u64>(), 100);
         assert_eq!(histogram.counts[0], 5);
+        // 100 distinct values: too many to keep each one's count.
+        assert_eq!((*distinct, levels.len()), (Some(100), 0));
         // Serializes and reads back (the drift baseline is stored as JSON).
         let json = serde_json::to_string(&p).unwrap();
         assert!(json.contains("\"kind\":\"numeric\""), "{json}");
         let back: Profile = serde_json::from_str(&json).unwrap();
         assert_eq!(back, p);
+    }
+
+    #[test]
+    fn a_numeric_column_of_few_values_keeps_each_count() {
+        let t = Table::from_columns([(
+            "x",
+            ColumnData::Int(vec![Some(3), Some(1), Some(3), None, Some(3)]),
+        )])
+        .unwrap();
+        let ColumnStats::Numeric {
+            distinct, levels, ..
+        } = &profile(&t).columns[0].stats
+        else {
+            panic!("not numeric")
+        };
+        assert_eq!(*distinct, Some(2));
+        assert_eq!(
+            levels,
+            &[
+                Level {
+                    value: 1.0,
+                    count: 1
+                },
+                Level {
+                    value: 3.0,
+                    count: 3
+                }
+            ]
+        );
+    }
+
+    /// A baseline stored before mlctl counted distinct values still reads.
+    #[test]
+    fn a_profile_without_distinct_counts_reads() {
+        let json = r#"{"rows":1,"columns":[{"name":"x","count":1,"missing":0,"kind":"numeric","mean":1.0,"std":0.0,"min":1.0,"max":1.0,"quantiles":[1.0],"histogram":{"edges":[1.0,1.0],"counts":[1]}}]}"#;
+        let p: Profile = serde_json::from_str(json).unwrap();
+        assert!(matches!(
+            p.columns[0].stats,
+            ColumnStats::Numeric { distinct: None, .. }
+        ));
     }
 
     #[test]

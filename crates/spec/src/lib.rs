@@ -11,12 +11,14 @@
 //! [`decode_utf8`].
 //!
 //! The lists other crates share with the validator live here, once each: the built-ins'
-//! hyperparameters ([`builtins`]), the metrics they report ([`metrics`]), and the fields where
+//! hyperparameters ([`builtins`]), the metrics they report ([`metrics`]), the drift methods
+//! and their defaults ([`DriftMethod`], documented by [`drift`]), and the fields where
 //! `${env:NAME}` is resolved ([`env::resolvable_fields`]).
 
 pub mod builtins;
 pub mod de;
 pub mod diag;
+pub mod drift;
 pub mod env;
 pub mod metrics;
 pub mod model;

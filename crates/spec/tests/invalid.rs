@@ -204,6 +204,7 @@ fn shell_variables_in_commands_are_accepted() {
     let loaded = load(&MemFiles(project));
     let rendered: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
     assert!(loaded.diagnostics.is_empty(), "{}", rendered.join("\n"));
+    assert!(loaded.spec.is_some());
 }
 
 /// The base project itself must be valid, or every case below would test the wrong thing.
@@ -212,6 +213,7 @@ fn base_project_is_valid() {
     let loaded = load(&MemFiles(base()));
     let rendered: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
     assert!(loaded.diagnostics.is_empty(), "{}", rendered.join("\n"));
+    assert!(loaded.spec.is_some());
     assert!(loaded.spec.is_some());
 }
 
@@ -859,6 +861,48 @@ fn bad_cron_schedule() {
     );
 }
 
+/// A threshold alone would apply one number to p-values and distances alike.
+#[test]
+fn drift_threshold_without_method() {
+    check(
+        "drift_threshold_without_method",
+        &[(
+            "ml/monitor.yaml",
+            &MONITOR.replace("    method: psi\n", "").replace(
+                "    threshold: 0.2\n",
+                "    threshold: 0.2\n    features:\n      sepal_length: {threshold: 0.3}\n",
+            ),
+        )],
+    );
+}
+
+#[test]
+fn drift_test_threshold_above_one_and_bad_share() {
+    check(
+        "drift_test_threshold_above_one_and_bad_share",
+        &[(
+            "ml/monitor.yaml",
+            &MONITOR
+                .replace("method: psi", "method: ks")
+                .replace("threshold: 0.2", "threshold: 5\n    share: 0"),
+        )],
+    );
+}
+
+/// No method, no threshold: every feature gets its default method and threshold.
+#[test]
+fn drift_without_method_is_valid() {
+    let mut files = base();
+    files.insert(
+        "ml/monitor.yaml".into(),
+        MONITOR.replace("    method: psi\n    threshold: 0.2\n", "    share: 0.3\n"),
+    );
+    let loaded = load(&MemFiles(files));
+    let rendered: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
+    assert!(loaded.diagnostics.is_empty(), "{}", rendered.join("\n"));
+    assert!(loaded.spec.is_some());
+}
+
 // ---------------------------------------------------------------------------------------------
 // The project and its targets
 
@@ -1319,6 +1363,7 @@ fn script_mode_takes_any_hyperparameters() {
     let loaded = load(&MemFiles(project));
     let rendered: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
     assert!(loaded.diagnostics.is_empty(), "{}", rendered.join("\n"));
+    assert!(loaded.spec.is_some());
 }
 
 #[test]
@@ -1432,6 +1477,7 @@ fn metrics_that_may_be_reported_are_accepted() {
     let loaded = load(&MemFiles(project));
     let rendered: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
     assert!(loaded.diagnostics.is_empty(), "{}", rendered.join("\n"));
+    assert!(loaded.spec.is_some());
 }
 
 #[test]
@@ -1671,6 +1717,7 @@ fn env_references_where_they_are_resolved() {
     let loaded = load(&MemFiles(project));
     let rendered: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
     assert!(loaded.diagnostics.is_empty(), "{}", rendered.join("\n"));
+    assert!(loaded.spec.is_some());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1686,6 +1733,7 @@ fn byte_order_marks_are_accepted() {
     let loaded = load(&MemFiles(project));
     let rendered: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
     assert!(loaded.diagnostics.is_empty(), "{}", rendered.join("\n"));
+    assert!(loaded.spec.is_some());
     assert_eq!(loaded.spec.expect("valid").resources.len(), 5);
 }
 

@@ -236,7 +236,12 @@ fn print_result(r: &MonitorResult) {
         "FEATURE", "METHOD", "STATISTIC", "THRESHOLD"
     );
     for f in &r.features {
-        let stat = f.statistic.map_or("-".to_string(), |x| format!("{x:.4}"));
+        // A test is judged on its p-value, a distance on the statistic.
+        let stat = match (f.p_value, f.statistic) {
+            (Some(p), _) => format!("p={p:.4}"),
+            (None, Some(x)) => format!("{x:.4}"),
+            (None, None) => "-".to_string(),
+        };
         let verdict = if f.drifted { "drift" } else { "ok" };
         print!(
             "  {:<24} {:<16} {:>10} {:>10}  {verdict}",

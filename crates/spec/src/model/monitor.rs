@@ -29,32 +29,161 @@ pub struct MonitorSpec {
 }
 
 /// Drift configuration.
+///
+/// Without a `method`, each feature gets the method Evidently's DataDriftPreset would pick
+/// (by the baseline's row count and the feature's type and distinct values; see
+/// `docs/drift.md`), with that method's default threshold.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Drift {
-    /// Default method for every feature.
-    pub method: DriftMethod,
-    /// Default threshold.
-    pub threshold: f64,
+    /// Method for every feature (default: chosen per feature, see `docs/drift.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<DriftMethod>,
+    /// Threshold for `method` (default: the method's own, see `docs/drift.md`); needs `method`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    /// The dataset drifts when at least this share of the checked features drift (0 < share <= 1,
+    /// default 0.5 as Evidently's `drift_share`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1))]
+    pub share: Option<f64>,
     /// Per-feature overrides, by column name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub features: BTreeMap<String, FeatureDrift>,
 }
 
-/// Drift statistics.
+/// Drift statistics. [`DriftMethod::ALL`] lists them; `docs/drift.md` is generated from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DriftMethod {
     /// Population stability index.
     Psi,
-    /// Kolmogorov–Smirnov statistic.
+    /// Two-sample Kolmogorov–Smirnov test p-value (numeric features).
     Ks,
-    /// Wasserstein-1 distance (normalised by the baseline's std).
+    /// Wasserstein-1 distance normalised by the baseline's standard deviation (numeric features).
     Wasserstein,
-    /// Jensen–Shannon distance.
+    /// Jensen–Shannon distance (natural log, 0 to sqrt(ln 2)).
     JensenShannon,
-    /// Chi-squared test p-value (categories).
+    /// Chi-squared test p-value.
     ChiSquared,
+    /// L-infinity distance: the largest absolute difference of category or bin proportions.
+    LInfinity,
+    /// Two-proportion Z-test p-value (binary features).
+    ZTest,
+}
+
+impl DriftMethod {
+    /// Every method, in the order `docs/drift.md` lists them.
+    pub const ALL: &'static [DriftMethod] = &[
+        DriftMethod::Ks,
+        DriftMethod::ChiSquared,
+        DriftMethod::ZTest,
+        DriftMethod::Wasserstein,
+        DriftMethod::JensenShannon,
+        DriftMethod::Psi,
+        DriftMethod::LInfinity,
+    ];
+
+    /// The name written in YAML.
+    pub fn name(self) -> &'static str {
+        match self {
+            DriftMethod::Psi => "psi",
+            DriftMethod::Ks => "ks",
+            DriftMethod::Wasserstein => "wasserstein",
+            DriftMethod::JensenShannon => "jensen_shannon",
+            DriftMethod::ChiSquared => "chi_squared",
+            DriftMethod::LInfinity => "l_infinity",
+            DriftMethod::ZTest => "z_test",
+        }
+    }
+
+    /// Whether the threshold is a significance level (drift when the p-value is below it)
+    /// rather than a distance (drift when the statistic is at least the threshold).
+    pub fn is_test(self) -> bool {
+        matches!(
+            self,
+            DriftMethod::Ks | DriftMethod::ChiSquared | DriftMethod::ZTest
+        )
+    }
+
+    /// The threshold used when the spec gives none (Evidently's defaults).
+    pub fn default_threshold(self) -> f64 {
+        if self.is_test() { 0.05 } else { 0.1 }
+    }
+
+    /// What the method computes, for `docs/drift.md`.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            DriftMethod::Ks => {
+                "p-value of the two-sample Kolmogorov–Smirnov test (asymptotic distribution, as \
+                 scipy's `ks_2samp(method='asymp')`); the baseline CDF is interpolated from its 101 \
+                 stored percentiles, with n = its rows. Categorical features use `chi_squared`"
+            }
+            DriftMethod::ChiSquared => {
+                "p-value of the chi-squared goodness-of-fit test of the sample's counts against \
+                 the baseline's proportions (categories, or histogram bins of a numeric feature)"
+            }
+            DriftMethod::ZTest => {
+                "p-value of the two-sided two-proportion Z-test (pooled variance); for features \
+                 with at most 2 values, else `chi_squared`"
+            }
+            DriftMethod::Wasserstein => {
+                "Wasserstein-1 distance between the baseline's quantile function and the \
+                 sample's, divided by the baseline's standard deviation (population, at least \
+                 0.001). Categorical features use `jensen_shannon`"
+            }
+            DriftMethod::JensenShannon => {
+                "Jensen–Shannon distance (square root of the divergence, natural log: 0 to \
+                 0.833) of category or bin proportions"
+            }
+            DriftMethod::Psi => {
+                "population stability index of category or bin proportions (each floored at \
+                 1e-4)"
+            }
+            DriftMethod::LInfinity => {
+                "largest absolute difference between the baseline's and the sample's proportion \
+                 of one category or bin (0 to 1)"
+            }
+        }
+    }
+}
+
+/// What a feature holds, for choosing its default drift method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeatureKind {
+    /// Numbers (float or int columns).
+    Numeric,
+    /// Categories (text or bool columns).
+    Categorical,
+}
+
+/// Baselines with more rows than this get distances by default, smaller ones tests
+/// (Evidently's rule).
+pub const DEFAULT_METHOD_LARGE_BASELINE: u64 = 1000;
+/// A numeric feature with at most this many distinct values (baseline and sample together) is
+/// treated as categorical when choosing its default method (Evidently's rule).
+pub const DEFAULT_METHOD_FEW_VALUES: u64 = 5;
+
+impl DriftMethod {
+    /// The method Evidently's DataDriftPreset picks for a feature when none is configured
+    /// (<https://docs-old.evidentlyai.com/reference/data-drift-algorithm>, and
+    /// `_get_default_stattest` in Evidently 0.7): by the baseline's rows, the feature's kind,
+    /// and its distinct values in baseline and sample together.
+    ///
+    /// | baseline rows | numeric, > 5 values | numeric, <= 5 values | categorical |
+    /// |---|---|---|---|
+    /// | <= 1000 | `ks` | `chi_squared` (`z_test` if <= 2 values) | `chi_squared` (`z_test` if <= 2 values) |
+    /// | > 1000 | `wasserstein` | `jensen_shannon` | `jensen_shannon` |
+    pub fn default_for(baseline_rows: u64, kind: FeatureKind, distinct: u64) -> DriftMethod {
+        let categorical = kind == FeatureKind::Categorical || distinct <= DEFAULT_METHOD_FEW_VALUES;
+        match (baseline_rows <= DEFAULT_METHOD_LARGE_BASELINE, categorical) {
+            (true, false) => DriftMethod::Ks,
+            (true, true) if distinct <= 2 => DriftMethod::ZTest,
+            (true, true) => DriftMethod::ChiSquared,
+            (false, false) => DriftMethod::Wasserstein,
+            (false, true) => DriftMethod::JensenShannon,
+        }
+    }
 }
 
 /// A per-feature drift override.

@@ -21,24 +21,64 @@ pub(super) fn check(
     m.schedule.get_or_insert_with(|| "every 1h".into());
     m.min_samples.get_or_insert(100);
     if let Some(d) = &m.drift {
-        if d.threshold < 0.0 {
+        check_threshold(
+            ctx,
+            file,
+            at(&["drift", "threshold"]),
+            "drift threshold",
+            d.method,
+            d.threshold,
+        );
+        if d.threshold.is_some() && d.method.is_none() {
+            ctx.err(
+                "missing-field",
+                file,
+                at(&["drift", "threshold"]),
+                "drift.threshold is set without drift.method",
+            )
+            .hint = Some(format!(
+                "name the method it is for (`method: ks`, a p-value, or `method: wasserstein`, a \
+                 distance), or remove the threshold: without a method each feature's is chosen \
+                 from the data and uses its own default threshold ({})",
+                crate::drift::defaults_hint()
+            ));
+        }
+        if let Some(share) = d.share
+            && !(share > 0.0 && share <= 1.0)
+        {
             ctx.err(
                 "out-of-range",
                 file,
-                at(&["drift", "threshold"]),
-                format!("drift threshold must be at least 0, got {}", d.threshold),
-            );
+                at(&["drift", "share"]),
+                format!(
+                    "drift share must be more than 0 and at most 1 (the share of checked \
+                     features that must drift), got {share}"
+                ),
+            )
+            .hint = Some("write a share such as 0.5 (the default, as Evidently's `drift_share`), or remove `share`".into());
         }
         for (feat, fd) in &d.features {
-            if let Some(t) = fd.threshold
-                && t < 0.0
-            {
+            let method = fd.method.or(d.method);
+            check_threshold(
+                ctx,
+                file,
+                at(&["drift", "features", feat, "threshold"]),
+                &format!("drift threshold for `{feat}`"),
+                method,
+                fd.threshold,
+            );
+            if fd.threshold.is_some() && method.is_none() {
                 ctx.err(
-                    "out-of-range",
+                    "missing-field",
                     file,
                     at(&["drift", "features", feat, "threshold"]),
-                    format!("drift threshold for `{feat}` must be at least 0, got {t}"),
-                );
+                    format!("drift threshold for `{feat}` is set without a method"),
+                )
+                .hint = Some(format!(
+                    "add `method:` next to it (or to `drift`), or remove the threshold to use \
+                     the default method's own ({})",
+                    crate::drift::defaults_hint()
+                ));
             }
         }
     }
@@ -90,5 +130,42 @@ pub(super) fn check(
                 "write `webhook: ${env:ALERT_WEBHOOK}` and export ALERT_WEBHOOK=https://... (the URL mlctl POSTs the breach report to) where mlctl runs".into(),
             );
         }
+    }
+}
+
+/// A threshold is at least 0, and a test's (a p-value) at most 1.
+fn check_threshold(
+    ctx: &mut Ctx,
+    file: &str,
+    at: Option<Span>,
+    what: &str,
+    method: Option<DriftMethod>,
+    threshold: Option<f64>,
+) {
+    let Some(t) = threshold else { return };
+    if t < 0.0 {
+        ctx.err(
+            "out-of-range",
+            file,
+            at,
+            format!("{what} must be at least 0, got {t}"),
+        );
+    } else if let Some(m) = method
+        && m.is_test()
+        && t > 1.0
+    {
+        ctx.err(
+            "out-of-range",
+            file,
+            at,
+            format!(
+                "{what} must be at most 1: `{}` compares a p-value with it, got {t}",
+                m.name()
+            ),
+        )
+        .hint = Some(format!(
+            "a significance level such as {} (drift when the p-value is below it)",
+            m.default_threshold()
+        ));
     }
 }
