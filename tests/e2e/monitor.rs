@@ -33,19 +33,45 @@ fn iris_rows() -> Vec<[f64; 4]> {
 struct Monitored {
     p: TestProject,
     port: u16,
+    /// Variables every mlctl run of the test gets (the spec's `${env:...}`).
+    env: Vec<(String, String)>,
 }
 
 impl Monitored {
     fn new() -> Monitored {
+        Monitored::with(MONITOR, &[])
+    }
+
+    fn with(monitor: &str, env: &[(&str, &str)]) -> Monitored {
         let (p, port) = iris_on_a_free_port("{type: all-at-once}");
-        p.write("ml/monitor.yaml", MONITOR);
+        p.write("ml/monitor.yaml", monitor);
         std::fs::write(p.path().join(".gitignore"), ".mlctl/\n").unwrap();
         p.git(&["init", "-q", "-b", "main"]);
         p.git(&["config", "user.email", "test@example.com"]);
         p.git(&["config", "user.name", "Test"]);
         p.commit_all("iris with a monitor");
-        p.mlctl(&["apply", "--auto-approve"]).expect_code(0);
-        Monitored { p, port }
+        let m = Monitored {
+            p,
+            port,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        m.mlctl(&["apply", "--auto-approve"]).expect_code(0);
+        m
+    }
+
+    /// `mlctl ARGS` in the project, with the test's variables.
+    fn mlctl(&self, args: &[&str]) -> Run {
+        Run::from(
+            mlctl()
+                .args(args)
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
+                .current_dir(self.p.path())
+                .output()
+                .unwrap(),
+        )
     }
 
     /// Sends every row, 10 a request, and waits until capture holds them all.
@@ -65,6 +91,25 @@ impl Monitored {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The model versions the endpoint serves, from its record.
+    fn serving(&self) -> Vec<String> {
+        let rec: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(
+                self.p
+                    .path()
+                    .join(".mlctl/local/endpoints/iris/endpoint.json"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        rec["variants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["version"].as_str().unwrap().to_string())
+            .collect()
     }
 
     /// Rows in the endpoint's capture files.
@@ -115,7 +160,7 @@ impl Monitored {
 
 impl Drop for Monitored {
     fn drop(&mut self) {
-        let _ = self.p.mlctl(&["destroy", "--auto-approve"]);
+        let _ = self.mlctl(&["destroy", "--auto-approve"]);
         kill_endpoints(&self.p.path().join(".mlctl/local"));
     }
 }
@@ -178,7 +223,10 @@ fn traffic_like_the_training_data_is_healthy_and_one_shifted_feature_is_a_breach
     let petal = &r["features"][2];
     assert_eq!(petal["method"], "ks", "{r}");
     assert!(petal["pValue"].as_f64().unwrap() < 0.05, "{r}");
-    assert_eq!(r["datasetDrift"]["drifted"], false, "one feature of four: {r}");
+    assert_eq!(
+        r["datasetDrift"]["drifted"], false,
+        "one feature of four: {r}"
+    );
     let st = m.monitor_status();
     assert_eq!(st["health"], "degraded", "{st}");
     assert!(
@@ -203,4 +251,138 @@ fn traffic_like_the_training_data_is_healthy_and_one_shifted_feature_is_a_breach
         verdicts,
         ["insufficientData", "healthy", "breached", "breached"]
     );
+}
+
+/// A webhook receiver on 127.0.0.1: answers the first request with 500 (to be retried), every
+/// later one with 200, and hands over each body.
+fn webhook() -> (u16, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for (n, conn) in listener.incoming().enumerate() {
+            let Ok(mut conn) = conn else { return };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let status = if n == 0 {
+                "500 Internal Server Error"
+            } else {
+                "200 OK"
+            };
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+            );
+            if tx
+                .send(String::from_utf8_lossy(&body).into_owned())
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    (port, rx)
+}
+
+#[test]
+fn a_breach_notifies_the_webhook_rolls_the_endpoint_back_and_fails_the_run() {
+    let (port, bodies) = webhook();
+    // The URL carries a token, as Slack's do: it must never be printed.
+    let token = "tok-5f1c9a7e3b";
+    let url = format!("http://127.0.0.1:{port}/hooks/{token}");
+    let m = Monitored::with(
+        "\
+apiVersion: mlctl/v1
+kind: Monitor
+metadata:
+  name: iris-drift
+spec:
+  endpoint: iris
+  minSamples: 100
+  drift: {}
+  onBreach:
+    notify:
+      webhook: ${env:ALERT_WEBHOOK}
+    rollback: true
+    fail: true
+",
+        &[("ALERT_WEBHOOK", &url)],
+    );
+    // A second version, which the breach will roll back from.
+    m.p.replace("ml/train.yaml", "C: 1.0", "C: 0.5");
+    m.p.commit_all("C=0.5: v2");
+    m.mlctl(&["apply", "--auto-approve"]).expect_code(0);
+    assert_eq!(m.serving(), ["2"]);
+
+    let rows = iris_rows();
+    let shifted: Vec<[f64; 4]> = rows
+        .iter()
+        .chain(rows.iter())
+        .map(|r| [r[0], r[1], r[2] + 2.0, r[3]])
+        .collect();
+    m.send(&shifted);
+    let run = m.mlctl(&["monitor", "run", "--window", "300"]);
+    assert_eq!(
+        run.code, 1,
+        "onBreach.fail exits 1\n{}\n{}",
+        run.stdout, run.stderr
+    );
+    assert!(
+        run.stdout.contains("notified the webhook (HTTP 200)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !run.stdout.contains(token) && !run.stderr.contains(token),
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+
+    // The first POST got a 500 and was sent again; the body is what Slack takes.
+    let first = bodies.recv_timeout(Duration::from_secs(30)).unwrap();
+    let second = bodies.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert_eq!(first, second, "the retry sends the same report");
+    let alert: serde_json::Value = serde_json::from_str(&second).unwrap();
+    let text = alert["text"].as_str().unwrap();
+    assert!(
+        text.contains("iris-drift") && text.contains("petal_length"),
+        "{text}"
+    );
+    assert_eq!(alert["drifted"], serde_json::json!(["petal_length"]));
+    assert!(!second.contains(token));
+
+    // Rolled back to v1, and every action is in the monitor's history with its breach.
+    assert_eq!(m.serving(), ["1"]);
+    let h =
+        m.p.mlctl(&["history", "Monitor/iris-drift", "-o", "json"])
+            .expect_code(0);
+    let h: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
+    let actions: Vec<&str> = h
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "on-breach")
+        .map(|e| e["detail"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions.len(), 3, "{h}");
+    assert!(
+        actions
+            .iter()
+            .all(|a| a.contains("breach at") && a.contains("petal_length")),
+        "{actions:?}"
+    );
+    assert!(actions.iter().all(|a| !a.contains(token)));
 }

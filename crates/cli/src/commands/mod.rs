@@ -3,8 +3,8 @@
 mod init;
 pub mod limit;
 mod monitor;
-mod plan;
-mod registry;
+pub(crate) mod plan;
+pub(crate) mod registry;
 pub mod serve;
 mod state;
 pub mod validate;

@@ -146,10 +146,18 @@ fn run(
         s.rt.block_on(s.stack.state.observe(&s.ctx.project))
             .map_err(|e| anyhow!("cannot read the state of target `{}`: {e}", s.target_name))?;
     let mut results = Vec::new();
+    let mut actions = Vec::new();
+    let mut fail = false;
     for (name, spec) in chosen {
         let result = evaluate_one(s, &observed, name, spec, window)?;
         s.rt.block_on(s.stack.state.record_monitor_result(&s.ctx.project, &result))
             .map_err(|e| anyhow!("monitor `{name}`: cannot record the result: {e}"))?;
+        if result.verdict == Verdict::Breached
+            && let Some(on) = &spec.on_breach
+        {
+            fail |= on.fail == Some(true);
+            actions.extend(breach_actions(s, &observed, spec, on, &result));
+        }
         results.push(result);
     }
     if output == Output::Json {
@@ -158,9 +166,160 @@ fn run(
         for r in &results {
             print_result(r);
         }
+        for a in &actions {
+            println!("{}", a.line);
+        }
+    }
+    for a in actions.iter().filter(|a| a.failed) {
+        eprintln!("mlctl: {}", a.line);
     }
     let breached = results.iter().any(|r| r.verdict == Verdict::Breached);
-    Ok(u8::from(breached && fail_on_breach))
+    let failed = actions.iter().any(|a| a.failed);
+    Ok(u8::from((breached && (fail_on_breach || fail)) || failed))
+}
+
+/// What one breach action did, for the output and the monitor's history.
+struct Action {
+    line: String,
+    failed: bool,
+}
+
+/// Carries out a breached monitor's `onBreach` actions: the webhook, the rollback. Each is
+/// recorded in the monitor's history with the breach that caused it. (`fail` is the exit code.)
+fn breach_actions(
+    s: &Session,
+    observed: &[ObservedResource],
+    spec: &MonitorSpec,
+    on: &mlctl_spec::OnBreach,
+    result: &MonitorResult,
+) -> Vec<Action> {
+    let name = &result.monitor;
+    let breach = format!("breach at {}: {}", result.at, result.summary);
+    let mut done = Vec::new();
+    if let Some(n) = &on.notify {
+        done.push(match notify(s, name, &n.webhook, result) {
+            Ok(status) => Action {
+                line: format!("Monitor {name}: notified the webhook (HTTP {status})"),
+                failed: false,
+            },
+            Err(e) => Action {
+                line: format!("Monitor {name}: the webhook was not notified: {e}"),
+                failed: true,
+            },
+        });
+    }
+    if on.rollback == Some(true) {
+        let why = format!("by monitor `{name}` on a {breach}");
+        let rolled = crate::commands::plan::with_lock(s, "0s", |_| {
+            crate::commands::registry::rollback_locked(s, &spec.endpoint, None, &why)
+        });
+        done.push(match rolled {
+            Ok(_) => Action {
+                line: format!(
+                    "Monitor {name}: rolled endpoint `{}` back to the version it served before",
+                    spec.endpoint
+                ),
+                failed: false,
+            },
+            Err(e) => Action {
+                line: format!(
+                    "Monitor {name}: endpoint `{}` was not rolled back: {e}",
+                    spec.endpoint
+                ),
+                failed: true,
+            },
+        });
+    }
+    if on.fail == Some(true) {
+        done.push(Action {
+            line: format!("Monitor {name}: onBreach.fail: exiting 1"),
+            failed: false,
+        });
+    }
+    // Each action in the monitor's history, with the breach that caused it.
+    let id = ResourceId::new(Kind::Monitor, name.clone());
+    if let Some(rec) = observed.iter().find(|o| o.id == id) {
+        for a in &done {
+            let entry = mlctl_core::HistoryEntry {
+                format_version: mlctl_core::state::FORMAT_VERSION,
+                id: id.clone(),
+                action: "on-breach".into(),
+                fingerprint: rec.fingerprint.clone(),
+                commit: result.commit.clone(),
+                at: result.at.clone(),
+                detail: mlctl_spec::suggest::clip(&format!("{} ({breach})", a.line), 2000)
+                    .into_owned(),
+            };
+            if let Err(e) =
+                s.rt.block_on(s.stack.state.record(&s.ctx.project, rec, &entry))
+            {
+                eprintln!("mlctl: monitor `{name}`: the action was not recorded in history: {e}");
+            }
+        }
+    }
+    done
+}
+
+/// POSTs the breach to the webhook (`${env:NAME}`), as JSON a Slack incoming webhook takes
+/// (`text`) with the result beside it, retrying a failure (connection, 429, 5xx) with backoff.
+/// Neither the URL nor anything of it is ever printed: it carries a token.
+fn notify(s: &Session, monitor: &str, webhook: &str, result: &MonitorResult) -> Result<u16> {
+    let url = mlctl_spec::env::resolve(webhook, |n| std::env::var(n).ok())
+        .map_err(|e| anyhow!("onBreach.notify.webhook: {e}"))?;
+    let drifted: Vec<&str> = result
+        .features
+        .iter()
+        .filter(|f| f.drifted)
+        .map(|f| f.feature.as_str())
+        .collect();
+    let body = serde_json::json!({
+        "text": format!(
+            ":rotating_light: mlctl monitor `{monitor}` on endpoint `{}` is breached: {}",
+            result.endpoint, result.summary
+        ),
+        "monitor": monitor,
+        "endpoint": result.endpoint,
+        "verdict": result.verdict,
+        "drifted": drifted,
+        "result": result,
+    });
+    let _in_runtime = s.rt.enter();
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(|e| anyhow!("cannot make an HTTP client: {e}"))?;
+    let mut delay = std::time::Duration::from_millis(500);
+    let mut last = String::new();
+    for attempt in 1..=4 {
+        let sent = s.rt.block_on(client.post(&url).json(&body).send());
+        match sent {
+            Ok(r) if r.status().is_success() => return Ok(r.status().as_u16()),
+            Ok(r) if r.status().as_u16() == 429 || r.status().is_server_error() => {
+                last = format!("it answered HTTP {}", r.status().as_u16());
+            }
+            Ok(r) => {
+                return Err(anyhow!(
+                    "it answered HTTP {}; check the URL in {webhook}",
+                    r.status().as_u16()
+                ));
+            }
+            // The error's text may quote the URL: only its kind is said.
+            Err(e) => {
+                last = if e.is_timeout() {
+                    "it did not answer within 10 s".into()
+                } else if e.is_connect() {
+                    "it could not be reached".into()
+                } else {
+                    "the request failed".into()
+                };
+            }
+        }
+        if attempt < 4 {
+            std::thread::sleep(delay);
+            delay *= 2;
+        }
+    }
+    Err(anyhow!("{last}, 4 times; check the URL in {webhook}"))
 }
 
 fn evaluate_one(

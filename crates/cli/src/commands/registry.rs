@@ -429,11 +429,19 @@ pub fn rollback(
     lock_timeout: &str,
 ) -> Result<u8> {
     let s = session::open_target(project, target)?;
-    crate::commands::plan::with_lock(&s, lock_timeout, |_| rollback_locked(&s, endpoint, to))
+    crate::commands::plan::with_lock(&s, lock_timeout, |_| {
+        rollback_locked(&s, endpoint, to, "by hand")
+    })
 }
 
 /// [`rollback`] with the target's lock held.
-fn rollback_locked(s: &session::Session, endpoint: &str, to: Option<u32>) -> Result<u8> {
+/// `why` ends the history entry: `by hand`, or the breach that asked for it.
+pub(crate) fn rollback_locked(
+    s: &session::Session,
+    endpoint: &str,
+    to: Option<u32>,
+    why: &str,
+) -> Result<u8> {
     let id = ResourceId::new(Kind::Endpoint, endpoint);
     let observed =
         s.rt.block_on(s.stack.state.observe(&s.ctx.project))
@@ -499,7 +507,7 @@ fn rollback_locked(s: &session::Session, endpoint: &str, to: Option<u32>) -> Res
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default(),
         detail: format!(
-            "rolled back from {} v{} to v{} by hand",
+            "rolled back from {} v{} to v{} {why}",
             serving.model, serving.version, to_version.version
         ),
     };

@@ -224,7 +224,10 @@ pub struct OnBreach {
     /// Retrain this TrainingJob (and what depends on it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retrain: Option<String>,
-    /// Make `mlctl monitor check` exit non-zero.
+    /// Put the endpoint back on the version it served before (as `mlctl rollback` does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<bool>,
+    /// Make `mlctl monitor run` exit non-zero.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fail: Option<bool>,
 }
