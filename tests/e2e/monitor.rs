@@ -234,7 +234,7 @@ fn traffic_like_the_training_data_is_healthy_and_one_shifted_feature_is_a_breach
         "{st}"
     );
     // A CI schedule gets a failing exit code.
-    m.p.mlctl(&["monitor", "run", "--window", "300", "--fail-on-breach"])
+    m.mlctl(&["monitor", "run", "--window", "300", "--fail-on-breach"])
         .expect_code(1);
 
     // Every evaluation is kept, oldest first.
@@ -251,6 +251,18 @@ fn traffic_like_the_training_data_is_healthy_and_one_shifted_feature_is_a_breach
         verdicts,
         ["insufficientData", "healthy", "breached", "breached"]
     );
+
+    // Evaluated a moment ago and scheduled `every 1h` (the default): not due, not evaluated.
+    let due = m.mlctl(&["monitor", "run", "--due"]).expect_code(0);
+    assert!(
+        due.stdout
+            .contains("Monitor iris-drift is not due (schedule `every 1h`"),
+        "{}",
+        due.stdout
+    );
+    let h = m.mlctl(&["monitor", "history", "iris-drift", "-o", "json"]);
+    let h: serde_json::Value = serde_json::from_str(&h.expect_code(0).stdout).unwrap();
+    assert_eq!(h.as_array().unwrap().len(), 4);
 }
 
 /// A webhook receiver on 127.0.0.1: answers the first request with 500 (to be retried), every

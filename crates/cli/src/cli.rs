@@ -330,6 +330,10 @@ pub enum MonitorCommand {
         /// Exit 1 when a monitor is breached (for CI schedules and cron jobs).
         #[arg(long)]
         fail_on_breach: bool,
+        /// Only the monitors whose `schedule` is due (never evaluated, or a schedule time
+        /// passed since the last evaluation): what a cron job or CI schedule calls.
+        #[arg(long)]
+        due: bool,
         #[command(flatten)]
         target: TargetArgs,
         /// Output format (human or json).

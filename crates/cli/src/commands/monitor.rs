@@ -20,12 +20,13 @@ pub fn monitor(project: &Path, cmd: MonitorCommand) -> Result<u8> {
             monitors,
             window,
             fail_on_breach,
+            due,
             target,
             output,
         } => {
             let window = Window::parse(&window).map_err(|e| anyhow!(e))?;
             let s = session::open_target(project, &target)?;
-            run(&s, &monitors, window, fail_on_breach, output)
+            run(&s, &monitors, window, fail_on_breach, due, output)
         }
         MonitorCommand::History {
             monitor,
@@ -135,12 +136,39 @@ fn run(
     names: &[String],
     window: Window,
     fail_on_breach: bool,
+    due: bool,
     output: Output,
 ) -> Result<u8> {
-    let chosen = monitors(s, names)?;
+    let mut chosen = monitors(s, names)?;
     if chosen.is_empty() {
         println!("No Monitors in the spec at {}.", s.commit.short_sha);
         return Ok(0);
+    }
+    if due {
+        let now = time::OffsetDateTime::now_utc();
+        let mut kept = Vec::new();
+        for (name, spec) in chosen {
+            let last =
+                s.rt.block_on(s.stack.state.monitor_results(&s.ctx.project, name))
+                    .map_err(|e| anyhow!("cannot read the results of monitor `{name}`: {e}"))?
+                    .pop();
+            let at = last.as_ref().and_then(|r| {
+                time::OffsetDateTime::parse(&r.at, &time::format_description::well_known::Rfc3339)
+                    .ok()
+            });
+            let schedule = spec.schedule.as_deref().unwrap_or("every 1h");
+            if monitoring::schedule::is_due(schedule, at, now)
+                .map_err(|e| anyhow!("monitor `{name}`: schedule `{schedule}`: {e}"))?
+            {
+                kept.push((name, spec));
+            } else if output != Output::Json {
+                println!(
+                    "Monitor {name} is not due (schedule `{schedule}`, last evaluated {}).",
+                    last.map(|r| r.at).unwrap_or_default()
+                );
+            }
+        }
+        chosen = kept;
     }
     let observed =
         s.rt.block_on(s.stack.state.observe(&s.ctx.project))

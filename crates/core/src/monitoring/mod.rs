@@ -14,6 +14,8 @@
 //!   healthy; otherwise every feature column (never the label or an id) is checked with
 //!   `mlctl_ml::drift`, and any drifted feature is a breach.
 
+pub mod schedule;
+
 use crate::state::{FORMAT_VERSION, FormatVersion};
 use mlctl_ml::profile::{ColumnStats, Profile};
 use mlctl_ml::table::{ColumnData, Table};

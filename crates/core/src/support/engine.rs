@@ -57,7 +57,8 @@ pub fn rules() -> &'static FieldRules {
             .with_all_own("Monitor.spec.drift", Support::Honoured)
             .with("Monitor.spec.minSamples", Support::Honoured)
             .with_all_own("Monitor.spec.slo", Support::refused(NOT_YET, NOT_YET_INSTEAD))
-            .with("Monitor.spec.schedule", Support::refused(NOT_YET, NOT_YET_INSTEAD))
+            // `mlctl monitor run --due` evaluates what its schedule says is due.
+            .with("Monitor.spec.schedule", Support::Honoured)
             // Carried out by `mlctl monitor run` on a breach.
             .with("Monitor.spec.onBreach.notify.webhook", Support::Honoured)
             .with("Monitor.spec.onBreach.rollback", Support::Honoured)
