@@ -321,3 +321,112 @@ pub(crate) fn on_moto_with(p: &TestProject, url: &str, args: &[&str], env: &[(&s
         .unwrap();
     Run::from(out)
 }
+
+/// SageMaker's data capture, judged by mlctl: capture files in SageMaker's own format (one
+/// JSON line a request, CSV input) are put where the endpoint's capture goes, and `mlctl
+/// monitor run` reads and judges them with the same code as on local.
+#[test]
+fn sagemaker_capture_files_are_read_and_judged_by_monitor_run() {
+    let Some(url) = moto_url() else { return };
+    let p = TestProject::example("iris");
+    let model = p.read("ml/model.yaml");
+    let gates = model.find("  gates:").unwrap();
+    p.write("ml/model.yaml", &model[..gates]);
+    p.replace(
+        "mlctl.yaml",
+        "      region: eu-west-1\n      roleArn: ${env:MLCTL_SM_ROLE}\n      bucket: s3://${env:MLCTL_SM_BUCKET}/iris\n",
+        "      region: us-east-1\n      roleArn: ${env:MLCTL_SM_ROLE}\n      bucket: s3://${env:MLCTL_SM_BUCKET}/iris-monitor\n      endpointUrl: ${env:MLCTL_MOTO_URL}\n      emulator: moto\n",
+    );
+    p.write(
+        "ml/monitor.yaml",
+        "apiVersion: mlctl/v1\nkind: Monitor\nmetadata:\n  name: iris-drift\nspec:\n  endpoint: iris\n  minSamples: 100\n  drift: {}\n",
+    );
+    std::fs::write(p.path().join(".gitignore"), ".mlctl/\n").unwrap();
+    p.git(&["init", "-q", "-b", "main"]);
+    p.git(&["config", "user.email", "test@example.com"]);
+    p.git(&["config", "user.name", "Test"]);
+    p.commit_all("iris with a monitor on moto");
+    let run = |args: &[&str]| on_moto(&p, &url, args);
+    run(&["reconcile", "--target", "staging"]).expect_code(0);
+    let before = run(&["monitor", "run", "--target", "staging", "-o", "json"]).expect_code(0);
+    let before: serde_json::Value = serde_json::from_str(&before.stdout).unwrap();
+    assert_eq!(before[0]["verdict"], "insufficientData", "{before}");
+
+    // 300 requests as SageMaker captures them, petal_length shifted by 2 cm, in two hourly
+    // files under <destination>/<endpoint>/<variant>/yyyy/mm/dd/hh/.
+    let rows: Vec<Vec<f64>> =
+        std::fs::read_to_string(repo_root().join("examples/iris/data/iris.csv"))
+            .unwrap()
+            .lines()
+            .skip(1)
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| l.split(',').take(4).map(|x| x.parse().unwrap()).collect())
+            .collect();
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let line = |i: usize, r: &[f64]| {
+        serde_json::json!({
+            "captureData": {
+                "endpointInput": {"observedContentType": "text/csv", "mode": "INPUT",
+                    "data": format!("{},{},{},{}", r[0], r[1], r[2] + 2.0, r[3]), "encoding": "CSV"},
+                "endpointOutput": {"observedContentType": "text/csv; charset=utf-8", "mode": "OUTPUT",
+                    "data": "virginica", "encoding": "CSV"}
+            },
+            "eventMetadata": {"eventId": format!("e-{i}"), "inferenceTime": now},
+            "eventVersion": "0"
+        })
+        .to_string()
+    };
+    let all: Vec<String> = rows
+        .iter()
+        .chain(rows.iter())
+        .enumerate()
+        .map(|(i, r)| line(i, r))
+        .collect();
+    let prefix = "iris-monitor/capture/iris-iris/iris-iris/AllTraffic/2026/12/01";
+    put_object(
+        &url,
+        "mlctl-e2e-cli",
+        &format!("{prefix}/10/00-00-000-a.jsonl"),
+        &all[..150].join("\n"),
+    );
+    put_object(
+        &url,
+        "mlctl-e2e-cli",
+        &format!("{prefix}/11/00-00-000-b.jsonl"),
+        &all[150..].join("\n"),
+    );
+
+    let judged = run(&[
+        "monitor", "run", "--target", "staging", "--window", "1000", "-o", "json",
+    ])
+    .expect_code(0);
+    let judged: serde_json::Value = serde_json::from_str(&judged.stdout).unwrap();
+    let r = &judged[0];
+    assert_eq!(r["rows"], 300, "{r}");
+    assert_eq!(r["verdict"], "breached", "{r}");
+    let drifted: Vec<&str> = r["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["drifted"] == true)
+        .map(|f| f["feature"].as_str().unwrap())
+        .collect();
+    assert_eq!(drifted, ["petal_length"], "{r}");
+    // Stored in the target: a fresh runner reads it back from S3.
+    std::fs::remove_dir_all(p.path().join(".mlctl")).ok();
+    let h = run(&[
+        "monitor",
+        "history",
+        "iris-drift",
+        "--target",
+        "staging",
+        "-o",
+        "json",
+    ])
+    .expect_code(0);
+    let h: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
+    assert_eq!(h.as_array().unwrap().len(), 2, "{h}");
+    run(&["destroy", "--target", "staging", "--auto-approve"]).expect_code(0);
+}
