@@ -398,3 +398,68 @@ spec:
     );
     assert!(actions.iter().all(|a| !a.contains(token)));
 }
+
+/// The same flow on the mock target, whose capture store is a JSON-lines file a test fills
+/// (the mock runs no server): in-distribution rows are healthy, one shifted feature breaches.
+#[test]
+fn the_mock_target_judges_its_captured_traffic_the_same_way() {
+    let p = TestProject::example("iris");
+    p.write("ml/monitor.yaml", MONITOR);
+    std::fs::write(p.path().join(".gitignore"), ".mlctl/\n").unwrap();
+    p.git(&["init", "-q", "-b", "main"]);
+    p.git(&["config", "user.email", "test@example.com"]);
+    p.git(&["config", "user.name", "Test"]);
+    p.commit_all("iris with a monitor");
+    p.mlctl(&["apply", "--target", "test", "--auto-approve"])
+        .expect_code(0);
+    let capture = p.path().join(".mlctl/test/captured/iris.jsonl");
+    std::fs::create_dir_all(capture.parent().unwrap()).unwrap();
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let write = |rows: &[[f64; 4]]| {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&capture)
+            .unwrap();
+        for chunk in rows.chunks(10) {
+            let rec = serde_json::json!({
+                "time": now, "model": "iris", "version": "1", "variant": "v1", "status": 200,
+                "latencyMs": 0.1,
+                "columns": ["sepal_length", "sepal_width", "petal_length", "petal_width"],
+                "rows": chunk, "predictions": vec!["setosa"; chunk.len()],
+            });
+            writeln!(f, "{rec}").unwrap();
+        }
+    };
+    let judge = || {
+        let run = p
+            .mlctl(&[
+                "monitor", "run", "--target", "test", "--window", "30", "-o", "json",
+            ])
+            .expect_code(0);
+        let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        v[0].clone()
+    };
+    let rows = iris_rows();
+    let twice: Vec<[f64; 4]> = rows.iter().chain(rows.iter()).copied().collect();
+    write(&twice);
+    let r = judge();
+    assert_eq!(
+        (r["rows"].as_u64(), r["verdict"].as_str()),
+        (Some(300), Some("healthy")),
+        "{r}"
+    );
+    let shifted: Vec<[f64; 4]> = twice
+        .iter()
+        .map(|r| [r[0], r[1], r[2] + 2.0, r[3]])
+        .collect();
+    write(&shifted);
+    let r = judge();
+    assert_eq!(r["verdict"], "breached", "{r}");
+    assert_eq!(drifted(&r), ["petal_length"], "{r}");
+    p.mlctl(&["destroy", "--target", "test", "--auto-approve"])
+        .expect_code(0);
+}
