@@ -13,7 +13,7 @@
 //! One line per request:
 //!
 //! ```json
-//! {"time":"2025-06-01T12:00:00.123Z","model":"iris","version":"3","variant":"v3","status":200,
+//! {"time":"2025-06-01T12:00:00.123Z","requestId":"5f1c9a7e-42","model":"iris","version":"3","variant":"v3","status":200,
 //!  "latencyMs":0.08,"columns":["sepal_length",...],"rows":[[5.1,...]],"predictions":["setosa"]}
 //! ```
 //!
@@ -23,6 +23,7 @@
 use crate::json::{push_number, push_string};
 use crate::predictor::DynPredictor;
 use crate::schema::{ColumnKind, Output};
+use axum::http::HeaderValue;
 use bytes::Bytes;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -116,6 +117,9 @@ pub enum Payload {
 pub struct Record {
     /// When it was answered.
     pub time: SystemTime,
+    /// The request's id (its `x-request-id`, sent back in the response), which joins
+    /// ground truth to the prediction later (`mlctl monitor feedback`).
+    pub request_id: HeaderValue,
     /// Who answered.
     pub source: Arc<Source>,
     /// HTTP status.
@@ -393,6 +397,8 @@ fn format_record(o: &mut String, r: &Record, clock: &mut Clock) {
     o.push_str("{\"time\":\"");
     clock.push(o, r.time);
     o.push('"');
+    o.push_str(",\"requestId\":");
+    push_string(o, r.request_id.to_str().unwrap_or_default());
     o.push_str(",\"model\":");
     push_string(o, &r.source.model);
     o.push_str(",\"version\":");
@@ -507,6 +513,7 @@ mod tests {
         let cap = Capture::start(&cfg, Arc::default()).unwrap();
         cap.send(Record {
             time: SystemTime::now(),
+            request_id: HeaderValue::from_static("r-1"),
             source: Arc::new(Source {
                 model: "m".into(),
                 version: "1".into(),
@@ -544,6 +551,7 @@ mod tests {
         for i in 0..20 {
             cap.send(Record {
                 time: SystemTime::now(),
+                request_id: HeaderValue::from_static("r-1"),
                 source: source.clone(),
                 status: 200,
                 latency: Duration::from_micros(i),

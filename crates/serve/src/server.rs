@@ -706,7 +706,43 @@ async fn read_body(
     }
 }
 
+/// The id of a request: the client's `x-request-id` when it sends a usable one (at most 128
+/// visible ASCII characters), else one made here (this process's prefix and a counter).
+fn request_id(headers: &HeaderMap) -> HeaderValue {
+    if let Some(v) = headers.get(REQUEST_ID)
+        && (1..=128).contains(&v.len())
+        && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
+    {
+        return v.clone();
+    }
+    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let prefix = PREFIX.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        format!(
+            "{:08x}",
+            (nanos as u32) ^ std::process::id().rotate_left(16)
+        )
+    });
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    HeaderValue::try_from(format!("{prefix}-{n}")).unwrap_or(HeaderValue::from_static("-"))
+}
+
+/// The header a request's id travels in, both ways.
+const REQUEST_ID: &str = "x-request-id";
+
+/// `POST /invocations`: every answer, an error too, carries the request's id.
 async fn invocations(State(app): State<Arc<App>>, req: Request) -> Response {
+    let id = request_id(req.headers());
+    let mut r = invoke(app, req, &id).await;
+    r.headers_mut().insert(REQUEST_ID, id);
+    r
+}
+
+async fn invoke(app: Arc<App>, req: Request, id: &HeaderValue) -> Response {
     let t0 = Instant::now();
     let (parts, body) = req.into_parts();
     if let Some(r) = app.check_auth(&parts.headers) {
@@ -747,6 +783,7 @@ async fn invocations(State(app): State<Arc<App>>, req: Request) -> Response {
                 proba: wants_proba(parts.uri.query()),
             },
             t0,
+            id,
         ),
         Backend::Script(u) => {
             proxy(
@@ -757,6 +794,7 @@ async fn invocations(State(app): State<Arc<App>>, req: Request) -> Response {
                 parts.headers.get(header::ACCEPT),
                 body,
                 t0,
+                id,
             )
             .await
         }
@@ -806,6 +844,7 @@ fn predict(
     body: &[u8],
     answer: Answer,
     t0: Instant,
+    id: &HeaderValue,
 ) -> Response {
     let accept_csv = answer.csv;
     let fail = |e: InputError| {
@@ -901,6 +940,7 @@ fn predict(
     {
         c.send(Record {
             time: SystemTime::now(),
+            request_id: id.clone(),
             source: variant.source.clone(),
             status: 200,
             latency: elapsed,
@@ -973,6 +1013,7 @@ async fn proxy(
     accept: Option<&HeaderValue>,
     body: Bytes,
     t0: Instant,
+    id: &HeaderValue,
 ) -> Response {
     let ct_str = ct.and_then(|v| v.to_str().ok());
     let accept = accept.and_then(|v| v.to_str().ok());
@@ -985,6 +1026,7 @@ async fn proxy(
             {
                 c.send(Record {
                     time: SystemTime::now(),
+                    request_id: id.clone(),
                     source: variant.source.clone(),
                     status: resp.status,
                     latency: elapsed,

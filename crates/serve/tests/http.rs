@@ -711,6 +711,39 @@ async fn capture_writes_sampled_json_lines() {
     assert!(first["latencyMs"].is_number());
 }
 
+/// Every captured request has an id: the client's `x-request-id`, or one the server made;
+/// it is what `mlctl monitor feedback` joins labels on.
+#[tokio::test]
+async fn captured_requests_carry_the_request_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = options();
+    o.capture = Some(mlctl_serve::capture::CaptureConfig::new(dir.path(), 100.0));
+    let s = Server::start(o, vec![variant("a", "a", 100)]).await;
+    let row = "{\"instances\": [[1, 2, 3, 4]]}";
+    let r = s
+        .post("application/json", row, &[("x-request-id", "client-7")])
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(s.json(row).await.status, 200);
+    s.stop().await;
+    let path = dir.path().join("capture.jsonl");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let ids: Vec<String> = loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if text.lines().count() >= 2 || std::time::Instant::now() > deadline {
+            break text
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .map(|v| v["requestId"].as_str().unwrap_or_default().to_string())
+                .collect();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(ids.len(), 2);
+    assert_eq!(ids[0], "client-7", "the client's id is kept");
+    assert!(ids[1].len() > 3 && ids[1] != ids[0], "one is made: {ids:?}");
+}
+
 fn have_python() -> bool {
     let ok = std::process::Command::new("python3")
         .arg("--version")
