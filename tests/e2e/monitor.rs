@@ -463,3 +463,67 @@ fn the_mock_target_judges_its_captured_traffic_the_same_way() {
     p.mlctl(&["destroy", "--target", "test", "--auto-approve"])
         .expect_code(0);
 }
+
+/// Labels that arrive later are joined to the captured predictions by request id, and the
+/// live accuracy is what the endpoint's answers earned.
+#[test]
+fn feedback_joins_labels_by_request_id_and_computes_live_accuracy() {
+    use std::io::{Read, Write};
+    let m = Monitored::new();
+    let text = std::fs::read_to_string(repo_root().join("examples/iris/data/iris.csv")).unwrap();
+    let mut labels = String::from("requestId,species\n");
+    let (mut right, mut n) = (0, 0);
+    for (i, line) in text
+        .lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+    {
+        let cells: Vec<&str> = line.split(',').collect();
+        let body = format!("{{\"instances\": [[{}]]}}", cells[..4].join(","));
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", m.port)).unwrap();
+        write!(s, "POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nx-request-id: q-{i}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        assert!(
+            answer
+                .to_ascii_lowercase()
+                .contains(&format!("x-request-id: q-{i}")),
+            "{answer}"
+        );
+        let predicted = answer.contains(&format!("\"{}\"", cells[4]));
+        right += usize::from(predicted);
+        n += 1;
+        labels.push_str(&format!("q-{i},{}\n", cells[4]));
+    }
+    labels.push_str("never-sent,setosa\n");
+    std::fs::write(m.p.path().join("labels.csv"), labels).unwrap();
+    let t0 = Instant::now();
+    while m.captured_rows() < n {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "capture never held the rows"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let run = m
+        .mlctl(&[
+            "monitor",
+            "feedback",
+            "iris-drift",
+            "--labels",
+            "labels.csv",
+            "-o",
+            "json",
+        ])
+        .expect_code(0);
+    let fb: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(fb["joined"], n, "{fb}");
+    assert_eq!(fb["unmatched"], 1, "{fb}");
+    let live = fb["live"]["accuracy"].as_f64().unwrap();
+    assert!((live - right as f64 / n as f64).abs() < 1e-9, "{fb}");
+    assert!(
+        fb["training"]["accuracy"].is_number(),
+        "the training accuracy beside it: {fb}"
+    );
+}

@@ -340,6 +340,21 @@ pub enum MonitorCommand {
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Output,
     },
+    /// Join ground truth to captured predictions by request id (`x-request-id`, stored in
+    /// capture) and compute the model's live metrics, beside its training metrics.
+    Feedback {
+        /// Monitor name (its endpoint's capture is read).
+        monitor: String,
+        /// A CSV with a header: `requestId`, the label (a column named `label` or as the
+        /// dataset's target), and `row` (the row within a request of several rows).
+        #[arg(long)]
+        labels: PathBuf,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Output format (human or json).
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
     /// A monitor's past evaluations, oldest first.
     History {
         /// Monitor name.

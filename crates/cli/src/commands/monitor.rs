@@ -28,6 +28,15 @@ pub fn monitor(project: &Path, cmd: MonitorCommand) -> Result<u8> {
             let s = session::open_target(project, &target)?;
             run(&s, &monitors, window, fail_on_breach, due, output)
         }
+        MonitorCommand::Feedback {
+            monitor,
+            labels,
+            target,
+            output,
+        } => {
+            let s = session::open_target(project, &target)?;
+            feedback(&s, &monitor, &labels, output)
+        }
         MonitorCommand::History {
             monitor,
             target,
@@ -469,6 +478,219 @@ fn history(s: &Session, monitor: &str, output: Output) -> Result<u8> {
             r.rows,
             r.summary
         );
+    }
+    Ok(0)
+}
+
+/// Live metrics from labels joined to captured predictions.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Feedback {
+    monitor: String,
+    endpoint: String,
+    /// Label rows read.
+    labels: usize,
+    /// Of them, joined to a captured prediction.
+    joined: usize,
+    /// Request ids with no captured request (not sampled, or older than what is kept).
+    unmatched: usize,
+    /// Live metrics over the joined rows (`accuracy`; `mae` and `rmse` for numbers).
+    live: std::collections::BTreeMap<String, f64>,
+    /// The served version's metrics from training (its registry entry), to compare with.
+    training: std::collections::BTreeMap<String, f64>,
+    /// The model versions the joined predictions came from.
+    versions: Vec<String>,
+}
+
+fn feedback(s: &Session, monitor: &str, labels: &Path, output: Output) -> Result<u8> {
+    let chosen = monitors(s, &[monitor.to_string()])?;
+    let (_, spec) = chosen[0];
+    let text = std::fs::read_to_string(labels)
+        .map_err(|e| anyhow!("cannot read {}: {e}", labels.display()))?;
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<String> = lines
+        .next()
+        .ok_or_else(|| {
+            anyhow!(
+                "{} is empty; it needs a header: requestId,label",
+                labels.display()
+            )
+        })?
+        .split(',')
+        .map(|h| h.trim().trim_matches('"').to_string())
+        .collect();
+    let target = baseline_dataset(s, monitor, spec).ok().and_then(|d| {
+        match s
+            .spec
+            .get(&ResourceId::new(Kind::Dataset, d))
+            .map(|r| &r.spec)
+        {
+            Some(ResourceSpec::Dataset(d)) => d.target.clone(),
+            _ => None,
+        }
+    });
+    let col = |name: &str| header.iter().position(|h| h == name);
+    let id_at = col("requestId").ok_or_else(|| {
+        anyhow!(
+            "{}: no `requestId` column (it has {}); the endpoint returns each request's id in the `x-request-id` header",
+            labels.display(),
+            mlctl_spec::suggest::list(&header)
+        )
+    })?;
+    let label_at = col("label")
+        .or_else(|| target.as_deref().and_then(col))
+        .ok_or_else(|| {
+            anyhow!(
+                "{}: no label column: name it `label`{} (it has {})",
+                labels.display(),
+                target
+                    .as_deref()
+                    .map(|t| format!(" or `{t}`"))
+                    .unwrap_or_default(),
+                mlctl_spec::suggest::list(&header)
+            )
+        })?;
+    let row_at = col("row");
+    let records =
+        s.rt.block_on(
+            s.stack
+                .monitor
+                .captured(&s.ctx, &spec.endpoint, Window::MAX_RECORDS),
+        )
+        .map_err(|e| {
+            anyhow!(
+                "cannot read what endpoint `{}` captured: {e}",
+                spec.endpoint
+            )
+        })?;
+    // requestId -> (predictions, model, version)
+    let mut by_id: std::collections::HashMap<&str, (&serde_json::Value, &str, &str)> =
+        std::collections::HashMap::new();
+    for r in &records {
+        if let (Some(id), Some(p)) = (r["requestId"].as_str(), r.get("predictions")) {
+            by_id.insert(
+                id,
+                (
+                    p,
+                    r["model"].as_str().unwrap_or_default(),
+                    r["version"].as_str().unwrap_or_default(),
+                ),
+            );
+        }
+    }
+    let (mut n, mut joined, mut unmatched, mut correct) = (0usize, 0usize, 0usize, 0usize);
+    let (mut abs, mut sq, mut numeric) = (0.0f64, 0.0f64, true);
+    let mut versions = std::collections::BTreeSet::new();
+    let mut model = None;
+    let mut ambiguous = Vec::new();
+    for (i, line) in lines.enumerate() {
+        n += 1;
+        let cells: Vec<&str> = line
+            .split(',')
+            .map(|c| c.trim().trim_matches('"'))
+            .collect();
+        let (Some(id), Some(label)) = (cells.get(id_at), cells.get(label_at)) else {
+            bail!(
+                "{} line {}: fewer cells than the header has",
+                labels.display(),
+                i + 2
+            );
+        };
+        let Some((preds, m, v)) = by_id.get(id) else {
+            unmatched += 1;
+            continue;
+        };
+        let preds = preds.as_array().map(Vec::as_slice).unwrap_or_default();
+        let row = match row_at.and_then(|r| cells.get(r)) {
+            Some(r) => r.parse::<usize>().map_err(|_| {
+                anyhow!(
+                    "{} line {}: `row` must be a number, not `{r}`",
+                    labels.display(),
+                    i + 2
+                )
+            })?,
+            None if preds.len() <= 1 => 0,
+            None => {
+                ambiguous.push(id.to_string());
+                continue;
+            }
+        };
+        let Some(pred) = preds.get(row) else {
+            unmatched += 1;
+            continue;
+        };
+        joined += 1;
+        versions.insert(format!("{m} v{v}"));
+        model.get_or_insert_with(|| (m.to_string(), v.to_string()));
+        let pred_text = pred
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| pred.to_string());
+        if pred_text == *label {
+            correct += 1;
+        }
+        match (pred.as_f64(), label.parse::<f64>()) {
+            (Some(p), Ok(y)) => {
+                abs += (p - y).abs();
+                sq += (p - y) * (p - y);
+            }
+            _ => numeric = false,
+        }
+    }
+    if !ambiguous.is_empty() {
+        bail!(
+            "{}: {} labels name a request of several rows without saying which ({}); add a `row` column (0 for the first row of the request)",
+            labels.display(),
+            ambiguous.len(),
+            mlctl_spec::suggest::list(ambiguous.iter().take(3))
+        );
+    }
+    let mut live = std::collections::BTreeMap::new();
+    if joined > 0 {
+        live.insert("accuracy".to_string(), correct as f64 / joined as f64);
+        if numeric {
+            live.insert("mae".to_string(), abs / joined as f64);
+            live.insert("rmse".to_string(), (sq / joined as f64).sqrt());
+        }
+    }
+    let training = match &model {
+        Some((m, v)) => {
+            s.rt.block_on(s.stack.registry.versions(&s.ctx, m))
+                .ok()
+                .and_then(|all| all.into_iter().find(|x| x.version.to_string() == *v))
+                .map(|x| x.metrics)
+                .unwrap_or_default()
+        }
+        None => Default::default(),
+    };
+    let fb = Feedback {
+        monitor: monitor.to_string(),
+        endpoint: spec.endpoint.clone(),
+        labels: n,
+        joined,
+        unmatched,
+        live,
+        training,
+        versions: versions.into_iter().collect(),
+    };
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&fb)?);
+    } else {
+        println!(
+            "Monitor {monitor} (endpoint {}): {joined} of {n} labels joined to captured predictions ({unmatched} not captured)",
+            fb.endpoint
+        );
+        for (k, v) in &fb.live {
+            match fb.training.get(k) {
+                Some(t) => println!("  {k:<10} live {v:.4}   training {t:.4}   ({:+.4})", v - t),
+                None => println!("  {k:<10} live {v:.4}"),
+            }
+        }
+        if joined == 0 {
+            println!(
+                "  No label matched a captured request: check the ids, and that capture is on (samplingPercent)."
+            );
+        }
     }
     Ok(0)
 }
