@@ -782,8 +782,7 @@ async fn invoke(app: Arc<App>, req: Request, id: &HeaderValue) -> Response {
                 csv: accept_csv,
                 proba: wants_proba(parts.uri.query()),
             },
-            t0,
-            id,
+            Call { at: t0, id },
         ),
         Backend::Script(u) => {
             proxy(
@@ -793,12 +792,18 @@ async fn invoke(app: Arc<App>, req: Request, id: &HeaderValue) -> Response {
                 ct,
                 parts.headers.get(header::ACCEPT),
                 body,
-                t0,
-                id,
+                Call { at: t0, id },
             )
             .await
         }
     }
+}
+
+/// One call of `/invocations`: when it started and its id.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    at: Instant,
+    id: &'a HeaderValue,
 }
 
 /// How to answer a prediction request.
@@ -843,9 +848,9 @@ fn predict(
     ct: Option<&[u8]>,
     body: &[u8],
     answer: Answer,
-    t0: Instant,
-    id: &HeaderValue,
+    call: Call<'_>,
 ) -> Response {
+    let (t0, id) = (call.at, call.id);
     let accept_csv = answer.csv;
     let fail = |e: InputError| {
         let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
@@ -1012,9 +1017,9 @@ async fn proxy(
     ct: Option<&HeaderValue>,
     accept: Option<&HeaderValue>,
     body: Bytes,
-    t0: Instant,
-    id: &HeaderValue,
+    call: Call<'_>,
 ) -> Response {
+    let (t0, id) = (call.at, call.id);
     let ct_str = ct.and_then(|v| v.to_str().ok());
     let accept = accept.and_then(|v| v.to_str().ok());
     match u.invoke(ct_str, accept, body.clone()).await {
