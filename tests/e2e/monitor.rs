@@ -233,6 +233,8 @@ fn traffic_like_the_training_data_is_healthy_and_one_shifted_feature_is_a_breach
         st["message"].as_str().unwrap().contains("petal_length"),
         "{st}"
     );
+    // A breach is production's drift, not a difference from the spec: plan has nothing to do.
+    m.mlctl(&["plan", "--detailed-exitcode"]).expect_code(0);
     // A CI schedule gets a failing exit code.
     m.mlctl(&["monitor", "run", "--window", "300", "--fail-on-breach"])
         .expect_code(1);
@@ -526,4 +528,77 @@ fn feedback_joins_labels_by_request_id_and_computes_live_accuracy() {
         fb["training"]["accuracy"].is_number(),
         "the training accuracy beside it: {fb}"
     );
+}
+
+/// A breach retrains the job its monitor names, once per run of breaches; the new version
+/// passes the model's gates before it serves, and the spec is in sync afterwards.
+#[test]
+fn a_breach_retrains_once_and_the_gates_decide_the_new_version() {
+    let m = Monitored::with(
+        "\
+apiVersion: mlctl/v1
+kind: Monitor
+metadata:
+  name: iris-drift
+spec:
+  endpoint: iris
+  minSamples: 100
+  drift: {}
+  onBreach:
+    retrain: iris-train
+",
+        &[],
+    );
+    assert_eq!(m.serving(), ["1"]);
+    let rows = iris_rows();
+    let shifted: Vec<[f64; 4]> = rows
+        .iter()
+        .chain(rows.iter())
+        .map(|r| [r[0], r[1], r[2] + 2.0, r[3]])
+        .collect();
+    m.send(&shifted);
+    let run = m
+        .mlctl(&["monitor", "run", "--window", "300"])
+        .expect_code(0);
+    assert!(
+        run.stdout.contains("retraining TrainingJob/iris-train"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("a monitor's onBreach.retrain asked for it (breach at"),
+        "the plan says why the job trains again:\n{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("retrained TrainingJob/iris-train"),
+        "{}",
+        run.stdout
+    );
+    // A new version, which passed the gates and serves; the spec is in sync.
+    let models = m
+        .mlctl(&["models", "show", "iris", "-o", "json"])
+        .expect_code(0);
+    let models: serde_json::Value = serde_json::from_str(&models.stdout).unwrap();
+    assert_eq!(models["versions"].as_array().unwrap().len(), 2, "{models}");
+    assert_eq!(m.serving(), ["2"]);
+    m.mlctl(&["plan", "--detailed-exitcode"]).expect_code(0);
+
+    // Still drifted (the baseline is the same data): no second retrain.
+    let again = m
+        .mlctl(&["monitor", "run", "--window", "300"])
+        .expect_code(0);
+    assert!(
+        again
+            .stdout
+            .contains("not again until the monitor is healthy once"),
+        "{}",
+        again.stdout
+    );
+    let models = m
+        .mlctl(&["models", "show", "iris", "-o", "json"])
+        .expect_code(0);
+    let models: serde_json::Value = serde_json::from_str(&models.stdout).unwrap();
+    assert_eq!(models["versions"].as_array().unwrap().len(), 2);
 }

@@ -339,8 +339,27 @@ impl Session {
             .block_on(self.stack.state.digest_key())
             .context("cannot read the target's secret-digest key")?;
         let secret = |name: &str| std::env::var(name).ok().map(|v| key.digest(&v));
-        let desired = Desired::with_secrets(&self.spec, &self.commit.sha, &digest, &secret)
-            .context("cannot compute fingerprints")?;
+        // What monitors' onBreach.retrain asked to train again, from their stored results.
+        let mut failed = None;
+        let retrains = mlctl_core::monitoring::retrain_requests(&self.spec, &mut |m| match self
+            .rt
+            .block_on(self.stack.state.monitor_results(&self.ctx.project, m))
+        {
+            Ok(r) => r,
+            Err(e) => {
+                failed = Some(e);
+                Vec::new()
+            }
+        });
+        if let Some(e) = failed {
+            return Err(anyhow!(
+                "cannot read the results of the spec's monitors: {e}"
+            ));
+        }
+        let retrain = |id: &mlctl_spec::ResourceId| retrains.get(id).cloned();
+        let desired =
+            Desired::with_retrains(&self.spec, &self.commit.sha, &digest, &secret, &retrain)
+                .context("cannot compute fingerprints")?;
         if let Ok(mut c) = cache.lock() {
             // A cache that cannot be saved only costs time on the next run.
             let _ = c.save();

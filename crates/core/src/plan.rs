@@ -149,6 +149,24 @@ impl Desired {
         digest: &dyn Fn(&str) -> Result<String, DigestError>,
         secret: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Desired, DesiredError> {
+        Desired::with_retrains(spec, commit, digest, secret, &|_| None)
+    }
+
+    /// [`Desired::with_secrets`], with the retrains monitors asked for: `retrain` gives, for
+    /// a TrainingJob, the time of the breach whose `onBreach.retrain` names it (the first of
+    /// the monitor's current run of breaches; see `mlctl monitor run`), or `None`. It is in
+    /// the job's fingerprint (input `retrain:`), so the job trains again, once per breach,
+    /// and what depends on it follows: a new version, judged by its gates.
+    ///
+    /// # Errors
+    /// See [`Desired::new`].
+    pub fn with_retrains(
+        spec: &Spec,
+        commit: &str,
+        digest: &dyn Fn(&str) -> Result<String, DigestError>,
+        secret: &dyn Fn(&str) -> Option<String>,
+        retrain: &dyn Fn(&ResourceId) -> Option<String>,
+    ) -> Result<Desired, DesiredError> {
         let order = graph::topo_order(spec).map_err(DesiredError::Cycle)?;
         let mut fps: BTreeMap<ResourceId, Fingerprint> = BTreeMap::new();
         let mut out = Vec::new();
@@ -205,6 +223,10 @@ impl Desired {
                     secrets.insert(name, d);
                 }
             }
+            if let Some(at) = retrain(&id) {
+                digests.insert(RETRAIN_INPUT.to_string(), at.clone());
+                inputs.insert(RETRAIN_INPUT.to_string(), at);
+            }
             let fp = fingerprint::compute(r, &input_fps, &digests, &secrets);
             fps.insert(id.clone(), fp.clone());
             let mut canonical = r.canonical();
@@ -235,6 +257,9 @@ impl Desired {
         self.resources.iter().find(|r| &r.resource.id == id)
     }
 }
+
+/// The input of a TrainingJob that a monitor's `onBreach.retrain` asked to train again.
+pub const RETRAIN_INPUT: &str = "retrain:";
 
 /// What a plan does to a resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord, Hash)]
@@ -614,6 +639,10 @@ fn change_for(
                     Some(_) => format!("secret `{name}` changed"),
                     None => format!("secret `{name}` was not read at the last apply"),
                 });
+            } else if key == RETRAIN_INPUT {
+                change.reasons.push(format!(
+                    "a monitor's onBreach.retrain asked for it (breach at {new})"
+                ));
             } else if let Some(path) = key.strip_prefix("code:") {
                 change.reasons.push(format!("code dir {path} changed"));
             } else if let Some(dep) = key.strip_prefix("input:") {
@@ -696,7 +725,12 @@ fn change_for(
             return change;
         }
     }
-    if matches!(o.health, Health::Degraded | Health::Failed) {
+    // A breached monitor is degraded because production drifted, which no apply repairs:
+    // that is its verdict (`mlctl monitor run`), shown by status, not a difference from the
+    // spec. A monitor gone from the target (drift) is repaired as anything else.
+    let verdict_only =
+        id.kind == Kind::Monitor && o.health == Health::Degraded && o.drift.is_empty();
+    if matches!(o.health, Health::Degraded | Health::Failed) && !verdict_only {
         change.action = Action::Update;
         let detail = o
             .outputs

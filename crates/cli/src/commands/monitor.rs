@@ -26,7 +26,15 @@ pub fn monitor(project: &Path, cmd: MonitorCommand) -> Result<u8> {
         } => {
             let window = Window::parse(&window).map_err(|e| anyhow!(e))?;
             let s = session::open_target(project, &target)?;
-            run(&s, &monitors, window, fail_on_breach, due, output)
+            let how = Run {
+                project,
+                target: &target,
+                window,
+                fail_on_breach,
+                due,
+                output,
+            };
+            run(&s, &monitors, &how)
         }
         MonitorCommand::Feedback {
             monitor,
@@ -140,14 +148,19 @@ fn feature_columns(s: &Session, dataset: &str, version: &DatasetVersion) -> Vec<
         .collect()
 }
 
-fn run(
-    s: &Session,
-    names: &[String],
+/// How `mlctl monitor run` was called.
+struct Run<'a> {
+    project: &'a Path,
+    target: &'a crate::cli::TargetArgs,
     window: Window,
     fail_on_breach: bool,
     due: bool,
     output: Output,
-) -> Result<u8> {
+}
+
+fn run(s: &Session, names: &[String], how: &Run<'_>) -> Result<u8> {
+    let (window, fail_on_breach, due, output) =
+        (how.window, how.fail_on_breach, how.due, how.output);
     let mut chosen = monitors(s, names)?;
     if chosen.is_empty() {
         println!("No Monitors in the spec at {}.", s.commit.short_sha);
@@ -193,7 +206,7 @@ fn run(
             && let Some(on) = &spec.on_breach
         {
             fail |= on.fail == Some(true);
-            actions.extend(breach_actions(s, &observed, spec, on, &result));
+            actions.extend(breach_actions(s, how, &observed, spec, on, &result));
         }
         results.push(result);
     }
@@ -225,6 +238,7 @@ struct Action {
 /// recorded in the monitor's history with the breach that caused it. (`fail` is the exit code.)
 fn breach_actions(
     s: &Session,
+    how: &Run<'_>,
     observed: &[ObservedResource],
     spec: &MonitorSpec,
     on: &mlctl_spec::OnBreach,
@@ -267,15 +281,77 @@ fn breach_actions(
             },
         });
     }
+    // One retrain per run of breaches: a drift that persists does not retrain at every
+    // evaluation (the run's first breach is in the fingerprint; see `retrain_requests`).
+    let first_of_run = || {
+        let all =
+            s.rt.block_on(s.stack.state.monitor_results(&s.ctx.project, name))
+                .unwrap_or_default();
+        !all.iter()
+            .rev()
+            .skip(1)
+            .find(|r| r.verdict != Verdict::InsufficientData)
+            .is_some_and(|r| r.verdict == Verdict::Breached)
+    };
+    if let Some(job) = on.retrain.as_ref().filter(|_| !first_of_run()) {
+        done.push(Action {
+            line: format!(
+                "Monitor {name}: TrainingJob/{job} was retrained at the first breach of this run of breaches; not again until the monitor is healthy once"
+            ),
+            failed: false,
+        });
+    } else if let Some(job) = &on.retrain {
+        // The breach is recorded: the spec's fingerprints now ask for the job once more
+        // (`mlctl_core::monitoring::retrain_requests`), and an apply of HEAD retrains it and
+        // what depends on it; the new version replaces production only if its gates pass.
+        println!(
+            "Monitor {name}: retraining TrainingJob/{job}: applying the spec at HEAD to target `{}`",
+            s.target_name
+        );
+        let applied = crate::commands::plan::apply_cmd(
+            how.project,
+            None,
+            how.target,
+            &crate::cli::RevArgs {
+                rev: "HEAD".into(),
+                allow_dirty: false,
+            },
+            false,
+            true,
+            &crate::cli::ApplyArgs {
+                lock_timeout: "0s".into(),
+                concurrency: 4,
+            },
+        );
+        done.push(match applied {
+            Ok(0) => Action {
+                line: format!("Monitor {name}: retrained TrainingJob/{job} (the apply completed)"),
+                failed: false,
+            },
+            Ok(code) => Action {
+                line: format!(
+                    "Monitor {name}: retraining TrainingJob/{job}: the apply failed (exit {code}); see its output above"
+                ),
+                failed: true,
+            },
+            Err(e) => Action {
+                line: format!("Monitor {name}: TrainingJob/{job} was not retrained: {e}"),
+                failed: true,
+            },
+        });
+    }
     if on.fail == Some(true) {
         done.push(Action {
             line: format!("Monitor {name}: onBreach.fail: exiting 1"),
             failed: false,
         });
     }
-    // Each action in the monitor's history, with the breach that caused it.
+    // Each action in the monitor's history, with the breach that caused it, beside its record
+    // as it is now (an action's apply may just have rewritten it).
     let id = ResourceId::new(Kind::Monitor, name.clone());
-    if let Some(rec) = observed.iter().find(|o| o.id == id) {
+    let now = s.rt.block_on(s.stack.state.observe(&s.ctx.project)).ok();
+    let current = now.as_deref().unwrap_or(observed);
+    if let Some(rec) = current.iter().find(|o| o.id == id) {
         for a in &done {
             let entry = mlctl_core::HistoryEntry {
                 format_version: mlctl_core::state::FORMAT_VERSION,

@@ -420,6 +420,47 @@ pub fn live_table(
     (table, used)
 }
 
+/// The TrainingJobs monitors ask to train again (`onBreach.retrain`), each with the time of
+/// the breach that asks: the first of the monitor's current run of breaches (a run ends at a
+/// healthy evaluation), so a drift that persists retrains once, not at every evaluation.
+/// `results` gives a monitor's evaluations, oldest first. The latest breach wins when
+/// several monitors name one job.
+pub fn retrain_requests(
+    spec: &mlctl_spec::Spec,
+    results: &mut dyn FnMut(&str) -> Vec<MonitorResult>,
+) -> BTreeMap<mlctl_spec::ResourceId, String> {
+    let mut out: BTreeMap<mlctl_spec::ResourceId, String> = BTreeMap::new();
+    for r in &spec.resources {
+        let mlctl_spec::ResourceSpec::Monitor(m) = &r.spec else {
+            continue;
+        };
+        let Some(job) = m.on_breach.as_ref().and_then(|o| o.retrain.as_ref()) else {
+            continue;
+        };
+        let mut start: Option<String> = None;
+        let mut breached = false;
+        for e in results(&r.id.name) {
+            match e.verdict {
+                Verdict::Breached if !breached => {
+                    breached = true;
+                    start = Some(e.at.clone());
+                }
+                Verdict::Breached => {}
+                Verdict::Healthy => breached = false,
+                Verdict::InsufficientData => {}
+            }
+        }
+        if let Some(at) = start {
+            let id = mlctl_spec::ResourceId::new(mlctl_spec::Kind::TrainingJob, job.clone());
+            let keep = out.get(&id).is_none_or(|prev| *prev < at);
+            if keep {
+                out.insert(id, at);
+            }
+        }
+    }
+    out
+}
+
 /// What an evaluation needs.
 pub struct Evaluation<'a> {
     /// The monitor's name.

@@ -7,9 +7,6 @@ use std::sync::OnceLock;
 
 /// What `mlctl monitor run` does not do yet: SLOs, schedules and breach actions.
 const NOT_YET: &str = "mlctl does not act on this yet: `mlctl monitor run` judges drift only, so this setting would be accepted and ignored";
-const NOT_YET_RETRAIN: &str =
-    "mlctl does not retrain on a breach yet: the job would be accepted and never re-run";
-const NOT_YET_RETRAIN_INSTEAD: &str = "remove `retrain` for now; commit a change to the dataset or the job (or run `mlctl apply` after the data changed) to retrain, and use `rollback: true` to act at once";
 const NOT_YET_INSTEAD: &str = "remove it for now; run `mlctl monitor run --fail-on-breach` from a CI schedule or cron job to act on a breach";
 /// The engine's declarations.
 pub fn rules() -> &'static FieldRules {
@@ -63,9 +60,6 @@ pub fn rules() -> &'static FieldRules {
             .with("Monitor.spec.onBreach.notify.webhook", Support::Honoured)
             .with("Monitor.spec.onBreach.rollback", Support::Honoured)
             .with("Monitor.spec.onBreach.fail", Support::Honoured)
-            .with(
-                "Monitor.spec.onBreach.retrain",
-                Support::refused(NOT_YET_RETRAIN, NOT_YET_RETRAIN_INSTEAD),
-            )
+            .with("Monitor.spec.onBreach.retrain", Support::Honoured)
     })
 }
