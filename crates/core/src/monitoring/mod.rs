@@ -12,7 +12,13 @@
 //! - [`Window`]: the last N records, or those of the last duration.
 //! - [`evaluate`]: below `minSamples` rows the verdict is [`Verdict::InsufficientData`], never
 //!   healthy; otherwise every feature column (never the label or an id) is checked with
-//!   `mlctl_ml::drift`, and any drifted feature is a breach.
+//!   `mlctl_ml::drift`, and any drifted feature is a breach. Each feature's result keeps its
+//!   chart data ([`bins`]: baseline and live proportions over the same bins), so a stored
+//!   result can be drawn later ([`report`]).
+
+pub mod bins;
+
+pub use bins::Bins;
 
 pub mod schedule;
 
@@ -134,6 +140,10 @@ pub struct FeatureResult {
     /// Why the method changed or the statistic is missing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The baseline's and the window's proportions over the same bins, for a chart; `None`
+    /// in a result stored before mlctl kept them, or for a feature the baseline lacks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bins: Option<Bins>,
 }
 
 /// One evaluation of a monitor: what was judged and what came out, stored as a time series
@@ -531,6 +541,9 @@ fn drift_of(
         .features
         .into_iter()
         .map(|f| FeatureResult {
+            bins: profile
+                .column(&f.feature)
+                .and_then(|base| bins::bins_of(base, table.column(&f.feature))),
             feature: f.feature,
             method: f.method.name().to_string(),
             statistic: f.statistic.is_finite().then_some(f.statistic),
