@@ -17,6 +17,7 @@
 //!   result can be drawn later ([`report`]).
 
 pub mod bins;
+pub mod report;
 
 pub use bins::Bins;
 
