@@ -425,9 +425,12 @@ fn trend(feature: &str, current: &FeatureResult, history: &[MonitorResult]) -> S
     w!(
         svg,
         "<line class=\"threshold\" x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{ty:.1}\" y2=\"{ty:.1}\" \
-         data-value=\"{threshold}\"><title>threshold {}</title></line>\n",
+         data-value=\"{threshold}\"><title>threshold {t}</title></line>\n\
+         <text class=\"tick\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{t}</text>\n",
         CHART_W - RIGHT,
-        num(threshold),
+        CHART_W - RIGHT,
+        y(threshold) - 3.0,
+        t = num(threshold),
         ty = y(threshold)
     );
     // The line, broken where an evaluation has no score (too few rows).
@@ -469,9 +472,9 @@ fn trend(feature: &str, current: &FeatureResult, history: &[MonitorResult]) -> S
             svg,
             "<text class=\"tick\" x=\"{LEFT}\" y=\"{b:.1}\">{}</text>\n\
              <text class=\"tick\" x=\"{:.1}\" y=\"{b:.1}\" text-anchor=\"end\">{}</text>\n",
-            text(first.1),
+            text(short_time(first.1)),
             CHART_W - RIGHT,
-            text(last.1),
+            text(short_time(last.1)),
             b = TREND_H - BOTTOM + 16.0
         );
     }
@@ -507,6 +510,16 @@ fn legend(svg: &mut String, entries: &[(&str, &str)]) {
             x + 14.0
         );
         x += 100.0;
+    }
+}
+
+/// An RFC 3339 time to the second (`2026-01-02T03:04:05`); anything else as it is.
+fn short_time(at: &str) -> &str {
+    let b = at.as_bytes();
+    if b.len() >= 19 && b[10] == b'T' && at.is_char_boundary(19) {
+        &at[..19]
+    } else {
+        at
     }
 }
 
@@ -801,5 +814,10 @@ mod tests {
         assert_eq!(num(1e-9), "1.00e-9");
         assert_eq!(num(0.0), "0");
         assert_eq!(num(f64::NAN), "–");
+        assert_eq!(
+            short_time("2026-01-02T03:04:05.123456Z"),
+            "2026-01-02T03:04:05"
+        );
+        assert_eq!(short_time("t1"), "t1");
     }
 }
