@@ -23,10 +23,13 @@ pub fn monitor(project: &Path, cmd: MonitorCommand) -> Result<u8> {
             due,
             target,
             output,
+            report,
         } => {
             let window = Window::parse(&window).map_err(|e| anyhow!(e))?;
             let s = session::open_target(project, &target)?;
-            run(&s, &monitors, window, fail_on_breach, due, output)
+            let code = run(&s, &monitors, window, fail_on_breach, due, output)?;
+            super::monitor_report::after_run(&s, &monitors, report.as_deref(), output);
+            Ok(code)
         }
         MonitorCommand::Feedback {
             monitor,
@@ -37,6 +40,7 @@ pub fn monitor(project: &Path, cmd: MonitorCommand) -> Result<u8> {
             let s = session::open_target(project, &target)?;
             feedback(&s, &monitor, &labels, output)
         }
+        MonitorCommand::Report(args) => super::monitor_report::report(project, args),
         MonitorCommand::History {
             monitor,
             target,
