@@ -9,6 +9,7 @@
 //! last [`MAX_HISTORY`] evaluations.
 
 use super::{Bins, FeatureResult, MonitorResult, Verdict};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 /// Most features drawn (the drifted ones first); the rest are counted.
@@ -125,9 +126,22 @@ fn features(out: &mut String, latest: &MonitorResult, history: &[MonitorResult])
     shown.sort_by_key(|f| !f.drifted);
     let hidden = shown.len().saturating_sub(MAX_FEATURES);
     shown.truncate(MAX_FEATURES);
+    // Each evaluation's features by name: every drawn feature looks itself up in each.
+    let index: Vec<Index<'_>> = history
+        .iter()
+        .map(|r| {
+            let by_name = r.features.iter().map(|f| (f.feature.as_str(), f)).collect();
+            (r.at.as_str(), by_name)
+        })
+        .collect();
+    let latest_index: HashMap<&str, &FeatureResult> = latest
+        .features
+        .iter()
+        .map(|f| (f.feature.as_str(), f))
+        .collect();
     for f in shown {
-        let current = latest.features.iter().find(|x| x.feature == f.feature);
-        feature(out, f, current, history);
+        let current = latest_index.get(f.feature.as_str()).copied();
+        feature(out, f, current, &index);
     }
     if hidden > 0 {
         w!(
@@ -140,11 +154,14 @@ fn features(out: &mut String, latest: &MonitorResult, history: &[MonitorResult])
     out.push_str("</section>\n");
 }
 
+/// An evaluation's time and its features by name.
+type Index<'a> = (&'a str, HashMap<&'a str, &'a FeatureResult>);
+
 fn feature(
     out: &mut String,
     f: &FeatureResult,
     current: Option<&FeatureResult>,
-    history: &[MonitorResult],
+    history: &[Index<'_>],
 ) {
     let name = text(&f.feature);
     let (class, badge) = match current {
@@ -350,17 +367,17 @@ fn bars(feature: &str, bins: &Bins) -> String {
 
 /// The feature's score (p-value of a test, else its statistic) per evaluation, with the
 /// threshold as a dashed line. A test's p-values are on a log scale.
-fn trend(feature: &str, current: &FeatureResult, history: &[MonitorResult]) -> String {
+fn trend(feature: &str, current: &FeatureResult, history: &[Index<'_>]) -> String {
     let is_test = current.p_value.is_some();
     let points: Vec<(usize, &str, Option<f64>, bool)> = history
         .iter()
         .enumerate()
-        .map(|(i, r)| {
-            let f = r.features.iter().find(|f| f.feature == feature);
+        .map(|(i, (at, by_name))| {
+            let f = by_name.get(feature);
             let score = f.and_then(|f| if is_test { f.p_value } else { f.statistic });
             (
                 i,
-                r.at.as_str(),
+                *at,
                 score.filter(|s| s.is_finite()),
                 f.is_some_and(|f| f.drifted),
             )
