@@ -145,6 +145,13 @@ impl Monitored {
         v[0].clone()
     }
 
+    /// The HTML report `monitor run` wrote.
+    fn report(&self) -> String {
+        let path = self.p.path().join(".mlctl/reports/iris-drift.html");
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("no report at {}: {e}", path.display()))
+    }
+
     fn monitor_status(&self) -> serde_json::Value {
         let st = self.p.mlctl(&["status", "-o", "json"]);
         let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
@@ -227,6 +234,28 @@ fn traffic_like_the_training_data_is_healthy_and_one_shifted_feature_is_a_breach
         r["datasetDrift"]["drifted"], false,
         "one feature of four: {r}"
     );
+    // Each feature keeps its chart data: the shifted one has live values past the
+    // baseline's max, which are counted apart from the histogram's last bin.
+    let bins = &petal["bins"];
+    assert_eq!(bins["kind"], "numeric", "{r}");
+    assert_eq!(bins["edges"].as_array().unwrap().len(), 21, "{r}");
+    assert!(bins["above"].as_f64().unwrap() > 0.1, "{r}");
+    // The run wrote the HTML report: a chart with data per feature, the drifted one named.
+    let page = m.report();
+    for feature in ["sepal_length", "sepal_width", "petal_length", "petal_width"] {
+        assert_chart_with_data(&page, feature);
+    }
+    assert!(
+        page.contains("<article class=\"panel feature drifted\" data-feature=\"petal_length\">"),
+        "the report shows petal_length as drifted"
+    );
+    assert_eq!(
+        page.matches("<article class=\"panel feature drifted\"")
+            .count(),
+        1,
+        "and only it"
+    );
+    assert!(page.contains("<span class=\"verdict breached\">breached</span>"));
     let st = m.monitor_status();
     assert_eq!(st["health"], "degraded", "{st}");
     assert!(
@@ -252,6 +281,52 @@ fn traffic_like_the_training_data_is_healthy_and_one_shifted_feature_is_a_breach
     assert_eq!(
         verdicts,
         ["insufficientData", "healthy", "breached", "breached"]
+    );
+
+    // `monitor report` renders the same page from the stored results, wherever asked.
+    let out = m.p.path().join("out/iris-drift.html");
+    let written = m
+        .mlctl(&[
+            "monitor",
+            "report",
+            "iris-drift",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .expect_code(0);
+    assert!(
+        written.stdout.contains("out/iris-drift.html"),
+        "{written:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), m.report());
+    // The trend of each feature has a point per evaluation that judged it (three).
+    let page = m.report();
+    let trend = svg(&page, "trend", "petal_length");
+    assert_eq!(trend.matches("<circle").count(), 3, "{trend}");
+
+    // Asked to open it where there is no browser opener, it says where the report is.
+    let empty = m.p.path().join("no-bin");
+    std::fs::create_dir_all(&empty).unwrap();
+    let opened =
+        m.p.mlctl_with(
+            &["monitor", "report", "iris-drift", "--open"],
+            &[("PATH", empty.to_str().unwrap())],
+        )
+        .expect_code(0);
+    assert!(
+        opened.stdout.contains(".mlctl/reports/iris-drift.html"),
+        "{opened:?}"
+    );
+    assert!(
+        opened.stderr.contains("could not open the report")
+            && opened.stderr.contains("in a browser"),
+        "{opened:?}"
+    );
+    // A monitor nobody evaluated has nothing to report, and the error says what there is.
+    let none = m.mlctl(&["monitor", "report", "nope"]).expect_code(1);
+    assert!(
+        none.stderr.contains("has no such Monitor") && none.stderr.contains("`iris-drift`"),
+        "{none:?}"
     );
 
     // Evaluated a moment ago and scheduled `every 1h` (the default): not due, not evaluated.
@@ -462,6 +537,12 @@ fn the_mock_target_judges_its_captured_traffic_the_same_way() {
     let r = judge();
     assert_eq!(r["verdict"], "breached", "{r}");
     assert_eq!(drifted(&r), ["petal_length"], "{r}");
+    // The report is written on every target, in the same place.
+    let page = std::fs::read_to_string(p.path().join(".mlctl/reports/iris-drift.html")).unwrap();
+    assert_chart_with_data(&page, "petal_length");
+    assert!(
+        page.contains("<article class=\"panel feature drifted\" data-feature=\"petal_length\">")
+    );
     p.mlctl(&["destroy", "--target", "test", "--auto-approve"])
         .expect_code(0);
 }
@@ -601,4 +682,37 @@ spec:
         .expect_code(0);
     let models: serde_json::Value = serde_json::from_str(&models.stdout).unwrap();
     assert_eq!(models["versions"].as_array().unwrap().len(), 2);
+}
+
+/// The `class` SVG of `feature` in `page` (`bars` or `trend`).
+fn svg<'a>(page: &'a str, class: &str, feature: &str) -> &'a str {
+    let open = format!("<svg class=\"{class}\" data-feature=\"{feature}\"");
+    let start = page
+        .find(&open)
+        .unwrap_or_else(|| panic!("the report has no {class} chart of {feature}"));
+    let end = start + page[start..].find("</svg>").unwrap();
+    &page[start..end]
+}
+
+/// `feature` has a bar chart whose baseline and live bars carry their proportions.
+fn assert_chart_with_data(page: &str, feature: &str) {
+    let bars = svg(page, "bars", feature);
+    let values = |class: &str| -> Vec<f64> {
+        bars.split(&format!("<rect class=\"{class}\""))
+            .skip(1)
+            .map(|r| {
+                let v = r.split("data-value=\"").nth(1).unwrap();
+                v[..v.find('"').unwrap()].parse().unwrap()
+            })
+            .collect()
+    };
+    let (baseline, live) = (values("baseline"), values("live"));
+    assert!(baseline.len() >= 20, "{feature}: {bars}");
+    assert_eq!(baseline.len(), live.len(), "{feature}");
+    assert!(
+        (baseline.iter().sum::<f64>() - 1.0).abs() < 1e-3,
+        "{feature}"
+    );
+    assert!((live.iter().sum::<f64>() - 1.0).abs() < 1e-3, "{feature}");
+    assert!(svg(page, "trend", feature).contains("<circle"), "{feature}");
 }

@@ -339,6 +339,10 @@ pub enum MonitorCommand {
         /// Output format (human or json).
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Output,
+        /// Write each monitor's HTML report (`<DIR>/<monitor>.html`, the latest replacing the
+        /// last) here; default `.mlctl/reports/` in the project directory.
+        #[arg(long, value_name = "DIR")]
+        report: Option<PathBuf>,
     },
     /// Join ground truth to captured predictions by request id (`x-request-id`, stored in
     /// capture) and compute the model's live metrics, beside its training metrics.
@@ -355,6 +359,9 @@ pub enum MonitorCommand {
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Output,
     },
+    /// Write a monitor's HTML report: its latest evaluation, with charts of baseline against
+    /// live data per feature and each feature's drift over time (one self-contained file).
+    Report(MonitorReportArgs),
     /// A monitor's past evaluations, oldest first.
     History {
         /// Monitor name.
@@ -365,6 +372,21 @@ pub enum MonitorCommand {
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Output,
     },
+}
+
+/// `mlctl monitor report`.
+#[derive(Debug, Args)]
+pub struct MonitorReportArgs {
+    /// Monitor name.
+    pub monitor: String,
+    /// The file to write (default: `.mlctl/reports/<monitor>.html` in the project directory).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Open it in a browser afterwards (with `xdg-open`, or `open` on macOS).
+    #[arg(long)]
+    pub open: bool,
+    #[command(flatten)]
+    pub target: TargetArgs,
 }
 
 pub fn parse() -> Cli {

@@ -23,6 +23,7 @@ pub fn monitor(project: &Path, cmd: MonitorCommand) -> Result<u8> {
             due,
             target,
             output,
+            report,
         } => {
             let window = Window::parse(&window).map_err(|e| anyhow!(e))?;
             let s = session::open_target(project, &target)?;
@@ -34,7 +35,9 @@ pub fn monitor(project: &Path, cmd: MonitorCommand) -> Result<u8> {
                 due,
                 output,
             };
-            run(&s, &monitors, &how)
+            let code = run(&s, &monitors, &how)?;
+            super::monitor_report::after_run(&s, &monitors, report.as_deref(), output);
+            Ok(code)
         }
         MonitorCommand::Feedback {
             monitor,
@@ -45,6 +48,7 @@ pub fn monitor(project: &Path, cmd: MonitorCommand) -> Result<u8> {
             let s = session::open_target(project, &target)?;
             feedback(&s, &monitor, &labels, output)
         }
+        MonitorCommand::Report(args) => super::monitor_report::report(project, args),
         MonitorCommand::History {
             monitor,
             target,

@@ -12,7 +12,14 @@
 //! - [`Window`]: the last N records, or those of the last duration.
 //! - [`evaluate`]: below `minSamples` rows the verdict is [`Verdict::InsufficientData`], never
 //!   healthy; otherwise every feature column (never the label or an id) is checked with
-//!   `mlctl_ml::drift`, and any drifted feature is a breach.
+//!   `mlctl_ml::drift`, and any drifted feature is a breach. Each feature's result keeps its
+//!   chart data ([`bins`]: baseline and live proportions over the same bins), so a stored
+//!   result can be drawn later ([`report`]).
+
+pub mod bins;
+pub mod report;
+
+pub use bins::Bins;
 
 pub mod schedule;
 
@@ -134,6 +141,11 @@ pub struct FeatureResult {
     /// Why the method changed or the statistic is missing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The baseline's and the window's proportions over the same bins, for a chart; `None`
+    /// in a result stored before mlctl kept them, for a feature the baseline lacks, and past
+    /// the [`report::MAX_FEATURES`] features a report draws (drifted ones first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bins: Option<Bins>,
 }
 
 /// One evaluation of a monitor: what was judged and what came out, stored as a time series
@@ -568,10 +580,26 @@ fn drift_of(
         drifted_share: report.drifted_share,
         share: report.share,
     };
+    // Chart data for the features a report draws (drifted ones first), so a result of many
+    // features stays small.
+    let mut charted: Vec<&str> = report
+        .features
+        .iter()
+        .filter(|f| f.drifted)
+        .chain(report.features.iter().filter(|f| !f.drifted))
+        .map(|f| f.feature.as_str())
+        .collect();
+    charted.truncate(report::MAX_FEATURES);
+    let charted: std::collections::HashSet<String> =
+        charted.into_iter().map(str::to_string).collect();
     let features = report
         .features
         .into_iter()
         .map(|f| FeatureResult {
+            bins: profile
+                .column(&f.feature)
+                .filter(|_| charted.contains(&f.feature))
+                .and_then(|base| bins::bins_of(base, table.column(&f.feature))),
             feature: f.feature,
             method: f.method.name().to_string(),
             statistic: f.statistic.is_finite().then_some(f.statistic),
@@ -627,6 +655,56 @@ mod tests {
         );
 
         assert_eq!(rows_of(&json!({"status": 500})), None);
+    }
+
+    #[test]
+    fn chart_data_is_kept_for_the_features_a_report_draws_drifted_ones_first() {
+        let n = report::MAX_FEATURES + 50;
+        let names: Vec<String> = (0..n).map(|i| format!("f{i:03}")).collect();
+        let base = Table::from_columns(
+            names
+                .iter()
+                .map(|c| {
+                    (
+                        c.clone(),
+                        ColumnData::Float((0..200).map(f64::from).collect()),
+                    )
+                })
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let profile = mlctl_ml::profile::profile(&base);
+        // The last feature, past the cap in column order, is shifted.
+        let rows: Vec<Vec<f64>> = (0..200)
+            .map(|r| {
+                let mut row = vec![f64::from(r); n];
+                row[n - 1] += 1000.0;
+                row
+            })
+            .collect();
+        let records = [json!({"columns": names, "rows": rows})];
+        let spec: MonitorSpec =
+            serde_json::from_value(json!({"endpoint": "e", "minSamples": 1})).unwrap();
+        let result = evaluate(&Evaluation {
+            name: "m",
+            spec: &spec,
+            baseline: "b".into(),
+            profile: &profile,
+            features: &names,
+            records: &records,
+            window: Window::Last(10),
+            now: time::OffsetDateTime::UNIX_EPOCH,
+            commit: "c".into(),
+        });
+        assert_eq!(result.features.len(), n);
+        let charted = result.features.iter().filter(|f| f.bins.is_some()).count();
+        assert_eq!(charted, report::MAX_FEATURES);
+        let shifted = &result.features[n - 1];
+        assert!(shifted.drifted);
+        let Some(Bins::Numeric { above, .. }) = shifted.bins else {
+            panic!("the drifted feature keeps its chart data: {shifted:?}");
+        };
+        assert_eq!(above, 1.0, "every live value is past the baseline's max");
     }
 
     #[test]
