@@ -3,6 +3,7 @@
 mod init;
 pub mod limit;
 mod monitor;
+mod monitor_quality;
 mod plan;
 mod registry;
 pub mod serve;
