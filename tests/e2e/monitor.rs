@@ -178,7 +178,10 @@ fn traffic_like_the_training_data_is_healthy_and_one_shifted_feature_is_a_breach
     let petal = &r["features"][2];
     assert_eq!(petal["method"], "ks", "{r}");
     assert!(petal["pValue"].as_f64().unwrap() < 0.05, "{r}");
-    assert_eq!(r["datasetDrift"]["drifted"], false, "one feature of four: {r}");
+    assert_eq!(
+        r["datasetDrift"]["drifted"], false,
+        "one feature of four: {r}"
+    );
     let st = m.monitor_status();
     assert_eq!(st["health"], "degraded", "{st}");
     assert!(
