@@ -13,6 +13,7 @@ mod crash;
 mod limits;
 mod local;
 mod monitor;
+mod monitor_quality;
 mod paths;
 mod reconcile;
 mod rotation;

@@ -627,6 +627,8 @@ pub async fn monitor_results_roundtrip(stack: &Stack, fx: &Fixture) {
         summary: format!("evaluation {n}"),
         features: Vec::new(),
         dataset_drift: None,
+        quality: Vec::new(),
+        slo: None,
     };
     let none = call!(
         c,

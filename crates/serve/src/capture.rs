@@ -18,7 +18,10 @@
 //! ```
 //!
 //! Script-mode variants have `"request"` and `"response"` (the JSON bodies as JSON, anything
-//! else as a string) instead of `columns`/`rows`/`predictions`.
+//! else as a string) instead of `columns`/`rows`/`predictions`. A request that named columns
+//! the model does not take lists them in `"unknownColumns"`; one the model could not answer
+//! (4xx, 5xx) is captured too, with `"error"` (its message) instead of rows, so a monitor
+//! judges error rates and latency over every request the sample took.
 
 use crate::json::{push_number, push_string};
 use crate::predictor::DynPredictor;
@@ -103,6 +106,13 @@ pub enum Payload {
         raw: Vec<f64>,
         /// Predictions (class indices or numbers).
         predictions: Vec<f64>,
+        /// Columns the request named that the model does not take (it ignored them).
+        unknown_columns: Vec<String>,
+    },
+    /// A request the model could not answer (a 4xx or 5xx), with the message it got.
+    Failed {
+        /// The error message answered.
+        message: String,
     },
     /// Bodies passed through to a script-mode server.
     Raw {
@@ -410,7 +420,14 @@ fn format_record(o: &mut String, r: &Record, clock: &mut Clock) {
     o.push_str(",\"latencyMs\":");
     push_number(o, (r.latency.as_nanos() as f64 / 1e6 * 1e4).round() / 1e4);
     match (&r.payload, &r.source.predictor) {
-        (Payload::Rows { raw, predictions }, Some(p)) => {
+        (
+            Payload::Rows {
+                raw,
+                predictions,
+                unknown_columns,
+            },
+            Some(p),
+        ) => {
             let cols = p.schema().columns();
             o.push_str(",\"columns\":[");
             for (j, c) in cols.iter().enumerate() {
@@ -451,6 +468,20 @@ fn format_record(o: &mut String, r: &Record, clock: &mut Clock) {
                 }
             }
             o.push(']');
+            if !unknown_columns.is_empty() {
+                o.push_str(",\"unknownColumns\":[");
+                for (i, c) in unknown_columns.iter().enumerate() {
+                    if i > 0 {
+                        o.push(',');
+                    }
+                    push_string(o, c);
+                }
+                o.push(']');
+            }
+        }
+        (Payload::Failed { message }, _) => {
+            o.push_str(",\"error\":");
+            push_string(o, message);
         }
         (Payload::Raw { request, response }, _) => {
             o.push_str(",\"request\":");

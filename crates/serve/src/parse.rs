@@ -165,6 +165,82 @@ struct Envelope<'a> {
     params: Option<&'a RawValue>,
 }
 
+/// The columns a body names that `schema` does not take (each once, in the order given, at
+/// most [`MAX_UNKNOWN_COLUMNS`]): what the parser ignores, which data capture records so a
+/// monitor can see requests carrying extra columns. Bodies without column names, or that do
+/// not parse, name none. Only called for captured requests: it reads the body again.
+pub fn unknown_columns(body: &[u8], format: Format, schema: &InputSchema) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |name: &str| {
+        let name = name.trim();
+        if out.len() < MAX_UNKNOWN_COLUMNS
+            && schema.position(name).is_none()
+            && !out.iter().any(|n| n == name)
+        {
+            out.push(name.to_string());
+        }
+    };
+    match format {
+        Format::Csv { header } => {
+            let mut rdr = csv::ReaderBuilder::new()
+                .has_headers(false)
+                .flexible(true)
+                .from_reader(body);
+            let mut rec = csv::ByteRecord::new();
+            if rdr.read_byte_record(&mut rec).unwrap_or(false)
+                && header.unwrap_or_else(|| looks_like_header(&rec, schema))
+            {
+                for f in rec.iter() {
+                    add(std::str::from_utf8(f).unwrap_or(""));
+                }
+            }
+        }
+        Format::Json => {
+            type Row<'a> = std::collections::BTreeMap<Cow<'a, str>, IgnoredAny>;
+            let names_of_rows = |v: &RawValue, add: &mut dyn FnMut(&str)| {
+                if let Ok(rows) = serde_json::from_str::<Vec<Row>>(v.get()) {
+                    for row in &rows {
+                        for k in row.keys() {
+                            add(k);
+                        }
+                    }
+                }
+            };
+            let Ok(whole) = serde_json::from_slice::<&RawValue>(body) else {
+                return out;
+            };
+            if first_byte(whole) != b'{' {
+                names_of_rows(whole, &mut add);
+                return out;
+            }
+            let Ok(env) = serde_json::from_str::<Envelope>(whole.get()) else {
+                return out;
+            };
+            if let Some(v) = env.instances.or(env.dataframe_records) {
+                names_of_rows(v, &mut add);
+            } else if let Some(v) = env.inputs {
+                if let Ok(cols) = serde_json::from_str::<Row>(v.get()) {
+                    cols.keys().for_each(|k| add(k));
+                } else {
+                    names_of_rows(v, &mut add);
+                }
+            } else if let Some(v) = env.dataframe_split {
+                if let Ok(split) = serde_json::from_str::<Split>(v.get()) {
+                    split.columns.iter().flatten().for_each(|c| add(c));
+                }
+            } else if let Some(c) = env.columns
+                && let Ok(cols) = serde_json::from_str::<Vec<Cow<str>>>(c.get())
+            {
+                cols.iter().for_each(|c| add(c));
+            }
+        }
+    }
+    out
+}
+
+/// The most unknown columns one captured record lists.
+pub const MAX_UNKNOWN_COLUMNS: usize = 32;
+
 /// `predict_method`: MLflow's documented inference parameter for scikit-learn style models.
 const PREDICT_METHODS: &str = "`predict` (the default) or `predict_proba`";
 
@@ -1319,5 +1395,32 @@ mod tests {
                 .contains("use `predict` (the default) or `predict_proba`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn unknown_columns_are_the_names_a_body_gives_that_the_model_does_not_take() {
+        let schema = iris();
+        let json = |b: &str| unknown_columns(b.as_bytes(), Format::Json, &schema);
+        assert_eq!(
+            json(
+                r#"{"instances": [{"a": 1, "colour": "red"}, {"a": 2, "size": 3, "colour": "x"}]}"#
+            ),
+            ["colour", "size"]
+        );
+        assert_eq!(
+            json(r#"{"dataframe_split": {"columns": ["a", "extra"], "data": [[1, 2]]}}"#),
+            ["extra"]
+        );
+        assert_eq!(json(r#"{"columns": ["a", "z"], "data": [[1, 2]]}"#), ["z"]);
+        assert_eq!(json(r#"{"inputs": {"a": [1], "q": [2]}}"#), ["q"]);
+        // Rows without names, and bodies that do not parse, name none.
+        assert!(json(r#"{"instances": [[1, 2, 3]]}"#).is_empty());
+        assert!(json("{not json").is_empty());
+        let csv = unknown_columns(
+            b"a,b,zz\n1,2,3\n",
+            Format::Csv { header: Some(true) },
+            &schema,
+        );
+        assert_eq!(csv, ["zz"]);
     }
 }

@@ -852,10 +852,30 @@ fn predict(
 ) -> Response {
     let (t0, id) = (call.at, call.id);
     let accept_csv = answer.csv;
+    // Every answer the sample takes is captured, failures too, so error rates and latencies
+    // judged from the capture cover them.
+    let failed = |status: StatusCode, message: &str| {
+        let elapsed = t0.elapsed();
+        variant.metrics.observe(status.as_u16(), 0, elapsed);
+        if let Some(c) = &app.capture
+            && c.sample()
+        {
+            c.send(Record {
+                time: SystemTime::now(),
+                request_id: id.clone(),
+                source: variant.source.clone(),
+                status: status.as_u16(),
+                latency: elapsed,
+                payload: Payload::Failed {
+                    message: message.to_string(),
+                },
+            });
+        }
+        error(status, message)
+    };
     let fail = |e: InputError| {
         let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
-        variant.metrics.observe(e.status, 0, t0.elapsed());
-        error(status, &e.message)
+        failed(status, &e.message)
     };
     let format = match parse::format_of(ct) {
         Ok(f) => f,
@@ -893,15 +913,13 @@ fn predict(
             .map(|i| format!("the model produced no finite prediction for row {i}")),
     };
     if let Some(msg) = bad {
-        variant.metrics.observe(500, 0, t0.elapsed());
-        return error(StatusCode::INTERNAL_SERVER_ERROR, &msg);
+        return failed(StatusCode::INTERNAL_SERVER_ERROR, &msg);
     }
     let mut out = String::with_capacity(20 + rows * 12);
     let labels = variant.labels.as_deref();
     let k = labels.map_or(0, <[String]>::len);
     if !probs.is_empty() && probs.len() != rows * k {
-        variant.metrics.observe(500, 0, t0.elapsed());
-        return error(
+        return failed(
             StatusCode::INTERNAL_SERVER_ERROR,
             &format!(
                 "the model returned {} probabilities for {rows} rows of {k} classes",
@@ -952,6 +970,7 @@ fn predict(
             payload: Payload::Rows {
                 raw,
                 predictions: preds,
+                unknown_columns: parse::unknown_columns(body, format, schema),
             },
         });
     }

@@ -22,6 +22,7 @@ pub mod drift;
 pub mod env;
 pub mod metrics;
 pub mod model;
+pub mod quality;
 pub mod schema;
 pub mod suggest;
 pub mod text;

@@ -1,5 +1,6 @@
 //! `docs/metrics.md` is generated from the table of metrics in `mlctl_spec::metrics`, and
-//! `docs/drift.md` from the drift methods (`mlctl_spec::DriftMethod`), so the pages and what
+//! `docs/drift.md` from the drift methods (`mlctl_spec::DriftMethod`), and `docs/quality.md`
+//! from the quality checks and SLOs (`mlctl_spec::quality`), so the pages and what
 //! the code checks cannot drift apart.
 
 use std::path::{Path, PathBuf};
@@ -80,4 +81,13 @@ fn metrics_page_lists_every_metric() {
         let row = format!("| `{}` | {} |", m.name, m.direction.as_str());
         assert!(page.contains(&row), "no row for {}", m.name);
     }
+}
+
+#[test]
+fn quality_page_is_current() {
+    check_page(
+        "quality.md",
+        "the quality checks and SLOs in crates/spec/src/quality.rs",
+        &mlctl_spec::quality::markdown(),
+    );
 }

@@ -416,6 +416,17 @@ fn bad_references_across_kinds() {
 }
 
 #[test]
+fn quality_rates_and_slo_bounds_out_of_range() {
+    check(
+        "quality_rates_and_slo_bounds_out_of_range",
+        &[(
+            "ml/monitor.yaml",
+            "apiVersion: mlctl/v1\nkind: Monitor\nmetadata:\n  name: iris-quality\nspec:\n  endpoint: iris\n  quality:\n    maxOutOfRangeRate: 5\n    maxCompletenessDrop: -0.1\n  slo:\n    p99LatencyMs: 0\n    minThroughput: -3\n",
+        )],
+    );
+}
+
+#[test]
 fn dataset_transform_cycle() {
     let derived = |name: &str, input: &str| {
         format!(

@@ -740,6 +740,17 @@ fn build() -> FieldRules {
                 "remove `spot` for endpoints",
             ),
         );
+    // Monitors: drift and quality are judged by `mlctl monitor run` from the captured data
+    // (the engine's rules); SLOs need what SageMaker's capture does not record.
+    for slo in mlctl_spec::quality::SLOS {
+        r = r.with(
+            &format!("Monitor.spec.slo.{}", slo.field),
+            Support::refused(
+                "SageMaker's data capture records neither latency nor failed requests, and samples at random, so mlctl cannot judge an SLO from it (the endpoint's CloudWatch metrics are not read)",
+                "bound latency and errors with the endpoint's CloudWatch alarms (`Endpoint.spec.strategy.rollback.maxP99LatencyMs`, `maxErrorRate`, `alarms`), or judge `slo` on a local target",
+            ),
+        );
+    }
     r
 }
 

@@ -1476,6 +1476,7 @@ fn monitor_request() -> MonitorRequest {
             endpoint: "iris".into(),
             baseline: None,
             drift: None,
+            quality: None,
             slo: None,
             schedule: Some("every 1h".into()),
             min_samples: None,

@@ -3,6 +3,7 @@
 mod init;
 pub mod limit;
 mod monitor;
+mod monitor_quality;
 mod monitor_report;
 pub(crate) mod plan;
 pub(crate) mod registry;

@@ -471,6 +471,22 @@ fn evaluate_one(
     let profile: mlctl_ml::profile::Profile = serde_json::from_slice(&bytes)
         .map_err(|e| anyhow!("monitor `{name}`: the profile of `{dataset}` is unreadable: {e}"))?;
     let features = feature_columns(s, &dataset, &version);
+    let dataset_spec = match s
+        .spec
+        .get(&ResourceId::new(Kind::Dataset, dataset.clone()))
+        .map(|r| &r.spec)
+    {
+        Some(ResourceSpec::Dataset(d)) => Some(d),
+        _ => None,
+    };
+    let sampling_percent = match s
+        .spec
+        .get(&ResourceId::new(Kind::Endpoint, spec.endpoint.clone()))
+        .map(|r| &r.spec)
+    {
+        Some(ResourceSpec::Endpoint(e)) => e.capture.as_ref().map(|c| c.sampling_percent),
+        _ => None,
+    };
     let records =
         s.rt.block_on(
             s.stack
@@ -496,6 +512,11 @@ fn evaluate_one(
         window,
         now: time::OffsetDateTime::now_utc(),
         commit: s.commit.short_sha.clone(),
+        context: monitoring::Context {
+            label: dataset_spec.and_then(|d| d.target.as_deref()),
+            schema: dataset_spec.and_then(|d| d.schema.as_ref()),
+            sampling_percent,
+        },
     }))
 }
 
@@ -504,6 +525,11 @@ fn print_result(r: &MonitorResult) {
         "Monitor {} (endpoint {}): {}",
         r.monitor, r.endpoint, r.summary
     );
+    print_drift(r);
+    super::monitor_quality::print(r);
+}
+
+fn print_drift(r: &MonitorResult) {
     if r.features.is_empty() {
         return;
     }

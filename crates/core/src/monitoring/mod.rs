@@ -10,18 +10,24 @@
 //!   and SageMaker's data-capture JSON lines (`captureData.endpointInput`, CSV or JSON,
 //!   plain or base64). Rows without column names are matched to the features by position.
 //! - [`Window`]: the last N records, or those of the last duration.
-//! - [`evaluate`]: below `minSamples` rows the verdict is [`Verdict::InsufficientData`], never
-//!   healthy; otherwise every feature column (never the label or an id) is checked with
-//!   `mlctl_ml::drift`, and any drifted feature is a breach. Each feature's result keeps its
-//!   chart data ([`bins`]: baseline and live proportions over the same bins), so a stored
-//!   result can be drawn later ([`report`]).
+//! - [`evaluate`]: each part the spec configures is judged, and a breach of any is a breach
+//!   of the monitor. `drift`: every feature column (never the label or an id) is checked with
+//!   `mlctl_ml::drift`, and any drifted feature is a breach. `quality` ([`quality`]): missing
+//!   and extra columns, type mismatches, completeness, values out of range and unseen
+//!   categories, from the raw captured records. `slo` ([`slo`]): latency percentiles, error
+//!   rate and throughput from the records' `status` and `latencyMs`. Below `minSamples` rows
+//!   (drift, quality) or requests (SLOs) a part is [`Verdict::InsufficientData`], never
+//!   healthy; the monitor is healthy only when every part is. Each feature's drift result
+//!   keeps its chart data ([`bins`]: baseline and live proportions over the same bins), so a
+//!   stored result can be drawn later ([`report`]).
 
 pub mod bins;
+pub mod quality;
 pub mod report;
+pub mod schedule;
+pub mod slo;
 
 pub use bins::Bins;
-
-pub mod schedule;
 
 use crate::state::{FORMAT_VERSION, FormatVersion};
 use mlctl_ml::profile::{ColumnStats, Profile};
@@ -94,6 +100,28 @@ fn humantime(d: Duration) -> String {
     } else {
         format!("{s}s")
     }
+}
+
+/// Whether a record served at `time` (RFC 3339) is in `window`: a count window keeps every
+/// record it was given, a record without a readable time is kept.
+pub(crate) fn keeps(window: Window, time: Option<&str>, now: time::OffsetDateTime) -> bool {
+    let Window::Since(d) = window else {
+        return true;
+    };
+    let at = time.and_then(|t| {
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+    });
+    at.is_none_or(|at| at >= now - d)
+}
+
+/// When a captured record was served, in any capture format: `time`, or SageMaker's
+/// `eventMetadata.inferenceTime`.
+pub(crate) fn record_time(record: &serde_json::Value) -> Option<time::OffsetDateTime> {
+    let t = record
+        .get("time")
+        .and_then(serde_json::Value::as_str)
+        .or_else(|| record.get("eventMetadata")?.get("inferenceTime")?.as_str())?;
+    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
 }
 
 /// The verdict of one evaluation.
@@ -183,6 +211,13 @@ pub struct MonitorResult {
     /// of the features drifted). A breach is any drifted feature; this says how widely.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataset_drift: Option<DatasetDrift>,
+    /// The data quality checks (`quality`), per check and column; empty without a `quality`
+    /// section or with insufficient data.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quality: Vec<quality::QualityResult>,
+    /// The SLOs (`slo`); `None` without an `slo` section.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo: Option<slo::SloResult>,
 }
 
 /// Drift of the dataset as a whole.
@@ -493,6 +528,19 @@ pub struct Evaluation<'a> {
     pub now: time::OffsetDateTime,
     /// The commit of the spec.
     pub commit: String,
+    /// What the quality checks and SLOs read beside the profile.
+    pub context: Context<'a>,
+}
+
+/// The baseline Dataset's label and schema, and the endpoint's sampling percent.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Context<'a> {
+    /// The Dataset's `target`: not a feature, and a column requests should not carry.
+    pub label: Option<&'a str>,
+    /// The Dataset's schema (`min`, `max`, `categories` win over the profile's).
+    pub schema: Option<&'a mlctl_spec::DataSchema>,
+    /// The endpoint's `capture.samplingPercent` (throughput is scaled by it).
+    pub sampling_percent: Option<f64>,
 }
 
 /// Judges the window (see the module docs).
@@ -517,41 +565,142 @@ pub fn evaluate(e: &Evaluation<'_>) -> MonitorResult {
         summary: String::new(),
         features: Vec::new(),
         dataset_drift: None,
+        quality: Vec::new(),
+        slo: None,
     };
-    if rows < min_samples {
-        result.summary = format!(
-            "insufficient data: {rows} rows in the {}, fewer than minSamples {min_samples}; send traffic (with capture on), or widen --window",
-            result.window
-        );
-        return result;
+    // Each configured part: its breaches in words, or `None` when it lacks data.
+    let mut breaches: Vec<String> = Vec::new();
+    let mut short: Vec<String> = Vec::new();
+    let enough_rows = rows >= min_samples;
+    let rows_short = || {
+        format!(
+            "{rows} rows in the {}, fewer than minSamples {min_samples}",
+            e.window.describe()
+        )
+    };
+    if e.spec.drift.is_some() {
+        if enough_rows {
+            let (features, dataset) = drift_of(e.profile, &table, e.spec, e.features);
+            result.features = features;
+            result.dataset_drift = Some(dataset);
+            let drifted: Vec<&str> = result
+                .features
+                .iter()
+                .filter(|f| f.drifted)
+                .map(|f| f.feature.as_str())
+                .collect();
+            if !drifted.is_empty() {
+                breaches.push(format!(
+                    "drift in {} of {} features ({})",
+                    drifted.len(),
+                    result.features.len(),
+                    drifted.join(", ")
+                ));
+            }
+        } else {
+            short.push(format!("drift: {}", rows_short()));
+        }
     }
-    let (features, dataset) = drift_of(e.profile, &table, e.spec, e.features);
-    result.features = features;
-    result.dataset_drift = Some(dataset);
-    let drifted: Vec<&str> = result
-        .features
-        .iter()
-        .filter(|f| f.drifted)
-        .map(|f| f.feature.as_str())
-        .collect();
-    if drifted.is_empty() {
-        result.verdict = Verdict::Healthy;
+    if let Some(q) = &e.spec.quality {
+        if enough_rows {
+            result.quality = quality::check(
+                &quality::Inputs {
+                    spec: q,
+                    profile: e.profile,
+                    features: e.features,
+                    label: e.context.label,
+                    schema: e.context.schema,
+                },
+                e.records,
+                e.window,
+                e.now,
+            );
+            let bad: Vec<String> = result
+                .quality
+                .iter()
+                .filter(|r| r.breached)
+                .map(|r| format!("{} {} {}%", r.check, r.column, percent(r.rate)))
+                .collect();
+            if !bad.is_empty() {
+                breaches.push(format!("quality: {}", bad.join(", ")));
+            }
+        } else {
+            short.push(format!("quality: {}", rows_short()));
+        }
+    }
+    if let Some(s) = &e.spec.slo {
+        let judged = slo::judge(s, e.records, e.window, e.now, e.context.sampling_percent);
+        if judged.requests >= min_samples {
+            let bad: Vec<String> = judged
+                .objectives
+                .iter()
+                .filter(|o| o.breached)
+                .map(|o| {
+                    format!(
+                        "{} {} (limit {})",
+                        o.objective,
+                        o.value.map_or("-".into(), figure),
+                        o.limit
+                    )
+                })
+                .collect();
+            if !bad.is_empty() {
+                breaches.push(format!("slo: {}", bad.join(", ")));
+            }
+            let unmeasured: Vec<&str> = judged
+                .objectives
+                .iter()
+                .filter(|o| o.value.is_none())
+                .map(|o| o.objective.as_str())
+                .collect();
+            if !unmeasured.is_empty() {
+                short.push(format!("slo: {} not measured", unmeasured.join(", ")));
+            }
+        } else {
+            short.push(format!(
+                "slo: {} requests with a status and a latency in the {}, fewer than minSamples {min_samples}",
+                judged.requests,
+                e.window.describe()
+            ));
+        }
+        result.slo = Some(judged);
+    }
+    let over = format!("over {rows} rows ({})", result.window);
+    if !breaches.is_empty() {
+        result.verdict = Verdict::Breached;
+        result.summary = format!("{} {over}", breaches.join("; "));
+    } else if !short.is_empty() {
+        result.verdict = Verdict::InsufficientData;
         result.summary = format!(
-            "healthy: no drift in {} features over {rows} rows ({})",
-            result.features.len(),
-            result.window
+            "insufficient data: {}; send traffic (with capture on), or widen --window",
+            short.join("; ")
         );
     } else {
-        result.verdict = Verdict::Breached;
-        result.summary = format!(
-            "drift in {} of {} features ({}) over {rows} rows ({})",
-            drifted.len(),
-            result.features.len(),
-            drifted.join(", "),
-            result.window
-        );
+        result.verdict = Verdict::Healthy;
+        let mut parts = Vec::new();
+        if e.spec.drift.is_some() {
+            parts.push(format!("no drift in {} features", result.features.len()));
+        }
+        if e.spec.quality.is_some() {
+            parts.push(format!("{} quality checks passed", result.quality.len()));
+        }
+        if let Some(s) = &result.slo {
+            parts.push(format!("SLOs met over {} requests", s.requests));
+        }
+        result.summary = format!("healthy: {} {over}", parts.join(", "));
     }
     result
+}
+
+/// A measured figure with at most four decimals.
+fn figure(x: f64) -> String {
+    format!("{}", (x * 1e4).round() / 1e4)
+}
+
+/// A rate as a percentage with at most two decimals.
+fn percent(rate: f64) -> String {
+    let p = (rate * 10_000.0).round() / 100.0;
+    format!("{p}")
 }
 
 /// The drift of every feature in `features`, as the spec configures it (without a `drift`

@@ -1,13 +1,11 @@
 //! Fields the engine acts on itself, the same on every target: references, gates, stages,
-//! timeouts. A component's own declaration of a field wins over these.
+//! timeouts, and what `mlctl monitor run` judges (drift, data quality, SLOs). A component's
+//! own declaration of a field wins over these (SageMaker refuses `slo`).
 
 use super::{FieldRules, Support};
 use mlctl_spec::Kind;
 use std::sync::OnceLock;
 
-/// What `mlctl monitor run` does not do yet: SLOs, schedules and breach actions.
-const NOT_YET: &str = "mlctl does not act on this yet: `mlctl monitor run` judges drift only, so this setting would be accepted and ignored";
-const NOT_YET_INSTEAD: &str = "remove it for now; run `mlctl monitor run --fail-on-breach` from a CI schedule or cron job to act on a breach";
 /// The engine's declarations.
 pub fn rules() -> &'static FieldRules {
     static RULES: OnceLock<FieldRules> = OnceLock::new();
@@ -53,7 +51,18 @@ pub fn rules() -> &'static FieldRules {
             // Evaluated by `mlctl monitor run`, with the same code on every target.
             .with_all_own("Monitor.spec.drift", Support::Honoured)
             .with("Monitor.spec.minSamples", Support::Honoured)
-            .with_all_own("Monitor.spec.slo", Support::refused(NOT_YET, NOT_YET_INSTEAD))
+            .with_all_own(
+                "Monitor.spec.quality",
+                Support::honoured_as(
+                    "judged by `mlctl monitor run` from the captured requests (see docs/quality.md)",
+                ),
+            )
+            .with_all_own(
+                "Monitor.spec.slo",
+                Support::honoured_as(
+                    "judged by `mlctl monitor run` from the captured requests' status and latency, estimated from the sample `capture.samplingPercent` takes (see docs/quality.md)",
+                ),
+            )
             // `mlctl monitor run --due` evaluates what its schedule says is due.
             .with("Monitor.spec.schedule", Support::Honoured)
             // Carried out by `mlctl monitor run` on a breach.

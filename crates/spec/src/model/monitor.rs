@@ -14,7 +14,10 @@ pub struct MonitorSpec {
     /// Data drift checks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<Drift>,
-    /// Service-level objectives.
+    /// Data quality checks of the captured requests (see `docs/quality.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<Quality>,
+    /// Service-level objectives, judged from the captured requests (see `docs/quality.md`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slo: Option<Slo>,
     /// How often: `every 1h` style or a 5-field cron expression (default `every 1h`).
@@ -201,17 +204,61 @@ pub struct FeatureDrift {
     pub ignore: Option<bool>,
 }
 
-/// Service-level objectives.
+/// Data quality of the captured requests, as SageMaker Model Monitor's data-quality job
+/// checks it (its violation types: `missing_column_check`, `extra_column_check`,
+/// `data_type_check`, `completeness_check`, `categorical_values_check`), plus values out of
+/// range. Every check is on unless turned off; each rate is a share of the window's rows and
+/// breaches when above its maximum. Defaults: [`crate::quality::CHECKS`], `docs/quality.md`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Quality {
+    /// A feature that no request of the window carries is a breach (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing_columns: Option<bool>,
+    /// A request column that is not a column of the baseline Dataset (its label included) is a
+    /// breach (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra_columns: Option<bool>,
+    /// Largest share of a numeric feature's values that are not numbers (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1))]
+    pub max_type_mismatch_rate: Option<f64>,
+    /// How far a feature's completeness (its share of non-missing values) may fall below the
+    /// baseline's (default 0.05).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1))]
+    pub max_completeness_drop: Option<f64>,
+    /// Largest share of a numeric feature's values outside the schema's `min`..`max`, or the
+    /// baseline's smallest..largest value (default 0.01).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1))]
+    pub max_out_of_range_rate: Option<f64>,
+    /// Largest share of a categorical feature's values that are not among the schema's
+    /// `categories`, or the baseline's (default 0.01).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1))]
+    pub max_unseen_category_rate: Option<f64>,
+}
+
+/// Service-level objectives over the window, from the captured requests' status and latency.
+/// Capture samples requests (`samplingPercent`), so rates and percentiles are estimates from
+/// the sample, and throughput is the captured count scaled by the sampling percent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Slo {
-    /// p99 latency in milliseconds.
+    /// Largest median latency in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p50_latency_ms: Option<f64>,
+    /// Largest p99 latency in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p99_latency_ms: Option<f64>,
-    /// Largest error fraction (0..1).
+    /// Largest share of requests answered with a 5xx status (0..1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 1))]
     pub max_error_rate: Option<f64>,
+    /// Fewest requests per second over the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_throughput: Option<f64>,
 }
 
 /// Breach actions.

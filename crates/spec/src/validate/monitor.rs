@@ -1,4 +1,4 @@
-//! `kind: Monitor`: schedule, drift, SLOs and breach actions.
+//! `kind: Monitor`: schedule, drift, data quality, SLOs and breach actions.
 
 use super::Ctx;
 use crate::model::*;
@@ -82,18 +82,78 @@ pub(super) fn check(
             }
         }
     }
-    if let Some(slo) = &m.slo
-        && let Some(er) = slo.max_error_rate
-        && !(0.0..=1.0).contains(&er)
-    {
-        ctx.err(
-            "out-of-range",
-            file,
-            at(&["slo", "maxErrorRate"]),
-            format!("maxErrorRate must be between 0 and 1, got {er}"),
-        );
+    if let Some(q) = &m.quality {
+        for c in crate::quality::CHECKS {
+            if let crate::quality::Configured::Max(Some(rate)) = (c.read)(q)
+                && !(0.0..=1.0).contains(&rate)
+            {
+                ctx.err(
+                    "out-of-range",
+                    file,
+                    at(&["quality", c.field]),
+                    format!(
+                        "quality.{} is a share of rows and must be between 0 and 1, got {rate}",
+                        c.field
+                    ),
+                )
+                .hint = Some(format!(
+                    "write a share such as {} (the default); 1 turns the check off",
+                    c.default_text()
+                ));
+            }
+        }
     }
-    if m.drift.is_none() && m.slo.is_none() && !ctx.mistyped(&["drift"]) && !ctx.mistyped(&["slo"])
+    if let Some(slo) = &m.slo {
+        if let Some(er) = slo.max_error_rate
+            && !(0.0..=1.0).contains(&er)
+        {
+            ctx.err(
+                "out-of-range",
+                file,
+                at(&["slo", "maxErrorRate"]),
+                format!("maxErrorRate must be between 0 and 1, got {er}"),
+            )
+            .hint = Some("a share of requests: 0.01 allows one in a hundred to fail".into());
+        }
+        for (field, value, unit) in [
+            ("p50LatencyMs", slo.p50_latency_ms, "milliseconds"),
+            ("p99LatencyMs", slo.p99_latency_ms, "milliseconds"),
+            ("minThroughput", slo.min_throughput, "requests per second"),
+        ] {
+            if let Some(v) = value
+                && !(v.is_finite() && v > 0.0)
+            {
+                ctx.err(
+                    "out-of-range",
+                    file,
+                    at(&["slo", field]),
+                    format!("slo.{field} must be a number of {unit} above 0, got {v}"),
+                )
+                .hint = Some(format!("write {unit} above 0, or remove `{field}`"));
+            }
+        }
+        if slo.p50_latency_ms.is_none()
+            && slo.p99_latency_ms.is_none()
+            && slo.max_error_rate.is_none()
+            && slo.min_throughput.is_none()
+        {
+            ctx.err(
+                "missing-field",
+                file,
+                at(&["slo"]),
+                "slo sets no objective",
+            )
+            .hint = Some(
+                "give at least one of p50LatencyMs, p99LatencyMs, maxErrorRate, minThroughput, or remove `slo`".into(),
+            );
+        }
+    }
+    if m.drift.is_none()
+        && m.slo.is_none()
+        && m.quality.is_none()
+        && !ctx.mistyped(&["drift"])
+        && !ctx.mistyped(&["slo"])
+        && !ctx.mistyped(&["quality"])
     {
         ctx.err(
             "missing-field",
@@ -101,7 +161,7 @@ pub(super) fn check(
             at(&[]),
             format!("monitor `{}` checks nothing", name),
         )
-        .hint = Some("add `drift` and/or `slo`".into());
+        .hint = Some("add `drift`, `quality` and/or `slo`".into());
     }
     if let Some(ob) = &m.on_breach
         && let Some(n) = &ob.notify
