@@ -833,7 +833,7 @@ mod tests {
             .collect();
         let records = [json!({"columns": names, "rows": rows})];
         let spec: MonitorSpec =
-            serde_json::from_value(json!({"endpoint": "e", "minSamples": 1})).unwrap();
+            serde_json::from_value(json!({"endpoint": "e", "minSamples": 1, "drift": {}})).unwrap();
         let result = evaluate(&Evaluation {
             name: "m",
             spec: &spec,
@@ -844,6 +844,7 @@ mod tests {
             window: Window::Last(10),
             now: time::OffsetDateTime::UNIX_EPOCH,
             commit: "c".into(),
+            context: Default::default(),
         });
         assert_eq!(result.features.len(), n);
         let charted = result.features.iter().filter(|f| f.bins.is_some()).count();

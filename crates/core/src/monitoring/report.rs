@@ -669,6 +669,8 @@ mod tests {
                 Verdict::Healthy
             },
             summary: "drift in 1 of 2 features (petal_length)".into(),
+            quality: Vec::new(),
+            slo: None,
             features,
             dataset_drift: Some(DatasetDrift {
                 drifted: false,
