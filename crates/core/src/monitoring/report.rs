@@ -65,14 +65,46 @@ pub fn html(history: &[MonitorResult]) -> Option<String> {
     Some(out)
 }
 
-/// The SLO panel.
-///
-/// PLACEHOLDER: `MonitorResult` carries no SLO figures yet. When it does (`result.slo`),
-/// render them here: this is the only function that needs to change.
-pub fn slo_panel(_result: &MonitorResult) -> String {
-    "<section class=\"panel slo\" id=\"slo\">\n<h2>SLOs</h2>\n\
-     <p class=\"muted\">no SLO configured</p>\n</section>\n"
-        .to_string()
+/// The SLO panel: each objective the spec sets, what the window measured, its bound and
+/// verdict, and the note that the figures are estimates from the captured sample.
+pub fn slo_panel(result: &MonitorResult) -> String {
+    let Some(slo) = &result.slo else {
+        return "<section class=\"panel slo\" id=\"slo\">\n<h2>SLOs</h2>\n\
+                <p class=\"muted\">no SLO configured</p>\n</section>\n"
+            .to_string();
+    };
+    let mut out = String::from("<section class=\"panel slo\" id=\"slo\">\n<h2>SLOs</h2>\n");
+    w!(
+        out,
+        "<p class=\"muted\">{} requests judged{}</p>\n<table>\n<tr><th>objective</th><th>measured</th><th>bound</th><th>verdict</th></tr>\n",
+        slo.requests,
+        slo.sampling_percent
+            .map(|p| format!(", capture sampling {p}%"))
+            .unwrap_or_default()
+    );
+    for o in &slo.objectives {
+        w!(
+            out,
+            "<tr data-objective=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>\n",
+            text(&o.objective),
+            text(&o.objective),
+            o.value
+                .map_or("not measured".to_string(), |v| format!("{v:.4}")),
+            o.limit,
+            if o.breached { "breached" } else { "ok" },
+            if o.breached { "breached" } else { "ok" }
+        );
+    }
+    out.push_str("</table>\n");
+    if let Some(n) = &slo.note {
+        w!(
+            out,
+            "<p class=\"muted\">{}</p>\n",
+            text_max(n, 4 * MAX_TEXT)
+        );
+    }
+    out.push_str("</section>\n");
+    out
 }
 
 fn header(out: &mut String, r: &MonitorResult, evaluations: usize) {
@@ -752,6 +784,34 @@ mod tests {
             page.find("data-feature=\"petal_length\"") < page.find("data-feature=\"sepal_width\"")
         );
         assert!(page.contains("no SLO configured"));
+    }
+
+    #[test]
+    fn the_slo_panel_shows_each_objective_measured_against_its_bound() {
+        let mut r = result("2026-12-01T10:00:00Z", Vec::new());
+        assert!(slo_panel(&r).contains("no SLO configured"));
+        r.slo = Some(crate::monitoring::slo::SloResult {
+            requests: 250,
+            sampling_percent: Some(100.0),
+            objectives: vec![crate::monitoring::slo::Objective {
+                objective: "p99LatencyMs".into(),
+                value: Some(3.5),
+                limit: 1.0,
+                breached: true,
+                note: None,
+            }],
+            note: Some("estimated from the captured sample".into()),
+        });
+        let panel = slo_panel(&r);
+        assert!(
+            panel.contains("<tr data-objective=\"p99LatencyMs\">"),
+            "{panel}"
+        );
+        assert!(
+            panel.contains("<td>3.5000</td><td>1</td><td class=\"breached\">breached</td>"),
+            "{panel}"
+        );
+        assert!(panel.contains("250 requests judged"), "{panel}");
     }
 
     #[test]
