@@ -6,7 +6,8 @@
 //! anything is created, every reference whose variable is missing.
 //!
 //! `Endpoint.spec.auth.token` is left to the deployer, which keeps the reference to restart a
-//! server later and must never store the token itself.
+//! server later and must never store the token itself; `Monitor.spec.onBreach.notify.webhook`
+//! to `mlctl monitor run`, which resolves it when it notifies.
 
 use crate::error::{ErrorKind, ProviderError, Result};
 use crate::support::fields;
@@ -15,8 +16,13 @@ use mlctl_spec::{Kind, Location, Node, Spec};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// Resolved by the component that uses them (see the module docs).
-const LEFT_TO_PROVIDERS: [&str; 1] = ["Endpoint.spec.auth.token"];
+/// Resolved by the component that uses them (see the module docs). A monitor's webhook is
+/// resolved by `mlctl monitor run` when it notifies: a monitor sink keeps its spec, which
+/// must never hold the URL (it carries a token).
+const LEFT_TO_PROVIDERS: [&str; 2] = [
+    "Endpoint.spec.auth.token",
+    "Monitor.spec.onBreach.notify.webhook",
+];
 
 /// The resolvable fields of `kind`, as paths under `spec` (`*` for any key).
 fn patterns(kind: Kind) -> Vec<Vec<&'static str>> {
