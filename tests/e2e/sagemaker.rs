@@ -328,6 +328,14 @@ pub(crate) fn on_moto_with(p: &TestProject, url: &str, args: &[&str], env: &[(&s
 #[test]
 fn sagemaker_capture_files_are_read_and_judged_by_monitor_run() {
     let Some(url) = moto_url() else { return };
+    // Its own prefix in the bucket: a moto that outlives one run keeps its objects.
+    let root = format!(
+        "iris-monitor-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
     let p = TestProject::example("iris");
     let model = p.read("ml/model.yaml");
     let gates = model.find("  gates:").unwrap();
@@ -335,7 +343,7 @@ fn sagemaker_capture_files_are_read_and_judged_by_monitor_run() {
     p.replace(
         "mlctl.yaml",
         "      region: eu-west-1\n      roleArn: ${env:MLCTL_SM_ROLE}\n      bucket: s3://${env:MLCTL_SM_BUCKET}/iris\n",
-        "      region: us-east-1\n      roleArn: ${env:MLCTL_SM_ROLE}\n      bucket: s3://${env:MLCTL_SM_BUCKET}/iris-monitor\n      endpointUrl: ${env:MLCTL_MOTO_URL}\n      emulator: moto\n",
+        &format!("      region: us-east-1\n      roleArn: ${{env:MLCTL_SM_ROLE}}\n      bucket: s3://${{env:MLCTL_SM_BUCKET}}/{root}\n      endpointUrl: ${{env:MLCTL_MOTO_URL}}\n      emulator: moto\n"),
     );
     p.write(
         "ml/monitor.yaml",
@@ -384,7 +392,7 @@ fn sagemaker_capture_files_are_read_and_judged_by_monitor_run() {
         .enumerate()
         .map(|(i, r)| line(i, r))
         .collect();
-    let prefix = "iris-monitor/capture/iris-iris/iris-iris/AllTraffic/2026/12/01";
+    let prefix = format!("{root}/capture/iris-iris/iris-iris/AllTraffic/2026/12/01");
     put_object(
         &url,
         "mlctl-e2e-cli",

@@ -322,9 +322,16 @@ pub async fn apply_converges(stack: &Stack, fx: &Fixture) {
             o.commit == c1,
             format!("{} must be recorded with the applied commit", o.id),
         );
+        // A monitor is as healthy as its last evaluation, and none has run yet: it must say
+        // so (unknown), never healthy.
+        let wanted = if o.id.kind == mlctl_spec::Kind::Monitor {
+            Health::Unknown
+        } else {
+            Health::Healthy
+        };
         c.ensure(
-            o.health == Health::Healthy,
-            format!("{} must be healthy after apply, is {:?}", o.id, o.health),
+            o.health == wanted,
+            format!("{} must be {wanted:?} after apply, is {:?}", o.id, o.health),
         );
         c.ensure(
             o.drift.is_empty(),

@@ -9,6 +9,7 @@
 //! | `invocations` | an `/invocations` body, as JSON (every shape) and as CSV            |
 //! | `csv`         | a data file, through mlctl-ml's CSV reader                          |
 //! | `parquet`     | a data file, through mlctl-ml's Parquet reader                      |
+//! | `capture`     | captured records (JSON lines, every target's format), judged by a Monitor |
 //!
 //! Two ways to run them:
 //! - **Stable, in `cargo test`** (`tests/fuzz.rs`): every file of `fuzz/corpus/<target>/` is
@@ -29,11 +30,12 @@ use std::sync::OnceLock;
 pub type Target = fn(&[u8]);
 
 /// The fuzz targets by name.
-pub const TARGETS: [(&str, Target); 4] = [
+pub const TARGETS: [(&str, Target); 5] = [
     ("spec", spec),
     ("invocations", invocations),
     ("csv", csv),
     ("parquet", parquet),
+    ("capture", capture),
 ];
 
 /// A project in memory, its files as bytes decoded the way the disk and git readers do.
@@ -128,6 +130,63 @@ pub fn parquet(data: &[u8]) {
         let _ = t.n_rows();
     }
 }
+
+/// Reads capture files: each line a captured record in any target's format (mlctl's,
+/// script mode's, SageMaker's data capture), judged by a Monitor with drift, data quality
+/// and SLOs against the iris profile, as `mlctl monitor run` does.
+pub fn capture(data: &[u8]) {
+    use mlctl_core::monitoring::{Evaluation, Window, evaluate};
+    static BASELINE: OnceLock<(mlctl_ml::profile::Profile, Vec<String>)> = OnceLock::new();
+    let (profile, features) = BASELINE.get_or_init(|| {
+        let iris = mlctl_ml::table::read_bytes(IRIS.as_bytes(), mlctl_spec::DataFormat::Csv)
+            .expect("the iris sample reads");
+        let profile = mlctl_ml::profile::profile(&iris);
+        let features = iris
+            .names()
+            .iter()
+            .filter(|n| *n != "species")
+            .cloned()
+            .collect();
+        (profile, features)
+    });
+    let records: Vec<serde_json::Value> = String::from_utf8_lossy(data)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    for r in &records {
+        let _ = mlctl_core::monitoring::rows_of(r);
+    }
+    static SPEC: OnceLock<mlctl_spec::MonitorSpec> = OnceLock::new();
+    let spec = SPEC.get_or_init(|| {
+        serde_json::from_value(serde_json::json!({
+            "endpoint": "iris", "minSamples": 1, "drift": {}, "quality": {},
+            "slo": {"p99LatencyMs": 100, "maxErrorRate": 0.1}
+        }))
+        .expect("a Monitor spec")
+    });
+    let _ = evaluate(&Evaluation {
+        name: "fuzz",
+        spec,
+        baseline: "iris".into(),
+        profile,
+        features,
+        records: &records,
+        window: Window::Last(records.len().max(1)),
+        now: time::OffsetDateTime::UNIX_EPOCH,
+        commit: "c".into(),
+        context: Default::default(),
+    });
+}
+
+/// The first rows of iris: the baseline the `capture` target judges against.
+const IRIS: &str = "sepal_length,sepal_width,petal_length,petal_width,species
+5.1,3.5,1.4,0.2,setosa
+4.9,3.0,1.4,0.2,setosa
+7.0,3.2,4.7,1.4,versicolor
+6.4,3.2,4.5,1.5,versicolor
+6.3,3.3,6.0,2.5,virginica
+5.8,2.7,5.1,1.9,virginica
+";
 
 /// A small seeded generator (xorshift64*), so a run is the same on every machine.
 #[derive(Debug, Clone)]

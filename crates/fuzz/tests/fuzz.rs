@@ -113,3 +113,8 @@ fn csv_reader_never_panics() {
 fn parquet_reader_never_panics() {
     fuzz("parquet");
 }
+
+#[test]
+fn capture_reader_never_panics() {
+    fuzz("capture");
+}
