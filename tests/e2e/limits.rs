@@ -13,7 +13,7 @@ const MAX_GROWTH: u64 = 64 * 1024;
 /// test) with `extra` under its `spec`.
 fn project(extra: &str) -> TestProject {
     let p = TestProject::example_in_git("iris");
-    for f in ["train", "model", "endpoint"] {
+    for f in ["train", "model", "endpoint", "monitor"] {
         std::fs::remove_file(p.path().join(format!("ml/{f}.yaml"))).unwrap();
     }
     write_dataset(&p, extra);

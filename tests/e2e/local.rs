@@ -365,7 +365,7 @@ fn iris_trains_registers_serves_and_retrains_exactly_once() {
     let t = LocalIris::new();
     let run = t.p.mlctl(&["apply", "--auto-approve"]).expect_code(0);
     assert!(
-        run.stdout.contains("4 added"),
+        run.stdout.contains("5 added"),
         "{}\n{}",
         run.stdout,
         run.stderr

@@ -65,6 +65,8 @@ struct Monitored {
 impl Monitored {
     fn new() -> Monitored {
         let (p, port) = iris_on_a_free_port("{type: all-at-once}");
+        // Its monitors instead of the example's.
+        std::fs::remove_file(p.path().join("ml/monitor.yaml")).unwrap();
         p.write("ml/monitors.yaml", MONITORS);
         std::fs::write(p.path().join(".gitignore"), ".mlctl/\n").unwrap();
         p.git(&["init", "-q", "-b", "main"]);

@@ -44,7 +44,7 @@ fn first_apply_creates_everything_then_nothing_to_do() {
     assert!(
         apply
             .stdout
-            .contains("Apply complete! Resources: 4 added, 0 changed, 0 destroyed."),
+            .contains("Apply complete! Resources: 5 added, 0 changed, 0 destroyed."),
         "{}",
         apply.stdout
     );
@@ -58,7 +58,13 @@ fn first_apply_creates_everything_then_nothing_to_do() {
     let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
     for r in status["resources"].as_array().unwrap() {
         assert_eq!(r["sync"], "synced", "{r}");
-        assert_eq!(r["health"], "healthy", "{r}");
+        // A monitor is as healthy as its last evaluation, and none ran yet.
+        let health = if r["resource"] == "Monitor/iris-drift" {
+            "unknown"
+        } else {
+            "healthy"
+        };
+        assert_eq!(r["health"], health, "{r}");
     }
 }
 
@@ -81,7 +87,7 @@ fn hyperparameter_change_replans_the_job_and_its_dependants_only() {
     assert!(
         apply
             .stdout
-            .contains("Resources: 1 added, 2 changed, 1 destroyed."),
+            .contains("Resources: 1 added, 3 changed, 1 destroyed."),
         "{}",
         apply.stdout
     );
@@ -136,7 +142,7 @@ fn a_new_secret_value_is_planned_by_the_variable_name_and_the_mock_records_it() 
         .unwrap_or_else(|| panic!("{planned}"));
     let apply = with(&["reconcile", "--target", "test"], &b).expect_code(0);
     assert!(
-        apply.stdout.contains("0 added, 1 changed, 0 destroyed"),
+        apply.stdout.contains("0 added, 2 changed, 0 destroyed"),
         "{}",
         apply.stdout
     );
@@ -177,7 +183,7 @@ fn an_injected_failure_leaves_dependants_untouched_and_a_rerun_converges() {
     let run = p.mlctl(&["reconcile", "--target", "test"]).expect_code(1);
     assert!(
         run.stderr
-            .contains("Apply failed: 1 failed, 2 not attempted; 1 added"),
+            .contains("Apply failed: 1 failed, 3 not attempted; 1 added"),
         "{}",
         run.stderr
     );
@@ -214,6 +220,7 @@ fn an_injected_failure_leaves_dependants_untouched_and_a_rerun_converges() {
             ("TrainingJob/iris-train", "missing"),
             ("Model/iris", "missing"),
             ("Endpoint/iris", "missing"),
+            ("Monitor/iris-drift", "missing"),
         ]
         .map(|(a, b)| (a.to_string(), b.to_string()))
     );
@@ -234,7 +241,7 @@ fn an_injected_failure_leaves_dependants_untouched_and_a_rerun_converges() {
     let run = p.mlctl(&["reconcile", "--target", "test"]).expect_code(0);
     assert!(
         run.stdout
-            .contains("Resources: 3 added, 0 changed, 0 destroyed."),
+            .contains("Resources: 4 added, 0 changed, 0 destroyed."),
         "{}",
         run.stdout
     );
@@ -369,7 +376,7 @@ fn a_saved_plan_applies_exactly_and_is_refused_when_the_target_moved() {
     p.mlctl(&["plan", "--target", "test", "--out", "plan.json"])
         .expect_code(0);
     let apply = p.mlctl(&["apply", "plan.json"]).expect_code(0);
-    assert!(apply.stdout.contains("4 added"), "{}", apply.stdout);
+    assert!(apply.stdout.contains("5 added"), "{}", apply.stdout);
 
     p.replace("ml/train.yaml", "C: 1.0", "C: 2.0");
     p.commit_all("C=2");
@@ -394,7 +401,7 @@ fn plan_renders_json_and_markdown_from_the_same_plan() {
     let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(v["formatVersion"], 1);
     assert_eq!(v["target"], "test");
-    assert_eq!(v["changes"].as_array().unwrap().len(), 4);
+    assert_eq!(v["changes"].as_array().unwrap().len(), 5);
     assert_eq!(
         v["changes"][0]["id"],
         serde_json::json!({"kind": "Dataset", "name": "iris"})
@@ -432,7 +439,7 @@ fn destroy_removes_everything_in_reverse_order() {
         .mlctl(&["destroy", "--target", "test", "--auto-approve"])
         .expect_code(0);
     assert!(
-        run.stdout.contains("0 added, 0 changed, 4 destroyed"),
+        run.stdout.contains("0 added, 0 changed, 5 destroyed"),
         "{}",
         run.stdout
     );
@@ -442,7 +449,7 @@ fn destroy_removes_everything_in_reverse_order() {
     let plan = p
         .mlctl(&["plan", "--target", "test", "--detailed-exitcode"])
         .expect_code(2);
-    assert!(plan.stdout.contains("Plan: 4 to add"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("Plan: 5 to add"), "{}", plan.stdout);
 }
 
 /// Tearing down reads no data: a `${env:...}` source that is no longer set does not stop it.
@@ -471,7 +478,7 @@ fn destroy_needs_neither_the_data_nor_its_variables() {
     run(&["reconcile", "--target", "test"], Some("data/iris.csv")).expect_code(0);
     let destroyed = run(&["destroy", "--target", "test", "--auto-approve"], None).expect_code(0);
     assert!(
-        destroyed.stdout.contains("0 added, 0 changed, 4 destroyed"),
+        destroyed.stdout.contains("0 added, 0 changed, 5 destroyed"),
         "{}\n{}",
         destroyed.stdout,
         destroyed.stderr
@@ -482,7 +489,9 @@ fn destroy_needs_neither_the_data_nor_its_variables() {
 fn removed_resources_are_kept_unless_pruned() {
     let p = iris_on_mock();
     p.mlctl(&["reconcile", "--target", "test"]).expect_code(0);
+    // The endpoint, and the monitor that watches it.
     std::fs::remove_file(p.path().join("ml/endpoint.yaml")).unwrap();
+    std::fs::remove_file(p.path().join("ml/monitor.yaml")).unwrap();
     p.commit_all("drop the endpoint");
     let plan = p
         .mlctl(&["plan", "--target", "test", "--detailed-exitcode"])

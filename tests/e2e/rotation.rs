@@ -82,7 +82,7 @@ fn a_new_token_is_planned_by_name_and_rotates_in_the_running_servers() {
     );
     assert!(
         plan.stdout
-            .contains("Plan: 0 to add, 1 to change, 0 to destroy."),
+            .contains("Plan: 0 to add, 2 to change, 0 to destroy."),
         "{}",
         plan.stdout
     );

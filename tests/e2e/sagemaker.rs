@@ -42,7 +42,7 @@ fn iris_applies_to_sagemaker_on_moto_and_converges() {
     p.commit_all("iris on moto");
     let run = |args: &[&str]| on_moto(&p, &url, args);
     let plan = run(&["plan", "--target", "staging", "--detailed-exitcode"]).expect_code(2);
-    assert!(plan.stdout.contains("Plan: 4 to add"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("Plan: 5 to add"), "{}", plan.stdout);
     assert!(
         plan.stdout
             .contains("emulator mode (moto): endpoints are replaced"),
@@ -51,7 +51,7 @@ fn iris_applies_to_sagemaker_on_moto_and_converges() {
     );
     let apply = run(&["reconcile", "--target", "staging"]).expect_code(0);
     assert!(
-        apply.stdout.contains("4 added"),
+        apply.stdout.contains("5 added"),
         "{}\n{}",
         apply.stdout,
         apply.stderr
@@ -79,7 +79,7 @@ fn iris_applies_to_sagemaker_on_moto_and_converges() {
     assert!(again.stdout.starts_with("No changes."), "{}", again.stdout);
     let destroy = run(&["destroy", "--target", "staging", "--auto-approve"]).expect_code(0);
     assert!(
-        destroy.stdout.contains("4 destroyed"),
+        destroy.stdout.contains("5 destroyed"),
         "{}\n{}",
         destroy.stdout,
         destroy.stderr
@@ -193,6 +193,7 @@ fn s3_source_retrains_when_the_object_changes_and_labels_retag_in_place() {
     let gates = model.find("  gates:").unwrap();
     p.write("ml/model.yaml", &model[..gates]);
     std::fs::remove_file(p.path().join("ml/endpoint.yaml")).unwrap();
+    std::fs::remove_file(p.path().join("ml/monitor.yaml")).unwrap();
     let bucket = "mlctl-e2e-source";
     let key = format!(
         "iris-{}.csv",
@@ -213,6 +214,9 @@ fn s3_source_retrains_when_the_object_changes_and_labels_retag_in_place() {
         "      region: eu-west-1\n      roleArn: ${env:MLCTL_SM_ROLE}\n      bucket: s3://${env:MLCTL_SM_BUCKET}/iris\n",
         "      region: us-east-1\n      roleArn: ${env:MLCTL_SM_ROLE}\n      bucket: s3://${env:MLCTL_SM_BUCKET}/iris-s3-source\n      endpointUrl: ${env:MLCTL_MOTO_URL}\n      emulator: moto\n",
     );
+    // A project name of its own: SageMaker's names (model package groups) are global in moto,
+    // which the other tests share.
+    p.replace("mlctl.yaml", "  name: iris\n", "  name: irissrc\n");
     std::fs::write(p.path().join(".gitignore"), ".mlctl/\n").unwrap();
     p.git(&["init", "-q", "-b", "main"]);
     p.git(&["config", "user.email", "test@example.com"]);
@@ -349,6 +353,9 @@ fn sagemaker_capture_files_are_read_and_judged_by_monitor_run() {
         "ml/monitor.yaml",
         "apiVersion: mlctl/v1\nkind: Monitor\nmetadata:\n  name: iris-drift\nspec:\n  endpoint: iris\n  minSamples: 100\n  drift: {}\n",
     );
+    // A project name of its own: SageMaker's names (the endpoint's) are global in moto, which
+    // the other tests share.
+    p.replace("mlctl.yaml", "  name: iris\n", "  name: irismon\n");
     std::fs::write(p.path().join(".gitignore"), ".mlctl/\n").unwrap();
     p.git(&["init", "-q", "-b", "main"]);
     p.git(&["config", "user.email", "test@example.com"]);
@@ -392,7 +399,7 @@ fn sagemaker_capture_files_are_read_and_judged_by_monitor_run() {
         .enumerate()
         .map(|(i, r)| line(i, r))
         .collect();
-    let prefix = format!("{root}/capture/iris-iris/iris-iris/AllTraffic/2026/12/01");
+    let prefix = format!("{root}/capture/irismon-iris/irismon-iris/AllTraffic/2026/12/01");
     put_object(
         &url,
         "mlctl-e2e-cli",

@@ -302,6 +302,9 @@ fn no_secret_leaks_on_sagemaker_on_moto() {
             "      region: us-east-1\n      roleArn: ${{env:MLCTL_SM_ROLE}}\n      bucket: s3://${{env:MLCTL_SM_BUCKET}}/{prefix}\n      endpointUrl: ${{env:MLCTL_MOTO_URL}}\n      emulator: moto\n"
         ),
     );
+    // A project name of its own: SageMaker's names (model package groups, endpoints) are
+    // global in moto, which the other tests share.
+    p.replace("mlctl.yaml", "  name: iris\n", "  name: irisscan\n");
     init_git(&p, "iris on moto");
     let env = secrets.env();
     let mut t = Transcript::new(|args| on_moto_with(&p, &url, args, &env));

@@ -24,7 +24,7 @@ fn the_iris_example_is_valid() {
     );
     assert!(
         run.stdout
-            .contains("1 dataset, 1 training job, 1 model, 1 endpoint;"),
+            .contains("1 dataset, 1 training job, 1 model, 1 endpoint, 1 monitor;"),
         "{}",
         run.stdout
     );
