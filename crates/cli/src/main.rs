@@ -27,6 +27,7 @@ impl std::fmt::Display for Exit {
 impl std::error::Error for Exit {}
 
 fn main() -> ExitCode {
+    quiet_on_a_closed_stdout();
     let args = cli::parse();
     style::init(args.global.no_color);
     match commands::run(args) {
@@ -42,4 +43,24 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `mlctl plan | head` closes the pipe early, and `println!` then panics. The reader has what
+/// it wanted: exit as a program killed by SIGPIPE would (141), without a panic message.
+/// (SIGPIPE itself stays ignored, as Rust sets it, so a socket closed by a peer is an error
+/// the server and the HTTP clients handle, never a killed process.)
+fn quiet_on_a_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if text.starts_with("failed printing to std") && text.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
