@@ -53,6 +53,7 @@ pub fn html(history: &[MonitorResult]) -> Option<String> {
     );
     header(&mut out, latest, history.len());
     out.push_str(&slo_panel(latest));
+    out.push_str(&quality_panel(latest));
     features(&mut out, latest, history);
     w!(
         out,
@@ -63,6 +64,42 @@ pub fn html(history: &[MonitorResult]) -> Option<String> {
         text(&latest.monitor)
     );
     Some(out)
+}
+
+/// The data-quality panel: each check of the latest evaluation (breached ones first), its
+/// rate against its threshold, and a few offending values.
+pub fn quality_panel(result: &MonitorResult) -> String {
+    let mut out =
+        String::from("<section class=\"panel quality\" id=\"quality\">\n<h2>Data quality</h2>\n");
+    if result.quality.is_empty() {
+        out.push_str("<p class=\"muted\">no quality checks in this evaluation</p>\n</section>\n");
+        return out;
+    }
+    let breached = result.quality.iter().filter(|q| q.breached).count();
+    w!(
+        out,
+        "<p class=\"muted\">{} checks, {breached} breached</p>\n<table>\n<tr><th>check</th><th>column</th><th>rate</th><th>threshold</th><th>verdict</th><th>examples</th></tr>\n",
+        result.quality.len()
+    );
+    let mut rows: Vec<_> = result.quality.iter().collect();
+    rows.sort_by_key(|q| !q.breached);
+    for q in rows.iter().take(MAX_FEATURES) {
+        w!(
+            out,
+            "<tr data-check=\"{}\" data-column=\"{}\"><td>{}</td><td><code>{}</code></td><td>{:.2}%</td><td>{:.2}%</td><td class=\"{}\">{}</td><td>{}</td></tr>\n",
+            text(&q.check),
+            text(&q.column),
+            text(&q.check),
+            text(&q.column),
+            q.rate * 100.0,
+            q.threshold * 100.0,
+            if q.breached { "breached" } else { "ok" },
+            if q.breached { "breached" } else { "ok" },
+            text_max(&q.examples.join(", "), MAX_TEXT)
+        );
+    }
+    out.push_str("</table>\n</section>\n");
+    out
 }
 
 /// The SLO panel: each objective the spec sets, what the window measured, its bound and
@@ -812,6 +849,43 @@ mod tests {
             "{panel}"
         );
         assert!(panel.contains("250 requests judged"), "{panel}");
+    }
+
+    #[test]
+    fn the_quality_panel_lists_breached_checks_first_with_their_examples() {
+        let mut r = result("2026-12-01T10:00:00Z", Vec::new());
+        assert!(quality_panel(&r).contains("no quality checks"));
+        let check =
+            |check: &str, column: &str, breached: bool| crate::monitoring::quality::QualityResult {
+                check: check.into(),
+                column: column.into(),
+                rate: if breached { 0.5 } else { 0.0 },
+                threshold: 0.01,
+                breached,
+                of: 100,
+                examples: if breached {
+                    vec!["<red>".into()]
+                } else {
+                    Vec::new()
+                },
+                note: None,
+            };
+        r.quality = vec![
+            check("completeness", "a", false),
+            check("extra_column", "colour", true),
+        ];
+        let panel = quality_panel(&r);
+        let extra = panel.find("data-check=\"extra_column\"").unwrap();
+        let complete = panel.find("data-check=\"completeness\"").unwrap();
+        assert!(extra < complete, "breached first: {panel}");
+        assert!(
+            panel.contains("<td>50.00%</td><td>1.00%</td><td class=\"breached\">"),
+            "{panel}"
+        );
+        assert!(
+            panel.contains("&lt;red&gt;") && !panel.contains("<red>"),
+            "{panel}"
+        );
     }
 
     #[test]
