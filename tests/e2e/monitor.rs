@@ -30,6 +30,15 @@ fn iris_rows() -> Vec<[f64; 4]> {
         .collect()
 }
 
+/// The iris rows twice over (300 rows), with `petal_length` moved by `by` cm.
+fn iris_twice(by: f64) -> Vec<[f64; 4]> {
+    let rows = iris_rows();
+    rows.iter()
+        .chain(rows.iter())
+        .map(|r| [r[0], r[1], r[2] + by, r[3]])
+        .collect()
+}
+
 struct Monitored {
     p: TestProject,
     port: u16,
@@ -197,8 +206,7 @@ fn traffic_like_the_training_data_is_healthy_and_one_shifted_feature_is_a_breach
     assert_eq!(m.monitor_status()["health"], "unknown");
 
     // The training distribution, twice over (300 rows).
-    let rows = iris_rows();
-    let twice: Vec<[f64; 4]> = rows.iter().chain(rows.iter()).copied().collect();
+    let twice = iris_twice(0.0);
     m.send(&twice);
     let r = m.run("300");
     assert_eq!(r["rows"], 300, "{r}");
@@ -218,10 +226,7 @@ fn traffic_like_the_training_data_is_healthy_and_one_shifted_feature_is_a_breach
     assert_eq!(m.monitor_status()["health"], "healthy");
 
     // The same rows with petal_length shifted by 2 cm.
-    let shifted: Vec<[f64; 4]> = twice
-        .iter()
-        .map(|r| [r[0], r[1], r[2] + 2.0, r[3]])
-        .collect();
+    let shifted = iris_twice(2.0);
     m.send(&shifted);
     let r = m.run("300");
     assert_eq!(r["verdict"], "breached", "{r}");
@@ -415,12 +420,7 @@ spec:
     m.mlctl(&["apply", "--auto-approve"]).expect_code(0);
     assert_eq!(m.serving(), ["2"]);
 
-    let rows = iris_rows();
-    let shifted: Vec<[f64; 4]> = rows
-        .iter()
-        .chain(rows.iter())
-        .map(|r| [r[0], r[1], r[2] + 2.0, r[3]])
-        .collect();
+    let shifted = iris_twice(2.0);
     m.send(&shifted);
     let run = m.mlctl(&["monitor", "run", "--window", "300"]);
     assert_eq!(
@@ -520,8 +520,7 @@ fn the_mock_target_judges_its_captured_traffic_the_same_way() {
         let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
         v[0].clone()
     };
-    let rows = iris_rows();
-    let twice: Vec<[f64; 4]> = rows.iter().chain(rows.iter()).copied().collect();
+    let twice = iris_twice(0.0);
     write(&twice);
     let r = judge();
     assert_eq!(
@@ -529,10 +528,7 @@ fn the_mock_target_judges_its_captured_traffic_the_same_way() {
         (Some(300), Some("healthy")),
         "{r}"
     );
-    let shifted: Vec<[f64; 4]> = twice
-        .iter()
-        .map(|r| [r[0], r[1], r[2] + 2.0, r[3]])
-        .collect();
+    let shifted = iris_twice(2.0);
     write(&shifted);
     let r = judge();
     assert_eq!(r["verdict"], "breached", "{r}");
@@ -631,12 +627,7 @@ spec:
         &[],
     );
     assert_eq!(m.serving(), ["1"]);
-    let rows = iris_rows();
-    let shifted: Vec<[f64; 4]> = rows
-        .iter()
-        .chain(rows.iter())
-        .map(|r| [r[0], r[1], r[2] + 2.0, r[3]])
-        .collect();
+    let shifted = iris_twice(2.0);
     m.send(&shifted);
     let run = m
         .mlctl(&["monitor", "run", "--window", "300"])

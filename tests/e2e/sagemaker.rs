@@ -22,19 +22,32 @@ pub(crate) fn moto_url() -> Option<String> {
     }
 }
 
-#[test]
-fn iris_applies_to_sagemaker_on_moto_and_converges() {
-    let Some(url) = moto_url() else { return };
+/// The iris example (not yet in git) on a SageMaker target pointed at moto: its state under
+/// `root` in the test bucket, its project called `project` (SageMaker's names, which moto keeps
+/// globally, start with it, so tests running at once never share a model package group or an
+/// endpoint). moto's training jobs report no metrics, so the copy has no gates.
+fn iris_on_moto(root: &str, project: &str) -> TestProject {
     let p = TestProject::example("iris");
-    // moto's training jobs report no metrics, so the copy of the example has no gates.
     let model = p.read("ml/model.yaml");
     let gates = model.find("  gates:").unwrap();
     p.write("ml/model.yaml", &model[..gates]);
     p.replace(
         "mlctl.yaml",
         "      region: eu-west-1\n      roleArn: ${env:MLCTL_SM_ROLE}\n      bucket: s3://${env:MLCTL_SM_BUCKET}/iris\n",
-        "      region: us-east-1\n      roleArn: ${env:MLCTL_SM_ROLE}\n      bucket: s3://${env:MLCTL_SM_BUCKET}/iris\n      endpointUrl: ${env:MLCTL_MOTO_URL}\n      emulator: moto\n",
+        &format!("      region: us-east-1\n      roleArn: ${{env:MLCTL_SM_ROLE}}\n      bucket: s3://${{env:MLCTL_SM_BUCKET}}/{root}\n      endpointUrl: ${{env:MLCTL_MOTO_URL}}\n      emulator: moto\n"),
     );
+    p.replace(
+        "mlctl.yaml",
+        "  name: iris\n",
+        &format!("  name: {project}\n"),
+    );
+    p
+}
+
+#[test]
+fn iris_applies_to_sagemaker_on_moto_and_converges() {
+    let Some(url) = moto_url() else { return };
+    let p = iris_on_moto("iris", "iris");
     std::fs::write(p.path().join(".gitignore"), ".mlctl/\n").unwrap();
     p.git(&["init", "-q", "-b", "main"]);
     p.git(&["config", "user.email", "test@example.com"]);
@@ -186,12 +199,8 @@ fn training_job_tags(url: &str, needle: &str) -> String {
 #[test]
 fn s3_source_retrains_when_the_object_changes_and_labels_retag_in_place() {
     let Some(url) = moto_url() else { return };
-    let p = TestProject::example("iris");
-    // A dataset on S3, the job that trains on it and its model (moto's jobs report no
-    // metrics: no gates).
-    let model = p.read("ml/model.yaml");
-    let gates = model.find("  gates:").unwrap();
-    p.write("ml/model.yaml", &model[..gates]);
+    // A dataset on S3, the job that trains on it and its model.
+    let p = iris_on_moto("iris-s3-source", "irissrc");
     std::fs::remove_file(p.path().join("ml/endpoint.yaml")).unwrap();
     std::fs::remove_file(p.path().join("ml/monitor.yaml")).unwrap();
     let bucket = "mlctl-e2e-source";
@@ -209,14 +218,6 @@ fn s3_source_retrains_when_the_object_changes_and_labels_retag_in_place() {
         "source: data/iris.csv",
         &format!("source: s3://{bucket}/{key}"),
     );
-    p.replace(
-        "mlctl.yaml",
-        "      region: eu-west-1\n      roleArn: ${env:MLCTL_SM_ROLE}\n      bucket: s3://${env:MLCTL_SM_BUCKET}/iris\n",
-        "      region: us-east-1\n      roleArn: ${env:MLCTL_SM_ROLE}\n      bucket: s3://${env:MLCTL_SM_BUCKET}/iris-s3-source\n      endpointUrl: ${env:MLCTL_MOTO_URL}\n      emulator: moto\n",
-    );
-    // A project name of its own: SageMaker's names (model package groups) are global in moto,
-    // which the other tests share.
-    p.replace("mlctl.yaml", "  name: iris\n", "  name: irissrc\n");
     std::fs::write(p.path().join(".gitignore"), ".mlctl/\n").unwrap();
     p.git(&["init", "-q", "-b", "main"]);
     p.git(&["config", "user.email", "test@example.com"]);
@@ -340,22 +341,11 @@ fn sagemaker_capture_files_are_read_and_judged_by_monitor_run() {
             .unwrap()
             .as_nanos()
     );
-    let p = TestProject::example("iris");
-    let model = p.read("ml/model.yaml");
-    let gates = model.find("  gates:").unwrap();
-    p.write("ml/model.yaml", &model[..gates]);
-    p.replace(
-        "mlctl.yaml",
-        "      region: eu-west-1\n      roleArn: ${env:MLCTL_SM_ROLE}\n      bucket: s3://${env:MLCTL_SM_BUCKET}/iris\n",
-        &format!("      region: us-east-1\n      roleArn: ${{env:MLCTL_SM_ROLE}}\n      bucket: s3://${{env:MLCTL_SM_BUCKET}}/{root}\n      endpointUrl: ${{env:MLCTL_MOTO_URL}}\n      emulator: moto\n"),
-    );
+    let p = iris_on_moto(&root, "irismon");
     p.write(
         "ml/monitor.yaml",
         "apiVersion: mlctl/v1\nkind: Monitor\nmetadata:\n  name: iris-drift\nspec:\n  endpoint: iris\n  minSamples: 100\n  drift: {}\n",
     );
-    // A project name of its own: SageMaker's names (the endpoint's) are global in moto, which
-    // the other tests share.
-    p.replace("mlctl.yaml", "  name: iris\n", "  name: irismon\n");
     std::fs::write(p.path().join(".gitignore"), ".mlctl/\n").unwrap();
     p.git(&["init", "-q", "-b", "main"]);
     p.git(&["config", "user.email", "test@example.com"]);
