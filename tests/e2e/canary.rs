@@ -217,7 +217,7 @@ fn a_slow_local_canary_trips_the_p99_rule_and_is_rolled_back() {
     let c = Canary::local(
         "{type: canary, percent: 50, bakeTime: 10m, minRequests: 5, rollback: {maxErrorRate: 0.05, maxP99LatencyMs: 100}}",
     );
-    c.p.write("slow/server.py", SLOW_SERVER);
+    c.p.write("slow/server.py", &sagemaker_contract_server(0.3));
     c.p.replace(
         "ml/endpoint.yaml",
         "  capture:\n",
@@ -235,32 +235,6 @@ fn a_slow_local_canary_trips_the_p99_rule_and_is_rolled_back() {
     assert_eq!(c.variants()[0].1, 100, "one version serves all traffic");
     assert_eq!(c.predict(), 200);
 }
-
-/// A SageMaker-contract server that answers every request after 300 ms.
-const SLOW_SERVER: &str = r#"
-import json, os, time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def log_message(self, *args):
-        pass
-    def reply(self, body):
-        data = body.encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-    def do_GET(self):
-        self.reply("")
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        time.sleep(0.3)
-        self.reply(json.dumps({"predictions": ["setosa" for _ in json.loads(body)["instances"]]}))
-
-ThreadingHTTPServer(("127.0.0.1", int(os.environ["SAGEMAKER_BIND_TO_PORT"])), Handler).serve_forever()
-"#;
 
 /// The apply that started the bake is killed; the endpoint is left half rolled out, and says
 /// so. The next apply finds the same rollout (same id, same bake start), judges the traffic

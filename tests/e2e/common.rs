@@ -419,3 +419,34 @@ pub fn http_post(port: u16, path: &str, body: &str) -> String {
     s.read_to_string(&mut out).unwrap();
     out
 }
+
+/// A Python server of the SageMaker inference contract (`/ping`, `/invocations` on
+/// `SAGEMAKER_BIND_TO_PORT`) that predicts `setosa` for every row, after `delay` seconds.
+pub fn sagemaker_contract_server(delay: f64) -> String {
+    format!(
+        r#"
+import json, os, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *args):
+        pass
+    def reply(self, body):
+        data = body.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+    def do_GET(self):
+        self.reply("")
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        time.sleep({delay})
+        self.reply(json.dumps({{"predictions": ["setosa" for _ in json.loads(body)["instances"]]}}))
+
+ThreadingHTTPServer(("127.0.0.1", int(os.environ["SAGEMAKER_BIND_TO_PORT"])), Handler).serve_forever()
+"#
+    )
+}

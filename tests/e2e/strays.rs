@@ -154,7 +154,7 @@ fn a_server_half_started_by_a_killed_apply_is_stopped_by_the_next() {
             pid = pid_file.display()
         ),
     );
-    p.write("srv/server.py", SERVER);
+    p.write("srv/server.py", &sagemaker_contract_server(0.0));
     in_git(&p);
     std::fs::write(&hold, "").unwrap();
 
@@ -203,28 +203,3 @@ fn serve_ancestor(pid: u32) -> Option<u32> {
     }
     None
 }
-
-/// A SageMaker-contract server that answers every request at once.
-const SERVER: &str = r#"
-import json, os
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def log_message(self, *args):
-        pass
-    def reply(self, body):
-        data = body.encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-    def do_GET(self):
-        self.reply("")
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        self.reply(json.dumps({"predictions": ["setosa" for _ in json.loads(body)["instances"]]}))
-
-ThreadingHTTPServer(("127.0.0.1", int(os.environ["SAGEMAKER_BIND_TO_PORT"])), Handler).serve_forever()
-"#;
