@@ -294,6 +294,16 @@ pub enum LiveValue<'a> {
     Text(&'a str),
 }
 
+/// The accumulated values of one feature of a [`LiveSample`] ([`LiveSample::column`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LiveColumn<'a> {
+    /// A numeric feature's values, missing ones left out; sorted once [`drift_sample`] has
+    /// run, else in the order pushed.
+    Numeric(&'a [f64]),
+    /// A categorical feature's count of each value, in the order the values were first seen.
+    Categorical(&'a [(String, u64)]),
+}
+
 #[derive(Debug, Clone)]
 struct LiveFeature {
     name: String,
@@ -475,12 +485,30 @@ impl LiveSample {
         self.features[feature].push(value);
     }
 
-    /// The cells of feature `name` pushed so far with a value (`None` when it is not tracked).
-    pub fn count(&self, name: &str) -> Option<u64> {
+    /// Marks the feature at `feature` as a column of the sample even if no value of it is
+    /// ever pushed (a window of no rows still has its columns): it is then judged as a
+    /// feature without values, not reported as missing from the sample.
+    ///
+    /// # Panics
+    /// When `feature` is not a position among [`LiveSample::features`].
+    pub fn mark_present(&mut self, feature: usize) {
+        self.features[feature].seen = true;
+    }
+
+    /// What has been accumulated of feature `name` (`None` when it is not tracked).
+    pub fn column(&self, name: &str) -> Option<LiveColumn<'_>> {
         let f = self.features.iter().find(|f| f.name == name)?;
         Some(match &f.values {
-            LiveValues::Numeric(v) => v.len() as u64,
-            LiveValues::Categorical { counts, .. } => counts.iter().map(|c| c.1).sum(),
+            LiveValues::Numeric(v) => LiveColumn::Numeric(v),
+            LiveValues::Categorical { counts, .. } => LiveColumn::Categorical(counts),
+        })
+    }
+
+    /// The cells of feature `name` pushed so far with a value (`None` when it is not tracked).
+    pub fn count(&self, name: &str) -> Option<u64> {
+        Some(match self.column(name)? {
+            LiveColumn::Numeric(v) => v.len() as u64,
+            LiveColumn::Categorical(counts) => counts.iter().map(|c| c.1).sum(),
         })
     }
 
@@ -1396,6 +1424,11 @@ mod tests {
             ]
         );
         assert_eq!(r.to_string(), expected.to_string());
+        let mut live = LiveSample::new(&base, features);
+        live.mark_present(live.feature_index("c").unwrap());
+        let r = drift_sample(&base, &mut live, &defaults());
+        assert_eq!(r.features[1].note.as_deref(), Some("no values to compare"));
+        assert_eq!(live.column("c"), Some(LiveColumn::Categorical(&[])));
     }
 
     /// A feature's own method does not take the threshold written for `drift.method`.
