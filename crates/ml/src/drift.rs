@@ -29,6 +29,11 @@
 //! stray new value is not drift; many are).
 //! Missing values are left out of every statistic. Cost: one sort of each sampled numeric
 //! column; no allocation per row (features are checked in parallel).
+//!
+//! **Streaming.** The statistics need of a sample only its numeric values and its category
+//! counts: a [`LiveSample`] accumulates those from chunks of a file (or single values) and
+//! [`drift_sample`] judges it; [`drift_features`] is that over one table, so both give the
+//! same report.
 
 use crate::profile::{ColumnProfile, ColumnStats, Histogram, Level, Profile, quantile_sorted};
 use crate::stats::{chi2_sf, ks_two_sample_p, normal_two_sided_p};
@@ -169,60 +174,60 @@ pub fn drift(baseline: &Profile, sample: &Table, config: &Drift) -> DriftReport 
 /// Compares `sample` with `baseline` for the baseline columns `features` selects and `config`
 /// does not ignore. A feature absent from the sample (or, named in `Features::Only`, from the
 /// baseline) is reported as drifted with a note.
+///
+/// The same as pushing `sample` into a [`LiveSample`] and calling [`drift_sample`], which is
+/// what it does.
 pub fn drift_features(
     baseline: &Profile,
     sample: &Table,
     config: &Drift,
     features: Features<'_>,
 ) -> DriftReport {
+    let mut live = LiveSample::selecting(baseline, features, |name| ignored(config, name));
+    live.push_table(sample);
+    drift_sample(baseline, &mut live, config)
+}
+
+/// Compares a [`LiveSample`] with `baseline` (the profile it was made from) for the features
+/// it tracks that `config` does not ignore, as [`drift_features`] compares a table.
+///
+/// Sorts the sample's numeric values in place (cheap when they already are), so pushing more
+/// rows afterwards and comparing again is allowed.
+pub fn drift_sample(baseline: &Profile, sample: &mut LiveSample, config: &Drift) -> DriftReport {
     use rayon::prelude::*;
-    let selected = |name: &str| match features {
-        Features::All => true,
-        Features::Only(names) => names.contains(&name),
-        Features::Except(names) => !names.contains(&name),
-    };
-    let ignored = |name: &str| {
-        config
-            .features
-            .get(name)
-            .and_then(|o| o.ignore)
-            .unwrap_or(false)
-    };
-    let checked: Vec<&ColumnProfile> = baseline
-        .columns
-        .iter()
-        .filter(|c| selected(&c.name) && !ignored(&c.name))
-        .collect();
-    let mut reports: Vec<FeatureReport> = checked
-        .par_iter()
-        .map(|base| {
-            let over = config.features.get(&base.name);
+    let mut reports: Vec<FeatureReport> = sample
+        .features
+        .par_iter_mut()
+        .filter(|f| !ignored(config, &f.name))
+        .map(|live| {
+            let over = config.features.get(&live.name);
             let method = over.and_then(|o| o.method).or(config.method);
             let threshold = over.and_then(|o| o.threshold).or(config
                 .threshold
                 .filter(|_| over.and_then(|o| o.method).is_none()));
-            match sample.column(&base.name) {
-                None => missing(
-                    &base.name,
+            match baseline.column(&live.name) {
+                None => missing(&live.name, method, threshold, NOT_IN_BASELINE),
+                Some(_) if !live.seen => missing(
+                    &live.name,
                     method,
                     threshold,
                     "column is missing from the sample",
                 ),
-                Some(data) => feature_drift(base, data, method, threshold),
+                Some(base) => {
+                    live.values.sort();
+                    judge(base, &live.values, method, threshold)
+                }
             }
         })
         .collect();
-    if let Features::Only(names) = features {
-        for name in names {
-            if baseline.column(name).is_none() && !ignored(name) {
-                reports.push(missing(
-                    name,
-                    config.method,
-                    config.threshold,
-                    "column is missing from the baseline profile: profile the baseline dataset \
-                     again with this feature",
-                ));
-            }
+    for name in &sample.not_in_baseline {
+        if !ignored(config, name) {
+            reports.push(missing(
+                name,
+                config.method,
+                config.threshold,
+                NOT_IN_BASELINE,
+            ));
         }
     }
     let share = config.share.unwrap_or(DEFAULT_SHARE);
@@ -237,6 +242,279 @@ pub fn drift_features(
         drifted_share,
         share,
         features: reports,
+    }
+}
+
+const NOT_IN_BASELINE: &str = "column is missing from the baseline profile: profile the \
+                               baseline dataset again with this feature";
+
+fn ignored(config: &Drift, name: &str) -> bool {
+    config
+        .features
+        .get(name)
+        .and_then(|o| o.ignore)
+        .unwrap_or(false)
+}
+
+// ---------------------------------------------------------------------------------------------
+// A live sample, accumulated without its rows
+
+/// What the drift statistics need of a sample, accumulated table by table (chunks of a file)
+/// or value by value, without keeping its rows: per numeric feature its values, per
+/// categorical feature the count of each value; per feature the missing cells. Memory is
+/// 8 bytes per numeric value and one entry per distinct category.
+///
+/// Each feature is typed by the baseline profile's column, whatever the type of what is
+/// pushed, with the conversions [`drift_features`] makes of a table's columns: for a
+/// numeric feature text is parsed (trimmed; a cell that does not parse is missing) and
+/// booleans are 1 and 0; for a categorical feature numbers count as their text (`3`, and a
+/// float as [`format_f64`] writes it: `3.0`) and booleans as `true` and `false`. So chunks
+/// of one file whose types were inferred differently are accumulated alike, as long as the
+/// cells convert alike (an integer column read as float counts `3.0`, not `3`).
+#[derive(Debug, Clone)]
+pub struct LiveSample {
+    /// The features tracked, in baseline order.
+    features: Vec<LiveFeature>,
+    /// Names of `Features::Only` the baseline lacks, in the order given.
+    not_in_baseline: Vec<String>,
+}
+
+/// One cell pushed into a [`LiveSample`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LiveValue<'a> {
+    /// A missing cell.
+    Missing,
+    /// A number; NaN is missing.
+    Number(f64),
+    /// An integer.
+    Int(i64),
+    /// A boolean.
+    Bool(bool),
+    /// Text, a category or (for a numeric feature) a number to parse.
+    Text(&'a str),
+}
+
+/// The accumulated values of one feature of a [`LiveSample`] ([`LiveSample::column`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LiveColumn<'a> {
+    /// A numeric feature's values, missing ones left out; sorted once [`drift_sample`] has
+    /// run, else in the order pushed.
+    Numeric(&'a [f64]),
+    /// A categorical feature's count of each value, in the order the values were first seen.
+    Categorical(&'a [(String, u64)]),
+}
+
+#[derive(Debug, Clone)]
+struct LiveFeature {
+    name: String,
+    /// Whether a pushed table had this column, or a value of it was pushed: a feature never
+    /// seen is reported as missing from the sample.
+    seen: bool,
+    missing: u64,
+    values: LiveValues,
+}
+
+#[derive(Debug, Clone)]
+enum LiveValues {
+    /// The values (no NaN), in pushed order until [`LiveValues::sort`].
+    Numeric(Vec<f64>),
+    /// The count of each value, in the order the values were first seen (the order in which
+    /// the statistics meet new categories, so sums are the same as over the rows).
+    Categorical {
+        index: HashMap<String, usize>,
+        counts: Vec<(String, u64)>,
+    },
+}
+
+impl LiveValues {
+    fn of(base: &ColumnProfile) -> LiveValues {
+        match base.stats {
+            ColumnStats::Numeric { .. } => LiveValues::Numeric(Vec::new()),
+            ColumnStats::Categorical { .. } => LiveValues::Categorical {
+                index: HashMap::new(),
+                counts: Vec::new(),
+            },
+        }
+    }
+
+    fn sort(&mut self) {
+        if let LiveValues::Numeric(v) = self {
+            v.sort_unstable_by(f64::total_cmp);
+        }
+    }
+}
+
+impl LiveFeature {
+    fn push(&mut self, value: LiveValue<'_>) {
+        self.seen = true;
+        match &mut self.values {
+            LiveValues::Numeric(values) => {
+                let x = match value {
+                    LiveValue::Missing => f64::NAN,
+                    LiveValue::Number(x) => x,
+                    LiveValue::Int(i) => i as f64,
+                    LiveValue::Bool(b) => f64::from(u8::from(b)),
+                    LiveValue::Text(s) => s.trim().parse::<f64>().unwrap_or(f64::NAN),
+                };
+                if x.is_nan() {
+                    self.missing += 1;
+                } else {
+                    values.push(x);
+                }
+            }
+            LiveValues::Categorical { index, counts } => {
+                let owned;
+                let text = match value {
+                    LiveValue::Missing => None,
+                    LiveValue::Number(x) if x.is_nan() => None,
+                    LiveValue::Number(x) => {
+                        owned = format_f64(x);
+                        Some(owned.as_str())
+                    }
+                    LiveValue::Int(i) => {
+                        owned = i.to_string();
+                        Some(owned.as_str())
+                    }
+                    LiveValue::Bool(b) => Some(if b { "true" } else { "false" }),
+                    LiveValue::Text(s) => Some(s),
+                };
+                match text {
+                    None => self.missing += 1,
+                    Some(t) => match index.get(t) {
+                        Some(&i) => counts[i].1 += 1,
+                        None => {
+                            index.insert(t.to_string(), counts.len());
+                            counts.push((t.to_string(), 1));
+                        }
+                    },
+                }
+            }
+        }
+    }
+
+    fn push_column(&mut self, data: &ColumnData) {
+        self.seen = true;
+        match data {
+            ColumnData::Float(v) => v.iter().for_each(|x| self.push(LiveValue::Number(*x))),
+            ColumnData::Int(v) => v
+                .iter()
+                .for_each(|x| self.push(x.map_or(LiveValue::Missing, LiveValue::Int))),
+            ColumnData::Bool(v) => v
+                .iter()
+                .for_each(|b| self.push(b.map_or(LiveValue::Missing, LiveValue::Bool))),
+            ColumnData::Str(v) => v
+                .iter()
+                .for_each(|s| self.push(s.as_deref().map_or(LiveValue::Missing, LiveValue::Text))),
+        }
+    }
+}
+
+impl LiveSample {
+    /// An empty sample of the baseline columns `features` selects (a name of
+    /// `Features::Only` the baseline lacks is reported as drifted, with a note).
+    pub fn new(baseline: &Profile, features: Features<'_>) -> LiveSample {
+        LiveSample::selecting(baseline, features, |_| false)
+    }
+
+    /// [`LiveSample::new`] without the features `skip` names (those the config ignores,
+    /// so they are not accumulated for nothing).
+    fn selecting(
+        baseline: &Profile,
+        features: Features<'_>,
+        skip: impl Fn(&str) -> bool,
+    ) -> LiveSample {
+        let selected = |name: &str| match features {
+            Features::All => true,
+            Features::Only(names) => names.contains(&name),
+            Features::Except(names) => !names.contains(&name),
+        };
+        let tracked = baseline
+            .columns
+            .iter()
+            .filter(|c| selected(&c.name) && !skip(&c.name))
+            .map(|c| LiveFeature {
+                name: c.name.clone(),
+                seen: false,
+                missing: 0,
+                values: LiveValues::of(c),
+            })
+            .collect();
+        let not_in_baseline = match features {
+            Features::Only(names) => names
+                .iter()
+                .filter(|n| baseline.column(n).is_none())
+                .map(|n| n.to_string())
+                .collect(),
+            _ => Vec::new(),
+        };
+        LiveSample {
+            features: tracked,
+            not_in_baseline,
+        }
+    }
+
+    /// The features tracked, in baseline order; [`LiveSample::push_value`] takes a position
+    /// in this list.
+    pub fn features(&self) -> impl Iterator<Item = &str> {
+        self.features.iter().map(|f| f.name.as_str())
+    }
+
+    /// The position of feature `name` among [`LiveSample::features`].
+    pub fn feature_index(&self, name: &str) -> Option<usize> {
+        self.features.iter().position(|f| f.name == name)
+    }
+
+    /// Adds the rows of `table`: the columns of tracked features (others are left alone; a
+    /// tracked feature the table lacks stays missing from the sample unless another table
+    /// or a value brings it).
+    pub fn push_table(&mut self, table: &Table) {
+        use rayon::prelude::*;
+        self.features.par_iter_mut().for_each(|f| {
+            if let Some(data) = table.column(&f.name) {
+                f.push_column(data);
+            }
+        });
+    }
+
+    /// Adds one cell of the feature at `feature` (its position among
+    /// [`LiveSample::features`]).
+    ///
+    /// # Panics
+    /// When `feature` is not such a position.
+    pub fn push_value(&mut self, feature: usize, value: LiveValue<'_>) {
+        self.features[feature].push(value);
+    }
+
+    /// Marks the feature at `feature` as a column of the sample even if no value of it is
+    /// ever pushed (a window of no rows still has its columns): it is then judged as a
+    /// feature without values, not reported as missing from the sample.
+    ///
+    /// # Panics
+    /// When `feature` is not a position among [`LiveSample::features`].
+    pub fn mark_present(&mut self, feature: usize) {
+        self.features[feature].seen = true;
+    }
+
+    /// What has been accumulated of feature `name` (`None` when it is not tracked).
+    pub fn column(&self, name: &str) -> Option<LiveColumn<'_>> {
+        let f = self.features.iter().find(|f| f.name == name)?;
+        Some(match &f.values {
+            LiveValues::Numeric(v) => LiveColumn::Numeric(v),
+            LiveValues::Categorical { counts, .. } => LiveColumn::Categorical(counts),
+        })
+    }
+
+    /// The cells of feature `name` pushed so far with a value (`None` when it is not tracked).
+    pub fn count(&self, name: &str) -> Option<u64> {
+        Some(match self.column(name)? {
+            LiveColumn::Numeric(v) => v.len() as u64,
+            LiveColumn::Categorical(counts) => counts.iter().map(|c| c.1).sum(),
+        })
+    }
+
+    /// The missing cells of feature `name` pushed so far (`None` when it is not tracked).
+    pub fn missing(&self, name: &str) -> Option<u64> {
+        Some(self.features.iter().find(|f| f.name == name)?.missing)
     }
 }
 
@@ -267,6 +545,24 @@ pub fn feature_drift(
     method: Option<DriftMethod>,
     threshold: Option<f64>,
 ) -> FeatureReport {
+    let mut live = LiveFeature {
+        name: base.name.clone(),
+        seen: false,
+        missing: 0,
+        values: LiveValues::of(base),
+    };
+    live.push_column(data);
+    live.values.sort();
+    judge(base, &live.values, method, threshold)
+}
+
+/// [`feature_drift`] of accumulated values (numeric ones sorted).
+fn judge(
+    base: &ColumnProfile,
+    live: &LiveValues,
+    method: Option<DriftMethod>,
+    threshold: Option<f64>,
+) -> FeatureReport {
     let baseline_rows = base.count;
     let mut note = None;
     let (method, statistic, p_value, sample_count) = match &base.stats {
@@ -278,15 +574,14 @@ pub fn feature_drift(
             levels,
             ..
         } => {
-            let mut values: Vec<f64> = (0..data.len())
-                .map(|i| data.f64_at(i))
-                .filter(|x| !x.is_nan())
-                .collect();
-            values.sort_unstable_by(f64::total_cmp);
+            let values: &[f64] = match live {
+                LiveValues::Numeric(v) => v,
+                LiveValues::Categorical { .. } => &[],
+            };
             let n = values.len() as u64;
             let union = match distinct {
                 // Distinct values of baseline and sample together.
-                Some(_) if !levels.is_empty() => levels.len() as u64 + new_values(levels, &values),
+                Some(_) if !levels.is_empty() => levels.len() as u64 + new_values(levels, values),
                 Some(d) => *d,
                 // A profile stored before distinct values were counted: numeric as before.
                 None => u64::MAX,
@@ -301,25 +596,25 @@ pub fn feature_drift(
                 let (stat, p) = match method {
                     DriftMethod::Ks => {
                         let d = if levels.is_empty() {
-                            ks_vs_quantiles(quantiles, &values)
+                            ks_vs_quantiles(quantiles, values)
                         } else {
-                            ks_vs_levels(levels, &values)
+                            ks_vs_levels(levels, values)
                         };
                         (d, Some(ks_two_sample_p(d, baseline_rows, n)))
                     }
                     DriftMethod::Wasserstein => {
                         let w = if levels.is_empty() {
-                            wasserstein_vs_quantiles(quantiles, &values)
+                            wasserstein_vs_quantiles(quantiles, values)
                         } else {
-                            wasserstein_vs_levels(levels, &values)
+                            wasserstein_vs_levels(levels, values)
                         };
                         (w / population_std(*std, baseline_rows).max(0.001), None)
                     }
                     m => {
                         let (e, o) = if levels.is_empty() {
-                            histogram_counts(histogram, &values)
+                            histogram_counts(histogram, values)
                         } else {
-                            level_counts(levels, &values)
+                            level_counts(levels, values)
                         };
                         let (stat, p, fallback) = compare_counts(m, &e, &o);
                         note = fallback;
@@ -332,7 +627,11 @@ pub fn feature_drift(
         ColumnStats::Categorical {
             frequencies, other, ..
         } => {
-            let (e, o, n) = category_counts(frequencies, *other, data);
+            let counts: &[(String, u64)] = match live {
+                LiveValues::Categorical { counts, .. } => counts,
+                LiveValues::Numeric(_) => &[],
+            };
+            let (e, o, n) = category_counts(frequencies, *other, counts);
             let distinct = e
                 .iter()
                 .zip(&o)
@@ -512,12 +811,13 @@ fn level_counts(levels: &[Level], sorted: &[f64]) -> (Vec<f64>, Vec<f64>) {
 }
 
 /// Baseline and sample counts per category: the baseline's, its `other` (categories past
-/// the profile's limit), then each category only the sample has. With a baseline `other`,
-/// unlisted sample values count there (they may be among those categories).
+/// the profile's limit), then each category only the sample has, in the order `counts` has
+/// them. With a baseline `other`, unlisted sample values count there (they may be among
+/// those categories).
 fn category_counts(
     frequencies: &std::collections::BTreeMap<String, u64>,
     other: u64,
-    data: &ColumnData,
+    counts: &[(String, u64)],
 ) -> (Vec<f64>, Vec<f64>, u64) {
     let index: HashMap<&str, usize> = frequencies
         .keys()
@@ -528,36 +828,17 @@ fn category_counts(
     let mut e: Vec<f64> = frequencies.values().map(|&c| c as f64).collect();
     e.push(other as f64);
     let mut o = vec![0.0; k + 1];
-    let mut new: HashMap<String, usize> = HashMap::new();
     let mut n = 0u64;
-    let mut count = |v: &str| {
-        n += 1;
-        let cell = match index.get(v) {
-            Some(&i) => i,
-            None if other > 0 => k,
-            None => match new.get(v) {
-                Some(&i) => i,
-                None => {
-                    e.push(0.0);
-                    o.push(0.0);
-                    new.insert(v.to_string(), o.len() - 1);
-                    o.len() - 1
-                }
-            },
-        };
-        o[cell] += 1.0;
-    };
-    match data {
-        ColumnData::Str(v) => v.iter().flatten().for_each(|s| count(s)),
-        ColumnData::Bool(v) => v
-            .iter()
-            .flatten()
-            .for_each(|b| count(if *b { "true" } else { "false" })),
-        ColumnData::Int(v) => v.iter().flatten().for_each(|x| count(&x.to_string())),
-        ColumnData::Float(v) => v
-            .iter()
-            .filter(|x| !x.is_nan())
-            .for_each(|x| count(&format_f64(*x))),
+    for (v, c) in counts {
+        n += c;
+        match index.get(v.as_str()) {
+            Some(&i) => o[i] += *c as f64,
+            None if other > 0 => o[k] += *c as f64,
+            None => {
+                e.push(0.0);
+                o.push(*c as f64);
+            }
+        }
     }
     (e, o, n)
 }
@@ -1000,6 +1281,154 @@ mod tests {
             Some("column is missing from the sample")
         );
         assert!(r.to_string().contains("1 of 1 features drifted"));
+    }
+
+    /// A table of a numeric feature `x`, a categorical `c` and a categorical `code` whose
+    /// values are digits (a baseline read as text, a sample read as numbers).
+    fn mixed_table(n: usize, shift: f64, seed: u64) -> Table {
+        let mut r = Rng::new(seed);
+        let x: Vec<f64> = (0..n)
+            .map(|i| {
+                if i % 7 == 0 {
+                    f64::NAN
+                } else {
+                    r.normal() + shift
+                }
+            })
+            .collect();
+        let c: Vec<Option<String>> = (0..n)
+            .map(|i| (i % 11 != 0).then(|| ["a", "b", "c", "d"][r.index(4)].to_string()))
+            .collect();
+        let code: Vec<Option<i64>> = (0..n).map(|_| Some(r.index(3) as i64 + 1)).collect();
+        Table::from_columns([
+            ("x", ColumnData::Float(x)),
+            ("c", ColumnData::Str(c)),
+            ("code", ColumnData::Int(code)),
+        ])
+        .unwrap()
+    }
+
+    fn as_text(data: &ColumnData) -> ColumnData {
+        ColumnData::Str((0..data.len()).map(|i| data.string_at(i)).collect())
+    }
+
+    /// Chunks of a file may be typed differently from the whole (a numeric column read as
+    /// text in one); each is converted by the baseline's kind, so the report is the one of
+    /// the whole table, exactly, whatever the methods.
+    #[test]
+    fn a_sample_pushed_in_chunks_of_any_type_gives_the_report_of_the_whole_table() {
+        let base_table = mixed_table(3000, 0.0, 1);
+        let base_table = Table::from_columns([
+            ("x", base_table.column("x").unwrap().clone()),
+            ("c", base_table.column("c").unwrap().clone()),
+            ("code", as_text(base_table.column("code").unwrap())),
+        ])
+        .unwrap();
+        let base = profile(&base_table);
+        let whole = mixed_table(2500, 0.3, 2);
+        for method in [
+            None,
+            Some(DriftMethod::Ks),
+            Some(DriftMethod::Wasserstein),
+            Some(DriftMethod::Psi),
+            Some(DriftMethod::ChiSquared),
+            Some(DriftMethod::JensenShannon),
+        ] {
+            let config = Drift {
+                method,
+                ..defaults()
+            };
+            let expected = drift(&base, &whole, &config);
+            let mut live = LiveSample::new(&base, Features::All);
+            for (k, start) in (0..whole.n_rows()).step_by(700).enumerate() {
+                let rows: Vec<usize> = (start..(start + 700).min(whole.n_rows())).collect();
+                let chunk = whole.take(&rows);
+                let chunk = if k % 2 == 1 {
+                    let text = |name| as_text(chunk.column(name).unwrap());
+                    Table::from_columns([
+                        ("x", text("x")),
+                        ("c", text("c")),
+                        ("code", text("code")),
+                    ])
+                    .unwrap()
+                } else {
+                    chunk
+                };
+                live.push_table(&chunk);
+            }
+            assert_eq!(
+                drift_sample(&base, &mut live, &config),
+                expected,
+                "{method:?}"
+            );
+        }
+    }
+
+    /// `push_value` converts as `push_table` does: a categorical feature counts a number as
+    /// its text, a numeric one parses text; NaN and unparsable text are missing.
+    #[test]
+    fn values_are_converted_by_the_baselines_kind() {
+        let base = profile(
+            &Table::from_columns([
+                ("code", strings(&["1", "2", "2"])),
+                ("x", ColumnData::Float(vec![1.5, 2.0, 3.0])),
+            ])
+            .unwrap(),
+        );
+        let mut live = LiveSample::new(&base, Features::All);
+        let code = live.feature_index("code").unwrap();
+        let x = live.feature_index("x").unwrap();
+        for v in [LiveValue::Int(1), LiveValue::Text("1"), LiveValue::Missing] {
+            live.push_value(code, v);
+        }
+        for v in [
+            LiveValue::Text(" 2.5 "),
+            LiveValue::Bool(true),
+            LiveValue::Number(f64::NAN),
+            LiveValue::Text("n/a"),
+        ] {
+            live.push_value(x, v);
+        }
+        assert_eq!(
+            (live.count("code"), live.missing("code")),
+            (Some(2), Some(1))
+        );
+        assert_eq!((live.count("x"), live.missing("x")), (Some(2), Some(2)));
+        let r = drift_sample(&base, &mut live, &config(DriftMethod::LInfinity, 0.5));
+        // code: sample all "1" (2 of 2) against 1 of 3: |1 - 1/3| = 2/3.
+        assert!((r.features[0].statistic - 2.0 / 3.0).abs() < 1e-12, "{r}");
+        assert_eq!(r.features[1].sample_count, 2);
+    }
+
+    /// A feature no table or value brought is missing from the sample; a name of
+    /// `Features::Only` the baseline lacks is reported last, as `drift_features` does.
+    #[test]
+    fn a_live_sample_reports_missing_features_like_a_table() {
+        let base = profile(&normal_table(1000, 0.0, 1, &["a"]));
+        let only_x = normal_table(100, 0.0, 2, &["a"]).without("c");
+        let features = Features::Only(&["c", "age", "x"]);
+        let expected = drift_features(&base, &only_x, &defaults(), features);
+        let mut live = LiveSample::new(&base, features);
+        assert_eq!(live.features().collect::<Vec<_>>(), ["x", "c"]);
+        live.push_table(&only_x);
+        let r = drift_sample(&base, &mut live, &defaults());
+        assert_eq!(
+            r.features
+                .iter()
+                .map(|f| f.note.as_deref())
+                .collect::<Vec<_>>(),
+            [
+                None,
+                Some("column is missing from the sample"),
+                Some(NOT_IN_BASELINE)
+            ]
+        );
+        assert_eq!(r.to_string(), expected.to_string());
+        let mut live = LiveSample::new(&base, features);
+        live.mark_present(live.feature_index("c").unwrap());
+        let r = drift_sample(&base, &mut live, &defaults());
+        assert_eq!(r.features[1].note.as_deref(), Some("no values to compare"));
+        assert_eq!(live.column("c"), Some(LiveColumn::Categorical(&[])));
     }
 
     /// A feature's own method does not take the threshold written for `drift.method`.

@@ -7,6 +7,9 @@
 //! CSV columns get the narrowest type every present value fits: int, then float, then bool
 //! (`true`/`false`, any case), else string. Empty cells and `NA`, `N/A`, `NaN`, `null`,
 //! `None` (any case) are missing.
+//!
+//! A CSV file too large for memory is read in chunks of rows ([`read_csv_chunks`]), each
+//! typed as the whole file would be.
 
 use mlctl_spec::suggest::{list, quote, thousands};
 use mlctl_spec::{ColumnType, DataFormat, DataLimits};
@@ -652,15 +655,25 @@ struct LineIndex<R> {
     inner: R,
     offset: u64,
     breaks: Vec<u64>,
+    /// Line breaks dropped from the front of `breaks`.
+    forgotten: u64,
     max_line: u64,
     line_len: u64,
     too_long: Option<u64>,
 }
 
 impl<R> LineIndex<R> {
-    /// The 1-based line of the byte at `offset`.
+    /// The 1-based line of the byte at `offset` (not before the last [`LineIndex::forget_before`]).
     fn line_of(&self, offset: u64) -> u64 {
-        self.breaks.partition_point(|b| *b < offset) as u64 + 1
+        self.forgotten + self.breaks.partition_point(|b| *b < offset) as u64 + 1
+    }
+
+    /// Forgets the line breaks before `offset`, which no later record can start before, so
+    /// a file read in chunks keeps only the current chunk's.
+    fn forget_before(&mut self, offset: u64) {
+        let k = self.breaks.partition_point(|b| *b < offset);
+        self.breaks.drain(..k);
+        self.forgotten += k as u64;
     }
 }
 
@@ -692,7 +705,136 @@ fn csv_from_reader(
     path: &Path,
     options: &CsvOptions,
 ) -> Result<Table, TableError> {
-    let csv_err = |e: csv::Error| {
+    let mut records = CsvRecords::open(file, path, options)?;
+    let chunk = records.next_chunk(usize::MAX)?;
+    records.check_duplicates()?;
+    let chunk = chunk.expect("the first chunk of a file is there, if without rows");
+    Ok(records.table(chunk, 0, &options.types))
+}
+
+/// Reads a CSV file with a header row in tables of at most `rows_per_chunk` rows (at least
+/// one), calling `each` with each in file order, so a file larger than memory can be
+/// summarised ([`drift::LiveSample`](crate::drift::LiveSample)). Memory is that of one chunk.
+///
+/// # Guarantees
+/// Every chunk has every column, with the type a whole read ([`read_csv_with`]) gives it:
+/// the types `options` does not force are inferred over the whole file in a first pass, so
+/// the file is read twice unless every column's type is forced. [`Table::file_line`] of a
+/// chunk's row is its line in the file.
+///
+/// A file without rows gives one table without rows, so `each` sees its columns.
+///
+/// # Errors
+/// Those of [`read_csv_with`]; chunks before the failing line have been passed to `each`.
+pub fn read_csv_chunks(
+    path: impl AsRef<Path>,
+    options: &CsvOptions,
+    rows_per_chunk: usize,
+    mut each: impl FnMut(Table),
+) -> Result<(), TableError> {
+    let path = path.as_ref();
+    let open = || {
+        File::open(path).map_err(|source| TableError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let rows_per_chunk = rows_per_chunk.max(1);
+    let mut records = CsvRecords::open(open()?, path, options)?;
+    records.check_duplicates()?;
+    let mut types = options.types.clone();
+    if records.headers.iter().any(|h| !types.contains_key(h)) {
+        let mut inferred: Vec<Inference> = vec![Inference::default(); records.headers.len()];
+        while let Some(chunk) = records.next_chunk(rows_per_chunk)? {
+            for (inference, col) in inferred.iter_mut().zip(&chunk.raw) {
+                (0..col.ends.len()).for_each(|i| inference.observe(col.get(i)));
+            }
+        }
+        for (h, inference) in records.headers.iter().zip(&inferred) {
+            types.entry(h.clone()).or_insert_with(|| inference.kind());
+        }
+        records = CsvRecords::open(open()?, path, options)?;
+    }
+    let mut first_row = 0;
+    while let Some(chunk) = records.next_chunk(rows_per_chunk)? {
+        let n = chunk.lines.len();
+        each(records.table(chunk, first_row, &types));
+        first_row += n;
+    }
+    Ok(())
+}
+
+/// The raw cells of some rows of a CSV file, and the line each row is on.
+struct RawChunk {
+    raw: Vec<RawColumn>,
+    lines: Vec<u64>,
+}
+
+/// A CSV reader past its header, that gives its records chunk by chunk.
+struct CsvRecords<'a, R: io::Read> {
+    reader: csv::Reader<LineIndex<R>>,
+    headers: Vec<String>,
+    path: &'a Path,
+    limits: ReadLimits,
+    record: csv::StringRecord,
+    done: bool,
+    /// Chunks given so far.
+    chunks: usize,
+}
+
+impl<'a, R: io::Read> CsvRecords<'a, R> {
+    fn open(file: R, path: &'a Path, options: &CsvOptions) -> Result<Self, TableError> {
+        let reader = csv::ReaderBuilder::new()
+            .delimiter(options.delimiter)
+            .has_headers(true)
+            .buffer_capacity(1 << 20)
+            .from_reader(LineIndex {
+                inner: file,
+                offset: 0,
+                breaks: Vec::new(),
+                forgotten: 0,
+                max_line: options.limits.max_line_bytes,
+                line_len: 0,
+                too_long: None,
+            });
+        let mut records = CsvRecords {
+            reader,
+            headers: Vec::new(),
+            path,
+            limits: options.limits,
+            record: csv::StringRecord::new(),
+            done: false,
+            chunks: 0,
+        };
+        records.headers = match records.reader.headers() {
+            Ok(h) => h
+                .iter()
+                .map(|h| h.trim_start_matches('\u{feff}').trim().to_string())
+                .collect(),
+            Err(e) => return Err(records.fail(e)),
+        };
+        options
+            .limits
+            .check_columns(path, Some(1), records.headers.len())?;
+        Ok(records)
+    }
+
+    /// The error for `e`; a line over the limit shows as an I/O error of csv's, so say which
+    /// limit instead.
+    fn fail(&self, e: csv::Error) -> TableError {
+        let path = self.path.to_path_buf();
+        if let Some(line) = self.reader.get_ref().too_long {
+            return TableError::Limit {
+                path,
+                line: Some(line),
+                setting: "maxLineBytes",
+                limit: self.limits.max_line_bytes,
+                what: format!(
+                    "longer than {} bytes",
+                    thousands(self.limits.max_line_bytes as usize)
+                ),
+            };
+        }
         let line = e.position().map_or(0, |p| p.line());
         let message = match e.kind() {
             csv::ErrorKind::UnequalLengths {
@@ -702,134 +844,168 @@ fn csv_from_reader(
             _ => e.to_string(),
         };
         TableError::Csv {
-            path: path.to_path_buf(),
+            path,
             line,
             message,
         }
-    };
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(options.delimiter)
-        .has_headers(true)
-        .buffer_capacity(1 << 20)
-        .from_reader(LineIndex {
-            inner: file,
-            offset: 0,
-            breaks: Vec::new(),
-            max_line: options.limits.max_line_bytes,
-            line_len: 0,
-            too_long: None,
-        });
-    let limits = options.limits;
-    // A line over the limit shows as an I/O error of csv's; say which limit instead.
-    let fail = |index: &LineIndex<_>, e: csv::Error| match index.too_long {
-        Some(line) => TableError::Limit {
-            path: path.to_path_buf(),
-            line: Some(line),
-            setting: "maxLineBytes",
-            limit: limits.max_line_bytes,
-            what: format!(
-                "longer than {} bytes",
-                thousands(limits.max_line_bytes as usize)
-            ),
-        },
-        None => csv_err(e),
-    };
-    let headers: Vec<String> = match reader.headers() {
-        Ok(h) => h
-            .iter()
-            .map(|h| h.trim_start_matches('\u{feff}').trim().to_string())
-            .collect(),
-        Err(e) => return Err(fail(reader.get_ref(), e)),
-    };
-    limits.check_columns(path, Some(1), headers.len())?;
-    let mut raw: Vec<RawColumn> = headers
-        .iter()
-        .map(|_| RawColumn {
-            bytes: Vec::new(),
-            ends: Vec::new(),
-        })
-        .collect();
-    let mut record = csv::StringRecord::new();
-    let mut lines: Vec<u64> = Vec::new();
-    loop {
-        match reader.read_record(&mut record) {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(e) => return Err(fail(reader.get_ref(), e)),
-        }
-        for (col, field) in raw.iter_mut().zip(record.iter()) {
-            col.bytes.extend_from_slice(field.trim().as_bytes());
-            col.ends.push(col.bytes.len());
-        }
-        // The record's last byte is just before where the reader is now (its line break, a
-        // `\r` of `\r\n`, or the end of the input); its first line is that line less the
-        // line breaks inside quoted fields. Blank lines before it are not its own.
-        let end = reader.position().byte().saturating_sub(1);
-        let breaks: u64 = record
-            .iter()
-            .map(|f| f.bytes().filter(|b| *b == b'\n').count() as u64)
-            .sum();
-        lines.push(reader.get_ref().line_of(end).saturating_sub(breaks));
     }
-    let after_header = lines.iter().enumerate().all(|(i, l)| *l == i as u64 + 2);
-    let mut seen = std::collections::HashSet::new();
-    for h in &headers {
-        if !seen.insert(h) {
-            return Err(TableError::DuplicateColumn(h.clone()));
+
+    fn check_duplicates(&self) -> Result<(), TableError> {
+        let mut seen = std::collections::HashSet::new();
+        for h in &self.headers {
+            if !seen.insert(h) {
+                return Err(TableError::DuplicateColumn(h.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The next at most `max_rows` records (`None` past the last; the first chunk of a file
+    /// without rows is empty, not `None`, so a whole read still gets its columns).
+    fn next_chunk(&mut self, max_rows: usize) -> Result<Option<RawChunk>, TableError> {
+        if self.done {
+            return Ok(None);
+        }
+        let at = self.reader.position().byte();
+        self.reader.get_mut().forget_before(at);
+        let mut raw: Vec<RawColumn> = self
+            .headers
+            .iter()
+            .map(|_| RawColumn {
+                bytes: Vec::new(),
+                ends: Vec::new(),
+            })
+            .collect();
+        let mut lines: Vec<u64> = Vec::new();
+        while lines.len() < max_rows {
+            match self.reader.read_record(&mut self.record) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.done = true;
+                    break;
+                }
+                Err(e) => return Err(self.fail(e)),
+            }
+            for (col, field) in raw.iter_mut().zip(self.record.iter()) {
+                col.bytes.extend_from_slice(field.trim().as_bytes());
+                col.ends.push(col.bytes.len());
+            }
+            // The record's last byte is just before where the reader is now (its line
+            // break, a `\r` of `\r\n`, or the end of the input); its first line is that line
+            // less the line breaks inside quoted fields. Blank lines before it are not its
+            // own.
+            let end = self.reader.position().byte().saturating_sub(1);
+            let breaks: u64 = self
+                .record
+                .iter()
+                .map(|f| f.bytes().filter(|b| *b == b'\n').count() as u64)
+                .sum();
+            lines.push(self.reader.get_ref().line_of(end).saturating_sub(breaks));
+        }
+        if lines.is_empty() && self.chunks > 0 {
+            return Ok(None);
+        }
+        self.chunks += 1;
+        Ok(Some(RawChunk { raw, lines }))
+    }
+
+    /// The table of `chunk`, whose first row is row `first_row` of the file.
+    fn table(
+        &self,
+        chunk: RawChunk,
+        first_row: usize,
+        types: &BTreeMap<String, ColumnKind>,
+    ) -> Table {
+        use rayon::prelude::*;
+        let columns: Vec<ColumnData> = chunk
+            .raw
+            .par_iter()
+            .zip(self.headers.par_iter())
+            .map(|(col, name)| convert_column(col, types.get(name).copied()))
+            .collect();
+        let mut table = Table::from_columns(self.headers.iter().cloned().zip(columns))
+            .expect("CSV columns are named once (checked) and of equal length");
+        let lines = chunk.lines;
+        let after_header =
+            first_row == 0 && lines.iter().enumerate().all(|(i, l)| *l == i as u64 + 2);
+        table.lines = if after_header {
+            FileLines::AfterHeader
+        } else {
+            FileLines::Listed(lines)
+        };
+        table
+    }
+}
+
+/// The narrowest type every present cell of a column fits (see the module docs), cell by
+/// cell, so it can be inferred over a file read in chunks.
+#[derive(Debug, Clone, Copy)]
+struct Inference {
+    can_int: bool,
+    can_float: bool,
+    can_bool: bool,
+    any_present: bool,
+}
+
+impl Default for Inference {
+    fn default() -> Self {
+        Inference {
+            can_int: true,
+            can_float: true,
+            can_bool: true,
+            any_present: false,
         }
     }
-    use rayon::prelude::*;
-    let columns: Vec<ColumnData> = raw
-        .par_iter()
-        .zip(headers.par_iter())
-        .map(|(col, name)| convert_column(col, options.types.get(name).copied()))
-        .collect();
-    let mut table = Table::from_columns(headers.into_iter().zip(columns))?;
-    table.lines = if after_header {
-        FileLines::AfterHeader
-    } else {
-        FileLines::Listed(lines)
-    };
-    Ok(table)
+}
+
+impl Inference {
+    fn is_str(&self) -> bool {
+        !self.can_int && !self.can_float && !self.can_bool
+    }
+
+    fn observe(&mut self, s: &str) {
+        if self.is_str() || is_na(s) {
+            return;
+        }
+        self.any_present = true;
+        if self.can_int && s.parse::<i64>().is_err() {
+            self.can_int = false;
+        }
+        if self.can_float && !self.can_int && s.parse::<f64>().is_err() {
+            self.can_float = false;
+        }
+        if self.can_bool && parse_bool(s).is_none() {
+            self.can_bool = false;
+        }
+    }
+
+    fn kind(&self) -> ColumnKind {
+        if self.can_int && !self.can_bool {
+            ColumnKind::Int
+        } else if self.can_float && !self.can_bool {
+            ColumnKind::Float
+        } else if self.can_bool {
+            // All cells missing: bool would be a guess; call it float.
+            if self.any_present {
+                ColumnKind::Bool
+            } else {
+                ColumnKind::Float
+            }
+        } else {
+            ColumnKind::Str
+        }
+    }
 }
 
 fn infer_kind(col: &RawColumn) -> ColumnKind {
-    let n = col.ends.len();
-    let mut can_int = true;
-    let mut can_float = true;
-    let mut can_bool = true;
-    for i in 0..n {
-        let s = col.get(i);
-        if is_na(s) {
-            continue;
-        }
-        if can_int && s.parse::<i64>().is_err() {
-            can_int = false;
-        }
-        if can_float && !can_int && s.parse::<f64>().is_err() {
-            can_float = false;
-        }
-        if can_bool && parse_bool(s).is_none() {
-            can_bool = false;
-        }
-        if !can_int && !can_float && !can_bool {
-            return ColumnKind::Str;
+    let mut inference = Inference::default();
+    for i in 0..col.ends.len() {
+        inference.observe(col.get(i));
+        if inference.is_str() {
+            break;
         }
     }
-    if can_int && !can_bool {
-        ColumnKind::Int
-    } else if can_float && !can_bool {
-        ColumnKind::Float
-    } else if can_bool {
-        // All cells missing: bool would be a guess; call it float.
-        if (0..n).all(|i| is_na(col.get(i))) {
-            ColumnKind::Float
-        } else {
-            ColumnKind::Bool
-        }
-    } else {
-        ColumnKind::Str
-    }
+    inference.kind()
 }
 
 fn convert_column(col: &RawColumn, forced: Option<ColumnKind>) -> ColumnData {
@@ -1137,6 +1313,99 @@ mod tests {
         let x = back.column("x").unwrap().to_f64().unwrap();
         assert_eq!((x[0], x[2]), (1.0, -2.25));
         assert!(x[1].is_nan());
+    }
+
+    /// Chunks read by `read_csv_chunks`, with their first lines.
+    fn chunks_of(path: &Path, options: &CsvOptions, rows: usize) -> Vec<Table> {
+        let mut chunks = Vec::new();
+        read_csv_chunks(path, options, rows, |t| chunks.push(t)).unwrap();
+        chunks
+    }
+
+    /// The first rows alone would make `n` an int and `flag` a bool; the whole file makes
+    /// them float and string, and so does every chunk. Blank lines and a quoted line break
+    /// move the lines, which chunks keep.
+    #[test]
+    fn chunks_have_the_types_and_lines_of_a_whole_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let text =
+            "n,flag,c,empty\n1,true,a,\n2,false,\"b\nb\",NA\n\n3,true,c,\n4.5,maybe,d,\n5,true,,\n";
+        let p = write(dir.path(), "t.csv", text);
+        let whole = read_csv(&p).unwrap();
+        for rows in [1, 2, 3, 5, 100] {
+            let chunks = chunks_of(&p, &CsvOptions::default(), rows);
+            assert_eq!(
+                chunks.len(),
+                whole.n_rows().div_ceil(rows),
+                "{rows} a chunk"
+            );
+            let mut row = 0;
+            for chunk in &chunks {
+                assert!(chunk.n_rows() <= rows);
+                let range: Vec<usize> = (row..row + chunk.n_rows()).collect();
+                // Cells as text, as NaN is not equal to itself.
+                let cells = |t: &Table| -> Vec<(ColumnKind, Vec<Option<String>>)> {
+                    t.columns()
+                        .map(|(_, c)| (c.kind(), (0..c.len()).map(|i| c.string_at(i)).collect()))
+                        .collect()
+                };
+                assert_eq!(cells(chunk), cells(&whole.take(&range)), "rows {range:?}");
+                for (i, r) in range.iter().enumerate() {
+                    assert_eq!(chunk.file_line(i), whole.file_line(*r), "row {r}");
+                }
+                row += chunk.n_rows();
+            }
+            assert_eq!(row, whole.n_rows());
+        }
+        assert_eq!(whole.column("n").unwrap().kind(), ColumnKind::Float);
+        assert_eq!(whole.column("flag").unwrap().kind(), ColumnKind::Str);
+        assert_eq!(whole.file_line(2), Some(6));
+    }
+
+    /// Forced types are kept, and a file without rows still shows its columns once.
+    #[test]
+    fn chunks_take_forced_types_and_an_empty_file_gives_its_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "t.csv", "code,x\n1,2\n2,3\n");
+        let mut options = CsvOptions::default();
+        options.types.insert("code".into(), ColumnKind::Str);
+        let chunks = chunks_of(&p, &options, 1);
+        assert_eq!(
+            chunks[1].column("code"),
+            Some(&ColumnData::Str(vec![Some("2".into())]))
+        );
+        assert_eq!(chunks[1].column("x"), Some(&ColumnData::Int(vec![Some(3)])));
+        let p = write(dir.path(), "empty.csv", "a,b\n");
+        let chunks = chunks_of(&p, &CsvOptions::default(), 10);
+        assert_eq!(chunks.len(), 1);
+        assert_eq!(
+            (chunks[0].n_rows(), chunks[0].names()),
+            (0, &["a".to_string(), "b".to_string()][..])
+        );
+    }
+
+    /// A bad row fails the read with its line, after the chunks before it.
+    #[test]
+    fn a_ragged_row_in_a_later_chunk_names_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "bad.csv", "a,b\n1,2\n3,4\n5\n");
+        let mut options = CsvOptions::default();
+        // Forced types: no inference pass, so the first chunk is given before the error.
+        options.types.insert("a".into(), ColumnKind::Int);
+        options.types.insert("b".into(), ColumnKind::Int);
+        let mut given = 0;
+        let e = read_csv_chunks(&p, &options, 2, |_| given += 1)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 4") && e.contains("1 fields, the header has 2"),
+            "{e}"
+        );
+        assert_eq!(given, 1);
+        let e = read_csv_chunks(&p, &CsvOptions::default(), 2, |_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 4"), "{e}");
     }
 
     #[test]

@@ -12,8 +12,8 @@
 //!
 //! Proportions are of the values present (missing ones left out), rounded to 6 decimals.
 
+use mlctl_ml::drift::LiveColumn;
 use mlctl_ml::profile::{ColumnProfile, ColumnStats, Histogram};
-use mlctl_ml::table::ColumnData;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -56,7 +56,7 @@ pub enum Bins {
 
 /// The bins of one feature: its baseline profile against the live column. `None` when the
 /// baseline has nothing to bin (no values).
-pub fn bins_of(base: &ColumnProfile, live: Option<&ColumnData>) -> Option<Bins> {
+pub fn bins_of(base: &ColumnProfile, live: Option<LiveColumn<'_>>) -> Option<Bins> {
     match &base.stats {
         ColumnStats::Numeric { histogram, .. } => numeric(histogram, live),
         ColumnStats::Categorical {
@@ -78,11 +78,9 @@ pub fn bins_of(base: &ColumnProfile, live: Option<&ColumnData>) -> Option<Bins> 
                 .map(|(i, (k, _))| (k.as_str(), i))
                 .collect();
             let mut counts = vec![0u64; kept + 1];
-            if let Some(data) = live {
-                for i in 0..data.len() {
-                    if let Some(v) = data.string_at(i) {
-                        counts[index.get(v.as_str()).copied().unwrap_or(kept)] += 1;
-                    }
+            if let Some(LiveColumn::Categorical(live)) = live {
+                for (v, c) in live {
+                    counts[index.get(v.as_str()).copied().unwrap_or(kept)] += c;
                 }
             }
             let live_total = counts.iter().sum::<u64>() as f64;
@@ -104,7 +102,7 @@ pub fn bins_of(base: &ColumnProfile, live: Option<&ColumnData>) -> Option<Bins> 
     }
 }
 
-fn numeric(histogram: &Histogram, live: Option<&ColumnData>) -> Option<Bins> {
+fn numeric(histogram: &Histogram, live: Option<LiveColumn<'_>>) -> Option<Bins> {
     let (edges, base_counts) = merged(histogram)?;
     let (lo, hi) = (edges[0], edges[edges.len() - 1]);
     let over = Histogram {
@@ -113,12 +111,8 @@ fn numeric(histogram: &Histogram, live: Option<&ColumnData>) -> Option<Bins> {
     };
     let mut counts = vec![0u64; base_counts.len()];
     let (mut below, mut above) = (0u64, 0u64);
-    if let Some(data) = live {
-        for i in 0..data.len() {
-            let x = data.f64_at(i);
-            if x.is_nan() {
-                continue;
-            }
+    if let Some(LiveColumn::Numeric(live)) = live {
+        for &x in live {
             if x < lo {
                 below += 1;
             } else if x > hi {
@@ -172,7 +166,20 @@ fn share(count: f64, total: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mlctl_ml::profile::profile_column;
+    use mlctl_ml::drift::{Features, LiveSample};
+    use mlctl_ml::profile::{Profile, profile_column};
+    use mlctl_ml::table::{ColumnData, Table};
+
+    /// The bins of `base` against a live column of its name.
+    fn bins(base: &ColumnProfile, live: &ColumnData) -> Option<Bins> {
+        let profile = Profile {
+            rows: base.count,
+            columns: vec![base.clone()],
+        };
+        let mut sample = LiveSample::new(&profile, Features::All);
+        sample.push_table(&Table::from_columns([(base.name.as_str(), live.clone())]).unwrap());
+        bins_of(base, sample.column(&base.name))
+    }
 
     fn floats(v: &[f64]) -> ColumnData {
         ColumnData::Float(v.to_vec())
@@ -194,7 +201,7 @@ mod tests {
             live,
             below,
             above,
-        }) = bins_of(&base, Some(&live))
+        }) = bins(&base, &live)
         else {
             panic!("a numeric feature has numeric bins");
         };
@@ -223,7 +230,7 @@ mod tests {
             baseline_other,
             live_other,
             ..
-        }) = bins_of(&base, Some(&live))
+        }) = bins(&base, &live)
         else {
             panic!("a categorical feature has categorical bins");
         };
@@ -250,7 +257,7 @@ mod tests {
     #[test]
     fn stored_bins_round_trip_through_json() {
         let base = profile_column("x", &floats(&[1.0, 2.0, 3.0]));
-        let bins = bins_of(&base, Some(&floats(&[2.0]))).unwrap();
+        let bins = bins(&base, &floats(&[2.0])).unwrap();
         let json = serde_json::to_value(&bins).unwrap();
         assert_eq!(json["kind"], "numeric");
         assert_eq!(serde_json::from_value::<Bins>(json).unwrap(), bins);

@@ -30,8 +30,8 @@ pub mod slo;
 pub use bins::Bins;
 
 use crate::state::{FORMAT_VERSION, FormatVersion};
+use mlctl_ml::drift::{Features, LiveSample, LiveValue, drift_sample};
 use mlctl_ml::profile::{ColumnStats, Profile};
-use mlctl_ml::table::{ColumnData, Table};
 use mlctl_spec::MonitorSpec;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -387,33 +387,39 @@ fn body_rows(body: &serde_json::Value) -> Option<CapturedRows> {
     })
 }
 
-/// The rows of `records` within `window` as a table of the `features`, typed by the
-/// baseline's profile (numeric or categorical). Rows without names are matched to
-/// `features` by position. Returns the table and the records' count.
-pub fn live_table(
+/// The rows of `records` within `window`, accumulated for drift as a [`LiveSample`] of the
+/// `features` (each typed by the baseline's profile: numeric or categorical; a feature the
+/// profile lacks is reported by the drift check, not accumulated). Rows without names are
+/// matched to `features` by position. Returns the sample and the count of rows.
+pub fn live_sample(
     records: &[serde_json::Value],
     window: Window,
     now: time::OffsetDateTime,
     profile: &Profile,
     features: &[String],
-) -> (Table, usize) {
+) -> (LiveSample, u64) {
     let since = match window {
         Window::Since(d) => Some(now - d),
         Window::Last(_) => None,
     };
-    let numeric: Vec<bool> = features
+    let names: Vec<&str> = features.iter().map(String::as_str).collect();
+    let mut sample = LiveSample::new(profile, Features::Only(&names));
+    // Each feature's place in the sample and whether it is numeric; `None` if not tracked.
+    let tracked: Vec<Option<(usize, bool)>> = features
         .iter()
         .map(|f| {
-            matches!(
+            let numeric = matches!(
                 profile.column(f).map(|c| &c.stats),
                 Some(ColumnStats::Numeric { .. })
-            )
+            );
+            sample.feature_index(f).map(|i| (i, numeric))
         })
         .collect();
-    let mut nums: Vec<Vec<f64>> = vec![Vec::new(); features.len()];
-    let mut strs: Vec<Vec<Option<String>>> = vec![Vec::new(); features.len()];
-    let mut used = 0usize;
-    let mut skipped = 0usize;
+    // A window of no rows still has every feature, without values.
+    for &(i, _) in tracked.iter().flatten() {
+        sample.mark_present(i);
+    }
+    let mut rows = 0u64;
     for record in records {
         let Some(captured) = rows_of(record) else {
             continue;
@@ -421,11 +427,9 @@ pub fn live_table(
         if let (Some(since), Some(t)) = (since, captured.time.as_deref()) {
             let at = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339);
             if at.is_ok_and(|at| at < since) {
-                skipped += 1;
                 continue;
             }
         }
-        used += 1;
         // Where each feature is in this record's rows.
         let at: Vec<Option<usize>> = match &captured.columns {
             Some(cols) => features
@@ -435,36 +439,37 @@ pub fn live_table(
             None => (0..features.len()).map(Some).collect(),
         };
         for row in &captured.rows {
-            for (i, pos) in at.iter().enumerate() {
+            rows += 1;
+            for (pos, tracked) in at.iter().zip(&tracked) {
+                let Some((i, numeric)) = *tracked else {
+                    continue;
+                };
                 let v = pos.and_then(|p| row.get(p));
-                if numeric[i] {
-                    nums[i].push(match v {
-                        Some(serde_json::Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
-                        Some(serde_json::Value::String(s)) => s.parse().unwrap_or(f64::NAN),
-                        Some(serde_json::Value::Bool(b)) => f64::from(u8::from(*b)),
-                        _ => f64::NAN,
-                    });
+                if numeric {
+                    sample.push_value(
+                        i,
+                        LiveValue::Number(match v {
+                            Some(serde_json::Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
+                            Some(serde_json::Value::String(s)) => s.parse().unwrap_or(f64::NAN),
+                            Some(serde_json::Value::Bool(b)) => f64::from(u8::from(*b)),
+                            _ => f64::NAN,
+                        }),
+                    );
                 } else {
-                    strs[i].push(match v {
-                        Some(serde_json::Value::String(s)) => Some(s.clone()),
-                        Some(serde_json::Value::Null) | None => None,
-                        Some(other) => Some(other.to_string()),
-                    });
+                    match v {
+                        Some(serde_json::Value::String(s)) => {
+                            sample.push_value(i, LiveValue::Text(s))
+                        }
+                        Some(serde_json::Value::Null) | None => {
+                            sample.push_value(i, LiveValue::Missing)
+                        }
+                        Some(other) => sample.push_value(i, LiveValue::Text(&other.to_string())),
+                    }
                 }
             }
         }
     }
-    let _ = skipped;
-    let columns = features.iter().enumerate().map(|(i, f)| {
-        let data = if numeric[i] {
-            ColumnData::Float(std::mem::take(&mut nums[i]))
-        } else {
-            ColumnData::Str(std::mem::take(&mut strs[i]))
-        };
-        (f.clone(), data)
-    });
-    let table = Table::from_columns(columns.collect::<Vec<_>>()).unwrap_or_default();
-    (table, used)
+    (sample, rows)
 }
 
 /// The TrainingJobs monitors ask to train again (`onBreach.retrain`), each with the time of
@@ -545,8 +550,7 @@ pub struct Context<'a> {
 
 /// Judges the window (see the module docs).
 pub fn evaluate(e: &Evaluation<'_>) -> MonitorResult {
-    let (table, _) = live_table(e.records, e.window, e.now, e.profile, e.features);
-    let rows = table.n_rows() as u64;
+    let (mut sample, rows) = live_sample(e.records, e.window, e.now, e.profile, e.features);
     let min_samples = e.spec.min_samples.unwrap_or(DEFAULT_MIN_SAMPLES);
     let mut result = MonitorResult {
         format_version: FORMAT_VERSION,
@@ -580,7 +584,7 @@ pub fn evaluate(e: &Evaluation<'_>) -> MonitorResult {
     };
     if e.spec.drift.is_some() {
         if enough_rows {
-            let (features, dataset) = drift_of(e.profile, &table, e.spec, e.features);
+            let (features, dataset) = drift_of(e.profile, &mut sample, e.spec);
             result.features = features;
             result.dataset_drift = Some(dataset);
             let drifted: Vec<&str> = result
@@ -707,9 +711,8 @@ fn percent(rate: f64) -> String {
 /// section: each feature gets the method Evidently's DataDriftPreset would pick).
 fn drift_of(
     profile: &Profile,
-    table: &Table,
+    sample: &mut LiveSample,
     spec: &MonitorSpec,
-    features: &[String],
 ) -> (Vec<FeatureResult>, DatasetDrift) {
     let config = spec.drift.clone().unwrap_or(mlctl_spec::Drift {
         method: None,
@@ -717,13 +720,7 @@ fn drift_of(
         share: None,
         features: BTreeMap::new(),
     });
-    let only: Vec<&str> = features.iter().map(String::as_str).collect();
-    let report = mlctl_ml::drift::drift_features(
-        profile,
-        table,
-        &config,
-        mlctl_ml::drift::Features::Only(&only),
-    );
+    let report = drift_sample(profile, sample, &config);
     let dataset = DatasetDrift {
         drifted: report.dataset_drifted,
         drifted_share: report.drifted_share,
@@ -748,7 +745,7 @@ fn drift_of(
             bins: profile
                 .column(&f.feature)
                 .filter(|_| charted.contains(&f.feature))
-                .and_then(|base| bins::bins_of(base, table.column(&f.feature))),
+                .and_then(|base| bins::bins_of(base, sample.column(&f.feature))),
             feature: f.feature,
             method: f.method.name().to_string(),
             statistic: f.statistic.is_finite().then_some(f.statistic),
@@ -765,6 +762,8 @@ fn drift_of(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mlctl_ml::table::{ColumnData, Table};
+    use mlctl_spec::DriftMethod;
     use serde_json::json;
 
     #[test]
@@ -855,6 +854,82 @@ mod tests {
             panic!("the drifted feature keeps its chart data: {shifted:?}");
         };
         assert_eq!(above, 1.0, "every live value is past the baseline's max");
+    }
+
+    /// Issue 12: drift reads the captured rows into a `LiveSample`, not a table, with the
+    /// conversions the table had: a numeric feature parses text (untrimmed) and takes a
+    /// boolean as 0 or 1, a categorical one takes a JSON number or boolean as its text. The
+    /// report is the one of that table.
+    #[test]
+    fn drift_of_captured_rows_is_that_of_the_table_they_make() {
+        let base = Table::from_columns([
+            ("x", ColumnData::Float((0..50).map(f64::from).collect())),
+            (
+                "c",
+                ColumnData::Str(
+                    (0..50)
+                        .map(|i| Some(["1", "2.5", "a"][i % 3].into()))
+                        .collect(),
+                ),
+            ),
+        ])
+        .unwrap();
+        let profile = mlctl_ml::profile::profile(&base);
+        let features = ["x".to_string(), "c".to_string(), "age".to_string()];
+        let records = [
+            json!({"columns": ["c", "x"], "rows": [["a", 1.5], [1, "2.5"], [true, null], [null, " 3"], [2.5, true]]}),
+            json!({"rows": [[4.0, "a", 30]]}),
+        ];
+        let (mut sample, rows) = live_sample(
+            &records,
+            Window::Last(10),
+            time::OffsetDateTime::UNIX_EPOCH,
+            &profile,
+            &features,
+        );
+        assert_eq!(rows, 6);
+        let table = Table::from_columns([
+            (
+                "x",
+                ColumnData::Float(vec![1.5, 2.5, f64::NAN, f64::NAN, 1.0, 4.0]),
+            ),
+            (
+                "c",
+                ColumnData::Str(
+                    [
+                        Some("a"),
+                        Some("1"),
+                        Some("true"),
+                        None,
+                        Some("2.5"),
+                        Some("a"),
+                    ]
+                    .map(|v| v.map(str::to_string))
+                    .to_vec(),
+                ),
+            ),
+        ])
+        .unwrap();
+        for method in [None, Some(DriftMethod::Psi), Some(DriftMethod::Ks)] {
+            let config = mlctl_spec::Drift {
+                method,
+                threshold: None,
+                share: None,
+                features: BTreeMap::new(),
+            };
+            let expected = mlctl_ml::drift::drift_features(
+                &profile,
+                &table,
+                &config,
+                Features::Only(&["x", "c", "age"]),
+            );
+            // Debug, as NaN (of the feature the baseline lacks) is not equal to itself.
+            assert_eq!(
+                format!("{:?}", drift_sample(&profile, &mut sample, &config)),
+                format!("{expected:?}"),
+                "{method:?}"
+            );
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! and unseen categories (the checks, their fields and defaults: `mlctl_spec::quality::CHECKS`,
 //! `docs/quality.md`).
 //!
-//! Computed from the captured records themselves, not from [`super::live_table`]: the checks
+//! Computed from the captured records themselves, not from [`super::live_sample`]: the checks
 //! need what typing loses (which columns a request named, a value that is not a number). A
 //! record of mlctl's own capture names the columns the model ignored in `unknownColumns`;
 //! rows without names are matched to the features by position, and values past them are
