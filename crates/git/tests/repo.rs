@@ -197,6 +197,7 @@ fn a_comment_or_key_reorder_gives_an_empty_diff() {
 fn diff_shows_added_removed_resources_and_project_changes() {
     let t = TestRepo::iris("");
     std::fs::remove_file(t.project().join("ml/endpoint.yaml")).unwrap();
+    std::fs::remove_file(t.project().join("ml/monitor.yaml")).unwrap();
     let data = std::fs::read_to_string(t.project().join("ml/data.yaml")).unwrap();
     t.write(
         "ml/extra.yaml",
@@ -210,9 +211,9 @@ fn diff_shows_added_removed_resources_and_project_changes() {
     assert_eq!(
         diff.to_string(),
         "~ Project\n    targets.staging.region: \"eu-west-1\" -> \"us-east-1\"\n\
-         + Dataset/iris-copy\n- Endpoint/iris"
+         + Dataset/iris-copy\n- Endpoint/iris\n- Monitor/iris-drift"
     );
-    assert_eq!(diff.summary(), "1 added, 1 changed, 1 removed");
+    assert_eq!(diff.summary(), "1 added, 1 changed, 2 removed");
     // And back: the reverse diff mirrors it.
     let back = spec_diff(&spec_at(&repo, "HEAD"), &spec_at(&repo, "HEAD~1"));
     assert_eq!(back.removed, diff.added);
@@ -241,6 +242,7 @@ fn project_in_a_subdirectory_of_the_repository() {
             "ml/data.yaml",
             "ml/endpoint.yaml",
             "ml/model.yaml",
+            "ml/monitor.yaml",
             "ml/train.yaml"
         ]
     );

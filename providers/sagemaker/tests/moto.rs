@@ -821,7 +821,7 @@ async fn examples_iris_applies_replans_clean_and_destroys() {
         .await
         .expect("observe");
     let p = plan::plan(&desired, &observed, "staging", PlanOptions::default());
-    assert_eq!(p.actions().count(), 4, "everything is created");
+    assert_eq!(p.actions().count(), 5, "everything is created");
     let report = apply::apply(
         &stack,
         &ctx,
