@@ -629,24 +629,28 @@ spec:
     assert_eq!(m.serving(), ["1"]);
     let shifted = iris_twice(2.0);
     m.send(&shifted);
+    // Under `-o json` stdout is the results alone; the apply's output is on stderr.
     let run = m
-        .mlctl(&["monitor", "run", "--window", "300"])
+        .mlctl(&["monitor", "run", "--window", "300", "-o", "json"])
         .expect_code(0);
+    let results: serde_json::Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("stdout is JSON ({e}):\n{}", run.stdout));
+    assert_eq!(results[0]["verdict"], "breached");
     assert!(
-        run.stdout.contains("retraining TrainingJob/iris-train"),
+        run.stderr.contains("retraining TrainingJob/iris-train"),
         "{}",
-        run.stdout
+        run.stderr
     );
     assert!(
-        run.stdout
+        run.stderr
             .contains("a monitor's onBreach.retrain asked for it (breach at"),
         "the plan says why the job trains again:\n{}",
-        run.stdout
+        run.stderr
     );
     assert!(
-        run.stdout.contains("retrained TrainingJob/iris-train"),
+        run.stderr.contains("retrained TrainingJob/iris-train"),
         "{}",
-        run.stdout
+        run.stderr
     );
     // A new version, which passed the gates and serves; the spec is in sync.
     let models = m

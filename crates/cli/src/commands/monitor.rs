@@ -216,6 +216,10 @@ fn run(s: &Session, names: &[String], how: &Run<'_>) -> Result<u8> {
     }
     if output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&results)?);
+        // The actions beside the JSON, where a person reads them.
+        for a in &actions {
+            eprintln!("{}", a.line);
+        }
     } else {
         for r in &results {
             print_result(r);
@@ -223,13 +227,35 @@ fn run(s: &Session, names: &[String], how: &Run<'_>) -> Result<u8> {
         for a in &actions {
             println!("{}", a.line);
         }
-    }
-    for a in actions.iter().filter(|a| a.failed) {
-        eprintln!("mlctl: {}", a.line);
+        for a in actions.iter().filter(|a| a.failed) {
+            eprintln!("mlctl: {}", a.line);
+        }
     }
     let breached = results.iter().any(|r| r.verdict == Verdict::Breached);
     let failed = actions.iter().any(|a| a.failed);
     Ok(u8::from((breached && (fail_on_breach || fail)) || failed))
+}
+
+/// While it lives, what this process writes to stdout goes to stderr (file descriptor 1 is a
+/// copy of 2); dropping it puts stdout back.
+struct StdoutToStderr(rustix::fd::OwnedFd);
+
+impl StdoutToStderr {
+    fn start() -> Option<StdoutToStderr> {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        let saved = rustix::io::dup(rustix::stdio::stdout()).ok()?;
+        rustix::stdio::dup2_stdout(rustix::stdio::stderr()).ok()?;
+        Some(StdoutToStderr(saved))
+    }
+}
+
+impl Drop for StdoutToStderr {
+    fn drop(&mut self) {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        let _ = rustix::stdio::dup2_stdout(&self.0);
+    }
 }
 
 /// What one breach action did, for the output and the monitor's history.
@@ -238,8 +264,9 @@ struct Action {
     failed: bool,
 }
 
-/// Carries out a breached monitor's `onBreach` actions: the webhook, the rollback. Each is
-/// recorded in the monitor's history with the breach that caused it. (`fail` is the exit code.)
+/// Carries out a breached monitor's `onBreach` actions: the webhook, the rollback, the retrain
+/// (an apply of HEAD, once per run of breaches). Each is recorded in the monitor's history
+/// with the breach that caused it. (`fail` is the exit code.)
 fn breach_actions(
     s: &Session,
     how: &Run<'_>,
@@ -265,6 +292,9 @@ fn breach_actions(
     }
     if on.rollback == Some(true) {
         let why = format!("by monitor `{name}` on a {breach}");
+        let _to_stderr = (how.output == Output::Json)
+            .then(StdoutToStderr::start)
+            .flatten();
         let rolled = crate::commands::plan::with_lock(s, "0s", |_| {
             crate::commands::registry::rollback_locked(s, &spec.endpoint, None, &why)
         });
@@ -308,6 +338,11 @@ fn breach_actions(
         // The breach is recorded: the spec's fingerprints now ask for the job once more
         // (`mlctl_core::monitoring::retrain_requests`), and an apply of HEAD retrains it and
         // what depends on it; the new version replaces production only if its gates pass.
+        // Under `-o json` stdout carries only the results: the apply's own output goes to
+        // stderr meanwhile.
+        let _to_stderr = (how.output == Output::Json)
+            .then(StdoutToStderr::start)
+            .flatten();
         println!(
             "Monitor {name}: retraining TrainingJob/{job}: applying the spec at HEAD to target `{}`",
             s.target_name
