@@ -108,6 +108,19 @@ pub struct Parsed {
     /// `"params": {"predict_method": "predict_proba"}` (MLflow's inference parameter):
     /// the client asks for class probabilities.
     pub predict_proba: bool,
+    /// The columns the body named that the model does not take (each once, in the order
+    /// given, at most [`MAX_UNKNOWN_COLUMNS`]): what the parser ignored, which data capture
+    /// records so a monitor sees requests carrying extra columns. Found while parsing, at no
+    /// cost for bodies without names or without extra columns.
+    pub unknown_columns: Vec<String>,
+}
+
+/// Adds `name` to `unknown` (trimmed), unless it is there or the list is full.
+fn note_unknown(unknown: &mut Vec<String>, name: &str) {
+    let name = name.trim();
+    if unknown.len() < MAX_UNKNOWN_COLUMNS && !unknown.iter().any(|n| n == name) {
+        unknown.push(name.to_string());
+    }
 }
 
 /// Parses a body into `out` (cleared first). With `lenient` (the endpoint's `enforce: warn`
@@ -163,79 +176,6 @@ struct Envelope<'a> {
     _index: Option<IgnoredAny>,
     #[serde(borrow, default)]
     params: Option<&'a RawValue>,
-}
-
-/// The columns a body names that `schema` does not take (each once, in the order given, at
-/// most [`MAX_UNKNOWN_COLUMNS`]): what the parser ignores, which data capture records so a
-/// monitor can see requests carrying extra columns. Bodies without column names, or that do
-/// not parse, name none. Only called for captured requests: it reads the body again.
-pub fn unknown_columns(body: &[u8], format: Format, schema: &InputSchema) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let mut add = |name: &str| {
-        let name = name.trim();
-        if out.len() < MAX_UNKNOWN_COLUMNS
-            && schema.position(name).is_none()
-            && !out.iter().any(|n| n == name)
-        {
-            out.push(name.to_string());
-        }
-    };
-    match format {
-        Format::Csv { header } => {
-            let mut rdr = csv::ReaderBuilder::new()
-                .has_headers(false)
-                .flexible(true)
-                .from_reader(body);
-            let mut rec = csv::ByteRecord::new();
-            if rdr.read_byte_record(&mut rec).unwrap_or(false)
-                && header.unwrap_or_else(|| looks_like_header(&rec, schema))
-            {
-                for f in rec.iter() {
-                    add(std::str::from_utf8(f).unwrap_or(""));
-                }
-            }
-        }
-        Format::Json => {
-            type Row<'a> = std::collections::BTreeMap<Cow<'a, str>, IgnoredAny>;
-            let names_of_rows = |v: &RawValue, add: &mut dyn FnMut(&str)| {
-                if let Ok(rows) = serde_json::from_str::<Vec<Row>>(v.get()) {
-                    for row in &rows {
-                        for k in row.keys() {
-                            add(k);
-                        }
-                    }
-                }
-            };
-            let Ok(whole) = serde_json::from_slice::<&RawValue>(body) else {
-                return out;
-            };
-            if first_byte(whole) != b'{' {
-                names_of_rows(whole, &mut add);
-                return out;
-            }
-            let Ok(env) = serde_json::from_str::<Envelope>(whole.get()) else {
-                return out;
-            };
-            if let Some(v) = env.instances.or(env.dataframe_records) {
-                names_of_rows(v, &mut add);
-            } else if let Some(v) = env.inputs {
-                if let Ok(cols) = serde_json::from_str::<Row>(v.get()) {
-                    cols.keys().for_each(|k| add(k));
-                } else {
-                    names_of_rows(v, &mut add);
-                }
-            } else if let Some(v) = env.dataframe_split {
-                if let Ok(split) = serde_json::from_str::<Split>(v.get()) {
-                    split.columns.iter().flatten().for_each(|c| add(c));
-                }
-            } else if let Some(c) = env.columns
-                && let Ok(cols) = serde_json::from_str::<Vec<Cow<str>>>(c.get())
-            {
-                cols.iter().for_each(|c| add(c));
-            }
-        }
-    }
-    out
 }
 
 /// The most unknown columns one captured record lists.
@@ -368,6 +308,7 @@ fn parse_json(
         warnings: ctx.warnings,
         first_warning: ctx.first_warning,
         predict_proba,
+        unknown_columns: ctx.unknown,
     })
 }
 
@@ -379,8 +320,12 @@ fn split_rows(
     match columns {
         None => ctx.run(data, Mode::Rows { mapping: None }),
         Some(cols) => {
-            let (mapping, missing) =
-                column_mapping(ctx.schema, cols.iter().map(|c| c.as_ref()), ctx.lenient)?;
+            let (mapping, missing) = column_mapping(
+                ctx.schema,
+                cols.iter().map(|c| c.as_ref()),
+                ctx.lenient,
+                &mut ctx.unknown,
+            )?;
             ctx.run(
                 data,
                 Mode::Rows {
@@ -399,6 +344,7 @@ fn column_mapping<'a>(
     schema: &InputSchema,
     given: impl Iterator<Item = &'a str>,
     lenient: bool,
+    unknown_out: &mut Vec<String>,
 ) -> Result<(Vec<Option<usize>>, Vec<usize>), InputError> {
     let mut seen = vec![false; schema.width()];
     let mut mapping = Vec::new();
@@ -422,6 +368,9 @@ fn column_mapping<'a>(
         && !lenient
     {
         return Err(missing_column(schema, j, &unknown));
+    }
+    for name in &unknown {
+        note_unknown(unknown_out, name);
     }
     Ok((mapping, missing))
 }
@@ -458,6 +407,8 @@ struct Ctx<'s, 'o> {
     first_warning: Option<String>,
     rows: usize,
     error: Option<InputError>,
+    /// Column names given that the schema does not take ([`Parsed::unknown_columns`]).
+    unknown: Vec<String>,
 }
 
 impl<'s, 'o> Ctx<'s, 'o> {
@@ -468,6 +419,7 @@ impl<'s, 'o> Ctx<'s, 'o> {
             stamp: vec![0; schema.width()],
             rows: 0,
             error: None,
+            unknown: Vec::new(),
             lenient: false,
             warnings: 0,
             first_warning: None,
@@ -731,7 +683,10 @@ impl<'de> Visitor<'de> for RowSeed<'_, '_, '_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let ctx = self.ctx;
-        while let Some(pos) = map.next_key_seed(KeySeed { schema: ctx.schema })? {
+        while let Some(pos) = map.next_key_seed(KeySeed {
+            schema: ctx.schema,
+            unknown: &mut ctx.unknown,
+        })? {
             match pos {
                 Some(j) => map.next_value_seed(ValueSeed { ctx: &mut *ctx, j })?,
                 None => {
@@ -768,25 +723,31 @@ fn bool_value<E: de::Error>(ctx: &mut Ctx, j: usize, v: bool) -> Result<(), E> {
     }
 }
 
-/// A column name -> its position (without allocating for unescaped names).
-struct KeySeed<'s> {
+/// A column name -> its position (without allocating for unescaped names); a name the schema
+/// does not take is noted in `unknown` ([`Parsed::unknown_columns`]).
+struct KeySeed<'s, 'u> {
     schema: &'s InputSchema,
+    unknown: &'u mut Vec<String>,
 }
 
-impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
+impl<'de> DeserializeSeed<'de> for KeySeed<'_, '_> {
     type Value = Option<usize>;
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<usize>, D::Error> {
         d.deserialize_str(self)
     }
 }
 
-impl<'de> Visitor<'de> for KeySeed<'_> {
+impl<'de> Visitor<'de> for KeySeed<'_, '_> {
     type Value = Option<usize>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a column name")
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<usize>, E> {
-        Ok(self.schema.position(v))
+        let p = self.schema.position(v);
+        if p.is_none() {
+            note_unknown(self.unknown, v);
+        }
+        Ok(p)
     }
 }
 
@@ -872,7 +833,10 @@ impl<'de> Visitor<'de> for ColumnsSeed<'_, '_, '_> {
         let w = ctx.schema.width();
         // Length of each given column; usize::MAX = not given.
         let mut lens = vec![usize::MAX; w];
-        while let Some(pos) = map.next_key_seed(KeySeed { schema: ctx.schema })? {
+        while let Some(pos) = map.next_key_seed(KeySeed {
+            schema: ctx.schema,
+            unknown: &mut ctx.unknown,
+        })? {
             match pos {
                 Some(j) => {
                     let n = map.next_value_seed(ColumnSeed { ctx: &mut *ctx, j })?;
@@ -992,7 +956,12 @@ fn parse_csv(
                     .iter()
                     .map(|f| std::str::from_utf8(f).unwrap_or(""))
                     .collect();
-                let (m, gone) = column_mapping(schema, names.into_iter(), lenient)?;
+                let (m, gone) = column_mapping(
+                    schema,
+                    names.into_iter(),
+                    lenient,
+                    &mut parsed.unknown_columns,
+                )?;
                 mapping = Some(m);
                 missing = gone;
                 continue;
@@ -1400,7 +1369,13 @@ mod tests {
     #[test]
     fn unknown_columns_are_the_names_a_body_gives_that_the_model_does_not_take() {
         let schema = iris();
-        let json = |b: &str| unknown_columns(b.as_bytes(), Format::Json, &schema);
+        // What the parser noted while it parsed (leniently: the missing ones are no error).
+        let names = |b: &[u8], f: Format| {
+            parse_request(b, f, &schema, true, &mut Vec::new())
+                .map(|p| p.unknown_columns)
+                .unwrap_or_default()
+        };
+        let json = |b: &str| names(b.as_bytes(), Format::Json);
         assert_eq!(
             json(
                 r#"{"instances": [{"a": 1, "colour": "red"}, {"a": 2, "size": 3, "colour": "x"}]}"#
@@ -1416,11 +1391,7 @@ mod tests {
         // Rows without names, and bodies that do not parse, name none.
         assert!(json(r#"{"instances": [[1, 2, 3]]}"#).is_empty());
         assert!(json("{not json").is_empty());
-        let csv = unknown_columns(
-            b"a,b,zz\n1,2,3\n",
-            Format::Csv { header: Some(true) },
-            &schema,
-        );
+        let csv = names(b"a,b,zz\n1,2,3\n", Format::Csv { header: Some(true) });
         assert_eq!(csv, ["zz"]);
     }
 }

@@ -884,7 +884,7 @@ fn predict(
     let schema = p.schema();
     let mut raw = Vec::with_capacity(schema.width() * 4);
     let lenient = app.enforce != mlctl_spec::Enforce::Strict;
-    let parsed = match parse::parse_request(body, format, schema, lenient, &mut raw) {
+    let mut parsed = match parse::parse_request(body, format, schema, lenient, &mut raw) {
         Ok(parsed) => parsed,
         Err(e) => return fail(e),
     };
@@ -970,7 +970,7 @@ fn predict(
             payload: Payload::Rows {
                 raw,
                 predictions: preds,
-                unknown_columns: parse::unknown_columns(body, format, schema),
+                unknown_columns: std::mem::take(&mut parsed.unknown_columns),
             },
         });
     }
