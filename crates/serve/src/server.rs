@@ -596,18 +596,29 @@ async fn get_variants(State(app): State<Arc<App>>, headers: HeaderMap) -> Respon
     )
 }
 
-async fn put_variants(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+/// The answer to a control request (`PUT route`) that may not proceed: control disabled
+/// (403), or no control token (401); `None` when it may.
+fn control_refusal(app: &App, headers: &HeaderMap, route: &str) -> Option<Response> {
     if app.control.is_none() {
-        return error(
+        return Some(error(
             StatusCode::FORBIDDEN,
-            "control is disabled: start the server with MLCTL_CONTROL_TOKEN set to enable PUT /-/variants",
-        );
+            &format!(
+                "control is disabled: start the server with MLCTL_CONTROL_TOKEN set to enable PUT {route}"
+            ),
+        ));
     }
-    if !app.authorized(&headers, false) {
-        return error(
+    if !app.authorized(headers, false) {
+        return Some(error(
             StatusCode::UNAUTHORIZED,
-            "PUT /-/variants needs `Authorization: Bearer <control token>`",
-        );
+            &format!("PUT {route} needs `Authorization: Bearer <control token>`"),
+        ));
+    }
+    None
+}
+
+async fn put_variants(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(r) = control_refusal(&app, &headers, "/-/variants") {
+        return r;
     }
     let v: Variants = match serde_json::from_slice(&body) {
         Ok(v) => v,
@@ -623,17 +634,8 @@ async fn put_variants(State(app): State<Arc<App>>, headers: HeaderMap, body: Byt
 }
 
 async fn put_auth(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    if app.control.is_none() {
-        return error(
-            StatusCode::FORBIDDEN,
-            "control is disabled: start the server with MLCTL_CONTROL_TOKEN set to enable PUT /-/auth",
-        );
-    }
-    if !app.authorized(&headers, false) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "PUT /-/auth needs `Authorization: Bearer <control token>`",
-        );
+    if let Some(r) = control_refusal(&app, &headers, "/-/auth") {
+        return r;
     }
     // The body is never quoted back: it holds a token.
     let update: AuthUpdate = match serde_json::from_slice(&body) {
