@@ -11,6 +11,14 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::path::Path;
 
+/// What a conditional put asks of the object there.
+enum Condition<'a> {
+    /// Nothing is at the key.
+    Absent,
+    /// The object there has this ETag.
+    Match(&'a str),
+}
+
 /// Outcome of a put that must not overwrite.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Created {
@@ -48,23 +56,21 @@ impl Aws {
     pub async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         match self.get(key).await? {
             None => Ok(None),
-            Some(bytes) => {
-                mlctl_core::state::check_format_json(
-                    &format!("s3://{}/{key}", self.bucket),
-                    &bytes,
-                )?;
-                serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                    provider_err(
-                        ErrorKind::Invalid,
-                        "GetObject",
-                        format!(
-                            "s3://{}/{key} is not a valid mlctl record: {e}",
-                            self.bucket
-                        ),
-                    )
-                })
-            }
+            Some(bytes) => self.record(key, &bytes).map(Some),
         }
+    }
+
+    /// The mlctl record in the bytes of the object at `key` (its format version checked).
+    fn record<T: DeserializeOwned>(&self, key: &str, bytes: &[u8]) -> Result<T> {
+        let at = format!("s3://{}/{key}", self.bucket);
+        mlctl_core::state::check_format_json(&at, bytes)?;
+        serde_json::from_slice(bytes).map_err(|e| {
+            provider_err(
+                ErrorKind::Invalid,
+                "GetObject",
+                format!("{at} is not a valid mlctl record: {e}"),
+            )
+        })
     }
 
     /// Writes an object.
@@ -93,26 +99,41 @@ impl Aws {
         bytes: Vec<u8>,
         content_type: &str,
     ) -> Result<Created> {
-        let res = self
+        Ok(
+            if self
+                .put_conditional(key, bytes, content_type, Condition::Absent)
+                .await?
+            {
+                Created::Yes
+            } else {
+                Created::AlreadyThere
+            },
+        )
+    }
+
+    /// Writes an object if `condition` holds; `false` when it does not (HTTP 412, 409 for a
+    /// concurrent writer, or 404 for an `If-Match` on an object that is gone).
+    async fn put_conditional(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+        condition: Condition<'_>,
+    ) -> Result<bool> {
+        let put = self
             .s3
             .put_object()
             .bucket(&self.bucket)
             .key(key)
-            .content_type(content_type)
-            .if_none_match("*")
-            .body(ByteStream::from(bytes))
-            .send()
-            .await;
-        match res {
-            Ok(_) => Ok(Created::Yes),
-            Err(e) => {
-                let status = e.raw_response().map(|r| r.status().as_u16());
-                if matches!(status, Some(412) | Some(409)) {
-                    Ok(Created::AlreadyThere)
-                } else {
-                    Err(aws_err("PutObject", e))
-                }
-            }
+            .content_type(content_type);
+        let put = match condition {
+            Condition::Absent => put.if_none_match("*"),
+            Condition::Match(etag) => put.if_match(etag),
+        };
+        match put.body(ByteStream::from(bytes)).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if precondition_failed(&e) => Ok(false),
+            Err(e) => Err(aws_err("PutObject", e)),
         }
     }
 
@@ -143,15 +164,7 @@ impl Aws {
                 )
             })?
             .into_bytes();
-        mlctl_core::state::check_format_json(&format!("s3://{bucket}/{key}"), &bytes)?;
-        let value = serde_json::from_slice(&bytes).map_err(|e| {
-            provider_err(
-                ErrorKind::Invalid,
-                "GetObject",
-                format!("s3://{bucket}/{key} is not a valid mlctl record: {e}"),
-            )
-        })?;
-        Ok(Some((value, etag)))
+        Ok(Some((self.record(key, &bytes)?, etag)))
     }
 
     /// Overwrites an object only if it is still the one with `etag` (`If-Match`); `false`
@@ -163,21 +176,8 @@ impl Aws {
         content_type: &str,
         etag: &str,
     ) -> Result<bool> {
-        let res = self
-            .s3
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_type(content_type)
-            .if_match(etag)
-            .body(ByteStream::from(bytes))
-            .send()
-            .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e) if precondition_failed(&e) => Ok(false),
-            Err(e) => Err(aws_err("PutObject", e)),
-        }
+        self.put_conditional(key, bytes, content_type, Condition::Match(etag))
+            .await
     }
 
     /// Deletes an object only if it is still the one with `etag` (`If-Match`); `false` when
