@@ -54,9 +54,10 @@ run_server() { # label, then the command
   for n in 1 100; do measure "http://127.0.0.1:$port" "$n" "$label"; done
   kill -TERM "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
 }
-mlctl_with() { "$TARGET/release/mlctl" serve --model-dir "$WORK/model" --capture-dir "$WORK/capture" --capture-percent 100 --port "$1"; }
-mlctl_without() { "$TARGET/release/mlctl" serve --model-dir "$WORK/model" --port "$1"; }
-axum() { "$TARGET/release/examples/bare_axum" "$1"; }
+# `exec`, so the pid run_server keeps (and stops) is the server's own.
+mlctl_with() { exec "$TARGET/release/mlctl" serve --model-dir "$WORK/model" --capture-dir "$WORK/capture" --capture-percent 100 --port "$1"; }
+mlctl_without() { exec "$TARGET/release/mlctl" serve --model-dir "$WORK/model" --port "$1"; }
+axum() { exec "$TARGET/release/examples/bare_axum" "$1"; }
 echo "capture cost: $(nproc) cores, wrk -t$THREADS -c16 -d$DURATION, $(date -u +%Y-%m-%d)"
 run_server "mlctl, capture 100%" mlctl_with
 run_server "mlctl, no capture" mlctl_without
