@@ -711,3 +711,18 @@ fn assert_chart_with_data(page: &str, feature: &str) {
     assert!((live.iter().sum::<f64>() - 1.0).abs() < 1e-3, "{feature}");
     assert!(svg(page, "trend", feature).contains("<circle"), "{feature}");
 }
+
+/// `mlctl status` says a monitor's state once, under its row.
+#[test]
+fn status_says_a_never_evaluated_monitor_once() {
+    let m = Monitored::new();
+    let st = m.mlctl(&["status"]).expect_code(0);
+    assert_eq!(
+        st.stdout
+            .matches("never evaluated: `mlctl monitor run iris-drift` evaluates it")
+            .count(),
+        1,
+        "{}",
+        st.stdout
+    );
+}

@@ -131,9 +131,6 @@ pub fn status(project: &Path, target: &TargetArgs, rev: &RevArgs, output: Output
             for reason in r["reasons"].as_array().into_iter().flatten() {
                 println!("    {}", reason.as_str().unwrap_or(""));
             }
-            if let Some(m) = r["message"].as_str() {
-                println!("    {m}");
-            }
         }
         if let Some(l) = &lock {
             println!("\nLocked by {l}");
