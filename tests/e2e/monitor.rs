@@ -123,26 +123,10 @@ impl Monitored {
 
     /// Rows in the endpoint's capture files.
     fn captured_rows(&self) -> usize {
-        fn walk(dir: &std::path::Path, n: &mut usize) {
-            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                let path = e.path();
-                if path.is_dir() {
-                    walk(&path, n);
-                } else if path.extension().is_some_and(|x| x == "jsonl") {
-                    for line in std::fs::read_to_string(&path).unwrap_or_default().lines() {
-                        if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
-                            *n += v["rows"].as_array().map_or(0, Vec::len);
-                        }
-                    }
-                }
-            }
-        }
-        let mut n = 0;
-        walk(
-            &self.p.path().join(".mlctl/local/endpoints/iris/capture"),
-            &mut n,
-        );
-        n
+        captured(&self.p.path().join(".mlctl/local/endpoints/iris/capture"))
+            .iter()
+            .map(|r| r["rows"].as_array().map_or(0, Vec::len))
+            .sum()
     }
 
     fn run(&self, window: &str) -> serde_json::Value {

@@ -100,26 +100,7 @@ impl Monitored {
 
     /// Records in the endpoint's capture files.
     fn captured_records(&self) -> usize {
-        fn walk(dir: &std::path::Path, n: &mut usize) {
-            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                let path = e.path();
-                if path.is_dir() {
-                    walk(&path, n);
-                } else if path.extension().is_some_and(|x| x == "jsonl") {
-                    *n += std::fs::read_to_string(&path)
-                        .unwrap_or_default()
-                        .lines()
-                        .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
-                        .count();
-                }
-            }
-        }
-        let mut n = 0;
-        walk(
-            &self.p.path().join(".mlctl/local/endpoints/iris/capture"),
-            &mut n,
-        );
-        n
+        captured(&self.p.path().join(".mlctl/local/endpoints/iris/capture")).len()
     }
 
     /// `mlctl monitor run --window <records>`: each monitor's result by name.
