@@ -376,29 +376,15 @@ pub async fn lock_takeover(stack: &Stack, fx: &Fixture) {
         r.is_ok(),
         format!("taking a free lock must succeed, got {r:?}"),
     );
-    match mlctl_core::Lock::acquire(stack, &project, lock_info("next")).await {
-        Ok(lock) => {
-            c.ensure(
-                lock.taken_over()
-                    .is_some_and(|(h, why)| h.id == "dead" && why.contains("exited")),
-                format!(
-                    "the takeover must name the dead holder, got {:?}",
-                    lock.taken_over()
-                ),
-            );
-            let h = call!(c, "reading the holder", st.lock_holder(&project).await);
-            c.ensure(
-                h.as_ref().is_some_and(|h| h.id == "next"),
-                format!("after a takeover the new lock holds, got {h:?}"),
-            );
-            let released = lock.release().await;
-            c.ensure(released.is_ok(), format!("releasing failed: {released:?}"));
-        }
-        Err(e) => c.ensure(
-            false,
-            format!("a dead holder's lock must be taken over, got {e:?}"),
-        ),
-    }
+    expect_takeover(
+        &c,
+        stack,
+        &project,
+        "dead",
+        "exited",
+        "a dead holder's lock",
+    )
+    .await;
 }
 
 /// A lock's lease: a lock whose holder has not renewed it for longer than its lease is taken
@@ -532,17 +518,39 @@ pub async fn lock_lease(stack: &Stack, fx: &Fixture) {
         "taking a free lock",
         lock_or_fail(st, &project, &expired).await
     );
-    match mlctl_core::Lock::acquire(stack, &project, lock_info("next")).await {
+    expect_takeover(
+        &c,
+        stack,
+        &project,
+        "expired",
+        "lease expired",
+        "a lock whose lease expired",
+    )
+    .await;
+}
+
+/// The next `Lock::acquire` takes over the lock of `from` (held in `project`), saying why
+/// with `why` in its reason; the new lock then holds and releases.
+async fn expect_takeover(
+    c: &Check,
+    stack: &Stack,
+    project: &str,
+    from: &str,
+    why: &str,
+    what: &str,
+) {
+    let st = &stack.state;
+    match mlctl_core::Lock::acquire(stack, project, lock_info("next")).await {
         Ok(lock) => {
             c.ensure(
                 lock.taken_over()
-                    .is_some_and(|(h, why)| h.id == "expired" && why.contains("lease expired")),
+                    .is_some_and(|(h, reason)| h.id == from && reason.contains(why)),
                 format!(
-                    "the takeover must name the holder and its expired lease, got {:?}",
+                    "the takeover must name the holder and why ({why}), got {:?}",
                     lock.taken_over()
                 ),
             );
-            let h = call!(c, "reading the holder", st.lock_holder(&project).await);
+            let h = call!(c, "reading the holder", st.lock_holder(project).await);
             c.ensure(
                 h.as_ref().is_some_and(|h| h.id == "next"),
                 format!("after a takeover the new lock holds, got {h:?}"),
@@ -550,10 +558,7 @@ pub async fn lock_lease(stack: &Stack, fx: &Fixture) {
             let released = lock.release().await;
             c.ensure(released.is_ok(), format!("releasing failed: {released:?}"));
         }
-        Err(e) => c.ensure(
-            false,
-            format!("a lock whose lease expired must be taken over, got {e:?}"),
-        ),
+        Err(e) => c.ensure(false, format!("{what} must be taken over, got {e:?}")),
     }
 }
 
