@@ -421,10 +421,7 @@ pub fn run_predict(project: &Path, args: PredictArgs) -> Result<u8> {
         ))
         .map_err(|e| anyhow!(e))?;
     if resp.status != 200 {
-        let msg = serde_json::from_slice::<serde_json::Value>(&resp.body)
-            .ok()
-            .and_then(|v| v["message"].as_str().map(str::to_string))
-            .unwrap_or_else(|| resp.text());
+        let msg = resp.error_message();
         bail!("the endpoint answered {}: {msg}", resp.status);
     }
     match args.output {

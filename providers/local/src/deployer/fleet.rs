@@ -466,10 +466,7 @@ impl LocalDeployer {
             .await
             .map_err(|e| err(ErrorKind::Transient, "deploy", e.to_string()))?;
         if r.status != 200 {
-            let msg = serde_json::from_slice::<serde_json::Value>(&r.body)
-                .ok()
-                .and_then(|v| v["message"].as_str().map(str::to_string))
-                .unwrap_or_else(|| r.text());
+            let msg = r.error_message();
             return Err(err(
                 ErrorKind::Failed,
                 "deploy",
@@ -532,10 +529,7 @@ impl LocalDeployer {
                 404 | 405 => return Ok(false),
                 status => {
                     // The answer never holds the token (the server does not echo it).
-                    let msg = serde_json::from_slice::<serde_json::Value>(&r.body)
-                        .ok()
-                        .and_then(|v| v["message"].as_str().map(str::to_string))
-                        .unwrap_or_else(|| r.text());
+                    let msg = r.error_message();
                     return Err(err(
                         ErrorKind::Failed,
                         "deploy",
