@@ -25,7 +25,7 @@
 
 use crate::json::{push_number, push_string};
 use crate::predictor::DynPredictor;
-use crate::schema::{ColumnKind, Output};
+use crate::schema::{Column, ColumnKind, Output};
 use axum::http::HeaderValue;
 use bytes::Bytes;
 use std::fs::{self, File, OpenOptions};
@@ -309,7 +309,7 @@ impl Writer {
 
     fn write(&mut self, rec: &Record) {
         self.line.clear();
-        format_record(&mut self.line, rec, &mut self.clock);
+        format_record(&mut self.line, &rec.view(), &mut self.clock);
         self.line.push('\n');
         if self.size > 0
             && self.size + self.line.len() as u64 > self.config.max_bytes
@@ -403,32 +403,98 @@ pub fn capture_files(dir: &Path) -> Vec<PathBuf> {
     capture_streams(dir).into_iter().flatten().collect()
 }
 
-fn format_record(o: &mut String, r: &Record, clock: &mut Clock) {
-    o.push_str("{\"time\":\"");
-    clock.push(o, r.time);
-    o.push('"');
-    o.push_str(",\"requestId\":");
-    push_string(o, r.request_id.to_str().unwrap_or_default());
-    o.push_str(",\"model\":");
-    push_string(o, &r.source.model);
-    o.push_str(",\"version\":");
-    push_string(o, &r.source.version);
-    o.push_str(",\"variant\":");
-    push_string(o, &r.source.variant);
-    o.push_str(",\"status\":");
-    push_number(o, r.status as f64);
-    o.push_str(",\"latencyMs\":");
-    push_number(o, (r.latency.as_nanos() as f64 / 1e6 * 1e4).round() / 1e4);
-    match (&r.payload, &r.source.predictor) {
-        (
-            Payload::Rows {
+/// A record as the formatter reads it: borrowed, so a record decoded from a columnar capture
+/// file is written as the same JSON line as the record the server queued.
+pub(crate) struct View<'a> {
+    pub time: SystemTime,
+    pub request_id: &'a str,
+    pub model: &'a str,
+    pub version: &'a str,
+    pub variant: &'a str,
+    pub status: u16,
+    pub latency: Duration,
+    pub payload: ViewPayload<'a>,
+}
+
+/// What a [`View`] exchanged.
+pub(crate) enum ViewPayload<'a> {
+    Rows {
+        columns: &'a [Column],
+        output: &'a Output,
+        /// Row-major.
+        raw: &'a [f64],
+        predictions: &'a [f64],
+        unknown_columns: &'a [String],
+    },
+    Failed {
+        message: &'a str,
+    },
+    Raw {
+        request: &'a [u8],
+        response: &'a [u8],
+    },
+    /// Rows without a model to name them (nothing beyond the common fields is written).
+    Unnamed,
+}
+
+impl Record {
+    pub(crate) fn view(&self) -> View<'_> {
+        let payload = match (&self.payload, &self.source.predictor) {
+            (
+                Payload::Rows {
+                    raw,
+                    predictions,
+                    unknown_columns,
+                },
+                Some(p),
+            ) => ViewPayload::Rows {
+                columns: p.schema().columns(),
+                output: p.output(),
                 raw,
                 predictions,
                 unknown_columns,
             },
-            Some(p),
-        ) => {
-            let cols = p.schema().columns();
+            (Payload::Rows { .. }, None) => ViewPayload::Unnamed,
+            (Payload::Failed { message }, _) => ViewPayload::Failed { message },
+            (Payload::Raw { request, response }, _) => ViewPayload::Raw { request, response },
+        };
+        View {
+            time: self.time,
+            request_id: self.request_id.to_str().unwrap_or_default(),
+            model: &self.source.model,
+            version: &self.source.version,
+            variant: &self.source.variant,
+            status: self.status,
+            latency: self.latency,
+            payload,
+        }
+    }
+}
+
+fn format_record(o: &mut String, r: &View<'_>, clock: &mut Clock) {
+    o.push_str("{\"time\":\"");
+    clock.push(o, r.time);
+    o.push('"');
+    o.push_str(",\"requestId\":");
+    push_string(o, r.request_id);
+    o.push_str(",\"model\":");
+    push_string(o, r.model);
+    o.push_str(",\"version\":");
+    push_string(o, r.version);
+    o.push_str(",\"variant\":");
+    push_string(o, r.variant);
+    o.push_str(",\"status\":");
+    push_number(o, r.status as f64);
+    o.push_str(",\"latencyMs\":");
+    push_number(o, (r.latency.as_nanos() as f64 / 1e6 * 1e4).round() / 1e4);
+    match &r.payload {
+        ViewPayload::Rows {
+            columns: cols,
+            output,
+            raw,
+            predictions,
+            unknown_columns,
+        } => {
             o.push_str(",\"columns\":[");
             for (j, c) in cols.iter().enumerate() {
                 if j > 0 {
@@ -442,7 +508,7 @@ fn format_record(o: &mut String, r: &Record, clock: &mut Clock) {
                     o.push(',');
                 }
                 o.push('[');
-                for (j, (x, c)) in row.iter().zip(cols).enumerate() {
+                for (j, (x, c)) in row.iter().zip(cols.iter()).enumerate() {
                     if j > 0 {
                         o.push(',');
                     }
@@ -460,7 +526,7 @@ fn format_record(o: &mut String, r: &Record, clock: &mut Clock) {
                 if i > 0 {
                     o.push(',');
                 }
-                match p.output() {
+                match output {
                     Output::Classes(labels) => {
                         push_string(o, labels.get(*y as usize).map_or("", |s| s.as_str()))
                     }
@@ -479,17 +545,17 @@ fn format_record(o: &mut String, r: &Record, clock: &mut Clock) {
                 o.push(']');
             }
         }
-        (Payload::Failed { message }, _) => {
+        ViewPayload::Failed { message } => {
             o.push_str(",\"error\":");
             push_string(o, message);
         }
-        (Payload::Raw { request, response }, _) => {
+        ViewPayload::Raw { request, response } => {
             o.push_str(",\"request\":");
             push_body(o, request);
             o.push_str(",\"response\":");
             push_body(o, response);
         }
-        (Payload::Rows { .. }, None) => {}
+        ViewPayload::Unnamed => {}
     }
     o.push('}');
 }
