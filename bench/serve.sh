@@ -137,7 +137,7 @@ METRICS=$(curl -sf "$URL/metrics")
 SERVED=$(echo "$METRICS" | awk '/^mlctl_requests_total/ {n += $2} END {print n}')
 DROPPED=$(echo "$METRICS" | awk '/^mlctl_capture_dropped_total/ {print $2}')
 stop_last
-CAPTURED=$(cat "$WORK"/capture/*.jsonl 2>/dev/null | wc -l)
+CAPTURED=$("$MLCTL" capture export --dir "$WORK/capture" 2>/dev/null | wc -l)
 
 log "mlctl serve (metrics, no capture)"
 start_mlctl

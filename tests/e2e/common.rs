@@ -451,21 +451,11 @@ ThreadingHTTPServer(("127.0.0.1", int(os.environ["SAGEMAKER_BIND_TO_PORT"])), Ha
     )
 }
 
-/// Every record in the capture files below `dir` (JSON lines; a torn line is skipped).
+/// Every record in the capture files below `dir`, in either capture format (mlcap or JSON
+/// lines; a torn line or block is skipped), each writer's in order.
 pub fn captured(dir: &Path) -> Vec<serde_json::Value> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = e.path();
-        if path.is_dir() {
-            out.extend(captured(&path));
-        } else if path.extension().is_some_and(|x| x == "jsonl") {
-            out.extend(
-                std::fs::read_to_string(&path)
-                    .unwrap_or_default()
-                    .lines()
-                    .filter_map(|l| serde_json::from_str(l).ok()),
-            );
-        }
-    }
-    out
+    mlctl_serve::capture::capture_files(dir)
+        .iter()
+        .flat_map(|f| mlctl_serve::capture::read_records(f).unwrap_or_default())
+        .collect()
 }

@@ -664,6 +664,57 @@ spec:
 }
 
 /// The `class` SVG of `feature` in `page` (`bars` or `trend`).
+/// Local endpoints capture in the columnar mlcap format; `mlctl capture export` gives
+/// people the JSON lines, through the target or from the directory itself.
+#[test]
+fn capture_export_gives_the_captured_traffic_as_json_lines() {
+    let m = Monitored::new();
+    let rows = iris_rows();
+    m.send(&rows[..30]);
+    let dir = m.p.path().join(".mlctl/local/endpoints/iris/capture");
+    let files = mlctl_serve::capture::capture_files(&dir);
+    assert!(
+        !files.is_empty()
+            && files
+                .iter()
+                .all(|f| f.extension().is_some_and(|e| e == "mlcap")),
+        "{files:?}"
+    );
+    let lines = |run: Run| -> Vec<serde_json::Value> {
+        run.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+            .collect()
+    };
+    let through_target = lines(m.mlctl(&["capture", "export", "iris"]).expect_code(0));
+    assert_eq!(through_target.len(), 3, "10 rows a request");
+    let first = &through_target[0];
+    assert_eq!(first["columns"][0], "sepal_length", "{first}");
+    assert_eq!(first["rows"].as_array().unwrap().len(), 10, "{first}");
+    assert_eq!(first["rows"][0][0].as_f64(), Some(rows[0][0]), "{first}");
+    assert!(first["predictions"][0].is_string(), "{first}");
+    assert!(first["requestId"].as_str().is_some_and(|id| !id.is_empty()));
+    let dir_arg = dir.display().to_string();
+    let from_dir = lines(
+        m.mlctl(&["capture", "export", "--dir", &dir_arg])
+            .expect_code(0),
+    );
+    assert_eq!(from_dir, through_target);
+    let newest = lines(
+        m.mlctl(&["capture", "export", "iris", "--window", "1"])
+            .expect_code(0),
+    );
+    assert_eq!(newest, through_target[2..]);
+    let e = m
+        .mlctl(&["capture", "export", "--dir", "no/such/dir"])
+        .expect_code(1);
+    assert!(
+        e.stderr.contains("no/such/dir: not a directory"),
+        "{}",
+        e.stderr
+    );
+}
+
 fn svg<'a>(page: &'a str, class: &str, feature: &str) -> &'a str {
     let open = format!("<svg class=\"{class}\" data-feature=\"{feature}\"");
     let start = page

@@ -180,6 +180,9 @@ pub enum Command {
     /// Monitors: evaluate them now, and read what they found.
     #[command(subcommand)]
     Monitor(MonitorCommand),
+    /// Captured traffic: read it as JSON lines.
+    #[command(subcommand)]
+    Capture(CaptureCommand),
     /// Put an endpoint back on an earlier model version.
     Rollback {
         /// Endpoint name.
@@ -371,6 +374,30 @@ pub enum MonitorCommand {
         /// Output format (human or json).
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Output,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaptureCommand {
+    /// Write captured requests and predictions as JSON lines (one object per request, oldest
+    /// first), whatever format the target keeps them in: mlcap files of local endpoints,
+    /// the mock's records, SageMaker's data-capture files in S3.
+    Export {
+        /// The endpoint whose capture is read, through the target.
+        #[arg(required_unless_present = "dir")]
+        endpoint: Option<String>,
+        /// Read a capture directory instead (`mlctl serve --capture-dir`), no spec needed.
+        #[arg(long, conflicts_with = "endpoint", value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Only this window: a duration (`1h`, `30m`) or the newest N records; default all
+        /// (up to the monitors' limit of records read at once).
+        #[arg(long)]
+        window: Option<String>,
+        /// Write to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        target: TargetArgs,
     },
 }
 

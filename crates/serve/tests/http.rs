@@ -685,18 +685,7 @@ async fn capture_writes_sampled_json_lines() {
         assert_eq!(r.status, 200);
     }
     s.stop().await;
-    let path = dir.path().join("capture.jsonl");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let lines = loop {
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        if text.lines().count() >= 5 || std::time::Instant::now() > deadline {
-            break text
-                .lines()
-                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-                .collect::<Vec<_>>();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let lines = captured_records(dir.path(), 5).await;
     assert_eq!(lines.len(), 5);
     let first = &lines[0];
     assert_eq!(first["model"], "iris");
@@ -726,19 +715,11 @@ async fn captured_requests_carry_the_request_id() {
     assert_eq!(r.status, 200);
     assert_eq!(s.json(row).await.status, 200);
     s.stop().await;
-    let path = dir.path().join("capture.jsonl");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let ids: Vec<String> = loop {
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        if text.lines().count() >= 2 || std::time::Instant::now() > deadline {
-            break text
-                .lines()
-                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-                .map(|v| v["requestId"].as_str().unwrap_or_default().to_string())
-                .collect();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let ids: Vec<String> = captured_records(dir.path(), 2)
+        .await
+        .iter()
+        .map(|v| v["requestId"].as_str().unwrap_or_default().to_string())
+        .collect();
     assert_eq!(ids.len(), 2);
     assert_eq!(ids[0], "client-7", "the client's id is kept");
     assert!(ids[1].len() > 3 && ids[1] != ids[0], "one is made: {ids:?}");
@@ -818,20 +799,29 @@ async fn script_mode_is_fronted_with_metrics_capture_and_split() {
         assert_eq!(s.json(r#"{"instances": [[1, 2]]}"#).await.status, 200);
     }
     s.stop().await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let text = loop {
-        let text = std::fs::read_to_string(dir.path().join("capture.jsonl")).unwrap_or_default();
-        if text.lines().count() >= 15 || std::time::Instant::now() > deadline {
-            break text;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let first: serde_json::Value =
-        serde_json::from_str(text.lines().next().expect("a captured line")).unwrap();
+    let records = captured_records(dir.path(), 15).await;
+    let first = &records[0];
     assert_eq!(
         first["request"],
         serde_json::json!({"instances": [[1, 2], [3, 4]]})
     );
+}
+
+/// The records captured under `dir` (every writer, every file), oldest first, once there are
+/// at least `n` (or what there is after a generous deadline).
+async fn captured_records(dir: &std::path::Path, n: usize) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut records: Vec<serde_json::Value> = mlctl_serve::capture::capture_files(dir)
+            .iter()
+            .flat_map(|f| mlctl_serve::capture::read_records(f).unwrap_or_default())
+            .collect();
+        records.sort_by(|a, b| a["time"].as_str().cmp(&b["time"].as_str()));
+        if records.len() >= n || std::time::Instant::now() > deadline {
+            return records;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 // --- Hostile clients (issue 11): every connection is bounded in time and number, and the

@@ -1,5 +1,5 @@
 //! Local monitoring: monitor configs under `<state_dir>/monitors/`, and the endpoints' captured
-//! requests (JSON lines written by each of the endpoint's server processes under
+//! requests (mlcap or JSON-lines files written by each of the endpoint's server processes under
 //! `<state_dir>/endpoints/<name>/capture/<pid>/`, or the spec's `capture.destination`; see
 //! `mlctl_serve::capture` and [`crate::deployer::capture_dir`]).
 
@@ -7,7 +7,6 @@ use async_trait::async_trait;
 use mlctl_core::error::{ErrorKind, ProviderError, Result};
 use mlctl_core::*;
 use serde::{Deserialize, Serialize};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 /// Keeps monitor configs under `state_dir/monitors` and reads capture files of endpoints.
@@ -76,8 +75,8 @@ fn schedule_of(spec: &mlctl_spec::MonitorSpec) -> String {
 
 /// The last `limit` records of the capture files in `dir`, oldest first. Each server process
 /// writes its own files (`mlctl_serve::capture::capture_streams`); their records are merged by
-/// time, newest last. Lines that are not JSON (a torn last line while a server writes) are
-/// skipped.
+/// time, newest last. Either capture format is read (`mlctl_serve::capture::read_records`);
+/// a torn last line or block while a server writes is skipped.
 pub fn read_captured(dir: &Path, limit: usize) -> std::io::Result<Vec<serde_json::Value>> {
     let mut out: Vec<serde_json::Value> = Vec::new();
     for files in mlctl_serve::capture::capture_streams(dir) {
@@ -99,16 +98,11 @@ fn stream_tail(files: &[PathBuf], limit: usize) -> std::io::Result<Vec<serde_jso
         if out.len() >= limit {
             break;
         }
-        let f = match std::fs::File::open(file) {
-            Ok(f) => f,
+        let mut lines = match mlctl_serve::capture::read_records(file) {
+            Ok(records) => records,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
-        let mut lines: Vec<serde_json::Value> = BufReader::new(f)
-            .lines()
-            .map_while(|l| l.ok())
-            .filter_map(|l| serde_json::from_str(&l).ok())
-            .collect();
         let keep = (limit - out.len()).min(lines.len());
         let mut tail = lines.split_off(lines.len() - keep);
         tail.append(&mut out);

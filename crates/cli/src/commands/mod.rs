@@ -1,5 +1,6 @@
 //! One module per command.
 
+mod capture;
 mod init;
 pub mod limit;
 mod monitor;
@@ -88,6 +89,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Models(cmd) => registry::models(&cli.global.project, cmd),
         Command::Runs(cmd) => registry::runs(&cli.global.project, cmd),
         Command::Monitor(cmd) => monitor::monitor(&cli.global.project, cmd),
+        Command::Capture(cmd) => capture::capture(&cli.global.project, cmd),
         Command::Rollback {
             endpoint,
             to,

@@ -3,7 +3,16 @@
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, ValueEnum};
 use mlctl_core::{OpContext, ProviderConfig};
-use mlctl_serve::capture::CaptureConfig;
+use mlctl_serve::capture::{CaptureConfig, CaptureFormat};
+
+/// `mlctl serve --capture-format`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum CaptureFormatArg {
+    /// Columnar blocks.
+    Mlcap,
+    /// JSON lines.
+    Jsonl,
+}
 use mlctl_serve::config::ServeFile;
 use mlctl_serve::{ServerOptions, VariantConfig};
 use mlctl_spec::{DirFiles, Kind, Spec, Stage};
@@ -48,9 +57,14 @@ pub struct ServeArgs {
     /// Script mode: the directory the command runs in.
     #[arg(long, requires = "command")]
     pub code_dir: Option<PathBuf>,
-    /// Capture requests and predictions as JSON lines in this directory.
+    /// Capture requests and predictions in this directory (read them with `mlctl capture
+    /// export --dir DIR`).
     #[arg(long)]
     pub capture_dir: Option<PathBuf>,
+    /// The capture file format: `mlcap` (columnar, what costs the server least) or `jsonl`
+    /// (one JSON object per line, to read as it is written).
+    #[arg(long, value_enum, default_value = "mlcap", requires = "capture_dir")]
+    pub capture_format: CaptureFormatArg,
     /// Share of requests captured (percent).
     #[arg(long, default_value_t = 100.0)]
     pub capture_percent: f64,
@@ -250,10 +264,13 @@ pub fn run_serve(project: &Path, args: ServeArgs) -> Result<u8> {
     opts.control_token = std::env::var("MLCTL_CONTROL_TOKEN")
         .ok()
         .filter(|t| !t.is_empty());
-    opts.capture = args
-        .capture_dir
-        .as_ref()
-        .map(|d| CaptureConfig::new(d, args.capture_percent));
+    opts.capture = args.capture_dir.as_ref().map(|d| CaptureConfig {
+        format: match args.capture_format {
+            CaptureFormatArg::Mlcap => CaptureFormat::Mlcap,
+            CaptureFormatArg::Jsonl => CaptureFormat::Jsonl,
+        },
+        ..CaptureConfig::new(d, args.capture_percent)
+    });
     let variants = match (&args.config, &args.model_dir, &args.model) {
         (Some(path), _, _) => {
             let file = ServeFile::read(path).map_err(|e| anyhow!(e))?;

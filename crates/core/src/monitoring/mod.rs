@@ -114,6 +114,18 @@ pub(crate) fn keeps(window: Window, time: Option<&str>, now: time::OffsetDateTim
     at.is_none_or(|at| at >= now - d)
 }
 
+impl Window {
+    /// Whether a captured record (in any capture format) is in this window at `now`: always
+    /// for a count (the reader took the newest N), and for a duration when it was served
+    /// since `now - duration` (a record without a time is kept).
+    pub fn keeps_record(&self, record: &serde_json::Value, now: time::OffsetDateTime) -> bool {
+        match self {
+            Window::Last(_) => true,
+            Window::Since(d) => record_time(record).is_none_or(|at| at >= now - *d),
+        }
+    }
+}
+
 /// When a captured record was served, in any capture format: `time`, or SageMaker's
 /// `eventMetadata.inferenceTime`.
 pub(crate) fn record_time(record: &serde_json::Value) -> Option<time::OffsetDateTime> {

@@ -1,16 +1,21 @@
-//! Data capture: a sample of requests and responses as JSON lines, for monitoring.
+//! Data capture: a sample of requests and responses, for monitoring.
 //!
 //! The request path only decides whether to sample (an atomic counter: exactly `percent` of
 //! requests, evenly spread) and hands the already-parsed rows to a writer thread over a
 //! bounded channel; when the writer falls behind, records are dropped and counted
 //! (`mlctl_capture_dropped_total`), never waited for.
 //!
-//! Files: `<dir>/capture.jsonl` is written; past `max_bytes` it is renamed to
-//! `capture-<unix millis>.jsonl` and the oldest rotated files beyond `max_files` are removed.
+//! Two formats ([`CaptureFormat`]): the columnar [`mlcap`] (the default: the writer copies the
+//! numbers the server already holds, it does not format them) and JSON lines (what people
+//! read; `mlctl capture export` turns mlcap files into the same lines).
+//!
+//! Files: `<dir>/capture.mlcap` (or `capture.jsonl`) is written; past `max_bytes` it is
+//! renamed to `capture-<unix millis>.mlcap` and the oldest rotated files beyond `max_files`
+//! are removed.
 //! With [`CaptureConfig::per_process`], each server process writes the same files in its own
 //! `<dir>/<pid>/` instead, so servers sharing a port and a capture directory never write to
 //! one file; [`capture_streams`] lists every writer's files for a reader to merge.
-//! One line per request:
+//! One JSON line per request (in mlcap, the same fields, column by column):
 //!
 //! ```json
 //! {"time":"2025-06-01T12:00:00.123Z","requestId":"5f1c9a7e-42","model":"iris","version":"3","variant":"v3","status":200,
@@ -22,6 +27,8 @@
 //! the model does not take lists them in `"unknownColumns"`; one the model could not answer
 //! (4xx, 5xx) is captured too, with `"error"` (its message) instead of rows, so a monitor
 //! judges error rates and latency over every request the sample took.
+
+pub mod mlcap;
 
 use crate::json::{push_number, push_string};
 use crate::predictor::DynPredictor;
@@ -54,6 +61,37 @@ pub struct CaptureConfig {
     /// Write into `dir/<pid>/` rather than `dir` itself.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub per_process: bool,
+    /// The file format.
+    #[serde(default)]
+    pub format: CaptureFormat,
+}
+
+/// How captured records are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptureFormat {
+    /// Columnar blocks ([`mlcap`]): what costs the server least, and what drift reads fastest.
+    #[default]
+    Mlcap,
+    /// One JSON object per line.
+    Jsonl,
+}
+
+impl CaptureFormat {
+    fn extension(self) -> &'static str {
+        match self {
+            CaptureFormat::Mlcap => "mlcap",
+            CaptureFormat::Jsonl => "jsonl",
+        }
+    }
+
+    /// The file a writer of this format appends to.
+    pub fn current_file(self) -> &'static str {
+        match self {
+            CaptureFormat::Mlcap => "capture.mlcap",
+            CaptureFormat::Jsonl => "capture.jsonl",
+        }
+    }
 }
 
 fn default_max_bytes() -> u64 {
@@ -72,6 +110,7 @@ impl CaptureConfig {
             max_bytes: default_max_bytes(),
             max_files: default_max_files(),
             per_process: false,
+            format: CaptureFormat::default(),
         }
     }
 
@@ -236,6 +275,7 @@ struct Writer {
     out: BufWriter<File>,
     size: u64,
     line: String,
+    block: Vec<u8>,
     clock: Clock,
 }
 
@@ -268,25 +308,52 @@ impl Clock {
     }
 }
 
-const CURRENT: &str = "capture.jsonl";
+/// Opens the file a writer appends to: an mlcap file gets its magic when new, and loses a
+/// torn last block (a crash in the middle of a write) so what is appended is read.
+fn open_current(config: &CaptureConfig) -> std::io::Result<(File, u64)> {
+    let path = config.dir.join(config.format.current_file());
+    let mut file = OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(&path)?;
+    let mut size = file.metadata()?.len();
+    if config.format == CaptureFormat::Mlcap {
+        let complete = mlcap::complete_length(&mut file)?;
+        if complete == 0 && size > 0 {
+            // Not an mlcap file (or its magic was torn): keep it aside, start afresh.
+            drop(file);
+            fs::rename(&path, path.with_extension("mlcap.unreadable"))?;
+            return open_current(config);
+        }
+        if complete < size {
+            file.set_len(complete)?;
+            size = complete;
+        }
+        if size == 0 {
+            file.write_all(mlcap::MAGIC)?;
+            size = mlcap::MAGIC.len() as u64;
+        }
+    }
+    Ok((file, size))
+}
 
 impl Writer {
     fn open(config: CaptureConfig) -> std::io::Result<Writer> {
-        let path = config.dir.join(CURRENT);
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        let size = file.metadata()?.len();
+        let (file, size) = open_current(&config)?;
         Ok(Writer {
             config,
             out: BufWriter::with_capacity(64 << 10, file),
             size,
             line: String::with_capacity(1024),
+            block: Vec::with_capacity(64 << 10),
             clock: Clock::default(),
         })
     }
 
     fn run(mut self, queue: &Queue) {
         // Linux nice values are per thread: below the request threads, so a burst of
-        // formatting never delays an answer (when it falls behind, records are dropped).
+        // writing never delays an answer (when it falls behind, records are dropped).
         let _ = rustix::process::setpriority_process(None, 10);
         let mut batch = Vec::with_capacity(1024);
         loop {
@@ -295,9 +362,31 @@ impl Writer {
                 &mut batch,
                 &mut *queue.records.lock().unwrap_or_else(|e| e.into_inner()),
             );
-            for rec in batch.drain(..) {
-                self.write(&rec);
+            match self.config.format {
+                CaptureFormat::Jsonl => {
+                    for rec in &batch {
+                        self.line.clear();
+                        format_record(&mut self.line, &rec.view(), &mut self.clock);
+                        self.line.push('\n');
+                        let line = std::mem::take(&mut self.line);
+                        self.append(line.as_bytes());
+                        self.line = line;
+                    }
+                }
+                CaptureFormat::Mlcap => {
+                    for chunk in batch.chunks(mlcap::MAX_BLOCK_RECORDS) {
+                        let mut block = std::mem::take(&mut self.block);
+                        block.clear();
+                        mlcap::encode_block(chunk, &mut block);
+                        self.append(&block);
+                        // Written whole: a reader never meets half a block it must wait for
+                        // longer than this write.
+                        let _ = self.out.flush();
+                        self.block = block;
+                    }
+                }
             }
+            batch.clear();
             // Visible to readers within a batch period.
             let _ = self.out.flush();
             if closed {
@@ -307,18 +396,20 @@ impl Writer {
         }
     }
 
-    fn write(&mut self, rec: &Record) {
-        self.line.clear();
-        format_record(&mut self.line, &rec.view(), &mut self.clock);
-        self.line.push('\n');
-        if self.size > 0
-            && self.size + self.line.len() as u64 > self.config.max_bytes
+    /// Appends one line or block, rotating first when it would pass `max_bytes`.
+    fn append(&mut self, bytes: &[u8]) {
+        let header = match self.config.format {
+            CaptureFormat::Mlcap => mlcap::MAGIC.len() as u64,
+            CaptureFormat::Jsonl => 0,
+        };
+        if self.size > header
+            && self.size + bytes.len() as u64 > self.config.max_bytes
             && let Err(e) = self.rotate()
         {
             tracing::warn!("capture: cannot rotate {}: {e}", self.config.dir.display());
         }
-        if self.out.write_all(self.line.as_bytes()).is_ok() {
-            self.size += self.line.len() as u64;
+        if self.out.write_all(bytes).is_ok() {
+            self.size += bytes.len() as u64;
         }
     }
 
@@ -328,27 +419,25 @@ impl Writer {
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default()
             .as_millis();
-        let mut to = self.config.dir.join(format!("capture-{millis:015}.jsonl"));
+        let ext = self.config.format.extension();
+        let mut to = self.config.dir.join(format!("capture-{millis:015}.{ext}"));
         let mut n = 0;
         while to.exists() {
             n += 1;
             to = self
                 .config
                 .dir
-                .join(format!("capture-{millis:015}-{n}.jsonl"));
+                .join(format!("capture-{millis:015}-{n}.{ext}"));
         }
-        fs::rename(self.config.dir.join(CURRENT), &to)?;
+        fs::rename(self.config.dir.join(self.config.format.current_file()), &to)?;
         let rotated = rotated_files(&self.config.dir)?;
         let excess = rotated.len().saturating_sub(self.config.max_files);
         for old in &rotated[..excess] {
             let _ = fs::remove_file(old);
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.config.dir.join(CURRENT))?;
+        let (file, size) = open_current(&self.config)?;
         self.out = BufWriter::with_capacity(64 << 10, file);
-        self.size = 0;
+        self.size = size;
         Ok(())
     }
 }
@@ -358,9 +447,9 @@ fn rotated_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("capture-") && n.ends_with(".jsonl"))
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.starts_with("capture-") && (n.ends_with(".jsonl") || n.ends_with(".mlcap"))
+            })
         })
         .collect();
     v.sort();
@@ -370,9 +459,11 @@ fn rotated_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// The files of one writer in `dir`, oldest first (rotated ones, then the current one).
 fn stream_files(dir: &Path) -> Vec<PathBuf> {
     let mut v = rotated_files(dir).unwrap_or_default();
-    let current = dir.join(CURRENT);
-    if current.exists() {
-        v.push(current);
+    for format in [CaptureFormat::Jsonl, CaptureFormat::Mlcap] {
+        let current = dir.join(format.current_file());
+        if current.exists() {
+            v.push(current);
+        }
     }
     v
 }
@@ -401,6 +492,67 @@ pub fn capture_streams(dir: &Path) -> Vec<Vec<PathBuf>> {
 /// oldest first.
 pub fn capture_files(dir: &Path) -> Vec<PathBuf> {
     capture_streams(dir).into_iter().flatten().collect()
+}
+
+/// Calls `line` with each record of one capture file as its JSON line (no newline), in file
+/// order: a JSON-lines file's lines as they are, an mlcap file's records formatted as the
+/// JSON-lines writer formats them. Returns the records an mlcap file could not give (corrupt
+/// blocks are skipped, a block being written is left for the next read).
+///
+/// # Errors
+/// The file cannot be read, or is neither format.
+pub fn for_each_line(path: &Path, mut line: impl FnMut(&str)) -> std::io::Result<ReadStats> {
+    let bytes = fs::read(path)?;
+    let mut stats = ReadStats::default();
+    if bytes.starts_with(mlcap::MAGIC) || path.extension().is_some_and(|e| e == "mlcap") {
+        let file = mlcap::decode(&bytes).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
+        })?;
+        stats.corrupt_blocks = file.corrupt_blocks;
+        let mut clock = Clock::default();
+        let mut text = String::with_capacity(1024);
+        for r in &file.records {
+            text.clear();
+            format_record(&mut text, &r.view(), &mut clock);
+            line(&text);
+            stats.records += 1;
+        }
+    } else {
+        for l in String::from_utf8_lossy(&bytes).lines() {
+            if !l.trim().is_empty() {
+                line(l);
+                stats.records += 1;
+            }
+        }
+    }
+    Ok(stats)
+}
+
+/// What [`for_each_line`] read.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ReadStats {
+    /// Records given.
+    pub records: usize,
+    /// mlcap blocks skipped because their checksum or layout was wrong.
+    pub corrupt_blocks: usize,
+}
+
+/// The records of one capture file as JSON objects, in file order; lines that are not JSON
+/// (a torn last line while a server writes) are left out.
+///
+/// # Errors
+/// As [`for_each_line`].
+pub fn read_records(path: &Path) -> std::io::Result<Vec<serde_json::Value>> {
+    let mut out = Vec::new();
+    for_each_line(path, |l| {
+        if let Ok(v) = serde_json::from_str(l) {
+            out.push(v);
+        }
+    })?;
+    Ok(out)
 }
 
 /// A record as the formatter reads it: borrowed, so a record decoded from a columnar capture
@@ -626,9 +778,11 @@ mod tests {
         });
         // Dropping it writes what is queued.
         drop(cap);
-        assert!(!dir.path().join(CURRENT).exists());
-        assert_eq!(capture_streams(dir.path()), vec![vec![own.join(CURRENT)]]);
-        assert_eq!(capture_files(dir.path()), vec![own.join(CURRENT)]);
+        let current = CaptureFormat::Mlcap.current_file();
+        assert!(!dir.path().join(current).exists());
+        assert_eq!(capture_streams(dir.path()), vec![vec![own.join(current)]]);
+        assert_eq!(capture_files(dir.path()), vec![own.join(current)]);
+        assert_eq!(read_records(&own.join(current)).unwrap().len(), 1);
     }
 
     #[test]
@@ -637,6 +791,7 @@ mod tests {
         let mut cfg = CaptureConfig::new(dir.path(), 100.0);
         cfg.max_bytes = 300;
         cfg.max_files = 2;
+        cfg.format = CaptureFormat::Jsonl;
         let dropped = Arc::new(AtomicU64::new(0));
         let cap = Capture::start(&cfg, dropped.clone()).unwrap();
         let source = Arc::new(Source {
@@ -686,5 +841,257 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert_eq!(dropped.load(Relaxed), 0);
+    }
+
+    /// A model with a numeric and a categorical column that answers class labels.
+    struct Fixed {
+        schema: crate::schema::InputSchema,
+        output: Output,
+    }
+
+    impl crate::Predictor for Fixed {
+        fn schema(&self) -> &crate::schema::InputSchema {
+            &self.schema
+        }
+        fn output(&self) -> &Output {
+            &self.output
+        }
+        fn predict(
+            &self,
+            _raw: &[f64],
+            rows: usize,
+            out: &mut Vec<f64>,
+        ) -> Result<(), crate::ServeError> {
+            out.extend((0..rows).map(|i| (i % 2) as f64));
+            Ok(())
+        }
+    }
+
+    fn source(model: &str, output: Output) -> Arc<Source> {
+        Arc::new(Source {
+            model: model.into(),
+            version: "3".into(),
+            variant: "v3".into(),
+            predictor: Some(Arc::new(Fixed {
+                schema: crate::schema::InputSchema::new(vec![
+                    Column::number("income"),
+                    Column::category("region", ["north", "south \"quoted\""]),
+                ]),
+                output,
+            })),
+        })
+    }
+
+    /// Every kind of record, from two models, interleaved as a server answers them.
+    fn every_kind() -> Vec<Record> {
+        let classes = source("churn", Output::Classes(vec!["no".into(), "yes".into()]));
+        let numbers = source("price", Output::Number);
+        let at =
+            |ms: u64| SystemTime::UNIX_EPOCH + Duration::from_micros(1_764_000_000_123_456 + ms);
+        let rec = |t: u64, source: &Arc<Source>, status: u16, payload: Payload| Record {
+            time: at(t),
+            request_id: HeaderValue::from_str(&format!("req-{t}")).unwrap(),
+            source: source.clone(),
+            status,
+            latency: Duration::from_nanos(81_234 + t),
+            payload,
+        };
+        let script = Arc::new(Source {
+            model: "script".into(),
+            version: "1".into(),
+            variant: "v1".into(),
+            predictor: None,
+        });
+        vec![
+            rec(
+                1,
+                &classes,
+                200,
+                Payload::Rows {
+                    raw: vec![52_000.5, 0.0, 36_000.0, 1.0, f64::NAN, f64::NAN],
+                    predictions: vec![0.0, 1.0, 0.0],
+                    unknown_columns: vec!["extra".into()],
+                },
+            ),
+            rec(
+                2,
+                &numbers,
+                200,
+                Payload::Rows {
+                    raw: vec![1e-7, 1.0],
+                    predictions: vec![123.25],
+                    unknown_columns: vec![],
+                },
+            ),
+            rec(
+                3,
+                &classes,
+                400,
+                Payload::Failed {
+                    message: "column `income` is missing".into(),
+                },
+            ),
+            rec(
+                4,
+                &script,
+                200,
+                Payload::Raw {
+                    request: Bytes::from_static(b"{\"a\": [1, 2]}"),
+                    response: Bytes::from_static(b"plain text"),
+                },
+            ),
+            rec(
+                5,
+                &script,
+                200,
+                Payload::Rows {
+                    raw: vec![1.0],
+                    predictions: vec![1.0],
+                    unknown_columns: vec![],
+                },
+            ),
+            rec(
+                6,
+                &classes,
+                200,
+                Payload::Rows {
+                    raw: vec![10.0, 1.0],
+                    predictions: vec![1.0],
+                    unknown_columns: vec![],
+                },
+            ),
+        ]
+    }
+
+    fn lines_of(format: CaptureFormat) -> Vec<serde_json::Value> {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = CaptureConfig {
+            format,
+            ..CaptureConfig::new(dir.path(), 100.0)
+        };
+        let cap = Capture::start(&cfg, Arc::default()).unwrap();
+        for r in every_kind() {
+            cap.send(r);
+        }
+        drop(cap);
+        let mut v = read_records(&dir.path().join(format.current_file())).unwrap();
+        v.sort_by(|a, b| a["time"].as_str().cmp(&b["time"].as_str()));
+        v
+    }
+
+    #[test]
+    fn an_mlcap_record_reads_back_as_the_json_line_of_the_same_record() {
+        let (mlcap, jsonl) = (
+            lines_of(CaptureFormat::Mlcap),
+            lines_of(CaptureFormat::Jsonl),
+        );
+        assert_eq!(jsonl.len(), 6);
+        assert_eq!(mlcap, jsonl);
+        // Spot checks of what the lines say.
+        assert_eq!(
+            jsonl[0]["rows"],
+            serde_json::json!([
+                [52000.5, "north"],
+                [36000, "south \"quoted\""],
+                [null, null]
+            ])
+        );
+        assert_eq!(
+            jsonl[0]["predictions"],
+            serde_json::json!(["no", "yes", "no"])
+        );
+        assert_eq!(jsonl[0]["unknownColumns"], serde_json::json!(["extra"]));
+        assert_eq!(jsonl[0]["requestId"], "req-1");
+        assert_eq!(jsonl[1]["predictions"], serde_json::json!([123.25]));
+        assert_eq!(jsonl[2]["error"], "column `income` is missing");
+        assert_eq!(jsonl[3]["request"], serde_json::json!({"a": [1, 2]}));
+    }
+
+    #[test]
+    fn a_torn_block_is_left_out_and_cut_off_before_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = CaptureConfig::new(dir.path(), 100.0);
+        let file = dir.path().join(CaptureFormat::Mlcap.current_file());
+        let write = |records: Vec<Record>| {
+            let cap = Capture::start(&cfg, Arc::default()).unwrap();
+            for r in records {
+                cap.send(r);
+            }
+        };
+        write(every_kind());
+        let whole = fs::read(&file).unwrap();
+        assert_eq!(read_records(&file).unwrap().len(), 6);
+        // A crash in the middle of the next block: its first 20 bytes reached the file.
+        let mut block = Vec::new();
+        mlcap::encode_block(&every_kind()[..2], &mut block);
+        let mut torn = whole.clone();
+        torn.extend_from_slice(&block[..20]);
+        fs::write(&file, &torn).unwrap();
+        let read = mlcap::decode(&torn).unwrap();
+        assert!(read.torn_tail);
+        assert_eq!((read.records.len(), read.corrupt_blocks), (6, 0));
+        // The next server cuts the torn block off, so what it writes is read.
+        write(every_kind()[..1].iter().map(clone_record).collect());
+        assert_eq!(read_records(&file).unwrap().len(), 7);
+        // A block whose bytes changed is skipped and counted, the ones after it are read.
+        let mut bad = fs::read(&file).unwrap();
+        bad[mlcap::MAGIC.len() + 30] ^= 0xff;
+        let read = mlcap::decode(&bad).unwrap();
+        assert_eq!(
+            (read.records.len(), read.corrupt_blocks, read.torn_tail),
+            (1, 1, false)
+        );
+    }
+
+    fn clone_record(r: &Record) -> Record {
+        Record {
+            time: r.time,
+            request_id: r.request_id.clone(),
+            source: r.source.clone(),
+            status: r.status,
+            latency: r.latency,
+            payload: match &r.payload {
+                Payload::Rows {
+                    raw,
+                    predictions,
+                    unknown_columns,
+                } => Payload::Rows {
+                    raw: raw.clone(),
+                    predictions: predictions.clone(),
+                    unknown_columns: unknown_columns.clone(),
+                },
+                Payload::Failed { message } => Payload::Failed {
+                    message: message.clone(),
+                },
+                Payload::Raw { request, response } => Payload::Raw {
+                    request: request.clone(),
+                    response: response.clone(),
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn garbage_is_never_a_panic() {
+        let mut block = Vec::new();
+        mlcap::encode_block(&every_kind(), &mut block);
+        let mut file = mlcap::MAGIC.to_vec();
+        file.extend_from_slice(&block);
+        // Every truncation, and every single-byte change with a fixed-up checksum (so the
+        // layout checks, not the checksum, must catch it).
+        for n in 0..file.len() {
+            let _ = mlcap::decode(&file[..n]);
+        }
+        let body = mlcap::MAGIC.len() + 12;
+        for i in body..file.len() {
+            for x in [0x00, 0x7f, 0xff] {
+                let mut f = file.clone();
+                f[i] = x;
+                let crc = crc32fast::hash(&f[body..]);
+                f[body - 4..body].copy_from_slice(&crc.to_le_bytes());
+                let _ = mlcap::decode(&f);
+            }
+        }
+        assert!(mlcap::decode(b"{\"time\": 1}").is_err());
     }
 }
