@@ -165,7 +165,7 @@ struct Envelope<'a> {
     #[serde(borrow, default)]
     inputs: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    dataframe_split: Option<&'a RawValue>,
+    dataframe_split: Option<SplitField<'a>>,
     #[serde(borrow, default)]
     dataframe_records: Option<&'a RawValue>,
     #[serde(borrow, default)]
@@ -224,6 +224,20 @@ struct Split<'a> {
     _index: Option<IgnoredAny>,
 }
 
+/// `dataframe_split`, read while the envelope is read (not skipped over, then read again),
+/// with its own errors named as such.
+struct SplitField<'a>(Split<'a>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for SplitField<'a> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Split::deserialize(d)
+            .map(SplitField)
+            .map_err(|e| de::Error::custom(format!("{SPLIT_ERROR}{e}")))
+    }
+}
+
+const SPLIT_ERROR: &str = "invalid `dataframe_split`: ";
+
 const SHAPES: &str = "`instances`, `inputs`, `dataframe_split` or `dataframe_records`";
 
 fn json_error(e: serde_json::Error) -> InputError {
@@ -243,15 +257,29 @@ fn parse_json(
     lenient: bool,
     out: &mut Vec<f64>,
 ) -> Result<Parsed, InputError> {
-    let whole: &RawValue = serde_json::from_slice(body).map_err(json_error)?;
+    // The body is read once here (and the rows once more below): no pass that only checks
+    // it is JSON first. Syntax errors are "invalid JSON" whichever reader meets them.
+    let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
     let mut ctx = Ctx::new(schema, out);
     ctx.lenient = lenient;
     let mut predict_proba = false;
-    match first_byte(whole) {
-        b'[' => ctx.run(whole, Mode::Rows { mapping: None })?,
-        b'{' => {
-            let env: Envelope = serde_json::from_str(whole.get()).map_err(|e| {
-                InputError::bad(format!("invalid request: {e}; expected one of {SHAPES}"))
+    match first {
+        Some(b'[') => {
+            let whole = std::str::from_utf8(body).map_err(|e| {
+                InputError::bad(format!("invalid JSON: the body is not UTF-8 ({e})"))
+            })?;
+            ctx.run(whole, Mode::Rows { mapping: None })?
+        }
+        Some(b'{') => {
+            let env: Envelope = serde_json::from_slice(body).map_err(|e| {
+                let message = e.to_string();
+                if e.is_syntax() || e.is_eof() || e.is_io() {
+                    json_error(e)
+                } else if message.starts_with(SPLIT_ERROR) {
+                    InputError::bad(message)
+                } else {
+                    InputError::bad(format!("invalid request: {e}; expected one of {SHAPES}"))
+                }
             })?;
             let given = [
                 env.instances.is_some(),
@@ -275,16 +303,14 @@ fn parse_json(
                 predict_proba = predict_proba_param(p)?;
             }
             if let Some(v) = env.instances.or(env.dataframe_records) {
-                ctx.run(v, Mode::Rows { mapping: None })?;
+                ctx.run(v.get(), Mode::Rows { mapping: None })?;
             } else if let Some(v) = env.inputs {
                 if first_byte(v) == b'{' {
-                    ctx.run(v, Mode::Columns)?;
+                    ctx.run(v.get(), Mode::Columns)?;
                 } else {
-                    ctx.run(v, Mode::Rows { mapping: None })?;
+                    ctx.run(v.get(), Mode::Rows { mapping: None })?;
                 }
-            } else if let Some(v) = env.dataframe_split {
-                let split: Split = serde_json::from_str(v.get())
-                    .map_err(|e| InputError::bad(format!("invalid `dataframe_split`: {e}")))?;
+            } else if let Some(SplitField(split)) = env.dataframe_split {
                 split_rows(&mut ctx, split.columns.as_deref(), split.data)?;
             } else if let Some(data) = env.data {
                 let columns: Option<Vec<Cow<str>>> = match env.columns {
@@ -298,6 +324,7 @@ fn parse_json(
             }
         }
         _ => {
+            serde_json::from_slice::<IgnoredAny>(body).map_err(json_error)?;
             return Err(InputError::bad(format!(
                 "the JSON body must be an object with one of {SHAPES}, or an array of rows"
             )));
@@ -318,7 +345,7 @@ fn split_rows(
     data: &RawValue,
 ) -> Result<(), InputError> {
     match columns {
-        None => ctx.run(data, Mode::Rows { mapping: None }),
+        None => ctx.run(data.get(), Mode::Rows { mapping: None }),
         Some(cols) => {
             let (mapping, missing) = column_mapping(
                 ctx.schema,
@@ -327,7 +354,7 @@ fn split_rows(
                 &mut ctx.unknown,
             )?;
             ctx.run(
-                data,
+                data.get(),
                 Mode::Rows {
                     mapping: Some(mapping),
                 },
@@ -458,8 +485,8 @@ impl<'s, 'o> Ctx<'s, 'o> {
         e
     }
 
-    fn run(&mut self, v: &RawValue, mode: Mode) -> Result<(), InputError> {
-        let mut de = serde_json::Deserializer::from_str(v.get());
+    fn run(&mut self, v: &str, mode: Mode) -> Result<(), InputError> {
+        let mut de = serde_json::Deserializer::from_str(v);
         let r = match &mode {
             Mode::Rows { mapping } => RowsSeed {
                 ctx: self,
@@ -467,7 +494,8 @@ impl<'s, 'o> Ctx<'s, 'o> {
             }
             .deserialize(&mut de),
             Mode::Columns => ColumnsSeed { ctx: self }.deserialize(&mut de),
-        };
+        }
+        .and_then(|()| de.end());
         match r {
             Ok(()) => Ok(()),
             Err(e) => Err(self.error.take().unwrap_or_else(|| json_error(e))),
