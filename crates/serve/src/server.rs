@@ -848,7 +848,7 @@ fn predict(
     variant: &Variant,
     p: &DynPredictor,
     ct: Option<&[u8]>,
-    body: &[u8],
+    body: &Bytes,
     answer: Answer,
     call: Call<'_>,
 ) -> Response {
@@ -970,7 +970,12 @@ fn predict(
             status: 200,
             latency: elapsed,
             payload: Payload::Rows {
-                raw,
+                body: body.clone(),
+                format,
+                rows,
+                // Only a writer that formats the values gets them (dropped here otherwise,
+                // by the thread that allocated them).
+                raw: if c.wants_values() { raw } else { Vec::new() },
                 predictions: preds,
                 unknown_columns: std::mem::take(&mut parsed.unknown_columns),
             },

@@ -2,8 +2,12 @@
 //!
 //! Formatting every captured number as JSON text cost the server a quarter of its throughput
 //! at 100 rows a request (the writer shares the cores with the request threads). A block of
-//! this format is the records' own bytes, column by column: the writer copies numbers, it
-//! does not format them, and a reader of one feature reads one contiguous array.
+//! this format holds each field of its records as one column (times, statuses, latencies,
+//! ids, predictions), and the feature values as the request bodies arrived: the server hands
+//! the writer the body it already holds (a reference count, no copy), which is also the
+//! smallest form of the values (`5.1,` is 4 bytes, the parsed f64 is 8), and the writer
+//! copies bytes, it formats nothing. A reader parses the bodies again with the same parser
+//! and the schema stored in the segment, so it gets the values the model got.
 //!
 //! A file is [`MAGIC`] then blocks, one per batch the writer took (at most
 //! [`MAX_BLOCK_RECORDS`] records). All integers are little-endian.
@@ -13,21 +17,23 @@
 //! body     := u32:n_segments segment*
 //! segment  := str:model str:version str:variant u8:kind u32:n
 //!             i64[n]:time_micros u16[n]:status u64[n]:latency_nanos str[n]:request_id
-//!             kind 0 (rows):   u32:n_columns column* output u32[n]:rows
-//!                              (f64[R] per column, R = sum of rows) f64[R]:predictions
-//!                              (u32:m str[m]) [n]:unknown_columns
+//!             kind 0 (rows):   u32:n_columns column* output u8[n]:body_format
+//!                              bytes[n]:body u32[n]:rows predictions
+//!                              (R = sum of rows)
 //!             kind 1 (failed): str[n]:message
 //!             kind 2 (raw):    bytes[n]:request bytes[n]:response
 //!             kind 3 (rows without a model to name them): nothing more
-//! column   := str:name u8:0 (number) | str:name u8:1 u32:k str[k] (categories)
+//! column   := str:name u8:flags [u32:k str[k] when a category]
+//!             (flags: 1 category, 2 nullable, 4 integer)
 //! output   := u8:0 (numbers) | u8:1 u32:k str[k] (class labels)
+//! predictions := u8:0 f64[R] | u8:1 u8[R] (class indices, when every one is below 256)
+//! body_format := 0 JSON | 1 CSV, header detected | 2 CSV with header | 3 CSV without
 //! str, bytes := u32:len, then the bytes
 //! ```
 //!
 //! A segment is the records of one model version and kind in the block, in the order they
-//! were answered; readers order records by `time`. Category values and class predictions are
-//! indices into the segment's lists (a missing or unseen category is NaN), as the server
-//! holds them.
+//! were answered; readers order records by `time`. Class predictions are indices into the
+//! segment's labels, as the server holds them.
 //!
 //! A block is written with one write; a reader that meets a block longer than what is left
 //! of the file (the writer is writing it, or died while writing it) stops there, and one whose
@@ -38,7 +44,8 @@
 //! of the JSON-lines format, the same line for the same record.
 
 use super::{Payload, Record, View, ViewPayload};
-use crate::schema::{Column, ColumnKind, Output};
+use crate::parse::Format;
+use crate::schema::{Column, ColumnKind, InputSchema, Output};
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -81,6 +88,29 @@ fn kind_of(r: &Record) -> u8 {
         (Payload::Failed { .. }, _) => FAILED,
         (Payload::Raw { .. }, _) => RAW,
     }
+}
+
+fn format_code(f: Format) -> u8 {
+    match f {
+        Format::Json => 0,
+        Format::Csv { header: None } => 1,
+        Format::Csv { header: Some(true) } => 2,
+        Format::Csv {
+            header: Some(false),
+        } => 3,
+    }
+}
+
+fn format_of_code(c: u8) -> Option<Format> {
+    Some(match c {
+        0 => Format::Json,
+        1 => Format::Csv { header: None },
+        2 => Format::Csv { header: Some(true) },
+        3 => Format::Csv {
+            header: Some(false),
+        },
+        _ => return None,
+    })
 }
 
 fn micros(t: SystemTime) -> i64 {
@@ -143,10 +173,11 @@ fn encode_segment(kind: u8, recs: &[&Record], o: &mut Vec<u8>) {
             put_len(o, cols.len());
             for c in cols {
                 put_str(o, &c.name);
+                let flags = u8::from(c.nullable) * 2 + u8::from(c.integer) * 4;
                 match &c.kind {
-                    ColumnKind::Number => o.push(0),
+                    ColumnKind::Number => o.push(flags),
                     ColumnKind::Category(cats) => {
-                        o.push(1);
+                        o.push(flags | 1);
                         put_len(o, cats.len());
                         for c in cats {
                             put_str(o, c);
@@ -164,48 +195,46 @@ fn encode_segment(kind: u8, recs: &[&Record], o: &mut Vec<u8>) {
                     }
                 }
             }
-            let width = cols.len().max(1);
-            let rows = |r: &Record| match &r.payload {
-                Payload::Rows { raw, .. } => raw.len() / width,
+            let rows_of = |r: &Record| match &r.payload {
+                Payload::Rows { rows, .. } => *rows,
                 _ => 0,
             };
             for r in recs {
-                put_len(o, rows(r));
-            }
-            // Column by column: each feature's values of the whole segment are one array.
-            for j in 0..cols.len() {
-                for r in recs {
-                    if let Payload::Rows { raw, .. } = &r.payload {
-                        for row in raw.chunks_exact(width) {
-                            o.extend_from_slice(&row[j].to_le_bytes());
-                        }
-                    }
-                }
-            }
-            for r in recs {
-                if let Payload::Rows {
-                    raw, predictions, ..
-                } = &r.payload
-                {
-                    // As many predictions as rows, so the columns stay aligned.
-                    let n = raw.len() / width;
-                    for i in 0..n {
-                        let y = predictions.get(i).copied().unwrap_or(f64::NAN);
-                        o.extend_from_slice(&y.to_le_bytes());
-                    }
-                }
+                o.push(match &r.payload {
+                    Payload::Rows { format, .. } => format_code(*format),
+                    _ => 0,
+                });
             }
             for r in recs {
                 match &r.payload {
-                    Payload::Rows {
-                        unknown_columns, ..
-                    } => {
-                        put_len(o, unknown_columns.len());
-                        for c in unknown_columns {
-                            put_str(o, c);
-                        }
-                    }
+                    Payload::Rows { body, .. } => put_bytes(o, body),
                     _ => put_u32(o, 0),
+                }
+            }
+            for r in recs {
+                put_len(o, rows_of(r));
+            }
+            // As many predictions as rows, so the column stays aligned with the rows.
+            let predictions = || {
+                recs.iter().flat_map(|r| {
+                    let (n, p): (usize, &[f64]) = match &r.payload {
+                        Payload::Rows {
+                            rows, predictions, ..
+                        } => (*rows, predictions),
+                        _ => (0, &[]),
+                    };
+                    (0..n).map(move |i| p.get(i).copied().unwrap_or(f64::NAN))
+                })
+            };
+            let small = matches!(p.output(), Output::Classes(_))
+                && predictions().all(|y| y.fract() == 0.0 && (0.0..256.0).contains(&y));
+            if small {
+                o.push(1);
+                o.extend(predictions().map(|y| y as u8));
+            } else {
+                o.push(0);
+                for y in predictions() {
+                    o.extend_from_slice(&y.to_le_bytes());
                 }
             }
         }
@@ -456,6 +485,10 @@ impl<'a> Reader<'a> {
         let n = self.u32()? as usize;
         (n.saturating_mul(min_size.max(1)) <= self.b.len() - self.at).then_some(n)
     }
+    /// `n` items of `size` bytes, when that many are left.
+    fn count_of(&self, n: usize, size: usize) -> Option<usize> {
+        (n.checked_mul(size)? <= self.b.len() - self.at).then_some(n)
+    }
     fn strings(&mut self) -> Option<Vec<String>> {
         let k = self.count(4)?;
         (0..k).map(|_| self.string()).collect()
@@ -487,42 +520,55 @@ fn decode_segment(r: &mut Reader<'_>, out: &mut Vec<Decoded>) -> Option<()> {
             let ncols = r.count(5)?;
             for _ in 0..ncols {
                 let name = r.string()?;
-                columns.push(match r.u8()? {
-                    0 => Column::number(name),
-                    1 => Column::category(name, r.strings()?),
-                    _ => return None,
-                });
+                let flags = r.u8()?;
+                let mut c = if flags & 1 == 1 {
+                    Column::category(name, r.strings()?)
+                } else {
+                    Column::number(name)
+                };
+                c.nullable = flags & 2 != 0;
+                c.integer = flags & 4 != 0;
+                columns.push(c);
             }
             output = match r.u8()? {
                 0 => Output::Number,
                 1 => Output::Classes(r.strings()?),
                 _ => return None,
             };
-            let rows: Vec<usize> = (0..n).map(|_| r.count(0)).collect::<Option<_>>()?;
+            let formats: Vec<Format> = (0..n)
+                .map(|_| r.u8().and_then(format_of_code))
+                .collect::<Option<_>>()?;
+            let bodies_in: Vec<&[u8]> = (0..n).map(|_| r.bytes()).collect::<Option<_>>()?;
+            let rows: Vec<usize> = (0..n).map(|_| r.count(1)).collect::<Option<_>>()?;
             let total = rows.iter().try_fold(0usize, |a, b| a.checked_add(*b))?;
-            let width = ncols;
-            // Every value of the segment, row-major per record.
-            let cells = total.checked_mul(width + 1)?.checked_mul(8)?;
-            if cells > r.b.len() - r.at {
-                return None;
-            }
-            let mut raws: Vec<Vec<f64>> = rows.iter().map(|k| vec![0.0; k * width]).collect();
-            for j in 0..width {
-                for (i, k) in rows.iter().enumerate() {
-                    for row in 0..*k {
-                        raws[i][row * width + j] = r.f64()?;
-                    }
+            let mut predictions: Vec<f64> = match r.u8()? {
+                0 => (0..r.count_of(total, 8)?)
+                    .map(|_| r.f64())
+                    .collect::<Option<Vec<f64>>>()?,
+                1 => r
+                    .take(r.count_of(total, 1)?)?
+                    .iter()
+                    .map(|y| f64::from(*y))
+                    .collect(),
+                _ => return None,
+            };
+            // Taken from the end, so first ones first.
+            predictions.reverse();
+            let schema = InputSchema::new(columns.clone());
+            for (i, body) in bodies_in.into_iter().enumerate() {
+                let mut raw = Vec::new();
+                // The server answered this body, so it parses; leniently, as the values are
+                // what matters here, not the warnings it got.
+                let parsed =
+                    crate::parse::parse_request(body, formats[i], &schema, true, &mut raw).ok()?;
+                if parsed.rows != rows[i] {
+                    return None;
                 }
-            }
-            let mut preds: Vec<Vec<f64>> = Vec::with_capacity(n);
-            for k in &rows {
-                preds.push((0..*k).map(|_| r.f64()).collect::<Option<_>>()?);
-            }
-            for (raw, predictions) in raws.into_iter().zip(preds) {
+                let preds: Vec<f64> = (0..rows[i]).filter_map(|_| predictions.pop()).collect();
                 bodies.push(DecodedBody::Rows {
                     raw,
-                    predictions,
-                    unknown_columns: r.strings()?,
+                    predictions: preds,
+                    unknown_columns: parsed.unknown_columns,
                 });
             }
         }

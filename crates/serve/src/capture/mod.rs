@@ -139,9 +139,18 @@ pub struct Source {
 
 /// What was exchanged.
 pub enum Payload {
-    /// Parsed rows (raw layout) and the predictions.
+    /// A request the model answered: its body as it arrived, the parsed rows (raw layout)
+    /// and the predictions. The mlcap writer keeps the body (it holds the values in fewer
+    /// bytes than the parsed numbers, and costs a reference count); the JSON-lines writer
+    /// formats the parsed rows, which the server leaves empty for an mlcap writer.
     Rows {
-        /// Raw rows.
+        /// The request body.
+        body: Bytes,
+        /// Its format.
+        format: crate::parse::Format,
+        /// Rows in it.
+        rows: usize,
+        /// Raw rows (empty when the writer does not need them: [`Capture::wants_values`]).
         raw: Vec<f64>,
         /// Predictions (class indices or numbers).
         predictions: Vec<f64>,
@@ -187,6 +196,7 @@ pub struct Capture {
     per10k: u64,
     dropped: Arc<AtomicU64>,
     writer: Option<std::thread::JoinHandle<()>>,
+    format: CaptureFormat,
 }
 
 /// Records waiting for the writer. The writer takes the whole batch every [`BATCH_EVERY`], so
@@ -226,7 +236,15 @@ impl Capture {
             per10k,
             dropped,
             writer: Some(handle),
+            format: config.format,
         })
+    }
+
+    /// Whether the writer needs each record's parsed values ([`Payload::Rows`] `raw`): the
+    /// JSON-lines writer formats them; the mlcap writer keeps the body instead.
+    #[inline]
+    pub fn wants_values(&self) -> bool {
+        self.format == CaptureFormat::Jsonl
     }
 
     /// Whether to capture this request (exactly `percent` of calls, evenly spread).
@@ -597,6 +615,7 @@ impl Record {
                     raw,
                     predictions,
                     unknown_columns,
+                    ..
                 },
                 Some(p),
             ) => ViewPayload::Rows {
@@ -742,6 +761,7 @@ mod tests {
             per10k: 2500,
             dropped: Arc::default(),
             writer: None,
+            format: CaptureFormat::Mlcap,
         };
         let picks: Vec<bool> = (0..8).map(|_| c.sample()).collect();
         assert_eq!(
@@ -882,8 +902,35 @@ mod tests {
         })
     }
 
+    /// A record of a request the model answered, as the server makes it: the body parsed
+    /// by the server's parser, then predicted.
+    fn answered(
+        time: SystemTime,
+        source: &Arc<Source>,
+        format: crate::parse::Format,
+        body: &'static str,
+    ) -> Payload {
+        let p = source.predictor.as_ref().unwrap();
+        let mut raw = Vec::new();
+        let parsed =
+            crate::parse::parse_request(body.as_bytes(), format, p.schema(), true, &mut raw)
+                .unwrap();
+        let mut predictions = Vec::new();
+        p.predict(&raw, parsed.rows, &mut predictions).unwrap();
+        let _ = time;
+        Payload::Rows {
+            body: Bytes::from_static(body.as_bytes()),
+            format,
+            rows: parsed.rows,
+            raw,
+            predictions,
+            unknown_columns: parsed.unknown_columns,
+        }
+    }
+
     /// Every kind of record, from two models, interleaved as a server answers them.
     fn every_kind() -> Vec<Record> {
+        use crate::parse::Format;
         let classes = source("churn", Output::Classes(vec!["no".into(), "yes".into()]));
         let numbers = source("price", Output::Number);
         let at =
@@ -902,26 +949,25 @@ mod tests {
             variant: "v1".into(),
             predictor: None,
         });
+        let split = r#"{"dataframe_split": {"columns": ["income", "region", "extra"],
+            "data": [[52000.5, "north", 1], [36000, "south \"quoted\"", 2], [null, null, 3]]}}"#;
         vec![
             rec(
                 1,
                 &classes,
                 200,
-                Payload::Rows {
-                    raw: vec![52_000.5, 0.0, 36_000.0, 1.0, f64::NAN, f64::NAN],
-                    predictions: vec![0.0, 1.0, 0.0],
-                    unknown_columns: vec!["extra".into()],
-                },
+                answered(at(1), &classes, Format::Json, split),
             ),
             rec(
                 2,
                 &numbers,
                 200,
-                Payload::Rows {
-                    raw: vec![1e-7, 1.0],
-                    predictions: vec![123.25],
-                    unknown_columns: vec![],
-                },
+                answered(
+                    at(2),
+                    &numbers,
+                    Format::Json,
+                    r#"[[1e-7, "south \"quoted\""]]"#,
+                ),
             ),
             rec(
                 3,
@@ -945,6 +991,9 @@ mod tests {
                 &script,
                 200,
                 Payload::Rows {
+                    body: Bytes::from_static(b"[[1]]"),
+                    format: Format::Json,
+                    rows: 1,
                     raw: vec![1.0],
                     predictions: vec![1.0],
                     unknown_columns: vec![],
@@ -954,11 +1003,12 @@ mod tests {
                 6,
                 &classes,
                 200,
-                Payload::Rows {
-                    raw: vec![10.0, 1.0],
-                    predictions: vec![1.0],
-                    unknown_columns: vec![],
-                },
+                answered(
+                    at(6),
+                    &classes,
+                    Format::Csv { header: None },
+                    "income,region\n10,\"south \"\"quoted\"\"\"\n",
+                ),
             ),
         ]
     }
@@ -1002,7 +1052,14 @@ mod tests {
         );
         assert_eq!(jsonl[0]["unknownColumns"], serde_json::json!(["extra"]));
         assert_eq!(jsonl[0]["requestId"], "req-1");
-        assert_eq!(jsonl[1]["predictions"], serde_json::json!([123.25]));
+        assert_eq!(
+            jsonl[1]["rows"],
+            serde_json::json!([[1e-7, "south \"quoted\""]])
+        );
+        assert_eq!(
+            jsonl[5]["rows"],
+            serde_json::json!([[10, "south \"quoted\""]])
+        );
         assert_eq!(jsonl[2]["error"], "column `income` is missing");
         assert_eq!(jsonl[3]["request"], serde_json::json!({"a": [1, 2]}));
     }
@@ -1052,10 +1109,16 @@ mod tests {
             latency: r.latency,
             payload: match &r.payload {
                 Payload::Rows {
+                    body,
+                    format,
+                    rows,
                     raw,
                     predictions,
                     unknown_columns,
                 } => Payload::Rows {
+                    body: body.clone(),
+                    format: *format,
+                    rows: *rows,
                     raw: raw.clone(),
                     predictions: predictions.clone(),
                     unknown_columns: unknown_columns.clone(),
