@@ -59,7 +59,10 @@ fn scrub(text: &str, url: &str) -> String {
 pub struct Mirror {
     repo: Repository,
     dir: PathBuf,
+    /// Without a password: the mirror's config (a file) never holds one.
     url: String,
+    /// A password or token given in the URL, kept in memory only.
+    password: Option<String>,
 }
 
 impl std::fmt::Debug for Mirror {
@@ -79,7 +82,7 @@ impl Mirror {
     /// # Errors
     /// [`GitError::Git`] when the directory cannot be made or opened.
     pub fn open(dir: &Path, url: &str) -> Result<Mirror, GitError> {
-        let url = absolute_url(url);
+        let (url, password) = split_password(&absolute_url(url));
         let repo = match Repository::open_bare(dir) {
             Ok(r) => r,
             Err(_) => {
@@ -107,6 +110,29 @@ impl Mirror {
             repo,
             dir: dir.to_path_buf(),
             url,
+            password,
+        })
+    }
+
+    /// Opens the mirror at `dir` as its agent left it (its `origin` as set then).
+    ///
+    /// # Errors
+    /// [`GitError::Git`] when there is no mirror there.
+    pub fn open_existing(dir: &Path) -> Result<Mirror, GitError> {
+        let repo = Repository::open_bare(dir).map_err(GitError::git(format!(
+            "opening the mirror at {}",
+            dir.display()
+        )))?;
+        let url = repo
+            .find_remote("origin")
+            .ok()
+            .and_then(|r| r.url().ok().map(str::to_string))
+            .unwrap_or_default();
+        Ok(Mirror {
+            repo,
+            dir: dir.to_path_buf(),
+            url,
+            password: None,
         })
     }
 
@@ -131,7 +157,7 @@ impl Mirror {
             .find_remote("origin")
             .map_err(GitError::git("reading the mirror's remote"))?;
         let mut opts = FetchOptions::new();
-        opts.remote_callbacks(callbacks());
+        opts.remote_callbacks(callbacks(self.password.clone()));
         let refspec = format!("+refs/heads/{branch}:refs/heads/{branch}");
         remote
             .fetch(&[refspec.as_str()], Some(&mut opts), None)
@@ -214,7 +240,7 @@ impl Mirror {
             .find_remote("origin")
             .map_err(GitError::git("reading the mirror's remote"))?;
         let mut opts = PushOptions::new();
-        opts.remote_callbacks(callbacks());
+        opts.remote_callbacks(callbacks(self.password.clone()));
         let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");
         remote
             .push(&[refspec.as_str()], Some(&mut opts))
@@ -270,7 +296,26 @@ fn absolute_url(url: &str) -> String {
         .unwrap_or_else(|_| url.to_string())
 }
 
-fn callbacks<'a>() -> RemoteCallbacks<'a> {
+/// `https://user:pw@host/x` as `https://user@host/x` and `pw`.
+fn split_password(url: &str) -> (String, Option<String>) {
+    let Some(scheme_end) = url.find("://") else {
+        return (url.to_string(), None);
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return (url.to_string(), None);
+    };
+    let Some((user, password)) = rest[..at].split_once(':') else {
+        return (url.to_string(), None);
+    };
+    (
+        format!("{}://{user}@{}", &url[..scheme_end], &rest[at + 1..]),
+        Some(password.to_string()),
+    )
+}
+
+fn callbacks<'a>(password: Option<String>) -> RemoteCallbacks<'a> {
     let mut cb = RemoteCallbacks::new();
     let mut attempts = 0u32;
     cb.credentials(move |url, username, allowed| {
@@ -282,6 +327,11 @@ fn callbacks<'a>() -> RemoteCallbacks<'a> {
             ));
         }
         if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+            if attempts == 1
+                && let (Some(user), Some(password)) = (username, &password)
+            {
+                return Cred::userpass_plaintext(user, password);
+            }
             if attempts == 1
                 && let Ok(token) = std::env::var(TOKEN_ENV)
                 && !token.is_empty()
@@ -327,6 +377,10 @@ mod tests {
             "https://bob:s3cret@example.com/x",
         );
         assert!(!scrubbed.contains("s3cret"), "{scrubbed}");
+        assert_eq!(
+            split_password("https://bob:s3cret@example.com/x"),
+            ("https://bob@example.com/x".to_string(), Some("s3cret".to_string()))
+        );
     }
 
     #[test]
