@@ -248,7 +248,10 @@ pub fn state(project_dir: &Path, target: &str) -> Option<WatchState> {
 
 /// Writes the agent's state for its target.
 pub fn write_state(project_dir: &Path, s: &WatchState) -> Result<()> {
-    write(&watch_dir(project_dir).join(format!("{}.json", s.target)), s)
+    write(
+        &watch_dir(project_dir).join(format!("{}.json", s.target)),
+        s,
+    )
 }
 
 /// The pauses of `target` (none when the file is absent).
@@ -276,8 +279,7 @@ fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
 
 fn write<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot make {}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot make {}", dir.display()))?;
     }
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, serde_json::to_vec_pretty(value)?)
@@ -312,7 +314,10 @@ mod tests {
         assert_eq!(Health::of_status("missing", "unknown"), Health::Missing);
         assert_eq!(Health::of_status("synced", "healthy"), Health::Healthy);
         assert_eq!(Health::of_status("out-of-sync", "failed"), Health::Degraded);
-        assert_eq!(Health::of_status("synced", "progressing"), Health::Progressing);
+        assert_eq!(
+            Health::of_status("synced", "progressing"),
+            Health::Progressing
+        );
         assert_eq!(Health::of_status("synced", "unknown"), Health::Unknown);
     }
 }

@@ -45,8 +45,7 @@ pub fn open(project: &Path, target: &TargetArgs, rev: &RevArgs) -> Result<Sessio
     // is the newest commit the agent found valid, and every revision is a snapshot.
     if let Some(agent) = crate::agent::config(project) {
         let mirror = crate::agent::mirror_dir(project);
-        let repo =
-            Repo::open_mirror(&mirror, &agent.path, project).map_err(|e| anyhow!("{e}"))?;
+        let repo = Repo::open_mirror(&mirror, &agent.path, project).map_err(|e| anyhow!("{e}"))?;
         let rev_name = match (&agent.current, rev.rev.as_str()) {
             (Some(current), "HEAD") => current.clone(),
             _ => rev.rev.clone(),

@@ -379,7 +379,10 @@ mod tests {
         assert!(!scrubbed.contains("s3cret"), "{scrubbed}");
         assert_eq!(
             split_password("https://bob:s3cret@example.com/x"),
-            ("https://bob@example.com/x".to_string(), Some("s3cret".to_string()))
+            (
+                "https://bob@example.com/x".to_string(),
+                Some("s3cret".to_string())
+            )
         );
     }
 

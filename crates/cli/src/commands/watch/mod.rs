@@ -92,8 +92,8 @@ fn secret_arg(flag: &str, value: &Option<String>) -> Result<Option<String>> {
 
 fn init_logging() {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MLCTL_LOG")
-        .unwrap_or_else(|_| "info".into());
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("MLCTL_LOG").unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)
@@ -128,7 +128,10 @@ pub fn run(project: &Path, args: WatchArgs) -> Result<u8> {
     let interval = mlctl_spec::units::parse_duration(&args.interval)
         .map_err(|e| anyhow!("--interval: {e}"))?;
     if interval < Duration::from_millis(100) {
-        bail!("--interval {} is too short; use 100ms or more", args.interval);
+        bail!(
+            "--interval {} is too short; use 100ms or more",
+            args.interval
+        );
     }
     let token = secret_arg("--token", &args.token)?;
     if !args.listen.ip().is_loopback() && token.is_none() {
@@ -151,8 +154,8 @@ pub fn run(project: &Path, args: WatchArgs) -> Result<u8> {
         );
     }
     let exe = std::env::current_exe().context("cannot find the mlctl executable")?;
-    let mirror = Mirror::open(&agent::mirror_dir(&project_dir), &args.repo)
-        .map_err(|e| anyhow!("{e}"))?;
+    let mirror =
+        Mirror::open(&agent::mirror_dir(&project_dir), &args.repo).map_err(|e| anyhow!("{e}"))?;
     let previous = agent::config(&project_dir);
     let config = AgentConfig {
         format_version: agent::FORMAT_VERSION,
@@ -353,7 +356,11 @@ impl Agent {
                 s.target = target.clone();
                 self.states.push(s);
             }
-            let idx = self.states.iter().position(|s| &s.target == target).unwrap_or(0);
+            let idx = self
+                .states
+                .iter()
+                .position(|s| &s.target == target)
+                .unwrap_or(0);
             let mut state = self.states[idx].clone();
             state.repo = self.config.repo.clone();
             state.branch = self.args.branch.clone();
@@ -385,7 +392,12 @@ impl Agent {
 
     /// Reconciles `current` on one target when it is new there, then checks drift and
     /// health, self-heals, and runs due monitors. False when an apply failed.
-    async fn sync_target(&mut self, state: &mut WatchState, current: &str, self_heal: bool) -> bool {
+    async fn sync_target(
+        &mut self,
+        state: &mut WatchState,
+        current: &str,
+        self_heal: bool,
+    ) -> bool {
         let target = state.target.clone();
         let mut ok = true;
         let mut errors: Vec<String> = Vec::new();
@@ -559,12 +571,16 @@ impl Agent {
             Err(loaded
                 .errors()
                 .take(agent::MAX_ERRORS)
-                .map(|d| clip(&format!(
-                    "{}:{}: {}",
-                    d.file,
-                    d.span.map(|s| format!("{}:{}", s.line, s.col)).unwrap_or_default(),
-                    d.message
-                )))
+                .map(|d| {
+                    clip(&format!(
+                        "{}:{}: {}",
+                        d.file,
+                        d.span
+                            .map(|s| format!("{}:{}", s.line, s.col))
+                            .unwrap_or_default(),
+                        d.message
+                    ))
+                })
                 .collect())
         })
         .await
@@ -616,7 +632,11 @@ impl Agent {
         let args = ["status", "-o", "json", "--rev", rev, "-t", target].map(String::from);
         let out = self.child(&args).await?;
         if !out.status.success() {
-            bail!("`mlctl status` exited with {}: {}", out.status, tail(&out.stderr));
+            bail!(
+                "`mlctl status` exited with {}: {}",
+                out.status,
+                tail(&out.stderr)
+            );
         }
         let v: serde_json::Value =
             serde_json::from_slice(&out.stdout).context("`mlctl status -o json` output")?;
@@ -722,8 +742,10 @@ fn mark_paused(resources: &mut [ResourceState], exclude: &[String]) {
         if exclude.contains(&r.resource) {
             r.paused = true;
             r.sync = Sync::OutOfSync;
-            r.reasons
-                .insert(0, "Paused: a rollback paused its sync until git changes it".into());
+            r.reasons.insert(
+                0,
+                "Paused: a rollback paused its sync until git changes it".into(),
+            );
         }
     }
 }

@@ -103,10 +103,13 @@ pub fn check<'h>(
         let Some(sig) = header("x-hub-signature-256") else {
             return Err(Refusal::Unsigned);
         };
-        let hex = sig.trim().strip_prefix("sha256=").ok_or(Refusal::BadSignature)?;
+        let hex = sig
+            .trim()
+            .strip_prefix("sha256=")
+            .ok_or(Refusal::BadSignature)?;
         let given = decode_hex(hex).ok_or(Refusal::BadSignature)?;
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret)
-            .map_err(|_| Refusal::BadSignature)?;
+        let mut mac =
+            <Hmac<Sha256> as KeyInit>::new_from_slice(secret).map_err(|_| Refusal::BadSignature)?;
         mac.update(body);
         mac.verify_slice(&given)
             .map_err(|_| Refusal::BadSignature)?;
@@ -171,8 +174,14 @@ mod tests {
     fn a_github_push_signed_with_the_secret_is_accepted() {
         let body = br#"{"ref":"refs/heads/main"}"#;
         let sig = github_signature(b"s3cret", body);
-        let h = [("x-github-event", "push"), ("x-hub-signature-256", sig.as_str())];
-        assert_eq!(check(headers(&h), body, b"s3cret"), Ok((Sender::GitHub, true)));
+        let h = [
+            ("x-github-event", "push"),
+            ("x-hub-signature-256", sig.as_str()),
+        ];
+        assert_eq!(
+            check(headers(&h), body, b"s3cret"),
+            Ok((Sender::GitHub, true))
+        );
         assert_eq!(pushed_branch(body).as_deref(), Some("main"));
     }
 
@@ -180,13 +189,31 @@ mod tests {
     fn a_github_call_signed_with_another_secret_or_body_is_refused() {
         let body = br#"{"ref":"refs/heads/main"}"#;
         let sig = github_signature(b"other", body);
-        let h = [("x-github-event", "push"), ("x-hub-signature-256", sig.as_str())];
-        assert_eq!(check(headers(&h), body, b"s3cret"), Err(Refusal::BadSignature));
+        let h = [
+            ("x-github-event", "push"),
+            ("x-hub-signature-256", sig.as_str()),
+        ];
+        assert_eq!(
+            check(headers(&h), body, b"s3cret"),
+            Err(Refusal::BadSignature)
+        );
         let sig = github_signature(b"s3cret", b"{}");
-        let h = [("x-github-event", "push"), ("x-hub-signature-256", sig.as_str())];
-        assert_eq!(check(headers(&h), body, b"s3cret"), Err(Refusal::BadSignature));
-        let h = [("x-github-event", "push"), ("x-hub-signature-256", "sha256=zz")];
-        assert_eq!(check(headers(&h), body, b"s3cret"), Err(Refusal::BadSignature));
+        let h = [
+            ("x-github-event", "push"),
+            ("x-hub-signature-256", sig.as_str()),
+        ];
+        assert_eq!(
+            check(headers(&h), body, b"s3cret"),
+            Err(Refusal::BadSignature)
+        );
+        let h = [
+            ("x-github-event", "push"),
+            ("x-hub-signature-256", "sha256=zz"),
+        ];
+        assert_eq!(
+            check(headers(&h), body, b"s3cret"),
+            Err(Refusal::BadSignature)
+        );
         let h = [("x-github-event", "push")];
         assert_eq!(check(headers(&h), body, b"s3cret"), Err(Refusal::Unsigned));
     }
@@ -194,19 +221,34 @@ mod tests {
     #[test]
     fn a_github_ping_is_accepted_but_is_not_a_push() {
         let sig = github_signature(b"k", b"{}");
-        let h = [("x-github-event", "ping"), ("x-hub-signature-256", sig.as_str())];
+        let h = [
+            ("x-github-event", "ping"),
+            ("x-hub-signature-256", sig.as_str()),
+        ];
         assert_eq!(check(headers(&h), b"{}", b"k"), Ok((Sender::GitHub, false)));
     }
 
     #[test]
     fn a_gitlab_push_needs_the_token() {
-        let h = [("x-gitlab-event", "Push Hook"), ("x-gitlab-token", "s3cret")];
-        assert_eq!(check(headers(&h), b"{}", b"s3cret"), Ok((Sender::GitLab, true)));
+        let h = [
+            ("x-gitlab-event", "Push Hook"),
+            ("x-gitlab-token", "s3cret"),
+        ];
+        assert_eq!(
+            check(headers(&h), b"{}", b"s3cret"),
+            Ok((Sender::GitLab, true))
+        );
         let h = [("x-gitlab-event", "Push Hook"), ("x-gitlab-token", "s3cre")];
-        assert_eq!(check(headers(&h), b"{}", b"s3cret"), Err(Refusal::BadSignature));
+        assert_eq!(
+            check(headers(&h), b"{}", b"s3cret"),
+            Err(Refusal::BadSignature)
+        );
         let h = [("x-gitlab-event", "Push Hook")];
         assert_eq!(check(headers(&h), b"{}", b"s3cret"), Err(Refusal::Unsigned));
-        assert_eq!(check(headers(&[]), b"{}", b"s3cret"), Err(Refusal::UnknownSender));
+        assert_eq!(
+            check(headers(&[]), b"{}", b"s3cret"),
+            Err(Refusal::UnknownSender)
+        );
     }
 
     #[test]

@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 /// Histogram buckets of a cycle's duration, in seconds.
-const BUCKETS: [f64; 11] = [0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
+const BUCKETS: [f64; 11] = [
+    0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
 
 /// What `/metrics` shows; the agent updates it after every cycle.
 #[derive(Debug, Default)]
@@ -179,11 +181,7 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
         .lock()
         .map(|m| m.render())
         .unwrap_or_default();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        text,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 async fn hook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
