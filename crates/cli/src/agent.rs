@@ -53,7 +53,7 @@ pub struct AgentConfig {
 
 /// Sync status, Argo CD's words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub enum Sync {
+pub enum SyncStatus {
     /// The target is as the commit says.
     Synced,
     /// It is not (drift, a failed apply, a paused endpoint, a commit not applied yet).
@@ -63,13 +63,13 @@ pub enum Sync {
     Unknown,
 }
 
-impl Sync {
+impl SyncStatus {
     /// The word.
     pub fn as_str(self) -> &'static str {
         match self {
-            Sync::Synced => "Synced",
-            Sync::OutOfSync => "OutOfSync",
-            Sync::Unknown => "Unknown",
+            SyncStatus::Synced => "Synced",
+            SyncStatus::OutOfSync => "OutOfSync",
+            SyncStatus::Unknown => "Unknown",
         }
     }
 }
@@ -128,7 +128,7 @@ pub struct ResourceState {
     /// `Kind/name`.
     pub resource: String,
     /// Its sync status (`Paused` endpoints are OutOfSync with `paused` set).
-    pub sync: Sync,
+    pub sync: SyncStatus,
     /// Its health.
     pub health: Health,
     /// A rollback paused its sync.
@@ -180,7 +180,7 @@ pub struct WatchState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_synced_at: Option<String>,
     /// Sync status of the target.
-    pub sync: Sync,
+    pub sync: SyncStatus,
     /// Overall health (the worst of the resources').
     pub health: Health,
     /// Per resource.

@@ -19,7 +19,7 @@ mod policy;
 mod server;
 
 use crate::agent::{
-    self, AgentConfig, Health, InvalidCommit, Pause, ResourceState, Sync, WatchState,
+    self, AgentConfig, Health, InvalidCommit, Pause, ResourceState, SyncStatus, WatchState,
 };
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
@@ -447,7 +447,7 @@ impl Agent {
         mark_paused(&mut resources, &exclude);
         let drifted: Vec<&ResourceState> = resources
             .iter()
-            .filter(|r| r.sync == Sync::OutOfSync && !r.paused)
+            .filter(|r| r.sync == SyncStatus::OutOfSync && !r.paused)
             .collect();
         if ok && !drifted.is_empty() && !applied_now && state.last_synced_commit.is_some() {
             let names: Vec<String> = drifted.iter().map(|r| r.resource.clone()).collect();
@@ -478,11 +478,11 @@ impl Agent {
         }
         let pending = state.last_synced_commit.as_deref() != Some(current);
         state.sync = if resources.is_empty() {
-            Sync::Unknown
-        } else if pending || resources.iter().any(|r| r.sync != Sync::Synced) {
-            Sync::OutOfSync
+            SyncStatus::Unknown
+        } else if pending || resources.iter().any(|r| r.sync != SyncStatus::Synced) {
+            SyncStatus::OutOfSync
         } else {
-            Sync::Synced
+            SyncStatus::Synced
         };
         state.health = Health::worst(resources.iter().map(|r| r.health));
         state.resources = resources;
@@ -657,9 +657,9 @@ impl Agent {
                 ResourceState {
                     resource: r["resource"].as_str().unwrap_or("").to_string(),
                     sync: if sync_word == "synced" {
-                        Sync::Synced
+                        SyncStatus::Synced
                     } else {
-                        Sync::OutOfSync
+                        SyncStatus::OutOfSync
                     },
                     health: Health::of_status(sync_word, health_word),
                     paused: false,
@@ -741,7 +741,7 @@ fn mark_paused(resources: &mut [ResourceState], exclude: &[String]) {
     for r in resources {
         if exclude.contains(&r.resource) {
             r.paused = true;
-            r.sync = Sync::OutOfSync;
+            r.sync = SyncStatus::OutOfSync;
             r.reasons.insert(
                 0,
                 "Paused: a rollback paused its sync until git changes it".into(),
