@@ -152,6 +152,15 @@ impl Mirror {
     /// [`GitError::Remote`] when the remote cannot be reached or read, or has no such branch
     /// (with the user information of the URL removed).
     pub fn fetch(&self, branch: &str) -> Result<String, GitError> {
+        if !self.url.contains("://") || self.url.starts_with("file://") {
+            // libgit2's local transport.
+        } else {
+            return Err(GitError::Remote {
+                url: self.display_url(),
+                action: "fetch from",
+                message: "this build of mlctl fetches from local paths, `file://` URLs and bare repositories only (libgit2 is built without its OpenSSL-based https and ssh transports); mirror the repository to this machine (e.g. `git clone --mirror` kept fresh by cron) and point --repo at it".into(),
+            });
+        }
         let mut remote = self
             .repo
             .find_remote("origin")
