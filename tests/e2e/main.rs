@@ -23,3 +23,4 @@ mod serve;
 mod strays;
 mod support;
 mod validate;
+mod watch;

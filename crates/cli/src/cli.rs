@@ -123,7 +123,14 @@ pub enum Command {
         prune: bool,
         #[command(flatten)]
         apply: ApplyArgs,
+        /// Leave this resource (`Kind/name`) as it is on the target, whatever the spec says:
+        /// how `mlctl watch` skips an endpoint whose sync a rollback paused. Repeatable.
+        #[arg(long, value_name = "RESOURCE", hide = true)]
+        exclude: Vec<String>,
     },
+    /// Follow a git branch and keep the target in sync with it: the pull-based GitOps agent
+    /// (Argo CD's auto-sync, Flux's source + kustomize controllers). See docs/watch.md.
+    Watch(crate::commands::watch::WatchArgs),
     /// Destroy everything mlctl manages for this project on a target.
     Destroy {
         #[command(flatten)]
@@ -195,6 +202,11 @@ pub enum Command {
         /// Wait this long for the target's lock (e.g. `30s`); default: fail at once.
         #[arg(long, default_value = "0s")]
         lock_timeout: String,
+        /// Where `mlctl watch` follows a branch: also make the `git revert` commit that puts
+        /// git in agreement, on a new branch `mlctl/rollback-<endpoint>-<sha>` pushed to the
+        /// watched remote (never on the watched branch itself), for a pull request.
+        #[arg(long)]
+        revert: bool,
     },
     /// Check the spec: every problem with file:line:col, exit 1 on any error.
     Validate {

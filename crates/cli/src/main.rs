@@ -3,6 +3,7 @@
 //! `main` parses arguments, runs the command, and maps the outcome to an exit code and a
 //! message. Only this crate prints.
 
+mod agent;
 mod cli;
 mod commands;
 mod paths;

@@ -41,6 +41,18 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// Loads the spec (at `rev`, or from the work tree with `--allow-dirty`) and opens the target.
 pub fn open(project: &Path, target: &TargetArgs, rev: &RevArgs) -> Result<Session> {
+    // An agent directory (`mlctl watch`) reads the spec from the agent's mirror; `HEAD` there
+    // is the newest commit the agent found valid, and every revision is a snapshot.
+    if let Some(agent) = crate::agent::config(project) {
+        let mirror = crate::agent::mirror_dir(project);
+        let repo = Repo::open_mirror(&mirror, &agent.path, project).map_err(|e| anyhow!("{e}"))?;
+        let rev_name = match (&agent.current, rev.rev.as_str()) {
+            (Some(current), "HEAD") => current.clone(),
+            _ => rev.rev.clone(),
+        };
+        let (commit, loaded) = repo.load_at(&rev_name).map_err(|e| anyhow!("{e}"))?;
+        return finish(repo, commit, loaded, None, target, rev);
+    }
     let repo = Repo::discover(project).map_err(|e| anyhow!("{e}"))?;
     let project_dir = repo.project_dir().to_path_buf();
     let head = repo.head_commit().map_err(|e| anyhow!("{e}"))?;
@@ -52,6 +64,20 @@ pub fn open(project: &Path, target: &TargetArgs, rev: &RevArgs) -> Result<Sessio
         }
         repo.load_at(&rev.rev).map_err(|e| anyhow!("{e}"))?
     };
+    finish(repo, commit, loaded, Some(head), target, rev)
+}
+
+/// [`open`] once the spec is loaded: `head` is the work tree's commit (none in an agent
+/// directory, whose every revision is read from a snapshot).
+fn finish(
+    repo: Repo,
+    commit: Commit,
+    loaded: mlctl_spec::Loaded,
+    head: Option<Commit>,
+    target: &TargetArgs,
+    rev: &RevArgs,
+) -> Result<Session> {
+    let project_dir = repo.project_dir().to_path_buf();
     print_diagnostics(&loaded.diagnostics);
     let Some(spec) = loaded.spec else {
         let n = loaded.errors().count();
@@ -62,7 +88,7 @@ pub fn open(project: &Path, target: &TargetArgs, rev: &RevArgs) -> Result<Sessio
         );
         return Err(Exit(1).into());
     };
-    let source_dir = if commit.sha == head.sha {
+    let source_dir = if head.is_some_and(|h| h.sha == commit.sha) {
         project_dir.clone()
     } else {
         snapshot(&repo, &spec, &commit, &project_dir, rev.allow_dirty)?

@@ -235,7 +235,12 @@ fn project_section(providers: &[(&str, Option<FieldRules>)]) -> String {
     );
     let _ = writeln!(out, "|---|{}", "---|".repeat(providers.len()));
     let every = |label: &str| format!("| `{label}` |{}", " honoured |".repeat(providers.len()));
-    for f in ["metadata.labels", "spec.manifests", "spec.defaultTarget"] {
+    for f in [
+        "metadata.labels",
+        "spec.manifests",
+        "spec.defaultTarget",
+        "spec.selfHeal",
+    ] {
         let _ = writeln!(out, "{}", every(f));
     }
     let mut fields: Vec<String> = mlctl_core::support::fields::leaf_fields()
@@ -264,6 +269,8 @@ fn project_section(providers: &[(&str, Option<FieldRules>)]) -> String {
     out.push_str(
         "
 Project `metadata.labels` are put on every resource with the resource's own labels.
+Project `spec.selfHeal` is what `mlctl watch` does with an out-of-band change on every target
+(repair it on the next cycle, or report OutOfSync); plan and apply do not read it.
 ",
     );
     out

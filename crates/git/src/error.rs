@@ -152,6 +152,18 @@ pub enum GitError {
         source: std::io::Error,
     },
 
+    /// A remote `mlctl watch` follows could not be fetched from or pushed to; `url` and
+    /// `message` never carry user information (credentials).
+    #[error("cannot {action} {url}: {message}")]
+    Remote {
+        /// The remote, without user information.
+        url: String,
+        /// What was attempted (`fetch from`, `push to`, ...).
+        action: &'static str,
+        /// Why, with any credential removed.
+        message: String,
+    },
+
     /// Any other libgit2 failure (a corrupt object, an unreadable index, ...).
     #[error("git: {context}: {source}")]
     Git {

@@ -8,17 +8,20 @@
 //! dirty project unless the user opted in. [`spec_diff`] is the semantic diff behind
 //! `mlctl diff`.
 //!
-//! **Architecture Invariant:** this crate only reads: it never writes to the repository, its
-//! index or its work tree, and it never touches the network (git2 is built without https/ssh).
+//! **Architecture Invariant:** this crate only reads a project's repository: it never writes to
+//! it, its index or its work tree. The one writer is [`Mirror`], `mlctl watch`'s private bare
+//! repository, which fetches from the followed remote (and pushes a rollback's revert branch).
 //! It prints nothing; errors are [`GitError`] with messages meant for the user.
 
 mod diff;
 mod error;
 mod files;
+mod mirror;
 
 pub use diff::{FieldChange, ResourceChange, SpecDiff, spec_diff};
 pub use error::{DIRTY_LIST_LIMIT, GitError};
 pub use files::TreeFiles;
+pub use mirror::{Mirror, TOKEN_ENV, USERNAME_ENV, redact_url};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -42,6 +45,8 @@ pub struct Repo {
     project_dir: PathBuf,
     /// The project directory relative to the work tree, `/`-separated; empty at the root.
     prefix: String,
+    /// A bare mirror ([`Repo::open_mirror`]): no work tree, so nothing is dirty.
+    mirror: bool,
 }
 
 impl fmt::Debug for Repo {
@@ -246,6 +251,7 @@ impl Repo {
             workdir,
             project_dir,
             prefix: parts.join("/"),
+            mirror: false,
         })
     }
 
@@ -427,6 +433,9 @@ impl Repo {
     /// # Errors
     /// As [`Repo::dirty_files`].
     pub fn dirty_status(&self) -> Result<Vec<DirtyFile>, GitError> {
+        if self.mirror {
+            return Ok(Vec::new());
+        }
         let mut opts = StatusOptions::new();
         opts.include_untracked(true)
             .recurse_untracked_dirs(true)

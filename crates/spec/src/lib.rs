@@ -425,6 +425,8 @@ pub struct Project {
     pub default_target: String,
     /// Targets by name (an implicit `local` target when none is declared).
     pub targets: BTreeMap<String, Target>,
+    /// `spec.selfHeal`: `mlctl watch` repairs out-of-band changes.
+    pub self_heal: bool,
 }
 
 impl Project {

@@ -11,6 +11,7 @@ pub(crate) mod registry;
 pub mod serve;
 mod state;
 pub mod validate;
+pub(crate) mod watch;
 
 use crate::cli::{Cli, Command};
 use anyhow::Result;
@@ -64,7 +65,9 @@ pub fn run(cli: Cli) -> Result<u8> {
             rev,
             prune,
             apply,
-        } => plan::reconcile(&cli.global.project, &target, &rev, prune, &apply),
+            exclude,
+        } => plan::reconcile(&cli.global.project, &target, &rev, prune, &apply, &exclude),
+        Command::Watch(args) => watch::run(&cli.global.project, args),
         Command::Destroy {
             target,
             auto_approve,
@@ -95,7 +98,15 @@ pub fn run(cli: Cli) -> Result<u8> {
             to,
             target,
             lock_timeout,
-        } => registry::rollback(&cli.global.project, &endpoint, to, &target, &lock_timeout),
+            revert,
+        } => registry::rollback(
+            &cli.global.project,
+            &endpoint,
+            to,
+            &target,
+            &lock_timeout,
+            revert,
+        ),
         Command::Serve(args) => serve::run_serve(&cli.global.project, args),
         Command::Predict(args) => serve::run_predict(&cli.global.project, args),
         Command::Limit(args) => limit::run(args),

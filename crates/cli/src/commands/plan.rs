@@ -181,7 +181,9 @@ fn confirm(s: &Session, what: &str) -> Result<bool> {
     Ok(answer.trim() == "yes")
 }
 
-struct Mode {
+struct Mode<'a> {
+    /// Resources left as they are (`--exclude`).
+    exclude: &'a [String],
     prune: bool,
     destroy: bool,
     auto_approve: bool,
@@ -189,7 +191,7 @@ struct Mode {
 }
 
 /// `mlctl apply`, `reconcile` and `destroy` share this.
-fn run(s: Session, mode: Mode, args: &ApplyArgs, saved: Option<Plan>) -> Result<u8> {
+fn run(s: Session, mode: Mode<'_>, args: &ApplyArgs, saved: Option<Plan>) -> Result<u8> {
     // What a target cannot honour is refused before anything is created; destroying what an
     // older spec made needs no such check.
     let notes = if mode.destroy {
@@ -230,6 +232,13 @@ fn run(s: Session, mode: Mode, args: &ApplyArgs, saved: Option<Plan>) -> Result<
         };
         let mut plan = plan;
         plan.notes.extend(notes);
+        for c in &mut plan.changes {
+            if c.action != Action::NoOp && mode.exclude.iter().any(|e| *e == c.id.to_string()) {
+                c.action = Action::NoOp;
+                c.reasons = vec!["excluded from this apply (--exclude): left as it is".into()];
+                c.diff.clear();
+            }
+        }
         print!("{}", plan.render_human(&paint));
         if !plan.has_changes() {
             // Nothing to do, but a failure recorded before no longer applies: the engine
@@ -366,6 +375,7 @@ pub fn apply_cmd(
             run(
                 s,
                 Mode {
+                    exclude: &[],
                     prune: false,
                     destroy: false,
                     auto_approve: true,
@@ -380,6 +390,7 @@ pub fn apply_cmd(
             run(
                 s,
                 Mode {
+                    exclude: &[],
                     prune,
                     destroy: false,
                     auto_approve,
@@ -399,11 +410,13 @@ pub fn reconcile(
     rev: &RevArgs,
     prune: bool,
     args: &ApplyArgs,
+    exclude: &[String],
 ) -> Result<u8> {
     let s = session::open(project, target, rev)?;
     run(
         s,
         Mode {
+            exclude,
             prune,
             destroy: false,
             auto_approve: true,
@@ -432,6 +445,7 @@ pub fn destroy(
     run(
         s,
         Mode {
+            exclude: &[],
             prune: true,
             destroy: true,
             auto_approve,

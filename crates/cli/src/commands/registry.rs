@@ -427,11 +427,16 @@ pub fn rollback(
     to: Option<u32>,
     target: &TargetArgs,
     lock_timeout: &str,
+    revert: bool,
 ) -> Result<u8> {
     let s = session::open_target(project, target)?;
-    crate::commands::plan::with_lock(&s, lock_timeout, |_| {
+    let code = crate::commands::plan::with_lock(&s, lock_timeout, |_| {
         rollback_locked(&s, endpoint, to, "by hand")
-    })
+    })?;
+    if revert && code == 0 {
+        revert_branch(&s, endpoint)?;
+    }
+    Ok(code)
 }
 
 /// [`rollback`] with the target's lock held.
@@ -521,13 +526,102 @@ pub(crate) fn rollback_locked(
         to_version.version,
         status.url.map(|u| format!(" ({u})")).unwrap_or_default()
     );
+    // The commit that introduced the version rolled back from: the one its training ran at
+    // (its lineage), else the one the endpoint was last applied at.
+    let introduced = all
+        .iter()
+        .find(|v| v.version == serving.version)
+        .and_then(|v| v.lineage.get("commit"))
+        .filter(|c| !c.is_empty())
+        .cloned()
+        .unwrap_or_else(|| rec.commit.clone());
+    let watched = crate::agent::config(&s.project_dir).is_some();
+    if watched {
+        let pause = crate::agent::Pause {
+            endpoint: endpoint.to_string(),
+            reason: format!("rollback {why}"),
+            by: format!(
+                "{}@{}",
+                std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+                hostname::get()
+                    .map(|h| h.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            ),
+            since: crate::agent::now(),
+            commit: s.commit.sha.clone(),
+            model: serving.model.clone(),
+            version: to_version.version,
+            revert: Some(introduced.clone()),
+        };
+        let mut pauses = crate::agent::pauses(&s.project_dir, &s.target_name);
+        pauses.format_version = crate::agent::FORMAT_VERSION;
+        pauses.pauses.retain(|p| p.endpoint != endpoint);
+        pauses.pauses.push(pause);
+        crate::agent::write_pauses(&s.project_dir, &s.target_name, &pauses)
+            .map_err(|e| anyhow!("rolled back, but pausing `mlctl watch` for it failed: {e:#}"))?;
+        println!(
+            "\n`mlctl watch` follows this target: its sync of endpoint `{endpoint}` is paused (shown by `mlctl status`) until a commit changes the endpoint or what it is built from."
+        );
+    }
     println!(
-        "\nNote: the spec in git still asks for v{} (applied at commit {}). The next `mlctl apply` will roll forward again.\nTo keep this version, revert that change in git:\n    git revert {}",
+        "\nNote: the spec in git still asks for v{} (introduced by commit {}).{}\nTo keep this version, revert that change in git:\n    git revert {}",
         serving.version,
-        &rec.commit[..rec.commit.len().min(7)],
-        &rec.commit[..rec.commit.len().min(12)]
+        &introduced[..introduced.len().min(7)],
+        if watched {
+            ""
+        } else {
+            " The next `mlctl apply` will roll forward again."
+        },
+        &introduced[..introduced.len().min(12)]
     );
     Ok(0)
+}
+
+/// `mlctl rollback --revert`: the revert commit of the pause just recorded, on a branch of
+/// its own pushed to the watched remote.
+fn revert_branch(s: &Session, endpoint: &str) -> Result<()> {
+    let Some(config) = crate::agent::config(&s.project_dir) else {
+        bail!(
+            "--revert needs the directory of a `mlctl watch` agent (-C <dir>), whose mirror it commits in; in a checkout, run the `git revert` printed above"
+        );
+    };
+    let pauses = crate::agent::pauses(&s.project_dir, &s.target_name);
+    let Some(sha) = pauses
+        .pauses
+        .iter()
+        .find(|p| p.endpoint == endpoint)
+        .and_then(|p| p.revert.clone())
+    else {
+        bail!("no commit to revert is known for endpoint `{endpoint}`");
+    };
+    let base = config
+        .current
+        .clone()
+        .ok_or_else(|| anyhow!("the agent has no current commit yet"))?;
+    let mirror = mlctl_git::Mirror::open_existing(&crate::agent::mirror_dir(&s.project_dir))
+        .map_err(|e| anyhow!("{e}"))?;
+    let branch = format!("mlctl/rollback-{endpoint}-{}", &sha[..sha.len().min(7)]);
+    let message = format!(
+        "Revert {} for endpoint {endpoint}\n\nmlctl rollback put endpoint `{endpoint}` back on an earlier model version; this revert makes git agree, so `mlctl watch` resumes its sync.\n\nThis reverts commit {sha}.\n",
+        &sha[..sha.len().min(7)]
+    );
+    let (new, pushed) = mirror
+        .revert_on_branch(&sha, &base, &branch, &message)
+        .map_err(|e| anyhow!("{e}"))?;
+    match pushed {
+        Ok(()) => println!(
+            "Committed the revert ({}) on branch `{branch}` and pushed it to {}; merge it into `{}` (a pull request) and the agent resumes the endpoint's sync.",
+            &new[..7],
+            mirror.display_url(),
+            config.branch
+        ),
+        Err(e) => println!(
+            "Committed the revert ({}) on branch `{branch}` in the agent's mirror, but pushing it failed: {e}\nPush it yourself: git -C {} push origin {branch}",
+            &new[..7],
+            mirror.dir().display()
+        ),
+    }
+    Ok(())
 }
 
 /// The manifest of a model version whose artifact is an mlctl model directory on this machine.

@@ -83,8 +83,12 @@ pub fn status(project: &Path, target: &TargetArgs, rev: &RevArgs, output: Output
     let lock =
         s.rt.block_on(s.stack.state.lock_holder(&s.ctx.project))
             .map_err(|e| anyhow!("cannot read the lock of target `{}`: {e}", s.target_name))?;
+    let watch = crate::agent::state(&s.project_dir, &s.target_name);
+    let pauses = crate::agent::pauses(&s.project_dir, &s.target_name).pauses;
     if output == Output::Json {
         let out = serde_json::json!({
+            "watch": watch,
+            "paused": pauses,
             "lock": lock,
             "project": s.spec.project.name,
             "target": s.target_name,
@@ -135,6 +139,9 @@ pub fn status(project: &Path, target: &TargetArgs, rev: &RevArgs, output: Output
         if let Some(l) = &lock {
             println!("\nLocked by {l}");
         }
+        if let Some(w) = &watch {
+            print_watch(w, &pauses);
+        }
         if !plan.orphans.is_empty() {
             println!(
                 "\nNot in the spec (kept; `mlctl apply --prune` destroys them): {}",
@@ -147,6 +154,69 @@ pub fn status(project: &Path, target: &TargetArgs, rev: &RevArgs, output: Output
         }
     }
     Ok(0)
+}
+
+/// The agent's view: "watch: Synced at abc1234 (2m ago)", health per resource, pauses.
+fn print_watch(w: &crate::agent::WatchState, pauses: &[crate::agent::Pause]) {
+    let ago = w
+        .last_synced_at
+        .as_deref()
+        .and_then(|t| {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+        })
+        .map(|t| {
+            let secs = (time::OffsetDateTime::now_utc() - t).whole_seconds().max(0);
+            match secs {
+                0..60 => format!(" ({secs}s ago)"),
+                60..3600 => format!(" ({}m ago)", secs / 60),
+                _ => format!(" ({}h ago)", secs / 3600),
+            }
+        })
+        .unwrap_or_default();
+    println!(
+        "\nwatch: {} at {}{ago}, health {}; following {} {}{}",
+        w.sync.as_str(),
+        w.last_synced_commit.as_deref().map(short).unwrap_or("-"),
+        w.health.as_str(),
+        w.repo,
+        w.branch,
+        if w.self_heal { ", selfHeal on" } else { "" }
+    );
+    for r in &w.resources {
+        println!(
+            "    {:<28} {:<10} {}",
+            r.resource,
+            if r.paused { "Paused" } else { r.sync.as_str() },
+            r.health.as_str()
+        );
+    }
+    for p in pauses {
+        println!(
+            "  paused: endpoint `{}` on {} v{} since {} by {} ({}); resumes when git changes it{}",
+            p.endpoint,
+            p.model,
+            p.version,
+            p.since,
+            p.by,
+            p.reason,
+            p.revert
+                .as_deref()
+                .map(|c| format!(", e.g. `git revert {}`", &c[..c.len().min(12)]))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(c) = w.invalid_commits.last() {
+        println!(
+            "  skipped invalid commit {} ({} error{}): {}",
+            short(&c.commit),
+            c.errors.len(),
+            if c.errors.len() == 1 { "" } else { "s" },
+            c.errors.first().map(String::as_str).unwrap_or("")
+        );
+    }
+    if let Some(e) = &w.last_error {
+        println!("  last error: {e}");
+    }
 }
 
 /// Finds a resource by `Kind/name` or by a name unique across kinds.

@@ -15,6 +15,12 @@ pub struct ProjectSpec {
     /// Named targets to apply the spec to.
     #[serde(default)]
     pub targets: BTreeMap<String, Target>,
+    /// `mlctl watch` repairs an out-of-band change (an endpoint edited by hand, a server
+    /// killed) on its next cycle, as Argo CD's `selfHeal`; otherwise it reports the target
+    /// OutOfSync and leaves it. `mlctl watch --self-heal` turns it on whatever this says.
+    /// Default false. Plan and apply do not read it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub self_heal: bool,
 }
 
 /// Which provider implements a target.

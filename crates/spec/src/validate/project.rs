@@ -137,6 +137,7 @@ pub(super) fn load_project(files: &dyn Files, ctx: &mut Ctx) -> Option<Project> 
         manifests,
         default_target,
         targets,
+        self_heal: spec.self_heal,
     })
 }
 
