@@ -1,5 +1,6 @@
 //! One module per command.
 
+pub mod ci;
 mod init;
 pub mod limit;
 mod monitor;
@@ -11,7 +12,7 @@ pub mod serve;
 mod state;
 pub mod validate;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{CiCommand, Cli, Command};
 use anyhow::Result;
 use clap::CommandFactory;
 
@@ -97,6 +98,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Serve(args) => serve::run_serve(&cli.global.project, args),
         Command::Predict(args) => serve::run_predict(&cli.global.project, args),
         Command::Limit(args) => limit::run(args),
+        Command::Ci(CiCommand::Comment(args)) => ci::comment(&cli.global.project, &args),
         Command::SupportMatrix => {
             print!("{}", crate::support::matrix());
             Ok(0)
