@@ -299,7 +299,8 @@ impl Api {
                 req = req.json(&serde_json::json!({ "body": body }));
             }
             let last = attempt == 3;
-            match self.rt.block_on(req.send()) {
+            // `send` starts the timeout's timer: it must run inside the runtime.
+            match self.rt.block_on(async { req.send().await }) {
                 Err(e) => {
                     let sent = !(e.is_connect() || e.is_builder());
                     if last || (sent && method == Method::POST) {
@@ -314,7 +315,10 @@ impl Api {
                 Ok(resp) => {
                     let status = resp.status();
                     let headers = resp.headers().clone();
-                    let text = self.rt.block_on(resp.text()).unwrap_or_default();
+                    let text = self
+                        .rt
+                        .block_on(async { resp.text().await })
+                        .unwrap_or_default();
                     if status.is_success() {
                         let value = serde_json::from_str(&text).map_err(|_| {
                             anyhow!(
