@@ -259,6 +259,17 @@ fn gitlab_merge_request_to_production() {
     ] {
         gl.vars.insert(k.into(), v.into());
     }
+    assert_eq!(
+        gl.jobs(),
+        [
+            "mlctl:validate",
+            "mlctl:plan",
+            "mlctl:reconcile",
+            "mlctl:promote",
+            "mlctl:drift",
+            "mlctl:monitors"
+        ]
+    );
     let jobs = |gl: &Gitlab| -> Vec<(String, When)> { gl.planned() };
     let on = |names: &[(&str, When)]| -> Vec<(String, When)> {
         names.iter().map(|(n, w)| (n.to_string(), *w)).collect()
