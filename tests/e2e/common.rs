@@ -43,13 +43,17 @@ impl TestProject {
 
     /// A copy of `examples/<name>`, committed to a new git repository.
     pub fn example_in_git(name: &str) -> Self {
-        let p = Self::example(name);
-        std::fs::write(p.path().join(".gitignore"), ".mlctl/\n").unwrap();
-        p.git(&["init", "-q", "-b", "main"]);
-        p.git(&["config", "user.email", "test@example.com"]);
-        p.git(&["config", "user.name", "Test"]);
-        p.commit_all("initial");
-        p
+        Self::example(name).into_git()
+    }
+
+    /// This project committed to a new git repository (branch `main`, `.mlctl/` ignored).
+    pub fn into_git(self) -> Self {
+        std::fs::write(self.path().join(".gitignore"), ".mlctl/\n").unwrap();
+        self.git(&["init", "-q", "-b", "main"]);
+        self.git(&["config", "user.email", "test@example.com"]);
+        self.git(&["config", "user.name", "Test"]);
+        self.commit_all("initial");
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -458,4 +462,25 @@ pub fn captured(dir: &Path) -> Vec<serde_json::Value> {
         .iter()
         .flat_map(|f| mlctl_serve::capture::read_records(f).unwrap_or_default())
         .collect()
+}
+
+/// Replaces the hex commit SHAs in output by a placeholder, for snapshots.
+pub fn redact(s: &str) -> String {
+    let mut out = String::new();
+    for word in s.split_inclusive(|c: char| !c.is_ascii_hexdigit()) {
+        let (hex, rest) = word.split_at(
+            word.trim_end_matches(|c: char| !c.is_ascii_hexdigit())
+                .len(),
+        );
+        if hex.len() >= 7
+            && hex.chars().all(|c| c.is_ascii_hexdigit())
+            && hex.chars().any(|c| c.is_ascii_digit())
+        {
+            out.push_str("<sha>");
+        } else {
+            out.push_str(hex);
+        }
+        out.push_str(rest);
+    }
+    out
 }

@@ -5,6 +5,7 @@
 
 mod approval;
 mod canary;
+mod ci;
 mod columns;
 mod common;
 mod confinement;

@@ -12,27 +12,6 @@ fn iris_on_mock() -> TestProject {
     p
 }
 
-/// Replaces the hex commit SHAs in output by a placeholder, for snapshots.
-fn redact(s: &str) -> String {
-    let mut out = String::new();
-    for word in s.split_inclusive(|c: char| !c.is_ascii_hexdigit()) {
-        let (hex, rest) = word.split_at(
-            word.trim_end_matches(|c: char| !c.is_ascii_hexdigit())
-                .len(),
-        );
-        if hex.len() >= 7
-            && hex.chars().all(|c| c.is_ascii_hexdigit())
-            && hex.chars().any(|c| c.is_ascii_digit())
-        {
-            out.push_str("<sha>");
-        } else {
-            out.push_str(hex);
-        }
-        out.push_str(rest);
-    }
-    out
-}
-
 #[test]
 fn first_apply_creates_everything_then_nothing_to_do() {
     let p = iris_on_mock();

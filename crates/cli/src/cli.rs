@@ -232,6 +232,9 @@ pub enum Command {
     Serve(crate::commands::serve::ServeArgs),
     /// Send rows to an endpoint and print the predictions.
     Predict(crate::commands::serve::PredictArgs),
+    /// CI integration: the plan as one pull-request (merge-request) comment per target.
+    #[command(subcommand)]
+    Ci(CiCommand),
     /// Print shell completions.
     Completions {
         /// Shell.
@@ -411,6 +414,47 @@ pub enum CaptureCommand {
         #[command(flatten)]
         target: TargetArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CiCommand {
+    /// Create or update the plan comment of each target on a pull request (GitHub) or merge
+    /// request (GitLab). Each comment starts with a hidden marker naming the project and the
+    /// target, so the next run edits it instead of adding one. The token comes from the
+    /// environment (GitHub: GITHUB_TOKEN; GitLab: GITLAB_TOKEN) and is never printed.
+    Comment(CommentArgs),
+}
+
+/// `mlctl ci comment`.
+#[derive(Debug, Args)]
+pub struct CommentArgs {
+    /// The platform: `github` (GITHUB_API_URL, GITHUB_REPOSITORY, GITHUB_EVENT_PATH) or
+    /// `gitlab` (CI_API_V4_URL, CI_PROJECT_ID, CI_MERGE_REQUEST_IID).
+    #[arg(long, value_enum)]
+    pub provider: crate::commands::ci::api::Provider,
+    /// A target to plan and comment for (repeat for several, one comment each; default: the
+    /// project's defaultTarget).
+    #[arg(long = "target", short = 't', value_name = "TARGET")]
+    pub targets: Vec<String>,
+    /// Post this file (e.g. from `mlctl plan --output markdown`; `-` for standard input)
+    /// instead of running the plan.
+    #[arg(long, value_name = "FILE")]
+    pub body_file: Option<PathBuf>,
+    /// The pull request (GitHub) or merge request iid (GitLab); default: from the environment.
+    #[arg(long, visible_alias = "mr", value_name = "N")]
+    pub pr: Option<u64>,
+    /// Print the comment's body and post nothing (needs no token).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Post no new comment for a target whose plan has no changes (one posted earlier is
+    /// still updated, so it never shows a stale plan).
+    #[arg(long, conflicts_with = "body_file")]
+    pub skip_no_changes: bool,
+    #[command(flatten)]
+    pub rev: RevArgs,
+    /// Also plan to destroy what the spec no longer has.
+    #[arg(long, conflicts_with = "body_file")]
+    pub prune: bool,
 }
 
 /// `mlctl monitor report`.

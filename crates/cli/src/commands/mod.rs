@@ -1,6 +1,7 @@
 //! One module per command.
 
 mod capture;
+pub mod ci;
 mod init;
 pub mod limit;
 mod monitor;
@@ -13,7 +14,7 @@ mod state;
 pub mod validate;
 pub(crate) mod watch;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{CiCommand, Cli, Command};
 use anyhow::Result;
 use clap::CommandFactory;
 
@@ -110,6 +111,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Serve(args) => serve::run_serve(&cli.global.project, args),
         Command::Predict(args) => serve::run_predict(&cli.global.project, args),
         Command::Limit(args) => limit::run(args),
+        Command::Ci(CiCommand::Comment(args)) => ci::comment(&cli.global.project, &args),
         Command::SupportMatrix => {
             print!("{}", crate::support::matrix());
             Ok(0)
