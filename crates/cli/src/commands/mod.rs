@@ -6,6 +6,7 @@ mod monitor;
 mod monitor_quality;
 mod monitor_report;
 pub(crate) mod plan;
+mod promote;
 pub(crate) mod registry;
 pub mod serve;
 mod state;
@@ -94,6 +95,21 @@ pub fn run(cli: Cli) -> Result<u8> {
             target,
             lock_timeout,
         } => registry::rollback(&cli.global.project, &endpoint, to, &target, &lock_timeout),
+        Command::Promote {
+            model,
+            from,
+            to,
+            rev,
+            lock_timeout,
+            output,
+        } => promote::run(
+            &cli.global.project,
+            &model,
+            (&from, &to),
+            &rev,
+            &lock_timeout,
+            output,
+        ),
         Command::Serve(args) => serve::run_serve(&cli.global.project, args),
         Command::Predict(args) => serve::run_predict(&cli.global.project, args),
         Command::Limit(args) => limit::run(args),
