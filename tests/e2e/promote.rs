@@ -330,3 +330,90 @@ fn promote_refuses_with_what_to_do() {
     );
     kill_endpoints(&p.path().join(".mlctl/local"));
 }
+
+/// local -> SageMaker (moto) -> local: the files go to S3 as a `model.tar.gz`, are read back
+/// and verified there, registered as a model package whose lineage says where it came from,
+/// deployed by the staging apply without a training job, and come back to a second local
+/// target as the same bytes. Needs `MLCTL_MOTO_URL` (skips visibly without it; a failure
+/// under `CI=true`).
+#[test]
+fn promotion_goes_to_sagemaker_and_back_as_the_same_bytes() {
+    let Some(url) = crate::sagemaker::moto_url() else {
+        return;
+    };
+    let p = crate::sagemaker::iris_on_moto("promote", "irispromo");
+    // The local copies on free ports, with an all-at-once rollout (moto cannot bake a canary).
+    let endpoint = p.read("ml/endpoint.yaml");
+    let start = endpoint.find("  strategy:\n").unwrap();
+    let end = endpoint.find("  capture:\n").unwrap();
+    p.write(
+        "ml/endpoint.yaml",
+        &format!(
+            "{}  strategy: {{type: all-at-once}}\n{}overrides:\n  local:\n    port: {}\n  back:\n    port: {}\n",
+            &endpoint[..start].replace("  port: 8765\n", ""),
+            &endpoint[end..],
+            free_listen_port(),
+            free_listen_port(),
+        ),
+    );
+    p.replace(
+        "mlctl.yaml",
+        "    test:\n      provider: mock\n",
+        "    test:\n      provider: mock\n    back:\n      provider: local\n      root: .mlctl/back-state\n",
+    );
+    std::fs::write(p.path().join(".gitignore"), ".mlctl/\n").unwrap();
+    p.git(&["init", "-q", "-b", "main"]);
+    p.git(&["config", "user.email", "test@example.com"]);
+    p.git(&["config", "user.name", "Test"]);
+    p.commit_all("iris on local, moto and back");
+    let run = |args: &[&str]| crate::sagemaker::on_moto(&p, &url, args);
+    run(&["reconcile", "-t", "local"]).expect_code(0);
+
+    let to_sm = run(&[
+        "promote", "iris", "--from", "local", "--to", "staging", "-o", "json",
+    ]);
+    let to_sm = to_sm.expect_code(0);
+    let out = json(&to_sm);
+    let digest = out["digest"].as_str().unwrap().to_string();
+    let uri = out["to"]["artifactUri"].as_str().unwrap();
+    assert!(
+        uri.starts_with("s3://mlctl-e2e-cli/promote/artifacts/promoted/")
+            && uri.ends_with("/model.tar.gz"),
+        "{uri}"
+    );
+    let plan = run(&["plan", "-t", "staging", "--detailed-exitcode"]).expect_code(2);
+    assert!(
+        !plan.stdout.contains("TrainingJob/iris-train")
+            && plan.stdout.contains("promoted from `local` v1"),
+        "SageMaker trains nothing and deploys the promoted version: {}",
+        plan.stdout
+    );
+    run(&["reconcile", "-t", "staging"]).expect_code(0);
+    run(&["plan", "-t", "staging", "--detailed-exitcode"]).expect_code(0);
+    let shown = run(&["models", "show", "iris", "-t", "staging"]);
+    assert!(
+        shown.stdout.contains(&digest),
+        "{}\n{}",
+        shown.stdout,
+        shown.stderr
+    );
+
+    let back = run(&[
+        "promote", "iris", "--from", "staging", "--to", "back", "-o", "json",
+    ])
+    .expect_code(0);
+    let out = json(&back);
+    assert_eq!(
+        out["digest"],
+        digest.as_str(),
+        "unpacked from S3, the same files"
+    );
+    let dev_dir = p.path().join(".mlctl/local/registry/iris/1");
+    let back_dir = std::path::PathBuf::from(out["to"]["artifactUri"].as_str().unwrap());
+    assert_eq!(files_under(&dev_dir), files_under(&back_dir));
+    run(&["reconcile", "-t", "back"]).expect_code(0);
+    run(&["plan", "-t", "back", "--detailed-exitcode"]).expect_code(0);
+    run(&["destroy", "-t", "staging", "--auto-approve"]);
+    kill_endpoints(&p.path().join(".mlctl/local"));
+    kill_endpoints(&p.path().join(".mlctl/back-state"));
+}
