@@ -417,3 +417,52 @@ fn promotion_goes_to_sagemaker_and_back_as_the_same_bytes() {
     kill_endpoints(&p.path().join(".mlctl/local"));
     kill_endpoints(&p.path().join(".mlctl/back-state"));
 }
+
+/// `examples/environments` is valid for each of its targets (prod's overrides included), and
+/// its README's dev -> staging promotion works as written.
+#[test]
+fn the_environments_example_promotes_from_dev_to_staging() {
+    let p = TestProject::example("environments");
+    p.replace(
+        "ml/endpoint.yaml",
+        "  port: 8766\n",
+        &format!("  port: {}\n", free_listen_port()),
+    );
+    std::fs::write(p.path().join(".gitignore"), ".mlctl/\n").unwrap();
+    p.git(&["init", "-q", "-b", "main"]);
+    p.git(&["config", "user.email", "test@example.com"]);
+    p.git(&["config", "user.name", "Test"]);
+    p.commit_all("environments example");
+    for target in ["dev", "staging", "prod"] {
+        p.mlctl(&["validate", "-t", target]).expect_code(0);
+    }
+    p.mlctl(&["apply", "-t", "dev", "--auto-approve"])
+        .expect_code(0);
+    let promoted = p
+        .mlctl(&["promote", "iris", "--from", "dev", "--to", "staging"])
+        .expect_code(0);
+    assert!(
+        promoted
+            .stdout
+            .contains("Promoted iris v1 from `dev` to `staging` as v1"),
+        "{}",
+        promoted.stdout
+    );
+    let plan = p.mlctl(&["plan", "-t", "staging"]).expect_code(0);
+    assert!(
+        plan.stdout
+            .contains("deploys Model/iris v1 (production, promoted from `dev` v1)")
+            && !plan.stdout.contains("TrainingJob/iris-train"),
+        "{}",
+        plan.stdout
+    );
+    p.mlctl(&["apply", "-t", "staging", "--auto-approve"])
+        .expect_code(0);
+    let plan = p
+        .mlctl(&["plan", "-t", "staging", "--detailed-exitcode"])
+        .expect_code(0);
+    assert!(plan.stdout.contains("No changes."), "{}", plan.stdout);
+    let status = p.mlctl(&["status", "-t", "staging"]).expect_code(0);
+    assert!(status.stdout.contains("Endpoint/iris"), "{}", status.stdout);
+    kill_endpoints(&p.path().join(".mlctl/dev"));
+}
