@@ -16,6 +16,7 @@ mod local;
 mod monitor;
 mod monitor_quality;
 mod paths;
+mod promote;
 mod reconcile;
 mod rotation;
 mod sagemaker;

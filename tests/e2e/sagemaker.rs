@@ -26,7 +26,7 @@ pub(crate) fn moto_url() -> Option<String> {
 /// `root` in the test bucket, its project called `project` (SageMaker's names, which moto keeps
 /// globally, start with it, so tests running at once never share a model package group or an
 /// endpoint). moto's training jobs report no metrics, so the copy has no gates.
-fn iris_on_moto(root: &str, project: &str) -> TestProject {
+pub(crate) fn iris_on_moto(root: &str, project: &str) -> TestProject {
     let p = TestProject::example("iris");
     let model = p.read("ml/model.yaml");
     let gates = model.find("  gates:").unwrap();
@@ -302,7 +302,7 @@ fn s3_source_retrains_when_the_object_changes_and_labels_retag_in_place() {
 
 /// Runs mlctl in `p` against the moto emulator at `url`, with the test role, bucket and
 /// credentials moto accepts.
-fn on_moto(p: &TestProject, url: &str, args: &[&str]) -> Run {
+pub(crate) fn on_moto(p: &TestProject, url: &str, args: &[&str]) -> Run {
     on_moto_with(p, url, args, &[])
 }
 

@@ -262,7 +262,7 @@ fn init_with_an_unknown_example() {
     assert_ne!(run.code, 0);
     assert!(
         run.stderr
-            .contains("there is no example `penguins`; examples: housing, iris"),
+            .contains("there is no example `penguins`; examples: environments, housing, iris"),
         "{}",
         run.stderr
     );

@@ -190,6 +190,28 @@ pub enum Command {
     /// Captured traffic: read it as JSON lines.
     #[command(subcommand)]
     Capture(CaptureCommand),
+    /// Copy a registered model version to another target: the same bytes (verified by
+    /// digest on arrival), metrics and lineage, registered under the destination's gates and
+    /// approval; the destination's next plan deploys it without training.
+    Promote {
+        /// `MODEL` or `MODEL:VERSION` (default: the source's production version, else its
+        /// newest approved one).
+        model: String,
+        /// The target to promote from.
+        #[arg(long)]
+        from: String,
+        /// The target to promote to.
+        #[arg(long)]
+        to: String,
+        #[command(flatten)]
+        rev: RevArgs,
+        /// Wait this long for the destination's lock (e.g. `30s`); default: fail at once.
+        #[arg(long, default_value = "0s")]
+        lock_timeout: String,
+        /// Output format (human or json).
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
     /// Put an endpoint back on an earlier model version.
     Rollback {
         /// Endpoint name.

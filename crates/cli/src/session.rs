@@ -57,12 +57,16 @@ pub fn open(project: &Path, target: &TargetArgs, rev: &RevArgs) -> Result<Sessio
     let project_dir = repo.project_dir().to_path_buf();
     let head = repo.head_commit().map_err(|e| anyhow!("{e}"))?;
     let (commit, loaded) = if rev.allow_dirty && rev.rev == "HEAD" {
-        (head.clone(), mlctl_spec::load(&DirFiles::new(&project_dir)))
+        (
+            head.clone(),
+            mlctl_spec::load_for(&DirFiles::new(&project_dir), target.target.as_deref()),
+        )
     } else {
         if rev.rev == "HEAD" {
             repo.ensure_clean(false).map_err(|e| anyhow!("{e}"))?;
         }
-        repo.load_at(&rev.rev).map_err(|e| anyhow!("{e}"))?
+        repo.load_at_for(&rev.rev, target.target.as_deref())
+            .map_err(|e| anyhow!("{e}"))?
     };
     finish(repo, commit, loaded, Some(head), target, rev)
 }

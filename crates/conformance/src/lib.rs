@@ -54,7 +54,7 @@ pub use engine::{
 };
 pub use fixture::{Fixture, PROJECT, digest_path};
 pub use monitor::monitor_configure_remove;
-pub use registry::{registry_approval, registry_versions_and_stages};
+pub use registry::{registry_approval, registry_artifacts_roundtrip, registry_versions_and_stages};
 pub use state::{
     digest_key_is_made_once, lock_contention, lock_lease, lock_takeover, monitor_results_roundtrip,
     state_roundtrip,
@@ -99,6 +99,7 @@ macro_rules! __with_checks {
             plain trainer_unknown_job,
             plain registry_versions_and_stages,
             plain registry_approval,
+            plain registry_artifacts_roundtrip,
             plain deployer_lifecycle,
             hooked deployer_failure_reports_reason,
             plain canary_without_traffic_rolls_back,

@@ -397,3 +397,60 @@ pub async fn registry_approval(stack: &Stack, fx: &Fixture) {
     );
     call!(c, "cleaning up", reg.delete_model(&fx.ctx, &model).await);
 }
+
+/// What `mlctl promote` moves: files stored with `store_artifact` and registered from its URI
+/// read back as the same files (the same digest) from the registered version; storing them
+/// again is harmless. A registry without `Capabilities::artifacts` has nothing to check.
+pub async fn registry_artifacts_roundtrip(stack: &Stack, fx: &Fixture) {
+    let c = Check::new("registry_artifacts_roundtrip", stack);
+    let reg = &stack.registry;
+    if !reg.capabilities().artifacts {
+        return;
+    }
+    let training = trained(&c, stack, fx).await;
+    let model = fx.unique("promoted");
+    let artifact = mlctl_core::components::Artifact {
+        files: BTreeMap::from([
+            (
+                "model.json".to_string(),
+                br#"{"format":"conformance"}"#.to_vec(),
+            ),
+            ("weights/w.bin".to_string(), (0..=255u8).collect()),
+        ]),
+    };
+    let uri = call!(
+        c,
+        "storing an artifact",
+        reg.store_artifact(&fx.ctx, &model, &artifact).await
+    );
+    let again = call!(
+        c,
+        "storing the same artifact again",
+        reg.store_artifact(&fx.ctx, &model, &artifact).await
+    );
+    c.ensure(
+        again == uri,
+        format!("the same files must be stored at the same URI: {uri} then {again}"),
+    );
+    let mut promoted = training.clone();
+    promoted.artifact_uri = uri;
+    let req = register_request(fx, &model, "promoted", &promoted, Approval::Auto);
+    let v = call!(
+        c,
+        "registering the stored artifact",
+        reg.register(&fx.ctx, &req).await
+    );
+    let read = call!(
+        c,
+        "reading the registered version's artifact",
+        reg.read_artifact(&fx.ctx, &v).await
+    );
+    c.ensure(
+        read.digest() == artifact.digest(),
+        format!(
+            "the registered version must read back the stored files: {:?}, expected {:?}",
+            read.files.keys().collect::<Vec<_>>(),
+            artifact.files.keys().collect::<Vec<_>>()
+        ),
+    );
+}

@@ -50,6 +50,9 @@ pub struct Capabilities {
     pub logs: bool,
     /// Registry: whether `stage_history` is kept.
     pub stage_history: bool,
+    /// Registry: whether `read_artifact` and `store_artifact` work, so versions can be
+    /// promoted from and to this registry (`mlctl promote`).
+    pub artifacts: bool,
     /// Deployer: the rollout strategies it carries out.
     pub strategies: Vec<StrategyType>,
     /// Monitor sink: whether `status` reads a monitor back from the target (otherwise the
@@ -716,6 +719,138 @@ mod wire {
     }
 }
 
+/// The files of a model version's artifact, by `/`-separated path relative to it: what
+/// `mlctl promote` copies from one target's registry to another's.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Artifact {
+    /// Path to bytes.
+    pub files: BTreeMap<String, Vec<u8>>,
+}
+
+impl Artifact {
+    /// `blake3:<hex>` over every file's path and bytes (each length-prefixed, in path order):
+    /// the same files give the same digest wherever they are stored, and a renamed, changed,
+    /// added or missing file another.
+    pub fn digest(&self) -> String {
+        let mut h = blake3::Hasher::new();
+        for (path, bytes) in &self.files {
+            h.update(&(path.len() as u64).to_le_bytes());
+            h.update(path.as_bytes());
+            h.update(&(bytes.len() as u64).to_le_bytes());
+            h.update(bytes);
+        }
+        format!("blake3:{}", h.finalize().to_hex())
+    }
+
+    /// Total size in bytes.
+    pub fn size(&self) -> u64 {
+        self.files.values().map(|b| b.len() as u64).sum()
+    }
+
+    /// Reads a directory (every file under it) or a single file (under its name).
+    ///
+    /// # Errors
+    /// `NotFound` when `path` does not exist; `Other` when it cannot be read.
+    pub fn read_path(provider: &str, path: &std::path::Path) -> Result<Artifact> {
+        let fail = |kind, e: std::io::Error, p: &std::path::Path| {
+            crate::error::ProviderError::new(
+                kind,
+                provider,
+                "read artifact",
+                format!("{}: {e}", p.display()),
+            )
+        };
+        let meta = std::fs::metadata(path).map_err(|e| {
+            let kind = if e.kind() == std::io::ErrorKind::NotFound {
+                crate::error::ErrorKind::NotFound
+            } else {
+                crate::error::ErrorKind::Other
+            };
+            fail(kind, e, path)
+        })?;
+        let mut files = BTreeMap::new();
+        if meta.is_file() {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "model".into());
+            let bytes =
+                std::fs::read(path).map_err(|e| fail(crate::error::ErrorKind::Other, e, path))?;
+            files.insert(name, bytes);
+            return Ok(Artifact { files });
+        }
+        let mut stack = vec![path.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            let entries = std::fs::read_dir(&dir)
+                .map_err(|e| fail(crate::error::ErrorKind::Other, e, &dir))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| fail(crate::error::ErrorKind::Other, e, &dir))?;
+                let p = entry.path();
+                let ty = entry
+                    .file_type()
+                    .map_err(|e| fail(crate::error::ErrorKind::Other, e, &p))?;
+                if ty.is_dir() {
+                    stack.push(p);
+                } else if ty.is_file() {
+                    let rel = p
+                        .strip_prefix(path)
+                        .unwrap_or(&p)
+                        .components()
+                        .map(|c| c.as_os_str().to_string_lossy())
+                        .collect::<Vec<_>>()
+                        .join("/");
+                    let bytes = std::fs::read(&p)
+                        .map_err(|e| fail(crate::error::ErrorKind::Other, e, &p))?;
+                    files.insert(rel, bytes);
+                }
+            }
+        }
+        Ok(Artifact { files })
+    }
+
+    /// Writes the files under `dir` (created), refusing a path that would leave it.
+    ///
+    /// # Errors
+    /// `Invalid` for a path with `..`, an absolute one or an empty one; `Other` when a file
+    /// cannot be written.
+    pub fn write_to(&self, provider: &str, dir: &std::path::Path) -> Result<()> {
+        for (rel, bytes) in &self.files {
+            let parts: Vec<&str> = rel.split('/').collect();
+            if rel.is_empty()
+                || parts
+                    .iter()
+                    .any(|p| p.is_empty() || *p == "." || *p == ".." || p.contains('\\'))
+            {
+                return Err(crate::error::ProviderError::new(
+                    crate::error::ErrorKind::Invalid,
+                    provider,
+                    "store artifact",
+                    format!(
+                        "artifact path `{}` is not a relative path inside the artifact",
+                        mlctl_spec::suggest::clip(rel, 200)
+                    ),
+                ));
+            }
+            let dest = parts.iter().fold(dir.to_path_buf(), |p, c| p.join(c));
+            let write = || -> std::io::Result<()> {
+                if let Some(parent) = dest.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::write(&dest, bytes)
+            };
+            write().map_err(|e| {
+                crate::error::ProviderError::new(
+                    crate::error::ErrorKind::Other,
+                    provider,
+                    "store artifact",
+                    format!("{}: {e}", dest.display()),
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
+
 /// Registering a version.
 #[derive(Debug, Clone)]
 pub struct RegisterRequest {
@@ -800,6 +935,44 @@ pub trait Registry: Send + Sync {
     /// `req.removed_labels`) and `req.description`; nothing is registered. Checked by the e2e test
     /// `labels_update_in_place_without_retraining`.
     async fn update_in_place(&self, ctx: &OpContext, req: &InPlaceRequest) -> Result<()>;
+    /// Every file of a version's artifact (its model directory: the model, its signature,
+    /// metadata), as the registry serves it. Only called when [`Capabilities::artifacts`]
+    /// is set.
+    ///
+    /// # Contract
+    /// The bytes stored for the version, by path relative to the artifact; an artifact that
+    /// is one file is that file under its name. A version whose artifact is gone is
+    /// `NotFound`. Checked by `registry_artifacts_roundtrip`.
+    async fn read_artifact(&self, _ctx: &OpContext, _version: &ModelVersion) -> Result<Artifact> {
+        Err(crate::error::ProviderError::new(
+            crate::error::ErrorKind::NotSupported,
+            "registry",
+            "read_artifact",
+            "this registry cannot hand out the files of a version",
+        ))
+    }
+    /// Stores an artifact that comes from another target where this registry's versions
+    /// keep theirs, and returns its URI: what [`RegisterRequest::training`]'s `artifact_uri`
+    /// is set to when the version is registered. Only called when [`Capabilities::artifacts`]
+    /// is set.
+    ///
+    /// # Contract
+    /// Storing the same files again is harmless; a version registered from the URI reads
+    /// back exactly these files with [`Registry::read_artifact`]. Checked by
+    /// `registry_artifacts_roundtrip`.
+    async fn store_artifact(
+        &self,
+        _ctx: &OpContext,
+        _model: &str,
+        _artifact: &Artifact,
+    ) -> Result<String> {
+        Err(crate::error::ProviderError::new(
+            crate::error::ErrorKind::NotSupported,
+            "registry",
+            "store_artifact",
+            "this registry cannot take the files of a version from another target",
+        ))
+    }
     /// Every stage change of a model, oldest first ("which version was in production when").
     /// Only called when [`Capabilities::stage_history`] is set.
     ///

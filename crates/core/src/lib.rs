@@ -15,6 +15,7 @@ pub mod host;
 pub mod monitoring;
 pub mod observe;
 pub mod plan;
+pub mod promote;
 mod reconcile;
 pub mod secrets;
 pub mod state;

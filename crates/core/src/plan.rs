@@ -473,6 +473,7 @@ pub fn plan(
                 change
                     .reasons
                     .extend(baseline_notes(d, by_id.get(id).copied()));
+                change.reasons.extend(serves_note(d, &by_id, &changes));
             }
             changes.push(change);
         }
@@ -529,6 +530,37 @@ pub fn plan(
         notes: Vec::new(),
         approvals,
     }
+}
+
+/// For an Endpoint that changes while its Model does not: the version it will serve, as the
+/// target records it (and where it was promoted from), so a plan after `mlctl promote` says
+/// what it deploys.
+fn serves_note(
+    d: &DesiredResource,
+    by_id: &BTreeMap<&ResourceId, &ObservedResource>,
+    earlier: &[Change],
+) -> Option<String> {
+    let e = d.resource.as_endpoint()?;
+    let model = ResourceId::new(Kind::Model, e.model.clone());
+    let unchanged = earlier
+        .iter()
+        .any(|c| c.id == model && c.action == Action::NoOp);
+    if !unchanged || e.version.is_some() {
+        return None;
+    }
+    let v: ModelVersion = outputs(by_id.get(&model)?)?;
+    let from = match (
+        v.lineage.get(crate::promote::lineage::FROM),
+        v.lineage.get(crate::promote::lineage::FROM_VERSION),
+    ) {
+        (Some(t), Some(n)) => format!(", promoted from `{t}` v{n}"),
+        _ => String::new(),
+    };
+    Some(format!(
+        "deploys {model} v{} ({}{from})",
+        v.version,
+        v.stage.as_str()
+    ))
 }
 
 /// What a Model's `maxRegression` gates will compare against, from the recorded state: the

@@ -399,6 +399,19 @@ impl Repo {
     /// `mlctl.yaml` is not in that commit. Problems in the spec itself are diagnostics in the
     /// returned [`Loaded`], not errors.
     pub fn load_at(&self, rev: &str) -> Result<(Commit, Loaded), GitError> {
+        self.load_at_for(rev, None)
+    }
+
+    /// [`Repo::load_at`] as target `target` sees the spec: its `overrides` merged
+    /// ([`mlctl_spec::load_for`]; `None`: the default target).
+    ///
+    /// # Errors
+    /// See [`Repo::load_at`].
+    pub fn load_at_for(
+        &self,
+        rev: &str,
+        target: Option<&str>,
+    ) -> Result<(Commit, Loaded), GitError> {
         let commit = self.resolve(rev)?;
         let files = self.files_at(&commit)?;
         if matches!(files.read_bytes(PROJECT_FILE), Ok(None)) {
@@ -413,7 +426,7 @@ impl Repo {
                 path,
             });
         }
-        let loaded = mlctl_spec::load(&files);
+        let loaded = mlctl_spec::load_for(&files, target);
         Ok((commit, loaded))
     }
 

@@ -182,6 +182,19 @@ impl Kind {
         Kind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
+    /// The fields under `spec` that a manifest's `overrides.<target>` may set for one target
+    /// ([`DatasetSpec::OVERRIDABLE`], ...): the one list the validator refuses others by and
+    /// the model identity `mlctl promote` compares leaves out.
+    pub fn overridable_fields(self) -> &'static [&'static str] {
+        match self {
+            Kind::Dataset => DatasetSpec::OVERRIDABLE,
+            Kind::TrainingJob => TrainingJobSpec::OVERRIDABLE,
+            Kind::Model => ModelSpec::OVERRIDABLE,
+            Kind::Endpoint => EndpointSpec::OVERRIDABLE,
+            Kind::Monitor => MonitorSpec::OVERRIDABLE,
+        }
+    }
+
     /// Lowercase plural for messages ("datasets").
     pub fn plural(self) -> &'static str {
         match self {
@@ -514,7 +527,18 @@ impl Loaded {
     }
 }
 
-/// Loads and validates the project whose `mlctl.yaml` is at the root of `files`.
+/// Loads and validates the project whose `mlctl.yaml` is at the root of `files`, as its
+/// default target sees it (see [`load_for`]).
 pub fn load(files: &dyn Files) -> Loaded {
-    validate::load(files)
+    validate::load(files, None)
+}
+
+/// Loads and validates the project as target `target` sees it (`None`: the default target):
+/// each manifest's `overrides.<target>` is merged into its `spec` before validation, so the
+/// typed spec, the fingerprints and the plan are that target's. Every other target's
+/// overrides are checked too (their targets exist, their fields may be overridden, their
+/// values have the right types), so one `validate` finds a mistake in any of them. A name
+/// the project does not define merges nothing (opening the target reports it).
+pub fn load_for(files: &dyn Files, target: Option<&str>) -> Loaded {
+    validate::load(files, target)
 }

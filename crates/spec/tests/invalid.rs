@@ -1878,3 +1878,73 @@ fn endpoint_server_limits_out_of_range() {
         assert!(text.contains(field), "{field} is named: {text}");
     }
 }
+
+/// An override names a target the project lacks, a field that is the same on every target,
+/// and (for a target other than the one loaded) a value of the wrong type: each is reported
+/// at its own position in the override, with what to do.
+#[test]
+fn overrides_unknown_target_fixed_field_and_wrong_type() {
+    let train = format!(
+        "{TRAIN}overrides:\n  tset:\n    compute: {{cpu: 2}}\n  test:\n    hyperparameters: {{C: 2.0}}\n"
+    );
+    let endpoint = format!("{ENDPOINT}overrides:\n  test:\n    instances: many\n");
+    let text = check(
+        "overrides_unknown_target_fixed_field_and_wrong_type",
+        &[("ml/train.yaml", &train), ("ml/endpoint.yaml", &endpoint)],
+    );
+    assert!(
+        text.contains("`overrides` names target `tset`, which the project does not define"),
+        "{text}"
+    );
+    assert!(text.contains("did you mean `test`?"), "{text}");
+    assert!(
+        text.contains("`hyperparameters` of a TrainingJob cannot be overridden per target"),
+        "{text}"
+    );
+    assert!(
+        text.contains("a TrainingJob may override: compute"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ml/endpoint.yaml:18:16"),
+        "the wrong type is pointed at in the override: {text}"
+    );
+}
+
+/// The loaded target's override is merged before validation: an out-of-range value it
+/// writes is reported there, and the default target's spec keeps its own value.
+#[test]
+fn an_override_is_validated_for_its_target() {
+    let mut project = base();
+    let endpoint = format!("{ENDPOINT}overrides:\n  test:\n    instances: 3\n    capture: null\n");
+    project.insert("ml/endpoint.yaml".into(), endpoint.clone());
+    let files = MemFiles(project.clone());
+    let local = mlctl_spec::load_for(&files, Some("local"))
+        .spec
+        .expect("valid for local");
+    let test = mlctl_spec::load_for(&files, Some("test"))
+        .spec
+        .expect("valid for test");
+    let instances = |s: &mlctl_spec::Spec| {
+        let e = s.find(mlctl_spec::Kind::Endpoint, "iris").unwrap();
+        (
+            e.as_endpoint().unwrap().instances,
+            e.as_endpoint().unwrap().capture.is_some(),
+        )
+    };
+    assert_eq!(instances(&local), (Some(1), true));
+    assert_eq!(
+        instances(&test),
+        (Some(3), false),
+        "capture: null removes it for test"
+    );
+    // A value out of range for `test` is an error when loading for `test`, at the override.
+    project.insert(
+        "ml/endpoint.yaml".into(),
+        format!("{ENDPOINT}overrides:\n  test:\n    instances: 0\n"),
+    );
+    let loaded = mlctl_spec::load_for(&MemFiles(project), Some("test"));
+    assert!(loaded.spec.is_none());
+    let text: String = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
+    assert!(text.contains("ml/endpoint.yaml:18:16"), "{text}");
+}

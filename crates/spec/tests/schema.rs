@@ -101,9 +101,11 @@ fn property_names(v: &Value, out: &mut BTreeSet<String>) {
 }
 
 /// Keys of every mapping in a YAML tree, except under free-form maps (labels, targets,
-/// hyperparameters, ...) whose keys are the user's names.
+/// hyperparameters, ...) whose keys are the user's names. Under `overrides` the keys are
+/// target names, and what each holds is a partial spec, whose fields are checked.
 fn keys_used(node: &mlctl_spec::Node, out: &mut BTreeSet<String>) {
-    const FREE_FORM: [&str; 7] = [
+    const FREE_FORM: [&str; 8] = [
+        "overrides",
         "labels",
         "annotations",
         "targets",

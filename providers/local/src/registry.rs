@@ -7,7 +7,7 @@ use crate::fsutil::{copy_tree, io_at, remove_tree, safe_component};
 use crate::{PROVIDER, now};
 use async_trait::async_trait;
 use mlctl_core::components::{
-    ApprovalStatus, Capabilities, Decision, InPlaceRequest, ModelVersion, OpContext,
+    ApprovalStatus, Artifact, Capabilities, Decision, InPlaceRequest, ModelVersion, OpContext,
     RegisterRequest, Registry, StageTransition,
 };
 use mlctl_core::error::{ErrorKind, ProviderError, Result};
@@ -202,8 +202,63 @@ impl Registry for LocalRegistry {
         Capabilities {
             fields: crate::support::field_rules(),
             stage_history: true,
+            artifacts: true,
             ..Capabilities::default()
         }
+    }
+
+    async fn read_artifact(&self, _ctx: &OpContext, version: &ModelVersion) -> Result<Artifact> {
+        if version.artifact_uri.contains("://") {
+            return Err(ProviderError::new(
+                ErrorKind::NotSupported,
+                PROVIDER,
+                "read artifact",
+                format!(
+                    "{} v{} keeps its artifact at {}, which the local registry does not read",
+                    version.model, version.version, version.artifact_uri
+                ),
+            ));
+        }
+        let path = PathBuf::from(&version.artifact_uri);
+        crate::blocking("read model artifact", move || {
+            Artifact::read_path(PROVIDER, &path)
+        })
+        .await
+    }
+
+    /// Into `registry/<model>/.promoted-<digest>/`, from where `register` copies it into the
+    /// version's directory as it copies a training run's.
+    async fn store_artifact(
+        &self,
+        _ctx: &OpContext,
+        model: &str,
+        artifact: &Artifact,
+    ) -> Result<String> {
+        safe_component("model", model)?;
+        let digest = artifact.digest();
+        let hex = digest.trim_start_matches("blake3:").to_string();
+        let dest = self.root.join(model).join(format!(".promoted-{hex}"));
+        let staging = self.root.join(model).join(format!(
+            ".incoming-{}-{}",
+            std::process::id(),
+            crate::unique_suffix()
+        ));
+        let artifact = artifact.clone();
+        let (dest2, staging2) = (dest.clone(), staging.clone());
+        crate::blocking("store model artifact", move || {
+            if dest2.exists() {
+                // Content-addressed: what is there is these files (the caller reads back).
+                return Ok(());
+            }
+            artifact.write_to(PROVIDER, &staging2)?;
+            match std::fs::rename(&staging2, &dest2) {
+                Ok(()) => Ok(()),
+                Err(_) if dest2.exists() => remove_tree(&staging2),
+                Err(e) => Err(io_at("store model artifact", &dest2, e)),
+            }
+        })
+        .await?;
+        Ok(dest.to_string_lossy().into_owned())
     }
 
     async fn update_in_place(&self, ctx: &OpContext, req: &InPlaceRequest) -> Result<()> {

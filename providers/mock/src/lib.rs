@@ -227,6 +227,7 @@ impl Mock {
             runs: true,
             logs: true,
             stage_history: true,
+            artifacts: true,
             strategies: mlctl_spec::StrategyType::ALL.to_vec(),
             monitor_status: false,
             poll_interval: POLL_INTERVAL,

@@ -4,6 +4,7 @@
 use crate::store::key;
 use crate::{Mock, Result, err, now};
 use async_trait::async_trait;
+use mlctl_core::components::{Artifact, DataStore};
 use mlctl_core::{
     ApprovalStatus, Capabilities, Decision, ErrorKind, ModelVersion, OpContext, RegisterRequest,
     Registry, StageTransition, Tags, components::InPlaceRequest,
@@ -11,6 +12,16 @@ use mlctl_core::{
 use mlctl_spec::Stage;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+/// The `format` of a bundle manifest: an artifact of several files promoted to the mock.
+const BUNDLE_FORMAT: &str = "mlctl-mock-bundle/v1";
+
+/// An artifact stored by `store_artifact`: each file's blob digest, by path.
+#[derive(Debug, Serialize, Deserialize)]
+struct Bundle {
+    format: String,
+    files: BTreeMap<String, String>,
+}
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -101,6 +112,58 @@ fn not_registered(op: &str, model: &str) -> mlctl_core::ProviderError {
 impl Registry for Mock {
     fn capabilities(&self) -> Capabilities {
         Mock::capabilities(self)
+    }
+
+    /// A `mock://objects/<digest>` artifact is a blob: a bundle manifest
+    /// ([`BUNDLE_FORMAT`], what `store_artifact` writes) or a mock-trained model, which is
+    /// the file `mock-model.json`. A path is read from this machine (a local artifact
+    /// registered by a mixed stack).
+    async fn read_artifact(&self, _ctx: &OpContext, version: &ModelVersion) -> Result<Artifact> {
+        let op = "read_artifact";
+        self.enter(op).await?;
+        let Some(digest) = version.artifact_uri.strip_prefix("mock://objects/") else {
+            return Artifact::read_path(
+                crate::PROVIDER,
+                std::path::Path::new(&version.artifact_uri),
+            );
+        };
+        let bytes = self.get_blob(digest).await?;
+        let Ok(bundle) = serde_json::from_slice::<Bundle>(&bytes) else {
+            return Ok(Artifact {
+                files: BTreeMap::from([("mock-model.json".to_string(), bytes)]),
+            });
+        };
+        if bundle.format != BUNDLE_FORMAT {
+            return Ok(Artifact {
+                files: BTreeMap::from([("mock-model.json".to_string(), bytes)]),
+            });
+        }
+        let mut files = BTreeMap::new();
+        for (path, digest) in bundle.files {
+            files.insert(path, self.get_blob(&digest).await?);
+        }
+        Ok(Artifact { files })
+    }
+
+    /// Each file as a blob, and a bundle manifest naming them, whose blob is the artifact.
+    async fn store_artifact(
+        &self,
+        _ctx: &OpContext,
+        _model: &str,
+        artifact: &Artifact,
+    ) -> Result<String> {
+        let op = "store_artifact";
+        self.enter(op).await?;
+        let mut files = BTreeMap::new();
+        for (path, bytes) in &artifact.files {
+            files.insert(path.clone(), self.store_blob(op, bytes)?);
+        }
+        let manifest = serde_json::to_vec_pretty(&Bundle {
+            format: BUNDLE_FORMAT.to_string(),
+            files,
+        })
+        .map_err(|e| err(ErrorKind::Other, op, e.to_string()))?;
+        Ok(crate::data::blob_uri(&self.store_blob(op, &manifest)?))
     }
 
     async fn versions(&self, _ctx: &OpContext, model: &str) -> Result<Vec<ModelVersion>> {

@@ -31,6 +31,7 @@
 //! only the component traits of `mlctl-core`.
 
 mod alarms;
+mod artifacts;
 mod aws;
 mod builtins;
 mod data;

@@ -406,6 +406,7 @@ impl Registry for SageMakerRegistry {
         Capabilities {
             fields: crate::support::field_rules(),
             stage_history: true,
+            artifacts: true,
             poll_interval: self.aws.settings.poll_interval,
             notes: self.aws.features.notes(),
             ..Capabilities::default()
@@ -460,6 +461,70 @@ impl Registry for SageMakerRegistry {
                 .map_err(|e| aws_err("UpdateModelPackage", e))?;
         }
         Ok(())
+    }
+
+    /// The object at the version's `artifact_uri`: a `.tar.gz` (what SageMaker training
+    /// writes and `store_artifact` packs) is unpacked into its files; another object is one
+    /// file under its name.
+    async fn read_artifact(
+        &self,
+        _ctx: &OpContext,
+        version: &ModelVersion,
+    ) -> Result<mlctl_core::components::Artifact> {
+        let op = "read artifact";
+        let (bucket, key) = crate::aws::parse_s3_uri(&version.artifact_uri).ok_or_else(|| {
+            provider_err(
+                ErrorKind::NotSupported,
+                op,
+                format!(
+                    "{} v{} keeps its artifact at `{}`, which is not an s3:// URI",
+                    version.model, version.version, version.artifact_uri
+                ),
+            )
+        })?;
+        let bytes = self.aws.get_from(&bucket, &key).await?.ok_or_else(|| {
+            provider_err(
+                ErrorKind::NotFound,
+                op,
+                format!(
+                    "the artifact of {} v{} ({}) does not exist",
+                    version.model, version.version, version.artifact_uri
+                ),
+            )
+        })?;
+        if key.ends_with(".tar.gz") {
+            return crate::artifacts::unpack(&bytes).map_err(|e| {
+                provider_err(
+                    ErrorKind::Invalid,
+                    op,
+                    format!("{}: {e}", version.artifact_uri),
+                )
+            });
+        }
+        let name = key.rsplit('/').next().unwrap_or("model").to_string();
+        Ok(mlctl_core::components::Artifact {
+            files: std::collections::BTreeMap::from([(name, bytes)]),
+        })
+    }
+
+    /// Packed as `model.tar.gz` (what SageMaker serving containers read) under
+    /// `artifacts/promoted/<project>/<model>/<digest>/` in the target's bucket.
+    async fn store_artifact(
+        &self,
+        ctx: &OpContext,
+        model: &str,
+        artifact: &mlctl_core::components::Artifact,
+    ) -> Result<String> {
+        let op = "store artifact";
+        let hex = artifact.digest().trim_start_matches("blake3:").to_string();
+        let key = self.aws.key(&format!(
+            "artifacts/promoted/{}/{model}/{hex}/model.tar.gz",
+            ctx.project
+        ));
+        let packed = crate::artifacts::pack(artifact)
+            .map_err(|e| provider_err(ErrorKind::Invalid, op, e.to_string()))?;
+        self.aws.put(&key, packed, "application/gzip").await?;
+        Ok(self.aws.uri(&key))
     }
 
     async fn versions(&self, ctx: &OpContext, model: &str) -> Result<Vec<ModelVersion>> {

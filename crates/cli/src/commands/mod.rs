@@ -8,6 +8,7 @@ mod monitor;
 mod monitor_quality;
 mod monitor_report;
 pub(crate) mod plan;
+mod promote;
 pub(crate) mod registry;
 pub mod serve;
 mod state;
@@ -107,6 +108,21 @@ pub fn run(cli: Cli) -> Result<u8> {
             &target,
             &lock_timeout,
             revert,
+        ),
+        Command::Promote {
+            model,
+            from,
+            to,
+            rev,
+            lock_timeout,
+            output,
+        } => promote::run(
+            &cli.global.project,
+            &model,
+            (&from, &to),
+            &rev,
+            &lock_timeout,
+            output,
         ),
         Command::Serve(args) => serve::run_serve(&cli.global.project, args),
         Command::Predict(args) => serve::run_predict(&cli.global.project, args),

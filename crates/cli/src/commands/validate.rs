@@ -40,7 +40,8 @@ pub fn summary(spec: &Spec) -> String {
 }
 
 pub fn run(project: &Path, output: Output, target: Option<&str>) -> Result<u8> {
-    let mut loaded = mlctl_spec::load(&DirFiles::new(project));
+    // The spec as `target` sees it (its overrides merged; every target's are checked).
+    let mut loaded = mlctl_spec::load_for(&DirFiles::new(project), target);
     if let Some(spec) = &loaded.spec {
         let escapes = crate::paths::escapes(spec, project);
         loaded.diagnostics.extend(escapes);

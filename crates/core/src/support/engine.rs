@@ -12,12 +12,21 @@ pub fn rules() -> &'static FieldRules {
     RULES.get_or_init(|| {
         let mut r = FieldRules::new();
         for kind in Kind::ALL {
-            r = r.with(
-                &format!("{kind}.metadata.annotations"),
-                Support::not_applicable(
-                    "notes for people and tools that read the manifests; never part of a fingerprint or sent to a target",
-                ),
-            );
+            r = r
+                .with(
+                    &format!("{kind}.metadata.annotations"),
+                    Support::not_applicable(
+                        "notes for people and tools that read the manifests; never part of a fingerprint or sent to a target",
+                    ),
+                )
+                // Merged into `spec` when the spec is loaded for a target: what the target
+                // then gets is declared field by field (docs/environments.md).
+                .with(
+                    &format!("{kind}.overrides"),
+                    Support::honoured_as(
+                        "merged into `spec` for the target it names; each field is then honoured or refused as if written in `spec`",
+                    ),
+                );
         }
         for kind in [Kind::TrainingJob, Kind::Endpoint] {
             let overrides = format!("{kind}.spec.compute.overrides");

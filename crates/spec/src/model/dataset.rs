@@ -232,6 +232,11 @@ impl DatasetSpec {
     /// decide whether a file is read, never what is read from it.
     pub const IN_PLACE: &'static [&'static str] = &["limits"];
 
+    /// Fields (under `spec`) a resource's `overrides.<target>` may set: how much of a file
+    /// a machine reads. The data itself is the same on every target, so a version promoted
+    /// from one is trained on what the next one has.
+    pub const OVERRIDABLE: &'static [&'static str] = &["limits"];
+
     /// The datasets a `transform` reads.
     pub fn references(&self) -> Vec<Reference> {
         self.transform

@@ -205,6 +205,21 @@ impl EndpointSpec {
     /// is part of the fingerprint. (`metadata.labels` is in place on every kind.)
     pub const IN_PLACE: &'static [&'static str] = &[];
 
+    /// Fields (under `spec`) a resource's `overrides.<target>` may set: capacity, rollout,
+    /// capture, serving limits, the port and the token (a different secret per target), and
+    /// a pinned `version` (version numbers are per registry).
+    pub const OVERRIDABLE: &'static [&'static str] = &[
+        "version",
+        "strategy",
+        "instances",
+        "port",
+        "capture",
+        "auth",
+        "compute",
+        "enforce",
+        "server",
+    ];
+
     /// The model it serves.
     pub fn references(&self) -> Vec<Reference> {
         vec![Reference::to(

@@ -58,6 +58,13 @@ pub struct Envelope<S> {
     pub metadata: Metadata,
     /// The kind-specific body.
     pub spec: S,
+    /// Per target, a partial `spec` merged into this one when that target is planned or
+    /// applied: mappings merge key by key, any other value (a list included) replaces the
+    /// one in `spec`, and `null` removes it. Only some fields may differ per target (a
+    /// TrainingJob's `compute`, a Model's `gates`, an Endpoint's `instances`, a Monitor's
+    /// thresholds: `docs/environments.md`); the Project has none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub overrides: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
 }
 
 /// One mlctl manifest, chosen by `kind`: the Project (in `mlctl.yaml`) or a resource (under `ml/`).

@@ -293,6 +293,17 @@ impl MonitorSpec {
     /// is part of the fingerprint. (`metadata.labels` is in place on every kind.)
     pub const IN_PLACE: &'static [&'static str] = &[];
 
+    /// Fields (under `spec`) a resource's `overrides.<target>` may set: every threshold and
+    /// what a breach does, how often it runs and how many samples it needs.
+    pub const OVERRIDABLE: &'static [&'static str] = &[
+        "drift",
+        "quality",
+        "slo",
+        "schedule",
+        "minSamples",
+        "onBreach",
+    ];
+
     /// The endpoint watched, the baseline dataset, and the job a breach retrains (which it
     /// does not wait for).
     pub fn references(&self) -> Vec<Reference> {

@@ -86,6 +86,10 @@ impl ModelSpec {
     /// is part of the fingerprint. (`metadata.labels` is in place on every kind.)
     pub const IN_PLACE: &'static [&'static str] = &["description"];
 
+    /// Fields (under `spec`) a resource's `overrides.<target>` may set: how a target judges
+    /// and releases a version (stricter gates in prod, manual approval, the stage).
+    pub const OVERRIDABLE: &'static [&'static str] = &["gates", "stage", "approval", "description"];
+
     /// The training job whose result it registers.
     pub fn references(&self) -> Vec<Reference> {
         vec![Reference::to(

@@ -293,6 +293,16 @@ impl TrainingJobSpec {
     /// is part of the fingerprint. (`metadata.labels` is in place on every kind.)
     pub const IN_PLACE: &'static [&'static str] = &[];
 
+    /// Fields (under `spec`) a resource's `overrides.<target>` may set: where and how fast it
+    /// runs, never what it learns. They are in this target's fingerprint (a change retrains
+    /// here) but not in [`TrainingJobSpec::IDENTITY_EXCLUDES`]'s model identity, so a version
+    /// trained on one target is the same model for another whose `compute` differs.
+    pub const OVERRIDABLE: &'static [&'static str] = &["compute"];
+
+    /// What the model identity of a job leaves out (`mlctl promote` compares identities):
+    /// the fields that may differ per target.
+    pub const IDENTITY_EXCLUDES: &'static [&'static str] = Self::OVERRIDABLE;
+
     /// The dataset it trains on.
     pub fn references(&self) -> Vec<Reference> {
         vec![Reference::to(

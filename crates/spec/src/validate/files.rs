@@ -26,7 +26,7 @@ pub(super) fn parse_file(
     ctx: &mut Ctx,
     is_project_file: bool,
 ) -> Vec<Doc> {
-    const ENVELOPE: [&str; 4] = ["apiVersion", "kind", "metadata", "spec"];
+    const ENVELOPE: [&str; 5] = ["apiVersion", "kind", "metadata", "spec", "overrides"];
     let Some(text) = read(files, path, ctx) else {
         return Vec::new();
     };
@@ -254,10 +254,29 @@ pub(super) fn parse_file(
             }
             fine = false;
         }
+        if kind.is_none()
+            && let Some(k) = node.key("overrides")
+        {
+            ctx.err(
+                "not-overridable",
+                path,
+                Some(k.span),
+                "the Project has no `overrides`",
+            )
+            .hint = Some(
+                "a target's own settings go under spec.targets.<name>; `overrides` is for resources"
+                    .into(),
+            );
+            fine = false;
+        }
         if !fine {
             ctx.shadows.push(shadow);
             continue;
         }
+        let node = match kind {
+            Some(kind) => super::overrides::apply(ctx, path, node, kind),
+            None => node,
+        };
         out.push(Doc {
             file: path.to_string(),
             node: Arc::new(node),

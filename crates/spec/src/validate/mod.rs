@@ -25,6 +25,7 @@ mod files;
 mod graph;
 mod model;
 mod monitor;
+mod overrides;
 mod project;
 mod secrets;
 mod training;
@@ -55,6 +56,8 @@ pub(crate) struct Ctx {
     last_typos: BTreeSet<Vec<String>>,
     /// The resource whose rules are being checked, for [`Ctx::mistyped`].
     current: Option<ResourceId>,
+    /// The targets `overrides` may name, and the one being loaded for.
+    override_targets: overrides::Targets,
 }
 
 /// A file's text and, once a diagnostic needs it, where each line starts.
@@ -130,6 +133,7 @@ impl Ctx {
             typos: HashMap::new(),
             last_typos: BTreeSet::new(),
             current: None,
+            override_targets: overrides::Targets::default(),
         }
     }
 
@@ -374,9 +378,15 @@ fn valid_name(name: &str) -> bool {
         && !name.ends_with('-')
 }
 
-pub(crate) fn load(files: &dyn Files) -> Loaded {
+pub(crate) fn load(files: &dyn Files, target: Option<&str>) -> Loaded {
     let mut ctx = Ctx::new();
     let project = project::load_project(files, &mut ctx);
+    if let Some(p) = &project {
+        ctx.override_targets = overrides::Targets {
+            defined: p.targets.keys().cloned().collect(),
+            selected: Some(target.unwrap_or(&p.default_target).to_string()),
+        };
+    }
     let mut docs = Vec::new();
     if let Some(project) = &project {
         for path in files::manifest_files(files, &project.manifests, &mut ctx) {

@@ -84,6 +84,15 @@ fn not_resolved(kind: &str, path: &[Step<'_>], span: Span, is_command: bool) -> 
 
 /// The path as [`env::is_resolvable`] takes it.
 fn segments(path: &[Step<'_>]) -> Vec<String> {
+    // `overrides.<target>.auth.token` is `spec.auth.token` for that target.
+    let path = match path {
+        [Step::Key("overrides"), Step::Key(_), rest @ ..] => {
+            let mut v = vec![Step::Key("spec")];
+            v.extend_from_slice(rest);
+            v
+        }
+        _ => path.to_vec(),
+    };
     path.iter()
         .map(|s| match s {
             Step::Key(k) => k.to_string(),
