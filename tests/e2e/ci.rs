@@ -59,11 +59,41 @@ fn github(repo: &CiRepo, forge: &Forge) -> Github {
     gh.env.insert("GITHUB_API_URL".into(), forge.api_url());
     for (expr, value) in [
         ("vars.MLCTL_BIN", env!("CARGO_BIN_EXE_mlctl")),
+        ("vars.MLCTL_PROMOTE_MODELS", "iris"),
         ("secrets.GITHUB_TOKEN", forge.token()),
     ] {
         gh.expressions.insert(expr.into(), value.into());
     }
     gh
+}
+
+/// Production serves the version staging validated, promoted (not trained there), and its
+/// plan has no changes.
+#[track_caller]
+fn assert_promoted(repo: &CiRepo) {
+    let show = |target: &str| -> serde_json::Value {
+        let run = repo
+            .p
+            .mlctl(&["models", "show", "iris", "--target", target, "-o", "json"])
+            .expect_code(0);
+        serde_json::from_str(&run.stdout).unwrap()
+    };
+    let (staging, production) = (show("staging").to_string(), show("production").to_string());
+    assert!(
+        production.contains("promotedFrom") && production.contains("\"staging\""),
+        "production's version is staging's, promoted: {production}"
+    );
+    let digest = |s: &str| -> Option<String> {
+        let at = s.find("artifactDigest")?;
+        Some(s[at..].chars().take(90).collect())
+    };
+    assert!(
+        digest(&production).is_some(),
+        "the digest verified on arrival is recorded: {production} (staging: {staging})"
+    );
+    repo.p
+        .mlctl(&["plan", "--target", "production", "--detailed-exitcode"])
+        .expect_code(0);
 }
 
 fn names(runs: &[runner::JobRun]) -> Vec<&str> {
@@ -192,9 +222,9 @@ fn github_pull_request_to_production() {
         .mlctl(&["plan", "--target", "staging", "--detailed-exitcode"])
         .expect_code(0);
 
-    // Promotion: the deploy's production job, once its environment is approved, brings the
-    // merged commit to the second target. (`mlctl promote` takes that step's place; what it
-    // carries over from staging is checked here.)
+    // Promotion: the deploy's production job, once its environment is approved, carries
+    // staging's model version over (the same bytes) and reconciles production, which then
+    // has nothing left to do.
     assert!(
         runs[1]
             .steps
@@ -203,9 +233,7 @@ fn github_pull_request_to_production() {
         "{}",
         runs[1].output()
     );
-    repo.p
-        .mlctl(&["plan", "--target", "production", "--detailed-exitcode"])
-        .expect_code(0);
+    assert_promoted(&repo);
 
     // The schedule: no drift, and the monitors that are due run.
     gh.event("schedule", json!({"schedule": "17 * * * *"}));
@@ -249,6 +277,7 @@ fn gitlab_merge_request_to_production() {
         ("CI_API_V4_URL", forge.api_url().as_str()),
         ("GITLAB_TOKEN", GITLAB_TOKEN),
         ("MLCTL_BIN", env!("CARGO_BIN_EXE_mlctl")),
+        ("MLCTL_PROMOTE_MODELS", "iris"),
         // The OpenID Connect set-up runs too (the local and mock targets ignore it).
         (
             "MLCTL_AWS_ROLE_ARN",
@@ -348,8 +377,9 @@ fn gitlab_merge_request_to_production() {
         .git(&["merge", "-q", "--no-ff", "lower-c", "-m", "Merge lower-c"]);
     gl.pipeline("push", Some("main"));
     all_pass(gl.run_job("mlctl:reconcile"));
-    // Promotion: (`mlctl promote` takes the job's script line; its checks go here.)
+    // Promotion: staging's version carried over, production reconciled.
     all_pass(gl.run_job("mlctl:promote"));
+    assert_promoted(&repo);
     for target in ["staging", "production"] {
         repo.p
             .mlctl(&["plan", "--target", target, "--detailed-exitcode"])
