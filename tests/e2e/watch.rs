@@ -346,3 +346,155 @@ fn watch_follows_a_bare_repository_heals_pauses_and_stops_cleanly() {
     assert!(status(&dir)["lock"].is_null());
     drop(agent);
 }
+
+/// Whether the `openssl` command is there (it makes the test's certificate); under CI it must
+/// be, elsewhere its absence is a skip that says so.
+fn have_openssl(test: &str) -> bool {
+    let ok = Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok || std::env::var_os("CI").is_none(),
+        "{test}: the openssl command is required under CI (it makes a test certificate)"
+    );
+    if !ok {
+        eprintln!("{test}: SKIPPED: the openssl command is not installed");
+    }
+    ok
+}
+
+/// A git smart-HTTP server over TLS (tests/e2e/fixtures/git_https_server.py), killed on drop.
+struct HttpsGit {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for HttpsGit {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn https_git(root: &Path, cert: &Path, key: &Path, token: &str) -> HttpsGit {
+    use std::io::BufRead;
+    let mut child = Command::new("python3")
+        .arg(repo_root().join("tests/e2e/fixtures/git_https_server.py"))
+        .args([root, cert, key])
+        .arg(token)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the https git server");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line.trim().parse().expect("the server prints its port");
+    HttpsGit { child, port }
+}
+
+/// `mlctl watch` follows an `https://` remote: libgit2's smart-HTTP transport over the OpenSSL
+/// built into mlctl, with the token from MLCTL_GIT_TOKEN; a wrong token and an untrusted
+/// certificate are errors that say so, and never show the token.
+#[test]
+fn watch_fetches_an_https_remote_with_a_token() {
+    let test = "watch_fetches_an_https_remote_with_a_token";
+    if !have_python(test, "(the https git server is Python)") || !have_openssl(test) {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let (cert, key) = (root.path().join("cert.pem"), root.path().join("key.pem"));
+    let out = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let repos = root.path().join("repos");
+    std::fs::create_dir(&repos).unwrap();
+    let remote = repos.join("iris.git");
+    git(
+        root.path(),
+        &[
+            "init",
+            "-q",
+            "--bare",
+            "-b",
+            "main",
+            remote.to_str().unwrap(),
+        ],
+    );
+    let (work, _port) = iris_on_a_free_port("{type: all-at-once}");
+    let w = work.path();
+    std::fs::write(w.join(".gitignore"), ".mlctl/\n").unwrap();
+    git(w, &["init", "-q", "-b", "main"]);
+    git(w, &["config", "user.email", "test@example.com"]);
+    git(w, &["config", "user.name", "Test"]);
+    git(w, &["remote", "add", "origin", remote.to_str().unwrap()]);
+    let sha = push(w, "initial spec");
+
+    let token = "tok-0123456789-for-the-https-test";
+    let server = https_git(&repos, &cert, &key, token);
+    let url = format!("https://127.0.0.1:{}/iris.git", server.port);
+    let once = |dir: &Path, token: &str, ca: Option<&Path>| {
+        let mut c = mlctl();
+        c.args([
+            "-C",
+            dir.to_str().unwrap(),
+            "watch",
+            "--repo",
+            &url,
+            "--once",
+        ])
+        .env("MLCTL_GIT_TOKEN", token)
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR");
+        if let Some(ca) = ca {
+            c.env("SSL_CERT_FILE", ca);
+        }
+        Run::from(c.output().unwrap())
+    };
+
+    // A certificate nobody vouches for: refused.
+    let untrusted = root.path().join("untrusted");
+    let run = once(&untrusted, token, None).expect_code(1);
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(all.to_lowercase().contains("certificate"), "{all}");
+    // A wrong token: refused, and neither token is shown.
+    let wrong = root.path().join("wrong");
+    let run = once(&wrong, "not-the-token-42", Some(&cert)).expect_code(1);
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(all.contains("authentication"), "{all}");
+    assert!(
+        !all.contains("not-the-token-42") && !all.contains(token),
+        "{all}"
+    );
+
+    // The right token and a trusted certificate: fetched and applied.
+    let dir = root.path().join("agent");
+    let _agent = Agent {
+        child: None,
+        dir: dir.clone(),
+    };
+    let run = once(&dir, token, Some(&cert)).expect_code(0);
+    assert!(!run.stderr.contains(token) && !run.stdout.contains(token));
+    let s = status(&dir);
+    assert!(synced_at(&s, &sha), "{s:#}");
+}
