@@ -219,8 +219,32 @@ fn watch_follows_a_bare_repository_heals_pauses_and_stops_cleanly() {
     let s = status(&dir);
     assert_eq!(s["watch"]["lastSyncedCommit"], first, "{s:#}");
     assert_eq!(predict_status(port, "none"), 200);
+    // A field the target refuses to honour (CloudWatch alarms on the local target) makes the
+    // commit unusable there: reported with where it is, and skipped, not retried.
+    work.replace(
+        "ml/endpoint.yaml",
+        "  strategy: {type: all-at-once}\n",
+        "  strategy: {type: canary, percent: 10, bakeTime: 1s, minRequests: 0, rollback: {alarms: [HighErrors]}}\n",
+    );
     work.replace("ml/endpoint.yaml", "  instancez: 1\n", "  instances: 1\n");
-    let fixed = push(w, "fix the typo");
+    let refused_commit = push(w, "an alarm the local target cannot watch");
+    trigger(listen, secret);
+    wait_for(&dir, 60, "the refused commit to be reported", |s| {
+        s["watch"]["invalidCommits"].as_array().is_some_and(|a| {
+            a.iter().any(|c| {
+                c["commit"] == refused_commit
+                    && c["errors"].to_string().contains("ml/endpoint.yaml:")
+                    && c["errors"].to_string().contains("alarms")
+            })
+        })
+    });
+    assert_eq!(status(&dir)["watch"]["lastSyncedCommit"], first);
+    work.replace(
+        "ml/endpoint.yaml",
+        "  strategy: {type: canary, percent: 10, bakeTime: 1s, minRequests: 0, rollback: {alarms: [HighErrors]}}\n",
+        "  strategy: {type: all-at-once}\n",
+    );
+    let fixed = push(w, "fix the typo, no alarms");
     trigger(listen, secret);
     wait_for(&dir, 120, "the fixed commit to sync", |s| {
         synced_at(s, &fixed)
@@ -317,7 +341,7 @@ fn watch_follows_a_bare_repository_heals_pauses_and_stops_cleanly() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("mlctl_watch_invalid_commits_total 1"),
+        metrics.contains("mlctl_watch_invalid_commits_total 2"),
         "{metrics}"
     );
     assert!(
@@ -497,4 +521,65 @@ fn watch_fetches_an_https_remote_with_a_token() {
     assert!(!run.stderr.contains(token) && !run.stdout.contains(token));
     let s = status(&dir);
     assert!(synced_at(&s, &sha), "{s:#}");
+}
+
+/// Without selfHeal an out-of-band change is reported, not repaired: a killed server makes
+/// the target OutOfSync (and its endpoint unhealthy) until a cycle with selfHeal repairs it.
+#[test]
+fn without_self_heal_a_killed_server_is_out_of_sync_until_healed() {
+    let root = tempfile::tempdir().unwrap();
+    let remote = root.path().join("remote.git");
+    git(
+        root.path(),
+        &[
+            "init",
+            "-q",
+            "--bare",
+            "-b",
+            "main",
+            remote.to_str().unwrap(),
+        ],
+    );
+    let (work, port) = iris_on_a_free_port("{type: all-at-once}");
+    let w = work.path();
+    std::fs::write(w.join(".gitignore"), ".mlctl/\n").unwrap();
+    git(w, &["init", "-q", "-b", "main"]);
+    git(w, &["config", "user.email", "test@example.com"]);
+    git(w, &["config", "user.name", "Test"]);
+    git(w, &["remote", "add", "origin", remote.to_str().unwrap()]);
+    let sha = push(w, "initial spec");
+    let dir = root.path().join("agent");
+    let _agent = Agent {
+        child: None,
+        dir: dir.clone(),
+    };
+    let once = |extra: &[&str]| {
+        let mut c = mlctl();
+        c.args(["-C", dir.to_str().unwrap(), "watch", "--repo"])
+            .arg(&remote)
+            .args([
+                "--once",
+                "--listen",
+                &format!("127.0.0.1:{}", free_listen_port()),
+            ])
+            .args(extra);
+        Run::from(c.output().unwrap())
+    };
+    once(&[]).expect_code(0);
+    assert!(synced_at(&status(&dir), &sha));
+    assert_eq!(predict_status(port, "none"), 200);
+
+    kill_endpoints(&dir.join(".mlctl").join("local"));
+    once(&[]);
+    let s = status(&dir);
+    assert_eq!(s["watch"]["sync"], "OutOfSync", "{s:#}");
+    assert_ne!(
+        predict_status(port, "none"),
+        200,
+        "not repaired without selfHeal"
+    );
+
+    once(&["--self-heal"]).expect_code(0);
+    assert!(synced_at(&status(&dir), &sha), "{:#}", status(&dir));
+    assert_eq!(predict_status(port, "none"), 200);
 }

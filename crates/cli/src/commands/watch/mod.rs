@@ -556,32 +556,62 @@ impl Agent {
         Ok(seen.iter().any(|id| changed.contains(id)))
     }
 
-    /// Validates the spec at `sha`: the errors when it does not load.
+    /// Validates the spec at `sha` as each watched target sees it (its overrides merged), with
+    /// what the target refuses to honour ("honoured or refused"): the errors when it is not
+    /// usable, each with file:line:col, so such a commit is skipped rather than retried.
     async fn validate(&self, sha: &str) -> std::result::Result<(), Vec<String>> {
         let dir = self.project_dir.clone();
         let path = self.config.path.clone();
         let sha = sha.to_string();
+        let watched = self.args.targets.clone();
         tokio::task::spawn_blocking(move || {
             let repo = Repo::open_mirror(&agent::mirror_dir(&dir), &path, &dir)
                 .map_err(|e| vec![e.to_string()])?;
             let (_, loaded) = repo.load_at(&sha).map_err(|e| vec![e.to_string()])?;
-            if loaded.spec.is_some() {
-                return Ok(());
+            let Some(spec) = &loaded.spec else {
+                return Err(shown(loaded.errors(), None));
+            };
+            let targets = if watched.is_empty() {
+                match spec.project.target(None) {
+                    Ok((name, _)) => vec![name.to_string()],
+                    Err(e) => return Err(vec![clip(&e.to_string())]),
+                }
+            } else {
+                watched
+            };
+            let mut errors = Vec::new();
+            for target in &targets {
+                let (_, loaded) = repo
+                    .load_at_for(&sha, Some(target))
+                    .map_err(|e| vec![e.to_string()])?;
+                let Some(spec) = &loaded.spec else {
+                    errors.extend(shown(loaded.errors(), Some(target)));
+                    continue;
+                };
+                let (name, t) = match spec.project.target(Some(target)) {
+                    Ok(x) => x,
+                    Err(e) => {
+                        errors.push(clip(&format!("target {target}: {e}")));
+                        continue;
+                    }
+                };
+                match crate::support::for_config(spec, name, t) {
+                    Ok(ts) => {
+                        let refusals = crate::support::refusals(spec, name, &ts);
+                        errors.extend(shown(
+                            refusals.iter().filter(|d| d.is_error()),
+                            Some(target),
+                        ));
+                    }
+                    Err(e) => errors.push(clip(&format!("target {target}: {e}"))),
+                }
             }
-            Err(loaded
-                .errors()
-                .take(agent::MAX_ERRORS)
-                .map(|d| {
-                    clip(&format!(
-                        "{}:{}: {}",
-                        d.file,
-                        d.span
-                            .map(|s| format!("{}:{}", s.line, s.col))
-                            .unwrap_or_default(),
-                        d.message
-                    ))
-                })
-                .collect())
+            errors.truncate(agent::MAX_ERRORS);
+            if errors.is_empty() {
+                Ok(())
+            } else {
+                Err(errors)
+            }
         })
         .await
         .unwrap_or_else(|e| Err(vec![e.to_string()]))
@@ -787,4 +817,23 @@ fn tail(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     clip(&lines[lines.len().saturating_sub(8)..].join("\n"))
+}
+
+/// Diagnostics as the agent reports them: `file:line:col: message`, at most
+/// [`agent::MAX_ERRORS`], each clipped; prefixed with the target when there is one.
+fn shown<'a>(
+    diags: impl Iterator<Item = &'a mlctl_spec::Diagnostic>,
+    target: Option<&str>,
+) -> Vec<String> {
+    diags
+        .take(agent::MAX_ERRORS)
+        .map(|d| {
+            let at = d
+                .span
+                .map(|s| format!("{}:{}", s.line, s.col))
+                .unwrap_or_default();
+            let prefix = target.map(|t| format!("target {t}: ")).unwrap_or_default();
+            clip(&format!("{prefix}{}:{at}: {}", d.file, d.message))
+        })
+        .collect()
 }
