@@ -321,7 +321,7 @@ enum LiveValues {
     /// The count of each value, in the order the values were first seen (the order in which
     /// the statistics meet new categories, so sums are the same as over the rows).
     Categorical {
-        index: HashMap<String, usize>,
+        index: HashMap<String, usize, rustc_hash::FxBuildHasher>,
         counts: Vec<(String, u64)>,
     },
 }
@@ -331,7 +331,7 @@ impl LiveValues {
         match base.stats {
             ColumnStats::Numeric { .. } => LiveValues::Numeric(Vec::new()),
             ColumnStats::Categorical { .. } => LiveValues::Categorical {
-                index: HashMap::new(),
+                index: HashMap::default(),
                 counts: Vec::new(),
             },
         }
@@ -339,7 +339,7 @@ impl LiveValues {
 
     fn sort(&mut self) {
         if let LiveValues::Numeric(v) = self {
-            v.sort_unstable_by(f64::total_cmp);
+            crate::sort::sort_floats(v);
         }
     }
 }
@@ -394,6 +394,32 @@ impl LiveFeature {
 
     fn push_column(&mut self, data: &ColumnData) {
         self.seen = true;
+        // The common cases without a match per cell: floats into a numeric feature, text
+        // into a categorical one.
+        match (data, &mut self.values) {
+            (ColumnData::Float(v), LiveValues::Numeric(values)) => {
+                let before = values.len();
+                values.extend(v.iter().copied().filter(|x| !x.is_nan()));
+                self.missing += (v.len() - (values.len() - before)) as u64;
+                return;
+            }
+            (ColumnData::Str(v), LiveValues::Categorical { index, counts }) => {
+                for s in v {
+                    match s.as_deref() {
+                        None => self.missing += 1,
+                        Some(t) => match index.get(t) {
+                            Some(&i) => counts[i].1 += 1,
+                            None => {
+                                index.insert(t.to_string(), counts.len());
+                                counts.push((t.to_string(), 1));
+                            }
+                        },
+                    }
+                }
+                return;
+            }
+            _ => {}
+        }
         match data {
             ColumnData::Float(v) => v.iter().for_each(|x| self.push(LiveValue::Number(*x))),
             ColumnData::Int(v) => v

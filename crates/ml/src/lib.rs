@@ -22,6 +22,7 @@ pub mod model;
 pub mod preprocess;
 pub mod profile;
 pub mod rng;
+pub mod sort;
 pub mod split;
 mod stats;
 pub mod table;

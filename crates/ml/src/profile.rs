@@ -161,12 +161,30 @@ pub fn profile_column(name: &str, data: &ColumnData) -> ColumnProfile {
             }
         }
         ColumnData::Bool(_) | ColumnData::Str(_) => {
-            let mut counts: HashMap<String, u64> = HashMap::new();
+            let mut counts: HashMap<String, u64, rustc_hash::FxBuildHasher> = HashMap::default();
             let mut missing = 0u64;
-            for i in 0..data.len() {
-                match data.string_at(i) {
-                    Some(v) => *counts.entry(v).or_default() += 1,
-                    None => missing += 1,
+            match data {
+                // Text cells counted by reference: a String is made per category, not per row.
+                ColumnData::Str(v) => {
+                    for cell in v {
+                        match cell {
+                            Some(s) => match counts.get_mut(s.as_str()) {
+                                Some(n) => *n += 1,
+                                None => {
+                                    counts.insert(s.clone(), 1);
+                                }
+                            },
+                            None => missing += 1,
+                        }
+                    }
+                }
+                _ => {
+                    for i in 0..data.len() {
+                        match data.string_at(i) {
+                            Some(v) => *counts.entry(v).or_default() += 1,
+                            None => missing += 1,
+                        }
+                    }
                 }
             }
             let distinct = counts.len() as u64;
@@ -218,7 +236,7 @@ fn numeric_stats(values: &mut [f64]) -> ColumnStats {
             levels: Vec::new(),
         };
     }
-    values.sort_unstable_by(f64::total_cmp);
+    crate::sort::sort_floats(values);
     let mean = values.iter().sum::<f64>() / n as f64;
     let var = if n > 1 {
         values.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1) as f64
