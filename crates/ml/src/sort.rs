@@ -42,7 +42,7 @@ pub fn sort_floats(v: &mut [f64]) {
     let mut other = vec![0u64; keys.len()];
     for (d, c) in counts.iter_mut().enumerate() {
         // A digit every value shares orders nothing.
-        if c.iter().any(|n| *n == keys.len()) {
+        if c.contains(&keys.len()) {
             continue;
         }
         let mut at = 0;
@@ -71,7 +71,7 @@ mod tests {
     #[test]
     fn sorts_as_total_cmp_does() {
         let mut rng = crate::rng::Rng::new(7);
-        let mut specials = vec![
+        let specials = vec![
             0.0,
             -0.0,
             f64::INFINITY,
@@ -103,7 +103,15 @@ mod tests {
 
     #[test]
     fn keys_keep_the_order_of_the_values() {
-        let xs = [f64::NEG_INFINITY, -2.5, -0.0, 0.0, 1e-300, 3.0, f64::INFINITY];
+        let xs = [
+            f64::NEG_INFINITY,
+            -2.5,
+            -0.0,
+            0.0,
+            1e-300,
+            3.0,
+            f64::INFINITY,
+        ];
         for w in xs.windows(2) {
             assert!(key(w[0]) < key(w[1]), "{w:?}");
         }
