@@ -344,6 +344,22 @@ impl LiveValues {
     }
 }
 
+/// Counts one more `t`, a category first seen is added at the end.
+#[inline]
+fn count_category(
+    index: &mut HashMap<String, usize, rustc_hash::FxBuildHasher>,
+    counts: &mut Vec<(String, u64)>,
+    t: &str,
+) {
+    match index.get(t) {
+        Some(&i) => counts[i].1 += 1,
+        None => {
+            index.insert(t.to_string(), counts.len());
+            counts.push((t.to_string(), 1));
+        }
+    }
+}
+
 impl LiveFeature {
     fn push(&mut self, value: LiveValue<'_>) {
         self.seen = true;
@@ -380,13 +396,7 @@ impl LiveFeature {
                 };
                 match text {
                     None => self.missing += 1,
-                    Some(t) => match index.get(t) {
-                        Some(&i) => counts[i].1 += 1,
-                        None => {
-                            index.insert(t.to_string(), counts.len());
-                            counts.push((t.to_string(), 1));
-                        }
-                    },
+                    Some(t) => count_category(index, counts, t),
                 }
             }
         }
@@ -407,13 +417,7 @@ impl LiveFeature {
                 for s in v {
                     match s.as_deref() {
                         None => self.missing += 1,
-                        Some(t) => match index.get(t) {
-                            Some(&i) => counts[i].1 += 1,
-                            None => {
-                                index.insert(t.to_string(), counts.len());
-                                counts.push((t.to_string(), 1));
-                            }
-                        },
+                        Some(t) => count_category(index, counts, t),
                     }
                 }
                 return;
