@@ -81,17 +81,7 @@ impl TestProject {
 
     /// Runs git in the project.
     pub fn git(&self, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .args(args)
-            .current_dir(self.path())
-            .output()
-            .expect("git");
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        git_in(self.path(), args)
     }
 
     /// `git add -A && git commit`.
@@ -341,23 +331,45 @@ pub fn kill_endpoints(state_dir: &Path) {
     }
 }
 
+/// Runs git in `dir`, failing the test with git's message when it fails; its stdout.
+pub fn git_in(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Whether python3 runs here (script-mode tests need it; under CI it must). When it does not,
 /// says which part of `test` is skipped, straight to stderr past the harness's capture, so the
 /// skip shows in the test output.
 pub fn have_python(test: &str, skipped: &str) -> bool {
-    let ok = Command::new("python3")
-        .arg("--version")
+    have_tool(test, "python3", "--version", skipped)
+}
+
+/// Whether `program` runs here (`program ARG` succeeds); under CI it must. When it does not,
+/// says which part of `test` is skipped, straight to stderr past the harness's capture, so the
+/// skip shows in the test output.
+pub fn have_tool(test: &str, program: &str, arg: &str, skipped: &str) -> bool {
+    let ok = Command::new(program)
+        .arg(arg)
         .output()
         .is_ok_and(|o| o.status.success());
     assert!(
         ok || std::env::var_os("CI").is_none(),
-        "{test}: python3 is required for script-mode tests under CI"
+        "{test}: {program} is required under CI ({skipped})"
     );
     if !ok {
         use std::io::Write;
         let _ = writeln!(
             std::io::stderr(),
-            "{test}: SKIPPED {skipped}: python3 is not installed"
+            "{test}: SKIPPED {skipped}: {program} is not installed"
         );
     }
     ok

@@ -25,17 +25,7 @@ impl Drop for Agent {
 }
 
 fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    git_in(dir, args).trim().to_string()
 }
 
 fn status(dir: &Path) -> serde_json::Value {
@@ -106,12 +96,11 @@ fn push(work: &Path, message: &str) -> String {
     git(work, &["rev-parse", "HEAD"])
 }
 
-#[test]
-fn watch_follows_a_bare_repository_heals_pauses_and_stops_cleanly() {
-    let root = tempfile::tempdir().unwrap();
-    let remote = root.path().join("remote.git");
+/// The iris example (its endpoint on a free port) committed in a work clone and pushed to a
+/// new bare repository at `remote`: the clone, the port, and the pushed commit.
+fn iris_pushed_to(remote: &Path) -> (TestProject, u16, String) {
     git(
-        root.path(),
+        remote.parent().unwrap(),
         &[
             "init",
             "-q",
@@ -128,7 +117,16 @@ fn watch_follows_a_bare_repository_heals_pauses_and_stops_cleanly() {
     git(w, &["config", "user.email", "test@example.com"]);
     git(w, &["config", "user.name", "Test"]);
     git(w, &["remote", "add", "origin", remote.to_str().unwrap()]);
-    let first = push(w, "initial spec");
+    let sha = push(w, "initial spec");
+    (work, port, sha)
+}
+
+#[test]
+fn watch_follows_a_bare_repository_heals_pauses_and_stops_cleanly() {
+    let root = tempfile::tempdir().unwrap();
+    let remote = root.path().join("remote.git");
+    let (work, port, first) = iris_pushed_to(&remote);
+    let w = work.path();
 
     let dir = root.path().join("agent");
     let listen = free_listen_port();
@@ -371,23 +369,6 @@ fn watch_follows_a_bare_repository_heals_pauses_and_stops_cleanly() {
     drop(agent);
 }
 
-/// Whether the `openssl` command is there (it makes the test's certificate); under CI it must
-/// be, elsewhere its absence is a skip that says so.
-fn have_openssl(test: &str) -> bool {
-    let ok = Command::new("openssl")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok || std::env::var_os("CI").is_none(),
-        "{test}: the openssl command is required under CI (it makes a test certificate)"
-    );
-    if !ok {
-        eprintln!("{test}: SKIPPED: the openssl command is not installed");
-    }
-    ok
-}
-
 /// A git smart-HTTP server over TLS (tests/e2e/fixtures/git_https_server.py), killed on drop.
 struct HttpsGit {
     child: Child,
@@ -425,7 +406,14 @@ fn https_git(root: &Path, cert: &Path, key: &Path, token: &str) -> HttpsGit {
 #[test]
 fn watch_fetches_an_https_remote_with_a_token() {
     let test = "watch_fetches_an_https_remote_with_a_token";
-    if !have_python(test, "(the https git server is Python)") || !have_openssl(test) {
+    if !have_python(test, "(the https git server is Python)")
+        || !have_tool(
+            test,
+            "openssl",
+            "version",
+            "(it makes the test's certificate)",
+        )
+    {
         return;
     }
     let root = tempfile::tempdir().unwrap();
@@ -453,26 +441,7 @@ fn watch_fetches_an_https_remote_with_a_token() {
     );
     let repos = root.path().join("repos");
     std::fs::create_dir(&repos).unwrap();
-    let remote = repos.join("iris.git");
-    git(
-        root.path(),
-        &[
-            "init",
-            "-q",
-            "--bare",
-            "-b",
-            "main",
-            remote.to_str().unwrap(),
-        ],
-    );
-    let (work, _port) = iris_on_a_free_port("{type: all-at-once}");
-    let w = work.path();
-    std::fs::write(w.join(".gitignore"), ".mlctl/\n").unwrap();
-    git(w, &["init", "-q", "-b", "main"]);
-    git(w, &["config", "user.email", "test@example.com"]);
-    git(w, &["config", "user.name", "Test"]);
-    git(w, &["remote", "add", "origin", remote.to_str().unwrap()]);
-    let sha = push(w, "initial spec");
+    let (_work, _port, sha) = iris_pushed_to(&repos.join("iris.git"));
 
     let token = "tok-0123456789-for-the-https-test";
     let server = https_git(&repos, &cert, &key, token);
@@ -529,25 +498,7 @@ fn watch_fetches_an_https_remote_with_a_token() {
 fn without_self_heal_a_killed_server_is_out_of_sync_until_healed() {
     let root = tempfile::tempdir().unwrap();
     let remote = root.path().join("remote.git");
-    git(
-        root.path(),
-        &[
-            "init",
-            "-q",
-            "--bare",
-            "-b",
-            "main",
-            remote.to_str().unwrap(),
-        ],
-    );
-    let (work, port) = iris_on_a_free_port("{type: all-at-once}");
-    let w = work.path();
-    std::fs::write(w.join(".gitignore"), ".mlctl/\n").unwrap();
-    git(w, &["init", "-q", "-b", "main"]);
-    git(w, &["config", "user.email", "test@example.com"]);
-    git(w, &["config", "user.name", "Test"]);
-    git(w, &["remote", "add", "origin", remote.to_str().unwrap()]);
-    let sha = push(w, "initial spec");
+    let (_work, port, sha) = iris_pushed_to(&remote);
     let dir = root.path().join("agent");
     let _agent = Agent {
         child: None,
