@@ -543,6 +543,21 @@ fn a_regression_gate_without_a_baseline_is_not_evaluated_or_refuses() {
         "{}",
         show.stdout
     );
+    // The mock's metrics are made up, and said to be wherever they are shown.
+    assert!(
+        said.contains("(on metrics simulated by the mock target"),
+        "{said}"
+    );
+    assert!(
+        show.stdout
+            .contains("NOT MEASURED: simulated by the mock target"),
+        "{}",
+        show.stdout
+    );
+    let list = p
+        .mlctl(&["models", "list", "--target", "test"])
+        .expect_code(0);
+    assert!(list.stdout.contains("(not measured)"), "{}", list.stdout);
 
     let p = iris_on_mock();
     p.replace(

@@ -25,12 +25,10 @@ pub(crate) fn moto_url() -> Option<String> {
 /// The iris example (not yet in git) on a SageMaker target pointed at moto: its state under
 /// `root` in the test bucket, its project called `project` (SageMaker's names, which moto keeps
 /// globally, start with it, so tests running at once never share a model package group or an
-/// endpoint). moto's training jobs report no metrics, so the copy has no gates.
+/// endpoint). moto's training jobs report no metrics: the example's gates are NOT EVALUATED
+/// there, and say so.
 pub(crate) fn iris_on_moto(root: &str, project: &str) -> TestProject {
     let p = TestProject::example("iris");
-    let model = p.read("ml/model.yaml");
-    let gates = model.find("  gates:").unwrap();
-    p.write("ml/model.yaml", &model[..gates]);
     p.replace(
         "mlctl.yaml",
         "      region: eu-west-1\n      roleArn: ${env:MLCTL_SM_ROLE}\n      bucket: s3://${env:MLCTL_SM_BUCKET}/iris\n",
@@ -68,6 +66,19 @@ fn iris_applies_to_sagemaker_on_moto_and_converges() {
         "{}\n{}",
         apply.stdout,
         apply.stderr
+    );
+    // moto trains nothing: its figures are kept, flagged, never shown as results, and the
+    // gates it cannot feed are not evaluated (never passed).
+    let said = format!("{}{}", apply.stdout, apply.stderr);
+    assert!(
+        said.contains("NOT EVALUATED accuracy >= 0.9 (not reported: metrics emulated by moto"),
+        "{said}"
+    );
+    let show = run(&["models", "show", "iris", "--target", "staging"]).expect_code(0);
+    assert!(
+        show.stdout.contains("NOT MEASURED: emulated by moto: no model was trained or scored - the figures are made up by the emulator"),
+        "{}",
+        show.stdout
     );
     // The example's rollback thresholds are CloudWatch alarms on the endpoint's variant
     // (`v<version>`: the version depends on what this moto registered before).

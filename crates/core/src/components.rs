@@ -373,7 +373,17 @@ pub struct TrainingResult {
     /// The rows `metrics` were scored on, when the trainer reports them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evaluation: Option<Box<Evaluation>>,
+    /// Where `metrics` come from when no model was scored: an emulator's or a simulator's
+    /// made-up figures (`emulated by moto: ...`). `None`: measured by the training run. Kept
+    /// with the registered version (lineage [`METRICS_ORIGIN`]) and shown beside the metrics
+    /// everywhere, so such figures are never read as real results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_origin: Option<String>,
 }
+
+/// The lineage key of a model version whose metrics were not measured (see
+/// [`TrainingResult::metrics_origin`]).
+pub const METRICS_ORIGIN: &str = "metricsOrigin";
 
 /// Where a job is.
 #[derive(Debug, Clone, PartialEq)]

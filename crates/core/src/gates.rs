@@ -63,6 +63,27 @@ impl GateReport {
     pub fn passed(&self) -> bool {
         self.results.iter().all(|r| r.passed)
     }
+
+    /// The report on metrics no model produced (`origin`: an emulator's made-up figures,
+    /// `TrainingResult::metrics_origin`): a gate whose metric such a run does not report
+    /// cannot be judged, so it is NOT EVALUATED and lets the version through, as a gate
+    /// without a baseline does. It is never a pass, and on real metrics a missing one fails.
+    pub fn on_unmeasured(mut self, origin: Option<&str>) -> Self {
+        if let Some(origin) = origin {
+            for r in &mut self.results {
+                if r.value.is_none() {
+                    let rule = r
+                        .rule
+                        .strip_suffix(" (metric not reported by training)")
+                        .unwrap_or(&r.rule);
+                    r.rule = format!("{rule} (not reported: metrics {origin})");
+                    r.passed = true;
+                    r.evaluated = false;
+                }
+            }
+        }
+        self
+    }
 }
 
 impl std::fmt::Display for GateReport {
@@ -177,6 +198,7 @@ pub fn evaluate(
 
 #[cfg(test)]
 mod tests {
+
     use super::*;
 
     fn prod(acc: f64) -> ModelVersion {
@@ -219,6 +241,38 @@ mod tests {
 
     fn vocabulary(m: &str) -> Option<Direction> {
         mlctl_spec::metrics::metric(m).map(|m| m.direction)
+    }
+
+    #[test]
+    fn a_metric_an_emulator_does_not_report_is_not_evaluated_never_passed() {
+        let gates = [Gate {
+            metric: "accuracy".into(),
+            min: Some(0.9),
+            max: None,
+            max_regression: None,
+            require_baseline: None,
+        }];
+        let none = BTreeMap::new();
+        let real = evaluate(&gates, &none, None, &|_| None);
+        assert!(
+            !real.passed(),
+            "on real metrics a missing one fails: {real}"
+        );
+        let emulated =
+            evaluate(&gates, &none, None, &|_| None).on_unmeasured(Some("emulated by moto"));
+        assert!(emulated.passed());
+        assert!(!emulated.results[0].evaluated);
+        assert!(
+            emulated.to_string().starts_with(
+                "NOT EVALUATED accuracy >= 0.9 (not reported: metrics emulated by moto)"
+            ),
+            "{emulated}"
+        );
+        // A figure the emulator does report is judged as it is.
+        let low = BTreeMap::from([("accuracy".to_string(), 0.5)]);
+        let judged =
+            evaluate(&gates, &low, None, &|_| None).on_unmeasured(Some("emulated by moto"));
+        assert!(!judged.passed());
     }
 
     #[test]

@@ -399,6 +399,7 @@ pub async fn promote(
         run_id: v.lineage.get("run").cloned(),
         duration_secs: 0.0,
         evaluation: source.training.as_ref().and_then(|t| t.evaluation.clone()),
+        metrics_origin: v.lineage.get(crate::METRICS_ORIGIN).cloned(),
     };
     let registered = match existing {
         Some(x) if x.lineage.get(lineage::DIGEST) == Some(&digest) => x,

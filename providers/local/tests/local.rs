@@ -773,6 +773,7 @@ fn result_with_artifact(p: &Project, name: &str, acc: f64) -> TrainingResult {
         run_id: None,
         duration_secs: 0.1,
         evaluation: None,
+        metrics_origin: None,
     }
 }
 

@@ -104,6 +104,10 @@ fn round4(x: f64) -> f64 {
 
 /// Metrics for a job with these hyperparameters: stable for the same inputs, different when a
 /// hyperparameter changes.
+/// What the mock's metrics are (`TrainingResult::metrics_origin`).
+pub(crate) const SIMULATED: &str =
+    "simulated by the mock target: derived from a hash of the job, not measured on data";
+
 fn metrics_for(
     spec: &TrainingJobSpec,
     fingerprint: &str,
@@ -311,6 +315,7 @@ impl JobRecord {
             run_id: Some(self.run_id()),
             duration_secs: unix_ms().saturating_sub(self.submitted_unix_ms) as f64 / 1000.0,
             evaluation: None,
+            metrics_origin: Some(SIMULATED.into()),
         };
         (result, bytes)
     }

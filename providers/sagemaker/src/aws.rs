@@ -35,6 +35,10 @@ pub struct Features {
     /// `AddTags` / `DeleteTags` on a model package (moto answers 500). Off: a label changed
     /// in place is put on the package's group, not on the package.
     pub tag_model_packages: bool,
+    /// Training jobs really run. Off: a job completes at once without running, and its
+    /// metrics are the emulator's made-up figures (moto: `train:progress` 100, a tuning
+    /// objective of 1.0), so they are kept flagged as such ([`Features::metrics_origin`]).
+    pub runs_training: bool,
 }
 
 impl Features {
@@ -47,6 +51,7 @@ impl Features {
         list_tuning_trials: true,
         create_bucket: false,
         tag_model_packages: true,
+        runs_training: true,
     };
 
     /// What moto 5.x implements.
@@ -58,6 +63,7 @@ impl Features {
         list_tuning_trials: false,
         create_bucket: true,
         tag_model_packages: false,
+        runs_training: false,
     };
 
     /// The features of the service a target names: its `emulator`'s, else real AWS.
@@ -66,6 +72,15 @@ impl Features {
             Some(mlctl_spec::Emulator::Moto) => Features::MOTO,
             None => Features::AWS,
         }
+    }
+
+    /// What the metrics of a finished job are, when they are not measured (see
+    /// `TrainingResult::metrics_origin`).
+    pub fn metrics_origin(&self) -> Option<String> {
+        (!self.runs_training).then(|| {
+            "emulated by moto: no model was trained or scored - the figures are made up by the emulator"
+                .to_string()
+        })
     }
 
     /// What differs from real AWS, one line each, for the notes shown with every plan
@@ -96,6 +111,10 @@ impl Features {
         add(
             !self.list_tuning_trials,
             "a tuning result lists only the best trial",
+        );
+        add(
+            !self.runs_training,
+            "training and tuning jobs complete without running, and their metrics are the emulator's made-up figures (flagged as not measured in the registry and in `mlctl models show`); a gate on a metric moto does not report is NOT EVALUATED, never passed",
         );
         add(
             self.create_bucket,

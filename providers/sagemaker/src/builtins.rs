@@ -645,8 +645,8 @@ pub(crate) fn reported(a: Algorithm, shape: Shape, hps: &BTreeMap<String, Value>
     }
 }
 
-/// The metric names a gate can use for such a job: SageMaker's and the plain ones mlctl adds
-/// (`accuracy`, `f1_macro`, ...; see `trainer::normalize_metrics`).
+/// The metric names a gate can use for such a job: the vocabulary's names among what the job
+/// reports (see `trainer::normalize_metrics`; the spec refuses any other name on a built-in).
 pub(crate) fn gate_metrics(
     a: Algorithm,
     shape: Shape,
@@ -656,13 +656,45 @@ pub(crate) fn gate_metrics(
         .into_iter()
         .map(|m| (m, 0.0))
         .collect();
-    crate::trainer::normalize_metrics(&raw)
+    let sm_hps = sagemaker_hps(a, shape, hps);
+    crate::trainer::normalize_metrics(&raw, crate::trainer::Reporter::Builtin(&sm_hps))
         .into_keys()
+        .filter(|m| mlctl_spec::metrics::metric(m).is_some())
         .collect()
 }
 
-/// mlctl's plain metric names, as SageMaker's algorithm optimises them:
-/// (family, shape, mlctl name, SageMaker metric, whether the goal flips).
+/// The hyperparameters that decide what a built-in's metrics measure, by SageMaker's names
+/// and as SageMaker will be given them: linear-learner's `predictor_type` (from the shape),
+/// `loss` and `f_beta` when written.
+fn sagemaker_hps(
+    a: Algorithm,
+    shape: Shape,
+    hps: &BTreeMap<String, Value>,
+) -> std::collections::HashMap<String, String> {
+    let mut out = std::collections::HashMap::new();
+    if Family::of(a) == Some(Family::LinearLearner) {
+        let predictor = match shape {
+            Shape::Binary => "binary_classifier",
+            Shape::Multiclass => "multiclass_classifier",
+            _ => "regressor",
+        };
+        out.insert("predictor_type".to_string(), predictor.to_string());
+    }
+    for k in ["loss", "f_beta"] {
+        if let Some(v) = hps.get(k) {
+            out.insert(
+                k.to_string(),
+                v.as_str().map(str::to_string).unwrap_or(v.to_string()),
+            );
+        }
+    }
+    out
+}
+
+/// The metric vocabulary (`mlctl_spec::metrics`, docs/metrics.md), as SageMaker's algorithm
+/// optimises it: (family, shape, vocabulary name, SageMaker metric, whether the goal flips).
+/// One spec tunes and gates on `roc_auc` on every target; SageMaker's own names (`validation:auc`)
+/// are this provider's business.
 const OBJECTIVES: &[(Family, Shape, &str, &str, bool)] = &[
     (
         Family::Xgboost,
@@ -674,22 +706,15 @@ const OBJECTIVES: &[(Family, Shape, &str, &str, bool)] = &[
     (
         Family::Xgboost,
         Shape::Binary,
-        "error",
-        "validation:error",
-        false,
-    ),
-    (
-        Family::Xgboost,
-        Shape::Binary,
-        "logloss",
-        "validation:logloss",
-        false,
-    ),
-    (
-        Family::Xgboost,
-        Shape::Binary,
-        "auc",
+        "roc_auc",
         "validation:auc",
+        false,
+    ),
+    (
+        Family::Xgboost,
+        Shape::Binary,
+        "log_loss",
+        "validation:logloss",
         false,
     ),
     (
@@ -702,21 +727,7 @@ const OBJECTIVES: &[(Family, Shape, &str, &str, bool)] = &[
     (
         Family::Xgboost,
         Shape::Multiclass,
-        "merror",
-        "validation:merror",
-        false,
-    ),
-    (
-        Family::Xgboost,
-        Shape::Multiclass,
-        "logloss",
-        "validation:mlogloss",
-        false,
-    ),
-    (
-        Family::Xgboost,
-        Shape::Multiclass,
-        "mlogloss",
+        "log_loss",
         "validation:mlogloss",
         false,
     ),
@@ -744,35 +755,14 @@ const OBJECTIVES: &[(Family, Shape, &str, &str, bool)] = &[
     (
         Family::LinearLearner,
         Shape::Binary,
-        "f1",
-        "validation:binary_f_beta",
-        false,
-    ),
-    (
-        Family::LinearLearner,
-        Shape::Binary,
-        "precision",
-        "validation:precision",
-        false,
-    ),
-    (
-        Family::LinearLearner,
-        Shape::Binary,
-        "recall",
-        "validation:recall",
-        false,
-    ),
-    (
-        Family::LinearLearner,
-        Shape::Binary,
-        "auc",
+        "roc_auc",
         "validation:roc_auc_score",
         false,
     ),
     (
         Family::LinearLearner,
         Shape::Binary,
-        "loss",
+        "log_loss",
         "validation:objective_loss",
         false,
     ),
@@ -807,7 +797,7 @@ const OBJECTIVES: &[(Family, Shape, &str, &str, bool)] = &[
     (
         Family::LinearLearner,
         Shape::Multiclass,
-        "loss",
+        "log_loss",
         "validation:objective_loss",
         false,
     ),
@@ -833,15 +823,31 @@ const OBJECTIVES: &[(Family, Shape, &str, &str, bool)] = &[
         false,
     ),
     (
-        Family::LinearLearner,
-        Shape::Regression,
-        "loss",
-        "validation:objective_loss",
+        Family::Kmeans,
+        Shape::Clustering,
+        "inertia",
+        "test:ssd",
         false,
     ),
-    (Family::Kmeans, Shape::Clustering, "msd", "test:msd", false),
-    (Family::Kmeans, Shape::Clustering, "ssd", "test:ssd", false),
 ];
+
+/// Whether SageMaker's `sm` metric measures the vocabulary's `name` for these
+/// hyperparameters: linear-learner's `objective_loss` is the log loss only with its default
+/// classification losses (`auto`, `logistic`, `softmax_loss`), and `macro_f_beta` is F1 only
+/// with `beta` 1.
+fn measures(name: &str, sm: &str, hps: &BTreeMap<String, Value>) -> bool {
+    let hp = |k: &str| {
+        hps.get(k)
+            .map(|v| v.as_str().map(str::to_string).unwrap_or(v.to_string()))
+    };
+    match (name, sm) {
+        ("log_loss", "validation:objective_loss") => {
+            hp("loss").is_none_or(|l| matches!(l.as_str(), "auto" | "logistic" | "softmax_loss"))
+        }
+        ("f1_macro", _) => hp("f_beta").is_none_or(|b| b.parse::<f64>() == Ok(1.0)),
+        _ => true,
+    }
+}
 
 fn flip(g: Goal) -> Goal {
     match g {
@@ -870,27 +876,32 @@ pub(crate) fn objective(
     }
     OBJECTIVES
         .iter()
-        .find(|(f, s, name, sm, _)| *f == family && *s == shape && *name == metric && held_out(sm))
+        .find(|(f, s, name, sm, _)| {
+            *f == family
+                && *s == shape
+                && *name == metric
+                && held_out(sm)
+                && measures(name, sm, hps)
+        })
         .map(|(_, _, _, sm, flips)| (sm.to_string(), if *flips { flip(goal) } else { goal }))
 }
 
-/// What a tuning job of `a` in `shape` can optimise: mlctl's names, then SageMaker's.
+/// What a tuning job of `a` in `shape` can optimise, in the metric vocabulary.
 pub(crate) fn objectives(a: Algorithm, shape: Shape, hps: &BTreeMap<String, Value>) -> Vec<String> {
     let Some(family) = Family::of(a) else {
         return Vec::new();
     };
-    let mut out: Vec<String> = OBJECTIVES
+    let mut out: Vec<String> = Vec::new();
+    for (_, _, name, _, _) in OBJECTIVES
         .iter()
         .filter(|(f, s, _, _, _)| *f == family && *s == shape)
-        .filter(|(_, _, name, _, _)| objective(a, shape, name, Goal::Maximize, hps).is_some())
-        .map(|(_, _, name, _, _)| name.to_string())
-        .collect();
-    out.extend(
-        reported(a, shape, hps)
-            .into_iter()
-            .filter(|m| m.starts_with("validation:") || m.starts_with("test:")),
-    );
-    out.dedup();
+    {
+        if objective(a, shape, name, Goal::Maximize, hps).is_some()
+            && !out.iter().any(|o| o == name)
+        {
+            out.push(name.to_string());
+        }
+    }
     out
 }
 
@@ -987,13 +998,23 @@ mod tests {
     }
 
     #[test]
-    fn objectives_map_per_shape_and_only_to_reported_metrics() {
+    fn objectives_map_the_vocabulary_per_shape_and_only_to_reported_metrics() {
         let none = BTreeMap::new();
         let o = |a, s, m| objective(a, s, m, Goal::Maximize, &none);
         assert_eq!(
             o(Algorithm::GradientBoosting, Shape::Multiclass, "accuracy"),
             Some(("validation:merror".into(), Goal::Minimize))
         );
+        // One name for the ROC AUC on every target; each algorithm's own metric behind it.
+        assert_eq!(
+            o(Algorithm::GradientBoosting, Shape::Binary, "roc_auc"),
+            Some(("validation:auc".into(), Goal::Maximize))
+        );
+        assert_eq!(
+            o(Algorithm::LogisticRegression, Shape::Binary, "roc_auc"),
+            Some(("validation:roc_auc_score".into(), Goal::Maximize))
+        );
+        assert_eq!(o(Algorithm::GradientBoosting, Shape::Binary, "auc"), None);
         assert_eq!(
             o(Algorithm::LogisticRegression, Shape::Multiclass, "f1_macro"),
             Some(("validation:macro_f_beta".into(), Goal::Maximize))
@@ -1019,7 +1040,7 @@ mod tests {
             None
         );
         assert_eq!(
-            o(Algorithm::Kmeans, Shape::Clustering, "ssd").map(|x| x.0),
+            o(Algorithm::Kmeans, Shape::Clustering, "inertia").map(|x| x.0),
             Some("test:ssd".into())
         );
         // The user's own eval_metric decides what XGBoost reports.
@@ -1034,27 +1055,43 @@ mod tests {
             ),
             None
         );
+        // A hinge loss is no log loss.
+        let hinge = BTreeMap::from([("loss".to_string(), serde_json::json!("hinge_loss"))]);
+        assert_eq!(
+            objective(
+                Algorithm::LogisticRegression,
+                Shape::Binary,
+                "log_loss",
+                Goal::Minimize,
+                &hinge
+            ),
+            None
+        );
+        // What can be optimised is listed in the vocabulary only.
+        for a in [Algorithm::GradientBoosting, Algorithm::LogisticRegression] {
+            for name in objectives(a, Shape::Binary, &none) {
+                assert!(mlctl_spec::metrics::metric(&name).is_some(), "{name}");
+            }
+        }
     }
 
     #[test]
-    fn gates_can_use_plain_and_sagemaker_names() {
+    fn gates_use_the_vocabulary() {
         let m = gate_metrics(
             Algorithm::LogisticRegression,
             Shape::Multiclass,
             &BTreeMap::new(),
         );
-        for want in [
-            "accuracy",
-            "f1_macro",
-            "validation:multiclass_accuracy",
-            "objective_loss",
-        ] {
+        for want in ["accuracy", "f1_macro", "precision_macro", "log_loss"] {
             assert!(m.contains(want), "{want}: {m:?}");
         }
-        assert!(!m.contains("f1"));
+        assert!(!m.contains("f1") && !m.contains("objective_loss"), "{m:?}");
         let m = gate_metrics(Algorithm::GradientBoosting, Shape::Binary, &BTreeMap::new());
-        for want in ["accuracy", "auc", "logloss", "validation:error"] {
-            assert!(m.contains(want), "{want}: {m:?}");
-        }
+        assert_eq!(
+            m.into_iter().collect::<Vec<_>>(),
+            ["accuracy", "log_loss", "roc_auc"]
+        );
+        let m = gate_metrics(Algorithm::Kmeans, Shape::Clustering, &BTreeMap::new());
+        assert!(m.contains("inertia"), "{m:?}");
     }
 }

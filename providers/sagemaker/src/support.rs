@@ -261,7 +261,7 @@ fn gate_refusal(spec: &Spec, r: &Resource, node: &Node) -> Option<Refusal> {
         None => {
             let raw: Vec<(String, f64)> = t.metrics.iter().map(|m| (m.name.clone(), 0.0)).collect();
             (
-                crate::trainer::normalize_metrics(&raw)
+                crate::trainer::normalize_metrics(&raw, crate::trainer::Reporter::Script)
                     .into_keys()
                     .collect(),
                 "runs in script mode and reports only its `metrics`:".to_string(),
@@ -513,7 +513,7 @@ fn build() -> FieldRules {
         .with(
             "TrainingJob.spec.tuning.objective.metric",
             Support::check(
-                "honoured: in script mode one of the job's `metrics`; for a built-in, a metric SageMaker's algorithm optimises (accuracy, f1, f1_macro, rmse, ... mapped to its own names, or those names themselves); refused otherwise",
+                "honoured: in script mode one of the job's `metrics`; for a built-in, a name of the metric vocabulary (docs/metrics.md) that SageMaker's algorithm optimises for this job, mapped to its own metric (roc_auc -> validation:auc for XGBoost, validation:roc_auc_score for linear-learner; accuracy -> validation:error, goal flipped; log_loss, rmse, mae, f1_macro, ...); refused otherwise, with the list of what it can optimise",
                 |spec, r, _| objective_refusal(spec, r),
             ),
         )
@@ -556,7 +556,7 @@ fn build() -> FieldRules {
         .with(
             "Model.spec.gates[].metric",
             Support::check(
-                "honoured for metrics the TrainingJob reports on SageMaker: a built-in's algorithm metrics (and mlctl's plain names for them: accuracy, f1_macro, ...), a script's `metrics`; refused otherwise, and refused for a tuned job (its metrics are the selection's own, on the validation channel)",
+                "honoured for metrics the TrainingJob reports on SageMaker: for a built-in, the vocabulary's names (docs/metrics.md) its algorithm's metrics give (accuracy, roc_auc, log_loss, f1_macro, rmse, mae, inertia, ...; SageMaker's own names are kept beside them in the registry); for a script, its `metrics`; refused otherwise, with the list of what it reports, and refused for a tuned job (its metrics are the selection's own, on the validation channel)",
                 gate_refusal,
             ),
         )

@@ -1146,6 +1146,7 @@ fn register_request() -> RegisterRequest {
             run_id: None,
             duration_secs: 1.0,
             evaluation: None,
+            metrics_origin: None,
         },
         stage: Stage::Staging,
         approval: Approval::Manual,

@@ -655,7 +655,11 @@ impl SageMakerTrainer {
             )
         })?;
         Ok(match d.training_job_status() {
-            Some(TrainingJobStatus::Completed) => JobState::Completed(training_result(&d)),
+            Some(TrainingJobStatus::Completed) => {
+                let mut result = training_result(&d);
+                result.metrics_origin = self.aws.features.metrics_origin();
+                JobState::Completed(result)
+            }
             Some(TrainingJobStatus::Failed) => JobState::Failed {
                 reason: d
                     .failure_reason()
@@ -756,8 +760,10 @@ impl SageMakerTrainer {
                 run_id: best.and_then(|b| b.training_job_arn()).map(str::to_string),
                 duration_secs: 0.0,
                 evaluation: None,
+                metrics_origin: None,
             },
         };
+        result.metrics_origin = self.aws.features.metrics_origin();
         if let Some(obj) = best.and_then(|b| b.final_hyper_parameter_tuning_job_objective_metric())
         {
             result
@@ -976,6 +982,13 @@ impl Trainer for SageMakerTrainer {
 
 /// Reads a finished job into mlctl's result.
 fn training_result(d: &DescribeTrainingJobOutput) -> TrainingResult {
+    let no_hps = std::collections::HashMap::new();
+    let sm_hps = d.hyper_parameters().unwrap_or(&no_hps);
+    let reporter = if sm_hps.contains_key("sagemaker_program") {
+        Reporter::Script
+    } else {
+        Reporter::Builtin(sm_hps)
+    };
     let raw: Vec<(String, f64)> = d
         .final_metric_data_list()
         .iter()
@@ -1001,44 +1014,75 @@ fn training_result(d: &DescribeTrainingJobOutput) -> TrainingResult {
             .and_then(|a| a.s3_model_artifacts())
             .unwrap_or_default()
             .to_string(),
-        metrics: normalize_metrics(&raw),
+        metrics: normalize_metrics(&raw, reporter),
         hyperparameters,
         trials: Vec::new(),
         run_id: d.training_job_arn().map(str::to_string),
         duration_secs: duration,
         evaluation: None,
+        metrics_origin: None,
     }
 }
 
-/// SageMaker's metric names (`validation:multiclass_accuracy`) plus the plain names mlctl's
-/// gates use (`accuracy`), preferring validation over test over train values.
-pub(crate) fn normalize_metrics(raw: &[(String, f64)]) -> BTreeMap<String, f64> {
+/// How a job's metrics are named: a script's as it writes them, a built-in's in SageMaker's
+/// words, which [`normalize_metrics`] puts into the metric vocabulary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reporter<'a> {
+    /// Script mode: its own `metrics`, channel prefixes stripped and nothing renamed.
+    Script,
+    /// A built-in algorithm, with the hyperparameters SageMaker ran it with (SageMaker's
+    /// names: `predictor_type`, `loss`, `f_beta`), which decide what some metrics measure.
+    Builtin(&'a std::collections::HashMap<String, String>),
+}
+
+/// SageMaker's metric names (`validation:auc`) plus the names gates and objectives use,
+/// preferring validation over test over train values. For a built-in these are the metric
+/// vocabulary's (docs/metrics.md): `accuracy` (also 1 - `error` or `merror`), `roc_auc`
+/// (`auc`, `roc_auc_score`), `log_loss` (`logloss`, `mlogloss`, and linear-learner's
+/// `objective_loss` with its default classification loss), `f1_macro`, `precision_macro` and
+/// `recall_macro` (`macro_f_beta` with beta 1, `macro_precision`, `macro_recall`), `rmse`,
+/// `mse`, `mae` (`absolute_loss`) and `inertia` (k-means' `test:ssd`).
+pub(crate) fn normalize_metrics(raw: &[(String, f64)], by: Reporter<'_>) -> BTreeMap<String, f64> {
     let mut out: BTreeMap<String, f64> = raw.iter().cloned().collect();
     let plain_given: Vec<String> = raw
         .iter()
         .filter(|(k, _)| !k.contains(':'))
         .map(|(k, _)| k.clone())
         .collect();
+    let hp = |k: &str| match by {
+        Reporter::Builtin(hps) => hps.get(k).map(|v| v.trim_matches('"').to_string()),
+        Reporter::Script => None,
+    };
+    let classifier = matches!(
+        hp("predictor_type").as_deref(),
+        Some("binary_classifier" | "multiclass_classifier")
+    );
+    let default_loss =
+        hp("loss").is_none_or(|l| matches!(l.as_str(), "auto" | "logistic" | "softmax_loss"));
+    let beta_one = hp("f_beta").is_none_or(|b| b.parse::<f64>() == Ok(1.0));
     for channel in ["train:", "test:", "validation:"] {
         for (k, v) in raw {
             let Some(name) = k.strip_prefix(channel) else {
                 continue;
             };
-            let plain = match name {
-                "multiclass_accuracy" | "binary_classification_accuracy" => "accuracy",
-                "macro_f_beta" => "f1_macro",
-                "binary_f_beta" => "f1",
-                other => other,
+            let (plain, value) = match (by, name) {
+                (Reporter::Script, other) => (other, *v),
+                (_, "multiclass_accuracy" | "binary_classification_accuracy") => ("accuracy", *v),
+                (_, "error" | "merror") => ("accuracy", 1.0 - *v),
+                (_, "auc" | "roc_auc_score") => ("roc_auc", *v),
+                (_, "logloss" | "mlogloss") => ("log_loss", *v),
+                (_, "objective_loss") if classifier && default_loss => ("log_loss", *v),
+                (_, "macro_f_beta") if beta_one => ("f1_macro", *v),
+                (_, "macro_precision") => ("precision_macro", *v),
+                (_, "macro_recall") => ("recall_macro", *v),
+                (_, "absolute_loss") => ("mae", *v),
+                (_, "ssd") if channel == "test:" => ("inertia", *v),
+                (_, other) => (other, *v),
             };
             if !plain_given.iter().any(|p| p == plain) {
-                out.insert(plain.to_string(), *v);
+                out.insert(plain.to_string(), value);
             }
         }
-    }
-    if !out.contains_key("accuracy")
-        && let Some(err) = out.get("merror").or_else(|| out.get("error")).copied()
-    {
-        out.insert("accuracy".into(), 1.0 - err);
     }
     out
 }
@@ -1578,23 +1622,78 @@ mod tests {
     use super::*;
 
     #[test]
-    fn metrics_get_plain_names() {
-        let m = normalize_metrics(&[
-            ("train:multiclass_accuracy".into(), 0.99),
-            ("validation:multiclass_accuracy".into(), 0.95),
-            ("validation:macro_f_beta".into(), 0.9),
-        ]);
+    fn builtin_metrics_get_the_vocabulary_names() {
+        let multiclass = std::collections::HashMap::from([(
+            "predictor_type".to_string(),
+            "multiclass_classifier".to_string(),
+        )]);
+        let m = normalize_metrics(
+            &[
+                ("train:multiclass_accuracy".into(), 0.99),
+                ("validation:multiclass_accuracy".into(), 0.95),
+                ("validation:macro_f_beta".into(), 0.9),
+                ("validation:objective_loss".into(), 0.3),
+            ],
+            Reporter::Builtin(&multiclass),
+        );
         assert_eq!(m["accuracy"], 0.95);
         assert_eq!(m["f1_macro"], 0.9);
+        assert_eq!(m["log_loss"], 0.3);
         assert_eq!(m["validation:multiclass_accuracy"], 0.95);
-        let m = normalize_metrics(&[("validation:merror".into(), 0.25)]);
+        // XGBoost's names: error is 1 - accuracy, auc is the ROC AUC.
+        let none = std::collections::HashMap::new();
+        let m = normalize_metrics(
+            &[
+                ("validation:error".into(), 0.25),
+                ("validation:auc".into(), 0.8),
+                ("validation:logloss".into(), 0.4),
+            ],
+            Reporter::Builtin(&none),
+        );
         assert_eq!(m["accuracy"], 0.75);
-        // A script's own plain metric wins over a channel-prefixed one.
-        let m = normalize_metrics(&[
-            ("accuracy".into(), 0.5),
-            ("validation:accuracy".into(), 0.7),
+        assert_eq!(m["roc_auc"], 0.8);
+        assert_eq!(m["log_loss"], 0.4);
+        assert!(!m.contains_key("auc"), "{m:?}");
+        // What a metric measures depends on how it was configured: a hinge loss is no log
+        // loss, and an F-beta with beta 2 is no F1.
+        let hinge = std::collections::HashMap::from([
+            (
+                "predictor_type".to_string(),
+                "binary_classifier".to_string(),
+            ),
+            ("loss".to_string(), "hinge_loss".to_string()),
+            ("f_beta".to_string(), "2".to_string()),
         ]);
+        let m = normalize_metrics(
+            &[
+                ("validation:objective_loss".into(), 0.3),
+                ("validation:macro_f_beta".into(), 0.6),
+            ],
+            Reporter::Builtin(&hinge),
+        );
+        assert!(
+            !m.contains_key("log_loss") && !m.contains_key("f1_macro"),
+            "{m:?}"
+        );
+        // k-means: the sum of squared distances on the test channel is sklearn's inertia.
+        let m = normalize_metrics(&[("test:ssd".into(), 12.5)], Reporter::Builtin(&none));
+        assert_eq!(m["inertia"], 12.5);
+    }
+
+    #[test]
+    fn script_metrics_keep_their_names() {
+        // A script's own plain metric wins over a channel-prefixed one, and nothing is renamed.
+        let m = normalize_metrics(
+            &[
+                ("accuracy".into(), 0.5),
+                ("validation:accuracy".into(), 0.7),
+                ("validation:auc".into(), 0.9),
+            ],
+            Reporter::Script,
+        );
         assert_eq!(m["accuracy"], 0.5);
+        assert_eq!(m["auc"], 0.9);
+        assert!(!m.contains_key("roc_auc"));
     }
 
     #[test]

@@ -94,6 +94,11 @@ pub fn models(project: &Path, cmd: ModelsCommand) -> Result<u8> {
                     v.approval.as_str(),
                     v.created_at,
                     metrics_short(&v.metrics)
+                        + if v.lineage.contains_key(mlctl_core::METRICS_ORIGIN) {
+                            " (not measured)"
+                        } else {
+                            ""
+                        }
                 );
             }
             Ok(0)
@@ -168,7 +173,14 @@ pub fn models(project: &Path, cmd: ModelsCommand) -> Result<u8> {
                 println!("  created:   {}", v.created_at);
                 println!("  artifact:  {}", v.artifact_uri);
                 println!("  metrics:   {}", metrics_line(&v.metrics));
-                for (k, val) in &v.lineage {
+                if let Some(origin) = v.lineage.get(mlctl_core::METRICS_ORIGIN) {
+                    println!("             NOT MEASURED: {origin}");
+                }
+                for (k, val) in v
+                    .lineage
+                    .iter()
+                    .filter(|(k, _)| *k != mlctl_core::METRICS_ORIGIN)
+                {
                     println!("  {k:<10} {val}");
                 }
                 match signature_of(&v.artifact_uri) {

@@ -50,7 +50,15 @@ pub(crate) async fn reconcile(
                 None => metrics::metric(metric).map(|m| m.direction),
             };
             let baseline = gates::Baseline::among(&versions);
-            let report = gates::evaluate(&spec.gates, &training.metrics, baseline, &direction);
+            let report = gates::evaluate(&spec.gates, &training.metrics, baseline, &direction)
+                .on_unmeasured(training.metrics_origin.as_deref());
+            // Figures no model produced are judged (so the loop runs on an emulator) but never
+            // passed off as results.
+            let on = training
+                .metrics_origin
+                .as_deref()
+                .map(|o| format!(" (on metrics {o})"))
+                .unwrap_or_default();
             if !report.passed() {
                 let keep = production
                     .map(|p| format!("; production stays at v{}", p.version))
@@ -59,11 +67,11 @@ pub(crate) async fn reconcile(
                     ErrorKind::Invalid,
                     "mlctl",
                     "gates",
-                    format!("evaluation gates failed: {report}{keep}"),
+                    format!("evaluation gates failed: {report}{on}{keep}"),
                 ));
             }
             if !spec.gates.is_empty() {
-                sh.progress(id, format!("gates passed: {report}"));
+                sh.progress(id, format!("gates passed: {report}{on}"));
             }
             let skipped: Vec<String> = report
                 .results
@@ -83,6 +91,9 @@ pub(crate) async fn reconcile(
             ]);
             if let Some(run) = &training.run_id {
                 lineage.insert("run".into(), run.clone());
+            }
+            if let Some(origin) = &training.metrics_origin {
+                lineage.insert(crate::METRICS_ORIGIN.into(), origin.clone());
             }
             // The verdicts stay with the version (`mlctl models show`), "not evaluated" included.
             if !spec.gates.is_empty() {

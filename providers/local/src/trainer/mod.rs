@@ -620,6 +620,7 @@ async fn execute(
                 run_id: Some(parent.id.clone()),
                 duration_secs: elapsed.as_secs_f64(),
                 evaluation: out.evaluation.map(Box::new),
+                metrics_origin: None,
             })
         }
         Err(e) => {
