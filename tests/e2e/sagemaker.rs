@@ -446,3 +446,95 @@ fn sagemaker_capture_files_are_read_and_judged_by_monitor_run() {
     assert_eq!(h.as_array().unwrap().len(), 2, "{h}");
     run(&["destroy", "--target", "staging", "--auto-approve"]).expect_code(0);
 }
+
+/// One spec, every target: what a SageMaker target cannot do is listed by one `plan`, every
+/// field at once with its position and a fix, before anything is created.
+#[test]
+fn plan_on_sagemaker_lists_every_incompatibility_at_once() {
+    let Some(url) = moto_url() else { return };
+    let p = iris_on_moto("iris-parity", "iris-parity");
+    std::fs::write(p.path().join(".gitignore"), ".mlctl/\n").unwrap();
+    p.replace(
+        "ml/endpoint.yaml",
+        "    bakeTime: 30s\n",
+        "    bakeTime: 2h\n    maxBakeTime: 3h\n",
+    );
+    p.replace(
+        "ml/endpoint.yaml",
+        "    minRequests: 0\n",
+        "    minRequests: 50\n",
+    );
+    p.replace(
+        "ml/endpoint.yaml",
+        "  capture:\n    samplingPercent: 100\n",
+        "  auth:\n    token: ${env:IRIS_TOKEN}\n  server:\n    idleTimeout: 30s\n  capture:\n    samplingPercent: 12.5\n",
+    );
+    p.replace(
+        "ml/monitor.yaml",
+        "  quality: {}\n",
+        "  quality: {}\n  slo:\n    p99LatencyMs: 50\n",
+    );
+    p.replace(
+        "ml/train.yaml",
+        "    max_iter: 200\n",
+        "    max_iter: 200\n  tuning:\n    strategy: random\n    maxTrials: 4\n    objective: {metric: precision_weighted, goal: maximize}\n    searchSpace:\n      C: {min: 0.1, max: 10}\n",
+    );
+    p.git(&["init", "-q", "-b", "main"]);
+    p.git(&["config", "user.email", "test@example.com"]);
+    p.git(&["config", "user.name", "Test"]);
+    p.commit_all("what SageMaker cannot do");
+    let plan = on_moto_with(
+        &p,
+        &url,
+        &["plan", "--target", "staging"],
+        &[("IRIS_TOKEN", "not-a-real-token")],
+    )
+    .expect_code(1);
+    let refused: Vec<String> = plan
+        .stderr
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(
+                "error[refused-by-target]: target `staging` (sagemaker) does not honour `",
+            )?;
+            let (field, rest) = rest.split_once("` of ")?;
+            let (resource, _) = rest.split_once(':')?;
+            Some(format!("{resource} {field}"))
+        })
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            "Endpoint/iris strategy.bakeTime",
+            "Endpoint/iris strategy.maxBakeTime",
+            "Endpoint/iris strategy.minRequests",
+            "Endpoint/iris auth.token",
+            "Endpoint/iris server.idleTimeout",
+            "Endpoint/iris capture.samplingPercent",
+            // A tuned job's metrics on SageMaker are its selection's: each gate is refused.
+            "Model/iris gates[].metric",
+            "Model/iris gates[].metric",
+            "Model/iris gates[].metric",
+            "Monitor/iris-drift slo.p99LatencyMs",
+            "TrainingJob/iris-train tuning.objective.metric",
+        ],
+        "{}",
+        plan.stderr
+    );
+    assert!(
+        plan.stderr
+            .contains("error: target `staging` does not honour 11 fields"),
+        "{}",
+        plan.stderr
+    );
+    // Each says what it can do instead: the objective lists what SageMaker can optimise.
+    assert!(
+        plan.stderr.contains(
+            "cannot optimise `precision_weighted` for this job; it optimises `accuracy`, `f1_macro`, `precision_macro`, `recall_macro`, `log_loss`"
+        ),
+        "{}",
+        plan.stderr
+    );
+    // Nothing was created.
+    assert!(!plan.stdout.contains("Apply complete"), "{}", plan.stdout);
+}
