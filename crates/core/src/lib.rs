@@ -8,6 +8,7 @@ pub mod bake;
 pub mod components;
 pub mod env;
 pub mod error;
+pub mod evaluation;
 pub mod fingerprint;
 pub mod gates;
 pub mod graph;
