@@ -99,7 +99,9 @@ fn path_without_mlctl() -> String {
 }
 
 /// Runs `script` with `bash -euo pipefail` in `dir`, with exactly `env` (and nothing of the
-/// test's own environment).
+/// test's own environment) and `TMPDIR` in `tmp`, which goes with the test: a runner's temp
+/// dir is thrown away after the job, and a job's `mktemp -d` (the install step's) must not
+/// outlive the test in the machine's /tmp.
 fn bash(name: &str, script: &str, dir: &Path, env: &BTreeMap<String, String>, tmp: &Path) -> Ran {
     let file = tmp.join(format!("script-{}.sh", std::process::id()));
     std::fs::write(&file, script).unwrap();
@@ -108,6 +110,7 @@ fn bash(name: &str, script: &str, dir: &Path, env: &BTreeMap<String, String>, tm
         .arg(&file)
         .current_dir(dir)
         .env_clear()
+        .env("TMPDIR", tmp)
         .envs(env)
         .output()
         .expect("run bash");
