@@ -11,6 +11,7 @@ mod common;
 mod confinement;
 mod conformance;
 mod crash;
+mod examples;
 mod limits;
 mod local;
 mod monitor;

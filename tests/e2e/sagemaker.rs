@@ -538,3 +538,86 @@ fn plan_on_sagemaker_lists_every_incompatibility_at_once() {
     // Nothing was created.
     assert!(!plan.stdout.contains("Apply complete"), "{}", plan.stdout);
 }
+
+/// A tuned script on SageMaker holds out what the local target holds out: its trials read
+/// `train` and `validation`, and the chosen candidate is trained again in a final job with
+/// `train` and `test`, whose metrics the gates judge.
+#[test]
+fn a_tuned_script_on_sagemaker_keeps_the_test_rows_from_its_trials() {
+    let Some(url) = moto_url() else { return };
+    let p = TestProject::example("housing");
+    p.replace(
+        "mlctl.yaml",
+        "  targets:\n",
+        "  targets:\n    moto:\n      provider: sagemaker\n      region: us-east-1\n      roleArn: ${env:MLCTL_SM_ROLE}\n      bucket: s3://${env:MLCTL_SM_BUCKET}/tuned-script\n      endpointUrl: ${env:MLCTL_MOTO_URL}\n      emulator: moto\n",
+    );
+    p.replace("mlctl.yaml", "  name: housing\n", "  name: tunedscript\n");
+    let p = p.into_git();
+    let apply = on_moto(&p, &url, &["apply", "--target", "moto", "--auto-approve"]);
+    assert_eq!(apply.code, 0, "{}\n{}", apply.stdout, apply.stderr);
+    let json = "Content-Type: application/x-amz-json-1.1\r\n";
+    let call = |target: &str, body: &str| {
+        moto_request(
+            &url,
+            "sagemaker",
+            "POST /",
+            &format!("{json}X-Amz-Target: SageMaker.{target}\r\n"),
+            body,
+        )
+    };
+    let channels = |reply: &str| -> Vec<(String, String)> {
+        let body = reply.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let v: serde_json::Value =
+            serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {reply}"));
+        let config = v
+            .get("TrainingJobDefinition")
+            .map(|d| &d["InputDataConfig"])
+            .unwrap_or(&v["InputDataConfig"]);
+        let mut out: Vec<(String, String)> = config
+            .as_array()
+            .unwrap_or_else(|| panic!("no InputDataConfig: {reply}"))
+            .iter()
+            .map(|c| {
+                (
+                    c["ChannelName"].as_str().unwrap_or_default().to_string(),
+                    c["DataSource"]["S3DataSource"]["S3Uri"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let jobs = call(
+        "ListHyperParameterTuningJobs",
+        r#"{"NameContains": "tunedscrip-"}"#,
+    );
+    let tuning = jobs
+        .split("\"HyperParameterTuningJobName\":")
+        .nth(1)
+        .and_then(|r| r.split('"').nth(1))
+        .unwrap_or_else(|| panic!("no tuning job: {jobs}"))
+        .to_string();
+    let trials = channels(&call(
+        "DescribeHyperParameterTuningJob",
+        &format!(r#"{{"HyperParameterTuningJobName": "{tuning}"}}"#),
+    ));
+    let last = channels(&call(
+        "DescribeTrainingJob",
+        &format!(r#"{{"TrainingJobName": "{tuning}-final"}}"#),
+    ));
+    let names = |c: &[(String, String)]| c.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&trials), ["train", "validation"], "{trials:?}");
+    assert_eq!(names(&last), ["test", "train"], "{last:?}");
+    assert_eq!(
+        trials[0], last[1],
+        "trials and the final job train on the same rows"
+    );
+    assert!(
+        !trials.iter().any(|(_, uri)| *uri == last[0].1),
+        "no trial reads the test rows: {trials:?} {last:?}"
+    );
+    on_moto(&p, &url, &["destroy", "--target", "moto", "--auto-approve"]).expect_code(0);
+}

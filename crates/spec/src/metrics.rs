@@ -246,9 +246,11 @@ pub fn markdown() -> String {
          | none | 20% carved | 20% carved from the rest / 20% carved |\n\n\
          Carves are seeded and stratified as the dataset's `split` says (seed 42, not\n\
          stratified, without one). Each run records its row counts, where they came from, the\n\
-         seed and the data digest: `mlctl runs show RUN`. This is the local target; SageMaker's\n\
-         tuning job reports its best trial's validation metrics, so plan refuses gates on a\n\
-         tuned job there (docs/support-matrix.md).\n\n\
+         seed and the data digest: `mlctl runs show RUN`. SageMaker follows the same rule for\n\
+         a tuned script: its trials get `train` and `validation`, and the chosen candidate is\n\
+         trained again in a final job with `train` and `test`. A tuned built-in there reports\n\
+         its best trial's validation metrics, so plan refuses gates on it\n\
+         (docs/support-matrix.md).\n\n\
          ## Regression gates\n\n\
          `maxRegression` compares with the Model's version in production, else its newest\n\
          approved version. With neither, the gate is reported as `NOT EVALUATED` (\"no\n\

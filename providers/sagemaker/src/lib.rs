@@ -41,6 +41,7 @@ mod images;
 mod instances;
 mod monitor;
 mod names;
+mod refit;
 mod registry;
 mod state;
 mod store;

@@ -232,13 +232,15 @@ fn gate_refusal(spec: &Spec, r: &Resource, node: &Node) -> Option<Refusal> {
     let from = &r.as_model()?.from;
     let job = spec.find(Kind::TrainingJob, from)?;
     let t = job.as_training_job()?;
-    if t.tuning.is_some() {
+    // A tuned script's chosen candidate is trained again with the train and test channels
+    // (crate::refit), so its gates judge held-out rows; a built-in's is not yet.
+    if t.tuning.is_some() && t.algorithm.is_some() {
         return Some(Refusal::new(
             format!(
                 "TrainingJob `{from}` is tuned, and on SageMaker its metrics are the best trial's on the validation channel the tuning job chose it by: a gate on `{metric}` would judge the selection itself, not rows held out from it"
             ),
             format!(
-                "train `{from}` without `tuning` (the chosen values in `hyperparameters`), or tune on the local target, which scores only the chosen model on held-out test rows"
+                "train `{from}` without `tuning` (the chosen values in `hyperparameters`), tune it in script mode (SageMaker then trains the chosen candidate again and scores it on the test rows), or tune on the local target, which scores only the chosen model on held-out test rows"
             ),
         ));
     }
@@ -556,7 +558,7 @@ fn build() -> FieldRules {
         .with(
             "Model.spec.gates[].metric",
             Support::check(
-                "honoured for metrics the TrainingJob reports on SageMaker: for a built-in, the vocabulary's names (docs/metrics.md) its algorithm's metrics give (accuracy, roc_auc, log_loss, f1_macro, rmse, mae, inertia, ...; SageMaker's own names are kept beside them in the registry); for a script, its `metrics`; refused otherwise, with the list of what it reports, and refused for a tuned job (its metrics are the selection's own, on the validation channel)",
+                "honoured for metrics the TrainingJob reports on SageMaker: for a built-in, the vocabulary's names (docs/metrics.md) its algorithm's metrics give (accuracy, roc_auc, log_loss, f1_macro, rmse, mae, inertia, ...; SageMaker's own names are kept beside them in the registry); for a script, its `metrics`; refused otherwise, with the list of what it reports, for a tuned script, its chosen candidate's final job (trained again with the train and test channels); refused for a tuned built-in (its metrics are the selection's own, on the validation channel)",
                 gate_refusal,
             ),
         )

@@ -1649,3 +1649,172 @@ async fn rollback_to_a_live_variant_moves_the_traffic_with_weights() {
         ]
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// A tuned script's chosen candidate, trained again on train + test (crate::refit)
+
+const TUNING: &str = "proj-train-0123456789ab";
+const TUNING_ARN: &str =
+    "arn:aws:sagemaker:us-east-1:123456789012:hyper-parameter-tuning-job/proj-train-0123456789ab";
+
+fn completed_tuning() -> aws_sdk_sagemaker::operation::describe_hyper_parameter_tuning_job::DescribeHyperParameterTuningJobOutput{
+    use aws_sdk_sagemaker::types::{
+        HyperParameterAlgorithmSpecification, HyperParameterTrainingJobDefinition,
+        HyperParameterTrainingJobSummary, HyperParameterTuningJobStatus, MetricDefinition,
+        OutputDataConfig, ResourceConfig, StoppingCondition, TrainingInputMode,
+        TrainingInstanceType,
+    };
+    aws_sdk_sagemaker::operation::describe_hyper_parameter_tuning_job::DescribeHyperParameterTuningJobOutput::builder()
+        .hyper_parameter_tuning_job_name(TUNING)
+        .hyper_parameter_tuning_job_arn(TUNING_ARN)
+        .hyper_parameter_tuning_job_status(HyperParameterTuningJobStatus::Completed)
+        .training_job_definition(
+            HyperParameterTrainingJobDefinition::builder()
+                .algorithm_specification(
+                    HyperParameterAlgorithmSpecification::builder()
+                        .training_image("framework:1")
+                        .training_input_mode(TrainingInputMode::File)
+                        .metric_definitions(
+                            MetricDefinition::builder()
+                                .name("rmse")
+                                .regex("rmse=([0-9.]+)")
+                                .build(),
+                        )
+                        .build(),
+                )
+                .role_arn(ROLE)
+                .static_hyper_parameters("sagemaker_program", "\"mlctl_entry.sh\"")
+                .output_data_config(OutputDataConfig::builder().s3_output_path("s3://bkt/p/artifacts/train").build())
+                .resource_config(
+                    ResourceConfig::builder()
+                        .instance_type(TrainingInstanceType::MlM5Large)
+                        .instance_count(1)
+                        .volume_size_in_gb(30)
+                        .build(),
+                )
+                .stopping_condition(StoppingCondition::builder().max_runtime_in_seconds(600).build())
+                .build(),
+        )
+        .best_training_job(
+            HyperParameterTrainingJobSummary::builder()
+                .training_job_name(format!("{TUNING}-003-abc"))
+                .tuned_hyper_parameters("alpha", "10.0")
+                .build(),
+        )
+        .build()
+}
+
+fn refit_plan() -> String {
+    serde_json::json!({
+        "channels": {"test": "s3://bkt/p/datasets/housing/d1/", "train": "s3://bkt/p/datasets/housing/d0/"},
+        "evaluation": {"dataDigest": "dd", "trainRows": 64, "validationRows": 16, "validationFrom": "carved: 20% of the rest of the table, seed 42", "testRows": 20, "testFrom": "carved: 20% of the table, seed 42", "seed": 42, "scoredOn": "test"},
+        "tags": [["mlctl:project", "proj"]]
+    })
+    .to_string()
+}
+
+/// Trials of a tuned script compare candidates on validation rows; the metrics its gates
+/// judge come from the chosen candidate trained again with `train` and `test`.
+#[tokio::test]
+async fn a_tuned_script_trains_its_chosen_candidate_again_on_the_test_channel() {
+    let tuning = mock!(Sm::describe_hyper_parameter_tuning_job).then_output(completed_tuning);
+    let plan = mock!(aws_sdk_s3::Client::get_object)
+        .match_requests(|r| {
+            r.key()
+                .is_some_and(|k| k.ends_with(&format!(".mlctl/refit/{TUNING}.json")))
+        })
+        .then_output(|| {
+            GetObjectOutput::builder()
+                .body(ByteStream::from(refit_plan().into_bytes()))
+                .build()
+        });
+    let final_name = format!("{TUNING}-final");
+    let fname = final_name.clone();
+    let describe_final = mock!(Sm::describe_training_job)
+        .match_requests(move |r| r.training_job_name() == Some(fname.as_str()))
+        .sequence()
+        .http_status(400, not_found("training job"))
+        .output(move || {
+            DescribeTrainingJobOutput::builder()
+                .training_job_name(format!("{TUNING}-final"))
+                .training_job_arn(JOB_ARN)
+                .training_job_status(TrainingJobStatus::Completed)
+                .secondary_status(SecondaryStatus::Completed)
+                .hyper_parameters("sagemaker_program", "\"mlctl_entry.sh\"")
+                .hyper_parameters("alpha", "10.0")
+                .final_metric_data_list(
+                    MetricData::builder().metric_name("rmse").value(3.5).build(),
+                )
+                .build()
+        })
+        .build();
+    let fname = final_name.clone();
+    let create = mock!(Sm::create_training_job)
+        .match_requests(move |r| {
+            let channels: Vec<(&str, &str)> = r
+                .input_data_config()
+                .iter()
+                .map(|c| {
+                    (
+                        c.channel_name().unwrap_or_default(),
+                        c.data_source()
+                            .and_then(|d| d.s3_data_source())
+                            .and_then(|s| s.s3_uri())
+                            .unwrap_or_default(),
+                    )
+                })
+                .collect();
+            let hps = r.hyper_parameters().cloned().unwrap_or_default();
+            r.training_job_name() == Some(fname.as_str())
+                && channels
+                    == [
+                        ("test", "s3://bkt/p/datasets/housing/d1/"),
+                        ("train", "s3://bkt/p/datasets/housing/d0/"),
+                    ]
+                && hps.get("alpha").map(String::as_str) == Some("10.0")
+                && hps.contains_key("sagemaker_program")
+                && r.algorithm_specification().is_some_and(|a| {
+                    a.training_image() == Some("framework:1") && a.metric_definitions().len() == 1
+                })
+                && r.tags().iter().any(|t| t.key() == Some("mlctl:project"))
+        })
+        .then_output(|| {
+            CreateTrainingJobOutput::builder()
+                .training_job_arn(JOB_ARN)
+                .build()
+        });
+    let trials = mock!(Sm::list_training_jobs_for_hyper_parameter_tuning_job).then_output(|| {
+        aws_sdk_sagemaker::operation::list_training_jobs_for_hyper_parameter_tuning_job::ListTrainingJobsForHyperParameterTuningJobOutput::builder()
+            .set_training_job_summaries(Some(Vec::new()))
+            .build()
+    });
+    let trainer = SageMakerTrainer::new(aws(
+        &[&plan],
+        &[&tuning, &describe_final, &create, &trials],
+        Features::AWS,
+    ));
+    let handle = JobHandle {
+        name: TUNING.into(),
+        provider_id: TUNING_ARN.into(),
+    };
+    match trainer.poll(&ctx(), &handle).await.expect("poll") {
+        JobState::Running { message, .. } => assert!(
+            message
+                .as_deref()
+                .is_some_and(|m| m.contains("test channel")),
+            "{message:?}"
+        ),
+        other => panic!("the final job runs first, got {other:?}"),
+    }
+    assert_eq!(create.num_calls(), 1, "one final job, started once");
+    match trainer.poll(&ctx(), &handle).await.expect("poll") {
+        JobState::Completed(r) => {
+            assert_eq!(r.metrics["rmse"], 3.5f32 as f64);
+            assert_eq!(r.hyperparameters["alpha"], serde_json::json!(10.0));
+            let e = r.evaluation.expect("the rows are recorded");
+            assert_eq!((e.scored_on.as_str(), e.test_rows), ("test", 20));
+        }
+        other => panic!("expected Completed, got {other:?}"),
+    }
+    assert_eq!(create.num_calls(), 1, "a later poll finds the final job");
+}

@@ -21,6 +21,7 @@ use crate::images::{algorithm_image, default_framework_image, supported_algorith
 use crate::names;
 use crate::tuning::{Range, num, param_range};
 use async_trait::async_trait;
+use aws_sdk_sagemaker::operation::describe_hyper_parameter_tuning_job::DescribeHyperParameterTuningJobOutput;
 use aws_sdk_sagemaker::operation::describe_training_job::DescribeTrainingJobOutput;
 use aws_sdk_sagemaker::types::{
     AlgorithmSpecification, Channel, DataSource, HyperParameterAlgorithmSpecification,
@@ -66,6 +67,8 @@ struct JobDefinition {
     spot: bool,
     /// For built-ins: how mlctl hyperparameter names translate (tuning ranges use it).
     builtin: Option<Builtin>,
+    /// A tuned script's final job: trials get `channels`, the chosen candidate this plan.
+    refit: Option<crate::refit::RefitPlan>,
 }
 
 /// A built-in algorithm with the facts of its converted data.
@@ -229,6 +232,7 @@ impl SageMakerTrainer {
                         algorithm: *algorithm,
                         data,
                     }),
+                    refit: None,
                 })
             }
             (None, Some(command)) => {
@@ -258,10 +262,19 @@ impl SageMakerTrainer {
                 hyperparameters.insert("sagemaker_submit_directory".into(), json_str(&code_uri));
                 hyperparameters.insert("sagemaker_region".into(), json_str(&self.aws.region));
                 hyperparameters.insert("sagemaker_container_log_level".into(), "20".into());
-                // As on the local target: a split dataset gives one channel per part (the
-                // script never sees the test rows in `train`), else the whole table is `train`.
+                // As on the local target: tuned, trials see `train` and `validation` and the
+                // chosen candidate is trained again with `train` and `test` (crate::refit);
+                // untuned, a split dataset gives one channel per part (the script never sees
+                // the test rows in `train`), else the whole table is `train`.
                 let mut channels = Vec::new();
-                if req.dataset.splits.is_empty() {
+                let mut refit = None;
+                if spec.tuning.is_some() {
+                    let (trials, plan) = self.tuned_channels(req).await?;
+                    for (part, uri) in &trials {
+                        channels.push(plain_channel(part, uri));
+                    }
+                    refit = Some(plan);
+                } else if req.dataset.splits.is_empty() {
                     let file = format!("{}.csv", names::sanitize(&req.dataset.name));
                     let uri = self
                         .named_copy(
@@ -301,6 +314,7 @@ impl SageMakerTrainer {
                     stopping: stopping.build(),
                     spot,
                     builtin: None,
+                    refit,
                 })
             }
             (None, None) => Err(provider_err(
@@ -455,6 +469,93 @@ impl SageMakerTrainer {
         Ok(prepared)
     }
 
+    /// A tuned script's channels: the trials' (`train`, `validation`) and the final job's
+    /// plan (`train`, `test`), each a CSV under `datasets/<name>/<digest>/` so a script sees
+    /// `/opt/ml/input/data/<channel>/<channel>.csv`, as on the local target.
+    async fn tuned_channels(
+        &self,
+        req: &TrainingRequest,
+    ) -> Result<(Vec<(String, String)>, crate::refit::RefitPlan)> {
+        let fetch = |uri: String| async move {
+            let (bucket, key) = parse_s3_uri(&uri).ok_or_else(|| {
+                provider_err(
+                    ErrorKind::Invalid,
+                    "CreateHyperParameterTuningJob",
+                    format!("dataset `{}` is at `{uri}`, not on S3", req.dataset.name),
+                )
+            })?;
+            self.aws.get_from(&bucket, &key).await?.ok_or_else(|| {
+                provider_err(
+                    ErrorKind::NotFound,
+                    "CreateHyperParameterTuningJob",
+                    format!("dataset `{}`: {uri} does not exist", req.dataset.name),
+                )
+            })
+        };
+        let splits = &req.dataset.splits;
+        let (train, split_train) = match splits.get("train") {
+            Some(uri) => (fetch(uri.clone()).await?, true),
+            None => (fetch(req.dataset.uri.clone()).await?, false),
+        };
+        let validation = match splits.get("validation") {
+            Some(uri) => Some(fetch(uri.clone()).await?),
+            None => None,
+        };
+        let test = match splits.get("test") {
+            Some(uri) => Some(fetch(uri.clone()).await?),
+            None => None,
+        };
+        let (split, digest) = (req.split.clone(), req.dataset.digest.clone());
+        let parts = tokio::task::spawn_blocking(move || {
+            let parts = mlctl_core::evaluation::Parts {
+                train: table_from_bytes(&train)?,
+                split_train,
+                validation: validation.as_deref().map(table_from_bytes).transpose()?,
+                test: test.as_deref().map(table_from_bytes).transpose()?,
+            };
+            let rows = mlctl_core::evaluation::rows(parts, split.as_ref(), &digest, true)?;
+            let csv = |part: &str, t: &mlctl_ml::Table| csv_bytes(t).map(|b| (part.to_string(), b));
+            let mut out = vec![csv("train", &rows.train)?, csv("test", &rows.test)?];
+            if let Some(v) = &rows.validation {
+                out.push(csv("validation", v)?);
+            }
+            Ok::<_, String>((out, rows.record))
+        })
+        .await
+        .map_err(|e| provider_err(ErrorKind::Other, "split dataset", e.to_string()))?
+        .map_err(|m| {
+            provider_err(
+                ErrorKind::Invalid,
+                "CreateHyperParameterTuningJob",
+                format!("dataset `{}`: {m}", req.dataset.name),
+            )
+        })?;
+        let (files, evaluation) = parts;
+        let mut uris = BTreeMap::new();
+        for (part, bytes) in files {
+            let digest = put_blob(&self.aws, bytes, "text/csv").await?;
+            let blob = self.aws.uri(&crate::data::blob_key(&self.aws, &digest));
+            let uri = self
+                .named_copy(&blob, &req.dataset.name, &digest, &format!("{part}.csv"))
+                .await?;
+            uris.insert(part, uri);
+        }
+        let channel = |part: &str| uris.get(part).map(|u| (part.to_string(), u.clone()));
+        let trials = [channel("train"), channel("validation")]
+            .into_iter()
+            .flatten()
+            .collect();
+        let plan = crate::refit::RefitPlan {
+            channels: [channel("train"), channel("test")]
+                .into_iter()
+                .flatten()
+                .collect(),
+            evaluation,
+            tags: Vec::new(),
+        };
+        Ok((trials, plan))
+    }
+
     async fn submit_training(
         &self,
         ctx: &OpContext,
@@ -528,6 +629,16 @@ impl SageMakerTrainer {
             ));
         };
         let def = self.definition(ctx, req).await?;
+        // Before the tuning job exists, so whoever polls it can train the chosen candidate.
+        if let Some(plan) = &def.refit {
+            let plan = crate::refit::RefitPlan {
+                tags: crate::aws::tag_pairs(&req.tags, &[("mlctl:dataset", &req.dataset.digest)]),
+                ..plan.clone()
+            };
+            self.aws
+                .put_json(&crate::refit::plan_key(&self.aws, name), &plan)
+                .await?;
+        }
         let script_mode = def.builtin.is_none();
         let (objective_metric, goal) = objective(&req.spec, def.builtin.as_ref())?;
         let mut ranges = ParameterRanges::builder();
@@ -744,6 +855,13 @@ impl SageMakerTrainer {
             }
         }
         let best = d.best_training_job();
+        if let Some(plan) = self
+            .aws
+            .get_json::<crate::refit::RefitPlan>(&crate::refit::plan_key(&self.aws, name))
+            .await?
+        {
+            return self.poll_refit(name, &d, plan).await;
+        }
         let best_name = best
             .and_then(|b| b.training_job_name())
             .unwrap_or_default()
@@ -776,23 +894,150 @@ impl SageMakerTrainer {
                 result.hyperparameters.insert(k.clone(), decode_hp(v));
             }
         }
-        result.trials = if self.aws.features.list_tuning_trials {
+        result.trials = self
+            .trials_or_best(name, &d, &result.hyperparameters)
+            .await?;
+        Ok(JobState::Completed(result))
+    }
+
+    /// The trials of tuning job `name`, or the best one alone where they cannot be listed.
+    async fn trials_or_best(
+        &self,
+        name: &str,
+        d: &DescribeHyperParameterTuningJobOutput,
+        best_hps: &BTreeMap<String, serde_json::Value>,
+    ) -> Result<Vec<Trial>> {
+        let mut trials = if self.aws.features.list_tuning_trials {
             self.trials(name).await?
         } else {
             Vec::new()
         };
-        if result.trials.is_empty() {
-            result.trials.push(Trial {
+        if trials.is_empty() {
+            trials.push(Trial {
                 number: 1,
-                hyperparameters: result.hyperparameters.clone(),
-                objective: best
+                hyperparameters: best_hps.clone(),
+                objective: d
+                    .best_training_job()
                     .and_then(|b| b.final_hyper_parameter_tuning_job_objective_metric())
                     .and_then(|m| m.value())
                     .map(f64::from),
                 status: "completed".into(),
             });
         }
-        Ok(JobState::Completed(result))
+        Ok(trials)
+    }
+
+    /// A completed tuning job with a refit plan: its chosen candidate's final job, started
+    /// when missing, and its result once it completes (crate::refit).
+    async fn poll_refit(
+        &self,
+        tuning: &str,
+        d: &DescribeHyperParameterTuningJobOutput,
+        plan: crate::refit::RefitPlan,
+    ) -> Result<JobState> {
+        let final_name = crate::refit::job_name(tuning);
+        let running = || JobState::Running {
+            progress: None,
+            message: Some(crate::refit::RUNNING.into()),
+        };
+        let Some(f) = self.find_training(&final_name).await? else {
+            self.submit_refit(&final_name, d, &plan).await?;
+            return Ok(running());
+        };
+        match f.training_job_status() {
+            Some(TrainingJobStatus::Completed) => {
+                let mut result = training_result(&f);
+                result.metrics_origin = self.aws.features.metrics_origin();
+                result.evaluation = Some(Box::new(plan.evaluation));
+                result.trials = self
+                    .trials_or_best(tuning, d, &result.hyperparameters)
+                    .await?;
+                Ok(JobState::Completed(result))
+            }
+            Some(TrainingJobStatus::Failed | TrainingJobStatus::Stopped) => Ok(JobState::Failed {
+                reason: format!(
+                    "the tuning job chose a candidate, but its final training job {final_name} (train and test channels) failed: {}",
+                    f.failure_reason().unwrap_or("SageMaker gave no reason")
+                ),
+            }),
+            _ => Ok(running()),
+        }
+    }
+
+    /// Starts the chosen candidate's final job: the tuning job's own training definition,
+    /// the best trial's hyperparameters, the plan's channels and tags.
+    async fn submit_refit(
+        &self,
+        final_name: &str,
+        d: &DescribeHyperParameterTuningJobOutput,
+        plan: &crate::refit::RefitPlan,
+    ) -> Result<()> {
+        let def = d.training_job_definition().ok_or_else(|| {
+            provider_err(
+                ErrorKind::Other,
+                "DescribeHyperParameterTuningJob",
+                "the tuning job has no training definition to train its chosen candidate with",
+            )
+        })?;
+        let spec = def.algorithm_specification();
+        let metric_definitions: Vec<MetricDefinition> = spec
+            .map(|s| s.metric_definitions().to_vec())
+            .unwrap_or_default();
+        let algorithm = AlgorithmSpecification::builder()
+            .set_training_image(spec.and_then(|s| s.training_image()).map(str::to_string))
+            .training_input_mode(TrainingInputMode::File)
+            .set_metric_definitions((!metric_definitions.is_empty()).then_some(metric_definitions))
+            .build();
+        let mut hps = def.static_hyper_parameters().cloned().unwrap_or_default();
+        if let Some(tuned) = d
+            .best_training_job()
+            .and_then(|b| b.tuned_hyper_parameters())
+        {
+            hps.extend(tuned.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        let channels: Vec<Channel> = plan
+            .channels
+            .iter()
+            .map(|(part, uri)| plain_channel(part, uri))
+            .collect();
+        let tags = plan
+            .tags
+            .iter()
+            .map(|(k, v)| {
+                aws_sdk_sagemaker::types::Tag::builder()
+                    .key(k)
+                    .value(v)
+                    .build()
+            })
+            .collect();
+        let res = self
+            .aws
+            .sm
+            .create_training_job()
+            .training_job_name(final_name)
+            .role_arn(def.role_arn().unwrap_or(&self.aws.role_arn))
+            .algorithm_specification(algorithm)
+            .set_hyper_parameters(Some(hps))
+            .set_input_data_config(Some(channels))
+            .set_output_data_config(def.output_data_config().cloned())
+            .set_resource_config(def.resource_config().cloned())
+            .set_stopping_condition(def.stopping_condition().cloned())
+            .set_enable_managed_spot_training(def.enable_managed_spot_training())
+            .set_tags(Some(tags))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let err = aws_err("CreateTrainingJob", e);
+                // Another runner started it between our lookup and our create.
+                if err.kind == ErrorKind::AlreadyExists {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
+            }
+        }
     }
 
     async fn trials(&self, tuning_job: &str) -> Result<Vec<Trial>> {
@@ -949,6 +1194,25 @@ impl Trainer for SageMakerTrainer {
     async fn cancel(&self, _ctx: &OpContext, job: &JobHandle) -> Result<()> {
         if !self.aws.features.stop_jobs {
             return Ok(());
+        }
+        let stop_training = |name: String| async move {
+            let res = self
+                .aws
+                .sm
+                .stop_training_job()
+                .training_job_name(&name)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| aws_err("StopTrainingJob", e));
+            match res {
+                Err(e) if matches!(e.kind, ErrorKind::Invalid | ErrorKind::NotFound) => Ok(()),
+                other => other,
+            }
+        };
+        if is_tuning(job) {
+            // A tuned job's chosen candidate may already be in its final job.
+            stop_training(crate::refit::job_name(&job.name)).await?;
         }
         let res = if is_tuning(job) {
             self.aws
@@ -1268,6 +1532,33 @@ struct Converted {
     feature_dim: usize,
     train_rows: usize,
     classification: bool,
+}
+
+/// A table from a dataset file's bytes (CSV, or Parquet by its magic number).
+fn table_from_bytes(bytes: &[u8]) -> std::result::Result<mlctl_ml::Table, String> {
+    let parquet = bytes.starts_with(b"PAR1");
+    let mut tmp = tempfile::Builder::new()
+        .suffix(if parquet { ".parquet" } else { ".csv" })
+        .tempfile()
+        .map_err(|e| e.to_string())?;
+    tmp.write_all(bytes).map_err(|e| e.to_string())?;
+    tmp.flush().map_err(|e| e.to_string())?;
+    let format = if parquet {
+        mlctl_spec::DataFormat::Parquet
+    } else {
+        mlctl_spec::DataFormat::Csv
+    };
+    mlctl_ml::table::read(tmp.path(), format).map_err(|e| e.to_string())
+}
+
+/// A table as CSV with a header, as the local target writes a channel.
+fn csv_bytes(t: &mlctl_ml::Table) -> std::result::Result<Vec<u8>, String> {
+    let tmp = tempfile::Builder::new()
+        .suffix(".csv")
+        .tempfile()
+        .map_err(|e| e.to_string())?;
+    mlctl_ml::table::write_csv(t, tmp.path()).map_err(|e| e.to_string())?;
+    std::fs::read(tmp.path()).map_err(|e| e.to_string())
 }
 
 /// Builds label-first, header-less CSV (SageMaker's built-in format) from the dataset's
