@@ -790,21 +790,22 @@ impl SageMakerTrainer {
     }
 
     async fn trials(&self, tuning_job: &str) -> Result<Vec<Trial>> {
-        let mut out = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .aws
-                .sm
-                .list_training_jobs_for_hyper_parameter_tuning_job()
-                .hyper_parameter_tuning_job_name(tuning_job)
-                .set_next_token(token)
-                .max_results(100)
-                .send()
-                .await
-                .map_err(|e| aws_err("ListTrainingJobsForHyperParameterTuningJob", e))?;
-            for s in page.training_job_summaries() {
-                out.push((
+        let summaries = self
+            .aws
+            .sm
+            .list_training_jobs_for_hyper_parameter_tuning_job()
+            .hyper_parameter_tuning_job_name(tuning_job)
+            .max_results(100)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| aws_err("ListTrainingJobsForHyperParameterTuningJob", e))?;
+        let mut out: Vec<(i64, Trial)> = summaries
+            .iter()
+            .map(|s| {
+                (
                     s.creation_time().map(|t| t.secs()).unwrap_or(0),
                     Trial {
                         number: 0,
@@ -822,13 +823,9 @@ impl SageMakerTrainer {
                             "failed".into()
                         },
                     },
-                ));
-            }
-            token = page.next_token().map(str::to_string);
-            if token.is_none() {
-                break;
-            }
-        }
+                )
+            })
+            .collect();
         out.sort_by_key(|(t, _)| *t);
         Ok(out
             .into_iter()
