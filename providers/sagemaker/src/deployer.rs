@@ -807,9 +807,19 @@ impl Deployer for SageMakerDeployer {
                 status: self.status_from(&d, &handle.endpoint).await?,
             },
             Some(SmStatus::Failed | SmStatus::UpdateRollbackFailed | SmStatus::OutOfService) => {
+                // A container that did not start or answer says why in its log.
+                let log = if d.endpoint_status() == Some(&SmStatus::Failed) {
+                    crate::logs::failure_context(
+                        &self.aws,
+                        crate::logs::LogSource::Endpoint(&endpoint),
+                    )
+                    .await
+                } else {
+                    String::new()
+                };
                 DeployState::Failed {
                     reason: format!(
-                        "endpoint {endpoint} is {}{reason}",
+                        "endpoint {endpoint} is {}{reason}{log}",
                         d.endpoint_status().map(|s| s.as_str()).unwrap_or_default()
                     ),
                 }

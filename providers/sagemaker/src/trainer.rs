@@ -657,10 +657,15 @@ impl SageMakerTrainer {
         Ok(match d.training_job_status() {
             Some(TrainingJobStatus::Completed) => JobState::Completed(training_result(&d)),
             Some(TrainingJobStatus::Failed) => JobState::Failed {
-                reason: d
-                    .failure_reason()
-                    .unwrap_or("SageMaker gave no reason")
-                    .to_string(),
+                reason: format!(
+                    "{}{}",
+                    d.failure_reason().unwrap_or("SageMaker gave no reason"),
+                    crate::logs::failure_context(
+                        &self.aws,
+                        crate::logs::LogSource::TrainingJob(name)
+                    )
+                    .await
+                ),
             },
             Some(TrainingJobStatus::Stopped) => JobState::Failed {
                 reason: format!(
@@ -720,10 +725,11 @@ impl SageMakerTrainer {
             Some(HyperParameterTuningJobStatus::Completed) => {}
             Some(HyperParameterTuningJobStatus::Failed) => {
                 return Ok(JobState::Failed {
-                    reason: d
-                        .failure_reason()
-                        .unwrap_or("SageMaker gave no reason")
-                        .to_string(),
+                    reason: format!(
+                        "{}{}",
+                        d.failure_reason().unwrap_or("SageMaker gave no reason"),
+                        crate::runs::failed_trial_context(&self.aws, name).await
+                    ),
                 });
             }
             Some(HyperParameterTuningJobStatus::Stopped) => {
@@ -863,6 +869,8 @@ impl Trainer for SageMakerTrainer {
             script_mode: true,
             tuning_strategies: TuningStrategy::ALL.to_vec(),
             cancel: self.aws.features.stop_jobs,
+            runs: true,
+            logs: true,
             poll_interval: self.aws.settings.poll_interval,
             notes: self.aws.features.notes(),
             ..Capabilities::default()
@@ -965,6 +973,18 @@ impl Trainer for SageMakerTrainer {
             Err(e) if matches!(e.kind, ErrorKind::Invalid | ErrorKind::NotFound) => Ok(()),
             other => other,
         }
+    }
+
+    async fn runs(
+        &self,
+        ctx: &OpContext,
+        resource: Option<&str>,
+    ) -> Result<Vec<mlctl_core::RunRecord>> {
+        crate::runs::list(&self.aws, &ctx.project, resource).await
+    }
+
+    async fn logs(&self, _ctx: &OpContext, job: &str) -> Result<String> {
+        crate::runs::job_log(&self.aws, job).await
     }
 }
 
