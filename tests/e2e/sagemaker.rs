@@ -463,15 +463,6 @@ fn sagemaker_runs_show_the_training_log_from_cloudwatch_logs() {
     );
     assert_eq!(runs[0]["resource"], "iris-train");
 
-    let show = run(&["runs", "show", &job, "--target", "staging"]).expect_code(0);
-    assert!(
-        show.stdout.contains(&format!(
-            "    [no log was found in CloudWatch Logs group /aws/sagemaker/TrainingJobs, streams {job}/*"
-        )),
-        "{}",
-        show.stdout
-    );
-
     let json = "Content-Type: application/x-amz-json-1.1\r\n";
     let logs = |action: &str, body: &str| {
         moto_request(
@@ -482,6 +473,24 @@ fn sagemaker_runs_show_the_training_log_from_cloudwatch_logs() {
             body,
         )
     };
+    for instance in ["algo-1", "algo-2"] {
+        // An earlier run against the same moto wrote this job's log already.
+        logs(
+            "DeleteLogStream",
+            &format!(
+                r#"{{"logGroupName": "/aws/sagemaker/TrainingJobs", "logStreamName": "{job}/{instance}-1700000000"}}"#
+            ),
+        );
+    }
+    let show = run(&["runs", "show", &job, "--target", "staging"]).expect_code(0);
+    assert!(
+        show.stdout.contains(&format!(
+            "    [no log was found in CloudWatch Logs group /aws/sagemaker/TrainingJobs, streams {job}/*"
+        )),
+        "{}",
+        show.stdout
+    );
+
     // Another test may have made the group already.
     logs(
         "CreateLogGroup",
