@@ -20,6 +20,7 @@ mod paths;
 mod promote;
 mod reconcile;
 mod rotation;
+mod runs;
 mod sagemaker;
 mod secrets_scan;
 mod serve;

@@ -621,3 +621,140 @@ fn a_tuned_script_on_sagemaker_keeps_the_test_rows_from_its_trials() {
     );
     on_moto(&p, &url, &["destroy", "--target", "moto", "--auto-approve"]).expect_code(0);
 }
+
+/// `mlctl runs` on SageMaker: the runs are the project's training jobs, and a run's log is
+/// read from CloudWatch Logs (the same moto endpoint). moto's jobs write no log, so the test
+/// first sees that said plainly, then writes what a two-instance job's containers would and
+/// reads it back through `runs show` and `runs logs`.
+#[test]
+fn sagemaker_runs_show_the_training_log_from_cloudwatch_logs() {
+    let Some(url) = moto_url() else { return };
+    let p = iris_on_moto("runs-logs", "irislogs");
+    std::fs::write(p.path().join(".gitignore"), ".mlctl/\n").unwrap();
+    p.git(&["init", "-q", "-b", "main"]);
+    p.git(&["config", "user.email", "test@example.com"]);
+    p.git(&["config", "user.name", "Test"]);
+    p.commit_all("iris on moto");
+    let run = |args: &[&str]| on_moto(&p, &url, args);
+    run(&["apply", "--target", "staging", "--auto-approve"]).expect_code(0);
+    let list = run(&["runs", "list", "--target", "staging", "-o", "json"]).expect_code(0);
+    let runs: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 1, "one training job, one run: {runs:?}");
+    let job = runs[0]["jobName"].as_str().unwrap().to_string();
+    assert_eq!(
+        runs[0]["id"],
+        job.as_str(),
+        "a run is named as its training job"
+    );
+    assert_eq!(runs[0]["resource"], "iris-train");
+
+    let json = "Content-Type: application/x-amz-json-1.1\r\n";
+    let logs = |action: &str, body: &str| {
+        moto_request(
+            &url,
+            "logs",
+            "POST /",
+            &format!("{json}X-Amz-Target: Logs_20140328.{action}\r\n"),
+            body,
+        )
+    };
+    for instance in ["algo-1", "algo-2"] {
+        // An earlier run against the same moto wrote this job's log already.
+        logs(
+            "DeleteLogStream",
+            &format!(
+                r#"{{"logGroupName": "/aws/sagemaker/TrainingJobs", "logStreamName": "{job}/{instance}-1700000000"}}"#
+            ),
+        );
+    }
+    let show = run(&["runs", "show", &job, "--target", "staging"]).expect_code(0);
+    assert!(
+        show.stdout.contains(&format!(
+            "    [no log was found in CloudWatch Logs group /aws/sagemaker/TrainingJobs, streams {job}/*"
+        )),
+        "{}",
+        show.stdout
+    );
+
+    // Another test may have made the group already.
+    logs(
+        "CreateLogGroup",
+        r#"{"logGroupName": "/aws/sagemaker/TrainingJobs"}"#,
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    for (instance, lines) in [
+        (
+            "algo-1",
+            vec![
+                (0, "Epoch 1/2"),
+                (2, "Epoch 2/2"),
+                (
+                    4,
+                    "#quality_metric: host=algo-1, validation accuracy <score>=0.96",
+                ),
+            ],
+        ),
+        ("algo-2", vec![(1, "worker ready"), (3, "worker done")]),
+    ] {
+        let stream = format!("{job}/{instance}-1700000000");
+        let reply = logs(
+            "CreateLogStream",
+            &format!(
+                r#"{{"logGroupName": "/aws/sagemaker/TrainingJobs", "logStreamName": "{stream}"}}"#
+            ),
+        );
+        assert!(
+            reply.starts_with("HTTP/1.1 200"),
+            "CreateLogStream: {reply}"
+        );
+        let events: Vec<String> = lines
+            .iter()
+            .map(|(t, m)| format!(r#"{{"timestamp": {}, "message": "{m}"}}"#, now + t))
+            .collect();
+        let reply = logs(
+            "PutLogEvents",
+            &format!(
+                r#"{{"logGroupName": "/aws/sagemaker/TrainingJobs", "logStreamName": "{stream}", "logEvents": [{}]}}"#,
+                events.join(",")
+            ),
+        );
+        assert!(reply.starts_with("HTTP/1.1 200"), "PutLogEvents: {reply}");
+    }
+
+    let whole = [
+        "[algo-1] Epoch 1/2",
+        "[algo-2] worker ready",
+        "[algo-1] Epoch 2/2",
+        "[algo-2] worker done",
+        "[algo-1] #quality_metric: host=algo-1, validation accuracy <score>=0.96",
+    ];
+    let show = run(&["runs", "show", &job, "--target", "staging"]).expect_code(0);
+    let expected: String = whole.iter().map(|l| format!("    {l}\n")).collect();
+    assert!(
+        show.stdout.ends_with(&format!("  log:\n{expected}")),
+        "both instances, in time order, after the run's details:\n{}",
+        show.stdout
+    );
+    let logs_out = run(&["runs", "logs", &job, "--target", "staging"]).expect_code(0);
+    assert_eq!(logs_out.stdout, format!("{}\n", whole.join("\n")));
+    let tail = run(&[
+        "runs",
+        "logs",
+        &job[..12],
+        "--target",
+        "staging",
+        "--tail",
+        "2",
+    ])
+    .expect_code(0);
+    assert_eq!(
+        tail.stdout,
+        format!("{}\n", whole[3..].join("\n")),
+        "a unique prefix and the last 2 lines"
+    );
+    run(&["destroy", "--target", "staging", "--auto-approve"]).expect_code(0);
+}

@@ -309,7 +309,7 @@ fn no_secret_leaks_on_sagemaker_on_moto() {
     let env = secrets.env();
     let mut t = Transcript::new(|args| on_moto_with(&p, &url, args, &env));
     let deployed = std::cell::RefCell::new(Vec::new());
-    lifecycle(&mut t, &p, "staging", false, &|_| {
+    lifecycle(&mut t, &p, "staging", true, &|_| {
         deployed.replace(s3_objects(&url, bucket, &prefix));
     });
     // What the deployed target held, and what stays after destroy (state and history).

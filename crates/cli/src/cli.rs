@@ -347,6 +347,17 @@ pub enum RunsCommand {
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Output,
     },
+    /// A run's log: what its job wrote (stdout and stderr; on SageMaker, every instance's
+    /// stream in CloudWatch Logs, merged in time order), its end when it is long.
+    Logs {
+        /// Run id (a unique prefix is enough).
+        id: String,
+        /// Only the last N lines.
+        #[arg(long, short = 'n')]
+        tail: Option<usize>,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
     /// Runs side by side: params and metrics that differ.
     Compare {
         /// Run ids (unique prefixes).

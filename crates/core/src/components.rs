@@ -456,7 +456,9 @@ pub trait Trainer: Send + Sync {
         ))
     }
     /// The log of a job (stdout and stderr interleaved). Only called when
-    /// [`Capabilities::logs`] is set.
+    /// [`Capabilities::logs`] is set. A long log may be cut to its end; the text then says
+    /// so in its first line, with how much was cut and where the whole log is. `job` is a job
+    /// name ([`RunRecord::job_name`]).
     async fn logs(&self, _ctx: &OpContext, _job: &str) -> Result<String> {
         Err(crate::error::ProviderError::new(
             crate::error::ErrorKind::NotSupported,

@@ -217,16 +217,14 @@ async fn arns(aws: &Aws, names: Vec<String>) -> Result<Vec<String>> {
 /// The names of mlctl's alarms of `endpoint`.
 pub(crate) async fn of_endpoint(aws: &Aws, endpoint: &str) -> Result<Vec<String>> {
     let mut out = Vec::new();
-    let mut token = None;
-    loop {
-        let page = aws
-            .cw
-            .describe_alarms()
-            .alarm_name_prefix(format!("{endpoint}-v"))
-            .set_next_token(token)
-            .send()
-            .await
-            .map_err(|e| aws_err("DescribeAlarms", e))?;
+    let mut pages = aws
+        .cw
+        .describe_alarms()
+        .alarm_name_prefix(format!("{endpoint}-v"))
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| aws_err("DescribeAlarms", e))?;
         out.extend(
             page.metric_alarms()
                 .iter()
@@ -234,10 +232,6 @@ pub(crate) async fn of_endpoint(aws: &Aws, endpoint: &str) -> Result<Vec<String>
                 .filter(|n| is_alarm_of(endpoint, n))
                 .map(str::to_string),
         );
-        token = page.next_token().map(str::to_string);
-        if token.is_none() {
-            break;
-        }
     }
     Ok(out)
 }

@@ -181,6 +181,8 @@ pub(crate) struct Aws {
     pub sm: aws_sdk_sagemaker::Client,
     /// Alarms made from endpoints' rollback thresholds.
     pub cw: aws_sdk_cloudwatch::Client,
+    /// The logs SageMaker's containers write (`logs.rs`).
+    pub logs: aws_sdk_cloudwatchlogs::Client,
     pub bucket: String,
     /// Key prefix without leading or trailing `/` (may be empty).
     pub prefix: String,
@@ -296,6 +298,7 @@ impl Aws {
             s3: aws_sdk_s3::Client::from_conf(s3.build()),
             sm: aws_sdk_sagemaker::Client::new(&sdk),
             cw: aws_sdk_cloudwatch::Client::new(&sdk),
+            logs: aws_sdk_cloudwatchlogs::Client::new(&sdk),
             bucket,
             prefix,
             role_arn,

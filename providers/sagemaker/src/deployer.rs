@@ -276,18 +276,16 @@ impl SageMakerDeployer {
                 HashMap::new(),
             )
         };
-        let mut token = None;
-        loop {
-            let page = match self
-                .aws
-                .sm
-                .list_model_packages()
-                .model_package_group_name(&group)
-                .set_next_token(token)
-                .max_results(100)
-                .send()
-                .await
-            {
+        let mut pages = self
+            .aws
+            .sm
+            .list_model_packages()
+            .model_package_group_name(&group)
+            .max_results(100)
+            .into_paginator()
+            .send();
+        while let Some(res) = pages.next().await {
+            let page = match res {
                 Ok(p) => p,
                 Err(e) if is_not_found(&e) => return Ok(fallback()),
                 Err(e) => return Err(aws_err("ListModelPackages", e)),
@@ -318,11 +316,8 @@ impl SageMakerDeployer {
                     c.environment().cloned().unwrap_or_default(),
                 ));
             }
-            token = page.next_token().map(str::to_string);
-            if token.is_none() {
-                return Ok(fallback());
-            }
         }
+        Ok(fallback())
     }
 
     /// Creates the SageMaker model of a version unless it exists; returns its name.
@@ -812,9 +807,19 @@ impl Deployer for SageMakerDeployer {
                 status: self.status_from(&d, &handle.endpoint).await?,
             },
             Some(SmStatus::Failed | SmStatus::UpdateRollbackFailed | SmStatus::OutOfService) => {
+                // A container that did not start or answer says why in its log.
+                let log = if d.endpoint_status() == Some(&SmStatus::Failed) {
+                    crate::logs::failure_context(
+                        &self.aws,
+                        crate::logs::LogSource::Endpoint(&endpoint),
+                    )
+                    .await
+                } else {
+                    String::new()
+                };
                 DeployState::Failed {
                     reason: format!(
-                        "endpoint {endpoint} is {}{reason}",
+                        "endpoint {endpoint} is {}{reason}{log}",
                         d.endpoint_status().map(|s| s.as_str()).unwrap_or_default()
                     ),
                 }

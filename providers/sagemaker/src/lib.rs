@@ -9,7 +9,7 @@
 //!
 //! Credentials come from the standard AWS chain (environment, profile, SSO, container and
 //! instance roles); they are never logged or printed. `endpointUrl` in the target points S3
-//! (path-style), SageMaker and CloudWatch at an emulator or a VPC endpoint; `emulator: moto`
+//! (path-style), SageMaker, CloudWatch and CloudWatch Logs at an emulator or a VPC endpoint; `emulator: moto`
 //! says it is moto, whose gaps the provider then works around (see [`Features`]).
 //!
 //! Where things live under `s3://bucket/prefix/`:
@@ -39,10 +39,12 @@ mod deployer;
 mod error;
 mod images;
 mod instances;
+mod logs;
 mod monitor;
 mod names;
 mod refit;
 mod registry;
+mod runs;
 mod state;
 mod store;
 mod support;
@@ -51,6 +53,8 @@ mod tuning;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_logs;
 
 pub use aws::{Features, Settings};
 pub use data::S3DataStore;

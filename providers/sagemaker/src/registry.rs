@@ -194,19 +194,17 @@ impl SageMakerRegistry {
     async fn packages(&self, project: &str, model: &str) -> Result<Vec<Package>> {
         let group = names::resource(project, model);
         let mut arns = Vec::new();
-        let mut token = None;
-        loop {
-            let res = self
-                .aws
-                .sm
-                .list_model_packages()
-                .model_package_group_name(&group)
-                .sort_by(ModelPackageSortBy::CreationTime)
-                .sort_order(SortOrder::Ascending)
-                .max_results(100)
-                .set_next_token(token)
-                .send()
-                .await;
+        let mut pages = self
+            .aws
+            .sm
+            .list_model_packages()
+            .model_package_group_name(&group)
+            .sort_by(ModelPackageSortBy::CreationTime)
+            .sort_order(SortOrder::Ascending)
+            .max_results(100)
+            .into_paginator()
+            .send();
+        while let Some(res) = pages.next().await {
             let page = match res {
                 Ok(p) => p,
                 Err(e) if is_not_found(&e) => return Ok(Vec::new()),
@@ -217,10 +215,6 @@ impl SageMakerRegistry {
                     .iter()
                     .filter_map(|s| s.model_package_arn().map(str::to_string)),
             );
-            token = page.next_token().map(str::to_string);
-            if token.is_none() {
-                break;
-            }
         }
         let aws = self.aws.clone();
         let described = bounded(arns, 8, move |arn: String| {

@@ -50,12 +50,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-const ROLE: &str = "arn:aws:iam::123456789012:role/mlctl";
-const JOB: &str = "proj-train-0123456789ab";
-const JOB_ARN: &str =
+pub(crate) const ROLE: &str = "arn:aws:iam::123456789012:role/mlctl";
+pub(crate) const JOB: &str = "proj-train-0123456789ab";
+pub(crate) const JOB_ARN: &str =
     "arn:aws:sagemaker:us-east-1:123456789012:training-job/proj-train-0123456789ab";
 
-fn ctx() -> OpContext {
+pub(crate) fn ctx() -> OpContext {
     OpContext {
         project: "proj".into(),
         project_dir: std::env::temp_dir(),
@@ -109,6 +109,41 @@ fn alarms_deleted() -> Rule {
 
 /// [`aws`] with CloudWatch answering from `cw` rules.
 fn aws_with_cw(s3: &[&Rule], sm: &[&Rule], cw: &[&Rule], features: Features) -> Arc<Aws> {
+    aws_with_all(s3, sm, cw, &[&no_log_group()], features)
+}
+
+/// CloudWatch Logs without SageMaker's log group (no job wrote a log yet).
+pub(crate) fn no_log_group() -> Rule {
+    mock!(aws_sdk_cloudwatchlogs::Client::describe_log_streams)
+        .sequence()
+        .http_status(
+            400,
+            sm_error(
+                "ResourceNotFoundException",
+                "The specified log group does not exist.",
+            ),
+        )
+        .repeatedly()
+        .build()
+}
+
+/// [`aws`] with CloudWatch Logs answering from `logs` rules.
+pub(crate) fn aws_with_logs(
+    s3: &[&Rule],
+    sm: &[&Rule],
+    logs: &[&Rule],
+    features: Features,
+) -> Arc<Aws> {
+    aws_with_all(s3, sm, &[&no_alarms(), &alarms_deleted()], logs, features)
+}
+
+fn aws_with_all(
+    s3: &[&Rule],
+    sm: &[&Rule],
+    cw: &[&Rule],
+    logs: &[&Rule],
+    features: Features,
+) -> Arc<Aws> {
     let creds = aws_sdk_s3::config::Credentials::new("AKIDTEST", "secret", None, None, "test");
     let retry = aws_sdk_s3::config::retry::RetryConfig::standard()
         .with_max_attempts(3)
@@ -143,10 +178,25 @@ fn aws_with_cw(s3: &[&Rule], sm: &[&Rule], cw: &[&Rule], features: Features) -> 
         .http_client(create_mock_http_client())
         .interceptor(interceptor(cw))
         .build();
+    let logs_conf = aws_sdk_cloudwatchlogs::Config::builder()
+        .behavior_version(aws_sdk_cloudwatchlogs::config::BehaviorVersion::latest())
+        .region(aws_sdk_cloudwatchlogs::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "AKIDTEST", "secret", None, None, "test",
+        ))
+        .retry_config(
+            aws_sdk_cloudwatchlogs::config::retry::RetryConfig::standard()
+                .with_max_attempts(3)
+                .with_initial_backoff(Duration::from_millis(1)),
+        )
+        .http_client(create_mock_http_client())
+        .interceptor(interceptor(logs))
+        .build();
     Arc::new(Aws {
         s3: aws_sdk_s3::Client::from_conf(s3_conf),
         sm: aws_sdk_sagemaker::Client::from_conf(sm_conf),
         cw: aws_sdk_cloudwatch::Client::from_conf(cw_conf),
+        logs: aws_sdk_cloudwatchlogs::Client::from_conf(logs_conf),
         bucket: "bkt".into(),
         prefix: "p".into(),
         role_arn: ROLE.into(),
@@ -165,7 +215,7 @@ fn aws_with_cw(s3: &[&Rule], sm: &[&Rule], cw: &[&Rule], features: Features) -> 
 }
 
 /// An AWS JSON-protocol error body (what SageMaker sends).
-fn sm_error(code: &str, message: &str) -> Option<String> {
+pub(crate) fn sm_error(code: &str, message: &str) -> Option<String> {
     Some(serde_json::json!({"__type": code, "message": message}).to_string())
 }
 

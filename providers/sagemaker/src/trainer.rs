@@ -772,10 +772,15 @@ impl SageMakerTrainer {
                 JobState::Completed(result)
             }
             Some(TrainingJobStatus::Failed) => JobState::Failed {
-                reason: d
-                    .failure_reason()
-                    .unwrap_or("SageMaker gave no reason")
-                    .to_string(),
+                reason: format!(
+                    "{}{}",
+                    d.failure_reason().unwrap_or("SageMaker gave no reason"),
+                    crate::logs::failure_context(
+                        &self.aws,
+                        crate::logs::LogSource::TrainingJob(name)
+                    )
+                    .await
+                ),
             },
             Some(TrainingJobStatus::Stopped) => JobState::Failed {
                 reason: format!(
@@ -835,10 +840,11 @@ impl SageMakerTrainer {
             Some(HyperParameterTuningJobStatus::Completed) => {}
             Some(HyperParameterTuningJobStatus::Failed) => {
                 return Ok(JobState::Failed {
-                    reason: d
-                        .failure_reason()
-                        .unwrap_or("SageMaker gave no reason")
-                        .to_string(),
+                    reason: format!(
+                        "{}{}",
+                        d.failure_reason().unwrap_or("SageMaker gave no reason"),
+                        crate::runs::failed_trial_context(&self.aws, name).await
+                    ),
                 });
             }
             Some(HyperParameterTuningJobStatus::Stopped) => {
@@ -1041,21 +1047,22 @@ impl SageMakerTrainer {
     }
 
     async fn trials(&self, tuning_job: &str) -> Result<Vec<Trial>> {
-        let mut out = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .aws
-                .sm
-                .list_training_jobs_for_hyper_parameter_tuning_job()
-                .hyper_parameter_tuning_job_name(tuning_job)
-                .set_next_token(token)
-                .max_results(100)
-                .send()
-                .await
-                .map_err(|e| aws_err("ListTrainingJobsForHyperParameterTuningJob", e))?;
-            for s in page.training_job_summaries() {
-                out.push((
+        let summaries = self
+            .aws
+            .sm
+            .list_training_jobs_for_hyper_parameter_tuning_job()
+            .hyper_parameter_tuning_job_name(tuning_job)
+            .max_results(100)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| aws_err("ListTrainingJobsForHyperParameterTuningJob", e))?;
+        let mut out: Vec<(i64, Trial)> = summaries
+            .iter()
+            .map(|s| {
+                (
                     s.creation_time().map(|t| t.secs()).unwrap_or(0),
                     Trial {
                         number: 0,
@@ -1073,13 +1080,9 @@ impl SageMakerTrainer {
                             "failed".into()
                         },
                     },
-                ));
-            }
-            token = page.next_token().map(str::to_string);
-            if token.is_none() {
-                break;
-            }
-        }
+                )
+            })
+            .collect();
         out.sort_by_key(|(t, _)| *t);
         Ok(out
             .into_iter()
@@ -1117,6 +1120,8 @@ impl Trainer for SageMakerTrainer {
             script_mode: true,
             tuning_strategies: TuningStrategy::ALL.to_vec(),
             cancel: self.aws.features.stop_jobs,
+            runs: true,
+            logs: true,
             poll_interval: self.aws.settings.poll_interval,
             notes: self.aws.features.notes(),
             ..Capabilities::default()
@@ -1239,6 +1244,18 @@ impl Trainer for SageMakerTrainer {
             other => other,
         }
     }
+
+    async fn runs(
+        &self,
+        ctx: &OpContext,
+        resource: Option<&str>,
+    ) -> Result<Vec<mlctl_core::RunRecord>> {
+        crate::runs::list(&self.aws, &ctx.project, resource).await
+    }
+
+    async fn logs(&self, _ctx: &OpContext, job: &str) -> Result<String> {
+        crate::runs::job_log(&self.aws, job).await
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1247,12 +1264,7 @@ impl Trainer for SageMakerTrainer {
 /// Reads a finished job into mlctl's result.
 fn training_result(d: &DescribeTrainingJobOutput) -> TrainingResult {
     let no_hps = std::collections::HashMap::new();
-    let sm_hps = d.hyper_parameters().unwrap_or(&no_hps);
-    let reporter = if sm_hps.contains_key("sagemaker_program") {
-        Reporter::Script
-    } else {
-        Reporter::Builtin(sm_hps)
-    };
+    let reporter = Reporter::of(d.hyper_parameters().unwrap_or(&no_hps));
     let raw: Vec<(String, f64)> = d
         .final_metric_data_list()
         .iter()
@@ -1297,6 +1309,18 @@ pub(crate) enum Reporter<'a> {
     /// A built-in algorithm, with the hyperparameters SageMaker ran it with (SageMaker's
     /// names: `predictor_type`, `loss`, `f_beta`), which decide what some metrics measure.
     Builtin(&'a std::collections::HashMap<String, String>),
+}
+
+impl<'a> Reporter<'a> {
+    /// Who named the metrics of a job SageMaker ran with `hps`: a script (script mode's
+    /// `sagemaker_program`), else the built-in.
+    pub(crate) fn of(hps: &'a std::collections::HashMap<String, String>) -> Self {
+        if hps.contains_key("sagemaker_program") {
+            Reporter::Script
+        } else {
+            Reporter::Builtin(hps)
+        }
+    }
 }
 
 /// SageMaker's metric names (`validation:auc`) plus the names gates and objectives use,

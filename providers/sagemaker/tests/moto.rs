@@ -188,6 +188,9 @@ impl Trainer for MotoTrainer {
     ) -> Result<Vec<RunRecord>, ProviderError> {
         self.0.runs(ctx, resource).await
     }
+    async fn logs(&self, ctx: &OpContext, job: &str) -> Result<String, ProviderError> {
+        self.0.logs(ctx, job).await
+    }
 }
 
 /// What moto lets a test change behind mlctl's back: an endpoint's instance count, with the
@@ -1259,4 +1262,107 @@ async fn cloudwatch_client(url: &str) -> aws_sdk_cloudwatch::Client {
         .load()
         .await;
     aws_sdk_cloudwatch::Client::new(&sdk)
+}
+
+/// A CloudWatch Logs client on moto.
+async fn logs_client(url: &str) -> aws_sdk_cloudwatchlogs::Client {
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(REGION))
+        .endpoint_url(url)
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
+        .load()
+        .await;
+    aws_sdk_cloudwatchlogs::Client::new(&sdk)
+}
+
+/// A training job is a run found by its project tag, and its log is read from CloudWatch
+/// Logs on the same endpoint as SageMaker. moto's jobs write no log, so the test writes what
+/// a two-instance job's containers would: one stream per instance, more lines than one
+/// GetLogEvents page, so the reading pages to the end.
+#[tokio::test]
+async fn runs_are_training_jobs_and_their_logs_come_from_cloudwatch_logs() {
+    let Some(env) = env("runs_logs").await else {
+        return;
+    };
+    let (stack, fx) = (&env.stack, &env.fx);
+    let data = stack
+        .data
+        .register_dataset(&fx.ctx, &fx.dataset_request("iris", "logs"))
+        .await
+        .expect("register");
+    let job = stack
+        .trainer
+        .submit(&fx.ctx, &fx.training_request("logged", "logged", data))
+        .await
+        .expect("submit");
+    let runs = stack
+        .trainer
+        .runs(&fx.ctx, Some("logged"))
+        .await
+        .expect("runs");
+    assert_eq!(
+        runs.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        [job.name.as_str()],
+        "one run, named as the training job"
+    );
+    assert_eq!(runs[0].resource, "logged");
+    assert_eq!(runs[0].commit, fx.ctx.commit);
+
+    let before = stack.trainer.logs(&fx.ctx, &job.name).await.expect("logs");
+    assert!(
+        before.starts_with(&format!(
+            "[no log was found in CloudWatch Logs group /aws/sagemaker/TrainingJobs, streams {}/*",
+            job.name
+        )),
+        "{before}"
+    );
+
+    let logs = logs_client(&env.url).await;
+    let group = "/aws/sagemaker/TrainingJobs";
+    let _ = logs.create_log_group().log_group_name(group).send().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    for (instance, offset, count) in [("algo-1", 0, 10_050), ("algo-2", 1, 2)] {
+        let stream = format!("{}/{instance}-1700000000", job.name);
+        logs.create_log_stream()
+            .log_group_name(group)
+            .log_stream_name(&stream)
+            .send()
+            .await
+            .expect("create stream");
+        let events: Vec<_> = (0..count)
+            .map(|i| {
+                aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                    .timestamp(now + 2 * i + offset)
+                    .message(format!("{instance} line {i}"))
+                    .build()
+                    .expect("event")
+            })
+            .collect();
+        for chunk in events.chunks(5_000) {
+            logs.put_log_events()
+                .log_group_name(group)
+                .log_stream_name(&stream)
+                .set_log_events(Some(chunk.to_vec()))
+                .send()
+                .await
+                .expect("put events");
+        }
+    }
+    let log = stack.trainer.logs(&fx.ctx, &job.name).await.expect("logs");
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(
+        lines[0].starts_with("[... 52 earlier lines (")
+            && lines[0]
+                .contains("the whole log is in CloudWatch Logs group /aws/sagemaker/TrainingJobs"),
+        "10,052 lines, the last 10,000 shown: {}",
+        lines[0]
+    );
+    assert_eq!(lines.len(), 10_001);
+    assert_eq!(lines[10_000], "[algo-1] algo-1 line 10049");
+    // algo-2's two lines were written at times 1 and 3, among algo-1's first: cut with them,
+    // so the kept part starts at algo-1's line 50.
+    assert_eq!(lines[1], "[algo-1] algo-1 line 50");
 }

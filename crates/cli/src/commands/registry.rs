@@ -267,6 +267,16 @@ fn decide(
     Ok(0)
 }
 
+/// Lines of a run's log that `mlctl runs show` prints.
+const SHOW_LOG_LINES: usize = 20;
+
+/// The last `n` lines of `log`, and how many it has.
+fn log_tail(log: &str, n: usize) -> (Vec<&str>, usize) {
+    let lines: Vec<&str> = log.lines().collect();
+    let total = lines.len();
+    (lines[total.saturating_sub(n)..].to_vec(), total)
+}
+
 fn find_run<'a>(runs: &'a [RunRecord], id: &str) -> Result<&'a RunRecord> {
     let found: Vec<&RunRecord> = runs.iter().filter(|r| r.id.starts_with(id)).collect();
     match found.as_slice() {
@@ -284,6 +294,7 @@ pub fn runs(project: &Path, cmd: RunsCommand) -> Result<u8> {
     let target = match &cmd {
         RunsCommand::List { target, .. }
         | RunsCommand::Show { target, .. }
+        | RunsCommand::Logs { target, .. }
         | RunsCommand::Compare { target, .. } => target.clone(),
     };
     let s = session::open_target(project, &target)?;
@@ -379,6 +390,50 @@ pub fn runs(project: &Path, cmd: RunsCommand) -> Result<u8> {
             }
             for a in &r.artifacts {
                 println!("  artifact:     {a}");
+            }
+            if s.stack.trainer.capabilities().logs {
+                let id = &r.id[..r.id.len().min(12)];
+                match s.rt.block_on(s.stack.trainer.logs(&s.ctx, &r.job_name)) {
+                    Ok(log) => {
+                        let (shown, total) = log_tail(&log, SHOW_LOG_LINES);
+                        if total == 0 {
+                            println!("  log:          empty");
+                        } else if shown.len() < total {
+                            println!(
+                                "  log (last {} of {total} lines; `mlctl runs logs {id}` shows more):",
+                                shown.len()
+                            );
+                        } else {
+                            println!("  log:");
+                        }
+                        for l in shown {
+                            println!("    {l}");
+                        }
+                    }
+                    Err(e) => println!("  log:          could not be read: {e}"),
+                }
+            }
+            Ok(0)
+        }
+        RunsCommand::Logs { id, tail, .. } => {
+            let r = find_run(&runs, &id)?;
+            if !s.stack.trainer.capabilities().logs {
+                bail!(
+                    "the trainer of target `{}` ({}) keeps no logs; `mlctl runs show {id}` has the run's params and metrics",
+                    s.target_name,
+                    s.stack.provider
+                );
+            }
+            let log =
+                s.rt.block_on(s.stack.trainer.logs(&s.ctx, &r.job_name))
+                    .map_err(|e| anyhow!("{e}"))?;
+            match tail {
+                Some(n) => {
+                    for l in log_tail(&log, n).0 {
+                        println!("{l}");
+                    }
+                }
+                None => print!("{log}"),
             }
             Ok(0)
         }
