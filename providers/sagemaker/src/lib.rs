@@ -41,6 +41,7 @@ mod images;
 mod instances;
 mod monitor;
 mod names;
+mod preprocessing;
 mod registry;
 mod state;
 mod store;
@@ -48,6 +49,8 @@ mod support;
 mod trainer;
 mod tuning;
 
+#[cfg(test)]
+mod parity;
 #[cfg(test)]
 mod tests;
 
