@@ -2,8 +2,8 @@
 //! scores from what the local target serves and from what SageMaker would run.
 //!
 //! - Rust: `mlctl serve`'s request parser (`mlctl_serve::parse`) and the fitted
-//!   `Preprocessor` (as the local server encodes), and the training channel's writer
-//!   (`preprocessing::encoded_csv`, what SageMaker's built-in trains on).
+//!   `Preprocessor` (as the local server encodes), and the SageMaker trainer's channel
+//!   writer (`trainer::convert_for_builtin`, what SageMaker's built-in trains on).
 //! - Python: the preprocessing container's script (`mlctl_preprocess.py`), run with `python3`
 //!   on the same bodies, JSON and CSV, reading the stored preprocessor JSON.
 //!
@@ -11,7 +11,7 @@
 //! exactly what the local server scores. Bad requests get the same status and message.
 //! Needs `python3`: a failure under `CI=true` when missing, a visible skip otherwise.
 
-use crate::preprocessing::{SCRIPT, StoredPreprocessor, encoded_csv, push_encoded};
+use crate::preprocessing::{SCRIPT, StoredPreprocessor, push_encoded};
 use mlctl_ml::Table;
 use mlctl_ml::model::PortableModel;
 use mlctl_ml::preprocess::Preprocessor;
@@ -94,6 +94,22 @@ fn training_table() -> Table {
         ),
     ])
     .unwrap()
+}
+
+/// [`training_table`] as the CSV file a Dataset would be.
+fn training_csv() -> String {
+    let t = training_table();
+    let names = t.names().to_vec();
+    let mut out = names.join(",") + "\n";
+    for r in 0..t.n_rows() {
+        let cells: Vec<String> = names
+            .iter()
+            .map(|n| t.column(n).unwrap().string_at(r).unwrap_or_default())
+            .collect();
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    out
 }
 
 fn schema() -> DataSchema {
@@ -256,13 +272,27 @@ fn the_preprocessing_container_encodes_and_scores_as_the_local_server() {
             local.lines().next().unwrap(),
             format!("0,1,0,0,0,1,0,{fill},12.5")
         );
-        // The training channel's writer encodes the same rows the same way.
-        let table = {
-            let f = tempfile::Builder::new().suffix(".csv").tempfile().unwrap();
-            std::fs::write(f.path(), CSV_ROWS).unwrap();
-            mlctl_ml::table::read(f.path(), mlctl_spec::DataFormat::Csv).unwrap()
-        };
-        assert_eq!(encoded_csv(&pre, &table).unwrap(), local);
+        // The SageMaker trainer, given the training rows and these rows as the held-out part,
+        // fits the same preprocessor and writes these rows (after the label) the same way.
+        let held_out = CSV_ROWS
+            .lines()
+            .enumerate()
+            .map(|(i, l)| format!("{l},{}\n", if i == 0 { "churned" } else { "no" }))
+            .collect::<String>();
+        let channels = crate::trainer::convert_for_builtin(
+            &[training_csv().into_bytes(), held_out.into_bytes()],
+            Some("churned"),
+            Some(&schema()),
+            "seed",
+        )
+        .unwrap();
+        assert_eq!(channels.preprocessor, pre);
+        let validation: String = String::from_utf8(channels.validation)
+            .unwrap()
+            .lines()
+            .map(|l| format!("{}\n", l.split_once(',').unwrap().1))
+            .collect();
+        assert_eq!(validation, local);
         assert_eq!(
             local_encoded(
                 &pre,

@@ -19,7 +19,7 @@
 //! endpoint, one `InvokeEndpoint` and no image of our own to build and push; and the encoding
 //! stays exact because the script reads the very preprocessor the training channel was
 //! encoded with and writes numbers the way the channel's writer ([`csv_number`]) does. The
-//! parity test (`tests/parity.rs`) runs the script on fixed rows and compares it byte for byte
+//! parity test (`parity.rs`) runs the script on fixed rows and compares it byte for byte
 //! with the Rust encoding, and the model's scores on both.
 
 use crate::aws::Aws;
@@ -112,21 +112,6 @@ pub fn push_encoded(out: &mut String, values: &[f64]) {
         out.push_str(&csv_number(*v));
     }
     out.push('\n');
-}
-
-/// The encoded CSV of `table` (every row, no label, no header): what the algorithm container
-/// reads after the preprocessing container.
-pub fn encoded_csv(
-    pre: &Preprocessor,
-    table: &mlctl_ml::Table,
-) -> std::result::Result<String, mlctl_ml::preprocess::EncodeError> {
-    let m = pre.encode(table)?;
-    let d = pre.encoded_width().max(1);
-    let mut out = String::new();
-    for row in m.chunks(d) {
-        push_encoded(&mut out, row);
-    }
-    Ok(out)
 }
 
 /// The value of [`ENV_ENFORCE`] for an endpoint's `enforce` (`None`: the container cannot

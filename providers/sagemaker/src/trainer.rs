@@ -1279,15 +1279,15 @@ fn objective(spec: &TrainingJobSpec, builtin: Option<&Builtin>) -> Result<(Strin
 }
 
 /// CSV channels for a built-in algorithm.
-struct Converted {
-    train: Vec<u8>,
-    validation: Vec<u8>,
-    classes: Vec<String>,
-    feature_dim: usize,
-    train_rows: usize,
-    classification: bool,
+pub(crate) struct Converted {
+    pub(crate) train: Vec<u8>,
+    pub(crate) validation: Vec<u8>,
+    pub(crate) classes: Vec<String>,
+    pub(crate) feature_dim: usize,
+    pub(crate) train_rows: usize,
+    pub(crate) classification: bool,
     /// Fitted on the training rows; what the channels are encoded with.
-    preprocessor: mlctl_ml::preprocess::Preprocessor,
+    pub(crate) preprocessor: mlctl_ml::preprocess::Preprocessor,
 }
 
 /// Builds label-first, header-less CSV (SageMaker's built-in format) from the dataset's
@@ -1301,7 +1301,7 @@ struct Converted {
 /// those, a text column one-hot over the categories seen in training, and a missing number
 /// filled with the training mean. The encoded values are written by
 /// [`crate::preprocessing::csv_number`], as the preprocessing container writes them.
-fn convert_for_builtin(
+pub(crate) fn convert_for_builtin(
     parts: &[Vec<u8>],
     label: Option<&str>,
     schema: Option<&mlctl_spec::DataSchema>,
