@@ -1929,11 +1929,7 @@ mod tests {
             {"name": "plan", "type": "category", "categories": ["basic", "enterprise", "pro"]},
             {"name": "churned", "type": "category"},
         ]));
-        let c = channels(
-            train.replace("plan,churned", "plan,churned").as_str(),
-            held_out,
-            Some(&s),
-        );
+        let c = channels(train, held_out, Some(&s));
         assert_eq!(lines(&c.validation), vec!["0,0,1,0"]);
     }
 
