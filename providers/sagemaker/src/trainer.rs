@@ -10,8 +10,10 @@
 //!
 //! # Caveats
 //! Built-in algorithms read CSV with the label first and no header: the dataset is
-//! downloaded once, converted (categorical labels become class indices, sorted by name) and
-//! split 80/20 into `train` and `validation` channels, so SageMaker reports held-out metrics.
+//! downloaded once, converted (categorical labels become class indices, sorted by name; the
+//! features encoded by mlctl's preprocessing, fitted on the training part: see
+//! `preprocessing`) and split 80/20 into `train` and `validation` channels (or the dataset's
+//! own parts), so SageMaker reports held-out metrics.
 
 use crate::aws::{Aws, parse_s3_uri, sm_tags};
 use crate::builtins::{DataFacts, Shape, Translate};
