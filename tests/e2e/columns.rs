@@ -278,10 +278,11 @@ fn enforcing_a_signature_for_a_script_mode_model_is_refused_at_plan() {
 }
 
 /// On SageMaker, what its built-in algorithms and endpoints cannot do is refused at plan
-/// (here `validate --target`, which needs no credentials): sample weights, an int column
-/// taken as categorical, and an endpoint that enforces a signature.
+/// (here `validate --target`, which needs no credentials): sample weights and an endpoint
+/// that warns instead of enforcing. An int column taken as categorical is mlctl's own
+/// preprocessing there too, so it is not refused.
 #[test]
-fn sagemaker_refuses_weights_int_categories_and_enforcement_at_plan() {
+fn sagemaker_refuses_weights_and_warn_enforcement_at_plan() {
     let t = Loans::new();
     t.p.write(
         "mlctl.yaml",
@@ -304,11 +305,25 @@ fn sagemaker_refuses_weights_int_categories_and_enforcement_at_plan() {
     let out = format!("{}{}", run.stdout, run.stderr);
     for expected in [
         "mlctl does not pass sample weights to SageMaker's built-in algorithms",
-        "SageMaker's built-in algorithms take the int column `term_months` as a number",
         "signature enforcement `warn` is not available here",
     ] {
         assert!(out.contains(expected), "{expected:?} in\n{out}");
     }
+    assert!(!out.contains("term_months"), "{out}");
+    // Without the weight and with `enforce: strict`, the same project validates there.
+    t.p.replace(
+        "ml/loans.yaml",
+        "      - {name: w, type: float, min: 0, role: weight}\n",
+        "",
+    );
+    t.p.replace(
+        "ml/endpoint.yaml",
+        "  enforce: warn\n",
+        "  enforce: strict\n",
+    );
+    t.p.commit_all("no weights, strict");
+    t.p.mlctl(&["validate", "--target", "staging"])
+        .expect_code(0);
     // The local target honours all three.
     t.p.mlctl(&["validate", "--target", "local"]).expect_code(0);
 }

@@ -144,7 +144,8 @@ fn alarms(url: &str, prefix: &str) -> Vec<String> {
         .collect()
 }
 
-/// One request to moto (no signature is checked); returns the whole reply.
+/// One request to moto (no signature is checked); returns the whole reply (a binary body,
+/// such as a packed tar.gz, as lossy UTF-8: its ASCII runs are kept).
 pub(crate) fn moto_request(
     url: &str,
     service: &str,
@@ -167,9 +168,9 @@ pub(crate) fn moto_request(
     );
     let mut s = std::net::TcpStream::connect(&hostport).expect("moto answers");
     s.write_all(request.as_bytes()).expect("send");
-    let mut reply = String::new();
-    s.read_to_string(&mut reply).expect("read");
-    reply
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply).expect("read");
+    String::from_utf8_lossy(&reply).into_owned()
 }
 
 /// Writes an S3 object in moto (path style), creating its bucket.

@@ -2,7 +2,7 @@
 //! simulates what a real target would do, records it, and reflects it in its observed state;
 //! data is read and checked for real, so a dry run fails where an apply would.
 
-use mlctl_core::support::{FieldRules, Support};
+use mlctl_core::support::{FieldRules, Refusal, Support};
 use mlctl_spec::Kind;
 use std::sync::OnceLock;
 
@@ -41,4 +41,69 @@ fn build() -> FieldRules {
     .with_all("TrainingJob.spec", Support::Simulated)
     .with("Model.spec.description", Support::Simulated)
     .with_all("Endpoint.spec", Support::Simulated)
+    // As on local: a signature is enforced for built-in models only, so a dry run refuses
+    // what an apply on local (or SageMaker) would.
+    .with(
+        "Endpoint.spec.enforce",
+        Support::check(
+            "simulated for built-in models (the mock serves no requests); refused (but `off`) for models served by your own code, as on the local target",
+            |spec, r, node| {
+                (node.as_str() != Some("off") && mlctl_core::support::serves_user_code(spec, r))
+                    .then(|| {
+                        Refusal::new(
+                            "this endpoint serves the model with your own code (script mode or `serve`), which reads requests itself, so mlctl cannot check them against a signature",
+                            "set `enforce: off` and check inputs in your serving code, or serve a built-in model",
+                        )
+                    })
+            },
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mlctl_core::support::{TargetSupport, check};
+
+    /// The refusals of an endpoint with `enforce` in front of a job written as `job`.
+    fn refusals(job: &str, enforce: &str) -> Vec<String> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("mlctl.yaml"),
+            "apiVersion: mlctl/v1\nkind: Project\nmetadata: {name: p}\nspec:\n  manifests: [ml/]\n  defaultTarget: t\n  targets:\n    t: {provider: mock}\n",
+        )
+        .expect("write");
+        std::fs::create_dir_all(dir.path().join("ml")).expect("mkdir");
+        std::fs::create_dir_all(dir.path().join("data")).expect("mkdir");
+        std::fs::write(dir.path().join("data/d.csv"), "a,y\n1,x\n").expect("write");
+        std::fs::write(
+            dir.path().join("ml/all.yaml"),
+            format!(
+                "apiVersion: mlctl/v1\nkind: Dataset\nmetadata: {{name: d}}\nspec:\n  source: data/d.csv\n  target: y\n---\napiVersion: mlctl/v1\nkind: TrainingJob\nmetadata: {{name: t}}\nspec:\n  dataset: d\n{job}---\napiVersion: mlctl/v1\nkind: Model\nmetadata: {{name: m}}\nspec:\n  from: t\n---\napiVersion: mlctl/v1\nkind: Endpoint\nmetadata: {{name: e}}\nspec:\n  model: m\n  enforce: {enforce}\n"
+            ),
+        )
+        .expect("write");
+        let loaded = mlctl_spec::load(&mlctl_spec::DirFiles::new(dir.path()));
+        let spec = loaded.spec.expect("a valid spec");
+        let ts = TargetSupport::new(Kind::ALL.map(|k| (k, "mock".to_string(), field_rules())));
+        check(&spec, &ts)
+            .into_iter()
+            .map(|r| format!("{}: {}", r.field, r.refusal.why))
+            .collect()
+    }
+
+    #[test]
+    fn enforce_is_refused_for_user_code_as_on_local() {
+        let builtin = "  algorithm: logistic_regression\n";
+        let script = "  command: python train.py\n";
+        for e in ["strict", "warn", "off"] {
+            assert_eq!(refusals(builtin, e), Vec::<String>::new(), "{e}");
+        }
+        assert_eq!(refusals(script, "off"), Vec::<String>::new());
+        let got = refusals(script, "strict");
+        assert!(
+            got.len() == 1 && got[0].contains("mlctl cannot check them against a signature"),
+            "{got:#?}"
+        );
+    }
 }

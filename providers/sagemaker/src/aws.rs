@@ -369,7 +369,7 @@ pub(crate) const MAX_TAGS: usize = 50;
 pub(crate) fn own_tags(kind: mlctl_spec::Kind) -> usize {
     match kind {
         mlctl_spec::Kind::Dataset => 0,
-        mlctl_spec::Kind::Endpoint => 6,
+        mlctl_spec::Kind::Endpoint => 7,
         _ => 5,
     }
 }

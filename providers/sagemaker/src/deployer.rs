@@ -86,6 +86,46 @@ impl ConfigPlan {
     }
 }
 
+/// The endpoint tag that records its `enforce`.
+const ENFORCE_TAG: &str = "mlctl:enforce";
+
+fn enforce_name(e: mlctl_spec::Enforce) -> &'static str {
+    match e {
+        mlctl_spec::Enforce::Strict => "strict",
+        mlctl_spec::Enforce::Warn => "warn",
+        mlctl_spec::Enforce::Off => "off",
+    }
+}
+
+/// One container of a SageMaker model.
+#[derive(Debug, Clone, PartialEq)]
+struct Served {
+    image: String,
+    /// `s3://` model data; anything else is not sent.
+    artifact: String,
+    env: HashMap<String, String>,
+}
+
+impl Served {
+    /// Its environment as text, sorted: the same text for the same environment, as models
+    /// named before pipelines were (a model's name hashes image, artifact and this).
+    fn identity(&self) -> String {
+        let mut env: Vec<(&String, &String)> = self.env.iter().collect();
+        env.sort();
+        format!("{env:?}")
+    }
+
+    fn definition(self) -> ContainerDefinition {
+        let mut c = ContainerDefinition::builder()
+            .image(self.image)
+            .set_environment((!self.env.is_empty()).then_some(self.env));
+        if self.artifact.starts_with("s3://") {
+            c = c.model_data_url(self.artifact);
+        }
+        c.build()
+    }
+}
+
 /// The prefix of an endpoint's models and configs (leaves room for their suffixes).
 fn family(endpoint: &str) -> String {
     names::fit(endpoint, 41)
@@ -261,20 +301,18 @@ impl SageMakerDeployer {
         }
     }
 
-    /// The container a registry version is served with: image, artifact and environment of
-    /// its model package (the training image and artifact when the package is not found).
-    async fn container_of(
-        &self,
-        project: &str,
-        v: &ModelVersion,
-    ) -> Result<(String, String, HashMap<String, String>)> {
+    /// The containers a registry version is served with, in order: image, artifact and
+    /// environment of each of its model package's containers (mlctl's preprocessing, then
+    /// the algorithm, for a built-in; the training image and artifact when the package is
+    /// not found).
+    async fn containers_of(&self, project: &str, v: &ModelVersion) -> Result<Vec<Served>> {
         let group = names::resource(project, &v.model);
         let fallback = || {
-            (
-                crate::images::default_framework_image(&self.aws.region).unwrap_or_default(),
-                v.artifact_uri.clone(),
-                HashMap::new(),
-            )
+            vec![Served {
+                image: crate::images::default_framework_image(&self.aws.region).unwrap_or_default(),
+                artifact: v.artifact_uri.clone(),
+                env: HashMap::new(),
+            }]
         };
         let mut pages = self
             .aws
@@ -304,62 +342,113 @@ impl SageMakerDeployer {
                     .send()
                     .await
                     .map_err(|e| aws_err("DescribeModelPackage", e))?;
-                let Some(c) = d
+                let containers: Vec<Served> = d
                     .inference_specification()
-                    .and_then(|s| s.containers().first())
-                else {
-                    return Ok(fallback());
-                };
-                return Ok((
-                    c.image().unwrap_or_default().to_string(),
-                    c.model_data_url().unwrap_or(&v.artifact_uri).to_string(),
-                    c.environment().cloned().unwrap_or_default(),
-                ));
+                    .map(|s| s.containers())
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|c| Served {
+                        image: c.image().unwrap_or_default().to_string(),
+                        artifact: c.model_data_url().unwrap_or_default().to_string(),
+                        env: c.environment().cloned().unwrap_or_default(),
+                    })
+                    .collect();
+                return Ok(match containers.len() {
+                    0 => fallback(),
+                    1 => {
+                        // Written before pipelines: the version's artifact when it names none.
+                        let mut c = containers;
+                        if c[0].artifact.is_empty() {
+                            c[0].artifact = v.artifact_uri.clone();
+                        }
+                        c
+                    }
+                    _ => containers,
+                });
             }
         }
         Ok(fallback())
     }
 
-    /// Creates the SageMaker model of a version unless it exists; returns its name.
+    /// Creates the SageMaker model of a version unless it exists; returns its name. A
+    /// version with mlctl's preprocessing in front is an inference pipeline (`Containers`),
+    /// its preprocessing told the endpoint's `enforce`; any other is one `PrimaryContainer`.
+    ///
+    /// # Errors
+    /// `enforce` written other than `off` for a version that has no preprocessing container
+    /// (script mode, or a built-in registered before mlctl served its preprocessing):
+    /// nothing on SageMaker would check the signature. Unwritten, such a version is served
+    /// as its container reads requests, as the local target serves user code.
     async fn ensure_model(
         &self,
         ctx: &OpContext,
         endpoint: &str,
         v: &ModelVersion,
+        enforce: Option<mlctl_spec::Enforce>,
         tags: &[Tag],
     ) -> Result<String> {
-        let (image, artifact, env) = self.container_of(&ctx.project, v).await?;
-        let mut env_sorted: Vec<(&String, &String)> = env.iter().collect();
-        env_sorted.sort();
-        let env_text = format!("{env_sorted:?}");
+        let mut containers = self.containers_of(&ctx.project, v).await?;
+        let pipeline = containers
+            .iter()
+            .any(|c| c.env.contains_key(crate::preprocessing::ENV_PREPROCESSOR));
+        if pipeline {
+            let value = crate::preprocessing::enforce_value(enforce.unwrap_or_default())
+                .ok_or_else(|| {
+                provider_err(
+                    ErrorKind::NotSupported,
+                    "CreateModel",
+                    "`enforce: warn` cannot be honoured on SageMaker: the answer comes from the algorithm container, so no warning reaches the client; use `strict` or `off`",
+                )
+            })?;
+            for c in &mut containers {
+                if c.env.contains_key(crate::preprocessing::ENV_PREPROCESSOR) {
+                    c.env
+                        .insert(crate::preprocessing::ENV_ENFORCE.into(), value.into());
+                }
+            }
+        } else if enforce.is_some_and(|e| e != mlctl_spec::Enforce::Off) {
+            return Err(provider_err(
+                ErrorKind::NotSupported,
+                "CreateModel",
+                format!(
+                    "{} v{} is served by its own container alone, which knows no mlctl signature (a script-mode model, or a built-in registered before mlctl served its preprocessing): set `enforce: off` on the endpoint, or train the model again",
+                    v.model, v.version
+                ),
+            ));
+        }
+        let texts: Vec<String> = containers.iter().map(Served::identity).collect();
+        let mut parts: Vec<&str> = Vec::new();
+        for (c, text) in containers.iter().zip(&texts) {
+            parts.push(&c.image);
+            parts.push(&c.artifact);
+            parts.push(text);
+        }
         let name = format!(
             "{}-v{}-{}",
             family(endpoint),
             v.version,
-            names::hash(&[&image, &artifact, &env_text], 8)
+            names::hash(&parts, 8)
         );
         match self.aws.sm.describe_model().model_name(&name).send().await {
             Ok(_) => return Ok(name),
             Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(aws_err("DescribeModel", e)),
         }
-        let mut container = ContainerDefinition::builder()
-            .image(image)
-            .set_environment((!env.is_empty()).then_some(env));
-        if artifact.starts_with("s3://") {
-            container = container.model_data_url(artifact);
-        }
-        let res = self
+        let mut definitions: Vec<ContainerDefinition> =
+            containers.into_iter().map(Served::definition).collect();
+        let mut create = self
             .aws
             .sm
             .create_model()
             .model_name(&name)
             .execution_role_arn(&self.aws.role_arn)
-            .primary_container(container.build())
-            .set_tags(Some(tags.to_vec()))
-            .send()
-            .await;
-        match res {
+            .set_tags(Some(tags.to_vec()));
+        create = if definitions.len() == 1 {
+            create.primary_container(definitions.remove(0))
+        } else {
+            create.set_containers(Some(definitions))
+        };
+        match create.send().await {
             Ok(_) => Ok(name),
             Err(e) => {
                 let err = aws_err("CreateModel", e);
@@ -667,7 +756,18 @@ impl Deployer for SageMakerDeployer {
         }
         let endpoint = names::resource(&ctx.project, &req.name);
         let tags = Self::tags_for(&req.tags, &req.model.model, req.model.version);
-        let model = self.ensure_model(ctx, &endpoint, &req.model, &tags).await?;
+        let enforce = req.spec.enforce;
+        let model = self
+            .ensure_model(ctx, &endpoint, &req.model, enforce, &tags)
+            .await?;
+        // The endpoint remembers its `enforce`, which a rollback (no spec at hand) serves with.
+        let mut endpoint_tags = tags.clone();
+        endpoint_tags.push(
+            Tag::builder()
+                .key(ENFORCE_TAG)
+                .value(enforce.map_or("default", enforce_name))
+                .build(),
+        );
         let sm = req
             .spec
             .compute
@@ -727,14 +827,18 @@ impl Deployer for SageMakerDeployer {
         crate::alarms::apply(&self.aws, &endpoint, &plan.variant, &alarms, &alarm_tags).await?;
         let alarm_names: Vec<String> = alarms.into_iter().map(|a| a.name).collect();
         match self.describe(&endpoint).await? {
-            None => self.create_endpoint(&endpoint, &config, &tags).await?,
+            None => {
+                self.create_endpoint(&endpoint, &config, &endpoint_tags)
+                    .await?
+            }
             Some(d) => {
                 let status = d.endpoint_status().cloned();
                 let live = d.endpoint_config_name().unwrap_or_default().to_string();
                 if status == Some(SmStatus::Failed) {
                     // SageMaker cannot update a failed endpoint: replace it.
                     self.delete_and_wait(&endpoint).await?;
-                    self.create_endpoint(&endpoint, &config, &tags).await?;
+                    self.create_endpoint(&endpoint, &config, &endpoint_tags)
+                        .await?;
                 } else if live == config {
                     // Already applied. Put traffic and capacity back on the applied variant if
                     // they were moved by hand.
@@ -763,7 +867,7 @@ impl Deployer for SageMakerDeployer {
                     if let Some(arn) = d.endpoint_arn()
                         && self.aws.features.update_endpoint
                     {
-                        self.tag(arn, &tags).await?;
+                        self.tag(arn, &endpoint_tags).await?;
                     }
                 } else {
                     return Err(provider_err(
@@ -914,7 +1018,16 @@ impl Deployer for SageMakerDeployer {
                 labels,
             };
             let tags = Self::tags_for(&mlctl_tags, &to.model, to.version);
-            let model = self.ensure_model(ctx, &endpoint, to, &tags).await?;
+            // Endpoints deployed before the tag could only be `enforce: off` on SageMaker.
+            let enforce = match get(ENFORCE_TAG).as_str() {
+                "strict" => Some(mlctl_spec::Enforce::Strict),
+                "warn" => Some(mlctl_spec::Enforce::Warn),
+                "default" => None,
+                _ => Some(mlctl_spec::Enforce::Off),
+            };
+            let model = self
+                .ensure_model(ctx, &endpoint, to, enforce, &tags)
+                .await?;
             let plan = ConfigPlan {
                 variant: wanted,
                 model,

@@ -22,6 +22,8 @@
 //! | `.mlctl/lock/<project>.json` | the apply lock (conditional put) |
 //! | `.mlctl/datasets/<project>/<name>/<fingerprint>.json` | dataset versions, with the Dataset's tags |
 //! | `.mlctl/registry/<project>/<model>/...` | metrics files and stage history of model versions |
+//! | `.mlctl/training-data/<project>/<id>.json` | a built-in's converted channels (and its preprocessor) |
+//! | `.mlctl/preprocessors/<project>/<job>.json` | the preprocessor a built-in job's channels were encoded with |
 //! | `.mlctl/monitors/<project>/<name>.json` | monitor configurations |
 //! | `artifacts/<job>/...` | training output (SageMaker writes `model.tar.gz` there) |
 //! | `capture/<endpoint>/...` | endpoint data capture |
@@ -42,6 +44,7 @@ mod instances;
 mod logs;
 mod monitor;
 mod names;
+mod preprocessing;
 mod refit;
 mod registry;
 mod runs;
@@ -51,6 +54,8 @@ mod support;
 mod trainer;
 mod tuning;
 
+#[cfg(test)]
+mod parity;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -150,9 +150,11 @@ fn to_package(model: &str, d: &DescribeModelPackageOutput) -> Option<Package> {
         .iter()
         .filter_map(|(k, v)| Some((k.strip_prefix("lineage:")?.to_string(), v.clone())))
         .collect();
+    // The algorithm's container is the last one (an inference pipeline puts mlctl's
+    // preprocessing in front of it).
     let artifact_uri = d
         .inference_specification()
-        .and_then(|s| s.containers().first())
+        .and_then(|s| s.containers().last())
         .and_then(|c| c.model_data_url())
         .unwrap_or_default()
         .to_string();
@@ -553,7 +555,17 @@ impl Registry for SageMakerRegistry {
             self.dir(&ctx.project, &req.model),
             req.fingerprint
         );
-        let record = serde_json::json!({"metrics": req.training.metrics, "lineage": req.lineage, "fingerprint": req.fingerprint, "trainingJob": req.training.job_name});
+        // A built-in's channels were encoded by mlctl's preprocessing: serve it in front.
+        let preprocessor = self
+            .aws
+            .get_json::<crate::preprocessing::JobRecord>(&crate::preprocessing::record_key(
+                &self.aws,
+                &ctx.project,
+                &req.training.job_name,
+            ))
+            .await?
+            .map(|r| r.preprocessor);
+        let record = serde_json::json!({"metrics": req.training.metrics, "lineage": req.lineage, "fingerprint": req.fingerprint, "trainingJob": req.training.job_name, "preprocessor": preprocessor});
         self.aws.put_json(&metrics_key, &record).await?;
 
         let approval = ApprovalStatus::initial(req.approval);
@@ -573,6 +585,12 @@ impl Registry for SageMakerRegistry {
         for (k, v) in &req.lineage {
             metadata.insert(meta_key(&format!("lineage:{k}")), meta_value(v));
         }
+        if let Some(uri) = &preprocessor {
+            metadata.insert(
+                format!("lineage:{}", crate::preprocessing::LINEAGE_KEY),
+                meta_value(uri),
+            );
+        }
         for (k, v) in &req.training.metrics {
             if metadata.len() >= MAX_METADATA {
                 break;
@@ -587,7 +605,18 @@ impl Registry for SageMakerRegistry {
         if req.training.artifact_uri.starts_with("s3://") {
             container = container.model_data_url(&req.training.artifact_uri);
         }
-        let inference = InferenceSpecification::builder()
+        let mut inference = InferenceSpecification::builder();
+        if let Some(uri) = &preprocessor {
+            let pre = crate::preprocessing::container(&self.aws, uri).await?;
+            inference = inference.containers(
+                ModelPackageContainerDefinition::builder()
+                    .image(pre.image)
+                    .model_data_url(pre.model_data)
+                    .set_environment(Some(pre.environment))
+                    .build(),
+            );
+        }
+        let inference = inference
             .containers(container.build())
             .supported_content_types("text/csv")
             .supported_content_types("application/json")

@@ -447,31 +447,8 @@ fn build() -> FieldRules {
         )
         .with(
             "Dataset.spec.schema.columns[].categories",
-            Support::check(
-                "honoured for `type: category` columns (checked in the data); refused on `type: int` columns",
-                |_, r, node| {
-                    let ds = r.as_dataset()?;
-                    let col = ds.schema.as_ref()?.columns.iter().find(|c| {
-                        c.ty == mlctl_spec::ColumnType::Int
-                            && c.categories.is_some()
-                            && r.node
-                                .at(&["spec", "schema", "columns"])
-                                .and_then(|cols| cols.as_seq())
-                                .is_some_and(|cols| {
-                                    cols.iter().any(|n| {
-                                        n.get("name").and_then(Node::as_str) == Some(c.name.as_str())
-                                            && n.get("categories").is_some_and(|x| std::ptr::eq(x, node))
-                                    })
-                                })
-                    })?;
-                    Some(Refusal::new(
-                        format!(
-                            "SageMaker's built-in algorithms take the int column `{}` as a number, not as one of its categories",
-                            col.name
-                        ),
-                        "one-hot encode it in a transform before SageMaker trains on it, or train on a local target",
-                    ))
-                },
+            Support::honoured_as(
+                "honoured: checked in the data; for SageMaker's built-in algorithms mlctl's preprocessing one-hot encodes the column over exactly these categories (int columns too) in the training channels and in the endpoint's preprocessing container; script mode gets the values as they are",
             ),
         )
         .with_all("Dataset.spec.split", Support::Honoured)
@@ -677,10 +654,23 @@ fn build() -> FieldRules {
         )
         .with(
             "Endpoint.spec.enforce",
-            Support::one_of(
-                vec!["off"],
-                "signature enforcement",
-                "SageMaker endpoints serve the algorithm's container, which reads requests its own way and knows no mlctl signature: set `enforce: off` for this target, or serve the model on a local target".into(),
+            Support::check(
+                "honoured for built-in models, by mlctl's preprocessing container in front of the algorithm (an inference pipeline): `strict` answers 400 with mlctl's error body naming the row, column and value (SageMaker returns it as a ModelError carrying that status and body); `off` takes such a value as missing. `warn` refused: the answer comes from the algorithm container, so no warning header reaches the client. Refused (but `off`) for script-mode models, whose container reads requests itself",
+                |spec, r, node| {
+                    let v = node.as_str()?;
+                    if v != "off" && mlctl_core::support::serves_user_code(spec, r) {
+                        return Some(Refusal::new(
+                            "this endpoint serves a script-mode model, whose container reads requests itself, so mlctl cannot check them against a signature",
+                            "set `enforce: off` and check inputs in your inference code, or serve a built-in model",
+                        ));
+                    }
+                    (v == "warn").then(|| {
+                        Refusal::new(
+                            "signature enforcement `warn` is not available here: SageMaker answers with the algorithm container's response, so the preprocessing container's warning header never reaches the client",
+                            "use `enforce: strict` (a 400 naming the value) or `off` (the value taken as missing) for this target",
+                        )
+                    })
+                },
             ),
         )
         .with_all(
@@ -1064,10 +1054,43 @@ spec:
         expect(
             &labelled(&format!("{{{}}}", many.join(", "))),
             &[&[
-                "45 labels and mlctl's 6 tags make 51 tags",
-                "at most 44 labels",
+                "45 labels and mlctl's 7 tags make 52 tags",
+                "at most 43 labels",
             ]],
         );
+    }
+
+    #[test]
+    fn enforce_is_honoured_in_front_of_builtins_and_int_categories_are_encoded() {
+        let endpoint = |job_spec: &str, enforce: &str| {
+            format!(
+                "apiVersion: mlctl/v1\nkind: Endpoint\nmetadata:\n  name: e\nspec:\n  model: m\n  enforce: {enforce}\n---\n{}apiVersion: mlctl/v1\nkind: Model\nmetadata:\n  name: m\nspec:\n  from: t\n",
+                job(job_spec)
+            )
+        };
+        let builtin = "  algorithm: logistic_regression\n";
+        let script = "  command: python train.py\n  image: my/image:1\n";
+        expect(&endpoint(builtin, "strict"), &[]);
+        expect(&endpoint(builtin, "off"), &[]);
+        expect(
+            &endpoint(builtin, "warn"),
+            &[&[
+                "enforce:",
+                "`warn` is not available here",
+                "`enforce: strict`",
+            ]],
+        );
+        expect(
+            &endpoint(script, "strict"),
+            &[&["script-mode model", "set `enforce: off`"]],
+        );
+        expect(&endpoint(script, "off"), &[]);
+        // An int column with categories is one-hot by mlctl's preprocessing: not refused.
+        let got = refusals_in(
+            PROJECT,
+            "apiVersion: mlctl/v1\nkind: Dataset\nmetadata:\n  name: codes\nspec:\n  source: data/iris.csv\n  schema:\n    columns:\n      - {name: a, type: int, categories: [1, 2]}\n---\n",
+        );
+        assert!(got.is_empty(), "{got:#?}");
     }
 
     #[test]

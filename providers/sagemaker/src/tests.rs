@@ -214,6 +214,18 @@ fn aws_with_all(
     })
 }
 
+/// S3's answer for a key that does not exist, to every GetObject.
+fn no_such_key() -> Rule {
+    mock!(aws_sdk_s3::Client::get_object)
+        .sequence()
+        .http_status(
+            404,
+            Some("<Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message></Error>".into()),
+        )
+        .repeatedly()
+        .build()
+}
+
 /// An AWS JSON-protocol error body (what SageMaker sends).
 pub(crate) fn sm_error(code: &str, message: &str) -> Option<String> {
     Some(serde_json::json!({"__type": code, "message": message}).to_string())
@@ -1279,7 +1291,7 @@ async fn model_packages_are_created_tagged_with_lineage_and_fingerprint() {
         .repeatedly()
         .build();
     let registry = SageMakerRegistry::new(aws(
-        &[&put],
+        &[&put, &no_such_key()],
         &[&group, &list, &job, &create, &describe],
         Features::AWS,
     ));
@@ -1701,6 +1713,308 @@ async fn rollback_to_a_live_variant_moves_the_traffic_with_weights() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// One feature pipeline: mlctl's preprocessing in front of a built-in
+
+const PREPROCESSOR_URI: &str = "s3://bkt/p/objects/pre";
+
+/// A stored preprocessor: a text category and a number with missing values.
+fn stored_preprocessor() -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "format": "mlctl-preprocessor",
+        "formatVersion": 1,
+        "features": [
+            {"name": "plan", "type": "category", "categories": ["basic", "pro"], "nullable": false, "fill": 0.0, "storage": "category"},
+            {"name": "tenure", "type": "float", "nullable": true, "fill": 3.5, "storage": "float"},
+        ],
+    }))
+    .unwrap()
+}
+
+fn blob_uri(bytes: &[u8]) -> String {
+    format!("s3://bkt/p/objects/{}", blake3::hash(bytes).to_hex())
+}
+
+/// The registry finds the job's preprocessor and registers an inference pipeline: the
+/// scikit-learn image running mlctl's script (content-addressed, as packed code is) with the
+/// preprocessor as its model data, then the algorithm; the package's metadata names it.
+#[tokio::test]
+async fn a_builtin_is_registered_as_a_pipeline_behind_its_preprocessing() {
+    let group = mock!(Sm::describe_model_package_group)
+        .then_output(|| DescribeModelPackageGroupOutput::builder().build());
+    let list =
+        mock!(Sm::list_model_packages).then_output(|| ListModelPackagesOutput::builder().build());
+    let job = mock!(Sm::describe_training_job).then_output(completed_job);
+    let record = mock!(aws_sdk_s3::Client::get_object)
+        .match_requests(|r| r.key() == Some(&format!("p/.mlctl/preprocessors/proj/{JOB}.json")))
+        .then_output(|| {
+            let json = serde_json::json!({"formatVersion": 1, "preprocessor": PREPROCESSOR_URI});
+            GetObjectOutput::builder()
+                .body(ByteStream::from(json.to_string().into_bytes()))
+                .build()
+        });
+    let pre = mock!(aws_sdk_s3::Client::get_object)
+        .match_requests(|r| r.key() == Some("p/objects/pre"))
+        .then_output(|| {
+            GetObjectOutput::builder()
+                .body(ByteStream::from(stored_preprocessor()))
+                .build()
+        });
+    // Both packed blobs are new: HEAD says so, then they are put.
+    let head = mock!(aws_sdk_s3::Client::head_object)
+        .sequence()
+        .http_status(404, None)
+        .repeatedly()
+        .build();
+    let put = mock!(aws_sdk_s3::Client::put_object)
+        .sequence()
+        .output(|| PutObjectOutput::builder().build())
+        .repeatedly()
+        .build();
+    let model_tar =
+        crate::preprocessing::tar_gz(&[(crate::preprocessing::FILE, &stored_preprocessor())])
+            .unwrap();
+    let script_tar = crate::preprocessing::tar_gz(&[(
+        crate::preprocessing::SCRIPT_NAME,
+        crate::preprocessing::SCRIPT.as_bytes(),
+    )])
+    .unwrap();
+    let (model_uri, script_uri) = (blob_uri(&model_tar), blob_uri(&script_tar));
+    let create = mock!(Sm::create_model_package)
+        .match_requests(move |r| {
+            let containers = r
+                .inference_specification()
+                .map(|s| s.containers())
+                .unwrap_or_default();
+            let meta = r
+                .customer_metadata_properties()
+                .cloned()
+                .unwrap_or_default();
+            let Some((first, last)) = containers.first().zip(containers.last()) else {
+                return false;
+            };
+            let env = first.environment().cloned().unwrap_or_default();
+            containers.len() == 2
+                && first.image()
+                    == Some("683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3")
+                && first.model_data_url() == Some(model_uri.as_str())
+                && env.get("SAGEMAKER_PROGRAM").map(String::as_str) == Some("mlctl_preprocess.py")
+                && env.get("SAGEMAKER_SUBMIT_DIRECTORY") == Some(&script_uri)
+                && env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT").map(String::as_str)
+                    == Some("text/csv")
+                && env.get("MLCTL_PREPROCESSOR").map(String::as_str) == Some("preprocessor.json")
+                && last.image()
+                    == Some("382416733822.dkr.ecr.us-east-1.amazonaws.com/linear-learner:1")
+                && last.model_data_url() == Some("s3://bkt/p/artifacts/model.tar.gz")
+                && meta.get("lineage:preprocessor").map(String::as_str) == Some(PREPROCESSOR_URI)
+        })
+        .then_output(|| {
+            CreateModelPackageOutput::builder()
+                .model_package_arn("arn:pkg/proj-iris/1")
+                .build()
+        });
+    let describe = mock!(Sm::describe_model_package).then_output(|| {
+        DescribeModelPackageOutput::builder()
+            .model_package_arn("arn:pkg/proj-iris/1")
+            .model_package_version(1)
+            .model_approval_status(ModelApprovalStatus::PendingManualApproval)
+            .customer_metadata_properties("mlctl:registryFormat", "2")
+            .customer_metadata_properties("lineage:preprocessor", PREPROCESSOR_URI)
+            .inference_specification(pipeline())
+            .build()
+    });
+    let registry = SageMakerRegistry::new(aws(
+        &[&record, &pre, &head, &put],
+        &[&group, &list, &job, &create, &describe],
+        Features::AWS,
+    ));
+    let v = registry
+        .register(&ctx(), &register_request())
+        .await
+        .expect("register");
+    assert_eq!(
+        create.num_calls(),
+        1,
+        "CreateModelPackage with the pipeline"
+    );
+    // The version's artifact is the algorithm's (the last container's); `models show` finds
+    // the preprocessor.
+    assert_eq!(v.artifact_uri, "s3://bkt/p/artifacts/v2.tar.gz");
+    assert_eq!(
+        v.lineage.get("preprocessor").map(String::as_str),
+        Some(PREPROCESSOR_URI)
+    );
+    // The two packed blobs, the metrics file and the stage history entry.
+    assert_eq!(put.num_calls(), 4);
+}
+
+/// A package's inference pipeline: mlctl's preprocessing, then the algorithm.
+fn pipeline() -> InferenceSpecification {
+    InferenceSpecification::builder()
+        .containers(
+            ModelPackageContainerDefinition::builder()
+                .image("sklearn:1")
+                .model_data_url("s3://bkt/p/objects/premodel")
+                .environment("SAGEMAKER_PROGRAM", "mlctl_preprocess.py")
+                .environment("MLCTL_PREPROCESSOR", "preprocessor.json")
+                .build(),
+        )
+        .containers(
+            ModelPackageContainerDefinition::builder()
+                .image("linear-learner:1")
+                .model_data_url("s3://bkt/p/artifacts/v2.tar.gz")
+                .build(),
+        )
+        .build()
+}
+
+fn one_container() -> InferenceSpecification {
+    InferenceSpecification::builder()
+        .containers(
+            ModelPackageContainerDefinition::builder()
+                .image("script:1")
+                .model_data_url("s3://bkt/p/artifacts/v2.tar.gz")
+                .build(),
+        )
+        .build()
+}
+
+fn package_rules(spec: fn() -> InferenceSpecification) -> (Rule, Rule) {
+    let packages = mock!(Sm::list_model_packages)
+        .match_requests(|r| r.model_package_group_name() == Some("proj-iris"))
+        .then_output(|| {
+            ListModelPackagesOutput::builder()
+                .model_package_summary_list(
+                    ModelPackageSummary::builder()
+                        .model_package_version(2)
+                        .model_package_arn("arn:pkg/proj-iris/2")
+                        .build(),
+                )
+                .build()
+        });
+    let package = mock!(Sm::describe_model_package).then_output(move || {
+        DescribeModelPackageOutput::builder()
+            .inference_specification(spec())
+            .build()
+    });
+    (packages, package)
+}
+
+fn new_endpoint_request(enforce: Option<mlctl_spec::Enforce>) -> EndpointRequest {
+    let mut req = canary_request();
+    req.spec.strategy = None;
+    req.spec.capture = None;
+    req.spec.enforce = enforce;
+    req
+}
+
+/// A pipeline version becomes a SageMaker model with `Containers` in order, the
+/// preprocessing told the endpoint's `enforce` (strict when unwritten, as on local); the
+/// endpoint records it for rollbacks.
+#[tokio::test]
+async fn a_pipeline_version_is_deployed_with_containers_and_the_endpoints_enforce() {
+    for (enforce, want, tag) in [
+        (None, "strict", "default"),
+        (Some(mlctl_spec::Enforce::Strict), "strict", "strict"),
+        (Some(mlctl_spec::Enforce::Off), "off", "off"),
+    ] {
+        let (packages, package) = package_rules(pipeline);
+        let describe_model = mock!(Sm::describe_model)
+            .sequence()
+            .http_status(400, not_found("model"))
+            .build();
+        let create_model = mock!(Sm::create_model)
+            .match_requests(move |r| {
+                let c = r.containers();
+                let env = c
+                    .first()
+                    .and_then(|c| c.environment())
+                    .cloned()
+                    .unwrap_or_default();
+                r.primary_container().is_none()
+                    && c.len() == 2
+                    && c[0].image() == Some("sklearn:1")
+                    && c[0].model_data_url() == Some("s3://bkt/p/objects/premodel")
+                    && env.get("MLCTL_ENFORCE").map(String::as_str) == Some(want)
+                    && env.get("SAGEMAKER_PROGRAM").map(String::as_str)
+                        == Some("mlctl_preprocess.py")
+                    && c[1].image() == Some("linear-learner:1")
+                    && c[1].model_data_url() == Some("s3://bkt/p/artifacts/v2.tar.gz")
+                    && c[1].environment().is_none()
+                    && r.model_name()
+                        .is_some_and(|n| n.starts_with("proj-iris-v2-"))
+            })
+            .then_output(|| CreateModelOutput::builder().build());
+        let describe_config = mock!(Sm::describe_endpoint_config)
+            .sequence()
+            .http_status(400, not_found("endpoint configuration"))
+            .build();
+        let create_config = mock!(Sm::create_endpoint_config)
+            .then_output(|| CreateEndpointConfigOutput::builder().build());
+        let describe = mock!(Sm::describe_endpoint)
+            .sequence()
+            .http_status(400, not_found("endpoint"))
+            .build();
+        let create = mock!(Sm::create_endpoint)
+            .match_requests(move |r| {
+                r.tags()
+                    .iter()
+                    .any(|t| t.key() == Some("mlctl:enforce") && t.value() == Some(tag))
+            })
+            .then_output(|| {
+                aws_sdk_sagemaker::operation::create_endpoint::CreateEndpointOutput::builder()
+                    .build()
+            });
+        let deployer = SageMakerDeployer::new(aws(
+            &[],
+            &[
+                &packages,
+                &package,
+                &describe_model,
+                &create_model,
+                &describe_config,
+                &create_config,
+                &describe,
+                &create,
+            ],
+            Features::AWS,
+        ));
+        deployer
+            .deploy(&ctx(), &new_endpoint_request(enforce))
+            .await
+            .expect("deploy");
+        assert_eq!(create_model.num_calls(), 1, "{enforce:?}: CreateModel");
+        assert_eq!(create.num_calls(), 1, "{enforce:?}: CreateEndpoint");
+    }
+}
+
+/// What nothing on SageMaker would honour fails before any model is made: `warn` in front
+/// of a pipeline, and a written `strict` for a version served by its own container alone.
+#[tokio::test]
+async fn enforcement_nothing_would_honour_is_refused_before_create_model() {
+    for (spec, enforce, want) in [
+        (
+            pipeline as fn() -> InferenceSpecification,
+            mlctl_spec::Enforce::Warn,
+            "`enforce: warn` cannot be honoured",
+        ),
+        (
+            one_container,
+            mlctl_spec::Enforce::Strict,
+            "knows no mlctl signature",
+        ),
+    ] {
+        let (packages, package) = package_rules(spec);
+        let deployer = SageMakerDeployer::new(aws(&[], &[&packages, &package], Features::AWS));
+        let err = deployer
+            .deploy(&ctx(), &new_endpoint_request(Some(enforce)))
+            .await
+            .expect_err("refused");
+        assert_eq!(err.kind, ErrorKind::NotSupported);
+        assert!(err.message.contains(want), "{err}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // A tuned script's chosen candidate, trained again on train + test (crate::refit)
 
 const TUNING: &str = "proj-train-0123456789ab";
@@ -1838,8 +2152,9 @@ async fn a_tuned_script_trains_its_chosen_candidate_again_on_the_test_channel() 
             .set_training_job_summaries(Some(Vec::new()))
             .build()
     });
+    let missing = no_such_key();
     let trainer = SageMakerTrainer::new(aws(
-        &[&plan],
+        &[&plan, &missing],
         &[&tuning, &describe_final, &create, &trials],
         Features::AWS,
     ));

@@ -10,8 +10,10 @@
 //!
 //! # Caveats
 //! Built-in algorithms read CSV with the label first and no header: the dataset is
-//! downloaded once, converted (categorical labels become class indices, sorted by name) and
-//! split 80/20 into `train` and `validation` channels, so SageMaker reports held-out metrics.
+//! downloaded once, converted (categorical labels become class indices, sorted by name; the
+//! features encoded by mlctl's preprocessing, fitted on the training part: see
+//! `preprocessing`) and split 80/20 into `train` and `validation` channels (or the dataset's
+//! own parts), so SageMaker reports held-out metrics.
 
 use crate::aws::{Aws, parse_s3_uri, sm_tags};
 use crate::builtins::{DataFacts, Shape, Translate};
@@ -83,6 +85,10 @@ struct Prepared {
     train_rows: usize,
     /// Whether the label is a class (classification) rather than a number.
     classification: bool,
+    /// `s3://` URI of the fitted preprocessor the channels are encoded with
+    /// (`preprocessing::StoredPreprocessor`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    preprocessor: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -397,22 +403,19 @@ impl SageMakerTrainer {
             (Some(train), Some(held_out)) => vec![train.clone(), held_out.clone()],
             _ => vec![req.dataset.uri.clone()],
         };
-        // With a schema, only its `role: feature` columns are features (ids, ignored and
-        // undeclared columns are left out of the converted data).
-        let features: Option<Vec<String>> = req.schema.as_ref().map(|s| {
-            s.columns
-                .iter()
-                .filter(|c| c.role() == mlctl_spec::ColumnRole::Feature)
-                .filter(|c| Some(&c.name) != label.as_ref())
-                .map(|c| c.name.clone())
-                .collect()
-        });
-        let features_key = features
-            .as_ref()
-            .map(|f| format!("features:{}", f.join(",")));
+        // The encoding depends on the schema (roles, categories, types): it is part of the id.
+        // `features:v2`: channels encoded by mlctl's preprocessing (records made before it
+        // held raw numeric columns and are not reused).
+        let schema_key = format!(
+            "features:v2:{}",
+            req.schema
+                .as_ref()
+                .map(|s| serde_json::to_string(s).unwrap_or_default())
+                .unwrap_or_default()
+        );
         let mut id_parts: Vec<&str> = vec![kind, label.as_deref().unwrap_or("")];
         id_parts.extend(sources.iter().map(String::as_str));
-        id_parts.extend(features_key.as_deref());
+        id_parts.push(&schema_key);
         let id = names::hash(&id_parts, 32);
         let record = self
             .aws
@@ -439,8 +442,9 @@ impl SageMakerTrainer {
             parts.push(bytes);
         }
         let seed = req.dataset.digest.clone();
+        let schema = req.schema.clone();
         let converted = tokio::task::spawn_blocking(move || {
-            convert_for_builtin(&parts, label.as_deref(), features.as_deref(), &seed)
+            convert_for_builtin(&parts, label.as_deref(), schema.as_ref(), &seed)
         })
         .await
         .map_err(|e| provider_err(ErrorKind::Other, "convert dataset", e.to_string()))?
@@ -457,7 +461,13 @@ impl SageMakerTrainer {
         })?;
         let train = put_blob(&self.aws, converted.train, "text/csv").await?;
         let validation = put_blob(&self.aws, converted.validation, "text/csv").await?;
+        let stored = crate::preprocessing::StoredPreprocessor::of(&converted.preprocessor);
+        let preprocessor = put_blob(&self.aws, stored.to_json(), "application/json").await?;
         let prepared = Prepared {
+            preprocessor: Some(
+                self.aws
+                    .uri(&crate::data::blob_key(&self.aws, &preprocessor)),
+            ),
             train_uri: self.aws.uri(&crate::data::blob_key(&self.aws, &train)),
             validation_uri: self.aws.uri(&crate::data::blob_key(&self.aws, &validation)),
             classes: converted.classes,
@@ -556,6 +566,51 @@ impl SageMakerTrainer {
         Ok((trials, plan))
     }
 
+    /// Records the preprocessor a built-in job's channels were encoded with under the job's
+    /// name, where the registry looks for it (`preprocessing::JobRecord`).
+    async fn record_preprocessor(
+        &self,
+        ctx: &OpContext,
+        job: &str,
+        builtin: Option<&Builtin>,
+    ) -> Result<()> {
+        let Some(uri) = builtin.and_then(|b| b.data.preprocessor.clone()) else {
+            return Ok(());
+        };
+        let record = crate::preprocessing::JobRecord {
+            format_version: mlctl_core::state::FORMAT_VERSION,
+            preprocessor: uri,
+        };
+        self.aws
+            .put_json(
+                &crate::preprocessing::record_key(&self.aws, &ctx.project, job),
+                &record,
+            )
+            .await
+    }
+
+    /// A tuning job's best trial trained with what the tuning job did: its record is copied
+    /// under the trial's name, which is what the training result names.
+    async fn record_best_trial(&self, ctx: &OpContext, tuning: &str, best: &str) -> Result<()> {
+        if best.is_empty() || best == tuning {
+            return Ok(());
+        }
+        let from = crate::preprocessing::record_key(&self.aws, &ctx.project, tuning);
+        let Some(record) = self
+            .aws
+            .get_json::<crate::preprocessing::JobRecord>(&from)
+            .await?
+        else {
+            return Ok(());
+        };
+        self.aws
+            .put_json(
+                &crate::preprocessing::record_key(&self.aws, &ctx.project, best),
+                &record,
+            )
+            .await
+    }
+
     async fn submit_training(
         &self,
         ctx: &OpContext,
@@ -563,6 +618,8 @@ impl SageMakerTrainer {
         name: &str,
     ) -> Result<JobHandle> {
         let def = self.definition(ctx, req).await?;
+        self.record_preprocessor(ctx, name, def.builtin.as_ref())
+            .await?;
         let algorithm = AlgorithmSpecification::builder()
             .training_image(&def.image)
             .training_input_mode(TrainingInputMode::File)
@@ -639,6 +696,8 @@ impl SageMakerTrainer {
                 .put_json(&crate::refit::plan_key(&self.aws, name), &plan)
                 .await?;
         }
+        self.record_preprocessor(ctx, name, def.builtin.as_ref())
+            .await?;
         let script_mode = def.builtin.is_none();
         let (objective_metric, goal) = objective(&req.spec, def.builtin.as_ref())?;
         let mut ranges = ParameterRanges::builder();
@@ -1169,9 +1228,14 @@ impl Trainer for SageMakerTrainer {
         ))
     }
 
-    async fn poll(&self, _ctx: &OpContext, job: &JobHandle) -> Result<JobState> {
+    async fn poll(&self, ctx: &OpContext, job: &JobHandle) -> Result<JobState> {
         if is_tuning(job) {
-            self.poll_tuning(&job.name).await
+            let state = self.poll_tuning(&job.name).await?;
+            if let JobState::Completed(result) = &state {
+                self.record_best_trial(ctx, &job.name, &result.job_name)
+                    .await?;
+            }
+            Ok(state)
         } else {
             self.poll_training(&job.name).await
         }
@@ -1549,13 +1613,15 @@ fn objective(spec: &TrainingJobSpec, builtin: Option<&Builtin>) -> Result<(Strin
 }
 
 /// CSV channels for a built-in algorithm.
-struct Converted {
-    train: Vec<u8>,
-    validation: Vec<u8>,
-    classes: Vec<String>,
-    feature_dim: usize,
-    train_rows: usize,
-    classification: bool,
+pub(crate) struct Converted {
+    pub(crate) train: Vec<u8>,
+    pub(crate) validation: Vec<u8>,
+    pub(crate) classes: Vec<String>,
+    pub(crate) feature_dim: usize,
+    pub(crate) train_rows: usize,
+    pub(crate) classification: bool,
+    /// Fitted on the training rows; what the channels are encoded with.
+    pub(crate) preprocessor: mlctl_ml::preprocess::Preprocessor,
 }
 
 /// A table from a dataset file's bytes (CSV, or Parquet by its magic number).
@@ -1589,12 +1655,20 @@ fn csv_bytes(t: &mlctl_ml::Table) -> std::result::Result<Vec<u8>, String> {
 /// train and held-out parts; a single table is split 80/20 by a hash of each row's index and
 /// `seed` (deterministic: the same data gives the same split). Class labels are numbered by
 /// sorted name across all parts.
-fn convert_for_builtin(
+///
+/// The features are mlctl's own preprocessing, as the local trainer fits it
+/// (`Preprocessor::fit_schema` on the training rows only, with the Dataset's schema): only
+/// `role: feature` columns, a column with `categories` (text or int) one-hot over exactly
+/// those, a text column one-hot over the categories seen in training, and a missing number
+/// filled with the training mean. The encoded values are written by
+/// [`crate::preprocessing::csv_number`], as the preprocessing container writes them.
+pub(crate) fn convert_for_builtin(
     parts: &[Vec<u8>],
     label: Option<&str>,
-    only: Option<&[String]>,
+    schema: Option<&mlctl_spec::DataSchema>,
     seed: &str,
 ) -> std::result::Result<Converted, String> {
+    use mlctl_ml::preprocess::{EncodeError, Preprocessor};
     use mlctl_ml::table::{ColumnData, Table};
     let read = |bytes: &[u8]| -> std::result::Result<Table, String> {
         let parquet = bytes.starts_with(b"PAR1");
@@ -1647,78 +1721,86 @@ fn convert_for_builtin(
         classes.sort();
         classes.dedup();
     }
-    let mut non_numeric = Vec::new();
-    let features: Vec<String> = first
-        .columns()
-        .filter(|(name, _)| Some(*name) != label)
-        .filter(|(name, _)| only.is_none_or(|o| o.iter().any(|f| f == name)))
-        .filter_map(|(name, col)| match col {
-            ColumnData::Str(_) => {
-                non_numeric.push(name.to_string());
-                None
-            }
-            _ => Some(name.to_string()),
+    // Which rows of each part are held out: the later parts, or a seeded fifth of one table.
+    let held_out: Vec<Vec<bool>> = tables
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            (0..t.n_rows())
+                .map(|r| {
+                    if tables.len() > 1 {
+                        i > 0
+                    } else {
+                        u64::from_str_radix(&names::hash(&[seed, &r.to_string()], 8), 16)
+                            .unwrap_or(0)
+                            .is_multiple_of(5)
+                    }
+                })
+                .collect()
         })
         .collect();
-    if !non_numeric.is_empty() {
-        return Err(format!(
-            "SageMaker's built-in algorithms take numeric features; {} {} text. Encode {} in a transform, or use script mode",
-            non_numeric.join(", "),
-            if non_numeric.len() == 1 { "is" } else { "are" },
-            if non_numeric.len() == 1 { "it" } else { "them" }
-        ));
-    }
-    if features.is_empty() {
+    // Fitted on the training rows only, as the local trainer fits it (tiny tables whose
+    // training rows are all held out fit on the first row, which both channels then hold).
+    let train_idx: Vec<usize> = (0..first.n_rows()).filter(|&r| !held_out[0][r]).collect();
+    let fit_on = if train_idx.is_empty() {
+        first.take(&[0])
+    } else {
+        first.take(&train_idx)
+    };
+    let pre = Preprocessor::fit_schema(&fit_on, label, schema);
+    let width = pre.encoded_width();
+    if width == 0 {
         return Err("has no feature columns".into());
     }
-    let line = |t: &Table,
-                lab: &Option<ColumnData>,
-                r: usize|
-     -> std::result::Result<String, String> {
-        let mut cells: Vec<String> = Vec::with_capacity(features.len() + 1);
-        if let Some(col) = lab {
-            let y = if classification {
-                let text = col.string_at(r).unwrap_or_default();
-                classes.binary_search(&text).unwrap_or(0) as f64
-            } else {
-                col.f64_at(r)
-            };
-            cells.push(num(y));
-        }
-        for f in &features {
-            let col = t
-                .column(f)
-                .ok_or_else(|| format!("a split part lacks column `{f}`"))?;
-            let v = match col {
-                ColumnData::Bool(b) => b[r].map(|b| if b { 1.0 } else { 0.0 }).unwrap_or(f64::NAN),
-                other => other.f64_at(r),
-            };
-            cells.push(if v.is_nan() {
-                String::new()
-            } else {
-                format!("{v}")
-            });
-        }
-        Ok(cells.join(",") + "\n")
+    let explain = |part: usize, e: EncodeError| -> String {
+        let which = if tables.len() > 1 && part > 0 {
+            "the held-out part"
+        } else {
+            "the table"
+        };
+        let hint = match &e {
+            EncodeError::UnknownCategory { .. } => {
+                ". A held-out row has a category no training row has: declare the column's `categories` in the Dataset's schema"
+            }
+            EncodeError::Missing { .. } => {
+                ". A held-out row misses a value where no training row does: declare the column `nullable`, or fill it in the data"
+            }
+            _ => "",
+        };
+        format!("{which}: {e}{hint}")
     };
     let mut train = String::new();
     let mut validation = String::new();
     let mut train_rows = 0;
+    let mut encoded = vec![0.0; width];
     for (i, t) in tables.iter().enumerate() {
         let lab = label_col(t)?;
+        let raw = pre.raw_matrix(t).map_err(|e| explain(i, e))?;
+        let w = pre.features.len();
         for r in 0..t.n_rows() {
-            let held_out = if tables.len() > 1 {
-                i > 0
+            let mut line = String::new();
+            if let Some(col) = &lab {
+                let y = if classification {
+                    let text = col.string_at(r).unwrap_or_default();
+                    classes.binary_search(&text).unwrap_or(0) as f64
+                } else {
+                    col.f64_at(r)
+                };
+                if y.is_nan() {
+                    return Err(format!(
+                        "the label `{}` is missing in row {r}",
+                        label.unwrap_or_default()
+                    ));
+                }
+                line.push_str(&num(y));
+                line.push(',');
+            }
+            pre.encode_raw_row(&raw[r * w..(r + 1) * w], &mut encoded);
+            crate::preprocessing::push_encoded(&mut line, &encoded);
+            if held_out[i][r] {
+                validation.push_str(&line);
             } else {
-                u64::from_str_radix(&names::hash(&[seed, &r.to_string()], 8), 16)
-                    .unwrap_or(0)
-                    .is_multiple_of(5)
-            };
-            let text = line(t, &lab, r)?;
-            if held_out {
-                validation.push_str(&text);
-            } else {
-                train.push_str(&text);
+                train.push_str(&line);
                 train_rows += 1;
             }
         }
@@ -1743,9 +1825,10 @@ fn convert_for_builtin(
         train: train.into_bytes(),
         validation: validation.into_bytes(),
         classes,
-        feature_dim: features.len(),
+        feature_dim: width,
         train_rows,
         classification,
+        preprocessor: pre,
     })
 }
 
@@ -2157,22 +2240,131 @@ mod tests {
             c.train_rows,
             String::from_utf8(c.train).unwrap().lines().count()
         );
-        let err = convert_for_builtin(&[b"name,y\nx,1\nz,2\n".to_vec()], Some("y"), None, "s")
-            .err()
-            .unwrap();
+    }
+
+    fn schema(columns: serde_json::Value) -> mlctl_spec::DataSchema {
+        serde_json::from_value(serde_json::json!({ "columns": columns })).unwrap()
+    }
+
+    /// The train and held-out parts of a split dataset, as channel lines.
+    fn channels(train: &str, held_out: &str, s: Option<&mlctl_spec::DataSchema>) -> Converted {
+        convert_for_builtin(
+            &[train.as_bytes().to_vec(), held_out.as_bytes().to_vec()],
+            Some("churned"),
+            s,
+            "seed",
+        )
+        .unwrap()
+    }
+
+    fn lines(bytes: &[u8]) -> Vec<String> {
+        String::from_utf8(bytes.to_vec())
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn text_and_int_categories_are_one_hot_and_missing_numbers_the_training_mean() {
+        let train =
+            "id,plan,region,tenure,churned\nc1,basic,2,1,no\nc2,pro,1,,yes\nc3,basic,3,5,no\n";
+        let held_out = "id,plan,region,tenure,churned\nc4,pro,3,,yes\n";
+        let s = schema(serde_json::json!([
+            {"name": "id", "type": "string", "role": "id"},
+            {"name": "plan", "type": "category"},
+            {"name": "region", "type": "int", "categories": ["1", "2", "3", "4"]},
+            {"name": "tenure", "type": "float", "nullable": true},
+            {"name": "churned", "type": "category"},
+        ]));
+        let c = channels(train, held_out, Some(&s));
+        // plan (basic, pro) + region (1..4) + tenure: the id is not a feature.
+        assert_eq!(c.feature_dim, 2 + 4 + 1);
+        assert_eq!(c.classes, vec!["no", "yes"]);
+        assert_eq!(
+            c.preprocessor.encoded_names(),
+            vec![
+                "plan=basic",
+                "plan=pro",
+                "region=1",
+                "region=2",
+                "region=3",
+                "region=4",
+                "tenure"
+            ]
+        );
+        // Label (class index) first, then the encoded row; a missing tenure is the mean of
+        // the training rows' tenures (1 and 5), also in the held-out part.
+        assert_eq!(
+            lines(&c.train),
+            vec!["0,1,0,0,1,0,0,1", "1,0,1,1,0,0,0,3", "0,1,0,0,0,1,0,5"]
+        );
+        assert_eq!(lines(&c.validation), vec!["1,0,1,0,0,1,0,3"]);
+        assert_eq!(c.train_rows, 3);
+    }
+
+    #[test]
+    fn the_preprocessor_is_fitted_on_the_training_rows_only() {
+        // A single table: the held-out fifth is chosen by a seeded hash; whatever it is, the
+        // fill value is the mean of the rows that train, and the channels agree with it.
+        let mut csv = String::from("x,y\n");
+        for i in 0..20 {
+            csv.push_str(&format!("{},{}\n", i, i % 2));
+        }
+        let c = convert_for_builtin(&[csv.into_bytes()], Some("y"), None, "seed").unwrap();
+        let train: Vec<f64> = lines(&c.train)
+            .iter()
+            .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
+            .collect();
+        let mean = train.iter().sum::<f64>() / train.len() as f64;
+        assert!(train.len() < 20, "some rows are held out");
+        assert_eq!(c.preprocessor.features[0].fill, mean);
+    }
+
+    #[test]
+    fn held_out_rows_the_training_rows_cannot_encode_are_explained() {
+        let train = "plan,churned\nbasic,no\npro,yes\n";
+        let held_out = "plan,churned\nenterprise,no\n";
+        let err = convert_for_builtin(
+            &[train.as_bytes().to_vec(), held_out.as_bytes().to_vec()],
+            Some("churned"),
+            None,
+            "s",
+        )
+        .err()
+        .unwrap();
         assert!(
-            err.contains("numeric features") && err.contains("name"),
+            err.contains("held-out part")
+                && err.contains("\"enterprise\"")
+                && err.contains("declare the column's `categories`"),
             "{err}"
         );
-        // A text id column that is not a feature is left out instead of refused.
+        // Declared categories encode it (a category the training rows lack is all zeros
+        // in training, one-hot where it appears).
+        let s = schema(serde_json::json!([
+            {"name": "plan", "type": "category", "categories": ["basic", "enterprise", "pro"]},
+            {"name": "churned", "type": "category"},
+        ]));
+        let c = channels(train, held_out, Some(&s));
+        assert_eq!(lines(&c.validation), vec!["0,0,1,0"]);
+    }
+
+    #[test]
+    fn columns_that_are_not_features_are_left_out() {
+        let s = schema(serde_json::json!([
+            {"name": "name", "type": "string", "role": "id"},
+            {"name": "x", "type": "int"},
+            {"name": "y", "type": "int"},
+        ]));
         let c = convert_for_builtin(
-            &[b"name,x,y\nx,1,1\nz,2,2\n".to_vec()],
+            &[b"name,x,extra,y\nx,1,9,1\nz,2,9,2\n".to_vec()],
             Some("y"),
-            Some(&["x".to_string()]),
+            Some(&s),
             "s",
         )
         .unwrap();
         assert_eq!(c.feature_dim, 1);
+        assert_eq!(c.preprocessor.encoded_names(), vec!["x"]);
     }
 
     #[test]
@@ -2184,6 +2376,7 @@ mod tests {
             feature_dim: 4,
             train_rows: 120,
             classification: true,
+            preprocessor: None,
         };
         let user = BTreeMap::from([
             ("C".to_string(), serde_json::json!(1.0)),

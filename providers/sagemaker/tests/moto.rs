@@ -1366,3 +1366,186 @@ async fn runs_are_training_jobs_and_their_logs_come_from_cloudwatch_logs() {
     // so the kept part starts at algo-1's line 50.
     assert_eq!(lines[1], "[algo-1] algo-1 line 50");
 }
+
+/// One feature pipeline on moto: a dataset with a text category, an int category and
+/// missing numbers trains a built-in on channels encoded by mlctl's preprocessing (fitted on
+/// the training part), registers an inference pipeline, and deploys it as a SageMaker model
+/// with `Containers` (moto takes them), the preprocessing told the endpoint's `enforce`.
+#[tokio::test]
+async fn builtins_train_on_text_categories_and_serve_raw_columns_through_a_pipeline() {
+    let Some(env) = env("pipeline").await else {
+        return;
+    };
+    let (stack, fx) = (&env.stack, &env.fx);
+    let mut csv = String::from("customer,plan,region,tenure,churned\n");
+    for i in 0..60 {
+        let plan = ["basic", "pro", "team"][i % 3];
+        let region = [1, 2, 3][(i / 3) % 3];
+        let tenure = if i % 7 == 0 {
+            String::new()
+        } else {
+            format!("{}", i % 11)
+        };
+        let churned = if i % 3 == 0 { "yes" } else { "no" };
+        csv.push_str(&format!("c{i:03},{plan},{region},{tenure},{churned}\n"));
+    }
+    fx.write("data/churn.csv", &csv).expect("write");
+    let schema: mlctl_spec::DataSchema = serde_json::from_value(serde_json::json!({"columns": [
+        {"name": "customer", "type": "string", "role": "id"},
+        {"name": "plan", "type": "category"},
+        {"name": "region", "type": "int", "categories": ["1", "2", "3", "4"]},
+        {"name": "tenure", "type": "float", "nullable": true},
+        {"name": "churned", "type": "category", "categories": ["no", "yes"]},
+    ]}))
+    .expect("schema");
+    let mut dataset = fx.dataset_request("churn", "pipeline");
+    dataset.spec.source = Some("data/churn.csv".into());
+    dataset.spec.target = Some("churned".into());
+    dataset.spec.schema = Some(schema.clone());
+    if let Some(split) = &mut dataset.spec.split {
+        split.stratify = Some("churned".into());
+    }
+    let data = stack
+        .data
+        .register_dataset(&fx.ctx, &dataset)
+        .await
+        .expect("register the dataset");
+    let mut train = fx.training_request("churn-train", "pipeline", data);
+    train.target_column = Some("churned".into());
+    train.schema = Some(schema);
+    let job = stack.trainer.submit(&fx.ctx, &train).await.expect("submit");
+
+    // The train channel: label first, then plan (3) + region (4) + tenure, no id, no blanks.
+    let sm = sagemaker_client(&env.url).await;
+    let d = sm
+        .describe_training_job()
+        .training_job_name(&job.name)
+        .send()
+        .await
+        .expect("describe");
+    assert_eq!(
+        d.hyper_parameters()
+            .and_then(|h| h.get("feature_dim"))
+            .map(String::as_str),
+        Some("8")
+    );
+    let train_uri = d
+        .input_data_config()
+        .iter()
+        .find(|c| c.channel_name() == Some("train"))
+        .and_then(|c| c.data_source())
+        .and_then(|s| s.s3_data_source())
+        .and_then(|s| s.s3_uri())
+        .expect("train channel")
+        .to_string();
+    let digest = train_uri.rsplit('/').next().expect("digest").to_string();
+    let channel =
+        String::from_utf8(stack.data.get_blob(&digest).await.expect("channel")).expect("text");
+    assert!(!channel.is_empty());
+    for line in channel.lines() {
+        let cells: Vec<&str> = line.split(',').collect();
+        assert_eq!(cells.len(), 9, "{line}");
+        assert!(cells.iter().all(|c| c.parse::<f64>().is_ok()), "{line}");
+        // Exactly one plan and one region are hot.
+        let hot = |r: std::ops::Range<usize>| cells[r].iter().filter(|c| **c == "1").count();
+        assert_eq!((hot(1..4), hot(4..8)), (1, 1), "{line}");
+    }
+
+    let JobState::Completed(result) = stack.trainer.poll(&fx.ctx, &job).await.expect("poll") else {
+        panic!("moto completes jobs at once");
+    };
+    let register = mlctl_core::RegisterRequest {
+        model: "churn".into(),
+        training: result,
+        stage: mlctl_spec::Stage::Production,
+        approval: mlctl_spec::Approval::Auto,
+        description: None,
+        fingerprint: fx.fingerprint("pipeline-model"),
+        lineage: Default::default(),
+        tags: fx.tags("Model/churn", &fx.fingerprint("pipeline-model")),
+    };
+    let version = stack
+        .registry
+        .register(&fx.ctx, &register)
+        .await
+        .expect("register the model");
+    // The stored preprocessor is found from the version, and is what the channel encodes.
+    let pre_uri = version
+        .lineage
+        .get("preprocessor")
+        .expect("the version names its preprocessor")
+        .clone();
+    let pre_digest = pre_uri.rsplit('/').next().expect("digest").to_string();
+    let stored: serde_json::Value = serde_json::from_slice(
+        &stack
+            .data
+            .get_blob(&pre_digest)
+            .await
+            .expect("preprocessor"),
+    )
+    .expect("JSON");
+    assert_eq!(stored["format"], "mlctl-preprocessor");
+    let names: Vec<&str> = stored["features"]
+        .as_array()
+        .expect("features")
+        .iter()
+        .filter_map(|f| f["name"].as_str())
+        .collect();
+    assert_eq!(names, ["plan", "region", "tenure"]);
+
+    let mut deploy = fx.endpoint_request("churn", "pipeline", version);
+    deploy.spec.model = "churn".into();
+    deploy.spec.enforce = Some(mlctl_spec::Enforce::Strict);
+    stack
+        .deployer
+        .deploy(&fx.ctx, &deploy)
+        .await
+        .expect("deploy");
+    let models = sm.list_models().send().await.expect("list models");
+    let name = models
+        .models()
+        .iter()
+        .filter_map(|m| m.model_name())
+        .find(|n| n.contains("churn"))
+        .expect("the endpoint's model")
+        .to_string();
+    let m = sm
+        .describe_model()
+        .model_name(&name)
+        .send()
+        .await
+        .expect("describe model");
+    let containers = m.containers();
+    assert_eq!(containers.len(), 2, "{m:?}");
+    let env_of = |i: usize| containers[i].environment().cloned().unwrap_or_default();
+    assert_eq!(
+        env_of(0).get("MLCTL_ENFORCE").map(String::as_str),
+        Some("strict")
+    );
+    assert_eq!(
+        env_of(0).get("SAGEMAKER_PROGRAM").map(String::as_str),
+        Some("mlctl_preprocess.py")
+    );
+    assert!(
+        containers[0]
+            .image()
+            .is_some_and(|i| i.contains("sagemaker-scikit-learn"))
+    );
+    assert!(
+        containers[1]
+            .image()
+            .is_some_and(|i| i.ends_with("/linear-learner:1"))
+    );
+    // The packed script is the provider's, content-addressed.
+    let script_uri = env_of(0)
+        .get("SAGEMAKER_SUBMIT_DIRECTORY")
+        .expect("script location")
+        .clone();
+    let script_digest = script_uri.rsplit('/').next().expect("digest").to_string();
+    let packed = stack
+        .data
+        .get_blob(&script_digest)
+        .await
+        .expect("packed script");
+    assert_eq!(blake3::hash(&packed).to_hex().to_string(), script_digest);
+}
