@@ -1668,27 +1668,22 @@ pub(crate) fn convert_for_builtin(
     schema: Option<&mlctl_spec::DataSchema>,
     seed: &str,
 ) -> std::result::Result<Converted, String> {
-    use mlctl_ml::preprocess::{EncodeError, Preprocessor};
-    use mlctl_ml::table::{ColumnData, Table};
-    let read = |bytes: &[u8]| -> std::result::Result<Table, String> {
-        let parquet = bytes.starts_with(b"PAR1");
-        let mut tmp = tempfile::Builder::new()
-            .suffix(if parquet { ".parquet" } else { ".csv" })
-            .tempfile()
-            .map_err(|e| e.to_string())?;
-        tmp.write_all(bytes).map_err(|e| e.to_string())?;
-        tmp.flush().map_err(|e| e.to_string())?;
-        let format = if parquet {
-            mlctl_spec::DataFormat::Parquet
-        } else {
-            mlctl_spec::DataFormat::Csv
-        };
-        mlctl_ml::table::read(tmp.path(), format).map_err(|e| e.to_string())
-    };
     let tables = parts
         .iter()
-        .map(|p| read(p))
+        .map(|p| table_from_bytes(p))
         .collect::<std::result::Result<Vec<_>, _>>()?;
+    convert_tables(&tables, label, schema, seed)
+}
+
+/// [`convert_for_builtin`] on tables already read.
+pub(crate) fn convert_tables(
+    tables: &[mlctl_ml::Table],
+    label: Option<&str>,
+    schema: Option<&mlctl_spec::DataSchema>,
+    seed: &str,
+) -> std::result::Result<Converted, String> {
+    use mlctl_ml::preprocess::{EncodeError, Preprocessor};
+    use mlctl_ml::table::{ColumnData, Table};
     let Some(first) = tables.first() else {
         return Err("has no data".into());
     };
@@ -1713,7 +1708,7 @@ pub(crate) fn convert_for_builtin(
     );
     let mut classes: Vec<String> = Vec::new();
     if classification {
-        for t in &tables {
+        for t in tables {
             if let Some(col) = label_col(t)? {
                 classes.extend((0..col.len()).map(|r| col.string_at(r).unwrap_or_default()));
             }
