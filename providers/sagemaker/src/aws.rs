@@ -35,6 +35,11 @@ pub struct Features {
     /// `AddTags` / `DeleteTags` on a model package (moto answers 500). Off: a label changed
     /// in place is put on the package's group, not on the package.
     pub tag_model_packages: bool,
+    /// Processing jobs run their container (moto accepts CreateProcessingJob and reports the
+    /// job `Completed` at once, having run nothing). Off: mlctl runs a transform's job on
+    /// this machine, laid out as the container would be, and uploads its output to the
+    /// job's output prefix (`transform.rs`).
+    pub run_processing_jobs: bool,
 }
 
 impl Features {
@@ -47,6 +52,7 @@ impl Features {
         list_tuning_trials: true,
         create_bucket: false,
         tag_model_packages: true,
+        run_processing_jobs: true,
     };
 
     /// What moto 5.x implements.
@@ -58,6 +64,7 @@ impl Features {
         list_tuning_trials: false,
         create_bucket: true,
         tag_model_packages: false,
+        run_processing_jobs: false,
     };
 
     /// The features of the service a target names: its `emulator`'s, else real AWS.
@@ -104,6 +111,10 @@ impl Features {
         add(
             !self.tag_model_packages,
             "a label changed in place is put on a model's package group, not on its package versions (moto cannot tag them)",
+        );
+        add(
+            !self.run_processing_jobs,
+            "a transform's Processing job is created, but moto runs nothing: mlctl runs the job's command on this machine (the tools on its PATH, a scrubbed environment, the container's directory layout) and uploads its output to the job's output prefix",
         );
         out
     }
@@ -342,11 +353,12 @@ pub(crate) const MAX_TAGS: usize = 50;
 
 /// How many tags of its own mlctl puts on what a resource of `kind` creates (its four, plus
 /// `mlctl:dataset` on jobs, `mlctl:model` on packages, `mlctl:model` and `mlctl:version` on
-/// endpoints and their alarms, `mlctl:endpoint` on schedules); 0 for datasets, which are S3
-/// objects whose tags are recorded instead.
+/// endpoints and their alarms, `mlctl:endpoint` on schedules); a Dataset's four are on the
+/// Processing job of its transform (its versions are S3 objects whose tags are recorded
+/// instead).
 pub(crate) fn own_tags(kind: mlctl_spec::Kind) -> usize {
     match kind {
-        mlctl_spec::Kind::Dataset => 0,
+        mlctl_spec::Kind::Dataset => 4,
         mlctl_spec::Kind::Endpoint => 6,
         _ => 5,
     }

@@ -46,6 +46,7 @@ mod state;
 mod store;
 mod support;
 mod trainer;
+mod transform;
 mod tuning;
 
 #[cfg(test)]
