@@ -28,7 +28,10 @@ pub const STDERR_TAIL: usize = 20;
 /// [`DEFAULT_OUTPUT`]. `Err` is the message for a path that leaves the directory (absolute,
 /// `..`); `what` names the dataset (``dataset `x` ``).
 pub fn output_name(t: &Transform, what: &str) -> Result<String, String> {
-    let name = t.output.clone().unwrap_or_else(|| DEFAULT_OUTPUT.to_string());
+    let name = t
+        .output
+        .clone()
+        .unwrap_or_else(|| DEFAULT_OUTPUT.to_string());
     let path = Path::new(&name);
     if name.is_empty()
         || path.is_absolute()
@@ -245,7 +248,10 @@ mod tests {
         );
         for bad in ["/etc/x.csv", "../x.csv", "a/../../x", ""] {
             let e = output_name(&transform(Some(bad)), "dataset `d`").unwrap_err();
-            assert!(e.contains("dataset `d`") && e.contains("MLCTL_OUTPUT_DIR"), "{e}");
+            assert!(
+                e.contains("dataset `d`") && e.contains("MLCTL_OUTPUT_DIR"),
+                "{e}"
+            );
         }
     }
 
