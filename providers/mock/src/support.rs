@@ -1,6 +1,7 @@
 //! What the mock target does with the spec, field by field (see `mlctl_core::support`): it
 //! simulates what a real target would do, records it, and reflects it in its observed state;
-//! data is read and checked for real, so a dry run fails where an apply would.
+//! data is read and checked for real, and transforms run for real, so a dry run fails where
+//! an apply would.
 
 use mlctl_core::support::{FieldRules, Support};
 use mlctl_spec::Kind;
