@@ -420,7 +420,13 @@ mod tests {
         t.emulator = Some(mlctl_spec::Emulator::Moto);
         assert_eq!(Features::of(&t), Features::MOTO);
         let notes = Features::MOTO.notes();
-        for want in ["replaced", "canary", "alarms", "cancel does not stop"] {
+        for want in [
+            "replaced",
+            "canary",
+            "alarms",
+            "cancel does not stop",
+            "Processing job is created, but moto runs nothing",
+        ] {
             assert!(notes.iter().any(|n| n.contains(want)), "{want}: {notes:?}");
         }
     }

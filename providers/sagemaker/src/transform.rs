@@ -138,9 +138,9 @@ pub(crate) async fn run(
         };
         let job = match find(aws, &name).await? {
             Some(d) if failed(&d) => continue,
-            Some(_) => describe_job(aws, ctx, req, t, &name, &output, false).await?,
+            Some(_) => definition(aws, ctx, req, t, &name, &output, false).await?,
             None => {
-                let job = describe_job(aws, ctx, req, t, &name, &output, true).await?;
+                let job = definition(aws, ctx, req, t, &name, &output, true).await?;
                 create(aws, req, &job).await?;
                 job
             }
@@ -259,7 +259,7 @@ async fn wait(aws: &Aws, name: &str) -> Result<DescribeProcessingJobOutput> {
 /// The job's definition. With `upload`, the code archive and the inputs' named copies are
 /// put in the bucket (both content-addressed, so a re-run writes nothing new); without, the
 /// job exists and only its names are needed.
-async fn describe_job(
+async fn definition(
     aws: &Aws,
     ctx: &OpContext,
     req: &DatasetRequest,
