@@ -136,15 +136,21 @@ pub(crate) async fn run(
         } else {
             names::with_suffix(&base, &format!("r{attempt}"), names::MAX)
         };
-        let job = match find(aws, &name).await? {
-            Some(d) if failed(&d) => continue,
-            Some(_) => definition(aws, ctx, req, t, &name, &output, false).await?,
-            None => {
-                let job = definition(aws, ctx, req, t, &name, &output, true).await?;
-                create(aws, req, &job).await?;
-                job
+        let found = find(aws, &name).await?;
+        if found.as_ref().is_some_and(failed) {
+            continue;
+        }
+        let mut job = definition(aws, ctx, req, t, &name, &output).await?;
+        match found {
+            // The job writes where it was told when it was created (a target whose prefix
+            // in the bucket moved since still reads it there).
+            Some(d) => {
+                if let Some(uri) = output_uri(&d).filter(|u| key_of(aws, u).is_ok()) {
+                    job.output_uri = uri;
+                }
             }
-        };
+            None => create(aws, req, &job).await?,
+        }
         let done = wait(aws, &name).await?;
         if failed(&done) {
             return Err(provider_err(
@@ -256,9 +262,18 @@ async fn wait(aws: &Aws, name: &str) -> Result<DescribeProcessingJobOutput> {
     }
 }
 
-/// The job's definition. With `upload`, the code archive and the inputs' named copies are
-/// put in the bucket (both content-addressed, so a re-run writes nothing new); without, the
-/// job exists and only its names are needed.
+/// The S3 URI a job's output goes to, as SageMaker has it.
+fn output_uri(d: &DescribeProcessingJobOutput) -> Option<String> {
+    d.processing_output_config()?
+        .outputs()
+        .first()?
+        .s3_output()?
+        .s3_uri()
+        .map(|u| u.trim_end_matches('/').to_string())
+}
+
+/// The job's definition, with the code archive and the inputs' named copies put in the
+/// bucket (both content-addressed, so a re-run writes nothing new: a few HeadObjects).
 async fn definition(
     aws: &Aws,
     ctx: &OpContext,
@@ -266,7 +281,6 @@ async fn definition(
     t: &Transform,
     name: &str,
     output: &str,
-    upload: bool,
 ) -> Result<Job> {
     let op = "transform";
     let what = format!("dataset `{}`", req.name);
@@ -284,11 +298,7 @@ async fn definition(
         })?,
     };
     let packed = pack(ctx, t, &what)?;
-    let code = if upload {
-        put_blob(aws, packed, "application/gzip").await?
-    } else {
-        blake3::hash(&packed).to_hex().to_string()
-    };
+    let code = put_blob(aws, packed, "application/gzip").await?;
     let mut inputs = Vec::new();
     for input in &t.inputs {
         let Some(v) = req.inputs.get(input) else {
@@ -301,25 +311,23 @@ async fn definition(
         let format = format_of(aws, &v.uri).await?;
         let file = mlctl_core::transform::input_file(input, format);
         let prefix = aws.key(&format!("transform-inputs/{input}/{}/", v.digest));
-        if upload {
-            let dest = format!("{prefix}{file}");
-            if !aws.exists(&dest).await? {
-                let (bucket, key) = crate::aws::parse_s3_uri(&v.uri).ok_or_else(|| {
-                    provider_err(
-                        ErrorKind::Invalid,
-                        op,
-                        format!("{what}: input `{input}` is at `{}`, not on S3", v.uri),
-                    )
-                })?;
-                aws.s3
-                    .copy_object()
-                    .bucket(&aws.bucket)
-                    .key(&dest)
-                    .copy_source(format!("{bucket}/{key}"))
-                    .send()
-                    .await
-                    .map_err(|e| aws_err("CopyObject", e))?;
-            }
+        let dest = format!("{prefix}{file}");
+        if !aws.exists(&dest).await? {
+            let (bucket, key) = crate::aws::parse_s3_uri(&v.uri).ok_or_else(|| {
+                provider_err(
+                    ErrorKind::Invalid,
+                    op,
+                    format!("{what}: input `{input}` is at `{}`, not on S3", v.uri),
+                )
+            })?;
+            aws.s3
+                .copy_object()
+                .bucket(&aws.bucket)
+                .key(&dest)
+                .copy_source(format!("{bucket}/{key}"))
+                .send()
+                .await
+                .map_err(|e| aws_err("CopyObject", e))?;
         }
         inputs.push((input.clone(), aws.uri(&prefix), file));
     }
@@ -859,11 +867,30 @@ mod tests {
         let (_dir, ctx) = project();
         let [present, absent] = heads(|_| true);
         let sniff = sniffed();
+        // Created when the target's prefix in the bucket was `old`: it writes there.
+        let written_to = |s| {
+            let mut d = status(JOB, s);
+            d.processing_output_config = Some(
+                ProcessingOutputConfig::builder()
+                    .outputs(
+                        ProcessingOutput::builder()
+                            .output_name("output")
+                            .s3_output(
+                                ProcessingS3Output::builder()
+                                    .s3_uri(format!("s3://bkt/old/transforms/{JOB}/output"))
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .build(),
+            );
+            d
+        };
         let describe = mock!(Sm::describe_processing_job)
             .match_requests(|r| r.processing_job_name() == Some(JOB))
             .sequence()
-            .output(|| status(JOB, ProcessingJobStatus::InProgress))
-            .output(|| status(JOB, ProcessingJobStatus::Completed))
+            .output(move || written_to(ProcessingJobStatus::InProgress))
+            .output(move || written_to(ProcessingJobStatus::Completed))
             .build();
         let create = mock!(Sm::create_processing_job)
             .then_output(|| CreateProcessingJobOutput::builder().build());
@@ -875,7 +902,8 @@ mod tests {
         let uri = run(&aws, &ctx, &request(), &transform()).await.unwrap();
         assert_eq!(
             uri,
-            format!("s3://bkt/p/transforms/{JOB}/output/output.csv")
+            format!("s3://bkt/old/transforms/{JOB}/output/output.csv"),
+            "the output is read where the job writes it"
         );
         assert_eq!(
             create.num_calls(),
