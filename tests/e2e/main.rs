@@ -26,5 +26,6 @@ mod secrets_scan;
 mod serve;
 mod strays;
 mod support;
+mod transform;
 mod validate;
 mod watch;

@@ -277,3 +277,99 @@ pub async fn dataset_schema_violation_fails(stack: &Stack, fx: &Fixture) {
         "petal_colour",
     );
 }
+
+/// The transform the check runs: numbers the rows of its input (POSIX `awk`, so every
+/// machine and container has it), from a script in the project (`transform.code`).
+const NUMBER_ROWS: &str = "awk 'NR == 1 { print $0 \",row\"; next } { print $0 \",\" (NR - 1) }' \"$MLCTL_INPUT_IRIS\" > \"$MLCTL_OUTPUT\"\n";
+
+/// What [`NUMBER_ROWS`] makes of `csv`.
+fn numbered(csv: &str) -> String {
+    let mut out = String::new();
+    for (i, line) in csv.lines().enumerate() {
+        if i == 0 {
+            out.push_str(&format!("{line},row\n"));
+        } else {
+            out.push_str(&format!("{line},{i}\n"));
+        }
+    }
+    out
+}
+
+/// A Dataset `transform` runs its command on its inputs (`MLCTL_INPUT_<NAME>`, the code at
+/// its project path) and the derived version is exactly what the command wrote to
+/// `MLCTL_OUTPUT`: its digest, rows and columns, registered once per fingerprint. A command
+/// that fails makes a permanent error that carries what it said.
+pub async fn dataset_transform_is_its_commands_output(stack: &Stack, fx: &Fixture) {
+    let c = Check::new("dataset_transform_is_its_commands_output", stack);
+    let input = fx.dataset_request("iris", "transform-input");
+    let iris = call!(
+        c,
+        "registering the transform's input",
+        stack.data.register_dataset(&fx.ctx, &input).await
+    );
+    let script = fx.dir().join("transforms/number.sh");
+    if let Err(e) = std::fs::create_dir_all(fx.dir().join("transforms"))
+        .and_then(|()| std::fs::write(&script, NUMBER_ROWS))
+    {
+        c.fail(format!("writing {}: {e}", script.display()));
+    }
+    let name = fx.unique("derived");
+    let mut req = fx.dataset_request(&name, "transform");
+    req.spec.source = None;
+    req.spec.schema = None;
+    req.spec.split = None;
+    req.spec.transform = Some(mlctl_spec::Transform {
+        command: "sh transforms/number.sh".into(),
+        inputs: vec!["iris".into()],
+        code: Some("transforms/number.sh".into()),
+        output: Some("numbered.csv".into()),
+        image: None,
+    });
+    req.inputs.insert("iris".into(), iris);
+    let want =
+        numbered(&std::fs::read_to_string(fx.dir().join("data/iris.csv")).unwrap_or_default());
+    let v = call!(
+        c,
+        "registering a transform's output",
+        stack.data.register_dataset(&fx.ctx, &req).await
+    );
+    c.ensure(
+        v.digest == blake3::hash(want.as_bytes()).to_hex().as_str(),
+        format!(
+            "the derived version must be the command's output (digest {}), got digest {}",
+            blake3::hash(want.as_bytes()).to_hex(),
+            v.digest
+        ),
+    );
+    c.ensure(
+        v.rows == 150 && v.columns.last().map(String::as_str) == Some("row"),
+        format!(
+            "the derived table has iris's 150 rows and a `row` column, the version says {} rows, columns {:?}",
+            v.rows, v.columns
+        ),
+    );
+    let again = call!(
+        c,
+        "registering the same transform again",
+        stack.data.register_dataset(&fx.ctx, &req).await
+    );
+    c.ensure(
+        again == v,
+        "the same fingerprint must return the same version",
+    );
+
+    let mut failing = req.clone();
+    failing.name = fx.unique("derived-failing");
+    failing.fingerprint = fx.fingerprint("transform-failing");
+    if let Some(t) = failing.spec.transform.as_mut() {
+        t.command = "echo 'no column petal_colour' >&2; exit 3".into();
+        t.code = None;
+    }
+    let r = attempt!(stack.data.register_dataset(&fx.ctx, &failing).await);
+    expect_permanent_failure(
+        &c,
+        r,
+        "a transform whose command fails",
+        "no column petal_colour",
+    );
+}

@@ -43,7 +43,7 @@ mod trainer;
 
 pub use data::{
     dataset_missing_source_fails, dataset_register_idempotent, dataset_schema_violation_fails,
-    datastore_blobs,
+    dataset_transform_is_its_commands_output, datastore_blobs,
 };
 pub use deployer::{
     canary_without_traffic_rolls_back, deployer_failure_reports_reason, deployer_lifecycle,
@@ -93,6 +93,7 @@ macro_rules! __with_checks {
             plain dataset_register_idempotent,
             plain dataset_missing_source_fails,
             plain dataset_schema_violation_fails,
+            plain dataset_transform_is_its_commands_output,
             plain trainer_submit_is_idempotent,
             hooked trainer_failure_reports_reason,
             plain trainer_cancel,

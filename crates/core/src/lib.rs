@@ -21,6 +21,7 @@ mod reconcile;
 pub mod secrets;
 pub mod state;
 pub mod support;
+pub mod transform;
 
 pub use components::*;
 pub use error::{ErrorKind, ProviderError};

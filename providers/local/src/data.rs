@@ -7,7 +7,7 @@
 //! version already registered with the same fingerprint is returned without reading anything.
 
 use crate::db::{Db, json};
-use crate::fsutil::{extension, io_at, safe_component, sniff_format};
+use crate::fsutil::{io_at, safe_component, sniff_format};
 use crate::objects::Objects;
 use crate::process::{self, Shell};
 use crate::{PROVIDER, blocking, now};
@@ -265,21 +265,8 @@ impl LocalDataStore {
         if let Some(code) = &t.code {
             crate::fsutil::resolve_in_project(&ctx.project_dir, code, &what, "transform.code")?;
         }
-        let output_name = t.output.clone().unwrap_or_else(|| "output.csv".to_string());
-        let output_path = Path::new(&output_name);
-        if output_path.is_absolute()
-            || output_path
-                .components()
-                .any(|c| !matches!(c, std::path::Component::Normal(_)))
-        {
-            return Err(err(
-                ErrorKind::Invalid,
-                op,
-                format!(
-                    "{what}: `transform.output` {output_name} must be a relative path inside the transform's output directory ($MLCTL_OUTPUT_DIR), without `..` (write e.g. `output: features.csv`)"
-                ),
-            ));
-        }
+        let output_name = mlctl_core::transform::output_name(t, &what)
+            .map_err(|m| err(ErrorKind::Invalid, op, m))?;
         let short = &req.fingerprint[..req.fingerprint.len().min(12)];
         let work = self.state_dir.join("work").join(&req.name).join(short);
         let inputs_dir = work.join("inputs");
@@ -288,7 +275,7 @@ impl LocalDataStore {
         for d in [&inputs_dir, &out_dir] {
             std::fs::create_dir_all(d).map_err(|e| io_at("create transform directory", d, e))?;
         }
-        let mut env = Vec::new();
+        let mut inputs = Vec::new();
         for name in &t.inputs {
             let Some(input) = req.inputs.get(name) else {
                 return Err(err(
@@ -301,26 +288,23 @@ impl LocalDataStore {
                 ));
             };
             let src = PathBuf::from(&input.uri);
-            let file = inputs_dir.join(format!("{name}.{}", extension(sniff_format(&src))));
+            let file = inputs_dir.join(mlctl_core::transform::input_file(name, sniff_format(&src)));
             // A copy, not a link: a command that writes to its input must not corrupt the store.
             std::fs::copy(&src, &file)
                 .map_err(|e| io_at("materialise transform input", &src, e))?;
-            env.push((
-                format!("MLCTL_INPUT_{}", env_name(name)),
-                file.to_string_lossy().into_owned(),
-            ));
+            inputs.push((name.clone(), file.to_string_lossy().into_owned()));
         }
         let output = out_dir.join(&output_name);
         if let Some(parent) = output.parent() {
             std::fs::create_dir_all(parent)
                 .map_err(|e| io_at("create transform directory", parent, e))?;
         }
-        env.push(("MLCTL_OUTPUT".into(), output.to_string_lossy().into_owned()));
-        env.push((
-            "MLCTL_OUTPUT_DIR".into(),
-            out_dir.to_string_lossy().into_owned(),
-        ));
-        env.push(("MLCTL_DATASET".into(), req.name.clone()));
+        let env = mlctl_core::transform::variables(
+            &req.name,
+            &inputs,
+            &out_dir.to_string_lossy(),
+            &output_name,
+        );
         let shell = Shell {
             command: t.command.clone(),
             cwd: ctx.project_dir.clone(),
@@ -381,18 +365,7 @@ impl LocalDataStore {
     }
 }
 
-/// `my-data` -> `MY_DATA`, for environment variable names.
-pub(crate) fn env_name(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
+pub(crate) use mlctl_core::transform::env_name;
 
 /// `url` without the user and password it may carry, for messages (never stored or printed).
 pub(crate) fn shown(url: &str) -> String {

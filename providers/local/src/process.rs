@@ -46,45 +46,7 @@ pub(crate) struct Shell {
     pub recorded: Option<(PathBuf, String)>,
 }
 
-/// Variables a command inherits from mlctl's environment, by name; `LC_*` too. Everything
-/// else (AWS_*, AZURE_*, tokens, `${env:...}` secrets of the spec) stays out.
-pub(crate) const INHERITED: &[&str] = &[
-    "PATH",
-    "HOME",
-    "USER",
-    "LOGNAME",
-    "SHELL",
-    "LANG",
-    "LANGUAGE",
-    "TZ",
-    "TMPDIR",
-    "TMP",
-    "TEMP",
-    "TERM",
-    "PYTHONPATH",
-    "PYTHONHOME",
-    "VIRTUAL_ENV",
-    "CONDA_PREFIX",
-    "CONDA_DEFAULT_ENV",
-    "LD_LIBRARY_PATH",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "REQUESTS_CA_BUNDLE",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "NO_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "no_proxy",
-];
-
-/// The part of this process's environment a child command inherits ([`INHERITED`] and
-/// `LC_*`).
-pub(crate) fn child_env() -> Vec<(String, String)> {
-    std::env::vars()
-        .filter(|(k, _)| INHERITED.contains(&k.as_str()) || k.starts_with("LC_"))
-        .collect()
-}
+pub(crate) use mlctl_core::transform::child_env;
 
 /// How a command ended.
 #[derive(Debug, Clone)]

@@ -98,6 +98,12 @@ fn build() -> FieldRules {
                 "relative to the transform's output directory; an absolute path, `..` or a link out of it is refused at apply",
             ),
         )
+        .with(
+            "Dataset.spec.transform.image",
+            Support::not_applicable(
+                "the local target runs the command on this machine, with the tools on its PATH; `image` is for cloud targets",
+            ),
+        )
         .with_all("Dataset.spec.transform", Support::Honoured)
         // Training
         .with("TrainingJob.spec.algorithm", Support::Honoured)

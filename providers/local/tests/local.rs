@@ -308,6 +308,7 @@ async fn transforms_get_their_inputs_and_failures_show_stderr() {
             inputs: vec!["raw-data".into()],
             code: None,
             output: None,
+            image: None,
         }),
         limits: None,
     };

@@ -77,8 +77,14 @@ fn dataset_path(name: &str) -> String {
 }
 
 impl Mock {
-    /// Reads the dataset's content and describes the version it makes.
-    fn read_dataset(&self, ctx: &OpContext, req: &DatasetRequest) -> Result<DatasetVersion> {
+    /// Reads the dataset's content and describes the version it makes; `ran` is the output
+    /// of its transform when the mock ran it ([`Mock::run_transform`]).
+    fn read_dataset(
+        &self,
+        ctx: &OpContext,
+        req: &DatasetRequest,
+        ran: Option<Ran>,
+    ) -> Result<DatasetVersion> {
         let op = "register_dataset";
         let spec = &req.spec;
         let declared: Vec<String> = spec
@@ -87,9 +93,15 @@ impl Mock {
             .map(|s| s.columns.iter().map(|c| c.name.clone()).collect())
             .unwrap_or_default();
         let mut profile_uri = None;
-        let (digest, uri, rows, columns) = match (&spec.transform, &spec.source) {
-            (Some(t), _) => {
-                // The mock does not run commands: the derived table is named by what went in.
+        let (digest, uri, rows, columns) = match (&spec.transform, &spec.source, ran) {
+            (Some(_), _, Some(ran)) => {
+                let c = self.check_table(req, &ran.bytes, ran.format, &ran.shown)?;
+                profile_uri = Some(c.profile_uri);
+                (c.digest.clone(), blob_uri(&c.digest), c.rows, c.columns)
+            }
+            (Some(t), _, None) => {
+                // Nothing to run (an input is remote data the mock records but never
+                // fetches): the derived table is named by what went in.
                 let mut h = blake3::Hasher::new();
                 h.update(b"mlctl-mock-transform-v1\n");
                 h.update(t.command.as_bytes());
@@ -110,7 +122,7 @@ impl Mock {
                     columns,
                 )
             }
-            (None, Some(src)) if src.contains("://") => {
+            (None, Some(src), _) if src.contains("://") => {
                 // Remote data is recorded, not downloaded.
                 let digest = spec
                     .digest
@@ -118,7 +130,7 @@ impl Mock {
                     .unwrap_or_else(|| blake3::hash(src.as_bytes()).to_hex().to_string());
                 (digest, src.clone(), 0, declared.clone())
             }
-            (None, Some(src)) => {
+            (None, Some(src), _) => {
                 let path = ctx.project_dir.join(src);
                 let limits = mlctl_ml::table::ReadLimits::of(spec.limits.as_ref());
                 if let Ok(meta) = std::fs::metadata(&path) {
@@ -153,49 +165,11 @@ impl Mock {
                 } else {
                     DataFormat::Csv
                 });
-                // The data is read and checked as every target checks it, so a dry run on the
-                // mock fails where a real apply would.
-                let table = mlctl_ml::table::read_bytes_limited(&bytes, format, src, limits)
-                    .map_err(|e| {
-                        err(
-                            ErrorKind::Invalid,
-                            op,
-                            format!("dataset `{}`: {e}", req.name),
-                        )
-                    })?;
-                if let Some(schema) = &spec.schema {
-                    let report =
-                        mlctl_ml::validate::validate(&table, schema).in_file(src.to_string());
-                    if !report.ok {
-                        return Err(err(
-                            ErrorKind::Invalid,
-                            "validate dataset",
-                            format!("dataset `{}` ({src}): {report}", req.name),
-                        ));
-                    }
-                }
-                if let Some(target) = &spec.target
-                    && table.column(target).is_none()
-                {
-                    return Err(err(
-                        ErrorKind::Invalid,
-                        op,
-                        format!(
-                            "dataset `{}`: target column `{target}` is not in the data (columns: {})",
-                            req.name,
-                            mlctl_spec::suggest::list(table.names())
-                        ),
-                    ));
-                }
-                let (columns, rows) = (table.names().to_vec(), table.n_rows() as u64);
-                let digest = self.store_blob(op, &bytes)?;
-                // The profile a Monitor's baseline is, as every target stores it.
-                let profile = serde_json::to_vec(&mlctl_ml::profile::profile(&table))
-                    .map_err(|e| err(ErrorKind::Other, op, e.to_string()))?;
-                profile_uri = Some(blob_uri(&self.store_blob(op, &profile)?));
-                (digest.clone(), blob_uri(&digest), rows, columns)
+                let c = self.check_table(req, &bytes, format, src)?;
+                profile_uri = Some(c.profile_uri);
+                (c.digest.clone(), blob_uri(&c.digest), c.rows, c.columns)
             }
-            (None, None) => {
+            (None, None, _) => {
                 return Err(err(
                     ErrorKind::Invalid,
                     op,
@@ -262,6 +236,187 @@ impl Mock {
     }
 }
 
+/// A transform's output, written by its command.
+pub(crate) struct Ran {
+    bytes: Vec<u8>,
+    format: DataFormat,
+    /// Where it was, for messages.
+    shown: String,
+}
+
+/// A table read and checked, its bytes and profile stored.
+struct Checked {
+    digest: String,
+    rows: u64,
+    columns: Vec<String>,
+    profile_uri: String,
+}
+
+impl Mock {
+    /// Reads `bytes` as every target reads a dataset (limits, schema, target column) and
+    /// stores them and their profile as blobs.
+    fn check_table(
+        &self,
+        req: &DatasetRequest,
+        bytes: &[u8],
+        format: DataFormat,
+        shown: &str,
+    ) -> Result<Checked> {
+        let op = "register_dataset";
+        let spec = &req.spec;
+        let limits = mlctl_ml::table::ReadLimits::of(spec.limits.as_ref());
+        // The data is read and checked as every target checks it, so a dry run on the
+        // mock fails where a real apply would.
+        let table =
+            mlctl_ml::table::read_bytes_limited(bytes, format, shown, limits).map_err(|e| {
+                err(
+                    ErrorKind::Invalid,
+                    op,
+                    format!("dataset `{}`: {e}", req.name),
+                )
+            })?;
+        if let Some(schema) = &spec.schema {
+            let report = mlctl_ml::validate::validate(&table, schema).in_file(shown.to_string());
+            if !report.ok {
+                return Err(err(
+                    ErrorKind::Invalid,
+                    "validate dataset",
+                    format!("dataset `{}` ({shown}): {report}", req.name),
+                ));
+            }
+        }
+        if let Some(target) = &spec.target
+            && table.column(target).is_none()
+        {
+            return Err(err(
+                ErrorKind::Invalid,
+                op,
+                format!(
+                    "dataset `{}`: target column `{target}` is not in the data (columns: {})",
+                    req.name,
+                    mlctl_spec::suggest::list(table.names())
+                ),
+            ));
+        }
+        let digest = self.store_blob(op, bytes)?;
+        // The profile a Monitor's baseline is, as every target stores it.
+        let profile = serde_json::to_vec(&mlctl_ml::profile::profile(&table))
+            .map_err(|e| err(ErrorKind::Other, op, e.to_string()))?;
+        Ok(Checked {
+            digest,
+            rows: table.n_rows() as u64,
+            columns: table.names().to_vec(),
+            profile_uri: blob_uri(&self.store_blob(op, &profile)?),
+        })
+    }
+
+    /// Runs a transform's command as the local target does (`mlctl_core::transform`: the
+    /// inputs as files, the project directory, a scrubbed environment) and returns what it
+    /// wrote; `None` when there is nothing to run it on (an input is remote data, which the
+    /// mock records but never fetches).
+    async fn run_transform(
+        &self,
+        ctx: &OpContext,
+        req: &DatasetRequest,
+        t: &mlctl_spec::Transform,
+    ) -> Result<Option<Ran>> {
+        let op = "transform";
+        let what = format!("dataset `{}`", req.name);
+        let mut blobs = Vec::new();
+        for name in &t.inputs {
+            let Some(v) = req.inputs.get(name) else {
+                return Err(err(
+                    ErrorKind::Precondition,
+                    op,
+                    format!("{what}: input `{name}` has no registered version; apply it first"),
+                ));
+            };
+            match v.uri.strip_prefix("mock://objects/") {
+                Some(digest) if check_digest(op, digest).is_ok() => {
+                    blobs.push((name.clone(), self.store().path(&blob_path(digest))));
+                }
+                _ => return Ok(None),
+            }
+        }
+        let output = mlctl_core::transform::output_name(t, &what)
+            .map_err(|m| err(ErrorKind::Invalid, op, m))?;
+        let io = |p: &std::path::Path, e: std::io::Error| crate::store::io_err(op, p, e);
+        let work = self.store().path(&format!(
+            "work/{}/{}",
+            key(&req.name),
+            &req.fingerprint[..req.fingerprint.len().min(12)]
+        ));
+        if work.exists() {
+            std::fs::remove_dir_all(&work).map_err(|e| io(&work, e))?;
+        }
+        let (inputs_dir, out_dir) = (work.join("inputs"), work.join("output"));
+        for d in [&inputs_dir, &out_dir] {
+            std::fs::create_dir_all(d).map_err(|e| io(d, e))?;
+        }
+        let mut inputs = Vec::new();
+        for (name, blob) in blobs {
+            let bytes = std::fs::read(&blob).map_err(|e| io(&blob, e))?;
+            let file = inputs_dir.join(mlctl_core::transform::input_file(
+                &name,
+                mlctl_core::transform::sniff(&bytes),
+            ));
+            std::fs::write(&file, &bytes).map_err(|e| io(&file, e))?;
+            inputs.push((name, file.to_string_lossy().into_owned()));
+        }
+        let out_file = out_dir.join(&output);
+        if let Some(parent) = out_file.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+        }
+        let log = work.join("transform.log");
+        let exit = mlctl_core::transform::run(&mlctl_core::transform::Command {
+            command: t.command.clone(),
+            cwd: ctx.project_dir.clone(),
+            env: mlctl_core::transform::variables(
+                &req.name,
+                &inputs,
+                &out_dir.to_string_lossy(),
+                &output,
+            ),
+            log: log.clone(),
+        })
+        .await
+        .map_err(|e| io(&ctx.project_dir, e))?;
+        if !exit.success() {
+            return Err(err(
+                ErrorKind::Failed,
+                op,
+                format!(
+                    "{what}: {} (log: {})",
+                    exit.describe(&format!("transform `{}`", t.command)),
+                    log.display()
+                ),
+            ));
+        }
+        // A link left there is not the command's own output.
+        if !std::fs::symlink_metadata(&out_file).is_ok_and(|m| m.is_file()) {
+            return Err(err(
+                ErrorKind::Failed,
+                op,
+                format!(
+                    "{what}: transform `{}` succeeded but did not write $MLCTL_OUTPUT ({})",
+                    t.command,
+                    out_file.display()
+                ),
+            ));
+        }
+        let bytes = std::fs::read(&out_file).map_err(|e| io(&out_file, e))?;
+        let format = req.spec.format.unwrap_or_else(|| {
+            mlctl_ml::table::format_from_path(&out_file)
+                .unwrap_or_else(|| mlctl_core::transform::sniff(&bytes))
+        });
+        Ok(Some(Ran {
+            bytes,
+            format,
+            shown: out_file.display().to_string(),
+        }))
+    }
+}
+
 #[async_trait]
 impl DataStore for Mock {
     fn capabilities(&self) -> Capabilities {
@@ -318,7 +473,11 @@ impl DataStore for Mock {
         {
             return Ok(v.version.clone());
         }
-        let version = self.read_dataset(ctx, req)?;
+        let ran = match &req.spec.transform {
+            Some(t) => self.run_transform(ctx, req, t).await?,
+            None => None,
+        };
+        let version = self.read_dataset(ctx, req, ran)?;
         self.store().update(
             "register_dataset",
             &rel,

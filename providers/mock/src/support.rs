@@ -1,6 +1,7 @@
 //! What the mock target does with the spec, field by field (see `mlctl_core::support`): it
 //! simulates what a real target would do, records it, and reflects it in its observed state;
-//! data is read and checked for real, so a dry run fails where an apply would.
+//! data is read and checked for real, and transforms run for real, so a dry run fails where
+//! an apply would.
 
 use mlctl_core::support::{FieldRules, Refusal, Support};
 use mlctl_spec::Kind;
@@ -37,7 +38,19 @@ fn build() -> FieldRules {
     .with_all("Dataset.spec.split", Support::Simulated)
     // Project files are read for real, as on every target (remote data is not read).
     .with_all("Dataset.spec.limits", Support::Honoured)
-    .with_all("Dataset.spec.transform", Support::Simulated)
+    .with(
+        "Dataset.spec.transform.command",
+        Support::honoured_as(
+            "run as the local target runs it (in the project directory, the inputs as files, the same variables, a scrubbed environment), and its output is read, checked and stored like a project file; simulated (a digest of the command and the inputs' digests) only when an input is remote data, which the mock records but never fetches",
+        ),
+    )
+    .with(
+        "Dataset.spec.transform.image",
+        Support::not_applicable(
+            "the mock runs the command on this machine, with the tools on its PATH; `image` is for cloud targets",
+        ),
+    )
+    .with_all("Dataset.spec.transform", Support::Honoured)
     .with_all("TrainingJob.spec", Support::Simulated)
     .with("Model.spec.description", Support::Simulated)
     .with_all("Endpoint.spec", Support::Simulated)

@@ -39,6 +39,11 @@ pub struct Features {
     /// metrics are the emulator's made-up figures (moto: `train:progress` 100, a tuning
     /// objective of 1.0), so they are kept flagged as such ([`Features::metrics_origin`]).
     pub runs_training: bool,
+    /// Processing jobs run their container (moto accepts CreateProcessingJob and reports the
+    /// job `Completed` at once, having run nothing). Off: mlctl runs a transform's job on
+    /// this machine, laid out as the container would be, and uploads its output to the
+    /// job's output prefix (`transform.rs`).
+    pub run_processing_jobs: bool,
 }
 
 impl Features {
@@ -52,6 +57,7 @@ impl Features {
         create_bucket: false,
         tag_model_packages: true,
         runs_training: true,
+        run_processing_jobs: true,
     };
 
     /// What moto 5.x implements.
@@ -64,6 +70,7 @@ impl Features {
         create_bucket: true,
         tag_model_packages: false,
         runs_training: false,
+        run_processing_jobs: false,
     };
 
     /// The features of the service a target names: its `emulator`'s, else real AWS.
@@ -123,6 +130,10 @@ impl Features {
         add(
             !self.tag_model_packages,
             "a label changed in place is put on a model's package group, not on its package versions (moto cannot tag them)",
+        );
+        add(
+            !self.run_processing_jobs,
+            "a transform's Processing job is created, but moto runs nothing: mlctl runs the job's command on this machine (the tools on its PATH, a scrubbed environment, the container's directory layout) and uploads its output to the job's output prefix",
         );
         out
     }
@@ -363,12 +374,13 @@ impl Aws {
 pub(crate) const MAX_TAGS: usize = 50;
 
 /// How many tags of its own mlctl puts on what a resource of `kind` creates (its four, plus
-/// `mlctl:dataset` on jobs, `mlctl:model` on packages, `mlctl:model` and `mlctl:version` on
-/// endpoints and their alarms, `mlctl:endpoint` on schedules); 0 for datasets, which are S3
-/// objects whose tags are recorded instead.
+/// `mlctl:dataset` on jobs, `mlctl:model` on packages, `mlctl:model`, `mlctl:version` and
+/// `mlctl:enforce` on endpoints (the first two on their alarms), `mlctl:endpoint` on schedules); a Dataset's four are on the
+/// Processing job of its transform (its versions are S3 objects whose tags are recorded
+/// instead).
 pub(crate) fn own_tags(kind: mlctl_spec::Kind) -> usize {
     match kind {
-        mlctl_spec::Kind::Dataset => 0,
+        mlctl_spec::Kind::Dataset => 4,
         mlctl_spec::Kind::Endpoint => 7,
         _ => 5,
     }
@@ -430,7 +442,13 @@ mod tests {
         t.emulator = Some(mlctl_spec::Emulator::Moto);
         assert_eq!(Features::of(&t), Features::MOTO);
         let notes = Features::MOTO.notes();
-        for want in ["replaced", "canary", "alarms", "cancel does not stop"] {
+        for want in [
+            "replaced",
+            "canary",
+            "alarms",
+            "cancel does not stop",
+            "Processing job is created, but moto runs nothing",
+        ] {
             assert!(notes.iter().any(|n| n.contains(want)), "{want}: {notes:?}");
         }
     }

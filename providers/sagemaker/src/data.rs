@@ -6,8 +6,9 @@
 //! take only 10); registering the same fingerprint again returns that record without reading
 //! the data.
 //!
-//! A project file and an `s3://` object are checked the same way (digest pin, schema, target
-//! column, split): an object is streamed to a temporary file first, up to
+//! A project file, an `s3://` object and a transform's output (written by its Processing job,
+//! `transform.rs`) are checked the same way (digest pin, schema, target column, split): an
+//! object is streamed to a temporary file first, up to
 //! [`crate::aws::Settings::max_s3_source`], and stored content-addressed like a project file.
 
 use crate::aws::{Aws, parse_s3_uri};
@@ -381,16 +382,9 @@ impl DataStore for S3DataStore {
         }
         let source = match (&req.spec.source, &req.spec.transform) {
             (Some(s), _) => s.clone(),
-            (None, Some(_)) => {
-                return Err(provider_err(
-                    ErrorKind::NotSupported,
-                    "register dataset",
-                    format!(
-                        "dataset `{}` is a transform; the sagemaker target does not run transforms yet: register it on the local target, or point `source` at its output",
-                        req.name
-                    ),
-                ));
-            }
+            // The transform's output, written by its Processing job to the job's output
+            // prefix, is then read and checked as an s3:// source is.
+            (None, Some(t)) => crate::transform::run(&self.aws, ctx, req, t).await?,
             (None, None) => {
                 return Err(provider_err(
                     ErrorKind::Invalid,

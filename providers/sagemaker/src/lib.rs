@@ -52,6 +52,7 @@ mod state;
 mod store;
 mod support;
 mod trainer;
+mod transform;
 mod tuning;
 
 #[cfg(test)]

@@ -453,13 +453,37 @@ fn build() -> FieldRules {
         )
         .with_all("Dataset.spec.split", Support::Honoured)
         .with_all("Dataset.spec.limits", Support::Honoured)
-        .with_all(
-            "Dataset.spec.transform",
-            Support::refused(
-                "the sagemaker target does not run transforms yet",
-                "run the transform on a local target and use its output as a project file, or derive the data before mlctl",
+        .with(
+            "Dataset.spec.transform.command",
+            Support::honoured_as(
+                "run with `sh` as a SageMaker Processing job (one ml.m5.large, 30 GB volume, at most 24 h; the job's name comes from the fingerprint, so a re-run finds it), in a directory holding `transform.code` at its project path: the command sees no other project file. Its variables are the local target's (MLCTL_INPUT_<NAME>, MLCTL_OUTPUT, MLCTL_OUTPUT_DIR, MLCTL_DATASET); a failed job's FailureReason is the error. With `emulator: moto`, which runs no Processing job, the command runs on this machine instead, laid out as the container",
             ),
         )
+        .with(
+            "Dataset.spec.transform.inputs",
+            Support::honoured_as(
+                "each input Dataset is a channel: /opt/ml/processing/input/<name>/<name>.csv (or .parquet), named by MLCTL_INPUT_<NAME>",
+            ),
+        )
+        .with(
+            "Dataset.spec.transform.code",
+            Support::honoured_as(
+                "packed at its project path (without `.git`, `.mlctl`, `.env` files and caches; a symbolic link out of it is refused) into a reproducible archive stored content-addressed (`objects/<blake3>`) and unpacked where the command runs",
+            ),
+        )
+        .with(
+            "Dataset.spec.transform.output",
+            Support::honoured_as(
+                "relative to /opt/ml/processing/output ($MLCTL_OUTPUT_DIR), uploaded when the job ends, then read back and registered like any dataset (digest, schema, split, limits), content-addressed; an absolute path or `..` is refused at apply",
+            ),
+        )
+        .with(
+            "Dataset.spec.transform.image",
+            Support::honoured_as(
+                "the Processing job's container; without it, SageMaker's scikit-learn image of the target's region (sagemaker-scikit-learn:1.2-1-cpu-py3, which has python3 with pandas and scikit-learn); it must have `sh` and `tar`. With `emulator: moto` the command runs on this machine, with its tools, whatever the image",
+            ),
+        )
+        .with_all("Dataset.spec.transform", Support::Honoured)
         .with(
             "TrainingJob.spec.algorithm",
             Support::one_of(

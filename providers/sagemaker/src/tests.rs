@@ -64,7 +64,7 @@ pub(crate) fn ctx() -> OpContext {
     }
 }
 
-fn tags(resource: &str) -> Tags {
+pub(crate) fn tags(resource: &str) -> Tags {
     Tags {
         project: "proj".into(),
         resource: resource.into(),
@@ -83,7 +83,7 @@ fn interceptor(rules: &[&Rule]) -> MockResponseInterceptor {
 
 /// A provider connection whose clients answer from `s3` and `sm` rules only (CloudWatch
 /// finds no alarms and accepts every change).
-fn aws(s3: &[&Rule], sm: &[&Rule], features: Features) -> Arc<Aws> {
+pub(crate) fn aws(s3: &[&Rule], sm: &[&Rule], features: Features) -> Arc<Aws> {
     aws_with_cw(s3, sm, &[&no_alarms(), &alarms_deleted()], features)
 }
 
@@ -742,7 +742,7 @@ fn canary_request() -> EndpointRequest {
     }
 }
 
-fn not_found(what: &str) -> Option<String> {
+pub(crate) fn not_found(what: &str) -> Option<String> {
     sm_error("ValidationException", &format!("Could not find {what}."))
 }
 

@@ -1841,6 +1841,15 @@ pub(crate) fn convert_tables(
 /// - `.git`, `.mlctl`, `.env` and `.env.*` (secrets, history, mlctl's own state) are left out
 ///   at any depth, as are caches (`__pycache__`, `.venv`, `node_modules`, `.DS_Store`).
 pub(crate) fn pack_code(dir: Option<&Path>, command: &str) -> Result<Vec<u8>> {
+    let entry = format!(
+        "#!/bin/sh\n# Written by mlctl: SageMaker script mode runs this in the code directory.\n# Hyperparameters are in $SM_HPS, data in $SM_CHANNEL_<NAME>, the model goes to $SM_MODEL_DIR.\nexec {command}\n"
+    );
+    pack(dir, "", ENTRY, &entry)
+}
+
+/// [`pack_code`]'s archive, with the code under the relative path `at` (the whole archive's
+/// root when empty; a file is packed as `at` itself) and `entry` as the file `entry_name`.
+pub(crate) fn pack(dir: Option<&Path>, at: &str, entry_name: &str, entry: &str) -> Result<Vec<u8>> {
     let io = |what: &Path, e: std::io::Error| {
         let mut err = ProviderError::io("sagemaker", "pack code", e);
         err.message = format!("{}: {}", what.display(), err.message);
@@ -1849,15 +1858,23 @@ pub(crate) fn pack_code(dir: Option<&Path>, command: &str) -> Result<Vec<u8>> {
     let mut files: Vec<(String, PathBuf)> = Vec::new();
     if let Some(dir) = dir {
         if dir.is_file() {
-            let name = dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let name = if at.is_empty() {
+                dir.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            } else {
+                at.to_string()
+            };
             files.push((name, dir.to_path_buf()));
         } else {
             let root = dir.canonicalize().map_err(|e| io(dir, e))?;
             let mut within = vec![root.clone()];
             collect(dir, &root, "", &mut within, &mut files)?;
+            if !at.is_empty() {
+                for (rel, _) in &mut files {
+                    *rel = format!("{at}/{rel}");
+                }
+            }
         }
     }
     files.sort();
@@ -1883,13 +1900,10 @@ pub(crate) fn pack_code(dir: Option<&Path>, command: &str) -> Result<Vec<u8>> {
         let mode = if is_executable(path) { 0o755 } else { 0o644 };
         add(&mut tar, rel, mode, &data).map_err(|e| io(path, e))?;
     }
-    let entry = format!(
-        "#!/bin/sh\n# Written by mlctl: SageMaker script mode runs this in the code directory.\n# Hyperparameters are in $SM_HPS, data in $SM_CHANNEL_<NAME>, the model goes to $SM_MODEL_DIR.\nexec {command}\n"
-    );
-    let packed = add(&mut tar, ENTRY, 0o755, entry.as_bytes())
+    let packed = add(&mut tar, entry_name, 0o755, entry.as_bytes())
         .and_then(|()| tar.into_inner())
         .and_then(|gz| gz.finish());
-    packed.map_err(|e| io(Path::new(ENTRY), e))
+    packed.map_err(|e| io(Path::new(entry_name), e))
 }
 
 /// Whether a file or directory name is left out of the packed code (see [`pack_code`]): the

@@ -223,6 +223,11 @@ pub struct Transform {
     /// File the command writes (relative to its output directory), default `output.csv`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
+    /// Container image the command runs in on cloud targets (default: SageMaker's
+    /// scikit-learn image of the target's region); targets that run it on this machine use
+    /// the tools on its PATH.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 impl DatasetSpec {

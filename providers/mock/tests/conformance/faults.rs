@@ -372,7 +372,7 @@ async fn traffic_shifted_by_hand_is_drift_and_captured_data_is_readable() {
 }
 
 #[tokio::test]
-async fn remote_and_derived_datasets_are_recorded_without_reading() {
+async fn remote_data_and_its_transforms_are_recorded_without_reading() {
     let fx = Fixture::new("test").unwrap();
     let stack = stack_with(&fx, Faults::default());
     let mut remote = fx.dataset_request("remote", "remote");
@@ -381,28 +381,51 @@ async fn remote_and_derived_datasets_are_recorded_without_reading() {
     assert_eq!((v.uri.as_str(), v.rows), ("s3://bucket/iris.csv", 0));
     assert_eq!(v.columns.len(), 5, "columns come from the schema");
 
+    // A transform of remote data has nothing to run on: it is named by what went in.
+    let transform = |input: &str| {
+        let mut derived = fx.dataset_request(&format!("derived-{input}"), input);
+        derived.spec.source = None;
+        derived.spec.transform = Some(
+            serde_json::from_value(
+                serde_json::json!({"command": "python3 clean.py", "inputs": [input]}),
+            )
+            .unwrap(),
+        );
+        derived
+    };
+    let mut derived = transform("remote");
+    derived.inputs.insert("remote".into(), v.clone());
+    let d = stack
+        .data
+        .register_dataset(&fx.ctx, &derived)
+        .await
+        .unwrap();
+    assert_eq!(d.rows, v.rows);
+    assert_ne!(d.digest, v.digest);
+    assert!(
+        d.uri.starts_with("mock://datasets/derived-remote/"),
+        "{}",
+        d.uri
+    );
+
+    // A transform of data the mock has runs for real: here a script that is not there.
     let base = stack
         .data
         .register_dataset(&fx.ctx, &fx.dataset_request("base", "base"))
         .await
         .unwrap();
-    let mut derived = fx.dataset_request("derived", "derived");
-    derived.spec.source = None;
-    derived.spec.transform = Some(
-        serde_json::from_value(
-            serde_json::json!({"command": "python clean.py", "inputs": ["base"]}),
-        )
-        .unwrap(),
-    );
-    derived.inputs.insert("base".into(), base.clone());
-    let v = stack
+    let mut derived = transform("base");
+    derived.inputs.insert("base".into(), base);
+    let err = stack
         .data
         .register_dataset(&fx.ctx, &derived)
         .await
-        .unwrap();
-    assert_eq!(v.rows, base.rows);
-    assert_ne!(v.digest, base.digest);
-    assert!(v.uri.starts_with("mock://datasets/derived/"), "{}", v.uri);
+        .unwrap_err();
+    assert_eq!(err.kind, mlctl_core::ErrorKind::Failed);
+    assert!(
+        err.message.contains("python3 clean.py") && err.message.contains("clean.py"),
+        "{err}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
