@@ -15,7 +15,7 @@ use crate::common::*;
 use crate::sagemaker::{moto_url, on_moto};
 
 /// Every example, by directory name. `every_example_is_in_the_group` keeps it complete.
-const EXAMPLES: &[&str] = &["environments", "housing", "iris"];
+const EXAMPLES: &[&str] = &["churn", "environments", "housing", "iris"];
 
 #[test]
 fn every_example_is_in_the_group() {
@@ -133,6 +133,11 @@ fn applies_unchanged_everywhere(example: &str) {
     if let Some(url) = moto {
         round_trip(example, "conformance-moto", &|args| on_moto(&p, &url, args));
     }
+}
+
+#[test]
+fn example_churn_applies_unchanged_on_every_target() {
+    applies_unchanged_everywhere("churn");
 }
 
 #[test]

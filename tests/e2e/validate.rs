@@ -261,8 +261,9 @@ fn init_with_an_unknown_example() {
     let run = p.mlctl(&["init", "--example", "penguins", "new"]);
     assert_ne!(run.code, 0);
     assert!(
-        run.stderr
-            .contains("there is no example `penguins`; examples: environments, housing, iris"),
+        run.stderr.contains(
+            "there is no example `penguins`; examples: churn, environments, housing, iris"
+        ),
         "{}",
         run.stderr
     );

@@ -247,10 +247,9 @@ pub fn markdown() -> String {
          Carves are seeded and stratified as the dataset's `split` says (seed 42, not\n\
          stratified, without one). Each run records its row counts, where they came from, the\n\
          seed and the data digest: `mlctl runs show RUN`. SageMaker follows the same rule for\n\
-         a tuned script: its trials get `train` and `validation`, and the chosen candidate is\n\
-         trained again in a final job with `train` and `test`. A tuned built-in there reports\n\
-         its best trial's validation metrics, so plan refuses gates on it\n\
-         (docs/support-matrix.md).\n\n\
+         a tuned job: its trials get the train and validation rows, and the chosen candidate\n\
+         is trained again in a final job with the train rows and scored on the test rows (a\n\
+         built-in's under the channel its algorithm scores).\n\n\
          ## Regression gates\n\n\
          `maxRegression` compares with the Model's version in production, else its newest\n\
          approved version. With neither, the gate is reported as `NOT EVALUATED` (\"no\n\

@@ -1,5 +1,5 @@
-//! A tuned script-mode job's chosen candidate, trained again and scored on rows the tuning
-//! never saw: the same contract as the local target (`mlctl_core::evaluation`).
+//! A tuned job's chosen candidate (script mode or built-in), trained again and scored on rows
+//! the tuning never saw: the same contract as the local target (`mlctl_core::evaluation`).
 //!
 //! # Guarantees
 //! - Trials of the HyperParameterTuningJob get the `train` and `validation` channels only;
@@ -21,8 +21,13 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct RefitPlan {
-    /// Channel name -> S3 prefix: `train` and `test`.
+    /// Channel name -> S3 location: a script's `train` and `test`; a built-in's `train` and
+    /// the test rows under the channel its algorithm scores (`validation`, k-means `test`).
     pub channels: BTreeMap<String, String>,
+    /// The channels' content type: `text/csv` for a built-in's encoded rows, none for a
+    /// script's files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
     /// The rows: trained on, compared on, scored on (recorded with the result).
     pub evaluation: Evaluation,
     /// AWS tags of the final job (the TrainingJob's labels and mlctl's own).

@@ -205,7 +205,14 @@ impl SageMakerTrainer {
                             ),
                         )
                     })?;
-                let data = self.prepare_builtin(ctx, req, *algorithm).await?;
+                // Tuned, the trials' channels are train and validation, and the chosen
+                // candidate's final job gets train and the test rows (crate::refit).
+                let (data, refit) = if spec.tuning.is_some() {
+                    let (data, plan) = self.prepare_tuned_builtin(req, *algorithm).await?;
+                    (data, Some(plan))
+                } else {
+                    (self.prepare_builtin(ctx, req, *algorithm).await?, None)
+                };
                 let hyperparameters =
                     builtin_hyperparameters(*algorithm, &spec.hyperparameters, &data).map_err(
                         |m| {
@@ -238,7 +245,7 @@ impl SageMakerTrainer {
                         algorithm: *algorithm,
                         data,
                     }),
-                    refit: None,
+                    refit,
                 })
             }
             (None, Some(command)) => {
@@ -479,13 +486,9 @@ impl SageMakerTrainer {
         Ok(prepared)
     }
 
-    /// A tuned script's channels: the trials' (`train`, `validation`) and the final job's
-    /// plan (`train`, `test`), each a CSV under `datasets/<name>/<digest>/` so a script sees
-    /// `/opt/ml/input/data/<channel>/<channel>.csv`, as on the local target.
-    async fn tuned_channels(
-        &self,
-        req: &TrainingRequest,
-    ) -> Result<(Vec<(String, String)>, crate::refit::RefitPlan)> {
+    /// The rows of a tuned job (`mlctl_core::evaluation`, as on the local target): what
+    /// trials train on and are compared on, and the test rows only the chosen one meets.
+    async fn held_out_rows(&self, req: &TrainingRequest) -> Result<mlctl_core::evaluation::Rows> {
         let fetch = |uri: String| async move {
             let (bucket, key) = parse_s3_uri(&uri).ok_or_else(|| {
                 provider_err(
@@ -516,14 +519,132 @@ impl SageMakerTrainer {
             None => None,
         };
         let (split, digest) = (req.split.clone(), req.dataset.digest.clone());
-        let parts = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let parts = mlctl_core::evaluation::Parts {
                 train: table_from_bytes(&train)?,
                 split_train,
                 validation: validation.as_deref().map(table_from_bytes).transpose()?,
                 test: test.as_deref().map(table_from_bytes).transpose()?,
             };
-            let rows = mlctl_core::evaluation::rows(parts, split.as_ref(), &digest, true)?;
+            mlctl_core::evaluation::rows(parts, split.as_ref(), &digest, true)
+        })
+        .await
+        .map_err(|e| provider_err(ErrorKind::Other, "split dataset", e.to_string()))?
+        .map_err(|m| {
+            provider_err(
+                ErrorKind::Invalid,
+                "CreateHyperParameterTuningJob",
+                format!("dataset `{}`: {m}", req.dataset.name),
+            )
+        })
+    }
+
+    /// A tuned built-in's channels, encoded as [`prepare_builtin`](Self::prepare_builtin)
+    /// does with one preprocessor fitted on the train rows: the trials' `train` and
+    /// `validation`, and for the chosen candidate's final job `train` and the test rows
+    /// under the channel the algorithm scores (`validation`; k-means: `test`).
+    async fn prepare_tuned_builtin(
+        &self,
+        req: &TrainingRequest,
+        algorithm: Algorithm,
+    ) -> Result<(Prepared, crate::refit::RefitPlan)> {
+        let label = if algorithm == Algorithm::Kmeans {
+            None
+        } else {
+            Some(req.target_column.clone().ok_or_else(|| {
+                provider_err(
+                    ErrorKind::Invalid,
+                    "CreateHyperParameterTuningJob",
+                    format!(
+                        "`{}` needs a label: set `target` on dataset `{}`",
+                        algorithm.as_str(),
+                        req.dataset.name
+                    ),
+                )
+            })?)
+        };
+        let rows = self.held_out_rows(req).await?;
+        let (seed, schema) = (req.dataset.digest.clone(), req.schema.clone());
+        let (trials, last, evaluation) = tokio::task::spawn_blocking(move || {
+            let validation = rows
+                .validation
+                .clone()
+                .ok_or_else(|| "a tuned job needs validation rows".to_string())?;
+            let trials = convert_tables(
+                &[rows.train.clone(), validation],
+                label.as_deref(),
+                schema.as_ref(),
+                &seed,
+            )?;
+            let last = convert_tables(
+                &[rows.train.clone(), rows.test.clone()],
+                label.as_deref(),
+                schema.as_ref(),
+                &seed,
+            )?;
+            if last.classes != trials.classes {
+                let only: Vec<&String> = last
+                    .classes
+                    .iter()
+                    .filter(|c| !trials.classes.contains(c))
+                    .collect();
+                return Err(format!(
+                    "the test rows hold classes the train and validation rows do not ({}); stratify the split by the label (`split.stratify`) or give more rows",
+                    only.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
+                ));
+            }
+            Ok((trials, last, rows.record))
+        })
+        .await
+        .map_err(|e| provider_err(ErrorKind::Other, "convert dataset", e.to_string()))?
+        .map_err(|m| {
+            provider_err(
+                ErrorKind::Invalid,
+                "CreateHyperParameterTuningJob",
+                format!("dataset `{}` for `{}`: {m}", req.dataset.name, algorithm.as_str()),
+            )
+        })?;
+        let blob = |d: &str| self.aws.uri(&crate::data::blob_key(&self.aws, d));
+        let train = put_blob(&self.aws, trials.train, "text/csv").await?;
+        let validation = put_blob(&self.aws, trials.validation, "text/csv").await?;
+        let test = put_blob(&self.aws, last.validation, "text/csv").await?;
+        let stored = crate::preprocessing::StoredPreprocessor::of(&trials.preprocessor);
+        let preprocessor = put_blob(&self.aws, stored.to_json(), "application/json").await?;
+        let prepared = Prepared {
+            preprocessor: Some(blob(&preprocessor)),
+            train_uri: blob(&train),
+            validation_uri: blob(&validation),
+            classes: trials.classes,
+            feature_dim: trials.feature_dim,
+            train_rows: trials.train_rows,
+            classification: trials.classification,
+        };
+        let scored = if algorithm == Algorithm::Kmeans {
+            "test"
+        } else {
+            "validation"
+        };
+        let plan = crate::refit::RefitPlan {
+            channels: BTreeMap::from([
+                ("train".to_string(), blob(&train)),
+                (scored.to_string(), blob(&test)),
+            ]),
+            content_type: Some("text/csv".into()),
+            evaluation,
+            tags: Vec::new(),
+        };
+        Ok((prepared, plan))
+    }
+
+    /// A tuned script's channels: the trials' (`train`, `validation`) and the final job's
+    /// plan (`train`, `test`), each a CSV under `datasets/<name>/<digest>/` so a script sees
+    /// `/opt/ml/input/data/<channel>/<channel>.csv`, as on the local target.
+    async fn tuned_channels(
+        &self,
+        req: &TrainingRequest,
+    ) -> Result<(Vec<(String, String)>, crate::refit::RefitPlan)> {
+        let rows = self.held_out_rows(req).await?;
+        let parts = tokio::task::spawn_blocking(move || {
             let csv = |part: &str, t: &mlctl_ml::Table| csv_bytes(t).map(|b| (part.to_string(), b));
             let mut out = vec![csv("train", &rows.train)?, csv("test", &rows.test)?];
             if let Some(v) = &rows.validation {
@@ -560,6 +681,7 @@ impl SageMakerTrainer {
                 .into_iter()
                 .flatten()
                 .collect(),
+            content_type: None,
             evaluation,
             tags: Vec::new(),
         };
@@ -1063,7 +1185,10 @@ impl SageMakerTrainer {
         let channels: Vec<Channel> = plan
             .channels
             .iter()
-            .map(|(part, uri)| plain_channel(part, uri))
+            .map(|(part, uri)| match plan.content_type.as_deref() {
+                Some("text/csv") => csv_channel(part, uri),
+                _ => plain_channel(part, uri),
+            })
             .collect();
         let tags = plan
             .tags

@@ -600,13 +600,28 @@ async fn tuning_runs_as_a_hyperparameter_tuning_job() {
         "searched hyperparameters are not static"
     );
 
+    // The tuning job is done: its chosen candidate is trained again, scored on the test rows.
     match stack.trainer.poll(&fx.ctx, &job).await.expect("poll") {
-        JobState::Completed(r) => assert_eq!(
-            r.trials.len(),
-            1,
-            "moto lists no trials: the best one is reported"
+        JobState::Running { message, .. } => assert!(
+            message
+                .as_deref()
+                .is_some_and(|m| m.contains("test channel")),
+            "{message:?}"
         ),
-        other => panic!("moto completes tuning jobs at once, got {other:?}"),
+        other => panic!("moto completes tuning jobs at once, then the final job runs: {other:?}"),
+    }
+    match stack.trainer.poll(&fx.ctx, &job).await.expect("poll") {
+        JobState::Completed(r) => {
+            assert_eq!(
+                r.trials.len(),
+                1,
+                "moto lists no trials: the best one is reported"
+            );
+            assert_eq!(r.job_name, format!("{}-final", job.name));
+            let e = r.evaluation.expect("the rows are recorded");
+            assert_eq!(e.scored_on, "test");
+        }
+        other => panic!("the final job completes at once on moto, got {other:?}"),
     }
 }
 
