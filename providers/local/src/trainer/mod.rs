@@ -364,6 +364,27 @@ impl Inner {
     }
 
     async fn end_run(&self, id: &str, outcome: RunEnd<'_>, elapsed: Duration) -> Result<()> {
+        self.end_run_and_job(id, outcome, elapsed, None).await
+    }
+
+    /// Ends run `id` and, in the same transaction, job `(name, attempt)` with its outcome
+    /// (`completed` with the result, or `failed` with the reason): an apply killed between
+    /// the two would otherwise leave a completed run under a job still `running`, which the
+    /// next apply reclaims and trains a second time.
+    async fn end_run_and_job(
+        &self,
+        id: &str,
+        outcome: RunEnd<'_>,
+        elapsed: Duration,
+        job: Option<(&str, i64, std::result::Result<&TrainingResult, &str>)>,
+    ) -> Result<()> {
+        let job = job.map(|(name, attempt, outcome)| {
+            let (status, result, reason) = match outcome {
+                Ok(r) => ("completed", Some(json(r)), None),
+                Err(e) => ("failed", None, Some(e.to_string())),
+            };
+            (name.to_string(), attempt, status, result, reason)
+        });
         let id = id.to_string();
         let (status, metrics, artifacts, params, error, evaluation) = match outcome {
             RunEnd::Completed(out, p) => (
@@ -385,10 +406,18 @@ impl Inner {
         };
         self.db
             .call("end run", move |c| {
-                c.execute(
+                let tx = c.transaction()?;
+                tx.execute(
                     "UPDATE runs SET status = ?2, metrics = ?3, artifacts = ?4, params = COALESCE(?5, params), error = ?6, duration_secs = ?7, evaluation = ?8 WHERE id = ?1",
                     params![id, status, metrics, artifacts, params, error, elapsed.as_secs_f64(), evaluation],
                 )?;
+                if let Some((name, attempt, status, result, reason)) = job {
+                    tx.execute(
+                        "UPDATE jobs SET status = ?3, result = ?4, reason = ?5, progress = 1, finished_at = ?6 WHERE name = ?1 AND attempt = ?2 AND status = 'running'",
+                        params![name, attempt, status, result, reason, now()],
+                    )?;
+                }
+                tx.commit()?;
                 Ok(())
             })
             .await
@@ -599,9 +628,24 @@ async fn execute(
     let elapsed = t0.elapsed();
     match outcome {
         Ok((out, params, trials)) => {
-            let artifact = out.model_dir.to_string_lossy().into_owned();
+            let result = TrainingResult {
+                job_name: job.job_name.clone(),
+                artifact_uri: out.model_dir.to_string_lossy().into_owned(),
+                metrics: out.metrics.clone(),
+                hyperparameters: params.clone(),
+                trials,
+                run_id: Some(parent.id.clone()),
+                duration_secs: elapsed.as_secs_f64(),
+                evaluation: out.evaluation.clone().map(Box::new),
+                metrics_origin: None,
+            };
             inner
-                .end_run(&parent.id, RunEnd::Completed(&out, &params), elapsed)
+                .end_run_and_job(
+                    &parent.id,
+                    RunEnd::Completed(&out, &params),
+                    elapsed,
+                    Some((&job.job_name, attempt, Ok(&result))),
+                )
                 .await?;
             note(
                 &parent.log,
@@ -611,21 +655,16 @@ async fn execute(
                     json(&out.metrics)
                 ),
             );
-            Ok(TrainingResult {
-                job_name: job.job_name.clone(),
-                artifact_uri: artifact,
-                metrics: out.metrics,
-                hyperparameters: params,
-                trials,
-                run_id: Some(parent.id.clone()),
-                duration_secs: elapsed.as_secs_f64(),
-                evaluation: out.evaluation.map(Box::new),
-                metrics_origin: None,
-            })
+            Ok(result)
         }
         Err(e) => {
             inner
-                .end_run(&parent.id, RunEnd::Failed(e.message.clone()), elapsed)
+                .end_run_and_job(
+                    &parent.id,
+                    RunEnd::Failed(e.message.clone()),
+                    elapsed,
+                    Some((&job.job_name, attempt, Err(&e.message))),
+                )
                 .await?;
             note(
                 &parent.log,
