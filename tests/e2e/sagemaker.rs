@@ -46,11 +46,7 @@ pub(crate) fn iris_on_moto(root: &str, project: &str) -> TestProject {
 fn iris_applies_to_sagemaker_on_moto_and_converges() {
     let Some(url) = moto_url() else { return };
     let p = iris_on_moto("iris", "iris");
-    std::fs::write(p.path().join(".gitignore"), ".mlctl/\n").unwrap();
-    p.git(&["init", "-q", "-b", "main"]);
-    p.git(&["config", "user.email", "test@example.com"]);
-    p.git(&["config", "user.name", "Test"]);
-    p.commit_all("iris on moto");
+    let p = p.into_git();
     let run = |args: &[&str]| on_moto(&p, &url, args);
     let plan = run(&["plan", "--target", "staging", "--detailed-exitcode"]).expect_code(2);
     assert!(plan.stdout.contains("Plan: 5 to add"), "{}", plan.stdout);
@@ -455,7 +451,6 @@ fn sagemaker_capture_files_are_read_and_judged_by_monitor_run() {
 fn plan_on_sagemaker_lists_every_incompatibility_at_once() {
     let Some(url) = moto_url() else { return };
     let p = iris_on_moto("iris-parity", "iris-parity");
-    std::fs::write(p.path().join(".gitignore"), ".mlctl/\n").unwrap();
     p.replace(
         "ml/endpoint.yaml",
         "    bakeTime: 30s\n",
@@ -481,10 +476,7 @@ fn plan_on_sagemaker_lists_every_incompatibility_at_once() {
         "    max_iter: 200\n",
         "    max_iter: 200\n  tuning:\n    strategy: random\n    maxTrials: 4\n    objective: {metric: precision_weighted, goal: maximize}\n    searchSpace:\n      C: {min: 0.1, max: 10}\n",
     );
-    p.git(&["init", "-q", "-b", "main"]);
-    p.git(&["config", "user.email", "test@example.com"]);
-    p.git(&["config", "user.name", "Test"]);
-    p.commit_all("what SageMaker cannot do");
+    let p = p.into_git();
     let plan = on_moto_with(
         &p,
         &url,
@@ -628,11 +620,7 @@ fn a_tuned_script_on_sagemaker_keeps_the_test_rows_from_its_trials() {
 fn sagemaker_runs_show_the_training_log_from_cloudwatch_logs() {
     let Some(url) = moto_url() else { return };
     let p = iris_on_moto("runs-logs", "irislogs");
-    std::fs::write(p.path().join(".gitignore"), ".mlctl/\n").unwrap();
-    p.git(&["init", "-q", "-b", "main"]);
-    p.git(&["config", "user.email", "test@example.com"]);
-    p.git(&["config", "user.name", "Test"]);
-    p.commit_all("iris on moto");
+    let p = p.into_git();
     let run = |args: &[&str]| on_moto(&p, &url, args);
     run(&["apply", "--target", "staging", "--auto-approve"]).expect_code(0);
     let list = run(&["runs", "list", "--target", "staging", "-o", "json"]).expect_code(0);

@@ -530,13 +530,7 @@ impl SageMakerTrainer {
         })
         .await
         .map_err(|e| provider_err(ErrorKind::Other, "split dataset", e.to_string()))?
-        .map_err(|m| {
-            provider_err(
-                ErrorKind::Invalid,
-                "CreateHyperParameterTuningJob",
-                format!("dataset `{}`: {m}", req.dataset.name),
-            )
-        })
+        .map_err(|m| bad_tuning_data(req, m))
     }
 
     /// A tuned built-in's channels, encoded as [`prepare_builtin`](Self::prepare_builtin)
@@ -654,13 +648,7 @@ impl SageMakerTrainer {
         })
         .await
         .map_err(|e| provider_err(ErrorKind::Other, "split dataset", e.to_string()))?
-        .map_err(|m| {
-            provider_err(
-                ErrorKind::Invalid,
-                "CreateHyperParameterTuningJob",
-                format!("dataset `{}`: {m}", req.dataset.name),
-            )
-        })?;
+        .map_err(|m| bad_tuning_data(req, m))?;
         let (files, evaluation) = parts;
         let mut uris = BTreeMap::new();
         for (part, bytes) in files {
@@ -1747,6 +1735,15 @@ pub(crate) struct Converted {
     pub(crate) classification: bool,
     /// Fitted on the training rows; what the channels are encoded with.
     pub(crate) preprocessor: mlctl_ml::preprocess::Preprocessor,
+}
+
+/// A tuned job's dataset that cannot be split or written as channels, said of the dataset.
+fn bad_tuning_data(req: &TrainingRequest, why: String) -> ProviderError {
+    provider_err(
+        ErrorKind::Invalid,
+        "CreateHyperParameterTuningJob",
+        format!("dataset `{}`: {why}", req.dataset.name),
+    )
 }
 
 /// A table from a dataset file's bytes (CSV, or Parquet by its magic number).
