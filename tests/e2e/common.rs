@@ -331,6 +331,40 @@ pub fn kill_endpoints(state_dir: &Path) {
     }
 }
 
+/// A test that fails half way leaves no server behind: whatever `mlctl serve` of this
+/// project's local targets still runs (its command line names a config inside the project)
+/// is killed with its process group when the project is dropped. A passing test has already
+/// destroyed them; a pid reused by another process is never touched.
+impl Drop for TestProject {
+    fn drop(&mut self) {
+        let Ok(targets) = std::fs::read_dir(self.path().join(".mlctl")) else {
+            return;
+        };
+        let root = self.path().to_string_lossy().into_owned();
+        for target in targets.flatten() {
+            let Ok(endpoints) = std::fs::read_dir(target.path().join("endpoints")) else {
+                continue;
+            };
+            for e in endpoints.flatten() {
+                for pid in endpoint_pids(&e.path()) {
+                    let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
+                        .map(|c| {
+                            let c = String::from_utf8_lossy(&c);
+                            c.contains("serve") && c.contains(&root)
+                        })
+                        .unwrap_or(false);
+                    if ours {
+                        let _ = Command::new("kill")
+                            .args(["-9", "--", &format!("-{pid}")])
+                            .stderr(std::process::Stdio::null())
+                            .status();
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Runs git in `dir`, failing the test with git's message when it fails; its stdout.
 pub fn git_in(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
