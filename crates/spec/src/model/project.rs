@@ -185,7 +185,12 @@ impl Target {
                 out.push(("resourceGroup", &mut t.resource_group));
                 out.push(("workspace", &mut t.workspace));
                 out.push(("storage", &mut t.storage));
+                out.extend(t.location.as_mut().map(|v| ("location", v)));
+                out.extend(t.compute.as_mut().map(|v| ("compute", v)));
+                out.extend(t.sas.as_mut().map(|v| ("sas", v)));
                 out.extend(t.endpoint_url.as_mut().map(|v| ("endpointUrl", v)));
+                out.extend(t.authority_host.as_mut().map(|v| ("authorityHost", v)));
+                out.extend(t.image.as_mut().map(|v| ("image", v)));
                 out.extend(t.root.as_mut().map(|v| ("root", v)));
             }
         }
@@ -271,17 +276,79 @@ pub struct AzuremlTarget {
     pub resource_group: String,
     /// Workspace name.
     pub workspace: String,
-    /// Blob container URL for data.
+    /// The Blob container (and optional path prefix) for data, state, code and artifacts:
+    /// `https://ACCOUNT.blob.core.windows.net/CONTAINER[/prefix]`. Its host is the blob
+    /// endpoint (another host for sovereign clouds or an emulator).
     pub storage: String,
-    /// Override the service endpoint (emulators, private endpoints).
+    /// Azure region of the resources mlctl creates (online endpoints, deployments); default
+    /// the workspace's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// Compute cluster for jobs that name none in `resources.overrides.azureml.compute`;
+    /// without either, jobs run on serverless compute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute: Option<String>,
+    /// How mlctl gets Entra ID tokens (default `auto`: a client secret or a federated token
+    /// from the environment, a managed identity where one is offered, else the Azure CLI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<AzureCredential>,
+    /// A SAS token for `storage`, always `${env:NAME}`: blob requests then use it instead of
+    /// an Entra ID token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sas: Option<String>,
+    /// Override the Azure Resource Manager endpoint (default `https://management.azure.com`):
+    /// sovereign clouds, private endpoints, tests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint_url: Option<String>,
+    /// Override the Entra ID authority host (default `https://login.microsoftonline.com`);
+    /// it must be https.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority_host: Option<String>,
+    /// The container image built-in algorithms train in (mlctl's own trainer); default the
+    /// mlctl image of this version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The service behind `endpointUrl` is this emulator: the provider works around its gaps
+    /// (and every plan says which).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emulator: Option<AzureEmulator>,
     /// Directory for the target's files on this machine (default `.mlctl/<target>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<String>,
     /// Components taken from another target.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub components: ComponentMap,
+}
+
+/// Where an azureml target gets its Entra ID tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum AzureCredential {
+    /// `clientSecret` when `AZURE_CLIENT_SECRET` is set, else `workloadIdentity` when
+    /// `AZURE_FEDERATED_TOKEN_FILE` is, else `managedIdentity` when `IDENTITY_ENDPOINT` is,
+    /// else `cli`.
+    #[default]
+    Auto,
+    /// A service principal's secret: `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`.
+    ClientSecret,
+    /// A federated token (GitHub Actions OIDC, AKS workload identity): `AZURE_TENANT_ID`,
+    /// `AZURE_CLIENT_ID`, `AZURE_FEDERATED_TOKEN_FILE`.
+    WorkloadIdentity,
+    /// The managed identity of the VM, App Service or container the command runs on
+    /// (`AZURE_CLIENT_ID` picks a user-assigned one).
+    ManagedIdentity,
+    /// The signed-in Azure CLI (`az account get-access-token`).
+    Cli,
+}
+
+/// An emulator an azureml target can run against, for tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum AzureEmulator {
+    /// mlctl's fake ARM server (`providers/azureml/fake`) with Azurite for blobs: ARM
+    /// resources behave as the REST docs say, jobs run on this machine instead of in their
+    /// image, endpoints are provisioned but not served.
+    FakeArm,
 }
 
 /// What a mock endpoint's new version is sent, and how it does, during a canary's bake.

@@ -381,7 +381,50 @@ fn read_target(ctx: &mut Ctx, name: &str, node: &Node, key_span: Span) -> Option
                 }
             }
         }
-        Target::Local(_) | Target::Azureml(_) => {}
+        Target::Azureml(t) => {
+            let literal = |v: &str| !v.contains("${env:");
+            if literal(&t.storage)
+                && !(t.storage.starts_with("https://") || t.storage.starts_with("http://"))
+            {
+                ctx.err(
+                    "bad-value",
+                    PROJECT_FILE,
+                    span_of("storage"),
+                    "storage is not a Blob container URL".to_string(),
+                )
+                .hint = Some(
+                    "write `https://ACCOUNT.blob.core.windows.net/CONTAINER[/prefix]`; a SAS token goes in `sas: ${env:NAME}`"
+                        .into(),
+                );
+                fine = false;
+            }
+            if let Some(sas) = &t.sas
+                && literal(sas)
+            {
+                ctx.err(
+                    "literal-secret",
+                    PROJECT_FILE,
+                    span_of("sas"),
+                    "sas must be an environment reference, not a literal token".to_string(),
+                )
+                .hint = Some("write `sas: ${env:NAME}` and set NAME where mlctl runs".into());
+                fine = false;
+            }
+            if let Some(host) = &t.authority_host
+                && literal(host)
+                && !host.starts_with("https://")
+            {
+                ctx.err(
+                    "bad-value",
+                    PROJECT_FILE,
+                    span_of("authorityHost"),
+                    format!("authorityHost `{host}` is not an https URL; Entra ID is only reached over https"),
+                )
+                .hint = Some("write `https://login.microsoftonline.us` (say), or leave it out".into());
+                fine = false;
+            }
+        }
+        Target::Local(_) => {}
     }
     fine.then_some(target)
 }
