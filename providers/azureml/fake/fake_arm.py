@@ -1,0 +1,1078 @@
+"""A fake Azure Machine Learning REST API (ARM), for mlctl's azureml provider tests.
+
+    python fake_arm.py --port 0 [--blob-url http://127.0.0.1:10000/devstoreaccount1]
+                       [--blob-key KEY] [--violations FILE] [--token TOKEN] ...
+
+Binds 127.0.0.1 only, prints `fake-arm listening on http://127.0.0.1:<port>` once it accepts
+connections (with `--port 0` the port is a free one), and stops cleanly on SIGTERM/SIGINT.
+Every PUT/POST body is checked against Microsoft's generated models (contract.py); a
+violation is answered 400 with an ARM error body and appended to `--violations` as a JSON line.
+See README.md for what is implemented and how it differs from Azure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import hashlib
+import http.server
+import json
+import re
+import secrets
+import signal
+import socketserver
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import uuid
+from pathlib import Path
+
+import contract
+import fake_jobs
+from fake_blob import Account, BlobError, EMULATOR_KEY
+from fake_mlflow import MlflowError, Tracking
+
+API_VERSION = "2025-12-01"
+NS = "Microsoft.MachineLearningServices"
+CODE_CONTAINER = "fake-code"
+ARTIFACTS_CONTAINER = "fake-artifacts"
+
+WS_RE = re.compile(
+    rf"^/subscriptions/([^/]+)/resourceGroups/([^/]+)/providers/{NS}/workspaces/([^/]+)(/.*)?$", re.I
+)
+MLFLOW_RE = re.compile(
+    rf"^/mlflow/v1\.0/subscriptions/([^/]+)/resourceGroups/([^/]+)/providers/{NS}/workspaces/([^/]+)/api/2\.0/mlflow/(.+)$",
+    re.I,
+)
+OP_RE = re.compile(rf"^/subscriptions/([^/]+)/providers/{NS}/locations/([^/]+)/(mfeOperationsStatus|mfeOperationResults)/([^/]+)$", re.I)
+
+# Resource kinds under a workspace: url segment -> (ARM type suffix, has versions)
+ASSETS = {"data": "data", "codes": "codes", "environments": "environments", "models": "models"}
+ASSET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}$")
+JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,254}$")
+ENDPOINT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9\-]{1,30}[A-Za-z0-9]$")
+# What a later PUT of an existing asset version may not change (versions are immutable).
+IMMUTABLE = {"data": ("dataUri", "dataType"), "codes": ("codeUri",), "environments": ("image", "build", "condaFile"), "models": ("modelUri", "modelType")}
+# What a later PUT of an existing job may change.
+JOB_MUTABLE = ("tags", "description", "displayName", "properties", "isArchived")
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class ArmError(Exception):
+    """An ARM error reply: `{"error": {"code", "message", "target"?, "details"?}}`."""
+
+    def __init__(self, status: int, code: str, message: str, target: str | None = None, details=None, headers=None, unimplemented=False):
+        super().__init__(message)
+        self.status, self.code, self.message, self.target = status, code, message, target
+        # A request the fake has no route for: recorded as a violation too (a wrong URL).
+        self.unimplemented = unimplemented
+        self.details = details or []
+        self.headers = headers or {}
+
+    def body(self) -> dict:
+        err = {"code": self.code, "message": self.message}
+        if self.target:
+            err["target"] = self.target
+        if self.details:
+            err["details"] = self.details
+        return {"error": err}
+
+
+def bad(message: str, target: str | None = None, code: str = "BadArgument", details=None) -> ArmError:
+    return ArmError(400, code, message, target, details)
+
+
+class Workspace:
+    def __init__(self, sub: str, rg: str, name: str, location: str):
+        self.sub, self.rg, self.name, self.location = sub, rg, name, location
+        self.path = f"/subscriptions/{sub}/resourceGroups/{rg}/providers/{NS}/workspaces/{name}"
+        self.slug = hashlib.sha1(self.path.lower().encode()).hexdigest()[:12]
+        self.resources: dict[str, dict] = {}  # "jobs/x", "models/m/versions/1", ...
+        self.order: dict[str, int] = {}
+        self.tracking = Tracking()
+        self.keys: dict[str, dict] = {}
+
+
+class Operation:
+    """A long-running operation, done after `polls` status reads or `seconds` seconds."""
+
+    def __init__(self, ws: Workspace, kind: str, key: str, polls: int, seconds: float, on_done, fail: dict | None):
+        self.id = str(uuid.uuid4())
+        self.ws, self.kind, self.key = ws, kind, key
+        self.polls_left, self.deadline = polls, time.monotonic() + seconds
+        self.on_done, self.fail = on_done, fail
+        self.status = "InProgress"
+        self.start = now()
+        self.end = None
+
+    def advance(self, polled: bool) -> None:
+        if self.status != "InProgress":
+            return
+        if polled:
+            self.polls_left -= 1
+        if self.polls_left < 0 or time.monotonic() >= self.deadline:
+            self.status = "Failed" if self.fail else "Succeeded"
+            self.end = now()
+            self.on_done(self)
+
+
+class State:
+    def __init__(self, args):
+        self.args = args
+        self.lock = threading.RLock()
+        self.base_url = ""  # set once bound
+        self.account = Account(args.blob_url, args.blob_key) if args.blob_url else None
+        self.workdir = args.work_dir or tempfile.mkdtemp(prefix="fake-arm-")
+        self.job_token = secrets.token_urlsafe(16)
+        self.runner = fake_jobs.Runner(self)
+        self.reset()
+
+    def reset(self) -> None:
+        with self.lock:
+            if hasattr(self, "runner"):
+                self.runner.stop_all()
+            self.workspaces: dict[str, Workspace] = {}
+            self.operations: dict[str, Operation] = {}
+            self.faults: list[dict] = []
+            self.requests: list[dict] = []
+            self.violations: list[dict] = []
+            self.seq = 0
+
+    def workspace(self, sub: str, rg: str, name: str) -> Workspace:
+        key = f"{sub}/{rg}/{name}".lower()
+        allowed = self.args.workspace
+        if allowed and key not in {w.lower() for w in allowed}:
+            raise ArmError(
+                404,
+                "ResourceNotFound",
+                f"The Resource '{NS}/workspaces/{name}' under resource group '{rg}' was not found.",
+            )
+        with self.lock:
+            ws = self.workspaces.get(key)
+            if ws is None:
+                ws = self.workspaces[key] = Workspace(sub, rg, name, self.args.location)
+            return ws
+
+    # --- what the job runner asks of the server ---------------------------------------------
+
+    def resolve(self, ws: Workspace, ref: str) -> dict | None:
+        """The resource an ARM id (or a path under the workspace) names, or None."""
+        rel = ref
+        if ref.lower().startswith(ws.path.lower() + "/"):
+            rel = ref[len(ws.path) + 1 :]
+        elif ref.startswith("/subscriptions/"):
+            return None
+        with self.lock:
+            return ws.resources.get(rel.strip("/"))
+
+    def default_output(self, ws: Workspace, job: str, output: str) -> str:
+        return f"{self.account.url}/{ARTIFACTS_CONTAINER}/{ws.slug}/azureml/{job}/{output}/"
+
+    def run_artifacts(self, ws: Workspace, job: str) -> str:
+        return f"{self.account.url}/{ARTIFACTS_CONTAINER}/{ws.slug}/ExperimentRun/dcid.{job}/"
+
+    def tracking_uri(self, ws: Workspace) -> str:
+        return f"{self.base_url}/mlflow/v1.0{ws.path}"
+
+    def add_child_job(self, ws: Workspace, name: str, props: dict) -> dict:
+        with self.lock:
+            job = envelope(ws, f"jobs/{name}", {"properties": props}, "jobs")
+            job["properties"]["outputs"] = self._with_default_output(ws, name, props.get("outputs") or {})
+            ws.resources[f"jobs/{name}"] = job
+            ws.order[f"jobs/{name}"] = self._next()
+            return job
+
+    def _with_default_output(self, ws: Workspace, name: str, outputs: dict) -> dict:
+        out = copy.deepcopy(outputs)
+        if self.account is not None:
+            for oname, spec in out.items():
+                spec.setdefault("uri", self.default_output(ws, name, oname))
+            out["default"] = {"jobOutputType": "uri_folder", "uri": self.run_artifacts(ws, name), "mode": "ReadWriteMount"}
+        return out
+
+    def _next(self) -> int:
+        self.seq += 1
+        return self.seq
+
+
+def envelope(ws: Workspace, rel: str, body: dict, kind: str) -> dict:
+    """A resource as the service returns it: the client's body plus what the service sets."""
+    parts = rel.split("/")
+    type_segments = [parts[i] for i in range(0, len(parts), 2)]
+    out = copy.deepcopy(body)
+    out["id"] = f"{ws.path}/{rel}"
+    out["name"] = parts[-1]
+    out["type"] = f"{NS}/workspaces/" + "/".join(type_segments)
+    stamp = now()
+    out["systemData"] = {
+        "createdAt": stamp,
+        "createdBy": "fake-arm",
+        "createdByType": "User",
+        "lastModifiedAt": stamp,
+        "lastModifiedBy": "fake-arm",
+        "lastModifiedByType": "User",
+    }
+    out.setdefault("properties", {})
+    return out
+
+
+# --- the ARM API ------------------------------------------------------------------------------
+
+
+class Api:
+    def __init__(self, state: State):
+        self.s = state
+
+    @property
+    def args(self):
+        return self.s.args
+
+    def lro_headers(self, op: Operation, ws: Workspace, location: bool) -> dict:
+        base = f"{self.s.base_url}/subscriptions/{ws.sub}/providers/{NS}/locations/{ws.location}"
+        q = f"?api-version={API_VERSION}"
+        headers = {"Retry-After": str(self.args.retry_after)}
+        if location:
+            headers["Location"] = f"{base}/mfeOperationResults/{op.id}{q}"
+        else:
+            headers["Azure-AsyncOperation"] = f"{base}/mfeOperationsStatus/{op.id}{q}"
+        return headers
+
+    def start_op(self, ws: Workspace, kind: str, key: str, on_done, fail=None) -> Operation:
+        op = Operation(ws, kind, key, self.args.lro_polls, self.args.lro_seconds, on_done, fail)
+        self.s.operations[op.id] = op
+        return op
+
+    def pending(self, ws: Workspace, key: str) -> Operation | None:
+        for op in self.s.operations.values():
+            op.advance(False)
+            if op.ws is ws and op.key == key and op.status == "InProgress":
+                return op
+        return None
+
+    def not_found(self, ws: Workspace, rel: str) -> ArmError:
+        parts = rel.split("/")
+        kind = "/".join(parts[i] for i in range(0, len(parts) - 1, 2))
+        return ArmError(
+            404,
+            "ResourceNotFound",
+            f"The Resource '{NS}/workspaces/{ws.name}/{kind}/{parts[-1]}' under resource group '{ws.rg}' was not found.",
+        )
+
+    def get(self, ws: Workspace, rel: str) -> dict:
+        for op in list(self.s.operations.values()):
+            op.advance(False)
+        res = ws.resources.get(rel)
+        if res is None:
+            raise self.not_found(ws, rel)
+        return res
+
+    def listing(self, ws: Workspace, prefix: str, depth: int, query: dict, path: str) -> dict:
+        for op in list(self.s.operations.values()):
+            op.advance(False)
+        items = [
+            (ws.order[k], v)
+            for k, v in ws.resources.items()
+            if k.startswith(prefix + "/") and k.count("/") == prefix.count("/") + depth
+        ]
+        items.sort(key=lambda kv: -kv[0])  # newest first, as the service's default order
+        start = int(query.get("$skipToken", "0") or 0)
+        size = self.args.page_size
+        page = [v for _, v in items[start : start + size]]
+        out: dict = {"value": page}
+        if start + size < len(items):
+            q = dict(query)
+            q["$skipToken"] = str(start + size)
+            out["nextLink"] = f"{self.s.base_url}{path}?{urllib.parse.urlencode(q)}"
+        return out
+
+    # --- dispatch -----------------------------------------------------------------------------
+
+    def handle(self, method: str, ws: Workspace, rel: str, query: dict, body, path: str):
+        """(status, body, headers) for a request under the workspace `ws` (rel without '/')."""
+        p = rel.split("/") if rel else []
+        if not p:
+            if method != "GET":
+                raise ArmError(405, "MethodNotAllowed", f"{method} on a workspace is not implemented by the fake", unimplemented=True)
+            return 200, self.workspace_view(ws), {}
+        kind = p[0]
+        if kind == "computes":
+            return self.computes(method, ws, p)
+        if kind in ASSETS:
+            return self.asset(method, ws, p, query, body, path)
+        if kind == "jobs":
+            return self.jobs(method, ws, p, query, body, path)
+        if kind == "onlineEndpoints":
+            return self.endpoints(method, ws, p, query, body, path)
+        raise ArmError(404, "NoRegisteredProviderFound", f"the fake implements no resource type {kind!r} under a workspace", unimplemented=True)
+
+    def workspace_view(self, ws: Workspace) -> dict:
+        host = urllib.parse.urlsplit(self.s.base_url).netloc
+        return {
+            "id": ws.path,
+            "name": ws.name,
+            "type": f"{NS}/workspaces",
+            "location": ws.location,
+            "identity": {"type": "SystemAssigned"},
+            "sku": {"name": "Basic", "tier": "Basic"},
+            "tags": {},
+            "properties": {
+                "friendlyName": ws.name,
+                "provisioningState": "Succeeded",
+                "workspaceId": str(uuid.UUID(hashlib.md5(ws.path.lower().encode()).hexdigest())),
+                "discoveryUrl": f"{self.s.base_url}/discovery",
+                "mlFlowTrackingUri": f"azureml://{host}/mlflow/v1.0{ws.path}",
+                "storageAccount": f"/subscriptions/{ws.sub}/resourceGroups/{ws.rg}/providers/Microsoft.Storage/storageAccounts/fake",
+            },
+        }
+
+    def computes(self, method, ws, p):
+        if method != "GET":
+            raise ArmError(405, "MethodNotAllowed", "the fake's computes are fixed (--compute); only GET is implemented", unimplemented=True)
+        if len(p) == 1:
+            return 200, {"value": [self.compute_view(ws, c) for c in self.args.compute]}, {}
+        if len(p) == 2 and p[1] in self.args.compute:
+            return 200, self.compute_view(ws, p[1]), {}
+        raise self.not_found(ws, "/".join(p))
+
+    def compute_view(self, ws, name):
+        return {
+            "id": f"{ws.path}/computes/{name}",
+            "name": name,
+            "type": f"{NS}/workspaces/computes",
+            "location": ws.location,
+            "properties": {"computeType": "AmlCompute", "provisioningState": "Succeeded", "properties": {"vmSize": "STANDARD_DS3_V2"}},
+        }
+
+    # --- assets: data, codes, environments, models (containers and versions) -----------------
+
+    def asset(self, method, ws, p, query, body, path):
+        kind = p[0]
+        if len(p) == 1 and method == "GET":
+            return 200, self.listing(ws, kind, 1, query, path), {}
+        if len(p) < 2:
+            raise ArmError(405, "MethodNotAllowed", f"{method} {kind} is not implemented", unimplemented=True)
+        name = p[1]
+        container = f"{kind}/{name}"
+        if len(p) == 2:
+            if method == "GET":
+                return 200, self.get(ws, container), {}
+            if method == "PUT":
+                self.check_name(name, ASSET_NAME, "name")
+                return self.put_container(ws, kind, container, body)
+            if method == "DELETE":
+                if container not in ws.resources:
+                    return 204, None, {}
+                for key in [k for k in ws.resources if k == container or k.startswith(container + "/")]:
+                    del ws.resources[key]
+                return 200, None, {}
+        if len(p) == 3 and p[2] == "versions" and method == "GET":
+            return 200, self.listing(ws, f"{container}/versions", 1, query, path), {}
+        if len(p) >= 4 and p[2] == "versions":
+            key = f"{container}/versions/{p[3]}"
+            if len(p) == 5 and kind == "codes" and p[4] == "startPendingUpload" and method == "POST":
+                return self.pending_upload(ws, body)
+            if len(p) == 4:
+                if method == "GET":
+                    return 200, self.get(ws, key), {}
+                if method == "PUT":
+                    self.check_name(name, ASSET_NAME, "name")
+                    self.check_name(p[3], ASSET_NAME, "version")
+                    return self.put_version(ws, kind, container, key, p[3], body)
+                if method == "DELETE":
+                    if key not in ws.resources:
+                        return 204, None, {}
+                    del ws.resources[key]
+                    self.refresh_container(ws, container)
+                    return 200, None, {}
+        raise ArmError(405, "MethodNotAllowed", f"{method} {'/'.join(p)} is not implemented by the fake", unimplemented=True)
+
+    def check_name(self, name: str, pattern: re.Pattern, what: str) -> None:
+        if not pattern.match(name):
+            raise bad(f"the {what} {name!r} is invalid: it must match {pattern.pattern}", target=what)
+
+    def put_container(self, ws, kind, container, body):
+        existing = ws.resources.get(container)
+        res = envelope(ws, container, body, kind)
+        if existing is not None:
+            res["systemData"]["createdAt"] = existing["systemData"]["createdAt"]
+        ws.resources[container] = res
+        ws.order.setdefault(container, self.s._next())
+        self.refresh_container(ws, container)
+        return (200 if existing else 201), res, {}
+
+    def refresh_container(self, ws, container):
+        res = ws.resources.get(container)
+        if res is None:
+            return
+        versions = [k.rsplit("/", 1)[1] for k in ws.resources if k.startswith(container + "/versions/")]
+        numeric = [int(v) for v in versions if v.isdigit()]
+        props = res["properties"]
+        if versions:
+            latest = max(versions, key=lambda v: ws.order.get(f"{container}/versions/{v}", 0))
+            props["latestVersion"] = latest
+        else:
+            props.pop("latestVersion", None)
+        props["nextVersion"] = str(max(numeric, default=0) + 1)
+
+    def put_version(self, ws, kind, container, key, version, body):
+        existing = ws.resources.get(key)
+        if existing is not None:
+            for field in IMMUTABLE[kind]:
+                old, new = existing["properties"].get(field), body["properties"].get(field)
+                if old != new:
+                    raise ArmError(
+                        409,
+                        "Conflict",
+                        f"{kind} version {container.split('/')[1]}:{version} already exists with another {field}; asset versions are immutable, create a new version",
+                        target=f"properties.{field}",
+                    )
+        if kind == "data":
+            self.check_blob_uri(body["properties"].get("dataUri"), "properties.dataUri")
+        if container not in ws.resources:
+            # A version PUT creates its container, as the service does.
+            cbody = {"properties": {}}
+            if kind == "data":
+                cbody["properties"]["dataType"] = body["properties"].get("dataType", "uri_file")
+            ws.resources[container] = envelope(ws, container, cbody, kind)
+            ws.order[container] = self.s._next()
+        res = envelope(ws, key, body, kind)
+        if kind in ("codes", "models", "environments"):
+            res["properties"].setdefault("provisioningState", "Succeeded")
+        if existing is not None:
+            res["systemData"]["createdAt"] = existing["systemData"]["createdAt"]
+        ws.resources[key] = res
+        ws.order.setdefault(key, self.s._next())
+        self.refresh_container(ws, container)
+        return (200 if existing else 201), res, {}
+
+    def check_blob_uri(self, uri, target):
+        if isinstance(uri, str) and not uri.startswith(("https://", "http://", "azureml://")):
+            raise bad(f"{uri!r} is not a storage URL (https://<account>.blob.core.windows.net/<container>/<path>)", target=target)
+
+    def pending_upload(self, ws, body):
+        if self.s.account is None:
+            raise ArmError(503, "ServiceUnavailable", "the fake has no blob emulator (--blob-url): it cannot hand out upload URLs")
+        upload_id = body.get("pendingUploadId") or str(uuid.uuid4())
+        blob_uri = f"{self.s.account.url}/{CODE_CONTAINER}/LocalUpload/{upload_id}"
+        sas = self.s.account.container_sas(CODE_CONTAINER, "racwl")
+        return (
+            200,
+            {
+                "blobReferenceForConsumption": {
+                    "blobUri": blob_uri,
+                    "storageAccountArmId": f"/subscriptions/{ws.sub}/resourceGroups/{ws.rg}/providers/Microsoft.Storage/storageAccounts/{self.s.account.name}",
+                    "credential": {"credentialType": "SAS", "sasUri": f"{blob_uri}?{sas}"},
+                },
+                "pendingUploadId": upload_id,
+                "pendingUploadType": body.get("pendingUploadType", "TemporaryBlobReference"),
+            },
+            {},
+        )
+
+    # --- jobs ---------------------------------------------------------------------------------
+
+    def jobs(self, method, ws, p, query, body, path):
+        if len(p) == 1 and method == "GET":
+            return 200, self.listing(ws, "jobs", 1, query, path), {}
+        if len(p) < 2:
+            raise ArmError(405, "MethodNotAllowed", f"{method} jobs is not implemented", unimplemented=True)
+        name, key = p[1], f"jobs/{p[1]}"
+        if len(p) == 2 and method == "GET":
+            return 200, self.get(ws, key), {}
+        if len(p) == 2 and method == "PUT":
+            return self.put_job(ws, name, key, body)
+        if len(p) == 2 and method == "DELETE":
+            if key not in ws.resources:
+                return 204, None, {}
+            self.s.runner.cancel(ws, name)
+
+            def gone(op):
+                ws.resources.pop(key, None)
+
+            op = self.start_op(ws, "delete", key, gone)
+            return 202, None, self.lro_headers(op, ws, location=True)
+        if len(p) == 3 and p[2] == "cancel" and method == "POST":
+            job = self.get(ws, key)
+            status = job["properties"].get("status")
+            if status not in fake_jobs.TERMINAL:
+                job["properties"]["status"] = "CancelRequested"
+                self.s.runner.cancel(ws, name)
+
+            def done(op):
+                pass
+
+            op = self.start_op(ws, "cancel", key, done)
+            return 202, None, self.lro_headers(op, ws, location=True)
+        raise ArmError(405, "MethodNotAllowed", f"{method} {'/'.join(p)} is not implemented by the fake", unimplemented=True)
+
+    def put_job(self, ws, name, key, body):
+        self.check_name(name, JOB_NAME, "name")
+        props = body["properties"]
+        existing = ws.resources.get(key)
+        if existing is not None:
+            old = {k: v for k, v in existing["properties"].items() if k not in JOB_MUTABLE}
+            new = {k: v for k, v in props.items() if k not in JOB_MUTABLE}
+            changed = sorted(k for k in set(new) | set(old) if k not in ("status", "services", "outputs", "error") and old.get(k) != new.get(k))
+            if changed:
+                raise bad(
+                    f"job {name} already exists and jobs are immutable: {', '.join(changed)} cannot change (only {', '.join(JOB_MUTABLE)} can); submit a job with a new name",
+                    target=f"properties.{changed[0]}",
+                    code="UserError",
+                )
+            for k in JOB_MUTABLE:
+                if k in props:
+                    existing["properties"][k] = props[k]
+            return 200, existing, {}
+        self.validate_job(ws, props)
+        job = envelope(ws, key, body, "jobs")
+        jp = job["properties"]
+        jp["status"] = "Queued"
+        jp["outputs"] = self.s._with_default_output(ws, name, props.get("outputs") or {})
+        host = urllib.parse.urlsplit(self.s.base_url).netloc
+        jp["services"] = {
+            "Studio": {"jobServiceType": "Studio", "endpoint": f"https://ml.azure.com/runs/{name}?wsid={ws.path}&fake={host}"},
+            "Tracking": {"jobServiceType": "Tracking", "endpoint": f"azureml://{host}/mlflow/v1.0{ws.path}"},
+        }
+        ws.resources[key] = job
+        ws.order[key] = self.s._next()
+        ws.tracking.start_run(name, props.get("experimentName") or "Default", props.get("displayName") or name, dict(props.get("tags") or {}))
+        self.s.runner.submit(ws, name, job)
+        return 201, job, {}
+
+    def validate_job(self, ws, props):
+        jt = props["jobType"]
+        if jt not in ("Command", "Sweep"):
+            raise bad(f"the fake runs Command and Sweep jobs, not {jt}", target="properties.jobType", code="UserError")
+        if "computeId" in props and props["computeId"]:
+            cid = props["computeId"]
+            name = cid.rstrip("/").rsplit("/", 1)[-1]
+            if not cid.lower().startswith(ws.path.lower() + "/computes/") or name not in self.args.compute:
+                raise bad(
+                    f"compute {cid} does not exist in workspace {ws.name} (computes: {', '.join(self.args.compute)}); omit computeId for serverless compute",
+                    target="properties.computeId",
+                    code="UserError",
+                )
+        spec = props["trial"] if jt == "Sweep" else props
+        prefix = "properties.trial." if jt == "Sweep" else "properties."
+        for field, what in (("codeId", "code"), ("environmentId", "environment")):
+            ref = spec.get(field)
+            if ref and self.s.resolve(ws, ref) is None:
+                raise bad(f"{what} {ref} does not exist (PUT it before the job)", target=prefix + field, code="UserError")
+        inputs, outputs = props.get("inputs") or {}, props.get("outputs") or {}
+        for iname, inp in inputs.items():
+            if inp.get("jobInputType") != "literal":
+                self.check_blob_uri(inp.get("uri"), f"properties.inputs.{iname}.uri")
+        space = props.get("searchSpace") or {}
+        if jt == "Sweep":
+            algo = props["samplingAlgorithm"]["samplingAlgorithmType"]
+            errors = fake_jobs.search_space_errors(space, algo)
+            if errors:
+                raise bad(
+                    errors[0][1],
+                    target=errors[0][0],
+                    code="UserError",
+                    details=[{"code": "InvalidSearchSpace", "message": m, "target": t} for t, m in errors],
+                )
+            limits = props.get("limits") or {}
+            if algo.lower() != "grid" and not limits.get("maxTotalTrials"):
+                raise bad("limits.maxTotalTrials is required for Random and Bayesian sampling", target="properties.limits.maxTotalTrials", code="UserError")
+        for m in fake_jobs.PLACEHOLDER.finditer(spec["command"]):
+            group, name = m.group(1), m.group(2)
+            declared = {"inputs": inputs, "outputs": outputs, "search_space": space if jt == "Sweep" else {}}[group]
+            if name not in declared:
+                raise bad(
+                    f"the command references ${{{{{group}.{name}}}}} but the job declares no such {group.rstrip('s').replace('_', ' ')}",
+                    target=prefix + "command",
+                    code="UserError",
+                )
+
+    # --- online endpoints and deployments -----------------------------------------------------
+
+    def endpoints(self, method, ws, p, query, body, path):
+        if len(p) == 1 and method == "GET":
+            return 200, self.listing(ws, "onlineEndpoints", 1, query, path), {}
+        if len(p) < 2:
+            raise ArmError(405, "MethodNotAllowed", f"{method} onlineEndpoints is not implemented", unimplemented=True)
+        name, key = p[1], f"onlineEndpoints/{p[1]}"
+        if len(p) == 2:
+            if method == "GET":
+                return 200, self.get(ws, key), {}
+            if method == "PUT":
+                return self.put_endpoint(ws, name, key, body)
+            if method == "DELETE":
+                return self.delete_endpoint(ws, key)
+        if len(p) == 3 and method == "POST" and p[2] in ("listKeys", "token", "regenerateKeys"):
+            ep = self.get(ws, key)
+            mode = ep["properties"].get("authMode", "").lower()
+            if p[2] in ("listKeys", "regenerateKeys") and mode != "key":
+                raise bad(f"endpoint {name} uses authMode {ep['properties'].get('authMode')}: it has no keys", target="authMode", code="UserError")
+            if p[2] == "token" and mode != "amltoken":
+                raise bad(f"endpoint {name} uses authMode {ep['properties'].get('authMode')}: it issues no token", target="authMode", code="UserError")
+            if p[2] == "listKeys":
+                return 200, ws.keys.setdefault(name, self.new_keys()), {}
+            if p[2] == "token":
+                exp = int(time.time()) + 3600
+                return 200, {"accessToken": secrets.token_urlsafe(24), "expiryTimeUtc": exp, "refreshAfterTimeUtc": exp - 1800, "tokenType": "Bearer"}, {}
+            which = "primaryKey" if body.get("keyType", "").lower() == "primary" else "secondaryKey"
+
+            def regenerated(op):
+                ws.keys.setdefault(name, self.new_keys())[which] = body.get("keyValue") or secrets.token_urlsafe(24)
+
+            op = self.start_op(ws, "regenerateKeys", key + "/keys", regenerated)
+            return 202, None, self.lro_headers(op, ws, location=True)
+        if len(p) >= 3 and p[2] == "deployments":
+            if len(p) == 3 and method == "GET":
+                self.get(ws, key)
+                return 200, self.listing(ws, f"{key}/deployments", 1, query, path), {}
+            if len(p) == 4:
+                dkey = f"{key}/deployments/{p[3]}"
+                if method == "GET":
+                    return 200, self.get(ws, dkey), {}
+                if method == "PUT":
+                    return self.put_deployment(ws, key, p[3], dkey, body)
+                if method == "DELETE":
+                    return self.delete_deployment(ws, key, p[3], dkey)
+        raise ArmError(405, "MethodNotAllowed", f"{method} {'/'.join(p)} is not implemented by the fake", unimplemented=True)
+
+    def new_keys(self) -> dict:
+        return {"primaryKey": secrets.token_urlsafe(24), "secondaryKey": secrets.token_urlsafe(24)}
+
+    def fault_for(self, method: str, path: str, field: str) -> dict | None:
+        """A fault that fails the operation a request starts (rather than the request)."""
+        for f in self.s.faults:
+            if f.get(field) and f["times"] > 0 and re.search(f["match"], f"{method} {path}"):
+                f["times"] -= 1
+                return f
+        return None
+
+    def busy(self, ws, key, what):
+        op = self.pending(ws, key)
+        if op is not None:
+            raise ArmError(
+                409,
+                "Conflict",
+                f"{what} has an operation in progress ({op.kind}, started {op.start}); wait for it to finish",
+                target="name",
+            )
+
+    def put_endpoint(self, ws, name, key, body):
+        self.check_name(name, ENDPOINT_NAME, "name")
+        self.busy(ws, key, f"endpoint {name}")
+        props = body["properties"]
+        if body["location"].lower().replace(" ", "") != ws.location.lower():
+            raise bad(f"location {body['location']!r} differs from the workspace's location {ws.location!r}", target="location")
+        existing = ws.resources.get(key)
+        deployments = {
+            k.rsplit("/", 1)[1]: v for k, v in ws.resources.items() if k.startswith(key + "/deployments/")
+        }
+        self.check_traffic(name, props.get("traffic") or {}, props.get("mirrorTraffic") or {}, deployments)
+        if existing is not None and existing["properties"].get("authMode", "").lower() != props["authMode"].lower():
+            raise bad(f"authMode of endpoint {name} cannot change after creation", target="properties.authMode")
+        res = envelope(ws, key, body, "onlineEndpoints")
+        rp = res["properties"]
+        rp["provisioningState"] = "Updating" if existing else "Creating"
+        rp["scoringUri"] = f"{self.s.base_url}/score/{name}/score"
+        rp["swaggerUri"] = f"{self.s.base_url}/score/{name}/swagger.json"
+        if existing is not None:
+            res["systemData"]["createdAt"] = existing["systemData"]["createdAt"]
+            res.setdefault("identity", existing.get("identity"))
+        if res.get("identity", {}).get("type", "").lower().startswith("systemassigned"):
+            res["identity"]["principalId"] = str(uuid.uuid5(uuid.NAMESPACE_URL, res["id"]))
+            res["identity"]["tenantId"] = "00000000-0000-0000-0000-000000000000"
+        ws.resources[key] = res
+        ws.order.setdefault(key, self.s._next())
+        fail = self.fault_for("PUT", f"{ws.path}/{key}", "operation")
+        op = self.start_op(ws, "create" if not existing else "update", key, lambda op: self.provisioned(ws, key, op), fail)
+        return 201, res, self.lro_headers(op, ws, location=False)
+
+    def provisioned(self, ws, key, op):
+        res = ws.resources.get(key)
+        if res is None:
+            return
+        res["properties"]["provisioningState"] = "Failed" if op.fail else "Succeeded"
+
+    def check_traffic(self, name, traffic, mirror, deployments):
+        target = "properties.traffic"
+        for dep, pct in traffic.items():
+            if dep not in deployments:
+                raise bad(f"traffic of endpoint {name} routes {pct}% to deployment {dep!r}, which does not exist (deployments: {', '.join(sorted(deployments)) or 'none'})", target=f"{target}.{dep}")
+            if not 0 <= pct <= 100:
+                raise bad(f"traffic to deployment {dep!r} must be 0..100, got {pct}", target=f"{target}.{dep}")
+            if pct > 0 and deployments[dep]["properties"].get("provisioningState") != "Succeeded":
+                raise bad(f"traffic can only be routed to a deployment in state Succeeded; {dep!r} is {deployments[dep]['properties'].get('provisioningState')}", target=f"{target}.{dep}")
+        total = sum(traffic.values())
+        if traffic and total not in (0, 100):
+            details = [{"code": "InvalidTraffic", "message": f"{d}: {v}%", "target": f"{target}.{d}"} for d, v in sorted(traffic.items())]
+            raise bad(f"the traffic of endpoint {name} must sum to 100 (or 0), got {total}", target=target, details=details)
+        for dep, pct in mirror.items():
+            if dep not in deployments:
+                raise bad(f"mirrorTraffic of endpoint {name} names deployment {dep!r}, which does not exist", target=f"properties.mirrorTraffic.{dep}")
+            if not 0 <= pct <= 50:
+                raise bad(f"mirror traffic to {dep!r} must be 0..50 percent, got {pct}", target=f"properties.mirrorTraffic.{dep}")
+            if pct > 0 and traffic.get(dep, 0) > 0:
+                raise bad(f"deployment {dep!r} cannot receive both live traffic and mirrored traffic", target=f"properties.mirrorTraffic.{dep}")
+
+    def delete_endpoint(self, ws, key):
+        if key not in ws.resources:
+            return 204, None, {}
+        self.busy(ws, key, f"endpoint {key.split('/')[1]}")
+        ws.resources[key]["properties"]["provisioningState"] = "Deleting"
+
+        def gone(op):
+            for k in [k for k in ws.resources if k == key or k.startswith(key + "/")]:
+                del ws.resources[k]
+
+        op = self.start_op(ws, "delete", key, gone)
+        return 202, None, self.lro_headers(op, ws, location=True)
+
+    def put_deployment(self, ws, ekey, dname, dkey, body):
+        ep = ws.resources.get(ekey)
+        if ep is None:
+            raise self.not_found(ws, ekey)
+        if ep["properties"].get("provisioningState") in ("Deleting", "Failed") :
+            raise bad(f"endpoint {ekey.split('/')[1]} is {ep['properties']['provisioningState']}: it takes no deployment", target="name")
+        self.check_name(dname, ENDPOINT_NAME, "name")
+        self.busy(ws, dkey, f"deployment {dname}")
+        props = body["properties"]
+        if body["location"].lower().replace(" ", "") != ep["location"].lower().replace(" ", ""):
+            raise bad(f"location {body['location']!r} differs from the endpoint's {ep['location']!r}", target="location")
+        model = props.get("model")
+        if model:
+            ref = model
+            m = re.match(r"^azureml:([^:]+):([^:]+)$", model)
+            if m:
+                ref = f"models/{m.group(1)}/versions/{m.group(2)}"
+            if "/models/" not in f"/{ref}" or self.s.resolve(ws, ref) is None:
+                raise bad(f"model {model} does not exist in workspace {ws.name}; register the model version first", target="properties.model", code="UserError")
+        env = props.get("environmentId")
+        if env and self.s.resolve(ws, env) is None:
+            raise bad(f"environment {env} does not exist", target="properties.environmentId", code="UserError")
+        if props["endpointComputeType"] == "Managed" and not props.get("instanceType"):
+            raise bad("a managed online deployment needs properties.instanceType (for example Standard_DS3_v2)", target="properties.instanceType")
+        sku = body.get("sku") or {}
+        if "capacity" in sku and sku["capacity"] < 1:
+            raise bad(f"sku.capacity must be at least 1, got {sku['capacity']}", target="sku.capacity")
+        collections = ((props.get("dataCollector") or {}).get("collections") or {})
+        for cname, coll in collections.items():
+            data_id = coll.get("dataId")
+            if data_id and self.s.resolve(ws, data_id) is None:
+                raise bad(f"data collector {cname}: data asset {data_id} does not exist", target=f"properties.dataCollector.collections.{cname}.dataId", code="UserError")
+            rate = coll.get("samplingRate")
+            if rate is not None and not 0 <= rate <= 1:
+                raise bad(f"data collector {cname}: samplingRate must be 0..1, got {rate}", target=f"properties.dataCollector.collections.{cname}.samplingRate")
+        existing = ws.resources.get(dkey)
+        res = envelope(ws, dkey, body, "onlineEndpoints")
+        res["properties"]["provisioningState"] = "Updating" if existing else "Creating"
+        if existing is not None:
+            res["systemData"]["createdAt"] = existing["systemData"]["createdAt"]
+        ws.resources[dkey] = res
+        ws.order.setdefault(dkey, self.s._next())
+        fail = self.fault_for("PUT", f"{ws.path}/{dkey}", "operation")
+        op = self.start_op(ws, "create" if not existing else "update", dkey, lambda op: self.provisioned(ws, dkey, op), fail)
+        return 201, res, self.lro_headers(op, ws, location=False)
+
+    def delete_deployment(self, ws, ekey, dname, dkey):
+        if dkey not in ws.resources:
+            return 204, None, {}
+        ep = ws.resources.get(ekey) or {"properties": {}}
+        pct = (ep["properties"].get("traffic") or {}).get(dname, 0)
+        if pct > 0:
+            raise bad(f"deployment {dname} still receives {pct}% of the traffic of endpoint {ekey.split('/')[1]}; set it to 0 first", target="traffic", code="UserError")
+        self.busy(ws, dkey, f"deployment {dname}")
+        ws.resources[dkey]["properties"]["provisioningState"] = "Deleting"
+
+        def gone(op):
+            ws.resources.pop(dkey, None)
+
+        op = self.start_op(ws, "delete", dkey, gone)
+        return 202, None, self.lro_headers(op, ws, location=True)
+
+    # --- operations ---------------------------------------------------------------------------
+
+    def operation(self, kind: str, op_id: str):
+        op = self.s.operations.get(op_id)
+        if op is None:
+            raise ArmError(404, "ResourceNotFound", f"operation {op_id} was not found")
+        op.advance(True)
+        if kind.lower() == "mfeoperationsstatus":
+            body = {"id": f"/subscriptions/{op.ws.sub}/providers/{NS}/locations/{op.ws.location}/mfeOperationsStatus/{op.id}", "name": op.id, "status": op.status, "startTime": op.start}
+            if op.end:
+                body["endTime"] = op.end
+            if op.status == "Failed":
+                body["error"] = {"code": op.fail.get("code", "DeploymentFailed"), "message": op.fail.get("message", f"the {op.kind} of {op.key} failed (injected)")}
+            headers = {"Retry-After": str(self.args.retry_after)} if op.status == "InProgress" else {}
+            return 200, body, headers
+        if op.status == "InProgress":
+            return 202, None, self.lro_headers(op, op.ws, location=True)
+        if op.status == "Failed":
+            raise ArmError(400, op.fail.get("code", "OperationFailed"), op.fail.get("message", f"the {op.kind} of {op.key} failed (injected)"))
+        return (204 if op.kind == "delete" else 200), None, {}
+
+
+# --- HTTP -------------------------------------------------------------------------------------
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    server_version = "fake-arm/1"
+    protocol_version = "HTTP/1.1"
+    state: State
+    api: Api
+
+    def log_message(self, fmt, *args):  # quiet: tests read /fake/requests instead
+        if self.state.args.verbose:
+            super().log_message(fmt, *args)
+
+    def do_GET(self):
+        self.dispatch("GET")
+
+    def do_PUT(self):
+        self.dispatch("PUT")
+
+    def do_POST(self):
+        self.dispatch("POST")
+
+    def do_DELETE(self):
+        self.dispatch("DELETE")
+
+    def do_PATCH(self):
+        self.dispatch("PATCH")
+
+    def reply(self, status: int, body=None, headers=None):
+        data = b"" if body is None else json.dumps(body).encode()
+        self.send_response(status)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        if status != 204:
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+        self.send_header("x-ms-request-id", str(uuid.uuid4()))
+        self.end_headers()
+        if status != 204 and data:
+            self.wfile.write(data)
+
+    def dispatch(self, method: str):
+        s = self.state
+        parts = urllib.parse.urlsplit(self.path)
+        path = urllib.parse.unquote(parts.path)
+        query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        if path.startswith("/fake/") or path == "/fake":
+            return self.control(method, path, raw)
+        body = None
+        record = {"method": method, "path": path, "query": query, "authorized": False}
+        try:
+            if raw:
+                try:
+                    body = json.loads(raw)
+                except ValueError as e:
+                    record["body"] = raw[:2000].decode("utf-8", "replace")
+                    self.violation(method, path, None, [f"$: the body is not JSON: {e}"])
+                    raise ArmError(400, "InvalidRequestContent", f"the request body is not valid JSON: {e}")
+            record["body"] = body
+            self.authorize(record)
+            with s.lock:
+                s.requests.append(record)
+                for f in s.faults:
+                    if f.get("status") and f["times"] > 0 and re.search(f["match"], f"{method} {path}"):
+                        f["times"] -= 1
+                        headers = {"Retry-After": str(f["retryAfter"])} if f.get("retryAfter") is not None else {}
+                        code = {429: "TooManyRequests", 500: "InternalServerError", 502: "BadGateway", 503: "ServiceUnavailable"}.get(f["status"], "InjectedFault")
+                        raise ArmError(f["status"], code, f"injected fault for {method} {path}", headers=headers)
+            if m := MLFLOW_RE.match(path):
+                ws = s.workspace(m.group(1), m.group(2), m.group(3))
+                try:
+                    result = ws.tracking.handle(method, m.group(4), query, body)
+                except MlflowError as e:
+                    record["status"] = e.status
+                    return self.reply(e.status, e.body())
+                record["status"] = 200
+                return self.reply(200, result)
+            self.check_api_version(method, path, query)
+            if m := OP_RE.match(path):
+                with s.lock:
+                    status, out, headers = self.api.operation(m.group(3), m.group(4))
+            elif m := WS_RE.match(path):
+                rel = (m.group(4) or "").strip("/")
+                ws = s.workspace(m.group(1), m.group(2), m.group(3))
+                model = contract.route(method, "/" + rel) if rel else None
+                if model is not None:
+                    if body is None:
+                        self.violation(method, path, model, ["$: the request has no body"])
+                        raise ArmError(400, "InvalidRequestContent", f"{method} {rel} needs a {model} body")
+                    violations = contract.check(model, body)
+                    if violations:
+                        self.violation(method, path, model, [str(v) for v in violations])
+                        first = violations[0]
+                        raise ArmError(
+                            400,
+                            "UserError",
+                            f"the request body does not match the {model} model of api-version {API_VERSION}: {first}"
+                            + (f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""),
+                            target=first.path.removeprefix("$."),
+                            details=[{"code": "InvalidRequestContent", "message": v.message, "target": v.path.removeprefix("$.")} for v in violations],
+                        )
+                elif method in ("PUT", "POST", "PATCH") and body and not rel.endswith(("/cancel", "/listKeys", "/token")):
+                    self.violation(method, path, None, [f"$: the fake knows no model for {method} {rel or '(workspace)'}"])
+                with s.lock:
+                    status, out, headers = self.api.handle(method, ws, rel, query, body, path)
+            else:
+                self.violation(method, path, None, [f"the fake implements no route {method} {path}"])
+                raise ArmError(404, "NotFound", f"no route {method} {path} (the fake serves workspaces, operations and MLflow)")
+            record["status"] = status
+            return self.reply(status, out, headers)
+        except ArmError as e:
+            if e.unimplemented:
+                self.violation(method, path, None, [e.message])
+            record["status"] = e.status
+            return self.reply(e.status, e.body(), e.headers)
+        except Exception as e:  # a bug of the fake: say so, as a 500 the client can report
+            record["status"] = 500
+            import traceback
+
+            traceback.print_exc()
+            return self.reply(500, ArmError(500, "InternalServerError", f"fake-arm bug: {e!r}").body())
+
+    def authorize(self, record):
+        auth = self.headers.get("Authorization") or ""
+        if not auth.startswith("Bearer ") or not auth[7:].strip():
+            raise ArmError(
+                401,
+                "AuthenticationFailed",
+                "Authentication failed. The 'Authorization' header is missing or is not a Bearer token.",
+                headers={"WWW-Authenticate": 'Bearer authorization_uri="https://login.microsoftonline.com/common", error="invalid_token"'},
+            )
+        token = auth[7:].strip()
+        expected = self.state.args.token
+        if expected and token != expected and token != self.state.job_token:
+            raise ArmError(401, "InvalidAuthenticationToken", "The access token is invalid.")
+        record["authorized"] = True
+
+    def check_api_version(self, method, path, query):
+        version = query.get("api-version")
+        if version == API_VERSION:
+            return
+        if version is None:
+            self.violation(method, path, None, ["api-version is missing"])
+            raise ArmError(400, "MissingApiVersionParameter", "The api-version query parameter (?api-version=) is required for all requests.")
+        self.violation(method, path, None, [f"api-version {version!r} instead of {API_VERSION}"])
+        raise ArmError(400, "InvalidApiVersionParameter", f"The api-version '{version}' is invalid. The supported versions are '{API_VERSION}'.")
+
+    def violation(self, method, path, model, messages):
+        entry = {"method": method, "path": path, "model": model, "violations": messages}
+        with self.state.lock:
+            self.state.violations.append(entry)
+        if self.state.args.violations:
+            with open(self.state.args.violations, "a") as f:
+                f.write(json.dumps(entry) + "\n")
+
+    def control(self, method, path, raw):
+        s = self.state
+        try:
+            body = json.loads(raw) if raw else {}
+        except ValueError:
+            return self.reply(400, {"error": "body is not JSON"})
+        with s.lock:
+            if path == "/fake/health":
+                return self.reply(200, {"status": "ok", "blob": s.account.url if s.account else None})
+            if path == "/fake/requests" and method == "GET":
+                return self.reply(200, s.requests)
+            if path == "/fake/violations" and method == "GET":
+                return self.reply(200, s.violations)
+            if path == "/fake/reset" and method == "POST":
+                s.reset()
+                return self.reply(200, {})
+            if path == "/fake/faults" and method == "POST":
+                if not isinstance(body.get("match"), str) or not (body.get("status") or body.get("operation")):
+                    return self.reply(400, {"error": "a fault needs match (regex on 'METHOD /path') and status (429, 500, 503) or operation ('Failed')"})
+                try:
+                    re.compile(body["match"])
+                except re.error as e:
+                    return self.reply(400, {"error": f"match is not a regex: {e}"})
+                fault = {"match": body["match"], "status": body.get("status"), "operation": body.get("operation"), "times": int(body.get("times", 1)), "retryAfter": body.get("retryAfter"), "code": body.get("code"), "message": body.get("message")}
+                fault = {k: v for k, v in fault.items() if v is not None}
+                s.faults.append(fault)
+                return self.reply(201, fault)
+            if path == "/fake/faults" and method == "DELETE":
+                s.faults.clear()
+                return self.reply(200, {})
+            m = re.match(r"^/fake/jobs/([^/]+)/log$", path)
+            if m and method == "GET":
+                for ws in s.workspaces.values():
+                    log = Path(s.workdir) / ws.slug / m.group(1) / "logs" / "user_logs" / "std_log.txt"
+                    if log.exists():
+                        data = log.read_bytes()
+                        self.send_response(200)
+                        self.send_header("Content-Type", "text/plain; charset=utf-8")
+                        self.send_header("Content-Length", str(len(data)))
+                        self.end_headers()
+                        self.wfile.write(data)
+                        return None
+                return self.reply(404, {"error": f"no log for job {m.group(1)}"})
+        return self.reply(404, {"error": f"no fake control route {method} {path}"})
+
+
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description="A fake Azure ML REST API (ARM) for tests; binds 127.0.0.1.")
+    ap.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: a free one, printed)")
+    ap.add_argument("--blob-url", help="the blob emulator's account URL, e.g. http://127.0.0.1:10000/devstoreaccount1")
+    ap.add_argument("--blob-key", default=EMULATOR_KEY, help="its account key (default: the emulator's well-known key)")
+    ap.add_argument("--violations", help="append every contract violation to this file (JSON lines)")
+    ap.add_argument("--token", help="accept only this bearer token (default: any)")
+    ap.add_argument("--location", default="westeurope", help="the workspaces' location")
+    ap.add_argument("--workspace", action="append", default=[], help="SUB/RG/WS that exists (repeatable; default: any)")
+    ap.add_argument("--compute", action="append", default=None, help="a compute that exists (repeatable; default: cpu-cluster)")
+    ap.add_argument("--page-size", type=int, default=2, help="items per page of a list (small, so clients must follow nextLink)")
+    ap.add_argument("--lro-polls", type=int, default=1, help="status reads a long-running operation answers InProgress")
+    ap.add_argument("--lro-seconds", type=float, default=30.0, help="...or seconds after which it is done anyway")
+    ap.add_argument("--retry-after", type=int, default=0, help="Retry-After seconds sent with operations")
+    ap.add_argument("--work-dir", help="where jobs run (default: a new temp dir)")
+    ap.add_argument("--verbose", action="store_true")
+    args = ap.parse_args(argv)
+    if args.compute is None:
+        args.compute = ["cpu-cluster"]
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    state = State(args)
+    if state.account is not None:
+        try:
+            state.account.create_container(CODE_CONTAINER)
+            state.account.create_container(ARTIFACTS_CONTAINER)
+        except BlobError as e:
+            print(f"fake-arm: the blob emulator at {args.blob_url} does not answer: {e}", file=sys.stderr)
+            return 1
+    handler = type("BoundHandler", (Handler,), {"state": state, "api": Api(state)})
+    server = Server(("127.0.0.1", args.port), handler)
+    port = server.server_address[1]
+    state.base_url = f"http://127.0.0.1:{port}"
+
+    def stop(signum, frame):
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    print(f"fake-arm listening on {state.base_url}", flush=True)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        state.runner.stop_all()
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,474 @@
+"""The fake ARM server behaves as the Azure ML REST docs say, and runs jobs for real.
+
+Each test class starts its own fake (port 0: a free one) as a subprocess. The job tests need
+a blob emulator: MLCTL_AZURITE_URL (e.g. http://127.0.0.1:10000/devstoreaccount1); without it
+they skip with the reason printed, and fail under CI=true.
+
+Run: `.ci/azureml-fake.sh test` (or `<venv python> -m unittest -v` in this directory).
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SUB, RG, WS = "00000000-0000-0000-0000-000000000001", "ml", "iris-ws"
+W = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.MachineLearningServices/workspaces/{WS}"
+Q = "api-version=2025-12-01"
+AZURITE = os.environ.get("MLCTL_AZURITE_URL", "").rstrip("/")
+
+
+def need_azurite(test):
+    if AZURITE:
+        return test
+    if os.environ.get("CI") == "true":
+        raise RuntimeError("MLCTL_AZURITE_URL is not set and CI=true: the job tests of the fake need Azurite (.ci/azurite.sh)")
+    print(f"\nskipped {test.__name__}: MLCTL_AZURITE_URL is not set (start Azurite, see README.md)", file=sys.stderr)
+    return unittest.skip("MLCTL_AZURITE_URL is not set")(test)
+
+
+class Fake:
+    def __init__(self, *extra):
+        self.dir = tempfile.mkdtemp(prefix="fake-arm-test-")
+        self.violations_file = Path(self.dir) / "violations.jsonl"
+        args = [sys.executable, str(HERE / "fake_arm.py"), "--port", "0", "--violations", str(self.violations_file), "--work-dir", self.dir, *extra]
+        if AZURITE:
+            args += ["--blob-url", AZURITE]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        m = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
+        if not m:
+            self.proc.kill()
+            raise RuntimeError(f"the fake did not start: {line!r} {self.proc.stderr.read()}")
+        self.url = m.group(1)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=10)
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+
+    def call(self, method, path, body=None, auth=True, query=Q, raw_url=None):
+        url = raw_url or (f"{self.url}{path}" + (f"?{query}" if query else ""))
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"}
+        if auth:
+            headers["Authorization"] = "Bearer test-token"
+        req = urllib.request.Request(url, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                text = r.read()
+                return r.status, (json.loads(text) if text else None), dict(r.headers)
+        except urllib.error.HTTPError as e:
+            text = e.read()
+            return e.code, (json.loads(text) if text else None), dict(e.headers)
+
+    def arm(self, method, rel, body=None, **kw):
+        return self.call(method, f"{W}/{rel}" if rel else W, body, **kw)
+
+    def violations(self):
+        return self.call("GET", "/fake/violations", query=None)[1]
+
+    def wait_job(self, name, timeout=60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status, job, _ = self.arm("GET", f"jobs/{name}")
+            assert status == 200, job
+            if job["properties"]["status"] in ("Completed", "Failed", "Canceled"):
+                return job
+            time.sleep(0.2)
+        raise AssertionError(f"job {name} did not finish in {timeout}s: {job['properties']['status']}")
+
+
+def env_version(fake, name="mlctl"):
+    status, body, _ = fake.arm("PUT", f"environments/{name}/versions/1", {"properties": {"image": "ghcr.io/mlctl/mlctl:test"}})
+    assert status in (200, 201), body
+    return body["id"]
+
+
+def command_job(env_id, **props):
+    return {"properties": {"jobType": "Command", "command": "true", "environmentId": env_id, "experimentName": "iris", **props}}
+
+
+class Protocol(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.fake = Fake()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.fake.stop()
+
+    def setUp(self):
+        self.fake.call("POST", "/fake/reset", {}, query=None)
+
+    def test_requests_without_a_bearer_token_get_401(self):
+        status, body, headers = self.fake.arm("GET", "", auth=False)
+        self.assertEqual(status, 401)
+        self.assertEqual(body["error"]["code"], "AuthenticationFailed")
+        self.assertIn("Bearer", headers["WWW-Authenticate"])
+
+    def test_the_workspace_names_its_location_and_mlflow_tracking_uri(self):
+        status, ws, _ = self.fake.arm("GET", "")
+        self.assertEqual(status, 200)
+        self.assertEqual(ws["location"], "westeurope")
+        host = self.fake.url.removeprefix("http://")
+        self.assertEqual(ws["properties"]["mlFlowTrackingUri"], f"azureml://{host}/mlflow/v1.0{W}")
+
+    def test_a_wrong_api_version_is_refused_and_recorded(self):
+        status, body, _ = self.fake.arm("GET", "jobs", query="api-version=2023-04-01")
+        self.assertEqual((status, body["error"]["code"]), (400, "InvalidApiVersionParameter"))
+        self.assertEqual(self.fake.violations()[0]["violations"], ["api-version '2023-04-01' instead of 2025-12-01"])
+
+    def test_a_body_that_breaks_the_contract_is_refused_with_its_path(self):
+        env = env_version(self.fake)
+        job = command_job(env)
+        job["properties"]["code_id"] = "x"
+        status, body, _ = self.fake.arm("PUT", "jobs/j1", job)
+        self.assertEqual(status, 400)
+        self.assertEqual(body["error"]["target"], "properties.code_id")
+        self.assertIn("'codeId'", body["error"]["message"])
+        lines = [json.loads(l) for l in self.fake.violations_file.read_text().splitlines()]
+        self.assertEqual(lines[-1]["model"], "JobBase")
+        self.assertEqual(self.fake.arm("GET", "jobs/j1")[0], 404)
+
+    def test_an_unknown_resource_is_a_404_arm_error(self):
+        status, body, _ = self.fake.arm("GET", "models/nope/versions/1")
+        self.assertEqual(status, 404)
+        self.assertEqual(body["error"]["code"], "ResourceNotFound")
+        self.assertIn("models/versions/1", body["error"]["message"])
+
+    def test_an_unknown_route_is_a_violation(self):
+        self.assertEqual(self.fake.arm("GET", "batchEndpoints")[0], 404)
+        self.assertIn("batchEndpoints", self.fake.violations()[0]["violations"][0])
+
+    def test_injected_faults_answer_with_retry_after_then_stop(self):
+        fault = {"match": r"^GET .*/models$", "status": 429, "times": 2, "retryAfter": 1}
+        self.assertEqual(self.fake.call("POST", "/fake/faults", fault, query=None)[0], 201)
+        got = [self.fake.arm("GET", "models") for _ in range(3)]
+        self.assertEqual([g[0] for g in got], [429, 429, 200])
+        self.assertEqual(got[0][2]["Retry-After"], "1")
+        self.assertEqual(got[0][1]["error"]["code"], "TooManyRequests")
+
+    def test_lists_are_paged_through_next_link(self):
+        for v in ("1", "2", "3"):
+            body = {"properties": {"modelUri": f"https://a.blob.core.windows.net/c/m{v}/", "modelType": "custom_model"}}
+            self.assertEqual(self.fake.arm("PUT", f"models/iris/versions/{v}", body)[0], 201)
+        status, page, _ = self.fake.arm("GET", "models/iris/versions")
+        self.assertEqual(len(page["value"]), 2)
+        _, rest, _ = self.fake.call("GET", None, raw_url=page["nextLink"])
+        self.assertNotIn("nextLink", rest)
+        names = [m["name"] for m in page["value"] + rest["value"]]
+        self.assertEqual(sorted(names), ["1", "2", "3"])
+        _, container, _ = self.fake.arm("GET", "models/iris")
+        self.assertEqual((container["properties"]["latestVersion"], container["properties"]["nextVersion"]), ("3", "4"))
+
+    def test_an_asset_version_is_immutable(self):
+        body = {"properties": {"dataType": "uri_file", "dataUri": "https://a.blob.core.windows.net/c/x.csv"}}
+        self.assertEqual(self.fake.arm("PUT", "data/iris/versions/1", body)[0], 201)
+        body["properties"]["description"] = "same data"
+        self.assertEqual(self.fake.arm("PUT", "data/iris/versions/1", body)[0], 200)
+        body["properties"]["dataUri"] = "https://a.blob.core.windows.net/c/y.csv"
+        status, err, _ = self.fake.arm("PUT", "data/iris/versions/1", body)
+        self.assertEqual((status, err["error"]["target"]), (409, "properties.dataUri"))
+
+    def test_a_job_on_a_missing_compute_is_refused(self):
+        job = command_job(env_version(self.fake), computeId=f"{W}/computes/gpu-cluster")
+        status, body, _ = self.fake.arm("PUT", "jobs/j2", job)
+        self.assertEqual((status, body["error"]["target"]), (400, "properties.computeId"))
+        self.assertIn("cpu-cluster", body["error"]["message"])
+
+    def test_a_command_referencing_an_undeclared_input_is_refused(self):
+        job = command_job(env_version(self.fake), command="cat ${{inputs.train}}")
+        status, body, _ = self.fake.arm("PUT", "jobs/j3", job)
+        self.assertEqual((status, body["error"]["target"]), (400, "properties.command"))
+
+    def test_a_grid_sweep_takes_only_choices(self):
+        env = env_version(self.fake)
+        sweep = {
+            "properties": {
+                "jobType": "Sweep",
+                "trial": {"command": "echo ${{search_space.lr}}", "environmentId": env},
+                "searchSpace": {"lr": ["uniform", [0.1, 0.2]]},
+                "samplingAlgorithm": {"samplingAlgorithmType": "Grid"},
+                "objective": {"primaryMetric": "accuracy", "goal": "Maximize"},
+                "limits": {"jobLimitsType": "Sweep", "maxTotalTrials": 2},
+            }
+        }
+        status, body, _ = self.fake.arm("PUT", "jobs/s1", sweep)
+        self.assertEqual((status, body["error"]["target"]), (400, "properties.searchSpace.lr"))
+
+
+def endpoint(traffic=None, auth="Key"):
+    return {"location": "westeurope", "identity": {"type": "SystemAssigned"}, "tags": {"mlctl:project": "iris"}, "properties": {"authMode": auth, "traffic": traffic or {}}}
+
+
+class Endpoints(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.fake = Fake()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.fake.stop()
+
+    def setUp(self):
+        self.fake.call("POST", "/fake/reset", {}, query=None)
+
+    def follow(self, headers):
+        url = headers["Azure-AsyncOperation"]
+        states = []
+        for _ in range(10):
+            status, op, _ = self.fake.call("GET", None, raw_url=url)
+            self.assertEqual(status, 200)
+            states.append(op["status"])
+            if op["status"] != "InProgress":
+                return states, op
+        raise AssertionError(states)
+
+    def model(self):
+        body = {"properties": {"modelUri": "https://a.blob.core.windows.net/c/m/", "modelType": "custom_model"}}
+        return self.fake.arm("PUT", "models/iris/versions/1", body)[1]["id"]
+
+    def deployment(self, model_id, capacity=1):
+        return {
+            "location": "westeurope",
+            "sku": {"name": "Default", "capacity": capacity},
+            "properties": {"endpointComputeType": "Managed", "model": model_id, "instanceType": "Standard_DS3_v2", "scaleSettings": {"scaleType": "Default"}},
+        }
+
+    def create(self, name="iris"):
+        status, ep, headers = self.fake.arm("PUT", f"onlineEndpoints/{name}", endpoint())
+        self.assertEqual(status, 201)
+        self.assertEqual(ep["properties"]["provisioningState"], "Creating")
+        self.assertIn("mfeOperationsStatus", headers["Azure-AsyncOperation"])
+        states, _ = self.follow(headers)
+        self.assertEqual(states, ["InProgress", "Succeeded"])
+        self.assertEqual(self.fake.arm("GET", f"onlineEndpoints/{name}")[1]["properties"]["provisioningState"], "Succeeded")
+
+    def test_an_endpoint_and_a_deployment_provision_through_async_operations(self):
+        self.create()
+        status, dep, headers = self.fake.arm("PUT", "onlineEndpoints/iris/deployments/blue", self.deployment(self.model()))
+        self.assertEqual(status, 201)
+        self.follow(headers)
+        status, ep, headers = self.fake.arm("PUT", "onlineEndpoints/iris", endpoint({"blue": 100}))
+        self.assertEqual(status, 201)
+        self.follow(headers)
+        self.assertEqual(self.fake.arm("GET", "onlineEndpoints/iris")[1]["properties"]["traffic"], {"blue": 100})
+        _, keys, _ = self.fake.arm("POST", "onlineEndpoints/iris/listKeys")
+        self.assertEqual(sorted(keys), ["primaryKey", "secondaryKey"])
+        self.assertEqual(self.fake.violations(), [])
+
+    def test_traffic_must_sum_to_100_and_name_existing_deployments(self):
+        self.create()
+        status, body, _ = self.fake.arm("PUT", "onlineEndpoints/iris", endpoint({"green": 100}))
+        self.assertEqual((status, body["error"]["target"]), (400, "properties.traffic.green"))
+        _, _, h = self.fake.arm("PUT", "onlineEndpoints/iris/deployments/blue", self.deployment(self.model()))
+        self.follow(h)
+        _, _, h = self.fake.arm("PUT", "onlineEndpoints/iris/deployments/green", self.deployment(self.model()))
+        self.follow(h)
+        status, body, _ = self.fake.arm("PUT", "onlineEndpoints/iris", endpoint({"blue": 60, "green": 30}))
+        self.assertEqual((status, body["error"]["target"]), (400, "properties.traffic"))
+        self.assertIn("got 90", body["error"]["message"])
+        self.assertEqual(len(body["error"]["details"]), 2)
+
+    def test_a_deployment_of_an_unknown_model_is_refused(self):
+        self.create()
+        status, body, _ = self.fake.arm("PUT", "onlineEndpoints/iris/deployments/blue", self.deployment(f"{W}/models/nope/versions/9"))
+        self.assertEqual((status, body["error"]["target"]), (400, "properties.model"))
+
+    def test_a_second_change_while_one_is_in_progress_is_a_conflict(self):
+        self.fake.arm("PUT", "onlineEndpoints/iris", endpoint())
+        status, body, _ = self.fake.arm("PUT", "onlineEndpoints/iris", endpoint())
+        self.assertEqual((status, body["error"]["code"]), (409, "Conflict"))
+
+    def test_an_injected_operation_failure_fails_the_provisioning(self):
+        self.create()
+        fault = {"match": "deployments/blue$", "operation": "Failed", "code": "ResourceNotReady", "message": "image pull failed"}
+        self.fake.call("POST", "/fake/faults", fault, query=None)
+        _, _, h = self.fake.arm("PUT", "onlineEndpoints/iris/deployments/blue", self.deployment(self.model()))
+        states, op = self.follow(h)
+        self.assertEqual(states[-1], "Failed")
+        self.assertEqual(op["error"], {"code": "ResourceNotReady", "message": "image pull failed"})
+        self.assertEqual(self.fake.arm("GET", "onlineEndpoints/iris/deployments/blue")[1]["properties"]["provisioningState"], "Failed")
+
+    def test_delete_is_followed_through_location_until_204(self):
+        self.create()
+        status, _, headers = self.fake.arm("DELETE", "onlineEndpoints/iris")
+        self.assertEqual(status, 202)
+        polls = [self.fake.call("GET", None, raw_url=headers["Location"])[0] for _ in range(2)]
+        self.assertEqual(polls, [202, 204])
+        self.assertEqual(self.fake.arm("GET", "onlineEndpoints/iris")[0], 404)
+        self.assertEqual(self.fake.arm("DELETE", "onlineEndpoints/iris")[0], 204)
+
+
+W_MLFLOW = f"/mlflow/v1.0{W}/api/2.0/mlflow"
+
+# A script-mode job: reads its input, writes a model file, logs a metric to MLflow with the
+# token the job is given (as mlctl's trainer does).
+TRAIN_PY = r"""
+import json, os, sys, time, urllib.request
+data, out = sys.argv[1], sys.argv[2]
+rows = open(data).read().splitlines()
+lr = float(os.environ.get("LR", "0"))
+open(os.path.join(out, "model.txt"), "w").write(f"rows={len(rows)}\n")
+body = {"run_id": os.environ["MLFLOW_RUN_ID"], "metrics": [{"key": "accuracy", "value": 0.5 + lr, "timestamp": int(time.time()*1000), "step": 0}]}
+req = urllib.request.Request(os.environ["MLFLOW_TRACKING_URI"] + "/api/2.0/mlflow/runs/log-batch", data=json.dumps(body).encode(), method="POST",
+    headers={"Content-Type": "application/json", "Authorization": "Bearer " + os.environ["MLFLOW_TRACKING_TOKEN"]})
+urllib.request.urlopen(req).read()
+print("trained on", len(rows), "rows; SECRET_ENV is", os.environ.get("FAKE_TEST_SECRET", "absent"))
+"""
+
+
+class Jobs(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if not AZURITE:
+            return
+        sys.path.insert(0, str(HERE))
+        from fake_blob import Account
+
+        cls.account = Account(AZURITE)
+        cls.account.create_container("fake-test")
+        os.environ["FAKE_TEST_SECRET"] = "leaked"  # the job must not see the fake's environment
+        cls.fake = Fake()
+
+    @classmethod
+    def tearDownClass(cls):
+        if AZURITE:
+            cls.fake.stop()
+
+    def upload_code(self, name, files):
+        status, up, _ = self.fake.arm("POST", f"codes/{name}/versions/1/startPendingUpload", {"pendingUploadType": "TemporaryBlobReference"})
+        self.assertEqual(status, 200, up)
+        ref = up["blobReferenceForConsumption"]
+        self.assertEqual(ref["credential"]["credentialType"], "SAS")
+        base, sas = ref["credential"]["sasUri"].split("?", 1)
+        for rel, text in files.items():
+            self.account.put(f"{base}/{rel}?{sas}", text.encode())
+        status, code, _ = self.fake.arm("PUT", f"codes/{name}/versions/1", {"properties": {"codeUri": ref["blobUri"]}})
+        self.assertEqual(status, 201, code)
+        return code["id"]
+
+    def data(self, rel, text):
+        url = f"{AZURITE}/fake-test/{rel}"
+        self.account.put(url, text.encode())
+        return url
+
+    @need_azurite
+    def test_a_command_job_runs_its_code_on_its_inputs_and_uploads_its_outputs(self):
+        code = self.upload_code("train", {"train.py": TRAIN_PY, "lib/helper.txt": "kept"})
+        env = env_version(self.fake)
+        out = f"{AZURITE}/fake-test/artifacts/job-ok/model/"
+        job = command_job(
+            env,
+            codeId=code,
+            command="test -f lib/helper.txt && python3 train.py ${{inputs.train}} ${{outputs.model}}",
+            inputs={"train": {"jobInputType": "uri_file", "uri": self.data("objects/train.csv", "a\nb\nc\n")}},
+            outputs={"model": {"jobOutputType": "uri_folder", "uri": out, "mode": "ReadWriteMount"}},
+            environmentVariables={"LR": "0.25"},
+            limits={"jobLimitsType": "Command", "timeout": "PT5M"},
+        )
+        status, created, _ = self.fake.arm("PUT", "jobs/job-ok", job)
+        self.assertEqual(status, 201, created)
+        self.assertEqual(created["properties"]["status"], "Queued")
+        done = self.fake.wait_job("job-ok")
+        self.assertEqual(done["properties"]["status"], "Completed", done["properties"].get("error"))
+        self.assertEqual(self.account.get(out + "model.txt"), b"rows=3\n")
+        _, run, _ = self.fake.call("GET", f"{W_MLFLOW}/runs/get", query="run_id=job-ok")
+        self.assertEqual(run["run"]["info"]["status"], "FINISHED")
+        self.assertEqual([(m["key"], m["value"]) for m in run["run"]["data"]["metrics"]], [("accuracy", 0.75)])
+        logs = done["properties"]["outputs"]["default"]["uri"]
+        log = self.account.get(logs + "user_logs/std_log.txt").decode()
+        self.assertIn("trained on 3 rows; SECRET_ENV is absent", log)
+        self.assertEqual(self.fake.violations(), [])
+
+    @need_azurite
+    def test_a_failing_job_fails_with_its_exit_code_and_log_tail(self):
+        env = env_version(self.fake)
+        status, _, _ = self.fake.arm("PUT", "jobs/job-bad", command_job(env, command="echo about to fail; exit 3"))
+        self.assertEqual(status, 201)
+        done = self.fake.wait_job("job-bad")
+        self.assertEqual(done["properties"]["status"], "Failed")
+        self.assertIn("status code 3", done["properties"]["error"]["message"])
+        self.assertIn("about to fail", done["properties"]["error"]["message"])
+
+    @need_azurite
+    def test_a_missing_input_blob_fails_the_job_naming_the_input(self):
+        env = env_version(self.fake)
+        job = command_job(env, command="cat ${{inputs.train}}", inputs={"train": {"jobInputType": "uri_file", "uri": f"{AZURITE}/fake-test/nope.csv"}})
+        self.fake.arm("PUT", "jobs/job-noinput", job)
+        done = self.fake.wait_job("job-noinput")
+        self.assertEqual(done["properties"]["status"], "Failed")
+        self.assertIn("input train: no blob at", done["properties"]["error"]["message"])
+
+    @need_azurite
+    def test_a_cancelled_job_ends_canceled(self):
+        env = env_version(self.fake)
+        self.fake.arm("PUT", "jobs/job-long", command_job(env, command="sleep 60"))
+        deadline = time.monotonic() + 20
+        while self.fake.arm("GET", "jobs/job-long")[1]["properties"]["status"] != "Running":
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.1)
+        status, _, headers = self.fake.arm("POST", "jobs/job-long/cancel")
+        self.assertEqual(status, 202)
+        self.assertIn("Location", headers)
+        self.assertEqual(self.fake.wait_job("job-long", timeout=20)["properties"]["status"], "Canceled")
+
+    @need_azurite
+    def test_a_sweep_runs_its_trials_and_names_the_best(self):
+        code = self.upload_code("sweep", {"train.py": TRAIN_PY})
+        env = env_version(self.fake)
+        out = f"{AZURITE}/fake-test/artifacts/sweep1/model/"
+        sweep = {
+            "properties": {
+                "jobType": "Sweep",
+                "experimentName": "iris",
+                "trial": {"command": "LR=${{search_space.lr}} python3 train.py ${{inputs.train}} ${{outputs.model}}", "codeId": code, "environmentId": env},
+                "inputs": {"train": {"jobInputType": "uri_file", "uri": self.data("objects/sweep.csv", "a\nb\n")}},
+                "outputs": {"model": {"jobOutputType": "uri_folder", "uri": out}},
+                "searchSpace": {"lr": ["choice", [[0.1, 0.3, 0.2]]]},
+                "samplingAlgorithm": {"samplingAlgorithmType": "Grid"},
+                "objective": {"primaryMetric": "accuracy", "goal": "Maximize"},
+                "limits": {"jobLimitsType": "Sweep", "maxTotalTrials": 3, "maxConcurrentTrials": 2},
+            }
+        }
+        status, body, _ = self.fake.arm("PUT", "jobs/sweep1", sweep)
+        self.assertEqual(status, 201, body)
+        done = self.fake.wait_job("sweep1", timeout=120)
+        self.assertEqual(done["properties"]["status"], "Completed", done["properties"].get("error"))
+        self.assertEqual(done["properties"]["properties"]["best_child_run_id"], "sweep1_1")
+        _, exp, _ = self.fake.call("GET", f"{W_MLFLOW}/experiments/get-by-name", query="experiment_name=iris")
+        search = {"experiment_ids": [exp["experiment"]["experiment_id"]], "filter": "tags.mlflow.parentRunId = 'sweep1'", "max_results": 2}
+        _, page, _ = self.fake.call("POST", f"{W_MLFLOW}/runs/search", search, query=None)
+        _, rest, _ = self.fake.call("POST", f"{W_MLFLOW}/runs/search", {**search, "page_token": page["next_page_token"]}, query=None)
+        runs = {r["info"]["run_id"]: r for r in page["runs"] + rest["runs"]}
+        self.assertEqual(sorted(runs), ["sweep1_0", "sweep1_1", "sweep1_2"])
+        self.assertEqual(runs["sweep1_1"]["data"]["metrics"][0]["value"], 0.8)
+        self.assertEqual(self.account.get(out + "model.txt"), b"rows=2\n")
+        self.assertEqual(self.fake.arm("GET", "jobs/sweep1_1")[1]["properties"]["status"], "Completed")
+        self.assertEqual(self.fake.violations(), [])
+
+
+class Lifecycle(unittest.TestCase):
+    def test_sigterm_stops_the_fake_cleanly(self):
+        fake = Fake()
+        self.assertEqual(fake.call("GET", "/fake/health", query=None)[0], 200)
+        fake.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(fake.proc.wait(timeout=10), 0)
+        fake.proc.stdout.close()
+        fake.proc.stderr.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
