@@ -1002,6 +1002,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if path == "/fake/faults" and method == "DELETE":
                 s.faults.clear()
                 return self.reply(200, {})
+            if path == "/fake/capture" and method == "POST":
+                try:
+                    return self.reply(201, self.capture(body))
+                except ArmError as e:
+                    return self.reply(e.status, e.body())
+                except BlobError as e:
+                    return self.reply(502, {"error": {"code": "BlobError", "message": str(e)}})
             m = re.match(r"^/fake/jobs/([^/]+)/log$", path)
             if m and method == "GET":
                 for ws in s.workspaces.values():
@@ -1016,6 +1023,62 @@ class Handler(http.server.BaseHTTPRequestHandler):
                         return None
                 return self.reply(404, {"error": f"no log for job {m.group(1)}"})
         return self.reply(404, {"error": f"no fake control route {method} {path}"})
+
+
+    def capture(self, body: dict) -> dict:
+        """What a deployment's data collector would write for scored requests: one JSON-lines
+        file per enabled collection (model_inputs, model_outputs) under
+        `<the collection's data asset dataUri>/<collection>/<yyyy>/<MM>/<dd>/<HH>/`, the rows of
+        one request sharing its correlationid. Body: {"deployment": "<ARM id>", "requests":
+        [{"inputs": [{col: v}], "outputs": [pred, ...]}], "time"?: RFC 3339}."""
+        s = self.state
+        if s.account is None:
+            raise ArmError(503, "ServiceUnavailable", "no blob emulator (--blob-url)")
+        dep_id = body.get("deployment", "")
+        m = WS_RE.match(dep_id)
+        if not m or not isinstance(body.get("requests"), list):
+            raise bad("capture needs deployment (the deployment's ARM id) and requests [{inputs, outputs}]", target="deployment")
+        ws = s.workspace(m.group(1), m.group(2), m.group(3))
+        rel = (m.group(4) or "").strip("/")
+        dep = ws.resources.get(rel)
+        if dep is None or "/deployments/" not in rel:
+            raise self.api.not_found(ws, rel)
+        collections = ((dep["properties"].get("dataCollector") or {}).get("collections") or {})
+        at = datetime.datetime.fromisoformat((body.get("time") or now()).replace("Z", "+00:00"))
+        stamp = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        written = []
+        for cname, field in (("model_inputs", "inputs"), ("model_outputs", "outputs")):
+            coll = collections.get(cname)
+            if not coll or str(coll.get("dataCollectionMode", "Enabled")).lower() != "enabled":
+                continue
+            asset = s.resolve(ws, coll.get("dataId", ""))
+            if asset is None:
+                raise bad(f"collection {cname}: its data asset {coll.get('dataId')} does not exist", target=cname)
+            lines = []
+            for req in body["requests"]:
+                rid = req.get("correlationid") or str(uuid.uuid4())
+                req["correlationid"] = rid  # the outputs of a request share its inputs' id
+                lines.append(
+                    json.dumps(
+                        {
+                            "specversion": "1.0",
+                            "id": str(uuid.uuid4()),
+                            "source": dep["id"],
+                            "type": f"azureml.inference.{cname}",
+                            "datacontenttype": "application/json",
+                            "time": stamp,
+                            "data": req.get(field, []),
+                            "correlationid": rid,
+                            "xrequestid": rid,
+                            "modelversion": (dep["properties"].get("model") or "").rstrip("/").rsplit("/", 1)[-1],
+                        }
+                    )
+                )
+            base = asset["properties"]["dataUri"].rstrip("/")
+            url = f"{base}/{cname}/{at:%Y/%m/%d/%H}/{uuid.uuid4()}.jsonl"
+            s.account.put(url, ("\n".join(lines) + "\n").encode(), "application/json")
+            written.append(url)
+        return {"written": written}
 
 
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):

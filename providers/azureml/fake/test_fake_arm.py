@@ -460,6 +460,40 @@ class Jobs(unittest.TestCase):
         self.assertEqual(self.fake.violations(), [])
 
 
+    @need_azurite
+    def test_capture_is_written_where_the_data_collector_would_write_it(self):
+        folder = f"{AZURITE}/fake-test/capture/iris/"
+        status, data, _ = self.fake.arm("PUT", "data/iris-capture/versions/1", {"properties": {"dataType": "uri_folder", "dataUri": folder}})
+        self.assertEqual(status, 201, data)
+        model = self.fake.arm("PUT", "models/iris/versions/4", {"properties": {"modelUri": f"{AZURITE}/fake-test/m/", "modelType": "custom_model"}})[1]["id"]
+        self.fake.arm("PUT", "onlineEndpoints/iris", endpoint())
+        collect = {"dataCollectionMode": "Enabled", "dataId": data["id"], "samplingRate": 1.0}
+        dep = {
+            "location": "westeurope",
+            "sku": {"name": "Default", "capacity": 1},
+            "properties": {
+                "endpointComputeType": "Managed",
+                "model": model,
+                "instanceType": "Standard_DS3_v2",
+                "dataCollector": {"collections": {"model_inputs": collect, "model_outputs": collect}},
+            },
+        }
+        status, created, _ = self.fake.arm("PUT", "onlineEndpoints/iris/deployments/blue", dep)
+        self.assertEqual(status, 201, created)
+        reqs = [{"inputs": [{"sepal_length": 5.1}, {"sepal_length": 6.2}], "outputs": ["setosa", "virginica"]}]
+        status, out, _ = self.fake.call("POST", "/fake/capture", {"deployment": created["id"], "requests": reqs, "time": "2026-12-01T10:00:00Z"}, query=None)
+        self.assertEqual(status, 201, out)
+        self.assertEqual(len(out["written"]), 2)
+        self.assertTrue(out["written"][0].startswith(folder + "model_inputs/2026/12/01/10/"))
+        inputs = json.loads(self.account.get(out["written"][0]))
+        outputs = json.loads(self.account.get(out["written"][1]))
+        self.assertEqual(inputs["data"], [{"sepal_length": 5.1}, {"sepal_length": 6.2}])
+        self.assertEqual(outputs["data"], ["setosa", "virginica"])
+        self.assertEqual(inputs["correlationid"], outputs["correlationid"])
+        self.assertEqual((inputs["type"], inputs["modelversion"], inputs["time"]), ("azureml.inference.model_inputs", "4", "2026-12-01T10:00:00Z"))
+        self.assertEqual(self.fake.violations(), [])
+
+
 class Lifecycle(unittest.TestCase):
     def test_sigterm_stops_the_fake_cleanly(self):
         fake = Fake()
