@@ -876,9 +876,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     self.violation(method, path, None, [f"$: the body is not JSON: {e}"])
                     raise ArmError(400, "InvalidRequestContent", f"the request body is not valid JSON: {e}")
             record["body"] = body
-            self.authorize(record)
             with s.lock:
                 s.requests.append(record)
+            self.authorize(record)
+            with s.lock:
                 for f in s.faults:
                     if f.get("status") and f["times"] > 0 and re.search(f["match"], f"{method} {path}"):
                         f["times"] -= 1

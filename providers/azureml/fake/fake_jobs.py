@@ -217,6 +217,8 @@ class Runner:
                 values[("inputs", iname)] = self._input(ws, iname, spec, root / "inputs" / iname)
             out_dirs: dict[str, tuple[Path, str]] = {}
             for oname, spec in outputs.items():
+                if oname == "default":
+                    continue  # the run's artifact folder, which the service adds (the log goes there)
                 d = root / "outputs" / oname
                 d.mkdir(parents=True, exist_ok=True)
                 values[("outputs", oname)] = str(d)
@@ -377,7 +379,9 @@ class Runner:
                 "computeId": props.get("computeId"),
                 "inputs": props.get("inputs") or {},
                 "outputs": {
-                    k: {**v, "uri": self.ctx.default_output(ws, trial, k)} for k, v in (props.get("outputs") or {}).items()
+                    k: {**v, "uri": self.ctx.default_output(ws, trial, k)}
+                    for k, v in (props.get("outputs") or {}).items()
+                    if k != "default"
                 },
                 "limits": {"jobLimitsType": "Command", "timeout": limits.get("trialTimeout")} if limits.get("trialTimeout") else None,
                 "properties": {"azureml.parentRunId": name, "hyperparameters": _json(hp)},
@@ -409,7 +413,7 @@ class Runner:
         best, value = (max if goal == "maximize" else min)(scored, key=lambda tv: tv[1])
         try:
             for oname, spec in (props.get("outputs") or {}).items():
-                if spec.get("uri"):
+                if oname != "default" and spec.get("uri"):
                     self._copy(self.ctx.default_output(ws, best, oname), spec["uri"])
         except BlobError as e:
             self._set(job, "Failed", error={"code": "UserError", "message": f"copying the best trial's outputs failed: {e}"})

@@ -117,6 +117,8 @@ class Protocol(unittest.TestCase):
         self.assertEqual(status, 401)
         self.assertEqual(body["error"]["code"], "AuthenticationFailed")
         self.assertIn("Bearer", headers["WWW-Authenticate"])
+        (recorded,) = self.fake.call("GET", "/fake/requests", query=None)[1]
+        self.assertEqual((recorded["status"], recorded["authorized"]), (401, False))
 
     def test_the_workspace_names_its_location_and_mlflow_tracking_uri(self):
         status, ws, _ = self.fake.arm("GET", "")
@@ -396,12 +398,17 @@ class Jobs(unittest.TestCase):
     @need_azurite
     def test_a_failing_job_fails_with_its_exit_code_and_log_tail(self):
         env = env_version(self.fake)
-        status, _, _ = self.fake.arm("PUT", "jobs/job-bad", command_job(env, command="echo about to fail; exit 3"))
+        logs = f"{AZURITE}/fake-test/artifacts/job-bad/logs/"
+        job = command_job(env, command="echo about to fail; exit 3", outputs={"logs": {"jobOutputType": "uri_folder", "uri": logs}})
+        status, _, _ = self.fake.arm("PUT", "jobs/job-bad", job)
         self.assertEqual(status, 201)
         done = self.fake.wait_job("job-bad")
         self.assertEqual(done["properties"]["status"], "Failed")
         self.assertIn("status code 3", done["properties"]["error"]["message"])
         self.assertIn("about to fail", done["properties"]["error"]["message"])
+        self.assertEqual(self.account.get(logs + "user_logs/std_log.txt"), b"about to fail\n")
+        _, run, _ = self.fake.call("GET", f"{W_MLFLOW}/runs/get", query="run_id=job-bad")
+        self.assertEqual(run["run"]["info"]["status"], "FAILED")
 
     @need_azurite
     def test_a_missing_input_blob_fails_the_job_naming_the_input(self):
