@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
 fn ws() -> String {
-    FakeArm::workspace_path("00000000-0000-0000-0000-000000000001", "ml", "iris-ws")
+    FakeArm::workspace_path(fake::SUBSCRIPTION, fake::RESOURCE_GROUP, "iris-ws")
 }
 
 async fn put(fake: &FakeArm, rel: &str, body: &Value) -> (u16, Value, reqwest::header::HeaderMap) {
@@ -162,6 +162,21 @@ async fn injected_throttling_answers_429_with_retry_after_then_lets_requests_thr
     let (status, _, _) = put(&fake, "environments/mlctl/versions/1", &body).await;
     assert_eq!(status, 201);
     fake.assert_contract_clean();
+}
+
+#[tokio::test]
+async fn the_target_it_describes_parses_as_an_azureml_target() {
+    let Some(fake) = FakeArm::start() else { return };
+    let mlctl_spec::Target::Azureml(az) = fake.target("iris-ws", "ml", "iris") else {
+        panic!("not an azureml target")
+    };
+    assert_eq!(az.endpoint_url.as_deref(), Some(fake.url()));
+    assert_eq!(az.emulator, Some(mlctl_spec::AzureEmulator::FakeArm));
+    assert_eq!(az.storage, format!("{}/ml/iris", fake.blob_url()));
+    assert!(
+        fake.target_yaml("iris-ws", "ml", "iris")
+            .contains("emulator: fake-arm\n")
+    );
 }
 
 #[tokio::test]

@@ -36,6 +36,10 @@ use std::time::{Duration, Instant};
 
 /// The api-version the provider must send (the fake refuses any other).
 pub const API_VERSION: &str = "2025-12-01";
+/// The subscription of [`FakeArm::target_yaml`] (any works: every workspace exists).
+pub const SUBSCRIPTION: &str = "00000000-0000-0000-0000-000000000001";
+/// The resource group of [`FakeArm::target_yaml`].
+pub const RESOURCE_GROUP: &str = "ml";
 
 /// A running fake ARM server; stopped (SIGTERM, then kill) on drop.
 pub struct FakeArm {
@@ -220,6 +224,46 @@ impl FakeArm {
     /// The blob account the fake reads inputs from and writes outputs to (`MLCTL_AZURITE_URL`).
     pub fn blob_url(&self) -> &str {
         &self.blob_url
+    }
+
+    /// The fields of an azureml target for workspace `ws` of this fake, with its storage in
+    /// container `container` of the blob emulator under `prefix`. Credentials (`sas`,
+    /// `credential`) are the caller's to add.
+    pub fn target_fields(
+        &self,
+        ws: &str,
+        container: &str,
+        prefix: &str,
+    ) -> Vec<(&'static str, String)> {
+        vec![
+            ("provider", "azureml".into()),
+            ("subscription", SUBSCRIPTION.into()),
+            ("resourceGroup", RESOURCE_GROUP.into()),
+            ("workspace", ws.into()),
+            ("storage", format!("{}/{container}/{prefix}", self.blob_url)),
+            ("endpointUrl", self.url.clone()),
+            ("emulator", "fake-arm".into()),
+        ]
+    }
+
+    /// [`FakeArm::target_fields`] as the spec's target (fails loudly if a name drifts).
+    pub fn target(&self, ws: &str, container: &str, prefix: &str) -> mlctl_spec::Target {
+        let fields: serde_json::Map<String, Value> = self
+            .target_fields(ws, container, prefix)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), Value::String(v)))
+            .collect();
+        serde_json::from_value(Value::Object(fields))
+            .expect("the fake's target is an azureml target")
+    }
+
+    /// [`FakeArm::target_fields`] as YAML lines (`key: value`), for an `mlctl.yaml`; indent
+    /// them under the target's name.
+    pub fn target_yaml(&self, ws: &str, container: &str, prefix: &str) -> String {
+        self.target_fields(ws, container, prefix)
+            .into_iter()
+            .map(|(k, v)| format!("{k}: {v}\n"))
+            .collect()
     }
 
     /// `/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.MachineLearningServices/workspaces/{ws}`.
