@@ -17,6 +17,7 @@ import copy
 import datetime
 import hashlib
 import http.server
+import itertools
 import json
 import re
 import secrets
@@ -89,10 +90,13 @@ def bad(message: str, target: str | None = None, code: str = "BadArgument", deta
 
 
 class Workspace:
+    _instances = itertools.count(1)
+
     def __init__(self, sub: str, rg: str, name: str, location: str):
         self.sub, self.rg, self.name, self.location = sub, rg, name, location
         self.path = f"/subscriptions/{sub}/resourceGroups/{rg}/providers/{NS}/workspaces/{name}"
-        self.slug = hashlib.sha1(self.path.lower().encode()).hexdigest()[:12]
+        # Unique per instance: after /fake/reset, jobs of the same name get fresh folders and blobs.
+        self.slug = f"{hashlib.sha1(self.path.lower().encode()).hexdigest()[:8]}-{next(Workspace._instances)}"
         self.resources: dict[str, dict] = {}  # "jobs/x", "models/m/versions/1", ...
         self.order: dict[str, int] = {}
         self.tracking = Tracking()
@@ -135,8 +139,10 @@ class State:
 
     def reset(self) -> None:
         with self.lock:
-            if hasattr(self, "runner"):
-                self.runner.stop_all()
+            # A fresh runner: the old one's jobs are stopped and keep their own cancel records,
+            # so a new job may reuse a name.
+            self.runner.stop_all()
+            self.runner = fake_jobs.Runner(self)
             self.workspaces: dict[str, Workspace] = {}
             self.operations: dict[str, Operation] = {}
             self.faults: list[dict] = []

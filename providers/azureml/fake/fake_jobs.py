@@ -142,6 +142,9 @@ class Runner:
         self.procs: dict[tuple[str, str], subprocess.Popen] = {}
         self.cancelled: set[tuple[str, str]] = set()
         self.threads: list[threading.Thread] = []
+        # Held from "is it cancelled?" to "its process is registered", and by cancel: a
+        # cancel never falls between the two.
+        self.plock = threading.Lock()
 
     # status changes go through the shared lock; the resource dict is the one the API serves
     def _set(self, job: dict, status: str, **extra) -> None:
@@ -165,16 +168,21 @@ class Runner:
             ws.tracking.set_status(name, "FAILED")
 
     def cancel(self, ws, name: str) -> None:
-        key = (ws.path, name)
-        self.cancelled.add(key)
-        for (wpath, jname), proc in list(self.procs.items()):
-            if wpath == ws.path and (jname == name or jname.startswith(name + "_")):
-                self.cancelled.add((wpath, jname))
-                _kill(proc)
+        with self.plock:
+            self.cancelled.add((ws.path, name))
+            victims = []
+            for (wpath, jname), proc in list(self.procs.items()):
+                if wpath == ws.path and (jname == name or jname.startswith(name + "_")):
+                    self.cancelled.add((wpath, jname))
+                    victims.append(proc)
+        for proc in victims:
+            _kill(proc)
 
     def stop_all(self) -> None:
-        for key, proc in list(self.procs.items()):
-            self.cancelled.add(key)
+        with self.plock:
+            victims = list(self.procs.items())
+            self.cancelled.update(key for key, _ in victims)
+        for _, proc in victims:
             _kill(proc)
 
     # --- command jobs -------------------------------------------------------------------------
@@ -189,10 +197,13 @@ class Runner:
         else:
             self._set(job, "Failed", error=error)
 
-    def run(self, ws, name, props, inputs, outputs, search_values, job) -> tuple[str, dict | None]:
-        """Run one command (a job or a trial) to its end: (status, error)."""
+    def run(self, ws, name, props, inputs, outputs, search_values, job, parent=None) -> tuple[str, dict | None]:
+        """Run one command (a job, or a trial of the sweep `parent`) to its end: (status, error)."""
         ctx = self.ctx
         key = (ws.path, name)
+
+        def cancelled() -> bool:
+            return key in self.cancelled or (parent is not None and (ws.path, parent) in self.cancelled)
         root = Path(ctx.workdir) / ws.slug / name
         shutil.rmtree(root, ignore_errors=True)
         code, tmp, log_dir = root / "code", root / "tmp", root / "logs" / "user_logs"
@@ -251,19 +262,22 @@ class Runner:
         ws.tracking.set_status(name, "RUNNING")
         started = time.monotonic()
         with open(log, "wb") as out:
-            if key in self.cancelled:
+            with self.plock:
+                proc = None
+                if not cancelled():
+                    proc = subprocess.Popen(
+                        ["bash", "-c", command],
+                        cwd=code,
+                        env=env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                    self.procs[key] = proc
+            if proc is None:
                 rc = -signal.SIGTERM
             else:
-                proc = subprocess.Popen(
-                    ["bash", "-c", command],
-                    cwd=code,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-                self.procs[key] = proc
                 try:
                     rc = proc.wait(timeout=timeout)
                 except subprocess.TimeoutExpired:
@@ -273,7 +287,7 @@ class Runner:
                     self.procs.pop(key, None)
         elapsed = time.monotonic() - started
 
-        if key in self.cancelled:
+        if cancelled():
             self._set(job, "CancelRequested")
             self._upload_logs(ws, name, log, outputs, out_dirs)
             ws.tracking.set_status(name, "KILLED")
@@ -392,7 +406,7 @@ class Runner:
             ws.tracking.start_run(trial, child_props["experimentName"], trial, {"mlflow.parentRunId": name})
             for k, v in hp.items():
                 ws.tracking.runs[trial]["params"][k] = _text(v)
-            status, error = self.run(ws, trial, child["properties"], child["properties"]["inputs"], child["properties"]["outputs"], hp, child)
+            status, error = self.run(ws, trial, child["properties"], child["properties"]["inputs"], child["properties"]["outputs"], hp, child, parent=name)
             self._set(child, status, **({"error": error} if error else {}))
             results[trial] = (status, ws.tracking.latest(trial, metric))
 

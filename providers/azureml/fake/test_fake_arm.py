@@ -420,6 +420,15 @@ class Jobs(unittest.TestCase):
         self.assertIn("input train: no blob at", done["properties"]["error"]["message"])
 
     @need_azurite
+    def test_after_a_reset_a_job_name_can_be_used_again(self):
+        env = env_version(self.fake)
+        self.fake.arm("PUT", "jobs/job-again", command_job(env, command="sleep 30"))
+        self.fake.call("POST", "/fake/reset", {}, query=None)
+        env = env_version(self.fake)
+        self.assertEqual(self.fake.arm("PUT", "jobs/job-again", command_job(env, command="echo second"))[0], 201)
+        self.assertEqual(self.fake.wait_job("job-again")["properties"]["status"], "Completed")
+
+    @need_azurite
     def test_a_cancelled_job_ends_canceled(self):
         env = env_version(self.fake)
         self.fake.arm("PUT", "jobs/job-long", command_job(env, command="sleep 60"))
@@ -431,6 +440,29 @@ class Jobs(unittest.TestCase):
         self.assertEqual(status, 202)
         self.assertIn("Location", headers)
         self.assertEqual(self.fake.wait_job("job-long", timeout=20)["properties"]["status"], "Canceled")
+
+    @need_azurite
+    def test_a_cancelled_sweep_stops_its_trials(self):
+        env = env_version(self.fake)
+        sweep = {
+            "properties": {
+                "jobType": "Sweep",
+                "trial": {"command": "sleep ${{search_space.t}}", "environmentId": env},
+                "searchSpace": {"t": ["choice", [[30, 31, 32, 33]]]},
+                "samplingAlgorithm": {"samplingAlgorithmType": "Grid"},
+                "objective": {"primaryMetric": "accuracy", "goal": "Maximize"},
+                "limits": {"jobLimitsType": "Sweep", "maxConcurrentTrials": 1},
+            }
+        }
+        self.assertEqual(self.fake.arm("PUT", "jobs/sweep-cancel", sweep)[0], 201)
+        deadline = time.monotonic() + 20
+        while self.fake.arm("GET", "jobs/sweep-cancel_0")[0] != 200 or self.fake.arm("GET", "jobs/sweep-cancel_0")[1]["properties"]["status"] != "Running":
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.1)
+        self.assertEqual(self.fake.arm("POST", "jobs/sweep-cancel/cancel")[0], 202)
+        self.assertEqual(self.fake.wait_job("sweep-cancel", timeout=30)["properties"]["status"], "Canceled")
+        self.assertEqual(self.fake.arm("GET", "jobs/sweep-cancel_0")[1]["properties"]["status"], "Canceled")
+        self.assertEqual(self.fake.arm("GET", "jobs/sweep-cancel_1")[0], 404, "no trial starts after the cancel")
 
     @need_azurite
     def test_a_sweep_runs_its_trials_and_names_the_best(self):
