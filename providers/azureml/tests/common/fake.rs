@@ -295,7 +295,8 @@ impl FakeArm {
         out
     }
 
-    /// Panics, listing them, when any request broke the contract.
+    /// Panics, listing them, when any request broke the contract, or when the fake itself
+    /// hit a bug (a traceback on its stderr: it answered 500 and the test proves nothing).
     #[track_caller]
     pub fn assert_contract_clean(&self) {
         let v = self.violations();
@@ -304,6 +305,12 @@ impl FakeArm {
             "{} request(s) broke the Azure ML REST contract (azure-ai-ml 1.35.2 models):\n  {}",
             v.len(),
             v.join("\n  ")
+        );
+        let stderr = self.stderr();
+        assert!(
+            !stderr.contains("Traceback"),
+            "the fake ARM server failed (a bug in providers/azureml/fake, not in the provider):\n{}",
+            tail(&stderr, 40)
         );
     }
 
