@@ -286,7 +286,10 @@ class Api:
             for k, v in ws.resources.items()
             if k.startswith(prefix + "/") and k.count("/") == prefix.count("/") + depth
         ]
+        items = [(o, v) for o, v in items if self.matches(v, query)]
         items.sort(key=lambda kv: -kv[0])  # newest first, as the service's default order
+        if query.get("$top", "").isdigit():
+            items = items[: int(query["$top"])]
         start = int(query.get("$skipToken", "0") or 0)
         size = self.args.page_size
         page = [v for _, v in items[start : start + size]]
@@ -296,6 +299,31 @@ class Api:
             q["$skipToken"] = str(start + size)
             out["nextLink"] = f"{self.s.base_url}{path}?{urllib.parse.urlencode(q)}"
         return out
+
+    @staticmethod
+    def matches(resource: dict, query: dict) -> bool:
+        """The list filters of the asset and job APIs: `tag` (jobs: has this tag key), `tags` and
+        `properties` (comma-separated `key` or `key=value`, all must hold), `listViewType`
+        (ActiveOnly, the default, hides archived ones; ArchivedOnly; All)."""
+        props = resource.get("properties") or {}
+
+        def holds(have: dict, spec: str) -> bool:
+            for item in filter(None, (x.strip() for x in spec.split(","))):
+                key, eq, value = item.partition("=")
+                if key not in have or (eq and str(have[key]) != value):
+                    return False
+            return True
+
+        tags = props.get("tags") if "tags" in props else resource.get("tags") or {}
+        if "tag" in query and query["tag"] not in (tags or {}):
+            return False
+        if "tags" in query and not holds(tags or {}, query["tags"]):
+            return False
+        if "properties" in query and not holds(props.get("properties") or {}, query["properties"]):
+            return False
+        view = query.get("listViewType", "ActiveOnly").lower()
+        archived = bool(props.get("isArchived"))
+        return view == "all" or (view == "archivedonly") == archived
 
     # --- dispatch -----------------------------------------------------------------------------
 

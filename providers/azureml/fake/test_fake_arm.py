@@ -175,6 +175,28 @@ class Protocol(unittest.TestCase):
         _, container, _ = self.fake.arm("GET", "models/iris")
         self.assertEqual((container["properties"]["latestVersion"], container["properties"]["nextVersion"]), ("3", "4"))
 
+    def test_lists_filter_on_tags_properties_and_archived(self):
+        env = env_version(self.fake)
+        for name, tags, archived in (("j-a", {"mlctl:project": "iris"}, False), ("j-b", {"mlctl:project": "wine"}, False), ("j-c", {"mlctl:project": "iris"}, True)):
+            job = command_job(env, tags=tags, isArchived=archived, properties={"mlctl.resource": name})
+            self.assertEqual(self.fake.arm("PUT", f"jobs/{name}", job)[0], 201)
+
+        def names(query):
+            out, url = [], None
+            status, page, _ = self.fake.arm("GET", "jobs", query=f"{Q}&{query}")
+            while True:
+                self.assertEqual(status, 200, page)
+                out += [j["name"] for j in page["value"]]
+                if "nextLink" not in page:
+                    return sorted(out)
+                status, page, _ = self.fake.call("GET", None, raw_url=page["nextLink"])
+
+        self.assertEqual(names("tag=mlctl:project"), ["j-a", "j-b"])
+        self.assertEqual(names(urllib.parse.urlencode({"tags": "mlctl:project=iris"})), ["j-a"])
+        self.assertEqual(names(urllib.parse.urlencode({"tags": "mlctl:project=iris", "listViewType": "All"})), ["j-a", "j-c"])
+        self.assertEqual(names(urllib.parse.urlencode({"properties": "mlctl.resource=j-b"})), ["j-b"])
+        self.assertEqual(names("listViewType=ArchivedOnly"), ["j-c"])
+
     def test_an_asset_version_is_immutable(self):
         body = {"properties": {"dataType": "uri_file", "dataUri": "https://a.blob.core.windows.net/c/x.csv"}}
         self.assertEqual(self.fake.arm("PUT", "data/iris/versions/1", body)[0], 201)
