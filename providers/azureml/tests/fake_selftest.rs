@@ -147,7 +147,10 @@ async fn an_invalid_job_is_refused_with_an_arm_error_and_recorded() {
 
 #[tokio::test]
 async fn injected_throttling_answers_429_with_retry_after_then_lets_requests_through() {
-    let Some(fake) = FakeArm::start() else { return };
+    // The ARM protocol alone: no blob storage needed.
+    let Some(fake) = FakeArm::start_arm_only(&[]) else {
+        return;
+    };
     fake.fault(Fault::throttle(r"^PUT .*/environments/", 1));
     let body = json!({"properties": {"image": "ghcr.io/mlctl/mlctl:test"}});
 

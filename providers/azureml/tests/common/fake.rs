@@ -4,7 +4,8 @@
 //! `azure-ai-ml`: `eval "$(.ci/azureml-fake.sh env)"`) against the Azurite of
 //! `MLCTL_AZURITE_URL` on a free 127.0.0.1 port, and stops it when dropped. Without either
 //! variable it returns `None` after a note on stderr (a skip is visible), except under
-//! `CI=true`, where it panics: CI never skips silently.
+//! `CI=true`, where it panics: CI never skips silently. [`FakeArm::start_arm_only`] needs only
+//! `MLCTL_AZ_FAKE_PY`, for tests of the ARM protocol that run no job.
 //!
 //! The fake checks every request body against Microsoft's generated models; a test ends with
 //! [`FakeArm::assert_contract_clean`], so a body the real service would refuse fails it even
@@ -45,7 +46,7 @@ pub const RESOURCE_GROUP: &str = "ml";
 pub struct FakeArm {
     child: Child,
     url: String,
-    blob_url: String,
+    blob_url: Option<String>,
     dir: tempfile::TempDir,
     // Kept open: the fake never writes to stdout after its first line, but a closed pipe
     // would make a late write fail.
@@ -120,43 +121,23 @@ impl FakeArm {
     /// [`FakeArm::start`] with more arguments for `fake_arm.py` (`--token T`,
     /// `--compute NAME`, `--lro-polls N`, `--page-size N`, `--location L`, ...).
     pub fn start_with(extra: &[&str]) -> Option<FakeArm> {
-        let (python, blob_url) = match (
-            env_nonempty("MLCTL_AZ_FAKE_PY"),
-            env_nonempty("MLCTL_AZURITE_URL"),
-        ) {
-            (Some(p), Some(b)) => (p, b.trim_end_matches('/').to_string()),
-            (py, blob) => {
-                let missing: Vec<&str> = [
-                    py.is_none().then_some("MLCTL_AZ_FAKE_PY"),
-                    blob.is_none().then_some("MLCTL_AZURITE_URL"),
-                ]
-                .into_iter()
-                .flatten()
-                .collect();
-                let how =
-                    "eval \"$(.ci/azureml-fake.sh env)\" and eval \"$(.ci/azurite.sh start)\"";
-                if std::env::var("CI").is_ok_and(|v| v == "true") {
-                    panic!(
-                        "{} not set and CI=true: the fake ARM server must run in CI ({how})",
-                        missing.join(" and ")
-                    );
-                }
-                static ONCE: std::sync::Once = std::sync::Once::new();
-                ONCE.call_once(|| {
-                    // Straight to stderr, past the harness's capture: a skip must be visible.
-                    let _ = writeln!(
-                        std::io::stderr(),
-                        "fake ARM tests skipped: {} not set; {how}",
-                        missing.join(" and ")
-                    );
-                });
-                return None;
-            }
-        };
-        Some(FakeArm::spawn(&python, &blob_url, extra))
+        let [python, blob] = required(["MLCTL_AZ_FAKE_PY", "MLCTL_AZURITE_URL"])?;
+        Some(FakeArm::spawn(
+            &python,
+            Some(blob.trim_end_matches('/')),
+            extra,
+        ))
     }
 
-    fn spawn(python: &str, blob_url: &str, extra: &[&str]) -> FakeArm {
+    /// A fake without blob storage, for tests of the ARM protocol alone (retries, operations,
+    /// errors, paging): needs only `MLCTL_AZ_FAKE_PY`. Its jobs fail at once (nothing to read
+    /// their code and inputs from) and `startPendingUpload` answers 503.
+    pub fn start_arm_only(extra: &[&str]) -> Option<FakeArm> {
+        let [python] = required(["MLCTL_AZ_FAKE_PY"])?;
+        Some(FakeArm::spawn(&python, None, extra))
+    }
+
+    fn spawn(python: &str, blob_url: Option<&str>, extra: &[&str]) -> FakeArm {
         let dir = tempfile::Builder::new()
             .prefix("mlctl-fake-arm-")
             .tempdir()
@@ -164,7 +145,8 @@ impl FakeArm {
         let stderr = std::fs::File::create(dir.path().join("stderr.log")).expect("stderr log");
         let mut child = Command::new(python)
             .arg(fake_script())
-            .args(["--port", "0", "--blob-url", blob_url])
+            .args(["--port", "0"])
+            .args(blob_url.map(|b| ["--blob-url", b]).into_iter().flatten())
             .arg("--violations")
             .arg(dir.path().join("violations.jsonl"))
             .arg("--work-dir")
@@ -207,7 +189,7 @@ impl FakeArm {
         let fake = FakeArm {
             child,
             url,
-            blob_url: blob_url.to_string(),
+            blob_url: blob_url.map(str::to_string),
             dir,
             _stdout: stdout,
         };
@@ -222,8 +204,14 @@ impl FakeArm {
     }
 
     /// The blob account the fake reads inputs from and writes outputs to (`MLCTL_AZURITE_URL`).
+    ///
+    /// # Panics
+    /// On a fake from [`FakeArm::start_arm_only`], which has none.
+    #[track_caller]
     pub fn blob_url(&self) -> &str {
-        &self.blob_url
+        self.blob_url
+            .as_deref()
+            .expect("this fake was started with start_arm_only: it has no blob storage")
     }
 
     /// The fields of an azureml target for workspace `ws` of this fake, with its storage in
@@ -240,7 +228,10 @@ impl FakeArm {
             ("subscription", SUBSCRIPTION.into()),
             ("resourceGroup", RESOURCE_GROUP.into()),
             ("workspace", ws.into()),
-            ("storage", format!("{}/{container}/{prefix}", self.blob_url)),
+            (
+                "storage",
+                format!("{}/{container}/{prefix}", self.blob_url()),
+            ),
             ("endpointUrl", self.url.clone()),
             ("emulator", "fake-arm".into()),
         ]
@@ -412,6 +403,38 @@ impl Drop for FakeArm {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The values of `names`, or `None` after a visible note (a panic under `CI=true`) naming
+/// the missing ones.
+fn required<const N: usize>(names: [&str; N]) -> Option<[String; N]> {
+    let values = names.map(env_nonempty);
+    let missing: Vec<&str> = names
+        .iter()
+        .zip(&values)
+        .filter(|(_, v)| v.is_none())
+        .map(|(n, _)| *n)
+        .collect();
+    if missing.is_empty() {
+        return Some(values.map(Option::unwrap_or_default));
+    }
+    let how = "eval \"$(.ci/azureml-fake.sh env)\" and eval \"$(.ci/azurite.sh start)\"";
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "{} not set and CI=true: the fake ARM server must run in CI ({how})",
+            missing.join(" and ")
+        );
+    }
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Straight to stderr, past the harness's capture: a skip must be visible.
+        let _ = writeln!(
+            std::io::stderr(),
+            "fake ARM tests skipped: {} not set; {how}",
+            missing.join(" and ")
+        );
+    });
+    None
 }
 
 fn tail(text: &str, lines: usize) -> String {
