@@ -38,8 +38,12 @@
 #![allow(dead_code)]
 
 mod arm;
+mod auth;
 mod azure;
 mod blob;
+mod connect;
+#[cfg(test)]
+mod tests_arm;
 
 pub use azure::{Features, Settings};
 
