@@ -42,6 +42,7 @@ mod auth;
 mod azure;
 mod blob;
 mod connect;
+mod registry;
 #[cfg(test)]
 mod tests_arm;
 

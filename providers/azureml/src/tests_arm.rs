@@ -979,3 +979,158 @@ fn credentials_target() -> mlctl_spec::AzuremlTarget {
         components: Default::default(),
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The registry's bodies.
+
+mod registry_bodies {
+    use crate::registry::{container_body, model_name, parse_version, version_body};
+    use mlctl_core::{ApprovalStatus, RegisterRequest, Tags, TrainingResult};
+    use mlctl_spec::{Approval, Stage};
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    fn tags() -> Tags {
+        Tags {
+            project: "iris".into(),
+            resource: "Model/classifier".into(),
+            fingerprint: "fp1".into(),
+            commit: "abc123".into(),
+            labels: BTreeMap::from([("team".into(), "ml".into())]),
+        }
+    }
+
+    fn request(approval: Approval) -> RegisterRequest {
+        RegisterRequest {
+            model: "classifier".into(),
+            training: TrainingResult {
+                job_name: "iris-train-1a2b".into(),
+                artifact_uri:
+                    "https://acct.blob.core.windows.net/ml/iris/artifacts/iris-train-1a2b/model/"
+                        .into(),
+                metrics: BTreeMap::from([("accuracy".into(), 0.95), ("nan".into(), f64::NAN)]),
+                hyperparameters: BTreeMap::new(),
+                trials: Vec::new(),
+                run_id: None,
+                duration_secs: 1.0,
+                evaluation: None,
+                metrics_origin: None,
+            },
+            stage: Stage::Staging,
+            approval,
+            description: Some("Iris classifier".into()),
+            fingerprint: "fp1".into(),
+            lineage: BTreeMap::from([("dataset".into(), "blake3:dd".into())]),
+            tags: tags(),
+        }
+    }
+
+    #[test]
+    fn a_new_version_is_a_custom_model_at_the_artifact_with_mlctls_record() {
+        let body = version_body(
+            &request(Approval::Manual),
+            "abc123",
+            Some("iris-train-1a2b"),
+            "2026-12-01T10:00:00Z",
+        );
+        assert_eq!(
+            body,
+            json!({"properties": {
+                "modelType": "custom_model",
+                "modelUri": "https://acct.blob.core.windows.net/ml/iris/artifacts/iris-train-1a2b/model/",
+                "stage": "Staging",
+                "description": "Iris classifier",
+                "jobName": "iris-train-1a2b",
+                "tags": {
+                    "team": "ml",
+                    "mlctl:project": "iris",
+                    "mlctl:resource": "Model/classifier",
+                    "mlctl:fingerprint": "fp1",
+                    "mlctl:commit": "abc123",
+                    "mlctl:model": "classifier",
+                    "mlctl:approval": "PendingManualApproval"
+                },
+                "properties": {
+                    "mlctl.registryFormat": "1",
+                    "mlctl.fingerprint": "fp1",
+                    "mlctl.commit": "abc123",
+                    "mlctl.trainingJob": "iris-train-1a2b",
+                    "mlctl.createdAt": "2026-12-01T10:00:00Z",
+                    "mlctl.metric.accuracy": "0.95",
+                    "mlctl.lineage.dataset": "blake3:dd"
+                }
+            }})
+        );
+    }
+
+    #[test]
+    fn the_container_carries_the_tags_and_a_description() {
+        assert_eq!(
+            container_body("classifier", "iris", &tags(), None),
+            json!({"properties": {
+                "description": "mlctl model `classifier` of project `iris`",
+                "tags": {"team": "ml", "mlctl:project": "iris", "mlctl:resource": "Model/classifier",
+                         "mlctl:fingerprint": "fp1", "mlctl:commit": "abc123", "mlctl:model": "classifier"}
+            }})
+        );
+    }
+
+    #[test]
+    fn a_version_reads_back_as_it_was_written() {
+        let mut v = version_body(
+            &request(Approval::Auto),
+            "abc123",
+            None,
+            "2026-12-01T10:00:00Z",
+        );
+        v["name"] = json!("3");
+        v["properties"]["provisioningState"] = json!("Succeeded");
+        v["systemData"] = json!({"createdAt": "2026-12-01T10:00:05Z"});
+        let r = parse_version("classifier", &v).unwrap();
+        assert_eq!(r.version.version, 3);
+        assert_eq!(r.version.stage, Stage::Staging);
+        assert_eq!(r.version.approval, ApprovalStatus::Approved);
+        assert_eq!(r.version.fingerprint, "fp1");
+        assert_eq!(
+            r.version.metrics,
+            BTreeMap::from([("accuracy".into(), 0.95)])
+        );
+        assert_eq!(r.version.lineage["dataset"], "blake3:dd");
+        assert_eq!(r.version.created_at, "2026-12-01T10:00:05Z");
+        assert!(
+            r.version
+                .artifact_uri
+                .ends_with("/artifacts/iris-train-1a2b/model/")
+        );
+        // What is read-only is not sent back.
+        assert!(!r.properties.contains_key("provisioningState"));
+    }
+
+    #[test]
+    fn versions_made_outside_mlctl_read_as_pending_staging() {
+        let v =
+            json!({"name": "7", "properties": {"stage": "Development", "modelUri": "azureml://x"}});
+        let r = parse_version("m", &v).unwrap();
+        assert_eq!(
+            (r.version.stage, r.version.approval),
+            (Stage::Staging, ApprovalStatus::PendingManualApproval)
+        );
+        assert!(parse_version("m", &json!({"name": "latest", "properties": {}})).is_none());
+    }
+
+    #[test]
+    fn model_names_are_prefixed_by_the_project_and_fit() {
+        assert_eq!(model_name("iris", "classifier"), "iris-classifier");
+        assert_eq!(model_name("my proj", "a/b"), "my-proj-a-b");
+        let long = model_name("p", &"x".repeat(400));
+        assert_eq!(long.len(), 255);
+        assert_ne!(long, model_name("p", &"x".repeat(401)));
+    }
+}
+
+#[test]
+fn the_registry_declares_only_model_fields() {
+    let rules = crate::registry::field_rules();
+    let fields: Vec<&String> = rules.iter().map(|(f, _)| f).collect();
+    assert_eq!(fields, ["Model.metadata.labels", "Model.spec.description"]);
+}
