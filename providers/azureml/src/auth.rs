@@ -234,6 +234,48 @@ pub(crate) async fn token(credential: &dyn TokenCredential, scope: &str) -> Resu
     }
 }
 
+/// A credential's tokens kept in memory (never on disk) until shortly before they expire,
+/// for a credential that caches nothing itself (`AzureCliCredential`).
+#[derive(Debug)]
+pub(crate) struct Cached {
+    inner: Arc<dyn TokenCredential>,
+    tokens: tokio::sync::Mutex<std::collections::HashMap<String, AccessToken>>,
+}
+
+impl Cached {
+    /// A token is asked for again this long before it expires.
+    const MARGIN: azure_core::time::Duration = azure_core::time::Duration::minutes(5);
+
+    pub(crate) fn new(inner: Arc<dyn TokenCredential>) -> Cached {
+        Cached {
+            inner,
+            tokens: tokio::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl TokenCredential for Cached {
+    async fn get_token(
+        &self,
+        scopes: &[&str],
+        options: Option<TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<AccessToken> {
+        let key = scopes.join(" ");
+        // Held while asking: concurrent callers wait for one token instead of each running
+        // the tool.
+        let mut tokens = self.tokens.lock().await;
+        if let Some(t) = tokens.get(&key)
+            && t.expires_on - Self::MARGIN > azure_core::time::OffsetDateTime::now_utc()
+        {
+            return Ok(t.clone());
+        }
+        let t = self.inner.get_token(scopes, options).await?;
+        tokens.insert(key, t.clone());
+        Ok(t)
+    }
+}
+
 /// The fake ARM server's token (`emulator: fake-arm` without a `credential`).
 #[derive(Debug)]
 pub(crate) struct EmulatorCredential;

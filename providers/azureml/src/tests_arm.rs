@@ -896,6 +896,45 @@ mod credentials {
         std::fs::remove_file(&token_file).unwrap();
     }
 
+    #[tokio::test]
+    async fn cli_tokens_are_kept_until_shortly_before_they_expire() {
+        use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
+        use azure_core::time::{Duration, OffsetDateTime};
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        /// Hands out tokens valid for `valid`, counting them.
+        #[derive(Debug)]
+        struct Tool(AtomicUsize, Duration);
+        #[async_trait::async_trait]
+        impl TokenCredential for Tool {
+            async fn get_token(
+                &self,
+                _: &[&str],
+                _: Option<TokenRequestOptions<'_>>,
+            ) -> azure_core::Result<AccessToken> {
+                let n = self.0.fetch_add(1, Ordering::SeqCst);
+                Ok(AccessToken::new(
+                    format!("t{n}"),
+                    OffsetDateTime::now_utc() + self.1,
+                ))
+            }
+        }
+        let long = Arc::new(Tool(AtomicUsize::new(0), Duration::hours(1)));
+        let cached = auth::Cached::new(long.clone());
+        for _ in 0..3 {
+            let t = cached.get_token(&["scope-a"], None).await.unwrap();
+            assert_eq!(t.token.secret(), "t0");
+        }
+        cached.get_token(&["scope-b"], None).await.unwrap();
+        assert_eq!(long.0.load(Ordering::SeqCst), 2);
+        // A token about to expire is asked for again.
+        let short = Arc::new(Tool(AtomicUsize::new(0), Duration::minutes(2)));
+        let cached = auth::Cached::new(short.clone());
+        cached.get_token(&["s"], None).await.unwrap();
+        cached.get_token(&["s"], None).await.unwrap();
+        assert_eq!(short.0.load(Ordering::SeqCst), 2);
+    }
+
     #[test]
     fn an_authority_host_must_be_https() {
         let mut t = target(Some(AzureCredential::ClientSecret));
