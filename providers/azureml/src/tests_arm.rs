@@ -1039,7 +1039,7 @@ mod registry_bodies {
         }
     }
 
-    fn request(approval: Approval) -> RegisterRequest {
+    pub(super) fn request(approval: Approval) -> RegisterRequest {
         RegisterRequest {
             model: "classifier".into(),
             training: TrainingResult {
@@ -1172,4 +1172,225 @@ fn the_registry_declares_only_model_fields() {
     let rules = crate::registry::field_rules();
     let fields: Vec<&String> = rules.iter().map(|(f, _)| f).collect();
     assert_eq!(fields, ["Model.metadata.labels", "Model.spec.description"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The registry against the scripted server (the calls that touch no blob).
+
+mod registry_calls {
+    use super::{Server, W, answer, client};
+    use crate::azure::{Azure, Features};
+    use crate::blob::{Blob, BlobAuth};
+    use crate::registry::AzureRegistry;
+    use mlctl_core::components::InPlaceRequest;
+    use mlctl_core::{ApprovalStatus, Decision, ErrorKind, OpContext, Registry, Tags};
+    use serde_json::{Value, json};
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    const VERSIONS: &str = "models/iris-classifier/versions";
+
+    fn registry(base: &str) -> AzureRegistry {
+        let settings = super::settings(2);
+        let target = super::credentials_target();
+        let blob = Blob::connect(&target.storage, BlobAuth::Sas("sv=x".into()), &settings).unwrap();
+        AzureRegistry::new(Arc::new(Azure {
+            arm: client(base, 2),
+            blob,
+            target,
+            target_name: "azure".into(),
+            settings,
+            features: Features::FAKE_ARM,
+        }))
+    }
+
+    fn ctx() -> OpContext {
+        OpContext {
+            project: "iris".into(),
+            project_dir: std::env::temp_dir(),
+            target: "azure".into(),
+            commit: "abc123".into(),
+        }
+    }
+
+    /// A version as the service returns it (read-only fields included).
+    fn stored(n: u32, approval: &str, stage: &str, labels: Value) -> Value {
+        let mut tags = json!({"mlctl:project": "iris", "mlctl:resource": "Model/classifier",
+            "mlctl:fingerprint": format!("fp{n}"), "mlctl:commit": "abc123",
+            "mlctl:model": "classifier", "mlctl:approval": approval});
+        for (k, v) in labels.as_object().unwrap() {
+            tags[k] = v.clone();
+        }
+        json!({
+            "id": format!("{W}/{VERSIONS}/{n}"), "name": n.to_string(),
+            "systemData": {"createdAt": "2026-12-01T10:00:00Z"},
+            "properties": {
+                "modelType": "custom_model", "modelUri": format!("https://acct.blob.core.windows.net/ml/artifacts/j{n}/model/"),
+                "stage": stage, "description": "old", "tags": tags, "provisioningState": "Succeeded",
+                "properties": {"mlctl.registryFormat": "1", "mlctl.fingerprint": format!("fp{n}"), "mlctl.metric.accuracy": "0.9"}
+            }
+        })
+    }
+
+    fn body_of(s: &Server, i: usize) -> Value {
+        serde_json::from_str(&s.seen()[i].body).unwrap()
+    }
+
+    #[tokio::test]
+    async fn versions_are_read_oldest_first_with_archived_ones() {
+        let s = Server::start(vec![answer("GET", &format!("{W}/{VERSIONS}"), 200).json(json!({
+            "value": [stored(2, "Approved", "Production", json!({})), stored(1, "Approved", "Archived", json!({}))]}))])
+        .await;
+        let versions = registry(&s.base)
+            .versions(&ctx(), "classifier")
+            .await
+            .unwrap();
+        s.assert_done();
+        assert_eq!(s.seen()[0].query, "api-version=2025-12-01&listViewType=All");
+        let got: Vec<(u32, mlctl_spec::Stage)> =
+            versions.iter().map(|v| (v.version, v.stage)).collect();
+        assert_eq!(
+            got,
+            [
+                (1, mlctl_spec::Stage::Archived),
+                (2, mlctl_spec::Stage::Production)
+            ]
+        );
+        assert_eq!(versions[0].metrics["accuracy"], 0.9);
+    }
+
+    #[tokio::test]
+    async fn approving_writes_the_tag_and_sends_back_only_writable_fields() {
+        let mut approved = stored(1, "Approved", "Staging", json!({}));
+        approved["properties"]["tags"]["mlctl:decidedAt"] = json!("2026-12-01T11:00:00Z");
+        let s = Server::start(vec![
+            answer("GET", &format!("{W}/{VERSIONS}"), 200)
+                .json(json!({"value": [stored(1, "PendingManualApproval", "Staging", json!({}))]})),
+            answer("PUT", &format!("{W}/{VERSIONS}/1"), 200).json(approved),
+        ])
+        .await;
+        let v = registry(&s.base)
+            .decide(&ctx(), "classifier", 1, Decision::Approve)
+            .await
+            .unwrap();
+        s.assert_done();
+        assert_eq!(v.approval, ApprovalStatus::Approved);
+        let sent = body_of(&s, 1);
+        let p = &sent["properties"];
+        assert_eq!(p["tags"]["mlctl:approval"], "Approved");
+        assert!(p["tags"]["mlctl:decidedAt"].is_string());
+        assert_eq!(p["stage"], "Staging");
+        assert_eq!(
+            p["modelUri"],
+            "https://acct.blob.core.windows.net/ml/artifacts/j1/model/"
+        );
+        assert!(p.get("provisioningState").is_none(), "{sent}");
+        assert!(
+            sent.get("systemData").is_none() && sent.get("id").is_none(),
+            "{sent}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unknown_version_is_not_found_and_a_refused_decision_writes_nothing() {
+        let list = || {
+            answer("GET", &format!("{W}/{VERSIONS}"), 200)
+                .json(json!({"value": [stored(1, "Rejected", "Staging", json!({}))]}))
+        };
+        let s = Server::start(vec![list(), list()]).await;
+        let r = registry(&s.base);
+        let e = r
+            .decide(&ctx(), "classifier", 9, Decision::Approve)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotFound);
+        let e = r
+            .decide(&ctx(), "classifier", 1, Decision::Approve)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Precondition);
+        s.assert_done();
+        assert_eq!(s.seen().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn registering_a_known_fingerprint_returns_that_version() {
+        let s = Server::start(vec![
+            answer("PUT", &format!("{W}/models/iris-classifier"), 200)
+                .json(json!({"name": "iris-classifier", "properties": {"latestVersion": "1"}})),
+            answer("GET", &format!("{W}/{VERSIONS}"), 200)
+                .json(json!({"value": [stored(1, "Approved", "Staging", json!({}))]})),
+        ])
+        .await;
+        let mut req = super::registry_bodies_request();
+        req.fingerprint = "fp1".into();
+        let v = registry(&s.base).register(&ctx(), &req).await.unwrap();
+        s.assert_done();
+        assert_eq!((v.version, v.fingerprint.as_str()), (1, "fp1"));
+        assert_eq!(
+            body_of(&s, 0)["properties"]["description"],
+            "Iris classifier"
+        );
+    }
+
+    #[tokio::test]
+    async fn labels_and_description_change_in_place_keeping_the_approval() {
+        let s = Server::start(vec![
+            answer("GET", &format!("{W}/{VERSIONS}"), 200).json(json!({"value": [
+                stored(1, "Approved", "Production", json!({"team": "ml", "old": "x"}))]})),
+            answer("PUT", &format!("{W}/{VERSIONS}/1"), 200).json(stored(
+                1,
+                "Approved",
+                "Production",
+                json!({"team": "ds"}),
+            )),
+            answer("PUT", &format!("{W}/models/iris-classifier"), 200)
+                .json(json!({"name": "iris-classifier"})),
+        ])
+        .await;
+        let outputs = serde_json::to_value(
+            crate::registry::parse_version(
+                "classifier",
+                &stored(1, "Approved", "Production", json!({})),
+            )
+            .unwrap()
+            .version,
+        )
+        .unwrap();
+        let req = InPlaceRequest {
+            name: "classifier".into(),
+            fingerprint: "fp1".into(),
+            outputs,
+            tags: Tags {
+                project: "iris".into(),
+                resource: "Model/classifier".into(),
+                fingerprint: "fp1".into(),
+                commit: "def456".into(),
+                labels: BTreeMap::from([("team".into(), "ds".into())]),
+            },
+            removed_labels: vec!["old".into()],
+            description: Some("new".into()),
+        };
+        registry(&s.base)
+            .update_in_place(&ctx(), &req)
+            .await
+            .unwrap();
+        s.assert_done();
+        let p = &body_of(&s, 1)["properties"];
+        assert_eq!(p["description"], "new");
+        assert_eq!(p["stage"], "Production");
+        assert_eq!(p["tags"]["team"], "ds");
+        assert_eq!(p["tags"]["mlctl:approval"], "Approved");
+        assert_eq!(p["tags"]["mlctl:commit"], "def456");
+        assert!(p["tags"].get("old").is_none(), "{p}");
+        let c = &body_of(&s, 2)["properties"];
+        assert_eq!(
+            (c["description"].as_str(), c["tags"]["team"].as_str()),
+            (Some("new"), Some("ds"))
+        );
+    }
+}
+
+fn registry_bodies_request() -> mlctl_core::RegisterRequest {
+    registry_bodies::request(mlctl_spec::Approval::Auto)
 }
