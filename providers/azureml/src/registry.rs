@@ -255,11 +255,15 @@ pub(crate) fn parse_version(model: &str, v: &Value) -> Option<Read> {
         .iter()
         .filter_map(|(k, v)| Some((k.strip_prefix(LINEAGE)?.to_string(), v.clone())))
         .collect();
-    let created_at = v
-        .pointer("/systemData/createdAt")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .or_else(|| meta.get(CREATED_AT).cloned())
+    // mlctl's own record first: the same in a PUT's answer and in every later read.
+    let created_at = meta
+        .get(CREATED_AT)
+        .cloned()
+        .or_else(|| {
+            v.pointer("/systemData/createdAt")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
         .unwrap_or_default();
     let writable = props
         .iter()

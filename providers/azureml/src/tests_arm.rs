@@ -1135,7 +1135,16 @@ mod registry_bodies {
             BTreeMap::from([("accuracy".into(), 0.95)])
         );
         assert_eq!(r.version.lineage["dataset"], "blake3:dd");
-        assert_eq!(r.version.created_at, "2026-12-01T10:00:05Z");
+        assert_eq!(r.version.created_at, "2026-12-01T10:00:00Z");
+        // One registered outside mlctl has the service's time.
+        let outside = json!({"name": "4", "systemData": {"createdAt": "2026-12-02T00:00:00Z"}, "properties": {}});
+        assert_eq!(
+            parse_version("classifier", &outside)
+                .unwrap()
+                .version
+                .created_at,
+            "2026-12-02T00:00:00Z"
+        );
         assert!(
             r.version
                 .artifact_uri
