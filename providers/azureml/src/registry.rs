@@ -290,6 +290,19 @@ pub(crate) fn parse_version(model: &str, v: &Value) -> Option<Read> {
     })
 }
 
+/// The number of a new version: after the highest listed and after the highest the
+/// container says was ever used (Azure ML may keep a deleted version's number in its
+/// `latestVersion`, `nextVersion`).
+pub(crate) fn next_version(listed: u32, container: &Value) -> u32 {
+    let read = |field: &str| {
+        container
+            .pointer(&format!("/properties/{field}"))
+            .and_then(Value::as_str)
+            .and_then(|v| v.trim().parse::<u32>().ok())
+    };
+    (listed.max(read("latestVersion").unwrap_or(0)) + 1).max(read("nextVersion").unwrap_or(0))
+}
+
 fn not_found(model: &str, version: u32) -> ProviderError {
     ProviderError::new(
         ErrorKind::NotFound,
@@ -481,19 +494,8 @@ impl Registry for AzureRegistry {
         {
             return Ok(r.version.clone());
         }
-        // After the highest number ever used: Azure ML may keep a deleted version's number.
-        let latest = container
-            .pointer("/properties/latestVersion")
-            .and_then(Value::as_str)
-            .and_then(|v| v.parse::<u32>().ok())
-            .unwrap_or(0);
-        let next = all
-            .iter()
-            .map(|r| r.version.version)
-            .max()
-            .unwrap_or(0)
-            .max(latest)
-            + 1;
+        let listed = all.iter().map(|r| r.version.version).max().unwrap_or(0);
+        let next = next_version(listed, &container);
         let commit = if req.tags.commit.is_empty() {
             ctx.commit.as_str()
         } else {

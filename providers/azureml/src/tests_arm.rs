@@ -1167,6 +1167,29 @@ mod registry_bodies {
     }
 
     #[test]
+    fn a_new_version_number_follows_every_number_used() {
+        use crate::registry::next_version;
+        assert_eq!(next_version(0, &json!({"properties": {}})), 1);
+        assert_eq!(
+            next_version(2, &json!({"properties": {"latestVersion": "2"}})),
+            3
+        );
+        // Versions 3 and 4 were deleted: their numbers are not reused.
+        assert_eq!(
+            next_version(2, &json!({"properties": {"latestVersion": "4"}})),
+            5
+        );
+        assert_eq!(
+            next_version(2, &json!({"properties": {"nextVersion": "7"}})),
+            7
+        );
+        assert_eq!(
+            next_version(3, &json!({"properties": {"latestVersion": "custom"}})),
+            4
+        );
+    }
+
+    #[test]
     fn model_names_are_prefixed_by_the_project_and_fit() {
         assert_eq!(model_name("iris", "classifier"), "iris-classifier");
         assert_eq!(model_name("my proj", "a/b"), "my-proj-a-b");
