@@ -243,12 +243,18 @@ fn status_error(what: &str, workspace: &str, reply: &Reply) -> ProviderError {
         ErrorKind::Throttled | ErrorKind::Transient => "; retried, and still failing",
         _ => "",
     };
+    // What Azure support asks for when a call fails.
+    let request = ["x-ms-correlation-request-id", "x-ms-request-id"]
+        .iter()
+        .find_map(|h| reply.header(h))
+        .map(|id| format!(" (request id {})", mlctl_spec::suggest::clip(id, 80)))
+        .unwrap_or_default();
     ProviderError::new(
         kind,
         "azureml",
         what,
         format!(
-            "{what} in workspace `{workspace}` failed with {}: {text}{hint}",
+            "{what} in workspace `{workspace}` failed with {}: {text}{hint}{request}",
             reply.status
         ),
     )
@@ -822,6 +828,22 @@ impl Arm {
                 }
                 Err(e) => Err(e),
             };
+            match &outcome {
+                Ok(r) => tracing::debug!(
+                    method = %method,
+                    url = shown(url),
+                    status = r.status,
+                    attempt,
+                    "azureml: ARM call"
+                ),
+                Err(e) => tracing::debug!(
+                    method = %method,
+                    url = shown(url),
+                    attempt,
+                    error = %e,
+                    "azureml: ARM call failed"
+                ),
+            }
             let retry = match &outcome {
                 Ok(r) if r.status == 429 || r.status >= 500 => {
                     r.header("retry-after").and_then(retry_after)

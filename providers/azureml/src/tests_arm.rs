@@ -571,7 +571,9 @@ async fn arm_error_bodies_name_the_resource_code_and_fields() {
             "target": "properties.modelUri",
             "details": [{"code": "Required", "message": "modelUri is required", "target": "modelUri"}]
         }})),
-        answer("GET", &p("jobs/j"), 403).json(json!({"error": {"code": "AuthorizationFailed", "message": "no access"}})),
+        answer("GET", &p("jobs/j"), 403)
+            .header("x-ms-correlation-request-id", "corr-42")
+            .json(json!({"error": {"code": "AuthorizationFailed", "message": "no access"}})),
     ])
     .await;
     let arm = client(&s.base, 3);
@@ -601,6 +603,7 @@ async fn arm_error_bodies_name_the_resource_code_and_fields() {
         "{}",
         e.message
     );
+    assert!(e.message.ends_with("(request id corr-42)"), "{}", e.message);
     assert_no_token(&e);
     s.assert_done();
     // One attempt each: a 4xx is not retried.
