@@ -390,9 +390,26 @@ async fn put_follows_azure_async_operation_then_reads_the_resource() {
             .json(json!({"name": "e", "properties": {"provisioningState": "Succeeded"}})),
     ])
     .await;
-    let arm = client(&s.base, 3);
+    // Without Retry-After the client would poll again in an hour.
+    let mut slow = settings(3);
+    slow.poll_interval = Duration::from_secs(3600);
+    let arm = Arm::new(
+        Some(&s.base),
+        "sub-1",
+        "rg-1",
+        "ws-1",
+        Arc::new(Counting::default()),
+        slow,
+    )
+    .unwrap();
     let body = json!({"location": "westeurope", "properties": {"authMode": "Key"}});
-    let v = arm.put("onlineEndpoints/e", &body).await.unwrap();
+    let v = tokio::time::timeout(
+        Duration::from_secs(120),
+        arm.put("onlineEndpoints/e", &body),
+    )
+    .await
+    .expect("the operation's Retry-After: 0 was not honoured")
+    .unwrap();
     assert_eq!(v["properties"]["provisioningState"], "Succeeded");
     s.assert_done();
     let seen = s.seen();
@@ -524,16 +541,15 @@ async fn throttling_is_retried_after_retry_after() {
     ])
     .await;
     let cred = Arc::new(Counting::default());
-    let arm = Arm::new(
-        Some(&s.base),
-        "sub-1",
-        "rg-1",
-        "ws-1",
-        cred.clone(),
-        settings(5),
-    )
-    .unwrap();
-    assert_eq!(arm.get("jobs/j").await.unwrap(), Some(json!({"name": "j"})));
+    // Without Retry-After the client would back off for an hour: the call ends only if it
+    // takes the service's word.
+    let mut slow = settings(5);
+    slow.initial_backoff = Duration::from_secs(3600);
+    let arm = Arm::new(Some(&s.base), "sub-1", "rg-1", "ws-1", cred.clone(), slow).unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(120), arm.get("jobs/j"))
+        .await
+        .expect("Retry-After: 0 was not honoured (the client waited its own backoff)");
+    assert_eq!(got.unwrap(), Some(json!({"name": "j"})));
     s.assert_done();
     assert_eq!(s.seen().len(), 3);
     // A token asked for on every attempt (the credential's cache makes it cheap).
