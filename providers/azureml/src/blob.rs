@@ -12,11 +12,48 @@ pub struct Blob {
     _private: (),
 }
 
+/// How blob requests are authorised.
+pub enum BlobAuth {
+    /// The target's `sas` (resolved from `${env:...}`), without a leading `?`.
+    Sas(String),
+    /// Entra ID tokens for `https://storage.azure.com/.default` from this credential.
+    Token(std::sync::Arc<dyn azure_core::credentials::TokenCredential>),
+}
+
+impl std::fmt::Debug for BlobAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the SAS itself.
+        f.write_str(match self {
+            BlobAuth::Sas(_) => "BlobAuth::Sas(..)",
+            BlobAuth::Token(_) => "BlobAuth::Token(..)",
+        })
+    }
+}
+
 fn stub(op: &str) -> ProviderError {
     ProviderError::new(ErrorKind::NotSupported, "azureml", op, "not built yet")
 }
 
 impl Blob {
+    /// The client of the target's `storage` (`https://ACCOUNT.HOST/CONTAINER[/prefix]`).
+    /// (Added by the `arm` helper for `connect`; the `blob` helper owns the body.)
+    pub fn connect(
+        storage_url: &str,
+        auth: BlobAuth,
+        settings: &crate::azure::Settings,
+    ) -> Result<Blob> {
+        let _ = (storage_url, auth, settings);
+        Ok(Blob { _private: () })
+    }
+
+    /// The blob name (as [`Blob::key`] gives) of an https URL inside the target's container,
+    /// such as a model version's `modelUri`; `None` for a URL elsewhere. (Added by the `arm`
+    /// helper for the registry; the `blob` helper owns the body.)
+    pub fn key_of_url(&self, url: &str) -> Option<String> {
+        let _ = url;
+        None
+    }
+
     /// The name of `rel` under the target's prefix.
     pub fn key(&self, rel: &str) -> String {
         rel.to_string()

@@ -38,8 +38,13 @@
 #![allow(dead_code)]
 
 mod arm;
+mod auth;
 mod azure;
 mod blob;
+mod connect;
+mod registry;
+#[cfg(test)]
+mod tests_arm;
 
 pub use azure::{Features, Settings};
 
