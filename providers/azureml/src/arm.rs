@@ -96,6 +96,16 @@ impl Arm {
         Err(stub("POST"))
     }
 
+    /// PATCH (a partial update: `{"tags": {...}}` on an online endpoint or deployment,
+    /// which changes what they carry without redeploying), following a long-running
+    /// operation; returns the resource as read afterwards.
+    ///
+    /// Added by the `deploy` part (tags of endpoints and deployments in place).
+    pub async fn patch(&self, path: &str, body: &Value) -> Result<Value> {
+        let _ = (path, body);
+        Err(stub("PATCH"))
+    }
+
     /// DELETE, following a long-running operation; a 404 (already gone) succeeds.
     pub async fn delete(&self, path: &str) -> Result<()> {
         let _ = path;
