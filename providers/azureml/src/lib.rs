@@ -40,6 +40,10 @@
 mod arm;
 mod azure;
 mod blob;
+mod deployer;
+mod monitor;
+#[cfg(test)]
+mod tests_deploy;
 
 pub use azure::{Features, Settings};
 
