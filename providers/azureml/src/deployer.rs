@@ -293,15 +293,14 @@ impl EndpointBody {
 }
 
 /// The data collector of a deployment (`capture`): both collections at the sampling rate,
-/// each into its own uri_folder data asset under `capture/<endpoint>/<collection>/`.
+/// into the endpoint's uri_folder data asset `capture/<endpoint>/` (each collection writes
+/// under `<collection>/<yyyy>/<MM>/<dd>/<HH>/` in it).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct CapturePlan {
     /// 0..1 (the spec's `samplingPercent` / 100).
     pub sampling_rate: f64,
-    /// ARM id of the `model_inputs` data asset version.
-    pub inputs_data_id: String,
-    /// ARM id of the `model_outputs` data asset version.
-    pub outputs_data_id: String,
+    /// ARM id of the capture data asset version.
+    pub data_id: String,
 }
 
 /// What a deployment's `PUT` says.
@@ -348,8 +347,8 @@ impl DeploymentPlan {
             props.insert(
                 "dataCollector".into(),
                 json!({"collections": {
-                    "model_inputs": collection(&c.inputs_data_id),
-                    "model_outputs": collection(&c.outputs_data_id),
+                    "model_inputs": collection(&c.data_id),
+                    "model_outputs": collection(&c.data_id),
                 }}),
             );
         }
@@ -426,13 +425,10 @@ pub(crate) fn environment_version(image: &str) -> String {
     )
 }
 
-/// A uri_folder data asset (container and version bodies) for a data collector's output.
-pub(crate) fn capture_data_bodies(
-    uri: &str,
-    tags: &BTreeMap<String, String>,
-    what: &str,
-) -> (Value, Value) {
-    let description = format!("mlctl: {what} captured by the endpoint's data collector");
+/// The uri_folder data asset (container and version bodies) of an endpoint's data
+/// collector output.
+pub(crate) fn capture_data_bodies(uri: &str, tags: &BTreeMap<String, String>) -> (Value, Value) {
+    let description = "mlctl: requests and predictions captured by the endpoint's data collector";
     (
         json!({"properties": {"dataType": "uri_folder", "description": description, "tags": tags}}),
         json!({"properties": {"dataType": "uri_folder", "dataUri": uri, "description": description, "tags": tags}}),
@@ -1050,40 +1046,28 @@ impl AzureDeployer {
         Ok(self.az.arm.id(&path))
     }
 
-    /// The two capture data assets of an endpoint, created when missing.
+    /// The capture data asset of an endpoint, created when missing.
     async fn ensure_capture(
         &self,
         endpoint: &str,
         rate: f64,
         tags: &BTreeMap<String, String>,
     ) -> Result<CapturePlan> {
-        let mut ids = Vec::new();
-        for (collection, asset) in [
-            ("model_inputs", "model-inputs"),
-            ("model_outputs", "model-outputs"),
-        ] {
-            let name = format!("{endpoint}-{asset}");
-            let uri = self.az.blob.url(
-                &self
-                    .az
-                    .blob
-                    .key(&format!("capture/{endpoint}/{collection}/")),
-            );
-            let version = short_hash(&[&uri], 8);
-            let path = format!("data/{name}/versions/{version}");
-            if self.az.arm.get(&path).await?.is_none() {
-                let (container, body) = capture_data_bodies(&uri, tags, collection);
-                self.az.arm.put(&format!("data/{name}"), &container).await?;
-                self.az.arm.put(&path, &body).await?;
-            }
-            ids.push(self.az.arm.id(&path));
+        let name = format!("{endpoint}-capture");
+        let uri = self
+            .az
+            .blob
+            .url(&self.az.blob.key(&format!("capture/{endpoint}/")));
+        let version = short_hash(&[&uri], 8);
+        let path = format!("data/{name}/versions/{version}");
+        if self.az.arm.get(&path).await?.is_none() {
+            let (container, body) = capture_data_bodies(&uri, tags);
+            self.az.arm.put(&format!("data/{name}"), &container).await?;
+            self.az.arm.put(&path, &body).await?;
         }
-        let outputs = ids.pop().unwrap_or_default();
-        let inputs = ids.pop().unwrap_or_default();
         Ok(CapturePlan {
             sampling_rate: rate,
-            inputs_data_id: inputs,
-            outputs_data_id: outputs,
+            data_id: self.az.arm.id(&path),
         })
     }
 

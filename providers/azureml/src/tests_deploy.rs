@@ -172,8 +172,7 @@ fn plan(capture: bool) -> DeploymentPlan {
         capacity: 2,
         capture: capture.then(|| CapturePlan {
             sampling_rate: 0.25,
-            inputs_data_id: format!("{WS}/data/e-model-inputs/versions/1"),
-            outputs_data_id: format!("{WS}/data/e-model-outputs/versions/1"),
+            data_id: format!("{WS}/data/e-capture/versions/1"),
         }),
         tags: map(&[("mlctl:model", "iris"), ("mlctl:version", "2")]),
     }
@@ -206,22 +205,21 @@ fn capture_turns_on_the_data_collector_for_inputs_and_outputs() {
     assert_eq!(
         body["properties"]["dataCollector"],
         json!({"collections": {
-            "model_inputs": {"dataCollectionMode": "Enabled", "dataId": format!("{WS}/data/e-model-inputs/versions/1"), "samplingRate": 0.25},
-            "model_outputs": {"dataCollectionMode": "Enabled", "dataId": format!("{WS}/data/e-model-outputs/versions/1"), "samplingRate": 0.25},
+            "model_inputs": {"dataCollectionMode": "Enabled", "dataId": format!("{WS}/data/e-capture/versions/1"), "samplingRate": 0.25},
+            "model_outputs": {"dataCollectionMode": "Enabled", "dataId": format!("{WS}/data/e-capture/versions/1"), "samplingRate": 0.25},
         }})
     );
     let (container, version) = capture_data_bodies(
-        "https://acct.blob.core.windows.net/ml/iris/capture/e/model_inputs/",
+        "https://acct.blob.core.windows.net/ml/iris/capture/e/",
         &map(&[("mlctl:project", "iris")]),
-        "model_inputs",
     );
     assert_eq!(container["properties"]["dataType"], "uri_folder");
     assert_eq!(
         version,
         json!({"properties": {
             "dataType": "uri_folder",
-            "dataUri": "https://acct.blob.core.windows.net/ml/iris/capture/e/model_inputs/",
-            "description": "mlctl: model_inputs captured by the endpoint's data collector",
+            "dataUri": "https://acct.blob.core.windows.net/ml/iris/capture/e/",
+            "description": "mlctl: requests and predictions captured by the endpoint's data collector",
             "tags": {"mlctl:project": "iris"},
         }})
     );
