@@ -535,44 +535,47 @@ pub(crate) fn status_of(name: &str, ep: &LiveEndpoint, deps: &[LiveDeployment]) 
     let mut instances = 0;
     let mut problems: Vec<String> = Vec::new();
     let mut progressing = settling(&ep.state);
+    let mut degraded = matches!(ep.state.as_str(), "Failed" | "Canceled");
     for (d, weight) in ep.traffic.iter().filter(|(_, w)| **w > 0) {
-        match deps.iter().find(|x| x.name == *d) {
-            Some(dep) => {
-                variants.push(Variant {
-                    model: dep.model.clone(),
-                    version: dep.version,
-                    weight: *weight,
-                });
-                instances += dep.capacity;
-                match dep.state.as_str() {
-                    "Succeeded" => {}
-                    s if settling(s) => {
-                        progressing = true;
-                        problems.push(format!("deployment {d} is {s}"));
-                    }
-                    s => problems.push(format!("deployment {d} is {s}")),
-                }
-            }
-            None => problems.push(format!(
+        let Some(dep) = deps.iter().find(|x| x.name == *d) else {
+            degraded = true;
+            problems.push(format!(
                 "traffic goes to deployment {d}, which does not exist"
-            )),
+            ));
+            continue;
+        };
+        variants.push(Variant {
+            model: dep.model.clone(),
+            version: dep.version,
+            weight: *weight,
+        });
+        instances += dep.capacity;
+        match dep.state.as_str() {
+            "Succeeded" => {}
+            s => {
+                if settling(s) {
+                    progressing = true;
+                } else {
+                    degraded = true;
+                }
+                problems.push(format!("deployment {d} is {s}"));
+            }
         }
     }
     variants.sort_by(|a, b| b.weight.cmp(&a.weight).then(a.version.cmp(&b.version)));
     if variants.is_empty() && !settling(&ep.state) {
+        degraded = true;
         problems.push("no deployment takes traffic".into());
     }
-    let health = match ep.state.as_str() {
-        "Failed" | "Canceled" => Health::Degraded,
-        _ if problems.iter().any(|p| {
-            !p.ends_with("Creating") && !p.ends_with("Updating") && !p.ends_with("Scaling")
-        }) =>
-        {
-            Health::Degraded
-        }
-        _ if progressing => Health::Progressing,
-        "Succeeded" => Health::Healthy,
-        _ => Health::Unknown,
+    // The worst wins.
+    let health = if degraded {
+        Health::Degraded
+    } else if progressing {
+        Health::Progressing
+    } else if ep.state == "Succeeded" {
+        Health::Healthy
+    } else {
+        Health::Unknown
     };
     let mut message: Vec<String> = Vec::new();
     if ep.state != "Succeeded" && !ep.state.is_empty() {
@@ -1315,8 +1318,8 @@ impl Deployer for AzureDeployer {
                 OperationState::Failed(reason) => {
                     return Ok(DeployState::Failed {
                         reason: format!(
-                            "deployment {} of endpoint {endpoint} failed: {reason}",
-                            r.deployment
+                            "deployment {} of endpoint {endpoint} failed: {reason}; mlctl moved no traffic (its container log: `az ml online-deployment get-logs --endpoint-name {endpoint} --name {}`)",
+                            r.deployment, r.deployment
                         ),
                     });
                 }
