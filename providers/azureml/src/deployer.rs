@@ -1175,7 +1175,7 @@ impl Deployer for AzureDeployer {
             "azureml endpoints without `auth` take Azure's own keys (authMode Key; `az ml online-endpoint get-credentials`): Azure ML has no endpoint without authentication".into(),
         );
         Capabilities {
-            fields: field_rules(),
+            fields: field_rules(self.az.features),
             strategies: StrategyType::ALL.to_vec(),
             poll_interval: self.az.settings.poll_interval,
             notes,
@@ -1512,12 +1512,32 @@ fn label_problems(labels: &BTreeMap<String, String>) -> Vec<String> {
 }
 
 /// The Endpoint kind's declarations on an azureml target.
-pub(crate) fn field_rules() -> FieldRules {
-    static RULES: OnceLock<FieldRules> = OnceLock::new();
-    RULES.get_or_init(build_rules).clone()
+///
+/// `features` decides `capture`: where deployments really serve (Azure), the data
+/// collector's `model_inputs` / `model_outputs` are written only by serving code that calls
+/// Azure's collector, which `mlctl serve` does not yet, so `capture` is refused there; the
+/// fake ARM server writes them itself (`POST /fake/capture`).
+pub(crate) fn field_rules(features: crate::azure::Features) -> FieldRules {
+    static SERVING: OnceLock<FieldRules> = OnceLock::new();
+    static EMULATED: OnceLock<FieldRules> = OnceLock::new();
+    if features.serves_endpoints {
+        SERVING.get_or_init(|| build_rules(true)).clone()
+    } else {
+        EMULATED.get_or_init(|| build_rules(false)).clone()
+    }
 }
 
-fn build_rules() -> FieldRules {
+fn build_rules(serving: bool) -> FieldRules {
+    let capture = if serving {
+        Support::refused(
+            "on Azure ML the data collector's model_inputs and model_outputs are written by the serving code through Azure's collector, which `mlctl serve` in the image does not call yet, so nothing would be captured",
+            "remove `capture` for this target (monitors then have no live data), or capture on a local or sagemaker target",
+        )
+    } else {
+        Support::honoured_as(
+            "the deployments' data collector (`model_inputs`, `model_outputs`) at samplingRate percent / 100, written under `capture/<endpoint>/` in the target's storage, where monitors read it (the fake ARM server writes what a test sends it)",
+        )
+    };
     let no_judge = "mlctl does not read the deployments' Azure Monitor metrics and Azure ML rolls nothing back by itself, so nothing would judge the bake";
     FieldRules::new()
         .with(
@@ -1622,7 +1642,7 @@ fn build_rules() -> FieldRules {
         )
         .with(
             "Endpoint.spec.capture.samplingPercent",
-            Support::honoured_as("the deployments' data collector (`model_inputs`, `model_outputs`) at samplingRate percent / 100, written under `capture/<endpoint>/` in the target's storage, where monitors read it"),
+            capture,
         )
         .with(
             "Endpoint.spec.capture.destination",

@@ -632,6 +632,11 @@ mod support {
 
     /// The refusals of the Endpoint and Monitor fields of `manifests`, as `field: why (instead)`.
     fn refusals(job: &str, manifests: &str) -> Vec<String> {
+        refusals_on(crate::azure::Features::FAKE_ARM, job, manifests)
+    }
+
+    /// [`refusals`] on a service with these features.
+    fn refusals_on(features: crate::azure::Features, job: &str, manifests: &str) -> Vec<String> {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("mlctl.yaml"), PROJECT).expect("write");
         std::fs::create_dir_all(dir.path().join("ml")).expect("mkdir");
@@ -659,7 +664,7 @@ mod support {
             (
                 Kind::Endpoint,
                 "azureml".to_string(),
-                crate::deployer::field_rules(),
+                crate::deployer::field_rules(features),
             ),
             (
                 Kind::Monitor,
@@ -752,6 +757,28 @@ mod support {
             "  command: python train.py\n  code: src\n",
             &endpoint(""),
             &[&["model:", "script-mode model"]],
+        );
+    }
+
+    /// Real Azure: `mlctl serve` does not write the data collector's collections, so capture
+    /// is refused rather than accepted and left empty.
+    #[test]
+    fn capture_is_refused_where_nothing_would_write_it() {
+        let got = refusals_on(
+            crate::azure::Features::AZURE,
+            BUILTIN,
+            &endpoint("  capture: {samplingPercent: 10}\n"),
+        );
+        assert_eq!(got.len(), 1, "{got:#?}");
+        assert!(got[0].starts_with("capture.samplingPercent:"), "{}", got[0]);
+        assert!(got[0].contains("does not call yet"), "{}", got[0]);
+        assert!(
+            refusals_on(
+                crate::azure::Features::AZURE,
+                BUILTIN,
+                &endpoint("  instances: 2\n")
+            )
+            .is_empty()
         );
     }
 
