@@ -1284,8 +1284,15 @@ impl Deployer for AzureDeployer {
         match existing.as_ref().map(parse_deployment) {
             Some(d) if settling(&d.state) => {}
             Some(d) if d.state == "Succeeded" && plan.matches(&d.body) => {}
-            Some(d) if d.state == "Failed" || d.state == "Canceled" => {
-                // A failed deployment is made again from scratch.
+            Some(d)
+                if (d.state == "Failed" || d.state == "Canceled")
+                    && live
+                        .as_ref()
+                        .is_none_or(|e| e.traffic.get(&name).copied().unwrap_or(0) == 0) =>
+            {
+                // A failed deployment without traffic is made again from scratch; one that
+                // takes traffic (it crashed while serving) cannot be deleted, so it is
+                // updated in place below.
                 self.az.arm.delete(&dpath).await?;
                 rollout.operation = self.az.arm.put_started(&dpath, &plan.to_json()).await?;
             }

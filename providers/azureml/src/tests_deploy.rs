@@ -697,6 +697,43 @@ mod support {
         }
     }
 
+    /// Honoured or refused: every field of the two kinds is declared, by these rules or the
+    /// engine's, on real Azure and on the fake.
+    #[test]
+    fn every_endpoint_and_monitor_field_is_declared() {
+        let engine = mlctl_core::support::engine::rules();
+        for features in [
+            crate::azure::Features::AZURE,
+            crate::azure::Features::FAKE_ARM,
+        ] {
+            let endpoint = crate::deployer::field_rules(features);
+            let monitor = crate::monitor::field_rules();
+            let missing: Vec<&String> = mlctl_core::support::fields::leaf_fields()
+                .iter()
+                // The envelope every target reads the same way.
+                .filter(|f| {
+                    !mlctl_core::support::fields::ENVELOPE
+                        .iter()
+                        .any(|e| f.ends_with(&format!(".{e}")))
+                })
+                .filter(|f| {
+                    let rules = if f.starts_with("Endpoint.") {
+                        &endpoint
+                    } else if f.starts_with("Monitor.") {
+                        &monitor
+                    } else {
+                        return false;
+                    };
+                    rules.get(f).is_none() && engine.get(f).is_none()
+                })
+                .collect();
+            assert!(
+                missing.is_empty(),
+                "undeclared on {features:?}: {missing:#?}"
+            );
+        }
+    }
+
     #[test]
     fn what_azureml_endpoints_honour() {
         expect(
