@@ -42,7 +42,10 @@
 //! `maxBakeTime` are refused at plan ([`field_rules`]).
 //!
 //! # Caveats
-//! The fake ARM server the tests run provisions endpoints without serving them.
+//! The fake ARM server the tests run provisions endpoints without serving them. `capture`
+//! is honoured there only (the fake writes the data collector's files itself): on Azure the
+//! collections are written by serving code through Azure's collector, which `mlctl serve`
+//! does not call yet, so [`field_rules`] refuses it for real Azure.
 
 use crate::arm::{Operation, OperationState};
 use crate::azure::Azure;
