@@ -532,6 +532,24 @@ impl Arm {
         }
     }
 
+    /// PATCH (a partial update: `{"tags": {...}}` on an online endpoint or deployment,
+    /// which changes what they carry without redeploying), following a long-running
+    /// operation; returns the resource as read afterwards.
+    ///
+    pub async fn patch(&self, path: &str, body: &Value) -> Result<Value> {
+        let what = format!("PATCH {}", label(path));
+        let reply = self
+            .send(reqwest::Method::PATCH, &self.url(path), Some(body), &what)
+            .await?;
+        if !(200..=299).contains(&reply.status) {
+            return Err(self.fail(&what, &reply));
+        }
+        if let Some(op) = self.operation_of(&reply, path, &what)? {
+            self.follow(&op, &what, false).await?;
+        }
+        self.read_back(path, &what).await
+    }
+
     /// DELETE, following a long-running operation; a 404 (already gone) succeeds.
     pub async fn delete(&self, path: &str) -> Result<()> {
         let what = format!("DELETE {}", label(path));

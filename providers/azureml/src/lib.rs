@@ -45,6 +45,10 @@ mod connect;
 mod registry;
 #[cfg(test)]
 mod tests_arm;
+mod deployer;
+mod monitor;
+#[cfg(test)]
+mod tests_deploy;
 
 pub use azure::{Features, Settings};
 
