@@ -641,6 +641,8 @@ class Api:
                 return self.put_endpoint(ws, name, key, body)
             if method == "DELETE":
                 return self.delete_endpoint(ws, key)
+            if method == "PATCH":
+                return self.patch_tracked(ws, key, body)
         if len(p) == 3 and method == "POST" and p[2] in ("listKeys", "token", "regenerateKeys"):
             ep = self.get(ws, key)
             mode = ep["properties"].get("authMode", "").lower()
@@ -672,7 +674,28 @@ class Api:
                     return self.put_deployment(ws, key, p[3], dkey, body)
                 if method == "DELETE":
                     return self.delete_deployment(ws, key, p[3], dkey)
+                if method == "PATCH":
+                    return self.patch_tracked(ws, dkey, body)
         raise ArmError(405, "MethodNotAllowed", f"{method} {'/'.join(p)} is not implemented by the fake", unimplemented=True)
+
+    def patch_tracked(self, ws, key, body):
+        """PATCH of an endpoint or a deployment (a partial update: tags, sku, identity), a
+        long-running operation as in Azure: 202 + Location, applied when it completes. `tags`
+        replaces the resource's tags, as ARM's PATCH does."""
+        res = self.get(ws, key)
+        if self.pending(ws, key):
+            raise ArmError(409, "Conflict", f"{key} has an operation in progress; retry when it is done")
+
+        def patched(op):
+            if "tags" in body:
+                res["tags"] = dict(body.get("tags") or {})
+            if "sku" in body:
+                res.setdefault("sku", {}).update(body.get("sku") or {})
+            if "identity" in body:
+                res["identity"] = body.get("identity")
+
+        op = self.start_op(ws, "patch", key, patched)
+        return 202, None, self.lro_headers(op, ws, location=True)
 
     def new_keys(self) -> dict:
         return {"primaryKey": secrets.token_urlsafe(24), "secondaryKey": secrets.token_urlsafe(24)}
