@@ -155,10 +155,10 @@ pub(crate) fn deployment_name(model: &str, version: u32) -> String {
     format!("{base}{suffix}")
 }
 
-/// The workspace-relative path of a registered model version,
-/// `models/<project>-<model>/versions/<n>`: where the registry keeps it.
+/// The workspace-relative path of a registered model version: where the registry keeps it
+/// ([`crate::registry::version_path`]).
 pub(crate) fn model_path(project: &str, v: &ModelVersion) -> String {
-    format!("models/{project}-{}/versions/{}", v.model, v.version)
+    crate::registry::version_path(project, &v.model, v.version)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -951,16 +951,11 @@ fn unix_now() -> u64 {
 /// The [`Deployer`] of an Azure ML target.
 pub struct AzureDeployer {
     az: Arc<Azure>,
-    /// The workspace's region, read once when the target names none.
-    location: OnceLock<String>,
 }
 
 impl AzureDeployer {
     pub(crate) fn new(az: Arc<Azure>) -> Self {
-        AzureDeployer {
-            az,
-            location: OnceLock::new(),
-        }
+        AzureDeployer { az }
     }
 
     fn endpoint_path(&self, endpoint: &str) -> String {
@@ -977,32 +972,7 @@ impl AzureDeployer {
 
     /// The region of what mlctl creates: the target's `location`, else the workspace's.
     async fn location(&self) -> Result<String> {
-        if let Some(l) = self.az.target.location.as_ref().filter(|l| !l.is_empty()) {
-            return Ok(l.clone());
-        }
-        if let Some(l) = self.location.get() {
-            return Ok(l.clone());
-        }
-        let ws = self.az.arm.get("").await?.ok_or_else(|| {
-            err(
-                ErrorKind::NotFound,
-                "GET workspace",
-                format!(
-                    "workspace {} is not in resource group {}; check `workspace` and `resourceGroup` of target `{}`",
-                    self.az.target.workspace, self.az.target.resource_group, self.az.target_name
-                ),
-            )
-        })?;
-        let l = ws["location"].as_str().unwrap_or_default().to_string();
-        if l.is_empty() {
-            return Err(err(
-                ErrorKind::Invalid,
-                "GET workspace",
-                "the workspace shows no location; set `location` on the target",
-            ));
-        }
-        let _ = self.location.set(l.clone());
-        Ok(l)
+        self.az.arm.location().await
     }
 
     async fn live_endpoint(&self, endpoint: &str) -> Result<Option<LiveEndpoint>> {

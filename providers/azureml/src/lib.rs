@@ -43,6 +43,7 @@ mod azure;
 mod blob;
 mod connect;
 mod registry;
+mod support;
 #[cfg(test)]
 mod tests_arm;
 mod deployer;
@@ -51,6 +52,13 @@ mod monitor;
 mod tests_deploy;
 
 pub use azure::{Features, Settings};
+pub use deployer::AzureDeployer;
+pub use monitor::AzureMonitorSink;
+pub use registry::AzureRegistry;
+pub use support::field_rules;
+
+use mlctl_core::{ProviderConfig, Stack};
+use std::sync::Arc;
 
 use mlctl_core::{ErrorKind, ProviderError};
 
@@ -70,6 +78,32 @@ impl std::fmt::Debug for Options {
             .field("settings", &self.settings)
             .finish()
     }
+}
+
+/// Builds the Azure ML stack of a target, with the credential its `credential` names.
+///
+/// # Errors
+/// `Invalid` when the target's fields cannot name a workspace or a container;
+/// `PermissionDenied` when the credential lacks its environment variables.
+pub async fn stack(cfg: &ProviderConfig) -> Result<Stack, ProviderError> {
+    stack_with(cfg, Options::default()).await
+}
+
+/// Builds the Azure ML stack of a target with explicit [`Options`].
+///
+/// # Errors
+/// See [`stack`].
+pub async fn stack_with(cfg: &ProviderConfig, options: Options) -> Result<Stack, ProviderError> {
+    let az = Arc::new(connect::connect(cfg, options).await?);
+    Ok(Stack {
+        provider: "azureml".into(),
+        data: Arc::new(data::AzureDataStore::new(az.clone())),
+        trainer: Arc::new(trainer::AzureTrainer::new(az.clone())),
+        registry: Arc::new(AzureRegistry::new(az.clone())),
+        deployer: Arc::new(AzureDeployer::new(az.clone())),
+        monitor: Arc::new(AzureMonitorSink::new(az.clone())),
+        state: Arc::new(state::BlobStateStore::new(az)),
+    })
 }
 
 pub(crate) fn invalid(operation: &str, message: impl Into<String>) -> ProviderError {

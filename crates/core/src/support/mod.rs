@@ -250,6 +250,15 @@ impl FieldRules {
         self.with_all_but(prefix, support, |_| false)
     }
 
+    /// These declarations and `other`'s (for a provider whose components each declare the
+    /// fields of their own kinds). A field both declare keeps `other`'s.
+    #[must_use]
+    pub fn merged(mut self, other: FieldRules) -> FieldRules {
+        self.fields.extend(other.fields);
+        self.project.extend(other.project);
+        self
+    }
+
     /// The declaration of `field`, if any.
     pub fn get(&self, field: &str) -> Option<&Support> {
         self.fields.get(field)
