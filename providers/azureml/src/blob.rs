@@ -36,6 +36,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PROVIDER: &str = "azureml";
 
+/// The Azurite SAS signer of the integration tests, for the tests below that need Azurite.
+#[cfg(test)]
+#[path = "../tests/common/sas.rs"]
+mod test_sas;
+
 /// How blob requests are authorised.
 #[derive(Clone)]
 pub enum BlobAuth {
@@ -513,33 +518,26 @@ impl Blob {
         let mut files = Vec::new();
         collect_files(dir, dir, &mut files).map_err(|e| ProviderError::io(PROVIDER, op, e))?;
         files.sort();
-        let mut base = url.clone();
-        base.set_query(None);
-        let segments: Vec<String> = base
-            .path_segments()
-            .map(|s| s.filter(|p| !p.is_empty()).map(decode).collect())
-            .unwrap_or_default();
-        // The client's base is the URL's first segment (the container, or the account on a
-        // path-style emulator, whose container is then the first segment of the names).
-        let Some((first, rest)) = segments.split_first() else {
-            return Err(ProviderError::new(
+        let mut bare = url.clone();
+        bare.set_query(None);
+        // The container and the folder in it, as for `storage` (path-style on an emulator).
+        let at = StorageUrl::parse(bare.as_str()).map_err(|e| {
+            ProviderError::new(
                 ErrorKind::Invalid,
                 PROVIDER,
                 op,
-                format!("the upload URL {shown} names no container"),
-            ));
-        };
-        let mut client_url = base.clone();
-        if let Ok(mut p) = client_url.path_segments_mut() {
-            p.clear().push(first);
-        }
+                format!("the upload URL {shown}: {}", e.message),
+            )
+        })?;
+        let mut client_url = at.container_url.clone();
         client_url.set_query(sas.as_deref());
         let client = BlobContainerClient::new(client_url, None, None)
             .map_err(|e| blob_err(op, &shown, sas.as_deref(), e))?;
+        let rest: Vec<&str> = at.prefix.split('/').filter(|p| !p.is_empty()).collect();
         for rel in files {
             let name = rest
                 .iter()
-                .map(String::as_str)
+                .copied()
                 .chain(rel.split('/'))
                 .collect::<Vec<_>>()
                 .join("/");
@@ -711,7 +709,7 @@ pub(crate) fn redact(text: &str, sas: Option<&str>) -> String {
         let (head, tail) = rest.split_at(at);
         out.push_str(head);
         let end = tail
-            .find(|c: char| c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '>' | '<' | ','))
+            .find(|c: char| c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '>' | ','))
             .unwrap_or(tail.len());
         let url = &tail[..end];
         match url.find('?') {
@@ -913,5 +911,83 @@ mod tests {
         .err()
         .unwrap();
         assert!(e.message.contains("https only"), "{e}");
+    }
+
+    /// Azurite's account URL, or `None` after saying why the test skips (a failure under
+    /// `CI=true`), as `tests/azurite.rs` does.
+    fn azurite(test: &str) -> Option<String> {
+        match std::env::var("MLCTL_AZURITE_URL") {
+            Ok(url) if !url.trim().is_empty() => Some(url.trim().trim_end_matches('/').into()),
+            _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+                panic!("{test}: MLCTL_AZURITE_URL is not set and CI=true: Azurite must run in CI")
+            }
+            _ => {
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "{test} skipped: MLCTL_AZURITE_URL is not set (eval \"$(.ci/azurite.sh start)\")"
+                );
+                None
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_directory_goes_to_the_folder_of_an_upload_sas_url_keeping_relative_paths() {
+        let Some(url) = azurite("upload_dir_to_sas") else {
+            return;
+        };
+        let sas = super::test_sas::azurite_sas();
+        let container = format!("t-upload-{}", std::process::id());
+        let res = reqwest::Client::new()
+            .put(format!("{url}/{container}?restype=container&{sas}"))
+            .header("x-ms-version", "2021-08-06")
+            .header("content-length", "0")
+            .send()
+            .await
+            .expect("Azurite answers");
+        assert!(
+            matches!(res.status().as_u16(), 201 | 409),
+            "create container: {}",
+            res.status()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("src/pkg")).unwrap();
+        std::fs::write(dir.path().join("train.py"), "print('hi')\n").unwrap();
+        std::fs::write(dir.path().join("src/pkg/util.py"), "X = 1\n").unwrap();
+
+        let upload = format!("{url}/{container}/LocalUpload/abc123?{sas}");
+        Blob::upload_dir_to_sas(&upload, dir.path())
+            .await
+            .expect("upload");
+
+        let blob = Blob::connect(
+            &format!("{url}/{container}"),
+            BlobAuth::Sas(sas.clone()),
+            &Settings::from_env(),
+        )
+        .unwrap();
+        assert_eq!(
+            blob.list("LocalUpload/abc123/").await.unwrap(),
+            vec![
+                "LocalUpload/abc123/src/pkg/util.py".to_string(),
+                "LocalUpload/abc123/train.py".to_string()
+            ]
+        );
+        assert_eq!(
+            blob.get("LocalUpload/abc123/src/pkg/util.py")
+                .await
+                .unwrap(),
+            Some(b"X = 1\n".to_vec())
+        );
+
+        // A refused upload names the URL without its SAS.
+        let forged = super::test_sas::account_sas(super::test_sas::ACCOUNT, "AAAA");
+        let e = Blob::upload_dir_to_sas(&format!("{url}/{container}/x?{forged}"), dir.path())
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::PermissionDenied, "{e}");
+        assert!(!e.message.contains("sig="), "{e}");
+        assert!(e.message.contains("?<redacted>"), "{e}");
     }
 }
