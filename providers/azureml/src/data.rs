@@ -138,37 +138,37 @@ impl AzureDataStore {
         }
     }
 
-    /// Registers `version` as a data asset of the workspace (skipped without ARM).
+    /// Registers the version `fingerprint` of dataset `name`, the table at `uri`, as a data
+    /// asset of the workspace (skipped without ARM). PUT is idempotent: registering again
+    /// replaces the tags.
     async fn register_asset(
         &self,
         ctx: &OpContext,
         name: &str,
-        version: &DatasetVersion,
+        fingerprint: &str,
+        uri: &str,
         tags: &mlctl_core::Tags,
     ) -> Result<()> {
         let Some(arm) = self.arm() else {
             return Ok(());
         };
-        let (container, version_path) = asset_paths(&ctx.project, name, &version.fingerprint);
+        let (container, version) = asset_paths(&ctx.project, name, fingerprint);
         let tags = tags.to_map();
-        let description = format!(
-            "mlctl dataset `{name}` of project `{}` ({} rows)",
-            ctx.project, version.rows
-        );
+        let description = format!("mlctl dataset `{name}` of project `{}`", ctx.project);
         arm.put(
             &container,
             &json!({"properties": {
                 "dataType": "uri_file",
-                "description": format!("mlctl dataset `{name}` of project `{}`", ctx.project),
+                "description": description,
                 "tags": tags,
             }}),
         )
         .await?;
         arm.put(
-            &version_path,
+            &version,
             &json!({"properties": {
                 "dataType": "uri_file",
-                "dataUri": version.uri,
+                "dataUri": uri,
                 "description": description,
                 "tags": tags,
             }}),
@@ -269,21 +269,15 @@ impl DataStore for AzureDataStore {
                 .upload_file(&path, &key, datasets::table_content_type(format))
                 .await?;
         }
-        // The asset before the record: a recorded version always has its asset. The version
-        // is what record_version will write, computed here to register it.
-        let uri = self.blob.url(&key);
-        let probe = DatasetVersion {
-            name: req.name.clone(),
-            fingerprint: req.fingerprint.clone(),
-            digest: checked.digest.clone(),
-            uri,
-            rows: checked.rows,
-            columns: checked.columns.clone(),
-            splits: Default::default(),
-            profile_uri: None,
-        };
-        self.register_asset(ctx, &req.name, &probe, &req.tags)
-            .await?;
+        // The asset before the record: a recorded version always has its asset.
+        self.register_asset(
+            ctx,
+            &req.name,
+            &req.fingerprint,
+            &self.blob.url(&key),
+            &req.tags,
+        )
+        .await?;
         datasets::record_version(&*self.blob, &ctx.project, req, checked, &key).await
     }
 
@@ -321,8 +315,14 @@ impl DataStore for AzureDataStore {
 
     async fn update_in_place(&self, ctx: &OpContext, req: &InPlaceRequest) -> Result<()> {
         let version = datasets::update_tags(&*self.blob, &ctx.project, req).await?;
-        self.register_asset(ctx, &req.name, &version, &req.tags)
-            .await
+        self.register_asset(
+            ctx,
+            &req.name,
+            &version.fingerprint,
+            &version.uri,
+            &req.tags,
+        )
+        .await
     }
 
     async fn source_version(&self, _ctx: &OpContext, source: &str) -> Result<String> {
