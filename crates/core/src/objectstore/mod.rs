@@ -24,8 +24,10 @@
 
 pub mod datasets;
 mod state;
+#[cfg(test)]
+mod tests;
 
-pub use state::ObjectStateStore;
+pub use state::{MAX_ERROR_LOG, ObjectStateStore};
 
 use crate::error::Result;
 use crate::{ErrorKind, ProviderError};
