@@ -21,6 +21,9 @@ url="http://$host:$port"
 pidfile="$venv/moto-$port.pid"
 logfile="$venv/moto-$port.log"
 
+# shellcheck source=.ci/emulator-lib.sh
+. "$repo/.ci/emulator-lib.sh"
+
 log() { echo "sagemaker-emulator: $*" >&2; }
 
 answers() {
@@ -49,42 +52,13 @@ start() {
   else
     install
     log "starting moto_server on $url (log: $logfile)"
-    # setsid: the server outlives this script and is stopped by its pid, never by name.
-    setsid "$venv/bin/moto_server" -H "$host" -p "$port" >"$logfile" 2>&1 < /dev/null &
-    echo $! >"$pidfile"
-    for _ in $(seq 1 100); do
-      if answers; then break; fi
-      if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-        log "moto_server exited; last lines of its log:"
-        tail -n 20 "$logfile" >&2 || true
-        exit 1
-      fi
-      sleep 0.2
-    done
-    if ! answers; then
-      log "moto_server did not answer on $url within 20 s"
-      exit 1
-    fi
+    emu_launch moto_server 100 "$venv/bin/moto_server" -H "$host" -p "$port"
   fi
   echo "export MLCTL_MOTO_URL=$url"
 }
 
 stop() {
-  if [ -f "$pidfile" ]; then
-    pid="$(cat "$pidfile")"
-    if kill -0 "$pid" 2>/dev/null; then
-      log "stopping moto_server (pid $pid)"
-      kill "$pid" || true
-      for _ in $(seq 1 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-      done
-      kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
-    fi
-    rm -f "$pidfile"
-  else
-    log "no server started by this script on port $port"
-  fi
+  emu_stop moto_server "$port"
 }
 
 case "${1:-}" in

@@ -14,6 +14,7 @@ pub mod gates;
 pub mod graph;
 pub mod host;
 pub mod monitoring;
+pub mod objectstore;
 pub mod observe;
 pub mod plan;
 pub mod promote;

@@ -3,6 +3,7 @@
 
 use crate::arm::Arm;
 use crate::blob::Blob;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Operations the service behind the endpoint really implements.
@@ -101,8 +102,9 @@ impl Settings {
 pub(crate) struct Azure {
     /// The workspace's REST API.
     pub arm: Arm,
-    /// The target's `storage` container (and prefix).
-    pub blob: Blob,
+    /// The target's `storage` container (and prefix); shared with the data and state
+    /// stores (`ObjectStateStore` takes an `Arc<dyn ObjectStore>`).
+    pub blob: Arc<Blob>,
     /// The target, `${env:...}` resolved.
     pub target: mlctl_spec::AzuremlTarget,
     /// The target's name.

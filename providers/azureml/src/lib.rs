@@ -42,19 +42,24 @@ mod auth;
 mod azure;
 mod blob;
 mod connect;
+mod data;
+mod deployer;
+mod monitor;
 mod registry;
+mod state;
 mod support;
 #[cfg(test)]
 mod tests_arm;
-mod deployer;
-mod monitor;
 #[cfg(test)]
 mod tests_deploy;
 
 pub use azure::{Features, Settings};
+pub use blob::BlobAuth;
+pub use data::AzureDataStore;
 pub use deployer::AzureDeployer;
 pub use monitor::AzureMonitorSink;
 pub use registry::AzureRegistry;
+pub use state::BlobStateStore;
 pub use support::field_rules;
 
 use mlctl_core::{ProviderConfig, Stack};
@@ -108,4 +113,34 @@ pub async fn stack_with(cfg: &ProviderConfig, options: Options) -> Result<Stack,
 
 pub(crate) fn invalid(operation: &str, message: impl Into<String>) -> ProviderError {
     ProviderError::new(ErrorKind::Invalid, "azureml", operation, message)
+}
+
+/// The Blob Storage half of an azureml stack, without ARM: the data store (blobs and dataset
+/// versions, but no Azure ML data assets) and the state store with the apply lock.
+///
+/// For the tests against Azurite, which has no ARM. A full stack registers data assets too:
+/// it builds its data store with `AzureDataStore::new(Arc<Azure>)`.
+#[derive(Clone)]
+pub struct BlobStores {
+    /// Content-addressed blobs and dataset versions in `storage`.
+    pub data: std::sync::Arc<dyn mlctl_core::DataStore>,
+    /// State, history, monitor results, error logs and the lock in `storage`.
+    pub state: std::sync::Arc<dyn mlctl_core::StateStore>,
+}
+
+/// [`BlobStores`] on the container (and prefix) `storage`, authorised by `auth`.
+///
+/// # Errors
+/// `Invalid` for a `storage` URL that names no container or carries a query, or a token
+/// credential with an http URL.
+pub fn blob_stores(
+    storage: &str,
+    auth: BlobAuth,
+    settings: Settings,
+) -> Result<BlobStores, ProviderError> {
+    let blob = std::sync::Arc::new(blob::Blob::connect(storage, auth, &settings)?);
+    Ok(BlobStores {
+        data: std::sync::Arc::new(AzureDataStore::blob_only(blob.clone(), settings)),
+        state: std::sync::Arc::new(state::state_store(blob)),
+    })
 }

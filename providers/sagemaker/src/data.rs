@@ -15,13 +15,12 @@ use crate::aws::{Aws, parse_s3_uri};
 use crate::error::{aws_err, provider_err};
 use async_trait::async_trait;
 use mlctl_core::error::Result;
+use mlctl_core::objectstore::datasets;
 use mlctl_core::{
     Capabilities, DataStore, DatasetRequest, DatasetVersion, ErrorKind, OpContext, ProviderError,
     components::InPlaceRequest,
 };
 use mlctl_spec::DataFormat;
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
@@ -35,49 +34,16 @@ impl S3DataStore {
     pub(crate) fn new(aws: Arc<Aws>) -> Self {
         S3DataStore { aws }
     }
-
-    fn version_key(&self, project: &str, name: &str, fingerprint: &str) -> String {
-        self.aws.key(&format!(
-            ".mlctl/datasets/{project}/{name}/{fingerprint}.json"
-        ))
-    }
 }
 
 /// The key of a blob.
 pub(crate) fn blob_key(aws: &Aws, digest: &str) -> String {
-    aws.key(&format!("objects/{digest}"))
+    datasets::blob_key(aws, digest)
 }
 
 /// Stores bytes content-addressed; returns the digest.
 pub(crate) async fn put_blob(aws: &Aws, bytes: Vec<u8>, content_type: &str) -> Result<String> {
-    let digest = blake3::hash(&bytes).to_hex().to_string();
-    let key = blob_key(aws, &digest);
-    if !aws.exists(&key).await? {
-        aws.put(&key, bytes, content_type).await?;
-    }
-    Ok(digest)
-}
-
-fn check_digest(digest: &str) -> Result<()> {
-    if digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()) {
-        Ok(())
-    } else {
-        Err(provider_err(
-            ErrorKind::Invalid,
-            "blob",
-            format!("`{digest}` is not a blake3 digest (64 hex digits)"),
-        ))
-    }
-}
-
-/// A dataset version as recorded on S3: the version, and the tags of the Dataset that
-/// registered it (its blobs are S3 objects, which take only 10 tags).
-#[derive(Debug, Serialize, Deserialize)]
-struct StoredVersion {
-    #[serde(flatten)]
-    version: DatasetVersion,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    tags: BTreeMap<String, String>,
+    datasets::put_blob(aws, bytes, content_type).await
 }
 
 /// An `s3://` source read into a temporary file.
@@ -232,113 +198,6 @@ fn mib(bytes: u64) -> String {
     }
 }
 
-/// A local table, read and checked.
-struct Checked {
-    digest: String,
-    rows: u64,
-    columns: Vec<String>,
-    /// The profile (drift baseline) as JSON.
-    profile: Vec<u8>,
-    /// Split parts as CSV, by name (`train`, `validation`, `test`).
-    splits: Vec<(String, Vec<u8>)>,
-}
-
-/// Hashes, reads and validates a local table, and splits it as the spec says (blocking).
-fn check_local(
-    path: &Path,
-    format: DataFormat,
-    req: &DatasetRequest,
-    source: &str,
-) -> Result<Checked> {
-    let op = "register dataset";
-    let name = &req.name;
-    let digest = mlctl_ml::digest::digest_file(path, None).map_err(|e| {
-        provider_err(
-            io_kind(&e),
-            op,
-            format!("dataset `{name}`: cannot read {source}: {e}"),
-        )
-    })?;
-    if let Some(want) = req.spec.digest.as_ref().filter(|w| **w != digest) {
-        return Err(provider_err(
-            ErrorKind::Invalid,
-            op,
-            format!("dataset `{name}` has digest {digest}, but the spec pins {want}"),
-        ));
-    }
-    let limits = mlctl_ml::table::ReadLimits::of(req.spec.limits.as_ref());
-    let table = mlctl_ml::table::read_limited(path, format, limits)
-        .map_err(|e| provider_err(ErrorKind::Invalid, op, format!("dataset `{name}`: {e}")))?;
-    if let Some(schema) = &req.spec.schema {
-        let report = mlctl_ml::validate::validate(&table, schema).in_file(source.to_string());
-        if !report.ok {
-            return Err(provider_err(
-                ErrorKind::Invalid,
-                "validate dataset",
-                format!("dataset `{name}` ({source}): {report}"),
-            ));
-        }
-    }
-    if let Some(target) = req
-        .spec
-        .target
-        .as_ref()
-        .filter(|t| table.column(t).is_none())
-    {
-        return Err(provider_err(
-            ErrorKind::Invalid,
-            op,
-            format!(
-                "dataset `{name}`: target column `{target}` is not in {source} (columns: {})",
-                mlctl_spec::suggest::list(table.names())
-            ),
-        ));
-    }
-    let profile = serde_json::to_vec(&mlctl_ml::profile::profile(&table))
-        .map_err(|e| provider_err(ErrorKind::Other, op, e.to_string()))?;
-    let mut splits = Vec::new();
-    if let Some(split) = &req.spec.split {
-        let parts = mlctl_ml::split::split(&table, split).map_err(|e| {
-            provider_err(
-                ErrorKind::Invalid,
-                "split dataset",
-                format!("dataset `{name}`: {e}"),
-            )
-        })?;
-        for (part, t) in [
-            ("train", &parts.train),
-            ("validation", &parts.validation),
-            ("test", &parts.test),
-        ] {
-            if t.n_rows() == 0 {
-                continue;
-            }
-            let tmp = tempfile::NamedTempFile::new()
-                .map_err(|e| ProviderError::io("sagemaker", "split dataset", e))?;
-            mlctl_ml::table::write_csv(t, tmp.path())
-                .map_err(|e| provider_err(ErrorKind::Other, "split dataset", e.to_string()))?;
-            let bytes = std::fs::read(tmp.path())
-                .map_err(|e| ProviderError::io("sagemaker", "split dataset", e))?;
-            splits.push((part.to_string(), bytes));
-        }
-    }
-    Ok(Checked {
-        digest,
-        rows: table.n_rows() as u64,
-        columns: table.names().to_vec(),
-        profile,
-        splits,
-    })
-}
-
-fn io_kind(e: &std::io::Error) -> ErrorKind {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => ErrorKind::NotFound,
-        std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
-        _ => ErrorKind::Invalid,
-    }
-}
-
 #[async_trait]
 impl DataStore for S3DataStore {
     fn capabilities(&self) -> Capabilities {
@@ -355,20 +214,11 @@ impl DataStore for S3DataStore {
     }
 
     async fn get_blob(&self, digest: &str) -> Result<Vec<u8>> {
-        check_digest(digest)?;
-        let key = blob_key(&self.aws, digest);
-        self.aws.get(&key).await?.ok_or_else(|| {
-            provider_err(
-                ErrorKind::NotFound,
-                "get blob",
-                format!("no blob {digest} in s3://{}/{key}", self.aws.bucket),
-            )
-        })
+        datasets::get_blob(&*self.aws, digest).await
     }
 
     async fn has_blob(&self, digest: &str) -> Result<bool> {
-        check_digest(digest)?;
-        self.aws.exists(&blob_key(&self.aws, digest)).await
+        datasets::has_blob(&*self.aws, digest).await
     }
 
     async fn register_dataset(
@@ -376,8 +226,7 @@ impl DataStore for S3DataStore {
         ctx: &OpContext,
         req: &DatasetRequest,
     ) -> Result<DatasetVersion> {
-        let record = self.version_key(&ctx.project, &req.name, &req.fingerprint);
-        if let Some(existing) = self.aws.get_json::<DatasetVersion>(&record).await? {
+        if let Some(existing) = datasets::registered(&*self.aws, &ctx.project, req).await? {
             return Ok(existing);
         }
         let source = match (&req.spec.source, &req.spec.transform) {
@@ -420,17 +269,11 @@ impl DataStore for S3DataStore {
             .format
             .or_else(|| mlctl_ml::table::format_from_path(Path::new(&source)))
             .unwrap_or(DataFormat::Csv);
-        let (p, r, src) = (path.clone(), req.clone(), source.clone());
-        let checked = tokio::task::spawn_blocking(move || check_local(&p, format, &r, &src))
-            .await
-            .map_err(|e| provider_err(ErrorKind::Other, "register dataset", e.to_string()))??;
+        let checked =
+            datasets::check_table_blocking("sagemaker", &path, format, req, &source).await?;
         let key = blob_key(&self.aws, &checked.digest);
         if !self.aws.exists(&key).await? {
-            let content_type = if format == DataFormat::Csv {
-                "text/csv"
-            } else {
-                "application/octet-stream"
-            };
+            let content_type = datasets::table_content_type(format);
             match &fetched {
                 Some(f) if f.size < COPY_LIMIT => {
                     // Only the version that was checked: if the object changed since, the
@@ -464,30 +307,9 @@ impl DataStore for S3DataStore {
                 _ => self.aws.upload_file(&path, &key, content_type).await?,
             }
         }
-        let profile = put_blob(&self.aws, checked.profile, "application/json").await?;
-        let mut splits = BTreeMap::new();
-        for (part, bytes) in checked.splits {
-            let digest = put_blob(&self.aws, bytes, "text/csv").await?;
-            splits.insert(part, self.aws.uri(&blob_key(&self.aws, &digest)));
-        }
-        let version = DatasetVersion {
-            name: req.name.clone(),
-            fingerprint: req.fingerprint.clone(),
-            digest: checked.digest,
-            uri: self.aws.uri(&key),
-            rows: checked.rows,
-            columns: checked.columns,
-            splits,
-            profile_uri: Some(self.aws.uri(&blob_key(&self.aws, &profile))),
-        };
         // S3 objects take only 10 tags: the Dataset's tags (mlctl's and its labels) are kept
         // with the version instead.
-        let stored = StoredVersion {
-            version,
-            tags: req.tags.to_map(),
-        };
-        self.aws.put_json(&record, &stored).await?;
-        Ok(stored.version)
+        datasets::record_version(&*self.aws, &ctx.project, req, checked, &key).await
     }
 
     async fn read_profile(
@@ -522,20 +344,9 @@ impl DataStore for S3DataStore {
     }
 
     async fn update_in_place(&self, ctx: &OpContext, req: &InPlaceRequest) -> Result<()> {
-        let record = self.version_key(&ctx.project, &req.name, &req.fingerprint);
-        let Some(mut stored) = self.aws.get_json::<StoredVersion>(&record).await? else {
-            return Err(provider_err(
-                ErrorKind::NotFound,
-                "update dataset tags",
-                format!(
-                    "dataset `{}` has no version {} on S3 any more; run `mlctl apply` with a change that registers it again",
-                    req.name,
-                    &req.fingerprint[..req.fingerprint.len().min(12)]
-                ),
-            ));
-        };
-        stored.tags = req.tags.to_map();
-        self.aws.put_json(&record, &stored).await
+        datasets::update_tags(&*self.aws, &ctx.project, req)
+            .await
+            .map(|_| ())
     }
 
     async fn source_version(&self, _ctx: &OpContext, source: &str) -> Result<String> {
@@ -586,14 +397,7 @@ impl DataStore for S3DataStore {
     }
 
     async fn delete_dataset(&self, ctx: &OpContext, name: &str) -> Result<()> {
-        // Blobs stay: other versions and training jobs' lineage point at them.
-        let dir = self
-            .aws
-            .key(&format!(".mlctl/datasets/{}/{name}/", ctx.project));
-        for key in self.aws.list(&dir).await? {
-            self.aws.delete(&key).await?;
-        }
-        Ok(())
+        datasets::delete_versions(&*self.aws, &ctx.project, name).await
     }
 }
 

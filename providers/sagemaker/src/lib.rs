@@ -48,7 +48,6 @@ mod preprocessing;
 mod refit;
 mod registry;
 mod runs;
-mod state;
 mod store;
 mod support;
 mod trainer;
@@ -66,9 +65,11 @@ pub use aws::{Features, Settings};
 pub use data::S3DataStore;
 pub use deployer::SageMakerDeployer;
 pub use images::{ALGORITHM_MAPPING, default_framework_image};
+/// Observed state, history and the apply lock as objects in the target's bucket (the layout
+/// of [`mlctl_core::objectstore`]; the lock is an `If-None-Match: *` put).
+pub use mlctl_core::objectstore::ObjectStateStore as S3StateStore;
 pub use monitor::SageMakerMonitorSink;
 pub use registry::SageMakerRegistry;
-pub use state::S3StateStore;
 pub use support::field_rules;
 pub use trainer::SageMakerTrainer;
 

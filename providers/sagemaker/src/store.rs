@@ -6,6 +6,7 @@ use crate::error::{aws_err, provider_err};
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use mlctl_core::error::Result;
+use mlctl_core::objectstore::ObjectStore;
 use mlctl_core::{ErrorKind, ProviderError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -19,14 +20,10 @@ enum Condition<'a> {
     Match(&'a str),
 }
 
-/// Outcome of a put that must not overwrite.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Created {
-    /// Written.
-    Yes,
-    /// Something already exists at the key (HTTP 412, or 409 for a concurrent writer).
-    AlreadyThere,
-}
+/// Outcome of a put that must not overwrite: `AlreadyThere` on HTTP 412, or 409 for a
+/// concurrent writer.
+pub(crate) use mlctl_core::objectstore::Created;
+pub(crate) use mlctl_core::objectstore::bounded;
 
 impl Aws {
     /// Reads an object; `None` when it does not exist.
@@ -62,15 +59,7 @@ impl Aws {
 
     /// The mlctl record in the bytes of the object at `key` (its format version checked).
     fn record<T: DeserializeOwned>(&self, key: &str, bytes: &[u8]) -> Result<T> {
-        let at = format!("s3://{}/{key}", self.bucket);
-        mlctl_core::state::check_format_json(&at, bytes)?;
-        serde_json::from_slice(bytes).map_err(|e| {
-            provider_err(
-                ErrorKind::Invalid,
-                "GetObject",
-                format!("{at} is not a valid mlctl record: {e}"),
-            )
-        })
+        mlctl_core::objectstore::parse_record("sagemaker", &self.uri(key), bytes)
     }
 
     /// Writes an object.
@@ -137,12 +126,9 @@ impl Aws {
         }
     }
 
-    /// Reads a JSON object with its ETag, for a write conditional on it; `None` when it does
-    /// not exist.
-    pub async fn get_json_tagged<T: DeserializeOwned>(
-        &self,
-        key: &str,
-    ) -> Result<Option<(T, String)>> {
+    /// Reads an object with its ETag, for a write conditional on it; `None` when it does not
+    /// exist.
+    pub async fn get_tagged(&self, key: &str) -> Result<Option<(Vec<u8>, String)>> {
         let bucket = &self.bucket;
         let out = match self.s3.get_object().bucket(bucket).key(key).send().await {
             Ok(out) => out,
@@ -164,7 +150,7 @@ impl Aws {
                 )
             })?
             .into_bytes();
-        Ok(Some((self.record(key, &bytes)?, etag)))
+        Ok(Some((bytes.to_vec(), etag)))
     }
 
     /// Overwrites an object only if it is still the one with `etag` (`If-Match`); `false`
@@ -389,51 +375,59 @@ impl Aws {
 
 /// Serializes a record.
 pub(crate) fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec_pretty(value)
-        .map_err(|e| provider_err(ErrorKind::Other, "serialize", e.to_string()))
+    mlctl_core::objectstore::to_json("sagemaker", value)
 }
 
-/// Runs `f` over `items` with at most `limit` calls at once; results in input order.
-pub(crate) async fn bounded<T, R, F, Fut>(items: Vec<T>, limit: usize, f: F) -> Result<Vec<R>>
-where
-    T: Send + 'static,
-    R: Send + 'static,
-    F: Fn(T) -> Fut,
-    Fut: std::future::Future<Output = Result<R>> + Send + 'static,
-{
-    let mut set = tokio::task::JoinSet::new();
-    let mut out: Vec<Option<R>> = Vec::with_capacity(items.len());
-    let mut iter = items.into_iter().enumerate();
-    let mut first_err = None;
-    loop {
-        while set.len() < limit.max(1) {
-            match iter.next() {
-                Some((i, item)) => {
-                    out.push(None);
-                    let fut = f(item);
-                    set.spawn(async move { (i, fut.await) });
-                }
-                None => break,
-            }
-        }
-        match set.join_next().await {
-            None => break,
-            Some(Ok((i, Ok(r)))) => out[i] = Some(r),
-            Some(Ok((_, Err(e)))) => {
-                first_err.get_or_insert(e);
-            }
-            Some(Err(join)) => {
-                first_err.get_or_insert(provider_err(
-                    ErrorKind::Other,
-                    "internal",
-                    join.to_string(),
-                ));
-            }
-        }
+/// The bucket as the shared state store and dataset bookkeeping see it
+/// ([`mlctl_core::objectstore`]): the methods above, under the same names.
+#[async_trait::async_trait]
+impl ObjectStore for Aws {
+    fn provider(&self) -> &str {
+        "sagemaker"
     }
-    match first_err {
-        Some(e) => Err(e),
-        None => Ok(out.into_iter().flatten().collect()),
+    fn key(&self, rel: &str) -> String {
+        Aws::key(self, rel)
+    }
+    fn uri(&self, key: &str) -> String {
+        Aws::uri(self, key)
+    }
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Aws::get(self, key).await
+    }
+    async fn get_tagged(&self, key: &str) -> Result<Option<(Vec<u8>, String)>> {
+        Aws::get_tagged(self, key).await
+    }
+    async fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<()> {
+        Aws::put(self, key, bytes, content_type).await
+    }
+    async fn put_if_absent(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+    ) -> Result<Created> {
+        Aws::put_if_absent(self, key, bytes, content_type).await
+    }
+    async fn put_if_match(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+        etag: &str,
+    ) -> Result<bool> {
+        Aws::put_if_match(self, key, bytes, content_type, etag).await
+    }
+    async fn delete_if_match(&self, key: &str, etag: &str) -> Result<bool> {
+        Aws::delete_if_match(self, key, etag).await
+    }
+    async fn exists(&self, key: &str) -> Result<bool> {
+        Aws::exists(self, key).await
+    }
+    async fn delete(&self, key: &str) -> Result<()> {
+        Aws::delete(self, key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        Aws::list(self, prefix).await
     }
 }
 
