@@ -40,8 +40,15 @@
 mod arm;
 mod azure;
 mod blob;
+mod code;
+mod metrics;
+mod sweep;
+#[cfg(test)]
+mod tests_train;
+mod trainer;
 
 pub use azure::{Features, Settings};
+pub use trainer::AzureTrainer;
 
 use mlctl_core::{ErrorKind, ProviderError};
 
