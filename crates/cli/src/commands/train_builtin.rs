@@ -34,6 +34,9 @@ pub struct TrainBuiltinArgs {
     /// when it parses (`0.1`, `true`), else text.
     #[arg(long = "hp", value_name = "NAME=VALUE", value_parser = name_value)]
     hp: Vec<(String, String)>,
+    /// Training threads (the TrainingJob's `compute.cpu`, rounded up); default every core.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    threads: Option<u32>,
 }
 
 fn name_value(s: &str) -> std::result::Result<(String, String), String> {
@@ -127,7 +130,7 @@ pub fn run(args: TrainBuiltinArgs) -> Result<u8> {
             eval_name,
             target: job.target_column.as_deref(),
             schema: job.schema.as_ref(),
-            threads: None,
+            threads: args.threads.map(|n| n as usize),
             lineage,
         },
         &args.model_dir,
