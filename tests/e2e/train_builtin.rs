@@ -134,7 +134,8 @@ fn a_builtin_trains_in_a_job_exactly_as_on_the_local_target_and_serves() {
     let (job, result) = local_job(&p);
     let (request, parts) = request_for(&job, false, "test");
     let out = tempfile::tempdir().unwrap();
-    let run = train_builtin(out.path(), &request, &parts, &[], &[]).expect_code(0);
+    // `compute.cpu: 1` of the example, as the Azure ML trainer passes it.
+    let run = train_builtin(out.path(), &request, &parts, &["--threads", "1"], &[]).expect_code(0);
     assert!(
         run.stderr
             .contains("scored on 30 held-out test rows (test split)"),
