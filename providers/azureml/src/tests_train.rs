@@ -664,3 +664,74 @@ sys.exit(1 if failed else 0)
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The refusals of a TrainingJob (`spec` lines under `spec:`) on an azureml target, as
+/// `field: why (instead)`; the dataset's own fields are another part's.
+fn refusals(spec: &str) -> Vec<String> {
+    use mlctl_core::support::{TargetSupport, check};
+    let dir = tempfile::tempdir().unwrap();
+    let project = "apiVersion: mlctl/v1\nkind: Project\nmetadata:\n  name: p\nspec:\n  targets:\n    az:\n      provider: azureml\n      subscription: s\n      resourceGroup: rg\n      workspace: ws\n      storage: https://a.blob.core.windows.net/ml\n";
+    std::fs::write(dir.path().join("mlctl.yaml"), project).unwrap();
+    std::fs::create_dir_all(dir.path().join("ml")).unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    std::fs::create_dir_all(dir.path().join("src")).unwrap();
+    std::fs::write(dir.path().join("data/iris.csv"), "a,species\n1,x\n").unwrap();
+    std::fs::write(
+        dir.path().join("ml/all.yaml"),
+        format!("apiVersion: mlctl/v1\nkind: Dataset\nmetadata:\n  name: iris\nspec:\n  source: data/iris.csv\n  target: species\n---\napiVersion: mlctl/v1\nkind: TrainingJob\nmetadata:\n  name: t\nspec:\n  dataset: iris\n{spec}"),
+    )
+    .unwrap();
+    let loaded = mlctl_spec::load(&mlctl_spec::DirFiles::new(dir.path()));
+    let errors: Vec<String> = loaded
+        .errors()
+        .map(|d| format!("spec: {}", d.message))
+        .collect();
+    let Some(spec) = loaded.spec else {
+        return errors;
+    };
+    let ts = TargetSupport::new(
+        mlctl_spec::Kind::ALL.map(|k| (k, "azureml".to_string(), trainer::field_rules())),
+    );
+    check(&spec, &ts)
+        .into_iter()
+        .filter(|r| r.subject.starts_with("TrainingJob/"))
+        .map(|r| format!("{}: {} ({})", r.field, r.refusal.why, r.refusal.instead))
+        .collect()
+}
+
+#[test]
+fn the_iris_example_trains_here_and_what_azure_ml_cannot_do_is_refused_once() {
+    let iris = "  algorithm: logistic_regression\n  hyperparameters: {C: 1.0, max_iter: 200}\n  compute:\n    cpu: 1\n    overrides:\n      sagemaker: {instanceType: ml.m5.large}\n      azureml: {compute: cpu-cluster}\n";
+    assert_eq!(refusals(iris), Vec::<String>::new());
+    let tuned = "  algorithm: decision_tree\n  tuning:\n    strategy: bayesian\n    objective: {metric: accuracy, goal: maximize}\n    searchSpace:\n      max_depth: {type: int, min: 1, max: 8, scale: log}\n      min_samples_leaf: {values: [1, 2]}\n";
+    let got = refusals(tuned);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert!(
+        got[0].contains(
+            "`max_depth` cannot be searched by an Azure ML sweep: Azure ML's Bayesian sampling"
+        ),
+        "{}",
+        got[0]
+    );
+    let script = "  command: python t.py\n  code: src\n  image: python:3.12\n  tuning:\n    strategy: random\n    objective: {metric: accuracy, goal: maximize}\n    searchSpace:\n      lr: {min: 0.1, max: 1}\n";
+    let got = refusals(script);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert!(
+        got[0].starts_with("tuning.strategy: tuning a script"),
+        "{}",
+        got[0]
+    );
+    let got = refusals("  algorithm: kmeans\n  compute: {memory: 4Gi, gpu: 1}\n");
+    assert_eq!(got.len(), 2, "{got:#?}");
+    assert!(got.iter().any(|g| g.starts_with("compute.memory:")));
+    assert!(got.iter().any(|g| g.starts_with("compute.gpu:")));
+    let got = refusals(
+        "  algorithm: kmeans\n  tuning:\n    strategy: halving\n    objective: {metric: inertia, goal: minimize}\n    searchSpace:\n      k: {values: [2, 3]}\n",
+    );
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert!(
+        got[0].starts_with("tuning.strategy: successive halving"),
+        "{}",
+        got[0]
+    );
+}

@@ -1381,6 +1381,30 @@ fn training(r: &mlctl_spec::Resource) -> Option<&TrainingJobSpec> {
     r.as_training_job()
 }
 
+/// The refusal of a search parameter that a sweep cannot search, once per parameter (at its
+/// first key).
+fn search_param_refusal(
+    _: &mlctl_spec::Spec,
+    r: &mlctl_spec::Resource,
+    node: &mlctl_spec::Node,
+) -> Option<Refusal> {
+    let tuning = training(r)?.tuning.as_ref()?;
+    let space = r.node.get("spec")?.get("tuning")?.get("searchSpace")?;
+    let name = space.as_map()?.iter().find_map(|(name, param)| {
+        let (_, first) = param.as_map()?.first()?;
+        std::ptr::eq(first, node).then(|| name.as_str()).flatten()
+    })?;
+    let p = tuning.search_space.get(name)?;
+    sweep::expression(name, p, tuning.strategy)
+        .err()
+        .map(|why| {
+            Refusal::new(
+                format!("`{name}` cannot be searched by an Azure ML sweep: {why}"),
+                "give the parameter `values` (or a `step`), or a range Azure ML's sampling takes",
+            )
+        })
+}
+
 /// What an Azure ML target does with each TrainingJob field.
 pub(crate) fn field_rules() -> FieldRules {
     FieldRules::new()
@@ -1404,16 +1428,8 @@ pub(crate) fn field_rules() -> FieldRules {
         )
         .with(
             "TrainingJob.spec.image",
-            Support::check(
-                "script mode: the job's environment (an image, or an `azureml://` environment reference); without it Azure ML's curated sklearn-1.5 environment; refused on a built-in, which runs in the target's `image`",
-                |_, r, _| {
-                    training(r)?.algorithm.map(|_| {
-                        Refusal::new(
-                            "a built-in runs in the target's `image` (mlctl's own trainer), not the TrainingJob's",
-                            "remove `image`, or set `image` on the azureml target",
-                        )
-                    })
-                },
+            Support::honoured_as(
+                "script mode: the job's environment (an image, or an `azureml://` environment reference); without it Azure ML's curated sklearn-1.5 environment (a built-in runs in the target's `image`)",
             ),
         )
         .with("TrainingJob.spec.hyperparameters", Support::Honoured)
@@ -1425,10 +1441,24 @@ pub(crate) fn field_rules() -> FieldRules {
         )
         .with(
             "TrainingJob.spec.tuning.strategy",
-            Support::one_of(
-                vec!["grid", "random", "bayesian"],
-                "tuning strategy",
-                "use grid, random or bayesian on Azure ML (a sweep job), or tune with halving on the local target".into(),
+            Support::check(
+                "a sweep job of mlctl's own trainer: grid, random and bayesian as named, its trials compared on validation rows through their MLflow runs, the best trained again on the train rows and scored on the test rows (`<sweep>-final`); halving and tuning a script are refused",
+                |_, r, _| {
+                    let t = training(r)?;
+                    let tuning = t.tuning.as_ref()?;
+                    if t.algorithm.is_none() {
+                        return Some(Refusal::new(
+                            "tuning a script on Azure ML needs validation rows carved beside its channels, which this target does not do yet",
+                            "tune a built-in `algorithm`, or tune the script on the local or sagemaker target",
+                        ));
+                    }
+                    sweep::sampling_algorithm(tuning).err().map(|why| {
+                        Refusal::new(
+                            why,
+                            "use grid, random or bayesian on Azure ML, or tune with halving on the local target",
+                        )
+                    })
+                },
             ),
         )
         .with(
@@ -1449,29 +1479,10 @@ pub(crate) fn field_rules() -> FieldRules {
             "TrainingJob.spec.tuning.searchSpace",
             Support::check(
                 "a sweep search space: values and stepped ranges as `choice`, ranges as `uniform`/`quniform` (`loguniform`/`qloguniform` on a log scale, not with bayesian)",
-                |_, r, _| {
-                    let t = training(r)?.tuning.as_ref()?;
-                    sweep::search_space(t)
-                        .err()
-                        .map(|why| Refusal::new(why, "give the parameter `values`, or a range Azure ML's sampling takes"))
-                },
+                search_param_refusal,
             ),
         )
-        .with_all(
-            "TrainingJob.spec.tuning",
-            Support::check(
-                "a sweep job of mlctl's own trainer, its trials compared on validation rows through their MLflow runs; the best trial is trained again on the train rows and scored on the test rows (`<sweep>-final`); refused for a script",
-                |_, r, _| {
-                    let t = training(r)?;
-                    (t.tuning.is_some() && t.algorithm.is_none()).then(|| {
-                        Refusal::new(
-                            "tuning a script on Azure ML needs validation rows carved beside its channels, which this target does not do yet",
-                            "tune a built-in `algorithm`, or tune the script on the local or sagemaker target",
-                        )
-                    })
-                },
-            ),
-        )
+        .with_all("TrainingJob.spec.tuning", Support::Honoured)
         .with(
             "TrainingJob.spec.compute.cpu",
             Support::honoured_as(
