@@ -778,6 +778,16 @@ impl AzureTrainer {
                 from_file.extend(m);
             }
         }
+        if facts.builtin && from_file.is_empty() {
+            return Err(err(
+                ErrorKind::Failed,
+                "training",
+                format!(
+                    "Azure ML job {name} completed without metrics.json in its model output ({}); its image may not be mlctl's (the target's `image`)",
+                    self.artifacts(name, "model")
+                ),
+            ));
+        }
         let evaluation = match self.az.blob.get(&key("model/evaluation.json")).await? {
             Some(b) => serde_json::from_slice::<Evaluation>(&b).ok().map(Box::new),
             None => None,
@@ -1034,7 +1044,13 @@ impl Trainer for AzureTrainer {
         for attempt in 1..=MAX_ATTEMPTS {
             let name = attempt_name(&base, attempt);
             let Some(job) = self.job(&name).await? else {
-                self.create(ctx, req, &name).await?;
+                if let Err(e) = self.create(ctx, req, &name).await {
+                    // Another apply created it between the GET and the PUT: that one job
+                    // is this one.
+                    if self.job(&name).await.ok().flatten().is_none() {
+                        return Err(e);
+                    }
+                }
                 return Ok(JobHandle {
                     provider_id: self.az.arm.id(&format!("jobs/{name}")),
                     name,
