@@ -386,7 +386,7 @@ pub enum Status {
     Completed,
     /// Failed.
     Failed,
-    /// Canceled (or being canceled... no: `CancelRequested` is still running).
+    /// Canceled (`CancelRequested` is still [`Status::Running`]).
     Canceled,
 }
 
@@ -845,10 +845,7 @@ impl AzureTrainer {
 
     async fn poll_command(&self, name: &str, job: &Value) -> Result<JobState> {
         Ok(match job_status(job) {
-            Status::Pending(s) => {
-                let _ = s;
-                JobState::Pending
-            }
+            Status::Pending(_) => JobState::Pending,
             Status::Running(s) => JobState::Running {
                 progress: None,
                 message: Some(s),
