@@ -26,6 +26,7 @@ mod secrets_scan;
 mod serve;
 mod strays;
 mod support;
+mod train_builtin;
 mod transform;
 mod validate;
 mod watch;

@@ -269,6 +269,10 @@ pub enum Command {
     /// Run a program within compute limits (how the local target starts script-mode jobs).
     #[command(name = "__limit", hide = true)]
     Limit(crate::commands::limit::LimitArgs),
+    /// Train one built-in algorithm from a job request (how cloud jobs run mlctl's own
+    /// trainer: Azure ML command and sweep jobs).
+    #[command(name = "__train-builtin", hide = true)]
+    TrainBuiltin(crate::commands::train_builtin::TrainBuiltinArgs),
 }
 
 #[derive(Debug, Subcommand)]

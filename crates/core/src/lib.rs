@@ -5,6 +5,7 @@
 
 pub mod apply;
 pub mod bake;
+pub mod builtin_job;
 pub mod components;
 pub mod env;
 pub mod error;

@@ -890,6 +890,14 @@ impl Arm {
             attempt += 1;
         }
     }
+
+    /// The MLflow tracking API's base (`.../mlflow/v1.0/subscriptions/.../workspaces/W`):
+    /// the workspace's `mlFlowTrackingUri` with `azureml://` made `https://` (or the scheme
+    /// of `endpointUrl` when that has the same host: the fake). Calls go to
+    /// `{base}/api/2.0/mlflow/...`. (Added by the train part; the arm part has it too.)
+    pub async fn mlflow_base(&self) -> Result<String> {
+        Err(stub("GET workspace"))
+    }
 }
 
 /// The delay before retry `attempt` (1-based) without `Retry-After`: doubling from

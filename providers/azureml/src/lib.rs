@@ -41,17 +41,23 @@ mod arm;
 mod auth;
 mod azure;
 mod blob;
+mod code;
 mod connect;
 mod data;
 mod deployer;
+mod metrics;
 mod monitor;
 mod registry;
 mod state;
 mod support;
+mod sweep;
 #[cfg(test)]
 mod tests_arm;
 #[cfg(test)]
 mod tests_deploy;
+#[cfg(test)]
+mod tests_train;
+mod trainer;
 
 pub use azure::{Features, Settings};
 pub use blob::BlobAuth;
@@ -61,11 +67,10 @@ pub use monitor::AzureMonitorSink;
 pub use registry::AzureRegistry;
 pub use state::BlobStateStore;
 pub use support::field_rules;
+pub use trainer::AzureTrainer;
 
-use mlctl_core::{ProviderConfig, Stack};
+use mlctl_core::{ErrorKind, ProviderConfig, ProviderError, Stack};
 use std::sync::Arc;
-
-use mlctl_core::{ErrorKind, ProviderError};
 
 /// How to build a stack beyond what the target says.
 #[derive(Clone, Default)]
@@ -107,7 +112,7 @@ pub async fn stack_with(cfg: &ProviderConfig, options: Options) -> Result<Stack,
         registry: Arc::new(AzureRegistry::new(az.clone())),
         deployer: Arc::new(AzureDeployer::new(az.clone())),
         monitor: Arc::new(AzureMonitorSink::new(az.clone())),
-        state: Arc::new(state::BlobStateStore::new(az)),
+        state: Arc::new(state::state_store(az.blob.clone())),
     })
 }
 

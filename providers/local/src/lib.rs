@@ -23,6 +23,7 @@
 //! The provider never prints and never reads the CLI's state; it is driven only through the
 //! component traits of `mlctl-core`.
 
+pub mod builtin;
 pub mod deployer;
 pub mod monitor;
 

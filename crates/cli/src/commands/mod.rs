@@ -12,6 +12,7 @@ mod promote;
 pub(crate) mod registry;
 pub mod serve;
 mod state;
+pub mod train_builtin;
 pub mod validate;
 pub(crate) mod watch;
 
@@ -127,6 +128,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Serve(args) => serve::run_serve(&cli.global.project, args),
         Command::Predict(args) => serve::run_predict(&cli.global.project, args),
         Command::Limit(args) => limit::run(args),
+        Command::TrainBuiltin(args) => train_builtin::run(args),
         Command::Ci(CiCommand::Comment(args)) => ci::comment(&cli.global.project, &args),
         Command::SupportMatrix => {
             print!("{}", crate::support::matrix());

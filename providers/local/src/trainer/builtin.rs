@@ -8,18 +8,16 @@
 use super::evaluation::Rows;
 use super::{TrialOutput, TrialRun};
 use crate::PROVIDER;
+use crate::builtin::SEED;
 use crate::compute::Limits;
 use crate::process::note;
 use mlctl_core::error::{ErrorKind, ProviderError, Result};
 use mlctl_ml::Table;
 use mlctl_ml::rng::Rng;
 use mlctl_spec::Algorithm;
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Instant;
 use tokio::sync::watch;
-
-/// Seed of every random choice of a built-in (unless `random_state` is set).
-const SEED: u64 = 42;
 
 /// The built-ins this target runs (YAML names).
 pub(crate) fn algorithms() -> Vec<Algorithm> {
@@ -60,11 +58,7 @@ pub(crate) fn run(t: &TrialRun<'_>, cancel: &watch::Receiver<bool>) -> Result<Tr
     };
     // A tuning trial is compared on the validation rows; only the chosen candidate is
     // scored on the held-out test rows (`hold_out`).
-    let (eval, held_out, record) = match (t.trial, &rows.validation) {
-        (true, Some(v)) => (v, "validation rows", rows.trial_record()),
-        (true, None) => return Err(invalid("a tuning trial needs validation rows".into())),
-        (false, _) => (&rows.test, "held-out test rows", rows.record.clone()),
-    };
+    let (eval, held_out, record) = crate::builtin::scored_on(rows, t.trial)?;
     let mut train = rows.train.clone();
     if let Some(b) = t.budget {
         train = subsample(&train, b);
@@ -84,48 +78,30 @@ pub(crate) fn run(t: &TrialRun<'_>, cancel: &watch::Receiver<bool>) -> Result<Tr
             crate::db::json(t.params)
         ),
     );
-    let t0 = Instant::now();
-    let req = mlctl_ml::TrainRequest {
-        algorithm,
-        hyperparameters: t.params,
-        train: &train,
-        target: job.target_column.as_deref(),
-        seed: SEED,
-        schema: job.schema.as_ref(),
-    };
-    // `compute.cpu` and `overrides.local.threads`: the built-in's threads.
-    let fit = || {
-        let mut model =
-            mlctl_ml::train(req).map_err(|e| invalid(format!("{}: {e}", algorithm.as_str())))?;
-        let fit_secs = t0.elapsed().as_secs_f64();
-        let metrics = mlctl_ml::metrics::evaluate(&model, eval)
-            .map_err(|e| invalid(format!("evaluation on the {held_out}: {e}")))?;
-        model.set_metrics(metrics.clone());
-        Ok::<_, ProviderError>((model, metrics, fit_secs))
-    };
-    let (mut model, metrics, fit_secs) = match Limits::of(job.spec.compute.as_ref()).threads {
-        Some(n) => rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build()
-            .map_err(|e| invalid(format!("cannot start {n} training threads: {e}")))?
-            .install(fit)?,
-        None => fit()?,
-    };
-    let lineage = model.lineage_mut();
-    lineage.insert("run".into(), t.run_id.clone());
-    lineage.insert("trainingJob".into(), job.job_name.clone());
-    lineage.insert("dataset".into(), job.dataset.name.clone());
-    lineage.insert("datasetDigest".into(), job.dataset.digest.clone());
-    lineage.insert("commit".into(), job.commit.clone());
+    let lineage = BTreeMap::from([
+        ("run".to_string(), t.run_id.clone()),
+        ("trainingJob".to_string(), job.job_name.clone()),
+        ("dataset".to_string(), job.dataset.name.clone()),
+        ("datasetDigest".to_string(), job.dataset.digest.clone()),
+        ("commit".to_string(), job.commit.clone()),
+    ]);
     let dir = t.run_dir.join("model");
-    model.save(&dir).map_err(|e| {
-        ProviderError::new(
-            ErrorKind::Other,
-            PROVIDER,
-            "training",
-            format!("cannot save the model: {e}"),
-        )
-    })?;
+    // `compute.cpu` and `overrides.local.threads`: the built-in's threads.
+    let fitted = crate::builtin::fit_and_save(
+        crate::builtin::Fit {
+            algorithm,
+            hyperparameters: t.params,
+            train: &train,
+            eval,
+            eval_name: held_out,
+            target: job.target_column.as_deref(),
+            schema: job.schema.as_ref(),
+            threads: Limits::of(job.spec.compute.as_ref()).threads,
+            lineage,
+        },
+        &dir,
+    )?;
+    let (metrics, fit_secs) = (fitted.metrics, fitted.fit_secs);
     note(
         &t.log,
         &format!(
@@ -148,20 +124,8 @@ pub(crate) fn hold_out(
     dir: &Path,
     log: &Path,
 ) -> Result<TrialOutput> {
-    let saving = |e: mlctl_ml::model::ModelError| {
-        ProviderError::new(
-            ErrorKind::Other,
-            PROVIDER,
-            "training",
-            format!("cannot save the chosen model: {e}"),
-        )
-    };
-    let mut model = mlctl_ml::model::PortableModel::load(&chosen.model_dir).map_err(saving)?;
-    let metrics = mlctl_ml::metrics::evaluate(&model, &rows.test)
-        .map_err(|e| invalid(format!("evaluation on the held-out test rows: {e}")))?;
-    model.set_metrics(metrics.clone());
     let dir = dir.join("model");
-    model.save(&dir).map_err(saving)?;
+    let metrics = crate::builtin::hold_out(rows, &chosen.model_dir, &dir)?;
     note(
         log,
         &format!(
