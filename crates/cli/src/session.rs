@@ -186,7 +186,10 @@ fn resolve_target(name: &str, t: &Target) -> Result<Target> {
     Ok(t)
 }
 
-#[cfg_attr(not(feature = "sagemaker"), allow(unused_variables))]
+#[cfg_attr(
+    not(any(feature = "sagemaker", feature = "azureml")),
+    allow(unused_variables)
+)]
 fn single_stack(cfg: &ProviderConfig, rt: &tokio::runtime::Runtime) -> Result<Stack> {
     let open_err =
         |e: mlctl_core::ProviderError| anyhow!("cannot open target `{}`: {e}", cfg.target_name);
@@ -205,8 +208,13 @@ fn single_stack(cfg: &ProviderConfig, rt: &tokio::runtime::Runtime) -> Result<St
             "target `{}` uses the sagemaker provider, which this build of mlctl leaves out; build it in with `cargo build --release -p mlctl-cli` (the `sagemaker` feature is on by default)",
             cfg.target_name
         ),
+        #[cfg(feature = "azureml")]
+        ProviderKind::Azureml => rt
+            .block_on(mlctl_provider_azureml::stack(cfg))
+            .map_err(open_err),
+        #[cfg(not(feature = "azureml"))]
         ProviderKind::Azureml => bail!(
-            "target `{}` uses the azureml provider, which is not implemented yet; use a local, mock or sagemaker target",
+            "target `{}` uses the azureml provider, which this build of mlctl leaves out; build it in with `cargo build --release -p mlctl-cli` (the `azureml` feature is on by default)",
             cfg.target_name
         ),
     }

@@ -43,8 +43,11 @@ fn rules_of(target: &Target) -> Result<FieldRules> {
         Target::Sagemaker(_) => bail!(
             "this build of mlctl leaves out the sagemaker provider; build it in with `cargo build --release -p mlctl-cli` (the `sagemaker` feature is on by default)"
         ),
+        #[cfg(feature = "azureml")]
+        Target::Azureml(_) => mlctl_provider_azureml::field_rules(),
+        #[cfg(not(feature = "azureml"))]
         Target::Azureml(_) => bail!(
-            "the azureml provider is not implemented yet; use a local, mock or sagemaker target"
+            "this build of mlctl leaves out the azureml provider; build it in with `cargo build --release -p mlctl-cli` (the `azureml` feature is on by default)"
         ),
     })
 }
@@ -115,7 +118,7 @@ pub fn matrix() -> String {
         ("local", Some(mlctl_provider_local::field_rules())),
         ("mock", Some(mlctl_provider_mock::field_rules())),
         ("sagemaker", sagemaker_rules()),
-        ("azureml", None),
+        ("azureml", azureml_rules()),
     ];
     let mut out = String::from(
         "# Support matrix\n\n\
@@ -129,8 +132,7 @@ pub fn matrix() -> String {
          \x20 file:line:col, the reason and what to do instead, before anything is created;\n\
          - **n/a**: the field is for another provider and this one never reads it.\n\n\
          Fields the spec loader itself acts on for every target (`apiVersion`, `kind`,\n\
-         `metadata.name`) are left out. The azureml provider is not implemented yet: plan\n\
-         refuses every azureml target.\n",
+         `metadata.name`) are left out.\n",
     );
     let engine = mlctl_core::support::engine::rules();
     let leaves = mlctl_core::support::fields::leaf_fields();
@@ -170,8 +172,8 @@ pub fn matrix() -> String {
                 let cell = match rules {
                     None => cell(
                         &support::Support::refused(
-                            "the azureml provider is not implemented yet",
-                            "use a local, mock or sagemaker target",
+                            "this build of mlctl leaves the provider out",
+                            "build mlctl with its default features",
                         ),
                         &mut notes,
                     ),
@@ -310,5 +312,15 @@ fn sagemaker_rules() -> Option<FieldRules> {
 
 #[cfg(not(feature = "sagemaker"))]
 fn sagemaker_rules() -> Option<FieldRules> {
+    None
+}
+
+#[cfg(feature = "azureml")]
+fn azureml_rules() -> Option<FieldRules> {
+    Some(mlctl_provider_azureml::field_rules())
+}
+
+#[cfg(not(feature = "azureml"))]
+fn azureml_rules() -> Option<FieldRules> {
     None
 }

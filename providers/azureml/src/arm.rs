@@ -378,16 +378,6 @@ impl Arm {
         self
     }
 
-    /// The ARM endpoint, without a trailing `/`.
-    pub fn base(&self) -> &str {
-        &self.base
-    }
-
-    /// The workspace's ARM id (`/subscriptions/.../workspaces/W`).
-    pub fn workspace_id(&self) -> &str {
-        &self.workspace
-    }
-
     /// The absolute URL of a workspace-relative `path`, with the api-version.
     pub fn url(&self, path: &str) -> String {
         let (path, query) = match path.split_once('?') {
@@ -891,13 +881,6 @@ impl Arm {
         }
     }
 
-    /// The MLflow tracking API's base (`.../mlflow/v1.0/subscriptions/.../workspaces/W`):
-    /// the workspace's `mlFlowTrackingUri` with `azureml://` made `https://` (or the scheme
-    /// of `endpointUrl` when that has the same host: the fake). Calls go to
-    /// `{base}/api/2.0/mlflow/...`. (Added by the train part; the arm part has it too.)
-    pub async fn mlflow_base(&self) -> Result<String> {
-        Err(stub("GET workspace"))
-    }
 }
 
 /// The delay before retry `attempt` (1-based) without `Retry-After`: doubling from

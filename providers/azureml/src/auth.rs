@@ -143,7 +143,9 @@ pub(crate) fn credential_with(
             }))
             .map(|c| c as Arc<dyn TokenCredential>)
         }
-        Chosen::Cli => AzureCliCredential::new(None).map(|c| c as Arc<dyn TokenCredential>),
+        // The Azure CLI credential caches nothing: every call would run `az`.
+        Chosen::Cli => AzureCliCredential::new(None)
+            .map(|c| Arc::new(Cached::new(c)) as Arc<dyn TokenCredential>),
     };
     built.map_err(|e| {
         ProviderError::new(

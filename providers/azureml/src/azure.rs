@@ -107,8 +107,6 @@ pub(crate) struct Azure {
     pub blob: Arc<Blob>,
     /// The target, `${env:...}` resolved.
     pub target: mlctl_spec::AzuremlTarget,
-    /// The target's name.
-    pub target_name: String,
     pub settings: Settings,
     /// What the service implements (the target's `emulator`).
     pub features: Features,

@@ -243,11 +243,6 @@ impl Blob {
         Blob::connect(url.as_str(), self.auth.clone(), &self.settings)
     }
 
-    /// Where the container is.
-    pub fn storage(&self) -> &StorageUrl {
-        &self.at
-    }
-
     /// The name of `rel` under the target's prefix.
     pub fn key(&self, rel: &str) -> String {
         if self.at.prefix.is_empty() {

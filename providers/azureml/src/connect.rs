@@ -52,13 +52,12 @@ pub(crate) async fn connect(cfg: &ProviderConfig, options: Options) -> Result<Az
         Some(sas) => BlobAuth::Sas(sas.clone()),
         None => BlobAuth::Token(credential),
     };
-    let blob = Blob::connect(&target.storage, auth, &settings)?;
+    let blob = std::sync::Arc::new(Blob::connect(&target.storage, auth, &settings)?);
     Ok(Azure {
         arm,
         blob,
         features: Features::of(&target),
         target,
-        target_name: cfg.target_name.clone(),
         settings,
     })
 }

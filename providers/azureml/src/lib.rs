@@ -34,8 +34,6 @@
 //! sees only the component traits of `mlctl-core`. Every ARM call goes through [`arm::Arm`],
 //! which pins the one api-version ([`arm::API_VERSION`]).
 
-// The skeleton is filled in by parts; removed once every part is in.
-#![allow(dead_code)]
 
 mod arm;
 mod auth;

@@ -17,7 +17,6 @@
 //! `.mlctl/registry/<project>/<model>/stages/` in the target's storage (Azure ML keeps no
 //! history of a version's stage).
 
-use crate::arm::Arm;
 use crate::azure::Azure;
 use async_trait::async_trait;
 use mlctl_core::components::{Artifact, InPlaceRequest};
@@ -91,11 +90,6 @@ pub(crate) fn model_name(project: &str, model: &str) -> String {
 /// The workspace-relative path of a model version.
 pub(crate) fn version_path(project: &str, model: &str, version: u32) -> String {
     format!("models/{}/versions/{version}", model_name(project, model))
-}
-
-/// The ARM id of a model version: what an online deployment's `model` names.
-pub(crate) fn model_id(arm: &Arm, project: &str, model: &str, version: u32) -> String {
-    arm.id(&version_path(project, model, version))
 }
 
 fn stage_word(stage: Stage) -> &'static str {

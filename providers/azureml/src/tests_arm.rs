@@ -1247,9 +1247,8 @@ mod registry_calls {
         let blob = Blob::connect(&target.storage, BlobAuth::Sas("sv=x".into()), &settings).unwrap();
         AzureRegistry::new(Arc::new(Azure {
             arm: client(base, 2),
-            blob,
+            blob: blob.into(),
             target,
-            target_name: "azure".into(),
             settings,
             features: Features::FAKE_ARM,
         }))
