@@ -4,6 +4,7 @@
 //! a fresh temporary directory from [`common::TestProject`].
 
 mod approval;
+mod azureml;
 mod canary;
 mod ci;
 mod columns;

@@ -1,7 +1,7 @@
 //! Honoured or refused, for a target: every spec field its components will not act on,
 //! reported as positioned diagnostics before anything is created.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use mlctl_core::Stack;
 use mlctl_core::support::{self, FieldRefusal, FieldRules, TargetSupport};
 use mlctl_spec::{Component, Diagnostic, Kind, Spec, Target};
@@ -40,13 +40,13 @@ fn rules_of(target: &Target) -> Result<FieldRules> {
         #[cfg(feature = "sagemaker")]
         Target::Sagemaker(_) => mlctl_provider_sagemaker::field_rules(),
         #[cfg(not(feature = "sagemaker"))]
-        Target::Sagemaker(_) => bail!(
+        Target::Sagemaker(_) => anyhow::bail!(
             "this build of mlctl leaves out the sagemaker provider; build it in with `cargo build --release -p mlctl-cli` (the `sagemaker` feature is on by default)"
         ),
         #[cfg(feature = "azureml")]
-        Target::Azureml(_) => mlctl_provider_azureml::field_rules(),
+        Target::Azureml(t) => mlctl_provider_azureml::field_rules_for(t),
         #[cfg(not(feature = "azureml"))]
-        Target::Azureml(_) => bail!(
+        Target::Azureml(_) => anyhow::bail!(
             "this build of mlctl leaves out the azureml provider; build it in with `cargo build --release -p mlctl-cli` (the `azureml` feature is on by default)"
         ),
     })

@@ -64,7 +64,7 @@ pub use deployer::AzureDeployer;
 pub use monitor::AzureMonitorSink;
 pub use registry::AzureRegistry;
 pub use state::BlobStateStore;
-pub use support::field_rules;
+pub use support::{field_rules, field_rules_for};
 pub use trainer::AzureTrainer;
 
 use mlctl_core::{ErrorKind, ProviderConfig, ProviderError, Stack};

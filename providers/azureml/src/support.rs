@@ -5,16 +5,27 @@
 
 use mlctl_core::support::FieldRules;
 
-/// Every declaration of the azureml provider.
+/// What a given azureml target honours: real Azure's rules, or its emulator's (the fake ARM
+/// server writes the data collector's files itself, so capture is honoured there).
+pub fn field_rules_for(target: &mlctl_spec::AzuremlTarget) -> FieldRules {
+    match crate::Features::of(target) {
+        crate::Features::AZURE => field_rules(),
+        features => rules_with(features),
+    }
+}
+
+fn rules_with(features: crate::Features) -> FieldRules {
+    crate::data::field_rules()
+        .merged(crate::trainer::field_rules())
+        .merged(crate::registry::field_rules())
+        .merged(crate::deployer::field_rules(features))
+        .merged(crate::monitor::field_rules())
+}
+
+/// Every declaration of the azureml provider on real Azure.
 pub fn field_rules() -> FieldRules {
     static RULES: std::sync::OnceLock<FieldRules> = std::sync::OnceLock::new();
     RULES
-        .get_or_init(|| {
-            crate::data::field_rules()
-                .merged(crate::trainer::field_rules())
-                .merged(crate::registry::field_rules())
-                .merged(crate::deployer::field_rules(crate::Features::AZURE))
-                .merged(crate::monitor::field_rules())
-        })
+        .get_or_init(|| rules_with(crate::Features::AZURE))
         .clone()
 }
