@@ -77,7 +77,12 @@ pub(crate) fn azure_emulators() -> Option<AzureEmu> {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let Some(arm_url) = line.trim().rsplit("listening on ").next().filter(|u| u.starts_with("http")) else {
+    let Some(arm_url) = line
+        .trim()
+        .rsplit("listening on ")
+        .next()
+        .filter(|u| u.starts_with("http"))
+    else {
         let _ = child.kill();
         panic!(
             "the fake ARM server did not start: {line}\n{}",
@@ -154,7 +159,12 @@ impl AzureEmu {
         Run::from(out)
     }
 
-    fn control(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> serde_json::Value {
+    fn control(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> serde_json::Value {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -205,8 +215,8 @@ impl AzureEmu {
     /// Fails, listing them, when a request mlctl sent broke Microsoft's models.
     #[track_caller]
     pub(crate) fn assert_contract_clean(&self) {
-        let v = std::fs::read_to_string(self.dir.path().join("violations.jsonl"))
-            .unwrap_or_default();
+        let v =
+            std::fs::read_to_string(self.dir.path().join("violations.jsonl")).unwrap_or_default();
         assert!(
             v.trim().is_empty(),
             "requests that break the Azure ML contract:\n{}",
@@ -239,14 +249,20 @@ fn iris_unchanged_is_refused_on_azureml_where_the_target_cannot_honour_it() {
     p.replace(
         "mlctl.yaml",
         "  targets:\n",
-        &format!("  targets:\n{}", az.target_block("fake", "iris-ws", &container)),
+        &format!(
+            "  targets:\n{}",
+            az.target_block("fake", "iris-ws", &container)
+        ),
     );
     let p = p.into_git();
     let plan = az.run(&p, &["plan", "--target", "fake"]);
     assert_eq!(plan.code, 1, "{}\n{}", plan.stdout, plan.stderr);
     for (field, at) in [
         ("strategy.rollback.maxErrorRate", "ml/endpoint.yaml:14:21"),
-        ("strategy.rollback.maxP99LatencyMs", "ml/endpoint.yaml:15:24"),
+        (
+            "strategy.rollback.maxP99LatencyMs",
+            "ml/endpoint.yaml:15:24",
+        ),
     ] {
         assert!(
             plan.stderr.contains(&format!("does not honour `{field}`")) && plan.stderr.contains(at),
@@ -254,7 +270,11 @@ fn iris_unchanged_is_refused_on_azureml_where_the_target_cannot_honour_it() {
             plan.stderr
         );
     }
-    assert!(plan.stderr.contains("nothing was changed"), "{}", plan.stderr);
+    assert!(
+        plan.stderr.contains("nothing was changed"),
+        "{}",
+        plan.stderr
+    );
 }
 
 /// The iris example on the fake, without the rollback thresholds the target refuses: apply trains for
@@ -274,7 +294,10 @@ fn iris_applies_on_azureml_against_the_fake_arm_server() {
     p.replace(
         "mlctl.yaml",
         "  targets:\n",
-        &format!("  targets:\n{}", az.target_block("fake", "iris-ws", &container)),
+        &format!(
+            "  targets:\n{}",
+            az.target_block("fake", "iris-ws", &container)
+        ),
     );
     let p = p.into_git();
     let run = |args: &[&str]| az.run(&p, args);
@@ -323,7 +346,15 @@ fn iris_applies_on_azureml_against_the_fake_arm_server() {
     az.capture(&deployment, &shifted, "virginica");
     az.capture(&deployment, &shifted, "virginica");
     az.capture(&deployment, &shifted, "virginica");
-    let breach = run(&["monitor", "run", "iris-drift", "--target", "fake", "--window", "300"]);
+    let breach = run(&[
+        "monitor",
+        "run",
+        "iris-drift",
+        "--target",
+        "fake",
+        "--window",
+        "300",
+    ]);
     assert_eq!(breach.code, 1, "{}\n{}", breach.stdout, breach.stderr);
     assert!(breach.stdout.contains("petal_length"), "{}", breach.stdout);
 

@@ -13,8 +13,8 @@
 //! Needs `MLCTL_MOTO_URL` for the SageMaker part: without it that part says why and is
 //! skipped, except under `CI=true`, where it fails (see `sagemaker::moto_url`).
 
-use crate::common::*;
 use crate::azureml::azure_emulators;
+use crate::common::*;
 use crate::sagemaker::{moto_url, on_moto};
 
 /// What the azureml target does not honour yet, per example: plan refuses exactly these

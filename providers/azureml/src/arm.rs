@@ -880,7 +880,6 @@ impl Arm {
             attempt += 1;
         }
     }
-
 }
 
 /// The delay before retry `attempt` (1-based) without `Retry-After`: doubling from

@@ -39,6 +39,7 @@ const PROVIDER: &str = "azureml";
 /// The Azurite SAS signer of the integration tests, for the tests below that need Azurite.
 #[cfg(test)]
 #[path = "../tests/common/sas.rs"]
+#[allow(dead_code)] // shared with the integration tests, which use all of it
 mod test_sas;
 
 /// How blob requests are authorised.
@@ -278,7 +279,9 @@ impl Blob {
             base_segments.pop();
         }
         let segments: Vec<&str> = url.path_segments()?.collect();
-        if segments.len() <= base_segments.len() || segments[..base_segments.len()] != base_segments[..] {
+        if segments.len() <= base_segments.len()
+            || segments[..base_segments.len()] != base_segments[..]
+        {
             return None;
         }
         let key: Vec<String> = segments[base_segments.len()..]

@@ -1470,7 +1470,7 @@ fn serves_script_model(spec: &Spec, r: &Resource) -> bool {
 
 /// Azure tag rules for labels: keys at most 512 characters without `<>%&\?/`, values at
 /// most 256.
-fn label_problems(labels: &BTreeMap<String, String>) -> Vec<String> {
+pub(crate) fn label_problems(labels: &BTreeMap<String, String>) -> Vec<String> {
     let mut out = Vec::new();
     for (k, v) in labels {
         if k.len() > 512 {

@@ -34,7 +34,6 @@
 //! sees only the component traits of `mlctl-core`. Every ARM call goes through [`arm::Arm`],
 //! which pins the one api-version ([`arm::API_VERSION`]).
 
-
 mod arm;
 mod auth;
 mod azure;

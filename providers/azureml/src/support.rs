@@ -3,7 +3,7 @@
 //! for `mlctl validate --target`, plan and `docs/support-matrix.md` (real Azure's rules; the
 //! fake ARM server's differences are notes of [`crate::Features`]).
 
-use mlctl_core::support::FieldRules;
+use mlctl_core::support::{FieldRules, Refusal, Support};
 
 /// What a given azureml target honours: real Azure's rules, or its emulator's (the fake ARM
 /// server writes the data collector's files itself, so capture is honoured there).
@@ -15,7 +15,23 @@ pub fn field_rules_for(target: &mlctl_spec::AzuremlTarget) -> FieldRules {
 }
 
 fn rules_with(features: crate::Features) -> FieldRules {
-    crate::data::field_rules()
+    FieldRules::new()
+        .with(
+            "TrainingJob.metadata.labels",
+            Support::check(
+                "Azure tags on the job (and the sweep's trials and final job); a change is applied in place by putting the job again with its new tags (nothing retrains)",
+                |_, r, _| {
+                    let problems = crate::deployer::label_problems(&r.metadata.labels);
+                    (!problems.is_empty()).then(|| {
+                        Refusal::new(
+                            format!("Azure cannot tag with these labels: {}", problems.join("; ")),
+                            "shorten or rename the labels",
+                        )
+                    })
+                },
+            ),
+        )
+        .merged(crate::data::field_rules())
         .merged(crate::trainer::field_rules())
         .merged(crate::registry::field_rules())
         .merged(crate::deployer::field_rules(features))

@@ -50,8 +50,9 @@ impl Answer {
     }
 }
 
-/// A request the server saw.
+/// A request the server saw (all of it, shown by `Debug` when a test fails).
 #[derive(Debug, Clone)]
+#[allow(dead_code)]
 struct Seen {
     method: String,
     path: String,
