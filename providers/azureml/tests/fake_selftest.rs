@@ -193,3 +193,34 @@ async fn dropping_the_harness_stops_the_fake() {
         "the fake still listens on {host} after drop"
     );
 }
+
+/// The fake's and the contract checker's own tests (Python, `fake/test_*.py`): a checker
+/// that let a wrong body through would make every contract test above worthless.
+#[test]
+fn the_fakes_own_python_tests_pass() {
+    let python = match std::env::var("MLCTL_AZ_FAKE_PY") {
+        Ok(p) if !p.trim().is_empty() => p,
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("MLCTL_AZ_FAKE_PY is not set and CI=true (.ci/run sets it)")
+        }
+        _ => {
+            eprintln!("skipped: MLCTL_AZ_FAKE_PY is not set; run .ci/azureml-fake.sh install");
+            return;
+        }
+    };
+    let out = std::process::Command::new(python.trim())
+        .args(["-m", "unittest"])
+        .current_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fake"))
+        .output()
+        .expect("run the fake's tests");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{}",
+        &stderr[stderr.len().saturating_sub(6000)..]
+    );
+    eprintln!(
+        "{}",
+        stderr.lines().rev().take(3).collect::<Vec<_>>().join(" | ")
+    );
+}
