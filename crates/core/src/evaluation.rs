@@ -155,3 +155,34 @@ pub fn rows(
         record,
     })
 }
+
+/// The metrics of a `metrics.json` a training run wrote (SageMaker's script contract, read on
+/// every target): its numbers, nested objects flattened with `.` (`{"test": {"auc": 0.9}}` is
+/// `test.auc`); anything else is left out.
+pub fn flatten_metrics(v: &serde_json::Value, into: &mut std::collections::BTreeMap<String, f64>) {
+    fn walk(
+        prefix: &str,
+        v: &serde_json::Value,
+        into: &mut std::collections::BTreeMap<String, f64>,
+    ) {
+        match v {
+            serde_json::Value::Number(n) => {
+                if let Some(x) = n.as_f64() {
+                    into.insert(prefix.to_string(), x);
+                }
+            }
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, v, into);
+                }
+            }
+            _ => {}
+        }
+    }
+    walk("", v, into);
+}

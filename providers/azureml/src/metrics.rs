@@ -22,28 +22,8 @@ pub fn parse_metrics_json(bytes: &[u8]) -> Result<BTreeMap<String, f64>, String>
     if !v.is_object() {
         return Err("metrics.json must hold a JSON object of metric values".into());
     }
-    fn walk(prefix: &str, v: &Value, into: &mut BTreeMap<String, f64>) {
-        match v {
-            Value::Number(n) => {
-                if let Some(x) = n.as_f64() {
-                    into.insert(prefix.to_string(), x);
-                }
-            }
-            Value::Object(map) => {
-                for (k, v) in map {
-                    let key = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
-                    walk(&key, v, into);
-                }
-            }
-            _ => {}
-        }
-    }
     let mut out = BTreeMap::new();
-    walk("", &v, &mut out);
+    mlctl_core::evaluation::flatten_metrics(&v, &mut out);
     Ok(out)
 }
 

@@ -380,15 +380,12 @@ impl AzureRegistry {
             to,
             at: now(),
         };
-        let stamp = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
-        let key = format!(
-            "{}stages/{stamp:024}-v{version}.json",
-            self.dir(project, model)
-        );
-        let bytes = serde_json::to_vec(&t).map_err(|e| {
-            ProviderError::new(ErrorKind::Other, "azureml", "stage history", e.to_string())
-        })?;
-        self.az.blob.put(&key, bytes, "application/json").await
+        mlctl_core::objectstore::stages::record(
+            self.az.blob.as_ref(),
+            &self.dir(project, model),
+            &t,
+        )
+        .await
     }
 
     /// The training job's name when its artifact was written by a job of this workspace
@@ -707,22 +704,10 @@ impl Registry for AzureRegistry {
     }
 
     async fn stage_history(&self, ctx: &OpContext, model: &str) -> Result<Vec<StageTransition>> {
-        let prefix = format!("{}stages/", self.dir(&ctx.project, model));
-        let mut out = Vec::new();
-        for key in self.az.blob.list(&prefix).await? {
-            let Some(bytes) = self.az.blob.get(&key).await? else {
-                continue;
-            };
-            let t: StageTransition = serde_json::from_slice(&bytes).map_err(|e| {
-                ProviderError::new(
-                    ErrorKind::Other,
-                    "azureml",
-                    "stage history",
-                    format!("{key} is not a stage change: {e}"),
-                )
-            })?;
-            out.push(t);
-        }
-        Ok(out)
+        mlctl_core::objectstore::stages::history(
+            self.az.blob.clone(),
+            &self.dir(&ctx.project, model),
+        )
+        .await
     }
 }

@@ -362,12 +362,8 @@ impl SageMakerRegistry {
             to,
             at: now(),
         };
-        let stamp = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
-        let key = format!(
-            "{}stages/{stamp:024}-v{version}.json",
-            self.dir(project, model)
-        );
-        self.aws.put_json(&key, &t).await
+        mlctl_core::objectstore::stages::record(self.aws.as_ref(), &self.dir(project, model), &t)
+            .await
     }
 
     async fn find(
@@ -772,16 +768,7 @@ impl Registry for SageMakerRegistry {
     }
 
     async fn stage_history(&self, ctx: &OpContext, model: &str) -> Result<Vec<StageTransition>> {
-        let keys = self
-            .aws
-            .list(&format!("{}stages/", self.dir(&ctx.project, model)))
-            .await?;
-        let aws = self.aws.clone();
-        let all = bounded(keys, 16, move |key: String| {
-            let aws = aws.clone();
-            async move { aws.get_json::<StageTransition>(&key).await }
-        })
-        .await?;
-        Ok(all.into_iter().flatten().collect())
+        mlctl_core::objectstore::stages::history(self.aws.clone(), &self.dir(&ctx.project, model))
+            .await
     }
 }

@@ -23,6 +23,7 @@
 //! changes with every write of the object.
 
 pub mod datasets;
+pub mod stages;
 mod state;
 #[cfg(test)]
 mod tests;

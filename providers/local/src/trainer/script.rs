@@ -93,33 +93,13 @@ fn read_metrics_json(path: &Path, into: &mut BTreeMap<String, f64>) -> Result<()
     };
     let v: Value = serde_json::from_str(&text)
         .map_err(|e| failed(format!("{} is not valid JSON: {e}", path.display())))?;
-    fn walk(prefix: &str, v: &Value, into: &mut BTreeMap<String, f64>) {
-        match v {
-            Value::Number(n) => {
-                if let Some(x) = n.as_f64() {
-                    into.insert(prefix.to_string(), x);
-                }
-            }
-            Value::Object(map) => {
-                for (k, v) in map {
-                    let key = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
-                    walk(&key, v, into);
-                }
-            }
-            _ => {}
-        }
-    }
     if !v.is_object() {
         return Err(failed(format!(
             "{} must hold a JSON object of metric values",
             path.display()
         )));
     }
-    walk("", &v, into);
+    mlctl_core::evaluation::flatten_metrics(&v, into);
     Ok(())
 }
 
