@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::sas;
+use common::{container, sas};
 use mlctl_conformance::{self as conformance, Fixture};
 use mlctl_core::{DataStore, ErrorKind, LockError, LockInfo, Stack, StateStore};
 use mlctl_provider_azureml::{BlobAuth, BlobStores, Settings, blob_stores};
@@ -50,42 +50,6 @@ fn settings() -> Settings {
         poll_interval: Duration::from_millis(20),
         ..Settings::from_env()
     }
-}
-
-/// A container of its own for `test` (created with the SAS: resource type `c`).
-async fn container(url: &str, test: &str) -> String {
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let tag = blake3::hash(format!("{test}-{stamp}-{}", std::process::id()).as_bytes()).to_hex();
-    let name: String = format!("t-{}", test.replace('_', "-"))
-        .chars()
-        .take(50)
-        .collect::<String>()
-        .trim_end_matches('-')
-        .to_string()
-        + "-"
-        + &tag[..8];
-    let res = reqwest::Client::new()
-        .put(format!(
-            "{url}/{name}?restype=container&{}",
-            sas::azurite_sas()
-        ))
-        .header("x-ms-version", "2021-08-06")
-        .header("content-length", "0")
-        .send()
-        .await
-        .unwrap_or_else(|e| {
-            panic!("MLCTL_AZURITE_URL={url} is set but Azurite does not answer: {e}")
-        });
-    assert_eq!(
-        res.status().as_u16(),
-        201,
-        "creating container {name}: {}",
-        res.text().await.unwrap_or_default()
-    );
-    name
 }
 
 /// Azurite, a fixture, and a stack whose data and state are Blob Storage in a fresh

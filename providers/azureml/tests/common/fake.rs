@@ -143,7 +143,18 @@ impl FakeArm {
             .tempdir()
             .expect("create the fake's temp dir");
         let stderr = std::fs::File::create(dir.path().join("stderr.log")).expect("stderr log");
+        // Jobs run on this machine; a built-in's command is `mlctl __train-builtin`: the mlctl
+        // of this build (beside the test binary's `deps/`) comes first on the fake's PATH.
+        let mut path = std::env::var("PATH").unwrap_or_default();
+        if let Some(bin) = std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.parent()?.to_path_buf()))
+            .filter(|dir| dir.join("mlctl").is_file())
+        {
+            path = format!("{}:{path}", bin.display());
+        }
         let mut child = Command::new(python)
+            .env("PATH", path)
             .arg(fake_script())
             .args(["--port", "0"])
             .args(blob_url.map(|b| ["--blob-url", b]).into_iter().flatten())
