@@ -1948,3 +1948,31 @@ fn an_override_is_validated_for_its_target() {
     let text: String = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
     assert!(text.contains("ml/endpoint.yaml:18:16"), "{text}");
 }
+
+/// An azureml target's SAS is a secret: only `${env:NAME}`, never written in the spec, and
+/// never echoed by the error that says so.
+#[test]
+fn azureml_sas_written_as_a_literal() {
+    let sas = "sv=2021-08-06&ss=b&srt=sco&sp=rwdlac&se=2099-01-01T00%3A00%3A00Z&sig=Qm9vbXNoYWthbGFrYWJvb21zaGFrYWxha2E%3D";
+    let project = format!(
+        "{PROJECT}    azure:\n      provider: azureml\n      subscription: sub\n      resourceGroup: ml\n      workspace: ws\n      storage: https://acct.blob.core.windows.net/ml\n      sas: {sas}\n"
+    );
+    check_secret(
+        "azureml_sas_written_as_a_literal",
+        &[("mlctl.yaml", &project)],
+        "Qm9vbXNoYWthbGFrYWJvb21zaGFrYWxha2E",
+    );
+}
+
+/// Entra ID is reached over https only (azure_identity refuses anything else): said at
+/// validate, not at the first token request.
+#[test]
+fn azureml_authority_host_over_http() {
+    let project = format!(
+        "{PROJECT}    azure:\n      provider: azureml\n      subscription: sub\n      resourceGroup: ml\n      workspace: ws\n      storage: https://acct.blob.core.windows.net/ml\n      authorityHost: http://login.example.test\n"
+    );
+    check(
+        "azureml_authority_host_over_http",
+        &[("mlctl.yaml", &project)],
+    );
+}
