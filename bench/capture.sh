@@ -5,7 +5,7 @@
 # 16 connections. Prints req/s and p99 of each, and the ratios the issue sets targets for:
 # capture on / capture off (>= 0.95) and capture on / bare axum (>= 1.0).
 #
-# Usage: bench/capture.sh     (DURATION=10s THREADS=2)
+# Usage: bench/capture.sh     (DURATION=10s THREADS=2 MLCTL_BIN=: an mlctl built beforehand)
 # Needs: cargo, python3, wrk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,9 +14,10 @@ WORK="$(mktemp -d /tmp/mlctl-capture.XXXXXX)"
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
-cargo build -q --release -p mlctl-cli
+[ -n "${MLCTL_BIN:-}" ] || cargo build -q --release -p mlctl-cli
 cargo build -q --release -p mlctl-serve --example portable_model --example bare_axum
 TARGET=$(cargo metadata -q --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+MLCTL="${MLCTL_BIN:-$TARGET/release/mlctl}"
 "$TARGET/release/examples/portable_model" examples/iris/data/iris.csv species "$WORK/model" >/dev/null
 python3 - "$WORK" <<'PY'
 import csv, json, sys
@@ -55,8 +56,8 @@ run_server() { # label, then the command
   kill -TERM "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
 }
 # `exec`, so the pid run_server keeps (and stops) is the server's own.
-mlctl_with() { exec "$TARGET/release/mlctl" serve --model-dir "$WORK/model" --capture-dir "$WORK/capture" --capture-percent 100 --port "$1"; }
-mlctl_without() { exec "$TARGET/release/mlctl" serve --model-dir "$WORK/model" --port "$1"; }
+mlctl_with() { exec "$MLCTL" serve --model-dir "$WORK/model" --capture-dir "$WORK/capture" --capture-percent 100 --port "$1"; }
+mlctl_without() { exec "$MLCTL" serve --model-dir "$WORK/model" --port "$1"; }
 axum() { exec "$TARGET/release/examples/bare_axum" "$1"; }
 echo "capture cost: $(nproc) cores, wrk -t$THREADS -c16 -d$DURATION, $(date -u +%Y-%m-%d)"
 run_server "mlctl, capture 100%" mlctl_with

@@ -168,13 +168,78 @@ impl Future for Answering {
     }
 }
 
+/// Single-threaded runtimes, one per thread, that accepted connections are handed to in
+/// turn (thread per core): a connection's task then never moves between threads, and no
+/// thread wakes another to share its work, which costs a request more than its parsing.
+pub(crate) struct Pool {
+    workers: Vec<Worker>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+struct Worker {
+    handle: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Pool {
+    /// Starts `threads` runtimes.
+    pub(crate) fn start(threads: usize) -> io::Result<Pool> {
+        let mut workers = Vec::with_capacity(threads);
+        for i in 0..threads {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let handle = rt.handle().clone();
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let thread = std::thread::Builder::new()
+                .name(format!("mlctl-serve-{i}"))
+                .spawn(move || {
+                    // Until the pool stops; dropping the runtime here ends what is left.
+                    let _ = rt.block_on(rx);
+                })?;
+            workers.push(Worker {
+                handle,
+                stop: Some(tx),
+                thread: Some(thread),
+            });
+        }
+        Ok(Pool {
+            workers,
+            next: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+
+    fn next(&self) -> &tokio::runtime::Handle {
+        let i = self.next.fetch_add(1, Relaxed) % self.workers.len();
+        &self.workers[i].handle
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        for w in &mut self.workers {
+            if let Some(tx) = w.stop.take() {
+                let _ = tx.send(());
+            }
+        }
+        for w in &mut self.workers {
+            if let Some(t) = w.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
 /// Serves `listener` until `stop` turns true, then waits for the open connections to finish
-/// (each is asked to close after its current request).
+/// (each is asked to close after its current request). Connections are driven on `pool`'s
+/// threads when there is one, else on the runtime this runs on.
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
     mut stop: watch::Receiver<bool>,
+    pool: Option<Arc<Pool>>,
 ) -> io::Result<()> {
     let cap = limits.max_connections.max(1) as usize;
     let slots = Arc::new(Semaphore::new(cap));
@@ -205,13 +270,31 @@ pub(crate) async fn serve(
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let stop = stop.clone();
-        tokio::spawn(async move {
-            drive(stream, router, limits, stop).await;
-            drop(slot);
-        });
+        match &pool {
+            None => {
+                tokio::spawn(async move {
+                    drive(stream, router, limits, stop).await;
+                    drop(slot);
+                });
+            }
+            Some(pool) => {
+                // Registered again with the reactor of the thread that drives it.
+                let Ok(std) = stream.into_std() else { continue };
+                pool.next().spawn(async move {
+                    if let Ok(stream) = TcpStream::from_std(std) {
+                        drive(stream, router, limits, stop).await;
+                    }
+                    drop(slot);
+                });
+            }
+        }
     }
     drop(listener);
     let _ = slots.acquire_many(cap as u32).await;
+    if let Some(pool) = pool {
+        // Joining the threads blocks.
+        let _ = tokio::task::spawn_blocking(move || drop(pool)).await;
+    }
     Ok(())
 }
 
@@ -275,5 +358,34 @@ async fn drive(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pool;
+
+    #[tokio::test]
+    async fn connections_go_to_the_threads_in_turn_and_the_threads_end_with_the_pool() {
+        let pool = Pool::start(2).unwrap();
+        let name = |h: &tokio::runtime::Handle| {
+            let h = h.clone();
+            async move {
+                h.spawn(async { std::thread::current().name().map(str::to_string) })
+                    .await
+                    .unwrap()
+            }
+        };
+        let mut names = Vec::new();
+        for _ in 0..4 {
+            names.push(name(pool.next()).await);
+        }
+        let expect = |i: usize| Some(format!("mlctl-serve-{i}"));
+        assert_eq!(names, [expect(0), expect(1), expect(0), expect(1)]);
+        let handle = pool.next().clone();
+        drop(pool);
+        // Its runtime is gone: what is spawned there is cancelled, never run.
+        let late = handle.spawn(async { 1 }).await;
+        assert!(late.is_err_and(|e| e.is_cancelled()));
     }
 }

@@ -22,6 +22,9 @@ pub enum ServeError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The threads that answer requests could not be started.
+    #[error("cannot start the request threads: {0}")]
+    Runtime(#[source] std::io::Error),
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     File {

@@ -80,6 +80,9 @@ pub struct ServerOptions {
     pub limits: ConnectionLimits,
     /// How model directories are loaded.
     pub loader: Loader,
+    /// Threads that answer requests, each with its own single-threaded runtime (0: answer on
+    /// the runtime that calls [`start`]).
+    pub threads: usize,
 }
 
 impl std::fmt::Debug for ServerOptions {
@@ -94,6 +97,7 @@ impl std::fmt::Debug for ServerOptions {
             .field("control_listener", &self.control)
             .field("enforce", &self.enforce)
             .field("limits", &self.limits)
+            .field("threads", &self.threads)
             .finish()
     }
 }
@@ -112,6 +116,7 @@ impl ServerOptions {
             enforce: mlctl_spec::Enforce::Strict,
             limits: ConnectionLimits::default(),
             loader,
+            threads: 0,
         }
     }
 }
@@ -1141,9 +1146,16 @@ fn serve_on(
     listener: tokio::net::TcpListener,
     app: Arc<App>,
     stop: tokio::sync::watch::Receiver<bool>,
+    pool: Option<Arc<crate::conn::Pool>>,
 ) -> tokio::task::JoinHandle<std::io::Result<()>> {
     let limits = app.limits;
-    tokio::spawn(crate::conn::serve(listener, router(app), limits, stop))
+    tokio::spawn(crate::conn::serve(
+        listener,
+        router(app),
+        limits,
+        stop,
+        pool,
+    ))
 }
 
 /// Binds, loads the variants, and serves in a background task. With a control listener, the
@@ -1170,12 +1182,18 @@ pub async fn start(
         None => None,
     };
     let app = App::new(&opts, variants).await?;
+    let pool = match opts.threads {
+        0 => None,
+        n => Some(Arc::new(
+            crate::conn::Pool::start(n).map_err(ServeError::Runtime)?,
+        )),
+    };
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let mut tasks = vec![serve_on(listener, app.clone(), rx.clone())];
+    let mut tasks = vec![serve_on(listener, app.clone(), rx.clone(), pool)];
     let mut control_addr = None;
     let mut announced = None;
     if let Some((l, bound, dir)) = control {
-        tasks.push(serve_on(l, app.clone(), rx));
+        tasks.push(serve_on(l, app.clone(), rx, None));
         control_addr = Some(bound);
         let a = Announcement {
             format_version: crate::config::SERVE_FILE_FORMAT,

@@ -82,9 +82,11 @@ fn variant(name: &str, dir: &str, weight: u32) -> VariantConfig {
     v
 }
 
+/// Requests answered on two threads of their own, as `mlctl serve` answers them.
 fn options() -> ServerOptions {
     let mut o = ServerOptions::new(loader());
     o.addr = "127.0.0.1:0".parse().unwrap();
+    o.threads = 2;
     o
 }
 
@@ -217,6 +219,22 @@ async fn every_request_format_predicts() {
     assert_eq!(s.get("/ping", &[]).await.status, 200);
     let h = body_json(&s.get("/health", &[]).await);
     assert_eq!(h["status"], "healthy");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn without_threads_of_its_own_the_server_answers_on_the_calling_runtime() {
+    let mut o = options();
+    o.threads = 0;
+    let s = Server::start(o, vec![variant("a", "a", 100)]).await;
+    let r = s
+        .json(r#"{"instances": [[1, 2, 3, 4], [6, 2, 3, 4]]}"#)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        body_json(&r),
+        serde_json::json!({"predictions": ["setosa", "virginica"]})
+    );
     s.stop().await;
 }
 

@@ -86,7 +86,8 @@ pub struct ServeArgs {
     /// Environment variable holding the bearer token clients must send (unset: no auth).
     #[arg(long, default_value = "MLCTL_SERVE_TOKEN")]
     pub token_env: String,
-    /// Worker threads (default: one per core).
+    /// Threads that answer requests, each with its own event loop; a connection stays on
+    /// the thread it was handed to (default: one per core).
     #[arg(long)]
     pub workers: Option<usize>,
 }
@@ -307,7 +308,13 @@ pub fn run_serve(project: &Path, args: ServeArgs) -> Result<u8> {
         }
         (None, None, None) => bail!("give MODEL[:VERSION], --model-dir DIR or --config FILE"),
     };
-    let rt = runtime(args.workers)?;
+    // Requests are answered on one single-threaded runtime per worker thread; the runtime
+    // here only accepts connections and runs the control listener.
+    opts.threads = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let rt = runtime(Some(1))?;
     rt.block_on(async move {
         let running = mlctl_serve::start(opts, variants)
             .await
