@@ -720,7 +720,10 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
         && (1..=128).contains(&v.len())
         && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
     {
-        return v.clone();
+        // A copy: the header's bytes belong to the connection's read buffer, which a
+        // captured record would otherwise keep from being reused.
+        return HeaderValue::from_maybe_shared(capture::keep(v.as_bytes()))
+            .unwrap_or_else(|_| v.clone());
     }
     static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -735,7 +738,10 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
         )
     });
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    HeaderValue::try_from(format!("{prefix}-{n}")).unwrap_or(HeaderValue::from_static("-"))
+    let id = capture::keep_with(prefix.len() + 21, |b| {
+        let _ = std::fmt::Write::write_fmt(b, format_args!("{prefix}-{n}"));
+    });
+    HeaderValue::from_maybe_shared(id).unwrap_or(HeaderValue::from_static("-"))
 }
 
 /// The header a request's id travels in, both ways.
@@ -975,13 +981,13 @@ fn predict(
             status: 200,
             latency: elapsed,
             payload: Payload::Rows {
-                body: body.clone(),
+                body: capture::keep(body),
                 format,
                 rows,
                 // Only a writer that formats the values gets them (dropped here otherwise,
                 // by the thread that allocated them).
                 raw: if c.wants_values() { raw } else { Vec::new() },
-                predictions: preds,
+                predictions: capture::Predictions::keep(&preds),
                 unknown_columns: std::mem::take(&mut parsed.unknown_columns),
             },
         });

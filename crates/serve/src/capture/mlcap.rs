@@ -217,13 +217,13 @@ fn encode_segment(kind: u8, recs: &[&Record], o: &mut Vec<u8>) {
             // As many predictions as rows, so the column stays aligned with the rows.
             let predictions = || {
                 recs.iter().flat_map(|r| {
-                    let (n, p): (usize, &[f64]) = match &r.payload {
+                    let (n, p) = match &r.payload {
                         Payload::Rows {
                             rows, predictions, ..
-                        } => (*rows, predictions),
-                        _ => (0, &[]),
+                        } => (*rows, predictions.view()),
+                        _ => (0, super::PredictionsView::Values(&[])),
                     };
-                    (0..n).map(move |i| p.get(i).copied().unwrap_or(f64::NAN))
+                    (0..n).map(move |i| p.get(i))
                 })
             };
             let small = matches!(p.output(), Output::Classes(_))
@@ -330,7 +330,7 @@ impl Decoded {
                 columns: &self.source.columns,
                 output: &self.source.output,
                 raw,
-                predictions,
+                predictions: super::PredictionsView::Values(predictions),
                 unknown_columns,
             },
             DecodedBody::Failed(message) => ViewPayload::Failed { message },

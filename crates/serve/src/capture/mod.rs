@@ -153,7 +153,7 @@ pub enum Payload {
         /// Raw rows (empty when the writer does not need them: [`Capture::wants_values`]).
         raw: Vec<f64>,
         /// Predictions (class indices or numbers).
-        predictions: Vec<f64>,
+        predictions: Predictions,
         /// Columns the request named that the model does not take (it ignored them).
         unknown_columns: Vec<String>,
     },
@@ -169,6 +169,104 @@ pub enum Payload {
         /// Response body.
         response: Bytes,
     },
+}
+
+/// Predictions kept for the writer, as little-endian `f64`s ([`keep`]).
+#[derive(Clone, Default)]
+pub struct Predictions(Bytes);
+
+impl Predictions {
+    /// Copies `values` into this thread's capture arena.
+    pub fn keep(values: &[f64]) -> Predictions {
+        Predictions(keep_with(values.len() * 8, |b| {
+            for v in values {
+                b.extend_from_slice(&v.to_le_bytes());
+            }
+        }))
+    }
+
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.0.len() / 8
+    }
+
+    /// None.
+    pub fn is_empty(&self) -> bool {
+        self.0.len() < 8
+    }
+
+    pub(crate) fn view(&self) -> PredictionsView<'_> {
+        PredictionsView::Le(&self.0)
+    }
+}
+
+impl From<&[f64]> for Predictions {
+    fn from(values: &[f64]) -> Self {
+        Predictions::keep(values)
+    }
+}
+
+impl From<Vec<f64>> for Predictions {
+    fn from(values: Vec<f64>) -> Self {
+        Predictions::keep(&values)
+    }
+}
+
+/// Predictions as the formatter reads them: the server's (bytes) or a decoded file's.
+#[derive(Clone, Copy)]
+pub(crate) enum PredictionsView<'a> {
+    /// Little-endian `f64`s.
+    Le(&'a [u8]),
+    /// Values.
+    Values(&'a [f64]),
+}
+
+impl PredictionsView<'_> {
+    pub(crate) fn len(self) -> usize {
+        match self {
+            PredictionsView::Le(b) => b.len() / 8,
+            PredictionsView::Values(v) => v.len(),
+        }
+    }
+
+    /// Prediction `i` (NaN past the end).
+    pub(crate) fn get(self, i: usize) -> f64 {
+        match self {
+            PredictionsView::Le(b) => b
+                .get(i * 8..i * 8 + 8)
+                .and_then(|c| <[u8; 8]>::try_from(c).ok())
+                .map_or(f64::NAN, f64::from_le_bytes),
+            PredictionsView::Values(v) => v.get(i).copied().unwrap_or(f64::NAN),
+        }
+    }
+}
+
+/// Bytes a captured record keeps are copied into a per-thread arena of [`ARENA_CHUNK`]s,
+/// not held where they came from: a body held by reference keeps hyper's read buffer from
+/// being reused (so every next request allocated a new one), and a value allocated per
+/// record is freed by the writer thread, a cross-thread free. A chunk goes back to the
+/// allocator once the writer has dropped every record cut from it.
+const ARENA_CHUNK: usize = 64 << 10;
+
+thread_local! {
+    static ARENA: std::cell::RefCell<bytes::BytesMut> =
+        std::cell::RefCell::new(bytes::BytesMut::new());
+}
+
+/// `len` bytes written by `fill` into this thread's arena, as their own [`Bytes`].
+pub fn keep_with(len: usize, fill: impl FnOnce(&mut bytes::BytesMut)) -> Bytes {
+    ARENA.with_borrow_mut(|a| {
+        if a.capacity() < len {
+            *a = bytes::BytesMut::with_capacity(ARENA_CHUNK.max(len));
+        }
+        fill(a);
+        a.split().freeze()
+    })
+}
+
+/// A copy of `bytes` in this thread's arena ([`keep_with`]).
+pub fn keep(bytes: &[u8]) -> Bytes {
+    keep_with(bytes.len(), |b| b.extend_from_slice(bytes))
 }
 
 /// One captured exchange.
@@ -200,15 +298,57 @@ pub struct Capture {
 }
 
 /// Records waiting for the writer. The writer takes the whole batch every [`BATCH_EVERY`], so
-/// a request never wakes a thread (a wake-up per request costs more than the record).
+/// a request never wakes a thread (a wake-up per request costs more than the record). Each
+/// request thread queues in its own shard ([`SHARDS`], by thread), so two threads answering
+/// at once do not wait for one lock.
 struct Queue {
-    records: Mutex<Vec<Record>>,
+    shards: Box<[Mutex<Vec<Record>>]>,
     closed: AtomicBool,
+}
+
+/// Queue shards: more than the request threads of a server on most machines.
+const SHARDS: usize = 8;
+
+impl Queue {
+    fn new() -> Queue {
+        Queue {
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(Vec::with_capacity(256)))
+                .collect(),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// This thread's shard.
+    fn shard(&self) -> &Mutex<Vec<Record>> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        thread_local! {
+            static SHARD: usize = NEXT.fetch_add(1, Relaxed) as usize;
+        }
+        &self.shards[SHARD.with(|s| *s) % self.shards.len()]
+    }
+
+    /// Moves every queued record into `batch`, in the order they were answered.
+    fn take(&self, batch: &mut Vec<Record>) {
+        let mut from = 0;
+        for shard in &self.shards {
+            let mut q = shard.lock().unwrap_or_else(|e| e.into_inner());
+            if !q.is_empty() {
+                from += 1;
+                batch.append(&mut q);
+            }
+        }
+        if from > 1 {
+            // Each shard is in order already: a stable sort merges them.
+            batch.sort_by_key(|r| r.time);
+        }
+    }
 }
 
 /// How often the writer takes the queued records.
 const BATCH_EVERY: Duration = Duration::from_millis(20);
-/// Records queued at most; more are dropped (and counted) until the writer catches up.
+/// Records queued at most (a shard holds its share); more are dropped (and counted) until the
+/// writer catches up.
 const MAX_QUEUED: usize = 1 << 16;
 
 impl Capture {
@@ -220,10 +360,7 @@ impl Capture {
             ..config.clone()
         };
         fs::create_dir_all(&config.dir)?;
-        let shared = Arc::new(Queue {
-            records: Mutex::new(Vec::with_capacity(1024)),
-            closed: AtomicBool::new(false),
-        });
+        let shared = Arc::new(Queue::new());
         let writer = Writer::open(config.clone())?;
         let queue = shared.clone();
         let handle = std::thread::Builder::new()
@@ -265,10 +402,10 @@ impl Capture {
     pub fn send(&self, record: Record) {
         let mut q = self
             .shared
-            .records
+            .shard()
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        if q.len() < MAX_QUEUED {
+        if q.len() < MAX_QUEUED / SHARDS {
             q.push(record);
         } else {
             drop(q);
@@ -376,10 +513,7 @@ impl Writer {
         let mut batch = Vec::with_capacity(1024);
         loop {
             let closed = queue.closed.load(Relaxed);
-            std::mem::swap(
-                &mut batch,
-                &mut *queue.records.lock().unwrap_or_else(|e| e.into_inner()),
-            );
+            queue.take(&mut batch);
             match self.config.format {
                 CaptureFormat::Jsonl => {
                     for rec in &batch {
@@ -593,7 +727,7 @@ pub(crate) enum ViewPayload<'a> {
         output: &'a Output,
         /// Row-major.
         raw: &'a [f64],
-        predictions: &'a [f64],
+        predictions: PredictionsView<'a>,
         unknown_columns: &'a [String],
     },
     Failed {
@@ -622,7 +756,7 @@ impl Record {
                 columns: p.schema().columns(),
                 output: p.output(),
                 raw,
-                predictions,
+                predictions: predictions.view(),
                 unknown_columns,
             },
             (Payload::Rows { .. }, None) => ViewPayload::Unnamed,
@@ -693,15 +827,18 @@ fn format_record(o: &mut String, r: &View<'_>, clock: &mut Clock) {
                 o.push(']');
             }
             o.push_str("],\"predictions\":[");
-            for (i, y) in predictions.iter().enumerate() {
+            for (i, y) in (0..predictions.len())
+                .map(|i| predictions.get(i))
+                .enumerate()
+            {
                 if i > 0 {
                     o.push(',');
                 }
                 match output {
                     Output::Classes(labels) => {
-                        push_string(o, labels.get(*y as usize).map_or("", |s| s.as_str()))
+                        push_string(o, labels.get(y as usize).map_or("", |s| s.as_str()))
                     }
-                    Output::Number => push_number(o, *y),
+                    Output::Number => push_number(o, y),
                 }
             }
             o.push(']');
@@ -751,12 +888,65 @@ mod tests {
     use super::*;
 
     #[test]
+    fn kept_bytes_are_a_copy_and_predictions_read_back() {
+        let body = Bytes::from(b"{\"instances\": [[1, 2]]}".to_vec());
+        let kept = keep(&body);
+        assert_eq!(kept, body);
+        // Not a view of the request's buffer, which must be free to reuse.
+        let range = body.as_ptr_range();
+        assert!(!range.contains(&kept.as_ptr()));
+        let big = vec![7u8; ARENA_CHUNK * 2];
+        assert_eq!(keep(&big).len(), big.len());
+        let p = Predictions::keep(&[1.0, 2.5, f64::NAN]);
+        let v = p.view();
+        assert_eq!((p.len(), v.get(0), v.get(1)), (3, 1.0, 2.5));
+        assert!(v.get(2).is_nan() && v.get(3).is_nan());
+    }
+
+    #[test]
+    fn records_queued_by_several_threads_are_taken_in_the_order_they_were_answered() {
+        let queue = Arc::new(Queue::new());
+        let source = Arc::new(Source {
+            model: "m".into(),
+            version: "1".into(),
+            variant: "v1".into(),
+            predictor: None,
+        });
+        let at = |n: u64| SystemTime::UNIX_EPOCH + Duration::from_millis(n);
+        let threads: Vec<_> = (0..3u64)
+            .map(|t| {
+                let (queue, source) = (queue.clone(), source.clone());
+                std::thread::spawn(move || {
+                    for i in 0..50u64 {
+                        queue.shard().lock().unwrap().push(Record {
+                            time: at(i * 3 + t),
+                            request_id: HeaderValue::from_static("r"),
+                            source: source.clone(),
+                            status: 200,
+                            latency: Duration::ZERO,
+                            payload: Payload::Failed {
+                                message: String::new(),
+                            },
+                        });
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let mut batch = Vec::new();
+        queue.take(&mut batch);
+        let times: Vec<SystemTime> = batch.iter().map(|r| r.time).collect();
+        assert_eq!(times, (0..150).map(at).collect::<Vec<_>>());
+        queue.take(&mut batch);
+        assert_eq!(batch.len(), 150, "taken once");
+    }
+
+    #[test]
     fn sampling_is_exact_and_spread() {
         let c = Capture {
-            shared: Arc::new(Queue {
-                records: Mutex::new(Vec::new()),
-                closed: AtomicBool::new(false),
-            }),
+            shared: Arc::new(Queue::new()),
             seen: AtomicU64::new(0),
             per10k: 2500,
             dropped: Arc::default(),
@@ -923,7 +1113,7 @@ mod tests {
             format,
             rows: parsed.rows,
             raw,
-            predictions,
+            predictions: predictions.into(),
             unknown_columns: parsed.unknown_columns,
         }
     }
@@ -995,7 +1185,7 @@ mod tests {
                     format: Format::Json,
                     rows: 1,
                     raw: vec![1.0],
-                    predictions: vec![1.0],
+                    predictions: vec![1.0].into(),
                     unknown_columns: vec![],
                 },
             ),
