@@ -410,49 +410,85 @@ pub fn live_sample(
     profile: &Profile,
     features: &[String],
 ) -> (LiveSample, u64) {
-    let since = match window {
-        Window::Since(d) => Some(now - d),
-        Window::Last(_) => None,
-    };
-    let names: Vec<&str> = features.iter().map(String::as_str).collect();
-    let mut sample = LiveSample::new(profile, Features::Only(&names));
-    // Each feature's place in the sample and whether it is numeric; `None` if not tracked.
-    let tracked: Vec<Option<(usize, bool)>> = features
-        .iter()
-        .map(|f| {
-            let numeric = matches!(
-                profile.column(f).map(|c| &c.stats),
-                Some(ColumnStats::Numeric { .. })
-            );
-            sample.feature_index(f).map(|i| (i, numeric))
-        })
-        .collect();
-    // A window of no rows still has every feature, without values.
-    for &(i, _) in tracked.iter().flatten() {
-        sample.mark_present(i);
+    let mut rows = Rows::new(window, now, profile, features);
+    for r in records {
+        rows.push(r);
     }
-    let mut rows = 0u64;
-    for record in records {
-        let Some(captured) = rows_of(record) else {
-            continue;
+    rows.finish()
+}
+
+/// Drift's side of the window: its rows accumulated as a [`LiveSample`], one record at a
+/// time ([`live_sample`]).
+pub struct Rows<'a> {
+    features: &'a [String],
+    since: Option<time::OffsetDateTime>,
+    /// Each feature's place in the sample and whether it is numeric; `None` if not tracked.
+    tracked: Vec<Option<(usize, bool)>>,
+    sample: LiveSample,
+    rows: u64,
+}
+
+impl<'a> Rows<'a> {
+    /// No row yet.
+    pub fn new(
+        window: Window,
+        now: time::OffsetDateTime,
+        profile: &Profile,
+        features: &'a [String],
+    ) -> Self {
+        let since = match window {
+            Window::Since(d) => Some(now - d),
+            Window::Last(_) => None,
         };
-        if let (Some(since), Some(t)) = (since, captured.time.as_deref()) {
+        let names: Vec<&str> = features.iter().map(String::as_str).collect();
+        let mut sample = LiveSample::new(profile, Features::Only(&names));
+        let tracked: Vec<Option<(usize, bool)>> = features
+            .iter()
+            .map(|f| {
+                let numeric = matches!(
+                    profile.column(f).map(|c| &c.stats),
+                    Some(ColumnStats::Numeric { .. })
+                );
+                sample.feature_index(f).map(|i| (i, numeric))
+            })
+            .collect();
+        // A window of no rows still has every feature, without values.
+        for &(i, _) in tracked.iter().flatten() {
+            sample.mark_present(i);
+        }
+        Rows {
+            features,
+            since,
+            tracked,
+            sample,
+            rows: 0,
+        }
+    }
+
+    /// Adds the rows of one captured record (none when it is outside the window).
+    pub fn push(&mut self, record: &serde_json::Value) {
+        let Some(captured) = rows_of(record) else {
+            return;
+        };
+        if let (Some(since), Some(t)) = (self.since, captured.time.as_deref()) {
             let at = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339);
             if at.is_ok_and(|at| at < since) {
-                continue;
+                return;
             }
         }
         // Where each feature is in this record's rows.
         let at: Vec<Option<usize>> = match &captured.columns {
-            Some(cols) => features
+            Some(cols) => self
+                .features
                 .iter()
                 .map(|f| cols.iter().position(|c| c == f))
                 .collect(),
-            None => (0..features.len()).map(Some).collect(),
+            None => (0..self.features.len()).map(Some).collect(),
         };
+        let sample = &mut self.sample;
         for row in &captured.rows {
-            rows += 1;
-            for (pos, tracked) in at.iter().zip(&tracked) {
+            self.rows += 1;
+            for (pos, tracked) in at.iter().zip(&self.tracked) {
                 let Some((i, numeric)) = *tracked else {
                     continue;
                 };
@@ -481,7 +517,11 @@ pub fn live_sample(
             }
         }
     }
-    (sample, rows)
+
+    /// The sample and the count of rows.
+    pub fn finish(self) -> (LiveSample, u64) {
+        (self.sample, self.rows)
+    }
 }
 
 /// The TrainingJobs monitors ask to train again (`onBreach.retrain`), each with the time of
@@ -560,152 +600,207 @@ pub struct Context<'a> {
     pub sampling_percent: Option<f64>,
 }
 
-/// Judges the window (see the module docs).
+/// Judges the window (see the module docs): [`Judge`] over `e.records`.
 pub fn evaluate(e: &Evaluation<'_>) -> MonitorResult {
-    let (mut sample, rows) = live_sample(e.records, e.window, e.now, e.profile, e.features);
-    let min_samples = e.spec.min_samples.unwrap_or(DEFAULT_MIN_SAMPLES);
-    let mut result = MonitorResult {
-        format_version: FORMAT_VERSION,
-        monitor: e.name.to_string(),
-        endpoint: e.spec.endpoint.clone(),
-        at: e
-            .now
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default(),
-        commit: e.commit.clone(),
-        window: e.window.describe(),
-        rows,
-        min_samples,
-        baseline: e.baseline.clone(),
-        verdict: Verdict::InsufficientData,
-        summary: String::new(),
-        features: Vec::new(),
-        dataset_drift: None,
-        quality: Vec::new(),
-        slo: None,
-    };
-    // Each configured part: its breaches in words, or `None` when it lacks data.
-    let mut breaches: Vec<String> = Vec::new();
-    let mut short: Vec<String> = Vec::new();
-    let enough_rows = rows >= min_samples;
-    let rows_short = || {
-        format!(
-            "{rows} rows in the {}, fewer than minSamples {min_samples}",
-            e.window.describe()
-        )
-    };
-    if e.spec.drift.is_some() {
-        if enough_rows {
-            let (features, dataset) = drift_of(e.profile, &mut sample, e.spec);
-            result.features = features;
-            result.dataset_drift = Some(dataset);
-            let drifted: Vec<&str> = result
-                .features
-                .iter()
-                .filter(|f| f.drifted)
-                .map(|f| f.feature.as_str())
-                .collect();
-            if !drifted.is_empty() {
-                breaches.push(format!(
-                    "drift in {} of {} features ({})",
-                    drifted.len(),
-                    result.features.len(),
-                    drifted.join(", ")
-                ));
-            }
-        } else {
-            short.push(format!("drift: {}", rows_short()));
+    let mut judge = Judge::new(e);
+    for r in e.records {
+        judge.push(r);
+    }
+    judge.finish()
+}
+
+/// A window judged one captured record at a time, so a window of a million records is never
+/// held in memory: what each part reads of a record (drift's values, the quality checks'
+/// counts, the SLOs' latencies) is kept, the record is not. `e.records` is not read.
+pub struct Judge<'e, 'a> {
+    e: &'e Evaluation<'a>,
+    rows: Rows<'a>,
+    quality: Option<quality::Counts<'a>>,
+    slo: Option<slo::Tally>,
+}
+
+impl<'e, 'a> Judge<'e, 'a> {
+    /// Nothing seen yet.
+    pub fn new(e: &'e Evaluation<'a>) -> Self {
+        Judge {
+            e,
+            rows: Rows::new(e.window, e.now, e.profile, e.features),
+            quality: e.spec.quality.as_ref().map(|q| {
+                quality::Counts::new(
+                    quality::Inputs {
+                        spec: q,
+                        profile: e.profile,
+                        features: e.features,
+                        label: e.context.label,
+                        schema: e.context.schema,
+                    },
+                    e.window,
+                    e.now,
+                )
+            }),
+            slo: e
+                .spec
+                .slo
+                .as_ref()
+                .map(|_| slo::Tally::new(e.window, e.now)),
         }
     }
-    if let Some(q) = &e.spec.quality {
-        if enough_rows {
-            result.quality = quality::check(
-                &quality::Inputs {
-                    spec: q,
-                    profile: e.profile,
-                    features: e.features,
-                    label: e.context.label,
-                    schema: e.context.schema,
-                },
-                e.records,
-                e.window,
-                e.now,
-            );
-            let bad: Vec<String> = result
-                .quality
-                .iter()
-                .filter(|r| r.breached)
-                .map(|r| format!("{} {} {}%", r.check, r.column, percent(r.rate)))
-                .collect();
-            if !bad.is_empty() {
-                breaches.push(format!("quality: {}", bad.join(", ")));
-            }
-        } else {
-            short.push(format!("quality: {}", rows_short()));
+
+    /// Reads one captured record (oldest first is not required).
+    pub fn push(&mut self, record: &serde_json::Value) {
+        self.rows.push(record);
+        if let Some(q) = &mut self.quality {
+            q.push(record);
+        }
+        if let Some(s) = &mut self.slo {
+            s.push(record);
         }
     }
-    if let Some(s) = &e.spec.slo {
-        let judged = slo::judge(s, e.records, e.window, e.now, e.context.sampling_percent);
-        if judged.requests >= min_samples {
-            let bad: Vec<String> = judged
-                .objectives
-                .iter()
-                .filter(|o| o.breached)
-                .map(|o| {
-                    format!(
-                        "{} {} (limit {})",
-                        o.objective,
-                        o.value.map_or("-".into(), figure),
-                        o.limit
-                    )
-                })
-                .collect();
-            if !bad.is_empty() {
-                breaches.push(format!("slo: {}", bad.join(", ")));
+
+    /// The verdict over what was read.
+    pub fn finish(self) -> MonitorResult {
+        let Judge {
+            e,
+            rows,
+            quality: counts,
+            slo: tally,
+        } = self;
+        let (mut sample, rows) = rows.finish();
+        let min_samples = e.spec.min_samples.unwrap_or(DEFAULT_MIN_SAMPLES);
+        let mut result = MonitorResult {
+            format_version: FORMAT_VERSION,
+            monitor: e.name.to_string(),
+            endpoint: e.spec.endpoint.clone(),
+            at: e
+                .now
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            commit: e.commit.clone(),
+            window: e.window.describe(),
+            rows,
+            min_samples,
+            baseline: e.baseline.clone(),
+            verdict: Verdict::InsufficientData,
+            summary: String::new(),
+            features: Vec::new(),
+            dataset_drift: None,
+            quality: Vec::new(),
+            slo: None,
+        };
+        // Each configured part: its breaches in words, or `None` when it lacks data.
+        let mut breaches: Vec<String> = Vec::new();
+        let mut short: Vec<String> = Vec::new();
+        let enough_rows = rows >= min_samples;
+        let rows_short = || {
+            format!(
+                "{rows} rows in the {}, fewer than minSamples {min_samples}",
+                e.window.describe()
+            )
+        };
+        if e.spec.drift.is_some() {
+            if enough_rows {
+                let (features, dataset) = drift_of(e.profile, &mut sample, e.spec);
+                result.features = features;
+                result.dataset_drift = Some(dataset);
+                let drifted: Vec<&str> = result
+                    .features
+                    .iter()
+                    .filter(|f| f.drifted)
+                    .map(|f| f.feature.as_str())
+                    .collect();
+                if !drifted.is_empty() {
+                    breaches.push(format!(
+                        "drift in {} of {} features ({})",
+                        drifted.len(),
+                        result.features.len(),
+                        drifted.join(", ")
+                    ));
+                }
+            } else {
+                short.push(format!("drift: {}", rows_short()));
             }
-            let unmeasured: Vec<&str> = judged
-                .objectives
-                .iter()
-                .filter(|o| o.value.is_none())
-                .map(|o| o.objective.as_str())
-                .collect();
-            if !unmeasured.is_empty() {
-                short.push(format!("slo: {} not measured", unmeasured.join(", ")));
+        }
+        if e.spec.quality.is_some() {
+            if enough_rows {
+                result.quality = counts.map(quality::Counts::check).unwrap_or_default();
+                let bad: Vec<String> = result
+                    .quality
+                    .iter()
+                    .filter(|r| r.breached)
+                    .map(|r| format!("{} {} {}%", r.check, r.column, percent(r.rate)))
+                    .collect();
+                if !bad.is_empty() {
+                    breaches.push(format!("quality: {}", bad.join(", ")));
+                }
+            } else {
+                short.push(format!("quality: {}", rows_short()));
             }
-        } else {
-            short.push(format!(
+        }
+        if let Some(s) = &e.spec.slo {
+            let judged = tally
+                .unwrap_or_else(|| slo::Tally::new(e.window, e.now))
+                .judge(s, e.context.sampling_percent);
+            if judged.requests >= min_samples {
+                let bad: Vec<String> = judged
+                    .objectives
+                    .iter()
+                    .filter(|o| o.breached)
+                    .map(|o| {
+                        format!(
+                            "{} {} (limit {})",
+                            o.objective,
+                            o.value.map_or("-".into(), figure),
+                            o.limit
+                        )
+                    })
+                    .collect();
+                if !bad.is_empty() {
+                    breaches.push(format!("slo: {}", bad.join(", ")));
+                }
+                let unmeasured: Vec<&str> = judged
+                    .objectives
+                    .iter()
+                    .filter(|o| o.value.is_none())
+                    .map(|o| o.objective.as_str())
+                    .collect();
+                if !unmeasured.is_empty() {
+                    short.push(format!("slo: {} not measured", unmeasured.join(", ")));
+                }
+            } else {
+                short.push(format!(
                 "slo: {} requests with a status and a latency in the {}, fewer than minSamples {min_samples}",
                 judged.requests,
                 e.window.describe()
             ));
+            }
+            result.slo = Some(judged);
         }
-        result.slo = Some(judged);
+        let over = format!("over {rows} rows ({})", result.window);
+        if !breaches.is_empty() {
+            result.verdict = Verdict::Breached;
+            result.summary = format!("{} {over}", breaches.join("; "));
+        } else if !short.is_empty() {
+            result.verdict = Verdict::InsufficientData;
+            result.summary = format!(
+                "insufficient data: {}; send traffic (with capture on), or widen --window",
+                short.join("; ")
+            );
+        } else {
+            result.verdict = Verdict::Healthy;
+            let mut parts = Vec::new();
+            if e.spec.drift.is_some() {
+                parts.push(format!("no drift in {} features", result.features.len()));
+            }
+            if e.spec.quality.is_some() {
+                parts.push(format!("{} quality checks passed", result.quality.len()));
+            }
+            if let Some(s) = &result.slo {
+                parts.push(format!("SLOs met over {} requests", s.requests));
+            }
+            result.summary = format!("healthy: {} {over}", parts.join(", "));
+        }
+        result
     }
-    let over = format!("over {rows} rows ({})", result.window);
-    if !breaches.is_empty() {
-        result.verdict = Verdict::Breached;
-        result.summary = format!("{} {over}", breaches.join("; "));
-    } else if !short.is_empty() {
-        result.verdict = Verdict::InsufficientData;
-        result.summary = format!(
-            "insufficient data: {}; send traffic (with capture on), or widen --window",
-            short.join("; ")
-        );
-    } else {
-        result.verdict = Verdict::Healthy;
-        let mut parts = Vec::new();
-        if e.spec.drift.is_some() {
-            parts.push(format!("no drift in {} features", result.features.len()));
-        }
-        if e.spec.quality.is_some() {
-            parts.push(format!("{} quality checks passed", result.quality.len()));
-        }
-        if let Some(s) = &result.slo {
-            parts.push(format!("SLOs met over {} requests", s.requests));
-        }
-        result.summary = format!("healthy: {} {over}", parts.join(", "));
-    }
-    result
 }
 
 /// A measured figure with at most four decimals.

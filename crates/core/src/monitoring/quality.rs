@@ -13,7 +13,7 @@
 //! the baseline profile does not know as numeric or categorical is not checked for type,
 //! range or categories.
 
-use super::{CapturedRows, Window, rows_of};
+use super::{Window, rows_of};
 use mlctl_ml::profile::{ColumnStats, Profile};
 use mlctl_spec::quality::{self as checks, Check};
 use mlctl_spec::{DataSchema, Quality};
@@ -52,6 +52,7 @@ pub struct QualityResult {
 }
 
 /// What the checks read beside the records.
+#[derive(Clone, Copy)]
 pub struct Inputs<'a> {
     /// The `quality` section.
     pub spec: &'a Quality,
@@ -101,18 +102,6 @@ enum Kind<'p> {
     Unknown,
 }
 
-/// The records of the window that carry rows, each with its rows.
-fn in_window(
-    records: &[Value],
-    window: Window,
-    now: time::OffsetDateTime,
-) -> impl Iterator<Item = (&Value, CapturedRows)> + '_ {
-    records
-        .iter()
-        .filter_map(|r| rows_of(r).map(|c| (r, c)))
-        .filter(move |(_, c)| super::keeps(window, c.time.as_deref(), now))
-}
-
 /// The quality checks of the window's rows; empty when it has none.
 pub fn check(
     i: &Inputs<'_>,
@@ -120,22 +109,64 @@ pub fn check(
     window: Window,
     now: time::OffsetDateTime,
 ) -> Vec<QualityResult> {
-    let kinds: Vec<Kind> = i.features.iter().map(|f| kind_of(i, f)).collect();
-    let known: BTreeSet<&str> = i
-        .profile
-        .columns
-        .iter()
-        .map(|c| c.name.as_str())
-        .chain(i.features.iter().map(String::as_str))
-        .filter(|c| Some(*c) != i.label)
-        .collect();
-    let mut tallies: Vec<Tally> = i.features.iter().map(|_| Tally::default()).collect();
-    let mut extra: BTreeMap<String, u64> = BTreeMap::new();
-    let mut extra_untracked = 0u64;
-    let mut rows = 0u64;
-    for (record, captured) in in_window(records, window, now) {
+    let mut acc = Counts::new(*i, window, now);
+    for r in records {
+        acc.push(r);
+    }
+    acc.check()
+}
+
+/// What the quality checks read of the window's rows, one record at a time.
+pub struct Counts<'p> {
+    i: Inputs<'p>,
+    window: Window,
+    now: time::OffsetDateTime,
+    kinds: Vec<Kind<'p>>,
+    known: BTreeSet<&'p str>,
+    tallies: Vec<Tally>,
+    extra: BTreeMap<String, u64>,
+    extra_untracked: u64,
+    rows: u64,
+}
+
+impl<'p> Counts<'p> {
+    /// Nothing counted yet.
+    pub fn new(i: Inputs<'p>, window: Window, now: time::OffsetDateTime) -> Self {
+        let kinds: Vec<Kind> = i.features.iter().map(|f| kind_of(&i, f)).collect();
+        let known: BTreeSet<&str> = i
+            .profile
+            .columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .chain(i.features.iter().map(String::as_str))
+            .filter(|c| Some(*c) != i.label)
+            .collect();
+        Counts {
+            i,
+            window,
+            now,
+            kinds,
+            known,
+            tallies: i.features.iter().map(|_| Tally::default()).collect(),
+            extra: BTreeMap::new(),
+            extra_untracked: 0,
+            rows: 0,
+        }
+    }
+
+    /// Counts the rows of one captured record (none when it has no rows or is outside the
+    /// window).
+    pub fn push(&mut self, record: &Value) {
+        let Some(captured) = rows_of(record) else {
+            return;
+        };
+        if !super::keeps(self.window, captured.time.as_deref(), self.now) {
+            return;
+        }
+        let i = self.i;
+        let known = &self.known;
         let n = captured.rows.len() as u64;
-        rows += n;
+        self.rows += n;
         // Where each feature is in this record's rows, and the extra columns it names.
         let (at, named_extra): (Vec<Option<usize>>, Vec<String>) = match &captured.columns {
             Some(cols) => (
@@ -162,16 +193,16 @@ pub fn check(
                 row_extra.extend((i.features.len()..row.len()).map(|p| format!("#{}", p + 1)));
             }
             for name in row_extra {
-                if let Some(c) = extra.get_mut(&name) {
+                if let Some(c) = self.extra.get_mut(&name) {
                     *c += 1;
-                } else if extra.len() < MAX_EXTRA_COLUMNS {
-                    extra.insert(name, 1);
+                } else if self.extra.len() < MAX_EXTRA_COLUMNS {
+                    self.extra.insert(name, 1);
                 } else {
-                    extra_untracked += 1;
+                    self.extra_untracked += 1;
                 }
             }
             for (f, pos) in at.iter().enumerate() {
-                let t = &mut tallies[f];
+                let t = &mut self.tallies[f];
                 let Some(v) = pos.and_then(|p| row.get(p)) else {
                     t.absent += 1;
                     t.missing += 1;
@@ -181,7 +212,7 @@ pub fn check(
                     t.missing += 1;
                     continue;
                 }
-                match &kinds[f] {
+                match &self.kinds[f] {
                     Kind::Numeric { lo, hi } => match number(v) {
                         Some(x) => {
                             t.numbers += 1;
@@ -209,109 +240,123 @@ pub fn check(
             }
         }
     }
-    let mut out = Vec::new();
-    if rows == 0 {
-        return out;
-    }
-    let judge = |check: &Check, column: &str, bad: u64, of: u64, threshold: f64| {
-        let rate = if of == 0 { 0.0 } else { bad as f64 / of as f64 };
-        QualityResult {
-            check: check.name.to_string(),
-            column: column.to_string(),
-            rate,
-            threshold,
-            breached: rate > threshold,
-            of,
-            examples: Vec::new(),
-            note: None,
+
+    /// The checks' results over what was counted; empty when no row was.
+    pub fn check(self) -> Vec<QualityResult> {
+        let Counts {
+            i,
+            kinds,
+            mut tallies,
+            extra,
+            extra_untracked,
+            rows,
+            ..
+        } = self;
+        let mut out = Vec::new();
+        if rows == 0 {
+            return out;
         }
-    };
-    let on = |c: &Check| c.threshold(i.spec);
-    for (f, name) in i.features.iter().enumerate() {
-        let t = &mut tallies[f];
-        let mut take = |check: &Check, mut r: QualityResult| {
-            r.examples = t
-                .examples
-                .remove(check.name)
-                .map(|s| s.into_iter().collect())
-                .unwrap_or_default();
-            r
+        let judge = |check: &Check, column: &str, bad: u64, of: u64, threshold: f64| {
+            let rate = if of == 0 { 0.0 } else { bad as f64 / of as f64 };
+            QualityResult {
+                check: check.name.to_string(),
+                column: column.to_string(),
+                rate,
+                threshold,
+                breached: rate > threshold,
+                of,
+                examples: Vec::new(),
+                note: None,
+            }
         };
-        let wholly_absent = t.absent == rows;
-        if let Some(th) = on(&checks::MISSING_COLUMN) {
-            out.push(judge(&checks::MISSING_COLUMN, name, t.absent, rows, th));
-        }
-        if let Some(drop) = on(&checks::COMPLETENESS)
-            && !(wholly_absent && on(&checks::MISSING_COLUMN).is_some())
-        {
-            let base = baseline_missing_share(i.profile, name);
-            let mut r = judge(
-                &checks::COMPLETENESS,
-                name,
-                t.missing,
-                rows,
-                (base + drop).min(1.0),
-            );
-            r.note = Some(format!("baseline missing share {}", round(base)));
-            out.push(r);
-        }
-        match &kinds[f] {
-            Kind::Numeric { lo, hi } => {
-                if let Some(th) = on(&checks::DATA_TYPE) {
-                    let r = judge(
-                        &checks::DATA_TYPE,
-                        name,
-                        t.mismatched,
-                        t.numbers + t.mismatched,
-                        th,
-                    );
-                    out.push(take(&checks::DATA_TYPE, r));
-                }
-                if let Some(th) = on(&checks::OUT_OF_RANGE)
-                    && (lo.is_some() || hi.is_some())
-                {
-                    let mut r = judge(&checks::OUT_OF_RANGE, name, t.out_of_range, t.numbers, th);
-                    r.note = Some(format!(
-                        "allowed {}..{}",
-                        lo.map_or("".into(), |x| x.to_string()),
-                        hi.map_or("".into(), |x| x.to_string())
-                    ));
-                    out.push(take(&checks::OUT_OF_RANGE, r));
-                }
+        let on = |c: &Check| c.threshold(i.spec);
+        for (f, name) in i.features.iter().enumerate() {
+            let t = &mut tallies[f];
+            let mut take = |check: &Check, mut r: QualityResult| {
+                r.examples = t
+                    .examples
+                    .remove(check.name)
+                    .map(|s| s.into_iter().collect())
+                    .unwrap_or_default();
+                r
+            };
+            let wholly_absent = t.absent == rows;
+            if let Some(th) = on(&checks::MISSING_COLUMN) {
+                out.push(judge(&checks::MISSING_COLUMN, name, t.absent, rows, th));
             }
-            Kind::Categorical(known) => {
-                if let Some(th) = on(&checks::UNSEEN_CATEGORY) {
-                    let mut r = judge(&checks::UNSEEN_CATEGORY, name, t.unseen, t.values, th);
-                    if known.is_none() {
-                        r.note = Some(
-                            "not checked: the baseline profile lists only its most frequent categories; give the schema's `categories`".into(),
+            if let Some(drop) = on(&checks::COMPLETENESS)
+                && !(wholly_absent && on(&checks::MISSING_COLUMN).is_some())
+            {
+                let base = baseline_missing_share(i.profile, name);
+                let mut r = judge(
+                    &checks::COMPLETENESS,
+                    name,
+                    t.missing,
+                    rows,
+                    (base + drop).min(1.0),
+                );
+                r.note = Some(format!("baseline missing share {}", round(base)));
+                out.push(r);
+            }
+            match &kinds[f] {
+                Kind::Numeric { lo, hi } => {
+                    if let Some(th) = on(&checks::DATA_TYPE) {
+                        let r = judge(
+                            &checks::DATA_TYPE,
+                            name,
+                            t.mismatched,
+                            t.numbers + t.mismatched,
+                            th,
                         );
+                        out.push(take(&checks::DATA_TYPE, r));
                     }
-                    out.push(take(&checks::UNSEEN_CATEGORY, r));
+                    if let Some(th) = on(&checks::OUT_OF_RANGE)
+                        && (lo.is_some() || hi.is_some())
+                    {
+                        let mut r =
+                            judge(&checks::OUT_OF_RANGE, name, t.out_of_range, t.numbers, th);
+                        r.note = Some(format!(
+                            "allowed {}..{}",
+                            lo.map_or("".into(), |x| x.to_string()),
+                            hi.map_or("".into(), |x| x.to_string())
+                        ));
+                        out.push(take(&checks::OUT_OF_RANGE, r));
+                    }
                 }
+                Kind::Categorical(known) => {
+                    if let Some(th) = on(&checks::UNSEEN_CATEGORY) {
+                        let mut r = judge(&checks::UNSEEN_CATEGORY, name, t.unseen, t.values, th);
+                        if known.is_none() {
+                            r.note = Some(
+                                "not checked: the baseline profile lists only its most frequent categories; give the schema's `categories`".into(),
+                            );
+                        }
+                        out.push(take(&checks::UNSEEN_CATEGORY, r));
+                    }
+                }
+                Kind::Unknown => {}
             }
-            Kind::Unknown => {}
         }
+        if let Some(th) = on(&checks::EXTRA_COLUMN) {
+            for (name, n) in &extra {
+                out.push(judge(
+                    &checks::EXTRA_COLUMN,
+                    &mlctl_spec::suggest::quote(name),
+                    *n,
+                    rows,
+                    th,
+                ));
+            }
+            if extra_untracked > 0
+                && let Some(last) = out.last_mut()
+            {
+                last.note = Some(format!(
+                    "more extra columns than the {MAX_EXTRA_COLUMNS} listed ({extra_untracked} more sightings)"
+                ));
+            }
+        }
+        out
     }
-    if let Some(th) = on(&checks::EXTRA_COLUMN) {
-        for (name, n) in &extra {
-            out.push(judge(
-                &checks::EXTRA_COLUMN,
-                &mlctl_spec::suggest::quote(name),
-                *n,
-                rows,
-                th,
-            ));
-        }
-        if extra_untracked > 0
-            && let Some(last) = out.last_mut()
-        {
-            last.note = Some(format!(
-                "more extra columns than the {MAX_EXTRA_COLUMNS} listed ({extra_untracked} more sightings)"
-            ));
-        }
-    }
-    out
 }
 
 /// Whether a value counts as missing: `null`, an empty string, or a NaN written as text.

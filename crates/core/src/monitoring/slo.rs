@@ -67,40 +67,80 @@ pub fn judge(
     now: time::OffsetDateTime,
     sampling_percent: Option<f64>,
 ) -> SloResult {
-    let mut latencies = Vec::new();
-    let mut errors = 0u64;
-    let mut untimed = 0u64;
-    let mut oldest: Option<time::OffsetDateTime> = None;
+    let mut acc = Tally::new(window, now);
     for r in records {
+        acc.push(r);
+    }
+    acc.judge(slo, sampling_percent)
+}
+
+/// What the SLOs read of the window's records, one record at a time.
+pub struct Tally {
+    window: Window,
+    now: time::OffsetDateTime,
+    latencies: Vec<f64>,
+    errors: u64,
+    untimed: u64,
+    oldest: Option<time::OffsetDateTime>,
+}
+
+impl Tally {
+    /// Nothing seen yet.
+    pub fn new(window: Window, now: time::OffsetDateTime) -> Tally {
+        Tally {
+            window,
+            now,
+            latencies: Vec::new(),
+            errors: 0,
+            untimed: 0,
+            oldest: None,
+        }
+    }
+
+    /// Counts one captured record (those outside the window are left out).
+    pub fn push(&mut self, r: &Value) {
         let t = super::record_time(r);
-        if let (Window::Since(d), Some(t)) = (window, t)
-            && t < now - d
+        if let (Window::Since(d), Some(t)) = (self.window, t)
+            && t < self.now - d
         {
-            continue;
+            return;
         }
         let Some((status, latency)) = timing(r) else {
-            untimed += 1;
-            continue;
+            self.untimed += 1;
+            return;
         };
         if let Some(t) = t {
-            oldest = Some(oldest.map_or(t, |o| o.min(t)));
+            self.oldest = Some(self.oldest.map_or(t, |o| o.min(t)));
         }
         if status >= 500 {
-            errors += 1;
+            self.errors += 1;
         }
-        latencies.push(latency);
+        self.latencies.push(latency);
     }
-    latencies.sort_by(f64::total_cmp);
-    let n = latencies.len() as u64;
-    let none = |why: &str| (None, Some(why.to_string()));
-    let no_requests = "no captured request of the window has a status and a latency";
-    let seconds = match window {
-        Window::Since(d) => Some(d.as_secs_f64()),
-        Window::Last(_) => oldest.map(|o| (now - o).as_seconds_f64()),
-    };
-    let mut objectives = Vec::new();
-    let mut push =
-        |objective: &str, limit: Option<f64>, at_most: bool, got: (Option<f64>, Option<String>)| {
+
+    /// Judges `slo` over what was counted.
+    pub fn judge(self, slo: &Slo, sampling_percent: Option<f64>) -> SloResult {
+        let Tally {
+            window,
+            now,
+            mut latencies,
+            errors,
+            untimed,
+            oldest,
+        } = self;
+        latencies.sort_by(f64::total_cmp);
+        let n = latencies.len() as u64;
+        let none = |why: &str| (None, Some(why.to_string()));
+        let no_requests = "no captured request of the window has a status and a latency";
+        let seconds = match window {
+            Window::Since(d) => Some(d.as_secs_f64()),
+            Window::Last(_) => oldest.map(|o| (now - o).as_seconds_f64()),
+        };
+        let mut objectives = Vec::new();
+        let mut push = |objective: &str,
+                        limit: Option<f64>,
+                        at_most: bool,
+                        got: (Option<f64>, Option<String>)| {
             let Some(limit) = limit else { return };
             let (value, note) = got;
             objectives.push(Objective {
@@ -111,55 +151,56 @@ pub fn judge(
                 note,
             });
         };
-    let pct = |p: f64| {
-        if latencies.is_empty() {
-            none(no_requests)
-        } else {
-            (Some(percentile(&latencies, p)), None)
+        let pct = |p: f64| {
+            if latencies.is_empty() {
+                none(no_requests)
+            } else {
+                (Some(percentile(&latencies, p)), None)
+            }
+        };
+        push("p50LatencyMs", slo.p50_latency_ms, true, pct(50.0));
+        push("p99LatencyMs", slo.p99_latency_ms, true, pct(99.0));
+        push(
+            "maxErrorRate",
+            slo.max_error_rate,
+            true,
+            if n == 0 {
+                none(no_requests)
+            } else {
+                (Some(errors as f64 / n as f64), None)
+            },
+        );
+        let throughput = match (sampling_percent, seconds) {
+            (Some(p), _) if p.is_nan() || p <= 0.0 => {
+                none("the endpoint captures no requests (samplingPercent 0)")
+            }
+            (None, _) => none(
+                "the endpoint's sampling percent is unknown, so the captured count cannot be scaled",
+            ),
+            (_, None) => none("no captured request of the window has a time"),
+            (_, Some(s)) if s.is_nan() || s <= 0.0 => none("the window has no length"),
+            (Some(p), Some(s)) => (Some(n as f64 / (p / 100.0) / s), None),
+        };
+        push("minThroughput", slo.min_throughput, false, throughput);
+        let mut notes = Vec::new();
+        if let Some(p) = sampling_percent
+            && p < 100.0
+        {
+            notes.push(format!(
+                "estimated from a {p}% sample of the requests ({n} captured)"
+            ));
         }
-    };
-    push("p50LatencyMs", slo.p50_latency_ms, true, pct(50.0));
-    push("p99LatencyMs", slo.p99_latency_ms, true, pct(99.0));
-    push(
-        "maxErrorRate",
-        slo.max_error_rate,
-        true,
-        if n == 0 {
-            none(no_requests)
-        } else {
-            (Some(errors as f64 / n as f64), None)
-        },
-    );
-    let throughput = match (sampling_percent, seconds) {
-        (Some(p), _) if p.is_nan() || p <= 0.0 => {
-            none("the endpoint captures no requests (samplingPercent 0)")
+        if untimed > 0 {
+            notes.push(format!(
+                "{untimed} captured records without a status and a latency left out"
+            ));
         }
-        (None, _) => none(
-            "the endpoint's sampling percent is unknown, so the captured count cannot be scaled",
-        ),
-        (_, None) => none("no captured request of the window has a time"),
-        (_, Some(s)) if s.is_nan() || s <= 0.0 => none("the window has no length"),
-        (Some(p), Some(s)) => (Some(n as f64 / (p / 100.0) / s), None),
-    };
-    push("minThroughput", slo.min_throughput, false, throughput);
-    let mut notes = Vec::new();
-    if let Some(p) = sampling_percent
-        && p < 100.0
-    {
-        notes.push(format!(
-            "estimated from a {p}% sample of the requests ({n} captured)"
-        ));
-    }
-    if untimed > 0 {
-        notes.push(format!(
-            "{untimed} captured records without a status and a latency left out"
-        ));
-    }
-    SloResult {
-        requests: n,
-        sampling_percent,
-        objectives,
-        note: (!notes.is_empty()).then(|| notes.join("; ")),
+        SloResult {
+            requests: n,
+            sampling_percent,
+            objectives,
+            note: (!notes.is_empty()).then(|| notes.join("; ")),
+        }
     }
 }
 
