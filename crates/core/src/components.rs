@@ -1192,6 +1192,24 @@ pub trait MonitorSink: Send + Sync {
         endpoint: &str,
         limit: usize,
     ) -> Result<Vec<serde_json::Value>>;
+    /// The records [`MonitorSink::captured`] gives, each handed to `each` and dropped, in no
+    /// particular order: what a monitor run reads, so a sink that can stream its capture
+    /// never holds the window (a million records) in memory. Returns how many were given.
+    /// The default reads them all with `captured` first.
+    async fn for_each_captured(
+        &self,
+        ctx: &OpContext,
+        endpoint: &str,
+        limit: usize,
+        each: &mut (dyn FnMut(serde_json::Value) + Send),
+    ) -> Result<u64> {
+        let records = self.captured(ctx, endpoint, limit).await?;
+        let n = records.len() as u64;
+        for r in records {
+            each(r);
+        }
+        Ok(n)
+    }
     /// Removes a monitor.
     ///
     /// # Contract

@@ -75,39 +75,14 @@ fn schedule_of(spec: &mlctl_spec::MonitorSpec) -> String {
 
 /// The last `limit` records of the capture files in `dir`, oldest first. Each server process
 /// writes its own files (`mlctl_serve::capture::capture_streams`); their records are merged by
-/// time, newest last. Either capture format is read (`mlctl_serve::capture::read_records`);
-/// a torn last line or block while a server writes is skipped.
+/// time, newest last. Either capture format is read; a torn last line or block while a server
+/// writes is skipped. [`stream_captured`] gives the same records without holding them.
 pub fn read_captured(dir: &Path, limit: usize) -> std::io::Result<Vec<serde_json::Value>> {
     let mut out: Vec<serde_json::Value> = Vec::new();
-    for files in mlctl_serve::capture::capture_streams(dir) {
-        out.extend(stream_tail(&files, limit)?);
-    }
+    mlctl_serve::capture::for_each_newest(dir, limit, |v| out.push(v))?;
     // RFC 3339 times in one format (UTC, microseconds) order as text; the sort is stable, so
     // one writer's records keep their order.
     out.sort_by(|a, b| a["time"].as_str().cmp(&b["time"].as_str()));
-    let excess = out.len().saturating_sub(limit);
-    out.drain(..excess);
-    Ok(out)
-}
-
-/// The last `limit` records of one writer's files (oldest first).
-fn stream_tail(files: &[PathBuf], limit: usize) -> std::io::Result<Vec<serde_json::Value>> {
-    let mut out: Vec<serde_json::Value> = Vec::new();
-    // Newest file first, until we have enough.
-    for file in files.iter().rev() {
-        if out.len() >= limit {
-            break;
-        }
-        let mut lines = match mlctl_serve::capture::read_records(file) {
-            Ok(records) => records,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        };
-        let keep = (limit - out.len()).min(lines.len());
-        let mut tail = lines.split_off(lines.len() - keep);
-        tail.append(&mut out);
-        out = tail;
-    }
     Ok(out)
 }
 
@@ -190,6 +165,26 @@ impl MonitorSink for LocalMonitorSink {
             .map_err(|e| ProviderError::io("local", "read capture", e))
     }
 
+    async fn for_each_captured(
+        &self,
+        _ctx: &OpContext,
+        endpoint: &str,
+        limit: usize,
+        each: &mut (dyn FnMut(serde_json::Value) + Send),
+    ) -> Result<u64> {
+        let dir = crate::deployer::capture_dir(&self.state_dir, endpoint);
+        // Read and handed over on this thread: each record is freed by the thread that
+        // allocated it (across threads, glibc's allocator spent more than the reading).
+        let read = || mlctl_serve::capture::for_each_newest(&dir, limit, each);
+        let flavor = tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor());
+        let read = if flavor.is_ok_and(|f| f == tokio::runtime::RuntimeFlavor::MultiThread) {
+            tokio::task::block_in_place(read)
+        } else {
+            read()
+        };
+        read.map_err(|e| ProviderError::io("local", "read capture", e))
+    }
+
     async fn remove(&self, _ctx: &OpContext, name: &str) -> Result<()> {
         match std::fs::remove_file(self.path(name)) {
             Ok(()) => Ok(()),
@@ -202,6 +197,7 @@ impl MonitorSink for LocalMonitorSink {
 #[cfg(test)]
 mod tests {
     use super::read_captured;
+    use mlctl_core::{MonitorSink, OpContext};
 
     #[test]
     fn merges_the_files_of_every_server_process_by_time() {
@@ -236,6 +232,53 @@ mod tests {
             vec![1, 2, 3, 4, 5, 6]
         );
         assert_eq!(n(read_captured(dir.path(), 3).unwrap()), vec![4, 5, 6]);
+    }
+
+    #[test]
+    fn records_tied_at_the_oldest_kept_time_are_the_last_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = |n: u32, t: &str| format!("{{\"n\":{n},\"time\":\"2025-06-01T12:00:{t}Z\"}}\n");
+        std::fs::write(
+            dir.path().join("capture.jsonl"),
+            line(1, "00.000000")
+                + &line(2, "01.000000")
+                + &line(3, "01.000000")
+                + &line(4, "01.000000"),
+        )
+        .unwrap();
+        let n = |v: Vec<serde_json::Value>| {
+            v.iter()
+                .map(|x| x["n"].as_u64().unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(n(read_captured(dir.path(), 2).unwrap()), vec![3, 4]);
+        assert_eq!(n(read_captured(dir.path(), 3).unwrap()), vec![2, 3, 4]);
+        // Streamed by the sink, the same records.
+        let sink = super::LocalMonitorSink {
+            state_dir: dir.path().to_path_buf(),
+        };
+        let capture = crate::deployer::capture_dir(dir.path(), "e");
+        std::fs::create_dir_all(&capture).unwrap();
+        std::fs::rename(
+            dir.path().join("capture.jsonl"),
+            capture.join("capture.jsonl"),
+        )
+        .unwrap();
+        let ctx = OpContext {
+            project: "p".into(),
+            project_dir: dir.path().to_path_buf(),
+            target: "local".into(),
+            commit: String::new(),
+        };
+        let mut got = Vec::new();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let given = rt
+            .block_on(sink.for_each_captured(&ctx, "e", 3, &mut |v| got.push(v)))
+            .unwrap();
+        assert_eq!((given, n(got)), (3, vec![2, 3, 4]));
     }
 
     #[test]

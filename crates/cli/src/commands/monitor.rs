@@ -522,19 +522,7 @@ fn evaluate_one(
         Some(ResourceSpec::Endpoint(e)) => e.capture.as_ref().map(|c| c.sampling_percent),
         _ => None,
     };
-    let records =
-        s.rt.block_on(
-            s.stack
-                .monitor
-                .captured(&s.ctx, &spec.endpoint, window.limit()),
-        )
-        .map_err(|e| {
-            anyhow!(
-                "monitor `{name}`: cannot read what endpoint `{}` captured: {e}",
-                spec.endpoint
-            )
-        })?;
-    Ok(monitoring::evaluate(&monitoring::Evaluation {
+    let evaluation = monitoring::Evaluation {
         name,
         spec,
         baseline: format!(
@@ -543,7 +531,8 @@ fn evaluate_one(
         ),
         profile: &profile,
         features: &features,
-        records: &records,
+        // Streamed into the judge below, never held.
+        records: &[],
         window,
         now: time::OffsetDateTime::now_utc(),
         commit: s.commit.short_sha.clone(),
@@ -552,7 +541,21 @@ fn evaluate_one(
             schema: dataset_spec.and_then(|d| d.schema.as_ref()),
             sampling_percent,
         },
-    }))
+    };
+    let mut judge = monitoring::Judge::new(&evaluation);
+    s.rt.block_on(s.stack.monitor.for_each_captured(
+        &s.ctx,
+        &spec.endpoint,
+        window.limit(),
+        &mut |record| judge.push(&record),
+    ))
+    .map_err(|e| {
+        anyhow!(
+            "monitor `{name}`: cannot read what endpoint `{}` captured: {e}",
+            spec.endpoint
+        )
+    })?;
+    Ok(judge.finish())
 }
 
 fn print_result(r: &MonitorResult) {
@@ -692,39 +695,43 @@ fn feedback(s: &Session, monitor: &str, labels: &Path, output: Output) -> Result
             )
         })?;
     let row_at = col("row");
-    let records =
-        s.rt.block_on(
-            s.stack
-                .monitor
-                .captured(&s.ctx, &spec.endpoint, Window::MAX_RECORDS),
-        )
-        .map_err(|e| {
-            anyhow!(
-                "cannot read what endpoint `{}` captured: {e}",
-                spec.endpoint
-            )
-        })?;
-    // requestId -> (predictions, model, version)
-    let mut by_id: std::collections::HashMap<&str, (&serde_json::Value, &str, &str)> =
+    let lines: Vec<&str> = lines.collect();
+    let wanted: std::collections::HashSet<&str> = lines
+        .iter()
+        .filter_map(|l| l.split(',').nth(id_at))
+        .map(|c| c.trim().trim_matches('"'))
+        .collect();
+    // requestId -> (predictions, model, version), for the labelled requests only: the capture
+    // is streamed, not held.
+    let mut by_id: std::collections::HashMap<String, (serde_json::Value, String, String)> =
         std::collections::HashMap::new();
-    for r in &records {
-        if let (Some(id), Some(p)) = (r["requestId"].as_str(), r.get("predictions")) {
-            by_id.insert(
-                id,
-                (
-                    p,
-                    r["model"].as_str().unwrap_or_default(),
-                    r["version"].as_str().unwrap_or_default(),
-                ),
-            );
-        }
-    }
+    s.rt.block_on(s.stack.monitor.for_each_captured(
+        &s.ctx,
+        &spec.endpoint,
+        Window::MAX_RECORDS,
+        &mut |mut r| {
+            let Some(id) = r["requestId"].as_str().filter(|id| wanted.contains(id)) else {
+                return;
+            };
+            let id = id.to_string();
+            if let Some(p) = r.get_mut("predictions").map(serde_json::Value::take) {
+                let text = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+                by_id.insert(id, (p, text("model"), text("version")));
+            }
+        },
+    ))
+    .map_err(|e| {
+        anyhow!(
+            "cannot read what endpoint `{}` captured: {e}",
+            spec.endpoint
+        )
+    })?;
     let (mut n, mut joined, mut unmatched, mut correct) = (0usize, 0usize, 0usize, 0usize);
     let (mut abs, mut sq, mut numeric) = (0.0f64, 0.0f64, true);
     let mut versions = std::collections::BTreeSet::new();
     let mut model = None;
     let mut ambiguous = Vec::new();
-    for (i, line) in lines.enumerate() {
+    for (i, line) in lines.iter().enumerate() {
         n += 1;
         let cells: Vec<&str> = line
             .split(',')
@@ -737,7 +744,7 @@ fn feedback(s: &Session, monitor: &str, labels: &Path, output: Output) -> Result
                 i + 2
             );
         };
-        let Some((preds, m, v)) = by_id.get(id) else {
+        let Some((preds, m, v)) = by_id.get(*id) else {
             unmatched += 1;
             continue;
         };

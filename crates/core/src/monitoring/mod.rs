@@ -467,9 +467,13 @@ impl<'a> Rows<'a> {
 
     /// Adds the rows of one captured record (none when it is outside the window).
     pub fn push(&mut self, record: &serde_json::Value) {
-        let Some(captured) = rows_of(record) else {
-            return;
-        };
+        if let Some(captured) = rows_of(record) {
+            self.push_rows(&captured);
+        }
+    }
+
+    /// [`Rows::push`] with the record's rows already read.
+    pub fn push_rows(&mut self, captured: &CapturedRows) {
         if let (Some(since), Some(t)) = (self.since, captured.time.as_deref()) {
             let at = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339);
             if at.is_ok_and(|at| at < since) {
@@ -648,9 +652,12 @@ impl<'e, 'a> Judge<'e, 'a> {
 
     /// Reads one captured record (oldest first is not required).
     pub fn push(&mut self, record: &serde_json::Value) {
-        self.rows.push(record);
-        if let Some(q) = &mut self.quality {
-            q.push(record);
+        // Its rows are read once for drift and the quality checks.
+        if let Some(captured) = rows_of(record) {
+            self.rows.push_rows(&captured);
+            if let Some(q) = &mut self.quality {
+                q.push_rows(record, &captured);
+            }
         }
         if let Some(s) = &mut self.slo {
             s.push(record);

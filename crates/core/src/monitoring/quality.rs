@@ -157,9 +157,13 @@ impl<'p> Counts<'p> {
     /// Counts the rows of one captured record (none when it has no rows or is outside the
     /// window).
     pub fn push(&mut self, record: &Value) {
-        let Some(captured) = rows_of(record) else {
-            return;
-        };
+        if let Some(captured) = rows_of(record) {
+            self.push_rows(record, &captured);
+        }
+    }
+
+    /// [`Counts::push`] with the record's rows already read.
+    pub fn push_rows(&mut self, record: &Value, captured: &super::CapturedRows) {
         if !super::keeps(self.window, captured.time.as_deref(), self.now) {
             return;
         }

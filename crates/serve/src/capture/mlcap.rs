@@ -374,32 +374,54 @@ pub struct NotMlcap;
 /// # Errors
 /// [`NotMlcap`] when the bytes do not start with [`MAGIC`] (an empty file has no records).
 pub fn decode(bytes: &[u8]) -> Result<DecodedFile, NotMlcap> {
-    let mut out = DecodedFile::default();
+    let mut records = Vec::new();
+    let (corrupt_blocks, torn_tail) =
+        for_each_block(bytes, |block| records.extend(block.iter().cloned()))?;
+    Ok(DecodedFile {
+        records,
+        corrupt_blocks,
+        torn_tail,
+    })
+}
+
+/// Calls `each` with the records of each readable block of an mlcap file, in file order, one
+/// block at a time (so a reader holds one block's records, not the file's). Returns the
+/// blocks skipped as corrupt and whether the file ends in a block that is not complete.
+///
+/// # Errors
+/// The bytes are not an mlcap file.
+pub fn for_each_block(
+    bytes: &[u8],
+    mut each: impl FnMut(&[Decoded]),
+) -> Result<(usize, bool), NotMlcap> {
+    let (mut corrupt, mut torn) = (0, false);
     if bytes.is_empty() {
-        return Ok(out);
+        return Ok((corrupt, torn));
     }
     if !bytes.starts_with(MAGIC) {
         return Err(NotMlcap);
     }
+    let mut records = Vec::new();
     let mut at = MAGIC.len();
     while at < bytes.len() {
         let Some((body, next)) = block_at(bytes, at) else {
-            out.torn_tail = true;
+            torn = true;
             break;
         };
         at = next;
         let Some(body) = body else {
-            out.corrupt_blocks += 1;
+            corrupt += 1;
             continue;
         };
         let mut r = Reader { b: body, at: 0 };
-        let before = out.records.len();
-        if decode_body(&mut r, &mut out.records).is_none() {
-            out.records.truncate(before);
-            out.corrupt_blocks += 1;
+        records.clear();
+        if decode_body(&mut r, &mut records).is_none() {
+            corrupt += 1;
+            continue;
         }
+        each(&records);
     }
-    Ok(out)
+    Ok((corrupt, torn))
 }
 
 /// The block starting at `at`: its body (`None` when its checksum is wrong) and where the

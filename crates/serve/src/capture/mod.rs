@@ -656,22 +656,19 @@ pub fn capture_files(dir: &Path) -> Vec<PathBuf> {
 pub fn for_each_line(path: &Path, mut line: impl FnMut(&str)) -> std::io::Result<ReadStats> {
     let bytes = fs::read(path)?;
     let mut stats = ReadStats::default();
-    if bytes.starts_with(mlcap::MAGIC) || path.extension().is_some_and(|e| e == "mlcap") {
-        let file = mlcap::decode(&bytes).map_err(|e| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("{}: {e}", path.display()),
-            )
-        })?;
-        stats.corrupt_blocks = file.corrupt_blocks;
+    if is_mlcap(path, &bytes) {
         let mut clock = Clock::default();
         let mut text = String::with_capacity(1024);
-        for r in &file.records {
-            text.clear();
-            format_record(&mut text, &r.view(), &mut clock);
-            line(&text);
-            stats.records += 1;
-        }
+        let (corrupt, _) = mlcap::for_each_block(&bytes, |block| {
+            for r in block {
+                text.clear();
+                format_record(&mut text, &r.view(), &mut clock);
+                line(&text);
+                stats.records += 1;
+            }
+        })
+        .map_err(|e| not_mlcap(path, e))?;
+        stats.corrupt_blocks = corrupt;
     } else {
         for l in String::from_utf8_lossy(&bytes).lines() {
             if !l.trim().is_empty() {
@@ -681,6 +678,159 @@ pub fn for_each_line(path: &Path, mut line: impl FnMut(&str)) -> std::io::Result
         }
     }
     Ok(stats)
+}
+
+fn is_mlcap(path: &Path, bytes: &[u8]) -> bool {
+    bytes.starts_with(mlcap::MAGIC) || path.extension().is_some_and(|e| e == "mlcap")
+}
+
+fn not_mlcap(path: &Path, e: mlcap::NotMlcap) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("{}: {e}", path.display()),
+    )
+}
+
+/// Calls `each` with the newest `limit` records under a capture directory (every writer's
+/// files, [`capture_streams`]), as JSON objects, one at a time and writer by writer (not
+/// merged by time): a window of a million records is never held, only when each record was
+/// answered (8 bytes a record, read first to find which records are the newest). Records
+/// that tie at the oldest kept time are taken last-written first, as a merge by time would
+/// keep them. Lines that are not JSON (a torn last line while a server writes) are left
+/// out; a file rotated away between the two reads is missed. Returns the records given.
+///
+/// # Errors
+/// A file cannot be read (other than gone), or is neither format.
+pub fn for_each_newest(
+    dir: &Path,
+    limit: usize,
+    mut each: impl FnMut(serde_json::Value),
+) -> std::io::Result<u64> {
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+    let mut times: Vec<i64> = Vec::new();
+    for file in capture_files(dir) {
+        match for_each_time(&file, |t| times.push(t.unwrap_or(i64::MIN))) {
+            Err(e) if !gone(&e) => return Err(e),
+            _ => {}
+        }
+    }
+    if limit == 0 {
+        return Ok(0);
+    }
+    // Every record newer than `cutoff` is kept, and the last `tied` of those at `cutoff`.
+    let (cutoff, mut skip) = if times.len() <= limit {
+        (i64::MIN, 0)
+    } else {
+        let k = times.len() - limit;
+        let cutoff = *times.select_nth_unstable(k).1;
+        let newer = times.iter().filter(|&&t| t > cutoff).count();
+        let tied = times.iter().filter(|&&t| t == cutoff).count();
+        (cutoff, tied - (limit - newer))
+    };
+    drop(times);
+    let mut given = 0u64;
+    for file in capture_files(dir) {
+        let read = for_each_timed_line(&file, |at, line| {
+            let at = at.unwrap_or(i64::MIN);
+            if at < cutoff {
+                return;
+            }
+            if at == cutoff && skip > 0 {
+                skip -= 1;
+                return;
+            }
+            if let Ok(v) = serde_json::from_str(line) {
+                each(v);
+                given += 1;
+            }
+        });
+        match read {
+            Err(e) if !gone(&e) => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(given)
+}
+
+/// [`for_each_line`], with when each record was answered ([`for_each_time`]).
+fn for_each_timed_line(
+    path: &Path,
+    mut line: impl FnMut(Option<i64>, &str),
+) -> std::io::Result<()> {
+    let bytes = fs::read(path)?;
+    if is_mlcap(path, &bytes) {
+        let mut clock = Clock::default();
+        let mut text = String::with_capacity(1024);
+        mlcap::for_each_block(&bytes, |block| {
+            for r in block {
+                text.clear();
+                format_record(&mut text, &r.view(), &mut clock);
+                line(Some(micros_of(r.time)), &text);
+            }
+        })
+        .map_err(|e| not_mlcap(path, e))?;
+    } else {
+        for l in String::from_utf8_lossy(&bytes).lines() {
+            if let Some(at) = line_time(l) {
+                line(at, l);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn micros_of(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// The `time` of a JSON line, in microseconds since the Unix epoch (`Some(None)` when it has
+/// no readable one); `None` when the line is not a JSON object (a torn last line), which
+/// readers leave out.
+fn line_time(l: &str) -> Option<Option<i64>> {
+    #[derive(serde::Deserialize)]
+    struct Timed<'a> {
+        #[serde(borrow, default)]
+        time: Option<&'a serde_json::value::RawValue>,
+    }
+    let timed = serde_json::from_str::<Timed>(l).ok()?;
+    let at = timed
+        .time
+        .and_then(|t| serde_json::from_str::<std::borrow::Cow<str>>(t.get()).ok())
+        .and_then(|t| {
+            time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339).ok()
+        })
+        .map(|t| i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX));
+    Some(at)
+}
+
+/// Calls `time` with when each record of one capture file was answered (microseconds since
+/// the Unix epoch; `None` for a JSON line without a readable `time`; a line that is not
+/// JSON is not a record), in file order, without formatting them: what a reader scans first to find
+/// which records a window of the newest N keeps.
+///
+/// # Errors
+/// As [`for_each_line`].
+pub fn for_each_time(path: &Path, mut time: impl FnMut(Option<i64>)) -> std::io::Result<usize> {
+    let bytes = fs::read(path)?;
+    let mut n = 0;
+    if is_mlcap(path, &bytes) {
+        mlcap::for_each_block(&bytes, |block| {
+            for r in block {
+                time(Some(micros_of(r.time)));
+                n += 1;
+            }
+        })
+        .map_err(|e| not_mlcap(path, e))?;
+    } else {
+        for l in String::from_utf8_lossy(&bytes).lines() {
+            if let Some(at) = line_time(l) {
+                time(at);
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
 }
 
 /// What [`for_each_line`] read.
@@ -1252,6 +1402,54 @@ mod tests {
         );
         assert_eq!(jsonl[2]["error"], "column `income` is missing");
         assert_eq!(jsonl[3]["request"], serde_json::json!({"a": [1, 2]}));
+    }
+
+    #[test]
+    fn the_newest_records_of_every_writer_are_given_one_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        // Two writers (per process) in mlcap, one of them rotated, and JSON lines beside.
+        let write = |sub: &str, records: Vec<Record>, rotate: bool| {
+            let mut cfg = CaptureConfig::new(dir.path().join(sub), 100.0);
+            if rotate {
+                cfg.max_bytes = 1;
+            }
+            let cap = Capture::start(&cfg, Arc::default()).unwrap();
+            for r in records {
+                cap.send(r);
+            }
+        };
+        let kinds = every_kind();
+        let at = |r: &Record| r.time;
+        // every_kind's records are 1..=6 ms apart; writer b's are 10 ms later.
+        let later = |r: &Record| {
+            let mut r = clone_record(r);
+            r.time += Duration::from_millis(10);
+            r
+        };
+        write("a", kinds.iter().map(clone_record).collect(), true);
+        write("b", kinds.iter().map(later).collect(), false);
+        let mut times = Vec::new();
+        for_each_newest(dir.path(), 100, |v| {
+            times.push(v["time"].as_str().unwrap().to_string())
+        })
+        .unwrap();
+        assert_eq!(times.len(), 12);
+        let newest = |limit: usize| {
+            let mut got = Vec::new();
+            let n = for_each_newest(dir.path(), limit, |v| {
+                got.push(v["requestId"].as_str().unwrap().to_string())
+            })
+            .unwrap();
+            assert_eq!(n as usize, got.len());
+            // Given block by block, segment by segment: not in the order answered.
+            got.sort();
+            got
+        };
+        // The newest four are writer b's last four.
+        assert_eq!(newest(4), ["req-3", "req-4", "req-5", "req-6"]);
+        assert_eq!(newest(0), Vec::<String>::new());
+        assert_eq!(newest(12).len(), 12);
+        assert!(at(&kinds[0]) < at(&later(&kinds[0])));
     }
 
     #[test]
