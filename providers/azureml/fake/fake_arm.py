@@ -37,6 +37,10 @@ from fake_blob import Account, BlobError, EMULATOR_KEY
 from fake_mlflow import MlflowError, Tracking
 
 API_VERSION = "2025-12-01"
+# Curated environments of the public `azureml` registry that jobs may name as
+# `azureml://registries/azureml/environments/<name>/labels/latest` (what mlctl's script mode
+# uses when the spec names no environment). The fake runs the job's command here either way.
+CURATED_ENVIRONMENTS = {"sklearn-1.5"}
 NS = "Microsoft.MachineLearningServices"
 CODE_CONTAINER = "fake-code"
 ARTIFACTS_CONTAINER = "fake-artifacts"
@@ -168,7 +172,13 @@ class State:
     # --- what the job runner asks of the server ---------------------------------------------
 
     def resolve(self, ws: Workspace, ref: str) -> dict | None:
-        """The resource an ARM id (or a path under the workspace) names, or None."""
+        """The resource an ARM id (or a path under the workspace) names, or None. A curated
+        environment of Azure's public `azureml` registry resolves to itself."""
+        m = re.match(r"^azureml://registries/azureml/environments/([^/]+)/(labels|versions)/([^/]+)$", ref)
+        if m:
+            if m.group(1) not in CURATED_ENVIRONMENTS:
+                return None
+            return {"id": ref, "name": m.group(1), "properties": {"image": f"mcr.microsoft.com/azureml/curated/{m.group(1)}:{m.group(3)}"}}
         rel = ref
         if ref.lower().startswith(ws.path.lower() + "/"):
             rel = ref[len(ws.path) + 1 :]
@@ -1057,6 +1067,28 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 fault = {k: v for k, v in fault.items() if v is not None}
                 s.faults.append(fault)
                 return self.reply(201, fault)
+            if path == "/fake/state" and method == "POST":
+                # What changes behind mlctl's back: Azure marking a deployment Failed (its
+                # containers crash), or a person scaling it (`az ml online-deployment update
+                # --instance-count N`). Applies to every tracked resource whose key
+                # (`onlineEndpoints/<name>/deployments/<name>`) matches, case-insensitively.
+                if not isinstance(body.get("match"), str) or not ("provisioningState" in body or "capacity" in body):
+                    return self.reply(400, {"error": "a state change needs match (regex on the resource's key) and provisioningState or capacity"})
+                try:
+                    rx = re.compile(body["match"], re.IGNORECASE)
+                except re.error as e:
+                    return self.reply(400, {"error": f"match is not a regex: {e}"})
+                changed = []
+                for ws in s.workspaces.values():
+                    for key, res in ws.resources.items():
+                        if not rx.search(key):
+                            continue
+                        if "provisioningState" in body:
+                            res.setdefault("properties", {})["provisioningState"] = str(body["provisioningState"])
+                        if "capacity" in body:
+                            res.setdefault("sku", {})["capacity"] = int(body["capacity"])
+                        changed.append(key)
+                return self.reply(200, {"changed": changed})
             if path == "/fake/faults" and method == "DELETE":
                 s.faults.clear()
                 return self.reply(200, {})

@@ -293,6 +293,18 @@ class Endpoints(unittest.TestCase):
         self.assertEqual(sorted(keys), ["primaryKey", "secondaryKey"])
         self.assertEqual(self.fake.violations(), [])
 
+    def test_a_deployment_changed_behind_the_clients_back_reads_back_changed(self):
+        self.create()
+        _, _, h = self.fake.arm("PUT", "onlineEndpoints/iris/deployments/blue", self.deployment(self.model()))
+        self.follow(h)
+        status, body, _ = self.fake.call("POST", "/fake/state", {"match": "onlineEndpoints/iris/deployments/", "provisioningState": "Failed", "capacity": 3}, query=None)
+        self.assertEqual((status, len(body["changed"])), (200, 1))
+        dep = self.fake.arm("GET", "onlineEndpoints/iris/deployments/blue")[1]
+        self.assertEqual((dep["properties"]["provisioningState"], dep["sku"]["capacity"]), ("Failed", 3))
+        status, _, _ = self.fake.call("POST", "/fake/state", {"match": "x"}, query=None)
+        self.assertEqual(status, 400)
+        self.assertEqual(self.fake.violations(), [])
+
     def test_traffic_must_sum_to_100_and_name_existing_deployments(self):
         self.create()
         status, body, _ = self.fake.arm("PUT", "onlineEndpoints/iris", endpoint({"green": 100}))
@@ -416,6 +428,15 @@ class Jobs(unittest.TestCase):
         log = self.account.get(logs + "user_logs/std_log.txt").decode()
         self.assertIn("trained on 3 rows; SECRET_ENV is absent", log)
         self.assertEqual(self.fake.violations(), [])
+
+    @need_azurite
+    def test_a_job_may_name_a_curated_environment_of_the_azureml_registry(self):
+        curated = "azureml://registries/azureml/environments/sklearn-1.5/labels/latest"
+        status, created, _ = self.fake.arm("PUT", "jobs/job-curated", command_job(curated))
+        self.assertEqual(status, 201, created)
+        unknown = "azureml://registries/azureml/environments/no-such-env/labels/latest"
+        status, body, _ = self.fake.arm("PUT", "jobs/job-unknown-env", command_job(unknown))
+        self.assertEqual((status, body["error"]["target"]), (400, "properties.environmentId"))
 
     @need_azurite
     def test_a_failing_job_fails_with_its_exit_code_and_log_tail(self):

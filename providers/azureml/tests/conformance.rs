@@ -11,7 +11,11 @@ mod common;
 mod fake;
 
 use mlctl_conformance::{self as conformance, Fixture};
+use mlctl_core::{EndpointRequest, TrainingRequest};
 use mlctl_provider_azureml::{Options, Settings, stack_with};
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 fn settings() -> Settings {
@@ -25,7 +29,59 @@ fn settings() -> Settings {
 
 /// Checks the fake's contract log when the check is over (a check that passed with a body
 /// Azure would refuse proves nothing).
-struct Clean(fake::FakeArm);
+struct Clean(Arc<fake::FakeArm>);
+
+/// What the fake lets a check do behind mlctl's back, as Azure or a person would: a job whose
+/// command exits non-zero (the fake runs jobs for real), a deployment whose operation ends
+/// Failed (as Azure's does when the container does not start), a deployment Azure marks Failed
+/// after it served, and one scaled by hand.
+struct FakeHooks {
+    fake: Arc<fake::FakeArm>,
+    /// The failing deployment is injected once: the suite asks for it twice (a probe first).
+    armed: AtomicBool,
+}
+
+/// The deployments of endpoint `name` (the Azure name has the project's prefix and a hash).
+fn deployments_of(name: &str) -> String {
+    format!(
+        "onlineEndpoints/[^/]*{}[^/]*/deployments/",
+        regex::escape(name)
+    )
+}
+
+#[async_trait::async_trait]
+impl conformance::Hooks for FakeHooks {
+    fn failing_training(&self, req: &TrainingRequest) -> Option<TrainingRequest> {
+        let mut bad = req.clone();
+        bad.spec.algorithm = None;
+        bad.spec.command = Some("echo 'made to fail by the conformance suite' >&2; exit 7".into());
+        Some(bad)
+    }
+
+    fn failing_deployment(&self, req: &EndpointRequest) -> Option<EndpointRequest> {
+        if !self.armed.swap(true, Ordering::SeqCst) {
+            self.fake.fail_operation(
+                r"(?i)^PUT .*/onlineEndpoints/[^/]+/deployments/[^/]+$",
+                "ResourceNotReady",
+                "User container has crashed or terminated (made to fail by the conformance suite)",
+            );
+        }
+        Some(req.clone())
+    }
+
+    async fn scale_endpoint(&self, name: &str, instances: u32) -> bool {
+        self.fake
+            .set_state(&deployments_of(name), json!({"capacity": instances}))
+            > 0
+    }
+
+    async fn crash_endpoint(&self, name: &str) -> bool {
+        self.fake.set_state(
+            &deployments_of(name),
+            json!({"provisioningState": "Failed"}),
+        ) > 0
+    }
+}
 
 impl Drop for Clean {
     fn drop(&mut self) {
@@ -36,7 +92,7 @@ impl Drop for Clean {
 }
 
 async fn azure_setup(check: &'static str) -> Option<conformance::Setup> {
-    let fake = fake::FakeArm::start()?;
+    let fake = Arc::new(fake::FakeArm::start()?);
     let container = common::container(fake.blob_url(), check).await;
     let fx = Fixture::new("azureml").expect("fixture");
     let mut target = fake.target(
@@ -59,7 +115,10 @@ async fn azure_setup(check: &'static str) -> Option<conformance::Setup> {
     Some(conformance::Setup {
         fx,
         stack,
-        hooks: Box::new(conformance::NoHooks),
+        hooks: Box::new(FakeHooks {
+            fake: fake.clone(),
+            armed: AtomicBool::new(false),
+        }),
         guard: Some(Box::new(Clean(fake))),
     })
 }
@@ -69,9 +128,5 @@ conformance::conformance_tests! {
     skip: {
         dataset_transform_is_its_commands_output: "the azureml target refuses Dataset transforms at plan (not built yet)",
         canary_without_traffic_rolls_back: "the azureml target reads no Azure Monitor metrics, so it refuses `minRequests` above 0 at plan",
-        trainer_failure_reports_reason: "not wired yet: the fake runs jobs for real and can fail one, but this suite's failing-job hook is not written for azureml",
-        deployer_failure_reports_reason: "not wired yet: the fake can end a deployment's operation Failed (FakeArm::fail_operation); the hook is not written, src/tests_deploy.rs covers a failed deployment",
-        apply_repairs_crashed_endpoint: "not wired yet: no hook makes a deployment on the fake unhealthy behind mlctl's back",
-        apply_repairs_instance_drift: "not wired yet: no hook changes a deployment's capacity on the fake behind mlctl's back",
     },
 }

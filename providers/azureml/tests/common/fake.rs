@@ -350,6 +350,18 @@ impl FakeArm {
         assert_eq!(status, 201, "POST /fake/faults: {reply}");
     }
 
+    /// Change the tracked resources whose key (`onlineEndpoints/<name>/deployments/<name>`)
+    /// matches the regex `matches` (case-insensitive) behind the client's back, as Azure or a
+    /// person would: `change` sets `provisioningState` and/or `capacity`. Returns how many
+    /// resources changed.
+    pub fn set_state(&self, matches: &str, change: Value) -> usize {
+        let mut body = change;
+        body["match"] = json!(matches);
+        let (status, reply) = self.control("POST", "/fake/state", Some(&body));
+        assert_eq!(status, 200, "POST /fake/state: {reply}");
+        reply["changed"].as_array().map_or(0, Vec::len)
+    }
+
     /// Forget every resource, run, request, fault and violation record (the violations file
     /// is kept: a test cannot hide one by resetting).
     pub fn reset(&self) {
