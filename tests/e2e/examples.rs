@@ -24,9 +24,6 @@ const AZUREML_REFUSED: &[(&str, &[&str])] = &[
     (
         "churn",
         &[
-            "transform.command",
-            "transform.inputs",
-            "transform.code",
             "strategy.rollback.maxErrorRate",
             "strategy.rollback.maxP99LatencyMs",
         ],

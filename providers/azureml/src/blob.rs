@@ -244,6 +244,15 @@ impl Blob {
         Blob::connect(url.as_str(), self.auth.clone(), &self.settings)
     }
 
+    /// The container's name (the last segment of its URL).
+    pub fn container_name(&self) -> String {
+        self.at
+            .container_url
+            .path_segments()
+            .and_then(|mut s| s.next_back().map(str::to_string))
+            .unwrap_or_default()
+    }
+
     /// The name of `rel` under the target's prefix.
     pub fn key(&self, rel: &str) -> String {
         if self.at.prefix.is_empty() {

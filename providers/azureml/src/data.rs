@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use mlctl_core::components::InPlaceRequest;
 use mlctl_core::error::Result;
 use mlctl_core::objectstore::datasets;
-use mlctl_core::support::{FieldRules, Refusal, Support};
+use mlctl_core::support::{FieldRules, Support};
 use mlctl_core::{
     Capabilities, DataStore, DatasetRequest, DatasetVersion, ErrorKind, OpContext, ProviderError,
 };
@@ -220,15 +220,21 @@ impl DataStore for AzureDataStore {
         let op = "register dataset";
         let source = match (&req.spec.source, &req.spec.transform) {
             (Some(s), _) => s.clone(),
-            (None, Some(_)) => {
-                return Err(self.err(
-                    ErrorKind::NotSupported,
-                    op,
-                    format!(
-                        "dataset `{}`: the azureml target does not run transforms; run it on a local target and register its output",
-                        req.name
-                    ),
-                ));
+            (None, Some(t)) => {
+                let Some(az) = &self.az else {
+                    return Err(self.err(
+                        ErrorKind::NotSupported,
+                        op,
+                        format!(
+                            "dataset `{}`: this data store has no workspace to run its transform in",
+                            req.name
+                        ),
+                    ));
+                };
+                // The job's output file, read back like an az:// source of the target's
+                // own container.
+                let key = crate::transform::run(az, ctx, req, t).await?;
+                format!("az://{}/{key}", self.blob.container_name())
             }
             (None, None) => {
                 return Err(self.err(
@@ -397,13 +403,35 @@ pub(crate) fn field_rules() -> FieldRules {
         .with_all("Dataset.spec.schema", Support::Honoured)
         .with_all("Dataset.spec.split", Support::Honoured)
         .with_all("Dataset.spec.limits", Support::Honoured)
-        .with_all(
-            "Dataset.spec.transform",
-            Support::check("refused: the azureml target runs no Dataset transform", |_, _, _| {
-                Some(Refusal::new(
-                    "the azureml target does not run Dataset transforms",
-                    "run the transform on a local target and point `source` at its output (a project file or an az:// blob)",
-                ))
-            }),
+        .with(
+            "Dataset.spec.transform.command",
+            Support::honoured_as(
+                "run with `sh` as an Azure ML command job (serverless, or the target's `compute`; at most 24 h; the job's name comes from the fingerprint, so a re-run finds it), in a directory holding `transform.code` at its project path: the command sees no other project file. Its variables are the local target's (MLCTL_INPUT_<NAME>, MLCTL_OUTPUT, MLCTL_OUTPUT_DIR, MLCTL_DATASET); a failed job's error and the last lines of its log are the error",
+            ),
         )
+        .with(
+            "Dataset.spec.transform.inputs",
+            Support::honoured_as(
+                "each input Dataset's stored table is a `uri_file` input, copied to .mlctl-inputs/<name>.csv (or .parquet) where the command runs, named by MLCTL_INPUT_<NAME>",
+            ),
+        )
+        .with(
+            "Dataset.spec.transform.code",
+            Support::honoured_as(
+                "registered as the job's code version at its project path (without `.git`, `.mlctl`, `.env` files and caches), beside the entry script",
+            ),
+        )
+        .with(
+            "Dataset.spec.transform.output",
+            Support::honoured_as(
+                "relative to the job's `output` folder ($MLCTL_OUTPUT_DIR), uploaded by Azure ML when the job ends to transforms/<job>/output/, then read back and registered like any dataset (digest, schema, split, limits), content-addressed; an absolute path or `..` is refused at apply",
+            ),
+        )
+        .with(
+            "Dataset.spec.transform.image",
+            Support::honoured_as(
+                "the job's environment: an image (registered as an environment version) or an `azureml://` environment reference; without it, Azure ML's curated sklearn-1.5 environment (python3 with pandas and scikit-learn). It must have `sh`",
+            ),
+        )
+        .with_all("Dataset.spec.transform", Support::Honoured)
 }

@@ -55,6 +55,7 @@ mod tests_deploy;
 #[cfg(test)]
 mod tests_train;
 mod trainer;
+mod transform;
 
 pub use azure::{Features, Settings};
 pub use blob::BlobAuth;

@@ -126,7 +126,6 @@ async fn azure_setup(check: &'static str) -> Option<conformance::Setup> {
 conformance::conformance_tests! {
     setup: azure_setup,
     skip: {
-        dataset_transform_is_its_commands_output: "the azureml target refuses Dataset transforms at plan (not built yet)",
         canary_without_traffic_rolls_back: "the azureml target reads no Azure Monitor metrics, so it refuses `minRequests` above 0 at plan",
     },
 }
