@@ -28,7 +28,7 @@ const AZUREML_REFUSED: &[(&str, &[&str])] = &[
             "strategy.rollback.maxP99LatencyMs",
         ],
     ),
-    ("housing", &["tuning.strategy", "compute.memory"]),
+    ("housing", &["tuning.strategy"]),
     (
         "iris",
         &[

@@ -56,6 +56,7 @@ mod tests_deploy;
 mod tests_train;
 mod trainer;
 mod transform;
+mod vms;
 
 pub use azure::{Features, Settings};
 pub use blob::BlobAuth;

@@ -9,12 +9,12 @@ use mlctl_core::support::{FieldRules, Refusal, Support};
 /// server writes the data collector's files itself, so capture is honoured there).
 pub fn field_rules_for(target: &mlctl_spec::AzuremlTarget) -> FieldRules {
     match crate::Features::of(target) {
-        crate::Features::AZURE => field_rules(),
-        features => rules_with(features),
+        crate::Features::AZURE if target.compute.is_none() => field_rules(),
+        features => rules_with(features, target.compute.is_some()),
     }
 }
 
-fn rules_with(features: crate::Features) -> FieldRules {
+fn rules_with(features: crate::Features, cluster: bool) -> FieldRules {
     FieldRules::new()
         .with(
             "TrainingJob.metadata.labels",
@@ -32,7 +32,7 @@ fn rules_with(features: crate::Features) -> FieldRules {
             ),
         )
         .merged(crate::data::field_rules())
-        .merged(crate::trainer::field_rules())
+        .merged(crate::trainer::field_rules(cluster))
         .merged(crate::registry::field_rules())
         .merged(crate::deployer::field_rules(features))
         .merged(crate::monitor::field_rules())
@@ -42,6 +42,6 @@ fn rules_with(features: crate::Features) -> FieldRules {
 pub fn field_rules() -> FieldRules {
     static RULES: std::sync::OnceLock<FieldRules> = std::sync::OnceLock::new();
     RULES
-        .get_or_init(|| rules_with(crate::Features::AZURE))
+        .get_or_init(|| rules_with(crate::Features::AZURE, false))
         .clone()
 }

@@ -261,6 +261,17 @@ fn compute_is_the_override_then_the_target_then_serverless() {
             .as_deref(),
         Some("c1")
     );
+    // Serverless without a named size: the size that meets `compute`.
+    let sized =
+        spec(r#"{"dataset": "d", "algorithm": "kmeans", "compute": {"cpu": 4, "memory": "20Gi"}}"#);
+    assert_eq!(
+        trainer::placement(&sized, &target(None)).resources,
+        Some(json!({"instanceType": "Standard_E4s_v3"}))
+    );
+    assert_eq!(
+        trainer::placement(&sized, &target(Some("c1"))).resources,
+        None
+    );
     let o = spec(
         r#"{"dataset": "d", "algorithm": "kmeans", "compute": {"overrides": {"azureml": {"compute": "c2"}}}}"#,
     );
@@ -690,7 +701,7 @@ fn refusals(spec: &str) -> Vec<String> {
         return errors;
     };
     let ts = TargetSupport::new(
-        mlctl_spec::Kind::ALL.map(|k| (k, "azureml".to_string(), trainer::field_rules())),
+        mlctl_spec::Kind::ALL.map(|k| (k, "azureml".to_string(), trainer::field_rules(false))),
     );
     check(&spec, &ts)
         .into_iter()
@@ -721,10 +732,47 @@ fn the_iris_example_trains_here_and_what_azure_ml_cannot_do_is_refused_once() {
         "{}",
         got[0]
     );
-    let got = refusals("  algorithm: kmeans\n  compute: {memory: 4Gi, gpu: 1}\n");
+    // Serverless: mlctl chooses a VM size that meets `compute`.
+    assert_eq!(
+        refusals("  algorithm: kmeans\n  compute: {memory: 4Gi, gpu: 1}\n"),
+        Vec::<String>::new()
+    );
+    // None meets it, a named one is too small, or one mlctl does not know.
+    let got = refusals("  algorithm: kmeans\n  compute: {cpu: 200, memory: 4Gi}\n");
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert!(
+        got[0].starts_with("compute.cpu: no Azure VM size"),
+        "{}",
+        got[0]
+    );
+    let got = refusals(
+        "  algorithm: kmeans\n  compute:\n    cpu: 4\n    memory: 8Gi\n    overrides: {azureml: {instanceType: Standard_DS2_v2}}\n",
+    );
     assert_eq!(got.len(), 2, "{got:#?}");
-    assert!(got.iter().any(|g| g.starts_with("compute.memory:")));
-    assert!(got.iter().any(|g| g.starts_with("compute.gpu:")));
+    assert!(got[0].contains("4 vCPUs (it has 2)"), "{}", got[0]);
+    assert!(
+        got[1].contains("8.0 GiB (it has 7 GiB)") && got[1].contains("Standard_"),
+        "{}",
+        got[1]
+    );
+    let got = refusals(
+        "  algorithm: kmeans\n  compute:\n    memory: 8Gi\n    overrides: {azureml: {instanceType: Standard_X9}}\n",
+    );
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert!(
+        got[0].starts_with("compute.memory: mlctl does not know"),
+        "{}",
+        got[0]
+    );
+    // On a cluster, the VM is the cluster's: memory and gpu are refused, cpu is threads.
+    let got = refusals(
+        "  algorithm: kmeans\n  compute:\n    cpu: 2\n    memory: 4Gi\n    gpu: 1\n    overrides: {azureml: {compute: gpu-cluster}}\n",
+    );
+    assert_eq!(got.len(), 2, "{got:#?}");
+    assert!(
+        got.iter().all(|g| g.contains("compute cluster")),
+        "{got:#?}"
+    );
     let got = refusals(
         "  algorithm: kmeans\n  tuning:\n    strategy: halving\n    objective: {metric: inertia, goal: minimize}\n    searchSpace:\n      k: {values: [2, 3]}\n",
     );

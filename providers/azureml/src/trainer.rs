@@ -73,7 +73,8 @@ pub struct Placement {
 }
 
 /// `overrides.azureml.compute`, else the target's `compute`, else serverless with
-/// `overrides.azureml.instanceType` (Azure ML's default VM size without it).
+/// `overrides.azureml.instanceType`, or the VM size that meets `compute` (`vms::choose`), or
+/// Azure ML's default.
 pub fn placement(spec: &TrainingJobSpec, target: &AzuremlTarget) -> Placement {
     let o = spec
         .compute
@@ -86,6 +87,15 @@ pub fn placement(spec: &TrainingJobSpec, target: &AzuremlTarget) -> Placement {
     let mut resources = serde_json::Map::new();
     if let Some(t) = o.and_then(|o| o.instance_type.as_ref()) {
         resources.insert("instanceType".into(), json!(t));
+    } else if compute.is_none() {
+        // Serverless: the VM size that meets `compute` (cpu, memory, gpu); plan refused a
+        // `compute` no size meets.
+        let need = crate::vms::Need::of(spec);
+        if need.any()
+            && let Some(vm) = crate::vms::choose(&need)
+        {
+            resources.insert("instanceType".into(), json!(vm.name));
+        }
     }
     if let Some(n) = o.and_then(|o| o.instance_count) {
         resources.insert("instanceCount".into(), json!(n));
@@ -1019,7 +1029,7 @@ pub fn trials_of(sweep: &str, runs: &[MlflowRun], plan: &RefitPlan) -> Vec<(Tria
 impl Trainer for AzureTrainer {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            fields: field_rules(),
+            fields: field_rules(self.az.target.compute.is_some()),
             algorithms: Algorithm::ALL.iter().map(|(_, a)| *a).collect(),
             script_mode: true,
             tuning_strategies: vec![
@@ -1419,7 +1429,85 @@ fn search_param_refusal(
 }
 
 /// What an Azure ML target does with each TrainingJob field.
-pub(crate) fn field_rules() -> FieldRules {
+/// Why `compute.<field>` of a TrainingJob cannot be met (see `vms`); `cluster`: the target
+/// runs jobs on its `compute`.
+fn vm_refusal(r: &mlctl_spec::Resource, field: &str, cluster: bool) -> Option<Refusal> {
+    use crate::vms::{self, Need};
+    let t = training(r)?;
+    let need = Need::of(t);
+    let o = t
+        .compute
+        .as_ref()?
+        .overrides
+        .as_ref()
+        .and_then(|o| o.azureml.as_ref());
+    if o.and_then(|o| o.compute.as_ref()).is_some() || cluster {
+        return (field != "cpu").then(|| {
+            Refusal::new(
+                format!("on a compute cluster the job gets the cluster's VM, whose {field} plan cannot check"),
+                format!("remove `{field}`, or run serverless (no `overrides.azureml.compute` and no target `compute`): mlctl then chooses a VM size with enough {field}"),
+            )
+        });
+    }
+    let known = || {
+        vms::TABLE
+            .iter()
+            .map(|v| v.name)
+            .take(6)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if let Some(name) = o.and_then(|o| o.instance_type.as_deref()) {
+        let Some(vm) = vms::find(name) else {
+            return (field != "cpu").then(|| {
+                Refusal::new(
+                    format!("mlctl does not know the {field} of VM size `{name}`"),
+                    format!("remove `{field}` (the VM gives what it has), or name a size mlctl knows ({}, ... {} in all)", known(), vms::TABLE.len()),
+                )
+            });
+        };
+        let short = need.shortfall(vm);
+        return short.iter().find(|(f, _)| *f == field).map(|(_, what)| {
+            let better =
+                vms::choose(&need).map_or(String::new(), |v| format!(" (`{}` has enough)", v.name));
+            Refusal::new(
+                format!("the job asks {what} of `{name}`"),
+                format!(
+                    "name a larger `overrides.azureml.instanceType`{better}, or lower `{field}`"
+                ),
+            )
+        });
+    }
+    if vms::choose(&need).is_some() {
+        return None;
+    }
+    // No size meets it all: the fields that alone cannot be met, else the last one given.
+    let alone = |f: &str| Need {
+        cpu: need.cpu.filter(|_| f == "cpu"),
+        memory: need.memory.filter(|_| f == "memory"),
+        gpu: need.gpu.filter(|_| f == "gpu"),
+    };
+    let unmeetable: Vec<&str> = ["cpu", "memory", "gpu"]
+        .into_iter()
+        .filter(|f| alone(f).any() && vms::choose(&alone(f)).is_none())
+        .collect();
+    let blamed = if unmeetable.is_empty() {
+        if need.gpu.is_some() { "gpu" } else { "memory" }
+    } else if unmeetable.contains(&field) {
+        field
+    } else {
+        return None;
+    };
+    (blamed == field).then(|| {
+        Refusal::new(
+            format!("no Azure VM size mlctl knows meets this `compute` ({} sizes, up to 96 vCPUs, 880 GiB and 4 GPUs)", vms::TABLE.len()),
+            format!("lower `{field}`, or name a size with `overrides.azureml.instanceType` and remove `{field}`"),
+        )
+    })
+}
+
+/// `cluster`: the target runs jobs on its `compute` (a cluster, whose VM plan cannot see).
+pub(crate) fn field_rules(cluster: bool) -> FieldRules {
     FieldRules::new()
         .with(
             "TrainingJob.spec.algorithm",
@@ -1498,22 +1586,23 @@ pub(crate) fn field_rules() -> FieldRules {
         .with_all("TrainingJob.spec.tuning", Support::Honoured)
         .with(
             "TrainingJob.spec.compute.cpu",
-            Support::honoured_as(
-                "threads: a built-in trains with ceil(cpu) threads, as on the local target; a script gets OMP_NUM_THREADS, MKL_NUM_THREADS, ... = ceil(cpu). The VM is the compute's (`overrides.azureml`, the target's `compute`)",
+            Support::check(
+                "the VM size's vCPUs on serverless compute (mlctl chooses the size: Azure ML's Standard_DS3_v2 when it is enough, else the smallest that is; a named `overrides.azureml.instanceType` is checked), and threads: a built-in trains with ceil(cpu) threads, a script gets OMP_NUM_THREADS, MKL_NUM_THREADS, ... = ceil(cpu). On a compute cluster only the threads (the VM is the cluster's)",
+                move |_, r, _| vm_refusal(r, "cpu", cluster),
             ),
         )
         .with(
             "TrainingJob.spec.compute.memory",
-            Support::refused(
-                "Azure ML gives a job the memory of its VM size; mlctl does not choose one",
-                "remove `memory` and set `overrides.azureml.instanceType` (serverless) or `overrides.azureml.compute` (a cluster) to a VM with enough memory",
+            Support::check(
+                "the VM size's memory on serverless compute, chosen or checked as for `cpu`; refused on a compute cluster, whose VM plan cannot see",
+                move |_, r, _| vm_refusal(r, "memory", cluster),
             ),
         )
         .with(
             "TrainingJob.spec.compute.gpu",
-            Support::refused(
-                "Azure ML gives a job the GPUs of its VM size; mlctl does not choose one",
-                "remove `gpu` and set `overrides.azureml.instanceType` (e.g. Standard_NC6s_v3) or `overrides.azureml.compute` (a GPU cluster)",
+            Support::check(
+                "the VM size's GPUs on serverless compute (an NCasT4_v3, NCv3 or NC A100 v4 size), chosen or checked as for `cpu`; refused on a compute cluster, whose VM plan cannot see",
+                move |_, r, _| vm_refusal(r, "gpu", cluster),
             ),
         )
         .with(
