@@ -53,6 +53,9 @@ run_server() { # label, then the command
   PIDS+=($!)
   ready "http://127.0.0.1:$port"
   for n in 1 100; do measure "http://127.0.0.1:$port" "$n" "$label"; done
+  # Records capture dropped under load (a capture that drops is cheaper than one that writes).
+  local dropped; dropped=$(curl -s "http://127.0.0.1:$port/metrics" | awk '/^mlctl_capture_dropped_total/ {s += $2} END {print s + 0}')
+  [ "$label" = "mlctl, capture 100%" ] && echo "$label: $dropped records dropped"
   kill -TERM "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
 }
 # `exec`, so the pid run_server keeps (and stops) is the server's own.

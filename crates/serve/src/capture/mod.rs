@@ -347,8 +347,8 @@ impl Queue {
 
 /// How often the writer takes the queued records.
 const BATCH_EVERY: Duration = Duration::from_millis(20);
-/// Records queued at most (a shard holds its share); more are dropped (and counted) until the
-/// writer catches up.
+/// Records queued at most per shard (a request thread's queue: as many as one queue held
+/// before there were shards); more are dropped (and counted) until the writer catches up.
 const MAX_QUEUED: usize = 1 << 16;
 
 impl Capture {
@@ -405,7 +405,7 @@ impl Capture {
             .shard()
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        if q.len() < MAX_QUEUED / SHARDS {
+        if q.len() < MAX_QUEUED {
             q.push(record);
         } else {
             drop(q);
@@ -730,19 +730,20 @@ pub fn for_each_newest(
     drop(times);
     let mut given = 0u64;
     for file in capture_files(dir) {
-        let read = for_each_timed_line(&file, |at, line| {
+        let keep = |at: Option<i64>| {
             let at = at.unwrap_or(i64::MIN);
             if at < cutoff {
-                return;
+                return false;
             }
             if at == cutoff && skip > 0 {
                 skip -= 1;
-                return;
+                return false;
             }
-            if let Ok(v) = serde_json::from_str(line) {
-                each(v);
-                given += 1;
-            }
+            true
+        };
+        let read = for_each_kept(&file, keep, |v| {
+            each(v);
+            given += 1;
         });
         match read {
             Err(e) if !gone(&e) => return Err(e),
@@ -752,31 +753,140 @@ pub fn for_each_newest(
     Ok(given)
 }
 
-/// [`for_each_line`], with when each record was answered ([`for_each_time`]).
-fn for_each_timed_line(
+/// The records of one file that `keep` (given when each was answered, [`for_each_time`])
+/// keeps, each as the JSON object [`for_each_line`] would give: an mlcap record built as a
+/// value directly ([`record_value`]: no text formatted and parsed again), a JSON line parsed.
+fn for_each_kept(
     path: &Path,
-    mut line: impl FnMut(Option<i64>, &str),
+    mut keep: impl FnMut(Option<i64>) -> bool,
+    mut each: impl FnMut(serde_json::Value),
 ) -> std::io::Result<()> {
     let bytes = fs::read(path)?;
     if is_mlcap(path, &bytes) {
         let mut clock = Clock::default();
-        let mut text = String::with_capacity(1024);
         mlcap::for_each_block(&bytes, |block| {
             for r in block {
-                text.clear();
-                format_record(&mut text, &r.view(), &mut clock);
-                line(Some(micros_of(r.time)), &text);
+                if keep(Some(micros_of(r.time))) {
+                    each(record_value(&r.view(), &mut clock));
+                }
             }
         })
         .map_err(|e| not_mlcap(path, e))?;
     } else {
         for l in String::from_utf8_lossy(&bytes).lines() {
-            if let Some(at) = line_time(l) {
-                line(at, l);
+            if let Some(at) = line_time(l)
+                && keep(at)
+                && let Ok(v) = serde_json::from_str(l)
+            {
+                each(v);
             }
         }
     }
     Ok(())
+}
+
+/// A number as [`push_number`] writes it and a JSON reader reads it back: `null` when not
+/// finite, an integer when whole (below 1e15), else the float.
+fn number_value(x: f64) -> serde_json::Value {
+    if !x.is_finite() {
+        serde_json::Value::Null
+    } else if x.fract() == 0.0 && x.abs() < 1e15 {
+        let i = x as i64;
+        if i >= 0 {
+            serde_json::Value::from(i as u64)
+        } else {
+            serde_json::Value::from(i)
+        }
+    } else {
+        serde_json::Value::from(x)
+    }
+}
+
+/// A body as [`push_body`] writes it, read back: its JSON when it is JSON, else a string.
+fn body_value(body: &[u8]) -> serde_json::Value {
+    match std::str::from_utf8(body) {
+        Ok(s) => serde_json::from_str(s).unwrap_or_else(|_| serde_json::Value::String(s.into())),
+        Err(_) => serde_json::Value::String(String::from_utf8_lossy(body).into_owned()),
+    }
+}
+
+/// The JSON object of a record, equal to its line ([`format_record`]) parsed.
+fn record_value(r: &View<'_>, clock: &mut Clock) -> serde_json::Value {
+    use serde_json::Value;
+    let mut time = String::with_capacity(32);
+    clock.push(&mut time, r.time);
+    let mut o = serde_json::Map::new();
+    o.insert("time".into(), Value::String(time));
+    o.insert("requestId".into(), Value::from(r.request_id));
+    o.insert("model".into(), Value::from(r.model));
+    o.insert("version".into(), Value::from(r.version));
+    o.insert("variant".into(), Value::from(r.variant));
+    o.insert("status".into(), number_value(f64::from(r.status)));
+    o.insert(
+        "latencyMs".into(),
+        number_value((r.latency.as_nanos() as f64 / 1e6 * 1e4).round() / 1e4),
+    );
+    match &r.payload {
+        ViewPayload::Rows {
+            columns: cols,
+            output,
+            raw,
+            predictions,
+            unknown_columns,
+        } => {
+            o.insert(
+                "columns".into(),
+                Value::Array(cols.iter().map(|c| Value::from(c.name.as_str())).collect()),
+            );
+            let rows = raw
+                .chunks(cols.len().max(1))
+                .map(|row| {
+                    Value::Array(
+                        row.iter()
+                            .zip(cols.iter())
+                            .map(|(x, c)| match &c.kind {
+                                ColumnKind::Category(cats) if x.is_finite() => {
+                                    Value::from(cats.get(*x as usize).map_or("", |s| s.as_str()))
+                                }
+                                _ => number_value(*x),
+                            })
+                            .collect(),
+                    )
+                })
+                .collect();
+            o.insert("rows".into(), Value::Array(rows));
+            let predictions = (0..predictions.len())
+                .map(|i| predictions.get(i))
+                .map(|y| match output {
+                    Output::Classes(labels) => {
+                        Value::from(labels.get(y as usize).map_or("", |s| s.as_str()))
+                    }
+                    Output::Number => number_value(y),
+                })
+                .collect();
+            o.insert("predictions".into(), Value::Array(predictions));
+            if !unknown_columns.is_empty() {
+                o.insert(
+                    "unknownColumns".into(),
+                    Value::Array(
+                        unknown_columns
+                            .iter()
+                            .map(|c| Value::from(c.as_str()))
+                            .collect(),
+                    ),
+                );
+            }
+        }
+        ViewPayload::Failed { message } => {
+            o.insert("error".into(), Value::from(*message));
+        }
+        ViewPayload::Raw { request, response } => {
+            o.insert("request".into(), body_value(request));
+            o.insert("response".into(), body_value(response));
+        }
+        ViewPayload::Unnamed => {}
+    }
+    Value::Object(o)
 }
 
 fn micros_of(t: SystemTime) -> i64 {
@@ -1402,6 +1512,46 @@ mod tests {
         );
         assert_eq!(jsonl[2]["error"], "column `income` is missing");
         assert_eq!(jsonl[3]["request"], serde_json::json!({"a": [1, 2]}));
+    }
+
+    #[test]
+    fn a_record_built_as_a_value_is_its_json_line_read_back() {
+        let mut records: Vec<Record> = every_kind();
+        // Values a line writes in other shapes: a negative whole number, a huge one, NaN.
+        let source = records[1].source.clone();
+        records.push(Record {
+            time: records[0].time,
+            request_id: HeaderValue::from_static("req-x"),
+            source,
+            status: 200,
+            latency: Duration::from_nanos(1),
+            payload: Payload::Rows {
+                body: Bytes::new(),
+                format: crate::parse::Format::Json,
+                rows: 1,
+                raw: vec![-3.0, f64::NAN],
+                predictions: vec![1e300].into(),
+                unknown_columns: vec!["a\"b".into()],
+            },
+        });
+        let (mut a, mut b) = (Clock::default(), Clock::default());
+        for r in &records {
+            let mut line = String::new();
+            format_record(&mut line, &r.view(), &mut a);
+            let read: serde_json::Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(record_value(&r.view(), &mut b), read, "{line}");
+        }
+        // And through an mlcap file, as the reader decodes it.
+        let mut block = Vec::new();
+        mlcap::encode_block(&records, &mut block);
+        let mut file = mlcap::MAGIC.to_vec();
+        file.extend_from_slice(&block);
+        for d in mlcap::decode(&file).unwrap().records {
+            let mut line = String::new();
+            format_record(&mut line, &d.view(), &mut a);
+            let read: serde_json::Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(record_value(&d.view(), &mut b), read, "{line}");
+        }
     }
 
     #[test]
