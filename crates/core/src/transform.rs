@@ -46,6 +46,58 @@ pub fn output_name(t: &Transform, what: &str) -> Result<String, String> {
     Ok(name)
 }
 
+/// Where `transform.code` (`code`) is in the project, and its path inside the directory a
+/// cloud job runs in (its components joined with `/`). `what` names the dataset
+/// (``dataset `x` ``); `provider` names the target in the error.
+///
+/// # Errors
+/// An absolute path or one with `..` (Invalid), or a path the project does not have
+/// (NotFound).
+pub fn code_location(
+    provider: &str,
+    project_dir: &Path,
+    code: &str,
+    what: &str,
+) -> Result<(PathBuf, String), crate::error::ProviderError> {
+    use crate::error::{ErrorKind, ProviderError};
+    use std::path::Component;
+    let rel = Path::new(code);
+    if rel.is_absolute()
+        || rel
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(ProviderError::new(
+            ErrorKind::Invalid,
+            provider,
+            "transform",
+            format!(
+                "{what}: `transform.code` {code} must be a path inside the project, without `..`"
+            ),
+        ));
+    }
+    let at: Vec<String> = rel
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .collect();
+    let path = project_dir.join(rel);
+    if !path.exists() {
+        return Err(ProviderError::new(
+            ErrorKind::NotFound,
+            provider,
+            "transform",
+            format!(
+                "{what}: `transform.code` {code} does not exist in the project ({})",
+                project_dir.display()
+            ),
+        ));
+    }
+    Ok((path, at.join("/")))
+}
+
 /// `my-data` -> `MY_DATA`, for environment variable names.
 pub fn env_name(name: &str) -> String {
     name.chars()

@@ -27,7 +27,6 @@ use mlctl_core::{DatasetRequest, ErrorKind, OpContext, ProviderError};
 use mlctl_spec::Transform;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::{Component, Path};
 use std::time::Instant;
 
 /// The script in the code that runs the command.
@@ -93,39 +92,8 @@ fn input_name(name: &str) -> String {
 fn code_files(ctx: &OpContext, t: &Transform, what: &str, entry: &str) -> Result<CodeFiles> {
     let mut files = CodeFiles::default();
     if let Some(code) = t.code.as_deref() {
-        let rel = Path::new(code);
-        if rel.is_absolute()
-            || rel
-                .components()
-                .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
-        {
-            return Err(err(
-                ErrorKind::Invalid,
-                "transform",
-                format!(
-                    "{what}: `transform.code` {code} must be a path inside the project, without `..`"
-                ),
-            ));
-        }
-        let at: Vec<String> = rel
-            .components()
-            .filter_map(|c| match c {
-                Component::Normal(n) => Some(n.to_string_lossy().into_owned()),
-                _ => None,
-            })
-            .collect();
-        let path = ctx.project_dir.join(rel);
-        if !path.exists() {
-            return Err(err(
-                ErrorKind::NotFound,
-                "transform",
-                format!(
-                    "{what}: `transform.code` {code} does not exist in the project ({})",
-                    ctx.project_dir.display()
-                ),
-            ));
-        }
-        let at = at.join("/");
+        let (path, at) =
+            mlctl_core::transform::code_location("azureml", &ctx.project_dir, code, what)?;
         if path.is_dir() {
             for (name, bytes) in code::pack_dir(&path)?.0 {
                 files.0.insert(format!("{at}/{name}"), bytes);

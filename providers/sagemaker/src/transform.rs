@@ -38,7 +38,7 @@ use aws_sdk_sagemaker::types::{
 use mlctl_core::error::Result;
 use mlctl_core::{DatasetRequest, ErrorKind, OpContext, ProviderError};
 use mlctl_spec::Transform;
-use std::path::{Component, Path};
+use std::path::Path;
 
 /// Where the container sees everything: SageMaker's processing directory.
 pub(crate) const ROOT: &str = "/opt/ml/processing";
@@ -379,39 +379,9 @@ fn pack(ctx: &OpContext, t: &Transform, what: &str) -> Result<Vec<u8>> {
     let Some(code) = t.code.as_deref() else {
         return crate::trainer::pack(None, "", ENTRY, &entry);
     };
-    let rel = Path::new(code);
-    if rel.is_absolute()
-        || rel
-            .components()
-            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
-    {
-        return Err(provider_err(
-            ErrorKind::Invalid,
-            "transform",
-            format!(
-                "{what}: `transform.code` {code} must be a path inside the project, without `..`"
-            ),
-        ));
-    }
-    let at: Vec<String> = rel
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n.to_string_lossy().into_owned()),
-            _ => None,
-        })
-        .collect();
-    let path = ctx.project_dir.join(rel);
-    if !path.exists() {
-        return Err(provider_err(
-            ErrorKind::NotFound,
-            "transform",
-            format!(
-                "{what}: `transform.code` {code} does not exist in the project ({})",
-                ctx.project_dir.display()
-            ),
-        ));
-    }
-    crate::trainer::pack(Some(&path), &at.join("/"), ENTRY, &entry)
+    let (path, at) =
+        mlctl_core::transform::code_location("sagemaker", &ctx.project_dir, code, what)?;
+    crate::trainer::pack(Some(&path), &at, ENTRY, &entry)
 }
 
 /// CreateProcessingJob.
