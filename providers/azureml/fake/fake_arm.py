@@ -19,6 +19,7 @@ import hashlib
 import http.server
 import itertools
 import json
+import math
 import re
 import secrets
 import signal
@@ -54,6 +55,80 @@ MLFLOW_RE = re.compile(
 )
 OP_RE = re.compile(rf"^/subscriptions/([^/]+)/providers/{NS}/locations/([^/]+)/(mfeOperationsStatus|mfeOperationResults)/([^/]+)$", re.I)
 
+# --- Azure Monitor's metrics of online endpoints and deployments ---------------------------------
+# `GET <resource id>/providers/Microsoft.Insights/metrics`: Azure Monitor's own api-version, not
+# Azure ML's. The metrics and dimensions are those of Microsoft's "Supported metrics" pages for
+# the two resource types; `valid` lists every metric Azure knows of the type (what its error
+# message names), `metrics` the ones the fake computes from the traffic of `/fake/traffic`.
+METRICS_API_VERSION = "2024-02-01"
+METRICS_PATH_RE = re.compile(r"^(.*)/providers/Microsoft\.Insights/metrics/?$", re.I)
+# Time grains Azure Monitor takes (another is refused unless AutoAdjustTimegrain), in seconds.
+TIME_GRAINS = {"PT1M": 60, "PT5M": 300, "PT15M": 900, "PT30M": 1800, "PT1H": 3600, "PT6H": 21600, "PT12H": 43200, "P1D": 86400}
+AGGREGATIONS = ("average", "count", "minimum", "maximum", "total")
+MAX_DATA_POINTS = 50_000  # a limit of the fake's own: a year of minutes would hang it
+
+
+def _latency_metrics(dimensions: tuple[str, ...]) -> dict:
+    return {
+        f"RequestLatency_P{p}": {
+            "percentile": p,
+            "unit": "MilliSeconds",
+            "dimensions": dimensions,
+            "localized": f"Request Latency P{p}",
+            "description": f"The average P{p} request latency aggregated by all request latency values collected over the selected time period",
+        }
+        for p in (50, 90, 95, 99)
+    }
+
+
+METRIC_TYPES = {
+    "workspaces/onlineEndpoints/deployments": {
+        "metrics": {
+            "RequestsPerMinute": {
+                "percentile": None,
+                "unit": "Count",
+                "dimensions": ("envoy_response_code",),
+                "localized": "Requests Per Minute",
+                "description": "The number of requests sent to online deployment within a minute",
+            },
+            **_latency_metrics(()),
+        },
+        "valid": (
+            "CpuMemoryUtilizationPercentage", "CpuUtilizationPercentage", "DataCollectionErrorsPerMinute",
+            "DataCollectionEventsPerMinute", "DeploymentCapacity", "DiskUtilization", "GpuEnergyJoules",
+            "GpuMemoryUtilizationPercentage", "GpuUtilizationPercentage", "RequestLatency_P50", "RequestLatency_P90",
+            "RequestLatency_P95", "RequestLatency_P99", "RequestsPerMinute",
+        ),
+    },
+    "workspaces/onlineEndpoints": {
+        "metrics": {
+            "RequestsPerMinute": {
+                "percentile": None,
+                "unit": "Count",
+                "dimensions": ("deployment", "statusCode", "statusCodeClass", "modelStatusCode"),
+                "localized": "Requests Per Minute",
+                "description": "The number of requests sent to online endpoint within a minute",
+            },
+            **_latency_metrics(("deployment",)),
+        },
+        "valid": (
+            "ConnectionsActive", "DataCollectionErrorsPerMinute", "DataCollectionEventsPerMinute", "NetworkBytes",
+            "NewConnectionsPerSecond", "RequestLatency", "RequestLatency_P50", "RequestLatency_P90", "RequestLatency_P95",
+            "RequestLatency_P99", "RequestsPerMinute",
+        ),
+    },
+}
+# A dimension's value for a request (the deployment that served it, the status it answered).
+DIMENSION_VALUES = {
+    "envoy_response_code": lambda deployment, status: str(status),
+    "deployment": lambda deployment, status: deployment,
+    "statusCode": lambda deployment, status: str(status),
+    "statusCodeClass": lambda deployment, status: f"{status // 100}xx",
+    "modelStatusCode": lambda deployment, status: str(status),
+}
+FILTER_CLAUSE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_.]*)\s+eq\s+'((?:[^']|'')*)'\s*", re.I)
+FILTER_JOIN = re.compile(r"(and|or)\s+", re.I)
+
 # Resource kinds under a workspace: url segment -> (ARM type suffix, has versions)
 ASSETS = {"data": "data", "codes": "codes", "environments": "environments", "models": "models"}
 ASSET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}$")
@@ -67,6 +142,31 @@ JOB_MUTABLE = ("tags", "description", "displayName", "properties", "isArchived")
 
 def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> datetime.datetime:
+    """An ISO 8601 / RFC 3339 time (`2026-12-02T05:00:00Z`, fractional seconds allowed), as UTC;
+    one without an offset is taken as UTC. ValueError when it is none."""
+    t = datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=datetime.timezone.utc)
+    return t.astimezone(datetime.timezone.utc)
+
+
+def utc_stamp(unix: int) -> str:
+    return datetime.datetime.fromtimestamp(unix, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def nearest_rank(samples, p: int) -> float:
+    """The p-th percentile (nearest rank) of `samples`, pairs (value, how many times)."""
+    n = sum(c for _, c in samples)
+    rank = max(1, -(-p * n // 100))  # ceil(p * n / 100), in integers
+    seen = 0
+    for value, c in sorted(samples):
+        seen += c
+        if seen >= rank:
+            return value
+    return sorted(samples)[-1][0]
 
 
 class ArmError(Exception):
@@ -152,6 +252,9 @@ class State:
             self.faults: list[dict] = []
             self.requests: list[dict] = []
             self.violations: list[dict] = []
+            # What reached each deployment (`/fake/traffic`), by (workspace path lower-cased,
+            # deployment key): entries (minute as unix seconds, status, latency ms, requests).
+            self.traffic: dict[tuple[str, str], list[tuple[int, int, float, int]]] = {}
             self.seq = 0
 
     def workspace(self, sub: str, rg: str, name: str) -> Workspace:
@@ -881,6 +984,208 @@ class Api:
             raise ArmError(400, op.fail.get("code", "OperationFailed"), op.fail.get("message", f"the {op.kind} of {op.key} failed (injected)"))
         return (204 if op.kind == "delete" else 200), None, {}
 
+    # --- Azure Monitor: metrics of online endpoints and deployments ----------------------------
+
+    def metrics(self, ws: Workspace, rel: str, resource_uri: str, query: dict):
+        """`GET <resource>/providers/Microsoft.Insights/metrics` (api-version checked by the
+        caller): the metrics of an online endpoint or deployment over the traffic recorded with
+        `/fake/traffic`, in the shape of Azure Monitor's Metrics_List. Every query Azure refuses
+        is a 400 `BadRequest` (the caller records it as a violation)."""
+        parts = rel.split("/") if rel else []
+        rtype = "/".join(["workspaces"] + [parts[i] for i in range(0, len(parts), 2)])
+        kind = rtype.lower()
+        if kind not in ("workspaces/onlineendpoints", "workspaces/onlineendpoints/deployments") or len(parts) % 2:
+            raise bad(f"metrics of {NS}/{rtype} are not emulated by the fake (only online endpoints and their deployments)", code="BadRequest")
+        key = next((k for k in ws.resources if k.lower() == rel.lower()), None)
+        if key is None:
+            raise self.not_found(ws, rel)
+        rtype = next(t for t in METRIC_TYPES if t.lower() == kind)
+        spec = METRIC_TYPES[rtype]
+        namespace = f"{NS}/{rtype}"
+
+        ns_asked = query.get("metricnamespace")
+        if ns_asked and ns_asked.lower() != namespace.lower():
+            raise bad(f"metricnamespace {ns_asked!r} is not the namespace of {rel} ({namespace})", code="BadRequest")
+        if query.get("resultType", "Data").lower() != "data":
+            raise bad(f"resultType {query['resultType']!r} is not emulated by the fake (only Data)", code="BadRequest")
+
+        # metricnames: case-insensitive, as Azure; the answer spells them as Azure does.
+        asked = [n.strip() for n in (query.get("metricnames") or "").split(",") if n.strip()]
+        if not asked:
+            raise bad("metricnames is required: the names of the metrics (comma separated) to retrieve", code="BadRequest")
+        names: list[str] = []
+        for n in asked:
+            canon = next((v for v in spec["valid"] if v.lower() == n.lower()), None)
+            if canon is None:
+                raise bad(
+                    f"Failed to find metric configuration for provider: {NS}, resource Type: {rtype}, metric: {n}, Valid metrics: {','.join(spec['valid'])}",
+                    code="BadRequest",
+                )
+            if canon not in spec["metrics"]:
+                raise bad(f"metric {canon} of {rtype} is not emulated by the fake (emulated: {', '.join(spec['metrics'])})", code="BadRequest")
+            if canon not in names:
+                names.append(canon)
+
+        aggs = [a.strip().lower() for a in (query.get("aggregation") or "average").split(",") if a.strip()]
+        for a in aggs:
+            if a not in AGGREGATIONS:
+                raise bad(f"aggregation {a!r} is not one of {', '.join(AGGREGATIONS)}", code="BadRequest")
+        aggs = list(dict.fromkeys(aggs)) or ["average"]
+
+        grain = (query.get("interval") or "PT1M").upper()
+        if grain not in TIME_GRAINS:
+            raise bad(f"interval {query.get('interval')!r} is not a time grain of Azure Monitor ({', '.join(TIME_GRAINS)})", code="BadRequest")
+        step = TIME_GRAINS[grain]
+
+        span = query.get("timespan")
+        if span:
+            first, sep, last = span.partition("/")
+            try:
+                if not sep:
+                    raise ValueError(span)
+                start, end = parse_time(first), parse_time(last)
+            except ValueError:
+                raise bad(f"timespan {span!r} is not startDateTime_ISO/endDateTime_ISO (e.g. 2026-12-02T05:00:00Z/2026-12-02T06:00:00Z)", code="BadRequest")
+        else:  # Azure's default: the last hour
+            end = datetime.datetime.now(datetime.timezone.utc)
+            start = end - datetime.timedelta(hours=1)
+        if end <= start:
+            raise bad(f"timespan {span!r}: its end is not after its start", code="BadRequest")
+        t0, t_end = int(start.timestamp()), end.timestamp()
+        b0 = t0 - t0 % step
+        buckets = max(1, math.ceil((t_end - b0) / step))
+        if buckets > MAX_DATA_POINTS:
+            raise bad(f"timespan {span!r} at {grain} makes {buckets} data points; the fake answers at most {MAX_DATA_POINTS}", code="BadRequest")
+
+        raw_filter = (query.get("$filter") or "").strip()
+        conditions = self.metrics_filter(raw_filter) if raw_filter else {}
+        rollup = {d.strip().lower() for d in (query.get("rollupby") or "").split(",") if d.strip()}
+        validate = (query.get("ValidateDimensions") or query.get("validatedimensions") or "true").lower() != "false"
+        top = query.get("top")
+        if top is not None:
+            if not top.isdigit() or int(top) < 1:
+                raise bad(f"top {top!r} is not a positive integer", code="BadRequest")
+            top = int(top)
+        elif raw_filter:
+            top = 10  # Azure's default when a $filter is given
+        order = (query.get("orderby") or "").split()
+        if order:
+            agg = {"sum": "total", "avg": "average", "min": "minimum", "max": "maximum"}.get(order[0].lower(), order[0].lower())
+            if agg not in AGGREGATIONS or len(order) > 2 or (len(order) == 2 and order[1].lower() not in ("asc", "desc")):
+                raise bad(f"orderby {query.get('orderby')!r} is not '<aggregation> [asc|desc]'", code="BadRequest")
+            order = (agg, len(order) == 2 and order[1].lower() == "asc")
+
+        # The requests recorded on the deployment, or on each deployment of the endpoint.
+        # (Azure keeps a resource's metrics after it is deleted: so does the fake.)
+        if kind.endswith("/deployments"):
+            sources = [(key.rsplit("/", 1)[1], key)]
+        else:
+            sources = [(k.rsplit("/", 1)[1], k) for (w, k) in self.s.traffic if w == ws.path.lower() and k.startswith(key + "/deployments/")]
+        entries = [
+            (dep, minute, status, latency, count)
+            for dep, k in sources
+            for minute, status, latency, count in self.s.traffic.get((ws.path.lower(), k), [])
+            if b0 <= minute < t_end
+        ]
+
+        value = []
+        for name in names:
+            m = spec["metrics"][name]
+            dims = {d.lower(): d for d in m["dimensions"]}
+            conds = {}
+            for d, (written, values) in conditions.items():
+                if d not in dims:
+                    if validate:
+                        raise bad(
+                            f"Metric: {name} does not support requested dimension combination: {written}, supported ones are: {', '.join(m['dimensions']) or 'none'}",
+                            code="BadRequest",
+                        )
+                    continue
+                conds[dims[d]] = None if "*" in values else {v.lower() for v in values}
+            for d in rollup:
+                if d not in dims and validate:
+                    raise bad(f"rollupby: metric {name} has no dimension {d}", code="BadRequest")
+            split = [d for d in conds if d.lower() not in rollup]
+            # series key -> minute -> [(latency, requests)]
+            series: dict[tuple, dict[int, list]] = {} if split else {(): {}}
+            for dep, minute, status, latency, count in entries:
+                values = {d: DIMENSION_VALUES[d](dep, status) for d in conds}
+                if any(allowed is not None and values[d].lower() not in allowed for d, allowed in conds.items()):
+                    continue
+                skey = tuple(values[d] for d in split)
+                series.setdefault(skey, {}).setdefault(minute, []).append((latency, count))
+            timeseries = []
+            for skey, minutes in sorted(series.items()):
+                # One sample a minute (the requests of the minute, or their percentile), then
+                # each bucket aggregates its minutes' samples as Azure Monitor does.
+                per_bucket: dict[int, list[float]] = {}
+                for minute, reqs in minutes.items():
+                    sample = float(sum(c for _, c in reqs)) if m["percentile"] is None else float(nearest_rank(reqs, m["percentile"]))
+                    per_bucket.setdefault((minute - b0) // step, []).append(sample)
+                data, sums = [], dict.fromkeys(AGGREGATIONS, 0.0)
+                for i in range(buckets):
+                    point = {"timeStamp": utc_stamp(b0 + i * step)}
+                    samples = per_bucket.get(i)
+                    if samples:
+                        total = sum(samples)
+                        full = {"total": total, "count": float(len(samples)), "average": total / len(samples), "minimum": min(samples), "maximum": max(samples)}
+                        for a in AGGREGATIONS:
+                            sums[a] += full[a]
+                        point.update({a: full[a] for a in aggs})
+                    data.append(point)
+                meta = [{"name": {"value": d.lower(), "localizedValue": d.lower()}, "value": v} for d, v in zip(split, skey)]
+                timeseries.append((sums, {"metadatavalues": meta, "data": data}))
+            if order:
+                timeseries.sort(key=lambda t: t[0][order[0]], reverse=not order[1])
+            if top is not None:
+                timeseries = timeseries[:top]
+            value.append(
+                {
+                    "id": f"{resource_uri}/providers/Microsoft.Insights/metrics/{name}",
+                    "type": "Microsoft.Insights/metrics",
+                    "name": {"value": name, "localizedValue": m["localized"]},
+                    "displayDescription": m["description"],
+                    "unit": m["unit"],
+                    "timeseries": [t for _, t in timeseries],
+                    "errorCode": "Success",
+                }
+            )
+        return 200, {
+            "cost": 0,
+            "timespan": f"{start:%Y-%m-%dT%H:%M:%SZ}/{end:%Y-%m-%dT%H:%M:%SZ}",
+            "interval": grain,
+            "value": value,
+            "namespace": namespace.lower(),
+            "resourceregion": ws.location,
+        }, {}
+
+    @staticmethod
+    def metrics_filter(text: str) -> dict:
+        """Azure Monitor's `$filter`: `<dim> eq '<value>'` clauses joined by `and`, values of one
+        dimension joined by `or`; `'*'` is every value (a split). {dim lower: (dim, [values])}."""
+        conds: dict[str, tuple[str, list[str]]] = {}
+        pos, op, last = 0, None, None
+        while True:
+            m = FILTER_CLAUSE.match(text, pos)
+            if not m:
+                raise bad(f"$filter {text!r}: expected <dimension> eq '<value>' at {text[pos:pos + 40]!r} (the fake takes eq clauses joined by and/or)", code="BadRequest")
+            dim, value = m.group(1), m.group(2).replace("''", "'")
+            if op == "or":
+                if dim.lower() != last:
+                    raise bad(f"$filter {text!r}: the logical or operator cannot separate two different metadata names ({last}, {dim})", code="BadRequest")
+                conds[last][1].append(value)
+            else:
+                if dim.lower() in conds:
+                    raise bad(f"$filter {text!r}: dimension {dim} is named twice (join its values with or)", code="BadRequest")
+                conds[dim.lower()] = (dim, [value])
+            last, pos = dim.lower(), m.end()
+            if pos >= len(text):
+                return conds
+            j = FILTER_JOIN.match(text, pos)
+            if not j:
+                raise bad(f"$filter {text!r}: expected and/or at {text[pos:pos + 40]!r}", code="BadRequest")
+            op, pos = j.group(1).lower(), j.end()
+
 
 # --- HTTP -------------------------------------------------------------------------------------
 
@@ -962,6 +1267,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     return self.reply(e.status, e.body())
                 record["status"] = 200
                 return self.reply(200, result)
+            if (m := WS_RE.match(path)) and (mm := METRICS_PATH_RE.match(path)):
+                # Azure Monitor's metrics API: its own api-version (not Azure ML's).
+                status, out, headers = self.metrics(method, path, m, mm.group(1), query)
+                record["status"] = status
+                return self.reply(status, out, headers)
             self.check_api_version(method, path, query)
             if m := OP_RE.match(path):
                 with s.lock:
@@ -1032,6 +1342,27 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.violation(method, path, None, [f"api-version {version!r} instead of {API_VERSION}"])
         raise ArmError(400, "InvalidApiVersionParameter", f"The api-version '{version}' is invalid. The supported versions are '{API_VERSION}'.")
 
+    def metrics(self, method, path, m, resource_uri, query):
+        """Azure Monitor's metrics of a workspace resource (Api.metrics). A query Azure would
+        refuse (400) is recorded as a violation too: the client has a bug."""
+        s = self.state
+        try:
+            if method != "GET":
+                raise ArmError(405, "MethodNotAllowed", f"{method} of Microsoft.Insights/metrics: Azure Monitor's Metrics_List of a resource is a GET")
+            version = query.get("api-version")
+            if version is None:
+                raise ArmError(400, "MissingApiVersionParameter", "The api-version query parameter (?api-version=) is required for all requests.")
+            if version != METRICS_API_VERSION:
+                raise ArmError(400, "InvalidApiVersionParameter", f"The api-version '{version}' is invalid. The supported versions are '{METRICS_API_VERSION}'.")
+            ws = s.workspace(m.group(1), m.group(2), m.group(3))
+            rel = METRICS_PATH_RE.match(m.group(4)).group(1).strip("/")
+            with s.lock:
+                return self.api.metrics(ws, rel, resource_uri, query)
+        except ArmError as e:
+            if e.status in (400, 405):
+                self.violation(method, path, None, [f"Microsoft.Insights/metrics: {e.message}"])
+            raise
+
     def violation(self, method, path, model, messages):
         entry = {"method": method, "path": path, "model": model, "violations": messages}
         with self.state.lock:
@@ -1089,6 +1420,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                             res.setdefault("sku", {})["capacity"] = int(body["capacity"])
                         changed.append(key)
                 return self.reply(200, {"changed": changed})
+            if path == "/fake/traffic" and method == "POST":
+                try:
+                    return self.reply(201, self.traffic(body))
+                except ArmError as e:
+                    return self.reply(e.status, {"error": e.message})
             if path == "/fake/faults" and method == "DELETE":
                 s.faults.clear()
                 return self.reply(200, {})
@@ -1114,6 +1450,43 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.reply(404, {"error": f"no log for job {m.group(1)}"})
         return self.reply(404, {"error": f"no fake control route {method} {path}"})
 
+
+    def traffic(self, body: dict) -> dict:
+        """Requests that reached a deployment, for its Azure Monitor metrics (the fake serves no
+        scoring). Body: {"match": "<regex on the resource key>", "requests": N, "status"?: 200,
+        "latencyMs"?: 5.0, "time"?: RFC 3339 (default now)}; the match must select exactly one
+        deployment (`onlineEndpoints/<e>/deployments/<d>`, case-insensitively)."""
+        s = self.state
+        if not isinstance(body, dict) or not isinstance(body.get("match"), str):
+            raise bad("traffic needs match (regex on the deployment's key, onlineEndpoints/<e>/deployments/<d>) and requests (N >= 0)")
+        try:
+            rx = re.compile(body["match"], re.IGNORECASE)
+        except re.error as e:
+            raise bad(f"match is not a regex: {e}")
+        n, status, latency = body.get("requests"), body.get("status", 200), body.get("latencyMs", 5.0)
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise bad(f"requests must be an integer >= 0, got {n!r}")
+        if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
+            raise bad(f"status must be an HTTP status (100..599), got {status!r}")
+        if not isinstance(latency, (int, float)) or isinstance(latency, bool) or not latency >= 0:
+            raise bad(f"latencyMs must be a number >= 0, got {latency!r}")
+        try:
+            at = parse_time(body["time"]) if body.get("time") is not None else datetime.datetime.now(datetime.timezone.utc)
+        except (ValueError, TypeError, AttributeError):
+            raise bad(f"time {body.get('time')!r} is not an RFC 3339 time (2026-12-02T05:00:00Z)")
+        deployments = [(ws, k) for ws in s.workspaces.values() for k in ws.resources if "/deployments/" in k]
+        matched = [(ws, k) for ws, k in deployments if rx.search(k)]
+        if len(matched) != 1:
+            shown = matched if matched else deployments
+            names = ", ".join(k for _, k in shown[:5]) + (f" and {len(shown) - 5} more" if len(shown) > 5 else "")
+            if matched:
+                raise bad(f"match {body['match']!r} selects {len(matched)} deployments, not one: {names}")
+            raise bad(f"match {body['match']!r} selects no deployment; the deployments are: {names or 'none'}")
+        ws, key = matched[0]
+        if n:
+            minute = int(at.timestamp()) // 60 * 60
+            s.traffic.setdefault((ws.path.lower(), key), []).append((minute, status, float(latency), n))
+        return {"recorded": key, "requests": n}
 
     def capture(self, body: dict) -> dict:
         """What a deployment's data collector would write for scored requests: one JSON-lines

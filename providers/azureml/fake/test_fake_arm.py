@@ -348,6 +348,214 @@ class Endpoints(unittest.TestCase):
         self.assertEqual(self.fake.arm("DELETE", "onlineEndpoints/iris")[0], 204)
 
 
+MQ = "2024-02-01"  # Azure Monitor's api-version
+BLUE, GREEN = "onlineEndpoints/iris/deployments/blue", "onlineEndpoints/iris/deployments/green"
+
+
+class Metrics(unittest.TestCase):
+    """Azure Monitor's metrics of online endpoints and deployments, over /fake/traffic."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.fake = Fake()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.fake.stop()
+
+    follow, model, deployment, create = Endpoints.follow, Endpoints.model, Endpoints.deployment, Endpoints.create
+
+    def setUp(self):
+        self.fake.call("POST", "/fake/reset", {}, query=None)
+        self.deployments()
+
+    def deployments(self):
+        self.create()
+        model = self.model()
+        for name in ("blue", "green"):
+            status, _, h = self.fake.arm("PUT", f"onlineEndpoints/iris/deployments/{name}", self.deployment(model))
+            self.assertEqual(status, 201)
+            self.follow(h)
+
+    def traffic(self, match, requests, status=200, latency=None, time="2026-12-02T05:01:10Z"):
+        body = {"match": match, "requests": requests, "status": status, "time": time}
+        if latency is not None:
+            body["latencyMs"] = latency
+        return self.fake.call("POST", "/fake/traffic", body, query=None)
+
+    def metrics(self, rel, status=200, **params):
+        q = {"api-version": MQ, "timespan": "2026-12-02T05:00:00Z/2026-12-02T05:05:00Z", "interval": "PT1M", **params}
+        q = {k: v for k, v in q.items() if v is not None}
+        got, body, _ = self.fake.call("GET", f"{W}/{rel}/providers/Microsoft.Insights/metrics", query=urllib.parse.urlencode(q))
+        self.assertEqual(got, status, body)
+        return body
+
+    @staticmethod
+    def by(metric, dim=None):
+        """{dimension value (or None): [the data points' values (None: no data)]}, per series."""
+        out = {}
+        for ts in metric["timeseries"]:
+            meta = {d["name"]["value"]: d["value"] for d in ts["metadatavalues"]}
+            out[meta.get(dim) if dim else None] = [{k: v for k, v in p.items() if k != "timeStamp"} or None for p in ts["data"]]
+        return out
+
+    def test_requests_per_minute_split_by_envoy_response_code_count_each_code_in_its_minute(self):
+        self.assertEqual(self.traffic("iris/deployments/blue", 7)[:2], (201, {"recorded": BLUE, "requests": 7}))
+        self.traffic("blue", 2, status=503, time="2026-12-02T05:01:50.250Z")
+        self.traffic("blue", 3, time="2026-12-02T05:03:00Z")
+        self.traffic("blue", 4, time="2026-12-02T05:07:00Z")  # after the timespan
+        self.traffic("green", 5)  # another deployment
+        body = self.metrics(BLUE, metricnames="RequestsPerMinute", aggregation="total", **{"$filter": "envoy_response_code eq '*'"})
+        self.assertEqual((body["timespan"], body["interval"], body["resourceregion"]), ("2026-12-02T05:00:00Z/2026-12-02T05:05:00Z", "PT1M", "westeurope"))
+        self.assertEqual(body["namespace"], "microsoft.machinelearningservices/workspaces/onlineendpoints/deployments")
+        (rpm,) = body["value"]
+        self.assertEqual((rpm["id"], rpm["type"], rpm["unit"], rpm["errorCode"]), (f"{W}/{BLUE}/providers/Microsoft.Insights/metrics/RequestsPerMinute", "Microsoft.Insights/metrics", "Count", "Success"))
+        self.assertEqual(rpm["name"], {"value": "RequestsPerMinute", "localizedValue": "Requests Per Minute"})
+        self.assertEqual(rpm["timeseries"][0]["metadatavalues"], [{"name": {"value": "envoy_response_code", "localizedValue": "envoy_response_code"}, "value": "200"}])
+        self.assertEqual(self.by(rpm, "envoy_response_code"), {"200": [None, {"total": 7.0}, None, {"total": 3.0}, None], "503": [None, {"total": 2.0}, None, None, None]})
+        # A minute without data carries only its timeStamp, as Azure leaves the value out.
+        self.assertEqual(rpm["timeseries"][0]["data"][0], {"timeStamp": "2026-12-02T05:00:00Z"})
+        # Unsplit: one series of every code; coarser interval: the minutes' samples aggregated.
+        body = self.metrics(BLUE, metricnames="requestsperminute", aggregation="Total,Count,Average,Maximum", interval="PT5M")
+        self.assertEqual(body["value"][0]["name"]["value"], "RequestsPerMinute")
+        self.assertEqual(self.by(body["value"][0]), {None: [{"total": 12.0, "count": 2.0, "average": 6.0, "maximum": 9.0}]})
+        recorded = [r for r in self.fake.call("GET", "/fake/requests", query=None)[1] if r["path"].endswith("/metrics")]
+        self.assertEqual([(r["status"], r["authorized"]) for r in recorded], [(200, True), (200, True)])
+        self.assertEqual(recorded[0]["query"]["$filter"], "envoy_response_code eq '*'")
+        self.assertEqual(self.fake.violations(), [])
+
+    def test_endpoint_metrics_filter_by_deployment_and_split_by_status_code_class(self):
+        self.traffic("blue", 4)
+        self.traffic("blue", 1, status=500)
+        self.traffic("green", 6)
+        self.traffic("green", 2, status=404, time="2026-12-02T05:02:00Z")
+        ep = "onlineEndpoints/iris"
+        body = self.metrics(ep, metricnames="RequestsPerMinute", aggregation="total", **{"$filter": "deployment eq 'blue' and statusCodeClass eq '*'"})
+        self.assertEqual(body["namespace"], "microsoft.machinelearningservices/workspaces/onlineendpoints")
+        series = body["value"][0]["timeseries"]
+        self.assertEqual(
+            [[(d["name"]["value"], d["value"]) for d in ts["metadatavalues"]] for ts in series],
+            [[("deployment", "blue"), ("statuscodeclass", "2xx")], [("deployment", "blue"), ("statuscodeclass", "5xx")]],
+        )
+        self.assertEqual([ts["data"][1].get("total") for ts in series], [4.0, 1.0])
+        # Without a dimension in $filter: one series of every deployment and status.
+        body = self.metrics(ep, metricnames="RequestsPerMinute", aggregation="total")
+        self.assertEqual(self.by(body["value"][0]), {None: [None, {"total": 11.0}, {"total": 2.0}, None, None]})
+        # A filtered dimension is part of each series (as in Azure) unless rolled up.
+        body = self.metrics(ep, metricnames="RequestsPerMinute", aggregation="total", rollupby="deployment", **{"$filter": "deployment eq 'green' and statusCode eq '404' or statusCode eq '200'"})
+        self.assertEqual(body["value"][0]["timeseries"][0]["metadatavalues"][0]["name"]["value"], "statuscode")
+        self.assertEqual(self.by(body["value"][0], "statuscode"), {"200": [None, {"total": 6.0}, None, None, None], "404": [None, None, {"total": 2.0}, None, None]})
+        # A split with no value in the span has no series at all.
+        body = self.metrics(ep, metricnames="RequestsPerMinute", timespan="2026-12-02T06:00:00Z/2026-12-02T06:05:00Z", **{"$filter": "deployment eq '*'"})
+        self.assertEqual(body["value"][0]["timeseries"], [])
+        # top (10 by default once a $filter is given) and orderby bound a split.
+        body = self.metrics(ep, metricnames="RequestsPerMinute", aggregation="total", top="1", orderby="total desc", **{"$filter": "deployment eq '*'"})
+        self.assertEqual(list(self.by(body["value"][0], "deployment")), ["green"])
+        self.assertEqual(self.fake.violations(), [])
+
+    def test_latency_percentiles_are_the_nearest_rank_of_each_minutes_requests(self):
+        self.traffic("blue", 98, latency=10)
+        self.traffic("blue", 1, latency=200, time="2026-12-02T05:01:59Z")
+        self.traffic("blue", 1, latency=900)
+        self.traffic("blue", 10, latency=50.5, time="2026-12-02T05:03:30Z")
+        body = self.metrics(BLUE, metricnames="RequestLatency_P99,RequestLatency_P50", aggregation="maximum")
+        p99, p50 = body["value"]
+        self.assertEqual((p99["name"]["value"], p99["unit"], p99["timeseries"][0]["metadatavalues"]), ("RequestLatency_P99", "MilliSeconds", []))
+        self.assertEqual(self.by(p99), {None: [None, {"maximum": 200.0}, None, {"maximum": 50.5}, None]})
+        self.assertEqual(self.by(p50), {None: [None, {"maximum": 10.0}, None, {"maximum": 50.5}, None]})
+        self.assertEqual(p99["timeseries"][0]["data"][0], {"timeStamp": "2026-12-02T05:00:00Z"})
+        # A coarser bucket aggregates the minutes' percentiles; PT1M's count is 1.
+        body = self.metrics(BLUE, metricnames="RequestLatency_P99", aggregation="maximum,average,count,minimum,total", interval="PT5M")
+        self.assertEqual(self.by(body["value"][0]), {None: [{"maximum": 200.0, "average": 125.25, "count": 2.0, "minimum": 50.5, "total": 250.5}]})
+        body = self.metrics(BLUE, metricnames="RequestLatency_P95")  # default aggregation: average
+        self.assertEqual(self.by(body["value"][0])[None][1], {"average": 10.0})
+        # The endpoint's percentile splits by deployment.
+        self.traffic("green", 3, latency=70)
+        body = self.metrics("onlineEndpoints/iris", metricnames="RequestLatency_P99", aggregation="maximum", **{"$filter": "deployment eq '*'"})
+        self.assertEqual({k: v[1] for k, v in self.by(body["value"][0], "deployment").items()}, {"blue": {"maximum": 200.0}, "green": {"maximum": 70.0}})
+        self.assertEqual(self.fake.violations(), [])
+
+    def test_a_wrong_api_version_of_metrics_is_refused_and_recorded(self):
+        body = self.metrics(BLUE, status=400, metricnames="RequestsPerMinute", **{"api-version": "2025-12-01"})
+        self.assertEqual(body["error"]["code"], "InvalidApiVersionParameter")
+        self.assertIn("2024-02-01", body["error"]["message"])
+        self.assertEqual(self.metrics(BLUE, status=400, metricnames="RequestsPerMinute", **{"api-version": None})["error"]["code"], "MissingApiVersionParameter")
+        (first, second) = self.fake.violations()
+        self.assertIn("2025-12-01", first["violations"][0])
+        self.assertTrue(first["path"].endswith("/providers/Microsoft.Insights/metrics"))
+
+    def test_an_unknown_metric_is_refused_naming_the_valid_ones(self):
+        err = self.metrics(BLUE, status=400, metricnames="RequestsPerMinute,RequestCount")["error"]
+        self.assertEqual(err["code"], "BadRequest")
+        self.assertIn("Failed to find metric configuration for provider: Microsoft.MachineLearningServices, resource Type: workspaces/onlineEndpoints/deployments, metric: RequestCount", err["message"])
+        self.assertIn("Valid metrics: ", err["message"])
+        self.assertIn("RequestLatency_P99", err["message"])
+        err = self.metrics(BLUE, status=400, metricnames="CpuUtilizationPercentage")["error"]
+        self.assertIn("not emulated", err["message"])
+        self.assertEqual(self.metrics(BLUE, status=400)["error"]["code"], "BadRequest")  # no metricnames
+        self.assertEqual(len(self.fake.violations()), 3)
+
+    def test_a_dimension_the_metric_lacks_is_refused(self):
+        err = self.metrics(BLUE, status=400, metricnames="RequestsPerMinute", **{"$filter": "deployment eq 'blue'"})["error"]
+        self.assertEqual(err["code"], "BadRequest")
+        self.assertIn("deployment", err["message"])
+        self.assertIn("envoy_response_code", err["message"])
+        err = self.metrics(BLUE, status=400, metricnames="RequestLatency_P99", **{"$filter": "envoy_response_code eq '*'"})["error"]
+        self.assertIn("RequestLatency_P99", err["message"])
+        # ValidateDimensions=false ignores it, as Azure does.
+        self.metrics(BLUE, metricnames="RequestLatency_P99", ValidateDimensions="false", **{"$filter": "envoy_response_code eq '*'"})
+        self.assertEqual(self.metrics(BLUE, status=400, metricnames="RequestsPerMinute", **{"$filter": "envoy_response_code ne '200'"})["error"]["code"], "BadRequest")
+        self.assertEqual(len(self.fake.violations()), 3)
+
+    def test_bad_aggregation_interval_or_timespan_are_refused(self):
+        for params in (
+            {"aggregation": "p99"},
+            {"interval": "PT7M"},
+            {"interval": "5m"},
+            {"timespan": "2026-12-02T05:00:00Z"},
+            {"timespan": "2026-12-02T05:00:00Z/2026-12-02T05:00:00Z"},
+            {"timespan": "yesterday/today"},
+        ):
+            self.assertEqual(self.metrics(BLUE, status=400, metricnames="RequestsPerMinute", **params)["error"]["code"], "BadRequest", params)
+        body = self.metrics(BLUE, metricnames="RequestsPerMinute", interval="PT1H", timespan="2026-12-02T05:10:00.5Z/2026-12-02T07:00:00Z")
+        self.assertEqual([p["timeStamp"] for p in body["value"][0]["timeseries"][0]["data"]], ["2026-12-02T05:00:00Z", "2026-12-02T06:00:00Z"])
+
+    def test_metrics_of_an_unknown_resource_are_a_404(self):
+        err = self.metrics("onlineEndpoints/iris/deployments/nope", status=404, metricnames="RequestsPerMinute")["error"]
+        self.assertEqual(err["code"], "ResourceNotFound")
+        self.assertIn("nope", err["message"])
+        self.assertEqual(self.metrics("onlineEndpoints/gone", status=404, metricnames="RequestsPerMinute")["error"]["code"], "ResourceNotFound")
+        # Resource ids are case-insensitive.
+        self.metrics("onlineendpoints/IRIS/deployments/Blue", metricnames="RequestsPerMinute")
+        self.assertIn("not emulated", self.metrics("jobs/j1", status=400, metricnames="RequestsPerMinute")["error"]["message"])
+
+    def test_traffic_must_select_exactly_one_deployment(self):
+        status, body, _ = self.traffic("deployments/", 3)
+        self.assertEqual(status, 400)
+        self.assertIn("2 deployments", body["error"])
+        self.assertIn(BLUE, body["error"])
+        self.assertIn(GREEN, body["error"])
+        status, body, _ = self.traffic("nope", 3)
+        self.assertEqual(status, 400)
+        self.assertIn("no deployment", body["error"])
+        self.assertEqual(self.traffic("^onlineEndpoints/iris$", 3)[0], 400)  # the endpoint is no deployment
+        self.assertEqual(self.traffic("blue", -1)[0], 400)
+        self.assertEqual(self.traffic("blue", 1, status=42)[0], 400)
+        self.assertEqual(self.traffic("blue", 1, time="noon")[0], 400)
+        self.assertEqual(self.traffic("BLUE", 3)[:2], (201, {"recorded": BLUE, "requests": 3}))
+
+    def test_reset_forgets_the_traffic(self):
+        self.traffic("blue", 5)
+        body = self.metrics(BLUE, metricnames="RequestsPerMinute", aggregation="total", **{"$filter": "envoy_response_code eq '*'"})
+        self.assertEqual(len(body["value"][0]["timeseries"]), 1)
+        self.fake.call("POST", "/fake/reset", {}, query=None)
+        self.deployments()
+        body = self.metrics(BLUE, metricnames="RequestsPerMinute", aggregation="total", **{"$filter": "envoy_response_code eq '*'"})
+        self.assertEqual(body["value"][0]["timeseries"], [])
+        body = self.metrics(BLUE, metricnames="RequestsPerMinute", aggregation="total")
+        self.assertEqual(self.by(body["value"][0]), {None: [None] * 5})
+
+
 W_MLFLOW = f"/mlflow/v1.0{W}/api/2.0/mlflow"
 
 # A script-mode job: reads its input, writes a model file, logs a metric to MLflow with the
