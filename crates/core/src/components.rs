@@ -1210,6 +1210,18 @@ pub trait MonitorSink: Send + Sync {
         }
         Ok(n)
     }
+    /// The SLO figures of `endpoint` from `from` to `to` as its own metrics give them, for a
+    /// sink whose capture lacks each request's status and latency; `None` (the default):
+    /// the SLOs are judged on the captured records.
+    async fn endpoint_metrics(
+        &self,
+        _ctx: &OpContext,
+        _endpoint: &str,
+        _from: time::OffsetDateTime,
+        _to: time::OffsetDateTime,
+    ) -> Result<Option<crate::monitoring::slo::Measured>> {
+        Ok(None)
+    }
     /// Removes a monitor.
     ///
     /// # Contract

@@ -555,6 +555,31 @@ fn evaluate_one(
             spec.endpoint
         )
     })?;
+    if spec.slo.is_some() {
+        // The span the window covers: its duration, or since its oldest record.
+        let to = evaluation.now;
+        let from = match window {
+            monitoring::Window::Since(d) => Some(to - d),
+            monitoring::Window::Last(_) => judge.oldest(),
+        };
+        if let Some(from) = from {
+            let measured =
+                s.rt.block_on(
+                    s.stack
+                        .monitor
+                        .endpoint_metrics(&s.ctx, &spec.endpoint, from, to),
+                )
+                .map_err(|e| {
+                    anyhow!(
+                        "monitor `{name}`: cannot read the metrics of endpoint `{}`: {e}",
+                        spec.endpoint
+                    )
+                })?;
+            if let Some(m) = measured {
+                judge.measured(m);
+            }
+        }
+    }
     Ok(judge.finish())
 }
 

@@ -621,6 +621,8 @@ pub struct Judge<'e, 'a> {
     rows: Rows<'a>,
     quality: Option<quality::Counts<'a>>,
     slo: Option<slo::Tally>,
+    measured: Option<slo::Measured>,
+    oldest: Option<time::OffsetDateTime>,
 }
 
 impl<'e, 'a> Judge<'e, 'a> {
@@ -647,11 +649,26 @@ impl<'e, 'a> Judge<'e, 'a> {
                 .slo
                 .as_ref()
                 .map(|_| slo::Tally::new(e.window, e.now)),
+            measured: None,
+            oldest: None,
         }
+    }
+
+    /// Judges the SLOs on the endpoint's own metrics instead of the captured records.
+    pub fn measured(&mut self, m: slo::Measured) {
+        self.measured = Some(m);
+    }
+
+    /// The time of the oldest record read (where a count window starts).
+    pub fn oldest(&self) -> Option<time::OffsetDateTime> {
+        self.oldest
     }
 
     /// Reads one captured record (oldest first is not required).
     pub fn push(&mut self, record: &serde_json::Value) {
+        if let Some(t) = record_time(record) {
+            self.oldest = Some(self.oldest.map_or(t, |o| o.min(t)));
+        }
         // Its rows are read once for drift and the quality checks.
         if let Some(captured) = rows_of(record) {
             self.rows.push_rows(&captured);
@@ -671,6 +688,8 @@ impl<'e, 'a> Judge<'e, 'a> {
             rows,
             quality: counts,
             slo: tally,
+            measured,
+            oldest: _,
         } = self;
         let (mut sample, rows) = rows.finish();
         let min_samples = e.spec.min_samples.unwrap_or(DEFAULT_MIN_SAMPLES);
@@ -744,9 +763,12 @@ impl<'e, 'a> Judge<'e, 'a> {
             }
         }
         if let Some(s) = &e.spec.slo {
-            let judged = tally
-                .unwrap_or_else(|| slo::Tally::new(e.window, e.now))
-                .judge(s, e.context.sampling_percent);
+            let judged = match &measured {
+                Some(m) => slo::judge_measured(s, m),
+                None => tally
+                    .unwrap_or_else(|| slo::Tally::new(e.window, e.now))
+                    .judge(s, e.context.sampling_percent),
+            };
             if judged.requests >= min_samples {
                 let bad: Vec<String> = judged
                     .objectives

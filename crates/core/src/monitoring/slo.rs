@@ -5,8 +5,9 @@
 //! sample (the result says how many requests it judged), and throughput is the captured
 //! count divided by the sampling share and by the window's length: a duration window is its
 //! duration; a count window runs from its oldest record to now. Percentiles are by nearest
-//! rank. Targets whose records lack the fields refuse the SLOs at plan time; a record without
-//! them here is left out and counted in the note.
+//! rank. Targets whose records lack the fields either give the endpoint's own metrics instead
+//! ([`Measured`], [`judge_measured`]: every request, not a sample) or refuse the SLOs at plan
+//! time; a record without them here is left out and counted in the note.
 
 use super::Window;
 use mlctl_spec::Slo;
@@ -44,6 +45,61 @@ pub struct Objective {
     /// Why there is no value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+}
+
+/// The window's figures as the endpoint's own metrics give them (a target whose capture
+/// lacks status and latency, e.g. Azure Monitor's metrics of an Azure ML endpoint): every
+/// request, not a sample.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Measured {
+    /// Requests the endpoint answered in the window.
+    pub requests: u64,
+    /// Of which with a 5xx status.
+    pub server_errors: u64,
+    /// Median latency (ms), `None` without data.
+    pub p50_ms: Option<f64>,
+    /// 99th-percentile latency (ms), `None` without data.
+    pub p99_ms: Option<f64>,
+    /// The window's length, seconds.
+    pub seconds: f64,
+    /// Where the figures come from and how they are read, for the result's note.
+    pub source: String,
+}
+
+/// Judges `slo` over figures the endpoint's own metrics gave.
+pub fn judge_measured(slo: &Slo, m: &Measured) -> SloResult {
+    let mut objectives = Vec::new();
+    let none = "the endpoint's metrics have no data for the window";
+    let mut push = |objective: &str, limit: Option<f64>, at_most: bool, value: Option<f64>| {
+        let Some(limit) = limit else { return };
+        objectives.push(Objective {
+            objective: objective.to_string(),
+            value,
+            limit,
+            breached: value.is_some_and(|v| if at_most { v > limit } else { v < limit }),
+            note: value.is_none().then(|| none.to_string()),
+        });
+    };
+    push("p50LatencyMs", slo.p50_latency_ms, true, m.p50_ms);
+    push("p99LatencyMs", slo.p99_latency_ms, true, m.p99_ms);
+    push(
+        "maxErrorRate",
+        slo.max_error_rate,
+        true,
+        (m.requests > 0).then(|| m.server_errors as f64 / m.requests as f64),
+    );
+    push(
+        "minThroughput",
+        slo.min_throughput,
+        false,
+        (m.seconds > 0.0).then(|| m.requests as f64 / m.seconds),
+    );
+    SloResult {
+        requests: m.requests,
+        sampling_percent: None,
+        objectives,
+        note: Some(m.source.clone()),
+    }
 }
 
 /// A captured request's status and latency, if the record has both.
@@ -209,6 +265,50 @@ mod tests {
     use super::*;
     use serde_json::json;
     use std::time::Duration;
+
+    #[test]
+    fn measured_figures_are_judged_against_every_bound() {
+        let slo = Slo {
+            p50_latency_ms: Some(20.0),
+            p99_latency_ms: Some(100.0),
+            max_error_rate: Some(0.01),
+            min_throughput: Some(2.0),
+        };
+        let m = Measured {
+            requests: 600,
+            server_errors: 12,
+            p50_ms: Some(8.0),
+            p99_ms: Some(140.0),
+            seconds: 600.0,
+            source: "from Azure Monitor".into(),
+        };
+        let r = judge_measured(&slo, &m);
+        let got: Vec<(&str, Option<f64>, bool)> = r
+            .objectives
+            .iter()
+            .map(|o| (o.objective.as_str(), o.value, o.breached))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("p50LatencyMs", Some(8.0), false),
+                ("p99LatencyMs", Some(140.0), true),
+                ("maxErrorRate", Some(0.02), true),
+                ("minThroughput", Some(1.0), true),
+            ]
+        );
+        assert_eq!(
+            (r.requests, r.note.as_deref()),
+            (600, Some("from Azure Monitor"))
+        );
+        let empty = judge_measured(&slo, &Measured::default());
+        assert!(
+            empty
+                .objectives
+                .iter()
+                .all(|o| o.value.is_none() && !o.breached)
+        );
+    }
 
     fn now() -> time::OffsetDateTime {
         time::macros::datetime!(2026-01-01 12:00:00 UTC)
