@@ -67,6 +67,9 @@ pub(crate) fn azure_emulators() -> Option<AzureEmu> {
         .arg(dir.path().join("violations.jsonl"))
         .arg("--work-dir")
         .arg(dir.path().join("jobs"))
+        // An operation is done after one status read or a second, whichever comes first
+        // (an endpoint's traffic PUT is not followed: its next GET shows it settled).
+        .args(["--lro-seconds", "1"])
         .env("PATH", path)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -198,6 +201,40 @@ impl AzureEmu {
         ids
     }
 
+    /// The `traffic` of the last online endpoint body mlctl sent (what serves now).
+    pub(crate) fn last_traffic(&self) -> serde_json::Value {
+        self.control(reqwest::Method::GET, "/fake/requests", None)
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["method"] == "PUT" && r["status"].as_u64().is_some_and(|s| s < 300))
+            .rfind(|r| {
+                r["path"].as_str().is_some_and(|p| {
+                    let p = p.split('?').next().unwrap_or(p);
+                    p.rsplit_once("/onlineEndpoints/")
+                        .is_some_and(|(_, name)| !name.contains('/'))
+                })
+            })
+            .map(|r| r["body"]["properties"]["traffic"].clone())
+            .unwrap_or_default()
+    }
+
+    /// Whether mlctl sent a `DELETE` of a resource whose path ends with `suffix`.
+    pub(crate) fn deleted(&self, suffix: &str) -> bool {
+        self.requested("DELETE", suffix)
+    }
+
+    /// Whether mlctl sent a `method` request whose path ends with `suffix`.
+    pub(crate) fn requested(&self, method: &str, suffix: &str) -> bool {
+        self.control(reqwest::Method::GET, "/fake/requests", None)
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["method"] == method)
+            .filter_map(|r| r["path"].as_str())
+            .any(|p| p.split('?').next().unwrap_or(p).ends_with(suffix))
+    }
+
     /// Writes what the deployment's data collector would for these requests (the fake
     /// serves no scoring): one input row and one prediction each.
     pub(crate) fn capture(&self, deployment: &str, rows: &[serde_json::Value], prediction: &str) {
@@ -210,6 +247,33 @@ impl AzureEmu {
             "/fake/capture",
             Some(serde_json::json!({"deployment": deployment, "requests": requests})),
         );
+    }
+
+    /// Records, in the fake's Azure Monitor metrics, `requests` answered with `status` in
+    /// `latency_ms` by the one deployment whose key matches `matches` (the fake serves no
+    /// scoring: this is the traffic Azure would count). False, recording nothing, while no
+    /// deployment matches yet.
+    pub(crate) fn traffic(
+        &self,
+        matches: &str,
+        requests: u32,
+        status: u16,
+        latency_ms: f64,
+    ) -> bool {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let body = serde_json::json!({"match": matches, "requests": requests, "status": status, "latencyMs": latency_ms});
+            let res = reqwest::Client::new()
+                .post(format!("{}/fake/traffic", self.arm_url))
+                .json(&body)
+                .send()
+                .await
+                .expect("the fake answers");
+            res.status().is_success()
+        })
     }
 
     /// Fails, listing them, when a request mlctl sent broke Microsoft's models.
@@ -239,12 +303,17 @@ impl Drop for AzureEmu {
     }
 }
 
-/// What the azureml target cannot do yet is refused at plan, at the field, before anything
-/// is created: iris's rollback thresholds (nothing reads Azure Monitor's metrics).
+/// What the azureml target cannot do is refused at plan, at the field, before anything is
+/// created: a CloudWatch alarm (SageMaker's) among iris's rollback thresholds.
 #[test]
-fn iris_unchanged_is_refused_on_azureml_where_the_target_cannot_honour_it() {
+fn a_field_azureml_cannot_honour_is_refused_at_plan_at_its_position() {
     let Some(az) = azure_emulators() else { return };
     let p = TestProject::example("iris");
+    p.replace(
+        "ml/endpoint.yaml",
+        "      maxP99LatencyMs: 100\n",
+        "      maxP99LatencyMs: 100\n      alarms: [iris-5xx]\n",
+    );
     let container = az.container("iris-refused");
     p.replace(
         "mlctl.yaml",
@@ -257,19 +326,14 @@ fn iris_unchanged_is_refused_on_azureml_where_the_target_cannot_honour_it() {
     let p = p.into_git();
     let plan = az.run(&p, &["plan", "--target", "fake"]);
     assert_eq!(plan.code, 1, "{}\n{}", plan.stdout, plan.stderr);
-    for (field, at) in [
-        ("strategy.rollback.maxErrorRate", "ml/endpoint.yaml:14:21"),
-        (
-            "strategy.rollback.maxP99LatencyMs",
-            "ml/endpoint.yaml:15:24",
-        ),
-    ] {
-        assert!(
-            plan.stderr.contains(&format!("does not honour `{field}`")) && plan.stderr.contains(at),
-            "{field} at {at}:\n{}",
-            plan.stderr
-        );
-    }
+    assert!(
+        plan.stderr
+            .contains("does not honour `strategy.rollback.alarms`")
+            && plan.stderr.contains("ml/endpoint.yaml:16:15")
+            && plan.stderr.contains("CloudWatch"),
+        "{}",
+        plan.stderr
+    );
     assert!(
         plan.stderr.contains("nothing was changed"),
         "{}",
@@ -277,18 +341,19 @@ fn iris_unchanged_is_refused_on_azureml_where_the_target_cannot_honour_it() {
     );
 }
 
-/// The iris example on the fake, without the rollback thresholds the target refuses: apply trains for
-/// real (mlctl's own trainer in the job, so its metrics are measured and its gates judged),
+/// The iris example on the fake, unchanged (its canary's rollback thresholds are judged on
+/// Azure Monitor's metrics): apply trains for real (mlctl's own trainer in the job, so its metrics are measured and its gates judged),
 /// registers the version, rolls the canary out on a managed online endpoint; a second plan
 /// has nothing to do; destroy removes it all. Every body sent keeps to Microsoft's models.
 #[test]
 fn iris_applies_on_azureml_against_the_fake_arm_server() {
     let Some(az) = azure_emulators() else { return };
     let p = TestProject::example("iris");
+    // SLOs, judged on the endpoint's Azure Monitor metrics (the capture has no latencies).
     p.replace(
-        "ml/endpoint.yaml",
-        "    rollback:\n      maxErrorRate: 0.05\n      maxP99LatencyMs: 100\n",
-        "",
+        "ml/monitor.yaml",
+        "  quality: {}\n",
+        "  quality: {}\n  slo: {maxErrorRate: 0.05, p99LatencyMs: 100}\n",
     );
     let container = az.container("iris");
     p.replace(
@@ -333,6 +398,7 @@ fn iris_applies_on_azureml_against_the_fake_arm_server() {
         })
         .collect();
     az.capture(&deployment, &rows, "setosa");
+    assert!(az.traffic("/deployments/iris-v1$", 150, 200, 8.0));
     let healthy = run(&["monitor", "run", "iris-drift", "--target", "fake"]);
     assert_eq!(healthy.code, 0, "{}\n{}", healthy.stdout, healthy.stderr);
     let shifted: Vec<serde_json::Value> = rows
@@ -357,7 +423,109 @@ fn iris_applies_on_azureml_against_the_fake_arm_server() {
     ]);
     assert_eq!(breach.code, 1, "{}\n{}", breach.stdout, breach.stderr);
     assert!(breach.stdout.contains("petal_length"), "{}", breach.stdout);
+    // 5xx answers past the SLO's error rate: a breach of the SLO too.
+    assert!(az.traffic("/deployments/iris-v1$", 60, 503, 8.0));
+    let slo = run(&["monitor", "run", "iris-drift", "--target", "fake"]);
+    assert_eq!(slo.code, 1, "{}\n{}", slo.stdout, slo.stderr);
+    assert!(
+        slo.stdout.contains("slo: maxErrorRate"),
+        "{}\n{}",
+        slo.stdout,
+        slo.stderr
+    );
 
     run(&["destroy", "--target", "fake", "--auto-approve"]).expect_code(0);
+    az.assert_contract_clean();
+}
+
+/// A canary on azureml is judged on Azure Monitor's metrics of its deployment, as on every
+/// other target: v2 answering 5xx to its requests is rolled back at once (v1 serves all
+/// traffic again, v2's deployment is deleted, the apply fails saying why); v3, with healthy
+/// traffic, is promoted once Azure Monitor counted its `minRequests`.
+#[test]
+fn an_azureml_canary_is_judged_on_its_azure_monitor_metrics() {
+    let Some(az) = azure_emulators() else { return };
+    let p = TestProject::example("iris");
+    p.replace(
+        "ml/endpoint.yaml",
+        "    bakeTime: 30s\n",
+        "    bakeTime: 1s\n",
+    );
+    p.replace(
+        "ml/endpoint.yaml",
+        "    minRequests: 0\n",
+        "    minRequests: 20\n    maxBakeTime: 240s\n",
+    );
+    let container = az.container("iris-canary");
+    p.replace(
+        "mlctl.yaml",
+        "  targets:\n",
+        &format!(
+            "  targets:\n{}",
+            az.target_block("fake", "iris-canary-ws", &container)
+        ),
+    );
+    let p = p.into_git();
+    // `mlctl apply` of version `v` while the fake records `status` answers of its deployment
+    // (none before it exists; some may land before its split, which Azure counts the same).
+    let apply_with_traffic = |v: u32, status: u16| {
+        let mut apply = mlctl()
+            .args(["apply", "--target", "fake", "--auto-approve"])
+            .current_dir(p.path())
+            .env("MLCTL_AZ_SAS", sas::azurite_sas())
+            .env("MLCTL_AZ_POLL_MS", "50")
+            .env("MLCTL_AZ_BACKOFF_MS", "10")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let t0 = std::time::Instant::now();
+        while apply.try_wait().unwrap().is_none() {
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(300),
+                "the rollout did not end"
+            );
+            az.traffic(&format!("/deployments/iris-v{v}$"), 4, status, 8.0);
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Run::from(apply.wait_with_output().unwrap())
+    };
+    az.run(&p, &["apply", "--target", "fake", "--auto-approve"])
+        .expect_code(0);
+    let retrain = |c: &str| {
+        p.replace("ml/train.yaml", "C: 1.0", c);
+        p.commit_all(&format!("{c}: a new version"));
+    };
+
+    retrain("C: 0.5");
+    let failing = apply_with_traffic(2, 500);
+    assert_eq!(failing.code, 1, "{}\n{}", failing.stdout, failing.stderr);
+    for said in [
+        "rollout of iris v2 was rolled back",
+        "to v2 is above maxErrorRate 5.0%",
+        "iris-v1 serves all traffic again and iris-v2 was deleted",
+    ] {
+        assert!(failing.stderr.contains(said), "{said}:\n{}", failing.stderr);
+    }
+    assert!(
+        az.deleted("/deployments/iris-v2"),
+        "v2's deployment is deleted"
+    );
+    assert_eq!(az.last_traffic(), serde_json::json!({"iris-v1": 100}));
+
+    p.replace("ml/train.yaml", "C: 0.5", "C: 1.0");
+    retrain("C: 0.25");
+    let healthy = apply_with_traffic(3, 200);
+    assert_eq!(healthy.code, 0, "{}\n{}", healthy.stdout, healthy.stderr);
+    assert!(
+        az.requested(
+            "GET",
+            "/deployments/iris-v3/providers/Microsoft.Insights/metrics"
+        ),
+        "the promotion was judged on Azure Monitor's metrics"
+    );
+    assert_eq!(az.last_traffic(), serde_json::json!({"iris-v3": 100}));
+    az.run(&p, &["destroy", "--target", "fake", "--auto-approve"])
+        .expect_code(0);
     az.assert_contract_clean();
 }

@@ -20,23 +20,7 @@ use crate::sagemaker::{moto_url, on_moto};
 /// What the azureml target does not honour yet, per example: plan refuses exactly these
 /// fields (at their place, with what to do instead) and changes nothing. An example not
 /// listed applies unchanged there. Shrink this list as the target learns them.
-const AZUREML_REFUSED: &[(&str, &[&str])] = &[
-    (
-        "churn",
-        &[
-            "strategy.rollback.maxErrorRate",
-            "strategy.rollback.maxP99LatencyMs",
-        ],
-    ),
-    ("housing", &["tuning.strategy"]),
-    (
-        "iris",
-        &[
-            "strategy.rollback.maxErrorRate",
-            "strategy.rollback.maxP99LatencyMs",
-        ],
-    ),
-];
+const AZUREML_REFUSED: &[(&str, &[&str])] = &[("housing", &["tuning.strategy"])];
 
 /// Every example, by directory name. `every_example_is_in_the_group` keeps it complete.
 const EXAMPLES: &[&str] = &["churn", "environments", "housing", "iris"];

@@ -203,9 +203,12 @@ pub fn markdown() -> String {
          Judged from captured records that carry a `status` and a `latencyMs` (mlctl's own\n\
          endpoints write both, failed requests included). Capture samples requests\n\
          (`capture.samplingPercent`), so rates and percentiles are estimates from the\n\
-         sample, and the result says how many requests it judged. A target whose captured\n\
-         records lack these (SageMaker's data capture has no latency and no failed requests)\n\
-         refuses the SLO fields at plan time.\n\n\
+         sample, and the result says how many requests it judged. Where captured records\n\
+         lack these, the endpoint's own metrics are read instead when the target has them\n\
+         (Azure ML: Azure Monitor's `RequestsPerMinute` and `RequestLatency_P50`/`_P99` of the\n\
+         online endpoint, every request of the window, the latencies the worst minute's);\n\
+         otherwise the target refuses the SLO fields at plan time (SageMaker: its data capture\n\
+         has no latency and no failed requests).\n\n\
          | field | bound |\n\
          |---|---|\n",
     );

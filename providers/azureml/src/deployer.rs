@@ -37,9 +37,15 @@
 //! `mlctl:bake` tag (`<deployment>@<unix seconds>`), written with the traffic that starts
 //! it, so an apply stopped mid-bake is resumed by the next one where it was.
 //!
-//! Azure ML has no automatic rollback and mlctl does not read the deployments' Azure Monitor
-//! metrics, so nothing would judge a bake: `rollback` thresholds, `minRequests` above 0 and
-//! `maxBakeTime` are refused at plan ([`field_rules`]).
+//! Azure ML rolls nothing back by itself, so mlctl judges the bake as on every other target
+//! ([`mlctl_core::bake::judge`]), from Azure Monitor's metrics of the new deployment
+//! ([`crate::insights`]): a canary is promoted once `bakeTime` has passed and it served
+//! `minRequests` (default 100), waiting for them up to `maxBakeTime`; a `rollback` threshold
+//! crossed (the share of 5xx answers, the p99 latency) rolls it back at once. A blue-green's
+//! shadow is judged on its thresholds the same way before any live request reaches it. A
+//! rollback puts all traffic back on the deployment that served before (the endpoint's
+//! model tags with it) and deletes the new deployment. The judge's figures lag by Azure
+//! Monitor's ingestion delay (1-3 minutes, [`crate::insights`]).
 //!
 //! # Caveats
 //! The fake ARM server the tests run provisions endpoints without serving them. `capture`
@@ -49,9 +55,11 @@
 
 use crate::arm::{Operation, OperationState};
 use crate::azure::Azure;
+use crate::insights;
 use async_trait::async_trait;
+use mlctl_core::bake::{BakeRules, BakeSample, Verdict, judge};
 use mlctl_core::error::Result;
-use mlctl_core::support::{FieldRules, Refusal, Support, number};
+use mlctl_core::support::{FieldRules, Refusal, Support};
 use mlctl_core::{
     Capabilities, DeployState, Deployer, DeploymentHandle, EndpointRequest, EndpointStatus,
     ErrorKind, Health, ModelVersion, OpContext, ProviderError, Variant, components::InPlaceRequest,
@@ -61,6 +69,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 const PROVIDER: &str = "azureml";
 
@@ -610,6 +619,19 @@ pub(crate) struct Rollout {
     pub percent: u32,
     /// How long the bake lasts (0: none).
     pub bake_secs: u64,
+    /// canary: requests the new version must serve during the bake (`minRequests`).
+    #[serde(default)]
+    pub min_requests: u64,
+    /// canary: the longest bake while short of `min_requests` (`maxBakeTime`; at least
+    /// `bake_secs`).
+    #[serde(default)]
+    pub max_bake_secs: u64,
+    /// `rollback.maxErrorRate`: the largest share of 5xx answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_error_rate: Option<f64>,
+    /// `rollback.maxP99LatencyMs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_p99_ms: Option<f64>,
     /// The deployment's `PUT`, when this deploy sent one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<Operation>,
@@ -628,18 +650,17 @@ impl Rollout {
             StrategyType::Canary => DEFAULT_CANARY_BAKE,
             StrategyType::BlueGreen => DEFAULT_BLUE_GREEN_BAKE,
         };
-        let bake_secs = match s.and_then(|s| s.bake_time.as_deref()) {
-            Some(t) => mlctl_spec::units::parse_duration(t)
-                .map_err(|e| {
-                    err(
-                        ErrorKind::Invalid,
-                        "deploy",
-                        format!("strategy.bakeTime: {e}"),
-                    )
-                })?
-                .as_secs(),
-            None => default_bake,
+        let invalid = |e: String| err(ErrorKind::Invalid, "deploy", format!("strategy.{e}"));
+        let rules = match s {
+            Some(s) if strategy != StrategyType::AllAtOnce => {
+                Some(BakeRules::of(s, Duration::from_secs(default_bake)).map_err(invalid)?)
+            }
+            _ => None,
         };
+        let bake_secs = rules.as_ref().map_or(default_bake, |r| r.bake.as_secs());
+        // `minRequests` and `maxBakeTime` are a canary's: a blue-green's shadow bakes
+        // `bakeTime`, judged on the thresholds only.
+        let canary = strategy == StrategyType::Canary;
         Ok(Rollout {
             deployment: deployment.to_string(),
             strategy,
@@ -647,8 +668,35 @@ impl Rollout {
                 .and_then(|s| s.percent)
                 .map_or(DEFAULT_CANARY_PERCENT, |p| p.clamp(1, 99) as u32),
             bake_secs,
+            min_requests: rules
+                .as_ref()
+                .filter(|_| canary)
+                .map_or(0, |r| r.min_requests),
+            max_bake_secs: match &rules {
+                Some(r) if canary => r.max_bake.as_secs(),
+                _ => bake_secs,
+            },
+            max_error_rate: rules.as_ref().and_then(|r| r.max_error_rate),
+            max_p99_ms: rules.as_ref().and_then(|r| r.max_p99_ms),
             operation: None,
         })
+    }
+
+    /// What the bake must show, for [`mlctl_core::bake::judge`].
+    pub(crate) fn rules(&self) -> BakeRules {
+        BakeRules {
+            bake: Duration::from_secs(self.bake_secs),
+            max_bake: Duration::from_secs(self.max_bake_secs.max(self.bake_secs)),
+            min_requests: self.min_requests,
+            max_error_rate: self.max_error_rate,
+            max_p99_ms: self.max_p99_ms,
+        }
+    }
+
+    /// Whether the bake is judged on Azure Monitor's metrics; else it lasts `bakeTime`.
+    pub(crate) fn judged(&self) -> bool {
+        self.strategy != StrategyType::AllAtOnce
+            && (self.min_requests > 0 || self.max_error_rate.is_some() || self.max_p99_ms.is_some())
     }
 }
 
@@ -687,6 +735,12 @@ pub(crate) enum Step {
     },
     /// Delete these deployments (no traffic any more).
     Retire(Vec<String>),
+    /// The bake failed its judge: put this traffic back (no mirror, no bake) and delete the
+    /// new deployment.
+    RollBack {
+        traffic: BTreeMap<String, u32>,
+        reason: String,
+    },
     /// The new version serves alone.
     Done,
     /// The new deployment did not provision.
@@ -705,10 +759,25 @@ fn show_duration(secs: u64) -> String {
     }
 }
 
+/// The bake of rollout `r` that the endpoint's `mlctl:bake` tag records, if it is `r`'s.
+pub(crate) fn bake_of(r: &Rollout, ep: &LiveEndpoint) -> Option<Bake> {
+    ep.tags
+        .get(BAKE_TAG)
+        .and_then(|t| Bake::parse(t))
+        .filter(|b| b.deployment == r.deployment)
+}
+
 /// The next step of rollout `r` on an endpoint showing `ep` with deployments `deps`, at
-/// `now` (unix seconds). Pure: everything it needs is what Azure shows, so a rollout
-/// stopped anywhere resumes from there.
-pub(crate) fn next_step(r: &Rollout, ep: &LiveEndpoint, deps: &[LiveDeployment], now: u64) -> Step {
+/// `now` (unix seconds), with what the new deployment served since its bake started
+/// (`sample`, from Azure Monitor; read only when the bake is [`Rollout::judged`]). Pure:
+/// everything it needs is what Azure shows, so a rollout stopped anywhere resumes from there.
+pub(crate) fn next_step(
+    r: &Rollout,
+    ep: &LiveEndpoint,
+    deps: &[LiveDeployment],
+    now: u64,
+    sample: Option<&BakeSample>,
+) -> Step {
     let new = r.deployment.as_str();
     let Some(dep) = deps.iter().find(|d| d.name == new) else {
         return Step::Failed(format!("deployment {new} no longer exists"));
@@ -742,11 +811,7 @@ pub(crate) fn next_step(r: &Rollout, ep: &LiveEndpoint, deps: &[LiveDeployment],
     if settling(&ep.state) {
         return Step::Wait(format!("endpoint is {}", ep.state));
     }
-    let bake = ep
-        .tags
-        .get(BAKE_TAG)
-        .and_then(|t| Bake::parse(t))
-        .filter(|b| b.deployment == new);
+    let bake = bake_of(r, ep);
     let alone = ep.traffic.get(new) == Some(&100)
         && others_serving.is_empty()
         && ep.mirror.values().all(|m| *m == 0);
@@ -782,6 +847,17 @@ pub(crate) fn next_step(r: &Rollout, ep: &LiveEndpoint, deps: &[LiveDeployment],
         return all;
     }
     let baked = |b: &Bake| now.saturating_sub(b.since);
+    let version = format!("v{}", dep.version);
+    // A judged bake's verdict; `None`: not judged, it lasts `bakeTime`.
+    let verdict = |b: &Bake| -> Option<Verdict> {
+        if !r.judged() {
+            return None;
+        }
+        Some(match sample {
+            Some(sample) => judge(&r.rules(), sample, Duration::from_secs(baked(b)), &version),
+            None => Verdict::Wait("waiting for Azure Monitor's metrics of the bake".into()),
+        })
+    };
     match r.strategy {
         StrategyType::AllAtOnce => all,
         StrategyType::Canary => {
@@ -794,27 +870,38 @@ pub(crate) fn next_step(r: &Rollout, ep: &LiveEndpoint, deps: &[LiveDeployment],
                 .unwrap_or_default();
             let split =
                 BTreeMap::from([(old.clone(), 100 - r.percent), (new.to_string(), r.percent)]);
-            match bake {
-                Some(b) if baked(&b) >= r.bake_secs => promote(format!(
+            let in_place = ep.traffic == split && ep.mirror.values().all(|m| *m == 0);
+            match (bake.clone(), bake.as_ref().and_then(verdict)) {
+                (Some(_), Some(Verdict::RollBack(reason))) => Step::RollBack {
+                    traffic: only(&old, 100),
+                    reason: format!("canary {version} ({new}) rolled back: {reason}"),
+                },
+                (Some(b), Some(Verdict::Promote)) => promote(format!(
+                    "canary {new} baked {} and passed its judge; promoting it",
+                    show_duration(baked(&b))
+                )),
+                (Some(_), Some(Verdict::Wait(progress))) if in_place => Step::Wait(format!(
+                    "canary {new} takes {}% beside {old}: {progress}",
+                    r.percent
+                )),
+                (Some(b), None) if baked(&b) >= r.bake_secs => promote(format!(
                     "canary {new} baked {}; promoting it",
                     show_duration(r.bake_secs)
                 )),
-                Some(b) if ep.traffic == split && ep.mirror.values().all(|m| *m == 0) => {
-                    Step::Wait(format!(
-                        "canary {new} takes {}% beside {old}; baked {} of {}",
-                        r.percent,
-                        show_duration(baked(&b)),
-                        show_duration(r.bake_secs)
-                    ))
-                }
+                (Some(b), None) if in_place => Step::Wait(format!(
+                    "canary {new} takes {}% beside {old}; baked {} of {}",
+                    r.percent,
+                    show_duration(baked(&b)),
+                    show_duration(r.bake_secs)
+                )),
                 // Traffic moved by hand mid-bake: put the split back, keeping the bake.
-                Some(b) => Step::Route {
+                (Some(b), _) => Step::Route {
                     traffic: split,
                     mirror: BTreeMap::new(),
                     bake: Some(b),
                     message: format!("canary {new}: putting its {}% back", r.percent),
                 },
-                None => Step::Route {
+                (None, _) => Step::Route {
                     traffic: split,
                     mirror: BTreeMap::new(),
                     bake: Some(Bake {
@@ -833,21 +920,31 @@ pub(crate) fn next_step(r: &Rollout, ep: &LiveEndpoint, deps: &[LiveDeployment],
             let mut blue = ep.traffic.clone();
             blue.remove(new);
             let shadow = only(new, SHADOW_PERCENT);
-            match bake {
-                Some(b) if baked(&b) >= r.bake_secs => promote(format!(
+            let in_place = ep.mirror == shadow && ep.traffic.get(new).copied().unwrap_or(0) == 0;
+            match (bake.clone(), bake.as_ref().and_then(verdict)) {
+                (Some(_), Some(Verdict::RollBack(reason))) => Step::RollBack {
+                    traffic: blue,
+                    reason: format!(
+                        "{version} ({new}) rolled back before taking live traffic: on its shadow copy, {reason}"
+                    ),
+                },
+                (Some(b), Some(Verdict::Promote)) => promote(format!(
+                    "{new} answered a copy of live traffic for {} within its thresholds; switching all traffic to it",
+                    show_duration(baked(&b))
+                )),
+                (Some(_), Some(Verdict::Wait(progress))) if in_place => Step::Wait(format!(
+                    "{new} gets a copy of {SHADOW_PERCENT}% of live traffic (shadow): {progress}"
+                )),
+                (Some(b), None) if baked(&b) >= r.bake_secs => promote(format!(
                     "{new} answered a copy of live traffic for {}; switching all traffic to it",
                     show_duration(r.bake_secs)
                 )),
-                Some(b)
-                    if ep.mirror == shadow && ep.traffic.get(new).copied().unwrap_or(0) == 0 =>
-                {
-                    Step::Wait(format!(
-                        "{new} gets a copy of {SHADOW_PERCENT}% of live traffic (shadow); baked {} of {}",
-                        show_duration(baked(&b)),
-                        show_duration(r.bake_secs)
-                    ))
-                }
-                b => Step::Route {
+                (Some(b), None) if in_place => Step::Wait(format!(
+                    "{new} gets a copy of {SHADOW_PERCENT}% of live traffic (shadow); baked {} of {}",
+                    show_duration(baked(&b)),
+                    show_duration(r.bake_secs)
+                )),
+                (b, _) => Step::Route {
                     traffic: blue,
                     mirror: shadow,
                     bake: Some(b.unwrap_or(Bake {
@@ -1098,6 +1195,59 @@ impl AzureDeployer {
             .await
     }
 
+    /// What deployment `r.deployment` of `endpoint` served since `since` (unix seconds), from
+    /// Azure Monitor ([`crate::insights`]); the p99 only when a threshold needs it.
+    async fn bake_sample(
+        &self,
+        endpoint: &str,
+        r: &Rollout,
+        since: u64,
+        now: u64,
+    ) -> Result<BakeSample> {
+        let id = self
+            .az
+            .arm
+            .id(&self.deployment_path(endpoint, &r.deployment));
+        let span = insights::timespan(since, now);
+        let read = |metric: &'static str,
+                    aggregation: &'static str,
+                    filter: Option<&'static str>| {
+            let url = insights::query(&id, metric, aggregation, &span, filter);
+            async move {
+                self.az.arm.get_url(&url).await?.ok_or_else(|| {
+                    err(
+                        ErrorKind::NotFound,
+                        "poll",
+                        format!(
+                            "Azure Monitor has no metrics of deployment {} of endpoint {endpoint}: it no longer exists",
+                            r.deployment
+                        ),
+                    )
+                })
+            }
+        };
+        let unread = |m: String| err(ErrorKind::Transient, "poll", m);
+        let body = read(
+            "RequestsPerMinute",
+            insights::REQUESTS_AGGREGATIONS,
+            Some("envoy_response_code eq '*'"),
+        )
+        .await?;
+        let (requests, server_errors) = insights::requests(&body).map_err(unread)?;
+        let p99_ms = match r.max_p99_ms {
+            Some(_) => insights::p99_ms(
+                &read("RequestLatency_P99", insights::P99_AGGREGATIONS, None).await?,
+            )
+            .map_err(unread)?,
+            None => None,
+        };
+        Ok(BakeSample {
+            requests,
+            server_errors,
+            p99_ms,
+        })
+    }
+
     /// Deletes deployments and waits for each to go.
     async fn retire(&self, endpoint: &str, names: &[String]) -> Result<()> {
         for d in names {
@@ -1312,7 +1462,12 @@ impl Deployer for AzureDeployer {
             });
         };
         let deps = self.live_deployments(&endpoint).await?;
-        Ok(match next_step(&r, &ep, &deps, unix_now()) {
+        let now = unix_now();
+        let sample = match bake_of(&r, &ep) {
+            Some(b) if r.judged() => Some(self.bake_sample(&endpoint, &r, b.since, now).await?),
+            _ => None,
+        };
+        Ok(match next_step(&r, &ep, &deps, now, sample.as_ref()) {
             Step::Wait(message) => DeployState::InProgress { message },
             Step::Route {
                 traffic,
@@ -1327,6 +1482,41 @@ impl Deployer for AzureDeployer {
                 self.retire(&endpoint, &names).await?;
                 DeployState::InProgress {
                     message: format!("removed {}, which took no traffic", names.join(", ")),
+                }
+            }
+            Step::RollBack { traffic, reason } => {
+                let mut body = routed(&ep, traffic.clone(), BTreeMap::new(), None);
+                // The endpoint's model tags follow what serves again.
+                if let Some(back) = traffic
+                    .keys()
+                    .next()
+                    .and_then(|d| deps.iter().find(|x| &x.name == d))
+                {
+                    body.tags.insert(MODEL_TAG.into(), back.model.clone());
+                    body.tags
+                        .insert(VERSION_TAG.into(), back.version.to_string());
+                }
+                self.az
+                    .arm
+                    .put(&self.endpoint_path(&endpoint), &body.to_json())
+                    .await?;
+                self.retire(&endpoint, std::slice::from_ref(&r.deployment))
+                    .await?;
+                let ep = self.live_endpoint(&endpoint).await?.ok_or_else(|| {
+                    err(
+                        ErrorKind::NotFound,
+                        "poll",
+                        format!("endpoint {endpoint} disappeared during the rollback"),
+                    )
+                })?;
+                let deps = self.live_deployments(&endpoint).await?;
+                DeployState::RolledBack {
+                    reason: format!(
+                        "{reason}; {} serves all traffic again and {} was deleted",
+                        traffic.keys().cloned().collect::<Vec<_>>().join(", "),
+                        r.deployment
+                    ),
+                    status: status_of(&handle.endpoint, &ep, &deps),
                 }
             }
             Step::Done => DeployState::Done(status_of(&handle.endpoint, &ep, &deps)),
@@ -1518,7 +1708,6 @@ fn build_rules(serving: bool) -> FieldRules {
             "the deployments' data collector (`model_inputs`, `model_outputs`) at samplingRate percent / 100, written under `capture/<endpoint>/` in the target's storage, where monitors read it (the fake ARM server writes what a test sends it)",
         )
     };
-    let no_judge = "mlctl does not read the deployments' Azure Monitor metrics and Azure ML rolls nothing back by itself, so nothing would judge the bake";
     FieldRules::new()
         .with(
             "Endpoint.metadata.labels",
@@ -1551,42 +1740,20 @@ fn build_rules(serving: bool) -> FieldRules {
         )
         .with(
             "Endpoint.spec.strategy.type",
-            Support::check(
-                "honoured by mlctl moving the endpoint's traffic: all-at-once; canary (`percent` of traffic for `bakeTime`, then all), only with `minRequests: 0`; blue-green (the new deployment gets a mirrored copy of 50% of live traffic for `bakeTime`, then all traffic at once). The old deployment is deleted once the new one serves alone",
-                |_, r, _| {
-                    let s = r.as_endpoint()?.strategy.as_ref()?;
-                    (s.ty == StrategyType::Canary && s.min_requests.is_none()).then(|| {
-                        Refusal::new(
-                            format!(
-                                "a canary is promoted only after it served `minRequests` requests (default {}); mlctl cannot count a deployment's requests on Azure ML (it does not read Azure Monitor metrics)",
-                                mlctl_spec::Strategy::DEFAULT_MIN_REQUESTS
-                            ),
-                            "write `minRequests: 0` under `strategy` to promote the canary when `bakeTime` ends, or use `type: blue-green`",
-                        )
-                    })
-                },
+            Support::honoured_as(
+                "honoured by mlctl moving the endpoint's traffic: all-at-once; canary (`percent` of traffic for `bakeTime`, then all, judged on Azure Monitor's metrics of the new deployment); blue-green (the new deployment gets a mirrored copy of 50% of live traffic for `bakeTime`, then all traffic at once). The old deployment is deleted once the new one serves alone",
             ),
         )
         .with(
             "Endpoint.spec.strategy.minRequests",
-            Support::check(
-                "honoured for 0 only (the canary is promoted when `bakeTime` ends); refused above 0",
-                |_, _, node| {
-                    let n = number(node)?;
-                    (n > 0.0).then(|| {
-                        Refusal::new(
-                            format!("mlctl cannot count the requests a deployment served on Azure ML, so it cannot hold a canary until it served {n}"),
-                            "write `minRequests: 0`, and watch the canary's metrics in Azure Monitor during `bakeTime`",
-                        )
-                    })
-                },
+            Support::honoured_as(
+                "the canary is promoted only once Azure Monitor counted this many requests to its deployment since the bake started (`RequestsPerMinute`; default 100; its figures lag 1-3 minutes), waiting up to `maxBakeTime`, then rolled back",
             ),
         )
         .with(
             "Endpoint.spec.strategy.maxBakeTime",
-            Support::refused(
-                "an azureml canary bakes exactly `bakeTime`; there is no count of requests to wait for",
-                "remove `maxBakeTime`",
+            Support::honoured_as(
+                "the longest a canary short of `minRequests` bakes before it is rolled back (default `bakeTime`)",
             ),
         )
         .with(
@@ -1599,11 +1766,15 @@ fn build_rules(serving: bool) -> FieldRules {
         )
         .with(
             "Endpoint.spec.strategy.rollback.maxErrorRate",
-            Support::refused(no_judge, "remove `rollback`, watch the deployment's metrics in Azure Monitor during `bakeTime` and run `mlctl rollback` if they are bad; or judge thresholds on a local or sagemaker target"),
+            Support::honoured_as(
+                "judged by mlctl during the bake on the new deployment's Azure Monitor metrics (5xx answers over all, `RequestsPerMinute` by `envoy_response_code`): crossed, all traffic goes back to the old deployment and the new one is deleted; a blue-green is judged on its shadow copy before it takes live traffic",
+            ),
         )
         .with(
             "Endpoint.spec.strategy.rollback.maxP99LatencyMs",
-            Support::refused(no_judge, "remove `rollback`, watch the deployment's metrics in Azure Monitor during `bakeTime` and run `mlctl rollback` if they are bad; or judge thresholds on a local or sagemaker target"),
+            Support::honoured_as(
+                "judged by mlctl during the bake on the new deployment's `RequestLatency_P99` (its worst minute): crossed, all traffic goes back to the old deployment and the new one is deleted",
+            ),
         )
         .with(
             "Endpoint.spec.strategy.rollback.alarms",

@@ -42,6 +42,7 @@ mod code;
 mod connect;
 mod data;
 mod deployer;
+mod insights;
 mod metrics;
 mod monitor;
 mod registry;

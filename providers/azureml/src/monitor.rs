@@ -18,12 +18,16 @@
 //! read): `{"time","requestId","model","version","variant","columns","rows","predictions"}`,
 //! the request id being the `x-request-id` the caller was answered with.
 //!
-//! # Caveats
+//! # SLOs
 //! The data collector records neither the status nor the latency of a request, so SLOs are
-//! refused at plan ([`field_rules`]).
+//! judged on the online endpoint's Azure Monitor metrics instead
+//! ([`AzureMonitorSink::endpoint_metrics`]): every request of the window, not the capture's
+//! sample. Azure publishes a minute 1-3 minutes after it ends, so the newest requests of the
+//! window are not in them yet.
 
 use crate::azure::Azure;
 use crate::deployer::endpoint_name;
+use crate::insights;
 use async_trait::async_trait;
 use mlctl_core::error::Result;
 use mlctl_core::support::{FieldRules, Support};
@@ -369,6 +373,65 @@ impl MonitorSink for AzureMonitorSink {
         })
     }
 
+    /// The SLO figures from Azure Monitor's metrics of the online endpoint
+    /// ([`crate::insights`]): its requests and 5xx answers (`RequestsPerMinute` by
+    /// `statusCodeClass`) and the worst minute's `RequestLatency_P50` / `_P99`, over every
+    /// deployment. `None` when the endpoint does not exist.
+    async fn endpoint_metrics(
+        &self,
+        ctx: &OpContext,
+        endpoint: &str,
+        from: time::OffsetDateTime,
+        to: time::OffsetDateTime,
+    ) -> Result<Option<mlctl_core::monitoring::slo::Measured>> {
+        let azure = endpoint_name(&self.az.target, &ctx.project, endpoint);
+        let id = self.az.arm.id(&format!("onlineEndpoints/{azure}"));
+        let (since, now) = (
+            from.unix_timestamp().max(0) as u64,
+            to.unix_timestamp().max(0) as u64,
+        );
+        let span = insights::timespan(since, now);
+        let unread = |m: String| err(ErrorKind::Transient, "endpoint metrics", m);
+        let Some(requests) = self
+            .az
+            .arm
+            .get_url(&insights::query(
+                &id,
+                "RequestsPerMinute",
+                insights::REQUESTS_AGGREGATIONS,
+                &span,
+                Some("statusCodeClass eq '*'"),
+            ))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let (requests, server_errors) =
+            insights::requests_by(&requests, "statusCodeClass").map_err(unread)?;
+        let latency = self
+            .az
+            .arm
+            .get_url(&insights::query(
+                &id,
+                "RequestLatency_P50,RequestLatency_P99",
+                insights::P99_AGGREGATIONS,
+                &span,
+                None,
+            ))
+            .await?
+            .unwrap_or_default();
+        Ok(Some(mlctl_core::monitoring::slo::Measured {
+            requests,
+            server_errors,
+            p50_ms: insights::worst(&latency, "RequestLatency_P50").map_err(unread)?,
+            p99_ms: insights::worst(&latency, "RequestLatency_P99").map_err(unread)?,
+            seconds: now.saturating_sub(since) as f64,
+            source: format!(
+                "every request of online endpoint {azure} from Azure Monitor's metrics, not the capture: RequestsPerMinute by statusCodeClass; the latencies are the worst minute's RequestLatency_P50 / _P99 (an upper bound); Azure publishes a minute 1-3 minutes after it ends"
+            ),
+        }))
+    }
+
     async fn captured(&self, ctx: &OpContext, endpoint: &str, limit: usize) -> Result<Vec<Value>> {
         let azure = endpoint_name(&self.az.target, &ctx.project, endpoint);
         let prefix = self.az.blob.key(&format!("capture/{azure}/"));
@@ -448,9 +511,8 @@ pub(crate) fn field_rules() -> FieldRules {
     for slo in mlctl_spec::quality::SLOS {
         r = r.with(
             &format!("Monitor.spec.slo.{}", slo.field),
-            Support::refused(
-                "Azure ML's data collector records neither the status nor the latency of a request, so mlctl cannot judge an SLO from the capture (the endpoint's Azure Monitor metrics are not read)",
-                "remove `slo` for this target and watch the endpoint's latency and errors in Azure Monitor, or judge `slo` on a local target",
+            Support::honoured_as(
+                "judged by `mlctl monitor run` on the online endpoint's Azure Monitor metrics over the window (every request, not the capture, whose records have no status or latency): RequestsPerMinute by statusCodeClass for the error rate and throughput, the worst minute's RequestLatency_P50 / _P99 for the latencies",
             ),
         );
     }

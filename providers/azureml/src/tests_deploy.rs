@@ -4,6 +4,7 @@
 
 use crate::deployer::*;
 use crate::monitor::{self, CaptureLine, capture_hour, join, newest_first, parse_capture};
+use mlctl_core::bake::BakeSample;
 use mlctl_core::{ApprovalStatus, Health, ModelVersion, Variant};
 use mlctl_spec::{Stage, StrategyType};
 use serde_json::{Value, json};
@@ -331,6 +332,14 @@ impl World {
                 self.deps.retain(|d| !names.contains(&d.name));
                 None
             }
+            Step::RollBack { traffic, .. } => {
+                let body = routed(&self.ep, traffic.clone(), BTreeMap::new(), None);
+                self.ep = parse_endpoint(&body.to_json());
+                self.ep.state = "Succeeded".into();
+                let keep: Vec<String> = traffic.keys().cloned().collect();
+                self.deps.retain(|d| keep.contains(&d.name));
+                Some(body.to_json())
+            }
             _ => None,
         }
     }
@@ -346,6 +355,10 @@ fn rollout(strategy: StrategyType, deployment: &str, bake_secs: u64) -> Rollout 
         strategy,
         percent: 20,
         bake_secs,
+        min_requests: 0,
+        max_bake_secs: bake_secs,
+        max_error_rate: None,
+        max_p99_ms: None,
         operation: None,
     }
 }
@@ -364,11 +377,11 @@ fn all_at_once_sends_every_request_to_the_new_version_then_removes_the_old() {
     w.add("iris-v2", "Creating");
     let r = rollout(StrategyType::AllAtOnce, "iris-v2", 0);
     assert_eq!(
-        next_step(&r, &w.ep, &w.deps, 0),
+        next_step(&r, &w.ep, &w.deps, 0, None),
         Step::Wait("deployment iris-v2 is Creating".into())
     );
     w.deps[1].state = "Succeeded".into();
-    let step = next_step(&r, &w.ep, &w.deps, 0);
+    let step = next_step(&r, &w.ep, &w.deps, 0, None);
     let body = w.apply(&step).expect("a route");
     assert_eq!(
         body,
@@ -381,10 +394,10 @@ fn all_at_once_sends_every_request_to_the_new_version_then_removes_the_old() {
         })
     );
     assert_eq!(w.serving(), [variant(2, 100)]);
-    let step = next_step(&r, &w.ep, &w.deps, 0);
+    let step = next_step(&r, &w.ep, &w.deps, 0, None);
     assert_eq!(step, Step::Retire(vec!["iris-v1".into()]));
     w.apply(&step);
-    assert_eq!(next_step(&r, &w.ep, &w.deps, 0), Step::Done);
+    assert_eq!(next_step(&r, &w.ep, &w.deps, 0, None), Step::Done);
 }
 
 #[test]
@@ -394,7 +407,7 @@ fn a_canary_takes_its_percent_for_the_bake_then_everything() {
     let r = rollout(StrategyType::Canary, "iris-v2", 600);
     let t0 = 1_800_000_000;
     let body = w
-        .apply(&next_step(&r, &w.ep, &w.deps, t0))
+        .apply(&next_step(&r, &w.ep, &w.deps, t0, None))
         .expect("the split");
     assert_eq!(
         body,
@@ -408,14 +421,14 @@ fn a_canary_takes_its_percent_for_the_bake_then_everything() {
     );
     assert_eq!(w.serving(), [variant(1, 80), variant(2, 20)]);
     // Baking: nothing is sent, and a re-run (a new apply) finds the bake where it was.
-    match next_step(&r, &w.ep, &w.deps, t0 + 125) {
+    match next_step(&r, &w.ep, &w.deps, t0 + 125, None) {
         Step::Wait(m) => assert!(m.contains("baked 2m 5s of 10m 0s"), "{m}"),
         other => panic!("{other:?}"),
     }
     // Traffic moved by hand mid-bake is put back, the bake kept.
     w.ep.traffic = pct(&[("iris-v1", 100), ("iris-v2", 0)]);
     let back = w
-        .apply(&next_step(&r, &w.ep, &w.deps, t0 + 200))
+        .apply(&next_step(&r, &w.ep, &w.deps, t0 + 200, None))
         .expect("put back");
     assert_eq!(
         back["properties"]["traffic"],
@@ -424,15 +437,220 @@ fn a_canary_takes_its_percent_for_the_bake_then_everything() {
     assert_eq!(back["tags"]["mlctl:bake"], json!(format!("iris-v2@{t0}")));
     // Baked: all traffic to v2, the bake tag gone, then v1 removed.
     let promoted = w
-        .apply(&next_step(&r, &w.ep, &w.deps, t0 + 600))
+        .apply(&next_step(&r, &w.ep, &w.deps, t0 + 600, None))
         .expect("promotion");
     assert_eq!(promoted["properties"]["traffic"], json!({"iris-v2": 100}));
     assert!(promoted["tags"].get("mlctl:bake").is_none(), "{promoted}");
-    let retire = next_step(&r, &w.ep, &w.deps, t0 + 601);
+    let retire = next_step(&r, &w.ep, &w.deps, t0 + 601, None);
     assert_eq!(retire, Step::Retire(vec!["iris-v1".into()]));
     w.apply(&retire);
-    assert_eq!(next_step(&r, &w.ep, &w.deps, t0 + 602), Step::Done);
+    assert_eq!(next_step(&r, &w.ep, &w.deps, t0 + 602, None), Step::Done);
     assert_eq!(w.serving(), [variant(2, 100)]);
+}
+
+fn judged(
+    strategy: StrategyType,
+    min_requests: u64,
+    max_error_rate: Option<f64>,
+    max_p99_ms: Option<f64>,
+) -> Rollout {
+    Rollout {
+        min_requests,
+        max_bake_secs: 120,
+        max_error_rate,
+        max_p99_ms,
+        ..rollout(strategy, "iris-v2", 60)
+    }
+}
+
+fn served(requests: u64, server_errors: u64, p99_ms: Option<f64>) -> BakeSample {
+    BakeSample {
+        requests,
+        server_errors,
+        p99_ms,
+    }
+}
+
+/// The split of a canary of v2 started at `t0`.
+fn canary_started(r: &Rollout, t0: u64) -> World {
+    let mut w = World::new(Some("iris-v1"));
+    w.add("iris-v2", "Succeeded");
+    w.apply(&next_step(r, &w.ep, &w.deps, t0, None))
+        .expect("the split");
+    assert_eq!(w.serving(), [variant(1, 80), variant(2, 20)]);
+    w
+}
+
+#[test]
+fn a_judged_canary_waits_for_min_requests_past_its_bake_then_is_promoted() {
+    let r = judged(StrategyType::Canary, 5, None, None);
+    let t0 = 1_800_000_000;
+    let mut w = canary_started(&r, t0);
+    match next_step(&r, &w.ep, &w.deps, t0 + 61, Some(&served(3, 0, None))) {
+        Step::Wait(m) => assert!(
+            m.contains("3 of 5 requests") && m.contains("waiting for 2 more"),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    let promoted = w
+        .apply(&next_step(
+            &r,
+            &w.ep,
+            &w.deps,
+            t0 + 62,
+            Some(&served(5, 0, None)),
+        ))
+        .expect("promotion");
+    assert_eq!(promoted["properties"]["traffic"], json!({"iris-v2": 100}));
+}
+
+#[test]
+fn a_judged_canary_is_not_promoted_at_the_end_of_its_bake_without_its_requests() {
+    let r = judged(StrategyType::Canary, 5, None, None);
+    let t0 = 1_800_000_000;
+    let mut w = canary_started(&r, t0);
+    // Past `bakeTime`, short of requests: still the split.
+    assert!(matches!(
+        next_step(&r, &w.ep, &w.deps, t0 + 90, Some(&served(0, 0, None))),
+        Step::Wait(_)
+    ));
+    // Past `maxBakeTime`: back to v1, saying how many it had.
+    let step = next_step(&r, &w.ep, &w.deps, t0 + 120, Some(&served(0, 0, None)));
+    match &step {
+        Step::RollBack { traffic, reason } => {
+            assert_eq!(traffic, &pct(&[("iris-v1", 100)]));
+            assert!(reason.contains("v2 had 0 of the 5 requests"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let body = w.apply(&step).expect("the rollback");
+    assert!(body["tags"].get("mlctl:bake").is_none(), "{body}");
+    assert_eq!(w.serving(), [variant(1, 100)]);
+    assert_eq!(w.deps.len(), 1, "the canary's deployment is deleted");
+}
+
+#[test]
+fn a_canary_over_its_error_rate_rolls_back_at_once() {
+    let r = judged(StrategyType::Canary, 100, Some(0.1), None);
+    let t0 = 1_800_000_000;
+    let w = canary_started(&r, t0);
+    match next_step(&r, &w.ep, &w.deps, t0 + 5, Some(&served(20, 5, None))) {
+        Step::RollBack { traffic, reason } => {
+            assert_eq!(traffic, pct(&[("iris-v1", 100)]));
+            assert!(
+                reason.contains("error rate 25.0% of 20 requests"),
+                "{reason}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Within it: the bake goes on.
+    assert!(matches!(
+        next_step(&r, &w.ep, &w.deps, t0 + 5, Some(&served(20, 1, None))),
+        Step::Wait(_)
+    ));
+}
+
+#[test]
+fn a_blue_green_shadow_over_its_p99_rolls_back_before_it_takes_live_traffic() {
+    let r = judged(StrategyType::BlueGreen, 0, None, Some(50.0));
+    let mut w = World::new(Some("iris-v1"));
+    w.add("iris-v2", "Succeeded");
+    let t0 = 1_800_000_000;
+    w.apply(&next_step(&r, &w.ep, &w.deps, t0, None))
+        .expect("the shadow");
+    let step = next_step(
+        &r,
+        &w.ep,
+        &w.deps,
+        t0 + 30,
+        Some(&served(40, 0, Some(120.0))),
+    );
+    match &step {
+        Step::RollBack { traffic, reason } => {
+            assert_eq!(traffic, &pct(&[("iris-v1", 100)]));
+            assert!(
+                reason.contains("shadow") && reason.contains("maxP99LatencyMs 50"),
+                "{reason}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let body = w.apply(&step).expect("the rollback");
+    assert_eq!(body["properties"]["mirrorTraffic"], json!({}));
+    assert_eq!(w.serving(), [variant(1, 100)]);
+    // Fast enough: switched when the bake ends (a shadow waits for no request count).
+    let r = judged(StrategyType::BlueGreen, 0, None, Some(50.0));
+    let mut w = World::new(Some("iris-v1"));
+    w.add("iris-v2", "Succeeded");
+    w.apply(&next_step(&r, &w.ep, &w.deps, t0, None))
+        .expect("the shadow");
+    let switch = w
+        .apply(&next_step(
+            &r,
+            &w.ep,
+            &w.deps,
+            t0 + 60,
+            Some(&served(40, 0, Some(9.0))),
+        ))
+        .expect("the switch");
+    assert_eq!(switch["properties"]["traffic"], json!({"iris-v2": 100}));
+}
+
+#[test]
+fn a_judged_bake_without_its_metrics_waits_for_them() {
+    let r = judged(StrategyType::Canary, 5, None, None);
+    let t0 = 1_800_000_000;
+    let w = canary_started(&r, t0);
+    match next_step(&r, &w.ep, &w.deps, t0 + 500, None) {
+        Step::Wait(m) => assert!(m.contains("Azure Monitor"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_rollout_carries_its_bake_rules() {
+    let spec = |strategy: Value| -> mlctl_spec::EndpointSpec {
+        serde_json::from_value(json!({"model": "iris", "strategy": strategy})).unwrap()
+    };
+    let r = Rollout::of(&spec(json!({"type": "canary"})), "iris-v2").unwrap();
+    assert_eq!(
+        (r.min_requests, r.max_bake_secs, r.judged()),
+        (100, 600, true)
+    );
+    let r = Rollout::of(
+        &spec(json!({"type": "canary", "bakeTime": "1m", "minRequests": 0, "maxBakeTime": "5m", "rollback": {"maxErrorRate": 0.02, "maxP99LatencyMs": 80}})),
+        "iris-v2",
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            r.min_requests,
+            r.bake_secs,
+            r.max_bake_secs,
+            r.max_error_rate,
+            r.max_p99_ms
+        ),
+        (0, 60, 300, Some(0.02), Some(80.0))
+    );
+    let r = Rollout::of(
+        &spec(json!({"type": "canary", "minRequests": 0})),
+        "iris-v2",
+    )
+    .unwrap();
+    assert!(
+        !r.judged(),
+        "minRequests 0 without thresholds bakes bakeTime only"
+    );
+    let r = Rollout::of(&spec(json!({"type": "blue-green"})), "iris-v2").unwrap();
+    assert_eq!((r.min_requests, r.judged()), (0, false));
+    // A handle written before the rules were recorded reads as unjudged.
+    let old: Rollout = serde_json::from_value(
+        json!({"deployment": "iris-v2", "strategy": "canary", "percent": 10, "bakeSecs": 60}),
+    )
+    .unwrap();
+    assert!(!old.judged());
 }
 
 #[test]
@@ -442,7 +660,7 @@ fn blue_green_shadows_live_traffic_to_green_then_switches_at_once() {
     let r = rollout(StrategyType::BlueGreen, "iris-v2", 300);
     let t0 = 1_800_000_000;
     let shadow = w
-        .apply(&next_step(&r, &w.ep, &w.deps, t0))
+        .apply(&next_step(&r, &w.ep, &w.deps, t0, None))
         .expect("the shadow");
     assert_eq!(
         shadow,
@@ -457,17 +675,17 @@ fn blue_green_shadows_live_traffic_to_green_then_switches_at_once() {
     // Blue answers every request meanwhile.
     assert_eq!(w.serving(), [variant(1, 100)]);
     assert!(
-        matches!(next_step(&r, &w.ep, &w.deps, t0 + 10), Step::Wait(m) if m.contains("shadow"))
+        matches!(next_step(&r, &w.ep, &w.deps, t0 + 10, None), Step::Wait(m) if m.contains("shadow"))
     );
     let switch = w
-        .apply(&next_step(&r, &w.ep, &w.deps, t0 + 300))
+        .apply(&next_step(&r, &w.ep, &w.deps, t0 + 300, None))
         .expect("the switch");
     assert_eq!(switch["properties"]["traffic"], json!({"iris-v2": 100}));
     assert_eq!(switch["properties"]["mirrorTraffic"], json!({}));
-    let retire = next_step(&r, &w.ep, &w.deps, t0 + 301);
+    let retire = next_step(&r, &w.ep, &w.deps, t0 + 301, None);
     assert_eq!(retire, Step::Retire(vec!["iris-v1".into()]));
     w.apply(&retire);
-    assert_eq!(next_step(&r, &w.ep, &w.deps, t0 + 302), Step::Done);
+    assert_eq!(next_step(&r, &w.ep, &w.deps, t0 + 302, None), Step::Done);
 }
 
 #[test]
@@ -476,13 +694,19 @@ fn a_first_deployment_takes_all_traffic_whatever_the_strategy() {
         let mut w = World::new(None);
         w.add("iris-v1", "Succeeded");
         let r = rollout(strategy, "iris-v1", 600);
-        let body = w.apply(&next_step(&r, &w.ep, &w.deps, 0)).expect("a route");
+        let body = w
+            .apply(&next_step(&r, &w.ep, &w.deps, 0, None))
+            .expect("a route");
         assert_eq!(
             body["properties"]["traffic"],
             json!({"iris-v1": 100}),
             "{strategy:?}"
         );
-        assert_eq!(next_step(&r, &w.ep, &w.deps, 0), Step::Done, "{strategy:?}");
+        assert_eq!(
+            next_step(&r, &w.ep, &w.deps, 0, None),
+            Step::Done,
+            "{strategy:?}"
+        );
     }
 }
 
@@ -495,6 +719,7 @@ fn a_failed_deployment_fails_the_rollout_and_says_what_keeps_serving() {
         &w.ep,
         &w.deps,
         0,
+        None,
     ) {
         Step::Failed(m) => {
             assert!(m.contains("iris-v2 is Failed"), "{m}");
@@ -505,7 +730,7 @@ fn a_failed_deployment_fails_the_rollout_and_says_what_keeps_serving() {
     }
     w.deps.pop();
     assert!(
-        matches!(next_step(&rollout(StrategyType::AllAtOnce, "iris-v2", 0), &w.ep, &w.deps, 0), Step::Failed(m) if m.contains("no longer exists"))
+        matches!(next_step(&rollout(StrategyType::AllAtOnce, "iris-v2", 0), &w.ep, &w.deps, 0, None), Step::Failed(m) if m.contains("no longer exists"))
     );
 }
 
@@ -519,7 +744,8 @@ fn nothing_is_sent_while_the_endpoint_is_updating() {
             &rollout(StrategyType::AllAtOnce, "iris-v2", 0),
             &w.ep,
             &w.deps,
-            0
+            0,
+            None
         ),
         Step::Wait("endpoint is Updating".into())
     );
@@ -751,27 +977,32 @@ mod support {
     }
 
     #[test]
-    fn what_nothing_on_azureml_could_judge_is_refused() {
+    fn bakes_are_judged_on_azure_monitor_so_their_rules_are_honoured() {
         expect(
             BUILTIN,
             &endpoint(
                 "  strategy:\n    type: canary\n    percent: 10\n    rollback: {maxErrorRate: 0.1, maxP99LatencyMs: 100}\n",
             ),
-            &[
-                &["type:", "write `minRequests: 0`"],
-                &["maxErrorRate:", "Azure Monitor", "mlctl rollback"],
-                &["maxP99LatencyMs:", "Azure Monitor"],
-            ],
+            &[],
         );
         expect(
             BUILTIN,
             &endpoint(
                 "  strategy: {type: canary, percent: 10, bakeTime: 10m, minRequests: 50, maxBakeTime: 1h}\n",
             ),
-            &[
-                &["minRequests:", "served 50"],
-                &["maxBakeTime:", "bakes exactly"],
-            ],
+            &[],
+        );
+        expect(
+            BUILTIN,
+            &endpoint(
+                "  strategy: {type: blue-green, bakeTime: 2m, rollback: {maxErrorRate: 0.01}}\n",
+            ),
+            &[],
+        );
+        expect(
+            BUILTIN,
+            &endpoint("  strategy: {type: canary, percent: 10, rollback: {alarms: [my-alarm]}}\n"),
+            &[&["alarms:", "CloudWatch"]],
         );
     }
 

@@ -125,7 +125,4 @@ async fn azure_setup(check: &'static str) -> Option<conformance::Setup> {
 
 conformance::conformance_tests! {
     setup: azure_setup,
-    skip: {
-        canary_without_traffic_rolls_back: "the azureml target reads no Azure Monitor metrics, so it refuses `minRequests` above 0 at plan",
-    },
 }
