@@ -352,7 +352,7 @@ fn sagemaker_capture_files_are_read_and_judged_by_monitor_run() {
     let p = iris_on_moto(&root, "irismon");
     p.write(
         "ml/monitor.yaml",
-        "apiVersion: mlctl/v1\nkind: Monitor\nmetadata:\n  name: iris-drift\nspec:\n  endpoint: iris\n  minSamples: 100\n  drift: {}\n",
+        "apiVersion: mlctl/v1\nkind: Monitor\nmetadata:\n  name: iris-drift\nspec:\n  endpoint: iris\n  minSamples: 100\n  drift: {}\n  slo: {maxErrorRate: 0.05, minThroughput: 0.001}\n",
     );
     std::fs::write(p.path().join(".gitignore"), ".mlctl/\n").unwrap();
     p.git(&["init", "-q", "-b", "main"]);
@@ -411,6 +411,43 @@ fn sagemaker_capture_files_are_read_and_judged_by_monitor_run() {
         &all[150..].join("\n"),
     );
 
+    // What CloudWatch counted meanwhile (SageMaker publishes it; on moto the test does):
+    // 300 invocations, 30 of them 5xx, above the SLO's 5%, on the variant that serves (a
+    // moto that outlives one run has served more versions of this endpoint).
+    let described = moto_request(
+        &url,
+        "sagemaker",
+        "POST /",
+        "Content-Type: application/x-amz-json-1.1\r\nX-Amz-Target: SageMaker.DescribeEndpoint\r\n",
+        r#"{"EndpointName": "irismon-iris"}"#,
+    );
+    let variant = described
+        .split("\"VariantName\":")
+        .nth(1)
+        .and_then(|r| r.split('"').nth(1))
+        .unwrap_or_else(|| panic!("no variant in {described}"))
+        .to_string();
+    for (metric, value) in [("Invocations", 300), ("Invocation5XXErrors", 30)] {
+        let body = format!(
+            "Action=PutMetricData&Version=2010-08-01&Namespace=AWS%2FSageMaker\
+             &MetricData.member.1.MetricName={metric}&MetricData.member.1.Value={value}\
+             &MetricData.member.1.Unit=Count&MetricData.member.1.Timestamp={}\
+             &MetricData.member.1.Dimensions.member.1.Name=EndpointName\
+             &MetricData.member.1.Dimensions.member.1.Value=irismon-iris\
+             &MetricData.member.1.Dimensions.member.2.Name=VariantName\
+             &MetricData.member.1.Dimensions.member.2.Value={variant}",
+            now.replace(':', "%3A")
+        );
+        let reply = moto_request(
+            &url,
+            "monitoring",
+            "POST /",
+            "Content-Type: application/x-www-form-urlencoded\r\n",
+            &body,
+        );
+        assert!(reply.starts_with("HTTP/1.1 200"), "PutMetricData: {reply}");
+    }
+
     let judged = run(&[
         "monitor", "run", "--target", "staging", "--window", "1000", "-o", "json",
     ])
@@ -427,6 +464,28 @@ fn sagemaker_capture_files_are_read_and_judged_by_monitor_run() {
         .map(|f| f["feature"].as_str().unwrap())
         .collect();
     assert_eq!(drifted, ["petal_length"], "{r}");
+    // The SLOs were judged on CloudWatch's figures, every request: not the capture's 300.
+    let objective = |name: &str| {
+        r["slo"]["objectives"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|o| o["objective"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {r}"))
+    };
+    assert_eq!(r["slo"]["requests"], 300, "{r}");
+    let errors = objective("maxErrorRate");
+    assert_eq!(
+        (&errors["value"], &errors["breached"]),
+        (&serde_json::json!(0.1), &serde_json::json!(true)),
+        "{r}"
+    );
+    assert_eq!(objective("minThroughput")["breached"], false, "{r}");
+    assert!(
+        r["summary"].as_str().unwrap().contains("slo: maxErrorRate"),
+        "{r}"
+    );
     // Stored in the target: a fresh runner reads it back from S3.
     std::fs::remove_dir_all(p.path().join(".mlctl")).ok();
     let h = run(&[
@@ -505,7 +564,6 @@ fn plan_on_sagemaker_lists_every_incompatibility_at_once() {
             "Endpoint/iris auth.token",
             "Endpoint/iris server.idleTimeout",
             "Endpoint/iris capture.samplingPercent",
-            "Monitor/iris-drift slo.p99LatencyMs",
             "TrainingJob/iris-train tuning.objective.metric",
         ],
         "{}",
@@ -513,7 +571,7 @@ fn plan_on_sagemaker_lists_every_incompatibility_at_once() {
     );
     assert!(
         plan.stderr
-            .contains("error: target `staging` does not honour 8 fields"),
+            .contains("error: target `staging` does not honour 7 fields"),
         "{}",
         plan.stderr
     );

@@ -1212,11 +1212,13 @@ pub trait MonitorSink: Send + Sync {
     }
     /// The SLO figures of `endpoint` from `from` to `to` as its own metrics give them, for a
     /// sink whose capture lacks each request's status and latency; `None` (the default):
-    /// the SLOs are judged on the captured records.
+    /// the SLOs are judged on the captured records. Only the figures `slo` bounds need be
+    /// read (a latency left `None` is "not measured" only when `slo` bounds it).
     async fn endpoint_metrics(
         &self,
         _ctx: &OpContext,
         _endpoint: &str,
+        _slo: &mlctl_spec::Slo,
         _from: time::OffsetDateTime,
         _to: time::OffsetDateTime,
     ) -> Result<Option<crate::monitoring::slo::Measured>> {

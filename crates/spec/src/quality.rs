@@ -204,11 +204,12 @@ pub fn markdown() -> String {
          endpoints write both, failed requests included). Capture samples requests\n\
          (`capture.samplingPercent`), so rates and percentiles are estimates from the\n\
          sample, and the result says how many requests it judged. Where captured records\n\
-         lack these, the endpoint's own metrics are read instead when the target has them\n\
-         (Azure ML: Azure Monitor's `RequestsPerMinute` and `RequestLatency_P50`/`_P99` of the\n\
-         online endpoint, every request of the window, the latencies the worst minute's);\n\
-         otherwise the target refuses the SLO fields at plan time (SageMaker: its data capture\n\
-         has no latency and no failed requests).\n\n\
+         lack these, the endpoint's own metrics are judged instead, every request of the\n\
+         window: on SageMaker (whose data capture has no latency and no failed requests) its\n\
+         CloudWatch `Invocations`, `Invocation5XXErrors` and `ModelLatency` p50/p99 over the\n\
+         window; on Azure ML Azure Monitor's `RequestsPerMinute` and `RequestLatency_P50`/`_P99`\n\
+         of the online endpoint (the latencies its worst minute's). A target with neither\n\
+         refuses the SLO fields at plan time.\n\n\
          | field | bound |\n\
          |---|---|\n",
     );

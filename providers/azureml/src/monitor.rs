@@ -381,6 +381,7 @@ impl MonitorSink for AzureMonitorSink {
         &self,
         ctx: &OpContext,
         endpoint: &str,
+        slo: &mlctl_spec::Slo,
         from: time::OffsetDateTime,
         to: time::OffsetDateTime,
     ) -> Result<Option<mlctl_core::monitoring::slo::Measured>> {
@@ -408,23 +409,28 @@ impl MonitorSink for AzureMonitorSink {
         };
         let (requests, server_errors) =
             insights::requests_by(&requests, "statusCodeClass").map_err(unread)?;
-        let latency = self
-            .az
-            .arm
-            .get_url(&insights::query(
-                &id,
-                "RequestLatency_P50,RequestLatency_P99",
-                insights::P99_AGGREGATIONS,
-                &span,
-                None,
-            ))
-            .await?
-            .unwrap_or_default();
+        let (mut p50_ms, mut p99_ms) = (None, None);
+        if slo.p50_latency_ms.is_some() || slo.p99_latency_ms.is_some() {
+            let latency = self
+                .az
+                .arm
+                .get_url(&insights::query(
+                    &id,
+                    "RequestLatency_P50,RequestLatency_P99",
+                    insights::P99_AGGREGATIONS,
+                    &span,
+                    None,
+                ))
+                .await?
+                .unwrap_or_default();
+            p50_ms = insights::worst(&latency, "RequestLatency_P50").map_err(unread)?;
+            p99_ms = insights::worst(&latency, "RequestLatency_P99").map_err(unread)?;
+        }
         Ok(Some(mlctl_core::monitoring::slo::Measured {
             requests,
             server_errors,
-            p50_ms: insights::worst(&latency, "RequestLatency_P50").map_err(unread)?,
-            p99_ms: insights::worst(&latency, "RequestLatency_P99").map_err(unread)?,
+            p50_ms,
+            p99_ms,
             seconds: now.saturating_sub(since) as f64,
             source: format!(
                 "every request of online endpoint {azure} from Azure Monitor's metrics, not the capture: RequestsPerMinute by statusCodeClass; the latencies are the worst minute's RequestLatency_P50 / _P99 (an upper bound); Azure publishes a minute 1-3 minutes after it ends"

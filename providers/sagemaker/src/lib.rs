@@ -42,6 +42,7 @@ mod error;
 mod images;
 mod instances;
 mod logs;
+mod metrics;
 mod monitor;
 mod names;
 mod preprocessing;

@@ -298,6 +298,73 @@ impl MonitorSink for SageMakerMonitorSink {
         })
     }
 
+    /// The SLO figures from the endpoint's CloudWatch metrics (namespace `AWS/SageMaker`,
+    /// every production variant): `Invocations` and `Invocation5XXErrors` (Sum), and
+    /// `ModelLatency` p50 / p99 (microseconds; the model's own latency, without SageMaker's
+    /// overhead; the largest variant's) when `slo` bounds them, each over the whole window as
+    /// one period. `None` when the endpoint does not exist.
+    async fn endpoint_metrics(
+        &self,
+        ctx: &OpContext,
+        endpoint: &str,
+        slo: &mlctl_spec::Slo,
+        from: time::OffsetDateTime,
+        to: time::OffsetDateTime,
+    ) -> Result<Option<mlctl_core::monitoring::slo::Measured>> {
+        let sm_endpoint = names::resource(&ctx.project, endpoint);
+        let described = match self
+            .aws
+            .sm
+            .describe_endpoint()
+            .endpoint_name(&sm_endpoint)
+            .send()
+            .await
+        {
+            Ok(d) => d,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(aws_err("DescribeEndpoint", e)),
+        };
+        let variants: Vec<String> = described
+            .production_variants()
+            .iter()
+            .filter_map(|v| v.variant_name().map(str::to_string))
+            .collect();
+        let span = crate::metrics::Span::of(from, to);
+        let queries = crate::metrics::slo_queries(&sm_endpoint, &variants, slo, span.period);
+        if queries.is_empty() {
+            return Ok(None);
+        }
+        let mut values: Vec<(String, f64)> = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let out = self
+                .aws
+                .cw
+                .get_metric_data()
+                .set_metric_data_queries(Some(queries.clone()))
+                .start_time(aws_sdk_cloudwatch::primitives::DateTime::from_secs(
+                    span.start,
+                ))
+                .end_time(aws_sdk_cloudwatch::primitives::DateTime::from_secs(
+                    span.end,
+                ))
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| aws_err("GetMetricData", e))?;
+            for r in out.metric_data_results() {
+                if let Some(id) = r.id() {
+                    values.extend(r.values().iter().map(|v| (id.to_string(), *v)));
+                }
+            }
+            match out.next_token() {
+                Some(t) if !t.is_empty() => next = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        Ok(Some(crate::metrics::measured(&sm_endpoint, &values, span)))
+    }
+
     async fn captured(
         &self,
         ctx: &OpContext,

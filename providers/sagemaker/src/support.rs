@@ -747,13 +747,13 @@ fn build() -> FieldRules {
             ),
         );
     // Monitors: drift and quality are judged by `mlctl monitor run` from the captured data
-    // (the engine's rules); SLOs need what SageMaker's capture does not record.
+    // (the engine's rules); SLOs from the endpoint's CloudWatch metrics, since SageMaker's
+    // capture records neither latency nor failed requests.
     for slo in mlctl_spec::quality::SLOS {
         r = r.with(
             &format!("Monitor.spec.slo.{}", slo.field),
-            Support::refused(
-                "SageMaker's data capture records neither latency nor failed requests, and samples at random, so mlctl cannot judge an SLO from it (the endpoint's CloudWatch metrics are not read)",
-                "bound latency and errors with the endpoint's CloudWatch alarms (`Endpoint.spec.strategy.rollback.maxP99LatencyMs`, `maxErrorRate`, `alarms`), or judge `slo` on a local target",
+            Support::honoured_as(
+                "judged by `mlctl monitor run` on the endpoint's CloudWatch metrics over the window (every request, not the capture, which records neither latency nor failed requests): Invocations and Invocation5XXErrors for the error rate and throughput, ModelLatency p50 / p99 (the model's latency, without SageMaker's overhead) for the latencies",
             ),
         );
     }

@@ -555,7 +555,7 @@ fn evaluate_one(
             spec.endpoint
         )
     })?;
-    if spec.slo.is_some() {
+    if let Some(slo) = &spec.slo {
         // The span the window covers: its duration, or since its oldest record.
         let to = evaluation.now;
         let from = match window {
@@ -563,11 +563,12 @@ fn evaluate_one(
             monitoring::Window::Last(_) => judge.oldest(),
         };
         if let Some(from) = from {
-            let measured =
-                s.rt.block_on(
+            let measured = s
+                .rt
+                .block_on(
                     s.stack
                         .monitor
-                        .endpoint_metrics(&s.ctx, &spec.endpoint, from, to),
+                        .endpoint_metrics(&s.ctx, &spec.endpoint, slo, from, to),
                 )
                 .map_err(|e| {
                     anyhow!(

@@ -242,7 +242,9 @@ pub struct Quality {
 
 /// Service-level objectives over the window, from the captured requests' status and latency.
 /// Capture samples requests (`samplingPercent`), so rates and percentiles are estimates from
-/// the sample, and throughput is the captured count scaled by the sampling percent.
+/// the sample, and throughput is the captured count scaled by the sampling percent. Where the
+/// capture has no status or latency (SageMaker, Azure ML), the endpoint's own metrics are
+/// judged instead (CloudWatch, Azure Monitor): every request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Slo {
