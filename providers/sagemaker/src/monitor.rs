@@ -111,6 +111,77 @@ fn aws_days(field: &str) -> std::result::Result<String, String> {
 }
 
 impl SageMakerMonitorSink {
+    /// The newest `limit` captured records of `endpoint`, newest first, handed to `each` one
+    /// at a time (one capture file in memory at a time); how many were given.
+    async fn newest_first(
+        &self,
+        ctx: &OpContext,
+        endpoint: &str,
+        limit: usize,
+        each: &mut (dyn FnMut(serde_json::Value) + Send),
+    ) -> Result<u64> {
+        let sm_endpoint = names::resource(&ctx.project, endpoint);
+        // The live capture destination (the spec may have set its own).
+        let dest = match self
+            .aws
+            .sm
+            .describe_endpoint()
+            .endpoint_name(&sm_endpoint)
+            .send()
+            .await
+        {
+            Ok(d) => d
+                .data_capture_config()
+                .and_then(|c| c.destination_s3_uri())
+                .map(str::to_string),
+            Err(e) if is_not_found(&e) => None,
+            Err(e) => return Err(aws_err("DescribeEndpoint", e)),
+        };
+        let dest = dest.unwrap_or_else(|| {
+            self.aws
+                .uri(&self.aws.key(&format!("capture/{sm_endpoint}")))
+        });
+        let (bucket, prefix) = parse_s3_uri(&dest).ok_or_else(|| {
+            provider_err(
+                ErrorKind::Invalid,
+                "captured",
+                format!("`{dest}` is not an s3:// URI"),
+            )
+        })?;
+        // SageMaker writes <destination>/<endpoint>/<variant>/yyyy/mm/dd/hh/<file>.jsonl.
+        let mut keys = self
+            .aws
+            .list_in(
+                &bucket,
+                &format!("{}/{sm_endpoint}/", prefix.trim_end_matches('/')),
+            )
+            .await?;
+        keys.sort_by(|a, b| {
+            let tail = |k: &str| k.splitn(4, '/').nth(3).unwrap_or(k).to_string();
+            tail(a).cmp(&tail(b))
+        });
+        let mut given = 0usize;
+        for key in keys.iter().rev() {
+            if given >= limit {
+                break;
+            }
+            let Some(bytes) = self.aws.get_from(&bucket, key).await? else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&bytes);
+            for line in text.lines().rev().filter(|l| !l.trim().is_empty()) {
+                if given >= limit {
+                    break;
+                }
+                if let Ok(v) = serde_json::from_str(line) {
+                    each(v);
+                    given += 1;
+                }
+            }
+        }
+        Ok(given as u64)
+    }
+
     pub(crate) fn new(aws: Arc<Aws>) -> Self {
         SageMakerMonitorSink { aws }
     }
@@ -371,66 +442,22 @@ impl MonitorSink for SageMakerMonitorSink {
         endpoint: &str,
         limit: usize,
     ) -> Result<Vec<serde_json::Value>> {
-        let sm_endpoint = names::resource(&ctx.project, endpoint);
-        // The live capture destination (the spec may have set its own).
-        let dest = match self
-            .aws
-            .sm
-            .describe_endpoint()
-            .endpoint_name(&sm_endpoint)
-            .send()
-            .await
-        {
-            Ok(d) => d
-                .data_capture_config()
-                .and_then(|c| c.destination_s3_uri())
-                .map(str::to_string),
-            Err(e) if is_not_found(&e) => None,
-            Err(e) => return Err(aws_err("DescribeEndpoint", e)),
-        };
-        let dest = dest.unwrap_or_else(|| {
-            self.aws
-                .uri(&self.aws.key(&format!("capture/{sm_endpoint}")))
-        });
-        let (bucket, prefix) = parse_s3_uri(&dest).ok_or_else(|| {
-            provider_err(
-                ErrorKind::Invalid,
-                "captured",
-                format!("`{dest}` is not an s3:// URI"),
-            )
-        })?;
-        // SageMaker writes <destination>/<endpoint>/<variant>/yyyy/mm/dd/hh/<file>.jsonl.
-        let mut keys = self
-            .aws
-            .list_in(
-                &bucket,
-                &format!("{}/{sm_endpoint}/", prefix.trim_end_matches('/')),
-            )
-            .await?;
-        keys.sort_by(|a, b| {
-            let tail = |k: &str| k.splitn(4, '/').nth(3).unwrap_or(k).to_string();
-            tail(a).cmp(&tail(b))
-        });
         let mut newest_first: Vec<serde_json::Value> = Vec::new();
-        for key in keys.iter().rev() {
-            if newest_first.len() >= limit {
-                break;
-            }
-            let Some(bytes) = self.aws.get_from(&bucket, key).await? else {
-                continue;
-            };
-            let text = String::from_utf8_lossy(&bytes);
-            for line in text.lines().rev().filter(|l| !l.trim().is_empty()) {
-                if newest_first.len() >= limit {
-                    break;
-                }
-                if let Ok(v) = serde_json::from_str(line) {
-                    newest_first.push(v);
-                }
-            }
-        }
+        self.newest_first(ctx, endpoint, limit, &mut |v| newest_first.push(v))
+            .await?;
         newest_first.reverse();
         Ok(newest_first)
+    }
+
+    /// Streams: one capture file in memory at a time, newest first.
+    async fn for_each_captured(
+        &self,
+        ctx: &OpContext,
+        endpoint: &str,
+        limit: usize,
+        each: &mut (dyn FnMut(serde_json::Value) + Send),
+    ) -> Result<u64> {
+        self.newest_first(ctx, endpoint, limit, each).await
     }
 
     async fn update_in_place(&self, ctx: &OpContext, req: &InPlaceRequest) -> Result<()> {
