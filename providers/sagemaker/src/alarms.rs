@@ -105,6 +105,20 @@ fn dimensions(endpoint: &str, variant: &str) -> Vec<Dimension> {
 }
 
 fn sum_of(id: &str, metric: &str, endpoint: &str, variant: &str) -> MetricDataQuery {
+    stat_query(id, metric, "Sum", endpoint, variant, PERIOD, false)
+}
+
+/// A `MetricStat` query of `endpoint`'s `variant` (namespace `AWS/SageMaker`): `stat` of
+/// `metric` per `period` seconds, returned or only an input of an expression.
+pub(crate) fn stat_query(
+    id: &str,
+    metric: &str,
+    stat: &str,
+    endpoint: &str,
+    variant: &str,
+    period: i32,
+    return_data: bool,
+) -> MetricDataQuery {
     MetricDataQuery::builder()
         .id(id)
         .metric_stat(
@@ -116,11 +130,11 @@ fn sum_of(id: &str, metric: &str, endpoint: &str, variant: &str) -> MetricDataQu
                         .set_dimensions(Some(dimensions(endpoint, variant)))
                         .build(),
                 )
-                .period(PERIOD)
-                .stat("Sum")
+                .period(period)
+                .stat(stat)
                 .build(),
         )
-        .return_data(false)
+        .return_data(return_data)
         .build()
 }
 

@@ -15,10 +15,10 @@
 //!   (`OverheadLatency`) is not in it.
 //! - CloudWatch publishes a minute a minute or two after it ends.
 
-use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
+use crate::alarms::stat_query as query;
+use aws_sdk_cloudwatch::types::MetricDataQuery;
 use mlctl_core::monitoring::slo::Measured;
 
-const NAMESPACE: &str = "AWS/SageMaker";
 const MINUTE: i64 = 60;
 
 /// The window as CloudWatch is asked for it: whole minutes, one period.
@@ -46,43 +46,6 @@ impl Span {
     }
 }
 
-fn query(
-    id: String,
-    metric: &str,
-    stat: &str,
-    endpoint: &str,
-    variant: &str,
-    period: i32,
-) -> MetricDataQuery {
-    MetricDataQuery::builder()
-        .id(id)
-        .metric_stat(
-            MetricStat::builder()
-                .metric(
-                    Metric::builder()
-                        .namespace(NAMESPACE)
-                        .metric_name(metric)
-                        .dimensions(
-                            Dimension::builder()
-                                .name("EndpointName")
-                                .value(endpoint)
-                                .build(),
-                        )
-                        .dimensions(
-                            Dimension::builder()
-                                .name("VariantName")
-                                .value(variant)
-                                .build(),
-                        )
-                        .build(),
-                )
-                .period(period)
-                .stat(stat)
-                .build(),
-        )
-        .build()
-}
-
 /// The queries of `endpoint`'s `variants`: requests and 5xx always, the latencies `slo`
 /// bounds. Ids: `inv<i>`, `err<i>`, `p50_<i>`, `p99_<i>` (CloudWatch wants them to start
 /// with a lower-case letter).
@@ -95,39 +58,43 @@ pub(crate) fn slo_queries(
     let mut out = Vec::new();
     for (i, v) in variants.iter().enumerate() {
         out.push(query(
-            format!("inv{i}"),
+            &format!("inv{i}"),
             "Invocations",
             "Sum",
             endpoint,
             v,
             period,
+            true,
         ));
         out.push(query(
-            format!("err{i}"),
+            &format!("err{i}"),
             "Invocation5XXErrors",
             "Sum",
             endpoint,
             v,
             period,
+            true,
         ));
         if slo.p50_latency_ms.is_some() {
             out.push(query(
-                format!("p50_{i}"),
+                &format!("p50_{i}"),
                 "ModelLatency",
                 "p50",
                 endpoint,
                 v,
                 period,
+                true,
             ));
         }
         if slo.p99_latency_ms.is_some() {
             out.push(query(
-                format!("p99_{i}"),
+                &format!("p99_{i}"),
                 "ModelLatency",
                 "p99",
                 endpoint,
                 v,
                 period,
+                true,
             ));
         }
     }

@@ -111,6 +111,26 @@ fn aws_days(field: &str) -> std::result::Result<String, String> {
 }
 
 impl SageMakerMonitorSink {
+    /// `DescribeEndpoint` of SageMaker endpoint `sm_endpoint`; `None` when it does not exist.
+    async fn describe(
+        &self,
+        sm_endpoint: &str,
+    ) -> Result<Option<aws_sdk_sagemaker::operation::describe_endpoint::DescribeEndpointOutput>>
+    {
+        match self
+            .aws
+            .sm
+            .describe_endpoint()
+            .endpoint_name(sm_endpoint)
+            .send()
+            .await
+        {
+            Ok(d) => Ok(Some(d)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(aws_err("DescribeEndpoint", e)),
+        }
+    }
+
     /// The newest `limit` captured records of `endpoint`, newest first, handed to `each` one
     /// at a time (one capture file in memory at a time); how many were given.
     async fn newest_first(
@@ -122,21 +142,11 @@ impl SageMakerMonitorSink {
     ) -> Result<u64> {
         let sm_endpoint = names::resource(&ctx.project, endpoint);
         // The live capture destination (the spec may have set its own).
-        let dest = match self
-            .aws
-            .sm
-            .describe_endpoint()
-            .endpoint_name(&sm_endpoint)
-            .send()
-            .await
-        {
-            Ok(d) => d
-                .data_capture_config()
+        let dest = self.describe(&sm_endpoint).await?.and_then(|d| {
+            d.data_capture_config()
                 .and_then(|c| c.destination_s3_uri())
-                .map(str::to_string),
-            Err(e) if is_not_found(&e) => None,
-            Err(e) => return Err(aws_err("DescribeEndpoint", e)),
-        };
+                .map(str::to_string)
+        });
         let dest = dest.unwrap_or_else(|| {
             self.aws
                 .uri(&self.aws.key(&format!("capture/{sm_endpoint}")))
@@ -383,17 +393,8 @@ impl MonitorSink for SageMakerMonitorSink {
         to: time::OffsetDateTime,
     ) -> Result<Option<mlctl_core::monitoring::slo::Measured>> {
         let sm_endpoint = names::resource(&ctx.project, endpoint);
-        let described = match self
-            .aws
-            .sm
-            .describe_endpoint()
-            .endpoint_name(&sm_endpoint)
-            .send()
-            .await
-        {
-            Ok(d) => d,
-            Err(e) if is_not_found(&e) => return Ok(None),
-            Err(e) => return Err(aws_err("DescribeEndpoint", e)),
+        let Some(described) = self.describe(&sm_endpoint).await? else {
+            return Ok(None);
         };
         let variants: Vec<String> = described
             .production_variants()
