@@ -1051,14 +1051,14 @@ mod support {
     }
 
     #[test]
-    fn monitors_refuse_slos_the_capture_cannot_show() {
+    fn monitors_judge_slos_on_azure_monitor_where_the_capture_cannot_show_them() {
         expect(
             BUILTIN,
             &format!(
-                "{}apiVersion: mlctl/v1\nkind: Monitor\nmetadata:\n  name: mon\n  labels: {{team: ml}}\nspec:\n  endpoint: e\n  slo: {{p99LatencyMs: 100}}\n",
+                "{}apiVersion: mlctl/v1\nkind: Monitor\nmetadata:\n  name: mon\n  labels: {{team: ml}}\nspec:\n  endpoint: e\n  slo: {{p50LatencyMs: 20, p99LatencyMs: 100, maxErrorRate: 0.01, minThroughput: 1}}\n",
                 endpoint("  capture: {samplingPercent: 100}\n")
             ),
-            &[&["slo.p99LatencyMs:", "neither the status nor the latency"]],
+            &[],
         );
     }
 }
