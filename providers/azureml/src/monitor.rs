@@ -16,7 +16,11 @@
 //! `model_inputs` and `model_outputs` lines by `correlationid`, and returns them in mlctl's
 //! own capture format (what every target's monitor evaluation and `mlctl monitor feedback`
 //! read): `{"time","requestId","model","version","variant","columns","rows","predictions"}`,
-//! the request id being the `x-request-id` the caller was answered with.
+//! the request id being the `x-request-id` the caller was answered with. `mlctl monitor run`
+//! streams them instead ([`AzureMonitorSink::stream`]): one hour of inputs at a time, joined
+//! with the outputs of that hour and of the next later one, so the window is never in memory.
+//! An output written more than that after its input's hour is not joined (the request
+//! counts without a prediction).
 //!
 //! # SLOs
 //! The data collector records neither the status nor the latency of a request, so SLOs are
@@ -260,6 +264,21 @@ pub(crate) fn newest_first(keys: &[String], collection: &str) -> Vec<(String, St
     v
 }
 
+/// The output hours whose lines the inputs of `hour` are joined with: `hour` itself and the
+/// next later hour that has outputs (a request's output is written in its input's hour or
+/// just after). `output_hours` newest first.
+pub(crate) fn output_hours_for<'h>(hour: &str, output_hours: &'h [String]) -> Vec<&'h str> {
+    let mut out: Vec<&str> = output_hours
+        .iter()
+        .filter(|h| h.as_str() == hour)
+        .map(String::as_str)
+        .collect();
+    if let Some(next) = output_hours.iter().filter(|h| h.as_str() > hour).min() {
+        out.push(next);
+    }
+    out
+}
+
 // ---------------------------------------------------------------------------------------------
 // The sink
 
@@ -304,6 +323,98 @@ impl AzureMonitorSink {
                 "application/json",
             )
             .await
+    }
+
+    /// The deployments of Azure endpoint `azure` and the model each serves.
+    async fn models(&self, azure: &str) -> Result<BTreeMap<String, String>> {
+        Ok(self
+            .az
+            .arm
+            .list(&format!("onlineEndpoints/{azure}/deployments"))
+            .await?
+            .iter()
+            .filter_map(|d| {
+                Some((
+                    d["name"].as_str()?.to_string(),
+                    d["tags"]["mlctl:model"].as_str()?.to_string(),
+                ))
+            })
+            .collect())
+    }
+
+    /// The lines of the blobs `keys`, in order.
+    async fn read_lines(&self, keys: &[&str]) -> Result<Vec<CaptureLine>> {
+        let mut lines = Vec::new();
+        for key in keys {
+            if let Some(bytes) = self.az.blob.get(key).await? {
+                lines.extend(parse_capture(&String::from_utf8_lossy(&bytes)));
+            }
+        }
+        Ok(lines)
+    }
+
+    /// The newest `limit` joined requests of endpoint `endpoint`, handed to `each` one hour
+    /// of inputs at a time, newest hour first: in memory are that hour's inputs and the
+    /// outputs of it and of the next later hour ([`output_hours_for`]), never the window.
+    async fn stream(
+        &self,
+        ctx: &OpContext,
+        endpoint: &str,
+        limit: usize,
+        each: &mut (dyn FnMut(Value) + Send),
+    ) -> Result<u64> {
+        let azure = endpoint_name(&self.az.target, &ctx.project, endpoint);
+        let prefix = self.az.blob.key(&format!("capture/{azure}/"));
+        let inputs = newest_first(
+            &self.az.blob.list(&format!("{prefix}{INPUTS}/")).await?,
+            INPUTS,
+        );
+        if inputs.is_empty() || limit == 0 {
+            return Ok(0);
+        }
+        let outputs = newest_first(
+            &self.az.blob.list(&format!("{prefix}{OUTPUTS}/")).await?,
+            OUTPUTS,
+        );
+        let mut output_hours: Vec<String> = outputs.iter().map(|(h, _)| h.clone()).collect();
+        output_hours.dedup();
+        let models = self.models(&azure).await?;
+        let mut cached: BTreeMap<String, Vec<CaptureLine>> = BTreeMap::new();
+        let mut given = 0usize;
+        let mut at = 0;
+        while at < inputs.len() && given < limit {
+            let hour = inputs[at].0.clone();
+            let mut keys: Vec<&str> = Vec::new();
+            while at < inputs.len() && inputs[at].0 == hour {
+                keys.push(&inputs[at].1);
+                at += 1;
+            }
+            // Files of an hour are newest first; lines are read oldest first.
+            keys.reverse();
+            let lines = self.read_lines(&keys).await?;
+            let needed = output_hours_for(&hour, &output_hours);
+            cached.retain(|h, _| needed.contains(&h.as_str()));
+            for h in &needed {
+                if !cached.contains_key(*h) {
+                    let mut keys: Vec<&str> = outputs
+                        .iter()
+                        .filter(|(oh, _)| oh == h)
+                        .map(|(_, k)| k.as_str())
+                        .collect();
+                    keys.reverse();
+                    cached.insert(h.to_string(), self.read_lines(&keys).await?);
+                }
+            }
+            let joined_outputs: Vec<CaptureLine> = cached.values().flatten().cloned().collect();
+            for record in join(&lines, &joined_outputs, &models, limit - given)
+                .into_iter()
+                .rev()
+            {
+                each(record);
+                given += 1;
+            }
+        }
+        Ok(given as u64)
     }
 
     /// The lines of a collection, newest hour first, until `enough` says stop; returns the
@@ -451,20 +562,19 @@ impl MonitorSink for AzureMonitorSink {
         let (outputs, _) = self
             .read_collection(&prefix, OUTPUTS, oldest.as_deref(), |_| false)
             .await?;
-        let models: BTreeMap<String, String> = self
-            .az
-            .arm
-            .list(&format!("onlineEndpoints/{azure}/deployments"))
-            .await?
-            .iter()
-            .filter_map(|d| {
-                Some((
-                    d["name"].as_str()?.to_string(),
-                    d["tags"]["mlctl:model"].as_str()?.to_string(),
-                ))
-            })
-            .collect();
+        let models = self.models(&azure).await?;
         Ok(join(&inputs, &outputs, &models, limit))
+    }
+
+    /// Streams the requests an hour of capture at a time ([`AzureMonitorSink::stream`]).
+    async fn for_each_captured(
+        &self,
+        ctx: &OpContext,
+        endpoint: &str,
+        limit: usize,
+        each: &mut (dyn FnMut(Value) + Send),
+    ) -> Result<u64> {
+        self.stream(ctx, endpoint, limit, each).await
     }
 
     async fn remove(&self, ctx: &OpContext, name: &str) -> Result<()> {

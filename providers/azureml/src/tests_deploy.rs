@@ -1144,6 +1144,26 @@ fn capture_blobs_are_placed_by_their_hour_folder() {
 }
 
 #[test]
+fn an_hour_of_inputs_is_joined_with_its_own_outputs_and_the_next_later_hours() {
+    let hours: Vec<String> = ["2026/12/01/12", "2026/12/01/10", "2026/11/30/23"]
+        .map(String::from)
+        .to_vec();
+    assert_eq!(
+        monitor::output_hours_for("2026/12/01/10", &hours),
+        ["2026/12/01/10", "2026/12/01/12"]
+    );
+    // No output of its own hour (all written just after it), and across a day.
+    assert_eq!(
+        monitor::output_hours_for("2026/11/30/22", &hours),
+        ["2026/11/30/23"]
+    );
+    assert_eq!(
+        monitor::output_hours_for("2026/12/01/12", &hours),
+        ["2026/12/01/12"]
+    );
+}
+
+#[test]
 fn inputs_and_outputs_join_by_correlation_id_into_mlctls_capture_format() {
     let inputs = parse_capture(INPUTS);
     let mut outputs = parse_capture(OUTPUTS_10);
