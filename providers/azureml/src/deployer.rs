@@ -44,8 +44,11 @@
 //! crossed (the share of 5xx answers, the p99 latency) rolls it back at once. A blue-green's
 //! shadow is judged on its thresholds the same way before any live request reaches it. A
 //! rollback puts all traffic back on the deployment that served before (the endpoint's
-//! model tags with it) and deletes the new deployment. The judge's figures lag by Azure
-//! Monitor's ingestion delay (1-3 minutes, [`crate::insights`]).
+//! model tags with it) and deletes the new deployment. Azure Monitor publishes a minute 1-3
+//! minutes after it ends ([`crate::insights`]), so a judged bake is judged on its figures up
+//! to [`crate::Features::metrics_delay_secs`] (3 minutes) ago and lasts that much past
+//! `bakeTime` (and `maxBakeTime`): its last minutes are judged too. A threshold crossed is
+//! acted on as soon as it shows.
 //!
 //! # Caveats
 //! The fake ARM server the tests run provisions endpoints without serving them. `capture`
@@ -632,6 +635,10 @@ pub(crate) struct Rollout {
     /// `rollback.maxP99LatencyMs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_p99_ms: Option<f64>,
+    /// How late Azure Monitor's figures are ([`crate::Features::metrics_delay_secs`]): a
+    /// judged bake is judged on its figures up to this long ago, so it lasts that much longer.
+    #[serde(default)]
+    pub metrics_delay_secs: u64,
     /// The deployment's `PUT`, when this deploy sent one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<Operation>,
@@ -678,6 +685,7 @@ impl Rollout {
             },
             max_error_rate: rules.as_ref().and_then(|r| r.max_error_rate),
             max_p99_ms: rules.as_ref().and_then(|r| r.max_p99_ms),
+            metrics_delay_secs: 0,
             operation: None,
         })
     }
@@ -853,8 +861,18 @@ pub(crate) fn next_step(
         if !r.judged() {
             return None;
         }
+        // Azure Monitor's figures cover the bake up to `metrics_delay_secs` ago.
+        let covered = baked(b).saturating_sub(r.metrics_delay_secs);
         Some(match sample {
-            Some(sample) => judge(&r.rules(), sample, Duration::from_secs(baked(b)), &version),
+            Some(sample) => {
+                match judge(&r.rules(), sample, Duration::from_secs(covered), &version) {
+                    Verdict::Wait(m) if r.metrics_delay_secs > 0 => Verdict::Wait(format!(
+                        "{m} (Azure Monitor's figures, up to {} late)",
+                        show_duration(r.metrics_delay_secs)
+                    )),
+                    v => v,
+                }
+            }
             None => Verdict::Wait("waiting for Azure Monitor's metrics of the bake".into()),
         })
     };
@@ -1404,6 +1422,7 @@ impl Deployer for AzureDeployer {
         let dpath = self.deployment_path(&endpoint, &name);
         let existing = self.az.arm.get(&dpath).await?;
         let mut rollout = Rollout::of(&req.spec, &name)?;
+        rollout.metrics_delay_secs = self.az.features.metrics_delay_secs;
         match existing.as_ref().map(parse_deployment) {
             Some(d) if settling(&d.state) => {}
             Some(d) if d.state == "Succeeded" && plan.matches(&d.body) => {}

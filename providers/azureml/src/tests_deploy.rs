@@ -359,6 +359,7 @@ fn rollout(strategy: StrategyType, deployment: &str, bake_secs: u64) -> Rollout 
         max_bake_secs: bake_secs,
         max_error_rate: None,
         max_p99_ms: None,
+        metrics_delay_secs: 0,
         operation: None,
     }
 }
@@ -499,6 +500,35 @@ fn a_judged_canary_waits_for_min_requests_past_its_bake_then_is_promoted() {
             &w.ep,
             &w.deps,
             t0 + 62,
+            Some(&served(5, 0, None)),
+        ))
+        .expect("promotion");
+    assert_eq!(promoted["properties"]["traffic"], json!({"iris-v2": 100}));
+}
+
+#[test]
+fn a_judged_bake_lasts_azure_monitors_delay_longer_so_its_last_minutes_are_judged() {
+    let r = Rollout {
+        metrics_delay_secs: 180,
+        ..judged(StrategyType::Canary, 5, Some(0.1), None)
+    };
+    let t0 = 1_800_000_000;
+    let mut w = canary_started(&r, t0);
+    match next_step(&r, &w.ep, &w.deps, t0 + 61, Some(&served(5, 0, None))) {
+        Step::Wait(m) => assert!(m.contains("up to 3m 0s late"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    // A threshold crossed is acted on at once, delay or not.
+    assert!(matches!(
+        next_step(&r, &w.ep, &w.deps, t0 + 61, Some(&served(5, 2, None))),
+        Step::RollBack { .. }
+    ));
+    let promoted = w
+        .apply(&next_step(
+            &r,
+            &w.ep,
+            &w.deps,
+            t0 + 241,
             Some(&served(5, 0, None)),
         ))
         .expect("promotion");
