@@ -132,16 +132,29 @@ fn plus_plus(x: Matrix<'_>, k: usize, rng: &mut Rng) -> Vec<f64> {
     centers
 }
 
+/// Rows per block of the parallel sums.
+const BLOCK: usize = 1024;
+
+/// `0..n` in blocks of [`BLOCK`] rows, `(start, end)`.
+fn blocks(n: usize) -> Vec<(usize, usize)> {
+    (0..n)
+        .step_by(BLOCK)
+        .map(|lo| (lo, (lo + BLOCK).min(n)))
+        .collect()
+}
+
 fn lloyd(x: Matrix<'_>, mut centers: Vec<f64>, max_iter: usize, tol: f64) -> KMeans {
     let d = x.d;
     let k = centers.len() / d.max(1);
     let mut inertia = 0.0;
     for _ in 0..max_iter {
-        let (sums, counts, inert) = (0..x.n)
+        // Partial sums per fixed block of rows, added in block order: the same floats
+        // whatever the threads or their scheduling (rayon's fold/reduce splits vary).
+        let partials: Vec<(Vec<f64>, Vec<usize>, f64)> = blocks(x.n)
             .into_par_iter()
-            .fold(
-                || (vec![0.0; k * d], vec![0usize; k], 0.0),
-                |(mut s, mut c, mut inert), i| {
+            .map(|(lo, hi)| {
+                let (mut s, mut c, mut inert) = (vec![0.0; k * d], vec![0usize; k], 0.0);
+                for i in lo..hi {
                     let row = x.row(i);
                     let (best, dd) = nearest(&centers, d, row);
                     for (a, v) in s[best * d..(best + 1) * d].iter_mut().zip(row) {
@@ -149,17 +162,16 @@ fn lloyd(x: Matrix<'_>, mut centers: Vec<f64>, max_iter: usize, tol: f64) -> KMe
                     }
                     c[best] += 1;
                     inert += dd;
-                    (s, c, inert)
-                },
-            )
-            .reduce(
-                || (vec![0.0; k * d], vec![0usize; k], 0.0),
-                |(mut s1, mut c1, i1), (s2, c2, i2)| {
-                    s1.iter_mut().zip(&s2).for_each(|(a, b)| *a += b);
-                    c1.iter_mut().zip(&c2).for_each(|(a, b)| *a += b);
-                    (s1, c1, i1 + i2)
-                },
-            );
+                }
+                (s, c, inert)
+            })
+            .collect();
+        let (mut sums, mut counts, mut inert) = (vec![0.0; k * d], vec![0usize; k], 0.0);
+        for (s, c, i) in &partials {
+            sums.iter_mut().zip(s).for_each(|(a, b)| *a += b);
+            counts.iter_mut().zip(c).for_each(|(a, b)| *a += b);
+            inert += i;
+        }
         inertia = inert;
         let mut shift = 0.0;
         for c in 0..k {
@@ -177,9 +189,15 @@ fn lloyd(x: Matrix<'_>, mut centers: Vec<f64>, max_iter: usize, tol: f64) -> KMe
         }
     }
     // Inertia for the final centres.
-    let final_inertia: f64 = (0..x.n)
+    let final_inertia: f64 = blocks(x.n)
         .into_par_iter()
-        .map(|i| nearest(&centers, d, x.row(i)).1)
+        .map(|(lo, hi)| {
+            (lo..hi)
+                .map(|i| nearest(&centers, d, x.row(i)).1)
+                .sum::<f64>()
+        })
+        .collect::<Vec<f64>>()
+        .iter()
         .sum();
     KMeans {
         centers,
@@ -222,6 +240,14 @@ mod tests {
         let m = fit(x, &p, 1).unwrap();
         assert_eq!(m.k(), 3);
         assert_eq!(m, fit(x, &p, 1).unwrap());
+        // The same floats on one thread or many: the sums do not follow the scheduling.
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            assert_eq!(pool.install(|| fit(x, &p, 1).unwrap()), m, "{threads} threads");
+        }
         // Rows of the same blob share a cluster.
         for i in 0..300 {
             assert_eq!(m.nearest(x.row(i)).0, m.nearest(x.row(i % 3)).0);
