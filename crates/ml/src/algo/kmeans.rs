@@ -132,25 +132,13 @@ fn plus_plus(x: Matrix<'_>, k: usize, rng: &mut Rng) -> Vec<f64> {
     centers
 }
 
-/// Rows per block of the parallel sums.
-const BLOCK: usize = 1024;
-
-/// `0..n` in blocks of [`BLOCK`] rows, `(start, end)`.
-fn blocks(n: usize) -> Vec<(usize, usize)> {
-    (0..n)
-        .step_by(BLOCK)
-        .map(|lo| (lo, (lo + BLOCK).min(n)))
-        .collect()
-}
-
 fn lloyd(x: Matrix<'_>, mut centers: Vec<f64>, max_iter: usize, tol: f64) -> KMeans {
     let d = x.d;
     let k = centers.len() / d.max(1);
     let mut inertia = 0.0;
     for _ in 0..max_iter {
-        // Partial sums per fixed block of rows, added in block order: the same floats
-        // whatever the threads or their scheduling (rayon's fold/reduce splits vary).
-        let partials: Vec<(Vec<f64>, Vec<usize>, f64)> = blocks(x.n)
+        // Partial sums per block of rows, added in block order (`row_blocks`).
+        let partials: Vec<(Vec<f64>, Vec<usize>, f64)> = super::row_blocks(x.n)
             .into_par_iter()
             .map(|(lo, hi)| {
                 let (mut s, mut c, mut inert) = (vec![0.0; k * d], vec![0usize; k], 0.0);
@@ -189,7 +177,7 @@ fn lloyd(x: Matrix<'_>, mut centers: Vec<f64>, max_iter: usize, tol: f64) -> KMe
         }
     }
     // Inertia for the final centres.
-    let final_inertia: f64 = blocks(x.n)
+    let final_inertia: f64 = super::row_blocks(x.n)
         .into_par_iter()
         .map(|(lo, hi)| {
             (lo..hi)

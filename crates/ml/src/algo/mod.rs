@@ -300,6 +300,19 @@ impl Estimator {
     }
 }
 
+/// Rows per block of a parallel sum ([`row_blocks`]).
+pub(crate) const ROW_BLOCK: usize = 1024;
+
+/// `0..n` in blocks of [`ROW_BLOCK`] rows, `(start, end)`: a parallel sum computes one
+/// partial per block and adds them in block order, so its floats are the same whatever the
+/// threads or their scheduling (rayon's `fold`/`reduce` splits follow work stealing).
+pub(crate) fn row_blocks(n: usize) -> Vec<(usize, usize)> {
+    (0..n)
+        .step_by(ROW_BLOCK)
+        .map(|lo| (lo, (lo + ROW_BLOCK).min(n)))
+        .collect()
+}
+
 /// Index of the largest value (first on ties).
 #[inline]
 pub fn argmax(v: &[f64]) -> usize {
