@@ -234,7 +234,11 @@ mod tests {
                 .num_threads(threads)
                 .build()
                 .unwrap();
-            assert_eq!(pool.install(|| fit(x, &p, 1).unwrap()), m, "{threads} threads");
+            assert_eq!(
+                pool.install(|| fit(x, &p, 1).unwrap()),
+                m,
+                "{threads} threads"
+            );
         }
         // Rows of the same blob share a cluster.
         for i in 0..300 {

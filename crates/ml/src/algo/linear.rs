@@ -120,17 +120,18 @@ pub fn fit_weighted(
             (m, my)
         }
     };
-    // X'X and X'y over centred data, in parallel chunks.
-    let (xtx, xty) = (0..n)
+    // X'X and X'y over centred data, one partial per block of rows, added in block order
+    // (`row_blocks`: the same floats on any number of threads).
+    let partials: Vec<(Vec<f64>, Vec<f64>)> = super::row_blocks(n)
         .into_par_iter()
-        .fold(
-            || (vec![0.0; d * d], vec![0.0; d], vec![0.0; d]),
-            |(mut a, mut b, mut row), i| {
+        .map(|(lo, hi)| {
+            let (mut a, mut b, mut row) = (vec![0.0; d * d], vec![0.0; d], vec![0.0; d]);
+            for (i, yv) in (lo..hi).zip(&y[lo..hi]) {
                 for (r, (v, m)) in row.iter_mut().zip(x.row(i).iter().zip(&mx)) {
                     *r = v - m;
                 }
                 let wi = w(i);
-                let yi = (y[i] - my) * wi;
+                let yi = (yv - my) * wi;
                 for j in 0..d {
                     let rj = row[j];
                     if rj == 0.0 {
@@ -142,18 +143,15 @@ pub fn fit_weighted(
                         a[j * d + k] += wrj * row[k];
                     }
                 }
-                (a, b, row)
-            },
-        )
-        .map(|(a, b, _)| (a, b))
-        .reduce(
-            || (vec![0.0; d * d], vec![0.0; d]),
-            |(mut a1, mut b1), (a2, b2)| {
-                a1.iter_mut().zip(&a2).for_each(|(p, q)| *p += q);
-                b1.iter_mut().zip(&b2).for_each(|(p, q)| *p += q);
-                (a1, b1)
-            },
-        );
+            }
+            (a, b)
+        })
+        .collect();
+    let (mut xtx, mut xty) = (vec![0.0; d * d], vec![0.0; d]);
+    for (a, b) in &partials {
+        xtx.iter_mut().zip(a).for_each(|(p, q)| *p += q);
+        xty.iter_mut().zip(b).for_each(|(p, q)| *p += q);
+    }
     let mut a = xtx;
     for j in 0..d {
         for k in 0..j {
@@ -218,6 +216,35 @@ mod tests {
         }
         assert!((m.coef[0] + m.coef[2] - 2.0).abs() < 1e-6);
         assert!((m.coef[1] + 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_fit_is_the_same_on_any_number_of_threads() {
+        let mut r = crate::rng::Rng::new(3);
+        let (n, d) = (5_000, 4);
+        let data: Vec<f64> = (0..n * d).map(|_| r.normal() * 1e3).collect();
+        let y: Vec<f64> = (0..n)
+            .map(|i| data[i * d] * 0.3 - data[i * d + 2] + r.normal())
+            .collect();
+        let x = Matrix { data: &data, n, d };
+        let map = BTreeMap::new();
+        let p = Params::new(
+            "linear_regression",
+            &map,
+            mlctl_spec::builtins::names(mlctl_spec::Algorithm::LinearRegression),
+        )
+        .unwrap();
+        let fits: Vec<Linear> = [1, 2, 3]
+            .map(|threads| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap()
+                    .install(|| fit(x, &y, &p).unwrap())
+            })
+            .to_vec();
+        assert_eq!(fits[0], fits[1]);
+        assert_eq!(fits[0], fits[2]);
     }
 
     #[test]
