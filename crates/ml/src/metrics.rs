@@ -333,6 +333,9 @@ pub fn silhouette(x: &[f64], d: usize, labels: &[usize], sample: usize, seed: u6
             }
             (b - a) / a.max(b).max(1e-300)
         })
+        // Summed in row order, not in rayon's (scheduling-dependent) order.
+        .collect::<Vec<f64>>()
+        .iter()
         .sum();
     Some(total / idx.len() as f64)
 }

@@ -120,13 +120,14 @@ pub fn fit_weighted(
                 }
                 (loss, g)
             })
-            .reduce(
-                || (0.0, vec![0.0; k * width]),
-                |(l1, mut g1), (l2, g2)| {
-                    g1.iter_mut().zip(&g2).for_each(|(a, b)| *a += b);
-                    (l1 + l2, g1)
-                },
-            );
+            // Added in chunk order, not in rayon's reduce tree (its shape follows work
+            // stealing): the same floats on any number of threads.
+            .collect::<Vec<(f64, Vec<f64>)>>()
+            .into_iter()
+            .fold((0.0, vec![0.0; k * width]), |(l1, mut g1), (l2, g2)| {
+                g1.iter_mut().zip(&g2).for_each(|(a, b)| *a += b);
+                (l1 + l2, g1)
+            });
         let nf = n.max(1) as f64;
         let mut f = loss / nf;
         for cl in 0..k {
@@ -312,5 +313,41 @@ mod tests {
             assert!((out.iter().sum::<f64>() - 1.0).abs() < 1e-9);
         }
         assert!(right >= 290, "{right}");
+    }
+
+    #[test]
+    fn a_fit_is_the_same_on_any_number_of_threads() {
+        let mut r = crate::rng::Rng::new(9);
+        let n = 20_000;
+        let mut data = Vec::with_capacity(n * 3);
+        let mut y = Vec::with_capacity(n);
+        for i in 0..n {
+            let c = i % 3;
+            data.extend([c as f64 + r.normal(), r.normal() * 10.0, r.normal()]);
+            y.push(c);
+        }
+        let x = Matrix {
+            data: &data,
+            n,
+            d: 3,
+        };
+        let map = BTreeMap::new();
+        let p = Params::new(
+            "logistic_regression",
+            &map,
+            mlctl_spec::builtins::names(mlctl_spec::Algorithm::LogisticRegression),
+        )
+        .unwrap();
+        let fits: Vec<Logistic> = [1, 2, 3]
+            .map(|threads| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap()
+                    .install(|| fit(x, &y, 3, &p).unwrap())
+            })
+            .to_vec();
+        assert_eq!(fits[0], fits[1]);
+        assert_eq!(fits[0], fits[2]);
     }
 }
