@@ -24,6 +24,7 @@ pub mod secrets;
 pub mod state;
 pub mod support;
 pub mod transform;
+pub mod url;
 
 pub use components::*;
 pub use error::{ErrorKind, ProviderError};

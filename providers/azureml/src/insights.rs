@@ -26,6 +26,7 @@
 //!   `maxBakeTime`), and a threshold crossed in the last minutes is seen on a later poll.
 //! - A minute without data has no value (Azure leaves it out); it counts as nothing.
 
+use mlctl_core::url::percent_encode as encode;
 use serde_json::Value;
 
 /// The api-version of Azure Monitor's metrics API (`Microsoft.Insights/metrics`), a resource
@@ -71,19 +72,6 @@ pub(crate) fn query(
         q.push_str(&encode(f));
     }
     q
-}
-
-/// Percent-encodes a query value (RFC 3986 unreserved characters stay).
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3 / 2);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// The metric named `metric` of a metrics response, or why it is not there (Azure answers

@@ -423,15 +423,7 @@ fn within(url: &str, api: &str) -> bool {
 
 /// A GitLab project id or `group/project` path as one URL path segment.
 fn path_segment(id: &str) -> String {
-    let mut out = String::new();
-    for b in id.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    mlctl_core::url::percent_encode(id)
 }
 
 #[cfg(test)]
