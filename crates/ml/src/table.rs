@@ -1231,12 +1231,37 @@ fn parquet_unguarded<R: parquet::file::reader::ChunkReader + 'static>(
 /// Writes `table` as CSV with a header row; missing cells are empty.
 pub fn write_csv(table: &Table, path: impl AsRef<Path>) -> Result<(), TableError> {
     let path = path.as_ref();
+    let file = File::create(path).map_err(|source| TableError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    write_csv_to(table, BufWriter::with_capacity(1 << 20, file), path)
+}
+
+/// `table` as CSV bytes with a header row, as [`write_csv`] writes it.
+pub fn csv_bytes(table: &Table) -> Result<Vec<u8>, TableError> {
+    let mut out = Vec::new();
+    write_csv_to(table, &mut out, Path::new(IN_MEMORY))?;
+    Ok(out)
+}
+
+/// Reads a table from bytes in memory: Parquet when they start with its magic number, else
+/// CSV.
+pub fn read_bytes_sniffed(bytes: &[u8]) -> Result<Table, TableError> {
+    let format = if bytes.starts_with(b"PAR1") {
+        DataFormat::Parquet
+    } else {
+        DataFormat::Csv
+    };
+    read_bytes(bytes, format)
+}
+
+fn write_csv_to(table: &Table, out: impl Write, path: &Path) -> Result<(), TableError> {
     let io_err = |source| TableError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let file = File::create(path).map_err(io_err)?;
-    let mut w = csv::Writer::from_writer(BufWriter::with_capacity(1 << 20, file));
+    let mut w = csv::Writer::from_writer(out);
     let to_table_err = |e: csv::Error| TableError::Csv {
         path: path.to_path_buf(),
         line: 0,
@@ -1313,6 +1338,13 @@ mod tests {
         let x = back.column("x").unwrap().to_f64().unwrap();
         assert_eq!((x[0], x[2]), (1.0, -2.25));
         assert!(x[1].is_nan());
+        // The same bytes in memory, read back without a file.
+        let bytes = csv_bytes(&t).unwrap();
+        assert_eq!(bytes, std::fs::read(&p).unwrap());
+        assert_eq!(
+            read_bytes_sniffed(&bytes).unwrap().column("c"),
+            t.column("c")
+        );
     }
 
     /// Chunks read by `read_csv_chunks`, with their first lines.

@@ -42,7 +42,6 @@ use mlctl_core::{
 use mlctl_spec::{Algorithm, Goal, TrainingJobSpec, TuningStrategy};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -1748,29 +1747,12 @@ fn bad_tuning_data(req: &TrainingRequest, why: String) -> ProviderError {
 
 /// A table from a dataset file's bytes (CSV, or Parquet by its magic number).
 fn table_from_bytes(bytes: &[u8]) -> std::result::Result<mlctl_ml::Table, String> {
-    let parquet = bytes.starts_with(b"PAR1");
-    let mut tmp = tempfile::Builder::new()
-        .suffix(if parquet { ".parquet" } else { ".csv" })
-        .tempfile()
-        .map_err(|e| e.to_string())?;
-    tmp.write_all(bytes).map_err(|e| e.to_string())?;
-    tmp.flush().map_err(|e| e.to_string())?;
-    let format = if parquet {
-        mlctl_spec::DataFormat::Parquet
-    } else {
-        mlctl_spec::DataFormat::Csv
-    };
-    mlctl_ml::table::read(tmp.path(), format).map_err(|e| e.to_string())
+    mlctl_ml::table::read_bytes_sniffed(bytes).map_err(|e| e.to_string())
 }
 
 /// A table as CSV with a header, as the local target writes a channel.
 fn csv_bytes(t: &mlctl_ml::Table) -> std::result::Result<Vec<u8>, String> {
-    let tmp = tempfile::Builder::new()
-        .suffix(".csv")
-        .tempfile()
-        .map_err(|e| e.to_string())?;
-    mlctl_ml::table::write_csv(t, tmp.path()).map_err(|e| e.to_string())?;
-    std::fs::read(tmp.path()).map_err(|e| e.to_string())
+    mlctl_ml::table::csv_bytes(t).map_err(|e| e.to_string())
 }
 
 /// Builds label-first, header-less CSV (SageMaker's built-in format) from the dataset's
