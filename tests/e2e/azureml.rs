@@ -529,3 +529,89 @@ fn an_azureml_canary_is_judged_on_its_azure_monitor_metrics() {
         .expect_code(0);
     az.assert_contract_clean();
 }
+
+/// A tuned script on azureml is compared on validation rows, never on the test rows: the
+/// script scores itself against 1 on `validation` and against 2 on `test`, so trials that read
+/// the test rows would choose alpha 2. The trials (run by `.mlctl/trial.py` in the fake's
+/// jobs, reporting through MLflow) choose alpha 1; the chosen candidate is trained again on
+/// `train` and `test`, where it scores |1 - 2| = 1, and that is what its Model records.
+#[test]
+fn a_tuned_script_on_azureml_compares_its_trials_on_validation_rows() {
+    let Some(az) = azure_emulators() else { return };
+    let p = TestProject::empty();
+    let container = az.container("tuned-script");
+    p.write(
+        "mlctl.yaml",
+        &format!(
+            "apiVersion: mlctl/v1\nkind: Project\nmetadata:\n  name: tunedscript\nspec:\n  manifests: [ml/]\n  targets:\n{}",
+            az.target_block("fake", "tuned-ws", &container)
+        ),
+    );
+    let mut csv = String::from("x,y\n");
+    for i in 0..100 {
+        csv.push_str(&format!("{i},{}\n", i * 2));
+    }
+    p.write("data/d.csv", &csv);
+    p.write(
+        "ml/all.yaml",
+        "apiVersion: mlctl/v1\nkind: Dataset\nmetadata:\n  name: d\nspec:\n  source: data/d.csv\n  target: y\n  split: {train: 0.8, test: 0.2, seed: 3}\n---\napiVersion: mlctl/v1\nkind: TrainingJob\nmetadata:\n  name: t\nspec:\n  dataset: d\n  command: python3 score.py\n  code: src/\n  hyperparameters: {alpha: 0}\n  metrics:\n    - {name: score, regex: 'score=([0-9.]+)', goal: minimize}\n    - {name: rows, regex: 'rows=([0-9]+)', goal: maximize}\n  tuning:\n    strategy: grid\n    objective: {metric: score, goal: minimize}\n    searchSpace:\n      alpha: {values: [1, 2]}\n---\napiVersion: mlctl/v1\nkind: Model\nmetadata:\n  name: m\nspec:\n  from: t\n  approval: auto\n  gates:\n    - {metric: score, max: 5}\n",
+    );
+    p.write(
+        "src/score.py",
+        r#"import json, os
+hps = json.loads(os.environ["SM_HPS"])
+alpha = float(hps["alpha"])
+channel, target = ("validation", 1.0) if os.environ.get("SM_CHANNEL_VALIDATION") else ("test", 2.0)
+with open(os.path.join(os.environ["SM_CHANNEL_" + channel.upper()], channel + ".csv")) as f:
+    rows = sum(1 for _ in f) - 1
+print("scored on %s: rows=%d" % (channel, rows))
+print("score=%s" % abs(alpha - target))
+with open(os.path.join(os.environ["SM_MODEL_DIR"], "model.txt"), "w") as f:
+    f.write(str(alpha))
+"#,
+    );
+    let p = p.into_git();
+    let run = |args: &[&str]| az.run(&p, args);
+    let apply = run(&["apply", "--target", "fake", "--auto-approve"]);
+    assert_eq!(apply.code, 0, "apply\n{}\n{}", apply.stdout, apply.stderr);
+    let show = run(&["models", "show", "m", "--target", "fake", "-o", "json"]).expect_code(0);
+    let v: serde_json::Value =
+        serde_json::from_str(&show.stdout).unwrap_or_else(|e| panic!("{e}: {}", show.stdout));
+    let text = v.to_string();
+    let version = v
+        .get("versions")
+        .and_then(|vs| vs.as_array())
+        .and_then(|vs| vs.last())
+        .unwrap_or(&v);
+    let metrics = version
+        .get("metrics")
+        .unwrap_or_else(|| panic!("no metrics: {text}"));
+    assert_eq!(
+        metrics["score"], 1.0,
+        "the chosen alpha is 1 (from validation) scored on test: {text}"
+    );
+    assert_eq!(metrics["rows"], 20.0, "scored on the 20 test rows: {text}");
+    let runs = run(&["runs", "list", "--target", "fake", "-o", "json"]).expect_code(0);
+    let runs: serde_json::Value = serde_json::from_str(&runs.stdout).unwrap();
+    let trials: Vec<(String, f64)> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["parent"].is_string())
+        .map(|r| {
+            (
+                r["params"]["alpha"].to_string(),
+                r["metrics"]["score"].as_f64().unwrap_or(-1.0),
+            )
+        })
+        .collect();
+    assert_eq!(trials.len(), 2, "{runs:#}");
+    assert!(
+        trials.contains(&("1".into(), 0.0)) && trials.contains(&("2".into(), 1.0)),
+        "each trial scored on validation rows: {trials:?}"
+    );
+    let again = run(&["plan", "--target", "fake", "--detailed-exitcode"]);
+    assert_eq!(again.code, 0, "{}\n{}", again.stdout, again.stderr);
+    run(&["destroy", "--target", "fake", "--auto-approve"]).expect_code(0);
+    az.assert_contract_clean();
+}

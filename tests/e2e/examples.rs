@@ -1,8 +1,7 @@
 //! The "examples" group of the conformance suite: every project under `examples/` validates,
-//! plans and applies **unchanged** on the mock, the local and the SageMaker target (moto), and
-//! a plan right after says there is nothing to do. On azureml (the fake ARM server and
-//! Azurite) an example applies unchanged too, or plan refuses exactly the fields listed in
-//! [`AZUREML_REFUSED`], which the target does not honour yet.
+//! plans and applies **unchanged** on the mock, the local, the SageMaker (moto) and the
+//! azureml target (the fake ARM server and Azurite), and a plan right after says there is
+//! nothing to do.
 //!
 //! "Unchanged" means the resources and the data as committed. Two things belong to the machine
 //! the test runs on, not to the spec, and are set here: a local endpoint's `port` (tests run at
@@ -16,11 +15,6 @@
 use crate::azureml::azure_emulators;
 use crate::common::*;
 use crate::sagemaker::{moto_url, on_moto};
-
-/// What the azureml target does not honour yet, per example: plan refuses exactly these
-/// fields (at their place, with what to do instead) and changes nothing. An example not
-/// listed applies unchanged there. Shrink this list as the target learns them.
-const AZUREML_REFUSED: &[(&str, &[&str])] = &[("housing", &["tuning.strategy"])];
 
 /// Every example, by directory name. `every_example_is_in_the_group` keeps it complete.
 const EXAMPLES: &[&str] = &["churn", "environments", "housing", "iris"];
@@ -144,23 +138,7 @@ fn applies_unchanged_everywhere(example: &str) {
     let p = p.into_git();
     if let Some(az) = &azure {
         let run = |args: &[&str]| az.run(&p, args);
-        match AZUREML_REFUSED.iter().find(|(e, _)| *e == example) {
-            None => round_trip(example, "conformance-azureml", &run),
-            Some((_, fields)) => {
-                let plan = run(&["plan", "--target", "conformance-azureml"]);
-                let refused = plan.stderr.matches("error[refused-by-target]").count();
-                assert!(
-                    plan.code == 1
-                        && refused == fields.len()
-                        && plan.stderr.matches("error[").count() == refused
-                        && fields
-                            .iter()
-                            .all(|f| plan.stderr.contains(&format!("does not honour `{f}`"))),
-                    "example `{example}` on azureml: plan must refuse exactly {fields:?}\n{}",
-                    plan.stderr
-                );
-            }
-        }
+        round_trip(example, "conformance-azureml", &run);
         az.assert_contract_clean();
     }
     for provider in ["mock", "local"] {

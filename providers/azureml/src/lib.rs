@@ -55,6 +55,8 @@ mod tests_arm;
 mod tests_deploy;
 #[cfg(test)]
 mod tests_train;
+#[cfg(test)]
+mod tests_trial;
 mod trainer;
 mod transform;
 mod vms;

@@ -20,14 +20,54 @@
 //! job `<sweep>-final` runs `request.json` (scored on the test rows) with the best trial's
 //! values, and its metrics are what gates judge.
 //!
+//!
+//! A tuned script gets the same rows as on the local and SageMaker targets
+//! (`mlctl_core::evaluation`): mlctl carves them, uploads them as CSV blobs, and gives the
+//! trials the channels `train` and `validation` and the final job `train` and `test`. A
+//! trial runs [`TRIAL_WRAPPER`] (`python3 .mlctl/trial.py --hp NAME=${{search_space.NAME}}`)
+//! in the script's environment: it exports the sampled values as `SM_HPS`/`SM_HP_<NAME>`,
+//! runs the command, reads its metrics as mlctl reads a script's (the `metrics` regexes, then
+//! metrics.json) and logs them to the trial's MLflow run. The final job is the plain script
+//! with the chosen values in its environment.
+//!
 //! # Caveats
 //! `strategy: halving` is refused (Azure ML's early termination stops trials by their
-//! intermediate metrics, which a built-in does not log), and so is tuning a script (the
-//! validation rows would have to be carved and uploaded beside its channels).
+//! intermediate metrics, which neither a built-in nor the trial wrapper logs). A tuned
+//! script's trial needs `python3` in its environment (Azure ML's curated ones have it); the
+//! wrapper's regexes are Python's, which agree with mlctl's on the usual `name=([0-9.]+)`.
 
 use mlctl_spec::{Param, ParamType, Scale, Tuning, TuningStrategy};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+
+/// What runs a tuned script's trial (`.mlctl/trial.py` of its code; Python standard library).
+pub const TRIAL_WRAPPER: &str = include_str!("trial.py");
+/// Where the trial wrapper is in the code folder.
+pub const TRIAL_WRAPPER_PATH: &str = ".mlctl/trial.py";
+/// Where the trial wrapper's settings are in the code folder.
+pub const TRIAL_CONFIG_PATH: &str = ".mlctl/trial.json";
+
+/// `.mlctl/trial.json`: the script's command, its own hyperparameters, which searched names
+/// are integers, its metric regexes and the sweep's objective.
+pub fn script_trial_config(spec: &mlctl_spec::TrainingJobSpec, tuning: &Tuning) -> Value {
+    json!({
+        "version": 1,
+        "command": spec.command,
+        "hyperparameters": spec.hyperparameters,
+        "integers": integer_params(tuning),
+        "metrics": spec
+            .metrics
+            .iter()
+            .map(|m| json!({"name": m.name, "regex": m.regex}))
+            .collect::<Vec<_>>(),
+        "objective": tuning.objective.metric,
+    })
+}
+
+/// The command a tuned script's trial runs (after its channels are set up).
+pub fn script_trial_command(tuning: &Tuning) -> String {
+    format!("python3 {TRIAL_WRAPPER_PATH}{}", trial_arguments(tuning))
+}
 
 /// The final job of sweep `sweep`.
 pub fn final_job_name(sweep: &str) -> String {
@@ -50,7 +90,7 @@ pub fn sampling_algorithm(tuning: &Tuning) -> Result<Value, String> {
         })),
         TuningStrategy::Bayesian => Ok(json!({"samplingAlgorithmType": "Bayesian"})),
         TuningStrategy::Halving => Err(
-            "successive halving needs a trial's intermediate metrics, which a built-in does not log; Azure ML's early termination cannot judge it".into(),
+            "successive halving needs a trial's intermediate metrics, which neither a built-in nor a tuned script logs; Azure ML's early termination cannot judge it".into(),
         ),
     }
 }

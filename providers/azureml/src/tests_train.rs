@@ -381,6 +381,8 @@ fn the_final_job_runs_the_chosen_values_on_the_test_rows() {
         base_hyperparameters: req.spec.hyperparameters.clone(),
         search_space: vec!["criterion".into(), "max_depth".into()],
         objective: "accuracy".into(),
+        script: false,
+        evaluation: None,
     };
     let body = plan.body_with(
         &[
@@ -424,6 +426,89 @@ fn the_final_job_runs_the_chosen_values_on_the_test_rows() {
     assert_eq!(
         trials[1].0.hyperparameters,
         [("max_depth".to_string(), json!(3.0))].into()
+    );
+}
+
+/// A tuned script's trial runs the wrapper with the sampled values on its command line, on
+/// the `train` and `validation` channels; its final job is the plain script on `train` and
+/// `test`, the chosen values in its environment as SM_HPS and SM_HP_<NAME>.
+#[test]
+fn a_tuned_scripts_trials_run_the_wrapper_and_its_final_job_gets_the_chosen_values() {
+    let req = request(
+        r#"{"dataset": "h", "command": "python3 train.py", "code": "src", "hyperparameters": {"alpha": 1.0, "solver": "auto"},
+  "metrics": [{"name": "rmse", "regex": "rmse=([0-9.]+)"}],
+  "tuning": {"strategy": "grid", "objective": {"metric": "rmse", "goal": "minimize"},
+    "searchSpace": {"alpha": {"values": [0.1, 10.0]}, "depth": {"values": [2, 3]}}}}"#,
+    );
+    let tuning = req.spec.tuning.clone().unwrap();
+    assert_eq!(
+        sweep::script_trial_command(&tuning),
+        "python3 .mlctl/trial.py --hp alpha=${{search_space.alpha}} --hp depth=${{search_space.depth}}"
+    );
+    assert_eq!(
+        sweep::script_trial_config(&req.spec, &tuning),
+        json!({
+            "version": 1,
+            "command": "python3 train.py",
+            "hyperparameters": {"alpha": 1.0, "solver": "auto"},
+            "integers": ["depth"],
+            "metrics": [{"name": "rmse", "regex": "rmse=([0-9.]+)"}],
+            "objective": "rmse",
+        })
+    );
+    let last: BTreeMap<String, String> = [
+        (
+            "test".to_string(),
+            format!("{STORE}/datasets/h/carved/b/test.csv"),
+        ),
+        (
+            "train".to_string(),
+            format!("{STORE}/datasets/h/carved/a/train.csv"),
+        ),
+    ]
+    .into();
+    let cmd = trainer::script_command("python3 train.py", &last, "h");
+    let env = trainer::script_environment(&req.spec.hyperparameters, &last, None);
+    let mut final_plan = plan_of(&req, "s-final", cmd, env);
+    final_plan.inputs = last;
+    let plan = RefitPlan {
+        version: RefitPlan::VERSION,
+        body: trainer::command_job_body(&final_plan),
+        base_hyperparameters: req.spec.hyperparameters.clone(),
+        search_space: vec!["alpha".into(), "depth".into()],
+        objective: "rmse".into(),
+        script: true,
+        evaluation: None,
+    };
+    let body = plan.body_with(
+        &[
+            ("alpha".to_string(), json!(10.0)),
+            ("depth".to_string(), json!(3)),
+        ]
+        .into(),
+    );
+    let p = &body["properties"];
+    assert!(
+        p["command"]
+            .as_str()
+            .unwrap()
+            .ends_with("export SM_CHANNEL_TRAIN=\"$ch/train\"; python3 train.py ; } 2>&1 | tee ${{outputs.logs}}/std_log.txt"),
+        "{}",
+        p["command"]
+    );
+    assert_eq!(
+        p["environmentVariables"]["SM_HPS"],
+        "{\"alpha\":10.0,\"depth\":3,\"solver\":\"auto\"}"
+    );
+    assert_eq!(p["environmentVariables"]["SM_HP_ALPHA"], "10.0");
+    assert_eq!(p["environmentVariables"]["SM_HP_DEPTH"], "3");
+    assert_eq!(
+        p["environmentVariables"]["SM_CHANNELS"],
+        "[\"test\",\"train\"]"
+    );
+    assert_eq!(
+        p["inputs"]["test"]["uri"],
+        format!("{STORE}/datasets/h/carved/b/test.csv")
     );
 }
 
@@ -725,12 +810,10 @@ fn the_iris_example_trains_here_and_what_azure_ml_cannot_do_is_refused_once() {
         got[0]
     );
     let script = "  command: python t.py\n  code: src\n  image: python:3.12\n  tuning:\n    strategy: random\n    objective: {metric: accuracy, goal: maximize}\n    searchSpace:\n      lr: {min: 0.1, max: 1}\n";
-    let got = refusals(script);
-    assert_eq!(got.len(), 1, "{got:#?}");
-    assert!(
-        got[0].starts_with("tuning.strategy: tuning a script"),
-        "{}",
-        got[0]
+    assert_eq!(
+        refusals(script),
+        Vec::<String>::new(),
+        "a script is tuned too"
     );
     // Serverless: mlctl chooses a VM size that meets `compute`.
     assert_eq!(

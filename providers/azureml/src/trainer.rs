@@ -218,13 +218,8 @@ pub fn script_command(user: &str, parts: &BTreeMap<String, String>, dataset: &st
     c
 }
 
-/// A script's environment: `SM_HPS` (JSON), `SM_HP_<NAME>` and `SM_CHANNELS`, and the thread
-/// variables for `compute.cpu`.
-pub fn script_environment(
-    hyperparameters: &BTreeMap<String, Value>,
-    parts: &BTreeMap<String, String>,
-    threads: Option<u32>,
-) -> BTreeMap<String, String> {
+/// `SM_HPS` (JSON) and `SM_HP_<NAME>` (text; JSON for what is not a string).
+pub fn hp_environment(hyperparameters: &BTreeMap<String, Value>) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
     env.insert(
         "SM_HPS".to_string(),
@@ -240,6 +235,17 @@ pub fn script_environment(
             text,
         );
     }
+    env
+}
+
+/// A script's environment: `SM_HPS` (JSON), `SM_HP_<NAME>` and `SM_CHANNELS`, and the thread
+/// variables for `compute.cpu`.
+pub fn script_environment(
+    hyperparameters: &BTreeMap<String, Value>,
+    parts: &BTreeMap<String, String>,
+    threads: Option<u32>,
+) -> BTreeMap<String, String> {
+    let mut env = hp_environment(hyperparameters);
     let channels: Vec<&str> = parts
         .keys()
         .map(|p| {
@@ -492,9 +498,15 @@ impl AzureTrainer {
 
     /// The plan of a job named `name` for `req`, its code uploaded and environment
     /// registered; a sweep's trial plan when `req` is tuned.
-    async fn plan(&self, ctx: &OpContext, req: &TrainingRequest, name: &str) -> Result<JobPlan> {
+    async fn plan(
+        &self,
+        ctx: &OpContext,
+        req: &TrainingRequest,
+        name: &str,
+        tuned: Option<&TunedRows>,
+    ) -> Result<JobPlan> {
         let spec = &req.spec;
-        let parts = parts(&req.dataset);
+        let parts = tuned.map_or_else(|| parts(&req.dataset), |t| t.trial.clone());
         let threads = threads(spec);
         let mut tags = req.tags.to_map();
         tags.insert("mlctl:job".into(), name.to_string());
@@ -524,7 +536,7 @@ impl AzureTrainer {
                         ),
                     ));
                 };
-                let files = match &spec.code {
+                let mut files = match &spec.code {
                     Some(dir) => {
                         let path = ctx.project_dir.join(dir);
                         tokio::task::spawn_blocking(move || code::pack_dir(&path))
@@ -533,7 +545,22 @@ impl AzureTrainer {
                     }
                     None => CodeFiles::default(),
                 };
-                let command = script_command(user, &parts, &req.dataset.name);
+                let command = match (&spec.tuning, tuned) {
+                    // A trial: the wrapper exports the sampled values, runs the command and
+                    // logs its metrics to the trial's MLflow run (`crate::sweep`).
+                    (Some(t), Some(_)) => {
+                        files.0.insert(
+                            sweep::TRIAL_WRAPPER_PATH.into(),
+                            sweep::TRIAL_WRAPPER.as_bytes().to_vec(),
+                        );
+                        let config =
+                            serde_json::to_vec_pretty(&sweep::script_trial_config(spec, t))
+                                .map_err(|e| err(ErrorKind::Other, "training", e.to_string()))?;
+                        files.0.insert(sweep::TRIAL_CONFIG_PATH.into(), config);
+                        script_command(&sweep::script_trial_command(t), &parts, &req.dataset.name)
+                    }
+                    _ => script_command(user, &parts, &req.dataset.name),
+                };
                 let env = script_environment(&spec.hyperparameters, &parts, threads);
                 (files, command, env)
             }
@@ -597,7 +624,11 @@ impl AzureTrainer {
     }
 
     async fn create(&self, ctx: &OpContext, req: &TrainingRequest, name: &str) -> Result<()> {
-        let plan = self.plan(ctx, req, name).await?;
+        let tuned = match (&req.spec.tuning, req.spec.algorithm) {
+            (Some(_), None) => Some(self.tuned_script_rows(req).await?),
+            _ => None,
+        };
+        let plan = self.plan(ctx, req, name, tuned.as_ref()).await?;
         let body = match &req.spec.tuning {
             None => command_job_body(&plan),
             Some(t) => {
@@ -607,16 +638,34 @@ impl AzureTrainer {
                 let final_name = sweep::final_job_name(name);
                 let mut final_plan = plan.clone();
                 final_plan.name = final_name.clone();
-                final_plan.command = builtin_command(
-                    BuiltinJob::FILE,
-                    &plan.inputs.keys().cloned().collect::<Vec<_>>(),
-                    threads(&req.spec),
-                );
                 final_plan.outputs = [
                     ("model".to_string(), self.artifacts(&final_name, "model")),
                     ("logs".to_string(), self.artifacts(&final_name, "logs")),
                 ]
                 .into();
+                match (&tuned, &req.spec.command) {
+                    // A script: the plain command on `train` and `test`, the chosen values in
+                    // its environment (`RefitPlan::body_with`).
+                    (Some(rows), Some(user)) => {
+                        final_plan.command = script_command(user, &rows.last, &req.dataset.name);
+                        final_plan.inputs = rows.last.clone();
+                        final_plan.environment = script_environment(
+                            &req.spec.hyperparameters,
+                            &rows.last,
+                            threads(&req.spec),
+                        );
+                        final_plan
+                            .outputs
+                            .insert("output".into(), self.artifacts(&final_name, "output"));
+                    }
+                    _ => {
+                        final_plan.command = builtin_command(
+                            BuiltinJob::FILE,
+                            &plan.inputs.keys().cloned().collect::<Vec<_>>(),
+                            threads(&req.spec),
+                        );
+                    }
+                }
                 final_plan
                     .tags
                     .insert("mlctl:job".into(), final_name.clone());
@@ -629,6 +678,8 @@ impl AzureTrainer {
                     base_hyperparameters: req.spec.hyperparameters.clone(),
                     search_space: t.search_space.keys().cloned().collect(),
                     objective: t.objective.metric.clone(),
+                    script: tuned.is_some(),
+                    evaluation: tuned.map(|rows| rows.evaluation),
                 };
                 self.az
                     .blob
@@ -643,6 +694,108 @@ impl AzureTrainer {
         };
         self.az.arm.put(&format!("jobs/{name}"), &body).await?;
         Ok(())
+    }
+}
+
+/// A tuned script's rows (`mlctl_core::evaluation`) as CSV blobs, channel -> https URL: the
+/// trials' (`train`, `validation`) and the final job's (`train`, `test`).
+#[derive(Debug, Clone)]
+struct TunedRows {
+    trial: BTreeMap<String, String>,
+    last: BTreeMap<String, String>,
+    evaluation: Evaluation,
+}
+
+impl AzureTrainer {
+    /// The bytes of dataset part `uri` (a blob of the target's storage).
+    async fn part_bytes(&self, req: &TrainingRequest, uri: &str) -> Result<Vec<u8>> {
+        let op = "carve tuning rows";
+        let url = self.input_url(uri);
+        let Some(key) = self.az.blob.key_of_url(&url) else {
+            return Err(err(
+                ErrorKind::Invalid,
+                op,
+                format!(
+                    "dataset `{}` is at {url}, outside the target's storage, so mlctl cannot carve the tuning's validation rows from it; register the dataset on this target",
+                    req.dataset.name
+                ),
+            ));
+        };
+        self.az.blob.get(&key).await?.ok_or_else(|| {
+            err(
+                ErrorKind::NotFound,
+                op,
+                format!("dataset `{}`: {url} does not exist", req.dataset.name),
+            )
+        })
+    }
+
+    /// Carves a tuned script's rows as every target does and uploads them (once: a blob is
+    /// named by its content).
+    async fn tuned_script_rows(&self, req: &TrainingRequest) -> Result<TunedRows> {
+        let splits = &req.dataset.splits;
+        let (train, split_train) = match splits.get("train") {
+            Some(uri) => (self.part_bytes(req, uri).await?, true),
+            None => (self.part_bytes(req, &req.dataset.uri).await?, false),
+        };
+        let mut held_out = BTreeMap::new();
+        for part in ["validation", "test"] {
+            if let Some(uri) = splits.get(part) {
+                held_out.insert(part, self.part_bytes(req, uri).await?);
+            }
+        }
+        let (split, digest) = (req.split.clone(), req.dataset.digest.clone());
+        let carved = tokio::task::spawn_blocking(move || {
+            let read = |b: &[u8]| mlctl_ml::table::read_bytes_sniffed(b).map_err(|e| e.to_string());
+            let parts = mlctl_core::evaluation::Parts {
+                train: read(&train)?,
+                split_train,
+                validation: held_out.get("validation").map(|b| read(b)).transpose()?,
+                test: held_out.get("test").map(|b| read(b)).transpose()?,
+            };
+            let rows = mlctl_core::evaluation::rows(parts, split.as_ref(), &digest, true)?;
+            let csv =
+                |t: &mlctl_ml::Table| mlctl_ml::table::csv_bytes(t).map_err(|e| e.to_string());
+            let mut files = vec![("train", csv(&rows.train)?), ("test", csv(&rows.test)?)];
+            if let Some(v) = &rows.validation {
+                files.push(("validation", csv(v)?));
+            }
+            Ok::<_, String>((files, rows.record))
+        })
+        .await
+        .map_err(|e| err(ErrorKind::Other, "carve tuning rows", e.to_string()))?
+        .map_err(|why| {
+            err(
+                ErrorKind::Invalid,
+                "carve tuning rows",
+                format!("dataset `{}`: {why}", req.dataset.name),
+            )
+        })?;
+        let (files, evaluation) = carved;
+        let mut urls = BTreeMap::new();
+        for (part, bytes) in files {
+            let hash = blake3::hash(&bytes).to_hex();
+            let key = self.az.blob.key(&format!(
+                "datasets/{}/carved/{}/{part}.csv",
+                req.dataset.name,
+                &hash[..32]
+            ));
+            if !self.az.blob.exists(&key).await? {
+                self.az.blob.put(&key, bytes, "text/csv").await?;
+            }
+            urls.insert(part.to_string(), self.az.blob.url(&key));
+        }
+        let pick = |names: [&str; 2]| -> BTreeMap<String, String> {
+            names
+                .iter()
+                .filter_map(|n| urls.get(*n).map(|u| (n.to_string(), u.clone())))
+                .collect()
+        };
+        Ok(TunedRows {
+            trial: pick(["train", "validation"]),
+            last: pick(["train", "test"]),
+            evaluation,
+        })
     }
 }
 
@@ -703,6 +856,13 @@ pub struct RefitPlan {
     pub search_space: Vec<String>,
     /// The objective metric.
     pub objective: String,
+    /// Whether the final job is a script (the chosen values go to its environment, not its
+    /// command line).
+    #[serde(default)]
+    pub script: bool,
+    /// The rows a tuned script's jobs were given (a built-in records its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<Evaluation>,
 }
 
 impl RefitPlan {
@@ -712,6 +872,17 @@ impl RefitPlan {
     /// The final job's body with the chosen `values` on its command.
     pub fn body_with(&self, values: &BTreeMap<String, Value>) -> Value {
         let mut body = self.body.clone();
+        if self.script {
+            let mut hps = self.base_hyperparameters.clone();
+            hps.extend(values.clone());
+            if let Some(Value::Object(env)) = body.pointer_mut("/properties/environmentVariables") {
+                env.retain(|k, _| !k.starts_with("SM_HP"));
+                for (k, v) in hp_environment(&hps) {
+                    env.insert(k, Value::String(v));
+                }
+            }
+            return body;
+        }
         if let Some(Value::String(c)) = body.pointer_mut("/properties/command") {
             // The command is `... ; { mlctl __train-builtin ... ; } 2>&1 | tee ...`.
             let args = sweep::chosen_arguments(values);
@@ -952,6 +1123,9 @@ impl AzureTrainer {
                 let mut hps = plan.base_hyperparameters.clone();
                 hps.extend(chosen);
                 result.hyperparameters = hps;
+                if result.evaluation.is_none() {
+                    result.evaluation = plan.evaluation.clone().map(Box::new);
+                }
                 result.trials = trials.into_iter().map(|(t, _)| t).collect();
                 Ok(JobState::Completed(result))
             }
@@ -1543,16 +1717,10 @@ pub(crate) fn field_rules(cluster: bool) -> FieldRules {
         .with(
             "TrainingJob.spec.tuning.strategy",
             Support::check(
-                "a sweep job of mlctl's own trainer: grid, random and bayesian as named, its trials compared on validation rows through their MLflow runs, the best trained again on the train rows and scored on the test rows (`<sweep>-final`); halving and tuning a script are refused",
+                "a sweep job: grid, random and bayesian as named, its trials compared on validation rows through their MLflow runs, the best trained again on the train rows and scored on the test rows (`<sweep>-final`). A built-in's trials run mlctl's own trainer; a script's run `.mlctl/trial.py` (needs python3 in the job's environment), which passes the sampled values as SM_HPS/SM_HP_<NAME>, gives the script the channels `train` and `validation` (`train` and `test` for the final job), and logs what its `metrics` regexes and metrics.json report. Halving is refused",
                 |_, r, _| {
                     let t = training(r)?;
                     let tuning = t.tuning.as_ref()?;
-                    if t.algorithm.is_none() {
-                        return Some(Refusal::new(
-                            "tuning a script on Azure ML needs validation rows carved beside its channels, which this target does not do yet",
-                            "tune a built-in `algorithm`, or tune the script on the local or sagemaker target",
-                        ));
-                    }
                     sweep::sampling_algorithm(tuning).err().map(|why| {
                         Refusal::new(
                             why,
