@@ -793,3 +793,168 @@ fn server_limits_in_the_spec_reach_every_server_process() {
         assert_eq!(post(&url, "application/json", ROW, &[]).await.unwrap().status, 200);
     });
 }
+
+/// A stand-in for Azure ML's data collector agent on 127.0.0.1: every `POST` it gets, with
+/// its headers (lower-cased) and body, answered 200 on a kept-alive connection.
+type Payloads =
+    std::sync::Arc<std::sync::Mutex<Vec<(std::collections::BTreeMap<String, String>, String)>>>;
+
+fn data_collector_agent() -> (u16, Payloads) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got: Payloads = Default::default();
+    let sink = got.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let sink = sink.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(stream.try_clone().unwrap());
+                let mut w = stream;
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut headers = std::collections::BTreeMap::new();
+                    headers.insert(":request".to_string(), line.trim().to_string());
+                    loop {
+                        let mut h = String::new();
+                        r.read_line(&mut h).unwrap();
+                        if h.trim().is_empty() {
+                            break;
+                        }
+                        let (k, v) = h.split_once(':').unwrap();
+                        headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+                    }
+                    let n: usize = headers["content-length"].parse().unwrap();
+                    let mut body = vec![0; n];
+                    r.read_exact(&mut body).unwrap();
+                    sink.lock()
+                        .unwrap()
+                        .push((headers, String::from_utf8(body).unwrap()));
+                    w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                        .unwrap();
+                }
+            });
+        }
+    });
+    (port, got)
+}
+
+/// In an Azure ML deployment with a data collector, `mlctl serve --capture-mdc` hands each
+/// sampled request to the collector's agent as Microsoft's `azureml-ai-monitoring` does: its
+/// rows to `model_inputs` and its predictions to `model_outputs`, as records, joined by the
+/// request's id, at the collections' sampling rate. Without a collector it does not start.
+#[test]
+fn serve_captures_through_azure_mls_data_collector() {
+    let p = TestProject::empty();
+    let model = iris_model(&p.path().join("model"));
+    let (port, got) = data_collector_agent();
+    p.write(
+        "mdc.json",
+        r#"{"collections": {"model_inputs": {"enabled": true, "sampleRatePercentage": 50}, "model_outputs": {"enabled": true, "sampleRatePercentage": 50}}, "runMode": "cloud"}"#,
+    );
+    let config = p.path().join("mdc.json");
+    let server = ServeProcess::start(
+        &["--model-dir", model.to_str().unwrap()],
+        &[
+            ("MLCTL_CAPTURE_MDC", "1"),
+            ("AZUREML_MDC_CONFIG_PATH", config.to_str().unwrap()),
+            ("AZUREML_MDC_PORT", &port.to_string()),
+        ],
+    );
+    rt().block_on(async {
+        for i in 0..4 {
+            let id = format!("req-{i}");
+            let r = post(
+                &server.url,
+                "application/json",
+                r#"{"dataframe_split": {"columns": ["sepal_length", "sepal_width", "petal_length", "petal_width"], "data": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}}"#,
+                &[("x-request-id", &id)],
+            )
+            .await
+            .unwrap();
+            assert_eq!(r.status, 200, "{}", r.text());
+        }
+    });
+    let t0 = Instant::now();
+    while got.lock().unwrap().len() < 4 {
+        assert!(
+            t0.elapsed() < LIMIT,
+            "the agent got {:?}",
+            got.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(server);
+    let got = got.lock().unwrap().clone();
+    assert_eq!(
+        got.len(),
+        4,
+        "half of 4 requests, two collections each: {got:#?}"
+    );
+    for (h, _) in &got {
+        assert_eq!(h[":request"], "POST /modeldata/log HTTP/1.1");
+        assert_eq!(h["content-type"], "application/json");
+        assert_eq!(h["ce-collect-data-type"], "pandas.core.frame.DataFrame");
+        assert!(h["ce-agent"].starts_with("mlctl/"), "{h:?}");
+        assert!(h["ce-time"].parse::<u64>().is_ok(), "{h:?}");
+    }
+    let traces: std::collections::BTreeSet<&String> =
+        got.iter().map(|(h, _)| &h["trace-id"]).collect();
+    assert_eq!(traces.len(), 4, "each payload its own trace id");
+    let of = |kind: &str| -> Vec<(String, serde_json::Value)> {
+        got.iter()
+            .filter(|(h, _)| h["ce-type"] == format!("azureml.inference.{kind}"))
+            .map(|(h, b)| {
+                (
+                    h["ce-x-request-id"].clone(),
+                    serde_json::from_str(b).unwrap(),
+                )
+            })
+            .collect()
+    };
+    let inputs = of("model_inputs");
+    let outputs = of("model_outputs");
+    assert_eq!(inputs.len(), 2, "{got:#?}");
+    assert_eq!(
+        inputs.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(),
+        outputs.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(),
+        "a request's inputs and outputs are collected together, joined by its id"
+    );
+    assert!(inputs.iter().all(|(id, _)| id.starts_with("req-")));
+    assert_eq!(
+        inputs[0].1,
+        json!([
+            {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2},
+            {"sepal_length": 6.7, "sepal_width": 3, "petal_length": 5.2, "petal_width": 2.3},
+        ])
+    );
+    assert_eq!(
+        outputs[0].1,
+        json!([{"prediction": "setosa"}, {"prediction": "virginica"}])
+    );
+
+    // Asked to capture where the deployment collects nothing: it says so and does not serve.
+    let out = p.mlctl_with(
+        &[
+            "serve",
+            "--model-dir",
+            model.to_str().unwrap(),
+            "--port",
+            "0",
+        ],
+        &[
+            ("MLCTL_CAPTURE_MDC", "true"),
+            ("AZUREML_MDC_CONFIG_PATH", ""),
+        ],
+    );
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains("collects neither model_inputs nor model_outputs"),
+        "{}",
+        out.stderr
+    );
+}

@@ -68,6 +68,13 @@ pub struct ServeArgs {
     /// Share of requests captured (percent).
     #[arg(long, default_value_t = 100.0)]
     pub capture_percent: f64,
+    /// Capture through Azure ML's data collector instead of files: each sampled request's
+    /// rows (`model_inputs`) and predictions (`model_outputs`) go to the collector's agent,
+    /// configured as Azure sets it (AZUREML_MDC_CONFIG_PATH, AZUREML_MDC_HOST,
+    /// AZUREML_MDC_PORT). What an azureml deployment with `capture` runs; fails when the
+    /// deployment collects nothing.
+    #[arg(long, env = "MLCTL_CAPTURE_MDC", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false, conflicts_with = "capture_dir")]
+    pub capture_mdc: bool,
     /// Largest request body in bytes (larger ones get 413).
     #[arg(long, default_value_t = 8 << 20)]
     pub max_body_bytes: usize,
@@ -272,6 +279,30 @@ pub fn run_serve(project: &Path, args: ServeArgs) -> Result<u8> {
         },
         ..CaptureConfig::new(d, args.capture_percent)
     });
+    if args.capture_mdc {
+        let config = mlctl_serve::capture::mdc::MdcConfig::from_env(|k| std::env::var(k).ok())
+            .map_err(|e| anyhow!("capture through Azure ML's data collector: {e}"))?
+            .ok_or_else(|| {
+                anyhow!(
+                    "capture through Azure ML's data collector was asked (--capture-mdc, MLCTL_CAPTURE_MDC), but this deployment collects neither model_inputs nor model_outputs: AZUREML_MDC_CONFIG_PATH is not set or enables neither (give the deployment a `dataCollector`, or serve without --capture-mdc)"
+                )
+            })?;
+        tracing::info!(
+            "capture: {}% of requests to Azure ML's data collector at {}:{} ({})",
+            config.percent,
+            config.host,
+            config.port,
+            [
+                config.inputs.then_some("model_inputs"),
+                config.outputs.then_some("model_outputs")
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(", ")
+        );
+        opts.capture = Some(CaptureConfig::to_data_collector(config));
+    }
     let variants = match (&args.config, &args.model_dir, &args.model) {
         (Some(path), _, _) => {
             let file = ServeFile::read(path).map_err(|e| anyhow!(e))?;

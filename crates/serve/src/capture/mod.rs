@@ -28,6 +28,7 @@
 //! (4xx, 5xx) is captured too, with `"error"` (its message) instead of rows, so a monitor
 //! judges error rates and latency over every request the sample took.
 
+pub mod mdc;
 pub mod mlcap;
 
 use crate::json::{push_number, push_string};
@@ -64,6 +65,10 @@ pub struct CaptureConfig {
     /// The file format.
     #[serde(default)]
     pub format: CaptureFormat,
+    /// Send the records to Azure ML's data collector instead of writing files (`dir`,
+    /// `percent` and the rotation are then unused: the collector's sampling decides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mdc: Option<mdc::MdcConfig>,
 }
 
 /// How captured records are written.
@@ -111,6 +116,16 @@ impl CaptureConfig {
             max_files: default_max_files(),
             per_process: false,
             format: CaptureFormat::default(),
+            mdc: None,
+        }
+    }
+
+    /// Capture through Azure ML's data collector (its sampling rate, no files).
+    pub fn to_data_collector(config: mdc::MdcConfig) -> Self {
+        CaptureConfig {
+            percent: config.percent,
+            mdc: Some(config),
+            ..CaptureConfig::new(PathBuf::new(), 100.0)
         }
     }
 
@@ -354,6 +369,23 @@ const MAX_QUEUED: usize = 1 << 16;
 impl Capture {
     /// Starts the writer thread. `dropped` counts records lost to back-pressure.
     pub fn start(config: &CaptureConfig, dropped: Arc<AtomicU64>) -> std::io::Result<Capture> {
+        let per10k = (config.percent.clamp(0.0, 100.0) * 100.0).round() as u64;
+        if let Some(m) = &config.mdc {
+            let shared = Arc::new(Queue::new());
+            let (queue, m, lost) = (shared.clone(), m.clone(), dropped.clone());
+            let handle = std::thread::Builder::new()
+                .name("mlctl-capture".into())
+                .spawn(move || mdc::run(m, &queue, lost))?;
+            return Ok(Capture {
+                shared,
+                seen: AtomicU64::new(0),
+                per10k,
+                dropped,
+                writer: Some(handle),
+                // The collector's payloads are the parsed rows, as JSON lines have them.
+                format: CaptureFormat::Jsonl,
+            });
+        }
         let config = &CaptureConfig {
             dir: config.own_dir(),
             per_process: false,
@@ -366,7 +398,6 @@ impl Capture {
         let handle = std::thread::Builder::new()
             .name("mlctl-capture".into())
             .spawn(move || writer.run(&queue))?;
-        let per10k = (config.percent.clamp(0.0, 100.0) * 100.0).round() as u64;
         Ok(Capture {
             shared,
             seen: AtomicU64::new(0),
