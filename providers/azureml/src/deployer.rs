@@ -50,11 +50,16 @@
 //! `bakeTime` (and `maxBakeTime`): its last minutes are judged too. A threshold crossed is
 //! acted on as soon as it shows.
 //!
+//! # Capture
+//! `capture` gives each deployment a data collector (`model_inputs`, `model_outputs`) and
+//! `MLCTL_CAPTURE_MDC=true` in its environment: `mlctl serve` then hands every sampled
+//! request to the collector's agent (`mlctl_serve::capture::mdc`), which writes the files
+//! [`crate::monitor`] reads.
+//!
 //! # Caveats
-//! The fake ARM server the tests run provisions endpoints without serving them. `capture`
-//! is honoured there only (the fake writes the data collector's files itself): on Azure the
-//! collections are written by serving code through Azure's collector, which `mlctl serve`
-//! does not call yet, so [`field_rules`] refuses it for real Azure.
+//! The fake ARM server the tests run provisions endpoints without serving them, so tests
+//! write the data collector's files themselves (`POST /fake/capture`); the agent protocol is
+//! tested against a stand-in agent (`tests/e2e/serve.rs`), not against Azure's.
 
 use crate::arm::{Operation, OperationState};
 use crate::azure::Azure;
@@ -342,13 +347,7 @@ impl DeploymentPlan {
         props.insert("model".into(), json!(self.model_id));
         props.insert("modelMountPath".into(), json!(MODEL_MOUNT));
         props.insert("environmentId".into(), json!(self.environment_id));
-        props.insert(
-            "environmentVariables".into(),
-            json!({
-                "MLCTL_MODEL_DIR": MODEL_MOUNT,
-                "MLCTL_SERVE_PORT": SERVE_PORT.to_string(),
-            }),
-        );
+        props.insert("environmentVariables".into(), self.environment_variables());
         props.insert("instanceType".into(), json!(self.instance_type));
         props.insert("scaleSettings".into(), json!({"scaleType": "Default"}));
         if let Some(c) = &self.capture {
@@ -375,8 +374,21 @@ impl DeploymentPlan {
         })
     }
 
-    /// Whether a live deployment already is what this plan asks for (model, environment,
-    /// size, capacity and data collector), so a re-apply sends nothing.
+    /// The serving container's environment: where the model is, the port, and, with a data
+    /// collector, `MLCTL_CAPTURE_MDC` (`mlctl serve` hands it the captured requests).
+    fn environment_variables(&self) -> Value {
+        let mut env = json!({
+            "MLCTL_MODEL_DIR": MODEL_MOUNT,
+            "MLCTL_SERVE_PORT": SERVE_PORT.to_string(),
+        });
+        if self.capture.is_some() {
+            env["MLCTL_CAPTURE_MDC"] = json!("true");
+        }
+        env
+    }
+
+    /// Whether a live deployment already is what this plan asks for (model, environment and
+    /// its variables, size, capacity and data collector), so a re-apply sends nothing.
     pub(crate) fn matches(&self, live: &Value) -> bool {
         let want = self.to_json();
         let p = |v: &Value, k: &str| v["properties"][k].clone();
@@ -388,6 +400,7 @@ impl DeploymentPlan {
             && p(&want, "instanceType") == p(live, "instanceType")
             && want["sku"]["capacity"] == live["sku"]["capacity"]
             && collector_of(&want) == collector_of(live)
+            && p(&want, "environmentVariables") == p(live, "environmentVariables")
     }
 }
 
@@ -1316,7 +1329,7 @@ impl Deployer for AzureDeployer {
             "azureml endpoints without `auth` take Azure's own keys (authMode Key; `az ml online-endpoint get-credentials`): Azure ML has no endpoint without authentication".into(),
         );
         Capabilities {
-            fields: field_rules(self.az.features),
+            fields: field_rules(),
             strategies: StrategyType::ALL.to_vec(),
             poll_interval: self.az.settings.poll_interval,
             notes,
@@ -1701,32 +1714,15 @@ pub(crate) fn label_problems(labels: &BTreeMap<String, String>) -> Vec<String> {
 }
 
 /// The Endpoint kind's declarations on an azureml target.
-///
-/// `features` decides `capture`: where deployments really serve (Azure), the data
-/// collector's `model_inputs` / `model_outputs` are written only by serving code that calls
-/// Azure's collector, which `mlctl serve` does not yet, so `capture` is refused there; the
-/// fake ARM server writes them itself (`POST /fake/capture`).
-pub(crate) fn field_rules(features: crate::azure::Features) -> FieldRules {
-    static SERVING: OnceLock<FieldRules> = OnceLock::new();
-    static EMULATED: OnceLock<FieldRules> = OnceLock::new();
-    if features.serves_endpoints {
-        SERVING.get_or_init(|| build_rules(true)).clone()
-    } else {
-        EMULATED.get_or_init(|| build_rules(false)).clone()
-    }
+pub(crate) fn field_rules() -> FieldRules {
+    static RULES: OnceLock<FieldRules> = OnceLock::new();
+    RULES.get_or_init(build_rules).clone()
 }
 
-fn build_rules(serving: bool) -> FieldRules {
-    let capture = if serving {
-        Support::refused(
-            "on Azure ML the data collector's model_inputs and model_outputs are written by the serving code through Azure's collector, which `mlctl serve` in the image does not call yet, so nothing would be captured",
-            "remove `capture` for this target (monitors then have no live data), or capture on a local or sagemaker target",
-        )
-    } else {
-        Support::honoured_as(
-            "the deployments' data collector (`model_inputs`, `model_outputs`) at samplingRate percent / 100, written under `capture/<endpoint>/` in the target's storage, where monitors read it (the fake ARM server writes what a test sends it)",
-        )
-    };
+fn build_rules() -> FieldRules {
+    let capture = Support::honoured_as(
+        "each deployment's data collector (`model_inputs`, `model_outputs`, samplingRate = samplingPercent / 100); `mlctl serve` in the image hands every sampled request's rows and predictions to the collector's agent (`--capture-mdc`, the protocol of Microsoft's azureml-ai-monitoring), which writes them under `capture/<endpoint>/` in the target's storage, where monitors read them (the fake ARM server's deployments serve nothing: tests write those files)",
+    );
     FieldRules::new()
         .with(
             "Endpoint.metadata.labels",

@@ -5,16 +5,17 @@
 
 use mlctl_core::support::{FieldRules, Refusal, Support};
 
-/// What a given azureml target honours: real Azure's rules, or its emulator's (the fake ARM
-/// server writes the data collector's files itself, so capture is honoured there).
+/// What a given azureml target honours: on a compute cluster, what the VM plan cannot see
+/// is refused; the fake ARM server honours what real Azure does (its differences are notes).
 pub fn field_rules_for(target: &mlctl_spec::AzuremlTarget) -> FieldRules {
-    match crate::Features::of(target) {
-        crate::Features::AZURE if target.compute.is_none() => field_rules(),
-        features => rules_with(features, target.compute.is_some()),
+    if target.compute.is_none() {
+        field_rules()
+    } else {
+        rules_with(true)
     }
 }
 
-fn rules_with(features: crate::Features, cluster: bool) -> FieldRules {
+fn rules_with(cluster: bool) -> FieldRules {
     FieldRules::new()
         .with(
             "TrainingJob.metadata.labels",
@@ -34,14 +35,12 @@ fn rules_with(features: crate::Features, cluster: bool) -> FieldRules {
         .merged(crate::data::field_rules())
         .merged(crate::trainer::field_rules(cluster))
         .merged(crate::registry::field_rules())
-        .merged(crate::deployer::field_rules(features))
+        .merged(crate::deployer::field_rules())
         .merged(crate::monitor::field_rules())
 }
 
 /// Every declaration of the azureml provider on real Azure.
 pub fn field_rules() -> FieldRules {
     static RULES: std::sync::OnceLock<FieldRules> = std::sync::OnceLock::new();
-    RULES
-        .get_or_init(|| rules_with(crate::Features::AZURE, false))
-        .clone()
+    RULES.get_or_init(|| rules_with(false)).clone()
 }

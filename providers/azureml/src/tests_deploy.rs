@@ -210,6 +210,15 @@ fn capture_turns_on_the_data_collector_for_inputs_and_outputs() {
             "model_outputs": {"dataCollectionMode": "Enabled", "dataId": format!("{WS}/data/e-capture/versions/1"), "samplingRate": 0.25},
         }})
     );
+    // `mlctl serve` in the image hands the sampled requests to the collector's agent.
+    assert_eq!(
+        body["properties"]["environmentVariables"]["MLCTL_CAPTURE_MDC"],
+        "true"
+    );
+    assert!(
+        !plan(true).matches(&plan(false).to_json()),
+        "a deployment without the collector is not what capture asks for"
+    );
     let (container, version) = capture_data_bodies(
         "https://acct.blob.core.windows.net/ml/iris/capture/e/",
         &map(&[("mlctl:project", "iris")]),
@@ -888,11 +897,6 @@ mod support {
 
     /// The refusals of the Endpoint and Monitor fields of `manifests`, as `field: why (instead)`.
     fn refusals(job: &str, manifests: &str) -> Vec<String> {
-        refusals_on(crate::azure::Features::FAKE_ARM, job, manifests)
-    }
-
-    /// [`refusals`] on a service with these features.
-    fn refusals_on(features: crate::azure::Features, job: &str, manifests: &str) -> Vec<String> {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("mlctl.yaml"), PROJECT).expect("write");
         std::fs::create_dir_all(dir.path().join("ml")).expect("mkdir");
@@ -920,7 +924,7 @@ mod support {
             (
                 Kind::Endpoint,
                 "azureml".to_string(),
-                crate::deployer::field_rules(features),
+                crate::deployer::field_rules(),
             ),
             (
                 Kind::Monitor,
@@ -954,15 +958,12 @@ mod support {
     }
 
     /// Honoured or refused: every field of the two kinds is declared, by these rules or the
-    /// engine's, on real Azure and on the fake.
+    /// engine's.
     #[test]
     fn every_endpoint_and_monitor_field_is_declared() {
         let engine = mlctl_core::support::engine::rules();
-        for features in [
-            crate::azure::Features::AZURE,
-            crate::azure::Features::FAKE_ARM,
-        ] {
-            let endpoint = crate::deployer::field_rules(features);
+        {
+            let endpoint = crate::deployer::field_rules();
             let monitor = crate::monitor::field_rules();
             let missing: Vec<&String> = mlctl_core::support::fields::leaf_fields()
                 .iter()
@@ -983,10 +984,7 @@ mod support {
                     rules.get(f).is_none() && engine.get(f).is_none()
                 })
                 .collect();
-            assert!(
-                missing.is_empty(),
-                "undeclared on {features:?}: {missing:#?}"
-            );
+            assert!(missing.is_empty(), "undeclared: {missing:#?}");
         }
     }
 
@@ -1055,28 +1053,6 @@ mod support {
             "  command: python train.py\n  code: src\n",
             &endpoint(""),
             &[&["model:", "script-mode model"]],
-        );
-    }
-
-    /// Real Azure: `mlctl serve` does not write the data collector's collections, so capture
-    /// is refused rather than accepted and left empty.
-    #[test]
-    fn capture_is_refused_where_nothing_would_write_it() {
-        let got = refusals_on(
-            crate::azure::Features::AZURE,
-            BUILTIN,
-            &endpoint("  capture: {samplingPercent: 10}\n"),
-        );
-        assert_eq!(got.len(), 1, "{got:#?}");
-        assert!(got[0].starts_with("capture.samplingPercent:"), "{}", got[0]);
-        assert!(got[0].contains("does not call yet"), "{}", got[0]);
-        assert!(
-            refusals_on(
-                crate::azure::Features::AZURE,
-                BUILTIN,
-                &endpoint("  instances: 2\n")
-            )
-            .is_empty()
         );
     }
 
