@@ -60,6 +60,69 @@ pub struct Parts {
     pub test: Option<Table>,
 }
 
+/// A dataset version's parts as a store holds them (CSV, or Parquet by its magic number):
+/// what a cloud trainer fetches before carving.
+#[derive(Debug, Clone)]
+pub struct StoredParts {
+    /// The train split, or the whole table when `split_train` is false.
+    pub train: Vec<u8>,
+    /// Whether `train` is the dataset's train split.
+    pub split_train: bool,
+    /// The validation split, if any.
+    pub validation: Option<Vec<u8>>,
+    /// The test split, if any.
+    pub test: Option<Vec<u8>>,
+}
+
+impl StoredParts {
+    /// Fetches `dataset`'s parts with `fetch` (a part's URI to its bytes): its train split,
+    /// or the whole table without one, then its validation and test splits.
+    ///
+    /// # Errors
+    /// `fetch`'s.
+    pub async fn fetch<E, Fut>(
+        dataset: &crate::DatasetVersion,
+        fetch: impl Fn(String) -> Fut,
+    ) -> Result<StoredParts, E>
+    where
+        Fut: std::future::Future<Output = Result<Vec<u8>, E>>,
+    {
+        let splits = &dataset.splits;
+        let (train, split_train) = match splits.get("train") {
+            Some(uri) => (fetch(uri.clone()).await?, true),
+            None => (fetch(dataset.uri.clone()).await?, false),
+        };
+        let validation = match splits.get("validation") {
+            Some(uri) => Some(fetch(uri.clone()).await?),
+            None => None,
+        };
+        let test = match splits.get("test") {
+            Some(uri) => Some(fetch(uri.clone()).await?),
+            None => None,
+        };
+        Ok(StoredParts {
+            train,
+            split_train,
+            validation,
+            test,
+        })
+    }
+
+    /// The parts as tables.
+    ///
+    /// # Errors
+    /// A part that is not a readable table, as a sentence.
+    pub fn read(&self) -> Result<Parts, String> {
+        let read = |b: &[u8]| mlctl_ml::table::read_bytes_sniffed(b).map_err(|e| e.to_string());
+        Ok(Parts {
+            train: read(&self.train)?,
+            split_train: self.split_train,
+            validation: self.validation.as_deref().map(read).transpose()?,
+            test: self.test.as_deref().map(read).transpose()?,
+        })
+    }
+}
+
 /// The seed and stratification of a job's carves, from the dataset's `split`.
 pub fn carving(split: Option<&Split>) -> (u64, Option<String>) {
     (

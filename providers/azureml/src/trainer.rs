@@ -708,9 +708,9 @@ struct TunedRows {
 
 impl AzureTrainer {
     /// The bytes of dataset part `uri` (a blob of the target's storage).
-    async fn part_bytes(&self, req: &TrainingRequest, uri: &str) -> Result<Vec<u8>> {
+    async fn part_bytes(&self, req: &TrainingRequest, uri: String) -> Result<Vec<u8>> {
         let op = "carve tuning rows";
-        let url = self.input_url(uri);
+        let url = self.input_url(&uri);
         let Some(key) = self.az.blob.key_of_url(&url) else {
             return Err(err(
                 ErrorKind::Invalid,
@@ -733,26 +733,13 @@ impl AzureTrainer {
     /// Carves a tuned script's rows as every target does and uploads them (once: a blob is
     /// named by its content).
     async fn tuned_script_rows(&self, req: &TrainingRequest) -> Result<TunedRows> {
-        let splits = &req.dataset.splits;
-        let (train, split_train) = match splits.get("train") {
-            Some(uri) => (self.part_bytes(req, uri).await?, true),
-            None => (self.part_bytes(req, &req.dataset.uri).await?, false),
-        };
-        let mut held_out = BTreeMap::new();
-        for part in ["validation", "test"] {
-            if let Some(uri) = splits.get(part) {
-                held_out.insert(part, self.part_bytes(req, uri).await?);
-            }
-        }
+        let stored = mlctl_core::evaluation::StoredParts::fetch(&req.dataset, |uri| {
+            self.part_bytes(req, uri)
+        })
+        .await?;
         let (split, digest) = (req.split.clone(), req.dataset.digest.clone());
         let carved = tokio::task::spawn_blocking(move || {
-            let read = |b: &[u8]| mlctl_ml::table::read_bytes_sniffed(b).map_err(|e| e.to_string());
-            let parts = mlctl_core::evaluation::Parts {
-                train: read(&train)?,
-                split_train,
-                validation: held_out.get("validation").map(|b| read(b)).transpose()?,
-                test: held_out.get("test").map(|b| read(b)).transpose()?,
-            };
+            let parts = stored.read()?;
             let rows = mlctl_core::evaluation::rows(parts, split.as_ref(), &digest, true)?;
             let csv =
                 |t: &mlctl_ml::Table| mlctl_ml::table::csv_bytes(t).map_err(|e| e.to_string());

@@ -504,27 +504,10 @@ impl SageMakerTrainer {
                 )
             })
         };
-        let splits = &req.dataset.splits;
-        let (train, split_train) = match splits.get("train") {
-            Some(uri) => (fetch(uri.clone()).await?, true),
-            None => (fetch(req.dataset.uri.clone()).await?, false),
-        };
-        let validation = match splits.get("validation") {
-            Some(uri) => Some(fetch(uri.clone()).await?),
-            None => None,
-        };
-        let test = match splits.get("test") {
-            Some(uri) => Some(fetch(uri.clone()).await?),
-            None => None,
-        };
+        let stored = mlctl_core::evaluation::StoredParts::fetch(&req.dataset, fetch).await?;
         let (split, digest) = (req.split.clone(), req.dataset.digest.clone());
         tokio::task::spawn_blocking(move || {
-            let parts = mlctl_core::evaluation::Parts {
-                train: table_from_bytes(&train)?,
-                split_train,
-                validation: validation.as_deref().map(table_from_bytes).transpose()?,
-                test: test.as_deref().map(table_from_bytes).transpose()?,
-            };
+            let parts = stored.read()?;
             mlctl_core::evaluation::rows(parts, split.as_ref(), &digest, true)
         })
         .await
