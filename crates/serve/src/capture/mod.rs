@@ -370,41 +370,35 @@ impl Capture {
     /// Starts the writer thread. `dropped` counts records lost to back-pressure.
     pub fn start(config: &CaptureConfig, dropped: Arc<AtomicU64>) -> std::io::Result<Capture> {
         let per10k = (config.percent.clamp(0.0, 100.0) * 100.0).round() as u64;
-        if let Some(m) = &config.mdc {
-            let shared = Arc::new(Queue::new());
-            let (queue, m, lost) = (shared.clone(), m.clone(), dropped.clone());
-            let handle = std::thread::Builder::new()
-                .name("mlctl-capture".into())
-                .spawn(move || mdc::run(m, &queue, lost))?;
-            return Ok(Capture {
-                shared,
-                seen: AtomicU64::new(0),
-                per10k,
-                dropped,
-                writer: Some(handle),
-                // The collector's payloads are the parsed rows, as JSON lines have them.
-                format: CaptureFormat::Jsonl,
-            });
-        }
-        let config = &CaptureConfig {
-            dir: config.own_dir(),
-            per_process: false,
-            ..config.clone()
-        };
-        fs::create_dir_all(&config.dir)?;
         let shared = Arc::new(Queue::new());
-        let writer = Writer::open(config.clone())?;
         let queue = shared.clone();
-        let handle = std::thread::Builder::new()
-            .name("mlctl-capture".into())
-            .spawn(move || writer.run(&queue))?;
+        let thread = std::thread::Builder::new().name("mlctl-capture".into());
+        let (handle, format) = match &config.mdc {
+            Some(m) => {
+                let (m, lost) = (m.clone(), dropped.clone());
+                let handle = thread.spawn(move || mdc::run(m, &queue, lost))?;
+                // The collector's payloads are the parsed rows, as JSON lines have them.
+                (handle, CaptureFormat::Jsonl)
+            }
+            None => {
+                let config = CaptureConfig {
+                    dir: config.own_dir(),
+                    per_process: false,
+                    ..config.clone()
+                };
+                fs::create_dir_all(&config.dir)?;
+                let format = config.format;
+                let writer = Writer::open(config)?;
+                (thread.spawn(move || writer.run(&queue))?, format)
+            }
+        };
         Ok(Capture {
             shared,
             seen: AtomicU64::new(0),
             per10k,
             dropped,
             writer: Some(handle),
-            format: config.format,
+            format,
         })
     }
 
