@@ -165,6 +165,20 @@ fn a_trial_without_its_objective_or_with_a_failing_script_fails() {
             .contains("the script reported no `score`, the sweep's objective (it reported: none)"),
         "{stdout}"
     );
+    // What it did report is quoted, at most ten names and a count.
+    let out = trial(
+        dir.path(),
+        "python3 -c \"import json, os; json.dump({'m%02d' % i: i for i in range(12)}, open(os.path.join(os.environ['SM_MODEL_DIR'], 'metrics.json'), 'w'))\"",
+        9,
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout
+            .contains("(it reported: m00, m01, m02, m03, m04, m05, m06, m07, m08, m09 and 2 more)"),
+        "{stdout}"
+    );
     let out = trial(dir.path(), "echo score=1; exit 3", 9, &[]);
     assert_eq!(out.status.code(), Some(3));
     assert!(

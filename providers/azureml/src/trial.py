@@ -172,7 +172,10 @@ def main(argv):
             metrics_json(os.path.join(env[var], "metrics.json"), metrics)
     objective = conf["objective"]
     if objective not in metrics:
-        names = ", ".join(sorted(metrics)) or "none"
+        reported = sorted(metrics)
+        names = ", ".join(reported[:10]) or "none"
+        if len(reported) > 10:
+            names += " and %d more" % (len(reported) - 10)
         say(
             "the script reported no `%s`, the sweep's objective (it reported: %s); print it "
             "where a `metrics` regex finds it, or write it to metrics.json in SM_MODEL_DIR"
