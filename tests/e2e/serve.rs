@@ -958,3 +958,93 @@ fn serve_captures_through_azure_mls_data_collector() {
         out.stderr
     );
 }
+
+/// `docker/entrypoint.sh` run as the image runs it, with the built binary first on PATH.
+fn entrypoint(args: &[&str], env: &[(&str, &str)]) -> std::process::Command {
+    let bin = Path::new(env!("CARGO_BIN_EXE_mlctl")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg(repo_root().join("docker/entrypoint.sh"))
+        .args(args)
+        .env("PATH", path)
+        .env("NO_COLOR", "1")
+        .env_remove("MLCTL_MODEL_DIR")
+        .envs(env.iter().copied());
+    cmd
+}
+
+#[test]
+fn the_image_entrypoint_serves_a_model_mounted_one_folder_down_and_is_the_cli_otherwise() {
+    let p = TestProject::empty();
+    // Azure ML mounts a folder model as <modelMountPath>/<folder>.
+    let mount = p.path().join("mount");
+    iris_model(&mount.join("iris-model"));
+    let port = free_port().to_string();
+    let child = entrypoint(
+        &[],
+        &[
+            ("MLCTL_MODEL_DIR", mount.to_str().unwrap()),
+            ("MLCTL_SERVE_HOST", "127.0.0.1"),
+            ("MLCTL_SERVE_PORT", &port),
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("the entrypoint starts");
+    let server = ServeProcess {
+        url: format!("http://127.0.0.1:{port}"),
+        child,
+    };
+    rt().block_on(async {
+        let t0 = Instant::now();
+        loop {
+            if let Ok(r) = Client::new()
+                .get(&format!("{}/ping", server.url), &[], Duration::from_secs(5))
+                .await
+                && r.status == 200
+            {
+                break;
+            }
+            assert!(
+                t0.elapsed() < LIMIT,
+                "the entrypoint's server did not come up"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let r = post(&server.url, "text/csv", "5.1,3.5,1.4,0.2\n", &[])
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(r.text().contains("setosa"), "{}", r.text());
+    });
+    drop(server);
+
+    // Arguments make it the CLI.
+    let out = entrypoint(&["--version"], &[]).output().unwrap();
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // Neither arguments nor a model: says what to give, exit 2.
+    let out = entrypoint(&[], &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("set MLCTL_MODEL_DIR"), "{err}");
+
+    // Two candidate models below the mount: refuses to guess.
+    iris_model(&mount.join("other-model"));
+    let out = entrypoint(&[], &[("MLCTL_MODEL_DIR", mount.to_str().unwrap())])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("2 of its sub-directories"), "{err}");
+}
