@@ -31,7 +31,7 @@ fn iris_rows() -> Vec<[f64; 4]> {
 }
 
 /// The iris rows twice over (300 rows), with `petal_length` moved by `by` cm.
-fn iris_twice(by: f64) -> Vec<[f64; 4]> {
+pub(crate) fn iris_twice(by: f64) -> Vec<[f64; 4]> {
     let rows = iris_rows();
     rows.iter()
         .chain(rows.iter())
@@ -39,9 +39,9 @@ fn iris_twice(by: f64) -> Vec<[f64; 4]> {
         .collect()
 }
 
-struct Monitored {
-    p: TestProject,
-    port: u16,
+pub(crate) struct Monitored {
+    pub(crate) p: TestProject,
+    pub(crate) port: u16,
     /// Variables every mlctl run of the test gets (the spec's `${env:...}`).
     env: Vec<(String, String)>,
 }
@@ -51,7 +51,7 @@ impl Monitored {
         Monitored::with(MONITOR, &[])
     }
 
-    fn with(monitor: &str, env: &[(&str, &str)]) -> Monitored {
+    pub(crate) fn with(monitor: &str, env: &[(&str, &str)]) -> Monitored {
         let (p, port) = iris_on_a_free_port("{type: all-at-once}");
         p.write("ml/monitor.yaml", monitor);
         std::fs::write(p.path().join(".gitignore"), ".mlctl/\n").unwrap();
@@ -72,7 +72,7 @@ impl Monitored {
     }
 
     /// `mlctl ARGS` in the project, with the test's variables.
-    fn mlctl(&self, args: &[&str]) -> Run {
+    pub(crate) fn mlctl(&self, args: &[&str]) -> Run {
         Run::from(
             mlctl()
                 .args(args)
@@ -84,7 +84,7 @@ impl Monitored {
     }
 
     /// Sends every row, 10 a request, and waits until capture holds them all.
-    fn send(&self, rows: &[[f64; 4]]) {
+    pub(crate) fn send(&self, rows: &[[f64; 4]]) {
         let before = self.captured_rows();
         for chunk in rows.chunks(10) {
             let body = serde_json::json!({ "instances": chunk }).to_string();

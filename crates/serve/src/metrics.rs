@@ -278,11 +278,17 @@ impl VariantSample {
     /// The 99th percentile latency in milliseconds: the upper bound of the bucket holding it
     /// (`None` without requests; +Inf bucket reads as 10 s and more).
     pub fn p99_ms(&self) -> Option<f64> {
+        self.quantile_ms(0.99)
+    }
+
+    /// The `q` quantile of latency in milliseconds (0 < q <= 1), as the upper bound of the
+    /// bucket holding it (`None` before any request; infinite past the last bucket).
+    pub fn quantile_ms(&self, q: f64) -> Option<f64> {
         let total = *self.buckets.last()?;
         if total == 0 {
             return None;
         }
-        let rank = (total as f64 * 0.99).ceil() as u64;
+        let rank = ((total as f64 * q).ceil() as u64).max(1);
         let i = self.buckets.iter().position(|&c| c >= rank)?;
         Some(
             BUCKETS_US

@@ -63,7 +63,7 @@ pub fn report(project: &Path, args: MonitorReportArgs) -> Result<u8> {
 }
 
 /// The page of `monitor`'s stored results, or an error saying how to get some.
-fn render(s: &Session, monitor: &str) -> Result<String> {
+pub(crate) fn render(s: &Session, monitor: &str) -> Result<String> {
     let results =
         s.rt.block_on(s.stack.state.monitor_results(&s.ctx.project, monitor))
             .map_err(|e| {

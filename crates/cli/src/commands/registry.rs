@@ -33,7 +33,7 @@ fn metrics_short(m: &std::collections::BTreeMap<String, f64>) -> String {
 }
 
 /// Model names: from the spec, plus any the target's state knows.
-fn model_names(s: &Session) -> Vec<String> {
+pub(crate) fn model_names(s: &Session) -> Vec<String> {
     let mut names: BTreeSet<String> = s
         .spec
         .resources
@@ -692,7 +692,7 @@ fn revert_branch(s: &Session, endpoint: &str) -> Result<()> {
 }
 
 /// The manifest of a model version whose artifact is an mlctl model directory on this machine.
-fn signature_of(artifact_uri: &str) -> Option<mlctl_ml::model::Manifest> {
+pub(crate) fn signature_of(artifact_uri: &str) -> Option<mlctl_ml::model::Manifest> {
     if artifact_uri.contains("://") {
         return None;
     }
@@ -770,7 +770,7 @@ fn signature_text(m: &mlctl_ml::model::Manifest) -> String {
 }
 
 /// The signature in `models show --output json`: inputs as the manifest has them.
-fn signature_json(m: &mlctl_ml::model::Manifest) -> serde_json::Value {
+pub(crate) fn signature_json(m: &mlctl_ml::model::Manifest) -> serde_json::Value {
     serde_json::json!({
         "inputs": m.inputs,
         "notInputs": m.passthrough,

@@ -14,9 +14,17 @@ fn short(s: &str) -> &str {
     &s[..s.len().min(7)]
 }
 
-/// `mlctl status`.
-pub fn status(project: &Path, target: &TargetArgs, rev: &RevArgs, output: Output) -> Result<u8> {
-    let s = session::open(project, target, rev)?;
+/// What `mlctl status` shows, per resource of the spec and the target: its sync against the
+/// spec, health, last commit applied, URL, message, reasons and last error (the JSON rows),
+/// with the plan they come from and what was observed.
+pub(crate) struct StatusData {
+    pub rows: Vec<serde_json::Value>,
+    pub plan: mlctl_core::plan::Plan,
+    pub observed: Vec<ObservedResource>,
+}
+
+/// Reads [`StatusData`] of a session's spec on its target.
+pub(crate) fn status_data(s: &session::Session) -> Result<StatusData> {
     let desired = s.desired()?;
     let observed =
         s.rt.block_on(mlctl_core::observe(
@@ -80,6 +88,17 @@ pub fn status(project: &Path, target: &TargetArgs, rev: &RevArgs, output: Output
             })
         })
         .collect();
+    Ok(StatusData {
+        rows,
+        plan,
+        observed,
+    })
+}
+
+/// `mlctl status`.
+pub fn status(project: &Path, target: &TargetArgs, rev: &RevArgs, output: Output) -> Result<u8> {
+    let s = session::open(project, target, rev)?;
+    let StatusData { rows, plan, .. } = status_data(&s)?;
     let lock =
         s.rt.block_on(s.stack.state.lock_holder(&s.ctx.project))
             .map_err(|e| anyhow!("cannot read the lock of target `{}`: {e}", s.target_name))?;
