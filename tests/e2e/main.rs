@@ -29,5 +29,6 @@ mod strays;
 mod support;
 mod train_builtin;
 mod transform;
+mod ui;
 mod validate;
 mod watch;

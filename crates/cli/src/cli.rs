@@ -250,6 +250,10 @@ pub enum Command {
         /// Directory to create (must be empty or absent).
         dir: PathBuf,
     },
+    /// The web dashboard: resources and their sync, the graph, runs, the registry, endpoints,
+    /// monitors and the plan for HEAD, on http://127.0.0.1:4141/ (read-only unless
+    /// `--allow-actions`).
+    Ui(crate::commands::ui::UiArgs),
     /// Serve a model over HTTP (SageMaker/MLflow-compatible /invocations).
     Serve(crate::commands::serve::ServeArgs),
     /// Send rows to an endpoint and print the predictions.

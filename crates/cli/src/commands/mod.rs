@@ -13,6 +13,7 @@ pub(crate) mod registry;
 pub mod serve;
 pub(crate) mod state;
 pub mod train_builtin;
+pub mod ui;
 pub mod validate;
 pub(crate) mod watch;
 
@@ -125,6 +126,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             &lock_timeout,
             output,
         ),
+        Command::Ui(args) => ui::run(&cli.global.project, args),
         Command::Serve(args) => serve::run_serve(&cli.global.project, args),
         Command::Predict(args) => serve::run_predict(&cli.global.project, args),
         Command::Limit(args) => limit::run(args),
