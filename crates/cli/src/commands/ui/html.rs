@@ -2,21 +2,8 @@
 
 use std::fmt::Write;
 
-/// Escapes text for HTML content and attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// Escapes text for HTML content and attribute values (the monitor report's escaping).
+pub use mlctl_core::monitoring::report::escape as esc;
 
 /// The pages of the navigation bar: (path, label).
 const NAV: [(&str, &str); 7] = [

@@ -231,17 +231,7 @@ fn decode(s: &str) -> String {
 }
 
 /// Percent-encodes a query value or path segment.
-pub(crate) fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+pub(crate) use mlctl_core::url::percent_encode as encode;
 
 /// The request, as the pages read it.
 pub(crate) struct Req {
