@@ -665,17 +665,38 @@ async fn put_auth(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) 
     }
 }
 
-/// The whole body, at most `limit` bytes, within `timeout`.
+/// The largest over-limit body (by its `Content-Length`) read and dropped before the 413,
+/// so the client gets the answer instead of a reset and can reuse the connection; past it
+/// the answer says `Connection: close`.
+const DRAIN_LIMIT: u64 = 16 << 20;
+
+/// Reads `body` to its end, dropping it; false when it fails or passes `cap` bytes first.
+async fn drain(mut body: Body, cap: u64) -> bool {
+    use http_body_util::BodyExt;
+    let mut seen = 0u64;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { return false };
+        seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+        if seen > cap {
+            return false;
+        }
+    }
+    true
+}
+
+/// The whole body, at most `limit` bytes, within `timeout`; or the error to answer, and
+/// whether the body was still read to its end (else the connection cannot be reused).
 async fn read_body(
     body: Body,
     headers: &HeaderMap,
     limit: usize,
     timeout: std::time::Duration,
-) -> Result<Bytes, (StatusCode, String)> {
-    let too_large = || {
+) -> Result<Bytes, (StatusCode, String, bool)> {
+    let too_large = |whole: bool| {
         (
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("the request body is larger than the limit of {limit} bytes"),
+            whole,
         )
     };
     if let Some(len) = headers
@@ -684,7 +705,14 @@ async fn read_body(
         .and_then(|s| s.parse::<u64>().ok())
         && len > limit as u64
     {
-        return Err(too_large());
+        // Read what the client is sending (up to DRAIN_LIMIT) before answering: a connection
+        // closed with unread bytes is reset by the kernel, and a client still writing its body
+        // then loses the 413 ("connection closed before message completed").
+        let whole = len <= DRAIN_LIMIT
+            && tokio::time::timeout(timeout, drain(body, DRAIN_LIMIT))
+                .await
+                .unwrap_or(false);
+        return Err(too_large(whole));
     }
     let Ok(read) = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await else {
         return Err((
@@ -693,6 +721,7 @@ async fn read_body(
                 "the request body did not arrive within {} ms",
                 timeout.as_millis()
             ),
+            false,
         ));
     };
     match read {
@@ -701,13 +730,14 @@ async fn read_body(
             let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&e);
             while let Some(s) = src {
                 if s.is::<http_body_util::LengthLimitError>() {
-                    return Err(too_large());
+                    return Err(too_large(false));
                 }
                 src = s.source();
             }
             Err((
                 StatusCode::BAD_REQUEST,
                 format!("cannot read the request body: {e}"),
+                false,
             ))
         }
     }
@@ -767,11 +797,12 @@ async fn invoke(app: Arc<App>, req: Request, id: &HeaderValue) -> Response {
     };
     let body = match read_body(body, &parts.headers, app.max_body, app.body_timeout).await {
         Ok(b) => b,
-        Err((status, msg)) => {
+        Err((status, msg, whole)) => {
             variant.metrics.observe(status.as_u16(), 0, t0.elapsed());
             let mut r = error(status, &msg);
-            if status == StatusCode::REQUEST_TIMEOUT {
-                // The rest of the body may still come: this connection is done.
+            if !whole {
+                // The rest of the body may still come: this connection is done, and says so,
+                // so a client's pool does not send the next request down it.
                 r.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }

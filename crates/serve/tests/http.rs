@@ -285,6 +285,79 @@ async fn malformed_bodies_get_4xx_with_a_message() {
 }
 
 #[tokio::test]
+async fn a_too_large_body_is_read_before_the_413_so_the_connection_serves_the_next_request() {
+    let mut opts = options();
+    opts.max_body_bytes = 64 << 10;
+    let s = Server::start(opts, vec![variant("a", "a", 100)]).await;
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let answers = tokio::task::spawn_blocking(move || {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let c = std::net::TcpStream::connect(addr).unwrap();
+        let mut w = c.try_clone().unwrap();
+        let mut r = BufReader::new(c);
+        // One response: its head, then exactly its Content-Length of body.
+        let mut read_one = || {
+            let mut head = String::new();
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap() == 0 {
+                    return head + "<connection closed>";
+                }
+                if line == "\r\n" {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse().unwrap()))
+                .unwrap_or(0);
+            let mut body = vec![0; len];
+            r.read_exact(&mut body).unwrap();
+            head + &String::from_utf8_lossy(&body)
+        };
+        let big = vec![b' '; 200 << 10];
+        w.write_all(
+            format!(
+                "POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                big.len()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        w.write_all(&big).unwrap();
+        let first = read_one();
+        let ok = br#"{"instances": [[1,2,3,4]]}"#;
+        w.write_all(
+            format!(
+                "POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                ok.len()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        w.write_all(ok).unwrap();
+        (first, read_one())
+    })
+    .await
+    .unwrap();
+    assert!(answers.0.starts_with("HTTP/1.1 413"), "{}", answers.0);
+    assert!(answers.0.contains("larger than the limit"), "{}", answers.0);
+    assert!(
+        !answers.0.to_ascii_lowercase().contains("connection: close"),
+        "{}",
+        answers.0
+    );
+    assert!(
+        answers.1.starts_with("HTTP/1.1 200"),
+        "the same connection serves on: {}",
+        answers.1
+    );
+    assert!(answers.1.contains("setosa"), "{}", answers.1);
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn a_failing_model_answers_500_and_counts_it() {
     let s = Server::start(options(), vec![variant("f", "fail", 100)]).await;
     let r = s.json(r#"{"instances": [[1,2,3,4]]}"#).await;
