@@ -11,6 +11,8 @@
 ///
 /// - `Project.spec.targets.*.*`: every string setting of a target (`region`, `roleArn`,
 ///   `bucket`, `root`, ...; see [`crate::Target::settings_mut`]);
+/// - `Project.spec.targets.*.tracking.*`: the tracking server's `uri`, `token`, `username`,
+///   `password` and `experiment`;
 /// - `Dataset.spec.source`: where the data is;
 /// - `TrainingJob.spec.image`: the container image of a script-mode job;
 /// - `TrainingJob.spec.hyperparameters.*`: a hyperparameter given as a string;
@@ -22,6 +24,7 @@
 pub fn resolvable_fields() -> &'static [&'static str] {
     &[
         "Project.spec.targets.*.*",
+        "Project.spec.targets.*.tracking.*",
         "Dataset.spec.source",
         "TrainingJob.spec.image",
         "TrainingJob.spec.hyperparameters.*",
@@ -220,6 +223,25 @@ fn credentials(text: &str) -> Vec<(std::ops::Range<usize>, &'static str)> {
             from = start;
         }
     }
+    // A literal written under a key that only ever holds a secret (`token:`, `password:`):
+    // whatever its shape, it is masked (the spec refuses it, and must not echo it saying so).
+    let mut line_start = 0;
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\n', '\r']);
+        let indent = body.len() - body.trim_start().len();
+        let key_at = indent + if body.trim_start().starts_with("- ") { 2 } else { 0 };
+        for key in ["token:", "password:"] {
+            if body[key_at..].starts_with(key) {
+                let after = key_at + key.len();
+                let value = body[after..].trim();
+                if !value.is_empty() && !value.starts_with("${env:") {
+                    let start = line_start + after + (body[after..].len() - body[after..].trim_start().len());
+                    found.push((start..start + value.len(), "a literal token or password"));
+                }
+            }
+        }
+        line_start += line.len();
+    }
     if lower.trim_start().starts_with("-----begin") && lower.contains("private key") {
         // The armour line itself is not secret; the base64 lines after it are.
         let body = text.find('\n').map_or(text.len(), |i| i + 1);
@@ -233,6 +255,15 @@ fn credentials(text: &str) -> Vec<(std::ops::Range<usize>, &'static str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_literal_under_a_secret_key_is_masked_whatever_its_shape() {
+        assert_eq!(
+            redact("        token: abc123 \n  password: ${env:P}\n- password: hunter2"),
+            "        token: ****** \n  password: ${env:P}\n- password: *******"
+        );
+        assert_eq!(redact("tokens: 3"), "tokens: 3");
+    }
 
     #[test]
     fn references_and_resolution() {

@@ -1976,3 +1976,24 @@ fn azureml_authority_host_over_http() {
         &[("mlctl.yaml", &project)],
     );
 }
+
+/// `tracking:`: an http(s) URL, a token only as `${env:NAME}` (never echoed), one kind of
+/// auth, basic auth with both halves.
+#[test]
+fn tracking_server_settings() {
+    let token = "mlflowtok_Qm9vbXNoYWthbGFrYWJvb21zaGFrYWxha2E";
+    let project = format!(
+        "{PROJECT}    tracked:\n      provider: local\n      tracking:\n        provider: mlflow\n        uri: file:///tmp/mlruns\n        token: {token}\n        username: ${{env:MLFLOW_USER}}\n"
+    );
+    let rendered = check("tracking_server_settings", &[("mlctl.yaml", &project)]);
+    assert!(!rendered.contains("Qm9vbXNoYWth"), "{rendered}");
+}
+
+/// A tracking provider mlctl does not speak is refused where it is written.
+#[test]
+fn tracking_provider_unknown() {
+    let project = format!(
+        "{PROJECT}    tracked:\n      provider: local\n      tracking:\n        provider: wandb\n        uri: https://api.wandb.ai\n"
+    );
+    check("tracking_provider_unknown", &[("mlctl.yaml", &project)]);
+}

@@ -154,6 +154,16 @@ impl Target {
         }
     }
 
+    /// The tracking server this target logs to, if any.
+    pub fn tracking(&self) -> Option<&Tracking> {
+        match self {
+            Target::Local(t) => t.tracking.as_ref(),
+            Target::Mock(t) => t.tracking.as_ref(),
+            Target::Sagemaker(t) => t.tracking.as_ref(),
+            Target::Azureml(t) => t.tracking.as_ref(),
+        }
+    }
+
     /// `root:`, the directory for the target's files on this machine, as written.
     pub fn root(&self) -> Option<&str> {
         match self {
@@ -164,11 +174,16 @@ impl Target {
         }
     }
 
-    /// Every string setting, mutably, with its YAML name: `${env:NAME}` is resolved in each.
+    /// Every string setting, mutably, with its YAML name: `${env:NAME}` is resolved in each
+    /// when the target is opened. `tracking:` is not among them: its values are resolved only
+    /// by the commands that talk to the tracking server ([`Tracking::settings_mut`]), so
+    /// `mlctl status` needs no tracking credentials.
     pub fn settings_mut(&mut self) -> Vec<(&'static str, &mut String)> {
         let mut out: Vec<(&'static str, &mut String)> = Vec::new();
         match self {
-            Target::Local(t) => out.extend(t.root.as_mut().map(|v| ("root", v))),
+            Target::Local(t) => {
+                out.extend(t.root.as_mut().map(|v| ("root", v)));
+            }
             Target::Mock(t) => {
                 out.extend(t.root.as_mut().map(|v| ("root", v)));
                 out.extend(t.latency.as_mut().map(|v| ("latency", v)));
@@ -198,6 +213,77 @@ impl Target {
     }
 }
 
+/// `tracking:` on a target: an experiment-tracking server that mlctl keeps up to date with
+/// what it runs there (MLflow's tracking server and model registry).
+///
+/// ```yaml
+/// tracking:
+///   provider: mlflow
+///   uri: ${env:MLFLOW_TRACKING_URI}
+///   token: ${env:MLFLOW_TRACKING_TOKEN}   # or username + password (basic auth)
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Tracking {
+    /// The tracking server's kind: `mlflow` (REST API 2.0, artifacts through the server's
+    /// `mlflow-artifacts` proxy).
+    pub provider: TrackingProvider,
+    /// The server's URL (`http://` or `https://`), usually `${env:MLFLOW_TRACKING_URI}`.
+    pub uri: String,
+    /// A bearer token, as `${env:NAME}` (never a literal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Basic auth user (with `password`), for a server behind MLflow's basic-auth app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Basic auth password, as `${env:NAME}` (never a literal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// The experiment runs are logged to (default: the project's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<String>,
+    /// What the server's model registry is to mlctl: `mirror` (default: registered models
+    /// and versions are copied there, stages as the aliases `champion` and `challenger`) or
+    /// `none` (runs only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<TrackingRegistry>,
+}
+
+impl Tracking {
+    /// Every string setting, mutably, with its YAML name (`tracking.uri`, ...).
+    pub fn settings_mut(&mut self) -> Vec<(&'static str, &mut String)> {
+        let mut out: Vec<(&'static str, &mut String)> = vec![("tracking.uri", &mut self.uri)];
+        out.extend(self.token.as_mut().map(|v| ("tracking.token", v)));
+        out.extend(self.username.as_mut().map(|v| ("tracking.username", v)));
+        out.extend(self.password.as_mut().map(|v| ("tracking.password", v)));
+        out.extend(self.experiment.as_mut().map(|v| ("tracking.experiment", v)));
+        out
+    }
+
+    /// `registry:`, with its default.
+    pub fn registry_mode(&self) -> TrackingRegistry {
+        self.registry.unwrap_or(TrackingRegistry::Mirror)
+    }
+}
+
+/// `tracking.provider`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TrackingProvider {
+    /// An MLflow tracking server (`mlflow server`, Databricks, a managed MLflow).
+    Mlflow,
+}
+
+/// `tracking.registry`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TrackingRegistry {
+    /// Registered models and versions are mirrored to the server's registry.
+    Mirror,
+    /// Only runs are logged.
+    None,
+}
+
 /// `provider: local`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -208,6 +294,9 @@ pub struct LocalTarget {
     /// Components taken from another target, e.g. `{trainer: cloud}`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub components: ComponentMap,
+    /// An MLflow tracking server that mirrors this target's runs and models (`tracking:`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking: Option<Tracking>,
 }
 
 /// `provider: mock`.
@@ -230,6 +319,9 @@ pub struct MockTarget {
     /// Components taken from another target.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub components: ComponentMap,
+    /// An MLflow tracking server that mirrors this target's runs and models (`tracking:`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking: Option<Tracking>,
 }
 
 /// `provider: sagemaker`.
@@ -256,6 +348,9 @@ pub struct SagemakerTarget {
     /// Components taken from another target.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub components: ComponentMap,
+    /// An MLflow tracking server that mirrors this target's runs and models (`tracking:`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking: Option<Tracking>,
 }
 
 /// An emulator a SageMaker target can run against, for tests.
@@ -318,6 +413,9 @@ pub struct AzuremlTarget {
     /// Components taken from another target.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub components: ComponentMap,
+    /// An MLflow tracking server that mirrors this target's runs and models (`tracking:`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking: Option<Tracking>,
 }
 
 /// Where an azureml target gets its Entra ID tokens.

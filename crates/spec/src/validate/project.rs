@@ -426,7 +426,82 @@ fn read_target(ctx: &mut Ctx, name: &str, node: &Node, key_span: Span) -> Option
         }
         Target::Local(_) => {}
     }
+    if let Some(tracking) = target.tracking() {
+        fine &= check_tracking(ctx, tracking, node);
+    }
     fine.then_some(target)
+}
+
+/// `tracking:`: an http(s) URL, credentials only as references, one kind of auth.
+fn check_tracking(ctx: &mut Ctx, t: &crate::Tracking, target: &Node) -> bool {
+    let literal = |v: &str| !v.contains("${env:");
+    let span_of = |f: &str| {
+        target
+            .at(&["tracking", f])
+            .or_else(|| target.get("tracking"))
+            .map(|n| n.span)
+    };
+    let mut fine = true;
+    if literal(&t.uri) && !(t.uri.starts_with("http://") || t.uri.starts_with("https://")) {
+        ctx.err(
+            "bad-value",
+            PROJECT_FILE,
+            span_of("uri"),
+            format!(
+                "tracking uri `{}` is not an http(s) URL",
+                crate::suggest::quote(&t.uri)
+            ),
+        )
+        .hint = Some(
+            "write the tracking server's URL, e.g. `uri: ${env:MLFLOW_TRACKING_URI}` with MLFLOW_TRACKING_URI=http://127.0.0.1:5000"
+                .into(),
+        );
+        fine = false;
+    }
+    for (field, value) in [("token", &t.token), ("password", &t.password)] {
+        if let Some(v) = value
+            && literal(v)
+        {
+            ctx.err(
+                "literal-secret",
+                PROJECT_FILE,
+                span_of(field),
+                format!("tracking {field} must be an environment reference, not a literal"),
+            )
+            .hint = Some(format!(
+                "write `{field}: ${{env:NAME}}` and set NAME where mlctl runs"
+            ));
+            fine = false;
+        }
+    }
+    if t.token.is_some() && (t.username.is_some() || t.password.is_some()) {
+        ctx.err(
+            "conflicting-fields",
+            PROJECT_FILE,
+            span_of("token"),
+            "tracking takes a bearer `token` or `username` + `password`, not both".to_string(),
+        )
+        .hint = Some("keep the one your server checks".into());
+        fine = false;
+    }
+    if t.username.is_some() != t.password.is_some() {
+        let (field, other) = if t.username.is_some() {
+            ("username", "password")
+        } else {
+            ("password", "username")
+        };
+        ctx.err(
+            "missing-field",
+            PROJECT_FILE,
+            span_of(field),
+            format!("tracking `{field}` is given without `{other}`"),
+        )
+        .hint = Some(format!(
+            "basic auth needs both: add `{other}: ${{env:NAME}}`"
+        ));
+        fine = false;
+    }
+    fine
 }
 
 /// `components:` names targets that exist and are plain (a component comes from a target
