@@ -127,6 +127,11 @@ pub enum Command {
         /// how `mlctl watch` skips an endpoint whose sync a rollback paused. Repeatable.
         #[arg(long, value_name = "RESOURCE", hide = true)]
         exclude: Vec<String>,
+        /// Apply only this resource (`Kind/name`, repeatable) and leave the rest as it is; what
+        /// it depends on must be up to date already. How a Kubeflow pipeline step (`mlctl
+        /// export --format kfp`) applies its one resource.
+        #[arg(long, value_name = "RESOURCE")]
+        only: Vec<String>,
     },
     /// Follow a git branch and keep the target in sync with it: the pull-based GitOps agent
     /// (Argo CD's auto-sync, Flux's source + kustomize controllers). See docs/watch.md.
@@ -240,6 +245,30 @@ pub enum Command {
         #[arg(long, short = 't')]
         target: Option<String>,
     },
+    /// Write the project's pipeline for another orchestrator: `--format kfp`, a Kubeflow
+    /// Pipelines v2 pipeline (IR YAML) with one step per resource, each running
+    /// `mlctl reconcile --only` in the mlctl image (docs/kubeflow.md).
+    Export {
+        /// The format.
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        /// Target the steps apply to (default: the project's defaultTarget).
+        #[arg(long, short = 't', env = "MLCTL_TARGET")]
+        target: Option<String>,
+        /// The commit exported (each step checks it out).
+        #[arg(long, default_value = "HEAD")]
+        rev: String,
+        /// The image steps run (built from the repository's Dockerfile).
+        #[arg(long)]
+        image: Option<String>,
+        /// The git URL steps clone (default: the `origin` remote's; else a pipeline parameter
+        /// the run must give).
+        #[arg(long)]
+        repo: Option<String>,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Print the JSON Schema of mlctl manifests (for editors).
     Schema,
     /// Scaffold a working project from an example.
@@ -279,6 +308,22 @@ pub enum Command {
     TrainBuiltin(crate::commands::train_builtin::TrainBuiltinArgs),
 }
 
+/// What `mlctl models export` writes.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ModelFormat {
+    /// An MLflow model directory (python_function flavour).
+    Mlflow,
+    /// mlctl's portable model (model.json, weights.json), as the registry keeps it.
+    Mlctl,
+}
+
+/// What `mlctl export` writes.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExportFormat {
+    /// A Kubeflow Pipelines v2 pipeline definition (IR YAML, schemaVersion 2.1.0).
+    Kfp,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ModelsCommand {
     /// Registered models and their versions.
@@ -316,6 +361,22 @@ pub enum ModelsCommand {
         /// Wait this long for the target's lock (e.g. `30s`); default: fail at once.
         #[arg(long, default_value = "0s")]
         lock_timeout: String,
+    },
+    /// Write a version's model to a directory: `--format mlflow`, an MLflow model
+    /// (`MLmodel`, its signature, a python_function flavour over mlctl's portable model) that
+    /// `mlflow.pyfunc.load_model` and `mlflow models serve` load; `--format mlctl`, the
+    /// portable model itself.
+    Export {
+        /// `MODEL` or `MODEL:VERSION` (default: the production version, else the newest
+        /// approved one).
+        model: String,
+        /// The directory to write (must be empty or absent).
+        dir: PathBuf,
+        /// The format.
+        #[arg(long, value_enum, default_value = "mlflow")]
+        format: ModelFormat,
+        #[command(flatten)]
+        target: TargetArgs,
     },
     /// Reject a version: it is never promoted or deployed (a later version can be approved).
     Reject {

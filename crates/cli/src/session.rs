@@ -262,6 +262,25 @@ pub fn build_stack(
 }
 
 impl Session {
+    /// The target's `tracking:` server, with its `${env:...}` resolved.
+    pub fn tracking(&self) -> Result<Option<mlctl_spec::Tracking>> {
+        let Some(mut t) = self
+            .spec
+            .project
+            .targets
+            .get(&self.target_name)
+            .and_then(|t| t.tracking())
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        for (field, value) in t.settings_mut() {
+            *value = mlctl_spec::env::resolve(value, |n| std::env::var(n).ok())
+                .map_err(|e| anyhow!("target `{}`, field `{field}`: {e}", self.target_name))?;
+        }
+        Ok(Some(t))
+    }
+
     /// Refuses to go on when the target does not honour a field the spec writes: every such
     /// field is reported at once, at its position, with what to do instead. Returns the notes
     /// the target wants shown with the plan.

@@ -290,7 +290,7 @@ impl Action {
     }
 
     /// "will be created", ...
-    fn phrase(self) -> &'static str {
+    pub fn phrase(self) -> &'static str {
         match self {
             Action::NoOp => "is up to date",
             Action::Create => "will be created",

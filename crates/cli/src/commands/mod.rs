@@ -3,6 +3,7 @@
 mod capture;
 pub mod ci;
 mod init;
+mod kfp;
 pub mod limit;
 mod monitor;
 mod monitor_quality;
@@ -26,6 +27,31 @@ pub fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Validate { output, target } => {
             validate::run(&cli.global.project, output, target.as_deref())
+        }
+        Command::Export {
+            format: crate::cli::ExportFormat::Kfp,
+            target,
+            rev,
+            image,
+            repo,
+            out,
+        } => {
+            let image = image.unwrap_or_else(kfp::default_image);
+            let yaml = kfp::export(
+                &cli.global.project,
+                &kfp::KfpOptions {
+                    target: target.as_deref(),
+                    rev: &rev,
+                    image: &image,
+                    repo: repo.as_deref(),
+                },
+            )?;
+            match out {
+                Some(path) => std::fs::write(&path, yaml)
+                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?,
+                None => print!("{yaml}"),
+            }
+            Ok(0)
         }
         Command::Schema => {
             print!("{}", mlctl_spec::schema::json_schema());
@@ -70,7 +96,16 @@ pub fn run(cli: Cli) -> Result<u8> {
             prune,
             apply,
             exclude,
-        } => plan::reconcile(&cli.global.project, &target, &rev, prune, &apply, &exclude),
+            only,
+        } => plan::reconcile(
+            &cli.global.project,
+            &target,
+            &rev,
+            prune,
+            &apply,
+            &exclude,
+            &only,
+        ),
         Command::Watch(args) => watch::run(&cli.global.project, args),
         Command::Destroy {
             target,

@@ -184,6 +184,8 @@ fn confirm(s: &Session, what: &str) -> Result<bool> {
 struct Mode<'a> {
     /// Resources left as they are (`--exclude`).
     exclude: &'a [String],
+    /// When not empty, the only resources applied (`--only`).
+    only: &'a [String],
     prune: bool,
     destroy: bool,
     auto_approve: bool,
@@ -239,6 +241,9 @@ fn run(s: Session, mode: Mode<'_>, args: &ApplyArgs, saved: Option<Plan>) -> Res
                 c.diff.clear();
             }
         }
+        if !mode.only.is_empty() {
+            restrict_to(&s, &mut plan, mode.only)?;
+        }
         print!("{}", plan.render_human(&paint));
         if !plan.has_changes() {
             // Nothing to do, but a failure recorded before no longer applies: the engine
@@ -254,6 +259,7 @@ fn run(s: Session, mode: Mode<'_>, args: &ApplyArgs, saved: Option<Plan>) -> Res
                     Arc::new(apply::Silent),
                 ));
             }
+            mirror_to_tracking(&s);
             return Ok(0);
         }
         if !mode.auto_approve && !confirm(&s, mode.verb)? {
@@ -281,6 +287,10 @@ fn run(s: Session, mode: Mode<'_>, args: &ApplyArgs, saved: Option<Plan>) -> Res
                 _ => {}
             }
         }
+        // What finished is logged even when something else failed.
+        if !mode.destroy {
+            mirror_to_tracking(&s);
+        }
         if report.failed() {
             eprintln!(
                 "\n{} {failed} failed, {skipped} not attempted; {added} added, {changed} changed, {destroyed} destroyed.\nFix the cause and run the same command again: finished work is kept and not repeated.",
@@ -295,6 +305,75 @@ fn run(s: Session, mode: Mode<'_>, args: &ApplyArgs, saved: Option<Plan>) -> Res
             Ok(0)
         }
     })
+}
+
+/// `--only`: every change but those of `only` becomes a no-op; refused when a resource of
+/// `only` depends on one that is not up to date (it would be applied on stale inputs).
+fn restrict_to(s: &Session, plan: &mut Plan, only: &[String]) -> Result<()> {
+    let mut wanted = Vec::new();
+    for name in only {
+        match s.spec.resources.iter().find(|r| r.id.to_string() == *name) {
+            Some(r) => wanted.push(r),
+            None => {
+                let known: Vec<String> =
+                    s.spec.resources.iter().map(|r| r.id.to_string()).collect();
+                bail!(
+                    "--only {name}: no such resource in the spec at {}; it has: {}",
+                    s.commit.short_sha,
+                    mlctl_spec::suggest::list(&known)
+                );
+            }
+        }
+    }
+    let mut stale = Vec::new();
+    for r in &wanted {
+        for dep in &r.depends_on {
+            let pending = plan
+                .changes
+                .iter()
+                .find(|c| &c.id == dep)
+                .filter(|c| c.action != Action::NoOp && !only.contains(&dep.to_string()));
+            if let Some(c) = pending {
+                stale.push(format!("{} needs {dep}, which {}", r.id, c.action.phrase()));
+            }
+        }
+    }
+    if !stale.is_empty() {
+        bail!(
+            "--only: what these resources depend on is not up to date on target `{}`: {}; apply it first (in a Kubeflow pipeline, the step before), or drop --only",
+            s.target_name,
+            mlctl_spec::suggest::list(&stale)
+        );
+    }
+    for c in &mut plan.changes {
+        if c.action != Action::NoOp && !only.contains(&c.id.to_string()) {
+            c.action = Action::NoOp;
+            c.reasons = vec!["not in --only: left as it is".into()];
+            c.diff.clear();
+        }
+    }
+    Ok(())
+}
+
+/// Logs the target's runs and models to its `tracking:` server, if it has one, and says what
+/// was done. A tracking server that fails is a warning, never a failed apply: the next apply
+/// logs what is missing.
+fn mirror_to_tracking(s: &Session) {
+    let tracking = match s.tracking() {
+        Ok(Some(t)) => t,
+        Ok(None) => return,
+        Err(e) => {
+            eprintln!("{} tracking: {e:#}", style::yellow("Warning:"));
+            return;
+        }
+    };
+    let report = s.rt.block_on(mlctl_provider_mlflow::sync(
+        &tracking, &s.stack, &s.ctx, &s.spec,
+    ));
+    println!("\n{}", report.summary());
+    for w in &report.warnings {
+        eprintln!("{} {w}", style::yellow("Warning:"));
+    }
 }
 
 /// Refuses a saved plan that no longer fits the target or the spec.
@@ -376,6 +455,7 @@ pub fn apply_cmd(
                 s,
                 Mode {
                     exclude: &[],
+                    only: &[],
                     prune: false,
                     destroy: false,
                     auto_approve: true,
@@ -391,6 +471,7 @@ pub fn apply_cmd(
                 s,
                 Mode {
                     exclude: &[],
+                    only: &[],
                     prune,
                     destroy: false,
                     auto_approve,
@@ -411,12 +492,14 @@ pub fn reconcile(
     prune: bool,
     args: &ApplyArgs,
     exclude: &[String],
+    only: &[String],
 ) -> Result<u8> {
     let s = session::open(project, target, rev)?;
     run(
         s,
         Mode {
             exclude,
+            only,
             prune,
             destroy: false,
             auto_approve: true,
@@ -446,6 +529,7 @@ pub fn destroy(
         s,
         Mode {
             exclude: &[],
+            only: &[],
             prune: true,
             destroy: true,
             auto_approve,

@@ -2,7 +2,7 @@
 
 use crate::cli::{ModelsCommand, Output, RunsCommand, TargetArgs};
 use crate::session::{self, Session};
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use mlctl_core::{
     ApprovalStatus, Decision, EndpointStatus, HistoryEntry, ModelVersion, RunRecord, outputs,
 };
@@ -103,6 +103,12 @@ pub fn models(project: &Path, cmd: ModelsCommand) -> Result<u8> {
             }
             Ok(0)
         }
+        ModelsCommand::Export {
+            model,
+            dir,
+            format,
+            target,
+        } => export_model(project, &model, &dir, format, &target),
         ModelsCommand::Show {
             name,
             model_version: version,
@@ -776,4 +782,80 @@ pub(crate) fn signature_json(m: &mlctl_ml::model::Manifest) -> serde_json::Value
         "notInputs": m.passthrough,
         "output": m.output,
     })
+}
+
+/// `mlctl models export MODEL[:VERSION] DIR`.
+fn export_model(
+    project: &Path,
+    model: &str,
+    dir: &Path,
+    format: crate::cli::ModelFormat,
+    target: &TargetArgs,
+) -> Result<u8> {
+    let (name, asked) = match model.split_once(':') {
+        Some((n, v)) => {
+            let v = v.trim_start_matches('v').parse::<u32>().map_err(|_| {
+                anyhow!("`{model}`: the version after `:` must be a number (e.g. `{n}:3`)")
+            })?;
+            (n, Some(v))
+        }
+        None => (model, None),
+    };
+    if dir.exists()
+        && std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read {}", dir.display()))?
+            .next()
+            .is_some()
+    {
+        bail!(
+            "{} is not empty; export into a new or empty directory",
+            dir.display()
+        );
+    }
+    let s = session::open_target(project, target)?;
+    if !s.stack.registry.capabilities().artifacts {
+        bail!(
+            "the registry of target `{}` cannot hand out a version's files, so its models cannot be exported",
+            s.target_name
+        );
+    }
+    let vs = versions(&s, name)?;
+    let v = match asked {
+        // A version named is exported whatever its approval: reviewing it may be the point.
+        Some(n) if vs.iter().any(|v| v.version == n) => vs
+            .into_iter()
+            .find(|v| v.version == n)
+            .expect("found above"),
+        _ => mlctl_core::promote::choose_version(&vs, asked, name, &s.target_name)
+            .map_err(|e| anyhow!("{}", e.message))?,
+    };
+    let files =
+        s.rt.block_on(s.stack.registry.read_artifact(&s.ctx, &v))
+            .map_err(|e| anyhow!("{e}"))?;
+    let files = match format {
+        crate::cli::ModelFormat::Mlctl => files,
+        crate::cli::ModelFormat::Mlflow => mlctl_provider_mlflow::model_dir::of_version(&files, &v)
+            .map_err(|e| anyhow!("model `{name}` v{}: {e}", v.version))?,
+    };
+    for (path, bytes) in &files.files {
+        let dest = dir.join(path);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::write(&dest, bytes).with_context(|| format!("cannot write {}", dest.display()))?;
+    }
+    println!(
+        "Exported model `{name}` v{} ({}) to {}{}",
+        v.version,
+        v.stage.as_str(),
+        dir.display(),
+        match format {
+            crate::cli::ModelFormat::Mlflow => {
+                "; load it with mlflow.pyfunc.load_model(DIR) or serve it with `mlflow models serve -m DIR`"
+            }
+            crate::cli::ModelFormat::Mlctl => "; serve it with `mlctl serve DIR`",
+        }
+    );
+    Ok(0)
 }

@@ -1,0 +1,408 @@
+//! `tracking: {provider: mlflow}`: a target's runs and models on a real MLflow tracking
+//! server, read back with MLflow's own Python client (`tests/mlflow/readback.py`).
+//!
+//! Needs `MLCTL_MLFLOW_URL` (the server `.ci/mlflow.sh start` runs) and `MLCTL_MLFLOW_PY` /
+//! `MLCTL_MLFLOW_BIN` (its venv's python and `mlflow`); without them a test says so and passes,
+//! except under `CI=true`, where they are required.
+
+use crate::common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+/// The venv's python and mlflow, and the shared server's URL.
+pub(crate) struct Mlflow {
+    pub py: String,
+    pub bin: String,
+    pub url: String,
+}
+
+pub(crate) fn mlflow_env(test: &str) -> Option<Mlflow> {
+    let var = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
+    match (
+        var("MLCTL_MLFLOW_PY"),
+        var("MLCTL_MLFLOW_BIN"),
+        var("MLCTL_MLFLOW_URL"),
+    ) {
+        (Some(py), Some(bin), Some(url)) => Some(Mlflow { py, bin, url }),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => panic!(
+            "{test}: MLCTL_MLFLOW_PY, MLCTL_MLFLOW_BIN and MLCTL_MLFLOW_URL are required under CI=true (.ci/run sets them with .ci/mlflow.sh start)"
+        ),
+        _ => {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "{test}: SKIPPED: MLCTL_MLFLOW_* are not set; run: eval \"$(.ci/mlflow.sh start)\""
+            );
+            None
+        }
+    }
+}
+
+/// `tests/mlflow/readback.py` against `url`: what the server holds for `experiment` and
+/// `model` (and the champion's predictions on `rows`, a JSON file).
+fn readback(m: &Mlflow, url: &str, experiment: &str, model: &str, rows: Option<&Path>) -> Value {
+    let script = repo_root().join("tests/mlflow/readback.py");
+    let mut cmd = Command::new(&m.py);
+    cmd.arg(script).args([url, experiment, model]);
+    if let Some(r) = rows {
+        cmd.arg(r);
+    }
+    let out = cmd.output().expect("run the MLflow readback");
+    assert!(
+        out.status.success(),
+        "readback failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("readback prints JSON")
+}
+
+/// Runs a few lines of Python with MLflow's client on `url` (`client` is an MlflowClient).
+fn python(m: &Mlflow, url: &str, code: &str) {
+    let full = format!(
+        "from mlflow.tracking import MlflowClient\nclient = MlflowClient({url:?})\n{code}\n"
+    );
+    let out = Command::new(&m.py)
+        .args(["-c", &full])
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "python failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A tracking block for the local target of the iris example.
+fn with_tracking(p: &TestProject, experiment: &str) {
+    p.replace(
+        "mlctl.yaml",
+        "    local:\n      provider: local\n",
+        &format!(
+            "    local:\n      provider: local\n      tracking:\n        provider: mlflow\n        uri: ${{env:MLFLOW_TRACKING_URI}}\n        experiment: {experiment}\n"
+        ),
+    );
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+fn runs_of(project: &TestProject) -> Vec<Value> {
+    let out = project
+        .mlctl(&["runs", "list", "-o", "json"])
+        .expect_code(0);
+    serde_json::from_str::<Value>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .cloned()
+        .unwrap()
+}
+
+#[test]
+fn runs_and_models_are_logged_to_mlflow_and_read_back_by_its_own_client() {
+    let test = "runs_and_models_are_logged_to_mlflow_and_read_back_by_its_own_client";
+    let Some(m) = mlflow_env(test) else { return };
+    let (p, port) = iris_on_a_free_port("{type: all-at-once}");
+    let experiment = unique("iris-e2e");
+    with_tracking(&p, &experiment);
+    let p = p.into_git();
+    // Registered model names are global on a server: this test owns `iris` on the shared one.
+    python(
+        &m,
+        &m.url,
+        "try:\n    client.delete_registered_model('iris')\nexcept Exception:\n    pass",
+    );
+    let env = [("MLFLOW_TRACKING_URI", m.url.as_str())];
+    let first = p
+        .mlctl_with(&["apply", "--auto-approve"], &env)
+        .expect_code(0);
+    assert!(
+        first.stdout.contains("1 run(s) logged")
+            && first.stdout.contains("1 model version(s) registered"),
+        "{}",
+        first.stdout
+    );
+
+    let scratch = tempfile::tempdir().unwrap();
+    let rows = scratch.path().join("rows.json");
+    std::fs::write(
+        &rows,
+        r#"{"columns": ["sepal_length", "sepal_width", "petal_length", "petal_width"], "data": [[5.1, 3.5, 1.4, 0.2], [6.0, 2.7, 5.1, 1.6], [6.7, 3.0, 5.2, 2.3]]}"#,
+    )
+    .unwrap();
+    let got = readback(&m, &m.url, &experiment, "iris", Some(&rows));
+    let runs = got["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{got:#}");
+    let run = &runs[0];
+    let ours = runs_of(&p);
+    assert_eq!(ours.len(), 1);
+    let ours = &ours[0];
+    assert_eq!(run["tags"]["mlctl.runId"], ours["id"]);
+    assert_eq!(run["status"], "FINISHED");
+    let head = p.git(&["rev-parse", "HEAD"]);
+    assert_eq!(run["tags"]["mlctl.commit"], head.trim());
+    assert_eq!(run["tags"]["mlctl.resource"], "TrainingJob/iris-train");
+    assert!(
+        run["tags"]["mlctl.fingerprint"]
+            .as_str()
+            .is_some_and(|f| f.len() == 64)
+    );
+    for (k, v) in ours["params"].as_object().unwrap() {
+        let text = v
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| v.to_string());
+        assert_eq!(run["params"][k], Value::String(text), "param {k}");
+    }
+    for (k, v) in ours["metrics"].as_object().unwrap() {
+        let theirs = run["metrics"][k].as_f64().unwrap();
+        assert!((theirs - v.as_f64().unwrap()).abs() < 1e-12, "metric {k}");
+    }
+    let artifacts: Vec<&str> = run["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for a in [
+        "mlctl/run.json",
+        "registry/iris/v1/MLmodel",
+        "registry/iris/v1/model/model.json",
+    ] {
+        assert!(artifacts.contains(&a), "{a} in {artifacts:?}");
+    }
+    // The version, its alias and lineage.
+    let versions = got["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 1, "{got:#}");
+    let v = &versions[0];
+    assert_eq!(v["tags"]["mlctl.version"], "1");
+    assert_eq!(v["tags"]["mlctl.stage"], "production");
+    assert_eq!(v["tags"]["mlctl.lineage.run"], ours["id"]);
+    assert_eq!(v["runId"], run["id"]);
+    assert_eq!(got["aliases"]["champion"], v["version"]);
+    // MLflow serves what mlctl serves.
+    let served = http_post(
+        port,
+        "/invocations",
+        r#"{"dataframe_split": {"columns": ["sepal_length", "sepal_width", "petal_length", "petal_width"], "data": [[5.1, 3.5, 1.4, 0.2], [6.0, 2.7, 5.1, 1.6], [6.7, 3.0, 5.2, 2.3]]}}"#,
+    );
+    let body: Value = serde_json::from_str(served.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(got["predictions"], body["predictions"], "{served}");
+
+    // Nothing is logged twice.
+    let again = p
+        .mlctl_with(&["apply", "--auto-approve"], &env)
+        .expect_code(0);
+    assert!(
+        again.stdout.contains("0 run(s) logged, 1 already there"),
+        "{}",
+        again.stdout
+    );
+    let got = readback(&m, &m.url, &experiment, "iris", None);
+    assert_eq!(got["runs"].as_array().unwrap().len(), 1);
+    assert_eq!(got["versions"].as_array().unwrap().len(), 1);
+    p.mlctl(&["destroy", "--auto-approve"]).expect_code(0);
+}
+
+/// An `mlflow server` of the test's own (SQLite and artifacts in `dir`), stopped on drop.
+struct Server {
+    child: Option<Child>,
+    bin: String,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Server {
+    fn new(bin: &str, dir: &Path) -> Server {
+        Server {
+            child: None,
+            bin: bin.to_string(),
+            port: free_listen_port(),
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn start(&mut self) {
+        use std::os::unix::process::CommandExt;
+        std::fs::create_dir_all(self.dir.join("artifacts")).unwrap();
+        let log = std::fs::File::create(self.dir.join("server.log")).unwrap();
+        let child = Command::new(&self.bin)
+            .args(["server", "--host", "127.0.0.1", "--workers", "1", "--port"])
+            .arg(self.port.to_string())
+            .arg("--backend-store-uri")
+            .arg(format!(
+                "sqlite:///{}",
+                self.dir.join("mlflow.db").display()
+            ))
+            .arg("--artifacts-destination")
+            .arg(self.dir.join("artifacts"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .expect("start mlflow server");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                use std::io::{Read, Write};
+                let _ = write!(
+                    s,
+                    "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+                );
+                let mut out = String::new();
+                let _ = s.read_to_string(&mut out);
+                if out.starts_with("HTTP/1.1 200") {
+                    return;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "mlflow server did not answer: {}",
+                std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // The whole group: `mlflow server` runs uvicorn as a child.
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", c.id())])
+                .status();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[test]
+fn a_tracking_server_that_goes_away_is_a_warning_and_the_next_apply_logs_each_run_once() {
+    let test =
+        "a_tracking_server_that_goes_away_is_a_warning_and_the_next_apply_logs_each_run_once";
+    let Some(m) = mlflow_env(test) else { return };
+    let (p, _port) = iris_on_a_free_port("{type: all-at-once}");
+    with_tracking(&p, "iris-restarts");
+    let p = p.into_git();
+    let data = tempfile::tempdir().unwrap();
+    let mut server = Server::new(&m.bin, data.path());
+    let url = server.url();
+    let env = [("MLFLOW_TRACKING_URI", url.as_str())];
+
+    // Down before anything is logged: the apply succeeds and says what it could not do.
+    let down = p
+        .mlctl_with(&["apply", "--auto-approve"], &env)
+        .expect_code(0);
+    assert!(
+        down.stderr
+            .contains("Warning: MLflow: cannot read experiment `iris-restarts`")
+            && down.stderr.contains("cannot reach the tracking server")
+            && down.stderr.contains("the next apply logs what is missing"),
+        "{}",
+        down.stderr
+    );
+    assert!(down.stdout.contains("Apply complete!"), "{}", down.stdout);
+
+    // Up, with a run cut off half-way by an earlier sync (created, never completed).
+    server.start();
+    let run_id = runs_of(&p)[0]["id"].as_str().unwrap().to_string();
+    python(
+        &m,
+        &url,
+        &format!(
+            "e = client.create_experiment('iris-restarts')\nr = client.create_run(e, tags={{'mlctl.runId': '{run_id}'}})\nclient.log_metric(r.info.run_id, 'accuracy', 0.5, timestamp=1, step=0)"
+        ),
+    );
+    let up = p
+        .mlctl_with(&["apply", "--auto-approve"], &env)
+        .expect_code(0);
+    assert!(
+        up.stdout
+            .contains("1 run(s) logged, 0 already there; 1 model version(s) registered"),
+        "{}",
+        up.stdout
+    );
+    assert!(!up.stderr.contains("Warning"), "{}", up.stderr);
+
+    // A new version while the server is down, then a restart.
+    server.stop();
+    p.replace("ml/train.yaml", "C: 1.0", "C: 0.5");
+    p.commit_all("less regularisation");
+    let during = p
+        .mlctl_with(&["apply", "--auto-approve"], &env)
+        .expect_code(0);
+    assert!(
+        during.stderr.contains("cannot reach the tracking server"),
+        "{}",
+        during.stderr
+    );
+    server.start();
+    let after = p
+        .mlctl_with(&["apply", "--auto-approve"], &env)
+        .expect_code(0);
+    assert!(
+        after
+            .stdout
+            .contains("1 run(s) logged, 1 already there; 1 model version(s) registered"),
+        "{}",
+        after.stdout
+    );
+
+    let got = readback(&m, &url, "iris-restarts", "iris", None);
+    let runs = got["runs"].as_array().unwrap();
+    let mut ids: Vec<&str> = runs
+        .iter()
+        .map(|r| r["tags"]["mlctl.runId"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    let mut ours: Vec<String> = runs_of(&p)
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    ours.sort();
+    assert_eq!(ids, ours, "one MLflow run per mlctl run: {got:#}");
+    for r in runs {
+        assert_eq!(r["tags"]["mlctl.synced"], "true");
+        assert_eq!(r["status"], "FINISHED");
+    }
+    // The half-logged run was completed, not duplicated: its params and metrics are mlctl's.
+    let completed = runs
+        .iter()
+        .find(|r| r["tags"]["mlctl.runId"] == run_id.as_str())
+        .unwrap();
+    assert_eq!(completed["params"]["C"], "1.0");
+    let versions = got["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 2, "{got:#}");
+    let v2 = versions
+        .iter()
+        .find(|v| v["tags"]["mlctl.version"] == "2")
+        .expect("v2 mirrored");
+    assert_eq!(got["aliases"]["champion"], v2["version"]);
+    // Every metric was logged once per run, whatever was retried.
+    for r in runs {
+        for (k, n) in r["metricHistory"].as_object().unwrap() {
+            let expected = if r["tags"]["mlctl.runId"] == run_id.as_str() && k == "accuracy" {
+                2 // the half-logged run's own point, then mlctl's
+            } else {
+                1
+            };
+            assert_eq!(n.as_u64(), Some(expected), "metric {k} of {}", r["name"]);
+        }
+    }
+    p.mlctl(&["destroy", "--auto-approve"]).expect_code(0);
+}
