@@ -229,13 +229,20 @@ fn credentials(text: &str) -> Vec<(std::ops::Range<usize>, &'static str)> {
     for line in text.split_inclusive('\n') {
         let body = line.trim_end_matches(['\n', '\r']);
         let indent = body.len() - body.trim_start().len();
-        let key_at = indent + if body.trim_start().starts_with("- ") { 2 } else { 0 };
+        let key_at = indent
+            + if body.trim_start().starts_with("- ") {
+                2
+            } else {
+                0
+            };
         for key in ["token:", "password:"] {
             if body[key_at..].starts_with(key) {
                 let after = key_at + key.len();
                 let value = body[after..].trim();
                 if !value.is_empty() && !value.starts_with("${env:") {
-                    let start = line_start + after + (body[after..].len() - body[after..].trim_start().len());
+                    let start = line_start
+                        + after
+                        + (body[after..].len() - body[after..].trim_start().len());
                     found.push((start..start + value.len(), "a literal token or password"));
                 }
             }
