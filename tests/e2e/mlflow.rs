@@ -406,3 +406,351 @@ fn a_tracking_server_that_goes_away_is_a_warning_and_the_next_apply_logs_each_ru
     }
     p.mlctl(&["destroy", "--auto-approve"]).expect_code(0);
 }
+
+/// Runs `tests/mlflow/check_sklearn_import.py` into `dir`: the names of the MLflow sklearn
+/// models it saved (with `<name>.rows.json`, `<name>.expected.json` and, for classifiers,
+/// `<name>.expected_proba.json` beside them).
+fn sklearn_models(m: &Mlflow, dir: &Path) -> Vec<String> {
+    let out = Command::new(&m.py)
+        .arg(repo_root().join("tests/mlflow/check_sklearn_import.py"))
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `POST /invocations` of `body` to 127.0.0.1:`port`, waiting up to 30 s for the server: the
+/// JSON answer.
+fn invoke(port: u16, body: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            let answer = http_post(port, "/invocations", body);
+            let (head, json) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+            assert!(head.starts_with("HTTP/1.1 200"), "{answer}");
+            return serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {answer}"));
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing listens on {port}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+fn close(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            (x.as_f64().unwrap() - y.as_f64().unwrap()).abs() <= 1e-9
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| close(x, y))
+        }
+        _ => a == b,
+    }
+}
+
+/// A project of its own holding only the Models `models` (each `mlflow: {path: models/NAME}`
+/// with `extra` appended to its spec).
+fn import_project(dir: &Path, names: &[String], extra: &str) -> TestProject {
+    let p = TestProject::empty();
+    p.write(
+        "mlctl.yaml",
+        "apiVersion: mlctl/v1\nkind: Project\nmetadata:\n  name: imports\nspec:\n  targets:\n    local:\n      provider: local\n",
+    );
+    let mut manifests = String::new();
+    for n in names {
+        let model_name = n.replace('_', "-");
+        manifests.push_str(&format!(
+            "---\napiVersion: mlctl/v1\nkind: Model\nmetadata:\n  name: {model_name}\nspec:\n  mlflow:\n    path: models/{n}\n{extra}"
+        ));
+        copy_tree(&dir.join(n), &p.path().join("models").join(n));
+    }
+    p.write("ml/models.yaml", &manifests);
+    p
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn mlflow_sklearn_models_are_converted_exactly_and_served_with_sklearns_predictions() {
+    let test = "mlflow_sklearn_models_are_converted_exactly_and_served_with_sklearns_predictions";
+    let Some(m) = mlflow_env(test) else { return };
+    let made = tempfile::tempdir().unwrap();
+    let names = sklearn_models(&m, made.path());
+    assert!(names.len() >= 10, "{names:?}");
+    let p = import_project(made.path(), &names, "").into_git();
+    // The converter runs with the Python that has the models' libraries.
+    let applied = p
+        .mlctl_with(
+            &["apply", "--auto-approve"],
+            &[("MLCTL_PYTHON", m.py.as_str())],
+        )
+        .expect_code(0);
+    assert!(
+        applied.stderr.contains("converted the scikit-learn model"),
+        "{}",
+        applied.stderr
+    );
+    for n in &names {
+        let model = n.replace('_', "-");
+        let shown = p
+            .mlctl(&["models", "show", &model, "-o", "json"])
+            .expect_code(0);
+        assert!(
+            shown.stdout.contains("\"importedFrom\": \"mlflow\""),
+            "{}",
+            shown.stdout
+        );
+        let rows: Value = serde_json::from_str(
+            &std::fs::read_to_string(made.path().join(format!("{n}.rows.json"))).unwrap(),
+        )
+        .unwrap();
+        let expected: Value = serde_json::from_str(
+            &std::fs::read_to_string(made.path().join(format!("{n}.expected.json"))).unwrap(),
+        )
+        .unwrap();
+        let port = free_listen_port();
+        let mut server = mlctl()
+            .current_dir(p.path())
+            .args(["serve", &format!("{model}:1"), "--port", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let body = serde_json::json!({"dataframe_split": rows}).to_string();
+        let got = invoke(port, &body);
+        assert!(
+            close(&got["predictions"], &expected),
+            "{n}: mlctl served {}\nscikit-learn predicts {expected}",
+            got["predictions"]
+        );
+        if let Ok(text) =
+            std::fs::read_to_string(made.path().join(format!("{n}.expected_proba.json")))
+        {
+            let proba: Value = serde_json::from_str(&text).unwrap();
+            let body = serde_json::json!({"dataframe_split": rows, "params": {"predict_method": "predict_proba"}}).to_string();
+            let got = invoke(port, &body);
+            assert!(
+                close(&got["predictions"], &proba),
+                "{n}: mlctl's probabilities {}\nscikit-learn's {proba}",
+                got["predictions"]
+            );
+        }
+        let _ = server.kill();
+        let _ = server.wait();
+    }
+    // Applying again converts nothing: the directories' content is the fingerprint.
+    let again = p.mlctl(&["plan"]).expect_code(0);
+    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+}
+
+/// `mlctl serve MODEL:1` of `p` on a free port, killed on drop.
+struct Served(std::process::Child, u16);
+
+impl Served {
+    fn start(p: &TestProject, model: &str) -> Served {
+        let port = free_listen_port();
+        let child = mlctl()
+            .current_dir(p.path())
+            .args(["serve", model, "--port", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Served(child, port)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn an_exported_model_loads_in_mlflow_pyfunc_and_predicts_what_mlctl_serves() {
+    let test = "an_exported_model_loads_in_mlflow_pyfunc_and_predicts_what_mlctl_serves";
+    let Some(m) = mlflow_env(test) else { return };
+    let scratch = tempfile::tempdir().unwrap();
+    // A logistic regression with text labels, and a tuned gradient boosting with an int-coded
+    // category, text categories and missing values.
+    let cases = [
+        (
+            "iris",
+            "iris",
+            r#"{"columns": ["sepal_length", "sepal_width", "petal_length", "petal_width"], "data": [[5.1, 3.5, 1.4, 0.2], [6.0, 2.7, 5.1, 1.6], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]}"#,
+        ),
+        (
+            "churn",
+            "churn",
+            r#"{"columns": ["plan", "region", "tenure_months", "monthly_charges", "support_calls", "charges_per_tenure_year", "heavy_support"], "data": [["basic", 2, 4, 38.87, 0, 116.61, "no"], ["premium", 4, 45, null, 1, null, null], ["standard", 3, 22, 66.91, 7, 36.5, "yes"], ["basic", 1, 1, 150.0, null, 1800.0, "yes"]]}"#,
+        ),
+    ];
+    for (example, model, rows) in cases {
+        let p = if example == "iris" {
+            iris_on_a_free_port("{type: all-at-once}").0.into_git()
+        } else {
+            let p = TestProject::example(example);
+            let port = free_listen_port();
+            p.replace(
+                "ml/endpoint.yaml",
+                "  port: 8766\n",
+                &format!("  port: {port}\n"),
+            );
+            p.into_git()
+        };
+        p.mlctl(&["apply", "--auto-approve"]).expect_code(0);
+        let dir = scratch.path().join(example);
+        let out = p
+            .mlctl(&["models", "export", model, dir.to_str().unwrap()])
+            .expect_code(0);
+        assert!(
+            out.stdout.contains("mlflow.pyfunc.load_model"),
+            "{}",
+            out.stdout
+        );
+        assert!(dir.join("MLmodel").is_file() && dir.join("code/mlctl_pyfunc.py").is_file());
+        let served = Served::start(&p, &format!("{model}:1"));
+        let rows_file = scratch.path().join(format!("{example}.rows.json"));
+        std::fs::write(&rows_file, rows).unwrap();
+        let rows: Value = serde_json::from_str(rows).unwrap();
+        let mut requests = vec![serde_json::json!({"dataframe_split": rows})];
+        {
+            requests.push(serde_json::json!({"dataframe_split": rows, "params": {"predict_method": "predict_proba"}}));
+        }
+        for (i, body) in requests.iter().enumerate() {
+            let got = invoke(served.1, &body.to_string());
+            let expected = scratch.path().join(format!("{example}.expected{i}.json"));
+            std::fs::write(&expected, got["predictions"].to_string()).unwrap();
+            let check = Command::new(&m.py)
+                .arg(repo_root().join("tests/mlflow/check_pyfunc.py"))
+                .args([&dir, &rows_file, &expected])
+                .output()
+                .unwrap();
+            assert!(
+                check.status.success(),
+                "{example}: mlflow.pyfunc does not predict what mlctl serves:\n{}{}",
+                String::from_utf8_lossy(&check.stdout),
+                String::from_utf8_lossy(&check.stderr)
+            );
+        }
+        drop(served);
+        p.mlctl(&["destroy", "--auto-approve"]).expect_code(0);
+    }
+}
+
+#[test]
+fn an_mlflow_model_kept_as_pyfunc_is_served_by_mlflow_behind_mlctls_endpoint() {
+    let test = "an_mlflow_model_kept_as_pyfunc_is_served_by_mlflow_behind_mlctls_endpoint";
+    let Some(m) = mlflow_env(test) else { return };
+    let made = tempfile::tempdir().unwrap();
+    let names = sklearn_models(&m, made.path());
+    let name = names
+        .iter()
+        .find(|n| n.as_str() == "iris_logistic")
+        .expect("the iris logistic regression")
+        .clone();
+    let p = import_project(
+        made.path(),
+        std::slice::from_ref(&name),
+        "    serve: pyfunc\n",
+    );
+    let port = free_listen_port();
+    // Without a serve command the validator says what to write.
+    p.write(
+        "ml/endpoint.yaml",
+        &format!("apiVersion: mlctl/v1\nkind: Endpoint\nmetadata:\n  name: iris\nspec:\n  model: iris-logistic\n  port: {port}\n  strategy: {{type: all-at-once}}\n"),
+    );
+    let refused = p.mlctl(&["validate"]).expect_code(1);
+    assert!(
+        refused.stderr.contains("needs a `serve.command`")
+            && refused.stderr.contains("mlflow models serve"),
+        "{}",
+        refused.stderr
+    );
+    p.replace(
+        "ml/endpoint.yaml",
+        "  strategy:",
+        "  serve:\n    command: mlflow models serve -m \"$SM_MODEL_DIR\" -h 127.0.0.1 -p \"$SAGEMAKER_BIND_TO_PORT\" --env-manager local\n  strategy:",
+    );
+    let p = p.into_git();
+    // `mlflow` comes from the venv, as a team's serving image would have it.
+    let bin = Path::new(&m.bin).parent().unwrap().display().to_string();
+    let path = format!("{bin}:{}", std::env::var("PATH").unwrap_or_default());
+    p.mlctl_with(&["apply", "--auto-approve"], &[("PATH", path.as_str())])
+        .expect_code(0);
+    let rows: Value = serde_json::from_str(
+        &std::fs::read_to_string(made.path().join(format!("{name}.rows.json"))).unwrap(),
+    )
+    .unwrap();
+    let expected: Value = serde_json::from_str(
+        &std::fs::read_to_string(made.path().join(format!("{name}.expected.json"))).unwrap(),
+    )
+    .unwrap();
+    let got = invoke(
+        port,
+        &serde_json::json!({"dataframe_split": rows}).to_string(),
+    );
+    assert_eq!(got["predictions"], expected);
+    let shown = p
+        .mlctl(&["models", "show", "iris-logistic", "-o", "json"])
+        .expect_code(0);
+    assert!(
+        shown.stdout.contains("\"servedAs\": \"pyfunc\""),
+        "{}",
+        shown.stdout
+    );
+    p.mlctl_with(&["destroy", "--auto-approve"], &[("PATH", path.as_str())])
+        .expect_code(0);
+}
+
+#[test]
+fn a_model_mlctl_cannot_represent_exactly_is_refused_saying_to_serve_it_with_pyfunc() {
+    let test = "a_model_mlctl_cannot_represent_exactly_is_refused_saying_to_serve_it_with_pyfunc";
+    let Some(m) = mlflow_env(test) else { return };
+    let made = tempfile::tempdir().unwrap();
+    // A scaler in front of the regression: mlctl's portable model has no scaling step.
+    let script = format!(
+        "import mlflow.sklearn\nfrom sklearn.datasets import load_iris\nfrom sklearn.linear_model import LogisticRegression\nfrom sklearn.pipeline import make_pipeline\nfrom sklearn.preprocessing import StandardScaler\nX, y = load_iris(return_X_y=True, as_frame=True)\nm = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(X, y)\nmlflow.sklearn.save_model(m, {:?}, serialization_format='cloudpickle')\n",
+        made.path().join("scaled").display().to_string()
+    );
+    let out = Command::new(&m.py).args(["-c", &script]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = import_project(made.path(), &["scaled".to_string()], "").into_git();
+    let refused = p
+        .mlctl_with(
+            &["apply", "--auto-approve"],
+            &[("MLCTL_PYTHON", m.py.as_str())],
+        )
+        .expect_code(1);
+    assert!(
+        refused.stderr.contains("cannot import Pipeline natively")
+            && refused.stderr.contains("`mlflow.serve: pyfunc`"),
+        "{}",
+        refused.stderr
+    );
+    // Nothing was registered.
+    let listed = p.mlctl(&["models", "list", "-o", "json"]).expect_code(0);
+    assert_eq!(listed.stdout.trim(), "[]");
+}

@@ -1250,6 +1250,39 @@ pub trait MonitorSink: Send + Sync {
 
 // ---------------------------------------------------------------------------------------------
 
+/// A model made elsewhere, as [`ModelImporter::import`] hands it to the engine to register.
+#[derive(Debug, Clone, Default)]
+pub struct ImportedModel {
+    /// Its files, as the registry is to keep them: an mlctl portable model (`model.json`
+    /// among them) when it was converted, else the MLflow model directory as it is.
+    pub files: Artifact,
+    /// Metrics that came with it (an MLflow run's), kept with the version.
+    pub metrics: BTreeMap<String, f64>,
+    /// Where it came from (`importedFrom`, the source, its flavour, ...), kept as lineage.
+    pub lineage: BTreeMap<String, String>,
+    /// One line for the apply's progress ("converted sklearn RandomForestClassifier").
+    pub summary: String,
+}
+
+/// Reads and, where the spec asks, converts a Model's `mlflow:` source. The CLI gives one to
+/// the engine ([`crate::apply::ApplyOptions::importer`]); the engine stores the files through
+/// the target's registry ([`Registry::store_artifact`]) and registers them, so every target
+/// takes imported models the same way.
+#[async_trait]
+pub trait ModelImporter: Send + Sync + std::fmt::Debug {
+    /// The files of `spec` (a project path is relative to [`OpContext::project_dir`]).
+    ///
+    /// # Errors
+    /// The source cannot be read, or `serve: native` asks for a model mlctl cannot represent
+    /// exactly (`Invalid`, saying to serve it with `pyfunc`).
+    async fn import(
+        &self,
+        ctx: &OpContext,
+        model: &str,
+        spec: &mlctl_spec::MlflowModel,
+    ) -> Result<ImportedModel>;
+}
+
 pub use crate::state::StateStore;
 
 /// A target: the components mlctl applies a spec with.

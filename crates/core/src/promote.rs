@@ -170,11 +170,14 @@ fn model_and_job<'a>(
                 ),
             )
         })?;
-    let from = m
-        .resource
-        .as_model()
-        .map(|s| s.from.clone())
-        .unwrap_or_default();
+    let Some(from) = m.resource.as_model().and_then(|s| s.from.clone()) else {
+        return Err(refuse(
+            ErrorKind::Precondition,
+            format!(
+                "Model `{model}` is imported from MLflow (`mlflow:`), not trained: every target's apply imports the same files, so there is nothing to promote; apply the destination"
+            ),
+        ));
+    };
     let job = desired
         .get(&ResourceId::new(Kind::TrainingJob, from.clone()))
         .ok_or_else(|| {

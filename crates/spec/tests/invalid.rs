@@ -1997,3 +1997,29 @@ fn tracking_provider_unknown() {
     );
     check("tracking_provider_unknown", &[("mlctl.yaml", &project)]);
 }
+
+/// A Model comes from a TrainingJob or from MLflow: neither, or both, is refused.
+#[test]
+fn model_needs_one_source() {
+    check(
+        "model_needs_one_source",
+        &[(
+            "ml/model.yaml",
+            "apiVersion: mlctl/v1\nkind: Model\nmetadata:\n  name: iris\nspec:\n  stage: production\n---\napiVersion: mlctl/v1\nkind: Model\nmetadata:\n  name: iris-both\nspec:\n  from: iris-train\n  mlflow:\n    path: models/iris\n",
+        )],
+    );
+}
+
+/// An imported model: an immutable URI (an alias moves without a commit), one source, and no
+/// gates (it brings no metrics mlctl measured); served as pyfunc, its Endpoint needs a
+/// `serve.command`, and the error gives it.
+#[test]
+fn imported_mlflow_model_rules() {
+    check(
+        "imported_mlflow_model_rules",
+        &[(
+            "ml/model.yaml",
+            "apiVersion: mlctl/v1\nkind: Model\nmetadata:\n  name: iris\nspec:\n  mlflow:\n    uri: models:/iris@champion\n    serve: pyfunc\n  gates:\n    - {metric: accuracy, min: 0.9}\n---\napiVersion: mlctl/v1\nkind: Model\nmetadata:\n  name: iris-two\nspec:\n  mlflow:\n    path: models/iris\n    uri: runs:/abc/model\n",
+        )],
+    );
+}

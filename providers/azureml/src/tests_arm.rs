@@ -816,6 +816,7 @@ mod credentials {
             emulator: None,
             root: None,
             components: Default::default(),
+            tracking: None,
         }
     }
 
@@ -1036,6 +1037,7 @@ fn credentials_target() -> mlctl_spec::AzuremlTarget {
         emulator: None,
         root: None,
         components: Default::default(),
+        tracking: None,
     }
 }
 

@@ -184,6 +184,10 @@ def _wants_probabilities(params):
 def _typed_classes(classes, label_type):
     """Class names as the labels mlctl writes: numbers or bools for such labels, else text."""
     if label_type in ("int", "float"):
+        try:
+            return np.array([int(c) for c in classes], dtype=np.int64)
+        except ValueError:
+            pass
         values = []
         for c in classes:
             try:
@@ -191,11 +195,8 @@ def _typed_classes(classes, label_type):
             except ValueError:
                 x = math.nan
             values.append(x if math.isfinite(x) else c)
-        numbers = [v for v in values if not isinstance(v, str)]
-        if len(numbers) == len(values):
-            if all(v.is_integer() for v in numbers) and all("." not in c for c in classes):
-                return np.array([int(v) for v in numbers], dtype=np.int64)
-            return np.array(numbers, dtype=np.float64)
+        if all(isinstance(v, float) for v in values):
+            return np.array(values, dtype=np.float64)
         return np.array(values, dtype=object)
     if label_type == "bool":
         values = [{"true": True, "false": False}.get(c, c) for c in classes]

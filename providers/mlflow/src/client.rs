@@ -179,6 +179,48 @@ impl Client {
         self.send_bytes(|| self.authed(self.http.get(&url))).await
     }
 
+    /// The files and directories directly under `dir` (relative to `artifact_uri`, `""` for
+    /// its root), each as its path relative to `artifact_uri` and whether it is a directory.
+    ///
+    /// # Errors
+    /// Not an `mlflow-artifacts:` URI, or the listing failed.
+    pub async fn list_artifacts(
+        &self,
+        artifact_uri: &str,
+        dir: &str,
+    ) -> Result<Vec<(String, bool)>, CallError> {
+        let base = self.artifact_url(artifact_uri)?;
+        let root = base
+            .split_once("/api/2.0/mlflow-artifacts/artifacts/")
+            .map(|(_, p)| p.to_string())
+            .unwrap_or_default();
+        let path = if dir.is_empty() {
+            root
+        } else {
+            format!("{root}/{dir}")
+        };
+        let url = format!(
+            "{}/api/2.0/mlflow-artifacts/artifacts?path={}",
+            self.base,
+            mlctl_core::url::percent_encode(&path)
+        );
+        let listing = self.retrying(|| self.authed(self.http.get(&url))).await?;
+        Ok(listing["files"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| {
+                let name = f["path"].as_str()?;
+                let full = if dir.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{dir}/{name}")
+                };
+                Some((full, f["is_dir"].as_bool().unwrap_or(false)))
+            })
+            .collect())
+    }
+
     /// The proxy's URL of an `mlflow-artifacts:` URI (`mlflow-artifacts:/1/abc/artifacts`,
     /// or with the server's host: `mlflow-artifacts://host:port/1/abc/artifacts`).
     fn artifact_url(&self, artifact_uri: &str) -> Result<String, CallError> {

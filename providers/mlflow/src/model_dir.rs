@@ -33,10 +33,10 @@ pub fn mlflow_model(model: &Artifact, created: &str, uuid: &str) -> Result<Artif
     let manifest: Value = model
         .files
         .get("model.json")
-        .ok_or("the model has no model.json: it is not an mlctl portable model")
-        .and_then(|b| serde_json::from_slice(b).map_err(|_| "model.json is not JSON"))?;
+        .ok_or("it has no model.json, so it is not mlctl's portable model (a script-mode job writes its own files); export it with `--format mlctl` to get the files as they are")
+        .and_then(|b| serde_json::from_slice(b).map_err(|_| "its model.json is not JSON"))?;
     if manifest.get("format").and_then(Value::as_str) != Some("mlctl-model") {
-        return Err("model.json is not an mlctl model manifest".into());
+        return Err("its model.json is not mlctl's portable model (a script-mode job writes its own files); export it with `--format mlctl` to get the files as they are".into());
     }
     let mut files = std::collections::BTreeMap::new();
     for (path, bytes) in &model.files {
@@ -96,15 +96,20 @@ fn mlmodel(manifest: &Value, created: &str, uuid: &str) -> String {
         .and_then(Value::as_u64)
         .unwrap_or(1);
     format!(
-        "flavors:\n  python_function:\n    code: code\n    data: model\n    env:\n      virtualenv: python_env.yaml\n    loader_module: mlctl_pyfunc\n    python_version: {py}\n  mlctl:\n    algorithm: {algorithm}\n    format_version: {format_version}\nmlflow_version: {MLFLOW_VERSION}\nmodel_uuid: {uuid}\nsignature:\n  inputs: {inputs}\n  outputs: {outputs}\n  params: null\nutc_time_created: {created}\n",
+        "flavors:\n  python_function:\n    code: code\n    data: model\n    env:\n      virtualenv: python_env.yaml\n    loader_module: mlctl_pyfunc\n    python_version: {py}\n  mlctl:\n    algorithm: {algorithm}\n    format_version: {format_version}\nmlflow_version: {MLFLOW_VERSION}\nmodel_uuid: {uuid}\nsignature:\n  inputs: {inputs}\n  outputs: {outputs}\n  params: {params}\nutc_time_created: {created}\n",
         py = q(PYTHON_VERSION),
         algorithm = q(algorithm),
         uuid = q(uuid),
         inputs = q(&inputs.to_string()),
         outputs = q(&outputs.to_string()),
+        params = q(PARAMS),
         created = q(created),
     )
 }
+
+/// The inference parameters the loader takes, as MLflow's params schema: MLflow drops any
+/// parameter its signature does not declare.
+const PARAMS: &str = r#"[{"name": "output", "type": "string", "default": "label", "shape": null}, {"name": "predict_method", "type": "string", "default": "predict", "shape": null}]"#;
 
 /// MLflow's column-based signature of a manifest: each input with its MLflow type, and the
 /// output (the class label's type, a number, or the cluster index).
@@ -118,13 +123,18 @@ fn signature(manifest: &Value) -> (Value, Value) {
         .map(|f| {
             let kind = f.get("type").and_then(Value::as_str).unwrap_or("float");
             let storage = f.get("storage").and_then(Value::as_str);
+            let nullable = f.get("nullable").and_then(Value::as_bool).unwrap_or(false);
+            // A category is matched by its text, whatever its values' type in the data: an
+            // int-coded category is a `long` column, so MLflow's type check lets it through.
+            // An int column with missing values arrives as floats (pandas has no missing
+            // int), so it is a `double`, as MLflow's docs advise.
             let ty = match (kind, storage) {
-                ("category", _) => "string",
+                (_, Some("int")) if nullable => "double",
                 (_, Some("int")) => "long",
                 (_, Some("bool")) => "boolean",
+                ("category", _) => "string",
                 _ => "double",
             };
-            let nullable = f.get("nullable").and_then(Value::as_bool).unwrap_or(false);
             json!({"type": ty, "name": f.get("name").cloned().unwrap_or(Value::Null), "required": !nullable})
         })
         .collect();
@@ -205,7 +215,7 @@ mod tests {
             inputs,
             json!([
                 {"type": "double", "name": "sepal_length", "required": true},
-                {"type": "long", "name": "petals", "required": false},
+                {"type": "double", "name": "petals", "required": false},
                 {"type": "string", "name": "colour", "required": true}
             ])
         );

@@ -229,7 +229,7 @@ fn search_param_refusal(r: &Resource, node: &Node) -> Option<Refusal> {
 
 fn gate_refusal(spec: &Spec, r: &Resource, node: &Node) -> Option<Refusal> {
     let metric = node.as_str()?;
-    let from = &r.as_model()?.from;
+    let from = r.as_model()?.from.as_deref()?;
     let job = spec.find(Kind::TrainingJob, from)?;
     let t = job.as_training_job()?;
     // A tuned job's chosen candidate is trained again with the train and test rows

@@ -108,7 +108,7 @@ fn baseline_dataset(s: &Session, name: &str, spec: &MonitorSpec) -> Result<Strin
         let ResourceSpec::Model(m) = &get(Kind::Model, &e.model)?.spec else {
             return None;
         };
-        let ResourceSpec::TrainingJob(t) = &get(Kind::TrainingJob, &m.from)?.spec else {
+        let ResourceSpec::TrainingJob(t) = &get(Kind::TrainingJob, m.from.as_deref()?)?.spec else {
             return None;
         };
         Some(t.dataset.clone())

@@ -201,8 +201,13 @@ fn run(s: Session, mode: Mode<'_>, args: &ApplyArgs, saved: Option<Plan>) -> Res
     } else {
         s.ensure_supported()?
     };
+    let importer = mlctl_provider_mlflow::Importer::new(
+        s.tracking().ok().flatten(),
+        std::env::var("MLCTL_PYTHON").ok().filter(|p| !p.is_empty()),
+    );
     let opts = ApplyOptions {
         concurrency: args.concurrency.max(1),
+        importer: Some(Arc::new(importer)),
         ..ApplyOptions::default()
     };
     let desired = if mode.destroy {

@@ -82,7 +82,8 @@ pub fn run(
     let job = a_desired
         .get(&ResourceId::new(Kind::Model, model.clone()))
         .and_then(|m| m.resource.as_model())
-        .map(|m| ResourceId::new(Kind::TrainingJob, m.from.clone()));
+        .and_then(|m| m.from.clone())
+        .map(|from| ResourceId::new(Kind::TrainingJob, from));
     let training = a_observed
         .iter()
         .find(|o| Some(&o.id) == job.as_ref())

@@ -45,6 +45,9 @@ pub struct ApplyOptions {
     /// Set when the apply lock was lost while held ([`crate::state::Lock::lost`]): nothing
     /// more is started, what runs finishes.
     pub lock_lost: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// Reads the `mlflow:` sources of imported Models (none: such a Model fails to apply,
+    /// saying so).
+    pub importer: Option<Arc<dyn crate::components::ModelImporter>>,
 }
 
 impl Default for ApplyOptions {
@@ -56,6 +59,7 @@ impl Default for ApplyOptions {
             retry_base: Duration::from_millis(200),
             timeout: Duration::from_secs(24 * 3600),
             lock_lost: None,
+            importer: None,
         }
     }
 }

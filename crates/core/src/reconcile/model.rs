@@ -20,8 +20,6 @@ pub(crate) async fn reconcile(
     spec: &ModelSpec,
 ) -> Result<Applied> {
     let id = &d.resource.id;
-    let training: TrainingResult =
-        output_of(sh, &ResourceId::new(Kind::TrainingJob, spec.from.clone()))?;
     let versions = retry!(
         &sh.opts,
         sh.stack.registry.versions(&sh.ctx, &id.name).await
@@ -36,11 +34,21 @@ pub(crate) async fn reconcile(
     let production = versions.iter().find(|v| v.stage == Stage::Production);
     // Said with the result when a gate could not be judged, so `apply` and `status` show it.
     let mut unjudged = None;
-    let version = match existing {
-        Some(v) => v,
-        None => {
+    let version = match (existing, &spec.mlflow, &spec.from) {
+        (Some(v), _, _) => v,
+        (None, Some(source), _) => import(sh, d, spec, source, approval).await?,
+        (None, None, None) => {
+            return Err(ProviderError::new(
+                ErrorKind::Invalid,
+                "mlctl",
+                "register",
+                format!("model `{}` has neither `from` nor `mlflow`", id.name),
+            ));
+        }
+        (None, None, Some(from)) => {
+            let job_id = ResourceId::new(Kind::TrainingJob, from.clone());
+            let training: TrainingResult = output_of(sh, &job_id)?;
             // Which way each metric is better, as the training job's spec declares it.
-            let job_id = ResourceId::new(Kind::TrainingJob, spec.from.clone());
             let job = sh
                 .desired
                 .get(&job_id)
@@ -154,6 +162,62 @@ pub(crate) async fn reconcile(
         detail = format!("{detail}; {u}");
     }
     Ok(Applied::new(detail, to_json(&version), Health::Healthy))
+}
+
+/// Registers an imported MLflow model: its files (converted, or as they are) stored through
+/// the registry, the source and flavour kept as lineage. There are no gates to judge: the
+/// validator refuses them on an imported model.
+async fn import(
+    sh: &Shared,
+    d: &DesiredResource,
+    spec: &ModelSpec,
+    source: &MlflowModel,
+    approval: Approval,
+) -> Result<ModelVersion> {
+    let id = &d.resource.id;
+    let importer = sh.opts.importer.as_ref().ok_or_else(|| {
+        ProviderError::new(
+            ErrorKind::NotSupported,
+            "mlctl",
+            "import",
+            format!(
+                "model `{}` imports an MLflow model, and this apply has no importer (run it with the mlctl CLI)",
+                id.name
+            ),
+        )
+    })?;
+    let imported = importer.import(&sh.ctx, &id.name, source).await?;
+    sh.progress(id, imported.summary.clone());
+    let uri = retry!(
+        &sh.opts,
+        sh.stack
+            .registry
+            .store_artifact(&sh.ctx, &id.name, &imported.files)
+            .await
+    )?;
+    let mut lineage = imported.lineage.clone();
+    lineage.insert("commit".into(), sh.ctx.commit.clone());
+    let req = RegisterRequest {
+        model: id.name.clone(),
+        training: TrainingResult {
+            job_name: format!("import-{}", id.name),
+            artifact_uri: uri,
+            metrics: imported.metrics.clone(),
+            hyperparameters: BTreeMap::new(),
+            trials: Vec::new(),
+            run_id: None,
+            duration_secs: 0.0,
+            evaluation: None,
+            metrics_origin: None,
+        },
+        stage: Stage::Staging,
+        approval,
+        description: spec.description.clone(),
+        fingerprint: d.fingerprint.0.clone(),
+        lineage,
+        tags: tags(sh, d),
+    };
+    retry!(&sh.opts, sh.stack.registry.register(&sh.ctx, &req).await)
 }
 
 /// Deletes the model and its versions from the registry.

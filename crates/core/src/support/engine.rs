@@ -50,6 +50,14 @@ pub fn rules() -> &'static FieldRules {
         }
         r.with("TrainingJob.spec.dataset", Support::Honoured)
             .with("Model.spec.from", Support::Honoured)
+            // Read (and converted) by the CLI's importer, stored through the target's
+            // registry (`Registry::store_artifact`), registered like a trained version.
+            .with_all_own(
+                "Model.spec.mlflow",
+                Support::honoured_as(
+                    "read from the project or the target's tracking server and stored in the target's registry; `serve: native` converts a scikit-learn model exactly, `pyfunc` keeps it for the Endpoint's `serve.command`",
+                ),
+            )
             .with_all_own("Model.spec.gates", Support::Honoured)
             .with("Model.spec.stage", Support::Honoured)
             .with("Model.spec.approval", Support::Honoured)

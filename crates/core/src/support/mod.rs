@@ -362,7 +362,8 @@ pub fn serves_user_code(spec: &Spec, endpoint: &Resource) -> bool {
     }
     spec.get(&ResourceId::new(Kind::Model, e.model.clone()))
         .and_then(Resource::as_model)
-        .and_then(|m| spec.get(&ResourceId::new(Kind::TrainingJob, m.from.clone())))
+        .and_then(|m| m.from.as_ref())
+        .and_then(|from| spec.get(&ResourceId::new(Kind::TrainingJob, from.clone())))
         .and_then(Resource::as_training_job)
         .is_some_and(|t| t.algorithm.is_none())
 }

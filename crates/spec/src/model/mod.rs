@@ -118,6 +118,8 @@ pub enum ContentRole {
     Data,
     /// Code: a script-mode code dir, transform code, serving code.
     Code,
+    /// A model directory made elsewhere (an imported MLflow model).
+    Model,
 }
 
 impl ContentRole {
@@ -126,6 +128,7 @@ impl ContentRole {
         match self {
             ContentRole::Data => "data",
             ContentRole::Code => "code",
+            ContentRole::Model => "model",
         }
     }
 }

@@ -6,8 +6,13 @@ use super::*;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ModelSpec {
-    /// The TrainingJob that produces it.
-    pub from: String,
+    /// The TrainingJob that produces it (exclusive with `mlflow`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// An existing MLflow model to register instead of one mlctl trains (exclusive with
+    /// `from`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mlflow: Option<MlflowModel>,
     /// Checks a new version must pass to be registered.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gates: Vec<Gate>,
@@ -70,6 +75,51 @@ impl Stage {
     }
 }
 
+/// `Model.spec.mlflow`: where an MLflow model is, and how it is served.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MlflowModel {
+    /// An MLflow model directory in the project (with its `MLmodel` file), fingerprinted by
+    /// content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// A model on the target's tracking server: `runs:/RUN_ID/PATH` or `models:/NAME/VERSION`
+    /// (both immutable; an alias moves, so it is refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    /// `native` (default): converted exactly into mlctl's portable model and served at
+    /// native speed (scikit-learn linear models, trees and forests); `pyfunc`: kept as the
+    /// MLflow model and served by `mlflow models serve` in the model's own environment,
+    /// through the Endpoint's `serve.command`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serve: Option<MlflowServe>,
+}
+
+/// How an imported MLflow model is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MlflowServe {
+    /// Converted into mlctl's portable model.
+    Native,
+    /// Served as MLflow serves it (python_function).
+    Pyfunc,
+}
+
+impl MlflowModel {
+    /// `serve`, with its default.
+    pub fn serve_mode(&self) -> MlflowServe {
+        self.serve.unwrap_or(MlflowServe::Native)
+    }
+
+    /// The source as written: the path or the URI.
+    pub fn source(&self) -> &str {
+        self.path
+            .as_deref()
+            .or(self.uri.as_deref())
+            .unwrap_or_default()
+    }
+}
+
 /// Approval policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -90,18 +140,20 @@ impl ModelSpec {
     /// and releases a version (stricter gates in prod, manual approval, the stage).
     pub const OVERRIDABLE: &'static [&'static str] = &["gates", "stage", "approval", "description"];
 
-    /// The training job whose result it registers.
+    /// The training job whose result it registers (none for an imported model).
     pub fn references(&self) -> Vec<Reference> {
-        vec![Reference::to(
-            crate::Kind::TrainingJob,
-            &self.from,
-            &["from"],
-            true,
-        )]
+        self.from
+            .iter()
+            .map(|from| Reference::to(crate::Kind::TrainingJob, from, &["from"], true))
+            .collect()
     }
 
-    /// A Model reads no files of its own.
+    /// An imported MLflow model directory in the project.
     pub fn content_inputs(&self) -> Vec<ContentInput> {
-        Vec::new()
+        self.mlflow
+            .iter()
+            .filter_map(|m| m.path.as_deref())
+            .map(|p| ContentInput::new(ContentRole::Model, p, &["mlflow", "path"]))
+            .collect()
     }
 }

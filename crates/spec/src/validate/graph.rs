@@ -205,6 +205,29 @@ pub(super) fn check_graph(resources: Vec<Resource>, ctx: &mut Ctx) -> Vec<Resour
             );
         }
         // Cross-resource checks that need the referenced resource.
+        if let ResourceSpec::Endpoint(e) = &r.spec
+            && e.serve.is_none()
+            && let Some(ResourceSpec::Model(m)) = by_id
+                .get(&ResourceId::new(Kind::Model, e.model.clone()))
+                .map(|m| &m.spec)
+            && m.mlflow
+                .as_ref()
+                .is_some_and(|f| f.serve_mode() == crate::MlflowServe::Pyfunc)
+        {
+            let span = r.node.at(&["spec", "model"]).map(|n| n.span);
+            ctx.err(
+                "missing-field",
+                &r.location.file,
+                span,
+                format!(
+                    "model `{}` is served as an MLflow python_function (`mlflow.serve: pyfunc`), which this endpoint needs a `serve.command` for",
+                    e.model
+                ),
+            )
+            .hint = Some(
+                "add `serve: {command: 'mlflow models serve -m \"$SM_MODEL_DIR\" -h 127.0.0.1 -p \"$SAGEMAKER_BIND_TO_PORT\" --env-manager virtualenv'}`, or import it with `mlflow.serve: native`".into(),
+            );
+        }
         match &r.spec {
             ResourceSpec::TrainingJob(t) => {
                 let ds_id = ResourceId::new(Kind::Dataset, t.dataset.clone());
@@ -304,7 +327,10 @@ pub(super) fn check_graph(resources: Vec<Resource>, ctx: &mut Ctx) -> Vec<Resour
                 }
             }
             ResourceSpec::Model(m) => {
-                let job = by_id.get(&ResourceId::new(Kind::TrainingJob, m.from.clone()));
+                let job = m
+                    .from
+                    .as_ref()
+                    .and_then(|f| by_id.get(&ResourceId::new(Kind::TrainingJob, f.clone())));
                 // A regression is worse in one direction: the job's spec must say which.
                 if let Some((j, t)) = job.and_then(|j| Some((j, j.as_training_job()?))) {
                     for (i, g) in m.gates.iter().enumerate() {
