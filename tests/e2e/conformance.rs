@@ -132,3 +132,69 @@ async fn local_setup(_check: &'static str) -> Option<conformance::Setup> {
 conformance::conformance_tests! {
     setup: local_setup,
 }
+
+/// The registry checks, and a whole apply, on the local target whose Registry is a real
+/// MLflow server's (`tracking.registry: source`): what `mlctl_provider_mlflow::MlflowRegistry`
+/// promises is what every registry promises.
+mod mlflow_registry {
+    use super::*;
+
+    fn setup(url: String) -> (Fixture, mlctl_core::Stack, StopEndpoints) {
+        let fx = Fixture::new("local").expect("fixture");
+        let cfg = fx.provider_config(mlctl_spec::Target::local());
+        let state = cfg.state_dir();
+        let mut stack =
+            mlctl_provider_local::stack(&cfg, PathBuf::from(env!("CARGO_BIN_EXE_mlctl")))
+                .expect("local stack");
+        let tracking = mlctl_spec::Tracking {
+            provider: mlctl_spec::TrackingProvider::Mlflow,
+            uri: url,
+            token: None,
+            username: None,
+            password: None,
+            experiment: None,
+            registry: Some(mlctl_spec::TrackingRegistry::Source),
+        };
+        let registry = mlctl_provider_mlflow::MlflowRegistry::new(
+            &tracking,
+            &fx.unique("conformance"),
+            state.join("mlflow-registry"),
+            stack.registry.capabilities().fields,
+        )
+        .expect("mlflow registry");
+        stack.registry = std::sync::Arc::new(registry);
+        (fx, stack, StopEndpoints(state))
+    }
+
+    macro_rules! on_mlflow {
+        ($($check:ident),*) => {$(
+            #[test]
+            fn $check() {
+                let Some(m) = crate::mlflow::mlflow_env(stringify!($check)) else { return };
+                let (fx, stack, _stop) = setup(m.url);
+                conformance::__runtime().block_on(conformance::$check(&stack, &fx));
+            }
+        )*};
+    }
+
+    // Each check makes models of its own names on the shared server.
+    on_mlflow!(
+        registry_versions_and_stages,
+        registry_approval,
+        registry_artifacts_roundtrip
+    );
+
+    /// A whole apply (the fixture's model is `iris`, which another test owns on the shared
+    /// server): on a server of its own.
+    #[test]
+    fn apply_converges() {
+        let Some(m) = crate::mlflow::mlflow_env("apply_converges") else {
+            return;
+        };
+        let data = tempfile::tempdir().unwrap();
+        let mut server = crate::mlflow::Server::new(&m.bin, data.path());
+        server.start();
+        let (fx, stack, _stop) = setup(server.url());
+        conformance::__runtime().block_on(conformance::apply_converges(&stack, &fx));
+    }
+}

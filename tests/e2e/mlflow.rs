@@ -210,7 +210,7 @@ fn runs_and_models_are_logged_to_mlflow_and_read_back_by_its_own_client() {
 }
 
 /// An `mlflow server` of the test's own (SQLite and artifacts in `dir`), stopped on drop.
-struct Server {
+pub(crate) struct Server {
     child: Option<Child>,
     bin: String,
     port: u16,
@@ -218,7 +218,7 @@ struct Server {
 }
 
 impl Server {
-    fn new(bin: &str, dir: &Path) -> Server {
+    pub(crate) fn new(bin: &str, dir: &Path) -> Server {
         Server {
             child: None,
             bin: bin.to_string(),
@@ -227,11 +227,11 @@ impl Server {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    fn start(&mut self) {
+    pub(crate) fn start(&mut self) {
         use std::os::unix::process::CommandExt;
         std::fs::create_dir_all(self.dir.join("artifacts")).unwrap();
         let log = std::fs::File::create(self.dir.join("server.log")).unwrap();
@@ -753,4 +753,86 @@ fn a_model_mlctl_cannot_represent_exactly_is_refused_saying_to_serve_it_with_pyf
     // Nothing was registered.
     let listed = p.mlctl(&["models", "list", "-o", "json"]).expect_code(0);
     assert_eq!(listed.stdout.trim(), "[]");
+}
+
+#[test]
+fn with_registry_source_a_reviewer_approves_in_mlflow_and_the_next_apply_deploys() {
+    let test = "with_registry_source_a_reviewer_approves_in_mlflow_and_the_next_apply_deploys";
+    let Some(m) = mlflow_env(test) else { return };
+    let data = tempfile::tempdir().unwrap();
+    let mut server = Server::new(&m.bin, data.path());
+    server.start();
+    let url = server.url();
+    let (p, port) = iris_on_a_free_port("{type: all-at-once}");
+    with_tracking(&p, "iris-source");
+    p.replace(
+        "mlctl.yaml",
+        "        experiment: iris-source\n",
+        "        experiment: iris-source\n        registry: source\n",
+    );
+    p.replace(
+        "ml/model.yaml",
+        "  approval: auto\n",
+        "  approval: manual\n",
+    );
+    let p = p.into_git();
+    let env = [("MLFLOW_TRACKING_URI", url.as_str())];
+    // The endpoint waits for the version, as it does with any registry.
+    let waiting = p
+        .mlctl_with(&["apply", "--auto-approve"], &env)
+        .expect_code(1);
+    assert!(
+        waiting.stderr.contains("waiting for approval"),
+        "{}",
+        waiting.stderr
+    );
+    // The version is in MLflow's registry, and MLflow's UI is where a reviewer approves it.
+    let got = readback(&m, &url, "iris-source", "iris", None);
+    let versions = got["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 1, "{got:#}");
+    assert_eq!(
+        versions[0]["tags"]["mlctl.approval"],
+        "pendingManualApproval"
+    );
+    python(
+        &m,
+        &url,
+        "client.set_model_version_tag('iris', '1', 'mlctl.approval', 'approved')",
+    );
+    let listed = p
+        .mlctl_with(&["models", "list", "-o", "json"], &env)
+        .expect_code(0);
+    assert!(
+        listed.stdout.contains("\"approvalStatus\": \"approved\""),
+        "{}",
+        listed.stdout
+    );
+    p.mlctl_with(&["apply", "--auto-approve"], &env)
+        .expect_code(0);
+    let got = readback(&m, &url, "iris-source", "iris", None);
+    assert_eq!(got["aliases"]["champion"], "1", "{got:#}");
+    let answer = http_post(
+        port,
+        "/invocations",
+        r#"{"instances": [[5.1, 3.5, 1.4, 0.2]]}"#,
+    );
+    assert!(answer.contains("setosa"), "{answer}");
+    // Nothing is mirrored on top: the server is the registry.
+    assert_eq!(got["versions"].as_array().unwrap().len(), 1);
+    // Git says what is served: production taken away by hand is drift, put back by the apply.
+    python(
+        &m,
+        &url,
+        "client.delete_registered_model_alias('iris', 'champion')",
+    );
+    let drift = p
+        .mlctl_with(&["plan", "--detailed-exitcode"], &env)
+        .expect_code(2);
+    assert!(drift.stdout.contains("Model/iris"), "{}", drift.stdout);
+    p.mlctl_with(&["apply", "--auto-approve"], &env)
+        .expect_code(0);
+    let got = readback(&m, &url, "iris-source", "iris", None);
+    assert_eq!(got["aliases"]["champion"], "1", "{got:#}");
+    p.mlctl_with(&["destroy", "--auto-approve"], &env)
+        .expect_code(0);
 }

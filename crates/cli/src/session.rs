@@ -176,6 +176,16 @@ pub fn open_target(project: &Path, target: &TargetArgs) -> Result<Session> {
     )
 }
 
+/// Resolves every `${env:NAME}` of a target's `tracking:`.
+fn resolve_tracking(name: &str, t: &mlctl_spec::Tracking) -> Result<mlctl_spec::Tracking> {
+    let mut t = t.clone();
+    for (field, value) in t.settings_mut() {
+        *value = mlctl_spec::env::resolve(value, |n| std::env::var(n).ok())
+            .map_err(|e| anyhow!("target `{name}`, field `{field}`: {e}"))?;
+    }
+    Ok(t)
+}
+
 /// Resolves every `${env:NAME}` of a target's settings.
 fn resolve_target(name: &str, t: &Target) -> Result<Target> {
     let mut t = t.clone();
@@ -258,27 +268,38 @@ pub fn build_stack(
         }
         stack.provider = format!("{}+{}", stack.provider, from.provider);
     }
+    // `tracking.registry: source`: the tracking server's registry is the target's.
+    if let Some(t) = target.tracking()
+        && t.registry == Some(mlctl_spec::TrackingRegistry::Source)
+    {
+        let t = resolve_tracking(name, t)?;
+        let experiment = t
+            .experiment
+            .clone()
+            .unwrap_or_else(|| spec.project.name.clone());
+        let cache = cfg(name, target)?.state_dir().join("mlflow-registry");
+        let fields = stack.registry.capabilities().fields;
+        let registry = mlctl_provider_mlflow::MlflowRegistry::new(&t, &experiment, cache, fields)
+            .map_err(|e| anyhow!("cannot open target `{name}`: {e}"))?;
+        stack.registry = std::sync::Arc::new(registry);
+        stack.provider = format!("{}+mlflow", stack.provider);
+    }
     Ok(stack)
 }
 
 impl Session {
     /// The target's `tracking:` server, with its `${env:...}` resolved.
     pub fn tracking(&self) -> Result<Option<mlctl_spec::Tracking>> {
-        let Some(mut t) = self
+        match self
             .spec
             .project
             .targets
             .get(&self.target_name)
             .and_then(|t| t.tracking())
-            .cloned()
-        else {
-            return Ok(None);
-        };
-        for (field, value) in t.settings_mut() {
-            *value = mlctl_spec::env::resolve(value, |n| std::env::var(n).ok())
-                .map_err(|e| anyhow!("target `{}`, field `{field}`: {e}", self.target_name))?;
+        {
+            Some(t) => resolve_tracking(&self.target_name, t).map(Some),
+            None => Ok(None),
         }
-        Ok(Some(t))
     }
 
     /// Refuses to go on when the target does not honour a field the spec writes: every such

@@ -16,7 +16,9 @@ use mlctl_spec::Kind;
 /// A Model's recorded outputs are replaced by its version as the registry reads it back, so
 /// an approval or rejection made since the last apply (`mlctl models approve`, or in the
 /// registry's own UI) is what the plan and the endpoint that deploys it see; its health is
-/// Progressing while the version waits for approval and Degraded once it is rejected.
+/// Progressing while the version waits for approval and Degraded once it is rejected. A
+/// version applied in production that the registry no longer has there is drift, which the
+/// plan repairs.
 pub async fn observe(
     stack: &Stack,
     ctx: &OpContext,
@@ -43,6 +45,18 @@ pub async fn observe(
                 ));
             }
             Some(live) => {
+                // Production taken from it outside mlctl (a registry whose UI moves stages,
+                // MLflow's `champion` alias): the spec still says it serves, so it is drift.
+                if recorded.stage == mlctl_spec::Stage::Production
+                    && live.stage != mlctl_spec::Stage::Production
+                {
+                    o.drift.push(format!(
+                        "model `{}` v{} was in production at the last apply and the registry now has it {} (changed outside mlctl?)",
+                        o.id.name,
+                        live.version,
+                        live.stage.as_str()
+                    ));
+                }
                 match live.approval {
                     ApprovalStatus::PendingManualApproval => o.health = Health::Progressing,
                     ApprovalStatus::Rejected => o.health = Health::Degraded,

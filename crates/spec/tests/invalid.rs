@@ -2023,3 +2023,15 @@ fn imported_mlflow_model_rules() {
         )],
     );
 }
+
+/// MLflow as the registry keeps files on the machine mlctl runs on: refused on a cloud target.
+#[test]
+fn tracking_registry_source_on_a_cloud_target() {
+    let project = format!(
+        "{PROJECT}    staging:\n      provider: sagemaker\n      region: eu-west-1\n      roleArn: ${{env:ROLE}}\n      bucket: s3://acme/iris\n      tracking:\n        provider: mlflow\n        uri: ${{env:MLFLOW_TRACKING_URI}}\n        registry: source\n"
+    );
+    check(
+        "tracking_registry_source_on_a_cloud_target",
+        &[("mlctl.yaml", &project)],
+    );
+}

@@ -437,6 +437,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn basic_auth_is_sent_as_mlflows_basic_auth_app_reads_it() {
+        let (url, seen) = scripted(vec![]).await;
+        let c = Client::new(&Tracking {
+            provider: mlctl_spec::TrackingProvider::Mlflow,
+            uri: url,
+            token: None,
+            username: Some("bob".into()),
+            password: Some("pw".into()),
+            experiment: None,
+            registry: None,
+        })
+        .unwrap();
+        c.get("experiments/search", &[]).await.unwrap();
+        assert_eq!(seen.lock().unwrap().1.as_deref(), Some("Basic Ym9iOnB3"));
+    }
+
+    #[tokio::test]
     async fn a_refusal_is_not_retried_and_says_what_to_check() {
         let (url, seen) = scripted(vec![401]).await;
         let e = client_of(&url, Some("wrong"))

@@ -6,8 +6,10 @@
 pub mod client;
 pub mod import;
 pub mod model_dir;
+pub mod registry;
 pub mod sync;
 
 pub use client::{CallError, Client};
 pub use import::Importer;
+pub use registry::MlflowRegistry;
 pub use sync::{Report, sync};

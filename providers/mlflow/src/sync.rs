@@ -195,6 +195,7 @@ impl<'a> Syncer<'a> {
                 }
             }
         }
+        // With `registry: source` the server is the registry itself: nothing to mirror.
         if self.tracking.registry_mode() == TrackingRegistry::Mirror {
             for r in &self.spec.resources {
                 if let ResourceSpec::Model(m) = &r.spec {

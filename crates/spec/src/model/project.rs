@@ -243,7 +243,8 @@ pub struct Tracking {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub experiment: Option<String>,
     /// What the server's model registry is to mlctl: `mirror` (default: registered models
-    /// and versions are copied there, stages as the aliases `champion` and `challenger`) or
+    /// and versions are copied there, stages as the aliases `champion` and `challenger`),
+    /// `source` (it is the target's registry: versions, stages and approvals live there) or
     /// `none` (runs only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry: Option<TrackingRegistry>,
@@ -282,6 +283,9 @@ pub enum TrackingRegistry {
     Mirror,
     /// Only runs are logged.
     None,
+    /// The server's registry is the target's Registry: versions, stages (production is the
+    /// alias `champion`), approvals and stage history live there (local and mock targets).
+    Source,
 }
 
 /// `provider: local`.

@@ -428,6 +428,26 @@ fn read_target(ctx: &mut Ctx, name: &str, node: &Node, key_span: Span) -> Option
     }
     if let Some(tracking) = target.tracking() {
         fine &= check_tracking(ctx, tracking, node);
+        if tracking.registry == Some(crate::TrackingRegistry::Source)
+            && matches!(
+                target.provider(),
+                ProviderKind::Sagemaker | ProviderKind::Azureml
+            )
+        {
+            ctx.err(
+                "unsupported-value",
+                PROJECT_FILE,
+                node.at(&["tracking", "registry"]).map(|n| n.span),
+                format!(
+                    "`registry: source` keeps a version's files on the machine mlctl runs on, and {} endpoints serve from the cloud's own store",
+                    target.provider().as_str()
+                ),
+            )
+            .hint = Some(
+                "use `registry: mirror` (the target's registry stays the source, MLflow shows a copy), or `source` on a local target".into(),
+            );
+            fine = false;
+        }
     }
     fine.then_some(target)
 }
