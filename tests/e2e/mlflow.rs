@@ -836,3 +836,71 @@ fn with_registry_source_a_reviewer_approves_in_mlflow_and_the_next_apply_deploys
     p.mlctl_with(&["destroy", "--auto-approve"], &env)
         .expect_code(0);
 }
+
+#[test]
+fn a_model_on_the_tracking_server_is_imported_by_its_runs_or_models_uri() {
+    let test = "a_model_on_the_tracking_server_is_imported_by_its_runs_or_models_uri";
+    let Some(m) = mlflow_env(test) else { return };
+    let data = tempfile::tempdir().unwrap();
+    let mut server = Server::new(&m.bin, data.path());
+    server.start();
+    let url = server.url();
+    // A team's model, logged and registered with MLflow's own client.
+    let script = format!(
+        "import json, mlflow, mlflow.sklearn\nfrom sklearn.datasets import load_iris\nfrom sklearn.ensemble import RandomForestClassifier\nmlflow.set_tracking_uri({url:?})\nX, y = load_iris(return_X_y=True, as_frame=True)\nm = RandomForestClassifier(n_estimators=10, max_depth=4, random_state=0).fit(X, y)\nwith mlflow.start_run() as run:\n    mlflow.log_metric('accuracy', float(m.score(X, y)))\n    mlflow.sklearn.log_model(m, name='model', registered_model_name='team-iris', serialization_format='cloudpickle', input_example=X.head(2))\nrows = X.iloc[::15]\nprint(json.dumps({{'run': run.info.run_id, 'rows': {{'columns': list(X.columns), 'data': rows.values.tolist()}}, 'expected': m.predict(rows).tolist()}}))\n"
+    );
+    let out = Command::new(&m.py).args(["-c", &script]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let made: Value = serde_json::from_slice(
+        out.stdout
+            .split(|b| *b == b'\n')
+            .rfind(|l| l.starts_with(b"{"))
+            .unwrap(),
+    )
+    .unwrap();
+    let run = made["run"].as_str().unwrap();
+    let p = TestProject::empty();
+    p.write(
+        "mlctl.yaml",
+        "apiVersion: mlctl/v1\nkind: Project\nmetadata:\n  name: imports\nspec:\n  targets:\n    local:\n      provider: local\n      tracking:\n        provider: mlflow\n        uri: ${env:MLFLOW_TRACKING_URI}\n        registry: none\n",
+    );
+    p.write(
+        "ml/models.yaml",
+        &format!("apiVersion: mlctl/v1\nkind: Model\nmetadata:\n  name: by-run\nspec:\n  mlflow:\n    uri: runs:/{run}/model\n---\napiVersion: mlctl/v1\nkind: Model\nmetadata:\n  name: by-version\nspec:\n  mlflow:\n    uri: models:/team-iris/1\n"),
+    );
+    let p = p.into_git();
+    let env = [
+        ("MLFLOW_TRACKING_URI", url.as_str()),
+        ("MLCTL_PYTHON", m.py.as_str()),
+    ];
+    p.mlctl_with(&["apply", "--auto-approve"], &env)
+        .expect_code(0);
+    for model in ["by-run", "by-version"] {
+        let shown = p
+            .mlctl_with(&["models", "show", model, "-o", "json"], &env)
+            .expect_code(0);
+        // The run's metrics come with it, and where it came from is its lineage.
+        assert!(shown.stdout.contains("\"accuracy\""), "{}", shown.stdout);
+        assert!(
+            shown
+                .stdout
+                .contains(&format!("\"mlflowRunId\": \"{run}\"")),
+            "{}",
+            shown.stdout
+        );
+        let served = Served::start(&p, &format!("{model}:1"));
+        let got = invoke(
+            served.1,
+            &serde_json::json!({"dataframe_split": made["rows"]}).to_string(),
+        );
+        assert!(
+            close(&got["predictions"], &made["expected"]),
+            "{model}: {got} vs {}",
+            made["expected"]
+        );
+    }
+}

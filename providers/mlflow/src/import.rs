@@ -158,7 +158,62 @@ impl ModelImporter for Importer {
     }
 }
 
+/// The artifact URI of an MLflow 3 logged model (`m-...`).
+async fn logged_model_uri(client: &Client, id: &str) -> Result<String, crate::client::CallError> {
+    let v = client
+        .get(
+            &format!("logged-models/{}", mlctl_core::url::percent_encode(id)),
+            &[],
+        )
+        .await?;
+    Ok(v["model"]["info"]["artifact_uri"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string())
+}
+
 impl Importer {
+    /// Where `runs:/RUN/PATH` is: under the run's artifacts, or (MLflow 3, where `log_model`
+    /// keeps a model apart from its run) the logged model of that run and name.
+    async fn run_path(
+        &self,
+        client: &Client,
+        run: &str,
+        path: &str,
+    ) -> Result<String, crate::client::CallError> {
+        let info = client.get("runs/get", &[("run_id", run)]).await?;
+        let base = info["run"]["info"]["artifact_uri"]
+            .as_str()
+            .unwrap_or_default();
+        let under_run = format!("{}/{}", base.trim_end_matches('/'), path.trim_matches('/'));
+        if !client
+            .list_artifacts(&under_run, "")
+            .await
+            .unwrap_or_default()
+            .is_empty()
+        {
+            return Ok(under_run);
+        }
+        let experiment = info["run"]["info"]["experiment_id"]
+            .as_str()
+            .unwrap_or_default();
+        let filter = format!(
+            "source_run_id = '{}' AND name = '{}'",
+            run.replace('\'', ""),
+            path.trim_matches('/').replace('\'', "")
+        );
+        let found = client
+            .post(
+                "logged-models/search",
+                &serde_json::json!({"experiment_ids": [experiment], "filter": filter, "max_results": 1}),
+            )
+            .await?;
+        match found["models"][0]["info"]["artifact_uri"].as_str() {
+            Some(u) => Ok(u.to_string()),
+            None => Ok(under_run),
+        }
+    }
+
     /// Runs the converter on `files` (an MLflow sklearn model): the portable model's files,
     /// and the converter's summary line.
     async fn convert(&self, model: &str, files: &Artifact) -> Result<(Artifact, Value)> {
@@ -248,20 +303,15 @@ impl Importer {
                 format!("model `{model}`: cannot {what}: {e}"),
             )
         };
-        // runs:/RUN/PATH, or models:/NAME/N through its version's run and source.
+        // runs:/RUN/PATH, or models:/NAME/N through its version's source (a run's path, an
+        // MLflow 3 logged model `models:/m-...`, or an artifact URI).
         let (run_id, source) = if let Some(rest) = uri.strip_prefix("runs:/") {
             let (run, path) = rest.split_once('/').unwrap_or((rest, ""));
-            let info = client
-                .get("runs/get", &[("run_id", run)])
-                .await
-                .map_err(|e| fail(&format!("read run `{run}`"), e))?;
-            let base = info["run"]["info"]["artifact_uri"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
             (
                 run.to_string(),
-                format!("{}/{}", base.trim_end_matches('/'), path),
+                self.run_path(&client, run, path)
+                    .await
+                    .map_err(|e| fail(&format!("find `{uri}`"), e))?,
             )
         } else {
             let rest = uri.trim_start_matches("models:/");
@@ -275,24 +325,20 @@ impl Importer {
                 .map_err(|e| fail(&format!("read model `{name}` version {version}"), e))?;
             let mv = &mv["model_version"];
             let source = mv["source"].as_str().unwrap_or_default().to_string();
-            let source = match source.strip_prefix("runs:/") {
-                Some(rest) => {
-                    let (run, path) = rest.split_once('/').unwrap_or((rest, ""));
-                    let info = client
-                        .get("runs/get", &[("run_id", run)])
-                        .await
-                        .map_err(|e| fail(&format!("read run `{run}`"), e))?;
-                    let base = info["run"]["info"]["artifact_uri"]
-                        .as_str()
-                        .unwrap_or_default();
-                    format!("{}/{path}", base.trim_end_matches('/'))
-                }
-                None => source,
+            let run_id = mv["run_id"].as_str().unwrap_or_default().to_string();
+            let source = if let Some(rest) = source.strip_prefix("runs:/") {
+                let (run, path) = rest.split_once('/').unwrap_or((rest, ""));
+                self.run_path(&client, run, path)
+                    .await
+                    .map_err(|e| fail(&format!("find `{source}`"), e))?
+            } else if let Some(id) = source.strip_prefix("models:/") {
+                logged_model_uri(&client, id)
+                    .await
+                    .map_err(|e| fail(&format!("find logged model `{id}`"), e))?
+            } else {
+                source
             };
-            (
-                mv["run_id"].as_str().unwrap_or_default().to_string(),
-                source,
-            )
+            (run_id, source)
         };
         lineage.insert("mlflowArtifacts".into(), source.clone());
         let mut metrics = BTreeMap::new();

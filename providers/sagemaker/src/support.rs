@@ -227,6 +227,14 @@ fn search_param_refusal(r: &Resource, node: &Node) -> Option<Refusal> {
     })
 }
 
+/// `Model.spec.mlflow` (overriding the engine, which imports on every other target).
+fn imported_model() -> Support {
+    Support::refused(
+        "a SageMaker endpoint serves a version through the containers its training job made (an algorithm's behind mlctl's preprocessing, or the script's), and an imported MLflow model has none",
+        "import it on a local or azureml target, or train it here with a TrainingJob (`from:`)",
+    )
+}
+
 fn gate_refusal(spec: &Spec, r: &Resource, node: &Node) -> Option<Refusal> {
     let metric = node.as_str()?;
     let from = r.as_model()?.from.as_deref()?;
@@ -553,6 +561,9 @@ fn build() -> FieldRules {
                 gate_refusal,
             ),
         )
+        .with("Model.spec.mlflow.path", imported_model())
+        .with("Model.spec.mlflow.uri", imported_model())
+        .with("Model.spec.mlflow.serve", imported_model())
         .with(
             "Model.spec.description",
             Support::honoured_as(
