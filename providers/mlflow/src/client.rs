@@ -322,6 +322,59 @@ impl Client {
     }
 }
 
+/// An MLflow tag list (`[{key, value}]`) as a map.
+pub fn tags_of(tags: &Value) -> std::collections::BTreeMap<String, String> {
+    tags.as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| (str_of(&t["key"]), str_of(&t["value"])))
+        .collect()
+}
+
+/// A JSON string as it is, a number as text, anything else empty.
+pub fn str_of(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => String::new(),
+    }
+}
+
+impl Client {
+    /// The id of experiment `name`, made (tagged with `project`) when it does not exist, also
+    /// when another apply makes it meanwhile.
+    ///
+    /// # Errors
+    /// The experiment is deleted (it would take no runs), or a call failed.
+    pub async fn experiment_id(&self, name: &str, project: &str) -> Result<String, CallError> {
+        let query = [("experiment_name", name)];
+        let by_name = || self.get("experiments/get-by-name", &query);
+        match by_name().await {
+            Ok(v) if v["experiment"]["lifecycle_stage"] == "deleted" => Err(CallError {
+                status: None,
+                code: None,
+                message: format!(
+                    "experiment `{name}` is deleted; restore it (`mlflow experiments restore`) or log to another with `tracking.experiment`"
+                ),
+            }),
+            Ok(v) => Ok(str_of(&v["experiment"]["experiment_id"])),
+            Err(e) if e.not_found() => {
+                let body = serde_json::json!({"name": name, "tags": [
+                    {"key": "mlctl.project", "value": project},
+                ]});
+                match self.post("experiments/create", &body).await {
+                    Ok(v) => Ok(str_of(&v["experiment_id"])),
+                    Err(e) if e.already_exists() => by_name()
+                        .await
+                        .map(|v| str_of(&v["experiment"]["experiment_id"])),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// A `/`-separated artifact path with each segment percent-encoded.
 fn encode_path(path: &str) -> String {
     path.split('/')

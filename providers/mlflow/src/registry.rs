@@ -13,7 +13,7 @@
 //! The files being on this machine is why only the local and mock targets take it: their
 //! deployers serve from a path (the validator refuses it elsewhere).
 
-use crate::client::{CallError, Client};
+use crate::client::{CallError, Client, tags_of};
 use mlctl_core::components::*;
 use mlctl_core::error::{ErrorKind, ProviderError, Result};
 use mlctl_core::support::FieldRules;
@@ -67,19 +67,6 @@ fn fail(op: &str, e: CallError) -> ProviderError {
         _ => ErrorKind::Invalid,
     };
     ProviderError::new(kind, PROVIDER, op, e.to_string())
-}
-
-fn tags_of(v: &Value) -> BTreeMap<String, String> {
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|t| {
-            Some((
-                t["key"].as_str()?.to_string(),
-                t["value"].as_str()?.to_string(),
-            ))
-        })
-        .collect()
 }
 
 fn now() -> String {
@@ -307,37 +294,10 @@ impl MlflowRegistry {
     }
 
     async fn experiment_id(&self, ctx: &OpContext) -> Result<String> {
-        let name = &self.experiment;
-        match self
-            .client
-            .get("experiments/get-by-name", &[("experiment_name", name)])
+        self.client
+            .experiment_id(&self.experiment, &ctx.project)
             .await
-        {
-            Ok(v) => Ok(v["experiment"]["experiment_id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string()),
-            Err(e) if e.not_found() => {
-                let body =
-                    json!({"name": name, "tags": [{"key": "mlctl.project", "value": ctx.project}]});
-                match self.client.post("experiments/create", &body).await {
-                    Ok(v) => Ok(v["experiment_id"].as_str().unwrap_or_default().to_string()),
-                    Err(e) if e.already_exists() => self
-                        .client
-                        .get("experiments/get-by-name", &[("experiment_name", name)])
-                        .await
-                        .map(|v| {
-                            v["experiment"]["experiment_id"]
-                                .as_str()
-                                .unwrap_or_default()
-                                .to_string()
-                        })
-                        .map_err(|e| fail("read experiment", e)),
-                    Err(e) => Err(fail("create experiment", e)),
-                }
-            }
-            Err(e) => Err(fail("read experiment", e)),
-        }
+            .map_err(|e| fail("read experiment", e))
     }
 }
 

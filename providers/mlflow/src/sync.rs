@@ -15,7 +15,7 @@
 //! A failed call was already tried twice by the [`Client`]; the sync then stops and reports
 //! a warning, and the next apply's sync picks up where this one stopped.
 
-use crate::client::{CallError, Client};
+use crate::client::{CallError, Client, str_of, tags_of};
 use crate::model_dir;
 use mlctl_core::components::{Artifact, TrainingResult};
 use mlctl_core::components::{ModelVersion, OpContext, RunRecord, Stack, outputs};
@@ -216,39 +216,10 @@ impl<'a> Syncer<'a> {
     /// The experiment's id, made when it does not exist.
     async fn experiment_id(&self) -> Result<String, StepError> {
         let name = self.experiment;
-        let what = || format!("read experiment `{name}`");
-        match self
-            .client
-            .get("experiments/get-by-name", &[("experiment_name", name)])
+        self.client
+            .experiment_id(name, &self.ctx.project)
             .await
-        {
-            Ok(v) => {
-                let e = &v["experiment"];
-                if e["lifecycle_stage"] == "deleted" {
-                    return Err(StepError(format!(
-                        "MLflow: experiment `{name}` is deleted; restore it (`mlflow experiments restore`) or log to another with `tracking.experiment`"
-                    )));
-                }
-                Ok(str_of(&e["experiment_id"]))
-            }
-            Err(e) if e.not_found() => {
-                let body = json!({"name": name, "tags": [
-                    {"key": "mlctl.project", "value": self.ctx.project},
-                ]});
-                match self.client.post("experiments/create", &body).await {
-                    Ok(v) => Ok(str_of(&v["experiment_id"])),
-                    // Made meanwhile by another apply.
-                    Err(e) if e.already_exists() => self
-                        .client
-                        .get("experiments/get-by-name", &[("experiment_name", name)])
-                        .await
-                        .map(|v| str_of(&v["experiment"]["experiment_id"]))
-                        .map_err(step(what)),
-                    Err(e) => Err(step(|| format!("create experiment `{name}`"))(e)),
-                }
-            }
-            Err(e) => Err(step(what)(e)),
-        }
+            .map_err(step(|| format!("read experiment `{name}`")))
     }
 
     /// The experiment's runs that mlctl logged, by mlctl's run id.
@@ -771,23 +742,6 @@ fn slice<T>(items: &[T], range: std::ops::Range<usize>) -> &[T] {
     let end = range.end.min(items.len());
     let start = range.start.min(end);
     &items[start..end]
-}
-
-fn tags_of(tags: &Value) -> BTreeMap<String, String> {
-    tags.as_array()
-        .into_iter()
-        .flatten()
-        .map(|t| (str_of(&t["key"]), str_of(&t["value"])))
-        .collect()
-}
-
-/// A JSON string as it is, a number as text, anything else empty.
-fn str_of(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        _ => String::new(),
-    }
 }
 
 fn truncate(s: &str, max: usize) -> String {
