@@ -7,6 +7,7 @@
 pub mod boosting;
 pub mod forest;
 pub mod kmeans;
+pub mod leafwise;
 pub mod linear;
 pub mod logistic;
 pub mod tree;
