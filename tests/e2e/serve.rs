@@ -25,6 +25,7 @@ fn iris_model(dir: &Path) -> PathBuf {
         algorithm: mlctl_spec::Algorithm::LogisticRegression,
         hyperparameters: &hp,
         train: &table,
+        validation: None,
         target: Some("species"),
         seed: 42,
         schema: None,

@@ -322,6 +322,13 @@ pub struct Evaluation {
     /// Which rows this run's `metrics` are on: `test` (what gates judge) or `validation` (a
     /// tuning trial's, what candidates are compared by).
     pub scored_on: String,
+    /// How early stopping ended on the validation rows, when it was on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_stopping: Option<mlctl_ml::algo::boosting::EarlyStopping>,
+    /// Global feature importance of the model: gain, and permutation on the rows its
+    /// metrics are on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub importance: Vec<mlctl_ml::importance::Importance>,
 }
 
 /// A submitted job.

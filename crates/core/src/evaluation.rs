@@ -210,6 +210,8 @@ pub fn rows(
         test_from,
         seed,
         scored_on: "test".into(),
+        early_stopping: None,
+        importance: Vec::new(),
     };
     Ok(Rows {
         train,

@@ -4,8 +4,8 @@
 //! cargo bench -p mlctl-ml --bench ml -- gen-file PATH MIB
 //! cargo bench -p mlctl-ml --bench ml -- gen-dir DIR FILES
 //! cargo bench -p mlctl-ml --bench ml -- digest PATH [CACHE_FILE]
-//! cargo bench -p mlctl-ml --bench ml -- gen-table DIR ROWS FEATURES CLASSES
-//! cargo bench -p mlctl-ml --bench ml -- fit ALGORITHM TRAIN_CSV TEST_CSV [N_ESTIMATORS]
+//! cargo bench -p mlctl-ml --bench ml -- gen-table DIR ROWS FEATURES CLASSES   # CLASSES 0: regression
+//! cargo bench -p mlctl-ml --bench ml -- fit ALGORITHM TRAIN_CSV TEST_CSV [N_ESTIMATORS] [HYPERPARAMETERS_JSON]
 //! cargo bench -p mlctl-ml --bench ml -- predict      # 1-row predictions/s, iris logistic regression
 //! ```
 //!
@@ -49,6 +49,7 @@ fn main() {
             Path::new(arg(2)),
             Path::new(arg(3)),
             args.get(4).and_then(|s| s.parse().ok()).unwrap_or(100),
+            args.get(5).map(String::as_str),
         ),
         Some("predict") => predict(),
         Some(other) => {
@@ -100,7 +101,9 @@ fn digest(path: &Path, cache_file: Option<&Path>) {
 }
 
 /// A classification table in the spirit of scikit-learn's `make_classification`: `classes`
-/// Gaussian clusters over half the features, the rest noise, 5% flipped labels.
+/// Gaussian clusters over half the features, the rest noise, 5% flipped labels. With
+/// `classes` 0, a regression table: the label is a non-linear function of the informative
+/// features plus noise.
 fn gen_table(dir: &Path, rows: usize, features: usize, classes: usize) {
     std::fs::create_dir_all(dir).expect("mkdir");
     let mut r = Rng::new(3);
@@ -112,6 +115,24 @@ fn gen_table(dir: &Path, rows: usize, features: usize, classes: usize) {
         let mut cols = vec![Vec::with_capacity(n); features];
         let mut labels = Vec::with_capacity(n);
         for _ in 0..n {
+            if classes == 0 {
+                let mut y = 0.0;
+                for (j, col) in cols.iter_mut().enumerate() {
+                    let v = r.normal();
+                    if j < informative {
+                        let w = [1.0, -0.5, 0.8, 0.3, -1.2][j % 5];
+                        y += w * v + if j % 3 == 0 { 0.5 * v * v } else { 0.0 };
+                    }
+                    col.push(v);
+                }
+                y += if cols[0].last() > Some(&0.5) {
+                    2.0
+                } else {
+                    0.0
+                };
+                labels.push(Some(format!("{:.6}", y + 0.5 * r.normal())));
+                continue;
+            }
             let c = r.index(classes);
             for (j, col) in cols.iter_mut().enumerate() {
                 let base = if j < informative {
@@ -136,8 +157,17 @@ fn gen_table(dir: &Path, rows: usize, features: usize, classes: usize) {
             t.push_column(format!("x{j}"), ColumnData::Float(rounded))
                 .expect("column");
         }
-        t.push_column("label", ColumnData::Str(labels))
-            .expect("column");
+        let label = if classes == 0 {
+            ColumnData::Float(
+                labels
+                    .iter()
+                    .map(|l| l.as_deref().unwrap_or("0").parse().unwrap_or(0.0))
+                    .collect(),
+            )
+        } else {
+            ColumnData::Str(labels)
+        };
+        t.push_column("label", label).expect("column");
         t
     };
     let train = make(rows, &mut r);
@@ -146,7 +176,13 @@ fn gen_table(dir: &Path, rows: usize, features: usize, classes: usize) {
     write_csv(&test, dir.join("test.csv")).expect("write test");
 }
 
-fn fit(algorithm: &str, train_csv: &Path, test_csv: &Path, n_estimators: usize) {
+fn fit(
+    algorithm: &str,
+    train_csv: &Path,
+    test_csv: &Path,
+    n_estimators: usize,
+    hyperparameters: Option<&str>,
+) {
     let algo = Algorithm::ALL
         .iter()
         .find(|(n, _)| *n == algorithm)
@@ -160,11 +196,17 @@ fn fit(algorithm: &str, train_csv: &Path, test_csv: &Path, n_estimators: usize) 
     if algo == Algorithm::RandomForest || algo == Algorithm::GradientBoosting {
         hp.insert("n_estimators".to_string(), serde_json::json!(n_estimators));
     }
+    if let Some(json) = hyperparameters {
+        let extra: BTreeMap<String, serde_json::Value> =
+            serde_json::from_str(json).expect("hyperparameters: a JSON object");
+        hp.extend(extra);
+    }
     let t1 = Instant::now();
     let model = train(TrainRequest {
         algorithm: algo,
         hyperparameters: &hp,
         train: &train_t,
+        validation: None,
         target: Some("label"),
         seed: 0,
         schema: None,
@@ -185,9 +227,12 @@ fn fit(algorithm: &str, train_csv: &Path, test_csv: &Path, n_estimators: usize) 
     let load_s = t2.elapsed().as_secs_f64();
     assert_eq!(loaded.manifest(), model.manifest());
     let _ = std::fs::remove_dir_all(&dir);
+    let (score_name, score) = match metrics.get("accuracy") {
+        Some(a) => ("accuracy", *a),
+        None => ("r2", metrics.get("r2").copied().unwrap_or(f64::NAN)),
+    };
     println!(
-        "{{\"algorithm\": \"{algorithm}\", \"fit_seconds\": {fit_s:.3}, \"read_seconds\": {read_s:.3}, \"accuracy\": {:.4}, \"model_bytes\": {bytes}, \"load_seconds\": {load_s:.3}}}",
-        metrics["accuracy"]
+        "{{\"algorithm\": \"{algorithm}\", \"fit_seconds\": {fit_s:.3}, \"read_seconds\": {read_s:.3}, \"{score_name}\": {score:.4}, \"model_bytes\": {bytes}, \"load_seconds\": {load_s:.3}}}"
     );
 }
 
@@ -199,6 +244,7 @@ fn predict() {
         algorithm: Algorithm::LogisticRegression,
         hyperparameters: &BTreeMap::new(),
         train: &iris,
+        validation: None,
         target: Some("species"),
         seed: 0,
         schema: None,

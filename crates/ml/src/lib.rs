@@ -17,6 +17,7 @@ pub mod algo;
 pub mod digest;
 pub mod drift;
 pub mod guard;
+pub mod importance;
 pub mod metrics;
 pub mod model;
 pub mod preprocess;

@@ -26,6 +26,9 @@ pub struct TrainRequest<'a> {
     pub hyperparameters: &'a BTreeMap<String, Value>,
     /// Training rows: the features and (unless k-means) the label column.
     pub train: &'a Table,
+    /// Validation rows, which early stopping (`early_stopping_rounds`) watches; never the
+    /// held-out test rows.
+    pub validation: Option<&'a Table>,
     /// The label column (required except for k-means, where it is left out of the features).
     pub target: Option<&'a str>,
     /// Seed for every random choice (overridden by a `random_state` hyperparameter).
@@ -147,6 +150,7 @@ pub fn tune(req: TuneRequest<'_>) -> Result<TuningOutcome, TrainError> {
             algorithm: req.algorithm,
             hyperparameters: &hp,
             train: rows,
+            validation: Some(req.validation),
             target: req.target,
             seed: req.seed,
             schema: req.schema,
@@ -294,7 +298,33 @@ pub fn train(req: TrainRequest<'_>) -> Result<PortableModel, TrainError> {
         (Algorithm::DecisionTree, _) => Estimator::Tree(tree::fit(x, &target, task, &p, seed)?),
         (Algorithm::RandomForest, _) => Estimator::Forest(forest::fit(x, &target, task, &p, seed)?),
         (Algorithm::GradientBoosting, _) => {
-            Estimator::Boosting(boosting::fit(x, &target, task, &p, seed)?)
+            let val_data;
+            let val_target;
+            let validation = match (req.validation, p.has("early_stopping_rounds")) {
+                (Some(v), true) if v.n_rows() > 0 => {
+                    val_data = pre.encode(v).map_err(|e| {
+                        TrainError::Label(format!("the validation rows (early stopping): {e}"))
+                    })?;
+                    val_target = validation_target(v, &target, &classes, target_name)?;
+                    Some((
+                        Matrix {
+                            data: &val_data,
+                            n: v.n_rows(),
+                            d: x.d,
+                        },
+                        &val_target,
+                    ))
+                }
+                _ => None,
+            };
+            let data = boosting::BoostData {
+                x,
+                target: &target,
+                weights: weights.as_deref(),
+                classes: &classes,
+                validation,
+            };
+            Estimator::Boosting(boosting::fit(&data, task, &p, seed)?)
         }
         (Algorithm::Kmeans, _) => Estimator::Kmeans(kmeans::fit(x, &p, seed)?),
         _ => return Err(TrainError::Label("label does not fit the algorithm".into())),
@@ -322,6 +352,58 @@ pub fn train(req: TrainRequest<'_>) -> Result<PortableModel, TrainError> {
     };
     PortableModel::new(manifest, estimator)
         .map_err(|e| TrainError::Label(format!("internal error building the model: {e}")))
+}
+
+/// The labels of validation rows, in the training classes' indices.
+fn validation_target(
+    v: &Table,
+    target: &Target,
+    classes: &[String],
+    name: &str,
+) -> Result<Target, TrainError> {
+    let col = v.require(name).map_err(TrainError::NoSuchTarget)?;
+    match target {
+        Target::Classes { k, .. } => {
+            let index: BTreeMap<&str, usize> = classes
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.as_str(), i))
+                .collect();
+            let mut y = Vec::with_capacity(col.len());
+            let mut unseen: BTreeSet<String> = BTreeSet::new();
+            for i in 0..col.len() {
+                let label = col.string_at(i).ok_or_else(|| {
+                    TrainError::Label(format!(
+                        "the label column `{name}` has a missing value in validation row {i}"
+                    ))
+                })?;
+                match index.get(label.as_str()) {
+                    Some(&c) => y.push(c),
+                    None => {
+                        unseen.insert(label);
+                    }
+                }
+            }
+            if !unseen.is_empty() {
+                let some: Vec<String> = unseen.iter().take(5).cloned().collect();
+                return Err(TrainError::Label(format!(
+                    "the validation rows have {} class(es) the training rows lack ({}); early stopping cannot score them: stratify the split (`split.stratify: {name}`) or merge rare classes",
+                    unseen.len(),
+                    some.join(", ")
+                )));
+            }
+            Ok(Target::Classes { y, k: *k })
+        }
+        _ => {
+            let y = col.to_f64().unwrap_or_default();
+            if let Some(i) = y.iter().position(|v| v.is_nan()) {
+                return Err(TrainError::Label(format!(
+                    "the label column `{name}` has a missing value in validation row {i}"
+                )));
+            }
+            Ok(Target::Values(y))
+        }
+    }
 }
 
 /// The `role: weight` column's values, for an algorithm that takes them (the validator
@@ -433,6 +515,7 @@ mod tests {
             algorithm,
             hyperparameters: h,
             train: t,
+            validation: None,
             target,
             seed: 42,
             schema: None,
@@ -634,6 +717,7 @@ mod tests {
                 algorithm,
                 hyperparameters: &hp(h),
                 train: &t,
+                validation: None,
                 target,
                 seed: 1,
                 schema: None,
@@ -673,6 +757,7 @@ mod tests {
             algorithm: Algorithm::LogisticRegression,
             hyperparameters: &BTreeMap::new(),
             train: &one_class,
+            validation: None,
             target: Some("species"),
             seed: 1,
             schema: None,
@@ -806,6 +891,7 @@ mod tests {
             algorithm,
             hyperparameters: &h,
             train: &loans(),
+            validation: None,
             target: Some("y"),
             seed: 42,
             schema: Some(s),
@@ -893,6 +979,7 @@ mod tests {
                 algorithm: Algorithm::LinearRegression,
                 hyperparameters: &h,
                 train: &t,
+                validation: None,
                 target: Some("y"),
                 seed: 42,
                 schema,
@@ -954,6 +1041,7 @@ mod tests {
                 algorithm: Algorithm::LogisticRegression,
                 hyperparameters: &h,
                 train: t,
+                validation: None,
                 target: Some("y"),
                 seed: 42,
                 schema: Some(schema),
@@ -967,5 +1055,266 @@ mod tests {
             (a - proba(&weighted, &ignored)).abs() > 1e-3,
             "the weights changed nothing"
         );
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Gradient boosting: weights, class weights, early stopping, importance.
+
+    /// A noisy two-class table: `x0` decides the label (with 20% flipped), `x1` and `x2` are
+    /// noise, `w` a weight column, all on a grid of values (so weighting and duplicating bin
+    /// alike).
+    fn noisy(n: usize, seed: u64) -> Table {
+        let mut r = crate::rng::Rng::new(seed);
+        let x0: Vec<f64> = (0..n).map(|_| r.index(40) as f64).collect();
+        let x1: Vec<f64> = (0..n).map(|_| r.index(30) as f64).collect();
+        let x2: Vec<f64> = (0..n).map(|_| r.index(20) as f64).collect();
+        let y: Vec<Option<String>> = x0
+            .iter()
+            .map(|&v| {
+                let c = (v >= 20.0) != (r.next_f64() < 0.2);
+                Some(if c { "yes" } else { "no" }.to_string())
+            })
+            .collect();
+        let w: Vec<f64> = (0..n).map(|i| if i % 5 == 0 { 2.0 } else { 1.0 }).collect();
+        Table::from_columns([
+            ("x0", ColumnData::Float(x0)),
+            ("x1", ColumnData::Float(x1)),
+            ("x2", ColumnData::Float(x2)),
+            ("w", ColumnData::Float(w)),
+            ("y", ColumnData::Str(y)),
+        ])
+        .unwrap()
+    }
+
+    fn boost(
+        h: &BTreeMap<String, Value>,
+        t: &Table,
+        validation: Option<&Table>,
+        schema: &DataSchema,
+    ) -> Result<PortableModel, TrainError> {
+        train(TrainRequest {
+            algorithm: Algorithm::GradientBoosting,
+            hyperparameters: h,
+            train: t,
+            validation,
+            target: Some("y"),
+            seed: 42,
+            schema: Some(schema),
+        })
+    }
+
+    fn noisy_schema(weight: bool) -> DataSchema {
+        schema(json!([
+            {"name": "x0", "type": "float"},
+            {"name": "x1", "type": "float"},
+            {"name": "x2", "type": "float"},
+            {"name": "w", "type": "float", "role": if weight { "weight" } else { "ignore" }},
+            {"name": "y", "type": "string"},
+        ]))
+    }
+
+    fn proba_yes(m: &PortableModel, t: &Table) -> Vec<f64> {
+        let (_, scores) = m.predict_table(t).unwrap();
+        let yes = m.classes().iter().position(|c| c == "yes").unwrap();
+        scores.chunks(2).map(|s| s[yes]).collect()
+    }
+
+    #[test]
+    fn a_weight_of_two_counts_a_row_twice_in_gradient_boosting() {
+        let t = noisy(300, 1);
+        let Some(ColumnData::Float(w)) = t.column("w").cloned() else {
+            unreachable!()
+        };
+        let dup: Vec<usize> = (0..300).flat_map(|i| vec![i; w[i] as usize]).collect();
+        let h = hp(json!({"n_estimators": 20, "max_depth": 3}));
+        let weighted = boost(&h, &t, None, &noisy_schema(true)).unwrap();
+        let duplicated = boost(&h, &t.take(&dup), None, &noisy_schema(false)).unwrap();
+        let unweighted = boost(&h, &t, None, &noisy_schema(false)).unwrap();
+        let (a, b, c) = (
+            proba_yes(&weighted, &t),
+            proba_yes(&duplicated, &t),
+            proba_yes(&unweighted, &t),
+        );
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() < 1e-9, "weighted {x} vs duplicated {y}");
+        }
+        assert!(
+            a.iter().zip(&c).any(|(x, y)| (x - y).abs() > 1e-6),
+            "the weights changed nothing"
+        );
+    }
+
+    #[test]
+    fn a_class_weight_is_a_weight_on_every_row_of_its_class() {
+        let t = noisy(300, 2);
+        let Some(ColumnData::Str(y)) = t.column("y").cloned() else {
+            unreachable!()
+        };
+        // The same rows with a weight column of 3 on "yes" and 1 elsewhere.
+        let mut with_w = t.without("w");
+        with_w
+            .push_column(
+                "w",
+                ColumnData::Float(
+                    y.iter()
+                        .map(|c| {
+                            if c.as_deref() == Some("yes") {
+                                3.0
+                            } else {
+                                1.0
+                            }
+                        })
+                        .collect(),
+                ),
+            )
+            .unwrap();
+        let by_class = boost(
+            &hp(json!({"n_estimators": 15, "class_weight": {"yes": 3}})),
+            &t,
+            None,
+            &noisy_schema(false),
+        )
+        .unwrap();
+        let by_rows = boost(
+            &hp(json!({"n_estimators": 15})),
+            &with_w,
+            None,
+            &noisy_schema(true),
+        )
+        .unwrap();
+        for (a, b) in proba_yes(&by_class, &t)
+            .iter()
+            .zip(&proba_yes(&by_rows, &t))
+        {
+            assert!((a - b).abs() < 1e-9, "class weight {a} vs row weight {b}");
+        }
+        let e = boost(
+            &hp(json!({"class_weight": {"maybe": 2}})),
+            &t,
+            None,
+            &noisy_schema(false),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains(
+                "names class \"maybe\", which the label does not have (classes: no, yes)"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn balanced_class_weights_raise_a_rare_class() {
+        // "yes" on 10% of rows: balanced weights lift its predicted probability.
+        let t = noisy(600, 3);
+        let keep: Vec<usize> = {
+            let Some(ColumnData::Str(y)) = t.column("y") else {
+                unreachable!()
+            };
+            let mut yes = 0;
+            (0..600)
+                .filter(|&i| {
+                    if y[i].as_deref() == Some("yes") {
+                        yes += 1;
+                        yes % 6 == 0
+                    } else {
+                        true
+                    }
+                })
+                .collect()
+        };
+        let rare = t.take(&keep);
+        let h = hp(json!({"n_estimators": 20}));
+        let plain = boost(&h, &rare, None, &noisy_schema(false)).unwrap();
+        let balanced = boost(
+            &hp(json!({"n_estimators": 20, "class_weight": "balanced"})),
+            &rare,
+            None,
+            &noisy_schema(false),
+        )
+        .unwrap();
+        let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len() as f64;
+        let (p, b) = (
+            mean(proba_yes(&plain, &rare)),
+            mean(proba_yes(&balanced, &rare)),
+        );
+        assert!(p < 0.2 && b > 0.3, "plain {p}, balanced {b}");
+    }
+
+    #[test]
+    fn early_stopping_keeps_the_round_with_the_lowest_validation_loss() {
+        // A fast learner on noisy labels overfits within a few dozen rounds.
+        let (t, v) = (noisy(400, 4), noisy(300, 5));
+        let schema = noisy_schema(false);
+        let h = hp(
+            json!({"n_estimators": 300, "learning_rate": 0.5, "max_depth": 4, "early_stopping_rounds": 5}),
+        );
+        let m = boost(&h, &t, Some(&v), &schema).unwrap();
+        let Estimator::Boosting(b) = m.estimator() else {
+            unreachable!()
+        };
+        let es = b.early_stopping.clone().expect("early stopping recorded");
+        assert!(es.best_round < 60, "{es:?}");
+        assert_eq!(b.rounds(), es.best_round);
+        assert_eq!(es.rounds_trained, es.best_round + 5);
+        // The kept model's validation log loss is what was recorded, and below the loss of
+        // the same model trained through every round.
+        let log_loss = |m: &PortableModel| {
+            let Some(ColumnData::Str(y)) = v.column("y") else {
+                unreachable!()
+            };
+            let p = proba_yes(m, &v);
+            p.iter()
+                .zip(y)
+                .map(|(p, y)| {
+                    let q = if y.as_deref() == Some("yes") {
+                        *p
+                    } else {
+                        1.0 - p
+                    };
+                    -q.max(1e-15).ln()
+                })
+                .sum::<f64>()
+                / p.len() as f64
+        };
+        assert!(
+            (log_loss(&m) - es.best_loss).abs() < 1e-9,
+            "{} vs {es:?}",
+            log_loss(&m)
+        );
+        let mut all = h.clone();
+        all.remove("early_stopping_rounds");
+        let full = boost(&all, &t, None, &schema).unwrap();
+        assert!(log_loss(&full) > es.best_loss + 0.05);
+        // No validation rows: an error that says what to give.
+        let e = boost(&h, &t, None, &schema).unwrap_err();
+        assert!(
+            e.to_string().contains("early_stopping_rounds") && e.to_string().contains("validation"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn importance_ranks_the_column_that_decides_the_label_first() {
+        let (t, test) = (noisy(400, 6), noisy(300, 7));
+        let m = boost(
+            &hp(json!({"n_estimators": 30})),
+            &t,
+            None,
+            &noisy_schema(false),
+        )
+        .unwrap();
+        let imp = crate::importance::importance(&m, &test, 1);
+        assert_eq!(imp.len(), 3, "{imp:?}");
+        assert_eq!(imp[0].feature, "x0");
+        let gain_sum: f64 = imp.iter().filter_map(|i| i.gain).sum();
+        assert!((gain_sum - 1.0).abs() < 1e-9);
+        assert!(
+            imp[0].gain.unwrap() > 0.5 && imp[0].permutation.unwrap() > 0.2,
+            "{imp:?}"
+        );
+        for i in &imp[1..] {
+            assert!(i.permutation.unwrap().abs() < 0.05, "{imp:?}");
+        }
     }
 }

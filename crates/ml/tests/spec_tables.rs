@@ -58,6 +58,7 @@ fn fit(algorithm: Algorithm, hp: &BTreeMap<String, Value>, family: Family) -> Re
         algorithm,
         hyperparameters: hp,
         train: &table,
+        validation: Some(&table),
         target,
         seed: 1,
         schema: None,
@@ -94,6 +95,7 @@ fn valid_values(h: &Hyperparameter) -> Vec<Value> {
         }
         ParamKind::Bool => vec![json!(true), json!(false), json!("false")],
         ParamKind::Choice(values) => values.iter().map(|v| json!(v)).collect(),
+        ParamKind::ClassWeight => vec![json!("balanced")],
         ParamKind::Features => vec![
             json!("sqrt"),
             json!("log2"),
@@ -171,6 +173,7 @@ fn evaluation_reports_the_metrics_the_spec_lists() {
             algorithm,
             hyperparameters: &hp,
             train: &table,
+            validation: None,
             target,
             seed: 1,
             schema: None,
@@ -200,6 +203,7 @@ fn label_types_decide_the_family_as_the_trainer_does() {
             algorithm: Algorithm::DecisionTree,
             hyperparameters: &BTreeMap::new(),
             train: &table,
+            validation: None,
             target: Some(target),
             seed: 1,
             schema: None,

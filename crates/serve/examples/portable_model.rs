@@ -22,6 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         algorithm,
         hyperparameters: &hyperparameters,
         train: &table,
+        validation: None,
         target: Some(label),
         seed: 42,
         schema: None,

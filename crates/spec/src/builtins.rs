@@ -52,6 +52,8 @@ pub enum ParamKind {
     /// How many features each split considers: `sqrt`, `log2` (`auto` is `sqrt`), a count
     /// of at least 1, or a fraction in (0, 1] of the features.
     Features,
+    /// Per-class weights: `balanced`, or a mapping from class to a weight of at least 0.
+    ClassWeight,
 }
 
 /// One hyperparameter of a built-in algorithm.
@@ -133,6 +135,9 @@ impl ParamKind {
             ParamKind::Features => {
                 "sqrt, log2, a count of at least 1, or a fraction in (0, 1] of the features".into()
             }
+            ParamKind::ClassWeight => {
+                "balanced, or a mapping from class to a weight of at least 0".into()
+            }
         }
     }
 
@@ -143,7 +148,7 @@ impl ParamKind {
             ParamKind::Float { .. } => Some(false),
             ParamKind::Int { .. } => Some(true),
             ParamKind::Features => Some(false),
-            ParamKind::Bool | ParamKind::Choice(_) => None,
+            ParamKind::Bool | ParamKind::Choice(_) | ParamKind::ClassWeight => None,
         }
     }
 
@@ -153,6 +158,7 @@ impl ParamKind {
             ParamKind::Bool => "[true, false]".into(),
             ParamKind::Choice(values) => format!("[{}]", list(*values)),
             ParamKind::Features => "[sqrt, log2, 0.5]".into(),
+            ParamKind::ClassWeight => "[balanced]".into(),
             ParamKind::Int { min, .. } => format!("[{min}, {}]", min + 1),
             ParamKind::Float { .. } => "[0.1, 1.0]".into(),
         }
@@ -191,7 +197,7 @@ impl ParamKind {
                     return out(format!("must be {}, got {}", self.describe(), num(v)));
                 }
             }
-            ParamKind::Bool | ParamKind::Choice(_) => {
+            ParamKind::Bool | ParamKind::Choice(_) | ParamKind::ClassWeight => {
                 return Err(BadValue {
                     wrong_type: true,
                     message: format!("must be {}, got {}", self.describe(), num(v)),
@@ -212,6 +218,32 @@ impl Hyperparameter {
                 message: format!("must be {}, got {what}", self.kind.describe()),
             })
         };
+        if self.kind == ParamKind::ClassWeight {
+            return match value {
+                Value::Null => Ok(()),
+                Value::String(s) if s == "balanced" || s.contains("${env:") => Ok(()),
+                Value::Object(map) => {
+                    for (class, w) in map {
+                        let v = match w {
+                            Value::Number(n) => n.as_f64(),
+                            Value::String(s) => s.trim().parse::<f64>().ok(),
+                            _ => None,
+                        };
+                        if !v.is_some_and(|v| v.is_finite() && v >= 0.0) {
+                            return Err(BadValue {
+                                wrong_type: !matches!(w, Value::Number(_)),
+                                message: format!(
+                                    "the weight of class `{class}` must be a number of at least 0, got {}",
+                                    show(w)
+                                ),
+                            });
+                        }
+                    }
+                    Ok(())
+                }
+                other => wrong(show(other)),
+            };
+        }
         match value {
             Value::Null => Ok(()),
             Value::String(s) if s.contains("${env:") => Ok(()),
@@ -265,6 +297,7 @@ impl Hyperparameter {
                     Value::Number(n) => self.kind.check_number(n.as_f64().unwrap_or(f64::NAN)),
                     other => wrong(show(other)),
                 },
+                ParamKind::ClassWeight => wrong(show(value)),
                 ParamKind::Float { .. } | ParamKind::Int { .. } => {
                     let v = match value {
                         Value::Number(n) => n.as_f64(),
@@ -502,6 +535,39 @@ const GRADIENT_BOOSTING: &[Hyperparameter] = &[
         meaning: "L2 penalty on leaf values",
     },
     MAX_BINS,
+    Hyperparameter {
+        name: "max_leaf_nodes",
+        kind: ParamKind::Int { min: 2, max: None },
+        default: "2^max_depth (8); 31 when max_depth is not set",
+        meaning: "most leaves per tree, grown leaf-wise (best split first); with it and no max_depth, depth is unlimited",
+    },
+    Hyperparameter {
+        name: "num_leaves",
+        kind: ParamKind::Int { min: 2, max: None },
+        default: "see max_leaf_nodes",
+        meaning: "LightGBM's name for `max_leaf_nodes` (give one of them)",
+    },
+    Hyperparameter {
+        name: "min_child_weight",
+        kind: ParamKind::Float {
+            min: Bound::Inclusive(0.0),
+            max: Bound::None,
+        },
+        default: "0.001",
+        meaning: "smallest sum of hessians in a leaf (LightGBM's min_sum_hessian_in_leaf)",
+    },
+    Hyperparameter {
+        name: "early_stopping_rounds",
+        kind: ParamKind::Int { min: 1, max: None },
+        default: "none (no early stopping)",
+        meaning: "stop when the validation loss has not improved for this many rounds and keep the best round; the job then gets validation rows (the split's, or 20% carved from train), never the test rows",
+    },
+    Hyperparameter {
+        name: "class_weight",
+        kind: ParamKind::ClassWeight,
+        default: "none (every class weighs 1)",
+        meaning: "`balanced` (n / (classes x count)) or a mapping from class to weight; multiplies the sample weights",
+    },
     SEED,
 ];
 
@@ -617,7 +683,19 @@ pub fn families(algorithm: Algorithm) -> &'static [Family] {
 
 /// The built-ins that train with sample weights (a Dataset column with `role: weight`); the
 /// others are refused at validation. The one list both the validator and `mlctl-ml` read.
-pub const WEIGHTED: &[Algorithm] = &[Algorithm::LinearRegression, Algorithm::LogisticRegression];
+pub const WEIGHTED: &[Algorithm] = &[
+    Algorithm::LinearRegression,
+    Algorithm::LogisticRegression,
+    Algorithm::GradientBoosting,
+];
+
+/// Whether hyperparameters turn early stopping on (`early_stopping_rounds` set): training
+/// then picks its round on validation rows.
+pub fn stops_early(hyperparameters: &std::collections::BTreeMap<String, Value>) -> bool {
+    hyperparameters
+        .get("early_stopping_rounds")
+        .is_some_and(|v| !v.is_null())
+}
 
 /// Whether `algorithm` trains with sample weights (see [`WEIGHTED`]).
 pub fn takes_sample_weights(algorithm: Algorithm) -> bool {

@@ -1855,7 +1855,7 @@ fn sample_weights_with_an_algorithm_that_takes_none() {
         "{rendered}"
     );
     assert!(
-        rendered.contains("use linear_regression or logistic_regression"),
+        rendered.contains("use linear_regression, logistic_regression or gradient_boosting"),
         "{rendered}"
     );
 }

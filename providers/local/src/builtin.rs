@@ -78,6 +78,8 @@ pub struct Fit<'a> {
     pub hyperparameters: &'a BTreeMap<String, serde_json::Value>,
     /// The rows it learns from.
     pub train: &'a Table,
+    /// The validation rows early stopping watches (never the test rows).
+    pub validation: Option<&'a Table>,
     /// The rows its metrics are on.
     pub eval: &'a Table,
     /// What `eval` is, for messages (`held-out test rows`).
@@ -90,6 +92,9 @@ pub struct Fit<'a> {
     pub threads: Option<usize>,
     /// Lineage written into the model's manifest (`run`, `trainingJob`, `dataset`, ...).
     pub lineage: BTreeMap<String, String>,
+    /// Whether to compute permutation importance on `eval` (not for tuning trials, whose
+    /// models are compared, not kept).
+    pub importance: bool,
 }
 
 /// What a fit produced.
@@ -99,6 +104,20 @@ pub struct Fitted {
     pub metrics: BTreeMap<String, f64>,
     /// Seconds spent fitting.
     pub fit_secs: f64,
+    /// How early stopping ended, when it was on.
+    pub early_stopping: Option<mlctl_ml::algo::boosting::EarlyStopping>,
+    /// Gain and permutation importance (permutation on `eval`), when asked for.
+    pub importance: Vec<mlctl_ml::importance::Importance>,
+}
+
+/// How early stopping ended in `model`, when it was on.
+pub fn early_stopping(
+    model: &mlctl_ml::PortableModel,
+) -> Option<mlctl_ml::algo::boosting::EarlyStopping> {
+    match model.estimator() {
+        mlctl_ml::algo::Estimator::Boosting(b) => b.early_stopping.clone(),
+        _ => None,
+    }
 }
 
 /// Fits `fit.algorithm`, scores it on `fit.eval` and saves the model (manifest with metrics
@@ -114,6 +133,7 @@ pub fn fit_and_save(fit: Fit<'_>, dir: &Path) -> Result<Fitted> {
         algorithm,
         hyperparameters: fit.hyperparameters,
         train: fit.train,
+        validation: fit.validation,
         target: fit.target,
         seed: SEED,
         schema: fit.schema,
@@ -126,9 +146,14 @@ pub fn fit_and_save(fit: Fit<'_>, dir: &Path) -> Result<Fitted> {
         let metrics = mlctl_ml::metrics::evaluate(&model, fit.eval)
             .map_err(|e| invalid(format!("evaluation on the {eval_name}: {e}")))?;
         model.set_metrics(metrics.clone());
-        Ok::<_, ProviderError>((model, metrics, fit_secs))
+        let importance = if fit.importance {
+            mlctl_ml::importance::importance(&model, fit.eval, SEED)
+        } else {
+            Vec::new()
+        };
+        Ok::<_, ProviderError>((model, metrics, fit_secs, importance))
     };
-    let (mut model, metrics, fit_secs) = match fit.threads {
+    let (mut model, metrics, fit_secs, importance) = match fit.threads {
         Some(n) => rayon::ThreadPoolBuilder::new()
             .num_threads(n)
             .build()
@@ -138,7 +163,12 @@ pub fn fit_and_save(fit: Fit<'_>, dir: &Path) -> Result<Fitted> {
     };
     model.lineage_mut().extend(fit.lineage);
     model.save(dir).map_err(|e| saving("the model", e))?;
-    Ok(Fitted { metrics, fit_secs })
+    Ok(Fitted {
+        metrics,
+        fit_secs,
+        early_stopping: early_stopping(&model),
+        importance,
+    })
 }
 
 /// Scores the model saved in `from` on the held-out test rows and saves it, with those
@@ -146,14 +176,19 @@ pub fn fit_and_save(fit: Fit<'_>, dir: &Path) -> Result<Fitted> {
 ///
 /// # Errors
 /// A model that cannot be read, scored or saved.
-pub fn hold_out(rows: &Rows, from: &Path, dir: &Path) -> Result<BTreeMap<String, f64>> {
+pub fn hold_out(rows: &Rows, from: &Path, dir: &Path) -> Result<Fitted> {
     let mut model =
         mlctl_ml::model::PortableModel::load(from).map_err(|e| saving("the chosen model", e))?;
     let metrics = mlctl_ml::metrics::evaluate(&model, &rows.test)
         .map_err(|e| invalid(format!("evaluation on the held-out test rows: {e}")))?;
     model.set_metrics(metrics.clone());
     model.save(dir).map_err(|e| saving("the chosen model", e))?;
-    Ok(metrics)
+    Ok(Fitted {
+        metrics,
+        fit_secs: 0.0,
+        early_stopping: early_stopping(&model),
+        importance: mlctl_ml::importance::importance(&model, &rows.test, SEED),
+    })
 }
 
 /// Writes [`METRICS_FILE`] (flat metric values) and [`EVALUATION_FILE`] into `dir`, the

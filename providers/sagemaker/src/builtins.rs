@@ -207,6 +207,10 @@ const NO_SEED_LL: Hp = Hp::Refused(
     "SageMaker's linear-learner takes no seed",
     "remove it for this target",
 );
+const NO_LEAF_WISE: Hp = Hp::Refused(
+    "mlctl grows at most this many leaves best-first, with no depth limit unless `max_depth` is set; XGBoost's `max_leaves` depends on its `grow_policy` and its own default `max_depth` of 6",
+    "remove it for this target and bound the trees with `max_depth`, or set XGBoost's own `max_leaves` and `grow_policy`",
+);
 const NO_MIN_SAMPLES: Hp = Hp::Refused(
     "XGBoost has no minimum sample count per split or leaf (its `min_child_weight` is a sum of hessians, not a count)",
     "remove it, or set XGBoost's own `min_child_weight`",
@@ -323,6 +327,29 @@ pub(crate) const HYPERPARAMETERS: &[(Algorithm, &str, Hp)] = &[
         Algorithm::GradientBoosting,
         "random_state",
         Hp::To("seed", Same),
+    ),
+    (Algorithm::GradientBoosting, "max_leaf_nodes", NO_LEAF_WISE),
+    (Algorithm::GradientBoosting, "num_leaves", NO_LEAF_WISE),
+    (
+        Algorithm::GradientBoosting,
+        "min_child_weight",
+        Hp::To("min_child_weight", Same),
+    ),
+    (
+        Algorithm::GradientBoosting,
+        "early_stopping_rounds",
+        Hp::Refused(
+            "SageMaker's XGBoost stops early on its `validation` channel, which this target fills with the held-out rows that also score the job's gates, so the round would be chosen on the test rows",
+            "remove it for this target and set `n_estimators`, or tune `n_estimators` with `tuning` (trials are compared on validation rows)",
+        ),
+    ),
+    (
+        Algorithm::GradientBoosting,
+        "class_weight",
+        Hp::Refused(
+            "SageMaker's XGBoost takes no per-class weights (its `scale_pos_weight` weighs the positive class of a binary label only)",
+            "remove it for this target, or set XGBoost's own `scale_pos_weight` for a binary label",
+        ),
     ),
     (
         Algorithm::RandomForest,

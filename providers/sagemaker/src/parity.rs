@@ -133,6 +133,7 @@ fn local_model(algorithm: Algorithm, dir: &Path) -> PortableModel {
         algorithm,
         hyperparameters: &hp,
         train: &training_table(),
+        validation: None,
         target: Some("churned"),
         seed: 42,
         schema: Some(&s),

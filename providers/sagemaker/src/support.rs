@@ -437,7 +437,7 @@ fn build() -> FieldRules {
                     (node.as_str() == Some("weight")).then(|| {
                         Refusal::new(
                             "mlctl does not pass sample weights to SageMaker's built-in algorithms",
-                            "make the column `role: ignore` for this target, or train on a local target (linear and logistic regression take weights)",
+                            "make the column `role: ignore` for this target, or train on a local target (linear and logistic regression and gradient boosting take weights)",
                         )
                     })
                 },

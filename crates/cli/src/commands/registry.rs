@@ -273,6 +273,70 @@ fn decide(
     Ok(0)
 }
 
+/// Feature importance rows `mlctl runs show` prints (`--output json` has them all).
+const SHOW_IMPORTANCE: usize = 10;
+
+/// What training reported beyond metrics: the rounds early stopping kept and the feature
+/// importance.
+fn print_training(e: &mlctl_core::components::Evaluation) {
+    if let Some(es) = &e.early_stopping {
+        println!(
+            "  early stopping: kept {} of {} rounds trained (patience {}; validation loss {:.6} at the best round)",
+            es.best_round, es.rounds_trained, es.patience, es.best_loss
+        );
+    }
+    if e.importance.is_empty() {
+        return;
+    }
+    let perm = e.importance.iter().any(|i| i.permutation.is_some());
+    let gain = e.importance.iter().any(|i| i.gain.is_some());
+    println!(
+        "  importance ({}{}{}):",
+        if gain {
+            "gain: share of the split gain"
+        } else {
+            ""
+        },
+        if gain && perm { "; " } else { "" },
+        if perm {
+            format!(
+                "permutation: fall of accuracy (R² for a regressor) when the column is shuffled in the {} rows, mean ± sd of {} shuffles",
+                e.scored_on,
+                mlctl_ml::importance::REPEATS
+            )
+        } else {
+            String::new()
+        }
+    );
+    let width = e
+        .importance
+        .iter()
+        .take(SHOW_IMPORTANCE)
+        .map(|i| i.feature.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(7);
+    println!(
+        "    {:<width$} {:>8} {:>18}",
+        "FEATURE", "GAIN", "PERMUTATION"
+    );
+    for i in e.importance.iter().take(SHOW_IMPORTANCE) {
+        let g = i.gain.map_or("-".to_string(), |g| format!("{g:.4}"));
+        let p = match (i.permutation, i.permutation_std) {
+            (Some(m), Some(sd)) => format!("{m:.4} ± {sd:.4}"),
+            (Some(m), None) => format!("{m:.4}"),
+            _ => "-".to_string(),
+        };
+        println!("    {:<width$} {g:>8} {p:>18}", i.feature);
+    }
+    if e.importance.len() > SHOW_IMPORTANCE {
+        println!(
+            "    ... and {} more (`--output json` lists them all)",
+            e.importance.len() - SHOW_IMPORTANCE
+        );
+    }
+}
+
 /// Lines of a run's log that `mlctl runs show` prints.
 const SHOW_LOG_LINES: usize = 20;
 
@@ -385,6 +449,7 @@ pub fn runs(project: &Path, cmd: RunsCommand) -> Result<u8> {
                 if e.data_digest != r.data_digest {
                     println!("    data digest: {}", e.data_digest);
                 }
+                print_training(e);
             }
             println!("  params:");
             for (k, v) in &r.params {

@@ -85,7 +85,8 @@ pub fn run(args: TrainBuiltinArgs) -> Result<u8> {
         validation: read("validation")?,
         test: read("test")?,
     };
-    let rows = evaluation::rows(parts, job.split.as_ref(), &job.data_digest, job.tuned)
+    let selects = job.tuned || mlctl_spec::builtins::stops_early(&job.hyperparameters);
+    let rows = evaluation::rows(parts, job.split.as_ref(), &job.data_digest, selects)
         .map_err(|e| anyhow::anyhow!(e))?;
     let trial = job.scored_on == ScoredOn::Validation;
     if trial && !job.tuned {
@@ -126,16 +127,23 @@ pub fn run(args: TrainBuiltinArgs) -> Result<u8> {
             algorithm: job.algorithm,
             hyperparameters: &hyperparameters,
             train: &rows.train,
+            validation: rows.validation.as_ref(),
             eval,
             eval_name,
             target: job.target_column.as_deref(),
             schema: job.schema.as_ref(),
             threads: args.threads.map(|n| n as usize),
             lineage,
+            importance: !trial,
         },
         &args.model_dir,
     )
     .map_err(|e| anyhow::anyhow!(e.message))?;
+    let record = mlctl_core::components::Evaluation {
+        early_stopping: fitted.early_stopping.clone(),
+        importance: fitted.importance.clone(),
+        ..record
+    };
     builtin::write_results(&args.model_dir, &fitted.metrics, &record)
         .map_err(|e| anyhow::anyhow!(e.message))?;
     eprintln!(

@@ -2,7 +2,7 @@
 //!
 //! The method is LightGBM's:
 //!
-//! - Features are binned once ([`RowBins`], row-major `u8` bins, so one pass over a node's rows
+//! - Features are binned once ([`Bins`], row-major `u8` bins, so one pass over a node's rows
 //!   reads each row's bins from one cache line).
 //! - A node's histogram holds, per bin of every feature, the sum of gradients and hessians
 //!   (and of rows, when `min_samples_leaf` needs counts). Big nodes build it over fixed blocks
@@ -20,38 +20,28 @@ use super::tree::{Binned, LEAF, Tree};
 use crate::rng::Rng;
 use rayon::prelude::*;
 
-/// Features binned row by row: `bins[i * d + f]` is the bin of row `i` for feature `f`.
+/// Features binned column by column: `cols[f * n + i]` is the bin of row `i` for feature `f`,
+/// with each feature's place in a histogram.
 #[derive(Debug, Clone)]
-pub struct RowBins {
+pub struct Bins {
     /// Rows.
     pub n: usize,
     /// Features.
     pub d: usize,
-    /// Row-major bins.
-    pub bins: Vec<u8>,
+    /// Feature-major bins: a histogram pass over one feature and a split's partition read one
+    /// contiguous column.
+    pub cols: Vec<u8>,
     /// Per feature, where its bins start in a histogram (`d + 1` values).
     pub offsets: Vec<usize>,
     /// Per feature, the increasing thresholds between bins.
     pub edges: Vec<Vec<f64>>,
 }
 
-impl RowBins {
+impl Bins {
     /// Bins every column of `x` into at most `max_bins` bins (quantiles, as [`Binned`]).
-    pub fn new(x: Matrix<'_>, max_bins: usize) -> RowBins {
+    pub fn new(x: Matrix<'_>, max_bins: usize) -> Bins {
         let cols = Binned::new(x, max_bins);
         let (n, d) = (cols.n, cols.d);
-        let mut bins = vec![0u8; n * d];
-        bins.par_chunks_mut(d.max(1) * 4096)
-            .enumerate()
-            .for_each(|(block, out)| {
-                let lo = block * 4096;
-                for (k, row) in out.chunks_mut(d.max(1)).enumerate() {
-                    let i = lo + k;
-                    for (f, b) in row.iter_mut().enumerate() {
-                        *b = cols.bins[f * n + i];
-                    }
-                }
-            });
         let mut offsets = Vec::with_capacity(d + 1);
         let mut at = 0;
         for f in 0..d {
@@ -59,11 +49,11 @@ impl RowBins {
             at += cols.n_bins(f);
         }
         offsets.push(at);
-        RowBins {
+        Bins {
             n,
             d,
-            bins,
             offsets,
+            cols: cols.bins,
             edges: cols.edges,
         }
     }
@@ -73,10 +63,10 @@ impl RowBins {
         self.offsets[self.d]
     }
 
-    /// Bins of row `i`.
+    /// The bins of feature `f`, one per row.
     #[inline]
-    pub fn row(&self, i: usize) -> &[u8] {
-        &self.bins[i * self.d..(i + 1) * self.d]
+    pub fn col(&self, f: usize) -> &[u8] {
+        &self.cols[f * self.n..(f + 1) * self.n]
     }
 }
 
@@ -115,8 +105,7 @@ pub struct Grown {
 impl Grown {
     /// Leaf index that row `i` of `bins` reaches.
     #[inline]
-    pub fn leaf_of(&self, bins: &RowBins, i: usize) -> usize {
-        let row = bins.row(i);
+    pub fn leaf_of(&self, bins: &Bins, i: usize) -> usize {
         let t = &self.tree;
         let mut node = 0usize;
         loop {
@@ -124,7 +113,7 @@ impl Grown {
             if f == LEAF {
                 return t.left[node] as usize;
             }
-            node = if row[f as usize] <= self.split_bin[node] {
+            node = if bins.cols[f as usize * bins.n + i] <= self.split_bin[node] {
                 t.left[node]
             } else {
                 t.right[node]
@@ -133,8 +122,14 @@ impl Grown {
     }
 }
 
-/// Rows per block of a parallel histogram.
-const HIST_BLOCK: usize = 16_384;
+/// Row-feature updates below which a histogram is built on one thread.
+const PAR_MIN_UPDATES: usize = 1 << 16;
+/// Rows whose gradients a histogram pass gathers at a time (64 KiB).
+const HIST_BLOCK: usize = 4096;
+/// Rows from which a histogram pass adds into interleaved copies.
+const HIST_INTERLEAVE_ROWS: usize = 4096;
+/// Interleaved copies of a histogram in a big pass.
+const HIST_COPIES: usize = 8;
 
 #[derive(Clone, Copy, Debug)]
 struct Split {
@@ -158,7 +153,7 @@ struct Leaf {
 }
 
 struct Grower<'a> {
-    bins: &'a RowBins,
+    bins: &'a Bins,
     g: &'a [f64],
     h: &'a [f64],
     p: &'a GrowParams,
@@ -166,32 +161,101 @@ struct Grower<'a> {
 }
 
 impl Grower<'_> {
-    fn hist_serial(&self, rows: &[u32], hist: &mut [[f64; 2]], counts: &mut [u32]) {
-        let d = self.bins.d;
-        let off = &self.bins.offsets[..d];
-        let bins = &self.bins.bins;
-        for &r in rows {
-            let r = r as usize;
-            let (gr, hr) = (self.g[r], self.h[r]);
-            let row = &bins[r * d..r * d + d];
-            for (o, &b) in off.iter().zip(row) {
-                let e = &mut hist[o + b as usize];
-                e[0] += gr;
-                e[1] += hr;
+    /// Adds the gradients of `rows` to the histogram `hist` of features `feats` (`hist`
+    /// starts at the first one's offset), and row counts to `counts` when they are needed.
+    ///
+    /// Rows go in blocks small enough for the cache: a block's gradients are gathered once,
+    /// then each feature's pass reads them and one contiguous column. Consecutive rows often
+    /// share a bin, so big passes add into [`HIST_COPIES`] interleaved copies of a feature's histogram
+    /// to keep neighbouring adds independent. The order of every sum is fixed by the rows
+    /// alone, never by the threads.
+    fn hist_features(
+        &self,
+        feats: std::ops::Range<usize>,
+        rows: &[u32],
+        hist: &mut [[f64; 2]],
+        counts: &mut [u32],
+    ) {
+        let off = &self.bins.offsets;
+        let base = off[feats.start];
+        const K: usize = HIST_COPIES;
+        let copies = if rows.len() >= HIST_INTERLEAVE_ROWS {
+            K
+        } else {
+            1
+        };
+        // A copy's stride is padded so copies of one bin never share an address modulo 4 KiB.
+        let stride = |nb: usize| nb + 3;
+        let mut sub = if copies > 1 {
+            let total: usize = feats.clone().map(|f| stride(off[f + 1] - off[f]) * K).sum();
+            vec![[0.0f64; 2]; total]
+        } else {
+            Vec::new()
+        };
+        let mut gh: Vec<[f64; 2]> = Vec::with_capacity(HIST_BLOCK.min(rows.len()));
+        for block in rows.chunks(HIST_BLOCK) {
+            gh.clear();
+            gh.extend(
+                block
+                    .iter()
+                    .map(|&r| [self.g[r as usize], self.h[r as usize]]),
+            );
+            let mut at = 0;
+            for f in feats.clone() {
+                let col = self.bins.col(f);
+                let (lo, hi) = (off[f] - base, off[f + 1] - base);
+                let st = stride(hi - lo);
+                if copies > 1 {
+                    let s = &mut sub[at..at + st * K];
+                    at += st * K;
+                    let mut pairs = block.chunks_exact(K).zip(gh.chunks_exact(K));
+                    for (r, e) in &mut pairs {
+                        for k in 0..K {
+                            let x = &mut s[k * st + col[r[k] as usize] as usize];
+                            x[0] += e[k][0];
+                            x[1] += e[k][1];
+                        }
+                    }
+                    let tail = block.len() / K * K;
+                    for (&r, e) in block[tail..].iter().zip(&gh[tail..]) {
+                        let x = &mut s[col[r as usize] as usize];
+                        x[0] += e[0];
+                        x[1] += e[1];
+                    }
+                } else {
+                    let hf = &mut hist[lo..hi];
+                    for (&r, e) in block.iter().zip(&gh) {
+                        let x = &mut hf[col[r as usize] as usize];
+                        x[0] += e[0];
+                        x[1] += e[1];
+                    }
+                }
+                if self.need_counts {
+                    let cf = &mut counts[lo..hi];
+                    for &r in block {
+                        cf[col[r as usize] as usize] += 1;
+                    }
+                }
             }
         }
-        if self.need_counts {
-            for &r in rows {
-                let r = r as usize;
-                let row = &bins[r * d..r * d + d];
-                for (o, &b) in off.iter().zip(row) {
-                    counts[o + b as usize] += 1;
+        if copies > 1 {
+            let mut at = 0;
+            for f in feats {
+                let (lo, hi) = (off[f] - base, off[f + 1] - base);
+                let st = stride(hi - lo);
+                let s = &sub[at..at + st * K];
+                at += st * K;
+                for (b, x) in hist[lo..hi].iter_mut().enumerate() {
+                    for k in 0..K {
+                        x[0] += s[k * st + b][0];
+                        x[1] += s[k * st + b][1];
+                    }
                 }
             }
         }
     }
 
-    /// The histogram of `rows`, block by block in parallel when there are many.
+    /// The histogram of `rows`, groups of features in parallel when the node is big.
     fn histogram(&self, rows: &[u32], hist: &mut Vec<[f64; 2]>, counts: &mut Vec<u32>) {
         let nb = self.bins.total_bins();
         hist.clear();
@@ -200,32 +264,35 @@ impl Grower<'_> {
         if self.need_counts {
             counts.resize(nb, 0);
         }
-        if rows.len() < 2 * HIST_BLOCK {
-            self.hist_serial(rows, hist, counts);
+        let d = self.bins.d;
+        if d == 0 {
             return;
         }
-        let parts: Vec<(Vec<[f64; 2]>, Vec<u32>)> = rows
-            .par_chunks(HIST_BLOCK)
-            .map(|chunk| {
-                let mut hh = vec![[0.0; 2]; nb];
-                let mut cc = if self.need_counts {
-                    vec![0u32; nb]
-                } else {
-                    Vec::new()
-                };
-                self.hist_serial(chunk, &mut hh, &mut cc);
-                (hh, cc)
-            })
-            .collect();
-        for (hh, cc) in parts {
-            for (a, b) in hist.iter_mut().zip(&hh) {
-                a[0] += b[0];
-                a[1] += b[1];
-            }
-            for (a, b) in counts.iter_mut().zip(&cc) {
-                *a += b;
-            }
+        if rows.len() * d < PAR_MIN_UPDATES {
+            self.hist_features(0..d, rows, hist, counts);
+            return;
         }
+        // About two groups per thread, so the threads stay busy.
+        let per = d.div_ceil(2 * rayon::current_num_threads()).max(1);
+        let off = &self.bins.offsets;
+        let mut parts = Vec::with_capacity(d.div_ceil(per));
+        let (mut hrest, mut crest) = (&mut hist[..], &mut counts[..]);
+        for lo in (0..d).step_by(per) {
+            let hi = (lo + per).min(d);
+            let len = off[hi] - off[lo];
+            let (hf, hr) = std::mem::take(&mut hrest).split_at_mut(len);
+            let (cf, cr) = if self.need_counts {
+                std::mem::take(&mut crest).split_at_mut(len)
+            } else {
+                (&mut [][..], &mut [][..])
+            };
+            hrest = hr;
+            crest = cr;
+            parts.push((lo..hi, hf, cf));
+        }
+        parts
+            .into_par_iter()
+            .for_each(|(feats, hf, cf)| self.hist_features(feats, rows, hf, cf));
     }
 
     fn score(&self, g: f64, h: f64) -> f64 {
@@ -301,10 +368,64 @@ impl Grower<'_> {
     }
 }
 
+/// Rows per block of a parallel partition.
+const PARTITION_BLOCK: usize = 16_384;
+
+/// Reorders `seg` stably so that rows whose bin in `col` is `<= bin` come first; returns how
+/// many do. Big segments are split in blocks on several threads and joined in block order.
+fn partition(seg: &mut [u32], col: &[u8], bin: u8, scratch: &mut Vec<u32>) -> usize {
+    if seg.len() < 2 * PARTITION_BLOCK {
+        scratch.clear();
+        let mut k = 0;
+        for i in 0..seg.len() {
+            let r = seg[i];
+            if col[r as usize] <= bin {
+                seg[k] = r;
+                k += 1;
+            } else {
+                scratch.push(r);
+            }
+        }
+        seg[k..].copy_from_slice(scratch);
+        return k;
+    }
+    // Each block moves its left rows to its front and reports the count; the blocks' lefts
+    // and rights are then gathered in order.
+    let counts: Vec<usize> = seg
+        .par_chunks_mut(PARTITION_BLOCK)
+        .map(|block| {
+            let mut right = Vec::with_capacity(block.len());
+            let mut k = 0;
+            for i in 0..block.len() {
+                let r = block[i];
+                if col[r as usize] <= bin {
+                    block[k] = r;
+                    k += 1;
+                } else {
+                    right.push(r);
+                }
+            }
+            block[k..].copy_from_slice(&right);
+            k
+        })
+        .collect();
+    scratch.clear();
+    scratch.reserve(seg.len());
+    for (block, &k) in seg.chunks(PARTITION_BLOCK).zip(&counts) {
+        scratch.extend_from_slice(&block[..k]);
+    }
+    let left = scratch.len();
+    for (block, &k) in seg.chunks(PARTITION_BLOCK).zip(&counts) {
+        scratch.extend_from_slice(&block[k..]);
+    }
+    seg.copy_from_slice(scratch);
+    left
+}
+
 /// Grows one tree on `rows` (sorted row indices into `bins`), fitted to gradients `g` and
 /// hessians `h`. `rows` is reordered: each leaf's rows end up contiguous ([`Grown::segments`]).
 pub fn grow(
-    bins: &RowBins,
+    bins: &Bins,
     g: &[f64],
     h: &[f64],
     rows: &mut [u32],
@@ -371,18 +492,7 @@ pub fn grow(
         let s = parent.best.expect("picked a leaf with a split");
         // Stable partition of the parent's rows: bin <= s.bin to the left.
         let seg = &mut rows[parent.start..parent.end];
-        scratch.clear();
-        let mut k = 0;
-        for i in 0..seg.len() {
-            let r = seg[i];
-            if bins.bins[r as usize * d + s.feature] as usize <= s.bin {
-                seg[k] = r;
-                k += 1;
-            } else {
-                scratch.push(r);
-            }
-        }
-        seg[k..].copy_from_slice(&scratch);
+        let k = partition(seg, bins.col(s.feature), s.bin as u8, &mut scratch);
         let mid = parent.start + k;
         gain[s.feature] += s.gain;
 
@@ -511,7 +621,7 @@ mod tests {
             n: 100,
             d: 2,
         };
-        let bins = RowBins::new(x, 256);
+        let bins = Bins::new(x, 256);
         let h = vec![1.0; 100];
         let mut rows: Vec<u32> = (0..100).collect();
         let t = grow(&bins, &g, &h, &mut rows, &params(), &mut Rng::new(1));
@@ -539,7 +649,7 @@ mod tests {
             n: 200,
             d: 1,
         };
-        let bins = RowBins::new(x, 256);
+        let bins = Bins::new(x, 256);
         let mut p = params();
         p.max_leaves = 5;
         let mut rows: Vec<u32> = (0..200).collect();
@@ -558,20 +668,50 @@ mod tests {
     }
 
     #[test]
-    fn a_parallel_histogram_equals_the_serial_one() {
-        let n = 3 * HIST_BLOCK + 17;
+    fn the_parallel_partition_is_stable_like_the_serial_one() {
+        let n = 5 * PARTITION_BLOCK + 123;
+        let mut r = Rng::new(9);
+        let col: Vec<u8> = (0..n).map(|_| r.index(10) as u8).collect();
+        let rows: Vec<u32> = (0..n as u32).filter(|i| i % 3 != 1).collect();
+        let mut want: Vec<u32> = rows
+            .iter()
+            .copied()
+            .filter(|&i| col[i as usize] <= 4)
+            .collect();
+        let k = want.len();
+        want.extend(rows.iter().copied().filter(|&i| col[i as usize] > 4));
+        let mut big = rows.clone();
+        assert_eq!(partition(&mut big, &col, 4, &mut Vec::new()), k);
+        assert_eq!(big, want);
+        let mut small = rows[..1000].to_vec();
+        let k = partition(&mut small, &col, 4, &mut Vec::new());
+        assert!(small[..k].iter().all(|&i| col[i as usize] <= 4));
+        assert!(small[..k].windows(2).all(|w| w[0] < w[1]));
+        assert!(small[k..].windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn histograms_equal_the_sums_of_their_rows_on_every_path() {
+        // Big enough for the parallel and interleaved paths, then a small subset.
+        let n = 70_000;
         let mut r = Rng::new(3);
-        let data: Vec<f64> = (0..n * 3).map(|_| r.next_f64()).collect();
+        let data: Vec<f64> = (0..n * 3)
+            .map(|i| {
+                if i % 3 == 2 {
+                    r.index(3) as f64
+                } else {
+                    r.next_f64()
+                }
+            })
+            .collect();
         let g: Vec<f64> = (0..n).map(|_| r.next_f64() - 0.5).collect();
         let h: Vec<f64> = (0..n).map(|_| r.next_f64()).collect();
-        let bins = RowBins::new(
-            Matrix {
-                data: &data,
-                n,
-                d: 3,
-            },
-            64,
-        );
+        let x = Matrix {
+            data: &data,
+            n,
+            d: 3,
+        };
+        let bins = Bins::new(x, 64);
         let p = GrowParams {
             min_samples_leaf: 2,
             ..params()
@@ -583,16 +723,30 @@ mod tests {
             p: &p,
             need_counts: true,
         };
-        let rows: Vec<u32> = (0..n as u32).collect();
-        let (mut a, mut ac) = (Vec::new(), Vec::new());
-        gr.histogram(&rows, &mut a, &mut ac);
-        let mut b = vec![[0.0; 2]; bins.total_bins()];
-        let mut bc = vec![0u32; bins.total_bins()];
-        gr.hist_serial(&rows, &mut b, &mut bc);
-        assert_eq!(ac, bc);
-        for (x, y) in a.iter().zip(&b) {
-            assert!((x[0] - y[0]).abs() < 1e-9 && (x[1] - y[1]).abs() < 1e-9);
+        let all: Vec<u32> = (0..n as u32).collect();
+        let some: Vec<u32> = (0..n as u32).filter(|i| i % 7 == 3).take(500).collect();
+        for rows in [all, some] {
+            let (mut a, mut ac) = (Vec::new(), Vec::new());
+            gr.histogram(&rows, &mut a, &mut ac);
+            let mut b = vec![[0.0; 2]; bins.total_bins()];
+            let mut bc = vec![0u32; bins.total_bins()];
+            for &i in &rows {
+                let i = i as usize;
+                for f in 0..3 {
+                    let e = bins.offsets[f] + bins.cols[f * n + i] as usize;
+                    b[e][0] += g[i];
+                    b[e][1] += h[i];
+                    bc[e] += 1;
+                }
+            }
+            assert_eq!(ac, bc);
+            for (x, y) in a.iter().zip(&b) {
+                assert!((x[0] - y[0]).abs() < 1e-9 && (x[1] - y[1]).abs() < 1e-9);
+            }
+            assert_eq!(
+                ac.iter().map(|c| *c as usize).sum::<usize>(),
+                3 * rows.len()
+            );
         }
-        assert_eq!(ac.iter().map(|c| *c as usize).sum::<usize>(), 3 * n);
     }
 }

@@ -288,6 +288,13 @@ pub struct LocalCompute {
 }
 
 impl TrainingJobSpec {
+    /// Whether training chooses something on validation rows: tuning compares candidates
+    /// there, and early stopping (`early_stopping_rounds`) picks the round. Such a job gets
+    /// validation rows (the split's, or carved from train), and the test rows stay held out.
+    pub fn selects_on_validation(&self) -> bool {
+        self.tuning.is_some() || crate::builtins::stops_early(&self.hyperparameters)
+    }
+
     /// Fields of this kind (under `spec`) that change what it carries, not what it produces:
     /// a change to one updates the resource in place and never retrains. Every other field
     /// is part of the fingerprint. (`metadata.labels` is in place on every kind.)

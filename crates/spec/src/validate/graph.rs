@@ -275,7 +275,11 @@ pub(super) fn check_graph(resources: Vec<Resource>, ctx: &mut Ctx) -> Vec<Resour
                         )
                         .hint = Some(format!(
                             "use {} (they take weights), or make `{}` `role: ignore` in {}",
-                            can.join(" or "),
+                            match can.split_last() {
+                                Some((last, rest)) if !rest.is_empty() =>
+                                    format!("{} or {last}", rest.join(", ")),
+                                _ => can.join(" or "),
+                            },
                             w.name,
                             ds_res.location.file
                         ));

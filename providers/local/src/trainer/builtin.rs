@@ -11,6 +11,7 @@ use crate::PROVIDER;
 use crate::builtin::SEED;
 use crate::compute::Limits;
 use crate::process::note;
+use mlctl_core::components::Evaluation;
 use mlctl_core::error::{ErrorKind, ProviderError, Result};
 use mlctl_ml::Table;
 use mlctl_ml::rng::Rng;
@@ -92,16 +93,21 @@ pub(crate) fn run(t: &TrialRun<'_>, cancel: &watch::Receiver<bool>) -> Result<Tr
             algorithm,
             hyperparameters: t.params,
             train: &train,
+            validation: rows.validation.as_ref(),
             eval,
             eval_name: held_out,
             target: job.target_column.as_deref(),
             schema: job.schema.as_ref(),
             threads: Limits::of(job.spec.compute.as_ref()).threads,
             lineage,
+            importance: !t.trial,
         },
         &dir,
     )?;
     let (metrics, fit_secs) = (fitted.metrics, fitted.fit_secs);
+    let mut record = record;
+    record.early_stopping = fitted.early_stopping;
+    record.importance = fitted.importance;
     note(
         &t.log,
         &format!(
@@ -125,7 +131,8 @@ pub(crate) fn hold_out(
     log: &Path,
 ) -> Result<TrialOutput> {
     let dir = dir.join("model");
-    let metrics = crate::builtin::hold_out(rows, &chosen.model_dir, &dir)?;
+    let fitted = crate::builtin::hold_out(rows, &chosen.model_dir, &dir)?;
+    let metrics = fitted.metrics;
     note(
         log,
         &format!(
@@ -138,6 +145,10 @@ pub(crate) fn hold_out(
     Ok(TrialOutput {
         metrics,
         model_dir: dir,
-        evaluation: Some(rows.record.clone()),
+        evaluation: Some(Evaluation {
+            early_stopping: fitted.early_stopping,
+            importance: fitted.importance,
+            ..rows.record.clone()
+        }),
     })
 }

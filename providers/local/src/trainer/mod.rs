@@ -559,7 +559,10 @@ async fn execute(
         let rows = if job.spec.algorithm.is_some() || tuned {
             let j = job.clone();
             Some(Arc::new(
-                blocking("split", move || evaluation::rows(&j, tuned)).await?,
+                blocking("split", move || {
+                    evaluation::rows(&j, j.spec.selects_on_validation())
+                })
+                .await?,
             ))
         } else {
             None

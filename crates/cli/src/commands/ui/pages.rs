@@ -677,6 +677,9 @@ fn run_page(ui: &Ui, s: &Session, id: &str) -> Result<Page> {
             .collect::<Vec<_>>(),
     ));
     body.push_str("</section></div>");
+    if let Some(e) = &r.evaluation {
+        body.push_str(&training_section(e));
+    }
     let trials: Vec<&RunRecord> = runs
         .iter()
         .filter(|t| t.parent.as_deref() == Some(r.id.as_str()))
@@ -694,6 +697,66 @@ fn run_page(ui: &Ui, s: &Session, id: &str) -> Result<Page> {
         body.push_str(&trials_section(&trials, &objective, minimize));
     }
     done(ui, s, "/runs", &format!("Run {}", short(&r.id, 12)), &body)
+}
+
+/// What training reported beyond metrics: early stopping's rounds, and feature importance as
+/// a table with a bar per column.
+fn training_section(e: &mlctl_core::components::Evaluation) -> String {
+    let mut out = String::new();
+    if e.early_stopping.is_none() && e.importance.is_empty() {
+        return out;
+    }
+    out.push_str("<section id=\"training\"><h2>Training</h2>");
+    if let Some(es) = &e.early_stopping {
+        out.push_str(&kv_table(
+            "run-early-stopping",
+            &[
+                ("Rounds kept".to_string(), es.best_round.to_string()),
+                ("Rounds trained".to_string(), es.rounds_trained.to_string()),
+                ("Patience".to_string(), es.patience.to_string()),
+                ("Validation loss".to_string(), num(es.best_loss)),
+            ],
+        ));
+    }
+    if !e.importance.is_empty() {
+        let top = |f: fn(&mlctl_ml::importance::Importance) -> Option<f64>| {
+            e.importance
+                .iter()
+                .filter_map(f)
+                .fold(0.0f64, |a, v| a.max(v))
+        };
+        let (gmax, pmax) = (top(|i| i.gain), top(|i| i.permutation));
+        let bar = |v: Option<f64>, max: f64| match v {
+            Some(v) => format!(
+                "<td class=\"num\">{}<span class=\"bar\" style=\"display:inline-block;height:0.7em;margin-left:0.4em;background:#4a7bd0;width:{:.0}px\"></span></td>",
+                num(v),
+                if max > 0.0 {
+                    (v.max(0.0) / max * 120.0).round()
+                } else {
+                    0.0
+                }
+            ),
+            None => "<td class=\"num\">-</td>".to_string(),
+        };
+        let _ = write!(
+            out,
+            "<h3>Feature importance</h3><p>Gain: the column's share of the split gain. Permutation: how much the score falls when the column is shuffled in the {} rows (mean of {} shuffles).</p><table class=\"list\" id=\"run-importance\"><thead><tr><th>Feature</th><th>Gain</th><th>Permutation</th></tr></thead><tbody>",
+            esc(&e.scored_on),
+            mlctl_ml::importance::REPEATS
+        );
+        for i in &e.importance {
+            let _ = write!(
+                out,
+                "<tr><td>{}</td>{}{}</tr>",
+                esc(&i.feature),
+                bar(i.gain, gmax),
+                bar(i.permutation, pmax)
+            );
+        }
+        out.push_str("</tbody></table>");
+    }
+    out.push_str("</section>");
+    out
 }
 
 /// Tuning trials: the objective by trial (the best flagged), and a parallel-coordinates
@@ -1852,6 +1915,55 @@ mod tests {
             "strings are not an axis"
         );
         assert_eq!(max.matches("class=\"pline").count(), 3);
+    }
+
+    #[test]
+    fn the_training_section_shows_the_kept_rounds_and_a_bar_per_feature() {
+        let imp = |feature: &str, gain: f64, permutation: f64| mlctl_ml::importance::Importance {
+            feature: feature.into(),
+            gain: Some(gain),
+            permutation: Some(permutation),
+            permutation_std: Some(0.01),
+        };
+        let e = mlctl_core::components::Evaluation {
+            data_digest: String::new(),
+            train_rows: 90,
+            validation_rows: Some(30),
+            validation_from: Some("validation split".into()),
+            test_rows: 30,
+            test_from: "test split".into(),
+            seed: 0,
+            scored_on: "test".into(),
+            early_stopping: Some(mlctl_ml::algo::boosting::EarlyStopping {
+                best_round: 17,
+                rounds_trained: 22,
+                patience: 5,
+                best_loss: 0.25,
+            }),
+            importance: vec![imp("petal_width", 0.75, 0.4), imp("<b>", 0.25, 0.0)],
+        };
+        let html = training_section(&e);
+        assert!(html.contains("<th>Rounds kept</th><td>17</td>"), "{html}");
+        assert!(
+            html.contains("<th>Rounds trained</th><td>22</td>"),
+            "{html}"
+        );
+        // The top feature's bars are full width; a zero permutation draws none.
+        assert_eq!(html.matches("width:120px").count(), 2, "{html}");
+        assert!(
+            html.contains("width:40px") && html.contains("width:0px"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<td>&lt;b&gt;</td>"),
+            "names are escaped: {html}"
+        );
+        let none = mlctl_core::components::Evaluation {
+            early_stopping: None,
+            importance: Vec::new(),
+            ..e
+        };
+        assert_eq!(training_section(&none), "");
     }
 
     #[test]
