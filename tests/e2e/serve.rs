@@ -1049,3 +1049,81 @@ fn the_image_entrypoint_serves_a_model_mounted_one_folder_down_and_is_the_cli_ot
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("2 of its sub-directories"), "{err}");
 }
+
+#[test]
+fn predict_explain_prints_each_columns_contribution_to_a_boosted_models_margin() {
+    let (p, _port) = crate::common::iris_on_a_free_port("{type: all-at-once}");
+    p.replace(
+        "ml/train.yaml",
+        "  algorithm: logistic_regression\n  hyperparameters:\n    C: 1.0\n    max_iter: 200\n",
+        "  algorithm: gradient_boosting\n  hyperparameters:\n    n_estimators: 30\n",
+    );
+    let p = p.into_git();
+    struct Stop(PathBuf);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            kill_endpoints(&self.0);
+        }
+    }
+    let _stop = Stop(p.path().join(".mlctl/local"));
+    p.mlctl(&["apply", "--auto-approve", "--target", "local"])
+        .expect_code(0);
+    p.write("rows.csv", "6.3,3.3,6.0,2.5\n5.1,3.5,1.4,0.2\n");
+    let human = p
+        .mlctl(&[
+            "predict",
+            "iris",
+            "-d",
+            "rows.csv",
+            "--target",
+            "local",
+            "--explain",
+        ])
+        .expect_code(0);
+    let out = &human.stdout;
+    assert!(out.starts_with("virginica\n  setosa (margin): "), "{out}");
+    assert!(out.contains("\nsetosa\n  setosa (margin): "), "{out}");
+    assert_eq!(
+        out.matches(" (margin): ").count(),
+        6,
+        "three classes per row: {out}"
+    );
+    assert_eq!(out.matches("  petal_length\n").count(), 6, "{out}");
+
+    let json = p
+        .mlctl(&[
+            "predict",
+            "iris",
+            "-d",
+            "rows.csv",
+            "--target",
+            "local",
+            "--explain",
+            "-o",
+            "json",
+        ])
+        .expect_code(0);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let e = &v["explanations"];
+    assert_eq!(e["outputs"], json!(["setosa", "versicolor", "virginica"]));
+    assert_eq!(
+        e["features"],
+        json!(["sepal_length", "sepal_width", "petal_length", "petal_width"])
+    );
+    // The class with the highest margin (base + contributions) is the prediction.
+    for (row, want) in ["virginica", "setosa"].iter().enumerate() {
+        let margins: Vec<f64> = (0..3)
+            .map(|o| {
+                e["base_values"][o].as_f64().unwrap()
+                    + (0..4)
+                        .map(|f| e["contributions"][row][f][o].as_f64().unwrap())
+                        .sum::<f64>()
+            })
+            .collect();
+        let best = (0..3)
+            .max_by(|a, b| margins[*a].total_cmp(&margins[*b]))
+            .unwrap();
+        assert_eq!(e["outputs"][best], *want, "{margins:?}");
+        assert_eq!(v["predictions"][row], *want);
+    }
+}

@@ -16,6 +16,7 @@
 pub mod algo;
 pub mod digest;
 pub mod drift;
+pub mod explain;
 pub mod guard;
 pub mod importance;
 pub mod metrics;

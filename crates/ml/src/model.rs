@@ -670,6 +670,26 @@ impl PortableModel {
         self.predict_rows(&rows)
     }
 
+    /// The fitted encoding of the inputs.
+    pub(crate) fn preprocessor(&self) -> &Preprocessor {
+        &self.pre
+    }
+
+    /// Per-prediction contributions of raw rows (see [`crate::explain`]), checked as
+    /// [`PortableModel::predict_f64`] checks them.
+    ///
+    /// # Errors
+    /// A value the signature refuses, or a model that is not a tree model with node covers.
+    pub fn explain_f64(
+        &self,
+        features: &[f64],
+        n_rows: usize,
+    ) -> Result<crate::explain::Explanation, crate::explain::ExplainError> {
+        self.run_f64(features, n_rows, true, |_| ())
+            .map_err(crate::explain::ExplainError::Input)?;
+        crate::explain::explain(self, features, n_rows)
+    }
+
     /// Predicts raw rows: `features` is row-major, `n_rows` x inputs (see the module docs).
     pub fn predict_f64(
         &self,

@@ -15,6 +15,8 @@ pub struct Portable {
     model: PortableModel,
     schema: InputSchema,
     output: Output,
+    /// Whether the model explains its predictions, or why not (found once, at load).
+    explainable: Result<(), String>,
 }
 
 impl Portable {
@@ -40,10 +42,14 @@ impl Portable {
         } else {
             Output::Classes(model.classes().to_vec())
         };
+        let explainable = mlctl_ml::explain::explain(&model, &[], 0)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
         Portable {
             schema: InputSchema::new(columns),
             output,
             model,
+            explainable,
         }
     }
 
@@ -94,6 +100,19 @@ impl Predictor for Portable {
         }
         self.model
             .scores_f64(raw, rows, out)
+            .map_err(|e| ServeError::Predict(e.to_string()))
+    }
+
+    fn explainable(&self) -> Result<(), String> {
+        self.explainable.clone()
+    }
+
+    fn explain(
+        &self,
+        raw: &[f64],
+        rows: usize,
+    ) -> Result<mlctl_ml::explain::Explanation, ServeError> {
+        mlctl_ml::explain::explain(&self.model, raw, rows)
             .map_err(|e| ServeError::Predict(e.to_string()))
     }
 

@@ -38,6 +38,22 @@ pub trait Predictor: Send + Sync + 'static {
             "this model gives no class probabilities".into(),
         ))
     }
+    /// Whether [`Predictor::explain`] works for this model, or why not in words (what a
+    /// request asking for explanations is answered, as a 400).
+    fn explainable(&self) -> Result<(), String> {
+        Err("this model gives no explanations".into())
+    }
+    /// Per-prediction contributions of each input column (TreeSHAP for tree models). Same
+    /// input contract as `predict`.
+    fn explain(
+        &self,
+        _raw: &[f64],
+        _rows: usize,
+    ) -> Result<mlctl_ml::explain::Explanation, ServeError> {
+        Err(ServeError::Predict(
+            "this model gives no explanations".into(),
+        ))
+    }
     /// The classes as JSON literals, typed as the training label was (`0`, not `"0"`, for
     /// an int label). `None`: the labels of [`Output::Classes`] as JSON strings.
     fn class_literals(&self) -> Option<Vec<String>> {

@@ -825,6 +825,7 @@ async fn invoke(app: Arc<App>, req: Request, id: &HeaderValue) -> Response {
             Answer {
                 csv: accept_csv,
                 proba: wants_proba(parts.uri.query()),
+                explain: wants_explanations(parts.uri.query()),
             },
             Call { at: t0, id },
         ),
@@ -858,6 +859,13 @@ struct Answer {
     /// `?predict_method=predict_proba`: class probabilities (also asked by the body's MLflow
     /// `params`).
     proba: bool,
+    /// `?explain=true`: each input column's contribution to each prediction.
+    explain: bool,
+}
+
+/// `?explain=true` in the query string.
+fn wants_explanations(query: Option<&str>) -> bool {
+    query.is_some_and(|q| q.split('&').any(|kv| kv == "explain=true"))
 }
 
 /// `?predict_method=predict_proba` in the query string (MLflow's inference parameter, for
@@ -938,6 +946,16 @@ fn predict(
             "this model is not a classifier, so it has no class probabilities; ask without `predict_method: predict_proba`",
         ));
     }
+    if answer.explain {
+        if accept_csv {
+            return fail(InputError::bad(
+                "explanations come as JSON: ask with `Accept: application/json`, or without `explain=true`",
+            ));
+        }
+        if let Err(why) = p.explainable() {
+            return fail(InputError::bad(format!("cannot explain: {why}")));
+        }
+    }
     let mut preds = Vec::with_capacity(rows);
     let result = p.predict(&raw, rows, &mut preds);
     let mut probs = Vec::new();
@@ -996,6 +1014,27 @@ fn predict(
         }
         out.push_str("]}");
     }
+    if answer.explain {
+        match p.explain(&raw, rows) {
+            Ok(e) if e.contributions.len() == rows * e.features.len() * e.outputs.len() => {
+                out.pop();
+                write_explanations(&mut out, &e);
+                out.push('}');
+            }
+            Ok(_) => {
+                return failed(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the model's explanation does not match its rows",
+                );
+            }
+            Err(e) => {
+                return failed(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &format!("the model failed to explain: {e}"),
+                );
+            }
+        }
+    }
     let elapsed = t0.elapsed();
     variant.metrics.observe(200, rows, elapsed);
     let warned = parsed.warnings > 0 && app.enforce == mlctl_spec::Enforce::Warn;
@@ -1043,6 +1082,59 @@ fn predict(
         }
     }
     r
+}
+
+/// `,"explanations":{...}`: what contributions add up to (`space`), the outputs explained,
+/// the input columns, the base value per output and, per row, per column, per output, the
+/// contribution.
+fn write_explanations(out: &mut String, e: &mlctl_ml::explain::Explanation) {
+    use crate::json::{push_number, push_string};
+    let list = |out: &mut String, items: &[String]| {
+        out.push('[');
+        for (i, s) in items.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_string(out, s);
+        }
+        out.push(']');
+    };
+    out.push_str(",\"explanations\":{\"space\":");
+    push_string(out, e.space);
+    out.push_str(",\"outputs\":");
+    list(out, &e.outputs);
+    out.push_str(",\"features\":");
+    list(out, &e.features);
+    out.push_str(",\"base_values\":[");
+    for (i, b) in e.base_values.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_number(out, *b);
+    }
+    out.push_str("],\"contributions\":[");
+    let (nf, no) = (e.features.len(), e.outputs.len());
+    for (r, row) in e.contributions.chunks(nf * no).enumerate() {
+        if r > 0 {
+            out.push(',');
+        }
+        out.push('[');
+        for (f, col) in row.chunks(no).enumerate() {
+            if f > 0 {
+                out.push(',');
+            }
+            out.push('[');
+            for (o, v) in col.iter().enumerate() {
+                if o > 0 {
+                    out.push(',');
+                }
+                push_number(out, *v);
+            }
+            out.push(']');
+        }
+        out.push(']');
+    }
+    out.push_str("]}");
 }
 
 /// `{"predictions": [[p, ...], ...], "classes": [...]}` (or CSV lines of probabilities).

@@ -1159,3 +1159,143 @@ async fn unknown_routes_and_methods_answer_the_json_error_shape() {
     s.still_predicts().await;
     s.stop().await;
 }
+
+/// A boosted two-class model and a logistic regression on the same small table, saved.
+fn explained_models(dir: &Path) -> (PathBuf, PathBuf) {
+    use mlctl_ml::table::{ColumnData, Table};
+    let n = 300;
+    let x: Vec<f64> = (0..n).map(|i| (i % 50) as f64).collect();
+    let z: Vec<f64> = (0..n).map(|i| ((i * 7) % 13) as f64).collect();
+    let c: Vec<Option<String>> = (0..n)
+        .map(|i| Some(["red", "blue", "green"][i % 3].to_string()))
+        .collect();
+    let y: Vec<Option<String>> = (0..n)
+        .map(|i| {
+            let yes =
+                (x[i] > 20.0) != (i % 9 == 0) || c[i].as_deref() == Some("green") && z[i] > 9.0;
+            Some(if yes { "yes" } else { "no" }.to_string())
+        })
+        .collect();
+    let t = Table::from_columns([
+        ("x", ColumnData::Float(x)),
+        ("z", ColumnData::Float(z)),
+        ("c", ColumnData::Str(c)),
+        ("y", ColumnData::Str(y)),
+    ])
+    .unwrap();
+    let save = |algorithm, hp: serde_json::Value, name: &str| {
+        let hp = serde_json::from_value(hp).unwrap();
+        let m = mlctl_ml::train(mlctl_ml::TrainRequest {
+            algorithm,
+            hyperparameters: &hp,
+            train: &t,
+            validation: None,
+            target: Some("y"),
+            seed: 1,
+            schema: None,
+        })
+        .unwrap();
+        let d = dir.join(name);
+        m.save(&d).unwrap();
+        d
+    };
+    (
+        save(
+            mlctl_spec::Algorithm::GradientBoosting,
+            serde_json::json!({"n_estimators": 40}),
+            "gb",
+        ),
+        save(
+            mlctl_spec::Algorithm::LogisticRegression,
+            serde_json::json!({}),
+            "lr",
+        ),
+    )
+}
+
+async fn ask(s: &Server, body: &'static str, query: &str, accept: &str) -> Response {
+    s.client
+        .send(
+            "POST",
+            &format!("{}/invocations?{query}", s.base),
+            &[("content-type", "application/json"), ("accept", accept)],
+            Bytes::from(body),
+            Duration::from_secs(60),
+        )
+        .await
+        .expect("answer")
+}
+
+#[tokio::test]
+async fn explain_true_answers_contributions_that_add_up_to_the_log_odds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (gb, lr) = explained_models(tmp.path());
+    let mut o = ServerOptions::new(mlctl_serve::model::default_loader());
+    o.addr = "127.0.0.1:0".parse().unwrap();
+    o.threads = 2;
+    let mut v = VariantConfig::model_dir("gb", gb, 100);
+    v.model = "m".into();
+    v.version = "1".into();
+    let s = Server::start(o, vec![v]).await;
+    let body = r#"{"dataframe_split": {"columns": ["x", "z", "c"], "data": [[3, 10, "green"], [42, 1, "red"], [25, 12, "blue"]]}}"#;
+    let r = ask(
+        &s,
+        body,
+        "predict_method=predict_proba&explain=true",
+        "application/json",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = body_json(&r);
+    let e = &v["explanations"];
+    assert_eq!(e["space"], "margin", "{v}");
+    assert_eq!(e["outputs"], serde_json::json!(["yes"]));
+    assert_eq!(e["features"], serde_json::json!(["x", "z", "c"]));
+    let base = e["base_values"][0].as_f64().unwrap();
+    let yes = v["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|c| c == "yes")
+        .unwrap();
+    for (row, p) in v["predictions"].as_array().unwrap().iter().enumerate() {
+        let p = p[yes].as_f64().unwrap();
+        let contributions = e["contributions"][row].as_array().unwrap();
+        assert_eq!(contributions.len(), 3);
+        let sum: f64 = contributions.iter().map(|c| c[0].as_f64().unwrap()).sum();
+        let log_odds = (p / (1.0 - p)).ln();
+        assert!(
+            (base + sum - log_odds).abs() < 1e-6,
+            "row {row}: {base} + {sum} vs {log_odds}"
+        );
+    }
+    // Plain predictions carry none; CSV answers cannot carry them.
+    let plain = body_json(&ask(&s, body, "", "application/json").await);
+    assert!(plain.get("explanations").is_none(), "{plain}");
+    let csv = ask(&s, body, "explain=true", "text/csv").await;
+    assert_eq!(csv.status, 400);
+    assert!(
+        csv.text().contains("explanations come as JSON"),
+        "{}",
+        csv.text()
+    );
+    s.stop().await;
+
+    // A model that is not a tree model says so.
+    let mut o = ServerOptions::new(mlctl_serve::model::default_loader());
+    o.addr = "127.0.0.1:0".parse().unwrap();
+    o.threads = 1;
+    let mut v = VariantConfig::model_dir("lr", lr, 100);
+    v.model = "m".into();
+    v.version = "1".into();
+    let s = Server::start(o, vec![v]).await;
+    let r = ask(&s, body, "explain=true", "application/json").await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.text()
+            .contains("cannot explain: explanations are computed for tree models"),
+        "{}",
+        r.text()
+    );
+    s.stop().await;
+}

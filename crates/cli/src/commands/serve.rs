@@ -129,6 +129,54 @@ pub struct PredictArgs {
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t)]
     pub output: PredictOutput,
+    /// Also ask for each input column's contribution to each prediction (TreeSHAP, for tree
+    /// models): the endpoint's `?explain=true`.
+    #[arg(long)]
+    pub explain: bool,
+}
+
+/// Contributions `mlctl predict --explain` prints per row (largest first); `-o json` has
+/// them all.
+const SHOWN_CONTRIBUTIONS: usize = 5;
+
+/// Prints row `row` of an endpoint's `explanations` under its prediction: the base value
+/// and the largest contributions, per output.
+fn print_explanation(e: &serde_json::Value, row: usize) {
+    let names = |k: &str| -> Vec<String> {
+        e[k].as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|v| v.as_str().unwrap_or("").to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (outputs, features) = (names("outputs"), names("features"));
+    let space = e["space"].as_str().unwrap_or("");
+    let Some(contrib) = e["contributions"][row].as_array() else {
+        return;
+    };
+    for (o, output) in outputs.iter().enumerate() {
+        let base = e["base_values"][o].as_f64().unwrap_or(f64::NAN);
+        let mut items: Vec<(&str, f64)> = features
+            .iter()
+            .zip(contrib)
+            .map(|(f, c)| (f.as_str(), c[o].as_f64().unwrap_or(0.0)))
+            .collect();
+        let total: f64 = base + items.iter().map(|(_, c)| c).sum::<f64>();
+        items.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()).then(a.0.cmp(b.0)));
+        println!("  {output} ({space}): {total:.6} = base {base:.6}");
+        for (f, c) in items.iter().take(SHOWN_CONTRIBUTIONS) {
+            println!("    {c:+.6}  {f}");
+        }
+        if items.len() > SHOWN_CONTRIBUTIONS {
+            let rest: f64 = items[SHOWN_CONTRIBUTIONS..].iter().map(|(_, c)| c).sum();
+            println!(
+                "    {rest:+.6}  ({} more columns; `-o json` lists them)",
+                items.len() - SHOWN_CONTRIBUTIONS
+            );
+        }
+    }
 }
 
 fn duration_arg(s: &str) -> Result<Duration, String> {
@@ -469,7 +517,10 @@ pub fn run_predict(project: &Path, args: PredictArgs) -> Result<u8> {
     let resp = rt
         .block_on(mlctl_serve::client::Client::new().send(
             "POST",
-            &format!("{url}/invocations"),
+            &format!(
+                "{url}/invocations{}",
+                if args.explain { "?explain=true" } else { "" }
+            ),
             &headers,
             body.into(),
             Duration::from_secs(120),
@@ -486,10 +537,13 @@ pub fn run_predict(project: &Path, args: PredictArgs) -> Result<u8> {
                 serde_json::from_slice(&resp.body).context("the endpoint's answer is not JSON")?;
             match v.get("predictions").and_then(|p| p.as_array()) {
                 Some(preds) => {
-                    for p in preds {
+                    for (row, p) in preds.iter().enumerate() {
                         match p {
                             serde_json::Value::String(s) => println!("{s}"),
                             other => println!("{other}"),
+                        }
+                        if let Some(e) = v.get("explanations") {
+                            print_explanation(e, row);
                         }
                     }
                 }

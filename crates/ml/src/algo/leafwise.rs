@@ -447,6 +447,7 @@ pub fn grow(
         right: vec![0],
         values: Vec::new(),
         n_out: 1,
+        cover: vec![rows.len() as f64],
     };
     let mut split_bin = vec![0u8];
     let mut gain = vec![0.0; d];
@@ -502,8 +503,11 @@ pub fn grow(
             tree.threshold.push(0.0);
             tree.left.push(0);
             tree.right.push(0);
+            tree.cover.push(0.0);
             split_bin.push(0);
         }
+        tree.cover[l] = (mid - parent.start) as f64;
+        tree.cover[l + 1] = (parent.end - mid) as f64;
         tree.feature[parent.node] = s.feature as u32;
         tree.threshold[parent.node] = bins.edges[s.feature][s.bin];
         tree.left[parent.node] = l as u32;

@@ -10,6 +10,7 @@ pub mod kmeans;
 pub mod leafwise;
 pub mod linear;
 pub mod logistic;
+pub mod shap;
 pub mod tree;
 
 use serde::{Deserialize, Serialize};

@@ -36,6 +36,10 @@ pub struct Tree {
     pub values: Vec<f64>,
     /// Values per leaf.
     pub n_out: usize,
+    /// Training rows (weighted) that reached each node: what TreeSHAP averages the paths
+    /// by. Empty in models written before mlctl recorded it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cover: Vec<f64>,
 }
 
 impl Tree {
@@ -422,6 +426,7 @@ impl Builder<'_> {
                 Fit::Classes { k, .. } => k,
                 _ => 1,
             },
+            cover: vec![0.0],
         };
         let mut n_leaves = 0u32;
         let total = self.totals(&rows);
@@ -435,6 +440,7 @@ impl Builder<'_> {
         };
         while let Some((node, start, end, depth, total)) = stack.pop() {
             let count = self.count(&total);
+            tree.cover[node] = count;
             let can_split = self.p.max_depth.is_none_or(|m| depth < m)
                 && count >= self.p.min_samples_split.max(2) as f64
                 && count >= 2.0 * self.p.min_samples_leaf.max(1) as f64
@@ -475,6 +481,7 @@ impl Builder<'_> {
                 tree.threshold.push(0.0);
                 tree.left.push(0);
                 tree.right.push(0);
+                tree.cover.push(0.0);
             }
             tree.feature[node] = best.feature as u32;
             tree.threshold[node] = self.binned.edges[best.feature][best.bin];
