@@ -2,18 +2,19 @@
 //!
 //! The method is LightGBM's:
 //!
-//! - Features are binned once ([`Bins`], row-major `u8` bins, so one pass over a node's rows
-//!   reads each row's bins from one cache line).
+//! - Features are binned once ([`Bins`], feature-major `u8` bins, so a histogram pass over
+//!   one feature and a split's partition read one contiguous column).
 //! - A node's histogram holds, per bin of every feature, the sum of gradients and hessians
-//!   (and of rows, when `min_samples_leaf` needs counts). Big nodes build it over fixed blocks
-//!   of rows on several threads and add the blocks in order, so the floats do not depend on the
-//!   thread count.
+//!   (and of rows, when `min_samples_leaf` needs counts). It is built over cache-sized blocks
+//!   of rows whose gradients are gathered once, groups of features on several threads; every
+//!   sum runs in row order, so the floats do not depend on the thread count.
 //! - Histogram subtraction: when a leaf splits, only the smaller child's histogram is built
 //!   from its rows; the larger child's is the parent's minus it.
 //! - Leaf-wise growth: the leaf whose best split gains most is split next, until `max_leaves`
 //!   leaves, `max_depth`, or no split gains.
-//! - Each leaf owns a contiguous segment of the row array, partitioned stably in place, so
-//!   the raw scores are updated from the segments without walking the tree.
+//! - Each leaf owns a contiguous segment of the row array, partitioned stably (big segments
+//!   in parallel blocks), so the raw scores are updated from the segments without walking
+//!   the tree, and each node's row count is its TreeSHAP cover.
 
 use super::Matrix;
 use super::tree::{Binned, LEAF, Tree};
